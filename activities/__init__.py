@@ -1,0 +1,9 @@
+"""Activities: ``BaseActivity`` and the activities that ship with Libero Flow.
+
+User activities live in this package or in the packages named by
+``FLOW_ACTIVITY_PACKAGES``; :mod:`activities.discovery` finds them.
+"""
+
+from activities.base import BaseActivity
+
+__all__ = ["BaseActivity"]

@@ -1,0 +1,60 @@
+"""``BaseActivity``: what every activity subclasses."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+
+class BaseActivity:
+    """One step of a workflow. Subclass it and implement :meth:`do_activity`.
+
+    ``do_activity()`` returns :attr:`SUCCEEDED`, :attr:`TEMPORARY_FAILURE` (tried
+    again per the retry policy) or :attr:`PERMANENT_FAILURE` (never retried). An
+    exception it raises counts as a temporary failure, with its traceback recorded.
+    Set :attr:`output` to a JSON-serialisable value to hand it to later activities,
+    and :attr:`error` to say why an attempt failed.
+    """
+
+    SUCCEEDED = "SUCCEEDED"
+    TEMPORARY_FAILURE = "TEMPORARY_FAILURE"
+    PERMANENT_FAILURE = "PERMANENT_FAILURE"
+
+    def __init__(
+        self,
+        *,
+        workflow_id: str,
+        input_data: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+        attempt: int = 1,
+        position: int = 0,
+        outputs: Mapping[str, Any] | None = None,
+    ) -> None:
+        #: Id of the workflow instance this attempt belongs to.
+        self.workflow_id = workflow_id
+        #: The workflow's input, as given when it started.
+        self.input_data: Mapping[str, Any] = dict(input_data or {})
+        #: The workflow's ``config`` overlaid with this activity's own.
+        self.config: Mapping[str, Any] = dict(config or {})
+        #: 1 for the first attempt, 2 for the first retry, ...
+        self.attempt = attempt
+        #: Index of this activity in the definition.
+        self.position = position
+        #: Outputs of the activities that already succeeded, by activity name.
+        self.outputs: Mapping[str, Any] = dict(outputs or {})
+        #: What this attempt hands on; stored with the activity and shown by the API.
+        self.output: Any = None
+        #: Why this attempt failed, when it returns a failure; shown by the API and CLI.
+        self.error: str | None = None
+        self.logger = logging.LoggerAdapter(
+            logging.getLogger(f"activities.{type(self).__name__}"),
+            {"workflow_id": workflow_id, "activity": f"{position}:{type(self).__name__}", "attempt": attempt},
+        )
+
+    def do_activity(self) -> str:
+        """Do the work; return one of the three outcome constants."""
+        raise NotImplementedError(f"{type(self).__name__} must implement do_activity()")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} workflow={self.workflow_id} attempt={self.attempt}>"

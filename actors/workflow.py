@@ -1,0 +1,65 @@
+"""``WorkflowActor``: the Pykka actor that owns one running workflow instance."""
+
+from __future__ import annotations
+
+import logging
+
+import pykka
+
+from flow.decide import Decision, decide
+from flow.errors import ConcurrentUpdate
+from flow.events import Event
+from flow.state import WorkflowState
+from flow.store import Store, utcnow
+
+logger = logging.getLogger(__name__)
+
+#: Reload-and-decide rounds before a contended transition gives up (the event's
+#: message is then retried by Dramatiq).
+MAX_CONFLICTS = 5
+
+
+class WorkflowActor(pykka.ThreadingActor):
+    """Serialises one workflow's events: load, ``decide``, commit, reply.
+
+    Its memory is a cache of the database: it is dropped whenever a commit fails
+    (another engine won, or the database errored), so the next event reloads. The
+    reply is the committed :class:`Decision`; the caller sends its commands, which
+    keeps broker connections on the few Dramatiq threads rather than one per actor.
+    """
+
+    # Daemon threads: a workflow actor must never keep a stopping process alive;
+    # its state is already committed, so nothing is lost with it.
+    use_daemon_thread = True
+
+    def __init__(self, workflow_id: str, store: Store) -> None:
+        super().__init__()
+        self.workflow_id = workflow_id
+        self.store = store
+        self._state: WorkflowState | None = None
+        self._version = 0
+
+    def on_receive(self, message: Event) -> Decision:
+        return self.handle(message)
+
+    def handle(self, event: Event) -> Decision:
+        """Decide on ``event`` and commit the transition; return the decision."""
+        for _ in range(MAX_CONFLICTS):
+            if self._state is None:
+                self._state, self._version = self.store.load(self.workflow_id)
+            decision = decide(self._state, event)
+            try:
+                self._version = self.store.commit(self._state, self._version, decision, now=utcnow())
+            except ConcurrentUpdate:
+                logger.info("workflow %s changed under us; reloading", self.workflow_id)
+                self._state = None
+                continue
+            except BaseException:
+                self._state = None
+                raise
+            self._state = decision.state
+            return decision
+        raise ConcurrentUpdate(f"workflow {self.workflow_id}: {MAX_CONFLICTS} conflicting commits in a row")
+
+    def __repr__(self) -> str:
+        return f"<WorkflowActor {self.workflow_id}>"

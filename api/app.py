@@ -1,0 +1,29 @@
+"""The Falcon application: ``gunicorn 'api.app:create_app()'``."""
+
+from __future__ import annotations
+
+import falcon
+
+from api.errors import handle_flow_error
+from api.resources.health import HealthResource
+from api.resources.workflows import WorkflowEventsResource, WorkflowResource, WorkflowsResource
+from flow.errors import FlowError
+from flow.logs import configure_logging
+from flow.runtime import Runtime
+from flow.settings import Settings
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> falcon.App:
+    """Build the API for ``settings`` (default: from the environment) or an existing runtime."""
+    if runtime is None:
+        settings = settings or Settings.from_env()
+        configure_logging(settings)
+        runtime = Runtime.build(settings)
+    app = falcon.App()
+    app.req_options.strip_url_path_trailing_slash = True
+    app.add_error_handler(FlowError, handle_flow_error)
+    app.add_route("/health", HealthResource(runtime))
+    app.add_route("/workflows", WorkflowsResource(runtime))
+    app.add_route("/workflows/{workflow_id}", WorkflowResource(runtime))
+    app.add_route("/workflows/{workflow_id}/events", WorkflowEventsResource(runtime))
+    return app

@@ -1,0 +1,116 @@
+"""``/workflows``: start, list, show one, and its event history."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from datetime import datetime
+
+import falcon
+
+from api.errors import unprocessable
+from api.media import read_json_object
+from flow import messages
+from flow.errors import InvalidInput
+from flow.runtime import Runtime
+from flow.state import WorkflowStatus
+from flow.views import event_view, workflow_summary, workflow_view
+
+logger = logging.getLogger(__name__)
+
+#: Page size bounds of the list and events endpoints.
+DEFAULT_PAGE, MAX_PAGE = 50, 500
+
+
+def _limit(req: falcon.Request) -> int:
+    limit = req.get_param_as_int("limit", min_value=1, max_value=MAX_PAGE, default=DEFAULT_PAGE)
+    return int(limit)
+
+
+class WorkflowsResource:
+    """``POST /workflows`` starts a workflow; ``GET /workflows`` lists them, newest first."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = read_json_object(
+            req, max_bytes=self.runtime.settings.max_body_bytes, allowed=("name", "input_data", "idempotency_key")
+        )
+        name = body.get("name")
+        if not isinstance(name, str) or not name:
+            raise unprocessable("$.name", "required: the name of a workflow definition")
+        input_data = body.get("input_data", {})
+        if not isinstance(input_data, dict):
+            raise InvalidInput("$.input_data", "must be a JSON object")
+        key = req.get_header("Idempotency-Key") or body.get("idempotency_key")
+        if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 255):
+            raise unprocessable("$.idempotency_key", "must be a string of 1 to 255 characters")
+
+        state, created = self.runtime.engine.create(name, input_data, idempotency_key=key)
+        if created:
+            try:
+                self.runtime.broker.enqueue(messages.start_workflow(self.runtime.settings, workflow_id=state.id))
+            except Exception:
+                # The workflow is stored; the engine's recovery loop starts workflows whose
+                # start message never arrived, so the request still succeeded.
+                logger.exception("could not send the start of workflow %s; recovery will start it", state.id)
+        row = self.runtime.store.get(state.id)
+        resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
+        resp.location = f"/workflows/{state.id}"
+        resp.media = workflow_view(row)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        status = req.get_param("status")
+        if status is not None and status not in {s.value for s in WorkflowStatus}:
+            raise unprocessable("status", f"must be one of {', '.join(s.value for s in WorkflowStatus)}")
+        limit = _limit(req)
+        cursor = _decode_cursor(req.get_param("cursor"))
+        rows = self.runtime.store.list_workflows(status=status, name=req.get_param("name"), before=cursor, limit=limit)
+        items = [workflow_summary(row) for row in rows]
+        last = rows[-1].state if rows else None
+        next_cursor = _encode_cursor(last.created_at, last.id) if last and len(rows) == limit else None
+        resp.media = {"items": items, "next": next_cursor}
+
+
+class WorkflowResource:
+    """``GET /workflows/{id}``: status, input, output, timestamps and every activity."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
+        resp.media = workflow_view(self.runtime.store.get(workflow_id))
+
+
+class WorkflowEventsResource:
+    """``GET /workflows/{id}/events``: the history in order; ``after`` and ``limit`` page it."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
+        after = req.get_param_as_int("after", min_value=0, default=0)
+        limit = _limit(req)
+        events = self.runtime.store.events(workflow_id, after_id=int(after), limit=limit)
+        resp.media = {
+            "items": [event_view(e) for e in events],
+            "next": str(events[-1]["id"]) if len(events) == limit else None,
+        }
+
+
+def _encode_cursor(created_at: datetime, workflow_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), workflow_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, workflow_id = json.loads(raw)
+        return datetime.fromisoformat(created_at), str(workflow_id)
+    except (ValueError, TypeError) as e:
+        raise unprocessable("cursor", "not a cursor this API returned; pass the 'next' value as is") from e

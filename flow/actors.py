@@ -1,0 +1,26 @@
+"""Entry point of ``dramatiq flow.actors``: builds the runtime and declares every task.
+
+With no ``--queues`` the process is both engine and activity worker; pass
+``--queues flow.engine`` or ``--queues flow.activities`` to split them. Settings
+come from the ``FLOW_`` environment variables (see the README).
+"""
+
+from __future__ import annotations
+
+import dramatiq
+
+from flow.logs import configure_logging
+from flow.runtime import Runtime
+from flow.settings import Settings
+
+settings = Settings.from_env()
+configure_logging(settings)
+runtime = Runtime.build(settings)
+broker = runtime.broker
+# Dramatiq's CLI takes the global broker; the tasks are already bound to this one.
+dramatiq.set_broker(broker)
+
+start_workflow = runtime.tasks["flow.start_workflow"]
+run_activity = runtime.tasks["flow.run_activity"]
+
+__all__ = ["broker", "runtime", "start_workflow", "run_activity"]

@@ -1,0 +1,85 @@
+"""Everything in one process: engine, worker and store, on Dramatiq's in-process broker.
+
+``flow run`` and ``flow up`` use this. It is the distributed code path (the same
+tasks, actors, store and decisions) with a ``StubBroker`` and an in-process
+``dramatiq.Worker`` instead of RabbitMQ and separate processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import dramatiq
+
+from flow import messages
+from flow.definition import Definition
+from flow.runtime import Runtime
+from flow.settings import IN_PROCESS_BROKER, Settings
+from flow.store import WorkflowRow
+
+logger = logging.getLogger(__name__)
+
+
+class EmbeddedFlow:
+    """A running in-process engine and worker. Use as a context manager."""
+
+    def __init__(self, settings: Settings, *, worker_threads: int = 4) -> None:
+        if not settings.uses_in_process_broker:
+            settings = dataclasses.replace(settings, broker_url=IN_PROCESS_BROKER)
+        self.settings = settings
+        self.runtime = Runtime.build(settings)
+        self.runtime.store.migrate()
+        self._worker = dramatiq.Worker(self.runtime.broker, worker_threads=worker_threads, worker_timeout=100)
+
+    def __enter__(self) -> EmbeddedFlow:
+        # Dramatiq's time-limit watchdog starts on process_boot, which only its CLI emits.
+        self.runtime.broker.emit_after("process_boot")
+        self._worker.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._worker.stop()
+        self.runtime.broker.close()
+
+    def add_definition(self, definition: Definition) -> None:
+        self.runtime.catalog.add(definition)
+
+    def start(self, name: str, input_data: Any = None, *, idempotency_key: str | None = None) -> str:
+        """Create a workflow and tell the engine to start it; return its id."""
+        state, created = self.runtime.engine.create(
+            name, {} if input_data is None else input_data, idempotency_key=idempotency_key
+        )
+        if created:
+            self.runtime.broker.enqueue(messages.start_workflow(self.settings, workflow_id=state.id))
+        return state.id
+
+    def wait(
+        self,
+        workflow_id: str,
+        *,
+        timeout_s: float | None = None,
+        on_event: Callable[[dict[str, Any], WorkflowRow], None] | None = None,
+        poll_s: float = 0.05,
+    ) -> WorkflowRow:
+        """Block until the workflow ends (or ``timeout_s`` passes); return its last state.
+
+        ``on_event`` is called with each new history entry, in order, as it is committed.
+        """
+        store = self.runtime.store
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        last_event = 0
+        while True:
+            row = store.get(workflow_id)
+            for event in store.events(workflow_id, after_id=last_event):
+                last_event = event["id"]
+                if on_event:
+                    on_event(event, row)
+            if row.state.status.ended:
+                return row
+            if deadline is not None and time.monotonic() > deadline:
+                return row
+            time.sleep(poll_s)

@@ -1,0 +1,56 @@
+"""Events: what happened to a workflow, as input to :func:`flow.decide.decide`.
+
+The shell stamps each with ``occurred_at``; the decision never reads a clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+#: What ``BaseActivity.do_activity`` may return (an exception counts as a temporary failure).
+Outcome = Literal["SUCCEEDED", "TEMPORARY_FAILURE", "PERMANENT_FAILURE"]
+OUTCOMES: tuple[str, ...] = ("SUCCEEDED", "TEMPORARY_FAILURE", "PERMANENT_FAILURE")
+
+
+@dataclass(frozen=True)
+class WorkflowStarted:
+    """The engine was told that a created workflow should run."""
+
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class ActivityStarted:
+    """A worker began ``attempt`` of the activity at ``position``."""
+
+    position: int
+    attempt: int
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class ActivityCompleted:
+    """A worker finished ``attempt`` of the activity at ``position``."""
+
+    position: int
+    attempt: int
+    outcome: Outcome
+    occurred_at: datetime
+    output: Any = None
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RetryDue:
+    """The retry timer for ``attempt`` of the activity at ``position`` fired."""
+
+    position: int
+    attempt: int
+    occurred_at: datetime
+
+
+Event = WorkflowStarted | ActivityStarted | ActivityCompleted | RetryDue

@@ -1,0 +1,71 @@
+"""``Runtime``: one process's assembled parts — settings, store, broker, definitions, engine, tasks.
+
+Every entry point (``dramatiq flow.actors``, the API, ``flow run``) builds one.
+Building connects to nothing: the database and broker are reached on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import dramatiq
+from dramatiq.middleware import CurrentMessage
+
+from activities.base import BaseActivity
+from activities.discovery import discover
+from flow.broker import build_broker
+from flow.definition import Catalog
+from flow.engine import Engine
+from flow.settings import Settings
+from flow.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    broker: dramatiq.Broker
+    store: Store
+    activity_classes: dict[str, type[BaseActivity]]
+    catalog: Catalog
+    engine: Engine = field(init=False)
+    tasks: dict[str, dramatiq.Actor[Any, Any]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.engine = Engine(self.settings, self.store, self.catalog, self.broker)
+        from flow.tasks import declare  # tasks need the runtime; import here to avoid a cycle
+
+        self.tasks = declare(self)
+        self.broker.add_middleware(EngineLifecycle(self))
+
+    @classmethod
+    def build(cls, settings: Settings, *, broker: dramatiq.Broker | None = None) -> Runtime:
+        classes = discover(settings.activity_packages)
+        catalog = Catalog.from_directory(settings.definitions_dir, known_activities=classes)
+        broker = broker or build_broker(settings)
+        broker.add_middleware(CurrentMessage())
+        store = Store.from_url(settings.database_url, pool_size=settings.db_pool_size)
+        return cls(settings, broker, store, classes, catalog)
+
+    def __repr__(self) -> str:
+        return f"<Runtime broker={type(self.broker).__name__} store={self.store!r}>"
+
+
+class EngineLifecycle(dramatiq.Middleware):
+    """Starts the engine's background loops in worker processes that consume the engine
+    queue, and stops its actors when the worker shuts down."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        queues = worker.consumer_whitelist
+        if not queues or self.runtime.settings.engine_queue in queues:
+            logger.info("engine running on queue %s", self.runtime.settings.engine_queue)
+            self.runtime.engine.start_background()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self.runtime.engine.stop()

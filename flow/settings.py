@@ -1,0 +1,120 @@
+"""Process configuration: every ``FLOW_`` environment variable, read in one place.
+
+Build a :class:`Settings` once per process with :meth:`Settings.from_env` and pass
+it down; tests pass a plain dict. The README's configuration table lists the same
+variables with the same defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from flow.errors import ConfigurationError
+
+#: Broker URL meaning "Dramatiq's in-process StubBroker" (the embedded default).
+IN_PROCESS_BROKER = "stub://"
+DISTRIBUTED_BROKER = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a Libero Flow process reads from its environment."""
+
+    #: Peewee database URL. ``sqlite:///flow.db`` or ``postgres://user@host/db``.
+    database_url: str = "sqlite:///flow.db"
+    #: ``amqp://...`` for RabbitMQ, ``stub://`` for the in-process broker.
+    broker_url: str = DISTRIBUTED_BROKER
+    #: Extra packages searched for ``BaseActivity`` subclasses, besides ``activities``.
+    activity_packages: tuple[str, ...] = ()
+    #: Directory of ``*.json`` workflow definitions.
+    definitions_dir: str = "workflows"
+    #: Prefix of every Dramatiq queue name: ``<prefix>.engine``, ``<prefix>.activities``.
+    queue_prefix: str = "flow"
+    #: When set, the API requires ``Authorization: Bearer <token>``.
+    api_token: str | None = None
+    #: Most workflow actors alive at once in one engine process.
+    max_live_actors: int = 1000
+    #: An actor idle this long is stopped; the next event rebuilds it from the database.
+    actor_idle_s: float = 30.0
+    #: Connections in the PostgreSQL pool of one process.
+    db_pool_size: int = 16
+    #: Worker-side limit on one activity attempt, in seconds (Dramatiq's time limit).
+    activity_time_limit_s: float = 600.0
+    #: Largest request body the API accepts, in bytes.
+    max_body_bytes: int = 1_048_576
+    #: Log format: ``text`` or ``json``.
+    log_format: str = "text"
+    #: Log level name; unset means INFO (WARNING for ``flow run``).
+    log_level: str | None = None
+
+    @property
+    def engine_queue(self) -> str:
+        """Queue the engine consumes: starts, results and timers."""
+        return f"{self.queue_prefix}.engine"
+
+    @property
+    def activity_queue(self) -> str:
+        """Queue the activity workers consume."""
+        return f"{self.queue_prefix}.activities"
+
+    @property
+    def uses_in_process_broker(self) -> bool:
+        return self.broker_url == IN_PROCESS_BROKER
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, embedded: bool = False) -> Settings:
+        """Read settings from ``environ`` (default ``os.environ``).
+
+        ``embedded=True`` is for ``flow run``/``flow up``: the broker then defaults
+        to the in-process one, so nothing but Python is needed.
+        """
+        env = os.environ if environ is None else environ
+        defaults = cls(broker_url=IN_PROCESS_BROKER if embedded else DISTRIBUTED_BROKER)
+        values: dict[str, object] = {}
+        for field in dataclasses.fields(cls):
+            var = "FLOW_" + field.name.upper()
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            values[field.name] = _parse(var, raw, getattr(defaults, field.name), field.type)
+        settings = dataclasses.replace(defaults, **values)
+        settings._check()
+        return settings
+
+    def _check(self) -> None:
+        if self.log_format not in ("text", "json"):
+            raise ConfigurationError(f"FLOW_LOG_FORMAT must be 'text' or 'json', not {self.log_format!r}")
+        if not self.queue_prefix.replace("_", "").replace("-", "").replace(".", "").isalnum():
+            raise ConfigurationError(
+                f"FLOW_QUEUE_PREFIX may hold letters, digits, '.', '_' and '-' only, not {self.queue_prefix!r}"
+            )
+        scheme = self.broker_url.split("://", 1)[0]
+        if scheme not in ("stub", "amqp", "amqps"):
+            raise ConfigurationError(
+                f"FLOW_BROKER_URL must start with amqp://, amqps:// or be stub://, not {self.broker_url!r}"
+            )
+        for name in ("max_live_actors", "db_pool_size", "max_body_bytes"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"FLOW_{name.upper()} must be positive")
+        for name in ("actor_idle_s", "activity_time_limit_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"FLOW_{name.upper()} must be positive")
+
+
+def _parse(var: str, raw: str, default: object, type_name: object) -> object:
+    """Turn one environment string into the type of its field's default."""
+    try:
+        if "tuple" in str(type_name):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if isinstance(default, bool):
+            return raw.lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError as e:
+        raise ConfigurationError(f"{var}={raw!r} is not a valid {type(default).__name__}") from e
+    return raw

@@ -1,0 +1,101 @@
+"""The state of one workflow instance, as frozen dataclasses.
+
+The database holds the truth; these records are what :func:`flow.decide.decide`
+reads and returns. Change them with :func:`dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from flow.policy import RetryPolicy
+
+
+class WorkflowStatus(StrEnum):
+    IN_PROGRESS = "In Progress"
+    FINISHED = "Finished"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+    @property
+    def ended(self) -> bool:
+        return self is not WorkflowStatus.IN_PROGRESS
+
+
+class ActivityStatus(StrEnum):
+    #: Not scheduled yet: waits for the workflow to start or for earlier activities.
+    PENDING = "Pending"
+    #: A run message was sent for the current attempt; no worker has reported yet.
+    SCHEDULED = "Scheduled"
+    #: A worker reported that it started the current attempt.
+    STARTED = "Started"
+    #: The current attempt failed; the next one waits for its retry timer.
+    WAITING_RETRY = "Waiting Retry"
+    SUCCEEDED = "Succeeded"
+    #: Failed permanently: attempts exhausted or ``PERMANENT_FAILURE``.
+    FAILED = "Failed"
+    #: Never ran because the workflow ended first.
+    SKIPPED = "Skipped"
+
+    @property
+    def in_flight(self) -> bool:
+        return self in (ActivityStatus.SCHEDULED, ActivityStatus.STARTED)
+
+    @property
+    def ended(self) -> bool:
+        return self in (ActivityStatus.SUCCEEDED, ActivityStatus.FAILED, ActivityStatus.SKIPPED)
+
+
+@dataclass(frozen=True)
+class ActivityState:
+    """One activity of one workflow instance."""
+
+    #: Index in the definition's ``activities`` list; the activity's id within its workflow.
+    position: int
+    #: ``BaseActivity`` subclass name.
+    name: str
+    independent: bool
+    required: bool
+    #: Effective config: workflow config overlaid with the activity's own.
+    config: Mapping[str, Any]
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    status: ActivityStatus = ActivityStatus.PENDING
+    #: Number of the current (or last) attempt, 1-based; 0 before the first.
+    attempt: int = 0
+    output: Any = None
+    #: Message (and traceback) of the last failed attempt.
+    error: str | None = None
+    scheduled_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class WorkflowState:
+    """One workflow instance: its status and every activity's."""
+
+    id: str
+    name: str
+    definition_version: int
+    status: WorkflowStatus
+    input_data: Mapping[str, Any]
+    config: Mapping[str, Any]
+    activities: tuple[ActivityState, ...]
+    created_at: datetime
+    #: ``False`` until the engine handled the start (the start-workflow decision).
+    started: bool = False
+    output: Any = None
+    error: str | None = None
+    finished_at: datetime | None = None
+
+    def activity(self, position: int) -> ActivityState | None:
+        if 0 <= position < len(self.activities):
+            return self.activities[position]
+        return None
+
+    def __repr__(self) -> str:
+        return f"<WorkflowState {self.name} {self.id} {self.status}>"

@@ -1,0 +1,65 @@
+"""Plain-JSON views of workflows and events, shared by the API and the CLI's ``--json``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flow.state import ActivityState
+from flow.store import WorkflowRow
+
+
+def iso(value: datetime | None) -> str | None:
+    """Naive UTC from the store -> ``2026-11-28T21:00:00.123456Z``."""
+    return None if value is None else value.isoformat() + "Z"
+
+
+def activity_view(a: ActivityState) -> dict[str, Any]:
+    duration_ms = None
+    if a.started_at and a.finished_at:
+        duration_ms = round((a.finished_at - a.started_at).total_seconds() * 1000, 3)
+    return {
+        "position": a.position,
+        "name": a.name,
+        "independent": a.independent,
+        "required": a.required,
+        "status": a.status.value,
+        "attempt": a.attempt,
+        "max_attempts": a.retry.max_attempts,
+        "scheduled_at": iso(a.scheduled_at),
+        "started_at": iso(a.started_at),
+        "finished_at": iso(a.finished_at),
+        "duration_ms": duration_ms,
+        "output": a.output,
+        "error": a.error,
+    }
+
+
+def workflow_summary(row: WorkflowRow) -> dict[str, Any]:
+    s = row.state
+    return {
+        "id": s.id,
+        "name": s.name,
+        "definition_version": s.definition_version,
+        "status": s.status.value,
+        "created_at": iso(s.created_at),
+        "updated_at": iso(row.updated_at),
+        "finished_at": iso(s.finished_at),
+    }
+
+
+def workflow_view(row: WorkflowRow) -> dict[str, Any]:
+    s = row.state
+    return {
+        **workflow_summary(row),
+        "input_data": s.input_data,
+        "config": s.config,
+        "output": s.output,
+        "error": s.error,
+        "idempotency_key": row.idempotency_key,
+        "activities": [activity_view(a) for a in s.activities],
+    }
+
+
+def event_view(event: dict[str, Any]) -> dict[str, Any]:
+    return {**event, "occurred_at": iso(event["occurred_at"])}

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, starts the services, runs everything.
+#   ./project_tests.sh                 # lint + every test (unit, embedded, real services)
+#   ./project_tests.sh tests/unit -x   # arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=${FLOW_VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+
+log() { printf '\033[1m== %s\033[0m\n' "$*"; }
+
+# -- Python environment: a venv with the project and its test extras, from setup.py.
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+log "installing the project with its test extras"
+"$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+"$VENV/bin/python" -m pip install -q -e '.[test]'
+
+# -- Services: PostgreSQL and RabbitMQ, started when they are installed but down.
+apt_install() {
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    log "installing $*"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  fi
+}
+
+port_open() { "$VENV/bin/python" - "$1" <<'PY'
+import socket, sys
+s = socket.socket(); s.settimeout(1)
+sys.exit(0 if s.connect_ex(("127.0.0.1", int(sys.argv[1]))) == 0 else 1)
+PY
+}
+
+wait_port() {  # wait_port PORT NAME SECONDS
+  for _ in $(seq 1 "$3"); do port_open "$1" && return 0; sleep 1; done
+  echo "warning: $2 is still not listening on port $1" >&2
+  return 1
+}
+
+ensure_postgres() {
+  port_open 5432 && return 0
+  command -v pg_ctlcluster >/dev/null 2>&1 || apt_install postgresql
+  if command -v pg_ctlcluster >/dev/null 2>&1; then
+    log "starting PostgreSQL"
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    wait_port 5432 PostgreSQL 30 || true
+  fi
+}
+
+ensure_rabbitmq() {
+  port_open 5672 && return 0
+  command -v rabbitmq-server >/dev/null 2>&1 || apt_install rabbitmq-server
+  if command -v rabbitmq-server >/dev/null 2>&1; then
+    log "starting RabbitMQ"
+    rabbitmq-server -detached || true
+    wait_port 5672 RabbitMQ 60 || true
+  fi
+}
+
+ensure_postgres
+ensure_rabbitmq
+
+# -- Lint, then the tests. Service tests fail (not skip) when CI is set and a service is down.
+log "ruff"
+"$VENV/bin/ruff" check .
+"$VENV/bin/ruff" format --check .
+
+log "pytest"
+exec "$VENV/bin/python" -m pytest "$@"

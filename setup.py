@@ -1,0 +1,26 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="libero-flow",
+    version="0.1.0",
+    description="JSON-defined, durable workflows on Dramatiq, Pykka, Peewee and Falcon",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["flow*", "actors*", "activities*", "api*"]),
+    install_requires=[
+        "dramatiq[rabbitmq]>=2.2,<3",
+        "pykka>=4.5,<5",
+        "peewee>=4.5,<5",
+        "psycopg2-binary>=2.9",
+        "falcon>=4.4,<5",
+        "gunicorn>=23",
+        "jsonschema>=4.20",
+        "click>=8.1",
+        "rich>=13",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "requests>=2.31", "honcho>=2", "ruff>=0.6"],
+    },
+    entry_points={"console_scripts": ["flow = flow.cli:main"]},
+)

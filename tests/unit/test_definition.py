@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from flow.definition import Catalog, load_file, parse
+from flow.errors import DefinitionError, DefinitionNotFound
+
+KNOWN = {"DoSomethingActivity", "DoAnotherThingActivity"}
+
+
+def valid() -> dict:
+    return {
+        "name": "W",
+        "config": {"retry": {"max_attempts": 2}},
+        "activities": [
+            {"name": "DoSomethingActivity", "independent": False, "required": True, "config": {"a": 1}},
+            {"name": "DoAnotherThingActivity"},
+        ],
+    }
+
+
+def problems(body) -> list[tuple[str, str]]:
+    with pytest.raises(DefinitionError) as info:
+        parse(body, known_activities=KNOWN)
+    return info.value.problems
+
+
+def test_a_valid_definition_gets_defaults():
+    d = parse(valid(), known_activities=KNOWN)
+    assert [a.name for a in d.activities] == ["DoSomethingActivity", "DoAnotherThingActivity"]
+    assert d.activities[1].independent is False and d.activities[1].required is True
+    assert d.activity_config(d.activities[0]) == {"retry": {"max_attempts": 2}, "a": 1}
+    assert d.retry_policy(d.activities[1]).max_attempts == 2
+
+
+@pytest.mark.parametrize(
+    ("mutate", "path"),
+    [
+        (lambda b: b["activities"][0].update(independent="yes"), "$.activities[0].independent"),
+        (lambda b: b["activities"][1].update(required=1), "$.activities[1].required"),
+        (lambda b: b["activities"][0].update(config=[]), "$.activities[0].config"),
+        (lambda b: b["activities"][0].update(colour="red"), "$.activities[0]"),
+        (lambda b: b.update(extra=True), "$"),
+        (lambda b: b.pop("name"), "$"),
+        (lambda b: b.update(activities=[]), "$.activities"),
+        (lambda b: b["config"]["retry"].update(max_attempts=0), "$.config.retry.max_attempts"),
+        (lambda b: b["config"]["retry"].update(initial_delay_ms=-1), "$.config.retry.initial_delay_ms"),
+        (lambda b: b["activities"][0].update(name="NoSuchActivity"), "$.activities[0].name"),
+    ],
+)
+def test_each_problem_is_reported_with_its_json_path(mutate, path):
+    body = valid()
+    mutate(body)
+    assert path in [p for p, _ in problems(body)]
+
+
+def test_unknown_key_message_names_the_key():
+    body = valid()
+    body["activities"][0]["colour"] = "red"
+    [(_, message)] = problems(body)
+    assert "colour" in message
+
+
+def test_every_error_is_reported_not_just_the_first():
+    body = valid()
+    body["activities"][0]["independent"] = "yes"
+    body["activities"][1]["required"] = "no"
+    assert len(problems(body)) == 2
+
+
+def test_load_file_reports_bad_json_with_its_position(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('{"name": "W",')
+    with pytest.raises(DefinitionError) as info:
+        load_file(path, known_activities=KNOWN)
+    assert "line 1" in str(info.value)
+
+
+def test_catalog_loads_the_shipped_dummy_workflow():
+    catalog = Catalog.from_directory("workflows", known_activities=KNOWN)
+    assert "DummyWorkflow" in catalog.names()
+    with pytest.raises(DefinitionNotFound, match="DummyWorkflow"):
+        catalog.get("Nope")
+
+
+def test_catalog_refuses_two_files_with_one_name(tmp_path):
+    for n in ("a", "b"):
+        (tmp_path / f"{n}.json").write_text(json.dumps(valid()))
+    with pytest.raises(DefinitionError, match="also defined"):
+        Catalog.from_directory(tmp_path, known_activities=KNOWN)
+
+
+def test_digest_ignores_key_order():
+    a = parse(valid(), known_activities=KNOWN)
+    reordered = json.loads(json.dumps(valid(), sort_keys=True))
+    assert parse(reordered, known_activities=KNOWN).digest == a.digest

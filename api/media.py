@@ -1,7 +1,8 @@
 """Reading JSON request bodies with a size limit, a content-type check and strict fields.
 
 Falcon sets no body limit of its own, and a chunked request has no Content-Length,
-so the stream is read up to the limit plus one byte.
+so the stream is read up to the limit plus one byte: a longer body is refused
+without ever being held in memory whole.
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ def read_json_object(req: falcon.Request, *, max_bytes: int, allowed: Collection
             title="Unsupported media type",
             description=f"send the body as application/json (got {media_type or 'no Content-Type'})",
         )
-    raw = req.bounded_stream.read(max_bytes + 1)
+    if req.content_length is None and req.env.get("wsgi.input_terminated"):
+        # Chunked body: the server (gunicorn) ends the stream itself, so read it
+        # directly; Falcon's bounded_stream would read nothing without a length.
+        raw = req.stream.read(max_bytes + 1)
+    else:
+        raw = req.bounded_stream.read(max_bytes + 1)
     if len(raw) > max_bytes:
         raise _too_large(max_bytes)
     try:

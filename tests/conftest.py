@@ -1,0 +1,149 @@
+"""Fixtures shared by every test folder."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pykka
+import pytest
+
+from flow.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def stop_all_actors() -> Iterator[None]:
+    yield
+    pykka.ActorRegistry.stop_all()
+
+
+def wait_for(condition: Callable[[], Any], *, timeout_s: float = 10.0, every_s: float = 0.05, what: str = "") -> Any:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what or condition}")
+        time.sleep(every_s)
+
+
+class _StatusHandler(BaseHTTPRequestHandler):
+    """``GET /status/<code>`` answers with that status code; counts requests per path."""
+
+    hits: dict[str, int] = {}
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        type(self).hits[self.path] = type(self).hits.get(self.path, 0) + 1
+        try:
+            code = int(self.path.rsplit("/", 1)[-1])
+        except ValueError:
+            code = 404
+        self.send_response(code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def http_server() -> Iterator[str]:
+    """A local HTTP server for DoAnotherThingActivity: nothing in the tests reaches the internet."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _StatusHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_definitions(base_url: str) -> dict[str, dict[str, Any]]:
+    """The definitions the end-to-end tests run, by name."""
+    dummy = json.loads((ROOT / "workflows" / "dummy_workflow.json").read_text())
+    dummy["activities"][1]["config"]["url"] = f"{base_url}/status/200"
+    fast_retry = {"retry": {"max_attempts": 3, "initial_delay_ms": 20, "jitter": 0}}
+    return {
+        "DummyWorkflow": dummy,
+        "HttpErrorWorkflow": {
+            "name": "HttpErrorWorkflow",
+            "config": fast_retry,
+            "activities": [
+                {"name": "DoAnotherThingActivity", "required": False, "config": {"url": f"{base_url}/status/503"}},
+                {"name": "DoAnotherThingActivity", "config": {"url": f"{base_url}/status/200"}},
+            ],
+        },
+        "RetryWorkflow": {
+            "name": "RetryWorkflow",
+            "config": fast_retry,
+            "activities": [{"name": "FlakyActivity", "config": {"succeed_on_attempt": 3}}],
+        },
+        "FailingWorkflow": {
+            "name": "FailingWorkflow",
+            "config": fast_retry,
+            "activities": [
+                {"name": "DoSomethingActivity"},
+                {"name": "RefusingActivity"},
+                {"name": "DoSomethingActivity"},
+            ],
+        },
+        "BrokenOptionalWorkflow": {
+            "name": "BrokenOptionalWorkflow",
+            "config": {"retry": {"max_attempts": 2, "initial_delay_ms": 10, "jitter": 0}},
+            "activities": [
+                {"name": "BrokenActivity", "required": False},
+                {"name": "EchoActivity"},
+            ],
+        },
+        "ParallelWorkflow": {
+            "name": "ParallelWorkflow",
+            "config": {"greeting": "hello"},
+            "activities": [
+                {"name": "SleepActivity", "independent": True, "config": {"sleep_s": 0.3}},
+                {"name": "SleepActivity", "independent": True, "config": {"sleep_s": 0.3}},
+                {"name": "FlakyActivity", "independent": True, "config": {"succeed_on_attempt": 1}},
+                {"name": "EchoActivity", "config": {"greeting": "hi"}},
+            ],
+        },
+    }
+
+
+#: How each test definition ends.
+EXPECTED_STATUS = {
+    "DummyWorkflow": "Finished",
+    "HttpErrorWorkflow": "Finished",
+    "RetryWorkflow": "Finished",
+    "FailingWorkflow": "Failed",
+    "BrokenOptionalWorkflow": "Finished",
+    "ParallelWorkflow": "Finished",
+}
+
+
+@pytest.fixture
+def definitions_dir(tmp_path: Path, http_server: str) -> Path:
+    directory = tmp_path / "workflows"
+    directory.mkdir()
+    for name, body in test_definitions(http_server).items():
+        (directory / f"{name}.json").write_text(json.dumps(body, indent=2))
+    return directory
+
+
+def embedded_env(tmp_path: Path, definitions_dir: Path, **extra: str) -> dict[str, str]:
+    return {
+        "FLOW_DATABASE_URL": f"sqlite:///{tmp_path / 'flow.db'}",
+        "FLOW_DEFINITIONS_DIR": str(definitions_dir),
+        "FLOW_ACTIVITY_PACKAGES": "tests.activities",
+        **extra,
+    }
+
+
+@pytest.fixture
+def embedded_settings(tmp_path: Path, definitions_dir: Path) -> Settings:
+    return Settings.from_env(embedded_env(tmp_path, definitions_dir), embedded=True)

@@ -1,0 +1,136 @@
+"""The ``flow`` command as a user runs it: a subprocess, exit codes, output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, embedded_env
+
+
+def flow(*args: str, env: dict[str, str], timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flow.cli", *args],
+        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+
+
+@pytest.fixture
+def env(tmp_path, definitions_dir) -> dict[str, str]:
+    return embedded_env(tmp_path, definitions_dir, COLUMNS="200")
+
+
+def test_run_by_name_shows_progress_and_exits_0(env):
+    result = flow("run", "DummyWorkflow", "--input", '{"x": 1}', env=env)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for expected in ("scheduled", "started", "succeeded", "workflow finished", "DoAnotherThingActivity", "Finished"):
+        assert expected in out
+    assert out.index("DoSomethingActivity") < out.index("DoAnotherThingActivity")
+
+
+def test_run_by_path_of_a_definition_file(env, definitions_dir):
+    result = flow("run", str(definitions_dir / "RetryWorkflow.json"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "will retry" in result.stdout
+    assert "3/3" in result.stdout
+
+
+def test_run_of_a_failing_workflow_exits_1(env):
+    result = flow("run", "FailingWorkflow", env=env)
+    assert result.returncode == 1
+    assert "workflow failed" in result.stdout
+    assert "RefusingActivity" in result.stdout
+
+
+def test_run_json_prints_the_final_state(env):
+    result = flow("run", "DummyWorkflow", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    state = json.loads(result.stdout)
+    assert state["status"] == "Finished"
+    assert [a["status"] for a in state["activities"]] == ["Succeeded", "Succeeded"]
+
+
+def test_run_of_an_invalid_definition_exits_2_and_starts_nothing(env, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"name": "Bad", "activities": [{"name": "DoSomethingActivity", "required": "yes"}]}))
+    result = flow("run", str(bad), env=env)
+    assert result.returncode == 2
+    assert "$.activities[0].required" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("run", "NoSuchWorkflow"), "no workflow definition named 'NoSuchWorkflow'"),
+        (("run", "DummyWorkflow", "--input", "{nope"), "--input is not valid JSON"),
+        (("run", "DummyWorkflow", "--input", "[1]"), "--input must be a JSON object"),
+    ],
+)
+def test_run_with_bad_arguments_exits_2_with_a_clear_message(env, args, message):
+    result = flow(*args, env=env)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_validate_prints_each_error_with_its_path_and_exits_nonzero(env, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps(
+            {
+                "name": "Bad",
+                "surprise": 1,
+                "activities": [{"name": "NoSuchActivity"}, {"name": "DoSomethingActivity", "config": []}],
+            }
+        )
+    )
+    result = flow("validate", str(bad), str(ROOT / "workflows" / "dummy_workflow.json"), env=env)
+    assert result.returncode == 2
+    assert "$: Additional properties are not allowed ('surprise' was unexpected)" in result.stdout
+    assert "$.activities[1].config" in result.stdout
+    assert "dummy_workflow.json ok" in result.stdout.replace("\n", " ")
+
+
+def test_validate_accepts_every_shipped_definition(env):
+    files = [str(p) for p in sorted((ROOT / "workflows").glob("*.json"))]
+    result = flow("validate", *files, env={**env, "FLOW_ACTIVITY_PACKAGES": ""})
+    assert result.returncode == 0, result.stdout
+
+
+def test_migrate_creates_the_schema(env, tmp_path):
+    db = tmp_path / "fresh.db"
+    result = flow("migrate", env={**env, "FLOW_DATABASE_URL": f"sqlite:///{db}"})
+    assert result.returncode == 0, result.stderr
+    from flow.store import Store
+
+    assert Store.from_url(f"sqlite:///{db}").is_migrated()
+
+
+def test_an_invalid_setting_names_its_variable(env):
+    result = flow("run", "DummyWorkflow", env={**env, "FLOW_MAX_LIVE_ACTORS": "many"})
+    assert result.returncode == 2
+    assert "FLOW_MAX_LIVE_ACTORS" in result.stderr
+
+
+def test_readme_quickstart_command_runs_offline(tmp_path: Path):
+    """The README's first command, with the shipped definitions and no network."""
+    result = flow(
+        "run",
+        "DummyWorkflow",
+        "--input",
+        '{"x": 1}',
+        env={"FLOW_DATABASE_URL": f"sqlite:///{tmp_path / 'flow.db'}", "COLUMNS": "200"},
+        timeout_s=120,
+    )
+    # example.org may or may not be reachable; the activity is optional either way.
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Finished" in result.stdout

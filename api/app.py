@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import falcon
 
+from api.auth import BearerTokenMiddleware
 from api.errors import handle_flow_error
 from api.resources.health import HealthResource
 from api.resources.workflows import WorkflowEventsResource, WorkflowResource, WorkflowsResource
@@ -19,7 +20,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         settings = settings or Settings.from_env()
         configure_logging(settings)
         runtime = Runtime.build(settings)
-    app = falcon.App()
+    middleware = [BearerTokenMiddleware(runtime.settings.api_token)] if runtime.settings.api_token else []
+    app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.add_error_handler(FlowError, handle_flow_error)
     app.add_route("/health", HealthResource(runtime))

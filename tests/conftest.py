@@ -65,7 +65,7 @@ def http_server() -> Iterator[str]:
     server.shutdown()
 
 
-def test_definitions(base_url: str) -> dict[str, dict[str, Any]]:
+def sample_definitions(base_url: str) -> dict[str, dict[str, Any]]:
     """The definitions the end-to-end tests run, by name."""
     dummy = json.loads((ROOT / "workflows" / "dummy_workflow.json").read_text())
     dummy["activities"][1]["config"]["url"] = f"{base_url}/status/200"
@@ -130,7 +130,7 @@ EXPECTED_STATUS = {
 def definitions_dir(tmp_path: Path, http_server: str) -> Path:
     directory = tmp_path / "workflows"
     directory.mkdir()
-    for name, body in test_definitions(http_server).items():
+    for name, body in sample_definitions(http_server).items():
         (directory / f"{name}.json").write_text(json.dumps(body, indent=2))
     return directory
 

@@ -154,3 +154,19 @@ def test_wrong_method_is_405(client):
 
 def test_health_reports_the_database(client):
     assert client.simulate_get("/health").json == {"status": "ok", "database": "ok"}
+
+
+def test_with_a_token_every_route_but_health_needs_it(flow):
+    import dataclasses
+
+    runtime = flow.runtime
+    runtime.settings = dataclasses.replace(runtime.settings, api_token="s3cret")
+    client = falcon.testing.TestClient(create_app(runtime=runtime))
+    assert client.simulate_get("/health").status_code == 200
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+        result = client.simulate_get("/workflows", headers=headers)
+        assert result.status_code == 401
+        assert "Bearer" in result.headers["www-authenticate"]
+        assert client.simulate_post("/workflows", json={"name": "DummyWorkflow"}, headers=headers).status_code == 401
+    assert workflow_count(flow) == 0
+    assert client.simulate_get("/workflows", headers={"Authorization": "Bearer s3cret"}).status_code == 200

@@ -1,0 +1,29 @@
+"""Bearer-token authentication, on when ``FLOW_API_TOKEN`` is set."""
+
+from __future__ import annotations
+
+import hmac
+
+import falcon
+
+#: Routes open without a token, so load balancers can probe them.
+PUBLIC_PATHS = frozenset({"/health"})
+
+
+class BearerTokenMiddleware:
+    """Requires ``Authorization: Bearer <token>`` on every route but :data:`PUBLIC_PATHS`."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if req.path in PUBLIC_PATHS:
+            return
+        given = (req.get_header("Authorization") or "").encode()
+        # Constant-time comparison: the time taken must not reveal how much matched.
+        if not hmac.compare_digest(given, self._expected):
+            raise falcon.HTTPUnauthorized(
+                title="Authentication required",
+                description="send the API token as 'Authorization: Bearer <token>' (FLOW_API_TOKEN)",
+                challenges=["Bearer"],
+            )

@@ -1,0 +1,39 @@
+"""The README stays true: its configuration table matches ``Settings``."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from flow.settings import Settings
+from tests.conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+
+
+def readme_variables() -> dict[str, str]:
+    rows = re.findall(r"^\| `(FLOW_[A-Z_]+)` \| ([^|]+) \|", README, re.M)
+    return {name: default.strip() for name, default in rows}
+
+
+def test_every_setting_is_in_the_readme_and_nothing_else():
+    fields = {"FLOW_" + f.name.upper() for f in dataclasses.fields(Settings)}
+    assert set(readme_variables()) == fields
+
+
+def test_readme_defaults_match_the_code():
+    defaults = Settings()
+    for name, documented in readme_variables().items():
+        value = getattr(defaults, name[len("FLOW_") :].lower())
+        if name == "FLOW_LOG_LEVEL":  # unset means "the entry point's default", documented in words
+            assert value is None and "INFO" in documented and "WARNING" in documented
+        elif value in (None, ()):
+            assert documented.startswith("("), name
+        else:
+            shown = ",".join(value) if isinstance(value, tuple) else str(value)
+            assert documented.split("`")[1] == shown, (name, documented, shown)
+
+
+def test_readme_names_the_two_setup_commands():
+    assert "flow run DummyWorkflow --input '{\"x\": 1}'" in README
+    assert "./project_tests.sh" in README

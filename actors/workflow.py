@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime
 
 import pykka
 
 from flow.decide import Decision, decide
 from flow.errors import ConcurrentUpdate
 from flow.events import Event
+from flow.outbox import Outgoing
 from flow.state import WorkflowState
 from flow.store import Store, utcnow
 
 logger = logging.getLogger(__name__)
+
+#: Turns a decision into the messages it owes (``flow.messages.for_decision``).
+Compose = Callable[[Decision, datetime], list[Outgoing]]
 
 #: Reload-and-decide rounds before a contended transition gives up (the event's
 #: message is then retried by Dramatiq).
@@ -24,32 +30,36 @@ class WorkflowActor(pykka.ThreadingActor):
 
     Its memory is a cache of the database: it is dropped whenever a commit fails
     (another engine won, or the database errored), so the next event reloads. The
-    reply is the committed :class:`Decision`; the caller sends its commands, which
-    keeps broker connections on the few Dramatiq threads rather than one per actor.
+    reply is the committed :class:`Decision` with the messages it owes (already in the
+    outbox); the caller publishes them, which keeps broker connections on the few
+    Dramatiq threads rather than one per actor.
     """
 
     # Daemon threads: a workflow actor must never keep a stopping process alive;
     # its state is already committed, so nothing is lost with it.
     use_daemon_thread = True
 
-    def __init__(self, workflow_id: str, store: Store) -> None:
+    def __init__(self, workflow_id: str, store: Store, compose: Compose) -> None:
         super().__init__()
         self.workflow_id = workflow_id
         self.store = store
+        self.compose = compose
         self._state: WorkflowState | None = None
         self._version = 0
 
-    def on_receive(self, message: Event) -> Decision:
+    def on_receive(self, message: Event) -> tuple[Decision, list[Outgoing]]:
         return self.handle(message)
 
-    def handle(self, event: Event) -> Decision:
-        """Decide on ``event`` and commit the transition; return the decision."""
+    def handle(self, event: Event) -> tuple[Decision, list[Outgoing]]:
+        """Decide on ``event``; commit the transition with the messages it owes; return both."""
         for _ in range(MAX_CONFLICTS):
             if self._state is None:
                 self._state, self._version = self.store.load(self.workflow_id)
             decision = decide(self._state, event)
+            now = utcnow()
+            owed = self.compose(decision, now)
             try:
-                self._version = self.store.commit(self._state, self._version, decision, now=utcnow())
+                self._version = self.store.commit(self._state, self._version, decision, now=now, outbox=owed)
             except ConcurrentUpdate:
                 logger.info("workflow %s changed under us; reloading", self.workflow_id)
                 self._state = None
@@ -58,7 +68,7 @@ class WorkflowActor(pykka.ThreadingActor):
                 self._state = None
                 raise
             self._state = decision.state
-            return decision
+            return decision, owed
         raise ConcurrentUpdate(f"workflow {self.workflow_id}: {MAX_CONFLICTS} conflicting commits in a row")
 
     def __repr__(self) -> str:

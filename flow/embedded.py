@@ -15,7 +15,6 @@ from typing import Any
 
 import dramatiq
 
-from flow import messages
 from flow.definition import Definition
 from flow.runtime import Runtime
 from flow.settings import IN_PROCESS_BROKER, Settings
@@ -50,11 +49,9 @@ class EmbeddedFlow:
 
     def start(self, name: str, input_data: Any = None, *, idempotency_key: str | None = None) -> str:
         """Create a workflow and tell the engine to start it; return its id."""
-        state, created = self.runtime.engine.create(
+        state, _ = self.runtime.engine.create(
             name, {} if input_data is None else input_data, idempotency_key=idempotency_key
         )
-        if created:
-            self.runtime.broker.enqueue(messages.start_workflow(self.settings, workflow_id=state.id))
         return state.id
 
     def wait(

@@ -1,8 +1,8 @@
-"""The engine shell: turns engine messages into events for workflow actors, then sends.
+"""The engine shell: turns engine messages into events for workflow actors, then publishes.
 
-Order per event (invariant 1): the actor commits the transition, replies with the
-decision, and only then are its commands published. If a publish fails, the
-exception fails the Dramatiq message, which is retried.
+Order per event (invariant 1): the actor commits the transition together with the
+messages it owes (the outbox), replies, and only then are those messages published.
+If a publish fails, its outbox row stays and the outbox loop sends it later.
 """
 
 from __future__ import annotations
@@ -11,19 +11,19 @@ import logging
 import threading
 import uuid
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime
 from typing import Any
 
 import dramatiq
 
 from actors.registry import WorkflowActors
 from actors.workflow import WorkflowActor
-from flow import messages
-from flow.commands import RunActivity, StartRetryTimer
+from flow import faults, messages
 from flow.decide import Decision
 from flow.definition import Catalog
 from flow.errors import InvalidInput
 from flow.events import Event, WorkflowStarted
+from flow.outbox import Acks, Outgoing, publish
 from flow.settings import Settings
 from flow.state import WorkflowState
 from flow.store import Store, utcnow
@@ -43,14 +43,15 @@ class Engine:
         self.store = store
         self.catalog = catalog
         self.broker = broker
+        self.acks = Acks(store.delete_outbox)
         self.actors = WorkflowActors(
-            lambda workflow_id: WorkflowActor.start(workflow_id, store),
+            lambda workflow_id: WorkflowActor.start(workflow_id, store, self.compose),
             max_live=settings.max_live_actors,
             idle_s=settings.actor_idle_s,
         )
         self._versions: dict[str, int] = {}
         self._versions_lock = threading.Lock()
-        self._recovery: threading.Thread | None = None
+        self._outbox_loop: threading.Thread | None = None
         self._stopping = threading.Event()
 
     def __repr__(self) -> str:
@@ -72,15 +73,35 @@ class Engine:
         *,
         workflow_id: str | None = None,
         idempotency_key: str | None = None,
+        start: bool = True,
     ) -> tuple[WorkflowState, bool]:
-        """Create a workflow row (not yet started); ``(state, created)``."""
+        """Create a workflow; ``(state, created)``.
+
+        With ``start`` its start message is stored with it and published, so the
+        engine hears of it even if this process dies right after the commit.
+        """
         if not isinstance(input_data, Mapping):
             raise InvalidInput("$.input_data", "must be a JSON object")
         definition = self.catalog.get(name)
         version = self.definition_version(name)
-        return self.store.create_workflow(
-            definition, version, input_data, workflow_id=workflow_id, idempotency_key=idempotency_key
+        now = utcnow()
+        owed: list[Outgoing] = []
+
+        def outbox(new_id: str) -> list[Outgoing]:
+            owed.append(messages.start(self.settings, new_id, now=now))
+            return owed
+
+        state, created = self.store.create_workflow(
+            definition,
+            version,
+            input_data,
+            workflow_id=workflow_id,
+            idempotency_key=idempotency_key,
+            outbox=outbox if start else None,
         )
+        if created:
+            self.publish(owed)
+        return state, created
 
     def on_start_message(
         self,
@@ -94,7 +115,7 @@ class Engine:
         if name is not None:
             if workflow_id is None and message_id is not None:
                 workflow_id = str(uuid.uuid5(_MESSAGE_NAMESPACE, message_id))
-            state, _ = self.create(name, {} if input_data is None else input_data, workflow_id=workflow_id)
+            state, _ = self.create(name, {} if input_data is None else input_data, workflow_id=workflow_id, start=False)
             workflow_id = state.id
         if workflow_id is None:
             raise InvalidInput("$.workflow_id", "a start message needs a workflow_id or a name")
@@ -103,58 +124,69 @@ class Engine:
     # -- events ---------------------------------------------------------------------
 
     def handle(self, workflow_id: str, event: Event) -> Decision:
-        """Commit the event through the workflow's actor, then send what it owes."""
-        decision: Decision = self.actors.ask(workflow_id, event)
-        self.send(decision)
+        """Commit the event through the workflow's actor, then publish what it owes."""
+        decision, owed = self.actors.ask(workflow_id, event)
+        if owed:
+            faults.inject("after-commit")
+        self.publish([o for o in owed if o.send_now])
         return decision
 
-    def send(self, decision: Decision) -> None:
-        for command in decision.commands:
-            if isinstance(command, RunActivity):
-                message = messages.run_activity(self.settings, decision.state, command.position, command.attempt)
-                self.broker.enqueue(message)
-            elif isinstance(command, StartRetryTimer):
-                message = messages.engine_message(
-                    self.settings,
-                    messages.RETRY_DUE,
-                    workflow_id=decision.state.id,
-                    position=command.position,
-                    attempt=command.attempt,
-                )
-                self.broker.enqueue(message, delay=command.delay_ms)
-            else:  # pragma: no cover - a new command type without a sender is a bug
-                raise TypeError(f"no sender for {command!r}")
+    def compose(self, decision: Decision, now: datetime) -> list[Outgoing]:
+        return messages.for_decision(self.settings, decision, now=now)
 
-    # -- recovery -------------------------------------------------------------------
+    def publish(self, owed: list[Outgoing]) -> None:
+        """Publish committed messages, then let their outbox rows go.
 
-    def recover(self, *, older_than_s: float = 30.0) -> int:
-        """Re-send the start of workflows created but never started (a lost start message).
-
-        Starting twice is harmless: the second start is recorded and does nothing.
+        A publish the broker does not confirm is logged as an error and its row kept:
+        the outbox loop sends it once the broker is back. The transition that owes
+        it is committed, so failing the caller would only retry an event that is
+        already handled.
         """
-        cutoff = utcnow() - timedelta(seconds=older_than_s)
-        ids = self.store.unstarted_workflows(older_than=cutoff)
-        for workflow_id in ids:
-            logger.warning("workflow %s was created but never started; starting it now", workflow_id)
-            self.broker.enqueue(messages.start_workflow(self.settings, workflow_id=workflow_id))
-        return len(ids)
+        now = utcnow()
+        sent = []
+        for outgoing in owed:
+            try:
+                publish(self.broker, outgoing, now=now)
+            except Exception as e:
+                logger.error(
+                    "publishing %s for workflow %s failed (%s); the outbox loop will send it",
+                    outgoing.actor_name,
+                    outgoing.kwargs.get("workflow_id"),
+                    e,
+                )
+                continue
+            sent.append(outgoing.id)
+        self.acks.add(sent)
 
-    def start_background(self, *, recovery_every_s: float = 60.0) -> None:
-        """Start the idle-actor sweeper and the periodic recovery loop."""
+    # -- the outbox loop ------------------------------------------------------------
+
+    def send_overdue(self) -> int:
+        """Send every owed message past its ``send_after``; return how many."""
+        claimed = self.store.claim_outbox(now=utcnow(), hold_s=self.settings.outbox_grace_s)
+        for outgoing in claimed:
+            logger.info("sending owed %s for workflow %s", outgoing.actor_name, outgoing.kwargs.get("workflow_id"))
+        self.publish(claimed)
+        return len(claimed)
+
+    def start_background(self) -> None:
+        """Start the idle-actor sweeper and the outbox loop (at once, then every ``outbox_poll_s``)."""
         self.actors.start_sweeper()
 
         def loop() -> None:
-            while True:
+            while not self._stopping.is_set():
                 try:
-                    self.recover()
+                    while self.send_overdue() and not self._stopping.is_set():
+                        pass
                 except Exception:
-                    logger.exception("recovery pass failed; will try again")
-                if self._stopping.wait(recovery_every_s):
-                    return
+                    logger.exception("outbox pass failed; will try again")
+                self._stopping.wait(self.settings.outbox_poll_s)
 
-        self._recovery = threading.Thread(target=loop, name="flow-recovery", daemon=True)
-        self._recovery.start()
+        self._outbox_loop = threading.Thread(target=loop, name="flow-outbox", daemon=True)
+        self._outbox_loop.start()
 
     def stop(self) -> None:
         self._stopping.set()
+        if self._outbox_loop is not None:
+            self._outbox_loop.join(10)
         self.actors.stop_all()
+        self.acks.close()

@@ -12,6 +12,9 @@ from typing import Any
 
 import dramatiq
 
+from flow.commands import RunActivity, StartRetryTimer
+from flow.decide import Decision
+from flow.outbox import Outgoing, plan
 from flow.settings import Settings
 from flow.state import WorkflowState
 
@@ -31,43 +34,54 @@ def parse_timestamp(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value).replace(tzinfo=None)
 
 
+def planned(
+    settings: Settings, queue_name: str, actor_name: str, kwargs: dict[str, Any], *, now: datetime, delay_ms: int = 0
+) -> Outgoing:
+    return plan(
+        queue_name,
+        actor_name,
+        kwargs,
+        now=now,
+        delay_ms=delay_ms,
+        grace_s=settings.outbox_grace_s,
+        max_broker_delay_s=settings.max_broker_delay_s,
+    )
+
+
+def for_decision(settings: Settings, decision: Decision, *, now: datetime) -> list[Outgoing]:
+    """The messages a decision's commands owe, ready for the outbox."""
+    owed = []
+    for command in decision.commands:
+        if isinstance(command, RunActivity):
+            kwargs = run_activity_kwargs(decision.state, command.position, command.attempt)
+            owed.append(planned(settings, settings.activity_queue, RUN_ACTIVITY, kwargs, now=now))
+        elif isinstance(command, StartRetryTimer):
+            kwargs = {"workflow_id": decision.state.id, "position": command.position, "attempt": command.attempt}
+            owed.append(planned(settings, settings.engine_queue, RETRY_DUE, kwargs, now=now, delay_ms=command.delay_ms))
+        else:  # pragma: no cover - a new command without a message is a bug
+            raise TypeError(f"no message for {command!r}")
+    return owed
+
+
+def start(settings: Settings, workflow_id: str, *, now: datetime) -> Outgoing:
+    """The start of a created workflow, owed by its creation."""
+    return planned(settings, settings.engine_queue, START_WORKFLOW, {"workflow_id": workflow_id}, now=now)
+
+
 def engine_message(settings: Settings, actor_name: str, **kwargs: Any) -> dramatiq.Message[Any]:
     return dramatiq.Message(queue_name=settings.engine_queue, actor_name=actor_name, args=(), kwargs=kwargs, options={})
 
 
-def start_workflow(
-    settings: Settings,
-    *,
-    name: str | None = None,
-    input_data: dict[str, Any] | None = None,
-    workflow_id: str | None = None,
-) -> dramatiq.Message[Any]:
-    """Tell the engine to start a workflow: a created one by id, or a new one by name."""
-    kwargs: dict[str, Any] = {}
-    if workflow_id is not None:
-        kwargs["workflow_id"] = workflow_id
-    if name is not None:
-        kwargs["name"] = name
-        kwargs["input_data"] = input_data or {}
-    return engine_message(settings, START_WORKFLOW, **kwargs)
-
-
-def run_activity(settings: Settings, state: WorkflowState, position: int, attempt: int) -> dramatiq.Message[Any]:
+def run_activity_kwargs(state: WorkflowState, position: int, attempt: int) -> dict[str, Any]:
     """Everything a worker needs for one attempt: workers never read the database."""
     activity = state.activities[position]
     outputs = {a.name: a.output for a in state.activities if a.output is not None and a.position != position}
-    return dramatiq.Message(
-        queue_name=settings.activity_queue,
-        actor_name=RUN_ACTIVITY,
-        args=(),
-        kwargs={
-            "workflow_id": state.id,
-            "position": position,
-            "attempt": attempt,
-            "activity": activity.name,
-            "config": dict(activity.config),
-            "input_data": dict(state.input_data),
-            "outputs": outputs,
-        },
-        options={},
-    )
+    return {
+        "workflow_id": state.id,
+        "position": position,
+        "attempt": attempt,
+        "activity": activity.name,
+        "config": dict(activity.config),
+        "input_data": dict(state.input_data),
+        "outputs": outputs,
+    }

@@ -43,6 +43,14 @@ class Settings:
     db_pool_size: int = 16
     #: Worker-side limit on one activity attempt, in seconds (Dramatiq's time limit).
     activity_time_limit_s: float = 600.0
+    #: A message still in the outbox this long after it was due is sent again.
+    outbox_grace_s: float = 30.0
+    #: How often the engine looks for owed messages and due timers, in seconds.
+    outbox_poll_s: float = 1.0
+    #: Delays up to this long wait in the broker; longer ones wait in the database.
+    max_broker_delay_s: float = 300.0
+    #: Deliveries of one activity attempt (a worker that crashed counts) before it fails.
+    max_deliveries: int = 3
     #: Largest request body the API accepts, in bytes.
     max_body_bytes: int = 1_048_576
     #: Log format: ``text`` or ``json``.
@@ -96,10 +104,10 @@ class Settings:
             raise ConfigurationError(
                 f"FLOW_BROKER_URL must start with amqp://, amqps:// or be stub://, not {self.broker_url!r}"
             )
-        for name in ("max_live_actors", "db_pool_size", "max_body_bytes"):
+        for name in ("max_live_actors", "db_pool_size", "max_body_bytes", "max_deliveries"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"FLOW_{name.upper()} must be positive")
-        for name in ("actor_idle_s", "activity_time_limit_s"):
+        for name in ("actor_idle_s", "activity_time_limit_s", "outbox_grace_s", "outbox_poll_s"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"FLOW_{name.upper()} must be positive")
 

@@ -15,15 +15,17 @@ import logging
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import peewee
 from playhouse import db_url
 
+from flow import faults
 from flow.decide import Decision
 from flow.definition import Definition
 from flow.errors import ConcurrentUpdate, StoreUnavailable, WorkflowNotFound
+from flow.outbox import Outgoing
 from flow.policy import RetryPolicy
 from flow.state import ActivityState, ActivityStatus, WorkflowState, WorkflowStatus
 
@@ -129,7 +131,22 @@ class EventRecord(_Model):
         indexes = ((("workflow", "id"), False),)
 
 
-MODELS = [DefinitionRecord, WorkflowRecord, ActivityRecord, EventRecord]
+class OutboxRecord(_Model):
+    """A message some committed transition owes (see :mod:`flow.outbox`)."""
+
+    id = peewee.CharField(max_length=32, primary_key=True)
+    workflow = peewee.CharField(max_length=36, index=True)
+    queue_name = peewee.CharField(max_length=255)
+    actor_name = peewee.CharField(max_length=64)
+    kwargs = JSONText()
+    due_at = peewee.DateTimeField()
+    send_after = peewee.DateTimeField(index=True)
+
+    class Meta:
+        table_name = "outbox"
+
+
+MODELS = [DefinitionRecord, WorkflowRecord, ActivityRecord, EventRecord, OutboxRecord]
 
 
 def open_database(url: str, *, pool_size: int = 16) -> peewee.Database:
@@ -154,10 +171,11 @@ def open_database(url: str, *, pool_size: int = 16) -> peewee.Database:
 
 @contextlib.contextmanager
 def _translated() -> Iterator[None]:
-    """Turn driver failures into :class:`StoreUnavailable`."""
+    """Turn driver failures (and injected ones) into :class:`StoreUnavailable`."""
     try:
+        faults.inject("db")
         yield
-    except (peewee.OperationalError, peewee.InterfaceError) as e:
+    except (peewee.OperationalError, peewee.InterfaceError, faults.InjectedFault) as e:
         raise StoreUnavailable(f"database unavailable: {e}".strip()) from e
 
 
@@ -254,11 +272,14 @@ class Store:
         *,
         workflow_id: str | None = None,
         idempotency_key: str | None = None,
+        outbox: Any = None,
     ) -> tuple[WorkflowState, bool]:
         """Create a workflow and its pending activities; ``(state, created)``.
 
-        With an id or idempotency key that already exists, nothing is written and the
-        existing workflow is returned with ``created=False``.
+        ``outbox(workflow_id)`` returns the messages the creation owes (its start),
+        stored in the same transaction. With an id or idempotency key that already
+        exists, nothing is written and the existing workflow is returned with
+        ``created=False``.
         """
         workflow_id = workflow_id or str(uuid.uuid4())
         now = utcnow()
@@ -297,6 +318,8 @@ class Store:
                             for position, spec in enumerate(definition.activities)
                         ]
                     ).execute()
+                    if outbox is not None:
+                        self._insert_outbox(workflow_id, outbox(workflow_id))
             except peewee.IntegrityError:
                 # Lost a race with a concurrent start carrying the same id or key.
                 existing = self._find_existing(workflow_id, idempotency_key)
@@ -374,8 +397,16 @@ class Store:
             finished_at=row.finished_at,
         )
 
-    def commit(self, before: WorkflowState, version: int, decision: Decision, *, now: datetime) -> int:
-        """Write one transition atomically; return the new version.
+    def commit(
+        self,
+        before: WorkflowState,
+        version: int,
+        decision: Decision,
+        *,
+        now: datetime,
+        outbox: list[Outgoing] | tuple[Outgoing, ...] = (),
+    ) -> int:
+        """Write one transition and the messages it owes atomically; return the new version.
 
         Raises :class:`ConcurrentUpdate` when the stored version is no longer
         ``version``: another engine got there first, so reload and decide again.
@@ -421,7 +452,59 @@ class Store:
                         for entry in decision.history
                     ]
                 ).execute()
+            self._insert_outbox(after.id, outbox)
         return version + 1
+
+    # -- outbox -------------------------------------------------------------------
+
+    def _insert_outbox(self, workflow_id: str, outbox: list[Outgoing] | tuple[Outgoing, ...]) -> None:
+        if outbox:
+            OutboxRecord.insert_many(
+                [
+                    {
+                        "id": o.id,
+                        "workflow": workflow_id,
+                        "queue_name": o.queue_name,
+                        "actor_name": o.actor_name,
+                        "kwargs": o.kwargs,
+                        "due_at": o.due_at,
+                        "send_after": o.send_after,
+                    }
+                    for o in outbox
+                ]
+            ).execute()
+
+    def delete_outbox(self, ids: list[str]) -> None:
+        """Forget messages that were published."""
+        with _translated(), self.database.connection_context(), self._write():
+            for start in range(0, len(ids), 500):
+                OutboxRecord.delete().where(OutboxRecord.id.in_(ids[start : start + 500])).execute()
+
+    def claim_outbox(self, *, now: datetime, hold_s: float, limit: int = 500) -> list[Outgoing]:
+        """Messages past their ``send_after``, claimed for ``hold_s`` seconds.
+
+        Claiming pushes ``send_after`` forward in the same transaction, and on
+        PostgreSQL skips rows another engine holds, so two engines do not both send.
+        """
+        with _translated(), self.database.connection_context(), self._write():
+            query = (
+                OutboxRecord.select()
+                .where(OutboxRecord.send_after <= now)
+                .order_by(OutboxRecord.send_after)
+                .limit(limit)
+            )
+            if not isinstance(self.database, peewee.SqliteDatabase):
+                query = query.for_update(skip_locked=True)
+            rows = list(query)
+            if rows:
+                OutboxRecord.update(send_after=now + timedelta(seconds=hold_s)).where(
+                    OutboxRecord.id.in_([r.id for r in rows])
+                ).execute()
+            return [Outgoing(r.queue_name, r.actor_name, r.kwargs, r.due_at, r.send_after, True, r.id) for r in rows]
+
+    def outbox_size(self) -> int:
+        with _translated(), self.database.connection_context():
+            return OutboxRecord.select().count()
 
     def events(self, workflow_id: str, *, after_id: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         """History entries in order, ``after_id`` exclusive."""
@@ -468,17 +551,3 @@ class Store:
                 )
             rows = query.order_by(WorkflowRecord.created_at.desc(), WorkflowRecord.id.desc()).limit(limit)
             return [WorkflowRow(self._state(r, with_activities=False), r.updated_at, r.idempotency_key) for r in rows]
-
-    def unstarted_workflows(self, *, older_than: datetime, limit: int = 500) -> list[str]:
-        """Ids of in-progress workflows the engine never started (their start message was lost)."""
-        with _translated(), self.database.connection_context():
-            rows = (
-                WorkflowRecord.select(WorkflowRecord.id)
-                .where(
-                    (WorkflowRecord.status == WorkflowStatus.IN_PROGRESS.value)
-                    & (WorkflowRecord.started == False)  # noqa: E712 - Peewee expression
-                    & (WorkflowRecord.created_at < older_than)
-                )
-                .limit(limit)
-            )
-            return [r.id for r in rows]

@@ -14,6 +14,7 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from flow import messages
+from flow.deliveries import DeliveryLimit
 from flow.errors import DefinitionNotFound, InvalidInput, UnknownActivity, WorkflowNotFound
 from flow.events import ActivityCompleted, ActivityStarted, RetryDue
 from flow.execution import execute
@@ -124,6 +125,25 @@ def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
                 finished_at=messages.timestamp(result.finished_at),
             )
         )
+
+    def report_undeliverable(kwargs: dict[str, Any], error: str) -> None:
+        runtime.broker.enqueue(
+            messages.engine_message(
+                settings,
+                messages.RECORD_RESULT,
+                workflow_id=kwargs["workflow_id"],
+                position=kwargs["position"],
+                attempt=kwargs["attempt"],
+                outcome="TEMPORARY_FAILURE",
+                error=error,
+            )
+        )
+
+    runtime.broker.add_middleware(
+        DeliveryLimit(
+            actor_name=messages.RUN_ACTIVITY, max_deliveries=settings.max_deliveries, report=report_undeliverable
+        )
+    )
 
     tasks = {
         messages.START_WORKFLOW: dramatiq.actor(start_workflow, actor_name=messages.START_WORKFLOW, **engine_options),

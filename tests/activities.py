@@ -44,3 +44,13 @@ class EchoActivity(BaseActivity):
             "pid": os.getpid(),
         }
         return self.SUCCEEDED
+
+
+class KillerActivity(BaseActivity):
+    """Kills the process running it, every time: a poison message."""
+
+    def do_activity(self) -> str:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+        return self.SUCCEEDED  # never reached

@@ -18,6 +18,14 @@ from flow.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session")
+def services() -> None:
+    """PostgreSQL and RabbitMQ are reachable: skipped loudly outside CI, failed in CI."""
+    from tests.services import require_services
+
+    require_services()
+
+
 @pytest.fixture(autouse=True)
 def stop_all_actors() -> Iterator[None]:
     yield

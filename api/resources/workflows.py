@@ -11,7 +11,6 @@ import falcon
 
 from api.errors import unprocessable
 from api.media import read_json_object
-from flow import messages
 from flow.errors import InvalidInput
 from flow.runtime import Runtime
 from flow.state import WorkflowStatus
@@ -49,13 +48,6 @@ class WorkflowsResource:
             raise unprocessable("$.idempotency_key", "must be a string of 1 to 255 characters")
 
         state, created = self.runtime.engine.create(name, input_data, idempotency_key=key)
-        if created:
-            try:
-                self.runtime.broker.enqueue(messages.start_workflow(self.runtime.settings, workflow_id=state.id))
-            except Exception:
-                # The workflow is stored; the engine's recovery loop starts workflows whose
-                # start message never arrived, so the request still succeeded.
-                logger.exception("could not send the start of workflow %s; recovery will start it", state.id)
         row = self.runtime.store.get(state.id)
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
         resp.location = f"/workflows/{state.id}"

@@ -1,162 +1,21 @@
-"""Real PostgreSQL and RabbitMQ: own database and queue names per run, torn down after.
-
-Outside CI a missing service skips these tests with a loud message; with ``CI`` set
-it fails them, so a green CI run always means the services were really exercised.
-"""
+"""Module-wide PostgreSQL database and queue prefix for the integration tests."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import uuid
-import warnings
 from collections.abc import Iterator
-from pathlib import Path
 
-import pika
-import psycopg2
 import pytest
-import requests
 
-from tests.conftest import ROOT
-
-PG_DSN = os.environ.get("FLOW_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-AMQP_URL = os.environ.get("FLOW_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
-VENV_BIN = Path(sys.executable).parent
-
-
-def _require(name: str, check) -> None:
-    try:
-        check()
-    except Exception as e:  # any failure to connect means the service is not usable
-        message = f"{name} is not reachable ({e}); the real-service tests cannot run"
-        if os.environ.get("CI"):
-            pytest.fail(message + " — CI requires it", pytrace=False)
-        warnings.warn(message, stacklevel=1)
-        sys.stderr.write(f"\n\n!!! SKIPPING real-service tests: {message} !!!\n\n")
-        pytest.skip(message)
-
-
-def _pg() -> psycopg2.extensions.connection:
-    conn = psycopg2.connect(PG_DSN, connect_timeout=3)
-    conn.autocommit = True
-    return conn
-
-
-@pytest.fixture(scope="session")
-def services() -> None:
-    _require("PostgreSQL", lambda: _pg().close())
-    _require("RabbitMQ", lambda: pika.BlockingConnection(pika.URLParameters(AMQP_URL)).close())
+from tests.services import new_database, new_queue_prefix
 
 
 @pytest.fixture(scope="module")
 def pg_url(services) -> Iterator[str]:
-    """A fresh database for this module, dropped afterwards."""
-    name = f"flowtest_{uuid.uuid4().hex[:10]}"
-    conn = _pg()
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    yield PG_DSN.rsplit("/", 1)[0] + f"/{name}"
-    conn = _pg()
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    conn.close()
+    with new_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def queue_prefix(services) -> Iterator[str]:
-    """A queue prefix of our own; every queue under it is deleted afterwards."""
-    prefix = f"flowtest_{uuid.uuid4().hex[:10]}"
-    yield prefix
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-    channel = connection.channel()
-    for base in (f"{prefix}.engine", f"{prefix}.activities"):
-        for queue in (base, f"{base}.DQ", f"{base}.XQ"):
-            channel.queue_delete(queue)
-    connection.close()
-
-
-def queue_depth(queue: str) -> int:
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-    try:
-        return connection.channel().queue_declare(queue, passive=True).method.message_count
-    finally:
-        connection.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Processes:
-    """Real OS processes for a test, each logging to its own file; all stopped at teardown."""
-
-    def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
-        self.log_dir = log_dir
-        self.env = env
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, *argv: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env={**os.environ, **self.env, **(env or {}), "PYTHONPATH": str(ROOT)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so a stop reaches its children
-        )
-        self.procs[name] = proc
-        return proc
-
-    def dramatiq(self, name: str, *queues: str, threads: int = 4) -> subprocess.Popen[bytes]:
-        args = [str(VENV_BIN / "dramatiq"), "flow.actors", "--processes", "1", "--threads", str(threads)]
-        if queues:
-            args += ["--queues", *queues]
-        return self.start(name, *args)
-
-    def log(self, name: str) -> str:
-        return (self.log_dir / f"{name}.log").read_text(errors="replace")
-
-    def stop(self, name: str, sig: int = signal.SIGTERM, timeout_s: float = 15) -> int | None:
-        proc = self.procs.pop(name)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            return proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            return proc.wait(5)
-
-    def stop_all(self) -> None:
-        for name in list(self.procs):
-            self.stop(name)
-
-
-def wait_http(url: str, *, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(requests.RequestException):
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise AssertionError(f"{url} did not answer 200 within {timeout_s} s")
-
-
-def child_pids(pid: int) -> set[int]:
-    """Direct children of ``pid``, read from /proc."""
-    children = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid:
-                children.add(int(stat.parent.name))
-    return children
+    with new_queue_prefix() as prefix:
+        yield prefix

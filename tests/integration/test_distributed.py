@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.conftest import EXPECTED_STATUS, ROOT, sample_definitions, wait_for
-from tests.integration.conftest import VENV_BIN, Processes, child_pids, free_port, queue_depth, wait_http
+from tests.services import VENV_BIN, Processes, child_pids, free_port, queue_depth, wait_http
 
 pytestmark = pytest.mark.services
 
@@ -49,8 +49,10 @@ def cluster(pg_url, queue_prefix, http_server, tmp_path_factory):
         "api.app:create_app()",
     )
     procs.dramatiq("engine", f"{queue_prefix}.engine")
-    procs.dramatiq("worker-1", f"{queue_prefix}.activities")
-    procs.dramatiq("worker-2", f"{queue_prefix}.activities")
+    # Workers need no database: give them one that does not exist to prove it.
+    no_database = {"FLOW_DATABASE_URL": "postgres://nobody@127.0.0.1:1/nothing"}
+    procs.dramatiq("worker-1", f"{queue_prefix}.activities", env=no_database)
+    procs.dramatiq("worker-2", f"{queue_prefix}.activities", env=no_database)
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/health")
     yield {"url": url, "procs": procs, "env": env, "prefix": queue_prefix}

@@ -1,0 +1,122 @@
+"""Faults injected into real processes on real PostgreSQL and RabbitMQ; afterwards every
+workflow has reached its expected end, nothing is stuck, nothing happened twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import dramatiq
+import pytest
+import requests
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+from tests.conftest import wait_for
+from tests.faults.conftest import BATCH, FaultCluster, _query, verify
+from tests.services import AMQP_URL
+
+pytestmark = [pytest.mark.services, pytest.mark.faults]
+
+
+def report(scenario: str, figures: dict[str, int], faults: int, started_at: float) -> None:
+    print(
+        f"\nFAULTS {scenario}: {figures['workflows']} workflows, {faults} faults injected, "
+        f"lost {figures['lost']}, stuck {figures['stuck']}, duplicated {figures['duplicated']}, "
+        f"{time.monotonic() - started_at:.1f} s"
+    )
+
+
+def test_sigkill_a_worker_mid_activity_several_times(fault_cluster: FaultCluster):
+    t0 = time.monotonic()
+    fault_cluster.start(workers=2)
+    started = fault_cluster.start_batch(BATCH, copies=10)
+    kills = 0
+    for round_ in range(3):
+        # Kill only while some activity is running, and each worker in turn.
+        wait_for(lambda: _query(fault_cluster.pg_url, "SELECT count(*) FROM activities WHERE status = 'Started'")[0][0])
+        children = fault_cluster.worker_children()
+        os.kill(children[round_ % len(children)], signal.SIGKILL)
+        kills += 1
+        wait_for(lambda k=kills: sum(fault_cluster.restarts.values()) >= k, what="the supervisor to restart the worker")
+    report("worker SIGKILL", verify(fault_cluster, started), kills, t0)
+
+
+def test_sigkill_the_engine_between_commit_and_send(fault_cluster: FaultCluster):
+    t0 = time.monotonic()
+    fault_cluster.start(engine_env={"FLOW_TEST_FAULTS": "kill:after-commit:0.05"})
+    started = fault_cluster.start_batch(BATCH, copies=6)
+    figures = verify(fault_cluster, started, timeout_s=180)
+    kills = fault_cluster.restarts["engine-0"]
+    report("engine SIGKILL after commit", figures, kills, t0)
+    assert kills >= 1, "the fault never fired: the scenario proved nothing"
+
+
+def test_two_engines_on_the_same_queue(fault_cluster: FaultCluster):
+    t0 = time.monotonic()
+    fault_cluster.start(engines=2)
+    started = fault_cluster.start_batch(BATCH, copies=8)
+    report("two engines", verify(fault_cluster, started), 0, t0)
+
+
+def test_random_database_errors_in_the_engine(fault_cluster: FaultCluster):
+    t0 = time.monotonic()
+    fault_cluster.start(engine_env={"FLOW_TEST_FAULTS": "error:db:0.01"})
+    started = fault_cluster.start_batch(BATCH, copies=6)
+    figures = verify(fault_cluster, started, timeout_s=180)
+    injected = sum(
+        log.read_text(errors="replace").count("fault injected at db")
+        for log in fault_cluster.procs.log_dir.glob("engine-0*.log")
+    )
+    report("random database errors (1%)", figures, injected, t0)
+    assert injected >= 1, "no database error was injected: the scenario proved nothing"
+
+
+def test_an_activity_that_kills_its_worker_every_time_fails_after_bounded_deliveries(fault_cluster: FaultCluster):
+    t0 = time.monotonic()
+    fault_cluster.start(workers=1)
+    started = fault_cluster.start_batch(["Poison"], copies=1) | fault_cluster.start_batch(["SlowSequence"], copies=2)
+    figures = verify(fault_cluster, started, timeout_s=180)
+    [poison] = [w for w, n in started.items() if n == "Poison"]
+    [(attempts, error)] = _query(
+        fault_cluster.pg_url, "SELECT attempt, error FROM activities WHERE workflow_id = %s", poison
+    )
+    assert attempts == 2
+    assert "delivered" in error and "died" in error
+    kills = fault_cluster.restarts["worker-0"]
+    # max_attempts=2 and FLOW_MAX_DELIVERIES=3: each attempt kills its worker 3 times at most.
+    assert 2 <= kills <= 2 * 3
+    report("poison activity", figures, kills, t0)
+
+
+def test_a_duplicate_result_changes_nothing(fault_cluster: FaultCluster):
+    t0 = time.monotonic()
+    fault_cluster.start()
+    started = fault_cluster.start_batch(["SlowSequence"], copies=2)
+    verify(fault_cluster, started)
+    workflow_id = next(iter(started))
+    before = requests.get(f"{fault_cluster.url}/workflows/{workflow_id}").json()
+    broker = RabbitmqBroker(url=AMQP_URL, confirm_delivery=True)
+    queue = f"{fault_cluster.prefix}.engine"
+    broker.declare_queue(queue)
+    for _ in range(2):  # the same result, twice more
+        broker.enqueue(
+            dramatiq.Message(
+                queue_name=queue,
+                actor_name="flow.record_result",
+                args=(),
+                kwargs={"workflow_id": workflow_id, "position": 1, "attempt": 1, "outcome": "PERMANENT_FAILURE"},
+                options={},
+            )
+        )
+    broker.close()
+
+    def stale_recorded():
+        events = requests.get(f"{fault_cluster.url}/workflows/{workflow_id}/events", params={"limit": 500}).json()
+        return [e for e in events["items"] if e["type"] == "activity-result" and e["data"].get("stale")]
+
+    assert len(wait_for(stale_recorded, timeout_s=20, what="stale results recorded")) == 2
+    after = requests.get(f"{fault_cluster.url}/workflows/{workflow_id}").json()
+    assert after["status"] == before["status"] == "Finished"
+    assert after["activities"] == before["activities"]
+    report("duplicate results", verify(fault_cluster, started), 2, t0)

@@ -7,7 +7,14 @@ import falcon
 from api.auth import BearerTokenMiddleware
 from api.errors import handle_flow_error
 from api.resources.health import HealthResource
-from api.resources.workflows import WorkflowEventsResource, WorkflowResource, WorkflowsResource
+from api.resources.workflows import (
+    WorkflowActivitiesResource,
+    WorkflowCancelResource,
+    WorkflowEventsResource,
+    WorkflowResource,
+    WorkflowRetryResource,
+    WorkflowsResource,
+)
 from flow.errors import FlowError
 from flow.logs import configure_logging
 from flow.runtime import Runtime
@@ -27,5 +34,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_route("/health", HealthResource(runtime))
     app.add_route("/workflows", WorkflowsResource(runtime))
     app.add_route("/workflows/{workflow_id}", WorkflowResource(runtime))
+    app.add_route("/workflows/{workflow_id}/activities", WorkflowActivitiesResource(runtime))
     app.add_route("/workflows/{workflow_id}/events", WorkflowEventsResource(runtime))
+    app.add_route("/workflows/{workflow_id}/cancel", WorkflowCancelResource(runtime))
+    app.add_route("/workflows/{workflow_id}/retry", WorkflowRetryResource(runtime))
     return app

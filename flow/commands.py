@@ -14,12 +14,13 @@ class RunActivity:
 
 
 @dataclass(frozen=True)
-class StartRetryTimer:
-    """Wake the engine in ``delay_ms`` to run ``attempt`` of the activity at ``position``."""
+class StartTimer:
+    """Wake the engine in ``delay_ms`` with a :class:`flow.events.TimerFired` of ``kind``."""
 
-    position: int
-    attempt: int
+    kind: str
     delay_ms: int
+    position: int | None
+    attempt: int
 
 
-Command = RunActivity | StartRetryTimer
+Command = RunActivity | StartTimer

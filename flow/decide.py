@@ -2,9 +2,10 @@
 
 Vocabulary of decisions (and of the history): ``start-workflow``,
 ``schedule-activity``, ``reschedule-activity``, ``workflow-failure``,
-``workflow-finished`` and ``do-nothing``. Each event also leaves one fact in the
-history (``activity-started``, ``activity-result``, ``retry-due``), so a stale or
-duplicate event is recorded even though it changes nothing.
+``workflow-finished``, ``workflow-cancelled``, ``retry-workflow`` and ``do-nothing``.
+Each event also leaves one fact in the history (``activity-started``,
+``activity-result``, ``timer-fired``, ``cancel-requested``, ``retry-requested``), so a
+stale or duplicate event is recorded even though it changes nothing.
 """
 
 from __future__ import annotations
@@ -14,8 +15,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from flow.commands import Command, RunActivity, StartRetryTimer
-from flow.events import ActivityCompleted, ActivityStarted, Event, RetryDue, WorkflowStarted
+from flow.commands import Command, RunActivity, StartTimer
+from flow.events import (
+    ActivityCompleted,
+    ActivityStarted,
+    CancelRequested,
+    Event,
+    RetryRequested,
+    TimerFired,
+    WorkflowStarted,
+)
 from flow.state import ActivityState, ActivityStatus, WorkflowState, WorkflowStatus
 
 #: History types that are decisions (the rest are facts about the incoming event).
@@ -26,9 +35,14 @@ DECISIONS = frozenset(
         "reschedule-activity",
         "workflow-failure",
         "workflow-finished",
+        "workflow-cancelled",
+        "retry-workflow",
         "do-nothing",
     }
 )
+
+#: Statuses a retry-from-failure runs again.
+_RERUN = (ActivityStatus.FAILED, ActivityStatus.SKIPPED, ActivityStatus.CANCELLED)
 
 
 @dataclass(frozen=True)
@@ -57,8 +71,12 @@ def decide(state: WorkflowState, event: Event) -> Decision:
         return _on_activity_started(state, event)
     if isinstance(event, ActivityCompleted):
         return _on_activity_completed(state, event)
-    if isinstance(event, RetryDue):
-        return _on_retry_due(state, event)
+    if isinstance(event, TimerFired):
+        return _on_timer_fired(state, event)
+    if isinstance(event, CancelRequested):
+        return _on_cancel_requested(state, event)
+    if isinstance(event, RetryRequested):
+        return _on_retry_requested(state, event)
     raise TypeError(f"unknown event {event!r}")
 
 
@@ -70,7 +88,7 @@ def _on_workflow_started(state: WorkflowState, event: WorkflowStarted) -> Decisi
         return _nothing(state, HistoryEntry("do-nothing", data={"reason": "workflow already started"}))
     state = replace(state, started=True)
     history = [HistoryEntry("start-workflow", data={"definition_version": state.definition_version})]
-    return _advance(state, event.occurred_at, history)
+    return _advance(state, event.occurred_at, history, _workflow_timer(state))
 
 
 def _on_activity_started(state: WorkflowState, event: ActivityStarted) -> Decision:
@@ -79,7 +97,10 @@ def _on_activity_started(state: WorkflowState, event: ActivityStarted) -> Decisi
     if activity is None or activity.attempt != event.attempt or activity.status is not ActivityStatus.SCHEDULED:
         return _nothing(state, _stale(fact))
     activity = replace(activity, status=ActivityStatus.STARTED, started_at=event.occurred_at)
-    return _nothing(_with_activity(state, activity), fact)
+    commands: list[Command] = []
+    if activity.timeouts.start_to_close_s and not state.status.ended:
+        commands.append(_timer("start-to-close", activity.timeouts.start_to_close_s, activity.position, event.attempt))
+    return Decision(_with_activity(state, activity), tuple(commands), (fact, HistoryEntry("do-nothing")))
 
 
 def _on_activity_completed(state: WorkflowState, event: ActivityCompleted) -> Decision:
@@ -91,7 +112,6 @@ def _on_activity_completed(state: WorkflowState, event: ActivityCompleted) -> De
     activity = state.activity(event.position)
     if activity is None or activity.attempt != event.attempt or not activity.status.in_flight:
         return _nothing(state, _stale(fact))
-
     activity = replace(
         activity,
         output=event.output,
@@ -99,51 +119,122 @@ def _on_activity_completed(state: WorkflowState, event: ActivityCompleted) -> De
         started_at=event.started_at or activity.started_at,
         finished_at=event.finished_at or event.occurred_at,
     )
+    return _attempt_ended(state, activity, event.outcome, event.occurred_at, [fact])
+
+
+def _on_timer_fired(state: WorkflowState, event: TimerFired) -> Decision:
+    fact = HistoryEntry("timer-fired", event.position, {"kind": event.kind, "attempt": event.attempt})
+    if event.kind == "workflow":
+        if state.status.ended or event.attempt != state.run:
+            return _nothing(state, _stale(fact))
+        limit = state.timeouts.workflow_s
+        return _fail(state, event.occurred_at, f"workflow timed out: not ended within {limit} s", [fact])
+
+    activity = state.activity(event.position) if event.position is not None else None
+    if activity is None or activity.attempt + (1 if event.kind == "retry" else 0) != event.attempt:
+        return _nothing(state, _stale(fact))
+
+    if event.kind == "retry":
+        if state.status.ended or activity.status is not ActivityStatus.WAITING_RETRY:
+            return _nothing(state, _stale(fact))
+        activity, commands, entry = _schedule(activity, event.occurred_at)
+        return Decision(_with_activity(state, activity), tuple(commands), (fact, entry))
+
+    waiting_for = ActivityStatus.SCHEDULED if event.kind == "schedule-to-start" else ActivityStatus.STARTED
+    if activity.status is not waiting_for:
+        return _nothing(state, _stale(fact))
+    if event.kind == "schedule-to-start":
+        error = f"no worker started attempt {event.attempt} within {activity.timeouts.schedule_to_start_s} s"
+    else:
+        error = f"attempt {event.attempt} did not finish within {activity.timeouts.start_to_close_s} s"
+    activity = replace(activity, error=f"{event.kind} timeout: {error}", finished_at=event.occurred_at)
+    return _attempt_ended(state, activity, "TEMPORARY_FAILURE", event.occurred_at, [fact])
+
+
+def _on_cancel_requested(state: WorkflowState, event: CancelRequested) -> Decision:
+    fact = HistoryEntry("cancel-requested", data={"reason": event.reason} if event.reason else {})
+    if state.status.ended:
+        return _nothing(state, fact, HistoryEntry("do-nothing", data={"reason": f"workflow already {state.status}"}))
+    activities = tuple(
+        replace(a, status=ActivityStatus.CANCELLED, finished_at=a.finished_at or event.occurred_at)
+        if a.status in (ActivityStatus.PENDING, ActivityStatus.WAITING_RETRY)
+        else a
+        for a in state.activities
+    )
+    error = "cancelled" + (f": {event.reason}" if event.reason else "")
+    state = replace(
+        state, status=WorkflowStatus.CANCELLED, activities=activities, error=error, finished_at=event.occurred_at
+    )
+    return Decision(state, (), (fact, HistoryEntry("workflow-cancelled", data=dict(fact.data))))
+
+
+def _on_retry_requested(state: WorkflowState, event: RetryRequested) -> Decision:
+    fact = HistoryEntry("retry-requested")
+    if state.status not in (WorkflowStatus.FAILED, WorkflowStatus.CANCELLED):
+        return _nothing(state, fact, HistoryEntry("do-nothing", data={"reason": f"workflow is {state.status}"}))
+    activities = tuple(
+        replace(
+            a,
+            status=ActivityStatus.PENDING,
+            attempts_before=a.attempt,
+            output=None,
+            error=None,
+            scheduled_at=None,
+            started_at=None,
+            finished_at=None,
+        )
+        if a.status in _RERUN
+        else a
+        for a in state.activities
+    )
+    state = replace(
+        state,
+        status=WorkflowStatus.IN_PROGRESS,
+        activities=activities,
+        error=None,
+        output=None,
+        finished_at=None,
+        started=True,
+        run=state.run + 1,
+    )
+    history = [fact, HistoryEntry("retry-workflow", data={"run": state.run})]
+    return _advance(state, event.occurred_at, history, _workflow_timer(state))
+
+
+# -- helpers ----------------------------------------------------------------------
+
+
+def _attempt_ended(
+    state: WorkflowState, activity: ActivityState, outcome: str, now: datetime, history: list[HistoryEntry]
+) -> Decision:
+    """The current attempt of ``activity`` ended with ``outcome``: retry, fail or go on."""
     if state.status.ended:
         # A late result: recorded on the activity, but the workflow decides nothing more.
-        status = ActivityStatus.SUCCEEDED if event.outcome == "SUCCEEDED" else ActivityStatus.FAILED
+        status = ActivityStatus.SUCCEEDED if outcome == "SUCCEEDED" else ActivityStatus.FAILED
         state = _with_activity(state, replace(activity, status=status))
-        return _nothing(state, fact, HistoryEntry("do-nothing", event.position, {"reason": f"workflow {state.status}"}))
+        return _nothing(
+            state, *history, HistoryEntry("do-nothing", activity.position, {"reason": f"workflow {state.status}"})
+        )
 
-    history = [fact]
     commands: list[Command] = []
-    if event.outcome == "SUCCEEDED":
+    attempts_this_run = activity.attempt - activity.attempts_before
+    if outcome == "SUCCEEDED":
         activity = replace(activity, status=ActivityStatus.SUCCEEDED, error=None)
-    elif event.outcome == "TEMPORARY_FAILURE" and activity.attempt < activity.retry.max_attempts:
+    elif outcome == "TEMPORARY_FAILURE" and attempts_this_run < activity.retry.max_attempts:
         next_attempt = activity.attempt + 1
-        delay_ms = activity.retry.delay_ms(activity.attempt, seed=f"{state.id}:{activity.position}:{next_attempt}")
-        activity = replace(activity, status=ActivityStatus.WAITING_RETRY, finished_at=event.occurred_at)
-        commands.append(StartRetryTimer(activity.position, next_attempt, delay_ms))
+        delay_ms = activity.retry.delay_ms(attempts_this_run, seed=f"{state.id}:{activity.position}:{next_attempt}")
+        activity = replace(activity, status=ActivityStatus.WAITING_RETRY)
+        commands.append(StartTimer("retry", delay_ms, activity.position, next_attempt))
         history.append(
             HistoryEntry("reschedule-activity", activity.position, {"attempt": next_attempt, "delay_ms": delay_ms})
         )
     else:
         activity = replace(activity, status=ActivityStatus.FAILED)
         if activity.required:
-            state = _with_activity(state, activity)
-            reason = "PERMANENT_FAILURE" if event.outcome == "PERMANENT_FAILURE" else f"{activity.attempt} attempts"
+            reason = "PERMANENT_FAILURE" if outcome == "PERMANENT_FAILURE" else f"{attempts_this_run} attempts"
             error = f"required activity {activity.name} (position {activity.position}) failed: {reason}"
-            return _fail(state, event.occurred_at, error, history)
-
-    state = _with_activity(state, activity)
-    return _advance(state, event.occurred_at, history, commands)
-
-
-def _on_retry_due(state: WorkflowState, event: RetryDue) -> Decision:
-    fact = HistoryEntry("retry-due", event.position, {"attempt": event.attempt})
-    activity = state.activity(event.position)
-    if (
-        state.status.ended
-        or activity is None
-        or activity.status is not ActivityStatus.WAITING_RETRY
-        or event.attempt != activity.attempt + 1
-    ):
-        return _nothing(state, _stale(fact))
-    activity, command, entry = _schedule(activity, event.occurred_at)
-    return Decision(_with_activity(state, activity), (command,), (fact, entry))
-
-
-# -- helpers ----------------------------------------------------------------------
+            return _fail(_with_activity(state, activity), now, error, history)
+    return _advance(_with_activity(state, activity), now, history, commands)
 
 
 def _advance(
@@ -156,15 +247,17 @@ def _advance(
     commands = list(commands or [])
     activities = list(state.activities)
     for position in ready_positions(state):
-        activities[position], command, entry = _schedule(activities[position], now)
-        commands.append(command)
+        activities[position], scheduled, entry = _schedule(activities[position], now)
+        commands.extend(scheduled)
         history.append(entry)
     state = replace(state, activities=tuple(activities))
     if all(a.status.ended for a in state.activities):
         output = {a.name: a.output for a in state.activities if a.output is not None}
         state = replace(state, status=WorkflowStatus.FINISHED, finished_at=now, output=output)
         history.append(HistoryEntry("workflow-finished"))
-    return _nothing(state, *history) if not _has_decision(history) else Decision(state, tuple(commands), tuple(history))
+    if not _has_decision(history):
+        history.append(HistoryEntry("do-nothing"))
+    return Decision(state, tuple(commands), tuple(history))
 
 
 def ready_positions(state: WorkflowState) -> list[int]:
@@ -184,7 +277,7 @@ def ready_positions(state: WorkflowState) -> list[int]:
     return ready
 
 
-def _schedule(activity: ActivityState, now: datetime) -> tuple[ActivityState, RunActivity, HistoryEntry]:
+def _schedule(activity: ActivityState, now: datetime) -> tuple[ActivityState, list[Command], HistoryEntry]:
     attempt = activity.attempt + 1
     activity = replace(
         activity,
@@ -194,11 +287,19 @@ def _schedule(activity: ActivityState, now: datetime) -> tuple[ActivityState, Ru
         started_at=None,
         finished_at=None,
     )
-    return (
-        activity,
-        RunActivity(activity.position, attempt),
-        HistoryEntry("schedule-activity", activity.position, {"attempt": attempt}),
-    )
+    commands: list[Command] = [RunActivity(activity.position, attempt)]
+    if activity.timeouts.schedule_to_start_s:
+        commands.append(_timer("schedule-to-start", activity.timeouts.schedule_to_start_s, activity.position, attempt))
+    return activity, commands, HistoryEntry("schedule-activity", activity.position, {"attempt": attempt})
+
+
+def _timer(kind: str, seconds: float, position: int | None, attempt: int) -> StartTimer:
+    return StartTimer(kind, int(seconds * 1000), position, attempt)
+
+
+def _workflow_timer(state: WorkflowState) -> list[Command]:
+    limit = state.timeouts.workflow_s
+    return [_timer("workflow", limit, None, state.run)] if limit else []
 
 
 def _fail(state: WorkflowState, now: datetime, error: str, history: list[HistoryEntry]) -> Decision:

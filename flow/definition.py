@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 
 from flow.errors import DefinitionError, DefinitionNotFound
-from flow.policy import RetryPolicy
+from flow.policy import RetryPolicy, Timeouts
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +34,19 @@ _RETRY_SCHEMA: dict[str, Any] = {
     },
 }
 
+_TIMEOUTS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "schedule_to_start_s": {"type": "number", "exclusiveMinimum": 0},
+        "start_to_close_s": {"type": "number", "exclusiveMinimum": 0},
+        "workflow_s": {"type": "number", "exclusiveMinimum": 0},
+    },
+}
+
 _CONFIG_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {"retry": {"$ref": "#/$defs/retry"}},
+    "properties": {"retry": {"$ref": "#/$defs/retry"}, "timeouts": {"$ref": "#/$defs/timeouts"}},
 }
 
 #: JSON Schema of a workflow definition.
@@ -66,7 +76,7 @@ SCHEMA: dict[str, Any] = {
             },
         },
     },
-    "$defs": {"config": _CONFIG_SCHEMA, "retry": _RETRY_SCHEMA},
+    "$defs": {"config": _CONFIG_SCHEMA, "retry": _RETRY_SCHEMA, "timeouts": _TIMEOUTS_SCHEMA},
 }
 
 _VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
@@ -108,6 +118,10 @@ class Definition:
     def retry_policy(self, spec: ActivitySpec) -> RetryPolicy:
         return RetryPolicy.from_config(self.config, spec.config)
 
+    def timeouts(self, spec: ActivitySpec | None = None) -> Timeouts:
+        """The activity's timeouts (workflow's overlaid with its own), or the workflow's."""
+        return Timeouts.from_config(self.config, spec.config if spec else None)
+
     def __repr__(self) -> str:
         return f"<Definition {self.name} activities={len(self.activities)}>"
 
@@ -135,6 +149,13 @@ def parse(body: Any, *, known_activities: Collection[str], source: str = "<defin
     ]
     if not problems:
         for index, entry in enumerate(body["activities"]):
+            if "workflow_s" in entry.get("config", {}).get("timeouts", {}):
+                problems.append(
+                    (
+                        json_path(["activities", index, "config", "timeouts", "workflow_s"]),
+                        "workflow_s is a workflow timeout: set it in the workflow's config.timeouts",
+                    )
+                )
             if entry["name"] not in known_activities:
                 problems.append(
                     (

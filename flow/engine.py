@@ -7,6 +7,7 @@ If a publish fails, its outbox row stays and the outbox loop sends it later.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import uuid
@@ -82,6 +83,13 @@ class Engine:
         """
         if not isinstance(input_data, Mapping):
             raise InvalidInput("$.input_data", "must be a JSON object")
+        size = len(json.dumps(input_data))
+        if size > self.settings.max_payload_bytes:
+            raise InvalidInput(
+                "$.input_data",
+                f"is {size} bytes of JSON, over the limit of {self.settings.max_payload_bytes} "
+                "(FLOW_MAX_PAYLOAD_BYTES)",
+            )
         definition = self.catalog.get(name)
         version = self.definition_version(name)
         now = utcnow()
@@ -109,17 +117,37 @@ class Engine:
         workflow_id: str | None = None,
         name: str | None = None,
         input_data: Any = None,
+        idempotency_key: str | None = None,
         message_id: str | None = None,
     ) -> WorkflowState:
         """Handle a ``start_workflow`` message: create the workflow if needed, then start it."""
         if name is not None:
             if workflow_id is None and message_id is not None:
                 workflow_id = str(uuid.uuid5(_MESSAGE_NAMESPACE, message_id))
-            state, _ = self.create(name, {} if input_data is None else input_data, workflow_id=workflow_id, start=False)
+            state, _ = self.create(
+                name,
+                {} if input_data is None else input_data,
+                workflow_id=workflow_id,
+                idempotency_key=idempotency_key,
+                start=False,
+            )
             workflow_id = state.id
         if workflow_id is None:
             raise InvalidInput("$.workflow_id", "a start message needs a workflow_id or a name")
         return self.handle(workflow_id, WorkflowStarted(occurred_at=utcnow())).state
+
+    # -- requests from outside ------------------------------------------------------
+
+    def request_cancel(self, workflow_id: str, reason: str | None = None) -> None:
+        """Ask the engine to cancel a workflow (from the API or CLI, any process)."""
+        self.store.get(workflow_id)  # WorkflowNotFound before anything is sent
+        kwargs: dict[str, Any] = {"workflow_id": workflow_id, **({"reason": reason} if reason else {})}
+        self.broker.enqueue(messages.engine_message(self.settings, messages.CANCEL_WORKFLOW, **kwargs))
+
+    def request_retry(self, workflow_id: str) -> None:
+        """Ask the engine to run a failed or cancelled workflow again from where it stopped."""
+        self.store.get(workflow_id)
+        self.broker.enqueue(messages.engine_message(self.settings, messages.RETRY_WORKFLOW, workflow_id=workflow_id))
 
     # -- events ---------------------------------------------------------------------
 

@@ -45,12 +45,35 @@ class ActivityCompleted:
 
 
 @dataclass(frozen=True)
-class RetryDue:
-    """The retry timer for ``attempt`` of the activity at ``position`` fired."""
+class TimerFired:
+    """A timer the workflow set earlier is due.
 
-    position: int
+    ``kind`` is ``retry`` (run ``attempt`` now), ``schedule-to-start`` or
+    ``start-to-close`` (``attempt`` may have timed out), or ``workflow`` (the
+    workflow's run number ``attempt`` may have timed out; ``position`` is None).
+    """
+
+    kind: str
+    position: int | None
     attempt: int
     occurred_at: datetime
 
 
-Event = WorkflowStarted | ActivityStarted | ActivityCompleted | RetryDue
+@dataclass(frozen=True)
+class CancelRequested:
+    """Someone asked to cancel the workflow."""
+
+    occurred_at: datetime
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class RetryRequested:
+    """Someone asked to run a failed or cancelled workflow again from where it stopped."""
+
+    occurred_at: datetime
+
+
+Event = WorkflowStarted | ActivityStarted | ActivityCompleted | TimerFired | CancelRequested | RetryRequested
+
+TIMER_KINDS = ("retry", "schedule-to-start", "start-to-close", "workflow")

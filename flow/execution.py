@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from dramatiq.middleware import TimeLimitExceeded
+from dramatiq.threading import Interrupt, raise_thread_exception
 
 from activities.base import BaseActivity
 from activities.discovery import resolve
@@ -24,6 +26,16 @@ from flow.events import OUTCOMES
 from flow.store import utcnow
 
 logger = logging.getLogger(__name__)
+
+
+class ActivityTimeout(Interrupt):
+    """Raised inside ``do_activity`` when its ``start_to_close_s`` has passed.
+
+    An interrupt (a ``BaseException``) so that an activity's own ``except Exception``
+    cannot swallow it. Like Dramatiq's time limit it is delivered between Python
+    bytecodes: a long blocking C call (``time.sleep``, a socket read without a
+    timeout) ends first. The engine's start-to-close timer fails the attempt anyway.
+    """
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,8 @@ def execute(
     input_data: Mapping[str, Any],
     outputs: Mapping[str, Any],
     started_at: datetime | None = None,
+    max_output_bytes: int | None = None,
+    time_limit_s: float | None = None,
 ) -> AttemptResult:
     """Run one attempt and describe how it ended; never raises for activity errors."""
     started_at = started_at or utcnow()
@@ -65,13 +79,23 @@ def execute(
         position=position,
         outputs=outputs,
     )
+    timer = None
+    if time_limit_s:
+        timer = threading.Timer(time_limit_s, raise_thread_exception, (threading.get_ident(), ActivityTimeout))
+        timer.daemon = True
+        timer.start()
     try:
         outcome = instance.do_activity()
+    except ActivityTimeout:
+        return ended("TEMPORARY_FAILURE", error=f"start-to-close timeout: stopped after {time_limit_s} s")
     except TimeLimitExceeded:
-        return ended("TEMPORARY_FAILURE", error="the attempt exceeded its time limit and was stopped")
+        return ended("TEMPORARY_FAILURE", error="stopped by the worker's time limit (FLOW_ACTIVITY_TIME_LIMIT_S)")
     except Exception:
         instance.logger.warning("do_activity raised", exc_info=True)
         return ended("TEMPORARY_FAILURE", error=traceback.format_exc(limit=20))
+    finally:
+        if timer is not None:
+            timer.cancel()
     if outcome not in OUTCOMES:
         return ended(
             "PERMANENT_FAILURE",
@@ -79,7 +103,13 @@ def execute(
             "return self.SUCCEEDED, self.TEMPORARY_FAILURE or self.PERMANENT_FAILURE",
         )
     try:
-        json.dumps(instance.output)
+        size = len(json.dumps(instance.output))
     except (TypeError, ValueError) as e:
         return ended("PERMANENT_FAILURE", error=f"{activity}.output is not JSON-serialisable: {e}")
+    if max_output_bytes is not None and size > max_output_bytes:
+        return ended(
+            "PERMANENT_FAILURE",
+            error=f"{activity}.output is {size} bytes of JSON, over the limit of {max_output_bytes} "
+            "(FLOW_MAX_PAYLOAD_BYTES)",
+        )
     return ended(outcome, instance.output, None if outcome == "SUCCEEDED" else instance.error)

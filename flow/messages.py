@@ -12,7 +12,7 @@ from typing import Any
 
 import dramatiq
 
-from flow.commands import RunActivity, StartRetryTimer
+from flow.commands import RunActivity, StartTimer
 from flow.decide import Decision
 from flow.outbox import Outgoing, plan
 from flow.settings import Settings
@@ -22,7 +22,9 @@ from flow.state import WorkflowState
 START_WORKFLOW = "flow.start_workflow"
 RECORD_STARTED = "flow.record_started"
 RECORD_RESULT = "flow.record_result"
-RETRY_DUE = "flow.retry_due"
+TIMER_FIRED = "flow.timer_fired"
+CANCEL_WORKFLOW = "flow.cancel_workflow"
+RETRY_WORKFLOW = "flow.retry_workflow"
 RUN_ACTIVITY = "flow.run_activity"
 
 
@@ -55,9 +57,16 @@ def for_decision(settings: Settings, decision: Decision, *, now: datetime) -> li
         if isinstance(command, RunActivity):
             kwargs = run_activity_kwargs(decision.state, command.position, command.attempt)
             owed.append(planned(settings, settings.activity_queue, RUN_ACTIVITY, kwargs, now=now))
-        elif isinstance(command, StartRetryTimer):
-            kwargs = {"workflow_id": decision.state.id, "position": command.position, "attempt": command.attempt}
-            owed.append(planned(settings, settings.engine_queue, RETRY_DUE, kwargs, now=now, delay_ms=command.delay_ms))
+        elif isinstance(command, StartTimer):
+            kwargs = {
+                "workflow_id": decision.state.id,
+                "kind": command.kind,
+                "position": command.position,
+                "attempt": command.attempt,
+            }
+            owed.append(
+                planned(settings, settings.engine_queue, TIMER_FIRED, kwargs, now=now, delay_ms=command.delay_ms)
+            )
         else:  # pragma: no cover - a new command without a message is a bug
             raise TypeError(f"no message for {command!r}")
     return owed
@@ -84,4 +93,5 @@ def run_activity_kwargs(state: WorkflowState, position: int, attempt: int) -> di
         "config": dict(activity.config),
         "input_data": dict(state.input_data),
         "outputs": outputs,
+        "start_to_close_s": activity.timeouts.start_to_close_s,
     }

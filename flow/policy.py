@@ -58,3 +58,35 @@ class RetryPolicy:
             "max_delay_ms": self.max_delay_ms,
             "jitter": self.jitter,
         }
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long an attempt or a workflow may take, in seconds; ``None`` is no limit.
+
+    Set as ``config.timeouts`` on the workflow (``workflow_s`` there, and defaults for
+    every activity) or on an activity (overrides, field by field).
+    """
+
+    #: An attempt that no worker starts within this long after it was scheduled fails
+    #: (a lost message or a dead queue shows up as a failed attempt, then a retry).
+    schedule_to_start_s: float | None = None
+    #: An attempt that runs longer is stopped in the worker and fails (then is retried).
+    start_to_close_s: float | None = None
+    #: A workflow that has not ended this long after it started fails.
+    workflow_s: float | None = None
+
+    @classmethod
+    def from_config(cls, *layers: Mapping[str, Any] | None) -> Timeouts:
+        fields: dict[str, Any] = {}
+        for layer in layers:
+            if layer and isinstance(layer.get("timeouts"), Mapping):
+                fields.update(layer["timeouts"])
+        return cls(**fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schedule_to_start_s": self.schedule_to_start_s,
+            "start_to_close_s": self.start_to_close_s,
+            "workflow_s": self.workflow_s,
+        }

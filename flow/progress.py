@@ -21,6 +21,7 @@ STATUS_STYLES = {
     ActivityStatus.SUCCEEDED: "green",
     ActivityStatus.FAILED: "red",
     ActivityStatus.SKIPPED: "dim",
+    ActivityStatus.CANCELLED: "magenta",
 }
 
 
@@ -36,7 +37,11 @@ def describe_event(event: dict[str, Any], state: WorkflowState) -> Text:
         "schedule-activity": "scheduled",
         "activity-started": "started",
         "reschedule-activity": f"will retry in {data.get('delay_ms', 0) / 1000:.1f} s",
-        "retry-due": "retry due",
+        "timer-fired": f"{data.get('kind', '')} timer fired",
+        "cancel-requested": "cancel requested",
+        "workflow-cancelled": "workflow cancelled",
+        "retry-requested": "retry requested",
+        "retry-workflow": f"workflow retried from where it stopped (run {data.get('run')})",
         "workflow-finished": "workflow finished",
         "workflow-failure": f"workflow failed: {data.get('error', '')}",
     }.get(kind, kind)
@@ -53,7 +58,9 @@ def describe_event(event: dict[str, Any], state: WorkflowState) -> Text:
         style = "bold red"
     if data.get("stale"):
         what += " (stale, ignored)"
-    if kind == "do-nothing" or (kind == "retry-due" and not data.get("stale")):
+    if kind in ("do-nothing", "cancel-requested", "retry-requested") or (
+        kind == "timer-fired" and data.get("kind") == "retry" and not data.get("stale")
+    ):
         return Text("")
     at = event["occurred_at"].strftime("%H:%M:%S.%f")[:-3]
     line = Text(f"{at}  ")

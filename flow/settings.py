@@ -51,6 +51,8 @@ class Settings:
     max_broker_delay_s: float = 300.0
     #: Deliveries of one activity attempt (a worker that crashed counts) before it fails.
     max_deliveries: int = 3
+    #: Largest workflow input or activity output, in bytes of JSON.
+    max_payload_bytes: int = 262_144
     #: Largest request body the API accepts, in bytes.
     max_body_bytes: int = 1_048_576
     #: Log format: ``text`` or ``json``.
@@ -104,7 +106,7 @@ class Settings:
             raise ConfigurationError(
                 f"FLOW_BROKER_URL must start with amqp://, amqps:// or be stub://, not {self.broker_url!r}"
             )
-        for name in ("max_live_actors", "db_pool_size", "max_body_bytes", "max_deliveries"):
+        for name in ("max_live_actors", "db_pool_size", "max_body_bytes", "max_deliveries", "max_payload_bytes"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"FLOW_{name.upper()} must be positive")
         for name in ("actor_idle_s", "activity_time_limit_s", "outbox_grace_s", "outbox_poll_s"):

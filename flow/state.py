@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from flow.policy import RetryPolicy
+from flow.policy import RetryPolicy, Timeouts
 
 
 class WorkflowStatus(StrEnum):
@@ -38,8 +38,10 @@ class ActivityStatus(StrEnum):
     SUCCEEDED = "Succeeded"
     #: Failed permanently: attempts exhausted or ``PERMANENT_FAILURE``.
     FAILED = "Failed"
-    #: Never ran because the workflow ended first.
+    #: Never ran because the workflow failed first.
     SKIPPED = "Skipped"
+    #: Never ran (or will not run again) because the workflow was cancelled.
+    CANCELLED = "Cancelled"
 
     @property
     def in_flight(self) -> bool:
@@ -47,7 +49,12 @@ class ActivityStatus(StrEnum):
 
     @property
     def ended(self) -> bool:
-        return self in (ActivityStatus.SUCCEEDED, ActivityStatus.FAILED, ActivityStatus.SKIPPED)
+        return self in (
+            ActivityStatus.SUCCEEDED,
+            ActivityStatus.FAILED,
+            ActivityStatus.SKIPPED,
+            ActivityStatus.CANCELLED,
+        )
 
 
 @dataclass(frozen=True)
@@ -63,9 +70,14 @@ class ActivityState:
     #: Effective config: workflow config overlaid with the activity's own.
     config: Mapping[str, Any]
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeouts: Timeouts = field(default_factory=Timeouts)
     status: ActivityStatus = ActivityStatus.PENDING
-    #: Number of the current (or last) attempt, 1-based; 0 before the first.
+    #: Number of the current (or last) attempt, 1-based; 0 before the first. Never
+    #: reused, so a result always names exactly one attempt.
     attempt: int = 0
+    #: Attempts made before the workflow's last retry-from-failure; the retry policy
+    #: counts only the attempts after it.
+    attempts_before: int = 0
     output: Any = None
     #: Message (and traceback) of the last failed attempt.
     error: str | None = None
@@ -88,9 +100,15 @@ class WorkflowState:
     created_at: datetime
     #: ``False`` until the engine handled the start (the start-workflow decision).
     started: bool = False
+    #: 1, then 2 after the first retry-from-failure, ...
+    run: int = 1
     output: Any = None
     error: str | None = None
     finished_at: datetime | None = None
+
+    @property
+    def timeouts(self) -> Timeouts:
+        return Timeouts.from_config(self.config)
 
     def activity(self, position: int) -> ActivityState | None:
         if 0 <= position < len(self.activities):

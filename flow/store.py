@@ -26,7 +26,7 @@ from flow.decide import Decision
 from flow.definition import Definition
 from flow.errors import ConcurrentUpdate, StoreUnavailable, WorkflowNotFound
 from flow.outbox import Outgoing
-from flow.policy import RetryPolicy
+from flow.policy import RetryPolicy, Timeouts
 from flow.state import ActivityState, ActivityStatus, WorkflowState, WorkflowStatus
 
 logger = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ class WorkflowRecord(_Model):
     definition_version = peewee.IntegerField()
     status = peewee.CharField(max_length=16)
     started = peewee.BooleanField(default=False)
+    run = peewee.IntegerField(default=1)
     input_data = JSONText()
     config = JSONText()
     output = JSONText(null=True)
@@ -103,8 +104,10 @@ class ActivityRecord(_Model):
     required = peewee.BooleanField()
     config = JSONText()
     retry = JSONText()
+    timeouts = JSONText()
     status = peewee.CharField(max_length=16)
     attempt = peewee.IntegerField(default=0)
+    attempts_before = peewee.IntegerField(default=0)
     output = JSONText(null=True)
     error = peewee.TextField(null=True)
     scheduled_at = peewee.DateTimeField(null=True)
@@ -312,6 +315,7 @@ class Store:
                                 "required": spec.required,
                                 "config": definition.activity_config(spec),
                                 "retry": definition.retry_policy(spec).to_dict(),
+                                "timeouts": definition.timeouts(spec).to_dict(),
                                 "status": ActivityStatus.PENDING.value,
                                 "attempt": 0,
                             }
@@ -369,8 +373,10 @@ class Store:
                     required=a.required,
                     config=a.config,
                     retry=RetryPolicy(**a.retry),
+                    timeouts=Timeouts(**a.timeouts),
                     status=ActivityStatus(a.status),
                     attempt=a.attempt,
+                    attempts_before=a.attempts_before,
                     output=a.output,
                     error=a.error,
                     scheduled_at=a.scheduled_at,
@@ -392,6 +398,7 @@ class Store:
             activities=activities,
             created_at=row.created_at,
             started=row.started,
+            run=row.run,
             output=row.output,
             error=row.error,
             finished_at=row.finished_at,
@@ -417,6 +424,7 @@ class Store:
                 WorkflowRecord.update(
                     status=after.status.value,
                     started=after.started,
+                    run=after.run,
                     output=after.output,
                     error=after.error,
                     finished_at=after.finished_at,
@@ -433,6 +441,7 @@ class Store:
                     ActivityRecord.update(
                         status=new.status.value,
                         attempt=new.attempt,
+                        attempts_before=new.attempts_before,
                         output=new.output,
                         error=new.error,
                         scheduled_at=new.scheduled_at,

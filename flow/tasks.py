@@ -1,8 +1,8 @@
 """Declares the Dramatiq actors ("tasks") on a runtime's broker.
 
-Engine queue: ``flow.start_workflow``, ``flow.record_started``,
-``flow.record_result``, ``flow.retry_due``. Activity queue: ``flow.run_activity``.
-Every task is a thin translation from message to call.
+Engine queue: ``flow.start_workflow``, ``flow.record_started``, ``flow.record_result``,
+``flow.timer_fired``, ``flow.cancel_workflow``, ``flow.retry_workflow``. Activity
+queue: ``flow.run_activity``. Every task is a thin translation from message to call.
 """
 
 from __future__ import annotations
@@ -16,7 +16,14 @@ from dramatiq.middleware import CurrentMessage
 from flow import messages
 from flow.deliveries import DeliveryLimit
 from flow.errors import DefinitionNotFound, InvalidInput, UnknownActivity, WorkflowNotFound
-from flow.events import ActivityCompleted, ActivityStarted, RetryDue
+from flow.events import (
+    TIMER_KINDS,
+    ActivityCompleted,
+    ActivityStarted,
+    CancelRequested,
+    RetryRequested,
+    TimerFired,
+)
 from flow.execution import execute
 from flow.store import utcnow
 
@@ -32,6 +39,7 @@ UNRETRYABLE = (DefinitionNotFound, InvalidInput, UnknownActivity, WorkflowNotFou
 def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
     """Declare every task on ``runtime.broker``; return them by actor name."""
     settings = runtime.settings
+    engine = runtime.engine
     engine_options: dict[str, Any] = {
         "broker": runtime.broker,
         "queue_name": settings.engine_queue,
@@ -42,18 +50,30 @@ def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
         "max_backoff": 30_000,
     }
 
-    def start_workflow(workflow_id: str | None = None, name: str | None = None, input_data: Any = None) -> None:
+    def report(actor_name: str, **kwargs: Any) -> None:
+        """Worker -> engine: the only way a worker tells anything."""
+        runtime.broker.enqueue(messages.engine_message(settings, actor_name, **kwargs))
+
+    # -- engine tasks -----------------------------------------------------------------
+
+    def start_workflow(
+        workflow_id: str | None = None,
+        name: str | None = None,
+        input_data: Any = None,
+        idempotency_key: str | None = None,
+    ) -> None:
         current = CurrentMessage.get_current_message()
-        runtime.engine.on_start_message(
+        engine.on_start_message(
             workflow_id=workflow_id,
             name=name,
             input_data=input_data,
+            idempotency_key=idempotency_key,
             message_id=current.message_id if current else None,
         )
 
     def record_started(workflow_id: str, position: int, attempt: int, started_at: str) -> None:
         event = ActivityStarted(position, attempt, occurred_at=messages.parse_timestamp(started_at) or utcnow())
-        runtime.engine.handle(workflow_id, event)
+        engine.handle(workflow_id, event)
 
     def record_result(
         workflow_id: str,
@@ -75,10 +95,20 @@ def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
             started_at=messages.parse_timestamp(started_at),
             finished_at=messages.parse_timestamp(finished_at),
         )
-        runtime.engine.handle(workflow_id, event)
+        engine.handle(workflow_id, event)
 
-    def retry_due(workflow_id: str, position: int, attempt: int) -> None:
-        runtime.engine.handle(workflow_id, RetryDue(position, attempt, occurred_at=utcnow()))
+    def timer_fired(workflow_id: str, kind: str, position: int | None, attempt: int) -> None:
+        if kind not in TIMER_KINDS:
+            raise InvalidInput("$.kind", f"unknown timer kind {kind!r}")
+        engine.handle(workflow_id, TimerFired(kind, position, attempt, occurred_at=utcnow()))
+
+    def cancel_workflow(workflow_id: str, reason: str | None = None) -> None:
+        engine.handle(workflow_id, CancelRequested(occurred_at=utcnow(), reason=reason))
+
+    def retry_workflow(workflow_id: str) -> None:
+        engine.handle(workflow_id, RetryRequested(occurred_at=utcnow()))
+
+    # -- the activity task --------------------------------------------------------------
 
     def run_activity(
         workflow_id: str,
@@ -88,56 +118,35 @@ def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
         config: dict[str, Any],
         input_data: dict[str, Any],
         outputs: dict[str, Any],
+        start_to_close_s: float | None = None,
     ) -> None:
+        ids = {"workflow_id": workflow_id, "position": position, "attempt": attempt}
         started_at = utcnow()
-        runtime.broker.enqueue(
-            messages.engine_message(
-                settings,
-                messages.RECORD_STARTED,
-                workflow_id=workflow_id,
-                position=position,
-                attempt=attempt,
-                started_at=messages.timestamp(started_at),
-            )
-        )
+        report(messages.RECORD_STARTED, **ids, started_at=messages.timestamp(started_at))
         result = execute(
             runtime.activity_classes,
-            workflow_id=workflow_id,
-            position=position,
-            attempt=attempt,
+            **ids,
             activity=activity,
             config=config,
             input_data=input_data,
             outputs=outputs,
             started_at=started_at,
+            max_output_bytes=settings.max_payload_bytes,
+            time_limit_s=start_to_close_s,
         )
-        runtime.broker.enqueue(
-            messages.engine_message(
-                settings,
-                messages.RECORD_RESULT,
-                workflow_id=workflow_id,
-                position=position,
-                attempt=attempt,
-                outcome=result.outcome,
-                output=result.output,
-                error=result.error,
-                started_at=messages.timestamp(result.started_at),
-                finished_at=messages.timestamp(result.finished_at),
-            )
+        report(
+            messages.RECORD_RESULT,
+            **ids,
+            outcome=result.outcome,
+            output=result.output,
+            error=result.error,
+            started_at=messages.timestamp(result.started_at),
+            finished_at=messages.timestamp(result.finished_at),
         )
 
     def report_undeliverable(kwargs: dict[str, Any], error: str) -> None:
-        runtime.broker.enqueue(
-            messages.engine_message(
-                settings,
-                messages.RECORD_RESULT,
-                workflow_id=kwargs["workflow_id"],
-                position=kwargs["position"],
-                attempt=kwargs["attempt"],
-                outcome="TEMPORARY_FAILURE",
-                error=error,
-            )
-        )
+        ids = {key: kwargs[key] for key in ("workflow_id", "position", "attempt")}
+        report(messages.RECORD_RESULT, **ids, outcome="TEMPORARY_FAILURE", error=error)
 
     runtime.broker.add_middleware(
         DeliveryLimit(
@@ -145,22 +154,25 @@ def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
         )
     )
 
-    tasks = {
-        messages.START_WORKFLOW: dramatiq.actor(start_workflow, actor_name=messages.START_WORKFLOW, **engine_options),
-        messages.RECORD_STARTED: dramatiq.actor(record_started, actor_name=messages.RECORD_STARTED, **engine_options),
-        messages.RECORD_RESULT: dramatiq.actor(record_result, actor_name=messages.RECORD_RESULT, **engine_options),
-        messages.RETRY_DUE: dramatiq.actor(retry_due, actor_name=messages.RETRY_DUE, **engine_options),
-        messages.RUN_ACTIVITY: dramatiq.actor(
-            run_activity,
-            actor_name=messages.RUN_ACTIVITY,
-            broker=runtime.broker,
-            queue_name=settings.activity_queue,
-            # Activity failures are reported as outcomes, not raised; a raise here means
-            # the result could not be reported (broker down), so run the attempt again.
-            max_retries=20,
-            min_backoff=500,
-            max_backoff=30_000,
-            time_limit=int(settings.activity_time_limit_s * 1000),
-        ),
+    engine_tasks = {
+        messages.START_WORKFLOW: start_workflow,
+        messages.RECORD_STARTED: record_started,
+        messages.RECORD_RESULT: record_result,
+        messages.TIMER_FIRED: timer_fired,
+        messages.CANCEL_WORKFLOW: cancel_workflow,
+        messages.RETRY_WORKFLOW: retry_workflow,
     }
+    tasks = {name: dramatiq.actor(fn, actor_name=name, **engine_options) for name, fn in engine_tasks.items()}
+    tasks[messages.RUN_ACTIVITY] = dramatiq.actor(
+        run_activity,
+        actor_name=messages.RUN_ACTIVITY,
+        broker=runtime.broker,
+        queue_name=settings.activity_queue,
+        # Activity failures are reported as outcomes, not raised; a raise here means
+        # the result could not be reported (broker down), so run the attempt again.
+        max_retries=20,
+        min_backoff=500,
+        max_backoff=30_000,
+        time_limit=int(settings.activity_time_limit_s * 1000),
+    )
     return tasks

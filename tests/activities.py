@@ -54,3 +54,23 @@ class KillerActivity(BaseActivity):
 
         os.kill(os.getpid(), signal.SIGKILL)
         return self.SUCCEEDED  # never reached
+
+
+class SpinActivity(BaseActivity):
+    """Busy for ``config.spin_s`` seconds in short naps, so a timeout can interrupt it."""
+
+    def do_activity(self) -> str:
+        import time
+
+        deadline = time.monotonic() + float(self.config.get("spin_s", 5))
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.SUCCEEDED
+
+
+class BigOutputActivity(BaseActivity):
+    """Outputs ``config.size`` bytes."""
+
+    def do_activity(self) -> str:
+        self.output = "x" * int(self.config.get("size", 1_000_000))
+        return self.SUCCEEDED

@@ -76,6 +76,61 @@ class WorkflowResource:
         resp.media = workflow_view(self.runtime.store.get(workflow_id))
 
 
+class WorkflowActivitiesResource:
+    """``GET /workflows/{id}/activities``: every activity with status, attempts, timings, error."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
+        resp.media = {"items": workflow_view(self.runtime.store.get(workflow_id))["activities"]}
+
+
+class WorkflowCancelResource:
+    """``POST /workflows/{id}/cancel``: 202 while the engine cancels it; 409 if it already ended."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
+        body = {}
+        if req.content_length:
+            body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes, allowed=("reason",))
+        reason = body.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise unprocessable("$.reason", "must be a string")
+        row = self.runtime.store.get(workflow_id)
+        if row.state.status.ended:
+            raise falcon.HTTPConflict(
+                title="Workflow already ended",
+                description=f"workflow {workflow_id} is {row.state.status}; only a running workflow can be cancelled",
+            )
+        self.runtime.engine.request_cancel(workflow_id, reason)
+        resp.status = falcon.HTTP_202
+        resp.location = f"/workflows/{workflow_id}"
+        resp.media = workflow_view(row)
+
+
+class WorkflowRetryResource:
+    """``POST /workflows/{id}/retry``: run a failed or cancelled workflow again from where it stopped."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
+        row = self.runtime.store.get(workflow_id)
+        if row.state.status not in (WorkflowStatus.FAILED, WorkflowStatus.CANCELLED):
+            raise falcon.HTTPConflict(
+                title="Workflow cannot be retried",
+                description=f"workflow {workflow_id} is {row.state.status}; only a Failed or Cancelled workflow "
+                "can be retried",
+            )
+        self.runtime.engine.request_retry(workflow_id)
+        resp.status = falcon.HTTP_202
+        resp.location = f"/workflows/{workflow_id}"
+        resp.media = workflow_view(row)
+
+
 class WorkflowEventsResource:
     """``GET /workflows/{id}/events``: the history in order; ``after`` and ``limit`` page it."""
 

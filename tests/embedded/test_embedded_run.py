@@ -11,7 +11,7 @@ from flow.embedded import EmbeddedFlow
 from flow.settings import Settings
 from tests.conftest import EXPECTED_STATUS
 
-FACTS = {"activity-started", "activity-result", "retry-due"}
+FACTS = {"activity-started", "activity-result", "timer-fired", "cancel-requested", "retry-requested"}
 
 
 @pytest.fixture

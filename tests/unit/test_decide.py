@@ -7,10 +7,17 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from flow.commands import RunActivity, StartRetryTimer
+from flow.commands import RunActivity, StartTimer
 from flow.decide import decide, ready_positions
-from flow.events import ActivityCompleted, ActivityStarted, RetryDue, WorkflowStarted
-from flow.policy import RetryPolicy
+from flow.events import (
+    ActivityCompleted,
+    ActivityStarted,
+    CancelRequested,
+    RetryRequested,
+    TimerFired,
+    WorkflowStarted,
+)
+from flow.policy import RetryPolicy, Timeouts
 from flow.state import ActivityState, ActivityStatus, WorkflowState, WorkflowStatus
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)
@@ -114,17 +121,17 @@ def test_temporary_failure_is_rescheduled_with_backoff_until_attempts_run_out():
     state = with_statuses(make_state(SEQ, max_attempts=3), S.SCHEDULED)
     first = decide(state, completed(0, "TEMPORARY_FAILURE", attempt=1))
     assert first.state.activities[0].status is S.WAITING_RETRY
-    assert first.commands == (StartRetryTimer(0, 2, 1000),)
+    assert first.commands == (StartTimer("retry", 1000, 0, 2),)
     assert types(first) == ["activity-result", "reschedule-activity"]
 
-    due = decide(first.state, RetryDue(0, 2, at(3)))
+    due = decide(first.state, TimerFired("retry", 0, 2, at(3)))
     assert due.commands == (RunActivity(0, 2),)
     assert due.state.activities[0].attempt == 2
 
     second = decide(due.state, completed(0, "TEMPORARY_FAILURE", attempt=2))
-    assert second.commands == (StartRetryTimer(0, 3, 2000),)  # doubled
+    assert second.commands == (StartTimer("retry", 2000, 0, 3),)  # doubled
 
-    third_run = decide(second.state, RetryDue(0, 3, at(5))).state
+    third_run = decide(second.state, TimerFired("retry", 0, 3, at(5))).state
     last = decide(third_run, completed(0, "TEMPORARY_FAILURE", attempt=3))
     assert last.state.activities[0].status is S.FAILED
     assert last.state.status is P.FAILED
@@ -181,7 +188,7 @@ def test_late_result_after_workflow_failed_is_recorded_and_ignored():
         completed(0, "SUCCEEDED", attempt=2),  # an attempt that never ran
         completed(5, "SUCCEEDED"),  # no such activity
         ActivityStarted(0, 2, at()),
-        RetryDue(0, 2, at()),  # not waiting for a retry
+        TimerFired("retry", 0, 2, at()),  # not waiting for a retry
     ],
 )
 def test_stale_events_are_recorded_and_change_nothing(event):
@@ -218,7 +225,7 @@ def test_retry_due_after_workflow_failed_schedules_nothing():
     state = with_statuses(make_state(SEQ, IND), S.WAITING_RETRY, S.SCHEDULED)
     failed = decide(state, completed(1, "PERMANENT_FAILURE")).state
     assert failed.activities[0].status is S.SKIPPED
-    assert decide(failed, RetryDue(0, 2, at(3))).commands == ()
+    assert decide(failed, TimerFired("retry", 0, 2, at(3))).commands == ()
 
 
 def test_ready_positions_is_empty_before_start():
@@ -229,3 +236,128 @@ def test_decide_is_deterministic():
     state = with_statuses(make_state(SEQ, max_attempts=3), S.SCHEDULED)
     event = completed(0, "TEMPORARY_FAILURE")
     assert decide(state, event) == decide(state, event)
+
+
+# -- timeouts -----------------------------------------------------------------------
+
+
+def with_timeouts(state: WorkflowState, **timeouts: float) -> WorkflowState:
+    return replace(state, activities=tuple(replace(a, timeouts=Timeouts(**timeouts)) for a in state.activities))
+
+
+def test_schedule_to_start_timer_is_set_when_scheduling():
+    state = with_timeouts(make_state(SEQ), schedule_to_start_s=5)
+    decision = decide(state, WorkflowStarted(at()))
+    assert decision.commands == (RunActivity(0, 1), StartTimer("schedule-to-start", 5000, 0, 1))
+
+
+def test_an_attempt_nobody_started_in_time_fails_and_is_retried():
+    state = with_statuses(with_timeouts(make_state(SEQ), schedule_to_start_s=5), S.SCHEDULED)
+    decision = decide(state, TimerFired("schedule-to-start", 0, 1, at(6)))
+    assert decision.state.activities[0].status is S.WAITING_RETRY
+    assert "schedule-to-start timeout" in decision.state.activities[0].error
+    assert decision.commands == (StartTimer("retry", 1000, 0, 2),)
+
+
+def test_schedule_to_start_timer_after_the_start_is_stale():
+    state = with_statuses(with_timeouts(make_state(SEQ), schedule_to_start_s=5), S.STARTED)
+    decision = decide(state, TimerFired("schedule-to-start", 0, 1, at(6)))
+    assert decision.state == state
+    assert decision.history[0].data["stale"]
+
+
+def test_start_to_close_timer_is_set_when_the_attempt_starts():
+    state = with_statuses(with_timeouts(make_state(SEQ), start_to_close_s=2.5), S.SCHEDULED)
+    decision = decide(state, ActivityStarted(0, 1, at()))
+    assert decision.commands == (StartTimer("start-to-close", 2500, 0, 1),)
+
+
+def test_an_attempt_running_too_long_fails_and_its_late_result_is_stale():
+    state = with_statuses(with_timeouts(make_state(SEQ, max_attempts=1), start_to_close_s=2), S.STARTED)
+    timed_out = decide(state, TimerFired("start-to-close", 0, 1, at(3)))
+    assert timed_out.state.status is P.FAILED
+    assert "start-to-close timeout" in timed_out.state.activities[0].error
+    late = decide(timed_out.state, completed(0, "SUCCEEDED"))
+    assert late.state == timed_out.state
+    assert late.history[0].data["stale"]
+
+
+def test_workflow_timeout_fails_the_workflow_with_the_reason():
+    state = replace(make_state(SEQ), config={"timeouts": {"workflow_s": 60}})
+    started = decide(state, WorkflowStarted(at()))
+    assert StartTimer("workflow", 60_000, None, 1) in started.commands
+    timed_out = decide(started.state, TimerFired("workflow", None, 1, at(61)))
+    assert timed_out.state.status is P.FAILED
+    assert "timed out" in timed_out.state.error
+    assert types(timed_out) == ["timer-fired", "workflow-failure"]
+
+
+def test_workflow_timer_of_an_ended_workflow_is_stale():
+    state = with_statuses(make_state(SEQ), S.SCHEDULED)
+    finished = decide(state, completed(0, "SUCCEEDED")).state
+    assert decide(finished, TimerFired("workflow", None, 1, at(61))).state == finished
+
+
+# -- cancel -------------------------------------------------------------------------
+
+
+def test_cancel_schedules_nothing_and_cancels_waiting_activities():
+    state = with_statuses(make_state(SEQ, IND, SEQ), S.STARTED, S.WAITING_RETRY, S.PENDING)
+    decision = decide(state, CancelRequested(at(), reason="changed my mind"))
+    assert decision.state.status is P.CANCELLED
+    assert decision.commands == ()
+    assert [a.status for a in decision.state.activities] == [S.STARTED, S.CANCELLED, S.CANCELLED]
+    assert types(decision) == ["cancel-requested", "workflow-cancelled"]
+    assert "changed my mind" in decision.state.error
+
+
+def test_results_after_cancel_are_recorded_and_ignored():
+    state = with_statuses(make_state(SEQ, SEQ), S.STARTED, S.PENDING)
+    cancelled = decide(state, CancelRequested(at())).state
+    late = decide(cancelled, completed(0, "SUCCEEDED"))
+    assert late.commands == ()
+    assert late.state.status is P.CANCELLED
+    assert late.state.activities[0].status is S.SUCCEEDED
+    assert late.state.activities[1].status is S.CANCELLED
+
+
+def test_cancelling_an_ended_workflow_changes_nothing():
+    state = with_statuses(make_state(SEQ), S.SCHEDULED)
+    finished = decide(state, completed(0, "SUCCEEDED")).state
+    decision = decide(finished, CancelRequested(at()))
+    assert decision.state == finished
+    assert types(decision) == ["cancel-requested", "do-nothing"]
+
+
+# -- retry from failure ----------------------------------------------------------------
+
+
+def test_retry_from_failure_keeps_successes_and_reruns_the_rest():
+    state = with_statuses(make_state(SEQ, SEQ, SEQ, max_attempts=2), S.SUCCEEDED, S.SCHEDULED, S.PENDING, attempt=2)
+    failed = decide(state, completed(1, "PERMANENT_FAILURE", attempt=2)).state
+    assert [a.status for a in failed.activities] == [S.SUCCEEDED, S.FAILED, S.SKIPPED]
+
+    retried = decide(failed, RetryRequested(at(10)))
+    assert retried.state.status is P.IN_PROGRESS
+    assert retried.state.run == 2
+    assert retried.commands == (RunActivity(1, 3),)  # attempt numbers are never reused
+    assert [a.status for a in retried.state.activities] == [S.SUCCEEDED, S.SCHEDULED, S.PENDING]
+    assert types(retried) == ["retry-requested", "retry-workflow", "schedule-activity"]
+
+    # The retry policy counts attempts of this run only: one failure still retries.
+    again = decide(retried.state, completed(1, "TEMPORARY_FAILURE", attempt=3))
+    assert again.commands == (StartTimer("retry", 1000, 1, 4),)
+
+
+def test_retry_of_a_cancelled_workflow_reruns_cancelled_activities():
+    state = with_statuses(make_state(SEQ, SEQ), S.SUCCEEDED, S.PENDING)
+    cancelled = decide(state, CancelRequested(at())).state
+    retried = decide(cancelled, RetryRequested(at(2)))
+    assert retried.commands == (RunActivity(1, 1),)
+
+
+def test_retry_of_a_running_or_finished_workflow_changes_nothing():
+    state = with_statuses(make_state(SEQ), S.SCHEDULED)
+    decision = decide(state, RetryRequested(at()))
+    assert decision.state == state
+    assert types(decision) == ["retry-requested", "do-nothing"]

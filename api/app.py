@@ -6,6 +6,12 @@ import falcon
 
 from api.auth import BearerTokenMiddleware
 from api.errors import handle_flow_error
+from api.resources.definitions import (
+    DefinitionResource,
+    DefinitionsResource,
+    DefinitionValidationResource,
+    DefinitionVersionResource,
+)
 from api.resources.health import HealthResource
 from api.resources.workflows import (
     WorkflowActivitiesResource,
@@ -32,6 +38,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.req_options.strip_url_path_trailing_slash = True
     app.add_error_handler(FlowError, handle_flow_error)
     app.add_route("/health", HealthResource(runtime))
+    app.add_route("/definitions", DefinitionsResource(runtime))
+    app.add_route("/definitions/validate", DefinitionValidationResource(runtime))
+    app.add_route("/definitions/{name}", DefinitionResource(runtime))
+    app.add_route("/definitions/{name}/versions/{version:int(min=1)}", DefinitionVersionResource(runtime))
     app.add_route("/workflows", WorkflowsResource(runtime))
     app.add_route("/workflows/{workflow_id}", WorkflowResource(runtime))
     app.add_route("/workflows/{workflow_id}/activities", WorkflowActivitiesResource(runtime))

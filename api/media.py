@@ -16,8 +16,12 @@ import falcon
 from api.errors import unprocessable
 
 
-def read_json_object(req: falcon.Request, *, max_bytes: int, allowed: Collection[str]) -> dict[str, Any]:
-    """The request's JSON object body; 413/415/400/422 when it is not acceptable."""
+def read_json_object(req: falcon.Request, *, max_bytes: int, allowed: Collection[str] | None) -> dict[str, Any]:
+    """The request's JSON object body; 413/415/400/422 when it is not acceptable.
+
+    ``allowed`` lists the fields a client may send (others are refused with 422);
+    ``None`` leaves that check to the caller (e.g. a JSON Schema).
+    """
     if req.content_length is not None and req.content_length > max_bytes:
         raise _too_large(max_bytes)
     media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
@@ -40,7 +44,7 @@ def read_json_object(req: falcon.Request, *, max_bytes: int, allowed: Collection
         raise falcon.HTTPBadRequest(title="Malformed JSON", description=f"the body is not valid JSON: {e}") from e
     if not isinstance(body, dict):
         raise unprocessable("$", "the body must be a JSON object")
-    unknown = sorted(set(body) - set(allowed))
+    unknown = sorted(set(body) - set(allowed)) if allowed is not None else []
     if unknown:
         raise unprocessable(f"$.{unknown[0]}", f"unknown field; allowed fields are {', '.join(sorted(allowed))}")
     return body

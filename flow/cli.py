@@ -1,48 +1,112 @@
 """The ``flow`` command.
 
-Exit codes: 0 success (the workflow finished; every file valid), 1 the workflow
-failed or was cancelled, 2 bad usage or an invalid definition or input, 3 the
-``--timeout`` passed before the workflow ended, 4 a service (database) is unavailable.
+Embedded: ``flow run`` (one workflow, in this process), ``flow up`` (API, engine and
+worker in this process). Local: ``flow validate``, ``flow migrate``. Remote, against
+``FLOW_API_URL``: ``flow start [--wait]``, ``status``, ``list``, ``events``,
+``cancel``, ``retry``, ``definitions``. Every command takes ``--json`` for scripts
+where it prints data.
+
+Exit codes: 0 success (the workflow finished; every file valid; the request was
+accepted), 1 the workflow failed or was cancelled, 2 bad usage or an invalid
+definition, input or setting, 3 the ``--timeout`` passed before the workflow ended,
+4 a service (database, API) is unavailable, 5 the API refused the request (not found,
+conflict, unauthorised).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
+from rich.table import Table
 
 from flow.errors import DefinitionError, DefinitionNotFound, FlowError, InvalidInput, StoreUnavailable
 from flow.logs import configure_logging
 from flow.settings import Settings
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_TIMEOUT, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_TIMEOUT, EXIT_UNAVAILABLE, EXIT_REFUSED = 0, 1, 2, 3, 4, 5
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
 
 
-def _console() -> Console:
-    return Console(stderr=False, highlight=False)
-
-
-def _fail(message: str, code: int) -> None:
-    Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {message}")
+def _fail(message: str, code: int) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}")
     sys.exit(code)
 
 
-def _settings(embedded: bool) -> Settings:
+def _settings(*, embedded: bool) -> Settings:
     try:
         return Settings.from_env(embedded=embedded)
     except FlowError as e:
         _fail(str(e), EXIT_INVALID)
-        raise  # unreachable
+
+
+def _input(input_json: str) -> dict[str, Any]:
+    try:
+        value = json.loads(input_json)
+    except json.JSONDecodeError as e:
+        _fail(f"--input is not valid JSON: {e.msg} (line {e.lineno} column {e.colno})", EXIT_INVALID)
+    if not isinstance(value, dict):
+        _fail("--input must be a JSON object, e.g. '{\"x\": 1}'", EXIT_INVALID)
+    return value
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2))
+
+
+def _watch(
+    fetch_workflow: Callable[[], dict[str, Any]],
+    fetch_events: Callable[[int], list[dict[str, Any]]],
+    *,
+    timeout_s: float | None,
+    console: Console,
+) -> dict[str, Any]:
+    """Print each new history entry until the workflow ends; return its final view."""
+    from flow.progress import describe_event
+
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    last = 0
+    while True:
+        workflow = fetch_workflow()
+        for event in fetch_events(last):
+            last = event["id"]
+            line = describe_event(event, workflow)
+            if line.plain:
+                console.print(line)
+        if workflow["status"] != "In Progress" or (deadline is not None and time.monotonic() > deadline):
+            return workflow
+        time.sleep(0.1)
+
+
+def _finish(workflow: dict[str, Any], *, as_json: bool, timeout_s: float | None) -> NoReturn:
+    """Print the final state and exit with the workflow's exit code."""
+    from flow.progress import activity_table, status_line
+
+    if as_json:
+        _print_json(workflow)
+    else:
+        out.print(activity_table(workflow))
+        out.print(status_line(workflow))
+    if workflow["status"] == "In Progress":
+        _fail(f"workflow {workflow['id']} still In Progress after {timeout_s} s", EXIT_TIMEOUT)
+    sys.exit(EXIT_OK if workflow["status"] == "Finished" else EXIT_FAILED)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="libero-flow")
 def main() -> None:
     """Libero Flow: run JSON-defined workflows, embedded or on RabbitMQ and PostgreSQL."""
+
+
+# -- embedded ---------------------------------------------------------------------------
 
 
 @main.command()
@@ -59,20 +123,12 @@ def run(target: str, input_json: str, timeout_s: float | None, as_json: bool) ->
     """
     from flow import definition as definitions
     from flow.embedded import EmbeddedFlow
-    from flow.progress import activity_table, describe_event, status_text
-    from flow.views import workflow_view
+    from flow.views import event_view, workflow_view
 
     settings = _settings(embedded=True)
     configure_logging(settings, default_level="WARNING")
-    try:
-        input_data = json.loads(input_json)
-    except json.JSONDecodeError as e:
-        _fail(f"--input is not valid JSON: {e.msg} (line {e.lineno} column {e.colno})", EXIT_INVALID)
-    if not isinstance(input_data, dict):
-        _fail("--input must be a JSON object, e.g. '{\"x\": 1}'", EXIT_INVALID)
-
-    console = _console()
-    out = Console(stderr=True, highlight=False) if as_json else console
+    input_data = _input(input_json)
+    console = err if as_json else out
     try:
         with EmbeddedFlow(settings) as flow:
             name = target
@@ -81,35 +137,58 @@ def run(target: str, input_json: str, timeout_s: float | None, as_json: bool) ->
                 flow.add_definition(definition)
                 name = definition.name
             workflow_id = flow.start(name, input_data)
-            out.print(f"started [bold]{name}[/] [dim]{workflow_id}[/]")
-
-            def show(event: dict[str, Any], row: Any) -> None:
-                line = describe_event(event, row.state)
-                if line.plain:
-                    out.print(line)
-
-            row = flow.wait(workflow_id, timeout_s=timeout_s, on_event=show)
+            console.print(f"started [bold]{name}[/] [dim]{workflow_id}[/]")
+            store = flow.runtime.store
+            workflow = _watch(
+                lambda: workflow_view(store.get(workflow_id)),
+                lambda after: [event_view(e) for e in store.events(workflow_id, after_id=after)],
+                timeout_s=timeout_s,
+                console=console,
+            )
     except DefinitionError as e:
         for path, message in e.problems:
-            Console(stderr=True, highlight=False).print(f"[red]{e.source}[/] {path}: {message}")
+            err.print(f"[red]{e.source}[/] {path}: {message}")
         sys.exit(EXIT_INVALID)
     except (DefinitionNotFound, InvalidInput) as e:
         _fail(str(e), EXIT_INVALID)
     except StoreUnavailable as e:
-        _fail(f"{e} (FLOW_DATABASE_URL={settings.database_url})", EXIT_UNAVAILABLE)
+        _fail(f"{e} (FLOW_DATABASE_URL={_redact(settings.database_url)})", EXIT_UNAVAILABLE)
+    _finish(workflow, as_json=as_json, timeout_s=timeout_s)
 
-    state = row.state
-    if as_json:
-        console.print_json(json.dumps(workflow_view(row)))
-    else:
-        console.print(activity_table(state))
-        line = status_text(state.status)
-        if state.error:
-            line.append(f"  {state.error}")
-        console.print(line)
-    if not state.status.ended:
-        _fail(f"workflow {workflow_id} still {state.status} after {timeout_s} s", EXIT_TIMEOUT)
-    sys.exit(EXIT_OK if state.status.value == "Finished" else EXIT_FAILED)
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--threads", default=4, show_default=True, type=int, help="Worker threads for engine and activities.")
+def up(host: str, port: int, threads: int) -> None:
+    """Serve the API with an engine and a worker in this process (embedded default).
+
+    For trying the API on a laptop: SQLite (FLOW_DATABASE_URL) and the in-process
+    broker. Stop with Ctrl-C.
+    """
+    from wsgiref.simple_server import make_server
+
+    from api.app import create_app
+    from flow.embedded import EmbeddedFlow, QuietHandler, ThreadingWSGIServer
+
+    settings = _settings(embedded=True)
+    configure_logging(settings)
+    with EmbeddedFlow(settings, worker_threads=threads) as flow:
+        app = create_app(runtime=flow.runtime)
+        try:
+            server = make_server(host, port, app, server_class=ThreadingWSGIServer, handler_class=QuietHandler)
+        except OSError as e:
+            _fail(f"cannot listen on {host}:{port}: {e.strerror}", EXIT_UNAVAILABLE)
+        out.print(f"Libero Flow on [bold]http://{host}:{port}[/] (database {_redact(settings.database_url)})")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            out.print("stopping")
+        finally:
+            server.server_close()
+
+
+# -- local ------------------------------------------------------------------------------
 
 
 @main.command()
@@ -124,7 +203,6 @@ def validate(files: tuple[str, ...]) -> None:
         classes = discover(settings.activity_packages)
     except FlowError as e:
         _fail(str(e), EXIT_INVALID)
-    console = _console()
     invalid = 0
     for path in files:
         try:
@@ -132,9 +210,9 @@ def validate(files: tuple[str, ...]) -> None:
         except DefinitionError as e:
             invalid += 1
             for json_path, message in e.problems:
-                console.print(f"[red]{path}[/] {json_path}: {message}")
+                out.print(f"[red]{path}[/] {json_path}: {message}")
             continue
-        console.print(f"[green]{path}[/] ok: {d.name}, {len(d.activities)} activities")
+        out.print(f"[green]{path}[/] ok: {d.name}, {len(d.activities)} activities")
     sys.exit(EXIT_INVALID if invalid else EXIT_OK)
 
 
@@ -148,8 +226,168 @@ def migrate() -> None:
     try:
         store.migrate()
     except StoreUnavailable as e:
-        _fail(f"{e} (FLOW_DATABASE_URL={settings.database_url})", EXIT_UNAVAILABLE)
-    _console().print(f"schema is up to date at {_redact(settings.database_url)}")
+        _fail(f"{e} (FLOW_DATABASE_URL={_redact(settings.database_url)})", EXIT_UNAVAILABLE)
+    out.print(f"schema is up to date at {_redact(settings.database_url)}")
+
+
+# -- remote -----------------------------------------------------------------------------
+
+
+def _api() -> Any:
+    from flow.client import ApiClient
+
+    settings = _settings(embedded=False)
+    return ApiClient(settings.api_url, token=settings.api_token)
+
+
+def _call(fn: Callable[[], Any]) -> Any:
+    """Run an API call; turn its errors into a message and an exit code."""
+    from flow.client import ApiError
+
+    try:
+        return fn()
+    except ApiError as e:
+        if e.status == 0 or e.status >= 500:
+            _fail(str(e), EXIT_UNAVAILABLE)
+        if e.status in (400, 413, 415, 422):
+            _fail(str(e), EXIT_INVALID)
+        _fail(str(e), EXIT_REFUSED)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--input", "input_json", default="{}", help="The workflow's input data, a JSON object.")
+@click.option("--idempotency-key", default=None, help="A second start with the same key returns the first workflow.")
+@click.option("--wait", is_flag=True, help="Show progress until the workflow ends; exit with its outcome.")
+@click.option("--timeout", "timeout_s", type=float, default=None, help="With --wait: give up after this many seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def start(
+    name: str, input_json: str, idempotency_key: str | None, wait: bool, timeout_s: float | None, as_json: bool
+) -> None:
+    """Start a workflow through the API (FLOW_API_URL)."""
+    api = _api()
+    body: dict[str, Any] = {"name": name, "input_data": _input(input_json)}
+    if idempotency_key:
+        body["idempotency_key"] = idempotency_key
+    workflow = _call(lambda: api.request("POST", "/workflows", body=body))
+    if not wait:
+        if as_json:
+            _print_json(workflow)
+        else:
+            out.print(f"started [bold]{workflow['name']}[/] {workflow['id']}")
+        return
+    console = err if as_json else out
+    console.print(f"started [bold]{workflow['name']}[/] [dim]{workflow['id']}[/]")
+    path = f"/workflows/{workflow['id']}"
+    final = _watch(
+        lambda: _call(lambda: api.get(path)),
+        lambda after: _call(lambda: api.get(f"{path}/events", after=after, limit=500))["items"],
+        timeout_s=timeout_s,
+        console=console,
+    )
+    _finish(final, as_json=as_json, timeout_s=timeout_s)
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(workflow_id: str, as_json: bool) -> None:
+    """Show a workflow and its activities."""
+    from flow.progress import activity_table, status_line
+
+    workflow = _call(lambda: _api().get(f"/workflows/{workflow_id}"))
+    if as_json:
+        _print_json(workflow)
+        return
+    out.print(activity_table(workflow))
+    out.print(status_line(workflow))
+
+
+@main.command(name="list")
+@click.option("--status", "status_", default=None, help="In Progress, Finished, Failed or Cancelled.")
+@click.option("--name", default=None, help="Only workflows of this definition.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 500))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_(status_: str | None, name: str | None, limit: int, as_json: bool) -> None:
+    """List workflows, newest first."""
+    page = _call(lambda: _api().get("/workflows", status=status_, name=name, limit=limit))
+    if as_json:
+        _print_json(page)
+        return
+    table = Table()
+    for column in ("id", "name", "status", "created", "finished"):
+        table.add_column(column)
+    for w in page["items"]:
+        table.add_row(w["id"], w["name"], w["status"], w["created_at"] or "", w["finished_at"] or "")
+    out.print(table)
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def events(workflow_id: str, as_json: bool) -> None:
+    """Show a workflow's event history."""
+    from flow.progress import describe_event
+
+    api = _api()
+    workflow = _call(lambda: api.get(f"/workflows/{workflow_id}"))
+    items, after = [], 0
+    while True:
+        page = _call(lambda after=after: api.get(f"/workflows/{workflow_id}/events", after=after, limit=500))
+        items += page["items"]
+        if not page["next"]:
+            break
+        after = page["next"]
+    if as_json:
+        _print_json(items)
+        return
+    for event in items:
+        line = describe_event(event, workflow)
+        out.print(line if line.plain else f"[dim]{event['occurred_at'][11:23]}  {event['type']}[/]")
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.option("--reason", default=None, help="Recorded with the cancellation.")
+def cancel(workflow_id: str, reason: str | None) -> None:
+    """Cancel a running workflow."""
+    body = {"reason": reason} if reason else None
+    _call(lambda: _api().request("POST", f"/workflows/{workflow_id}/cancel", body=body))
+    out.print(f"cancelling {workflow_id}")
+
+
+@main.command()
+@click.argument("workflow_id")
+def retry(workflow_id: str) -> None:
+    """Run a failed or cancelled workflow again from where it stopped."""
+    _call(lambda: _api().request("POST", f"/workflows/{workflow_id}/retry"))
+    out.print(f"retrying {workflow_id}")
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def definitions(name: str | None, as_json: bool) -> None:
+    """List the registered definitions, or show one."""
+    api = _api()
+    if name:
+        shown = _call(lambda: api.get(f"/definitions/{name}"))
+        if as_json:
+            _print_json(shown)
+            return
+        out.print(f"[bold]{shown['name']}[/] version {shown['version']} ({len(shown['versions'])} versions)")
+        out.print_json(json.dumps(shown["definition"]))
+        return
+    page = _call(lambda: api.get("/definitions"))
+    if as_json:
+        _print_json(page)
+        return
+    table = Table()
+    for column in ("name", "version", "activities", "registered"):
+        table.add_column(column)
+    for d in page["items"]:
+        table.add_row(d["name"], str(d["version"]), str(d["activities"]), d["created_at"])
+    out.print(table)
 
 
 def _redact(url: str) -> str:

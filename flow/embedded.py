@@ -11,7 +11,9 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 import dramatiq
 
@@ -21,6 +23,9 @@ from flow.settings import IN_PROCESS_BROKER, Settings
 from flow.store import WorkflowRow
 
 logger = logging.getLogger(__name__)
+
+#: How long stopping waits for running activities before leaving them to the next start.
+STOP_TIMEOUT_MS = 5000
 
 
 class EmbeddedFlow:
@@ -37,15 +42,24 @@ class EmbeddedFlow:
     def __enter__(self) -> EmbeddedFlow:
         # Dramatiq's time-limit watchdog starts on process_boot, which only its CLI emits.
         self.runtime.broker.emit_after("process_boot")
+        # The in-process broker kept nothing from a previous run in this database:
+        # send again what every unfinished workflow is waiting for.
+        resent = self.runtime.engine.resend_in_flight()
+        if resent:
+            logger.warning("resumed %d unfinished workflows from %s", resent, self.settings.database_url)
         self._worker.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._worker.stop()
+        # In-process messages cannot be handed back to a broker; whatever is still
+        # running is resumed from the database on the next start.
+        self._worker.stop(timeout=STOP_TIMEOUT_MS)
         self.runtime.broker.close()
 
-    def add_definition(self, definition: Definition) -> None:
-        self.runtime.catalog.add(definition)
+    def add_definition(self, definition: Definition) -> int:
+        """Register a definition (e.g. from a file outside the directory); return its version."""
+        _, version, _ = self.runtime.engine.register(dict(definition.body))
+        return version
 
     def start(self, name: str, input_data: Any = None, *, idempotency_key: str | None = None) -> str:
         """Create a workflow and tell the engine to start it; return its id."""
@@ -80,3 +94,16 @@ class EmbeddedFlow:
             if deadline is not None and time.monotonic() > deadline:
                 return row
             time.sleep(poll_s)
+
+
+class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    """``wsgiref``'s server, one thread per request, for ``flow up``."""
+
+    daemon_threads = True
+
+
+class QuietHandler(WSGIRequestHandler):
+    """Request lines go to the ``flow.http`` logger instead of stderr."""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        logging.getLogger("flow.http").info("%s %s", self.address_string(), format % args)

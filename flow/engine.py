@@ -20,13 +20,14 @@ import dramatiq
 from actors.registry import WorkflowActors
 from actors.workflow import WorkflowActor
 from flow import faults, messages
+from flow.commands import Command, RunActivity, StartTimer
 from flow.decide import Decision
-from flow.definition import Catalog
-from flow.errors import InvalidInput
+from flow.definition import Catalog, Definition, parse
+from flow.errors import DefinitionNotFound, InvalidInput
 from flow.events import Event, WorkflowStarted
 from flow.outbox import Acks, Outgoing, publish
 from flow.settings import Settings
-from flow.state import WorkflowState
+from flow.state import ActivityStatus, WorkflowState
 from flow.store import Store, utcnow
 
 logger = logging.getLogger(__name__)
@@ -39,10 +40,18 @@ _MESSAGE_NAMESPACE = uuid.UUID("1b4e28ba-2fa1-11d2-883f-0016d3cca427")
 class Engine:
     """Everything one engine process needs: store, definitions, actors, broker."""
 
-    def __init__(self, settings: Settings, store: Store, catalog: Catalog, broker: dramatiq.Broker) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        catalog: Catalog,
+        broker: dramatiq.Broker,
+        activity_classes: Mapping[str, type],
+    ) -> None:
         self.settings = settings
         self.store = store
         self.catalog = catalog
+        self.activity_classes = activity_classes
         self.broker = broker
         self.acks = Acks(store.delete_outbox)
         self.actors = WorkflowActors(
@@ -50,8 +59,9 @@ class Engine:
             max_live=settings.max_live_actors,
             idle_s=settings.actor_idle_s,
         )
-        self._versions: dict[str, int] = {}
-        self._versions_lock = threading.Lock()
+        self._parsed: dict[tuple[str, int], Definition] = {}
+        self._synced = False
+        self._sync_lock = threading.Lock()
         self._outbox_loop: threading.Thread | None = None
         self._stopping = threading.Event()
 
@@ -60,12 +70,46 @@ class Engine:
 
     # -- creating workflows ---------------------------------------------------------
 
-    def definition_version(self, name: str) -> int:
-        """Version of the catalogue's definition ``name``, registered on first use."""
-        with self._versions_lock:
-            if name not in self._versions:
-                self._versions[name] = self.store.register_definition(self.catalog.get(name))
-            return self._versions[name]
+    # -- definitions ----------------------------------------------------------------
+
+    def sync_definitions(self) -> None:
+        """Register the definitions directory's files (a changed file becomes a new version).
+
+        Done once per process, on first need, so that a process can start before
+        its database is reachable.
+        """
+        with self._sync_lock:
+            if self._synced:
+                return
+            for definition in self.catalog:
+                version, created = self.store.register_definition(definition)
+                if created:
+                    logger.info(
+                        "registered %s version %d from %s", definition.name, version, self.settings.definitions_dir
+                    )
+            self._synced = True
+
+    def register(self, body: Any, *, source: str = "<request>") -> tuple[Definition, int, bool]:
+        """Validate ``body`` and store it as a new version of its name; ``(definition, version, created)``."""
+        definition = parse(body, known_activities=self.activity_classes, source=source)
+        self.sync_definitions()
+        version, created = self.store.register_definition(definition)
+        return definition, version, created
+
+    def definition(self, name: str, version: int | None = None) -> tuple[Definition, int]:
+        """The registered definition ``name`` (newest version unless ``version``)."""
+        self.sync_definitions()
+        found = self.store.definition(name, version)
+        if found is None:
+            known = [d["name"] for d in self.store.list_definitions()]
+            if version is not None and name in known:
+                raise DefinitionNotFound(f"{name} version {version}", known)
+            raise DefinitionNotFound(name, known)
+        found_version, body = found
+        key = (name, found_version)
+        if key not in self._parsed:
+            self._parsed[key] = parse(body, known_activities=self.activity_classes, source=f"{name} v{found_version}")
+        return self._parsed[key], found_version
 
     def create(
         self,
@@ -90,8 +134,7 @@ class Engine:
                 f"is {size} bytes of JSON, over the limit of {self.settings.max_payload_bytes} "
                 "(FLOW_MAX_PAYLOAD_BYTES)",
             )
-        definition = self.catalog.get(name)
-        version = self.definition_version(name)
+        definition, version = self.definition(name)
         now = utcnow()
         owed: list[Outgoing] = []
 
@@ -185,6 +228,34 @@ class Engine:
                 continue
             sent.append(outgoing.id)
         self.acks.add(sent)
+
+    def resend_in_flight(self) -> int:
+        """Send again what each unfinished workflow waits for; return how many workflows.
+
+        For the in-process broker, which loses every message with its process: at
+        start the database alone says what is owed. (RabbitMQ keeps its messages,
+        and the outbox covers what never reached it.) Duplicates are harmless: every
+        handler ignores a stale event.
+        """
+        now = utcnow()
+        count = 0
+        for state in self.store.in_progress():
+            commands: list[Command] = []
+            for a in state.activities:
+                if a.status.in_flight:
+                    commands.append(RunActivity(a.position, a.attempt))
+                elif a.status is ActivityStatus.WAITING_RETRY:
+                    commands.append(StartTimer("retry", 0, a.position, a.attempt + 1))
+            if state.timeouts.workflow_s:
+                remaining_ms = state.timeouts.workflow_s * 1000 - (now - state.created_at).total_seconds() * 1000
+                commands.append(StartTimer("workflow", max(0, int(remaining_ms)), None, state.run))
+            owed = messages.for_decision(self.settings, Decision(state, tuple(commands)), now=now)
+            if not state.started:
+                owed.append(messages.start(self.settings, state.id, now=now))
+            for outgoing in owed:
+                publish(self.broker, outgoing, now=now)
+            count += 1
+        return count
 
     # -- the outbox loop ------------------------------------------------------------
 

@@ -1,4 +1,8 @@
-"""Human-readable progress: one line per history entry, one table per workflow."""
+"""Human-readable progress for the CLI: one line per history entry, one table per workflow.
+
+Both work on the JSON views of :mod:`flow.views` (what the API returns), so the
+embedded ``flow run`` and the remote ``flow start --wait`` print the same thing.
+"""
 
 from __future__ import annotations
 
@@ -7,43 +11,43 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from flow.state import ActivityStatus, WorkflowState, WorkflowStatus
-
 STATUS_STYLES = {
-    WorkflowStatus.IN_PROGRESS: "yellow",
-    WorkflowStatus.FINISHED: "green",
-    WorkflowStatus.FAILED: "red",
-    WorkflowStatus.CANCELLED: "magenta",
-    ActivityStatus.PENDING: "dim",
-    ActivityStatus.SCHEDULED: "cyan",
-    ActivityStatus.STARTED: "yellow",
-    ActivityStatus.WAITING_RETRY: "yellow",
-    ActivityStatus.SUCCEEDED: "green",
-    ActivityStatus.FAILED: "red",
-    ActivityStatus.SKIPPED: "dim",
-    ActivityStatus.CANCELLED: "magenta",
+    "In Progress": "yellow",
+    "Finished": "green",
+    "Failed": "red",
+    "Cancelled": "magenta",
+    "Pending": "dim",
+    "Scheduled": "cyan",
+    "Started": "yellow",
+    "Waiting Retry": "yellow",
+    "Succeeded": "green",
+    "Skipped": "dim",
 }
 
+#: History entries not worth a line of their own (the next line says it better).
+_QUIET = {"do-nothing", "cancel-requested", "retry-requested"}
 
-def describe_event(event: dict[str, Any], state: WorkflowState) -> Text:
-    """``12:00:01  DoSomethingActivity  attempt 1  started``."""
+
+def describe_event(event: dict[str, Any], workflow: dict[str, Any]) -> Text:
+    """``12:00:01.123  DoSomethingActivity  attempt 1  started``; empty for quiet entries."""
     data = event.get("data") or {}
     kind = event["type"]
+    if kind in _QUIET or (kind == "timer-fired" and data.get("kind") == "retry" and not data.get("stale")):
+        return Text("")
     position = event.get("position")
-    who = state.activities[position].name if position is not None and position < len(state.activities) else state.name
-    attempt = f"attempt {data['attempt']}" if "attempt" in data else ""
+    activities = workflow.get("activities") or []
+    who = activities[position]["name"] if position is not None and position < len(activities) else workflow["name"]
+    attempt = f"attempt {data['attempt']}" if "attempt" in data and position is not None else ""
     what = {
         "start-workflow": "workflow started",
         "schedule-activity": "scheduled",
         "activity-started": "started",
         "reschedule-activity": f"will retry in {data.get('delay_ms', 0) / 1000:.1f} s",
         "timer-fired": f"{data.get('kind', '')} timer fired",
-        "cancel-requested": "cancel requested",
-        "workflow-cancelled": "workflow cancelled",
-        "retry-requested": "retry requested",
-        "retry-workflow": f"workflow retried from where it stopped (run {data.get('run')})",
         "workflow-finished": "workflow finished",
         "workflow-failure": f"workflow failed: {data.get('error', '')}",
+        "workflow-cancelled": "workflow cancelled" + (f": {data['reason']}" if data.get("reason") else ""),
+        "retry-workflow": f"workflow retried from where it stopped (run {data.get('run')})",
     }.get(kind, kind)
     style = ""
     if kind == "activity-result":
@@ -51,49 +55,50 @@ def describe_event(event: dict[str, Any], state: WorkflowState) -> Text:
         what = outcome.lower().replace("_", " ")
         style = "green" if outcome == "SUCCEEDED" else "red"
         if data.get("error"):
-            what += f": {data['error'].strip().splitlines()[-1]}"
+            what += f": {last_line(data['error'])}"
     elif kind == "workflow-finished":
         style = "bold green"
-    elif kind == "workflow-failure":
+    elif kind in ("workflow-failure", "workflow-cancelled"):
         style = "bold red"
     if data.get("stale"):
         what += " (stale, ignored)"
-    if kind in ("do-nothing", "cancel-requested", "retry-requested") or (
-        kind == "timer-fired" and data.get("kind") == "retry" and not data.get("stale")
-    ):
-        return Text("")
-    at = event["occurred_at"].strftime("%H:%M:%S.%f")[:-3]
-    line = Text(f"{at}  ")
+    line = Text(f"{str(event['occurred_at'])[11:23]}  ")
     line.append(f"{who:<28}", style="bold")
     line.append(f"{attempt:<11}")
     line.append(what, style=style)
     return line
 
 
-def activity_table(state: WorkflowState) -> Table:
+def activity_table(workflow: dict[str, Any]) -> Table:
     """One row per activity: status, attempts, duration, last error."""
-    table = Table(title=f"{state.name} {state.id}", title_justify="left")
+    table = Table(title=f"{workflow['name']} {workflow['id']}", title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("activity")
     table.add_column("status")
     table.add_column("attempts", justify="right")
     table.add_column("duration", justify="right")
     table.add_column("error", overflow="fold", max_width=60)
-    for a in state.activities:
-        duration = ""
-        if a.started_at and a.finished_at:
-            duration = f"{(a.finished_at - a.started_at).total_seconds():.3f} s"
-        error = a.error.strip().splitlines()[-1] if a.error else ""
+    for a in workflow["activities"]:
+        duration = "" if a["duration_ms"] is None else f"{a['duration_ms'] / 1000:.3f} s"
         table.add_row(
-            str(a.position),
-            a.name + ("" if a.required else " (optional)"),
-            Text(a.status.value, style=STATUS_STYLES.get(a.status, "")),
-            f"{a.attempt}/{a.retry.max_attempts}",
+            str(a["position"]),
+            a["name"] + ("" if a["required"] else " (optional)"),
+            Text(a["status"], style=STATUS_STYLES.get(a["status"], "")),
+            f"{a['attempt']}/{a['max_attempts']}",
             duration,
-            error,
+            last_line(a["error"]) if a["error"] else "",
         )
     return table
 
 
-def status_text(status: WorkflowStatus) -> Text:
-    return Text(status.value, style="bold " + STATUS_STYLES.get(status, ""))
+def status_line(workflow: dict[str, Any]) -> Text:
+    line = Text(workflow["status"], style="bold " + STATUS_STYLES.get(workflow["status"], ""))
+    if workflow.get("error"):
+        line.append(f"  {workflow['error']}")
+    return line
+
+
+def last_line(text: str) -> str:
+    """The telling line of an error: a traceback's last line."""
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else ""

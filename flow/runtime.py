@@ -35,7 +35,7 @@ class Runtime:
     tasks: dict[str, dramatiq.Actor[Any, Any]] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.engine = Engine(self.settings, self.store, self.catalog, self.broker)
+        self.engine = Engine(self.settings, self.store, self.catalog, self.broker, self.activity_classes)
         from flow.tasks import declare  # tasks need the runtime; import here to avoid a cycle
 
         self.tasks = declare(self)
@@ -67,5 +67,7 @@ class EngineLifecycle(dramatiq.Middleware):
             logger.info("engine running on queue %s", self.runtime.settings.engine_queue)
             self.runtime.engine.start_background()
 
-    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # After, not before: the worker threads first finish the events they hold,
+        # which need the actors.
         self.runtime.engine.stop()

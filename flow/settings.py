@@ -35,6 +35,8 @@ class Settings:
     queue_prefix: str = "flow"
     #: When set, the API requires ``Authorization: Bearer <token>``.
     api_token: str | None = None
+    #: Where the CLI's remote commands (``flow start``, ``flow status``, ...) find the API.
+    api_url: str = "http://127.0.0.1:8000"
     #: Most workflow actors alive at once in one engine process.
     max_live_actors: int = 1000
     #: An actor idle this long is stopped; the next event rebuilds it from the database.

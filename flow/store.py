@@ -236,15 +236,16 @@ class Store:
 
     # -- definitions ------------------------------------------------------------
 
-    def register_definition(self, definition: Definition) -> int:
-        """Store ``definition`` if its body is new; return its version number."""
+    def register_definition(self, definition: Definition) -> tuple[int, bool]:
+        """Store ``definition`` as a new version unless that body was registered before;
+        return ``(version, created)``."""
         with _translated(), self.database.connection_context():
             for _ in range(5):
                 existing = DefinitionRecord.get_or_none(
                     (DefinitionRecord.name == definition.name) & (DefinitionRecord.digest == definition.digest)
                 )
                 if existing is not None:
-                    return existing.version
+                    return existing.version, False
                 latest = (
                     DefinitionRecord.select(peewee.fn.MAX(DefinitionRecord.version))
                     .where(DefinitionRecord.name == definition.name)
@@ -260,10 +261,43 @@ class Store:
                             body=definition.body,
                             created_at=utcnow(),
                         )
-                    return latest + 1
+                    return latest + 1, True
                 except peewee.IntegrityError:
                     continue  # another process registered concurrently: read again
             raise StoreUnavailable(f"could not register definition {definition.name}: too much contention")
+
+    def latest_definition(self, name: str) -> tuple[int, dict[str, Any]] | None:
+        """``(version, body)`` of the newest version of ``name``, or None."""
+        return self.definition(name)
+
+    def definition(self, name: str, version: int | None = None) -> tuple[int, dict[str, Any]] | None:
+        """``(version, body)`` of ``name`` at ``version`` (default: the newest), or None."""
+        with _translated(), self.database.connection_context():
+            query = DefinitionRecord.select().where(DefinitionRecord.name == name)
+            if version is not None:
+                query = query.where(DefinitionRecord.version == version)
+            row = query.order_by(DefinitionRecord.version.desc()).first()
+            return (row.version, row.body) if row else None
+
+    def list_definitions(self) -> list[dict[str, Any]]:
+        """Each definition name with its newest version and when that was registered."""
+        with _translated(), self.database.connection_context():
+            latest = (
+                DefinitionRecord.select(DefinitionRecord.name, peewee.fn.MAX(DefinitionRecord.version).alias("v"))
+                .group_by(DefinitionRecord.name)
+                .alias("latest")
+            )
+            rows = (
+                DefinitionRecord.select(DefinitionRecord)
+                .join(latest, on=(DefinitionRecord.name == latest.c.name) & (DefinitionRecord.version == latest.c.v))
+                .order_by(DefinitionRecord.name)
+            )
+            return [{"name": r.name, "version": r.version, "created_at": r.created_at, "body": r.body} for r in rows]
+
+    def definition_versions(self, name: str) -> list[dict[str, Any]]:
+        with _translated(), self.database.connection_context():
+            rows = DefinitionRecord.select().where(DefinitionRecord.name == name).order_by(DefinitionRecord.version)
+            return [{"version": r.version, "created_at": r.created_at, "digest": r.digest} for r in rows]
 
     # -- workflows --------------------------------------------------------------
 
@@ -514,6 +548,16 @@ class Store:
     def outbox_size(self) -> int:
         with _translated(), self.database.connection_context():
             return OutboxRecord.select().count()
+
+    def in_progress(self) -> list[WorkflowState]:
+        """Every unfinished workflow, oldest first (for resuming an embedded run)."""
+        with _translated(), self.database.connection_context():
+            rows = (
+                WorkflowRecord.select()
+                .where(WorkflowRecord.status == WorkflowStatus.IN_PROGRESS.value)
+                .order_by(WorkflowRecord.created_at)
+            )
+            return [self._state(row) for row in rows]
 
     def events(self, workflow_id: str, *, after_id: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         """History entries in order, ``after_id`` exclusive."""

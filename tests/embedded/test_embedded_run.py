@@ -108,3 +108,15 @@ def test_several_workflows_at_once(flow):
     ids = {flow.start(name, {}): name for name in sorted(EXPECTED_STATUS) for _ in range(3)}
     for workflow_id, name in ids.items():
         assert flow.wait(workflow_id, timeout_s=30).state.status == EXPECTED_STATUS[name]
+
+
+def test_an_unfinished_workflow_resumes_when_the_process_starts_again(embedded_settings):
+    with EmbeddedFlow(embedded_settings) as first:
+        workflow_id = first.start("ParallelWorkflow")
+        # Stop while the two 0.3 s sleeps run: the in-process broker loses their messages.
+        first.wait(workflow_id, timeout_s=0.1)
+    assert EmbeddedFlow(embedded_settings).runtime.store.get(workflow_id).state.status == "In Progress"
+    with EmbeddedFlow(embedded_settings) as second:
+        state = second.wait(workflow_id, timeout_s=20).state
+    assert state.status == "Finished"
+    assert all(a.status == "Succeeded" for a in state.activities)

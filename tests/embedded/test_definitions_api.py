@@ -1,0 +1,91 @@
+"""Definitions through the API: list, versions, register, validate."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+
+import falcon.testing
+import pytest
+
+from api.app import create_app
+from flow.embedded import EmbeddedFlow
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def flow(embedded_settings) -> Iterator[EmbeddedFlow]:
+    with EmbeddedFlow(embedded_settings) as running:
+        yield running
+
+
+@pytest.fixture
+def client(flow) -> falcon.testing.TestClient:
+    return falcon.testing.TestClient(create_app(runtime=flow.runtime))
+
+
+def dummy() -> dict:
+    return json.loads((ROOT / "workflows" / "dummy_workflow.json").read_text())
+
+
+def test_the_directory_is_registered_as_version_1(client):
+    items = {d["name"]: d for d in client.simulate_get("/definitions").json["items"]}
+    assert items["DummyWorkflow"]["version"] == 1
+    assert items["ParallelWorkflow"]["activities"] == 4
+    shown = client.simulate_get("/definitions/DummyWorkflow").json
+    assert shown["version"] == 1
+    assert [v["version"] for v in shown["versions"]] == [1]
+    assert shown["definition"]["activities"][0]["name"] == "DoSomethingActivity"
+
+
+def test_a_changed_definition_is_a_new_version_and_running_workflows_keep_theirs(client, flow):
+    first = client.simulate_post("/workflows", json={"name": "FailingWorkflow"}).json
+    body = client.simulate_get("/definitions/FailingWorkflow").json["definition"]
+    changed = copy.deepcopy(body)
+    changed["activities"][1]["required"] = False  # the refusal no longer fails the workflow
+
+    created = client.simulate_put("/definitions/FailingWorkflow", json=changed)
+    assert created.status_code == 201
+    assert created.json["version"] == 2
+    assert created.headers["location"] == "/definitions/FailingWorkflow/versions/2"
+    assert client.simulate_put("/definitions/FailingWorkflow", json=changed).status_code == 200  # same body
+
+    second = client.simulate_post("/workflows", json={"name": "FailingWorkflow"}).json
+    old, new = (flow.wait(w["id"], timeout_s=20).state for w in (first, second))
+    assert (old.definition_version, old.status) == (1, "Failed")
+    assert (new.definition_version, new.status) == (2, "Finished")
+    assert client.simulate_get(f"/workflows/{second['id']}").json["definition_version"] == 2
+    assert client.simulate_get("/definitions/FailingWorkflow/versions/1").json["definition"] == body
+
+
+def test_an_invalid_definition_is_refused_with_json_paths(client):
+    bad = dummy()
+    bad["activities"][0]["independent"] = "sometimes"
+    bad["activities"][1]["name"] = "NoSuchActivity"
+    response = client.simulate_put("/definitions/DummyWorkflow", json=bad)
+    assert response.status_code == 422
+    paths = {e["path"] for e in response.json["errors"]}
+    assert "$.activities[0].independent" in paths
+    assert client.simulate_get("/definitions/DummyWorkflow").json["version"] == 1
+
+
+def test_the_name_in_the_body_must_match_the_url(client):
+    response = client.simulate_put("/definitions/Other", json=dummy())
+    assert response.status_code == 422
+    assert "$.name" in response.json["description"]
+
+
+def test_validate_checks_without_registering(client):
+    ok = client.simulate_post("/definitions/validate", json={**dummy(), "name": "Brand.New"})
+    assert ok.status_code == 200 and ok.json["valid"] is True
+    assert client.simulate_get("/definitions/Brand.New").status_code == 404
+    bad = client.simulate_post("/definitions/validate", json={"name": "X", "activities": [], "extra": 1})
+    assert bad.status_code == 422
+    assert {"$", "$.activities"} <= {e["path"] for e in bad.json["errors"]}
+
+
+def test_unknown_definitions_and_versions_are_404(client):
+    assert client.simulate_get("/definitions/Nope").status_code == 404
+    assert client.simulate_get("/definitions/DummyWorkflow/versions/9").status_code == 404
+    assert client.simulate_get("/definitions/DummyWorkflow/versions/0").status_code == 404

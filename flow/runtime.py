@@ -15,6 +15,7 @@ from dramatiq.middleware import CurrentMessage
 
 from activities.base import BaseActivity
 from activities.discovery import discover
+from flow.amqp_start import StartMessageConsumer
 from flow.broker import build_broker
 from flow.definition import Catalog
 from flow.engine import Engine
@@ -60,14 +61,27 @@ class EngineLifecycle(dramatiq.Middleware):
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self.start_messages: StartMessageConsumer | None = None
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         queues = worker.consumer_whitelist
-        if not queues or self.runtime.settings.engine_queue in queues:
-            logger.info("engine running on queue %s", self.runtime.settings.engine_queue)
+        settings = self.runtime.settings
+        if not queues or settings.engine_queue in queues:
+            logger.info("engine running on queue %s", settings.engine_queue)
             self.runtime.engine.start_background()
+            if not settings.uses_in_process_broker:
+                self.start_messages = StartMessageConsumer(
+                    self.runtime.engine,
+                    url=settings.broker_url,
+                    exchange=settings.start_exchange,
+                    routing_key=settings.start_routing_key,
+                    queue=settings.start_queue,
+                )
+                self.start_messages.start()
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         # After, not before: the worker threads first finish the events they hold,
         # which need the actors.
+        if self.start_messages is not None:
+            self.start_messages.stop()
         self.runtime.engine.stop()

@@ -33,6 +33,9 @@ class Settings:
     definitions_dir: str = "workflows"
     #: Prefix of every Dramatiq queue name: ``<prefix>.engine``, ``<prefix>.activities``.
     queue_prefix: str = "flow"
+    #: Exchange and routing key of the plain-JSON start message (RabbitMQ only).
+    start_exchange: str = "start_workflow"
+    start_routing_key: str = "workflow_starter"
     #: When set, the API requires ``Authorization: Bearer <token>``.
     api_token: str | None = None
     #: Where the CLI's remote commands (``flow start``, ``flow status``, ...) find the API.
@@ -71,6 +74,11 @@ class Settings:
     def activity_queue(self) -> str:
         """Queue the activity workers consume."""
         return f"{self.queue_prefix}.activities"
+
+    @property
+    def start_queue(self) -> str:
+        """Queue bound to the start exchange, consumed by the engine."""
+        return f"{self.queue_prefix}.{self.start_routing_key}"
 
     @property
     def uses_in_process_broker(self) -> bool:

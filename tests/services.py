@@ -84,6 +84,8 @@ def new_queue_prefix() -> Iterator[str]:
         for base in (f"{prefix}.engine", f"{prefix}.activities"):
             for queue in (base, f"{base}.DQ", f"{base}.XQ"):
                 channel.queue_delete(queue)
+        for queue in (f"{prefix}.workflow_starter", f"{prefix}.workflow_starter.dead"):
+            channel.queue_delete(queue)
         connection.close()
 
 

@@ -3,7 +3,6 @@ OS processes, on the machine's PostgreSQL and RabbitMQ."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -11,60 +10,11 @@ import time
 import pytest
 import requests
 
-from tests.conftest import EXPECTED_STATUS, ROOT, sample_definitions, wait_for
-from tests.services import VENV_BIN, Processes, child_pids, free_port, queue_depth, wait_http
+from tests.conftest import EXPECTED_STATUS, ROOT, wait_for
+from tests.integration.conftest import wait_ended
+from tests.services import VENV_BIN, child_pids, queue_depth
 
 pytestmark = pytest.mark.services
-
-
-@pytest.fixture(scope="module")
-def cluster(pg_url, queue_prefix, http_server, tmp_path_factory):
-    """API + engine + 2 workers, migrated with ``flow migrate``."""
-    base = tmp_path_factory.mktemp("cluster")
-    definitions = base / "workflows"
-    definitions.mkdir()
-    for name, body in sample_definitions(http_server).items():
-        (definitions / f"{name}.json").write_text(json.dumps(body))
-    env = {
-        "FLOW_DATABASE_URL": pg_url,
-        "FLOW_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/",
-        "FLOW_QUEUE_PREFIX": queue_prefix,
-        "FLOW_DEFINITIONS_DIR": str(definitions),
-        "FLOW_ACTIVITY_PACKAGES": "tests.activities",
-    }
-    procs = Processes(base, env)
-    migrate = subprocess.run(
-        [str(VENV_BIN / "flow"), "migrate"], env={**procs.env, "PATH": str(VENV_BIN)}, cwd=ROOT, capture_output=True
-    )
-    assert migrate.returncode == 0, migrate.stderr
-    port = free_port()
-    procs.start(
-        "api",
-        str(VENV_BIN / "gunicorn"),
-        "--no-control-socket",
-        "--workers",
-        "2",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "api.app:create_app()",
-    )
-    procs.dramatiq("engine", f"{queue_prefix}.engine")
-    # Workers need no database: give them one that does not exist to prove it.
-    no_database = {"FLOW_DATABASE_URL": "postgres://nobody@127.0.0.1:1/nothing"}
-    procs.dramatiq("worker-1", f"{queue_prefix}.activities", env=no_database)
-    procs.dramatiq("worker-2", f"{queue_prefix}.activities", env=no_database)
-    url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/health")
-    yield {"url": url, "procs": procs, "env": env, "prefix": queue_prefix}
-    procs.stop_all()
-
-
-def wait_ended(url: str, workflow_id: str, timeout_s: float = 60) -> dict:
-    def ended():
-        body = requests.get(f"{url}/workflows/{workflow_id}", timeout=5).json()
-        return body if body["status"] != "In Progress" else None
-
-    return wait_for(ended, timeout_s=timeout_s, every_s=0.2, what=f"workflow {workflow_id}")
 
 
 def test_many_workflows_at_once_all_reach_their_expected_end(cluster):

@@ -18,9 +18,17 @@ setup(
         "jsonschema>=4.20",
         "click>=8.1",
         "rich>=13",
+        "prometheus-client>=0.20",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2.3", "requests>=2.31", "honcho>=2", "ruff>=0.6"],
+        "test": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "requests>=2.31",
+            "honcho>=2",
+            "ruff>=0.6",
+            "schemathesis>=4",
+        ],
     },
     entry_points={"console_scripts": ["flow = flow.cli:main"]},
 )

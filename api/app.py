@@ -13,6 +13,7 @@ from api.resources.definitions import (
     DefinitionVersionResource,
 )
 from api.resources.health import HealthResource
+from api.resources.meta import MetricsResource, OpenApiResource
 from api.resources.workflows import (
     WorkflowActivitiesResource,
     WorkflowCancelResource,
@@ -38,10 +39,14 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.req_options.strip_url_path_trailing_slash = True
     app.add_error_handler(FlowError, handle_flow_error)
     app.add_route("/health", HealthResource(runtime))
+    app.add_route("/metrics", MetricsResource(runtime))
+    app.add_route("/openapi.json", OpenApiResource(runtime))
     app.add_route("/definitions", DefinitionsResource(runtime))
     app.add_route("/definitions/validate", DefinitionValidationResource(runtime))
     app.add_route("/definitions/{name}", DefinitionResource(runtime))
-    app.add_route("/definitions/{name}/versions/{version:int(min=1)}", DefinitionVersionResource(runtime))
+    app.add_route(
+        "/definitions/{name}/versions/{version:int(min=1, max=2147483647)}", DefinitionVersionResource(runtime)
+    )
     app.add_route("/workflows", WorkflowsResource(runtime))
     app.add_route("/workflows/{workflow_id}", WorkflowResource(runtime))
     app.add_route("/workflows/{workflow_id}/activities", WorkflowActivitiesResource(runtime))

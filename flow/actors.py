@@ -17,6 +17,14 @@ settings = Settings.from_env()
 configure_logging(settings)
 runtime = Runtime.build(settings)
 broker = runtime.broker
+if settings.metrics_port:
+    # Dramatiq's exporter (a forked process per master) serves every metric written
+    # by the worker processes, ours included.
+    from dramatiq.middleware import prometheus
+
+    prometheus.HTTP_PORT = settings.metrics_port
+    broker.add_middleware(prometheus.Prometheus())
+    broker.add_middleware(runtime.metrics)
 # Dramatiq's CLI takes the global broker; the tasks are already bound to this one.
 dramatiq.set_broker(broker)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
@@ -25,6 +26,7 @@ from flow.decide import Decision
 from flow.definition import Catalog, Definition, parse
 from flow.errors import DefinitionNotFound, InvalidInput
 from flow.events import Event, WorkflowStarted
+from flow.metrics import EngineMetrics
 from flow.outbox import Acks, Outgoing, publish
 from flow.settings import Settings
 from flow.state import ActivityStatus, WorkflowState
@@ -54,6 +56,7 @@ class Engine:
         self.activity_classes = activity_classes
         self.broker = broker
         self.acks = Acks(store.delete_outbox)
+        self.metrics = EngineMetrics()
         self.actors = WorkflowActors(
             lambda workflow_id: WorkflowActor.start(workflow_id, store, self.compose),
             max_live=settings.max_live_actors,
@@ -196,7 +199,9 @@ class Engine:
 
     def handle(self, workflow_id: str, event: Event) -> Decision:
         """Commit the event through the workflow's actor, then publish what it owes."""
+        started = time.perf_counter()
         decision, owed = self.actors.ask(workflow_id, event)
+        self.metrics.observe_decision(time.perf_counter() - started)
         if owed:
             faults.inject("after-commit")
         self.publish([o for o in owed if o.send_now])

@@ -19,6 +19,7 @@ from flow.amqp_start import StartMessageConsumer
 from flow.broker import build_broker
 from flow.definition import Catalog
 from flow.engine import Engine
+from flow.metrics import EngineMetrics
 from flow.settings import Settings
 from flow.store import Store
 
@@ -33,10 +34,13 @@ class Runtime:
     activity_classes: dict[str, type[BaseActivity]]
     catalog: Catalog
     engine: Engine = field(init=False)
+    metrics: EngineMetrics = field(init=False)
     tasks: dict[str, dramatiq.Actor[Any, Any]] = field(init=False)
 
     def __post_init__(self) -> None:
+        self.metrics = EngineMetrics()
         self.engine = Engine(self.settings, self.store, self.catalog, self.broker, self.activity_classes)
+        self.engine.metrics = self.metrics
         from flow.tasks import declare  # tasks need the runtime; import here to avoid a cycle
 
         self.tasks = declare(self)

@@ -60,6 +60,8 @@ class Settings:
     max_payload_bytes: int = 262_144
     #: Largest request body the API accepts, in bytes.
     max_body_bytes: int = 1_048_576
+    #: Port of the Prometheus exporter of ``dramatiq flow.actors`` processes; unset: none.
+    metrics_port: int | None = None
     #: Log format: ``text`` or ``json``.
     log_format: str = "text"
     #: Log level name; unset means INFO (WARNING for ``flow run``).
@@ -131,7 +133,7 @@ def _parse(var: str, raw: str, default: object, type_name: object) -> object:
             return tuple(part.strip() for part in raw.split(",") if part.strip())
         if isinstance(default, bool):
             return raw.lower() in ("1", "true", "yes", "on")
-        if isinstance(default, int):
+        if isinstance(default, int) or "int" in str(type_name):
             return int(raw)
         if isinstance(default, float):
             return float(raw)

@@ -559,6 +559,21 @@ class Store:
             )
             return [self._state(row) for row in rows]
 
+    def status_counts(self) -> dict[str, Any]:
+        """Workflows and activities by status, and the outbox's size (for metrics)."""
+        with _translated(), self.database.connection_context():
+            workflows = dict(
+                WorkflowRecord.select(WorkflowRecord.status, peewee.fn.COUNT(WorkflowRecord.id))
+                .group_by(WorkflowRecord.status)
+                .tuples()
+            )
+            activities = dict(
+                ActivityRecord.select(ActivityRecord.status, peewee.fn.COUNT(ActivityRecord.id))
+                .group_by(ActivityRecord.status)
+                .tuples()
+            )
+            return {"workflows": workflows, "activities": activities, "outbox": OutboxRecord.select().count()}
+
     def events(self, workflow_id: str, *, after_id: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         """History entries in order, ``after_id`` exclusive."""
         with _translated(), self.database.connection_context():

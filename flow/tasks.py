@@ -134,6 +134,8 @@ def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
             max_output_bytes=settings.max_payload_bytes,
             time_limit_s=start_to_close_s,
         )
+        duration_s = (result.finished_at - result.started_at).total_seconds()
+        runtime.metrics.observe_attempt(activity, result.outcome, duration_s)
         report(
             messages.RECORD_RESULT,
             **ids,

@@ -1,8 +1,9 @@
-"""``GET /health``: 200 when the database answers, 503 otherwise."""
+"""``GET /health``: 200 when the database and the broker answer, 503 otherwise."""
 
 from __future__ import annotations
 
 import falcon
+import pika
 
 from flow.errors import StoreUnavailable
 from flow.runtime import Runtime
@@ -13,10 +14,27 @@ class HealthResource:
         self.runtime = runtime
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        checks = {"database": self._database(), "broker": self._broker()}
+        healthy = all(v == "ok" for v in checks.values())
+        resp.status = falcon.HTTP_200 if healthy else falcon.HTTP_503
+        resp.media = {"status": "ok" if healthy else "unavailable", **checks}
+
+    def _database(self) -> str:
         try:
             self.runtime.store.ping()
         except StoreUnavailable as e:
-            resp.status = falcon.HTTP_503
-            resp.media = {"status": "unavailable", "database": str(e)}
-            return
-        resp.media = {"status": "ok", "database": "ok"}
+            return str(e)
+        return "ok"
+
+    def _broker(self) -> str:
+        url = self.runtime.settings.broker_url
+        if self.runtime.settings.uses_in_process_broker:
+            return "ok"
+        try:
+            parameters = pika.URLParameters(url)
+            parameters.socket_timeout = 2
+            parameters.blocked_connection_timeout = 2
+            pika.BlockingConnection(parameters).close()
+        except Exception as e:  # any failure to connect is "unavailable"
+            return f"broker unavailable: {type(e).__name__} {e}".strip()
+        return "ok"

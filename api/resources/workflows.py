@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 
 #: Page size bounds of the list and events endpoints.
 DEFAULT_PAGE, MAX_PAGE = 50, 500
+#: Event ids are 64-bit integers.
+MAX_EVENT_ID = 2**63 - 1
 
 
 def _limit(req: falcon.Request) -> int:
@@ -138,7 +140,7 @@ class WorkflowEventsResource:
         self.runtime = runtime
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
-        after = req.get_param_as_int("after", min_value=0, default=0)
+        after = req.get_param_as_int("after", min_value=0, max_value=MAX_EVENT_ID, default=0)
         limit = _limit(req)
         events = self.runtime.store.events(workflow_id, after_id=int(after), limit=limit)
         resp.media = {

@@ -153,7 +153,7 @@ def test_wrong_method_is_405(client):
 
 
 def test_health_reports_the_database(client):
-    assert client.simulate_get("/health").json == {"status": "ok", "database": "ok"}
+    assert client.simulate_get("/health").json == {"status": "ok", "database": "ok", "broker": "ok"}
 
 
 def test_with_a_token_every_route_but_health_needs_it(flow):

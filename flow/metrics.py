@@ -1,0 +1,98 @@
+"""Prometheus metrics.
+
+Two exporters, because the numbers live in two places:
+
+- the API's ``GET /metrics`` reads the database at each scrape: workflows and
+  activities by status, and messages waiting in the outbox (:class:`StoreCollector`);
+- engine and worker processes export what they measure — activity attempts by
+  outcome, activity durations, decision latency — through Dramatiq's Prometheus
+  middleware when ``FLOW_METRICS_PORT`` is set (:class:`EngineMetrics`), together
+  with Dramatiq's own message metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import dramatiq
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from flow.store import Store
+
+logger = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class StoreCollector:
+    """Gauges read from the database at scrape time."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def collect(self) -> Any:
+        counts = self.store.status_counts()
+        workflows = GaugeMetricFamily("flow_workflows", "Workflows by status.", labels=["status"])
+        for status, count in counts["workflows"].items():
+            workflows.add_metric([status], count)
+        yield workflows
+        activities = GaugeMetricFamily("flow_activities", "Activities by status.", labels=["status"])
+        for status, count in counts["activities"].items():
+            activities.add_metric([status], count)
+        yield activities
+        yield GaugeMetricFamily(
+            "flow_outbox_messages", "Messages committed but not yet confirmed sent, and held timers.", counts["outbox"]
+        )
+
+
+def render(store: Store) -> bytes:
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(store))  # type: ignore[arg-type]
+    return generate_latest(registry)
+
+
+class EngineMetrics(dramatiq.Middleware):
+    """Activity and decision metrics of engine and worker processes (multiprocess mode)."""
+
+    def __init__(self) -> None:
+        self.attempts: Any = None
+        self.durations: Any = None
+        self.decisions: Any = None
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        # Dramatiq's Prometheus middleware set PROMETHEUS_MULTIPROC_DIR just before this;
+        # prometheus_client reads it when a metric is created.
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return
+        import prometheus_client as prom
+
+        registry = prom.CollectorRegistry()
+        self.attempts = prom.Counter(
+            "flow_activity_attempts_total", "Activity attempts by outcome.", ["activity", "outcome"], registry=registry
+        )
+        self.durations = prom.Histogram(
+            "flow_activity_duration_seconds",
+            "Duration of activity attempts.",
+            ["activity"],
+            registry=registry,
+            buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 1800),
+        )
+        self.decisions = prom.Histogram(
+            "flow_decision_seconds",
+            "Time to decide and commit one event, in the engine.",
+            registry=registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1),
+        )
+
+    def observe_attempt(self, activity: str, outcome: str, duration_s: float | None) -> None:
+        if self.attempts is not None:
+            self.attempts.labels(activity, outcome).inc()
+            if duration_s is not None:
+                self.durations.labels(activity).observe(duration_s)
+
+    def observe_decision(self, seconds: float) -> None:
+        if self.decisions is not None:
+            self.decisions.observe(seconds)

@@ -64,6 +64,9 @@ ensure_rabbitmq() {
 ensure_postgres
 ensure_rabbitmq
 
+# docker-compose (v1, from Debian) validates docker-compose.yml without a Docker engine.
+command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose || true
+
 # -- Lint, then the tests. Service tests fail (not skip) when CI is set and a service is down.
 log "ruff"
 "$VENV/bin/ruff" check .

@@ -28,6 +28,7 @@ setup(
             "honcho>=2",
             "ruff>=0.6",
             "schemathesis>=4",
+            "pyyaml>=6",
         ],
     },
     entry_points={"console_scripts": ["flow = flow.cli:main"]},

@@ -12,11 +12,13 @@ import dramatiq
 from flow.logs import configure_logging
 from flow.runtime import Runtime
 from flow.settings import Settings
+from flow.shutdown import GracefulShutdown
 
 settings = Settings.from_env()
 configure_logging(settings)
 runtime = Runtime.build(settings)
 broker = runtime.broker
+broker.add_middleware(GracefulShutdown())
 if settings.metrics_port:
     # Dramatiq's exporter (a forked process per master) serves every metric written
     # by the worker processes, ours included.

@@ -39,6 +39,9 @@ logger = logging.getLogger(__name__)
 _MESSAGE_NAMESPACE = uuid.UUID("1b4e28ba-2fa1-11d2-883f-0016d3cca427")
 
 
+_ENDINGS = frozenset({"workflow-finished", "workflow-failure", "workflow-cancelled"})
+
+
 class Engine:
     """Everything one engine process needs: store, definitions, actors, broker."""
 
@@ -202,6 +205,15 @@ class Engine:
         started = time.perf_counter()
         decision, owed = self.actors.ask(workflow_id, event)
         self.metrics.observe_decision(time.perf_counter() - started)
+        for entry in decision.history:
+            if entry.type in _ENDINGS:
+                logger.info(
+                    "%s %s: %s",
+                    decision.state.name,
+                    entry.type,
+                    decision.state.error or "ok",
+                    extra={"workflow_id": workflow_id},
+                )
         if owed:
             faults.inject("after-commit")
         self.publish([o for o in owed if o.send_now])

@@ -179,7 +179,15 @@ def _translated() -> Iterator[None]:
         faults.inject("db")
         yield
     except (peewee.OperationalError, peewee.InterfaceError, faults.InjectedFault) as e:
+        if "no such table" in str(e):
+            raise StoreUnavailable(f"the database has no Libero Flow schema ({e}): run `flow migrate`") from e
         raise StoreUnavailable(f"database unavailable: {e}".strip()) from e
+    except peewee.ProgrammingError as e:
+        if "does not exist" in str(e):
+            raise StoreUnavailable(
+                f"the database has no Libero Flow schema ({e.args[0].splitlines()[0]}): run `flow migrate`"
+            ) from e
+        raise
 
 
 @dataclass(frozen=True)

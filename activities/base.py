@@ -12,7 +12,8 @@ class BaseActivity:
 
     ``do_activity()`` returns :attr:`SUCCEEDED`, :attr:`TEMPORARY_FAILURE` (tried
     again per the retry policy) or :attr:`PERMANENT_FAILURE` (never retried). An
-    exception it raises counts as a temporary failure, with its traceback recorded.
+    exception it raises counts as a temporary failure, with its traceback recorded,
+    unless it is one of :attr:`non_retryable_exceptions`.
     Set :attr:`output` to a JSON-serialisable value to hand it to later activities,
     and :attr:`error` to say why an attempt failed.
     """
@@ -20,6 +21,10 @@ class BaseActivity:
     SUCCEEDED = "SUCCEEDED"
     TEMPORARY_FAILURE = "TEMPORARY_FAILURE"
     PERMANENT_FAILURE = "PERMANENT_FAILURE"
+
+    #: Exceptions that no retry can fix: raised by ``do_activity()`` they fail the
+    #: activity permanently (traceback recorded) instead of being retried.
+    non_retryable_exceptions: tuple[type[BaseException], ...] = ()
 
     def __init__(
         self,

@@ -211,6 +211,8 @@ PATHS: dict[str, Any] = {
             "parameters": [
                 {"name": "status", "in": "query", "schema": {"enum": WORKFLOW_STATUSES}},
                 {"name": "name", "in": "query", "schema": {"type": "string"}},
+                {"name": "created_after", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                {"name": "created_before", "in": "query", "schema": {"type": "string", "format": "date-time"}},
                 {"name": "cursor", "in": "query", "schema": {"type": "string"}},
                 _LIMIT,
             ],

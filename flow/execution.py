@@ -90,9 +90,10 @@ def execute(
         return ended("TEMPORARY_FAILURE", error=f"start-to-close timeout: stopped after {time_limit_s} s")
     except TimeLimitExceeded:
         return ended("TEMPORARY_FAILURE", error="stopped by the worker's time limit (FLOW_ACTIVITY_TIME_LIMIT_S)")
-    except Exception:
+    except Exception as e:
         instance.logger.warning("do_activity raised", exc_info=True)
-        return ended("TEMPORARY_FAILURE", error=traceback.format_exc(limit=20))
+        outcome = "PERMANENT_FAILURE" if isinstance(e, cls.non_retryable_exceptions) else "TEMPORARY_FAILURE"
+        return ended(outcome, error=traceback.format_exc(limit=20))
     finally:
         if timer is not None:
             timer.cancel()

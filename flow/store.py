@@ -609,6 +609,8 @@ class Store:
         *,
         status: str | None = None,
         name: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
         before: tuple[datetime, str] | None = None,
         limit: int = 50,
     ) -> list[WorkflowRow]:
@@ -619,6 +621,10 @@ class Store:
                 query = query.where(WorkflowRecord.status == status)
             if name:
                 query = query.where(WorkflowRecord.definition_name == name)
+            if created_after:
+                query = query.where(WorkflowRecord.created_at >= created_after)
+            if created_before:
+                query = query.where(WorkflowRecord.created_at < created_before)
             if before:
                 created_at, workflow_id = before
                 query = query.where(

@@ -7,17 +7,6 @@ import os
 from activities.base import BaseActivity
 
 
-class FlakyActivity(BaseActivity):
-    """Fails temporarily until attempt ``config.succeed_on_attempt`` (default 2)."""
-
-    def do_activity(self) -> str:
-        if self.attempt < int(self.config.get("succeed_on_attempt", 2)):
-            self.error = f"flaky on attempt {self.attempt}"
-            return self.TEMPORARY_FAILURE
-        self.output = {"attempt": self.attempt}
-        return self.SUCCEEDED
-
-
 class BrokenActivity(BaseActivity):
     """Raises on every attempt."""
 
@@ -31,19 +20,6 @@ class RefusingActivity(BaseActivity):
     def do_activity(self) -> str:
         self.error = "refused on purpose"
         return self.PERMANENT_FAILURE
-
-
-class EchoActivity(BaseActivity):
-    """Outputs its input, config, attempt and the outputs it was handed."""
-
-    def do_activity(self) -> str:
-        self.output = {
-            "input_data": dict(self.input_data),
-            "config": {k: v for k, v in self.config.items() if k != "retry"},
-            "outputs": dict(self.outputs),
-            "pid": os.getpid(),
-        }
-        return self.SUCCEEDED
 
 
 class KillerActivity(BaseActivity):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 
 import falcon
 
@@ -61,7 +61,14 @@ class WorkflowsResource:
             raise unprocessable("status", f"must be one of {', '.join(s.value for s in WorkflowStatus)}")
         limit = _limit(req)
         cursor = _decode_cursor(req.get_param("cursor"))
-        rows = self.runtime.store.list_workflows(status=status, name=req.get_param("name"), before=cursor, limit=limit)
+        rows = self.runtime.store.list_workflows(
+            status=status,
+            name=req.get_param("name"),
+            created_after=_timestamp_param(req, "created_after"),
+            created_before=_timestamp_param(req, "created_before"),
+            before=cursor,
+            limit=limit,
+        )
         items = [workflow_summary(row) for row in rows]
         last = rows[-1].state if rows else None
         next_cursor = _encode_cursor(last.created_at, last.id) if last and len(rows) == limit else None
@@ -147,6 +154,20 @@ class WorkflowEventsResource:
             "items": [event_view(e) for e in events],
             "next": str(events[-1]["id"]) if len(events) == limit else None,
         }
+
+
+def _timestamp_param(req: falcon.Request, name: str) -> datetime | None:
+    """An ISO 8601 query parameter as naive UTC (what the store holds)."""
+    raw = req.get_param(name)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise unprocessable(name, "must be an ISO 8601 timestamp, e.g. 2026-11-28T12:00:00Z") from e
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
 
 
 def _encode_cursor(created_at: datetime, workflow_id: str) -> str:

@@ -98,6 +98,11 @@ def test_list_is_newest_first_with_a_cursor(client):
     assert rest["next"] is None
     filtered = client.simulate_get("/workflows", params={"name": "NoSuch"}).json
     assert filtered["items"] == []
+    all_three = client.simulate_get("/workflows", params={"created_after": "2000-01-01T00:00:00Z"}).json["items"]
+    assert len(all_three) == 3
+    assert client.simulate_get("/workflows", params={"created_before": "2000-01-01T00:00:00Z"}).json["items"] == []
+    bad = client.simulate_get("/workflows", params={"created_after": "yesterday"})
+    assert bad.status_code == 422 and "ISO 8601" in bad.json["description"]
 
 
 BAD_POSTS = [

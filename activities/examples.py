@@ -1,0 +1,33 @@
+"""Example activities used by the definitions in ``examples/workflows`` (and the tests)."""
+
+from __future__ import annotations
+
+import os
+
+from activities.base import BaseActivity
+
+
+class FlakyActivity(BaseActivity):
+    """Fails temporarily until attempt ``config.succeed_on_attempt`` (default 2), then
+    succeeds with ``{"attempt": n}``: shows the retry policy at work."""
+
+    def do_activity(self) -> str:
+        if self.attempt < int(self.config.get("succeed_on_attempt", 2)):
+            self.error = f"flaky on attempt {self.attempt}"
+            return self.TEMPORARY_FAILURE
+        self.output = {"attempt": self.attempt}
+        return self.SUCCEEDED
+
+
+class EchoActivity(BaseActivity):
+    """Outputs what it was given: input, config (without ``retry``/``timeouts``), the
+    outputs of earlier activities, and the worker's pid: shows data between activities."""
+
+    def do_activity(self) -> str:
+        self.output = {
+            "input_data": dict(self.input_data),
+            "config": {k: v for k, v in self.config.items() if k not in ("retry", "timeouts")},
+            "outputs": dict(self.outputs),
+            "pid": os.getpid(),
+        }
+        return self.SUCCEEDED

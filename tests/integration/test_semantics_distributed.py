@@ -1,0 +1,176 @@
+"""Retries, timeouts, cancel, retry from failure, versions, payload limits and idempotent
+start on real PostgreSQL and RabbitMQ, with the API, engine and workers as processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg2
+import pytest
+import requests
+
+from tests.conftest import ROOT, wait_for
+from tests.integration.conftest import wait_ended
+from tests.services import VENV_BIN, Processes, free_port, wait_http
+
+pytestmark = pytest.mark.services
+
+DEFINITIONS = {
+    "Retrying": {
+        "name": "Retrying",
+        "config": {"retry": {"max_attempts": 3, "initial_delay_ms": 50, "jitter": 0}},
+        "activities": [{"name": "FlakyActivity", "config": {"succeed_on_attempt": 3}}],
+    },
+    "Unstarted": {
+        "name": "Unstarted",
+        "config": {"retry": {"max_attempts": 2, "initial_delay_ms": 50}, "timeouts": {"schedule_to_start_s": 1}},
+        "activities": [{"name": "NoopActivity"}],
+    },
+    "TooSlow": {
+        "name": "TooSlow",
+        "config": {"retry": {"max_attempts": 2, "initial_delay_ms": 50}},
+        "activities": [{"name": "SpinActivity", "config": {"spin_s": 30, "timeouts": {"start_to_close_s": 0.5}}}],
+    },
+    "Deadline": {
+        "name": "Deadline",
+        "config": {"timeouts": {"workflow_s": 1}},
+        "activities": [{"name": "SleepActivity", "config": {"sleep_s": 0.4}} for _ in range(5)],
+    },
+    "Long": {
+        "name": "Long",
+        "activities": [{"name": "SleepActivity", "config": {"sleep_s": 3}}, {"name": "NoopActivity"}],
+    },
+    "Redrive": {
+        "name": "Redrive",
+        "config": {"retry": {"max_attempts": 2, "initial_delay_ms": 50, "jitter": 0}},
+        "activities": [{"name": "EchoActivity"}, {"name": "FlakyActivity", "config": {"succeed_on_attempt": 3}}],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def env(pg_url, queue_prefix, tmp_path_factory):
+    base = tmp_path_factory.mktemp("semantics")
+    definitions = base / "workflows"
+    definitions.mkdir()
+    for name, body in DEFINITIONS.items():
+        (definitions / f"{name}.json").write_text(json.dumps(body))
+    procs = Processes(
+        base,
+        {
+            "FLOW_DATABASE_URL": pg_url,
+            "FLOW_QUEUE_PREFIX": queue_prefix,
+            "FLOW_DEFINITIONS_DIR": str(definitions),
+            "FLOW_ACTIVITY_PACKAGES": "tests.activities",
+            "FLOW_START_ROUTING_KEY": f"starter_{queue_prefix}",
+        },
+    )
+    migrate = subprocess.run([str(VENV_BIN / "flow"), "migrate"], env={**procs.env, "PATH": str(VENV_BIN)}, cwd=ROOT)
+    assert migrate.returncode == 0
+    port = free_port()
+    procs.start(
+        "api",
+        str(VENV_BIN / "gunicorn"),
+        "--no-control-socket",
+        "--workers",
+        "4",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "api.app:create_app()",
+    )
+    procs.dramatiq("engine", f"{queue_prefix}.engine")
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/health")
+    yield {"url": url, "procs": procs, "prefix": queue_prefix, "pg": pg_url}
+    procs.stop_all()
+
+
+def start(url: str, name: str, **body) -> str:
+    response = requests.post(f"{url}/workflows", json={"name": name, **body}, timeout=10)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def test_with_no_worker_running_schedule_to_start_fails_the_attempts_visibly(env):
+    # Runs first: no worker process exists yet.
+    workflow_id = start(env["url"], "Unstarted")
+    body = wait_ended(env["url"], workflow_id, timeout_s=30)
+    assert body["status"] == "Failed"
+    activity = body["activities"][0]
+    assert activity["attempt"] == 2
+    assert "schedule-to-start timeout" in activity["error"]
+
+
+def test_start_the_workers(env):
+    env["procs"].dramatiq("worker-1", f"{env['prefix']}.activities")
+    env["procs"].dramatiq("worker-2", f"{env['prefix']}.activities")
+    assert wait_ended(env["url"], start(env["url"], "Retrying"), timeout_s=60)["status"] == "Finished"
+
+
+def test_retries_timeouts_and_deadlines(env):
+    url = env["url"]
+    retrying, too_slow, deadline = (start(url, n) for n in ("Retrying", "TooSlow", "Deadline"))
+    body = wait_ended(url, retrying)
+    assert (body["status"], body["activities"][0]["attempt"]) == ("Finished", 3)
+    body = wait_ended(url, too_slow)
+    assert body["status"] == "Failed"
+    assert body["activities"][0]["attempt"] == 2
+    assert "start-to-close timeout" in body["activities"][0]["error"]
+    body = wait_ended(url, deadline)
+    assert body["status"] == "Failed" and "timed out" in body["error"]
+
+
+def test_cancel_and_retry_from_failure(env):
+    url = env["url"]
+    long = start(url, "Long")
+    wait_for(lambda: requests.get(f"{url}/workflows/{long}").json()["activities"][0]["status"] == "Started")
+    assert requests.post(f"{url}/workflows/{long}/cancel", json={"reason": "test"}).status_code == 202
+    body = wait_ended(url, long)
+    assert body["status"] == "Cancelled"
+    assert body["activities"][1]["status"] == "Cancelled"
+
+    redrive = start(url, "Redrive")
+    assert wait_ended(url, redrive)["status"] == "Failed"
+    assert requests.post(f"{url}/workflows/{redrive}/retry").status_code == 202
+    body = wait_for(lambda: (b := requests.get(f"{url}/workflows/{redrive}").json())["status"] == "Finished" and b)
+    assert [a["attempt"] for a in body["activities"]] == [1, 3]
+
+
+def test_a_new_version_applies_to_new_workflows_only(env):
+    url = env["url"]
+    old = start(url, "Long")
+    changed = {**DEFINITIONS["Long"], "activities": [{"name": "NoopActivity"}]}
+    assert requests.put(f"{url}/definitions/Long", json=changed).status_code == 201
+    new = start(url, "Long")
+    old_body, new_body = wait_ended(url, old), wait_ended(url, new)
+    assert (old_body["definition_version"], len(old_body["activities"])) == (1, 2)
+    assert (new_body["definition_version"], len(new_body["activities"])) == (2, 1)
+
+
+def test_fifty_concurrent_starts_with_one_key_create_one_workflow(env):
+    url = env["url"]
+
+    def post(_: int) -> tuple[int, str]:
+        r = requests.post(
+            f"{url}/workflows", json={"name": "Retrying"}, headers={"Idempotency-Key": "fifty-at-once"}, timeout=30
+        )
+        return r.status_code, r.json()["id"]
+
+    with ThreadPoolExecutor(50) as pool:
+        results = list(pool.map(post, range(50)))
+    assert {code for code, _ in results} <= {200, 201}
+    assert [code for code, _ in results].count(201) == 1
+    assert len({workflow_id for _, workflow_id in results}) == 1
+    conn = psycopg2.connect(env["pg"])
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM workflows WHERE idempotency_key = 'fifty-at-once'")
+        assert cur.fetchone()[0] == 1
+    conn.close()
+
+
+def test_an_oversize_input_is_refused(env):
+    response = requests.post(f"{env['url']}/workflows", json={"name": "Retrying", "input_data": {"x": "y" * 300_000}})
+    assert response.status_code == 422
+    assert "FLOW_MAX_PAYLOAD_BYTES" in response.json()["description"]

@@ -9,7 +9,7 @@ from datetime import datetime
 import pykka
 
 from flow.decide import Decision, decide
-from flow.errors import ConcurrentUpdate
+from flow.errors import ConcurrentUpdate, WorkflowActorCrashed
 from flow.events import Event
 from flow.outbox import Outgoing
 from flow.state import WorkflowState
@@ -48,7 +48,15 @@ class WorkflowActor(pykka.ThreadingActor):
         self._version = 0
 
     def on_receive(self, message: Event) -> tuple[Decision, list[Outgoing]]:
-        return self.handle(message)
+        try:
+            return self.handle(message)
+        except Exception:
+            raise
+        except BaseException as e:
+            # Pykka stops every actor in the process on a BaseException; contain it to
+            # this workflow's event, which fails and is retried.
+            logger.error("%r while handling %r for workflow %s", e, message, self.workflow_id)
+            raise WorkflowActorCrashed(f"{type(e).__name__} in workflow {self.workflow_id}: {e}") from e
 
     def handle(self, event: Event) -> tuple[Decision, list[Outgoing]]:
         """Decide on ``event``; commit the transition with the messages it owes; return both."""

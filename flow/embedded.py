@@ -24,6 +24,9 @@ from flow.store import WorkflowRow
 
 logger = logging.getLogger(__name__)
 
+#: Threads handling engine events in one embedded process.
+ENGINE_THREADS = 4
+
 #: How long stopping waits for running activities before leaving them to the next start.
 STOP_TIMEOUT_MS = 5000
 
@@ -37,7 +40,15 @@ class EmbeddedFlow:
         self.settings = settings
         self.runtime = Runtime.build(settings)
         self.runtime.store.migrate()
-        self._worker = dramatiq.Worker(self.runtime.broker, worker_threads=worker_threads, worker_timeout=100)
+        broker = self.runtime.broker
+        # Two workers, as engine and worker processes would be: slow activities must
+        # never take the threads that handle engine events.
+        self._workers = [
+            dramatiq.Worker(broker, queues={settings.engine_queue}, worker_threads=ENGINE_THREADS, worker_timeout=100),
+            dramatiq.Worker(
+                broker, queues={settings.activity_queue}, worker_threads=worker_threads, worker_timeout=100
+            ),
+        ]
 
     def __enter__(self) -> EmbeddedFlow:
         # Dramatiq's time-limit watchdog starts on process_boot, which only its CLI emits.
@@ -47,13 +58,15 @@ class EmbeddedFlow:
         resent = self.runtime.engine.resend_in_flight()
         if resent:
             logger.warning("resumed %d unfinished workflows from %s", resent, self.settings.database_url)
-        self._worker.start()
+        for worker in self._workers:
+            worker.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         # In-process messages cannot be handed back to a broker; whatever is still
         # running is resumed from the database on the next start.
-        self._worker.stop(timeout=STOP_TIMEOUT_MS)
+        for worker in reversed(self._workers):
+            worker.stop(timeout=STOP_TIMEOUT_MS)
         self.runtime.broker.close()
 
     def add_definition(self, definition: Definition) -> int:

@@ -54,6 +54,15 @@ class ConcurrentUpdate(FlowError):
     """
 
 
+class WorkflowActorCrashed(FlowError):
+    """Raised to the caller when handling an event raised a ``BaseException``
+    (``SystemExit``, ``KeyboardInterrupt``) inside a workflow actor.
+
+    Pykka would stop every actor of the process for such an exception; the workflow
+    actor turns it into this error instead, so only that event fails (and is retried).
+    """
+
+
 class UnknownActivity(FlowError):
     """Raised when a message names an activity class that was not discovered."""
 

@@ -1,0 +1,81 @@
+"""Faults contained: one workflow's crash, a database outage, thousands of waiting workflows."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import falcon.testing
+import pykka
+import pytest
+
+import actors.workflow
+from api.app import create_app
+from flow.embedded import EmbeddedFlow
+from flow.runtime import Runtime
+from flow.settings import Settings
+from tests.conftest import embedded_env, wait_for
+
+
+def test_systemexit_in_one_workflows_actor_affects_only_that_workflow(embedded_settings, monkeypatch):
+    real_decide = actors.workflow.decide
+    exploded = threading.Event()
+
+    def decide(state, event):
+        if state.input_data.get("explode") and not exploded.is_set():
+            exploded.set()
+            raise SystemExit("boom")
+        return real_decide(state, event)
+
+    monkeypatch.setattr(actors.workflow, "decide", decide)
+    with EmbeddedFlow(embedded_settings) as flow:
+        calm = [flow.start("ParallelWorkflow") for _ in range(3)]
+        wait_for(lambda: len(pykka.ActorRegistry.get_all()) >= 1)
+        victim = flow.start("DummyWorkflow", {"explode": True})
+        # The other workflows, and their actors, carry on; the victim's event is retried.
+        for workflow_id in calm:
+            assert flow.wait(workflow_id, timeout_s=20).state.status == "Finished"
+        assert exploded.is_set()
+        assert flow.wait(victim, timeout_s=30).state.status == "Finished"
+
+
+def test_database_down_means_503_and_nothing_half_written(tmp_path, definitions_dir):
+    env = embedded_env(tmp_path, definitions_dir, FLOW_DATABASE_URL="postgres://nobody@127.0.0.1:1/nothing")
+    runtime = Runtime.build(Settings.from_env(env, embedded=True))
+    client = falcon.testing.TestClient(create_app(runtime=runtime))
+    for result in (
+        client.simulate_post("/workflows", json={"name": "DummyWorkflow"}),
+        client.simulate_get("/workflows"),
+        client.simulate_get("/workflows/some-id"),
+        client.simulate_get("/definitions"),
+    ):
+        assert result.status_code == 503
+        assert result.json["title"] == "Database unavailable"
+        assert "retry-after" in result.headers
+    assert client.simulate_get("/health").status_code == 503
+
+
+@pytest.mark.parametrize("waiting", [1000])
+def test_thousands_of_waiting_workflows_use_a_bounded_number_of_threads(tmp_path, definitions_dir, waiting):
+    (definitions_dir / "Waiting.json").write_text(
+        '{"name": "Waiting", "activities": [{"name": "SleepActivity", "config": {"sleep_s": 30}}]}'
+    )
+    settings = dataclasses.replace(
+        Settings.from_env(embedded_env(tmp_path, definitions_dir), embedded=True), max_live_actors=50
+    )
+    with EmbeddedFlow(settings, worker_threads=4) as flow:
+        baseline = threading.active_count()
+        ids = [flow.start("Waiting") for _ in range(waiting)]
+        store = flow.runtime.store
+        # Every workflow has scheduled its activity: each has had a live actor at some point.
+        wait_for(
+            lambda: (
+                store.status_counts()["activities"].get("Scheduled", 0)
+                + store.status_counts()["activities"].get("Started", 0)
+                == waiting
+            ),
+            timeout_s=120,
+        )
+        assert len(flow.runtime.engine.actors) <= 50
+        assert threading.active_count() <= baseline + 50 + 5
+        assert all(store.get(i).state.status == "In Progress" for i in ids[:10])

@@ -58,6 +58,11 @@ FAULT_DEFINITIONS: dict[str, dict[str, Any]] = {
             {"name": "SleepActivity", "config": {"sleep_s": 0.1}},
         ],
     },
+    "LongWait": {
+        "name": "LongWait",
+        "config": {"retry": {"max_attempts": 2, "initial_delay_ms": 6000, "jitter": 0}},
+        "activities": [{"name": "FlakyActivity", "config": {"succeed_on_attempt": 2}}],
+    },
     "Poison": {
         "name": "Poison",
         "config": {"retry": {"max_attempts": 2, "initial_delay_ms": 50, "jitter": 0}},
@@ -72,6 +77,7 @@ EXPECTED = {
     "Failing": "Failed",
     "OptionalBroken": "Finished",
     "Poison": "Failed",
+    "LongWait": "Finished",
 }
 
 BATCH = ["SlowSequence", "FanOut", "Retrying", "Failing", "OptionalBroken"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 
 import dramatiq
@@ -14,7 +15,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 from tests.conftest import wait_for
 from tests.faults.conftest import BATCH, FaultCluster, _query, verify
-from tests.services import AMQP_URL
+from tests.services import AMQP_URL, queue_depth
 
 pytestmark = [pytest.mark.services, pytest.mark.faults]
 
@@ -121,3 +122,78 @@ def test_a_duplicate_result_changes_nothing(fault_cluster: FaultCluster):
     assert after["status"] == before["status"] == "Finished"
     assert after["activities"] == before["activities"]
     report("duplicate results", verify(fault_cluster, started), 2, t0)
+
+
+def _pg_cluster() -> tuple[str, str]:
+    versions = sorted(os.listdir("/etc/postgresql"), key=lambda v: [int(p) for p in v.split(".")])
+    return versions[-1], "main"
+
+
+def test_restart_rabbitmq_under_load(fault_cluster: FaultCluster):
+    t0 = time.monotonic()
+    fault_cluster.start()
+    started = fault_cluster.start_batch(BATCH, copies=8)
+    wait_for(lambda: _query(fault_cluster.pg_url, "SELECT count(*) FROM activities WHERE status = 'Started'")[0][0])
+    try:
+        subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=60)
+        # Accepted while the broker is down: committed with its start in the outbox.
+        during = fault_cluster.start_batch(["SlowSequence", "FanOut"], copies=2)
+    finally:
+        subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
+    report("RabbitMQ restart", verify(fault_cluster, started | during, timeout_s=180), 1, t0)
+
+
+def test_restart_postgresql_under_load(fault_cluster: FaultCluster):
+    t0 = time.monotonic()
+    fault_cluster.start()
+    started = fault_cluster.start_batch(BATCH, copies=8)
+    wait_for(lambda: _query(fault_cluster.pg_url, "SELECT count(*) FROM activities WHERE status = 'Started'")[0][0])
+    version, cluster = _pg_cluster()
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, cluster, "restart", "-m", "fast"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    # While it restarts the API answers 503, never 500; afterwards it answers again.
+    codes = set()
+    for _ in range(20):
+        try:
+            codes.add(requests.get(f"{fault_cluster.url}/workflows", timeout=5).status_code)
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    assert 500 not in codes
+    report("PostgreSQL restart", verify(fault_cluster, started, timeout_s=180), 1, t0)
+
+
+def test_a_wait_longer_than_the_consumer_timeout_fires_exactly_once(fault_cluster: FaultCluster):
+    """RabbitMQ closes a channel that holds an unacknowledged delivery longer than its
+    ``consumer_timeout``; long timers must therefore not wait in the broker."""
+    t0 = time.monotonic()
+    subprocess.run(
+        ["rabbitmqctl", "eval", "application:set_env(rabbit, consumer_timeout, 3000)."], check=True, capture_output=True
+    )
+    try:
+        fault_cluster.procs.env["FLOW_MAX_BROKER_DELAY_S"] = "1"
+        fault_cluster.start()
+        started = fault_cluster.start_batch(["LongWait"], copies=20)
+        # While the 20 timers wait, nothing sits in the broker's delay queue.
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            assert queue_depth(f"{fault_cluster.prefix}.engine.DQ") == 0
+            time.sleep(0.5)
+        figures = verify(fault_cluster, started, timeout_s=60)
+        fired = _query(
+            fault_cluster.pg_url,
+            """SELECT count(*) FROM events WHERE type = 'timer-fired'
+               AND NOT coalesce((data::jsonb->>'stale')::boolean, false)""",
+        )[0][0]
+        assert fired == 20  # one retry timer per workflow, each fired once
+        report("waits longer than consumer_timeout", figures, 0, t0)
+    finally:
+        subprocess.run(
+            ["rabbitmqctl", "eval", "application:set_env(rabbit, consumer_timeout, 1800000)."],
+            check=True,
+            capture_output=True,
+        )

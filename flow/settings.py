@@ -56,6 +56,9 @@ class Settings:
     max_broker_delay_s: float = 300.0
     #: Deliveries of one activity attempt (a worker that crashed counts) before it fails.
     max_deliveries: int = 3
+    #: A worker reports an attempt as started once it has run this long (quicker ones
+    #: report only their result, which carries the start time).
+    started_report_delay_ms: int = 100
     #: Largest workflow input or activity output, in bytes of JSON.
     max_payload_bytes: int = 262_144
     #: Largest request body the API accepts, in bytes.

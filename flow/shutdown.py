@@ -4,9 +4,10 @@ On SIGTERM a Dramatiq worker process stops taking messages and finishes the ones
 holds; a second SIGTERM makes it exit at once, abandoning them. Process managers
 often send two: honcho signals the whole process group, and the Dramatiq master
 forwards the signal to its children again, so each child gets SIGTERM twice within
-milliseconds. This middleware ignores repeats that arrive within
-``repeat_window_s`` of the first, so that the in-flight activity finishes and
-reports; a later SIGTERM (an impatient operator) still stops the process at once.
+milliseconds; and honcho signals every remaining process again each time one of them
+exits (gunicorn usually stops first). This middleware ignores repeats that arrive
+within ``repeat_window_s`` (30 s) of the first, so that the in-flight activity
+finishes and reports; SIGKILL, or a SIGTERM after the window, stops it at once.
 Anything that outlives the manager's patience (honcho SIGKILLs after 5 s) is
 redelivered by RabbitMQ, since it was never acknowledged.
 """
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 class GracefulShutdown(dramatiq.Middleware):
-    def __init__(self, *, repeat_window_s: float = 2.0) -> None:
+    def __init__(self, *, repeat_window_s: float = 30.0) -> None:
         self.repeat_window_s = repeat_window_s
 
     def after_process_boot(self, broker: dramatiq.Broker) -> None:

@@ -25,6 +25,7 @@ from flow.events import (
     TimerFired,
 )
 from flow.execution import execute
+from flow.reporting import DelayedCalls
 from flow.store import utcnow
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
         "min_backoff": 250,
         "max_backoff": 30_000,
     }
+
+    delayed = DelayedCalls()
 
     def report(actor_name: str, **kwargs: Any) -> None:
         """Worker -> engine: the only way a worker tells anything."""
@@ -122,7 +125,10 @@ def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
     ) -> None:
         ids = {"workflow_id": workflow_id, "position": position, "attempt": attempt}
         started_at = utcnow()
-        report(messages.RECORD_STARTED, **ids, started_at=messages.timestamp(started_at))
+        started_report = delayed.schedule(
+            settings.started_report_delay_ms / 1000,
+            lambda: report(messages.RECORD_STARTED, **ids, started_at=messages.timestamp(started_at)),
+        )
         result = execute(
             runtime.activity_classes,
             **ids,
@@ -134,6 +140,7 @@ def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
             max_output_bytes=settings.max_payload_bytes,
             time_limit_s=start_to_close_s,
         )
+        delayed.cancel(started_report)  # finished quickly: the result says when it started
         duration_s = (result.finished_at - result.started_at).total_seconds()
         runtime.metrics.observe_attempt(activity, result.outcome, duration_s)
         report(

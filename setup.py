@@ -30,6 +30,7 @@ setup(
             "schemathesis>=4",
             "pyyaml>=6",
         ],
+        "bench": ["celery>=5.3", "matplotlib>=3.7"],
     },
     entry_points={"console_scripts": ["flow = flow.cli:main"]},
 )

@@ -299,7 +299,15 @@ def case_scale(b: Bench, rounds: int) -> dict[str, Any]:
     for waiting in (100, 2000 if b.quick else 10_000):
         while len(created) < waiting:
             created.append(engine.create("Wait", {})[0].id)
-        b.wait(lambda w=waiting: b.sql("SELECT count(*) FROM activities WHERE status = 'Scheduled'")[0][0] >= w)
+        b.wait(
+            lambda w=waiting: (
+                b.sql(
+                    "SELECT count(*) FROM activities a JOIN workflows w ON a.workflow_id = w.id "
+                    "WHERE w.definition_name = 'Wait' AND a.status IN ('Scheduled', 'Started')"
+                )[0][0]
+                >= w
+            )
+        )
         time.sleep(7)  # let idle actors stop (FLOW_ACTOR_IDLE_S=5)
         rss_mb, threads = engine_stats(b)
         latencies = []
@@ -360,7 +368,7 @@ def case_api(b: Bench, rounds: int) -> dict[str, Any]:
     b.sql(
         """INSERT INTO workflows (id, definition_name, definition_version, status, started, run, input_data, config,
            created_at, updated_at, version)
-           SELECT md5(i::text), 'Seq10', 1, CASE WHEN i % 3 = 0 THEN 'Failed' ELSE 'Finished' END, true, 1, '{}', '{}',
+           SELECT md5(i::text), 'Seq10', 1, CASE WHEN i %% 3 = 0 THEN 'Failed' ELSE 'Finished' END, true, 1, '{}', '{}',
                   now() - (i || ' seconds')::interval, now(), 1
            FROM generate_series(1, %s) AS i""",
         (rows,),
@@ -529,7 +537,12 @@ def main() -> None:
         try:
             for name in args.cases.split(","):
                 print(f"== {name}", flush=True)
-                results[name] = CASES[name](bench, args.rounds)
+                try:
+                    results[name] = CASES[name](bench, args.rounds)
+                except Exception as e:  # report the other cases anyway
+                    print(f"case {name} failed: {e!r}", flush=True)
+                    bench.stop_all()
+                    continue
                 print(json.dumps(results[name], indent=1, default=str), flush=True)
         finally:
             bench.stop_all()

@@ -81,11 +81,16 @@ def new_queue_prefix() -> Iterator[str]:
     finally:
         connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
         channel = connection.channel()
-        for base in (f"{prefix}.engine", f"{prefix}.activities"):
-            for queue in (base, f"{base}.DQ", f"{base}.XQ"):
-                channel.queue_delete(queue)
-        for queue in (f"{prefix}.workflow_starter", f"{prefix}.workflow_starter.dead"):
-            channel.queue_delete(queue)
+        # Dramatiq queues (each with its delay and dead-letter queues) of Libero Flow
+        # and of the benchmark's raw-Dramatiq floor; the start-message queues under
+        # either routing key the tests use; the benchmark's Celery queue.
+        for base in ("engine", "activities", "floor_engine", "floor_worker"):
+            for suffix in ("", ".DQ", ".XQ"):
+                channel.queue_delete(f"{prefix}.{base}{suffix}")
+        for key in ("workflow_starter", f"starter_{prefix}"):
+            channel.queue_delete(f"{prefix}.{key}")
+            channel.queue_delete(f"{prefix}.{key}.dead")
+        channel.queue_delete(f"{prefix}.celery")
         connection.close()
 
 

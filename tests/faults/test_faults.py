@@ -4,6 +4,7 @@ workflow has reached its expected end, nothing is stuck, nothing happened twice.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import time
@@ -15,7 +16,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 from tests.conftest import wait_for
 from tests.faults.conftest import BATCH, FaultCluster, _query, verify
-from tests.services import AMQP_URL, queue_depth
+from tests.services import AMQP_URL, child_pids, queue_depth
 
 pytestmark = [pytest.mark.services, pytest.mark.faults]
 
@@ -51,6 +52,22 @@ def test_sigkill_the_engine_between_commit_and_send(fault_cluster: FaultCluster)
     kills = fault_cluster.restarts["engine-0"]
     report("engine SIGKILL after commit", figures, kills, t0)
     assert kills >= 1, "the fault never fired: the scenario proved nothing"
+
+
+def test_sigkill_the_engine_at_random_points_under_load(fault_cluster: FaultCluster):
+    t0 = time.monotonic()
+    fault_cluster.start()
+    started = fault_cluster.start_batch(BATCH, copies=10)
+    kills = 0
+    for _ in range(3):
+        time.sleep(random.uniform(0.2, 1.0))
+        children = child_pids(fault_cluster.procs.procs["engine-0"].pid)
+        if children:
+            os.kill(next(iter(children)), signal.SIGKILL)
+            kills += 1
+            wait_for(lambda k=kills: fault_cluster.restarts["engine-0"] >= k, what="the engine to be restarted")
+    assert kills == 3
+    report("engine SIGKILL at random points", verify(fault_cluster, started, timeout_s=180), kills, t0)
 
 
 def test_two_engines_on_the_same_queue(fault_cluster: FaultCluster):

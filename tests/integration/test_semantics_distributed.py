@@ -103,10 +103,22 @@ def test_with_no_worker_running_schedule_to_start_fails_the_attempts_visibly(env
     assert "schedule-to-start timeout" in activity["error"]
 
 
-def test_start_the_workers(env):
+def test_start_the_workers_and_results_of_timed_out_attempts_are_stale(env):
     env["procs"].dramatiq("worker-1", f"{env['prefix']}.activities")
     env["procs"].dramatiq("worker-2", f"{env['prefix']}.activities")
     assert wait_ended(env["url"], start(env["url"], "Retrying"), timeout_s=60)["status"] == "Finished"
+    # The two attempts that timed out before any worker ran are run now; their
+    # results arrive for attempts that already ended, and change nothing.
+    [unstarted] = requests.get(f"{env['url']}/workflows", params={"name": "Unstarted"}).json()["items"]
+
+    def stale_results() -> list[dict]:
+        events = requests.get(f"{env['url']}/workflows/{unstarted['id']}/events", params={"limit": 500}).json()
+        return [e for e in events["items"] if e["type"] == "activity-result" and e["data"].get("stale")]
+
+    wait_for(lambda: len(stale_results()) == 2, timeout_s=30, what="two stale results")
+    body = requests.get(f"{env['url']}/workflows/{unstarted['id']}").json()
+    assert body["status"] == "Failed"
+    assert body["activities"][0]["status"] == "Failed"
 
 
 def test_retries_timeouts_and_deadlines(env):

@@ -64,8 +64,12 @@ ensure_rabbitmq() {
 ensure_postgres
 ensure_rabbitmq
 
-# docker-compose (v1, from Debian) validates docker-compose.yml without a Docker engine.
-command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose || true
+# docker-compose (v1, from Debian) validates docker-compose.yml without a Docker engine;
+# Debian's Chromium runs the web page's tests (Playwright's own browser download cannot work here).
+missing=()
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}" || true
 
 # -- Lint, then the tests. Service tests fail (not skip) when CI is set and a service is down.
 log "ruff"

@@ -8,6 +8,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["flow*", "actors*", "activities*", "api*"]),
+    package_data={"api": ["static/*"]},
+    include_package_data=True,
     install_requires=[
         "dramatiq[rabbitmq]>=2.2,<3",
         "pykka>=4.5,<5",
@@ -29,6 +31,7 @@ setup(
             "ruff>=0.6",
             "schemathesis>=4",
             "pyyaml>=6",
+            "playwright>=1.40",
         ],
         "bench": ["celery>=5.3", "matplotlib>=3.7"],
     },

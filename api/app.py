@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import falcon
 
 from api.auth import BearerTokenMiddleware
@@ -13,7 +15,7 @@ from api.resources.definitions import (
     DefinitionVersionResource,
 )
 from api.resources.health import HealthResource
-from api.resources.meta import MetricsResource, OpenApiResource
+from api.resources.meta import MetricsResource, OpenApiResource, RootResource
 from api.resources.workflows import (
     WorkflowActivitiesResource,
     WorkflowCancelResource,
@@ -27,6 +29,9 @@ from flow.logs import configure_logging
 from flow.runtime import Runtime
 from flow.settings import Settings
 
+#: The web page: static files shipped in the package (no build step, no CDN).
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> falcon.App:
     """Build the API for ``settings`` (default: from the environment) or an existing runtime."""
@@ -38,6 +43,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.add_error_handler(FlowError, handle_flow_error)
+    app.add_route("/", RootResource())
+    app.add_static_route("/ui", str(STATIC_DIR), fallback_filename="index.html")
     app.add_route("/health", HealthResource(runtime))
     app.add_route("/metrics", MetricsResource(runtime))
     app.add_route("/openapi.json", OpenApiResource(runtime))

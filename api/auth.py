@@ -6,8 +6,10 @@ import hmac
 
 import falcon
 
-#: Routes open without a token, so load balancers can probe them.
-PUBLIC_PATHS = frozenset({"/health"})
+#: Routes open without a token: the health probe, and the web page's static files
+#: (they hold no data; the page sends the token with every API call it makes).
+PUBLIC_PATHS = frozenset({"/health", "/"})
+PUBLIC_PREFIXES = ("/ui",)
 
 
 class BearerTokenMiddleware:
@@ -17,7 +19,7 @@ class BearerTokenMiddleware:
         self._expected = f"Bearer {token}".encode()
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if req.path in PUBLIC_PATHS:
+        if req.path in PUBLIC_PATHS or req.path.startswith(PUBLIC_PREFIXES):
             return
         given = (req.get_header("Authorization") or "").encode()
         # Constant-time comparison: the time taken must not reveal how much matched.

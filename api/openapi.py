@@ -177,6 +177,13 @@ SCHEMAS: dict[str, Any] = {
 _WORKFLOW = {"200": _json(_ref("Workflow"), "The workflow")}
 
 PATHS: dict[str, Any] = {
+    "/": {
+        "get": {
+            "summary": "Redirects to the web page at /ui/",
+            "security": [],
+            "responses": {"302": {"description": "Location: /ui/"}},
+        }
+    },
     "/health": {
         "get": {
             "summary": "Is the database (and broker) reachable?",

@@ -107,7 +107,14 @@ def _on_activity_completed(state: WorkflowState, event: ActivityCompleted) -> De
     fact = HistoryEntry(
         "activity-result",
         event.position,
-        {"attempt": event.attempt, "outcome": event.outcome, **({"error": event.error} if event.error else {})},
+        {
+            "attempt": event.attempt,
+            "outcome": event.outcome,
+            **({"error": event.error} if event.error else {}),
+            # The attempt's own timings, so the history alone can draw every attempt.
+            **({"started_at": event.started_at.isoformat() + "Z"} if event.started_at else {}),
+            **({"finished_at": event.finished_at.isoformat() + "Z"} if event.finished_at else {}),
+        },
     )
     activity = state.activity(event.position)
     if activity is None or activity.attempt != event.attempt or not activity.status.in_flight:

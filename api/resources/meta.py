@@ -1,4 +1,4 @@
-"""``/openapi.json`` and ``/metrics``."""
+"""``/``, ``/openapi.json`` and ``/metrics``."""
 
 from __future__ import annotations
 
@@ -24,3 +24,10 @@ class MetricsResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.content_type = metrics.CONTENT_TYPE
         resp.data = metrics.render(self.runtime.store)
+
+
+class RootResource:
+    """``GET /`` sends a browser to the web page."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        raise falcon.HTTPFound("/ui/")

@@ -1,0 +1,308 @@
+// Libero Flow's web page: plain JavaScript on the HTTP API, no build step, no CDN.
+"use strict";
+
+const main = document.getElementById("main");
+let refreshTimer = null;
+
+// -- API --------------------------------------------------------------------------------
+
+function token() { return localStorage.getItem("flow-token") || ""; }
+
+async function api(method, path, body) {
+  const headers = { "Accept": "application/json" };
+  if (token()) headers["Authorization"] = "Bearer " + token();
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = new Error(data.description || data.title || response.statusText);
+    error.status = response.status;
+    error.data = data;
+    throw error;
+  }
+  return data;
+}
+
+async function allEvents(id) {
+  let items = [], after = 0;
+  for (;;) {
+    const page = await api("GET", `/workflows/${encodeURIComponent(id)}/events?limit=500&after=${after}`);
+    items = items.concat(page.items);
+    if (!page.next) return items;
+    after = page.next;
+  }
+}
+
+// -- helpers ----------------------------------------------------------------------------
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+    else if (key === "style") el.setAttribute("style", value);
+    else el.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+function statusBadge(status) {
+  return h("span", { class: "status s-" + status.replace(/ /g, "-") }, status);
+}
+
+function when(iso) { return iso ? new Date(iso).toLocaleString() : ""; }
+
+function duration(startIso, endIso) {
+  if (!startIso) return "";
+  const ms = (endIso ? new Date(endIso) : new Date()) - new Date(startIso);
+  if (ms < 1000) return ms.toFixed(0) + " ms";
+  if (ms < 60000) return (ms / 1000).toFixed(1) + " s";
+  return Math.floor(ms / 60000) + " min " + Math.round((ms % 60000) / 1000) + " s";
+}
+
+function toast(message) {
+  const el = document.getElementById("toast");
+  el.textContent = message;
+  el.className = "show";
+  setTimeout(() => { el.className = ""; }, 4000);
+}
+
+function showError(error) {
+  main.replaceChildren(h("h1", {}, "Something went wrong"),
+    h("p", { class: "error", role: "alert" }, error.status === 401
+      ? "The API wants a token: enter FLOW_API_TOKEN above and save." : error.message));
+}
+
+function params() {
+  const [, query] = location.hash.split("?");
+  return new URLSearchParams(query || "");
+}
+
+function go(hash) { location.hash = hash; }
+
+// -- pages ------------------------------------------------------------------------------
+
+async function workflowsPage() {
+  const p = params();
+  const query = new URLSearchParams({ limit: "25" });
+  for (const key of ["status", "name", "cursor"]) if (p.get(key)) query.set(key, p.get(key));
+  const [page, definitions] = await Promise.all([api("GET", "/workflows?" + query), api("GET", "/definitions")]);
+
+  const statusSelect = h("select", { id: "f-status", name: "status" },
+    h("option", { value: "" }, "any"),
+    ...["In Progress", "Finished", "Failed", "Cancelled"].map(s => h("option", { value: s, selected: p.get("status") === s }, s)));
+  const nameSelect = h("select", { id: "f-name", name: "name" },
+    h("option", { value: "" }, "any"),
+    ...definitions.items.map(d => h("option", { value: d.name, selected: p.get("name") === d.name }, d.name)));
+  const search = h("input", { id: "f-id", name: "id", placeholder: "workflow id" });
+  const filters = h("form", { class: "filters", onsubmit: e => {
+      e.preventDefault();
+      if (search.value.trim()) return go("#/workflows/" + encodeURIComponent(search.value.trim()));
+      const q = new URLSearchParams();
+      if (statusSelect.value) q.set("status", statusSelect.value);
+      if (nameSelect.value) q.set("name", nameSelect.value);
+      go("#/workflows?" + q);
+    } },
+    h("div", {}, h("label", { for: "f-status" }, "Status"), statusSelect),
+    h("div", {}, h("label", { for: "f-name" }, "Definition"), nameSelect),
+    h("div", {}, h("label", { for: "f-id" }, "Find by id"), search),
+    h("button", { type: "submit" }, "Apply"));
+
+  const rows = page.items.map(w => h("tr", {},
+    h("td", { class: "mono" }, h("a", { href: "#/workflows/" + w.id }, w.id)),
+    h("td", {}, w.name, h("span", { class: "muted" }, " v" + w.definition_version)),
+    h("td", {}, statusBadge(w.status)),
+    h("td", {}, when(w.created_at)),
+    h("td", {}, duration(w.created_at, w.finished_at))));
+  const table = h("table", {}, h("caption", {}, "Newest first; this page refreshes itself."),
+    h("thead", {}, h("tr", {}, ...["Id", "Definition", "Status", "Started", "Duration"].map(t => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 5 }, "No workflows match."))));
+
+  const base = new URLSearchParams(p); base.delete("cursor");
+  const pager = h("div", { class: "pager" },
+    p.get("cursor") ? h("button", { onclick: () => go("#/workflows?" + base) }, "First page") : null,
+    page.next ? h("button", { onclick: () => { base.set("cursor", page.next); go("#/workflows?" + base); } }, "Next page") : null);
+  main.replaceChildren(h("h1", {}, "Workflows"), filters, table, pager);
+  refreshTimer = setTimeout(route, 2000);
+}
+
+function attemptBars(workflow, events) {
+  // One bar per attempt: waiting (scheduled -> started), then running (-> result).
+  const attempts = new Map();
+  const key = (pos, att) => pos + ":" + att;
+  for (const e of events) {
+    if (e.position === null || !e.data || e.data.stale) continue;
+    const k = key(e.position, e.data.attempt);
+    if (e.type === "schedule-activity") attempts.set(k, { position: e.position, attempt: e.data.attempt, scheduled: e.occurred_at });
+    const a = attempts.get(k);
+    if (!a) continue;
+    if (e.type === "activity-started") a.started = a.started || e.occurred_at;
+    if (e.type === "activity-result") {
+      a.started = e.data.started_at || a.started || a.scheduled;
+      a.finished = e.data.finished_at || e.occurred_at;
+      a.outcome = e.data.outcome;
+    }
+  }
+  return [...attempts.values()];
+}
+
+function gantt(workflow, events) {
+  const bars = attemptBars(workflow, events);
+  const start = new Date(workflow.created_at).getTime();
+  const times = bars.map(b => new Date(b.finished || b.started || b.scheduled).getTime());
+  times.push(workflow.finished_at ? new Date(workflow.finished_at).getTime() : Date.now());
+  const end = Math.max(start + 1, ...times);
+  const span = Math.max(end - start, 1);
+  const pct = t => ((new Date(t).getTime() - start) / span * 100).toFixed(2) + "%";
+  const width = (a, b) => Math.max((new Date(b).getTime() - new Date(a).getTime()) / span * 100, 0.2).toFixed(2) + "%";
+  const rows = workflow.activities.map(activity => {
+    const track = h("div", { class: "gantt-track" });
+    for (const bar of bars.filter(b => b.position === activity.position)) {
+      const label = `${activity.name} attempt ${bar.attempt}: ${bar.outcome || "running"}, waited ${duration(bar.scheduled, bar.started)}, ran ${duration(bar.started, bar.finished)}`;
+      if (bar.started && bar.started !== bar.scheduled)
+        track.append(h("div", { class: "bar wait", style: `left:${pct(bar.scheduled)};width:${width(bar.scheduled, bar.started)}`, title: label }));
+      const runStart = bar.started || bar.scheduled;
+      track.append(h("div", { class: "bar " + (bar.outcome || "running"), role: "img", "aria-label": label, title: label,
+        style: `left:${pct(runStart)};width:${width(runStart, bar.finished || new Date().toISOString())}` }));
+    }
+    return h("div", { class: "gantt-row" }, h("div", { class: "gantt-label" }, `${activity.position}. ${activity.name}`), track);
+  });
+  const legend = h("div", { class: "legend" },
+    h("span", { style: "--c:#d0d7de" }, "waiting for a worker"), h("span", { style: "--c:#0969da" }, "running"),
+    h("span", { style: "--c:#1a7f37" }, "succeeded"), h("span", { style: "--c:#bf8700" }, "failed, retried"),
+    h("span", { style: "--c:#cf222e" }, "failed permanently"));
+  return h("div", {}, h("div", { class: "gantt", role: "group", "aria-label": "Timeline of every attempt" }, rows), legend,
+    h("p", { class: "muted" }, `Timeline from ${when(workflow.created_at)}, ${duration(workflow.created_at, workflow.finished_at)} in all.`));
+}
+
+async function workflowPage(id) {
+  const [workflow, events] = await Promise.all([api("GET", "/workflows/" + encodeURIComponent(id)), allEvents(id)]);
+  const act = async (action) => {
+    try {
+      await api("POST", `/workflows/${encodeURIComponent(id)}/${action}`, action === "cancel" ? { reason: "cancelled from the web page" } : undefined);
+      toast(action === "cancel" ? "Cancelling…" : "Retrying from where it stopped…");
+    } catch (error) { toast(error.message); }
+    setTimeout(route, 300);
+  };
+  const actions = h("div", { class: "actions" },
+    workflow.status === "In Progress" ? h("button", { class: "danger", onclick: () => act("cancel") }, "Cancel workflow") : null,
+    ["Failed", "Cancelled"].includes(workflow.status) ? h("button", { class: "primary", onclick: () => act("retry") }, "Retry from failure") : null);
+
+  const activities = h("table", {}, h("caption", {}, "Activities, in definition order"),
+    h("thead", {}, h("tr", {}, ...["#", "Activity", "Status", "Attempts", "Duration", "Error"].map(t => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, workflow.activities.map(a => h("tr", {},
+      h("td", {}, a.position),
+      h("td", {}, a.name, a.independent ? h("span", { class: "muted" }, " (independent)") : null, a.required ? null : h("span", { class: "muted" }, " (optional)")),
+      h("td", {}, statusBadge(a.status)),
+      h("td", {}, `${a.attempt} / ${a.max_attempts}`),
+      h("td", {}, a.duration_ms === null ? "" : duration(a.started_at, a.finished_at)),
+      h("td", {}, a.error ? h("pre", {}, a.error) : "")))));
+
+  const history = h("table", {}, h("caption", {}, "Event history"),
+    h("thead", {}, h("tr", {}, ...["#", "Time", "Type", "Activity", "Data"].map(t => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, events.map(e => h("tr", {},
+      h("td", {}, e.id), h("td", {}, when(e.occurred_at)), h("td", { class: "mono" }, e.type),
+      h("td", {}, e.position === null ? "" : workflow.activities[e.position].name),
+      h("td", { class: "mono" }, Object.keys(e.data).length ? JSON.stringify(e.data) : "")))));
+
+  main.replaceChildren(
+    h("h1", {}, workflow.name, " ", h("span", { class: "muted mono" }, workflow.id)),
+    h("p", {}, statusBadge(workflow.status), ` · definition version ${workflow.definition_version} · started ${when(workflow.created_at)}`,
+      workflow.finished_at ? ` · ended ${when(workflow.finished_at)}` : "", workflow.error ? h("span", { class: "error" }, " · " + workflow.error) : null),
+    actions,
+    h("h2", {}, "Timeline"), gantt(workflow, events),
+    h("h2", {}, "Activities"), activities,
+    h("h2", {}, "Input"), h("pre", {}, JSON.stringify(workflow.input_data, null, 2)),
+    h("h2", {}, "Output"), h("pre", {}, JSON.stringify(workflow.output, null, 2)),
+    h("h2", {}, "History"), history);
+  if (workflow.status === "In Progress") refreshTimer = setTimeout(route, 1000);
+}
+
+function dag(definition) {
+  // Independent activities start with the workflow; any other one waits for every activity before it.
+  const node = a => h("span", { class: "node" + (a.required === false ? " optional" : ""), title: a.required === false ? "optional" : "required" }, a.name);
+  const first = definition.activities.filter(a => a.independent);
+  const parts = [h("div", { class: "group", "aria-label": "start together" }, first.length ? first.map(node) : [h("span", { class: "muted" }, "start")])];
+  for (const a of definition.activities.filter(a => !a.independent)) {
+    parts.push(h("span", { class: "arrow", "aria-hidden": "true" }, "→"), h("div", { class: "group" }, node(a)));
+  }
+  return h("div", { class: "dag", role: "img", "aria-label": `${definition.name}: ` + definition.activities.map(a => a.name + (a.independent ? " (independent)" : "")).join(", ") }, parts);
+}
+
+async function definitionsPage() {
+  const list = await api("GET", "/definitions");
+  const details = await Promise.all(list.items.map(d => api("GET", "/definitions/" + encodeURIComponent(d.name))));
+  main.replaceChildren(h("h1", {}, "Definitions"),
+    h("p", { class: "muted" }, "Boxes side by side in a column start together; an arrow means: waits for everything before it. Dashed boxes are optional."),
+    ...details.map(d => h("section", {},
+      h("h2", {}, d.name, h("span", { class: "muted" }, ` version ${d.version}`)),
+      dag(d.definition),
+      h("p", { class: "muted" }, "Versions: ", d.versions.map(v => `${v.version} (${when(v.created_at)})`).join(", ")),
+      h("button", { onclick: () => go("#/start?name=" + encodeURIComponent(d.name)) }, `Start ${d.name}`))));
+}
+
+async function startPage() {
+  const definitions = await api("GET", "/definitions");
+  const p = params();
+  const select = h("select", { id: "s-name", required: true },
+    ...definitions.items.map(d => h("option", { value: d.name, selected: p.get("name") === d.name }, d.name)));
+  const input = h("textarea", { id: "s-input", rows: 8, cols: 60, "aria-describedby": "s-input-error", spellcheck: "false" }, "{}");
+  const inputError = h("div", { id: "s-input-error", class: "error", role: "alert" });
+  const key = h("input", { id: "s-key", placeholder: "optional" });
+  const formError = h("div", { class: "error", role: "alert" });
+  const form = h("form", { onsubmit: async e => {
+      e.preventDefault();
+      inputError.textContent = ""; formError.textContent = "";
+      let data;
+      try { data = JSON.parse(input.value || "{}"); } catch (error) {
+        inputError.textContent = "Not valid JSON: " + error.message; input.setAttribute("aria-invalid", "true"); input.focus(); return;
+      }
+      if (data === null || typeof data !== "object" || Array.isArray(data)) {
+        inputError.textContent = "The input must be a JSON object, like {\"x\": 1}."; input.setAttribute("aria-invalid", "true"); input.focus(); return;
+      }
+      input.removeAttribute("aria-invalid");
+      try {
+        const body = { name: select.value, input_data: data };
+        if (key.value.trim()) body.idempotency_key = key.value.trim();
+        const workflow = await api("POST", "/workflows", body);
+        go("#/workflows/" + workflow.id);
+      } catch (error) {
+        const problems = (error.data && error.data.errors) || [];
+        const inputProblem = problems.find(p => p.path.startsWith("$.input_data"));
+        if (inputProblem) inputError.textContent = inputProblem.message; else formError.textContent = error.message;
+      }
+    } },
+    h("div", { class: "field" }, h("label", { for: "s-name" }, "Definition"), select),
+    h("div", { class: "field" }, h("label", { for: "s-input" }, "Input (JSON object)"), input, inputError),
+    h("div", { class: "field" }, h("label", { for: "s-key" }, "Idempotency key"), key),
+    h("p", {}, h("button", { class: "primary", type: "submit" }, "Start")), formError);
+  main.replaceChildren(h("h1", {}, "Start a workflow"), form);
+}
+
+// -- routing ----------------------------------------------------------------------------
+
+async function route() {
+  clearTimeout(refreshTimer);
+  const path = location.hash.slice(1).split("?")[0] || "/workflows";
+  try {
+    if (path === "/workflows") await workflowsPage();
+    else if (path.startsWith("/workflows/")) await workflowPage(decodeURIComponent(path.slice("/workflows/".length)));
+    else if (path === "/definitions") await definitionsPage();
+    else if (path === "/start") await startPage();
+    else main.replaceChildren(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/workflows" }, "Back to the workflows")));
+  } catch (error) { showError(error); }
+}
+
+document.getElementById("token").value = token();
+document.getElementById("token-form").addEventListener("submit", e => {
+  e.preventDefault();
+  localStorage.setItem("flow-token", document.getElementById("token").value);
+  toast("Token saved in this browser");
+  route();
+});
+window.addEventListener("hashchange", () => { route(); main.focus(); });
+route();

@@ -1,0 +1,201 @@
+"""The web page in a real browser: Debian's Chromium driven by Playwright, against ``flow up``.
+
+Screenshots of every page go to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from tests.conftest import ROOT, embedded_env, sample_definitions, wait_for
+from tests.services import free_port
+
+pytestmark = pytest.mark.ui
+
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, http_server) -> Iterator[str]:
+    base = tmp_path_factory.mktemp("ui")
+    definitions = base / "workflows"
+    definitions.mkdir()
+    bodies = sample_definitions(http_server)
+    bodies["SlowOne"] = {
+        "name": "SlowOne",
+        "activities": [{"name": "SleepActivity", "config": {"sleep_s": 20}}, {"name": "NoopActivity"}],
+    }
+    bodies["Walk"] = {
+        "name": "Walk",
+        "activities": [{"name": "SleepActivity", "config": {"sleep_s": 0.4}} for _ in range(3)],
+    }
+    for name, body in bodies.items():
+        (definitions / f"{name}.json").write_text(json.dumps(body))
+    port = free_port()
+    log = open(base / "up.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flow.cli", "up", "--port", str(port)],
+        env={**os.environ, **embedded_env(base, definitions, FLOW_API_TOKEN="ui-secret"), "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        stdout=log,
+        stderr=log,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return requests.get(f"{url}/health", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_for(up, timeout_s=30, what="flow up")
+    yield url
+    proc.send_signal(signal.SIGINT)
+    proc.wait(15)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        message = "Chromium is not installed (./project_tests.sh installs Debian's chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(server)
+    # The API wants a token (FLOW_API_TOKEN is set): the page says so, then uses it.
+    page.get_by_role("alert").filter(has_text="token").wait_for()
+    page.get_by_label("API token").fill("ui-secret")
+    page.get_by_role("button", name="Save").click()
+    page.get_by_role("heading", name="Workflows").wait_for()
+    yield page
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def start_from_the_page(page, name: str, input_json: str = "{}") -> str:
+    page.get_by_role("link", name="Start a workflow").click()
+    page.get_by_label("Definition").select_option(name)
+    page.get_by_label("Input (JSON object)").fill(input_json)
+    page.get_by_role("button", name="Start", exact=True).click()
+    page.wait_for_url("**/#/workflows/*")
+    return page.url.rsplit("/", 1)[-1]
+
+
+def test_start_a_workflow_and_watch_it_finish(page):
+    workflow_id = start_from_the_page(page, "Walk", '{"from": "the browser"}')
+    page.get_by_role("heading", name=f"Walk {workflow_id}").wait_for()
+    assert page.locator(".status").first.inner_text() == "In Progress"
+    shot(page, "workflow-running")
+    # The page refreshes itself until the workflow ends.
+    page.locator("p .status", has_text="Finished").wait_for(timeout=20_000)
+    assert page.get_by_role("img", name="Walk attempt 1: SUCCEEDED").count() == 0  # labels name the activity
+    assert page.locator(".bar.SUCCEEDED").count() == 3
+    assert "the browser" in page.locator("pre").first.inner_text()
+    shot(page, "workflow-finished")
+    page.get_by_role("link", name="Workflows").click()
+    page.get_by_role("link", name=workflow_id).wait_for()
+    shot(page, "workflows")
+
+
+def test_invalid_input_is_shown_next_to_the_field(page):
+    page.get_by_role("link", name="Start a workflow").click()
+    page.get_by_label("Input (JSON object)").fill("{not json")
+    page.get_by_role("button", name="Start", exact=True).click()
+    error = page.locator("#s-input-error")
+    assert "Not valid JSON" in error.inner_text()
+    assert page.get_by_label("Input (JSON object)").get_attribute("aria-invalid") == "true"
+    page.get_by_label("Input (JSON object)").fill("[1, 2]")
+    page.get_by_role("button", name="Start", exact=True).click()
+    assert "JSON object" in error.inner_text()
+    shot(page, "start-invalid-input")
+
+
+def test_cancel_a_slow_workflow(page):
+    workflow_id = start_from_the_page(page, "SlowOne")
+    page.get_by_role("button", name="Cancel workflow").click()
+    page.locator("p .status", has_text="Cancelled").wait_for()
+    assert page.get_by_role("button", name="Retry from failure").is_visible()
+    shot(page, "workflow-cancelled")
+    assert workflow_id
+
+
+def test_retry_a_failed_workflow(page):
+    workflow_id = start_from_the_page(page, "FailingWorkflow")
+    page.locator("p .status", has_text="Failed").wait_for()
+    page.get_by_role("button", name="Retry from failure").click()
+    page.locator("td", has_text="retry-workflow").wait_for()
+    page.locator("p .status", has_text="Failed").wait_for()  # it fails again: the activity always refuses
+    shot(page, "workflow-retried")
+    assert workflow_id
+
+
+def test_filter_the_list_and_see_the_definitions(page):
+    page.get_by_label("Status").select_option("Failed")
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_url("**status=Failed**")
+    statuses = page.locator("tbody .status").all_inner_texts()
+    assert statuses and set(statuses) == {"Failed"}
+    page.get_by_role("link", name="Definitions").click()
+    page.get_by_role("heading", name="ParallelWorkflow version 1").wait_for()
+    drawing = page.get_by_role(
+        "img", name="ParallelWorkflow: SleepActivity (independent), SleepActivity (independent)", exact=False
+    )
+    assert drawing.count() == 1
+    shot(page, "definitions")
+
+
+def test_the_pages_pass_an_accessibility_check(page):
+    """A small, dependency-free check of what axe would flag first: labels, names, alt text, lang."""
+    problems = page.evaluate(
+        """() => {
+          const problems = [];
+          if (!document.documentElement.lang) problems.push('html has no lang');
+          for (const el of document.querySelectorAll('input, select, textarea')) {
+            const labelled = el.labels && el.labels.length || el.getAttribute('aria-label');
+            if (!labelled) problems.push('unlabelled ' + el.outerHTML.slice(0, 60));
+          }
+          for (const el of document.querySelectorAll('button, a')) {
+            if (!el.textContent.trim() && !el.getAttribute('aria-label')) problems.push('unnamed ' + el.outerHTML.slice(0, 60));
+          }
+          for (const el of document.querySelectorAll('[role=img]')) {
+            if (!el.getAttribute('aria-label')) problems.push('img without name');
+          }
+          return problems;
+        }"""
+    )
+    assert problems == []
+    page.get_by_role("link", name="Start a workflow").click()
+    page.get_by_role("heading", name="Start a workflow").wait_for()
+    assert page.evaluate("() => [...document.querySelectorAll('input,select,textarea')].every(e => e.labels.length)")

@@ -42,7 +42,10 @@ class EmbeddedFlow:
         self.runtime.store.migrate()
         broker = self.runtime.broker
         # Two workers, as engine and worker processes would be: slow activities must
-        # never take the threads that handle engine events.
+        # never take the threads that handle engine events. Each adds Dramatiq's
+        # internal worker middleware to the broker, which warns about the second; it
+        # is harmless here (each worker only consumes its own queue), so say nothing.
+        logging.getLogger(f"dramatiq.broker.{type(broker).__name__}").addFilter(_SameMiddlewareTwice())
         self._workers = [
             dramatiq.Worker(broker, queues={settings.engine_queue}, worker_threads=ENGINE_THREADS, worker_timeout=100),
             dramatiq.Worker(
@@ -107,6 +110,11 @@ class EmbeddedFlow:
             if deadline is not None and time.monotonic() > deadline:
                 return row
             time.sleep(poll_s)
+
+
+class _SameMiddlewareTwice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "adding a middleware of the same type twice" not in record.getMessage()
 
 
 class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):

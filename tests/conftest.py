@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -136,11 +137,7 @@ EXPECTED_STATUS = {
 
 @pytest.fixture
 def definitions_dir(tmp_path: Path, http_server: str) -> Path:
-    directory = tmp_path / "workflows"
-    directory.mkdir()
-    for name, body in sample_definitions(http_server).items():
-        (directory / f"{name}.json").write_text(json.dumps(body, indent=2))
-    return directory
+    return write_definitions(tmp_path / "workflows", sample_definitions(http_server))
 
 
 def embedded_env(tmp_path: Path, definitions_dir: Path, **extra: str) -> dict[str, str]:
@@ -155,3 +152,52 @@ def embedded_env(tmp_path: Path, definitions_dir: Path, **extra: str) -> dict[st
 @pytest.fixture
 def embedded_settings(tmp_path: Path, definitions_dir: Path) -> Settings:
     return Settings.from_env(embedded_env(tmp_path, definitions_dir), embedded=True)
+
+
+@contextlib.contextmanager
+def flow_up(base: Path, definitions_dir: Path, **env: str) -> Iterator[str]:
+    """``flow up`` in its own process on a free port, as a user runs it; yields its URL.
+
+    Stops it with SIGINT (Ctrl-C) afterwards; its output is in ``base/up.log``.
+    """
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import requests
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with open(base / "up.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flow.cli", "up", "--port", str(port)],
+            env={**os.environ, **embedded_env(base, definitions_dir, **env), "PYTHONPATH": str(ROOT)},
+            cwd=ROOT,
+            stdout=log,
+            stderr=log,
+        )
+        url = f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            try:
+                return requests.get(f"{url}/health", timeout=1).status_code == 200
+            except requests.RequestException:
+                return proc.poll() is not None  # died: stop waiting, the assertion below says so
+
+        try:
+            wait_for(healthy, timeout_s=30, what="flow up to serve")
+            assert proc.poll() is None, (base / "up.log").read_text()
+            yield url
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(15)
+
+
+def write_definitions(directory: Path, bodies: dict[str, dict[str, Any]]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, body in bodies.items():
+        (directory / f"{name}.json").write_text(json.dumps(body))
+    return directory

@@ -3,6 +3,22 @@
 
 const main = document.getElementById("main");
 let refreshTimer = null;
+// Each navigation or refresh is a generation; a page whose data arrives after the user
+// moved on must not draw over the newer page, nor keep refreshing.
+let generation = 0;
+// After a cancel or retry, keep refreshing a while even if the workflow looks ended:
+// the engine applies the request a moment later.
+let watchUntil = 0;
+
+function render(mine, ...nodes) {
+  if (mine !== generation) return false;
+  main.replaceChildren(...nodes);
+  return true;
+}
+
+function refreshIn(mine, ms) {
+  if (mine === generation) refreshTimer = setTimeout(route, ms);
+}
 
 // -- API --------------------------------------------------------------------------------
 
@@ -86,7 +102,7 @@ function go(hash) { location.hash = hash; }
 
 // -- pages ------------------------------------------------------------------------------
 
-async function workflowsPage() {
+async function workflowsPage(mine) {
   const p = params();
   const query = new URLSearchParams({ limit: "25" });
   for (const key of ["status", "name", "cursor"]) if (p.get(key)) query.set(key, p.get(key));
@@ -126,8 +142,7 @@ async function workflowsPage() {
   const pager = h("div", { class: "pager" },
     p.get("cursor") ? h("button", { onclick: () => go("#/workflows?" + base) }, "First page") : null,
     page.next ? h("button", { onclick: () => { base.set("cursor", page.next); go("#/workflows?" + base); } }, "Next page") : null);
-  main.replaceChildren(h("h1", {}, "Workflows"), filters, table, pager);
-  refreshTimer = setTimeout(route, 2000);
+  if (render(mine, h("h1", {}, "Workflows"), filters, table, pager)) refreshIn(mine, 2000);
 }
 
 function attemptBars(workflow, events) {
@@ -179,14 +194,15 @@ function gantt(workflow, events) {
     h("p", { class: "muted" }, `Timeline from ${when(workflow.created_at)}, ${duration(workflow.created_at, workflow.finished_at)} in all.`));
 }
 
-async function workflowPage(id) {
+async function workflowPage(id, mine) {
   const [workflow, events] = await Promise.all([api("GET", "/workflows/" + encodeURIComponent(id)), allEvents(id)]);
   const act = async (action) => {
     try {
       await api("POST", `/workflows/${encodeURIComponent(id)}/${action}`, action === "cancel" ? { reason: "cancelled from the web page" } : undefined);
       toast(action === "cancel" ? "Cancelling…" : "Retrying from where it stopped…");
+      watchUntil = Date.now() + 10000;
     } catch (error) { toast(error.message); }
-    setTimeout(route, 300);
+    route();
   };
   const actions = h("div", { class: "actions" },
     workflow.status === "In Progress" ? h("button", { class: "danger", onclick: () => act("cancel") }, "Cancel workflow") : null,
@@ -209,7 +225,7 @@ async function workflowPage(id) {
       h("td", {}, e.position === null ? "" : workflow.activities[e.position].name),
       h("td", { class: "mono" }, Object.keys(e.data).length ? JSON.stringify(e.data) : "")))));
 
-  main.replaceChildren(
+  const drawn = render(mine,
     h("h1", {}, workflow.name, " ", h("span", { class: "muted mono" }, workflow.id)),
     h("p", {}, statusBadge(workflow.status), ` · definition version ${workflow.definition_version} · started ${when(workflow.created_at)}`,
       workflow.finished_at ? ` · ended ${when(workflow.finished_at)}` : "", workflow.error ? h("span", { class: "error" }, " · " + workflow.error) : null),
@@ -219,7 +235,7 @@ async function workflowPage(id) {
     h("h2", {}, "Input"), h("pre", {}, JSON.stringify(workflow.input_data, null, 2)),
     h("h2", {}, "Output"), h("pre", {}, JSON.stringify(workflow.output, null, 2)),
     h("h2", {}, "History"), history);
-  if (workflow.status === "In Progress") refreshTimer = setTimeout(route, 1000);
+  if (drawn && (workflow.status === "In Progress" || Date.now() < watchUntil)) refreshIn(mine, 500);
 }
 
 function dag(definition) {
@@ -233,10 +249,10 @@ function dag(definition) {
   return h("div", { class: "dag", role: "img", "aria-label": `${definition.name}: ` + definition.activities.map(a => a.name + (a.independent ? " (independent)" : "")).join(", ") }, parts);
 }
 
-async function definitionsPage() {
+async function definitionsPage(mine) {
   const list = await api("GET", "/definitions");
   const details = await Promise.all(list.items.map(d => api("GET", "/definitions/" + encodeURIComponent(d.name))));
-  main.replaceChildren(h("h1", {}, "Definitions"),
+  render(mine, h("h1", {}, "Definitions"),
     h("p", { class: "muted" }, "Boxes side by side in a column start together; an arrow means: waits for everything before it. Dashed boxes are optional."),
     ...details.map(d => h("section", {},
       h("h2", {}, d.name, h("span", { class: "muted" }, ` version ${d.version}`)),
@@ -245,7 +261,7 @@ async function definitionsPage() {
       h("button", { onclick: () => go("#/start?name=" + encodeURIComponent(d.name)) }, `Start ${d.name}`))));
 }
 
-async function startPage() {
+async function startPage(mine) {
   const definitions = await api("GET", "/definitions");
   const p = params();
   const select = h("select", { id: "s-name", required: true },
@@ -280,21 +296,22 @@ async function startPage() {
     h("div", { class: "field" }, h("label", { for: "s-input" }, "Input (JSON object)"), input, inputError),
     h("div", { class: "field" }, h("label", { for: "s-key" }, "Idempotency key"), key),
     h("p", {}, h("button", { class: "primary", type: "submit" }, "Start")), formError);
-  main.replaceChildren(h("h1", {}, "Start a workflow"), form);
+  render(mine, h("h1", {}, "Start a workflow"), form);
 }
 
 // -- routing ----------------------------------------------------------------------------
 
 async function route() {
   clearTimeout(refreshTimer);
+  const mine = ++generation;
   const path = location.hash.slice(1).split("?")[0] || "/workflows";
   try {
-    if (path === "/workflows") await workflowsPage();
-    else if (path.startsWith("/workflows/")) await workflowPage(decodeURIComponent(path.slice("/workflows/".length)));
-    else if (path === "/definitions") await definitionsPage();
-    else if (path === "/start") await startPage();
-    else main.replaceChildren(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/workflows" }, "Back to the workflows")));
-  } catch (error) { showError(error); }
+    if (path === "/workflows") await workflowsPage(mine);
+    else if (path.startsWith("/workflows/")) await workflowPage(decodeURIComponent(path.slice("/workflows/".length)), mine);
+    else if (path === "/definitions") await definitionsPage(mine);
+    else if (path === "/start") await startPage(mine);
+    else render(mine, h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/workflows" }, "Back to the workflows")));
+  } catch (error) { if (mine === generation) showError(error); }
 }
 
 document.getElementById("token").value = token();

@@ -3,10 +3,6 @@ live server finds no 5xx and no response that breaks the document."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import falcon.inspect
@@ -19,8 +15,7 @@ from schemathesis import checks
 
 from api.app import create_app
 from flow.embedded import EmbeddedFlow
-from tests.conftest import ROOT, embedded_env, wait_for
-from tests.services import free_port
+from tests.conftest import flow_up, sample_definitions, write_definitions
 
 HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 
@@ -59,40 +54,13 @@ def test_the_metrics_endpoint_is_prometheus_text(app):
 @pytest.fixture(scope="module")
 def live_api(tmp_path_factory, http_server) -> Iterator[str]:
     """``flow up`` in its own process: the API as users run it on a laptop."""
-    from tests.conftest import sample_definitions
-
     base = tmp_path_factory.mktemp("live")
-    definitions = base / "workflows"
-    definitions.mkdir()
-    import json
-
-    for name, body in sample_definitions(http_server).items():
-        (definitions / f"{name}.json").write_text(json.dumps(body))
-    port = free_port()
-    log = open(base / "up.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flow.cli", "up", "--port", str(port)],
-        env={**os.environ, **embedded_env(base, definitions), "PYTHONPATH": str(ROOT)},
-        cwd=ROOT,
-        stdout=log,
-        stderr=log,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return requests.get(f"{url}/health", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    wait_for(up, timeout_s=30, what="flow up")
-    # Something to find: a workflow of each outcome.
-    for name in ("DummyWorkflow", "FailingWorkflow"):
-        requests.post(f"{url}/workflows", json={"name": name}, timeout=5)
-    yield url
-    proc.send_signal(signal.SIGINT)
-    proc.wait(15)
-    log.close()
+    definitions = write_definitions(base / "workflows", sample_definitions(http_server))
+    with flow_up(base, definitions) as url:
+        # Something to find: a workflow of each outcome.
+        for name in ("DummyWorkflow", "FailingWorkflow"):
+            requests.post(f"{url}/workflows", json={"name": name}, timeout=5)
+        yield url
     text = (base / "up.log").read_text()
     assert "Traceback" not in text, "the server logged an unhandled error"
     requests_served = text.count("flow.http")

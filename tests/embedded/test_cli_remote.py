@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.conftest import ROOT, embedded_env, wait_for
+from tests.conftest import ROOT, flow_up, wait_for
 
 
 def free_port() -> int:
@@ -24,25 +23,8 @@ def free_port() -> int:
 
 @pytest.fixture
 def server(tmp_path, definitions_dir) -> Iterator[dict[str, str]]:
-    port = free_port()
-    env = {**os.environ, **embedded_env(tmp_path, definitions_dir), "PYTHONPATH": str(ROOT)}
-    log = open(tmp_path / "up.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flow.cli", "up", "--port", str(port)], env=env, cwd=ROOT, stdout=log, stderr=log
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        try:
-            return requests.get(f"{url}/health", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    wait_for(healthy, timeout_s=30, what="flow up to serve")
-    yield {"FLOW_API_URL": url, "COLUMNS": "200"}
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(15) == 0
-    log.close()
+    with flow_up(tmp_path, definitions_dir) as url:
+        yield {"FLOW_API_URL": url, "COLUMNS": "200"}
 
 
 def flow(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

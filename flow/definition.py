@@ -219,9 +219,6 @@ class Catalog:
         except KeyError:
             raise DefinitionNotFound(name, list(self._by_name)) from None
 
-    def add(self, definition: Definition) -> None:
-        self._by_name[definition.name] = definition
-
     def names(self) -> list[str]:
         return sorted(self._by_name)
 

@@ -302,10 +302,6 @@ class Store:
                     continue  # another process registered concurrently: read again
             raise StoreUnavailable(f"could not register definition {definition.name}: too much contention")
 
-    def latest_definition(self, name: str) -> tuple[int, dict[str, Any]] | None:
-        """``(version, body)`` of the newest version of ``name``, or None."""
-        return self.definition(name)
-
     def definition(self, name: str, version: int | None = None) -> tuple[int, dict[str, Any]] | None:
         """``(version, body)`` of ``name`` at ``version`` (default: the newest), or None."""
         with _translated(), self.database.connection_context():

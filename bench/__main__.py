@@ -383,16 +383,7 @@ def case_api(b: Bench, rounds: int) -> dict[str, Any]:
     )
     b.sql("ANALYZE")
     port = free_port()
-    b.procs.start(
-        "api",
-        str(VENV_BIN / "gunicorn"),
-        "--no-control-socket",
-        "--workers",
-        "4",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "api.app:create_app()",
-    )
+    b.procs.gunicorn("api", port, workers=4)
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/health")
 

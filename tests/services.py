@@ -137,6 +137,19 @@ class Processes:
             args += ["--queues", *queues]
         return self.start(name, *args, env=env)
 
+    def gunicorn(self, name: str, port: int, *, workers: int = 2) -> subprocess.Popen[bytes]:
+        """The API as deployed: gunicorn serving ``api.app:create_app()``."""
+        return self.start(
+            name,
+            str(VENV_BIN / "gunicorn"),
+            "--no-control-socket",
+            "--workers",
+            str(workers),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "api.app:create_app()",
+        )
+
     def log(self, name: str) -> str:
         return (self.log_dir / f"{name}.log").read_text(errors="replace")
 

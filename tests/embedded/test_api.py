@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import falcon.testing
 import pytest
@@ -12,17 +11,6 @@ from api.app import create_app
 from flow.embedded import EmbeddedFlow
 from flow.store import WorkflowRecord
 from tests.conftest import wait_for
-
-
-@pytest.fixture
-def flow(embedded_settings) -> Iterator[EmbeddedFlow]:
-    with EmbeddedFlow(embedded_settings) as running:
-        yield running
-
-
-@pytest.fixture
-def client(flow) -> falcon.testing.TestClient:
-    return falcon.testing.TestClient(create_app(runtime=flow.runtime))
 
 
 def workflow_count(flow: EmbeddedFlow) -> int:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 import requests
 
-from tests.conftest import ROOT, flow_up, wait_for
+from tests.conftest import flow_up, wait_for
+from tests.embedded.conftest import run_cli as flow
 
 
 def free_port() -> int:
@@ -25,17 +23,6 @@ def free_port() -> int:
 def server(tmp_path, definitions_dir) -> Iterator[dict[str, str]]:
     with flow_up(tmp_path, definitions_dir) as url:
         yield {"FLOW_API_URL": url, "COLUMNS": "200"}
-
-
-def flow(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flow.cli", *args],
-        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_start_wait_shows_progress_and_exits_with_the_outcome(server):

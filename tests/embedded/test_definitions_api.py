@@ -4,25 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 
-import falcon.testing
-import pytest
-
-from api.app import create_app
-from flow.embedded import EmbeddedFlow
 from tests.conftest import ROOT
-
-
-@pytest.fixture
-def flow(embedded_settings) -> Iterator[EmbeddedFlow]:
-    with EmbeddedFlow(embedded_settings) as running:
-        yield running
-
-
-@pytest.fixture
-def client(flow) -> falcon.testing.TestClient:
-    return falcon.testing.TestClient(create_app(runtime=flow.runtime))
 
 
 def dummy() -> dict:

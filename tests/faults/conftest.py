@@ -120,14 +120,7 @@ class FaultCluster:
         )
         assert migrate.returncode == 0, migrate.stderr
         port = free_port()
-        self.procs.start(
-            "api",
-            str(VENV_BIN / "gunicorn"),
-            "--no-control-socket",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "api.app:create_app()",
-        )
+        self.procs.gunicorn("api", port, workers=2)
         for i in range(engines):
             self.add(f"engine-{i}", f"{self.prefix}.engine", env=engine_env or {})
         for i in range(workers):

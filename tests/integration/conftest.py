@@ -46,16 +46,7 @@ def cluster(pg_url, queue_prefix, http_server, tmp_path_factory):
     )
     assert migrate.returncode == 0, migrate.stderr
     port = free_port()
-    procs.start(
-        "api",
-        str(VENV_BIN / "gunicorn"),
-        "--no-control-socket",
-        "--workers",
-        "2",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "api.app:create_app()",
-    )
+    procs.gunicorn("api", port, workers=2)
     procs.dramatiq("engine", f"{queue_prefix}.engine")
     # Workers need no database: give them one that does not exist to prove it.
     no_database = {"FLOW_DATABASE_URL": "postgres://nobody@127.0.0.1:1/nothing"}

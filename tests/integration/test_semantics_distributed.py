@@ -70,16 +70,7 @@ def env(pg_url, queue_prefix, tmp_path_factory):
     migrate = subprocess.run([str(VENV_BIN / "flow"), "migrate"], env={**procs.env, "PATH": str(VENV_BIN)}, cwd=ROOT)
     assert migrate.returncode == 0
     port = free_port()
-    procs.start(
-        "api",
-        str(VENV_BIN / "gunicorn"),
-        "--no-control-socket",
-        "--workers",
-        "4",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "api.app:create_app()",
-    )
+    procs.gunicorn("api", port, workers=4)
     procs.dramatiq("engine", f"{queue_prefix}.engine")
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/health")

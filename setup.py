@@ -32,6 +32,7 @@ setup(
             "schemathesis>=4",
             "pyyaml>=6",
             "playwright>=1.40",
+            "axe-playwright-python>=0.1.4",
         ],
         "bench": ["celery>=5.3", "matplotlib>=3.7"],
     },

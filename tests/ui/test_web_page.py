@@ -10,6 +10,7 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
+import requests
 from playwright.sync_api import expect
 
 from tests.conftest import ROOT, flow_up, sample_definitions, write_definitions
@@ -176,3 +177,18 @@ def test_the_pages_pass_an_accessibility_check(page):
     page.get_by_role("link", name="Start a workflow").click()
     page.get_by_role("heading", name="Start a workflow").wait_for()
     assert page.evaluate("() => [...document.querySelectorAll('input,select,textarea')].every(e => e.labels.length)")
+
+
+@pytest.mark.parametrize("route", ["#/workflows", "#/workflows/{id}", "#/definitions", "#/start"])
+def test_axe_finds_no_serious_accessibility_violation(page, server, route):
+    from axe_playwright_python.sync_playwright import Axe
+
+    if "{id}" in route:
+        headers = {"Authorization": "Bearer ui-secret"}
+        workflow = requests.post(f"{server}/workflows", json={"name": "RetryWorkflow"}, headers=headers, timeout=5)
+        route = route.format(id=workflow.json()["id"])
+    page.goto(f"{server}/ui/{route}")
+    page.locator("main h1").wait_for()
+    results = Axe().run(page)
+    serious = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+    assert serious == [], results.generate_report()

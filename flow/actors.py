@@ -10,6 +10,7 @@ from __future__ import annotations
 import dramatiq
 
 from flow.logs import configure_logging
+from flow.metrics import prometheus_middleware
 from flow.runtime import Runtime
 from flow.settings import Settings
 from flow.shutdown import GracefulShutdown
@@ -22,11 +23,10 @@ broker.add_middleware(GracefulShutdown())
 if settings.metrics_port:
     # Dramatiq's exporter (a forked process per master) serves every metric written
     # by the worker processes, ours included.
-    from dramatiq.middleware import prometheus
-
-    prometheus.HTTP_PORT = settings.metrics_port
-    broker.add_middleware(prometheus.Prometheus())
+    # Dramatiq runs after_* hooks in reverse order: adding ours first makes it run
+    # after the Prometheus middleware has switched prometheus_client to multiprocess.
     broker.add_middleware(runtime.metrics)
+    broker.add_middleware(prometheus_middleware())
 # Dramatiq's CLI takes the global broker; the tasks are already bound to this one.
 dramatiq.set_broker(broker)
 

@@ -17,10 +17,12 @@ import os
 from typing import Any
 
 import dramatiq
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
 
 from flow.store import Store
+
+# prometheus_client is imported inside the functions, never at import time: it picks
+# its multiprocess mode once, when first imported, from PROMETHEUS_MULTIPROC_DIR,
+# which Dramatiq's middleware sets only after a worker process boots.
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,8 @@ class StoreCollector:
         self.store = store
 
     def collect(self) -> Any:
+        from prometheus_client.core import GaugeMetricFamily
+
         counts = self.store.status_counts()
         workflows = GaugeMetricFamily("flow_workflows", "Workflows by status.", labels=["status"])
         for status, count in counts["workflows"].items():
@@ -49,6 +53,8 @@ class StoreCollector:
 
 
 def render(store: Store) -> bytes:
+    from prometheus_client import CollectorRegistry, generate_latest
+
     registry = CollectorRegistry()
     registry.register(StoreCollector(store))  # type: ignore[arg-type]
     return generate_latest(registry)
@@ -96,3 +102,32 @@ class EngineMetrics(dramatiq.Middleware):
     def observe_decision(self, seconds: float) -> None:
         if self.decisions is not None:
             self.decisions.observe(seconds)
+
+
+def run_exposition_server() -> int:
+    """The exporter process (a Dramatiq "fork" of each ``dramatiq flow.actors`` master).
+
+    Dramatiq's own exporter reads its port from ``dramatiq_prom_port`` when its module
+    is imported in the fork, which never sees our settings; this reads
+    ``FLOW_METRICS_PORT`` (inherited from the master's environment) first.
+    """
+    from dramatiq.middleware import prometheus
+
+    from flow.settings import Settings
+
+    port = Settings.from_env().metrics_port
+    if port:
+        prometheus.HTTP_PORT = port
+    return prometheus._run_exposition_server()
+
+
+def prometheus_middleware() -> dramatiq.Middleware:
+    """Dramatiq's Prometheus middleware, with its exporter on ``FLOW_METRICS_PORT``."""
+    from dramatiq.middleware.prometheus import Prometheus
+
+    class FlowPrometheus(Prometheus):
+        @property
+        def forks(self) -> list[Any]:
+            return [run_exposition_server]
+
+    return FlowPrometheus()

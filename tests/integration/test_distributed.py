@@ -98,3 +98,46 @@ def test_an_unknown_workflow_in_a_start_message_is_dead_lettered(cluster):
     wait_for(lambda: queue_depth(f"{cluster['prefix']}.engine.XQ") >= 1, timeout_s=30, what="a dead letter")
     time.sleep(0.5)
     assert "NoSuchWorkflow" in cluster["procs"].log("engine")
+
+
+def test_gunicorn_serves_the_web_page(cluster):
+    page = requests.get(f"{cluster['url']}/", timeout=5)
+    assert page.status_code == 200 and "<title>Libero Flow</title>" in page.text  # redirected to /ui/
+    assert requests.get(f"{cluster['url']}/ui/app.js", timeout=5).status_code == 200
+
+
+def test_engine_and_worker_metrics_are_exported_when_asked(pg_url, queue_prefix, cluster, tmp_path):
+    """With FLOW_METRICS_PORT, a ``dramatiq flow.actors`` process serves Prometheus metrics."""
+    from tests.services import free_port
+
+    port = free_port()
+    procs = cluster["procs"]
+    env = {"FLOW_METRICS_PORT": str(port), "dramatiq_prom_db": str(tmp_path / "prom")}
+    (tmp_path / "prom").mkdir()
+    # One process runs engine and activities (no --queues), so it sees every metric.
+    for name in ("engine", "worker-1", "worker-2"):
+        procs.stop(name)
+    procs.dramatiq("engine-with-metrics", env=env)
+    try:
+        body = wait_ended(
+            cluster["url"], requests.post(f"{cluster['url']}/workflows", json={"name": "RetryWorkflow"}).json()["id"]
+        )
+        assert body["status"] == "Finished"
+
+        def scraped() -> str | None:
+            try:
+                text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            except requests.RequestException:
+                return None
+            return text if "flow_decision_seconds_count" in text and "flow_activity_attempts_total" in text else None
+
+        text = wait_for(scraped, timeout_s=30, what="the metrics exporter")
+        assert 'outcome="TEMPORARY_FAILURE"' in text and 'outcome="SUCCEEDED"' in text
+        assert "flow_activity_duration_seconds_bucket" in text
+        assert "dramatiq_messages_total" in text
+    finally:
+        procs.stop("engine-with-metrics")
+        no_database = {"FLOW_DATABASE_URL": "postgres://nobody@127.0.0.1:1/nothing"}
+        procs.dramatiq("engine", f"{cluster['prefix']}.engine")
+        procs.dramatiq("worker-1", f"{cluster['prefix']}.activities", env=no_database)
+        procs.dramatiq("worker-2", f"{cluster['prefix']}.activities", env=no_database)

@@ -188,14 +188,13 @@ class Engine:
     # -- requests from outside ------------------------------------------------------
 
     def request_cancel(self, workflow_id: str, reason: str | None = None) -> None:
-        """Ask the engine to cancel a workflow (from the API or CLI, any process)."""
-        self.store.get(workflow_id)  # WorkflowNotFound before anything is sent
+        """Ask the engine to cancel a workflow (from any process; the caller has
+        checked that it exists, and an unknown id is dead-lettered anyway)."""
         kwargs: dict[str, Any] = {"workflow_id": workflow_id, **({"reason": reason} if reason else {})}
         self.broker.enqueue(messages.engine_message(self.settings, messages.CANCEL_WORKFLOW, **kwargs))
 
     def request_retry(self, workflow_id: str) -> None:
         """Ask the engine to run a failed or cancelled workflow again from where it stopped."""
-        self.store.get(workflow_id)
         self.broker.enqueue(messages.engine_message(self.settings, messages.RETRY_WORKFLOW, workflow_id=workflow_id))
 
     # -- events ---------------------------------------------------------------------

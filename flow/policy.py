@@ -30,11 +30,7 @@ class RetryPolicy:
     @classmethod
     def from_config(cls, *layers: Mapping[str, Any] | None) -> RetryPolicy:
         """Overlay the ``retry`` objects of each config layer, later ones winning."""
-        fields: dict[str, Any] = {}
-        for layer in layers:
-            if layer and isinstance(layer.get("retry"), Mapping):
-                fields.update(layer["retry"])
-        return cls(**fields)
+        return cls(**_overlay("retry", layers))
 
     def delay_ms(self, failed_attempt: int, *, seed: str) -> int:
         """Delay before the attempt after ``failed_attempt`` (1-based).
@@ -78,11 +74,8 @@ class Timeouts:
 
     @classmethod
     def from_config(cls, *layers: Mapping[str, Any] | None) -> Timeouts:
-        fields: dict[str, Any] = {}
-        for layer in layers:
-            if layer and isinstance(layer.get("timeouts"), Mapping):
-                fields.update(layer["timeouts"])
-        return cls(**fields)
+        """Overlay the ``timeouts`` objects of each config layer, later ones winning."""
+        return cls(**_overlay("timeouts", layers))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,3 +83,12 @@ class Timeouts:
             "start_to_close_s": self.start_to_close_s,
             "workflow_s": self.workflow_s,
         }
+
+
+def _overlay(key: str, layers: tuple[Mapping[str, Any] | None, ...]) -> dict[str, Any]:
+    """The ``key`` objects of the config layers merged field by field, later ones winning."""
+    fields: dict[str, Any] = {}
+    for layer in layers:
+        if layer and isinstance(layer.get(key), Mapping):
+            fields.update(layer[key])
+    return fields

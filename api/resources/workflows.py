@@ -14,6 +14,7 @@ from api.media import read_json_object
 from flow.errors import InvalidInput
 from flow.runtime import Runtime
 from flow.state import WorkflowStatus
+from flow.store import WorkflowRow
 from flow.views import event_view, workflow_summary, workflow_view
 
 logger = logging.getLogger(__name__)
@@ -115,9 +116,7 @@ class WorkflowCancelResource:
                 description=f"workflow {workflow_id} is {row.state.status}; only a running workflow can be cancelled",
             )
         self.runtime.engine.request_cancel(workflow_id, reason)
-        resp.status = falcon.HTTP_202
-        resp.location = f"/workflows/{workflow_id}"
-        resp.media = workflow_view(row)
+        _accepted(resp, row)
 
 
 class WorkflowRetryResource:
@@ -135,9 +134,7 @@ class WorkflowRetryResource:
                 "can be retried",
             )
         self.runtime.engine.request_retry(workflow_id)
-        resp.status = falcon.HTTP_202
-        resp.location = f"/workflows/{workflow_id}"
-        resp.media = workflow_view(row)
+        _accepted(resp, row)
 
 
 class WorkflowEventsResource:
@@ -154,6 +151,13 @@ class WorkflowEventsResource:
             "items": [event_view(e) for e in events],
             "next": str(events[-1]["id"]) if len(events) == limit else None,
         }
+
+
+def _accepted(resp: falcon.Response, row: WorkflowRow) -> None:
+    """202: the engine applies the request shortly; the body is the workflow as it was."""
+    resp.status = falcon.HTTP_202
+    resp.location = f"/workflows/{row.state.id}"
+    resp.media = workflow_view(row)
 
 
 def _timestamp_param(req: falcon.Request, name: str) -> datetime | None:

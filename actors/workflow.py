@@ -1,83 +1,143 @@
-"""``WorkflowActor``: the Pykka actor that owns one running workflow instance."""
+"""``WorkflowActor``: the Pykka actor that owns one workflow instance in its engine.
+
+The actor loads its workflow once and keeps the state between events: its engine
+holds the workflow's partition, so nobody else changes it (docs/design.md,
+"Partitions, leases and fencing"). When woken it takes every event queued for it,
+folds :func:`flow.decide.decide` over them, submits the result as one transition
+to the group committer and waits for the commit before it takes anything more —
+an actor never decides on a state that is not durable. A refused commit (the
+partition changed hands, or the workflow changed under it) drops the state; the
+next event reloads it.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import pykka
 
+from actors.registry import Entry
 from flow.decide import Decision, decide
-from flow.errors import ConcurrentUpdate, WorkflowActorCrashed
+from flow.errors import WorkflowNotFound, is_retryable
 from flow.events import Event
-from flow.outbox import Outgoing
 from flow.state import WorkflowState
-from flow.store import Store, utcnow
+
+if TYPE_CHECKING:
+    from flow.engine import Engine
+    from flow.engine.transport import Delivery
 
 logger = logging.getLogger(__name__)
 
-#: Turns a decision into the messages it owes (``flow.messages.for_decision``).
-Compose = Callable[[Decision, datetime], list[Outgoing]]
+#: The longest pause between attempts while the database is unreachable.
+MAX_BACKOFF_S = 5.0
 
-#: Reload-and-decide rounds before a contended transition gives up (the event's
-#: message is then retried by Dramatiq).
-MAX_CONFLICTS = 5
+
+@dataclass(frozen=True)
+class Item:
+    """One event for a workflow, and where it came from (to settle it after the commit)."""
+
+    event: Event
+    #: The broker delivery that carried it (None for a fired timer or a recovery).
+    delivery: Delivery | None = None
+    #: The timer that fired it, whose row the transition deletes.
+    timer_id: str | None = None
 
 
 class WorkflowActor(pykka.ThreadingActor):
-    """Serialises one workflow's events: load, ``decide``, commit, reply.
-
-    Its memory is a cache of the database: it is dropped whenever a commit fails
-    (another engine won, or the database errored), so the next event reloads. The
-    reply is the committed :class:`Decision` with the messages it owes (already in the
-    outbox); the caller publishes them, which keeps broker connections on the few
-    Dramatiq threads rather than one per actor.
-    """
+    """Serialises one workflow's events: decide, commit (grouped with other actors'), go on."""
 
     # Daemon threads: a workflow actor must never keep a stopping process alive;
     # its state is already committed, so nothing is lost with it.
     use_daemon_thread = True
 
-    def __init__(self, workflow_id: str, store: Store, compose: Compose) -> None:
+    def __init__(self, entry: Entry, engine: Engine) -> None:
         super().__init__()
-        self.workflow_id = workflow_id
-        self.store = store
-        self.compose = compose
-        self._state: WorkflowState | None = None
-        self._version = 0
-
-    def on_receive(self, message: Event) -> tuple[Decision, list[Outgoing]]:
-        try:
-            return self.handle(message)
-        except Exception:
-            raise
-        except BaseException as e:
-            # Pykka stops every actor in the process on a BaseException; contain it to
-            # this workflow's event, which fails and is retried.
-            logger.error("%r while handling %r for workflow %s", e, message, self.workflow_id)
-            raise WorkflowActorCrashed(f"{type(e).__name__} in workflow {self.workflow_id}: {e}") from e
-
-    def handle(self, event: Event) -> tuple[Decision, list[Outgoing]]:
-        """Decide on ``event``; commit the transition with the messages it owes; return both."""
-        for _ in range(MAX_CONFLICTS):
-            if self._state is None:
-                self._state, self._version = self.store.load(self.workflow_id)
-            decision = decide(self._state, event)
-            now = utcnow()
-            owed = self.compose(decision, now)
-            try:
-                self._version = self.store.commit(self._state, self._version, decision, now=now, outbox=owed)
-            except ConcurrentUpdate:
-                logger.info("workflow %s changed under us; reloading", self.workflow_id)
-                self._state = None
-                continue
-            except BaseException:
-                self._state = None
-                raise
-            self._state = decision.state
-            return decision, owed
-        raise ConcurrentUpdate(f"workflow {self.workflow_id}: {MAX_CONFLICTS} conflicting commits in a row")
+        self.entry = entry
+        self.engine = engine
+        self.workflow_id = entry.workflow_id
+        self.state: WorkflowState | None = None
+        self.version = 0
+        self.epoch: int | None = None
 
     def __repr__(self) -> str:
         return f"<WorkflowActor {self.workflow_id}>"
+
+    def on_receive(self, message: Any) -> None:
+        while True:
+            items = self.engine.actors.take(self.entry)
+            if not items:
+                return
+            try:
+                self.handle(items)
+            except BaseException as e:  # noqa: BLE001 - contained on purpose
+                # Pykka stops every actor of the process on a BaseException: contain it to
+                # this workflow; its events go back to the queue and are tried again.
+                logger.error("%r while handling events of workflow %s; trying them again", e, self.workflow_id)
+                self.state = None
+                self.engine.give_back(items)
+
+    def handle(self, items: list[Item]) -> None:
+        """Decide on ``items`` and commit them as one transition (see the module docstring)."""
+        backoff = 0.05
+        while items:
+            if self.entry.closed:
+                self.engine.give_back(items)
+                return
+            epoch = self.engine.epoch_of(self.entry.partition)
+            if epoch is None:  # the partition is not ours (any more)
+                self.state = None
+                self.engine.give_back(items)
+                return
+            try:
+                if self.state is None or self.epoch != epoch:
+                    self._load(epoch)
+                assert self.state is not None
+                transition, decided = self.engine.transition(self, items, epoch)
+                outcome = self.engine.committer.submit(transition).result()
+            except WorkflowNotFound as e:
+                self.engine.reject(items, str(e))
+                return
+            except Exception as e:
+                self.state = None
+                if is_retryable(e):
+                    logger.warning("workflow %s: %s; trying again in %.2f s", self.workflow_id, e, backoff)
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF_S)
+                    continue
+                # The engine cannot handle this workflow (unreadable state, data the
+                # database refuses): it fails with the reason; the others go on.
+                reason = f"the engine cannot handle this workflow: {type(e).__name__}: {e}"
+                logger.error("workflow %s: %s", self.workflow_id, reason, exc_info=True)
+                self.engine.fail_workflow(self.workflow_id, epoch, reason)
+                self.engine.reject(items, reason)
+                return
+            if not outcome.committed:
+                self.state = None  # deliveries were handed back by the committer
+                return
+            self.state, self.version = transition.after, self.version + 1
+            self.engine.after_decisions(self.workflow_id, decided)
+            return
+
+    def _load(self, epoch: int) -> None:
+        loaded = self.engine.store.load(self.workflow_id)
+        if loaded.partition != self.entry.partition:
+            raise WorkflowNotFound(f"{self.workflow_id} (not in partition {self.entry.partition})")
+        self.state, self.version, self.epoch = loaded.state, loaded.version, epoch
+
+
+def fold(state: WorkflowState, items: list[Item]) -> tuple[WorkflowState, list[tuple[Item, Decision]]]:
+    """Decide on each item in turn; return the last state and each item's decision."""
+    decided = []
+    for item in items:
+        decision = decide(state, item.event)
+        decided.append((item, decision))
+        state = decision.state
+    return state, decided
+
+
+def occurred(item: Item) -> datetime:
+    return item.event.occurred_at

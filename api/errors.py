@@ -11,6 +11,7 @@ from flow.errors import (
     DefinitionError,
     DefinitionNotFound,
     FlowError,
+    IdempotencyConflict,
     InvalidInput,
     StoreUnavailable,
     WorkflowNotFound,
@@ -43,6 +44,8 @@ def handle_flow_error(req: falcon.Request, resp: falcon.Response, ex: FlowError,
     """Translate a :class:`FlowError` into the matching HTTP error."""
     if isinstance(ex, WorkflowNotFound):
         raise falcon.HTTPNotFound(title="Workflow not found", description=str(ex))
+    if isinstance(ex, IdempotencyConflict):
+        raise falcon.HTTPConflict(title="Idempotency key reused", description=str(ex))
     if isinstance(ex, DefinitionNotFound):
         raise unprocessable("$.name", str(ex))
     if isinstance(ex, InvalidInput):

@@ -27,7 +27,7 @@ import pika.exceptions
 from flow.errors import DefinitionNotFound, InvalidInput
 
 if TYPE_CHECKING:
-    from flow.engine import Engine
+    from flow.service import WorkflowService
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class StartMessageConsumer:
 
     def __init__(
         self,
-        engine: Engine,
+        service: WorkflowService,
         *,
         url: str,
         exchange: str,
@@ -74,7 +74,7 @@ class StartMessageConsumer:
         queue: str,
         retry_pause_s: float = 2.0,
     ) -> None:
-        self.engine = engine
+        self.service = service
         self.url = url
         self.exchange = exchange
         self.routing_key = routing_key
@@ -136,10 +136,10 @@ class StartMessageConsumer:
             workflow_id = None
             if properties.message_id:
                 workflow_id = str(uuid.uuid5(_AMQP_NAMESPACE, str(properties.message_id)))
-            state = self.engine.on_start_message(
+            state, _ = self.service.start(
+                request["name"],
+                request.get("input_data", {}),
                 workflow_id=workflow_id,
-                name=request["name"],
-                input_data=request.get("input_data", {}),
                 idempotency_key=request.get("idempotency_key"),
             )
             logger.info("started %s %s from a start message", state.name, state.id)

@@ -2,8 +2,9 @@
 
 RabbitMQ publishes wait for the broker's confirmation (invariant 5; Dramatiq's
 ``confirm_delivery`` is off by default, and without it a publish into a dead
-socket can vanish). ``stub://`` is Dramatiq's in-process broker, for the embedded
-commands and unit tests.
+socket can vanish). ``stub://`` is the in-process broker of the embedded
+commands: Dramatiq's ``StubBroker``, routing the partition queues straight to the
+embedded engine (:class:`flow.engine.transport.InProcessBroker`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import logging
 
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
-from dramatiq.brokers.stub import StubBroker
 
+from flow.engine.transport import InProcessBroker
 from flow.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ logger = logging.getLogger(__name__)
 def build_broker(settings: Settings) -> dramatiq.Broker:
     """A new broker for ``settings``; the caller decides whether it becomes global."""
     if settings.uses_in_process_broker:
-        broker: dramatiq.Broker = StubBroker()
+        broker: dramatiq.Broker = InProcessBroker()
     else:
         broker = RabbitmqBroker(url=settings.broker_url, confirm_delivery=True)
     for queue in (settings.engine_queue, settings.activity_queue):

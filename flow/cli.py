@@ -26,7 +26,14 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from flow.errors import DefinitionError, DefinitionNotFound, FlowError, InvalidInput, StoreUnavailable
+from flow.errors import (
+    ConfigurationError,
+    DefinitionError,
+    DefinitionNotFound,
+    FlowError,
+    InvalidInput,
+    StoreUnavailable,
+)
 from flow.logs import configure_logging
 from flow.settings import Settings
 
@@ -218,16 +225,28 @@ def validate(files: tuple[str, ...]) -> None:
 
 @main.command()
 def migrate() -> None:
-    """Create the database schema at FLOW_DATABASE_URL (safe to run again)."""
+    """Create or upgrade the database schema at FLOW_DATABASE_URL (safe to run again).
+
+    Applies every pending numbered migration (a database made by an earlier release
+    keeps its data) and fixes the number of partitions (FLOW_PARTITIONS, default 64)
+    when the database is new.
+    """
+    from flow.persistence.models import bind
     from flow.store import Store
 
     settings = _settings(embedded=False)
     store = Store.from_url(settings.database_url)
+    bind(store.database)
     try:
-        store.migrate()
+        applied = store.migrate(partitions=settings.partitions)
+        partitions = store.partitions()
     except StoreUnavailable as e:
         _fail(f"{e} (FLOW_DATABASE_URL={_redact(settings.database_url)})", EXIT_UNAVAILABLE)
-    out.print(f"schema is up to date at {_redact(settings.database_url)}")
+    except ConfigurationError as e:
+        _fail(str(e), EXIT_INVALID)
+    for name in applied:
+        out.print(f"applied {name}")
+    out.print(f"schema is up to date at {_redact(settings.database_url)} ({partitions} partitions)")
 
 
 # -- remote -----------------------------------------------------------------------------

@@ -1,8 +1,10 @@
-"""Commands: what a decision asks the shell to send once its transition is committed."""
+"""Commands: what a decision asks the shell to do once its transition is committed."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from flow.events import TimerKind
 
 
 @dataclass(frozen=True)
@@ -15,12 +17,21 @@ class RunActivity:
 
 @dataclass(frozen=True)
 class StartTimer:
-    """Wake the engine in ``delay_ms`` with a :class:`flow.events.TimerFired` of ``kind``."""
+    """Wake the workflow in ``delay_ms`` with a :class:`flow.events.TimerFired` of ``kind``."""
 
-    kind: str
+    kind: TimerKind
     delay_ms: int
     position: int | None
     attempt: int
 
 
-Command = RunActivity | StartTimer
+@dataclass(frozen=True)
+class CancelTimer:
+    """Forget a timer that can no longer matter (its attempt or run has ended)."""
+
+    kind: TimerKind
+    position: int | None
+    attempt: int
+
+
+Command = RunActivity | StartTimer | CancelTimer

@@ -6,6 +6,10 @@ Vocabulary of decisions (and of the history): ``start-workflow``,
 Each event also leaves one fact in the history (``activity-started``,
 ``activity-result``, ``timer-fired``, ``cancel-requested``, ``retry-requested``), so a
 stale or duplicate event is recorded even though it changes nothing.
+
+Cost: an event costs O(what it changes), not O(activities) — the next sequential
+activity is found from :attr:`WorkflowState.frontier`, and only the start and a
+retry-from-failure look at every activity (docs/design.md, "The engine's hot path").
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from flow.commands import Command, RunActivity, StartTimer
+from flow.commands import CancelTimer, Command, RunActivity, StartTimer
 from flow.events import (
     ActivityCompleted,
     ActivityStarted,
@@ -23,6 +27,7 @@ from flow.events import (
     Event,
     RetryRequested,
     TimerFired,
+    TimerKind,
     WorkflowStarted,
 )
 from flow.state import ActivityState, ActivityStatus, WorkflowState, WorkflowStatus
@@ -65,14 +70,14 @@ class Decision:
 
 def decide(state: WorkflowState, event: Event) -> Decision:
     """Turn one event into the workflow's next state and the commands it owes."""
-    if isinstance(event, WorkflowStarted):
-        return _on_workflow_started(state, event)
-    if isinstance(event, ActivityStarted):
-        return _on_activity_started(state, event)
     if isinstance(event, ActivityCompleted):
         return _on_activity_completed(state, event)
+    if isinstance(event, ActivityStarted):
+        return _on_activity_started(state, event)
     if isinstance(event, TimerFired):
         return _on_timer_fired(state, event)
+    if isinstance(event, WorkflowStarted):
+        return _on_workflow_started(state, event)
     if isinstance(event, CancelRequested):
         return _on_cancel_requested(state, event)
     if isinstance(event, RetryRequested):
@@ -86,9 +91,9 @@ def decide(state: WorkflowState, event: Event) -> Decision:
 def _on_workflow_started(state: WorkflowState, event: WorkflowStarted) -> Decision:
     if state.started or state.status.ended:
         return _nothing(state, HistoryEntry("do-nothing", data={"reason": "workflow already started"}))
-    state = replace(state, started=True)
+    state = replace(state, started=True, run_started_at=event.occurred_at)
     history = [HistoryEntry("start-workflow", data={"definition_version": state.definition_version})]
-    return _advance(state, event.occurred_at, history, _workflow_timer(state))
+    return _advance(state, event.occurred_at, history, _workflow_timer(state), every_activity=True)
 
 
 def _on_activity_started(state: WorkflowState, event: ActivityStarted) -> Decision:
@@ -98,8 +103,12 @@ def _on_activity_started(state: WorkflowState, event: ActivityStarted) -> Decisi
         return _nothing(state, _stale(fact))
     activity = replace(activity, status=ActivityStatus.STARTED, started_at=event.occurred_at)
     commands: list[Command] = []
+    if activity.timeouts.schedule_to_start_s:
+        commands.append(CancelTimer(TimerKind.SCHEDULE_TO_START, activity.position, event.attempt))
     if activity.timeouts.start_to_close_s and not state.status.ended:
-        commands.append(_timer("start-to-close", activity.timeouts.start_to_close_s, activity.position, event.attempt))
+        commands.append(
+            _timer(TimerKind.START_TO_CLOSE, activity.timeouts.start_to_close_s, activity.position, event.attempt)
+        )
     return Decision(_with_activity(state, activity), tuple(commands), (fact, HistoryEntry("do-nothing")))
 
 
@@ -131,37 +140,38 @@ def _on_activity_completed(state: WorkflowState, event: ActivityCompleted) -> De
 
 def _on_timer_fired(state: WorkflowState, event: TimerFired) -> Decision:
     fact = HistoryEntry("timer-fired", event.position, {"kind": event.kind, "attempt": event.attempt})
-    if event.kind == "workflow":
+    if event.kind == TimerKind.WORKFLOW:
         if state.status.ended or event.attempt != state.run:
             return _nothing(state, _stale(fact))
         limit = state.timeouts.workflow_s
         return _fail(state, event.occurred_at, f"workflow timed out: not ended within {limit} s", [fact])
 
     activity = state.activity(event.position) if event.position is not None else None
-    if activity is None or activity.attempt + (1 if event.kind == "retry" else 0) != event.attempt:
+    if activity is None or activity.attempt + (1 if event.kind == TimerKind.RETRY else 0) != event.attempt:
         return _nothing(state, _stale(fact))
 
-    if event.kind == "retry":
+    if event.kind == TimerKind.RETRY:
         if state.status.ended or activity.status is not ActivityStatus.WAITING_RETRY:
             return _nothing(state, _stale(fact))
         activity, commands, entry = _schedule(activity, event.occurred_at)
         return Decision(_with_activity(state, activity), tuple(commands), (fact, entry))
 
-    waiting_for = ActivityStatus.SCHEDULED if event.kind == "schedule-to-start" else ActivityStatus.STARTED
+    waiting_for = ActivityStatus.SCHEDULED if event.kind == TimerKind.SCHEDULE_TO_START else ActivityStatus.STARTED
     if activity.status is not waiting_for:
         return _nothing(state, _stale(fact))
-    if event.kind == "schedule-to-start":
+    if event.kind == TimerKind.SCHEDULE_TO_START:
         error = f"no worker started attempt {event.attempt} within {activity.timeouts.schedule_to_start_s} s"
     else:
         error = f"attempt {event.attempt} did not finish within {activity.timeouts.start_to_close_s} s"
     activity = replace(activity, error=f"{event.kind} timeout: {error}", finished_at=event.occurred_at)
-    return _attempt_ended(state, activity, "TEMPORARY_FAILURE", event.occurred_at, [fact])
+    return _attempt_ended(state, activity, "TEMPORARY_FAILURE", event.occurred_at, [fact], fired=event.kind)
 
 
 def _on_cancel_requested(state: WorkflowState, event: CancelRequested) -> Decision:
     fact = HistoryEntry("cancel-requested", data={"reason": event.reason} if event.reason else {})
     if state.status.ended:
         return _nothing(state, fact, HistoryEntry("do-nothing", data={"reason": f"workflow already {state.status}"}))
+    commands = _end_of_run_timers(state)
     activities = tuple(
         replace(a, status=ActivityStatus.CANCELLED, finished_at=a.finished_at or event.occurred_at)
         if a.status in (ActivityStatus.PENDING, ActivityStatus.WAITING_RETRY)
@@ -172,7 +182,7 @@ def _on_cancel_requested(state: WorkflowState, event: CancelRequested) -> Decisi
     state = replace(
         state, status=WorkflowStatus.CANCELLED, activities=activities, error=error, finished_at=event.occurred_at
     )
-    return Decision(state, (), (fact, HistoryEntry("workflow-cancelled", data=dict(fact.data))))
+    return Decision(state, tuple(commands), (fact, HistoryEntry("workflow-cancelled", data=dict(fact.data))))
 
 
 def _on_retry_requested(state: WorkflowState, event: RetryRequested) -> Decision:
@@ -203,35 +213,45 @@ def _on_retry_requested(state: WorkflowState, event: RetryRequested) -> Decision
         finished_at=None,
         started=True,
         run=state.run + 1,
+        run_started_at=event.occurred_at,
+        frontier=-1,
     )
     history = [fact, HistoryEntry("retry-workflow", data={"run": state.run})]
-    return _advance(state, event.occurred_at, history, _workflow_timer(state))
+    return _advance(state, event.occurred_at, history, _workflow_timer(state), every_activity=True)
 
 
 # -- helpers ----------------------------------------------------------------------
 
 
 def _attempt_ended(
-    state: WorkflowState, activity: ActivityState, outcome: str, now: datetime, history: list[HistoryEntry]
+    state: WorkflowState,
+    activity: ActivityState,
+    outcome: str,
+    now: datetime,
+    history: list[HistoryEntry],
+    *,
+    fired: TimerKind | None = None,
 ) -> Decision:
-    """The current attempt of ``activity`` ended with ``outcome``: retry, fail or go on."""
+    """The current attempt of ``activity`` ended with ``outcome``: retry, fail or go on.
+
+    ``fired`` is the timeout timer that ended it, if one did (it needs no cancelling).
+    """
+    commands: list[Command] = [c for c in _attempt_timers(activity) if c.kind != fired]
     if state.status.ended:
         # A late result: recorded on the activity, but the workflow decides nothing more.
         status = ActivityStatus.SUCCEEDED if outcome == "SUCCEEDED" else ActivityStatus.FAILED
         state = _with_activity(state, replace(activity, status=status))
-        return _nothing(
-            state, *history, HistoryEntry("do-nothing", activity.position, {"reason": f"workflow {state.status}"})
-        )
+        history.append(HistoryEntry("do-nothing", activity.position, {"reason": f"workflow {state.status}"}))
+        return Decision(state, tuple(commands), tuple(history))
 
-    commands: list[Command] = []
     attempts_this_run = activity.attempt - activity.attempts_before
     if outcome == "SUCCEEDED":
         activity = replace(activity, status=ActivityStatus.SUCCEEDED, error=None)
     elif outcome == "TEMPORARY_FAILURE" and attempts_this_run < activity.retry.max_attempts:
         next_attempt = activity.attempt + 1
-        delay_ms = activity.retry.delay_ms(attempts_this_run, seed=f"{state.id}:{activity.position}:{next_attempt}")
+        delay_ms = retry_delay_ms(state, activity)
         activity = replace(activity, status=ActivityStatus.WAITING_RETRY)
-        commands.append(StartTimer("retry", delay_ms, activity.position, next_attempt))
+        commands.append(StartTimer(TimerKind.RETRY, delay_ms, activity.position, next_attempt))
         history.append(
             HistoryEntry("reschedule-activity", activity.position, {"attempt": next_attempt, "delay_ms": delay_ms})
         )
@@ -240,8 +260,20 @@ def _attempt_ended(
         if activity.required:
             reason = "PERMANENT_FAILURE" if outcome == "PERMANENT_FAILURE" else f"{attempts_this_run} attempts"
             error = f"required activity {activity.name} (position {activity.position}) failed: {reason}"
-            return _fail(_with_activity(state, activity), now, error, history)
+            decision = _fail(_with_activity(state, activity), now, error, history)
+            return replace(decision, commands=(*commands, *decision.commands))
     return _advance(_with_activity(state, activity), now, history, commands)
+
+
+def retry_delay_ms(state: WorkflowState, activity: ActivityState) -> int:
+    """Delay before the attempt after ``activity``'s current one (which failed).
+
+    Derived from the workflow, activity and attempt alone, so that recovery after a
+    restart (:mod:`flow.recovery`) finds the same due time the decision chose.
+    """
+    attempts_this_run = activity.attempt - activity.attempts_before
+    next_attempt = activity.attempt + 1
+    return activity.retry.delay_ms(attempts_this_run, seed=f"{state.id}:{activity.position}:{next_attempt}")
 
 
 def _advance(
@@ -249,39 +281,60 @@ def _advance(
     now: datetime,
     history: list[HistoryEntry],
     commands: list[Command] | None = None,
+    *,
+    every_activity: bool = False,
 ) -> Decision:
-    """Schedule every activity that became ready, or finish the workflow."""
+    """Schedule every activity that became ready, or finish the workflow.
+
+    ``every_activity`` is for the start and a retry-from-failure, when independent
+    activities may be waiting too; otherwise only the activity at the frontier (the
+    first that has not ended) can have become ready.
+    """
     commands = list(commands or [])
+    if not state.started or state.status.ended:
+        return _decided(state, commands, history)
     activities = list(state.activities)
-    for position in ready_positions(state):
-        activities[position], scheduled, entry = _schedule(activities[position], now)
-        commands.extend(scheduled)
-        history.append(entry)
-    state = replace(state, activities=tuple(activities))
-    if all(a.status.ended for a in state.activities):
+    frontier = _frontier(activities, state.frontier)
+    ready = [a.position for a in activities if a.status is ActivityStatus.PENDING] if every_activity else []
+    if not every_activity and frontier < len(activities) and activities[frontier].status is ActivityStatus.PENDING:
+        ready = [frontier]
+    for position in ready:
+        activity = activities[position]
+        if activity.independent or position <= frontier:
+            activities[position], scheduled, entry = _schedule(activity, now)
+            commands.extend(scheduled)
+            history.append(entry)
+    state = replace(state, activities=tuple(activities), frontier=frontier)
+    if frontier == len(activities):
         output = {a.name: a.output for a in state.activities if a.output is not None}
+        commands.extend(_end_of_run_timers(state))
         state = replace(state, status=WorkflowStatus.FINISHED, finished_at=now, output=output)
         history.append(HistoryEntry("workflow-finished"))
-    if not _has_decision(history):
-        history.append(HistoryEntry("do-nothing"))
-    return Decision(state, tuple(commands), tuple(history))
+    return _decided(state, commands, history)
+
+
+def _frontier(activities: list[ActivityState], hint: int) -> int:
+    """The first position whose activity has not ended (``len`` when all have)."""
+    position = max(hint, 0)
+    while position < len(activities) and activities[position].status.ended:
+        position += 1
+    return position
 
 
 def ready_positions(state: WorkflowState) -> list[int]:
-    """Pending activities whose turn has come.
+    """Pending activities whose turn has come (for tests and tools; ``decide`` is incremental).
 
     An independent activity is ready once the workflow started; any other one once
     every activity listed before it has ended.
     """
     if not state.started or state.status.ended:
         return []
-    ready = []
-    all_before_ended = True
-    for activity in state.activities:
-        if activity.status is ActivityStatus.PENDING and (activity.independent or all_before_ended):
-            ready.append(activity.position)
-        all_before_ended = all_before_ended and activity.status.ended
-    return ready
+    frontier = _frontier(list(state.activities), -1)
+    return [
+        a.position
+        for a in state.activities
+        if a.status is ActivityStatus.PENDING and (a.independent or a.position <= frontier)
+    ]
 
 
 def _schedule(activity: ActivityState, now: datetime) -> tuple[ActivityState, list[Command], HistoryEntry]:
@@ -296,21 +349,46 @@ def _schedule(activity: ActivityState, now: datetime) -> tuple[ActivityState, li
     )
     commands: list[Command] = [RunActivity(activity.position, attempt)]
     if activity.timeouts.schedule_to_start_s:
-        commands.append(_timer("schedule-to-start", activity.timeouts.schedule_to_start_s, activity.position, attempt))
+        commands.append(
+            _timer(TimerKind.SCHEDULE_TO_START, activity.timeouts.schedule_to_start_s, activity.position, attempt)
+        )
     return activity, commands, HistoryEntry("schedule-activity", activity.position, {"attempt": attempt})
 
 
-def _timer(kind: str, seconds: float, position: int | None, attempt: int) -> StartTimer:
+def _timer(kind: TimerKind, seconds: float, position: int | None, attempt: int) -> StartTimer:
     return StartTimer(kind, int(seconds * 1000), position, attempt)
 
 
 def _workflow_timer(state: WorkflowState) -> list[Command]:
     limit = state.timeouts.workflow_s
-    return [_timer("workflow", limit, None, state.run)] if limit else []
+    return [_timer(TimerKind.WORKFLOW, limit, None, state.run)] if limit else []
+
+
+def _attempt_timers(activity: ActivityState) -> list[Command]:
+    """Cancel the timeout timers of ``activity``'s current attempt, which has ended."""
+    commands: list[Command] = []
+    if activity.timeouts.schedule_to_start_s and activity.status is ActivityStatus.SCHEDULED:
+        commands.append(CancelTimer(TimerKind.SCHEDULE_TO_START, activity.position, activity.attempt))
+    if activity.timeouts.start_to_close_s and activity.status is ActivityStatus.STARTED:
+        commands.append(CancelTimer(TimerKind.START_TO_CLOSE, activity.position, activity.attempt))
+    return commands
+
+
+def _end_of_run_timers(state: WorkflowState) -> list[Command]:
+    """Timers the run's end makes pointless: its timeout, and retries that will not run."""
+    commands: list[Command] = [
+        CancelTimer(TimerKind.RETRY, a.position, a.attempt + 1)
+        for a in state.activities
+        if a.status is ActivityStatus.WAITING_RETRY
+    ]
+    if state.timeouts.workflow_s:
+        commands.append(CancelTimer(TimerKind.WORKFLOW, None, state.run))
+    return commands
 
 
 def _fail(state: WorkflowState, now: datetime, error: str, history: list[HistoryEntry]) -> Decision:
     """Fail the workflow: nothing new is scheduled; waiting activities are skipped."""
+    commands = _end_of_run_timers(state)
     activities = tuple(
         replace(a, status=ActivityStatus.SKIPPED)
         if a.status in (ActivityStatus.PENDING, ActivityStatus.WAITING_RETRY)
@@ -319,7 +397,7 @@ def _fail(state: WorkflowState, now: datetime, error: str, history: list[History
     )
     state = replace(state, status=WorkflowStatus.FAILED, activities=activities, error=error, finished_at=now)
     history.append(HistoryEntry("workflow-failure", data={"error": error}))
-    return Decision(state, (), tuple(history))
+    return Decision(state, tuple(commands), tuple(history))
 
 
 def _with_activity(state: WorkflowState, activity: ActivityState) -> WorkflowState:
@@ -334,6 +412,12 @@ def _stale(fact: HistoryEntry) -> HistoryEntry:
 
 def _has_decision(history: list[HistoryEntry] | tuple[HistoryEntry, ...]) -> bool:
     return any(h.type in DECISIONS for h in history)
+
+
+def _decided(state: WorkflowState, commands: list[Command], history: list[HistoryEntry]) -> Decision:
+    if not _has_decision(history):
+        history.append(HistoryEntry("do-nothing"))
+    return Decision(state, tuple(commands), tuple(history))
 
 
 def _nothing(state: WorkflowState, *history: HistoryEntry) -> Decision:

@@ -1,8 +1,15 @@
-"""Everything in one process: engine, worker and store, on Dramatiq's in-process broker.
+"""Everything in one process: engine, worker and store, on the in-process broker.
 
-``flow run`` and ``flow up`` use this. It is the distributed code path (the same
-tasks, actors, store and decisions) with a ``StubBroker`` and an in-process
-``dramatiq.Worker`` instead of RabbitMQ and separate processes.
+``flow run`` and ``flow up`` use this. It is the distributed code path — the same
+tasks, engine (one engine holding every partition), actors, group commit and
+decisions — with Dramatiq's in-process broker and in-process ``dramatiq.Worker``s
+instead of RabbitMQ and separate processes. The in-process broker loses its
+messages with the process, so the engine re-derives what each unfinished workflow
+is owed when it takes its partitions (:mod:`flow.recovery`).
+
+Durability: SQLite in WAL mode with ``synchronous=NORMAL``; a commit survives a
+crash of the process (and the next start resumes every unfinished workflow), not
+necessarily a power loss.
 """
 
 from __future__ import annotations
@@ -18,14 +25,15 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 import dramatiq
 
 from flow.definition import Definition
-from flow.runtime import Runtime
+from flow.engine.transport import InProcessBroker, InProcessTransport
+from flow.runtime import Runtime, build_engine
 from flow.settings import IN_PROCESS_BROKER, Settings
 from flow.store import WorkflowRow
 
 logger = logging.getLogger(__name__)
 
-#: Threads handling engine events in one embedded process.
-ENGINE_THREADS = 4
+#: Threads handling the shared engine queue (starts by name) in one embedded process.
+ENGINE_THREADS = 2
 
 #: How long stopping waits for running activities before leaving them to the next start.
 STOP_TIMEOUT_MS = 5000
@@ -38,11 +46,14 @@ class EmbeddedFlow:
         if not settings.uses_in_process_broker:
             settings = dataclasses.replace(settings, broker_url=IN_PROCESS_BROKER)
         self.settings = settings
-        self.runtime = Runtime.build(settings)
-        self.runtime.store.migrate()
+        self.runtime = Runtime.build(settings, engine=False)
+        self.runtime.store.migrate(partitions=settings.partitions)
         broker = self.runtime.broker
+        assert isinstance(broker, InProcessBroker)
+        self.transport = InProcessTransport(broker, partition_prefix=f"{settings.engine_queue}.")
+        self.engine = build_engine(self.runtime, transport=self.transport, recover=True)
         # Two workers, as engine and worker processes would be: slow activities must
-        # never take the threads that handle engine events. Each adds Dramatiq's
+        # never take the threads that handle engine messages. Each adds Dramatiq's
         # internal worker middleware to the broker, which warns about the second; it
         # is harmless here (each worker only consumes its own queue), so say nothing.
         logging.getLogger(f"dramatiq.broker.{type(broker).__name__}").addFilter(_SameMiddlewareTwice())
@@ -56,13 +67,9 @@ class EmbeddedFlow:
     def __enter__(self) -> EmbeddedFlow:
         # Dramatiq's time-limit watchdog starts on process_boot, which only its CLI emits.
         self.runtime.broker.emit_after("process_boot")
-        # The in-process broker kept nothing from a previous run in this database:
-        # send again what every unfinished workflow is waiting for.
-        resent = self.runtime.engine.resend_in_flight()
-        if resent:
-            logger.warning("resumed %d unfinished workflows from %s", resent, self.settings.database_url)
         for worker in self._workers:
             worker.start()
+        self.engine.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -70,16 +77,18 @@ class EmbeddedFlow:
         # running is resumed from the database on the next start.
         for worker in reversed(self._workers):
             worker.stop(timeout=STOP_TIMEOUT_MS)
+        self.engine.stop()
+        self.runtime.service.close()
         self.runtime.broker.close()
 
     def add_definition(self, definition: Definition) -> int:
         """Register a definition (e.g. from a file outside the directory); return its version."""
-        _, version, _ = self.runtime.engine.register(dict(definition.body))
+        _, version, _ = self.runtime.service.register(dict(definition.body))
         return version
 
     def start(self, name: str, input_data: Any = None, *, idempotency_key: str | None = None) -> str:
         """Create a workflow and tell the engine to start it; return its id."""
-        state, _ = self.runtime.engine.create(
+        state, _ = self.runtime.service.start(
             name, {} if input_data is None else input_data, idempotency_key=idempotency_key
         )
         return state.id

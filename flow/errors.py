@@ -9,7 +9,15 @@ from __future__ import annotations
 
 
 class FlowError(Exception):
-    """Base class for every error Libero Flow raises on purpose."""
+    """Base class for every error Libero Flow raises on purpose.
+
+    ``retryable`` says whether trying the same thing again later can succeed: a
+    database outage can pass, a malformed message never will. Every door (HTTP,
+    AMQP, Dramatiq, the engine's queues) decides from it alone whether to retry or
+    to refuse for good (:func:`is_retryable`).
+    """
+
+    retryable = False
 
 
 class ConfigurationError(FlowError):
@@ -39,6 +47,11 @@ class DefinitionNotFound(FlowError):
         super().__init__(f"no workflow definition named {name!r} (known: {choices})")
 
 
+class IdempotencyConflict(FlowError):
+    """Raised when a start reuses an idempotency key (or workflow id) with another
+    definition or input: the key names one request, so the API answers 409."""
+
+
 class WorkflowNotFound(FlowError):
     """Raised when a workflow id matches no stored workflow."""
 
@@ -53,6 +66,8 @@ class ConcurrentUpdate(FlowError):
     The loser reloads the workflow and decides again (invariant 4).
     """
 
+    retryable = True
+
 
 class WorkflowActorCrashed(FlowError):
     """Raised to the caller when handling an event raised a ``BaseException``
@@ -61,6 +76,8 @@ class WorkflowActorCrashed(FlowError):
     Pykka would stop every actor of the process for such an exception; the workflow
     actor turns it into this error instead, so only that event fails (and is retried).
     """
+
+    retryable = True
 
 
 class UnknownActivity(FlowError):
@@ -81,3 +98,36 @@ class InvalidInput(FlowError):
 
 class StoreUnavailable(FlowError):
     """Raised when the database cannot be reached or refuses the operation."""
+
+    retryable = True
+
+
+class PartitionNotHeld(FlowError):
+    """Raised when an engine is asked to handle a workflow of a partition it does not hold
+    (any more): the message goes back to the queue for the partition's owner."""
+
+    retryable = True
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Can the operation that raised ``error`` succeed if tried again later?
+
+    Libero Flow's own errors say so themselves. Of foreign ones, connection trouble
+    (peewee's ``OperationalError``/``InterfaceError``, pika's connection errors,
+    ``OSError``) can pass; anything else — bad data a driver refused, a bug tripped
+    by one message — would fail the same way again.
+    """
+    if isinstance(error, FlowError):
+        return error.retryable
+    import peewee
+
+    if isinstance(error, (peewee.OperationalError, peewee.InterfaceError, ConnectionError, TimeoutError)):
+        return True
+    try:
+        import pika.exceptions
+
+        if isinstance(error, (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError)):
+            return True
+    except ImportError:  # pragma: no cover - pika is a dependency
+        pass
+    return False

@@ -7,11 +7,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 #: What ``BaseActivity.do_activity`` may return (an exception counts as a temporary failure).
 Outcome = Literal["SUCCEEDED", "TEMPORARY_FAILURE", "PERMANENT_FAILURE"]
 OUTCOMES: tuple[str, ...] = ("SUCCEEDED", "TEMPORARY_FAILURE", "PERMANENT_FAILURE")
+
+
+class TimerKind(StrEnum):
+    """What a timer is for."""
+
+    #: Run the next attempt of an activity (its ``attempt`` is that next attempt).
+    RETRY = "retry"
+    #: No worker has started the attempt yet: it may have timed out.
+    SCHEDULE_TO_START = "schedule-to-start"
+    #: The attempt is still running: it may have timed out.
+    START_TO_CLOSE = "start-to-close"
+    #: The workflow's run (``attempt`` is the run number) may have timed out.
+    WORKFLOW = "workflow"
 
 
 @dataclass(frozen=True)
@@ -53,7 +67,7 @@ class TimerFired:
     workflow's run number ``attempt`` may have timed out; ``position`` is None).
     """
 
-    kind: str
+    kind: TimerKind
     position: int | None
     attempt: int
     occurred_at: datetime
@@ -76,4 +90,4 @@ class RetryRequested:
 
 Event = WorkflowStarted | ActivityStarted | ActivityCompleted | TimerFired | CancelRequested | RetryRequested
 
-TIMER_KINDS = ("retry", "schedule-to-start", "start-to-close", "workflow")
+TIMER_KINDS = tuple(kind.value for kind in TimerKind)

@@ -21,9 +21,9 @@ from dramatiq.threading import Interrupt, raise_thread_exception
 
 from activities.base import BaseActivity
 from activities.discovery import resolve
+from flow.clock import utcnow
 from flow.errors import UnknownActivity
 from flow.events import OUTCOMES
-from flow.store import utcnow
 
 logger = logging.getLogger(__name__)
 

@@ -67,6 +67,7 @@ class EngineMetrics(dramatiq.Middleware):
         self.attempts: Any = None
         self.durations: Any = None
         self.decisions: Any = None
+        self.refused: Any = None
 
     def after_process_boot(self, broker: dramatiq.Broker) -> None:
         # Dramatiq's Prometheus middleware set PROMETHEUS_MULTIPROC_DIR just before this;
@@ -92,6 +93,12 @@ class EngineMetrics(dramatiq.Middleware):
             registry=registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1),
         )
+        self.refused = prom.Counter(
+            "flow_commits_refused_total",
+            "Transitions whose commit was refused by fencing (the partition changed hands) or by the "
+            "version check; 0 in normal operation.",
+            registry=registry,
+        )
 
     def observe_attempt(self, activity: str, outcome: str, duration_s: float | None) -> None:
         if self.attempts is not None:
@@ -102,6 +109,10 @@ class EngineMetrics(dramatiq.Middleware):
     def observe_decision(self, seconds: float) -> None:
         if self.decisions is not None:
             self.decisions.observe(seconds)
+
+    def observe_refused(self, count: int) -> None:
+        if self.refused is not None:
+            self.refused.inc(count)
 
 
 def run_exposition_server() -> int:

@@ -1,12 +1,17 @@
-"""``Runtime``: one process's assembled parts — settings, store, broker, definitions, engine, tasks.
+"""``Runtime``: one process's assembled parts — settings, database, broker, definitions,
+the starting service and the Dramatiq tasks.
 
-Every entry point (``dramatiq flow.actors``, the API, ``flow run``) builds one.
-Building connects to nothing: the database and broker are reached on first use.
+Every entry point (``dramatiq flow.actors``, the API, the CLI) builds one; building
+binds the models to the database and connects to nothing. Only engine processes
+build an engine: :class:`EngineLifecycle` does it when a ``dramatiq flow.actors``
+process consumes the shared engine queue, and ``flow run``/``flow up`` do it in
+:mod:`flow.embedded`.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,11 +20,11 @@ from dramatiq.middleware import CurrentMessage
 
 from activities.base import BaseActivity
 from activities.discovery import discover
-from flow.amqp_start import StartMessageConsumer
 from flow.broker import build_broker
 from flow.definition import Catalog
-from flow.engine import Engine
 from flow.metrics import EngineMetrics
+from flow.persistence.models import bind
+from flow.service import WorkflowService
 from flow.settings import Settings
 from flow.store import Store
 
@@ -33,59 +38,123 @@ class Runtime:
     store: Store
     activity_classes: dict[str, type[BaseActivity]]
     catalog: Catalog
-    engine: Engine = field(init=False)
+    service: WorkflowService = field(init=False)
     metrics: EngineMetrics = field(init=False)
     tasks: dict[str, dramatiq.Actor[Any, Any]] = field(init=False)
 
     def __post_init__(self) -> None:
         self.metrics = EngineMetrics()
-        self.engine = Engine(self.settings, self.store, self.catalog, self.broker, self.activity_classes)
-        self.engine.metrics = self.metrics
-        from flow.tasks import declare  # tasks need the runtime; import here to avoid a cycle
+        self.service = WorkflowService(self.settings, self.store, self.catalog, self.broker, self.activity_classes)
+        from flow.tasks import declare
 
         self.tasks = declare(self)
-        self.broker.add_middleware(EngineLifecycle(self))
 
     @classmethod
-    def build(cls, settings: Settings, *, broker: dramatiq.Broker | None = None) -> Runtime:
+    def build(cls, settings: Settings, *, broker: dramatiq.Broker | None = None, engine: bool = True) -> Runtime:
+        """Assemble a process; ``engine`` lets a ``dramatiq flow.actors`` process that
+        consumes the shared engine queue run an engine (see :class:`EngineLifecycle`)."""
         classes = discover(settings.activity_packages)
         catalog = Catalog.from_directory(settings.definitions_dir, known_activities=classes)
         broker = broker or build_broker(settings)
         broker.add_middleware(CurrentMessage())
         store = Store.from_url(settings.database_url, pool_size=settings.db_pool_size)
-        return cls(settings, broker, store, classes, catalog)
+        bind(store.database)
+        runtime = cls(settings, broker, store, classes, catalog)
+        if engine:
+            broker.add_middleware(EngineLifecycle(runtime))
+        return runtime
 
     def __repr__(self) -> str:
         return f"<Runtime broker={type(self.broker).__name__} store={self.store!r}>"
 
 
+def build_engine(runtime: Runtime, *, transport: Any = None, recover: bool = False) -> Any:
+    """The engine of this process, on ``runtime``'s database (partition count from it)."""
+    from flow.engine import Engine
+    from flow.engine.partitions import partition_queue
+    from flow.engine.transport import RabbitTransport
+    from flow.faults import FaultInjector
+    from flow.persistence.engine_store import EngineStore
+
+    settings = runtime.settings
+    faults = FaultInjector.parse(settings.test_faults)
+    partitions = runtime.service.partitions
+    if transport is None:
+        queues = (settings.activity_queue, *(partition_queue(settings.queue_prefix, p) for p in range(partitions)))
+        transport = RabbitTransport(settings.broker_url, declare=queues)
+    return Engine(
+        settings,
+        EngineStore(runtime.store.database, faults=faults),
+        transport,
+        partitions=partitions,
+        metrics=runtime.metrics,
+        recover=recover,
+        faults=faults,
+    )
+
+
 class EngineLifecycle(dramatiq.Middleware):
-    """Starts the engine's background loops in worker processes that consume the engine
-    queue, and stops its actors when the worker shuts down."""
+    """Runs an engine in ``dramatiq flow.actors`` processes that consume the shared engine
+    queue (and the AMQP start-message consumer beside it), and stops it with the worker.
+
+    It also keeps Dramatiq's own consumers to the shared engine and activity queues:
+    a Dramatiq worker otherwise starts consuming every queue its broker declares,
+    and a worker declares a partition queue whenever it reports a result there.
+    """
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.start_messages: StartMessageConsumer | None = None
+        self.engine: Any = None
+        self.start_messages: Any = None
+        self._starting: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        if not worker.consumer_whitelist:
+            worker.consumer_whitelist = {self.runtime.settings.engine_queue, self.runtime.settings.activity_queue}
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        queues = worker.consumer_whitelist
         settings = self.runtime.settings
-        if not queues or settings.engine_queue in queues:
-            logger.info("engine running on queue %s", settings.engine_queue)
-            self.runtime.engine.start_background()
-            if not settings.uses_in_process_broker:
-                self.start_messages = StartMessageConsumer(
-                    self.runtime.engine,
-                    url=settings.broker_url,
-                    exchange=settings.start_exchange,
-                    routing_key=settings.start_routing_key,
-                    queue=settings.start_queue,
-                )
-                self.start_messages.start()
+        if settings.engine_queue not in worker.consumer_whitelist or settings.uses_in_process_broker:
+            return
+        # In the background: the database may not answer yet, and the worker must boot anyway.
+        self._starting = threading.Thread(target=self._start, name="flow-engine-start", daemon=True)
+        self._starting.start()
+
+    def _start(self) -> None:
+        from flow.amqp_start import StartMessageConsumer
+
+        settings = self.runtime.settings
+        delay = 0.5
+        while not self._stopping.is_set():
+            try:
+                engine = build_engine(self.runtime)
+                break
+            except Exception as e:
+                logger.warning("engine cannot start yet (%s); trying again in %.1f s", e, delay)
+                self._stopping.wait(delay)
+                delay = min(delay * 2, 10)
+        else:
+            return
+        engine.start()
+        self.engine = engine
+        self.start_messages = StartMessageConsumer(
+            self.runtime.service,
+            url=settings.broker_url,
+            exchange=settings.start_exchange,
+            routing_key=settings.start_routing_key,
+            queue=settings.start_queue,
+        )
+        self.start_messages.start()
+        logger.info("engine running; shared queue %s", settings.engine_queue)
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        # After, not before: the worker threads first finish the events they hold,
-        # which need the actors.
+        # After, not before: the worker threads first finish the messages they hold.
+        self._stopping.set()
+        if self._starting is not None:
+            self._starting.join(30)
         if self.start_messages is not None:
             self.start_messages.stop()
-        self.runtime.engine.stop()
+        if self.engine is not None:
+            self.engine.stop()
+        self.runtime.service.close()

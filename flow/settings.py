@@ -52,8 +52,15 @@ class Settings:
     outbox_grace_s: float = 30.0
     #: How often the engine looks for owed messages and due timers, in seconds.
     outbox_poll_s: float = 1.0
-    #: Delays up to this long wait in the broker; longer ones wait in the database.
-    max_broker_delay_s: float = 300.0
+    #: Partitions of a new database (fixed when it is created; later it must match or stay unset).
+    partitions: int | None = None
+    #: How long an engine's hold on a partition lasts without renewal; a dead engine's
+    #: partitions are taken over this long after its last heartbeat.
+    partition_lease_s: float = 10.0
+    #: Most transitions one group commit writes.
+    commit_max_batch: int = 500
+    #: Fault injection for the fault suite (``kind:point:probability,...``); unset in production.
+    test_faults: str | None = None
     #: Deliveries of one activity attempt (a worker that crashed counts) before it fails.
     max_deliveries: int = 3
     #: A worker reports an attempt as started once it has run this long (quicker ones
@@ -72,7 +79,8 @@ class Settings:
 
     @property
     def engine_queue(self) -> str:
-        """Queue the engine consumes: starts, results and timers."""
+        """The engines' shared queue: starts by name from outside; anything else is
+        forwarded to its workflow's partition queue (``<prefix>.engine.<n>``)."""
         return f"{self.queue_prefix}.engine"
 
     @property
@@ -121,12 +129,26 @@ class Settings:
             raise ConfigurationError(
                 f"FLOW_BROKER_URL must start with amqp://, amqps:// or be stub://, not {self.broker_url!r}"
             )
-        for name in ("max_live_actors", "db_pool_size", "max_body_bytes", "max_deliveries", "max_payload_bytes"):
+        for name in (
+            "max_live_actors",
+            "db_pool_size",
+            "max_body_bytes",
+            "max_deliveries",
+            "max_payload_bytes",
+            "commit_max_batch",
+            "actor_idle_s",
+            "activity_time_limit_s",
+            "outbox_grace_s",
+            "outbox_poll_s",
+            "partition_lease_s",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"FLOW_{name.upper()} must be positive")
-        for name in ("actor_idle_s", "activity_time_limit_s", "outbox_grace_s", "outbox_poll_s"):
-            if getattr(self, name) <= 0:
-                raise ConfigurationError(f"FLOW_{name.upper()} must be positive")
+        if self.partitions is not None and not 1 <= self.partitions <= 1024:
+            raise ConfigurationError(f"FLOW_PARTITIONS must be between 1 and 1024, not {self.partitions}")
+        from flow.faults import FaultInjector
+
+        FaultInjector.parse(self.test_faults)  # refuses a malformed spec, naming the variable
 
 
 def _parse(var: str, raw: str, default: object, type_name: object) -> object:

@@ -45,16 +45,15 @@ class ActivityStatus(StrEnum):
 
     @property
     def in_flight(self) -> bool:
-        return self in (ActivityStatus.SCHEDULED, ActivityStatus.STARTED)
+        return self in _IN_FLIGHT
 
     @property
     def ended(self) -> bool:
-        return self in (
-            ActivityStatus.SUCCEEDED,
-            ActivityStatus.FAILED,
-            ActivityStatus.SKIPPED,
-            ActivityStatus.CANCELLED,
-        )
+        return self in _ENDED
+
+
+_IN_FLIGHT = frozenset({ActivityStatus.SCHEDULED, ActivityStatus.STARTED})
+_ENDED = frozenset({ActivityStatus.SUCCEEDED, ActivityStatus.FAILED, ActivityStatus.SKIPPED, ActivityStatus.CANCELLED})
 
 
 @dataclass(frozen=True)
@@ -102,9 +101,15 @@ class WorkflowState:
     started: bool = False
     #: 1, then 2 after the first retry-from-failure, ...
     run: int = 1
+    #: When the current run started (its workflow timeout counts from here).
+    run_started_at: datetime | None = None
     output: Any = None
     error: str | None = None
     finished_at: datetime | None = None
+    #: A lower bound of the first position whose activity has not ended (every
+    #: activity before it has), so that finding the next sequential activity costs
+    #: O(what changed), not O(activities). Derived, never stored; -1 means unknown.
+    frontier: int = field(default=-1, compare=False, repr=False)
 
     @property
     def timeouts(self) -> Timeouts:

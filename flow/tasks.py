@@ -1,8 +1,15 @@
 """Declares the Dramatiq actors ("tasks") on a runtime's broker.
 
-Engine queue: ``flow.start_workflow``, ``flow.record_started``, ``flow.record_result``,
-``flow.timer_fired``, ``flow.cancel_workflow``, ``flow.retry_workflow``. Activity
-queue: ``flow.run_activity``. Every task is a thin translation from message to call.
+Shared engine queue ``<prefix>.engine``: ``flow.start_workflow`` (a start by name from
+any process) and, for messages that reached it instead of their partition's queue
+(a sender that does not know the partitions, a message from before partitions
+existed), every other engine message, forwarded to its partition's queue.
+Activity queue: ``flow.run_activity``. The partition queues are not Dramatiq tasks:
+the engine holding each one consumes it itself (:mod:`flow.engine`).
+
+Whether a failed message is retried is decided by :func:`flow.errors.is_retryable`
+alone: a database outage is retried with backoff, a malformed message is
+dead-lettered (``<queue>.XQ``) at once.
 """
 
 from __future__ import annotations
@@ -14,102 +21,83 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from flow import messages
+from flow.clock import iso, utcnow
 from flow.deliveries import DeliveryLimit
-from flow.errors import DefinitionNotFound, InvalidInput, UnknownActivity, WorkflowNotFound
-from flow.events import (
-    TIMER_KINDS,
-    ActivityCompleted,
-    ActivityStarted,
-    CancelRequested,
-    RetryRequested,
-    TimerFired,
-)
+from flow.errors import InvalidInput, is_retryable
 from flow.execution import execute
 from flow.reporting import DelayedCalls
-from flow.store import utcnow
 
 if TYPE_CHECKING:
     from flow.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
-#: Errors that no retry can fix: the message is dead-lettered (``<queue>.XQ``) at once.
-UNRETRYABLE = (DefinitionNotFound, InvalidInput, UnknownActivity, WorkflowNotFound)
+#: Fields of a start by name (the same as the HTTP body and the AMQP message).
+START_FIELDS = frozenset({"name", "input_data", "idempotency_key", "workflow_id"})
+
+
+def _retry_when(max_retries: int):
+    def retry_when(retries: int, error: BaseException) -> bool:
+        retry = is_retryable(error) and retries < max_retries
+        if not retry:
+            logger.error(
+                "giving up on a message (%s: %s); it goes to the dead-letter queue", type(error).__name__, error
+            )
+        return retry
+
+    return retry_when
 
 
 def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
     """Declare every task on ``runtime.broker``; return them by actor name."""
     settings = runtime.settings
-    engine = runtime.engine
+    service = runtime.service
     engine_options: dict[str, Any] = {
         "broker": runtime.broker,
         "queue_name": settings.engine_queue,
-        "throws": UNRETRYABLE,
         # A database or broker outage fails the message; retry it until it is back.
-        "max_retries": 200,
+        "retry_when": _retry_when(200),
         "min_backoff": 250,
         "max_backoff": 30_000,
     }
-
     delayed = DelayedCalls()
 
-    def report(actor_name: str, **kwargs: Any) -> None:
+    def report(queue_name: str | None, actor_name: str, **kwargs: Any) -> None:
         """Worker -> engine: the only way a worker tells anything."""
-        runtime.broker.enqueue(messages.engine_message(settings, actor_name, **kwargs))
+        runtime.broker.enqueue(messages.message(queue_name or settings.engine_queue, actor_name, **kwargs))
 
-    # -- engine tasks -----------------------------------------------------------------
+    # -- the shared engine queue ----------------------------------------------------------
 
-    def start_workflow(
-        workflow_id: str | None = None,
-        name: str | None = None,
-        input_data: Any = None,
-        idempotency_key: str | None = None,
-    ) -> None:
+    def start_workflow(**fields: Any) -> None:
         current = CurrentMessage.get_current_message()
-        engine.on_start_message(
+        unknown = sorted(set(fields) - START_FIELDS)
+        if unknown:
+            raise InvalidInput(f"$.{unknown[0]}", f"unknown field; allowed: {', '.join(sorted(START_FIELDS))}")
+        name = fields.get("name")
+        if name is None:
+            # A start of an existing workflow (by id): its partition's engine does it.
+            service.forward(current)
+            return
+        if not isinstance(name, str) or not name:
+            raise InvalidInput("$.name", "must be the name of a workflow definition")
+        key = fields.get("idempotency_key")
+        if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 255):
+            raise InvalidInput("$.idempotency_key", "must be a string of 1 to 255 characters")
+        workflow_id = fields.get("workflow_id")
+        if workflow_id is not None and (not isinstance(workflow_id, str) or not 0 < len(workflow_id) <= 36):
+            raise InvalidInput("$.workflow_id", "must be a string of 1 to 36 characters")
+        input_data = fields.get("input_data")
+        state, _ = service.start(
+            name,
+            {} if input_data is None else input_data,
             workflow_id=workflow_id,
-            name=name,
-            input_data=input_data,
-            idempotency_key=idempotency_key,
+            idempotency_key=key,
             message_id=current.message_id if current else None,
         )
+        logger.info("started %s %s from a Dramatiq message", state.name, state.id)
 
-    def record_started(workflow_id: str, position: int, attempt: int, started_at: str) -> None:
-        event = ActivityStarted(position, attempt, occurred_at=messages.parse_timestamp(started_at) or utcnow())
-        engine.handle(workflow_id, event)
-
-    def record_result(
-        workflow_id: str,
-        position: int,
-        attempt: int,
-        outcome: str,
-        output: Any = None,
-        error: str | None = None,
-        started_at: str | None = None,
-        finished_at: str | None = None,
-    ) -> None:
-        event = ActivityCompleted(
-            position,
-            attempt,
-            outcome,  # type: ignore[arg-type]
-            occurred_at=utcnow(),
-            output=output,
-            error=error,
-            started_at=messages.parse_timestamp(started_at),
-            finished_at=messages.parse_timestamp(finished_at),
-        )
-        engine.handle(workflow_id, event)
-
-    def timer_fired(workflow_id: str, kind: str, position: int | None, attempt: int) -> None:
-        if kind not in TIMER_KINDS:
-            raise InvalidInput("$.kind", f"unknown timer kind {kind!r}")
-        engine.handle(workflow_id, TimerFired(kind, position, attempt, occurred_at=utcnow()))
-
-    def cancel_workflow(workflow_id: str, reason: str | None = None) -> None:
-        engine.handle(workflow_id, CancelRequested(occurred_at=utcnow(), reason=reason))
-
-    def retry_workflow(workflow_id: str) -> None:
-        engine.handle(workflow_id, RetryRequested(occurred_at=utcnow()))
+    def forward(**_: Any) -> None:
+        service.forward(CurrentMessage.get_current_message())
 
     # -- the activity task --------------------------------------------------------------
 
@@ -122,12 +110,13 @@ def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
         input_data: dict[str, Any],
         outputs: dict[str, Any],
         start_to_close_s: float | None = None,
+        reply_to: str | None = None,
     ) -> None:
         ids = {"workflow_id": workflow_id, "position": position, "attempt": attempt}
         started_at = utcnow()
         started_report = delayed.schedule(
             settings.started_report_delay_ms / 1000,
-            lambda: report(messages.RECORD_STARTED, **ids, started_at=messages.timestamp(started_at)),
+            lambda: report(reply_to, messages.RECORD_STARTED, **ids, started_at=iso(started_at)),
         )
         result = execute(
             runtime.activity_classes,
@@ -144,18 +133,19 @@ def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
         duration_s = (result.finished_at - result.started_at).total_seconds()
         runtime.metrics.observe_attempt(activity, result.outcome, duration_s)
         report(
+            reply_to,
             messages.RECORD_RESULT,
             **ids,
             outcome=result.outcome,
             output=result.output,
             error=result.error,
-            started_at=messages.timestamp(result.started_at),
-            finished_at=messages.timestamp(result.finished_at),
+            started_at=iso(result.started_at),
+            finished_at=iso(result.finished_at),
         )
 
     def report_undeliverable(kwargs: dict[str, Any], error: str) -> None:
         ids = {key: kwargs[key] for key in ("workflow_id", "position", "attempt")}
-        report(messages.RECORD_RESULT, **ids, outcome="TEMPORARY_FAILURE", error=error)
+        report(kwargs.get("reply_to"), messages.RECORD_RESULT, **ids, outcome="TEMPORARY_FAILURE", error=error)
 
     runtime.broker.add_middleware(
         DeliveryLimit(
@@ -163,15 +153,11 @@ def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
         )
     )
 
-    engine_tasks = {
-        messages.START_WORKFLOW: start_workflow,
-        messages.RECORD_STARTED: record_started,
-        messages.RECORD_RESULT: record_result,
-        messages.TIMER_FIRED: timer_fired,
-        messages.CANCEL_WORKFLOW: cancel_workflow,
-        messages.RETRY_WORKFLOW: retry_workflow,
+    tasks = {
+        messages.START_WORKFLOW: dramatiq.actor(start_workflow, actor_name=messages.START_WORKFLOW, **engine_options)
     }
-    tasks = {name: dramatiq.actor(fn, actor_name=name, **engine_options) for name, fn in engine_tasks.items()}
+    for name in sorted(messages.ENGINE_MESSAGES - {messages.START_WORKFLOW}):
+        tasks[name] = dramatiq.actor(forward, actor_name=name, **engine_options)
     tasks[messages.RUN_ACTIVITY] = dramatiq.actor(
         run_activity,
         actor_name=messages.RUN_ACTIVITY,

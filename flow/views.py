@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
+from flow.clock import iso
 from flow.state import ActivityState
 from flow.store import WorkflowRow
-
-
-def iso(value: datetime | None) -> str | None:
-    """Naive UTC from the store -> ``2026-11-28T21:00:00.123456Z``."""
-    return None if value is None else value.isoformat() + "Z"
 
 
 def activity_view(a: ActivityState) -> dict[str, Any]:

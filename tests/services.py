@@ -84,7 +84,8 @@ def new_queue_prefix() -> Iterator[str]:
         # Dramatiq queues (each with its delay and dead-letter queues) of Libero Flow
         # and of the benchmark's raw-Dramatiq floor; the start-message queues under
         # either routing key the tests use; the benchmark's Celery queue.
-        for base in ("engine", "activities", "floor_engine", "floor_worker"):
+        partitions = [f"engine.{p}" for p in range(64)]
+        for base in ("engine", "activities", "floor_engine", "floor_worker", *partitions):
             for suffix in ("", ".DQ", ".XQ"):
                 channel.queue_delete(f"{prefix}.{base}{suffix}")
         for key in ("workflow_starter", f"starter_{prefix}"):

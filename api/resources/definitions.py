@@ -15,7 +15,7 @@ from flow.views import iso
 def _find(runtime: Runtime, name: str, version: int | None = None) -> tuple[Definition, int]:
     """The definition, or 404 (an unknown name in a URL is a missing resource)."""
     try:
-        return runtime.engine.definition(name, version)
+        return runtime.service.definition(name, version)
     except DefinitionNotFound as e:
         raise falcon.HTTPNotFound(title="Definition not found", description=str(e)) from e
 
@@ -31,7 +31,7 @@ class DefinitionsResource:
         self.runtime = runtime
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.runtime.engine.sync_definitions()
+        self.runtime.service.sync_definitions()
         resp.media = {
             "items": [
                 {
@@ -65,7 +65,7 @@ class DefinitionResource:
         if body.get("name", name) != name:
             raise unprocessable("$.name", f"must be {name!r}, the name in the URL")
         body.setdefault("name", name)
-        definition, version, created = self.runtime.engine.register(body)
+        definition, version, created = self.runtime.service.register(body)
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
         resp.location = f"/definitions/{name}/versions/{version}"
         resp.media = _definition_view(name, version, dict(definition.body), created=created)

@@ -50,7 +50,7 @@ class WorkflowsResource:
         if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 255):
             raise unprocessable("$.idempotency_key", "must be a string of 1 to 255 characters")
 
-        state, created = self.runtime.engine.create(name, input_data, idempotency_key=key)
+        state, created = self.runtime.service.start(name, input_data, idempotency_key=key)
         row = self.runtime.store.get(state.id)
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
         resp.location = f"/workflows/{state.id}"
@@ -115,7 +115,7 @@ class WorkflowCancelResource:
                 title="Workflow already ended",
                 description=f"workflow {workflow_id} is {row.state.status}; only a running workflow can be cancelled",
             )
-        self.runtime.engine.request_cancel(workflow_id, reason)
+        self.runtime.service.cancel(workflow_id, reason)
         _accepted(resp, row)
 
 
@@ -133,7 +133,7 @@ class WorkflowRetryResource:
                 description=f"workflow {workflow_id} is {row.state.status}; only a Failed or Cancelled workflow "
                 "can be retried",
             )
-        self.runtime.engine.request_retry(workflow_id)
+        self.runtime.service.retry(workflow_id)
         _accepted(resp, row)
 
 

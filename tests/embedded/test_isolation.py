@@ -77,7 +77,7 @@ def test_thousands_of_waiting_workflows_use_a_bounded_number_of_threads(tmp_path
             ),
             timeout_s=120,
         )
-        assert len(flow.runtime.engine.actors) <= 50
+        assert len(flow.engine.actors) <= 50
         assert threading.active_count() <= baseline + 50 + 5
         assert all(store.get(i).state.status == "In Progress" for i in ids[:10])
 

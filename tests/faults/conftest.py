@@ -103,6 +103,8 @@ class FaultCluster:
                 "FLOW_ACTIVITY_PACKAGES": "tests.activities",
                 "FLOW_OUTBOX_GRACE_S": "3",
                 "FLOW_OUTBOX_POLL_S": "0.5",
+                "FLOW_PARTITIONS": "16",
+                "FLOW_PARTITION_LEASE_S": "3",
                 "FLOW_LOG_LEVEL": "INFO",
             },
         )
@@ -139,12 +141,16 @@ class FaultCluster:
             for name, (queues, env) in list(self.supervised.items()):
                 proc = self.procs.procs.get(name)
                 if proc is not None and proc.poll() is not None:
-                    self.restarts[name] += 1
-                    self.procs.procs.pop(name)
-                    # Keep the dead process's log next to the new one.
-                    log = self.procs.log_dir / f"{name}.log"
-                    log.rename(log.with_suffix(f".{self.restarts[name]}.log"))
-                    self.procs.dramatiq(name, *queues, threads=4, env=env)
+                    try:
+                        self.restarts[name] += 1
+                        self.procs.procs.pop(name)
+                        # Keep the dead process's log next to the new one.
+                        log = self.procs.log_dir / f"{name}.log"
+                        log.rename(log.with_suffix(f".{self.restarts[name]}.log"))
+                    finally:
+                        # Whatever happened to the log, the process comes back (compose's
+                        # restart policy does not care about logs either).
+                        self.procs.dramatiq(name, *queues, threads=4, env=env)
 
     def start_batch(self, names: list[str], copies: int) -> dict[str, str]:
         started = {}

@@ -39,6 +39,7 @@ def cluster(pg_url, queue_prefix, http_server, tmp_path_factory):
         "FLOW_QUEUE_PREFIX": queue_prefix,
         "FLOW_DEFINITIONS_DIR": str(definitions),
         "FLOW_ACTIVITY_PACKAGES": "tests.activities",
+        "FLOW_PARTITIONS": "16",
     }
     procs = Processes(base, env)
     migrate = subprocess.run(

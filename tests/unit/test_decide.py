@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from flow.commands import RunActivity, StartTimer
+from flow.commands import CancelTimer, RunActivity, StartTimer
 from flow.decide import decide, ready_positions
 from flow.events import (
     ActivityCompleted,
@@ -305,7 +305,8 @@ def test_cancel_schedules_nothing_and_cancels_waiting_activities():
     state = with_statuses(make_state(SEQ, IND, SEQ), S.STARTED, S.WAITING_RETRY, S.PENDING)
     decision = decide(state, CancelRequested(at(), reason="changed my mind"))
     assert decision.state.status is P.CANCELLED
-    assert decision.commands == ()
+    # Nothing is sent; the retry timer of the activity waiting to retry is forgotten.
+    assert decision.commands == (CancelTimer("retry", 1, 2),)
     assert [a.status for a in decision.state.activities] == [S.STARTED, S.CANCELLED, S.CANCELLED]
     assert types(decision) == ["cancel-requested", "workflow-cancelled"]
     assert "changed my mind" in decision.state.error

@@ -1,0 +1,413 @@
+"""The engine: partitions held by lease, one actor per live workflow, group commit.
+
+Only engine processes build an :class:`Engine` (``dramatiq flow.actors`` consuming
+``<prefix>.engine``, and the embedded ``flow run``/``flow up``); the starting side
+uses :class:`flow.service.WorkflowService`. How the parts fit, and why, is in
+docs/design.md:
+
+- :mod:`flow.engine.leases` — which partitions this engine holds (and their epochs);
+- :mod:`flow.engine.transport` — consuming those partitions' queues, publishing with
+  batched confirms;
+- :mod:`actors.registry`, :mod:`actors.workflow` — one actor per live workflow,
+  holding its state between events;
+- :mod:`flow.engine.committer` — one transaction for the transitions of many actors,
+  fenced by the partitions' epochs;
+- :mod:`flow.engine.timers` — durable timers fired by the partition's owner;
+- :mod:`flow.recovery` — what a workflow is owed after a restart on the in-process broker.
+
+Per event: the delivery goes to the workflow's actor; the actor decides and submits
+its transition; the committer commits it with others, then — and only then —
+acknowledges the delivery, publishes what the transition owes and arms its timers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from actors.registry import WorkflowActors
+from actors.workflow import Item, WorkflowActor, fold
+from flow import messages
+from flow.clock import utcnow
+from flow.commands import CancelTimer, RunActivity, StartTimer
+from flow.decide import Decision
+from flow.engine import inbound
+from flow.engine.committer import GroupCommitter
+from flow.engine.leases import LeaseKeeper
+from flow.engine.partitions import partition_of, partition_queue, queue_partition
+from flow.engine.timers import TimerWheel
+from flow.engine.transport import Delivery, Transport
+from flow.events import TimerFired, TimerKind, WorkflowStarted
+from flow.faults import FaultInjector
+from flow.metrics import EngineMetrics
+from flow.outbox import Acks, Outgoing
+from flow.persistence.engine_store import EngineStore, TimerRow, Transition, new_engine_id, timer_id
+from flow.recovery import owed
+from flow.settings import Settings
+
+if TYPE_CHECKING:
+    from actors.workflow import WorkflowActor as _Actor
+
+logger = logging.getLogger(__name__)
+
+_ENDINGS = frozenset({"workflow-finished", "workflow-failure", "workflow-cancelled"})
+
+
+class Engine:
+    """One engine process's parts (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: EngineStore,
+        transport: Transport,
+        *,
+        partitions: int,
+        engine_id: str | None = None,
+        metrics: EngineMetrics | None = None,
+        recover: bool = False,
+        faults: FaultInjector | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.transport = transport
+        self.partitions = partitions
+        self.engine_id = engine_id or new_engine_id()
+        self.metrics = metrics or EngineMetrics()
+        #: Re-derive what unfinished workflows are owed when a partition is acquired:
+        #: for the in-process broker, which loses every message with its process.
+        self.recover = recover
+        self.faults = faults
+        self.prefix = settings.queue_prefix
+        self.refused_commits = 0
+        self.actors = WorkflowActors(
+            lambda entry: WorkflowActor.start(entry, self),
+            max_live=settings.max_live_actors,
+            idle_s=settings.actor_idle_s,
+        )
+        self.committer = GroupCommitter(
+            store,
+            owner=self.engine_id,
+            on_committed=self._committed,
+            on_refused=self._refused,
+            max_batch=settings.commit_max_batch,
+        )
+        self.leases = LeaseKeeper(
+            store,
+            engine_id=self.engine_id,
+            partitions=partitions,
+            lease_s=settings.partition_lease_s,
+            on_acquired=self._acquired,
+            on_lost=self._lost,
+            on_release=self._release,
+            broker_ok=self._broker_ok,
+            stats=lambda: self.refused_commits,
+        )
+        self.timers = TimerWheel(store, held=self.leases.held_partitions, fire=self._fire)
+        self.acks = Acks(store.delete_outbox)
+        self._republish: set[str] = set()
+        self._republish_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._outbox_thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"<Engine {self.engine_id} partitions={sorted(self.leases.held)} live_actors={len(self.actors)}>"
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.transport.start(self._on_delivery, self._on_transport_ready)
+        wait_ready = getattr(self.transport, "wait_ready", None)
+        if wait_ready is not None:
+            wait_ready(10)
+        self.committer.start()
+        self.timers.start()
+        self.actors.start_sweeper()
+        self.leases.start()
+        self._outbox_thread = threading.Thread(target=self._outbox_loop, name="flow-outbox", daemon=True)
+        self._outbox_thread.start()
+        logger.info("engine %s started", self.engine_id)
+
+    def stop(self) -> None:
+        """Hand every partition back (after the transitions in hand commit), then stop."""
+        self._stopping.set()
+        self.leases.stop(release=True)
+        if self._outbox_thread is not None:
+            self._outbox_thread.join(10)
+        self.timers.stop()
+        self.committer.stop()
+        self._flush_publishes()
+        self.acks.close()
+        self.transport.stop()
+        self.actors.stop_all()
+        logger.info("engine %s stopped", self.engine_id)
+
+    def epoch_of(self, partition: int) -> int | None:
+        return self.leases.held.get(partition)
+
+    def _broker_ok(self) -> bool:
+        since = getattr(self.transport, "disconnected_since", None)
+        return since is None or time.monotonic() - since < self.settings.partition_lease_s
+
+    # -- partitions coming and going (the lease thread) ---------------------------------------
+
+    def _acquired(self, partition: int, epoch: int) -> None:
+        if self.recover:
+            self._recover(partition)
+        else:
+            # What the previous owner committed but may not have sent.
+            self._publish(
+                self.store.claim_outbox(
+                    [partition], now=utcnow(), hold_s=self.settings.outbox_grace_s, every=True, limit=100_000
+                )
+            )
+        self.timers.load({partition})
+        self.transport.subscribe(partition_queue(self.prefix, partition))
+
+    def _release(self, partition: int) -> None:
+        self._let_go(partition)
+        self._flush_publishes()
+        self.acks.flush()
+
+    def _lost(self, partition: int) -> None:
+        self._let_go(partition)
+
+    def _let_go(self, partition: int) -> None:
+        self.transport.unsubscribe(partition_queue(self.prefix, partition))
+        self.give_back(self.actors.evict(partition))
+        self.timers.drop(partition)
+
+    def _recover(self, partition: int) -> None:
+        """The in-process broker lost every message: send what each workflow is owed."""
+        self.store.delete_partition_outbox(partition)
+        now = utcnow()
+        count = 0
+        for state in self.store.unfinished(partition):
+            count += 1
+            due = owed(state)
+            if due.start:
+                self.actors.deliver(state.id, partition, Item(WorkflowStarted(occurred_at=now)))
+                continue
+            outputs = messages.Outputs(state)
+            reply_to = partition_queue(self.prefix, partition)
+            runs = [
+                Outgoing(
+                    self.settings.activity_queue,
+                    messages.RUN_ACTIVITY,
+                    messages.run_activity_kwargs(state, r.position, r.attempt, reply_to=reply_to, outputs=outputs),
+                    partition,
+                    now,
+                )
+                for r in due.runs
+            ]
+            self.transport.publish(runs, lambda confirmed, failed: None)
+            rows = [
+                TimerRow(
+                    timer_id(state.id, t.kind, t.position, t.attempt),
+                    state.id,
+                    partition,
+                    t.kind,
+                    t.position,
+                    t.attempt,
+                    t.due_at,
+                )
+                for t in due.timers
+            ]
+            if rows:
+                self.store.upsert_timers(rows)
+        if count:
+            logger.warning("resumed %d unfinished workflows of partition %d", count, partition)
+
+    # -- events in --------------------------------------------------------------------------------
+
+    def _on_delivery(self, delivery: Delivery) -> None:
+        """A message from a partition queue (the transport's I/O thread: no blocking here)."""
+        partition = queue_partition(self.prefix, delivery.queue)
+        if partition is None or partition not in self.leases.held:
+            self.transport.settle([delivery], ack=False, requeue=True)
+            return
+        try:
+            workflow_id, event = inbound.decode(delivery.body, now=utcnow())
+            if partition_of(workflow_id, self.partitions) != partition:
+                raise inbound.PoisonMessage(
+                    f"workflow {workflow_id} belongs to partition {partition_of(workflow_id, self.partitions)}"
+                )
+        except inbound.PoisonMessage as e:
+            logger.error("dead-lettering a message from %s: %s (body %.200r)", delivery.queue, e, delivery.body)
+            self.transport.settle([delivery], ack=False, requeue=False)
+            return
+        self.actors.deliver(workflow_id, partition, Item(event, delivery))
+
+    def _fire(self, row: TimerRow) -> None:
+        event = TimerFired(TimerKind(row.kind), row.position, row.attempt, occurred_at=utcnow())
+        self.actors.deliver(row.workflow_id, row.partition, Item(event, timer_id=row.id))
+
+    # -- deciding (workflow actors' threads) -------------------------------------------------------
+
+    def transition(
+        self, actor: _Actor, items: list[Item], epoch: int
+    ) -> tuple[Transition, list[tuple[Item, Decision]]]:
+        """Fold ``decide`` over ``items`` from the actor's state; the transition to commit."""
+        before = actor.state
+        assert before is not None
+        after, decided = fold(before, items)
+        partition = actor.entry.partition
+        now = utcnow()
+        send_after = now + timedelta(seconds=self.settings.outbox_grace_s)
+        reply_to = partition_queue(self.prefix, partition)
+        history = [(entry, item.event.occurred_at) for item, d in decided for entry in d.history]
+        owed_messages: list[Outgoing] = []
+        timers: dict[str, TimerRow | None] = {}
+        outputs: messages.Outputs | None = None
+        for item, d in decided:
+            if item.timer_id:
+                timers[item.timer_id] = None
+            for command in d.commands:
+                if isinstance(command, RunActivity):
+                    outputs = outputs or messages.Outputs(after)
+                    kwargs = messages.run_activity_kwargs(
+                        after, command.position, command.attempt, reply_to=reply_to, outputs=outputs
+                    )
+                    owed_messages.append(
+                        Outgoing(self.settings.activity_queue, messages.RUN_ACTIVITY, kwargs, partition, send_after)
+                    )
+                elif isinstance(command, StartTimer):
+                    tid = timer_id(after.id, command.kind, command.position, command.attempt)
+                    due = item.event.occurred_at + timedelta(milliseconds=command.delay_ms)
+                    timers[tid] = TimerRow(
+                        tid, after.id, partition, command.kind, command.position, command.attempt, due
+                    )
+                elif isinstance(command, CancelTimer):
+                    timers[timer_id(after.id, command.kind, command.position, command.attempt)] = None
+        changed = (
+            [b for a, b in zip(before.activities, after.activities, strict=True) if a is not b]
+            if before.activities is not after.activities
+            else []
+        )
+        transition = Transition(
+            workflow_id=after.id,
+            partition=partition,
+            epoch=epoch,
+            version=actor.version,
+            after=after,
+            changed=changed,
+            history=history,
+            owed=owed_messages,
+            timers_set=[row for row in timers.values() if row is not None],
+            timers_deleted=[tid for tid, row in timers.items() if row is None],
+            updated_at=now,
+            deliveries=[item.delivery for item in items if item.delivery is not None],
+            fired_timers=[item.timer_id for item in items if item.timer_id],
+        )
+        return transition, decided
+
+    def after_decisions(self, workflow_id: str, decided: list[tuple[Item, Decision]]) -> None:
+        for _, decision in decided:
+            for entry in decision.history:
+                if entry.type in _ENDINGS:
+                    logger.info(
+                        "%s %s: %s",
+                        decision.state.name,
+                        entry.type,
+                        decision.state.error or "ok",
+                        extra={"workflow_id": workflow_id},
+                    )
+
+    # -- after the commit (the committer's thread) ----------------------------------------------
+
+    def _committed(self, transitions: list[Transition]) -> None:
+        self.transport.settle([d for t in transitions for d in t.deliveries], ack=True)
+        self.timers.forget([tid for t in transitions for tid in t.timers_deleted])
+        self.timers.arm([row for t in transitions for row in t.timers_set])
+        owed_messages = [o for t in transitions for o in t.owed]
+        if owed_messages and self.faults is not None:
+            self.faults.maybe("after-commit")
+        self._publish(owed_messages)
+        for t in transitions:
+            self.metrics.observe_decision((utcnow() - t.updated_at).total_seconds())
+
+    def _refused(self, refused: list[tuple[Transition, str]]) -> None:
+        self.refused_commits += len(refused)
+        self.metrics.observe_refused(len(refused))
+        for transition, why in refused:
+            logger.warning("commit of workflow %s refused (%s)", transition.workflow_id, why)
+            self.transport.settle(transition.deliveries, ack=False, requeue=True)
+            self.timers.unfired(transition.fired_timers)
+
+    # -- settling items that will not be committed ------------------------------------------------
+
+    def give_back(self, items: list[Item]) -> None:
+        """Hand items back to be tried again (deliveries requeued, timers fire again)."""
+        self.transport.settle([i.delivery for i in items if i.delivery is not None], ack=False, requeue=True)
+        self.timers.unfired([i.timer_id for i in items if i.timer_id])
+
+    def reject(self, items: list[Item], reason: str) -> None:
+        """Items that can never be handled: dead-letter the deliveries, drop the timers."""
+        deliveries = [i.delivery for i in items if i.delivery is not None]
+        if deliveries:
+            logger.error("dead-lettering %d message(s): %s", len(deliveries), reason)
+        self.transport.settle(deliveries, ack=False, requeue=False)
+        timer_ids = [i.timer_id for i in items if i.timer_id]
+        if timer_ids:
+            self.timers.forget(timer_ids)
+            try:
+                self.store.delete_timers(timer_ids)
+            except Exception as e:
+                logger.warning("could not delete timers %s: %s", timer_ids, e)
+
+    def fail_workflow(self, workflow_id: str, epoch: int, reason: str) -> None:
+        try:
+            self.store.fail_unreadable(workflow_id, epoch=epoch, owner=self.engine_id, reason=reason)
+        except Exception as e:
+            logger.error("could not mark workflow %s failed: %s", workflow_id, e)
+
+    # -- publishing ----------------------------------------------------------------------------
+
+    def _publish(self, owed_messages: list[Outgoing]) -> None:
+        if owed_messages:
+            self.transport.publish(owed_messages, self._published)
+
+    def _published(self, confirmed: list[str], failed: list[str]) -> None:
+        self.acks.add(confirmed)
+        if failed:
+            logger.error(
+                "%d message(s) not confirmed by the broker; they stay owed and will be sent again", len(failed)
+            )
+            with self._republish_lock:
+                self._republish.update(failed)
+
+    def _on_transport_ready(self) -> None:
+        pass  # the outbox loop re-sends what failed while the broker was away
+
+    def _flush_publishes(self, timeout_s: float = 5.0) -> None:
+        flush = getattr(self.transport, "flush", None)
+        if flush is not None:
+            flush(timeout_s)
+
+    def _outbox_loop(self) -> None:
+        while not self._stopping.wait(self.settings.outbox_poll_s):
+            try:
+                with self._republish_lock:
+                    again, self._republish = list(self._republish), set()
+                if again:
+                    if self.transport.connected:
+                        self._publish(self.store.outbox_by_id(again))
+                    else:
+                        with self._republish_lock:
+                            self._republish.update(again)
+                held = self.leases.held_partitions()
+                while held and not self._stopping.is_set():
+                    claimed = self.store.claim_outbox(held, now=utcnow(), hold_s=self.settings.outbox_grace_s)
+                    for outgoing in claimed:
+                        logger.info("sending owed %s for workflow %s", outgoing.actor_name, outgoing.workflow_id)
+                    self._publish(claimed)
+                    if len(claimed) < 500:
+                        break
+            except Exception as e:
+                logger.warning("outbox pass failed (%s); will try again", e)
+
+
+__all__ = ["Engine"]

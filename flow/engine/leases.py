@@ -1,0 +1,199 @@
+"""Partition leases: which engine holds which partitions, renewed by a heartbeat.
+
+Every ``lease_s / 3`` an engine (1) heartbeats its row in ``engines``, (2) renews
+the leases it holds — a lease it finds taken (its renewal came too late) is lost at
+once, (3) works out its fair share of the partitions among the live engines
+(:func:`fair_share`) and (4) releases what it holds beyond it, or takes free or
+expired partitions up to it. Taking a partition bumps its epoch; every commit is
+fenced by that epoch, so an engine that lost a lease can never commit for it again
+(docs/design.md, "Partitions, leases and fencing").
+
+An engine that cannot renew (database unreachable) stops handling its partitions
+once its leases would have expired, since another engine may take them over; one
+whose broker connection is down stops renewing, so that partitions it cannot
+serve move to an engine that can.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flow.clock import utcnow
+from flow.persistence.engine_store import EngineStore, engine_host_pid
+
+logger = logging.getLogger(__name__)
+
+
+def fair_share(partitions: int, live: list[str], me: str) -> int:
+    """How many partitions ``me`` should hold: an equal share, the remainder going to the
+    first engines by id (so every engine computes the same split)."""
+    engines = sorted(set(live) | {me})
+    base, extra = divmod(partitions, len(engines))
+    return base + (1 if engines.index(me) < extra else 0)
+
+
+@dataclass(frozen=True)
+class LeasePlan:
+    """What one lease round does: give back ``release``, try to take ``acquire`` more."""
+
+    release: tuple[int, ...] = ()
+    acquire: int = 0
+
+
+def plan(partitions: int, live: list[str], me: str, held: set[int]) -> LeasePlan:
+    """Release the highest-numbered partitions beyond the fair share, or ask for the missing ones."""
+    target = fair_share(partitions, live, me)
+    if len(held) > target:
+        return LeasePlan(release=tuple(sorted(held)[target:]))
+    return LeasePlan(acquire=target - len(held))
+
+
+def dead_local_owners(owners: set[str], me: str) -> set[str]:
+    """Owners that were processes of this host that no longer run (their leases can go
+    at once rather than at expiry: a dead process commits nothing)."""
+    host = socket.gethostname()
+    dead = set()
+    for owner in owners:
+        if owner == me:
+            continue
+        try:
+            owner_host, pid = engine_host_pid(owner)
+        except ValueError:
+            continue
+        if owner_host != host:
+            continue
+        if pid == os.getpid() or not os.path.exists(f"/proc/{pid}"):
+            dead.add(owner)
+    return dead
+
+
+class LeaseKeeper:
+    """The lease thread of one engine (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: EngineStore,
+        *,
+        engine_id: str,
+        partitions: int,
+        lease_s: float,
+        on_acquired: Callable[[int, int], None],
+        on_lost: Callable[[int], None],
+        on_release: Callable[[int], None],
+        broker_ok: Callable[[], bool] = lambda: True,
+        stats: Callable[[], int] = lambda: 0,
+    ) -> None:
+        self.store = store
+        self.engine_id = engine_id
+        self.partitions = partitions
+        self.lease_s = lease_s
+        self.on_acquired = on_acquired
+        self.on_lost = on_lost
+        self.on_release = on_release
+        self.broker_ok = broker_ok
+        self.stats = stats
+        #: partition -> epoch, for every partition this engine may handle.
+        self.held: dict[int, int] = {}
+        self._valid_until = 0.0
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started_at = utcnow()
+        self.rounds = 0
+
+    def held_partitions(self) -> set[int]:
+        return set(self.held)
+
+    def start(self) -> None:
+        try:
+            self.round()  # take partitions before the first event arrives, if the database answers
+        except Exception as e:
+            logger.warning("first lease round failed (%s); will try again", e)
+        self._thread = threading.Thread(target=self._run, name="flow-leases", daemon=True)
+        self._thread.start()
+
+    def stop(self, *, release: bool = True) -> None:
+        """Stop renewing; with ``release``, hand every partition back at once."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(self.lease_s)
+        with self._lock:
+            for partition in sorted(self.held):
+                epoch = self.held.pop(partition)
+                try:
+                    self.on_release(partition)
+                    if release:
+                        self.store.release(self.engine_id, partition, epoch)
+                except Exception as e:
+                    logger.warning("could not release partition %d (%s); it expires on its own", partition, e)
+            if release:
+                try:
+                    self.store.forget_engine(self.engine_id)
+                except Exception:
+                    pass
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.lease_s / 3):
+            try:
+                self.round()
+            except Exception as e:
+                logger.warning("lease round failed (%s)", e)
+                if self.held and time.monotonic() > self._valid_until:
+                    logger.error(
+                        "could not renew partition leases for %.1f s: stopping work on %d partitions",
+                        self.lease_s,
+                        len(self.held),
+                    )
+                    self._lose(set(self.held))
+
+    def round(self) -> None:
+        """One heartbeat: renew, rebalance, take over."""
+        with self._lock:
+            self.rounds += 1
+            started = time.monotonic()
+            self.store.heartbeat(
+                self.engine_id,
+                partitions_held=len(self.held),
+                refused_commits=self.stats(),
+                started_at=self._started_at,
+            )
+            if not self.broker_ok():
+                # Let the leases lapse: an engine that cannot reach the broker cannot serve them.
+                logger.warning("broker unreachable: not renewing %d partition leases", len(self.held))
+                if time.monotonic() > self._valid_until:
+                    self._lose(set(self.held))
+                return
+            still = self.store.renew(self.engine_id, dict(self.held), lease_s=self.lease_s)
+            self._lose(set(self.held) - set(still))
+            self._valid_until = started + self.lease_s * 0.9
+            live = self.store.live_engines(within_s=self.lease_s)
+            decided = plan(self.partitions, live, self.engine_id, set(self.held))
+            for partition in decided.release:
+                epoch = self.held.pop(partition)
+                logger.info("releasing partition %d to rebalance (%d engines live)", partition, len(live))
+                self.on_release(partition)
+                self.store.release(self.engine_id, partition, epoch)
+            if decided.acquire:
+                owners = {o for o, _, _ in self.store.lease_owners().values() if o}
+                got = self.store.acquire(
+                    self.engine_id,
+                    decided.acquire,
+                    lease_s=self.lease_s,
+                    dead_owners=dead_local_owners(owners, self.engine_id),
+                )
+                for partition, epoch in sorted(got.items()):
+                    self.held[partition] = epoch
+                    logger.info("acquired partition %d (epoch %d)", partition, epoch)
+                    self.on_acquired(partition, epoch)
+
+    def _lose(self, partitions: set[int]) -> None:
+        for partition in sorted(partitions):
+            if self.held.pop(partition, None) is not None:
+                logger.warning("lost the lease of partition %d", partition)
+                self.on_lost(partition)

@@ -1,0 +1,110 @@
+"""The database connection: opening it by URL, and translating driver errors.
+
+Every unit of work runs inside :func:`unit_of_work` (a connection from the pool for
+the block, driver failures turned into :class:`~flow.errors.StoreUnavailable`), or
+:func:`write` for a transaction that writes. Nothing else in the code base catches a
+driver exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import peewee
+from playhouse import db_url
+from playhouse.pool import PooledPostgresqlDatabase
+from psycopg2 import extensions as psycopg2_extensions
+
+from flow.errors import StoreUnavailable
+
+
+class PooledPostgres(PooledPostgresqlDatabase):
+    """Peewee's PostgreSQL pool without a round trip on every checkout.
+
+    Peewee checks a pooled connection with ``SELECT 1`` each time it is handed out,
+    while holding the pool's lock: every unit of work of every thread then waits in
+    line behind one network round trip. Here only the driver's local state is
+    checked; a connection the server dropped fails its next statement, the caller
+    gets :class:`StoreUnavailable`, and psycopg2 has by then marked the connection
+    closed, so the pool discards it.
+    """
+
+    def _is_closed(self, conn: Any) -> bool:
+        if conn.closed:
+            return True
+        status = conn.get_transaction_status()
+        if status == psycopg2_extensions.TRANSACTION_STATUS_UNKNOWN:
+            return True
+        if status != psycopg2_extensions.TRANSACTION_STATUS_IDLE:
+            try:
+                conn.rollback()
+            except Exception:
+                return True
+        return False
+
+
+def open_database(url: str, *, pool_size: int = 16) -> peewee.Database:
+    """Build the Peewee database for ``url`` (nothing connects yet).
+
+    PostgreSQL URLs get a connection pool. SQLite gets WAL, a busy timeout and
+    ``synchronous=NORMAL`` (a commit survives a crash of the process, not
+    necessarily a power loss), set as pragmas because Peewee's URL parser cannot
+    take them.
+    """
+    scheme = url.split("://", 1)[0]
+    if scheme in ("postgres", "postgresql", "postgres+pool", "postgresql+pool"):
+        parsed = db_url.parse(url)
+        return PooledPostgres(**parsed, max_connections=pool_size, stale_timeout=300, timeout=10)
+    if scheme.startswith("sqlite"):
+        return db_url.connect(
+            url,
+            pragmas={"journal_mode": "wal", "busy_timeout": 10_000, "synchronous": "normal", "foreign_keys": 1},
+            check_same_thread=False,
+        )
+    return db_url.connect(url)
+
+
+def is_postgres(database: peewee.Database) -> bool:
+    return isinstance(database, peewee.PostgresqlDatabase)
+
+
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    """Turn driver failures into :class:`StoreUnavailable` (with a hint when the schema is missing)."""
+    try:
+        yield
+    except (peewee.OperationalError, peewee.InterfaceError) as e:
+        if "no such table" in str(e):
+            raise StoreUnavailable(f"the database has no Libero Flow schema ({e}): run `flow migrate`") from e
+        raise StoreUnavailable(f"database unavailable: {e}".strip()) from e
+    except peewee.ProgrammingError as e:
+        if "does not exist" in str(e):
+            raise StoreUnavailable(
+                f"the database has no Libero Flow schema ({e.args[0].splitlines()[0]}): run `flow migrate`"
+            ) from e
+        raise
+
+
+@contextlib.contextmanager
+def unit_of_work(database: peewee.Database) -> Iterator[None]:
+    """One pooled connection for the block (returned afterwards), driver errors translated."""
+    with translated(), database.connection_context():
+        yield
+
+
+@contextlib.contextmanager
+def write(database: peewee.Database) -> Iterator[None]:
+    """A write transaction on its own connection.
+
+    SQLite takes the write lock up front: a read-then-write transaction that
+    upgrades later fails with "database is locked" under concurrent writers.
+    """
+    with unit_of_work(database):
+        if isinstance(database, peewee.SqliteDatabase):
+            with database.atomic(lock_type="IMMEDIATE"):
+                yield
+        else:
+            with database.atomic():
+                yield

@@ -1,0 +1,213 @@
+"""Peewee models: the tables of the current schema.
+
+Models are bound through :data:`database_proxy`, which an entry point points at a
+database with :func:`bind` (never a constructor: building two stores in one
+process must not silently re-point every model). The schema itself is created and
+changed only by the numbered migrations in :mod:`flow.persistence.migrations`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import peewee
+
+from flow.clock import utcnow
+
+database_proxy = peewee.DatabaseProxy()
+
+
+def bind(database: peewee.Database) -> None:
+    """Point every model at ``database`` (once per process, in its entry point)."""
+    database_proxy.initialize(database)
+
+
+class JSONText(peewee.TextField):
+    """JSON stored as text, identical on SQLite and PostgreSQL."""
+
+    def db_value(self, value: Any) -> str | None:
+        return None if value is None else json.dumps(value, separators=(",", ":"))
+
+    def python_value(self, value: str | None) -> Any:
+        return None if value is None else json.loads(value)
+
+
+class _Model(peewee.Model):
+    class Meta:
+        database = database_proxy
+        legacy_table_names = False
+
+
+class MetaRecord(_Model):
+    """Settings fixed when the database was created (``partitions``)."""
+
+    key = peewee.CharField(max_length=64, primary_key=True)
+    value = peewee.TextField()
+
+    class Meta:
+        table_name = "flow_meta"
+
+
+class DefinitionRecord(_Model):
+    """Every version of every definition ever registered."""
+
+    name = peewee.CharField(max_length=128)
+    version = peewee.IntegerField()
+    digest = peewee.CharField(max_length=64)
+    body = JSONText()
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "definitions"
+        indexes = ((("name", "version"), True), (("name", "digest"), True))
+
+
+class WorkflowRecord(_Model):
+    id = peewee.CharField(max_length=36, primary_key=True)
+    definition_name = peewee.CharField(max_length=128)
+    definition_version = peewee.IntegerField()
+    #: ``partition_of(id)``: which engine's lease covers this workflow.
+    partition = peewee.IntegerField(default=0)
+    status = peewee.CharField(max_length=16)
+    started = peewee.BooleanField(default=False)
+    run = peewee.IntegerField(default=1)
+    #: When the current run started (the workflow timeout counts from it).
+    run_started_at = peewee.DateTimeField(null=True)
+    input_data = JSONText()
+    config = JSONText()
+    output = JSONText(null=True)
+    error = peewee.TextField(null=True)
+    idempotency_key = peewee.CharField(max_length=255, null=True, unique=True)
+    created_at = peewee.DateTimeField()
+    updated_at = peewee.DateTimeField()
+    finished_at = peewee.DateTimeField(null=True)
+    #: Bumped by every committed transition; checked on update, besides the
+    #: partition's epoch (docs/design.md, "Fencing").
+    version = peewee.IntegerField(default=0)
+
+    class Meta:
+        table_name = "workflows"
+        indexes = (
+            (("created_at", "id"), False),
+            (("status", "created_at", "id"), False),
+            (("definition_name", "created_at", "id"), False),
+            (("partition", "status"), False),
+        )
+
+
+class ActivityRecord(_Model):
+    workflow = peewee.ForeignKeyField(WorkflowRecord, backref="activity_rows", on_delete="CASCADE")
+    position = peewee.IntegerField()
+    name = peewee.CharField(max_length=128)
+    independent = peewee.BooleanField()
+    required = peewee.BooleanField()
+    config = JSONText()
+    retry = JSONText()
+    timeouts = JSONText()
+    status = peewee.CharField(max_length=16)
+    attempt = peewee.IntegerField(default=0)
+    attempts_before = peewee.IntegerField(default=0)
+    output = JSONText(null=True)
+    error = peewee.TextField(null=True)
+    scheduled_at = peewee.DateTimeField(null=True)
+    started_at = peewee.DateTimeField(null=True)
+    finished_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "activities"
+        indexes = ((("workflow", "position"), True),)
+
+
+class EventRecord(_Model):
+    """The append-only history; ``id`` orders it."""
+
+    id = peewee.BigAutoField()
+    workflow = peewee.ForeignKeyField(WorkflowRecord, backref="event_rows", on_delete="CASCADE")
+    position = peewee.IntegerField(null=True)
+    type = peewee.CharField(max_length=32)
+    data = JSONText()
+    occurred_at = peewee.DateTimeField()
+
+    class Meta:
+        table_name = "events"
+        indexes = ((("workflow", "id"), False),)
+
+
+class OutboxRecord(_Model):
+    """A message some committed transition owes (see :mod:`flow.outbox`)."""
+
+    id = peewee.CharField(max_length=32, primary_key=True)
+    workflow = peewee.CharField(max_length=36, index=True)
+    partition = peewee.IntegerField(default=0)
+    queue_name = peewee.CharField(max_length=255)
+    actor_name = peewee.CharField(max_length=64)
+    kwargs = JSONText()
+    due_at = peewee.DateTimeField()
+    send_after = peewee.DateTimeField(index=True)
+
+    class Meta:
+        table_name = "outbox"
+        indexes = ((("partition", "send_after"), False),)
+
+
+class TimerRecord(_Model):
+    """A durable timer: the owner of ``partition`` fires it at ``due_at``.
+
+    Its id is derived from what it is for (workflow, kind, activity, attempt), so
+    setting the same timer twice is one row, and a transition can delete it by name.
+    """
+
+    id = peewee.CharField(max_length=128, primary_key=True)
+    workflow = peewee.CharField(max_length=36)
+    partition = peewee.IntegerField()
+    kind = peewee.CharField(max_length=32)
+    position = peewee.IntegerField(null=True)
+    attempt = peewee.IntegerField()
+    due_at = peewee.DateTimeField()
+
+    class Meta:
+        table_name = "timers"
+        indexes = ((("partition", "due_at"), False), (("workflow",), False))
+
+
+class PartitionLease(_Model):
+    """Who owns a partition, under which epoch, until when (docs/design.md, "Partitions")."""
+
+    partition = peewee.IntegerField(primary_key=True)
+    owner = peewee.CharField(max_length=128, null=True)
+    #: Bumped at every acquisition; every commit checks it (fencing).
+    epoch = peewee.BigIntegerField(default=0)
+    expires_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "partition_leases"
+
+
+class EngineRecord(_Model):
+    """A live engine process: its heartbeat makes it count when partitions are shared out."""
+
+    id = peewee.CharField(max_length=128, primary_key=True)
+    host = peewee.CharField(max_length=255)
+    pid = peewee.IntegerField()
+    started_at = peewee.DateTimeField()
+    heartbeat_at = peewee.DateTimeField(index=True)
+    partitions_held = peewee.IntegerField(default=0)
+    #: Commits this engine's transitions lost to fencing or to the version check.
+    refused_commits = peewee.BigIntegerField(default=0)
+
+    class Meta:
+        table_name = "engines"
+
+
+MODELS = [
+    MetaRecord,
+    DefinitionRecord,
+    WorkflowRecord,
+    ActivityRecord,
+    EventRecord,
+    OutboxRecord,
+    TimerRecord,
+    PartitionLease,
+    EngineRecord,
+]

@@ -1,0 +1,220 @@
+"""The starting side: definitions, and starting, cancelling and retrying workflows.
+
+The API, the CLI, the AMQP start consumer and the Dramatiq start message all go
+through a :class:`WorkflowService`; none of them builds an engine. A start creates
+the workflow and its start message in one transaction (the outbox), then publishes
+the message to the workflow's partition queue; cancel and retry are messages to
+that queue too. The engine that holds the partition does the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import dramatiq
+
+from flow import messages
+from flow.clock import utcnow
+from flow.definition import Catalog, Definition, parse
+from flow.engine.partitions import partition_of, partition_queue
+from flow.errors import DefinitionNotFound, InvalidInput, WorkflowNotFound
+from flow.outbox import Acks, Outgoing
+from flow.persistence.schema import check_partitions
+from flow.settings import Settings
+from flow.state import WorkflowState
+from flow.store import Store
+
+logger = logging.getLogger(__name__)
+
+#: Namespace for workflow ids derived from a start message's id, so a redelivered
+#: start message finds the workflow it already created instead of making another.
+MESSAGE_NAMESPACE = uuid.UUID("1b4e28ba-2fa1-11d2-883f-0016d3cca427")
+
+
+class WorkflowService:
+    """Definitions and the requests that start, cancel or retry workflows."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        catalog: Catalog,
+        broker: dramatiq.Broker,
+        activity_classes: Mapping[str, type],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.catalog = catalog
+        self.broker = broker
+        self.activity_classes = activity_classes
+        self.acks = Acks(store.delete_outbox)
+        self._partitions: int | None = None
+        self._parsed: dict[tuple[str, int], Definition] = {}
+        self._lock = threading.Lock()
+        self._synced = False
+
+    def __repr__(self) -> str:
+        return f"<WorkflowService {self.store!r}>"
+
+    @property
+    def partitions(self) -> int:
+        """The partition count fixed in the database (read once)."""
+        if self._partitions is None:
+            self._partitions = check_partitions(self.store.partitions(), self.settings.partitions)
+        return self._partitions
+
+    def queue_of(self, workflow_id: str) -> str:
+        """The partition queue of ``workflow_id``."""
+        return partition_queue(self.settings.queue_prefix, partition_of(workflow_id, self.partitions))
+
+    # -- definitions ----------------------------------------------------------------
+
+    def sync_definitions(self) -> None:
+        """Register the definitions directory's files (a changed file becomes a new version).
+
+        Done once per process, on first need, so that a process can start before its
+        database is reachable.
+        """
+        with self._lock:
+            if self._synced:
+                return
+            for definition in self.catalog:
+                version, created = self.store.register_definition(definition)
+                if created:
+                    logger.info(
+                        "registered %s version %d from %s", definition.name, version, self.settings.definitions_dir
+                    )
+            self._synced = True
+
+    def register(self, body: Any, *, source: str = "<request>") -> tuple[Definition, int, bool]:
+        """Validate ``body`` and store it as a new version of its name; ``(definition, version, created)``."""
+        definition = parse(body, known_activities=self.activity_classes, source=source)
+        self.sync_definitions()
+        version, created = self.store.register_definition(definition)
+        return definition, version, created
+
+    def definition(self, name: str, version: int | None = None) -> tuple[Definition, int]:
+        """The registered definition ``name`` (newest version unless ``version``)."""
+        self.sync_definitions()
+        found = self.store.definition(name, version)
+        if found is None:
+            known = [d["name"] for d in self.store.list_definitions()]
+            if version is not None and name in known:
+                raise DefinitionNotFound(f"{name} version {version}", known)
+            raise DefinitionNotFound(name, known)
+        found_version, body = found
+        key = (name, found_version)
+        with self._lock:
+            parsed = self._parsed.get(key)
+        if parsed is None:
+            parsed = parse(body, known_activities=self.activity_classes, source=f"{name} v{found_version}")
+            with self._lock:
+                self._parsed[key] = parsed
+        return parsed, found_version
+
+    # -- requests ----------------------------------------------------------------------
+
+    def start(
+        self,
+        name: str,
+        input_data: Any,
+        *,
+        workflow_id: str | None = None,
+        idempotency_key: str | None = None,
+        message_id: str | None = None,
+    ) -> tuple[WorkflowState, bool]:
+        """Create a workflow and send its start; ``(state, created)``.
+
+        The start message is stored with the workflow, so the engine hears of it even
+        if this process dies right after the commit. ``message_id`` (of a start
+        message from a broker) derives the workflow id, so a redelivery finds it.
+        """
+        if not isinstance(input_data, Mapping):
+            raise InvalidInput("$.input_data", "must be a JSON object")
+        size = len(json.dumps(input_data))
+        if size > self.settings.max_payload_bytes:
+            raise InvalidInput(
+                "$.input_data",
+                f"is {size} bytes of JSON, over the limit of {self.settings.max_payload_bytes} "
+                "(FLOW_MAX_PAYLOAD_BYTES)",
+            )
+        if workflow_id is None and message_id is not None:
+            workflow_id = str(uuid.uuid5(MESSAGE_NAMESPACE, message_id))
+        definition, version = self.definition(name)
+        now = utcnow()
+        owed: list[Outgoing] = []
+        partitions = self.partitions
+
+        def start_message(new_id: str, partition: int) -> list[Outgoing]:
+            owed.append(
+                Outgoing(
+                    partition_queue(self.settings.queue_prefix, partition),
+                    messages.START_WORKFLOW,
+                    {"workflow_id": new_id},
+                    partition,
+                    now + timedelta(seconds=self.settings.outbox_grace_s),
+                )
+            )
+            return owed
+
+        state, created = self.store.create_workflow(
+            definition,
+            version,
+            input_data,
+            partition_of=lambda wid: partition_of(wid, partitions),
+            workflow_id=workflow_id,
+            idempotency_key=idempotency_key,
+            outbox=start_message,
+        )
+        if created:
+            self._send_owed(owed)
+        return state, created
+
+    def cancel(self, workflow_id: str, reason: str | None = None) -> None:
+        """Ask the engine to cancel a workflow."""
+        kwargs: dict[str, Any] = {"workflow_id": workflow_id, **({"reason": reason} if reason else {})}
+        self.broker.enqueue(messages.message(self.queue_of(workflow_id), messages.CANCEL_WORKFLOW, **kwargs))
+
+    def retry(self, workflow_id: str) -> None:
+        """Ask the engine to run a failed or cancelled workflow again from where it stopped."""
+        self.broker.enqueue(
+            messages.message(self.queue_of(workflow_id), messages.RETRY_WORKFLOW, workflow_id=workflow_id)
+        )
+
+    def forward(self, message: dramatiq.Message[Any]) -> None:
+        """Send an engine message that reached the shared queue on to its partition's queue."""
+        workflow_id = message.kwargs.get("workflow_id")
+        if not isinstance(workflow_id, str) or not workflow_id:
+            raise WorkflowNotFound(str(workflow_id))
+        self.broker.enqueue(message.copy(queue_name=self.queue_of(workflow_id)))
+
+    def _send_owed(self, owed: list[Outgoing]) -> None:
+        """Publish committed messages, then let their outbox rows go.
+
+        A publish the broker does not confirm is logged and its row kept: the engine
+        holding the partition sends it later. The creation is committed, so failing
+        the caller would only make it start the workflow again.
+        """
+        sent = []
+        for outgoing in owed:
+            try:
+                self.broker.enqueue(outgoing.message())
+            except Exception as e:
+                logger.error(
+                    "publishing %s for workflow %s failed (%s); the engine will send it",
+                    outgoing.actor_name,
+                    outgoing.workflow_id,
+                    e,
+                )
+                continue
+            sent.append(outgoing.id)
+        self.acks.add(sent)
+
+    def close(self) -> None:
+        self.acks.close()

@@ -1,15 +1,29 @@
-"""Every error that Libero Flow raises on purpose, rooted at :class:`FlowError`.
+"""Every error that Libero Flow raises on purpose, rooted at :class:`FlowError`, and
+the one answer to "would trying again later help?" (:func:`is_retryable`).
 
 Foreign exceptions (psycopg, pika, jsonschema) are translated at the boundary with
 ``raise ... from e`` so callers only ever catch these. HTTP status codes for them
 live in ``api/`` alone.
+
+Each class says whether it is ``retryable``: a door that fails to handle a message
+(the AMQP start consumer, the Dramatiq tasks) asks :func:`is_retryable` and either
+tries again later, a bounded number of times, or dead-letters the message at once.
+Nothing else decides that.
 """
 
 from __future__ import annotations
 
+import peewee
+import psycopg2
+
 
 class FlowError(Exception):
     """Base class for every error Libero Flow raises on purpose."""
+
+    #: Would the same request or message succeed if tried again later, unchanged?
+    #: ``False`` for anything caused by the input itself: retrying it only delays
+    #: the messages behind it.
+    retryable: bool = False
 
 
 class ConfigurationError(FlowError):
@@ -19,7 +33,9 @@ class ConfigurationError(FlowError):
 class DefinitionError(FlowError):
     """Raised when a workflow definition is malformed or names unknown activities.
 
-    ``problems`` lists ``(json_path, message)`` pairs, one per error found.
+    ``problems`` lists ``(json_path, message)`` pairs, one per error found. Not
+    retryable: a stored definition whose activity class has since been removed
+    stays broken until someone registers a fixed version.
     """
 
     def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
@@ -50,8 +66,10 @@ class WorkflowNotFound(FlowError):
 class ConcurrentUpdate(FlowError):
     """Raised when another engine committed a transition for the same workflow first.
 
-    The loser reloads the workflow and decides again (invariant 4).
+    The loser reloads the workflow and decides again (invariant 4); retryable.
     """
+
+    retryable = True
 
 
 class WorkflowActorCrashed(FlowError):
@@ -61,6 +79,8 @@ class WorkflowActorCrashed(FlowError):
     Pykka would stop every actor of the process for such an exception; the workflow
     actor turns it into this error instead, so only that event fails (and is retried).
     """
+
+    retryable = True
 
 
 class UnknownActivity(FlowError):
@@ -79,5 +99,59 @@ class InvalidInput(FlowError):
         super().__init__(f"{path}: {message}")
 
 
+class InvalidJson(InvalidInput):
+    """Raised by :mod:`flow.strict_json` when text or a decoded value is not JSON that
+    Libero Flow accepts: not UTF-8, not JSON at all, ``NaN``/``Infinity``, a number
+    out of range, NUL or a lone surrogate in a string, or nesting deeper than
+    :data:`flow.strict_json.MAX_DEPTH`.
+
+    ``path`` is the JSON path of the offending value (``$`` for the text as a whole).
+    A kind of :class:`InvalidInput`, so every door that refuses bad input refuses it.
+    """
+
+
 class StoreUnavailable(FlowError):
-    """Raised when the database cannot be reached or refuses the operation."""
+    """Raised when the database cannot be reached or refuses the operation; retryable."""
+
+    retryable = True
+
+
+#: Exceptions of the libraries below Libero Flow that say "the service is in trouble",
+#: not "the data is wrong": a connection dropped, a server restarting, a timeout.
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    peewee.OperationalError,
+    peewee.InterfaceError,
+    psycopg2.OperationalError,
+    psycopg2.InterfaceError,
+    OSError,  # ConnectionError, TimeoutError, socket errors
+)
+
+#: Exceptions that the same input raises every time: the database refused the data
+#: (a NUL in a PostgreSQL string, a constraint), or Python could not handle it
+#: (too deep, too big, not text, wrong type).
+_PERMANENT: tuple[type[BaseException], ...] = (
+    peewee.DatabaseError,  # DataError, IntegrityError, ProgrammingError (after the transient ones)
+    psycopg2.DatabaseError,
+    RecursionError,
+    ValueError,  # UnicodeError, json.JSONDecodeError, "integer string too long"
+    TypeError,
+    LookupError,
+    AttributeError,
+    ArithmeticError,  # OverflowError, ZeroDivisionError
+)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Would handling the same message again later help?
+
+    A :class:`FlowError` says so itself (``retryable``). Of other exceptions, the
+    database and network ones that mean an outage are retryable; data errors and
+    the errors Python raises for input it cannot handle are not. Anything else is
+    assumed to be transient: every door bounds its retries, so an unforeseen error
+    costs a few deliveries before the message is dead-lettered, never a loop.
+    """
+    if isinstance(exc, FlowError):
+        return exc.retryable
+    if isinstance(exc, _TRANSIENT):
+        return True
+    return not isinstance(exc, _PERMANENT)

@@ -10,7 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from api.resources.workflows import MAX_EVENT_ID, MAX_PAGE
+from flow.definition import NAME_PATTERN
 from flow.definition import SCHEMA as DEFINITION_SCHEMA
+from flow.start_request import MAX_IDEMPOTENCY_KEY
+from flow.strict_json import MAX_DEPTH
 
 WORKFLOW_STATUSES = ["In Progress", "Finished", "Failed", "Cancelled"]
 ACTIVITY_STATUSES = ["Pending", "Scheduled", "Started", "Waiting Retry", "Succeeded", "Failed", "Skipped", "Cancelled"]
@@ -26,7 +29,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {
-        400: "Malformed JSON",
+        400: "Not JSON that Libero Flow reads: malformed, not UTF-8, NaN or Infinity, an integer beyond 64 bits, "
+        f"NUL or a lone surrogate in a string, or nested more than {MAX_DEPTH} deep; `errors` names the JSON path",
         401: "Missing or wrong bearer token",
         404: "Not found",
         409: "Conflict with the workflow's status",
@@ -70,9 +74,9 @@ SCHEMAS: dict[str, Any] = {
         "required": ["name"],
         "additionalProperties": False,
         "properties": {
-            "name": {"type": "string", "minLength": 1, "description": "A registered definition's name."},
-            "input_data": {"type": "object", "default": {}},
-            "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 255},
+            "name": {"type": "string", "pattern": NAME_PATTERN, "description": "A registered definition's name."},
+            "input_data": {"type": ["object", "null"], "default": {}, "description": "null is the same as {}."},
+            "idempotency_key": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
         },
     },
     "CancelRequest": {
@@ -217,7 +221,7 @@ PATHS: dict[str, Any] = {
             "summary": "List workflows, newest first",
             "parameters": [
                 {"name": "status", "in": "query", "schema": {"enum": WORKFLOW_STATUSES}},
-                {"name": "name", "in": "query", "schema": {"type": "string"}},
+                {"name": "name", "in": "query", "schema": {"type": "string", "pattern": NAME_PATTERN}},
                 {"name": "created_after", "in": "query", "schema": {"type": "string", "format": "date-time"}},
                 {"name": "created_before", "in": "query", "schema": {"type": "string", "format": "date-time"}},
                 {"name": "cursor", "in": "query", "schema": {"type": "string"}},
@@ -231,7 +235,7 @@ PATHS: dict[str, Any] = {
                 {
                     "name": "Idempotency-Key",
                     "in": "header",
-                    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
                     "description": "A second start with the same key returns the first workflow (200).",
                 }
             ],

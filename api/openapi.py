@@ -52,6 +52,56 @@ _LIMIT = {
 }
 _TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
 
+
+def _definition_schemas() -> dict[str, Any]:
+    """The definition's JSON Schema as components: each of its ``$defs`` becomes a
+    ``Definition<Name>`` schema and its references follow, so the document carries the
+    same bounds the API enforces (derived, never copied by hand)."""
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return _ref("Definition" + ref.removeprefix("#/$defs/").capitalize())
+            return {key: rewrite(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [rewrite(item) for item in node]
+        return node
+
+    body = {
+        "type": "object",
+        "description": "A workflow definition (see the README). In a PUT the name may be left out: the URL's is used.",
+        "required": ["activities"],
+        "additionalProperties": False,
+        "properties": rewrite(DEFINITION_SCHEMA["properties"]),
+    }
+    defs = {f"Definition{name.capitalize()}": rewrite(schema) for name, schema in DEFINITION_SCHEMA["$defs"].items()}
+    return {"DefinitionBody": body, **defs}
+
+
+def _link(path: str, method: str, **parameters: str) -> dict[str, Any]:
+    """An OpenAPI link to the operation at ``path``/``method`` (for stateful tests)."""
+    pointer = "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method
+    return {"operationRef": pointer, "parameters": parameters}
+
+
+_WORKFLOW_LINKS = {
+    name: _link(path, method, workflow_id="$response.body#/id")
+    for name, path, method in [
+        ("GetWorkflow", "/workflows/{workflow_id}", "get"),
+        ("GetActivities", "/workflows/{workflow_id}/activities", "get"),
+        ("GetEvents", "/workflows/{workflow_id}/events", "get"),
+        ("Cancel", "/workflows/{workflow_id}/cancel", "post"),
+        ("Retry", "/workflows/{workflow_id}/retry", "post"),
+    ]
+}
+_DEFINITION_LINKS = {
+    "GetDefinition": _link("/definitions/{name}", "get", name="$response.body#/name"),
+    "GetVersion": _link(
+        "/definitions/{name}/versions/{version}", "get", name="$response.body#/name", version="$response.body#/version"
+    ),
+}
+
 SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
@@ -72,6 +122,7 @@ SCHEMAS: dict[str, Any] = {
     "StartRequest": {
         "type": "object",
         "required": ["name"],
+        "examples": [{"name": "DummyWorkflow", "input_data": {"x": 1}}],
         "additionalProperties": False,
         "properties": {
             "name": {"type": "string", "pattern": NAME_PATTERN, "description": "A registered definition's name."},
@@ -160,11 +211,7 @@ SCHEMAS: dict[str, Any] = {
             "next": {"type": ["string", "null"], "description": "Pass as `after` for the next page."},
         },
     },
-    "DefinitionBody": {
-        "type": "object",
-        "description": "A workflow definition (see the README); validated with the schema below.",
-        "properties": DEFINITION_SCHEMA["properties"],
-    },
+    **_definition_schemas(),
     "Definition": {
         "type": "object",
         "required": ["name", "version", "definition"],
@@ -241,7 +288,7 @@ PATHS: dict[str, Any] = {
             ],
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("StartRequest")}}},
             "responses": {
-                "201": _json(_ref("Workflow"), "Created; `Location` names it"),
+                "201": {**_json(_ref("Workflow"), "Created; `Location` names it"), "links": _WORKFLOW_LINKS},
                 "200": _json(_ref("Workflow"), "An earlier start with the same idempotency key"),
                 **_errors(400, 401, 413, 415, 422, 503),
             },
@@ -330,7 +377,7 @@ PATHS: dict[str, Any] = {
             "parameters": [_NAME],
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("DefinitionBody")}}},
             "responses": {
-                "201": _json(_ref("Definition"), "A new version"),
+                "201": {**_json(_ref("Definition"), "A new version"), "links": _DEFINITION_LINKS},
                 "200": _json(_ref("Definition"), "This body was registered before"),
                 **_errors(400, 401, 413, 415, 422, 503),
             },

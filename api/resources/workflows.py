@@ -67,7 +67,7 @@ class WorkflowsResource:
         request = parse_start_request(body)
         key = request.idempotency_key
         header = req.get_header("Idempotency-Key")
-        if header:  # the header wins over the body field
+        if header is not None:  # the header wins over the body field
             key = check_idempotency_key(header, path="Idempotency-Key")
 
         state, created = self.runtime.engine.create(request.name, dict(request.input_data), idempotency_key=key)

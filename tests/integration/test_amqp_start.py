@@ -267,3 +267,19 @@ def test_a_message_whose_handling_keeps_dying_is_dead_lettered(own_start_queue):
     [(_, reason)] = wait_for(lambda: dead_letters(queue + ".dead"), timeout_s=10)
     assert "interrupted" in reason and "gave up after 3 deliveries" in reason
     assert stored_inputs(own_start_queue["runtime"]) == []
+
+
+def test_a_start_of_a_definition_whose_activity_class_is_gone_is_dead_lettered_at_once(own_start_queue):
+    runtime = own_start_queue["runtime"]
+    body = {"name": "Orphaned", "activities": [{"name": "EchoActivity"}]}
+    runtime.engine.register(body)
+    del runtime.activity_classes["EchoActivity"]  # removed from the code since it was registered
+    own_start_queue["start"]()
+    publish_to(own_start_queue["routing_key"], b'{"name": "Orphaned"}', b'{"name": "DummyWorkflow"}')
+
+    wait_for(lambda: stored_inputs(runtime), timeout_s=5, what="the start behind it")
+    [(dead_body, reason)] = wait_for(lambda: dead_letters(own_start_queue["queue"] + ".dead"), timeout_s=5)
+    assert dead_body == b'{"name": "Orphaned"}'
+    assert "unknown activity 'EchoActivity'" in reason
+    with runtime.store.unit_of_work():
+        assert [w.definition_name for w in WorkflowRecord.select()] == ["DummyWorkflow"]

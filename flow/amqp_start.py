@@ -164,7 +164,8 @@ class StartMessageConsumer:
         except Exception as e:
             reason = _describe(e)
             if is_retryable(e):
-                pause_s = min(self.retry_pause_s * 2 ** (deliveries - 1), self.max_retry_pause_s)
+                # The count comes from a header anyone can set: cap the exponent.
+                pause_s = min(self.retry_pause_s * 2 ** min(deliveries - 1, 32), self.max_retry_pause_s)
                 self._again(channel, method, properties, body, deliveries, reason, pause_s=pause_s)
             else:
                 self._dead_letter(channel, properties, body, reason)

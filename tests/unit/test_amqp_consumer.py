@@ -154,6 +154,13 @@ def test_a_good_message_starts_a_workflow_and_is_acked():
     assert start["workflow_id"]  # derived from the message id
 
 
+@pytest.mark.timeout(10)  # 2 ** (2 ** 62) would never finish
+def test_a_forged_huge_delivery_count_is_dead_lettered_without_computing_a_pause():
+    channel = deliver(consumer(Engine(StoreUnavailable("down"))), GOOD, deliveries=2**62)
+    [(queue, _, _)] = channel.published
+    assert queue == "q.dead" and channel.acked == [7]
+
+
 def test_a_garbled_delivery_count_counts_as_none():
     c = consumer(Engine(StoreUnavailable("down")))
     [(pause, _)] = deliver(c, GOOD, deliveries=-5).timers

@@ -30,6 +30,7 @@ setup(
             "honcho>=2",
             "ruff>=0.6",
             "schemathesis>=4",
+            "hypothesis>=6.100",
             "pyyaml>=6",
             "playwright>=1.40",
             "axe-playwright-python>=0.1.4",

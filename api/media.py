@@ -2,25 +2,28 @@
 
 Falcon sets no body limit of its own, and a chunked request has no Content-Length,
 so the stream is read up to the limit plus one byte: a longer body is refused
-without ever being held in memory whole.
+without ever being held in memory whole. The body is decoded by
+:mod:`flow.strict_json`, the reader every door shares.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection
 from typing import Any
 
 import falcon
 
 from api.errors import unprocessable
+from flow import strict_json
 
 
 def read_json_object(req: falcon.Request, *, max_bytes: int, allowed: Collection[str] | None) -> dict[str, Any]:
     """The request's JSON object body; 413/415/400/422 when it is not acceptable.
 
-    ``allowed`` lists the fields a client may send (others are refused with 422);
-    ``None`` leaves that check to the caller (e.g. a JSON Schema).
+    400 (:class:`~flow.errors.InvalidJson`, mapped in ``api.errors``) when the body
+    is not JSON that the strict reader accepts. ``allowed`` lists the fields a
+    client may send (others are refused with 422); ``None`` leaves that check to the
+    caller (e.g. a JSON Schema).
     """
     if req.content_length is not None and req.content_length > max_bytes:
         raise _too_large(max_bytes)
@@ -38,15 +41,14 @@ def read_json_object(req: falcon.Request, *, max_bytes: int, allowed: Collection
         raw = req.bounded_stream.read(max_bytes + 1)
     if len(raw) > max_bytes:
         raise _too_large(max_bytes)
-    try:
-        body = json.loads(raw or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise falcon.HTTPBadRequest(title="Malformed JSON", description=f"the body is not valid JSON: {e}") from e
+    body = strict_json.loads(raw or b"null", what="the body")
     if not isinstance(body, dict):
         raise unprocessable("$", "the body must be a JSON object")
     unknown = sorted(set(body) - set(allowed)) if allowed is not None else []
     if unknown:
-        raise unprocessable(f"$.{unknown[0]}", f"unknown field; allowed fields are {', '.join(sorted(allowed))}")
+        raise unprocessable(
+            strict_json.json_path([unknown[0]]), f"unknown field; allowed fields are {', '.join(sorted(allowed))}"
+        )
     return body
 
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from api.resources.workflows import MAX_EVENT_ID, MAX_PAGE
+from flow.definition import NAME_PATTERN
 from flow.definition import SCHEMA as DEFINITION_SCHEMA
+from flow.start_request import MAX_IDEMPOTENCY_KEY
+from flow.strict_json import MAX_DEPTH
 
 WORKFLOW_STATUSES = ["In Progress", "Finished", "Failed", "Cancelled"]
 ACTIVITY_STATUSES = ["Pending", "Scheduled", "Started", "Waiting Retry", "Succeeded", "Failed", "Skipped", "Cancelled"]
@@ -26,7 +29,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {
-        400: "Malformed JSON",
+        400: "Not JSON that Libero Flow reads: malformed, not UTF-8, NaN or Infinity, an integer beyond 64 bits, "
+        f"NUL or a lone surrogate in a string, or nested more than {MAX_DEPTH} deep; `errors` names the JSON path",
         401: "Missing or wrong bearer token",
         404: "Not found",
         409: "Conflict with the workflow's status",
@@ -48,6 +52,56 @@ _LIMIT = {
 }
 _TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
 
+
+def _definition_schemas() -> dict[str, Any]:
+    """The definition's JSON Schema as components: each of its ``$defs`` becomes a
+    ``Definition<Name>`` schema and its references follow, so the document carries the
+    same bounds the API enforces (derived, never copied by hand)."""
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return _ref("Definition" + ref.removeprefix("#/$defs/").capitalize())
+            return {key: rewrite(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [rewrite(item) for item in node]
+        return node
+
+    body = {
+        "type": "object",
+        "description": "A workflow definition (see the README). In a PUT the name may be left out: the URL's is used.",
+        "required": ["activities"],
+        "additionalProperties": False,
+        "properties": rewrite(DEFINITION_SCHEMA["properties"]),
+    }
+    defs = {f"Definition{name.capitalize()}": rewrite(schema) for name, schema in DEFINITION_SCHEMA["$defs"].items()}
+    return {"DefinitionBody": body, **defs}
+
+
+def _link(path: str, method: str, **parameters: str) -> dict[str, Any]:
+    """An OpenAPI link to the operation at ``path``/``method`` (for stateful tests)."""
+    pointer = "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method
+    return {"operationRef": pointer, "parameters": parameters}
+
+
+_WORKFLOW_LINKS = {
+    name: _link(path, method, workflow_id="$response.body#/id")
+    for name, path, method in [
+        ("GetWorkflow", "/workflows/{workflow_id}", "get"),
+        ("GetActivities", "/workflows/{workflow_id}/activities", "get"),
+        ("GetEvents", "/workflows/{workflow_id}/events", "get"),
+        ("Cancel", "/workflows/{workflow_id}/cancel", "post"),
+        ("Retry", "/workflows/{workflow_id}/retry", "post"),
+    ]
+}
+_DEFINITION_LINKS = {
+    "GetDefinition": _link("/definitions/{name}", "get", name="$response.body#/name"),
+    "GetVersion": _link(
+        "/definitions/{name}/versions/{version}", "get", name="$response.body#/name", version="$response.body#/version"
+    ),
+}
+
 SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
@@ -68,11 +122,12 @@ SCHEMAS: dict[str, Any] = {
     "StartRequest": {
         "type": "object",
         "required": ["name"],
+        "examples": [{"name": "DummyWorkflow", "input_data": {"x": 1}}],
         "additionalProperties": False,
         "properties": {
-            "name": {"type": "string", "minLength": 1, "description": "A registered definition's name."},
-            "input_data": {"type": "object", "default": {}},
-            "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 255},
+            "name": {"type": "string", "pattern": NAME_PATTERN, "description": "A registered definition's name."},
+            "input_data": {"type": ["object", "null"], "default": {}, "description": "null is the same as {}."},
+            "idempotency_key": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
         },
     },
     "CancelRequest": {
@@ -156,11 +211,7 @@ SCHEMAS: dict[str, Any] = {
             "next": {"type": ["string", "null"], "description": "Pass as `after` for the next page."},
         },
     },
-    "DefinitionBody": {
-        "type": "object",
-        "description": "A workflow definition (see the README); validated with the schema below.",
-        "properties": DEFINITION_SCHEMA["properties"],
-    },
+    **_definition_schemas(),
     "Definition": {
         "type": "object",
         "required": ["name", "version", "definition"],
@@ -217,7 +268,7 @@ PATHS: dict[str, Any] = {
             "summary": "List workflows, newest first",
             "parameters": [
                 {"name": "status", "in": "query", "schema": {"enum": WORKFLOW_STATUSES}},
-                {"name": "name", "in": "query", "schema": {"type": "string"}},
+                {"name": "name", "in": "query", "schema": {"type": "string", "pattern": NAME_PATTERN}},
                 {"name": "created_after", "in": "query", "schema": {"type": "string", "format": "date-time"}},
                 {"name": "created_before", "in": "query", "schema": {"type": "string", "format": "date-time"}},
                 {"name": "cursor", "in": "query", "schema": {"type": "string"}},
@@ -231,13 +282,13 @@ PATHS: dict[str, Any] = {
                 {
                     "name": "Idempotency-Key",
                     "in": "header",
-                    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
                     "description": "A second start with the same key returns the first workflow (200).",
                 }
             ],
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("StartRequest")}}},
             "responses": {
-                "201": _json(_ref("Workflow"), "Created; `Location` names it"),
+                "201": {**_json(_ref("Workflow"), "Created; `Location` names it"), "links": _WORKFLOW_LINKS},
                 "200": _json(_ref("Workflow"), "An earlier start with the same idempotency key"),
                 **_errors(400, 401, 413, 415, 422, 503),
             },
@@ -326,7 +377,7 @@ PATHS: dict[str, Any] = {
             "parameters": [_NAME],
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("DefinitionBody")}}},
             "responses": {
-                "201": _json(_ref("Definition"), "A new version"),
+                "201": {**_json(_ref("Definition"), "A new version"), "links": _DEFINITION_LINKS},
                 "200": _json(_ref("Definition"), "This body was registered before"),
                 **_errors(400, 401, 413, 415, 422, 503),
             },

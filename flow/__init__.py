@@ -11,9 +11,11 @@ from flow.errors import (
     DefinitionNotFound,
     FlowError,
     InvalidInput,
+    InvalidJson,
     StoreUnavailable,
     UnknownActivity,
     WorkflowNotFound,
+    is_retryable,
 )
 from flow.policy import RetryPolicy
 from flow.settings import Settings
@@ -43,7 +45,9 @@ __all__ = [
     "DefinitionNotFound",
     "FlowError",
     "InvalidInput",
+    "InvalidJson",
     "StoreUnavailable",
     "UnknownActivity",
     "WorkflowNotFound",
+    "is_retryable",
 ]

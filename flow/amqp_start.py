@@ -6,16 +6,23 @@ Publish ``{"name": "DummyWorkflow", "input_data": {...}}`` (optionally with
 ``<prefix>.workflow_starter`` bound to it, and its dead-letter queue
 ``<prefix>.workflow_starter.dead``.
 
-A message that is not such a JSON object, or names an unknown workflow, is moved to
-the dead-letter queue with the reason in its ``x-flow-error`` header and in the log;
-it never stops the consumer or the messages behind it. A database outage puts the
-message back (after a pause) to be tried again. With the AMQP ``message_id``
-property set, a redelivered message starts its workflow only once.
+Every failure is classified by :func:`flow.errors.is_retryable`. A message that
+cannot start a workflow (not strict JSON, not such an object, an unknown workflow,
+data the database refuses) is moved to the dead-letter queue at once, with the
+reason in its ``x-flow-error`` header and in the log. A failure that may pass (the
+database unreachable) puts a copy of the message, with its delivery count in the
+``x-flow-deliveries`` header, at the back of the queue after a pause (0.5 s,
+doubling up to 30 s), so the messages behind it go on; after
+:data:`MAX_DELIVERIES` deliveries it is dead-lettered with the last reason. A
+message whose handling was interrupted (the engine died or lost RabbitMQ) is
+counted the same way, so not even a message that kills the engine loops forever.
+Pauses are timers of pika's connection: nothing sleeps in its I/O thread. With the
+AMQP ``message_id`` property set, a redelivered message starts its workflow only
+once.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import uuid
@@ -24,7 +31,9 @@ from typing import TYPE_CHECKING, Any
 import pika
 import pika.exceptions
 
-from flow.errors import DefinitionNotFound, InvalidInput
+from flow import strict_json
+from flow.errors import FlowError, is_retryable
+from flow.start_request import StartRequest, parse_start_request
 
 if TYPE_CHECKING:
     from flow.service import WorkflowService
@@ -33,32 +42,26 @@ logger = logging.getLogger(__name__)
 
 #: Namespace of workflow ids derived from AMQP message ids.
 _AMQP_NAMESPACE = uuid.UUID("5d1f6a4e-8c0b-4f63-9a51-2f0c3b7e9d10")
-ALLOWED_FIELDS = frozenset({"name", "input_data", "idempotency_key"})
+
+#: Deliveries of one start message before it is dead-lettered, when each one failed
+#: for a reason that may pass. With the pauses below: about 7 minutes of outage.
+MAX_DELIVERIES = 20
+#: Pause before a message that failed is delivered again; doubled each time, up to
+#: MAX_RETRY_PAUSE_S.
+RETRY_PAUSE_S = 0.5
+MAX_RETRY_PAUSE_S = 30.0
+#: Header with the number of deliveries of a message so far.
+DELIVERIES_HEADER = "x-flow-deliveries"
+#: Header with the reason a message was dead-lettered.
+ERROR_HEADER = "x-flow-error"
+#: Longest reason in a header (the frame must stay small; the log has the rest).
+_MAX_REASON_CHARS = 1000
 
 
-class BadStartMessage(Exception):
-    """The body cannot start a workflow; the message is dead-lettered."""
-
-
-def parse_start(body: bytes) -> dict[str, Any]:
-    """The start request in ``body``, or :class:`BadStartMessage` saying what is wrong."""
-    try:
-        request = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BadStartMessage(f"the body is not JSON: {e}") from e
-    if not isinstance(request, dict):
-        raise BadStartMessage('the body must be a JSON object like {"name": ..., "input_data": {...}}')
-    unknown = sorted(set(request) - ALLOWED_FIELDS)
-    if unknown:
-        raise BadStartMessage(f"$.{unknown[0]}: unknown field; allowed: {', '.join(sorted(ALLOWED_FIELDS))}")
-    if not isinstance(request.get("name"), str) or not request["name"]:
-        raise BadStartMessage("$.name: required, the name of a workflow definition")
-    if not isinstance(request.get("input_data", {}), dict):
-        raise BadStartMessage("$.input_data: must be a JSON object")
-    key = request.get("idempotency_key")
-    if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 255):
-        raise BadStartMessage("$.idempotency_key: must be a string of 1 to 255 characters")
-    return request
+def parse_start(body: bytes) -> StartRequest:
+    """The start request in ``body``; :class:`~flow.errors.InvalidInput` (or
+    :class:`~flow.errors.InvalidJson`) saying what is wrong."""
+    return parse_start_request(strict_json.loads(body, what="the body"))
 
 
 class StartMessageConsumer:
@@ -72,7 +75,10 @@ class StartMessageConsumer:
         exchange: str,
         routing_key: str,
         queue: str,
-        retry_pause_s: float = 2.0,
+        max_deliveries: int = MAX_DELIVERIES,
+        retry_pause_s: float = RETRY_PAUSE_S,
+        max_retry_pause_s: float = MAX_RETRY_PAUSE_S,
+        reconnect_pause_s: float = 2.0,
     ) -> None:
         self.service = service
         self.url = url
@@ -80,7 +86,10 @@ class StartMessageConsumer:
         self.routing_key = routing_key
         self.queue = queue
         self.dead_queue = f"{queue}.dead"
+        self.max_deliveries = max_deliveries
         self.retry_pause_s = retry_pause_s
+        self.max_retry_pause_s = max_retry_pause_s
+        self.reconnect_pause_s = reconnect_pause_s
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._connection: pika.BlockingConnection | None = None
@@ -125,48 +134,105 @@ class StartMessageConsumer:
                 if self._stopping.is_set():
                     return
                 logger.warning("start-message consumer lost RabbitMQ (%s); reconnecting", e)
-                self._stopping.wait(self.retry_pause_s)
             except Exception:
                 logger.exception("start-message consumer failed; restarting it")
-                self._stopping.wait(self.retry_pause_s)
+            # No connection is open here: this pause holds up no I/O.
+            self._stopping.wait(self.reconnect_pause_s)
 
     def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        """Runs in pika's I/O thread: handle, dead-letter or schedule again; never sleep."""
+        deliveries = _deliveries(properties) + 1  # counting this one
+        if method.redelivered:
+            # This very copy was delivered before and never settled: the engine
+            # stopped, or lost RabbitMQ, while handling it. Count that delivery in a
+            # new copy before trying again, so that a message that kills the engine
+            # is dead-lettered after max_deliveries instead of looping.
+            self._again(channel, method, properties, body, deliveries, "its handling was interrupted", pause_s=0)
+            return
         try:
             request = parse_start(body)
             workflow_id = None
             if properties.message_id:
                 workflow_id = str(uuid.uuid5(_AMQP_NAMESPACE, str(properties.message_id)))
             state, _ = self.service.start(
-                request["name"],
-                request.get("input_data", {}),
+                request.name,
+                dict(request.input_data),
                 workflow_id=workflow_id,
-                idempotency_key=request.get("idempotency_key"),
+                idempotency_key=request.idempotency_key,
             )
-            logger.info("started %s %s from a start message", state.name, state.id)
-        except (BadStartMessage, DefinitionNotFound, InvalidInput) as e:
-            self._dead_letter(channel, properties, body, str(e))
-            channel.basic_ack(method.delivery_tag)
-            return
         except Exception as e:
-            # Not the message's fault (database or broker trouble): try it again later.
-            logger.warning("could not start a workflow from a start message (%s); it will be retried", e)
-            self._stopping.wait(self.retry_pause_s)
-            channel.basic_nack(method.delivery_tag, requeue=True)
+            reason = _describe(e)
+            if is_retryable(e):
+                # The count comes from a header anyone can set: cap the exponent.
+                pause_s = min(self.retry_pause_s * 2 ** min(deliveries - 1, 32), self.max_retry_pause_s)
+                self._again(channel, method, properties, body, deliveries, reason, pause_s=pause_s)
+            else:
+                self._dead_letter(channel, properties, body, reason)
+                channel.basic_ack(method.delivery_tag)
             return
         channel.basic_ack(method.delivery_tag)
+        logger.info("started %s %s from a start message", state.name, state.id)
+
+    def _again(
+        self, channel: Any, method: Any, properties: Any, body: bytes, deliveries: int, reason: str, *, pause_s: float
+    ) -> None:
+        """Deliver the message again later (a counted copy at the back of the queue),
+        or dead-letter it once it has had ``max_deliveries``."""
+        if deliveries >= self.max_deliveries:
+            self._dead_letter(channel, properties, body, f"{reason} (gave up after {deliveries} deliveries)")
+            channel.basic_ack(method.delivery_tag)
+            return
+        logger.warning(
+            "could not start a workflow from a start message (%s); delivery %d of %d, again in %.1f s",
+            reason,
+            deliveries,
+            self.max_deliveries,
+            pause_s,
+        )
+
+        def requeue() -> None:
+            # Publish (confirmed) before the ack: a crash in between makes a
+            # duplicate, which message ids and idempotency keys absorb, never a loss.
+            channel.basic_publish("", self.queue, body, _copy(properties, **{DELIVERIES_HEADER: deliveries}))
+            channel.basic_ack(method.delivery_tag)
+
+        if pause_s > 0:
+            # A timer of pika's own loop: the messages behind this one go on meanwhile.
+            channel.connection.call_later(pause_s, requeue)
+        else:
+            requeue()
 
     def _dead_letter(self, channel: Any, properties: Any, body: bytes, reason: str) -> None:
+        reason = _printable(reason)[:_MAX_REASON_CHARS]
         logger.error("start message rejected to %s: %s (body %.200r)", self.dead_queue, reason, body)
-        headers = dict(properties.headers or {})
-        headers["x-flow-error"] = reason
-        channel.basic_publish(
-            "",
-            self.dead_queue,
-            body,
-            pika.BasicProperties(
-                headers=headers,
-                delivery_mode=pika.DeliveryMode.Persistent,
-                content_type=properties.content_type,
-                message_id=properties.message_id,
-            ),
-        )
+        channel.basic_publish("", self.dead_queue, body, _copy(properties, **{ERROR_HEADER: reason}))
+
+
+def _deliveries(properties: Any) -> int:
+    """Deliveries of this message before this one, from its header (0 if absent or garbled)."""
+    count = (properties.headers or {}).get(DELIVERIES_HEADER)
+    return count if isinstance(count, int) and count >= 0 else 0
+
+
+def _copy(properties: Any, **headers: Any) -> pika.BasicProperties:
+    """Persistent properties for a copy of a message, with ``headers`` added."""
+    return pika.BasicProperties(
+        headers={**(properties.headers or {}), **headers},
+        delivery_mode=pika.DeliveryMode.Persistent,
+        content_type=properties.content_type,
+        content_encoding=properties.content_encoding,
+        message_id=properties.message_id,
+        correlation_id=properties.correlation_id,
+        timestamp=properties.timestamp,
+        app_id=properties.app_id,
+        type=properties.type,
+    )
+
+
+def _describe(error: BaseException) -> str:
+    return str(error) if isinstance(error, FlowError) else f"{type(error).__name__}: {error}"
+
+
+def _printable(text: str) -> str:
+    """``text`` with anything UTF-8 cannot encode (lone surrogates) escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

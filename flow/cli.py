@@ -26,12 +26,14 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from flow import strict_json
 from flow.errors import (
     ConfigurationError,
     DefinitionError,
     DefinitionNotFound,
     FlowError,
     InvalidInput,
+    InvalidJson,
     StoreUnavailable,
 )
 from flow.logs import configure_logging
@@ -57,9 +59,9 @@ def _settings(*, embedded: bool) -> Settings:
 
 def _input(input_json: str) -> dict[str, Any]:
     try:
-        value = json.loads(input_json)
-    except json.JSONDecodeError as e:
-        _fail(f"--input is not valid JSON: {e.msg} (line {e.lineno} column {e.colno})", EXIT_INVALID)
+        value = strict_json.loads(input_json, what="--input")
+    except InvalidJson as e:
+        _fail(e.message if e.path == "$" else f"--input {e.path}: {e.message}", EXIT_INVALID)
     if not isinstance(value, dict):
         _fail("--input must be a JSON object, e.g. '{\"x\": 1}'", EXIT_INVALID)
     return value

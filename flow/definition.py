@@ -1,8 +1,11 @@
 """Workflow definitions: the JSON format, its validation and the loaded catalogue.
 
-A definition is checked twice: against :data:`SCHEMA` (shape, types, unknown keys)
-with ``jsonschema``, then semantically (every activity names a discovered
-``BaseActivity`` subclass). Every problem is reported with its JSON path.
+A definition is checked three times: as strict JSON (:mod:`flow.strict_json`), against
+:data:`SCHEMA` (shape, types, unknown keys, and bounds on every number the engine
+computes with, so that a definition that validates can always run) with
+``jsonschema``, then semantically (every activity names a discovered
+``BaseActivity`` subclass). Every problem is reported with its JSON path; at most
+:data:`MAX_PROBLEMS` of them.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,19 +21,31 @@ from typing import Any
 
 import jsonschema
 
-from flow.errors import DefinitionError, DefinitionNotFound
-from flow.policy import RetryPolicy, Timeouts
+from flow import strict_json
+from flow.errors import DefinitionError, DefinitionNotFound, InvalidJson
+from flow.policy import MAX_ATTEMPTS, MAX_BACKOFF, MAX_DELAY_MS, MAX_TIMEOUT_S, RetryPolicy, Timeouts
+from flow.strict_json import json_path
 
 logger = logging.getLogger(__name__)
+
+#: Most activities in one definition.
+MAX_ACTIVITIES = 1000
+#: Most problems one validation reports (then "... and N more").
+MAX_PROBLEMS = 20
+#: Longest message of one problem (jsonschema quotes the offending value).
+_MAX_MESSAGE_CHARS = 300
+#: What a definition's name looks like; a name that does not match cannot exist.
+NAME_PATTERN = "^[A-Za-z][A-Za-z0-9_.-]{0,127}$"
+_NAME = re.compile(NAME_PATTERN.replace("$", r"\Z"))
 
 _RETRY_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "max_attempts": {"type": "integer", "minimum": 1, "maximum": 1000},
-        "initial_delay_ms": {"type": "integer", "minimum": 0},
-        "backoff": {"type": "number", "minimum": 1},
-        "max_delay_ms": {"type": "integer", "minimum": 0},
+        "max_attempts": {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS},
+        "initial_delay_ms": {"type": "integer", "minimum": 0, "maximum": MAX_DELAY_MS},
+        "backoff": {"type": "number", "minimum": 1, "maximum": MAX_BACKOFF},
+        "max_delay_ms": {"type": "integer", "minimum": 0, "maximum": MAX_DELAY_MS},
         "jitter": {"type": "number", "minimum": 0, "maximum": 1},
     },
 }
@@ -38,9 +54,9 @@ _TIMEOUTS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "schedule_to_start_s": {"type": "number", "exclusiveMinimum": 0},
-        "start_to_close_s": {"type": "number", "exclusiveMinimum": 0},
-        "workflow_s": {"type": "number", "exclusiveMinimum": 0},
+        "schedule_to_start_s": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_S},
+        "start_to_close_s": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_S},
+        "workflow_s": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_S},
     },
 }
 
@@ -57,12 +73,12 @@ SCHEMA: dict[str, Any] = {
     "required": ["name", "activities"],
     "additionalProperties": False,
     "properties": {
-        "name": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_.-]{0,127}$"},
+        "name": {"type": "string", "pattern": NAME_PATTERN},
         "config": {"$ref": "#/$defs/config"},
         "activities": {
             "type": "array",
             "minItems": 1,
-            "maxItems": 1000,
+            "maxItems": MAX_ACTIVITIES,
             "items": {
                 "type": "object",
                 "required": ["name"],
@@ -130,41 +146,27 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def json_path(parts: Collection[Any]) -> str:
-    """``["activities", 0, "required"]`` -> ``$.activities[0].required``."""
-    path = "$"
-    for part in parts:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return path
+def is_definition_name(name: Any) -> bool:
+    """Whether ``name`` could name a definition (anything else is refused when registering)."""
+    return isinstance(name, str) and _NAME.match(name) is not None
 
 
 def parse(body: Any, *, known_activities: Collection[str], source: str = "<definition>") -> Definition:
     """Validate a decoded JSON definition and build a :class:`Definition`.
 
-    Raises :class:`DefinitionError` listing every problem with its JSON path.
+    Raises :class:`DefinitionError` listing the problems with their JSON paths.
     """
-    problems = [
-        (json_path(error.absolute_path), error.message)
-        for error in sorted(_VALIDATOR.iter_errors(body), key=lambda e: list(map(str, e.absolute_path)))
-    ]
-    if not problems:
-        for index, entry in enumerate(body["activities"]):
-            if "workflow_s" in entry.get("config", {}).get("timeouts", {}):
-                problems.append(
-                    (
-                        json_path(["activities", index, "config", "timeouts", "workflow_s"]),
-                        "workflow_s is a workflow timeout: set it in the workflow's config.timeouts",
-                    )
-                )
-            if entry["name"] not in known_activities:
-                problems.append(
-                    (
-                        json_path(["activities", index, "name"]),
-                        f"unknown activity {entry['name']!r}: no BaseActivity subclass of that name "
-                        "in the activities package or FLOW_ACTIVITY_PACKAGES",
-                    )
-                )
+    try:
+        # Bodies from the doors were read strictly already; this also covers the
+        # ones built in Python and those read back from the database.
+        strict_json.check(body)
+    except InvalidJson as e:
+        raise DefinitionError(source, [(e.path, e.message)]) from None
+    problems = _problems(body, known_activities)
     if problems:
+        if len(problems) > MAX_PROBLEMS:
+            more = len(problems) - MAX_PROBLEMS
+            problems = [*problems[:MAX_PROBLEMS], ("$", f"... and {more} more problem{'s' if more > 1 else ''}")]
         raise DefinitionError(source, problems)
     specs = tuple(
         ActivitySpec(
@@ -178,15 +180,51 @@ def parse(body: Any, *, known_activities: Collection[str], source: str = "<defin
     return Definition(name=body["name"], config=body.get("config", {}), activities=specs, body=body)
 
 
+def _problems(body: Any, known_activities: Collection[str]) -> list[tuple[str, str]]:
+    activities = body.get("activities") if isinstance(body, dict) else None
+    if isinstance(activities, list) and len(activities) > MAX_ACTIVITIES:
+        # Refused before the schema check, which would look at every entry.
+        return [("$.activities", f"has {len(activities)} activities; a definition may have at most {MAX_ACTIVITIES}")]
+    problems = [
+        (json_path(error.absolute_path), _shorten(error.message))
+        for error in sorted(_VALIDATOR.iter_errors(body), key=lambda e: list(map(str, e.absolute_path)))
+    ]
+    if problems:
+        return problems
+    if not is_definition_name(body["name"]):  # Python's "$" also matches before a final newline
+        problems.append(("$.name", f"{body['name']!r} does not match {NAME_PATTERN!r}"))
+    for index, entry in enumerate(body["activities"]):
+        if "workflow_s" in entry.get("config", {}).get("timeouts", {}):
+            problems.append(
+                (
+                    json_path(["activities", index, "config", "timeouts", "workflow_s"]),
+                    "workflow_s is a workflow timeout: set it in the workflow's config.timeouts",
+                )
+            )
+        if entry["name"] not in known_activities:
+            problems.append(
+                (
+                    json_path(["activities", index, "name"]),
+                    f"unknown activity {entry['name']!r}: no BaseActivity subclass of that name "
+                    "in the activities package or FLOW_ACTIVITY_PACKAGES",
+                )
+            )
+    return problems
+
+
+def _shorten(message: str) -> str:
+    return message if len(message) <= _MAX_MESSAGE_CHARS else message[: _MAX_MESSAGE_CHARS - 1] + "…"
+
+
 def load_file(path: str | Path, *, known_activities: Collection[str]) -> Definition:
     """Read and validate one definition file."""
     path = Path(path)
     try:
-        body = json.loads(path.read_text(encoding="utf-8"))
+        body = strict_json.loads(path.read_bytes(), what="the file")
     except OSError as e:
         raise DefinitionError(str(path), [("$", f"cannot read file: {e.strerror}")]) from e
-    except json.JSONDecodeError as e:
-        raise DefinitionError(str(path), [("$", f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}")]) from e
+    except InvalidJson as e:
+        raise DefinitionError(str(path), [(e.path, e.message)]) from e
     return parse(body, known_activities=known_activities, source=str(path))
 
 

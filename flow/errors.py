@@ -1,23 +1,29 @@
-"""Every error that Libero Flow raises on purpose, rooted at :class:`FlowError`.
+"""Every error that Libero Flow raises on purpose, rooted at :class:`FlowError`, and
+the one answer to "would trying again later help?" (:func:`is_retryable`).
 
 Foreign exceptions (psycopg, pika, jsonschema) are translated at the boundary with
 ``raise ... from e`` so callers only ever catch these. HTTP status codes for them
 live in ``api/`` alone.
+
+Each class says whether it is ``retryable``: a door that fails to handle a message
+(the AMQP start consumer, the Dramatiq tasks) asks :func:`is_retryable` and either
+tries again later, a bounded number of times, or dead-letters the message at once.
+Nothing else decides that.
 """
 
 from __future__ import annotations
 
+import peewee
+import psycopg2
+
 
 class FlowError(Exception):
-    """Base class for every error Libero Flow raises on purpose.
+    """Base class for every error Libero Flow raises on purpose."""
 
-    ``retryable`` says whether trying the same thing again later can succeed: a
-    database outage can pass, a malformed message never will. Every door (HTTP,
-    AMQP, Dramatiq, the engine's queues) decides from it alone whether to retry or
-    to refuse for good (:func:`is_retryable`).
-    """
-
-    retryable = False
+    #: Would the same request or message succeed if tried again later, unchanged?
+    #: ``False`` for anything caused by the input itself: retrying it only delays
+    #: the messages behind it.
+    retryable: bool = False
 
 
 class ConfigurationError(FlowError):
@@ -27,7 +33,9 @@ class ConfigurationError(FlowError):
 class DefinitionError(FlowError):
     """Raised when a workflow definition is malformed or names unknown activities.
 
-    ``problems`` lists ``(json_path, message)`` pairs, one per error found.
+    ``problems`` lists ``(json_path, message)`` pairs, one per error found. Not
+    retryable: a stored definition whose activity class has since been removed
+    stays broken until someone registers a fixed version.
     """
 
     def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
@@ -63,7 +71,7 @@ class WorkflowNotFound(FlowError):
 class ConcurrentUpdate(FlowError):
     """Raised when another engine committed a transition for the same workflow first.
 
-    The loser reloads the workflow and decides again (invariant 4).
+    The loser reloads the workflow and decides again (invariant 4); retryable.
     """
 
     retryable = True
@@ -96,38 +104,59 @@ class InvalidInput(FlowError):
         super().__init__(f"{path}: {message}")
 
 
-class StoreUnavailable(FlowError):
-    """Raised when the database cannot be reached or refuses the operation."""
+class InvalidJson(InvalidInput):
+    """Raised by :mod:`flow.strict_json` when text or a decoded value is not JSON that
+    Libero Flow accepts: not UTF-8, not JSON at all, ``NaN``/``Infinity``, a number
+    out of range, NUL or a lone surrogate in a string, or nesting deeper than
+    :data:`flow.strict_json.MAX_DEPTH`.
 
-    retryable = True
-
-
-class PartitionNotHeld(FlowError):
-    """Raised when an engine is asked to handle a workflow of a partition it does not hold
-    (any more): the message goes back to the queue for the partition's owner."""
-
-    retryable = True
-
-
-def is_retryable(error: BaseException) -> bool:
-    """Can the operation that raised ``error`` succeed if tried again later?
-
-    Libero Flow's own errors say so themselves. Of foreign ones, connection trouble
-    (peewee's ``OperationalError``/``InterfaceError``, pika's connection errors,
-    ``OSError``) can pass; anything else — bad data a driver refused, a bug tripped
-    by one message — would fail the same way again.
+    ``path`` is the JSON path of the offending value (``$`` for the text as a whole).
+    A kind of :class:`InvalidInput`, so every door that refuses bad input refuses it.
     """
-    if isinstance(error, FlowError):
-        return error.retryable
-    import peewee
 
-    if isinstance(error, (peewee.OperationalError, peewee.InterfaceError, ConnectionError, TimeoutError)):
+
+class StoreUnavailable(FlowError):
+    """Raised when the database cannot be reached or refuses the operation; retryable."""
+
+    retryable = True
+
+
+#: Exceptions of the libraries below Libero Flow that say "the service is in trouble",
+#: not "the data is wrong": a connection dropped, a server restarting, a timeout.
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    peewee.OperationalError,
+    peewee.InterfaceError,
+    psycopg2.OperationalError,
+    psycopg2.InterfaceError,
+    OSError,  # ConnectionError, TimeoutError, socket errors
+)
+
+#: Exceptions that the same input raises every time: the database refused the data
+#: (a NUL in a PostgreSQL string, a constraint), or Python could not handle it
+#: (too deep, too big, not text, wrong type).
+_PERMANENT: tuple[type[BaseException], ...] = (
+    peewee.DatabaseError,  # DataError, IntegrityError, ProgrammingError (after the transient ones)
+    psycopg2.DatabaseError,
+    RecursionError,
+    ValueError,  # UnicodeError, json.JSONDecodeError, "integer string too long"
+    TypeError,
+    LookupError,
+    AttributeError,
+    ArithmeticError,  # OverflowError, ZeroDivisionError
+)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Would handling the same message again later help?
+
+    A :class:`FlowError` says so itself (``retryable``). Of other exceptions, the
+    database and network ones that mean an outage are retryable; data errors and
+    the errors Python raises for input it cannot handle are not. Anything else is
+    assumed to be transient: every door bounds its retries, so an unforeseen error
+    costs a few deliveries before the message is dead-lettered, never a loop.
+    """
+    if isinstance(exc, FlowError):
+        return exc.retryable
+    if isinstance(exc, _TRANSIENT):
         return True
-    try:
-        import pika.exceptions
-
-        if isinstance(error, (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError)):
-            return True
-    except ImportError:  # pragma: no cover - pika is a dependency
-        pass
-    return False
+    return not isinstance(exc, _PERMANENT)

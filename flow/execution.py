@@ -21,8 +21,9 @@ from dramatiq.threading import Interrupt, raise_thread_exception
 
 from activities.base import BaseActivity
 from activities.discovery import resolve
+from flow import strict_json
 from flow.clock import utcnow
-from flow.errors import UnknownActivity
+from flow.errors import InvalidJson, UnknownActivity
 from flow.events import OUTCOMES
 
 logger = logging.getLogger(__name__)
@@ -64,8 +65,8 @@ def execute(
     """Run one attempt and describe how it ended; never raises for activity errors."""
     started_at = started_at or utcnow()
 
-    def ended(outcome: str, output: Any = None, error: str | None = None) -> AttemptResult:
-        return AttemptResult(outcome, output, error, started_at, utcnow())
+    def ended(outcome: str, output: Any = None, error: Any = None) -> AttemptResult:
+        return AttemptResult(outcome, output, _storable_text(error), started_at, utcnow())
 
     try:
         cls = resolve(dict(classes), activity)
@@ -104,8 +105,11 @@ def execute(
             "return self.SUCCEEDED, self.TEMPORARY_FAILURE or self.PERMANENT_FAILURE",
         )
     try:
+        # Strict, as every input is: NaN, NUL or a lone surrogate in an output would be
+        # stored and then break every reader of the workflow.
+        strict_json.check(instance.output, path="output")
         size = len(json.dumps(instance.output))
-    except (TypeError, ValueError) as e:
+    except (InvalidJson, TypeError, ValueError) as e:
         return ended("PERMANENT_FAILURE", error=f"{activity}.output is not JSON-serialisable: {e}")
     if max_output_bytes is not None and size > max_output_bytes:
         return ended(
@@ -114,3 +118,12 @@ def execute(
             "(FLOW_MAX_PAYLOAD_BYTES)",
         )
     return ended(outcome, instance.output, None if outcome == "SUCCEEDED" else instance.error)
+
+
+def _storable_text(error: Any) -> str | None:
+    """An attempt's error as text the database and every reader accept: an activity
+    may set anything as ``self.error``, and an exception message may hold a NUL."""
+    if error is None:
+        return None
+    text = error if isinstance(error, str) else str(error)
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")

@@ -1,11 +1,27 @@
-"""Retry policy: how often and how soon a failed activity attempt runs again."""
+"""Retry policy: how often and how soon a failed activity attempt runs again; timeouts.
+
+The bounds below are the definition schema's (:mod:`flow.definition`): every number
+the engine computes with has one, so a definition that validates can always run
+(invariant 9). They are far beyond what a workflow needs and far inside what
+``datetime``, ``timedelta`` and the broker can represent.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+#: Most attempts of one activity (``retry.max_attempts``).
+MAX_ATTEMPTS = 1000
+#: Longest retry delay (``retry.initial_delay_ms``, ``retry.max_delay_ms``): 7 days.
+MAX_DELAY_MS = 7 * 24 * 3600 * 1000
+#: Largest ``retry.backoff`` factor.
+MAX_BACKOFF = 100
+#: Longest timeout (``timeouts.*_s``): 366 days.
+MAX_TIMEOUT_S = 366 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -38,7 +54,14 @@ class RetryPolicy:
         Jitter is derived from ``seed`` (the workflow id, activity and attempt)
         rather than a random generator, so the decision stays a pure function.
         """
-        base = self.initial_delay_ms * self.backoff ** max(failed_attempt - 1, 0)
+        base = float(min(self.initial_delay_ms, self.max_delay_ms))
+        exponent = max(failed_attempt - 1, 0)
+        if base > 0 and self.backoff > 1 and exponent:
+            # backoff ** exponent overflows a float (100 ** 999) long before the
+            # attempts run out: past the exponent at which the cap is reached, the
+            # delay is the cap, computed without the power.
+            cap_exponent = math.log(self.max_delay_ms / base) / math.log(self.backoff)
+            base = self.max_delay_ms if exponent >= cap_exponent else base * self.backoff**exponent
         base = min(base, self.max_delay_ms)
         if self.jitter:
             digest = hashlib.blake2b(seed.encode(), digest_size=8).digest()

@@ -26,14 +26,12 @@ from flow.deliveries import DeliveryLimit
 from flow.errors import InvalidInput, is_retryable
 from flow.execution import execute
 from flow.reporting import DelayedCalls
+from flow.start_request import is_workflow_id, parse_start_request
 
 if TYPE_CHECKING:
     from flow.runtime import Runtime
 
 logger = logging.getLogger(__name__)
-
-#: Fields of a start by name (the same as the HTTP body and the AMQP message).
-START_FIELDS = frozenset({"name", "input_data", "idempotency_key", "workflow_id"})
 
 
 def _retry_when(max_retries: int):
@@ -70,28 +68,19 @@ def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
 
     def start_workflow(**fields: Any) -> None:
         current = CurrentMessage.get_current_message()
-        unknown = sorted(set(fields) - START_FIELDS)
-        if unknown:
-            raise InvalidInput(f"$.{unknown[0]}", f"unknown field; allowed: {', '.join(sorted(START_FIELDS))}")
-        name = fields.get("name")
-        if name is None:
-            # A start of an existing workflow (by id): its partition's engine does it.
+        if "name" not in fields:
+            # The start of a workflow created elsewhere ({"workflow_id": ...}): its
+            # partition's engine does it.
+            if set(fields) != {"workflow_id"} or not is_workflow_id(fields["workflow_id"]):
+                raise InvalidInput("$", "a start message needs a name, or the workflow_id of a created workflow")
             service.forward(current)
             return
-        if not isinstance(name, str) or not name:
-            raise InvalidInput("$.name", "must be the name of a workflow definition")
-        key = fields.get("idempotency_key")
-        if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 255):
-            raise InvalidInput("$.idempotency_key", "must be a string of 1 to 255 characters")
-        workflow_id = fields.get("workflow_id")
-        if workflow_id is not None and (not isinstance(workflow_id, str) or not 0 < len(workflow_id) <= 36):
-            raise InvalidInput("$.workflow_id", "must be a string of 1 to 36 characters")
-        input_data = fields.get("input_data")
+        request = parse_start_request(fields, allow_workflow_id=True)
         state, _ = service.start(
-            name,
-            {} if input_data is None else input_data,
-            workflow_id=workflow_id,
-            idempotency_key=key,
+            request.name,
+            dict(request.input_data),
+            workflow_id=request.workflow_id,
+            idempotency_key=request.idempotency_key,
             message_id=current.message_id if current else None,
         )
         logger.info("started %s %s from a Dramatiq message", state.name, state.id)

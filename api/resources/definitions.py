@@ -6,7 +6,7 @@ import falcon
 
 from api.errors import unprocessable
 from api.media import read_json_object
-from flow.definition import Definition, parse
+from flow.definition import Definition, is_definition_name, parse
 from flow.errors import DefinitionNotFound
 from flow.runtime import Runtime
 from flow.views import iso
@@ -14,6 +14,8 @@ from flow.views import iso
 
 def _find(runtime: Runtime, name: str, version: int | None = None) -> tuple[Definition, int]:
     """The definition, or 404 (an unknown name in a URL is a missing resource)."""
+    if not is_definition_name(name):  # e.g. a NUL, which PostgreSQL would refuse
+        raise falcon.HTTPNotFound(title="Definition not found", description=f"no definition can be named {name!r}")
     try:
         return runtime.service.definition(name, version)
     except DefinitionNotFound as e:

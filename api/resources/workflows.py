@@ -11,8 +11,11 @@ import falcon
 
 from api.errors import unprocessable
 from api.media import read_json_object
-from flow.errors import InvalidInput
+from flow import strict_json
+from flow.definition import NAME_PATTERN, is_definition_name
+from flow.errors import InvalidJson, WorkflowNotFound
 from flow.runtime import Runtime
+from flow.start_request import check_idempotency_key, is_workflow_id, parse_start_request
 from flow.state import WorkflowStatus
 from flow.store import WorkflowRow
 from flow.views import event_view, workflow_summary, workflow_view
@@ -25,9 +28,32 @@ DEFAULT_PAGE, MAX_PAGE = 50, 500
 MAX_EVENT_ID = 2**63 - 1
 
 
+def _int_param(req: falcon.Request, name: str, *, minimum: int, maximum: int, default: int) -> int:
+    """An integer query parameter within bounds; 422 naming it otherwise (as for every
+    other invalid parameter; Falcon's own ``get_param_as_int`` would answer 400)."""
+    raw = req.get_param(name)
+    if raw is None:
+        return default
+    try:
+        # Length first: int() refuses (and first works through) thousands of digits.
+        value = int(raw) if len(raw) <= 20 else None
+    except ValueError:
+        value = None
+    if value is None or not minimum <= value <= maximum:
+        raise unprocessable(name, f"must be an integer from {minimum} to {maximum}")
+    return value
+
+
 def _limit(req: falcon.Request) -> int:
-    limit = req.get_param_as_int("limit", min_value=1, max_value=MAX_PAGE, default=DEFAULT_PAGE)
-    return int(limit)
+    return _int_param(req, "limit", minimum=1, maximum=MAX_PAGE, default=DEFAULT_PAGE)
+
+
+def _known_id(workflow_id: str) -> str:
+    """``workflow_id``, or 404 at once for one that no workflow can have (too long, NUL,
+    a lone surrogate): such a string must not reach the database, which may refuse it."""
+    if not is_workflow_id(workflow_id):
+        raise WorkflowNotFound(workflow_id)
+    return workflow_id
 
 
 class WorkflowsResource:
@@ -37,20 +63,14 @@ class WorkflowsResource:
         self.runtime = runtime
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = read_json_object(
-            req, max_bytes=self.runtime.settings.max_body_bytes, allowed=("name", "input_data", "idempotency_key")
-        )
-        name = body.get("name")
-        if not isinstance(name, str) or not name:
-            raise unprocessable("$.name", "required: the name of a workflow definition")
-        input_data = body.get("input_data", {})
-        if not isinstance(input_data, dict):
-            raise InvalidInput("$.input_data", "must be a JSON object")
-        key = req.get_header("Idempotency-Key") or body.get("idempotency_key")
-        if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 255):
-            raise unprocessable("$.idempotency_key", "must be a string of 1 to 255 characters")
+        body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes, allowed=None)
+        request = parse_start_request(body)
+        key = request.idempotency_key
+        header = req.get_header("Idempotency-Key")
+        if header is not None:  # the header wins over the body field
+            key = check_idempotency_key(header, path="Idempotency-Key")
 
-        state, created = self.runtime.service.start(name, input_data, idempotency_key=key)
+        state, created = self.runtime.service.start(request.name, dict(request.input_data), idempotency_key=key)
         row = self.runtime.store.get(state.id)
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
         resp.location = f"/workflows/{state.id}"
@@ -60,11 +80,14 @@ class WorkflowsResource:
         status = req.get_param("status")
         if status is not None and status not in {s.value for s in WorkflowStatus}:
             raise unprocessable("status", f"must be one of {', '.join(s.value for s in WorkflowStatus)}")
+        name = req.get_param("name")
+        if name is not None and not is_definition_name(name):
+            raise unprocessable("name", f"must be a workflow definition name, matching {NAME_PATTERN}")
         limit = _limit(req)
         cursor = _decode_cursor(req.get_param("cursor"))
         rows = self.runtime.store.list_workflows(
             status=status,
-            name=req.get_param("name"),
+            name=name,
             created_after=_timestamp_param(req, "created_after"),
             created_before=_timestamp_param(req, "created_before"),
             before=cursor,
@@ -83,7 +106,7 @@ class WorkflowResource:
         self.runtime = runtime
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
-        resp.media = workflow_view(self.runtime.store.get(workflow_id))
+        resp.media = workflow_view(self.runtime.store.get(_known_id(workflow_id)))
 
 
 class WorkflowActivitiesResource:
@@ -93,7 +116,7 @@ class WorkflowActivitiesResource:
         self.runtime = runtime
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
-        resp.media = {"items": workflow_view(self.runtime.store.get(workflow_id))["activities"]}
+        resp.media = {"items": workflow_view(self.runtime.store.get(_known_id(workflow_id)))["activities"]}
 
 
 class WorkflowCancelResource:
@@ -103,6 +126,7 @@ class WorkflowCancelResource:
         self.runtime = runtime
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
+        _known_id(workflow_id)
         body = {}
         if req.content_length:
             body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes, allowed=("reason",))
@@ -126,7 +150,7 @@ class WorkflowRetryResource:
         self.runtime = runtime
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
-        row = self.runtime.store.get(workflow_id)
+        row = self.runtime.store.get(_known_id(workflow_id))
         if row.state.status not in (WorkflowStatus.FAILED, WorkflowStatus.CANCELLED):
             raise falcon.HTTPConflict(
                 title="Workflow cannot be retried",
@@ -144,9 +168,10 @@ class WorkflowEventsResource:
         self.runtime = runtime
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
-        after = req.get_param_as_int("after", min_value=0, max_value=MAX_EVENT_ID, default=0)
+        _known_id(workflow_id)
+        after = _int_param(req, "after", minimum=0, maximum=MAX_EVENT_ID, default=0)
         limit = _limit(req)
-        events = self.runtime.store.events(workflow_id, after_id=int(after), limit=limit)
+        events = self.runtime.store.events(workflow_id, after_id=after, limit=limit)
         resp.media = {
             "items": [event_view(e) for e in events],
             "next": str(events[-1]["id"]) if len(events) == limit else None,
@@ -167,10 +192,11 @@ def _timestamp_param(req: falcon.Request, name: str) -> datetime | None:
         return None
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError as e:
-        raise unprocessable(name, "must be an ISO 8601 timestamp, e.g. 2026-11-28T12:00:00Z") from e
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
+        if value.tzinfo is not None:
+            # OverflowError at the calendar's ends: 0001-01-01T00:00:00+01:00 is in year 0.
+            value = value.astimezone(UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError) as e:
+        raise unprocessable(name, "must be an ISO 8601 timestamp in years 1 to 9999, e.g. 2026-11-28T12:00:00Z") from e
     return value
 
 
@@ -180,11 +206,21 @@ def _encode_cursor(created_at: datetime, workflow_id: str) -> str:
 
 
 def _decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    """The ``(created_at, id)`` in a cursor; 422 for anything this API did not write.
+
+    A cursor is client input like any other: read with the strict JSON reader, and
+    its id checked before it reaches the database.
+    """
     if not cursor:
         return None
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, workflow_id = json.loads(raw)
-        return datetime.fromisoformat(created_at), str(workflow_id)
-    except (ValueError, TypeError) as e:
+        created_at, workflow_id = strict_json.loads(raw, what="the cursor")
+        if not isinstance(created_at, str) or not is_workflow_id(workflow_id):
+            raise ValueError("not a cursor")
+        value = datetime.fromisoformat(created_at)
+        if value.tzinfo is not None:
+            raise ValueError("not a cursor")
+        return value, workflow_id
+    except (ValueError, TypeError, InvalidJson) as e:
         raise unprocessable("cursor", "not a cursor this API returned; pass the 'next' value as is") from e

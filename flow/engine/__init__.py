@@ -25,28 +25,36 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from actors.registry import WorkflowActors
 from actors.workflow import Item, WorkflowActor, fold
 from flow import messages
 from flow.clock import utcnow
-from flow.commands import CancelTimer, RunActivity, StartTimer
 from flow.decide import Decision
 from flow.engine import inbound
 from flow.engine.committer import GroupCommitter
 from flow.engine.leases import LeaseKeeper
 from flow.engine.partitions import partition_of, partition_queue, queue_partition
+from flow.engine.planning import plan
 from flow.engine.timers import TimerWheel
 from flow.engine.transport import Delivery, Transport
 from flow.events import TimerFired, TimerKind, WorkflowStarted
 from flow.faults import FaultInjector
 from flow.metrics import EngineMetrics
 from flow.outbox import Acks, Outgoing
-from flow.persistence.engine_store import EngineStore, TimerRow, Transition, new_engine_id, timer_id
+from flow.persistence.engine_store import (
+    EngineStore,
+    TimerRow,
+    Transition,
+    Unreadable,
+    new_engine_id,
+    timer_id,
+)
 from flow.recovery import owed
 from flow.settings import Settings
+from flow.state import WorkflowState
 
 if TYPE_CHECKING:
     from actors.workflow import WorkflowActor as _Actor
@@ -187,39 +195,51 @@ class Engine:
         count = 0
         for state in self.store.unfinished(partition):
             count += 1
-            due = owed(state)
-            if due.start:
-                self.actors.deliver(state.id, partition, Item(WorkflowStarted(occurred_at=now)))
-                continue
-            outputs = messages.Outputs(state)
-            reply_to = partition_queue(self.prefix, partition)
-            runs = [
-                Outgoing(
-                    self.settings.activity_queue,
-                    messages.RUN_ACTIVITY,
-                    messages.run_activity_kwargs(state, r.position, r.attempt, reply_to=reply_to, outputs=outputs),
-                    partition,
-                    now,
-                )
-                for r in due.runs
-            ]
-            self.transport.publish(runs, lambda confirmed, failed: None)
-            rows = [
-                TimerRow(
-                    timer_id(state.id, t.kind, t.position, t.attempt),
-                    state.id,
-                    partition,
-                    t.kind,
-                    t.position,
-                    t.attempt,
-                    t.due_at,
-                )
-                for t in due.timers
-            ]
-            if rows:
-                self.store.upsert_timers(rows)
+            try:
+                if isinstance(state, Unreadable):
+                    raise ValueError(state.reason)
+                self._resume(state, partition, now)
+            except Exception as e:
+                # One workflow the engine cannot handle must not stop it (invariant 10).
+                workflow_id = state.workflow_id if isinstance(state, Unreadable) else state.id
+                reason = f"the engine cannot resume this workflow: {type(e).__name__}: {e}"
+                logger.error("workflow %s: %s", workflow_id, reason)
+                self.fail_workflow(workflow_id, self.leases.held.get(partition, -1), reason)
         if count:
             logger.warning("resumed %d unfinished workflows of partition %d", count, partition)
+
+    def _resume(self, state: WorkflowState, partition: int, now: datetime) -> None:
+        due = owed(state)
+        if due.start:
+            self.actors.deliver(state.id, partition, Item(WorkflowStarted(occurred_at=now)))
+            return
+        outputs = messages.Outputs(state)
+        reply_to = partition_queue(self.prefix, partition)
+        runs = [
+            Outgoing(
+                self.settings.activity_queue,
+                messages.RUN_ACTIVITY,
+                messages.run_activity_kwargs(state, r.position, r.attempt, reply_to=reply_to, outputs=outputs),
+                partition,
+                now,
+            )
+            for r in due.runs
+        ]
+        self.transport.publish(runs, lambda confirmed, failed: None)
+        rows = [
+            TimerRow(
+                timer_id(state.id, t.kind, t.position, t.attempt),
+                state.id,
+                partition,
+                t.kind,
+                t.position,
+                t.attempt,
+                t.due_at,
+            )
+            for t in due.timers
+        ]
+        if rows:
+            self.store.upsert_timers(rows)
 
     # -- events in --------------------------------------------------------------------------------
 
@@ -256,32 +276,16 @@ class Engine:
         after, decided = fold(before, items)
         partition = actor.entry.partition
         now = utcnow()
-        send_after = now + timedelta(seconds=self.settings.outbox_grace_s)
-        reply_to = partition_queue(self.prefix, partition)
         history = [(entry, item.event.occurred_at) for item, d in decided for entry in d.history]
-        owed_messages: list[Outgoing] = []
-        timers: dict[str, TimerRow | None] = {}
-        outputs: messages.Outputs | None = None
-        for item, d in decided:
-            if item.timer_id:
-                timers[item.timer_id] = None
-            for command in d.commands:
-                if isinstance(command, RunActivity):
-                    outputs = outputs or messages.Outputs(after)
-                    kwargs = messages.run_activity_kwargs(
-                        after, command.position, command.attempt, reply_to=reply_to, outputs=outputs
-                    )
-                    owed_messages.append(
-                        Outgoing(self.settings.activity_queue, messages.RUN_ACTIVITY, kwargs, partition, send_after)
-                    )
-                elif isinstance(command, StartTimer):
-                    tid = timer_id(after.id, command.kind, command.position, command.attempt)
-                    due = item.event.occurred_at + timedelta(milliseconds=command.delay_ms)
-                    timers[tid] = TimerRow(
-                        tid, after.id, partition, command.kind, command.position, command.attempt, due
-                    )
-                elif isinstance(command, CancelTimer):
-                    timers[timer_id(after.id, command.kind, command.position, command.attempt)] = None
+        planned = plan(
+            after,
+            ((command, item.event.occurred_at) for item, d in decided for command in d.commands),
+            partition=partition,
+            reply_to=partition_queue(self.prefix, partition),
+            activity_queue=self.settings.activity_queue,
+            send_after=now + timedelta(seconds=self.settings.outbox_grace_s),
+            consumed_timers=[item.timer_id for item in items if item.timer_id],
+        )
         changed = (
             [b for a, b in zip(before.activities, after.activities, strict=True) if a is not b]
             if before.activities is not after.activities
@@ -295,9 +299,9 @@ class Engine:
             after=after,
             changed=changed,
             history=history,
-            owed=owed_messages,
-            timers_set=[row for row in timers.values() if row is not None],
-            timers_deleted=[tid for tid, row in timers.items() if row is None],
+            owed=planned.owed,
+            timers_set=planned.timers_set,
+            timers_deleted=planned.timers_deleted,
             updated_at=now,
             deliveries=[item.delivery for item in items if item.delivery is not None],
             fired_timers=[item.timer_id for item in items if item.timer_id],

@@ -64,6 +64,15 @@ def timer_id(workflow_id: str, kind: str, position: int | None, attempt: int) ->
 
 
 @dataclass(frozen=True)
+class Unreadable:
+    """A stored workflow whose rows cannot be read as state (written by hand, or by a
+    release with other rules): it fails with ``reason`` instead of stopping the engine."""
+
+    workflow_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Loaded:
     state: WorkflowState
     version: int
@@ -388,8 +397,9 @@ class EngineStore:
 
     # -- recovery ------------------------------------------------------------------------------
 
-    def unfinished(self, partition: int, *, page: int = 200) -> Iterator[WorkflowState]:
-        """Every unfinished workflow of ``partition``, a page of ``page`` at a time."""
+    def unfinished(self, partition: int, *, page: int = 200) -> Iterator[WorkflowState | Unreadable]:
+        """Every unfinished workflow of ``partition``, a page of ``page`` at a time (an
+        :class:`Unreadable` for one whose rows cannot be read as state)."""
         after = ""
         while True:
             with unit_of_work(self.database):
@@ -403,16 +413,19 @@ class EngineStore:
                     .order_by(WorkflowRecord.id)
                     .limit(page)
                 )
-                by_workflow: dict[str, list[ActivityState]] = {r.id: [] for r in rows}
+                by_workflow: dict[str, list[Any]] = {r.id: [] for r in rows}
                 if rows:
                     for a in (
                         ActivityRecord.select()
                         .where(ActivityRecord.workflow.in_(list(by_workflow)))
                         .order_by(ActivityRecord.workflow, ActivityRecord.position)
                     ):
-                        by_workflow[a.workflow_id].append(activity_state(a))
+                        by_workflow[a.workflow_id].append(a)
             for r in rows:
-                yield workflow_state(r, by_workflow[r.id])
+                try:
+                    yield workflow_state(r, map(activity_state, by_workflow[r.id]))
+                except Exception as e:  # noqa: BLE001 - one bad row must not stop the others
+                    yield Unreadable(r.id, f"{type(e).__name__}: {e}")
             if len(rows) < page:
                 return
             after = rows[-1].id

@@ -96,6 +96,7 @@ def test_list_is_newest_first_with_a_cursor(client):
 BAD_POSTS = [
     # (body bytes, content type, expected status, text in the description)
     (b'{"name": "DummyWorkflow",', "application/json", 400, "not valid JSON"),
+    (b'{"name": "DummyWorkflow", "input_data": {"x": NaN}}', "application/json", 400, "$.input_data.x"),
     (b'{"name": "NoSuchWorkflow"}', "application/json", 422, "NoSuchWorkflow"),
     (b'{"input_data": {}}', "application/json", 422, "$.name"),
     (b'{"name": "DummyWorkflow", "input_data": [1]}', "application/json", 422, "$.input_data"),
@@ -114,6 +115,18 @@ def test_bad_posts_get_a_clear_error_and_create_nothing(client, flow, body, cont
     assert text in result.json["description"]
     assert result.json["title"]
     assert workflow_count(flow) == 0
+
+
+def test_after_hostile_starts_the_api_reads_back_as_strict_json(client, flow):
+    from tests.hostile import START_BODIES, post_json
+
+    for _, body, _, _ in START_BODIES:
+        post_json(client, "/workflows", body)
+    created = client.simulate_post("/workflows", json={"name": "DummyWorkflow", "input_data": {"ok": "caf\u00e9 😀"}})
+    assert created.status_code == 201
+    listed = client.simulate_get("/workflows")
+    assert [w["id"] for w in json.loads(listed.text)["items"]] == [created.json["id"]]
+    assert json.loads(client.simulate_get(f"/workflows/{created.json['id']}").text)["input_data"]["ok"] == "café 😀"
 
 
 def test_a_body_over_the_limit_is_413_even_without_content_length(client, flow):

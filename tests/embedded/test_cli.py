@@ -61,6 +61,8 @@ def test_run_of_an_invalid_definition_exits_2_and_starts_nothing(env, tmp_path):
         (("run", "NoSuchWorkflow"), "no workflow definition named 'NoSuchWorkflow'"),
         (("run", "DummyWorkflow", "--input", "{nope"), "--input is not valid JSON"),
         (("run", "DummyWorkflow", "--input", "[1]"), "--input must be a JSON object"),
+        (("run", "DummyWorkflow", "--input", '{"x": NaN}'), "--input $.x: NaN is not a JSON number"),
+        (("run", "DummyWorkflow", "--input", '{"x": "\\u0000"}'), "--input $.x: contains NUL"),
     ],
 )
 def test_run_with_bad_arguments_exits_2_with_a_clear_message(env, args, message):

@@ -104,3 +104,42 @@ def test_a_publish_the_broker_refuses_is_logged_and_kept_in_the_outbox(embedded_
             OutboxRecord.update(send_after=utcnow()).execute()
         assert flow.wait(workflow_id, timeout_s=30).state.status == "Finished"
         wait_for(lambda: flow.runtime.store.outbox_size() == 0)
+
+
+def test_a_stored_workflow_the_engine_cannot_handle_fails_and_the_others_run(embedded_settings):
+    """Invariant 10: rows written by hand (or by a release with other rules) — a timeout
+    no schema allows any more, an activity row that is not state — fail their own
+    workflow with the reason at the next start; the engine starts and the rest runs."""
+    from flow.persistence.models import ActivityRecord, WorkflowRecord
+
+    with EmbeddedFlow(embedded_settings) as flow:
+        infinite = flow.start("RetryWorkflow")
+        garbled = flow.start("RetryWorkflow")
+        store = flow.runtime.store
+        for workflow_id in (infinite, garbled):
+            flow.wait(workflow_id, timeout_s=30)
+        with store.unit_of_work():
+            # Back to "running" with data the engine cannot take.
+            WorkflowRecord.update(status="In Progress", finished_at=None, output=None).where(
+                WorkflowRecord.id.in_([infinite, garbled])
+            ).execute()
+            WorkflowRecord.update(config={"timeouts": {"workflow_s": 1e300}}).where(
+                WorkflowRecord.id == infinite
+            ).execute()
+            ActivityRecord.update(status="Scheduled").where(ActivityRecord.workflow == infinite).execute()
+            ActivityRecord.update(status="Bogus").where(ActivityRecord.workflow == garbled).execute()
+    with EmbeddedFlow(embedded_settings) as flow:
+        healthy = flow.start("DummyWorkflow")
+        assert flow.wait(healthy, timeout_s=30).state.status == "Finished"
+
+        def failed() -> list:
+            with flow.runtime.store.unit_of_work():
+                return list(
+                    WorkflowRecord.select(WorkflowRecord.id, WorkflowRecord.error)
+                    .where(WorkflowRecord.id.in_([infinite, garbled]) & (WorkflowRecord.status == "Failed"))
+                    .tuples()
+                )
+
+        ended = dict(wait_for(lambda: len(failed()) == 2 and failed(), timeout_s=30))
+        assert "OverflowError" in ended[infinite] and "the engine cannot" in ended[infinite]
+        assert "'Bogus' is not a valid ActivityStatus" in ended[garbled]

@@ -5,15 +5,24 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pika
+import pika.exceptions
 import pytest
 import requests
 
-from tests.conftest import ROOT, wait_for
+from flow.amqp_start import DELIVERIES_HEADER, StartMessageConsumer
+from flow.errors import StoreUnavailable
+from flow.runtime import Runtime
+from flow.settings import Settings
+from flow.store import WorkflowRecord
+from tests.conftest import ROOT, sample_definitions, wait_for, write_definitions
 from tests.integration.conftest import wait_ended
-from tests.services import AMQP_URL, VENV_BIN
+from tests.services import AMQP_URL, VENV_BIN, new_database, new_queue_prefix, queue_depth
 
 pytestmark = pytest.mark.services
 
@@ -68,7 +77,7 @@ def test_the_seed_pika_snippet_starts_a_workflow(cluster):
 
 
 BAD_BODIES = [
-    (b"not json", "not JSON"),
+    (b"not json", "not valid JSON"),
     (b"[1, 2]", "JSON object"),
     (json.dumps({"name": "NoSuchWorkflow", "input_data": {}}).encode(), "NoSuchWorkflow"),
     (json.dumps({"name": "DummyWorkflow", "input_data": [1]}).encode(), "$.input_data"),
@@ -112,3 +121,165 @@ def test_a_redelivered_start_with_a_message_id_starts_one_workflow(cluster):
     # copies of the first message have been handled.
     inputs = wait_for(lambda: (i := inputs_of_new_workflows()) and {"marker": 1} in i and i, timeout_s=30)
     assert sorted(map(json.dumps, inputs)) == sorted(map(json.dumps, [{"once": True}, {"marker": 1}]))
+
+
+# -- poison messages against the consumer on RabbitMQ, with an engine in this process ----
+
+
+@pytest.fixture
+def own_start_queue(services, tmp_path, http_server) -> Iterator[dict]:
+    """An engine in this process on its own PostgreSQL database, consuming its own start
+    queue (its own routing key, so other test runs on this RabbitMQ never see these
+    messages); ``start(consumer_options, engine=None)`` starts a consumer on it."""
+    with new_database() as pg_url, new_queue_prefix() as prefix:
+        env = {
+            "FLOW_DATABASE_URL": pg_url,
+            "FLOW_BROKER_URL": AMQP_URL,
+            "FLOW_QUEUE_PREFIX": prefix,
+            "FLOW_START_ROUTING_KEY": f"starter_{prefix}",
+            "FLOW_DEFINITIONS_DIR": str(write_definitions(tmp_path / "workflows", sample_definitions(http_server))),
+            "FLOW_ACTIVITY_PACKAGES": "tests.activities",
+        }
+        runtime = Runtime.build(Settings.from_env(env), engine=False)
+        runtime.store.migrate(partitions=4)
+        settings = runtime.settings
+        consumers: list[StartMessageConsumer] = []
+
+        def start(service: object = None, **options: object) -> StartMessageConsumer:
+            consumer = StartMessageConsumer(
+                service or runtime.service,
+                url=AMQP_URL,
+                exchange=settings.start_exchange,
+                routing_key=settings.start_routing_key,
+                queue=settings.start_queue,
+                **options,
+            )
+            consumer.start()
+            consumers.append(consumer)
+            wait_for(lambda: queue_exists(settings.start_queue), what="the start queue")
+            return consumer
+
+        try:
+            yield {
+                "runtime": runtime,
+                "routing_key": settings.start_routing_key,
+                "queue": settings.start_queue,
+                "start": start,
+            }
+        finally:
+            for consumer in consumers:
+                consumer.stop()
+            runtime.service.close()
+            runtime.broker.close()
+
+
+def queue_exists(queue: str) -> bool:
+    try:
+        queue_depth(queue)
+    except pika.exceptions.ChannelClosedByBroker:
+        return False
+    return True
+
+
+def publish_to(routing_key: str, *bodies: bytes, headers: dict | None = None) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    channel = connection.channel()
+    channel.confirm_delivery()
+    for body in bodies:
+        channel.basic_publish(
+            "start_workflow",
+            routing_key,
+            body,
+            pika.BasicProperties(delivery_mode=2, headers=headers),
+            mandatory=True,
+        )
+    connection.close()
+
+
+def stored_inputs(runtime: Runtime) -> list[dict]:
+    with runtime.store.unit_of_work():
+        return [w.input_data for w in WorkflowRecord.select()]
+
+
+POISON = [
+    (b'{"name": "DummyWorkflow", "input_data": {"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}", "nests arrays"),
+    (b'{"name": "DummyWorkflow", "input_data": {"n": ' + b"7" * 5000 + b"}}", "$.input_data.n"),
+    (b'{"name": "Dummy\\u0000Workflow", "input_data": {}}', "$.name: contains NUL"),
+    (b'{"name": "Dummy\\ud800Workflow", "input_data": {}}', "$.name: contains a lone surrogate"),
+]
+
+
+def test_a_good_start_behind_four_poison_messages_starts_within_a_second(own_start_queue):
+    runtime, routing_key = own_start_queue["runtime"], own_start_queue["routing_key"]
+    own_start_queue["start"]()
+    publish_to(routing_key, *(body for body, _ in POISON))
+    publish_to(routing_key, json.dumps({"name": "DummyWorkflow", "input_data": {"good": True}}).encode())
+    published = time.monotonic()
+
+    wait_for(lambda: stored_inputs(runtime), timeout_s=1.0, every_s=0.01, what="the good start behind the poison")
+    assert time.monotonic() - published < 1.0
+    assert stored_inputs(runtime) == [{"good": True}]  # nothing poison was stored
+
+    dead_queue = own_start_queue["queue"] + ".dead"
+    letters = wait_for(lambda: dead_letters(dead_queue), timeout_s=5)
+    for (body, reason), (dead_body, dead_reason) in zip(POISON, letters, strict=True):
+        assert dead_body == body
+        assert reason in dead_reason
+
+
+class UnavailableService:
+    """A start service whose database is down for one workflow name."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def start(self, name: str, input_data: object, **kwargs: object) -> object:
+        if name == "DownWorkflow":
+            raise StoreUnavailable("database unavailable: connection refused")
+        self.started.append(name)
+        return SimpleNamespace(name=name, id="wf"), True
+
+
+def test_an_outage_is_retried_a_bounded_number_of_times_without_holding_up_the_queue(own_start_queue):
+    engine = UnavailableService()
+    own_start_queue["start"](engine, max_deliveries=3, retry_pause_s=0.05)
+    publish_to(own_start_queue["routing_key"], b'{"name": "DownWorkflow"}', b'{"name": "DummyWorkflow"}')
+
+    [(body, reason)] = wait_for(lambda: dead_letters(own_start_queue["queue"] + ".dead"), timeout_s=10)
+    assert body == b'{"name": "DownWorkflow"}'
+    assert "database unavailable" in reason and "gave up after 3 deliveries" in reason
+    assert engine.started == ["DummyWorkflow"]  # handled while the other waited
+    assert queue_depth(own_start_queue["queue"]) == 0
+
+
+def test_a_message_whose_handling_keeps_dying_is_dead_lettered(own_start_queue):
+    # Deliveries 1 and 2 already died (the header says so); this one dies too: a
+    # consumer takes it and its connection drops before it settles.
+    queue = own_start_queue["queue"]
+    own_start_queue["start"]().stop()  # declare the queue, then leave it without a consumer
+    publish_to(own_start_queue["routing_key"], b'{"name": "DummyWorkflow"}', headers={DELIVERIES_HEADER: 2})
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    method, _, _ = wait_for(lambda: (got := connection.channel().basic_get(queue)) and got[0] and got)
+    assert not method.redelivered
+    connection.close()  # dies without an ack: RabbitMQ delivers it again, flagged
+
+    own_start_queue["start"](max_deliveries=3)
+    [(_, reason)] = wait_for(lambda: dead_letters(queue + ".dead"), timeout_s=10)
+    assert "interrupted" in reason and "gave up after 3 deliveries" in reason
+    assert stored_inputs(own_start_queue["runtime"]) == []
+
+
+def test_a_start_of_a_definition_whose_activity_class_is_gone_is_dead_lettered_at_once(own_start_queue):
+    runtime = own_start_queue["runtime"]
+    body = {"name": "Orphaned", "activities": [{"name": "EchoActivity"}]}
+    runtime.service.register(body)
+    del runtime.activity_classes["EchoActivity"]  # removed from the code since it was registered
+    own_start_queue["start"]()
+    publish_to(own_start_queue["routing_key"], b'{"name": "Orphaned"}', b'{"name": "DummyWorkflow"}')
+
+    wait_for(lambda: stored_inputs(runtime), timeout_s=5, what="the start behind it")
+    [(dead_body, reason)] = wait_for(lambda: dead_letters(own_start_queue["queue"] + ".dead"), timeout_s=5)
+    assert dead_body == b'{"name": "Orphaned"}'
+    assert "unknown activity 'EchoActivity'" in reason
+    with runtime.store.unit_of_work():
+        assert [w.definition_name for w in WorkflowRecord.select()] == ["DummyWorkflow"]

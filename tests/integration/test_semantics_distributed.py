@@ -159,6 +159,7 @@ def test_fifty_concurrent_starts_with_one_key_create_one_workflow(env):
         r = requests.post(
             f"{url}/workflows", json={"name": "Retrying"}, headers={"Idempotency-Key": "fifty-at-once"}, timeout=30
         )
+        assert r.status_code in (200, 201), r.text
         return r.status_code, r.json()["id"]
 
     with ThreadPoolExecutor(50) as pool:

@@ -96,3 +96,92 @@ def test_digest_ignores_key_order():
     a = parse(valid(), known_activities=KNOWN)
     reordered = json.loads(json.dumps(valid(), sort_keys=True))
     assert parse(reordered, known_activities=KNOWN).digest == a.digest
+
+
+# -- hostile definitions ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("config", "path"),
+    [
+        ({"timeouts": {"workflow_s": 1e15}}, "$.config.timeouts.workflow_s"),
+        ({"timeouts": {"start_to_close_s": 366 * 24 * 3600 + 1}}, "$.config.timeouts.start_to_close_s"),
+        ({"timeouts": {"schedule_to_start_s": 1e300}}, "$.config.timeouts.schedule_to_start_s"),
+        ({"retry": {"initial_delay_ms": 2**62}}, "$.config.retry.initial_delay_ms"),
+        ({"retry": {"max_delay_ms": 7 * 24 * 3600 * 1000 + 1}}, "$.config.retry.max_delay_ms"),
+        ({"retry": {"backoff": 1e308}}, "$.config.retry.backoff"),
+        ({"retry": {"max_attempts": 1001}}, "$.config.retry.max_attempts"),
+        ({"retry": {"jitter": 1.5}}, "$.config.retry.jitter"),
+    ],
+)
+def test_numbers_beyond_the_documented_bounds_are_refused(config, path):
+    body = valid()
+    body["config"] = config
+    assert [p for p, _ in problems(body)] == [path]
+
+
+@pytest.mark.parametrize(
+    ("config", "path"),
+    [
+        ({"timeouts": {"workflow_s": float("inf")}}, "$.config.timeouts.workflow_s"),
+        ({"retry": {"backoff": float("nan")}}, "$.config.retry.backoff"),
+        ({"retry": {"initial_delay_ms": 10**400}}, "$.config.retry.initial_delay_ms"),
+        ({"label": "caf\ud800"}, "$.config.label"),
+        ({"k\x00": 1}, '$.config["k\\u0000"]'),
+    ],
+)
+def test_values_that_are_not_strict_json_are_refused_with_their_path(config, path):
+    # NaN passes "minimum"/"maximum" in jsonschema (every comparison with it is false).
+    body = valid()
+    body["config"] = config
+    assert [p for p, _ in problems(body)] == [path]
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        (b'{"name": "W", "config": {"timeouts": {"workflow_s": Infinity}}, "activities": []}', "$.config.timeouts"),
+        (b'{"name": "W", "config": {"retry": {"initial_delay_ms": ' + b"9" * 400 + b"}}}", "$.config.retry"),
+        (b'{"name": "W", "config": {"x": "\\ud800"}}', "$.config.x"),
+        (b'{"name": "W", "config": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "$"),
+        (b'{"name": "W\xff"}', "$"),
+    ],
+)
+def test_load_file_reads_strictly(tmp_path, text, path):
+    file = tmp_path / "w.json"
+    file.write_bytes(text)
+    with pytest.raises(DefinitionError) as info:
+        load_file(file, known_activities=KNOWN)
+    [(found, _)] = info.value.problems
+    assert found.startswith(path)
+
+
+def test_ten_thousand_activities_are_refused_in_one_short_problem():
+    body = valid()
+    body["activities"] = [{"name": "DoSomethingActivity", "colour": "red"}] * 10_000
+    with pytest.raises(DefinitionError) as info:
+        parse(body, known_activities=KNOWN)
+    assert info.value.problems == [("$.activities", "has 10000 activities; a definition may have at most 1000")]
+    assert len(str(info.value)) < 300
+
+
+def test_the_problems_reported_are_capped():
+    body = valid()
+    body["activities"] = [{"name": "DoSomethingActivity", "independent": "yes"}] * 30
+    found = problems(body)
+    assert len(found) == 21
+    assert found[-1] == ("$", "... and 10 more problems")
+
+
+def test_a_problem_that_quotes_a_huge_value_is_shortened():
+    body = valid()
+    body["config"] = ["x" * 1000] * 100
+    [(path, message)] = problems(body)
+    assert path == "$.config"
+    assert len(message) <= 300
+
+
+def test_a_name_with_a_trailing_newline_is_refused():
+    body = valid()
+    body["name"] = "W\n"  # Python's "$" matches before it; the pattern must not
+    assert [p for p, _ in problems(body)] == ["$.name"]

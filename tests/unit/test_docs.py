@@ -37,3 +37,18 @@ def test_readme_defaults_match_the_code():
 def test_readme_names_the_two_setup_commands():
     assert "flow run DummyWorkflow --input '{\"x\": 1}'" in README
     assert "./project_tests.sh" in README
+
+
+def test_readme_states_every_bound_of_the_definition_schema():
+    from flow.definition import MAX_ACTIVITIES, SCHEMA
+
+    def shown(number: int) -> str:
+        return f"{number:,}"
+
+    assert f"at most {shown(MAX_ACTIVITIES)}" in README
+    for group in ("retry", "timeouts"):
+        for name, prop in SCHEMA["$defs"][group]["properties"].items():
+            rows = re.findall(rf"^\| `{group}\.{name}` \| ([^|]+) \|", README, re.M)
+            assert rows, f"{group}.{name} is not in the README's option tables"
+            for documented in rows:
+                assert shown(prop["maximum"]) in documented, (name, documented)

@@ -75,3 +75,32 @@ def test_an_unknown_activity_fails_permanently_without_importing_anything():
     )
     assert result.outcome == "PERMANENT_FAILURE"
     assert "no activity class named 'os.system'" in result.error
+
+
+@pytest.mark.parametrize(
+    ("output", "where"),
+    [
+        ({"ratio": float("nan")}, "output.ratio"),
+        ([float("inf")], "output[0]"),
+        ({"text": "a\x00b"}, "output.text"),
+        ({"k\ud800": 1}, 'output["k\\ud800"]'),
+        ({"n": 2**64}, "output.n"),
+    ],
+)
+def test_an_output_that_is_not_strict_json_fails_the_attempt_instead_of_being_stored(output, where):
+    result = attempt(Returns, outcome="SUCCEEDED", output=output)
+    assert result.outcome == "PERMANENT_FAILURE"
+    assert result.output is None
+    assert where in result.error
+
+
+@pytest.mark.parametrize("error", ["refused\x00on purpose", "lone \ud800 surrogate", RuntimeError("x\x00")])
+def test_an_attempt_error_is_stored_as_text_the_database_takes(error):
+    class Refuses(BaseActivity):
+        def do_activity(self) -> str:
+            self.error = error
+            return self.PERMANENT_FAILURE
+
+    result = attempt(Refuses)
+    assert "\x00" not in result.error
+    result.error.encode("utf-8")

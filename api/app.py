@@ -24,6 +24,7 @@ from api.resources.workflows import (
     WorkflowRetryResource,
     WorkflowsResource,
 )
+from api.security import SecurityHeadersMiddleware
 from flow.errors import FlowError
 from flow.logs import configure_logging
 from flow.runtime import Runtime
@@ -39,7 +40,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         settings = settings or Settings.from_env()
         configure_logging(settings)
         runtime = Runtime.build(settings)
-    middleware = [BearerTokenMiddleware(runtime.settings.api_token)] if runtime.settings.api_token else []
+    # Headers first: Falcon runs every process_response, even for a request that the
+    # token check refused.
+    middleware: list[object] = [SecurityHeadersMiddleware()]
+    if runtime.settings.api_token:
+        middleware.append(BearerTokenMiddleware(runtime.settings.api_token))
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.add_error_handler(FlowError, handle_flow_error)

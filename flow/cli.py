@@ -195,7 +195,7 @@ def up(host: str, port: int, threads: int) -> None:
     from wsgiref.simple_server import make_server
 
     from api.app import create_app
-    from flow.embedded import QuietHandler, ThreadingWSGIServer
+    from flow.wsgi_server import QuietHandler, ThreadingWSGIServer
 
     settings = _settings(embedded=True)
     configure_logging(settings)
@@ -205,6 +205,7 @@ def up(host: str, port: int, threads: int) -> None:
             server = make_server(host, port, app, server_class=ThreadingWSGIServer, handler_class=QuietHandler)
         except OSError as e:
             _fail(f"cannot listen on {host}:{port}: {e.strerror}", EXIT_UNAVAILABLE)
+        server.max_body_bytes = settings.max_body_bytes  # chunked bodies are cut there (plus one byte)
         out.print(f"Libero Flow on [bold]http://{host}:{port}[/] (database {_redact(settings.database_url)})")
         try:
             server.serve_forever()

@@ -25,6 +25,7 @@ from api.resources.workflows import (
     WorkflowsResource,
 )
 from api.security import SecurityHeadersMiddleware
+from api.serving import RequestReadTimeout, handle_read_timeout
 from flow.errors import FlowError
 from flow.logs import configure_logging
 from flow.runtime import Runtime
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.add_error_handler(FlowError, handle_flow_error)
+    app.add_error_handler(RequestReadTimeout, handle_read_timeout)
     app.add_route("/", RootResource())
     app.add_static_route("/ui", str(STATIC_DIR), fallback_filename="index.html")
     app.add_route("/health", HealthResource(runtime))

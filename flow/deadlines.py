@@ -13,9 +13,9 @@ watchdog (it raises the exception, then marks the entry ``fired``). An attempt t
 finds its entry claimed waits for that exception and lets it surface in
 :meth:`Deadlines.finish`, inside the caller's ``try``, so it never escapes.
 
-Neither the attempt's side nor the watchdog's wake-up takes a lock in the attempt's
-thread: an asynchronous exception (ours, or Dramatiq's own time limit) delivered
-between a lock's acquire and its ``try`` would leave the lock held for good.
+The attempt's side takes no lock (only the first attempt of a process does, to start
+the watchdog): an asynchronous exception (ours, or Dramatiq's own time limit)
+delivered between a lock's acquire and its ``try`` would leave the lock held for good.
 """
 
 from __future__ import annotations

@@ -23,4 +23,5 @@ RUN pip install --no-cache-dir --no-deps .
 
 USER flow
 EXPOSE 8000
-CMD ["gunicorn", "--no-control-socket", "--bind", "0.0.0.0:8000", "--workers", "2", "api.app:create_app()"]
+# Worker class, threads and workers (WEB_CONCURRENCY, default 2): api/gunicorn_conf.py.
+CMD ["gunicorn", "--config", "python:api.gunicorn_conf", "--bind", "0.0.0.0:8000", "api.app:create_app()"]

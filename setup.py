@@ -16,7 +16,8 @@ setup(
         "peewee>=4.5,<5",
         "psycopg2-binary>=2.9",
         "falcon>=4.4,<5",
-        "gunicorn>=23",
+        # api/serving.py extends gunicorn 27's threaded worker: a new major version is checked first.
+        "gunicorn>=27,<28",
         "jsonschema>=4.20",
         "click>=8.1",
         "rich>=13",

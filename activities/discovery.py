@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Iterable
+from types import ModuleType
 
 from activities.base import BaseActivity
 from flow.errors import ConfigurationError, UnknownActivity
@@ -21,12 +22,12 @@ def discover(packages: Iterable[str] = ()) -> dict[str, type[BaseActivity]]:
     """Import ``activities`` and ``packages`` (with their submodules); map class names to classes."""
     roots = [BUILTIN_PACKAGE, *packages]
     for root in roots:
-        try:
-            module = importlib.import_module(root)
-        except ImportError as e:
-            raise ConfigurationError(f"FLOW_ACTIVITY_PACKAGES names {root!r}, which cannot be imported: {e}") from e
-        for info in pkgutil.walk_packages(getattr(module, "__path__", []), prefix=root + "."):
-            importlib.import_module(info.name)
+        module = _import(root, root)
+        # walk_packages imports each subpackage to look inside it; a broken one is
+        # reported like any other module of the package.
+        walk = pkgutil.walk_packages(getattr(module, "__path__", []), prefix=root + ".", onerror=lambda name: None)
+        for info in walk:
+            _import(info.name, root)
     found: dict[str, type[BaseActivity]] = {}
     for cls in _subclasses(BaseActivity):
         if any(cls.__module__ == root or cls.__module__.startswith(root + ".") for root in roots):
@@ -37,6 +38,22 @@ def discover(packages: Iterable[str] = ()) -> dict[str, type[BaseActivity]]:
                     f"{previous.__module__} and {cls.__module__}; rename one"
                 )
     return found
+
+
+def _import(name: str, root: str) -> ModuleType:
+    """Import module ``name`` of package ``root``. Any failure is a :class:`ConfigurationError`
+    that names the variable and the module: a module that raises while it is imported
+    is as unusable as a missing one, whatever it raises."""
+    try:
+        return importlib.import_module(name)
+    except Exception as e:  # noqa: BLE001 - importing runs arbitrary code: report it, never crash
+        if root == BUILTIN_PACKAGE:
+            where = f"the built-in activity module {name!r} cannot be imported"
+        elif name == root:
+            where = f"FLOW_ACTIVITY_PACKAGES names {root!r}, which cannot be imported"
+        else:
+            where = f"FLOW_ACTIVITY_PACKAGES names {root!r}, whose module {name!r} cannot be imported"
+        raise ConfigurationError(f"{where}: {type(e).__name__}: {e}") from e
 
 
 def resolve(classes: dict[str, type[BaseActivity]], name: str) -> type[BaseActivity]:

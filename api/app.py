@@ -24,6 +24,8 @@ from api.resources.workflows import (
     WorkflowRetryResource,
     WorkflowsResource,
 )
+from api.security import SecurityHeadersMiddleware
+from api.serving import RequestReadTimeout, handle_read_timeout
 from flow.errors import FlowError
 from flow.logs import configure_logging
 from flow.runtime import Runtime
@@ -39,10 +41,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         settings = settings or Settings.from_env()
         configure_logging(settings)
         runtime = Runtime.build(settings)
-    middleware = [BearerTokenMiddleware(runtime.settings.api_token)] if runtime.settings.api_token else []
+    # Headers first: Falcon runs every process_response, even for a request that the
+    # token check refused.
+    middleware: list[object] = [SecurityHeadersMiddleware()]
+    if runtime.settings.api_token:
+        middleware.append(BearerTokenMiddleware(runtime.settings.api_token))
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.add_error_handler(FlowError, handle_flow_error)
+    app.add_error_handler(RequestReadTimeout, handle_read_timeout)
     app.add_route("/", RootResource())
     app.add_static_route("/ui", str(STATIC_DIR), fallback_filename="index.html")
     app.add_route("/health", HealthResource(runtime))

@@ -13,17 +13,23 @@ PUBLIC_PREFIXES = ("/ui",)
 
 
 class BearerTokenMiddleware:
-    """Requires ``Authorization: Bearer <token>`` on every route but :data:`PUBLIC_PATHS`."""
+    """Requires ``Authorization: Bearer <token>`` on every route but :data:`PUBLIC_PATHS`.
+
+    The scheme name is case-insensitive (RFC 7235 section 2.1: ``bearer`` and
+    ``BEARER`` are ``Bearer`` too); the token is compared in constant time.
+    """
 
     def __init__(self, token: str) -> None:
-        self._expected = f"Bearer {token}".encode()
+        self._expected = token.encode()
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         if req.path in PUBLIC_PATHS or req.path.startswith(PUBLIC_PREFIXES):
             return
-        given = (req.get_header("Authorization") or "").encode()
+        scheme, _, given = (req.get_header("Authorization") or "").strip().partition(" ")
         # Constant-time comparison: the time taken must not reveal how much matched.
-        if not hmac.compare_digest(given, self._expected):
+        # It runs whatever the scheme, so a wrong scheme costs the same time too.
+        matches = hmac.compare_digest(given.strip().encode(), self._expected)
+        if not (matches and scheme.lower() == "bearer"):
             raise falcon.HTTPUnauthorized(
                 title="Authentication required",
                 description="send the API token as 'Authorization: Bearer <token>' (FLOW_API_TOKEN)",

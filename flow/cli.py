@@ -46,7 +46,8 @@ err = Console(stderr=True, highlight=False)
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}")
+    # One line, however narrow the terminal: scripts and logs grep for it.
+    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     sys.exit(code)
 
 
@@ -65,6 +66,26 @@ def _input(input_json: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         _fail("--input must be a JSON object, e.g. '{\"x\": 1}'", EXIT_INVALID)
     return value
+
+
+def _embedded(settings: Settings, **options: Any) -> Any:
+    """The in-process flow for ``settings``; a configuration it cannot start with (an
+    activity package that cannot be imported, an invalid definition in the directory)
+    exits 2 with the reason, without a traceback."""
+    from flow.embedded import EmbeddedFlow
+
+    try:
+        return EmbeddedFlow(settings, **options)
+    except ConfigurationError as e:
+        _fail(str(e), EXIT_INVALID)
+    except DefinitionError as e:
+        _print_definition_error(e)
+        sys.exit(EXIT_INVALID)
+
+
+def _print_definition_error(e: DefinitionError) -> None:
+    for path, message in e.problems:
+        err.print(f"[red]{e.source}[/] {path}: {message}", soft_wrap=True)
 
 
 def _print_json(value: Any) -> None:
@@ -131,7 +152,6 @@ def run(target: str, input_json: str, timeout_s: float | None, as_json: bool) ->
     sqlite:///flow.db); no broker or other service is needed.
     """
     from flow import definition as definitions
-    from flow.embedded import EmbeddedFlow
     from flow.views import event_view, workflow_view
 
     settings = _settings(embedded=True)
@@ -139,7 +159,7 @@ def run(target: str, input_json: str, timeout_s: float | None, as_json: bool) ->
     input_data = _input(input_json)
     console = err if as_json else out
     try:
-        with EmbeddedFlow(settings) as flow:
+        with _embedded(settings) as flow:
             name = target
             if target.endswith(".json") or Path(target).is_file():
                 definition = definitions.load_file(target, known_activities=flow.runtime.activity_classes)
@@ -155,8 +175,7 @@ def run(target: str, input_json: str, timeout_s: float | None, as_json: bool) ->
                 console=console,
             )
     except DefinitionError as e:
-        for path, message in e.problems:
-            err.print(f"[red]{e.source}[/] {path}: {message}")
+        _print_definition_error(e)
         sys.exit(EXIT_INVALID)
     except (DefinitionNotFound, InvalidInput) as e:
         _fail(str(e), EXIT_INVALID)
@@ -178,16 +197,17 @@ def up(host: str, port: int, threads: int) -> None:
     from wsgiref.simple_server import make_server
 
     from api.app import create_app
-    from flow.embedded import EmbeddedFlow, QuietHandler, ThreadingWSGIServer
+    from flow.wsgi_server import QuietHandler, ThreadingWSGIServer
 
     settings = _settings(embedded=True)
     configure_logging(settings)
-    with EmbeddedFlow(settings, worker_threads=threads) as flow:
+    with _embedded(settings, worker_threads=threads) as flow:
         app = create_app(runtime=flow.runtime)
         try:
             server = make_server(host, port, app, server_class=ThreadingWSGIServer, handler_class=QuietHandler)
         except OSError as e:
             _fail(f"cannot listen on {host}:{port}: {e.strerror}", EXIT_UNAVAILABLE)
+        server.max_body_bytes = settings.max_body_bytes  # chunked bodies are cut there (plus one byte)
         out.print(f"Libero Flow on [bold]http://{host}:{port}[/] (database {_redact(settings.database_url)})")
         try:
             server.serve_forever()

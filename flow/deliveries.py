@@ -10,6 +10,13 @@ attempt is reported to the engine as a failure, which retries it per its policy.
 
 The count lives on the worker's machine: if the redeliveries land on different
 machines, each counts its own, so the bound is ``max_deliveries`` per machine.
+
+A worker that stops gracefully also returns messages flagged ``redelivered``: those
+it had received but not started (its prefetch, and whatever its consumer took in
+while its threads finished their last messages — Dramatiq stops the consumers last,
+and its RabbitMQ "requeue" is closing the channel). They never ran, so they must
+neither count nor be reported as a worker's death: the stopping worker writes down
+their ids, and their next delivery on this machine is not counted.
 """
 
 from __future__ import annotations
@@ -54,6 +61,18 @@ class DeliveryCounter:
         with contextlib.suppress(FileNotFoundError):
             self._path(message_id).unlink()
 
+    def returned_unstarted(self, message_id: str) -> None:
+        """Record that a stopping worker gave this message back without running it."""
+        self._path(message_id).with_suffix(".unstarted").touch()
+
+    def take_unstarted(self, message_id: str) -> bool:
+        """Whether the message was given back unstarted (and forget that it was)."""
+        try:
+            self._path(message_id).with_suffix(".unstarted").unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
 
 class DeliveryLimit(dramatiq.Middleware):
     """Skips and reports an attempt whose message was delivered ``max_deliveries`` times."""
@@ -73,6 +92,12 @@ class DeliveryLimit(dramatiq.Middleware):
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         if message.actor_name != self.actor_name or not getattr(message, "redelivered", False):
+            return
+        if self.counter.take_unstarted(message.message_id):
+            logger.info(
+                "activity message %s is back from a worker that stopped before starting it; not counted",
+                message.message_id,
+            )
             return
         # The first delivery is not flagged, so this is delivery number count + 1.
         deliveries = self.counter.increment(message.message_id) + 1
@@ -98,3 +123,25 @@ class DeliveryLimit(dramatiq.Middleware):
     ) -> None:
         if message.actor_name == self.actor_name and getattr(message, "redelivered", False):
             self.counter.forget(message.message_id)
+
+    def before_consumer_thread_shutdown(self, broker: dramatiq.Broker, thread: Any) -> None:
+        """Write down the activity messages this stopping worker holds but never started.
+
+        Runs in the consumer thread once it has stopped consuming, after the worker
+        threads have finished (Dramatiq stops them first), and before Dramatiq drops
+        its in-memory queue and closes the channel, which returns these messages to
+        RabbitMQ flagged ``redelivered``.
+        """
+        work_queue = getattr(thread, "work_queue", None)
+        if work_queue is None:
+            return
+        with work_queue.mutex:
+            held = [item.message for item in work_queue.queue]
+        for message in held:
+            # Only brokers that redeliver (RabbitMQ's messages carry the flag).
+            if (
+                message.actor_name == self.actor_name
+                and message.queue_name == thread.queue_name
+                and hasattr(message, "redelivered")
+            ):
+                self.counter.returned_unstarted(message.message_id)

@@ -18,9 +18,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 import dramatiq
 
@@ -124,16 +122,3 @@ class EmbeddedFlow:
 class _SameMiddlewareTwice(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return "adding a middleware of the same type twice" not in record.getMessage()
-
-
-class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    """``wsgiref``'s server, one thread per request, for ``flow up``."""
-
-    daemon_threads = True
-
-
-class QuietHandler(WSGIRequestHandler):
-    """Request lines go to the ``flow.http`` logger instead of stderr."""
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        logging.getLogger("flow.http").info("%s %s", self.address_string(), format % args)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,12 +16,13 @@ from datetime import datetime
 from typing import Any
 
 from dramatiq.middleware import TimeLimitExceeded
-from dramatiq.threading import Interrupt, raise_thread_exception
+from dramatiq.threading import Interrupt
 
 from activities.base import BaseActivity
 from activities.discovery import resolve
 from flow import strict_json
 from flow.clock import utcnow
+from flow.deadlines import Deadlines
 from flow.errors import InvalidJson, UnknownActivity
 from flow.events import OUTCOMES
 
@@ -37,6 +37,10 @@ class ActivityTimeout(Interrupt):
     bytecodes: a long blocking C call (``time.sleep``, a socket read without a
     timeout) ends first. The engine's start-to-close timer fails the attempt anyway.
     """
+
+
+#: Start-to-close deadlines of the attempts running in this process (one watchdog).
+DEADLINES = Deadlines(ActivityTimeout)
 
 
 @dataclass(frozen=True)
@@ -80,13 +84,17 @@ def execute(
         position=position,
         outputs=outputs,
     )
-    timer = None
-    if time_limit_s:
-        timer = threading.Timer(time_limit_s, raise_thread_exception, (threading.get_ident(), ActivityTimeout))
-        timer.daemon = True
-        timer.start()
+    deadline = DEADLINES.register() if time_limit_s else None
     try:
-        outcome = instance.do_activity()
+        try:
+            if deadline is not None and time_limit_s:
+                DEADLINES.arm(deadline, time_limit_s)  # it can fire from here on, inside the try
+            outcome = instance.do_activity()
+        finally:
+            if deadline is not None:
+                # Raises ActivityTimeout if the watchdog got there first; afterwards
+                # it can no longer fire for this attempt.
+                DEADLINES.finish(deadline)
     except ActivityTimeout:
         return ended("TEMPORARY_FAILURE", error=f"start-to-close timeout: stopped after {time_limit_s} s")
     except TimeLimitExceeded:
@@ -95,9 +103,6 @@ def execute(
         instance.logger.warning("do_activity raised", exc_info=True)
         outcome = "PERMANENT_FAILURE" if isinstance(e, cls.non_retryable_exceptions) else "TEMPORARY_FAILURE"
         return ended(outcome, error=traceback.format_exc(limit=20))
-    finally:
-        if timer is not None:
-            timer.cancel()
     if outcome not in OUTCOMES:
         return ended(
             "PERMANENT_FAILURE",

@@ -46,12 +46,21 @@ def wait_for(condition: Callable[[], Any], *, timeout_s: float = 10.0, every_s: 
 
 
 class _StatusHandler(BaseHTTPRequestHandler):
-    """``GET /status/<code>`` answers with that status code; counts requests per path."""
+    """``GET /status/<code>`` answers with that status code, ``GET /redirect?to=<url>``
+    redirects there (302); counts requests per path."""
 
     hits: dict[str, int] = {}
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         type(self).hits[self.path] = type(self).hits.get(self.path, 0) + 1
+        if self.path.startswith("/redirect?to="):
+            from urllib.parse import unquote
+
+            self.send_response(302)
+            self.send_header("Location", unquote(self.path.split("=", 1)[1]))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         try:
             code = int(self.path.rsplit("/", 1)[-1])
         except ValueError:
@@ -77,7 +86,8 @@ def http_server() -> Iterator[str]:
 def sample_definitions(base_url: str) -> dict[str, dict[str, Any]]:
     """The definitions the end-to-end tests run, by name."""
     dummy = json.loads((ROOT / "workflows" / "dummy_workflow.json").read_text())
-    dummy["activities"][1]["config"]["url"] = f"{base_url}/status/200"
+    # The test server is on 127.0.0.1: DoAnotherThingActivity fetches it only when allowed.
+    dummy["activities"][1]["config"].update(url=f"{base_url}/status/200", allow_private=True)
     fast_retry = {"retry": {"max_attempts": 3, "initial_delay_ms": 20, "jitter": 0}}
     return {
         "DummyWorkflow": dummy,
@@ -85,8 +95,12 @@ def sample_definitions(base_url: str) -> dict[str, dict[str, Any]]:
             "name": "HttpErrorWorkflow",
             "config": fast_retry,
             "activities": [
-                {"name": "DoAnotherThingActivity", "required": False, "config": {"url": f"{base_url}/status/503"}},
-                {"name": "DoAnotherThingActivity", "config": {"url": f"{base_url}/status/200"}},
+                {
+                    "name": "DoAnotherThingActivity",
+                    "required": False,
+                    "config": {"url": f"{base_url}/status/503", "allow_private": True},
+                },
+                {"name": "DoAnotherThingActivity", "config": {"url": f"{base_url}/status/200", "allow_private": True}},
             ],
         },
         "RetryWorkflow": {

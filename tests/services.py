@@ -139,11 +139,12 @@ class Processes:
         return self.start(name, *args, env=env)
 
     def gunicorn(self, name: str, port: int, *, workers: int = 2) -> subprocess.Popen[bytes]:
-        """The API as deployed: gunicorn serving ``api.app:create_app()``."""
+        """The API as deployed: gunicorn with ``api/gunicorn_conf.py``, serving ``api.app:create_app()``."""
         return self.start(
             name,
             str(VENV_BIN / "gunicorn"),
-            "--no-control-socket",
+            "--config",
+            "python:api.gunicorn_conf",
             "--workers",
             str(workers),
             "--bind",

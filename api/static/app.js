@@ -56,7 +56,13 @@ function h(tag, attrs = {}, ...children) {
   for (const [key, value] of Object.entries(attrs)) {
     if (value === undefined || value === null || value === false) continue;
     if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
-    else if (key === "style") el.setAttribute("style", value);
+    // Through the CSSOM: the Content-Security-Policy refuses style attributes.
+    else if (key === "style") {
+      for (const declaration of value.split(";")) {
+        const colon = declaration.indexOf(":");
+        if (colon > 0) el.style.setProperty(declaration.slice(0, colon).trim(), declaration.slice(colon + 1).trim());
+      }
+    }
     else el.setAttribute(key, value === true ? "" : value);
   }
   for (const child of children.flat()) {

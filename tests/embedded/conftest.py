@@ -26,11 +26,13 @@ def client(flow) -> falcon.testing.TestClient:
     return falcon.testing.TestClient(create_app(runtime=flow.runtime))
 
 
-def run_cli(*args: str, env: dict[str, str], timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
-    """``flow ARGS...`` as a subprocess, as a user runs it."""
+def run_cli(
+    *args: str, env: dict[str, str], timeout_s: float = 60, extra_path: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``flow ARGS...`` as a subprocess, as a user runs it (``extra_path``: more to import from)."""
     return subprocess.run(
         [sys.executable, "-m", "flow.cli", *args],
-        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, **env, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), extra_path]))},
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -110,6 +110,42 @@ def test_an_invalid_setting_names_its_variable(env):
     assert "FLOW_MAX_LIVE_ACTORS" in result.stderr
 
 
+@pytest.fixture
+def broken_packages(tmp_path) -> Path:
+    """``broken_sub``: a package whose submodule cannot be imported; ``raising``: a
+    module that raises while imported."""
+    root = tmp_path / "pkgs"
+    (root / "broken_sub").mkdir(parents=True)
+    (root / "broken_sub" / "__init__.py").write_text("")
+    (root / "broken_sub" / "jobs.py").write_text("import no_such_dependency\n")
+    (root / "raising.py").write_text("raise RuntimeError('misconfigured at import')\n")
+    return root
+
+
+@pytest.mark.parametrize(
+    "command", [("run", "DummyWorkflow"), ("up", "--port", "0"), ("validate", "workflows/dummy_workflow.json")]
+)
+@pytest.mark.parametrize(
+    ("packages", "message"),
+    [
+        ("no_such_package", "FLOW_ACTIVITY_PACKAGES names 'no_such_package', which cannot be imported"),
+        ("broken_sub", "FLOW_ACTIVITY_PACKAGES names 'broken_sub', whose module 'broken_sub.jobs' cannot be imported"),
+        ("raising", "FLOW_ACTIVITY_PACKAGES names 'raising', which cannot be imported: RuntimeError"),
+    ],
+)
+def test_an_activity_package_that_cannot_be_imported_exits_2_with_one_line(
+    env, broken_packages, command, packages, message
+):
+    result = flow(
+        *command, env={**env, "FLOW_ACTIVITY_PACKAGES": packages, "COLUMNS": "60"}, extra_path=str(broken_packages)
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert message in lines[0]
+
+
 def test_readme_quickstart_command_runs_offline(tmp_path: Path):
     """The README's first command, with the shipped definitions and no network."""
     result = flow(

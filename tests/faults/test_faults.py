@@ -29,6 +29,19 @@ def report(scenario: str, figures: dict[str, int], faults: int, started_at: floa
     )
 
 
+def booted_worker_children(cluster: FaultCluster) -> list[int]:
+    """The Dramatiq processes of the workers whose current process has said it is ready."""
+    booted = []
+    for name, proc in list(cluster.procs.procs.items()):
+        try:
+            ready = name.startswith("worker") and "Worker process is ready for action" in cluster.procs.log(name)
+        except FileNotFoundError:  # the supervisor is restarting it right now
+            continue
+        if ready:
+            booted += child_pids(proc.pid)
+    return booted
+
+
 def test_sigkill_a_worker_mid_activity_several_times(fault_cluster: FaultCluster):
     t0 = time.monotonic()
     fault_cluster.start(workers=2)
@@ -37,7 +50,10 @@ def test_sigkill_a_worker_mid_activity_several_times(fault_cluster: FaultCluster
     for round_ in range(3):
         # Kill only while some activity is running, and each worker in turn.
         wait_for(lambda: _query(fault_cluster.pg_url, "SELECT count(*) FROM activities WHERE status = 'Started'")[0][0])
-        children = fault_cluster.worker_children()
+        # A worker just restarted by the supervisor forks its Dramatiq process a moment
+        # later, and only a booted one may be killed: the master of one killed while
+        # booting waits out Dramatiq's fork timeout instead of exiting.
+        children = wait_for(lambda: booted_worker_children(fault_cluster), what="a booted worker process")
         os.kill(children[round_ % len(children)], signal.SIGKILL)
         kills += 1
         wait_for(lambda k=kills: sum(fault_cluster.restarts.values()) >= k, what="the supervisor to restart the worker")
@@ -170,21 +186,30 @@ def test_restart_postgresql_under_load(fault_cluster: FaultCluster):
     started = fault_cluster.start_batch(BATCH, copies=8)
     wait_for(lambda: _query(fault_cluster.pg_url, "SELECT count(*) FROM activities WHERE status = 'Started'")[0][0])
     version, cluster = _pg_cluster()
-    subprocess.run(
+    restart = subprocess.Popen(
         ["pg_ctlcluster", "--skip-systemctl-redirect", version, cluster, "restart", "-m", "fast"],
-        check=True,
-        capture_output=True,
-        timeout=120,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
-    # While it restarts the API answers 503, never 500; afterwards it answers again.
-    codes = set()
-    for _ in range(20):
+    codes: list[int] = []
+
+    def ask() -> int | None:
         try:
-            codes.add(requests.get(f"{fault_cluster.url}/workflows", timeout=5).status_code)
+            codes.append(requests.get(f"{fault_cluster.url}/workflows", timeout=5).status_code)
         except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    assert 500 not in codes
+            return None
+        return codes[-1]
+
+    # While it restarts the API answers (503 while the database is down), never 500;
+    # afterwards it answers 200 again.
+    deadline = time.monotonic() + 120
+    while restart.poll() is None and time.monotonic() < deadline:
+        ask()
+        time.sleep(0.05)
+    assert restart.wait(120) == 0, restart.stdout.read() if restart.stdout else ""
+    assert {200, 503} & set(codes), f"no request was answered during the restart: {codes}"
+    wait_for(lambda: ask() == 200, timeout_s=60, what="the API to answer 200 after the restart")
+    assert 500 not in codes, codes
     report("PostgreSQL restart", verify(fault_cluster, started, timeout_s=180), 1, t0)
 
 

@@ -62,6 +62,9 @@ def page(browser, server):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(15_000)
+    # The Content-Security-Policy must not block anything the page does.
+    refused: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
     page.goto(server)
     # The API wants a token (FLOW_API_TOKEN is set): the page says so, then uses it.
     page.get_by_role("alert").filter(has_text="token").wait_for()
@@ -70,6 +73,7 @@ def page(browser, server):
     page.get_by_role("heading", name="Workflows").wait_for()
     yield page
     context.close()
+    assert not refused, refused
 
 
 def shot(page, name: str) -> None:

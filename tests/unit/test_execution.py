@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import random
+import sys
+import threading
+import time
+
 import pytest
 
 from activities.base import BaseActivity
-from flow.execution import execute
+from flow.execution import ActivityTimeout, execute
 
 
 class Raises(BaseActivity):
@@ -104,3 +109,107 @@ def test_an_attempt_error_is_stored_as_text_the_database_takes(error):
     result = attempt(Refuses)
     assert "\x00" not in result.error
     result.error.encode("utf-8")
+
+
+class Busy(BaseActivity):
+    """Runs Python bytecode for ``config.busy_s`` seconds (interruptible anywhere)."""
+
+    def do_activity(self) -> str:
+        end = time.monotonic() + self.config["busy_s"]
+        while time.monotonic() < end:
+            pass
+        return self.SUCCEEDED
+
+
+class Swallows(BaseActivity):
+    """Catches the interrupt and returns as if nothing happened."""
+
+    def do_activity(self) -> str:
+        try:
+            time.sleep(0.05)
+            for _ in range(10_000_000):
+                pass
+        except BaseException:  # noqa: BLE001 - what a careless activity does
+            pass
+        return self.SUCCEEDED
+
+
+def timed(cls: type[BaseActivity], time_limit_s: float, **config):
+    return execute(
+        {cls.__name__: cls},
+        workflow_id="wf",
+        position=0,
+        attempt=1,
+        activity=cls.__name__,
+        config=config,
+        input_data={},
+        outputs={},
+        time_limit_s=time_limit_s,
+    )
+
+
+def test_an_attempt_past_its_start_to_close_deadline_is_stopped():
+    started = time.monotonic()
+    result = timed(Busy, 0.05, busy_s=5)
+    assert time.monotonic() - started < 2
+    assert result.outcome == "TEMPORARY_FAILURE"
+    assert "start-to-close timeout: stopped after 0.05 s" in result.error
+
+
+def test_an_attempt_within_its_deadline_succeeds_and_nothing_fires_later():
+    result = timed(Busy, 0.2, busy_s=0.01)
+    assert result.outcome == "SUCCEEDED"
+    end = time.monotonic() + 0.4  # past the deadline the attempt had: nothing arrives
+    while time.monotonic() < end:
+        pass
+
+
+def test_an_activity_that_swallows_the_interrupt_still_times_out():
+    result = timed(Swallows, 0.01)
+    assert result.outcome == "TEMPORARY_FAILURE"
+    assert "start-to-close timeout" in result.error
+
+
+@pytest.fixture
+def frequent_thread_switches():
+    """Let the watchdog interleave with the attempt often (the default is every 5 ms)."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(0.00005)
+    yield
+    sys.setswitchinterval(previous)
+
+
+def test_a_deadline_never_fires_after_do_activity_returned(frequent_thread_switches):
+    """Attempts that end right around their deadline: the timeout is either their
+    outcome or nothing, never an exception in the code that runs after them."""
+    rng = random.Random(7)
+    outcomes = {"SUCCEEDED": 0, "TEMPORARY_FAILURE": 0}
+    leaked = 0
+    for _ in range(3000):
+        limit_s = 0.001
+        try:
+            result = timed(Busy, limit_s, busy_s=rng.uniform(0.0, 2 * limit_s))
+            outcomes[result.outcome] += 1
+            # What the worker runs next (the result report, the next message).
+            end = time.monotonic() + 0.0005
+            while time.monotonic() < end:
+                pass
+        except ActivityTimeout:
+            leaked += 1
+    assert leaked == 0
+    # The race window was really exercised: both sides won many times.
+    assert outcomes["SUCCEEDED"] > 100 and outcomes["TEMPORARY_FAILURE"] > 100, outcomes
+
+
+def test_attempts_in_many_threads_each_get_their_own_deadline():
+    results: dict[int, str] = {}
+
+    def run(i: int) -> None:
+        results[i] = timed(Busy, 0.1, busy_s=0.01 if i % 2 else 2).outcome
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert results == {i: "SUCCEEDED" if i % 2 else "TEMPORARY_FAILURE" for i in range(8)}

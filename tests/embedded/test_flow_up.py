@@ -1,0 +1,91 @@
+"""``flow up`` serves what gunicorn serves: chunked request bodies included."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from tests.conftest import flow_up, wait_for
+
+MAX_BODY_BYTES = 4096
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory, http_server) -> Iterator[str]:
+    from tests.conftest import sample_definitions, write_definitions
+
+    base = tmp_path_factory.mktemp("up")
+    definitions = write_definitions(base / "workflows", sample_definitions(http_server))
+    with flow_up(base, definitions, FLOW_MAX_BODY_BYTES=str(MAX_BODY_BYTES)) as running:
+        yield running
+
+
+def chunks(body: bytes, size: int) -> Iterator[bytes]:
+    """A generator body: ``requests`` sends it with ``Transfer-Encoding: chunked``."""
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+def raw_post(url: str, head: bytes, body: bytes) -> bytes:
+    """Send a hand-written request; return the whole answer."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(head + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_chunked_post_starts_a_workflow(url):
+    body = json.dumps({"name": "DummyWorkflow", "input_data": {"padding": "x" * 1000}}).encode()
+    response = requests.post(
+        f"{url}/workflows", data=chunks(body, 100), headers={"Content-Type": "application/json"}, timeout=10
+    )
+    assert response.status_code == 201, response.text
+    assert response.request.headers["Transfer-Encoding"] == "chunked"
+    workflow_id = response.json()["id"]
+
+    def ended() -> dict | None:
+        workflow = requests.get(f"{url}/workflows/{workflow_id}", timeout=5).json()
+        return workflow if workflow["status"] != "In Progress" else None
+
+    workflow = wait_for(ended, timeout_s=30, what="the chunked-started workflow to end")
+    assert workflow["status"] == "Finished"
+    assert workflow["input_data"] == {"padding": "x" * 1000}
+
+
+def test_a_chunked_body_over_the_limit_is_413_and_starts_nothing(url):
+    def stored() -> int:
+        return len(requests.get(f"{url}/workflows", params={"limit": 500}, timeout=5).json()["items"])
+
+    before = stored()
+    body = json.dumps({"name": "DummyWorkflow", "input_data": {"padding": "x" * 2 * MAX_BODY_BYTES}}).encode()
+    response = requests.post(
+        f"{url}/workflows", data=chunks(body, 1000), headers={"Content-Type": "application/json"}, timeout=10
+    )
+    assert response.status_code == 413
+    assert f"at most {MAX_BODY_BYTES} bytes" in response.json()["description"]
+    assert stored() == before
+
+
+def test_a_malformed_chunked_body_is_400(url):
+    head = (
+        b"POST /workflows HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    answer = raw_post(url, head, b"zz\r\n{}\r\n0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.0 400"), answer[:200]
+
+
+def test_a_chunked_body_with_extensions_and_trailers_is_decoded(url):
+    head = (
+        b"POST /workflows HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    body = b'{"name": "RetryWorkflow"}'
+    answer = raw_post(url, head, b"%x;ext=1\r\n%s\r\n0\r\nX-Trailer: y\r\n\r\n" % (len(body), body))
+    assert answer.startswith(b"HTTP/1.0 201"), answer[:300]

@@ -1,0 +1,94 @@
+"""Delivery counting: a worker's death counts, a graceful stop's returned messages do not."""
+
+from __future__ import annotations
+
+import logging
+from queue import PriorityQueue
+from types import SimpleNamespace
+
+import dramatiq
+import pytest
+from dramatiq.brokers.rabbitmq import _RabbitmqMessage
+from dramatiq.middleware import SkipMessage
+from dramatiq.worker import _WorkQueueItem
+
+from flow.deliveries import DeliveryCounter, DeliveryLimit
+
+ACTOR = "flow.run_activity"
+QUEUE = "flow.activities"
+
+
+@pytest.fixture
+def reports() -> list[tuple[dict, str]]:
+    return []
+
+
+@pytest.fixture
+def limit(tmp_path, reports) -> DeliveryLimit:
+    return DeliveryLimit(
+        actor_name=ACTOR,
+        max_deliveries=2,
+        report=lambda kwargs, error: reports.append((kwargs, error)),
+        counter=DeliveryCounter(tmp_path),
+    )
+
+
+def message(actor_name: str = ACTOR, queue_name: str = QUEUE) -> dramatiq.Message:
+    return dramatiq.Message(
+        queue_name=queue_name,
+        actor_name=actor_name,
+        args=(),
+        kwargs={"workflow_id": "wf", "position": 0, "attempt": 1},
+        options={},
+    )
+
+
+def delivered(msg: dramatiq.Message, *, redelivered: bool) -> _RabbitmqMessage:
+    return _RabbitmqMessage(redelivered, 1, msg)
+
+
+def stopping_consumer(*held: object) -> SimpleNamespace:
+    """What a Dramatiq ConsumerThread holds when it stops: its queue and the in-memory work."""
+    work_queue: PriorityQueue = PriorityQueue()
+    for proxy in held:
+        work_queue.put(_WorkQueueItem(0, proxy))
+    return SimpleNamespace(queue_name=QUEUE, work_queue=work_queue)
+
+
+def test_redeliveries_count_until_the_limit_then_the_attempt_is_reported(limit, reports, caplog):
+    msg = message()
+    caplog.set_level(logging.WARNING)
+    limit.before_process_message(None, delivered(msg, redelivered=True))  # delivery 2 of 2
+    assert "delivered again (delivery 2 of at most 2)" in caplog.text
+    with pytest.raises(SkipMessage):
+        limit.before_process_message(None, delivered(msg, redelivered=True))
+    assert len(reports) == 1 and "delivered 2 times" in reports[0][1]
+
+
+def test_a_message_a_stopping_worker_never_started_is_not_counted(limit, reports, caplog):
+    msg = message()
+    limit.before_consumer_thread_shutdown(None, stopping_consumer(delivered(msg, redelivered=False)))
+    caplog.set_level(logging.INFO)
+    # RabbitMQ flags it redelivered; it never ran, so it is not a worker's death.
+    limit.before_process_message(None, delivered(msg, redelivered=True))
+    assert "delivered again" not in caplog.text
+    assert "stopped before starting it" in caplog.text
+    # Later deliveries count again: the next one is number 2 of 2, then the limit.
+    limit.before_process_message(None, delivered(msg, redelivered=True))
+    assert "delivered again (delivery 2 of at most 2)" in caplog.text
+    with pytest.raises(SkipMessage):
+        limit.before_process_message(None, delivered(msg, redelivered=True))
+    assert len(reports) == 1
+
+
+def test_only_held_activity_messages_of_a_redelivering_broker_are_written_down(limit, tmp_path):
+    other_actor = message(actor_name="flow.record_result")
+    other_queue = message(queue_name="flow.activities.DQ")
+    in_process = dramatiq.broker.MessageProxy(message())  # StubBroker: nothing is redelivered
+    limit.before_consumer_thread_shutdown(
+        None,
+        stopping_consumer(
+            delivered(other_actor, redelivered=False), delivered(other_queue, redelivered=False), in_process
+        ),
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,76 @@
+"""DoAnotherThingActivity fetches what a definition names: http(s) only, redirects to
+http(s) only, and public addresses only unless ``allow_private`` says otherwise."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+
+from activities.dummy import DoAnotherThingActivity
+from flow.execution import execute
+
+
+def fetch(**config):
+    return execute(
+        {"DoAnotherThingActivity": DoAnotherThingActivity},
+        workflow_id="wf",
+        position=0,
+        attempt=1,
+        activity="DoAnotherThingActivity",
+        config={"timeout_s": 5, **config},
+        input_data={},
+        outputs={},
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///etc/passwd",
+        "FILE:///etc/passwd",
+        "ftp://127.0.0.1/x",
+        "data:text/plain,hello",
+        "/etc/passwd",
+        "gopher://x",
+    ],
+)
+def test_only_http_and_https_urls_are_fetched(url):
+    result = fetch(url=url, allow_private=True)
+    assert result.outcome == "PERMANENT_FAILURE"
+    assert "must be an http:// or https:// URL" in result.error
+
+
+def test_a_local_server_is_fetched_only_when_private_addresses_are_allowed(http_server):
+    refused = fetch(url=f"{http_server}/status/200")
+    assert refused.outcome == "PERMANENT_FAILURE"
+    assert "127.0.0.1 is 127.0.0.1, not a public address" in refused.error
+    allowed = fetch(url=f"{http_server}/status/200", allow_private=True)
+    assert allowed.outcome == "SUCCEEDED"
+    assert allowed.output["status"] == 200
+
+
+def test_a_name_that_resolves_to_loopback_is_refused(http_server):
+    port = http_server.rsplit(":", 1)[1]
+    result = fetch(url=f"http://localhost:{port}/status/200")
+    assert result.outcome == "PERMANENT_FAILURE"
+    assert "not a public address" in result.error
+
+
+@pytest.mark.parametrize("target", ["file:///etc/passwd", "ftp://127.0.0.1/etc/passwd", "data:,x"])
+def test_a_redirect_to_another_scheme_is_refused(http_server, target):
+    result = fetch(url=f"{http_server}/redirect?to={quote(target, safe='')}", allow_private=True)
+    assert result.outcome == "PERMANENT_FAILURE"
+    assert "only http and https are followed" in result.error
+    assert target in result.error
+
+
+def test_a_redirect_to_http_is_followed(http_server):
+    result = fetch(url=f"{http_server}/redirect?to={quote(http_server + '/status/204', safe='')}", allow_private=True)
+    assert result.outcome == "SUCCEEDED"
+    assert result.output["status"] == 204
+
+
+def test_status_codes_keep_their_meaning(http_server):
+    assert fetch(url=f"{http_server}/status/404", allow_private=True).outcome == "PERMANENT_FAILURE"
+    assert fetch(url=f"{http_server}/status/503", allow_private=True).outcome == "TEMPORARY_FAILURE"

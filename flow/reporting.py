@@ -32,13 +32,19 @@ class DelayedCalls:
     def schedule(self, delay_s: float, call: Callable[[], None]) -> int:
         """Run ``call`` in ``delay_s`` seconds; return a handle for :meth:`cancel`."""
         handle = next(self._counter)
+        due = time.monotonic() + delay_s
         with self._cv:
             self._calls[handle] = call
-            heapq.heappush(self._heap, (time.monotonic() + delay_s, handle))
+            earliest = not self._heap or due < self._heap[0][0]
+            heapq.heappush(self._heap, (due, handle))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="flow-delayed-calls", daemon=True)
                 self._thread.start()
-            self._cv.notify()
+            if earliest:
+                # Wake the thread only when it must wake sooner than it planned: with a
+                # steady stream of attempts it sleeps until the oldest is due, instead of
+                # waking (and taking the GIL) for every attempt.
+                self._cv.notify()
         return handle
 
     def cancel(self, handle: int) -> bool:

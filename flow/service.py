@@ -2,9 +2,10 @@
 
 The API, the CLI, the AMQP start consumer and the Dramatiq start message all go
 through a :class:`WorkflowService`; none of them builds an engine. A start creates
-the workflow and its start message in one transaction (the outbox), then publishes
-the message to the workflow's partition queue; cancel and retry are messages to
-that queue too. The engine that holds the partition does the rest.
+the workflow (one statement), then publishes its start message to the workflow's
+partition queue; if that publish is lost, the engine holding the partition finds
+the workflow unstarted ``FLOW_OUTBOX_GRACE_S`` later and starts it anyway. Cancel
+and retry are messages to the partition's queue too.
 """
 
 from __future__ import annotations
@@ -14,17 +15,14 @@ import logging
 import threading
 import uuid
 from collections.abc import Mapping
-from datetime import timedelta
 from typing import Any
 
 import dramatiq
 
 from flow import messages
-from flow.clock import utcnow
 from flow.definition import Catalog, Definition, parse
 from flow.engine.partitions import partition_of, partition_queue
 from flow.errors import DefinitionNotFound, InvalidInput, WorkflowNotFound
-from flow.outbox import Acks, Outgoing
 from flow.persistence.schema import check_partitions
 from flow.settings import Settings
 from flow.state import WorkflowState
@@ -53,7 +51,6 @@ class WorkflowService:
         self.catalog = catalog
         self.broker = broker
         self.activity_classes = activity_classes
-        self.acks = Acks(store.delete_outbox)
         self._partitions: int | None = None
         self._parsed: dict[tuple[str, int], Definition] = {}
         self._lock = threading.Lock()
@@ -102,20 +99,22 @@ class WorkflowService:
     def definition(self, name: str, version: int | None = None) -> tuple[Definition, int]:
         """The registered definition ``name`` (newest version unless ``version``)."""
         self.sync_definitions()
-        found = self.store.definition(name, version)
+        found_version = self.store.definition_version(name, version)
+        if found_version is not None:
+            with self._lock:
+                parsed = self._parsed.get((name, found_version))
+            if parsed is not None:
+                return parsed, found_version  # versions never change: the parse is cached
+        found = self.store.definition(name, found_version) if found_version is not None else None
         if found is None:
             known = [d["name"] for d in self.store.list_definitions()]
             if version is not None and name in known:
                 raise DefinitionNotFound(f"{name} version {version}", known)
             raise DefinitionNotFound(name, known)
         found_version, body = found
-        key = (name, found_version)
+        parsed = parse(body, known_activities=self.activity_classes, source=f"{name} v{found_version}")
         with self._lock:
-            parsed = self._parsed.get(key)
-        if parsed is None:
-            parsed = parse(body, known_activities=self.activity_classes, source=f"{name} v{found_version}")
-            with self._lock:
-                self._parsed[key] = parsed
+            self._parsed[(name, found_version)] = parsed
         return parsed, found_version
 
     # -- requests ----------------------------------------------------------------------
@@ -131,9 +130,9 @@ class WorkflowService:
     ) -> tuple[WorkflowState, bool]:
         """Create a workflow and send its start; ``(state, created)``.
 
-        The start message is stored with the workflow, so the engine hears of it even
-        if this process dies right after the commit. ``message_id`` (of a start
-        message from a broker) derives the workflow id, so a redelivery finds it.
+        Should this process die between the commit and the publish, the engine holding
+        the workflow's partition finds it unstarted and starts it. ``message_id`` (of a
+        start message from a broker) derives the workflow id, so a redelivery finds it.
         """
         if not isinstance(input_data, Mapping):
             raise InvalidInput("$.input_data", "must be a JSON object")
@@ -147,22 +146,7 @@ class WorkflowService:
         if workflow_id is None and message_id is not None:
             workflow_id = str(uuid.uuid5(MESSAGE_NAMESPACE, message_id))
         definition, version = self.definition(name)
-        now = utcnow()
-        owed: list[Outgoing] = []
         partitions = self.partitions
-
-        def start_message(new_id: str, partition: int) -> list[Outgoing]:
-            owed.append(
-                Outgoing(
-                    partition_queue(self.settings.queue_prefix, partition),
-                    messages.START_WORKFLOW,
-                    {"workflow_id": new_id},
-                    partition,
-                    now + timedelta(seconds=self.settings.outbox_grace_s),
-                )
-            )
-            return owed
-
         state, created = self.store.create_workflow(
             definition,
             version,
@@ -170,10 +154,20 @@ class WorkflowService:
             partition_of=lambda wid: partition_of(wid, partitions),
             workflow_id=workflow_id,
             idempotency_key=idempotency_key,
-            outbox=start_message,
         )
         if created:
-            self._send_owed(owed)
+            try:
+                self.broker.enqueue(
+                    messages.message(self.queue_of(state.id), messages.START_WORKFLOW, workflow_id=state.id)
+                )
+            except Exception as e:
+                # The workflow is committed: its engine starts it once it finds it unstarted.
+                logger.error(
+                    "publishing the start of workflow %s failed (%s); its engine will start it within "
+                    "FLOW_OUTBOX_GRACE_S",
+                    state.id,
+                    e,
+                )
         return state, created
 
     def cancel(self, workflow_id: str, reason: str | None = None) -> None:
@@ -194,27 +188,5 @@ class WorkflowService:
             raise WorkflowNotFound(str(workflow_id))
         self.broker.enqueue(message.copy(queue_name=self.queue_of(workflow_id)))
 
-    def _send_owed(self, owed: list[Outgoing]) -> None:
-        """Publish committed messages, then let their outbox rows go.
-
-        A publish the broker does not confirm is logged and its row kept: the engine
-        holding the partition sends it later. The creation is committed, so failing
-        the caller would only make it start the workflow again.
-        """
-        sent = []
-        for outgoing in owed:
-            try:
-                self.broker.enqueue(outgoing.message())
-            except Exception as e:
-                logger.error(
-                    "publishing %s for workflow %s failed (%s); the engine will send it",
-                    outgoing.actor_name,
-                    outgoing.workflow_id,
-                    e,
-                )
-                continue
-            sent.append(outgoing.id)
-        self.acks.add(sent)
-
     def close(self) -> None:
-        self.acks.close()
+        """Nothing to flush any more; kept so that every owner of a service can close it."""

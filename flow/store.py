@@ -7,6 +7,7 @@ timers) are in :mod:`flow.persistence.engine_store`; the tables in
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Callable, Mapping
@@ -19,9 +20,8 @@ import peewee
 from flow.clock import utcnow
 from flow.definition import Definition
 from flow.errors import IdempotencyConflict, StoreUnavailable, WorkflowNotFound
-from flow.outbox import Outgoing
 from flow.persistence import schema
-from flow.persistence.database import open_database, unit_of_work, write
+from flow.persistence.database import is_postgres, open_database, unit_of_work, write
 from flow.persistence.mapping import activity_state, workflow_state
 from flow.persistence.models import (
     ActivityRecord,
@@ -33,7 +33,7 @@ from flow.persistence.models import (
     TimerRecord,
     WorkflowRecord,
 )
-from flow.state import ActivityStatus, WorkflowState, WorkflowStatus
+from flow.state import ActivityState, ActivityStatus, WorkflowState, WorkflowStatus
 
 logger = logging.getLogger(__name__)
 
@@ -119,12 +119,28 @@ class Store:
 
     def definition(self, name: str, version: int | None = None) -> tuple[int, dict[str, Any]] | None:
         """``(version, body)`` of ``name`` at ``version`` (default: the newest), or None."""
+        found = self.definition_version(name, version)
+        if found is None:
+            return None
         with unit_of_work(self.database):
-            query = DefinitionRecord.select().where(DefinitionRecord.name == name)
-            if version is not None:
-                query = query.where(DefinitionRecord.version == version)
-            row = query.order_by(DefinitionRecord.version.desc()).first()
-            return (row.version, row.body) if row else None
+            row = self.database.execute_sql(
+                f"SELECT body FROM definitions WHERE name = {self.database.param} AND version = {self.database.param}",
+                (name, found),
+            ).fetchone()
+        return (found, json.loads(row[0])) if row else None
+
+    def definition_version(self, name: str, version: int | None = None) -> int | None:
+        """The newest version of ``name`` (or ``version`` if it exists), or None: a start
+        needs only this when the body of that version is parsed and cached already."""
+        param = self.database.param
+        sql = f"SELECT version FROM definitions WHERE name = {param}"
+        params: tuple[Any, ...] = (name,)
+        if version is not None:
+            sql += f" AND version = {param}"
+            params += (version,)
+        with unit_of_work(self.database):
+            row = self.database.execute_sql(sql + " ORDER BY version DESC LIMIT 1", params).fetchone()
+        return row[0] if row else None
 
     def list_definitions(self) -> list[dict[str, Any]]:
         """Each definition name with its newest version and when that was registered."""
@@ -157,69 +173,130 @@ class Store:
         partition_of: Callable[[str], int],
         workflow_id: str | None = None,
         idempotency_key: str | None = None,
-        outbox: Callable[[str, int], list[Outgoing]] | None = None,
     ) -> tuple[WorkflowState, bool]:
         """Create a workflow and its pending activities; ``(state, created)``.
 
-        ``outbox(workflow_id, partition)`` returns the messages the creation owes (its
-        start), stored in the same transaction. With an id or idempotency key that
-        already exists, nothing is written and the existing workflow is returned with
-        ``created=False`` — unless it was started with another definition or input,
-        which raises :class:`IdempotencyConflict`.
+        With an id or idempotency key that already exists, nothing is written and the
+        existing workflow is returned with ``created=False`` — unless it was started
+        with another definition or input, which raises :class:`IdempotencyConflict`.
+        The unique indexes make that hold under concurrent starts.
         """
         workflow_id = workflow_id or str(uuid.uuid4())
-        partition = partition_of(workflow_id)
         now = utcnow()
+        state = WorkflowState(
+            id=workflow_id,
+            name=definition.name,
+            definition_version=definition_version,
+            status=WorkflowStatus.IN_PROGRESS,
+            input_data=dict(input_data),
+            config=dict(definition.config),
+            activities=tuple(
+                ActivityState(
+                    position=position,
+                    name=spec.name,
+                    independent=spec.independent,
+                    required=spec.required,
+                    config=definition.activity_config(spec),
+                    retry=definition.retry_policy(spec),
+                    timeouts=definition.timeouts(spec),
+                )
+                for position, spec in enumerate(definition.activities)
+            ),
+            created_at=now,
+        )
+        workflow = {
+            "id": workflow_id,
+            "definition_name": definition.name,
+            "definition_version": definition_version,
+            "partition": partition_of(workflow_id),
+            "status": WorkflowStatus.IN_PROGRESS.value,
+            "started": False,
+            "run": 1,
+            "input_data": json.dumps(state.input_data, separators=(",", ":")),
+            "config": json.dumps(state.config, separators=(",", ":")),
+            "idempotency_key": idempotency_key,
+            "created_at": now,
+            "updated_at": now,
+            "version": 0,
+        }
+        activities = [
+            (
+                a.position,
+                a.name,
+                a.independent,
+                a.required,
+                json.dumps(a.config, separators=(",", ":")),
+                json.dumps(a.retry.to_dict(), separators=(",", ":")),
+                json.dumps(a.timeouts.to_dict(), separators=(",", ":")),
+            )
+            for a in state.activities
+        ]
         with unit_of_work(self.database):
+            created = (
+                self._insert_postgres(workflow, activities)
+                if is_postgres(self.database)
+                else self._insert(workflow, activities)
+            )
+            if created:
+                return state, True
             existing = self._find_existing(workflow_id, idempotency_key, definition.name, input_data)
-            if existing is not None:
-                return existing, False
-            try:
-                with write(self.database):
-                    WorkflowRecord.insert(
-                        id=workflow_id,
-                        definition_name=definition.name,
-                        definition_version=definition_version,
-                        partition=partition,
-                        status=WorkflowStatus.IN_PROGRESS.value,
-                        started=False,
-                        input_data=dict(input_data),
-                        config=dict(definition.config),
-                        idempotency_key=idempotency_key,
-                        created_at=now,
-                        updated_at=now,
-                        version=0,
-                    ).execute()
-                    rows = [
-                        {
-                            "workflow": workflow_id,
-                            "position": position,
-                            "name": spec.name,
-                            "independent": spec.independent,
-                            "required": spec.required,
-                            "config": definition.activity_config(spec),
-                            "retry": definition.retry_policy(spec).to_dict(),
-                            "timeouts": definition.timeouts(spec).to_dict(),
-                            "status": ActivityStatus.PENDING.value,
-                            "attempt": 0,
-                        }
-                        for position, spec in enumerate(definition.activities)
-                    ]
-                    for start in range(0, len(rows), 500):
-                        ActivityRecord.insert_many(rows[start : start + 500]).execute()
-                    if outbox is not None:
-                        _insert_outbox(outbox(workflow_id, partition))
-            except peewee.IntegrityError:
-                # Lost a race with a concurrent start carrying the same id or key.
-                existing = self._find_existing(workflow_id, idempotency_key, definition.name, input_data)
-                if existing is None:
-                    raise
-                return existing, False
-            return self._load(workflow_id), True
+            if existing is None:  # pragma: no cover - a conflict on a row that then vanished
+                raise StoreUnavailable(f"workflow {workflow_id} could not be created; try again")
+            return existing, False
+
+    def _insert_postgres(self, workflow: dict[str, Any], activities: list[tuple]) -> bool:
+        """The workflow and its activities in one statement (one round trip); False when
+        its id or idempotency key exists already."""
+        columns = ", ".join(workflow)
+        placeholders = ", ".join(["%s"] * len(workflow))
+        sql = (
+            f"WITH w AS (INSERT INTO workflows ({columns}) VALUES ({placeholders}) ON CONFLICT DO NOTHING "
+            "RETURNING id), "
+            "a AS (INSERT INTO activities (workflow_id, position, name, independent, required, config, retry, "
+            "timeouts, status, attempt, attempts_before) "
+            "SELECT w.id, a.position, a.name, a.independent, a.required, a.config, a.retry, a.timeouts, "
+            "'Pending', 0, 0 FROM w, unnest(%s::int[], %s::text[], %s::bool[], %s::bool[], %s::text[], %s::text[], "
+            "%s::text[]) AS a(position, name, independent, required, config, retry, timeouts)) "
+            "SELECT id FROM w"
+        )
+        params = [*workflow.values(), *(list(column) for column in zip(*activities, strict=True))]
+        return self.database.execute_sql(sql, params).fetchone() is not None
+
+    def _insert(self, workflow: dict[str, Any], activities: list[tuple]) -> bool:
+        try:
+            with write(self.database):
+                WorkflowRecord.insert(
+                    **{
+                        **workflow,
+                        "input_data": json.loads(workflow["input_data"]),
+                        "config": json.loads(workflow["config"]),
+                    }
+                ).execute()
+                rows = [
+                    {
+                        "workflow": workflow["id"],
+                        "position": position,
+                        "name": name,
+                        "independent": independent,
+                        "required": required,
+                        "config": json.loads(config),
+                        "retry": json.loads(retry),
+                        "timeouts": json.loads(timeouts),
+                        "status": ActivityStatus.PENDING.value,
+                        "attempt": 0,
+                    }
+                    for position, name, independent, required, config, retry, timeouts in activities
+                ]
+                for start in range(0, len(rows), 500):
+                    ActivityRecord.insert_many(rows[start : start + 500]).execute()
+        except peewee.IntegrityError:
+            return False  # the id or the idempotency key exists
+        return True
 
     def _find_existing(
         self, workflow_id: str, idempotency_key: str | None, name: str, input_data: Mapping[str, Any]
     ) -> WorkflowState | None:
+        """The workflow an earlier start with this id or key created, if it was the same request."""
         query = WorkflowRecord.id == workflow_id
         if idempotency_key is not None:
             query |= WorkflowRecord.idempotency_key == idempotency_key
@@ -233,7 +310,7 @@ class Store:
                 + ("another definition" if row.definition_name != name else "another input")
                 + "; a repeated start must send the same name and input_data, or use a new key"
             )
-        return self._load(row.id)
+        return self._state(row)
 
     def delete_outbox(self, ids: list[str]) -> None:
         """Forget messages that were published."""
@@ -351,22 +428,3 @@ class Store:
                 )
             rows = query.order_by(WorkflowRecord.created_at.desc(), WorkflowRecord.id.desc()).limit(limit)
             return [WorkflowRow(self._state(r, with_activities=False), r.updated_at, r.idempotency_key) for r in rows]
-
-
-def _insert_outbox(owed: list[Outgoing]) -> None:
-    if owed:
-        OutboxRecord.insert_many(
-            [
-                {
-                    "id": o.id,
-                    "workflow": o.workflow_id or "",
-                    "partition": o.partition,
-                    "queue_name": o.queue_name,
-                    "actor_name": o.actor_name,
-                    "kwargs": o.kwargs,
-                    "due_at": o.send_after,
-                    "send_after": o.send_after,
-                }
-                for o in owed
-            ]
-        ).execute()

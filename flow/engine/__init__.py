@@ -391,6 +391,16 @@ class Engine:
         if flush is not None:
             flush(timeout_s)
 
+    def _start_unstarted(self, held: set[int]) -> None:
+        """Start workflows whose start message never arrived (its publish was lost)."""
+        now = utcnow()
+        grace = timedelta(seconds=self.settings.outbox_grace_s)
+        for workflow_id in self.store.unstarted(held, created_before=now - grace):
+            partition = partition_of(workflow_id, self.partitions)
+            if partition in held:
+                logger.info("starting workflow %s, whose start message never arrived", workflow_id)
+                self.actors.deliver(workflow_id, partition, Item(WorkflowStarted(occurred_at=now)))
+
     def _outbox_loop(self) -> None:
         while not self._stopping.wait(self.settings.outbox_poll_s):
             try:
@@ -403,6 +413,7 @@ class Engine:
                         with self._republish_lock:
                             self._republish.update(again)
                 held = self.leases.held_partitions()
+                self._start_unstarted(held)
                 while held and not self._stopping.is_set():
                     claimed = self.store.claim_outbox(held, now=utcnow(), hold_s=self.settings.outbox_grace_s)
                     for outgoing in claimed:

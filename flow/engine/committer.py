@@ -1,10 +1,12 @@
 """Group commit: the transitions of many workflow actors, committed in one transaction.
 
 Actors submit a :class:`~flow.persistence.engine_store.Transition` and wait for its
-outcome; one committer thread takes everything submitted meanwhile (up to
-``max_batch``) and commits it with :meth:`EngineStore.commit_batch`. There is no
-fixed delay: while one commit is in flight the next batch gathers, so a quiet
-engine commits each transition at once and a busy one commits many per round trip.
+outcome. One commit runs at a time: while it is in flight, whatever is submitted
+gathers, and the committer thread commits it all (up to ``max_batch``) as soon as
+the previous commit is done. There is no fixed delay, so a busy engine commits many
+transitions per round trip; and an actor that finds no commit running and nothing
+waiting commits its own transition at once in its own thread, so a quiet engine
+pays no thread hop either.
 
 After the commit — never before — :attr:`on_committed` acknowledges the deliveries
 that caused the batch, publishes what it owes and arms its timers (docs/design.md,
@@ -60,6 +62,8 @@ class GroupCommitter:
         self._queue: list[Submitted] = []
         self._cv = threading.Condition()
         self._closed = False
+        #: A commit is running (in the committer thread or an actor's).
+        self._busy = False
         self._thread: threading.Thread | None = None
         #: Batches committed and transitions in them (for metrics and the bench).
         self.batches = 0
@@ -78,21 +82,39 @@ class GroupCommitter:
             self._thread.join(30)
 
     def submit(self, transition: Transition) -> Future:
-        """Queue ``transition``; its future resolves to an :class:`Outcome` (or an error)."""
+        """Commit ``transition`` now if nothing else is committing, else queue it; the
+        future resolves to an :class:`Outcome` (or an error)."""
         item = Submitted(transition)
         with self._cv:
             if self._closed:
                 item.future.set_exception(StoreUnavailable("the engine is stopping"))
                 return item.future
-            self._queue.append(item)
-            self._cv.notify()
+            inline = not self._busy and not self._queue
+            if inline:
+                self._busy = True
+            else:
+                self._queue.append(item)
+                self._cv.notify()
+        if inline:
+            try:
+                self._commit([item])
+            finally:
+                self._done()
         return item.future
+
+    def _done(self) -> None:
+        with self._cv:
+            self._busy = False
+            self._cv.notify_all()
 
     def _take(self) -> list[Submitted]:
         with self._cv:
-            while not self._queue and not self._closed:
+            while (not self._queue or self._busy) and not self._closed:
+                self._cv.wait()
+            while self._busy:  # closing: let a commit in an actor's thread finish first
                 self._cv.wait()
             batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+            self._busy = bool(batch)
             return batch
 
     def _run(self) -> None:
@@ -100,7 +122,10 @@ class GroupCommitter:
             batch = self._take()
             if not batch:
                 return  # closed and drained
-            self._commit(batch)
+            try:
+                self._commit(batch)
+            finally:
+                self._done()
 
     def _commit(self, batch: list[Submitted]) -> None:
         transitions = [s.transition for s in batch]

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import peewee
+import psycopg2.errors
 
 from flow.clock import utcnow
 from flow.decide import HistoryEntry
@@ -30,7 +31,16 @@ from flow.errors import WorkflowNotFound
 from flow.faults import FaultInjector
 from flow.outbox import Outgoing
 from flow.persistence.database import is_postgres, translated, unit_of_work, write
-from flow.persistence.mapping import activity_changes, activity_state, workflow_changes, workflow_state
+from flow.persistence.mapping import (
+    ACTIVITY_COLUMNS,
+    WORKFLOW_COLUMNS,
+    activity_changes,
+    activity_from_row,
+    activity_state,
+    workflow_changes,
+    workflow_from_row,
+    workflow_state,
+)
 from flow.persistence.models import (
     ActivityRecord,
     EngineRecord,
@@ -129,16 +139,21 @@ class EngineStore:
     # -- one workflow -------------------------------------------------------------------
 
     def load(self, workflow_id: str) -> Loaded:
-        """A workflow's state, version and partition (two queries)."""
+        """A workflow's state, version and partition (two plain statements)."""
+        param = self.database.param
         with unit_of_work(self.database):
             self._maybe_fail()
-            row = WorkflowRecord.get_or_none(WorkflowRecord.id == workflow_id)
+            row = self.database.execute_sql(
+                f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = {param}", (workflow_id,)
+            ).fetchone()
             if row is None:
                 raise WorkflowNotFound(workflow_id)
-            activities = (
-                ActivityRecord.select().where(ActivityRecord.workflow == workflow_id).order_by(ActivityRecord.position)
-            )
-            return Loaded(workflow_state(row, map(activity_state, activities)), row.version, row.partition)
+            activities = self.database.execute_sql(
+                f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE workflow_id = {param} ORDER BY position",
+                (workflow_id,),
+            ).fetchall()
+        state, version, partition = workflow_from_row(row, map(activity_from_row, activities))
+        return Loaded(state, version, partition)
 
     def fail_unreadable(self, workflow_id: str, *, epoch: int, owner: str, reason: str) -> bool:
         """Fail a workflow the engine cannot handle (its stored state is unreadable), fenced.
@@ -168,6 +183,10 @@ class EngineStore:
 
     def commit_batch(self, batch: list[Transition], *, owner: str) -> BatchResult:
         """Commit every transition of ``batch`` that passes the fence and the version check."""
+        if self.postgres:
+            with unit_of_work(self.database):
+                self._maybe_fail()
+                return self._commit_postgres(batch, owner)
         refused: dict[int, str] = {}
         with write(self.database):
             self._maybe_fail()
@@ -195,6 +214,76 @@ class EngineStore:
             self._write_timers(accepted)
         return BatchResult(committed, refused)
 
+    def _commit_postgres(self, batch: list[Transition], owner: str) -> BatchResult:
+        """The whole batch in one prepared statement (:data:`COMMIT_SQL`): one round trip,
+        no planning, and atomic as any single statement is."""
+        t = batch
+        activities = [(x.workflow_id, a) for x in t for a in x.changed]
+        events = [(x.workflow_id, entry, at) for x in t for entry, at in x.history]
+        owed = [(x.workflow_id, o) for x in t for o in x.owed]
+        deleted = [(x.workflow_id, tid) for x in t for tid in x.timers_deleted]
+        timers = [r for x in t for r in x.timers_set]
+        params = [
+            owner,
+            sorted({x.partition for x in t}),
+            [x.workflow_id for x in t],
+            [x.partition for x in t],
+            [x.epoch for x in t],
+            [x.version for x in t],
+            [x.after.status.value for x in t],
+            [x.after.started for x in t],
+            [x.after.run for x in t],
+            [x.after.run_started_at for x in t],
+            [_json(x.after.output) for x in t],
+            [x.after.error for x in t],
+            [x.after.finished_at for x in t],
+            [x.updated_at for x in t],
+            [w for w, _ in activities],
+            [a.position for _, a in activities],
+            [a.status.value for _, a in activities],
+            [a.attempt for _, a in activities],
+            [a.attempts_before for _, a in activities],
+            [_json(a.output) for _, a in activities],
+            [a.error for _, a in activities],
+            [a.scheduled_at for _, a in activities],
+            [a.started_at for _, a in activities],
+            [a.finished_at for _, a in activities],
+            [w for w, _, _ in events],
+            [e.position for _, e, _ in events],
+            [e.type for _, e, _ in events],
+            [_json(dict(e.data)) for _, e, _ in events],
+            [at for _, _, at in events],
+            [o.id for _, o in owed],
+            [w for w, _ in owed],
+            [o.partition for _, o in owed],
+            [o.queue_name for _, o in owed],
+            [o.actor_name for _, o in owed],
+            [_json(o.kwargs) for _, o in owed],
+            [o.send_after for _, o in owed],
+            [tid for _, tid in deleted],
+            [w for w, _ in deleted],
+            [r.id for r in timers],
+            [r.workflow_id for r in timers],
+            [r.partition for r in timers],
+            [r.kind for r in timers],
+            [r.position for r in timers],
+            [r.attempt for r in timers],
+            [r.due_at for r in timers],
+        ]
+        rows = _execute_prepared(self.database, "flow_commit", COMMIT_SQL, COMMIT_TYPES, params)
+        updated = {value for kind, value in rows if kind == "w"}
+        fenced_ok = {value for kind, value in rows if kind == "f"}
+        committed: list[int] = []
+        refused: dict[int, str] = {}
+        for i, x in enumerate(batch):
+            if x.workflow_id in updated:
+                committed.append(i)
+            elif f"{x.partition}:{x.epoch}" not in fenced_ok:
+                refused[i] = "fenced"
+            else:
+                refused[i] = "version"
+        return BatchResult(committed, refused)
+
     def _fence(self, epochs: dict[int, int], owner: str, every_epoch: list[Transition] | None = None) -> set:
         """Lock the lease rows of ``epochs``' partitions; return the ``(partition, epoch)``
         pairs that are ours (for ``every_epoch``: each epoch a transition carries)."""
@@ -208,85 +297,26 @@ class EngineStore:
             return {p for p, e in epochs.items() if held.get(p) == e}
         return {(t.partition, t.epoch) for t in every_epoch if held.get(t.partition) == t.epoch}
 
+    # -- the per-row path (SQLite: in process, no round trips to save) -------------------------
+
     def _update_workflows(self, transitions: list[Transition]) -> set[str]:
-        if not transitions:
-            return set()
-        if not self.postgres:
-            updated = set()
-            for t in transitions:
-                count = (
-                    WorkflowRecord.update(**workflow_changes(t.after), updated_at=t.updated_at, version=t.version + 1)
-                    .where((WorkflowRecord.id == t.workflow_id) & (WorkflowRecord.version == t.version))
-                    .execute()
-                )
-                if count == 1:
-                    updated.add(t.workflow_id)
-            return updated
-        # One statement for the whole batch: UPDATE ... FROM (VALUES ...) RETURNING.
-        rows = []
+        updated = set()
         for t in transitions:
-            c = workflow_changes(t.after)
-            rows.append(
-                (
-                    t.workflow_id,
-                    t.version,
-                    c["status"],
-                    c["started"],
-                    c["run"],
-                    c["run_started_at"],
-                    _json(c["output"]),
-                    c["error"],
-                    c["finished_at"],
-                    t.updated_at,
-                )
+            count = (
+                WorkflowRecord.update(**workflow_changes(t.after), updated_at=t.updated_at, version=t.version + 1)
+                .where((WorkflowRecord.id == t.workflow_id) & (WorkflowRecord.version == t.version))
+                .execute()
             )
-        sql = (
-            "UPDATE workflows AS w SET status = v.status, started = v.started, run = v.run, "
-            "run_started_at = v.run_started_at::timestamp, output = v.output, error = v.error, "
-            "finished_at = v.finished_at::timestamp, updated_at = v.updated_at::timestamp, version = v.version + 1 "
-            "FROM (VALUES {values}) AS v(id, version, status, started, run, run_started_at, output, error, "
-            "finished_at, updated_at) WHERE w.id = v.id AND w.version = v.version RETURNING w.id"
-        )
-        cursor = self.database.execute_sql(
-            *_values(sql, rows, "(%s, %s::int, %s, %s::bool, %s::int, %s, %s, %s, %s, %s)")
-        )
-        return {r[0] for r in cursor.fetchall()}
+            if count == 1:
+                updated.add(t.workflow_id)
+        return updated
 
     def _update_activities(self, transitions: list[Transition]) -> None:
-        changes = [(t.workflow_id, a) for t in transitions for a in t.changed]
-        if not changes:
-            return
-        if not self.postgres:
-            for workflow_id, a in changes:
+        for t in transitions:
+            for a in t.changed:
                 ActivityRecord.update(**activity_changes(a)).where(
-                    (ActivityRecord.workflow == workflow_id) & (ActivityRecord.position == a.position)
+                    (ActivityRecord.workflow == t.workflow_id) & (ActivityRecord.position == a.position)
                 ).execute()
-            return
-        rows = []
-        for workflow_id, a in changes:
-            c = activity_changes(a)
-            rows.append(
-                (
-                    workflow_id,
-                    a.position,
-                    c["status"],
-                    c["attempt"],
-                    c["attempts_before"],
-                    _json(c["output"]),
-                    c["error"],
-                    c["scheduled_at"],
-                    c["started_at"],
-                    c["finished_at"],
-                )
-            )
-        sql = (
-            "UPDATE activities AS a SET status = v.status, attempt = v.attempt, attempts_before = v.attempts_before, "
-            "output = v.output, error = v.error, scheduled_at = v.scheduled_at::timestamp, "
-            "started_at = v.started_at::timestamp, finished_at = v.finished_at::timestamp "
-            "FROM (VALUES {values}) AS v(workflow_id, position, status, attempt, attempts_before, output, error, "
-            "scheduled_at, started_at, finished_at) WHERE a.workflow_id = v.workflow_id AND a.position = v.position"
-        )
-        self.database.execute_sql(*_values(sql, rows, "(%s, %s::int, %s, %s::int, %s::int, %s, %s, %s, %s, %s)"))
 
     def _insert_history(self, transitions: list[Transition]) -> None:
         rows = [
@@ -385,6 +415,26 @@ class EngineStore:
             for chunk in _chunks(ids, 500):
                 rows += list(OutboxRecord.select().where(OutboxRecord.id.in_(chunk)))
             return [Outgoing(r.queue_name, r.actor_name, r.kwargs, r.partition, r.send_after, r.id) for r in rows]
+
+    def unstarted(self, partitions: Iterable[int], *, created_before: datetime, limit: int = 500) -> list[str]:
+        """Workflows of ``partitions`` created before ``created_before`` whose start was never
+        handled (its message was lost): the owner starts them (index ``workflows_unstarted``)."""
+        partitions = list(partitions)
+        if not partitions:
+            return []
+        with unit_of_work(self.database):
+            rows = (
+                WorkflowRecord.select(WorkflowRecord.id)
+                .where(
+                    WorkflowRecord.partition.in_(partitions)
+                    & ~WorkflowRecord.started
+                    & (WorkflowRecord.created_at < created_before)
+                    & (WorkflowRecord.status == WorkflowStatus.IN_PROGRESS.value)
+                )
+                .limit(limit)
+                .tuples()
+            )
+            return [r[0] for r in rows]
 
     def delete_timers(self, ids: list[str]) -> None:
         with write(self.database):
@@ -561,11 +611,86 @@ def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"))
 
 
-def _values(sql: str, rows: list[tuple], row_sql: str) -> tuple[str, list[Any]]:
-    params: list[Any] = []
-    for row in rows:
-        params.extend(row)
-    return sql.replace("{values}", ", ".join([row_sql] * len(rows))), params
+#: Parameter types of :data:`COMMIT_SQL`, in order: the owner, the partitions, then one
+#: array per column of each table written (empty arrays where a batch writes nothing).
+COMMIT_TYPES = (
+    "text, int[], "
+    "text[], int[], bigint[], int[], text[], bool[], int[], timestamp[], text[], text[], timestamp[], timestamp[], "
+    "text[], int[], text[], int[], int[], text[], text[], timestamp[], timestamp[], timestamp[], "
+    "text[], int[], text[], text[], timestamp[], "
+    "text[], text[], int[], text[], text[], text[], timestamp[], "
+    "text[], text[], "
+    "text[], text[], int[], text[], int[], int[], timestamp[]"
+)
+
+#: A group commit as one statement of data-modifying CTEs (docs/design.md, "Group
+#: commit"): ``fence`` locks the lease rows we still hold (FOR KEY SHARE: a takeover's
+#: FOR UPDATE waits for it, a renewal does not); ``w`` updates the workflows whose
+#: partition epoch and version both match and returns their ids; every other write
+#: keeps only those workflows' rows; events are inserted in the order given, which
+#: their ids (the history's order) follow.
+COMMIT_SQL = """
+WITH fence AS (
+    SELECT partition, epoch FROM partition_leases WHERE owner = $1 AND partition = ANY($2) FOR KEY SHARE
+), wv AS (
+    SELECT * FROM unnest($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+        AS x(id, partition, epoch, version, status, started, run, run_started_at, output, error, finished_at,
+             updated_at)
+), w AS (
+    UPDATE workflows AS t SET status = wv.status, started = wv.started, run = wv.run,
+        run_started_at = wv.run_started_at, output = wv.output, error = wv.error, finished_at = wv.finished_at,
+        updated_at = wv.updated_at, version = wv.version + 1
+    FROM wv JOIN fence ON fence.partition = wv.partition AND fence.epoch = wv.epoch
+    WHERE t.id = wv.id AND t.version = wv.version
+    RETURNING t.id
+), a AS (
+    UPDATE activities AS t SET status = av.status, attempt = av.attempt, attempts_before = av.attempts_before,
+        output = av.output, error = av.error, scheduled_at = av.scheduled_at, started_at = av.started_at,
+        finished_at = av.finished_at
+    FROM unnest($15, $16, $17, $18, $19, $20, $21, $22, $23, $24)
+        AS av(workflow_id, position, status, attempt, attempts_before, output, error, scheduled_at, started_at,
+              finished_at)
+    WHERE t.workflow_id = av.workflow_id AND t.position = av.position AND av.workflow_id IN (SELECT id FROM w)
+), e AS (
+    INSERT INTO events (workflow_id, position, type, data, occurred_at)
+    SELECT ev.workflow_id, ev.position, ev.type, ev.data, ev.occurred_at
+    FROM unnest($25, $26, $27, $28, $29) WITH ORDINALITY AS ev(workflow_id, position, type, data, occurred_at, n)
+    WHERE ev.workflow_id IN (SELECT id FROM w) ORDER BY ev.n
+), o AS (
+    INSERT INTO outbox (id, workflow, partition, queue_name, actor_name, kwargs, due_at, send_after)
+    SELECT ov.id, ov.workflow, ov.partition, ov.queue_name, ov.actor_name, ov.kwargs, ov.send_after, ov.send_after
+    FROM unnest($30, $31, $32, $33, $34, $35, $36)
+        AS ov(id, workflow, partition, queue_name, actor_name, kwargs, send_after)
+    WHERE ov.workflow IN (SELECT id FROM w)
+), td AS (
+    DELETE FROM timers AS t USING unnest($37, $38) AS d(id, workflow)
+    WHERE t.id = d.id AND d.workflow IN (SELECT id FROM w)
+), ti AS (
+    INSERT INTO timers (id, workflow, partition, kind, position, attempt, due_at)
+    SELECT tv.id, tv.workflow, tv.partition, tv.kind, tv.position, tv.attempt, tv.due_at
+    FROM unnest($39, $40, $41, $42, $43, $44, $45) AS tv(id, workflow, partition, kind, position, attempt, due_at)
+    WHERE tv.workflow IN (SELECT id FROM w)
+    ON CONFLICT (id) DO UPDATE SET due_at = EXCLUDED.due_at
+)
+SELECT 'w', id FROM w UNION ALL SELECT 'f', partition || ':' || epoch FROM fence
+"""
+
+
+def _execute_prepared(database: peewee.Database, name: str, sql: str, types: str, params: list[Any]) -> list[tuple]:
+    """EXECUTE a statement prepared once per connection (PREPARE on first use).
+
+    Each parameter is cast to its declared type, so an empty list or a list of NULLs
+    (which psycopg2 sends untyped) has the array type the statement expects.
+    """
+    casts = [t.strip() for t in types.split(",")]
+    execute = f"EXECUTE {name} (" + ", ".join(f"%s::{t}" for t in casts) + ")"
+    cursor = database.cursor()
+    try:
+        cursor.execute(execute, params)
+    except psycopg2.errors.InvalidSqlStatementName:
+        cursor.execute(f"PREPARE {name} ({types}) AS {sql}")
+        cursor.execute(execute, params)
+    return cursor.fetchall()
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:

@@ -93,6 +93,7 @@ class WorkflowRecord(_Model):
             (("status", "created_at", "id"), False),
             (("definition_name", "created_at", "id"), False),
             (("partition", "status"), False),
+            # and workflows_unstarted (partition, created_at) WHERE NOT started: migration 0003
         )
 
 
@@ -138,13 +139,13 @@ class OutboxRecord(_Model):
     """A message some committed transition owes (see :mod:`flow.outbox`)."""
 
     id = peewee.CharField(max_length=32, primary_key=True)
-    workflow = peewee.CharField(max_length=36, index=True)
+    workflow = peewee.CharField(max_length=36)
     partition = peewee.IntegerField(default=0)
     queue_name = peewee.CharField(max_length=255)
     actor_name = peewee.CharField(max_length=64)
     kwargs = JSONText()
     due_at = peewee.DateTimeField()
-    send_after = peewee.DateTimeField(index=True)
+    send_after = peewee.DateTimeField()
 
     class Meta:
         table_name = "outbox"

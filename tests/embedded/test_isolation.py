@@ -14,7 +14,7 @@ from api.app import create_app
 from flow.embedded import EmbeddedFlow
 from flow.runtime import Runtime
 from flow.settings import Settings
-from flow.store import OutboxRecord, utcnow
+from flow.store import utcnow
 from tests.conftest import embedded_env, wait_for
 
 
@@ -82,28 +82,32 @@ def test_thousands_of_waiting_workflows_use_a_bounded_number_of_threads(tmp_path
         assert all(store.get(i).state.status == "In Progress" for i in ids[:10])
 
 
-def test_a_publish_the_broker_refuses_is_logged_and_kept_in_the_outbox(embedded_settings, caplog, monkeypatch):
+def test_a_start_the_broker_refuses_is_logged_and_the_engine_starts_the_workflow_anyway(
+    embedded_settings, caplog, monkeypatch
+):
+    from datetime import timedelta
+
+    from flow.persistence.models import WorkflowRecord
+
     with EmbeddedFlow(embedded_settings) as flow:
         broker = flow.runtime.broker
         real_enqueue = broker.enqueue
-        refusing = threading.Event()
-        refusing.set()
 
         def enqueue(message, *, delay=None):
-            if refusing.is_set():
+            if message.actor_name == "flow.start_workflow":
                 raise ConnectionError("broker unreachable")
             return real_enqueue(message, delay=delay)
 
         monkeypatch.setattr(broker, "enqueue", enqueue)
         workflow_id = flow.start("DummyWorkflow")  # committed; its start could not be published
-        assert "publishing flow.start_workflow" in caplog.text and "failed" in caplog.text
-        assert flow.runtime.store.outbox_size() == 1
-        refusing.clear()
-        # The outbox loop sends it once it is overdue (FLOW_OUTBOX_GRACE_S): make it so now.
+        assert "publishing the start of workflow" in caplog.text and "broker unreachable" in caplog.text
+        assert flow.runtime.store.get(workflow_id).state.started is False
+        # Its engine starts it once it has waited FLOW_OUTBOX_GRACE_S unstarted: make it so now.
         with flow.runtime.store.unit_of_work():
-            OutboxRecord.update(send_after=utcnow()).execute()
+            WorkflowRecord.update(created_at=utcnow() - timedelta(hours=1)).where(
+                WorkflowRecord.id == workflow_id
+            ).execute()
         assert flow.wait(workflow_id, timeout_s=30).state.status == "Finished"
-        wait_for(lambda: flow.runtime.store.outbox_size() == 0)
 
 
 def test_a_stored_workflow_the_engine_cannot_handle_fails_and_the_others_run(embedded_settings):

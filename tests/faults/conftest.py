@@ -161,12 +161,47 @@ class FaultCluster:
                 started[response.json()["id"]] = name
         return started
 
-    def worker_children(self) -> list[int]:
+    def booted_children(self, prefix: str) -> list[int]:
+        """The Dramatiq processes of ``prefix``-named processes that have said they are ready.
+
+        Only a booted one may be killed: the Dramatiq master of a process killed while
+        booting waits out its fork timeout instead of exiting at once.
+        """
         from tests.services import child_pids
 
-        return [
-            pid for name, proc in self.procs.procs.items() if name.startswith("worker") for pid in child_pids(proc.pid)
-        ]
+        booted = []
+        for name, proc in list(self.procs.procs.items()):
+            try:
+                ready = name.startswith(prefix) and "Worker process is ready for action" in self.procs.log(name)
+            except FileNotFoundError:  # the supervisor is restarting it right now
+                continue
+            if ready:
+                booted += child_pids(proc.pid)
+        return booted
+
+    def unsupervise(self, name: str) -> None:
+        """Stop restarting ``name`` (its death is the point of the test)."""
+        self.supervised.pop(name, None)
+
+    def engines(self) -> dict[str, tuple[int, int]]:
+        """Live engines (heartbeat within the lease): ``id -> (partitions held, commits refused)``."""
+        rows = _query(
+            self.pg_url,
+            "SELECT id, partitions_held, refused_commits FROM engines "
+            "WHERE heartbeat_at > now() AT TIME ZONE 'utc' - interval '3 seconds'",
+        )
+        return {engine: (held, refused) for engine, held, refused in rows}
+
+    def owners(self) -> dict[int, str | None]:
+        """``partition -> owner`` of every partition whose lease has not expired."""
+        rows = _query(
+            self.pg_url,
+            "SELECT partition, CASE WHEN expires_at > now() AT TIME ZONE 'utc' THEN owner END FROM partition_leases",
+        )
+        return dict(rows)
+
+    def refused_commits(self) -> int:
+        return _query(self.pg_url, "SELECT coalesce(sum(refused_commits), 0) FROM engines")[0][0]
 
     def stop(self) -> None:
         self._stop.set()

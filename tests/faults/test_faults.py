@@ -16,7 +16,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 from tests.conftest import wait_for
 from tests.faults.conftest import BATCH, FaultCluster, _query, verify
-from tests.services import AMQP_URL, child_pids, queue_depth
+from tests.services import AMQP_URL, queue_depth
 
 pytestmark = [pytest.mark.services, pytest.mark.faults]
 
@@ -27,19 +27,6 @@ def report(scenario: str, figures: dict[str, int], faults: int, started_at: floa
         f"lost {figures['lost']}, stuck {figures['stuck']}, duplicated {figures['duplicated']}, "
         f"{time.monotonic() - started_at:.1f} s"
     )
-
-
-def booted_worker_children(cluster: FaultCluster) -> list[int]:
-    """The Dramatiq processes of the workers whose current process has said it is ready."""
-    booted = []
-    for name, proc in list(cluster.procs.procs.items()):
-        try:
-            ready = name.startswith("worker") and "Worker process is ready for action" in cluster.procs.log(name)
-        except FileNotFoundError:  # the supervisor is restarting it right now
-            continue
-        if ready:
-            booted += child_pids(proc.pid)
-    return booted
 
 
 def test_sigkill_a_worker_mid_activity_several_times(fault_cluster: FaultCluster):
@@ -53,7 +40,7 @@ def test_sigkill_a_worker_mid_activity_several_times(fault_cluster: FaultCluster
         # A worker just restarted by the supervisor forks its Dramatiq process a moment
         # later, and only a booted one may be killed: the master of one killed while
         # booting waits out Dramatiq's fork timeout instead of exiting.
-        children = wait_for(lambda: booted_worker_children(fault_cluster), what="a booted worker process")
+        children = wait_for(lambda: fault_cluster.booted_children("worker"), what="a booted worker process")
         os.kill(children[round_ % len(children)], signal.SIGKILL)
         kills += 1
         wait_for(lambda k=kills: sum(fault_cluster.restarts.values()) >= k, what="the supervisor to restart the worker")
@@ -77,22 +64,12 @@ def test_sigkill_the_engine_at_random_points_under_load(fault_cluster: FaultClus
     kills = 0
     for _ in range(3):
         time.sleep(random.uniform(0.2, 1.0))
-        children = child_pids(fault_cluster.procs.procs["engine-0"].pid)
-        if children:
-            os.kill(next(iter(children)), signal.SIGKILL)
-            kills += 1
-            wait_for(
-                lambda k=kills: fault_cluster.restarts["engine-0"] >= k, timeout_s=30, what="the engine to be restarted"
-            )
+        [child] = wait_for(lambda: fault_cluster.booted_children("engine"), what="a booted engine process")
+        os.kill(child, signal.SIGKILL)
+        kills += 1
+        wait_for(lambda k=kills: fault_cluster.restarts["engine-0"] >= k, what="the engine to be restarted")
     assert kills == 3
     report("engine SIGKILL at random points", verify(fault_cluster, started, timeout_s=180), kills, t0)
-
-
-def test_two_engines_on_the_same_queue(fault_cluster: FaultCluster):
-    t0 = time.monotonic()
-    fault_cluster.start(engines=2)
-    started = fault_cluster.start_batch(BATCH, copies=8)
-    report("two engines", verify(fault_cluster, started), 0, t0)
 
 
 def test_random_database_errors_in_the_engine(fault_cluster: FaultCluster):

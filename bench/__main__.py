@@ -1,6 +1,10 @@
 """``python -m bench``: Libero Flow against raw Dramatiq and Celery, on the local RabbitMQ
 and PostgreSQL, in one run. Prints a table; writes it, the raw figures and a plot to
-``bench/results/``. ``--quick`` shrinks every case (a few minutes in all)."""
+``bench/results/``. ``--quick`` shrinks every case (a few minutes in all).
+
+Cases (``--cases``, comma-separated): sequential, fanout, size, engines, throughput,
+scale, api. What each measures and against which target is in bench/README.md.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,7 @@ import hashlib
 import json
 import os
 import random
-import statistics
-import subprocess
-import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -19,255 +21,122 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.services import (  # noqa: E402 - the test harness's process helpers
-    VENV_BIN,
-    Processes,
-    child_pids,
-    free_port,
-    new_database,
-    new_queue_prefix,
-    require_services,
-    wait_http,
-)
+from bench.harness import ROOT, STEPS, THREADS, Bench, median, pct
+from tests.services import child_pids, free_port, new_database, new_queue_prefix, require_services, wait_http
 
 RESULTS = ROOT / "bench" / "results"
-STEPS = 10
-THREADS = 8
+INFLIGHTS = (1, 16, 64)
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+def _medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {k: median([r[k] for r in runs]) for k in runs[0] if k != "cpu_ms_per_step"}
+    out["cpu_ms_per_step"] = {
+        group: median([r["cpu_ms_per_step"][group] for r in runs]) for group in runs[0]["cpu_ms_per_step"]
+    }
+    return out
 
 
-def median(rounds: list[float]) -> float:
-    return statistics.median(rounds)
-
-
-class Bench:
-    def __init__(self, pg_url: str, prefix: str, base: Path, quick: bool) -> None:
-        self.pg_url, self.prefix, self.base, self.quick = pg_url, prefix, base, quick
-        definitions = base / "workflows"
-        definitions.mkdir(exist_ok=True)
-        seq = {
-            "name": "Seq10",
-            "config": {"retry": {"max_attempts": 1}},
-            "activities": [{"name": "NoopActivity"}] * STEPS,
-        }
-        fan = {"name": "Fan100", "activities": [{"name": "NoopActivity", "independent": True}] * 100}
-        one = {"name": "One", "activities": [{"name": "NoopActivity"}]}
-        wait = {"name": "Wait", "activities": [{"name": "SleepActivity", "config": {"sleep_s": 3600}}]}
-        for body in (seq, fan, one, wait):
-            (definitions / f"{body['name']}.json").write_text(json.dumps(body))
-        self.env = {
-            "FLOW_DATABASE_URL": pg_url,
-            "FLOW_QUEUE_PREFIX": prefix,
-            "FLOW_DEFINITIONS_DIR": str(definitions),
-            "FLOW_START_ROUTING_KEY": f"starter_{prefix}",
-            "FLOW_LOG_LEVEL": "WARNING",
-            "BENCH_PG": pg_url,
-            "BENCH_PREFIX": prefix,
-        }
-        os.environ.update(self.env)
-        self.procs = Processes(base, self.env)
-        subprocess.run(
-            [str(VENV_BIN / "flow"), "migrate"], env={**os.environ, **self.env}, check=True, capture_output=True
-        )
-        self.sql(
-            "CREATE TABLE IF NOT EXISTS floor_chains (id text PRIMARY KEY, started double precision, "
-            "finished double precision, step int)"
-        )
-        from flow.runtime import Runtime
-        from flow.settings import Settings
-
-        self.runtime = Runtime.build(Settings.from_env())
-
-    def sql(self, query: str, args: tuple = ()) -> list[tuple]:
-        conn = psycopg2.connect(self.pg_url)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(query, args)
-            rows = cur.fetchall() if cur.description else []
-        conn.close()
-        return rows
-
-    # -- process layouts: 1 engine process, 2 worker processes, 8 threads each -------------
-
-    def start_flow(self) -> None:
-        self.procs.dramatiq("engine", f"{self.prefix}.engine", threads=THREADS)
-        self.procs.dramatiq("worker-1", f"{self.prefix}.activities", threads=THREADS)
-        self.procs.dramatiq("worker-2", f"{self.prefix}.activities", threads=THREADS)
-        time.sleep(3)
-
-    def start_floor(self, bare: bool) -> None:
-        env = {"BENCH_FLOOR_BARE": "1" if bare else "0"}
-        dramatiq = str(VENV_BIN / "dramatiq")
-        common = ["--processes", "1", "--threads", str(THREADS), "--queues"]
-        self.procs.start("floor-engine", dramatiq, "bench.floor", *common, f"{self.prefix}.floor_engine", env=env)
-        for i in (1, 2):
-            self.procs.start(
-                f"floor-worker-{i}", dramatiq, "bench.floor", *common, f"{self.prefix}.floor_worker", env=env
-            )
-        time.sleep(3)
-
-    def start_celery(self) -> None:
-        for i in (1, 2):
-            self.procs.start(
-                f"celery-{i}",
-                str(VENV_BIN / "celery"),
-                "-A",
-                "bench.celery_app",
-                "worker",
-                "--pool",
-                "threads",
-                "--concurrency",
-                str(THREADS),
-                "--loglevel",
-                "WARNING",
-                "-n",
-                f"bench{i}@%h",
-            )
-        time.sleep(5)
-
-    def stop_all(self) -> None:
-        self.procs.stop_all()
-
-    # -- drivers: batches of `inflight` items, each waited for -----------------------------
-
-    def chains(self, send, inflight: int, total: int, steps: int = STEPS) -> dict[str, float]:
-        """Run `total` chains `inflight` at a time through `send(chain_id)`; latencies from PG."""
-        ids: list[str] = []
-        t0 = time.time()
-        for start in range(0, total, inflight):
-            batch = [uuid.uuid4().hex for _ in range(min(inflight, total - start))]
-            for chain_id in batch:
-                self.sql("INSERT INTO floor_chains (id, started) VALUES (%s, %s)", (chain_id, time.time()))
-                send(chain_id)
-            self.wait(
-                lambda b=batch: (
-                    self.sql("SELECT count(*) FROM floor_chains WHERE id = ANY(%s) AND finished IS NOT NULL", (b,))[0][
-                        0
-                    ]
-                    == len(b)
-                )
-            )
-            ids += batch
-        wall = time.time() - t0
-        rows = self.sql("SELECT finished - started FROM floor_chains WHERE id = ANY(%s)", (ids,))
-        latencies = [r[0] for r in rows]
-        return {
-            "per_step_ms_p50": pct(latencies, 0.5) / steps * 1000,
-            "per_step_ms_p99": pct(latencies, 0.99) / steps * 1000,
-            "per_second": total / wall,
-        }
-
-    def workflows(self, name: str, inflight: int, total: int, steps: int = STEPS) -> dict[str, float]:
-        engine = self.runtime.engine
-        ids: list[str] = []
-        t0 = time.time()
-        for start in range(0, total, inflight):
-            batch = [engine.create(name, {})[0].id for _ in range(min(inflight, total - start))]
-            self.wait(
-                lambda b=batch: (
-                    self.sql("SELECT count(*) FROM workflows WHERE id = ANY(%s) AND status <> 'In Progress'", (b,))[0][
-                        0
-                    ]
-                    == len(b)
-                )
-            )
-            ids += batch
-        wall = time.time() - t0
-        rows = self.sql(
-            "SELECT extract(epoch FROM finished_at - created_at), status FROM workflows WHERE id = ANY(%s)", (ids,)
-        )
-        assert all(status == "Finished" for _, status in rows), "a benchmark workflow did not finish"
-        latencies = [float(r[0]) for r in rows]
-        return {
-            "per_step_ms_p50": pct(latencies, 0.5) / steps * 1000,
-            "per_step_ms_p99": pct(latencies, 0.99) / steps * 1000,
-            "per_second": total / wall,
-            "wall_s": wall,
-        }
-
-    @staticmethod
-    def wait(condition, timeout_s: float = 600, every_s: float = 0.005) -> None:
-        deadline = time.time() + timeout_s
-        while not condition():
-            if time.time() > deadline:
-                raise TimeoutError("benchmark step did not finish")
-            time.sleep(every_s)
+def _total(b: Bench, inflight: int) -> int:
+    return max(16, inflight * (2 if b.quick else 3))
 
 
 def case_floor_and_sequential(b: Bench, rounds: int) -> dict[str, Any]:
-    """Per-step cost: raw Dramatiq (with and without confirms+commit), Libero Flow, Celery."""
-    total = 16 if b.quick else 48
+    """10-step sequences: raw Dramatiq (with and without confirms+commit), Celery, Libero Flow."""
     out: dict[str, Any] = {}
-    for bare in (False, True):
+    for key, bare in (("floor", False), ("floor_bare", True)):
         b.start_floor(bare)
-        from bench import floor
-
-        key = "floor_bare" if bare else "floor"
-        out[key] = {}
-        for inflight in (1, 4, 16):
-            runs = [b.chains(lambda c: floor.floor_step.send(c, 1, STEPS), inflight, total) for _ in range(rounds)]
-            out[key][inflight] = {k: median([r[k] for r in runs]) for k in runs[0]}
+        out[key] = {
+            n: _medians(
+                [b.chains(lambda c: b.send_floor("floor_step", c, 1, STEPS), n, _total(b, n)) for _ in range(rounds)]
+            )
+            for n in INFLIGHTS
+        }
         b.stop_all()
     b.start_celery()
-    from celery import chain
-
-    from bench import celery_app
-
-    out["celery"] = {}
-    for inflight in (1, 4, 16):
-
-        def send(c):
-            chain(*[celery_app.noop.si(c) for _ in range(STEPS - 1)], celery_app.done.si(c)).apply_async()
-
-        runs = [b.chains(send, inflight, total) for _ in range(rounds)]
-        out["celery"][inflight] = {k: median([r[k] for r in runs]) for k in runs[0]}
+    out["celery"] = {
+        n: _medians([b.chains(b.send_celery_chain, n, _total(b, n)) for _ in range(rounds)]) for n in INFLIGHTS
+    }
     b.stop_all()
     b.start_flow()
-    out["libero"] = {}
-    for inflight in (1, 4, 16):
-        runs = [b.workflows("Seq10", inflight, total) for _ in range(rounds)]
-        out["libero"][inflight] = {k: median([r[k] for r in runs]) for k in runs[0]}
+    out["libero"] = {n: _medians([b.workflows("Seq10", n, _total(b, n)) for _ in range(rounds)]) for n in INFLIGHTS}
     b.stop_all()
     return out
 
 
 def case_fanout(b: Bench, rounds: int) -> dict[str, Any]:
-    """One workflow of 100 independent activities vs 100 raw messages through the same workers."""
+    """One workflow of N independent activities against N raw Dramatiq messages through the
+    same workers (each recorded in PostgreSQL as it is handled)."""
+    out: dict[str, Any] = {}
     b.start_flow()
-    flow_runs = [b.workflows("Fan100", 1, 1, steps=1)["wall_s"] for _ in range(rounds)]
+    for n in (100, 1000):
+        out[n] = {"libero_s": median([b.workflows(f"Fan{n}", 1, 1, steps=1)["wall_s"] for _ in range(rounds)])}
     b.stop_all()
     b.start_floor(False)
-    from bench import floor
 
-    def raw() -> float:
-        ids = [uuid.uuid4().hex for _ in range(100)]
+    def raw(n: int) -> float:
+        ids = [uuid.uuid4().hex for _ in range(n)]
+        b.sql("INSERT INTO floor_chains (id) SELECT unnest(%s::text[])", (ids,))
         t0 = time.time()
         for c in ids:
-            b.sql("INSERT INTO floor_chains (id, started) VALUES (%s, %s)", (c, t0))
-        t0 = time.time()
-        for c in ids:
-            floor.floor_work.send(c, 1, 1)
+            b.send_floor("floor_work", c, 1, 1)
         b.wait(
             lambda: (
                 b.sql("SELECT count(*) FROM floor_chains WHERE id = ANY(%s) AND finished IS NOT NULL", (ids,))[0][0]
-                == 100
+                == n
             )
         )
         return time.time() - t0
 
-    raw_runs = [raw() for _ in range(rounds)]
+    for n in (100, 1000):
+        out[n]["raw_dramatiq_s"] = median([raw(n) for _ in range(rounds)])
+        out[n]["ratio"] = out[n]["libero_s"] / out[n]["raw_dramatiq_s"]
     b.stop_all()
-    return {"libero_s": median(flow_runs), "raw_dramatiq_s": median(raw_runs)}
+    return out
+
+
+def case_size(b: Bench, rounds: int) -> dict[str, Any]:
+    """Per-step cost of a 1,000-activity sequence against a 10-activity one, one at a time."""
+    b.start_flow()
+    ten = _medians([b.workflows("Seq10", 1, 10 if b.quick else 30) for _ in range(rounds)])
+    thousand = _medians([b.workflows("Seq1000", 1, 1, steps=1000) for _ in range(rounds)])
+    b.stop_all()
+    per_step = {
+        "10": ten["wall_s"] / (ten["steps_per_second"] * ten["wall_s"]) * 1000,
+        "1000": thousand["wall_s"] / (thousand["steps_per_second"] * thousand["wall_s"]) * 1000,
+    }
+    return {"per_step_ms": per_step, "ratio": per_step["1000"] / per_step["10"]}
+
+
+def case_engines(b: Bench, rounds: int) -> dict[str, Any]:
+    """The same load (10-step sequences, 64 in flight) on 1, 2 and 4 engine processes:
+    partitions held by each, throughput, commits refused by fencing or version."""
+    out: dict[str, Any] = {}
+    for engines in (1, 2, 4):
+        b.start_flow(engines=engines)
+        b.wait(lambda e=engines: len(_engine_rows(b)) == e and all(r[1] > 0 for r in _engine_rows(b)), 120)
+        refused_before = sum(r[2] for r in _engine_rows(b))
+        result = _medians([b.workflows("Seq10", 64, _total(b, 64)) for _ in range(rounds)])
+        time.sleep(b.runtime.settings.partition_lease_s / 3 + 1)  # one more heartbeat carries the counts
+        rows = _engine_rows(b)
+        out[engines] = {
+            "partitions_held": sorted((r[1] for r in rows), reverse=True),
+            "sequences_per_s": result["per_second"],
+            "steps_per_s": result["steps_per_second"],
+            "refused_commits": sum(r[2] for r in rows) - refused_before,
+            "cpu_ms_per_step": result["cpu_ms_per_step"],
+        }
+        b.stop_all()
+        b.sql("DELETE FROM engines")
+    return out
+
+
+def _engine_rows(b: Bench) -> list[tuple]:
+    return b.sql(
+        "SELECT id, partitions_held, refused_commits FROM engines "
+        "WHERE heartbeat_at > now() AT TIME ZONE 'utc' - interval '10 seconds'"
+    )
 
 
 def case_throughput(b: Bench, rounds: int) -> dict[str, Any]:
@@ -275,11 +144,11 @@ def case_throughput(b: Bench, rounds: int) -> dict[str, Any]:
     total = 200 if b.quick else 1000
     result = b.workflows("Seq10", total, total)
     b.stop_all()
-    return {"workflows": total, "activities_per_s": result["per_second"] * STEPS, "wall_s": result["wall_s"]}
+    return {"workflows": total, "activities_per_s": result["steps_per_second"], "wall_s": result["wall_s"]}
 
 
 def engine_stats(b: Bench) -> tuple[float, int]:
-    [child] = child_pids(b.procs.procs["engine"].pid)
+    [child] = child_pids(b.procs.procs["engine-0"].pid)
     status = Path(f"/proc/{child}/status").read_text()
     fields = dict(line.split(":", 1) for line in status.splitlines())
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["Threads"])
@@ -289,16 +158,17 @@ def case_scale(b: Bench, rounds: int) -> dict[str, Any]:
     """Engine memory, threads and the latency of one event with N workflows waiting on an
     activity. No activity worker runs, so every workflow keeps waiting; the event is a
     worker's "started" report for one of them, timed until it is committed."""
-    b.procs.dramatiq("engine", f"{b.prefix}.engine", threads=THREADS, env={"FLOW_ACTOR_IDLE_S": "5"})
-    time.sleep(3)
+    b.procs.dramatiq("engine-0", f"{b.prefix}.engine", threads=THREADS, env={"FLOW_ACTOR_IDLE_S": "5"})
+    b.wait(lambda: b._partitions_held() == b.service.partitions, timeout_s=120)
     from flow import messages
+    from flow.clock import utcnow
 
     out: dict[str, Any] = {}
-    engine, settings = b.runtime.engine, b.runtime.settings
+    service = b.runtime.service
     created: list[str] = []
     for waiting in (100, 2000 if b.quick else 10_000):
         while len(created) < waiting:
-            created.append(engine.create("Wait", {})[0].id)
+            created.append(service.start("Wait", {})[0].id)
         b.wait(
             lambda w=waiting: (
                 b.sql(
@@ -314,13 +184,13 @@ def case_scale(b: Bench, rounds: int) -> dict[str, Any]:
         for workflow_id in created[-5:]:
             t0 = time.perf_counter()
             b.runtime.broker.enqueue(
-                messages.engine_message(
-                    settings,
+                messages.message(
+                    service.queue_of(workflow_id),
                     messages.RECORD_STARTED,
                     workflow_id=workflow_id,
                     position=0,
                     attempt=1,
-                    started_at=messages.timestamp(__import__("flow.store").store.utcnow()),
+                    started_at=messages.timestamp(utcnow()),
                 )
             )
             b.wait(
@@ -403,10 +273,16 @@ def case_api(b: Bench, rounds: int) -> dict[str, Any]:
 CASES = {
     "sequential": case_floor_and_sequential,
     "fanout": case_fanout,
+    "size": case_size,
+    "engines": case_engines,
     "throughput": case_throughput,
     "scale": case_scale,
     "api": case_api,
 }
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "missed"
 
 
 def write_report(results: dict[str, Any], args: argparse.Namespace, seconds: float) -> str:
@@ -419,39 +295,74 @@ def write_report(results: dict[str, Any], args: argparse.Namespace, seconds: flo
     if "sequential" in results:
         seq = results["sequential"]
         lines += [
-            "## Per-step cost of a 10-step sequence",
+            "## 10-step sequences",
             "",
-            "| system | in flight | per-step p50 ms | per-step p99 ms | sequences/s |",
-            "|---|---|---|---|---|",
+            "| system | in flight | per-step p50 ms | per-step p99 ms | steps/s | CPU ms per step: engine / workers / "
+            "RabbitMQ / PostgreSQL / driver |",
+            "|---|---|---|---|---|---|",
         ]
         for system in ("floor_bare", "floor", "celery", "libero"):
             for inflight, r in seq[system].items():
-                p50, p99, rate = r["per_step_ms_p50"], r["per_step_ms_p99"], r["per_second"]
-                lines.append(f"| {system} | {inflight} | {p50:.2f} | {p99:.2f} | {rate:.1f} |")
+                cpu = r["cpu_ms_per_step"]
+                cpu_text = " / ".join(f"{cpu[g]:.2f}" for g in ("engine", "workers", "rabbitmq", "postgres", "driver"))
+                lines.append(
+                    f"| {system} | {inflight} | {r['per_step_ms_p50']:.2f} | {r['per_step_ms_p99']:.2f} | "
+                    f"{r['steps_per_second']:.0f} | {cpu_text} |"
+                )
         lines.append("")
         for inflight in seq["libero"]:
-            ratio = seq["libero"][inflight]["per_step_ms_p50"] / seq["floor"][inflight]["per_step_ms_p50"]
-            vs_celery = seq["libero"][inflight]["per_second"] / seq["celery"][inflight]["per_second"]
-            lines.append(
-                f"- {inflight} in flight: Libero Flow per-step p50 = {ratio:.2f}x the floor "
-                f"(target <= 1.5x); throughput = {vs_celery:.2f}x Celery's chain (target >= 1x)"
-            )
+            libero, floor, celery = seq["libero"][inflight], seq["floor"][inflight], seq["celery"][inflight]
+            vs_floor = libero["steps_per_second"] / floor["steps_per_second"]
+            vs_celery = libero["steps_per_second"] / celery["steps_per_second"]
+            latency = libero["per_step_ms_p50"] / floor["per_step_ms_p50"]
+            parts = [f"- {inflight} in flight: steps/s {vs_floor:.2f}x the floor"]
+            if int(inflight) >= 16:
+                parts.append(f"(target >= 0.8x: {met(vs_floor >= 0.8)})")
+            parts.append(f"and {vs_celery:.2f}x Celery's chain")
+            if int(inflight) == 64:
+                parts.append(f"(stretch >= 1x: {met(vs_celery >= 1)})")
+            parts.append(f"; per-step p50 {latency:.2f}x the floor")
+            if int(inflight) == 1:
+                parts.append(f"(target <= 1.5x: {met(latency <= 1.5)})")
+            lines.append(" ".join(parts))
         lines.append("")
     if "fanout" in results:
-        f = results["fanout"]
+        lines += ["## Independent activities in one workflow", ""]
+        for n, f in results["fanout"].items():
+            lines.append(
+                f"- {n}: Libero Flow {f['libero_s']:.3f} s; raw Dramatiq, {n} messages through the same workers, "
+                f"{f['raw_dramatiq_s']:.3f} s; {f['ratio']:.2f}x (target <= 1.5x: {met(f['ratio'] <= 1.5)})"
+            )
+        lines.append("")
+    if "size" in results:
+        sz = results["size"]
         lines += [
-            "## Fan-out: 100 independent activities",
+            "## Per-step cost against the workflow's size",
             "",
-            f"Libero Flow {f['libero_s']:.3f} s; raw Dramatiq, 100 messages through the same workers, "
-            f"{f['raw_dramatiq_s']:.3f} s; ratio {f['libero_s'] / f['raw_dramatiq_s']:.2f}x (target <= 1.5x)",
+            f"10 activities {sz['per_step_ms']['10']:.2f} ms per step; 1,000 activities "
+            f"{sz['per_step_ms']['1000']:.2f} ms per step; {sz['ratio']:.2f}x "
+            f"(target <= 1.2x: {met(sz['ratio'] <= 1.2)})",
             "",
         ]
+    if "engines" in results:
+        lines += [
+            "## Engines: the same load (10-step sequences, 64 in flight) on 1, 2 and 4 engine processes",
+            "",
+            "| engines | partitions held by each | steps/s | commits refused | engine CPU ms per step |",
+            "|---|---|---|---|---|",
+        ]
+        for n, e in results["engines"].items():
+            lines.append(
+                f"| {n} | {', '.join(map(str, e['partitions_held']))} | {e['steps_per_s']:.0f} | "
+                f"{e['refused_commits']} | {e['cpu_ms_per_step']['engine']:.2f} |"
+            )
+        lines.append("")
     if "throughput" in results:
         t = results["throughput"]
         lines += [
             "## Throughput",
             "",
-            f"{t['workflows']} workflows of 10 no-op steps, 2 worker processes: "
+            f"{t['workflows']} workflows of 10 no-op steps at once, 2 worker processes: "
             f"{t['activities_per_s']:.0f} activities/s ({t['wall_s']:.1f} s)",
             "",
         ]
@@ -502,8 +413,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     for i, system in enumerate(systems):
         xs = [x + i * width for x in range(len(inflights))]
         axes[0].bar(xs, [seq[system][n]["per_step_ms_p50"] for n in inflights], width, label=system)
-        axes[1].bar(xs, [seq[system][n]["per_second"] for n in inflights], width, label=system)
-    for ax, title in zip(axes, ("per-step latency p50 (ms)", "10-step sequences per second"), strict=True):
+        axes[1].bar(xs, [seq[system][n]["steps_per_second"] for n in inflights], width, label=system)
+    for ax, title in zip(axes, ("per-step latency p50 (ms)", "steps per second"), strict=True):
         ax.set_xticks([x + 1.5 * width for x in range(len(inflights))], [f"{n} in flight" for n in inflights])
         ax.set_title(title)
         ax.legend()
@@ -521,8 +432,6 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     started = time.time()
     results: dict[str, Any] = {}
-    import tempfile
-
     with new_database() as pg_url, new_queue_prefix() as prefix, tempfile.TemporaryDirectory() as tmp:
         bench = Bench(pg_url, prefix, Path(tmp), args.quick)
         try:
@@ -536,8 +445,7 @@ def main() -> None:
                     continue
                 print(json.dumps(results[name], indent=1, default=str), flush=True)
         finally:
-            bench.stop_all()
-            bench.runtime.broker.close()
+            bench.close()
     report = write_report(results, args, time.time() - started)
     (RESULTS / "README.md").write_text(report + "\n\n![plot](results.png)\n")
     (RESULTS / "results.json").write_text(json.dumps(results, indent=1, default=str))

@@ -1,0 +1,287 @@
+"""The benchmark's harness: process layouts, drivers, and CPU accounting.
+
+Every system runs with the same layout on the same machine: one "engine" process
+(8 threads) and two worker processes (8 threads each). Drivers run closed batches:
+``inflight`` items started together, all waited for, then the next batch; they poll
+PostgreSQL on one connection every few milliseconds, so their own cost is small and
+the same for every system. CPU time is read from ``/proc`` for each group of
+processes (the engine, the workers, RabbitMQ, PostgreSQL, this driver) over each
+measured run, and reported per step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.services import VENV_BIN, Processes  # noqa: E402 - the shared process helpers
+
+STEPS = 10
+THREADS = 8
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def _cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            kids.setdefault(ppid, []).append(int(entry.name))
+    return kids
+
+
+def _tree(pid: int, kids: dict[int, list[int]]) -> list[int]:
+    out = [pid]
+    for child in kids.get(pid, []):
+        out += _tree(child, kids)
+    return out
+
+
+def _named(pattern: str) -> list[int]:
+    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in found]
+
+
+class Bench:
+    def __init__(self, pg_url: str, prefix: str, base: Path, quick: bool) -> None:
+        self.pg_url, self.prefix, self.base, self.quick = pg_url, prefix, base, quick
+        definitions = base / "workflows"
+        definitions.mkdir(exist_ok=True)
+        bodies = [
+            {"name": "Seq10", "config": {"retry": {"max_attempts": 1}}, "activities": [{"name": "NoopActivity"}] * 10},
+            {
+                "name": "Seq1000",
+                "config": {"retry": {"max_attempts": 1}},
+                "activities": [{"name": "NoopActivity"}] * 1000,
+            },
+            {"name": "Fan100", "activities": [{"name": "NoopActivity", "independent": True}] * 100},
+            {"name": "Fan1000", "activities": [{"name": "NoopActivity", "independent": True}] * 1000},
+            {"name": "Wait", "activities": [{"name": "SleepActivity", "config": {"sleep_s": 3600}}]},
+        ]
+        for body in bodies:
+            (definitions / f"{body['name']}.json").write_text(json.dumps(body))
+        self.env = {
+            "FLOW_DATABASE_URL": pg_url,
+            "FLOW_QUEUE_PREFIX": prefix,
+            "FLOW_DEFINITIONS_DIR": str(definitions),
+            "FLOW_START_ROUTING_KEY": f"starter_{prefix}",
+            "FLOW_LOG_LEVEL": "WARNING",
+            "BENCH_PG": pg_url,
+            "BENCH_PREFIX": prefix,
+        }
+        self.procs = Processes(base, self.env)
+        migrate = subprocess.run(
+            [str(VENV_BIN / "flow"), "migrate"], env={**os.environ, **self.env}, capture_output=True, text=True
+        )
+        assert migrate.returncode == 0, migrate.stderr
+        self.conn = psycopg2.connect(pg_url)
+        self.conn.autocommit = True
+        self.sql(
+            "CREATE TABLE IF NOT EXISTS floor_chains (id text PRIMARY KEY, started double precision, "
+            "finished double precision, step int)"
+        )
+        from flow.runtime import Runtime
+        from flow.settings import Settings
+
+        self.runtime = Runtime.build(Settings.from_env({**os.environ, **self.env}), engine=False)
+        self.service = self.runtime.service
+
+    def sql(self, query: str, args: tuple = ()) -> list[tuple]:
+        with self.conn.cursor() as cur:
+            cur.execute(query, args)
+            return cur.fetchall() if cur.description else []
+
+    def close(self) -> None:
+        self.stop_all()
+        self.runtime.service.close()
+        self.runtime.broker.close()
+        self.conn.close()
+
+    # -- process layouts: 1 engine process, 2 worker processes, 8 threads each -------------
+
+    def start_flow(self, engines: int = 1) -> None:
+        for i in range(engines):
+            self.procs.dramatiq(f"engine-{i}", f"{self.prefix}.engine", threads=THREADS)
+        self.procs.dramatiq("worker-1", f"{self.prefix}.activities", threads=THREADS)
+        self.procs.dramatiq("worker-2", f"{self.prefix}.activities", threads=THREADS)
+        self.wait(lambda: self._partitions_held() == self.service.partitions, timeout_s=120)
+        self.workflows("Seq10", 2, 2)  # warm-up: every process connected and ready
+
+    def _partitions_held(self) -> int:
+        return self.sql(
+            "SELECT count(*) FROM partition_leases WHERE owner IS NOT NULL AND expires_at > now() AT TIME ZONE 'utc'"
+        )[0][0]
+
+    def start_floor(self, bare: bool) -> None:
+        env = {"BENCH_FLOOR_BARE": "1" if bare else "0"}
+        dramatiq = str(VENV_BIN / "dramatiq")
+        common = ["--processes", "1", "--threads", str(THREADS), "--queues"]
+        self.procs.start("engine-0", dramatiq, "bench.floor", *common, f"{self.prefix}.floor_engine", env=env)
+        for i in (1, 2):
+            self.procs.start(f"worker-{i}", dramatiq, "bench.floor", *common, f"{self.prefix}.floor_worker", env=env)
+        self.chains(lambda c: self.send_floor("floor_step", c, 1, STEPS), 2, 2)  # warm-up
+
+    def send_floor(self, actor: str, *args: Any) -> None:
+        """Send to the floor's Dramatiq actors by queue and name, as any process could
+        (importing ``bench.floor`` here would bind it to this process's settings)."""
+        import dramatiq
+
+        queue = f"{self.prefix}.{'floor_engine' if actor == 'floor_step' else 'floor_worker'}"
+        self.runtime.broker.enqueue(
+            dramatiq.Message(queue_name=queue, actor_name=f"bench.{actor}", args=args, kwargs={}, options={})
+        )
+
+    def start_celery(self) -> None:
+        for i in (1, 2):
+            self.procs.start(
+                f"worker-{i}",
+                str(VENV_BIN / "celery"),
+                "-A",
+                "bench.celery_app",
+                "worker",
+                "--pool",
+                "threads",
+                "--concurrency",
+                str(THREADS),
+                "--loglevel",
+                "WARNING",
+                "-n",
+                f"bench{i}@%h",
+            )
+        self.chains(self.send_celery_chain, 2, 2)  # warm-up
+
+    def send_celery_chain(self, chain_id: str) -> None:
+        """A Celery chain of 10 no-op tasks, the last recording when it finished."""
+        from celery import chain
+
+        from bench import celery_app
+
+        chain(*[celery_app.noop.si(chain_id) for _ in range(STEPS - 1)], celery_app.done.si(chain_id)).apply_async(
+            queue=f"{self.prefix}.celery"
+        )
+
+    def stop_all(self) -> None:
+        self.procs.stop_all()
+
+    # -- CPU accounting -----------------------------------------------------------------
+
+    def cpu_groups(self) -> dict[str, list[int]]:
+        procs = self.procs.procs
+        return {
+            "engine": [p.pid for name, p in procs.items() if name.startswith("engine")],
+            "workers": [p.pid for name, p in procs.items() if name.startswith("worker")],
+            "rabbitmq": _named("beam.smp"),
+            "postgres": _named("postgres"),
+            "driver": [os.getpid()],
+        }
+
+    def cpu_snapshot(self) -> dict[str, float]:
+        kids = _children()
+        return {
+            group: sum(_cpu_s(p) for pid in pids for p in _tree(pid, kids)) for group, pids in self.cpu_groups().items()
+        }
+
+    # -- drivers ----------------------------------------------------------------------------
+
+    def chains(self, send: Callable[[str], Any], inflight: int, total: int, steps: int = STEPS) -> dict[str, Any]:
+        """Run ``total`` raw chains ``inflight`` at a time through ``send(chain_id)``."""
+        ids: list[str] = []
+        cpu_before = self.cpu_snapshot()
+        t0 = time.time()
+        for start in range(0, total, inflight):
+            batch = [uuid.uuid4().hex for _ in range(min(inflight, total - start))]
+            for chain_id in batch:
+                self.sql("INSERT INTO floor_chains (id, started) VALUES (%s, %s)", (chain_id, time.time()))
+                send(chain_id)
+            self.wait(
+                lambda b=batch: (
+                    self.sql("SELECT count(*) FROM floor_chains WHERE id = ANY(%s) AND finished IS NOT NULL", (b,))[0][
+                        0
+                    ]
+                    == len(b)
+                )
+            )
+            ids += batch
+        wall = time.time() - t0
+        latencies = [r[0] for r in self.sql("SELECT finished - started FROM floor_chains WHERE id = ANY(%s)", (ids,))]
+        return self._figures(latencies, total, steps, wall, cpu_before)
+
+    def workflows(self, name: str, inflight: int, total: int, steps: int = STEPS) -> dict[str, Any]:
+        """Run ``total`` workflows of ``name`` ``inflight`` at a time; each must finish."""
+        ids: list[str] = []
+        cpu_before = self.cpu_snapshot()
+        t0 = time.time()
+        for start in range(0, total, inflight):
+            batch = [self.service.start(name, {})[0].id for _ in range(min(inflight, total - start))]
+            self.wait(
+                lambda b=batch: (
+                    self.sql("SELECT count(*) FROM workflows WHERE id = ANY(%s) AND status <> 'In Progress'", (b,))[0][
+                        0
+                    ]
+                    == len(b)
+                )
+            )
+            ids += batch
+        wall = time.time() - t0
+        rows = self.sql(
+            "SELECT extract(epoch FROM finished_at - created_at), status FROM workflows WHERE id = ANY(%s)", (ids,)
+        )
+        assert all(status == "Finished" for _, status in rows), "a benchmark workflow did not finish"
+        return self._figures([float(r[0]) for r in rows], total, steps, wall, cpu_before)
+
+    def _figures(
+        self, latencies: list[float], total: int, steps: int, wall: float, cpu_before: dict[str, float]
+    ) -> dict[str, Any]:
+        cpu_after = self.cpu_snapshot()
+        return {
+            "per_step_ms_p50": pct(latencies, 0.5) / steps * 1000,
+            "per_step_ms_p99": pct(latencies, 0.99) / steps * 1000,
+            "per_second": total / wall,
+            "steps_per_second": total * steps / wall,
+            "wall_s": wall,
+            "cpu_ms_per_step": {
+                group: round((cpu_after[group] - cpu_before[group]) * 1000 / (total * steps), 3) for group in cpu_after
+            },
+        }
+
+    @staticmethod
+    def wait(condition: Callable[[], Any], timeout_s: float = 600, every_s: float = 0.003) -> None:
+        deadline = time.time() + timeout_s
+        while not condition():
+            if time.time() > deadline:
+                raise TimeoutError("benchmark step did not finish")
+            time.sleep(every_s)

@@ -483,10 +483,11 @@ class EngineStore:
     # -- leases --------------------------------------------------------------------------------
 
     def heartbeat(self, engine_id: str, *, partitions_held: int, refused_commits: int, started_at: datetime) -> None:
-        now = utcnow()
         with write(self.database):
             updated = (
-                EngineRecord.update(heartbeat_at=now, partitions_held=partitions_held, refused_commits=refused_commits)
+                EngineRecord.update(
+                    heartbeat_at=self._now(), partitions_held=partitions_held, refused_commits=refused_commits
+                )
                 .where(EngineRecord.id == engine_id)
                 .execute()
             )
@@ -497,30 +498,36 @@ class EngineStore:
                     host=host,
                     pid=pid,
                     started_at=started_at,
-                    heartbeat_at=now,
+                    heartbeat_at=self._now(),
                     partitions_held=partitions_held,
                     refused_commits=refused_commits,
                 ).execute()
 
     def live_engines(self, *, within_s: float) -> list[str]:
         """Engines that heartbeated within ``within_s``, by id; long-dead ones are forgotten."""
-        now = utcnow()
         with write(self.database):
-            EngineRecord.delete().where(EngineRecord.heartbeat_at < now - timedelta(seconds=within_s * 20)).execute()
-            rows = EngineRecord.select(EngineRecord.id).where(
-                EngineRecord.heartbeat_at >= now - timedelta(seconds=within_s)
-            )
+            EngineRecord.delete().where(EngineRecord.heartbeat_at < self._in(-within_s * 20)).execute()
+            rows = EngineRecord.select(EngineRecord.id).where(EngineRecord.heartbeat_at >= self._in(-within_s))
             return sorted(r.id for r in rows)
 
     def forget_engine(self, engine_id: str) -> None:
         with write(self.database):
             EngineRecord.delete().where(EngineRecord.id == engine_id).execute()
 
+    def _now(self) -> Any:
+        """The database's clock on PostgreSQL (every engine then measures leases against the
+        same clock, whatever its own says); the process's on SQLite (one host)."""
+        return peewee.SQL("(now() AT TIME ZONE 'UTC')") if self.postgres else utcnow()
+
+    def _in(self, seconds: float) -> Any:
+        if self.postgres:
+            return peewee.SQL("(now() AT TIME ZONE 'UTC') + %s * interval '1 second'", (seconds,))
+        return utcnow() + timedelta(seconds=seconds)
+
     def renew(self, engine_id: str, held: dict[int, int], *, lease_s: float) -> dict[int, int]:
         """Extend the leases of ``held`` that are still ours under their epoch; return those."""
         if not held:
             return {}
-        now = utcnow()
         with write(self.database):
             rows = list(
                 PartitionLease.select(PartitionLease.partition, PartitionLease.epoch)
@@ -529,7 +536,7 @@ class EngineStore:
             )
             still = {p: e for p, e in rows if held.get(p) == e}
             if still:
-                PartitionLease.update(expires_at=now + timedelta(seconds=lease_s)).where(
+                PartitionLease.update(expires_at=self._in(lease_s)).where(
                     PartitionLease.partition.in_(list(still)) & (PartitionLease.owner == engine_id)
                 ).execute()
             return still
@@ -539,9 +546,8 @@ class EngineStore:
         owner is known dead), bumping each one's epoch; return ``partition -> epoch``."""
         if count <= 0:
             return {}
-        now = utcnow()
         with write(self.database):
-            free = (PartitionLease.owner.is_null()) | (PartitionLease.expires_at < now)
+            free = (PartitionLease.owner.is_null()) | (PartitionLease.expires_at < self._now())
             if dead_owners:
                 free |= PartitionLease.owner.in_(list(dead_owners))
             query = (
@@ -556,7 +562,7 @@ class EngineStore:
             if not partitions:
                 return {}
             PartitionLease.update(
-                owner=engine_id, epoch=PartitionLease.epoch + 1, expires_at=now + timedelta(seconds=lease_s)
+                owner=engine_id, epoch=PartitionLease.epoch + 1, expires_at=self._in(lease_s)
             ).where(PartitionLease.partition.in_(partitions)).execute()
             rows = PartitionLease.select(PartitionLease.partition, PartitionLease.epoch).where(
                 PartitionLease.partition.in_(partitions)

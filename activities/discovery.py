@@ -1,4 +1,4 @@
-"""Finding activity classes: the only way a name becomes a class (invariant 8).
+"""Finding activity classes: the only way a name becomes a class (docs/design.md, invariant 8).
 
 Names that arrive in definitions and messages are looked up in the mapping built
 here, never handed to ``importlib``: only the configured packages are imported,

@@ -6,7 +6,7 @@ at once and decides on it as one transition, so events that arrive while its las
 commit is in flight cost one more commit, not one each (docs/design.md, "Group
 commit").
 
-Live actors are bounded (invariant 7): each is a thread, so an actor that has been
+Live actors are bounded (docs/design.md, invariant 7): each is a thread, so an actor that has been
 idle for ``idle_s`` is stopped, and beyond ``max_live`` the least recently used
 idle ones are stopped at once. The next event for a stopped workflow starts a fresh
 actor, which reloads the workflow from the database.

@@ -1,6 +1,6 @@
 """The Dramatiq broker for a process, chosen by ``FLOW_BROKER_URL``.
 
-RabbitMQ publishes wait for the broker's confirmation (invariant 5; Dramatiq's
+RabbitMQ publishes wait for the broker's confirmation (docs/design.md, invariant 5; Dramatiq's
 ``confirm_delivery`` is off by default, and without it a publish into a dead
 socket can vanish). ``stub://`` is the in-process broker of the embedded
 commands: Dramatiq's ``StubBroker``, routing the partition queues straight to the

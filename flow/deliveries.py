@@ -1,4 +1,4 @@
-"""Caps the deliveries of one activity attempt (invariant 6).
+"""Caps the deliveries of one activity attempt (docs/design.md, invariant 6).
 
 A worker killed mid-attempt (SIGKILL, OOM, ``os._exit``) never acknowledges its
 message, so RabbitMQ delivers it again, flagged ``redelivered``; Dramatiq's Retries

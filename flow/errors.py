@@ -71,7 +71,7 @@ class WorkflowNotFound(FlowError):
 class ConcurrentUpdate(FlowError):
     """Raised when another engine committed a transition for the same workflow first.
 
-    The loser reloads the workflow and decides again (invariant 4); retryable.
+    The loser reloads the workflow and decides again (docs/design.md, invariant 4); retryable.
     """
 
     retryable = True

@@ -2,7 +2,7 @@
 
 The bounds below are the definition schema's (:mod:`flow.definition`): every number
 the engine computes with has one, so a definition that validates can always run
-(invariant 9). They are far beyond what a workflow needs and far inside what
+(docs/design.md, invariant 9). They are far beyond what a workflow needs and far inside what
 ``datetime``, ``timedelta`` and the broker can represent.
 """
 

@@ -200,7 +200,7 @@ class Engine:
                     raise ValueError(state.reason)
                 self._resume(state, partition, now)
             except Exception as e:
-                # One workflow the engine cannot handle must not stop it (invariant 10).
+                # One workflow the engine cannot handle must not stop it (docs/design.md, invariant 10).
                 workflow_id = state.workflow_id if isinstance(state, Unreadable) else state.id
                 reason = f"the engine cannot resume this workflow: {type(e).__name__}: {e}"
                 logger.error("workflow %s: %s", workflow_id, reason)

@@ -158,7 +158,7 @@ class EngineStore:
     def fail_unreadable(self, workflow_id: str, *, epoch: int, owner: str, reason: str) -> bool:
         """Fail a workflow the engine cannot handle (its stored state is unreadable), fenced.
 
-        The database alone must never stop the engine (invariant 10): such a
+        The database alone must never stop the engine (docs/design.md, invariant 10): such a
         workflow ends ``Failed`` with the reason, the others go on.
         """
         now = utcnow()
@@ -561,9 +561,9 @@ class EngineStore:
             partitions = [r.partition for r in query]
             if not partitions:
                 return {}
-            PartitionLease.update(
-                owner=engine_id, epoch=PartitionLease.epoch + 1, expires_at=self._in(lease_s)
-            ).where(PartitionLease.partition.in_(partitions)).execute()
+            PartitionLease.update(owner=engine_id, epoch=PartitionLease.epoch + 1, expires_at=self._in(lease_s)).where(
+                PartitionLease.partition.in_(partitions)
+            ).execute()
             rows = PartitionLease.select(PartitionLease.partition, PartitionLease.epoch).where(
                 PartitionLease.partition.in_(partitions)
             )

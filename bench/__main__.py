@@ -178,7 +178,7 @@ def case_scale(b: Bench, rounds: int) -> dict[str, Any]:
                 >= w
             )
         )
-        time.sleep(7)  # let idle actors stop (FLOW_ACTOR_IDLE_S=5)
+        time.sleep(12)  # let idle actors stop (FLOW_ACTOR_IDLE_S=5, swept every 2.5 s)
         rss_mb, threads = engine_stats(b)
         latencies = []
         for workflow_id in created[-5:]:
@@ -236,10 +236,10 @@ def load(url: str, path: Any, seconds: float, clients: int = 8) -> dict[str, flo
 def case_api(b: Bench, rounds: int) -> dict[str, Any]:
     rows = 20_000 if b.quick else 100_000
     b.sql(
-        """INSERT INTO workflows (id, definition_name, definition_version, status, started, run, input_data, config,
-           created_at, updated_at, version)
-           SELECT md5(i::text), 'Seq10', 1, CASE WHEN i %% 3 = 0 THEN 'Failed' ELSE 'Finished' END, true, 1, '{}', '{}',
-                  now() - (i || ' seconds')::interval, now(), 1
+        """INSERT INTO workflows (id, definition_name, definition_version, partition, status, started, run,
+           input_data, config, created_at, updated_at, version)
+           SELECT md5(i::text), 'Seq10', 1, i %% 64, CASE WHEN i %% 3 = 0 THEN 'Failed' ELSE 'Finished' END, true, 1,
+                  '{}', '{}', now() - (i || ' seconds')::interval, now(), 1
            FROM generate_series(1, %s) AS i""",
         (rows,),
     )

@@ -48,7 +48,26 @@ class StoreCollector:
             activities.add_metric([status], count)
         yield activities
         yield GaugeMetricFamily(
-            "flow_outbox_messages", "Messages committed but not yet confirmed sent, and held timers.", counts["outbox"]
+            "flow_outbox_messages", "Messages committed but not yet confirmed sent.", counts["outbox"]
+        )
+        yield GaugeMetricFamily("flow_timers", "Timers waiting (retries, timeouts).", counts["timers"])
+        partitions = GaugeMetricFamily(
+            "flow_engine_partitions", "Partitions each live engine holds.", labels=["engine"]
+        )
+        refused = GaugeMetricFamily(
+            "flow_engine_commits_refused",
+            "Commits of each engine refused by fencing or the version check (0 in normal operation).",
+            labels=["engine"],
+        )
+        for engine in counts["engines"]:
+            partitions.add_metric([engine["id"]], engine["partitions"])
+            refused.add_metric([engine["id"]], engine["refused_commits"])
+        yield partitions
+        yield refused
+        yield GaugeMetricFamily(
+            "flow_partitions_unowned",
+            "Partitions no engine holds (waiting for a takeover).",
+            counts["unowned_partitions"],
         )
 
 

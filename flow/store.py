@@ -12,7 +12,7 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import peewee
@@ -363,11 +363,16 @@ class Store:
                 .group_by(ActivityRecord.status)
                 .tuples()
             )
+            live = EngineRecord.heartbeat_at > utcnow() - timedelta(minutes=1)
             engines = [
                 {"id": e.id, "partitions": e.partitions_held, "refused_commits": e.refused_commits}
-                for e in EngineRecord.select()
+                for e in EngineRecord.select().where(live)
             ]
-            unowned = PartitionLease.select().where(PartitionLease.owner.is_null()).count()
+            unowned = (
+                PartitionLease.select()
+                .where(PartitionLease.owner.is_null() | (PartitionLease.expires_at < utcnow()))
+                .count()
+            )
             return {
                 "workflows": workflows,
                 "activities": activities,

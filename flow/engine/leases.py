@@ -153,44 +153,49 @@ class LeaseKeeper:
                     self._lose(set(self.held))
 
     def round(self) -> None:
-        """One heartbeat: renew, rebalance, take over."""
+        """One heartbeat: renew, rebalance, take over; then record what this engine holds."""
         with self._lock:
             self.rounds += 1
-            started = time.monotonic()
-            self.store.heartbeat(
-                self.engine_id,
-                partitions_held=len(self.held),
-                refused_commits=self.stats(),
-                started_at=self._started_at,
-            )
-            if not self.broker_ok():
-                # Let the leases lapse: an engine that cannot reach the broker cannot serve them.
-                logger.warning("broker unreachable: not renewing %d partition leases", len(self.held))
-                if time.monotonic() > self._valid_until:
-                    self._lose(set(self.held))
-                return
-            still = self.store.renew(self.engine_id, dict(self.held), lease_s=self.lease_s)
-            self._lose(set(self.held) - set(still))
-            self._valid_until = started + self.lease_s * 0.9
-            live = self.store.live_engines(within_s=self.lease_s)
-            decided = plan(self.partitions, live, self.engine_id, set(self.held))
-            for partition in decided.release:
-                epoch = self.held.pop(partition)
-                logger.info("releasing partition %d to rebalance (%d engines live)", partition, len(live))
-                self.on_release(partition)
-                self.store.release(self.engine_id, partition, epoch)
-            if decided.acquire:
-                owners = {o for o, _, _ in self.store.lease_owners().values() if o}
-                got = self.store.acquire(
+            try:
+                self._rebalance()
+            finally:
+                self.store.heartbeat(
                     self.engine_id,
-                    decided.acquire,
-                    lease_s=self.lease_s,
-                    dead_owners=dead_local_owners(owners, self.engine_id),
+                    partitions_held=len(self.held),
+                    refused_commits=self.stats(),
+                    started_at=self._started_at,
                 )
-                for partition, epoch in sorted(got.items()):
-                    self.held[partition] = epoch
-                    logger.info("acquired partition %d (epoch %d)", partition, epoch)
-                    self.on_acquired(partition, epoch)
+
+    def _rebalance(self) -> None:
+        started = time.monotonic()
+        if not self.broker_ok():
+            # Let the leases lapse: an engine that cannot reach the broker cannot serve them.
+            logger.warning("broker unreachable: not renewing %d partition leases", len(self.held))
+            if time.monotonic() > self._valid_until:
+                self._lose(set(self.held))
+            return
+        still = self.store.renew(self.engine_id, dict(self.held), lease_s=self.lease_s)
+        self._lose(set(self.held) - set(still))
+        self._valid_until = started + self.lease_s * 0.9
+        live = self.store.live_engines(within_s=self.lease_s)
+        decided = plan(self.partitions, live, self.engine_id, set(self.held))
+        for partition in decided.release:
+            epoch = self.held.pop(partition)
+            logger.info("releasing partition %d to rebalance (%d engines live)", partition, len(live))
+            self.on_release(partition)
+            self.store.release(self.engine_id, partition, epoch)
+        if decided.acquire:
+            owners = {o for o, _, _ in self.store.lease_owners().values() if o}
+            got = self.store.acquire(
+                self.engine_id,
+                decided.acquire,
+                lease_s=self.lease_s,
+                dead_owners=dead_local_owners(owners, self.engine_id),
+            )
+            for partition, epoch in sorted(got.items()):
+                self.held[partition] = epoch
+                logger.info("acquired partition %d (epoch %d)", partition, epoch)
+                self.on_acquired(partition, epoch)
 
     def _lose(self, partitions: set[int]) -> None:
         for partition in sorted(partitions):

@@ -176,3 +176,16 @@ def test_with_a_token_every_route_but_health_needs_it(flow):
         assert client.simulate_post("/workflows", json={"name": "DummyWorkflow"}, headers=headers).status_code == 401
     assert workflow_count(flow) == 0
     assert client.simulate_get("/workflows", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
+def test_metrics_show_workflows_engines_and_their_partitions(flow, client):
+    workflow_id = flow.start("DummyWorkflow")
+    flow.wait(workflow_id, timeout_s=30)
+    response = client.simulate_get("/metrics")
+    assert response.status_code == 200
+    text = response.text
+    assert 'flow_workflows{status="Finished"} 1.0' in text
+    # The embedded engine holds every partition; none is waiting for a takeover.
+    assert f'flow_engine_partitions{{engine="{flow.engine.engine_id}"}} 64.0' in text
+    assert f'flow_engine_commits_refused{{engine="{flow.engine.engine_id}"}} 0.0' in text
+    assert "flow_partitions_unowned 0.0" in text

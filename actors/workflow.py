@@ -3,7 +3,7 @@
 The actor loads its workflow once and keeps the state between events: its engine
 holds the workflow's partition, so nobody else changes it (docs/design.md,
 "Partitions, leases and fencing"). When woken it takes every event queued for it,
-folds :func:`flow.decide.decide` over them, submits the result as one transition
+folds :func:`flow.core.decide.decide` over them, submits the result as one transition
 to the group committer and waits for the commit before it takes anything more —
 an actor never decides on a state that is not durable. A refused commit (the
 partition changed hands, or the workflow changed under it) drops the state; the
@@ -16,19 +16,38 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pykka
 
 from actors.registry import Entry
-from flow.decide import Decision, decide
+from flow.core.decide import Decision, decide
+from flow.core.events import Event
+from flow.core.state import WorkflowState
 from flow.errors import WorkflowNotFound, is_retryable
-from flow.events import Event
-from flow.state import WorkflowState
 
 if TYPE_CHECKING:
-    from flow.engine import Engine
+    from actors.registry import WorkflowActors
+    from flow.engine.committer import GroupCommitter
     from flow.engine.transport import Delivery
+    from flow.persistence.engine_store import EngineStore
+    from flow.persistence.records import Transition
+
+
+class Engine(Protocol):
+    """What a workflow actor needs of its engine (:class:`flow.engine.Engine`)."""
+
+    actors: WorkflowActors
+    committer: GroupCommitter
+    store: EngineStore
+
+    def epoch_of(self, partition: int) -> int | None: ...
+    def transition(self, actor: WorkflowActor, items: list[Item], epoch: int) -> tuple[Transition, Any]: ...
+    def after_decisions(self, workflow_id: str, decided: Any) -> None: ...
+    def give_back(self, items: list[Item]) -> None: ...
+    def reject(self, items: list[Item], reason: str) -> None: ...
+    def fail_workflow(self, workflow_id: str, epoch: int, reason: str) -> None: ...
+
 
 logger = logging.getLogger(__name__)
 

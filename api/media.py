@@ -3,7 +3,7 @@
 Falcon sets no body limit of its own, and a chunked request has no Content-Length,
 so the stream is read up to the limit plus one byte: a longer body is refused
 without ever being held in memory whole. The body is decoded by
-:mod:`flow.strict_json`, the reader every door shares.
+:mod:`flow.core.strict_json`, the reader every door shares.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import falcon
 
 from api.errors import unprocessable
-from flow import strict_json
+from flow.core import strict_json
 
 
 def read_json_object(req: falcon.Request, *, max_bytes: int, allowed: Collection[str] | None) -> dict[str, Any]:

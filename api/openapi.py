@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from api.resources.workflows import MAX_EVENT_ID, MAX_PAGE
-from flow.definition import NAME_PATTERN
-from flow.definition import SCHEMA as DEFINITION_SCHEMA
-from flow.start_request import MAX_IDEMPOTENCY_KEY
-from flow.strict_json import MAX_DEPTH
+from flow.core.definition import NAME_PATTERN
+from flow.core.definition import SCHEMA as DEFINITION_SCHEMA
+from flow.core.start_request import MAX_IDEMPOTENCY_KEY
+from flow.core.strict_json import MAX_DEPTH
 
 WORKFLOW_STATUSES = ["In Progress", "Finished", "Failed", "Cancelled"]
 ACTIVITY_STATUSES = ["Pending", "Scheduled", "Started", "Waiting Retry", "Succeeded", "Failed", "Skipped", "Cancelled"]

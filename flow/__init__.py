@@ -2,8 +2,11 @@
 broker set-up and the CLI. ``flow.actors`` is the entry point of ``dramatiq flow.actors``.
 """
 
-from flow.decide import Decision, HistoryEntry, decide
-from flow.definition import ActivitySpec, Catalog, Definition
+from flow.catalog import Catalog
+from flow.core.decide import Decision, HistoryEntry, decide
+from flow.core.definition import ActivitySpec, Definition
+from flow.core.policy import RetryPolicy
+from flow.core.state import ActivityState, ActivityStatus, WorkflowState, WorkflowStatus
 from flow.errors import (
     ConcurrentUpdate,
     ConfigurationError,
@@ -17,9 +20,7 @@ from flow.errors import (
     WorkflowNotFound,
     is_retryable,
 )
-from flow.policy import RetryPolicy
 from flow.settings import Settings
-from flow.state import ActivityState, ActivityStatus, WorkflowState, WorkflowStatus
 
 __all__ = [
     # decisions

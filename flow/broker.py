@@ -14,7 +14,7 @@ import logging
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-from flow.engine.transport import InProcessBroker
+from flow.engine.inprocess import InProcessBroker
 from flow.settings import Settings
 
 logger = logging.getLogger(__name__)

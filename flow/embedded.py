@@ -5,7 +5,7 @@ tasks, engine (one engine holding every partition), actors, group commit and
 decisions — with Dramatiq's in-process broker and in-process ``dramatiq.Worker``s
 instead of RabbitMQ and separate processes. The in-process broker loses its
 messages with the process, so the engine re-derives what each unfinished workflow
-is owed when it takes its partitions (:mod:`flow.recovery`).
+is owed when it takes its partitions (:mod:`flow.core.recovery`).
 
 Durability: SQLite in WAL mode with ``synchronous=NORMAL``; a commit survives a
 crash of the process (and the next start resumes every unfinished workflow), not
@@ -22,11 +22,11 @@ from typing import Any
 
 import dramatiq
 
-from flow.definition import Definition
-from flow.engine.transport import InProcessBroker, InProcessTransport
+from flow.core.definition import Definition
+from flow.engine.inprocess import InProcessBroker, InProcessTransport
+from flow.persistence.mapping import StoredWorkflow
 from flow.runtime import Runtime, build_engine
 from flow.settings import IN_PROCESS_BROKER, Settings
-from flow.store import WorkflowRow
 
 logger = logging.getLogger(__name__)
 
@@ -96,9 +96,9 @@ class EmbeddedFlow:
         workflow_id: str,
         *,
         timeout_s: float | None = None,
-        on_event: Callable[[dict[str, Any], WorkflowRow], None] | None = None,
+        on_event: Callable[[dict[str, Any], StoredWorkflow], None] | None = None,
         poll_s: float = 0.05,
-    ) -> WorkflowRow:
+    ) -> StoredWorkflow:
         """Block until the workflow ends (or ``timeout_s`` passes); return its last state.
 
         ``on_event`` is called with each new history entry, in order, as it is committed.

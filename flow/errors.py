@@ -13,8 +13,7 @@ Nothing else decides that.
 
 from __future__ import annotations
 
-import peewee
-import psycopg2
+import functools
 
 
 class FlowError(Exception):
@@ -105,10 +104,10 @@ class InvalidInput(FlowError):
 
 
 class InvalidJson(InvalidInput):
-    """Raised by :mod:`flow.strict_json` when text or a decoded value is not JSON that
+    """Raised by :mod:`flow.core.strict_json` when text or a decoded value is not JSON that
     Libero Flow accepts: not UTF-8, not JSON at all, ``NaN``/``Infinity``, a number
     out of range, NUL or a lone surrogate in a string, or nesting deeper than
-    :data:`flow.strict_json.MAX_DEPTH`.
+    :data:`flow.core.strict_json.MAX_DEPTH`.
 
     ``path`` is the JSON path of the offending value (``$`` for the text as a whole).
     A kind of :class:`InvalidInput`, so every door that refuses bad input refuses it.
@@ -121,29 +120,36 @@ class StoreUnavailable(FlowError):
     retryable = True
 
 
-#: Exceptions of the libraries below Libero Flow that say "the service is in trouble",
-#: not "the data is wrong": a connection dropped, a server restarting, a timeout.
-_TRANSIENT: tuple[type[BaseException], ...] = (
-    peewee.OperationalError,
-    peewee.InterfaceError,
-    psycopg2.OperationalError,
-    psycopg2.InterfaceError,
-    OSError,  # ConnectionError, TimeoutError, socket errors
-)
+@functools.cache
+def _foreign() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """``(transient, permanent)`` exceptions of the libraries below Libero Flow, imported
+    on first use so that the pure core, which raises these errors, imports no driver."""
+    import peewee
+    import psycopg2
 
-#: Exceptions that the same input raises every time: the database refused the data
-#: (a NUL in a PostgreSQL string, a constraint), or Python could not handle it
-#: (too deep, too big, not text, wrong type).
-_PERMANENT: tuple[type[BaseException], ...] = (
-    peewee.DatabaseError,  # DataError, IntegrityError, ProgrammingError (after the transient ones)
-    psycopg2.DatabaseError,
-    RecursionError,
-    ValueError,  # UnicodeError, json.JSONDecodeError, "integer string too long"
-    TypeError,
-    LookupError,
-    AttributeError,
-    ArithmeticError,  # OverflowError, ZeroDivisionError
-)
+    # "The service is in trouble", not "the data is wrong": a connection dropped, a
+    # server restarting, a timeout.
+    transient = (
+        peewee.OperationalError,
+        peewee.InterfaceError,
+        psycopg2.OperationalError,
+        psycopg2.InterfaceError,
+        OSError,  # ConnectionError, TimeoutError, socket errors
+    )
+    # What the same input raises every time: the database refused the data (a NUL in
+    # a PostgreSQL string, a constraint), or Python could not handle it (too deep, too
+    # big, not text, wrong type).
+    permanent = (
+        peewee.DatabaseError,  # DataError, IntegrityError, ProgrammingError (after the transient ones)
+        psycopg2.DatabaseError,
+        RecursionError,
+        ValueError,  # UnicodeError, json.JSONDecodeError, "integer string too long"
+        TypeError,
+        LookupError,
+        AttributeError,
+        ArithmeticError,  # OverflowError, ZeroDivisionError
+    )
+    return transient, permanent
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -157,6 +163,7 @@ def is_retryable(exc: BaseException) -> bool:
     """
     if isinstance(exc, FlowError):
         return exc.retryable
-    if isinstance(exc, _TRANSIENT):
+    transient, permanent = _foreign()
+    if isinstance(exc, transient):
         return True
-    return not isinstance(exc, _PERMANENT)
+    return not isinstance(exc, permanent)

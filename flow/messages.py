@@ -13,12 +13,15 @@ its attempt's ``reply_to``.
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import dramatiq
 
 from flow.clock import iso, parse_iso
-from flow.state import WorkflowState
+from flow.core.state import WorkflowState
 
 # Explicit actor names: renaming a function must never strand queued messages.
 START_WORKFLOW = "flow.start_workflow"
@@ -36,6 +39,35 @@ ENGINE_MESSAGES = frozenset(
 
 timestamp = iso
 parse_timestamp = parse_iso
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One owed message. Its ``id`` is also the Dramatiq message id, so a re-send is
+    recognisably the same message."""
+
+    queue_name: str
+    actor_name: str
+    kwargs: dict[str, Any]
+    #: The partition of the workflow it is about: its engine re-sends it if need be.
+    partition: int
+    #: Past this time the partition's engine (re)sends it.
+    send_after: datetime
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def message(self) -> dramatiq.Message[Any]:
+        return dramatiq.Message(
+            queue_name=self.queue_name,
+            actor_name=self.actor_name,
+            args=(),
+            kwargs=self.kwargs,
+            options={},
+            message_id=self.id,
+        )
+
+    @property
+    def workflow_id(self) -> str | None:
+        return self.kwargs.get("workflow_id")
 
 
 def message(queue_name: str, actor_name: str, **kwargs: Any) -> dramatiq.Message[Any]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import dramatiq
 
-from flow.store import Store
+from flow.persistence.store import Store
 
 # prometheus_client is imported inside the functions, never at import time: it picks
 # its multiprocess mode once, when first imported, from PROMETHEUS_MULTIPROC_DIR,

@@ -21,12 +21,13 @@ from dramatiq.middleware import CurrentMessage
 from activities.base import BaseActivity
 from activities.discovery import discover
 from flow.broker import build_broker
-from flow.definition import Catalog
+from flow.catalog import Catalog
 from flow.metrics import EngineMetrics
 from flow.persistence.models import bind
+from flow.persistence.store import Store
 from flow.service import WorkflowService
 from flow.settings import Settings
-from flow.store import Store
+from flow.tasks import declare
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +46,13 @@ class Runtime:
     def __post_init__(self) -> None:
         self.metrics = EngineMetrics()
         self.service = WorkflowService(self.settings, self.store, self.catalog, self.broker, self.activity_classes)
-        from flow.tasks import declare
-
-        self.tasks = declare(self)
+        self.tasks = declare(
+            self.broker,
+            settings=self.settings,
+            service=self.service,
+            activity_classes=self.activity_classes,
+            metrics=self.metrics,
+        )
 
     @classmethod
     def build(cls, settings: Settings, *, broker: dramatiq.Broker | None = None, engine: bool = True) -> Runtime:
@@ -72,7 +77,7 @@ def build_engine(runtime: Runtime, *, transport: Any = None, recover: bool = Fal
     """The engine of this process, on ``runtime``'s database (partition count from it)."""
     from flow.engine import Engine
     from flow.engine.partitions import partition_queue
-    from flow.engine.transport import RabbitTransport
+    from flow.engine.rabbit import RabbitTransport
     from flow.faults import FaultInjector
     from flow.persistence.engine_store import EngineStore
 
@@ -122,7 +127,7 @@ class EngineLifecycle(dramatiq.Middleware):
         self._starting.start()
 
     def _start(self) -> None:
-        from flow.amqp_start import StartMessageConsumer
+        from flow.engine.amqp_start import StartMessageConsumer
 
         settings = self.runtime.settings
         delay = 0.5

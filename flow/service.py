@@ -20,13 +20,14 @@ from typing import Any
 import dramatiq
 
 from flow import messages
-from flow.definition import Catalog, Definition, parse
+from flow.catalog import Catalog
+from flow.core.definition import Definition, parse
+from flow.core.state import WorkflowState
 from flow.engine.partitions import partition_of, partition_queue
 from flow.errors import DefinitionNotFound, InvalidInput, WorkflowNotFound
 from flow.persistence.schema import check_partitions
+from flow.persistence.store import Store
 from flow.settings import Settings
-from flow.state import WorkflowState
-from flow.store import Store
 
 logger = logging.getLogger(__name__)
 

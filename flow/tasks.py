@@ -15,6 +15,7 @@ dead-lettered (``<queue>.XQ``) at once.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import dramatiq
@@ -22,14 +23,16 @@ from dramatiq.middleware import CurrentMessage
 
 from flow import messages
 from flow.clock import iso, utcnow
-from flow.deliveries import DeliveryLimit
+from flow.core.start_request import is_workflow_id, parse_start_request
 from flow.errors import InvalidInput, is_retryable
-from flow.execution import execute
-from flow.reporting import DelayedCalls
-from flow.start_request import is_workflow_id, parse_start_request
+from flow.worker.deliveries import DeliveryLimit
+from flow.worker.execution import execute
+from flow.worker.reporting import DelayedCalls
 
 if TYPE_CHECKING:
-    from flow.runtime import Runtime
+    from flow.metrics import EngineMetrics
+    from flow.service import WorkflowService
+    from flow.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +49,17 @@ def _retry_when(max_retries: int):
     return retry_when
 
 
-def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
-    """Declare every task on ``runtime.broker``; return them by actor name."""
-    settings = runtime.settings
-    service = runtime.service
+def declare(
+    broker: dramatiq.Broker,
+    *,
+    settings: Settings,
+    service: WorkflowService,
+    activity_classes: Mapping[str, type],
+    metrics: EngineMetrics,
+) -> dict[str, dramatiq.Actor[Any, Any]]:
+    """Declare every task on ``broker``; return them by actor name."""
     engine_options: dict[str, Any] = {
-        "broker": runtime.broker,
+        "broker": broker,
         "queue_name": settings.engine_queue,
         # A database or broker outage fails the message; retry it until it is back.
         "retry_when": _retry_when(200),
@@ -62,7 +70,7 @@ def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
 
     def report(queue_name: str | None, actor_name: str, **kwargs: Any) -> None:
         """Worker -> engine: the only way a worker tells anything."""
-        runtime.broker.enqueue(messages.message(queue_name or settings.engine_queue, actor_name, **kwargs))
+        broker.enqueue(messages.message(queue_name or settings.engine_queue, actor_name, **kwargs))
 
     # -- the shared engine queue ----------------------------------------------------------
 
@@ -108,7 +116,7 @@ def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
             lambda: report(reply_to, messages.RECORD_STARTED, **ids, started_at=iso(started_at)),
         )
         result = execute(
-            runtime.activity_classes,
+            activity_classes,
             **ids,
             activity=activity,
             config=config,
@@ -120,7 +128,7 @@ def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
         )
         delayed.cancel(started_report)  # finished quickly: the result says when it started
         duration_s = (result.finished_at - result.started_at).total_seconds()
-        runtime.metrics.observe_attempt(activity, result.outcome, duration_s)
+        metrics.observe_attempt(activity, result.outcome, duration_s)
         report(
             reply_to,
             messages.RECORD_RESULT,
@@ -136,7 +144,7 @@ def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
         ids = {key: kwargs[key] for key in ("workflow_id", "position", "attempt")}
         report(kwargs.get("reply_to"), messages.RECORD_RESULT, **ids, outcome="TEMPORARY_FAILURE", error=error)
 
-    runtime.broker.add_middleware(
+    broker.add_middleware(
         DeliveryLimit(
             actor_name=messages.RUN_ACTIVITY, max_deliveries=settings.max_deliveries, report=report_undeliverable
         )
@@ -150,7 +158,7 @@ def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
     tasks[messages.RUN_ACTIVITY] = dramatiq.actor(
         run_activity,
         actor_name=messages.RUN_ACTIVITY,
-        broker=runtime.broker,
+        broker=broker,
         queue_name=settings.activity_queue,
         # Activity failures are reported as outcomes, not raised; a raise here means
         # the result could not be reported (broker down), so run the attempt again.

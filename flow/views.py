@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from flow.clock import iso
-from flow.state import ActivityState
-from flow.store import WorkflowRow
+from flow.core.state import ActivityState
+from flow.persistence.mapping import StoredWorkflow
 
 
 def activity_view(a: ActivityState) -> dict[str, Any]:
@@ -30,7 +30,7 @@ def activity_view(a: ActivityState) -> dict[str, Any]:
     }
 
 
-def workflow_summary(row: WorkflowRow) -> dict[str, Any]:
+def workflow_summary(row: StoredWorkflow) -> dict[str, Any]:
     s = row.state
     return {
         "id": s.id,
@@ -43,7 +43,7 @@ def workflow_summary(row: WorkflowRow) -> dict[str, Any]:
     }
 
 
-def workflow_view(row: WorkflowRow) -> dict[str, Any]:
+def workflow_view(row: StoredWorkflow) -> dict[str, Any]:
     s = row.state
     return {
         **workflow_summary(row),

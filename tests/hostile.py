@@ -13,7 +13,7 @@ from typing import Any
 
 import falcon.testing
 
-from flow.store import DefinitionRecord, WorkflowRecord
+from flow.persistence.models import DefinitionRecord, WorkflowRecord
 
 DEEP = b"[" * 100_000 + b"]" * 100_000
 DIGITS_5000 = b"7" * 5000

@@ -6,7 +6,7 @@ import falcon
 
 from api.errors import unprocessable
 from api.media import read_json_object
-from flow.definition import Definition, is_definition_name, parse
+from flow.core.definition import Definition, is_definition_name, parse
 from flow.errors import DefinitionNotFound
 from flow.runtime import Runtime
 from flow.views import iso

@@ -11,13 +11,13 @@ import falcon
 
 from api.errors import unprocessable
 from api.media import read_json_object
-from flow import strict_json
-from flow.definition import NAME_PATTERN, is_definition_name
+from flow.core import strict_json
+from flow.core.definition import NAME_PATTERN, is_definition_name
+from flow.core.start_request import check_idempotency_key, is_workflow_id, parse_start_request
+from flow.core.state import WorkflowStatus
 from flow.errors import InvalidJson, WorkflowNotFound
+from flow.persistence.mapping import StoredWorkflow
 from flow.runtime import Runtime
-from flow.start_request import check_idempotency_key, is_workflow_id, parse_start_request
-from flow.state import WorkflowStatus
-from flow.store import WorkflowRow
 from flow.views import event_view, workflow_summary, workflow_view
 
 logger = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ class WorkflowEventsResource:
         }
 
 
-def _accepted(resp: falcon.Response, row: WorkflowRow) -> None:
+def _accepted(resp: falcon.Response, row: StoredWorkflow) -> None:
     """202: the engine applies the request shortly; the body is the workflow as it was."""
     resp.status = falcon.HTTP_202
     resp.location = f"/workflows/{row.state.id}"

@@ -13,7 +13,7 @@ docs/design.md:
 - :mod:`flow.engine.committer` — one transaction for the transitions of many actors,
   fenced by the partitions' epochs;
 - :mod:`flow.engine.timers` — durable timers fired by the partition's owner;
-- :mod:`flow.recovery` — what a workflow is owed after a restart on the in-process broker.
+- :mod:`flow.core.recovery` — what a workflow is owed after a restart on the in-process broker.
 
 Per event: the delivery goes to the workflow's actor; the actor decides and submits
 its transition; the committer commits it with others, then — and only then —
@@ -23,7 +23,6 @@ acknowledges the delivery, publishes what the transition owes and arms its timer
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -32,29 +31,25 @@ from actors.registry import WorkflowActors
 from actors.workflow import Item, WorkflowActor, fold
 from flow import messages
 from flow.clock import utcnow
-from flow.decide import Decision
+from flow.core.decide import Decision
+from flow.core.events import TimerFired, TimerKind, WorkflowStarted
+from flow.core.recovery import owed
+from flow.core.state import WorkflowState
 from flow.engine import inbound
 from flow.engine.committer import GroupCommitter
 from flow.engine.leases import LeaseKeeper
+from flow.engine.outbox import OutboxSender
 from flow.engine.partitions import partition_of, partition_queue, queue_partition
 from flow.engine.planning import plan
 from flow.engine.timers import TimerWheel
 from flow.engine.transport import Delivery, Transport
-from flow.events import TimerFired, TimerKind, WorkflowStarted
 from flow.faults import FaultInjector
+from flow.messages import Outgoing
 from flow.metrics import EngineMetrics
-from flow.outbox import Acks, Outgoing
-from flow.persistence.engine_store import (
-    EngineStore,
-    TimerRow,
-    Transition,
-    Unreadable,
-    new_engine_id,
-    timer_id,
-)
-from flow.recovery import owed
+from flow.persistence.engine_store import EngineStore
+from flow.persistence.leases import new_engine_id
+from flow.persistence.records import TimerRow, Transition, Unreadable, timer_id
 from flow.settings import Settings
-from flow.state import WorkflowState
 
 if TYPE_CHECKING:
     from actors.workflow import WorkflowActor as _Actor
@@ -104,7 +99,7 @@ class Engine:
             max_batch=settings.commit_max_batch,
         )
         self.leases = LeaseKeeper(
-            store,
+            store.leases,
             engine_id=self.engine_id,
             partitions=partitions,
             lease_s=settings.partition_lease_s,
@@ -115,11 +110,14 @@ class Engine:
             stats=lambda: self.refused_commits,
         )
         self.timers = TimerWheel(store, held=self.leases.held_partitions, fire=self._fire)
-        self.acks = Acks(store.delete_outbox)
-        self._republish: set[str] = set()
-        self._republish_lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._outbox_thread: threading.Thread | None = None
+        self.outbox = OutboxSender(
+            store,
+            transport,
+            held=self.leases.held_partitions,
+            grace_s=settings.outbox_grace_s,
+            poll_s=settings.outbox_poll_s,
+            each_pass=self._start_unstarted,
+        )
 
     def __repr__(self) -> str:
         return f"<Engine {self.engine_id} partitions={sorted(self.leases.held)} live_actors={len(self.actors)}>"
@@ -127,7 +125,7 @@ class Engine:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.transport.start(self._on_delivery, self._on_transport_ready)
+        self.transport.start(self._on_delivery, lambda: None)
         wait_ready = getattr(self.transport, "wait_ready", None)
         if wait_ready is not None:
             wait_ready(10)
@@ -135,20 +133,16 @@ class Engine:
         self.timers.start()
         self.actors.start_sweeper()
         self.leases.start()
-        self._outbox_thread = threading.Thread(target=self._outbox_loop, name="flow-outbox", daemon=True)
-        self._outbox_thread.start()
+        self.outbox.start()
         logger.info("engine %s started", self.engine_id)
 
     def stop(self) -> None:
         """Hand every partition back (after the transitions in hand commit), then stop."""
-        self._stopping.set()
         self.leases.stop(release=True)
-        if self._outbox_thread is not None:
-            self._outbox_thread.join(10)
+        self.outbox.stop()
         self.timers.stop()
         self.committer.stop()
-        self._flush_publishes()
-        self.acks.close()
+        self.outbox.close()
         self.transport.stop()
         self.actors.stop_all()
         logger.info("engine %s stopped", self.engine_id)
@@ -166,19 +160,13 @@ class Engine:
         if self.recover:
             self._recover(partition)
         else:
-            # What the previous owner committed but may not have sent.
-            self._publish(
-                self.store.claim_outbox(
-                    [partition], now=utcnow(), hold_s=self.settings.outbox_grace_s, every=True, limit=100_000
-                )
-            )
+            self.outbox.send_all(partition)  # what the previous owner committed but may not have sent
         self.timers.load({partition})
         self.transport.subscribe(partition_queue(self.prefix, partition))
 
     def _release(self, partition: int) -> None:
         self._let_go(partition)
-        self._flush_publishes()
-        self.acks.flush()
+        self.outbox.flush()
 
     def _lost(self, partition: int) -> None:
         self._let_go(partition)
@@ -329,7 +317,7 @@ class Engine:
         owed_messages = [o for t in transitions for o in t.owed]
         if owed_messages and self.faults is not None:
             self.faults.maybe("after-commit")
-        self._publish(owed_messages)
+        self.outbox.publish(owed_messages)
         for t in transitions:
             self.metrics.observe_decision((utcnow() - t.updated_at).total_seconds())
 
@@ -368,29 +356,6 @@ class Engine:
         except Exception as e:
             logger.error("could not mark workflow %s failed: %s", workflow_id, e)
 
-    # -- publishing ----------------------------------------------------------------------------
-
-    def _publish(self, owed_messages: list[Outgoing]) -> None:
-        if owed_messages:
-            self.transport.publish(owed_messages, self._published)
-
-    def _published(self, confirmed: list[str], failed: list[str]) -> None:
-        self.acks.add(confirmed)
-        if failed:
-            logger.error(
-                "%d message(s) not confirmed by the broker; they stay owed and will be sent again", len(failed)
-            )
-            with self._republish_lock:
-                self._republish.update(failed)
-
-    def _on_transport_ready(self) -> None:
-        pass  # the outbox loop re-sends what failed while the broker was away
-
-    def _flush_publishes(self, timeout_s: float = 5.0) -> None:
-        flush = getattr(self.transport, "flush", None)
-        if flush is not None:
-            flush(timeout_s)
-
     def _start_unstarted(self, held: set[int]) -> None:
         """Start workflows whose start message never arrived (its publish was lost)."""
         now = utcnow()
@@ -400,29 +365,6 @@ class Engine:
             if partition in held:
                 logger.info("starting workflow %s, whose start message never arrived", workflow_id)
                 self.actors.deliver(workflow_id, partition, Item(WorkflowStarted(occurred_at=now)))
-
-    def _outbox_loop(self) -> None:
-        while not self._stopping.wait(self.settings.outbox_poll_s):
-            try:
-                with self._republish_lock:
-                    again, self._republish = list(self._republish), set()
-                if again:
-                    if self.transport.connected:
-                        self._publish(self.store.outbox_by_id(again))
-                    else:
-                        with self._republish_lock:
-                            self._republish.update(again)
-                held = self.leases.held_partitions()
-                self._start_unstarted(held)
-                while held and not self._stopping.is_set():
-                    claimed = self.store.claim_outbox(held, now=utcnow(), hold_s=self.settings.outbox_grace_s)
-                    for outgoing in claimed:
-                        logger.info("sending owed %s for workflow %s", outgoing.actor_name, outgoing.workflow_id)
-                    self._publish(claimed)
-                    if len(claimed) < 500:
-                        break
-            except Exception as e:
-                logger.warning("outbox pass failed (%s); will try again", e)
 
 
 __all__ = ["Engine"]

@@ -22,7 +22,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from flow.errors import StoreUnavailable, is_retryable
-from flow.persistence.engine_store import BatchResult, EngineStore, Transition
+from flow.persistence.engine_store import EngineStore
+from flow.persistence.records import BatchResult, Transition
 
 logger = logging.getLogger(__name__)
 

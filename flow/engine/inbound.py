@@ -16,8 +16,7 @@ from typing import Any
 
 from flow import messages
 from flow.clock import parse_iso
-from flow.errors import FlowError
-from flow.events import (
+from flow.core.events import (
     OUTCOMES,
     ActivityCompleted,
     ActivityStarted,
@@ -28,6 +27,7 @@ from flow.events import (
     TimerKind,
     WorkflowStarted,
 )
+from flow.errors import FlowError
 
 
 class PoisonMessage(FlowError):

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from flow.clock import utcnow
-from flow.persistence.engine_store import EngineStore, engine_host_pid
+from flow.persistence.leases import LeaseTable, engine_host_pid
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class LeaseKeeper:
 
     def __init__(
         self,
-        store: EngineStore,
+        store: LeaseTable,
         *,
         engine_id: str,
         partitions: int,

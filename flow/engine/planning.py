@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flow import messages
-from flow.commands import CancelTimer, Command, RunActivity, StartTimer
-from flow.outbox import Outgoing
-from flow.persistence.engine_store import TimerRow, timer_id
-from flow.state import WorkflowState
+from flow.core.commands import CancelTimer, Command, RunActivity, StartTimer
+from flow.core.state import WorkflowState
+from flow.messages import Outgoing
+from flow.persistence.records import TimerRow, timer_id
 
 
 @dataclass

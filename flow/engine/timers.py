@@ -6,7 +6,7 @@ restart and costs nothing while it waits: no thread, no message held in the brok
 message past 30 minutes). The engine keeps only the timers due within
 ``horizon_s`` in a heap: those of each partition it acquires are read at
 acquisition, the rest by a scan every ``scan_s``, and new ones straight from the
-commits that set them. A fired timer becomes a :class:`~flow.events.TimerFired`
+commits that set them. A fired timer becomes a :class:`~flow.core.events.TimerFired`
 event for the workflow's actor; the transition that handles it deletes the row,
 so a timer whose handling did not commit fires again.
 """
@@ -20,7 +20,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from flow.clock import utcnow
-from flow.persistence.engine_store import EngineStore, TimerRow
+from flow.persistence.engine_store import EngineStore
+from flow.persistence.records import TimerRow
 
 logger = logging.getLogger(__name__)
 

@@ -1,63 +1,31 @@
-"""The one mapping between table rows and the core's records, both ways."""
+"""The one mapping between table rows and the core's records, both ways.
+
+Every reader of workflows — the engine's load, its recovery pages, the API's queries
+— fetches raw rows of :data:`WORKFLOW_COLUMNS` and :data:`ACTIVITY_COLUMNS` (building
+the query with Peewee if it likes, executing it raw: Peewee's model instances cost
+the engine milliseconds per workflow) and maps them here; every writer takes its
+column values from :func:`workflow_changes` and :func:`activity_changes`.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flow.policy import RetryPolicy, Timeouts
-from flow.state import ActivityState, ActivityStatus, WorkflowState, WorkflowStatus
+import peewee
 
-
-def activity_state(row: Any) -> ActivityState:
-    """An ``activities`` row (model instance or namespace with the same attributes) as state."""
-    return ActivityState(
-        position=row.position,
-        name=row.name,
-        independent=row.independent,
-        required=row.required,
-        config=row.config,
-        retry=RetryPolicy(**row.retry),
-        timeouts=Timeouts(**row.timeouts),
-        status=ActivityStatus(row.status),
-        attempt=row.attempt,
-        attempts_before=row.attempts_before,
-        output=row.output,
-        error=row.error,
-        scheduled_at=row.scheduled_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-    )
-
-
-def workflow_state(row: Any, activities: Iterable[ActivityState] = ()) -> WorkflowState:
-    """A ``workflows`` row as state, with its activities (ordered by position)."""
-    return WorkflowState(
-        id=row.id,
-        name=row.definition_name,
-        definition_version=row.definition_version,
-        status=WorkflowStatus(row.status),
-        input_data=row.input_data,
-        config=row.config,
-        activities=tuple(activities),
-        created_at=row.created_at,
-        started=row.started,
-        run=row.run,
-        run_started_at=row.run_started_at,
-        output=row.output,
-        error=row.error,
-        finished_at=row.finished_at,
-    )
-
+from flow.core.policy import RetryPolicy, Timeouts
+from flow.core.state import ActivityState, ActivityStatus, WorkflowState, WorkflowStatus
 
 #: Columns read by :func:`workflow_from_row` and :func:`activity_from_row`, in order: the
 #: engine loads a workflow with these two plain statements (building them with
 #: Peewee's query compiler and model instances cost it milliseconds per workflow).
 WORKFLOW_COLUMNS = (
     "id, definition_name, definition_version, partition, status, started, run, run_started_at, input_data, "
-    "config, output, error, created_at, finished_at, version"
+    "config, output, error, created_at, finished_at, version, updated_at, idempotency_key"
 )
 ACTIVITY_COLUMNS = (
     "position, name, independent, required, config, retry, timeouts, status, attempt, attempts_before, output, "
@@ -65,8 +33,20 @@ ACTIVITY_COLUMNS = (
 )
 
 
-def workflow_from_row(row: tuple, activities: Iterable[ActivityState]) -> tuple[WorkflowState, int, int]:
-    """A ``SELECT WORKFLOW_COLUMNS`` row as ``(state, version, partition)``."""
+@dataclass(frozen=True)
+class StoredWorkflow:
+    """A workflow as stored: its state and the bookkeeping columns around it."""
+
+    state: WorkflowState
+    #: Bumped by every committed transition (the version check of a commit).
+    version: int
+    partition: int
+    updated_at: datetime
+    idempotency_key: str | None
+
+
+def workflow_from_row(row: tuple, activities: Iterable[ActivityState]) -> StoredWorkflow:
+    """A ``SELECT WORKFLOW_COLUMNS`` row (and its activities, in order) as stored."""
     (
         workflow_id,
         name,
@@ -83,6 +63,8 @@ def workflow_from_row(row: tuple, activities: Iterable[ActivityState]) -> tuple[
         created_at,
         finished_at,
         version,
+        updated_at,
+        idempotency_key,
     ) = row
     state = WorkflowState(
         id=workflow_id,
@@ -100,7 +82,35 @@ def workflow_from_row(row: tuple, activities: Iterable[ActivityState]) -> tuple[
         error=error,
         finished_at=_timestamp(finished_at),
     )
-    return state, version, partition
+    return StoredWorkflow(state, version, partition, _timestamp(updated_at), idempotency_key)
+
+
+def read_workflows(
+    database: peewee.Database, query: peewee.ModelSelect, *, with_activities: bool = True
+) -> list[tuple[tuple, list[tuple]]]:
+    """Raw rows of a workflows query (which must select :data:`WORKFLOW_COLUMNS`, see
+    :func:`workflow_columns`) with the raw rows of their activities, in order."""
+    rows = database.execute_sql(*query.sql()).fetchall()
+    activities: dict[str, list[tuple]] = {row[0]: [] for row in rows}
+    if with_activities and rows:
+        ids = list(activities)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join([database.param] * len(chunk))
+            for a in database.execute_sql(
+                f"SELECT workflow_id, {ACTIVITY_COLUMNS} FROM activities WHERE workflow_id IN ({marks}) "
+                "ORDER BY workflow_id, position",
+                chunk,
+            ):
+                activities[a[0]].append(a[1:])
+    return [(row, activities[row[0]]) for row in rows]
+
+
+def workflow_columns() -> list[peewee.Field]:
+    """The fields of :data:`WORKFLOW_COLUMNS`, to ``select()`` with Peewee."""
+    from flow.persistence.models import WorkflowRecord
+
+    return [WorkflowRecord._meta.columns[name.strip()] for name in WORKFLOW_COLUMNS.split(",")]
 
 
 def activity_from_row(row: tuple) -> ActivityState:

@@ -136,7 +136,7 @@ class EventRecord(_Model):
 
 
 class OutboxRecord(_Model):
-    """A message some committed transition owes (see :mod:`flow.outbox`)."""
+    """A message some committed transition owes (see :mod:`flow.engine.outbox`)."""
 
     id = peewee.CharField(max_length=32, primary_key=True)
     workflow = peewee.CharField(max_length=36)

@@ -9,7 +9,7 @@ import pytest
 
 from api.app import create_app
 from flow.embedded import EmbeddedFlow
-from flow.store import WorkflowRecord
+from flow.persistence.models import WorkflowRecord
 from tests.conftest import wait_for
 
 

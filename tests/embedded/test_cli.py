@@ -99,7 +99,7 @@ def test_migrate_creates_the_schema(env, tmp_path):
     db = tmp_path / "fresh.db"
     result = flow("migrate", env={**env, "FLOW_DATABASE_URL": f"sqlite:///{db}"})
     assert result.returncode == 0, result.stderr
-    from flow.store import Store
+    from flow.persistence.store import Store
 
     assert Store.from_url(f"sqlite:///{db}").is_migrated()
 

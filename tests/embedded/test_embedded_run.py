@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from flow.decide import DECISIONS
+from flow.core.decide import DECISIONS
 from flow.embedded import EmbeddedFlow
 from flow.settings import Settings
 from tests.conftest import EXPECTED_STATUS

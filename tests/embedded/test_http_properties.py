@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api.app import create_app
+from flow.core.strict_json import loads
 from flow.embedded import EmbeddedFlow
 from flow.settings import Settings
-from flow.strict_json import loads
 from tests.conftest import embedded_env, sample_definitions, write_definitions
 from tests.hostile import CURSORS, hostile_start_texts, post_json, workflow_count
 

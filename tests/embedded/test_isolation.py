@@ -11,10 +11,10 @@ import pytest
 
 import actors.workflow
 from api.app import create_app
+from flow.clock import utcnow
 from flow.embedded import EmbeddedFlow
 from flow.runtime import Runtime
 from flow.settings import Settings
-from flow.store import utcnow
 from tests.conftest import embedded_env, wait_for
 
 

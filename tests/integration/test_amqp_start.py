@@ -15,11 +15,11 @@ import pika.exceptions
 import pytest
 import requests
 
-from flow.amqp_start import DELIVERIES_HEADER, StartMessageConsumer
+from flow.engine.amqp_start import DELIVERIES_HEADER, StartMessageConsumer
 from flow.errors import StoreUnavailable
+from flow.persistence.models import WorkflowRecord
 from flow.runtime import Runtime
 from flow.settings import Settings
-from flow.store import WorkflowRecord
 from tests.conftest import ROOT, sample_definitions, wait_for, write_definitions
 from tests.integration.conftest import wait_ended
 from tests.services import AMQP_URL, VENV_BIN, new_database, new_queue_prefix, queue_depth

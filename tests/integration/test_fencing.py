@@ -12,14 +12,15 @@ import psycopg2
 import pytest
 
 from flow.clock import utcnow
-from flow.decide import decide
-from flow.definition import parse
+from flow.core.decide import decide
+from flow.core.definition import parse
+from flow.core.events import WorkflowStarted
 from flow.engine.planning import plan
-from flow.events import WorkflowStarted
 from flow.persistence.database import open_database
-from flow.persistence.engine_store import EngineStore, Transition
+from flow.persistence.engine_store import EngineStore
 from flow.persistence.models import EventRecord, PartitionLease, WorkflowRecord, bind
-from flow.store import Store
+from flow.persistence.records import Transition
+from flow.persistence.store import Store
 from tests.services import new_database
 
 A, B = "host-a:1:aaaa", "host-b:2:bbbb"
@@ -90,10 +91,10 @@ def history(engine: EngineStore, workflow_id: str) -> int:
 def test_a_commit_under_a_lost_epoch_is_refused_and_changes_nothing(stores):
     store, engine, _ = stores
     workflow_id = new_workflow(store)
-    epoch_a = engine.acquire(A, 4, lease_s=60, dead_owners=set())[0]
+    epoch_a = engine.leases.acquire(A, 4, lease_s=60, dead_owners=set())[0]
     transition = started(engine, workflow_id, epoch=epoch_a)
     expire(engine, 0)  # A paused past its lease...
-    epoch_b = engine.acquire(B, 1, lease_s=60, dead_owners=set())[0]  # ...and B took partition 0 over
+    epoch_b = engine.leases.acquire(B, 1, lease_s=60, dead_owners=set())[0]  # ...and B took partition 0 over
     assert epoch_b == epoch_a + 1
     result = engine.commit_batch([transition], owner=A)
     assert result.committed == [] and result.refused == {0: "fenced"}
@@ -106,7 +107,7 @@ def test_a_commit_under_a_lost_epoch_is_refused_and_changes_nothing(stores):
 def test_a_commit_on_a_stale_version_is_refused(stores):
     store, engine, _ = stores
     workflow_id = new_workflow(store)
-    epoch = engine.acquire(A, 4, lease_s=60, dead_owners=set())[0]
+    epoch = engine.leases.acquire(A, 4, lease_s=60, dead_owners=set())[0]
     first = started(engine, workflow_id, epoch=epoch)
     assert engine.commit_batch([first], owner=A).committed == [0]
     again = replace(first, version=0)  # decided on the state before the first commit
@@ -117,7 +118,7 @@ def test_a_commit_on_a_stale_version_is_refused(stores):
 def test_in_one_batch_only_the_fenced_transitions_are_refused(stores):
     store, engine, _ = stores
     mine, lost = new_workflow(store), new_workflow(store)
-    epoch = engine.acquire(A, 4, lease_s=60, dead_owners=set())[0]
+    epoch = engine.leases.acquire(A, 4, lease_s=60, dead_owners=set())[0]
     batch = [started(engine, mine, epoch=epoch), started(engine, lost, epoch=epoch - 1)]
     result = engine.commit_batch(batch, owner=A)
     assert result.committed == [0] and result.refused == {1: "fenced"}
@@ -126,15 +127,15 @@ def test_in_one_batch_only_the_fenced_transitions_are_refused(stores):
 
 def test_a_partition_has_one_holder_and_changes_hands_only_when_released_or_expired(stores):
     _, engine, _ = stores
-    held_a = engine.acquire(A, 4, lease_s=60, dead_owners=set())
+    held_a = engine.leases.acquire(A, 4, lease_s=60, dead_owners=set())
     assert sorted(held_a) == [0, 1, 2, 3]
-    assert engine.acquire(B, 4, lease_s=60, dead_owners=set()) == {}
-    engine.release(A, 2, held_a[2])
-    assert engine.acquire(B, 4, lease_s=60, dead_owners=set()) == {2: held_a[2] + 1}
+    assert engine.leases.acquire(B, 4, lease_s=60, dead_owners=set()) == {}
+    engine.leases.release(A, 2, held_a[2])
+    assert engine.leases.acquire(B, 4, lease_s=60, dead_owners=set()) == {2: held_a[2] + 1}
     # A's renewal keeps what it still holds, and no more.
-    assert engine.renew(A, held_a, lease_s=60) == {p: e for p, e in held_a.items() if p != 2}
+    assert engine.leases.renew(A, held_a, lease_s=60) == {p: e for p, e in held_a.items() if p != 2}
     # A holder known dead (a process of this host that no longer runs) loses its leases at once.
-    assert sorted(engine.acquire(B, 4, lease_s=60, dead_owners={A})) == [0, 1, 3]
+    assert sorted(engine.leases.acquire(B, 4, lease_s=60, dead_owners={A})) == [0, 1, 3]
 
 
 @pytest.fixture
@@ -148,14 +149,14 @@ def test_a_takeover_never_slips_between_a_commit_s_fence_and_its_writes(postgres
     ends; a takeover locks them FOR UPDATE (SKIP LOCKED), so it passes them by. (SQLite
     has one writer at a time: the question does not arise there.)"""
     store, engine, url = postgres_stores
-    engine.acquire(A, 4, lease_s=60, dead_owners=set())
+    engine.leases.acquire(A, 4, lease_s=60, dead_owners=set())
     expire(engine, 0)
     committing = psycopg2.connect(url)
     with committing.cursor() as cur:  # a commit of A in flight, between its fence and its end
         cur.execute("SELECT epoch FROM partition_leases WHERE partition = 0 FOR KEY SHARE")
-        assert engine.acquire(B, 1, lease_s=60, dead_owners=set()) == {}  # skipped, not taken
+        assert engine.leases.acquire(B, 1, lease_s=60, dead_owners=set()) == {}  # skipped, not taken
     committing.rollback()
     committing.close()
-    assert list(engine.acquire(B, 1, lease_s=60, dead_owners=set())) == [0]
+    assert list(engine.leases.acquire(B, 1, lease_s=60, dead_owners=set())) == [0]
     with engine.database.connection_context():
         assert WorkflowRecord.select().count() == 0

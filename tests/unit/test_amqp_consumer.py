@@ -11,7 +11,7 @@ from typing import Any
 import pika
 import pytest
 
-from flow.amqp_start import DELIVERIES_HEADER, ERROR_HEADER, StartMessageConsumer
+from flow.engine.amqp_start import DELIVERIES_HEADER, ERROR_HEADER, StartMessageConsumer
 from flow.errors import DefinitionError, StoreUnavailable
 from tests.hostile import DEEP, DIGITS_5000
 

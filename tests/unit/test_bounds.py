@@ -15,11 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flow.decide import decide
-from flow.definition import SCHEMA, Definition, parse
+from flow.core.decide import decide
+from flow.core.definition import SCHEMA, Definition, parse
+from flow.core.events import ActivityCompleted, ActivityStarted, TimerFired, WorkflowStarted
+from flow.core.state import ActivityState, WorkflowState, WorkflowStatus
 from flow.engine.planning import plan
-from flow.events import ActivityCompleted, ActivityStarted, TimerFired, WorkflowStarted
-from flow.state import ActivityState, WorkflowState, WorkflowStatus
 
 RETRY = SCHEMA["$defs"]["retry"]["properties"]
 TIMEOUTS = SCHEMA["$defs"]["timeouts"]["properties"]

@@ -11,7 +11,7 @@ import pytest
 
 from flow.engine.committer import GroupCommitter, Outcome
 from flow.errors import StoreUnavailable
-from flow.persistence.engine_store import BatchResult
+from flow.persistence.records import BatchResult
 
 
 @dataclass

@@ -7,9 +7,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from flow.commands import CancelTimer, RunActivity, StartTimer
-from flow.decide import decide, ready_positions
-from flow.events import (
+from flow.core.commands import CancelTimer, RunActivity, StartTimer
+from flow.core.decide import decide, ready_positions
+from flow.core.events import (
     ActivityCompleted,
     ActivityStarted,
     CancelRequested,
@@ -17,8 +17,8 @@ from flow.events import (
     TimerFired,
     WorkflowStarted,
 )
-from flow.policy import RetryPolicy, Timeouts
-from flow.state import ActivityState, ActivityStatus, WorkflowState, WorkflowStatus
+from flow.core.policy import RetryPolicy, Timeouts
+from flow.core.state import ActivityState, ActivityStatus, WorkflowState, WorkflowStatus
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)
 S, P = ActivityStatus, WorkflowStatus

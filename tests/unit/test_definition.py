@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from flow.definition import Catalog, load_file, parse
+from flow.catalog import Catalog, load_file
+from flow.core.definition import parse
 from flow.errors import DefinitionError, DefinitionNotFound
 
 KNOWN = {"DoSomethingActivity", "DoAnotherThingActivity"}

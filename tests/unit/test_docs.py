@@ -40,7 +40,7 @@ def test_readme_names_the_two_setup_commands():
 
 
 def test_readme_states_every_bound_of_the_definition_schema():
-    from flow.definition import MAX_ACTIVITIES, SCHEMA
+    from flow.core.definition import MAX_ACTIVITIES, SCHEMA
 
     def shown(number: int) -> str:
         return f"{number:,}"

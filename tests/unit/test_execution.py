@@ -10,7 +10,7 @@ import time
 import pytest
 
 from activities.base import BaseActivity
-from flow.execution import ActivityTimeout, execute
+from flow.worker.execution import ActivityTimeout, execute
 
 
 class Raises(BaseActivity):

@@ -7,8 +7,15 @@ from datetime import datetime
 
 import pytest
 
+from flow.core.events import (
+    ActivityCompleted,
+    ActivityStarted,
+    CancelRequested,
+    RetryRequested,
+    TimerFired,
+    WorkflowStarted,
+)
 from flow.engine.inbound import PoisonMessage, decode
-from flow.events import ActivityCompleted, ActivityStarted, CancelRequested, RetryRequested, TimerFired, WorkflowStarted
 
 NOW = datetime(2026, 1, 1, 12, 0, 0)
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from flow.policy import RetryPolicy
+from flow.core.policy import RetryPolicy
 
 
 @pytest.mark.parametrize(("failed_attempt", "expected"), [(1, 100), (2, 200), (3, 400), (4, 500), (10, 500)])

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from flow.commands import RunActivity
-from flow.decide import decide
-from flow.events import ActivityCompleted, ActivityStarted, TimerKind, WorkflowStarted
-from flow.policy import RetryPolicy, Timeouts
-from flow.recovery import DueTimer, Owed, owed
-from flow.state import ActivityState, ActivityStatus, WorkflowState, WorkflowStatus
+from flow.core.commands import RunActivity
+from flow.core.decide import decide
+from flow.core.events import ActivityCompleted, ActivityStarted, TimerKind, WorkflowStarted
+from flow.core.policy import RetryPolicy, Timeouts
+from flow.core.recovery import DueTimer, Owed, owed
+from flow.core.state import ActivityState, ActivityStatus, WorkflowState, WorkflowStatus
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)
 S = ActivityStatus

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flow.amqp_start import parse_start
-from flow.definition import is_definition_name
+from flow.core.definition import is_definition_name
+from flow.core.start_request import StartRequest, parse_start_request
+from flow.core.strict_json import check
+from flow.engine.amqp_start import parse_start
 from flow.errors import InvalidInput, InvalidJson
-from flow.start_request import StartRequest, parse_start_request
-from flow.strict_json import check
 from tests.hostile import START_BODIES, hostile_start_texts
 
 

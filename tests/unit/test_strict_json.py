@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from flow import strict_json
+from flow.core import strict_json
+from flow.core.strict_json import MAX_DEPTH, MAX_INT, MIN_INT, check, json_path, loads
 from flow.errors import InvalidJson
-from flow.strict_json import MAX_DEPTH, MAX_INT, MIN_INT, check, json_path, loads
 
 DEEP = b"[" * 100_000 + b"]" * 100_000
 

@@ -6,7 +6,7 @@ import threading
 from datetime import datetime, timedelta
 
 from flow.engine.timers import TimerWheel
-from flow.persistence.engine_store import TimerRow
+from flow.persistence.records import TimerRow
 from tests.conftest import wait_for
 
 T0 = datetime(2026, 1, 1, 12)

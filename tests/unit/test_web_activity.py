@@ -8,7 +8,7 @@ from urllib.parse import quote
 import pytest
 
 from activities.dummy import DoAnotherThingActivity
-from flow.execution import execute
+from flow.worker.execution import execute
 
 
 def fetch(**config):

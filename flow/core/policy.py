@@ -1,6 +1,6 @@
 """Retry policy: how often and how soon a failed activity attempt runs again; timeouts.
 
-The bounds below are the definition schema's (:mod:`flow.definition`): every number
+The bounds below are the definition schema's (:mod:`flow.core.definition`): every number
 the engine computes with has one, so a definition that validates can always run
 (docs/design.md, invariant 9). They are far beyond what a workflow needs and far inside what
 ``datetime``, ``timedelta`` and the broker can represent.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flow.events import TimerKind
+from flow.core.events import TimerKind
 
 
 @dataclass(frozen=True)
@@ -17,7 +17,7 @@ class RunActivity:
 
 @dataclass(frozen=True)
 class StartTimer:
-    """Wake the workflow in ``delay_ms`` with a :class:`flow.events.TimerFired` of ``kind``."""
+    """Wake the workflow in ``delay_ms`` with a :class:`flow.core.events.TimerFired` of ``kind``."""
 
     kind: TimerKind
     delay_ms: int

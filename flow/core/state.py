@@ -1,6 +1,6 @@
 """The state of one workflow instance, as frozen dataclasses.
 
-The database holds the truth; these records are what :func:`flow.decide.decide`
+The database holds the truth; these records are what :func:`flow.core.decide.decide`
 reads and returns. Change them with :func:`dataclasses.replace`.
 """
 
@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from flow.policy import RetryPolicy, Timeouts
+from flow.core.policy import RetryPolicy, Timeouts
 
 
 class WorkflowStatus(StrEnum):

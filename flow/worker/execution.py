@@ -20,11 +20,11 @@ from dramatiq.threading import Interrupt
 
 from activities.base import BaseActivity
 from activities.discovery import resolve
-from flow import strict_json
 from flow.clock import utcnow
-from flow.deadlines import Deadlines
+from flow.core import strict_json
+from flow.core.events import OUTCOMES
 from flow.errors import InvalidJson, UnknownActivity
-from flow.events import OUTCOMES
+from flow.worker.deadlines import Deadlines
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Workflow definitions: the JSON format, its validation and the loaded catalogue.
 
-A definition is checked three times: as strict JSON (:mod:`flow.strict_json`), against
+A definition is checked three times: as strict JSON (:mod:`flow.core.strict_json`), against
 :data:`SCHEMA` (shape, types, unknown keys, and bounds on every number the engine
 computes with, so that a definition that validates can always run) with
 ``jsonschema``, then semantically (every activity names a discovered
@@ -16,15 +16,14 @@ import logging
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 
-from flow import strict_json
-from flow.errors import DefinitionError, DefinitionNotFound, InvalidJson
-from flow.policy import MAX_ATTEMPTS, MAX_BACKOFF, MAX_DELAY_MS, MAX_TIMEOUT_S, RetryPolicy, Timeouts
-from flow.strict_json import json_path
+from flow.core import strict_json
+from flow.core.policy import MAX_ATTEMPTS, MAX_BACKOFF, MAX_DELAY_MS, MAX_TIMEOUT_S, RetryPolicy, Timeouts
+from flow.core.strict_json import json_path
+from flow.errors import DefinitionError, InvalidJson
 
 logger = logging.getLogger(__name__)
 
@@ -214,54 +213,3 @@ def _problems(body: Any, known_activities: Collection[str]) -> list[tuple[str, s
 
 def _shorten(message: str) -> str:
     return message if len(message) <= _MAX_MESSAGE_CHARS else message[: _MAX_MESSAGE_CHARS - 1] + "…"
-
-
-def load_file(path: str | Path, *, known_activities: Collection[str]) -> Definition:
-    """Read and validate one definition file."""
-    path = Path(path)
-    try:
-        body = strict_json.loads(path.read_bytes(), what="the file")
-    except OSError as e:
-        raise DefinitionError(str(path), [("$", f"cannot read file: {e.strerror}")]) from e
-    except InvalidJson as e:
-        raise DefinitionError(str(path), [(e.path, e.message)]) from e
-    return parse(body, known_activities=known_activities, source=str(path))
-
-
-class Catalog:
-    """The definitions a process knows, by name."""
-
-    def __init__(self, definitions: Collection[Definition] = ()) -> None:
-        self._by_name = {d.name: d for d in definitions}
-
-    @classmethod
-    def from_directory(cls, directory: str | Path, *, known_activities: Collection[str]) -> Catalog:
-        """Load every ``*.json`` file in ``directory``; an invalid file is an error."""
-        directory = Path(directory)
-        if not directory.is_dir():
-            logger.warning("definitions directory %s does not exist; no workflow can start", directory)
-            return cls()
-        definitions = []
-        seen: dict[str, str] = {}
-        for path in sorted(directory.glob("*.json")):
-            d = load_file(path, known_activities=known_activities)
-            definitions.append(d)
-            if d.name in seen:
-                raise DefinitionError(str(path), [("$.name", f"{d.name!r} is also defined in {seen[d.name]}")])
-            seen[d.name] = str(path)
-        return cls(definitions)
-
-    def get(self, name: str) -> Definition:
-        try:
-            return self._by_name[name]
-        except KeyError:
-            raise DefinitionNotFound(name, list(self._by_name)) from None
-
-    def names(self) -> list[str]:
-        return sorted(self._by_name)
-
-    def __iter__(self):
-        return iter(self._by_name.values())
-
-    def __len__(self) -> int:
-        return len(self._by_name)

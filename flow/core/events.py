@@ -1,4 +1,4 @@
-"""Events: what happened to a workflow, as input to :func:`flow.decide.decide`.
+"""Events: what happened to a workflow, as input to :func:`flow.core.decide.decide`.
 
 The shell stamps each with ``occurred_at``; the decision never reads a clock.
 """

@@ -1,5 +1,5 @@
 """What an unfinished workflow is owed, read from its state alone: a pure function beside
-:func:`flow.decide.decide`.
+:func:`flow.core.decide.decide`.
 
 After a restart on the in-process broker every message is gone (the broker lived in
 the dead process); the database alone says what each workflow waits for. This
@@ -19,10 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flow.commands import RunActivity
-from flow.decide import retry_delay_ms
-from flow.events import TimerKind
-from flow.state import ActivityStatus, WorkflowState
+from flow.core.commands import RunActivity
+from flow.core.decide import retry_delay_ms
+from flow.core.events import TimerKind
+from flow.core.state import ActivityStatus, WorkflowState
 
 
 @dataclass(frozen=True)

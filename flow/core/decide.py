@@ -19,8 +19,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from flow.commands import CancelTimer, Command, RunActivity, StartTimer
-from flow.events import (
+from flow.core.commands import CancelTimer, Command, RunActivity, StartTimer
+from flow.core.events import (
     ActivityCompleted,
     ActivityStarted,
     CancelRequested,
@@ -30,7 +30,7 @@ from flow.events import (
     TimerKind,
     WorkflowStarted,
 )
-from flow.state import ActivityState, ActivityStatus, WorkflowState, WorkflowStatus
+from flow.core.state import ActivityState, ActivityStatus, WorkflowState, WorkflowStatus
 
 #: History types that are decisions (the rest are facts about the incoming event).
 DECISIONS = frozenset(
@@ -269,7 +269,7 @@ def retry_delay_ms(state: WorkflowState, activity: ActivityState) -> int:
     """Delay before the attempt after ``activity``'s current one (which failed).
 
     Derived from the workflow, activity and attempt alone, so that recovery after a
-    restart (:mod:`flow.recovery`) finds the same due time the decision chose.
+    restart (:mod:`flow.core.recovery`) finds the same due time the decision chose.
     """
     attempts_this_run = activity.attempt - activity.attempts_before
     next_attempt = activity.attempt + 1

@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any
 import pika
 import pika.exceptions
 
-from flow import strict_json
+from flow.core import strict_json
+from flow.core.start_request import StartRequest, parse_start_request
 from flow.errors import FlowError, is_retryable
-from flow.start_request import StartRequest, parse_start_request
 
 if TYPE_CHECKING:
     from flow.service import WorkflowService

@@ -2,7 +2,7 @@
 
 HTTP ``POST /workflows``, the plain JSON message on RabbitMQ and the Dramatiq
 ``flow.start_workflow`` message all carry the same fields; each door decodes its
-bytes (with :mod:`flow.strict_json`) and hands the decoded mapping to
+bytes (with :mod:`flow.core.strict_json`) and hands the decoded mapping to
 :func:`parse_start_request`, which refuses anything that cannot start a workflow
 before anything is stored.
 """
@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flow import strict_json
-from flow.definition import NAME_PATTERN, is_definition_name
+from flow.core import strict_json
+from flow.core.definition import NAME_PATTERN, is_definition_name
 from flow.errors import InvalidInput
 
 #: Fields of a start request. ``workflow_id`` only where the door allows it.

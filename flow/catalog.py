@@ -1,0 +1,68 @@
+"""Definition files: reading one, and the definitions directory a process knows.
+
+The only place that reads definitions from disk; validating them is
+:func:`flow.core.definition.parse`'s job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from pathlib import Path
+
+from flow.core import strict_json
+from flow.core.definition import Definition, parse
+from flow.errors import DefinitionError, DefinitionNotFound, InvalidJson
+
+logger = logging.getLogger(__name__)
+
+
+def load_file(path: str | Path, *, known_activities: Collection[str]) -> Definition:
+    """Read and validate one definition file."""
+    path = Path(path)
+    try:
+        body = strict_json.loads(path.read_bytes(), what="the file")
+    except OSError as e:
+        raise DefinitionError(str(path), [("$", f"cannot read file: {e.strerror}")]) from e
+    except InvalidJson as e:
+        raise DefinitionError(str(path), [(e.path, e.message)]) from e
+    return parse(body, known_activities=known_activities, source=str(path))
+
+
+class Catalog:
+    """The definitions a process knows, by name."""
+
+    def __init__(self, definitions: Collection[Definition] = ()) -> None:
+        self._by_name = {d.name: d for d in definitions}
+
+    @classmethod
+    def from_directory(cls, directory: str | Path, *, known_activities: Collection[str]) -> Catalog:
+        """Load every ``*.json`` file in ``directory``; an invalid file is an error."""
+        directory = Path(directory)
+        if not directory.is_dir():
+            logger.warning("definitions directory %s does not exist; no workflow can start", directory)
+            return cls()
+        definitions = []
+        seen: dict[str, str] = {}
+        for path in sorted(directory.glob("*.json")):
+            d = load_file(path, known_activities=known_activities)
+            definitions.append(d)
+            if d.name in seen:
+                raise DefinitionError(str(path), [("$.name", f"{d.name!r} is also defined in {seen[d.name]}")])
+            seen[d.name] = str(path)
+        return cls(definitions)
+
+    def get(self, name: str) -> Definition:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise DefinitionNotFound(name, list(self._by_name)) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._by_name)
+
+    def __iter__(self):
+        return iter(self._by_name.values())
+
+    def __len__(self) -> int:
+        return len(self._by_name)

@@ -1,0 +1,161 @@
+"""The ``flow`` command.
+
+Embedded: ``flow run`` (one workflow, in this process), ``flow up`` (API, engine and
+worker in this process). Local: ``flow validate``, ``flow migrate``. Remote, against
+``FLOW_API_URL``: ``flow start [--wait]``, ``status``, ``list``, ``events``,
+``cancel``, ``retry``, ``definitions``. Every command takes ``--json`` for scripts
+where it prints data.
+
+Exit codes: 0 success (the workflow finished; every file valid; the request was
+accepted), 1 the workflow failed or was cancelled, 2 bad usage or an invalid
+definition, input or setting, 3 the ``--timeout`` passed before the workflow ended,
+4 a service (database, API) is unavailable, 5 the API refused the request (not found,
+conflict, unauthorised).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+
+from flow.core import strict_json
+from flow.errors import (
+    ConfigurationError,
+    DefinitionError,
+    FlowError,
+    InvalidJson,
+)
+from flow.settings import Settings
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_TIMEOUT, EXIT_UNAVAILABLE, EXIT_REFUSED = 0, 1, 2, 3, 4, 5
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    # One line, however narrow the terminal: scripts and logs grep for it.
+    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    sys.exit(code)
+
+
+def load_settings(*, embedded: bool) -> Settings:
+    try:
+        return Settings.from_env(embedded=embedded)
+    except FlowError as e:
+        fail(str(e), EXIT_INVALID)
+
+
+def read_input(input_json: str) -> dict[str, Any]:
+    try:
+        value = strict_json.loads(input_json, what="--input")
+    except InvalidJson as e:
+        fail(e.message if e.path == "$" else f"--input {e.path}: {e.message}", EXIT_INVALID)
+    if not isinstance(value, dict):
+        fail("--input must be a JSON object, e.g. '{\"x\": 1}'", EXIT_INVALID)
+    return value
+
+
+def embedded_flow(settings: Settings, **options: Any) -> Any:
+    """The in-process flow for ``settings``; a configuration it cannot start with (an
+    activity package that cannot be imported, an invalid definition in the directory)
+    exits 2 with the reason, without a traceback."""
+    from flow.embedded import EmbeddedFlow
+
+    try:
+        return EmbeddedFlow(settings, **options)
+    except ConfigurationError as e:
+        fail(str(e), EXIT_INVALID)
+    except DefinitionError as e:
+        print_definition_error(e)
+        sys.exit(EXIT_INVALID)
+
+
+def print_definition_error(e: DefinitionError) -> None:
+    for path, message in e.problems:
+        err.print(f"[red]{e.source}[/] {path}: {message}", soft_wrap=True)
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2))
+
+
+def watch(
+    fetch_workflow: Callable[[], dict[str, Any]],
+    fetch_events: Callable[[int], list[dict[str, Any]]],
+    *,
+    timeout_s: float | None,
+    console: Console,
+) -> dict[str, Any]:
+    """Print each new history entry until the workflow ends; return its final view."""
+    from flow.cli.progress import describe_event
+
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    last = 0
+    while True:
+        workflow = fetch_workflow()
+        for event in fetch_events(last):
+            last = event["id"]
+            line = describe_event(event, workflow)
+            if line.plain:
+                console.print(line)
+        if workflow["status"] != "In Progress" or (deadline is not None and time.monotonic() > deadline):
+            return workflow
+        time.sleep(0.1)
+
+
+def finish(workflow: dict[str, Any], *, as_json: bool, timeout_s: float | None) -> NoReturn:
+    """Print the final state and exit with the workflow's exit code."""
+    from flow.cli.progress import activity_table, status_line
+
+    if as_json:
+        print_json(workflow)
+    else:
+        out.print(activity_table(workflow))
+        out.print(status_line(workflow))
+    if workflow["status"] == "In Progress":
+        fail(f"workflow {workflow['id']} still In Progress after {timeout_s} s", EXIT_TIMEOUT)
+    sys.exit(EXIT_OK if workflow["status"] == "Finished" else EXIT_FAILED)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="libero-flow")
+def main() -> None:
+    """Libero Flow: run JSON-defined workflows, embedded or on RabbitMQ and PostgreSQL."""
+
+
+def api_client() -> Any:
+    from flow.cli.client import ApiClient
+
+    settings = load_settings(embedded=False)
+    return ApiClient(settings.api_url, token=settings.api_token)
+
+
+def call_api(fn: Callable[[], Any]) -> Any:
+    """Run an API call; turn its errors into a message and an exit code."""
+    from flow.cli.client import ApiError
+
+    try:
+        return fn()
+    except ApiError as e:
+        if e.status == 0 or e.status >= 500:
+            fail(str(e), EXIT_UNAVAILABLE)
+        if e.status in (400, 413, 415, 422):
+            fail(str(e), EXIT_INVALID)
+        fail(str(e), EXIT_REFUSED)
+
+
+def redact(url: str) -> str:
+    """Hide a password in a URL before printing it."""
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        credentials, host = rest.rsplit("@", 1)
+        user = credentials.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
+    return url

@@ -1,0 +1,362 @@
+"""The engine's RabbitMQ connection: consume, settle, publish with batched confirms.
+
+One pika ``SelectConnection`` runs in its own I/O thread: a consuming channel (one
+consumer per held partition) and a publishing channel in confirm mode. Publishing
+many messages and waiting once for their confirms is what makes group commit pay
+off: a blocking channel waits for each confirm in turn (about 2.5k/s one by one).
+Every other thread talks to the I/O thread through ``add_callback_threadsafe``;
+pika is not thread-safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pika
+import pika.exceptions
+from dramatiq.common import dq_name, xq_name
+
+from flow.engine.transport import DEAD_MESSAGE_TTL_MS, Delivery, OnPublished, dramatiq_queue_arguments
+from flow.messages import Outgoing
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Batch:
+    on_done: OnPublished
+    remaining: int
+    confirmed: list[str]
+    failed: list[str]
+
+    def settle(self, outgoing_id: str, ok: bool) -> None:
+        (self.confirmed if ok else self.failed).append(outgoing_id)
+        self.remaining -= 1
+        if self.remaining == 0:
+            try:
+                self.on_done(self.confirmed, self.failed)
+            except Exception:
+                logger.exception("publish callback failed")
+
+
+class RabbitTransport:
+    """The engine's RabbitMQ connection (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        declare: tuple[str, ...] = (),
+        prefetch: int = 256,
+        heartbeat_s: int = 15,
+        reconnect_s: float = 1.0,
+    ) -> None:
+        self.parameters = pika.URLParameters(url)
+        self.parameters.heartbeat = heartbeat_s
+        self.parameters.blocked_connection_timeout = 60
+        self.declare = declare
+        self.prefetch = prefetch
+        self.reconnect_s = reconnect_s
+        self._on_delivery: Callable[[Delivery], None] = lambda d: None
+        self._on_ready: Callable[[], None] = lambda: None
+        self._lock = threading.Lock()
+        self._wanted: set[str] = set()
+        self._consumers: dict[str, str] = {}  # queue -> consumer tag
+        self._queue_of: dict[str, str] = {}  # consumer tag -> queue
+        self._declared: set[str] = set()
+        self._connection: pika.SelectConnection | None = None
+        self._consume: Any = None
+        self._publish: Any = None
+        self._generation = 0
+        self._ready = False
+        self._next_tag = 0
+        self._unconfirmed: dict[int, tuple[str, _Batch]] = {}
+        self._returned: set[str] = set()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.disconnected_since: float | None = time.monotonic()
+
+    def __repr__(self) -> str:
+        return f"<RabbitTransport {self.parameters.host}:{self.parameters.port} ready={self._ready}>"
+
+    @property
+    def connected(self) -> bool:
+        return self._ready
+
+    # -- lifecycle (any thread) ---------------------------------------------------------
+
+    def start(self, on_delivery: Callable[[Delivery], None], on_ready: Callable[[], None]) -> None:
+        self._on_delivery = on_delivery
+        self._on_ready = on_ready
+        self._thread = threading.Thread(target=self._run, name="flow-engine-amqp", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        connection = self._connection
+        if connection is not None:
+            try:
+                connection.ioloop.add_callback_threadsafe(self._close)
+            except Exception:  # the loop is already gone
+                pass
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until every published message is confirmed (or failed); True if none is left."""
+        deadline = time.monotonic() + timeout_s
+        while self._unconfirmed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self._unconfirmed
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not self._ready and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self._ready
+
+    # -- requests from other threads ----------------------------------------------------
+
+    def subscribe(self, queue: str) -> None:
+        with self._lock:
+            self._wanted.add(queue)
+        self._call(lambda: self._consume_queue(queue))
+
+    def unsubscribe(self, queue: str) -> None:
+        with self._lock:
+            self._wanted.discard(queue)
+        self._call(lambda: self._cancel_queue(queue))
+
+    def settle(self, deliveries: list[Delivery], *, ack: bool, requeue: bool = True) -> None:
+        if deliveries:
+            self._call(lambda: self._settle(deliveries, ack, requeue))
+
+    def publish(self, messages: list[Outgoing], on_done: OnPublished) -> None:
+        if not messages:
+            return
+        if not self._call(lambda: self._publish_batch(messages, on_done)):
+            on_done([], [m.id for m in messages])
+
+    def _call(self, fn: Callable[[], None]) -> bool:
+        connection = self._connection
+        if connection is None or self._stopping.is_set():
+            return False
+        try:
+            connection.ioloop.add_callback_threadsafe(fn)
+        except Exception:  # the connection closed meanwhile
+            return False
+        return True
+
+    # -- the I/O thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._connection = pika.SelectConnection(
+                    self.parameters,
+                    on_open_callback=self._on_open,
+                    on_open_error_callback=self._on_open_error,
+                    on_close_callback=self._on_closed,
+                )
+                self._connection.ioloop.start()
+            except Exception:
+                logger.exception("engine's RabbitMQ connection failed")
+            self._connection = None
+            if not self._stopping.is_set():
+                self._stopping.wait(self.reconnect_s)
+
+    def _close(self) -> None:
+        connection = self._connection
+        if connection is not None and connection.is_open:
+            connection.close()
+        elif connection is not None:
+            connection.ioloop.stop()
+
+    def _on_open_error(self, connection: Any, error: BaseException) -> None:
+        logger.warning("engine cannot reach RabbitMQ (%s); retrying", error)
+        connection.ioloop.stop()
+
+    def _on_closed(self, connection: Any, reason: BaseException) -> None:
+        if not self._stopping.is_set():
+            logger.warning("engine lost RabbitMQ (%s); reconnecting", reason)
+        self._ready = False
+        self.disconnected_since = time.monotonic()
+        self._consume = self._publish = None
+        self._consumers.clear()
+        self._queue_of.clear()
+        self._declared.clear()
+        unconfirmed, self._unconfirmed = self._unconfirmed, {}
+        self._returned.clear()
+        for outgoing_id, batch in unconfirmed.values():
+            batch.settle(outgoing_id, False)
+        connection.ioloop.stop()
+
+    def _on_open(self, connection: Any) -> None:
+        connection.channel(on_open_callback=self._on_publish_channel)
+
+    def _on_publish_channel(self, channel: Any) -> None:
+        self._publish = channel
+        channel.add_on_close_callback(self._on_channel_closed)
+        channel.add_on_return_callback(self._on_return)
+        self._next_tag = 0
+        channel.confirm_delivery(self._on_confirm, callback=lambda _frame: self._open_consume_channel())
+
+    def _open_consume_channel(self) -> None:
+        assert self._connection is not None
+        self._connection.channel(on_open_callback=self._on_consume_channel)
+
+    def _on_consume_channel(self, channel: Any) -> None:
+        self._consume = channel
+        channel.add_on_close_callback(self._on_channel_closed)
+        channel.basic_qos(prefetch_count=self.prefetch, callback=lambda _frame: self._declare_all())
+
+    def _declare_all(self) -> None:
+        queues = list(self.declare)
+        if not queues:
+            self._became_ready()
+            return
+        remaining = {"n": len(queues)}
+
+        def declared(queue: str) -> None:
+            remaining["n"] -= 1
+            if remaining["n"] == 0:
+                self._became_ready()
+
+        for queue in queues:
+            self._declare(queue, lambda q=queue: declared(q))
+
+    def _became_ready(self) -> None:
+        self._generation += 1
+        self._ready = True
+        self.disconnected_since = None
+        logger.info("engine connected to RabbitMQ")
+        with self._lock:
+            wanted = list(self._wanted)
+        for queue in wanted:
+            self._consume_queue(queue)
+        try:
+            self._on_ready()
+        except Exception:
+            logger.exception("on_ready failed")
+
+    def _on_channel_closed(self, channel: Any, reason: BaseException) -> None:
+        # A channel closed by the broker (a refused declare, a missing queue): start
+        # over with a fresh connection, which re-declares and re-subscribes everything.
+        if self._connection is not None and self._connection.is_open and not self._stopping.is_set():
+            logger.warning("engine's channel closed (%s); reconnecting", reason)
+            self._connection.close()
+
+    def _declare(self, queue: str, then: Callable[[], None]) -> None:
+        """Declare ``queue`` as Dramatiq does (``Q``, ``Q.DQ``, ``Q.XQ``), then ``then()``."""
+        if queue in self._declared or self._publish is None:
+            then()
+            return
+        channel = self._publish
+        arguments = dramatiq_queue_arguments(queue)
+
+        def done(_frame: Any) -> None:
+            self._declared.add(queue)
+            then()
+
+        channel.queue_declare(
+            xq_name(queue),
+            durable=True,
+            arguments={"x-message-ttl": DEAD_MESSAGE_TTL_MS},
+            callback=lambda _f: channel.queue_declare(
+                dq_name(queue),
+                durable=True,
+                arguments=arguments,
+                callback=lambda _f2: channel.queue_declare(queue, durable=True, arguments=arguments, callback=done),
+            ),
+        )
+
+    def _consume_queue(self, queue: str) -> None:
+        if not self._ready or queue in self._consumers:
+            return
+        with self._lock:
+            if queue not in self._wanted:
+                return
+
+        def start(_q: str = queue) -> None:
+            with self._lock:
+                still_wanted = queue in self._wanted
+            if not still_wanted or self._consume is None or queue in self._consumers:
+                return
+            tag = self._consume.basic_consume(queue, self._on_message, auto_ack=False)
+            self._consumers[queue] = tag
+            self._queue_of[tag] = queue
+
+        self._declare(queue, start)
+
+    def _cancel_queue(self, queue: str) -> None:
+        tag = self._consumers.pop(queue, None)
+        if tag is not None and self._consume is not None and self._consume.is_open:
+            self._consume.basic_cancel(tag)
+
+    def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        queue = self._queue_of.get(method.consumer_tag, method.routing_key)
+        delivery = Delivery(queue, method.delivery_tag, self._generation, body, bool(method.redelivered))
+        try:
+            self._on_delivery(delivery)
+        except Exception:
+            logger.exception("handling a delivery from %s failed; it goes back to the queue", queue)
+            channel.basic_nack(method.delivery_tag, requeue=True)
+
+    def _settle(self, deliveries: list[Delivery], ack: bool, requeue: bool) -> None:
+        channel = self._consume
+        if channel is None or not channel.is_open:
+            return  # the broker already gave them back with the old channel
+        for d in deliveries:
+            if d.generation != self._generation:
+                continue
+            if ack:
+                channel.basic_ack(d.tag)
+            else:
+                channel.basic_nack(d.tag, requeue=requeue)
+
+    def _publish_batch(self, messages: list[Outgoing], on_done: OnPublished) -> None:
+        batch = _Batch(on_done, len(messages), [], [])
+        for outgoing in messages:
+            if self._publish is None or not self._publish.is_open:
+                batch.settle(outgoing.id, False)
+                continue
+            self._declare(outgoing.queue_name, lambda o=outgoing: self._publish_one(o, batch))
+
+    def _publish_one(self, outgoing: Outgoing, batch: _Batch) -> None:
+        channel = self._publish
+        if channel is None or not channel.is_open:
+            batch.settle(outgoing.id, False)
+            return
+        channel.basic_publish(
+            "",
+            outgoing.queue_name,
+            outgoing.message().encode(),
+            pika.BasicProperties(delivery_mode=2, message_id=outgoing.id),
+            mandatory=True,
+        )
+        self._next_tag += 1
+        self._unconfirmed[self._next_tag] = (outgoing.id, batch)
+
+    def _on_return(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        # Unroutable (its queue is gone): the confirm that follows must count as a failure.
+        logger.error("RabbitMQ returned a message for %s: %s", method.routing_key, method.reply_text)
+        if properties.message_id:
+            self._returned.add(properties.message_id)
+
+    def _on_confirm(self, frame: Any) -> None:
+        method = frame.method
+        ok = isinstance(method, pika.spec.Basic.Ack)
+        tags = [t for t in self._unconfirmed if t <= method.delivery_tag] if method.multiple else [method.delivery_tag]
+        for tag in sorted(tags):
+            entry = self._unconfirmed.pop(tag, None)
+            if entry is None:
+                continue
+            outgoing_id, batch = entry
+            returned = outgoing_id in self._returned
+            self._returned.discard(outgoing_id)
+            batch.settle(outgoing_id, ok and not returned)

@@ -1,0 +1,307 @@
+"""Group commit: the transitions of many workflow actors in one transaction, fenced.
+
+On PostgreSQL the whole batch is one prepared statement (:data:`COMMIT_SQL`): one
+round trip, no planning, atomic as any single statement is. The statement first
+locks the lease rows of the partitions involved (``FOR KEY SHARE``: a renewal, a
+plain ``UPDATE`` of the row, does not wait for it; a takeover, which locks the row
+``FOR UPDATE``, does), drops every transition whose partition is no longer ours under
+the epoch it was decided under (fencing), then updates the workflows whose stored
+version is still the one the actor holds (the version check); only those
+transitions' activities, history, outbox rows and timers are written. On SQLite (one
+process, no round trips to save) the same steps run statement by statement in one
+``IMMEDIATE`` transaction (docs/design.md, "Group commit" and "Fencing").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import peewee
+import psycopg2.errors
+
+from flow.messages import Outgoing
+from flow.persistence.database import is_postgres, unit_of_work, write
+from flow.persistence.mapping import activity_changes, workflow_changes
+from flow.persistence.models import (
+    ActivityRecord,
+    EventRecord,
+    OutboxRecord,
+    PartitionLease,
+    TimerRecord,
+    WorkflowRecord,
+)
+from flow.persistence.records import BatchResult, Transition, chunks, timer_fields, to_json
+
+
+class GroupCommit:
+    """Commits batches of transitions on one database (see the module docstring)."""
+
+    def __init__(self, database: peewee.Database, *, before: Any = None) -> None:
+        self.database = database
+        self.postgres = is_postgres(database)
+        #: Called before each commit (fault injection); None in production.
+        self.before = before
+
+    def _maybe_fail(self) -> None:
+        if self.before is not None:
+            self.before()
+
+    def commit(self, batch: list[Transition], *, owner: str) -> BatchResult:
+        """Commit every transition of ``batch`` that passes the fence and the version check."""
+        if self.postgres:
+            with unit_of_work(self.database):
+                self._maybe_fail()
+                return self._commit_postgres(batch, owner)
+        refused: dict[int, str] = {}
+        with write(self.database):
+            self._maybe_fail()
+            epochs: dict[int, int] = {}
+            for t in batch:
+                epochs.setdefault(t.partition, t.epoch)
+            ours = self.held(epochs, owner, every_epoch=batch)
+            candidates = []
+            for i, t in enumerate(batch):
+                if (t.partition, t.epoch) in ours:
+                    candidates.append(i)
+                else:
+                    refused[i] = "fenced"
+            updated = self._update_workflows([batch[i] for i in candidates])
+            committed = []
+            for i in candidates:
+                if batch[i].workflow_id in updated:
+                    committed.append(i)
+                else:
+                    refused[i] = "version"
+            accepted = [batch[i] for i in committed]
+            self._update_activities(accepted)
+            self._insert_history(accepted)
+            self._insert_outbox([o for t in accepted for o in t.owed])
+            self._write_timers(accepted)
+        return BatchResult(committed, refused)
+
+    def _commit_postgres(self, batch: list[Transition], owner: str) -> BatchResult:
+        """The whole batch in one prepared statement (:data:`COMMIT_SQL`): one round trip,
+        no planning, and atomic as any single statement is."""
+        t = batch
+        activities = [(x.workflow_id, a) for x in t for a in x.changed]
+        events = [(x.workflow_id, entry, at) for x in t for entry, at in x.history]
+        owed = [(x.workflow_id, o) for x in t for o in x.owed]
+        deleted = [(x.workflow_id, tid) for x in t for tid in x.timers_deleted]
+        timers = [r for x in t for r in x.timers_set]
+        params = [
+            owner,
+            sorted({x.partition for x in t}),
+            [x.workflow_id for x in t],
+            [x.partition for x in t],
+            [x.epoch for x in t],
+            [x.version for x in t],
+            [x.after.status.value for x in t],
+            [x.after.started for x in t],
+            [x.after.run for x in t],
+            [x.after.run_started_at for x in t],
+            [to_json(x.after.output) for x in t],
+            [x.after.error for x in t],
+            [x.after.finished_at for x in t],
+            [x.updated_at for x in t],
+            [w for w, _ in activities],
+            [a.position for _, a in activities],
+            [a.status.value for _, a in activities],
+            [a.attempt for _, a in activities],
+            [a.attempts_before for _, a in activities],
+            [to_json(a.output) for _, a in activities],
+            [a.error for _, a in activities],
+            [a.scheduled_at for _, a in activities],
+            [a.started_at for _, a in activities],
+            [a.finished_at for _, a in activities],
+            [w for w, _, _ in events],
+            [e.position for _, e, _ in events],
+            [e.type for _, e, _ in events],
+            [to_json(dict(e.data)) for _, e, _ in events],
+            [at for _, _, at in events],
+            [o.id for _, o in owed],
+            [w for w, _ in owed],
+            [o.partition for _, o in owed],
+            [o.queue_name for _, o in owed],
+            [o.actor_name for _, o in owed],
+            [to_json(o.kwargs) for _, o in owed],
+            [o.send_after for _, o in owed],
+            [tid for _, tid in deleted],
+            [w for w, _ in deleted],
+            [r.id for r in timers],
+            [r.workflow_id for r in timers],
+            [r.partition for r in timers],
+            [r.kind for r in timers],
+            [r.position for r in timers],
+            [r.attempt for r in timers],
+            [r.due_at for r in timers],
+        ]
+        rows = _execute_prepared(self.database, "flow_commit", COMMIT_SQL, COMMIT_TYPES, params)
+        updated = {value for kind, value in rows if kind == "w"}
+        fenced_ok = {value for kind, value in rows if kind == "f"}
+        committed: list[int] = []
+        refused: dict[int, str] = {}
+        for i, x in enumerate(batch):
+            if x.workflow_id in updated:
+                committed.append(i)
+            elif f"{x.partition}:{x.epoch}" not in fenced_ok:
+                refused[i] = "fenced"
+            else:
+                refused[i] = "version"
+        return BatchResult(committed, refused)
+
+    def held(self, epochs: dict[int, int], owner: str, every_epoch: list[Transition] | None = None) -> set:
+        """Lock the lease rows of ``epochs``' partitions; return the ``(partition, epoch)``
+        pairs that are ours (for ``every_epoch``: each epoch a transition carries)."""
+        query = PartitionLease.select(PartitionLease.partition, PartitionLease.owner, PartitionLease.epoch).where(
+            PartitionLease.partition.in_(list(epochs))
+        )
+        if self.postgres:
+            query = query.for_update("FOR KEY SHARE")
+        held = {p: e for p, o, e in query.tuples() if o == owner}
+        if every_epoch is None:
+            return {p for p, e in epochs.items() if held.get(p) == e}
+        return {(t.partition, t.epoch) for t in every_epoch if held.get(t.partition) == t.epoch}
+
+    def _update_workflows(self, transitions: list[Transition]) -> set[str]:
+        updated = set()
+        for t in transitions:
+            count = (
+                WorkflowRecord.update(**workflow_changes(t.after), updated_at=t.updated_at, version=t.version + 1)
+                .where((WorkflowRecord.id == t.workflow_id) & (WorkflowRecord.version == t.version))
+                .execute()
+            )
+            if count == 1:
+                updated.add(t.workflow_id)
+        return updated
+
+    def _update_activities(self, transitions: list[Transition]) -> None:
+        for t in transitions:
+            for a in t.changed:
+                ActivityRecord.update(**activity_changes(a)).where(
+                    (ActivityRecord.workflow == t.workflow_id) & (ActivityRecord.position == a.position)
+                ).execute()
+
+    def _insert_history(self, transitions: list[Transition]) -> None:
+        rows = [
+            {
+                "workflow": t.workflow_id,
+                "position": entry.position,
+                "type": entry.type,
+                "data": dict(entry.data),
+                "occurred_at": occurred_at,
+            }
+            for t in transitions
+            for entry, occurred_at in t.history
+        ]
+        for chunk in chunks(rows, 1000):
+            EventRecord.insert_many(chunk).execute()
+
+    def _insert_outbox(self, owed: list[Outgoing]) -> None:
+        rows = [
+            {
+                "id": o.id,
+                "workflow": o.workflow_id or "",
+                "partition": o.partition,
+                "queue_name": o.queue_name,
+                "actor_name": o.actor_name,
+                "kwargs": o.kwargs,
+                "due_at": o.send_after,
+                "send_after": o.send_after,
+            }
+            for o in owed
+        ]
+        for chunk in chunks(rows, 1000):
+            OutboxRecord.insert_many(chunk).execute()
+
+    def _write_timers(self, transitions: list[Transition]) -> None:
+        deleted = [i for t in transitions for i in t.timers_deleted]
+        for chunk in chunks(deleted, 1000):
+            TimerRecord.delete().where(TimerRecord.id.in_(chunk)).execute()
+        rows = [timer_fields(r) for t in transitions for r in t.timers_set]
+        for chunk in chunks(rows, 1000):
+            # The same timer set again (a recovery, a redelivered event) keeps one row.
+            TimerRecord.insert_many(chunk).on_conflict(
+                conflict_target=[TimerRecord.id], preserve=[TimerRecord.due_at]
+            ).execute()
+
+
+#: Parameter types of :data:`COMMIT_SQL`, in order: the owner, the partitions, then one
+#: array per column of each table written (empty arrays where a batch writes nothing).
+COMMIT_TYPES = (
+    "text, int[], "
+    "text[], int[], bigint[], int[], text[], bool[], int[], timestamp[], text[], text[], timestamp[], timestamp[], "
+    "text[], int[], text[], int[], int[], text[], text[], timestamp[], timestamp[], timestamp[], "
+    "text[], int[], text[], text[], timestamp[], "
+    "text[], text[], int[], text[], text[], text[], timestamp[], "
+    "text[], text[], "
+    "text[], text[], int[], text[], int[], int[], timestamp[]"
+)
+
+#: A group commit as one statement of data-modifying CTEs (docs/design.md, "Group
+#: commit"): ``fence`` locks the lease rows we still hold (FOR KEY SHARE: a takeover's
+#: FOR UPDATE waits for it, a renewal does not); ``w`` updates the workflows whose
+#: partition epoch and version both match and returns their ids; every other write
+#: keeps only those workflows' rows; events are inserted in the order given, which
+#: their ids (the history's order) follow.
+COMMIT_SQL = """
+WITH fence AS (
+    SELECT partition, epoch FROM partition_leases WHERE owner = $1 AND partition = ANY($2) FOR KEY SHARE
+), wv AS (
+    SELECT * FROM unnest($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+        AS x(id, partition, epoch, version, status, started, run, run_started_at, output, error, finished_at,
+             updated_at)
+), w AS (
+    UPDATE workflows AS t SET status = wv.status, started = wv.started, run = wv.run,
+        run_started_at = wv.run_started_at, output = wv.output, error = wv.error, finished_at = wv.finished_at,
+        updated_at = wv.updated_at, version = wv.version + 1
+    FROM wv JOIN fence ON fence.partition = wv.partition AND fence.epoch = wv.epoch
+    WHERE t.id = wv.id AND t.version = wv.version
+    RETURNING t.id
+), a AS (
+    UPDATE activities AS t SET status = av.status, attempt = av.attempt, attempts_before = av.attempts_before,
+        output = av.output, error = av.error, scheduled_at = av.scheduled_at, started_at = av.started_at,
+        finished_at = av.finished_at
+    FROM unnest($15, $16, $17, $18, $19, $20, $21, $22, $23, $24)
+        AS av(workflow_id, position, status, attempt, attempts_before, output, error, scheduled_at, started_at,
+              finished_at)
+    WHERE t.workflow_id = av.workflow_id AND t.position = av.position AND av.workflow_id IN (SELECT id FROM w)
+), e AS (
+    INSERT INTO events (workflow_id, position, type, data, occurred_at)
+    SELECT ev.workflow_id, ev.position, ev.type, ev.data, ev.occurred_at
+    FROM unnest($25, $26, $27, $28, $29) WITH ORDINALITY AS ev(workflow_id, position, type, data, occurred_at, n)
+    WHERE ev.workflow_id IN (SELECT id FROM w) ORDER BY ev.n
+), o AS (
+    INSERT INTO outbox (id, workflow, partition, queue_name, actor_name, kwargs, due_at, send_after)
+    SELECT ov.id, ov.workflow, ov.partition, ov.queue_name, ov.actor_name, ov.kwargs, ov.send_after, ov.send_after
+    FROM unnest($30, $31, $32, $33, $34, $35, $36)
+        AS ov(id, workflow, partition, queue_name, actor_name, kwargs, send_after)
+    WHERE ov.workflow IN (SELECT id FROM w)
+), td AS (
+    DELETE FROM timers AS t USING unnest($37, $38) AS d(id, workflow)
+    WHERE t.id = d.id AND d.workflow IN (SELECT id FROM w)
+), ti AS (
+    INSERT INTO timers (id, workflow, partition, kind, position, attempt, due_at)
+    SELECT tv.id, tv.workflow, tv.partition, tv.kind, tv.position, tv.attempt, tv.due_at
+    FROM unnest($39, $40, $41, $42, $43, $44, $45) AS tv(id, workflow, partition, kind, position, attempt, due_at)
+    WHERE tv.workflow IN (SELECT id FROM w)
+    ON CONFLICT (id) DO UPDATE SET due_at = EXCLUDED.due_at
+)
+SELECT 'w', id FROM w UNION ALL SELECT 'f', partition || ':' || epoch FROM fence
+"""
+
+
+def _execute_prepared(database: peewee.Database, name: str, sql: str, types: str, params: list[Any]) -> list[tuple]:
+    """EXECUTE a statement prepared once per connection (PREPARE on first use).
+
+    Each parameter is cast to its declared type, so an empty list or a list of NULLs
+    (which psycopg2 sends untyped) has the array type the statement expects.
+    """
+    casts = [t.strip() for t in types.split(",")]
+    execute = f"EXECUTE {name} (" + ", ".join(f"%s::{t}" for t in casts) + ")"
+    cursor = database.cursor()
+    try:
+        cursor.execute(execute, params)
+    except psycopg2.errors.InvalidSqlStatementName:
+        cursor.execute(f"PREPARE {name} ({types}) AS {sql}")
+        cursor.execute(execute, params)
+    return cursor.fetchall()

@@ -1,0 +1,198 @@
+"""What the API reads: workflows, their history, definitions, the counts behind /metrics.
+
+Workflows are read raw and mapped by :mod:`flow.persistence.mapping`, as the engine
+reads them. Driver errors leave as :class:`~flow.errors.StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import peewee
+
+from flow.clock import utcnow
+from flow.errors import WorkflowNotFound
+from flow.persistence.database import unit_of_work
+from flow.persistence.mapping import (
+    StoredWorkflow,
+    activity_from_row,
+    read_workflows,
+    workflow_columns,
+    workflow_from_row,
+)
+from flow.persistence.models import (
+    ActivityRecord,
+    DefinitionRecord,
+    EngineRecord,
+    EventRecord,
+    OutboxRecord,
+    PartitionLease,
+    TimerRecord,
+    WorkflowRecord,
+)
+
+
+class Queries:
+    """The API's reads (a part of :class:`flow.persistence.store.Store`)."""
+
+    database: peewee.Database
+
+    # -- workflows ------------------------------------------------------------------------
+
+    def get(self, workflow_id: str) -> StoredWorkflow:
+        """A workflow with its activities, or :class:`WorkflowNotFound`."""
+        with unit_of_work(self.database):
+            found = self._find(WorkflowRecord.id == workflow_id)
+        if found is None:
+            raise WorkflowNotFound(workflow_id)
+        return found
+
+    def _find(self, where: Any) -> StoredWorkflow | None:
+        """The first workflow matching ``where``, with its activities (inside a unit of work)."""
+        rows = read_workflows(self.database, WorkflowRecord.select(*workflow_columns()).where(where).limit(1))
+        if not rows:
+            return None
+        row, activities = rows[0]
+        return workflow_from_row(row, map(activity_from_row, activities))
+
+    def list_workflows(
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        before: tuple[datetime, str] | None = None,
+        limit: int = 50,
+    ) -> list[StoredWorkflow]:
+        """Newest first, without activities; ``before`` is the ``(created_at, id)`` keyset cursor."""
+        with unit_of_work(self.database):
+            query = WorkflowRecord.select(*workflow_columns())
+            if status:
+                query = query.where(WorkflowRecord.status == status)
+            if name:
+                query = query.where(WorkflowRecord.definition_name == name)
+            if created_after:
+                query = query.where(WorkflowRecord.created_at >= created_after)
+            if created_before:
+                query = query.where(WorkflowRecord.created_at < created_before)
+            if before:
+                created_at, workflow_id = before
+                query = query.where(
+                    (WorkflowRecord.created_at < created_at)
+                    | ((WorkflowRecord.created_at == created_at) & (WorkflowRecord.id < workflow_id))
+                )
+            query = query.order_by(WorkflowRecord.created_at.desc(), WorkflowRecord.id.desc()).limit(limit)
+            return [
+                workflow_from_row(row, ()) for row, _ in read_workflows(self.database, query, with_activities=False)
+            ]
+
+    def events(self, workflow_id: str, *, after_id: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """History entries in order, ``after_id`` exclusive."""
+        with unit_of_work(self.database):
+            if not WorkflowRecord.select().where(WorkflowRecord.id == workflow_id).exists():
+                raise WorkflowNotFound(workflow_id)
+            rows = (
+                EventRecord.select()
+                .where((EventRecord.workflow == workflow_id) & (EventRecord.id > after_id))
+                .order_by(EventRecord.id)
+                .limit(limit)
+            )
+            return [
+                {
+                    "id": r.id,
+                    "type": r.type,
+                    "position": r.position,
+                    "data": r.data,
+                    "occurred_at": r.occurred_at,
+                }
+                for r in rows
+            ]
+
+    # -- definitions ---------------------------------------------------------------------------
+
+    def definition(self, name: str, version: int | None = None) -> tuple[int, dict[str, Any]] | None:
+        """``(version, body)`` of ``name`` at ``version`` (default: the newest), or None."""
+        found = self.definition_version(name, version)
+        if found is None:
+            return None
+        with unit_of_work(self.database):
+            row = self.database.execute_sql(
+                f"SELECT body FROM definitions WHERE name = {self.database.param} AND version = {self.database.param}",
+                (name, found),
+            ).fetchone()
+        return (found, json.loads(row[0])) if row else None
+
+    def definition_version(self, name: str, version: int | None = None) -> int | None:
+        """The newest version of ``name`` (or ``version`` if it exists), or None: a start
+        needs only this when the body of that version is parsed and cached already."""
+        param = self.database.param
+        sql = f"SELECT version FROM definitions WHERE name = {param}"
+        params: tuple[Any, ...] = (name,)
+        if version is not None:
+            sql += f" AND version = {param}"
+            params += (version,)
+        with unit_of_work(self.database):
+            row = self.database.execute_sql(sql + " ORDER BY version DESC LIMIT 1", params).fetchone()
+        return row[0] if row else None
+
+    def list_definitions(self) -> list[dict[str, Any]]:
+        """Each definition name with its newest version and when that was registered."""
+        with unit_of_work(self.database):
+            latest = (
+                DefinitionRecord.select(DefinitionRecord.name, peewee.fn.MAX(DefinitionRecord.version).alias("v"))
+                .group_by(DefinitionRecord.name)
+                .alias("latest")
+            )
+            rows = (
+                DefinitionRecord.select(DefinitionRecord)
+                .join(latest, on=(DefinitionRecord.name == latest.c.name) & (DefinitionRecord.version == latest.c.v))
+                .order_by(DefinitionRecord.name)
+            )
+            return [{"name": r.name, "version": r.version, "created_at": r.created_at, "body": r.body} for r in rows]
+
+    def definition_versions(self, name: str) -> list[dict[str, Any]]:
+        with unit_of_work(self.database):
+            rows = DefinitionRecord.select().where(DefinitionRecord.name == name).order_by(DefinitionRecord.version)
+            return [{"version": r.version, "created_at": r.created_at, "digest": r.digest} for r in rows]
+
+    # -- counts -----------------------------------------------------------------------------------
+
+    def status_counts(self) -> dict[str, Any]:
+        """Workflows and activities by status, the outbox's and timers' sizes, and who
+        holds the partitions (for metrics)."""
+        with unit_of_work(self.database):
+            workflows = dict(
+                WorkflowRecord.select(WorkflowRecord.status, peewee.fn.COUNT(WorkflowRecord.id))
+                .group_by(WorkflowRecord.status)
+                .tuples()
+            )
+            activities = dict(
+                ActivityRecord.select(ActivityRecord.status, peewee.fn.COUNT(ActivityRecord.id))
+                .group_by(ActivityRecord.status)
+                .tuples()
+            )
+            live = EngineRecord.heartbeat_at > utcnow() - timedelta(minutes=1)
+            engines = [
+                {"id": e.id, "partitions": e.partitions_held, "refused_commits": e.refused_commits}
+                for e in EngineRecord.select().where(live)
+            ]
+            unowned = (
+                PartitionLease.select()
+                .where(PartitionLease.owner.is_null() | (PartitionLease.expires_at < utcnow()))
+                .count()
+            )
+            return {
+                "workflows": workflows,
+                "activities": activities,
+                "outbox": OutboxRecord.select().count(),
+                "timers": TimerRecord.select().count(),
+                "engines": engines,
+                "unowned_partitions": unowned,
+            }
+
+    def outbox_size(self) -> int:
+        with unit_of_work(self.database):
+            return OutboxRecord.select().count()

@@ -1,0 +1,104 @@
+"""The records the engine and its store exchange: a transition to commit, what became of
+a batch, a loaded workflow, a timer row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from flow.clock import utcnow
+from flow.core.decide import HistoryEntry
+from flow.core.state import ActivityState, WorkflowState
+from flow.messages import Outgoing
+
+
+@dataclass(frozen=True)
+class TimerRow:
+    """A durable timer (see :class:`flow.persistence.models.TimerRecord`)."""
+
+    id: str
+    workflow_id: str
+    partition: int
+    kind: str
+    position: int | None
+    attempt: int
+    due_at: datetime
+
+
+def timer_id(workflow_id: str, kind: str, position: int | None, attempt: int) -> str:
+    """The id of a workflow's timer: the same timer always gets the same id."""
+    return f"{workflow_id}:{kind}:{'-' if position is None else position}:{attempt}"
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A stored workflow whose rows cannot be read as state (written by hand, or by a
+    release with other rules): it fails with ``reason`` instead of stopping the engine."""
+
+    workflow_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Loaded:
+    state: WorkflowState
+    version: int
+    partition: int
+
+
+@dataclass
+class Transition:
+    """What one actor's handling of one or more events changes, ready to commit."""
+
+    workflow_id: str
+    partition: int
+    #: The partition's epoch the actor's state was loaded under (the fence).
+    epoch: int
+    #: The stored version the actor's state was loaded (or last committed) at.
+    version: int
+    after: WorkflowState
+    changed: list[ActivityState]
+    history: list[tuple[HistoryEntry, datetime]]
+    owed: list[Outgoing] = field(default_factory=list)
+    timers_set: list[TimerRow] = field(default_factory=list)
+    timers_deleted: list[str] = field(default_factory=list)
+    updated_at: datetime = field(default_factory=utcnow)
+    #: What the engine settles once the outcome is known (the deliveries); not stored.
+    deliveries: list[Any] = field(default_factory=list)
+    #: Timers whose firing this transition handles (they fire again if it is refused).
+    fired_timers: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BatchResult:
+    #: Indexes (into the batch) of the transitions that were committed.
+    committed: list[int]
+    #: Index -> why it was refused: ``"fenced"`` (the partition is not ours under its
+    #: epoch any more) or ``"version"`` (the workflow changed since the actor loaded it).
+    refused: dict[int, str]
+
+
+def chunks(items: list, size: int):
+    """``items`` in lists of at most ``size`` (statements have a parameter limit)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def to_json(value: Any) -> str | None:
+    """A value as the JSON text its column holds (None stays NULL)."""
+    import json
+
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def timer_fields(row: TimerRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "workflow": row.workflow_id,
+        "partition": row.partition,
+        "kind": row.kind,
+        "position": row.position,
+        "attempt": row.attempt,
+        "due_at": row.due_at,
+    }

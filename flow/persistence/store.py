@@ -1,0 +1,61 @@
+"""The store of the starting side and the API: :class:`Store` = its queries
+(:mod:`flow.persistence.queries`) and writes (:mod:`flow.persistence.starts`), plus the
+schema.
+
+The engine's own reads and writes are in :mod:`flow.persistence.engine_store`, the
+tables in :mod:`flow.persistence.models`. Models are bound to a database by the entry
+points (:func:`flow.persistence.models.bind`), never here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import peewee
+
+from flow.persistence import schema
+from flow.persistence.database import open_database, unit_of_work, write
+from flow.persistence.models import OutboxRecord
+from flow.persistence.queries import Queries
+from flow.persistence.starts import Starts
+
+
+class Store(Queries, Starts):
+    """Reads and writes of the API and the starting side, on one Peewee database."""
+
+    def __init__(self, database: peewee.Database) -> None:
+        self.database = database
+
+    @classmethod
+    def from_url(cls, url: str, *, pool_size: int = 16) -> Store:
+        return cls(open_database(url, pool_size=pool_size))
+
+    def __repr__(self) -> str:
+        return f"<Store {type(self.database).__name__} {self.database.database}>"
+
+    def migrate(self, *, partitions: int | None = None) -> list[str]:
+        """Apply every pending migration; fix (or check) the partition count."""
+        return schema.upgrade(self.database, partitions=partitions)
+
+    def is_migrated(self) -> bool:
+        """Every migration applied and the partition count fixed."""
+        return not schema.pending(self.database) and self.partitions() is not None
+
+    def partitions(self) -> int | None:
+        """The partition count fixed in this database (None before ``flow migrate``)."""
+        return schema.stored_partitions(self.database)
+
+    def ping(self) -> None:
+        """Raise :class:`~flow.errors.StoreUnavailable` unless the database answers."""
+        with unit_of_work(self.database):
+            self.database.execute_sql("SELECT 1")
+
+    def unit_of_work(self) -> Any:
+        """Hold one connection for a block (returned to the pool afterwards)."""
+        return unit_of_work(self.database)
+
+    def delete_outbox(self, ids: list[str]) -> None:
+        """Forget messages that were published."""
+        with write(self.database):
+            for start in range(0, len(ids), 500):
+                OutboxRecord.delete().where(OutboxRecord.id.in_(ids[start : start + 500])).execute()

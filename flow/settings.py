@@ -8,6 +8,7 @@ variables with the same defaults.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -142,8 +143,16 @@ class Settings:
             "outbox_poll_s",
             "partition_lease_s",
         ):
-            if getattr(self, name) <= 0:
-                raise ConfigurationError(f"FLOW_{name.upper()} must be positive")
+            value = getattr(self, name)
+            # ``not value > 0`` also refuses NaN, which compares false with everything.
+            if not value > 0 or value == math.inf:
+                raise ConfigurationError(f"FLOW_{name.upper()} must be a positive finite number, not {value}")
+        if self.started_report_delay_ms < 0:
+            raise ConfigurationError(
+                f"FLOW_STARTED_REPORT_DELAY_MS must be 0 or more, not {self.started_report_delay_ms}"
+            )
+        if self.metrics_port is not None and not 1 <= self.metrics_port <= 65535:
+            raise ConfigurationError(f"FLOW_METRICS_PORT must be a TCP port (1-65535), not {self.metrics_port}")
         if self.partitions is not None and not 1 <= self.partitions <= 1024:
             raise ConfigurationError(f"FLOW_PARTITIONS must be between 1 and 1024, not {self.partitions}")
         from flow.faults import FaultInjector

@@ -18,16 +18,30 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from bench.harness import ROOT, STEPS, THREADS, Bench, median, pct
-from tests.services import child_pids, free_port, new_database, new_queue_prefix, require_services, wait_http
+from bench.harness import STEPS, THREADS, Bench, median, pct
+from flow.core.partitions import partition_of
+from flow.core.state import ActivityStatus, WorkflowStatus
+from flow.persistence.models import ActivityRecord, WorkflowRecord
+from flow.testing import (
+    ROOT,
+    ServicesUnavailable,
+    check_services,
+    child_pids,
+    free_port,
+    new_database,
+    new_queue_prefix,
+    wait_http,
+)
 
 RESULTS = ROOT / "bench" / "results"
 INFLIGHTS = (1, 16, 64)
+WAITING = (ActivityStatus.SCHEDULED, ActivityStatus.STARTED)
 
 
 def _medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -115,28 +129,21 @@ def case_engines(b: Bench, rounds: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for engines in (1, 2, 4):
         b.start_flow(engines=engines)
-        b.wait(lambda e=engines: len(_engine_rows(b)) == e and all(r[1] > 0 for r in _engine_rows(b)), 120)
-        refused_before = sum(r[2] for r in _engine_rows(b))
+        b.wait(lambda e=engines: len(live := b.live_engines()) == e and all(r.partitions_held for r in live), 120)
+        refused_before = sum(r.refused_commits for r in b.live_engines())
         result = _medians([b.workflows("Seq10", 64, _total(b, 64)) for _ in range(rounds)])
         time.sleep(b.runtime.settings.partition_lease_s / 3 + 1)  # one more heartbeat carries the counts
-        rows = _engine_rows(b)
+        rows = b.live_engines()
         out[engines] = {
-            "partitions_held": sorted((r[1] for r in rows), reverse=True),
+            "partitions_held": sorted((r.partitions_held for r in rows), reverse=True),
             "sequences_per_s": result["per_second"],
             "steps_per_s": result["steps_per_second"],
-            "refused_commits": sum(r[2] for r in rows) - refused_before,
+            "refused_commits": sum(r.refused_commits for r in rows) - refused_before,
             "cpu_ms_per_step": result["cpu_ms_per_step"],
         }
         b.stop_all()
-        b.sql("DELETE FROM engines")
+        b.forget_engines()
     return out
-
-
-def _engine_rows(b: Bench) -> list[tuple]:
-    return b.sql(
-        "SELECT id, partitions_held, refused_commits FROM engines "
-        "WHERE heartbeat_at > now() AT TIME ZONE 'utc' - interval '10 seconds'"
-    )
 
 
 def case_throughput(b: Bench, rounds: int) -> dict[str, Any]:
@@ -169,15 +176,7 @@ def case_scale(b: Bench, rounds: int) -> dict[str, Any]:
     for waiting in (100, 2000 if b.quick else 10_000):
         while len(created) < waiting:
             created.append(service.start("Wait", {})[0].id)
-        b.wait(
-            lambda w=waiting: (
-                b.sql(
-                    "SELECT count(*) FROM activities a JOIN workflows w ON a.workflow_id = w.id "
-                    "WHERE w.definition_name = 'Wait' AND a.status IN ('Scheduled', 'Started')"
-                )[0][0]
-                >= w
-            )
-        )
+        b.wait(lambda w=waiting: b.activities_of("Wait", WAITING) >= w)
         time.sleep(12)  # let idle actors stop (FLOW_ACTOR_IDLE_S=5, swept every 2.5 s)
         rss_mb, threads = engine_stats(b)
         latencies = []
@@ -195,7 +194,8 @@ def case_scale(b: Bench, rounds: int) -> dict[str, Any]:
             )
             b.wait(
                 lambda w=workflow_id: (
-                    b.sql("SELECT status FROM activities WHERE workflow_id = %s", (w,))[0][0] == "Started"
+                    ActivityRecord.select(ActivityRecord.status).where(ActivityRecord.workflow == w).scalar()
+                    == ActivityStatus.STARTED
                 ),
                 every_s=0.001,
             )
@@ -233,24 +233,41 @@ def load(url: str, path: Any, seconds: float, clients: int = 8) -> dict[str, flo
     }
 
 
+def seed_ended_workflows(b: Bench, rows: int) -> None:
+    """``rows`` ended Seq10 workflows (one in three failed), created over the last
+    ``rows`` seconds, each with its first activity: made by the starting side's own
+    code once, then copied in bulk."""
+    template_id = b.service.start("Seq10", {})[0].id
+    workflow = WorkflowRecord.get_by_id(template_id).__data__
+    activity = ActivityRecord.get(ActivityRecord.workflow == template_id, ActivityRecord.position == 0).__data__
+    activity.pop("id")
+    WorkflowRecord.delete_by_id(template_id)
+    now = workflow["created_at"]
+    for first in range(1, rows + 1, 5000):
+        numbers = range(first, min(first + 5000, rows + 1))
+        ids = [hashlib.md5(str(i).encode()).hexdigest() for i in numbers]
+        WorkflowRecord.insert_many(
+            {
+                **workflow,
+                "id": workflow_id,
+                "partition": partition_of(workflow_id, b.service.partitions),
+                "status": WorkflowStatus.FAILED if i % 3 == 0 else WorkflowStatus.FINISHED,
+                "started": True,
+                "created_at": now - timedelta(seconds=i),
+                "finished_at": now,
+                "version": 1,
+            }
+            for i, workflow_id in zip(numbers, ids, strict=True)
+        ).execute()
+        ActivityRecord.insert_many(
+            {**activity, "workflow": workflow_id, "status": ActivityStatus.SUCCEEDED, "attempt": 1}
+            for workflow_id in ids
+        ).execute()
+
+
 def case_api(b: Bench, rounds: int) -> dict[str, Any]:
     rows = 20_000 if b.quick else 100_000
-    b.sql(
-        """INSERT INTO workflows (id, definition_name, definition_version, partition, status, started, run,
-           input_data, config, created_at, updated_at, version)
-           SELECT md5(i::text), 'Seq10', 1, i %% 64, CASE WHEN i %% 3 = 0 THEN 'Failed' ELSE 'Finished' END, true, 1,
-                  '{}', '{}', now() - (i || ' seconds')::interval, now(), 1
-           FROM generate_series(1, %s) AS i""",
-        (rows,),
-    )
-    b.sql(
-        """INSERT INTO activities (workflow_id, position, name, independent, required, config, retry, timeouts, status,
-             attempt, attempts_before) SELECT md5(i::text), 0, 'NoopActivity', false, true, '{}',
-             '{"max_attempts": 1, "initial_delay_ms": 0, "backoff": 1, "max_delay_ms": 0, "jitter": 0}',
-             '{"schedule_to_start_s": null, "start_to_close_s": null, "workflow_s": null}', 'Succeeded', 1, 0
-             FROM generate_series(1, %s) AS i""",
-        (rows,),
-    )
+    seed_ended_workflows(b, rows)
     b.sql("ANALYZE")
     port = free_port()
     b.procs.gunicorn("api", port, workers=4)
@@ -427,9 +444,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller cases, a few minutes in all")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from {', '.join(CASES)}")
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS, help="where to write the report (default: %(default)s)"
+    )
     args = parser.parse_args()
-    require_services()
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    try:
+        check_services()
+    except ServicesUnavailable as e:
+        raise SystemExit(f"python -m bench needs the local PostgreSQL and RabbitMQ: {e}") from None
+    args.results.mkdir(parents=True, exist_ok=True)
     started = time.time()
     results: dict[str, Any] = {}
     with new_database() as pg_url, new_queue_prefix() as prefix, tempfile.TemporaryDirectory() as tmp:
@@ -447,9 +470,9 @@ def main() -> None:
         finally:
             bench.close()
     report = write_report(results, args, time.time() - started)
-    (RESULTS / "README.md").write_text(report + "\n\n![plot](results.png)\n")
-    (RESULTS / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    plot(results, RESULTS / "results.png")
+    (args.results / "README.md").write_text(report + "\n\n![plot](results.png)\n")
+    (args.results / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    plot(results, args.results / "results.png")
     print(report)
 
 

@@ -15,20 +15,22 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg2
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from tests.services import VENV_BIN, Processes  # noqa: E402 - the shared process helpers
+from flow.clock import utcnow
+from flow.core.state import ActivityStatus, WorkflowStatus
+from flow.persistence.models import ActivityRecord, EngineRecord, WorkflowRecord
+from flow.polling import poll_until
+from flow.runtime import Runtime
+from flow.settings import Settings
+from flow.testing import VENV_BIN, Processes, migrate
 
 STEPS = 10
 THREADS = 8
@@ -104,19 +106,15 @@ class Bench:
             "BENCH_PREFIX": prefix,
         }
         self.procs = Processes(base, self.env)
-        migrate = subprocess.run(
-            [str(VENV_BIN / "flow"), "migrate"], env={**os.environ, **self.env}, capture_output=True, text=True
-        )
-        assert migrate.returncode == 0, migrate.stderr
+        migrate(self.env)
         self.conn = psycopg2.connect(pg_url)
         self.conn.autocommit = True
         self.sql(
             "CREATE TABLE IF NOT EXISTS floor_chains (id text PRIMARY KEY, started double precision, "
             "finished double precision, step int)"
         )
-        from flow.runtime import Runtime
-        from flow.settings import Settings
-
+        # Libero Flow's tables are read through its models on the runtime's database; the
+        # floor's and Celery's chains are a table of the benchmark's own, read by SQL.
         self.runtime = Runtime.build(Settings.from_env({**os.environ, **self.env}), engine=False)
         self.service = self.runtime.service
 
@@ -142,9 +140,32 @@ class Bench:
         self.workflows("Seq10", 2, 2)  # warm-up: every process connected and ready
 
     def _partitions_held(self) -> int:
-        return self.sql(
-            "SELECT count(*) FROM partition_leases WHERE owner IS NOT NULL AND expires_at > now() AT TIME ZONE 'utc'"
-        )[0][0]
+        return self.service.partitions - self.runtime.store.status_counts()["unowned_partitions"]
+
+    def live_engines(self) -> list[EngineRecord]:
+        """Engines that heartbeated within the last 10 s (a few lease periods)."""
+        recent = EngineRecord.heartbeat_at > utcnow() - timedelta(seconds=10)
+        return list(EngineRecord.select().where(recent))
+
+    def forget_engines(self) -> None:
+        EngineRecord.delete().execute()
+
+    @staticmethod
+    def ended(ids: list[str]) -> int:
+        return (
+            WorkflowRecord.select()
+            .where(WorkflowRecord.id.in_(ids), WorkflowRecord.status != WorkflowStatus.IN_PROGRESS)
+            .count()
+        )
+
+    @staticmethod
+    def activities_of(definition_name: str, statuses: tuple[ActivityStatus, ...]) -> int:
+        return (
+            ActivityRecord.select()
+            .join(WorkflowRecord, on=ActivityRecord.workflow_id == WorkflowRecord.id)
+            .where(WorkflowRecord.definition_name == definition_name, ActivityRecord.status.in_(statuses))
+            .count()
+        )
 
     def start_floor(self, bare: bool) -> None:
         env = {"BENCH_FLOOR_BARE": "1" if bare else "0"}
@@ -247,21 +268,13 @@ class Bench:
         t0 = time.time()
         for start in range(0, total, inflight):
             batch = [self.service.start(name, {})[0].id for _ in range(min(inflight, total - start))]
-            self.wait(
-                lambda b=batch: (
-                    self.sql("SELECT count(*) FROM workflows WHERE id = ANY(%s) AND status <> 'In Progress'", (b,))[0][
-                        0
-                    ]
-                    == len(b)
-                )
-            )
+            self.wait(lambda b=batch: self.ended(b) == len(b))
             ids += batch
         wall = time.time() - t0
-        rows = self.sql(
-            "SELECT extract(epoch FROM finished_at - created_at), status FROM workflows WHERE id = ANY(%s)", (ids,)
-        )
-        assert all(status == "Finished" for _, status in rows), "a benchmark workflow did not finish"
-        return self._figures([float(r[0]) for r in rows], total, steps, wall, cpu_before)
+        rows = list(WorkflowRecord.select().where(WorkflowRecord.id.in_(ids)))
+        assert all(r.status == WorkflowStatus.FINISHED for r in rows), "a benchmark workflow did not finish"
+        latencies = [(r.finished_at - r.created_at).total_seconds() for r in rows]
+        return self._figures(latencies, total, steps, wall, cpu_before)
 
     def _figures(
         self, latencies: list[float], total: int, steps: int, wall: float, cpu_before: dict[str, float]
@@ -280,8 +293,4 @@ class Bench:
 
     @staticmethod
     def wait(condition: Callable[[], Any], timeout_s: float = 600, every_s: float = 0.003) -> None:
-        deadline = time.time() + timeout_s
-        while not condition():
-            if time.time() > deadline:
-                raise TimeoutError("benchmark step did not finish")
-            time.sleep(every_s)
+        poll_until(condition, timeout_s=timeout_s, every_s=every_s, what="the benchmark step to finish")

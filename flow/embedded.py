@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +23,9 @@ import dramatiq
 
 from flow.core.definition import Definition
 from flow.engine.inprocess import InProcessBroker, InProcessTransport
+from flow.errors import PollTimeout
 from flow.persistence.mapping import StoredWorkflow
+from flow.polling import poll_until
 from flow.runtime import Runtime, build_engine
 from flow.settings import IN_PROCESS_BROKER, Settings
 
@@ -104,19 +105,23 @@ class EmbeddedFlow:
         ``on_event`` is called with each new history entry, in order, as it is committed.
         """
         store = self.runtime.store
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         last_event = 0
-        while True:
-            row = store.get(workflow_id)
+        latest: StoredWorkflow | None = None
+
+        def ended() -> StoredWorkflow | None:
+            nonlocal last_event, latest
+            latest = row = store.get(workflow_id)
             for event in store.events(workflow_id, after_id=last_event):
                 last_event = event["id"]
                 if on_event:
                     on_event(event, row)
-            if row.state.status.ended:
-                return row
-            if deadline is not None and time.monotonic() > deadline:
-                return row
-            time.sleep(poll_s)
+            return row if row.state.status.ended else None
+
+        try:
+            return poll_until(ended, timeout_s=timeout_s, every_s=poll_s, what=f"workflow {workflow_id} to end")
+        except PollTimeout:
+            assert latest is not None  # ended() ran at least once
+            return latest
 
 
 class _SameMiddlewareTwice(logging.Filter):

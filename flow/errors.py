@@ -114,6 +114,20 @@ class InvalidJson(InvalidInput):
     """
 
 
+class PollTimeout(FlowError):
+    """Raised by :func:`flow.polling.poll_until` when its condition did not come true in time.
+
+    ``last`` is the check's last answer (a falsy value: ``None``, ``False``, a
+    workflow view that is still in progress), for callers that report it.
+    """
+
+    def __init__(self, what: str, timeout_s: float, last: object = None) -> None:
+        super().__init__(f"timed out after {timeout_s:g} s waiting for {what}")
+        self.what = what
+        self.timeout_s = timeout_s
+        self.last = last
+
+
 class StoreUnavailable(FlowError):
     """Raised when the database cannot be reached or refuses the operation; retryable."""
 

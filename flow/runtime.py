@@ -75,8 +75,8 @@ class Runtime:
 
 def build_engine(runtime: Runtime, *, transport: Any = None, recover: bool = False) -> Any:
     """The engine of this process, on ``runtime``'s database (partition count from it)."""
+    from flow.core.partitions import partition_queue
     from flow.engine import Engine
-    from flow.engine.partitions import partition_queue
     from flow.engine.rabbit import RabbitTransport
     from flow.faults import FaultInjector
     from flow.persistence.engine_store import EngineStore

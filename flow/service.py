@@ -22,8 +22,8 @@ import dramatiq
 from flow import messages
 from flow.catalog import Catalog
 from flow.core.definition import Definition, parse
+from flow.core.partitions import partition_of, partition_queue
 from flow.core.state import WorkflowState
-from flow.engine.partitions import partition_of, partition_queue
 from flow.errors import DefinitionNotFound, InvalidInput, WorkflowNotFound
 from flow.persistence.schema import check_partitions
 from flow.persistence.store import Store

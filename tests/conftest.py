@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 import pykka
 import pytest
 
+from flow.polling import poll_until
 from flow.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,15 +34,8 @@ def stop_all_actors() -> Iterator[None]:
 
 
 def wait_for(condition: Callable[[], Any], *, timeout_s: float = 10.0, every_s: float = 0.05, what: str = "") -> Any:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what or condition}")
-        time.sleep(every_s)
+    """:func:`flow.polling.poll_until` with the suite's defaults."""
+    return poll_until(condition, timeout_s=timeout_s, every_s=every_s, what=what)
 
 
 class _StatusHandler(BaseHTTPRequestHandler):
@@ -170,44 +163,11 @@ def embedded_settings(tmp_path: Path, definitions_dir: Path) -> Settings:
 
 @contextlib.contextmanager
 def flow_up(base: Path, definitions_dir: Path, **env: str) -> Iterator[str]:
-    """``flow up`` in its own process on a free port, as a user runs it; yields its URL.
+    """``flow up`` on ``definitions_dir`` with the test activities; yields its URL."""
+    from flow.testing import flow_up as run_flow_up
 
-    Stops it with SIGINT (Ctrl-C) afterwards; its output is in ``base/up.log``.
-    """
-    import os
-    import signal
-    import socket
-    import subprocess
-    import sys
-
-    import requests
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with open(base / "up.log", "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "flow.cli", "up", "--port", str(port)],
-            env={**os.environ, **embedded_env(base, definitions_dir, **env), "PYTHONPATH": str(ROOT)},
-            cwd=ROOT,
-            stdout=log,
-            stderr=log,
-        )
-        url = f"http://127.0.0.1:{port}"
-
-        def healthy() -> bool:
-            try:
-                return requests.get(f"{url}/health", timeout=1).status_code == 200
-            except requests.RequestException:
-                return proc.poll() is not None  # died: stop waiting, the assertion below says so
-
-        try:
-            wait_for(healthy, timeout_s=30, what="flow up to serve")
-            assert proc.poll() is None, (base / "up.log").read_text()
-            yield url
-        finally:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(15)
+    with run_flow_up(base, embedded_env(base, definitions_dir, **env)) as url:
+        yield url
 
 
 def write_definitions(directory: Path, bodies: dict[str, dict[str, Any]]) -> Path:

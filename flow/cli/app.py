@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -30,7 +29,9 @@ from flow.errors import (
     DefinitionError,
     FlowError,
     InvalidJson,
+    PollTimeout,
 )
+from flow.polling import poll_until
 from flow.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_TIMEOUT, EXIT_UNAVAILABLE, EXIT_REFUSED = 0, 1, 2, 3, 4, 5
@@ -96,18 +97,23 @@ def watch(
     """Print each new history entry until the workflow ends; return its final view."""
     from flow.cli.progress import describe_event
 
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    last = 0
-    while True:
-        workflow = fetch_workflow()
-        for event in fetch_events(last):
-            last = event["id"]
+    last_event = 0
+    latest: dict[str, Any] = {}
+
+    def ended() -> dict[str, Any] | None:
+        nonlocal last_event, latest
+        latest = workflow = fetch_workflow()
+        for event in fetch_events(last_event):
+            last_event = event["id"]
             line = describe_event(event, workflow)
             if line.plain:
                 console.print(line)
-        if workflow["status"] != "In Progress" or (deadline is not None and time.monotonic() > deadline):
-            return workflow
-        time.sleep(0.1)
+        return workflow if workflow["status"] != "In Progress" else None
+
+    try:
+        return poll_until(ended, timeout_s=timeout_s, every_s=0.1, what="the workflow to end")
+    except PollTimeout:
+        return latest  # still in progress: ``finish`` says so and exits accordingly
 
 
 def finish(workflow: dict[str, Any], *, as_json: bool, timeout_s: float | None) -> NoReturn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -71,6 +72,24 @@ def run(target: str, input_json: str, timeout_s: float | None, as_json: bool) ->
     finish(workflow, as_json=as_json, timeout_s=timeout_s)
 
 
+def stop_on_signals() -> None:
+    """Stop on Ctrl-C (SIGINT) and on SIGTERM (``docker stop``, a supervisor), once.
+
+    Set explicitly: a process started in the background by a script, or under
+    ``nohup``, inherits SIGINT as ignored, and Python then never raises
+    KeyboardInterrupt. A repeated signal while stopping is ignored, so the shutdown
+    (workers finishing what they run, the engine's last commit) is not cut short.
+    """
+
+    def stop(signum: int, frame: object) -> None:
+        for repeated in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(repeated, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
@@ -96,6 +115,7 @@ def up(host: str, port: int, threads: int) -> None:
             fail(f"cannot listen on {host}:{port}: {e.strerror}", EXIT_UNAVAILABLE)
         server.max_body_bytes = settings.max_body_bytes  # chunked bodies are cut there (plus one byte)
         out.print(f"Libero Flow on [bold]http://{host}:{port}[/] (database {redact(settings.database_url)})")
+        stop_on_signals()
         try:
             server.serve_forever()
         except KeyboardInterrupt:

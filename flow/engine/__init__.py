@@ -33,13 +33,13 @@ from flow import messages
 from flow.clock import utcnow
 from flow.core.decide import Decision
 from flow.core.events import TimerFired, TimerKind, WorkflowStarted
+from flow.core.partitions import partition_of, partition_queue, queue_partition
 from flow.core.recovery import owed
 from flow.core.state import WorkflowState
 from flow.engine import inbound
 from flow.engine.committer import GroupCommitter
 from flow.engine.leases import LeaseKeeper
 from flow.engine.outbox import OutboxSender
-from flow.engine.partitions import partition_of, partition_queue, queue_partition
 from flow.engine.planning import plan
 from flow.engine.timers import TimerWheel
 from flow.engine.transport import Delivery, Transport

@@ -92,7 +92,7 @@ def configure_partitions(database: peewee.Database, wanted: int | None) -> int:
     count = wanted or DEFAULT_PARTITIONS
     if not 1 <= count <= MAX_PARTITIONS:
         raise ConfigurationError(f"FLOW_PARTITIONS must be between 1 and {MAX_PARTITIONS}, not {count}")
-    from flow.engine.partitions import partition_of  # the one hash, shared with every router
+    from flow.core.partitions import partition_of  # the one hash, shared with every router
 
     with write(database):
         MetaRecord.insert(key="partitions", value=str(count)).execute()

@@ -16,8 +16,8 @@ import pytest
 import requests
 import yaml
 
+from flow.testing import VENV_BIN, free_port, new_database, new_queue_prefix
 from tests.conftest import ROOT, sample_definitions, wait_for
-from tests.services import VENV_BIN, free_port, new_database, new_queue_prefix
 
 COMPOSE = ROOT / "docker-compose.yml"
 

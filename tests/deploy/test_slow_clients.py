@@ -5,9 +5,7 @@ anyone else, and are cut off once their request is overdue."""
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -16,8 +14,8 @@ import pytest
 import requests
 
 from api.serving import IDLE_READ_TIMEOUT_S, REQUEST_READ_TIMEOUT_S
+from flow.testing import Processes, free_port, migrate, new_database, new_queue_prefix, wait_http
 from tests.conftest import ROOT, wait_for
-from tests.services import VENV_BIN, Processes, free_port, new_database, new_queue_prefix, wait_http
 
 HALF_BODY_CLIENTS = 4
 TRICKLING_CLIENTS = 4
@@ -34,10 +32,7 @@ def api(services, tmp_path) -> Iterator[str]:
             "FLOW_DEFINITIONS_DIR": str(ROOT / "workflows"),
             "FLOW_ACTIVITY_PACKAGES": "",
         }
-        migrate = subprocess.run(
-            [str(VENV_BIN / "flow"), "migrate"], env={**os.environ, **env}, cwd=ROOT, capture_output=True
-        )
-        assert migrate.returncode == 0, migrate.stderr
+        migrate(env)
         procs = Processes(tmp_path, env)
         port = free_port()
         procs.gunicorn("api", port, workers=2)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 
+from flow.testing import wait_http
 from tests.conftest import flow_up, wait_for
 
 MAX_BODY_BYTES = 4096
@@ -89,3 +94,30 @@ def test_a_chunked_body_with_extensions_and_trailers_is_decoded(url):
     body = b'{"name": "RetryWorkflow"}'
     answer = raw_post(url, head, b"%x;ext=1\r\n%s\r\n0\r\nX-Trailer: y\r\n\r\n" % (len(body), body))
     assert answer.startswith(b"HTTP/1.0 201"), answer[:300]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_it_stops_gracefully_on_a_signal_even_if_started_with_sigint_ignored(tmp_path, http_server, sig):
+    """A script's background job (``flow up &``) or ``nohup`` starts it with SIGINT ignored."""
+    from flow.testing import ROOT, free_port
+    from tests.conftest import embedded_env, sample_definitions, write_definitions
+
+    definitions = write_definitions(tmp_path / "workflows", sample_definitions(http_server))
+    port = free_port()
+    with open(tmp_path / "up.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flow.cli", "up", "--port", str(port)],
+            env={**os.environ, **embedded_env(tmp_path, definitions), "PYTHONPATH": str(ROOT)},
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health")
+        proc.send_signal(sig)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "stopping" in (tmp_path / "up.log").read_text()

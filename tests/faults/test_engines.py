@@ -10,8 +10,9 @@ import time
 
 import pytest
 
+from flow.testing import Cluster
 from tests.conftest import wait_for
-from tests.faults.conftest import BATCH, FaultCluster, verify
+from tests.faults.conftest import BATCH, verify
 from tests.faults.test_faults import report
 
 pytestmark = [pytest.mark.services, pytest.mark.faults]
@@ -20,11 +21,11 @@ PARTITIONS = 16
 LEASE_S = 3.0
 
 
-def engine_queue(cluster: FaultCluster) -> str:
+def engine_queue(cluster: Cluster) -> str:
     return f"{cluster.prefix}.engine"
 
 
-def test_two_engines_share_the_partitions_and_never_conflict(fault_cluster: FaultCluster):
+def test_two_engines_share_the_partitions_and_never_conflict(fault_cluster: Cluster):
     t0 = time.monotonic()
     fault_cluster.start(engines=2)
     wait_for(lambda: sorted(h for h, _ in fault_cluster.engines().values()) == [8, 8], what="an even split")
@@ -36,7 +37,7 @@ def test_two_engines_share_the_partitions_and_never_conflict(fault_cluster: Faul
     report("two engines", figures, 0, t0)
 
 
-def test_sigkill_one_of_two_engines_its_partitions_are_taken_over(fault_cluster: FaultCluster):
+def test_sigkill_one_of_two_engines_its_partitions_are_taken_over(fault_cluster: Cluster):
     t0 = time.monotonic()
     fault_cluster.start(engines=2)
     wait_for(lambda: sorted(h for h, _ in fault_cluster.engines().values()) == [8, 8], what="an even split")
@@ -59,7 +60,7 @@ def test_sigkill_one_of_two_engines_its_partitions_are_taken_over(fault_cluster:
     report(f"SIGKILL one of two engines (taken over in {took_over_s:.1f} s)", figures, 1, t0)
 
 
-def test_a_paused_engine_is_fenced_out_and_commits_nothing(fault_cluster: FaultCluster):
+def test_a_paused_engine_is_fenced_out_and_commits_nothing(fault_cluster: Cluster):
     """SIGSTOP an engine past its lease: the other takes its partitions (bumping their
     epochs); on SIGCONT the old owner finds its leases gone, and whatever it was about to
     commit is refused by the epoch fence."""
@@ -88,7 +89,7 @@ def test_a_paused_engine_is_fenced_out_and_commits_nothing(fault_cluster: FaultC
     report(f"SIGSTOP an engine past its lease ({refused} of its commits refused by fencing)", figures, 1, t0)
 
 
-def test_a_third_engine_joins_under_load_and_the_partitions_rebalance(fault_cluster: FaultCluster):
+def test_a_third_engine_joins_under_load_and_the_partitions_rebalance(fault_cluster: Cluster):
     t0 = time.monotonic()
     fault_cluster.start(engines=2)
     wait_for(lambda: sorted(h for h, _ in fault_cluster.engines().values()) == [8, 8], what="an even split")
@@ -106,7 +107,7 @@ def test_a_third_engine_joins_under_load_and_the_partitions_rebalance(fault_clus
     report("a third engine joins under load", figures, 0, t0)
 
 
-def _children(cluster: FaultCluster, name: str) -> list[int]:
-    from tests.services import child_pids
+def _children(cluster: Cluster, name: str) -> list[int]:
+    from flow.testing import child_pids
 
     return sorted(child_pids(cluster.procs.procs[name].pid))

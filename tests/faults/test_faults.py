@@ -14,9 +14,9 @@ import pytest
 import requests
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
+from flow.testing import AMQP_URL, Cluster, query, queue_depth
 from tests.conftest import wait_for
-from tests.faults.conftest import BATCH, FaultCluster, _query, verify
-from tests.services import AMQP_URL, queue_depth
+from tests.faults.conftest import BATCH, verify
 
 pytestmark = [pytest.mark.services, pytest.mark.faults]
 
@@ -29,14 +29,14 @@ def report(scenario: str, figures: dict[str, int], faults: int, started_at: floa
     )
 
 
-def test_sigkill_a_worker_mid_activity_several_times(fault_cluster: FaultCluster):
+def test_sigkill_a_worker_mid_activity_several_times(fault_cluster: Cluster):
     t0 = time.monotonic()
     fault_cluster.start(workers=2)
     started = fault_cluster.start_batch(BATCH, copies=10)
     kills = 0
     for round_ in range(3):
         # Kill only while some activity is running, and each worker in turn.
-        wait_for(lambda: _query(fault_cluster.pg_url, "SELECT count(*) FROM activities WHERE status = 'Started'")[0][0])
+        wait_for(lambda: query(fault_cluster.pg_url, "SELECT count(*) FROM activities WHERE status = 'Started'")[0][0])
         # A worker just restarted by the supervisor forks its Dramatiq process a moment
         # later, and only a booted one may be killed: the master of one killed while
         # booting waits out Dramatiq's fork timeout instead of exiting.
@@ -47,7 +47,7 @@ def test_sigkill_a_worker_mid_activity_several_times(fault_cluster: FaultCluster
     report("worker SIGKILL", verify(fault_cluster, started), kills, t0)
 
 
-def test_sigkill_the_engine_between_commit_and_send(fault_cluster: FaultCluster):
+def test_sigkill_the_engine_between_commit_and_send(fault_cluster: Cluster):
     t0 = time.monotonic()
     fault_cluster.start(engine_env={"FLOW_TEST_FAULTS": "kill:after-commit:0.05"})
     started = fault_cluster.start_batch(BATCH, copies=6)
@@ -57,7 +57,7 @@ def test_sigkill_the_engine_between_commit_and_send(fault_cluster: FaultCluster)
     assert kills >= 1, "the fault never fired: the scenario proved nothing"
 
 
-def test_sigkill_the_engine_at_random_points_under_load(fault_cluster: FaultCluster):
+def test_sigkill_the_engine_at_random_points_under_load(fault_cluster: Cluster):
     t0 = time.monotonic()
     fault_cluster.start()
     started = fault_cluster.start_batch(BATCH, copies=10)
@@ -72,7 +72,7 @@ def test_sigkill_the_engine_at_random_points_under_load(fault_cluster: FaultClus
     report("engine SIGKILL at random points", verify(fault_cluster, started, timeout_s=180), kills, t0)
 
 
-def test_random_database_errors_in_the_engine(fault_cluster: FaultCluster):
+def test_random_database_errors_in_the_engine(fault_cluster: Cluster):
     t0 = time.monotonic()
     # 5% of the engine's store operations (group commits, loads; well over 200 in this
     # batch): the chance that none fails is below 1 in 30,000.
@@ -87,13 +87,13 @@ def test_random_database_errors_in_the_engine(fault_cluster: FaultCluster):
     assert injected >= 1, "no database error was injected: the scenario proved nothing"
 
 
-def test_an_activity_that_kills_its_worker_every_time_fails_after_bounded_deliveries(fault_cluster: FaultCluster):
+def test_an_activity_that_kills_its_worker_every_time_fails_after_bounded_deliveries(fault_cluster: Cluster):
     t0 = time.monotonic()
     fault_cluster.start(workers=1)
     started = fault_cluster.start_batch(["Poison"], copies=1) | fault_cluster.start_batch(["SlowSequence"], copies=2)
     figures = verify(fault_cluster, started, timeout_s=180)
     [poison] = [w for w, n in started.items() if n == "Poison"]
-    [(attempts, error)] = _query(
+    [(attempts, error)] = query(
         fault_cluster.pg_url, "SELECT attempt, error FROM activities WHERE workflow_id = %s", poison
     )
     assert attempts == 2
@@ -104,7 +104,7 @@ def test_an_activity_that_kills_its_worker_every_time_fails_after_bounded_delive
     report("poison activity", figures, kills, t0)
 
 
-def test_a_duplicate_result_changes_nothing(fault_cluster: FaultCluster):
+def test_a_duplicate_result_changes_nothing(fault_cluster: Cluster):
     t0 = time.monotonic()
     fault_cluster.start()
     started = fault_cluster.start_batch(["SlowSequence"], copies=2)
@@ -143,11 +143,11 @@ def _pg_cluster() -> tuple[str, str]:
     return versions[-1], "main"
 
 
-def test_restart_rabbitmq_under_load(fault_cluster: FaultCluster):
+def test_restart_rabbitmq_under_load(fault_cluster: Cluster):
     t0 = time.monotonic()
     fault_cluster.start()
     started = fault_cluster.start_batch(BATCH, copies=8)
-    wait_for(lambda: _query(fault_cluster.pg_url, "SELECT count(*) FROM activities WHERE status = 'Started'")[0][0])
+    wait_for(lambda: query(fault_cluster.pg_url, "SELECT count(*) FROM activities WHERE status = 'Started'")[0][0])
     try:
         subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=60)
         # Accepted while the broker is down: committed with its start in the outbox.
@@ -157,11 +157,11 @@ def test_restart_rabbitmq_under_load(fault_cluster: FaultCluster):
     report("RabbitMQ restart", verify(fault_cluster, started | during, timeout_s=180), 1, t0)
 
 
-def test_restart_postgresql_under_load(fault_cluster: FaultCluster):
+def test_restart_postgresql_under_load(fault_cluster: Cluster):
     t0 = time.monotonic()
     fault_cluster.start()
     started = fault_cluster.start_batch(BATCH, copies=8)
-    wait_for(lambda: _query(fault_cluster.pg_url, "SELECT count(*) FROM activities WHERE status = 'Started'")[0][0])
+    wait_for(lambda: query(fault_cluster.pg_url, "SELECT count(*) FROM activities WHERE status = 'Started'")[0][0])
     version, cluster = _pg_cluster()
     restart = subprocess.Popen(
         ["pg_ctlcluster", "--skip-systemctl-redirect", version, cluster, "restart", "-m", "fast"],
@@ -190,7 +190,7 @@ def test_restart_postgresql_under_load(fault_cluster: FaultCluster):
     report("PostgreSQL restart", verify(fault_cluster, started, timeout_s=180), 1, t0)
 
 
-def test_a_wait_longer_than_the_consumer_timeout_fires_exactly_once(fault_cluster: FaultCluster):
+def test_a_wait_longer_than_the_consumer_timeout_fires_exactly_once(fault_cluster: Cluster):
     """RabbitMQ closes a channel that holds an unacknowledged delivery longer than its
     ``consumer_timeout``; timers therefore never wait in the broker, but in the database."""
     t0 = time.monotonic()
@@ -201,17 +201,17 @@ def test_a_wait_longer_than_the_consumer_timeout_fires_exactly_once(fault_cluste
         fault_cluster.start()
         started = fault_cluster.start_batch(["LongWait"], copies=20)
         # While the 20 retry timers wait, they are rows; nothing sits in any delay queue.
-        wait_for(lambda: _query(fault_cluster.pg_url, "SELECT count(*) FROM timers")[0][0] == 20, timeout_s=30)
+        wait_for(lambda: query(fault_cluster.pg_url, "SELECT count(*) FROM timers")[0][0] == 20, timeout_s=30)
         for partition in range(16):
             assert queue_depth(f"{fault_cluster.prefix}.engine.{partition}.DQ") == 0
         figures = verify(fault_cluster, started, timeout_s=60)
-        fired = _query(
+        fired = query(
             fault_cluster.pg_url,
             """SELECT count(*) FROM events WHERE type = 'timer-fired'
                AND NOT coalesce((data::jsonb->>'stale')::boolean, false)""",
         )[0][0]
         assert fired == 20  # one retry timer per workflow, each fired once
-        assert _query(fault_cluster.pg_url, "SELECT count(*) FROM timers")[0][0] == 0
+        assert query(fault_cluster.pg_url, "SELECT count(*) FROM timers")[0][0] == 0
         report("waits longer than consumer_timeout", figures, 0, t0)
     finally:
         subprocess.run(

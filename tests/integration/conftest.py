@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 
 import pytest
 import requests
 
-from tests.conftest import ROOT, sample_definitions, wait_for
-from tests.services import VENV_BIN, Processes, free_port, new_database, new_queue_prefix, wait_http
+from flow.testing import Processes, free_port, migrate, new_database, new_queue_prefix, wait_http
+from tests.conftest import sample_definitions, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +41,7 @@ def cluster(pg_url, queue_prefix, http_server, tmp_path_factory):
         "FLOW_PARTITIONS": "16",
     }
     procs = Processes(base, env)
-    migrate = subprocess.run(
-        [str(VENV_BIN / "flow"), "migrate"], env={**procs.env, "PATH": str(VENV_BIN)}, cwd=ROOT, capture_output=True
-    )
-    assert migrate.returncode == 0, migrate.stderr
+    migrate(procs.env)
     port = free_port()
     procs.gunicorn("api", port, workers=2)
     procs.dramatiq("engine", f"{queue_prefix}.engine")

@@ -20,9 +20,9 @@ from flow.errors import StoreUnavailable
 from flow.persistence.models import WorkflowRecord
 from flow.runtime import Runtime
 from flow.settings import Settings
+from flow.testing import AMQP_URL, VENV_BIN, new_database, new_queue_prefix, queue_depth
 from tests.conftest import ROOT, sample_definitions, wait_for, write_definitions
 from tests.integration.conftest import wait_ended
-from tests.services import AMQP_URL, VENV_BIN, new_database, new_queue_prefix, queue_depth
 
 pytestmark = pytest.mark.services
 

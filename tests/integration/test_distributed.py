@@ -10,9 +10,9 @@ import time
 import pytest
 import requests
 
+from flow.testing import VENV_BIN, child_pids, queue_depth
 from tests.conftest import EXPECTED_STATUS, ROOT, wait_for
 from tests.integration.conftest import wait_ended
-from tests.services import VENV_BIN, child_pids, queue_depth
 
 pytestmark = pytest.mark.services
 
@@ -108,7 +108,7 @@ def test_gunicorn_serves_the_web_page(cluster):
 
 def test_engine_and_worker_metrics_are_exported_when_asked(pg_url, queue_prefix, cluster, tmp_path):
     """With FLOW_METRICS_PORT, a ``dramatiq flow.actors`` process serves Prometheus metrics."""
-    from tests.services import free_port
+    from flow.testing import free_port
 
     port = free_port()
     procs = cluster["procs"]

@@ -21,7 +21,7 @@ from flow.persistence.engine_store import EngineStore
 from flow.persistence.models import EventRecord, PartitionLease, WorkflowRecord, bind
 from flow.persistence.records import Transition
 from flow.persistence.store import Store
-from tests.services import new_database
+from flow.testing import new_database
 
 A, B = "host-a:1:aaaa", "host-b:2:bbbb"
 

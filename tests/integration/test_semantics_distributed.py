@@ -4,16 +4,15 @@ start on real PostgreSQL and RabbitMQ, with the API, engine and workers as proce
 from __future__ import annotations
 
 import json
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg2
 import pytest
 import requests
 
-from tests.conftest import ROOT, wait_for
+from flow.testing import Processes, free_port, migrate, wait_http
+from tests.conftest import wait_for
 from tests.integration.conftest import wait_ended
-from tests.services import VENV_BIN, Processes, free_port, wait_http
 
 pytestmark = pytest.mark.services
 
@@ -67,8 +66,7 @@ def env(pg_url, queue_prefix, tmp_path_factory):
             "FLOW_START_ROUTING_KEY": f"starter_{queue_prefix}",
         },
     )
-    migrate = subprocess.run([str(VENV_BIN / "flow"), "migrate"], env={**procs.env, "PATH": str(VENV_BIN)}, cwd=ROOT)
-    assert migrate.returncode == 0
+    migrate(procs.env)
     port = free_port()
     procs.gunicorn("api", port, workers=4)
     procs.dramatiq("engine", f"{queue_prefix}.engine")

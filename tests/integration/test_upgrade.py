@@ -12,9 +12,9 @@ import pytest
 import requests
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
+from flow.testing import AMQP_URL, VENV_BIN, Processes, free_port, new_database, new_queue_prefix, wait_http
 from tests.conftest import ROOT
 from tests.integration.conftest import wait_ended
-from tests.services import AMQP_URL, VENV_BIN, Processes, free_port, new_database, new_queue_prefix, wait_http
 
 pytestmark = pytest.mark.services
 

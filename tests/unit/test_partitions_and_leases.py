@@ -8,8 +8,8 @@ import zlib
 
 import pytest
 
+from flow.core.partitions import partition_of, partition_queue, queue_partition
 from flow.engine.leases import LeasePlan, dead_local_owners, fair_share, plan
-from flow.engine.partitions import partition_of, partition_queue, queue_partition
 
 
 def test_a_workflow_always_lands_in_the_same_partition_in_every_process():

@@ -1,0 +1,51 @@
+"""Real services and real processes for tests and benchmarks of Libero Flow.
+
+Like ``dramatiq.brokers.stub`` or ``temporalio.testing``, this is part of the
+package so that anything that exercises a deployment — this repository's test
+suite, its benchmarks (``bench/``), and a user's own tests of their activities —
+shares one harness instead of copying it:
+
+- :mod:`flow.testing.services`: a PostgreSQL database and a RabbitMQ queue prefix of
+  one's own, removed afterwards; a check that both services answer.
+- :mod:`flow.testing.processes`: the API, engines and workers as real OS processes,
+  each in its own process group and logging to its own file.
+- :mod:`flow.testing.cluster`: such processes supervised (restarted when they die,
+  like compose's ``restart: unless-stopped``), and a checker of the invariants of
+  docs/design.md that reads the database after a run.
+
+Nothing here is imported by the engine, the worker or the API.
+"""
+
+from flow.testing.cluster import Cluster, check_settled
+from flow.testing.processes import ROOT, VENV_BIN, Processes, child_pids, flow_up, free_port, migrate, wait_http
+from flow.testing.services import (
+    AMQP_URL,
+    PG_DSN,
+    ServicesUnavailable,
+    check_services,
+    new_database,
+    new_queue_prefix,
+    query,
+    queue_depth,
+)
+
+__all__ = [
+    "AMQP_URL",
+    "PG_DSN",
+    "ROOT",
+    "VENV_BIN",
+    "Cluster",
+    "Processes",
+    "ServicesUnavailable",
+    "check_services",
+    "check_settled",
+    "child_pids",
+    "flow_up",
+    "free_port",
+    "migrate",
+    "new_database",
+    "new_queue_prefix",
+    "query",
+    "queue_depth",
+    "wait_http",
+]

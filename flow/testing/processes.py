@@ -1,0 +1,164 @@
+"""Libero Flow's processes as a user runs them: ``dramatiq flow.actors`` engines and
+workers, the API under gunicorn, ``flow migrate``; each in its own process group (a
+stop reaches its children) and logging to its own file."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from flow.polling import poll_until
+
+#: The source tree the processes run from (their working directory and ``PYTHONPATH``).
+ROOT = Path(__file__).resolve().parents[2]
+#: Where this interpreter's console scripts (``flow``, ``dramatiq``, ``gunicorn``) are.
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def migrate(env: dict[str, str]) -> None:
+    """``flow migrate`` with ``env`` (its ``FLOW_`` settings), as a deployment runs it first."""
+    done = subprocess.run(
+        [str(VENV_BIN / "flow"), "migrate"],
+        env={**os.environ, **env, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"flow migrate failed ({done.returncode}): {done.stderr}")
+
+
+class Processes:
+    """Named OS processes, each logging to ``log_dir/<name>.log``; stopped with :meth:`stop_all`."""
+
+    def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
+        self.log_dir = log_dir
+        self.env = env
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, *argv: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env={**os.environ, **self.env, **(env or {}), "PYTHONPATH": str(ROOT)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so a stop reaches its children
+        )
+        self.procs[name] = proc
+        return proc
+
+    def dramatiq(
+        self, name: str, *queues: str, threads: int = 4, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """``dramatiq flow.actors`` with one worker process, consuming ``queues`` (all if none)."""
+        args = [str(VENV_BIN / "dramatiq"), "flow.actors", "--processes", "1", "--threads", str(threads)]
+        if queues:
+            args += ["--queues", *queues]
+        return self.start(name, *args, env=env)
+
+    def gunicorn(self, name: str, port: int, *, workers: int = 2) -> subprocess.Popen[bytes]:
+        """The API as deployed: gunicorn with ``api/gunicorn_conf.py``, serving ``api.app:create_app()``."""
+        return self.start(
+            name,
+            str(VENV_BIN / "gunicorn"),
+            "--config",
+            "python:api.gunicorn_conf",
+            "--workers",
+            str(workers),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "api.app:create_app()",
+        )
+
+    def log(self, name: str) -> str:
+        return (self.log_dir / f"{name}.log").read_text(errors="replace")
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout_s: float = 15) -> int | None:
+        """Send ``sig`` to ``name``'s process group; SIGKILL it if it has not exited after ``timeout_s``."""
+        proc = self.procs.pop(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            return proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            return proc.wait(5)
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+
+
+def _answers_200(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - a local test URL
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def wait_http(url: str, *, timeout_s: float = 30) -> None:
+    """Wait until ``GET url`` answers 200."""
+    poll_until(lambda: _answers_200(url), timeout_s=timeout_s, every_s=0.2, what=f"{url} to answer 200")
+
+
+@contextlib.contextmanager
+def flow_up(base: Path, env: dict[str, str]) -> Iterator[str]:
+    """``flow up`` (the embedded default: API, engine and workers in one process) on a
+    free port, as a user runs it; yields its URL. Stopped with SIGINT (Ctrl-C)
+    afterwards; its output is in ``base/up.log``."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with open(base / "up.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flow.cli", "up", "--port", str(port)],
+            env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+            cwd=ROOT,
+            stdout=log,
+            stderr=log,
+        )
+        try:
+            poll_until(
+                lambda: proc.poll() is not None or _answers_200(f"{url}/health"),
+                timeout_s=30,
+                what="flow up to serve",
+            )
+            if proc.poll() is not None:
+                raise RuntimeError(f"flow up exited with {proc.returncode}: {(base / 'up.log').read_text()}")
+            yield url
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise RuntimeError(f"flow up did not stop within 30 s of SIGINT; see {base / 'up.log'}") from None
+
+
+def child_pids(pid: int) -> set[int]:
+    """Direct children of ``pid``, read from /proc."""
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                children.add(int(stat.parent.name))
+    return children

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
+
+from flow.core.vocabulary import Outcome
+
+if TYPE_CHECKING:
+    from flow.messages import AttemptRequest
 
 
 class BaseActivity:
@@ -16,11 +21,15 @@ class BaseActivity:
     unless it is one of :attr:`non_retryable_exceptions`.
     Set :attr:`output` to a JSON-serialisable value to hand it to later activities,
     and :attr:`error` to say why an attempt failed.
+
+    The worker builds each instance from its attempt's message with
+    :meth:`from_request`; a test builds one with keyword arguments, all but
+    ``workflow_id`` optional: ``ResizeImage(workflow_id="w", config={"width": 3})``.
     """
 
-    SUCCEEDED = "SUCCEEDED"
-    TEMPORARY_FAILURE = "TEMPORARY_FAILURE"
-    PERMANENT_FAILURE = "PERMANENT_FAILURE"
+    SUCCEEDED = Outcome.SUCCEEDED
+    TEMPORARY_FAILURE = Outcome.TEMPORARY_FAILURE
+    PERMANENT_FAILURE = Outcome.PERMANENT_FAILURE
 
     #: Exceptions that no retry can fix: raised by ``do_activity()`` they fail the
     #: activity permanently (traceback recorded) instead of being retried.
@@ -57,7 +66,20 @@ class BaseActivity:
             {"workflow_id": workflow_id, "activity": f"{position}:{type(self).__name__}", "attempt": attempt},
         )
 
-    def do_activity(self) -> str:
+    @classmethod
+    def from_request(cls, request: AttemptRequest) -> Self:
+        """The instance that runs the attempt ``request`` asks for: the part of the
+        message an activity sees (not its class name, time limit or reply queue)."""
+        return cls(
+            workflow_id=request.workflow_id,
+            input_data=request.input_data,
+            config=request.config,
+            attempt=request.attempt,
+            position=request.position,
+            outputs=request.outputs,
+        )
+
+    def do_activity(self) -> Outcome | str:
         """Do the work; return one of the three outcome constants."""
         raise NotImplementedError(f"{type(self).__name__} must implement do_activity()")
 

@@ -182,16 +182,8 @@ def case_scale(b: Bench, rounds: int) -> dict[str, Any]:
         latencies = []
         for workflow_id in created[-5:]:
             t0 = time.perf_counter()
-            b.runtime.broker.enqueue(
-                messages.message(
-                    service.queue_of(workflow_id),
-                    messages.RECORD_STARTED,
-                    workflow_id=workflow_id,
-                    position=0,
-                    attempt=1,
-                    started_at=messages.timestamp(utcnow()),
-                )
-            )
+            started = messages.AttemptStarted(workflow_id=workflow_id, position=0, attempt=1, started_at=utcnow())
+            b.runtime.broker.enqueue(started.to_message(service.queue_of(workflow_id)))
             b.wait(
                 lambda w=workflow_id: (
                     ActivityRecord.select(ActivityRecord.status).where(ActivityRecord.workflow == w).scalar()

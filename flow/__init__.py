@@ -6,7 +6,8 @@ from flow.catalog import Catalog
 from flow.core.decide import Decision, HistoryEntry, decide
 from flow.core.definition import ActivitySpec, Definition
 from flow.core.policy import RetryPolicy
-from flow.core.state import ActivityState, ActivityStatus, WorkflowState, WorkflowStatus
+from flow.core.state import ActivityState, WorkflowState
+from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind, WorkflowStatus
 from flow.errors import (
     ConcurrentUpdate,
     ConfigurationError,
@@ -37,6 +38,10 @@ __all__ = [
     "ActivityStatus",
     "WorkflowState",
     "WorkflowStatus",
+    # vocabularies
+    "HistoryType",
+    "Outcome",
+    "TimerKind",
     # settings
     "Settings",
     # errors

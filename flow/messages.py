@@ -1,4 +1,6 @@
-"""The Dramatiq messages Libero Flow sends: names and payloads in one place.
+"""The Dramatiq messages Libero Flow sends: one frozen dataclass per message, the one
+home of its fields, with one encoder (:meth:`Message.to_message`) and one decoder
+(:meth:`Message.from_kwargs`).
 
 Building a :class:`dramatiq.Message` here (rather than calling ``actor.send``) lets
 the API, the CLI and any other process send to the engine without importing or
@@ -9,19 +11,38 @@ name) and forwards anything else to its partition; ``<prefix>.engine.<n>`` is
 partition n's queue, consumed only by the engine holding its lease;
 ``<prefix>.activities`` is the workers'. A worker reports to the queue named in
 its attempt's ``reply_to``.
+
+On the wire (docs/design.md, "One workflow, message by message"):
+
+- keyword arguments only, each a field of the message's class (read and written by
+  :mod:`flow.core.codec`, which its annotation tells how), plus ``"v"``, the
+  version of the message's shape. A message without ``"v"`` is version 1: the first
+  release sent none, and its messages (``tests/fixtures/first_release/messages.json``)
+  are version 1 without the fields added since, which all have defaults.
+- Timestamps in one form: ISO 8601 with ``Z`` (:func:`flow.core.timestamps.iso`); readers also
+  take the first release's form without ``Z``.
+- A reader refuses what it cannot read with :class:`~flow.errors.InvalidInput`
+  naming the field: a missing or unknown field, a value of the wrong type, a version
+  newer than its own. Changing a field's meaning or type means a new version, and
+  decoding the older one here.
 """
 
 from __future__ import annotations
 
+import types
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import dramatiq
 
-from flow.clock import iso, parse_iso
+from flow.core import codec, events
+from flow.core.codec import Count, JsonObject, Name
 from flow.core.state import WorkflowState
+from flow.core.vocabulary import Outcome, TimerKind
+from flow.errors import InvalidInput
 
 # Explicit actor names: renaming a function must never strand queued messages.
 START_WORKFLOW = "flow.start_workflow"
@@ -32,13 +53,260 @@ CANCEL_WORKFLOW = "flow.cancel_workflow"
 RETRY_WORKFLOW = "flow.retry_workflow"
 RUN_ACTIVITY = "flow.run_activity"
 
-#: Messages about one workflow, handled by the engine that holds its partition.
-ENGINE_MESSAGES = frozenset(
-    {START_WORKFLOW, RECORD_STARTED, RECORD_RESULT, TIMER_FIRED, CANCEL_WORKFLOW, RETRY_WORKFLOW}
+#: The key of a message's version among its keyword arguments.
+VERSION_KEY = "v"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Message:
+    """What every message has: an actor name, a version, the workflow it is about."""
+
+    #: The Dramatiq actor name, the message's name on the wire.
+    ACTOR: ClassVar[str]
+    #: The version of the shape this release writes (and the newest it reads).
+    VERSION: ClassVar[int] = 1
+    #: Said when a message carries a field its class does not have.
+    UNKNOWN_FIELD_HINT: ClassVar[str] = ""
+
+    workflow_id: Name
+
+    def to_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments on the wire: the version, and plain JSON values."""
+        return {VERSION_KEY: self.VERSION, **codec.encode(self)}
+
+    def to_message(self, queue_name: str, *, message_id: str | None = None) -> dramatiq.Message[Any]:
+        """The Dramatiq message to enqueue on ``queue_name``."""
+        ids = {"message_id": message_id} if message_id else {}
+        return dramatiq.Message(
+            queue_name=queue_name, actor_name=self.ACTOR, args=(), kwargs=self.to_kwargs(), options={}, **ids
+        )
+
+    @classmethod
+    def from_kwargs(cls, kwargs: Mapping[str, Any]) -> Self:
+        """Read a message's keyword arguments (of any version up to :attr:`VERSION`);
+        raise :class:`~flow.errors.InvalidInput` naming the field if they cannot be."""
+        if not isinstance(kwargs, Mapping):
+            raise InvalidInput("$", "must be keyword arguments")
+        version = kwargs.get(VERSION_KEY, 1)
+        if type(version) is not int or version < 1:
+            raise InvalidInput(f"$.{VERSION_KEY}", "must be a positive integer, the version of the message")
+        if version > cls.VERSION:
+            raise InvalidInput(
+                f"$.{VERSION_KEY}",
+                f"{cls.ACTOR} version {version} is from a newer release (this one reads up to {cls.VERSION})",
+            )
+        return codec.decode(cls, kwargs, others={VERSION_KEY}, hint=cls.UNKNOWN_FIELD_HINT)
+
+    @classmethod
+    def from_message(cls, message: dramatiq.Message[Any]) -> Self:
+        """Read a Dramatiq message of this class's actor."""
+        if message.actor_name != cls.ACTOR:
+            raise InvalidInput("$.actor_name", f"{message.actor_name!r} is not {cls.ACTOR}")
+        if message.args:
+            raise InvalidInput("$.args", "keyword arguments only")
+        return cls.from_kwargs(message.kwargs)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineMessage(Message):
+    """A message about one workflow, handled by the engine that holds its partition."""
+
+    def to_event(self, now: datetime) -> events.Event:
+        """The event this message reports, stamped ``now`` unless it says when."""
+        raise NotImplementedError(f"{type(self).__name__} must say which event it reports")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartWorkflow(EngineMessage):
+    """``flow.start_workflow`` by id: a created workflow should run (the service sends
+    it once the workflow's rows are committed). A start by name (``name``,
+    ``input_data``, ...) is a start *request*, read by
+    :func:`flow.core.start_request.parse_start_request` at the shared queue."""
+
+    ACTOR: ClassVar[str] = START_WORKFLOW
+    UNKNOWN_FIELD_HINT: ClassVar[str] = "a start by name goes to the <prefix>.engine queue"
+
+    def to_event(self, now: datetime) -> events.Event:
+        return events.WorkflowStarted(occurred_at=now)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttemptStarted(EngineMessage):
+    """``flow.record_started``: a worker began an attempt (sent only once the attempt
+    has run for ``FLOW_STARTED_REPORT_DELAY_MS``)."""
+
+    ACTOR: ClassVar[str] = RECORD_STARTED
+
+    position: Count
+    attempt: Count
+    #: When the worker began; None: when the engine reads the message.
+    started_at: datetime | None = None
+
+    def to_event(self, now: datetime) -> events.Event:
+        return events.ActivityStarted(self.position, self.attempt, occurred_at=self.started_at or now)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttemptResult(EngineMessage):
+    """``flow.record_result``: how an attempt ended."""
+
+    ACTOR: ClassVar[str] = RECORD_RESULT
+
+    position: Count
+    attempt: Count
+    outcome: Outcome
+    #: What the activity set as ``self.output`` (JSON).
+    output: Any = None
+    #: Why the attempt failed (message and traceback); None when it succeeded.
+    error: str | None = None
+    #: When the attempt ran, by the worker's clock; None when it never ran (a worker
+    #: died running it each time it was delivered).
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def to_event(self, now: datetime) -> events.Event:
+        return events.ActivityCompleted(
+            self.position,
+            self.attempt,
+            self.outcome,
+            occurred_at=now,
+            output=self.output,
+            error=self.error,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimerDue(EngineMessage):
+    """``flow.timer_fired``: a timer is due. Only the first release sent it (its timers
+    waited in RabbitMQ's delay queue; today's are rows); read so that such a message
+    still queued is handled."""
+
+    ACTOR: ClassVar[str] = TIMER_FIRED
+
+    kind: TimerKind
+    #: None for the workflow's own timer.
+    position: Count | None = None
+    attempt: Count
+
+    def to_event(self, now: datetime) -> events.Event:
+        return events.TimerFired(self.kind, self.position, self.attempt, occurred_at=now)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CancelWorkflow(EngineMessage):
+    """``flow.cancel_workflow``: someone asked to cancel the workflow."""
+
+    ACTOR: ClassVar[str] = CANCEL_WORKFLOW
+
+    reason: str | None = None
+
+    def to_event(self, now: datetime) -> events.Event:
+        return events.CancelRequested(occurred_at=now, reason=self.reason)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryWorkflow(EngineMessage):
+    """``flow.retry_workflow``: someone asked to run a failed or cancelled workflow again."""
+
+    ACTOR: ClassVar[str] = RETRY_WORKFLOW
+
+    def to_event(self, now: datetime) -> events.Event:
+        return events.RetryRequested(occurred_at=now)
+
+
+#: Messages about one workflow, handled by the engine that holds its partition, by actor name.
+ENGINE_MESSAGES: Mapping[str, type[EngineMessage]] = types.MappingProxyType(
+    {cls.ACTOR: cls for cls in (StartWorkflow, AttemptStarted, AttemptResult, TimerDue, CancelWorkflow, RetryWorkflow)}
 )
 
-timestamp = iso
-parse_timestamp = parse_iso
+
+class Outputs:
+    """The outputs a workflow hands to its next attempts, computed once per state."""
+
+    def __init__(self, state: WorkflowState) -> None:
+        self._with_output = [(a.position, a.name, a.output) for a in state.activities if a.output is not None]
+
+    def for_activity(self, position: int) -> dict[str, Any]:
+        """Outputs of every other activity that has one, by name (a later position wins)."""
+        return {name: output for p, name, output in self._with_output if p != position}
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttemptRequest(Message):
+    """``flow.run_activity``: everything a worker needs for one attempt — workers never
+    read the database. The activity sees some of it (:meth:`BaseActivity.from_request
+    <activities.base.BaseActivity.from_request>`)."""
+
+    ACTOR: ClassVar[str] = RUN_ACTIVITY
+
+    #: The activity's index in the definition.
+    position: Count
+    #: 1 for the first attempt, 2 for the first retry, ...
+    attempt: Count
+    #: The ``BaseActivity`` subclass to run, by class name.
+    activity: Name
+    #: The workflow's config overlaid with the activity's own.
+    config: JsonObject
+    #: The workflow's input.
+    input_data: JsonObject
+    #: Outputs of the workflow's other activities that have one, by activity name.
+    outputs: JsonObject
+    #: The attempt is stopped after this many seconds; None: no limit.
+    start_to_close_s: float | None = None
+    #: The queue to report to (the workflow's partition queue). None (the first
+    #: release's messages): ``<prefix>.engine``, which forwards to the partition.
+    reply_to: Name | None = None
+
+    @classmethod
+    def of(
+        cls, state: WorkflowState, position: int, attempt: int, *, reply_to: str, outputs: Outputs | None = None
+    ) -> AttemptRequest:
+        """The request for ``attempt`` of the activity at ``position`` of ``state``."""
+        activity = state.activities[position]
+        return cls(
+            workflow_id=state.id,
+            position=position,
+            attempt=attempt,
+            activity=activity.name,
+            config=dict(activity.config),
+            input_data=dict(state.input_data),
+            outputs=(outputs or Outputs(state)).for_activity(position),
+            start_to_close_s=activity.timeouts.start_to_close_s,
+            reply_to=reply_to,
+        )
+
+    def started(self, at: datetime) -> AttemptStarted:
+        """The report that this attempt started ``at``."""
+        return AttemptStarted(workflow_id=self.workflow_id, position=self.position, attempt=self.attempt, started_at=at)
+
+    def result(
+        self,
+        outcome: Outcome,
+        *,
+        output: Any = None,
+        error: str | None = None,
+        started_at: datetime | None = None,
+        finished_at: datetime | None = None,
+    ) -> AttemptResult:
+        """The report that this attempt ended with ``outcome``."""
+        return AttemptResult(
+            workflow_id=self.workflow_id,
+            position=self.position,
+            attempt=self.attempt,
+            outcome=outcome,
+            output=output,
+            error=error,
+            started_at=started_at,
+            finished_at=finished_at,
+        )
 
 
 @dataclass(frozen=True)
@@ -55,6 +323,10 @@ class Outgoing:
     send_after: datetime
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
+    @classmethod
+    def of(cls, message: Message, queue_name: str, *, partition: int, send_after: datetime) -> Outgoing:
+        return cls(queue_name, message.ACTOR, message.to_kwargs(), partition, send_after)
+
     def message(self) -> dramatiq.Message[Any]:
         return dramatiq.Message(
             queue_name=self.queue_name,
@@ -68,36 +340,3 @@ class Outgoing:
     @property
     def workflow_id(self) -> str | None:
         return self.kwargs.get("workflow_id")
-
-
-def message(queue_name: str, actor_name: str, **kwargs: Any) -> dramatiq.Message[Any]:
-    return dramatiq.Message(queue_name=queue_name, actor_name=actor_name, args=(), kwargs=kwargs, options={})
-
-
-class Outputs:
-    """The outputs a workflow hands to its next attempts, computed once per state."""
-
-    def __init__(self, state: WorkflowState) -> None:
-        self._with_output = [(a.position, a.name, a.output) for a in state.activities if a.output is not None]
-
-    def for_activity(self, position: int) -> dict[str, Any]:
-        """Outputs of every other activity that has one, by name (a later position wins)."""
-        return {name: output for p, name, output in self._with_output if p != position}
-
-
-def run_activity_kwargs(
-    state: WorkflowState, position: int, attempt: int, *, reply_to: str, outputs: Outputs | None = None
-) -> dict[str, Any]:
-    """Everything a worker needs for one attempt: workers never read the database."""
-    activity = state.activities[position]
-    return {
-        "workflow_id": state.id,
-        "position": position,
-        "attempt": attempt,
-        "activity": activity.name,
-        "config": dict(activity.config),
-        "input_data": dict(state.input_data),
-        "outputs": (outputs or Outputs(state)).for_activity(position),
-        "start_to_close_s": activity.timeouts.start_to_close_s,
-        "reply_to": reply_to,
-    }

@@ -158,9 +158,7 @@ class WorkflowService:
         )
         if created:
             try:
-                self.broker.enqueue(
-                    messages.message(self.queue_of(state.id), messages.START_WORKFLOW, workflow_id=state.id)
-                )
+                self.broker.enqueue(messages.StartWorkflow(workflow_id=state.id).to_message(self.queue_of(state.id)))
             except Exception as e:
                 # The workflow is committed: its engine starts it once it finds it unstarted.
                 logger.error(
@@ -173,14 +171,12 @@ class WorkflowService:
 
     def cancel(self, workflow_id: str, reason: str | None = None) -> None:
         """Ask the engine to cancel a workflow."""
-        kwargs: dict[str, Any] = {"workflow_id": workflow_id, **({"reason": reason} if reason else {})}
-        self.broker.enqueue(messages.message(self.queue_of(workflow_id), messages.CANCEL_WORKFLOW, **kwargs))
+        cancel = messages.CancelWorkflow(workflow_id=workflow_id, reason=reason or None)
+        self.broker.enqueue(cancel.to_message(self.queue_of(workflow_id)))
 
     def retry(self, workflow_id: str) -> None:
         """Ask the engine to run a failed or cancelled workflow again from where it stopped."""
-        self.broker.enqueue(
-            messages.message(self.queue_of(workflow_id), messages.RETRY_WORKFLOW, workflow_id=workflow_id)
-        )
+        self.broker.enqueue(messages.RetryWorkflow(workflow_id=workflow_id).to_message(self.queue_of(workflow_id)))
 
     def forward(self, message: dramatiq.Message[Any]) -> None:
         """Send an engine message that reached the shared queue on to its partition's queue."""

@@ -4,7 +4,8 @@ Shared engine queue ``<prefix>.engine``: ``flow.start_workflow`` (a start by nam
 any process) and, for messages that reached it instead of their partition's queue
 (a sender that does not know the partitions, a message from before partitions
 existed), every other engine message, forwarded to its partition's queue.
-Activity queue: ``flow.run_activity``. The partition queues are not Dramatiq tasks:
+Activity queue: ``flow.run_activity``, whose keyword arguments are an
+:class:`~flow.messages.AttemptRequest`. The partition queues are not Dramatiq tasks:
 the engine holding each one consumes it itself (:mod:`flow.engine`).
 
 Whether a failed message is retried is decided by :func:`flow.errors.is_retryable`
@@ -22,8 +23,9 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from flow import messages
-from flow.clock import iso, utcnow
+from flow.clock import utcnow
 from flow.core.start_request import is_workflow_id, parse_start_request
+from flow.core.vocabulary import Outcome
 from flow.errors import InvalidInput, is_retryable
 from flow.worker.deliveries import DeliveryLimit
 from flow.worker.execution import execute
@@ -68,9 +70,10 @@ def declare(
     }
     delayed = DelayedCalls()
 
-    def report(queue_name: str | None, actor_name: str, **kwargs: Any) -> None:
-        """Worker -> engine: the only way a worker tells anything."""
-        broker.enqueue(messages.message(queue_name or settings.engine_queue, actor_name, **kwargs))
+    def report(message: messages.EngineMessage, reply_to: str | None) -> None:
+        """Worker -> engine: the only way a worker tells anything. ``reply_to`` is the
+        workflow's partition queue; the first release's attempts name none."""
+        broker.enqueue(message.to_message(reply_to or settings.engine_queue))
 
     # -- the shared engine queue ----------------------------------------------------------
 
@@ -79,7 +82,11 @@ def declare(
         if "name" not in fields:
             # The start of a workflow created elsewhere ({"workflow_id": ...}): its
             # partition's engine does it.
-            if set(fields) != {"workflow_id"} or not is_workflow_id(fields["workflow_id"]):
+            try:
+                workflow_id: str | None = messages.StartWorkflow.from_kwargs(fields).workflow_id
+            except InvalidInput:
+                workflow_id = None
+            if not is_workflow_id(workflow_id):
                 raise InvalidInput("$", "a start message needs a name, or the workflow_id of a created workflow")
             service.forward(current)
             return
@@ -98,51 +105,19 @@ def declare(
 
     # -- the activity task --------------------------------------------------------------
 
-    def run_activity(
-        workflow_id: str,
-        position: int,
-        attempt: int,
-        activity: str,
-        config: dict[str, Any],
-        input_data: dict[str, Any],
-        outputs: dict[str, Any],
-        start_to_close_s: float | None = None,
-        reply_to: str | None = None,
-    ) -> None:
-        ids = {"workflow_id": workflow_id, "position": position, "attempt": attempt}
+    def run_activity(**fields: Any) -> None:
+        request = messages.AttemptRequest.from_kwargs(fields)
         started_at = utcnow()
         started_report = delayed.schedule(
-            settings.started_report_delay_ms / 1000,
-            lambda: report(reply_to, messages.RECORD_STARTED, **ids, started_at=iso(started_at)),
+            settings.started_report_delay_ms / 1000, lambda: report(request.started(started_at), request.reply_to)
         )
-        result = execute(
-            activity_classes,
-            **ids,
-            activity=activity,
-            config=config,
-            input_data=input_data,
-            outputs=outputs,
-            started_at=started_at,
-            max_output_bytes=settings.max_payload_bytes,
-            time_limit_s=start_to_close_s,
-        )
+        result = execute(activity_classes, request, started_at=started_at, max_output_bytes=settings.max_payload_bytes)
         delayed.cancel(started_report)  # finished quickly: the result says when it started
-        duration_s = (result.finished_at - result.started_at).total_seconds()
-        metrics.observe_attempt(activity, result.outcome, duration_s)
-        report(
-            reply_to,
-            messages.RECORD_RESULT,
-            **ids,
-            outcome=result.outcome,
-            output=result.output,
-            error=result.error,
-            started_at=iso(result.started_at),
-            finished_at=iso(result.finished_at),
-        )
+        metrics.observe_attempt(request.activity, result.outcome, result.duration_s)
+        report(result, request.reply_to)
 
-    def report_undeliverable(kwargs: dict[str, Any], error: str) -> None:
-        ids = {key: kwargs[key] for key in ("workflow_id", "position", "attempt")}
-        report(kwargs.get("reply_to"), messages.RECORD_RESULT, **ids, outcome="TEMPORARY_FAILURE", error=error)
+    def report_undeliverable(request: messages.AttemptRequest, error: str) -> None:
+        report(request.result(Outcome.TEMPORARY_FAILURE, error=error), request.reply_to)
 
     broker.add_middleware(
         DeliveryLimit(
@@ -153,7 +128,7 @@ def declare(
     tasks = {
         messages.START_WORKFLOW: dramatiq.actor(start_workflow, actor_name=messages.START_WORKFLOW, **engine_options)
     }
-    for name in sorted(messages.ENGINE_MESSAGES - {messages.START_WORKFLOW}):
+    for name in sorted(messages.ENGINE_MESSAGES.keys() - {messages.START_WORKFLOW}):
         tasks[name] = dramatiq.actor(forward, actor_name=name, **engine_options)
     tasks[messages.RUN_ACTIVITY] = dramatiq.actor(
         run_activity,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flow.clock import iso
 from flow.core.state import ActivityState
+from flow.core.timestamps import iso
 from flow.persistence.mapping import StoredWorkflow
 
 

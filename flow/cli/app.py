@@ -24,6 +24,7 @@ import click
 from rich.console import Console
 
 from flow.core import strict_json
+from flow.core.vocabulary import WorkflowStatus
 from flow.errors import (
     ConfigurationError,
     DefinitionError,
@@ -108,7 +109,7 @@ def watch(
             line = describe_event(event, workflow)
             if line.plain:
                 console.print(line)
-        return workflow if workflow["status"] != "In Progress" else None
+        return workflow if workflow["status"] != WorkflowStatus.IN_PROGRESS else None
 
     try:
         return poll_until(ended, timeout_s=timeout_s, every_s=0.1, what="the workflow to end")
@@ -125,9 +126,9 @@ def finish(workflow: dict[str, Any], *, as_json: bool, timeout_s: float | None) 
     else:
         out.print(activity_table(workflow))
         out.print(status_line(workflow))
-    if workflow["status"] == "In Progress":
-        fail(f"workflow {workflow['id']} still In Progress after {timeout_s} s", EXIT_TIMEOUT)
-    sys.exit(EXIT_OK if workflow["status"] == "Finished" else EXIT_FAILED)
+    if workflow["status"] == WorkflowStatus.IN_PROGRESS:
+        fail(f"workflow {workflow['id']} still {WorkflowStatus.IN_PROGRESS} after {timeout_s} s", EXIT_TIMEOUT)
+    sys.exit(EXIT_OK if workflow["status"] == WorkflowStatus.FINISHED else EXIT_FAILED)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -11,54 +11,65 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-STATUS_STYLES = {
-    "In Progress": "yellow",
-    "Finished": "green",
-    "Failed": "red",
-    "Cancelled": "magenta",
-    "Pending": "dim",
-    "Scheduled": "cyan",
-    "Started": "yellow",
-    "Waiting Retry": "yellow",
-    "Succeeded": "green",
-    "Skipped": "dim",
+from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind, WorkflowStatus
+
+WORKFLOW_STYLES: dict[str, str] = {
+    WorkflowStatus.IN_PROGRESS: "yellow",
+    WorkflowStatus.FINISHED: "green",
+    WorkflowStatus.FAILED: "red",
+    WorkflowStatus.CANCELLED: "magenta",
+}
+ACTIVITY_STYLES: dict[str, str] = {
+    ActivityStatus.PENDING: "dim",
+    ActivityStatus.SCHEDULED: "cyan",
+    ActivityStatus.STARTED: "yellow",
+    ActivityStatus.WAITING_RETRY: "yellow",
+    ActivityStatus.SUCCEEDED: "green",
+    ActivityStatus.FAILED: "red",
+    ActivityStatus.SKIPPED: "dim",
+    ActivityStatus.CANCELLED: "magenta",
 }
 
 #: History entries not worth a line of their own (the next line says it better).
-_QUIET = {"do-nothing", "cancel-requested", "retry-requested"}
+_QUIET = frozenset({HistoryType.DO_NOTHING, HistoryType.CANCEL_REQUESTED, HistoryType.RETRY_REQUESTED})
 
 
 def describe_event(event: dict[str, Any], workflow: dict[str, Any]) -> Text:
-    """``12:00:01.123  DoSomethingActivity  attempt 1  started``; empty for quiet entries."""
+    """``12:00:01.123  DoSomethingActivity  attempt 1  started``; empty for quiet entries.
+
+    A type this CLI does not know (from a newer server) is shown as it is named.
+    """
     data = event.get("data") or {}
     kind = event["type"]
-    if kind in _QUIET or (kind == "timer-fired" and data.get("kind") == "retry" and not data.get("stale")):
+    if kind in _QUIET or (
+        kind == HistoryType.TIMER_FIRED and data.get("kind") == TimerKind.RETRY and not data.get("stale")
+    ):
         return Text("")
     position = event.get("position")
     activities = workflow.get("activities") or []
     who = activities[position]["name"] if position is not None and position < len(activities) else workflow["name"]
     attempt = f"attempt {data['attempt']}" if "attempt" in data and position is not None else ""
     what = {
-        "start-workflow": "workflow started",
-        "schedule-activity": "scheduled",
-        "activity-started": "started",
-        "reschedule-activity": f"will retry in {data.get('delay_ms', 0) / 1000:.1f} s",
-        "timer-fired": f"{data.get('kind', '')} timer fired",
-        "workflow-finished": "workflow finished",
-        "workflow-failure": f"workflow failed: {data.get('error', '')}",
-        "workflow-cancelled": "workflow cancelled" + (f": {data['reason']}" if data.get("reason") else ""),
-        "retry-workflow": f"workflow retried from where it stopped (run {data.get('run')})",
+        HistoryType.START_WORKFLOW: "workflow started",
+        HistoryType.SCHEDULE_ACTIVITY: "scheduled",
+        HistoryType.ACTIVITY_STARTED: "started",
+        HistoryType.RESCHEDULE_ACTIVITY: f"will retry in {data.get('delay_ms', 0) / 1000:.1f} s",
+        HistoryType.TIMER_FIRED: f"{data.get('kind', '')} timer fired",
+        HistoryType.WORKFLOW_FINISHED: "workflow finished",
+        HistoryType.WORKFLOW_FAILURE: f"workflow failed: {data.get('error', '')}",
+        HistoryType.WORKFLOW_CANCELLED: "workflow cancelled" + (f": {data['reason']}" if data.get("reason") else ""),
+        HistoryType.RETRY_WORKFLOW: f"workflow retried from where it stopped (run {data.get('run')})",
     }.get(kind, kind)
     style = ""
-    if kind == "activity-result":
+    if kind == HistoryType.ACTIVITY_RESULT:
         outcome = data.get("outcome", "")
         what = outcome.lower().replace("_", " ")
-        style = "green" if outcome == "SUCCEEDED" else "red"
+        style = "green" if outcome == Outcome.SUCCEEDED else "red"
         if data.get("error"):
             what += f": {last_line(data['error'])}"
-    elif kind == "workflow-finished":
+    elif kind == HistoryType.WORKFLOW_FINISHED:
         style = "bold green"
-    elif kind in ("workflow-failure", "workflow-cancelled"):
+    elif kind in (HistoryType.WORKFLOW_FAILURE, HistoryType.WORKFLOW_CANCELLED):
         style = "bold red"
     if data.get("stale"):
         what += " (stale, ignored)"
@@ -83,7 +94,7 @@ def activity_table(workflow: dict[str, Any]) -> Table:
         table.add_row(
             str(a["position"]),
             a["name"] + ("" if a["required"] else " (optional)"),
-            Text(a["status"], style=STATUS_STYLES.get(a["status"], "")),
+            Text(a["status"], style=ACTIVITY_STYLES.get(a["status"], "")),
             f"{a['attempt']}/{a['max_attempts']}",
             duration,
             last_line(a["error"]) if a["error"] else "",
@@ -92,7 +103,7 @@ def activity_table(workflow: dict[str, Any]) -> Table:
 
 
 def status_line(workflow: dict[str, Any]) -> Text:
-    line = Text(workflow["status"], style="bold " + STATUS_STYLES.get(workflow["status"], ""))
+    line = Text(workflow["status"], style="bold " + WORKFLOW_STYLES.get(workflow["status"], ""))
     if workflow.get("error"):
         line.append(f"  {workflow['error']}")
     return line

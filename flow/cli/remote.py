@@ -20,6 +20,7 @@ from flow.cli.app import (
     read_input,
     watch,
 )
+from flow.core.vocabulary import WorkflowStatus
 
 
 @main.command()
@@ -72,7 +73,7 @@ def status(workflow_id: str, as_json: bool) -> None:
 
 
 @main.command(name="list")
-@click.option("--status", "status_", default=None, help="In Progress, Finished, Failed or Cancelled.")
+@click.option("--status", "status_", default=None, help=f"One of: {', '.join(WorkflowStatus)}.")
 @click.option("--name", default=None, help="Only workflows of this definition.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 500))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

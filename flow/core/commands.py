@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flow.core.events import TimerKind
+from flow.core.vocabulary import TimerKind
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,8 @@
 """The decision function: ``decide(state, event) -> Decision``. No I/O, no clock.
 
-Vocabulary of decisions (and of the history): ``start-workflow``,
-``schedule-activity``, ``reschedule-activity``, ``workflow-failure``,
-``workflow-finished``, ``workflow-cancelled``, ``retry-workflow`` and ``do-nothing``.
-Each event also leaves one fact in the history (``activity-started``,
-``activity-result``, ``timer-fired``, ``cancel-requested``, ``retry-requested``), so a
-stale or duplicate event is recorded even though it changes nothing.
+Each event leaves one fact in the history and at least one decision (the
+:class:`~flow.core.vocabulary.HistoryType` of each says which), so a stale or
+duplicate event is recorded even though it changes nothing.
 
 Cost: an event costs O(what it changes), not O(activities) — the next sequential
 activity is found from :attr:`WorkflowState.frontier`, and only the start and a
@@ -27,24 +24,11 @@ from flow.core.events import (
     Event,
     RetryRequested,
     TimerFired,
-    TimerKind,
     WorkflowStarted,
 )
-from flow.core.state import ActivityState, ActivityStatus, WorkflowState, WorkflowStatus
-
-#: History types that are decisions (the rest are facts about the incoming event).
-DECISIONS = frozenset(
-    {
-        "start-workflow",
-        "schedule-activity",
-        "reschedule-activity",
-        "workflow-failure",
-        "workflow-finished",
-        "workflow-cancelled",
-        "retry-workflow",
-        "do-nothing",
-    }
-)
+from flow.core.state import ActivityState, WorkflowState
+from flow.core.timestamps import iso
+from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind, WorkflowStatus
 
 #: Statuses a retry-from-failure runs again.
 _RERUN = (ActivityStatus.FAILED, ActivityStatus.SKIPPED, ActivityStatus.CANCELLED)
@@ -54,7 +38,7 @@ _RERUN = (ActivityStatus.FAILED, ActivityStatus.SKIPPED, ActivityStatus.CANCELLE
 class HistoryEntry:
     """One line of a workflow's event history."""
 
-    type: str
+    type: HistoryType
     position: int | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
 
@@ -90,14 +74,14 @@ def decide(state: WorkflowState, event: Event) -> Decision:
 
 def _on_workflow_started(state: WorkflowState, event: WorkflowStarted) -> Decision:
     if state.started or state.status.ended:
-        return _nothing(state, HistoryEntry("do-nothing", data={"reason": "workflow already started"}))
+        return _nothing(state, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": "workflow already started"}))
     state = replace(state, started=True, run_started_at=event.occurred_at)
-    history = [HistoryEntry("start-workflow", data={"definition_version": state.definition_version})]
+    history = [HistoryEntry(HistoryType.START_WORKFLOW, data={"definition_version": state.definition_version})]
     return _advance(state, event.occurred_at, history, _workflow_timer(state), every_activity=True)
 
 
 def _on_activity_started(state: WorkflowState, event: ActivityStarted) -> Decision:
-    fact = HistoryEntry("activity-started", event.position, {"attempt": event.attempt})
+    fact = HistoryEntry(HistoryType.ACTIVITY_STARTED, event.position, {"attempt": event.attempt})
     activity = state.activity(event.position)
     if activity is None or activity.attempt != event.attempt or activity.status is not ActivityStatus.SCHEDULED:
         return _nothing(state, _stale(fact))
@@ -109,20 +93,20 @@ def _on_activity_started(state: WorkflowState, event: ActivityStarted) -> Decisi
         commands.append(
             _timer(TimerKind.START_TO_CLOSE, activity.timeouts.start_to_close_s, activity.position, event.attempt)
         )
-    return Decision(_with_activity(state, activity), tuple(commands), (fact, HistoryEntry("do-nothing")))
+    return Decision(_with_activity(state, activity), tuple(commands), (fact, HistoryEntry(HistoryType.DO_NOTHING)))
 
 
 def _on_activity_completed(state: WorkflowState, event: ActivityCompleted) -> Decision:
     fact = HistoryEntry(
-        "activity-result",
+        HistoryType.ACTIVITY_RESULT,
         event.position,
         {
             "attempt": event.attempt,
             "outcome": event.outcome,
             **({"error": event.error} if event.error else {}),
             # The attempt's own timings, so the history alone can draw every attempt.
-            **({"started_at": event.started_at.isoformat() + "Z"} if event.started_at else {}),
-            **({"finished_at": event.finished_at.isoformat() + "Z"} if event.finished_at else {}),
+            **({"started_at": iso(event.started_at)} if event.started_at else {}),
+            **({"finished_at": iso(event.finished_at)} if event.finished_at else {}),
         },
     )
     activity = state.activity(event.position)
@@ -139,7 +123,7 @@ def _on_activity_completed(state: WorkflowState, event: ActivityCompleted) -> De
 
 
 def _on_timer_fired(state: WorkflowState, event: TimerFired) -> Decision:
-    fact = HistoryEntry("timer-fired", event.position, {"kind": event.kind, "attempt": event.attempt})
+    fact = HistoryEntry(HistoryType.TIMER_FIRED, event.position, {"kind": event.kind, "attempt": event.attempt})
     if event.kind == TimerKind.WORKFLOW:
         if state.status.ended or event.attempt != state.run:
             return _nothing(state, _stale(fact))
@@ -164,13 +148,15 @@ def _on_timer_fired(state: WorkflowState, event: TimerFired) -> Decision:
     else:
         error = f"attempt {event.attempt} did not finish within {activity.timeouts.start_to_close_s} s"
     activity = replace(activity, error=f"{event.kind} timeout: {error}", finished_at=event.occurred_at)
-    return _attempt_ended(state, activity, "TEMPORARY_FAILURE", event.occurred_at, [fact], fired=event.kind)
+    return _attempt_ended(state, activity, Outcome.TEMPORARY_FAILURE, event.occurred_at, [fact], fired=event.kind)
 
 
 def _on_cancel_requested(state: WorkflowState, event: CancelRequested) -> Decision:
-    fact = HistoryEntry("cancel-requested", data={"reason": event.reason} if event.reason else {})
+    fact = HistoryEntry(HistoryType.CANCEL_REQUESTED, data={"reason": event.reason} if event.reason else {})
     if state.status.ended:
-        return _nothing(state, fact, HistoryEntry("do-nothing", data={"reason": f"workflow already {state.status}"}))
+        return _nothing(
+            state, fact, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": f"workflow already {state.status}"})
+        )
     commands = _end_of_run_timers(state)
     activities = tuple(
         replace(a, status=ActivityStatus.CANCELLED, finished_at=a.finished_at or event.occurred_at)
@@ -182,13 +168,15 @@ def _on_cancel_requested(state: WorkflowState, event: CancelRequested) -> Decisi
     state = replace(
         state, status=WorkflowStatus.CANCELLED, activities=activities, error=error, finished_at=event.occurred_at
     )
-    return Decision(state, tuple(commands), (fact, HistoryEntry("workflow-cancelled", data=dict(fact.data))))
+    return Decision(state, tuple(commands), (fact, HistoryEntry(HistoryType.WORKFLOW_CANCELLED, data=dict(fact.data))))
 
 
 def _on_retry_requested(state: WorkflowState, event: RetryRequested) -> Decision:
-    fact = HistoryEntry("retry-requested")
+    fact = HistoryEntry(HistoryType.RETRY_REQUESTED)
     if state.status not in (WorkflowStatus.FAILED, WorkflowStatus.CANCELLED):
-        return _nothing(state, fact, HistoryEntry("do-nothing", data={"reason": f"workflow is {state.status}"}))
+        return _nothing(
+            state, fact, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": f"workflow is {state.status}"})
+        )
     activities = tuple(
         replace(
             a,
@@ -216,7 +204,7 @@ def _on_retry_requested(state: WorkflowState, event: RetryRequested) -> Decision
         run_started_at=event.occurred_at,
         frontier=-1,
     )
-    history = [fact, HistoryEntry("retry-workflow", data={"run": state.run})]
+    history = [fact, HistoryEntry(HistoryType.RETRY_WORKFLOW, data={"run": state.run})]
     return _advance(state, event.occurred_at, history, _workflow_timer(state), every_activity=True)
 
 
@@ -226,7 +214,7 @@ def _on_retry_requested(state: WorkflowState, event: RetryRequested) -> Decision
 def _attempt_ended(
     state: WorkflowState,
     activity: ActivityState,
-    outcome: str,
+    outcome: Outcome,
     now: datetime,
     history: list[HistoryEntry],
     *,
@@ -239,26 +227,32 @@ def _attempt_ended(
     commands: list[Command] = [c for c in _attempt_timers(activity) if c.kind != fired]
     if state.status.ended:
         # A late result: recorded on the activity, but the workflow decides nothing more.
-        status = ActivityStatus.SUCCEEDED if outcome == "SUCCEEDED" else ActivityStatus.FAILED
+        status = ActivityStatus.SUCCEEDED if outcome == Outcome.SUCCEEDED else ActivityStatus.FAILED
         state = _with_activity(state, replace(activity, status=status))
-        history.append(HistoryEntry("do-nothing", activity.position, {"reason": f"workflow {state.status}"}))
+        history.append(HistoryEntry(HistoryType.DO_NOTHING, activity.position, {"reason": f"workflow {state.status}"}))
         return Decision(state, tuple(commands), tuple(history))
 
     attempts_this_run = activity.attempt - activity.attempts_before
-    if outcome == "SUCCEEDED":
+    if outcome == Outcome.SUCCEEDED:
         activity = replace(activity, status=ActivityStatus.SUCCEEDED, error=None)
-    elif outcome == "TEMPORARY_FAILURE" and attempts_this_run < activity.retry.max_attempts:
+    elif outcome == Outcome.TEMPORARY_FAILURE and attempts_this_run < activity.retry.max_attempts:
         next_attempt = activity.attempt + 1
         delay_ms = retry_delay_ms(state, activity)
         activity = replace(activity, status=ActivityStatus.WAITING_RETRY)
         commands.append(StartTimer(TimerKind.RETRY, delay_ms, activity.position, next_attempt))
         history.append(
-            HistoryEntry("reschedule-activity", activity.position, {"attempt": next_attempt, "delay_ms": delay_ms})
+            HistoryEntry(
+                HistoryType.RESCHEDULE_ACTIVITY, activity.position, {"attempt": next_attempt, "delay_ms": delay_ms}
+            )
         )
     else:
         activity = replace(activity, status=ActivityStatus.FAILED)
         if activity.required:
-            reason = "PERMANENT_FAILURE" if outcome == "PERMANENT_FAILURE" else f"{attempts_this_run} attempts"
+            reason = (
+                Outcome.PERMANENT_FAILURE.value
+                if outcome == Outcome.PERMANENT_FAILURE
+                else f"{attempts_this_run} attempts"
+            )
             error = f"required activity {activity.name} (position {activity.position}) failed: {reason}"
             decision = _fail(_with_activity(state, activity), now, error, history)
             return replace(decision, commands=(*commands, *decision.commands))
@@ -309,7 +303,7 @@ def _advance(
         output = {a.name: a.output for a in state.activities if a.output is not None}
         commands.extend(_end_of_run_timers(state))
         state = replace(state, status=WorkflowStatus.FINISHED, finished_at=now, output=output)
-        history.append(HistoryEntry("workflow-finished"))
+        history.append(HistoryEntry(HistoryType.WORKFLOW_FINISHED))
     return _decided(state, commands, history)
 
 
@@ -352,7 +346,7 @@ def _schedule(activity: ActivityState, now: datetime) -> tuple[ActivityState, li
         commands.append(
             _timer(TimerKind.SCHEDULE_TO_START, activity.timeouts.schedule_to_start_s, activity.position, attempt)
         )
-    return activity, commands, HistoryEntry("schedule-activity", activity.position, {"attempt": attempt})
+    return activity, commands, HistoryEntry(HistoryType.SCHEDULE_ACTIVITY, activity.position, {"attempt": attempt})
 
 
 def _timer(kind: TimerKind, seconds: float, position: int | None, attempt: int) -> StartTimer:
@@ -396,7 +390,7 @@ def _fail(state: WorkflowState, now: datetime, error: str, history: list[History
         for a in state.activities
     )
     state = replace(state, status=WorkflowStatus.FAILED, activities=activities, error=error, finished_at=now)
-    history.append(HistoryEntry("workflow-failure", data={"error": error}))
+    history.append(HistoryEntry(HistoryType.WORKFLOW_FAILURE, data={"error": error}))
     return Decision(state, tuple(commands), tuple(history))
 
 
@@ -411,17 +405,17 @@ def _stale(fact: HistoryEntry) -> HistoryEntry:
 
 
 def _has_decision(history: list[HistoryEntry] | tuple[HistoryEntry, ...]) -> bool:
-    return any(h.type in DECISIONS for h in history)
+    return any(h.type.is_decision for h in history)
 
 
 def _decided(state: WorkflowState, commands: list[Command], history: list[HistoryEntry]) -> Decision:
     if not _has_decision(history):
-        history.append(HistoryEntry("do-nothing"))
+        history.append(HistoryEntry(HistoryType.DO_NOTHING))
     return Decision(state, tuple(commands), tuple(history))
 
 
 def _nothing(state: WorkflowState, *history: HistoryEntry) -> Decision:
     """A decision that sends nothing; the history says so with ``do-nothing``."""
     if not _has_decision(history):
-        history = (*history, HistoryEntry("do-nothing"))
+        history = (*history, HistoryEntry(HistoryType.DO_NOTHING))
     return Decision(state, (), history)

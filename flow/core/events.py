@@ -7,25 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
-#: What ``BaseActivity.do_activity`` may return (an exception counts as a temporary failure).
-Outcome = Literal["SUCCEEDED", "TEMPORARY_FAILURE", "PERMANENT_FAILURE"]
-OUTCOMES: tuple[str, ...] = ("SUCCEEDED", "TEMPORARY_FAILURE", "PERMANENT_FAILURE")
-
-
-class TimerKind(StrEnum):
-    """What a timer is for."""
-
-    #: Run the next attempt of an activity (its ``attempt`` is that next attempt).
-    RETRY = "retry"
-    #: No worker has started the attempt yet: it may have timed out.
-    SCHEDULE_TO_START = "schedule-to-start"
-    #: The attempt is still running: it may have timed out.
-    START_TO_CLOSE = "start-to-close"
-    #: The workflow's run (``attempt`` is the run number) may have timed out.
-    WORKFLOW = "workflow"
+from flow.core.vocabulary import Outcome, TimerKind
 
 
 @dataclass(frozen=True)
@@ -90,4 +74,14 @@ class RetryRequested:
 
 Event = WorkflowStarted | ActivityStarted | ActivityCompleted | TimerFired | CancelRequested | RetryRequested
 
-TIMER_KINDS = tuple(kind.value for kind in TimerKind)
+__all__ = [
+    "ActivityCompleted",
+    "ActivityStarted",
+    "CancelRequested",
+    "Event",
+    "Outcome",
+    "RetryRequested",
+    "TimerFired",
+    "TimerKind",
+    "WorkflowStarted",
+]

@@ -21,8 +21,8 @@ from datetime import datetime, timedelta
 
 from flow.core.commands import RunActivity
 from flow.core.decide import retry_delay_ms
-from flow.core.events import TimerKind
-from flow.core.state import ActivityStatus, WorkflowState
+from flow.core.state import WorkflowState
+from flow.core.vocabulary import ActivityStatus, TimerKind
 
 
 @dataclass(frozen=True)

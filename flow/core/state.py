@@ -9,51 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from flow.core.policy import RetryPolicy, Timeouts
+from flow.core.vocabulary import ActivityStatus, WorkflowStatus
 
-
-class WorkflowStatus(StrEnum):
-    IN_PROGRESS = "In Progress"
-    FINISHED = "Finished"
-    FAILED = "Failed"
-    CANCELLED = "Cancelled"
-
-    @property
-    def ended(self) -> bool:
-        return self is not WorkflowStatus.IN_PROGRESS
-
-
-class ActivityStatus(StrEnum):
-    #: Not scheduled yet: waits for the workflow to start or for earlier activities.
-    PENDING = "Pending"
-    #: A run message was sent for the current attempt; no worker has reported yet.
-    SCHEDULED = "Scheduled"
-    #: A worker reported that it started the current attempt.
-    STARTED = "Started"
-    #: The current attempt failed; the next one waits for its retry timer.
-    WAITING_RETRY = "Waiting Retry"
-    SUCCEEDED = "Succeeded"
-    #: Failed permanently: attempts exhausted or ``PERMANENT_FAILURE``.
-    FAILED = "Failed"
-    #: Never ran because the workflow failed first.
-    SKIPPED = "Skipped"
-    #: Never ran (or will not run again) because the workflow was cancelled.
-    CANCELLED = "Cancelled"
-
-    @property
-    def in_flight(self) -> bool:
-        return self in _IN_FLIGHT
-
-    @property
-    def ended(self) -> bool:
-        return self in _ENDED
-
-
-_IN_FLIGHT = frozenset({ActivityStatus.SCHEDULED, ActivityStatus.STARTED})
-_ENDED = frozenset({ActivityStatus.SUCCEEDED, ActivityStatus.FAILED, ActivityStatus.SKIPPED, ActivityStatus.CANCELLED})
+__all__ = ["ActivityState", "ActivityStatus", "WorkflowState", "WorkflowStatus"]
 
 
 @dataclass(frozen=True)

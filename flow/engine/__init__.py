@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING
 
 from actors.registry import WorkflowActors
 from actors.workflow import Item, WorkflowActor, fold
-from flow import messages
 from flow.clock import utcnow
 from flow.core.decide import Decision
-from flow.core.events import TimerFired, TimerKind, WorkflowStarted
+from flow.core.events import TimerFired, WorkflowStarted
 from flow.core.partitions import partition_of, partition_queue, queue_partition
 from flow.core.recovery import owed
 from flow.core.state import WorkflowState
+from flow.core.vocabulary import TimerKind
 from flow.engine import inbound
 from flow.engine.committer import GroupCommitter
 from flow.engine.leases import LeaseKeeper
@@ -44,7 +44,7 @@ from flow.engine.planning import plan
 from flow.engine.timers import TimerWheel
 from flow.engine.transport import Delivery, Transport
 from flow.faults import FaultInjector
-from flow.messages import Outgoing
+from flow.messages import AttemptRequest, Outgoing, Outputs
 from flow.metrics import EngineMetrics
 from flow.persistence.engine_store import EngineStore
 from flow.persistence.leases import new_engine_id
@@ -55,8 +55,6 @@ if TYPE_CHECKING:
     from actors.workflow import WorkflowActor as _Actor
 
 logger = logging.getLogger(__name__)
-
-_ENDINGS = frozenset({"workflow-finished", "workflow-failure", "workflow-cancelled"})
 
 
 class Engine:
@@ -201,15 +199,14 @@ class Engine:
         if due.start:
             self.actors.deliver(state.id, partition, Item(WorkflowStarted(occurred_at=now)))
             return
-        outputs = messages.Outputs(state)
+        outputs = Outputs(state)
         reply_to = partition_queue(self.prefix, partition)
         runs = [
-            Outgoing(
+            Outgoing.of(
+                AttemptRequest.of(state, r.position, r.attempt, reply_to=reply_to, outputs=outputs),
                 self.settings.activity_queue,
-                messages.RUN_ACTIVITY,
-                messages.run_activity_kwargs(state, r.position, r.attempt, reply_to=reply_to, outputs=outputs),
-                partition,
-                now,
+                partition=partition,
+                send_after=now,
             )
             for r in due.runs
         ]
@@ -299,7 +296,7 @@ class Engine:
     def after_decisions(self, workflow_id: str, decided: list[tuple[Item, Decision]]) -> None:
         for _, decision in decided:
             for entry in decision.history:
-                if entry.type in _ENDINGS:
+                if entry.type.ends_workflow:
                     logger.info(
                         "%s %s: %s",
                         decision.state.name,

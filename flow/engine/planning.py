@@ -7,10 +7,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from flow import messages
 from flow.core.commands import CancelTimer, Command, RunActivity, StartTimer
 from flow.core.state import WorkflowState
-from flow.messages import Outgoing
+from flow.messages import AttemptRequest, Outgoing, Outputs
 from flow.persistence.records import TimerRow, timer_id
 
 
@@ -39,14 +38,12 @@ def plan(
     """
     timers: dict[str, TimerRow | None] = dict.fromkeys(consumed_timers)
     owed: list[Outgoing] = []
-    outputs: messages.Outputs | None = None
+    outputs: Outputs | None = None
     for command, occurred_at in commands:
         if isinstance(command, RunActivity):
-            outputs = outputs or messages.Outputs(after)
-            kwargs = messages.run_activity_kwargs(
-                after, command.position, command.attempt, reply_to=reply_to, outputs=outputs
-            )
-            owed.append(Outgoing(activity_queue, messages.RUN_ACTIVITY, kwargs, partition, send_after))
+            outputs = outputs or Outputs(after)
+            request = AttemptRequest.of(after, command.position, command.attempt, reply_to=reply_to, outputs=outputs)
+            owed.append(Outgoing.of(request, activity_queue, partition=partition, send_after=send_after))
         elif isinstance(command, StartTimer):
             tid = timer_id(after.id, command.kind, command.position, command.attempt)
             due = occurred_at + timedelta(milliseconds=command.delay_ms)

@@ -13,6 +13,7 @@ import peewee
 
 from flow.clock import utcnow
 from flow.core.state import WorkflowState, WorkflowStatus
+from flow.core.vocabulary import HistoryType
 from flow.errors import WorkflowNotFound
 from flow.faults import FaultInjector
 from flow.messages import Outgoing
@@ -90,9 +91,15 @@ class EngineStore:
                 finished_at=now,
                 updated_at=now,
                 version=WorkflowRecord.version + 1,
-            ).where((WorkflowRecord.id == workflow_id) & (WorkflowRecord.status == "In Progress")).execute()
+            ).where(
+                (WorkflowRecord.id == workflow_id) & (WorkflowRecord.status == WorkflowStatus.IN_PROGRESS.value)
+            ).execute()
             EventRecord.insert(
-                workflow=workflow_id, position=None, type="workflow-failure", data={"error": reason}, occurred_at=now
+                workflow=workflow_id,
+                position=None,
+                type=HistoryType.WORKFLOW_FAILURE.value,
+                data={"error": reason},
+                occurred_at=now,
             ).execute()
             TimerRecord.delete().where(TimerRecord.workflow == workflow_id).execute()
         return True

@@ -32,6 +32,9 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import SkipMessage
 
+from flow.errors import InvalidInput
+from flow.messages import AttemptRequest
+
 logger = logging.getLogger(__name__)
 
 
@@ -75,14 +78,17 @@ class DeliveryCounter:
 
 
 class DeliveryLimit(dramatiq.Middleware):
-    """Skips and reports an attempt whose message was delivered ``max_deliveries`` times."""
+    """Skips and reports an attempt whose message was delivered ``max_deliveries`` times.
+
+    ``report(request, error)`` tells the engine that the attempt ``request`` failed.
+    """
 
     def __init__(
         self,
         *,
         actor_name: str,
         max_deliveries: int,
-        report: Callable[[dict[str, Any], str], None],
+        report: Callable[[AttemptRequest, str], None],
         counter: DeliveryCounter | None = None,
     ) -> None:
         self.actor_name = actor_name
@@ -114,7 +120,13 @@ class DeliveryLimit(dramatiq.Middleware):
             "the worker running it died each time (killed, out of memory or os._exit)"
         )
         logger.error("giving up on activity message %s: %s", message.message_id, error)
-        self.report(message.kwargs, error)
+        try:
+            request = AttemptRequest.from_kwargs(message.kwargs)
+        except InvalidInput as e:
+            # Unreadable, so it could never have run (the task refuses it): no attempt to report.
+            logger.error("activity message %s cannot be read either (%s); nothing to report", message.message_id, e)
+        else:
+            self.report(request, error)
         self.counter.forget(message.message_id)
         raise SkipMessage(error)
 

@@ -1,8 +1,10 @@
 """Running one activity attempt in a worker: build it, call ``do_activity()``, report.
 
-Everything comes from the message; nothing here touches the database. Whatever
-happens inside the activity becomes one of the three outcomes, with the error (and
-traceback) recorded, so a broken activity fails its attempt instead of its worker.
+Everything comes from the message (:class:`~flow.messages.AttemptRequest`) and goes
+back in one (:class:`~flow.messages.AttemptResult`); nothing here touches the
+database. Whatever happens inside the activity becomes one of the three outcomes,
+with the error (and traceback) recorded, so a broken activity fails its attempt
+instead of its worker.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import json
 import logging
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,8 +23,9 @@ from activities.base import BaseActivity
 from activities.discovery import resolve
 from flow.clock import utcnow
 from flow.core import strict_json
-from flow.core.events import OUTCOMES
+from flow.core.vocabulary import Outcome
 from flow.errors import InvalidJson, UnknownActivity
+from flow.messages import AttemptRequest, AttemptResult
 from flow.worker.deadlines import Deadlines
 
 logger = logging.getLogger(__name__)
@@ -43,47 +45,28 @@ class ActivityTimeout(Interrupt):
 DEADLINES = Deadlines(ActivityTimeout)
 
 
-@dataclass(frozen=True)
-class AttemptResult:
-    outcome: str
-    output: Any
-    error: str | None
-    started_at: datetime
-    finished_at: datetime
-
-
 def execute(
     classes: Mapping[str, type[BaseActivity]],
+    request: AttemptRequest,
     *,
-    workflow_id: str,
-    position: int,
-    attempt: int,
-    activity: str,
-    config: Mapping[str, Any],
-    input_data: Mapping[str, Any],
-    outputs: Mapping[str, Any],
     started_at: datetime | None = None,
     max_output_bytes: int | None = None,
-    time_limit_s: float | None = None,
 ) -> AttemptResult:
-    """Run one attempt and describe how it ended; never raises for activity errors."""
+    """Run the attempt ``request`` asks for and report how it ended (stopped after its
+    ``start_to_close_s``); never raises for activity errors."""
     started_at = started_at or utcnow()
+    activity, time_limit_s = request.activity, request.start_to_close_s
 
-    def ended(outcome: str, output: Any = None, error: Any = None) -> AttemptResult:
-        return AttemptResult(outcome, output, _storable_text(error), started_at, utcnow())
+    def ended(outcome: Outcome, output: Any = None, error: Any = None) -> AttemptResult:
+        return request.result(
+            outcome, output=output, error=_storable_text(error), started_at=started_at, finished_at=utcnow()
+        )
 
     try:
         cls = resolve(dict(classes), activity)
     except UnknownActivity as e:
-        return ended("PERMANENT_FAILURE", error=str(e))
-    instance = cls(
-        workflow_id=workflow_id,
-        input_data=input_data,
-        config=config,
-        attempt=attempt,
-        position=position,
-        outputs=outputs,
-    )
+        return ended(Outcome.PERMANENT_FAILURE, error=str(e))
+    instance = cls.from_request(request)
     deadline = DEADLINES.register() if time_limit_s else None
     try:
         try:
@@ -96,16 +79,20 @@ def execute(
                 # it can no longer fire for this attempt.
                 DEADLINES.finish(deadline)
     except ActivityTimeout:
-        return ended("TEMPORARY_FAILURE", error=f"start-to-close timeout: stopped after {time_limit_s} s")
+        return ended(Outcome.TEMPORARY_FAILURE, error=f"start-to-close timeout: stopped after {time_limit_s} s")
     except TimeLimitExceeded:
-        return ended("TEMPORARY_FAILURE", error="stopped by the worker's time limit (FLOW_ACTIVITY_TIME_LIMIT_S)")
+        return ended(Outcome.TEMPORARY_FAILURE, error="stopped by the worker's time limit (FLOW_ACTIVITY_TIME_LIMIT_S)")
     except Exception as e:
         instance.logger.warning("do_activity raised", exc_info=True)
-        outcome = "PERMANENT_FAILURE" if isinstance(e, cls.non_retryable_exceptions) else "TEMPORARY_FAILURE"
-        return ended(outcome, error=traceback.format_exc(limit=20))
-    if outcome not in OUTCOMES:
+        failure = (
+            Outcome.PERMANENT_FAILURE if isinstance(e, cls.non_retryable_exceptions) else Outcome.TEMPORARY_FAILURE
+        )
+        return ended(failure, error=traceback.format_exc(limit=20))
+    try:
+        outcome = Outcome(outcome)
+    except ValueError:
         return ended(
-            "PERMANENT_FAILURE",
+            Outcome.PERMANENT_FAILURE,
             error=f"{activity}.do_activity() returned {outcome!r}; "
             "return self.SUCCEEDED, self.TEMPORARY_FAILURE or self.PERMANENT_FAILURE",
         )
@@ -115,14 +102,14 @@ def execute(
         strict_json.check(instance.output, path="output")
         size = len(json.dumps(instance.output))
     except (InvalidJson, TypeError, ValueError) as e:
-        return ended("PERMANENT_FAILURE", error=f"{activity}.output is not JSON-serialisable: {e}")
+        return ended(Outcome.PERMANENT_FAILURE, error=f"{activity}.output is not JSON-serialisable: {e}")
     if max_output_bytes is not None and size > max_output_bytes:
         return ended(
-            "PERMANENT_FAILURE",
+            Outcome.PERMANENT_FAILURE,
             error=f"{activity}.output is {size} bytes of JSON, over the limit of {max_output_bytes} "
             "(FLOW_MAX_PAYLOAD_BYTES)",
         )
-    return ended(outcome, instance.output, None if outcome == "SUCCEEDED" else instance.error)
+    return ended(outcome, instance.output, None if outcome is Outcome.SUCCEEDED else instance.error)
 
 
 def _storable_text(error: Any) -> str | None:

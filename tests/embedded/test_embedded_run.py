@@ -6,12 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from flow.core.decide import DECISIONS
+from flow.core.vocabulary import HistoryType
 from flow.embedded import EmbeddedFlow
 from flow.settings import Settings
 from tests.conftest import EXPECTED_STATUS
-
-FACTS = {"activity-started", "activity-result", "timer-fired", "cancel-requested", "retry-requested"}
 
 
 @pytest.fixture
@@ -40,12 +38,11 @@ def test_dummy_workflow_runs_both_activities_in_order(flow):
 
 def test_history_uses_the_decision_vocabulary_in_order(flow):
     _, events = run(flow, "DummyWorkflow")
-    kinds = [e["type"] for e in events]
-    assert set(kinds) <= DECISIONS | FACTS
-    assert kinds[0] == "start-workflow"
-    assert kinds[-1] == "workflow-finished"
+    kinds = [HistoryType(e["type"]) for e in events]  # each stored type is in the vocabulary
+    assert kinds[0] is HistoryType.START_WORKFLOW
+    assert kinds[-1] is HistoryType.WORKFLOW_FINISHED
     assert [e["id"] for e in events] == sorted(e["id"] for e in events)
-    scheduled = [(e["position"], e["data"]["attempt"]) for e in events if e["type"] == "schedule-activity"]
+    scheduled = [(e["position"], e["data"]["attempt"]) for e in events if e["type"] == HistoryType.SCHEDULE_ACTIVITY]
     assert scheduled == [(0, 1), (1, 1)]
 
 
@@ -54,7 +51,7 @@ def test_temporary_failures_are_retried_until_success(flow):
     assert state.status == "Finished"
     assert state.activities[0].attempt == 3
     assert state.activities[0].output == {"attempt": 3}
-    assert [e["type"] for e in events].count("reschedule-activity") == 2
+    assert [e["type"] for e in events].count(HistoryType.RESCHEDULE_ACTIVITY) == 2
 
 
 def test_http_503_exhausts_attempts_and_optional_activity_does_not_fail_the_workflow(flow, http_server):
@@ -72,7 +69,7 @@ def test_required_permanent_failure_fails_the_workflow_and_skips_the_rest(flow):
     assert [a.status for a in state.activities] == ["Succeeded", "Failed", "Skipped"]
     assert state.activities[1].attempt == 1  # PERMANENT_FAILURE is never retried
     assert "RefusingActivity" in state.error
-    assert events[-1]["type"] == "workflow-failure"
+    assert events[-1]["type"] == HistoryType.WORKFLOW_FAILURE
 
 
 def test_an_exception_is_a_temporary_failure_with_its_traceback(flow):

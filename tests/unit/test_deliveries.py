@@ -12,14 +12,27 @@ from dramatiq.brokers.rabbitmq import _RabbitmqMessage
 from dramatiq.middleware import SkipMessage
 from dramatiq.worker import _WorkQueueItem
 
+from flow.messages import AttemptRequest
 from flow.worker.deliveries import DeliveryCounter, DeliveryLimit
 
 ACTOR = "flow.run_activity"
 QUEUE = "flow.activities"
 
 
+REQUEST = AttemptRequest(
+    workflow_id="wf",
+    position=0,
+    attempt=1,
+    activity="KillerActivity",
+    config={},
+    input_data={},
+    outputs={},
+    reply_to="flow.engine.7",
+)
+
+
 @pytest.fixture
-def reports() -> list[tuple[dict, str]]:
+def reports() -> list[tuple[AttemptRequest, str]]:
     return []
 
 
@@ -28,19 +41,13 @@ def limit(tmp_path, reports) -> DeliveryLimit:
     return DeliveryLimit(
         actor_name=ACTOR,
         max_deliveries=2,
-        report=lambda kwargs, error: reports.append((kwargs, error)),
+        report=lambda request, error: reports.append((request, error)),
         counter=DeliveryCounter(tmp_path),
     )
 
 
 def message(actor_name: str = ACTOR, queue_name: str = QUEUE) -> dramatiq.Message:
-    return dramatiq.Message(
-        queue_name=queue_name,
-        actor_name=actor_name,
-        args=(),
-        kwargs={"workflow_id": "wf", "position": 0, "attempt": 1},
-        options={},
-    )
+    return REQUEST.to_message(queue_name).copy(actor_name=actor_name)
 
 
 def delivered(msg: dramatiq.Message, *, redelivered: bool) -> _RabbitmqMessage:
@@ -63,6 +70,16 @@ def test_redeliveries_count_until_the_limit_then_the_attempt_is_reported(limit, 
     with pytest.raises(SkipMessage):
         limit.before_process_message(None, delivered(msg, redelivered=True))
     assert len(reports) == 1 and "delivered 2 times" in reports[0][1]
+    assert reports[0][0] == REQUEST  # the attempt, with the queue to report to
+
+
+def test_an_unreadable_message_is_skipped_at_the_limit_with_nothing_to_report(limit, reports, caplog):
+    msg = message().copy(kwargs={"workflow_id": "wf", "position": 0, "attempt": 1})
+    limit.before_process_message(None, delivered(msg, redelivered=True))
+    with pytest.raises(SkipMessage):
+        limit.before_process_message(None, delivered(msg, redelivered=True))
+    assert reports == []
+    assert "$.activity: required" in caplog.text
 
 
 def test_a_message_a_stopping_worker_never_started_is_not_counted(limit, reports, caplog):

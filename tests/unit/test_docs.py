@@ -52,3 +52,12 @@ def test_readme_states_every_bound_of_the_definition_schema():
             assert rows, f"{group}.{name} is not in the README's option tables"
             for documented in rows:
                 assert shown(prop["maximum"]) in documented, (name, documented)
+
+
+def test_readme_lists_every_status():
+    from flow.core.vocabulary import ActivityStatus, WorkflowStatus
+
+    workflows = README.split("Workflow statuses:", 1)[1].split("Activity", 1)[0]
+    activities = README.split("Activity\nstatuses:", 1)[1].split("\n\n", 1)[0]
+    assert {f"`{s}`" for s in WorkflowStatus} <= set(re.findall(r"`[^`]+`", workflows))
+    assert {f"`{s}`" for s in ActivityStatus} <= set(re.findall(r"`[^`]+`", activities))

@@ -6,10 +6,13 @@ import random
 import sys
 import threading
 import time
+from datetime import datetime
 
 import pytest
 
 from activities.base import BaseActivity
+from flow.core.vocabulary import Outcome
+from flow.messages import AttemptRequest
 from flow.worker.execution import ActivityTimeout, execute
 
 
@@ -26,18 +29,58 @@ class Returns(BaseActivity):
         return self.config["outcome"]
 
 
-def attempt(cls: type[BaseActivity], **config):
-    return execute(
-        {cls.__name__: cls},
+def request(activity: str, config: dict, start_to_close_s: float | None = None) -> AttemptRequest:
+    return AttemptRequest(
         workflow_id="wf",
         position=0,
         attempt=1,
-        activity=cls.__name__,
+        activity=activity,
         config=config,
         input_data={},
         outputs={},
-        max_output_bytes=100,
+        start_to_close_s=start_to_close_s,
+        reply_to="flow.engine.0",
     )
+
+
+def attempt(cls: type[BaseActivity], **config):
+    return execute({cls.__name__: cls}, request(cls.__name__, config), max_output_bytes=100)
+
+
+class Echoes(BaseActivity):
+    def do_activity(self) -> str:
+        self.output = {
+            "ids": [self.workflow_id, self.position, self.attempt],
+            "config": dict(self.config),
+            "input_data": dict(self.input_data),
+            "outputs": dict(self.outputs),
+        }
+        return self.SUCCEEDED
+
+
+def test_the_activity_sees_its_request_and_the_result_names_its_attempt():
+    asked = AttemptRequest(
+        workflow_id="wf-9",
+        position=2,
+        attempt=3,
+        activity="Echoes",
+        config={"c": 1},
+        input_data={"i": 2},
+        outputs={"A": 3},
+        reply_to="flow.engine.5",
+    )
+    started_at = datetime(2026, 1, 1, 12)
+    result = execute({"Echoes": Echoes}, asked, started_at=started_at)
+    assert (result.workflow_id, result.position, result.attempt) == ("wf-9", 2, 3)
+    assert result.outcome is Outcome.SUCCEEDED and result.error is None
+    assert result.output == {"ids": ["wf-9", 2, 3], "config": {"c": 1}, "input_data": {"i": 2}, "outputs": {"A": 3}}
+    assert result.started_at == started_at < result.finished_at
+
+
+def test_an_activity_can_be_built_with_keyword_arguments_in_its_own_tests():
+    activity = Echoes(workflow_id="wf", config={"c": 1})
+    assert activity.do_activity() is Outcome.SUCCEEDED
+    assert activity.output == {"ids": ["wf", 0, 1], "config": {"c": 1}, "input_data": {}, "outputs": {}}
 
 
 def test_an_exception_is_a_temporary_failure_with_its_traceback():
@@ -68,16 +111,7 @@ def test_outcomes_and_outputs_are_checked(config, outcome, error):
 
 
 def test_an_unknown_activity_fails_permanently_without_importing_anything():
-    result = execute(
-        {},
-        workflow_id="wf",
-        position=0,
-        attempt=1,
-        activity="os.system",
-        config={},
-        input_data={},
-        outputs={},
-    )
+    result = execute({}, request("os.system", {}))
     assert result.outcome == "PERMANENT_FAILURE"
     assert "no activity class named 'os.system'" in result.error
 
@@ -135,17 +169,7 @@ class Swallows(BaseActivity):
 
 
 def timed(cls: type[BaseActivity], time_limit_s: float, **config):
-    return execute(
-        {cls.__name__: cls},
-        workflow_id="wf",
-        position=0,
-        attempt=1,
-        activity=cls.__name__,
-        config=config,
-        input_data={},
-        outputs={},
-        time_limit_s=time_limit_s,
-    )
+    return execute({cls.__name__: cls}, request(cls.__name__, config, start_to_close_s=time_limit_s))
 
 
 def test_an_attempt_past_its_start_to_close_deadline_is_stopped():

@@ -8,12 +8,12 @@ from urllib.parse import quote
 import pytest
 
 from activities.dummy import DoAnotherThingActivity
+from flow.messages import AttemptRequest
 from flow.worker.execution import execute
 
 
 def fetch(**config):
-    return execute(
-        {"DoAnotherThingActivity": DoAnotherThingActivity},
+    request = AttemptRequest(
         workflow_id="wf",
         position=0,
         attempt=1,
@@ -22,6 +22,7 @@ def fetch(**config):
         input_data={},
         outputs={},
     )
+    return execute({"DoAnotherThingActivity": DoAnotherThingActivity}, request)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,155 @@
+"""Every closed vocabulary of Libero Flow, one ``StrEnum`` each: the one home of its words.
+
+The values are what the database stores and what travels in messages and the API, so
+they never change (``tests/unit/test_vocabulary.py`` pins them); a ``StrEnum`` member
+equals, hashes and serialises as its value, so a row or a message read back as a plain
+string compares equal to the member. Lists that other modules need (the decisions,
+the endings, the outcomes a message may carry) are derived here, never re-listed.
+
+Pure: no imports beyond the standard library, so that the CLI can use it cheaply.
+"""
+
+from __future__ import annotations
+
+from enum import Enum, StrEnum
+
+
+class WorkflowStatus(StrEnum):
+    """Where a workflow instance is (the ``status`` of ``workflows`` and of the API)."""
+
+    IN_PROGRESS = "In Progress"
+    FINISHED = "Finished"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+    @property
+    def ended(self) -> bool:
+        return self is not WorkflowStatus.IN_PROGRESS
+
+
+class ActivityStatus(StrEnum):
+    """Where one activity of a workflow instance is (the ``status`` of ``activities``)."""
+
+    #: Not scheduled yet: waits for the workflow to start or for earlier activities.
+    PENDING = "Pending"
+    #: A run message was sent for the current attempt; no worker has reported yet.
+    SCHEDULED = "Scheduled"
+    #: A worker reported that it started the current attempt.
+    STARTED = "Started"
+    #: The current attempt failed; the next one waits for its retry timer.
+    WAITING_RETRY = "Waiting Retry"
+    SUCCEEDED = "Succeeded"
+    #: Failed permanently: attempts exhausted or ``PERMANENT_FAILURE``.
+    FAILED = "Failed"
+    #: Never ran because the workflow failed first.
+    SKIPPED = "Skipped"
+    #: Never ran (or will not run again) because the workflow was cancelled.
+    CANCELLED = "Cancelled"
+
+    @property
+    def in_flight(self) -> bool:
+        """An attempt was sent to the workers and has not ended."""
+        return self in _IN_FLIGHT
+
+    @property
+    def ended(self) -> bool:
+        return self in _ENDED
+
+
+_IN_FLIGHT = frozenset({ActivityStatus.SCHEDULED, ActivityStatus.STARTED})
+_ENDED = frozenset({ActivityStatus.SUCCEEDED, ActivityStatus.FAILED, ActivityStatus.SKIPPED, ActivityStatus.CANCELLED})
+
+
+class Outcome(StrEnum):
+    """How an attempt ended: what ``BaseActivity.do_activity`` returns, what a worker
+    reports (an exception counts as a temporary failure)."""
+
+    SUCCEEDED = "SUCCEEDED"
+    #: Tried again per the activity's retry policy.
+    TEMPORARY_FAILURE = "TEMPORARY_FAILURE"
+    #: Never retried.
+    PERMANENT_FAILURE = "PERMANENT_FAILURE"
+
+
+class TimerKind(StrEnum):
+    """What a timer is for (the ``kind`` of ``timers``, part of a timer's id)."""
+
+    #: Run the next attempt of an activity (its ``attempt`` is that next attempt).
+    RETRY = "retry"
+    #: No worker has started the attempt yet: it may have timed out.
+    SCHEDULE_TO_START = "schedule-to-start"
+    #: The attempt is still running: it may have timed out.
+    START_TO_CLOSE = "start-to-close"
+    #: The workflow's run (``attempt`` is the run number) may have timed out.
+    WORKFLOW = "workflow"
+
+
+class Role(Enum):
+    """What a history entry is: a fact about an incoming event, or a decision."""
+
+    FACT = "fact"
+    DECISION = "decision"
+    #: A decision that ends the workflow (it finished, failed or was cancelled).
+    ENDING = "ending"
+
+
+class HistoryType(StrEnum):
+    """One line of a workflow's history (the ``type`` of ``events``, shown by the API).
+
+    Each event leaves one *fact* (what arrived, recorded even when it is stale) and
+    :func:`flow.core.decide.decide` adds at least one *decision* (``do-nothing``
+    included). Each type is declared with its :class:`Role`, so adding a type is one
+    line here; :attr:`is_decision` and :attr:`ends_workflow` follow from it.
+    """
+
+    role: Role
+
+    def __new__(cls, value: str, role: Role) -> HistoryType:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.role = role
+        return member
+
+    # -- decisions
+    START_WORKFLOW = "start-workflow", Role.DECISION
+    SCHEDULE_ACTIVITY = "schedule-activity", Role.DECISION
+    RESCHEDULE_ACTIVITY = "reschedule-activity", Role.DECISION
+    RETRY_WORKFLOW = "retry-workflow", Role.DECISION
+    DO_NOTHING = "do-nothing", Role.DECISION
+    WORKFLOW_FINISHED = "workflow-finished", Role.ENDING
+    WORKFLOW_FAILURE = "workflow-failure", Role.ENDING
+    WORKFLOW_CANCELLED = "workflow-cancelled", Role.ENDING
+    # -- facts
+    ACTIVITY_STARTED = "activity-started", Role.FACT
+    ACTIVITY_RESULT = "activity-result", Role.FACT
+    TIMER_FIRED = "timer-fired", Role.FACT
+    CANCEL_REQUESTED = "cancel-requested", Role.FACT
+    RETRY_REQUESTED = "retry-requested", Role.FACT
+
+    @property
+    def is_decision(self) -> bool:
+        return self.role is not Role.FACT
+
+    @property
+    def ends_workflow(self) -> bool:
+        return self.role is Role.ENDING
+
+
+#: History types that are decisions; the rest are facts about the incoming event.
+DECISIONS = frozenset(t for t in HistoryType if t.is_decision)
+#: History types that record an incoming event.
+FACTS = frozenset(t for t in HistoryType if not t.is_decision)
+#: Decisions that end the workflow.
+ENDINGS = frozenset(t for t in HistoryType if t.ends_workflow)
+
+__all__ = [
+    "DECISIONS",
+    "ENDINGS",
+    "FACTS",
+    "ActivityStatus",
+    "HistoryType",
+    "Outcome",
+    "Role",
+    "TimerKind",
+    "WorkflowStatus",
+]

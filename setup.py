@@ -19,6 +19,8 @@ setup(
         # api/serving.py extends gunicorn 27's threaded worker: a new major version is checked first.
         "gunicorn>=27,<28",
         "jsonschema>=4.20",
+        # `when` conditions (flow/core/graph.py): the JMESPath reference implementation, pure Python.
+        "jmespath>=1.0,<2",
         "click>=8.1",
         "rich>=13",
         "prometheus-client>=0.20",

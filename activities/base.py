@@ -55,7 +55,8 @@ class BaseActivity:
         self.attempt = attempt
         #: Index of this activity in the definition.
         self.position = position
-        #: Outputs of the activities that already succeeded, by activity name.
+        #: Outputs of the activities that already succeeded, by activity id (the class
+        #: name unless the definition gives an id).
         self.outputs: Mapping[str, Any] = dict(outputs or {})
         #: What this attempt hands on; stored with the activity and shown by the API.
         self.output: Any = None

@@ -14,6 +14,7 @@ from flow.core.definition import NAME_PATTERN
 from flow.core.definition import SCHEMA as DEFINITION_SCHEMA
 from flow.core.start_request import MAX_IDEMPOTENCY_KEY
 from flow.core.strict_json import MAX_DEPTH
+from flow.core.vocabulary import Trigger
 
 WORKFLOW_STATUSES = ["In Progress", "Finished", "Failed", "Cancelled"]
 ACTIVITY_STATUSES = ["Pending", "Scheduled", "Started", "Waiting Retry", "Succeeded", "Failed", "Skipped", "Cancelled"]
@@ -153,7 +154,11 @@ SCHEMAS: dict[str, Any] = {
         "required": ["position", "name", "status", "attempt", "max_attempts", "error"],
         "properties": {
             "position": {"type": "integer"},
+            "id": {"type": "string", "description": "Unique within the workflow; outputs are keyed by it."},
             "name": {"type": "string"},
+            "depends_on": {"type": ["array", "null"], "items": {"type": "string"}},
+            "trigger": {"enum": [t.value for t in Trigger]},
+            "when": {"type": ["string", "null"]},
             "independent": {"type": "boolean"},
             "required": {"type": "boolean"},
             "status": {"enum": ACTIVITY_STATUSES},
@@ -165,6 +170,7 @@ SCHEMAS: dict[str, Any] = {
             "duration_ms": {"type": ["number", "null"]},
             "output": {},
             "error": {"type": ["string", "null"]},
+            "skip_reason": {"type": ["string", "null"], "description": "Why a Skipped activity did not run."},
         },
     },
     "Workflow": {

@@ -232,11 +232,11 @@ class Outputs:
     """The outputs a workflow hands to its next attempts, computed once per state."""
 
     def __init__(self, state: WorkflowState) -> None:
-        self._with_output = [(a.position, a.name, a.output) for a in state.activities if a.output is not None]
+        self._with_output = [(a.position, a.id, a.output) for a in state.activities if a.output is not None]
 
     def for_activity(self, position: int) -> dict[str, Any]:
-        """Outputs of every other activity that has one, by name (a later position wins)."""
-        return {name: output for p, name, output in self._with_output if p != position}
+        """Outputs of every other activity that has one, by activity id."""
+        return {activity_id: output for p, activity_id, output in self._with_output if p != position}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -257,7 +257,7 @@ class AttemptRequest(Message):
     config: JsonObject
     #: The workflow's input.
     input_data: JsonObject
-    #: Outputs of the workflow's other activities that have one, by activity name.
+    #: Outputs of the workflow's other activities that have one, by activity id.
     outputs: JsonObject
     #: The attempt is stopped after this many seconds; None: no limit.
     start_to_close_s: float | None = None

@@ -9,13 +9,18 @@ from flow.core.timestamps import iso
 from flow.persistence.mapping import StoredWorkflow
 
 
-def activity_view(a: ActivityState) -> dict[str, Any]:
+def activity_view(a: ActivityState, ids: list[str]) -> dict[str, Any]:
+    """One activity; ``ids``: every activity's id by position (for ``depends_on``)."""
     duration_ms = None
     if a.started_at and a.finished_at:
         duration_ms = round((a.finished_at - a.started_at).total_seconds() * 1000, 3)
     return {
         "position": a.position,
+        "id": a.id,
         "name": a.name,
+        "depends_on": None if a.depends_on is None else [ids[p] for p in a.depends_on],
+        "trigger": a.trigger.value,
+        "when": a.when,
         "independent": a.independent,
         "required": a.required,
         "status": a.status.value,
@@ -27,6 +32,7 @@ def activity_view(a: ActivityState) -> dict[str, Any]:
         "duration_ms": duration_ms,
         "output": a.output,
         "error": a.error,
+        "skip_reason": a.skip_reason,
     }
 
 
@@ -45,6 +51,7 @@ def workflow_summary(row: StoredWorkflow) -> dict[str, Any]:
 
 def workflow_view(row: StoredWorkflow) -> dict[str, Any]:
     s = row.state
+    ids = [a.id for a in s.activities]
     return {
         **workflow_summary(row),
         "input_data": s.input_data,
@@ -52,7 +59,7 @@ def workflow_view(row: StoredWorkflow) -> dict[str, Any]:
         "output": s.output,
         "error": s.error,
         "idempotency_key": row.idempotency_key,
-        "activities": [activity_view(a) for a in s.activities],
+        "activities": [activity_view(a, ids) for a in s.activities],
     }
 
 

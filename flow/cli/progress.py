@@ -47,7 +47,7 @@ def describe_event(event: dict[str, Any], workflow: dict[str, Any]) -> Text:
         return Text("")
     position = event.get("position")
     activities = workflow.get("activities") or []
-    who = activities[position]["name"] if position is not None and position < len(activities) else workflow["name"]
+    who = _label(activities[position]) if position is not None and position < len(activities) else workflow["name"]
     attempt = f"attempt {data['attempt']}" if "attempt" in data and position is not None else ""
     what = {
         HistoryType.START_WORKFLOW: "workflow started",
@@ -59,6 +59,7 @@ def describe_event(event: dict[str, Any], workflow: dict[str, Any]) -> Text:
         HistoryType.WORKFLOW_FAILURE: f"workflow failed: {data.get('error', '')}",
         HistoryType.WORKFLOW_CANCELLED: "workflow cancelled" + (f": {data['reason']}" if data.get("reason") else ""),
         HistoryType.RETRY_WORKFLOW: f"workflow retried from where it stopped (run {data.get('run')})",
+        HistoryType.SKIP_ACTIVITY: f"skipped: {data.get('reason', '')}",
     }.get(kind, kind)
     style = ""
     if kind == HistoryType.ACTIVITY_RESULT:
@@ -69,6 +70,8 @@ def describe_event(event: dict[str, Any], workflow: dict[str, Any]) -> Text:
             what += f": {last_line(data['error'])}"
     elif kind == HistoryType.WORKFLOW_FINISHED:
         style = "bold green"
+    elif kind == HistoryType.SKIP_ACTIVITY:
+        style = "dim"
     elif kind in (HistoryType.WORKFLOW_FAILURE, HistoryType.WORKFLOW_CANCELLED):
         style = "bold red"
     if data.get("stale"):
@@ -93,13 +96,19 @@ def activity_table(workflow: dict[str, Any]) -> Table:
         duration = "" if a["duration_ms"] is None else f"{a['duration_ms'] / 1000:.3f} s"
         table.add_row(
             str(a["position"]),
-            a["name"] + ("" if a["required"] else " (optional)"),
+            _label(a) + ("" if a["required"] else " (optional)"),
             Text(a["status"], style=ACTIVITY_STYLES.get(a["status"], "")),
             f"{a['attempt']}/{a['max_attempts']}",
             duration,
-            last_line(a["error"]) if a["error"] else "",
+            last_line(a["error"]) if a["error"] else (a.get("skip_reason") or ""),
         )
     return table
+
+
+def _label(activity: dict[str, Any]) -> str:
+    """An activity's id, with its class when the id is not the class name."""
+    activity_id = activity.get("id") or activity["name"]
+    return activity_id if activity_id == activity["name"] else f"{activity_id} ({activity['name']})"
 
 
 def status_line(workflow: dict[str, Any]) -> Text:

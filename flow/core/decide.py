@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from flow.core import graph
 from flow.core.commands import CancelTimer, Command, RunActivity, StartTimer
 from flow.core.events import (
     ActivityCompleted,
@@ -184,6 +185,7 @@ def _on_retry_requested(state: WorkflowState, event: RetryRequested) -> Decision
             attempts_before=a.attempt,
             output=None,
             error=None,
+            skip_reason=None,
             scheduled_at=None,
             started_at=None,
             finished_at=None,
@@ -256,7 +258,8 @@ def _attempt_ended(
             error = f"required activity {activity.name} (position {activity.position}) failed: {reason}"
             decision = _fail(_with_activity(state, activity), now, error, history)
             return replace(decision, commands=(*commands, *decision.commands))
-    return _advance(_with_activity(state, activity), now, history, commands)
+    ended = (activity.position,) if activity.status.ended else ()
+    return _advance(_with_activity(state, activity), now, history, commands, ended=ended)
 
 
 def retry_delay_ms(state: WorkflowState, activity: ActivityState) -> int:
@@ -276,59 +279,57 @@ def _advance(
     history: list[HistoryEntry],
     commands: list[Command] | None = None,
     *,
+    ended: tuple[int, ...] = (),
     every_activity: bool = False,
 ) -> Decision:
-    """Schedule every activity that became ready, or finish the workflow.
+    """Schedule or skip every activity whose turn came, or finish the workflow.
 
-    ``every_activity`` is for the start and a retry-from-failure, when independent
-    activities may be waiting too; otherwise only the activity at the frontier (the
-    first that has not ended) can have become ready.
+    Only activities whose turn may have come are looked at (the hot path's cost is
+    O(what changed)): the one at the frontier (the first that has not ended: the
+    positional rule's next), and the dependents of the activities that just
+    ``ended``. ``every_activity`` is for the start and a retry-from-failure, when any
+    pending activity may be ready. A skip ends an activity too, so it repeats until
+    nothing more ends.
     """
     commands = list(commands or [])
     if not state.started or state.status.ended:
         return _decided(state, commands, history)
     activities = list(state.activities)
-    frontier = _frontier(activities, state.frontier)
-    ready = [a.position for a in activities if a.status is ActivityStatus.PENDING] if every_activity else []
-    if not every_activity and frontier < len(activities) and activities[frontier].status is ActivityStatus.PENDING:
-        ready = [frontier]
-    for position in ready:
-        activity = activities[position]
-        if activity.independent or position <= frontier:
-            activities[position], scheduled, entry = _schedule(activity, now)
-            commands.extend(scheduled)
-            history.append(entry)
+    candidates = [a.position for a in activities if a.status is ActivityStatus.PENDING] if every_activity else []
+    frontier = state.frontier
+    just_ended = list(ended)
+    while True:
+        frontier = graph.frontier(activities, frontier)
+        if frontier < len(activities):
+            candidates.append(frontier)
+        for position in just_ended:
+            candidates.extend(state.dependents[position])
+        just_ended = []
+        for position in candidates:
+            activity = activities[position]
+            if activity.status is not ActivityStatus.PENDING:
+                continue
+            verdict = graph.verdict(state, activities, activity, frontier)
+            if verdict.run:
+                activities[position], scheduled, entry = _schedule(activity, now)
+                commands.extend(scheduled)
+                history.append(entry)
+            elif verdict.skip is not None:
+                activities[position] = replace(
+                    activity, status=ActivityStatus.SKIPPED, skip_reason=verdict.skip, finished_at=now
+                )
+                history.append(HistoryEntry(HistoryType.SKIP_ACTIVITY, position, {"reason": verdict.skip}))
+                just_ended.append(position)
+        candidates = []
+        if not just_ended:
+            break
     state = replace(state, activities=tuple(activities), frontier=frontier)
     if frontier == len(activities):
-        output = {a.name: a.output for a in state.activities if a.output is not None}
+        output = {a.id: a.output for a in state.activities if a.output is not None}
         commands.extend(_end_of_run_timers(state))
         state = replace(state, status=WorkflowStatus.FINISHED, finished_at=now, output=output)
         history.append(HistoryEntry(HistoryType.WORKFLOW_FINISHED))
     return _decided(state, commands, history)
-
-
-def _frontier(activities: list[ActivityState], hint: int) -> int:
-    """The first position whose activity has not ended (``len`` when all have)."""
-    position = max(hint, 0)
-    while position < len(activities) and activities[position].status.ended:
-        position += 1
-    return position
-
-
-def ready_positions(state: WorkflowState) -> list[int]:
-    """Pending activities whose turn has come (for tests and tools; ``decide`` is incremental).
-
-    An independent activity is ready once the workflow started; any other one once
-    every activity listed before it has ended.
-    """
-    if not state.started or state.status.ended:
-        return []
-    frontier = _frontier(list(state.activities), -1)
-    return [
-        a.position
-        for a in state.activities
-        if a.status is ActivityStatus.PENDING and (a.independent or a.position <= frontier)
-    ]
 
 
 def _schedule(activity: ActivityState, now: datetime) -> tuple[ActivityState, list[Command], HistoryEntry]:
@@ -384,7 +385,7 @@ def _fail(state: WorkflowState, now: datetime, error: str, history: list[History
     """Fail the workflow: nothing new is scheduled; waiting activities are skipped."""
     commands = _end_of_run_timers(state)
     activities = tuple(
-        replace(a, status=ActivityStatus.SKIPPED)
+        replace(a, status=ActivityStatus.SKIPPED, skip_reason="the workflow failed")
         if a.status in (ActivityStatus.PENDING, ActivityStatus.WAITING_RETRY)
         else a
         for a in state.activities

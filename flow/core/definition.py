@@ -20,9 +20,11 @@ from typing import Any
 
 import jsonschema
 
-from flow.core import strict_json
+from flow.core import graph, strict_json
 from flow.core.policy import MAX_ATTEMPTS, MAX_BACKOFF, MAX_DELAY_MS, MAX_TIMEOUT_S, RetryPolicy, Timeouts
+from flow.core.state import ActivityState
 from flow.core.strict_json import json_path
+from flow.core.vocabulary import Trigger
 from flow.errors import DefinitionError, InvalidJson
 
 logger = logging.getLogger(__name__)
@@ -84,6 +86,15 @@ SCHEMA: dict[str, Any] = {
                 "additionalProperties": False,
                 "properties": {
                     "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+                    "id": {"type": "string", "pattern": graph.ID_PATTERN},
+                    "depends_on": {
+                        "type": "array",
+                        "maxItems": MAX_ACTIVITIES,
+                        "uniqueItems": True,
+                        "items": {"type": "string", "pattern": graph.ID_PATTERN},
+                    },
+                    "trigger": {"enum": [t.value for t in Trigger]},
+                    "when": {"type": "string", "minLength": 1, "maxLength": graph.MAX_EXPRESSION_CHARS},
                     "independent": {"type": "boolean"},
                     "required": {"type": "boolean"},
                     "config": {"$ref": "#/$defs/config"},
@@ -109,6 +120,17 @@ class ActivitySpec:
     required: bool = True
     #: The activity's own ``config`` object, as written.
     config: Mapping[str, Any] = field(default_factory=dict)
+    #: Unique within the definition (:func:`flow.core.graph.default_ids`); empty: ``name``.
+    id: str = ""
+    #: Ids of the activities it waits for; None: the positional rule.
+    depends_on: tuple[str, ...] | None = None
+    trigger: Trigger = Trigger.ALL_SUCCEEDED
+    #: JMESPath condition over ``{"input", "outputs"}``: false skips the activity.
+    when: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            object.__setattr__(self, "id", self.name)
 
 
 @dataclass(frozen=True)
@@ -125,6 +147,32 @@ class Definition:
     def digest(self) -> str:
         """Hash of the canonical JSON body: equal bodies are the same version."""
         return hashlib.sha256(canonical_json(self.body).encode()).hexdigest()
+
+    def positions(self, spec: ActivitySpec) -> tuple[int, ...] | None:
+        """Positions of the activities ``spec`` depends on (None: the positional rule)."""
+        if spec.depends_on is None:
+            return None
+        index = {s.id: position for position, s in enumerate(self.activities)}
+        return tuple(index[d] for d in spec.depends_on)
+
+    def initial_activities(self) -> tuple[ActivityState, ...]:
+        """The activities of a workflow started from this definition, all pending."""
+        return tuple(
+            ActivityState(
+                position=position,
+                name=spec.name,
+                independent=spec.independent,
+                required=spec.required,
+                config=self.activity_config(spec),
+                retry=self.retry_policy(spec),
+                timeouts=self.timeouts(spec),
+                id=spec.id,
+                depends_on=self.positions(spec),
+                trigger=spec.trigger,
+                when=spec.when,
+            )
+            for position, spec in enumerate(self.activities)
+        )
 
     def activity_config(self, spec: ActivitySpec) -> dict[str, Any]:
         """What the activity sees as ``self.config``: workflow config overlaid with its own."""
@@ -173,8 +221,12 @@ def parse(body: Any, *, known_activities: Collection[str], source: str = "<defin
             independent=entry.get("independent", False),
             required=entry.get("required", True),
             config=entry.get("config", {}),
+            id=activity_id,
+            depends_on=tuple(entry["depends_on"]) if "depends_on" in entry else None,
+            trigger=Trigger(entry.get("trigger", Trigger.ALL_SUCCEEDED)),
+            when=entry.get("when"),
         )
-        for entry in body["activities"]
+        for entry, activity_id in zip(body["activities"], graph.default_ids(body["activities"]), strict=True)
     )
     return Definition(name=body["name"], config=body.get("config", {}), activities=specs, body=body)
 
@@ -192,6 +244,8 @@ def _problems(body: Any, known_activities: Collection[str]) -> list[tuple[str, s
         return problems
     if not is_definition_name(body["name"]):  # Python's "$" also matches before a final newline
         problems.append(("$.name", f"{body['name']!r} does not match {NAME_PATTERN!r}"))
+    entries = body["activities"]
+    problems.extend(graph.problems(entries, lambda index, *keys: json_path(["activities", index, *keys])))
     for index, entry in enumerate(body["activities"]):
         if "workflow_s" in entry.get("config", {}).get("timeouts", {}):
             problems.append(

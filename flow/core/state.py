@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from flow.core.policy import RetryPolicy, Timeouts
-from flow.core.vocabulary import ActivityStatus, WorkflowStatus
+from flow.core.vocabulary import ActivityStatus, Trigger, WorkflowStatus
 
 __all__ = ["ActivityState", "ActivityStatus", "WorkflowState", "WorkflowStatus"]
 
@@ -44,6 +44,20 @@ class ActivityState:
     scheduled_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    #: Unique within the workflow (``id`` in the definition; see
+    #: :func:`flow.core.graph.default_ids`); outputs are keyed by it. Empty: ``name``.
+    id: str = ""
+    #: Positions of the activities it waits for; None: the positional rule.
+    depends_on: tuple[int, ...] | None = None
+    trigger: Trigger = Trigger.ALL_SUCCEEDED
+    #: JMESPath condition; a false value skips the activity.
+    when: str | None = None
+    #: Why it was skipped, when it was.
+    skip_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            object.__setattr__(self, "id", self.name)
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,17 @@ class WorkflowState:
     #: activity before it has), so that finding the next sequential activity costs
     #: O(what changed), not O(activities). Derived, never stored; -1 means unknown.
     frontier: int = field(default=-1, compare=False, repr=False)
+    #: For each position, the positions whose ``depends_on`` names it. Derived once
+    #: (``replace`` carries it along: the graph never changes), never stored.
+    dependents: tuple[tuple[int, ...], ...] = field(default=(), compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.dependents) != len(self.activities):
+            dependents: list[list[int]] = [[] for _ in self.activities]
+            for a in self.activities:
+                for dependency in a.depends_on or ():
+                    dependents[dependency].append(a.position)
+            object.__setattr__(self, "dependents", tuple(map(tuple, dependents)))
 
     @property
     def timeouts(self) -> Timeouts:

@@ -41,7 +41,8 @@ class ActivityStatus(StrEnum):
     SUCCEEDED = "Succeeded"
     #: Failed permanently: attempts exhausted or ``PERMANENT_FAILURE``.
     FAILED = "Failed"
-    #: Never ran because the workflow failed first.
+    #: Never ran: the workflow failed first, its ``when`` was false, or its
+    #: dependencies ended so that its ``trigger`` can never hold (``skip_reason`` says).
     SKIPPED = "Skipped"
     #: Never ran (or will not run again) because the workflow was cancelled.
     CANCELLED = "Cancelled"
@@ -84,6 +85,17 @@ class TimerKind(StrEnum):
     WORKFLOW = "workflow"
 
 
+class Trigger(StrEnum):
+    """When an activity with ``depends_on`` runs (see :mod:`flow.core.graph`)."""
+
+    #: Once every dependency succeeded (or failed while not required); skipped if one was skipped.
+    ALL_SUCCEEDED = "all_succeeded"
+    #: Once every dependency ended, whatever the outcome: the join after a branch.
+    ALL_DONE = "all_done"
+    #: As soon as one dependency succeeded; skipped if all ended without one.
+    ONE_SUCCEEDED = "one_succeeded"
+
+
 class Role(Enum):
     """What a history entry is: a fact about an incoming event, or a decision."""
 
@@ -114,6 +126,7 @@ class HistoryType(StrEnum):
     START_WORKFLOW = "start-workflow", Role.DECISION
     SCHEDULE_ACTIVITY = "schedule-activity", Role.DECISION
     RESCHEDULE_ACTIVITY = "reschedule-activity", Role.DECISION
+    SKIP_ACTIVITY = "skip-activity", Role.DECISION
     RETRY_WORKFLOW = "retry-workflow", Role.DECISION
     DO_NOTHING = "do-nothing", Role.DECISION
     WORKFLOW_FINISHED = "workflow-finished", Role.ENDING
@@ -151,5 +164,6 @@ __all__ = [
     "Outcome",
     "Role",
     "TimerKind",
+    "Trigger",
     "WorkflowStatus",
 ]

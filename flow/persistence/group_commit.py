@@ -113,6 +113,7 @@ class GroupCommit:
             [a.scheduled_at for _, a in activities],
             [a.started_at for _, a in activities],
             [a.finished_at for _, a in activities],
+            [a.skip_reason for _, a in activities],
             [w for w, _, _ in events],
             [e.position for _, e, _ in events],
             [e.type for _, e, _ in events],
@@ -230,7 +231,7 @@ class GroupCommit:
 COMMIT_TYPES = (
     "text, int[], "
     "text[], int[], bigint[], int[], text[], bool[], int[], timestamp[], text[], text[], timestamp[], timestamp[], "
-    "text[], int[], text[], int[], int[], text[], text[], timestamp[], timestamp[], timestamp[], "
+    "text[], int[], text[], int[], int[], text[], text[], timestamp[], timestamp[], timestamp[], text[], "
     "text[], int[], text[], text[], timestamp[], "
     "text[], text[], int[], text[], text[], text[], timestamp[], "
     "text[], text[], "
@@ -260,29 +261,29 @@ WITH fence AS (
 ), a AS (
     UPDATE activities AS t SET status = av.status, attempt = av.attempt, attempts_before = av.attempts_before,
         output = av.output, error = av.error, scheduled_at = av.scheduled_at, started_at = av.started_at,
-        finished_at = av.finished_at
-    FROM unnest($15, $16, $17, $18, $19, $20, $21, $22, $23, $24)
+        finished_at = av.finished_at, skip_reason = av.skip_reason
+    FROM unnest($15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)
         AS av(workflow_id, position, status, attempt, attempts_before, output, error, scheduled_at, started_at,
-              finished_at)
+              finished_at, skip_reason)
     WHERE t.workflow_id = av.workflow_id AND t.position = av.position AND av.workflow_id IN (SELECT id FROM w)
 ), e AS (
     INSERT INTO events (workflow_id, position, type, data, occurred_at)
     SELECT ev.workflow_id, ev.position, ev.type, ev.data, ev.occurred_at
-    FROM unnest($25, $26, $27, $28, $29) WITH ORDINALITY AS ev(workflow_id, position, type, data, occurred_at, n)
+    FROM unnest($26, $27, $28, $29, $30) WITH ORDINALITY AS ev(workflow_id, position, type, data, occurred_at, n)
     WHERE ev.workflow_id IN (SELECT id FROM w) ORDER BY ev.n
 ), o AS (
     INSERT INTO outbox (id, workflow, partition, queue_name, actor_name, kwargs, due_at, send_after)
     SELECT ov.id, ov.workflow, ov.partition, ov.queue_name, ov.actor_name, ov.kwargs, ov.send_after, ov.send_after
-    FROM unnest($30, $31, $32, $33, $34, $35, $36)
+    FROM unnest($31, $32, $33, $34, $35, $36, $37)
         AS ov(id, workflow, partition, queue_name, actor_name, kwargs, send_after)
     WHERE ov.workflow IN (SELECT id FROM w)
 ), td AS (
-    DELETE FROM timers AS t USING unnest($37, $38) AS d(id, workflow)
+    DELETE FROM timers AS t USING unnest($38, $39) AS d(id, workflow)
     WHERE t.id = d.id AND d.workflow IN (SELECT id FROM w)
 ), ti AS (
     INSERT INTO timers (id, workflow, partition, kind, position, attempt, due_at)
     SELECT tv.id, tv.workflow, tv.partition, tv.kind, tv.position, tv.attempt, tv.due_at
-    FROM unnest($39, $40, $41, $42, $43, $44, $45) AS tv(id, workflow, partition, kind, position, attempt, due_at)
+    FROM unnest($40, $41, $42, $43, $44, $45, $46) AS tv(id, workflow, partition, kind, position, attempt, due_at)
     WHERE tv.workflow IN (SELECT id FROM w)
     ON CONFLICT (id) DO UPDATE SET due_at = EXCLUDED.due_at
 )

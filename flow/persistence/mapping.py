@@ -19,6 +19,7 @@ import peewee
 
 from flow.core.policy import RetryPolicy, Timeouts
 from flow.core.state import ActivityState, ActivityStatus, WorkflowState, WorkflowStatus
+from flow.core.vocabulary import Trigger
 
 #: Columns read by :func:`workflow_from_row` and :func:`activity_from_row`, in order: the
 #: engine loads a workflow with these two plain statements (building them with
@@ -29,7 +30,7 @@ WORKFLOW_COLUMNS = (
 )
 ACTIVITY_COLUMNS = (
     "position, name, independent, required, config, retry, timeouts, status, attempt, attempts_before, output, "
-    "error, scheduled_at, started_at, finished_at"
+    "error, scheduled_at, started_at, finished_at, graph, skip_reason"
 )
 
 
@@ -131,6 +132,8 @@ def activity_from_row(row: tuple) -> ActivityState:
         scheduled_at,
         started_at,
         finished_at,
+        graph,
+        skip_reason,
     ) = row
     return ActivityState(
         position=position,
@@ -148,7 +151,34 @@ def activity_from_row(row: tuple) -> ActivityState:
         scheduled_at=_timestamp(scheduled_at),
         started_at=_timestamp(started_at),
         finished_at=_timestamp(finished_at),
+        skip_reason=skip_reason,
+        **_graph_fields(_json(graph)),
     )
+
+
+def graph_column(activity: ActivityState) -> str | None:
+    """The ``graph`` column of an activity: what differs from the positional rule."""
+    graph: dict[str, Any] = {}
+    if activity.id != activity.name:
+        graph["id"] = activity.id
+    if activity.depends_on is not None:
+        graph["depends_on"] = list(activity.depends_on)
+    if activity.trigger is not Trigger.ALL_SUCCEEDED:
+        graph["trigger"] = activity.trigger.value
+    if activity.when is not None:
+        graph["when"] = activity.when
+    return json.dumps(graph, separators=(",", ":")) if graph else None
+
+
+def _graph_fields(graph: dict[str, Any] | None) -> dict[str, Any]:
+    if not graph:
+        return {}
+    return {
+        "id": graph.get("id", ""),
+        "depends_on": tuple(graph["depends_on"]) if "depends_on" in graph else None,
+        "trigger": Trigger(graph.get("trigger", Trigger.ALL_SUCCEEDED)),
+        "when": graph.get("when"),
+    }
 
 
 def _json(value: str | None) -> Any:
@@ -173,6 +203,7 @@ def activity_changes(activity: ActivityState) -> dict[str, Any]:
         "scheduled_at": activity.scheduled_at,
         "started_at": activity.started_at,
         "finished_at": activity.finished_at,
+        "skip_reason": activity.skip_reason,
     }
 
 

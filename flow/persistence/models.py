@@ -114,6 +114,10 @@ class ActivityRecord(_Model):
     scheduled_at = peewee.DateTimeField(null=True)
     started_at = peewee.DateTimeField(null=True)
     finished_at = peewee.DateTimeField(null=True)
+    #: ``{"id", "depends_on" (positions), "trigger", "when"}`` where they differ from
+    #: the first release's meaning (id = name, positional rule); null when none does.
+    graph = JSONText(null=True)
+    skip_reason = peewee.TextField(null=True)
 
     class Meta:
         table_name = "activities"

@@ -16,10 +16,10 @@ import peewee
 
 from flow.clock import utcnow
 from flow.core.definition import Definition
-from flow.core.state import ActivityState, ActivityStatus, WorkflowState, WorkflowStatus
+from flow.core.state import ActivityStatus, WorkflowState, WorkflowStatus
 from flow.errors import IdempotencyConflict, StoreUnavailable
 from flow.persistence.database import is_postgres, unit_of_work, write
-from flow.persistence.mapping import StoredWorkflow
+from flow.persistence.mapping import StoredWorkflow, graph_column
 from flow.persistence.models import ActivityRecord, DefinitionRecord, WorkflowRecord
 
 
@@ -87,18 +87,7 @@ class Starts:
             status=WorkflowStatus.IN_PROGRESS,
             input_data=dict(input_data),
             config=dict(definition.config),
-            activities=tuple(
-                ActivityState(
-                    position=position,
-                    name=spec.name,
-                    independent=spec.independent,
-                    required=spec.required,
-                    config=definition.activity_config(spec),
-                    retry=definition.retry_policy(spec),
-                    timeouts=definition.timeouts(spec),
-                )
-                for position, spec in enumerate(definition.activities)
-            ),
+            activities=definition.initial_activities(),
             created_at=now,
         )
         workflow = {
@@ -125,6 +114,7 @@ class Starts:
                 json.dumps(a.config, separators=(",", ":")),
                 json.dumps(a.retry.to_dict(), separators=(",", ":")),
                 json.dumps(a.timeouts.to_dict(), separators=(",", ":")),
+                graph_column(a),
             )
             for a in state.activities
         ]
@@ -150,10 +140,10 @@ class Starts:
             f"WITH w AS (INSERT INTO workflows ({columns}) VALUES ({placeholders}) ON CONFLICT DO NOTHING "
             "RETURNING id), "
             "a AS (INSERT INTO activities (workflow_id, position, name, independent, required, config, retry, "
-            "timeouts, status, attempt, attempts_before) "
-            "SELECT w.id, a.position, a.name, a.independent, a.required, a.config, a.retry, a.timeouts, "
+            "timeouts, graph, status, attempt, attempts_before) "
+            "SELECT w.id, a.position, a.name, a.independent, a.required, a.config, a.retry, a.timeouts, a.graph, "
             "'Pending', 0, 0 FROM w, unnest(%s::int[], %s::text[], %s::bool[], %s::bool[], %s::text[], %s::text[], "
-            "%s::text[]) AS a(position, name, independent, required, config, retry, timeouts)) "
+            "%s::text[], %s::text[]) AS a(position, name, independent, required, config, retry, timeouts, graph)) "
             "SELECT id FROM w"
         )
         params = [*workflow.values(), *(list(column) for column in zip(*activities, strict=True))]
@@ -179,10 +169,11 @@ class Starts:
                         "config": json.loads(config),
                         "retry": json.loads(retry),
                         "timeouts": json.loads(timeouts),
+                        "graph": graph if graph is None else json.loads(graph),
                         "status": ActivityStatus.PENDING.value,
                         "attempt": 0,
                     }
-                    for position, name, independent, required, config, retry, timeouts in activities
+                    for position, name, independent, required, config, retry, timeouts, graph in activities
                 ]
                 for start in range(0, len(rows), 500):
                     ActivityRecord.insert_many(rows[start : start + 500]).execute()

@@ -30,7 +30,14 @@ def run(flow: EmbeddedFlow, name: str, input_data: dict | None = None):
 
 def test_every_example_is_valid_and_there_is_one_per_topic():
     names = sorted(p.stem for p in EXAMPLES.glob("*.json"))
-    assert names == ["data_between_activities", "independent_and_optional", "retry_policy", "timeouts"]
+    assert names == [
+        "conditions",
+        "data_between_activities",
+        "dependencies",
+        "independent_and_optional",
+        "retry_policy",
+        "timeouts",
+    ]
 
 
 def test_retry_policy_example(flow):
@@ -66,3 +73,36 @@ def test_data_between_activities_example(flow):
     assert echo["outputs"] == {"DoSomethingActivity": {"input_keys": ["order"]}}
     assert echo["input_data"] == {"order": 42}
     assert set(state.output) == {"DoSomethingActivity", "EchoActivity"}
+
+
+def test_dependencies_example(flow):
+    state = run(flow, "DependenciesExample")
+    assert state.status == "Finished"
+    a = {x.id: x for x in state.activities}
+    # first_answer ran on the first success (which one is a race: tests/unit/test_graph.py
+    # decides it both ways); merge once both had.
+    assert a["first_answer"].scheduled_at >= min(a["fetch_a"].finished_at, a["fetch_b"].finished_at)
+    assert a["merge"].scheduled_at >= max(a["fetch_a"].finished_at, a["fetch_b"].finished_at)
+    assert a["report"].scheduled_at >= max(a["merge"].finished_at, a["first_answer"].finished_at)
+    assert a["fetch_b"].attempt == 2
+    assert set(state.output) == {"fetch_a", "fetch_b", "first_answer", "merge", "report"}
+    assert set(state.output["report"]["outputs"]) == {"fetch_a", "fetch_b", "first_answer", "merge"}
+
+
+@pytest.mark.parametrize(
+    ("input_data", "ran", "skipped"),
+    [
+        ({"express": True, "gift": True}, {"check", "express", "gift_wrap", "ship"}, {"standard"}),
+        ({"express": True}, {"check", "express", "ship"}, {"standard", "gift_wrap"}),
+        ({"gift": True}, {"check", "standard", "ship"}, {"express", "gift_wrap"}),
+    ],
+)
+def test_conditions_example(flow, input_data, ran, skipped):
+    state = run(flow, "ConditionsExample", input_data)
+    assert state.status == "Finished"
+    assert {a.id for a in state.activities if a.status == "Succeeded"} == ran
+    assert {a.id for a in state.activities if a.status == "Skipped"} == skipped
+    reasons = {a.id: a.skip_reason for a in state.activities if a.skip_reason}
+    if "express" in skipped:
+        assert reasons["express"] == "when 'outputs.check.input_data.express' was null"
+        assert reasons["gift_wrap"] == "dependency 'express' was skipped"

@@ -41,6 +41,15 @@ DEFINITIONS = {
         "name": "Long",
         "activities": [{"name": "SleepActivity", "config": {"sleep_s": 3}}, {"name": "NoopActivity"}],
     },
+    "Graph": {
+        "name": "Graph",
+        "activities": [
+            {"id": "check", "name": "EchoActivity"},
+            {"id": "express", "name": "EchoActivity", "depends_on": ["check"], "when": "input.express"},
+            {"id": "standard", "name": "NoopActivity", "depends_on": ["check"], "when": "!(input.express)"},
+            {"id": "ship", "name": "EchoActivity", "depends_on": ["express", "standard"], "trigger": "all_done"},
+        ],
+    },
     "Redrive": {
         "name": "Redrive",
         "config": {"retry": {"max_attempts": 2, "initial_delay_ms": 50, "jitter": 0}},
@@ -176,3 +185,23 @@ def test_an_oversize_input_is_refused(env):
     response = requests.post(f"{env['url']}/workflows", json={"name": "Retrying", "input_data": {"x": "y" * 300_000}})
     assert response.status_code == 422
     assert "FLOW_MAX_PAYLOAD_BYTES" in response.json()["description"]
+
+
+def test_a_graph_with_a_condition_and_a_join(env):
+    url = env["url"]
+    body = wait_ended(url, start(url, "Graph", input_data={"express": True}))
+    assert body["status"] == "Finished"
+    view = {a["id"]: a for a in body["activities"]}
+    assert {i: a["status"] for i, a in view.items()} == {
+        "check": "Succeeded",
+        "express": "Succeeded",
+        "standard": "Skipped",
+        "ship": "Succeeded",
+    }
+    assert view["standard"]["skip_reason"] == "when '!(input.express)' was false"
+    assert view["ship"]["depends_on"] == ["express", "standard"]
+    assert view["ship"]["trigger"] == "all_done"
+    assert set(view["ship"]["output"]["outputs"]) == {"check", "express"}
+    events = requests.get(f"{url}/workflows/{body['id']}/events", params={"limit": 500}).json()["items"]
+    skips = [e["data"]["reason"] for e in events if e["type"] == "skip-activity"]
+    assert skips == ["when '!(input.express)' was false"]

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from flow.core.commands import CancelTimer, RunActivity, StartTimer
-from flow.core.decide import decide, ready_positions
+from flow.core.decide import decide
 from flow.core.events import (
     ActivityCompleted,
     ActivityStarted,
@@ -17,6 +17,7 @@ from flow.core.events import (
     TimerFired,
     WorkflowStarted,
 )
+from flow.core.graph import ready_positions
 from flow.core.policy import RetryPolicy, Timeouts
 from flow.core.state import ActivityState, ActivityStatus, WorkflowState, WorkflowStatus
 from flow.core.vocabulary import HistoryType, Outcome, TimerKind

@@ -15,6 +15,7 @@ from flow.core.vocabulary import (
     HistoryType,
     Outcome,
     TimerKind,
+    Trigger,
     WorkflowStatus,
 )
 
@@ -34,10 +35,12 @@ STORED = {
     ],
     Outcome: ["SUCCEEDED", "TEMPORARY_FAILURE", "PERMANENT_FAILURE"],
     TimerKind: ["retry", "schedule-to-start", "start-to-close", "workflow"],
+    Trigger: ["all_succeeded", "all_done", "one_succeeded"],
     HistoryType: [
         "start-workflow",
         "schedule-activity",
         "reschedule-activity",
+        "skip-activity",
         "retry-workflow",
         "do-nothing",
         "workflow-finished",

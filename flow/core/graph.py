@@ -1,0 +1,243 @@
+"""Workflows as graphs: activity ids, ``depends_on`` with its ``trigger``, and ``when``.
+
+Two rules decide when a pending activity's turn has come:
+
+- *positional* (the first release's format, and any activity without ``depends_on``):
+  an ``independent`` activity starts with the workflow, any other one once every
+  activity listed before it has ended;
+- *dependencies* (``depends_on``): once its dependencies have ended as its
+  :class:`~flow.core.vocabulary.Trigger` asks, or skipped when they never can.
+
+Then its ``when`` condition, a JMESPath expression over ``{"input": ..., "outputs":
+{id: output}}``, is evaluated: a false value (JMESPath's falsiness: ``null``,
+``false``, ``""``, ``[]``, ``{}``; ``0`` is true) skips it, and the reason says which
+expression gave which value. A skipped activity has ended, so its own dependents are
+decided in turn (docs/design.md, "Graphs").
+
+Pure: ``jmespath`` is a pure-Python evaluator without I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import Any
+
+import jmespath
+import jmespath.exceptions
+
+from flow.core.state import ActivityState, WorkflowState
+from flow.core.vocabulary import ActivityStatus, Trigger
+
+#: What an activity id looks like.
+ID_PATTERN = "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+_ID = re.compile(ID_PATTERN.replace("$", r"\Z"))
+#: Longest ``when`` expression.
+MAX_EXPRESSION_CHARS = 1000
+#: Longest value quoted in a skip reason.
+_MAX_QUOTED = 200
+
+
+def default_ids(entries: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each activity's id: its own ``id``, else its class name when that class appears
+    once in the definition, else ``<name>.<n>`` for its n-th appearance (so that the
+    first release's definitions, which have no ids, stay valid)."""
+    counts = Counter(entry["name"] for entry in entries if "id" not in entry)
+    seen: Counter[str] = Counter()
+    ids = []
+    for entry in entries:
+        if "id" in entry:
+            ids.append(entry["id"])
+            continue
+        name = entry["name"]
+        seen[name] += 1
+        ids.append(name if counts[name] == 1 else f"{name}.{seen[name]}")
+    return ids
+
+
+def is_activity_id(value: str) -> bool:
+    return _ID.match(value) is not None
+
+
+@lru_cache(maxsize=1024)
+def compile_condition(expression: str) -> jmespath.parser.ParsedResult:
+    """The compiled expression; raises :class:`ValueError` saying why it does not compile."""
+    try:
+        return jmespath.compile(expression)
+    except jmespath.exceptions.JMESPathError as e:
+        where = getattr(e, "lex_position", None)
+        at = f" at character {where}" if where is not None else ""
+        raise ValueError(f"not a JMESPath expression ({str(e).splitlines()[0]}{at})") from None
+
+
+def problems(entries: Sequence[Mapping[str, Any]], path: Any) -> list[tuple[str, str]]:
+    """Problems of the graph keys of a definition's ``activities`` (already valid
+    against the schema): duplicate or unknown ids, ``independent`` with
+    ``depends_on``, conditions that do not compile, and cycles. ``path(index, *keys)``
+    gives a problem's JSON path."""
+    found: list[tuple[str, str]] = []
+    ids = default_ids(entries)
+    first: dict[str, int] = {}
+    for index, activity_id in enumerate(ids):
+        if activity_id in first:
+            found.append(
+                (path(index, "id"), f"duplicate activity id {activity_id!r} (also activity {first[activity_id]})")
+            )
+        first.setdefault(activity_id, index)
+    for index, entry in enumerate(entries):
+        depends_on = entry.get("depends_on")
+        if depends_on is not None and entry.get("independent"):
+            found.append((path(index, "independent"), "an activity with depends_on cannot also be independent"))
+        for n, dependency in enumerate(depends_on or ()):
+            if dependency not in first:
+                found.append((path(index, "depends_on", n), f"unknown activity id {dependency!r}"))
+            elif dependency == ids[index]:
+                found.append((path(index, "depends_on", n), "an activity cannot depend on itself"))
+        if "when" in entry:
+            try:
+                compile_condition(entry["when"])
+            except ValueError as e:
+                found.append((path(index, "when"), str(e)))
+    if not found:
+        cycle = _cycle(entries, ids)
+        if cycle:
+            found.append((path(first[cycle[0]], "depends_on"), "dependency cycle: " + " -> ".join(cycle + [cycle[0]])))
+    return found
+
+
+def _cycle(entries: Sequence[Mapping[str, Any]], ids: list[str]) -> list[str]:
+    """Ids on a cycle of "waits for", or ``[]``. Positional activities wait for every
+    activity listed before them: that is drawn through one chain of virtual nodes
+    (``("prefix", k)``: activities 0..k have ended), so the graph stays linear in size."""
+    position = {activity_id: index for index, activity_id in enumerate(ids)}
+    edges: dict[Any, list[Any]] = {}
+    for index, entry in enumerate(entries):
+        if entry.get("depends_on") is not None:
+            edges[index] = [position[d] for d in entry["depends_on"]]
+        elif not entry.get("independent") and index > 0:
+            edges[index] = [("prefix", index - 1)]
+        edges[("prefix", index)] = [index] + ([("prefix", index - 1)] if index > 0 else [])
+    state: dict[Any, int] = {}
+    for root in range(len(entries)):
+        if root in state:
+            continue
+        stack: list[tuple[Any, Iterable[Any]]] = [(root, iter(edges.get(root, ())))]
+        trail = [root]
+        state[root] = 1
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                trail.pop()
+                state[node] = 2
+            elif state.get(child) == 1:
+                loop = trail[trail.index(child) :]
+                return [ids[n] for n in loop if isinstance(n, int)]
+            elif child not in state:
+                state[child] = 1
+                trail.append(child)
+                stack.append((child, iter(edges.get(child, ()))))
+    return []
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a pending activity runs now, waits, or is skipped (and why)."""
+
+    run: bool = False
+    skip: str | None = None
+
+    @property
+    def waits(self) -> bool:
+        return not self.run and self.skip is None
+
+
+WAIT = Verdict()
+RUN = Verdict(run=True)
+
+
+def by_trigger(trigger: Trigger, dependencies: Sequence[tuple[str, ActivityStatus]]) -> Verdict:
+    """What the ended (or not) ``dependencies``, ``(id, status)`` pairs, mean for an
+    activity with ``trigger``. A dependency that failed while not required counts as
+    done for ``all_succeeded`` (its failure did not fail the workflow)."""
+    if trigger is Trigger.ONE_SUCCEEDED:
+        if any(status is ActivityStatus.SUCCEEDED for _, status in dependencies):
+            return RUN
+        if all(status.ended for _, status in dependencies):
+            return Verdict(skip="no dependency succeeded")
+        return WAIT
+    if not all(status.ended for _, status in dependencies):
+        return WAIT
+    if trigger is Trigger.ALL_SUCCEEDED:
+        done = (ActivityStatus.SUCCEEDED, ActivityStatus.FAILED)
+        skipped = [d for d, status in dependencies if status not in done]
+        if skipped:
+            return Verdict(skip=f"dependency {skipped[0]!r} was skipped")
+    return RUN
+
+
+def by_condition(expression: str, context: Mapping[str, Any]) -> Verdict:
+    """Run unless ``expression`` gives a false value over ``context``."""
+    value = compile_condition(expression).search(context)
+    if _truthy(value):
+        return RUN
+    quoted = json.dumps(value)
+    if len(quoted) > _MAX_QUOTED:
+        quoted = quoted[: _MAX_QUOTED - 1] + "…"
+    return Verdict(skip=f"when {expression!r} was {quoted}")
+
+
+def _truthy(value: Any) -> bool:
+    """JMESPath's truth: false, null and empty strings, lists and objects are false."""
+    if value is None or value is False:
+        return False
+    if isinstance(value, (str, list, dict)):
+        return len(value) > 0
+    return True
+
+
+def verdict(
+    state: WorkflowState, activities: list[ActivityState], activity: ActivityState, first_unended: int
+) -> Verdict:
+    """Whether the pending ``activity`` runs now, waits, or is skipped (``activities``:
+    the current ones; ``first_unended``: see :func:`frontier`)."""
+    if activity.depends_on is not None:
+        dependencies = [(activities[d].id, activities[d].status) for d in activity.depends_on]
+        turn = by_trigger(activity.trigger, dependencies)
+    else:
+        turn = RUN if activity.independent or activity.position <= first_unended else WAIT
+    if turn.run and activity.when is not None:
+        return by_condition(activity.when, condition_context(state.input_data, activities))
+    return turn
+
+
+def condition_context(input_data: Mapping[str, Any], activities: Iterable[ActivityState]) -> dict[str, Any]:
+    """What a ``when`` expression reads: the input, and the outputs so far by id."""
+    return {"input": input_data, "outputs": {a.id: a.output for a in activities if a.output is not None}}
+
+
+def frontier(activities: list[ActivityState], hint: int) -> int:
+    """The first position whose activity has not ended (``len`` when all have)."""
+    position = max(hint, 0)
+    while position < len(activities) and activities[position].status.ended:
+        position += 1
+    return position
+
+
+def ready_positions(state: WorkflowState) -> list[int]:
+    """Pending activities whose turn has come, before their ``when`` (for tests and
+    tools; ``decide`` is incremental)."""
+    if not state.started or state.status.ended:
+        return []
+    activities = list(state.activities)
+    first = frontier(activities, -1)
+    return [
+        a.position
+        for a in activities
+        if a.status is ActivityStatus.PENDING and verdict(state, activities, replace(a, when=None), first).run
+    ]

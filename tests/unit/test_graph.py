@@ -1,0 +1,362 @@
+"""Workflows as graphs: ids, ``depends_on`` with its trigger, and ``when`` — validated
+in the definition, decided by the pure ``decide()``, rule by rule."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from flow.core import graph
+from flow.core.commands import RunActivity
+from flow.core.decide import decide
+from flow.core.definition import parse
+from flow.core.events import ActivityCompleted, RetryRequested, WorkflowStarted
+from flow.core.state import ActivityState, WorkflowState
+from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, Trigger, WorkflowStatus
+from flow.errors import DefinitionError
+
+T0 = datetime(2026, 1, 1, 12, 0, 0)
+S = ActivityStatus
+KNOWN = {"A", "B", "C", "D"}
+
+
+def definition(*activities: dict[str, Any]):
+    return parse({"name": "g", "activities": list(activities)}, known_activities=KNOWN)
+
+
+def problems(*activities: dict[str, Any]) -> list[tuple[str, str]]:
+    with pytest.raises(DefinitionError) as caught:
+        definition(*activities)
+    return caught.value.problems
+
+
+def state_of(*activities: dict[str, Any], input_data: dict[str, Any] | None = None) -> WorkflowState:
+    """A workflow of ``activities`` (definition entries), as ``flow.persistence.starts`` builds it."""
+    return WorkflowState(
+        id="wf",
+        name="g",
+        definition_version=1,
+        status=WorkflowStatus.IN_PROGRESS,
+        input_data=input_data or {},
+        config={},
+        activities=definition(*activities).initial_activities(),
+        created_at=T0,
+    )
+
+
+class Run:
+    """Drives a state through decisions, remembering what was scheduled."""
+
+    def __init__(self, state: WorkflowState) -> None:
+        self.state = state
+        self.clock = 0
+        self.decision = self._decide(WorkflowStarted(self._now()))
+
+    def _now(self) -> datetime:
+        self.clock += 1
+        return T0 + timedelta(seconds=self.clock)
+
+    def _decide(self, event):
+        decision = decide(self.state, event)
+        self.state = decision.state
+        return decision
+
+    def end(self, activity_id: str, outcome: Outcome = Outcome.SUCCEEDED, output: Any = None):
+        a = self.activity(activity_id)
+        event = ActivityCompleted(a.position, a.attempt, outcome, occurred_at=self._now(), output=output)
+        self.decision = self._decide(event)
+        return self.decision
+
+    def activity(self, activity_id: str) -> ActivityState:
+        return next(a for a in self.state.activities if a.id == activity_id)
+
+    def scheduled(self) -> list[str]:
+        """Ids the last decision scheduled."""
+        ids = [a.id for a in self.state.activities]
+        return [ids[c.position] for c in self.decision.commands if isinstance(c, RunActivity)]
+
+    def status(self, activity_id: str) -> ActivityStatus:
+        return self.activity(activity_id).status
+
+
+# -- validation ---------------------------------------------------------------------
+
+
+def test_ids_default_to_the_class_name_or_number_its_appearances():
+    d = definition({"name": "A"}, {"name": "B"}, {"name": "B"}, {"name": "C", "id": "c"})
+    assert [s.id for s in d.activities] == ["A", "B.1", "B.2", "c"]
+
+
+def test_the_first_release_format_means_what_it_meant():
+    d = definition({"name": "A"}, {"name": "B", "independent": True}, {"name": "C"})
+    assert [(s.depends_on, d.positions(s)) for s in d.activities] == [(None, None)] * 3
+
+
+@pytest.mark.parametrize(
+    ("activities", "expected"),
+    [
+        (
+            [{"name": "A", "id": "x"}, {"name": "B", "id": "x"}],
+            [("$.activities[1].id", "duplicate activity id 'x' (also activity 0)")],
+        ),
+        (
+            [{"name": "A"}, {"name": "B", "depends_on": ["A", "nope"]}],
+            [("$.activities[1].depends_on[1]", "unknown activity id 'nope'")],
+        ),
+        (
+            [{"name": "A", "depends_on": ["A"]}],
+            [("$.activities[0].depends_on[0]", "an activity cannot depend on itself")],
+        ),
+        (
+            [{"name": "A"}, {"name": "B", "independent": True, "depends_on": ["A"]}],
+            [("$.activities[1].independent", "an activity with depends_on cannot also be independent")],
+        ),
+        (
+            [
+                {"name": "A", "depends_on": ["C"]},
+                {"name": "B", "depends_on": ["A"]},
+                {"name": "C", "depends_on": ["B"]},
+            ],
+            [("$.activities[0].depends_on", "dependency cycle: A -> C -> B -> A")],
+        ),
+        # B waits for every activity listed before it, A among them.
+        (
+            [{"name": "A", "depends_on": ["B"]}, {"name": "B"}],
+            [("$.activities[0].depends_on", "dependency cycle: A -> B -> A")],
+        ),
+    ],
+)
+def test_graph_problems_name_their_json_path(activities, expected):
+    assert problems(*activities) == expected
+
+
+def test_a_condition_that_does_not_compile_is_refused():
+    [(path, message)] = problems({"name": "A", "when": "outputs.[["})
+    assert path == "$.activities[0].when"
+    assert message.startswith("not a JMESPath expression")
+
+
+@pytest.mark.parametrize(
+    ("entry", "path"),
+    [
+        ({"name": "A", "trigger": "any"}, "$.activities[0].trigger"),
+        ({"name": "A", "id": "has space"}, "$.activities[0].id"),
+        ({"name": "A", "depends_on": "B"}, "$.activities[0].depends_on"),
+        ({"name": "A", "when": ""}, "$.activities[0].when"),
+    ],
+)
+def test_graph_keys_are_checked_by_the_schema(entry, path):
+    assert [p for p, _ in problems(entry)] == [path]
+
+
+def test_a_long_chain_of_dependencies_validates_in_linear_time():
+    chain = [{"name": "A", "id": "a0"}]
+    chain += [{"name": "A", "id": f"a{i}", "depends_on": [f"a{i - 1}"]} for i in range(1, 1000)]
+    assert len(definition(*chain).activities) == 1000
+
+
+# -- decisions ----------------------------------------------------------------------
+
+
+def test_a_diamond_runs_each_activity_once_its_dependencies_succeeded():
+    run = Run(
+        state_of(
+            {"name": "A"},
+            {"name": "B", "depends_on": ["A"]},
+            {"name": "C", "depends_on": ["A"]},
+            {"name": "D", "depends_on": ["B", "C"]},
+        )
+    )
+    assert run.scheduled() == ["A"]
+    run.end("A")
+    assert run.scheduled() == ["B", "C"]
+    run.end("C")
+    assert run.scheduled() == []
+    run.end("B")
+    assert run.scheduled() == ["D"]
+    run.end("D", output={"done": True})
+    assert run.state.status is WorkflowStatus.FINISHED
+    assert run.state.output == {"D": {"done": True}}
+
+
+def test_dependencies_need_not_be_listed_first():
+    run = Run(state_of({"name": "A", "depends_on": ["B"]}, {"name": "B", "independent": True}))
+    assert run.scheduled() == ["B"]
+    run.end("B")
+    assert run.scheduled() == ["A"]
+
+
+def test_a_skip_propagates_through_all_succeeded():
+    run = Run(
+        state_of(
+            {"name": "A", "when": "input.go"},
+            {"name": "B", "depends_on": ["A"]},
+            {"name": "C", "depends_on": ["B"]},
+            {"name": "D", "independent": True},
+        )
+    )
+    assert run.scheduled() == ["D"]
+    assert [run.status(i) for i in "ABC"] == [S.SKIPPED] * 3
+    assert run.activity("A").skip_reason == "when 'input.go' was null"
+    assert run.activity("B").skip_reason == "dependency 'A' was skipped"
+    assert run.activity("C").skip_reason == "dependency 'B' was skipped"
+    skips = [(h.position, h.data["reason"]) for h in run.decision.history if h.type is HistoryType.SKIP_ACTIVITY]
+    assert [p for p, _ in skips] == [0, 1, 2]
+    run.end("D")
+    assert run.state.status is WorkflowStatus.FINISHED
+
+
+def test_all_done_joins_after_a_branch():
+    run = Run(
+        state_of(
+            {"name": "A", "id": "check"},
+            {"name": "B", "id": "yes", "depends_on": ["check"], "when": "outputs.check.ok"},
+            {"name": "C", "id": "no", "depends_on": ["check"], "when": "!(outputs.check.ok)"},
+            {"name": "D", "id": "join", "depends_on": ["yes", "no"], "trigger": "all_done"},
+        )
+    )
+    run.end("check", output={"ok": False})
+    assert run.scheduled() == ["no"]
+    assert run.status("yes") is S.SKIPPED
+    assert run.activity("yes").skip_reason == "when 'outputs.check.ok' was false"
+    run.end("no")
+    assert run.scheduled() == ["join"]
+
+
+def test_all_succeeded_without_all_done_would_skip_the_join():
+    run = Run(
+        state_of(
+            {"name": "A", "id": "check"},
+            {"name": "B", "id": "yes", "depends_on": ["check"], "when": "outputs.check.ok"},
+            {"name": "C", "id": "no", "depends_on": ["check"], "when": "!(outputs.check.ok)"},
+            {"name": "D", "id": "join", "depends_on": ["yes", "no"]},
+        )
+    )
+    run.end("check", output={"ok": True})
+    run.end("yes")
+    assert run.status("join") is S.SKIPPED
+    assert run.state.status is WorkflowStatus.FINISHED
+
+
+def test_one_succeeded_runs_on_the_first_success_and_once_only():
+    run = Run(
+        state_of(
+            {"name": "A", "independent": True},
+            {"name": "B", "independent": True},
+            {"name": "C", "depends_on": ["A", "B"], "trigger": "one_succeeded"},
+        )
+    )
+    assert run.scheduled() == ["A", "B"]
+    run.end("B")
+    assert run.scheduled() == ["C"]
+    run.end("A")  # the race's loser: C is not scheduled again
+    assert run.scheduled() == []
+    assert run.activity("C").attempt == 1
+    run.end("C")
+    assert run.state.status is WorkflowStatus.FINISHED
+
+
+def test_one_succeeded_is_skipped_when_none_succeeded():
+    run = Run(
+        state_of(
+            {"name": "A", "independent": True, "required": False},
+            {"name": "B", "independent": True, "required": False},
+            {"name": "C", "depends_on": ["A", "B"], "trigger": "one_succeeded"},
+        )
+    )
+    run.end("A", Outcome.PERMANENT_FAILURE)
+    assert run.status("C") is S.PENDING
+    run.end("B", Outcome.PERMANENT_FAILURE)
+    assert run.activity("C").skip_reason == "no dependency succeeded"
+    assert run.state.status is WorkflowStatus.FINISHED
+
+
+def test_an_optional_dependency_that_failed_counts_as_done():
+    run = Run(state_of({"name": "A", "required": False}, {"name": "B", "depends_on": ["A"]}))
+    run.end("A", Outcome.PERMANENT_FAILURE)
+    assert run.scheduled() == ["B"]
+
+
+def test_a_positional_activity_waits_for_every_one_before_it_including_skipped_ones():
+    run = Run(state_of({"name": "A", "when": "`false`"}, {"name": "B"}))
+    assert run.status("A") is S.SKIPPED
+    assert run.scheduled() == ["B"]
+
+
+@pytest.mark.parametrize(
+    ("expression", "runs"),
+    [
+        ("input.n", True),  # 0 is true in JMESPath
+        ("input.empty", False),
+        ("input.none", False),
+        ("input.list", True),
+        ("input.n == `0`", True),
+        ("length(input.list) > `5`", False),
+    ],
+)
+def test_when_follows_jmespath_truth(expression, runs):
+    run = Run(state_of({"name": "A", "when": expression}, input_data={"n": 0, "empty": "", "list": [1]}))
+    assert (run.scheduled() == ["A"]) is runs
+
+
+def test_when_reads_outputs_by_id():
+    run = Run(state_of({"name": "A", "id": "first"}, {"name": "B", "when": "outputs.first.total > `10`"}))
+    run.end("first", output={"total": 11})
+    assert run.scheduled() == ["B"]
+
+
+def test_retry_from_failure_decides_skipped_activities_again():
+    run = Run(
+        state_of(
+            {"name": "A", "independent": True},
+            {"name": "B", "independent": True, "when": "input.go"},
+            {"name": "C", "depends_on": ["A"]},
+        )
+    )
+    run.end("A", Outcome.PERMANENT_FAILURE)
+    assert run.state.status is WorkflowStatus.FAILED
+    assert run.activity("C").skip_reason == "the workflow failed"
+    run.decision = run._decide(RetryRequested(occurred_at=run._now()))
+    assert run.scheduled() == ["A"]
+    assert run.activity("C").skip_reason is None
+    assert run.activity("B").skip_reason == "when 'input.go' was null"
+
+
+def test_the_graph_index_is_built_once_and_carried_along():
+    run = Run(state_of({"name": "A"}, {"name": "B", "depends_on": ["A"]}))
+    before = run.state.dependents
+    run.end("A")
+    assert run.state.dependents is before
+    assert before == ((1,), ())
+
+
+def test_a_stale_result_changes_nothing_in_a_graph():
+    run = Run(state_of({"name": "A"}, {"name": "B", "depends_on": ["A"]}))
+    run.end("A")
+    a = run.activity("A")
+    stale = ActivityCompleted(a.position, a.attempt, Outcome.SUCCEEDED, occurred_at=run._now())
+    decision = decide(run.state, stale)
+    assert decision.commands == ()
+    assert decision.state == run.state
+
+
+def test_by_trigger_table():
+    done, ok, failed = ("x", S.SUCCEEDED), ("y", S.SUCCEEDED), ("f", S.FAILED)
+    skipped, pending = ("s", S.SKIPPED), ("p", S.PENDING)
+    assert graph.by_trigger(Trigger.ALL_SUCCEEDED, [done, ok]).run
+    assert graph.by_trigger(Trigger.ALL_SUCCEEDED, [done, failed]).run
+    assert graph.by_trigger(Trigger.ALL_SUCCEEDED, [done, pending]).waits
+    assert graph.by_trigger(Trigger.ALL_SUCCEEDED, [done, skipped]).skip == "dependency 's' was skipped"
+    assert graph.by_trigger(Trigger.ALL_DONE, [skipped, failed]).run
+    assert graph.by_trigger(Trigger.ALL_DONE, [skipped, pending]).waits
+    assert graph.by_trigger(Trigger.ONE_SUCCEEDED, [pending, ok]).run
+    assert graph.by_trigger(Trigger.ONE_SUCCEEDED, [pending, failed]).waits
+    assert graph.by_trigger(Trigger.ONE_SUCCEEDED, [skipped, failed]).skip == "no dependency succeeded"
+
+
+def test_state_replace_keeps_identity_of_unchanged_fields():
+    state = state_of({"name": "A"}, {"name": "B", "depends_on": ["A"]})
+    assert replace(state, error="x").dependents is state.dependents

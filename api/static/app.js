@@ -183,14 +183,14 @@ function gantt(workflow, events) {
   const rows = workflow.activities.map(activity => {
     const track = h("div", { class: "gantt-track" });
     for (const bar of bars.filter(b => b.position === activity.position)) {
-      const label = `${activity.name} attempt ${bar.attempt}: ${bar.outcome || "running"}, waited ${duration(bar.scheduled, bar.started)}, ran ${duration(bar.started, bar.finished)}`;
+      const label = `${activity.id || activity.name} attempt ${bar.attempt}: ${bar.outcome || "running"}, waited ${duration(bar.scheduled, bar.started)}, ran ${duration(bar.started, bar.finished)}`;
       if (bar.started && bar.started !== bar.scheduled)
         track.append(h("div", { class: "bar wait", style: `left:${pct(bar.scheduled)};width:${width(bar.scheduled, bar.started)}`, title: label }));
       const runStart = bar.started || bar.scheduled;
       track.append(h("div", { class: "bar " + (bar.outcome || "running"), role: "img", "aria-label": label, title: label,
         style: `left:${pct(runStart)};width:${width(runStart, bar.finished || new Date().toISOString())}` }));
     }
-    return h("div", { class: "gantt-row" }, h("div", { class: "gantt-label" }, `${activity.position}. ${activity.name}`), track);
+    return h("div", { class: "gantt-row" }, h("div", { class: "gantt-label" }, `${activity.position}. ${activity.id || activity.name}`), track);
   });
   const legend = h("div", { class: "legend" },
     h("span", { style: "--c:#d0d7de" }, "waiting for a worker"), h("span", { style: "--c:#0969da" }, "running"),
@@ -215,20 +215,22 @@ async function workflowPage(id, mine) {
     ["Failed", "Cancelled"].includes(workflow.status) ? h("button", { class: "primary", onclick: () => act("retry") }, "Retry from failure") : null);
 
   const activities = h("table", {}, h("caption", {}, "Activities, in definition order"),
-    h("thead", {}, h("tr", {}, ...["#", "Activity", "Status", "Attempts", "Duration", "Error"].map(t => h("th", { scope: "col" }, t)))),
+    h("thead", {}, h("tr", {}, ...["#", "Activity", "Status", "Attempts", "Duration", "Error or reason"].map(t => h("th", { scope: "col" }, t)))),
     h("tbody", {}, workflow.activities.map(a => h("tr", {},
       h("td", {}, a.position),
-      h("td", {}, a.name, a.independent ? h("span", { class: "muted" }, " (independent)") : null, a.required ? null : h("span", { class: "muted" }, " (optional)")),
+      h("td", {}, a.id && a.id !== a.name ? `${a.id} (${a.name})` : a.name, a.independent ? h("span", { class: "muted" }, " (independent)") : null,
+        a.depends_on ? h("span", { class: "muted" }, ` after ${a.depends_on.join(", ")}` + (a.trigger !== "all_succeeded" ? ` (${a.trigger})` : "")) : null,
+        a.when ? h("span", { class: "muted mono" }, ` when ${a.when}`) : null, a.required ? null : h("span", { class: "muted" }, " (optional)")),
       h("td", {}, statusBadge(a.status)),
       h("td", {}, `${a.attempt} / ${a.max_attempts}`),
       h("td", {}, a.duration_ms === null ? "" : duration(a.started_at, a.finished_at)),
-      h("td", {}, a.error ? h("pre", {}, a.error) : "")))));
+      h("td", {}, a.error ? h("pre", {}, a.error) : a.skip_reason ? h("span", { class: "muted" }, "skipped: " + a.skip_reason) : "")))));
 
   const history = h("table", {}, h("caption", {}, "Event history"),
     h("thead", {}, h("tr", {}, ...["#", "Time", "Type", "Activity", "Data"].map(t => h("th", { scope: "col" }, t)))),
     h("tbody", {}, events.map(e => h("tr", {},
       h("td", {}, e.id), h("td", {}, when(e.occurred_at)), h("td", { class: "mono" }, e.type),
-      h("td", {}, e.position === null ? "" : workflow.activities[e.position].name),
+      h("td", {}, e.position === null ? "" : workflow.activities[e.position].id || workflow.activities[e.position].name),
       h("td", { class: "mono" }, Object.keys(e.data).length ? JSON.stringify(e.data) : "")))));
 
   const drawn = render(mine,
@@ -236,6 +238,7 @@ async function workflowPage(id, mine) {
     h("p", {}, statusBadge(workflow.status), ` · definition version ${workflow.definition_version} · started ${when(workflow.created_at)}`,
       workflow.finished_at ? ` · ended ${when(workflow.finished_at)}` : "", workflow.error ? h("span", { class: "error" }, " · " + workflow.error) : null),
     actions,
+    h("h2", {}, "Graph"), graph(workflow.name, workflow.activities),
     h("h2", {}, "Timeline"), gantt(workflow, events),
     h("h2", {}, "Activities"), activities,
     h("h2", {}, "Input"), h("pre", {}, JSON.stringify(workflow.input_data, null, 2)),
@@ -244,25 +247,96 @@ async function workflowPage(id, mine) {
   if (drawn && (workflow.status === "In Progress" || Date.now() < watchUntil)) refreshIn(mine, 500);
 }
 
-function dag(definition) {
-  // Independent activities start with the workflow; any other one waits for every activity before it.
-  const node = a => h("span", { class: "node" + (a.required === false ? " optional" : ""), title: a.required === false ? "optional" : "required" }, a.name);
-  const first = definition.activities.filter(a => a.independent);
-  const parts = [h("div", { class: "group", "aria-label": "start together" }, first.length ? first.map(node) : [h("span", { class: "muted" }, "start")])];
-  for (const a of definition.activities.filter(a => !a.independent)) {
-    parts.push(h("span", { class: "arrow", "aria-hidden": "true" }, "→"), h("div", { class: "group" }, node(a)));
-  }
-  return h("div", { class: "dag", role: "img", "aria-label": `${definition.name}: ` + definition.activities.map(a => a.name + (a.independent ? " (independent)" : "")).join(", ") }, parts);
+// -- the graph of a definition or a workflow -------------------------------------------
+
+const SVG = "http://www.w3.org/2000/svg";
+const MAX_DRAWN = 300;
+
+function svg(tag, attrs = {}, ...children) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attrs)) if (value !== undefined && value !== null) el.setAttribute(key, value);
+  for (const child of children.flat()) if (child) el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  return el;
+}
+
+function activityIds(activities) {
+  // The server's rule (flow/core/graph.py): its own id, else the class name when that
+  // class appears once, else <name>.<n> for its n-th appearance.
+  const counts = new Map();
+  for (const a of activities) if (!a.id) counts.set(a.name, (counts.get(a.name) || 0) + 1);
+  const seen = new Map();
+  return activities.map(a => {
+    if (a.id) return a.id;
+    seen.set(a.name, (seen.get(a.name) || 0) + 1);
+    return counts.get(a.name) === 1 ? a.name : `${a.name}.${seen.get(a.name)}`;
+  });
+}
+
+function graphLayout(activities) {
+  // Edges: depends_on as written; for the positional rule ("waits for every activity
+  // listed before it") only the edges no other path already implies.
+  const ids = activityIds(activities);
+  const index = new Map(ids.map((id, i) => [id, i]));
+  const waits = activities.map(a => a.depends_on ? a.depends_on.map(d => index.get(d)).filter(i => i !== undefined) : null);
+  const edges = [];
+  let lastPositional = -1;
+  activities.forEach((a, i) => {
+    if (waits[i]) { for (const d of waits[i]) edges.push([d, i]); return; }
+    if (a.independent) return;
+    for (let j = Math.max(lastPositional, 0); j < i; j++) {
+      const impliedLater = waits.slice(j + 1, i).some(w => w && w.includes(j));
+      if (!impliedLater) edges.push([j, i]);
+    }
+    lastPositional = i;
+  });
+  const preds = activities.map(() => []);
+  for (const [from, to] of edges) preds[to].push(from);
+  const level = [];
+  const depth = i => level[i] ?? (level[i] = preds[i].length ? 1 + Math.max(...preds[i].map(depth)) : 0);
+  activities.forEach((_, i) => depth(i));
+  return { ids, edges, level };
+}
+
+function graph(title, activities) {
+  const labels = activities.map(a => (a.id && a.id !== a.name ? `${a.id} (${a.name})` : a.name) +
+    (a.independent ? " (independent)" : "") + (a.depends_on ? ` after ${a.depends_on.join(", ")}` : "") +
+    (a.when ? ` when ${a.when}` : "") + (a.status ? `: ${a.status}` : ""));
+  const label = `${title}: ` + labels.join(", ");
+  if (activities.length > MAX_DRAWN)
+    return h("p", { class: "muted", role: "img", "aria-label": label }, `${activities.length} activities: too many to draw.`);
+  const { ids, edges, level } = graphLayout(activities);
+  const W = 190, H = 34, GX = 56, GY = 14;
+  const rows = new Map();
+  const at = activities.map((_, i) => { const r = rows.get(level[i]) || 0; rows.set(level[i], r + 1); return [level[i] * (W + GX), r * (H + GY)]; });
+  const width = (Math.max(...level) + 1) * (W + GX) - GX + 2, height = Math.max(...rows.values()) * (H + GY) - GY + 2;
+  const arrow = svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "10", refY: "5", markerWidth: "7", markerHeight: "7", orient: "auto" },
+    svg("path", { d: "M0,0 L10,5 L0,10 z", class: "arrowhead" }));
+  const lines = edges.map(([from, to]) => {
+    const [x1, y1] = [at[from][0] + W + 1, at[from][1] + H / 2 + 1], [x2, y2] = [at[to][0] + 1, at[to][1] + H / 2 + 1];
+    const mid = (x1 + x2) / 2;
+    return svg("path", { class: "edge", d: `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`, "marker-end": "url(#arrow)" });
+  });
+  const nodes = activities.map((a, i) => {
+    const classes = ["node", a.status ? "s-" + a.status.replace(/ /g, "-") : "", a.required === false ? "optional" : "", a.when ? "conditional" : ""];
+    const text = ids[i].length > 24 ? ids[i].slice(0, 23) + "…" : ids[i];
+    return svg("g", { class: classes.join(" "), transform: `translate(${at[i][0] + 1},${at[i][1] + 1})` },
+      svg("title", {}, labels[i] + (a.skip_reason ? ` (skipped: ${a.skip_reason})` : "")),
+      svg("rect", { width: W, height: H, rx: 6 }),
+      svg("text", { x: 10, y: H / 2 + 4 }, (a.when ? "? " : "") + text));
+  });
+  return h("div", { class: "graph" },
+    svg("svg", { role: "img", "aria-label": label, width, height, viewBox: `0 0 ${width} ${height}` },
+      svg("defs", {}, arrow), ...lines, ...nodes));
 }
 
 async function definitionsPage(mine) {
   const list = await api("GET", "/definitions");
   const details = await Promise.all(list.items.map(d => api("GET", "/definitions/" + encodeURIComponent(d.name))));
   render(mine, h("h1", {}, "Definitions"),
-    h("p", { class: "muted" }, "Boxes side by side in a column start together; an arrow means: waits for everything before it. Dashed boxes are optional."),
+    h("p", { class: "muted" }, "An arrow means: waits for. Boxes in one column may run side by side; dashed boxes are optional; a ? marks a condition (when)."),
     ...details.map(d => h("section", {},
       h("h2", {}, d.name, h("span", { class: "muted" }, ` version ${d.version}`)),
-      dag(d.definition),
+      graph(d.name, d.definition.activities),
       h("p", { class: "muted" }, "Versions: ", d.versions.map(v => `${v.version} (${when(v.created_at)})`).join(", ")),
       h("button", { onclick: () => go("#/start?name=" + encodeURIComponent(d.name)) }, `Start ${d.name}`))));
 }

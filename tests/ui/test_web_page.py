@@ -196,3 +196,43 @@ def test_axe_finds_no_serious_accessibility_violation(page, server, route):
     results = Axe().run(page)
     serious = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
     assert serious == [], results.generate_report()
+
+
+GRAPH = {
+    "name": "Branches",
+    "activities": [
+        {"id": "check", "name": "NoopActivity"},
+        {"id": "express", "name": "NoopActivity", "depends_on": ["check"], "when": "input.express"},
+        {"id": "standard", "name": "NoopActivity", "depends_on": ["check"], "when": "!(input.express)"},
+        {"id": "ship", "name": "NoopActivity", "depends_on": ["express", "standard"], "trigger": "all_done"},
+        {"name": "NoopActivity", "required": False},
+    ],
+}
+
+
+def test_a_graph_is_drawn_with_its_arrows_and_its_skipped_branch(page, server):
+    headers = {"Authorization": "Bearer ui-secret"}
+    assert requests.put(f"{server}/definitions/Branches", json=GRAPH, headers=headers, timeout=5).status_code in (
+        200,
+        201,
+    )
+    page.get_by_role("link", name="Definitions").click()
+    drawing = page.get_by_role(
+        "img", name="Branches: check (NoopActivity), express (NoopActivity) after check", exact=False
+    )
+    drawing.wait_for()
+    # check -> express, check -> standard, express -> ship, standard -> ship, ship -> the last (positional).
+    assert drawing.locator("path.edge").count() == 5
+    assert drawing.locator("g.conditional").count() == 2
+    shot(page, "definition-graph")
+
+    started = requests.post(
+        f"{server}/workflows", json={"name": "Branches", "input_data": {"express": True}}, headers=headers, timeout=5
+    )
+    page.goto(f"{server}/ui/#/workflows/{started.json()['id']}")
+    expect(page.locator(".graph g.s-Succeeded")).to_have_count(4)
+    skipped = page.locator(".graph g.s-Skipped")
+    expect(skipped).to_have_count(1)
+    assert "skipped: when '!(input.express)' was false" in skipped.locator("title").text_content()
+    expect(page.get_by_text("skipped: when '!(input.express)' was false", exact=True)).to_be_visible()
+    shot(page, "workflow-graph")

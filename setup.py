@@ -24,6 +24,8 @@ setup(
         "click>=8.1",
         "rich>=13",
         "prometheus-client>=0.20",
+        # Tracing (flow/tracing.py): the API alone, a no-op until an SDK is configured.
+        "opentelemetry-api>=1.25,<2",
     ],
     extras_require={
         "test": [
@@ -37,7 +39,11 @@ setup(
             "pyyaml>=6",
             "playwright>=1.40",
             "axe-playwright-python>=0.1.4",
+            # The tracing tests record spans with the SDK's InMemorySpanExporter.
+            "opentelemetry-sdk>=1.25,<2",
         ],
+        # Exporting traces: the SDK, configured from the OTEL_ variables, and the OTLP exporters.
+        "otel": ["opentelemetry-sdk>=1.25,<2", "opentelemetry-exporter-otlp>=1.25,<2"],
         "bench": ["celery>=5.3", "matplotlib>=3.7"],
     },
     entry_points={"console_scripts": ["flow = flow.cli:main"]},

@@ -15,6 +15,7 @@ from flow.shutdown import GracefulShutdown, ignore_repeated_sigterm
 # rest of this module (the whole runtime) is still loading.
 ignore_repeated_sigterm()
 
+from flow import tracing  # noqa: E402
 from flow.logs import configure_logging  # noqa: E402 - after the signal handler
 from flow.metrics import prometheus_middleware  # noqa: E402
 from flow.runtime import Runtime  # noqa: E402
@@ -22,6 +23,7 @@ from flow.settings import Settings  # noqa: E402
 
 settings = Settings.from_env()
 configure_logging(settings)
+tracing.configure()  # per process: Dramatiq's CLI imports this module in each worker process
 runtime = Runtime.build(settings)
 broker = runtime.broker
 broker.add_middleware(GracefulShutdown())

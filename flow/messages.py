@@ -21,6 +21,8 @@ On the wire (docs/design.md, "One workflow, message by message"):
   are version 1 without the fields added since, which all have defaults.
 - Timestamps in one form: ISO 8601 with ``Z`` (:func:`flow.core.timestamps.iso`); readers also
   take the first release's form without ``Z``.
+- A field a class lists in ``OMITTED_WHEN_NONE`` (the attempt's ``traceparent``) is left
+  off while it is None, so that the message is what a reader from before it expects.
 - A reader refuses what it cannot read with :class:`~flow.errors.InvalidInput`
   naming the field: a missing or unknown field, a value of the wrong type, a version
   newer than its own. Changing a field's meaning or type means a new version, and
@@ -67,12 +69,20 @@ class Message:
     VERSION: ClassVar[int] = 1
     #: Said when a message carries a field its class does not have.
     UNKNOWN_FIELD_HINT: ClassVar[str] = ""
+    #: Fields left off the wire while they are None: a message that does not use one
+    #: reads exactly as before the field existed, so readers that predate it (which
+    #: refuse unknown fields) still read it.
+    OMITTED_WHEN_NONE: ClassVar[frozenset[str]] = frozenset()
 
     workflow_id: Name
 
     def to_kwargs(self) -> dict[str, Any]:
         """The keyword arguments on the wire: the version, and plain JSON values."""
-        return {VERSION_KEY: self.VERSION, **codec.encode(self)}
+        values = codec.encode(self)
+        for name in self.OMITTED_WHEN_NONE:
+            if values[name] is None:
+                del values[name]
+        return {VERSION_KEY: self.VERSION, **values}
 
     def to_message(self, queue_name: str, *, message_id: str | None = None) -> dramatiq.Message[Any]:
         """The Dramatiq message to enqueue on ``queue_name``."""
@@ -246,6 +256,7 @@ class AttemptRequest(Message):
     <activities.base.BaseActivity.from_request>`)."""
 
     ACTOR: ClassVar[str] = RUN_ACTIVITY
+    OMITTED_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"traceparent"})
 
     #: The activity's index in the definition.
     position: Count
@@ -264,6 +275,9 @@ class AttemptRequest(Message):
     #: The queue to report to (the workflow's partition queue). None (the first
     #: release's messages): ``<prefix>.engine``, which forwards to the partition.
     reply_to: Name | None = None
+    #: The W3C ``traceparent`` of the workflow's span, the parent of the attempt's
+    #: span (:mod:`flow.tracing`); None (and absent on the wire) while tracing is off.
+    traceparent: Name | None = None
 
     @classmethod
     def of(
@@ -281,6 +295,7 @@ class AttemptRequest(Message):
             outputs=(outputs or Outputs(state)).for_activity(position),
             start_to_close_s=activity.timeouts.start_to_close_s,
             reply_to=reply_to,
+            traceparent=state.traceparent,
         )
 
     def started(self, at: datetime) -> AttemptStarted:

@@ -15,6 +15,7 @@ dead-lettered (``<queue>.XQ``) at once.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
-from flow import messages
+from flow import messages, tracing
 from flow.clock import utcnow
 from flow.core.start_request import is_workflow_id, parse_start_request
 from flow.core.vocabulary import Outcome
@@ -111,7 +112,10 @@ def declare(
         started_report = delayed.schedule(
             settings.started_report_delay_ms / 1000, lambda: report(request.started(started_at), request.reply_to)
         )
-        result = execute(activity_classes, request, started_at=started_at, max_output_bytes=settings.max_payload_bytes)
+        attempt = functools.partial(
+            execute, activity_classes, request, started_at=started_at, max_output_bytes=settings.max_payload_bytes
+        )
+        result = tracing.run_attempt(request, attempt) if tracing.ENABLED else attempt()
         delayed.cancel(started_report)  # finished quickly: the result says when it started
         metrics.observe_attempt(request.activity, result.outcome, result.duration_s)
         report(result, request.reply_to)

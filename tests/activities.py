@@ -50,3 +50,14 @@ class BigOutputActivity(BaseActivity):
     def do_activity(self) -> str:
         self.output = "x" * int(self.config.get("size", 1_000_000))
         return self.SUCCEEDED
+
+
+class TracedActivity(BaseActivity):
+    """Makes a span of its own with the global tracer, as an instrumented activity would."""
+
+    def do_activity(self) -> str:
+        from opentelemetry import trace
+
+        with trace.get_tracer("tests.activities").start_as_current_span("inside do_activity") as span:
+            span.set_attribute("work.attempt", self.attempt)
+        return self.SUCCEEDED

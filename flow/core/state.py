@@ -81,6 +81,10 @@ class WorkflowState:
     output: Any = None
     error: str | None = None
     finished_at: datetime | None = None
+    #: The W3C ``traceparent`` of the workflow's span (its current run's), which every
+    #: attempt it dispatches carries; None while tracing is off. Opaque here: only the
+    #: shells (:mod:`flow.tracing`) make or read it, ``decide`` never looks at it.
+    traceparent: str | None = None
     #: A lower bound of the first position whose activity has not ended (every
     #: activity before it has), so that finding the next sequential activity costs
     #: O(what changed), not O(activities). Derived, never stored; -1 means unknown.

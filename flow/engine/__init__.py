@@ -13,6 +13,7 @@ docs/design.md:
 - :mod:`flow.engine.committer` — one transaction for the transitions of many actors,
   fenced by the partitions' epochs;
 - :mod:`flow.engine.timers` — durable timers fired by the partition's owner;
+- :mod:`flow.engine.spans` — the workflows' spans, while tracing is on;
 - :mod:`flow.core.recovery` — what a workflow is owed after a restart on the in-process broker.
 
 Per event: the delivery goes to the workflow's actor; the actor decides and submits
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from actors.registry import WorkflowActors
 from actors.workflow import Item, WorkflowActor, fold
+from flow import tracing
 from flow.clock import utcnow
 from flow.core.decide import Decision
 from flow.core.events import TimerFired, WorkflowStarted
@@ -41,6 +43,7 @@ from flow.engine.committer import GroupCommitter
 from flow.engine.leases import LeaseKeeper
 from flow.engine.outbox import OutboxSender
 from flow.engine.planning import plan
+from flow.engine.spans import WorkflowSpans
 from flow.engine.timers import TimerWheel
 from flow.engine.transport import Delivery, Transport
 from flow.faults import FaultInjector
@@ -84,6 +87,7 @@ class Engine:
         self.faults = faults
         self.prefix = settings.queue_prefix
         self.refused_commits = 0
+        self.spans = WorkflowSpans()
         self.actors = WorkflowActors(
             lambda entry: WorkflowActor.start(entry, self),
             max_live=settings.max_live_actors,
@@ -143,6 +147,7 @@ class Engine:
         self.outbox.close()
         self.transport.stop()
         self.actors.stop_all()
+        self.spans.let_go()
         logger.info("engine %s stopped", self.engine_id)
 
     def epoch_of(self, partition: int) -> int | None:
@@ -173,6 +178,7 @@ class Engine:
         self.transport.unsubscribe(partition_queue(self.prefix, partition))
         self.give_back(self.actors.evict(partition))
         self.timers.drop(partition)
+        self.spans.let_go(partition)
 
     def _recover(self, partition: int) -> None:
         """The in-process broker lost every message: send what each workflow is owed."""
@@ -260,6 +266,8 @@ class Engine:
         assert before is not None
         after, decided = fold(before, items)
         partition = actor.entry.partition
+        if tracing.ENABLED:
+            after = self.spans.before_commit(before, after, partition=partition)
         now = utcnow()
         history = [(entry, item.event.occurred_at) for item, d in decided for entry in d.history]
         planned = plan(
@@ -294,6 +302,8 @@ class Engine:
         return transition, decided
 
     def after_decisions(self, workflow_id: str, decided: list[tuple[Item, Decision]]) -> None:
+        if tracing.ENABLED and decided:
+            self.spans.after_commit(decided[-1][1].state)
         for _, decision in decided:
             for entry in decision.history:
                 if entry.type.ends_workflow:
@@ -349,7 +359,8 @@ class Engine:
 
     def fail_workflow(self, workflow_id: str, epoch: int, reason: str) -> None:
         try:
-            self.store.fail_unreadable(workflow_id, epoch=epoch, owner=self.engine_id, reason=reason)
+            if self.store.fail_unreadable(workflow_id, epoch=epoch, owner=self.engine_id, reason=reason):
+                self.spans.failed(workflow_id, reason)
         except Exception as e:
             logger.error("could not mark workflow %s failed: %s", workflow_id, e)
 

@@ -135,6 +135,7 @@ class GroupCommit:
             [r.position for r in timers],
             [r.attempt for r in timers],
             [r.due_at for r in timers],
+            [x.after.traceparent for x in t],
         ]
         rows = _execute_prepared(self.database, "flow_commit", COMMIT_SQL, COMMIT_TYPES, params)
         updated = {value for kind, value in rows if kind == "w"}
@@ -235,7 +236,8 @@ COMMIT_TYPES = (
     "text[], int[], text[], text[], timestamp[], "
     "text[], text[], int[], text[], text[], text[], timestamp[], "
     "text[], text[], "
-    "text[], text[], int[], text[], int[], int[], timestamp[]"
+    "text[], text[], int[], text[], int[], int[], timestamp[], "
+    "text[]"
 )
 
 #: A group commit as one statement of data-modifying CTEs (docs/design.md, "Group
@@ -248,13 +250,13 @@ COMMIT_SQL = """
 WITH fence AS (
     SELECT partition, epoch FROM partition_leases WHERE owner = $1 AND partition = ANY($2) FOR KEY SHARE
 ), wv AS (
-    SELECT * FROM unnest($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+    SELECT * FROM unnest($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $47)
         AS x(id, partition, epoch, version, status, started, run, run_started_at, output, error, finished_at,
-             updated_at)
+             updated_at, traceparent)
 ), w AS (
     UPDATE workflows AS t SET status = wv.status, started = wv.started, run = wv.run,
         run_started_at = wv.run_started_at, output = wv.output, error = wv.error, finished_at = wv.finished_at,
-        updated_at = wv.updated_at, version = wv.version + 1
+        updated_at = wv.updated_at, version = wv.version + 1, traceparent = wv.traceparent
     FROM wv JOIN fence ON fence.partition = wv.partition AND fence.epoch = wv.epoch
     WHERE t.id = wv.id AND t.version = wv.version
     RETURNING t.id

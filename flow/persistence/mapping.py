@@ -26,7 +26,7 @@ from flow.core.vocabulary import Trigger
 #: Peewee's query compiler and model instances cost it milliseconds per workflow).
 WORKFLOW_COLUMNS = (
     "id, definition_name, definition_version, partition, status, started, run, run_started_at, input_data, "
-    "config, output, error, created_at, finished_at, version, updated_at, idempotency_key"
+    "config, output, error, created_at, finished_at, version, updated_at, idempotency_key, traceparent"
 )
 ACTIVITY_COLUMNS = (
     "position, name, independent, required, config, retry, timeouts, status, attempt, attempts_before, output, "
@@ -66,6 +66,7 @@ def workflow_from_row(row: tuple, activities: Iterable[ActivityState]) -> Stored
         version,
         updated_at,
         idempotency_key,
+        traceparent,
     ) = row
     state = WorkflowState(
         id=workflow_id,
@@ -82,6 +83,7 @@ def workflow_from_row(row: tuple, activities: Iterable[ActivityState]) -> Stored
         output=_json(output),
         error=error,
         finished_at=_timestamp(finished_at),
+        traceparent=traceparent,
     )
     return StoredWorkflow(state, version, partition, _timestamp(updated_at), idempotency_key)
 
@@ -217,4 +219,5 @@ def workflow_changes(state: WorkflowState) -> dict[str, Any]:
         "output": state.output,
         "error": state.error,
         "finished_at": state.finished_at,
+        "traceparent": state.traceparent,
     }

@@ -85,6 +85,8 @@ class WorkflowRecord(_Model):
     #: Bumped by every committed transition; checked on update, besides the
     #: partition's epoch (docs/design.md, "Fencing").
     version = peewee.IntegerField(default=0)
+    #: The W3C traceparent of the workflow's span (flow.tracing); NULL while tracing is off.
+    traceparent = peewee.CharField(max_length=255, null=True)
 
     class Meta:
         table_name = "workflows"

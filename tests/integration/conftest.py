@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -24,6 +25,18 @@ def queue_prefix(services) -> Iterator[str]:
         yield prefix
 
 
+def cluster_env(pg_url: str, queue_prefix: str, definitions: Path, *, partitions: int = 16) -> dict[str, str]:
+    """The ``FLOW_`` variables of a test cluster's processes."""
+    return {
+        "FLOW_DATABASE_URL": pg_url,
+        "FLOW_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/",
+        "FLOW_QUEUE_PREFIX": queue_prefix,
+        "FLOW_DEFINITIONS_DIR": str(definitions),
+        "FLOW_ACTIVITY_PACKAGES": "tests.activities",
+        "FLOW_PARTITIONS": str(partitions),
+    }
+
+
 @pytest.fixture(scope="module")
 def cluster(pg_url, queue_prefix, http_server, tmp_path_factory):
     """API + engine + 2 workers, migrated with ``flow migrate``."""
@@ -32,14 +45,7 @@ def cluster(pg_url, queue_prefix, http_server, tmp_path_factory):
     definitions.mkdir()
     for name, body in sample_definitions(http_server).items():
         (definitions / f"{name}.json").write_text(json.dumps(body))
-    env = {
-        "FLOW_DATABASE_URL": pg_url,
-        "FLOW_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/",
-        "FLOW_QUEUE_PREFIX": queue_prefix,
-        "FLOW_DEFINITIONS_DIR": str(definitions),
-        "FLOW_ACTIVITY_PACKAGES": "tests.activities",
-        "FLOW_PARTITIONS": "16",
-    }
+    env = cluster_env(pg_url, queue_prefix, definitions)
     procs = Processes(base, env)
     migrate(procs.env)
     port = free_port()

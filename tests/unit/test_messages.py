@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -145,6 +145,16 @@ def test_the_request_carries_what_the_worker_needs_from_the_state():
     assert (owed.actor_name, owed.kwargs, owed.workflow_id) == (messages.RUN_ACTIVITY, request.to_kwargs(), "wf")
     assert AttemptRequest.from_message(owed.message()) == request
     assert owed.message().message_id == owed.id
+
+
+def test_an_attempt_carries_its_workflow_s_traceparent_and_leaves_it_off_the_wire_when_none():
+    untraced = replace(REQUEST, traceparent=None)
+    assert "traceparent" not in untraced.to_kwargs()  # the wire of a release without tracing
+    assert AttemptRequest.from_kwargs(untraced.to_kwargs()) == untraced
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    traced = replace(REQUEST, traceparent=traceparent)
+    assert traced.to_kwargs()["traceparent"] == traceparent
+    assert AttemptRequest.from_kwargs(traced.to_kwargs()) == traced
 
 
 # -- what the previous release queued ------------------------------------------------------

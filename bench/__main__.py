@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import os
 import random
@@ -440,6 +441,10 @@ def main() -> None:
         "--results", type=Path, default=RESULTS, help="where to write the report (default: %(default)s)"
     )
     args = parser.parse_args()
+    missing = [name for name in ("celery", "matplotlib") if importlib.util.find_spec(name) is None]
+    if missing:
+        # Checked first: finding out at the end of a long run, when the plot is drawn, wastes it.
+        raise SystemExit(f"python -m bench needs {' and '.join(missing)}: pip install -e '.[bench]'")
     try:
         check_services()
     except ServicesUnavailable as e:

@@ -15,7 +15,8 @@ from schemathesis import checks
 
 from api.app import create_app
 from flow.embedded import EmbeddedFlow
-from tests.conftest import flow_up, sample_definitions, write_definitions
+from flow.testing import flow_up
+from flow.testing.definitions import embedded_env, sample_definitions, write_definitions
 
 HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 
@@ -56,7 +57,7 @@ def live_api(tmp_path_factory, http_server) -> Iterator[str]:
     """``flow up`` in its own process: the API as users run it on a laptop."""
     base = tmp_path_factory.mktemp("live")
     definitions = write_definitions(base / "workflows", sample_definitions(http_server))
-    with flow_up(base, definitions) as url:
+    with flow_up(base, embedded_env(base, definitions)) as url:
         # Something to find: a workflow of each outcome.
         for name in ("DummyWorkflow", "FailingWorkflow"):
             requests.post(f"{url}/workflows", json={"name": name}, timeout=5)

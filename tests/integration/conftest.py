@@ -9,7 +9,8 @@ import pytest
 import requests
 
 from flow.testing import Processes, free_port, migrate, new_database, new_queue_prefix, wait_http
-from tests.conftest import sample_definitions, wait_for
+from flow.testing.definitions import sample_definitions
+from tests.conftest import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def cluster(pg_url, queue_prefix, http_server, tmp_path_factory):
         "FLOW_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/",
         "FLOW_QUEUE_PREFIX": queue_prefix,
         "FLOW_DEFINITIONS_DIR": str(definitions),
-        "FLOW_ACTIVITY_PACKAGES": "tests.activities",
+        "FLOW_ACTIVITY_PACKAGES": "flow.testing.activities",
         "FLOW_PARTITIONS": "16",
     }
     procs = Processes(base, env)

@@ -7,7 +7,7 @@ from pathlib import Path
 import falcon
 
 from api.auth import BearerTokenMiddleware
-from api.errors import handle_flow_error
+from api.errors import add_error_handlers
 from api.resources.definitions import (
     DefinitionResource,
     DefinitionsResource,
@@ -26,7 +26,6 @@ from api.resources.workflows import (
 )
 from api.security import SecurityHeadersMiddleware
 from api.serving import RequestReadTimeout, handle_read_timeout
-from flow.errors import FlowError
 from flow.logs import configure_logging
 from flow.runtime import Runtime
 from flow.settings import Settings
@@ -48,7 +47,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         middleware.append(BearerTokenMiddleware(runtime.settings.api_token))
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
-    app.add_error_handler(FlowError, handle_flow_error)
+    add_error_handlers(app)
     app.add_error_handler(RequestReadTimeout, handle_read_timeout)
     app.add_route("/", RootResource())
     app.add_static_route("/ui", str(STATIC_DIR), fallback_filename="index.html")

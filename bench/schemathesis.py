@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from flow.testing import ROOT, flow_up
+from flow.testing import ROOT, flow_up, unhandled_errors
 from flow.testing.definitions import embedded_env, sample_definitions, write_definitions
 
 #: DoAnotherThingActivity's URLs point here: nothing listens on the discard port.
@@ -72,7 +72,7 @@ def main() -> int:
         shutil.copy(log, args.report_dir / "flow-up.log")
         text = log.read_text(errors="replace")
     served = text.count("flow.http")
-    tracebacks = text.count("Traceback")
+    tracebacks = unhandled_errors(text)
     print(f"flow up served {served} requests; {tracebacks} unhandled errors in its log ({args.report_dir}/flow-up.log)")
     return code or (1 if tracebacks else 0)
 

@@ -28,7 +28,17 @@ from flow.testing.definitions import (
     sample_definitions,
     write_definitions,
 )
-from flow.testing.processes import ROOT, VENV_BIN, Processes, child_pids, flow_up, free_port, migrate, wait_http
+from flow.testing.processes import (
+    ROOT,
+    VENV_BIN,
+    Processes,
+    child_pids,
+    flow_up,
+    free_port,
+    migrate,
+    unhandled_errors,
+    wait_http,
+)
 from flow.testing.services import (
     AMQP_URL,
     PG_DSN,
@@ -62,6 +72,7 @@ __all__ = [
     "query",
     "queue_depth",
     "sample_definitions",
+    "unhandled_errors",
     "wait_http",
     "write_definitions",
 ]

@@ -35,6 +35,7 @@ setup(
             "honcho>=2",
             "ruff>=0.6",
             "schemathesis>=4",
+            "openapi-spec-validator>=0.7",
             "hypothesis>=6.100",
             "pyyaml>=6",
             "playwright>=1.40",

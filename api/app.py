@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import falcon
+import falcon.routing
 
 from api.auth import BearerTokenMiddleware
-from api.errors import handle_flow_error
+from api.errors import add_error_handlers
+from api.openapi import document
 from api.resources.definitions import (
     DefinitionResource,
     DefinitionsResource,
@@ -26,7 +28,6 @@ from api.resources.workflows import (
 )
 from api.security import SecurityHeadersMiddleware
 from api.serving import RequestReadTimeout, handle_read_timeout
-from flow.errors import FlowError
 from flow.logs import configure_logging
 from flow.runtime import Runtime
 from flow.settings import Settings
@@ -46,15 +47,18 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     middleware: list[object] = [SecurityHeadersMiddleware()]
     if runtime.settings.api_token:
         middleware.append(BearerTokenMiddleware(runtime.settings.api_token))
-    app = falcon.App(middleware=middleware)
+    # Falcon's own router, kept: the OpenAPI document is derived from its routes.
+    router = falcon.routing.CompiledRouter()
+    app = falcon.App(middleware=middleware, router=router)
     app.req_options.strip_url_path_trailing_slash = True
-    app.add_error_handler(FlowError, handle_flow_error)
+    add_error_handlers(app)
     app.add_error_handler(RequestReadTimeout, handle_read_timeout)
     app.add_route("/", RootResource())
     app.add_static_route("/ui", str(STATIC_DIR), fallback_filename="index.html")
     app.add_route("/health", HealthResource(runtime))
     app.add_route("/metrics", MetricsResource(runtime))
-    app.add_route("/openapi.json", OpenApiResource(runtime))
+    openapi_resource = OpenApiResource()
+    app.add_route("/openapi.json", openapi_resource)
     app.add_route("/definitions", DefinitionsResource(runtime))
     app.add_route("/definitions/validate", DefinitionValidationResource(runtime))
     app.add_route("/definitions/{name}", DefinitionResource(runtime))
@@ -67,4 +71,5 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_route("/workflows/{workflow_id}/events", WorkflowEventsResource(runtime))
     app.add_route("/workflows/{workflow_id}/cancel", WorkflowCancelResource(runtime))
     app.add_route("/workflows/{workflow_id}/retry", WorkflowRetryResource(runtime))
+    openapi_resource.document = document(router, auth=bool(runtime.settings.api_token))
     return app

@@ -9,6 +9,7 @@ but a field is wrong. Both list each problem as ``{"path": ..., "message": ...}`
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import falcon
@@ -25,6 +26,8 @@ from flow.errors import (
 )
 
 logger = logging.getLogger(__name__)
+
+Params = dict[str, Any]
 
 
 class ValidationFailed(falcon.HTTPError):
@@ -58,26 +61,66 @@ def printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def handle_flow_error(req: falcon.Request, resp: falcon.Response, ex: FlowError, params: dict[str, Any]) -> None:
-    """Translate a :class:`FlowError` into the matching HTTP error."""
-    if isinstance(ex, WorkflowNotFound):
-        raise falcon.HTTPNotFound(title="Workflow not found", description=printable(str(ex)))
-    if isinstance(ex, IdempotencyConflict):
-        raise falcon.HTTPConflict(title="Idempotency key reused", description=printable(str(ex)))
-    if isinstance(ex, DefinitionNotFound):
-        raise unprocessable("$.name", str(ex))
-    if isinstance(ex, InvalidJson):
-        raise invalid_json(ex)
-    if isinstance(ex, InvalidInput):
-        raise unprocessable(ex.path, ex.message)
-    if isinstance(ex, DefinitionError):
-        raise ValidationFailed(title="Invalid workflow definition", problems=ex.problems)
-    if isinstance(ex, StoreUnavailable):
-        logger.error("database unavailable: %s", ex)
-        raise falcon.HTTPServiceUnavailable(
-            title="Database unavailable",
-            description="The database cannot be reached; try again shortly.",
-            retry_after=5,
-        )
+# One handler per error type. Falcon picks the handler of the most specific class in the
+# exception's MRO (falcon/app.py, App._find_error_handler), whatever the order they were
+# added in: InvalidJson gets its own 400 although it is an InvalidInput, and FlowError
+# is the fallback for every other error of Libero Flow.
+
+
+def _workflow_not_found(req: falcon.Request, resp: falcon.Response, ex: WorkflowNotFound, params: Params) -> None:
+    raise falcon.HTTPNotFound(title="Workflow not found", description=printable(str(ex)))
+
+
+def _idempotency_conflict(req: falcon.Request, resp: falcon.Response, ex: IdempotencyConflict, params: Params) -> None:
+    raise falcon.HTTPConflict(title="Idempotency key reused", description=printable(str(ex)))
+
+
+def _definition_not_found(req: falcon.Request, resp: falcon.Response, ex: DefinitionNotFound, params: Params) -> None:
+    # Only a start names an unknown definition (a URL naming one answers 404 itself):
+    # the request's field is wrong.
+    raise unprocessable("$.name", str(ex))
+
+
+def _invalid_json(req: falcon.Request, resp: falcon.Response, ex: InvalidJson, params: Params) -> None:
+    raise invalid_json(ex)
+
+
+def _invalid_input(req: falcon.Request, resp: falcon.Response, ex: InvalidInput, params: Params) -> None:
+    raise unprocessable(ex.path, ex.message)
+
+
+def _definition_error(req: falcon.Request, resp: falcon.Response, ex: DefinitionError, params: Params) -> None:
+    raise ValidationFailed(title="Invalid workflow definition", problems=ex.problems)
+
+
+def _store_unavailable(req: falcon.Request, resp: falcon.Response, ex: StoreUnavailable, params: Params) -> None:
+    logger.error("database unavailable: %s", ex)
+    raise falcon.HTTPServiceUnavailable(
+        title="Database unavailable",
+        description="The database cannot be reached; try again shortly.",
+        retry_after=5,
+    )
+
+
+def _flow_error(req: falcon.Request, resp: falcon.Response, ex: FlowError, params: Params) -> None:
     logger.exception("unexpected error", exc_info=ex)
     raise falcon.HTTPInternalServerError(title="Internal error", description=printable(str(ex)))
+
+
+#: The HTTP answer to each :class:`FlowError`, most specific first.
+HANDLERS: dict[type[FlowError], Callable[..., None]] = {
+    WorkflowNotFound: _workflow_not_found,
+    IdempotencyConflict: _idempotency_conflict,
+    DefinitionNotFound: _definition_not_found,
+    InvalidJson: _invalid_json,
+    InvalidInput: _invalid_input,
+    DefinitionError: _definition_error,
+    StoreUnavailable: _store_unavailable,
+    FlowError: _flow_error,
+}
+
+
+def add_error_handlers(app: falcon.App) -> None:
+    """Register :data:`HANDLERS` on ``app``."""
+    for error, handler in HANDLERS.items():
+        app.add_error_handler(error, handler)

@@ -1,4 +1,4 @@
-"""Reading JSON request bodies with a size limit, a content-type check and strict fields.
+"""Reading JSON request bodies with a size limit, a content-type check and the strict reader.
 
 Falcon sets no body limit of its own, and a chunked request has no Content-Length,
 so the stream is read up to the limit plus one byte: a longer body is refused
@@ -8,7 +8,6 @@ without ever being held in memory whole. The body is decoded by
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from typing import Any
 
 import falcon
@@ -17,13 +16,12 @@ from api.errors import unprocessable
 from flow.core import strict_json
 
 
-def read_json_object(req: falcon.Request, *, max_bytes: int, allowed: Collection[str] | None) -> dict[str, Any]:
+def read_json_object(req: falcon.Request, *, max_bytes: int) -> dict[str, Any]:
     """The request's JSON object body; 413/415/400/422 when it is not acceptable.
 
     400 (:class:`~flow.errors.InvalidJson`, mapped in ``api.errors``) when the body
-    is not JSON that the strict reader accepts. ``allowed`` lists the fields a
-    client may send (others are refused with 422); ``None`` leaves that check to the
-    caller (e.g. a JSON Schema).
+    is not JSON that the strict reader accepts. Its fields are the caller's to check,
+    with the body's JSON Schema (the one its ``@operation`` documents).
     """
     if req.content_length is not None and req.content_length > max_bytes:
         raise _too_large(max_bytes)
@@ -44,11 +42,6 @@ def read_json_object(req: falcon.Request, *, max_bytes: int, allowed: Collection
     body = strict_json.loads(raw or b"null", what="the body")
     if not isinstance(body, dict):
         raise unprocessable("$", "the body must be a JSON object")
-    unknown = sorted(set(body) - set(allowed)) if allowed is not None else []
-    if unknown:
-        raise unprocessable(
-            strict_json.json_path([unknown[0]]), f"unknown field; allowed fields are {', '.join(sorted(allowed))}"
-        )
     return body
 
 

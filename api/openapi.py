@@ -1,414 +1,76 @@
-"""The OpenAPI 3 document served at ``/openapi.json``.
+"""The OpenAPI 3.1 document served at ``/openapi.json``, derived from the routes.
 
-Written by hand, next to the resources it describes; ``tests/embedded/test_openapi.py``
-fails if a route is missing here or documented but absent, and a bounded
-schemathesis run checks that responses match it.
+:func:`document` walks the router's routes (:func:`falcon.inspect.inspect_compiled_router`,
+the same walk as ``falcon.inspect.inspect_routes(app)``) and reads each responder's
+``@operation`` (:mod:`api.operation`): a route whose responder says nothing about
+itself is an error, so no endpoint goes undocumented. Path parameters come from the
+URI template (with the bounds of its converters), request bodies are the JSON
+Schemas the responders validate with, response bodies are :mod:`api.schemas`.
+
+No library builds it. Falcon has none of its own; spectree (the one that supports
+Falcon 4) describes requests and responses as pydantic models, so every schema here
+(the definition's, the start request's, which the AMQP and Dramatiq doors enforce as
+well) would have to be written a second time as a model, or the doors would have to
+depend on pydantic. The walk below is all that deriving the document takes.
 """
 
 from __future__ import annotations
 
+import ast
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from api.resources.workflows import MAX_EVENT_ID, MAX_PAGE
-from flow.core.definition import NAME_PATTERN
-from flow.core.definition import SCHEMA as DEFINITION_SCHEMA
-from flow.core.start_request import MAX_IDEMPOTENCY_KEY
+import falcon.inspect
+import falcon.routing
+
+from api.auth import PUBLIC_PATHS
+from api.operation import Operation, Reply, described
+from api.schemas import COMPONENTS, ref
 from flow.core.strict_json import MAX_DEPTH
-from flow.core.vocabulary import Trigger
 
-WORKFLOW_STATUSES = ["In Progress", "Finished", "Failed", "Cancelled"]
-ACTIVITY_STATUSES = ["Pending", "Scheduled", "Started", "Waiting Retry", "Succeeded", "Failed", "Skipped", "Cancelled"]
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _errors(*codes: int) -> dict[str, Any]:
-    text = {
-        400: "Not JSON that Libero Flow reads: malformed, not UTF-8, NaN or Infinity, an integer beyond 64 bits, "
-        f"NUL or a lone surrogate in a string, or nested more than {MAX_DEPTH} deep; `errors` names the JSON path",
-        401: "Missing or wrong bearer token",
-        404: "Not found",
-        409: "Conflict with the workflow's status",
-        413: "Body over FLOW_MAX_BODY_BYTES",
-        415: "Body is not application/json",
-        422: "Invalid fields; each error names its JSON path",
-        503: "Database unavailable",
-    }
-    return {str(code): _json(_ref("Error"), text[code]) for code in codes}
-
-
-_ID = {"name": "workflow_id", "in": "path", "required": True, "schema": {"type": "string"}}
-_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-_LIMIT = {
-    "name": "limit",
-    "in": "query",
-    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50},
-    "description": f"Page size, at most {MAX_PAGE}.",
+#: What each error status means, whichever operation answers it.
+ERRORS = {
+    400: "Not JSON that Libero Flow reads: malformed, not UTF-8, NaN or Infinity, an integer beyond 64 bits, "
+    f"NUL or a lone surrogate in a string, or nested more than {MAX_DEPTH} deep; `errors` names the JSON path",
+    401: "Missing or wrong bearer token",
+    404: "Not found",
+    409: "Conflict: with the workflow's status, or an idempotency key already used for another start",
+    413: "Body over FLOW_MAX_BODY_BYTES",
+    415: "Body is not application/json",
+    422: "Invalid fields; each error names its JSON path",
+    503: "Database unavailable",
 }
-_TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
+#: Errors that reading a JSON body can answer (``api.media.read_json_object``).
+BODY_ERRORS = (400, 413, 415, 422)
+
+#: ``{name}`` or ``{name:converter(arguments)}`` in a Falcon URI template.
+_FIELD = re.compile(r"{(?P<name>\w+)(?::(?P<converter>\w+)(?:\((?P<arguments>[^)]*)\))?)?}")
 
 
-def _definition_schemas() -> dict[str, Any]:
-    """The definition's JSON Schema as components: each of its ``$defs`` becomes a
-    ``Definition<Name>`` schema and its references follow, so the document carries the
-    same bounds the API enforces (derived, never copied by hand)."""
-
-    def rewrite(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref", "")
-            if ref.startswith("#/$defs/"):
-                return _ref("Definition" + ref.removeprefix("#/$defs/").capitalize())
-            return {key: rewrite(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [rewrite(item) for item in node]
-        return node
-
-    body = {
-        "type": "object",
-        "description": "A workflow definition (see the README). In a PUT the name may be left out: the URL's is used.",
-        "required": ["activities"],
-        "additionalProperties": False,
-        "properties": rewrite(DEFINITION_SCHEMA["properties"]),
-    }
-    defs = {f"Definition{name.capitalize()}": rewrite(schema) for name, schema in DEFINITION_SCHEMA["$defs"].items()}
-    return {"DefinitionBody": body, **defs}
-
-
-def _link(path: str, method: str, **parameters: str) -> dict[str, Any]:
-    """An OpenAPI link to the operation at ``path``/``method`` (for stateful tests)."""
-    pointer = "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method
-    return {"operationRef": pointer, "parameters": parameters}
-
-
-_WORKFLOW_LINKS = {
-    name: _link(path, method, workflow_id="$response.body#/id")
-    for name, path, method in [
-        ("GetWorkflow", "/workflows/{workflow_id}", "get"),
-        ("GetActivities", "/workflows/{workflow_id}/activities", "get"),
-        ("GetEvents", "/workflows/{workflow_id}/events", "get"),
-        ("Cancel", "/workflows/{workflow_id}/cancel", "post"),
-        ("Retry", "/workflows/{workflow_id}/retry", "post"),
-    ]
-}
-_DEFINITION_LINKS = {
-    "GetDefinition": _link("/definitions/{name}", "get", name="$response.body#/name"),
-    "GetVersion": _link(
-        "/definitions/{name}/versions/{version}", "get", name="$response.body#/name", version="$response.body#/version"
-    ),
-}
-
-SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["title"],
-        "properties": {
-            "title": {"type": "string"},
-            "description": {"type": "string"},
-            "errors": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["path", "message"],
-                    "properties": {"path": {"type": "string"}, "message": {"type": "string"}},
-                },
-            },
-        },
-    },
-    "StartRequest": {
-        "type": "object",
-        "required": ["name"],
-        "examples": [{"name": "DummyWorkflow", "input_data": {"x": 1}}],
-        "additionalProperties": False,
-        "properties": {
-            "name": {"type": "string", "pattern": NAME_PATTERN, "description": "A registered definition's name."},
-            "input_data": {"type": ["object", "null"], "default": {}, "description": "null is the same as {}."},
-            "idempotency_key": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
-        },
-    },
-    "CancelRequest": {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {"reason": {"type": "string"}},
-    },
-    "WorkflowSummary": {
-        "type": "object",
-        "required": ["id", "name", "definition_version", "status", "created_at", "updated_at", "finished_at"],
-        "properties": {
-            "id": {"type": "string"},
-            "name": {"type": "string"},
-            "definition_version": {"type": "integer"},
-            "status": {"enum": WORKFLOW_STATUSES},
-            "created_at": {"type": "string", "format": "date-time"},
-            "updated_at": {"type": "string", "format": "date-time"},
-            "finished_at": _TIMESTAMP,
-        },
-    },
-    "Activity": {
-        "type": "object",
-        "required": ["position", "name", "status", "attempt", "max_attempts", "error"],
-        "properties": {
-            "position": {"type": "integer"},
-            "id": {"type": "string", "description": "Unique within the workflow; outputs are keyed by it."},
-            "name": {"type": "string"},
-            "depends_on": {"type": ["array", "null"], "items": {"type": "string"}},
-            "trigger": {"enum": [t.value for t in Trigger]},
-            "when": {"type": ["string", "null"]},
-            "independent": {"type": "boolean"},
-            "required": {"type": "boolean"},
-            "status": {"enum": ACTIVITY_STATUSES},
-            "attempt": {"type": "integer"},
-            "max_attempts": {"type": "integer"},
-            "scheduled_at": _TIMESTAMP,
-            "started_at": _TIMESTAMP,
-            "finished_at": _TIMESTAMP,
-            "duration_ms": {"type": ["number", "null"]},
-            "output": {},
-            "error": {"type": ["string", "null"]},
-            "skip_reason": {"type": ["string", "null"], "description": "Why a Skipped activity did not run."},
-        },
-    },
-    "Workflow": {
-        "allOf": [
-            _ref("WorkflowSummary"),
-            {
-                "type": "object",
-                "required": ["input_data", "activities"],
-                "properties": {
-                    "input_data": {"type": "object"},
-                    "config": {"type": "object"},
-                    "output": {},
-                    "error": {"type": ["string", "null"]},
-                    "idempotency_key": {"type": ["string", "null"]},
-                    "activities": {"type": "array", "items": _ref("Activity")},
-                },
-            },
-        ]
-    },
-    "Event": {
-        "type": "object",
-        "required": ["id", "type", "position", "data", "occurred_at"],
-        "properties": {
-            "id": {"type": "integer"},
-            "type": {"type": "string"},
-            "position": {"type": ["integer", "null"]},
-            "data": {"type": "object"},
-            "occurred_at": {"type": "string", "format": "date-time"},
-        },
-    },
-    "WorkflowPage": {
-        "type": "object",
-        "required": ["items", "next"],
-        "properties": {
-            "items": {"type": "array", "items": _ref("WorkflowSummary")},
-            "next": {"type": ["string", "null"], "description": "Pass as `cursor` for the next page."},
-        },
-    },
-    "EventPage": {
-        "type": "object",
-        "required": ["items", "next"],
-        "properties": {
-            "items": {"type": "array", "items": _ref("Event")},
-            "next": {"type": ["string", "null"], "description": "Pass as `after` for the next page."},
-        },
-    },
-    **_definition_schemas(),
-    "Definition": {
-        "type": "object",
-        "required": ["name", "version", "definition"],
-        "properties": {
-            "name": {"type": "string"},
-            "version": {"type": "integer"},
-            "created": {"type": "boolean"},
-            "versions": {"type": "array", "items": {"type": "object"}},
-            "definition": {"type": "object"},
-        },
-    },
-}
-
-_WORKFLOW = {"200": _json(_ref("Workflow"), "The workflow")}
-
-PATHS: dict[str, Any] = {
-    "/": {
-        "get": {
-            "summary": "Redirects to the web page at /ui/",
-            "security": [],
-            "responses": {"302": {"description": "Location: /ui/"}},
-        }
-    },
-    "/health": {
-        "get": {
-            "summary": "Is the database (and broker) reachable?",
-            "security": [],
-            "responses": {
-                "200": _json({"type": "object"}, "Everything answers"),
-                "503": _json({"type": "object"}, "Something does not"),
-            },
-        }
-    },
-    "/metrics": {
-        "get": {
-            "summary": "Prometheus metrics: workflows and activities by status, outbox size",
-            "responses": {
-                "200": {
-                    "description": "Prometheus text format",
-                    "content": {"text/plain": {"schema": {"type": "string"}}},
-                },
-                **_errors(401, 503),
-            },
-        }
-    },
-    "/openapi.json": {
-        "get": {
-            "summary": "This document",
-            "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1"), **_errors(401)},
-        }
-    },
-    "/workflows": {
-        "get": {
-            "summary": "List workflows, newest first",
-            "parameters": [
-                {"name": "status", "in": "query", "schema": {"enum": WORKFLOW_STATUSES}},
-                {"name": "name", "in": "query", "schema": {"type": "string", "pattern": NAME_PATTERN}},
-                {"name": "created_after", "in": "query", "schema": {"type": "string", "format": "date-time"}},
-                {"name": "created_before", "in": "query", "schema": {"type": "string", "format": "date-time"}},
-                {"name": "cursor", "in": "query", "schema": {"type": "string"}},
-                _LIMIT,
-            ],
-            "responses": {"200": _json(_ref("WorkflowPage"), "A page of workflows"), **_errors(401, 422, 503)},
-        },
-        "post": {
-            "summary": "Start a workflow",
-            "parameters": [
-                {
-                    "name": "Idempotency-Key",
-                    "in": "header",
-                    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
-                    "description": "A second start with the same key returns the first workflow (200).",
-                }
-            ],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("StartRequest")}}},
-            "responses": {
-                "201": {**_json(_ref("Workflow"), "Created; `Location` names it"), "links": _WORKFLOW_LINKS},
-                "200": _json(_ref("Workflow"), "An earlier start with the same idempotency key"),
-                **_errors(400, 401, 413, 415, 422, 503),
-            },
-        },
-    },
-    "/workflows/{workflow_id}": {
-        "get": {
-            "summary": "A workflow with every activity",
-            "parameters": [_ID],
-            "responses": {**_WORKFLOW, **_errors(401, 404, 503)},
-        }
-    },
-    "/workflows/{workflow_id}/activities": {
-        "get": {
-            "summary": "A workflow's activities",
-            "parameters": [_ID],
-            "responses": {
-                "200": _json(
-                    {
-                        "type": "object",
-                        "required": ["items"],
-                        "properties": {"items": {"type": "array", "items": _ref("Activity")}},
-                    },
-                    "The activities in definition order",
-                ),
-                **_errors(401, 404, 503),
-            },
-        }
-    },
-    "/workflows/{workflow_id}/events": {
-        "get": {
-            "summary": "A workflow's event history, in order",
-            "parameters": [
-                _ID,
-                {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": MAX_EVENT_ID}},
-                _LIMIT,
-            ],
-            "responses": {"200": _json(_ref("EventPage"), "A page of events"), **_errors(401, 404, 422, 503)},
-        }
-    },
-    "/workflows/{workflow_id}/cancel": {
-        "post": {
-            "summary": "Cancel a running workflow",
-            "parameters": [_ID],
-            "requestBody": {"required": False, "content": {"application/json": {"schema": _ref("CancelRequest")}}},
-            "responses": {
-                "202": _json(_ref("Workflow"), "The engine is cancelling it"),
-                **_errors(400, 401, 404, 409, 413, 415, 422, 503),
-            },
-        }
-    },
-    "/workflows/{workflow_id}/retry": {
-        "post": {
-            "summary": "Run a failed or cancelled workflow again from where it stopped",
-            "parameters": [_ID],
-            "responses": {
-                "202": _json(_ref("Workflow"), "The engine is retrying it"),
-                **_errors(401, 404, 409, 503),
-            },
-        }
-    },
-    "/definitions": {
-        "get": {
-            "summary": "Every definition with its newest version",
-            "responses": {"200": _json({"type": "object"}, "The definitions"), **_errors(401, 503)},
-        }
-    },
-    "/definitions/validate": {
-        "post": {
-            "summary": "Validate a definition without registering it",
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("DefinitionBody")}}},
-            "responses": {
-                "200": _json({"type": "object"}, "Valid"),
-                **_errors(400, 401, 413, 415, 422),
-            },
-        }
-    },
-    "/definitions/{name}": {
-        "get": {
-            "summary": "The newest version of a definition, with the list of versions",
-            "parameters": [_NAME],
-            "responses": {"200": _json(_ref("Definition"), "The definition"), **_errors(401, 404, 503)},
-        },
-        "put": {
-            "summary": "Register a definition; a changed body becomes a new version",
-            "parameters": [_NAME],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("DefinitionBody")}}},
-            "responses": {
-                "201": {**_json(_ref("Definition"), "A new version"), "links": _DEFINITION_LINKS},
-                "200": _json(_ref("Definition"), "This body was registered before"),
-                **_errors(400, 401, 413, 415, 422, 503),
-            },
-        },
-    },
-    "/definitions/{name}/versions/{version}": {
-        "get": {
-            "summary": "One version of a definition",
-            "parameters": [
-                _NAME,
-                {
-                    "name": "version",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 2147483647},
-                },
-            ],
-            "responses": {"200": _json(_ref("Definition"), "The definition"), **_errors(401, 404, 503)},
-        }
-    },
-}
-
-
-def document(*, auth: bool) -> dict[str, Any]:
-    """The OpenAPI document; ``auth`` adds the bearer-token requirement."""
+def document(router: falcon.routing.CompiledRouter, *, auth: bool) -> dict[str, Any]:
+    """The OpenAPI document of every route of ``router``; ``auth`` adds the bearer token."""
+    components = dict(COMPONENTS)
+    paths: dict[str, Any] = {}
+    for route in falcon.inspect.inspect_compiled_router(router):
+        path, parameters, example = _template(route.path)
+        # Inspection names the responders; routing a path of the template through the
+        # router (its public find) gives the resource's own, with their @operation.
+        found = router.find(example)
+        if found is None or found[3] != route.path:
+            raise LookupError(f"{route.path}: {example} routes elsewhere; the document cannot find its resource")
+        responders = found[1]
+        for method in route.methods:
+            if method.internal:  # Falcon's own OPTIONS and 405 responders
+                continue
+            responder = responders[method.method]
+            operation = described(responder)
+            if operation is None:
+                raise LookupError(f"{route.class_name}.{method.function_name} ({route.path}) has no @operation")
+            public = route.path in PUBLIC_PATHS
+            paths.setdefault(path, {})[method.method.lower()] = _operation(
+                operation, responder, parameters, components, auth=auth and not public, public=public
+            )
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -416,10 +78,161 @@ def document(*, auth: bool) -> dict[str, Any]:
             "version": "0.1.0",
             "description": "Start, watch, cancel and retry JSON-defined workflows; register definitions.",
         },
-        "paths": PATHS,
-        "components": {"schemas": SCHEMAS},
+        "paths": paths,
+        "components": {"schemas": components},
     }
     if auth:
         doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         doc["security"] = [{"bearer": []}]
+    _check_links(paths)
     return doc
+
+
+def _operation(
+    operation: Operation,
+    responder: Callable[..., Any],
+    path_parameters: list[dict[str, Any]],
+    components: dict[str, Any],
+    *,
+    auth: bool,
+    public: bool,
+) -> dict[str, Any]:
+    errors = set(operation.errors) | ({401} if auth else set()) | (set(BODY_ERRORS) if operation.body else set())
+    responses = {str(status): _reply(reply, components) for status, reply in sorted(operation.responses.items())}
+    responses.update({str(status): _reply(Reply(ERRORS[status], "Error"), components) for status in sorted(errors)})
+    doc: dict[str, Any] = {
+        "operationId": responder.__qualname__,
+        "summary": operation.summary,
+        "responses": responses,
+    }
+    narrower = dict(operation.path)
+    parameters = [
+        *({**p, "schema": {**p["schema"], **narrower.pop(p["name"], {})}} for p in path_parameters),
+        *(_parameter(p.name, "query", p.schema, p.description) for p in operation.query),
+        *(_parameter(p.name, "header", p.schema, p.description) for p in operation.headers),
+    ]
+    if narrower:
+        raise LookupError(f"{responder.__qualname__}: {sorted(narrower)} are not fields of its URI template")
+    if parameters:
+        doc["parameters"] = parameters
+    if operation.body is not None:
+        doc["requestBody"] = {
+            "required": operation.body_required,
+            "content": {"application/json": {"schema": _lift_defs(operation.body, components)}},
+        }
+    if public:
+        doc["security"] = []
+    return doc
+
+
+def _reply(reply: Reply, components: Mapping[str, Any]) -> dict[str, Any]:
+    doc: dict[str, Any] = {"description": reply.description}
+    if reply.schema is not None:
+        if isinstance(reply.schema, str) and reply.schema not in components:
+            raise LookupError(f"no component named {reply.schema!r}")
+        schema = ref(reply.schema) if isinstance(reply.schema, str) else dict(reply.schema)
+        doc["content"] = {reply.media_type: {"schema": schema}}
+    if reply.links:
+        doc["links"] = {
+            name: {"operationId": link.operation_id, "parameters": dict(link.parameters)}
+            for name, link in reply.links.items()
+        }
+    return doc
+
+
+def _parameter(name: str, where: str, schema: Mapping[str, Any], description: str = "") -> dict[str, Any]:
+    parameter = {"name": name, "in": where, "schema": dict(schema)}
+    if where == "path":
+        parameter["required"] = True
+    if description:
+        parameter["description"] = description
+    return parameter
+
+
+def _template(template: str) -> tuple[str, list[dict[str, Any]], str]:
+    """A Falcon URI template's OpenAPI path, its path parameters, and a path that it
+    matches (to find the route's resource with the router)."""
+    parameters = []
+    for field in _FIELD.finditer(template):
+        schema = _converter_schema(template, field["converter"], field["arguments"])
+        parameters.append(_parameter(field["name"], "path", schema))
+    path = _FIELD.sub(lambda field: "{" + field["name"] + "}", template)
+    # A literal "{name}" segment matches the field and no literal sibling ("validate").
+    example = _FIELD.sub(lambda f: _example(f["converter"], f["arguments"]) or "{" + f["name"] + "}", template)
+    return path, parameters, example
+
+
+def _converter_schema(template: str, converter: str | None, arguments: str | None) -> dict[str, Any]:
+    if converter is None:
+        return {"type": "string"}
+    if converter == "int":
+        bounds = _arguments(arguments)
+        schema: dict[str, Any] = {"type": "integer"}
+        if "min" in bounds:
+            schema["minimum"] = bounds["min"]
+        if "max" in bounds:
+            schema["maximum"] = bounds["max"]
+        return schema
+    if converter == "uuid":
+        return {"type": "string", "format": "uuid"}
+    raise ValueError(f"{template}: the document does not know Falcon's {converter!r} converter; describe it here")
+
+
+def _example(converter: str | None, arguments: str | None) -> str | None:
+    if converter == "int":
+        return str(_arguments(arguments).get("min", 0))
+    if converter == "uuid":
+        return "00000000-0000-0000-0000-000000000000"
+    return None
+
+
+def _arguments(arguments: str | None) -> dict[str, Any]:
+    """``"min=1, max=9"`` -> ``{"min": 1, "max": 9}`` (a converter's keyword arguments)."""
+    if not arguments:
+        return {}
+    call = ast.parse(f"f({arguments})", mode="eval").body
+    assert isinstance(call, ast.Call)
+    return {keyword.arg: ast.literal_eval(keyword.value) for keyword in call.keywords if keyword.arg}
+
+
+def _lift_defs(schema: Mapping[str, Any], components: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with its ``$defs`` moved to the components (capitalised), and its
+    references following them: in an OpenAPI document ``#/...`` is the document's root."""
+    schema = dict(schema)
+    schema.pop("$schema", None)
+    for name, definition in schema.pop("$defs", {}).items():
+        component = _rewrite(definition)
+        if components.setdefault(name.capitalize(), component) != component:
+            raise ValueError(f"two request schemas define {name.capitalize()!r} differently")
+    return _rewrite(schema)
+
+
+def _rewrite(node: Any) -> Any:
+    if isinstance(node, Mapping):
+        target = node.get("$ref", "")
+        if isinstance(target, str) and target.startswith("#/$defs/"):
+            return ref(target.removeprefix("#/$defs/").capitalize())
+        return {key: _rewrite(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_rewrite(item) for item in node]
+    return node
+
+
+def _check_links(paths: Mapping[str, Any]) -> None:
+    """Every link names an operation of the document, and only parameters it has."""
+    operations = {op["operationId"]: op for item in paths.values() for op in item.values()}
+    for item in paths.values():
+        for op in item.values():
+            for reply in op["responses"].values():
+                for name, link in reply.get("links", {}).items():
+                    target = operations.get(link["operationId"])
+                    if target is None:
+                        raise LookupError(f"{op['operationId']}: link {name} names no operation")
+                    known = {p["name"] for p in target.get("parameters", [])}
+                    if not set(link["parameters"]) <= known:
+                        raise LookupError(
+                            f"{op['operationId']}: link {name} names parameters {link['operationId']} lacks"
+                        )
+
+
+__all__ = ["BODY_ERRORS", "ERRORS", "document"]

@@ -1,12 +1,15 @@
 """``python -m bench.schemathesis``: a long schemathesis run against ``flow up``.
 
-Starts ``flow up`` on a temporary SQLite database with the tests' definitions (its
-HTTP activity pointed at a closed port, so nothing leaves the machine), then runs
-``schemathesis run <url>/openapi.json`` with every check (``-c all``), positive and
-negative data, and many more examples per operation than the bounded run in
-``tests/api/test_openapi.py``; ``bench/schemathesis.toml`` holds its configuration.
-It fails if schemathesis finds anything or the server logged an unhandled error; the
-server's log and schemathesis' JUnit report are kept in ``--report-dir``.
+Starts ``flow up`` on a temporary SQLite database with the definitions of
+:mod:`flow.testing.definitions` (its HTTP activity pointed at a closed port, so
+nothing leaves the machine), then runs ``schemathesis run <url>/openapi.json`` with
+every check (``-c all``), positive and negative data, and many more examples per
+operation than the bounded run in ``tests/api/test_openapi.py``;
+``bench/schemathesis.toml`` holds its configuration. It fails if schemathesis finds
+anything or the server logged an unhandled error; the server's log and
+schemathesis' JUnit report are kept in ``--report-dir``.
+
+It depends on the package alone (:mod:`flow.testing`), not on the test suite.
 """
 
 from __future__ import annotations
@@ -18,10 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.conftest import flow_up, sample_definitions, write_definitions  # noqa: E402
+from flow.testing import ROOT, flow_up, unhandled_errors
+from flow.testing.definitions import embedded_env, sample_definitions, write_definitions
 
 #: DoAnotherThingActivity's URLs point here: nothing listens on the discard port.
 CLOSED_PORT_URL = "http://127.0.0.1:9"
@@ -43,7 +44,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         definitions = write_definitions(base / "workflows", sample_definitions(CLOSED_PORT_URL))
-        with flow_up(base, definitions) as url:
+        with flow_up(base, embedded_env(base, definitions)) as url:
             command = [
                 str(schemathesis),
                 "--config-file",
@@ -71,7 +72,7 @@ def main() -> int:
         shutil.copy(log, args.report_dir / "flow-up.log")
         text = log.read_text(errors="replace")
     served = text.count("flow.http")
-    tracebacks = text.count("Traceback")
+    tracebacks = unhandled_errors(text)
     print(f"flow up served {served} requests; {tracebacks} unhandled errors in its log ({args.report_dir}/flow-up.log)")
     return code or (1 if tracebacks else 0)
 

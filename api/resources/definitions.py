@@ -6,10 +6,30 @@ import falcon
 
 from api.errors import unprocessable
 from api.media import read_json_object
-from flow.core.definition import Definition, is_definition_name, parse
+from api.operation import Link, Reply, operation
+from flow.core.definition import NAME_PATTERN, SCHEMA, Definition, is_definition_name, parse
 from flow.errors import DefinitionNotFound
 from flow.runtime import Runtime
 from flow.views import iso
+
+#: The body of ``PUT /definitions/{name}``: a definition whose name may be left out
+#: (the URL's is used).
+PUT_SCHEMA = {
+    **SCHEMA,
+    "required": [field for field in SCHEMA["required"] if field != "name"],
+    "description": "A workflow definition (see the README). The name may be left out: the URL's is used.",
+    "examples": [{key: value for key, value in example.items() if key != "name"} for example in SCHEMA["examples"]],
+}
+
+_NEW_VERSION_LINKS = {
+    "GetDefinition": Link("DefinitionResource.on_get", {"name": "$response.body#/name"}),
+    "GetVersion": Link(
+        "DefinitionVersionResource.on_get", {"name": "$response.body#/name", "version": "$response.body#/version"}
+    ),
+}
+_DEFINITION = Reply("The definition", "Definition")
+#: A name that does not match cannot exist (404, or 422 when registering).
+_NAME = {"name": {"pattern": NAME_PATTERN}}
 
 
 def _find(runtime: Runtime, name: str, version: int | None = None) -> tuple[Definition, int]:
@@ -32,6 +52,11 @@ class DefinitionsResource:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
+    @operation(
+        "Every definition with its newest version",
+        responses={200: Reply("The definitions", "DefinitionList")},
+        errors=(503,),
+    )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.runtime.service.sync_definitions()
         resp.media = {
@@ -54,6 +79,12 @@ class DefinitionResource:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
+    @operation(
+        "The newest version of a definition, with the list of versions",
+        responses={200: _DEFINITION},
+        errors=(404, 503),
+        path=_NAME,
+    )
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         definition, version = _find(self.runtime, name)
         versions = [
@@ -62,8 +93,18 @@ class DefinitionResource:
         ]
         resp.media = _definition_view(name, version, dict(definition.body), versions=versions)
 
+    @operation(
+        "Register a definition; a changed body becomes a new version",
+        body=PUT_SCHEMA,
+        responses={
+            201: Reply("A new version; `Location` names it", "Definition", links=_NEW_VERSION_LINKS),
+            200: Reply("This body was registered before", "Definition"),
+        },
+        errors=(503,),
+        path=_NAME,
+    )
     def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes, allowed=None)
+        body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes)
         if body.get("name", name) != name:
             raise unprocessable("$.name", f"must be {name!r}, the name in the URL")
         body.setdefault("name", name)
@@ -79,6 +120,7 @@ class DefinitionVersionResource:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
+    @operation("One version of a definition", responses={200: _DEFINITION}, errors=(404, 503), path=_NAME)
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str, version: int) -> None:
         definition, found = _find(self.runtime, name, version)
         resp.media = _definition_view(name, found, dict(definition.body))
@@ -90,7 +132,12 @@ class DefinitionValidationResource:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
+    @operation(
+        "Validate a definition without registering it",
+        body=SCHEMA,
+        responses={200: Reply("Valid", "Validation")},
+    )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes, allowed=None)
+        body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes)
         definition = parse(body, known_activities=self.runtime.activity_classes)
         resp.media = {"valid": True, "name": definition.name, "activities": len(definition.activities)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import falcon
 import pika
 
+from api.operation import Reply, operation
 from flow.errors import StoreUnavailable
 from flow.runtime import Runtime
 
@@ -13,6 +14,10 @@ class HealthResource:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
+    @operation(
+        "Is the database (and broker) reachable?",
+        responses={200: Reply("Everything answers", "Health"), 503: Reply("Something does not", "Health")},
+    )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         checks = {"database": self._database(), "broker": self._broker()}
         healthy = all(v == "ok" for v in checks.values())

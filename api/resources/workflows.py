@@ -11,7 +11,9 @@ import falcon
 
 from api.errors import unprocessable
 from api.media import read_json_object
-from flow.core import strict_json
+from api.operation import Link, Param, Reply, operation
+from api.schemas import enum
+from flow.core import start_request, strict_json, validation
 from flow.core.definition import NAME_PATTERN, is_definition_name
 from flow.core.start_request import check_idempotency_key, is_workflow_id, parse_start_request
 from flow.core.state import WorkflowStatus
@@ -27,25 +29,60 @@ DEFAULT_PAGE, MAX_PAGE = 50, 500
 #: Event ids are 64-bit integers.
 MAX_EVENT_ID = 2**63 - 1
 
+_TIMESTAMP = {"type": "string", "format": "date-time"}
+STATUS = Param("status", enum(WorkflowStatus))
+NAME = Param("name", {"type": "string", "pattern": NAME_PATTERN})
+CREATED_AFTER = Param("created_after", _TIMESTAMP, "ISO 8601; naive times are UTC.")
+CREATED_BEFORE = Param("created_before", _TIMESTAMP, "ISO 8601; naive times are UTC.")
+CURSOR = Param("cursor", {"type": "string"}, "The `next` of the previous page.")
+LIMIT = Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE}, "Page size.")
+AFTER = Param(
+    "after",
+    {"type": "integer", "minimum": 0, "maximum": MAX_EVENT_ID, "default": 0},
+    "The `next` of the previous page.",
+)
+IDEMPOTENCY_KEY = Param(
+    "Idempotency-Key",
+    start_request.SCHEMA["properties"]["idempotency_key"] | {"type": "string"},
+    "Wins over the body's `idempotency_key`: a second start with the same key returns the first workflow (200).",
+)
 
-def _int_param(req: falcon.Request, name: str, *, minimum: int, maximum: int, default: int) -> int:
-    """An integer query parameter within bounds; 422 naming it otherwise (as for every
-    other invalid parameter; Falcon's own ``get_param_as_int`` would answer 400)."""
-    raw = req.get_param(name)
+#: The optional body of ``POST /workflows/{id}/cancel``.
+CANCEL_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"reason": {"type": ["string", "null"], "description": "a string: why it is cancelled"}},
+    "examples": [{"reason": "ordered by mistake"}],
+}
+_CANCEL = validation.validator(CANCEL_SCHEMA)
+
+_WORKFLOW_LINKS = {
+    name: Link(operation_id, {"workflow_id": "$response.body#/id"})
+    for name, operation_id in [
+        ("GetWorkflow", "WorkflowResource.on_get"),
+        ("GetActivities", "WorkflowActivitiesResource.on_get"),
+        ("GetEvents", "WorkflowEventsResource.on_get"),
+        ("Cancel", "WorkflowCancelResource.on_post"),
+        ("Retry", "WorkflowRetryResource.on_post"),
+    ]
+}
+
+
+def _int_param(req: falcon.Request, param: Param) -> int:
+    """An integer query parameter within its schema's bounds; 422 naming it otherwise (as
+    for every other invalid parameter; Falcon's own ``get_param_as_int`` would answer 400)."""
+    minimum, maximum = param.schema["minimum"], param.schema["maximum"]
+    raw = req.get_param(param.name)
     if raw is None:
-        return default
+        return param.schema["default"]
     try:
         # Length first: int() refuses (and first works through) thousands of digits.
         value = int(raw) if len(raw) <= 20 else None
     except ValueError:
         value = None
     if value is None or not minimum <= value <= maximum:
-        raise unprocessable(name, f"must be an integer from {minimum} to {maximum}")
+        raise unprocessable(param.name, f"must be an integer from {minimum} to {maximum}")
     return value
-
-
-def _limit(req: falcon.Request) -> int:
-    return _int_param(req, "limit", minimum=1, maximum=MAX_PAGE, default=DEFAULT_PAGE)
 
 
 def _known_id(workflow_id: str) -> str:
@@ -62,13 +99,23 @@ class WorkflowsResource:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
+    @operation(
+        "Start a workflow",
+        body=start_request.SCHEMA,
+        headers=(IDEMPOTENCY_KEY,),
+        responses={
+            201: Reply("Created; `Location` names it", "Workflow", links=_WORKFLOW_LINKS),
+            200: Reply("An earlier start with the same idempotency key", "Workflow"),
+        },
+        errors=(409, 503),
+    )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes, allowed=None)
+        body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes)
         request = parse_start_request(body)
         key = request.idempotency_key
-        header = req.get_header("Idempotency-Key")
+        header = req.get_header(IDEMPOTENCY_KEY.name)
         if header is not None:  # the header wins over the body field
-            key = check_idempotency_key(header, path="Idempotency-Key")
+            key = check_idempotency_key(header, path=IDEMPOTENCY_KEY.name)
 
         state, created = self.runtime.service.start(request.name, dict(request.input_data), idempotency_key=key)
         row = self.runtime.store.get(state.id)
@@ -76,20 +123,26 @@ class WorkflowsResource:
         resp.location = f"/workflows/{state.id}"
         resp.media = workflow_view(row)
 
+    @operation(
+        "List workflows, newest first",
+        query=(STATUS, NAME, CREATED_AFTER, CREATED_BEFORE, CURSOR, LIMIT),
+        responses={200: Reply("A page of workflows", "WorkflowPage")},
+        errors=(422, 503),
+    )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        status = req.get_param("status")
+        status = req.get_param(STATUS.name)
         if status is not None and status not in {s.value for s in WorkflowStatus}:
-            raise unprocessable("status", f"must be one of {', '.join(s.value for s in WorkflowStatus)}")
-        name = req.get_param("name")
+            raise unprocessable(STATUS.name, f"must be one of {', '.join(s.value for s in WorkflowStatus)}")
+        name = req.get_param(NAME.name)
         if name is not None and not is_definition_name(name):
-            raise unprocessable("name", f"must be a workflow definition name, matching {NAME_PATTERN}")
-        limit = _limit(req)
-        cursor = _decode_cursor(req.get_param("cursor"))
+            raise unprocessable(NAME.name, f"must be a workflow definition name, matching {NAME_PATTERN}")
+        limit = _int_param(req, LIMIT)
+        cursor = _decode_cursor(req.get_param(CURSOR.name))
         rows = self.runtime.store.list_workflows(
             status=status,
             name=name,
-            created_after=_timestamp_param(req, "created_after"),
-            created_before=_timestamp_param(req, "created_before"),
+            created_after=_timestamp_param(req, CREATED_AFTER.name),
+            created_before=_timestamp_param(req, CREATED_BEFORE.name),
             before=cursor,
             limit=limit,
         )
@@ -105,6 +158,7 @@ class WorkflowResource:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
+    @operation("A workflow with every activity", responses={200: Reply("The workflow", "Workflow")}, errors=(404, 503))
     def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
         resp.media = workflow_view(self.runtime.store.get(_known_id(workflow_id)))
 
@@ -115,6 +169,11 @@ class WorkflowActivitiesResource:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
+    @operation(
+        "A workflow's activities",
+        responses={200: Reply("The activities in definition order", "ActivityList")},
+        errors=(404, 503),
+    )
     def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
         resp.media = {"items": workflow_view(self.runtime.store.get(_known_id(workflow_id)))["activities"]}
 
@@ -125,14 +184,20 @@ class WorkflowCancelResource:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
+    @operation(
+        "Cancel a running workflow",
+        body=CANCEL_SCHEMA,
+        body_required=False,
+        responses={202: Reply("The engine is cancelling it", "Workflow")},
+        errors=(404, 409, 503),
+    )
     def on_post(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
         _known_id(workflow_id)
         body = {}
         if req.content_length:
-            body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes, allowed=("reason",))
+            body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes)
+            validation.check(_CANCEL, body)
         reason = body.get("reason")
-        if reason is not None and not isinstance(reason, str):
-            raise unprocessable("$.reason", "must be a string")
         row = self.runtime.store.get(workflow_id)
         if row.state.status.ended:
             raise falcon.HTTPConflict(
@@ -149,6 +214,11 @@ class WorkflowRetryResource:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
+    @operation(
+        "Run a failed or cancelled workflow again from where it stopped",
+        responses={202: Reply("The engine is retrying it", "Workflow")},
+        errors=(404, 409, 503),
+    )
     def on_post(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
         row = self.runtime.store.get(_known_id(workflow_id))
         if row.state.status not in (WorkflowStatus.FAILED, WorkflowStatus.CANCELLED):
@@ -167,10 +237,16 @@ class WorkflowEventsResource:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
+    @operation(
+        "A workflow's event history, in order",
+        query=(AFTER, LIMIT),
+        responses={200: Reply("A page of events", "EventPage")},
+        errors=(404, 422, 503),
+    )
     def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
         _known_id(workflow_id)
-        after = _int_param(req, "after", minimum=0, maximum=MAX_EVENT_ID, default=0)
-        limit = _limit(req)
+        after = _int_param(req, AFTER)
+        limit = _int_param(req, LIMIT)
         events = self.runtime.store.events(workflow_id, after_id=after, limit=limit)
         resp.media = {
             "items": [event_view(e) for e in events],

@@ -24,6 +24,7 @@ from flow.core import graph, strict_json
 from flow.core.policy import MAX_ATTEMPTS, MAX_BACKOFF, MAX_DELAY_MS, MAX_TIMEOUT_S, RetryPolicy, Timeouts
 from flow.core.state import ActivityState
 from flow.core.strict_json import json_path
+from flow.core.validation import shorten
 from flow.core.vocabulary import Trigger
 from flow.errors import DefinitionError, InvalidJson
 
@@ -33,8 +34,6 @@ logger = logging.getLogger(__name__)
 MAX_ACTIVITIES = 1000
 #: Most problems one validation reports (then "... and N more").
 MAX_PROBLEMS = 20
-#: Longest message of one problem (jsonschema quotes the offending value).
-_MAX_MESSAGE_CHARS = 300
 #: What a definition's name looks like; a name that does not match cannot exist.
 NAME_PATTERN = "^[A-Za-z][A-Za-z0-9_.-]{0,127}$"
 _NAME = re.compile(NAME_PATTERN.replace("$", r"\Z"))
@@ -66,7 +65,7 @@ _CONFIG_SCHEMA: dict[str, Any] = {
     "properties": {"retry": {"$ref": "#/$defs/retry"}, "timeouts": {"$ref": "#/$defs/timeouts"}},
 }
 
-#: JSON Schema of a workflow definition.
+#: JSON Schema of a workflow definition: what :func:`parse` enforces and the API documents.
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "Libero Flow workflow definition",
@@ -103,6 +102,13 @@ SCHEMA: dict[str, Any] = {
         },
     },
     "$defs": {"config": _CONFIG_SCHEMA, "retry": _RETRY_SCHEMA, "timeouts": _TIMEOUTS_SCHEMA},
+    "examples": [
+        {
+            "name": "NapWorkflow",
+            "config": {"retry": {"max_attempts": 3}},
+            "activities": [{"name": "SleepActivity", "config": {"sleep_s": 0.1}}, {"name": "NoopActivity"}],
+        }
+    ],
 }
 
 _VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
@@ -237,7 +243,7 @@ def _problems(body: Any, known_activities: Collection[str]) -> list[tuple[str, s
         # Refused before the schema check, which would look at every entry.
         return [("$.activities", f"has {len(activities)} activities; a definition may have at most {MAX_ACTIVITIES}")]
     problems = [
-        (json_path(error.absolute_path), _shorten(error.message))
+        (json_path(error.absolute_path), shorten(error.message))
         for error in sorted(_VALIDATOR.iter_errors(body), key=lambda e: list(map(str, e.absolute_path)))
     ]
     if problems:
@@ -263,7 +269,3 @@ def _problems(body: Any, known_activities: Collection[str]) -> list[tuple[str, s
                 )
             )
     return problems
-
-
-def _shorten(message: str) -> str:
-    return message if len(message) <= _MAX_MESSAGE_CHARS else message[: _MAX_MESSAGE_CHARS - 1] + "…"

@@ -13,16 +13,57 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flow.core import strict_json
+from flow.core import strict_json, validation
 from flow.core.definition import NAME_PATTERN, is_definition_name
 from flow.errors import InvalidInput
 
-#: Fields of a start request. ``workflow_id`` only where the door allows it.
-FIELDS = ("name", "input_data", "idempotency_key")
 #: Longest idempotency key (the database column's size).
 MAX_IDEMPOTENCY_KEY = 255
 #: Longest workflow id (the database column's size; generated ids are UUIDs).
 MAX_WORKFLOW_ID = 36
+
+_NAME_DESCRIPTION = f"the name of a registered workflow definition, matching {NAME_PATTERN}"
+
+#: JSON Schema of a start request: what every door enforces and the API documents.
+#: Descriptions read after "must be" (see :mod:`flow.core.validation`).
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "Start a workflow",
+    "type": "object",
+    "required": ["name"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "pattern": NAME_PATTERN, "description": _NAME_DESCRIPTION},
+        "input_data": {
+            "type": ["object", "null"],
+            "default": {},
+            "description": "a JSON object, the workflow's input (null is the same as {})",
+        },
+        "idempotency_key": {
+            "type": ["string", "null"],
+            "minLength": 1,
+            "maxLength": MAX_IDEMPOTENCY_KEY,
+            "description": f"a string of 1 to {MAX_IDEMPOTENCY_KEY} characters; a second start with the same key "
+            "returns the first workflow",
+        },
+    },
+    "examples": [{"name": "DummyWorkflow", "input_data": {"x": 1}}],
+}
+#: The Dramatiq start message's schema: a start request that may name the workflow's id.
+SCHEMA_WITH_ID: dict[str, Any] = {
+    **SCHEMA,
+    "properties": {
+        **SCHEMA["properties"],
+        "workflow_id": {
+            "type": ["string", "null"],
+            "minLength": 1,
+            "maxLength": MAX_WORKFLOW_ID,
+            "description": f"a string of 1 to {MAX_WORKFLOW_ID} characters, the id to give the workflow",
+        },
+    },
+}
+_VALIDATOR = validation.validator(SCHEMA)
+_VALIDATOR_WITH_ID = validation.validator(SCHEMA_WITH_ID)
 
 
 @dataclass(frozen=True)
@@ -40,38 +81,25 @@ class StartRequest:
 
 
 def parse_start_request(fields: Any, *, allow_workflow_id: bool = False) -> StartRequest:
-    """Validate a decoded start request; raise :class:`~flow.errors.InvalidInput`
-    (or its kind :class:`~flow.errors.InvalidJson`) naming the offending field.
+    """Validate a decoded start request against :data:`SCHEMA` (:data:`SCHEMA_WITH_ID` with
+    ``allow_workflow_id``: the Dramatiq start message may name the workflow's id); raise
+    :class:`~flow.errors.InvalidInput` (or its kind :class:`~flow.errors.InvalidJson`)
+    naming the offending field.
 
-    An optional field that is ``null`` counts as absent. ``allow_workflow_id``
-    admits a ``workflow_id`` field (the Dramatiq start message has one).
+    An optional field that is ``null`` counts as absent.
     """
-    if not isinstance(fields, Mapping):
-        raise InvalidInput("$", 'must be a JSON object like {"name": ..., "input_data": {...}}')
     # Values decoded elsewhere (Dramatiq's own decoder) are checked here; a body that
     # went through strict_json.loads passes again in microseconds per field.
     strict_json.check(fields)
-    allowed = (*FIELDS, "workflow_id") if allow_workflow_id else FIELDS
-    unknown = sorted(set(fields) - set(allowed))
-    if unknown:
-        raise InvalidInput(strict_json.json_path([unknown[0]]), f"unknown field; allowed: {', '.join(allowed)}")
-    name = fields.get("name")
-    if not isinstance(name, str) or not name:
-        raise InvalidInput("$.name", "required, a string: the name of a workflow definition")
-    if not is_definition_name(name):
-        raise InvalidInput("$.name", f"no workflow definition has this name: names match {NAME_PATTERN}")
-    input_data = fields.get("input_data")
-    if input_data is None:
-        input_data = {}
-    elif not isinstance(input_data, Mapping):
-        raise InvalidInput("$.input_data", "must be a JSON object")
-    key = fields.get("idempotency_key")
-    if key is not None:
-        check_idempotency_key(key, path="$.idempotency_key")
-    workflow_id = fields.get("workflow_id")
-    if workflow_id is not None and not is_workflow_id(workflow_id):
-        raise InvalidInput("$.workflow_id", f"must be a string of 1 to {MAX_WORKFLOW_ID} characters")
-    return StartRequest(name=name, input_data=input_data, idempotency_key=key, workflow_id=workflow_id)
+    validation.check(_VALIDATOR_WITH_ID if allow_workflow_id else _VALIDATOR, fields)
+    if not is_definition_name(fields["name"]):  # the schema's "$" also matches before a final newline
+        raise InvalidInput("$.name", f"must be {_NAME_DESCRIPTION}")
+    return StartRequest(
+        name=fields["name"],
+        input_data=fields.get("input_data") or {},
+        idempotency_key=fields.get("idempotency_key"),
+        workflow_id=fields.get("workflow_id"),
+    )
 
 
 def check_idempotency_key(key: Any, *, path: str) -> str:

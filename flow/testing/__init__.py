@@ -12,12 +12,33 @@ shares one harness instead of copying it:
 - :mod:`flow.testing.cluster`: such processes supervised (restarted when they die,
   like compose's ``restart: unless-stopped``), and a checker of the invariants of
   docs/design.md that reads the database after a run.
+- :mod:`flow.testing.definitions`: sample workflow definitions covering each way a
+  workflow ends, and the settings of an embedded Libero Flow that runs them.
+- :mod:`flow.testing.activities`: activities that fail, refuse or kill their process
+  on purpose (found only where ``FLOW_ACTIVITY_PACKAGES`` names them).
 
 Nothing here is imported by the engine, the worker or the API.
 """
 
 from flow.testing.cluster import Cluster, check_settled
-from flow.testing.processes import ROOT, VENV_BIN, Processes, child_pids, flow_up, free_port, migrate, wait_http
+from flow.testing.definitions import (
+    ACTIVITY_PACKAGE,
+    EXPECTED_STATUS,
+    embedded_env,
+    sample_definitions,
+    write_definitions,
+)
+from flow.testing.processes import (
+    ROOT,
+    VENV_BIN,
+    Processes,
+    child_pids,
+    flow_up,
+    free_port,
+    migrate,
+    unhandled_errors,
+    wait_http,
+)
 from flow.testing.services import (
     AMQP_URL,
     PG_DSN,
@@ -30,7 +51,9 @@ from flow.testing.services import (
 )
 
 __all__ = [
+    "ACTIVITY_PACKAGE",
     "AMQP_URL",
+    "EXPECTED_STATUS",
     "PG_DSN",
     "ROOT",
     "VENV_BIN",
@@ -40,6 +63,7 @@ __all__ = [
     "check_services",
     "check_settled",
     "child_pids",
+    "embedded_env",
     "flow_up",
     "free_port",
     "migrate",
@@ -47,5 +71,8 @@ __all__ = [
     "new_queue_prefix",
     "query",
     "queue_depth",
+    "sample_definitions",
+    "unhandled_errors",
     "wait_http",
+    "write_definitions",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -151,6 +152,22 @@ def flow_up(base: Path, env: dict[str, str]) -> Iterator[str]:
                 proc.kill()
                 proc.wait()
                 raise RuntimeError(f"flow up did not stop within 30 s of SIGINT; see {base / 'up.log'}") from None
+
+
+#: The warning an activity's own exception is logged under (with its traceback): the
+#: attempt's outcome, reported like any other, not an error of Libero Flow.
+_ACTIVITY_RAISED = re.compile(r" do_activity raised\b")
+
+
+def unhandled_errors(log: str) -> int:
+    """How many tracebacks ``log`` holds, leaving out those of activities that raised
+    (an activity of :mod:`flow.testing.activities` raises on purpose)."""
+    lines = log.splitlines()
+    return sum(
+        1
+        for index, line in enumerate(lines)
+        if line.startswith("Traceback") and not (index and _ACTIVITY_RAISED.search(lines[index - 1]))
+    )
 
 
 def child_pids(pid: int) -> set[int]:

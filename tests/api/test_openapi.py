@@ -1,23 +1,41 @@
 """The OpenAPI document matches the routes, and a bounded schemathesis run against a
-live server finds no 5xx and no response that breaks the document."""
+live server finds no 5xx and no response that breaks the document.
+
+The document is derived from the routes and the responders' ``@operation``s; these
+tests check it against what the application does, by other means than the ones that
+built it: Falcon's route inspection, the query parameters and headers a responder
+really reads, and the bodies a responder really accepts and refuses."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Iterator
+from typing import Any
 
+import falcon
 import falcon.inspect
+import falcon.routing
 import falcon.testing
+import jsonschema
 import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from openapi_spec_validator import validate
 from schemathesis import checks
 
 from api.app import create_app
+from api.openapi import BODY_ERRORS, document
+from api.operation import Reply, operation
+from flow.core.vocabulary import ActivityStatus, HistoryType, WorkflowStatus
 from flow.embedded import EmbeddedFlow
-from tests.conftest import flow_up, sample_definitions, write_definitions
+from flow.testing import flow_up, unhandled_errors
+from flow.testing.definitions import embedded_env, sample_definitions, write_definitions
 
 HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
+#: ``{name}`` or ``{name:converter(...)}`` in a URI template.
+FIELD = re.compile(r"{(\w+)(?::[^}]*)?}")
 
 
 @pytest.fixture
@@ -26,20 +44,164 @@ def app(embedded_settings) -> Iterator[falcon.App]:
         yield create_app(runtime=flow.runtime)
 
 
+@pytest.fixture
+def client(app) -> falcon.testing.TestClient:
+    return falcon.testing.TestClient(app)
+
+
+@pytest.fixture
+def doc(client) -> dict[str, Any]:
+    return client.simulate_get("/openapi.json").json
+
+
 def falcon_routes(app: falcon.App) -> set[tuple[str, str]]:
     routes = set()
     for route in falcon.inspect.inspect_routes(app):
-        path = route.path.replace("{version:int(min=1, max=2147483647)}", "{version}")
         for method in route.methods:
-            if method.method in HTTP_METHODS and "on_" + method.method.lower() in method.function_name:
-                routes.add((method.method, path))
+            if method.method in HTTP_METHODS and not method.internal:
+                routes.add((method.method, FIELD.sub(r"{\1}", route.path)))
     return routes
 
 
-def test_every_route_is_documented_and_every_documented_route_exists(app):
-    document = falcon.testing.TestClient(app).simulate_get("/openapi.json").json
-    documented = {(method.upper(), path) for path, item in document["paths"].items() for method in item}
+def operations(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(path, method.upper(), op) for path, item in doc["paths"].items() for method, op in item.items()]
+
+
+def parameters(op: dict[str, Any], where: str) -> set[str]:
+    return {p["name"] for p in op.get("parameters", []) if p["in"] == where}
+
+
+def test_every_route_is_documented_and_every_documented_route_exists(app, doc):
+    documented = {(method, path) for path, method, _ in operations(doc)}
     assert falcon_routes(app) == documented
+
+
+def test_the_path_parameters_are_the_fields_of_the_uri_template(app, doc):
+    for route in falcon.inspect.inspect_routes(app):
+        fields = set(FIELD.findall(route.path))
+        for method in (m for m in route.methods if not m.internal):
+            op = doc["paths"][FIELD.sub(r"{\1}", route.path)][method.method.lower()]
+            assert parameters(op, "path") == fields, route.path
+
+
+def test_the_document_is_valid_openapi(doc):
+    validate(doc)
+
+
+def test_the_document_with_the_token_is_valid_openapi_and_leaves_the_public_routes_open(embedded_settings):
+    with EmbeddedFlow(dataclasses.replace(embedded_settings, api_token="s3cret")) as flow:
+        client = falcon.testing.TestClient(create_app(runtime=flow.runtime))
+        doc = client.simulate_get("/openapi.json", headers={"Authorization": "Bearer s3cret"}).json
+    validate(doc)
+    assert doc["security"] == [{"bearer": []}]
+    for path, method, op in operations(doc):
+        refused = client.simulate_request(method, path.replace("{", "").replace("}", "")).status_code == 401
+        assert (op.get("security") != []) == refused, (method, path)
+        assert ("401" in op["responses"]) == refused, (method, path)
+
+
+def test_a_responder_that_does_not_describe_itself_is_refused():
+    class Described:
+        @operation("Described", responses={200: Reply("OK")})
+        def on_get(self, req: falcon.Request, resp: falcon.Response) -> None: ...
+
+        def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None: ...
+
+    router = falcon.routing.CompiledRouter()
+    falcon.App(router=router).add_route("/things/{id}", Described())
+    with pytest.raises(LookupError, match=r"Described.on_delete \(/things/{id}\) has no @operation"):
+        document(router, auth=False)
+
+
+def test_a_path_parameter_that_is_not_in_the_uri_template_is_refused():
+    class Misplaced:
+        @operation("Misplaced", responses={200: Reply("OK")}, path={"name": {"pattern": "^a$"}})
+        def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None: ...
+
+    router = falcon.routing.CompiledRouter()
+    falcon.App(router=router).add_route("/things/{id}", Misplaced())
+    with pytest.raises(LookupError, match=r"Misplaced.on_get: \['name'\] are not fields of its URI template"):
+        document(router, auth=False)
+
+
+def test_the_statuses_and_history_types_are_the_vocabulary(doc):
+    schemas = doc["components"]["schemas"]
+    assert schemas["WorkflowSummary"]["properties"]["status"]["enum"] == [s.value for s in WorkflowStatus]
+    assert schemas["Activity"]["properties"]["status"]["enum"] == [s.value for s in ActivityStatus]
+    assert schemas["Event"]["properties"]["type"]["enum"] == [t.value for t in HistoryType]
+    status = next(p for p in doc["paths"]["/workflows"]["get"]["parameters"] if p["name"] == "status")
+    assert status["schema"]["enum"] == [s.value for s in WorkflowStatus]
+
+
+# -- what each responder really reads and accepts -----------------------------------------
+
+
+@pytest.fixture
+def reads(monkeypatch) -> dict[str, set[str]]:
+    """The query parameters and headers that requests read, by name."""
+    seen: dict[str, set[str]] = {"query": set(), "header": set()}
+    get_param, get_header = falcon.Request.get_param, falcon.Request.get_header
+
+    def recording_get_param(self, name, *args, **kwargs):
+        seen["query"].add(name)
+        return get_param(self, name, *args, **kwargs)
+
+    def recording_get_header(self, name, *args, **kwargs):
+        seen["header"].add(name)
+        return get_header(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(falcon.Request, "get_param", recording_get_param)
+    monkeypatch.setattr(falcon.Request, "get_header", recording_get_header)
+    return seen
+
+
+@pytest.fixture
+def call(client, doc):
+    """``call(method, path, body=...)``: the operation with real path parameters (a
+    running workflow, a registered definition); returns the status code."""
+    workflow_id = client.simulate_post("/workflows", json={"name": "DummyWorkflow"}).json["id"]
+    values = {"workflow_id": workflow_id, "name": "DummyWorkflow", "version": "1"}
+
+    def call_operation(method: str, path: str, body: Any = None) -> int:
+        url = FIELD.sub(lambda field: values[field[1]], path)
+        return client.simulate_request(method, url, json=body).status_code
+
+    return call_operation
+
+
+def body_schema(op: dict[str, Any]) -> dict[str, Any] | None:
+    body = op.get("requestBody")
+    return body["content"]["application/json"]["schema"] if body else None
+
+
+def test_each_operation_reads_exactly_the_query_parameters_and_headers_it_documents(doc, reads, call):
+    for path, method, op in operations(doc):
+        reads["query"].clear()
+        reads["header"].clear()
+        schema = body_schema(op)
+        call(method, path, schema["examples"][0] if schema else None)
+        assert reads["query"] == parameters(op, "query"), (method, path)
+        # Authorization is the token check's, documented as the security scheme.
+        assert reads["header"] - {"Authorization"} == parameters(op, "header"), (method, path)
+
+
+def test_each_documented_body_is_the_one_its_responder_enforces(doc, call):
+    for path, method, op in operations(doc):
+        schema = body_schema(op)
+        if schema is None:
+            # No body documented: a body changes nothing (the responder does not read it).
+            assert call(method, path, {"unexpected": 1}) == call(method, path), (method, path)
+            continue
+        example = schema["examples"][0]
+        # The example is valid by the document (its references resolved in it) ...
+        jsonschema.Draft202012Validator({**schema, "components": doc["components"]}).validate(example)
+        # ... and the responder accepts it, refuses a field the schema does not allow,
+        # and refuses a missing body exactly when the document requires one.
+        accepted = call(method, path, example)
+        assert accepted < 300 or (accepted == 409 and path.endswith("/cancel")), (method, path, accepted)
+        assert call(method, path, {**example, "unexpected": 1}) == 422, (method, path)
+        missing = call(method, path)
+        assert (missing in BODY_ERRORS) == op["requestBody"]["required"], (method, path, missing)
 
 
 def test_the_metrics_endpoint_is_prometheus_text(app):
@@ -56,13 +218,13 @@ def live_api(tmp_path_factory, http_server) -> Iterator[str]:
     """``flow up`` in its own process: the API as users run it on a laptop."""
     base = tmp_path_factory.mktemp("live")
     definitions = write_definitions(base / "workflows", sample_definitions(http_server))
-    with flow_up(base, definitions) as url:
+    with flow_up(base, embedded_env(base, definitions)) as url:
         # Something to find: a workflow of each outcome.
         for name in ("DummyWorkflow", "FailingWorkflow"):
             requests.post(f"{url}/workflows", json={"name": name}, timeout=5)
         yield url
     text = (base / "up.log").read_text()
-    assert "Traceback" not in text, "the server logged an unhandled error"
+    assert unhandled_errors(text) == 0, "the server logged an unhandled error"
     requests_served = text.count("flow.http")
     assert requests_served > 100, f"schemathesis sent only {requests_served} requests"
 
@@ -81,9 +243,9 @@ def test_the_live_api_conforms_to_its_document(api_schema):
         "PUT /definitions/{name}",
         "GET /workflows/{workflow_id}",
     }
-    for operation in operations:
+    for api_operation in operations:
 
-        @given(case=operation.as_strategy())
+        @given(case=api_operation.as_strategy())
         @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
         def conforms(case) -> None:
             case.call_and_validate(

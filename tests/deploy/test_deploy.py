@@ -17,7 +17,8 @@ import requests
 import yaml
 
 from flow.testing import VENV_BIN, free_port, new_database, new_queue_prefix
-from tests.conftest import ROOT, sample_definitions, wait_for
+from flow.testing.definitions import sample_definitions
+from tests.conftest import ROOT, wait_for
 
 COMPOSE = ROOT / "docker-compose.yml"
 
@@ -101,7 +102,7 @@ def honcho_env(services, tmp_path, http_server):
             "FLOW_DATABASE_URL": pg_url,
             "FLOW_QUEUE_PREFIX": prefix,
             "FLOW_DEFINITIONS_DIR": str(definitions),
-            "FLOW_ACTIVITY_PACKAGES": "tests.activities",
+            "FLOW_ACTIVITY_PACKAGES": "flow.testing.activities",
             "FLOW_START_ROUTING_KEY": f"starter_{prefix}",
             "FLOW_LOG_FORMAT": "json",
         }

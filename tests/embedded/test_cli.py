@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, embedded_env
+from flow.testing.definitions import embedded_env
+from tests.conftest import ROOT
 from tests.embedded.conftest import run_cli as flow
 
 

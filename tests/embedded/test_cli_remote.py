@@ -9,7 +9,9 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.conftest import flow_up, wait_for
+from flow.testing import flow_up
+from flow.testing.definitions import embedded_env
+from tests.conftest import wait_for
 from tests.embedded.conftest import run_cli as flow
 
 
@@ -21,7 +23,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def server(tmp_path, definitions_dir) -> Iterator[dict[str, str]]:
-    with flow_up(tmp_path, definitions_dir) as url:
+    with flow_up(tmp_path, embedded_env(tmp_path, definitions_dir)) as url:
         yield {"FLOW_API_URL": url, "COLUMNS": "200"}
 
 

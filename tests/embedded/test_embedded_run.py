@@ -9,7 +9,7 @@ import pytest
 from flow.core.vocabulary import HistoryType
 from flow.embedded import EmbeddedFlow
 from flow.settings import Settings
-from tests.conftest import EXPECTED_STATUS
+from flow.testing.definitions import EXPECTED_STATUS
 
 
 @pytest.fixture

@@ -14,19 +14,18 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from flow.testing import wait_http
-from tests.conftest import flow_up, wait_for
+from flow.testing import flow_up, wait_http
+from flow.testing.definitions import embedded_env, sample_definitions, write_definitions
+from tests.conftest import wait_for
 
 MAX_BODY_BYTES = 4096
 
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory, http_server) -> Iterator[str]:
-    from tests.conftest import sample_definitions, write_definitions
-
     base = tmp_path_factory.mktemp("up")
     definitions = write_definitions(base / "workflows", sample_definitions(http_server))
-    with flow_up(base, definitions, FLOW_MAX_BODY_BYTES=str(MAX_BODY_BYTES)) as running:
+    with flow_up(base, embedded_env(base, definitions, FLOW_MAX_BODY_BYTES=str(MAX_BODY_BYTES))) as running:
         yield running
 
 
@@ -100,7 +99,6 @@ def test_a_chunked_body_with_extensions_and_trailers_is_decoded(url):
 def test_it_stops_gracefully_on_a_signal_even_if_started_with_sigint_ignored(tmp_path, http_server, sig):
     """A script's background job (``flow up &``) or ``nohup`` starts it with SIGINT ignored."""
     from flow.testing import ROOT, free_port
-    from tests.conftest import embedded_env, sample_definitions, write_definitions
 
     definitions = write_definitions(tmp_path / "workflows", sample_definitions(http_server))
     port = free_port()

@@ -13,7 +13,7 @@ import pytest
 from api.app import create_app
 from flow.embedded import EmbeddedFlow
 from flow.settings import Settings
-from tests.conftest import embedded_env, sample_definitions, write_definitions
+from flow.testing.definitions import embedded_env, sample_definitions, write_definitions
 from tests.hostile import (
     CURSORS,
     DEEP,

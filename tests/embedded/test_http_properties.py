@@ -16,7 +16,7 @@ from api.app import create_app
 from flow.core.strict_json import loads
 from flow.embedded import EmbeddedFlow
 from flow.settings import Settings
-from tests.conftest import embedded_env, sample_definitions, write_definitions
+from flow.testing.definitions import embedded_env, sample_definitions, write_definitions
 from tests.hostile import CURSORS, hostile_start_texts, post_json, workflow_count
 
 PROPERTIES = settings(

@@ -15,7 +15,8 @@ from flow.clock import utcnow
 from flow.embedded import EmbeddedFlow
 from flow.runtime import Runtime
 from flow.settings import Settings
-from tests.conftest import embedded_env, wait_for
+from flow.testing.definitions import embedded_env
+from tests.conftest import wait_for
 
 
 def test_systemexit_in_one_workflows_actor_affects_only_that_workflow(embedded_settings, monkeypatch):

@@ -12,7 +12,8 @@ from api.app import create_app
 from flow.embedded import EmbeddedFlow
 from flow.errors import InvalidInput
 from flow.settings import Settings
-from tests.conftest import embedded_env, wait_for
+from flow.testing.definitions import embedded_env
+from tests.conftest import wait_for
 
 NO_RETRY = {"retry": {"max_attempts": 1}}
 

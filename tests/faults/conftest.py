@@ -1,5 +1,5 @@
 """The fault suite's harness: a mixed batch of workflows (and the activities of
-``tests.activities`` that fail, refuse and kill their process) on a supervised
+``flow.testing.activities`` that fail, refuse and kill their process) on a supervised
 :class:`flow.testing.Cluster`, checked by :func:`flow.testing.check_settled`."""
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ BATCH = ["SlowSequence", "FanOut", "Retrying", "Failing", "OptionalBroken"]
 
 def fault_cluster_at(base: Path, pg_url: str, prefix: str) -> Cluster:
     """A cluster running the fault batch's definitions with the test activities."""
-    return Cluster(base, pg_url, prefix, FAULT_DEFINITIONS, activity_packages="tests.activities")
+    return Cluster(base, pg_url, prefix, FAULT_DEFINITIONS, activity_packages="flow.testing.activities")
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ import pytest
 import requests
 
 from flow.testing import Processes, free_port, migrate, new_database, new_queue_prefix, wait_http
-from tests.conftest import sample_definitions, wait_for
+from flow.testing.definitions import sample_definitions
+from tests.conftest import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def cluster_env(pg_url: str, queue_prefix: str, definitions: Path, *, partitions
         "FLOW_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/",
         "FLOW_QUEUE_PREFIX": queue_prefix,
         "FLOW_DEFINITIONS_DIR": str(definitions),
-        "FLOW_ACTIVITY_PACKAGES": "tests.activities",
+        "FLOW_ACTIVITY_PACKAGES": "flow.testing.activities",
         "FLOW_PARTITIONS": str(partitions),
     }
 

@@ -21,7 +21,8 @@ from flow.persistence.models import WorkflowRecord
 from flow.runtime import Runtime
 from flow.settings import Settings
 from flow.testing import AMQP_URL, VENV_BIN, new_database, new_queue_prefix, queue_depth
-from tests.conftest import ROOT, sample_definitions, wait_for, write_definitions
+from flow.testing.definitions import sample_definitions, write_definitions
+from tests.conftest import ROOT, wait_for
 from tests.integration.conftest import wait_ended
 
 pytestmark = pytest.mark.services
@@ -138,7 +139,7 @@ def own_start_queue(services, tmp_path, http_server) -> Iterator[dict]:
             "FLOW_QUEUE_PREFIX": prefix,
             "FLOW_START_ROUTING_KEY": f"starter_{prefix}",
             "FLOW_DEFINITIONS_DIR": str(write_definitions(tmp_path / "workflows", sample_definitions(http_server))),
-            "FLOW_ACTIVITY_PACKAGES": "tests.activities",
+            "FLOW_ACTIVITY_PACKAGES": "flow.testing.activities",
         }
         runtime = Runtime.build(Settings.from_env(env), engine=False)
         runtime.store.migrate(partitions=4)

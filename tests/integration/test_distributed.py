@@ -11,7 +11,8 @@ import pytest
 import requests
 
 from flow.testing import VENV_BIN, child_pids, queue_depth
-from tests.conftest import EXPECTED_STATUS, ROOT, wait_for
+from flow.testing.definitions import EXPECTED_STATUS
+from tests.conftest import ROOT, wait_for
 from tests.integration.conftest import wait_ended
 
 pytestmark = pytest.mark.services

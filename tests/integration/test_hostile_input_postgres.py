@@ -12,7 +12,7 @@ import pytest
 from api.app import create_app
 from flow.embedded import EmbeddedFlow
 from flow.settings import Settings
-from tests.conftest import embedded_env, sample_definitions, write_definitions
+from flow.testing.definitions import embedded_env, sample_definitions, write_definitions
 
 # The same tests, collected here again, run against the `untouched` fixture below.
 from tests.embedded.test_hostile_input import (  # noqa: F401

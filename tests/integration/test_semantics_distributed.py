@@ -71,7 +71,7 @@ def env(pg_url, queue_prefix, tmp_path_factory):
             "FLOW_DATABASE_URL": pg_url,
             "FLOW_QUEUE_PREFIX": queue_prefix,
             "FLOW_DEFINITIONS_DIR": str(definitions),
-            "FLOW_ACTIVITY_PACKAGES": "tests.activities",
+            "FLOW_ACTIVITY_PACKAGES": "flow.testing.activities",
             "FLOW_START_ROUTING_KEY": f"starter_{queue_prefix}",
         },
     )

@@ -38,7 +38,7 @@ def test_a_first_release_database_upgrades_and_its_workflows_run_to_their_end(se
             "FLOW_DATABASE_URL": pg_url,
             "FLOW_QUEUE_PREFIX": prefix,
             "FLOW_DEFINITIONS_DIR": str(FIXTURE / "workflows"),
-            "FLOW_ACTIVITY_PACKAGES": "tests.activities",
+            "FLOW_ACTIVITY_PACKAGES": "flow.testing.activities",
             "FLOW_PARTITIONS": "8",
         }
         procs = Processes(tmp_path, env)

@@ -13,7 +13,9 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from tests.conftest import ROOT, flow_up, sample_definitions, write_definitions
+from flow.testing import flow_up
+from flow.testing.definitions import embedded_env, sample_definitions, write_definitions
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.ui
 
@@ -34,7 +36,7 @@ def server(tmp_path_factory, http_server) -> Iterator[str]:
         "activities": [{"name": "SleepActivity", "config": {"sleep_s": 0.4}} for _ in range(3)],
     }
     definitions = write_definitions(base / "workflows", bodies)
-    with flow_up(base, definitions, FLOW_API_TOKEN="ui-secret") as url:
+    with flow_up(base, embedded_env(base, definitions, FLOW_API_TOKEN="ui-secret")) as url:
         yield url
 
 

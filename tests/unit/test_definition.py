@@ -4,8 +4,9 @@ import json
 
 import pytest
 
+from activities.discovery import discover
 from flow.catalog import Catalog, load_file
-from flow.core.definition import parse
+from flow.core.definition import SCHEMA, parse
 from flow.errors import DefinitionError, DefinitionNotFound
 
 KNOWN = {"DoSomethingActivity", "DoAnotherThingActivity"}
@@ -186,3 +187,8 @@ def test_a_name_with_a_trailing_newline_is_refused():
     body = valid()
     body["name"] = "W\n"  # Python's "$" matches before it; the pattern must not
     assert [p for p, _ in problems(body)] == ["$.name"]
+
+
+def test_every_example_of_the_schema_runs_with_the_activities_that_ship():
+    for example in SCHEMA["examples"]:
+        assert parse(example, known_activities=discover()).name == example["name"]

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flow.core.definition import is_definition_name
-from flow.core.start_request import StartRequest, parse_start_request
+from flow.core.start_request import SCHEMA, SCHEMA_WITH_ID, StartRequest, parse_start_request
 from flow.core.strict_json import check
 from flow.engine.amqp_start import parse_start
 from flow.errors import InvalidInput, InvalidJson
@@ -53,6 +53,30 @@ def test_decoded_fields_are_refused_with_their_path(fields, path):
     with pytest.raises(InvalidInput) as info:
         parse_start_request(fields)
     assert info.value.path == path
+
+
+@pytest.mark.parametrize(
+    ("fields", "path", "message"),
+    [
+        ({"input_data": {}}, "$.name", "required: the name of a registered workflow definition"),
+        ({"name": "W", "status": "x", "colour": 1}, "$.colour", "unknown field; allowed: name, input_data,"),
+        ({"name": "W X"}, "$.name", "must be the name of a registered workflow definition, matching ^"),
+        ({"name": "W\n"}, "$.name", "must be the name of a registered workflow definition"),
+        ({"name": "W", "idempotency_key": ""}, "$.idempotency_key", "must be a string of 1 to 255 characters"),
+        ({"name": "W", "input_data": 3}, "$.input_data", "must be a JSON object"),
+        (["name"], "$", "must be a JSON object"),
+    ],
+)
+def test_a_refusal_says_what_the_schema_asks_for(fields, path, message):
+    with pytest.raises(InvalidInput) as info:
+        parse_start_request(fields)
+    assert info.value.path == path
+    assert info.value.message.startswith(message)
+
+
+def test_every_example_of_the_schema_is_a_valid_request():
+    for example in [*SCHEMA["examples"], *SCHEMA_WITH_ID.get("examples", [])]:
+        assert_a_valid_request(parse_start_request(example))
 
 
 def test_the_dramatiq_door_may_name_the_workflow_id():

@@ -1,4 +1,9 @@
-"""Activities for the tests only (loaded with FLOW_ACTIVITY_PACKAGES=tests.activities)."""
+"""Activities that fail on purpose, for tests: ``FLOW_ACTIVITY_PACKAGES=flow.testing.activities``
+(:data:`flow.testing.definitions.ACTIVITY_PACKAGE`).
+
+They are found only where that variable names this module (docs/design.md,
+invariant 8): a deployment that does not ask for them never runs them.
+"""
 
 from __future__ import annotations
 
@@ -58,6 +63,6 @@ class TracedActivity(BaseActivity):
     def do_activity(self) -> str:
         from opentelemetry import trace
 
-        with trace.get_tracer("tests.activities").start_as_current_span("inside do_activity") as span:
+        with trace.get_tracer(__name__).start_as_current_span("inside do_activity") as span:
             span.set_attribute("work.attempt", self.attempt)
         return self.SUCCEEDED

@@ -1,0 +1,153 @@
+"""JSON Schemas of what the API answers: the views of :mod:`flow.views`, pages of them,
+and errors. They are the OpenAPI document's components (``Reply("...", "Workflow")``
+names one); a bounded schemathesis run checks real responses against them
+(``tests/api/test_openapi.py``).
+
+Request bodies are not here: each lives beside the code that validates it.
+Vocabularies come from :mod:`flow.core.vocabulary`, never re-listed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flow.core.vocabulary import ActivityStatus, HistoryType, Trigger, WorkflowStatus
+
+
+def ref(name: str) -> dict[str, str]:
+    """A reference to the component ``name``."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def enum(vocabulary: type) -> dict[str, Any]:
+    """The values of a ``StrEnum`` as a schema."""
+    return {"type": "string", "enum": [member.value for member in vocabulary]}
+
+
+_TIMESTAMP = {"type": "string", "format": "date-time"}
+_OPTIONAL_TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
+_COUNT = {"type": "integer", "description": "How many activities it has."}
+
+
+def _record(**properties: Any) -> dict[str, Any]:
+    """An object with exactly these properties, all of them present."""
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
+def _page(item: str, cursor: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["items", "next"],
+        "properties": {
+            "items": {"type": "array", "items": ref(item)},
+            "next": {"type": ["string", "null"], "description": f"Pass as `{cursor}` for the next page."},
+        },
+    }
+
+
+COMPONENTS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["title"],
+        "properties": {
+            "title": {"type": "string"},
+            "description": {"type": "string"},
+            "errors": {"type": "array", "items": _record(path={"type": "string"}, message={"type": "string"})},
+        },
+    },
+    "WorkflowSummary": {
+        "type": "object",
+        "required": ["id", "name", "definition_version", "status", "created_at", "updated_at", "finished_at"],
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "definition_version": {"type": "integer"},
+            "status": enum(WorkflowStatus),
+            "created_at": _TIMESTAMP,
+            "updated_at": _TIMESTAMP,
+            "finished_at": _OPTIONAL_TIMESTAMP,
+        },
+    },
+    "Activity": {
+        "type": "object",
+        "required": ["position", "name", "status", "attempt", "max_attempts", "error"],
+        "properties": {
+            "position": {"type": "integer"},
+            "id": {"type": "string", "description": "Unique within the workflow; outputs are keyed by it."},
+            "name": {"type": "string"},
+            "depends_on": {"type": ["array", "null"], "items": {"type": "string"}},
+            "trigger": enum(Trigger),
+            "when": {"type": ["string", "null"]},
+            "independent": {"type": "boolean"},
+            "required": {"type": "boolean"},
+            "status": enum(ActivityStatus),
+            "attempt": {"type": "integer"},
+            "max_attempts": {"type": "integer"},
+            "scheduled_at": _OPTIONAL_TIMESTAMP,
+            "started_at": _OPTIONAL_TIMESTAMP,
+            "finished_at": _OPTIONAL_TIMESTAMP,
+            "duration_ms": {"type": ["number", "null"]},
+            "output": {},
+            "error": {"type": ["string", "null"]},
+            "skip_reason": {"type": ["string", "null"], "description": "Why a Skipped activity did not run."},
+        },
+    },
+    "Workflow": {
+        "allOf": [
+            ref("WorkflowSummary"),
+            {
+                "type": "object",
+                "required": ["input_data", "activities"],
+                "properties": {
+                    "input_data": {"type": "object"},
+                    "config": {"type": "object"},
+                    "output": {},
+                    "error": {"type": ["string", "null"]},
+                    "idempotency_key": {"type": ["string", "null"]},
+                    "activities": {"type": "array", "items": ref("Activity")},
+                },
+            },
+        ]
+    },
+    "ActivityList": _record(items={"type": "array", "items": ref("Activity")}),
+    "Event": {
+        "type": "object",
+        "required": ["id", "type", "position", "data", "occurred_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "type": enum(HistoryType),
+            "position": {"type": ["integer", "null"]},
+            "data": {"type": "object"},
+            "occurred_at": _TIMESTAMP,
+        },
+    },
+    "WorkflowPage": _page("WorkflowSummary", "cursor"),
+    "EventPage": _page("Event", "after"),
+    "Definition": {
+        "type": "object",
+        "required": ["name", "version", "definition"],
+        "properties": {
+            "name": {"type": "string"},
+            "version": {"type": "integer"},
+            "created": {"type": "boolean"},
+            "versions": {"type": "array", "items": _record(version={"type": "integer"}, created_at=_TIMESTAMP)},
+            "definition": {"type": "object"},
+        },
+    },
+    "DefinitionList": _record(
+        items={
+            "type": "array",
+            "items": _record(
+                name={"type": "string"}, version={"type": "integer"}, created_at=_TIMESTAMP, activities=_COUNT
+            ),
+        }
+    ),
+    "Validation": _record(valid={"const": True}, name={"type": "string"}, activities=_COUNT),
+    "Health": _record(
+        status={"enum": ["ok", "unavailable"]},
+        database={"type": "string", "description": '"ok", or why not'},
+        broker={"type": "string", "description": '"ok", or why not'},
+    ),
+}
+
+__all__ = ["COMPONENTS", "enum", "ref"]

@@ -60,6 +60,7 @@ def describe_event(event: dict[str, Any], workflow: dict[str, Any]) -> Text:
         HistoryType.WORKFLOW_CANCELLED: "workflow cancelled" + (f": {data['reason']}" if data.get("reason") else ""),
         HistoryType.RETRY_WORKFLOW: f"workflow retried from where it stopped (run {data.get('run')})",
         HistoryType.SKIP_ACTIVITY: f"skipped: {data.get('reason', '')}",
+        HistoryType.FAIL_ACTIVITY: f"failed before it ran: {data.get('error', '')}",
     }.get(kind, kind)
     style = ""
     if kind == HistoryType.ACTIVITY_RESULT:
@@ -72,6 +73,8 @@ def describe_event(event: dict[str, Any], workflow: dict[str, Any]) -> Text:
         style = "bold green"
     elif kind == HistoryType.SKIP_ACTIVITY:
         style = "dim"
+    elif kind == HistoryType.FAIL_ACTIVITY:
+        style = "red"
     elif kind in (HistoryType.WORKFLOW_FAILURE, HistoryType.WORKFLOW_CANCELLED):
         style = "bold red"
     if data.get("stale"):

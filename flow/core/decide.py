@@ -314,6 +314,16 @@ def _advance(
                 activities[position], scheduled, entry = _schedule(activity, now)
                 commands.extend(scheduled)
                 history.append(entry)
+            elif verdict.fail is not None:
+                failed = replace(activity, status=ActivityStatus.FAILED, error=verdict.fail, finished_at=now)
+                activities[position] = failed
+                history.append(HistoryEntry(HistoryType.FAIL_ACTIVITY, position, {"error": verdict.fail}))
+                if failed.required:
+                    state = replace(state, activities=tuple(activities), frontier=frontier)
+                    error = f"required activity {failed.id} (position {position}) failed: {verdict.fail}"
+                    decision = _fail(state, now, error, history)
+                    return replace(decision, commands=(*commands, *decision.commands))
+                just_ended.append(position)
             elif verdict.skip is not None:
                 activities[position] = replace(
                     activity, status=ActivityStatus.SKIPPED, skip_reason=verdict.skip, finished_at=now

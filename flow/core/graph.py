@@ -147,14 +147,16 @@ def _cycle(entries: Sequence[Mapping[str, Any]], ids: list[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class Verdict:
-    """Whether a pending activity runs now, waits, or is skipped (and why)."""
+    """Whether a pending activity runs now, waits, is skipped, or fails before it runs
+    (its condition could not be evaluated), and why."""
 
     run: bool = False
     skip: str | None = None
+    fail: str | None = None
 
     @property
     def waits(self) -> bool:
-        return not self.run and self.skip is None
+        return not self.run and self.skip is None and self.fail is None
 
 
 WAIT = Verdict()
@@ -182,8 +184,14 @@ def by_trigger(trigger: Trigger, dependencies: Sequence[tuple[str, ActivityStatu
 
 
 def by_condition(expression: str, context: Mapping[str, Any]) -> Verdict:
-    """Run unless ``expression`` gives a false value over ``context``."""
-    value = compile_condition(expression).search(context)
+    """Run unless ``expression`` gives a false value over ``context``; fail when it
+    cannot be evaluated (``length(`3`)``; jmespath also raises a plain ``TypeError``
+    comparing a string with a number), so that a bad condition ends the activity with
+    the reason instead of stopping the workflow's every decision."""
+    try:
+        value = compile_condition(expression).search(context)
+    except Exception as e:  # noqa: BLE001 - whatever the evaluator raises, the answer is the same
+        return Verdict(fail=f"when {expression!r} could not be evaluated: {type(e).__name__}: {e}")
     if _truthy(value):
         return RUN
     quoted = json.dumps(value)

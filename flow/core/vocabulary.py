@@ -127,6 +127,8 @@ class HistoryType(StrEnum):
     SCHEDULE_ACTIVITY = "schedule-activity", Role.DECISION
     RESCHEDULE_ACTIVITY = "reschedule-activity", Role.DECISION
     SKIP_ACTIVITY = "skip-activity", Role.DECISION
+    #: An activity failed before it ran: its ``when`` could not be evaluated.
+    FAIL_ACTIVITY = "fail-activity", Role.DECISION
     RETRY_WORKFLOW = "retry-workflow", Role.DECISION
     DO_NOTHING = "do-nothing", Role.DECISION
     WORKFLOW_FINISHED = "workflow-finished", Role.ENDING

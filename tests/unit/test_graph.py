@@ -360,3 +360,29 @@ def test_by_trigger_table():
 def test_state_replace_keeps_identity_of_unchanged_fields():
     state = state_of({"name": "A"}, {"name": "B", "depends_on": ["A"]})
     assert replace(state, error="x").dependents is state.dependents
+
+
+@pytest.mark.parametrize("expression", ["length(input.n)", "input.word > `1`", "sort(input.mixed)"])
+def test_a_condition_that_cannot_be_evaluated_fails_its_activity_with_the_reason(expression):
+    inputs = {"n": 3, "word": "x", "mixed": [1, "a"]}
+    run = Run(state_of({"name": "A", "when": expression}, {"name": "B"}, input_data=inputs))
+    assert run.status("A") is S.FAILED
+    assert run.activity("A").error.startswith(f"when {expression!r} could not be evaluated: ")
+    assert run.state.status is WorkflowStatus.FAILED
+    assert "required activity A (position 0) failed: when" in run.state.error
+    assert [h.type for h in run.decision.history][-2:] == [HistoryType.FAIL_ACTIVITY, HistoryType.WORKFLOW_FAILURE]
+
+
+def test_an_optional_activity_whose_condition_fails_lets_the_workflow_go_on():
+    run = Run(
+        state_of(
+            {"name": "A", "independent": True},
+            {"name": "B", "independent": True, "required": False, "when": "length(input.n)"},
+            {"name": "C", "depends_on": ["B"], "trigger": "all_done"},
+        ),
+    )
+    assert run.status("B") is S.FAILED
+    assert run.scheduled() == ["A", "C"]
+    run.end("A")
+    run.end("C")
+    assert run.state.status is WorkflowStatus.FINISHED

@@ -41,6 +41,7 @@ STORED = {
         "schedule-activity",
         "reschedule-activity",
         "skip-activity",
+        "fail-activity",
         "retry-workflow",
         "do-nothing",
         "workflow-finished",

@@ -38,6 +38,10 @@ ID_PATTERN = "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 _ID = re.compile(ID_PATTERN.replace("$", r"\Z"))
 #: Longest ``when`` expression.
 MAX_EXPRESSION_CHARS = 1000
+#: Bound on how many copies of the data a condition's multi-selects may make (the
+#: product of their sizes): ``[@, @] | [@, @] | ...`` doubles the data at each step,
+#: and an engine evaluating it would run out of memory.
+MAX_CONDITION_COPIES = 64
 #: Longest value quoted in a skip reason.
 _MAX_QUOTED = 200
 
@@ -67,11 +71,30 @@ def is_activity_id(value: str) -> bool:
 def compile_condition(expression: str) -> jmespath.parser.ParsedResult:
     """The compiled expression; raises :class:`ValueError` saying why it does not compile."""
     try:
-        return jmespath.compile(expression)
+        compiled = jmespath.compile(expression)
     except jmespath.exceptions.JMESPathError as e:
         where = getattr(e, "lex_position", None)
         at = f" at character {where}" if where is not None else ""
         raise ValueError(f"not a JMESPath expression ({str(e).splitlines()[0]}{at})") from None
+    copies = _copies(compiled.parsed)
+    if copies > MAX_CONDITION_COPIES:
+        raise ValueError(
+            f"too costly: its multi-selects could copy the data {copies} times; at most {MAX_CONDITION_COPIES}"
+        )
+    return compiled
+
+
+def _copies(node: Mapping[str, Any]) -> int:
+    """The product of the sizes of the multi-selects in a parsed expression."""
+    product = 1
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        children = current.get("children", [])
+        if current.get("type") in ("multi_select_list", "multi_select_dict"):
+            product *= max(len(children), 1)
+        stack.extend(child for child in children if isinstance(child, dict))
+    return product
 
 
 def problems(entries: Sequence[Mapping[str, Any]], path: Any) -> list[tuple[str, str]]:

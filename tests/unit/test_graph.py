@@ -139,6 +139,16 @@ def test_a_condition_that_does_not_compile_is_refused():
     assert message.startswith("not a JMESPath expression")
 
 
+def test_a_condition_that_could_copy_the_data_without_bound_is_refused():
+    doubling = "input" + " | [@, @]" * 7
+    [(path, message)] = problems({"name": "A", "when": doubling})
+    assert (path, message) == (
+        "$.activities[0].when",
+        "too costly: its multi-selects could copy the data 128 times; at most 64",
+    )
+    definition({"name": "A", "when": "input" + " | [@, @]" * 6})  # 64 copies at most: accepted
+
+
 @pytest.mark.parametrize(
     ("entry", "path"),
     [

@@ -16,6 +16,7 @@ conflict, unauthorised).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -135,6 +136,19 @@ def finish(workflow: dict[str, Any], *, as_json: bool, timeout_s: float | None) 
 @click.version_option(package_name="libero-flow")
 def main() -> None:
     """Libero Flow: run JSON-defined workflows, embedded or on RabbitMQ and PostgreSQL."""
+    import_from_current_directory()
+
+
+def import_from_current_directory() -> None:
+    """Make packages in the current directory importable (``FLOW_ACTIVITY_PACKAGES=myacts``),
+    as ``dramatiq`` does for its workers (its ``--path`` defaults to ``.``).
+
+    Appended rather than put first: a folder that happens to share a name with an
+    installed module (an ``api/`` of the user's own) must not shadow Libero Flow's.
+    """
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.append(cwd)
 
 
 def api_client() -> Any:

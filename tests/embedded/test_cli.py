@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -159,3 +163,60 @@ def test_readme_quickstart_command_runs_offline(tmp_path: Path):
     # example.org may or may not be reachable; the activity is optional either way.
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Finished" in result.stdout
+
+
+def readme_own_activity_script() -> str:
+    """The README's "Your own activity" section as one shell script: its ``sh`` blocks as
+    they are, each file block (introduced by a line naming the file) written by a heredoc."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Your own activity, from an empty directory", 1)[1].split("\n## ", 1)[0]
+    section = section.split("\n### ", 1)[0]
+    script = ["set -eu"]
+    for intro, language, body in re.findall(r"([^\n]*)\n\n```(\w+)\n(.*?)```", section, re.S):
+        if language == "sh":
+            script.append(body)
+        else:
+            file_name = re.match(r"`([^`]+)`", intro.strip()).group(1)
+            script.append(f"cat > {file_name} <<'END_OF_FILE'\n{body}END_OF_FILE")
+    return "\n".join(script)
+
+
+def installed_flow_env() -> dict[str, str]:
+    """The environment of a user's shell: the installed ``flow`` on PATH, no PYTHONPATH, no
+    FLOW_ settings (``python -m flow.cli`` would import from the current directory by itself)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOW_") and k != "PYTHONPATH"}
+    return {**env, "PATH": os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]]), "COLUMNS": "200"}
+
+
+def run_in(directory: Path, command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_readme_own_activity_runs_literally_from_an_empty_directory(tmp_path: Path):
+    script = readme_own_activity_script()
+    assert "FLOW_ACTIVITY_PACKAGES=myacts flow run hello.json" in script
+    assert "cat > myacts/__init__.py" in script and "cat > hello.json" in script
+    env = installed_flow_env()
+    result = run_in(tmp_path, ["bash", "-c", script], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Greet" in result.stdout and "Succeeded" in result.stdout
+    assert result.stdout.rstrip().endswith("Finished")
+    (tmp_path / "again").mkdir()
+    state = run_in(tmp_path / "again", ["bash", "-c", script.rstrip() + " --json"], env)
+    assert state.returncode == 0, state.stderr
+    assert json.loads(state.stdout)["output"] == {"Greet": {"greeting": "hello, world"}}
+
+
+def test_a_package_in_the_current_directory_that_cannot_be_imported_exits_2_with_one_line(tmp_path: Path):
+    (tmp_path / "myacts").mkdir()
+    (tmp_path / "myacts" / "__init__.py").write_text("import no_such_dependency\n")
+    (tmp_path / "hello.json").write_text(json.dumps({"name": "Hello", "activities": [{"name": "Greet"}]}))
+    env = {**installed_flow_env(), "FLOW_ACTIVITY_PACKAGES": "myacts"}
+    result = run_in(tmp_path, ["flow", "run", "hello.json"], env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [
+        "error: FLOW_ACTIVITY_PACKAGES names 'myacts', which cannot be imported: "
+        "ModuleNotFoundError: No module named 'no_such_dependency'"
+    ]

@@ -40,7 +40,12 @@ class Catalog:
         """Load every ``*.json`` file in ``directory``; an invalid file is an error."""
         directory = Path(directory)
         if not directory.is_dir():
-            logger.warning("definitions directory %s does not exist; no workflow can start", directory)
+            # Not a warning: definitions also arrive by PUT /definitions and by ``flow run
+            # FILE``, and those registered before stay in the database.
+            logger.info(
+                "definitions directory %s does not exist: no definitions from files (registered ones can start)",
+                directory,
+            )
             return cls()
         definitions = []
         seen: dict[str, str] = {}

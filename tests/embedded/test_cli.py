@@ -36,6 +36,16 @@ def test_run_by_path_of_a_definition_file(env, definitions_dir):
     assert "3/3" in result.stdout
 
 
+def test_run_of_a_file_without_a_definitions_directory_warns_of_nothing(env, definitions_dir, tmp_path):
+    result = flow(
+        "run",
+        str(definitions_dir / "RetryWorkflow.json"),
+        env={**env, "FLOW_DEFINITIONS_DIR": str(tmp_path / "absent")},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+
 def test_run_of_a_failing_workflow_exits_1(env):
     result = flow("run", "FailingWorkflow", env=env)
     assert result.returncode == 1

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Any
 
 import click
@@ -21,6 +22,9 @@ from flow.cli.app import (
     watch,
 )
 from flow.core.vocabulary import WorkflowStatus
+
+#: Workflows per page of ``flow list``.
+DEFAULT_LIST_LIMIT = 20
 
 
 @main.command()
@@ -75,20 +79,63 @@ def status(workflow_id: str, as_json: bool) -> None:
 @main.command(name="list")
 @click.option("--status", "status_", default=None, help=f"One of: {', '.join(WorkflowStatus)}.")
 @click.option("--name", default=None, help="Only workflows of this definition.")
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 500))
+@click.option("--created-after", default=None, help="Only workflows created at or after this ISO 8601 time.")
+@click.option("--created-before", default=None, help="Only workflows created before this ISO 8601 time.")
+@click.option(
+    "--limit", default=DEFAULT_LIST_LIMIT, show_default=True, type=click.IntRange(1, 500), help="Workflows per page."
+)
+@click.option("--cursor", default=None, help="Show the page after the one that printed this cursor.")
+@click.option("--all", "all_pages", is_flag=True, help="Follow the pages to the last one.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def list_(status_: str | None, name: str | None, limit: int, as_json: bool) -> None:
-    """List workflows, newest first."""
-    page = call_api(lambda: api_client().get("/workflows", status=status_, name=name, limit=limit))
+def list_(
+    status_: str | None,
+    name: str | None,
+    created_after: str | None,
+    created_before: str | None,
+    limit: int,
+    cursor: str | None,
+    all_pages: bool,
+    as_json: bool,
+) -> None:
+    """List workflows, newest first, a page at a time (--cursor, --all).
+
+    On a terminal, a table; otherwise one tab-separated line per workflow (id, name,
+    status, created, finished). Ids are never shortened. When more pages follow, the
+    command that shows the next one is printed on stderr.
+    """
+    api = api_client()
+    filters = {"status": status_, "name": name, "created_after": created_after, "created_before": created_before}
+    items: list[dict[str, Any]] = []
+    while True:
+        page = call_api(lambda cursor=cursor: api.get("/workflows", **filters, limit=limit, cursor=cursor))
+        items += page["items"]
+        cursor = page["next"]
+        if not (all_pages and cursor):
+            break
     if as_json:
-        print_json(page)
+        print_json({"items": items, "next": cursor})
         return
+    if out.is_terminal:
+        out.print(workflow_table(items))
+    else:
+        for w in items:
+            click.echo("\t".join((w["id"], w["name"], w["status"], w["created_at"] or "", w["finished_at"] or "")))
+    if cursor:
+        options = {**filters, "limit": limit if limit != DEFAULT_LIST_LIMIT else None, "cursor": cursor}
+        again = " ".join(f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in options.items() if v is not None)
+        err.print(f"more: flow list {again}", soft_wrap=True, markup=False, highlight=False)
+
+
+def workflow_table(items: list[dict[str, Any]]) -> Table:
+    """A table of workflow summaries in which the id column is never cut (so it can be
+    copied); the other columns wrap rather than lose text."""
     table = Table()
-    for column in ("id", "name", "status", "created", "finished"):
-        table.add_column(column)
-    for w in page["items"]:
+    table.add_column("id", no_wrap=True, min_width=max((len(w["id"]) for w in items), default=2))
+    for column in ("name", "status", "created", "finished"):
+        table.add_column(column, overflow="fold")
+    for w in items:
         table.add_row(w["id"], w["name"], w["status"], w["created_at"] or "", w["finished_at"] or "")
-    out.print(table)
+    return table
 
 
 @main.command()

@@ -19,6 +19,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -55,14 +56,37 @@ def load_settings(*, embedded: bool) -> Settings:
         fail(str(e), EXIT_INVALID)
 
 
-def read_input(input_json: str) -> dict[str, Any]:
+def read_input(argument: str) -> dict[str, Any]:
+    """The ``--input`` object: JSON text, ``@FILE`` (the file's content) or ``-`` (stdin),
+    as curl reads ``-d``; an input too large for a command line fits in a file."""
+    what = "--input"
+    raw: str | bytes = argument
+    if argument == "-":
+        what, raw = "--input - (stdin)", sys.stdin.buffer.read()
+    elif argument.startswith("@"):
+        path = argument[1:]
+        what = f"--input @{path}"
+        try:
+            raw = Path(path).read_bytes()
+        except OSError as e:
+            fail(f"{what}: cannot read {path!r}: {e.strerror}", EXIT_INVALID)
     try:
-        value = strict_json.loads(input_json, what="--input")
+        value = strict_json.loads(raw, what=what)
     except InvalidJson as e:
-        fail(e.message if e.path == "$" else f"--input {e.path}: {e.message}", EXIT_INVALID)
+        fail(e.message if e.path == "$" else f"{what} {e.path}: {e.message}", EXIT_INVALID)
     if not isinstance(value, dict):
-        fail("--input must be a JSON object, e.g. '{\"x\": 1}'", EXIT_INVALID)
+        fail(f"{what} must be a JSON object, e.g. '{{\"x\": 1}}'", EXIT_INVALID)
     return value
+
+
+#: ``--input`` of ``flow run`` and ``flow start``.
+input_option = click.option(
+    "--input",
+    "input_json",
+    default="{}",
+    metavar="JSON|@FILE|-",
+    help="The workflow's input data, a JSON object: inline, @FILE to read a file, - to read stdin.",
+)
 
 
 def embedded_flow(settings: Settings, **options: Any) -> Any:

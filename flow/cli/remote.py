@@ -15,6 +15,7 @@ from flow.cli.app import (
     call_api,
     err,
     finish,
+    input_option,
     main,
     out,
     print_json,
@@ -29,7 +30,7 @@ DEFAULT_LIST_LIMIT = 20
 
 @main.command()
 @click.argument("name")
-@click.option("--input", "input_json", default="{}", help="The workflow's input data, a JSON object.")
+@input_option
 @click.option("--idempotency-key", default=None, help="A second start with the same key returns the first workflow.")
 @click.option("--wait", is_flag=True, help="Show progress until the workflow ends; exit with its outcome.")
 @click.option("--timeout", "timeout_s", type=float, default=None, help="With --wait: give up after this many seconds.")

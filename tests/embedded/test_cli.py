@@ -85,6 +85,51 @@ def test_run_with_bad_arguments_exits_2_with_a_clear_message(env, args, message)
     assert message in result.stderr
 
 
+@pytest.fixture
+def big_input(tmp_path) -> tuple[dict[str, str], Path]:
+    """An input of 200 KB, too long for a command line, in a file."""
+    value = {"text": "x" * 200_000}
+    path = tmp_path / "input.json"
+    path.write_text(json.dumps(value))
+    return value, path
+
+
+def test_run_reads_a_large_input_from_a_file_with_at(env, big_input):
+    value, path = big_input
+    result = flow("run", "DummyWorkflow", "--input", f"@{path}", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["input_data"] == value
+
+
+def test_run_reads_the_input_from_stdin_with_a_dash(env, big_input):
+    value, path = big_input
+    result = flow("run", "DummyWorkflow", "--input", "-", "--json", env=env, stdin=path.read_text())
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["input_data"] == value
+
+
+@pytest.mark.parametrize(
+    ("content", "argument", "message"),
+    [
+        (None, "@{dir}/absent.json", "--input @{dir}/absent.json: cannot read '{dir}/absent.json': No such file"),
+        ("{nope", "@{dir}/bad.json", "--input @{dir}/bad.json is not valid JSON"),
+        ("[1]", "@{dir}/bad.json", "--input @{dir}/bad.json must be a JSON object"),
+        ('{"x": NaN}', "@{dir}/bad.json", "--input @{dir}/bad.json $.x: NaN is not a JSON number"),
+        ("{nope", "-", "--input - (stdin) is not valid JSON"),
+    ],
+)
+def test_run_with_an_input_file_or_stdin_that_is_not_an_object_exits_2_naming_it(
+    env, tmp_path, content, argument, message
+):
+    if content is not None and argument != "-":
+        (tmp_path / "bad.json").write_text(content)
+    argument, message = argument.format(dir=tmp_path), message.format(dir=tmp_path)
+    result = flow("run", "DummyWorkflow", "--input", argument, env=env, stdin=content or "")
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_validate_prints_each_error_with_its_path_and_exits_nonzero(env, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(

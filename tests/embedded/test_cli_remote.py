@@ -46,6 +46,17 @@ def test_start_status_list_events_as_json(server):
     assert "will retry" in human.stdout
 
 
+def test_start_reads_the_input_from_a_file_or_stdin(server, tmp_path):
+    path = tmp_path / "input.json"
+    path.write_text(json.dumps({"text": "x" * 200_000}))
+    from_file = json.loads(flow("start", "DummyWorkflow", "--input", f"@{path}", "--json", env=server).stdout)
+    from_stdin = json.loads(
+        flow("start", "DummyWorkflow", "--input", "-", "--json", env=server, stdin='{"y": 2}').stdout
+    )
+    assert len(from_file["input_data"]["text"]) == 200_000
+    assert from_stdin["input_data"] == {"y": 2}
+
+
 def test_idempotency_key_from_the_cli(server):
     first = json.loads(flow("start", "DummyWorkflow", "--idempotency-key", "k-1", "--json", env=server).stdout)
     second = json.loads(flow("start", "DummyWorkflow", "--idempotency-key", "k-1", "--json", env=server).stdout)

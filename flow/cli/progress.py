@@ -11,6 +11,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from flow.core.failure import cause
 from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind, WorkflowStatus
 
 WORKFLOW_STYLES: dict[str, str] = {
@@ -66,7 +67,7 @@ def describe_event(event: dict[str, Any], workflow: dict[str, Any]) -> Text:
         what = outcome.lower().replace("_", " ")
         style = "green" if outcome == Outcome.SUCCEEDED else "red"
         if data.get("error"):
-            what += f": {last_line(data['error'])}"
+            what += f": {cause(data['error'])}"
     elif kind == HistoryType.WORKFLOW_FINISHED:
         style = "bold green"
     elif kind in (HistoryType.WORKFLOW_FAILURE, HistoryType.WORKFLOW_CANCELLED):
@@ -97,7 +98,7 @@ def activity_table(workflow: dict[str, Any]) -> Table:
             Text(a["status"], style=ACTIVITY_STYLES.get(a["status"], "")),
             f"{a['attempt']}/{a['max_attempts']}",
             duration,
-            last_line(a["error"]) if a["error"] else "",
+            cause(a["error"]),
         )
     return table
 
@@ -107,9 +108,3 @@ def status_line(workflow: dict[str, Any]) -> Text:
     if workflow.get("error"):
         line.append(f"  {workflow['error']}")
     return line
-
-
-def last_line(text: str) -> str:
-    """The telling line of an error: a traceback's last line."""
-    lines = text.strip().splitlines()
-    return lines[-1] if lines else ""

@@ -121,8 +121,9 @@ def watch(
     console: Console,
 ) -> dict[str, Any]:
     """Print each new history entry until the workflow ends; return its final view."""
-    from flow.cli.progress import describe_event
+    from flow.cli.progress import Narrator
 
+    narrator = Narrator()
     last_event = 0
     latest: dict[str, Any] = {}
 
@@ -131,8 +132,7 @@ def watch(
         latest = workflow = fetch_workflow()
         for event in fetch_events(last_event):
             last_event = event["id"]
-            line = describe_event(event, workflow)
-            if line.plain:
+            for line in narrator.lines(event, workflow):
                 console.print(line)
         return workflow if workflow["status"] != WorkflowStatus.IN_PROGRESS else None
 

@@ -22,7 +22,7 @@ from flow.cli.app import (
     read_input,
     watch,
 )
-from flow.core.vocabulary import WorkflowStatus
+from flow.core.vocabulary import HistoryType, WorkflowStatus
 
 #: Workflows per page of ``flow list``.
 DEFAULT_LIST_LIMIT = 20
@@ -144,7 +144,7 @@ def workflow_table(items: list[dict[str, Any]]) -> Table:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def events(workflow_id: str, as_json: bool) -> None:
     """Show a workflow's event history."""
-    from flow.cli.progress import describe_event
+    from flow.cli.progress import Narrator, is_quiet
 
     api = api_client()
     workflow = call_api(lambda: api.get(f"/workflows/{workflow_id}"))
@@ -158,9 +158,12 @@ def events(workflow_id: str, as_json: bool) -> None:
     if as_json:
         print_json(items)
         return
+    narrator = Narrator()
     for event in items:
-        line = describe_event(event, workflow)
-        out.print(line if line.plain else f"[dim]{event['occurred_at'][11:23]}  {event['type']}[/]")
+        if is_quiet(event) and event["type"] != HistoryType.DO_NOTHING:
+            out.print(f"[dim]{event['occurred_at'][11:23]}  {event['type']}[/]")
+        for line in narrator.lines(event, workflow):
+            out.print(line)
 
 
 @main.command()

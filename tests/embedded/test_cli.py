@@ -53,6 +53,16 @@ def test_run_of_a_failing_workflow_exits_1(env):
     assert "RefusingActivity" in result.stdout
 
 
+def test_run_ends_an_optional_activity_that_ran_out_of_attempts_with_a_permanent_failure_line(env):
+    result = flow("run", "BrokenOptionalWorkflow", env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    last_attempt = [i for i, line in enumerate(lines) if "attempt 2  temporary failure" in line]
+    assert len(last_attempt) == 1
+    assert "BrokenActivity" in lines[last_attempt[0] + 1]
+    assert lines[last_attempt[0] + 1].endswith("failed permanently (optional)")
+
+
 def test_run_json_prints_the_final_state(env):
     result = flow("run", "DummyWorkflow", "--json", env=env)
     assert result.returncode == 0, result.stderr

@@ -57,6 +57,16 @@ def test_start_reads_the_input_from_a_file_or_stdin(server, tmp_path):
     assert from_stdin["input_data"] == {"y": 2}
 
 
+def test_events_show_no_line_for_events_that_decide_nothing(server):
+    workflow_id = json.loads(flow("start", "ParallelWorkflow", "--json", env=server).stdout)["id"]
+    wait_for(lambda: json.loads(flow("status", workflow_id, "--json", env=server).stdout)["status"] == "Finished")
+    history = json.loads(flow("events", workflow_id, "--json", env=server).stdout)
+    assert "do-nothing" in [e["type"] for e in history]  # each "started" report, each independent result
+    human = flow("events", workflow_id, env=server)
+    assert "started" in human.stdout
+    assert "do-nothing" not in human.stdout and "nothing to do" not in human.stdout
+
+
 def test_idempotency_key_from_the_cli(server):
     first = json.loads(flow("start", "DummyWorkflow", "--idempotency-key", "k-1", "--json", env=server).stdout)
     second = json.loads(flow("start", "DummyWorkflow", "--idempotency-key", "k-1", "--json", env=server).stdout)

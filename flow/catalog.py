@@ -32,8 +32,10 @@ def load_file(path: str | Path, *, known_activities: Collection[str]) -> Definit
 class Catalog:
     """The definitions a process knows, by name."""
 
-    def __init__(self, definitions: Collection[Definition] = ()) -> None:
+    def __init__(self, definitions: Collection[Definition] = (), *, missing: str | None = None) -> None:
         self._by_name = {d.name: d for d in definitions}
+        #: Why no file was read, when the directory does not exist (for "not found" errors).
+        self.missing = missing
 
     @classmethod
     def from_directory(cls, directory: str | Path, *, known_activities: Collection[str]) -> Catalog:
@@ -42,11 +44,9 @@ class Catalog:
         if not directory.is_dir():
             # Not a warning: definitions also arrive by PUT /definitions and by ``flow run
             # FILE``, and those registered before stay in the database.
-            logger.info(
-                "definitions directory %s does not exist: no definitions from files (registered ones can start)",
-                directory,
-            )
-            return cls()
+            missing = f"the definitions directory {directory} (FLOW_DEFINITIONS_DIR) does not exist"
+            logger.info("%s: no definitions from files (registered ones can start)", missing)
+            return cls(missing=missing)
         definitions = []
         seen: dict[str, str] = {}
         for path in sorted(directory.glob("*.json")):

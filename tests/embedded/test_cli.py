@@ -46,6 +46,14 @@ def test_run_of_a_file_without_a_definitions_directory_warns_of_nothing(env, def
     assert result.stderr == ""
 
 
+def test_run_by_name_without_a_definitions_directory_says_it_does_not_exist(env, tmp_path):
+    result = flow("run", "DummyWorkflow", env={**env, "FLOW_DEFINITIONS_DIR": str(tmp_path / "absent")})
+    assert result.returncode == 2
+    assert f"none are registered; the definitions directory {tmp_path / 'absent'} (FLOW_DEFINITIONS_DIR)" in (
+        result.stderr.replace("\n", "")
+    )
+
+
 def test_run_of_a_failing_workflow_exits_1(env):
     result = flow("run", "FailingWorkflow", env=env)
     assert result.returncode == 1

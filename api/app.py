@@ -17,7 +17,7 @@ from api.resources.definitions import (
     DefinitionVersionResource,
 )
 from api.resources.health import HealthResource
-from api.resources.meta import MetricsResource, OpenApiResource, RootResource
+from api.resources.meta import FaviconSink, MetricsResource, OpenApiResource, RootResource
 from api.resources.workflows import (
     WorkflowActivitiesResource,
     WorkflowCancelResource,
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_error_handler(RequestReadTimeout, handle_read_timeout)
     app.add_route("/", RootResource())
     app.add_static_route("/ui", str(STATIC_DIR), fallback_filename="index.html")
+    app.add_sink(FaviconSink(STATIC_DIR / "favicon.ico"), prefix=r"/favicon\.ico$")
     app.add_route("/health", HealthResource(runtime))
     app.add_route("/metrics", MetricsResource(runtime))
     openapi_resource = OpenApiResource()

@@ -6,9 +6,9 @@ import hmac
 
 import falcon
 
-#: Routes open without a token: the health probe, and the web page's static files
-#: (they hold no data; the page sends the token with every API call it makes).
-PUBLIC_PATHS = frozenset({"/health", "/"})
+#: Routes open without a token: the health probe, and the web page's static files and
+#: icon (they hold no data; the page sends the token with every API call it makes).
+PUBLIC_PATHS = frozenset({"/health", "/", "/favicon.ico"})
 PUBLIC_PREFIXES = ("/ui",)
 
 

@@ -32,16 +32,21 @@ def load_file(path: str | Path, *, known_activities: Collection[str]) -> Definit
 class Catalog:
     """The definitions a process knows, by name."""
 
-    def __init__(self, definitions: Collection[Definition] = ()) -> None:
+    def __init__(self, definitions: Collection[Definition] = (), *, missing: str | None = None) -> None:
         self._by_name = {d.name: d for d in definitions}
+        #: Why no file was read, when the directory does not exist (for "not found" errors).
+        self.missing = missing
 
     @classmethod
     def from_directory(cls, directory: str | Path, *, known_activities: Collection[str]) -> Catalog:
         """Load every ``*.json`` file in ``directory``; an invalid file is an error."""
         directory = Path(directory)
         if not directory.is_dir():
-            logger.warning("definitions directory %s does not exist; no workflow can start", directory)
-            return cls()
+            # Not a warning: definitions also arrive by PUT /definitions and by ``flow run
+            # FILE``, and those registered before stay in the database.
+            missing = f"the definitions directory {directory} (FLOW_DEFINITIONS_DIR) does not exist"
+            logger.info("%s: no definitions from files (registered ones can start)", missing)
+            return cls(missing=missing)
         definitions = []
         seen: dict[str, str] = {}
         for path in sorted(directory.glob("*.json")):

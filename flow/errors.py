@@ -45,13 +45,25 @@ class DefinitionError(FlowError):
 
 
 class DefinitionNotFound(FlowError):
-    """Raised when a workflow is started with a definition name nobody registered."""
+    """Raised when a workflow is started with a definition name nobody registered.
 
-    def __init__(self, name: str, known: list[str]) -> None:
+    The message lists the first :attr:`MAX_LISTED` known names and counts the rest (a
+    deployment may hold hundreds); ``hint`` says why none are known, when that is known.
+    """
+
+    #: Known names the message lists at most.
+    MAX_LISTED = 10
+
+    def __init__(self, name: str, known: list[str], *, hint: str | None = None) -> None:
         self.name = name
         self.known = known
-        choices = ", ".join(sorted(known)) or "none are loaded"
-        super().__init__(f"no workflow definition named {name!r} (known: {choices})")
+        listed = sorted(known)[: self.MAX_LISTED]
+        more = len(known) - len(listed)
+        if listed:
+            choices = "known: " + ", ".join(listed) + (f" and {more} more (GET /definitions)" if more else "")
+        else:
+            choices = "none are registered" + (f"; {hint}" if hint else "")
+        super().__init__(f"no workflow definition named {name!r} ({choices})")
 
 
 class IdempotencyConflict(FlowError):

@@ -111,7 +111,7 @@ class WorkflowService:
             known = [d["name"] for d in self.store.list_definitions()]
             if version is not None and name in known:
                 raise DefinitionNotFound(f"{name} version {version}", known)
-            raise DefinitionNotFound(name, known)
+            raise DefinitionNotFound(name, known, hint=self.catalog.missing)
         found_version, body = found
         parsed = parse(body, known_activities=self.activity_classes, source=f"{name} v{found_version}")
         with self._lock:

@@ -132,6 +132,10 @@ PARAMS: list[tuple[str, str, str, int]] = [
     ("GET", "/workflows", "limit=" + "9" * 5000, 422),
     ("GET", "/workflows", "limit=abc", 422),
     ("GET", "/workflows", "limit=0", 422),
+    # One convention for every query parameter: a bad limit is refused like a bad status.
+    ("GET", "/workflows", "limit=501", 422),
+    ("GET", "/workflows", "status=Nope", 422),
+    ("GET", "/workflows", "status=finished", 422),
     ("GET", "/workflows/00000000-0000-0000-0000-000000000000/events", "after=" + "9" * 5000, 422),
     ("GET", "/workflows/00000000-0000-0000-0000-000000000000/events", "after=-1", 422),
 ]

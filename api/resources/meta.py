@@ -1,7 +1,8 @@
-"""``/``, ``/openapi.json`` and ``/metrics``."""
+"""``/``, ``/openapi.json``, ``/metrics`` and ``/favicon.ico``."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import falcon
@@ -43,3 +44,26 @@ class RootResource:
     @operation("Redirects to the web page at /ui/", responses={302: Reply("Location: /ui/")})
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         raise falcon.HTTPFound("/ui/")
+
+
+class FaviconSink:
+    """``GET /favicon.ico``: the web page's icon (``api/static/favicon.ico``, 32×32: the
+    timeline's bars on the page's accent colour).
+
+    Browsers ask for it on their own, without the token, so it is public. A sink rather
+    than a route: like the page's files under ``/ui``, it is no part of the API or of its
+    OpenAPI document.
+    """
+
+    #: Browsers may keep it a day.
+    MAX_AGE_S = 86400
+
+    def __init__(self, path: Path) -> None:
+        self.data = path.read_bytes()
+
+    def __call__(self, req: falcon.Request, resp: falcon.Response, **params: Any) -> None:
+        if req.method not in ("GET", "HEAD"):
+            raise falcon.HTTPMethodNotAllowed(["GET", "HEAD"])
+        resp.content_type = "image/x-icon"
+        resp.cache_control = ["public", f"max-age={self.MAX_AGE_S}"]
+        resp.data = self.data

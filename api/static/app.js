@@ -174,21 +174,27 @@ function attemptBars(workflow, events) {
 function gantt(workflow, events) {
   const bars = attemptBars(workflow, events);
   const start = new Date(workflow.created_at).getTime();
+  // An attempt without a result is drawn up to now, or to the workflow's end once it has
+  // ended (a cancelled workflow's activity may still run, but the timeline stops there).
+  const openEnd = workflow.finished_at || new Date().toISOString();
   const times = bars.map(b => new Date(b.finished || b.started || b.scheduled).getTime());
-  times.push(workflow.finished_at ? new Date(workflow.finished_at).getTime() : Date.now());
+  times.push(new Date(openEnd).getTime());
   const end = Math.max(start + 1, ...times);
   const span = Math.max(end - start, 1);
-  const pct = t => ((new Date(t).getTime() - start) / span * 100).toFixed(2) + "%";
-  const width = (a, b) => Math.max((new Date(b).getTime() - new Date(a).getTime()) / span * 100, 0.2).toFixed(2) + "%";
+  const percent = t => Math.min(Math.max((new Date(t).getTime() - start) / span * 100, 0), 100);
+  const pct = t => percent(t).toFixed(2) + "%";
+  // Never past the track's right edge, whatever the clocks say.
+  const width = (a, b) => Math.min(Math.max(percent(b) - percent(a), 0.2), 100 - percent(a)).toFixed(2) + "%";
   const rows = workflow.activities.map(activity => {
     const track = h("div", { class: "gantt-track" });
     for (const bar of bars.filter(b => b.position === activity.position)) {
-      const label = `${activity.id || activity.name} attempt ${bar.attempt}: ${bar.outcome || "running"}, waited ${duration(bar.scheduled, bar.started)}, ran ${duration(bar.started, bar.finished)}`;
+      const state = bar.outcome || (workflow.finished_at ? "no result when the workflow ended" : "running");
+      const label = `${activity.id || activity.name} attempt ${bar.attempt}: ${state}, waited ${duration(bar.scheduled, bar.started)}, ran ${duration(bar.started, bar.finished || openEnd)}`;
       if (bar.started && bar.started !== bar.scheduled)
         track.append(h("div", { class: "bar wait", style: `left:${pct(bar.scheduled)};width:${width(bar.scheduled, bar.started)}`, title: label }));
       const runStart = bar.started || bar.scheduled;
       track.append(h("div", { class: "bar " + (bar.outcome || "running"), role: "img", "aria-label": label, title: label,
-        style: `left:${pct(runStart)};width:${width(runStart, bar.finished || new Date().toISOString())}` }));
+        style: `left:${pct(runStart)};width:${width(runStart, bar.finished || openEnd)}` }));
     }
     return h("div", { class: "gantt-row" }, h("div", { class: "gantt-label" }, `${activity.position}. ${activity.id || activity.name}`), track);
   });

@@ -16,8 +16,10 @@ conflict, unauthorised).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -54,14 +56,37 @@ def load_settings(*, embedded: bool) -> Settings:
         fail(str(e), EXIT_INVALID)
 
 
-def read_input(input_json: str) -> dict[str, Any]:
+def read_input(argument: str) -> dict[str, Any]:
+    """The ``--input`` object: JSON text, ``@FILE`` (the file's content) or ``-`` (stdin),
+    as curl reads ``-d``; an input too large for a command line fits in a file."""
+    what = "--input"
+    raw: str | bytes = argument
+    if argument == "-":
+        what, raw = "--input - (stdin)", sys.stdin.buffer.read()
+    elif argument.startswith("@"):
+        path = argument[1:]
+        what = f"--input @{path}"
+        try:
+            raw = Path(path).read_bytes()
+        except OSError as e:
+            fail(f"{what}: cannot read {path!r}: {e.strerror}", EXIT_INVALID)
     try:
-        value = strict_json.loads(input_json, what="--input")
+        value = strict_json.loads(raw, what=what)
     except InvalidJson as e:
-        fail(e.message if e.path == "$" else f"--input {e.path}: {e.message}", EXIT_INVALID)
+        fail(e.message if e.path == "$" else f"{what} {e.path}: {e.message}", EXIT_INVALID)
     if not isinstance(value, dict):
-        fail("--input must be a JSON object, e.g. '{\"x\": 1}'", EXIT_INVALID)
+        fail(f"{what} must be a JSON object, e.g. '{{\"x\": 1}}'", EXIT_INVALID)
     return value
+
+
+#: ``--input`` of ``flow run`` and ``flow start``.
+input_option = click.option(
+    "--input",
+    "input_json",
+    default="{}",
+    metavar="JSON|@FILE|-",
+    help="The workflow's input data, a JSON object: inline, @FILE to read a file, - to read stdin.",
+)
 
 
 def embedded_flow(settings: Settings, **options: Any) -> Any:
@@ -98,8 +123,9 @@ def watch(
     console: Console,
 ) -> dict[str, Any]:
     """Print each new history entry until the workflow ends; return its final view."""
-    from flow.cli.progress import describe_event
+    from flow.cli.progress import Narrator
 
+    narrator = Narrator()
     last_event = 0
     latest: dict[str, Any] = {}
 
@@ -108,8 +134,7 @@ def watch(
         latest = workflow = fetch_workflow()
         for event in fetch_events(last_event):
             last_event = event["id"]
-            line = describe_event(event, workflow)
-            if line.plain:
+            for line in narrator.lines(event, workflow):
                 console.print(line)
         return workflow if workflow["status"] != WorkflowStatus.IN_PROGRESS else None
 
@@ -137,6 +162,19 @@ def finish(workflow: dict[str, Any], *, as_json: bool, timeout_s: float | None) 
 @click.version_option(package_name="libero-flow")
 def main() -> None:
     """Libero Flow: run JSON-defined workflows, embedded or on RabbitMQ and PostgreSQL."""
+    import_from_current_directory()
+
+
+def import_from_current_directory() -> None:
+    """Make packages in the current directory importable (``FLOW_ACTIVITY_PACKAGES=myacts``),
+    as ``dramatiq`` does for its workers (its ``--path`` defaults to ``.``).
+
+    Appended rather than put first: a folder that happens to share a name with an
+    installed module (an ``api/`` of the user's own) must not shadow Libero Flow's.
+    """
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.append(cwd)
 
 
 def api_client() -> Any:

@@ -15,6 +15,7 @@ from flow.cli.app import (
     err,
     fail,
     finish,
+    input_option,
     load_settings,
     main,
     out,
@@ -29,7 +30,7 @@ from flow.logs import configure_logging
 
 @main.command()
 @click.argument("target")
-@click.option("--input", "input_json", default="{}", help="The workflow's input data, a JSON object.")
+@input_option
 @click.option("--timeout", "timeout_s", type=float, default=None, help="Give up waiting after this many seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final state as JSON instead of a table.")
 def run(target: str, input_json: str, timeout_s: float | None, as_json: bool) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind, WorkflowStatus
+from flow.core.failure import cause
+from flow.core.vocabulary import DECISIONS, ActivityStatus, HistoryType, Outcome, TimerKind, WorkflowStatus
 
 WORKFLOW_STYLES: dict[str, str] = {
     WorkflowStatus.IN_PROGRESS: "yellow",
@@ -31,7 +32,63 @@ ACTIVITY_STYLES: dict[str, str] = {
 }
 
 #: History entries not worth a line of their own (the next line says it better).
-_QUIET = frozenset({HistoryType.DO_NOTHING, HistoryType.CANCEL_REQUESTED, HistoryType.RETRY_REQUESTED})
+_QUIET = frozenset({HistoryType.CANCEL_REQUESTED, HistoryType.RETRY_REQUESTED})
+#: Timers whose firing ends the attempt they guard.
+_TIMEOUTS = frozenset({TimerKind.SCHEDULE_TO_START, TimerKind.START_TO_CLOSE})
+
+
+def is_quiet(event: dict[str, Any]) -> bool:
+    """No line of its own: a ``do-nothing`` without a reason (what most events decide: an
+    attempt started, an independent activity ended), the requests whose decision follows,
+    a retry timer (the ``scheduled`` line follows)."""
+    data = event.get("data") or {}
+    kind = event["type"]
+    return (
+        kind in _QUIET
+        or (kind == HistoryType.DO_NOTHING and not data.get("reason"))
+        or (kind == HistoryType.TIMER_FIRED and data.get("kind") == TimerKind.RETRY and not data.get("stale"))
+    )
+
+
+class Narrator:
+    """The lines of a workflow's history, fed in order (in pages, as they are committed).
+
+    Whether a failed attempt was the activity's last is said by the decision recorded
+    after it: every event's fact is followed by its decisions, committed together. When
+    that decision is not to retry it, the activity failed permanently, and says so in a
+    line of its own (an optional activity's failure otherwise ends on "temporary failure").
+    """
+
+    def __init__(self) -> None:
+        self._failed: dict[str, Any] | None = None  # a failed attempt awaiting its decision
+
+    def lines(self, event: dict[str, Any], workflow: dict[str, Any]) -> list[Text]:
+        """The lines ``event`` adds (none for a quiet one)."""
+        lines = []
+        kind, data = event["type"], event.get("data") or {}
+        if self._failed is not None and kind in DECISIONS:
+            failed, self._failed = self._failed, None
+            retried = kind == HistoryType.RESCHEDULE_ACTIVITY and event.get("position") == failed["position"]
+            ignored = kind == HistoryType.DO_NOTHING and data.get("reason")  # the workflow had ended
+            if not (retried or ignored):
+                lines.append(_failed_permanently(failed, event, workflow))
+        line = describe_event(event, workflow)
+        if line.plain:
+            lines.append(line)
+        if not data.get("stale") and (
+            (kind == HistoryType.ACTIVITY_RESULT and data.get("outcome") != Outcome.SUCCEEDED)
+            or (kind == HistoryType.TIMER_FIRED and data.get("kind") in _TIMEOUTS)
+        ):
+            self._failed = event
+        return lines
+
+
+def _failed_permanently(failed: dict[str, Any], decision: dict[str, Any], workflow: dict[str, Any]) -> Text:
+    activities = workflow.get("activities") or []
+    position = failed["position"]
+    optional = position is not None and position < len(activities) and not activities[position]["required"]
+    what = "failed permanently" + (" (optional)" if optional else "")
+    return _line({**failed, "occurred_at": decision["occurred_at"]}, workflow, what, "red")
 
 
 def describe_event(event: dict[str, Any], workflow: dict[str, Any]) -> Text:
@@ -39,16 +96,10 @@ def describe_event(event: dict[str, Any], workflow: dict[str, Any]) -> Text:
 
     A type this CLI does not know (from a newer server) is shown as it is named.
     """
+    if is_quiet(event):
+        return Text("")
     data = event.get("data") or {}
     kind = event["type"]
-    if kind in _QUIET or (
-        kind == HistoryType.TIMER_FIRED and data.get("kind") == TimerKind.RETRY and not data.get("stale")
-    ):
-        return Text("")
-    position = event.get("position")
-    activities = workflow.get("activities") or []
-    who = _label(activities[position]) if position is not None and position < len(activities) else workflow["name"]
-    attempt = f"attempt {data['attempt']}" if "attempt" in data and position is not None else ""
     what = {
         HistoryType.START_WORKFLOW: "workflow started",
         HistoryType.SCHEDULE_ACTIVITY: "scheduled",
@@ -68,7 +119,7 @@ def describe_event(event: dict[str, Any], workflow: dict[str, Any]) -> Text:
         what = outcome.lower().replace("_", " ")
         style = "green" if outcome == Outcome.SUCCEEDED else "red"
         if data.get("error"):
-            what += f": {last_line(data['error'])}"
+            what += f": {cause(data['error'])}"
     elif kind == HistoryType.WORKFLOW_FINISHED:
         style = "bold green"
     elif kind == HistoryType.SKIP_ACTIVITY:
@@ -77,8 +128,19 @@ def describe_event(event: dict[str, Any], workflow: dict[str, Any]) -> Text:
         style = "red"
     elif kind in (HistoryType.WORKFLOW_FAILURE, HistoryType.WORKFLOW_CANCELLED):
         style = "bold red"
+    elif kind == HistoryType.DO_NOTHING:
+        what, style = f"nothing to do: {data['reason']}" if data.get("reason") else "nothing to do", "dim"
     if data.get("stale"):
         what += " (stale, ignored)"
+    return _line(event, workflow, what, style)
+
+
+def _line(event: dict[str, Any], workflow: dict[str, Any], what: str, style: str) -> Text:
+    data = event.get("data") or {}
+    position = event.get("position")
+    activities = workflow.get("activities") or []
+    who = _label(activities[position]) if position is not None and position < len(activities) else workflow["name"]
+    attempt = f"attempt {data['attempt']}" if data.get("attempt") is not None and position is not None else ""
     line = Text(f"{str(event['occurred_at'])[11:23]}  ")
     line.append(f"{who:<28}", style="bold")
     line.append(f"{attempt:<11}")
@@ -103,7 +165,7 @@ def activity_table(workflow: dict[str, Any]) -> Table:
             Text(a["status"], style=ACTIVITY_STYLES.get(a["status"], "")),
             f"{a['attempt']}/{a['max_attempts']}",
             duration,
-            last_line(a["error"]) if a["error"] else (a.get("skip_reason") or ""),
+            cause(a["error"]) if a["error"] else (a.get("skip_reason") or ""),
         )
     return table
 
@@ -119,9 +181,3 @@ def status_line(workflow: dict[str, Any]) -> Text:
     if workflow.get("error"):
         line.append(f"  {workflow['error']}")
     return line
-
-
-def last_line(text: str) -> str:
-    """The telling line of an error: a traceback's last line."""
-    lines = text.strip().splitlines()
-    return lines[-1] if lines else ""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Any
 
 import click
@@ -14,18 +15,22 @@ from flow.cli.app import (
     call_api,
     err,
     finish,
+    input_option,
     main,
     out,
     print_json,
     read_input,
     watch,
 )
-from flow.core.vocabulary import WorkflowStatus
+from flow.core.vocabulary import HistoryType, WorkflowStatus
+
+#: Workflows per page of ``flow list``.
+DEFAULT_LIST_LIMIT = 20
 
 
 @main.command()
 @click.argument("name")
-@click.option("--input", "input_json", default="{}", help="The workflow's input data, a JSON object.")
+@input_option
 @click.option("--idempotency-key", default=None, help="A second start with the same key returns the first workflow.")
 @click.option("--wait", is_flag=True, help="Show progress until the workflow ends; exit with its outcome.")
 @click.option("--timeout", "timeout_s", type=float, default=None, help="With --wait: give up after this many seconds.")
@@ -75,20 +80,63 @@ def status(workflow_id: str, as_json: bool) -> None:
 @main.command(name="list")
 @click.option("--status", "status_", default=None, help=f"One of: {', '.join(WorkflowStatus)}.")
 @click.option("--name", default=None, help="Only workflows of this definition.")
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 500))
+@click.option("--created-after", default=None, help="Only workflows created at or after this ISO 8601 time.")
+@click.option("--created-before", default=None, help="Only workflows created before this ISO 8601 time.")
+@click.option(
+    "--limit", default=DEFAULT_LIST_LIMIT, show_default=True, type=click.IntRange(1, 500), help="Workflows per page."
+)
+@click.option("--cursor", default=None, help="Show the page after the one that printed this cursor.")
+@click.option("--all", "all_pages", is_flag=True, help="Follow the pages to the last one.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def list_(status_: str | None, name: str | None, limit: int, as_json: bool) -> None:
-    """List workflows, newest first."""
-    page = call_api(lambda: api_client().get("/workflows", status=status_, name=name, limit=limit))
+def list_(
+    status_: str | None,
+    name: str | None,
+    created_after: str | None,
+    created_before: str | None,
+    limit: int,
+    cursor: str | None,
+    all_pages: bool,
+    as_json: bool,
+) -> None:
+    """List workflows, newest first, a page at a time (--cursor, --all).
+
+    On a terminal, a table; otherwise one tab-separated line per workflow (id, name,
+    status, created, finished). Ids are never shortened. When more pages follow, the
+    command that shows the next one is printed on stderr.
+    """
+    api = api_client()
+    filters = {"status": status_, "name": name, "created_after": created_after, "created_before": created_before}
+    items: list[dict[str, Any]] = []
+    while True:
+        page = call_api(lambda cursor=cursor: api.get("/workflows", **filters, limit=limit, cursor=cursor))
+        items += page["items"]
+        cursor = page["next"]
+        if not (all_pages and cursor):
+            break
     if as_json:
-        print_json(page)
+        print_json({"items": items, "next": cursor})
         return
+    if out.is_terminal:
+        out.print(workflow_table(items))
+    else:
+        for w in items:
+            click.echo("\t".join((w["id"], w["name"], w["status"], w["created_at"] or "", w["finished_at"] or "")))
+    if cursor:
+        options = {**filters, "limit": limit if limit != DEFAULT_LIST_LIMIT else None, "cursor": cursor}
+        again = " ".join(f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in options.items() if v is not None)
+        err.print(f"more: flow list {again}", soft_wrap=True, markup=False, highlight=False)
+
+
+def workflow_table(items: list[dict[str, Any]]) -> Table:
+    """A table of workflow summaries in which the id column is never cut (so it can be
+    copied); the other columns wrap rather than lose text."""
     table = Table()
-    for column in ("id", "name", "status", "created", "finished"):
-        table.add_column(column)
-    for w in page["items"]:
+    table.add_column("id", no_wrap=True, min_width=max((len(w["id"]) for w in items), default=2))
+    for column in ("name", "status", "created", "finished"):
+        table.add_column(column, overflow="fold")
+    for w in items:
         table.add_row(w["id"], w["name"], w["status"], w["created_at"] or "", w["finished_at"] or "")
-    out.print(table)
+    return table
 
 
 @main.command()
@@ -96,7 +144,7 @@ def list_(status_: str | None, name: str | None, limit: int, as_json: bool) -> N
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def events(workflow_id: str, as_json: bool) -> None:
     """Show a workflow's event history."""
-    from flow.cli.progress import describe_event
+    from flow.cli.progress import Narrator, is_quiet
 
     api = api_client()
     workflow = call_api(lambda: api.get(f"/workflows/{workflow_id}"))
@@ -110,9 +158,12 @@ def events(workflow_id: str, as_json: bool) -> None:
     if as_json:
         print_json(items)
         return
+    narrator = Narrator()
     for event in items:
-        line = describe_event(event, workflow)
-        out.print(line if line.plain else f"[dim]{event['occurred_at'][11:23]}  {event['type']}[/]")
+        if is_quiet(event) and event["type"] != HistoryType.DO_NOTHING:
+            out.print(f"[dim]{event['occurred_at'][11:23]}  {event['type']}[/]")
+        for line in narrator.lines(event, workflow):
+            out.print(line)
 
 
 @main.command()

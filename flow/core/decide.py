@@ -27,6 +27,7 @@ from flow.core.events import (
     TimerFired,
     WorkflowStarted,
 )
+from flow.core.failure import cause
 from flow.core.state import ActivityState, WorkflowState
 from flow.core.timestamps import iso
 from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind, WorkflowStatus
@@ -250,16 +251,18 @@ def _attempt_ended(
     else:
         activity = replace(activity, status=ActivityStatus.FAILED)
         if activity.required:
-            reason = (
-                Outcome.PERMANENT_FAILURE.value
-                if outcome == Outcome.PERMANENT_FAILURE
-                else f"{attempts_this_run} attempts"
-            )
-            error = f"required activity {activity.name} (position {activity.position}) failed: {reason}"
+            error = _required_failure(activity, outcome, attempts_this_run)
             decision = _fail(_with_activity(state, activity), now, error, history)
             return replace(decision, commands=(*commands, *decision.commands))
     ended = (activity.position,) if activity.status.ended else ()
     return _advance(_with_activity(state, activity), now, history, commands, ended=ended)
+
+
+def _required_failure(activity: ActivityState, outcome: Outcome, attempts: int) -> str:
+    """The workflow's error when required ``activity`` failed: which one, and its own cause."""
+    how = "permanently" if outcome == Outcome.PERMANENT_FAILURE else f"after {attempts} attempt{'s' * (attempts != 1)}"
+    why = cause(activity.error) or f"{outcome.value}, with no error given"
+    return f"required activity {activity.id} (position {activity.position}) failed {how}: {why}"
 
 
 def retry_delay_ms(state: WorkflowState, activity: ActivityState) -> int:

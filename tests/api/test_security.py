@@ -46,6 +46,7 @@ def test_anything_but_the_token_under_the_bearer_scheme_is_refused(client, autho
         ("GET", "/ui/", {}, 200),
         ("GET", "/ui/app.js", {}, 200),
         ("GET", "/ui/app.css", {}, 200),
+        ("GET", "/favicon.ico", {}, 200),
         ("GET", "/", {}, 302),
         ("GET", "/health", {}, 200),
         ("GET", "/workflows", {"Authorization": "Bearer s3cret"}, 200),
@@ -75,3 +76,19 @@ def test_the_web_page_has_no_inline_script_or_style(client):
     assert "<style" not in page and " style=" not in page
     assert "<script src=" in page and "<script>" not in page
     assert 'setAttribute("style"' not in client.simulate_get("/ui/app.js").text
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer s3cret"}, {"Authorization": "Bearer wrong"}])
+def test_the_icon_is_served_without_a_token(client, headers):
+    result = client.simulate_get("/favicon.ico", headers=headers)
+    assert result.status_code == 200
+    assert result.headers["content-type"] == "image/x-icon"
+    assert result.content[:4] == b"\x00\x00\x01\x00"  # an ICO file
+    assert "max-age" in result.headers["cache-control"]
+    assert client.simulate_head("/favicon.ico").status_code == 200
+    assert client.simulate_post("/favicon.ico").status_code == 405
+    assert client.simulate_get("/favicon.ico.bak").status_code == 401  # nothing else is opened up
+
+
+def test_the_web_page_names_its_icon(client):
+    assert '<link rel="icon" href="/favicon.ico">' in client.simulate_get("/ui/").text

@@ -27,13 +27,15 @@ def client(flow) -> falcon.testing.TestClient:
 
 
 def run_cli(
-    *args: str, env: dict[str, str], timeout_s: float = 60, extra_path: str | None = None
+    *args: str, env: dict[str, str], timeout_s: float = 60, extra_path: str | None = None, stdin: str = ""
 ) -> subprocess.CompletedProcess[str]:
-    """``flow ARGS...`` as a subprocess, as a user runs it (``extra_path``: more to import from)."""
+    """``flow ARGS...`` as a subprocess, as a user runs it (``extra_path``: more to import
+    from; ``stdin``: what it reads there)."""
     return subprocess.run(
         [sys.executable, "-m", "flow.cli", *args],
         env={**os.environ, **env, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), extra_path]))},
         cwd=ROOT,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout_s,

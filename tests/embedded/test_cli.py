@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,11 +37,39 @@ def test_run_by_path_of_a_definition_file(env, definitions_dir):
     assert "3/3" in result.stdout
 
 
+def test_run_of_a_file_without_a_definitions_directory_warns_of_nothing(env, definitions_dir, tmp_path):
+    result = flow(
+        "run",
+        str(definitions_dir / "RetryWorkflow.json"),
+        env={**env, "FLOW_DEFINITIONS_DIR": str(tmp_path / "absent")},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+
+def test_run_by_name_without_a_definitions_directory_says_it_does_not_exist(env, tmp_path):
+    result = flow("run", "DummyWorkflow", env={**env, "FLOW_DEFINITIONS_DIR": str(tmp_path / "absent")})
+    assert result.returncode == 2
+    assert f"none are registered; the definitions directory {tmp_path / 'absent'} (FLOW_DEFINITIONS_DIR)" in (
+        result.stderr.replace("\n", "")
+    )
+
+
 def test_run_of_a_failing_workflow_exits_1(env):
     result = flow("run", "FailingWorkflow", env=env)
     assert result.returncode == 1
     assert "workflow failed" in result.stdout
     assert "RefusingActivity" in result.stdout
+
+
+def test_run_ends_an_optional_activity_that_ran_out_of_attempts_with_a_permanent_failure_line(env):
+    result = flow("run", "BrokenOptionalWorkflow", env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    last_attempt = [i for i, line in enumerate(lines) if "attempt 2  temporary failure" in line]
+    assert len(last_attempt) == 1
+    assert "BrokenActivity" in lines[last_attempt[0] + 1]
+    assert lines[last_attempt[0] + 1].endswith("failed permanently (optional)")
 
 
 def test_run_json_prints_the_final_state(env):
@@ -70,6 +102,51 @@ def test_run_with_bad_arguments_exits_2_with_a_clear_message(env, args, message)
     result = flow(*args, env=env)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+@pytest.fixture
+def big_input(tmp_path) -> tuple[dict[str, str], Path]:
+    """An input of 200 KB, too long for a command line, in a file."""
+    value = {"text": "x" * 200_000}
+    path = tmp_path / "input.json"
+    path.write_text(json.dumps(value))
+    return value, path
+
+
+def test_run_reads_a_large_input_from_a_file_with_at(env, big_input):
+    value, path = big_input
+    result = flow("run", "DummyWorkflow", "--input", f"@{path}", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["input_data"] == value
+
+
+def test_run_reads_the_input_from_stdin_with_a_dash(env, big_input):
+    value, path = big_input
+    result = flow("run", "DummyWorkflow", "--input", "-", "--json", env=env, stdin=path.read_text())
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["input_data"] == value
+
+
+@pytest.mark.parametrize(
+    ("content", "argument", "message"),
+    [
+        (None, "@{dir}/absent.json", "--input @{dir}/absent.json: cannot read '{dir}/absent.json': No such file"),
+        ("{nope", "@{dir}/bad.json", "--input @{dir}/bad.json is not valid JSON"),
+        ("[1]", "@{dir}/bad.json", "--input @{dir}/bad.json must be a JSON object"),
+        ('{"x": NaN}', "@{dir}/bad.json", "--input @{dir}/bad.json $.x: NaN is not a JSON number"),
+        ("{nope", "-", "--input - (stdin) is not valid JSON"),
+    ],
+)
+def test_run_with_an_input_file_or_stdin_that_is_not_an_object_exits_2_naming_it(
+    env, tmp_path, content, argument, message
+):
+    if content is not None and argument != "-":
+        (tmp_path / "bad.json").write_text(content)
+    argument, message = argument.format(dir=tmp_path), message.format(dir=tmp_path)
+    result = flow("run", "DummyWorkflow", "--input", argument, env=env, stdin=content or "")
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_validate_prints_each_error_with_its_path_and_exits_nonzero(env, tmp_path):
@@ -160,3 +237,60 @@ def test_readme_quickstart_command_runs_offline(tmp_path: Path):
     # example.org may or may not be reachable; the activity is optional either way.
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Finished" in result.stdout
+
+
+def readme_own_activity_script() -> str:
+    """The README's "Your own activity" section as one shell script: its ``sh`` blocks as
+    they are, each file block (introduced by a line naming the file) written by a heredoc."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Your own activity, from an empty directory", 1)[1].split("\n## ", 1)[0]
+    section = section.split("\n### ", 1)[0]
+    script = ["set -eu"]
+    for intro, language, body in re.findall(r"([^\n]*)\n\n```(\w+)\n(.*?)```", section, re.S):
+        if language == "sh":
+            script.append(body)
+        else:
+            file_name = re.match(r"`([^`]+)`", intro.strip()).group(1)
+            script.append(f"cat > {file_name} <<'END_OF_FILE'\n{body}END_OF_FILE")
+    return "\n".join(script)
+
+
+def installed_flow_env() -> dict[str, str]:
+    """The environment of a user's shell: the installed ``flow`` on PATH, no PYTHONPATH, no
+    FLOW_ settings (``python -m flow.cli`` would import from the current directory by itself)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOW_") and k != "PYTHONPATH"}
+    return {**env, "PATH": os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]]), "COLUMNS": "200"}
+
+
+def run_in(directory: Path, command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_readme_own_activity_runs_literally_from_an_empty_directory(tmp_path: Path):
+    script = readme_own_activity_script()
+    assert "FLOW_ACTIVITY_PACKAGES=myacts flow run hello.json" in script
+    assert "cat > myacts/__init__.py" in script and "cat > hello.json" in script
+    env = installed_flow_env()
+    result = run_in(tmp_path, ["bash", "-c", script], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Greet" in result.stdout and "Succeeded" in result.stdout
+    assert result.stdout.rstrip().endswith("Finished")
+    (tmp_path / "again").mkdir()
+    state = run_in(tmp_path / "again", ["bash", "-c", script.rstrip() + " --json"], env)
+    assert state.returncode == 0, state.stderr
+    assert json.loads(state.stdout)["output"] == {"Greet": {"greeting": "hello, world"}}
+
+
+def test_a_package_in_the_current_directory_that_cannot_be_imported_exits_2_with_one_line(tmp_path: Path):
+    (tmp_path / "myacts").mkdir()
+    (tmp_path / "myacts" / "__init__.py").write_text("import no_such_dependency\n")
+    (tmp_path / "hello.json").write_text(json.dumps({"name": "Hello", "activities": [{"name": "Greet"}]}))
+    env = {**installed_flow_env(), "FLOW_ACTIVITY_PACKAGES": "myacts"}
+    result = run_in(tmp_path, ["flow", "run", "hello.json"], env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [
+        "error: FLOW_ACTIVITY_PACKAGES names 'myacts', which cannot be imported: "
+        "ModuleNotFoundError: No module named 'no_such_dependency'"
+    ]

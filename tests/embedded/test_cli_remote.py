@@ -48,6 +48,27 @@ def test_start_status_list_events_as_json(server):
     assert "will retry" in human.stdout
 
 
+def test_start_reads_the_input_from_a_file_or_stdin(server, tmp_path):
+    path = tmp_path / "input.json"
+    path.write_text(json.dumps({"text": "x" * 200_000}))
+    from_file = json.loads(flow("start", "DummyWorkflow", "--input", f"@{path}", "--json", env=server).stdout)
+    from_stdin = json.loads(
+        flow("start", "DummyWorkflow", "--input", "-", "--json", env=server, stdin='{"y": 2}').stdout
+    )
+    assert len(from_file["input_data"]["text"]) == 200_000
+    assert from_stdin["input_data"] == {"y": 2}
+
+
+def test_events_show_no_line_for_events_that_decide_nothing(server):
+    workflow_id = json.loads(flow("start", "ParallelWorkflow", "--json", env=server).stdout)["id"]
+    wait_for(lambda: json.loads(flow("status", workflow_id, "--json", env=server).stdout)["status"] == "Finished")
+    history = json.loads(flow("events", workflow_id, "--json", env=server).stdout)
+    assert "do-nothing" in [e["type"] for e in history]  # each "started" report, each independent result
+    human = flow("events", workflow_id, env=server)
+    assert "started" in human.stdout
+    assert "do-nothing" not in human.stdout and "nothing to do" not in human.stdout
+
+
 def test_idempotency_key_from_the_cli(server):
     first = json.loads(flow("start", "DummyWorkflow", "--idempotency-key", "k-1", "--json", env=server).stdout)
     second = json.loads(flow("start", "DummyWorkflow", "--idempotency-key", "k-1", "--json", env=server).stdout)
@@ -101,3 +122,57 @@ def test_an_unreachable_api_exits_4():
     result = flow("list", env={"FLOW_API_URL": f"http://127.0.0.1:{free_port()}"})
     assert result.returncode == 4
     assert "cannot reach the API" in result.stderr
+
+
+def test_list_pages_filters_and_never_cuts_ids(server):
+    narrow = {**server, "COLUMNS": "80"}
+    started = [json.loads(flow("start", "DummyWorkflow", "--json", env=server).stdout) for _ in range(3)]
+    ids = [w["id"] for w in reversed(started)]  # newest first
+
+    first = flow("list", "--name", "DummyWorkflow", "--limit", "2", env=narrow)
+    assert first.returncode == 0, first.stderr
+    rows = [line.split("\t") for line in first.stdout.splitlines()]
+    assert [row[0] for row in rows] == ids[:2]  # whole ids, not cut at 80 columns
+    assert [row[1] for row in rows] == ["DummyWorkflow"] * 2
+    more = first.stderr.strip()
+    assert more.startswith("more: flow list --name DummyWorkflow --limit 2 --cursor ")
+
+    rest = flow(*more.removeprefix("more: flow ").split(), env=narrow)
+    assert [line.split("\t")[0] for line in rest.stdout.splitlines()] == ids[2:]
+    assert rest.stderr == ""
+
+    every = json.loads(flow("list", "--name", "DummyWorkflow", "--limit", "1", "--all", "--json", env=server).stdout)
+    assert [w["id"] for w in every["items"]] == ids and every["next"] is None
+
+    since = json.loads(
+        flow(
+            "list", "--created-after", started[1]["created_at"], "--name", "DummyWorkflow", "--json", env=server
+        ).stdout
+    )
+    assert [w["id"] for w in since["items"]] == ids[:2]
+    until = json.loads(flow("list", "--created-before", started[1]["created_at"], "--json", env=server).stdout)
+    assert [w["id"] for w in until["items"]] == ids[2:]
+    bad = flow("list", "--created-after", "yesterday", env=server)
+    assert bad.returncode == 2 and "created_after" in bad.stderr
+
+
+def test_the_list_table_keeps_whole_ids_on_a_narrow_terminal():
+    import io
+
+    from rich.console import Console
+
+    from flow.cli.remote import workflow_table
+
+    workflow_id = "53649108-630b-481c-9acb-6510824abbe3"
+    summary = {
+        "id": workflow_id,
+        "name": "SomeRatherLongWorkflowName",
+        "status": "In Progress",
+        "created_at": "2026-11-29T23:38:55.673000Z",
+        "finished_at": None,
+    }
+    screen = io.StringIO()
+    Console(file=screen, width=80, force_terminal=True, color_system=None).print(workflow_table([summary]))
+    assert workflow_id in screen.getvalue()
+    assert "…" not in screen.getvalue()  # other columns wrap; nothing is cut
+    assert all(len(line) <= 80 for line in screen.getvalue().splitlines())

@@ -72,3 +72,19 @@ def test_unknown_definitions_and_versions_are_404(client):
     assert client.simulate_get("/definitions/Nope").status_code == 404
     assert client.simulate_get("/definitions/DummyWorkflow/versions/9").status_code == 404
     assert client.simulate_get("/definitions/DummyWorkflow/versions/0").status_code == 404
+
+
+def test_an_unknown_name_lists_ten_definitions_and_counts_the_rest(client):
+    for i in range(12):
+        body = {**dummy(), "name": f"Extra{i:02}"}
+        assert client.simulate_put(f"/definitions/Extra{i:02}", json=body).status_code == 201
+    total = len(client.simulate_get("/definitions").json["items"])
+    for response in (
+        client.simulate_get("/definitions/NoSuchWorkflow"),
+        client.simulate_post("/workflows", json={"name": "NoSuchWorkflow"}),
+    ):
+        assert response.status_code in (404, 422)
+        description = response.json["description"]
+        assert "known: BrokenOptionalWorkflow, DummyWorkflow, Extra00," in description
+        assert description.endswith(f"and {total - 10} more (GET /definitions))")
+        assert "Extra11" not in description

@@ -133,6 +133,29 @@ def test_cancel_a_slow_workflow(page):
     assert workflow_id
 
 
+def test_a_cancelled_workflow_timeline_ends_with_the_workflow(page, server):
+    """Its activity still runs in the worker; its bar stops at the workflow's end, inside the track."""
+    workflow_id = start_from_the_page(page, "SlowOne")
+    page.locator(".bar.running").wait_for()
+    page.get_by_role("button", name="Cancel workflow").click()
+    page.locator("p .status", has_text="Cancelled").wait_for()
+    headers = {"Authorization": "Bearer ui-secret"}
+    workflow = requests.get(f"{server}/workflows/{workflow_id}", headers=headers, timeout=5).json()
+    # Until a bar drawn up to "now" would be three times as wide as the whole timeline.
+    page.wait_for_function(
+        "([created, ended]) => Date.now() > Date.parse(ended) + 2 * (Date.parse(ended) - Date.parse(created)) + 300",
+        arg=[workflow["created_at"], workflow["finished_at"]],
+        timeout=30_000,
+    )
+    page.reload()
+    bar = page.get_by_role("img", name="SleepActivity attempt 1: no result when the workflow ended", exact=False)
+    bar.wait_for()
+    track, drawn = page.locator(".gantt-track").first.bounding_box(), bar.bounding_box()
+    assert drawn["x"] >= track["x"] - 1
+    assert drawn["x"] + drawn["width"] <= track["x"] + track["width"] + 1
+    shot(page, "workflow-cancelled-timeline")
+
+
 def test_retry_a_failed_workflow(page):
     workflow_id = start_from_the_page(page, "FailingWorkflow")
     page.locator("p .status", has_text="Failed").wait_for()

@@ -161,6 +161,68 @@ def test_required_permanent_failure_fails_workflow_and_schedules_nothing_more():
     assert types(decision) == [H.ACTIVITY_RESULT, H.WORKFLOW_FAILURE]
 
 
+TRACEBACK = """Traceback (most recent call last):
+  File "/app/flow/worker/execution.py", line 86, in run_attempt
+    outcome = instance.do_activity()
+              ^^^^^^^^^^^^^^^^^^^^^^
+  File "/app/myacts/__init__.py", line 7, in do_activity
+    raise ValueError("no such customer: 42")
+ValueError: no such customer: 42
+"""
+CHAINED = """Traceback (most recent call last):
+  File "/app/myacts/__init__.py", line 5, in do_activity
+    return self.call()
+KeyError: 'id'
+
+The above exception was the direct cause of the following exception:
+
+Traceback (most recent call last):
+  File "/app/myacts/__init__.py", line 9, in do_activity
+    raise RuntimeError("lookup failed") from e
+RuntimeError: lookup failed
+"""
+WHO = "required activity A0 (position 0) failed"
+
+
+@pytest.mark.parametrize(
+    ("outcome", "max_attempts", "error", "workflow_error"),
+    [
+        (Outcome.PERMANENT_FAILURE, 3, "config.width is required", f"{WHO} permanently: config.width is required"),
+        (Outcome.PERMANENT_FAILURE, 3, TRACEBACK, f"{WHO} permanently: ValueError: no such customer: 42"),
+        (Outcome.TEMPORARY_FAILURE, 1, TRACEBACK, f"{WHO} after 1 attempt: ValueError: no such customer: 42"),
+        (Outcome.TEMPORARY_FAILURE, 1, CHAINED, f"{WHO} after 1 attempt: RuntimeError: lookup failed"),
+        (Outcome.TEMPORARY_FAILURE, 1, "HTTP 503\nfrom upstream", f"{WHO} after 1 attempt: HTTP 503 from upstream"),
+        (Outcome.PERMANENT_FAILURE, 3, None, f"{WHO} permanently: PERMANENT_FAILURE, with no error given"),
+        (Outcome.TEMPORARY_FAILURE, 1, "", f"{WHO} after 1 attempt: TEMPORARY_FAILURE, with no error given"),
+        (Outcome.PERMANENT_FAILURE, 3, "x" * 600, f"{WHO} permanently: {'x' * 499}…"),
+    ],
+)
+def test_a_required_failure_puts_the_activity_own_error_in_the_workflow_error(
+    outcome, max_attempts, error, workflow_error
+):
+    state = with_statuses(make_state(SEQ, max_attempts=max_attempts), S.SCHEDULED)
+    event = replace(completed(0, outcome), error=error)
+    decision = decide(state, event)
+    assert decision.state.status is P.FAILED
+    assert decision.state.error == workflow_error
+    assert decision.history[-1].data == {"error": workflow_error}
+    assert decision.state.activities[0].error == error  # the attempt keeps its whole error
+
+
+def test_a_required_failure_after_every_attempt_names_the_count_and_the_last_error():
+    state = with_statuses(make_state(SEQ, max_attempts=3), S.SCHEDULED, attempt=3)
+    decision = decide(state, replace(completed(0, Outcome.TEMPORARY_FAILURE, attempt=3), error=TRACEBACK))
+    assert decision.state.error == f"{WHO} after 3 attempts: ValueError: no such customer: 42"
+
+
+def test_a_required_activity_timing_out_names_the_timeout_in_the_workflow_error():
+    state = with_statuses(with_timeouts(make_state(SEQ, max_attempts=1), start_to_close_s=2), S.STARTED)
+    decision = decide(state, TimerFired(TimerKind.START_TO_CLOSE, 0, 1, at(3)))
+    assert decision.state.error == (
+        f"{WHO} after 1 attempt: start-to-close timeout: attempt 1 did not finish within 2 s"
+    )
+
+
 def test_optional_permanent_failure_is_recorded_and_the_workflow_goes_on():
     state = with_statuses(make_state(OPT, SEQ), S.SCHEDULED, S.PENDING)
     decision = decide(state, completed(0, Outcome.PERMANENT_FAILURE))

@@ -68,3 +68,21 @@ def test_invalid_json_is_refused_wherever_invalid_input_is():
     assert issubclass(errors.InvalidJson, errors.InvalidInput)
     error = errors.InvalidJson("$.input_data.a", "contains NUL")
     assert (error.path, error.message, str(error)) == ("$.input_data.a", "contains NUL", "$.input_data.a: contains NUL")
+
+
+@pytest.mark.parametrize(
+    ("known", "hint", "message"),
+    [
+        (["B", "A"], None, "no workflow definition named 'X' (known: A, B)"),
+        ([f"W{i:02}" for i in range(10)], None, "(known: W00, W01, W02, W03, W04, W05, W06, W07, W08, W09)"),
+        (
+            [f"W{i:02}" for i in range(25, 0, -1)],
+            None,
+            "(known: W01, W02, W03, W04, W05, W06, W07, W08, W09, W10 and 15 more (GET /definitions))",
+        ),
+        ([], None, "no workflow definition named 'X' (none are registered)"),
+        ([], "the definitions directory w does not exist", "(none are registered; the definitions directory w does"),
+    ],
+)
+def test_an_unknown_definition_lists_ten_known_names_at_most(known, hint, message):
+    assert message in str(errors.DefinitionNotFound("X", known, hint=hint))

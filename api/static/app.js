@@ -266,15 +266,15 @@ function svg(tag, attrs = {}, ...children) {
 }
 
 function activityIds(activities) {
-  // The server's rule (flow/core/graph.py): its own id, else the class name when that
-  // class appears once, else <name>.<n> for its n-th appearance.
+  // The server's rule (flow/core/graph.py default_ids): its own id, else the class name;
+  // a class listed more than once without ids numbers all but its last appearance.
   const counts = new Map();
   for (const a of activities) if (!a.id) counts.set(a.name, (counts.get(a.name) || 0) + 1);
   const seen = new Map();
   return activities.map(a => {
     if (a.id) return a.id;
     seen.set(a.name, (seen.get(a.name) || 0) + 1);
-    return counts.get(a.name) === 1 ? a.name : `${a.name}.${seen.get(a.name)}`;
+    return seen.get(a.name) === counts.get(a.name) ? a.name : `${a.name}.${seen.get(a.name)}`;
   });
 }
 
@@ -290,7 +290,8 @@ function graphLayout(activities) {
     if (waits[i]) { for (const d of waits[i]) edges.push([d, i]); return; }
     if (a.independent) return;
     for (let j = Math.max(lastPositional, 0); j < i; j++) {
-      const impliedLater = waits.slice(j + 1, i).some(w => w && w.includes(j));
+      // A one_succeeded activity may end before all its dependencies: it implies nothing.
+      const impliedLater = waits.slice(j + 1, i).some((w, k) => w && w.includes(j) && activities[j + 1 + k].trigger !== "one_succeeded");
       if (!impliedLater) edges.push([j, i]);
     }
     lastPositional = i;

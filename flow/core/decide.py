@@ -27,7 +27,7 @@ from flow.core.events import (
     TimerFired,
     WorkflowStarted,
 )
-from flow.core.failure import cause
+from flow.core.failure import required_failure
 from flow.core.state import ActivityState, WorkflowState
 from flow.core.timestamps import iso
 from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind, WorkflowStatus
@@ -251,18 +251,11 @@ def _attempt_ended(
     else:
         activity = replace(activity, status=ActivityStatus.FAILED)
         if activity.required:
-            error = _required_failure(activity, outcome, attempts_this_run)
+            error = required_failure(activity, outcome, attempts_this_run)
             decision = _fail(_with_activity(state, activity), now, error, history)
             return replace(decision, commands=(*commands, *decision.commands))
     ended = (activity.position,) if activity.status.ended else ()
     return _advance(_with_activity(state, activity), now, history, commands, ended=ended)
-
-
-def _required_failure(activity: ActivityState, outcome: Outcome, attempts: int) -> str:
-    """The workflow's error when required ``activity`` failed: which one, and its own cause."""
-    how = "permanently" if outcome == Outcome.PERMANENT_FAILURE else f"after {attempts} attempt{'s' * (attempts != 1)}"
-    why = cause(activity.error) or f"{outcome.value}, with no error given"
-    return f"required activity {activity.id} (position {activity.position}) failed {how}: {why}"
 
 
 def retry_delay_ms(state: WorkflowState, activity: ActivityState) -> int:
@@ -292,7 +285,9 @@ def _advance(
     positional rule's next), and the dependents of the activities that just
     ``ended``. ``every_activity`` is for the start and a retry-from-failure, when any
     pending activity may be ready. A skip ends an activity too, so it repeats until
-    nothing more ends.
+    nothing more ends. What it schedules is sent only if no required activity failed
+    on the way (its condition could not be evaluated): then the workflow fails and
+    nothing new runs, whatever the order of the list.
     """
     commands = list(commands or [])
     if not state.started or state.status.ended:
@@ -301,6 +296,7 @@ def _advance(
     candidates = [a.position for a in activities if a.status is ActivityStatus.PENDING] if every_activity else []
     frontier = state.frontier
     just_ended = list(ended)
+    scheduled: list[tuple[int, list[Command], HistoryEntry]] = []
     while True:
         frontier = graph.frontier(activities, frontier)
         if frontier < len(activities):
@@ -314,14 +310,15 @@ def _advance(
                 continue
             verdict = graph.verdict(state, activities, activity, frontier)
             if verdict.run:
-                activities[position], scheduled, entry = _schedule(activity, now)
-                commands.extend(scheduled)
-                history.append(entry)
+                activities[position], run, entry = _schedule(activity, now)
+                scheduled.append((position, run, entry))
             elif verdict.fail is not None:
                 failed = replace(activity, status=ActivityStatus.FAILED, error=verdict.fail, finished_at=now)
                 activities[position] = failed
                 history.append(HistoryEntry(HistoryType.FAIL_ACTIVITY, position, {"error": verdict.fail}))
                 if failed.required:
+                    for p, _, _ in scheduled:
+                        activities[p] = state.activities[p]  # not sent: pending, then skipped by _fail
                     state = replace(state, activities=tuple(activities), frontier=frontier)
                     error = f"required activity {failed.id} (position {position}) failed: {verdict.fail}"
                     decision = _fail(state, now, error, history)
@@ -336,6 +333,9 @@ def _advance(
         candidates = []
         if not just_ended:
             break
+    for _, run, entry in scheduled:
+        commands.extend(run)
+        history.append(entry)
     state = replace(state, activities=tuple(activities), frontier=frontier)
     if frontier == len(activities):
         output = {a.id: a.output for a in state.activities if a.output is not None}

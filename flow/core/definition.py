@@ -88,6 +88,7 @@ SCHEMA: dict[str, Any] = {
                     "id": {"type": "string", "pattern": graph.ID_PATTERN},
                     "depends_on": {
                         "type": "array",
+                        "minItems": 1,
                         "maxItems": MAX_ACTIVITIES,
                         "uniqueItems": True,
                         "items": {"type": "string", "pattern": graph.ID_PATTERN},
@@ -242,6 +243,8 @@ def _problems(body: Any, known_activities: Collection[str]) -> list[tuple[str, s
     if isinstance(activities, list) and len(activities) > MAX_ACTIVITIES:
         # Refused before the schema check, which would look at every entry.
         return [("$.activities", f"has {len(activities)} activities; a definition may have at most {MAX_ACTIVITIES}")]
+    if (edges := graph.dependency_count(activities)) > graph.MAX_DEPENDENCIES:
+        return [("$.activities", f"has {edges} dependencies in all; at most {graph.MAX_DEPENDENCIES}")]
     problems = [
         (json_path(error.absolute_path), shorten(error.message))
         for error in sorted(_VALIDATOR.iter_errors(body), key=lambda e: list(map(str, e.absolute_path)))

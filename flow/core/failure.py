@@ -7,6 +7,9 @@ text. Pure: it reads the text of the event, nothing else.
 
 from __future__ import annotations
 
+from flow.core.state import ActivityState
+from flow.core.vocabulary import Outcome
+
 #: Longest cause kept; a longer one is cut with an ellipsis (the whole text stays on the attempt).
 MAX_CAUSE_CHARS = 500
 
@@ -25,3 +28,10 @@ def cause(error: str | None) -> str:
         lines = lines[frames[-1] + 1 :] if frames and frames[-1] + 1 < len(lines) else lines[-1:]
     text = " ".join(line.strip() for line in lines)
     return text if len(text) <= MAX_CAUSE_CHARS else text[: MAX_CAUSE_CHARS - 1] + "…"
+
+
+def required_failure(activity: ActivityState, outcome: Outcome, attempts: int) -> str:
+    """The workflow's error when required ``activity`` failed: which one, and its own cause."""
+    how = "permanently" if outcome == Outcome.PERMANENT_FAILURE else f"after {attempts} attempt{'s' * (attempts != 1)}"
+    why = cause(activity.error) or f"{outcome.value}, with no error given"
+    return f"required activity {activity.id} (position {activity.position}) failed {how}: {why}"

@@ -42,14 +42,25 @@ MAX_EXPRESSION_CHARS = 1000
 #: product of their sizes): ``[@, @] | [@, @] | ...`` doubles the data at each step,
 #: and an engine evaluating it would run out of memory.
 MAX_CONDITION_COPIES = 64
+#: Deepest nesting of a condition: the evaluator recurses once per level.
+MAX_CONDITION_DEPTH = 40
+#: Longest text a condition may build (``to_string``, ``join``): a few nested
+#: ``to_string(to_array(...))`` double the data at each level.
+MAX_CONDITION_TEXT = 1 << 20
+#: Most dependencies in one definition, all activities together: a definition where
+#: each of 1,000 activities depends on every one before it would take seconds to check.
+MAX_DEPENDENCIES = 20_000
+#: Longest reason recorded when a condition could not be evaluated.
+MAX_REASON_CHARS = 500
 #: Longest value quoted in a skip reason.
 _MAX_QUOTED = 200
 
 
 def default_ids(entries: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Each activity's id: its own ``id``, else its class name when that class appears
-    once in the definition, else ``<name>.<n>`` for its n-th appearance (so that the
-    first release's definitions, which have no ids, stay valid)."""
+    """Each activity's id: its own ``id``, else its class name. A class listed more than
+    once without ids gets ``<name>.1``, ``<name>.2``, ... for all but its last
+    appearance, which keeps the class name: outputs keyed by class name then mean what
+    they meant in the first release (the later activity's output wins)."""
     counts = Counter(entry["name"] for entry in entries if "id" not in entry)
     seen: Counter[str] = Counter()
     ids = []
@@ -59,7 +70,7 @@ def default_ids(entries: Sequence[Mapping[str, Any]]) -> list[str]:
             continue
         name = entry["name"]
         seen[name] += 1
-        ids.append(name if counts[name] == 1 else f"{name}.{seen[name]}")
+        ids.append(name if seen[name] == counts[name] else f"{name}.{seen[name]}")
     return ids
 
 
@@ -76,7 +87,11 @@ def compile_condition(expression: str) -> jmespath.parser.ParsedResult:
         where = getattr(e, "lex_position", None)
         at = f" at character {where}" if where is not None else ""
         raise ValueError(f"not a JMESPath expression ({str(e).splitlines()[0]}{at})") from None
-    copies = _copies(compiled.parsed)
+    except RecursionError:  # the parser recurses per level of nesting
+        raise ValueError(f"nested too deeply: at most {MAX_CONDITION_DEPTH} levels") from None
+    copies, depth = _cost(compiled.parsed)
+    if depth > MAX_CONDITION_DEPTH:
+        raise ValueError(f"nested too deeply ({depth} levels): at most {MAX_CONDITION_DEPTH}")
     if copies > MAX_CONDITION_COPIES:
         raise ValueError(
             f"too costly: its multi-selects could copy the data {copies} times; at most {MAX_CONDITION_COPIES}"
@@ -84,17 +99,53 @@ def compile_condition(expression: str) -> jmespath.parser.ParsedResult:
     return compiled
 
 
-def _copies(node: Mapping[str, Any]) -> int:
-    """The product of the sizes of the multi-selects in a parsed expression."""
-    product = 1
-    stack = [node]
+def _cost(node: Mapping[str, Any]) -> tuple[int, int]:
+    """The product of the sizes of a parsed expression's multi-selects, and its depth."""
+    product, deepest = 1, 0
+    stack = [(node, 1)]
     while stack:
-        current = stack.pop()
+        current, depth = stack.pop()
+        deepest = max(deepest, depth)
         children = current.get("children", [])
         if current.get("type") in ("multi_select_list", "multi_select_dict"):
             product *= max(len(children), 1)
-        stack.extend(child for child in children if isinstance(child, dict))
-    return product
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict))
+    return product, deepest
+
+
+class _BoundedFunctions(jmespath.functions.Functions):
+    """JMESPath's functions, with the two that can build text bounded by
+    :data:`MAX_CONDITION_TEXT` (checked before the text is built)."""
+
+    @jmespath.functions.signature({"types": []})
+    def _func_to_string(self, arg: Any) -> str:
+        if isinstance(arg, str):
+            return arg
+        parts, size = [], 0
+        for chunk in json.JSONEncoder(separators=(",", ":"), default=str).iterencode(arg):
+            size += len(chunk)
+            if size > MAX_CONDITION_TEXT:
+                raise ValueError(f"to_string() would build more than {MAX_CONDITION_TEXT} characters")
+            parts.append(chunk)
+        return "".join(parts)
+
+    @jmespath.functions.signature({"types": ["string"]}, {"types": ["array-string"]})
+    def _func_join(self, separator: str, array: list[str]) -> str:
+        size = len(separator) * max(len(array) - 1, 0) + sum(map(len, array))
+        if size > MAX_CONDITION_TEXT:
+            raise ValueError(f"join() would build {size} characters; at most {MAX_CONDITION_TEXT}")
+        return separator.join(array)
+
+
+_OPTIONS = jmespath.Options(custom_functions=_BoundedFunctions())
+
+
+def dependency_count(entries: Any) -> int:
+    """How many ``depends_on`` items a definition's ``activities`` hold (any JSON)."""
+    if not isinstance(entries, list):
+        return 0
+    lists = (e.get("depends_on") for e in entries if isinstance(e, dict))
+    return sum(len(d) for d in lists if isinstance(d, list))
 
 
 def problems(entries: Sequence[Mapping[str, Any]], path: Any) -> list[tuple[str, str]]:
@@ -105,18 +156,28 @@ def problems(entries: Sequence[Mapping[str, Any]], path: Any) -> list[tuple[str,
     found: list[tuple[str, str]] = []
     ids = default_ids(entries)
     first: dict[str, int] = {}
-    for index, activity_id in enumerate(ids):
-        if activity_id in first:
+    for index, (entry, activity_id) in enumerate(zip(entries, ids, strict=True)):
+        if "id" in entry and not is_activity_id(activity_id):
+            found.append((path(index, "id"), f"{activity_id!r} does not match {ID_PATTERN!r}"))
+        elif activity_id in first and "id" in entry:
             found.append(
                 (path(index, "id"), f"duplicate activity id {activity_id!r} (also activity {first[activity_id]})")
+            )
+        elif activity_id in first:
+            found.append(
+                (path(index), f"its default id {activity_id!r} is activity {first[activity_id]}'s id: give it an id")
             )
         first.setdefault(activity_id, index)
     for index, entry in enumerate(entries):
         depends_on = entry.get("depends_on")
         if depends_on is not None and entry.get("independent"):
             found.append((path(index, "independent"), "an activity with depends_on cannot also be independent"))
+        if "trigger" in entry and depends_on is None:
+            found.append((path(index, "trigger"), "a trigger applies to depends_on, which this activity does not have"))
         for n, dependency in enumerate(depends_on or ()):
-            if dependency not in first:
+            if not is_activity_id(dependency):
+                found.append((path(index, "depends_on", n), f"{dependency!r} does not match {ID_PATTERN!r}"))
+            elif dependency not in first:
                 found.append((path(index, "depends_on", n), f"unknown activity id {dependency!r}"))
             elif dependency == ids[index]:
                 found.append((path(index, "depends_on", n), "an activity cannot depend on itself"))
@@ -212,15 +273,22 @@ def by_condition(expression: str, context: Mapping[str, Any]) -> Verdict:
     comparing a string with a number), so that a bad condition ends the activity with
     the reason instead of stopping the workflow's every decision."""
     try:
-        value = compile_condition(expression).search(context)
+        value = compile_condition(expression).search(context, options=_OPTIONS)
     except Exception as e:  # noqa: BLE001 - whatever the evaluator raises, the answer is the same
-        return Verdict(fail=f"when {expression!r} could not be evaluated: {type(e).__name__}: {e}")
+        return Verdict(fail=_storable(f"when {expression!r} could not be evaluated: {type(e).__name__}: {e}"))
     if _truthy(value):
         return RUN
     quoted = json.dumps(value)
     if len(quoted) > _MAX_QUOTED:
         quoted = quoted[: _MAX_QUOTED - 1] + "…"
     return Verdict(skip=f"when {expression!r} was {quoted}")
+
+
+def _storable(text: str) -> str:
+    """``text`` as every database stores it (no NUL, no lone surrogate: the evaluator's
+    message may quote the data), at most :data:`MAX_REASON_CHARS` long."""
+    text = text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"
 
 
 def _truthy(value: Any) -> bool:
@@ -238,6 +306,12 @@ def verdict(
     """Whether the pending ``activity`` runs now, waits, or is skipped (``activities``:
     the current ones; ``first_unended``: see :func:`frontier`)."""
     if activity.depends_on is not None:
+        # Latest-listed first: the dependency most likely still running answers "wait"
+        # at once, so an event costs O(its dependents), not O(their dependencies).
+        if activity.trigger is not Trigger.ONE_SUCCEEDED and any(
+            not activities[d].status.ended for d in reversed(activity.depends_on)
+        ):
+            return WAIT
         dependencies = [(activities[d].id, activities[d].status) for d in activity.depends_on]
         turn = by_trigger(activity.trigger, dependencies)
     else:

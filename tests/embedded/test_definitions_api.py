@@ -88,3 +88,20 @@ def test_an_unknown_name_lists_ten_definitions_and_counts_the_rest(client):
         assert "known: BrokenOptionalWorkflow, DummyWorkflow, Extra00," in description
         assert description.endswith(f"and {total - 10} more (GET /definitions))")
         assert "Extra11" not in description
+
+
+# -- regressions found by a hostile review of the graph features ---------------------
+
+
+def test_review_a_deeply_nested_condition_is_422_not_500(client):
+    """Review (fixed): jmespath.compile recurses per nesting level and RecursionError is
+    not a JMESPathError, so compile_condition lets it out of parse(): a 1,000-character
+    ``when`` (within the schema's maxLength) makes PUT and validate answer 500."""
+    body = {**dummy(), "name": "Deep"}
+    body["activities"][0]["when"] = "!" * 999 + "@"
+    for response in (
+        client.simulate_post("/definitions/validate", json=body),
+        client.simulate_put("/definitions/Deep", json=body),
+    ):
+        assert response.status_code == 422, response.text[:300]
+        assert response.json["errors"][0]["path"] == "$.activities[0].when"

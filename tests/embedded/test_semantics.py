@@ -135,3 +135,30 @@ def test_an_oversize_input_is_refused_before_anything_is_created(flow, client):
 def test_cancel_and_retry_of_unknown_workflows_are_404(client):
     assert client.simulate_post("/workflows/nope/cancel").status_code == 404
     assert client.simulate_post("/workflows/nope/retry").status_code == 404
+
+
+# -- regressions found by a hostile review of the graph features ---------------------
+
+
+def test_review_an_optional_condition_that_cannot_be_evaluated_lets_the_workflow_go_on(flow):
+    """Review (fixed): ``abs()`` of a JSON literal holding a lone surrogate cannot be
+    evaluated; the fail reason quotes the value as is, the SQLite commit raises
+    UnicodeEncodeError (PostgreSQL: a NUL literal raises ValueError), and the engine
+    fails the whole workflow ("the engine cannot handle this workflow") with ``first``
+    left Scheduled and ``last`` Pending, instead of failing the optional activity with
+    the reason and finishing (README: "fails the activity before it runs ... and the
+    workflow, if the activity is required")."""
+    body = {
+        "name": "SurrogateCondition",
+        "activities": [
+            {"id": "first", "name": "EchoActivity"},
+            {"id": "bad", "name": "EchoActivity", "required": False, "when": 'abs(`"\\ud800"`)'},
+            {"id": "last", "name": "EchoActivity"},
+        ],
+    }
+    flow.runtime.service.register(body)
+    state = ended(flow, flow.start("SurrogateCondition", {}))
+    assert state.status == "Finished", state.error
+    bad = {a.id: a for a in state.activities}["bad"]
+    assert bad.status == "Failed"
+    assert "could not be evaluated" in bad.error

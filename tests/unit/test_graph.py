@@ -85,9 +85,9 @@ class Run:
 # -- validation ---------------------------------------------------------------------
 
 
-def test_ids_default_to_the_class_name_or_number_its_appearances():
-    d = definition({"name": "A"}, {"name": "B"}, {"name": "B"}, {"name": "C", "id": "c"})
-    assert [s.id for s in d.activities] == ["A", "B.1", "B.2", "c"]
+def test_ids_default_to_the_class_name_and_a_repeated_class_numbers_all_but_its_last():
+    d = definition({"name": "A"}, {"name": "B"}, {"name": "B"}, {"name": "B"}, {"name": "C", "id": "c"})
+    assert [s.id for s in d.activities] == ["A", "B.1", "B.2", "B", "c"]
 
 
 def test_the_first_release_format_means_what_it_meant():
@@ -396,3 +396,204 @@ def test_an_optional_activity_whose_condition_fails_lets_the_workflow_go_on():
     run.end("A")
     run.end("C")
     assert run.state.status is WorkflowStatus.FINISHED
+
+
+# -- regressions found by a hostile review of the graph features ---------------------
+
+
+def test_review_a_deeply_nested_condition_is_a_problem_not_a_recursion_error():
+    """Review (fixed): jmespath's parser recurses once or twice per level; a 1,000-character
+    ``when`` of nested ``!``/``(``/``[`` raises RecursionError out of parse() (the API
+    answers 500, ``flow validate`` crashes) instead of naming $.activities[0].when."""
+    for expression in ["!" * 999 + "@", "(" * 499 + "@" + ")" * 499, "[" * 499 + "@" + "]" * 499]:
+        [(path, _)] = problems({"name": "A", "when": expression})
+        assert path == "$.activities[0].when"
+
+
+def _bounded_in_a_child(expression: str, context: dict[str, Any]) -> tuple[int, str]:
+    """Evaluate ``by_condition`` in a child process limited to 512 MB of address space
+    and 60 s; its exit code and what it printed (the verdict as JSON)."""
+    import json
+    import subprocess
+    import sys
+
+    child = (
+        "import json, resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (512 << 20, 512 << 20))\n"
+        "from flow.core import graph\n"
+        "expression, context = json.load(sys.stdin)\n"
+        "v = graph.by_condition(expression, context)\n"
+        "why = (v.fail or '').split(' could not be evaluated: ', 1)[-1][:300]\n"
+        "print(json.dumps({'run': v.run, 'skip': (v.skip or '')[:300], 'fail': why}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", child],
+        input=json.dumps([expression, context]),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.returncode, done.stdout + done.stderr[-500:]
+
+
+def _to_string_nested(levels: int) -> str:
+    expression = "input"
+    for _ in range(levels):
+        expression = f"to_string(to_array({expression}))"
+    return expression
+
+
+@pytest.mark.parametrize(
+    ("expression", "context"),
+    [
+        # Each level JSON-escapes the previous one: the backslashes double, so 47 levels
+        # (999 characters) build ~2**47 bytes from a 10-byte input. No multi-select.
+        (_to_string_nested(47), {"input": {"a": "b"}}),
+        # join() repeats a separator as long as the data between every element: a
+        # 100 KB input (under FLOW_MAX_PAYLOAD_BYTES) becomes 1.6 GB.
+        ("join(to_string(input.w), input.w)", {"input": {"w": ["x"] * 20_000}}),
+    ],
+    ids=["to_string-nesting", "join-quadratic"],
+)
+def test_review_a_condition_cannot_grow_the_data_without_a_multi_select(expression, context):
+    """Review (fixed): MAX_CONDITION_COPIES counts only multi-selects; to_string/to_array
+    nesting (exponential) and join (quadratic) get around it, and the engine evaluates
+    the condition inside decide(): memory and CPU without bound. Either validation
+    refuses such a condition, or its evaluation stays within a budget and fails the
+    activity saying so (not a MemoryError in a process that had room for 512 MB)."""
+    assert len(expression) <= graph.MAX_EXPRESSION_CHARS
+    try:
+        definition({"name": "A", "when": expression})
+    except DefinitionError:
+        return  # refused at validation: fine
+    code, out = _bounded_in_a_child(expression, context)
+    assert code == 0, out
+    assert "MemoryError" not in out, out
+
+
+@pytest.mark.parametrize("literal", ['`"\\u0000"`', '`"\\ud800"`'], ids=["NUL", "lone-surrogate"])
+def test_review_a_condition_failure_reason_is_text_the_database_can_store(literal):
+    """Review (fixed): the reason quotes jmespath's message, which holds the offending value
+    as is; a JSON literal in the condition puts a NUL (PostgreSQL refuses it) or a lone
+    surrogate (neither SQLite nor PostgreSQL can encode it) in activity.error and the
+    history, and the engine's commit raises (see tests/embedded/test_semantics.py)."""
+    verdict = graph.by_condition(f"abs({literal})", {"input": {}})
+    assert verdict.fail is not None
+    assert "\x00" not in verdict.fail
+    verdict.fail.encode("utf-8")  # raises UnicodeEncodeError on a lone surrogate
+
+
+def test_review_a_condition_failure_reason_is_bounded():
+    """Review (fixed): jmespath's type error quotes the whole value; ``abs(input)`` (or
+    ``abs(outputs)``) copies the input and every output into activity.error, the
+    fail-activity history entry, the workflow's error and the workflow-failure entry,
+    where a skip reason is cut at 200 characters."""
+    verdict = graph.by_condition("abs(input)", {"input": {"s": "x" * 100_000}})
+    assert verdict.fail is not None
+    assert len(verdict.fail) < 2_000
+
+
+def test_review_a_required_condition_failing_schedules_nothing_in_the_same_decision():
+    """Review (fixed): _advance schedules the candidates before the failing one, then fails
+    the workflow: RunActivity (and its schedule-to-start timer) for a failed workflow.
+    Listed the other way round, the same graph skips A instead: the outcome depends on
+    the order of the list."""
+    run = Run(
+        state_of(
+            {"name": "A", "independent": True},
+            {"name": "B", "independent": True, "when": "length(input.n)"},
+            input_data={"n": 3},
+        )
+    )
+    assert run.state.status is WorkflowStatus.FAILED
+    assert [c for c in run.decision.commands if isinstance(c, RunActivity)] == []
+    assert run.status("A") is S.SKIPPED
+
+
+def test_review_each_event_of_a_dense_graph_costs_what_changed():
+    """Review (fixed): verdict() builds the full (id, status) list of every dependency of
+    every dependent of the activity that ended, so with 640 activities each depending on
+    all before it (a definition that fits FLOW_MAX_BODY_BYTES) one event reads ~200,000
+    statuses and the whole run ~87 million: 34 s of engine CPU, ~0.05-0.2 s per event,
+    where docs/design.md promises O(what changed)."""
+    import time
+
+    n = 640
+    activities = tuple(
+        ActivityState(
+            position=i,
+            name="A",
+            independent=False,
+            required=True,
+            config={},
+            id=f"a{i}",
+            depends_on=tuple(range(i)) if i else None,
+        )
+        for i in range(n)
+    )
+    state = WorkflowState(
+        id="wf",
+        name="g",
+        definition_version=1,
+        status=WorkflowStatus.IN_PROGRESS,
+        input_data={},
+        config={},
+        activities=activities,
+        created_at=T0,
+    )
+    run = Run(state)
+    started = time.perf_counter()
+    for i in range(100):
+        run.end(f"a{i}")
+    elapsed = time.perf_counter() - started
+    assert run.scheduled() == ["a100"]
+    assert elapsed < 1.0, f"100 events took {elapsed:.2f} s"
+
+
+def test_review_an_activity_id_with_a_final_newline_is_refused():
+    """Review (fixed): jsonschema's pattern uses re.search, where "$" matches before a final
+    newline; graph.is_activity_id (with \\Z) exists but problems() never calls it (the
+    definition's name has that second check, ids do not)."""
+    assert [p for p, _ in problems({"name": "A", "id": "x\n"})] == ["$.activities[0].id"]
+    assert [p for p, _ in problems({"name": "A"}, {"name": "B", "depends_on": ["A\n"]})] == [
+        "$.activities[1].depends_on[0]"
+    ]
+
+
+def test_review_an_explicit_id_taking_a_default_id_names_a_path_that_exists():
+    """Review (fixed): activity 0's explicit id "A.1" is the default id of activity 1, and
+    the problem is reported at $.activities[1].id, a key activity 1 does not have."""
+    [(path, _)] = problems({"name": "A", "id": "A.1"}, {"name": "A"}, {"name": "A"})
+    assert path in ("$.activities[0].id", "$.activities[1]")
+
+
+@pytest.mark.parametrize(
+    ("entry", "path"),
+    [
+        ({"name": "B", "trigger": "one_succeeded"}, "$.activities[1].trigger"),
+        ({"name": "B", "depends_on": []}, "$.activities[1].depends_on"),
+    ],
+    ids=["trigger-without-depends_on", "empty-depends_on"],
+)
+def test_review_graph_keys_that_mean_nothing_are_refused(entry, path):
+    """Review (fixed): a trigger without depends_on is silently ignored, and an
+    empty depends_on makes an activity independent (all_succeeded) or always skipped
+    (one_succeeded: "no dependency succeeded"), where independent + depends_on is refused."""
+    assert [p for p, _ in problems({"name": "A"}, entry)] == [path]
+
+
+def test_review_a_first_release_definition_repeating_a_class_keeps_its_output_keys():
+    """Review (fixed): the first release keyed the workflow's output and each activity's
+    ``outputs`` by class name (a later position winning); default ids make them
+    ``B.1``/``B.2`` for a class listed twice, so an unchanged definition's output changes
+    shape after the upgrade and ``self.outputs["B"]`` raises KeyError (while workflows
+    in flight at the upgrade, whose graph column is null, keep "B" twice)."""
+    from flow.messages import Outputs
+
+    run = Run(state_of({"name": "A"}, {"name": "B"}, {"name": "B"}, {"name": "C"}))
+    run.end("A", output={"a": 1})
+    run.end(run.state.activities[1].id, output={"b": 1})
+    run.end(run.state.activities[2].id, output={"b": 2})
+    assert Outputs(run.state).for_activity(3).get("B") == {"b": 2}
+    run.end("C")
+    assert run.state.output.get("B") == {"b": 2}

@@ -21,6 +21,7 @@ from flow.errors import (
     InvalidInput,
     InvalidJson,
     StoreUnavailable,
+    WorkflowInProgress,
     WorkflowNotFound,
 )
 
@@ -64,6 +65,8 @@ def handle_flow_error(req: falcon.Request, resp: falcon.Response, ex: FlowError,
         raise falcon.HTTPNotFound(title="Workflow not found", description=printable(str(ex)))
     if isinstance(ex, IdempotencyConflict):
         raise falcon.HTTPConflict(title="Idempotency key reused", description=printable(str(ex)))
+    if isinstance(ex, WorkflowInProgress):
+        raise falcon.HTTPConflict(title="Workflow in progress", description=printable(str(ex)))
     if isinstance(ex, DefinitionNotFound):
         raise unprocessable("$.name", str(ex))
     if isinstance(ex, InvalidJson):

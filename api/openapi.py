@@ -34,7 +34,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         f"NUL or a lone surrogate in a string, or nested more than {MAX_DEPTH} deep; `errors` names the JSON path",
         401: "Missing or wrong bearer token",
         404: "Not found",
-        409: "Conflict with the workflow's status",
+        409: "Conflict with a workflow's status",
         413: "Body over FLOW_MAX_BODY_BYTES",
         415: "Body is not application/json",
         422: "Invalid fields; each error names its JSON path",
@@ -305,7 +305,12 @@ PATHS: dict[str, Any] = {
             "summary": "A workflow with every activity",
             "parameters": [_ID],
             "responses": {**_WORKFLOW, **_errors(401, 404, 503)},
-        }
+        },
+        "delete": {
+            "summary": "Delete an ended workflow with its activities, history, timers and owed messages",
+            "parameters": [_ID],
+            "responses": {"204": {"description": "Deleted"}, **_errors(401, 404, 409, 503)},
+        },
     },
     "/workflows/{workflow_id}/activities": {
         "get": {

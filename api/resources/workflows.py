@@ -100,13 +100,19 @@ class WorkflowsResource:
 
 
 class WorkflowResource:
-    """``GET /workflows/{id}``: status, input, output, timestamps and every activity."""
+    """``GET /workflows/{id}``: status, input, output, timestamps and every activity;
+    ``DELETE`` deletes an ended workflow with its activities, history, timers and owed
+    messages (204; 409 while it is in progress)."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
         resp.media = workflow_view(self.runtime.store.get(_known_id(workflow_id)))
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
+        self.runtime.store.delete_workflow(_known_id(workflow_id))
+        resp.status = falcon.HTTP_204
 
 
 class WorkflowActivitiesResource:

@@ -1,5 +1,5 @@
 """The remote commands, against the API at ``FLOW_API_URL``: ``flow start``, ``status``,
-``list``, ``events``, ``cancel``, ``retry``, ``definitions``."""
+``list``, ``events``, ``cancel``, ``retry``, ``delete``, ``definitions``."""
 
 from __future__ import annotations
 
@@ -131,6 +131,14 @@ def retry(workflow_id: str) -> None:
     """Run a failed or cancelled workflow again from where it stopped."""
     call_api(lambda: api_client().request("POST", f"/workflows/{workflow_id}/retry"))
     out.print(f"retrying {workflow_id}")
+
+
+@main.command()
+@click.argument("workflow_id")
+def delete(workflow_id: str) -> None:
+    """Delete an ended workflow with its activities, history, timers and owed messages."""
+    call_api(lambda: api_client().request("DELETE", f"/workflows/{workflow_id}"))
+    out.print(f"deleted {workflow_id}")
 
 
 @main.command()

@@ -93,7 +93,8 @@ class WorkflowRecord(_Model):
             (("status", "created_at", "id"), False),
             (("definition_name", "created_at", "id"), False),
             (("partition", "status"), False),
-            # and workflows_unstarted (partition, created_at) WHERE NOT started: migration 0003
+            # and workflows_unstarted (partition, created_at) WHERE NOT started: migration 0003;
+            # workflows_ended (partition, finished_at) WHERE finished_at IS NOT NULL: migration 0006
         )
 
 

@@ -1,0 +1,106 @@
+"""Keeping the database small, on the embedded runtime: deleting an ended workflow (and
+what a late message for it then does to the engine), and the engine's own retention."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from datetime import timedelta
+
+import falcon.testing
+
+from api.app import create_app
+from flow import messages
+from flow.clock import utcnow
+from flow.core.vocabulary import Outcome
+from flow.embedded import EmbeddedFlow
+from flow.persistence.models import ActivityRecord, EventRecord, OutboxRecord, TimerRecord, WorkflowRecord
+from tests.conftest import wait_for
+from tests.embedded.test_api import finished
+
+SLOW = {"name": "SlowOne", "activities": [{"name": "SleepActivity", "config": {"sleep_s": 30}}]}
+
+
+def rows_of(flow: EmbeddedFlow, workflow_id: str) -> dict[str, int]:
+    with flow.runtime.store.unit_of_work():
+        return {
+            "workflows": WorkflowRecord.select().where(WorkflowRecord.id == workflow_id).count(),
+            "activities": ActivityRecord.select().where(ActivityRecord.workflow == workflow_id).count(),
+            "events": EventRecord.select().where(EventRecord.workflow == workflow_id).count(),
+            "timers": TimerRecord.select().where(TimerRecord.workflow == workflow_id).count(),
+            "outbox": OutboxRecord.select().where(OutboxRecord.workflow == workflow_id).count(),
+        }
+
+
+def test_deleting_an_ended_workflow_removes_it_and_everything_that_names_it(client, flow):
+    workflow_id = client.simulate_post("/workflows", json={"name": "RetryWorkflow"}).json["id"]
+    finished(client, workflow_id)
+    keep = client.simulate_post("/workflows", json={"name": "DummyWorkflow"}).json["id"]
+    finished(client, keep)
+    assert rows_of(flow, workflow_id)["events"] > 0
+
+    result = client.simulate_delete(f"/workflows/{workflow_id}")
+    assert result.status_code == 204 and not result.text
+    assert client.simulate_get(f"/workflows/{workflow_id}").status_code == 404
+    assert client.simulate_get(f"/workflows/{workflow_id}/events").status_code == 404
+    assert rows_of(flow, workflow_id) == dict.fromkeys(("workflows", "activities", "events", "timers", "outbox"), 0)
+    assert client.simulate_get(f"/workflows/{keep}").json["status"] == "Finished"
+    assert client.simulate_delete(f"/workflows/{workflow_id}").status_code == 404
+
+
+def test_a_workflow_in_progress_cannot_be_deleted_and_the_answer_says_why(client, flow):
+    client.simulate_put("/definitions/SlowOne", json=SLOW)
+    workflow_id = client.simulate_post("/workflows", json={"name": "SlowOne"}).json["id"]
+    result = client.simulate_delete(f"/workflows/{workflow_id}")
+    assert result.status_code == 409
+    assert "In Progress" in result.json["description"] and "cancel it first" in result.json["description"]
+    assert rows_of(flow, workflow_id)["workflows"] == 1
+    client.simulate_post(f"/workflows/{workflow_id}/cancel")
+    finished(client, workflow_id)
+    assert client.simulate_delete(f"/workflows/{workflow_id}").status_code == 204
+
+
+def test_deleting_an_unknown_workflow_is_404(client):
+    assert client.simulate_delete("/workflows/no-such-workflow").status_code == 404
+    assert client.simulate_delete("/workflows/" + "x" * 5000).status_code == 404
+
+
+def late_result(workflow_id: str) -> messages.AttemptResult:
+    return messages.AttemptResult(workflow_id=workflow_id, position=0, attempt=1, outcome=Outcome.SUCCEEDED)
+
+
+def test_a_late_message_for_a_deleted_workflow_is_dropped_and_the_engine_goes_on(client, flow, caplog):
+    caplog.set_level(logging.INFO, logger="flow.engine")
+    service = flow.runtime.service
+    workflow_id = client.simulate_post("/workflows", json={"name": "DummyWorkflow"}).json["id"]
+    finished(client, workflow_id)
+    assert client.simulate_delete(f"/workflows/{workflow_id}").status_code == 204
+
+    # Its actor is still alive, holding the state it committed last: the commit of the
+    # late result finds the row gone, and the message is dropped, not requeued.
+    flow.runtime.broker.enqueue(late_result(workflow_id).to_message(service.queue_of(workflow_id)))
+    wait_for(lambda: f"workflow {workflow_id} was deleted" in caplog.text, what="the late result to be dropped")
+    # With no state in memory, the next one finds nothing to load.
+    flow.runtime.broker.enqueue(late_result(workflow_id).to_message(service.queue_of(workflow_id)))
+    wait_for(lambda: f"no workflow with id '{workflow_id}'" in caplog.text, what="the second one to be dropped")
+
+    assert flow.engine.refused_commits == 0
+    assert rows_of(flow, workflow_id)["events"] == 0  # nothing was written for it
+    assert "Traceback" not in caplog.text
+    again = client.simulate_post("/workflows", json={"name": "DummyWorkflow"}).json["id"]
+    assert finished(client, again)["status"] == "Finished"
+
+
+def test_the_engine_deletes_workflows_past_retention(embedded_settings):
+    settings = dataclasses.replace(embedded_settings, retention_days=7.0, retention_interval_s=0.2)
+    with EmbeddedFlow(settings) as flow:
+        client = falcon.testing.TestClient(create_app(runtime=flow.runtime))
+        old, recent = (client.simulate_post("/workflows", json={"name": "DummyWorkflow"}).json["id"] for _ in "ab")
+        finished(client, old)
+        finished(client, recent)
+        with flow.runtime.store.unit_of_work():
+            WorkflowRecord.update(finished_at=utcnow() - timedelta(days=8)).where(WorkflowRecord.id == old).execute()
+        wait_for(lambda: rows_of(flow, old)["workflows"] == 0, what="retention to delete the old workflow")
+        assert rows_of(flow, old) == dict.fromkeys(("workflows", "activities", "events", "timers", "outbox"), 0)
+        assert rows_of(flow, recent)["workflows"] == 1
+        assert flow.engine.retention.deleted == 1

@@ -15,6 +15,7 @@ import falcon
 
 from flow.errors import (
     DefinitionError,
+    DefinitionInUse,
     DefinitionNotFound,
     FlowError,
     IdempotencyConflict,
@@ -67,6 +68,8 @@ def handle_flow_error(req: falcon.Request, resp: falcon.Response, ex: FlowError,
         raise falcon.HTTPConflict(title="Idempotency key reused", description=printable(str(ex)))
     if isinstance(ex, WorkflowInProgress):
         raise falcon.HTTPConflict(title="Workflow in progress", description=printable(str(ex)))
+    if isinstance(ex, DefinitionInUse):
+        raise falcon.HTTPConflict(title="Definition version in use", description=printable(str(ex)))
     if isinstance(ex, DefinitionNotFound):
         raise unprocessable("$.name", str(ex))
     if isinstance(ex, InvalidJson):

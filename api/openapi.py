@@ -51,6 +51,7 @@ _LIMIT = {
     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50},
     "description": f"Page size, at most {MAX_PAGE}.",
 }
+_VERSION = {**_NAME, "name": "version", "schema": {"type": "integer", "minimum": 1, "maximum": 2147483647}}
 _TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
 
 
@@ -397,17 +398,14 @@ PATHS: dict[str, Any] = {
     "/definitions/{name}/versions/{version}": {
         "get": {
             "summary": "One version of a definition",
-            "parameters": [
-                _NAME,
-                {
-                    "name": "version",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 2147483647},
-                },
-            ],
+            "parameters": [_NAME, _VERSION],
             "responses": {"200": _json(_ref("Definition"), "The definition"), **_errors(401, 404, 503)},
-        }
+        },
+        "delete": {
+            "summary": "Delete a version no workflow in progress uses (ended ones keep their own snapshot)",
+            "parameters": [_NAME, _VERSION],
+            "responses": {"204": {"description": "Deleted"}, **_errors(401, 404, 409, 503)},
+        },
     },
 }
 

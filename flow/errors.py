@@ -80,6 +80,18 @@ class WorkflowInProgress(FlowError):
         )
 
 
+class DefinitionInUse(FlowError):
+    """Raised when deleting a definition version that a workflow in progress was started
+    with (the API answers 409); ``count`` says how many."""
+
+    def __init__(self, name: str, version: int, count: int) -> None:
+        self.count = count
+        super().__init__(
+            f"{name} version {version} is used by {count} workflow(s) In Progress; "
+            "delete it once they have ended (or cancel them)"
+        )
+
+
 class ConcurrentUpdate(FlowError):
     """Raised when another engine committed a transition for the same workflow first.
 

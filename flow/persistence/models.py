@@ -57,6 +57,9 @@ class DefinitionRecord(_Model):
     digest = peewee.CharField(max_length=64)
     body = JSONText()
     created_at = peewee.DateTimeField(default=utcnow)
+    #: Set when the version was deleted: the row stays as a tombstone (its body emptied)
+    #: so that the number is never given to another body (migration 0006).
+    deleted_at = peewee.DateTimeField(null=True)
 
     class Meta:
         table_name = "definitions"

@@ -129,7 +129,7 @@ class Queries:
         """The newest version of ``name`` (or ``version`` if it exists), or None: a start
         needs only this when the body of that version is parsed and cached already."""
         param = self.database.param
-        sql = f"SELECT version FROM definitions WHERE name = {param}"
+        sql = f"SELECT version FROM definitions WHERE name = {param} AND deleted_at IS NULL"
         params: tuple[Any, ...] = (name,)
         if version is not None:
             sql += f" AND version = {param}"
@@ -143,6 +143,7 @@ class Queries:
         with unit_of_work(self.database):
             latest = (
                 DefinitionRecord.select(DefinitionRecord.name, peewee.fn.MAX(DefinitionRecord.version).alias("v"))
+                .where(DefinitionRecord.deleted_at.is_null())
                 .group_by(DefinitionRecord.name)
                 .alias("latest")
             )
@@ -155,7 +156,11 @@ class Queries:
 
     def definition_versions(self, name: str) -> list[dict[str, Any]]:
         with unit_of_work(self.database):
-            rows = DefinitionRecord.select().where(DefinitionRecord.name == name).order_by(DefinitionRecord.version)
+            rows = (
+                DefinitionRecord.select()
+                .where((DefinitionRecord.name == name) & DefinitionRecord.deleted_at.is_null())
+                .order_by(DefinitionRecord.version)
+            )
             return [{"version": r.version, "created_at": r.created_at, "digest": r.digest} for r in rows]
 
     # -- counts -----------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Deleting ended workflows: one by id (``DELETE /workflows/{id}``), or by age, a batch
-at a time (``flow prune`` and each engine's retention, docs/design.md "Retention").
+"""Deleting what is no longer wanted: an ended workflow by id (``DELETE /workflows/{id}``),
+ended workflows by age, a batch at a time (``flow prune`` and each engine's retention,
+docs/design.md "Retention"), and a definition version that no running workflow uses.
 
 A workflow goes with every row that names it: activities, history, timers and owed
 messages. A batch is one short transaction of at most :data:`BATCH` workflows, so
@@ -19,11 +20,13 @@ from datetime import datetime
 
 import peewee
 
+from flow.clock import utcnow
 from flow.core.vocabulary import WorkflowStatus
-from flow.errors import WorkflowInProgress, WorkflowNotFound
+from flow.errors import DefinitionInUse, DefinitionNotFound, WorkflowInProgress, WorkflowNotFound
 from flow.persistence.database import is_postgres, unit_of_work, write
 from flow.persistence.models import (
     ActivityRecord,
+    DefinitionRecord,
     EventRecord,
     OutboxRecord,
     TimerRecord,
@@ -67,6 +70,37 @@ class Retention:
             if partitions is not None:
                 query = query.where(WorkflowRecord.partition.in_(list(partitions)))
             return query.count()
+
+    def delete_definition_version(self, name: str, version: int) -> None:
+        """Delete one version of a definition: :class:`DefinitionNotFound` if there is no
+        such version, :class:`DefinitionInUse` if a workflow in progress was started with it.
+
+        Workflows keep a snapshot of their definition (config and activities), so ended
+        ones read as before. The row stays as a tombstone, its body emptied: the number
+        is never given to another body, and registering the same body again brings the
+        version back under its old number.
+        """
+        with write(self.database):
+            found = DefinitionRecord.get_or_none(
+                (DefinitionRecord.name == name)
+                & (DefinitionRecord.version == version)
+                & DefinitionRecord.deleted_at.is_null()
+            )
+            if found is None:
+                raise DefinitionNotFound(f"{name} version {version}", [])
+            running = (
+                WorkflowRecord.select()
+                .where(
+                    # Served by the (status, created_at, id) index: only running workflows are read.
+                    (WorkflowRecord.status == _IN_PROGRESS)
+                    & (WorkflowRecord.definition_name == name)
+                    & (WorkflowRecord.definition_version == version)
+                )
+                .count()
+            )
+            if running:
+                raise DefinitionInUse(name, version, running)
+            DefinitionRecord.update(deleted_at=utcnow(), body={}).where(DefinitionRecord.id == found.id).execute()
 
 
 def prune_batch(database: peewee.Database, partition: int, *, finished_before: datetime, limit: int = BATCH) -> int:

@@ -1,5 +1,6 @@
 """Keeping the database small, on the embedded runtime: deleting an ended workflow (and
-what a late message for it then does to the engine), and the engine's own retention."""
+what a late message for it then does to the engine), deleting a definition version, and
+the engine's own retention."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 from datetime import timedelta
 
 import falcon.testing
+import pytest
 
 from api.app import create_app
 from flow import messages
@@ -89,6 +91,47 @@ def test_a_late_message_for_a_deleted_workflow_is_dropped_and_the_engine_goes_on
     assert "Traceback" not in caplog.text
     again = client.simulate_post("/workflows", json={"name": "DummyWorkflow"}).json["id"]
     assert finished(client, again)["status"] == "Finished"
+
+
+def test_deleting_a_definition_version_keeps_the_workflows_that_used_it_readable(client):
+    first = {"name": "Versioned", "activities": [{"name": "NoopActivity"}]}
+    second = {"name": "Versioned", "activities": [{"name": "NoopActivity"}, {"name": "EchoActivity"}]}
+    assert client.simulate_put("/definitions/Versioned", json=first).json["version"] == 1
+    assert client.simulate_put("/definitions/Versioned", json=second).json["version"] == 2
+    ended = client.simulate_post("/workflows", json={"name": "Versioned"}).json["id"]
+    before = finished(client, ended)
+
+    assert client.simulate_delete("/definitions/Versioned/versions/2").status_code == 204
+    assert client.simulate_get("/definitions/Versioned/versions/2").status_code == 404
+    assert client.simulate_delete("/definitions/Versioned/versions/2").status_code == 404
+    shown = client.simulate_get("/definitions/Versioned").json
+    assert shown["version"] == 1 and [v["version"] for v in shown["versions"]] == [1]
+    # The ended workflow kept its own snapshot (config and activities).
+    assert client.simulate_get(f"/workflows/{ended}").json == before
+    assert len(before["activities"]) == 2 and before["definition_version"] == 2
+    # New starts take the newest version left; a number is never given to another body.
+    assert client.simulate_post("/workflows", json={"name": "Versioned"}).json["definition_version"] == 1
+    third = {"name": "Versioned", "activities": [{"name": "EchoActivity"}]}
+    assert client.simulate_put("/definitions/Versioned", json=third).json["version"] == 3
+    again = client.simulate_put("/definitions/Versioned", json=second)
+    assert (again.status_code, again.json["version"]) == (201, 2)
+
+
+def test_a_definition_version_a_running_workflow_uses_cannot_be_deleted(client):
+    client.simulate_put("/definitions/SlowOne", json=SLOW)
+    workflow_id = client.simulate_post("/workflows", json={"name": "SlowOne"}).json["id"]
+    result = client.simulate_delete("/definitions/SlowOne/versions/1")
+    assert result.status_code == 409
+    assert "1 workflow(s) In Progress" in result.json["description"]
+    assert client.simulate_get("/definitions/SlowOne/versions/1").status_code == 200
+    client.simulate_post(f"/workflows/{workflow_id}/cancel")
+    finished(client, workflow_id)
+    assert client.simulate_delete("/definitions/SlowOne/versions/1").status_code == 204
+
+
+@pytest.mark.parametrize("path", ["/definitions/Nobody/versions/1", "/definitions/DummyWorkflow/versions/99"])
+def test_deleting_an_unknown_definition_version_is_404(client, path):
+    assert client.simulate_delete(path).status_code == 404
 
 
 def test_the_engine_deletes_workflows_past_retention(embedded_settings):

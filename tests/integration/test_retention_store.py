@@ -1,5 +1,6 @@
 """Retention at the store, on SQLite and on PostgreSQL: what a prune batch deletes and
-keeps, deleting one workflow, a commit for a workflow deleted under its actor."""
+keeps, deleting one workflow, a commit for a workflow deleted under its actor, deleting a
+definition version."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from flow.clock import utcnow
 from flow.core.definition import parse
-from flow.errors import WorkflowInProgress, WorkflowNotFound
+from flow.errors import DefinitionInUse, DefinitionNotFound, WorkflowInProgress, WorkflowNotFound
 from flow.persistence.database import open_database
 from flow.persistence.engine_store import EngineStore
 from flow.persistence.models import (
@@ -141,6 +142,26 @@ def test_a_commit_for_a_workflow_deleted_under_its_actor_is_refused_as_deleted(s
     assert gone(store, deleted)
     # A stale version of a workflow that exists is still a version refusal.
     assert engine.commit_batch([replace(batch[1], version=0)], owner=A).refused == {0: "version"}
+
+
+def test_a_deleted_definition_version_is_a_tombstone_whose_number_is_never_reused(stores):
+    store, _ = stores
+    other = parse({"name": "W", "activities": [{"name": "NoopActivity"}]}, known_activities={"NoopActivity"})
+    assert store.register_definition(other) == (2, True)
+    running = workflow(store)  # version 1
+    with pytest.raises(DefinitionInUse, match="1 workflow"):
+        store.delete_definition_version("W", 1)
+    store.delete_definition_version("W", 2)
+    with pytest.raises(DefinitionNotFound):
+        store.delete_definition_version("W", 2)
+    assert store.definition_version("W") == 1 and store.definition("W", 2) is None
+    assert [v["version"] for v in store.definition_versions("W")] == [1]
+    assert [(d["name"], d["version"]) for d in store.list_definitions()] == [("W", 1)]
+    third = parse({"name": "W", "activities": [{"name": "EchoActivity"}]}, known_activities={"EchoActivity"})
+    assert store.register_definition(third) == (3, True)
+    assert store.register_definition(other) == (2, True)  # the same body comes back under its number
+    assert store.definition("W", 2) == (2, dict(other.body))
+    assert all(rows(store, running).values())
 
 
 @pytest.fixture(scope="module")

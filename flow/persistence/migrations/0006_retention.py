@@ -1,13 +1,17 @@
 """Retention: an index that finds a partition's ended workflows by age (``flow prune``
-and the engines' retention).
+and the engines' retention), and a tombstone for deleted definition versions, so that a
+version number is never given to another body.
 
 The index is built in this migration's transaction: on a large database ``flow
 migrate`` holds writes to ``workflows`` for as long as the build takes (every upgrade
 stops the processes first anyway).
 """
 
+from peewee import DateTimeField
+
 
 def up(migrator, db):
+    migrator.migrate(migrator.add_column("definitions", "deleted_at", DateTimeField(null=True)))
     # Only ended workflows have a finished_at (a retry clears it): in-progress rows stay
     # out of the index, and `finished_at < X` implies the predicate on both databases.
     db.execute_sql(

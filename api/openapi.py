@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.resources.workflows import MAX_EVENT_ID, MAX_PAGE
+from api.resources.workflows import MAX_EVENT_ID, MAX_INPUT_FILTER, MAX_PAGE
 from flow.core.definition import NAME_PATTERN
 from flow.core.definition import SCHEMA as DEFINITION_SCHEMA
 from flow.core.start_request import MAX_IDEMPOTENCY_KEY
@@ -279,9 +279,15 @@ PATHS: dict[str, Any] = {
                 {"name": "created_after", "in": "query", "schema": {"type": "string", "format": "date-time"}},
                 {"name": "created_before", "in": "query", "schema": {"type": "string", "format": "date-time"}},
                 {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                {
+                    "name": "input",
+                    "in": "query",
+                    "schema": {"type": "string", "maxLength": MAX_INPUT_FILTER},
+                    "description": 'A JSON object the input must contain (jsonb @>), e.g. {"order_id": 42}.',
+                },
                 _LIMIT,
             ],
-            "responses": {"200": _json(_ref("WorkflowPage"), "A page of workflows"), **_errors(401, 422, 503)},
+            "responses": {"200": _json(_ref("WorkflowPage"), "A page of workflows"), **_errors(400, 401, 422, 503)},
         },
         "post": {
             "summary": "Start a workflow",

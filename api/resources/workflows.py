@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import falcon
 
-from api.errors import unprocessable
+from api.errors import invalid_json, unprocessable
 from api.media import read_json_object
 from flow.core import strict_json
 from flow.core.definition import NAME_PATTERN, is_definition_name
@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_PAGE, MAX_PAGE = 50, 500
 #: Event ids are 64-bit integers.
 MAX_EVENT_ID = 2**63 - 1
+#: Longest ``input`` filter of the list, in characters of JSON.
+MAX_INPUT_FILTER = 4096
 
 
 def _int_param(req: falcon.Request, name: str, *, minimum: int, maximum: int, default: int) -> int:
@@ -92,6 +94,7 @@ class WorkflowsResource:
             created_before=_timestamp_param(req, "created_before"),
             before=cursor,
             limit=limit,
+            input_filter=_input_filter(req),
         )
         items = [workflow_summary(row) for row in rows]
         last = rows[-1].state if rows else None
@@ -189,6 +192,23 @@ def _accepted(resp: falcon.Response, row: StoredWorkflow) -> None:
     resp.status = falcon.HTTP_202
     resp.location = f"/workflows/{row.state.id}"
     resp.media = workflow_view(row)
+
+
+def _input_filter(req: falcon.Request) -> dict | None:
+    """``input``: a JSON object the workflow's input must contain; 400 naming the
+    parameter if it is not JSON, 422 if it is JSON but not a bounded object."""
+    raw = req.get_param("input")
+    if raw is None:
+        return None
+    if len(raw) > MAX_INPUT_FILTER:
+        raise unprocessable("input", f"must be at most {MAX_INPUT_FILTER} characters of JSON")
+    try:
+        value = strict_json.loads(raw, what="the input parameter")
+    except InvalidJson as e:
+        raise invalid_json(InvalidJson("input" + e.path.removeprefix("$"), e.message)) from e
+    if not isinstance(value, dict):
+        raise unprocessable("input", 'must be a JSON object, e.g. {"order_id": 42}')
+    return value
 
 
 def _timestamp_param(req: falcon.Request, name: str) -> datetime | None:

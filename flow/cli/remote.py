@@ -75,11 +75,13 @@ def status(workflow_id: str, as_json: bool) -> None:
 @main.command(name="list")
 @click.option("--status", "status_", default=None, help=f"One of: {', '.join(WorkflowStatus)}.")
 @click.option("--name", default=None, help="Only workflows of this definition.")
+@click.option("--input", "input_json", default=None, help="Only workflows whose input contains this JSON object.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 500))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def list_(status_: str | None, name: str | None, limit: int, as_json: bool) -> None:
+def list_(status_: str | None, name: str | None, input_json: str | None, limit: int, as_json: bool) -> None:
     """List workflows, newest first."""
-    page = call_api(lambda: api_client().get("/workflows", status=status_, name=name, limit=limit))
+    contains = None if input_json is None else json.dumps(read_input(input_json), separators=(",", ":"))
+    page = call_api(lambda: api_client().get("/workflows", status=status_, name=name, input=contains, limit=limit))
     if as_json:
         print_json(page)
         return

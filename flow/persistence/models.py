@@ -97,7 +97,8 @@ class WorkflowRecord(_Model):
             (("definition_name", "created_at", "id"), False),
             (("partition", "status"), False),
             # and workflows_unstarted (partition, created_at) WHERE NOT started: migration 0003;
-            # workflows_ended (partition, finished_at) WHERE finished_at IS NOT NULL: migration 0006
+            # workflows_ended (partition, finished_at) WHERE finished_at IS NOT NULL, and on
+            # PostgreSQL workflows_input, GIN on input_data::jsonb: migration 0006
         )
 
 

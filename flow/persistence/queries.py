@@ -7,6 +7,7 @@ reads them. Driver errors leave as :class:`~flow.errors.StoreUnavailable`.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ import peewee
 from flow.clock import utcnow
 from flow.errors import WorkflowNotFound
 from flow.persistence.database import unit_of_work
+from flow.persistence.input_filter import input_contains
 from flow.persistence.mapping import (
     StoredWorkflow,
     activity_from_row,
@@ -66,14 +68,19 @@ class Queries:
         created_before: datetime | None = None,
         before: tuple[datetime, str] | None = None,
         limit: int = 50,
+        input_filter: Mapping[str, Any] | None = None,
     ) -> list[StoredWorkflow]:
-        """Newest first, without activities; ``before`` is the ``(created_at, id)`` keyset cursor."""
+        """Newest first, without activities; ``before`` is the ``(created_at, id)`` keyset
+        cursor; ``input_filter``: only workflows whose input contains it
+        (:mod:`flow.persistence.input_filter`)."""
         with unit_of_work(self.database):
             query = WorkflowRecord.select(*workflow_columns())
             if status:
                 query = query.where(WorkflowRecord.status == status)
             if name:
                 query = query.where(WorkflowRecord.definition_name == name)
+            if input_filter is not None:
+                query = query.where(input_contains(self.database, input_filter))
             if created_after:
                 query = query.where(WorkflowRecord.created_at >= created_after)
             if created_before:

@@ -1,5 +1,5 @@
-"""``flow prune`` against the database, and ``flow delete`` against a running ``flow up``,
-as subprocesses."""
+"""``flow prune`` against the database, and ``flow delete`` and ``flow list --input``
+against a running ``flow up``, as subprocesses."""
 
 from __future__ import annotations
 
@@ -57,9 +57,13 @@ def server(tmp_path, definitions_dir) -> Iterator[dict[str, str]]:
         yield {"FLOW_API_URL": url, "COLUMNS": "200"}
 
 
-def test_delete_from_the_cli(server):
+def test_delete_and_list_by_input_from_the_cli(server):
     first = json.loads(flow("start", "DummyWorkflow", "--input", '{"order_id": 42}', "--json", env=server).stdout)
     other = json.loads(flow("start", "DummyWorkflow", "--input", '{"order_id": 43}', "--json", env=server).stdout)
+    listed = json.loads(flow("list", "--input", '{"order_id": 42}', "--json", env=server).stdout)
+    assert [w["id"] for w in listed["items"]] == [first["id"]]
+    bad = flow("list", "--input", '{"order_id": ', env=server)
+    assert bad.returncode == 2 and "--input" in bad.stderr
 
     wait_for(lambda: json.loads(flow("status", first["id"], "--json", env=server).stdout)["status"] == "Finished")
     deleted = flow("delete", first["id"], env=server)

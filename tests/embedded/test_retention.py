@@ -1,10 +1,11 @@
 """Keeping the database small, on the embedded runtime: deleting an ended workflow (and
-what a late message for it then does to the engine), deleting a definition version, and
-the engine's own retention."""
+what a late message for it then does to the engine), deleting a definition version,
+finding workflows by their input, and the engine's own retention."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from datetime import timedelta
 
@@ -132,6 +133,41 @@ def test_a_definition_version_a_running_workflow_uses_cannot_be_deleted(client):
 @pytest.mark.parametrize("path", ["/definitions/Nobody/versions/1", "/definitions/DummyWorkflow/versions/99"])
 def test_deleting_an_unknown_definition_version_is_404(client, path):
     assert client.simulate_delete(path).status_code == 404
+
+
+def test_workflows_are_found_by_what_they_were_started_with(client):
+    inputs = [{"order_id": 42, "customer": {"tier": "gold"}}, {"order_id": 43}, {"order_id": "42"}]
+    ids = [
+        client.simulate_post("/workflows", json={"name": "DummyWorkflow", "input_data": i}).json["id"] for i in inputs
+    ]
+
+    def found(query: dict) -> list[str]:
+        page = client.simulate_get("/workflows", params={"input": json.dumps(query)}).json
+        return [w["id"] for w in page["items"]]
+
+    assert found({"order_id": 42}) == [ids[0]]
+    assert found({"customer": {"tier": "gold"}}) == [ids[0]]
+    assert found({"order_id": "42"}) == [ids[2]]
+    assert found({}) == ids[::-1]
+    paged = client.simulate_get("/workflows", params={"input": "{}", "limit": 2}).json
+    rest = client.simulate_get("/workflows", params={"input": "{}", "cursor": paged["next"]}).json
+    assert [w["id"] for w in paged["items"] + rest["items"]] == ids[::-1]
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "path"),
+    [
+        ('{"order_id": 42', 400, "input"),
+        ('{"x": NaN}', 400, "input.x"),
+        ("[1, 2]", 422, "input"),
+        ('"order"', 422, "input"),
+        ('{"x": "' + "y" * 5000 + '"}', 422, "input"),
+    ],
+)
+def test_an_input_filter_that_is_not_a_json_object_is_refused_naming_the_parameter(client, raw, status, path):
+    result = client.simulate_get("/workflows", params={"input": raw})
+    assert result.status_code == status
+    assert result.json["errors"][0]["path"] == path
 
 
 def test_the_engine_deletes_workflows_past_retention(embedded_settings):

@@ -1,6 +1,7 @@
-"""Retention at the store, on SQLite and on PostgreSQL: what a prune batch deletes and
-keeps, deleting one workflow, a commit for a workflow deleted under its actor, deleting a
-definition version."""
+"""Retention and input filters at the store, on SQLite and on PostgreSQL: what a prune
+batch deletes and keeps, deleting one workflow, a commit for a workflow deleted under
+its actor, deleting a definition version, and JSON containment with the same answers
+on both databases."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from flow.core.definition import parse
 from flow.errors import DefinitionInUse, DefinitionNotFound, WorkflowInProgress, WorkflowNotFound
 from flow.persistence.database import open_database
 from flow.persistence.engine_store import EngineStore
+from flow.persistence.input_filter import input_contains
 from flow.persistence.models import (
     ActivityRecord,
     EventRecord,
@@ -144,6 +146,51 @@ def test_a_commit_for_a_workflow_deleted_under_its_actor_is_refused_as_deleted(s
     assert engine.commit_batch([replace(batch[1], version=0)], owner=A).refused == {0: "version"}
 
 
+STORED = {
+    "a": {"order_id": 42, "customer": {"id": 7, "tier": "gold"}, "tags": ["x", "y"], "express": True, "note": None},
+    "b": {"order_id": 43, "customer": {"id": 7, "tier": "silver"}, "tags": ["y"], "express": False, "amount": 1.5},
+    "c": {"order_id": "42", "items": [{"sku": "X", "qty": 1}, {"sku": "Y", "qty": 2}], "matrix": [[1, 2], [3]]},
+    "d": {},
+    "e": {'weird "key"': 1, "a.b": 2, "ünï": "çødé"},
+}
+
+
+@pytest.mark.parametrize(
+    ("wanted", "expected"),
+    [
+        ({}, "abcde"),
+        ({"order_id": 42}, "a"),
+        ({"order_id": 42.0}, "a"),
+        ({"order_id": "42"}, "c"),
+        ({"customer": {"id": 7}}, "ab"),
+        ({"customer": {"id": 7, "tier": "gold"}}, "a"),
+        ({"customer": {}}, "ab"),
+        ({"customer": {"id": 7}, "express": False}, "b"),
+        ({"tags": ["y"]}, "ab"),
+        ({"tags": ["y", "x"]}, "a"),
+        ({"tags": []}, "ab"),
+        ({"tags": "y"}, ""),  # an array contains a scalar only at the top level
+        ({"express": True}, "a"),
+        ({"express": 1}, ""),
+        ({"note": None}, "a"),
+        ({"missing": None}, ""),
+        ({"items": [{"sku": "Y"}]}, "c"),
+        ({"items": [{"sku": "Y", "qty": 1}]}, ""),
+        ({"matrix": [[1]]}, "c"),
+        ({"matrix": [1]}, ""),
+        ({"amount": 1.5}, "b"),
+        ({'weird "key"': 1, "a.b": 2}, "e"),
+        ({"ünï": "çødé"}, "e"),
+        ({"customer": "gold"}, ""),
+    ],
+)
+def test_input_containment_has_the_same_answers_on_both_databases(stores, wanted, expected):
+    store, _ = stores
+    ids = {workflow(store, input_data=data): key for key, data in STORED.items()}
+    found = store.list_workflows(input_filter=wanted, limit=50)
+    assert "".join(sorted(ids[w.state.id] for w in found)) == expected
+
+
 def test_a_deleted_definition_version_is_a_tombstone_whose_number_is_never_reused(stores):
     store, _ = stores
     other = parse({"name": "W", "activities": [{"name": "NoopActivity"}]}, known_activities={"NoopActivity"})
@@ -166,7 +213,7 @@ def test_a_deleted_definition_version_is_a_tombstone_whose_number_is_never_reuse
 
 @pytest.fixture(scope="module")
 def seeded_postgres(services) -> Iterator[Store]:
-    """20,000 ended workflows of 4 partitions, analysed."""
+    """20,000 ended workflows of 4 partitions, each with its own input, analysed."""
     with new_database() as url:
         database = open_database(url)
         bind(database)
@@ -210,3 +257,10 @@ def test_on_postgresql_a_prune_batch_reads_the_ended_index(seeded_postgres):
         .limit(500)
     )
     assert "workflows_ended" in plan(seeded_postgres, batch)
+
+
+def test_on_postgresql_the_input_filter_reads_the_input_index(seeded_postgres):
+    store = seeded_postgres
+    found = WorkflowRecord.select(WorkflowRecord.id).where(input_contains(store.database, {"order_id": 4242}))
+    assert "workflows_input" in plan(store, found)
+    assert [w.state.id for w in store.list_workflows(input_filter={"order_id": 4242})] == ["w4242"]

@@ -27,7 +27,12 @@ def queue_prefix(services) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def cluster(pg_url, queue_prefix, http_server, tmp_path_factory):
     """API + engine + 2 workers, migrated with ``flow migrate``."""
-    base = tmp_path_factory.mktemp("cluster")
+    yield from start_cluster(tmp_path_factory.mktemp("cluster"), pg_url, queue_prefix, http_server)
+
+
+def start_cluster(base, pg_url: str, queue_prefix: str, http_server: str, **extra_env: str):
+    """API + engine + 2 workers on ``base`` with the sample definitions (and ``extra_env``);
+    yields what the tests need, stops every process afterwards."""
     definitions = base / "workflows"
     definitions.mkdir()
     for name, body in sample_definitions(http_server).items():
@@ -39,6 +44,7 @@ def cluster(pg_url, queue_prefix, http_server, tmp_path_factory):
         "FLOW_DEFINITIONS_DIR": str(definitions),
         "FLOW_ACTIVITY_PACKAGES": "tests.activities",
         "FLOW_PARTITIONS": "16",
+        **extra_env,
     }
     procs = Processes(base, env)
     migrate(procs.env)

@@ -46,6 +46,7 @@ class Engine(Protocol):
     def after_decisions(self, workflow_id: str, decided: Any) -> None: ...
     def give_back(self, items: list[Item]) -> None: ...
     def reject(self, items: list[Item], reason: str) -> None: ...
+    def drop(self, items: list[Item], reason: str) -> None: ...
     def fail_workflow(self, workflow_id: str, epoch: int, reason: str) -> None: ...
 
 
@@ -117,8 +118,14 @@ class WorkflowActor(pykka.ThreadingActor):
                 assert self.state is not None
                 transition, decided = self.engine.transition(self, items, epoch)
                 outcome = self.engine.committer.submit(transition).result()
-            except WorkflowNotFound as e:
+            except WrongPartition as e:
                 self.engine.reject(items, str(e))
+                return
+            except WorkflowNotFound as e:
+                # Deleted (the API, retention) while a message for it was on its way, or
+                # never created: there is nothing to decide on (docs/design.md, "Retention").
+                self.state = None
+                self.engine.drop(items, str(e))
                 return
             except Exception as e:
                 self.state = None
@@ -135,7 +142,7 @@ class WorkflowActor(pykka.ThreadingActor):
                 self.engine.reject(items, reason)
                 return
             if not outcome.committed:
-                self.state = None  # deliveries were handed back by the committer
+                self.state = None  # deliveries were handed back (or dropped, if deleted) by the engine
                 return
             self.state, self.version = transition.after, self.version + 1
             self.engine.after_decisions(self.workflow_id, decided)
@@ -144,8 +151,12 @@ class WorkflowActor(pykka.ThreadingActor):
     def _load(self, epoch: int) -> None:
         loaded = self.engine.store.load(self.workflow_id)
         if loaded.partition != self.entry.partition:
-            raise WorkflowNotFound(f"{self.workflow_id} (not in partition {self.entry.partition})")
+            raise WrongPartition(f"workflow {self.workflow_id} is not in partition {self.entry.partition}")
         self.state, self.version, self.epoch = loaded.state, loaded.version, epoch
+
+
+class WrongPartition(Exception):
+    """Raised when a workflow's stored partition is not the one its message came from."""
 
 
 def fold(state: WorkflowState, items: list[Item]) -> tuple[WorkflowState, list[tuple[Item, Decision]]]:

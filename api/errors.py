@@ -16,12 +16,14 @@ import falcon
 
 from flow.errors import (
     DefinitionError,
+    DefinitionInUse,
     DefinitionNotFound,
     FlowError,
     IdempotencyConflict,
     InvalidInput,
     InvalidJson,
     StoreUnavailable,
+    WorkflowInProgress,
     WorkflowNotFound,
 )
 
@@ -93,6 +95,14 @@ def _definition_error(req: falcon.Request, resp: falcon.Response, ex: Definition
     raise ValidationFailed(title="Invalid workflow definition", problems=ex.problems)
 
 
+def _workflow_in_progress(req: falcon.Request, resp: falcon.Response, ex: WorkflowInProgress, params: Params) -> None:
+    raise falcon.HTTPConflict(title="Workflow in progress", description=printable(str(ex)))
+
+
+def _definition_in_use(req: falcon.Request, resp: falcon.Response, ex: DefinitionInUse, params: Params) -> None:
+    raise falcon.HTTPConflict(title="Definition version in use", description=printable(str(ex)))
+
+
 def _store_unavailable(req: falcon.Request, resp: falcon.Response, ex: StoreUnavailable, params: Params) -> None:
     logger.error("database unavailable: %s", ex)
     raise falcon.HTTPServiceUnavailable(
@@ -111,6 +121,8 @@ def _flow_error(req: falcon.Request, resp: falcon.Response, ex: FlowError, param
 HANDLERS: dict[type[FlowError], Callable[..., None]] = {
     WorkflowNotFound: _workflow_not_found,
     IdempotencyConflict: _idempotency_conflict,
+    WorkflowInProgress: _workflow_in_progress,
+    DefinitionInUse: _definition_in_use,
     DefinitionNotFound: _definition_not_found,
     InvalidJson: _invalid_json,
     InvalidInput: _invalid_input,

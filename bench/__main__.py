@@ -3,41 +3,32 @@ and PostgreSQL, in one run. Prints a table; writes it, the raw figures and a plo
 ``bench/results/``. ``--quick`` shrinks every case (a few minutes in all).
 
 Cases (``--cases``, comma-separated): sequential, fanout, size, engines, throughput,
-scale, api. What each measures and against which target is in bench/README.md.
+scale, api, prune. What each measures and against which target is in bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import json
 import os
-import random
 import tempfile
-import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import requests
-
-from bench.harness import STEPS, THREADS, Bench, median, pct
-from flow.core.partitions import partition_of
-from flow.core.state import ActivityStatus, WorkflowStatus
-from flow.persistence.models import ActivityRecord, WorkflowRecord
+from bench import prune
+from bench.harness import STEPS, THREADS, Bench, load, median, random_workflow, seed_ended_workflows
+from flow.core.state import ActivityStatus
+from flow.persistence.models import ActivityRecord
 from flow.testing import (
     ROOT,
     ServicesUnavailable,
     check_services,
     child_pids,
-    free_port,
     new_database,
     new_queue_prefix,
-    wait_http,
 )
 
 RESULTS = ROOT / "bench" / "results"
@@ -201,78 +192,14 @@ def case_scale(b: Bench, rounds: int) -> dict[str, Any]:
     return out
 
 
-def load(url: str, path: Any, seconds: float, clients: int = 8) -> dict[str, float]:
-    """``clients`` threads GET ``url + path()`` for ``seconds``; requests/s and latencies."""
-    latencies: list[float] = []
-    lock = threading.Lock()
-    deadline = time.time() + seconds
-
-    def hammer() -> None:
-        session = requests.Session()
-        while time.time() < deadline:
-            t = time.perf_counter()
-            assert session.get(url + path(), timeout=10).status_code == 200
-            with lock:
-                latencies.append(time.perf_counter() - t)
-
-    t0 = time.time()
-    with ThreadPoolExecutor(clients) as pool:
-        for future in [pool.submit(hammer) for _ in range(clients)]:
-            future.result()
-    return {
-        "rps": len(latencies) / (time.time() - t0),
-        "p50_ms": pct(latencies, 0.5) * 1000,
-        "p99_ms": pct(latencies, 0.99) * 1000,
-    }
-
-
-def seed_ended_workflows(b: Bench, rows: int) -> None:
-    """``rows`` ended Seq10 workflows (one in three failed), created over the last
-    ``rows`` seconds, each with its first activity: made by the starting side's own
-    code once, then copied in bulk."""
-    template_id = b.service.start("Seq10", {})[0].id
-    workflow = WorkflowRecord.get_by_id(template_id).__data__
-    activity = ActivityRecord.get(ActivityRecord.workflow == template_id, ActivityRecord.position == 0).__data__
-    activity.pop("id")
-    WorkflowRecord.delete_by_id(template_id)
-    now = workflow["created_at"]
-    for first in range(1, rows + 1, 5000):
-        numbers = range(first, min(first + 5000, rows + 1))
-        ids = [hashlib.md5(str(i).encode()).hexdigest() for i in numbers]
-        WorkflowRecord.insert_many(
-            {
-                **workflow,
-                "id": workflow_id,
-                "partition": partition_of(workflow_id, b.service.partitions),
-                "status": WorkflowStatus.FAILED if i % 3 == 0 else WorkflowStatus.FINISHED,
-                "started": True,
-                "created_at": now - timedelta(seconds=i),
-                "finished_at": now,
-                "version": 1,
-            }
-            for i, workflow_id in zip(numbers, ids, strict=True)
-        ).execute()
-        ActivityRecord.insert_many(
-            {**activity, "workflow": workflow_id, "status": ActivityStatus.SUCCEEDED, "attempt": 1}
-            for workflow_id in ids
-        ).execute()
-
-
 def case_api(b: Bench, rounds: int) -> dict[str, Any]:
     rows = 20_000 if b.quick else 100_000
     seed_ended_workflows(b, rows)
     b.sql("ANALYZE")
-    port = free_port()
-    b.procs.gunicorn("api", port, workers=4)
-    url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/health")
-
-    def workflow_path() -> str:
-        return f"/workflows/{hashlib.md5(str(random.randint(1, rows)).encode()).hexdigest()}"
-
+    url = b.start_api()
     seconds = 5 if b.quick else 15
     out: dict[str, Any] = {
-        "get": load(url, workflow_path, seconds),
+        "get": load(url, random_workflow(rows), seconds),
         "list": load(url, lambda: "/workflows?status=Failed&limit=50", seconds),
     }
     out["rows"] = rows
@@ -288,6 +215,7 @@ CASES = {
     "throughput": case_throughput,
     "scale": case_scale,
     "api": case_api,
+    "prune": prune.case_prune,
 }
 
 
@@ -404,18 +332,20 @@ def write_report(results: dict[str, Any], args: argparse.Namespace, seconds: flo
         for label in ("get", "list"):
             lines.append(f"| {label} | {a[label]['rps']:.0f} | {a[label]['p50_ms']:.2f} | {a[label]['p99_ms']:.2f} |")
         lines.append("")
+    if "prune" in results:
+        lines += prune.report(results["prune"])
     return "\n".join(lines)
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
+    seq = results.get("sequential")
+    if not seq:
+        return
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    seq = results.get("sequential")
-    if not seq:
-        return
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     systems = ["floor_bare", "floor", "celery", "libero"]
     inflights = list(seq["libero"])
@@ -467,7 +397,8 @@ def main() -> None:
         finally:
             bench.close()
     report = write_report(results, args, time.time() - started)
-    (args.results / "README.md").write_text(report + "\n\n![plot](results.png)\n")
+    picture = "\n\n![plot](results.png)" if "sequential" in results else ""  # the plot is of that case
+    (args.results / "README.md").write_text(report + picture + "\n")
     (args.results / "results.json").write_text(json.dumps(results, indent=1, default=str))
     plot(results, args.results / "results.png")
     print(report)

@@ -11,26 +11,32 @@ measured run, and reported per step.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import random
 import statistics
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg2
+import requests
 
 from flow.clock import utcnow
+from flow.core.partitions import partition_of
 from flow.core.state import ActivityStatus, WorkflowStatus
 from flow.persistence.models import ActivityRecord, EngineRecord, WorkflowRecord
 from flow.polling import poll_until
 from flow.runtime import Runtime
 from flow.settings import Settings
-from flow.testing import VENV_BIN, Processes, migrate
+from flow.testing import VENV_BIN, Processes, free_port, migrate, wait_http
 
 STEPS = 10
 THREADS = 8
@@ -218,6 +224,14 @@ class Bench:
     def stop_all(self) -> None:
         self.procs.stop_all()
 
+    def start_api(self, workers: int = 4) -> str:
+        """gunicorn on a free port; its URL once it answers."""
+        port = free_port()
+        self.procs.gunicorn("api", port, workers=workers)
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/health")
+        return url
+
     # -- CPU accounting -----------------------------------------------------------------
 
     def cpu_groups(self) -> dict[str, list[int]]:
@@ -294,3 +308,80 @@ class Bench:
     @staticmethod
     def wait(condition: Callable[[], Any], timeout_s: float = 600, every_s: float = 0.003) -> None:
         poll_until(condition, timeout_s=timeout_s, every_s=every_s, what="the benchmark step to finish")
+
+
+def load(
+    url: str, path: Any, seconds: float | None = None, *, until: Callable[[], bool] | None = None, clients: int = 8
+) -> dict[str, float]:
+    """``clients`` threads GET ``url + path()`` for ``seconds`` (or until ``until()``);
+    requests/s and latencies."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    deadline = time.time() + seconds if seconds is not None else None
+
+    def going() -> bool:
+        return time.time() < deadline if deadline is not None else not (until and until())
+
+    def hammer() -> None:
+        session = requests.Session()
+        while going():
+            t = time.perf_counter()
+            answer = session.get(url + path(), timeout=10)
+            assert answer.status_code == 200, (answer.status_code, answer.url, answer.text[:200])
+            with lock:
+                latencies.append(time.perf_counter() - t)
+
+    t0 = time.time()
+    with ThreadPoolExecutor(clients) as pool:
+        for future in [pool.submit(hammer) for _ in range(clients)]:
+            future.result()
+    return {
+        "rps": len(latencies) / (time.time() - t0),
+        "p50_ms": pct(latencies, 0.5) * 1000,
+        "p99_ms": pct(latencies, 0.99) * 1000,
+        "max_ms": max(latencies) * 1000,
+        "requests": len(latencies),
+    }
+
+
+def workflow_key(number: int) -> str:
+    """The id of the ``number``-th seeded workflow."""
+    return hashlib.md5(str(number).encode()).hexdigest()
+
+
+def random_workflow(count: int) -> Callable[[], str]:
+    """A path to GET: one of the first ``count`` seeded workflows, at random."""
+    return lambda: f"/workflows/{workflow_key(random.randint(1, count))}"
+
+
+def seed_ended_workflows(b: Bench, rows: int, *, first: int = 1, finished_at: datetime | None = None) -> None:
+    """``rows`` ended Seq10 workflows numbered from ``first`` (one in three failed),
+    created a second apart before now, ended at ``finished_at`` (default: now), each with
+    its first activity: made by the starting side's own code once, then copied in bulk."""
+    template_id = b.service.start("Seq10", {})[0].id
+    workflow = WorkflowRecord.get_by_id(template_id).__data__
+    activity = ActivityRecord.get(ActivityRecord.workflow == template_id, ActivityRecord.position == 0).__data__
+    activity.pop("id")
+    WorkflowRecord.delete_by_id(template_id)
+    now = workflow["created_at"]
+    last = first + rows
+    for start in range(first, last, 5000):
+        numbers = range(start, min(start + 5000, last))
+        ids = [workflow_key(i) for i in numbers]
+        WorkflowRecord.insert_many(
+            {
+                **workflow,
+                "id": workflow_id,
+                "partition": partition_of(workflow_id, b.service.partitions),
+                "status": WorkflowStatus.FAILED if i % 3 == 0 else WorkflowStatus.FINISHED,
+                "started": True,
+                "created_at": now - timedelta(seconds=i),
+                "finished_at": finished_at or now,
+                "version": 1,
+            }
+            for i, workflow_id in zip(numbers, ids, strict=True)
+        ).execute()
+        ActivityRecord.insert_many(
+            {**activity, "workflow": workflow_id, "status": ActivityStatus.SUCCEEDED, "attempt": 1}
+            for workflow_id in ids
+        ).execute()

@@ -79,6 +79,31 @@ class WorkflowNotFound(FlowError):
         super().__init__(f"no workflow with id {workflow_id!r}")
 
 
+class WorkflowInProgress(FlowError):
+    """Raised when deleting a workflow that has not ended: its engine may still write
+    to it, and a workflow deleted under its engine would lose what it is doing. Cancel
+    it first (the API answers 409)."""
+
+    def __init__(self, workflow_id: str) -> None:
+        self.workflow_id = workflow_id
+        super().__init__(
+            f"workflow {workflow_id} is In Progress; only an ended workflow (Finished, Failed or Cancelled) "
+            "can be deleted: cancel it first"
+        )
+
+
+class DefinitionInUse(FlowError):
+    """Raised when deleting a definition version that a workflow in progress was started
+    with (the API answers 409); ``count`` says how many."""
+
+    def __init__(self, name: str, version: int, count: int) -> None:
+        self.count = count
+        super().__init__(
+            f"{name} version {version} is used by {count} workflow(s) In Progress; "
+            "delete it once they have ended (or cancel them)"
+        )
+
+
 class ConcurrentUpdate(FlowError):
     """Raised when another engine committed a transition for the same workflow first.
 

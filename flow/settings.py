@@ -60,6 +60,11 @@ class Settings:
     partition_lease_s: float = 10.0
     #: Most transitions one group commit writes.
     commit_max_batch: int = 500
+    #: Ended workflows are deleted this many days after they ended (by each engine, for
+    #: the partitions it holds; ``flow prune`` by hand); 0 keeps them forever.
+    retention_days: float = 0.0
+    #: How often each engine deletes what retention allows, in seconds.
+    retention_interval_s: float = 3600.0
     #: Fault injection for the fault suite (``kind:point:probability,...``); unset in production.
     test_faults: str | None = None
     #: Deliveries of one activity attempt (a worker that crashed counts) before it fails.
@@ -142,11 +147,17 @@ class Settings:
             "outbox_grace_s",
             "outbox_poll_s",
             "partition_lease_s",
+            "retention_interval_s",
         ):
             value = getattr(self, name)
             # ``not value > 0`` also refuses NaN, which compares false with everything.
             if not value > 0 or value == math.inf:
                 raise ConfigurationError(f"FLOW_{name.upper()} must be a positive finite number, not {value}")
+        if not 0 <= self.retention_days < math.inf:
+            raise ConfigurationError(
+                f"FLOW_RETENTION_DAYS must be a finite number of days, 0 or more (0 keeps workflows forever), "
+                f"not {self.retention_days}"
+            )
         if self.started_report_delay_ms < 0:
             raise ConfigurationError(
                 f"FLOW_STARTED_REPORT_DELAY_MS must be 0 or more, not {self.started_report_delay_ms}"

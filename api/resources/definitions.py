@@ -115,7 +115,9 @@ class DefinitionResource:
 
 
 class DefinitionVersionResource:
-    """``GET /definitions/{name}/versions/{version}``."""
+    """``GET /definitions/{name}/versions/{version}``; ``DELETE`` deletes that version
+    unless a workflow in progress was started with it (409). Workflows keep their own
+    snapshot of the definition, so ended ones read as before."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -124,6 +126,20 @@ class DefinitionVersionResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str, version: int) -> None:
         definition, found = _find(self.runtime, name, version)
         resp.media = _definition_view(name, found, dict(definition.body))
+
+    @operation(
+        "Delete a version no workflow in progress uses (its number is never reused)",
+        responses={204: Reply("Deleted")},
+        errors=(404, 409, 503),
+        path=_NAME,
+    )
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str, version: int) -> None:
+        _find(self.runtime, name, version)  # 404 for a name or version that does not exist
+        try:
+            self.runtime.store.delete_definition_version(name, version)
+        except DefinitionNotFound as e:  # deleted meanwhile
+            raise falcon.HTTPNotFound(title="Definition not found", description=str(e)) from e
+        resp.status = falcon.HTTP_204
 
 
 class DefinitionValidationResource:

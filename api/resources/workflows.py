@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_PAGE, MAX_PAGE = 50, 500
 #: Event ids are 64-bit integers.
 MAX_EVENT_ID = 2**63 - 1
+#: Longest ``input`` filter of the list, in characters of JSON.
+MAX_INPUT_FILTER = 4096
 
 _TIMESTAMP = {"type": "string", "format": "date-time"}
 STATUS = Param("status", enum(WorkflowStatus))
@@ -35,6 +37,11 @@ NAME = Param("name", {"type": "string", "pattern": NAME_PATTERN})
 CREATED_AFTER = Param("created_after", _TIMESTAMP, "ISO 8601; naive times are UTC.")
 CREATED_BEFORE = Param("created_before", _TIMESTAMP, "ISO 8601; naive times are UTC.")
 CURSOR = Param("cursor", {"type": "string"}, "The `next` of the previous page.")
+INPUT = Param(
+    "input",
+    {"type": "string", "maxLength": MAX_INPUT_FILTER},
+    'A JSON object the input must contain (as PostgreSQL\'s jsonb @> means it), e.g. {"order_id": 42}.',
+)
 LIMIT = Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE}, "Page size.")
 AFTER = Param(
     "after",
@@ -125,7 +132,7 @@ class WorkflowsResource:
 
     @operation(
         "List workflows, newest first",
-        query=(STATUS, NAME, CREATED_AFTER, CREATED_BEFORE, CURSOR, LIMIT),
+        query=(STATUS, NAME, INPUT, CREATED_AFTER, CREATED_BEFORE, CURSOR, LIMIT),
         responses={200: Reply("A page of workflows", "WorkflowPage")},
         errors=(422, 503),
     )
@@ -145,6 +152,7 @@ class WorkflowsResource:
             created_before=_timestamp_param(req, CREATED_BEFORE.name),
             before=cursor,
             limit=limit,
+            input_filter=_input_filter(req),
         )
         items = [workflow_summary(row) for row in rows]
         last = rows[-1].state if rows else None
@@ -153,7 +161,9 @@ class WorkflowsResource:
 
 
 class WorkflowResource:
-    """``GET /workflows/{id}``: status, input, output, timestamps and every activity."""
+    """``GET /workflows/{id}``: status, input, output, timestamps and every activity;
+    ``DELETE`` deletes an ended workflow with its activities, history, timers and owed
+    messages (204; 409 while it is in progress)."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -161,6 +171,15 @@ class WorkflowResource:
     @operation("A workflow with every activity", responses={200: Reply("The workflow", "Workflow")}, errors=(404, 503))
     def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
         resp.media = workflow_view(self.runtime.store.get(_known_id(workflow_id)))
+
+    @operation(
+        "Delete an ended workflow with its activities and history",
+        responses={204: Reply("Deleted")},
+        errors=(404, 409, 503),
+    )
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
+        self.runtime.store.delete_workflow(_known_id(workflow_id))
+        resp.status = falcon.HTTP_204
 
 
 class WorkflowActivitiesResource:
@@ -259,6 +278,23 @@ def _accepted(resp: falcon.Response, row: StoredWorkflow) -> None:
     resp.status = falcon.HTTP_202
     resp.location = f"/workflows/{row.state.id}"
     resp.media = workflow_view(row)
+
+
+def _input_filter(req: falcon.Request) -> dict | None:
+    """``input``: a JSON object the workflow's input must contain; 422 naming the
+    parameter if it is not one (like every other query parameter)."""
+    raw = req.get_param("input")
+    if raw is None:
+        return None
+    if len(raw) > MAX_INPUT_FILTER:
+        raise unprocessable("input", f"must be at most {MAX_INPUT_FILTER} characters of JSON")
+    try:
+        value = strict_json.loads(raw, what="the input parameter")
+    except InvalidJson as e:
+        raise unprocessable("input" + e.path.removeprefix("$"), e.message) from e
+    if not isinstance(value, dict):
+        raise unprocessable("input", 'must be a JSON object, e.g. {"order_id": 42}')
+    return value
 
 
 def _timestamp_param(req: falcon.Request, name: str) -> datetime | None:

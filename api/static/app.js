@@ -17,7 +17,12 @@ function render(mine, ...nodes) {
 }
 
 function refreshIn(mine, ms) {
-  if (mine === generation) refreshTimer = setTimeout(route, ms);
+  if (mine !== generation) return;
+  refreshTimer = setTimeout(() => {
+    // A refresh redraws the page: not while the user is typing in one of its fields.
+    if (main.contains(document.activeElement) && document.activeElement.matches("input, textarea")) refreshIn(mine, ms);
+    else route();
+  }, ms);
 }
 
 // -- API --------------------------------------------------------------------------------
@@ -111,7 +116,7 @@ function go(hash) { location.hash = hash; }
 async function workflowsPage(mine) {
   const p = params();
   const query = new URLSearchParams({ limit: "25" });
-  for (const key of ["status", "name", "cursor"]) if (p.get(key)) query.set(key, p.get(key));
+  for (const key of ["status", "name", "input", "cursor"]) if (p.get(key)) query.set(key, p.get(key));
   const [page, definitions] = await Promise.all([api("GET", "/workflows?" + query), api("GET", "/definitions")]);
 
   const statusSelect = h("select", { id: "f-status", name: "status" },
@@ -121,16 +126,27 @@ async function workflowsPage(mine) {
     h("option", { value: "" }, "any"),
     ...definitions.items.map(d => h("option", { value: d.name, selected: p.get("name") === d.name }, d.name)));
   const search = h("input", { id: "f-id", name: "id", placeholder: "workflow id" });
+  const contains = h("input", { id: "f-input", name: "input", class: "mono", placeholder: '{"order_id": 42}',
+    value: p.get("input") || undefined, spellcheck: "false", "aria-describedby": "f-input-error" });
+  const containsError = h("div", { id: "f-input-error", class: "error", role: "alert" });
   const filters = h("form", { class: "filters", onsubmit: e => {
       e.preventDefault();
       if (search.value.trim()) return go("#/workflows/" + encodeURIComponent(search.value.trim()));
       const q = new URLSearchParams();
       if (statusSelect.value) q.set("status", statusSelect.value);
       if (nameSelect.value) q.set("name", nameSelect.value);
+      if (contains.value.trim()) {
+        let data, problem = null;
+        try { data = JSON.parse(contains.value); } catch (error) { problem = "Not valid JSON: " + error.message; }
+        if (!problem && (data === null || typeof data !== "object" || Array.isArray(data))) problem = 'Must be a JSON object, like {"order_id": 42}.';
+        if (problem) { containsError.textContent = problem; contains.setAttribute("aria-invalid", "true"); contains.focus(); return; }
+        q.set("input", JSON.stringify(data));
+      }
       go("#/workflows?" + q);
     } },
     h("div", {}, h("label", { for: "f-status" }, "Status"), statusSelect),
     h("div", {}, h("label", { for: "f-name" }, "Definition"), nameSelect),
+    h("div", {}, h("label", { for: "f-input" }, "Input contains (JSON)"), contains, containsError),
     h("div", {}, h("label", { for: "f-id" }, "Find by id"), search),
     h("button", { type: "submit" }, "Apply"));
 

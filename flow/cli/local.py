@@ -1,8 +1,10 @@
-"""``flow validate`` and ``flow migrate``: against files and the database, no API."""
+"""``flow validate``, ``flow migrate`` and ``flow prune``: against files and the database, no API."""
 
 from __future__ import annotations
 
 import sys
+import time
+from datetime import timedelta
 
 import click
 
@@ -10,10 +12,12 @@ from flow.cli.app import (
     EXIT_INVALID,
     EXIT_OK,
     EXIT_UNAVAILABLE,
+    err,
     fail,
     load_settings,
     main,
     out,
+    print_json,
     redact,
 )
 from flow.errors import ConfigurationError, DefinitionError, FlowError, StoreUnavailable
@@ -68,3 +72,60 @@ def migrate() -> None:
     for name in applied:
         out.print(f"applied {name}")
     out.print(f"schema is up to date at {redact(settings.database_url)} ({partitions} partitions)")
+
+
+@main.command()
+@click.option(
+    "--older-than",
+    "older_than_days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Delete workflows that ended more than this many days ago (default: FLOW_RETENTION_DAYS).",
+)
+@click.option("--dry-run", is_flag=True, help="Only say how many workflows would be deleted.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def prune(older_than_days: float | None, dry_run: bool, as_json: bool) -> None:
+    """Delete ended workflows older than the retention, with their activities, history,
+    timers and owed messages, in batches of 500 (one short transaction each)."""
+    from flow.clock import utcnow
+    from flow.persistence.models import bind
+    from flow.persistence.retention import BATCH
+    from flow.persistence.schema import check_partitions
+    from flow.persistence.store import Store
+
+    settings = load_settings(embedded=False)
+    days = older_than_days or settings.retention_days
+    if not days:
+        fail("FLOW_RETENTION_DAYS is 0 (keep forever): pass --older-than DAYS", EXIT_INVALID)
+    store = Store.from_url(settings.database_url)
+    bind(store.database)
+    before = utcnow() - timedelta(days=days)
+    summary = {"finished_before": before.isoformat() + "Z", "dry_run": dry_run}
+    try:
+        partitions = check_partitions(store.partitions(), settings.partitions)
+        total = store.count_prunable(finished_before=before)
+        if dry_run:
+            if as_json:
+                print_json({**summary, "workflows": total})
+            else:
+                out.print(f"{total:,} workflows ended before {summary['finished_before']} would be deleted")
+            return
+        t0, deleted, shown = time.monotonic(), 0, 0
+        for partition in range(partitions):
+            while True:
+                batch = store.prune(partition, finished_before=before, limit=BATCH)
+                deleted += batch
+                if deleted - shown >= 10 * BATCH:  # a line per 5,000: long runs show progress
+                    err.print(f"deleted {deleted:,} of {total:,}")
+                    shown = deleted
+                if batch < BATCH:
+                    break
+    except StoreUnavailable as e:
+        fail(f"{e} (FLOW_DATABASE_URL={redact(settings.database_url)})", EXIT_UNAVAILABLE)
+    except ConfigurationError as e:
+        fail(str(e), EXIT_INVALID)
+    seconds = time.monotonic() - t0
+    if as_json:
+        print_json({**summary, "workflows": deleted, "seconds": round(seconds, 3)})
+    else:
+        out.print(f"deleted {deleted:,} workflows ended before {summary['finished_before']} in {seconds:.1f} s")

@@ -1,5 +1,5 @@
 """The remote commands, against the API at ``FLOW_API_URL``: ``flow start``, ``status``,
-``list``, ``events``, ``cancel``, ``retry``, ``definitions``."""
+``list``, ``events``, ``cancel``, ``retry``, ``delete``, ``definitions``."""
 
 from __future__ import annotations
 
@@ -80,6 +80,7 @@ def status(workflow_id: str, as_json: bool) -> None:
 @main.command(name="list")
 @click.option("--status", "status_", default=None, help=f"One of: {', '.join(WorkflowStatus)}.")
 @click.option("--name", default=None, help="Only workflows of this definition.")
+@click.option("--input", "input_json", default=None, help="Only workflows whose input contains this JSON object.")
 @click.option("--created-after", default=None, help="Only workflows created at or after this ISO 8601 time.")
 @click.option("--created-before", default=None, help="Only workflows created before this ISO 8601 time.")
 @click.option(
@@ -91,6 +92,7 @@ def status(workflow_id: str, as_json: bool) -> None:
 def list_(
     status_: str | None,
     name: str | None,
+    input_json: str | None,
     created_after: str | None,
     created_before: str | None,
     limit: int,
@@ -105,7 +107,14 @@ def list_(
     command that shows the next one is printed on stderr.
     """
     api = api_client()
-    filters = {"status": status_, "name": name, "created_after": created_after, "created_before": created_before}
+    contains = None if input_json is None else json.dumps(read_input(input_json), separators=(",", ":"))
+    filters = {
+        "status": status_,
+        "name": name,
+        "input": contains,
+        "created_after": created_after,
+        "created_before": created_before,
+    }
     items: list[dict[str, Any]] = []
     while True:
         page = call_api(lambda cursor=cursor: api.get("/workflows", **filters, limit=limit, cursor=cursor))
@@ -182,6 +191,14 @@ def retry(workflow_id: str) -> None:
     """Run a failed or cancelled workflow again from where it stopped."""
     call_api(lambda: api_client().request("POST", f"/workflows/{workflow_id}/retry"))
     out.print(f"retrying {workflow_id}")
+
+
+@main.command()
+@click.argument("workflow_id")
+def delete(workflow_id: str) -> None:
+    """Delete an ended workflow with its activities, history, timers and owed messages."""
+    call_api(lambda: api_client().request("DELETE", f"/workflows/{workflow_id}"))
+    out.print(f"deleted {workflow_id}")
 
 
 @main.command()

@@ -14,6 +14,7 @@ docs/design.md:
   fenced by the partitions' epochs;
 - :mod:`flow.engine.timers` — durable timers fired by the partition's owner;
 - :mod:`flow.engine.spans` — the workflows' spans, while tracing is on;
+- :mod:`flow.engine.retention` — deleting the held partitions' workflows past retention;
 - :mod:`flow.core.recovery` — what a workflow is owed after a restart on the in-process broker.
 
 Per event: the delivery goes to the workflow's actor; the actor decides and submits
@@ -43,6 +44,7 @@ from flow.engine.committer import GroupCommitter
 from flow.engine.leases import LeaseKeeper
 from flow.engine.outbox import OutboxSender
 from flow.engine.planning import plan
+from flow.engine.retention import RetentionSweeper
 from flow.engine.spans import WorkflowSpans
 from flow.engine.timers import TimerWheel
 from flow.engine.transport import Delivery, Transport
@@ -120,6 +122,12 @@ class Engine:
             poll_s=settings.outbox_poll_s,
             each_pass=self._start_unstarted,
         )
+        self.retention = RetentionSweeper(
+            store,
+            held=self.leases.held_partitions,
+            retention_days=settings.retention_days,
+            every_s=settings.retention_interval_s,
+        )
 
     def __repr__(self) -> str:
         return f"<Engine {self.engine_id} partitions={sorted(self.leases.held)} live_actors={len(self.actors)}>"
@@ -136,10 +144,12 @@ class Engine:
         self.actors.start_sweeper()
         self.leases.start()
         self.outbox.start()
+        self.retention.start()
         logger.info("engine %s started", self.engine_id)
 
     def stop(self) -> None:
         """Hand every partition back (after the transitions in hand commit), then stop."""
+        self.retention.stop()
         self.leases.stop(release=True)
         self.outbox.stop()
         self.timers.stop()
@@ -329,6 +339,11 @@ class Engine:
             self.metrics.observe_decision((utcnow() - t.updated_at).total_seconds())
 
     def _refused(self, refused: list[tuple[Transition, str]]) -> None:
+        deleted = [t for t, why in refused if why == "deleted"]
+        for transition in deleted:
+            # A late message for a workflow deleted under its actor: nothing is wrong.
+            self._drop(transition.deliveries, transition.fired_timers, f"workflow {transition.workflow_id} was deleted")
+        refused = [(t, why) for t, why in refused if why != "deleted"]
         self.refused_commits += len(refused)
         self.metrics.observe_refused(len(refused))
         for transition, why in refused:
@@ -349,7 +364,23 @@ class Engine:
         if deliveries:
             logger.error("dead-lettering %d message(s): %s", len(deliveries), reason)
         self.transport.settle(deliveries, ack=False, requeue=False)
-        timer_ids = [i.timer_id for i in items if i.timer_id]
+        self._forget_timers([i.timer_id for i in items if i.timer_id])
+
+    def drop(self, items: list[Item], reason: str) -> None:
+        """Items for a workflow that does not exist (deleted, or never created): there is
+        nothing to decide on, so the deliveries are acknowledged, not dead-lettered (a late
+        result for a deleted workflow is normal), and the timers forgotten."""
+        self._drop(
+            [i.delivery for i in items if i.delivery is not None], [i.timer_id for i in items if i.timer_id], reason
+        )
+
+    def _drop(self, deliveries: list[Delivery], timer_ids: list[str], reason: str) -> None:
+        if deliveries or timer_ids:
+            logger.info("dropping %d message(s) and %d timer(s): %s", len(deliveries), len(timer_ids), reason)
+        self.transport.settle(deliveries, ack=True)
+        self._forget_timers(timer_ids)
+
+    def _forget_timers(self, timer_ids: list[str]) -> None:
         if timer_ids:
             self.timers.forget(timer_ids)
             try:

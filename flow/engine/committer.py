@@ -39,7 +39,7 @@ class Outcome:
     """What became of a submitted transition."""
 
     committed: bool
-    #: Why not: ``"fenced"`` or ``"version"``.
+    #: Why not: ``"fenced"``, ``"version"`` or ``"deleted"`` (the workflow no longer exists).
     refused: str | None = None
 
 

@@ -30,6 +30,7 @@ from flow.persistence.mapping import (
 )
 from flow.persistence.models import EventRecord, OutboxRecord, TimerRecord, WorkflowRecord
 from flow.persistence.records import BatchResult, Loaded, TimerRow, Transition, Unreadable, chunks, timer_fields
+from flow.persistence.retention import BATCH, prune_batch
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +186,11 @@ class EngineStore:
         with write(self.database):
             for chunk in chunks(ids, 500):
                 TimerRecord.delete().where(TimerRecord.id.in_(chunk)).execute()
+
+    def prune(self, partition: int, *, finished_before: datetime, limit: int = BATCH) -> int:
+        """Delete a batch of ``partition``'s workflows that ended before ``finished_before``
+        (retention, :func:`flow.persistence.retention.prune_batch`); return how many."""
+        return prune_batch(self.database, partition, finished_before=finished_before, limit=limit)
 
     def delete_partition_outbox(self, partition: int) -> int:
         with write(self.database):

@@ -77,7 +77,20 @@ class GroupCommit:
             self._insert_history(accepted)
             self._insert_outbox([o for t in accepted for o in t.owed])
             self._write_timers(accepted)
+            self._mark_deleted(batch, refused)
         return BatchResult(committed, refused)
+
+    def _mark_deleted(self, batch: list[Transition], refused: dict[int, str]) -> None:
+        """Tell a version refusal whose workflow no longer exists (it was deleted: the API,
+        retention) as ``"deleted"``: its events are dropped, not tried again. Only refused
+        transitions are looked up, so a commit that lost nothing pays nothing."""
+        ids = {batch[i].workflow_id for i, why in refused.items() if why == "version"}
+        if not ids:
+            return
+        found = {r[0] for r in WorkflowRecord.select(WorkflowRecord.id).where(WorkflowRecord.id.in_(ids)).tuples()}
+        for i, why in refused.items():
+            if why == "version" and batch[i].workflow_id not in found:
+                refused[i] = "deleted"
 
     def _commit_postgres(self, batch: list[Transition], owner: str) -> BatchResult:
         """The whole batch in one prepared statement (:data:`COMMIT_SQL`): one round trip,
@@ -149,6 +162,7 @@ class GroupCommit:
                 refused[i] = "fenced"
             else:
                 refused[i] = "version"
+        self._mark_deleted(batch, refused)
         return BatchResult(committed, refused)
 
     def held(self, epochs: dict[int, int], owner: str, every_epoch: list[Transition] | None = None) -> set:

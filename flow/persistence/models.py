@@ -57,6 +57,9 @@ class DefinitionRecord(_Model):
     digest = peewee.CharField(max_length=64)
     body = JSONText()
     created_at = peewee.DateTimeField(default=utcnow)
+    #: Set when the version was deleted: the row stays as a tombstone (its body emptied)
+    #: so that the number is never given to another body (migration 0006).
+    deleted_at = peewee.DateTimeField(null=True)
 
     class Meta:
         table_name = "definitions"
@@ -95,7 +98,9 @@ class WorkflowRecord(_Model):
             (("status", "created_at", "id"), False),
             (("definition_name", "created_at", "id"), False),
             (("partition", "status"), False),
-            # and workflows_unstarted (partition, created_at) WHERE NOT started: migration 0003
+            # and workflows_unstarted (partition, created_at) WHERE NOT started: migration 0003;
+            # workflows_ended (partition, finished_at) WHERE finished_at IS NOT NULL, and on
+            # PostgreSQL workflows_input, GIN on input_data::jsonb: migration 0006
         )
 
 

@@ -7,6 +7,7 @@ reads them. Driver errors leave as :class:`~flow.errors.StoreUnavailable`.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ import peewee
 from flow.clock import utcnow
 from flow.errors import WorkflowNotFound
 from flow.persistence.database import unit_of_work
+from flow.persistence.input_filter import input_contains
 from flow.persistence.mapping import (
     StoredWorkflow,
     activity_from_row,
@@ -66,14 +68,19 @@ class Queries:
         created_before: datetime | None = None,
         before: tuple[datetime, str] | None = None,
         limit: int = 50,
+        input_filter: Mapping[str, Any] | None = None,
     ) -> list[StoredWorkflow]:
-        """Newest first, without activities; ``before`` is the ``(created_at, id)`` keyset cursor."""
+        """Newest first, without activities; ``before`` is the ``(created_at, id)`` keyset
+        cursor; ``input_filter``: only workflows whose input contains it
+        (:mod:`flow.persistence.input_filter`)."""
         with unit_of_work(self.database):
             query = WorkflowRecord.select(*workflow_columns())
             if status:
                 query = query.where(WorkflowRecord.status == status)
             if name:
                 query = query.where(WorkflowRecord.definition_name == name)
+            if input_filter is not None:
+                query = query.where(input_contains(self.database, input_filter))
             if created_after:
                 query = query.where(WorkflowRecord.created_at >= created_after)
             if created_before:
@@ -129,7 +136,7 @@ class Queries:
         """The newest version of ``name`` (or ``version`` if it exists), or None: a start
         needs only this when the body of that version is parsed and cached already."""
         param = self.database.param
-        sql = f"SELECT version FROM definitions WHERE name = {param}"
+        sql = f"SELECT version FROM definitions WHERE name = {param} AND deleted_at IS NULL"
         params: tuple[Any, ...] = (name,)
         if version is not None:
             sql += f" AND version = {param}"
@@ -143,6 +150,7 @@ class Queries:
         with unit_of_work(self.database):
             latest = (
                 DefinitionRecord.select(DefinitionRecord.name, peewee.fn.MAX(DefinitionRecord.version).alias("v"))
+                .where(DefinitionRecord.deleted_at.is_null())
                 .group_by(DefinitionRecord.name)
                 .alias("latest")
             )
@@ -155,7 +163,11 @@ class Queries:
 
     def definition_versions(self, name: str) -> list[dict[str, Any]]:
         with unit_of_work(self.database):
-            rows = DefinitionRecord.select().where(DefinitionRecord.name == name).order_by(DefinitionRecord.version)
+            rows = (
+                DefinitionRecord.select()
+                .where((DefinitionRecord.name == name) & DefinitionRecord.deleted_at.is_null())
+                .order_by(DefinitionRecord.version)
+            )
             return [{"version": r.version, "created_at": r.created_at, "digest": r.digest} for r in rows]
 
     # -- counts -----------------------------------------------------------------------------------

@@ -75,7 +75,8 @@ class BatchResult:
     #: Indexes (into the batch) of the transitions that were committed.
     committed: list[int]
     #: Index -> why it was refused: ``"fenced"`` (the partition is not ours under its
-    #: epoch any more) or ``"version"`` (the workflow changed since the actor loaded it).
+    #: epoch any more), ``"version"`` (the workflow changed since the actor loaded it) or
+    #: ``"deleted"`` (it no longer exists: deleted through the API or by retention).
     refused: dict[int, str]
 
 

@@ -33,12 +33,19 @@ class Starts:
 
     def register_definition(self, definition: Definition) -> tuple[int, bool]:
         """Store ``definition`` as a new version unless that body was registered before;
-        return ``(version, created)``."""
+        return ``(version, created)``. A body whose version was deleted comes back under
+        its old number (a number names one body for good)."""
         with unit_of_work(self.database):
             for _ in range(5):
                 existing = DefinitionRecord.get_or_none(
                     (DefinitionRecord.name == definition.name) & (DefinitionRecord.digest == definition.digest)
                 )
+                if existing is not None and existing.deleted_at is not None:
+                    with write(self.database):
+                        DefinitionRecord.update(deleted_at=None, body=definition.body).where(
+                            DefinitionRecord.id == existing.id
+                        ).execute()
+                    return existing.version, True
                 if existing is not None:
                     return existing.version, False
                 latest = (

@@ -1,6 +1,6 @@
 """The store of the starting side and the API: :class:`Store` = its queries
-(:mod:`flow.persistence.queries`) and writes (:mod:`flow.persistence.starts`), plus the
-schema.
+(:mod:`flow.persistence.queries`), writes (:mod:`flow.persistence.starts`) and deletes
+(:mod:`flow.persistence.retention`), plus the schema.
 
 The engine's own reads and writes are in :mod:`flow.persistence.engine_store`, the
 tables in :mod:`flow.persistence.models`. Models are bound to a database by the entry
@@ -17,10 +17,11 @@ from flow.persistence import schema
 from flow.persistence.database import open_database, unit_of_work, write
 from flow.persistence.models import OutboxRecord
 from flow.persistence.queries import Queries
+from flow.persistence.retention import Retention
 from flow.persistence.starts import Starts
 
 
-class Store(Queries, Starts):
+class Store(Queries, Starts, Retention):
     """Reads and writes of the API and the starting side, on one Peewee database."""
 
     def __init__(self, database: peewee.Database) -> None:

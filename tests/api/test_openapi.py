@@ -189,6 +189,8 @@ def test_each_documented_body_is_the_one_its_responder_enforces(doc, call):
     for path, method, op in operations(doc):
         schema = body_schema(op)
         if schema is None:
+            if method == "DELETE":
+                continue  # a first call changes what the second finds: nothing to compare
             # No body documented: a body changes nothing (the responder does not read it).
             assert call(method, path, {"unexpected": 1}) == call(method, path), (method, path)
             continue

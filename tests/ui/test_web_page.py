@@ -182,6 +182,28 @@ def test_filter_the_list_and_see_the_definitions(page):
     shot(page, "definitions")
 
 
+def test_find_workflows_by_their_input(page, server):
+    headers = {"Authorization": "Bearer ui-secret"}
+    wanted = requests.post(
+        f"{server}/workflows",
+        json={"name": "RetryWorkflow", "input_data": {"order_id": 4242}},
+        headers=headers,
+        timeout=5,
+    ).json()["id"]
+    field = page.get_by_label("Input contains (JSON)")
+    field.fill("{order_id: 4242}")
+    page.get_by_role("button", name="Apply").click()
+    assert "Not valid JSON" in page.locator("#f-input-error").inner_text()
+    assert field.get_attribute("aria-invalid") == "true"
+    field.fill('{"order_id": 4242}')
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_url("**input=**")
+    expect(page.locator("tbody tr")).to_have_count(1)
+    expect(page.get_by_role("link", name=wanted)).to_be_visible()
+    expect(page.get_by_label("Input contains (JSON)")).to_have_value('{"order_id":4242}')
+    shot(page, "workflows-by-input")
+
+
 def test_the_pages_pass_an_accessibility_check(page):
     """A small, dependency-free check of what axe would flag first: labels, names, alt text, lang."""
     problems = page.evaluate(

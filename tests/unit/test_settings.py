@@ -55,6 +55,11 @@ def test_values_are_parsed_into_the_fields_types():
         ("FLOW_QUEUE_PREFIX", "flow prod", "FLOW_QUEUE_PREFIX may hold"),
         ("FLOW_QUEUE_PREFIX", "flow/*", "FLOW_QUEUE_PREFIX may hold"),
         ("FLOW_BROKER_URL", "redis://localhost", "FLOW_BROKER_URL must start with amqp://"),
+        ("FLOW_RETENTION_DAYS", "-1", "FLOW_RETENTION_DAYS must be a finite number of days, 0 or more"),
+        ("FLOW_RETENTION_DAYS", "nan", "FLOW_RETENTION_DAYS must be a finite number"),
+        ("FLOW_RETENTION_DAYS", "inf", "FLOW_RETENTION_DAYS must be a finite number"),
+        ("FLOW_RETENTION_DAYS", "a week", "FLOW_RETENTION_DAYS='a week' is not a valid"),
+        ("FLOW_RETENTION_INTERVAL_S", "0", "FLOW_RETENTION_INTERVAL_S must be a positive"),
         ("FLOW_TEST_FAULTS", "kill:everywhere:1", "FLOW_TEST_FAULTS"),
         ("FLOW_TEST_FAULTS", "error:db:2", "FLOW_TEST_FAULTS"),
     ],
@@ -62,6 +67,11 @@ def test_values_are_parsed_into_the_fields_types():
 def test_a_bad_value_is_refused_naming_the_variable(variable, value, says):
     with pytest.raises(ConfigurationError, match=says.replace("(", r"\(").replace("*", r"\*")):
         Settings.from_env({variable: value})
+
+
+def test_retention_is_off_by_default_and_takes_fractions_of_a_day():
+    assert Settings.from_env({}).retention_days == 0
+    assert Settings.from_env({"FLOW_RETENTION_DAYS": "0.5"}).retention_days == 0.5
 
 
 def test_zero_started_report_delay_is_allowed():

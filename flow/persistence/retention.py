@@ -1,0 +1,142 @@
+"""Deleting what is no longer wanted: an ended workflow by id (``DELETE /workflows/{id}``),
+ended workflows by age, a batch at a time (``flow prune`` and each engine's retention,
+docs/design.md "Retention"), and a definition version that no running workflow uses.
+
+A workflow goes with every row that names it: activities, history, timers and owed
+messages. A batch is one short transaction of at most :data:`BATCH` workflows, so
+that the API's reads and the engines' commits never wait long behind a prune; on
+PostgreSQL it skips rows another transaction holds (an engine committing a late
+result for one of them) and takes them next time.
+
+Only ended workflows are deleted. An engine may still hold one in an actor's memory
+and receive a late message for it: its commit then finds the row gone and the
+message is dropped (:meth:`flow.persistence.group_commit.GroupCommit.commit`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+import peewee
+
+from flow.clock import utcnow
+from flow.core.vocabulary import WorkflowStatus
+from flow.errors import DefinitionInUse, DefinitionNotFound, WorkflowInProgress, WorkflowNotFound
+from flow.persistence.database import is_postgres, unit_of_work, write
+from flow.persistence.models import (
+    ActivityRecord,
+    DefinitionRecord,
+    EventRecord,
+    OutboxRecord,
+    TimerRecord,
+    WorkflowRecord,
+)
+
+#: Most workflows one pruning transaction deletes (with their activities and history).
+BATCH = 500
+_IN_PROGRESS = WorkflowStatus.IN_PROGRESS.value
+
+
+class Retention:
+    """The starting side's deletes (a part of :class:`flow.persistence.store.Store`)."""
+
+    database: peewee.Database
+
+    def delete_workflow(self, workflow_id: str) -> None:
+        """Delete an ended workflow and everything that names it; :class:`WorkflowNotFound`
+        or :class:`WorkflowInProgress` otherwise."""
+        query = WorkflowRecord.select(WorkflowRecord.status, WorkflowRecord.partition).where(
+            WorkflowRecord.id == workflow_id
+        )
+        with write(self.database):
+            if is_postgres(self.database):
+                query = query.for_update()  # an engine's commit for it waits, then finds it gone
+            row = query.tuples().first()
+            if row is None:
+                raise WorkflowNotFound(workflow_id)
+            if row[0] == _IN_PROGRESS:
+                raise WorkflowInProgress(workflow_id)
+            _delete(self.database, [workflow_id], row[1])
+
+    def prune(self, partition: int, *, finished_before: datetime, limit: int = BATCH) -> int:
+        """One batch of :func:`prune_batch`."""
+        return prune_batch(self.database, partition, finished_before=finished_before, limit=limit)
+
+    def count_prunable(self, *, finished_before: datetime, partitions: Iterable[int] | None = None) -> int:
+        """How many ended workflows finished before ``finished_before`` (in ``partitions``)."""
+        with unit_of_work(self.database):
+            query = WorkflowRecord.select().where(_prunable(finished_before))
+            if partitions is not None:
+                query = query.where(WorkflowRecord.partition.in_(list(partitions)))
+            return query.count()
+
+    def delete_definition_version(self, name: str, version: int) -> None:
+        """Delete one version of a definition: :class:`DefinitionNotFound` if there is no
+        such version, :class:`DefinitionInUse` if a workflow in progress was started with it.
+
+        Workflows keep a snapshot of their definition (config and activities), so ended
+        ones read as before. The row stays as a tombstone, its body emptied: the number
+        is never given to another body, and registering the same body again brings the
+        version back under its old number.
+        """
+        with write(self.database):
+            found = DefinitionRecord.get_or_none(
+                (DefinitionRecord.name == name)
+                & (DefinitionRecord.version == version)
+                & DefinitionRecord.deleted_at.is_null()
+            )
+            if found is None:
+                raise DefinitionNotFound(f"{name} version {version}", [])
+            running = (
+                WorkflowRecord.select()
+                .where(
+                    # Served by the (status, created_at, id) index: only running workflows are read.
+                    (WorkflowRecord.status == _IN_PROGRESS)
+                    & (WorkflowRecord.definition_name == name)
+                    & (WorkflowRecord.definition_version == version)
+                )
+                .count()
+            )
+            if running:
+                raise DefinitionInUse(name, version, running)
+            DefinitionRecord.update(deleted_at=utcnow(), body={}).where(DefinitionRecord.id == found.id).execute()
+
+
+def prune_batch(database: peewee.Database, partition: int, *, finished_before: datetime, limit: int = BATCH) -> int:
+    """Delete up to ``limit`` workflows of ``partition`` that ended before
+    ``finished_before``, oldest first, in one transaction; return how many went.
+
+    Served by the index ``workflows_ended (partition, finished_at)`` (migration 0006).
+    """
+    query = (
+        WorkflowRecord.select(WorkflowRecord.id)
+        .where((WorkflowRecord.partition == partition) & _prunable(finished_before))
+        .order_by(WorkflowRecord.finished_at)
+        .limit(limit)
+    )
+    with write(database):
+        if is_postgres(database):
+            query = query.for_update("FOR UPDATE SKIP LOCKED")
+        ids = [row[0] for row in query.tuples()]
+        if ids:
+            _delete(database, ids, partition)
+    return len(ids)
+
+
+def _prunable(finished_before: datetime) -> peewee.Expression:
+    # A retried workflow's finished_at is cleared; the status test is a second guard.
+    return (WorkflowRecord.finished_at < finished_before) & (WorkflowRecord.status != _IN_PROGRESS)
+
+
+def _delete(database: peewee.Database, ids: list[str], partition: int) -> None:
+    """Delete workflows ``ids`` of ``partition`` and every row that names them (in the
+    caller's transaction). Children go first, set by set, rather than by the
+    foreign keys' per-row cascade."""
+    EventRecord.delete().where(EventRecord.workflow.in_(ids)).execute()
+    ActivityRecord.delete().where(ActivityRecord.workflow.in_(ids)).execute()
+    TimerRecord.delete().where(TimerRecord.workflow.in_(ids)).execute()
+    # The outbox keeps only the index its engine reads it by (partition, send_after): an
+    # index on workflow would cost every commit a write for the sake of this delete.
+    OutboxRecord.delete().where((OutboxRecord.partition == partition) & OutboxRecord.workflow.in_(ids)).execute()
+    WorkflowRecord.delete().where(WorkflowRecord.id.in_(ids)).execute()

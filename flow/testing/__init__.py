@@ -47,6 +47,7 @@ from flow.testing.services import (
     new_database,
     new_queue_prefix,
     query,
+    queue_consumers,
     queue_depth,
 )
 
@@ -70,6 +71,7 @@ __all__ = [
     "new_database",
     "new_queue_prefix",
     "query",
+    "queue_consumers",
     "queue_depth",
     "sample_definitions",
     "unhandled_errors",

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pika
+import pika.exceptions
 import psycopg2
 
 from flow.errors import FlowError
@@ -91,6 +92,18 @@ def queue_depth(queue: str) -> int:
         return connection.channel().queue_declare(queue, passive=True).method.message_count
     finally:
         connection.close()
+
+
+def queue_consumers(queue: str) -> int:
+    """Consumers of ``queue``; 0 while it does not exist yet."""
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        return connection.channel().queue_declare(queue, passive=True).method.consumer_count
+    except pika.exceptions.ChannelClosedByBroker:  # 404: not declared yet
+        return 0
+    finally:
+        if connection.is_open:
+            connection.close()
 
 
 def query(pg_url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from flow.testing import Processes, free_port, migrate, new_database, new_queue_prefix, wait_http
+from flow.settings import Settings
+from flow.testing import Processes, free_port, migrate, new_database, new_queue_prefix, queue_consumers, wait_http
 from flow.testing.definitions import sample_definitions
 from tests.conftest import wait_for
 
@@ -63,6 +64,10 @@ def start_cluster(base, pg_url: str, queue_prefix: str, http_server: str, **extr
     procs.dramatiq("worker-2", f"{queue_prefix}.activities", env=no_database)
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/health")
+    # The engine consumes the plain-JSON start queue only once it has started: a message
+    # published to the exchange before its queue is bound is dropped by RabbitMQ.
+    start_queue = Settings.from_env(env).start_queue
+    wait_for(lambda: queue_consumers(start_queue) > 0, timeout_s=120, what=f"a consumer of {start_queue}")
     yield {"url": url, "procs": procs, "env": env, "prefix": queue_prefix}
     procs.stop_all()
 

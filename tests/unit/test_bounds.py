@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from flow.core.decide import decide
 from flow.core.definition import SCHEMA, Definition, parse
 from flow.core.events import ActivityCompleted, ActivityStarted, TimerFired, WorkflowStarted
-from flow.core.state import ActivityState, WorkflowState, WorkflowStatus
+from flow.core.state import WorkflowState, WorkflowStatus
 from flow.engine.planning import plan
 
 RETRY = SCHEMA["$defs"]["retry"]["properties"]
@@ -48,7 +48,7 @@ def definition(retry: dict[str, Any], timeouts: dict[str, Any]) -> Definition:
 
 
 def state_of(d: Definition) -> WorkflowState:
-    """The state the store builds from a definition (``Store.create_workflow``)."""
+    """The state the store builds from a definition (``Starts.create_workflow``)."""
     return WorkflowState(
         id="wf-bounds",
         name=d.name,
@@ -56,18 +56,7 @@ def state_of(d: Definition) -> WorkflowState:
         status=WorkflowStatus.IN_PROGRESS,
         input_data={},
         config=d.config,
-        activities=tuple(
-            ActivityState(
-                position=i,
-                name=spec.name,
-                independent=spec.independent,
-                required=spec.required,
-                config=d.activity_config(spec),
-                retry=d.retry_policy(spec),
-                timeouts=d.timeouts(spec),
-            )
-            for i, spec in enumerate(d.activities)
-        ),
+        activities=d.initial_activities(),
         created_at=NOW,
     )
 

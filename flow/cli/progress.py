@@ -25,6 +25,7 @@ ACTIVITY_STYLES: dict[str, str] = {
     ActivityStatus.SCHEDULED: "cyan",
     ActivityStatus.STARTED: "yellow",
     ActivityStatus.WAITING_RETRY: "yellow",
+    ActivityStatus.RUNNING: "cyan",
     ActivityStatus.SUCCEEDED: "green",
     ActivityStatus.FAILED: "red",
     ActivityStatus.SKIPPED: "dim",

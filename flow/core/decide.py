@@ -11,13 +11,11 @@ retry-from-failure look at every activity (docs/design.md, "The engine's hot pat
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
-from typing import Any
 
-from flow.core import graph
-from flow.core.commands import CancelTimer, Command, RunActivity, StartTimer
+from flow.core import graph, maps
+from flow.core.commands import CancelTimer, Command, StartTimer
 from flow.core.events import (
     ActivityCompleted,
     ActivityStarted,
@@ -29,29 +27,25 @@ from flow.core.events import (
 )
 from flow.core.failure import required_failure
 from flow.core.state import ActivityState, WorkflowState
+from flow.core.steps import (
+    Decision,
+    HistoryEntry,
+    attempt_timers,
+    decided,
+    nothing,
+    schedule,
+    stale,
+    timer,
+    with_activity,
+)
 from flow.core.timestamps import iso
 from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind, WorkflowStatus
 
 #: Statuses a retry-from-failure runs again.
 _RERUN = (ActivityStatus.FAILED, ActivityStatus.SKIPPED, ActivityStatus.CANCELLED)
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    """One line of a workflow's event history."""
-
-    type: HistoryType
-    position: int | None = None
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The outcome of one event: the new state, what to send, what to record."""
-
-    state: WorkflowState
-    commands: tuple[Command, ...] = ()
-    history: tuple[HistoryEntry, ...] = ()
+#: Statuses that owe no result: what the workflow's end cancels or skips (a running
+#: map's items in flight owe theirs; the map itself does not).
+_WAITING = (ActivityStatus.PENDING, ActivityStatus.WAITING_RETRY, ActivityStatus.RUNNING)
 
 
 def decide(state: WorkflowState, event: Event) -> Decision:
@@ -76,7 +70,7 @@ def decide(state: WorkflowState, event: Event) -> Decision:
 
 def _on_workflow_started(state: WorkflowState, event: WorkflowStarted) -> Decision:
     if state.started or state.status.ended:
-        return _nothing(state, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": "workflow already started"}))
+        return nothing(state, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": "workflow already started"}))
     state = replace(state, started=True, run_started_at=event.occurred_at)
     history = [HistoryEntry(HistoryType.START_WORKFLOW, data={"definition_version": state.definition_version})]
     return _advance(state, event.occurred_at, history, _workflow_timer(state), every_activity=True)
@@ -86,16 +80,16 @@ def _on_activity_started(state: WorkflowState, event: ActivityStarted) -> Decisi
     fact = HistoryEntry(HistoryType.ACTIVITY_STARTED, event.position, {"attempt": event.attempt})
     activity = state.activity(event.position)
     if activity is None or activity.attempt != event.attempt or activity.status is not ActivityStatus.SCHEDULED:
-        return _nothing(state, _stale(fact))
+        return nothing(state, stale(fact))
     activity = replace(activity, status=ActivityStatus.STARTED, started_at=event.occurred_at)
     commands: list[Command] = []
     if activity.timeouts.schedule_to_start_s:
         commands.append(CancelTimer(TimerKind.SCHEDULE_TO_START, activity.position, event.attempt))
     if activity.timeouts.start_to_close_s and not state.status.ended:
         commands.append(
-            _timer(TimerKind.START_TO_CLOSE, activity.timeouts.start_to_close_s, activity.position, event.attempt)
+            timer(TimerKind.START_TO_CLOSE, activity.timeouts.start_to_close_s, activity.position, event.attempt)
         )
-    return Decision(_with_activity(state, activity), tuple(commands), (fact, HistoryEntry(HistoryType.DO_NOTHING)))
+    return Decision(with_activity(state, activity), tuple(commands), (fact, HistoryEntry(HistoryType.DO_NOTHING)))
 
 
 def _on_activity_completed(state: WorkflowState, event: ActivityCompleted) -> Decision:
@@ -113,7 +107,7 @@ def _on_activity_completed(state: WorkflowState, event: ActivityCompleted) -> De
     )
     activity = state.activity(event.position)
     if activity is None or activity.attempt != event.attempt or not activity.status.in_flight:
-        return _nothing(state, _stale(fact))
+        return nothing(state, stale(fact))
     activity = replace(
         activity,
         output=event.output,
@@ -128,23 +122,23 @@ def _on_timer_fired(state: WorkflowState, event: TimerFired) -> Decision:
     fact = HistoryEntry(HistoryType.TIMER_FIRED, event.position, {"kind": event.kind, "attempt": event.attempt})
     if event.kind == TimerKind.WORKFLOW:
         if state.status.ended or event.attempt != state.run:
-            return _nothing(state, _stale(fact))
+            return nothing(state, stale(fact))
         limit = state.timeouts.workflow_s
         return _fail(state, event.occurred_at, f"workflow timed out: not ended within {limit} s", [fact])
 
     activity = state.activity(event.position) if event.position is not None else None
     if activity is None or activity.attempt + (1 if event.kind == TimerKind.RETRY else 0) != event.attempt:
-        return _nothing(state, _stale(fact))
+        return nothing(state, stale(fact))
 
     if event.kind == TimerKind.RETRY:
         if state.status.ended or activity.status is not ActivityStatus.WAITING_RETRY:
-            return _nothing(state, _stale(fact))
-        activity, commands, entry = _schedule(activity, event.occurred_at)
-        return Decision(_with_activity(state, activity), tuple(commands), (fact, entry))
+            return nothing(state, stale(fact))
+        activity, commands, entry = schedule(activity, event.occurred_at)
+        return Decision(with_activity(state, activity), tuple(commands), (fact, entry))
 
     waiting_for = ActivityStatus.SCHEDULED if event.kind == TimerKind.SCHEDULE_TO_START else ActivityStatus.STARTED
     if activity.status is not waiting_for:
-        return _nothing(state, _stale(fact))
+        return nothing(state, stale(fact))
     if event.kind == TimerKind.SCHEDULE_TO_START:
         error = f"no worker started attempt {event.attempt} within {activity.timeouts.schedule_to_start_s} s"
     else:
@@ -156,13 +150,13 @@ def _on_timer_fired(state: WorkflowState, event: TimerFired) -> Decision:
 def _on_cancel_requested(state: WorkflowState, event: CancelRequested) -> Decision:
     fact = HistoryEntry(HistoryType.CANCEL_REQUESTED, data={"reason": event.reason} if event.reason else {})
     if state.status.ended:
-        return _nothing(
+        return nothing(
             state, fact, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": f"workflow already {state.status}"})
         )
     commands = _end_of_run_timers(state)
     activities = tuple(
         replace(a, status=ActivityStatus.CANCELLED, finished_at=a.finished_at or event.occurred_at)
-        if a.status in (ActivityStatus.PENDING, ActivityStatus.WAITING_RETRY)
+        if a.status in _WAITING
         else a
         for a in state.activities
     )
@@ -176,7 +170,7 @@ def _on_cancel_requested(state: WorkflowState, event: CancelRequested) -> Decisi
 def _on_retry_requested(state: WorkflowState, event: RetryRequested) -> Decision:
     fact = HistoryEntry(HistoryType.RETRY_REQUESTED)
     if state.status not in (WorkflowStatus.FAILED, WorkflowStatus.CANCELLED):
-        return _nothing(
+        return nothing(
             state, fact, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": f"workflow is {state.status}"})
         )
     activities = tuple(
@@ -227,11 +221,11 @@ def _attempt_ended(
 
     ``fired`` is the timeout timer that ended it, if one did (it needs no cancelling).
     """
-    commands: list[Command] = [c for c in _attempt_timers(activity) if c.kind != fired]
+    commands: list[Command] = [c for c in attempt_timers(activity) if c.kind != fired]
     if state.status.ended:
         # A late result: recorded on the activity, but the workflow decides nothing more.
         status = ActivityStatus.SUCCEEDED if outcome == Outcome.SUCCEEDED else ActivityStatus.FAILED
-        state = _with_activity(state, replace(activity, status=status))
+        state = with_activity(state, replace(activity, status=status))
         history.append(HistoryEntry(HistoryType.DO_NOTHING, activity.position, {"reason": f"workflow {state.status}"}))
         return Decision(state, tuple(commands), tuple(history))
 
@@ -252,10 +246,20 @@ def _attempt_ended(
         activity = replace(activity, status=ActivityStatus.FAILED)
         if activity.required:
             error = required_failure(activity, outcome, attempts_this_run)
-            decision = _fail(_with_activity(state, activity), now, error, history)
+            decision = _fail(with_activity(state, activity), now, error, history)
+            return replace(decision, commands=(*commands, *decision.commands))
+    state = with_activity(state, activity)
+    if activity.is_item and activity.status.ended:
+        state, ended_map = maps.item_ended(state, activity, now, commands, history)
+        if ended_map is None:
+            return decided(state, commands, history)
+        activity = ended_map
+        if activity.status is ActivityStatus.FAILED and activity.required:
+            error = f"required activity {activity.id} (position {activity.position}) failed: {activity.error}"
+            decision = _fail(state, now, error, history)
             return replace(decision, commands=(*commands, *decision.commands))
     ended = (activity.position,) if activity.status.ended else ()
-    return _advance(_with_activity(state, activity), now, history, commands, ended=ended)
+    return _advance(state, now, history, commands, ended=ended)
 
 
 def retry_delay_ms(state: WorkflowState, activity: ActivityState) -> int:
@@ -291,34 +295,41 @@ def _advance(
     """
     commands = list(commands or [])
     if not state.started or state.status.ended:
-        return _decided(state, commands, history)
+        return decided(state, commands, history)
     activities = list(state.activities)
     candidates = [a.position for a in activities if a.status is ActivityStatus.PENDING] if every_activity else []
     frontier = state.frontier
     just_ended = list(ended)
     scheduled: list[tuple[int, list[Command], HistoryEntry]] = []
     while True:
-        frontier = graph.frontier(activities, frontier)
-        if frontier < len(activities):
+        frontier = graph.frontier(activities, frontier, state.size)
+        if frontier < state.size:
             candidates.append(frontier)
         for position in just_ended:
             candidates.extend(state.dependents[position])
         just_ended = []
         for position in candidates:
             activity = activities[position]
-            if activity.status is not ActivityStatus.PENDING:
-                continue
+            if activity.status is not ActivityStatus.PENDING or activity.is_item:
+                continue  # an item's turn is its map's business (flow.core.maps)
             verdict = graph.verdict(state, activities, activity, frontier)
+            if verdict.run and activity.map_over is not None:
+                verdict = maps.start(state, activities, position, now, scheduled)
+                if activities[position].status.ended:
+                    just_ended.append(position)
             if verdict.run:
-                activities[position], run, entry = _schedule(activity, now)
+                activities[position], run, entry = schedule(activity, now)
                 scheduled.append((position, run, entry))
             elif verdict.fail is not None:
                 failed = replace(activity, status=ActivityStatus.FAILED, error=verdict.fail, finished_at=now)
                 activities[position] = failed
                 history.append(HistoryEntry(HistoryType.FAIL_ACTIVITY, position, {"error": verdict.fail}))
                 if failed.required:
+                    # Nothing scheduled is sent: pending again, then skipped by _fail.
+                    del activities[len(state.activities) :]  # the items of maps just started
                     for p, _, _ in scheduled:
-                        activities[p] = state.activities[p]  # not sent: pending, then skipped by _fail
+                        if p < len(state.activities):
+                            activities[p] = state.activities[p]
                     state = replace(state, activities=tuple(activities), frontier=frontier)
                     error = f"required activity {failed.id} (position {position}) failed: {verdict.fail}"
                     decision = _fail(state, now, error, history)
@@ -337,49 +348,17 @@ def _advance(
         commands.extend(run)
         history.append(entry)
     state = replace(state, activities=tuple(activities), frontier=frontier)
-    if frontier == len(activities):
-        output = {a.id: a.output for a in state.activities if a.output is not None}
+    if frontier == state.size:
+        output = {a.id: a.output for a in state.definition_activities if a.output is not None}
         commands.extend(_end_of_run_timers(state))
         state = replace(state, status=WorkflowStatus.FINISHED, finished_at=now, output=output)
         history.append(HistoryEntry(HistoryType.WORKFLOW_FINISHED))
-    return _decided(state, commands, history)
-
-
-def _schedule(activity: ActivityState, now: datetime) -> tuple[ActivityState, list[Command], HistoryEntry]:
-    attempt = activity.attempt + 1
-    activity = replace(
-        activity,
-        status=ActivityStatus.SCHEDULED,
-        attempt=attempt,
-        scheduled_at=now,
-        started_at=None,
-        finished_at=None,
-    )
-    commands: list[Command] = [RunActivity(activity.position, attempt)]
-    if activity.timeouts.schedule_to_start_s:
-        commands.append(
-            _timer(TimerKind.SCHEDULE_TO_START, activity.timeouts.schedule_to_start_s, activity.position, attempt)
-        )
-    return activity, commands, HistoryEntry(HistoryType.SCHEDULE_ACTIVITY, activity.position, {"attempt": attempt})
-
-
-def _timer(kind: TimerKind, seconds: float, position: int | None, attempt: int) -> StartTimer:
-    return StartTimer(kind, int(seconds * 1000), position, attempt)
+    return decided(state, commands, history)
 
 
 def _workflow_timer(state: WorkflowState) -> list[Command]:
     limit = state.timeouts.workflow_s
-    return [_timer(TimerKind.WORKFLOW, limit, None, state.run)] if limit else []
-
-
-def _attempt_timers(activity: ActivityState) -> list[Command]:
-    """Cancel the timeout timers of ``activity``'s current attempt, which has ended."""
-    commands: list[Command] = []
-    if activity.timeouts.schedule_to_start_s and activity.status is ActivityStatus.SCHEDULED:
-        commands.append(CancelTimer(TimerKind.SCHEDULE_TO_START, activity.position, activity.attempt))
-    if activity.timeouts.start_to_close_s and activity.status is ActivityStatus.STARTED:
-        commands.append(CancelTimer(TimerKind.START_TO_CLOSE, activity.position, activity.attempt))
-    return commands
+    return [timer(TimerKind.WORKFLOW, limit, None, state.run)] if limit else []
 
 
 def _end_of_run_timers(state: WorkflowState) -> list[Command]:
@@ -398,38 +377,9 @@ def _fail(state: WorkflowState, now: datetime, error: str, history: list[History
     """Fail the workflow: nothing new is scheduled; waiting activities are skipped."""
     commands = _end_of_run_timers(state)
     activities = tuple(
-        replace(a, status=ActivityStatus.SKIPPED, skip_reason="the workflow failed")
-        if a.status in (ActivityStatus.PENDING, ActivityStatus.WAITING_RETRY)
-        else a
+        replace(a, status=ActivityStatus.SKIPPED, skip_reason="the workflow failed") if a.status in _WAITING else a
         for a in state.activities
     )
     state = replace(state, status=WorkflowStatus.FAILED, activities=activities, error=error, finished_at=now)
     history.append(HistoryEntry(HistoryType.WORKFLOW_FAILURE, data={"error": error}))
     return Decision(state, tuple(commands), tuple(history))
-
-
-def _with_activity(state: WorkflowState, activity: ActivityState) -> WorkflowState:
-    activities = list(state.activities)
-    activities[activity.position] = activity
-    return replace(state, activities=tuple(activities))
-
-
-def _stale(fact: HistoryEntry) -> HistoryEntry:
-    return replace(fact, data={**fact.data, "stale": True})
-
-
-def _has_decision(history: list[HistoryEntry] | tuple[HistoryEntry, ...]) -> bool:
-    return any(h.type.is_decision for h in history)
-
-
-def _decided(state: WorkflowState, commands: list[Command], history: list[HistoryEntry]) -> Decision:
-    if not _has_decision(history):
-        history.append(HistoryEntry(HistoryType.DO_NOTHING))
-    return Decision(state, tuple(commands), tuple(history))
-
-
-def _nothing(state: WorkflowState, *history: HistoryEntry) -> Decision:
-    """A decision that sends nothing; the history says so with ``do-nothing``."""
-    if not _has_decision(history):
-        history = (*history, HistoryEntry(HistoryType.DO_NOTHING))
-    return Decision(state, (), history)

@@ -20,7 +20,7 @@ from typing import Any
 
 import jsonschema
 
-from flow.core import graph, strict_json
+from flow.core import graph, maps, strict_json
 from flow.core.policy import MAX_ATTEMPTS, MAX_BACKOFF, MAX_DELAY_MS, MAX_TIMEOUT_S, RetryPolicy, Timeouts
 from flow.core.state import ActivityState
 from flow.core.strict_json import json_path
@@ -95,6 +95,15 @@ SCHEMA: dict[str, Any] = {
                     },
                     "trigger": {"enum": [t.value for t in Trigger]},
                     "when": {"type": "string", "minLength": 1, "maxLength": graph.MAX_EXPRESSION_CHARS},
+                    "map": {
+                        "type": "object",
+                        "required": ["over"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "over": {"type": "string", "minLength": 1, "maxLength": graph.MAX_EXPRESSION_CHARS},
+                            "max_concurrency": {"type": "integer", "minimum": 1, "maximum": maps.MAX_ITEMS},
+                        },
+                    },
                     "independent": {"type": "boolean"},
                     "required": {"type": "boolean"},
                     "config": {"$ref": "#/$defs/config"},
@@ -134,6 +143,9 @@ class ActivitySpec:
     trigger: Trigger = Trigger.ALL_SUCCEEDED
     #: JMESPath condition over ``{"input", "outputs"}``: false skips the activity.
     when: str | None = None
+    #: ``map.over`` (JMESPath giving the list of items) and ``map.max_concurrency``.
+    map_over: str | None = None
+    max_concurrency: int | None = None
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -177,6 +189,8 @@ class Definition:
                 depends_on=self.positions(spec),
                 trigger=spec.trigger,
                 when=spec.when,
+                map_over=spec.map_over,
+                max_concurrency=spec.max_concurrency,
             )
             for position, spec in enumerate(self.activities)
         )
@@ -232,6 +246,8 @@ def parse(body: Any, *, known_activities: Collection[str], source: str = "<defin
             depends_on=tuple(entry["depends_on"]) if "depends_on" in entry else None,
             trigger=Trigger(entry.get("trigger", Trigger.ALL_SUCCEEDED)),
             when=entry.get("when"),
+            map_over=entry["map"]["over"] if "map" in entry else None,
+            max_concurrency=entry["map"].get("max_concurrency") if "map" in entry else None,
         )
         for entry, activity_id in zip(body["activities"], graph.default_ids(body["activities"]), strict=True)
     )

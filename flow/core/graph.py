@@ -137,7 +137,7 @@ class _BoundedFunctions(jmespath.functions.Functions):
         return separator.join(array)
 
 
-_OPTIONS = jmespath.Options(custom_functions=_BoundedFunctions())
+OPTIONS = jmespath.Options(custom_functions=_BoundedFunctions())
 
 
 def dependency_count(entries: Any) -> int:
@@ -151,7 +151,7 @@ def dependency_count(entries: Any) -> int:
 def problems(entries: Sequence[Mapping[str, Any]], path: Any) -> list[tuple[str, str]]:
     """Problems of the graph keys of a definition's ``activities`` (already valid
     against the schema): duplicate or unknown ids, ``independent`` with
-    ``depends_on``, conditions that do not compile, and cycles. ``path(index, *keys)``
+    ``depends_on``, conditions and ``map.over`` that do not compile, and cycles. ``path(index, *keys)``
     gives a problem's JSON path."""
     found: list[tuple[str, str]] = []
     ids = default_ids(entries)
@@ -181,11 +181,15 @@ def problems(entries: Sequence[Mapping[str, Any]], path: Any) -> list[tuple[str,
                 found.append((path(index, "depends_on", n), f"unknown activity id {dependency!r}"))
             elif dependency == ids[index]:
                 found.append((path(index, "depends_on", n), "an activity cannot depend on itself"))
-        if "when" in entry:
-            try:
-                compile_condition(entry["when"])
-            except ValueError as e:
-                found.append((path(index, "when"), str(e)))
+        for keys in (("when",), ("map", "over")):
+            expression = entry.get(keys[0])
+            if len(keys) == 2 and isinstance(expression, Mapping):
+                expression = expression.get(keys[1])
+            if isinstance(expression, str):
+                try:
+                    compile_condition(expression)
+                except ValueError as e:
+                    found.append((path(index, *keys), str(e)))
     if not found:
         cycle = _cycle(entries, ids)
         if cycle:
@@ -273,18 +277,21 @@ def by_condition(expression: str, context: Mapping[str, Any]) -> Verdict:
     comparing a string with a number), so that a bad condition ends the activity with
     the reason instead of stopping the workflow's every decision."""
     try:
-        value = compile_condition(expression).search(context, options=_OPTIONS)
+        value = compile_condition(expression).search(context, options=OPTIONS)
     except Exception as e:  # noqa: BLE001 - whatever the evaluator raises, the answer is the same
-        return Verdict(fail=_storable(f"when {expression!r} could not be evaluated: {type(e).__name__}: {e}"))
+        return Verdict(fail=storable(f"when {expression!r} could not be evaluated: {type(e).__name__}: {e}"))
     if _truthy(value):
         return RUN
-    quoted = json.dumps(value)
-    if len(quoted) > _MAX_QUOTED:
-        quoted = quoted[: _MAX_QUOTED - 1] + "…"
-    return Verdict(skip=f"when {expression!r} was {quoted}")
+    return Verdict(skip=f"when {expression!r} was {quoted(value)}")
 
 
-def _storable(text: str) -> str:
+def quoted(value: Any) -> str:
+    """``value`` as JSON, cut to :data:`_MAX_QUOTED` characters, to quote in a reason."""
+    text = json.dumps(value)
+    return text if len(text) <= _MAX_QUOTED else text[: _MAX_QUOTED - 1] + "…"
+
+
+def storable(text: str) -> str:
     """``text`` as every database stores it (no NUL, no lone surrogate: the evaluator's
     message may quote the data), at most :data:`MAX_REASON_CHARS` long."""
     text = text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
@@ -322,14 +329,17 @@ def verdict(
 
 
 def condition_context(input_data: Mapping[str, Any], activities: Iterable[ActivityState]) -> dict[str, Any]:
-    """What a ``when`` expression reads: the input, and the outputs so far by id."""
-    return {"input": input_data, "outputs": {a.id: a.output for a in activities if a.output is not None}}
+    """What a ``when`` (or ``map.over``) expression reads: the input, and the outputs
+    so far by id (a map's, once it ended, is the list of its items' outputs)."""
+    outputs = {a.id: a.output for a in activities if a.output is not None and a.parent is None}
+    return {"input": input_data, "outputs": outputs}
 
 
-def frontier(activities: list[ActivityState], hint: int) -> int:
-    """The first position whose activity has not ended (``len`` when all have)."""
+def frontier(activities: list[ActivityState], hint: int, size: int) -> int:
+    """The first position (of the definition's ``size`` activities; the items of maps
+    come after them) whose activity has not ended (``size`` when all have)."""
     position = max(hint, 0)
-    while position < len(activities) and activities[position].status.ended:
+    while position < size and activities[position].status.ended:
         position += 1
     return position
 
@@ -340,9 +350,9 @@ def ready_positions(state: WorkflowState) -> list[int]:
     if not state.started or state.status.ended:
         return []
     activities = list(state.activities)
-    first = frontier(activities, -1)
+    first = frontier(activities, -1, state.size)
     return [
         a.position
-        for a in activities
+        for a in activities[: state.size]
         if a.status is ActivityStatus.PENDING and verdict(state, activities, replace(a, when=None), first).run
     ]

@@ -54,10 +54,24 @@ class ActivityState:
     when: str | None = None
     #: Why it was skipped, when it was.
     skip_reason: str | None = None
+    #: A ``map``: the JMESPath expression giving its items, and how many may run at
+    #: once (None: all). Its items are activities of their own (see ``parent``).
+    map_over: str | None = None
+    max_concurrency: int | None = None
+    #: An item of a ``map``: the map's position, the item's index in its list and the
+    #: item itself. Items are appended after the definition's activities when the map
+    #: starts, so they reuse attempts, retries, timers and recovery as they are.
+    parent: int | None = None
+    index: int | None = None
+    item: Any = None
 
     def __post_init__(self) -> None:
         if not self.id:
             object.__setattr__(self, "id", self.name)
+
+    @property
+    def is_item(self) -> bool:
+        return self.parent is not None
 
 
 @dataclass(frozen=True)
@@ -92,18 +106,35 @@ class WorkflowState:
     #: For each position, the positions whose ``depends_on`` names it. Derived once
     #: (``replace`` carries it along: the graph never changes), never stored.
     dependents: tuple[tuple[int, ...], ...] = field(default=(), compare=False, repr=False)
+    #: For each position, the positions of its ``map`` items in index order. Derived
+    #: like ``dependents`` (again when a map's start appends items), never stored.
+    items: tuple[tuple[int, ...], ...] = field(default=(), compare=False, repr=False)
+    #: How many activities the definition has: the items of maps come after them.
+    size: int = field(default=-1, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if len(self.dependents) != len(self.activities):
+        if len(self.dependents) != len(self.activities) or len(self.items) != len(self.activities):
             dependents: list[list[int]] = [[] for _ in self.activities]
+            items: list[list[int]] = [[] for _ in self.activities]
+            size = len(self.activities)
             for a in self.activities:
                 for dependency in a.depends_on or ():
                     dependents[dependency].append(a.position)
+                if a.parent is not None:
+                    items[a.parent].append(a.position)
+                    size = min(size, a.position)
             object.__setattr__(self, "dependents", tuple(map(tuple, dependents)))
+            object.__setattr__(self, "items", tuple(map(tuple, items)))  # appended in index order
+            object.__setattr__(self, "size", size)
 
     @property
     def timeouts(self) -> Timeouts:
         return Timeouts.from_config(self.config)
+
+    @property
+    def definition_activities(self) -> tuple[ActivityState, ...]:
+        """The definition's activities, without the items of maps."""
+        return self.activities[: self.size]
 
     def activity(self, position: int) -> ActivityState | None:
         if 0 <= position < len(self.activities):

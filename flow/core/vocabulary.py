@@ -36,6 +36,9 @@ class ActivityStatus(StrEnum):
     SCHEDULED = "Scheduled"
     #: A worker reported that it started the current attempt.
     STARTED = "Started"
+    #: A ``map`` whose items are running: the items are attempted, not the activity
+    #: itself, so it owes no message of its own (not :attr:`in_flight`).
+    RUNNING = "Running"
     #: The current attempt failed; the next one waits for its retry timer.
     WAITING_RETRY = "Waiting Retry"
     SUCCEEDED = "Succeeded"
@@ -130,6 +133,10 @@ class HistoryType(StrEnum):
     #: An activity failed before it ran: its ``when`` could not be evaluated.
     FAIL_ACTIVITY = "fail-activity", Role.DECISION
     RETRY_WORKFLOW = "retry-workflow", Role.DECISION
+    #: A ``map`` activity's turn came: its items were listed (or resumed, after a retry).
+    START_MAP = "start-map", Role.DECISION
+    #: Every item of a ``map`` succeeded, or one failed permanently.
+    END_MAP = "end-map", Role.DECISION
     DO_NOTHING = "do-nothing", Role.DECISION
     WORKFLOW_FINISHED = "workflow-finished", Role.ENDING
     WORKFLOW_FAILURE = "workflow-failure", Role.ENDING

@@ -32,6 +32,7 @@ STORED = {
         "Failed",
         "Skipped",
         "Cancelled",
+        "Running",
     ],
     Outcome: ["SUCCEEDED", "TEMPORARY_FAILURE", "PERMANENT_FAILURE"],
     TimerKind: ["retry", "schedule-to-start", "start-to-close", "workflow"],
@@ -52,6 +53,8 @@ STORED = {
         "timer-fired",
         "cancel-requested",
         "retry-requested",
+        "start-map",
+        "end-map",
     ],
 }
 
@@ -88,6 +91,7 @@ def test_statuses_ended_and_in_flight():
     assert {s for s in ActivityStatus if not s.ended and not s.in_flight} == {
         ActivityStatus.PENDING,
         ActivityStatus.WAITING_RETRY,
+        ActivityStatus.RUNNING,
     }
 
 

@@ -1,0 +1,199 @@
+"""``map``: one activity run once per item of a list an expression gives.
+
+When a map's turn comes, its ``over`` expression (JMESPath, over the same context as
+``when``) gives the list. Each item becomes an activity of its own, appended after
+the definition's activities (``parent``: the map's position; ``index``; ``item``),
+so an item has its own attempts and retry budget and reuses, as they are, the
+attempt messages, timers, stale-result checks and recovery of any activity. The map
+itself is ``Running`` meanwhile: it owes no message.
+
+- At most ``max_concurrency`` items are in flight (scheduled, started, or waiting for
+  a retry); the next pending item, in list order, is scheduled as one ends.
+- Every item succeeded: the map succeeds, its output the list of the items' outputs
+  in order. An empty list succeeds at once with ``[]``.
+- An item failed permanently: the map fails, naming the item; items not yet run are
+  skipped, items in flight run to their end and their results are recorded. Whether
+  the map's failure fails the workflow is its ``required``'s business.
+- A retry-from-failure resumes the items of the failed map: the ones that succeeded
+  are not run again, and ``over`` is not evaluated again.
+
+Pure: no I/O, no clock (docs/design.md, "Graphs").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from flow.core import graph
+from flow.core.commands import CancelTimer, Command
+from flow.core.failure import cause
+from flow.core.state import ActivityState, WorkflowState
+from flow.core.steps import HistoryEntry, schedule
+from flow.core.vocabulary import ActivityStatus, HistoryType, TimerKind
+
+#: Most items one map may have; a longer list fails the map before any item runs.
+#: Each item is a row (and a message per attempt): 10,000 keeps a workflow's state in
+#: the engine's memory, and its load after a restart, within a few megabytes.
+MAX_ITEMS = 10_000
+
+#: Items that count against ``max_concurrency``: those owed a result or a retry.
+_ACTIVE = frozenset({ActivityStatus.SCHEDULED, ActivityStatus.STARTED, ActivityStatus.WAITING_RETRY})
+
+#: What :func:`start` adds to ``_advance``'s list of deferred schedules: (position,
+#: commands, history entry); sent only if nothing in the same decision fails the workflow.
+Scheduled = list[tuple[int, list[Command], HistoryEntry]]
+
+
+def item_id(map_id: str, index: int) -> str:
+    """An item's id: the map's id and the item's index, ``fetch[3]``."""
+    return f"{map_id}[{index}]"
+
+
+def start(
+    state: WorkflowState,
+    activities: list[ActivityState],
+    position: int,
+    now: datetime,
+    scheduled: Scheduled,
+) -> graph.Verdict:
+    """The map at ``position`` is ready: list its items (or resume them) and schedule the
+    first ones into ``scheduled``. ``activities`` (the decision's working list) gets the
+    new items appended and the map's new status. Returns :data:`graph.WAIT` when
+    handled, or a failing :class:`graph.Verdict` when ``over`` gave no usable list."""
+    parent = activities[position]
+    existing = state.items[position] if position < len(state.items) else ()
+    if existing:
+        count = len(existing)
+    else:
+        over = _evaluate(parent, graph.condition_context(state.input_data, activities))
+        if isinstance(over, str):
+            return graph.Verdict(fail=over)
+        count = len(over)
+        first = len(activities)
+        activities.extend(_item(parent, first + index, index, value) for index, value in enumerate(over))
+        existing = tuple(range(first, first + count))
+    parent = replace(parent, status=ActivityStatus.RUNNING, scheduled_at=now, started_at=now, finished_at=None)
+    activities[position] = parent
+    data: dict[str, Any] = {"items": count}
+    if parent.max_concurrency is not None:
+        data["max_concurrency"] = parent.max_concurrency
+    scheduled.append((position, [], HistoryEntry(HistoryType.START_MAP, position, data)))
+    if not _schedule_next(activities, parent, existing, now, scheduled):
+        return graph.WAIT
+    activities[position], entry = _succeeded(parent, [activities[p] for p in existing], now)
+    scheduled.append((position, [], entry))
+    return graph.WAIT
+
+
+def item_ended(
+    state: WorkflowState, item: ActivityState, now: datetime, commands: list[Command], history: list[HistoryEntry]
+) -> tuple[WorkflowState, ActivityState | None]:
+    """``item`` (already in ``state``) has ended: schedule the next one, or end its map.
+
+    Returns the new state and the map when it has ended (its dependents are the
+    caller's business), else None. Adds to ``commands`` and ``history``."""
+    assert item.parent is not None
+    parent = state.activities[item.parent]
+    if parent.status is not ActivityStatus.RUNNING:
+        # The map ended already (another item failed) or the workflow's retry reset it.
+        history.append(HistoryEntry(HistoryType.DO_NOTHING, item.position, {"reason": f"map {parent.status}"}))
+        return state, None
+    activities = list(state.activities)
+    positions = state.items[parent.position]
+    if item.status is ActivityStatus.FAILED:
+        parent = _failed(activities, parent, item, positions, now, commands, history)
+    else:
+        scheduled: Scheduled = []
+        if _schedule_next(activities, parent, positions, now, scheduled):
+            activities[parent.position], entry = _succeeded(parent, [activities[p] for p in positions], now)
+            parent = activities[parent.position]
+            history.append(entry)
+        for _, run, entry in scheduled:
+            commands.extend(run)
+            history.append(entry)
+    state = replace(state, activities=tuple(activities))
+    return state, parent if parent.status.ended else None
+
+
+def _schedule_next(
+    activities: list[ActivityState], parent: ActivityState, positions: tuple[int, ...], now: datetime, out: Scheduled
+) -> bool:
+    """Schedule pending items while slots are free; True when every item has succeeded."""
+    active = sum(1 for p in positions if activities[p].status in _ACTIVE)
+    free = len(positions) if parent.max_concurrency is None else parent.max_concurrency - active
+    done = True
+    for p in positions:
+        status = activities[p].status
+        if status is ActivityStatus.PENDING and free > 0:
+            activities[p], run, entry = schedule(activities[p], now)
+            out.append((p, run, entry))
+            free -= 1
+        if status is not ActivityStatus.SUCCEEDED:
+            done = False
+    return done
+
+
+def _succeeded(parent: ActivityState, items: list[ActivityState], now: datetime) -> tuple[ActivityState, HistoryEntry]:
+    parent = replace(
+        parent, status=ActivityStatus.SUCCEEDED, output=[a.output for a in items], error=None, finished_at=now
+    )
+    return parent, HistoryEntry(HistoryType.END_MAP, parent.position, {"outcome": "succeeded", "items": len(items)})
+
+
+def _failed(
+    activities: list[ActivityState],
+    parent: ActivityState,
+    item: ActivityState,
+    positions: tuple[int, ...],
+    now: datetime,
+    commands: list[Command],
+    history: list[HistoryEntry],
+) -> ActivityState:
+    """``item`` failed permanently: the map fails; items not yet run are skipped."""
+    reason = f"item {item.index} of the map failed"
+    for p in positions:
+        a = activities[p]
+        if a.status is ActivityStatus.WAITING_RETRY:
+            commands.append(CancelTimer(TimerKind.RETRY, p, a.attempt + 1))
+        if a.status in (ActivityStatus.PENDING, ActivityStatus.WAITING_RETRY):
+            activities[p] = replace(a, status=ActivityStatus.SKIPPED, skip_reason=reason, finished_at=now)
+    why = cause(item.error) or "no error given"
+    parent = replace(parent, status=ActivityStatus.FAILED, error=f"item {item.index} failed: {why}", finished_at=now)
+    activities[parent.position] = parent
+    history.append(HistoryEntry(HistoryType.END_MAP, parent.position, {"outcome": "failed", "item": item.index}))
+    return parent
+
+
+def _item(parent: ActivityState, position: int, index: int, value: Any) -> ActivityState:
+    return ActivityState(
+        position=position,
+        name=parent.name,
+        independent=False,
+        # The map's failure, not the item's, is what ``required`` is about.
+        required=False,
+        config=parent.config,
+        retry=parent.retry,
+        timeouts=parent.timeouts,
+        id=item_id(parent.id, index),
+        parent=parent.position,
+        index=index,
+        item=value,
+    )
+
+
+def _evaluate(parent: ActivityState, context: Mapping[str, Any]) -> list[Any] | str:
+    """The list ``over`` gives, or why there is none (the map then fails before it runs)."""
+    assert parent.map_over is not None
+    expression = parent.map_over
+    try:
+        value = graph.compile_condition(expression).search(context, options=graph.OPTIONS)
+    except Exception as e:  # noqa: BLE001 - whatever the evaluator raises, the answer is the same
+        return graph.storable(f"map.over {expression!r} could not be evaluated: {type(e).__name__}: {e}")
+    if not isinstance(value, list):
+        return graph.storable(f"map.over {expression!r} gave {graph.quoted(value)}, not a list")
+    if len(value) > MAX_ITEMS:
+        return f"map.over {expression!r} gave {len(value)} items; a map may have at most {MAX_ITEMS}"
+    return value

@@ -44,6 +44,8 @@ class BaseActivity:
         attempt: int = 1,
         position: int = 0,
         outputs: Mapping[str, Any] | None = None,
+        item: Any = None,
+        index: int | None = None,
     ) -> None:
         #: Id of the workflow instance this attempt belongs to.
         self.workflow_id = workflow_id
@@ -58,6 +60,10 @@ class BaseActivity:
         #: Outputs of the activities that already succeeded, by activity id (the class
         #: name unless the definition gives an id).
         self.outputs: Mapping[str, Any] = dict(outputs or {})
+        #: For an activity with ``map``: the item this run is for, and its index in the
+        #: list (None otherwise).
+        self.item: Any = item
+        self.index: int | None = index
         #: What this attempt hands on; stored with the activity and shown by the API.
         self.output: Any = None
         #: Why this attempt failed, when it returns a failure; shown by the API and CLI.
@@ -78,6 +84,8 @@ class BaseActivity:
             attempt=request.attempt,
             position=request.position,
             outputs=request.outputs,
+            item=request.item,
+            index=request.index,
         )
 
     def do_activity(self) -> Outcome | str:

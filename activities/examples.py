@@ -21,7 +21,8 @@ class FlakyActivity(BaseActivity):
 
 class EchoActivity(BaseActivity):
     """Outputs what it was given: input, config (without ``retry``/``timeouts``), the
-    outputs of earlier activities, and the worker's pid: shows data between activities."""
+    outputs of earlier activities, and the worker's pid (and, run by a ``map``, its item
+    and index): shows data between activities."""
 
     def do_activity(self) -> str:
         self.output = {
@@ -30,4 +31,6 @@ class EchoActivity(BaseActivity):
             "outputs": dict(self.outputs),
             "pid": os.getpid(),
         }
+        if self.index is not None:  # an item of a map
+            self.output.update(item=self.item, index=self.index)
         return self.SUCCEEDED

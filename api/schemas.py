@@ -90,6 +90,20 @@ COMPONENTS: dict[str, Any] = {
             "output": {},
             "error": {"type": ["string", "null"]},
             "skip_reason": {"type": ["string", "null"], "description": "Why a Skipped activity did not run."},
+            "map": {
+                "type": ["object", "null"],
+                "description": "A map: the expression giving its items and how many run at once.",
+                "properties": {"over": {"type": "string"}, "max_concurrency": {"type": ["integer", "null"]}},
+            },
+            "items": {
+                "type": ["object", "null"],
+                "description": "A map's items by status (the items are activities of their own, after the "
+                "definition's, with parent set).",
+                "additionalProperties": {"type": "integer"},
+            },
+            "parent": {"type": ["string", "null"], "description": "An item of a map: the map's id."},
+            "index": {"type": ["integer", "null"], "description": "An item of a map: its index in the list."},
+            "item": {"description": "An item of a map: the item it runs for."},
         },
     },
     "Workflow": {

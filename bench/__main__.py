@@ -3,7 +3,7 @@ and PostgreSQL, in one run. Prints a table; writes it, the raw figures and a plo
 ``bench/results/``. ``--quick`` shrinks every case (a few minutes in all).
 
 Cases (``--cases``, comma-separated): sequential, fanout, size, engines, throughput,
-scale, api, prune. What each measures and against which target is in bench/README.md.
+scale, api, prune, map. What each measures and against which target is in bench/README.md.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench import prune
+from bench import maps, prune
 from bench.harness import STEPS, THREADS, Bench, load, median, random_workflow, seed_ended_workflows
 from flow.core.state import ActivityStatus
 from flow.persistence.models import ActivityRecord
@@ -216,6 +216,7 @@ CASES = {
     "scale": case_scale,
     "api": case_api,
     "prune": prune.case_prune,
+    "map": maps.case_map,
 }
 
 
@@ -334,6 +335,8 @@ def write_report(results: dict[str, Any], args: argparse.Namespace, seconds: flo
         lines.append("")
     if "prune" in results:
         lines += prune.report(results["prune"])
+    if "map" in results:
+        lines += maps.report(results["map"])
     return "\n".join(lines)
 
 

@@ -98,6 +98,7 @@ class Bench:
             },
             {"name": "Fan100", "activities": [{"name": "NoopActivity", "independent": True}] * 100},
             {"name": "Fan1000", "activities": [{"name": "NoopActivity", "independent": True}] * 1000},
+            {"name": "Map", "activities": [{"name": "NoopActivity", "map": {"over": "input.items"}}]},
             {"name": "Wait", "activities": [{"name": "SleepActivity", "config": {"sleep_s": 3600}}]},
         ]
         for body in bodies:
@@ -275,13 +276,15 @@ class Bench:
         latencies = [r[0] for r in self.sql("SELECT finished - started FROM floor_chains WHERE id = ANY(%s)", (ids,))]
         return self._figures(latencies, total, steps, wall, cpu_before)
 
-    def workflows(self, name: str, inflight: int, total: int, steps: int = STEPS) -> dict[str, Any]:
+    def workflows(
+        self, name: str, inflight: int, total: int, steps: int = STEPS, input_data: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Run ``total`` workflows of ``name`` ``inflight`` at a time; each must finish."""
         ids: list[str] = []
         cpu_before = self.cpu_snapshot()
         t0 = time.time()
         for start in range(0, total, inflight):
-            batch = [self.service.start(name, {})[0].id for _ in range(min(inflight, total - start))]
+            batch = [self.service.start(name, input_data or {})[0].id for _ in range(min(inflight, total - start))]
             self.wait(lambda b=batch: self.ended(b) == len(b))
             ids += batch
         wall = time.time() - t0

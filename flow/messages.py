@@ -242,7 +242,7 @@ class Outputs:
     """The outputs a workflow hands to its next attempts, computed once per state."""
 
     def __init__(self, state: WorkflowState) -> None:
-        self._with_output = [(a.position, a.id, a.output) for a in state.activities if a.output is not None]
+        self._with_output = [(a.position, a.id, a.output) for a in state.definition_activities if a.output is not None]
 
     def for_activity(self, position: int) -> dict[str, Any]:
         """Outputs of every other activity that has one, by activity id."""
@@ -256,9 +256,9 @@ class AttemptRequest(Message):
     <activities.base.BaseActivity.from_request>`)."""
 
     ACTOR: ClassVar[str] = RUN_ACTIVITY
-    OMITTED_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"traceparent"})
+    OMITTED_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"traceparent", "item", "index"})
 
-    #: The activity's index in the definition.
+    #: The activity's index in the definition (an item of a map: after the definition's).
     position: Count
     #: 1 for the first attempt, 2 for the first retry, ...
     attempt: Count
@@ -278,6 +278,10 @@ class AttemptRequest(Message):
     #: The W3C ``traceparent`` of the workflow's span, the parent of the attempt's
     #: span (:mod:`flow.tracing`); None (and absent on the wire) while tracing is off.
     traceparent: Name | None = None
+    #: For an item of a ``map``: the item (any JSON value) and its index in the list;
+    #: absent on the wire otherwise (and for a JSON ``null`` item, which reads back the same).
+    item: Any = None
+    index: Count | None = None
 
     @classmethod
     def of(
@@ -296,6 +300,8 @@ class AttemptRequest(Message):
             start_to_close_s=activity.timeouts.start_to_close_s,
             reply_to=reply_to,
             traceparent=state.traceparent,
+            item=activity.item,
+            index=activity.index,
         )
 
     def started(self, at: datetime) -> AttemptStarted:

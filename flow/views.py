@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from flow.core.state import ActivityState
@@ -9,8 +10,9 @@ from flow.core.timestamps import iso
 from flow.persistence.mapping import StoredWorkflow
 
 
-def activity_view(a: ActivityState, ids: list[str]) -> dict[str, Any]:
-    """One activity; ``ids``: every activity's id by position (for ``depends_on``)."""
+def activity_view(a: ActivityState, ids: list[str], items: tuple[ActivityState, ...] | None = None) -> dict[str, Any]:
+    """One activity; ``ids``: every activity's id by position (for ``depends_on``);
+    ``items``: a map's items, which it counts by status."""
     duration_ms = None
     if a.started_at and a.finished_at:
         duration_ms = round((a.finished_at - a.started_at).total_seconds() * 1000, 3)
@@ -33,6 +35,11 @@ def activity_view(a: ActivityState, ids: list[str]) -> dict[str, Any]:
         "output": a.output,
         "error": a.error,
         "skip_reason": a.skip_reason,
+        "map": None if a.map_over is None else {"over": a.map_over, "max_concurrency": a.max_concurrency},
+        "items": None if a.map_over is None else dict(Counter(i.status.value for i in items or ())),
+        "parent": None if a.parent is None else ids[a.parent],
+        "index": a.index,
+        "item": a.item,
     }
 
 
@@ -59,7 +66,9 @@ def workflow_view(row: StoredWorkflow) -> dict[str, Any]:
         "output": s.output,
         "error": s.error,
         "idempotency_key": row.idempotency_key,
-        "activities": [activity_view(a, ids) for a in s.activities],
+        "activities": [
+            activity_view(a, ids, tuple(s.activities[p] for p in s.items[a.position])) for a in s.activities
+        ],
     }
 
 

@@ -201,11 +201,14 @@ function gantt(workflow, events) {
   const pct = t => percent(t).toFixed(2) + "%";
   // Never past the track's right edge, whatever the clocks say.
   const width = (a, b) => Math.min(Math.max(percent(b) - percent(a), 0.2), 100 - percent(a)).toFixed(2) + "%";
-  const rows = workflow.activities.map(activity => {
+  // One row per activity of the definition; a map's row holds every attempt of its items.
+  const items = mapItems(workflow.activities);
+  const rows = workflow.activities.filter(a => a.parent == null).map(activity => {
     const track = h("div", { class: "gantt-track" });
-    for (const bar of bars.filter(b => b.position === activity.position)) {
+    const positions = new Set([activity.position, ...(items.get(activity.id) || []).map(i => i.position)]);
+    for (const bar of bars.filter(b => positions.has(b.position))) {
       const state = bar.outcome || (workflow.finished_at ? "no result when the workflow ended" : "running");
-      const label = `${activity.id || activity.name} attempt ${bar.attempt}: ${state}, waited ${duration(bar.scheduled, bar.started)}, ran ${duration(bar.started, bar.finished || openEnd)}`;
+      const label = `${workflow.activities[bar.position].id || activity.name} attempt ${bar.attempt}: ${state}, waited ${duration(bar.scheduled, bar.started)}, ran ${duration(bar.started, bar.finished || openEnd)}`;
       if (bar.started && bar.started !== bar.scheduled)
         track.append(h("div", { class: "bar wait", style: `left:${pct(bar.scheduled)};width:${width(bar.scheduled, bar.started)}`, title: label }));
       const runStart = bar.started || bar.scheduled;
@@ -236,17 +239,29 @@ async function workflowPage(id, mine) {
     workflow.status === "In Progress" ? h("button", { class: "danger", onclick: () => act("cancel") }, "Cancel workflow") : null,
     ["Failed", "Cancelled"].includes(workflow.status) ? h("button", { class: "primary", onclick: () => act("retry") }, "Retry from failure") : null);
 
-  const activities = h("table", {}, h("caption", {}, "Activities, in definition order"),
+  const items = mapItems(workflow.activities);
+  const activityRow = a => h("tr", { class: a.parent == null ? "" : "item" },
+    h("td", {}, a.position),
+    h("td", {}, a.id && a.id !== a.name ? `${a.id} (${a.name})` : a.name, a.independent ? h("span", { class: "muted" }, " (independent)") : null,
+      a.depends_on ? h("span", { class: "muted" }, ` after ${a.depends_on.join(", ")}` + (a.trigger !== "all_succeeded" ? ` (${a.trigger})` : "")) : null,
+      a.when ? h("span", { class: "muted mono" }, ` when ${a.when}`) : null,
+      a.map ? h("span", { class: "muted mono" }, ` map over ${a.map.over}` + (a.map.max_concurrency ? `, ${a.map.max_concurrency} at a time` : "")) : null,
+      a.parent != null ? h("span", { class: "muted mono" }, " item " + JSON.stringify(a.item).slice(0, 80)) : null,
+      a.required || a.parent != null ? null : h("span", { class: "muted" }, " (optional)")),
+    h("td", {}, statusBadge(a.status)),
+    h("td", {}, a.map ? itemCounts(a.items) : `${a.attempt} / ${a.max_attempts}`),
+    h("td", {}, a.duration_ms === null ? "" : duration(a.started_at, a.finished_at)),
+    h("td", {}, a.error ? h("pre", {}, a.error) : a.skip_reason ? h("span", { class: "muted" }, "skipped: " + a.skip_reason) : ""));
+  const rowsOf = a => {
+    const mine = items.get(a.id) || [];
+    const shown = mine.slice(0, MAX_ITEM_ROWS).map(activityRow);
+    if (mine.length > MAX_ITEM_ROWS) shown.push(h("tr", { class: "item" }, h("td", {}), h("td", { class: "muted", colspan: 5 },
+      `… and ${mine.length - MAX_ITEM_ROWS} more items (GET /workflows/${workflow.id} lists them all)`)));
+    return [activityRow(a), ...shown];
+  };
+  const activities = h("table", {}, h("caption", {}, "Activities, in definition order (a map's items under it)"),
     h("thead", {}, h("tr", {}, ...["#", "Activity", "Status", "Attempts", "Duration", "Error or reason"].map(t => h("th", { scope: "col" }, t)))),
-    h("tbody", {}, workflow.activities.map(a => h("tr", {},
-      h("td", {}, a.position),
-      h("td", {}, a.id && a.id !== a.name ? `${a.id} (${a.name})` : a.name, a.independent ? h("span", { class: "muted" }, " (independent)") : null,
-        a.depends_on ? h("span", { class: "muted" }, ` after ${a.depends_on.join(", ")}` + (a.trigger !== "all_succeeded" ? ` (${a.trigger})` : "")) : null,
-        a.when ? h("span", { class: "muted mono" }, ` when ${a.when}`) : null, a.required ? null : h("span", { class: "muted" }, " (optional)")),
-      h("td", {}, statusBadge(a.status)),
-      h("td", {}, `${a.attempt} / ${a.max_attempts}`),
-      h("td", {}, a.duration_ms === null ? "" : duration(a.started_at, a.finished_at)),
-      h("td", {}, a.error ? h("pre", {}, a.error) : a.skip_reason ? h("span", { class: "muted" }, "skipped: " + a.skip_reason) : "")))));
+    h("tbody", {}, workflow.activities.filter(a => a.parent == null).flatMap(rowsOf)));
 
   const history = h("table", {}, h("caption", {}, "Event history"),
     h("thead", {}, h("tr", {}, ...["#", "Time", "Type", "Activity", "Data"].map(t => h("th", { scope: "col" }, t)))),
@@ -260,13 +275,28 @@ async function workflowPage(id, mine) {
     h("p", {}, statusBadge(workflow.status), ` · definition version ${workflow.definition_version} · started ${when(workflow.created_at)}`,
       workflow.finished_at ? ` · ended ${when(workflow.finished_at)}` : "", workflow.error ? h("span", { class: "error" }, " · " + workflow.error) : null),
     actions,
-    h("h2", {}, "Graph"), graph(workflow.name, workflow.activities),
+    h("h2", {}, "Graph"), graph(workflow.name, workflow.activities.filter(a => a.parent == null)),
     h("h2", {}, "Timeline"), gantt(workflow, events),
     h("h2", {}, "Activities"), activities,
     h("h2", {}, "Input"), h("pre", {}, JSON.stringify(workflow.input_data, null, 2)),
     h("h2", {}, "Output"), h("pre", {}, JSON.stringify(workflow.output, null, 2)),
     h("h2", {}, "History"), history);
   if (drawn && (workflow.status === "In Progress" || Date.now() < watchUntil)) refreshIn(mine, 500);
+}
+
+// A map's items come after the definition's activities, each naming its map as parent.
+const MAX_ITEM_ROWS = 100;
+
+function mapItems(activities) {
+  const items = new Map();
+  for (const a of activities) if (a.parent != null) items.set(a.parent, [...(items.get(a.parent) || []), a]);
+  return items;
+}
+
+function itemCounts(counts) {
+  const entries = Object.entries(counts || {}).sort((x, y) => y[1] - x[1]);
+  const total = entries.reduce((n, [, c]) => n + c, 0);
+  return `${total} item${total === 1 ? "" : "s"}` + (entries.length ? ": " + entries.map(([s, c]) => `${c} ${s}`).join(", ") : "");
 }
 
 // -- the graph of a definition or a workflow -------------------------------------------
@@ -323,7 +353,8 @@ function graphLayout(activities) {
 function graph(title, activities) {
   const labels = activities.map(a => (a.id && a.id !== a.name ? `${a.id} (${a.name})` : a.name) +
     (a.independent ? " (independent)" : "") + (a.depends_on ? ` after ${a.depends_on.join(", ")}` : "") +
-    (a.when ? ` when ${a.when}` : "") + (a.status ? `: ${a.status}` : ""));
+    (a.when ? ` when ${a.when}` : "") + (a.map ? ` map over ${a.map.over}` : "") + (a.status ? `: ${a.status}` : "") +
+    (a.items ? ` (${itemCounts(a.items)})` : ""));
   const label = `${title}: ` + labels.join(", ");
   if (activities.length > MAX_DRAWN)
     return h("p", { class: "muted", role: "img", "aria-label": label }, `${activities.length} activities: too many to draw.`);
@@ -340,12 +371,18 @@ function graph(title, activities) {
     return svg("path", { class: "edge", d: `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`, "marker-end": "url(#arrow)" });
   });
   const nodes = activities.map((a, i) => {
-    const classes = ["node", a.status ? "s-" + a.status.replace(/ /g, "-") : "", a.required === false ? "optional" : "", a.when ? "conditional" : ""];
-    const text = ids[i].length > 24 ? ids[i].slice(0, 23) + "…" : ids[i];
+    const classes = ["node", a.status ? "s-" + a.status.replace(/ /g, "-") : "", a.required === false ? "optional" : "",
+      a.when ? "conditional" : "", a.map ? "mapped" : ""];
+    const name = (a.when ? "? " : "") + ids[i];
+    const total = a.items ? Object.values(a.items).reduce((n, c) => n + c, 0) : null;
+    const suffix = a.map ? (total === null ? " ×n" : ` ×${total}`) : "";
+    const text = name.length + suffix.length > 24 ? name.slice(0, 23 - suffix.length) + "…" + suffix : name + suffix;
+    // A map is drawn as a stack: one card behind another, for its many items.
     return svg("g", { class: classes.join(" "), transform: `translate(${at[i][0] + 1},${at[i][1] + 1})` },
       svg("title", {}, labels[i] + (a.skip_reason ? ` (skipped: ${a.skip_reason})` : "")),
-      svg("rect", { width: W, height: H, rx: 6 }),
-      svg("text", { x: 10, y: H / 2 + 4 }, (a.when ? "? " : "") + text));
+      a.map ? svg("rect", { class: "stack", x: 4, y: -4, width: W - 4, height: H, rx: 6 }) : null,
+      svg("rect", { width: W - (a.map ? 4 : 0), height: H, rx: 6 }),
+      svg("text", { x: 10, y: H / 2 + 4 }, text));
   });
   return h("div", { class: "graph" },
     svg("svg", { role: "img", "aria-label": label, width, height, viewBox: `0 0 ${width} ${height}` },

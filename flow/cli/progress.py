@@ -34,6 +34,11 @@ ACTIVITY_STYLES: dict[str, str] = {
 
 #: History entries not worth a line of their own (the next line says it better).
 _QUIET = frozenset({HistoryType.CANCEL_REQUESTED, HistoryType.RETRY_REQUESTED})
+#: A map with more items than this shows only its items' failures, line by line and in
+#: the table (its own lines say how many started and ended).
+MAX_ITEMS_SHOWN = 10
+#: What an item of a large map says only when it failed.
+_ROUTINE = frozenset({HistoryType.SCHEDULE_ACTIVITY, HistoryType.ACTIVITY_STARTED, HistoryType.ACTIVITY_RESULT})
 #: Timers whose firing ends the attempt they guard.
 _TIMEOUTS = frozenset({TimerKind.SCHEDULE_TO_START, TimerKind.START_TO_CLOSE})
 
@@ -73,6 +78,8 @@ class Narrator:
             ignored = kind == HistoryType.DO_NOTHING and data.get("reason")  # the workflow had ended
             if not (retried or ignored):
                 lines.append(_failed_permanently(failed, event, workflow))
+        if _routine_item(event, workflow):
+            return lines
         line = describe_event(event, workflow)
         if line.plain:
             lines.append(line)
@@ -84,10 +91,30 @@ class Narrator:
         return lines
 
 
-def _failed_permanently(failed: dict[str, Any], decision: dict[str, Any], workflow: dict[str, Any]) -> Text:
+def _routine_item(event: dict[str, Any], workflow: dict[str, Any]) -> bool:
+    """An item of a large map scheduled, started or succeeded: not worth a line."""
+    data = event.get("data") or {}
+    if event["type"] not in _ROUTINE or data.get("outcome", Outcome.SUCCEEDED) != Outcome.SUCCEEDED:
+        return False
+    activity = _activity(workflow, event.get("position"))
+    return activity is not None and _in_large_map(activity, workflow)
+
+
+def _in_large_map(activity: dict[str, Any], workflow: dict[str, Any]) -> bool:
+    if activity.get("parent") is None:
+        return False
+    parent = next((a for a in workflow["activities"] if a.get("id") == activity["parent"]), None)
+    return parent is not None and sum((parent.get("items") or {}).values()) > MAX_ITEMS_SHOWN
+
+
+def _activity(workflow: dict[str, Any], position: int | None) -> dict[str, Any] | None:
     activities = workflow.get("activities") or []
-    position = failed["position"]
-    optional = position is not None and position < len(activities) and not activities[position]["required"]
+    return activities[position] if position is not None and 0 <= position < len(activities) else None
+
+
+def _failed_permanently(failed: dict[str, Any], decision: dict[str, Any], workflow: dict[str, Any]) -> Text:
+    activity = _activity(workflow, failed["position"])
+    optional = activity is not None and _optional(activity)
     what = "failed permanently" + (" (optional)" if optional else "")
     return _line({**failed, "occurred_at": decision["occurred_at"]}, workflow, what, "red")
 
@@ -113,6 +140,10 @@ def describe_event(event: dict[str, Any], workflow: dict[str, Any]) -> Text:
         HistoryType.RETRY_WORKFLOW: f"workflow retried from where it stopped (run {data.get('run')})",
         HistoryType.SKIP_ACTIVITY: f"skipped: {data.get('reason', '')}",
         HistoryType.FAIL_ACTIVITY: f"failed before it ran: {data.get('error', '')}",
+        HistoryType.START_MAP: f"map over {data.get('items')} item{'s' * (data.get('items') != 1)}"
+        + (f", {data['max_concurrency']} at a time" if data.get("max_concurrency") else ""),
+        HistoryType.END_MAP: f"map {data.get('outcome')}"
+        + (f": item {data['item']} failed" if data.get("item") is not None else f" ({data.get('items')} items)"),
     }.get(kind, kind)
     style = ""
     if kind == HistoryType.ACTIVITY_RESULT:
@@ -125,7 +156,7 @@ def describe_event(event: dict[str, Any], workflow: dict[str, Any]) -> Text:
         style = "bold green"
     elif kind == HistoryType.SKIP_ACTIVITY:
         style = "dim"
-    elif kind == HistoryType.FAIL_ACTIVITY:
+    elif kind == HistoryType.FAIL_ACTIVITY or (kind == HistoryType.END_MAP and data.get("item") is not None):
         style = "red"
     elif kind in (HistoryType.WORKFLOW_FAILURE, HistoryType.WORKFLOW_CANCELLED):
         style = "bold red"
@@ -158,17 +189,47 @@ def activity_table(workflow: dict[str, Any]) -> Table:
     table.add_column("attempts", justify="right")
     table.add_column("duration", justify="right")
     table.add_column("error", overflow="fold", max_width=60)
-    for a in workflow["activities"]:
+    for a in _map_items_after_their_map(workflow["activities"]):
+        if _in_large_map(a, workflow) and a["status"] == ActivityStatus.SUCCEEDED:
+            continue
         duration = "" if a["duration_ms"] is None else f"{a['duration_ms'] / 1000:.3f} s"
         table.add_row(
             str(a["position"]),
-            _label(a) + ("" if a["required"] else " (optional)"),
+            _label(a) + (" (optional)" if _optional(a) else ""),
             Text(a["status"], style=ACTIVITY_STYLES.get(a["status"], "")),
-            f"{a['attempt']}/{a['max_attempts']}",
+            "" if a.get("map") else f"{a['attempt']}/{a['max_attempts']}",
             duration,
-            cause(a["error"]) if a["error"] else (a.get("skip_reason") or ""),
+            cause(a["error"]) if a["error"] else (a.get("skip_reason") or _item_counts(a)),
         )
     return table
+
+
+def _map_items_after_their_map(activities: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    items: dict[str, list[dict[str, Any]]] = {}
+    for a in activities:
+        if a.get("parent") is not None:
+            items.setdefault(a["parent"], []).append(a)
+    ordered = []
+    for a in activities:
+        if a.get("parent") is None:
+            ordered.append(a)
+            ordered.extend(items.get(a.get("id"), ()))
+    return ordered
+
+
+def _optional(activity: dict[str, Any]) -> bool:
+    """Not required (an item of a map is not, but its failure fails its map)."""
+    return not activity["required"] and activity.get("parent") is None
+
+
+def _item_counts(activity: dict[str, Any]) -> str:
+    """A map's items by status: ``1000 items: 998 Succeeded, 2 Failed``."""
+    items = activity.get("items")
+    if items is None:
+        return ""
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(items.items(), key=lambda kv: -kv[1]))
+    total = sum(items.values())
+    return f"{total} item{'s' * (total != 1)}" + (f": {counts}" if counts else "")
 
 
 def _label(activity: dict[str, Any]) -> str:

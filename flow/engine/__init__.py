@@ -290,10 +290,11 @@ class Engine:
             consumed_timers=[item.timer_id for item in items if item.timer_id],
         )
         changed = (
-            [b for a, b in zip(before.activities, after.activities, strict=True) if a is not b]
+            [b for a, b in zip(before.activities, after.activities, strict=False) if a is not b]
             if before.activities is not after.activities
             else []
         )
+        added = list(after.activities[len(before.activities) :])  # a map's items
         transition = Transition(
             workflow_id=after.id,
             partition=partition,
@@ -308,6 +309,7 @@ class Engine:
             updated_at=now,
             deliveries=[item.delivery for item in items if item.delivery is not None],
             fired_timers=[item.timer_id for item in items if item.timer_id],
+            added=added,
         )
         return transition, decided
 

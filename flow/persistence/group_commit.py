@@ -14,6 +14,8 @@ process, no round trips to save) the same steps run statement by statement in on
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from typing import Any
 
 import peewee
@@ -21,7 +23,7 @@ import psycopg2.errors
 
 from flow.messages import Outgoing
 from flow.persistence.database import is_postgres, unit_of_work, write
-from flow.persistence.mapping import activity_changes, workflow_changes
+from flow.persistence.mapping import ACTIVITY_INSERT_COLUMNS, activity_changes, activity_row, workflow_changes
 from flow.persistence.models import (
     ActivityRecord,
     EventRecord,
@@ -73,6 +75,7 @@ class GroupCommit:
                 else:
                     refused[i] = "version"
             accepted = [batch[i] for i in committed]
+            self._insert_activities(accepted)
             self._update_activities(accepted)
             self._insert_history(accepted)
             self._insert_outbox([o for t in accepted for o in t.owed])
@@ -149,6 +152,7 @@ class GroupCommit:
             [r.attempt for r in timers],
             [r.due_at for r in timers],
             [x.after.traceparent for x in t],
+            json.dumps([activity_row(x.workflow_id, a) for x in t for a in x.added], default=str),
         ]
         rows = _execute_prepared(self.database, "flow_commit", COMMIT_SQL, COMMIT_TYPES, params)
         updated = {value for kind, value in rows if kind == "w"}
@@ -189,6 +193,15 @@ class GroupCommit:
             if count == 1:
                 updated.add(t.workflow_id)
         return updated
+
+    def _insert_activities(self, transitions: list[Transition]) -> None:
+        rows = [activity_row(t.workflow_id, a) for t in transitions for a in t.added]
+        if not rows:
+            return
+        marks = ", ".join([self.database.param] * len(ACTIVITY_INSERT_COLUMNS))
+        sql = f"INSERT INTO activities ({', '.join(ACTIVITY_INSERT_COLUMNS)}) VALUES ({marks})"
+        for row in rows:
+            self.database.execute_sql(sql, [_sqlite_value(row[c]) for c in ACTIVITY_INSERT_COLUMNS])
 
     def _update_activities(self, transitions: list[Transition]) -> None:
         for t in transitions:
@@ -251,7 +264,7 @@ COMMIT_TYPES = (
     "text[], text[], int[], text[], text[], text[], timestamp[], "
     "text[], text[], "
     "text[], text[], int[], text[], int[], int[], timestamp[], "
-    "text[]"
+    "text[], json"
 )
 
 #: A group commit as one statement of data-modifying CTEs (docs/design.md, "Group
@@ -302,9 +315,18 @@ WITH fence AS (
     FROM unnest($40, $41, $42, $43, $44, $45, $46) AS tv(id, workflow, partition, kind, position, attempt, due_at)
     WHERE tv.workflow IN (SELECT id FROM w)
     ON CONFLICT (id) DO UPDATE SET due_at = EXCLUDED.due_at
+), ai AS (
+    INSERT INTO activities (ACTIVITY_INSERT_COLUMNS)
+    SELECT ACTIVITY_INSERT_COLUMNS FROM json_populate_recordset(NULL::activities, $48) AS r
+    WHERE r.workflow_id IN (SELECT id FROM w)
 )
 SELECT 'w', id FROM w UNION ALL SELECT 'f', partition || ':' || epoch FROM fence
-"""
+""".replace("ACTIVITY_INSERT_COLUMNS", ", ".join(ACTIVITY_INSERT_COLUMNS))
+
+
+def _sqlite_value(value: Any) -> Any:
+    """A column value as Peewee writes it on SQLite (timestamps as their text)."""
+    return str(value) if isinstance(value, datetime) else value
 
 
 def _execute_prepared(database: peewee.Database, name: str, sql: str, types: str, params: list[Any]) -> list[tuple]:

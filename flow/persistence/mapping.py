@@ -28,6 +28,27 @@ WORKFLOW_COLUMNS = (
     "id, definition_name, definition_version, partition, status, started, run, run_started_at, input_data, "
     "config, output, error, created_at, finished_at, version, updated_at, idempotency_key, traceparent"
 )
+#: Columns of a new activity row (:func:`activity_row`).
+ACTIVITY_INSERT_COLUMNS = (
+    "workflow_id",
+    "position",
+    "name",
+    "independent",
+    "required",
+    "config",
+    "retry",
+    "timeouts",
+    "graph",
+    "status",
+    "attempt",
+    "attempts_before",
+    "output",
+    "error",
+    "scheduled_at",
+    "started_at",
+    "finished_at",
+    "skip_reason",
+)
 ACTIVITY_COLUMNS = (
     "position, name, independent, required, config, retry, timeouts, status, attempt, attempts_before, output, "
     "error, scheduled_at, started_at, finished_at, graph, skip_reason"
@@ -169,7 +190,29 @@ def graph_column(activity: ActivityState) -> str | None:
         graph["trigger"] = activity.trigger.value
     if activity.when is not None:
         graph["when"] = activity.when
+    if activity.map_over is not None:
+        graph["map"] = {"over": activity.map_over, "max_concurrency": activity.max_concurrency}
+    if activity.parent is not None:
+        graph.update(parent=activity.parent, index=activity.index, item=activity.item)
     return json.dumps(graph, separators=(",", ":")) if graph else None
+
+
+def activity_row(workflow_id: str, activity: ActivityState) -> dict[str, Any]:
+    """Every column of a new activity row (an item of a map, appended by a transition),
+    with JSON columns as their text."""
+    return {
+        "workflow_id": workflow_id,
+        "position": activity.position,
+        "name": activity.name,
+        "independent": activity.independent,
+        "required": activity.required,
+        "config": json.dumps(activity.config, separators=(",", ":")),
+        "retry": json.dumps(activity.retry.to_dict(), separators=(",", ":")),
+        "timeouts": json.dumps(activity.timeouts.to_dict(), separators=(",", ":")),
+        "graph": graph_column(activity),
+        **activity_changes(activity),
+        "output": None if activity.output is None else json.dumps(activity.output, separators=(",", ":")),
+    }
 
 
 def _graph_fields(graph: dict[str, Any] | None) -> dict[str, Any]:
@@ -180,6 +223,11 @@ def _graph_fields(graph: dict[str, Any] | None) -> dict[str, Any]:
         "depends_on": tuple(graph["depends_on"]) if "depends_on" in graph else None,
         "trigger": Trigger(graph.get("trigger", Trigger.ALL_SUCCEEDED)),
         "when": graph.get("when"),
+        "map_over": graph["map"]["over"] if "map" in graph else None,
+        "max_concurrency": graph["map"].get("max_concurrency") if "map" in graph else None,
+        "parent": graph.get("parent"),
+        "index": graph.get("index"),
+        "item": graph.get("item"),
     }
 
 

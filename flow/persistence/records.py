@@ -68,6 +68,8 @@ class Transition:
     deliveries: list[Any] = field(default_factory=list)
     #: Timers whose firing this transition handles (they fire again if it is refused).
     fired_timers: list[str] = field(default_factory=list)
+    #: Activities appended (the items of a map that started): inserted, not updated.
+    added: list[ActivityState] = field(default_factory=list)
 
 
 @dataclass

@@ -184,7 +184,7 @@ def check_settled(
             pg_url,
             """SELECT count(*) FROM workflows w WHERE w.status = 'In Progress'
                OR EXISTS (SELECT 1 FROM activities a WHERE a.workflow_id = w.id
-                          AND a.status IN ('Scheduled', 'Started', 'Waiting Retry'))""",
+                          AND a.status IN ('Scheduled', 'Started', 'Waiting Retry', 'Running'))""",
         )[0][0]
         return unsettled == 0 and query(pg_url, "SELECT count(*) FROM outbox")[0][0] == 0
 
@@ -216,6 +216,18 @@ def check_settled(
         """SELECT workflow_id, count(*) FROM events WHERE type IN ('workflow-finished', 'workflow-failure')
            GROUP BY 1 HAVING count(*) > 1""",
     )
+    # A map's items are listed once: a second start-map (no retry-from-failure here) or a
+    # second row for one index would run items twice.
+    twice_mapped = query(
+        pg_url,
+        """SELECT workflow_id, position, count(*) FROM events WHERE type = 'start-map'
+           GROUP BY 1, 2 HAVING count(*) > 1""",
+    )
+    twice_listed = query(
+        pg_url,
+        """SELECT workflow_id, graph::jsonb->>'parent', graph::jsonb->>'index', count(*) FROM activities
+           WHERE graph::jsonb ? 'parent' GROUP BY 1, 2, 3 HAVING count(*) > 1""",
+    )
     problems = {
         "lost workflows": lost,
         "workflows that ended wrongly": wrong,
@@ -223,6 +235,8 @@ def check_settled(
         "attempts completed twice": twice_completed,
         "attempts scheduled twice": twice_scheduled,
         "workflows ended twice": twice_ended,
+        "maps started twice": twice_mapped,
+        "map items listed twice": twice_listed,
     }
     found = "; ".join(f"{what}: {rows}" for what, rows in problems.items() if rows)
     if found:

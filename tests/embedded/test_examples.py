@@ -35,6 +35,7 @@ def test_every_example_is_valid_and_there_is_one_per_topic():
         "data_between_activities",
         "dependencies",
         "independent_and_optional",
+        "map",
         "retry_policy",
         "timeouts",
     ]
@@ -106,3 +107,19 @@ def test_conditions_example(flow, input_data, ran, skipped):
     if "express" in skipped:
         assert reasons["express"] == "when 'outputs.check.input_data.express' was null"
         assert reasons["gift_wrap"] == "dependency 'express' was skipped"
+
+
+def test_map_example(flow):
+    images = [f"img{i}.png" for i in range(10)]
+    state = run(flow, "MapExample", {"images": images})
+    assert state.status == "Finished"
+    resize, report = state.definition_activities
+    assert resize.status == "Succeeded" and [o["item"] for o in resize.output] == images
+    assert [o["index"] for o in resize.output] == list(range(10))
+    items = state.activities[2:]
+    assert [(a.id, a.status, a.attempt) for a in items] == [(f"resize[{i}]", "Succeeded", 1) for i in range(10)]
+    assert report.output["outputs"]["resize"] == resize.output
+    assert state.output["resize"] == resize.output and "resize[0]" not in state.output
+    # An empty list: the map succeeds with [] and the workflow goes on.
+    empty = run(flow, "MapExample", {"images": []})
+    assert empty.status == "Finished" and empty.output["resize"] == []

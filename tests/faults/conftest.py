@@ -14,7 +14,8 @@ from flow.testing import Cluster, check_settled, new_database, new_queue_prefix
 
 FAST_RETRY = {"retry": {"max_attempts": 5, "initial_delay_ms": 50, "jitter": 0}}
 
-#: The batch: sequential, independent, retrying and failing activities.
+#: The batch: sequential, independent, retrying and failing activities, and a map whose
+#: items retry.
 FAULT_DEFINITIONS: dict[str, dict[str, Any]] = {
     "SlowSequence": {
         "name": "SlowSequence",
@@ -47,6 +48,19 @@ FAULT_DEFINITIONS: dict[str, dict[str, Any]] = {
             {"name": "SleepActivity", "config": {"sleep_s": 0.1}},
         ],
     },
+    "Map": {
+        "name": "Map",
+        "config": FAST_RETRY,
+        "activities": [
+            {
+                "id": "each",
+                "name": "FlakyActivity",
+                "map": {"over": "`[1, 2, 3, 4, 5, 6, 7, 8]`", "max_concurrency": 3},
+                "config": {"succeed_on_attempt": 2},
+            },
+            {"name": "SleepActivity", "config": {"sleep_s": 0.1}},
+        ],
+    },
     "LongWait": {
         "name": "LongWait",
         "config": {"retry": {"max_attempts": 2, "initial_delay_ms": 6000, "jitter": 0}},
@@ -65,11 +79,12 @@ EXPECTED = {
     "Retrying": "Finished",
     "Failing": "Failed",
     "OptionalBroken": "Finished",
+    "Map": "Finished",
     "Poison": "Failed",
     "LongWait": "Finished",
 }
 
-BATCH = ["SlowSequence", "FanOut", "Retrying", "Failing", "OptionalBroken"]
+BATCH = ["SlowSequence", "FanOut", "Retrying", "Failing", "OptionalBroken", "Map"]
 
 
 def fault_cluster_at(base: Path, pg_url: str, prefix: str) -> Cluster:

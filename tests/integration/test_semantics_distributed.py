@@ -50,6 +50,20 @@ DEFINITIONS = {
             {"id": "ship", "name": "EchoActivity", "depends_on": ["express", "standard"], "trigger": "all_done"},
         ],
     },
+    "Map": {
+        "name": "Map",
+        "config": {"retry": {"max_attempts": 3, "initial_delay_ms": 20, "jitter": 0}},
+        "activities": [
+            {"id": "list", "name": "EchoActivity"},
+            {
+                "id": "each",
+                "name": "FlakyActivity",
+                "map": {"over": "outputs.list.input_data.items", "max_concurrency": 5},
+                "config": {"succeed_on_attempt": 2},
+            },
+            {"id": "after", "name": "EchoActivity"},
+        ],
+    },
     "Redrive": {
         "name": "Redrive",
         "config": {"retry": {"max_attempts": 2, "initial_delay_ms": 50, "jitter": 0}},
@@ -205,3 +219,38 @@ def test_a_graph_with_a_condition_and_a_join(env):
     events = requests.get(f"{url}/workflows/{body['id']}/events", params={"limit": 500}).json()["items"]
     skips = [e["data"]["reason"] for e in events if e["type"] == "skip-activity"]
     assert skips == ["when '!(input.express)' was false"]
+
+
+def test_a_map_with_retried_items_on_postgres(env):
+    url = env["url"]
+    items = [{"n": i} for i in range(40)]
+    body = wait_ended(url, start(url, "Map", input_data={"items": items}))
+    assert body["status"] == "Finished", body["error"]
+    view = {a["id"]: a for a in body["activities"]}
+    each = view["each"]
+    assert each["items"] == {"Succeeded": 40} and each["map"] == {
+        "over": "outputs.list.input_data.items",
+        "max_concurrency": 5,
+    }
+    assert len(each["output"]) == 40
+    item_views = [view[f"each[{i}]"] for i in range(40)]
+    assert [(a["parent"], a["index"], a["item"], a["attempt"]) for a in item_views] == [
+        ("each", i, {"n": i}, 2) for i in range(40)
+    ]
+    assert set(view["after"]["output"]["outputs"]) == {"list", "each"}
+    events, after = [], None
+    while True:
+        params = {"limit": 500, **({"after": after} if after else {})}
+        page = requests.get(f"{url}/workflows/{body['id']}/events", params=params).json()
+        events.extend(page["items"])
+        if not (after := page["next"]):
+            break
+    assert [e["type"] for e in events if e["type"] in ("start-map", "end-map")] == ["start-map", "end-map"]
+    # At most max_concurrency items were owed a result at any time: replay the history.
+    flying: set[int] = set()
+    for e in events:
+        if e["type"] == "schedule-activity" and e["position"] >= 3:
+            flying.add(e["position"])
+            assert len(flying) <= 5
+        elif e["type"] == "activity-result" and e["data"]["outcome"] == "SUCCEEDED":
+            flying.discard(e["position"])

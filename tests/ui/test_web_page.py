@@ -283,3 +283,40 @@ def test_a_graph_is_drawn_with_its_arrows_and_its_skipped_branch(page, server):
     assert "skipped: when '!(input.express)' was false" in skipped.locator("title").text_content()
     expect(page.get_by_text("skipped: when '!(input.express)' was false", exact=True)).to_be_visible()
     shot(page, "workflow-graph")
+
+
+MAPPED = {
+    "name": "Mapped",
+    "activities": [
+        {"id": "each", "name": "NoopActivity", "map": {"over": "input.items", "max_concurrency": 2}},
+        {"id": "after", "name": "NoopActivity"},
+    ],
+}
+
+
+def test_a_map_is_drawn_as_a_stack_and_its_items_are_listed_under_it(page, server):
+    headers = {"Authorization": "Bearer ui-secret"}
+    assert requests.put(f"{server}/definitions/Mapped", json=MAPPED, headers=headers, timeout=5).status_code in (
+        200,
+        201,
+    )
+    started = requests.post(
+        f"{server}/workflows",
+        json={"name": "Mapped", "input_data": {"items": ["a", "b", "c"]}},
+        headers=headers,
+        timeout=5,
+    )
+    page.goto(f"{server}/ui/#/workflows/{started.json()['id']}")
+    expect(page.locator(".graph g.s-Succeeded")).to_have_count(2)
+    # Items are not nodes of the graph: the map is one node, a stack, with its count.
+    mapped = page.locator(".graph g.mapped")
+    expect(mapped).to_have_count(1)
+    expect(mapped.locator("rect.stack")).to_have_count(1)
+    expect(mapped.locator("text")).to_have_text("each ×3")
+    assert "3 items: 3 Succeeded" in mapped.locator("title").text_content()
+    # The activities table lists the items under their map, each with its item.
+    rows = page.locator("table tr.item")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(0)).to_contain_text('each[0] (NoopActivity) item "a"')
+    expect(page.get_by_role("cell", name="3 items: 3 Succeeded")).to_be_visible()
+    shot(page, "map-graph")

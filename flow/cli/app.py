@@ -131,12 +131,17 @@ def watch(
 
     def ended() -> dict[str, Any] | None:
         nonlocal last_event, latest
+        # The view first: once it says the workflow ended, the events read after it are all.
         latest = workflow = fetch_workflow()
-        for event in fetch_events(last_event):
+        events = fetch_events(last_event)
+        known = len(workflow.get("activities") or [])
+        if any((e.get("position") or 0) >= known for e in events):
+            latest = fetch_workflow()  # a map listed its items after the view was read
+        for event in events:
             last_event = event["id"]
-            for line in narrator.lines(event, workflow):
+            for line in narrator.lines(event, latest):
                 console.print(line)
-        return workflow if workflow["status"] != WorkflowStatus.IN_PROGRESS else None
+        return latest if workflow["status"] != WorkflowStatus.IN_PROGRESS else None
 
     try:
         return poll_until(ended, timeout_s=timeout_s, every_s=0.1, what="the workflow to end")

@@ -200,6 +200,7 @@ def _on_retry_requested(state: WorkflowState, event: RetryRequested) -> Decision
         run=state.run + 1,
         run_started_at=event.occurred_at,
         frontier=-1,
+        map_progress={},
     )
     history = [fact, HistoryEntry(HistoryType.RETRY_WORKFLOW, data={"run": state.run})]
     return _advance(state, event.occurred_at, history, _workflow_timer(state), every_activity=True)

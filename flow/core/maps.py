@@ -23,7 +23,7 @@ Pure: no I/O, no clock (docs/design.md, "Graphs").
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -52,6 +52,18 @@ def item_id(map_id: str, index: int) -> str:
     return f"{map_id}[{index}]"
 
 
+@dataclass(frozen=True)
+class Progress:
+    """Where a running map's items are, as indexes into its items: every item before
+    ``done`` has succeeded, none before ``next`` is pending, ``active`` are in flight or
+    waiting for a retry. Kept in :attr:`WorkflowState.map_progress` from one event to
+    the next (a retry resets nothing but pending items, and drops it)."""
+
+    done: int
+    next: int
+    active: int
+
+
 def start(
     state: WorkflowState,
     activities: list[ActivityState],
@@ -62,7 +74,8 @@ def start(
     """The map at ``position`` is ready: list its items (or resume them) and schedule the
     first ones into ``scheduled``. ``activities`` (the decision's working list) gets the
     new items appended and the map's new status. Returns :data:`graph.WAIT` when
-    handled, or a failing :class:`graph.Verdict` when ``over`` gave no usable list."""
+    handled, or a failing :class:`graph.Verdict` when ``over`` gave no usable list.
+    (The caller stores no progress: the next item's end counts it once.)"""
     parent = activities[position]
     existing = state.items[position] if position < len(state.items) else ()
     if existing:
@@ -81,10 +94,10 @@ def start(
     if parent.max_concurrency is not None:
         data["max_concurrency"] = parent.max_concurrency
     scheduled.append((position, [], HistoryEntry(HistoryType.START_MAP, position, data)))
-    if not _schedule_next(activities, parent, existing, now, scheduled):
-        return graph.WAIT
-    activities[position], entry = _succeeded(parent, [activities[p] for p in existing], now)
-    scheduled.append((position, [], entry))
+    progress = _schedule_next(activities, parent, existing, _counted(activities, existing), now, scheduled)
+    if progress.done == count:
+        activities[position], entry = _succeeded(parent, [activities[p] for p in existing], now)
+        scheduled.append((position, [], entry))
     return graph.WAIT
 
 
@@ -103,37 +116,59 @@ def item_ended(
         return state, None
     activities = list(state.activities)
     positions = state.items[parent.position]
+    progress: Progress | None = state.map_progress.get(parent.position)
+    # The item was in flight (only an attempt in flight has a result that counts).
+    progress = _counted(activities, positions) if progress is None else replace(progress, active=progress.active - 1)
     if item.status is ActivityStatus.FAILED:
         parent = _failed(activities, parent, item, positions, now, commands, history)
     else:
         scheduled: Scheduled = []
-        if _schedule_next(activities, parent, positions, now, scheduled):
+        progress = _schedule_next(activities, parent, positions, progress, now, scheduled)
+        if progress.done == len(positions):
             activities[parent.position], entry = _succeeded(parent, [activities[p] for p in positions], now)
             parent = activities[parent.position]
             history.append(entry)
         for _, run, entry in scheduled:
             commands.extend(run)
             history.append(entry)
-    state = replace(state, activities=tuple(activities))
+    kept = {p: v for p, v in state.map_progress.items() if p != parent.position}
+    if not parent.status.ended:
+        kept[parent.position] = progress
+    state = replace(state, activities=tuple(activities), map_progress=kept)
     return state, parent if parent.status.ended else None
 
 
+def _counted(activities: list[ActivityState], positions: tuple[int, ...]) -> Progress:
+    """A map's progress counted from its items (after a load or a retry): O(items), once."""
+    statuses = [activities[p].status for p in positions]
+    done = next((i for i, s in enumerate(statuses) if s is not ActivityStatus.SUCCEEDED), len(statuses))
+    pending = next((i for i, s in enumerate(statuses) if s is ActivityStatus.PENDING), len(statuses))
+    return Progress(done, pending, sum(1 for s in statuses if s in _ACTIVE))
+
+
 def _schedule_next(
-    activities: list[ActivityState], parent: ActivityState, positions: tuple[int, ...], now: datetime, out: Scheduled
-) -> bool:
-    """Schedule pending items while slots are free; True when every item has succeeded."""
-    active = sum(1 for p in positions if activities[p].status in _ACTIVE)
-    free = len(positions) if parent.max_concurrency is None else parent.max_concurrency - active
-    done = True
-    for p in positions:
-        status = activities[p].status
-        if status is ActivityStatus.PENDING and free > 0:
+    activities: list[ActivityState],
+    parent: ActivityState,
+    positions: tuple[int, ...],
+    progress: Progress,
+    now: datetime,
+    out: Scheduled,
+) -> Progress:
+    """Schedule pending items, in list order, while slots are free; the new progress."""
+    free = len(positions) if parent.max_concurrency is None else parent.max_concurrency - progress.active
+    active, index = progress.active, progress.next
+    while index < len(positions) and free > 0:
+        p = positions[index]
+        if activities[p].status is ActivityStatus.PENDING:
             activities[p], run, entry = schedule(activities[p], now)
             out.append((p, run, entry))
             free -= 1
-        if status is not ActivityStatus.SUCCEEDED:
-            done = False
-    return done
+            active += 1
+        index += 1
+    done = progress.done
+    while done < len(positions) and activities[positions[done]].status is ActivityStatus.SUCCEEDED:
+        done += 1
+    return Progress(done, index, active)
 
 
 def _succeeded(parent: ActivityState, items: list[ActivityState], now: datetime) -> tuple[ActivityState, HistoryEntry]:

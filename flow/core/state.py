@@ -111,6 +111,10 @@ class WorkflowState:
     items: tuple[tuple[int, ...], ...] = field(default=(), compare=False, repr=False)
     #: How many activities the definition has: the items of maps come after them.
     size: int = field(default=-1, compare=False, repr=False)
+    #: Per running map, where its items are (:class:`flow.core.maps.Progress`), so that an
+    #: item's end costs O(1), not O(items). Derived, never stored: absent after a load
+    #: or a retry-from-failure, then counted once.
+    map_progress: Mapping[int, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if len(self.dependents) != len(self.activities) or len(self.items) != len(self.activities):

@@ -67,8 +67,9 @@ def stored_partitions(database: peewee.Database) -> int | None:
     with translated(), database.connection_context():
         if not database.table_exists(MetaRecord._meta.table_name):
             return None
-        row = MetaRecord.get_or_none(MetaRecord.key == "partitions")
-        return int(row.value) if row else None
+        # On ``database`` itself: the models' proxy may be bound to another one, or none.
+        rows = MetaRecord.select(MetaRecord.value).where(MetaRecord.key == "partitions").tuples().execute(database)
+        return next((int(value) for (value,) in rows), None)
 
 
 def check_partitions(stored: int | None, wanted: int | None) -> int:

@@ -66,3 +66,16 @@ class TracedActivity(BaseActivity):
         with trace.get_tracer(__name__).start_as_current_span("inside do_activity") as span:
             span.set_attribute("work.attempt", self.attempt)
         return self.SUCCEEDED
+
+
+class ItemActivity(BaseActivity):
+    """Run by a ``map``: fails permanently for an item ``{"fail": true}``, else outputs
+    the item doubled (``{"n": 3}`` gives 6)."""
+
+    def do_activity(self) -> str:
+        item = self.item if isinstance(self.item, dict) else {}
+        if item.get("fail"):
+            self.error = f"item {self.index} refused on purpose"
+            return self.PERMANENT_FAILURE
+        self.output = 2 * int(item.get("n", 0))
+        return self.SUCCEEDED

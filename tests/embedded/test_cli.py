@@ -72,6 +72,33 @@ def test_run_ends_an_optional_activity_that_ran_out_of_attempts_with_a_permanent
     assert lines[last_attempt[0] + 1].endswith("failed permanently (optional)")
 
 
+def test_run_of_a_map_shows_the_map_and_only_the_failing_items_of_a_large_one(env, tmp_path):
+    definition = tmp_path / "map.json"
+    definition.write_text(
+        json.dumps(
+            {
+                "name": "Fail3",
+                "config": {"retry": {"max_attempts": 1}},
+                "activities": [
+                    {"id": "each", "name": "ItemActivity", "map": {"over": "input.items", "max_concurrency": 4}},
+                    {"name": "NoopActivity"},
+                ],
+            }
+        )
+    )
+    items = [{"n": i, "fail": i == 7} for i in range(12)]
+    result = flow("run", str(definition), "--input", json.dumps({"items": items}), env=env)
+    assert result.returncode == 1, result.stdout
+    out = result.stdout
+    assert "map over 12 items, 4 at a time" in out
+    assert "map failed: item 7 failed" in out
+    # Routine lines of a large map's items are left out; the failing item has its own.
+    assert "each[0] (ItemActivity)" not in out.split("Fail3 ")[0]
+    assert re.search(r"each\[7\] \(ItemActivity\)\s+attempt 1\s+permanent failure: item 7 refused", out)
+    table = out.split("Fail3 ")[-1]
+    assert "item 7 of the map failed" in table and "each[0]" not in table
+
+
 def test_run_json_prints_the_final_state(env):
     result = flow("run", "DummyWorkflow", "--json", env=env)
     assert result.returncode == 0, result.stderr

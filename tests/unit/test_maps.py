@@ -209,3 +209,23 @@ def test_a_required_failure_in_the_same_decision_starts_no_map():
     assert run.state.status is WorkflowStatus.FAILED
     assert item_ids(run) == [] and not any(isinstance(c, RunActivity) for c in run.decision.commands)
     assert HistoryType.START_MAP not in history_types(run)
+
+
+def test_a_retry_counts_the_items_still_in_flight_against_max_concurrency():
+    run = run_of(mapped(max_concurrency=2), items=[1, 2, 3, 4])
+    run.end("each[0]", Outcome.PERMANENT_FAILURE)  # each[1] is still in flight
+    run.decision = run._decide(RetryRequested(occurred_at=run._now()))
+    assert run.scheduled() == ["each[0]"] and in_flight(run) == ["each[0]", "each[1]"]
+    run.end("each[1]", output=2)
+    assert run.scheduled() == ["each[2]"]
+
+
+def test_progress_counted_again_after_a_load_gives_the_same_decisions():
+    from dataclasses import replace
+
+    run = run_of(mapped(max_concurrency=2), items=[1, 2, 3, 4, 5])
+    run.end("each[1]", output=2)
+    assert run.state.map_progress  # kept from one event to the next
+    run.state = replace(run.state, map_progress={})  # what a load from the database gives
+    run.end("each[0]", output=1)
+    assert run.scheduled() == ["each[3]"] and in_flight(run) == ["each[2]", "each[3]"]

@@ -104,6 +104,12 @@ COMPONENTS: dict[str, Any] = {
             "parent": {"type": ["string", "null"], "description": "An item of a map: the map's id."},
             "index": {"type": ["integer", "null"], "description": "An item of a map: its index in the list."},
             "item": {"description": "An item of a map: the item it runs for."},
+            "sleep_s": {"type": ["number", "null"], "description": "A sleep: how long it waits."},
+            "sleep_until": {
+                "type": ["string", "null"],
+                "description": "A sleep: the JMESPath expression giving when it wakes. A Waiting sleep's output "
+                'says when: {"until": ISO 8601}.',
+            },
         },
     },
     "Workflow": {

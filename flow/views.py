@@ -40,6 +40,8 @@ def activity_view(a: ActivityState, ids: list[str], items: tuple[ActivityState, 
         "parent": None if a.parent is None else ids[a.parent],
         "index": a.index,
         "item": a.item,
+        "sleep_s": a.sleep_s,
+        "sleep_until": a.sleep_until,
     }
 
 

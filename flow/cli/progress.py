@@ -26,6 +26,7 @@ ACTIVITY_STYLES: dict[str, str] = {
     ActivityStatus.STARTED: "yellow",
     ActivityStatus.WAITING_RETRY: "yellow",
     ActivityStatus.RUNNING: "cyan",
+    ActivityStatus.WAITING: "blue",
     ActivityStatus.SUCCEEDED: "green",
     ActivityStatus.FAILED: "red",
     ActivityStatus.SKIPPED: "dim",
@@ -140,6 +141,7 @@ def describe_event(event: dict[str, Any], workflow: dict[str, Any]) -> Text:
         HistoryType.RETRY_WORKFLOW: f"workflow retried from where it stopped (run {data.get('run')})",
         HistoryType.SKIP_ACTIVITY: f"skipped: {data.get('reason', '')}",
         HistoryType.FAIL_ACTIVITY: f"failed before it ran: {data.get('error', '')}",
+        HistoryType.START_SLEEP: f"sleeps until {data.get('until')}",
         HistoryType.START_MAP: f"map over {data.get('items')} item{'s' * (data.get('items') != 1)}"
         + (f", {data['max_concurrency']} at a time" if data.get("max_concurrency") else ""),
         HistoryType.END_MAP: f"map {data.get('outcome')}"

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from flow.core import graph, maps
+from flow.core import graph, maps, sleeps
 from flow.core.commands import CancelTimer, Command, StartTimer
 from flow.core.events import (
     ActivityCompleted,
@@ -45,7 +45,7 @@ from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind
 _RERUN = (ActivityStatus.FAILED, ActivityStatus.SKIPPED, ActivityStatus.CANCELLED)
 #: Statuses that owe no result: what the workflow's end cancels or skips (a running
 #: map's items in flight owe theirs; the map itself does not).
-_WAITING = (ActivityStatus.PENDING, ActivityStatus.WAITING_RETRY, ActivityStatus.RUNNING)
+_WAITING = (ActivityStatus.PENDING, ActivityStatus.WAITING_RETRY, ActivityStatus.RUNNING, ActivityStatus.WAITING)
 
 
 def decide(state: WorkflowState, event: Event) -> Decision:
@@ -129,6 +129,12 @@ def _on_timer_fired(state: WorkflowState, event: TimerFired) -> Decision:
     activity = state.activity(event.position) if event.position is not None else None
     if activity is None or activity.attempt + (1 if event.kind == TimerKind.RETRY else 0) != event.attempt:
         return nothing(state, stale(fact))
+
+    if event.kind == TimerKind.SLEEP:
+        if state.status.ended or activity.status is not ActivityStatus.WAITING:
+            return nothing(state, stale(fact))
+        activity = replace(activity, status=ActivityStatus.SUCCEEDED, finished_at=event.occurred_at)
+        return _advance(with_activity(state, activity), event.occurred_at, [fact], ended=(activity.position,))
 
     if event.kind == TimerKind.RETRY:
         if state.status.ended or activity.status is not ActivityStatus.WAITING_RETRY:
@@ -318,6 +324,8 @@ def _advance(
                 verdict = maps.start(state, activities, position, now, scheduled)
                 if activities[position].status.ended:
                     just_ended.append(position)
+            elif verdict.run and activity.is_sleep:
+                verdict = sleeps.start(state, activities, position, now, scheduled)
             if verdict.run:
                 activities[position], run, entry = schedule(activity, now)
                 scheduled.append((position, run, entry))
@@ -363,11 +371,13 @@ def _workflow_timer(state: WorkflowState) -> list[Command]:
 
 
 def _end_of_run_timers(state: WorkflowState) -> list[Command]:
-    """Timers the run's end makes pointless: its timeout, and retries that will not run."""
+    """Timers the run's end makes pointless: its timeout, retries that will not run, sleeps."""
     commands: list[Command] = [
         CancelTimer(TimerKind.RETRY, a.position, a.attempt + 1)
-        for a in state.activities
         if a.status is ActivityStatus.WAITING_RETRY
+        else CancelTimer(TimerKind.SLEEP, a.position, a.attempt)
+        for a in state.activities
+        if a.status in (ActivityStatus.WAITING_RETRY, ActivityStatus.WAITING)
     ]
     if state.timeouts.workflow_s:
         commands.append(CancelTimer(TimerKind.WORKFLOW, None, state.run))

@@ -20,7 +20,7 @@ from typing import Any
 
 import jsonschema
 
-from flow.core import graph, maps, strict_json
+from flow.core import graph, maps, sleeps, strict_json
 from flow.core.policy import MAX_ATTEMPTS, MAX_BACKOFF, MAX_DELAY_MS, MAX_TIMEOUT_S, RetryPolicy, Timeouts
 from flow.core.state import ActivityState
 from flow.core.strict_json import json_path
@@ -81,10 +81,11 @@ SCHEMA: dict[str, Any] = {
             "maxItems": MAX_ACTIVITIES,
             "items": {
                 "type": "object",
-                "required": ["name"],
                 "additionalProperties": False,
                 "properties": {
                     "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+                    "sleep_s": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_S},
+                    "sleep_until": {"type": "string", "minLength": 1, "maxLength": graph.MAX_EXPRESSION_CHARS},
                     "id": {"type": "string", "pattern": graph.ID_PATTERN},
                     "depends_on": {
                         "type": "array",
@@ -123,6 +124,10 @@ SCHEMA: dict[str, Any] = {
 
 _VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
+#: What an entry of ``activities`` is, one key each: an activity (``name``), or a sleep.
+STEP_KINDS = ("name", "sleep_s", "sleep_until")
+_KINDS_HELP = "a step is an activity (name: a BaseActivity subclass) or a sleep (sleep_s or sleep_until)"
+
 
 @dataclass(frozen=True)
 class ActivitySpec:
@@ -146,6 +151,9 @@ class ActivitySpec:
     #: ``map.over`` (JMESPath giving the list of items) and ``map.max_concurrency``.
     map_over: str | None = None
     max_concurrency: int | None = None
+    #: A sleep step (``name`` is then :data:`flow.core.sleeps.NAME`).
+    sleep_s: float | None = None
+    sleep_until: str | None = None
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -191,6 +199,8 @@ class Definition:
                 when=spec.when,
                 map_over=spec.map_over,
                 max_concurrency=spec.max_concurrency,
+                sleep_s=spec.sleep_s,
+                sleep_until=spec.sleep_until,
             )
             for position, spec in enumerate(self.activities)
         )
@@ -238,7 +248,7 @@ def parse(body: Any, *, known_activities: Collection[str], source: str = "<defin
         raise DefinitionError(source, problems)
     specs = tuple(
         ActivitySpec(
-            name=entry["name"],
+            name=entry.get("name", sleeps.NAME),
             independent=entry.get("independent", False),
             required=entry.get("required", True),
             config=entry.get("config", {}),
@@ -248,6 +258,8 @@ def parse(body: Any, *, known_activities: Collection[str], source: str = "<defin
             when=entry.get("when"),
             map_over=entry["map"]["over"] if "map" in entry else None,
             max_concurrency=entry["map"].get("max_concurrency") if "map" in entry else None,
+            sleep_s=entry.get("sleep_s"),
+            sleep_until=entry.get("sleep_until"),
         )
         for entry, activity_id in zip(body["activities"], graph.default_ids(body["activities"]), strict=True)
     )
@@ -279,7 +291,13 @@ def _problems(body: Any, known_activities: Collection[str]) -> list[tuple[str, s
                     "workflow_s is a workflow timeout: set it in the workflow's config.timeouts",
                 )
             )
-        if entry["name"] not in known_activities:
+        kinds = [kind for kind in STEP_KINDS if kind in entry]
+        if len(kinds) != 1:
+            what = " and ".join(kinds) + " cannot be used together" if kinds else "needs a name"
+            problems.append((json_path(["activities", index]), f"{what}: {_KINDS_HELP}"))
+        elif "map" in entry and "name" not in entry:
+            problems.append((json_path(["activities", index, "map"]), "map runs an activity: it needs a name"))
+        if "name" in entry and entry["name"] not in known_activities:
             problems.append(
                 (
                     json_path(["activities", index, "name"]),

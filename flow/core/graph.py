@@ -56,19 +56,28 @@ MAX_REASON_CHARS = 500
 _MAX_QUOTED = 200
 
 
+#: The ``name`` of a step that runs no ``BaseActivity``: a sleep (``sleep_s``, ``sleep_until``).
+SLEEP_NAME = "sleep"
+
+
+def step_name(entry: Mapping[str, Any]) -> str:
+    """An entry's ``name``: its class, or what kind of step it is."""
+    return entry.get("name", SLEEP_NAME)
+
+
 def default_ids(entries: Sequence[Mapping[str, Any]]) -> list[str]:
     """Each activity's id: its own ``id``, else its class name. A class listed more than
     once without ids gets ``<name>.1``, ``<name>.2``, ... for all but its last
     appearance, which keeps the class name: outputs keyed by class name then mean what
     they meant in the first release (the later activity's output wins)."""
-    counts = Counter(entry["name"] for entry in entries if "id" not in entry)
+    counts = Counter(step_name(entry) for entry in entries if "id" not in entry)
     seen: Counter[str] = Counter()
     ids = []
     for entry in entries:
         if "id" in entry:
             ids.append(entry["id"])
             continue
-        name = entry["name"]
+        name = step_name(entry)
         seen[name] += 1
         ids.append(name if seen[name] == counts[name] else f"{name}.{seen[name]}")
     return ids
@@ -181,7 +190,7 @@ def problems(entries: Sequence[Mapping[str, Any]], path: Any) -> list[tuple[str,
                 found.append((path(index, "depends_on", n), f"unknown activity id {dependency!r}"))
             elif dependency == ids[index]:
                 found.append((path(index, "depends_on", n), "an activity cannot depend on itself"))
-        for keys in (("when",), ("map", "over")):
+        for keys in (("when",), ("map", "over"), ("sleep_until",)):
             expression = entry.get(keys[0])
             if len(keys) == 2 and isinstance(expression, Mapping):
                 expression = expression.get(keys[1])

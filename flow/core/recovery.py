@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from flow.core import sleeps
 from flow.core.commands import RunActivity
 from flow.core.decide import retry_delay_ms
 from flow.core.state import WorkflowState
@@ -65,6 +66,8 @@ def owed(state: WorkflowState) -> Owed:
             if timeouts.start_to_close_s and a.started_at:
                 due = a.started_at + timedelta(seconds=timeouts.start_to_close_s)
                 timers.append(DueTimer(TimerKind.START_TO_CLOSE, a.position, a.attempt, due))
+        elif a.status is ActivityStatus.WAITING and (until := sleeps.wake_time(a)) is not None:
+            timers.append(DueTimer(TimerKind.SLEEP, a.position, a.attempt, until))
         elif a.status is ActivityStatus.WAITING_RETRY and a.finished_at:
             due = a.finished_at + timedelta(milliseconds=retry_delay_ms(state, a))
             timers.append(DueTimer(TimerKind.RETRY, a.position, a.attempt + 1, due))

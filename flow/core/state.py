@@ -64,6 +64,9 @@ class ActivityState:
     parent: int | None = None
     index: int | None = None
     item: Any = None
+    #: A sleep (no ``BaseActivity``): how long, or a JMESPath expression giving when.
+    sleep_s: float | None = None
+    sleep_until: str | None = None
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -72,6 +75,10 @@ class ActivityState:
     @property
     def is_item(self) -> bool:
         return self.parent is not None
+
+    @property
+    def is_sleep(self) -> bool:
+        return self.sleep_s is not None or self.sleep_until is not None
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,8 @@ class ActivityStatus(StrEnum):
     #: A ``map`` whose items are running: the items are attempted, not the activity
     #: itself, so it owes no message of its own (not :attr:`in_flight`).
     RUNNING = "Running"
+    #: A sleep waiting for its time: a timer ends it, no message is owed.
+    WAITING = "Waiting"
     #: The current attempt failed; the next one waits for its retry timer.
     WAITING_RETRY = "Waiting Retry"
     SUCCEEDED = "Succeeded"
@@ -86,6 +88,8 @@ class TimerKind(StrEnum):
     START_TO_CLOSE = "start-to-close"
     #: The workflow's run (``attempt`` is the run number) may have timed out.
     WORKFLOW = "workflow"
+    #: A sleep step's time has come (``attempt``: the step's, as for an activity).
+    SLEEP = "sleep"
 
 
 class Trigger(StrEnum):
@@ -137,6 +141,8 @@ class HistoryType(StrEnum):
     START_MAP = "start-map", Role.DECISION
     #: Every item of a ``map`` succeeded, or one failed permanently.
     END_MAP = "end-map", Role.DECISION
+    #: A sleep's turn came: it waits for its timer (``until`` says when it wakes).
+    START_SLEEP = "start-sleep", Role.DECISION
     DO_NOTHING = "do-nothing", Role.DECISION
     WORKFLOW_FINISHED = "workflow-finished", Role.ENDING
     WORKFLOW_FAILURE = "workflow-failure", Role.ENDING

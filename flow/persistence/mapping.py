@@ -194,6 +194,10 @@ def graph_column(activity: ActivityState) -> str | None:
         graph["map"] = {"over": activity.map_over, "max_concurrency": activity.max_concurrency}
     if activity.parent is not None:
         graph.update(parent=activity.parent, index=activity.index, item=activity.item)
+    if activity.sleep_s is not None:
+        graph["sleep_s"] = activity.sleep_s
+    if activity.sleep_until is not None:
+        graph["sleep_until"] = activity.sleep_until
     return json.dumps(graph, separators=(",", ":")) if graph else None
 
 
@@ -228,6 +232,8 @@ def _graph_fields(graph: dict[str, Any] | None) -> dict[str, Any]:
         "parent": graph.get("parent"),
         "index": graph.get("index"),
         "item": graph.get("item"),
+        "sleep_s": graph.get("sleep_s"),
+        "sleep_until": graph.get("sleep_until"),
     }
 
 

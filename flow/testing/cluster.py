@@ -184,7 +184,7 @@ def check_settled(
             pg_url,
             """SELECT count(*) FROM workflows w WHERE w.status = 'In Progress'
                OR EXISTS (SELECT 1 FROM activities a WHERE a.workflow_id = w.id
-                          AND a.status IN ('Scheduled', 'Started', 'Waiting Retry', 'Running'))""",
+                          AND a.status IN ('Scheduled', 'Started', 'Waiting Retry', 'Running', 'Waiting'))""",
         )[0][0]
         return unsettled == 0 and query(pg_url, "SELECT count(*) FROM outbox")[0][0] == 0
 
@@ -228,6 +228,13 @@ def check_settled(
         """SELECT workflow_id, graph::jsonb->>'parent', graph::jsonb->>'index', count(*) FROM activities
            WHERE graph::jsonb ? 'parent' GROUP BY 1, 2, 3 HAVING count(*) > 1""",
     )
+    woken_twice = query(
+        pg_url,
+        """SELECT workflow_id, position, data::jsonb->>'attempt', count(*) FROM events
+           WHERE type = 'timer-fired' AND data::jsonb->>'kind' = 'sleep'
+             AND NOT coalesce((data::jsonb->>'stale')::boolean, false)
+           GROUP BY 1, 2, 3 HAVING count(*) > 1""",
+    )
     problems = {
         "lost workflows": lost,
         "workflows that ended wrongly": wrong,
@@ -237,6 +244,7 @@ def check_settled(
         "workflows ended twice": twice_ended,
         "maps started twice": twice_mapped,
         "map items listed twice": twice_listed,
+        "sleeps woken twice": woken_twice,
     }
     found = "; ".join(f"{what}: {rows}" for what, rows in problems.items() if rows)
     if found:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from flow.core.vocabulary import HistoryType
+from flow.core.vocabulary import ActivityStatus, HistoryType
 from flow.embedded import EmbeddedFlow
+from flow.polling import poll_until
 from flow.settings import Settings
 from flow.testing.definitions import EXPECTED_STATUS
 
@@ -117,3 +120,23 @@ def test_an_unfinished_workflow_resumes_when_the_process_starts_again(embedded_s
         state = second.wait(workflow_id, timeout_s=20).state
     assert state.status == "Finished"
     assert all(a.status == "Succeeded" for a in state.activities)
+
+
+def test_a_sleep_survives_a_restart_and_wakes_once(embedded_settings, tmp_path):
+    (Path(embedded_settings.definitions_dir) / "Nap.json").write_text(
+        json.dumps({"name": "Nap", "activities": [{"id": "nap", "sleep_s": 1}, {"name": "NoopActivity"}]})
+    )
+    with EmbeddedFlow(embedded_settings) as first:
+        workflow_id = first.start("Nap", {})
+        poll_until(
+            lambda: first.runtime.store.get(workflow_id).state.activities[0].status is ActivityStatus.WAITING,
+            timeout_s=20,
+            what="the sleep to start",
+        )
+    with EmbeddedFlow(embedded_settings) as second:
+        state = second.wait(workflow_id, timeout_s=30).state
+        events = second.runtime.store.events(workflow_id)
+    assert state.status == "Finished"
+    woke = [e for e in events if e["type"] == HistoryType.TIMER_FIRED and not e["data"].get("stale")]
+    assert [(e["position"], e["data"]["kind"]) for e in woke] == [(0, "sleep")]
+    assert [e["type"] for e in events].count(HistoryType.START_SLEEP) == 1

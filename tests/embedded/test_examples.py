@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from flow.clock import utcnow
+from flow.core.timestamps import iso
 from flow.embedded import EmbeddedFlow
 from flow.settings import Settings
 from tests.conftest import ROOT
@@ -37,6 +40,7 @@ def test_every_example_is_valid_and_there_is_one_per_topic():
         "independent_and_optional",
         "map",
         "retry_policy",
+        "sleeps",
         "timeouts",
     ]
 
@@ -123,3 +127,15 @@ def test_map_example(flow):
     # An empty list: the map succeeds with [] and the workflow goes on.
     empty = run(flow, "MapExample", {"images": []})
     assert empty.status == "Finished" and empty.output["resize"] == []
+
+
+def test_sleeps_example(flow):
+    remind_at = utcnow() + timedelta(seconds=1)
+    state = run(flow, "SleepsExample", {"remind_at": iso(remind_at)})
+    assert state.status == "Finished"
+    order, cool_off, until_reminder, remind = state.activities
+    assert (cool_off.name, cool_off.status) == ("sleep", "Succeeded")
+    # Each woke no earlier than it was told to.
+    assert cool_off.finished_at - cool_off.started_at >= timedelta(seconds=0.5)
+    assert until_reminder.finished_at >= remind_at and until_reminder.output == {"until": iso(remind_at)}
+    assert remind.scheduled_at >= until_reminder.finished_at

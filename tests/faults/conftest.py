@@ -14,8 +14,8 @@ from flow.testing import Cluster, check_settled, new_database, new_queue_prefix
 
 FAST_RETRY = {"retry": {"max_attempts": 5, "initial_delay_ms": 50, "jitter": 0}}
 
-#: The batch: sequential, independent, retrying and failing activities, and a map whose
-#: items retry.
+#: The batch: sequential, independent, retrying and failing activities, a map whose
+#: items retry, and a sleep.
 FAULT_DEFINITIONS: dict[str, dict[str, Any]] = {
     "SlowSequence": {
         "name": "SlowSequence",
@@ -61,6 +61,11 @@ FAULT_DEFINITIONS: dict[str, dict[str, Any]] = {
             {"name": "SleepActivity", "config": {"sleep_s": 0.1}},
         ],
     },
+    "Nap": {
+        "name": "Nap",
+        "config": FAST_RETRY,
+        "activities": [{"name": "NoopActivity"}, {"id": "nap", "sleep_s": 0.3}, {"name": "NoopActivity"}],
+    },
     "LongWait": {
         "name": "LongWait",
         "config": {"retry": {"max_attempts": 2, "initial_delay_ms": 6000, "jitter": 0}},
@@ -80,11 +85,12 @@ EXPECTED = {
     "Failing": "Failed",
     "OptionalBroken": "Finished",
     "Map": "Finished",
+    "Nap": "Finished",
     "Poison": "Failed",
     "LongWait": "Finished",
 }
 
-BATCH = ["SlowSequence", "FanOut", "Retrying", "Failing", "OptionalBroken", "Map"]
+BATCH = ["SlowSequence", "FanOut", "Retrying", "Failing", "OptionalBroken", "Map", "Nap"]
 
 
 def fault_cluster_at(base: Path, pg_url: str, prefix: str) -> Cluster:

@@ -33,9 +33,10 @@ STORED = {
         "Skipped",
         "Cancelled",
         "Running",
+        "Waiting",
     ],
     Outcome: ["SUCCEEDED", "TEMPORARY_FAILURE", "PERMANENT_FAILURE"],
-    TimerKind: ["retry", "schedule-to-start", "start-to-close", "workflow"],
+    TimerKind: ["retry", "schedule-to-start", "start-to-close", "workflow", "sleep"],
     Trigger: ["all_succeeded", "all_done", "one_succeeded"],
     HistoryType: [
         "start-workflow",
@@ -55,6 +56,7 @@ STORED = {
         "retry-requested",
         "start-map",
         "end-map",
+        "start-sleep",
     ],
 }
 
@@ -92,6 +94,7 @@ def test_statuses_ended_and_in_flight():
         ActivityStatus.PENDING,
         ActivityStatus.WAITING_RETRY,
         ActivityStatus.RUNNING,
+        ActivityStatus.WAITING,
     }
 
 

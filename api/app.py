@@ -18,6 +18,7 @@ from api.resources.definitions import (
 )
 from api.resources.health import HealthResource
 from api.resources.meta import FaviconSink, MetricsResource, OpenApiResource, RootResource
+from api.resources.signals import SignalResource
 from api.resources.workflows import (
     WorkflowActivitiesResource,
     WorkflowCancelResource,
@@ -72,5 +73,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_route("/workflows/{workflow_id}/events", WorkflowEventsResource(runtime))
     app.add_route("/workflows/{workflow_id}/cancel", WorkflowCancelResource(runtime))
     app.add_route("/workflows/{workflow_id}/retry", WorkflowRetryResource(runtime))
+    app.add_route("/workflows/{workflow_id}/signals/{name}", SignalResource(runtime))
     openapi_resource.document = document(router, auth=bool(runtime.settings.api_token))
     return app

@@ -23,6 +23,14 @@ def read_json_object(req: falcon.Request, *, max_bytes: int) -> dict[str, Any]:
     is not JSON that the strict reader accepts. Its fields are the caller's to check,
     with the body's JSON Schema (the one its ``@operation`` documents).
     """
+    body = read_json(req, max_bytes=max_bytes)
+    if not isinstance(body, dict):
+        raise unprocessable("$", "the body must be a JSON object")
+    return body
+
+
+def read_json(req: falcon.Request, *, max_bytes: int) -> Any:
+    """The request's body as any JSON value (an empty body is ``null``); 413/415/400."""
     if req.content_length is not None and req.content_length > max_bytes:
         raise _too_large(max_bytes)
     media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
@@ -39,10 +47,7 @@ def read_json_object(req: falcon.Request, *, max_bytes: int) -> dict[str, Any]:
         raw = req.bounded_stream.read(max_bytes + 1)
     if len(raw) > max_bytes:
         raise _too_large(max_bytes)
-    body = strict_json.loads(raw or b"null", what="the body")
-    if not isinstance(body, dict):
-        raise unprocessable("$", "the body must be a JSON object")
-    return body
+    return strict_json.loads(raw or b"null", what="the body")
 
 
 def _too_large(max_bytes: int) -> falcon.HTTPError:

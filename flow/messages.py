@@ -53,6 +53,7 @@ RECORD_RESULT = "flow.record_result"
 TIMER_FIRED = "flow.timer_fired"
 CANCEL_WORKFLOW = "flow.cancel_workflow"
 RETRY_WORKFLOW = "flow.retry_workflow"
+SIGNAL_WORKFLOW = "flow.signal_workflow"
 RUN_ACTIVITY = "flow.run_activity"
 
 #: The key of a message's version among its keyword arguments.
@@ -232,9 +233,36 @@ class RetryWorkflow(EngineMessage):
         return events.RetryRequested(occurred_at=now)
 
 
+@dataclass(frozen=True, kw_only=True)
+class SignalWorkflow(EngineMessage):
+    """``flow.signal_workflow``: a signal ``name`` with its JSON ``payload``. ``signal_id``
+    names it once for all its deliveries (the API derives it from the idempotency key;
+    the shared queue fills in the message id for a sender that gave none)."""
+
+    ACTOR: ClassVar[str] = SIGNAL_WORKFLOW
+
+    name: Name
+    signal_id: Name
+    payload: Any = None
+
+    def to_event(self, now: datetime) -> events.Event:
+        return events.SignalReceived(now, self.name, self.signal_id, self.payload)
+
+
 #: Messages about one workflow, handled by the engine that holds its partition, by actor name.
 ENGINE_MESSAGES: Mapping[str, type[EngineMessage]] = types.MappingProxyType(
-    {cls.ACTOR: cls for cls in (StartWorkflow, AttemptStarted, AttemptResult, TimerDue, CancelWorkflow, RetryWorkflow)}
+    {
+        cls.ACTOR: cls
+        for cls in (
+            StartWorkflow,
+            AttemptStarted,
+            AttemptResult,
+            TimerDue,
+            CancelWorkflow,
+            RetryWorkflow,
+            SignalWorkflow,
+        )
+    }
 )
 
 

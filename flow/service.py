@@ -137,13 +137,7 @@ class WorkflowService:
         """
         if not isinstance(input_data, Mapping):
             raise InvalidInput("$.input_data", "must be a JSON object")
-        size = len(json.dumps(input_data))
-        if size > self.settings.max_payload_bytes:
-            raise InvalidInput(
-                "$.input_data",
-                f"is {size} bytes of JSON, over the limit of {self.settings.max_payload_bytes} "
-                "(FLOW_MAX_PAYLOAD_BYTES)",
-            )
+        self.check_payload("$.input_data", input_data)
         if workflow_id is None and message_id is not None:
             workflow_id = str(uuid.uuid5(MESSAGE_NAMESPACE, message_id))
         definition, version = self.definition(name)
@@ -174,6 +168,25 @@ class WorkflowService:
         cancel = messages.CancelWorkflow(workflow_id=workflow_id, reason=reason or None)
         self.broker.enqueue(cancel.to_message(self.queue_of(workflow_id)))
 
+    def signal(self, workflow_id: str, name: str, payload: Any, *, idempotency_key: str | None = None) -> str:
+        """Send a signal to a workflow; its id (the same for the same idempotency key)."""
+        self.check_payload("$", payload)
+        key = f"{workflow_id}:{name}:{idempotency_key}"
+        signal_id = str(uuid.uuid5(MESSAGE_NAMESPACE, key)) if idempotency_key else str(uuid.uuid4())
+        message = messages.SignalWorkflow(workflow_id=workflow_id, name=name, signal_id=signal_id, payload=payload)
+        self.broker.enqueue(message.to_message(self.queue_of(workflow_id)))
+        return signal_id
+
+    def check_payload(self, path: str, value: Any) -> None:
+        """Refuse a value over ``FLOW_MAX_PAYLOAD_BYTES`` of JSON, naming the limit."""
+        size = len(json.dumps(value))
+        if size > self.settings.max_payload_bytes:
+            raise InvalidInput(
+                path,
+                f"is {size} bytes of JSON, over the limit of {self.settings.max_payload_bytes} "
+                "(FLOW_MAX_PAYLOAD_BYTES)",
+            )
+
     def retry(self, workflow_id: str) -> None:
         """Ask the engine to run a failed or cancelled workflow again from where it stopped."""
         self.broker.enqueue(messages.RetryWorkflow(workflow_id=workflow_id).to_message(self.queue_of(workflow_id)))
@@ -183,6 +196,10 @@ class WorkflowService:
         workflow_id = message.kwargs.get("workflow_id")
         if not isinstance(workflow_id, str) or not workflow_id:
             raise WorkflowNotFound(str(workflow_id))
+        if message.actor_name == messages.SIGNAL_WORKFLOW and "signal_id" not in message.kwargs:
+            # One id for every delivery of this message: a redelivery is recognised.
+            self.check_payload("$.payload", message.kwargs.get("payload"))
+            message = message.copy(kwargs={**message.kwargs, "signal_id": message.message_id})
         self.broker.enqueue(message.copy(queue_name=self.queue_of(workflow_id)))
 
     def close(self) -> None:

@@ -59,24 +59,35 @@ def load_settings(*, embedded: bool) -> Settings:
 def read_input(argument: str) -> dict[str, Any]:
     """The ``--input`` object: JSON text, ``@FILE`` (the file's content) or ``-`` (stdin),
     as curl reads ``-d``; an input too large for a command line fits in a file."""
-    what = "--input"
+    value = read_json_option(argument, "--input")
+    if not isinstance(value, dict):
+        fail(f"{_source('--input', argument)} must be a JSON object, e.g. '{{\"x\": 1}}'", EXIT_INVALID)
+    return value
+
+
+def _source(option: str, argument: str) -> str:
+    """How an error names where a JSON option's value came from."""
+    if argument == "-":
+        return f"{option} - (stdin)"
+    return f"{option} {argument}" if argument.startswith("@") else option
+
+
+def read_json_option(argument: str, option: str) -> Any:
+    """Any JSON value given to ``option`` as ``--input`` takes it (text, @FILE or -)."""
+    what = _source(option, argument)
     raw: str | bytes = argument
     if argument == "-":
-        what, raw = "--input - (stdin)", sys.stdin.buffer.read()
+        raw = sys.stdin.buffer.read()
     elif argument.startswith("@"):
         path = argument[1:]
-        what = f"--input @{path}"
         try:
             raw = Path(path).read_bytes()
         except OSError as e:
             fail(f"{what}: cannot read {path!r}: {e.strerror}", EXIT_INVALID)
     try:
-        value = strict_json.loads(raw, what=what)
+        return strict_json.loads(raw, what=what)
     except InvalidJson as e:
         fail(e.message if e.path == "$" else f"{what} {e.path}: {e.message}", EXIT_INVALID)
-    if not isinstance(value, dict):
-        fail(f"{what} must be a JSON object, e.g. '{{\"x\": 1}}'", EXIT_INVALID)
-    return value
 
 
 #: ``--input`` of ``flow run`` and ``flow start``.

@@ -20,6 +20,7 @@ from flow.cli.app import (
     out,
     print_json,
     read_input,
+    read_json_option,
     watch,
 )
 from flow.core.vocabulary import HistoryType, WorkflowStatus
@@ -183,6 +184,21 @@ def cancel(workflow_id: str, reason: str | None) -> None:
     body = {"reason": reason} if reason else None
     call_api(lambda: api_client().request("POST", f"/workflows/{workflow_id}/cancel", body=body))
     out.print(f"cancelling {workflow_id}")
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.argument("name")
+@click.option("--data", "data", default=None, metavar="JSON|@FILE|-", help="The payload: any JSON value.")
+@click.option("--key", default=None, help="Idempotency key: sending again with it delivers the signal once.")
+def signal(workflow_id: str, name: str, data: str | None, key: str | None) -> None:
+    """Send signal NAME (with a JSON payload) to a running workflow."""
+    body = None if data is None else {"payload": read_json_option(data, "--data")}
+    headers = {"Idempotency-Key": key} if key else None
+    sent = call_api(
+        lambda: api_client().request("POST", f"/workflows/{workflow_id}/signals/{name}", body=body, headers=headers)
+    )
+    out.print(f"sent signal {name} to {workflow_id} (signal id {sent['signal_id']})")
 
 
 @main.command()

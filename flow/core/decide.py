@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from flow.core import graph, maps, sleeps
+from flow.core import graph, maps, signals, sleeps
 from flow.core.commands import CancelTimer, Command, StartTimer
 from flow.core.events import (
     ActivityCompleted,
@@ -22,6 +22,7 @@ from flow.core.events import (
     CancelRequested,
     Event,
     RetryRequested,
+    SignalReceived,
     TimerFired,
     WorkflowStarted,
 )
@@ -62,6 +63,8 @@ def decide(state: WorkflowState, event: Event) -> Decision:
         return _on_cancel_requested(state, event)
     if isinstance(event, RetryRequested):
         return _on_retry_requested(state, event)
+    if isinstance(event, SignalReceived):
+        return _on_signal_received(state, event)
     raise TypeError(f"unknown event {event!r}")
 
 
@@ -130,10 +133,16 @@ def _on_timer_fired(state: WorkflowState, event: TimerFired) -> Decision:
     if activity is None or activity.attempt + (1 if event.kind == TimerKind.RETRY else 0) != event.attempt:
         return nothing(state, stale(fact))
 
-    if event.kind == TimerKind.SLEEP:
+    if event.kind in (TimerKind.SLEEP, TimerKind.WAIT):
         if state.status.ended or activity.status is not ActivityStatus.WAITING:
             return nothing(state, stale(fact))
-        activity = replace(activity, status=ActivityStatus.SUCCEEDED, finished_at=event.occurred_at)
+        if event.kind == TimerKind.SLEEP:
+            activity = replace(activity, status=ActivityStatus.SUCCEEDED, finished_at=event.occurred_at)
+        else:
+            activity = signals.timed_out(activity, event.occurred_at)
+            if activity.required:
+                error = f"required activity {activity.id} (position {activity.position}) failed: {activity.error}"
+                return _fail(with_activity(state, activity), event.occurred_at, error, [fact])
         return _advance(with_activity(state, activity), event.occurred_at, [fact], ended=(activity.position,))
 
     if event.kind == TimerKind.RETRY:
@@ -171,6 +180,18 @@ def _on_cancel_requested(state: WorkflowState, event: CancelRequested) -> Decisi
         state, status=WorkflowStatus.CANCELLED, activities=activities, error=error, finished_at=event.occurred_at
     )
     return Decision(state, tuple(commands), (fact, HistoryEntry(HistoryType.WORKFLOW_CANCELLED, data=dict(fact.data))))
+
+
+def _on_signal_received(state: WorkflowState, event: SignalReceived) -> Decision:
+    fact = HistoryEntry(HistoryType.SIGNAL_RECEIVED, data={"name": event.name, "signal_id": event.signal_id})
+    if state.status.ended:
+        reason = f"workflow {state.status}: signal dropped"
+        return nothing(state, fact, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": reason}))
+    history = [fact]
+    state, commands, ended = signals.received(state, event, history)
+    if ended is None:
+        return decided(state, commands, history)
+    return _advance(state, event.occurred_at, history, commands, ended=(ended,))
 
 
 def _on_retry_requested(state: WorkflowState, event: RetryRequested) -> Decision:
@@ -304,6 +325,7 @@ def _advance(
     if not state.started or state.status.ended:
         return decided(state, commands, history)
     activities = list(state.activities)
+    inbox = list(state.inbox)
     candidates = [a.position for a in activities if a.status is ActivityStatus.PENDING] if every_activity else []
     frontier = state.frontier
     just_ended = list(ended)
@@ -326,6 +348,10 @@ def _advance(
                     just_ended.append(position)
             elif verdict.run and activity.is_sleep:
                 verdict = sleeps.start(state, activities, position, now, scheduled)
+            elif verdict.run and activity.wait_for is not None:
+                verdict = signals.start(activities, inbox, position, now, scheduled)
+                if activities[position].status.ended:  # it took a signal kept from before
+                    just_ended.append(position)
             if verdict.run:
                 activities[position], run, entry = schedule(activity, now)
                 scheduled.append((position, run, entry))
@@ -336,6 +362,7 @@ def _advance(
                 if failed.required:
                     # Nothing scheduled is sent: pending again, then skipped by _fail.
                     del activities[len(state.activities) :]  # the items of maps just started
+                    inbox = list(state.inbox)  # no wait took a signal
                     for p, _, _ in scheduled:
                         if p < len(state.activities):
                             activities[p] = state.activities[p]
@@ -356,7 +383,7 @@ def _advance(
     for _, run, entry in scheduled:
         commands.extend(run)
         history.append(entry)
-    state = replace(state, activities=tuple(activities), frontier=frontier)
+    state = replace(state, activities=tuple(activities), frontier=frontier, inbox=tuple(inbox))
     if frontier == state.size:
         output = {a.id: a.output for a in state.definition_activities if a.output is not None}
         commands.extend(_end_of_run_timers(state))
@@ -371,14 +398,16 @@ def _workflow_timer(state: WorkflowState) -> list[Command]:
 
 
 def _end_of_run_timers(state: WorkflowState) -> list[Command]:
-    """Timers the run's end makes pointless: its timeout, retries that will not run, sleeps."""
-    commands: list[Command] = [
-        CancelTimer(TimerKind.RETRY, a.position, a.attempt + 1)
-        if a.status is ActivityStatus.WAITING_RETRY
-        else CancelTimer(TimerKind.SLEEP, a.position, a.attempt)
-        for a in state.activities
-        if a.status in (ActivityStatus.WAITING_RETRY, ActivityStatus.WAITING)
-    ]
+    """Timers the run's end makes pointless: its timeout, retries that will not run,
+    sleeps and the timeouts of waits."""
+    commands: list[Command] = []
+    for a in state.activities:
+        if a.status is ActivityStatus.WAITING_RETRY:
+            commands.append(CancelTimer(TimerKind.RETRY, a.position, a.attempt + 1))
+        elif a.status is ActivityStatus.WAITING and a.is_sleep:
+            commands.append(CancelTimer(TimerKind.SLEEP, a.position, a.attempt))
+        elif a.status is ActivityStatus.WAITING and a.timeout_s is not None:
+            commands.append(CancelTimer(TimerKind.WAIT, a.position, a.attempt))
     if state.timeouts.workflow_s:
         commands.append(CancelTimer(TimerKind.WORKFLOW, None, state.run))
     return commands

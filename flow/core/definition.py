@@ -20,7 +20,7 @@ from typing import Any
 
 import jsonschema
 
-from flow.core import graph, maps, sleeps, strict_json
+from flow.core import graph, maps, signals, strict_json
 from flow.core.policy import MAX_ATTEMPTS, MAX_BACKOFF, MAX_DELAY_MS, MAX_TIMEOUT_S, RetryPolicy, Timeouts
 from flow.core.state import ActivityState
 from flow.core.strict_json import json_path
@@ -86,6 +86,8 @@ SCHEMA: dict[str, Any] = {
                     "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
                     "sleep_s": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_S},
                     "sleep_until": {"type": "string", "minLength": 1, "maxLength": graph.MAX_EXPRESSION_CHARS},
+                    "wait_for": {"type": "string", "pattern": signals.NAME_PATTERN},
+                    "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_S},
                     "id": {"type": "string", "pattern": graph.ID_PATTERN},
                     "depends_on": {
                         "type": "array",
@@ -125,8 +127,11 @@ SCHEMA: dict[str, Any] = {
 _VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
 #: What an entry of ``activities`` is, one key each: an activity (``name``), or a sleep.
-STEP_KINDS = ("name", "sleep_s", "sleep_until")
-_KINDS_HELP = "a step is an activity (name: a BaseActivity subclass) or a sleep (sleep_s or sleep_until)"
+STEP_KINDS = ("name", "sleep_s", "sleep_until", "wait_for")
+_KINDS_HELP = (
+    "a step is an activity (name: a BaseActivity subclass), a sleep (sleep_s or sleep_until) "
+    "or a wait for a signal (wait_for)"
+)
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,9 @@ class ActivitySpec:
     #: A sleep step (``name`` is then :data:`flow.core.sleeps.NAME`).
     sleep_s: float | None = None
     sleep_until: str | None = None
+    #: A wait for a signal (``name`` is then :data:`flow.core.signals.NAME`).
+    wait_for: str | None = None
+    timeout_s: float | None = None
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -201,6 +209,8 @@ class Definition:
                 max_concurrency=spec.max_concurrency,
                 sleep_s=spec.sleep_s,
                 sleep_until=spec.sleep_until,
+                wait_for=spec.wait_for,
+                timeout_s=spec.timeout_s,
             )
             for position, spec in enumerate(self.activities)
         )
@@ -248,7 +258,7 @@ def parse(body: Any, *, known_activities: Collection[str], source: str = "<defin
         raise DefinitionError(source, problems)
     specs = tuple(
         ActivitySpec(
-            name=entry.get("name", sleeps.NAME),
+            name=graph.step_name(entry),
             independent=entry.get("independent", False),
             required=entry.get("required", True),
             config=entry.get("config", {}),
@@ -260,6 +270,8 @@ def parse(body: Any, *, known_activities: Collection[str], source: str = "<defin
             max_concurrency=entry["map"].get("max_concurrency") if "map" in entry else None,
             sleep_s=entry.get("sleep_s"),
             sleep_until=entry.get("sleep_until"),
+            wait_for=entry.get("wait_for"),
+            timeout_s=entry.get("timeout_s"),
         )
         for entry, activity_id in zip(body["activities"], graph.default_ids(body["activities"]), strict=True)
     )
@@ -297,6 +309,8 @@ def _problems(body: Any, known_activities: Collection[str]) -> list[tuple[str, s
             problems.append((json_path(["activities", index]), f"{what}: {_KINDS_HELP}"))
         elif "map" in entry and "name" not in entry:
             problems.append((json_path(["activities", index, "map"]), "map runs an activity: it needs a name"))
+        if "timeout_s" in entry and "wait_for" not in entry:
+            problems.append((json_path(["activities", index, "timeout_s"]), "timeout_s is a wait's (wait_for) timeout"))
         if "name" in entry and entry["name"] not in known_activities:
             problems.append(
                 (

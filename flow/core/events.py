@@ -72,7 +72,27 @@ class RetryRequested:
     occurred_at: datetime
 
 
-Event = WorkflowStarted | ActivityStarted | ActivityCompleted | TimerFired | CancelRequested | RetryRequested
+@dataclass(frozen=True)
+class SignalReceived:
+    """A signal ``name`` with its JSON ``payload`` was sent to the workflow. ``signal_id``
+    is derived from the sender's idempotency key when it gave one, so a retried send
+    names the same signal (and is recorded once)."""
+
+    occurred_at: datetime
+    name: str
+    signal_id: str
+    payload: Any = None
+
+
+Event = (
+    WorkflowStarted
+    | ActivityStarted
+    | ActivityCompleted
+    | TimerFired
+    | CancelRequested
+    | RetryRequested
+    | SignalReceived
+)
 
 __all__ = [
     "ActivityCompleted",
@@ -81,6 +101,7 @@ __all__ = [
     "Event",
     "Outcome",
     "RetryRequested",
+    "SignalReceived",
     "TimerFired",
     "TimerKind",
     "WorkflowStarted",

@@ -56,13 +56,15 @@ MAX_REASON_CHARS = 500
 _MAX_QUOTED = 200
 
 
-#: The ``name`` of a step that runs no ``BaseActivity``: a sleep (``sleep_s``, ``sleep_until``).
+#: The ``name`` of a step that runs no ``BaseActivity``: a sleep (``sleep_s``,
+#: ``sleep_until``) or a wait for a signal (``wait_for``).
 SLEEP_NAME = "sleep"
+WAIT_NAME = "wait"
 
 
 def step_name(entry: Mapping[str, Any]) -> str:
     """An entry's ``name``: its class, or what kind of step it is."""
-    return entry.get("name", SLEEP_NAME)
+    return entry.get("name", WAIT_NAME if "wait_for" in entry else SLEEP_NAME)
 
 
 def default_ids(entries: Sequence[Mapping[str, Any]]) -> list[str]:

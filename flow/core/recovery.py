@@ -68,6 +68,9 @@ def owed(state: WorkflowState) -> Owed:
                 timers.append(DueTimer(TimerKind.START_TO_CLOSE, a.position, a.attempt, due))
         elif a.status is ActivityStatus.WAITING and (until := sleeps.wake_time(a)) is not None:
             timers.append(DueTimer(TimerKind.SLEEP, a.position, a.attempt, until))
+        elif a.status is ActivityStatus.WAITING and a.timeout_s is not None and a.started_at:
+            due = a.started_at + timedelta(seconds=a.timeout_s)
+            timers.append(DueTimer(TimerKind.WAIT, a.position, a.attempt, due))
         elif a.status is ActivityStatus.WAITING_RETRY and a.finished_at:
             due = a.finished_at + timedelta(milliseconds=retry_delay_ms(state, a))
             timers.append(DueTimer(TimerKind.RETRY, a.position, a.attempt + 1, due))

@@ -14,7 +14,7 @@ from typing import Any
 from flow.core.policy import RetryPolicy, Timeouts
 from flow.core.vocabulary import ActivityStatus, Trigger, WorkflowStatus
 
-__all__ = ["ActivityState", "ActivityStatus", "WorkflowState", "WorkflowStatus"]
+__all__ = ["ActivityState", "ActivityStatus", "Signal", "WorkflowState", "WorkflowStatus"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,10 @@ class ActivityState:
     #: A sleep (no ``BaseActivity``): how long, or a JMESPath expression giving when.
     sleep_s: float | None = None
     sleep_until: str | None = None
+    #: A wait (no ``BaseActivity``): the name of the signal that ends it, and how long
+    #: it waits for one (None: for ever).
+    wait_for: str | None = None
+    timeout_s: float | None = None
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -79,6 +83,19 @@ class ActivityState:
     @property
     def is_sleep(self) -> bool:
         return self.sleep_s is not None or self.sleep_until is not None
+
+
+@dataclass(frozen=True)
+class Signal:
+    """A signal in a workflow's inbox: kept until a step waiting for ``name`` takes it
+    (``consumed_by``: that step's position; its payload is then dropped, the step's
+    output holds it). Consumed signals stay, by id, so a repeated send is recognised."""
+
+    id: str
+    name: str
+    received_at: datetime
+    payload: Any = None
+    consumed_by: int | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +119,8 @@ class WorkflowState:
     output: Any = None
     error: str | None = None
     finished_at: datetime | None = None
+    #: Signals received, kept until a wait takes them, and taken (see :class:`Signal`).
+    inbox: tuple[Signal, ...] = ()
     #: The W3C ``traceparent`` of the workflow's span (its current run's), which every
     #: attempt it dispatches carries; None while tracing is off. Opaque here: only the
     #: shells (:mod:`flow.tracing`) make or read it, ``decide`` never looks at it.

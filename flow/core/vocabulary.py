@@ -39,7 +39,8 @@ class ActivityStatus(StrEnum):
     #: A ``map`` whose items are running: the items are attempted, not the activity
     #: itself, so it owes no message of its own (not :attr:`in_flight`).
     RUNNING = "Running"
-    #: A sleep waiting for its time: a timer ends it, no message is owed.
+    #: A sleep waiting for its time, or a step waiting for a signal: a timer or a
+    #: signal ends it, no message is owed.
     WAITING = "Waiting"
     #: The current attempt failed; the next one waits for its retry timer.
     WAITING_RETRY = "Waiting Retry"
@@ -90,6 +91,8 @@ class TimerKind(StrEnum):
     WORKFLOW = "workflow"
     #: A sleep step's time has come (``attempt``: the step's, as for an activity).
     SLEEP = "sleep"
+    #: A wait for a signal may have timed out (``attempt``: the step's).
+    WAIT = "wait"
 
 
 class Trigger(StrEnum):
@@ -143,6 +146,12 @@ class HistoryType(StrEnum):
     END_MAP = "end-map", Role.DECISION
     #: A sleep's turn came: it waits for its timer (``until`` says when it wakes).
     START_SLEEP = "start-sleep", Role.DECISION
+    #: A wait's turn came and no signal of its name was kept: it waits for one.
+    START_WAIT = "start-wait", Role.DECISION
+    #: A wait ended with a signal (received now, or kept from before it waited).
+    END_WAIT = "end-wait", Role.DECISION
+    #: A signal no step waits for yet: kept in the inbox for the step that will.
+    KEEP_SIGNAL = "keep-signal", Role.DECISION
     DO_NOTHING = "do-nothing", Role.DECISION
     WORKFLOW_FINISHED = "workflow-finished", Role.ENDING
     WORKFLOW_FAILURE = "workflow-failure", Role.ENDING
@@ -153,6 +162,7 @@ class HistoryType(StrEnum):
     TIMER_FIRED = "timer-fired", Role.FACT
     CANCEL_REQUESTED = "cancel-requested", Role.FACT
     RETRY_REQUESTED = "retry-requested", Role.FACT
+    SIGNAL_RECEIVED = "signal-received", Role.FACT
 
     @property
     def is_decision(self) -> bool:

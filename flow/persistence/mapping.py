@@ -18,7 +18,8 @@ from typing import Any
 import peewee
 
 from flow.core.policy import RetryPolicy, Timeouts
-from flow.core.state import ActivityState, ActivityStatus, WorkflowState, WorkflowStatus
+from flow.core.state import ActivityState, ActivityStatus, Signal, WorkflowState, WorkflowStatus
+from flow.core.timestamps import iso, parse_iso
 from flow.core.vocabulary import Trigger
 
 #: Columns read by :func:`workflow_from_row` and :func:`activity_from_row`, in order: the
@@ -26,7 +27,7 @@ from flow.core.vocabulary import Trigger
 #: Peewee's query compiler and model instances cost it milliseconds per workflow).
 WORKFLOW_COLUMNS = (
     "id, definition_name, definition_version, partition, status, started, run, run_started_at, input_data, "
-    "config, output, error, created_at, finished_at, version, updated_at, idempotency_key, traceparent"
+    "config, output, error, created_at, finished_at, version, updated_at, idempotency_key, traceparent, inbox"
 )
 #: Columns of a new activity row (:func:`activity_row`).
 ACTIVITY_INSERT_COLUMNS = (
@@ -88,6 +89,7 @@ def workflow_from_row(row: tuple, activities: Iterable[ActivityState]) -> Stored
         updated_at,
         idempotency_key,
         traceparent,
+        inbox,
     ) = row
     state = WorkflowState(
         id=workflow_id,
@@ -105,6 +107,7 @@ def workflow_from_row(row: tuple, activities: Iterable[ActivityState]) -> Stored
         error=error,
         finished_at=_timestamp(finished_at),
         traceparent=traceparent,
+        inbox=tuple(_signal(s) for s in _json(inbox) or ()),
     )
     return StoredWorkflow(state, version, partition, _timestamp(updated_at), idempotency_key)
 
@@ -198,6 +201,8 @@ def graph_column(activity: ActivityState) -> str | None:
         graph["sleep_s"] = activity.sleep_s
     if activity.sleep_until is not None:
         graph["sleep_until"] = activity.sleep_until
+    if activity.wait_for is not None:
+        graph.update(wait_for=activity.wait_for, timeout_s=activity.timeout_s)
     return json.dumps(graph, separators=(",", ":")) if graph else None
 
 
@@ -234,6 +239,8 @@ def _graph_fields(graph: dict[str, Any] | None) -> dict[str, Any]:
         "item": graph.get("item"),
         "sleep_s": graph.get("sleep_s"),
         "sleep_until": graph.get("sleep_until"),
+        "wait_for": graph.get("wait_for"),
+        "timeout_s": graph.get("timeout_s"),
     }
 
 
@@ -274,4 +281,26 @@ def workflow_changes(state: WorkflowState) -> dict[str, Any]:
         "error": state.error,
         "finished_at": state.finished_at,
         "traceparent": state.traceparent,
+        "inbox": inbox_column(state),
     }
+
+
+def inbox_column(state: WorkflowState) -> list[dict[str, Any]] | None:
+    """The ``inbox`` column's value (as JSON): None when no signal came."""
+    if not state.inbox:
+        return None
+    return [
+        {
+            "id": s.id,
+            "name": s.name,
+            "received_at": iso(s.received_at),
+            **({"payload": s.payload} if s.consumed_by is None else {"consumed_by": s.consumed_by}),
+        }
+        for s in state.inbox
+    ]
+
+
+def _signal(value: dict[str, Any]) -> Signal:
+    return Signal(
+        value["id"], value["name"], parse_iso(value["received_at"]), value.get("payload"), value.get("consumed_by")
+    )

@@ -90,6 +90,8 @@ class WorkflowRecord(_Model):
     version = peewee.IntegerField(default=0)
     #: The W3C traceparent of the workflow's span (flow.tracing); NULL while tracing is off.
     traceparent = peewee.CharField(max_length=255, null=True)
+    #: Signals received (flow.core.signals), as JSON; NULL when none came.
+    inbox = JSONText(null=True)
 
     class Meta:
         table_name = "workflows"

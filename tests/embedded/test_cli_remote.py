@@ -96,6 +96,38 @@ def test_cancel_and_retry_from_the_cli(server, definitions_dir):
     assert "retry-workflow" in [e["type"] for e in events]
 
 
+def test_signal_from_the_cli_once_per_key(server):
+    url = server["FLOW_API_URL"]
+    body = {
+        "name": "TwoWaits",
+        "activities": [{"id": "approval", "wait_for": "approved"}, {"id": "shipping", "wait_for": "shipped"}],
+    }
+    assert requests.put(f"{url}/definitions/TwoWaits", json=body, timeout=5).status_code == 201
+    workflow_id = json.loads(flow("start", "TwoWaits", "--json", env=server).stdout)["id"]
+    for _ in range(2):  # a retried send with the same key delivers once
+        sent = flow("signal", workflow_id, "approved", "--data", '{"by": "ana"}', "--key", "k1", env=server)
+        assert sent.returncode == 0, sent.stderr
+        assert "sent signal approved" in sent.stdout
+
+    def events() -> list[dict]:
+        return json.loads(flow("events", workflow_id, "--json", env=server).stdout)
+
+    wait_for(lambda: [e["type"] for e in events()].count("signal-received") == 2)
+    assert flow("signal", workflow_id, "shipped", "--data", "-", env=server, stdin="42").returncode == 0
+    wait_for(lambda: json.loads(flow("status", workflow_id, "--json", env=server).stdout)["status"] == "Finished")
+    view = requests.get(f"{url}/workflows/{workflow_id}", timeout=5).json()
+    assert [a["output"] for a in view["activities"]] == [{"by": "ana"}, 42]
+    history = events()
+    approved = [e["data"]["signal_id"] for e in history if e["type"] == "signal-received"][:2]
+    assert approved[0] == approved[1]
+    assert [e["type"] for e in history].count("end-wait") == 2
+    # Ended: 409, exit 5; unknown workflow: 404, exit 5; a name no signal can have: 422, exit 2.
+    assert flow("signal", workflow_id, "approved", env=server).returncode == 5
+    assert flow("signal", "no-such-workflow", "approved", env=server).returncode == 5
+    bad = flow("signal", workflow_id, "not%20a%20name", env=server)
+    assert bad.returncode == 2, (bad.returncode, bad.stderr)
+
+
 def test_definitions_from_the_cli(server):
     listed = flow("definitions", env=server)
     assert listed.returncode == 0 and "DummyWorkflow" in listed.stdout

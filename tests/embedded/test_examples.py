@@ -34,6 +34,7 @@ def run(flow: EmbeddedFlow, name: str, input_data: dict | None = None):
 def test_every_example_is_valid_and_there_is_one_per_topic():
     names = sorted(p.stem for p in EXAMPLES.glob("*.json"))
     assert names == [
+        "approval",
         "conditions",
         "data_between_activities",
         "dependencies",
@@ -139,3 +140,15 @@ def test_sleeps_example(flow):
     assert cool_off.finished_at - cool_off.started_at >= timedelta(seconds=0.5)
     assert until_reminder.finished_at >= remind_at and until_reminder.output == {"until": iso(remind_at)}
     assert remind.scheduled_at >= until_reminder.finished_at
+
+
+def test_approval_example_keeps_an_early_signal(flow):
+    workflow_id = flow.start("ApprovalExample", {"order": 7})
+    # Sent at once: likely before the wait's turn; kept in the inbox either way.
+    flow.runtime.service.signal(workflow_id, "approved", {"by": "ana"})
+    state = flow.wait(workflow_id, timeout_s=30).state
+    assert state.status == "Finished"
+    request, approval, ship = state.activities
+    assert (approval.name, approval.status, approval.output) == ("wait", "Succeeded", {"by": "ana"})
+    assert ship.output["outputs"]["approval"] == {"by": "ana"}
+    assert [s.consumed_by for s in state.inbox] == [1]

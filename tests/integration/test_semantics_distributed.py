@@ -64,6 +64,15 @@ DEFINITIONS = {
             {"id": "after", "name": "EchoActivity"},
         ],
     },
+    "Approval": {
+        "name": "Approval",
+        "activities": [
+            {"id": "early", "wait_for": "early"},
+            {"id": "nap", "sleep_s": 0.2},
+            {"id": "approval", "wait_for": "approved", "timeout_s": 120},
+            {"id": "ship", "name": "EchoActivity"},
+        ],
+    },
     "Redrive": {
         "name": "Redrive",
         "config": {"retry": {"max_attempts": 2, "initial_delay_ms": 50, "jitter": 0}},
@@ -254,3 +263,45 @@ def test_a_map_with_retried_items_on_postgres(env):
             assert len(flying) <= 5
         elif e["type"] == "activity-result" and e["data"]["outcome"] == "SUCCEEDED":
             flying.discard(e["position"])
+
+
+def test_signals_over_http_and_dramatiq_and_a_sleep_on_postgres(env):
+    import dramatiq
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+    from flow.testing import AMQP_URL
+
+    url = env["url"]
+    workflow_id = start(url, "Approval")
+    # "approved" arrives first, before its wait: kept in the inbox (stored on PostgreSQL).
+    sent = requests.post(
+        f"{url}/workflows/{workflow_id}/signals/approved",
+        json={"payload": {"by": "ana"}},
+        headers={"Idempotency-Key": "once"},
+        timeout=10,
+    )
+    assert sent.status_code == 202, sent.text
+    # "early" from another process, as a plain Dramatiq message to the shared engine queue.
+    broker = RabbitmqBroker(url=AMQP_URL, confirm_delivery=True)
+    queue = f"{env['prefix']}.engine"
+    broker.declare_queue(queue)
+    broker.enqueue(
+        dramatiq.Message(
+            queue_name=queue,
+            actor_name="flow.signal_workflow",
+            args=(),
+            kwargs={"workflow_id": workflow_id, "name": "early", "payload": 1},
+            options={},
+        )
+    )
+    broker.close()
+    body = wait_ended(url, workflow_id)
+    assert body["status"] == "Finished", body
+    view = {a["id"]: a for a in body["activities"]}
+    assert (view["early"]["output"], view["approval"]["output"]) == (1, {"by": "ana"})
+    assert view["nap"]["status"] == "Succeeded" and view["nap"]["name"] == "sleep"
+    events = requests.get(f"{url}/workflows/{workflow_id}/events", params={"limit": 500}).json()["items"]
+    kinds = [e["type"] for e in events]
+    assert kinds.count("end-wait") == 2 and "keep-signal" in kinds and "start-sleep" in kinds
+    again = requests.post(f"{url}/workflows/{workflow_id}/signals/approved", timeout=10)
+    assert again.status_code == 409

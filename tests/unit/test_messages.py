@@ -27,6 +27,7 @@ from flow.messages import (
     Message,
     Outgoing,
     RetryWorkflow,
+    SignalWorkflow,
     StartWorkflow,
     TimerDue,
 )
@@ -59,6 +60,10 @@ EXAMPLES: list[Message] = [
     CancelWorkflow(workflow_id="w", reason="not needed"),
     CancelWorkflow(workflow_id="w"),
     RetryWorkflow(workflow_id="w"),
+    SignalWorkflow(workflow_id="w", name="approved", signal_id="s-1", payload={"by": ["ana", 1]}),
+    SignalWorkflow(workflow_id="w", name="approved", signal_id="s-2"),
+    # An item of a map: its item and index travel with the attempt.
+    replace(REQUEST, position=12, item={"file": "a.png", "size": [1, 2]}, index=3),
 ]
 
 

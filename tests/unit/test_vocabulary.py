@@ -36,7 +36,7 @@ STORED = {
         "Waiting",
     ],
     Outcome: ["SUCCEEDED", "TEMPORARY_FAILURE", "PERMANENT_FAILURE"],
-    TimerKind: ["retry", "schedule-to-start", "start-to-close", "workflow", "sleep"],
+    TimerKind: ["retry", "schedule-to-start", "start-to-close", "workflow", "sleep", "wait"],
     Trigger: ["all_succeeded", "all_done", "one_succeeded"],
     HistoryType: [
         "start-workflow",
@@ -57,6 +57,10 @@ STORED = {
         "start-map",
         "end-map",
         "start-sleep",
+        "start-wait",
+        "end-wait",
+        "keep-signal",
+        "signal-received",
     ],
 }
 
@@ -84,6 +88,7 @@ def test_history_types_are_facts_or_decisions_and_the_endings_are_decisions():
         HistoryType.TIMER_FIRED,
         HistoryType.CANCEL_REQUESTED,
         HistoryType.RETRY_REQUESTED,
+        HistoryType.SIGNAL_RECEIVED,
     }
 
 

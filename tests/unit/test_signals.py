@@ -1,0 +1,143 @@
+"""Signals and waits (``wait_for``), decided by the pure ``decide()``, rule by rule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from flow.core import signals
+from flow.core.commands import CancelTimer, StartTimer
+from flow.core.events import CancelRequested, RetryRequested, SignalReceived, TimerFired
+from flow.core.recovery import owed
+from flow.core.vocabulary import ActivityStatus, HistoryType, TimerKind, WorkflowStatus
+from tests.unit.test_graph import Run, problems, state_of
+
+S = ActivityStatus
+APPROVAL = {"id": "approval", "wait_for": "approved", "timeout_s": 60}
+
+
+def run_of(*activities: dict[str, Any]) -> Run:
+    return Run(state_of(*activities))
+
+
+def signal(run: Run, name: str, payload: Any = None, signal_id: str | None = None) -> None:
+    event = SignalReceived(run._now(), name, signal_id or f"s{run.clock}", payload)
+    run.decision = run._decide(event)
+
+
+def types(run: Run) -> list[HistoryType]:
+    return [h.type for h in run.decision.history]
+
+
+def test_a_signal_ends_the_wait_with_its_payload_and_the_next_activity_runs():
+    run = run_of({"name": "A"}, APPROVAL, {"name": "B"})
+    run.end("A")
+    assert run.status("approval") is S.WAITING and run.activity("approval").name == "wait"
+    assert StartTimer(TimerKind.WAIT, 60_000, 1, 1) in run.decision.commands
+    signal(run, "approved", {"by": "ana"})
+    assert run.status("approval") is S.SUCCEEDED and run.activity("approval").output == {"by": "ana"}
+    assert CancelTimer(TimerKind.WAIT, 1, 1) in run.decision.commands and run.scheduled() == ["B"]
+    assert types(run)[:2] == [HistoryType.SIGNAL_RECEIVED, HistoryType.END_WAIT]
+
+
+def test_a_signal_before_the_wait_is_kept_and_taken_when_the_wait_comes():
+    run = run_of({"name": "A"}, APPROVAL, {"name": "B"})
+    signal(run, "approved", {"by": "early"}, signal_id="k1")
+    assert types(run) == [HistoryType.SIGNAL_RECEIVED, HistoryType.KEEP_SIGNAL]
+    assert [(s.name, s.consumed_by) for s in run.state.inbox] == [("approved", None)]
+    run.end("A")
+    assert run.status("approval") is S.SUCCEEDED and run.activity("approval").output == {"by": "early"}
+    assert run.scheduled() == ["B"] and not any(isinstance(c, StartTimer) for c in run.decision.commands)
+    assert [(s.id, s.consumed_by, s.payload) for s in run.state.inbox] == [("k1", 1, None)]
+
+
+def test_a_repeated_signal_is_recorded_once():
+    run = run_of(APPROVAL, APPROVAL | {"id": "second"})
+    signal(run, "approved", 1, signal_id="same")
+    signal(run, "approved", 1, signal_id="same")
+    assert types(run) == [HistoryType.SIGNAL_RECEIVED, HistoryType.DO_NOTHING]
+    assert "already received" in run.decision.history[1].data["reason"]
+    assert run.status("second") is S.WAITING  # the repeat did not end the second wait
+
+
+def test_a_signal_for_an_ended_workflow_is_dropped():
+    run = run_of({"name": "A"})
+    run.end("A")
+    signal(run, "approved")
+    assert run.decision.history[-1].data["reason"] == "workflow Finished: signal dropped"
+    assert run.state.inbox == ()
+
+
+def test_the_wait_times_out_like_an_activity_and_a_late_signal_is_kept():
+    run = run_of(APPROVAL | {"required": False}, {"name": "B"})
+    run.decision = run._decide(TimerFired(TimerKind.WAIT, 0, 1, occurred_at=run._now()))
+    approval = run.activity("approval")
+    assert approval.status is S.FAILED and approval.error == "wait timeout: no signal 'approved' within 60 s"
+    assert run.scheduled() == ["B"]
+    signal(run, "approved")
+    assert types(run)[-1] is HistoryType.KEEP_SIGNAL
+
+
+def test_a_signal_that_won_the_race_makes_the_timeout_stale():
+    run = run_of(APPROVAL, {"name": "B"})
+    signal(run, "approved")
+    run.decision = run._decide(TimerFired(TimerKind.WAIT, 0, 1, occurred_at=run._now()))
+    assert run.decision.history[0].data["stale"] is True and run.status("approval") is S.SUCCEEDED
+
+
+def test_a_required_wait_timing_out_fails_the_workflow():
+    run = run_of(APPROVAL, {"name": "B"})
+    run.decision = run._decide(TimerFired(TimerKind.WAIT, 0, 1, occurred_at=run._now()))
+    assert run.state.status is WorkflowStatus.FAILED
+    assert (
+        run.state.error
+        == "required activity approval (position 0) failed: wait timeout: no signal 'approved' within 60 s"
+    )
+
+
+def test_cancel_during_a_wait_cancels_it_and_its_timer_then_retry_waits_again():
+    run = run_of(APPROVAL)
+    run.decision = run._decide(CancelRequested(occurred_at=run._now()))
+    assert run.status("approval") is S.CANCELLED and CancelTimer(TimerKind.WAIT, 0, 1) in run.decision.commands
+    run.decision = run._decide(RetryRequested(occurred_at=run._now()))
+    assert run.status("approval") is S.WAITING and StartTimer(TimerKind.WAIT, 60_000, 0, 2) in run.decision.commands
+
+
+def test_the_earliest_waiting_step_takes_a_signal_and_a_wait_without_timeout_sets_no_timer():
+    run = run_of(
+        {"id": "one", "wait_for": "go", "independent": True}, {"id": "two", "wait_for": "go", "independent": True}
+    )
+    assert not any(isinstance(c, StartTimer) for c in run.decision.commands)
+    signal(run, "go", 1)
+    assert (run.status("one"), run.status("two")) == (S.SUCCEEDED, S.WAITING)
+    signal(run, "go", 2)
+    assert run.activity("two").output == 2 and run.state.status is WorkflowStatus.FINISHED
+
+
+def test_the_inbox_is_bounded():
+    run = run_of({"name": "A"})
+    for n in range(signals.MAX_SIGNALS):
+        signal(run, "noise", signal_id=f"n{n}")
+    signal(run, "noise", signal_id="one too many")
+    assert "signal dropped" in run.decision.history[-1].data["reason"]
+    assert len(run.state.inbox) == signals.MAX_SIGNALS
+
+
+def test_recovery_finds_the_waits_timeout():
+    run = run_of(APPROVAL)
+    [due] = owed(run.state).timers
+    assert (due.kind, due.position, due.attempt) == (TimerKind.WAIT, 0, 1)
+
+
+@pytest.mark.parametrize(
+    ("entry", "path"),
+    [
+        ({"wait_for": "has space"}, "$.activities[0].wait_for"),
+        ({"name": "A", "timeout_s": 3}, "$.activities[0].timeout_s"),
+        ({"wait_for": "x", "sleep_s": 1}, "$.activities[0]"),
+        ({"wait_for": "x", "timeout_s": 0}, "$.activities[0].timeout_s"),
+    ],
+)
+def test_wait_shapes_are_checked(entry, path):
+    assert path in [p for p, _ in problems(entry)]

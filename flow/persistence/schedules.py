@@ -180,6 +180,14 @@ class ScheduleTable:
         counts and runs stay. ``file_digest`` records the file it was read from; a
         write without one keeps the one recorded.
         """
+        try:
+            return self._put(spec, partition=partition, now=now, file_digest=file_digest)
+        except peewee.IntegrityError:  # created concurrently by another request: replace it
+            return self._put(spec, partition=partition, now=now, file_digest=file_digest)
+
+    def _put(
+        self, spec: ScheduleSpec, *, partition: int, now: datetime, file_digest: str | None
+    ) -> tuple[StoredSchedule, bool]:
         with write(self.database):
             row = ScheduleRecord.get_or_none(ScheduleRecord.name == spec.name)
             columns = {**_spec_columns(spec), "updated_at": now}

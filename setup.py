@@ -21,6 +21,10 @@ setup(
         "jsonschema>=4.20",
         # `when` conditions (flow/core/graph.py): the JMESPath reference implementation, pure Python.
         "jmespath>=1.0,<2",
+        # Cron schedules (flow/core/schedules.py says why this library): pure Python, zoneinfo-aware.
+        "cronsim>=2.6,<3",
+        # IANA time zones for zoneinfo where the system has none (slim images).
+        "tzdata",
         "click>=8.1",
         "rich>=13",
         "prometheus-client>=0.20",

@@ -18,6 +18,13 @@ from api.resources.definitions import (
 )
 from api.resources.health import HealthResource
 from api.resources.meta import FaviconSink, MetricsResource, OpenApiResource, RootResource
+from api.resources.schedules import (
+    SchedulePauseResource,
+    ScheduleResource,
+    ScheduleResumeResource,
+    SchedulesResource,
+    ScheduleTriggerResource,
+)
 from api.resources.signals import SignalResource
 from api.resources.workflows import (
     WorkflowActivitiesResource,
@@ -74,5 +81,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_route("/workflows/{workflow_id}/cancel", WorkflowCancelResource(runtime))
     app.add_route("/workflows/{workflow_id}/retry", WorkflowRetryResource(runtime))
     app.add_route("/workflows/{workflow_id}/signals/{name}", SignalResource(runtime))
+    app.add_route("/schedules", SchedulesResource(runtime))
+    app.add_route("/schedules/{name}", ScheduleResource(runtime))
+    app.add_route("/schedules/{name}/pause", SchedulePauseResource(runtime))
+    app.add_route("/schedules/{name}/resume", ScheduleResumeResource(runtime))
+    app.add_route("/schedules/{name}/trigger", ScheduleTriggerResource(runtime))
     openapi_resource.document = document(router, auth=bool(runtime.settings.api_token))
     return app

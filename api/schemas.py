@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from flow.core.schedules import SCHEMA as SCHEDULE_SCHEMA
+from flow.core.schedules import RunTrigger
 from flow.core.vocabulary import ActivityStatus, HistoryType, Trigger, WorkflowStatus
 
 
@@ -163,6 +165,40 @@ COMPONENTS: dict[str, Any] = {
         }
     ),
     "Validation": _record(valid={"const": True}, name={"type": "string"}, activities=_COUNT),
+    "Schedule": {
+        "type": "object",
+        "required": [*SCHEDULE_SCHEMA["properties"], "next_run_at", "fired", "skipped", "recent_runs"],
+        "properties": {
+            **{
+                key: {k: v for k, v in value.items() if k != "description"}
+                for key, value in SCHEDULE_SCHEMA["properties"].items()
+            },
+            "input_data": {"type": "object"},
+            "source": {"enum": ["api", "file"]},
+            "next_run_at": {**_OPTIONAL_TIMESTAMP, "description": "null while paused"},
+            "last_tick_at": {**_TIMESTAMP, "description": "Every tick up to this one is handled."},
+            "last_fired_at": _OPTIONAL_TIMESTAMP,
+            "last_workflow_id": {"type": ["string", "null"]},
+            "buffered_tick_at": _OPTIONAL_TIMESTAMP,
+            "fired": {"type": "integer", "description": "Workflows it started."},
+            "skipped": {"type": "integer", "description": "Ticks skipped: missed, overlapping, or unstartable."},
+            "last_skipped_at": _OPTIONAL_TIMESTAMP,
+            "last_error": {"type": ["string", "null"]},
+            "created_at": _TIMESTAMP,
+            "updated_at": _TIMESTAMP,
+            "recent_runs": {
+                "type": "array",
+                "items": _record(
+                    tick_at=_TIMESTAMP,
+                    workflow_id={"type": "string"},
+                    trigger=enum(RunTrigger),
+                    status={"type": ["string", "null"], "description": "null once the workflow was deleted"},
+                    finished_at=_OPTIONAL_TIMESTAMP,
+                ),
+            },
+        },
+    },
+    "ScheduleList": _record(items={"type": "array", "items": ref("Schedule")}),
     "Health": _record(
         status={"enum": ["ok", "unavailable"]},
         database={"type": "string", "description": '"ok", or why not'},

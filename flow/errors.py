@@ -165,6 +165,14 @@ class PollTimeout(FlowError):
         self.last = last
 
 
+class ScheduleNotFound(FlowError):
+    """Raised when a schedule name matches no stored schedule."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no schedule named {name!r}")
+
+
 class StoreUnavailable(FlowError):
     """Raised when the database cannot be reached or refuses the operation; retryable."""
 

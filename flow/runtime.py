@@ -25,6 +25,7 @@ from flow.catalog import Catalog
 from flow.metrics import EngineMetrics
 from flow.persistence.models import bind
 from flow.persistence.store import Store
+from flow.schedules import ScheduleService
 from flow.service import WorkflowService
 from flow.settings import Settings
 from flow.tasks import declare
@@ -40,12 +41,14 @@ class Runtime:
     activity_classes: dict[str, type[BaseActivity]]
     catalog: Catalog
     service: WorkflowService = field(init=False)
+    schedules: ScheduleService = field(init=False)
     metrics: EngineMetrics = field(init=False)
     tasks: dict[str, dramatiq.Actor[Any, Any]] = field(init=False)
 
     def __post_init__(self) -> None:
         self.metrics = EngineMetrics()
         self.service = WorkflowService(self.settings, self.store, self.catalog, self.broker, self.activity_classes)
+        self.schedules = ScheduleService(self.service)
         self.tasks = declare(
             self.broker,
             settings=self.settings,
@@ -95,6 +98,7 @@ def build_engine(runtime: Runtime, *, transport: Any = None, recover: bool = Fal
         metrics=runtime.metrics,
         recover=recover,
         faults=faults,
+        schedule_starter=runtime.schedules,
     )
 
 

@@ -449,6 +449,7 @@ async function route() {
     if (path === "/workflows") await workflowsPage(mine);
     else if (path.startsWith("/workflows/")) await workflowPage(decodeURIComponent(path.slice("/workflows/".length)), mine);
     else if (path === "/definitions") await definitionsPage(mine);
+    else if (path === "/schedules") await schedulesPage(mine);
     else if (path === "/start") await startPage(mine);
     else render(mine, h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/workflows" }, "Back to the workflows")));
   } catch (error) { if (mine === generation) showError(error); }

@@ -15,6 +15,7 @@ docs/design.md:
 - :mod:`flow.engine.timers` — durable timers fired by the partition's owner;
 - :mod:`flow.engine.spans` — the workflows' spans, while tracing is on;
 - :mod:`flow.engine.retention` — deleting the held partitions' workflows past retention;
+- :mod:`flow.engine.schedules` — firing the held partitions' cron schedules;
 - :mod:`flow.core.recovery` — what a workflow is owed after a restart on the in-process broker.
 
 Per event: the delivery goes to the workflow's actor; the actor decides and submits
@@ -45,6 +46,7 @@ from flow.engine.leases import LeaseKeeper
 from flow.engine.outbox import OutboxSender
 from flow.engine.planning import plan
 from flow.engine.retention import RetentionSweeper
+from flow.engine.schedules import ScheduleStarter, ScheduleTicker
 from flow.engine.spans import WorkflowSpans
 from flow.engine.timers import TimerWheel
 from flow.engine.transport import Delivery, Transport
@@ -54,6 +56,7 @@ from flow.metrics import EngineMetrics
 from flow.persistence.engine_store import EngineStore
 from flow.persistence.leases import new_engine_id
 from flow.persistence.records import TimerRow, Transition, Unreadable, timer_id
+from flow.persistence.schedules import ScheduleTable
 from flow.settings import Settings
 
 if TYPE_CHECKING:
@@ -76,6 +79,7 @@ class Engine:
         metrics: EngineMetrics | None = None,
         recover: bool = False,
         faults: FaultInjector | None = None,
+        schedule_starter: ScheduleStarter | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -128,6 +132,9 @@ class Engine:
             retention_days=settings.retention_days,
             every_s=settings.retention_interval_s,
         )
+        self.schedules = schedule_starter and ScheduleTicker(
+            ScheduleTable(store.database), held=self.leases.held_partitions, starter=schedule_starter
+        )
 
     def __repr__(self) -> str:
         return f"<Engine {self.engine_id} partitions={sorted(self.leases.held)} live_actors={len(self.actors)}>"
@@ -145,11 +152,15 @@ class Engine:
         self.leases.start()
         self.outbox.start()
         self.retention.start()
+        if self.schedules:
+            self.schedules.start()
         logger.info("engine %s started", self.engine_id)
 
     def stop(self) -> None:
         """Hand every partition back (after the transitions in hand commit), then stop."""
         self.retention.stop()
+        if self.schedules:
+            self.schedules.stop()
         self.leases.stop(release=True)
         self.outbox.stop()
         self.timers.stop()

@@ -208,3 +208,25 @@ def test_the_list_table_keeps_whole_ids_on_a_narrow_terminal():
     assert workflow_id in screen.getvalue()
     assert "…" not in screen.getvalue()  # other columns wrap; nothing is cut
     assert all(len(line) <= 80 for line in screen.getvalue().splitlines())
+
+
+def test_schedules_from_the_cli(server, tmp_path):
+    path = tmp_path / "nightly.json"
+    path.write_text(json.dumps({"workflow": "DummyWorkflow", "cron": "30 2 * * *", "timezone": "Europe/Paris"}))
+    put = flow("schedules", "put", str(path), "--json", env=server)
+    assert put.returncode == 0, put.stderr
+    assert json.loads(put.stdout)["name"] == "nightly"
+    listed = flow("schedules", "list", env=server)
+    assert "nightly" in listed.stdout and "30 2 * * *" in listed.stdout
+    assert flow("schedules", "pause", "nightly", env=server).returncode == 0
+    assert json.loads(flow("schedules", "show", "nightly", "--json", env=server).stdout)["paused"] is True
+    assert "next run" in flow("schedules", "resume", "nightly", env=server).stdout
+    started = json.loads(flow("schedules", "trigger", "nightly", "--json", env=server).stdout)
+    shown = flow("schedules", "show", "nightly", env=server)
+    assert started["id"] in shown.stdout and "manual" in shown.stdout
+    assert flow("schedules", "delete", "nightly", env=server).returncode == 0
+    missing = flow("schedules", "show", "nightly", env=server)
+    assert missing.returncode == 5 and "no schedule named 'nightly'" in missing.stderr
+    path.write_text(json.dumps({"workflow": "DummyWorkflow", "cron": "99 * * * *"}))
+    invalid = flow("schedules", "put", str(path), env=server)
+    assert invalid.returncode == 2 and "$.cron" in invalid.stderr

@@ -152,3 +152,18 @@ def test_approval_example_keeps_an_early_signal(flow):
     assert (approval.name, approval.status, approval.output) == ("wait", "Succeeded", {"by": "ana"})
     assert ship.output["outputs"]["approval"] == {"by": "ana"}
     assert [s.consumed_by for s in state.inbox] == [1]
+
+
+def test_the_example_schedule_file_is_applied(flow):
+    """``schedules/weekday_report.json``: weekdays at 9:00 in Paris, from the file."""
+    from datetime import UTC
+    from zoneinfo import ZoneInfo
+
+    shown = flow.runtime.schedules.get("weekday_report")
+    assert (shown.spec.workflow, shown.spec.cron, shown.file_digest is not None) == (
+        "DataBetweenActivitiesExample",
+        "0 9 * * MON-FRI",
+        True,
+    )
+    next_run = shown.next_tick_at.replace(tzinfo=UTC).astimezone(ZoneInfo("Europe/Paris"))
+    assert (next_run.hour, next_run.minute) == (9, 0) and next_run.weekday() < 5

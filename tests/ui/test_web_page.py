@@ -230,7 +230,7 @@ def test_the_pages_pass_an_accessibility_check(page):
     assert page.evaluate("() => [...document.querySelectorAll('input,select,textarea')].every(e => e.labels.length)")
 
 
-@pytest.mark.parametrize("route", ["#/workflows", "#/workflows/{id}", "#/definitions", "#/start"])
+@pytest.mark.parametrize("route", ["#/workflows", "#/workflows/{id}", "#/definitions", "#/start", "#/schedules"])
 def test_axe_finds_no_serious_accessibility_violation(page, server, route):
     from axe_playwright_python.sync_playwright import Axe
 
@@ -320,3 +320,25 @@ def test_a_map_is_drawn_as_a_stack_and_its_items_are_listed_under_it(page, serve
     expect(rows.nth(0)).to_contain_text('each[0] (NoopActivity) item "a"')
     expect(page.get_by_role("cell", name="3 items: 3 Succeeded")).to_be_visible()
     shot(page, "map-graph")
+
+
+def test_schedules_show_their_next_run_and_recent_runs(page, server):
+    headers = {"Authorization": "Bearer ui-secret"}
+    body = {"workflow": "BrokenOptionalWorkflow", "cron": "* * * * * *", "timezone": "Europe/Paris"}
+    assert requests.put(f"{server}/schedules/ui-ticker", json=body, headers=headers, timeout=5).status_code == 201
+    try:
+        page.get_by_role("link", name="Schedules").click()
+        page.get_by_role("heading", name="Schedules").wait_for()
+        row = page.locator("tr", has=page.get_by_role("rowheader", name="ui-ticker"))
+        expect(row.locator(".next-run")).not_to_be_empty()
+        expect(row.locator("ul.runs .status", has_text="Finished").first).to_be_visible(timeout=30_000)
+        shot(page, "schedules")
+        row.get_by_role("button", name="Pause ui-ticker").click()
+        expect(row.locator(".next-run")).to_have_text("paused")
+        row.get_by_role("button", name="Trigger ui-ticker now").click()
+        expect(row.locator("ul.runs li", has_text="(triggered)").first).to_be_visible()
+        row.locator("ul.runs a").first.click()
+        page.wait_for_url("**/#/workflows/*")
+        page.get_by_role("heading", name="BrokenOptionalWorkflow", exact=False).wait_for()
+    finally:
+        requests.delete(f"{server}/schedules/ui-ticker", headers=headers, timeout=5)

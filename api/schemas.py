@@ -66,6 +66,7 @@ COMPONENTS: dict[str, Any] = {
             "created_at": _TIMESTAMP,
             "updated_at": _TIMESTAMP,
             "finished_at": _OPTIONAL_TIMESTAMP,
+            "parent_id": {"type": ["string", "null"], "description": "A child workflow's parent."},
         },
     },
     "Activity": {
@@ -90,6 +91,16 @@ COMPONENTS: dict[str, Any] = {
             "output": {},
             "error": {"type": ["string", "null"]},
             "skip_reason": {"type": ["string", "null"], "description": "Why a Skipped activity did not run."},
+            "workflow": {
+                "type": ["object", "null"],
+                "description": "A child activity: the definition it runs as a child workflow.",
+                "properties": {
+                    "name": {"type": "string"},
+                    "version": {"type": ["integer", "null"]},
+                    "input": {"type": ["string", "null"]},
+                },
+            },
+            "child_id": {"type": ["string", "null"], "description": "A child activity's child workflow, once run."},
         },
     },
     "Workflow": {
@@ -104,6 +115,10 @@ COMPONENTS: dict[str, Any] = {
                     "output": {},
                     "error": {"type": ["string", "null"]},
                     "idempotency_key": {"type": ["string", "null"]},
+                    "parent_position": {
+                        "type": ["integer", "null"],
+                        "description": "A child workflow: the position of its parent's activity that runs it.",
+                    },
                     "activities": {"type": "array", "items": ref("Activity")},
                 },
             },

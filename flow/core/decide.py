@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from flow.core import graph
-from flow.core.commands import CancelTimer, Command, RunActivity, StartTimer
+from flow.core.commands import CancelChild, CancelTimer, Command, RunActivity, StartTimer
 from flow.core.events import (
     ActivityCompleted,
     ActivityStarted,
@@ -160,6 +160,7 @@ def _on_cancel_requested(state: WorkflowState, event: CancelRequested) -> Decisi
             state, fact, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": f"workflow already {state.status}"})
         )
     commands = _end_of_run_timers(state)
+    commands += [CancelChild(a.position) for a in state.activities if a.child is not None and a.status.in_flight]
     activities = tuple(
         replace(a, status=ActivityStatus.CANCELLED, finished_at=a.finished_at or event.occurred_at)
         if a.status in (ActivityStatus.PENDING, ActivityStatus.WAITING_RETRY)
@@ -175,10 +176,10 @@ def _on_cancel_requested(state: WorkflowState, event: CancelRequested) -> Decisi
 
 def _on_retry_requested(state: WorkflowState, event: RetryRequested) -> Decision:
     fact = HistoryEntry(HistoryType.RETRY_REQUESTED)
-    if state.status not in (WorkflowStatus.FAILED, WorkflowStatus.CANCELLED):
-        return _nothing(
-            state, fact, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": f"workflow is {state.status}"})
-        )
+    stale = f"run {event.run} was started already" if event.run is not None and event.run <= state.run else None
+    if stale or state.status not in (WorkflowStatus.FAILED, WorkflowStatus.CANCELLED):
+        reason = stale or f"workflow is {state.status}"
+        return _nothing(state, fact, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": reason}))
     activities = tuple(
         replace(
             a,
@@ -203,7 +204,7 @@ def _on_retry_requested(state: WorkflowState, event: RetryRequested) -> Decision
         output=None,
         finished_at=None,
         started=True,
-        run=state.run + 1,
+        run=event.run or state.run + 1,
         run_started_at=event.occurred_at,
         frontier=-1,
     )

@@ -20,7 +20,8 @@ from typing import Any
 
 import jsonschema
 
-from flow.core import graph, strict_json
+from flow.core import children, graph, strict_json
+from flow.core.lineage import ChildWorkflow
 from flow.core.policy import MAX_ATTEMPTS, MAX_BACKOFF, MAX_DELAY_MS, MAX_TIMEOUT_S, RetryPolicy, Timeouts
 from flow.core.state import ActivityState
 from flow.core.strict_json import json_path
@@ -81,10 +82,15 @@ SCHEMA: dict[str, Any] = {
             "maxItems": MAX_ACTIVITIES,
             "items": {
                 "type": "object",
-                "required": ["name"],
+                # A class (name) or a child workflow (workflow): exactly one of them.
+                "oneOf": [{"required": ["name"]}, {"required": ["workflow"]}],
+                "dependentRequired": {"version": ["workflow"], "input": ["workflow"]},
                 "additionalProperties": False,
                 "properties": {
                     "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+                    "workflow": {"type": "string", "pattern": NAME_PATTERN},
+                    "version": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+                    "input": {"type": "string", "minLength": 1, "maxLength": graph.MAX_EXPRESSION_CHARS},
                     "id": {"type": "string", "pattern": graph.ID_PATTERN},
                     "depends_on": {
                         "type": "array",
@@ -134,6 +140,8 @@ class ActivitySpec:
     trigger: Trigger = Trigger.ALL_SUCCEEDED
     #: JMESPath condition over ``{"input", "outputs"}``: false skips the activity.
     when: str | None = None
+    #: The child workflow it runs (``workflow``); ``name`` is then the definition's name.
+    child: ChildWorkflow | None = None
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -162,8 +170,10 @@ class Definition:
         index = {s.id: position for position, s in enumerate(self.activities)}
         return tuple(index[d] for d in spec.depends_on)
 
-    def initial_activities(self) -> tuple[ActivityState, ...]:
-        """The activities of a workflow started from this definition, all pending."""
+    def initial_activities(self, child_versions: Mapping[str, int] | None = None) -> tuple[ActivityState, ...]:
+        """The activities of a workflow started from this definition, all pending;
+        ``child_versions``: the newest version of each child definition now (a child
+        without ``version`` runs the newest at the parent's start)."""
         return tuple(
             ActivityState(
                 position=position,
@@ -172,11 +182,13 @@ class Definition:
                 required=spec.required,
                 config=self.activity_config(spec),
                 retry=self.retry_policy(spec),
-                timeouts=self.timeouts(spec),
+                # A child has no timeouts as an activity: its definition's workflow_s bounds it.
+                timeouts=self.timeouts(spec) if spec.child is None else Timeouts(),
                 id=spec.id,
                 depends_on=self.positions(spec),
                 trigger=spec.trigger,
                 when=spec.when,
+                child=_pinned(spec.child, child_versions or {}),
             )
             for position, spec in enumerate(self.activities)
         )
@@ -194,6 +206,12 @@ class Definition:
 
     def __repr__(self) -> str:
         return f"<Definition {self.name} activities={len(self.activities)}>"
+
+
+def _pinned(child: ChildWorkflow | None, versions: Mapping[str, int]) -> ChildWorkflow | None:
+    if child is None or child.version is not None or child.definition not in versions:
+        return child
+    return ChildWorkflow(child.definition, versions[child.definition], child.input)
 
 
 def canonical_json(value: Any) -> str:
@@ -224,7 +242,7 @@ def parse(body: Any, *, known_activities: Collection[str], source: str = "<defin
         raise DefinitionError(source, problems)
     specs = tuple(
         ActivitySpec(
-            name=entry["name"],
+            name=entry.get("name") or entry["workflow"],
             independent=entry.get("independent", False),
             required=entry.get("required", True),
             config=entry.get("config", {}),
@@ -232,6 +250,9 @@ def parse(body: Any, *, known_activities: Collection[str], source: str = "<defin
             depends_on=tuple(entry["depends_on"]) if "depends_on" in entry else None,
             trigger=Trigger(entry.get("trigger", Trigger.ALL_SUCCEEDED)),
             when=entry.get("when"),
+            child=ChildWorkflow(entry["workflow"], entry.get("version"), entry.get("input"))
+            if "workflow" in entry
+            else None,
         )
         for entry, activity_id in zip(body["activities"], graph.default_ids(body["activities"]), strict=True)
     )
@@ -246,7 +267,7 @@ def _problems(body: Any, known_activities: Collection[str]) -> list[tuple[str, s
     if (edges := graph.dependency_count(activities)) > graph.MAX_DEPENDENCIES:
         return [("$.activities", f"has {edges} dependencies in all; at most {graph.MAX_DEPENDENCIES}")]
     problems = [
-        (json_path(error.absolute_path), shorten(error.message))
+        _schema_problem(error)
         for error in sorted(_VALIDATOR.iter_errors(body), key=lambda e: list(map(str, e.absolute_path)))
     ]
     if problems:
@@ -255,6 +276,7 @@ def _problems(body: Any, known_activities: Collection[str]) -> list[tuple[str, s
         problems.append(("$.name", f"{body['name']!r} does not match {NAME_PATTERN!r}"))
     entries = body["activities"]
     problems.extend(graph.problems(entries, lambda index, *keys: json_path(["activities", index, *keys])))
+    problems.extend(children.problems(entries, lambda index, *keys: json_path(["activities", index, *keys])))
     for index, entry in enumerate(body["activities"]):
         if "workflow_s" in entry.get("config", {}).get("timeouts", {}):
             problems.append(
@@ -263,7 +285,7 @@ def _problems(body: Any, known_activities: Collection[str]) -> list[tuple[str, s
                     "workflow_s is a workflow timeout: set it in the workflow's config.timeouts",
                 )
             )
-        if entry["name"] not in known_activities:
+        if "name" in entry and entry["name"] not in known_activities:
             problems.append(
                 (
                     json_path(["activities", index, "name"]),
@@ -272,3 +294,17 @@ def _problems(body: Any, known_activities: Collection[str]) -> list[tuple[str, s
                 )
             )
     return problems
+
+
+def _schema_problem(error: jsonschema.ValidationError) -> tuple[str, str]:
+    """A schema error as ``(JSON path, message)``; an activity's choice between a class
+    and a child workflow said in words rather than in jsonschema's."""
+    where = list(error.absolute_path)
+    if error.validator == "oneOf" and isinstance(error.instance, dict):
+        if "workflow" in error.instance:
+            return json_path([*where, "workflow"]), "an activity runs a class (name) or a child workflow, not both"
+        return json_path([*where, "name"]), "required: name (an activity class) or workflow (a definition)"
+    if error.validator == "dependentRequired" and isinstance(error.instance, dict):
+        key = next((k for k in error.validator_value if k in error.instance and "workflow" not in error.instance), "")
+        return json_path([*where, key]), "applies to a child workflow activity (workflow), which this one is not"
+    return json_path(where), shorten(error.message)

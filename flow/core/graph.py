@@ -61,14 +61,14 @@ def default_ids(entries: Sequence[Mapping[str, Any]]) -> list[str]:
     once without ids gets ``<name>.1``, ``<name>.2``, ... for all but its last
     appearance, which keeps the class name: outputs keyed by class name then mean what
     they meant in the first release (the later activity's output wins)."""
-    counts = Counter(entry["name"] for entry in entries if "id" not in entry)
+    counts = Counter(entry.get("name") or entry["workflow"] for entry in entries if "id" not in entry)
     seen: Counter[str] = Counter()
     ids = []
     for entry in entries:
         if "id" in entry:
             ids.append(entry["id"])
             continue
-        name = entry["name"]
+        name = entry.get("name") or entry["workflow"]  # a child activity: its definition's name
         seen[name] += 1
         ids.append(name if seen[name] == counts[name] else f"{name}.{seen[name]}")
     return ids
@@ -138,6 +138,11 @@ class _BoundedFunctions(jmespath.functions.Functions):
 
 
 _OPTIONS = jmespath.Options(custom_functions=_BoundedFunctions())
+
+
+def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
+    """The value of a compiled-and-bounded expression over ``context`` (raises what the evaluator raises)."""
+    return compile_condition(expression).search(context, options=_OPTIONS)
 
 
 def dependency_count(entries: Any) -> int:

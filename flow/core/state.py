@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from flow.core.lineage import ChildWorkflow, ParentLink
 from flow.core.policy import RetryPolicy, Timeouts
 from flow.core.vocabulary import ActivityStatus, Trigger, WorkflowStatus
 
@@ -54,6 +55,8 @@ class ActivityState:
     when: str | None = None
     #: Why it was skipped, when it was.
     skip_reason: str | None = None
+    #: The child workflow it runs (``workflow`` in the definition); None: a class.
+    child: ChildWorkflow | None = None
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -85,6 +88,8 @@ class WorkflowState:
     #: attempt it dispatches carries; None while tracing is off. Opaque here: only the
     #: shells (:mod:`flow.tracing`) make or read it, ``decide`` never looks at it.
     traceparent: str | None = None
+    #: The parent's activity this child workflow reports to; None: not a child.
+    parent: ParentLink | None = None
     #: A lower bound of the first position whose activity has not ended (every
     #: activity before it has), so that finding the next sequential activity costs
     #: O(what changed), not O(activities). Derived, never stored; -1 means unknown.

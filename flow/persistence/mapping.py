@@ -17,6 +17,7 @@ from typing import Any
 
 import peewee
 
+from flow.core.lineage import ChildWorkflow, ParentLink
 from flow.core.policy import RetryPolicy, Timeouts
 from flow.core.state import ActivityState, ActivityStatus, WorkflowState, WorkflowStatus
 from flow.core.vocabulary import Trigger
@@ -26,7 +27,8 @@ from flow.core.vocabulary import Trigger
 #: Peewee's query compiler and model instances cost it milliseconds per workflow).
 WORKFLOW_COLUMNS = (
     "id, definition_name, definition_version, partition, status, started, run, run_started_at, input_data, "
-    "config, output, error, created_at, finished_at, version, updated_at, idempotency_key, traceparent"
+    "config, output, error, created_at, finished_at, version, updated_at, idempotency_key, traceparent, "
+    "parent_id, parent_position, parent_attempt"
 )
 ACTIVITY_COLUMNS = (
     "position, name, independent, required, config, retry, timeouts, status, attempt, attempts_before, output, "
@@ -67,6 +69,9 @@ def workflow_from_row(row: tuple, activities: Iterable[ActivityState]) -> Stored
         updated_at,
         idempotency_key,
         traceparent,
+        parent_id,
+        parent_position,
+        parent_attempt,
     ) = row
     state = WorkflowState(
         id=workflow_id,
@@ -84,6 +89,7 @@ def workflow_from_row(row: tuple, activities: Iterable[ActivityState]) -> Stored
         error=error,
         finished_at=_timestamp(finished_at),
         traceparent=traceparent,
+        parent=ParentLink(parent_id, parent_position, parent_attempt) if parent_id is not None else None,
     )
     return StoredWorkflow(state, version, partition, _timestamp(updated_at), idempotency_key)
 
@@ -169,6 +175,10 @@ def graph_column(activity: ActivityState) -> str | None:
         graph["trigger"] = activity.trigger.value
     if activity.when is not None:
         graph["when"] = activity.when
+    if activity.child is not None:
+        graph["workflow"] = {"name": activity.child.definition, "version": activity.child.version}
+        if activity.child.input is not None:
+            graph["workflow"]["input"] = activity.child.input
     return json.dumps(graph, separators=(",", ":")) if graph else None
 
 
@@ -180,6 +190,9 @@ def _graph_fields(graph: dict[str, Any] | None) -> dict[str, Any]:
         "depends_on": tuple(graph["depends_on"]) if "depends_on" in graph else None,
         "trigger": Trigger(graph.get("trigger", Trigger.ALL_SUCCEEDED)),
         "when": graph.get("when"),
+        "child": ChildWorkflow(child["name"], child.get("version"), child.get("input"))
+        if (child := graph.get("workflow"))
+        else None,
     }
 
 

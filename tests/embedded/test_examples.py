@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from flow.core.lineage import child_id
 from flow.embedded import EmbeddedFlow
 from flow.settings import Settings
 from tests.conftest import ROOT
@@ -36,6 +37,8 @@ def test_every_example_is_valid_and_there_is_one_per_topic():
         "dependencies",
         "independent_and_optional",
         "retry_policy",
+        "sub_workflow",
+        "sub_workflow_child",
         "timeouts",
     ]
 
@@ -106,3 +109,15 @@ def test_conditions_example(flow, input_data, ran, skipped):
     if "express" in skipped:
         assert reasons["express"] == "when 'outputs.check.input_data.express' was null"
         assert reasons["gift_wrap"] == "dependency 'express' was skipped"
+
+
+def test_sub_workflow_example(flow):
+    state = run(flow, "SubWorkflowExample", {"order": 42})
+    assert state.status == "Finished"
+    prepare, ship, report = state.activities
+    assert ship.child is not None and ship.child.definition == "SubWorkflowChildExample"
+    child = flow.runtime.store.get(child_id(state.id, "ship")).state
+    assert (child.status, child.parent.workflow_id, child.parent.position) == ("Finished", state.id, 1)
+    assert child.input_data == {"order": 42, "prepared": prepare.output}
+    assert ship.output == child.output
+    assert report.output["outputs"]["ship"]["pack"]["input_data"]["order"] == 42

@@ -240,7 +240,9 @@ async function workflowPage(id, mine) {
     h("thead", {}, h("tr", {}, ...["#", "Activity", "Status", "Attempts", "Duration", "Error or reason"].map(t => h("th", { scope: "col" }, t)))),
     h("tbody", {}, workflow.activities.map(a => h("tr", {},
       h("td", {}, a.position),
-      h("td", {}, a.id && a.id !== a.name ? `${a.id} (${a.name})` : a.name, a.independent ? h("span", { class: "muted" }, " (independent)") : null,
+      h("td", {}, activityLabel(a),
+        a.child_id ? h("span", {}, " → ", h("a", { href: "#/workflows/" + encodeURIComponent(a.child_id), class: "mono" }, "child " + a.child_id)) : null,
+        a.independent ? h("span", { class: "muted" }, " (independent)") : null,
         a.depends_on ? h("span", { class: "muted" }, ` after ${a.depends_on.join(", ")}` + (a.trigger !== "all_succeeded" ? ` (${a.trigger})` : "")) : null,
         a.when ? h("span", { class: "muted mono" }, ` when ${a.when}`) : null, a.required ? null : h("span", { class: "muted" }, " (optional)")),
       h("td", {}, statusBadge(a.status)),
@@ -259,6 +261,8 @@ async function workflowPage(id, mine) {
     h("h1", {}, workflow.name, " ", h("span", { class: "muted mono" }, workflow.id)),
     h("p", {}, statusBadge(workflow.status), ` · definition version ${workflow.definition_version} · started ${when(workflow.created_at)}`,
       workflow.finished_at ? ` · ended ${when(workflow.finished_at)}` : "", workflow.error ? h("span", { class: "error" }, " · " + workflow.error) : null),
+    ...(workflow.parent_id ? [h("p", {}, "Child workflow of ", h("a", { href: "#/workflows/" + encodeURIComponent(workflow.parent_id), class: "mono" }, workflow.parent_id),
+      ` (its activity ${workflow.parent_position})`)] : []),
     actions,
     h("h2", {}, "Graph"), graph(workflow.name, workflow.activities),
     h("h2", {}, "Timeline"), gantt(workflow, events),
@@ -281,17 +285,29 @@ function svg(tag, attrs = {}, ...children) {
   return el;
 }
 
+// A child workflow activity: its definition's name (a definition's entry says `workflow`
+// as a string, a workflow's activity as an object), else null.
+function childOf(a) { return typeof a.workflow === "string" ? a.workflow : a.workflow ? a.workflow.name : null; }
+function nameOf(a) { return a.name || childOf(a); }
+
 function activityIds(activities) {
-  // The server's rule (flow/core/graph.py default_ids): its own id, else the class name;
-  // a class listed more than once without ids numbers all but its last appearance.
+  // The server's rule (flow/core/graph.py default_ids): its own id, else the class name
+  // (a child's definition name); a name listed more than once without ids numbers all
+  // but its last appearance.
   const counts = new Map();
-  for (const a of activities) if (!a.id) counts.set(a.name, (counts.get(a.name) || 0) + 1);
+  for (const a of activities) if (!a.id) counts.set(nameOf(a), (counts.get(nameOf(a)) || 0) + 1);
   const seen = new Map();
   return activities.map(a => {
     if (a.id) return a.id;
-    seen.set(a.name, (seen.get(a.name) || 0) + 1);
-    return seen.get(a.name) === counts.get(a.name) ? a.name : `${a.name}.${seen.get(a.name)}`;
+    const name = nameOf(a);
+    seen.set(name, (seen.get(name) || 0) + 1);
+    return seen.get(name) === counts.get(name) ? name : `${name}.${seen.get(name)}`;
   });
+}
+
+function activityLabel(a) {
+  const kind = childOf(a) ? `workflow ${childOf(a)}` : nameOf(a);
+  return a.id && (a.id !== nameOf(a) || childOf(a)) ? `${a.id} (${kind})` : childOf(a) ? `${nameOf(a)} (${kind})` : kind;
 }
 
 function graphLayout(activities) {
@@ -321,7 +337,7 @@ function graphLayout(activities) {
 }
 
 function graph(title, activities) {
-  const labels = activities.map(a => (a.id && a.id !== a.name ? `${a.id} (${a.name})` : a.name) +
+  const labels = activities.map(a => activityLabel(a) +
     (a.independent ? " (independent)" : "") + (a.depends_on ? ` after ${a.depends_on.join(", ")}` : "") +
     (a.when ? ` when ${a.when}` : "") + (a.status ? `: ${a.status}` : ""));
   const label = `${title}: ` + labels.join(", ");
@@ -340,12 +356,17 @@ function graph(title, activities) {
     return svg("path", { class: "edge", d: `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`, "marker-end": "url(#arrow)" });
   });
   const nodes = activities.map((a, i) => {
-    const classes = ["node", a.status ? "s-" + a.status.replace(/ /g, "-") : "", a.required === false ? "optional" : "", a.when ? "conditional" : ""];
-    const text = ids[i].length > 24 ? ids[i].slice(0, 23) + "…" : ids[i];
-    return svg("g", { class: classes.join(" "), transform: `translate(${at[i][0] + 1},${at[i][1] + 1})` },
-      svg("title", {}, labels[i] + (a.skip_reason ? ` (skipped: ${a.skip_reason})` : "")),
+    const child = childOf(a) !== null;
+    const classes = ["node", a.status ? "s-" + a.status.replace(/ /g, "-") : "", a.required === false ? "optional" : "",
+      a.when ? "conditional" : "", child ? "child" : ""];
+    const text = ids[i].length > 22 ? ids[i].slice(0, 21) + "…" : ids[i];
+    const node = svg("g", { class: classes.join(" "), transform: `translate(${at[i][0] + 1},${at[i][1] + 1})` },
+      svg("title", {}, labels[i] + (a.skip_reason ? ` (skipped: ${a.skip_reason})` : "") + (a.child_id ? ` (child ${a.child_id})` : "")),
       svg("rect", { width: W, height: H, rx: 6 }),
+      // A child workflow: a second frame inside the first, and a link to the child's page once it runs.
+      child ? svg("rect", { class: "inner", x: 3, y: 3, width: W - 6, height: H - 6, rx: 4 }) : null,
       svg("text", { x: 10, y: H / 2 + 4 }, (a.when ? "? " : "") + text));
+    return a.child_id ? svg("a", { href: "#/workflows/" + encodeURIComponent(a.child_id), class: "child-link" }, node) : node;
   });
   return h("div", { class: "graph" },
     svg("svg", { role: "img", "aria-label": label, width, height, viewBox: `0 0 ${width} ${height}` },

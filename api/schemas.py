@@ -68,6 +68,7 @@ COMPONENTS: dict[str, Any] = {
             "created_at": _TIMESTAMP,
             "updated_at": _TIMESTAMP,
             "finished_at": _OPTIONAL_TIMESTAMP,
+            "parent_id": {"type": ["string", "null"], "description": "A child workflow's parent."},
         },
     },
     "Activity": {
@@ -112,6 +113,18 @@ COMPONENTS: dict[str, Any] = {
                 "description": "A sleep: the JMESPath expression giving when it wakes. A Waiting sleep's output "
                 'says when: {"until": ISO 8601}.',
             },
+            "wait_for": {"type": ["string", "null"], "description": "A wait: the signal's name that ends it."},
+            "timeout_s": {"type": ["number", "null"], "description": "A wait: how long it waits for the signal."},
+            "workflow": {
+                "type": ["object", "null"],
+                "description": "A child activity: the definition it runs as a child workflow.",
+                "properties": {
+                    "name": {"type": "string"},
+                    "version": {"type": ["integer", "null"]},
+                    "input": {"type": ["string", "null"]},
+                },
+            },
+            "child_id": {"type": ["string", "null"], "description": "A child activity's child workflow, once run."},
         },
     },
     "Workflow": {
@@ -126,6 +139,10 @@ COMPONENTS: dict[str, Any] = {
                     "output": {},
                     "error": {"type": ["string", "null"]},
                     "idempotency_key": {"type": ["string", "null"]},
+                    "parent_position": {
+                        "type": ["integer", "null"],
+                        "description": "A child workflow: the position of its parent's activity that runs it.",
+                    },
                     "activities": {"type": "array", "items": ref("Activity")},
                 },
             },

@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
-from flow.core import strict_json
+from flow.core import children, strict_json
 from flow.core.definition import Definition, parse
+from flow.core.strict_json import json_path
 from flow.errors import DefinitionError, DefinitionNotFound, InvalidJson
 
 logger = logging.getLogger(__name__)
@@ -27,6 +29,25 @@ def load_file(path: str | Path, *, known_activities: Collection[str]) -> Definit
     except InvalidJson as e:
         raise DefinitionError(str(path), [(e.path, e.message)]) from e
     return parse(body, known_activities=known_activities, source=str(path))
+
+
+def child_problems(definitions: Collection[Definition]) -> dict[str, list[tuple[str, str]]]:
+    """Problems of the children of ``definitions`` among themselves (a file has no
+    version: a child pinned to one is not followed, nor one that is not among them,
+    which may be registered), by definition name: a definition that reaches itself."""
+    bodies = {d.name: d.body for d in definitions}
+
+    def lookup(name: str, version: int | None) -> Any:
+        return bodies.get(name) if version is None else None
+
+    found = {}
+    for d in definitions:
+        problems = children.cycle_problems(
+            d.body, lookup, lambda index, *keys: json_path(["activities", index, *keys]), check_unknown=False
+        )
+        if problems:
+            found[d.name] = problems
+    return found
 
 
 class Catalog:
@@ -55,6 +76,8 @@ class Catalog:
             if d.name in seen:
                 raise DefinitionError(str(path), [("$.name", f"{d.name!r} is also defined in {seen[d.name]}")])
             seen[d.name] = str(path)
+        for name, problems in child_problems(definitions).items():
+            raise DefinitionError(seen[name], problems)
         return cls(definitions)
 
     def get(self, name: str) -> Definition:

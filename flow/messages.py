@@ -55,6 +55,7 @@ CANCEL_WORKFLOW = "flow.cancel_workflow"
 RETRY_WORKFLOW = "flow.retry_workflow"
 SIGNAL_WORKFLOW = "flow.signal_workflow"
 RUN_ACTIVITY = "flow.run_activity"
+START_CHILD = "flow.start_child"
 
 #: The key of a message's version among its keyword arguments.
 VERSION_KEY = "v"
@@ -175,6 +176,20 @@ class AttemptResult(EngineMessage):
     started_at: datetime | None = None
     finished_at: datetime | None = None
 
+    @classmethod
+    def of(cls, workflow_id: str, completed: events.ActivityCompleted) -> AttemptResult:
+        """The report of ``completed`` (a child's end, as its parent's activity result)."""
+        return cls(
+            workflow_id=workflow_id,
+            position=completed.position,
+            attempt=completed.attempt,
+            outcome=completed.outcome,
+            output=completed.output,
+            error=completed.error,
+            started_at=completed.started_at,
+            finished_at=completed.finished_at,
+        )
+
     @property
     def duration_s(self) -> float | None:
         if self.started_at is None or self.finished_at is None:
@@ -228,9 +243,13 @@ class RetryWorkflow(EngineMessage):
     """``flow.retry_workflow``: someone asked to run a failed or cancelled workflow again."""
 
     ACTOR: ClassVar[str] = RETRY_WORKFLOW
+    OMITTED_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"run"})
+
+    #: The run this retry starts (a parent retrying its child); None: the next one.
+    run: Count | None = None
 
     def to_event(self, now: datetime) -> events.Event:
-        return events.RetryRequested(occurred_at=now)
+        return events.RetryRequested(occurred_at=now, run=self.run)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -264,6 +283,27 @@ ENGINE_MESSAGES: Mapping[str, type[EngineMessage]] = types.MappingProxyType(
         )
     }
 )
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartChild(Message):
+    """``flow.start_child``, on the shared ``<prefix>.engine`` queue: the activity at
+    ``position`` of workflow ``workflow_id`` runs ``attempt`` as the child workflow
+    ``child_id`` (created unless it exists: see :meth:`flow.service.WorkflowService.start_child`)."""
+
+    ACTOR: ClassVar[str] = START_CHILD
+
+    position: Count
+    attempt: Count
+    #: The child's id, derived from the parent's and the activity's (:func:`flow.core.lineage.child_id`).
+    child_id: Name
+    #: The definition the child runs, and its version (None: the newest).
+    definition: Name
+    version: Count | None = None
+    #: The child's input.
+    input_data: JsonObject
+    #: The parent's partition queue, where the activity's start and result are reported.
+    reply_to: Name
 
 
 class Outputs:

@@ -19,12 +19,14 @@ from typing import Any
 
 import dramatiq
 
-from flow import messages
+from flow import child_starts, messages
 from flow.catalog import Catalog
+from flow.core import children
 from flow.core.definition import Definition, parse
 from flow.core.partitions import partition_of, partition_queue
 from flow.core.state import WorkflowState
-from flow.errors import DefinitionNotFound, InvalidInput, WorkflowNotFound
+from flow.core.strict_json import json_path
+from flow.errors import DefinitionError, DefinitionNotFound, InvalidInput, WorkflowNotFound
 from flow.persistence.schema import check_partitions
 from flow.persistence.store import Store
 from flow.settings import Settings
@@ -67,9 +69,12 @@ class WorkflowService:
             self._partitions = check_partitions(self.store.partitions(), self.settings.partitions)
         return self._partitions
 
+    def partition_of(self, workflow_id: str) -> int:
+        return partition_of(workflow_id, self.partitions)
+
     def queue_of(self, workflow_id: str) -> str:
         """The partition queue of ``workflow_id``."""
-        return partition_queue(self.settings.queue_prefix, partition_of(workflow_id, self.partitions))
+        return partition_queue(self.settings.queue_prefix, self.partition_of(workflow_id))
 
     # -- definitions ----------------------------------------------------------------
 
@@ -83,6 +88,8 @@ class WorkflowService:
             if self._synced:
                 return
             for definition in self.catalog:
+                self.check_children(definition, source=f"{self.settings.definitions_dir}: {definition.name}")
+            for definition in self.catalog:
                 version, created = self.store.register_definition(definition)
                 if created:
                     logger.info(
@@ -94,8 +101,36 @@ class WorkflowService:
         """Validate ``body`` and store it as a new version of its name; ``(definition, version, created)``."""
         definition = parse(body, known_activities=self.activity_classes, source=source)
         self.sync_definitions()
+        self.check_children(definition, source=source)
         version, created = self.store.register_definition(definition)
         return definition, version, created
+
+    def check_children(self, definition: Definition, *, source: str) -> None:
+        """Refuse a definition whose children are unknown or reach it again (the
+        definitions directory's files count as the newest of their names)."""
+
+        def lookup(name: str, version: int | None) -> Any:
+            if version is None and name in self.catalog.names():
+                return self.catalog.get(name).body
+            found = self.store.definition(name, version)
+            return found[1] if found else None
+
+        problems = children.cycle_problems(
+            definition.body, lookup, lambda index, *keys: json_path(["activities", index, *keys])
+        )
+        if problems:
+            raise DefinitionError(source, problems)
+
+    def child_versions(self, definition: Definition) -> dict[str, int]:
+        """The newest version of each child definition that ``definition`` runs without
+        ``version``: a child runs the newest at its parent's start."""
+        versions = {}
+        for spec in definition.activities:
+            if spec.child is not None and spec.child.version is None and spec.child.definition not in versions:
+                found = self.store.definition_version(spec.child.definition)
+                if found is not None:
+                    versions[spec.child.definition] = found
+        return versions
 
     def definition(self, name: str, version: int | None = None) -> tuple[Definition, int]:
         """The registered definition ``name`` (newest version unless ``version``)."""
@@ -135,47 +170,28 @@ class WorkflowService:
         the workflow's partition finds it unstarted and starts it. ``message_id`` (of a
         start message from a broker) derives the workflow id, so a redelivery finds it.
         """
-        if not isinstance(input_data, Mapping):
-            raise InvalidInput("$.input_data", "must be a JSON object")
-        self.check_payload("$.input_data", input_data)
+        self.check_input(input_data)
         if workflow_id is None and message_id is not None:
             workflow_id = str(uuid.uuid5(MESSAGE_NAMESPACE, message_id))
         definition, version = self.definition(name)
-        partitions = self.partitions
         state, created = self.store.create_workflow(
             definition,
             version,
             input_data,
-            partition_of=lambda wid: partition_of(wid, partitions),
+            partition_of=self.partition_of,
             workflow_id=workflow_id,
             idempotency_key=idempotency_key,
+            child_versions=self.child_versions(definition),
         )
         if created:
-            try:
-                self.broker.enqueue(messages.StartWorkflow(workflow_id=state.id).to_message(self.queue_of(state.id)))
-            except Exception as e:
-                # The workflow is committed: its engine starts it once it finds it unstarted.
-                logger.error(
-                    "publishing the start of workflow %s failed (%s); its engine will start it within "
-                    "FLOW_OUTBOX_GRACE_S",
-                    state.id,
-                    e,
-                )
+            self.send_start(state.id)
         return state, created
 
-    def cancel(self, workflow_id: str, reason: str | None = None) -> None:
-        """Ask the engine to cancel a workflow."""
-        cancel = messages.CancelWorkflow(workflow_id=workflow_id, reason=reason or None)
-        self.broker.enqueue(cancel.to_message(self.queue_of(workflow_id)))
-
-    def signal(self, workflow_id: str, name: str, payload: Any, *, idempotency_key: str | None = None) -> str:
-        """Send a signal to a workflow; its id (the same for the same idempotency key)."""
-        self.check_payload("$", payload)
-        key = f"{workflow_id}:{name}:{idempotency_key}"
-        signal_id = str(uuid.uuid5(MESSAGE_NAMESPACE, key)) if idempotency_key else str(uuid.uuid4())
-        message = messages.SignalWorkflow(workflow_id=workflow_id, name=name, signal_id=signal_id, payload=payload)
-        self.broker.enqueue(message.to_message(self.queue_of(workflow_id)))
-        return signal_id
+    def check_input(self, input_data: Any) -> None:
+        """Raise :class:`InvalidInput` unless ``input_data`` can start a workflow."""
+        if not isinstance(input_data, Mapping):
+            raise InvalidInput("$.input_data", "must be a JSON object")
+        self.check_payload("$.input_data", input_data)
 
     def check_payload(self, path: str, value: Any) -> None:
         """Refuse a value over ``FLOW_MAX_PAYLOAD_BYTES`` of JSON, naming the limit."""
@@ -187,9 +203,42 @@ class WorkflowService:
                 "(FLOW_MAX_PAYLOAD_BYTES)",
             )
 
-    def retry(self, workflow_id: str) -> None:
-        """Ask the engine to run a failed or cancelled workflow again from where it stopped."""
-        self.broker.enqueue(messages.RetryWorkflow(workflow_id=workflow_id).to_message(self.queue_of(workflow_id)))
+    def send_start(self, workflow_id: str) -> None:
+        """Tell the engine to start a created workflow (should the publish be lost, the
+        engine holding its partition finds it unstarted and starts it anyway)."""
+        try:
+            self.broker.enqueue(messages.StartWorkflow(workflow_id=workflow_id).to_message(self.queue_of(workflow_id)))
+        except Exception as e:
+            logger.error(
+                "publishing the start of workflow %s failed (%s); its engine will start it within FLOW_OUTBOX_GRACE_S",
+                workflow_id,
+                e,
+            )
+
+    def cancel(self, workflow_id: str, reason: str | None = None) -> None:
+        """Ask the engine to cancel a workflow."""
+        cancel = messages.CancelWorkflow(workflow_id=workflow_id, reason=reason or None)
+        self.broker.enqueue(cancel.to_message(self.queue_of(workflow_id)))
+
+    def signal(self, workflow_id: str, name: str, payload: Any, *, idempotency_key: str | None = None) -> str:
+        """Send a signal to a workflow; its id (the same for the same idempotency key)."""
+        self.check_payload("$.payload", payload)
+        key = f"{workflow_id}:{name}:{idempotency_key}"
+        signal_id = str(uuid.uuid5(MESSAGE_NAMESPACE, key)) if idempotency_key else str(uuid.uuid4())
+        message = messages.SignalWorkflow(workflow_id=workflow_id, name=name, signal_id=signal_id, payload=payload)
+        self.broker.enqueue(message.to_message(self.queue_of(workflow_id)))
+        return signal_id
+
+    def retry(self, workflow_id: str, *, run: int | None = None) -> None:
+        """Ask the engine to run a failed or cancelled workflow again from where it stopped
+        (``run``: as that run, for a parent retrying its child)."""
+        retry = messages.RetryWorkflow(workflow_id=workflow_id, run=run)
+        self.broker.enqueue(retry.to_message(self.queue_of(workflow_id)))
+
+    def start_child(self, request: messages.StartChild) -> None:
+        """Create and start (or retry, or report) the child of a parent's activity
+        (:mod:`flow.child_starts`)."""
+        child_starts.start_child(self, request)
 
     def forward(self, message: dramatiq.Message[Any]) -> None:
         """Send an engine message that reached the shared queue on to its partition's queue."""

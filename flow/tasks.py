@@ -104,6 +104,11 @@ def declare(
     def forward(**_: Any) -> None:
         service.forward(CurrentMessage.get_current_message())
 
+    def start_child(**fields: Any) -> None:
+        # A parent's engine owes it (docs/design.md, "Sub-workflows"): idempotent, so a
+        # redelivery or a re-send from the outbox never makes a second child.
+        service.start_child(messages.StartChild.from_kwargs(fields))
+
     # -- the activity task --------------------------------------------------------------
 
     def run_activity(**fields: Any) -> None:
@@ -132,6 +137,7 @@ def declare(
     tasks = {
         messages.START_WORKFLOW: dramatiq.actor(start_workflow, actor_name=messages.START_WORKFLOW, **engine_options)
     }
+    tasks[messages.START_CHILD] = dramatiq.actor(start_child, actor_name=messages.START_CHILD, **engine_options)
     for name in sorted(messages.ENGINE_MESSAGES.keys() - {messages.START_WORKFLOW}):
         tasks[name] = dramatiq.actor(forward, actor_name=name, **engine_options)
     tasks[messages.RUN_ACTIVITY] = dramatiq.actor(

@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from flow.core.lineage import child_id
 from flow.core.state import ActivityState
 from flow.core.timestamps import iso
 from flow.persistence.mapping import StoredWorkflow
 
 
-def activity_view(a: ActivityState, ids: list[str], items: tuple[ActivityState, ...] | None = None) -> dict[str, Any]:
+def activity_view(
+    a: ActivityState, ids: list[str], workflow_id: str = "", items: tuple[ActivityState, ...] | None = None
+) -> dict[str, Any]:
     """One activity; ``ids``: every activity's id by position (for ``depends_on``);
-    ``items``: a map's items, which it counts by status."""
+    ``workflow_id``: its workflow's (for a child activity's ``child_id``); ``items``: a
+    map's items, which it counts by status."""
     duration_ms = None
     if a.started_at and a.finished_at:
         duration_ms = round((a.finished_at - a.started_at).total_seconds() * 1000, 3)
@@ -42,6 +46,13 @@ def activity_view(a: ActivityState, ids: list[str], items: tuple[ActivityState, 
         "item": a.item,
         "sleep_s": a.sleep_s,
         "sleep_until": a.sleep_until,
+        "wait_for": a.wait_for,
+        "timeout_s": a.timeout_s,
+        # A child activity: the definition it runs, and its child (once started).
+        "workflow": None
+        if a.child is None
+        else {"name": a.child.definition, "version": a.child.version, "input": a.child.input},
+        "child_id": child_id(workflow_id, a.id) if a.child is not None and a.attempt else None,
     }
 
 
@@ -55,6 +66,7 @@ def workflow_summary(row: StoredWorkflow) -> dict[str, Any]:
         "created_at": iso(s.created_at),
         "updated_at": iso(row.updated_at),
         "finished_at": iso(s.finished_at),
+        "parent_id": s.parent.workflow_id if s.parent else None,
     }
 
 
@@ -68,8 +80,10 @@ def workflow_view(row: StoredWorkflow) -> dict[str, Any]:
         "output": s.output,
         "error": s.error,
         "idempotency_key": row.idempotency_key,
+        # A child: the position of the parent's activity that runs it.
+        "parent_position": s.parent.position if s.parent else None,
         "activities": [
-            activity_view(a, ids, tuple(s.activities[p] for p in s.items[a.position])) for a in s.activities
+            activity_view(a, ids, s.id, tuple(s.activities[p] for p in s.items[a.position])) for a in s.activities
         ],
     }
 

@@ -156,4 +156,5 @@ class DefinitionValidationResource:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes)
         definition = parse(body, known_activities=self.runtime.activity_classes)
+        self.runtime.service.check_children(definition, source="<request>")
         resp.media = {"valid": True, "name": definition.name, "activities": len(definition.activities)}

@@ -42,6 +42,11 @@ INPUT = Param(
     {"type": "string", "maxLength": MAX_INPUT_FILTER},
     'A JSON object the input must contain (as PostgreSQL\'s jsonb @> means it), e.g. {"order_id": 42}.',
 )
+PARENT_ID = Param(
+    "parent_id",
+    {"type": "string", "minLength": 1, "maxLength": start_request.MAX_WORKFLOW_ID},
+    "Only the children of this workflow (its activities that run a child workflow).",
+)
 LIMIT = Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE}, "Page size.")
 AFTER = Param(
     "after",
@@ -132,7 +137,7 @@ class WorkflowsResource:
 
     @operation(
         "List workflows, newest first",
-        query=(STATUS, NAME, INPUT, CREATED_AFTER, CREATED_BEFORE, CURSOR, LIMIT),
+        query=(STATUS, NAME, PARENT_ID, INPUT, CREATED_AFTER, CREATED_BEFORE, CURSOR, LIMIT),
         responses={200: Reply("A page of workflows", "WorkflowPage")},
         errors=(422, 503),
     )
@@ -143,6 +148,11 @@ class WorkflowsResource:
         name = req.get_param(NAME.name)
         if name is not None and not is_definition_name(name):
             raise unprocessable(NAME.name, f"must be a workflow definition name, matching {NAME_PATTERN}")
+        parent_id = req.get_param(PARENT_ID.name)
+        if parent_id is not None and not is_workflow_id(parent_id):
+            raise unprocessable(
+                PARENT_ID.name, f"must be a workflow id of 1 to {start_request.MAX_WORKFLOW_ID} characters"
+            )
         limit = _int_param(req, LIMIT)
         cursor = _decode_cursor(req.get_param(CURSOR.name))
         rows = self.runtime.store.list_workflows(
@@ -153,6 +163,7 @@ class WorkflowsResource:
             before=cursor,
             limit=limit,
             input_filter=_input_filter(req),
+            parent_id=parent_id,
         )
         items = [workflow_summary(row) for row in rows]
         last = rows[-1].state if rows else None
@@ -245,6 +256,12 @@ class WorkflowRetryResource:
                 title="Workflow cannot be retried",
                 description=f"workflow {workflow_id} is {row.state.status}; only a Failed or Cancelled workflow "
                 "can be retried",
+            )
+        if row.state.parent is not None:
+            raise falcon.HTTPConflict(
+                title="Workflow cannot be retried",
+                description=f"workflow {workflow_id} is a child of {row.state.parent.workflow_id}: retry its parent, "
+                "which retries the children that failed",
             )
         self.runtime.service.retry(workflow_id)
         _accepted(resp, row)

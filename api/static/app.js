@@ -242,7 +242,10 @@ async function workflowPage(id, mine) {
   const items = mapItems(workflow.activities);
   const activityRow = a => h("tr", { class: a.parent == null ? "" : "item" },
     h("td", {}, a.position),
-    h("td", {}, a.id && a.id !== a.name ? `${a.id} (${a.name})` : a.name, a.independent ? h("span", { class: "muted" }, " (independent)") : null,
+    h("td", {}, activityLabel(a),
+      a.child_id ? h("span", {}, " → ", h("a", { href: "#/workflows/" + encodeURIComponent(a.child_id), class: "mono" }, "child " + a.child_id)) : null,
+      a.wait_for ? h("span", { class: "muted mono" }, ` for signal ${a.wait_for}`) : null,
+      a.independent ? h("span", { class: "muted" }, " (independent)") : null,
       a.depends_on ? h("span", { class: "muted" }, ` after ${a.depends_on.join(", ")}` + (a.trigger !== "all_succeeded" ? ` (${a.trigger})` : "")) : null,
       a.when ? h("span", { class: "muted mono" }, ` when ${a.when}`) : null,
       a.map ? h("span", { class: "muted mono" }, ` map over ${a.map.over}` + (a.map.max_concurrency ? `, ${a.map.max_concurrency} at a time` : "")) : null,
@@ -274,6 +277,8 @@ async function workflowPage(id, mine) {
     h("h1", {}, workflow.name, " ", h("span", { class: "muted mono" }, workflow.id)),
     h("p", {}, statusBadge(workflow.status), ` · definition version ${workflow.definition_version} · started ${when(workflow.created_at)}`,
       workflow.finished_at ? ` · ended ${when(workflow.finished_at)}` : "", workflow.error ? h("span", { class: "error" }, " · " + workflow.error) : null),
+    ...(workflow.parent_id ? [h("p", {}, "Child workflow of ", h("a", { href: "#/workflows/" + encodeURIComponent(workflow.parent_id), class: "mono" }, workflow.parent_id),
+      ` (its activity ${workflow.parent_position})`)] : []),
     actions,
     h("h2", {}, "Graph"), graph(workflow.name, workflow.activities.filter(a => a.parent == null)),
     h("h2", {}, "Timeline"), gantt(workflow, events),
@@ -311,17 +316,31 @@ function svg(tag, attrs = {}, ...children) {
   return el;
 }
 
+// A child workflow activity: its definition's name (a definition's entry says `workflow`
+// as a string, a workflow's activity as an object), else null.
+function childOf(a) { return typeof a.workflow === "string" ? a.workflow : a.workflow ? a.workflow.name : null; }
+// A step without a class: a child workflow, a wait for a signal or a sleep (the server's
+// flow/core/graph.py step_name).
+function nameOf(a) { return a.name || childOf(a) || (a.wait_for ? "wait" : "sleep"); }
+
 function activityIds(activities) {
-  // The server's rule (flow/core/graph.py default_ids): its own id, else the class name;
-  // a class listed more than once without ids numbers all but its last appearance.
+  // The server's rule (flow/core/graph.py default_ids): its own id, else the class name
+  // (a child's definition name); a name listed more than once without ids numbers all
+  // but its last appearance.
   const counts = new Map();
-  for (const a of activities) if (!a.id) counts.set(a.name, (counts.get(a.name) || 0) + 1);
+  for (const a of activities) if (!a.id) counts.set(nameOf(a), (counts.get(nameOf(a)) || 0) + 1);
   const seen = new Map();
   return activities.map(a => {
     if (a.id) return a.id;
-    seen.set(a.name, (seen.get(a.name) || 0) + 1);
-    return seen.get(a.name) === counts.get(a.name) ? a.name : `${a.name}.${seen.get(a.name)}`;
+    const name = nameOf(a);
+    seen.set(name, (seen.get(name) || 0) + 1);
+    return seen.get(name) === counts.get(name) ? name : `${name}.${seen.get(name)}`;
   });
+}
+
+function activityLabel(a) {
+  const kind = childOf(a) ? `workflow ${childOf(a)}` : nameOf(a);
+  return a.id && (a.id !== nameOf(a) || childOf(a)) ? `${a.id} (${kind})` : childOf(a) ? `${nameOf(a)} (${kind})` : kind;
 }
 
 function graphLayout(activities) {
@@ -351,7 +370,7 @@ function graphLayout(activities) {
 }
 
 function graph(title, activities) {
-  const labels = activities.map(a => (a.id && a.id !== a.name ? `${a.id} (${a.name})` : a.name) +
+  const labels = activities.map(a => activityLabel(a) +
     (a.independent ? " (independent)" : "") + (a.depends_on ? ` after ${a.depends_on.join(", ")}` : "") +
     (a.when ? ` when ${a.when}` : "") + (a.map ? ` map over ${a.map.over}` : "") + (a.status ? `: ${a.status}` : "") +
     (a.items ? ` (${itemCounts(a.items)})` : ""));
@@ -371,18 +390,22 @@ function graph(title, activities) {
     return svg("path", { class: "edge", d: `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`, "marker-end": "url(#arrow)" });
   });
   const nodes = activities.map((a, i) => {
+    const child = childOf(a) !== null;
     const classes = ["node", a.status ? "s-" + a.status.replace(/ /g, "-") : "", a.required === false ? "optional" : "",
-      a.when ? "conditional" : "", a.map ? "mapped" : ""];
+      a.when ? "conditional" : "", a.map ? "mapped" : "", child ? "child" : ""];
     const name = (a.when ? "? " : "") + ids[i];
     const total = a.items ? Object.values(a.items).reduce((n, c) => n + c, 0) : null;
     const suffix = a.map ? (total === null ? " ×n" : ` ×${total}`) : "";
-    const text = name.length + suffix.length > 24 ? name.slice(0, 23 - suffix.length) + "…" + suffix : name + suffix;
-    // A map is drawn as a stack: one card behind another, for its many items.
-    return svg("g", { class: classes.join(" "), transform: `translate(${at[i][0] + 1},${at[i][1] + 1})` },
-      svg("title", {}, labels[i] + (a.skip_reason ? ` (skipped: ${a.skip_reason})` : "")),
+    const text = name.length + suffix.length > 22 ? name.slice(0, 21 - suffix.length) + "…" + suffix : name + suffix;
+    // A map is drawn as a stack (one card behind another, for its many items); a child
+    // workflow as a second frame inside the first, linked to the child's page once it runs.
+    const node = svg("g", { class: classes.join(" "), transform: `translate(${at[i][0] + 1},${at[i][1] + 1})` },
+      svg("title", {}, labels[i] + (a.skip_reason ? ` (skipped: ${a.skip_reason})` : "") + (a.child_id ? ` (child ${a.child_id})` : "")),
       a.map ? svg("rect", { class: "stack", x: 4, y: -4, width: W - 4, height: H, rx: 6 }) : null,
       svg("rect", { width: W - (a.map ? 4 : 0), height: H, rx: 6 }),
+      child ? svg("rect", { class: "inner", x: 3, y: 3, width: W - 6, height: H - 6, rx: 4 }) : null,
       svg("text", { x: 10, y: H / 2 + 4 }, text));
+    return a.child_id ? svg("a", { href: "#/workflows/" + encodeURIComponent(a.child_id), class: "child-link" }, node) : node;
   });
   return h("div", { class: "graph" },
     svg("svg", { role: "img", "aria-label": label, width, height, viewBox: `0 0 ${width} ${height}` },

@@ -36,15 +36,23 @@ def validate(files: tuple[str, ...]) -> None:
     except FlowError as e:
         fail(str(e), EXIT_INVALID)
     invalid = 0
+    loaded = {}
     for path in files:
         try:
-            d = catalog.load_file(path, known_activities=classes)
+            loaded[path] = catalog.load_file(path, known_activities=classes)
         except DefinitionError as e:
             invalid += 1
             for json_path, message in e.problems:
                 out.print(f"[red]{path}[/] {json_path}: {message}")
-            continue
-        out.print(f"[green]{path}[/] ok: {d.name}, {len(d.activities)} activities")
+    # Child workflows among the files given: one that reaches itself again is refused.
+    recursive = catalog.child_problems(loaded.values())
+    for path, d in loaded.items():
+        if d.name in recursive:
+            invalid += 1
+            for json_path, message in recursive[d.name]:
+                out.print(f"[red]{path}[/] {json_path}: {message}")
+        else:
+            out.print(f"[green]{path}[/] ok: {d.name}, {len(d.activities)} activities")
     sys.exit(EXIT_INVALID if invalid else EXIT_OK)
 
 

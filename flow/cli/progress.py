@@ -131,7 +131,7 @@ def describe_event(event: dict[str, Any], workflow: dict[str, Any]) -> Text:
     kind = event["type"]
     what = {
         HistoryType.START_WORKFLOW: "workflow started",
-        HistoryType.SCHEDULE_ACTIVITY: "scheduled",
+        HistoryType.SCHEDULE_ACTIVITY: _scheduled(event, workflow),
         HistoryType.ACTIVITY_STARTED: "started",
         HistoryType.RESCHEDULE_ACTIVITY: f"will retry in {data.get('delay_ms', 0) / 1000:.1f} s",
         HistoryType.TIMER_FIRED: f"{data.get('kind', '')} timer fired",
@@ -201,7 +201,7 @@ def activity_table(workflow: dict[str, Any]) -> Table:
             Text(a["status"], style=ACTIVITY_STYLES.get(a["status"], "")),
             "" if a.get("map") else f"{a['attempt']}/{a['max_attempts']}",
             duration,
-            cause(a["error"]) if a["error"] else (a.get("skip_reason") or _item_counts(a)),
+            cause(a["error"]) if a["error"] else (a.get("skip_reason") or _item_counts(a) or _child(a)),
         )
     return table
 
@@ -234,9 +234,23 @@ def _item_counts(activity: dict[str, Any]) -> str:
     return f"{total} item{'s' * (total != 1)}" + (f": {counts}" if counts else "")
 
 
+def _child(activity: dict[str, Any]) -> str:
+    return f"child workflow {activity['child_id']}" if activity.get("child_id") else ""
+
+
+def _scheduled(event: dict[str, Any], workflow: dict[str, Any]) -> str:
+    """``scheduled``, and for a child activity, which child workflow it starts."""
+    position, activities = event.get("position"), workflow.get("activities") or []
+    activity = activities[position] if position is not None and position < len(activities) else {}
+    child = activity.get("child_id")
+    return f"scheduled: child workflow {child}" if child else "scheduled"
+
+
 def _label(activity: dict[str, Any]) -> str:
     """An activity's id, with its class when the id is not the class name."""
     activity_id = activity.get("id") or activity["name"]
+    if activity.get("workflow"):
+        return f"{activity_id} (workflow {activity['workflow']['name']})"
     return activity_id if activity_id == activity["name"] else f"{activity_id} ({activity['name']})"
 
 

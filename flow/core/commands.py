@@ -34,4 +34,11 @@ class CancelTimer:
     attempt: int
 
 
-Command = RunActivity | StartTimer | CancelTimer
+@dataclass(frozen=True)
+class CancelChild:
+    """Cancel the child workflow that the activity at ``position`` runs (its parent was cancelled)."""
+
+    position: int
+
+
+Command = RunActivity | StartTimer | CancelTimer | CancelChild

@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from flow.core import graph, maps, signals, sleeps
-from flow.core.commands import CancelTimer, Command, StartTimer
+from flow.core.commands import CancelChild, CancelTimer, Command, StartTimer
 from flow.core.events import (
     ActivityCompleted,
     ActivityStarted,
@@ -169,6 +169,7 @@ def _on_cancel_requested(state: WorkflowState, event: CancelRequested) -> Decisi
             state, fact, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": f"workflow already {state.status}"})
         )
     commands = _end_of_run_timers(state)
+    commands += [CancelChild(a.position) for a in state.activities if a.child is not None and a.status.in_flight]
     activities = tuple(
         replace(a, status=ActivityStatus.CANCELLED, finished_at=a.finished_at or event.occurred_at)
         if a.status in _WAITING
@@ -196,10 +197,10 @@ def _on_signal_received(state: WorkflowState, event: SignalReceived) -> Decision
 
 def _on_retry_requested(state: WorkflowState, event: RetryRequested) -> Decision:
     fact = HistoryEntry(HistoryType.RETRY_REQUESTED)
-    if state.status not in (WorkflowStatus.FAILED, WorkflowStatus.CANCELLED):
-        return nothing(
-            state, fact, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": f"workflow is {state.status}"})
-        )
+    stale = f"run {event.run} was started already" if event.run is not None and event.run <= state.run else None
+    if stale or state.status not in (WorkflowStatus.FAILED, WorkflowStatus.CANCELLED):
+        reason = stale or f"workflow is {state.status}"
+        return nothing(state, fact, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": reason}))
     activities = tuple(
         replace(
             a,
@@ -224,7 +225,7 @@ def _on_retry_requested(state: WorkflowState, event: RetryRequested) -> Decision
         output=None,
         finished_at=None,
         started=True,
-        run=state.run + 1,
+        run=event.run or state.run + 1,
         run_started_at=event.occurred_at,
         frontier=-1,
         map_progress={},

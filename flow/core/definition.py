@@ -20,7 +20,8 @@ from typing import Any
 
 import jsonschema
 
-from flow.core import graph, maps, signals, strict_json
+from flow.core import children, graph, maps, signals, strict_json
+from flow.core.lineage import ChildWorkflow
 from flow.core.policy import MAX_ATTEMPTS, MAX_BACKOFF, MAX_DELAY_MS, MAX_TIMEOUT_S, RetryPolicy, Timeouts
 from flow.core.state import ActivityState
 from flow.core.strict_json import json_path
@@ -81,9 +82,14 @@ SCHEMA: dict[str, Any] = {
             "maxItems": MAX_ACTIVITIES,
             "items": {
                 "type": "object",
+                # One kind of step per entry: checked by _problems, naming the keys (STEP_KINDS).
+                "dependentRequired": {"version": ["workflow"], "input": ["workflow"]},
                 "additionalProperties": False,
                 "properties": {
                     "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+                    "workflow": {"type": "string", "pattern": NAME_PATTERN},
+                    "version": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+                    "input": {"type": "string", "minLength": 1, "maxLength": graph.MAX_EXPRESSION_CHARS},
                     "sleep_s": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_S},
                     "sleep_until": {"type": "string", "minLength": 1, "maxLength": graph.MAX_EXPRESSION_CHARS},
                     "wait_for": {"type": "string", "pattern": signals.NAME_PATTERN},
@@ -127,10 +133,10 @@ SCHEMA: dict[str, Any] = {
 _VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
 #: What an entry of ``activities`` is, one key each: an activity (``name``), or a sleep.
-STEP_KINDS = ("name", "sleep_s", "sleep_until", "wait_for")
+STEP_KINDS = ("name", "workflow", "sleep_s", "sleep_until", "wait_for")
 _KINDS_HELP = (
-    "a step is an activity (name: a BaseActivity subclass), a sleep (sleep_s or sleep_until) "
-    "or a wait for a signal (wait_for)"
+    "a step is an activity (name: a BaseActivity subclass), a child workflow (workflow: a definition's "
+    "name), a sleep (sleep_s or sleep_until) or a wait for a signal (wait_for)"
 )
 
 
@@ -162,6 +168,8 @@ class ActivitySpec:
     #: A wait for a signal (``name`` is then :data:`flow.core.signals.NAME`).
     wait_for: str | None = None
     timeout_s: float | None = None
+    #: The child workflow it runs (``workflow``); ``name`` is then the definition's name.
+    child: ChildWorkflow | None = None
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -190,8 +198,10 @@ class Definition:
         index = {s.id: position for position, s in enumerate(self.activities)}
         return tuple(index[d] for d in spec.depends_on)
 
-    def initial_activities(self) -> tuple[ActivityState, ...]:
-        """The activities of a workflow started from this definition, all pending."""
+    def initial_activities(self, child_versions: Mapping[str, int] | None = None) -> tuple[ActivityState, ...]:
+        """The activities of a workflow started from this definition, all pending;
+        ``child_versions``: the newest version of each child definition now (a child
+        without ``version`` runs the newest at the parent's start)."""
         return tuple(
             ActivityState(
                 position=position,
@@ -200,7 +210,8 @@ class Definition:
                 required=spec.required,
                 config=self.activity_config(spec),
                 retry=self.retry_policy(spec),
-                timeouts=self.timeouts(spec),
+                # A child has no timeouts as an activity: its definition's workflow_s bounds it.
+                timeouts=self.timeouts(spec) if spec.child is None else Timeouts(),
                 id=spec.id,
                 depends_on=self.positions(spec),
                 trigger=spec.trigger,
@@ -211,6 +222,7 @@ class Definition:
                 sleep_until=spec.sleep_until,
                 wait_for=spec.wait_for,
                 timeout_s=spec.timeout_s,
+                child=_pinned(spec.child, child_versions or {}),
             )
             for position, spec in enumerate(self.activities)
         )
@@ -228,6 +240,12 @@ class Definition:
 
     def __repr__(self) -> str:
         return f"<Definition {self.name} activities={len(self.activities)}>"
+
+
+def _pinned(child: ChildWorkflow | None, versions: Mapping[str, int]) -> ChildWorkflow | None:
+    if child is None or child.version is not None or child.definition not in versions:
+        return child
+    return ChildWorkflow(child.definition, versions[child.definition], child.input)
 
 
 def canonical_json(value: Any) -> str:
@@ -272,6 +290,9 @@ def parse(body: Any, *, known_activities: Collection[str], source: str = "<defin
             sleep_until=entry.get("sleep_until"),
             wait_for=entry.get("wait_for"),
             timeout_s=entry.get("timeout_s"),
+            child=ChildWorkflow(entry["workflow"], entry.get("version"), entry.get("input"))
+            if "workflow" in entry
+            else None,
         )
         for entry, activity_id in zip(body["activities"], graph.default_ids(body["activities"]), strict=True)
     )
@@ -286,7 +307,7 @@ def _problems(body: Any, known_activities: Collection[str]) -> list[tuple[str, s
     if (edges := graph.dependency_count(activities)) > graph.MAX_DEPENDENCIES:
         return [("$.activities", f"has {edges} dependencies in all; at most {graph.MAX_DEPENDENCIES}")]
     problems = [
-        (json_path(error.absolute_path), shorten(error.message))
+        _schema_problem(error)
         for error in sorted(_VALIDATOR.iter_errors(body), key=lambda e: list(map(str, e.absolute_path)))
     ]
     if problems:
@@ -295,6 +316,7 @@ def _problems(body: Any, known_activities: Collection[str]) -> list[tuple[str, s
         problems.append(("$.name", f"{body['name']!r} does not match {NAME_PATTERN!r}"))
     entries = body["activities"]
     problems.extend(graph.problems(entries, lambda index, *keys: json_path(["activities", index, *keys])))
+    problems.extend(children.problems(entries, lambda index, *keys: json_path(["activities", index, *keys])))
     for index, entry in enumerate(body["activities"]):
         if "workflow_s" in entry.get("config", {}).get("timeouts", {}):
             problems.append(
@@ -310,7 +332,8 @@ def _problems(body: Any, known_activities: Collection[str]) -> list[tuple[str, s
         elif "map" in entry and "name" not in entry:
             problems.append((json_path(["activities", index, "map"]), "map runs an activity: it needs a name"))
         if "timeout_s" in entry and "wait_for" not in entry:
-            problems.append((json_path(["activities", index, "timeout_s"]), "timeout_s is a wait's (wait_for) timeout"))
+            where = json_path(["activities", index, "timeout_s"])
+            problems.append((where, "timeout_s is a wait's (wait_for) timeout"))
         if "name" in entry and entry["name"] not in known_activities:
             problems.append(
                 (
@@ -320,3 +343,13 @@ def _problems(body: Any, known_activities: Collection[str]) -> list[tuple[str, s
                 )
             )
     return problems
+
+
+def _schema_problem(error: jsonschema.ValidationError) -> tuple[str, str]:
+    """A schema error as ``(JSON path, message)``; a child workflow's own keys said in
+    words rather than in jsonschema's."""
+    where = list(error.absolute_path)
+    if error.validator == "dependentRequired" and isinstance(error.instance, dict):
+        key = next((k for k in error.validator_value if k in error.instance and "workflow" not in error.instance), "")
+        return json_path([*where, key]), "applies to a child workflow activity (workflow), which this one is not"
+    return json_path(where), shorten(error.message)

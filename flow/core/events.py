@@ -70,6 +70,9 @@ class RetryRequested:
     """Someone asked to run a failed or cancelled workflow again from where it stopped."""
 
     occurred_at: datetime
+    #: The run number this retry starts (a parent retrying its child); a retry for a run
+    #: that was started already is stale. None: the next run.
+    run: int | None = None
 
 
 @dataclass(frozen=True)

@@ -63,8 +63,11 @@ WAIT_NAME = "wait"
 
 
 def step_name(entry: Mapping[str, Any]) -> str:
-    """An entry's ``name``: its class, or what kind of step it is."""
-    return entry.get("name", WAIT_NAME if "wait_for" in entry else SLEEP_NAME)
+    """An entry's ``name``: its class, its child workflow's definition, or what kind of
+    step it is."""
+    if "name" in entry or "workflow" in entry:
+        return entry.get("name") or entry["workflow"]
+    return WAIT_NAME if "wait_for" in entry else SLEEP_NAME
 
 
 def default_ids(entries: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -149,6 +152,11 @@ class _BoundedFunctions(jmespath.functions.Functions):
 
 
 OPTIONS = jmespath.Options(custom_functions=_BoundedFunctions())
+
+
+def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
+    """The value of a compiled-and-bounded expression over ``context`` (raises what the evaluator raises)."""
+    return compile_condition(expression).search(context, options=OPTIONS)
 
 
 def dependency_count(entries: Any) -> int:

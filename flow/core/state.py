@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from flow.core.lineage import ChildWorkflow, ParentLink
 from flow.core.policy import RetryPolicy, Timeouts
 from flow.core.vocabulary import ActivityStatus, Trigger, WorkflowStatus
 
@@ -71,6 +72,8 @@ class ActivityState:
     #: it waits for one (None: for ever).
     wait_for: str | None = None
     timeout_s: float | None = None
+    #: The child workflow it runs (``workflow`` in the definition); None: a class.
+    child: ChildWorkflow | None = None
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -125,6 +128,8 @@ class WorkflowState:
     #: attempt it dispatches carries; None while tracing is off. Opaque here: only the
     #: shells (:mod:`flow.tracing`) make or read it, ``decide`` never looks at it.
     traceparent: str | None = None
+    #: The parent's activity this child workflow reports to; None: not a child.
+    parent: ParentLink | None = None
     #: A lower bound of the first position whose activity has not ended (every
     #: activity before it has), so that finding the next sequential activity costs
     #: O(what changed), not O(activities). Derived, never stored; -1 means unknown.

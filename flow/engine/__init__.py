@@ -44,14 +44,14 @@ from flow.engine import inbound
 from flow.engine.committer import GroupCommitter
 from flow.engine.leases import LeaseKeeper
 from flow.engine.outbox import OutboxSender
-from flow.engine.planning import plan
+from flow.engine.planning import plan, run_message
 from flow.engine.retention import RetentionSweeper
 from flow.engine.schedules import ScheduleStarter, ScheduleTicker
 from flow.engine.spans import WorkflowSpans
 from flow.engine.timers import TimerWheel
 from flow.engine.transport import Delivery, Transport
 from flow.faults import FaultInjector
-from flow.messages import AttemptRequest, Outgoing, Outputs
+from flow.messages import Outputs
 from flow.metrics import EngineMetrics
 from flow.persistence.engine_store import EngineStore
 from flow.persistence.leases import new_engine_id
@@ -229,11 +229,15 @@ class Engine:
         outputs = Outputs(state)
         reply_to = partition_queue(self.prefix, partition)
         runs = [
-            Outgoing.of(
-                AttemptRequest.of(state, r.position, r.attempt, reply_to=reply_to, outputs=outputs),
-                self.settings.activity_queue,
+            run_message(
+                state,
+                r,
+                reply_to=reply_to,
+                outputs=outputs,
                 partition=partition,
                 send_after=now,
+                activity_queue=self.settings.activity_queue,
+                engine_queue=self.settings.engine_queue,
             )
             for r in due.runs
         ]
@@ -299,6 +303,9 @@ class Engine:
             activity_queue=self.settings.activity_queue,
             send_after=now + timedelta(seconds=self.settings.outbox_grace_s),
             consumed_timers=[item.timer_id for item in items if item.timer_id],
+            queue_of=lambda wid: partition_queue(self.prefix, partition_of(wid, self.partitions)),
+            ended=[d.state for _, d in decided if any(entry.type.ends_workflow for entry in d.history)],
+            engine_queue=self.settings.engine_queue,
         )
         changed = (
             [b for a, b in zip(before.activities, after.activities, strict=False) if a is not b]

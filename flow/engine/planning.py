@@ -3,12 +3,13 @@ or delete. Pure: the engine calls it with the clock's reading and its settings."
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from flow.core.commands import CancelTimer, Command, RunActivity, StartTimer
+from flow.core.commands import CancelChild, CancelTimer, Command, RunActivity, StartTimer
 from flow.core.state import WorkflowState
+from flow.engine.children import cancel_message, report_message, start_message
 from flow.messages import AttemptRequest, Outgoing, Outputs
 from flow.persistence.records import TimerRow, timer_id
 
@@ -29,21 +30,40 @@ def plan(
     activity_queue: str,
     send_after: datetime,
     consumed_timers: Iterable[str] = (),
+    engine_queue: str = "",
+    queue_of: Callable[[str], str] = str,
+    ended: Iterable[WorkflowState] = (),
 ) -> Plan:
     """The messages and timers of ``commands`` (each with the time of the event that
     caused it), for a workflow now in state ``after``.
 
     A timer set and then cancelled within the same transition is only deleted;
     ``consumed_timers`` (timers that fired and are handled here) are deleted too.
+    Sub-workflows (:mod:`flow.engine.children`): a child activity's run goes to
+    ``engine_queue``; ``queue_of`` gives another workflow's partition queue; each state
+    of ``ended`` (the workflow as a decision of this transition ended it) owes its
+    parent the result, if it is a child.
     """
     timers: dict[str, TimerRow | None] = dict.fromkeys(consumed_timers)
     owed: list[Outgoing] = []
     outputs: Outputs | None = None
+    routes = {"partition": partition, "send_after": send_after}
     for command, occurred_at in commands:
         if isinstance(command, RunActivity):
             outputs = outputs or Outputs(after)
-            request = AttemptRequest.of(after, command.position, command.attempt, reply_to=reply_to, outputs=outputs)
-            owed.append(Outgoing.of(request, activity_queue, partition=partition, send_after=send_after))
+            owed.append(
+                run_message(
+                    after,
+                    command,
+                    reply_to=reply_to,
+                    activity_queue=activity_queue,
+                    engine_queue=engine_queue,
+                    outputs=outputs,
+                    **routes,
+                )
+            )
+        elif isinstance(command, CancelChild):
+            owed.append(cancel_message(after, command.position, queue_of=queue_of, **routes))
         elif isinstance(command, StartTimer):
             tid = timer_id(after.id, command.kind, command.position, command.attempt)
             due = occurred_at + timedelta(milliseconds=command.delay_ms)
@@ -52,8 +72,38 @@ def plan(
             timers[timer_id(after.id, command.kind, command.position, command.attempt)] = None
         else:  # pragma: no cover - a new command without a plan is a bug
             raise TypeError(f"nothing planned for {command!r}")
+    for state in ended:
+        report = report_message(state, queue_of=queue_of, **routes)
+        if report is not None:
+            owed.append(report)
     return Plan(
         owed,
         [row for row in timers.values() if row is not None],
         [tid for tid, row in timers.items() if row is None],
     )
+
+
+def run_message(
+    state: WorkflowState,
+    run: RunActivity,
+    *,
+    reply_to: str,
+    activity_queue: str,
+    engine_queue: str,
+    partition: int,
+    send_after: datetime,
+    outputs: Outputs | None = None,
+) -> Outgoing:
+    """What running an attempt sends: the attempt to the workers, or a child's start."""
+    if state.activities[run.position].child is not None:
+        return start_message(
+            state,
+            run.position,
+            run.attempt,
+            reply_to=reply_to,
+            engine_queue=engine_queue,
+            partition=partition,
+            send_after=send_after,
+        )
+    request = AttemptRequest.of(state, run.position, run.attempt, reply_to=reply_to, outputs=outputs)
+    return Outgoing.of(request, activity_queue, partition=partition, send_after=send_after)

@@ -84,7 +84,7 @@ class GroupCommit:
             self._insert_activities(accepted)
             self._update_activities(accepted)
             self._insert_history(accepted)
-            self._insert_outbox([o for t in accepted for o in t.owed])
+            self._insert_outbox([(t.workflow_id, o) for t in accepted for o in t.owed])
             self._write_timers(accepted)
             self._mark_deleted(batch, refused)
         return BatchResult(committed, refused)
@@ -232,11 +232,13 @@ class GroupCommit:
         for chunk in chunks(rows, 1000):
             EventRecord.insert_many(chunk).execute()
 
-    def _insert_outbox(self, owed: list[Outgoing]) -> None:
+    def _insert_outbox(self, owed: list[tuple[str, Outgoing]]) -> None:
+        # The row names the workflow whose transition owes it (as on PostgreSQL), which
+        # is not always the one the message is about (a child reporting to its parent).
         rows = [
             {
                 "id": o.id,
-                "workflow": o.workflow_id or "",
+                "workflow": workflow_id,
                 "partition": o.partition,
                 "queue_name": o.queue_name,
                 "actor_name": o.actor_name,
@@ -244,7 +246,7 @@ class GroupCommit:
                 "due_at": o.send_after,
                 "send_after": o.send_after,
             }
-            for o in owed
+            for workflow_id, o in owed
         ]
         for chunk in chunks(rows, 1000):
             OutboxRecord.insert_many(chunk).execute()

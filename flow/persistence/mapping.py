@@ -17,6 +17,7 @@ from typing import Any
 
 import peewee
 
+from flow.core.lineage import ChildWorkflow, ParentLink
 from flow.core.policy import RetryPolicy, Timeouts
 from flow.core.state import ActivityState, ActivityStatus, Signal, WorkflowState, WorkflowStatus
 from flow.core.timestamps import iso, parse_iso
@@ -27,7 +28,8 @@ from flow.core.vocabulary import Trigger
 #: Peewee's query compiler and model instances cost it milliseconds per workflow).
 WORKFLOW_COLUMNS = (
     "id, definition_name, definition_version, partition, status, started, run, run_started_at, input_data, "
-    "config, output, error, created_at, finished_at, version, updated_at, idempotency_key, traceparent, inbox"
+    "config, output, error, created_at, finished_at, version, updated_at, idempotency_key, traceparent, inbox, "
+    "parent_id, parent_position, parent_attempt"
 )
 #: Columns of a new activity row (:func:`activity_row`).
 ACTIVITY_INSERT_COLUMNS = (
@@ -90,6 +92,9 @@ def workflow_from_row(row: tuple, activities: Iterable[ActivityState]) -> Stored
         idempotency_key,
         traceparent,
         inbox,
+        parent_id,
+        parent_position,
+        parent_attempt,
     ) = row
     state = WorkflowState(
         id=workflow_id,
@@ -108,6 +113,7 @@ def workflow_from_row(row: tuple, activities: Iterable[ActivityState]) -> Stored
         finished_at=_timestamp(finished_at),
         traceparent=traceparent,
         inbox=tuple(_signal(s) for s in _json(inbox) or ()),
+        parent=ParentLink(parent_id, parent_position, parent_attempt) if parent_id is not None else None,
     )
     return StoredWorkflow(state, version, partition, _timestamp(updated_at), idempotency_key)
 
@@ -203,6 +209,10 @@ def graph_column(activity: ActivityState) -> str | None:
         graph["sleep_until"] = activity.sleep_until
     if activity.wait_for is not None:
         graph.update(wait_for=activity.wait_for, timeout_s=activity.timeout_s)
+    if activity.child is not None:
+        graph["workflow"] = {"name": activity.child.definition, "version": activity.child.version}
+        if activity.child.input is not None:
+            graph["workflow"]["input"] = activity.child.input
     return json.dumps(graph, separators=(",", ":")) if graph else None
 
 
@@ -241,6 +251,9 @@ def _graph_fields(graph: dict[str, Any] | None) -> dict[str, Any]:
         "sleep_until": graph.get("sleep_until"),
         "wait_for": graph.get("wait_for"),
         "timeout_s": graph.get("timeout_s"),
+        "child": ChildWorkflow(child["name"], child.get("version"), child.get("input"))
+        if (child := graph.get("workflow"))
+        else None,
     }
 
 

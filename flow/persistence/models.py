@@ -92,6 +92,11 @@ class WorkflowRecord(_Model):
     traceparent = peewee.CharField(max_length=255, null=True)
     #: Signals received (flow.core.signals), as JSON; NULL when none came.
     inbox = JSONText(null=True)
+    #: A child workflow's parent, the parent's activity and attempt that created it; NULL
+    #: for a workflow that is nobody's child (flow.core.lineage.ParentLink).
+    parent_id = peewee.CharField(max_length=36, null=True)
+    parent_position = peewee.IntegerField(null=True)
+    parent_attempt = peewee.IntegerField(null=True)
 
     class Meta:
         table_name = "workflows"
@@ -102,7 +107,8 @@ class WorkflowRecord(_Model):
             (("partition", "status"), False),
             # and workflows_unstarted (partition, created_at) WHERE NOT started: migration 0003;
             # workflows_ended (partition, finished_at) WHERE finished_at IS NOT NULL, and on
-            # PostgreSQL workflows_input, GIN on input_data::jsonb: migration 0006
+            # PostgreSQL workflows_input, GIN on input_data::jsonb: migration 0006;
+            # workflows_parent (parent_id, created_at, id) WHERE parent_id IS NOT NULL: migration 0007
         )
 
 

@@ -69,16 +69,19 @@ class Queries:
         before: tuple[datetime, str] | None = None,
         limit: int = 50,
         input_filter: Mapping[str, Any] | None = None,
+        parent_id: str | None = None,
     ) -> list[StoredWorkflow]:
         """Newest first, without activities; ``before`` is the ``(created_at, id)`` keyset
         cursor; ``input_filter``: only workflows whose input contains it
-        (:mod:`flow.persistence.input_filter`)."""
+        (:mod:`flow.persistence.input_filter`); ``parent_id``: only its children."""
         with unit_of_work(self.database):
             query = WorkflowRecord.select(*workflow_columns())
             if status:
                 query = query.where(WorkflowRecord.status == status)
             if name:
                 query = query.where(WorkflowRecord.definition_name == name)
+            if parent_id:
+                query = query.where(WorkflowRecord.parent_id == parent_id)
             if input_filter is not None:
                 query = query.where(input_contains(self.database, input_filter))
             if created_after:

@@ -16,6 +16,7 @@ import peewee
 
 from flow.clock import utcnow
 from flow.core.definition import Definition
+from flow.core.lineage import ParentLink
 from flow.core.state import ActivityStatus, WorkflowState, WorkflowStatus
 from flow.errors import IdempotencyConflict, StoreUnavailable
 from flow.persistence.database import is_postgres, unit_of_work, write
@@ -77,8 +78,13 @@ class Starts:
         partition_of: Callable[[str], int],
         workflow_id: str | None = None,
         idempotency_key: str | None = None,
+        parent: ParentLink | None = None,
+        child_versions: Mapping[str, int] | None = None,
     ) -> tuple[WorkflowState, bool]:
         """Create a workflow and its pending activities; ``(state, created)``.
+
+        ``parent``: the parent activity a child workflow reports to;
+        ``child_versions``: the version its own children without ``version`` will run.
 
         With an id or idempotency key that already exists, nothing is written and the
         existing workflow is returned with ``created=False`` — unless it was started
@@ -94,8 +100,9 @@ class Starts:
             status=WorkflowStatus.IN_PROGRESS,
             input_data=dict(input_data),
             config=dict(definition.config),
-            activities=definition.initial_activities(),
+            activities=definition.initial_activities(child_versions),
             created_at=now,
+            parent=parent,
         )
         workflow = {
             "id": workflow_id,
@@ -111,6 +118,9 @@ class Starts:
             "created_at": now,
             "updated_at": now,
             "version": 0,
+            "parent_id": parent.workflow_id if parent else None,
+            "parent_position": parent.position if parent else None,
+            "parent_attempt": parent.attempt if parent else None,
         }
         activities = [
             (

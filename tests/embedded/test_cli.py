@@ -30,6 +30,17 @@ def test_run_by_name_shows_progress_and_exits_0(env):
     assert out.index("DoSomethingActivity") < out.index("DoAnotherThingActivity")
 
 
+def test_run_shows_a_child_workflow_in_its_progress_and_table(env):
+    examples = {**env, "FLOW_DEFINITIONS_DIR": str(ROOT / "examples" / "workflows")}
+    result = flow("run", "SubWorkflowExample", "--input", '{"order": 7}', env=examples)
+    assert result.returncode == 0, result.stderr
+    out = " ".join(result.stdout.split())
+    assert "ship (workflow SubWorkflowChildExample)" in out
+    child = re.search(r"scheduled: child workflow ([0-9a-f-]{36})", out)
+    assert child, out
+    assert f"child workflow {child.group(1)}" in out.split("workflow finished")[-1]  # in the final table
+
+
 def test_run_by_path_of_a_definition_file(env, definitions_dir):
     result = flow("run", str(definitions_dir / "RetryWorkflow.json"), env=env)
     assert result.returncode == 0, result.stderr
@@ -192,6 +203,16 @@ def test_validate_prints_each_error_with_its_path_and_exits_nonzero(env, tmp_pat
     assert "$: Additional properties are not allowed ('surprise' was unexpected)" in result.stdout
     assert "$.activities[1].config" in result.stdout
     assert "dummy_workflow.json ok" in result.stdout.replace("\n", " ")
+
+
+def test_validate_refuses_definitions_that_reach_themselves_through_children(env, tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps({"name": "A", "activities": [{"workflow": "B"}]}))
+    (tmp_path / "b.json").write_text(json.dumps({"name": "B", "activities": [{"id": "again", "workflow": "A"}]}))
+    result = flow("validate", str(tmp_path / "a.json"), str(tmp_path / "b.json"), env=env)
+    assert result.returncode == 2
+    out = " ".join(result.stdout.split())
+    assert "$.activities[0].workflow: reaches itself through child workflows: A -> B -> A" in out
+    assert "$.activities[0].workflow: reaches itself through child workflows: B -> A -> B" in out
 
 
 def test_validate_accepts_every_shipped_definition(env):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from flow.clock import utcnow
+from flow.core.lineage import child_id
 from flow.core.timestamps import iso
 from flow.embedded import EmbeddedFlow
 from flow.settings import Settings
@@ -42,6 +43,8 @@ def test_every_example_is_valid_and_there_is_one_per_topic():
         "map",
         "retry_policy",
         "sleeps",
+        "sub_workflow",
+        "sub_workflow_child",
         "timeouts",
     ]
 
@@ -167,3 +170,15 @@ def test_the_example_schedule_file_is_applied(flow):
     )
     next_run = shown.next_tick_at.replace(tzinfo=UTC).astimezone(ZoneInfo("Europe/Paris"))
     assert (next_run.hour, next_run.minute) == (9, 0) and next_run.weekday() < 5
+
+
+def test_sub_workflow_example(flow):
+    state = run(flow, "SubWorkflowExample", {"order": 42})
+    assert state.status == "Finished"
+    prepare, ship, report = state.activities
+    assert ship.child is not None and ship.child.definition == "SubWorkflowChildExample"
+    child = flow.runtime.store.get(child_id(state.id, "ship")).state
+    assert (child.status, child.parent.workflow_id, child.parent.position) == ("Finished", state.id, 1)
+    assert child.input_data == {"order": 42, "prepared": prepare.output}
+    assert ship.output == child.output
+    assert report.output["outputs"]["ship"]["pack"]["input_data"]["order"] == 42

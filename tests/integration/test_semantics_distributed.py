@@ -78,6 +78,21 @@ DEFINITIONS = {
         "config": {"retry": {"max_attempts": 2, "initial_delay_ms": 50, "jitter": 0}},
         "activities": [{"name": "EchoActivity"}, {"name": "FlakyActivity", "config": {"succeed_on_attempt": 3}}],
     },
+    # Sub-workflows: the child fails in its first run and succeeds in its second.
+    "FlakyChild": {
+        "name": "FlakyChild",
+        "config": {"retry": {"max_attempts": 1}},
+        "activities": [{"name": "EchoActivity"}, {"name": "FlakyActivity", "config": {"succeed_on_attempt": 2}}],
+    },
+    "WithChild": {
+        "name": "WithChild",
+        "activities": [
+            {"id": "sub", "workflow": "FlakyChild", "input": "{order: input.order}"},
+            {"id": "after", "name": "EchoActivity", "depends_on": ["sub"]},
+        ],
+    },
+    "SlowChild": {"name": "SlowChild", "activities": [{"name": "SleepActivity", "config": {"sleep_s": 3}}]},
+    "WithSlowChild": {"name": "WithSlowChild", "activities": [{"id": "sub", "workflow": "SlowChild"}]},
 }
 
 
@@ -305,3 +320,37 @@ def test_signals_over_http_and_dramatiq_and_a_sleep_on_postgres(env):
     assert kinds.count("end-wait") == 2 and "keep-signal" in kinds and "start-sleep" in kinds
     again = requests.post(f"{url}/workflows/{workflow_id}/signals/approved", timeout=10)
     assert again.status_code == 409
+
+
+def test_a_child_workflow_fails_is_retried_with_its_parent_and_is_cancelled_with_it(env):
+    url = env["url"]
+    parent = start(url, "WithChild", input_data={"order": 7, "other": 1})
+    body = wait_ended(url, parent, timeout_s=60)
+    assert body["status"] == "Failed"
+    sub = body["activities"][0]
+    assert sub["status"] == "Failed" and "child workflow FlakyChild" in sub["error"]
+    [child] = requests.get(f"{url}/workflows", params={"parent_id": parent}).json()["items"]
+    assert child["id"] == sub["child_id"] and child["parent_id"] == parent
+    assert requests.post(f"{url}/workflows/{child['id']}/retry").status_code == 409
+
+    assert requests.post(f"{url}/workflows/{parent}/retry").status_code == 202
+    body = wait_for(lambda: (b := requests.get(f"{url}/workflows/{parent}").json())["status"] == "Finished" and b)
+    sub, after = body["activities"]
+    child = requests.get(f"{url}/workflows/{child['id']}").json()
+    assert child["status"] == "Finished" and child["input_data"] == {"order": 7}
+    assert sub["attempt"] == 2 and sub["output"] == child["output"]
+    assert after["output"]["outputs"]["sub"] == child["output"]
+    assert len(requests.get(f"{url}/workflows", params={"parent_id": parent}).json()["items"]) == 1
+
+    long = start(url, "WithSlowChild")
+
+    def child_running() -> str | None:
+        [child] = requests.get(f"{url}/workflows", params={"parent_id": long}).json()["items"] or [None]
+        started = child and requests.get(f"{url}/workflows/{child['id']}").json()["activities"][0]["status"]
+        return child["id"] if started == "Started" else None
+
+    child_id = wait_for(child_running, timeout_s=30, what="the child's activity running")
+    assert requests.post(f"{url}/workflows/{long}/cancel").status_code == 202
+    assert wait_ended(url, long)["status"] == "Cancelled"
+    child = wait_ended(url, child_id)
+    assert child["status"] == "Cancelled" and f"its parent {long} was cancelled" in child["error"]

@@ -35,6 +35,11 @@ def server(tmp_path_factory, http_server) -> Iterator[str]:
         "name": "Walk",
         "activities": [{"name": "SleepActivity", "config": {"sleep_s": 0.4}} for _ in range(3)],
     }
+    bodies["UiChild"] = {"name": "UiChild", "activities": [{"name": "NoopActivity"}]}
+    bodies["UiParent"] = {
+        "name": "UiParent",
+        "activities": [{"id": "first", "name": "NoopActivity"}, {"id": "sub", "workflow": "UiChild"}],
+    }
     definitions = write_definitions(base / "workflows", bodies)
     with flow_up(base, embedded_env(base, definitions, FLOW_API_TOKEN="ui-secret")) as url:
         yield url
@@ -342,3 +347,23 @@ def test_schedules_show_their_next_run_and_recent_runs(page, server):
         page.get_by_role("heading", name="BrokenOptionalWorkflow", exact=False).wait_for()
     finally:
         requests.delete(f"{server}/schedules/ui-ticker", headers=headers, timeout=5)
+
+
+def test_a_child_workflow_is_drawn_apart_and_links_to_its_page(page, server):
+    headers = {"Authorization": "Bearer ui-secret"}
+    started = requests.post(
+        f"{server}/workflows", json={"name": "UiParent", "input_data": {}}, headers=headers, timeout=5
+    )
+    parent_id = started.json()["id"]
+    page.goto(f"{server}/ui/#/workflows/{parent_id}")
+    page.locator("p .status", has_text="Finished").wait_for(timeout=20_000)
+    child = page.locator(".graph g.child")
+    expect(child).to_have_count(1)
+    expect(page.locator(".graph g.node:not(.child)")).to_have_count(1)
+    assert "sub (workflow UiChild)" in child.locator("title").text_content()
+    shot(page, "workflow-child-graph")
+    page.locator(".graph a.child-link").click()
+    page.get_by_role("heading", name="UiChild").wait_for()
+    expect(page.get_by_text("Child workflow of")).to_be_visible()
+    page.get_by_role("link", name=parent_id).click()
+    page.get_by_role("heading", name=f"UiParent {parent_id}").wait_for()

@@ -28,6 +28,7 @@ from flow.messages import (
     Outgoing,
     RetryWorkflow,
     SignalWorkflow,
+    StartChild,
     StartWorkflow,
     TimerDue,
 )
@@ -64,6 +65,18 @@ EXAMPLES: list[Message] = [
     SignalWorkflow(workflow_id="w", name="approved", signal_id="s-2"),
     # An item of a map: its item and index travel with the attempt.
     replace(REQUEST, position=12, item={"file": "a.png", "size": [1, 2]}, index=3),
+    RetryWorkflow(workflow_id="w", run=3),
+    StartChild(
+        workflow_id="w",
+        position=2,
+        attempt=1,
+        child_id="c",
+        definition="Child",
+        version=4,
+        input_data={"n": 1},
+        reply_to="flow.engine.3",
+    ),
+    StartChild(workflow_id="w", position=0, attempt=2, child_id="c", definition="C", input_data={}, reply_to="q"),
 ]
 
 
@@ -78,7 +91,7 @@ def every_message_class(cls: type = Message) -> set[type]:
 
 def test_every_message_class_has_a_round_trip_example():
     assert {type(m) for m in EXAMPLES} == every_message_class()
-    assert set(messages.ENGINE_MESSAGES.values()) == every_message_class() - {AttemptRequest}
+    assert set(messages.ENGINE_MESSAGES.values()) == every_message_class() - {AttemptRequest, StartChild}
 
 
 @pytest.mark.parametrize("message", EXAMPLES, ids=lambda m: type(m).__name__)

@@ -33,7 +33,8 @@ function extract(name) {
   for (; i < src.length; i++) { if (src[i] === "{") depth++; else if (src[i] === "}" && --depth === 0) break; }
   return src.slice(start, i + 1);
 }
-const graphLayout = new Function(extract("activityIds") + "\n" + extract("graphLayout") + "\nreturn graphLayout;")();
+const parts = ["childOf", "nameOf", "activityIds", "graphLayout"].map(extract).join("\n");
+const graphLayout = new Function(parts + "\nreturn graphLayout;")();
 console.log(JSON.stringify(graphLayout(JSON.parse(process.argv[2])).edges));
 """
 
@@ -85,3 +86,10 @@ def test_review_control_the_harness_reads_the_drawing():
     dependency (the path through B implies it)."""
     activities = [{"name": "A"}, {"name": "B", "depends_on": ["A"]}, {"name": "C"}]
     assert edges(activities) == {(0, 1), (1, 2)}
+
+
+def test_child_workflow_activities_are_drawn_with_their_definition_names_as_ids():
+    # As a definition lists them (``workflow`` a name) and as a workflow shows them (an object).
+    for child in ("Child", {"name": "Child", "version": 1, "input": None}):
+        activities = [{"name": "A"}, {"workflow": child}, {"name": "B", "depends_on": ["Child"]}]
+        assert edges(activities) == {(0, 1), (1, 2)}

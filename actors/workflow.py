@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -152,7 +152,9 @@ class WorkflowActor(pykka.ThreadingActor):
         loaded = self.engine.store.load(self.workflow_id)
         if loaded.partition != self.entry.partition:
             raise WrongPartition(f"workflow {self.workflow_id} is not in partition {self.entry.partition}")
-        self.state, self.version, self.epoch = loaded.state, loaded.version, epoch
+        # The payload limit is a setting, which a map's output is held to (flow.core.maps).
+        state = replace(loaded.state, payload_limit=self.engine.settings.max_payload_bytes)
+        self.state, self.version, self.epoch = state, loaded.version, epoch
 
 
 class WrongPartition(Exception):

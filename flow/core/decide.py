@@ -213,7 +213,7 @@ def _on_retry_requested(state: WorkflowState, event: RetryRequested) -> Decision
             started_at=None,
             finished_at=None,
         )
-        if a.status in _RERUN
+        if a.status in _RERUN and not a.is_item  # a map's items: its resume's business (flow.core.maps)
         else a
         for a in state.activities
     )
@@ -261,7 +261,11 @@ def _attempt_ended(
     attempts_this_run = activity.attempt - activity.attempts_before
     if outcome == Outcome.SUCCEEDED:
         activity = replace(activity, status=ActivityStatus.SUCCEEDED, error=None)
-    elif outcome == Outcome.TEMPORARY_FAILURE and attempts_this_run < activity.retry.max_attempts:
+    elif (
+        outcome == Outcome.TEMPORARY_FAILURE
+        and attempts_this_run < activity.retry.max_attempts
+        and maps.may_retry(state, activity)
+    ):
         next_attempt = activity.attempt + 1
         delay_ms = retry_delay_ms(state, activity)
         activity = replace(activity, status=ActivityStatus.WAITING_RETRY)

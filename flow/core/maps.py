@@ -22,23 +22,27 @@ Pure: no I/O, no clock (docs/design.md, "Graphs").
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from flow.core import graph
+from flow.core import graph, strict_json
 from flow.core.commands import CancelTimer, Command
 from flow.core.failure import cause
 from flow.core.state import ActivityState, WorkflowState
 from flow.core.steps import HistoryEntry, schedule
 from flow.core.vocabulary import ActivityStatus, HistoryType, TimerKind
+from flow.errors import InvalidJson
 
 #: Most items one map may have; a longer list fails the map before any item runs.
 #: Each item is a row (and a message per attempt): 10,000 keeps a workflow's state in
 #: the engine's memory, and its load after a restart, within a few megabytes.
 MAX_ITEMS = 10_000
 
+#: What a resume runs again: items that did not succeed and owe nothing.
+_RERUN = frozenset({ActivityStatus.FAILED, ActivityStatus.SKIPPED, ActivityStatus.CANCELLED})
 #: Items that count against ``max_concurrency``: those owed a result or a retry.
 _ACTIVE = frozenset({ActivityStatus.SCHEDULED, ActivityStatus.STARTED, ActivityStatus.WAITING_RETRY})
 
@@ -80,6 +84,9 @@ def start(
     existing = state.items[position] if position < len(state.items) else ()
     if existing:
         count = len(existing)
+        for p in existing:  # a resume (after a retry): what did not succeed runs again
+            if activities[p].status in _RERUN:
+                activities[p] = _again(activities[p])
     else:
         over = _evaluate(parent, graph.condition_context(state.input_data, activities))
         if isinstance(over, str):
@@ -95,10 +102,21 @@ def start(
         data["max_concurrency"] = parent.max_concurrency
     scheduled.append((position, [], HistoryEntry(HistoryType.START_MAP, position, data)))
     progress = _schedule_next(activities, parent, existing, _counted(activities, existing), now, scheduled)
-    if progress.done == count:
-        activities[position], entry = _succeeded(parent, [activities[p] for p in existing], now)
+    if progress.done == count:  # an empty list, or a resume whose items had all succeeded
+        ended, entry = _succeeded(parent, [activities[p] for p in existing], now, state.payload_limit)
+        if ended.status is ActivityStatus.FAILED:
+            activities[position] = replace(parent, status=ActivityStatus.PENDING)
+            return graph.Verdict(fail=ended.error)
+        activities[position] = ended
         scheduled.append((position, [], entry))
     return graph.WAIT
+
+
+def may_retry(state: WorkflowState, activity: ActivityState) -> bool:
+    """Whether a failed attempt may be retried: not an item's once its map stopped
+    running (it failed, or the workflow's retry reset it): its result is recorded, no
+    new attempt is sent for it."""
+    return activity.parent is None or state.activities[activity.parent].status is ActivityStatus.RUNNING
 
 
 def item_ended(
@@ -125,7 +143,8 @@ def item_ended(
         scheduled: Scheduled = []
         progress = _schedule_next(activities, parent, positions, progress, now, scheduled)
         if progress.done == len(positions):
-            activities[parent.position], entry = _succeeded(parent, [activities[p] for p in positions], now)
+            items = [activities[p] for p in positions]
+            activities[parent.position], entry = _succeeded(parent, items, now, state.payload_limit)
             parent = activities[parent.position]
             history.append(entry)
         for _, run, entry in scheduled:
@@ -171,10 +190,18 @@ def _schedule_next(
     return Progress(done, index, active)
 
 
-def _succeeded(parent: ActivityState, items: list[ActivityState], now: datetime) -> tuple[ActivityState, HistoryEntry]:
-    parent = replace(
-        parent, status=ActivityStatus.SUCCEEDED, output=[a.output for a in items], error=None, finished_at=now
-    )
+def _succeeded(
+    parent: ActivityState, items: list[ActivityState], now: datetime, limit: int | None
+) -> tuple[ActivityState, HistoryEntry]:
+    """Every item succeeded: the map succeeds with their outputs, unless together they
+    are over the payload limit (each was under it), as any output over it fails."""
+    output = [a.output for a in items]
+    size = len(json.dumps(output)) if limit is not None else 0
+    if limit is not None and size > limit:
+        error = f"its items' outputs add up to {size} bytes of JSON, over the limit of {limit} (FLOW_MAX_PAYLOAD_BYTES)"
+        parent = replace(parent, status=ActivityStatus.FAILED, error=error, finished_at=now)
+        return parent, HistoryEntry(HistoryType.END_MAP, parent.position, {"outcome": "failed", "error": error})
+    parent = replace(parent, status=ActivityStatus.SUCCEEDED, output=output, error=None, finished_at=now)
     return parent, HistoryEntry(HistoryType.END_MAP, parent.position, {"outcome": "succeeded", "items": len(items)})
 
 
@@ -200,6 +227,22 @@ def _failed(
     activities[parent.position] = parent
     history.append(HistoryEntry(HistoryType.END_MAP, parent.position, {"outcome": "failed", "item": item.index}))
     return parent
+
+
+def _again(item: ActivityState) -> ActivityState:
+    """An item that failed, was skipped or cancelled, pending again with a fresh budget
+    (its attempt numbers go on, so a late result of an old one is still stale)."""
+    return replace(
+        item,
+        status=ActivityStatus.PENDING,
+        attempts_before=item.attempt,
+        output=None,
+        error=None,
+        skip_reason=None,
+        scheduled_at=None,
+        started_at=None,
+        finished_at=None,
+    )
 
 
 def _item(parent: ActivityState, position: int, index: int, value: Any) -> ActivityState:
@@ -231,4 +274,10 @@ def _evaluate(parent: ActivityState, context: Mapping[str, Any]) -> list[Any] | 
         return graph.storable(f"map.over {expression!r} gave {graph.quoted(value)}, not a list")
     if len(value) > MAX_ITEMS:
         return f"map.over {expression!r} gave {len(value)} items; a map may have at most {MAX_ITEMS}"
+    try:
+        # Items are stored, sent and shown: the checks every door makes (no NaN or
+        # infinity, no NUL or lone surrogate, bounded nesting).
+        strict_json.check(value, path="items")
+    except InvalidJson as e:
+        return graph.storable(f"map.over {expression!r} gave an item that is not JSON every client reads: {e}")
     return value

@@ -146,6 +146,9 @@ class WorkflowState:
     #: item's end costs O(1), not O(items). Derived, never stored: absent after a load
     #: or a retry-from-failure, then counted once.
     map_progress: Mapping[int, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: ``FLOW_MAX_PAYLOAD_BYTES``, which a map's output (its items' outputs together)
+    #: must not exceed; set by the engine that loads the state, None: unbounded.
+    payload_limit: int | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if len(self.dependents) != len(self.activities) or len(self.items) != len(self.activities):

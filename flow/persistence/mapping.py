@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -96,6 +96,9 @@ def workflow_from_row(row: tuple, activities: Iterable[ActivityState]) -> Stored
         parent_position,
         parent_attempt,
     ) = row
+    stored = tuple(activities)
+    if stored and stored[-1].parent is not None:  # items of maps: their map's config, shared
+        stored = tuple(a if a.parent is None else replace(a, config=stored[a.parent].config) for a in stored)
     state = WorkflowState(
         id=workflow_id,
         name=name,
@@ -103,7 +106,7 @@ def workflow_from_row(row: tuple, activities: Iterable[ActivityState]) -> Stored
         status=WorkflowStatus(status),
         input_data=_json(input_data),
         config=_json(config),
-        activities=tuple(activities),
+        activities=stored,
         created_at=_timestamp(created_at),
         started=bool(started),
         run=run,
@@ -225,7 +228,8 @@ def activity_row(workflow_id: str, activity: ActivityState) -> dict[str, Any]:
         "name": activity.name,
         "independent": activity.independent,
         "required": activity.required,
-        "config": json.dumps(activity.config, separators=(",", ":")),
+        # An item's config is its map's (linked again on load): not a copy per row.
+        "config": "{}" if activity.parent is not None else json.dumps(activity.config, separators=(",", ":")),
         "retry": json.dumps(activity.retry.to_dict(), separators=(",", ":")),
         "timeouts": json.dumps(activity.timeouts.to_dict(), separators=(",", ":")),
         "graph": graph_column(activity),

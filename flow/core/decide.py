@@ -34,6 +34,7 @@ from flow.core.steps import (
     attempt_timers,
     decided,
     nothing,
+    pending_again,
     schedule,
     stale,
     timer,
@@ -202,17 +203,7 @@ def _on_retry_requested(state: WorkflowState, event: RetryRequested) -> Decision
         reason = stale or f"workflow is {state.status}"
         return nothing(state, fact, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": reason}))
     activities = tuple(
-        replace(
-            a,
-            status=ActivityStatus.PENDING,
-            attempts_before=a.attempt,
-            output=None,
-            error=None,
-            skip_reason=None,
-            scheduled_at=None,
-            started_at=None,
-            finished_at=None,
-        )
+        pending_again(a)
         if a.status in _RERUN and not a.is_item  # a map's items: its resume's business (flow.core.maps)
         else a
         for a in state.activities

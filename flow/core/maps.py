@@ -32,7 +32,7 @@ from flow.core import graph, strict_json
 from flow.core.commands import CancelTimer, Command
 from flow.core.failure import cause
 from flow.core.state import ActivityState, WorkflowState
-from flow.core.steps import HistoryEntry, schedule
+from flow.core.steps import HistoryEntry, pending_again, schedule
 from flow.core.vocabulary import ActivityStatus, HistoryType, TimerKind
 from flow.errors import InvalidJson
 
@@ -86,7 +86,7 @@ def start(
         count = len(existing)
         for p in existing:  # a resume (after a retry): what did not succeed runs again
             if activities[p].status in _RERUN:
-                activities[p] = _again(activities[p])
+                activities[p] = pending_again(activities[p])
     else:
         over = _evaluate(parent, graph.condition_context(state.input_data, activities))
         if isinstance(over, str):
@@ -227,22 +227,6 @@ def _failed(
     activities[parent.position] = parent
     history.append(HistoryEntry(HistoryType.END_MAP, parent.position, {"outcome": "failed", "item": item.index}))
     return parent
-
-
-def _again(item: ActivityState) -> ActivityState:
-    """An item that failed, was skipped or cancelled, pending again with a fresh budget
-    (its attempt numbers go on, so a late result of an old one is still stale)."""
-    return replace(
-        item,
-        status=ActivityStatus.PENDING,
-        attempts_before=item.attempt,
-        output=None,
-        error=None,
-        skip_reason=None,
-        scheduled_at=None,
-        started_at=None,
-        finished_at=None,
-    )
 
 
 def _item(parent: ActivityState, position: int, index: int, value: Any) -> ActivityState:

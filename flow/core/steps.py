@@ -32,6 +32,23 @@ class Decision:
     history: tuple[HistoryEntry, ...] = ()
 
 
+def pending_again(activity: ActivityState) -> ActivityState:
+    """An activity that failed, was skipped or cancelled, pending again with a fresh retry
+    budget (a retry-from-failure; a map's resume of its items). Its attempt numbers go
+    on, so a late result of an old attempt is still recognised as stale."""
+    return replace(
+        activity,
+        status=ActivityStatus.PENDING,
+        attempts_before=activity.attempt,
+        output=None,
+        error=None,
+        skip_reason=None,
+        scheduled_at=None,
+        started_at=None,
+        finished_at=None,
+    )
+
+
 def schedule(activity: ActivityState, now: datetime) -> tuple[ActivityState, list[Command], HistoryEntry]:
     attempt = activity.attempt + 1
     activity = replace(

@@ -195,10 +195,19 @@ def check_settled(
         outbox = query(pg_url, "SELECT count(*) FROM outbox")[0][0]
         raise AssertionError(f"{e}: still in progress {rows}, {outbox} outbox rows") from e
 
-    stored = dict(query(pg_url, "SELECT id, status FROM workflows"))
+    rows = query(pg_url, "SELECT id, status, definition_name, parent_id FROM workflows")
+    stored = {w: status for w, status, _, _ in rows}
+    # Children were started by their parents: each counts as started, once per parent's activity.
+    children = {w: (name, parent) for w, _, name, parent in rows if parent is not None}
+    started = {**started, **{w: name for w, (name, parent) in children.items() if parent in started}}
     lost = [w for w in started if w not in stored]
     wrong = {w: (started[w], stored[w]) for w in started if w in stored and stored[w] != expected[started[w]]}
     extra = [w for w in stored if w not in started]
+    twice_children = query(
+        pg_url,
+        """SELECT parent_id, parent_position, count(*) FROM workflows WHERE parent_id IS NOT NULL
+           GROUP BY 1, 2 HAVING count(*) > 1""",
+    )
     # Each attempt's result counts once; a duplicate or stale one is recorded as stale.
     twice_completed = query(
         pg_url,
@@ -245,6 +254,7 @@ def check_settled(
         "maps started twice": twice_mapped,
         "map items listed twice": twice_listed,
         "sleeps woken twice": woken_twice,
+        "children started twice": twice_children,
     }
     found = "; ".join(f"{what}: {rows}" for what, rows in problems.items() if rows)
     if found:

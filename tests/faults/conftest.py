@@ -15,7 +15,7 @@ from flow.testing import Cluster, check_settled, new_database, new_queue_prefix
 FAST_RETRY = {"retry": {"max_attempts": 5, "initial_delay_ms": 50, "jitter": 0}}
 
 #: The batch: sequential, independent, retrying and failing activities, a map whose
-#: items retry, and a sleep.
+#: items retry, a sleep, and a child workflow (which retries).
 FAULT_DEFINITIONS: dict[str, dict[str, Any]] = {
     "SlowSequence": {
         "name": "SlowSequence",
@@ -66,6 +66,11 @@ FAULT_DEFINITIONS: dict[str, dict[str, Any]] = {
         "config": FAST_RETRY,
         "activities": [{"name": "NoopActivity"}, {"id": "nap", "sleep_s": 0.3}, {"name": "NoopActivity"}],
     },
+    "Parent": {
+        "name": "Parent",
+        "config": FAST_RETRY,
+        "activities": [{"name": "NoopActivity"}, {"id": "child", "workflow": "Retrying"}, {"name": "NoopActivity"}],
+    },
     "LongWait": {
         "name": "LongWait",
         "config": {"retry": {"max_attempts": 2, "initial_delay_ms": 6000, "jitter": 0}},
@@ -86,11 +91,12 @@ EXPECTED = {
     "OptionalBroken": "Finished",
     "Map": "Finished",
     "Nap": "Finished",
+    "Parent": "Finished",
     "Poison": "Failed",
     "LongWait": "Finished",
 }
 
-BATCH = ["SlowSequence", "FanOut", "Retrying", "Failing", "OptionalBroken", "Map", "Nap"]
+BATCH = ["SlowSequence", "FanOut", "Retrying", "Failing", "OptionalBroken", "Map", "Nap", "Parent"]
 
 
 def fault_cluster_at(base: Path, pg_url: str, prefix: str) -> Cluster:

@@ -238,6 +238,7 @@ async function workflowPage(id, mine) {
   const actions = h("div", { class: "actions" },
     workflow.status === "In Progress" ? h("button", { class: "danger", onclick: () => act("cancel") }, "Cancel workflow") : null,
     ["Failed", "Cancelled"].includes(workflow.status) ? h("button", { class: "primary", onclick: () => act("retry") }, "Retry from failure") : null);
+  const signals = workflow.activities.filter(a => a.status === "Waiting" && a.wait_for).map(a => signalForm(workflow, a));
 
   const items = mapItems(workflow.activities);
   const activityRow = a => h("tr", { class: a.parent == null ? "" : "item" },
@@ -279,7 +280,7 @@ async function workflowPage(id, mine) {
       workflow.finished_at ? ` · ended ${when(workflow.finished_at)}` : "", workflow.error ? h("span", { class: "error" }, " · " + workflow.error) : null),
     ...(workflow.parent_id ? [h("p", {}, "Child workflow of ", h("a", { href: "#/workflows/" + encodeURIComponent(workflow.parent_id), class: "mono" }, workflow.parent_id),
       ` (its activity ${workflow.parent_position})`)] : []),
-    actions,
+    actions, ...signals,
     h("h2", {}, "Graph"), graph(workflow.name, workflow.activities.filter(a => a.parent == null)),
     h("h2", {}, "Timeline"), gantt(workflow, events),
     h("h2", {}, "Activities"), activities,
@@ -287,6 +288,32 @@ async function workflowPage(id, mine) {
     h("h2", {}, "Output"), h("pre", {}, JSON.stringify(workflow.output, null, 2)),
     h("h2", {}, "History"), history);
   if (drawn && (workflow.status === "In Progress" || Date.now() < watchUntil)) refreshIn(mine, 500);
+}
+
+// A step waiting for a signal: a form that sends it, with an optional JSON payload.
+function signalForm(workflow, step) {
+  const fieldId = `signal-payload-${step.position}`;
+  const field = h("textarea", { id: fieldId, rows: 2, class: "mono", placeholder: '{"approved_by": "ana"}' });
+  const problem = h("div", { class: "error", role: "alert" });
+  const send = async (event) => {
+    event.preventDefault();
+    problem.textContent = "";
+    let body = {};
+    try {
+      if (field.value.trim()) body = { payload: JSON.parse(field.value) };
+    } catch (error) { problem.textContent = "The payload is not JSON: " + error.message; return; }
+    try {
+      await api("POST", `/workflows/${encodeURIComponent(workflow.id)}/signals/${encodeURIComponent(step.wait_for)}`, body);
+      toast(`Sent the signal ${step.wait_for}`);
+      watchUntil = Date.now() + 10000;
+      field.blur();
+      route();
+    } catch (error) { problem.textContent = error.message; }
+  };
+  return h("form", { class: "signal", onsubmit: send },
+    h("label", { for: fieldId }, `${step.id} waits for the signal ${step.wait_for}` +
+      (step.timeout_s ? ` (at most ${step.timeout_s} s)` : "") + ". Payload, JSON, optional:"),
+    field, h("button", { type: "submit", class: "primary" }, `Send ${step.wait_for}`), problem);
 }
 
 // A map's items come after the definition's activities, each naming its map as parent.

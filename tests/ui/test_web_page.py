@@ -367,3 +367,33 @@ def test_a_child_workflow_is_drawn_apart_and_links_to_its_page(page, server):
     expect(page.get_by_text("Child workflow of")).to_be_visible()
     page.get_by_role("link", name=parent_id).click()
     page.get_by_role("heading", name=f"UiParent {parent_id}").wait_for()
+
+
+WAITING = {
+    "name": "Waiting",
+    "activities": [
+        {"id": "approval", "wait_for": "approved", "timeout_s": 600},
+        {"id": "after", "name": "NoopActivity"},
+    ],
+}
+
+
+def test_a_waiting_step_has_a_form_that_sends_its_signal(page, server):
+    headers = {"Authorization": "Bearer ui-secret"}
+    assert requests.put(f"{server}/definitions/Waiting", json=WAITING, headers=headers, timeout=5).status_code in (
+        200,
+        201,
+    )
+    started = requests.post(f"{server}/workflows", json={"name": "Waiting"}, headers=headers, timeout=5)
+    page.goto(f"{server}/ui/#/workflows/{started.json()['id']}")
+    payload = page.get_by_label("approval waits for the signal approved", exact=False)
+    payload.fill("{not json")
+    page.get_by_role("button", name="Send approved").click()
+    expect(page.get_by_role("alert").filter(has_text="The payload is not JSON")).to_be_visible()
+    payload.fill('{"approved_by": "ana"}')
+    page.get_by_role("button", name="Send approved").click()
+    expect(page.locator(".graph g.s-Succeeded")).to_have_count(2)
+    view = requests.get(f"{server}/workflows/{started.json()['id']}", headers=headers, timeout=5).json()
+    assert view["activities"][0]["output"] == {"approved_by": "ana"}
+    expect(page.get_by_role("button", name="Send approved")).to_have_count(0)  # nothing waits any more
+    shot(page, "signal-form")

@@ -71,6 +71,14 @@ FAULT_DEFINITIONS: dict[str, dict[str, Any]] = {
         "config": FAST_RETRY,
         "activities": [{"name": "NoopActivity"}, {"id": "child", "workflow": "Retrying"}, {"name": "NoopActivity"}],
     },
+    "AwaitApproval": {
+        "name": "AwaitApproval",
+        "activities": [{"id": "approval", "wait_for": "approved", "timeout_s": 600}, {"name": "NoopActivity"}],
+    },
+    "LongNap": {
+        "name": "LongNap",
+        "activities": [{"id": "nap", "sleep_s": 4}, {"name": "NoopActivity"}],
+    },
     "LongWait": {
         "name": "LongWait",
         "config": {"retry": {"max_attempts": 2, "initial_delay_ms": 6000, "jitter": 0}},
@@ -92,6 +100,8 @@ EXPECTED = {
     "Map": "Finished",
     "Nap": "Finished",
     "Parent": "Finished",
+    "AwaitApproval": "Finished",
+    "LongNap": "Finished",
     "Poison": "Failed",
     "LongWait": "Finished",
 }

@@ -219,3 +219,40 @@ def test_a_wait_longer_than_the_consumer_timeout_fires_exactly_once(fault_cluste
             check=True,
             capture_output=True,
         )
+
+
+def test_sigkill_the_engine_while_workflows_wait_on_signals_and_sleep(fault_cluster: Cluster):
+    """200 workflows wait for a signal and 100 sleep; the engine is SIGKILLed while they
+    wait, and again while the signals arrive: every wait takes its signal once, every
+    sleep wakes once, every workflow finishes."""
+    t0 = time.monotonic()
+    fault_cluster.start()
+    started = fault_cluster.start_batch(["AwaitApproval"], copies=200) | fault_cluster.start_batch(
+        ["LongNap"], copies=100
+    )
+    # Every wait is waiting (the sleeps are asleep or awake by now: either way they must end once).
+    waiting = "SELECT count(*) FROM activities WHERE status = 'Waiting' AND name = 'wait'"
+    wait_for(lambda: query(fault_cluster.pg_url, waiting)[0][0] == 200, timeout_s=120, what="the 200 waits")
+    kills = 0
+    for signalled in (range(0, 100), range(100, 200)):
+        [child] = wait_for(lambda: fault_cluster.booted_children("engine"), what="a booted engine process")
+        os.kill(child, signal.SIGKILL)
+        kills += 1
+        approvals = [w for w, name in started.items() if name == "AwaitApproval"]
+        for workflow_id in (approvals[i] for i in signalled):
+            # The API takes signals while the engine is down: they wait in its queue.
+            response = requests.post(
+                f"{fault_cluster.url}/workflows/{workflow_id}/signals/approved",
+                json={"payload": {"n": 1}},
+                headers={"Idempotency-Key": f"approve-{workflow_id}"},
+                timeout=30,
+            )
+            assert response.status_code == 202, response.text
+        wait_for(lambda k=kills: fault_cluster.restarts["engine-0"] >= k, what="the engine to be restarted")
+    figures = verify(fault_cluster, started, timeout_s=240)
+    took = query(
+        fault_cluster.pg_url,
+        """SELECT count(*) FROM events WHERE type = 'end-wait' GROUP BY workflow_id HAVING count(*) <> 1""",
+    )
+    assert took == [], "a wait took no signal, or more than one"
+    report("engine SIGKILL while 200 wait on signals and 100 sleep", figures, kills, t0)

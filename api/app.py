@@ -30,7 +30,9 @@ from api.resources.workflows import (
     WorkflowActivitiesResource,
     WorkflowCancelResource,
     WorkflowEventsResource,
+    WorkflowPauseResource,
     WorkflowResource,
+    WorkflowResumeResource,
     WorkflowRetryResource,
     WorkflowsResource,
 )
@@ -81,6 +83,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_route("/workflows/{workflow_id}/cancel", WorkflowCancelResource(runtime))
     app.add_route("/workflows/{workflow_id}/retry", WorkflowRetryResource(runtime))
     app.add_route("/workflows/{workflow_id}/signals/{name}", SignalResource(runtime))
+    app.add_route("/workflows/{workflow_id}/pause", WorkflowPauseResource(runtime))
+    app.add_route("/workflows/{workflow_id}/resume", WorkflowResumeResource(runtime))
     app.add_route("/schedules", SchedulesResource(runtime))
     app.add_route("/schedules/{name}", ScheduleResource(runtime))
     app.add_route("/schedules/{name}/pause", SchedulePauseResource(runtime))

@@ -139,6 +139,10 @@ COMPONENTS: dict[str, Any] = {
                     "output": {},
                     "error": {"type": ["string", "null"]},
                     "idempotency_key": {"type": ["string", "null"]},
+                    "paused": {
+                        "type": "boolean",
+                        "description": "Paused: nothing new is scheduled until it resumes.",
+                    },
                     "parent_position": {
                         "type": ["integer", "null"],
                         "description": "A child workflow: the position of its parent's activity that runs it.",

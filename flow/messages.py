@@ -32,9 +32,8 @@ On the wire (docs/design.md, "One workflow, message by message"):
 from __future__ import annotations
 
 import types
-import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Self
 
@@ -54,6 +53,8 @@ TIMER_FIRED = "flow.timer_fired"
 CANCEL_WORKFLOW = "flow.cancel_workflow"
 RETRY_WORKFLOW = "flow.retry_workflow"
 SIGNAL_WORKFLOW = "flow.signal_workflow"
+PAUSE_WORKFLOW = "flow.pause_workflow"
+RESUME_WORKFLOW = "flow.resume_workflow"
 RUN_ACTIVITY = "flow.run_activity"
 START_CHILD = "flow.start_child"
 
@@ -268,6 +269,26 @@ class SignalWorkflow(EngineMessage):
         return events.SignalReceived(now, self.name, self.signal_id, self.payload)
 
 
+@dataclass(frozen=True, kw_only=True)
+class PauseWorkflow(EngineMessage):
+    """``flow.pause_workflow``: schedule nothing new until it resumes."""
+
+    ACTOR: ClassVar[str] = PAUSE_WORKFLOW
+
+    def to_event(self, now: datetime) -> events.Event:
+        return events.PauseRequested(occurred_at=now)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResumeWorkflow(EngineMessage):
+    """``flow.resume_workflow``: a paused workflow goes on."""
+
+    ACTOR: ClassVar[str] = RESUME_WORKFLOW
+
+    def to_event(self, now: datetime) -> events.Event:
+        return events.ResumeRequested(occurred_at=now)
+
+
 #: Messages about one workflow, handled by the engine that holds its partition, by actor name.
 ENGINE_MESSAGES: Mapping[str, type[EngineMessage]] = types.MappingProxyType(
     {
@@ -280,6 +301,8 @@ ENGINE_MESSAGES: Mapping[str, type[EngineMessage]] = types.MappingProxyType(
             CancelWorkflow,
             RetryWorkflow,
             SignalWorkflow,
+            PauseWorkflow,
+            ResumeWorkflow,
         )
     }
 )
@@ -401,36 +424,3 @@ class AttemptRequest(Message):
             started_at=started_at,
             finished_at=finished_at,
         )
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """One owed message. Its ``id`` is also the Dramatiq message id, so a re-send is
-    recognisably the same message."""
-
-    queue_name: str
-    actor_name: str
-    kwargs: dict[str, Any]
-    #: The partition of the workflow it is about: its engine re-sends it if need be.
-    partition: int
-    #: Past this time the partition's engine (re)sends it.
-    send_after: datetime
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
-
-    @classmethod
-    def of(cls, message: Message, queue_name: str, *, partition: int, send_after: datetime) -> Outgoing:
-        return cls(queue_name, message.ACTOR, message.to_kwargs(), partition, send_after)
-
-    def message(self) -> dramatiq.Message[Any]:
-        return dramatiq.Message(
-            queue_name=self.queue_name,
-            actor_name=self.actor_name,
-            args=(),
-            kwargs=self.kwargs,
-            options={},
-            message_id=self.id,
-        )
-
-    @property
-    def workflow_id(self) -> str | None:
-        return self.kwargs.get("workflow_id")

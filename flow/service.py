@@ -229,6 +229,14 @@ class WorkflowService:
         self.broker.enqueue(message.to_message(self.queue_of(workflow_id)))
         return signal_id
 
+    def pause(self, workflow_id: str) -> None:
+        """Ask the engine to pause a workflow: nothing new is scheduled until it resumes."""
+        self.broker.enqueue(messages.PauseWorkflow(workflow_id=workflow_id).to_message(self.queue_of(workflow_id)))
+
+    def resume(self, workflow_id: str) -> None:
+        """Ask the engine to let a paused workflow go on."""
+        self.broker.enqueue(messages.ResumeWorkflow(workflow_id=workflow_id).to_message(self.queue_of(workflow_id)))
+
     def retry(self, workflow_id: str, *, run: int | None = None) -> None:
         """Ask the engine to run a failed or cancelled workflow again from where it stopped
         (``run``: as that run, for a parent retrying its child)."""

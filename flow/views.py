@@ -80,6 +80,7 @@ def workflow_view(row: StoredWorkflow) -> dict[str, Any]:
         "output": s.output,
         "error": s.error,
         "idempotency_key": row.idempotency_key,
+        "paused": s.paused,
         # A child: the position of the parent's activity that runs it.
         "parent_position": s.parent.position if s.parent else None,
         "activities": [

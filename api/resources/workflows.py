@@ -267,6 +267,48 @@ class WorkflowRetryResource:
         _accepted(resp, row)
 
 
+class WorkflowPauseResource:
+    """``POST /workflows/{id}/pause``: 202 while the engine pauses it (nothing new is
+    scheduled; what runs finishes); 409 if it ended or is paused already."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    @operation(
+        "Pause a running workflow: nothing new is scheduled until it resumes",
+        responses={202: Reply("The engine is pausing it", "Workflow")},
+        errors=(404, 409, 503),
+    )
+    def on_post(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
+        _set_paused(self.runtime, resp, workflow_id, paused=True)
+
+
+class WorkflowResumeResource:
+    """``POST /workflows/{id}/resume``: 202 while the engine lets it go on; 409 if it
+    ended or is not paused."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    @operation(
+        "Resume a paused workflow",
+        responses={202: Reply("The engine is resuming it", "Workflow")},
+        errors=(404, 409, 503),
+    )
+    def on_post(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
+        _set_paused(self.runtime, resp, workflow_id, paused=False)
+
+
+def _set_paused(runtime: Runtime, resp: falcon.Response, workflow_id: str, *, paused: bool) -> None:
+    row = runtime.store.get(_known_id(workflow_id))
+    if row.state.status.ended or row.state.paused == paused:
+        now = row.state.status if row.state.status.ended else ("paused already" if paused else "not paused")
+        what = "paused" if paused else "resumed"
+        raise falcon.HTTPConflict(title=f"Workflow cannot be {what}", description=f"workflow {workflow_id} is {now}")
+    (runtime.service.pause if paused else runtime.service.resume)(workflow_id)
+    _accepted(resp, row)
+
+
 class WorkflowEventsResource:
     """``GET /workflows/{id}/events``: the history in order; ``after`` and ``limit`` page it."""
 

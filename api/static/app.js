@@ -230,13 +230,15 @@ async function workflowPage(id, mine) {
   const act = async (action) => {
     try {
       await api("POST", `/workflows/${encodeURIComponent(id)}/${action}`, action === "cancel" ? { reason: "cancelled from the web page" } : undefined);
-      toast(action === "cancel" ? "Cancelling…" : "Retrying from where it stopped…");
+      toast({ cancel: "Cancelling…", pause: "Pausing…", resume: "Resuming…" }[action] || "Retrying from where it stopped…");
       watchUntil = Date.now() + 10000;
     } catch (error) { toast(error.message); }
     route();
   };
   const actions = h("div", { class: "actions" },
     workflow.status === "In Progress" ? h("button", { class: "danger", onclick: () => act("cancel") }, "Cancel workflow") : null,
+    workflow.status === "In Progress" && !workflow.paused ? h("button", { onclick: () => act("pause") }, "Pause") : null,
+    workflow.status === "In Progress" && workflow.paused ? h("button", { class: "primary", onclick: () => act("resume") }, "Resume") : null,
     ["Failed", "Cancelled"].includes(workflow.status) ? h("button", { class: "primary", onclick: () => act("retry") }, "Retry from failure") : null);
   const signals = workflow.activities.filter(a => a.status === "Waiting" && a.wait_for).map(a => signalForm(workflow, a));
 
@@ -276,7 +278,7 @@ async function workflowPage(id, mine) {
 
   const drawn = render(mine,
     h("h1", {}, workflow.name, " ", h("span", { class: "muted mono" }, workflow.id)),
-    h("p", {}, statusBadge(workflow.status), ` · definition version ${workflow.definition_version} · started ${when(workflow.created_at)}`,
+    h("p", {}, statusBadge(workflow.status), workflow.paused ? h("span", { class: "badge" }, " paused") : null, ` · definition version ${workflow.definition_version} · started ${when(workflow.created_at)}`,
       workflow.finished_at ? ` · ended ${when(workflow.finished_at)}` : "", workflow.error ? h("span", { class: "error" }, " · " + workflow.error) : null),
     ...(workflow.parent_id ? [h("p", {}, "Child workflow of ", h("a", { href: "#/workflows/" + encodeURIComponent(workflow.parent_id), class: "mono" }, workflow.parent_id),
       ` (its activity ${workflow.parent_position})`)] : []),

@@ -142,6 +142,8 @@ def describe_event(event: dict[str, Any], workflow: dict[str, Any]) -> Text:
         HistoryType.SKIP_ACTIVITY: f"skipped: {data.get('reason', '')}",
         HistoryType.FAIL_ACTIVITY: f"failed before it ran: {data.get('error', '')}",
         HistoryType.START_SLEEP: f"sleeps until {data.get('until')}",
+        HistoryType.PAUSE_WORKFLOW: "workflow paused: nothing new is scheduled",
+        HistoryType.RESUME_WORKFLOW: "workflow resumed",
         HistoryType.START_MAP: f"map over {data.get('items')} item{'s' * (data.get('items') != 1)}"
         + (f", {data['max_concurrency']} at a time" if data.get("max_concurrency") else ""),
         HistoryType.END_MAP: f"map {data.get('outcome')}"

@@ -203,6 +203,22 @@ def signal(workflow_id: str, name: str, data: str | None, key: str | None) -> No
 
 @main.command()
 @click.argument("workflow_id")
+def pause(workflow_id: str) -> None:
+    """Pause a running workflow: nothing new is scheduled until it resumes."""
+    call_api(lambda: api_client().request("POST", f"/workflows/{workflow_id}/pause"))
+    out.print(f"pausing {workflow_id}")
+
+
+@main.command()
+@click.argument("workflow_id")
+def resume(workflow_id: str) -> None:
+    """Let a paused workflow go on."""
+    call_api(lambda: api_client().request("POST", f"/workflows/{workflow_id}/resume"))
+    out.print(f"resuming {workflow_id}")
+
+
+@main.command()
+@click.argument("workflow_id")
 def retry(workflow_id: str) -> None:
     """Run a failed or cancelled workflow again from where it stopped."""
     call_api(lambda: api_client().request("POST", f"/workflows/{workflow_id}/retry"))

@@ -21,6 +21,8 @@ from flow.core.events import (
     ActivityStarted,
     CancelRequested,
     Event,
+    PauseRequested,
+    ResumeRequested,
     RetryRequested,
     SignalReceived,
     TimerFired,
@@ -33,12 +35,14 @@ from flow.core.steps import (
     HistoryEntry,
     attempt_timers,
     decided,
+    end_of_run_timers,
     nothing,
     pending_again,
     schedule,
     stale,
     timer,
     with_activity,
+    workflow_timer,
 )
 from flow.core.timestamps import iso
 from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind, WorkflowStatus
@@ -66,6 +70,8 @@ def decide(state: WorkflowState, event: Event) -> Decision:
         return _on_retry_requested(state, event)
     if isinstance(event, SignalReceived):
         return _on_signal_received(state, event)
+    if isinstance(event, PauseRequested | ResumeRequested):
+        return _on_pause_or_resume(state, event)
     raise TypeError(f"unknown event {event!r}")
 
 
@@ -77,7 +83,7 @@ def _on_workflow_started(state: WorkflowState, event: WorkflowStarted) -> Decisi
         return nothing(state, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": "workflow already started"}))
     state = replace(state, started=True, run_started_at=event.occurred_at)
     history = [HistoryEntry(HistoryType.START_WORKFLOW, data={"definition_version": state.definition_version})]
-    return _advance(state, event.occurred_at, history, _workflow_timer(state), every_activity=True)
+    return _advance(state, event.occurred_at, history, workflow_timer(state), every_activity=True)
 
 
 def _on_activity_started(state: WorkflowState, event: ActivityStarted) -> Decision:
@@ -169,7 +175,7 @@ def _on_cancel_requested(state: WorkflowState, event: CancelRequested) -> Decisi
         return nothing(
             state, fact, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": f"workflow already {state.status}"})
         )
-    commands = _end_of_run_timers(state)
+    commands = end_of_run_timers(state)
     commands += [CancelChild(a.position) for a in state.activities if a.child is not None and a.status.in_flight]
     activities = tuple(
         replace(a, status=ActivityStatus.CANCELLED, finished_at=a.finished_at or event.occurred_at)
@@ -196,6 +202,24 @@ def _on_signal_received(state: WorkflowState, event: SignalReceived) -> Decision
     return _advance(state, event.occurred_at, history, commands, ended=(ended,))
 
 
+def _on_pause_or_resume(state: WorkflowState, event: PauseRequested | ResumeRequested) -> Decision:
+    pause = isinstance(event, PauseRequested)
+    fact = HistoryEntry(HistoryType.PAUSE_REQUESTED if pause else HistoryType.RESUME_REQUESTED)
+    if state.status.ended or state.paused == pause:
+        why = f"workflow {state.status}" if state.status.ended else f"workflow {'already' if pause else 'not'} paused"
+        return nothing(state, fact, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": why}))
+    if pause:
+        return Decision(replace(state, paused=True), (), (fact, HistoryEntry(HistoryType.PAUSE_WORKFLOW)))
+    history = [fact, HistoryEntry(HistoryType.RESUME_WORKFLOW)]
+    state, commands, ended = maps.resume(replace(state, paused=False, frontier=-1), event.occurred_at, history)
+    failed = next((a for a in ended if a.status is ActivityStatus.FAILED and a.required), None)
+    if failed is not None:  # its items' outputs together were over the payload limit
+        error = f"required activity {failed.id} (position {failed.position}) failed: {failed.error}"
+        decision = _fail(state, event.occurred_at, error, history)
+        return replace(decision, commands=(*commands, *decision.commands))
+    return _advance(state, event.occurred_at, history, commands, every_activity=True)
+
+
 def _on_retry_requested(state: WorkflowState, event: RetryRequested) -> Decision:
     fact = HistoryEntry(HistoryType.RETRY_REQUESTED)
     stale = f"run {event.run} was started already" if event.run is not None and event.run <= state.run else None
@@ -217,12 +241,13 @@ def _on_retry_requested(state: WorkflowState, event: RetryRequested) -> Decision
         finished_at=None,
         started=True,
         run=event.run or state.run + 1,
+        paused=False,
         run_started_at=event.occurred_at,
         frontier=-1,
         map_progress={},
     )
     history = [fact, HistoryEntry(HistoryType.RETRY_WORKFLOW, data={"run": state.run})]
-    return _advance(state, event.occurred_at, history, _workflow_timer(state), every_activity=True)
+    return _advance(state, event.occurred_at, history, workflow_timer(state), every_activity=True)
 
 
 # -- helpers ----------------------------------------------------------------------
@@ -318,8 +343,8 @@ def _advance(
     nothing new runs, whatever the order of the list.
     """
     commands = list(commands or [])
-    if not state.started or state.status.ended:
-        return decided(state, commands, history)
+    if not state.started or state.status.ended or state.paused:
+        return decided(state, commands, history)  # paused: resuming looks at every activity
     activities = list(state.activities)
     inbox = list(state.inbox)
     candidates = [a.position for a in activities if a.status is ActivityStatus.PENDING] if every_activity else []
@@ -382,36 +407,15 @@ def _advance(
     state = replace(state, activities=tuple(activities), frontier=frontier, inbox=tuple(inbox))
     if frontier == state.size:
         output = {a.id: a.output for a in state.definition_activities if a.output is not None}
-        commands.extend(_end_of_run_timers(state))
+        commands.extend(end_of_run_timers(state))
         state = replace(state, status=WorkflowStatus.FINISHED, finished_at=now, output=output)
         history.append(HistoryEntry(HistoryType.WORKFLOW_FINISHED))
     return decided(state, commands, history)
 
 
-def _workflow_timer(state: WorkflowState) -> list[Command]:
-    limit = state.timeouts.workflow_s
-    return [timer(TimerKind.WORKFLOW, limit, None, state.run)] if limit else []
-
-
-def _end_of_run_timers(state: WorkflowState) -> list[Command]:
-    """Timers the run's end makes pointless: its timeout, retries that will not run,
-    sleeps and the timeouts of waits."""
-    commands: list[Command] = []
-    for a in state.activities:
-        if a.status is ActivityStatus.WAITING_RETRY:
-            commands.append(CancelTimer(TimerKind.RETRY, a.position, a.attempt + 1))
-        elif a.status is ActivityStatus.WAITING and a.is_sleep:
-            commands.append(CancelTimer(TimerKind.SLEEP, a.position, a.attempt))
-        elif a.status is ActivityStatus.WAITING and a.timeout_s is not None:
-            commands.append(CancelTimer(TimerKind.WAIT, a.position, a.attempt))
-    if state.timeouts.workflow_s:
-        commands.append(CancelTimer(TimerKind.WORKFLOW, None, state.run))
-    return commands
-
-
 def _fail(state: WorkflowState, now: datetime, error: str, history: list[HistoryEntry]) -> Decision:
     """Fail the workflow: nothing new is scheduled; waiting activities are skipped."""
-    commands = _end_of_run_timers(state)
+    commands = end_of_run_timers(state)
     activities = tuple(
         replace(a, status=ActivityStatus.SKIPPED, skip_reason="the workflow failed") if a.status in _WAITING else a
         for a in state.activities

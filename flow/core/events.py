@@ -76,6 +76,20 @@ class RetryRequested:
 
 
 @dataclass(frozen=True)
+class PauseRequested:
+    """Someone asked to pause the workflow: nothing new is scheduled until it resumes."""
+
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class ResumeRequested:
+    """Someone asked a paused workflow to go on."""
+
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
 class SignalReceived:
     """A signal ``name`` with its JSON ``payload`` was sent to the workflow. ``signal_id``
     is derived from the sender's idempotency key when it gave one, so a retried send
@@ -95,6 +109,8 @@ Event = (
     | CancelRequested
     | RetryRequested
     | SignalReceived
+    | PauseRequested
+    | ResumeRequested
 )
 
 __all__ = [
@@ -103,6 +119,8 @@ __all__ = [
     "CancelRequested",
     "Event",
     "Outcome",
+    "PauseRequested",
+    "ResumeRequested",
     "RetryRequested",
     "SignalReceived",
     "TimerFired",

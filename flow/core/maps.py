@@ -141,7 +141,7 @@ def item_ended(
         parent = _failed(activities, parent, item, positions, now, commands, history)
     else:
         scheduled: Scheduled = []
-        progress = _schedule_next(activities, parent, positions, progress, now, scheduled)
+        progress = _schedule_next(activities, parent, positions, progress, now, scheduled, start=not state.paused)
         if progress.done == len(positions):
             items = [activities[p] for p in positions]
             activities[parent.position], entry = _succeeded(parent, items, now, state.payload_limit)
@@ -155,6 +155,36 @@ def item_ended(
         kept[parent.position] = progress
     state = replace(state, activities=tuple(activities), map_progress=kept)
     return state, parent if parent.status.ended else None
+
+
+def resume(
+    state: WorkflowState, now: datetime, history: list[HistoryEntry]
+) -> tuple[WorkflowState, list[Command], list[ActivityState]]:
+    """The workflow resumed: each running map schedules the items its pause held back (a
+    map whose items all succeeded meanwhile ends). The commands owed, the maps ended."""
+    running = [a for a in state.definition_activities if a.status is ActivityStatus.RUNNING]
+    if not running:
+        return state, [], []
+    activities = list(state.activities)
+    commands: list[Command] = []
+    ended: list[ActivityState] = []
+    kept = dict(state.map_progress)
+    for parent in running:
+        positions = state.items[parent.position]
+        scheduled: Scheduled = []
+        progress = _schedule_next(activities, parent, positions, _counted(activities, positions), now, scheduled)
+        kept[parent.position] = progress
+        if progress.done == len(positions):
+            activities[parent.position], entry = _succeeded(
+                parent, [activities[p] for p in positions], now, state.payload_limit
+            )
+            history.append(entry)
+            del kept[parent.position]
+            ended.append(activities[parent.position])
+        for _, run, entry in scheduled:
+            commands.extend(run)
+            history.append(entry)
+    return replace(state, activities=tuple(activities), map_progress=kept), commands, ended
 
 
 def _counted(activities: list[ActivityState], positions: tuple[int, ...]) -> Progress:
@@ -172,9 +202,13 @@ def _schedule_next(
     progress: Progress,
     now: datetime,
     out: Scheduled,
+    *,
+    start: bool = True,
 ) -> Progress:
-    """Schedule pending items, in list order, while slots are free; the new progress."""
+    """Schedule pending items, in list order, while slots are free (none while the
+    workflow is paused: ``start`` False); the new progress."""
     free = len(positions) if parent.max_concurrency is None else parent.max_concurrency - progress.active
+    free = free if start else 0
     active, index = progress.active, progress.next
     while index < len(positions) and free > 0:
         p = positions[index]

@@ -124,6 +124,9 @@ class WorkflowState:
     finished_at: datetime | None = None
     #: Signals received, kept until a wait takes them, and taken (see :class:`Signal`).
     inbox: tuple[Signal, ...] = ()
+    #: Paused: no activity, map item or child is started until it resumes; attempts in
+    #: flight (and their retries), sleeps and waits go on and are recorded.
+    paused: bool = False
     #: The W3C ``traceparent`` of the workflow's span (its current run's), which every
     #: attempt it dispatches carries; None while tracing is off. Opaque here: only the
     #: shells (:mod:`flow.tracing`) make or read it, ``decide`` never looks at it.

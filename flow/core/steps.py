@@ -106,3 +106,24 @@ def nothing(state: WorkflowState, *history: HistoryEntry) -> Decision:
     if not has_decision(history):
         history = (*history, HistoryEntry(HistoryType.DO_NOTHING))
     return Decision(state, (), history)
+
+
+def workflow_timer(state: WorkflowState) -> list[Command]:
+    limit = state.timeouts.workflow_s
+    return [timer(TimerKind.WORKFLOW, limit, None, state.run)] if limit else []
+
+
+def end_of_run_timers(state: WorkflowState) -> list[Command]:
+    """Timers the run's end makes pointless: its timeout, retries that will not run,
+    sleeps and the timeouts of waits."""
+    commands: list[Command] = []
+    for a in state.activities:
+        if a.status is ActivityStatus.WAITING_RETRY:
+            commands.append(CancelTimer(TimerKind.RETRY, a.position, a.attempt + 1))
+        elif a.status is ActivityStatus.WAITING and a.is_sleep:
+            commands.append(CancelTimer(TimerKind.SLEEP, a.position, a.attempt))
+        elif a.status is ActivityStatus.WAITING and a.timeout_s is not None:
+            commands.append(CancelTimer(TimerKind.WAIT, a.position, a.attempt))
+    if state.timeouts.workflow_s:
+        commands.append(CancelTimer(TimerKind.WORKFLOW, None, state.run))
+    return commands

@@ -152,6 +152,9 @@ class HistoryType(StrEnum):
     END_WAIT = "end-wait", Role.DECISION
     #: A signal no step waits for yet: kept in the inbox for the step that will.
     KEEP_SIGNAL = "keep-signal", Role.DECISION
+    #: Paused: nothing new is scheduled; what runs finishes and is recorded.
+    PAUSE_WORKFLOW = "pause-workflow", Role.DECISION
+    RESUME_WORKFLOW = "resume-workflow", Role.DECISION
     DO_NOTHING = "do-nothing", Role.DECISION
     WORKFLOW_FINISHED = "workflow-finished", Role.ENDING
     WORKFLOW_FAILURE = "workflow-failure", Role.ENDING
@@ -163,6 +166,8 @@ class HistoryType(StrEnum):
     CANCEL_REQUESTED = "cancel-requested", Role.FACT
     RETRY_REQUESTED = "retry-requested", Role.FACT
     SIGNAL_RECEIVED = "signal-received", Role.FACT
+    PAUSE_REQUESTED = "pause-requested", Role.FACT
+    RESUME_REQUESTED = "resume-requested", Role.FACT
 
     @property
     def is_decision(self) -> bool:

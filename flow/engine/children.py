@@ -20,7 +20,8 @@ from datetime import datetime
 from flow.core import children
 from flow.core.state import WorkflowState
 from flow.core.vocabulary import Outcome
-from flow.messages import AttemptResult, CancelWorkflow, Outgoing, StartChild
+from flow.messages import AttemptResult, CancelWorkflow, StartChild
+from flow.outgoing import Outgoing
 
 
 def start_message(

@@ -17,7 +17,7 @@ import dramatiq
 from dramatiq.brokers.stub import StubBroker
 
 from flow.engine.transport import Delivery, OnPublished
-from flow.messages import Outgoing
+from flow.outgoing import Outgoing
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ from datetime import datetime, timedelta
 from flow.core.commands import CancelChild, CancelTimer, Command, RunActivity, StartTimer
 from flow.core.state import WorkflowState
 from flow.engine.children import cancel_message, report_message, start_message
-from flow.messages import AttemptRequest, Outgoing, Outputs
+from flow.messages import AttemptRequest, Outputs
+from flow.outgoing import Outgoing
 from flow.persistence.records import TimerRow, timer_id
 
 

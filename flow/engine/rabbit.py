@@ -22,7 +22,7 @@ import pika.exceptions
 from dramatiq.common import dq_name, xq_name
 
 from flow.engine.transport import DEAD_MESSAGE_TTL_MS, Delivery, OnPublished, dramatiq_queue_arguments
-from flow.messages import Outgoing
+from flow.outgoing import Outgoing
 
 logger = logging.getLogger(__name__)
 

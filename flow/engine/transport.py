@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from dramatiq.common import xq_name
 
-from flow.messages import Outgoing
+from flow.outgoing import Outgoing
 
 logger = logging.getLogger(__name__)
 

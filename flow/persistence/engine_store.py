@@ -16,7 +16,7 @@ from flow.core.state import WorkflowState, WorkflowStatus
 from flow.core.vocabulary import HistoryType
 from flow.errors import WorkflowNotFound
 from flow.faults import FaultInjector
-from flow.messages import Outgoing
+from flow.outgoing import Outgoing
 from flow.persistence.database import is_postgres, unit_of_work, write
 from flow.persistence.group_commit import GroupCommit
 from flow.persistence.leases import LeaseTable

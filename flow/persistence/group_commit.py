@@ -21,7 +21,7 @@ from typing import Any
 import peewee
 import psycopg2.errors
 
-from flow.messages import Outgoing
+from flow.outgoing import Outgoing
 from flow.persistence.database import is_postgres, unit_of_work, write
 from flow.persistence.mapping import (
     ACTIVITY_INSERT_COLUMNS,
@@ -160,6 +160,7 @@ class GroupCommit:
             [x.after.traceparent for x in t],
             json.dumps([activity_row(x.workflow_id, a) for x in t for a in x.added], default=str),
             [to_json(inbox_column(x.after)) for x in t],
+            [x.after.paused for x in t],
         ]
         rows = _execute_prepared(self.database, "flow_commit", COMMIT_SQL, COMMIT_TYPES, params)
         updated = {value for kind, value in rows if kind == "w"}
@@ -273,7 +274,7 @@ COMMIT_TYPES = (
     "text[], text[], int[], text[], text[], text[], timestamp[], "
     "text[], text[], "
     "text[], text[], int[], text[], int[], int[], timestamp[], "
-    "text[], json, text[]"
+    "text[], json, text[], bool[]"
 )
 
 #: A group commit as one statement of data-modifying CTEs (docs/design.md, "Group
@@ -286,13 +287,14 @@ COMMIT_SQL = """
 WITH fence AS (
     SELECT partition, epoch FROM partition_leases WHERE owner = $1 AND partition = ANY($2) FOR KEY SHARE
 ), wv AS (
-    SELECT * FROM unnest($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $47, $49)
+    SELECT * FROM unnest($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $47, $49, $50)
         AS x(id, partition, epoch, version, status, started, run, run_started_at, output, error, finished_at,
-             updated_at, traceparent, inbox)
+             updated_at, traceparent, inbox, paused)
 ), w AS (
     UPDATE workflows AS t SET status = wv.status, started = wv.started, run = wv.run,
         run_started_at = wv.run_started_at, output = wv.output, error = wv.error, finished_at = wv.finished_at,
-        updated_at = wv.updated_at, version = wv.version + 1, traceparent = wv.traceparent, inbox = wv.inbox
+        updated_at = wv.updated_at, version = wv.version + 1, traceparent = wv.traceparent, inbox = wv.inbox,
+        paused = wv.paused
     FROM wv JOIN fence ON fence.partition = wv.partition AND fence.epoch = wv.epoch
     WHERE t.id = wv.id AND t.version = wv.version
     RETURNING t.id

@@ -29,7 +29,7 @@ from flow.core.vocabulary import Trigger
 WORKFLOW_COLUMNS = (
     "id, definition_name, definition_version, partition, status, started, run, run_started_at, input_data, "
     "config, output, error, created_at, finished_at, version, updated_at, idempotency_key, traceparent, inbox, "
-    "parent_id, parent_position, parent_attempt"
+    "parent_id, parent_position, parent_attempt, paused"
 )
 #: Columns of a new activity row (:func:`activity_row`).
 ACTIVITY_INSERT_COLUMNS = (
@@ -95,6 +95,7 @@ def workflow_from_row(row: tuple, activities: Iterable[ActivityState]) -> Stored
         parent_id,
         parent_position,
         parent_attempt,
+        paused,
     ) = row
     stored = tuple(activities)
     if stored and stored[-1].parent is not None:  # items of maps: their map's config, shared
@@ -116,6 +117,7 @@ def workflow_from_row(row: tuple, activities: Iterable[ActivityState]) -> Stored
         finished_at=_timestamp(finished_at),
         traceparent=traceparent,
         inbox=tuple(_signal(s) for s in _json(inbox) or ()),
+        paused=bool(paused),
         parent=ParentLink(parent_id, parent_position, parent_attempt) if parent_id is not None else None,
     )
     return StoredWorkflow(state, version, partition, _timestamp(updated_at), idempotency_key)
@@ -299,6 +301,7 @@ def workflow_changes(state: WorkflowState) -> dict[str, Any]:
         "finished_at": state.finished_at,
         "traceparent": state.traceparent,
         "inbox": inbox_column(state),
+        "paused": state.paused,
     }
 
 

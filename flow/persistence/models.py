@@ -92,6 +92,8 @@ class WorkflowRecord(_Model):
     traceparent = peewee.CharField(max_length=255, null=True)
     #: Signals received (flow.core.signals), as JSON; NULL when none came.
     inbox = JSONText(null=True)
+    #: Paused: nothing new is scheduled until it resumes.
+    paused = peewee.BooleanField(default=False)
     #: A child workflow's parent, the parent's activity and attempt that created it; NULL
     #: for a workflow that is nobody's child (flow.core.lineage.ParentLink).
     parent_id = peewee.CharField(max_length=36, null=True)

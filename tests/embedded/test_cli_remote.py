@@ -128,6 +128,33 @@ def test_signal_from_the_cli_once_per_key(server):
     assert bad.returncode == 2, (bad.returncode, bad.stderr)
 
 
+def test_pause_and_resume_from_the_cli(server):
+    url = server["FLOW_API_URL"]
+    body = {
+        "name": "GoThenNoop",
+        "activities": [{"id": "go", "wait_for": "go"}, {"id": "next", "name": "NoopActivity"}],
+    }
+    assert requests.put(f"{url}/definitions/GoThenNoop", json=body, timeout=5).status_code == 201
+    workflow_id = json.loads(flow("start", "GoThenNoop", "--json", env=server).stdout)["id"]
+
+    def view() -> dict:
+        return requests.get(f"{url}/workflows/{workflow_id}", timeout=5).json()
+
+    assert flow("pause", workflow_id, env=server).returncode == 0
+    wait_for(lambda: view()["paused"])
+    assert flow("pause", workflow_id, env=server).returncode == 5  # paused already: 409
+    assert flow("signal", workflow_id, "go", env=server).returncode == 0
+    # The wait takes its signal while paused; the next activity is not scheduled.
+    wait_for(lambda: view()["activities"][0]["status"] == "Succeeded")
+    events = json.loads(flow("events", workflow_id, "--json", env=server).stdout)
+    assert "pause-workflow" in [e["type"] for e in events]
+    assert view()["activities"][1]["status"] == "Pending" and view()["status"] == "In Progress"
+    assert flow("resume", workflow_id, env=server).returncode == 0
+    wait_for(lambda: view()["status"] == "Finished")
+    assert not view()["paused"]
+    assert flow("resume", workflow_id, env=server).returncode == 5  # ended: 409
+
+
 def test_definitions_from_the_cli(server):
     listed = flow("definitions", env=server)
     assert listed.returncode == 0 and "DummyWorkflow" in listed.stdout

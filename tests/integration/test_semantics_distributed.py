@@ -354,3 +354,22 @@ def test_a_child_workflow_fails_is_retried_with_its_parent_and_is_cancelled_with
     assert wait_ended(url, long)["status"] == "Cancelled"
     child = wait_ended(url, child_id)
     assert child["status"] == "Cancelled" and f"its parent {long} was cancelled" in child["error"]
+
+
+def test_pause_and_resume_on_postgres(env):
+    url = env["url"]
+    workflow_id = start(url, "Approval")
+    assert requests.post(f"{url}/workflows/{workflow_id}/pause", timeout=10).status_code == 202
+
+    def view() -> dict:
+        return requests.get(f"{url}/workflows/{workflow_id}", timeout=10).json()
+
+    wait_for(lambda: view()["paused"], what="the pause to be stored")
+    for name in ("early", "approved"):
+        sent = requests.post(f"{url}/workflows/{workflow_id}/signals/{name}", timeout=10)
+        assert sent.status_code == 202
+    wait_for(lambda: view()["activities"][0]["status"] == "Succeeded", what="the first wait to take its signal")
+    assert view()["activities"][1]["status"] == "Pending"  # the sleep after it is not started while paused
+    assert requests.post(f"{url}/workflows/{workflow_id}/resume", timeout=10).status_code == 202
+    body = wait_ended(url, workflow_id)
+    assert body["status"] == "Finished" and body["paused"] is False

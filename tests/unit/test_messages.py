@@ -25,13 +25,15 @@ from flow.messages import (
     AttemptStarted,
     CancelWorkflow,
     Message,
-    Outgoing,
+    PauseWorkflow,
+    ResumeWorkflow,
     RetryWorkflow,
     SignalWorkflow,
     StartChild,
     StartWorkflow,
     TimerDue,
 )
+from flow.outgoing import Outgoing
 
 FIRST_RELEASE = Path(__file__).parents[1] / "fixtures" / "first_release" / "messages.json"
 T = datetime(2026, 11, 28, 21, 0, 0, 123456)
@@ -63,6 +65,8 @@ EXAMPLES: list[Message] = [
     RetryWorkflow(workflow_id="w"),
     SignalWorkflow(workflow_id="w", name="approved", signal_id="s-1", payload={"by": ["ana", 1]}),
     SignalWorkflow(workflow_id="w", name="approved", signal_id="s-2"),
+    PauseWorkflow(workflow_id="w"),
+    ResumeWorkflow(workflow_id="w"),
     # An item of a map: its item and index travel with the attempt.
     replace(REQUEST, position=12, item={"file": "a.png", "size": [1, 2]}, index=3),
     RetryWorkflow(workflow_id="w", run=3),

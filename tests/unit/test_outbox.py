@@ -12,7 +12,7 @@ import pytest
 
 from flow.clock import utcnow
 from flow.engine.outbox import Acks, OutboxSender
-from flow.messages import Outgoing
+from flow.outgoing import Outgoing
 from flow.persistence.database import open_database
 from flow.persistence.engine_store import EngineStore
 from flow.persistence.models import OutboxRecord, bind

@@ -61,6 +61,10 @@ STORED = {
         "end-wait",
         "keep-signal",
         "signal-received",
+        "pause-workflow",
+        "resume-workflow",
+        "pause-requested",
+        "resume-requested",
     ],
 }
 
@@ -89,6 +93,8 @@ def test_history_types_are_facts_or_decisions_and_the_endings_are_decisions():
         HistoryType.CANCEL_REQUESTED,
         HistoryType.RETRY_REQUESTED,
         HistoryType.SIGNAL_RECEIVED,
+        HistoryType.PAUSE_REQUESTED,
+        HistoryType.RESUME_REQUESTED,
     }
 
 

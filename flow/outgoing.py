@@ -1,0 +1,46 @@
+"""The outbox's record of one owed message (:mod:`flow.engine.outbox` plans them, the
+group commit stores them with the transition that owes them, the engine sends them)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import dramatiq
+
+from flow.messages import Message
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One owed message. Its ``id`` is also the Dramatiq message id, so a re-send is
+    recognisably the same message."""
+
+    queue_name: str
+    actor_name: str
+    kwargs: dict[str, Any]
+    #: The partition of the workflow it is about: its engine re-sends it if need be.
+    partition: int
+    #: Past this time the partition's engine (re)sends it.
+    send_after: datetime
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @classmethod
+    def of(cls, message: Message, queue_name: str, *, partition: int, send_after: datetime) -> Outgoing:
+        return cls(queue_name, message.ACTOR, message.to_kwargs(), partition, send_after)
+
+    def message(self) -> dramatiq.Message[Any]:
+        return dramatiq.Message(
+            queue_name=self.queue_name,
+            actor_name=self.actor_name,
+            args=(),
+            kwargs=self.kwargs,
+            options={},
+            message_id=self.id,
+        )
+
+    @property
+    def workflow_id(self) -> str | None:
+        return self.kwargs.get("workflow_id")

@@ -134,7 +134,9 @@ def describe_event(event: dict[str, Any], workflow: dict[str, Any]) -> Text:
         HistoryType.SCHEDULE_ACTIVITY: _scheduled(event, workflow),
         HistoryType.ACTIVITY_STARTED: "started",
         HistoryType.RESCHEDULE_ACTIVITY: f"will retry in {data.get('delay_ms', 0) / 1000:.1f} s",
-        HistoryType.TIMER_FIRED: f"{data.get('kind', '')} timer fired",
+        HistoryType.TIMER_FIRED: "woke"
+        if data.get("kind") == TimerKind.SLEEP
+        else f"{data.get('kind', '')} timer fired",
         HistoryType.WORKFLOW_FINISHED: "workflow finished",
         HistoryType.WORKFLOW_FAILURE: f"workflow failed: {data.get('error', '')}",
         HistoryType.WORKFLOW_CANCELLED: "workflow cancelled" + (f": {data['reason']}" if data.get("reason") else ""),
@@ -142,6 +144,12 @@ def describe_event(event: dict[str, Any], workflow: dict[str, Any]) -> Text:
         HistoryType.SKIP_ACTIVITY: f"skipped: {data.get('reason', '')}",
         HistoryType.FAIL_ACTIVITY: f"failed before it ran: {data.get('error', '')}",
         HistoryType.START_SLEEP: f"sleeps until {data.get('until')}",
+        HistoryType.START_WAIT: f"waits for the signal {data.get('signal')}"
+        + (f" (at most {data['timeout_s']} s)" if data.get("timeout_s") else ""),
+        HistoryType.END_WAIT: f"took the signal {data.get('signal')}"
+        + (" (kept from before)" if data.get("kept") else ""),
+        HistoryType.SIGNAL_RECEIVED: f"signal {data.get('name')} received",
+        HistoryType.KEEP_SIGNAL: f"signal {data.get('name')} kept until a step waits for it",
         HistoryType.PAUSE_WORKFLOW: "workflow paused: nothing new is scheduled",
         HistoryType.RESUME_WORKFLOW: "workflow resumed",
         HistoryType.START_MAP: f"map over {data.get('items')} item{'s' * (data.get('items') != 1)}"

@@ -16,6 +16,15 @@ from api.errors import unprocessable
 from flow.core import strict_json
 
 
+def has_body(req: falcon.Request) -> bool:
+    """Whether the request sends a body: a length above 0, or chunked (no length)."""
+    if req.content_length is not None:
+        return req.content_length > 0
+    return "chunked" in (req.get_header("Transfer-Encoding") or "").lower() or bool(
+        req.env.get("wsgi.input_terminated")
+    )
+
+
 def read_json_object(req: falcon.Request, *, max_bytes: int) -> dict[str, Any]:
     """The request's JSON object body; 413/415/400/422 when it is not acceptable.
 

@@ -21,7 +21,7 @@ import dramatiq
 
 from flow import child_starts, messages
 from flow.catalog import Catalog
-from flow.core import children
+from flow.core import children, signals, strict_json
 from flow.core.definition import Definition, parse
 from flow.core.partitions import partition_of, partition_queue
 from flow.core.state import WorkflowState
@@ -253,11 +253,23 @@ class WorkflowService:
         workflow_id = message.kwargs.get("workflow_id")
         if not isinstance(workflow_id, str) or not workflow_id:
             raise WorkflowNotFound(str(workflow_id))
-        if message.actor_name == messages.SIGNAL_WORKFLOW and "signal_id" not in message.kwargs:
-            # One id for every delivery of this message: a redelivery is recognised.
-            self.check_payload("$.payload", message.kwargs.get("payload"))
-            message = message.copy(kwargs={**message.kwargs, "signal_id": message.message_id})
+        if message.actor_name == messages.SIGNAL_WORKFLOW:
+            message = self._checked_signal(message)
         self.broker.enqueue(message.copy(queue_name=self.queue_of(workflow_id)))
+
+    def _checked_signal(self, message: dramatiq.Message[Any]) -> dramatiq.Message[Any]:
+        """A signal from the Dramatiq door, read as strictly as the API reads one (a name a
+        wait can have, strict JSON within the payload limit); without a ``signal_id``, the
+        message's id names it, so a redelivery is recognised."""
+        name = message.kwargs.get("name")
+        if not isinstance(name, str) or not signals.is_signal_name(name):
+            raise InvalidInput("$.name", f"must match {signals.NAME_PATTERN}")
+        payload = message.kwargs.get("payload")
+        strict_json.check(payload, path="$.payload")
+        self.check_payload("$.payload", payload)
+        if "signal_id" in message.kwargs:
+            return message
+        return message.copy(kwargs={**message.kwargs, "signal_id": message.message_id})
 
     def close(self) -> None:
         """Nothing to flush any more; kept so that every owner of a service can close it."""

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import falcon
 
 from api.errors import unprocessable
-from api.media import read_json_object
+from api.media import has_body, read_json_object
 from api.operation import Param, Reply, operation
 from flow.core import signals, validation
 from flow.core.start_request import SCHEMA as START_SCHEMA
@@ -63,7 +63,7 @@ class SignalResource:
             raise WorkflowNotFound(workflow_id)
         if not signals.is_signal_name(name):
             raise unprocessable("name", f"must match {signals.NAME_PATTERN}")
-        body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes) if req.content_length else {}
+        body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes) if has_body(req) else {}
         validation.check(_BODY, body)
         payload = body.get("payload")
         key = req.get_header(SIGNAL_KEY.name)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import falcon
 
 from api.errors import unprocessable
-from api.media import read_json_object
+from api.media import has_body, read_json_object
 from api.operation import Link, Param, Reply, operation
 from api.schemas import enum
 from flow.core import start_request, strict_json, validation
@@ -224,7 +224,7 @@ class WorkflowCancelResource:
     def on_post(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
         _known_id(workflow_id)
         body = {}
-        if req.content_length:
+        if has_body(req):
             body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes)
             validation.check(_CANCEL, body)
         reason = body.get("reason")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import urllib.parse
 from typing import Any
 
 import click
@@ -24,6 +25,13 @@ from flow.cli.app import (
     watch,
 )
 from flow.core.vocabulary import HistoryType, WorkflowStatus
+
+
+def _segment(value: str) -> str:
+    """``value`` as one path segment: ``#``, ``?`` or ``/`` in a name or id must not
+    send the request somewhere else (``approved#2`` is not ``approved``)."""
+    return urllib.parse.quote(value, safe="")
+
 
 #: Workflows per page of ``flow list``.
 DEFAULT_LIST_LIMIT = 20
@@ -70,7 +78,7 @@ def status(workflow_id: str, as_json: bool) -> None:
     """Show a workflow and its activities."""
     from flow.cli.progress import activity_table, status_line
 
-    workflow = call_api(lambda: api_client().get(f"/workflows/{workflow_id}"))
+    workflow = call_api(lambda: api_client().get(f"/workflows/{_segment(workflow_id)}"))
     if as_json:
         print_json(workflow)
         return
@@ -157,10 +165,12 @@ def events(workflow_id: str, as_json: bool) -> None:
     from flow.cli.progress import Narrator, is_quiet
 
     api = api_client()
-    workflow = call_api(lambda: api.get(f"/workflows/{workflow_id}"))
+    workflow = call_api(lambda: api.get(f"/workflows/{_segment(workflow_id)}"))
     items, after = [], 0
     while True:
-        page = call_api(lambda after=after: api.get(f"/workflows/{workflow_id}/events", after=after, limit=500))
+        page = call_api(
+            lambda after=after: api.get(f"/workflows/{_segment(workflow_id)}/events", after=after, limit=500)
+        )
         items += page["items"]
         if not page["next"]:
             break
@@ -182,7 +192,7 @@ def events(workflow_id: str, as_json: bool) -> None:
 def cancel(workflow_id: str, reason: str | None) -> None:
     """Cancel a running workflow."""
     body = {"reason": reason} if reason else None
-    call_api(lambda: api_client().request("POST", f"/workflows/{workflow_id}/cancel", body=body))
+    call_api(lambda: api_client().request("POST", f"/workflows/{_segment(workflow_id)}/cancel", body=body))
     out.print(f"cancelling {workflow_id}")
 
 
@@ -196,7 +206,9 @@ def signal(workflow_id: str, name: str, data: str | None, key: str | None) -> No
     body = None if data is None else {"payload": read_json_option(data, "--data")}
     headers = {"Idempotency-Key": key} if key else None
     sent = call_api(
-        lambda: api_client().request("POST", f"/workflows/{workflow_id}/signals/{name}", body=body, headers=headers)
+        lambda: api_client().request(
+            "POST", f"/workflows/{_segment(workflow_id)}/signals/{_segment(name)}", body=body, headers=headers
+        )
     )
     out.print(f"sent signal {name} to {workflow_id} (signal id {sent['signal_id']})")
 
@@ -205,7 +217,7 @@ def signal(workflow_id: str, name: str, data: str | None, key: str | None) -> No
 @click.argument("workflow_id")
 def pause(workflow_id: str) -> None:
     """Pause a running workflow: nothing new is scheduled until it resumes."""
-    call_api(lambda: api_client().request("POST", f"/workflows/{workflow_id}/pause"))
+    call_api(lambda: api_client().request("POST", f"/workflows/{_segment(workflow_id)}/pause"))
     out.print(f"pausing {workflow_id}")
 
 
@@ -213,7 +225,7 @@ def pause(workflow_id: str) -> None:
 @click.argument("workflow_id")
 def resume(workflow_id: str) -> None:
     """Let a paused workflow go on."""
-    call_api(lambda: api_client().request("POST", f"/workflows/{workflow_id}/resume"))
+    call_api(lambda: api_client().request("POST", f"/workflows/{_segment(workflow_id)}/resume"))
     out.print(f"resuming {workflow_id}")
 
 
@@ -221,7 +233,7 @@ def resume(workflow_id: str) -> None:
 @click.argument("workflow_id")
 def retry(workflow_id: str) -> None:
     """Run a failed or cancelled workflow again from where it stopped."""
-    call_api(lambda: api_client().request("POST", f"/workflows/{workflow_id}/retry"))
+    call_api(lambda: api_client().request("POST", f"/workflows/{_segment(workflow_id)}/retry"))
     out.print(f"retrying {workflow_id}")
 
 
@@ -229,7 +241,7 @@ def retry(workflow_id: str) -> None:
 @click.argument("workflow_id")
 def delete(workflow_id: str) -> None:
     """Delete an ended workflow with its activities, history, timers and owed messages."""
-    call_api(lambda: api_client().request("DELETE", f"/workflows/{workflow_id}"))
+    call_api(lambda: api_client().request("DELETE", f"/workflows/{_segment(workflow_id)}"))
     out.print(f"deleted {workflow_id}")
 
 

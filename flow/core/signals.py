@@ -79,14 +79,15 @@ def received(
             HistoryEntry(HistoryType.DO_NOTHING, data={"reason": f"signal {event.signal_id} already received"})
         )
         return state, [], None
-    if len(state.inbox) >= MAX_SIGNALS:
-        reason = f"the inbox holds {MAX_SIGNALS} signals already: signal dropped"
-        history.append(HistoryEntry(HistoryType.DO_NOTHING, data={"reason": reason}))
-        return state, [], None
     signal = Signal(event.signal_id, event.name, event.occurred_at, event.payload)
     waiting = next(
         (a for a in state.activities if a.status is ActivityStatus.WAITING and a.wait_for == event.name), None
     )
+    if waiting is None and len(state.inbox) >= MAX_SIGNALS:
+        # Only keeping is bounded: a signal a step waits for is always taken.
+        reason = f"the inbox holds {MAX_SIGNALS} signals already: signal dropped"
+        history.append(HistoryEntry(HistoryType.DO_NOTHING, data={"reason": reason}))
+        return state, [], None
     if waiting is None:
         history.append(HistoryEntry(HistoryType.KEEP_SIGNAL, data={"name": event.name, "signal_id": event.signal_id}))
         return replace(state, inbox=(*state.inbox, signal)), [], None

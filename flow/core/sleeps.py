@@ -91,6 +91,7 @@ def _parse(text: str) -> datetime | None:
     """An ISO 8601 time as naive UTC; a time without an offset is taken as UTC."""
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
-    except ValueError:
+        # Near year 1 or 9999 the offset can carry it off the calendar: not a usable time.
+        return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+    except (ValueError, OverflowError):
         return None
-    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment

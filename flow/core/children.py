@@ -20,11 +20,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from flow.core import graph
+from flow.core import graph, strict_json
 from flow.core.events import ActivityCompleted
 from flow.core.lineage import child_id
 from flow.core.state import ActivityState, WorkflowState
 from flow.core.vocabulary import Outcome, WorkflowStatus
+from flow.errors import InvalidJson
 
 #: Deepest chain of children (a parent, its child, the child's child...): a guard at
 #: run time besides the refusal of recursive definitions at validation.
@@ -127,6 +128,12 @@ def child_input(state: WorkflowState, activity: ActivityState) -> tuple[dict[str
         return None, f"input {expression!r} could not be evaluated: {type(e).__name__}: {e}"[:500]
     if not isinstance(value, dict):
         return None, f"input {expression!r} gave {type(value).__name__}, not a JSON object"
+    try:
+        # The child's input is stored and shown: the checks every door makes (no NaN or
+        # infinity from to_number, no NUL or lone surrogate from a literal).
+        strict_json.check(value, path="input")
+    except InvalidJson as e:
+        return None, graph.storable(f"input {expression!r} gave a value that is not JSON every client reads: {e}")
     return value, None
 
 

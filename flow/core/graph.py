@@ -296,7 +296,7 @@ def by_condition(expression: str, context: Mapping[str, Any]) -> Verdict:
     comparing a string with a number), so that a bad condition ends the activity with
     the reason instead of stopping the workflow's every decision."""
     try:
-        value = compile_condition(expression).search(context, options=OPTIONS)
+        value = evaluate(expression, context)
     except Exception as e:  # noqa: BLE001 - whatever the evaluator raises, the answer is the same
         return Verdict(fail=storable(f"when {expression!r} could not be evaluated: {type(e).__name__}: {e}"))
     if _truthy(value):

@@ -285,7 +285,7 @@ def _evaluate(parent: ActivityState, context: Mapping[str, Any]) -> list[Any] | 
     assert parent.map_over is not None
     expression = parent.map_over
     try:
-        value = graph.compile_condition(expression).search(context, options=graph.OPTIONS)
+        value = graph.evaluate(expression, context)
     except Exception as e:  # noqa: BLE001 - whatever the evaluator raises, the answer is the same
         return graph.storable(f"map.over {expression!r} could not be evaluated: {type(e).__name__}: {e}")
     if not isinstance(value, list):

@@ -72,9 +72,7 @@ def _wake_time(step: ActivityState, state: WorkflowState, activities: list[Activ
     assert step.sleep_until is not None
     expression = step.sleep_until
     try:
-        value = graph.compile_condition(expression).search(
-            graph.condition_context(state.input_data, activities), options=graph.OPTIONS
-        )
+        value = graph.evaluate(expression, graph.condition_context(state.input_data, activities))
     except Exception as e:  # noqa: BLE001 - whatever the evaluator raises, the answer is the same
         return graph.storable(f"sleep_until {expression!r} could not be evaluated: {type(e).__name__}: {e}")
     until = _parse(value) if isinstance(value, str) else None

@@ -206,6 +206,9 @@ def test_a_running_child_or_a_workflow_without_parent_reports_nothing():
         ("{n: input.n, a: outputs.a}", {"n": 7, "a": {"x": 1}}, None),
         ("input.n", None, "gave int, not a JSON object"),
         ("length(input.n)", None, "could not be evaluated"),
+        # What no door lets in: infinity from to_number, a lone surrogate from a literal.
+        ("{big: to_number('1.5e999')}", None, "not JSON every client reads"),
+        ('{text: `"\\ud800"`}', None, "not JSON every client reads"),
     ],
 )
 def test_the_child_input_is_an_expression_over_input_and_outputs(expression, expected, error):

@@ -19,6 +19,11 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.ui
 
+# Every expect waits for its condition; Playwright's 5 s default is a guess about the
+# machine's speed, and a workflow on a busy machine can take longer to end (a map's
+# drawing once failed so in CI with a core kept busy). A deadline, not a delay.
+expect.set_options(timeout=30_000)
+
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

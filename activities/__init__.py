@@ -4,6 +4,6 @@ User activities live in this package or in the packages named by
 ``FLOW_ACTIVITY_PACKAGES``; :mod:`activities.discovery` finds them.
 """
 
-from activities.base import BaseActivity
+from activities.base import ActivityCancelled, BaseActivity
 
-__all__ = ["BaseActivity"]
+__all__ = ["ActivityCancelled", "BaseActivity"]

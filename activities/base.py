@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
 from flow.core.vocabulary import Outcome
 
 if TYPE_CHECKING:
-    from flow.messages import AttemptRequest
+    from flow.attempts import AttemptRequest
+
+
+class ActivityCancelled(BaseException):  # noqa: N818 - named as what happened, like asyncio's CancelledError
+    """Raised by :meth:`BaseActivity.heartbeat` once the engine said to stop: the
+    workflow was cancelled, or this attempt is no longer the current one. Let it
+    propagate (clean up in ``finally``): the attempt then ends ``Cancelled``. A
+    ``BaseException``, so that an activity's ``except Exception`` does not swallow it.
+    """
 
 
 class BaseActivity:
@@ -46,6 +55,7 @@ class BaseActivity:
         outputs: Mapping[str, Any] | None = None,
         item: Any = None,
         index: int | None = None,
+        last_heartbeat: Any = None,
     ) -> None:
         #: Id of the workflow instance this attempt belongs to.
         self.workflow_id = workflow_id
@@ -64,6 +74,12 @@ class BaseActivity:
         #: list (None otherwise).
         self.item: Any = item
         self.index: int | None = index
+        #: What the last heartbeat of an earlier attempt said (``heartbeat(details)``):
+        #: where a long job that failed got to, so this attempt can resume from there.
+        self.last_heartbeat: Any = last_heartbeat
+        # Set by the worker running the attempt (flow.worker.execution); a test may set them.
+        self._beat: Callable[[Any], None] | None = None
+        self._cancel = threading.Event()
         #: What this attempt hands on; stored with the activity and shown by the API.
         self.output: Any = None
         #: Why this attempt failed, when it returns a failure; shown by the API and CLI.
@@ -86,7 +102,28 @@ class BaseActivity:
             outputs=request.outputs,
             item=request.item,
             index=request.index,
+            last_heartbeat=request.last_heartbeat,
         )
+
+    def heartbeat(self, details: Any = None) -> None:
+        """Say this attempt is alive, and optionally how far it got (JSON ``details``,
+        handed to the next attempt as :attr:`last_heartbeat` if this one fails).
+
+        Call it as often as you like: the worker sends at most one heartbeat per half
+        ``timeouts.heartbeat_s``. With ``heartbeat_s`` set, an attempt that stops beating
+        for that long fails and is retried: a dead worker is noticed in seconds.
+        Raises :class:`ActivityCancelled` once the engine said to stop.
+        """
+        if self._cancel.is_set():
+            raise ActivityCancelled(f"attempt {self.attempt} of workflow {self.workflow_id} was cancelled")
+        if self._beat is not None:
+            self._beat(details)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the engine said to stop this attempt (for activities that poll
+        rather than call :meth:`heartbeat`)."""
+        return self._cancel.is_set()
 
     def do_activity(self) -> Outcome | str:
         """Do the work; return one of the three outcome constants."""

@@ -93,6 +93,12 @@ COMPONENTS: dict[str, Any] = {
             "output": {},
             "error": {"type": ["string", "null"]},
             "skip_reason": {"type": ["string", "null"], "description": "Why a Skipped activity did not run."},
+            "heartbeat": {
+                "type": ["object", "null"],
+                "description": "The last heartbeat (self.heartbeat(details)): its details, handed to the next "
+                "attempt as self.last_heartbeat, and when the engine got it (null before the first).",
+                "properties": {"details": {}, "at": _OPTIONAL_TIMESTAMP},
+            },
             "map": {
                 "type": ["object", "null"],
                 "description": "A map: the expression giving its items and how many run at once.",

@@ -41,7 +41,6 @@ import dramatiq
 
 from flow.core import codec, events
 from flow.core.codec import Count, JsonObject, Name
-from flow.core.state import WorkflowState
 from flow.core.vocabulary import Outcome, TimerKind
 from flow.errors import InvalidInput
 
@@ -49,6 +48,7 @@ from flow.errors import InvalidInput
 START_WORKFLOW = "flow.start_workflow"
 RECORD_STARTED = "flow.record_started"
 RECORD_RESULT = "flow.record_result"
+RECORD_HEARTBEAT = "flow.record_heartbeat"
 TIMER_FIRED = "flow.timer_fired"
 CANCEL_WORKFLOW = "flow.cancel_workflow"
 RETRY_WORKFLOW = "flow.retry_workflow"
@@ -57,6 +57,7 @@ PAUSE_WORKFLOW = "flow.pause_workflow"
 RESUME_WORKFLOW = "flow.resume_workflow"
 RUN_ACTIVITY = "flow.run_activity"
 START_CHILD = "flow.start_child"
+CANCEL_ATTEMPT = "flow.cancel_attempt"
 
 #: The key of a message's version among its keyword arguments.
 VERSION_KEY = "v"
@@ -211,6 +212,22 @@ class AttemptResult(EngineMessage):
 
 
 @dataclass(frozen=True, kw_only=True)
+class AttemptHeartbeat(EngineMessage):
+    """``flow.record_heartbeat``: a running attempt is alive (``self.heartbeat()``; the
+    worker sends at most one per throttle interval, :mod:`flow.worker.heartbeats`)."""
+
+    ACTOR: ClassVar[str] = RECORD_HEARTBEAT
+
+    position: Count
+    attempt: Count
+    #: What the activity passed (JSON); None: no new details.
+    details: Any = None
+
+    def to_event(self, now: datetime) -> events.Event:
+        return events.ActivityHeartbeat(self.position, self.attempt, now, self.details)
+
+
+@dataclass(frozen=True, kw_only=True)
 class TimerDue(EngineMessage):
     """``flow.timer_fired``: a timer is due. Only the first release sent it (its timers
     waited in RabbitMQ's delay queue; today's are rows); read so that such a message
@@ -297,6 +314,7 @@ ENGINE_MESSAGES: Mapping[str, type[EngineMessage]] = types.MappingProxyType(
             StartWorkflow,
             AttemptStarted,
             AttemptResult,
+            AttemptHeartbeat,
             TimerDue,
             CancelWorkflow,
             RetryWorkflow,
@@ -327,100 +345,3 @@ class StartChild(Message):
     input_data: JsonObject
     #: The parent's partition queue, where the activity's start and result are reported.
     reply_to: Name
-
-
-class Outputs:
-    """The outputs a workflow hands to its next attempts, computed once per state."""
-
-    def __init__(self, state: WorkflowState) -> None:
-        self._with_output = [(a.position, a.id, a.output) for a in state.definition_activities if a.output is not None]
-
-    def for_activity(self, position: int) -> dict[str, Any]:
-        """Outputs of every other activity that has one, by activity id."""
-        return {activity_id: output for p, activity_id, output in self._with_output if p != position}
-
-
-@dataclass(frozen=True, kw_only=True)
-class AttemptRequest(Message):
-    """``flow.run_activity``: everything a worker needs for one attempt — workers never
-    read the database. The activity sees some of it (:meth:`BaseActivity.from_request
-    <activities.base.BaseActivity.from_request>`)."""
-
-    ACTOR: ClassVar[str] = RUN_ACTIVITY
-    OMITTED_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"traceparent", "item", "index"})
-
-    #: The activity's index in the definition (an item of a map: after the definition's).
-    position: Count
-    #: 1 for the first attempt, 2 for the first retry, ...
-    attempt: Count
-    #: The ``BaseActivity`` subclass to run, by class name.
-    activity: Name
-    #: The workflow's config overlaid with the activity's own.
-    config: JsonObject
-    #: The workflow's input.
-    input_data: JsonObject
-    #: Outputs of the workflow's other activities that have one, by activity id.
-    outputs: JsonObject
-    #: The attempt is stopped after this many seconds; None: no limit.
-    start_to_close_s: float | None = None
-    #: The queue to report to (the workflow's partition queue). None (the first
-    #: release's messages): ``<prefix>.engine``, which forwards to the partition.
-    reply_to: Name | None = None
-    #: The W3C ``traceparent`` of the workflow's span, the parent of the attempt's
-    #: span (:mod:`flow.tracing`); None (and absent on the wire) while tracing is off.
-    traceparent: Name | None = None
-    #: For an item of a ``map``: the item (any JSON value) and its index in the list;
-    #: absent on the wire otherwise (and for a JSON ``null`` item, which reads back the same).
-    item: Any = None
-    index: Count | None = None
-
-    @classmethod
-    def of(
-        cls, state: WorkflowState, position: int, attempt: int, *, reply_to: str, outputs: Outputs | None = None
-    ) -> AttemptRequest:
-        """The request for ``attempt`` of the activity at ``position`` of ``state``.
-
-        An item of a map gets its item, not the workflow's input and outputs: the list it
-        comes from is usually in them, and N items each carrying it would cost O(N²)
-        bytes (10,000 items of a 256 KiB input: 2.5 GB of messages)."""
-        activity = state.activities[position]
-        whole = activity.parent is None
-        return cls(
-            workflow_id=state.id,
-            position=position,
-            attempt=attempt,
-            activity=activity.name,
-            config=dict(activity.config),
-            input_data=dict(state.input_data) if whole else {},
-            outputs=(outputs or Outputs(state)).for_activity(position) if whole else {},
-            start_to_close_s=activity.timeouts.start_to_close_s,
-            reply_to=reply_to,
-            traceparent=state.traceparent,
-            item=activity.item,
-            index=activity.index,
-        )
-
-    def started(self, at: datetime) -> AttemptStarted:
-        """The report that this attempt started ``at``."""
-        return AttemptStarted(workflow_id=self.workflow_id, position=self.position, attempt=self.attempt, started_at=at)
-
-    def result(
-        self,
-        outcome: Outcome,
-        *,
-        output: Any = None,
-        error: str | None = None,
-        started_at: datetime | None = None,
-        finished_at: datetime | None = None,
-    ) -> AttemptResult:
-        """The report that this attempt ended with ``outcome``."""
-        return AttemptResult(
-            workflow_id=self.workflow_id,
-            position=self.position,
-            attempt=self.attempt,
-            outcome=outcome,
-            output=output,
-            error=error,
-            started_at=started_at,
-            finished_at=finished_at,
-        )

@@ -95,6 +95,11 @@ class Settings:
         return f"{self.queue_prefix}.activities"
 
     @property
+    def cancel_exchange(self) -> str:
+        """Fanout exchange of cancel notices, which every worker process listens to."""
+        return f"{self.queue_prefix}.cancellations"
+
+    @property
     def start_queue(self) -> str:
         """Queue bound to the start exchange, consumed by the engine."""
         return f"{self.queue_prefix}.{self.start_routing_key}"

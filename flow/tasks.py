@@ -5,7 +5,7 @@ any process) and, for messages that reached it instead of their partition's queu
 (a sender that does not know the partitions, a message from before partitions
 existed), every other engine message, forwarded to its partition's queue.
 Activity queue: ``flow.run_activity``, whose keyword arguments are an
-:class:`~flow.messages.AttemptRequest`. The partition queues are not Dramatiq tasks:
+:class:`~flow.attempts.AttemptRequest`. The partition queues are not Dramatiq tasks:
 the engine holding each one consumes it itself (:mod:`flow.engine`).
 
 Whether a failed message is retried is decided by :func:`flow.errors.is_retryable`
@@ -23,13 +23,15 @@ from typing import TYPE_CHECKING, Any
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
-from flow import messages, tracing
+from flow import attempts, messages, tracing
 from flow.clock import utcnow
 from flow.core.start_request import is_workflow_id, parse_start_request
 from flow.core.vocabulary import Outcome
 from flow.errors import InvalidInput, is_retryable
-from flow.worker.deliveries import DeliveryLimit
+from flow.worker.cancellations import CancellationListener
+from flow.worker.deliveries import DeliveryCounter, DeliveryLimit
 from flow.worker.execution import execute
+from flow.worker.heartbeats import Heartbeats, interval_for
 from flow.worker.reporting import DelayedCalls
 
 if TYPE_CHECKING:
@@ -70,6 +72,7 @@ def declare(
         "max_backoff": 30_000,
     }
     delayed = DelayedCalls()
+    counter = DeliveryCounter()
 
     def report(message: messages.EngineMessage, reply_to: str | None) -> None:
         """Worker -> engine: the only way a worker tells anything. ``reply_to`` is the
@@ -112,27 +115,60 @@ def declare(
     # -- the activity task --------------------------------------------------------------
 
     def run_activity(**fields: Any) -> None:
-        request = messages.AttemptRequest.from_kwargs(fields)
+        request = attempts.AttemptRequest.from_kwargs(fields)
         started_at = utcnow()
         started_report = delayed.schedule(
             settings.started_report_delay_ms / 1000, lambda: report(request.started(started_at), request.reply_to)
         )
+        current = CurrentMessage.get_current_message()
+        beating = {"marked": False}
+
+        def send_heartbeat(details: Any) -> None:
+            if request.heartbeat_s and current is not None and not beating["marked"]:
+                counter.mark_beating(current.message_id)  # see DeliveryLimit
+                beating["marked"] = True
+            report(request.heartbeat(details), request.reply_to)
+
+        beats = Heartbeats(
+            send_heartbeat,
+            interval_s=interval_for(request.heartbeat_s),
+            delayed=delayed,
+            max_bytes=settings.max_payload_bytes,
+        )
         attempt = functools.partial(
-            execute, activity_classes, request, started_at=started_at, max_output_bytes=settings.max_payload_bytes
+            execute,
+            activity_classes,
+            request,
+            started_at=started_at,
+            max_output_bytes=settings.max_payload_bytes,
+            heartbeat=beats.beat,
         )
         result = tracing.run_attempt(request, attempt) if tracing.ENABLED else attempt()
         delayed.cancel(started_report)  # finished quickly: the result says when it started
+        beats.close(flush=result.outcome != Outcome.SUCCEEDED)
+        if beating["marked"] and current is not None:
+            counter.take_beating(current.message_id)
         metrics.observe_attempt(request.activity, result.outcome, result.duration_s)
         report(result, request.reply_to)
 
-    def report_undeliverable(request: messages.AttemptRequest, error: str) -> None:
+    def report_undeliverable(request: attempts.AttemptRequest, error: str) -> None:
         report(request.result(Outcome.TEMPORARY_FAILURE, error=error), request.reply_to)
 
     broker.add_middleware(
         DeliveryLimit(
-            actor_name=messages.RUN_ACTIVITY, max_deliveries=settings.max_deliveries, report=report_undeliverable
+            actor_name=messages.RUN_ACTIVITY,
+            max_deliveries=settings.max_deliveries,
+            report=report_undeliverable,
+            counter=counter,
         )
     )
+
+    if not settings.uses_in_process_broker:  # in-process, the engine reaches RUNNING itself
+        broker.add_middleware(
+            CancellationListener(
+                url=settings.broker_url, exchange=settings.cancel_exchange, activity_queue=settings.activity_queue
+            )
+        )
 
     tasks = {
         messages.START_WORKFLOW: dramatiq.actor(start_workflow, actor_name=messages.START_WORKFLOW, **engine_options)

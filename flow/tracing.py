@@ -33,7 +33,8 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from flow.core.vocabulary import Outcome
 
 if TYPE_CHECKING:
-    from flow.messages import AttemptRequest, AttemptResult
+    from flow.attempts import AttemptRequest
+from flow.messages import AttemptResult
 
 logger = logging.getLogger(__name__)
 

@@ -39,6 +39,9 @@ def activity_view(
         "output": a.output,
         "error": a.error,
         "skip_reason": a.skip_reason,
+        "heartbeat": None
+        if a.heartbeat_at is None and a.heartbeat is None
+        else {"details": a.heartbeat, "at": iso(a.heartbeat_at)},
         "map": None if a.map_over is None else {"over": a.map_over, "max_concurrency": a.max_concurrency},
         "items": None if a.map_over is None else dict(Counter(i.status.value for i in items or ())),
         "parent": None if a.parent is None else ids[a.parent],

@@ -41,4 +41,13 @@ class CancelChild:
     position: int
 
 
-Command = RunActivity | StartTimer | CancelTimer | CancelChild
+@dataclass(frozen=True)
+class CancelAttempt:
+    """Tell the worker running ``attempt`` of the activity at ``position`` to stop: its
+    result no longer matters. Advisory: an activity that never heartbeats runs on."""
+
+    position: int
+    attempt: int
+
+
+Command = RunActivity | StartTimer | CancelTimer | CancelChild | CancelAttempt

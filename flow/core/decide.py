@@ -14,10 +14,11 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from flow.core import graph, maps, signals, sleeps
-from flow.core.commands import CancelChild, CancelTimer, Command, StartTimer
+from flow.core import graph, heartbeats, maps, signals, sleeps
+from flow.core.commands import CancelChild, Command, StartTimer
 from flow.core.events import (
     ActivityCompleted,
+    ActivityHeartbeat,
     ActivityStarted,
     CancelRequested,
     Event,
@@ -40,7 +41,6 @@ from flow.core.steps import (
     pending_again,
     schedule,
     stale,
-    timer,
     with_activity,
     workflow_timer,
 )
@@ -52,6 +52,8 @@ _RERUN = (ActivityStatus.FAILED, ActivityStatus.SKIPPED, ActivityStatus.CANCELLE
 #: Statuses that owe no result: what the workflow's end cancels or skips (a running
 #: map's items in flight owe theirs; the map itself does not).
 _WAITING = (ActivityStatus.PENDING, ActivityStatus.WAITING_RETRY, ActivityStatus.RUNNING, ActivityStatus.WAITING)
+#: What a late result (its workflow ended) leaves on the activity.
+_LATE = {Outcome.SUCCEEDED: ActivityStatus.SUCCEEDED, Outcome.CANCELLED: ActivityStatus.CANCELLED}
 
 
 def decide(state: WorkflowState, event: Event) -> Decision:
@@ -60,6 +62,8 @@ def decide(state: WorkflowState, event: Event) -> Decision:
         return _on_activity_completed(state, event)
     if isinstance(event, ActivityStarted):
         return _on_activity_started(state, event)
+    if isinstance(event, ActivityHeartbeat):
+        return heartbeats.on_heartbeat(state, event)
     if isinstance(event, TimerFired):
         return _on_timer_fired(state, event)
     if isinstance(event, WorkflowStarted):
@@ -92,13 +96,7 @@ def _on_activity_started(state: WorkflowState, event: ActivityStarted) -> Decisi
     if activity is None or activity.attempt != event.attempt or activity.status is not ActivityStatus.SCHEDULED:
         return nothing(state, stale(fact))
     activity = replace(activity, status=ActivityStatus.STARTED, started_at=event.occurred_at)
-    commands: list[Command] = []
-    if activity.timeouts.schedule_to_start_s:
-        commands.append(CancelTimer(TimerKind.SCHEDULE_TO_START, activity.position, event.attempt))
-    if activity.timeouts.start_to_close_s and not state.status.ended:
-        commands.append(
-            timer(TimerKind.START_TO_CLOSE, activity.timeouts.start_to_close_s, activity.position, event.attempt)
-        )
+    commands = heartbeats.started_timers(activity, event.attempt, ended=state.status.ended)
     return Decision(with_activity(state, activity), tuple(commands), (fact, HistoryEntry(HistoryType.DO_NOTHING)))
 
 
@@ -163,6 +161,13 @@ def _on_timer_fired(state: WorkflowState, event: TimerFired) -> Decision:
         return nothing(state, stale(fact))
     if event.kind == TimerKind.SCHEDULE_TO_START:
         error = f"no worker started attempt {event.attempt} within {activity.timeouts.schedule_to_start_s} s"
+    elif event.kind == TimerKind.HEARTBEAT:
+        if (again := heartbeats.still_beating(activity, event.occurred_at)) is not None:
+            return Decision(state, (again,), (fact, HistoryEntry(HistoryType.DO_NOTHING)))
+        error = (
+            f"no heartbeat from attempt {event.attempt} for {activity.timeouts.heartbeat_s} s "
+            "(its worker died or is stuck)"
+        )
     else:
         error = f"attempt {event.attempt} did not finish within {activity.timeouts.start_to_close_s} s"
     activity = replace(activity, error=f"{event.kind} timeout: {error}", finished_at=event.occurred_at)
@@ -177,6 +182,7 @@ def _on_cancel_requested(state: WorkflowState, event: CancelRequested) -> Decisi
         )
     commands = end_of_run_timers(state)
     commands += [CancelChild(a.position) for a in state.activities if a.child is not None and a.status.in_flight]
+    commands += heartbeats.cancel_running(state)  # advisory: each stops at its next heartbeat
     activities = tuple(
         replace(a, status=ActivityStatus.CANCELLED, finished_at=a.finished_at or event.occurred_at)
         if a.status in _WAITING
@@ -269,12 +275,14 @@ def _attempt_ended(
     commands: list[Command] = [c for c in attempt_timers(activity) if c.kind != fired]
     if state.status.ended:
         # A late result: recorded on the activity, but the workflow decides nothing more.
-        status = ActivityStatus.SUCCEEDED if outcome == Outcome.SUCCEEDED else ActivityStatus.FAILED
+        status = _LATE.get(outcome, ActivityStatus.FAILED)
         state = with_activity(state, replace(activity, status=status))
         history.append(HistoryEntry(HistoryType.DO_NOTHING, activity.position, {"reason": f"workflow {state.status}"}))
         return Decision(state, tuple(commands), tuple(history))
 
     attempts_this_run = activity.attempt - activity.attempts_before
+    if outcome == Outcome.CANCELLED:  # stopped though its workflow runs: a stale cancel, as a failure
+        outcome = Outcome.TEMPORARY_FAILURE
     if outcome == Outcome.SUCCEEDED:
         activity = replace(activity, status=ActivityStatus.SUCCEEDED, error=None)
     elif (

@@ -57,6 +57,7 @@ _TIMEOUTS_SCHEMA: dict[str, Any] = {
     "properties": {
         "schedule_to_start_s": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_S},
         "start_to_close_s": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_S},
+        "heartbeat_s": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_S},
         "workflow_s": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_S},
     },
 }

@@ -43,6 +43,17 @@ class ActivityCompleted:
 
 
 @dataclass(frozen=True)
+class ActivityHeartbeat:
+    """The worker running ``attempt`` of the activity at ``position`` says it is alive;
+    ``details`` (JSON, None: unchanged) is how far it got, for the next attempt."""
+
+    position: int
+    attempt: int
+    occurred_at: datetime
+    details: Any = None
+
+
+@dataclass(frozen=True)
 class TimerFired:
     """A timer the workflow set earlier is due.
 
@@ -105,6 +116,7 @@ Event = (
     WorkflowStarted
     | ActivityStarted
     | ActivityCompleted
+    | ActivityHeartbeat
     | TimerFired
     | CancelRequested
     | RetryRequested
@@ -115,6 +127,7 @@ Event = (
 
 __all__ = [
     "ActivityCompleted",
+    "ActivityHeartbeat",
     "ActivityStarted",
     "CancelRequested",
     "Event",

@@ -92,6 +92,9 @@ class Timeouts:
     schedule_to_start_s: float | None = None
     #: An attempt that runs longer is stopped in the worker and fails (then is retried).
     start_to_close_s: float | None = None
+    #: An attempt whose worker sends no heartbeat (``self.heartbeat()``) for this long
+    #: fails (then is retried): a dead worker is noticed in seconds, not at start-to-close.
+    heartbeat_s: float | None = None
     #: A workflow that has not ended this long after it started fails.
     workflow_s: float | None = None
 
@@ -104,6 +107,7 @@ class Timeouts:
         return {
             "schedule_to_start_s": self.schedule_to_start_s,
             "start_to_close_s": self.start_to_close_s,
+            "heartbeat_s": self.heartbeat_s,
             "workflow_s": self.workflow_s,
         }
 

@@ -74,6 +74,10 @@ class ActivityState:
     timeout_s: float | None = None
     #: The child workflow it runs (``workflow`` in the definition); None: a class.
     child: ChildWorkflow | None = None
+    #: What its last heartbeat said (``self.heartbeat(details)``; handed to the next
+    #: attempt as ``self.last_heartbeat``) and when the engine got it.
+    heartbeat: Any = None
+    heartbeat_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if not self.id:

@@ -58,6 +58,7 @@ def schedule(activity: ActivityState, now: datetime) -> tuple[ActivityState, lis
         scheduled_at=now,
         started_at=None,
         finished_at=None,
+        heartbeat_at=None,
     )
     commands: list[Command] = [RunActivity(activity.position, attempt)]
     if activity.timeouts.schedule_to_start_s:
@@ -78,6 +79,8 @@ def attempt_timers(activity: ActivityState) -> list[Command]:
         commands.append(CancelTimer(TimerKind.SCHEDULE_TO_START, activity.position, activity.attempt))
     if activity.timeouts.start_to_close_s and activity.status is ActivityStatus.STARTED:
         commands.append(CancelTimer(TimerKind.START_TO_CLOSE, activity.position, activity.attempt))
+    if activity.timeouts.heartbeat_s and activity.status is ActivityStatus.STARTED:
+        commands.append(CancelTimer(TimerKind.HEARTBEAT, activity.position, activity.attempt))
     return commands
 
 

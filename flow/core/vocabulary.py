@@ -76,6 +76,9 @@ class Outcome(StrEnum):
     TEMPORARY_FAILURE = "TEMPORARY_FAILURE"
     #: Never retried.
     PERMANENT_FAILURE = "PERMANENT_FAILURE"
+    #: The attempt stopped because the engine told it to (its workflow was cancelled,
+    #: or the attempt was no longer the current one): ``self.heartbeat()`` raised.
+    CANCELLED = "CANCELLED"
 
 
 class TimerKind(StrEnum):
@@ -93,6 +96,8 @@ class TimerKind(StrEnum):
     SLEEP = "sleep"
     #: A wait for a signal may have timed out (``attempt``: the step's).
     WAIT = "wait"
+    #: The attempt's worker has not sent a heartbeat for ``heartbeat_s``: it may be dead.
+    HEARTBEAT = "heartbeat"
 
 
 class Trigger(StrEnum):
@@ -155,6 +160,9 @@ class HistoryType(StrEnum):
     #: Paused: nothing new is scheduled; what runs finishes and is recorded.
     PAUSE_WORKFLOW = "pause-workflow", Role.DECISION
     RESUME_WORKFLOW = "resume-workflow", Role.DECISION
+    #: Tell an attempt still running that its result no longer matters (its workflow
+    #: was cancelled or it is not the current attempt): its next heartbeat raises.
+    CANCEL_ATTEMPT = "cancel-attempt", Role.DECISION
     DO_NOTHING = "do-nothing", Role.DECISION
     WORKFLOW_FINISHED = "workflow-finished", Role.ENDING
     WORKFLOW_FAILURE = "workflow-failure", Role.ENDING
@@ -162,6 +170,7 @@ class HistoryType(StrEnum):
     # -- facts
     ACTIVITY_STARTED = "activity-started", Role.FACT
     ACTIVITY_RESULT = "activity-result", Role.FACT
+    ACTIVITY_HEARTBEAT = "activity-heartbeat", Role.FACT
     TIMER_FIRED = "timer-fired", Role.FACT
     CANCEL_REQUESTED = "cancel-requested", Role.FACT
     RETRY_REQUESTED = "retry-requested", Role.FACT

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from actors.registry import WorkflowActors
 from actors.workflow import Item, WorkflowActor, fold
 from flow import tracing
+from flow.attempts import Outputs
 from flow.clock import utcnow
 from flow.core.decide import Decision
 from flow.core.events import TimerFired, WorkflowStarted
@@ -51,7 +52,6 @@ from flow.engine.spans import WorkflowSpans
 from flow.engine.timers import TimerWheel
 from flow.engine.transport import Delivery, Transport
 from flow.faults import FaultInjector
-from flow.messages import Outputs
 from flow.metrics import EngineMetrics
 from flow.persistence.engine_store import EngineStore
 from flow.persistence.leases import new_engine_id
@@ -306,6 +306,7 @@ class Engine:
             queue_of=lambda wid: partition_queue(self.prefix, partition_of(wid, self.partitions)),
             ended=[d.state for _, d in decided if any(entry.type.ends_workflow for entry in d.history)],
             engine_queue=self.settings.engine_queue,
+            cancel_exchange=self.settings.cancel_exchange,
         )
         changed = (
             [b for a, b in zip(before.activities, after.activities, strict=False) if a is not b]
@@ -349,7 +350,9 @@ class Engine:
 
     def _committed(self, transitions: list[Transition]) -> None:
         self.transport.settle([d for t in transitions for d in t.deliveries], ack=True)
-        self.timers.forget([tid for t in transitions for tid in t.timers_deleted])
+        # A fired timer that its handling set again (a heartbeat timer racing a
+        # heartbeat) is forgotten as fired, then armed anew.
+        self.timers.forget([tid for t in transitions for tid in (*t.timers_deleted, *t.fired_timers)])
         self.timers.arm([row for t in transitions for row in t.timers_set])
         owed_messages = [o for t in transitions for o in t.owed]
         if owed_messages and self.faults is not None:

@@ -16,7 +16,10 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
 
+from flow.attempts import CancelNotice
+from flow.cancellation import RUNNING
 from flow.engine.transport import Delivery, OnPublished
+from flow.messages import CANCEL_ATTEMPT
 from flow.outgoing import Outgoing
 
 logger = logging.getLogger(__name__)
@@ -117,6 +120,11 @@ class InProcessTransport:
     def publish(self, messages: list[Outgoing], on_done: OnPublished) -> None:
         confirmed, failed = [], []
         for outgoing in messages:
+            if outgoing.actor_name == CANCEL_ATTEMPT:  # the workers run in this process
+                notice = CancelNotice.from_kwargs(outgoing.kwargs)
+                RUNNING.cancel(notice.key)
+                confirmed.append(outgoing.id)
+                continue
             try:
                 self.broker.enqueue(outgoing.message())
             except Exception as e:

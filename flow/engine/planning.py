@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from flow.core.commands import CancelChild, CancelTimer, Command, RunActivity, StartTimer
+from flow.attempts import AttemptRequest, CancelNotice, Outputs
+from flow.core.commands import CancelAttempt, CancelChild, CancelTimer, Command, RunActivity, StartTimer
 from flow.core.state import WorkflowState
 from flow.engine.children import cancel_message, report_message, start_message
-from flow.messages import AttemptRequest, Outputs
 from flow.outgoing import Outgoing
 from flow.persistence.records import TimerRow, timer_id
 
@@ -34,6 +34,7 @@ def plan(
     engine_queue: str = "",
     queue_of: Callable[[str], str] = str,
     ended: Iterable[WorkflowState] = (),
+    cancel_exchange: str = "",
 ) -> Plan:
     """The messages and timers of ``commands`` (each with the time of the event that
     caused it), for a workflow now in state ``after``.
@@ -65,6 +66,9 @@ def plan(
             )
         elif isinstance(command, CancelChild):
             owed.append(cancel_message(after, command.position, queue_of=queue_of, **routes))
+        elif isinstance(command, CancelAttempt):
+            notice = CancelNotice(workflow_id=after.id, position=command.position, attempt=command.attempt)
+            owed.append(Outgoing.of(notice, cancel_exchange, **routes))
         elif isinstance(command, StartTimer):
             tid = timer_id(after.id, command.kind, command.position, command.attempt)
             due = occurred_at + timedelta(milliseconds=command.delay_ms)

@@ -22,6 +22,7 @@ import pika.exceptions
 from dramatiq.common import dq_name, xq_name
 
 from flow.engine.transport import DEAD_MESSAGE_TTL_MS, Delivery, OnPublished, dramatiq_queue_arguments
+from flow.messages import CANCEL_ATTEMPT
 from flow.outgoing import Outgoing
 
 logger = logging.getLogger(__name__)
@@ -325,19 +326,36 @@ class RabbitTransport:
             if self._publish is None or not self._publish.is_open:
                 batch.settle(outgoing.id, False)
                 continue
+            if outgoing.actor_name == CANCEL_ATTEMPT:
+                # A notice to every worker: its "queue" is the fanout exchange they bind to.
+                self._declare_fanout(outgoing.queue_name, lambda o=outgoing: self._publish_one(o, batch))
+                continue
             self._declare(outgoing.queue_name, lambda o=outgoing: self._publish_one(o, batch))
+
+    def _declare_fanout(self, exchange: str, then: Callable[[], None]) -> None:
+        if exchange in self._declared or self._publish is None:
+            then()
+            return
+
+        def done(_frame: Any) -> None:
+            self._declared.add(exchange)
+            then()
+
+        self._publish.exchange_declare(exchange, exchange_type="fanout", durable=True, callback=done)
 
     def _publish_one(self, outgoing: Outgoing, batch: _Batch) -> None:
         channel = self._publish
         if channel is None or not channel.is_open:
             batch.settle(outgoing.id, False)
             return
+        notice = outgoing.actor_name == CANCEL_ATTEMPT
         channel.basic_publish(
-            "",
-            outgoing.queue_name,
+            outgoing.queue_name if notice else "",
+            "" if notice else outgoing.queue_name,
             outgoing.message().encode(),
-            pika.BasicProperties(delivery_mode=2, message_id=outgoing.id),
-            mandatory=True,
+            # A notice with no worker listening is no loss: not mandatory, not persistent.
+            pika.BasicProperties(delivery_mode=1 if notice else 2, message_id=outgoing.id),
+            mandatory=not notice,
         )
         self._next_tag += 1
         self._unconfirmed[self._next_tag] = (outgoing.id, batch)

@@ -72,12 +72,18 @@ class TimerWheel:
     # -- from other threads -------------------------------------------------------------
 
     def arm(self, rows: list[TimerRow]) -> None:
-        """Timers just committed (or read): keep those due within the horizon."""
+        """Timers just committed (or read): keep those due within the horizon. A timer
+        set again with a new due time (a heartbeat moves its timer on) moves; its old
+        heap entry is skipped when popped."""
         limit = self.clock() + self.horizon
         with self._cv:
             added = False
             for row in rows:
-                if row.due_at > limit or row.id in self._armed or row.id in self._firing:
+                armed = self._armed.get(row.id)
+                if row.id in self._firing or (armed is not None and armed.due_at == row.due_at):
+                    continue
+                if row.due_at > limit:
+                    self._armed.pop(row.id, None)  # moved past the horizon: the scan finds it
                     continue
                 self._armed[row.id] = row
                 heapq.heappush(self._heap, (row.due_at, row.id))
@@ -119,11 +125,13 @@ class TimerWheel:
                     return
                 now = self.clock()
                 while self._heap and self._heap[0][0] <= now:
-                    _, timer_id = heapq.heappop(self._heap)
-                    row = self._armed.pop(timer_id, None)
-                    if row is not None:
-                        due.append(row)
-                        self._firing.add(timer_id)
+                    due_at, timer_id = heapq.heappop(self._heap)
+                    row = self._armed.get(timer_id)
+                    if row is None or row.due_at != due_at:
+                        continue  # forgotten, or moved (its new entry is in the heap)
+                    del self._armed[timer_id]
+                    due.append(row)
+                    self._firing.add(timer_id)
                 if not due:
                     wait = self.scan_s
                     if self._heap:

@@ -27,6 +27,7 @@ from flow.persistence.mapping import (
     ACTIVITY_INSERT_COLUMNS,
     activity_changes,
     activity_row,
+    heartbeat_column,
     inbox_column,
     workflow_changes,
 )
@@ -161,6 +162,7 @@ class GroupCommit:
             json.dumps([activity_row(x.workflow_id, a) for x in t for a in x.added], default=str),
             [to_json(inbox_column(x.after)) for x in t],
             [x.after.paused for x in t],
+            [to_json(heartbeat_column(a)) for _, a in activities],
         ]
         rows = _execute_prepared(self.database, "flow_commit", COMMIT_SQL, COMMIT_TYPES, params)
         updated = {value for kind, value in rows if kind == "w"}
@@ -274,7 +276,7 @@ COMMIT_TYPES = (
     "text[], text[], int[], text[], text[], text[], timestamp[], "
     "text[], text[], "
     "text[], text[], int[], text[], int[], int[], timestamp[], "
-    "text[], json, text[], bool[]"
+    "text[], json, text[], bool[], text[]"
 )
 
 #: A group commit as one statement of data-modifying CTEs (docs/design.md, "Group
@@ -301,10 +303,10 @@ WITH fence AS (
 ), a AS (
     UPDATE activities AS t SET status = av.status, attempt = av.attempt, attempts_before = av.attempts_before,
         output = av.output, error = av.error, scheduled_at = av.scheduled_at, started_at = av.started_at,
-        finished_at = av.finished_at, skip_reason = av.skip_reason
-    FROM unnest($15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)
+        finished_at = av.finished_at, skip_reason = av.skip_reason, heartbeat = av.heartbeat
+    FROM unnest($15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $51)
         AS av(workflow_id, position, status, attempt, attempts_before, output, error, scheduled_at, started_at,
-              finished_at, skip_reason)
+              finished_at, skip_reason, heartbeat)
     WHERE t.workflow_id = av.workflow_id AND t.position = av.position AND av.workflow_id IN (SELECT id FROM w)
 ), e AS (
     INSERT INTO events (workflow_id, position, type, data, occurred_at)

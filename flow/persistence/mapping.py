@@ -51,10 +51,11 @@ ACTIVITY_INSERT_COLUMNS = (
     "started_at",
     "finished_at",
     "skip_reason",
+    "heartbeat",
 )
 ACTIVITY_COLUMNS = (
     "position, name, independent, required, config, retry, timeouts, status, attempt, attempts_before, output, "
-    "error, scheduled_at, started_at, finished_at, graph, skip_reason"
+    "error, scheduled_at, started_at, finished_at, graph, skip_reason, heartbeat"
 )
 
 
@@ -171,7 +172,9 @@ def activity_from_row(row: tuple) -> ActivityState:
         finished_at,
         graph,
         skip_reason,
+        heartbeat,
     ) = row
+    beat = _json(heartbeat) or {}
     return ActivityState(
         position=position,
         name=name,
@@ -189,6 +192,8 @@ def activity_from_row(row: tuple) -> ActivityState:
         started_at=_timestamp(started_at),
         finished_at=_timestamp(finished_at),
         skip_reason=skip_reason,
+        heartbeat=beat.get("details"),
+        heartbeat_at=parse_iso(beat["at"]) if beat.get("at") else None,
         **_graph_fields(_json(graph)),
     )
 
@@ -237,6 +242,7 @@ def activity_row(workflow_id: str, activity: ActivityState) -> dict[str, Any]:
         "graph": graph_column(activity),
         **activity_changes(activity),
         "output": None if activity.output is None else json.dumps(activity.output, separators=(",", ":")),
+        "heartbeat": None if (beat := heartbeat_column(activity)) is None else json.dumps(beat, separators=(",", ":")),
     }
 
 
@@ -286,7 +292,15 @@ def activity_changes(activity: ActivityState) -> dict[str, Any]:
         "started_at": activity.started_at,
         "finished_at": activity.finished_at,
         "skip_reason": activity.skip_reason,
+        "heartbeat": heartbeat_column(activity),
     }
+
+
+def heartbeat_column(activity: ActivityState) -> dict[str, Any] | None:
+    """The ``heartbeat`` column's value (as JSON): None until a heartbeat came."""
+    if activity.heartbeat_at is None and activity.heartbeat is None:
+        return None
+    return {"details": activity.heartbeat, "at": iso(activity.heartbeat_at) if activity.heartbeat_at else None}
 
 
 def workflow_changes(state: WorkflowState) -> dict[str, Any]:

@@ -135,6 +135,8 @@ class ActivityRecord(_Model):
     #: the first release's meaning (id = name, positional rule); null when none does.
     graph = JSONText(null=True)
     skip_reason = peewee.TextField(null=True)
+    #: ``{"details", "at"}`` of the last heartbeat (migration 0011); null when none came.
+    heartbeat = JSONText(null=True)
 
     class Meta:
         table_name = "activities"

@@ -79,3 +79,34 @@ class ItemActivity(BaseActivity):
             return self.PERMANENT_FAILURE
         self.output = 2 * int(item.get("n", 0))
         return self.SUCCEEDED
+
+
+class BeatActivity(BaseActivity):
+    """A long job that heartbeats: ``config.steps`` steps of ``config.step_s`` seconds,
+    ``heartbeat({"done": n})`` after each, resuming from ``last_heartbeat``.
+
+    ``config.fail_after``: its first attempt fails (temporarily) after that many steps.
+    ``config.stall_s``: its first attempt stops beating that long after its first step.
+    ``config.pid_file``: where it writes ``"<pid> <attempt>"`` when it starts (fault tests
+    kill that process). It outputs where it resumed from and where it ended.
+    """
+
+    def do_activity(self) -> str:
+        import time
+
+        steps, step_s = int(self.config.get("steps", 10)), float(self.config.get("step_s", 0.05))
+        done = resumed_from = int((self.last_heartbeat or {}).get("done", 0))
+        if pid_file := self.config.get("pid_file"):
+            with open(pid_file, "a") as f:
+                f.write(f"{os.getpid()} {self.attempt}\n")
+        while done < steps:
+            time.sleep(step_s)
+            done += 1
+            self.heartbeat({"done": done})
+            if self.attempt == 1 and done == 1 and self.config.get("stall_s"):
+                time.sleep(float(self.config["stall_s"]))
+            if self.attempt == 1 and done == self.config.get("fail_after"):
+                self.error = f"failed on purpose after {done} steps"
+                return self.TEMPORARY_FAILURE
+        self.output = {"resumed_from": resumed_from, "done": done, "attempt": self.attempt}
+        return self.SUCCEEDED

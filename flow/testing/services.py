@@ -82,6 +82,7 @@ def new_queue_prefix() -> Iterator[str]:
             channel.queue_delete(f"{prefix}.{key}")
             channel.queue_delete(f"{prefix}.{key}.dead")
         channel.queue_delete(f"{prefix}.celery")
+        channel.exchange_delete(f"{prefix}.cancellations")  # the workers' cancel notices
         connection.close()
 
 

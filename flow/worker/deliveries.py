@@ -32,8 +32,8 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import SkipMessage
 
+from flow.attempts import AttemptRequest
 from flow.errors import InvalidInput
-from flow.messages import AttemptRequest
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,20 @@ class DeliveryCounter:
     def returned_unstarted(self, message_id: str) -> None:
         """Record that a stopping worker gave this message back without running it."""
         self._path(message_id).with_suffix(".unstarted").touch()
+
+    def mark_beating(self, message_id: str) -> None:
+        """Record that the attempt of this message sent a heartbeat (and has a heartbeat
+        timeout): if its worker dies, the engine notices and retries it from its last
+        heartbeat, so its redelivery need not run."""
+        self._path(message_id).with_suffix(".beating").touch()
+
+    def take_beating(self, message_id: str) -> bool:
+        """Whether the message's attempt was heartbeating (and forget that it was)."""
+        try:
+            self._path(message_id).with_suffix(".beating").unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     def take_unstarted(self, message_id: str) -> bool:
         """Whether the message was given back unstarted (and forget that it was)."""
@@ -105,6 +119,16 @@ class DeliveryLimit(dramatiq.Middleware):
                 message.message_id,
             )
             return
+        if self.counter.take_beating(message.message_id):
+            # Its worker died while it was heartbeating: the engine's heartbeat timer
+            # fails it within heartbeat_s and the retry resumes from its last heartbeat,
+            # where running this copy again would start over from an older one.
+            logger.warning(
+                "activity message %s was heartbeating when its worker died; not run again: "
+                "its heartbeat timeout retries it from its last heartbeat",
+                message.message_id,
+            )
+            raise SkipMessage("heartbeating attempt whose worker died")
         # The first delivery is not flagged, so this is delivery number count + 1.
         deliveries = self.counter.increment(message.message_id) + 1
         if deliveries <= self.max_deliveries:

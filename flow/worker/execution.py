@@ -1,6 +1,6 @@
 """Running one activity attempt in a worker: build it, call ``do_activity()``, report.
 
-Everything comes from the message (:class:`~flow.messages.AttemptRequest`) and goes
+Everything comes from the message (:class:`~flow.attempts.AttemptRequest`) and goes
 back in one (:class:`~flow.messages.AttemptResult`); nothing here touches the
 database. Whatever happens inside the activity becomes one of the three outcomes,
 with the error (and traceback) recorded, so a broken activity fails its attempt
@@ -12,20 +12,22 @@ from __future__ import annotations
 import json
 import logging
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 from dramatiq.middleware import TimeLimitExceeded
 from dramatiq.threading import Interrupt
 
-from activities.base import BaseActivity
+from activities.base import ActivityCancelled, BaseActivity
 from activities.discovery import resolve
+from flow.attempts import AttemptRequest
+from flow.cancellation import RUNNING
 from flow.clock import utcnow
 from flow.core import strict_json
 from flow.core.vocabulary import Outcome
 from flow.errors import InvalidJson, UnknownActivity
-from flow.messages import AttemptRequest, AttemptResult
+from flow.messages import AttemptResult
 from flow.worker.deadlines import Deadlines
 
 logger = logging.getLogger(__name__)
@@ -51,9 +53,12 @@ def execute(
     *,
     started_at: datetime | None = None,
     max_output_bytes: int | None = None,
+    heartbeat: Callable[[Any], None] | None = None,
 ) -> AttemptResult:
     """Run the attempt ``request`` asks for and report how it ended (stopped after its
-    ``start_to_close_s``); never raises for activity errors."""
+    ``start_to_close_s``; ``Cancelled`` if the engine said to stop and the activity's
+    heartbeat raised it); never raises for activity errors. ``heartbeat`` sends the
+    activity's heartbeats (throttled: :mod:`flow.worker.heartbeats`)."""
     started_at = started_at or utcnow()
     activity, time_limit_s = request.activity, request.start_to_close_s
 
@@ -67,6 +72,9 @@ def execute(
     except UnknownActivity as e:
         return ended(Outcome.PERMANENT_FAILURE, error=str(e))
     instance = cls.from_request(request)
+    instance._beat = heartbeat
+    key = (request.workflow_id, request.position, request.attempt)
+    instance._cancel = RUNNING.start(key)
     deadline = DEADLINES.register() if time_limit_s else None
     try:
         try:
@@ -74,10 +82,16 @@ def execute(
                 DEADLINES.arm(deadline, time_limit_s)  # it can fire from here on, inside the try
             outcome = instance.do_activity()
         finally:
+            RUNNING.finish(key)
             if deadline is not None:
                 # Raises ActivityTimeout if the watchdog got there first; afterwards
                 # it can no longer fire for this attempt.
                 DEADLINES.finish(deadline)
+    except ActivityCancelled as e:
+        if instance.cancelled:
+            return ended(Outcome.CANCELLED, error=f"cancelled: {e}" if str(e) else "cancelled")
+        # Raised by the activity itself, not asked for: a failure like any exception.
+        return ended(Outcome.TEMPORARY_FAILURE, error=traceback.format_exc(limit=20))
     except ActivityTimeout:
         return ended(Outcome.TEMPORARY_FAILURE, error=f"start-to-close timeout: stopped after {time_limit_s} s")
     except TimeLimitExceeded:

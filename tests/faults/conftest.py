@@ -84,6 +84,14 @@ FAULT_DEFINITIONS: dict[str, dict[str, Any]] = {
         "config": {"retry": {"max_attempts": 2, "initial_delay_ms": 6000, "jitter": 0}},
         "activities": [{"name": "FlakyActivity", "config": {"succeed_on_attempt": 2}}],
     },
+    # A long job that heartbeats every step (the worker sends one per second).
+    "Heartbeating": {
+        "name": "Heartbeating",
+        "config": FAST_RETRY,
+        "activities": [
+            {"name": "BeatActivity", "config": {"steps": 40, "step_s": 0.1, "timeouts": {"heartbeat_s": 2}}},
+        ],
+    },
     "Poison": {
         "name": "Poison",
         "config": {"retry": {"max_attempts": 2, "initial_delay_ms": 50, "jitter": 0}},
@@ -104,6 +112,7 @@ EXPECTED = {
     "LongNap": "Finished",
     "Poison": "Failed",
     "LongWait": "Finished",
+    "Heartbeating": "Finished",
 }
 
 BATCH = ["SlowSequence", "FanOut", "Retrying", "Failing", "OptionalBroken", "Map", "Nap", "Parent"]

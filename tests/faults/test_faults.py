@@ -3,6 +3,7 @@ workflow has reached its expected end, nothing is stuck, nothing happened twice.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -256,3 +257,34 @@ def test_sigkill_the_engine_while_workflows_wait_on_signals_and_sleep(fault_clus
     )
     assert took == [], "a wait took no signal, or more than one"
     report("engine SIGKILL while 200 wait on signals and 100 sleep", figures, kills, t0)
+
+
+def test_sigkill_the_workers_during_heartbeating_activities(fault_cluster: Cluster):
+    """Every worker is SIGKILLed while 6 long activities heartbeat: each dead attempt is
+    failed by its heartbeat timeout within heartbeat_s + 5 s (not at a start-to-close
+    limit, which they have none of), and its retry resumes from the last heartbeat."""
+    t0 = time.monotonic()
+    heartbeat_s = 2
+    fault_cluster.start(workers=2)
+    started = fault_cluster.start_batch(["Heartbeating"], copies=6)
+    beating = "SELECT count(*) FROM activities WHERE status = 'Started' AND heartbeat IS NOT NULL"
+    wait_for(lambda: query(fault_cluster.pg_url, beating)[0][0] == 6, timeout_s=60, what="6 attempts heartbeating")
+    children = wait_for(lambda: fault_cluster.booted_children("worker"), what="booted worker processes")
+    killed_at = query(fault_cluster.pg_url, "SELECT now() AT TIME ZONE 'utc'")[0][0]
+    for child in children:
+        os.kill(child, signal.SIGKILL)
+    figures = verify(fault_cluster, started)
+    noticed = query(
+        fault_cluster.pg_url,
+        """SELECT workflow_id, min(occurred_at) FROM events
+           WHERE type = 'timer-fired' AND data::jsonb ->> 'kind' = 'heartbeat' AND data::jsonb ->> 'attempt' = '1'
+           GROUP BY workflow_id""",
+    )
+    assert len(noticed) == 6, f"not every dead attempt timed out: {noticed}"
+    delays = sorted((at - killed_at).total_seconds() for _, at in noticed)
+    assert delays[-1] <= heartbeat_s + 5, f"noticed after {delays} s"
+    outputs = query(fault_cluster.pg_url, "SELECT output FROM activities WHERE workflow_id = ANY(%s)", list(started))
+    resumed = [json.loads(o)["resumed_from"] for (o,) in outputs]
+    assert all(r >= 1 for r in resumed), f"a retry started over: {resumed}"
+    print(f"\nHEARTBEAT worker SIGKILL noticed after {delays[0]:.1f}-{delays[-1]:.1f} s (heartbeat_s {heartbeat_s})")
+    report("worker SIGKILL during heartbeats", figures, len(children), t0)

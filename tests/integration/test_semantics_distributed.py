@@ -91,6 +91,11 @@ DEFINITIONS = {
             {"id": "after", "name": "EchoActivity", "depends_on": ["sub"]},
         ],
     },
+    # Beats for ever (in effect) until told to stop.
+    "Endless": {
+        "name": "Endless",
+        "activities": [{"name": "BeatActivity", "config": {"steps": 10_000_000, "step_s": 0.01}}],
+    },
     "SlowChild": {"name": "SlowChild", "activities": [{"name": "SleepActivity", "config": {"sleep_s": 3}}]},
     "WithSlowChild": {"name": "WithSlowChild", "activities": [{"id": "sub", "workflow": "SlowChild"}]},
 }
@@ -373,3 +378,30 @@ def test_pause_and_resume_on_postgres(env):
     assert requests.post(f"{url}/workflows/{workflow_id}/resume", timeout=10).status_code == 202
     body = wait_ended(url, workflow_id)
     assert body["status"] == "Finished" and body["paused"] is False
+
+
+def test_cancel_reaches_a_running_activity_through_the_workers_fanout(env):
+    if "worker-1" not in env["procs"].procs:  # run on its own
+        env["procs"].dramatiq("worker-1", f"{env['prefix']}.activities")
+    workflow_id = start(env["url"], "Endless")
+
+    def beating():
+        body = requests.get(f"{env['url']}/workflows/{workflow_id}", timeout=5).json()
+        return body["activities"][0]["heartbeat"]
+
+    first = wait_for(beating, timeout_s=60, what="a heartbeat")
+    assert first["details"]["done"] >= 1
+    response = requests.post(f"{env['url']}/workflows/{workflow_id}/cancel", json={"reason": "enough"}, timeout=10)
+    assert response.status_code == 202
+    # The worker stops the attempt at its next heartbeat; its result says Cancelled.
+    wait_for(
+        lambda: (
+            requests.get(f"{env['url']}/workflows/{workflow_id}", timeout=5).json()["activities"][0]["status"]
+            == "Cancelled"
+        ),
+        timeout_s=60,
+        what="the running activity cancelled",
+    )
+    events = requests.get(f"{env['url']}/workflows/{workflow_id}/events", timeout=5).json()
+    outcomes = [e["data"]["outcome"] for e in events["items"] if e["type"] == "activity-result"]
+    assert outcomes == ["CANCELLED"]

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from flow.core.commands import CancelTimer, RunActivity, StartTimer
+from flow.core.commands import CancelAttempt, CancelTimer, RunActivity, StartTimer
 from flow.core.decide import decide
 from flow.core.events import (
     ActivityCompleted,
@@ -371,8 +371,9 @@ def test_cancel_schedules_nothing_and_cancels_waiting_activities():
     state = with_statuses(make_state(SEQ, IND, SEQ), S.STARTED, S.WAITING_RETRY, S.PENDING)
     decision = decide(state, CancelRequested(at(), reason="changed my mind"))
     assert decision.state.status is P.CANCELLED
-    # Nothing is sent; the retry timer of the activity waiting to retry is forgotten.
-    assert decision.commands == (CancelTimer(TimerKind.RETRY, 1, 2),)
+    # Nothing is scheduled; the retry timer of the activity waiting to retry is
+    # forgotten; the attempt running is told to stop (at its next heartbeat).
+    assert decision.commands == (CancelTimer(TimerKind.RETRY, 1, 2), CancelAttempt(0, 1))
     assert [a.status for a in decision.state.activities] == [S.STARTED, S.CANCELLED, S.CANCELLED]
     assert types(decision) == [H.CANCEL_REQUESTED, H.WORKFLOW_CANCELLED]
     assert "changed my mind" in decision.state.error

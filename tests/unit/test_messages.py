@@ -14,13 +14,14 @@ import dramatiq
 import pytest
 
 from flow import messages
+from flow.attempts import AttemptRequest, CancelNotice
 from flow.core import codec
 from flow.core.policy import Timeouts
 from flow.core.state import ActivityState, WorkflowState, WorkflowStatus
 from flow.core.vocabulary import Outcome, TimerKind
 from flow.errors import InvalidInput
 from flow.messages import (
-    AttemptRequest,
+    AttemptHeartbeat,
     AttemptResult,
     AttemptStarted,
     CancelWorkflow,
@@ -81,6 +82,11 @@ EXAMPLES: list[Message] = [
         reply_to="flow.engine.3",
     ),
     StartChild(workflow_id="w", position=0, attempt=2, child_id="c", definition="C", input_data={}, reply_to="q"),
+    # A heartbeating attempt: its timeout and the last details of an earlier attempt travel with it.
+    replace(REQUEST, heartbeat_s=10.0, last_heartbeat={"done": 41, "of": [1, 2]}),
+    REQUEST.heartbeat({"done": 42}),
+    AttemptHeartbeat(workflow_id="w", position=0, attempt=1),
+    REQUEST.cancel(),
 ]
 
 
@@ -95,7 +101,7 @@ def every_message_class(cls: type = Message) -> set[type]:
 
 def test_every_message_class_has_a_round_trip_example():
     assert {type(m) for m in EXAMPLES} == every_message_class()
-    assert set(messages.ENGINE_MESSAGES.values()) == every_message_class() - {AttemptRequest, StartChild}
+    assert set(messages.ENGINE_MESSAGES.values()) == every_message_class() - {AttemptRequest, StartChild, CancelNotice}
 
 
 @pytest.mark.parametrize("message", EXAMPLES, ids=lambda m: type(m).__name__)

@@ -97,3 +97,30 @@ def test_timers_beyond_the_horizon_wait_in_the_database():
     clock.now = T0 + timedelta(seconds=3600)
     wait_for(lambda: fired == ["far"])
     w.stop()
+
+
+def test_a_timer_set_again_with_a_later_due_time_moves():
+    # A heartbeat moves its attempt's heartbeat timer on: same id, new due time.
+    clock, fired = Clock(), []
+    w = wheel(Store(), {0}, fired, clock)
+    w.arm([row("beat", 1)])
+    w.arm([row("beat", 3)])
+    assert len(w) == 1
+    clock.now = T0 + timedelta(seconds=2)
+    threading.Event().wait(0.3)  # past the first due time: the moved timer does not fire
+    assert fired == []
+    clock.now = T0 + timedelta(seconds=3)
+    wait_for(lambda: fired == ["beat"])
+    w.stop()
+
+
+def test_a_fired_timer_its_handling_set_again_is_armed_again():
+    clock, fired = Clock(), []
+    w = wheel(Store(), {0}, fired, clock)
+    w.arm([row("beat", 0)])
+    wait_for(lambda: fired == ["beat"])
+    w.forget(["beat"])  # the engine, after the commit that handled it and set it again
+    w.arm([row("beat", 5)])
+    clock.now = T0 + timedelta(seconds=5)
+    wait_for(lambda: fired == ["beat", "beat"])
+    w.stop()

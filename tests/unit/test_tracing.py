@@ -16,10 +16,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from flow import tracing
+from flow.attempts import AttemptRequest
 from flow.core.state import ActivityState, WorkflowState, WorkflowStatus
 from flow.core.vocabulary import Outcome
 from flow.engine.spans import WorkflowSpans
-from flow.messages import AttemptRequest
 from tests.tracing import global_provider
 
 T = datetime(2026, 1, 1)

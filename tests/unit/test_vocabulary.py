@@ -35,8 +35,8 @@ STORED = {
         "Running",
         "Waiting",
     ],
-    Outcome: ["SUCCEEDED", "TEMPORARY_FAILURE", "PERMANENT_FAILURE"],
-    TimerKind: ["retry", "schedule-to-start", "start-to-close", "workflow", "sleep", "wait"],
+    Outcome: ["SUCCEEDED", "TEMPORARY_FAILURE", "PERMANENT_FAILURE", "CANCELLED"],
+    TimerKind: ["retry", "schedule-to-start", "start-to-close", "workflow", "sleep", "wait", "heartbeat"],
     Trigger: ["all_succeeded", "all_done", "one_succeeded"],
     HistoryType: [
         "start-workflow",
@@ -65,6 +65,8 @@ STORED = {
         "resume-workflow",
         "pause-requested",
         "resume-requested",
+        "cancel-attempt",
+        "activity-heartbeat",
     ],
 }
 
@@ -95,6 +97,7 @@ def test_history_types_are_facts_or_decisions_and_the_endings_are_decisions():
         HistoryType.SIGNAL_RECEIVED,
         HistoryType.PAUSE_REQUESTED,
         HistoryType.RESUME_REQUESTED,
+        HistoryType.ACTIVITY_HEARTBEAT,
     }
 
 

@@ -1,0 +1,111 @@
+"""Cancel notices reaching a worker process: a pika consumer of the fanout exchange
+``<prefix>.cancellations`` (docs/design.md, "Heartbeats and cancellation").
+
+Each worker process binds its own exclusive, auto-deleted queue to the exchange, so
+every notice reaches every worker; the one running the attempt sets its cancel flag
+(:data:`flow.cancellation.RUNNING`), and the activity's next ``self.heartbeat()``
+raises. A notice lost while a worker was disconnected costs nothing lasting: the
+attempt's next heartbeat reaches the engine, which answers it with a notice again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import dramatiq
+import pika
+import pika.exceptions
+
+from flow.attempts import CancelNotice
+from flow.cancellation import RUNNING, RunningAttempts
+from flow.errors import InvalidInput
+
+logger = logging.getLogger(__name__)
+
+
+class CancellationListener(dramatiq.Middleware):
+    """Listens for cancel notices from the worker's boot to its shutdown; reconnects
+    until stopped."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        exchange: str,
+        activity_queue: str,
+        running: RunningAttempts = RUNNING,
+        reconnect_pause_s: float = 2.0,
+    ) -> None:
+        self.url = url
+        self.exchange = exchange
+        self.activity_queue = activity_queue
+        self.running = running
+        self.reconnect_pause_s = reconnect_pause_s
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        #: Set while bound to the exchange (tests wait on it).
+        self.listening = threading.Event()
+
+    def __repr__(self) -> str:
+        return f"<CancellationListener {self.exchange}>"
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        queues = getattr(worker, "consumer_whitelist", None)
+        if queues and self.activity_queue not in queues:
+            return  # an engine-only process runs no attempt
+        self.start()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="flow-cancellations", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def handle(self, body: bytes) -> None:
+        try:
+            notice = CancelNotice.from_message(dramatiq.Message.decode(body))
+        except (InvalidInput, ValueError, TypeError, KeyError) as e:
+            logger.warning("ignoring an unreadable cancel notice: %s", e)
+            return
+        if self.running.cancel(notice.key):
+            logger.info(
+                "attempt %d of activity %d of workflow %s told to stop",
+                notice.attempt,
+                notice.position,
+                notice.workflow_id,
+            )
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            connection = None
+            try:
+                connection = pika.BlockingConnection(pika.URLParameters(self.url))
+                channel = connection.channel()
+                channel.exchange_declare(self.exchange, exchange_type="fanout", durable=True)
+                queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+                channel.queue_bind(queue, self.exchange)
+                self.listening.set()
+                for _method, _properties, body in channel.consume(queue, auto_ack=True, inactivity_timeout=0.5):
+                    if self._stopping.is_set():
+                        break
+                    if body is not None:
+                        self.handle(body)
+            except (pika.exceptions.AMQPError, OSError) as e:
+                logger.warning("cancel notices: %s; reconnecting in %.1f s", e, self.reconnect_pause_s)
+                self._stopping.wait(self.reconnect_pause_s)
+            finally:
+                self.listening.clear()
+                if connection is not None and connection.is_open:
+                    try:
+                        connection.close()
+                    except Exception:  # already closing
+                        pass

@@ -1,0 +1,281 @@
+"""Heartbeats and cancellation that reaches an attempt: table tests on ``decide()``, the
+attempt's message, recovery, and the worker's throttle and cancel flag."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from activities.base import ActivityCancelled, BaseActivity
+from flow.attempts import AttemptRequest
+from flow.cancellation import RunningAttempts
+from flow.core import recovery
+from flow.core.commands import CancelAttempt, CancelTimer, StartTimer
+from flow.core.decide import decide
+from flow.core.events import ActivityCompleted, ActivityHeartbeat, ActivityStarted, CancelRequested, TimerFired
+from flow.core.policy import Timeouts
+from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind, WorkflowStatus
+from flow.worker.execution import execute
+from flow.worker.heartbeats import Heartbeats, interval_for
+from tests.unit.test_decide import SEQ, at, make_state, with_statuses
+
+S, H = ActivityStatus, HistoryType
+HB = TimerKind.HEARTBEAT
+
+
+def beating(*statuses: ActivityStatus, heartbeat_s: float = 10, **timeouts: float):
+    state = with_statuses(make_state(*(SEQ for _ in statuses)), *statuses)
+    return replace(
+        state,
+        activities=tuple(
+            replace(a, timeouts=Timeouts(heartbeat_s=heartbeat_s, **timeouts), started_at=at(0))
+            for a in state.activities
+        ),
+    )
+
+
+def types(decision) -> list[HistoryType]:
+    return [h.type for h in decision.history]
+
+
+# -- the heartbeat timer ----------------------------------------------------------------
+
+
+def test_the_heartbeat_timer_starts_with_the_attempt():
+    state = beating(S.SCHEDULED, heartbeat_s=10, start_to_close_s=60)
+    decision = decide(state, ActivityStarted(0, 1, at(1)))
+    assert decision.commands == (StartTimer(TimerKind.START_TO_CLOSE, 60_000, 0, 1), StartTimer(HB, 10_000, 0, 1))
+
+
+def test_a_heartbeat_moves_the_timer_on_and_keeps_its_details():
+    decision = decide(beating(S.STARTED), ActivityHeartbeat(0, 1, at(5), {"done": 3}))
+    assert decision.commands == (StartTimer(HB, 10_000, 0, 1),)
+    activity = decision.state.activities[0]
+    assert (activity.heartbeat, activity.heartbeat_at) == ({"done": 3}, at(5))
+    assert types(decision) == [H.ACTIVITY_HEARTBEAT, H.DO_NOTHING]
+
+
+def test_a_heartbeat_without_details_keeps_the_last_ones():
+    state = decide(beating(S.STARTED), ActivityHeartbeat(0, 1, at(5), {"done": 3})).state
+    activity = decide(state, ActivityHeartbeat(0, 1, at(6))).state.activities[0]
+    assert (activity.heartbeat, activity.heartbeat_at) == ({"done": 3}, at(6))
+
+
+def test_a_heartbeat_before_the_started_report_starts_the_attempt():
+    state = beating(S.SCHEDULED, schedule_to_start_s=5)
+    decision = decide(state, ActivityHeartbeat(0, 1, at(2), {"done": 1}))
+    assert decision.state.activities[0].status is S.STARTED
+    assert decision.state.activities[0].started_at == at(2)
+    assert decision.commands == (CancelTimer(TimerKind.SCHEDULE_TO_START, 0, 1), StartTimer(HB, 10_000, 0, 1))
+    # The started report that follows is stale: the attempt is started already.
+    late = decide(decision.state, ActivityStarted(0, 1, at(1)))
+    assert late.state == decision.state and late.history[0].data["stale"]
+
+
+def test_no_heartbeat_for_heartbeat_s_fails_the_attempt_and_retries_it():
+    state = decide(beating(S.STARTED), ActivityHeartbeat(0, 1, at(5), {"done": 3})).state
+    decision = decide(state, TimerFired(HB, 0, 1, at(15)))
+    activity = decision.state.activities[0]
+    assert activity.status is S.WAITING_RETRY
+    assert "heartbeat timeout: no heartbeat from attempt 1 for 10 s" in activity.error
+    assert StartTimer(TimerKind.RETRY, 1000, 0, 2) in decision.commands
+    # The next attempt resumes from the last details.
+    after_retry = decide(decision.state, TimerFired(TimerKind.RETRY, 0, 2, at(16))).state
+    request = AttemptRequest.of(after_retry, 0, 2, reply_to="q")
+    assert request.last_heartbeat == {"done": 3} and request.heartbeat_s == 10
+
+
+def test_a_timer_racing_a_heartbeat_is_set_again_for_what_is_left():
+    # The timer row was taken just before the heartbeat at 8 s moved it: it fires at 10 s.
+    state = decide(beating(S.STARTED), ActivityHeartbeat(0, 1, at(8))).state
+    decision = decide(state, TimerFired(HB, 0, 1, at(10)))
+    assert decision.state.activities[0].status is S.STARTED
+    assert decision.commands == (StartTimer(HB, 8_000, 0, 1),)
+
+
+def test_heartbeat_timeout_racing_a_result_whichever_comes_first_wins():
+    state = beating(S.STARTED)
+    # The result first: the attempt's timers go; the timer that fires anyway is stale.
+    done = decide(state, ActivityCompleted(0, 1, Outcome.SUCCEEDED, at(11)))
+    assert CancelTimer(HB, 0, 1) in done.commands
+    late_timer = decide(done.state, TimerFired(HB, 0, 1, at(12)))
+    assert late_timer.state == done.state and late_timer.history[0].data["stale"]
+    # The timer first: the attempt failed; its result, arriving after, is stale.
+    timed_out = decide(state, TimerFired(HB, 0, 1, at(11)))
+    assert timed_out.state.activities[0].status is S.WAITING_RETRY
+    late_result = decide(timed_out.state, ActivityCompleted(0, 1, Outcome.SUCCEEDED, at(12)))
+    assert late_result.state == timed_out.state and late_result.history[0].data["stale"]
+
+
+def test_a_new_attempt_does_not_inherit_the_old_heartbeat_time():
+    state = decide(beating(S.STARTED), ActivityHeartbeat(0, 1, at(5))).state
+    failed = decide(state, ActivityCompleted(0, 1, Outcome.TEMPORARY_FAILURE, at(6)))
+    again = decide(failed.state, TimerFired(TimerKind.RETRY, 0, 2, at(7))).state
+    assert again.activities[0].heartbeat_at is None
+
+
+# -- cancellation reaching the attempt -------------------------------------------------
+
+
+def test_cancel_tells_every_attempt_in_flight_to_stop():
+    state = beating(S.STARTED, S.SCHEDULED)
+    decision = decide(state, CancelRequested(at(3)))
+    assert decision.state.status is WorkflowStatus.CANCELLED
+    assert CancelAttempt(0, 1) in decision.commands and CancelAttempt(1, 1) in decision.commands
+
+
+def test_cancel_during_a_heartbeat_the_heartbeat_after_it_is_answered_with_a_cancel():
+    state = decide(beating(S.STARTED), CancelRequested(at(3))).state
+    decision = decide(state, ActivityHeartbeat(0, 1, at(4), {"done": 9}))
+    assert decision.commands == (CancelAttempt(0, 1),)
+    assert types(decision) == [H.ACTIVITY_HEARTBEAT, H.CANCEL_ATTEMPT]
+    assert decision.history[0].data["stale"] and decision.history[1].data["reason"] == "workflow Cancelled"
+    # The attempt stops: its result says so, and is recorded on the activity.
+    stopped = decide(decision.state, ActivityCompleted(0, 1, Outcome.CANCELLED, at(5)))
+    assert stopped.state.activities[0].status is S.CANCELLED
+    assert stopped.state.status is WorkflowStatus.CANCELLED
+
+
+def test_a_heartbeat_of_an_attempt_that_is_not_the_current_one_is_told_to_stop():
+    # Attempt 1 timed out and attempt 2 runs; attempt 1's worker was only slow.
+    state = replace(beating(S.STARTED), activities=(replace(beating(S.STARTED).activities[0], attempt=2),))
+    decision = decide(state, ActivityHeartbeat(0, 1, at(4)))
+    assert decision.commands == (CancelAttempt(0, 1),)
+    assert decision.state == state
+
+
+@pytest.mark.parametrize("attempt", [2, 99])
+def test_a_heartbeat_for_an_attempt_never_made_changes_nothing(attempt):
+    decision = decide(beating(S.STARTED), ActivityHeartbeat(0, attempt, at(4)))
+    assert decision.commands == () and decision.history[0].data["stale"]
+
+
+def test_a_cancelled_result_while_the_workflow_runs_counts_as_a_failure():
+    decision = decide(beating(S.STARTED), ActivityCompleted(0, 1, Outcome.CANCELLED, at(4)))
+    assert decision.state.activities[0].status is S.WAITING_RETRY
+
+
+def test_recovery_sets_the_heartbeat_timer_from_the_last_heartbeat():
+    state = decide(replace(beating(S.STARTED), started=True), ActivityHeartbeat(0, 1, at(5))).state
+    timers = {t.kind: t.due_at for t in recovery.owed(state).timers}
+    assert timers[HB] == at(15)
+
+
+# -- the worker side ------------------------------------------------------------------
+
+
+class FakeDelayed:
+    def __init__(self) -> None:
+        self.calls: dict[int, tuple[float, object]] = {}
+
+    def schedule(self, delay_s, call):
+        handle = len(self.calls) + 1
+        self.calls[handle] = (delay_s, call)
+        return handle
+
+    def cancel(self, handle):
+        return self.calls.pop(handle, None) is not None
+
+    def run_all(self):
+        for handle in list(self.calls):
+            _, call = self.calls.pop(handle)
+            call()
+
+
+def test_heartbeats_are_throttled_and_the_newest_details_follow_at_the_interval_s_end():
+    sent, now, delayed = [], [100.0], FakeDelayed()
+    beats = Heartbeats(sent.append, interval_s=5, delayed=delayed, clock=lambda: now[0])
+    for n in range(1000):  # a tight loop: one message, one trailing send
+        beats.beat({"done": n})
+    assert sent == [{"done": 0}]
+    assert [d for d, _ in delayed.calls.values()] == [5]
+    delayed.run_all()
+    assert sent == [{"done": 0}, {"done": 999}]
+    now[0] = 106.0
+    beats.beat({"done": 1000})
+    assert sent[-1] == {"done": 1000}
+
+
+def test_a_failed_attempt_flushes_its_kept_details_and_a_succeeded_one_does_not():
+    for flush, expected in ((True, [{"done": 0}, {"done": 2}]), (False, [{"done": 0}])):
+        sent, delayed = [], FakeDelayed()
+        beats = Heartbeats(sent.append, interval_s=5, delayed=delayed, clock=lambda: 1.0)
+        beats.beat({"done": 0})
+        beats.beat({"done": 2})
+        beats.close(flush=flush)
+        assert sent == expected and not delayed.calls
+
+
+@pytest.mark.parametrize(
+    ("details", "problem"),
+    [(float("nan"), "must be JSON"), ({"s": "\ud800"}, "must be JSON"), ("x" * 200, "over the limit of 100")],
+)
+def test_heartbeat_details_that_are_not_json_or_too_big_raise_in_the_activity(details, problem):
+    beats = Heartbeats(lambda d: None, interval_s=5, delayed=FakeDelayed(), max_bytes=100)
+    with pytest.raises(ValueError, match=problem):
+        beats.beat(details)
+
+
+def test_the_interval_is_half_the_timeout():
+    assert interval_for(10) == 5 and interval_for(0.01) == 0.1 and interval_for(None) == 30
+
+
+class Looping(BaseActivity):
+    def do_activity(self):
+        for n in range(10_000_000):
+            self.heartbeat({"n": n})
+        return self.SUCCEEDED
+
+
+class Ignoring(BaseActivity):
+    def do_activity(self):
+        raise ActivityCancelled("not asked for")
+
+
+def request(activity: str) -> AttemptRequest:
+    return AttemptRequest(
+        workflow_id="w", position=0, attempt=1, activity=activity, config={}, input_data={}, outputs={}
+    )
+
+
+def test_a_cancel_notice_stops_the_attempt_at_its_next_heartbeat(monkeypatch):
+    running = RunningAttempts()
+    monkeypatch.setattr("flow.worker.execution.RUNNING", running)
+    beats: list = []
+
+    def beat(details):
+        beats.append(details)
+        if len(beats) == 3:
+            running.cancel(("w", 0, 1))  # the notice arrives while it runs
+
+    result = execute({"Looping": Looping}, request("Looping"), heartbeat=beat)
+    assert result.outcome is Outcome.CANCELLED and "cancelled" in result.error
+    assert len(beats) == 3 and len(running) == 0
+
+
+def test_a_notice_that_came_before_the_attempt_started_cancels_it_at_once(monkeypatch):
+    running = RunningAttempts()
+    monkeypatch.setattr("flow.worker.execution.RUNNING", running)
+    running.cancel(("w", 0, 1))
+    assert execute({"Looping": Looping}, request("Looping")).outcome is Outcome.CANCELLED
+
+
+def test_a_cancellation_the_engine_did_not_ask_for_is_a_failure(monkeypatch):
+    monkeypatch.setattr("flow.worker.execution.RUNNING", RunningAttempts())
+    result = execute({"Ignoring": Ignoring}, request("Ignoring"))
+    assert result.outcome is Outcome.TEMPORARY_FAILURE and "not asked for" in result.error
+
+
+def test_the_running_attempts_remember_a_bounded_number_of_cancels():
+    running = RunningAttempts(remember=2)
+    for n in range(3):
+        running.cancel(("w", 0, n))
+    assert not running.start(("w", 0, 0)).is_set()
+    assert running.start(("w", 0, 2)).is_set()
+
+
+def test_an_activity_built_by_a_test_can_heartbeat_and_see_its_last_heartbeat():
+    activity = Looping(workflow_id="w", last_heartbeat={"n": 4})
+    activity.heartbeat({"n": 5})  # no worker: nothing is sent
+    assert activity.last_heartbeat == {"n": 4} and not activity.cancelled

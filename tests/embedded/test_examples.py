@@ -39,6 +39,7 @@ def test_every_example_is_valid_and_there_is_one_per_topic():
         "conditions",
         "data_between_activities",
         "dependencies",
+        "heartbeats",
         "independent_and_optional",
         "map",
         "retry_policy",
@@ -64,6 +65,14 @@ def test_timeouts_example(flow):
     assert quick.status == "Succeeded"
     assert (slow.status, slow.attempt) == ("Failed", 2)
     assert "start-to-close timeout" in slow.error
+
+
+def test_heartbeats_example(flow):
+    state = run(flow, "HeartbeatsExample")
+    assert state.status == "Finished"
+    [sleep] = state.activities
+    assert (sleep.status, sleep.attempt) == ("Succeeded", 1)  # its heartbeats kept it alive past heartbeat_s
+    assert sleep.heartbeat["slept_s"] >= 1
 
 
 def test_independent_and_optional_example(flow):

@@ -34,7 +34,8 @@ def server(tmp_path_factory, http_server) -> Iterator[str]:
     bodies = sample_definitions(http_server)
     bodies["SlowOne"] = {
         "name": "SlowOne",
-        "activities": [{"name": "SleepActivity", "config": {"sleep_s": 20}}, {"name": "NoopActivity"}],
+        # SpinActivity never heartbeats: a cancel does not stop it, it runs on.
+        "activities": [{"name": "SpinActivity", "config": {"spin_s": 20}}, {"name": "NoopActivity"}],
     }
     bodies["Walk"] = {
         "name": "Walk",
@@ -158,7 +159,7 @@ def test_a_cancelled_workflow_timeline_ends_with_the_workflow(page, server):
         timeout=30_000,
     )
     page.reload()
-    bar = page.get_by_role("img", name="SleepActivity attempt 1: no result when the workflow ended", exact=False)
+    bar = page.get_by_role("img", name="SpinActivity attempt 1: no result when the workflow ended", exact=False)
     bar.wait_for()
     track, drawn = page.locator(".gantt-track").first.bounding_box(), bar.bounding_box()
     assert drawn["x"] >= track["x"] - 1

@@ -100,6 +100,8 @@ class Bench:
             {"name": "Fan1000", "activities": [{"name": "NoopActivity", "independent": True}] * 1000},
             {"name": "Map", "activities": [{"name": "NoopActivity", "map": {"over": "input.items"}}]},
             {"name": "Wait", "activities": [{"name": "SleepActivity", "config": {"sleep_s": 3600}}]},
+            {"name": "Approval", "activities": [{"id": "approval", "wait_for": "approved"}, {"name": "NoopActivity"}]},
+            {"name": "Nap", "activities": [{"id": "nap", "sleep_s": 3600}, {"name": "NoopActivity"}]},
         ]
         for body in bodies:
             (definitions / f"{body['name']}.json").write_text(json.dumps(body))

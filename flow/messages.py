@@ -32,7 +32,7 @@ On the wire (docs/design.md, "One workflow, message by message"):
 from __future__ import annotations
 
 import types
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Self
@@ -257,16 +257,20 @@ class RetryWorkflow(EngineMessage):
 class SignalWorkflow(EngineMessage):
     """``flow.signal_workflow``: a signal ``name`` with its JSON ``payload``. ``signal_id``
     names it once for all its deliveries (the API derives it from the idempotency key;
-    the shared queue fills in the message id for a sender that gave none)."""
+    the shared queue fills in the message id for a sender that gave none). Sent with a
+    callback token: for the step at ``position`` in ``run`` only (absent otherwise)."""
 
     ACTOR: ClassVar[str] = SIGNAL_WORKFLOW
+    OMITTED_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"position", "run"})
 
     name: Name
     signal_id: Name
     payload: Any = None
+    position: Count | None = None
+    run: Count | None = None
 
     def to_event(self, now: datetime) -> events.Event:
-        return events.SignalReceived(now, self.name, self.signal_id, self.payload)
+        return events.SignalReceived(now, self.name, self.signal_id, self.payload, self.position, self.run)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -330,10 +334,12 @@ class StartChild(Message):
 
 
 class Outputs:
-    """The outputs a workflow hands to its next attempts, computed once per state."""
+    """The outputs a workflow hands to its next attempts, computed once per state; ``pending``:
+    (position, id, value) of steps with none yet (waits' tokens: :mod:`flow.callback_tokens`)."""
 
-    def __init__(self, state: WorkflowState) -> None:
+    def __init__(self, state: WorkflowState, pending: Iterable[tuple[int, str, Any]] = ()) -> None:
         self._with_output = [(a.position, a.id, a.output) for a in state.definition_activities if a.output is not None]
+        self._with_output.extend(pending)
 
     def for_activity(self, position: int) -> dict[str, Any]:
         """Outputs of every other activity that has one, by activity id."""

@@ -25,7 +25,7 @@ from api.resources.schedules import (
     SchedulesResource,
     ScheduleTriggerResource,
 )
-from api.resources.signals import SignalResource
+from api.resources.signals import CallbackResource, SignalResource
 from api.resources.workflows import (
     WorkflowActivitiesResource,
     WorkflowCancelResource,
@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_route("/workflows/{workflow_id}/cancel", WorkflowCancelResource(runtime))
     app.add_route("/workflows/{workflow_id}/retry", WorkflowRetryResource(runtime))
     app.add_route("/workflows/{workflow_id}/signals/{name}", SignalResource(runtime))
+    app.add_route("/signals/{token}", CallbackResource(runtime))
     app.add_route("/workflows/{workflow_id}/pause", WorkflowPauseResource(runtime))
     app.add_route("/workflows/{workflow_id}/resume", WorkflowResumeResource(runtime))
     app.add_route("/schedules", SchedulesResource(runtime))

@@ -6,10 +6,17 @@ import hmac
 
 import falcon
 
-#: Routes open without a token: the health probe, and the web page's static files and
-#: icon (they hold no data; the page sends the token with every API call it makes).
+#: Routes open without a token: the health probe, the web page's static files and icon
+#: (they hold no data; the page sends the token with every API call it makes), and
+#: callbacks by token (``/signals/{token}``: the callback token is the credential, good
+#: for one waiting step, for a third party that must not hold the API's token).
 PUBLIC_PATHS = frozenset({"/health", "/", "/favicon.ico"})
-PUBLIC_PREFIXES = ("/ui",)
+PUBLIC_PREFIXES = ("/ui", "/signals/")
+
+
+def is_public(path: str) -> bool:
+    """Whether ``path`` (a request's, or a route's template) is open without the token."""
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
 class BearerTokenMiddleware:
@@ -23,7 +30,7 @@ class BearerTokenMiddleware:
         self._expected = token.encode()
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if req.path in PUBLIC_PATHS or req.path.startswith(PUBLIC_PREFIXES):
+        if is_public(req.path):
             return
         scheme, _, given = (req.get_header("Authorization") or "").strip().partition(" ")
         # Constant-time comparison: the time taken must not reveal how much matched.

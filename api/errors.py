@@ -15,6 +15,7 @@ from typing import Any
 import falcon
 
 from flow.errors import (
+    CallbackTokenSpent,
     DefinitionError,
     DefinitionInUse,
     DefinitionNotFound,
@@ -23,6 +24,7 @@ from flow.errors import (
     InvalidInput,
     InvalidJson,
     StoreUnavailable,
+    UnknownCallbackToken,
     WorkflowInProgress,
     WorkflowNotFound,
 )
@@ -73,6 +75,16 @@ def _workflow_not_found(req: falcon.Request, resp: falcon.Response, ex: Workflow
     raise falcon.HTTPNotFound(title="Workflow not found", description=printable(str(ex)))
 
 
+def _unknown_callback_token(
+    req: falcon.Request, resp: falcon.Response, ex: UnknownCallbackToken, params: Params
+) -> None:
+    raise falcon.HTTPNotFound(title="Callback token not found", description=str(ex))
+
+
+def _callback_token_spent(req: falcon.Request, resp: falcon.Response, ex: CallbackTokenSpent, params: Params) -> None:
+    raise falcon.HTTPGone(title="Callback token spent", description=printable(str(ex)))
+
+
 def _idempotency_conflict(req: falcon.Request, resp: falcon.Response, ex: IdempotencyConflict, params: Params) -> None:
     raise falcon.HTTPConflict(title="Idempotency key reused", description=printable(str(ex)))
 
@@ -120,6 +132,8 @@ def _flow_error(req: falcon.Request, resp: falcon.Response, ex: FlowError, param
 #: The HTTP answer to each :class:`FlowError`, most specific first.
 HANDLERS: dict[type[FlowError], Callable[..., None]] = {
     WorkflowNotFound: _workflow_not_found,
+    UnknownCallbackToken: _unknown_callback_token,
+    CallbackTokenSpent: _callback_token_spent,
     IdempotencyConflict: _idempotency_conflict,
     WorkflowInProgress: _workflow_in_progress,
     DefinitionInUse: _definition_in_use,

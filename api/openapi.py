@@ -24,7 +24,7 @@ from typing import Any
 import falcon.inspect
 import falcon.routing
 
-from api.auth import PUBLIC_PATHS
+from api.auth import is_public
 from api.operation import Operation, Reply, described
 from api.schemas import COMPONENTS, ref
 from flow.core.strict_json import MAX_DEPTH
@@ -36,6 +36,7 @@ ERRORS = {
     401: "Missing or wrong bearer token",
     404: "Not found",
     409: "Conflict: with the workflow's status, or an idempotency key already used for another start",
+    410: "Gone: the callback token's wait or workflow has ended (a token delivers once)",
     413: "Body over FLOW_MAX_BODY_BYTES",
     415: "Body is not application/json",
     422: "Invalid fields; each error names its JSON path",
@@ -67,7 +68,7 @@ def document(router: falcon.routing.CompiledRouter, *, auth: bool) -> dict[str, 
             operation = described(responder)
             if operation is None:
                 raise LookupError(f"{route.class_name}.{method.function_name} ({route.path}) has no @operation")
-            public = route.path in PUBLIC_PATHS
+            public = is_public(route.path)
             paths.setdefault(path, {})[method.method.lower()] = _operation(
                 operation, responder, parameters, components, auth=auth and not public, public=public
             )

@@ -121,6 +121,17 @@ COMPONENTS: dict[str, Any] = {
             },
             "wait_for": {"type": ["string", "null"], "description": "A wait: the signal's name that ends it."},
             "timeout_s": {"type": ["number", "null"], "description": "A wait: how long it waits for the signal."},
+            "choices": {
+                "type": ["array", "null"],
+                "items": {"type": "string"},
+                "description": 'A wait: the answers the web page offers as buttons, each sending {"choice": ...}.',
+            },
+            "callback_token": {
+                "type": ["string", "null"],
+                "description": "A wait that has not ended, in a running workflow: the token a third party "
+                "POSTs to /signals/{token} to send its signal (once). Activities see it too, as "
+                'outputs[<wait id>] = {"callback_token": ...}.',
+            },
             "workflow": {
                 "type": ["object", "null"],
                 "description": "A child activity: the definition it runs as a child workflow.",

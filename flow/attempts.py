@@ -5,6 +5,7 @@ exchange). Encoded and decoded as every message is (:mod:`flow.messages`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -16,10 +17,12 @@ from flow.messages import CANCEL_ATTEMPT, RUN_ACTIVITY, AttemptHeartbeat, Attemp
 
 
 class Outputs:
-    """The outputs a workflow hands to its next attempts, computed once per state."""
+    """The outputs a workflow hands to its next attempts, computed once per state; ``pending``:
+    (position, id, value) of steps with none yet (waits' tokens: :mod:`flow.callback_tokens`)."""
 
-    def __init__(self, state: WorkflowState) -> None:
+    def __init__(self, state: WorkflowState, pending: Iterable[tuple[int, str, Any]] = ()) -> None:
         self._with_output = [(a.position, a.id, a.output) for a in state.definition_activities if a.output is not None]
+        self._with_output.extend(pending)
 
     def for_activity(self, position: int) -> dict[str, Any]:
         """Outputs of every other activity that has one, by activity id."""

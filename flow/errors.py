@@ -79,6 +79,21 @@ class WorkflowNotFound(FlowError):
         super().__init__(f"no workflow with id {workflow_id!r}")
 
 
+class UnknownCallbackToken(FlowError):
+    """Raised when a callback token is not one this deployment made: malformed, forged,
+    signed with another secret, or naming no wait. One answer for all of them (the API
+    answers 404), so that a caller learns nothing from trying."""
+
+    def __init__(self) -> None:
+        super().__init__("no such callback token")
+
+
+class CallbackTokenSpent(FlowError):
+    """Raised when a genuine callback token can never deliver again: its wait has ended
+    (a signal took it, it timed out, it was skipped or cancelled), its workflow has
+    ended, was deleted, or runs again with fresh tokens (the API answers 410)."""
+
+
 class WorkflowInProgress(FlowError):
     """Raised when deleting a workflow that has not ended: its engine may still write
     to it, and a workflow deleted under its engine would lose what it is doing. Cancel

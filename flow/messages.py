@@ -274,16 +274,20 @@ class RetryWorkflow(EngineMessage):
 class SignalWorkflow(EngineMessage):
     """``flow.signal_workflow``: a signal ``name`` with its JSON ``payload``. ``signal_id``
     names it once for all its deliveries (the API derives it from the idempotency key;
-    the shared queue fills in the message id for a sender that gave none)."""
+    the shared queue fills in the message id for a sender that gave none). Sent with a
+    callback token: for the step at ``position`` in ``run`` only (absent otherwise)."""
 
     ACTOR: ClassVar[str] = SIGNAL_WORKFLOW
+    OMITTED_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"position", "run"})
 
     name: Name
     signal_id: Name
     payload: Any = None
+    position: Count | None = None
+    run: Count | None = None
 
     def to_event(self, now: datetime) -> events.Event:
-        return events.SignalReceived(now, self.name, self.signal_id, self.payload)
+        return events.SignalReceived(now, self.name, self.signal_id, self.payload, self.position, self.run)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -99,6 +99,7 @@ def build_engine(runtime: Runtime, *, transport: Any = None, recover: bool = Fal
         recover=recover,
         faults=faults,
         schedule_starter=runtime.schedules,
+        callback_tokens=runtime.service.callback_tokens,
     )
 
 

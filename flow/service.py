@@ -10,6 +10,7 @@ and retry are messages to the partition's queue too.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -20,13 +21,22 @@ from typing import Any
 import dramatiq
 
 from flow import child_starts, messages
+from flow.callback_tokens import CallbackTarget, CallbackTokens
 from flow.catalog import Catalog
 from flow.core import children, signals, strict_json
 from flow.core.definition import Definition, parse
 from flow.core.partitions import partition_of, partition_queue
 from flow.core.state import WorkflowState
 from flow.core.strict_json import json_path
-from flow.errors import DefinitionError, DefinitionNotFound, InvalidInput, WorkflowNotFound
+from flow.errors import (
+    CallbackTokenSpent,
+    DefinitionError,
+    DefinitionNotFound,
+    InvalidInput,
+    StoreUnavailable,
+    UnknownCallbackToken,
+    WorkflowNotFound,
+)
 from flow.persistence.schema import check_partitions
 from flow.persistence.store import Store
 from flow.settings import Settings
@@ -229,6 +239,52 @@ class WorkflowService:
         self.broker.enqueue(message.to_message(self.queue_of(workflow_id)))
         return signal_id
 
+    @functools.cached_property
+    def callback_tokens(self) -> CallbackTokens:
+        """This deployment's callback tokens: signed with ``FLOW_SECRET_KEY``, else with the
+        secret ``flow migrate`` stored (read once, when first needed)."""
+        secret = self.settings.secret_key or self.store.secret()
+        if not secret:
+            raise StoreUnavailable("the database has no callback token secret yet: run `flow migrate`")
+        return CallbackTokens(secret.encode())
+
+    def callback_target(self, token: str) -> CallbackTarget:
+        """The wait ``token`` names; :class:`UnknownCallbackToken` if it is not a token of ours."""
+        target = self.callback_tokens.read(token)
+        if target is None:
+            raise UnknownCallbackToken()
+        return target
+
+    def callback(self, target: CallbackTarget, payload: Any) -> str:
+        """Send the signal of a callback token to the wait it names, for that wait in that
+        run only; the signal's name. Every send of one token is the same signal (its id is
+        the step's), so the engine takes it once, however many are sent, concurrently or
+        not. :class:`CallbackTokenSpent` once the wait or its workflow has ended."""
+        self.check_payload("$.payload", payload)
+        try:
+            state = self.store.get(target.workflow_id).state
+        except WorkflowNotFound:
+            raise CallbackTokenSpent("the workflow of this callback token no longer exists") from None
+        step = state.activity(target.position)
+        if step is None or step.wait_for is None or step.is_item:
+            raise UnknownCallbackToken()
+        if state.status.ended:
+            raise CallbackTokenSpent(f"workflow {state.id} is {state.status}: its callback tokens are spent")
+        if target.run != state.run:
+            raise CallbackTokenSpent(f"this token is of run {target.run}; workflow {state.id} is on run {state.run}")
+        if step.status.ended:
+            raise CallbackTokenSpent(f"wait {step.id} has ended ({step.status}): its callback token is spent")
+        message = messages.SignalWorkflow(
+            workflow_id=state.id,
+            name=step.wait_for,
+            signal_id=target.signal_id,
+            payload=payload,
+            position=target.position,
+            run=target.run,
+        )
+        self.broker.enqueue(message.to_message(self.queue_of(state.id)))
+        return step.wait_for
+
     def pause(self, workflow_id: str) -> None:
         """Ask the engine to pause a workflow: nothing new is scheduled until it resumes."""
         self.broker.enqueue(messages.PauseWorkflow(workflow_id=workflow_id).to_message(self.queue_of(workflow_id)))
@@ -250,6 +306,9 @@ class WorkflowService:
 
     def forward(self, message: dramatiq.Message[Any]) -> None:
         """Send an engine message that reached the shared queue on to its partition's queue."""
+        if message.actor_name == messages.SIGNAL_WORKFLOW and "token" in message.kwargs:
+            self._callback_message(message)
+            return
         workflow_id = message.kwargs.get("workflow_id")
         if not isinstance(workflow_id, str) or not workflow_id:
             raise WorkflowNotFound(str(workflow_id))
@@ -270,6 +329,21 @@ class WorkflowService:
         if "signal_id" in message.kwargs:
             return message
         return message.copy(kwargs={**message.kwargs, "signal_id": message.message_id})
+
+    def _callback_message(self, message: dramatiq.Message[Any]) -> None:
+        """``flow.signal_workflow`` with ``{"token", "payload"}``: a callback by its token.
+        A token that is not ours, or any other field, is dead-lettered; a spent one (a
+        redelivery after it was taken, or too late) is logged and dropped."""
+        unknown = message.kwargs.keys() - {"token", "payload", messages.VERSION_KEY}
+        if unknown:
+            raise InvalidInput(f"$.{sorted(unknown)[0]}", "a signal by callback token has token and payload only")
+        payload = message.kwargs.get("payload")
+        strict_json.check(payload, path="$.payload")
+        target = self.callback_target(message.kwargs["token"])
+        try:
+            self.callback(target, payload)
+        except CallbackTokenSpent as e:
+            logger.warning("callback message %s dropped: %s", message.message_id, e)
 
     def close(self) -> None:
         """Nothing to flush any more; kept so that every owner of a service can close it."""

@@ -39,6 +39,9 @@ class Settings:
     start_routing_key: str = "workflow_starter"
     #: When set, the API requires ``Authorization: Bearer <token>``.
     api_token: str | None = None
+    #: Signs callback tokens (``POST /signals/{token}``); the same on every API and engine
+    #: process, at least 32 characters. Unset: the secret ``flow migrate`` stored in the database.
+    secret_key: str | None = dataclasses.field(default=None, repr=False)
     #: Where the CLI's remote commands (``flow start``, ``flow status``, ...) find the API.
     api_url: str = "http://127.0.0.1:8000"
     #: Most workflow actors alive at once in one engine process.
@@ -166,6 +169,10 @@ class Settings:
         if self.started_report_delay_ms < 0:
             raise ConfigurationError(
                 f"FLOW_STARTED_REPORT_DELAY_MS must be 0 or more, not {self.started_report_delay_ms}"
+            )
+        if self.secret_key is not None and len(self.secret_key) < 32:
+            raise ConfigurationError(
+                f"FLOW_SECRET_KEY must be at least 32 characters (it signs callback tokens), not {len(self.secret_key)}"
             )
         if self.metrics_port is not None and not 1 <= self.metrics_port <= 65535:
             raise ConfigurationError(f"FLOW_METRICS_PORT must be a TCP port (1-65535), not {self.metrics_port}")

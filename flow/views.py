@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flow.core.lineage import child_id
 from flow.core.state import ActivityState
 from flow.core.timestamps import iso
 from flow.persistence.mapping import StoredWorkflow
 
+if TYPE_CHECKING:
+    from flow.callback_tokens import CallbackTokens
+
 
 def activity_view(
-    a: ActivityState, ids: list[str], workflow_id: str = "", items: tuple[ActivityState, ...] | None = None
+    a: ActivityState,
+    ids: list[str],
+    workflow_id: str = "",
+    items: tuple[ActivityState, ...] | None = None,
+    callback_token: str | None = None,
 ) -> dict[str, Any]:
     """One activity; ``ids``: every activity's id by position (for ``depends_on``);
     ``workflow_id``: its workflow's (for a child activity's ``child_id``); ``items``: a
-    map's items, which it counts by status."""
+    map's items, which it counts by status; ``callback_token``: a wait's, while it has
+    not ended."""
     duration_ms = None
     if a.started_at and a.finished_at:
         duration_ms = round((a.finished_at - a.started_at).total_seconds() * 1000, 3)
@@ -51,6 +59,8 @@ def activity_view(
         "sleep_until": a.sleep_until,
         "wait_for": a.wait_for,
         "timeout_s": a.timeout_s,
+        "choices": None if a.choices is None else list(a.choices),
+        "callback_token": callback_token,
         # A child activity: the definition it runs, and its child (once started).
         "workflow": None
         if a.child is None
@@ -73,7 +83,9 @@ def workflow_summary(row: StoredWorkflow) -> dict[str, Any]:
     }
 
 
-def workflow_view(row: StoredWorkflow) -> dict[str, Any]:
+def workflow_view(row: StoredWorkflow, tokens: CallbackTokens | None = None) -> dict[str, Any]:
+    """The workflow with its activities; ``tokens``: show the callback tokens of the waits
+    that have not ended (the API does; ``flow run --json`` has no use for them)."""
     s = row.state
     ids = [a.id for a in s.activities]
     return {
@@ -87,7 +99,14 @@ def workflow_view(row: StoredWorkflow) -> dict[str, Any]:
         # A child: the position of the parent's activity that runs it.
         "parent_position": s.parent.position if s.parent else None,
         "activities": [
-            activity_view(a, ids, s.id, tuple(s.activities[p] for p in s.items[a.position])) for a in s.activities
+            activity_view(
+                a,
+                ids,
+                s.id,
+                tuple(s.activities[p] for p in s.items[a.position]),
+                tokens.of(s, a) if tokens is not None else None,
+            )
+            for a in s.activities
         ],
     }
 

@@ -1,4 +1,6 @@
-"""``POST /workflows/{id}/signals/{name}``: send a signal to a workflow (flow.core.signals)."""
+"""``POST /workflows/{id}/signals/{name}``: send a signal to a workflow (flow.core.signals);
+``POST /signals/{token}``: send a waiting step its signal by its callback token
+(flow.callback_tokens)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import falcon
 from api.errors import unprocessable
 from api.media import has_body, read_json_object
 from api.operation import Param, Reply, operation
+from flow import callback_tokens
 from flow.core import signals, validation
 from flow.core.start_request import SCHEMA as START_SCHEMA
 from flow.core.start_request import check_idempotency_key, is_workflow_id
@@ -79,3 +82,31 @@ class SignalResource:
         resp.status = falcon.HTTP_202
         resp.location = f"/workflows/{workflow_id}"
         resp.media = {"workflow_id": workflow_id, "name": name, "signal_id": signal_id}
+
+
+class CallbackResource:
+    """A third party ends a wait with the wait's callback token, without knowing the
+    workflow: 202 once its signal is on its way (the same ``signal_id`` for every POST of
+    the token: the engine takes it once); 404 for a token this deployment did not make
+    (malformed, forged, too long: one answer); 410 once the wait or its workflow ended.
+    Open without ``FLOW_API_TOKEN``: the token is the credential, for one step."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    @operation(
+        "Send a waiting step its signal by the step's callback token",
+        body=BODY_SCHEMA,
+        body_required=False,
+        path={"token": {"type": "string", "minLength": 1, "maxLength": callback_tokens.MAX_TOKEN_CHARS}},
+        responses={202: Reply("On its way to the workflow's engine", SENT_SCHEMA)},
+        errors=(404, 410, 413, 415, 422, 503),
+    )
+    def on_post(self, req: falcon.Request, resp: falcon.Response, token: str) -> None:
+        # The token first: one that is not ours answers 404 whatever the body.
+        target = self.runtime.service.callback_target(token)
+        body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes) if has_body(req) else {}
+        validation.check(_BODY, body)
+        name = self.runtime.service.callback(target, body.get("payload"))
+        resp.status = falcon.HTTP_202
+        resp.media = {"workflow_id": target.workflow_id, "name": name, "signal_id": target.signal_id}

@@ -133,7 +133,7 @@ class WorkflowsResource:
         row = self.runtime.store.get(state.id)
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
         resp.location = f"/workflows/{state.id}"
-        resp.media = workflow_view(row)
+        resp.media = workflow_view(row, self.runtime.service.callback_tokens)
 
     @operation(
         "List workflows, newest first",
@@ -181,7 +181,7 @@ class WorkflowResource:
 
     @operation("A workflow with every activity", responses={200: Reply("The workflow", "Workflow")}, errors=(404, 503))
     def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
-        resp.media = workflow_view(self.runtime.store.get(_known_id(workflow_id)))
+        resp.media = workflow_view(self.runtime.store.get(_known_id(workflow_id)), self.runtime.service.callback_tokens)
 
     @operation(
         "Delete an ended workflow with its activities and history",
@@ -205,7 +205,8 @@ class WorkflowActivitiesResource:
         errors=(404, 503),
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
-        resp.media = {"items": workflow_view(self.runtime.store.get(_known_id(workflow_id)))["activities"]}
+        view = workflow_view(self.runtime.store.get(_known_id(workflow_id)), self.runtime.service.callback_tokens)
+        resp.media = {"items": view["activities"]}
 
 
 class WorkflowCancelResource:

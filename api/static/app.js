@@ -292,30 +292,45 @@ async function workflowPage(id, mine) {
   if (drawn && (workflow.status === "In Progress" || Date.now() < watchUntil)) refreshIn(mine, 500);
 }
 
-// A step waiting for a signal: a form that sends it, with an optional JSON payload.
+// A step waiting for a signal: a form that sends it, with an optional JSON payload; a
+// wait with choices offers one button per answer instead, each sending {"choice": answer}.
 function signalForm(workflow, step) {
+  const problem = h("div", { class: "error", role: "alert" });
+  const waits = `${step.id} waits for the signal ${step.wait_for}` + (step.timeout_s ? ` (at most ${step.timeout_s} s)` : "");
+  // For a third party: POST /signals/{token} sends this step its signal, once.
+  const token = step.callback_token ? h("p", { class: "muted token" }, "Callback token: ", h("code", {}, step.callback_token)) : null;
+  const send = async (body, sent) => {
+    try {
+      await api("POST", `/workflows/${encodeURIComponent(workflow.id)}/signals/${encodeURIComponent(step.wait_for)}`, body);
+      toast(sent);
+      watchUntil = Date.now() + 10000;
+      if (document.activeElement) document.activeElement.blur();
+      route();
+    } catch (error) { problem.textContent = error.message; }
+  };
+  if (step.choices) {
+    const labelId = `signal-choices-${step.position}`;
+    const buttons = step.choices.map((choice, i) => h("button", {
+      type: "button", class: i === 0 ? "primary" : "choice",
+      onclick: () => send({ payload: { choice } }, `Sent ${choice} (signal ${step.wait_for})`),
+    }, choice.charAt(0).toUpperCase() + choice.slice(1)));
+    return h("form", { class: "signal", "aria-labelledby": labelId, onsubmit: (event) => event.preventDefault() },
+      h("span", { id: labelId }, waits + ". Answer:"), h("div", { class: "choices" }, buttons), problem, token);
+  }
   const fieldId = `signal-payload-${step.position}`;
   const field = h("textarea", { id: fieldId, rows: 2, class: "mono", placeholder: '{"approved_by": "ana"}' });
-  const problem = h("div", { class: "error", role: "alert" });
-  const send = async (event) => {
+  const submit = async (event) => {
     event.preventDefault();
     problem.textContent = "";
     let body = {};
     try {
       if (field.value.trim()) body = { payload: JSON.parse(field.value) };
     } catch (error) { problem.textContent = "The payload is not JSON: " + error.message; return; }
-    try {
-      await api("POST", `/workflows/${encodeURIComponent(workflow.id)}/signals/${encodeURIComponent(step.wait_for)}`, body);
-      toast(`Sent the signal ${step.wait_for}`);
-      watchUntil = Date.now() + 10000;
-      field.blur();
-      route();
-    } catch (error) { problem.textContent = error.message; }
+    await send(body, `Sent the signal ${step.wait_for}`);
   };
-  return h("form", { class: "signal", onsubmit: send },
-    h("label", { for: fieldId }, `${step.id} waits for the signal ${step.wait_for}` +
-      (step.timeout_s ? ` (at most ${step.timeout_s} s)` : "") + ". Payload, JSON, optional:"),
-    field, h("button", { type: "submit", class: "primary" }, `Send ${step.wait_for}`), problem);
+  return h("form", { class: "signal", onsubmit: submit },
+    h("label", { for: fieldId }, waits + ". Payload, JSON, optional:"),
+    field, h("button", { type: "submit", class: "primary" }, `Send ${step.wait_for}`), problem, token);
 }
 
 // A map's items come after the definition's activities, each naming its map as parent.

@@ -197,13 +197,21 @@ def cancel(workflow_id: str, reason: str | None) -> None:
 
 
 @main.command()
-@click.argument("workflow_id")
-@click.argument("name")
+@click.argument("workflow_id", required=False)
+@click.argument("name", required=False)
 @click.option("--data", "data", default=None, metavar="JSON|@FILE|-", help="The payload: any JSON value.")
 @click.option("--key", default=None, help="Idempotency key: sending again with it delivers the signal once.")
-def signal(workflow_id: str, name: str, data: str | None, key: str | None) -> None:
-    """Send signal NAME (with a JSON payload) to a running workflow."""
+@click.option("--token", default=None, help="A wait's callback token, instead of ID and NAME (delivers once).")
+def signal(workflow_id: str | None, name: str | None, data: str | None, key: str | None, token: str | None) -> None:
+    """Send signal NAME (with a JSON payload) to a running workflow, or, with --token, the
+    signal of the wait whose callback token it is."""
+    if (token is None) == (workflow_id is None or name is None) or (token and (workflow_id or key)):
+        raise click.UsageError("give ID and NAME, or --token TOKEN alone (a token is its own idempotency key)")
     body = None if data is None else {"payload": read_json_option(data, "--data")}
+    if token is not None:
+        sent = call_api(lambda: api_client().request("POST", f"/signals/{_segment(token)}", body=body))
+        out.print(f"sent signal {sent['name']} to {sent['workflow_id']} by its callback token")
+        return
     headers = {"Idempotency-Key": key} if key else None
     sent = call_api(
         lambda: api_client().request(

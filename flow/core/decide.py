@@ -378,7 +378,7 @@ def _advance(
             elif verdict.run and activity.is_sleep:
                 verdict = sleeps.start(state, activities, position, now, scheduled)
             elif verdict.run and activity.wait_for is not None:
-                verdict = signals.start(activities, inbox, position, now, scheduled)
+                verdict = signals.start(activities, inbox, position, now, scheduled, run=state.run)
                 if activities[position].status.ended:  # it took a signal kept from before
                     just_ended.append(position)
             if verdict.run:

@@ -95,6 +95,13 @@ SCHEMA: dict[str, Any] = {
                     "sleep_until": {"type": "string", "minLength": 1, "maxLength": graph.MAX_EXPRESSION_CHARS},
                     "wait_for": {"type": "string", "pattern": signals.NAME_PATTERN},
                     "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_S},
+                    "choices": {
+                        "type": "array",
+                        "minItems": 2,
+                        "maxItems": signals.MAX_CHOICES,
+                        "uniqueItems": True,
+                        "items": {"type": "string", "pattern": signals.CHOICE_PATTERN},
+                    },
                     "id": {"type": "string", "pattern": graph.ID_PATTERN},
                     "depends_on": {
                         "type": "array",
@@ -169,6 +176,8 @@ class ActivitySpec:
     #: A wait for a signal (``name`` is then :data:`flow.core.signals.NAME`).
     wait_for: str | None = None
     timeout_s: float | None = None
+    #: A wait's answers, offered as buttons by the web page (``{"choice": ...}``).
+    choices: tuple[str, ...] | None = None
     #: The child workflow it runs (``workflow``); ``name`` is then the definition's name.
     child: ChildWorkflow | None = None
 
@@ -223,6 +232,7 @@ class Definition:
                 sleep_until=spec.sleep_until,
                 wait_for=spec.wait_for,
                 timeout_s=spec.timeout_s,
+                choices=spec.choices,
                 child=_pinned(spec.child, child_versions or {}),
             )
             for position, spec in enumerate(self.activities)
@@ -291,6 +301,7 @@ def parse(body: Any, *, known_activities: Collection[str], source: str = "<defin
             sleep_until=entry.get("sleep_until"),
             wait_for=entry.get("wait_for"),
             timeout_s=entry.get("timeout_s"),
+            choices=tuple(entry["choices"]) if "choices" in entry else None,
             child=ChildWorkflow(entry["workflow"], entry.get("version"), entry.get("input"))
             if "workflow" in entry
             else None,
@@ -332,9 +343,9 @@ def _problems(body: Any, known_activities: Collection[str]) -> list[tuple[str, s
             problems.append((json_path(["activities", index]), f"{what}: {_KINDS_HELP}"))
         elif "map" in entry and "name" not in entry:
             problems.append((json_path(["activities", index, "map"]), "map runs an activity: it needs a name"))
-        if "timeout_s" in entry and "wait_for" not in entry:
-            where = json_path(["activities", index, "timeout_s"])
-            problems.append((where, "timeout_s is a wait's (wait_for) timeout"))
+        for key, what in (("timeout_s", "timeout"), ("choices", "answers, offered as buttons")):
+            if key in entry and "wait_for" not in entry:
+                problems.append((json_path(["activities", index, key]), f"{key} is a wait's (wait_for) {what}"))
         if "name" in entry and entry["name"] not in known_activities:
             problems.append(
                 (

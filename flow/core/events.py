@@ -104,12 +104,15 @@ class ResumeRequested:
 class SignalReceived:
     """A signal ``name`` with its JSON ``payload`` was sent to the workflow. ``signal_id``
     is derived from the sender's idempotency key when it gave one, so a retried send
-    names the same signal (and is recorded once)."""
+    names the same signal (and is recorded once). Sent with a callback token, it is for
+    one step of one run only: ``position`` and ``run`` (None for a signal by name)."""
 
     occurred_at: datetime
     name: str
     signal_id: str
     payload: Any = None
+    position: int | None = None
+    run: int | None = None
 
 
 Event = (

@@ -8,6 +8,9 @@
 - A signal is recorded once: a repeated send with the same id (the sender's
   idempotency key) changes nothing. A signal for an ended workflow is dropped (the
   API answers 409 before that; a race still ends here, recorded).
+- A signal sent with a callback token (:mod:`flow.callback_tokens`) names its step and
+  run: only that step takes it, in that run, and once. For a step that has ended, or
+  of an earlier run, it is dropped (the API answers 410 before that; a race ends here).
 - A wait with ``timeout_s`` fails when no signal came in time, as an activity's
   timeout does, and ``required`` decides the rest.
 
@@ -36,6 +39,10 @@ MAX_SIGNALS = 1000
 #: What a signal's name looks like.
 NAME_PATTERN = "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 _NAME = re.compile(NAME_PATTERN.replace("$", r"\Z"))
+#: A wait's ``choices``: the answers the web page offers as buttons, each sending the
+#: payload ``{"choice": <answer>}``. What one looks like, and how many a wait may offer.
+CHOICE_PATTERN = "^[A-Za-z0-9][A-Za-z0-9 _.-]{0,39}$"
+MAX_CHOICES = 10
 
 Scheduled = list[tuple[int, list[Any], HistoryEntry]]
 
@@ -45,15 +52,21 @@ def is_signal_name(value: str) -> bool:
 
 
 def start(
-    activities: list[ActivityState], inbox: list[Signal], position: int, now: datetime, scheduled: Scheduled
+    activities: list[ActivityState],
+    inbox: list[Signal],
+    position: int,
+    now: datetime,
+    scheduled: Scheduled,
+    *,
+    run: int = 1,
 ) -> graph.Verdict:
-    """The wait at ``position`` is ready: take a kept signal of its name (it succeeds), or
+    """The wait at ``position`` is ready: take a kept signal for it (it succeeds), or
     wait (with its timeout's timer). ``activities`` and ``inbox`` are the decision's
-    working lists."""
+    working lists; ``run`` is the workflow's."""
     step = activities[position]
     attempt = step.attempt + 1
     step = replace(step, attempt=attempt, scheduled_at=now, started_at=now, finished_at=None, output=None)
-    kept = next((i for i, s in enumerate(inbox) if s.name == step.wait_for and s.consumed_by is None), None)
+    kept = next((i for i, s in enumerate(inbox) if s.is_for(step, run)), None)
     if kept is not None:
         signal = inbox[kept]
         inbox[kept] = replace(signal, payload=None, consumed_by=position)
@@ -79,10 +92,18 @@ def received(
             HistoryEntry(HistoryType.DO_NOTHING, data={"reason": f"signal {event.signal_id} already received"})
         )
         return state, [], None
-    signal = Signal(event.signal_id, event.name, event.occurred_at, event.payload)
-    waiting = next(
-        (a for a in state.activities if a.status is ActivityStatus.WAITING and a.wait_for == event.name), None
-    )
+    signal = Signal(event.signal_id, event.name, event.occurred_at, event.payload, None, event.position, event.run)
+    if signal.position is not None:
+        refused = _refused(state, signal)
+        if refused:
+            history.append(HistoryEntry(HistoryType.DO_NOTHING, signal.position, {"reason": refused}))
+            return state, [], None
+        step = state.activities[signal.position]
+        waiting = step if step.status is ActivityStatus.WAITING else None
+    else:
+        waiting = next(
+            (a for a in state.activities if a.status is ActivityStatus.WAITING and a.wait_for == event.name), None
+        )
     if waiting is None and len(state.inbox) >= MAX_SIGNALS:
         # Only keeping is bounded: a signal a step waits for is always taken.
         reason = f"the inbox holds {MAX_SIGNALS} signals already: signal dropped"
@@ -98,6 +119,18 @@ def received(
     state = with_activity(replace(state, inbox=(*state.inbox, taken)), _ended_by(waiting, signal, event.occurred_at))
     history.append(_end_entry(waiting.position, signal, kept=False))
     return state, commands, waiting.position
+
+
+def _refused(state: WorkflowState, signal: Signal) -> str | None:
+    """Why a signal sent with a callback token cannot go to its step, if it cannot."""
+    step = state.activity(signal.position) if signal.position is not None else None
+    if step is None or step.wait_for != signal.name or step.position >= state.size:
+        return f"callback signal {signal.id}: no wait for {signal.name!r} at position {signal.position}: dropped"
+    if signal.run != state.run:
+        return f"callback signal {signal.id}: its token is of run {signal.run}, the workflow is on run {state.run}"
+    if step.status.ended:
+        return f"callback signal {signal.id}: wait {step.id} has ended ({step.status}): dropped"
+    return None
 
 
 def timed_out(step: ActivityState, now: datetime) -> ActivityState:

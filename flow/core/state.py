@@ -72,6 +72,8 @@ class ActivityState:
     #: it waits for one (None: for ever).
     wait_for: str | None = None
     timeout_s: float | None = None
+    #: A wait: the answers the web page offers as buttons (each sends ``{"choice": ...}``).
+    choices: tuple[str, ...] | None = None
     #: The child workflow it runs (``workflow`` in the definition); None: a class.
     child: ChildWorkflow | None = None
     #: What its last heartbeat said (``self.heartbeat(details)``; handed to the next
@@ -96,13 +98,23 @@ class ActivityState:
 class Signal:
     """A signal in a workflow's inbox: kept until a step waiting for ``name`` takes it
     (``consumed_by``: that step's position; its payload is then dropped, the step's
-    output holds it). Consumed signals stay, by id, so a repeated send is recognised."""
+    output holds it). Consumed signals stay, by id, so a repeated send is recognised.
+    A signal sent with a callback token is kept for its step (``position``) in its
+    ``run`` only; one sent by name (both None) for the first wait for its name."""
 
     id: str
     name: str
     received_at: datetime
     payload: Any = None
     consumed_by: int | None = None
+    position: int | None = None
+    run: int | None = None
+
+    def is_for(self, step: ActivityState, run: int) -> bool:
+        """Whether ``step`` of ``run`` may take this signal (when it is kept)."""
+        if self.consumed_by is not None or self.name != step.wait_for:
+            return False
+        return self.position is None or (self.position == step.position and self.run == run)
 
 
 @dataclass(frozen=True)

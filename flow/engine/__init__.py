@@ -61,6 +61,7 @@ from flow.settings import Settings
 
 if TYPE_CHECKING:
     from actors.workflow import WorkflowActor as _Actor
+    from flow.callback_tokens import CallbackTokens
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class Engine:
         recover: bool = False,
         faults: FaultInjector | None = None,
         schedule_starter: ScheduleStarter | None = None,
+        callback_tokens: CallbackTokens | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -91,6 +93,7 @@ class Engine:
         #: for the in-process broker, which loses every message with its process.
         self.recover = recover
         self.faults = faults
+        self.callback_tokens = callback_tokens  # the waits' tokens in the outputs attempts see
         self.prefix = settings.queue_prefix
         self.refused_commits = 0
         self.spans = WorkflowSpans()
@@ -226,7 +229,7 @@ class Engine:
         if due.start:
             self.actors.deliver(state.id, partition, Item(WorkflowStarted(occurred_at=now)))
             return
-        outputs = Outputs(state)
+        outputs = Outputs(state, self.callback_tokens.pending(state) if self.callback_tokens else ())
         reply_to = partition_queue(self.prefix, partition)
         runs = [
             run_message(
@@ -307,6 +310,7 @@ class Engine:
             ended=[d.state for _, d in decided if any(entry.type.ends_workflow for entry in d.history)],
             engine_queue=self.settings.engine_queue,
             cancel_exchange=self.settings.cancel_exchange,
+            tokens=self.callback_tokens,
         )
         changed = (
             [b for a, b in zip(before.activities, after.activities, strict=False) if a is not b]

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flow.attempts import AttemptRequest, CancelNotice, Outputs
+from flow.callback_tokens import CallbackTokens
 from flow.core.commands import CancelAttempt, CancelChild, CancelTimer, Command, RunActivity, StartTimer
 from flow.core.state import WorkflowState
 from flow.engine.children import cancel_message, report_message, start_message
@@ -35,6 +36,7 @@ def plan(
     queue_of: Callable[[str], str] = str,
     ended: Iterable[WorkflowState] = (),
     cancel_exchange: str = "",
+    tokens: CallbackTokens | None = None,
 ) -> Plan:
     """The messages and timers of ``commands`` (each with the time of the event that
     caused it), for a workflow now in state ``after``.
@@ -44,7 +46,10 @@ def plan(
     Sub-workflows (:mod:`flow.engine.children`): a child activity's run goes to
     ``engine_queue``; ``queue_of`` gives another workflow's partition queue; each state
     of ``ended`` (the workflow as a decision of this transition ended it) owes its
-    parent the result, if it is a child.
+    parent the result, if it is a child. ``tokens`` adds the callback tokens of the waits
+    that have not ended to the outputs an attempt is handed. A cancel of an attempt is a
+    notice to every worker, on ``cancel_exchange`` (a fanout exchange: the transports
+    know it by its actor).
     """
     timers: dict[str, TimerRow | None] = dict.fromkeys(consumed_timers)
     owed: list[Outgoing] = []
@@ -52,7 +57,7 @@ def plan(
     routes = {"partition": partition, "send_after": send_after}
     for command, occurred_at in commands:
         if isinstance(command, RunActivity):
-            outputs = outputs or Outputs(after)
+            outputs = outputs or Outputs(after, tokens.pending(after) if tokens else ())
             owed.append(
                 run_message(
                     after,

@@ -219,6 +219,8 @@ def graph_column(activity: ActivityState) -> str | None:
         graph["sleep_until"] = activity.sleep_until
     if activity.wait_for is not None:
         graph.update(wait_for=activity.wait_for, timeout_s=activity.timeout_s)
+        if activity.choices is not None:
+            graph["choices"] = list(activity.choices)
     if activity.child is not None:
         graph["workflow"] = {"name": activity.child.definition, "version": activity.child.version}
         if activity.child.input is not None:
@@ -263,6 +265,7 @@ def _graph_fields(graph: dict[str, Any] | None) -> dict[str, Any]:
         "sleep_until": graph.get("sleep_until"),
         "wait_for": graph.get("wait_for"),
         "timeout_s": graph.get("timeout_s"),
+        "choices": tuple(graph["choices"]) if "choices" in graph else None,
         "child": ChildWorkflow(child["name"], child.get("version"), child.get("input"))
         if (child := graph.get("workflow"))
         else None,
@@ -329,6 +332,7 @@ def inbox_column(state: WorkflowState) -> list[dict[str, Any]] | None:
             "name": s.name,
             "received_at": iso(s.received_at),
             **({"payload": s.payload} if s.consumed_by is None else {"consumed_by": s.consumed_by}),
+            **({"position": s.position, "run": s.run} if s.position is not None else {}),
         }
         for s in state.inbox
     ]
@@ -336,5 +340,11 @@ def inbox_column(state: WorkflowState) -> list[dict[str, Any]] | None:
 
 def _signal(value: dict[str, Any]) -> Signal:
     return Signal(
-        value["id"], value["name"], parse_iso(value["received_at"]), value.get("payload"), value.get("consumed_by")
+        value["id"],
+        value["name"],
+        parse_iso(value["received_at"]),
+        value.get("payload"),
+        value.get("consumed_by"),
+        value.get("position"),
+        value.get("run"),
     )

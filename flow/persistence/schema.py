@@ -31,6 +31,8 @@ HISTORY_TABLE = "schema_migration"
 #: Partitions of a new database unless ``FLOW_PARTITIONS`` says otherwise.
 DEFAULT_PARTITIONS = 64
 MAX_PARTITIONS = 1024
+#: The ``flow_meta`` key of the callback tokens' secret (:mod:`flow.callback_tokens`).
+SECRET_KEY = "callback_secret"
 
 
 def _runner(database: peewee.Database) -> Runner:
@@ -70,6 +72,15 @@ def stored_partitions(database: peewee.Database) -> int | None:
         # On ``database`` itself: the models' proxy may be bound to another one, or none.
         rows = MetaRecord.select(MetaRecord.value).where(MetaRecord.key == "partitions").tuples().execute(database)
         return next((int(value) for (value,) in rows), None)
+
+
+def stored_secret(database: peewee.Database) -> str | None:
+    """The callback tokens' secret that ``flow migrate`` generated (migration 0012)."""
+    with translated(), database.connection_context():
+        if not database.table_exists(MetaRecord._meta.table_name):
+            return None
+        rows = MetaRecord.select(MetaRecord.value).where(MetaRecord.key == SECRET_KEY).tuples().execute(database)
+        return next((value for (value,) in rows), None)
 
 
 def check_partitions(stored: int | None, wanted: int | None) -> int:

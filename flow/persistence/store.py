@@ -46,6 +46,10 @@ class Store(Queries, Starts, Retention):
         """The partition count fixed in this database (None before ``flow migrate``)."""
         return schema.stored_partitions(self.database)
 
+    def secret(self) -> str | None:
+        """The callback tokens' secret stored by ``flow migrate`` (None before it)."""
+        return schema.stored_secret(self.database)
+
     def ping(self) -> None:
         """Raise :class:`~flow.errors.StoreUnavailable` unless the database answers."""
         with unit_of_work(self.database):

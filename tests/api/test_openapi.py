@@ -160,7 +160,11 @@ def call(client, doc):
     """``call(method, path, body=...)``: the operation with real path parameters (a
     running workflow, a registered definition); returns the status code."""
     workflow_id = client.simulate_post("/workflows", json={"name": "DummyWorkflow"}).json["id"]
-    values = {"workflow_id": workflow_id, "name": "DummyWorkflow", "version": "1"}
+    # A wait's callback token: shown as soon as its workflow runs, the wait not yet ended.
+    client.simulate_put("/definitions/WaitOnly", json={"name": "WaitOnly", "activities": [{"wait_for": "go"}]})
+    waiting = client.simulate_post("/workflows", json={"name": "WaitOnly"}).json
+    token = waiting["activities"][0]["callback_token"]
+    values = {"workflow_id": workflow_id, "name": "DummyWorkflow", "version": "1", "token": token}
 
     def call_operation(method: str, path: str, body: Any = None) -> int:
         url = FIELD.sub(lambda field: values[field[1]], path)

@@ -30,6 +30,22 @@ def test_the_bearer_scheme_is_case_insensitive(client, scheme):
     assert client.simulate_get("/workflows", headers={"Authorization": f"{scheme} s3cret"}).status_code == 200
 
 
+def test_a_callback_by_token_needs_no_api_token_and_opens_nothing_else(client):
+    """The callback token is the credential of ``/signals/{token}`` (a third party must
+    not hold the API's token); everything beside it still asks for the API token."""
+    auth = {"Authorization": "Bearer s3cret"}
+    client.simulate_put(
+        "/definitions/WaitOnly", json={"name": "WaitOnly", "activities": [{"wait_for": "go"}]}, headers=auth
+    )
+    started = client.simulate_post("/workflows", json={"name": "WaitOnly"}, headers=auth).json
+    token = started["activities"][0]["callback_token"]
+    assert client.simulate_post(f"/signals/{token}", json={"payload": 1}).status_code == 202
+    assert client.simulate_post("/signals/not-a-token").status_code == 404
+    assert client.simulate_post("/signals").status_code == 401
+    assert client.simulate_post(f"/workflows/{started['id']}/signals/go").status_code == 401
+    assert client.simulate_get(f"/workflows/{started['id']}").status_code == 401
+
+
 @pytest.mark.parametrize(
     "authorization",
     ["", "Bearer", "Bearer ", "Bearer wrong", "Bearer s3cre", "Bearer s3cret2", "Basic s3cret", "s3cret", "Bearers3cr"],

@@ -128,6 +128,26 @@ def test_signal_from_the_cli_once_per_key(server):
     assert bad.returncode == 2, (bad.returncode, bad.stderr)
 
 
+def test_signal_by_callback_token_from_the_cli_delivers_once(server):
+    url = server["FLOW_API_URL"]
+    body = {"name": "WaitOnly", "activities": [{"id": "approval", "wait_for": "approved"}]}
+    assert requests.put(f"{url}/definitions/WaitOnly", json=body, timeout=5).status_code == 201
+    workflow_id = json.loads(flow("start", "WaitOnly", "--json", env=server).stdout)["id"]
+    status = json.loads(flow("status", workflow_id, "--json", env=server).stdout)
+    token = status["activities"][0]["callback_token"]
+    sent = flow("signal", "--token", token, "--data", '{"by": "vendor"}', env=server)
+    assert sent.returncode == 0, sent.stderr
+    assert f"sent signal approved to {workflow_id} by its callback token" in sent.stdout
+    wait_for(lambda: json.loads(flow("status", workflow_id, "--json", env=server).stdout)["status"] == "Finished")
+    assert requests.get(f"{url}/workflows/{workflow_id}", timeout=5).json()["output"] == {"approval": {"by": "vendor"}}
+    # Spent (410) and forged (404): the API refused, exit 5; ID or --key with a token: usage, exit 2.
+    assert flow("signal", "--token", token, env=server).returncode == 5
+    assert flow("signal", "--token", token[:-2] + "xx", env=server).returncode == 5
+    assert flow("signal", workflow_id, "approved", "--token", token, env=server).returncode == 2
+    assert flow("signal", "--token", token, "--key", "k", env=server).returncode == 2
+    assert flow("signal", workflow_id, env=server).returncode == 2
+
+
 def test_pause_and_resume_from_the_cli(server):
     url = server["FLOW_API_URL"]
     body = {

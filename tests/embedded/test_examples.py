@@ -13,7 +13,7 @@ from flow.core.lineage import child_id
 from flow.core.timestamps import iso
 from flow.embedded import EmbeddedFlow
 from flow.settings import Settings
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_for
 
 EXAMPLES = ROOT / "examples" / "workflows"
 
@@ -157,13 +157,34 @@ def test_sleeps_example(flow):
 def test_approval_example_keeps_an_early_signal(flow):
     workflow_id = flow.start("ApprovalExample", {"order": 7})
     # Sent at once: likely before the wait's turn; kept in the inbox either way.
-    flow.runtime.service.signal(workflow_id, "approved", {"by": "ana"})
+    flow.runtime.service.signal(workflow_id, "approved", {"choice": "approve", "by": "ana"})
     state = flow.wait(workflow_id, timeout_s=30).state
     assert state.status == "Finished"
     request, approval, ship = state.activities
-    assert (approval.name, approval.status, approval.output) == ("wait", "Succeeded", {"by": "ana"})
-    assert ship.output["outputs"]["approval"] == {"by": "ana"}
+    assert (approval.name, approval.status, approval.output) == (
+        "wait",
+        "Succeeded",
+        {"choice": "approve", "by": "ana"},
+    )
+    assert ship.output["outputs"]["approval"] == {"choice": "approve", "by": "ana"}
     assert [s.consumed_by for s in state.inbox] == [1]
+
+
+def test_approval_example_rejected_by_its_callback_token_skips_the_shipping(flow):
+    """The request activity is handed the wait's callback token (what it would mail to
+    an approver); the approver's answer comes back by the token alone."""
+    workflow_id = flow.start("ApprovalExample", {"order": 8})
+    request = wait_for(
+        lambda: (a := flow.runtime.store.get(workflow_id).state.activities[0]).status == "Succeeded" and a,
+        timeout_s=30,
+        what="the request",
+    )
+    token = request.output["outputs"]["approval"]["callback_token"]
+    service = flow.runtime.service
+    assert service.callback(service.callback_target(token), {"choice": "reject"}) == "approved"
+    state = flow.wait(workflow_id, timeout_s=30).state
+    assert state.status == "Finished" and state.activities[1].output == {"choice": "reject"}
+    assert state.activities[2].status == "Skipped"
 
 
 def test_the_example_schedule_file_is_applied(flow):

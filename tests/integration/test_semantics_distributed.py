@@ -73,6 +73,14 @@ DEFINITIONS = {
             {"id": "ship", "name": "EchoActivity"},
         ],
     },
+    "Callback": {
+        "name": "Callback",
+        "activities": [
+            {"id": "request", "name": "EchoActivity"},
+            {"id": "approval", "wait_for": "approved", "timeout_s": 120},
+            {"id": "ship", "name": "EchoActivity"},
+        ],
+    },
     "Redrive": {
         "name": "Redrive",
         "config": {"retry": {"max_attempts": 2, "initial_delay_ms": 50, "jitter": 0}},
@@ -325,6 +333,50 @@ def test_signals_over_http_and_dramatiq_and_a_sleep_on_postgres(env):
     assert kinds.count("end-wait") == 2 and "keep-signal" in kinds and "start-sleep" in kinds
     again = requests.post(f"{url}/workflows/{workflow_id}/signals/approved", timeout=10)
     assert again.status_code == 409
+
+
+def test_a_callback_token_made_by_the_engine_is_read_by_the_api_and_delivers_once(env):
+    """The engine and the API are separate processes: both read the secret that ``flow
+    migrate`` stored in PostgreSQL, so the token an activity is handed is the API's."""
+    import dramatiq
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+    from flow.testing import AMQP_URL
+
+    url = env["url"]
+    tokens = []
+    for _ in range(2):
+        workflow_id = start(url, "Callback")
+
+        def approval(workflow_id: str = workflow_id) -> dict:
+            return requests.get(f"{url}/workflows/{workflow_id}", timeout=10).json()["activities"]
+
+        activities = wait_for(lambda: approval()[1]["status"] == "Waiting" and approval(), what="the wait")
+        handed = activities[0]["output"]["outputs"]["approval"]["callback_token"]
+        assert handed == activities[1]["callback_token"]
+        tokens.append((workflow_id, handed))
+    (by_http, token), (by_dramatiq, other) = tokens
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(
+            pool.map(lambda n: requests.post(f"{url}/signals/{token}", json={"payload": n}, timeout=10), range(4))
+        )
+    assert {a.status_code for a in answers} <= {202, 410} and any(a.status_code == 202 for a in answers)
+    body = wait_ended(url, by_http)
+    assert body["status"] == "Finished" and body["activities"][1]["output"] in range(4)
+    events = requests.get(f"{url}/workflows/{by_http}/events", params={"limit": 500}).json()["items"]
+    assert [e["type"] for e in events].count("end-wait") == 1
+    assert requests.post(f"{url}/signals/{token}", json={"payload": "again"}, timeout=10).status_code == 410
+    # By a plain Dramatiq message on the shared engine queue.
+    broker = RabbitmqBroker(url=AMQP_URL, confirm_delivery=True)
+    queue = f"{env['prefix']}.engine"
+    broker.declare_queue(queue)
+    message = dramatiq.Message(
+        queue_name=queue, actor_name="flow.signal_workflow", args=(), kwargs={"token": other, "payload": 7}, options={}
+    )
+    broker.enqueue(message)
+    broker.close()
+    body = wait_ended(url, by_dramatiq)
+    assert body["status"] == "Finished" and body["activities"][1]["output"] == 7
 
 
 def test_a_child_workflow_fails_is_retried_with_its_parent_and_is_cancelled_with_it(env):

@@ -403,3 +403,35 @@ def test_a_waiting_step_has_a_form_that_sends_its_signal(page, server):
     assert view["activities"][0]["output"] == {"approved_by": "ana"}
     expect(page.get_by_role("button", name="Send approved")).to_have_count(0)  # nothing waits any more
     shot(page, "signal-form")
+
+
+CHOOSING = {
+    "name": "Choosing",
+    "activities": [
+        {"id": "approval", "wait_for": "approved", "choices": ["approve", "reject"]},
+        {"id": "ship", "name": "NoopActivity", "when": "outputs.approval.choice == 'approve'"},
+    ],
+}
+
+
+@pytest.mark.parametrize(("button", "ship"), [("Approve", "Succeeded"), ("Reject", "Skipped")])
+def test_a_wait_with_choices_has_a_button_per_answer(page, server, button, ship):
+    headers = {"Authorization": "Bearer ui-secret"}
+    assert requests.put(f"{server}/definitions/Choosing", json=CHOOSING, headers=headers, timeout=5).status_code in (
+        200,
+        201,
+    )
+    started = requests.post(f"{server}/workflows", json={"name": "Choosing"}, headers=headers, timeout=5).json()
+    page.goto(f"{server}/ui/#/workflows/{started['id']}")
+    answers = page.get_by_role("form", name="approval waits for the signal approved")
+    expect(answers.get_by_role("button")).to_have_text(["Approve", "Reject"])
+    expect(answers.get_by_role("textbox")).to_have_count(0)  # buttons instead of the JSON field
+    token = requests.get(f"{server}/workflows/{started['id']}", headers=headers, timeout=5).json()["activities"][0]
+    expect(answers).to_contain_text(token["callback_token"])  # for a third party to call back
+    shot(page, "signal-choices")
+    answers.get_by_role("button", name=button).click()
+    expect(page.locator(".status").first).to_have_text("Finished")
+    view = requests.get(f"{server}/workflows/{started['id']}", headers=headers, timeout=5).json()
+    assert view["activities"][0]["output"] == {"choice": button.lower()}
+    assert view["activities"][1]["status"] == ship
+    expect(page.get_by_role("button", name=button)).to_have_count(0)  # nothing waits any more

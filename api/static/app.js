@@ -257,7 +257,11 @@ async function workflowPage(id, mine) {
     h("td", {}, statusBadge(a.status)),
     h("td", {}, a.map ? itemCounts(a.items) : `${a.attempt} / ${a.max_attempts}`),
     h("td", {}, a.duration_ms === null ? "" : duration(a.started_at, a.finished_at)),
-    h("td", {}, a.error ? h("pre", {}, a.error) : a.skip_reason ? h("span", { class: "muted" }, "skipped: " + a.skip_reason) : ""));
+    h("td", {}, a.error ? h("pre", {}, a.error) : a.skip_reason ? h("span", { class: "muted" }, "skipped: " + a.skip_reason) : "",
+      // A long activity's progress: what its last heartbeat said (details, at most 120 characters shown).
+      a.heartbeat && a.heartbeat.details != null && !["Succeeded", "Skipped"].includes(a.status)
+        ? h("span", { class: "muted mono heartbeat" }, "last heartbeat: " + JSON.stringify(a.heartbeat.details).slice(0, 120))
+        : null));
   const rowsOf = a => {
     const mine = items.get(a.id) || [];
     const shown = mine.slice(0, MAX_ITEM_ROWS).map(activityRow);

@@ -6,6 +6,7 @@ embedded ``flow run`` and the remote ``flow start --wait`` print the same thing.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from rich.table import Table
@@ -41,7 +42,7 @@ MAX_ITEMS_SHOWN = 10
 #: What an item of a large map says only when it failed.
 _ROUTINE = frozenset({HistoryType.SCHEDULE_ACTIVITY, HistoryType.ACTIVITY_STARTED, HistoryType.ACTIVITY_RESULT})
 #: Timers whose firing ends the attempt they guard.
-_TIMEOUTS = frozenset({TimerKind.SCHEDULE_TO_START, TimerKind.START_TO_CLOSE})
+_TIMEOUTS = frozenset({TimerKind.SCHEDULE_TO_START, TimerKind.START_TO_CLOSE, TimerKind.HEARTBEAT})
 
 
 def is_quiet(event: dict[str, Any]) -> bool:
@@ -152,6 +153,8 @@ def describe_event(event: dict[str, Any], workflow: dict[str, Any]) -> Text:
         HistoryType.KEEP_SIGNAL: f"signal {data.get('name')} kept until a step waits for it",
         HistoryType.PAUSE_WORKFLOW: "workflow paused: nothing new is scheduled",
         HistoryType.RESUME_WORKFLOW: "workflow resumed",
+        HistoryType.ACTIVITY_HEARTBEAT: "heartbeat" + (f": {json.dumps(data['details'])}" if "details" in data else ""),
+        HistoryType.CANCEL_ATTEMPT: f"told to stop ({data.get('reason')})",
         HistoryType.START_MAP: f"map over {data.get('items')} item{'s' * (data.get('items') != 1)}"
         + (f", {data['max_concurrency']} at a time" if data.get("max_concurrency") else ""),
         HistoryType.END_MAP: f"map {data.get('outcome')}"
@@ -166,8 +169,10 @@ def describe_event(event: dict[str, Any], workflow: dict[str, Any]) -> Text:
             what += f": {cause(data['error'])}"
     elif kind == HistoryType.WORKFLOW_FINISHED:
         style = "bold green"
-    elif kind == HistoryType.SKIP_ACTIVITY:
+    elif kind in (HistoryType.SKIP_ACTIVITY, HistoryType.ACTIVITY_HEARTBEAT):
         style = "dim"
+    elif kind == HistoryType.CANCEL_ATTEMPT:
+        style = "magenta"
     elif kind == HistoryType.FAIL_ACTIVITY or (kind == HistoryType.END_MAP and data.get("item") is not None):
         style = "red"
     elif kind in (HistoryType.WORKFLOW_FAILURE, HistoryType.WORKFLOW_CANCELLED):

@@ -163,7 +163,8 @@ def _on_timer_fired(state: WorkflowState, event: TimerFired) -> Decision:
         error = f"no worker started attempt {event.attempt} within {activity.timeouts.schedule_to_start_s} s"
     elif event.kind == TimerKind.HEARTBEAT:
         if (again := heartbeats.still_beating(activity, event.occurred_at)) is not None:
-            return Decision(state, (again,), (fact, HistoryEntry(HistoryType.DO_NOTHING)))
+            why = {"reason": "a heartbeat came in time: the timer is set again"}
+            return Decision(state, (again,), (fact, HistoryEntry(HistoryType.DO_NOTHING, activity.position, why)))
         error = (
             f"no heartbeat from attempt {event.attempt} for {activity.timeouts.heartbeat_s} s "
             "(its worker died or is stuck)"

@@ -16,6 +16,7 @@ result no longer matters is told to stop. Pure, beside :mod:`flow.core.decide`
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -29,7 +30,8 @@ from flow.core.vocabulary import ActivityStatus, HistoryType, TimerKind
 def on_heartbeat(state: WorkflowState, event: ActivityHeartbeat) -> Decision:
     """Record a heartbeat (and its details) and move the heartbeat timer on; or tell a
     stale attempt to stop."""
-    fact = HistoryEntry(HistoryType.ACTIVITY_HEARTBEAT, event.position, {"attempt": event.attempt})
+    shown = {"details": event.details} if _small(event.details) else {}  # progress, for `flow run`
+    fact = HistoryEntry(HistoryType.ACTIVITY_HEARTBEAT, event.position, {"attempt": event.attempt, **shown})
     activity = state.activity(event.position)
     if activity is None or not _runs_on_workers(activity):
         return Decision(state, (), (stale(fact), HistoryEntry(HistoryType.DO_NOTHING)))
@@ -51,6 +53,14 @@ def on_heartbeat(state: WorkflowState, event: ActivityHeartbeat) -> Decision:
     details = activity.heartbeat if event.details is None else event.details
     activity = replace(activity, heartbeat=details, heartbeat_at=event.occurred_at)
     return Decision(with_activity(state, activity), tuple(commands), (fact, HistoryEntry(HistoryType.DO_NOTHING)))
+
+
+#: Heartbeat details up to this many bytes of JSON are copied into the history entry.
+SHOWN_BYTES = 200
+
+
+def _small(details: object) -> bool:
+    return details is not None and len(json.dumps(details)) <= SHOWN_BYTES
 
 
 def _runs_on_workers(activity: ActivityState) -> bool:

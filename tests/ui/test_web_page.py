@@ -41,6 +41,15 @@ def server(tmp_path_factory, http_server) -> Iterator[str]:
         "name": "Walk",
         "activities": [{"name": "SleepActivity", "config": {"sleep_s": 0.4}} for _ in range(3)],
     }
+    bodies["Beating"] = {
+        "name": "Beating",
+        "activities": [
+            {
+                "name": "BeatActivity",
+                "config": {"steps": 100_000, "step_s": 0.05, "timeouts": {"heartbeat_s": 4}},
+            }
+        ],
+    }
     bodies["UiChild"] = {"name": "UiChild", "activities": [{"name": "NoopActivity"}]}
     bodies["UiParent"] = {
         "name": "UiParent",
@@ -142,6 +151,16 @@ def test_cancel_a_slow_workflow(page):
     assert page.get_by_role("button", name="Retry from failure").is_visible()
     shot(page, "workflow-cancelled")
     assert workflow_id
+
+
+def test_a_heartbeating_activity_shows_its_progress_and_stops_when_cancelled(page):
+    start_from_the_page(page, "Beating")
+    page.locator(".heartbeat", has_text='last heartbeat: {"done":').wait_for()
+    shot(page, "workflow-heartbeat")
+    page.get_by_role("button", name="Cancel workflow").click()
+    page.locator("p .status", has_text="Cancelled").wait_for()
+    # The activity itself stopped (its next heartbeat raised), not only the workflow.
+    page.locator("td .status", has_text="Cancelled").wait_for()
 
 
 def test_a_cancelled_workflow_timeline_ends_with_the_workflow(page, server):

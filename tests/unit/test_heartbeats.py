@@ -279,3 +279,11 @@ def test_an_activity_built_by_a_test_can_heartbeat_and_see_its_last_heartbeat():
     activity = Looping(workflow_id="w", last_heartbeat={"n": 4})
     activity.heartbeat({"n": 5})  # no worker: nothing is sent
     assert activity.last_heartbeat == {"n": 4} and not activity.cancelled
+
+
+def test_small_details_are_copied_into_the_history_for_progress_and_big_ones_are_not():
+    small = decide(beating(S.STARTED), ActivityHeartbeat(0, 1, at(5), {"done": 3}))
+    assert small.history[0].data == {"attempt": 1, "details": {"done": 3}}
+    big = decide(beating(S.STARTED), ActivityHeartbeat(0, 1, at(5), {"log": "x" * 500}))
+    assert big.history[0].data == {"attempt": 1}
+    assert big.state.activities[0].heartbeat == {"log": "x" * 500}  # kept on the activity all the same

@@ -131,3 +131,39 @@ def test_the_decision_after_a_failure_may_come_in_a_later_page():
     second = narrator.lines(events[1], WORKFLOW)
     assert [line.plain.split()[-1] for line in first] == ["failure"]
     assert ["(optional)" in line.plain for line in second] == [True, False]
+
+
+def test_heartbeats_show_their_progress_and_a_stopped_attempt_says_why():
+    events = history(
+        ("activity-heartbeat", 1, {"attempt": 1, "details": {"done": 3}}),
+        ("do-nothing", None, {}),
+        ("activity-heartbeat", 1, {"attempt": 1}),
+        ("do-nothing", None, {}),
+        ("timer-fired", 1, {"kind": "heartbeat", "attempt": 1}),
+        ("do-nothing", 1, {"reason": "a heartbeat came in time: the timer is set again"}),
+        ("cancel-requested", None, {}),
+        ("workflow-cancelled", None, {}),
+        ("activity-heartbeat", 1, {"attempt": 1, "stale": True}),
+        ("cancel-attempt", 1, {"attempt": 1, "reason": "workflow Cancelled"}),
+        ("activity-result", 1, {"attempt": 1, "outcome": "CANCELLED", "error": "cancelled"}),
+        ("do-nothing", 1, {"reason": "workflow Cancelled"}),
+    )
+    assert narrate(events) == [
+        'Required attempt 1 heartbeat: {"done": 3}',
+        "Required attempt 1 heartbeat",
+        "Required attempt 1 heartbeat timer fired",
+        "Required nothing to do: a heartbeat came in time: the timer is set again",
+        "W workflow cancelled",
+        "Required attempt 1 heartbeat (stale, ignored)",
+        "Required attempt 1 told to stop (workflow Cancelled)",
+        "Required attempt 1 cancelled: cancelled",
+        "Required nothing to do: workflow Cancelled",
+    ]
+
+
+def test_a_heartbeat_timeout_that_is_not_retried_ends_with_a_permanent_failure_line():
+    events = history(
+        ("timer-fired", 1, {"kind": "heartbeat", "attempt": 2}),
+        ("workflow-failure", None, {"error": "required activity failed"}),
+    )
+    assert "failed permanently" in " ".join(narrate(events))

@@ -39,7 +39,7 @@ from typing import Any, ClassVar, Self
 
 import dramatiq
 
-from flow.core import codec, events
+from flow.core import codec, events, strict_json
 from flow.core.codec import Count, JsonObject, Name
 from flow.core.vocabulary import Outcome, TimerKind
 from flow.errors import InvalidInput
@@ -77,6 +77,9 @@ class Message:
     #: reads exactly as before the field existed, so readers that predate it (which
     #: refuse unknown fields) still read it.
     OMITTED_WHEN_NONE: ClassVar[frozenset[str]] = frozenset()
+    #: Fields of any JSON that are read as strictly as every input (:mod:`flow.core.strict_json`):
+    #: NaN or a lone surrogate stored from a message would break every reader of it.
+    STRICT_JSON: ClassVar[frozenset[str]] = frozenset()
 
     workflow_id: Name
 
@@ -109,7 +112,10 @@ class Message:
                 f"$.{VERSION_KEY}",
                 f"{cls.ACTOR} version {version} is from a newer release (this one reads up to {cls.VERSION})",
             )
-        return codec.decode(cls, kwargs, others={VERSION_KEY}, hint=cls.UNKNOWN_FIELD_HINT)
+        message = codec.decode(cls, kwargs, others={VERSION_KEY}, hint=cls.UNKNOWN_FIELD_HINT)
+        for name in cls.STRICT_JSON:
+            strict_json.check(getattr(message, name), path=f"$.{name}")
+        return message
 
     @classmethod
     def from_message(cls, message: dramatiq.Message[Any]) -> Self:
@@ -165,6 +171,7 @@ class AttemptResult(EngineMessage):
     """``flow.record_result``: how an attempt ended."""
 
     ACTOR: ClassVar[str] = RECORD_RESULT
+    STRICT_JSON: ClassVar[frozenset[str]] = frozenset({"output", "error"})
 
     position: Count
     attempt: Count
@@ -217,6 +224,7 @@ class AttemptHeartbeat(EngineMessage):
     worker sends at most one per throttle interval, :mod:`flow.worker.heartbeats`)."""
 
     ACTOR: ClassVar[str] = RECORD_HEARTBEAT
+    STRICT_JSON: ClassVar[frozenset[str]] = frozenset({"details"})
 
     position: Count
     attempt: Count
@@ -278,6 +286,7 @@ class SignalWorkflow(EngineMessage):
     callback token: for the step at ``position`` in ``run`` only (absent otherwise)."""
 
     ACTOR: ClassVar[str] = SIGNAL_WORKFLOW
+    STRICT_JSON: ClassVar[frozenset[str]] = frozenset({"payload"})
     OMITTED_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"position", "run"})
 
     name: Name

@@ -281,9 +281,13 @@ def _attempt_ended(
         history.append(HistoryEntry(HistoryType.DO_NOTHING, activity.position, {"reason": f"workflow {state.status}"}))
         return Decision(state, tuple(commands), tuple(history))
 
+    if outcome == Outcome.CANCELLED:
+        # Stopped by a cancel meant for the run before (a retry-from-failure came before
+        # the attempt obeyed): run it again at once, not counted against this run's budget.
+        activity, run, entry = schedule(replace(activity, attempts_before=activity.attempts_before + 1), now)
+        history.append(entry)
+        return Decision(with_activity(state, activity), (*commands, *run), tuple(history))
     attempts_this_run = activity.attempt - activity.attempts_before
-    if outcome == Outcome.CANCELLED:  # stopped though its workflow runs: a stale cancel, as a failure
-        outcome = Outcome.TEMPORARY_FAILURE
     if outcome == Outcome.SUCCEEDED:
         activity = replace(activity, status=ActivityStatus.SUCCEEDED, error=None)
     elif (

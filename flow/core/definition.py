@@ -57,7 +57,9 @@ _TIMEOUTS_SCHEMA: dict[str, Any] = {
     "properties": {
         "schedule_to_start_s": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_S},
         "start_to_close_s": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_S},
-        "heartbeat_s": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_S},
+        # At least a second: the worker beats at most every half heartbeat_s, and a
+        # shorter timeout would measure the machine's load, not a worker's death.
+        "heartbeat_s": {"type": "number", "minimum": 1, "maximum": MAX_TIMEOUT_S},
         "workflow_s": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_S},
     },
 }

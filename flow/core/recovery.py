@@ -66,9 +66,9 @@ def owed(state: WorkflowState) -> Owed:
             if timeouts.start_to_close_s and a.started_at:
                 due = a.started_at + timedelta(seconds=timeouts.start_to_close_s)
                 timers.append(DueTimer(TimerKind.START_TO_CLOSE, a.position, a.attempt, due))
-            if timeouts.heartbeat_s and (beat := a.heartbeat_at or a.started_at):
-                due = beat + timedelta(seconds=timeouts.heartbeat_s)
-                timers.append(DueTimer(TimerKind.HEARTBEAT, a.position, a.attempt, due))
+            # No heartbeat timer: the attempt is sent again, and its copy's first heartbeat
+            # sets it. One from the last heartbeat before the restart would fail the
+            # copy the moment it is sent.
         elif a.status is ActivityStatus.WAITING and (until := sleeps.wake_time(a)) is not None:
             timers.append(DueTimer(TimerKind.SLEEP, a.position, a.attempt, until))
         elif a.status is ActivityStatus.WAITING and a.timeout_s is not None and a.started_at:

@@ -20,7 +20,6 @@ import pika.exceptions
 
 from flow.attempts import CancelNotice
 from flow.cancellation import RUNNING, RunningAttempts
-from flow.errors import InvalidInput
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +72,8 @@ class CancellationListener(dramatiq.Middleware):
     def handle(self, body: bytes) -> None:
         try:
             notice = CancelNotice.from_message(dramatiq.Message.decode(body))
-        except (InvalidInput, ValueError, TypeError, KeyError) as e:
-            logger.warning("ignoring an unreadable cancel notice: %s", e)
+        except Exception as e:  # anything on the exchange: one bad body must not deafen the worker
+            logger.warning("ignoring an unreadable cancel notice (%s: %s)", type(e).__name__, e)
             return
         if self.running.cancel(notice.key):
             logger.info(
@@ -99,7 +98,7 @@ class CancellationListener(dramatiq.Middleware):
                         break
                     if body is not None:
                         self.handle(body)
-            except (pika.exceptions.AMQPError, OSError) as e:
+            except Exception as e:  # the broker went away, or a bug: listen again, never die
                 logger.warning("cancel notices: %s; reconnecting in %.1f s", e, self.reconnect_pause_s)
                 self._stopping.wait(self.reconnect_pause_s)
             finally:

@@ -11,7 +11,7 @@ from activities.base import ActivityCancelled, BaseActivity
 from flow.attempts import AttemptRequest
 from flow.cancellation import RunningAttempts
 from flow.core import recovery
-from flow.core.commands import CancelAttempt, CancelTimer, StartTimer
+from flow.core.commands import CancelAttempt, CancelTimer, RunActivity, StartTimer
 from flow.core.decide import decide
 from flow.core.events import ActivityCompleted, ActivityHeartbeat, ActivityStarted, CancelRequested, TimerFired
 from flow.core.policy import Timeouts
@@ -151,15 +151,19 @@ def test_a_heartbeat_for_an_attempt_never_made_changes_nothing(attempt):
     assert decision.commands == () and decision.history[0].data["stale"]
 
 
-def test_a_cancelled_result_while_the_workflow_runs_counts_as_a_failure():
+def test_a_cancelled_result_while_the_workflow_runs_runs_the_activity_again_uncounted():
+    # Stopped by a cancel of the run before (a retry came first): not this run's failure.
     decision = decide(beating(S.STARTED), ActivityCompleted(0, 1, Outcome.CANCELLED, at(4)))
-    assert decision.state.activities[0].status is S.WAITING_RETRY
+    activity = decision.state.activities[0]
+    assert (activity.status, activity.attempt, activity.attempts_before) == (S.SCHEDULED, 2, 1)
+    assert RunActivity(0, 2) in decision.commands
 
 
-def test_recovery_sets_the_heartbeat_timer_from_the_last_heartbeat():
+def test_recovery_sends_a_heartbeating_attempt_again_and_leaves_its_timer_to_its_first_heartbeat():
     state = decide(replace(beating(S.STARTED), started=True), ActivityHeartbeat(0, 1, at(5))).state
-    timers = {t.kind: t.due_at for t in recovery.owed(state).timers}
-    assert timers[HB] == at(15)
+    owed = recovery.owed(state)
+    assert RunActivity(0, 1) in owed.runs
+    assert HB not in {t.kind for t in owed.timers}
 
 
 # -- the worker side ------------------------------------------------------------------
@@ -218,7 +222,7 @@ def test_heartbeat_details_that_are_not_json_or_too_big_raise_in_the_activity(de
 
 
 def test_the_interval_is_half_the_timeout():
-    assert interval_for(10) == 5 and interval_for(0.01) == 0.1 and interval_for(None) == 30
+    assert interval_for(10) == 5 and interval_for(1) == 0.5 and interval_for(None) == 30
 
 
 class Looping(BaseActivity):

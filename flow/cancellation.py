@@ -26,7 +26,8 @@ class RunningAttempts:
 
     def __init__(self, *, remember: int = 10_000) -> None:
         self._lock = threading.Lock()
-        self._running: dict[AttemptKey, threading.Event] = {}
+        #: A flag per running copy: a redelivered message can run the same attempt twice.
+        self._running: dict[AttemptKey, list[threading.Event]] = {}
         self._cancelled: OrderedDict[AttemptKey, None] = OrderedDict()
         self._remember = remember
 
@@ -36,12 +37,16 @@ class RunningAttempts:
         with self._lock:
             if key in self._cancelled:
                 flag.set()
-            self._running[key] = flag
+            self._running.setdefault(key, []).append(flag)
         return flag
 
-    def finish(self, key: AttemptKey) -> None:
+    def finish(self, key: AttemptKey, flag: threading.Event) -> None:
         with self._lock:
-            self._running.pop(key, None)
+            flags = self._running.get(key, [])
+            if flag in flags:
+                flags.remove(flag)
+            if not flags:
+                self._running.pop(key, None)
 
     def cancel(self, key: AttemptKey) -> bool:
         """Tell the attempt ``key`` to stop; True if it runs in this process."""
@@ -50,11 +55,10 @@ class RunningAttempts:
             self._cancelled.move_to_end(key)
             while len(self._cancelled) > self._remember:
                 self._cancelled.popitem(last=False)
-            flag = self._running.get(key)
-        if flag is None:
-            return False
-        flag.set()
-        return True
+            flags = list(self._running.get(key, ()))
+        for flag in flags:
+            flag.set()
+        return bool(flags)
 
     def __len__(self) -> int:
         return len(self._running)

@@ -82,7 +82,7 @@ def execute(
                 DEADLINES.arm(deadline, time_limit_s)  # it can fire from here on, inside the try
             outcome = instance.do_activity()
         finally:
-            RUNNING.finish(key)
+            RUNNING.finish(key, instance._cancel)
             if deadline is not None:
                 # Raises ActivityTimeout if the watchdog got there first; afterwards
                 # it can no longer fire for this attempt.

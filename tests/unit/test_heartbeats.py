@@ -271,6 +271,16 @@ def test_a_cancellation_the_engine_did_not_ask_for_is_a_failure(monkeypatch):
     assert result.outcome is Outcome.TEMPORARY_FAILURE and "not asked for" in result.error
 
 
+def test_a_cancel_reaches_every_copy_of_an_attempt_running_here():
+    # A redelivered message may run the same attempt twice in one process.
+    running = RunningAttempts()
+    first, second = running.start(("w", 0, 1)), running.start(("w", 0, 1))
+    running.finish(("w", 0, 1), first)
+    assert running.cancel(("w", 0, 1)) and second.is_set() and not first.is_set()
+    running.finish(("w", 0, 1), second)
+    assert len(running) == 0
+
+
 def test_the_running_attempts_remember_a_bounded_number_of_cancels():
     running = RunningAttempts(remember=2)
     for n in range(3):

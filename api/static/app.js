@@ -208,7 +208,7 @@ function gantt(workflow, events) {
     const positions = new Set([activity.position, ...(items.get(activity.id) || []).map(i => i.position)]);
     for (const bar of bars.filter(b => positions.has(b.position))) {
       const state = bar.outcome || (workflow.finished_at ? "no result when the workflow ended" : "running");
-      const label = `${workflow.activities[bar.position].id || activity.name} attempt ${bar.attempt}: ${state}, waited ${duration(bar.scheduled, bar.started)}, ran ${duration(bar.started, bar.finished || openEnd)}`;
+      const label = `${activityName(workflow.activities[bar.position], bar.position)} attempt ${bar.attempt}: ${state}, waited ${duration(bar.scheduled, bar.started)}, ran ${duration(bar.started, bar.finished || openEnd)}`;
       if (bar.started && bar.started !== bar.scheduled)
         track.append(h("div", { class: "bar wait", style: `left:${pct(bar.scheduled)};width:${width(bar.scheduled, bar.started)}`, title: label }));
       const runStart = bar.started || bar.scheduled;
@@ -277,7 +277,9 @@ async function workflowPage(id, mine) {
     h("thead", {}, h("tr", {}, ...["#", "Time", "Type", "Activity", "Data"].map(t => h("th", { scope: "col" }, t)))),
     h("tbody", {}, events.map(e => h("tr", {},
       h("td", {}, e.id), h("td", {}, when(e.occurred_at)), h("td", { class: "mono" }, e.type),
-      h("td", {}, e.position === null ? "" : workflow.activities[e.position].id || workflow.activities[e.position].name),
+      // The history is fetched beside the workflow and may be a moment newer: a map's item
+      // listed there may not be in the workflow yet (the next refresh has it).
+      h("td", {}, e.position === null ? "" : activityName(workflow.activities[e.position], e.position)),
       h("td", { class: "mono" }, Object.keys(e.data).length ? JSON.stringify(e.data) : "")))));
 
   const drawn = render(mine,
@@ -335,6 +337,10 @@ function signalForm(workflow, step) {
   return h("form", { class: "signal", onsubmit: submit },
     h("label", { for: fieldId }, waits + ". Payload, JSON, optional:"),
     field, h("button", { type: "submit", class: "primary" }, `Send ${step.wait_for}`), problem, token);
+}
+
+function activityName(activity, position) {
+  return activity ? activity.id || activity.name : `#${position}`;
 }
 
 // A map's items come after the definition's activities, each naming its map as parent.

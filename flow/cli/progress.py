@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from flow.core.failure import cause
+from flow.core.lineage import child_id
 from flow.core.vocabulary import DECISIONS, ActivityStatus, HistoryType, Outcome, TimerKind, WorkflowStatus
 
 WORKFLOW_STYLES: dict[str, str] = {
@@ -257,7 +258,9 @@ def _scheduled(event: dict[str, Any], workflow: dict[str, Any]) -> str:
     """``scheduled``, and for a child activity, which child workflow it starts."""
     position, activities = event.get("position"), workflow.get("activities") or []
     activity = activities[position] if position is not None and position < len(activities) else {}
-    child = activity.get("child_id")
+    # Derived, not read: the workflow may have been fetched a moment before the history
+    # that schedules its child (its child_id is shown only once the child is run).
+    child = activity.get("child_id") or (child_id(workflow["id"], activity["id"]) if activity.get("workflow") else None)
     return f"scheduled: child workflow {child}" if child else "scheduled"
 
 

@@ -167,3 +167,17 @@ def test_a_heartbeat_timeout_that_is_not_retried_ends_with_a_permanent_failure_l
         ("workflow-failure", None, {"error": "required activity failed"}),
     )
     assert "failed permanently" in " ".join(narrate(events))
+
+
+def test_a_child_scheduled_before_the_workflow_shows_it_is_named_all_the_same():
+    # `flow run` fetched the workflow a moment before the history that schedules its child.
+    from flow.cli.progress import describe_event
+    from flow.core.lineage import child_id
+
+    workflow = {
+        "id": "wf-1",
+        "name": "W",
+        "activities": [{"position": 0, "id": "ship", "name": "workflow", "workflow": {"name": "C"}, "child_id": None}],
+    }
+    [event] = history(("schedule-activity", 0, {"attempt": 1}))
+    assert f"scheduled: child workflow {child_id('wf-1', 'ship')}" in describe_event(event, workflow).plain

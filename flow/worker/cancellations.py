@@ -16,7 +16,6 @@ from typing import Any
 
 import dramatiq
 import pika
-import pika.exceptions
 
 from flow.attempts import CancelNotice
 from flow.cancellation import RUNNING, RunningAttempts

@@ -28,7 +28,7 @@ setup(
         "click>=8.1",
         "rich>=13",
         "prometheus-client>=0.20",
-        # Tracing (flow/tracing.py): the API alone, a no-op until an SDK is configured.
+        # Tracing (flow/observability/tracing.py): the API alone, a no-op until an SDK is configured.
         "opentelemetry-api>=1.25,<2",
     ],
     extras_require={

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Self
 from flow.core.vocabulary import Outcome
 
 if TYPE_CHECKING:
-    from flow.attempts import AttemptRequest
+    from flow.wire.attempts import AttemptRequest
 
 
 class ActivityCancelled(BaseException):  # noqa: N818 - named as what happened, like asyncio's CancelledError

@@ -38,8 +38,8 @@ from api.resources.workflows import (
 )
 from api.security import SecurityHeadersMiddleware
 from api.serving import RequestReadTimeout, handle_read_timeout
-from flow.logs import configure_logging
-from flow.runtime import Runtime
+from flow.process.logs import configure_logging
+from flow.process.runtime import Runtime
 from flow.settings import Settings
 
 #: The web page: static files shipped in the package (no build step, no CDN).

@@ -1,4 +1,4 @@
-"""JSON Schemas of what the API answers: the views of :mod:`flow.views`, pages of them,
+"""JSON Schemas of what the API answers: the views of :mod:`api.views`, pages of them,
 and errors. They are the OpenAPI document's components (``Reply("...", "Workflow")``
 names one); a bounded schemathesis run checks real responses against them
 (``tests/api/test_openapi.py``).

@@ -160,8 +160,8 @@ def case_scale(b: Bench, rounds: int) -> dict[str, Any]:
     worker's "started" report for one of them, timed until it is committed."""
     b.procs.dramatiq("engine-0", f"{b.prefix}.engine", threads=THREADS, env={"FLOW_ACTOR_IDLE_S": "5"})
     b.wait(lambda: b._partitions_held() == b.service.partitions, timeout_s=120)
-    from flow import messages
     from flow.clock import utcnow
+    from flow.wire import messages
 
     out: dict[str, Any] = {}
     service = b.runtime.service

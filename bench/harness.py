@@ -34,7 +34,7 @@ from flow.core.partitions import partition_of
 from flow.core.state import ActivityStatus, WorkflowStatus
 from flow.persistence.models import ActivityRecord, EngineRecord, WorkflowRecord
 from flow.polling import poll_until
-from flow.runtime import Runtime
+from flow.process.runtime import Runtime
 from flow.settings import Settings
 from flow.testing import VENV_BIN, Processes, free_port, migrate, wait_http
 

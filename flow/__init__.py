@@ -2,7 +2,6 @@
 broker set-up and the CLI. ``flow.actors`` is the entry point of ``dramatiq flow.actors``.
 """
 
-from flow.catalog import Catalog
 from flow.core.decide import Decision, HistoryEntry, decide
 from flow.core.definition import ActivitySpec, Definition
 from flow.core.policy import RetryPolicy
@@ -21,6 +20,7 @@ from flow.errors import (
     WorkflowNotFound,
     is_retryable,
 )
+from flow.service.catalog import Catalog
 from flow.settings import Settings
 
 __all__ = [

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import dramatiq
 
-from flow.shutdown import GracefulShutdown, ignore_repeated_sigterm
+from flow.process.shutdown import GracefulShutdown, ignore_repeated_sigterm
 
 # First: honcho and Dramatiq's master each send SIGTERM, and they may do so while the
 # rest of this module (the whole runtime) is still loading.
 ignore_repeated_sigterm()
 
-from flow import tracing  # noqa: E402
-from flow.logs import configure_logging  # noqa: E402 - after the signal handler
-from flow.metrics import prometheus_middleware  # noqa: E402
-from flow.runtime import Runtime  # noqa: E402
+from flow.observability import tracing  # noqa: E402
+from flow.observability.metrics import prometheus_middleware  # noqa: E402
+from flow.process.logs import configure_logging  # noqa: E402 - after the signal handler
+from flow.process.runtime import Runtime  # noqa: E402
 from flow.settings import Settings  # noqa: E402
 
 settings = Settings.from_env()

@@ -1,7 +1,7 @@
 """The one poll-until loop: call a check until it answers, or give up after a while.
 
 Everything that waits on state someone else changes uses it: the CLI watching a
-workflow, :meth:`flow.embedded.EmbeddedFlow.wait`, the test suite's ``wait_for``, the
+workflow, :meth:`flow.process.embedded.EmbeddedFlow.wait`, the test suite's ``wait_for``, the
 benchmark's drivers and :func:`flow.testing.wait_http`. Waiting on a condition (and
 never on a fixed sleep) is what keeps those correct on a busy machine.
 """

@@ -13,13 +13,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.util._once import Once
 
-from flow import tracing
+from flow.observability import tracing
 
 
 @contextlib.contextmanager
 def global_provider() -> Iterator[InMemorySpanExporter]:
     """An SDK tracer provider recording into memory, global for the duration; flow's
-    tracing is left as it was (off) — call :func:`flow.tracing.configure` to turn it on."""
+    tracing is left as it was (off) — call :func:`flow.observability.tracing.configure` to turn it on."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))

@@ -7,10 +7,10 @@ import falcon
 from api.errors import unprocessable
 from api.media import read_json_object
 from api.operation import Link, Reply, operation
+from api.views import iso
 from flow.core.definition import NAME_PATTERN, SCHEMA, Definition, is_definition_name, parse
 from flow.errors import DefinitionNotFound
-from flow.runtime import Runtime
-from flow.views import iso
+from flow.process.runtime import Runtime
 
 #: The body of ``PUT /definitions/{name}``: a definition whose name may be left out
 #: (the URL's is used).

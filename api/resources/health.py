@@ -7,7 +7,7 @@ import pika
 
 from api.operation import Reply, operation
 from flow.errors import StoreUnavailable
-from flow.runtime import Runtime
+from flow.process.runtime import Runtime
 
 
 class HealthResource:

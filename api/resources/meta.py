@@ -8,8 +8,8 @@ from typing import Any
 import falcon
 
 from api.operation import Reply, operation
-from flow import metrics
-from flow.runtime import Runtime
+from flow.observability import metrics
+from flow.process.runtime import Runtime
 
 
 class OpenApiResource:

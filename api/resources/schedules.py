@@ -7,13 +7,13 @@ import falcon
 
 from api.media import read_json_object
 from api.operation import Link, Reply, operation
+from api.views import workflow_view
 from flow.core.definition import NAME_PATTERN, is_definition_name
 from flow.core.schedules import SCHEMA
 from flow.errors import ScheduleNotFound
 from flow.persistence.schedules import StoredSchedule
-from flow.runtime import Runtime
-from flow.schedules import schedule_view
-from flow.views import workflow_view
+from flow.process.runtime import Runtime
+from flow.service.schedules import schedule_view
 
 #: A name that does not match cannot exist (404, or 422 when creating).
 _NAME = {"name": {"pattern": NAME_PATTERN}}

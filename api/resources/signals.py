@@ -1,6 +1,6 @@
 """``POST /workflows/{id}/signals/{name}``: send a signal to a workflow (flow.core.signals);
 ``POST /signals/{token}``: send a waiting step its signal by its callback token
-(flow.callback_tokens)."""
+(flow.core.callback_tokens)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,13 @@ import falcon
 from api.errors import unprocessable
 from api.media import has_body, read_json_object
 from api.operation import Param, Reply, operation
-from flow import callback_tokens
-from flow.core import signals, validation
+from flow.core import callback_tokens, signals, validation
 from flow.core.start_request import SCHEMA as START_SCHEMA
 from flow.core.start_request import check_idempotency_key, is_workflow_id
 from flow.errors import WorkflowNotFound
 
 if TYPE_CHECKING:
-    from flow.runtime import Runtime
+    from flow.process.runtime import Runtime
 
 SIGNAL_KEY = Param(
     "Idempotency-Key",

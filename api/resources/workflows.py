@@ -13,14 +13,14 @@ from api.errors import unprocessable
 from api.media import has_body, read_json_object
 from api.operation import Link, Param, Reply, operation
 from api.schemas import enum
+from api.views import event_view, workflow_summary, workflow_view
 from flow.core import start_request, strict_json, validation
 from flow.core.definition import NAME_PATTERN, is_definition_name
 from flow.core.start_request import check_idempotency_key, is_workflow_id, parse_start_request
 from flow.core.state import WorkflowStatus
 from flow.errors import InvalidJson, WorkflowNotFound
 from flow.persistence.mapping import StoredWorkflow
-from flow.runtime import Runtime
-from flow.views import event_view, workflow_summary, workflow_view
+from flow.process.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 

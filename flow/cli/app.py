@@ -104,8 +104,8 @@ def embedded_flow(settings: Settings, **options: Any) -> Any:
     """The in-process flow for ``settings``; a configuration it cannot start with (an
     activity package that cannot be imported, an invalid definition in the directory)
     exits 2 with the reason, without a traceback."""
-    from flow import tracing
-    from flow.embedded import EmbeddedFlow
+    from flow.observability import tracing
+    from flow.process.embedded import EmbeddedFlow
 
     tracing.configure()  # after logging: both commands configure it first
     try:

@@ -25,7 +25,7 @@ from flow.cli.app import (
     watch,
 )
 from flow.errors import DefinitionError, DefinitionNotFound, InvalidInput, StoreUnavailable
-from flow.logs import configure_logging
+from flow.process.logs import configure_logging
 
 
 @main.command()
@@ -40,8 +40,8 @@ def run(target: str, input_json: str, timeout_s: float | None, as_json: bool) ->
     path to a definition file. State goes to FLOW_DATABASE_URL (default
     sqlite:///flow.db); no broker or other service is needed.
     """
-    from flow import catalog
-    from flow.views import event_view, workflow_view
+    from api.views import event_view, workflow_view
+    from flow.service import catalog
 
     settings = load_settings(embedded=True)
     configure_logging(settings, default_level="WARNING")

@@ -28,7 +28,7 @@ from flow.errors import ConfigurationError, DefinitionError, FlowError, StoreUna
 def validate(files: tuple[str, ...]) -> None:
     """Check definition files; print each error with its JSON path."""
     from activities.discovery import discover
-    from flow import catalog
+    from flow.service import catalog
 
     settings = load_settings(embedded=True)
     try:

@@ -1,6 +1,6 @@
 """Human-readable progress for the CLI: one line per history entry, one table per workflow.
 
-Both work on the JSON views of :mod:`flow.views` (what the API returns), so the
+Both work on the JSON views of :mod:`api.views` (what the API returns), so the
 embedded ``flow run`` and the remote ``flow start --wait`` print the same thing.
 """
 

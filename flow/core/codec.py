@@ -1,5 +1,5 @@
 """Frozen dataclasses as plain JSON values by field name, and back: how every message
-of :mod:`flow.messages` is written and read, in one place.
+of :mod:`flow.wire.messages` is written and read, in one place.
 
 A field's annotation says what it holds, and so how it is checked on the way in and
 written on the way out:

@@ -8,7 +8,7 @@
 - A signal is recorded once: a repeated send with the same id (the sender's
   idempotency key) changes nothing. A signal for an ended workflow is dropped (the
   API answers 409 before that; a race still ends here, recorded).
-- A signal sent with a callback token (:mod:`flow.callback_tokens`) names its step and
+- A signal sent with a callback token (:mod:`flow.core.callback_tokens`) names its step and
   run: only that step takes it, in that run, and once. For a step that has ended, or
   of an earlier run, it is dropped (the API answers 410 before that; a race ends here).
 - A wait with ``timeout_s`` fails when no signal came in time, as an activity's

@@ -145,7 +145,7 @@ class WorkflowState:
     paused: bool = False
     #: The W3C ``traceparent`` of the workflow's span (its current run's), which every
     #: attempt it dispatches carries; None while tracing is off. Opaque here: only the
-    #: shells (:mod:`flow.tracing`) make or read it, ``decide`` never looks at it.
+    #: shells (:mod:`flow.observability.tracing`) make or read it, ``decide`` never looks at it.
     traceparent: str | None = None
     #: The parent's activity this child workflow reports to; None: not a child.
     parent: ParentLink | None = None

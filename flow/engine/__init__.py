@@ -2,7 +2,7 @@
 
 Only engine processes build an :class:`Engine` (``dramatiq flow.actors`` consuming
 ``<prefix>.engine``, and the embedded ``flow run``/``flow up``); the starting side
-uses :class:`flow.service.WorkflowService`. How the parts fit, and why, is in
+uses :class:`flow.service.workflows.WorkflowService`. How the parts fit, and why, is in
 docs/design.md:
 
 - :mod:`flow.engine.leases` — which partitions this engine holds (and their epochs);
@@ -32,8 +32,6 @@ from typing import TYPE_CHECKING
 
 from actors.registry import WorkflowActors
 from actors.workflow import Item, WorkflowActor, fold
-from flow import tracing
-from flow.attempts import Outputs
 from flow.clock import utcnow
 from flow.core.decide import Decision
 from flow.core.events import TimerFired, WorkflowStarted
@@ -52,16 +50,18 @@ from flow.engine.spans import WorkflowSpans
 from flow.engine.timers import TimerWheel
 from flow.engine.transport import Delivery, Transport
 from flow.faults import FaultInjector
-from flow.metrics import EngineMetrics
+from flow.observability import tracing
+from flow.observability.metrics import EngineMetrics
 from flow.persistence.engine_store import EngineStore
 from flow.persistence.leases import new_engine_id
 from flow.persistence.records import TimerRow, Transition, Unreadable, timer_id
 from flow.persistence.schedules import ScheduleTable
 from flow.settings import Settings
+from flow.wire.attempts import Outputs
 
 if TYPE_CHECKING:
     from actors.workflow import WorkflowActor as _Actor
-    from flow.callback_tokens import CallbackTokens
+    from flow.core.callback_tokens import CallbackTokens
 
 logger = logging.getLogger(__name__)
 

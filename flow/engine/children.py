@@ -3,7 +3,7 @@
 Pure, like :mod:`flow.engine.planning`, which calls it: every message goes through the
 outbox, so a crash between the commit and the send loses none of them.
 
-- The run of a child activity's attempt is a :class:`~flow.messages.StartChild` to the
+- The run of a child activity's attempt is a :class:`~flow.wire.messages.StartChild` to the
   shared engine queue (the starting side creates the child there), not an attempt for
   the workers; an ``input`` that cannot be evaluated is the attempt's permanent failure,
   reported straight back to the workflow's own partition queue.
@@ -20,8 +20,8 @@ from datetime import datetime
 from flow.core import children
 from flow.core.state import WorkflowState
 from flow.core.vocabulary import Outcome
-from flow.messages import AttemptResult, CancelWorkflow, StartChild
-from flow.outgoing import Outgoing
+from flow.wire.messages import AttemptResult, CancelWorkflow, StartChild
+from flow.wire.outgoing import Outgoing
 
 
 def start_message(

@@ -1,7 +1,7 @@
 """Reading what arrives on a partition queue: a Dramatiq message about one workflow,
 turned into the event it reports.
 
-The message classes of :mod:`flow.messages` say what each message holds; this module
+The message classes of :mod:`flow.wire.messages` say what each message holds; this module
 only frames them. Whatever cannot be read — not JSON, not a Dramatiq message, an
 unknown actor, a missing or unknown field, a field of the wrong type, a version from
 a newer release — raises :class:`PoisonMessage`, and the engine dead-letters it at
@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from flow import messages
 from flow.core.events import Event
 from flow.errors import FlowError, InvalidInput
+from flow.wire import messages
 
 
 class PoisonMessage(FlowError):

@@ -1,6 +1,6 @@
 """The outbox: every message a committed transition owes, stored in that transition.
 
-(The owed message itself is :class:`flow.outgoing.Outgoing`.)
+(The owed message itself is :class:`flow.wire.outgoing.Outgoing`.)
 
 Nothing is lost between commit and send (docs/design.md, invariant 2). A
 transition's messages are written to the ``outbox`` table in the same transaction
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from flow.clock import utcnow
-from flow.outgoing import Outgoing
+from flow.wire.outgoing import Outgoing
 
 if TYPE_CHECKING:
     from flow.engine.transport import Transport

@@ -7,13 +7,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from flow.attempts import AttemptRequest, CancelNotice, Outputs
-from flow.callback_tokens import CallbackTokens
+from flow.core.callback_tokens import CallbackTokens
 from flow.core.commands import CancelAttempt, CancelChild, CancelTimer, Command, RunActivity, StartTimer
 from flow.core.state import WorkflowState
 from flow.engine.children import cancel_message, report_message, start_message
-from flow.outgoing import Outgoing
 from flow.persistence.records import TimerRow, timer_id
+from flow.wire.attempts import AttemptRequest, CancelNotice, Outputs
+from flow.wire.outgoing import Outgoing
 
 
 @dataclass

@@ -22,8 +22,8 @@ import pika.exceptions
 from dramatiq.common import dq_name, xq_name
 
 from flow.engine.transport import DEAD_MESSAGE_TTL_MS, Delivery, OnPublished, dramatiq_queue_arguments
-from flow.messages import CANCEL_ATTEMPT
-from flow.outgoing import Outgoing
+from flow.wire.messages import CANCEL_ATTEMPT
+from flow.wire.outgoing import Outgoing
 
 logger = logging.getLogger(__name__)
 

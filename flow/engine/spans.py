@@ -13,7 +13,7 @@ takes up a workflow whose span it does not hold (after a failover, a restart, or
 start while tracing was off) begins a ``resumed`` span for it, a child of the stored
 one, which ends with the outcome in its turn.
 
-Only called while :data:`flow.tracing.ENABLED`; the engine tests the flag.
+Only called while :data:`flow.observability.tracing.ENABLED`; the engine tests the flag.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 from opentelemetry import trace
 
-from flow import tracing
 from flow.core.state import WorkflowState, WorkflowStatus
+from flow.observability import tracing
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 settle deliveries, publish with batched confirms) and what the two transports share.
 
 :class:`flow.engine.rabbit.RabbitTransport` keeps it on RabbitMQ,
-:class:`flow.engine.inprocess.InProcessTransport` inside one process over the
+:class:`flow.process.inprocess.InProcessTransport` inside one process over the
 embedded mode's broker.
 
 Queues are declared exactly as Dramatiq declares its own (``Q``, ``Q.DQ``, ``Q.XQ``
@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from dramatiq.common import xq_name
 
-from flow.outgoing import Outgoing
+from flow.wire.outgoing import Outgoing
 
 logger = logging.getLogger(__name__)
 

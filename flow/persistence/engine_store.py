@@ -16,7 +16,6 @@ from flow.core.state import WorkflowState, WorkflowStatus
 from flow.core.vocabulary import HistoryType
 from flow.errors import WorkflowNotFound
 from flow.faults import FaultInjector
-from flow.outgoing import Outgoing
 from flow.persistence.database import is_postgres, unit_of_work, write
 from flow.persistence.group_commit import GroupCommit
 from flow.persistence.leases import LeaseTable
@@ -31,6 +30,7 @@ from flow.persistence.mapping import (
 from flow.persistence.models import EventRecord, OutboxRecord, TimerRecord, WorkflowRecord
 from flow.persistence.records import BatchResult, Loaded, TimerRow, Transition, Unreadable, chunks, timer_fields
 from flow.persistence.retention import BATCH, prune_batch
+from flow.wire.outgoing import Outgoing
 
 logger = logging.getLogger(__name__)
 

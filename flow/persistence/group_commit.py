@@ -21,7 +21,6 @@ from typing import Any
 import peewee
 import psycopg2.errors
 
-from flow.outgoing import Outgoing
 from flow.persistence.database import is_postgres, unit_of_work, write
 from flow.persistence.mapping import (
     ACTIVITY_INSERT_COLUMNS,
@@ -40,6 +39,7 @@ from flow.persistence.models import (
     WorkflowRecord,
 )
 from flow.persistence.records import BatchResult, Transition, chunks, timer_fields, to_json
+from flow.wire.outgoing import Outgoing
 
 
 class GroupCommit:

@@ -88,7 +88,7 @@ class WorkflowRecord(_Model):
     #: Bumped by every committed transition; checked on update, besides the
     #: partition's epoch (docs/design.md, "Fencing").
     version = peewee.IntegerField(default=0)
-    #: The W3C traceparent of the workflow's span (flow.tracing); NULL while tracing is off.
+    #: The W3C traceparent of the workflow's span (flow.observability.tracing); NULL while tracing is off.
     traceparent = peewee.CharField(max_length=255, null=True)
     #: Signals received (flow.core.signals), as JSON; NULL when none came.
     inbox = JSONText(null=True)

@@ -10,7 +10,7 @@ from typing import Any
 from flow.clock import utcnow
 from flow.core.decide import HistoryEntry
 from flow.core.state import ActivityState, WorkflowState
-from flow.outgoing import Outgoing
+from flow.wire.outgoing import Outgoing
 
 
 @dataclass(frozen=True)

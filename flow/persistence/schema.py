@@ -31,7 +31,7 @@ HISTORY_TABLE = "schema_migration"
 #: Partitions of a new database unless ``FLOW_PARTITIONS`` says otherwise.
 DEFAULT_PARTITIONS = 64
 MAX_PARTITIONS = 1024
-#: The ``flow_meta`` key of the callback tokens' secret (:mod:`flow.callback_tokens`).
+#: The ``flow_meta`` key of the callback tokens' secret (:mod:`flow.core.callback_tokens`).
 SECRET_KEY = "callback_secret"
 
 

@@ -3,7 +3,7 @@
 
 Each worker process binds its own exclusive, auto-deleted queue to the exchange, so
 every notice reaches every worker; the one running the attempt sets its cancel flag
-(:data:`flow.cancellation.RUNNING`), and the activity's next ``self.heartbeat()``
+(:data:`flow.worker.running.RUNNING`), and the activity's next ``self.heartbeat()``
 raises. A notice lost while a worker was disconnected costs nothing lasting: the
 attempt's next heartbeat reaches the engine, which answers it with a notice again.
 """
@@ -17,8 +17,8 @@ from typing import Any
 import dramatiq
 import pika
 
-from flow.attempts import CancelNotice
-from flow.cancellation import RUNNING, RunningAttempts
+from flow.wire.attempts import CancelNotice
+from flow.worker.running import RUNNING, RunningAttempts
 
 logger = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import SkipMessage
 
-from flow.attempts import AttemptRequest
 from flow.errors import InvalidInput
+from flow.wire.attempts import AttemptRequest
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Running one activity attempt in a worker: build it, call ``do_activity()``, report.
 
-Everything comes from the message (:class:`~flow.attempts.AttemptRequest`) and goes
-back in one (:class:`~flow.messages.AttemptResult`); nothing here touches the
+Everything comes from the message (:class:`~flow.wire.attempts.AttemptRequest`) and goes
+back in one (:class:`~flow.wire.messages.AttemptResult`); nothing here touches the
 database. Whatever happens inside the activity becomes one of the three outcomes,
 with the error (and traceback) recorded, so a broken activity fails its attempt
 instead of its worker.
@@ -21,14 +21,14 @@ from dramatiq.threading import Interrupt
 
 from activities.base import ActivityCancelled, BaseActivity
 from activities.discovery import resolve
-from flow.attempts import AttemptRequest
-from flow.cancellation import RUNNING
 from flow.clock import utcnow
 from flow.core import strict_json
 from flow.core.vocabulary import Outcome
 from flow.errors import InvalidJson, UnknownActivity
-from flow.messages import AttemptResult
+from flow.wire.attempts import AttemptRequest
+from flow.wire.messages import AttemptResult
 from flow.worker.deadlines import Deadlines
+from flow.worker.running import RUNNING
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from api.app import create_app
 from api.openapi import BODY_ERRORS, document
 from api.operation import Reply, operation
 from flow.core.vocabulary import ActivityStatus, HistoryType, WorkflowStatus
-from flow.embedded import EmbeddedFlow
+from flow.process.embedded import EmbeddedFlow
 from flow.testing import flow_up, unhandled_errors
 from flow.testing.definitions import embedded_env, sample_definitions, write_definitions
 

@@ -11,7 +11,7 @@ import pytest
 
 from api.app import create_app
 from api.security import SECURITY_HEADERS
-from flow.embedded import EmbeddedFlow
+from flow.process.embedded import EmbeddedFlow
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import falcon.testing
 import pytest
 
 from api.app import create_app
-from flow.embedded import EmbeddedFlow
 from flow.persistence.models import WorkflowRecord
+from flow.process.embedded import EmbeddedFlow
 from tests.conftest import wait_for
 
 

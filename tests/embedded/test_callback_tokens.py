@@ -15,9 +15,9 @@ import falcon.testing
 import pytest
 
 from api.app import create_app
-from flow.callback_tokens import CallbackTokens
-from flow.embedded import EmbeddedFlow
+from flow.core.callback_tokens import CallbackTokens
 from flow.errors import InvalidInput, UnknownCallbackToken
+from flow.process.embedded import EmbeddedFlow
 from flow.settings import Settings
 from flow.testing.definitions import embedded_env, write_definitions
 from tests.conftest import wait_for

@@ -11,11 +11,11 @@ import falcon.testing
 import pytest
 
 from api.app import create_app
-from flow import messages
 from flow.core.lineage import child_id
-from flow.embedded import EmbeddedFlow
+from flow.process.embedded import EmbeddedFlow
 from flow.settings import Settings
 from flow.testing.definitions import embedded_env
+from flow.wire import messages
 from tests.conftest import wait_for
 
 ONCE = {"retry": {"max_attempts": 1}}

@@ -10,8 +10,8 @@ from datetime import timedelta
 import pytest
 
 from flow.clock import utcnow
-from flow.embedded import EmbeddedFlow
 from flow.persistence.models import WorkflowRecord
+from flow.process.embedded import EmbeddedFlow
 from flow.testing import flow_up
 from flow.testing.definitions import embedded_env
 from tests.conftest import wait_for

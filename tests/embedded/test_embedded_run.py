@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from flow.core.vocabulary import ActivityStatus, HistoryType
-from flow.embedded import EmbeddedFlow
 from flow.polling import poll_until
+from flow.process.embedded import EmbeddedFlow
 from flow.settings import Settings
 from flow.testing.definitions import EXPECTED_STATUS
 

@@ -11,7 +11,7 @@ import pytest
 from flow.clock import utcnow
 from flow.core.lineage import child_id
 from flow.core.timestamps import iso
-from flow.embedded import EmbeddedFlow
+from flow.process.embedded import EmbeddedFlow
 from flow.settings import Settings
 from tests.conftest import ROOT, wait_for
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from flow.embedded import EmbeddedFlow
+from flow.process.embedded import EmbeddedFlow
 from flow.settings import Settings
 from flow.testing.definitions import embedded_env
 from tests.conftest import wait_for

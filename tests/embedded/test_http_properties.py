@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from api.app import create_app
 from flow.core.strict_json import loads
-from flow.embedded import EmbeddedFlow
+from flow.process.embedded import EmbeddedFlow
 from flow.settings import Settings
 from flow.testing.definitions import embedded_env, sample_definitions, write_definitions
 from tests.hostile import CURSORS, hostile_start_texts, post_json, workflow_count

@@ -12,8 +12,8 @@ import pytest
 import actors.workflow
 from api.app import create_app
 from flow.clock import utcnow
-from flow.embedded import EmbeddedFlow
-from flow.runtime import Runtime
+from flow.process.embedded import EmbeddedFlow
+from flow.process.runtime import Runtime
 from flow.settings import Settings
 from flow.testing.definitions import embedded_env
 from tests.conftest import wait_for

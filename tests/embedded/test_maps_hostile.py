@@ -11,7 +11,7 @@ import falcon.testing
 import pytest
 
 from api.app import create_app
-from flow.embedded import EmbeddedFlow
+from flow.process.embedded import EmbeddedFlow
 from flow.settings import Settings
 from flow.testing.definitions import embedded_env, write_definitions
 

@@ -13,11 +13,11 @@ import falcon.testing
 import pytest
 
 from api.app import create_app
-from flow import messages
 from flow.clock import utcnow
 from flow.core.vocabulary import Outcome
-from flow.embedded import EmbeddedFlow
 from flow.persistence.models import ActivityRecord, EventRecord, OutboxRecord, TimerRecord, WorkflowRecord
+from flow.process.embedded import EmbeddedFlow
+from flow.wire import messages
 from tests.conftest import wait_for
 from tests.embedded.test_api import finished
 

@@ -167,7 +167,7 @@ def test_schedule_files_in_the_definitions_directory_are_applied(embedded_settin
     import falcon.testing
 
     from api.app import create_app
-    from flow.embedded import EmbeddedFlow
+    from flow.process.embedded import EmbeddedFlow
 
     folder = definitions_dir / "schedules"
     folder.mkdir()

@@ -9,8 +9,8 @@ import falcon.testing
 import pytest
 
 from api.app import create_app
-from flow.embedded import EmbeddedFlow
 from flow.errors import InvalidInput
+from flow.process.embedded import EmbeddedFlow
 from flow.settings import Settings
 from flow.testing.definitions import embedded_env
 from tests.conftest import wait_for

@@ -10,10 +10,10 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from flow import tracing
 from flow.core.definition import parse
-from flow.embedded import EmbeddedFlow
 from flow.engine.spans import WorkflowSpans
+from flow.observability import tracing
+from flow.process.embedded import EmbeddedFlow
 from tests.conftest import wait_for
 from tests.tracing import by_name, global_provider
 

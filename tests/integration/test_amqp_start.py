@@ -15,10 +15,10 @@ import pika.exceptions
 import pytest
 import requests
 
-from flow.engine.amqp_start import DELIVERIES_HEADER, StartMessageConsumer
 from flow.errors import StoreUnavailable
 from flow.persistence.models import WorkflowRecord
-from flow.runtime import Runtime
+from flow.process.amqp_start import DELIVERIES_HEADER, StartMessageConsumer
+from flow.process.runtime import Runtime
 from flow.settings import Settings
 from flow.testing import AMQP_URL, VENV_BIN, new_database, new_queue_prefix, queue_depth
 from flow.testing.definitions import sample_definitions, write_definitions

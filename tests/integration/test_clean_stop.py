@@ -10,7 +10,7 @@ import time
 import dramatiq
 import pytest
 
-from flow.broker import QuietlyClosingRabbitmqBroker
+from flow.process.broker import QuietlyClosingRabbitmqBroker
 from flow.testing import AMQP_URL, Processes, migrate, query
 from tests.conftest import wait_for
 

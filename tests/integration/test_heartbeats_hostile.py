@@ -9,11 +9,11 @@ from datetime import datetime
 import pika
 import pytest
 
-from flow.attempts import CancelNotice
-from flow.cancellation import RunningAttempts
-from flow.outgoing import Outgoing
 from flow.testing.services import AMQP_URL, new_queue_prefix
+from flow.wire.attempts import CancelNotice
+from flow.wire.outgoing import Outgoing
 from flow.worker.cancellations import CancellationListener
+from flow.worker.running import RunningAttempts
 from tests.conftest import wait_for
 
 

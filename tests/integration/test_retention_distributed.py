@@ -10,10 +10,10 @@ import pytest
 import requests
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-from flow import messages
 from flow.core.partitions import partition_of, partition_queue
 from flow.core.vocabulary import Outcome
 from flow.testing import AMQP_URL, query, queue_depth
+from flow.wire import messages
 from tests.conftest import wait_for
 from tests.integration.conftest import start_cluster, wait_ended
 

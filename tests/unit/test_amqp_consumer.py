@@ -11,8 +11,8 @@ from typing import Any
 import pika
 import pytest
 
-from flow.engine.amqp_start import DELIVERIES_HEADER, ERROR_HEADER, StartMessageConsumer
 from flow.errors import DefinitionError, StoreUnavailable
+from flow.process.amqp_start import DELIVERIES_HEADER, ERROR_HEADER, StartMessageConsumer
 from tests.hostile import DEEP, DIGITS_5000
 
 

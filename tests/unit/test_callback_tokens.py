@@ -1,4 +1,4 @@
-"""Callback tokens: their format (flow.callback_tokens), the rules of a signal sent with
+"""Callback tokens: their format (flow.core.callback_tokens), the rules of a signal sent with
 one (decided by the pure ``decide()``), what activities see, and a wait's ``choices``."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from flow.attempts import AttemptRequest, Outputs
-from flow.callback_tokens import MAX_TOKEN_CHARS, CallbackTarget, CallbackTokens
+from flow.core.callback_tokens import MAX_TOKEN_CHARS, CallbackTarget, CallbackTokens
 from flow.core.events import CancelRequested, RetryRequested, SignalReceived, TimerFired
 from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind, WorkflowStatus
-from flow.messages import SignalWorkflow
 from flow.persistence import mapping
 from flow.persistence.mapping import inbox_column
+from flow.wire.attempts import AttemptRequest, Outputs
+from flow.wire.messages import SignalWorkflow
 from tests.unit.test_graph import Run, problems, state_of
 
 S = ActivityStatus

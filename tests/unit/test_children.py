@@ -20,8 +20,8 @@ from flow.core.strict_json import json_path
 from flow.core.vocabulary import HistoryType, Outcome
 from flow.engine.planning import plan
 from flow.errors import DefinitionError
-from flow.messages import AttemptResult, CancelWorkflow, StartChild
 from flow.persistence.mapping import _graph_fields, graph_column
+from flow.wire.messages import AttemptResult, CancelWorkflow, StartChild
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)
 S, P, H = ActivityStatus, WorkflowStatus, HistoryType

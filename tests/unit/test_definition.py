@@ -5,9 +5,9 @@ import json
 import pytest
 
 from activities.discovery import discover
-from flow.catalog import Catalog, load_file
 from flow.core.definition import SCHEMA, parse
 from flow.errors import DefinitionError, DefinitionNotFound
+from flow.service.catalog import Catalog, load_file
 
 KNOWN = {"DoSomethingActivity", "DoAnotherThingActivity"}
 

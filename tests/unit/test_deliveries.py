@@ -12,7 +12,7 @@ from dramatiq.brokers.rabbitmq import _RabbitmqMessage
 from dramatiq.middleware import SkipMessage
 from dramatiq.worker import _WorkQueueItem
 
-from flow.attempts import AttemptRequest
+from flow.wire.attempts import AttemptRequest
 from flow.worker.deliveries import DeliveryCounter, DeliveryLimit
 
 ACTOR = "flow.run_activity"

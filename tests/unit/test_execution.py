@@ -11,8 +11,8 @@ from datetime import datetime
 import pytest
 
 from activities.base import BaseActivity
-from flow.attempts import AttemptRequest
 from flow.core.vocabulary import Outcome
+from flow.wire.attempts import AttemptRequest
 from flow.worker.execution import ActivityTimeout, execute
 
 

@@ -588,7 +588,7 @@ def test_review_a_first_release_definition_repeating_a_class_keeps_its_output_ke
     ``B.1``/``B.2`` for a class listed twice, so an unchanged definition's output changes
     shape after the upgrade and ``self.outputs["B"]`` raises KeyError (while workflows
     in flight at the upgrade, whose graph column is null, keep "B" twice)."""
-    from flow.attempts import Outputs
+    from flow.wire.attempts import Outputs
 
     run = Run(state_of({"name": "A"}, {"name": "B"}, {"name": "B"}, {"name": "C"}))
     run.end("A", output={"a": 1})

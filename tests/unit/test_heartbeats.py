@@ -8,16 +8,16 @@ from dataclasses import replace
 import pytest
 
 from activities.base import ActivityCancelled, BaseActivity
-from flow.attempts import AttemptRequest
-from flow.cancellation import RunningAttempts
 from flow.core import recovery
 from flow.core.commands import CancelAttempt, CancelTimer, RunActivity, StartTimer
 from flow.core.decide import decide
 from flow.core.events import ActivityCompleted, ActivityHeartbeat, ActivityStarted, CancelRequested, TimerFired
 from flow.core.policy import Timeouts
 from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind, WorkflowStatus
+from flow.wire.attempts import AttemptRequest
 from flow.worker.execution import execute
 from flow.worker.heartbeats import Heartbeats, interval_for
+from flow.worker.running import RunningAttempts
 from tests.unit.test_decide import SEQ, at, make_state, with_statuses
 
 S, H = ActivityStatus, HistoryType

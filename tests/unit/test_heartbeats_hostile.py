@@ -8,7 +8,6 @@ from dataclasses import replace
 
 import pytest
 
-from flow.cancellation import RunningAttempts
 from flow.core import recovery
 from flow.core.commands import CancelAttempt, RunActivity, StartTimer
 from flow.core.decide import decide
@@ -19,6 +18,7 @@ from flow.core.vocabulary import ActivityStatus, Outcome, TimerKind, WorkflowSta
 from flow.errors import DefinitionError
 from flow.worker.cancellations import CancellationListener
 from flow.worker.heartbeats import interval_for
+from flow.worker.running import RunningAttempts
 from tests.unit.test_decide import IND, at, make_state, with_statuses
 
 S = ActivityStatus

@@ -17,7 +17,7 @@ from flow.core.events import (
 )
 from flow.core.vocabulary import Outcome, TimerKind
 from flow.engine.inbound import PoisonMessage, decode
-from flow.messages import (
+from flow.wire.messages import (
     AttemptResult,
     AttemptStarted,
     CancelWorkflow,

@@ -64,7 +64,7 @@ def test_the_core_is_pure():
 @pytest.mark.parametrize(
     ("layer", "must_not_import"),
     [
-        ("flow.persistence", ("flow.engine", "flow.worker", "flow.cli", "api", "actors", "flow.runtime")),
+        ("flow.persistence", ("flow.engine", "flow.worker", "flow.cli", "api", "actors", "flow.process")),
         # The engine's shell includes the Pykka actors of actors/ (one per workflow).
         ("flow.engine", ("flow.worker", "flow.cli", "api")),
         ("actors", ("flow.worker", "flow.cli", "api")),

@@ -13,14 +13,14 @@ from pathlib import Path
 import dramatiq
 import pytest
 
-from flow import messages
-from flow.attempts import AttemptRequest, CancelNotice
 from flow.core import codec
 from flow.core.policy import Timeouts
 from flow.core.state import ActivityState, WorkflowState, WorkflowStatus
 from flow.core.vocabulary import Outcome, TimerKind
 from flow.errors import InvalidInput
-from flow.messages import (
+from flow.wire import messages
+from flow.wire.attempts import AttemptRequest, CancelNotice
+from flow.wire.messages import (
     AttemptHeartbeat,
     AttemptResult,
     AttemptStarted,
@@ -34,7 +34,7 @@ from flow.messages import (
     StartWorkflow,
     TimerDue,
 )
-from flow.outgoing import Outgoing
+from flow.wire.outgoing import Outgoing
 
 FIRST_RELEASE = Path(__file__).parents[1] / "fixtures" / "first_release" / "messages.json"
 T = datetime(2026, 11, 28, 21, 0, 0, 123456)
@@ -319,7 +319,7 @@ def test_a_field_type_the_codec_cannot_write_is_refused_at_its_first_use():
 
 def test_workers_import_neither_the_database_nor_the_store():
     code = (
-        "import sys, flow.tasks, flow.worker.execution, flow.worker.deliveries, flow.messages\n"
+        "import sys, flow.process.tasks, flow.worker.execution, flow.worker.deliveries, flow.wire.messages\n"
         "print([m for m in sys.modules if m.split('.')[0] in ('peewee', 'playhouse', 'psycopg', 'psycopg2')"
         " or m.startswith('flow.persistence')])"
     )

@@ -12,11 +12,11 @@ import pytest
 
 from flow.clock import utcnow
 from flow.engine.outbox import Acks, OutboxSender
-from flow.outgoing import Outgoing
 from flow.persistence.database import open_database
 from flow.persistence.engine_store import EngineStore
 from flow.persistence.models import OutboxRecord, bind
 from flow.persistence.store import Store
+from flow.wire.outgoing import Outgoing
 from tests.conftest import wait_for
 
 # -- Acks ----------------------------------------------------------------------------------------

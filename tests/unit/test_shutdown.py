@@ -13,7 +13,7 @@ SCRIPT = """
 import os, signal
 calls = []
 signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(signum))
-from flow.shutdown import ignore_repeated_sigterm
+from flow.process.shutdown import ignore_repeated_sigterm
 ignore_repeated_sigterm()
 ignore_repeated_sigterm()  # a second install does not wrap twice
 os.kill(os.getpid(), signal.SIGTERM)
@@ -42,7 +42,7 @@ def test_a_repeated_sigterm_reaches_dramatiqs_handler_once():
 def test_a_process_with_the_default_handler_keeps_it():
     assert (
         run(
-            "import signal\nfrom flow.shutdown import ignore_repeated_sigterm\nignore_repeated_sigterm()\n"
+            "import signal\nfrom flow.process.shutdown import ignore_repeated_sigterm\nignore_repeated_sigterm()\n"
             "print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)"
         )
         == "True"
@@ -51,4 +51,4 @@ def test_a_process_with_the_default_handler_keeps_it():
 
 def test_flow_actors_installs_it_before_loading_the_runtime():
     source = (ROOT / "flow" / "actors.py").read_text()
-    assert source.index("ignore_repeated_sigterm()") < source.index("from flow.runtime import")
+    assert source.index("ignore_repeated_sigterm()") < source.index("from flow.process.runtime import")

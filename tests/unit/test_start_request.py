@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from flow.core.definition import is_definition_name
 from flow.core.start_request import SCHEMA, SCHEMA_WITH_ID, StartRequest, parse_start_request
 from flow.core.strict_json import check
-from flow.engine.amqp_start import parse_start
 from flow.errors import InvalidInput, InvalidJson
+from flow.process.amqp_start import parse_start
 from tests.hostile import START_BODIES, hostile_start_texts
 
 

@@ -15,11 +15,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from flow import tracing
-from flow.attempts import AttemptRequest
 from flow.core.state import ActivityState, WorkflowState, WorkflowStatus
 from flow.core.vocabulary import Outcome
 from flow.engine.spans import WorkflowSpans
+from flow.observability import tracing
+from flow.wire.attempts import AttemptRequest
 from tests.tracing import global_provider
 
 T = datetime(2026, 1, 1)
@@ -102,7 +102,7 @@ def test_without_otel_variables_or_a_provider_tracing_stays_off():
 
 def test_without_the_sdk_tracing_stays_off_and_says_why(monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "opentelemetry.sdk._configuration", None)  # as if not installed
-    with caplog.at_level(logging.WARNING, logger="flow.tracing"):
+    with caplog.at_level(logging.WARNING, logger="flow.observability.tracing"):
         assert tracing.configure({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"}) is False
     assert tracing.ENABLED is False
     assert "opentelemetry-sdk is not installed" in caplog.text

@@ -8,7 +8,7 @@ from urllib.parse import quote
 import pytest
 
 from activities.dummy import DoAnotherThingActivity
-from flow.attempts import AttemptRequest
+from flow.wire.attempts import AttemptRequest
 from flow.worker.execution import execute
 
 

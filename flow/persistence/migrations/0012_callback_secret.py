@@ -1,4 +1,4 @@
-"""Callback tokens: the deployment's secret that signs them (flow.callback_tokens),
+"""Callback tokens: the deployment's secret that signs them (flow.core.callback_tokens),
 generated once here and kept in ``flow_meta`` beside the partition count, so that every
 API and engine process of a database reads the same one. ``FLOW_SECRET_KEY``, when
 set, is used instead."""

@@ -27,7 +27,7 @@ from flow.core.state import WorkflowState
 from flow.core.timestamps import iso
 from flow.errors import DefinitionNotFound, FlowError, IdempotencyConflict, InvalidInput, ScheduleNotFound
 from flow.persistence.schedules import ScheduleTable, StoredSchedule
-from flow.service import WorkflowService
+from flow.service.workflows import WorkflowService
 
 logger = logging.getLogger(__name__)
 

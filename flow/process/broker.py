@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-from flow.engine.inprocess import InProcessBroker
+from flow.process.inprocess import InProcessBroker
 from flow.settings import Settings
 
 logger = logging.getLogger(__name__)

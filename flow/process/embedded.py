@@ -22,11 +22,11 @@ from typing import Any
 import dramatiq
 
 from flow.core.definition import Definition
-from flow.engine.inprocess import InProcessBroker, InProcessTransport
 from flow.errors import PollTimeout
 from flow.persistence.mapping import StoredWorkflow
 from flow.polling import poll_until
-from flow.runtime import Runtime, build_engine
+from flow.process.inprocess import InProcessBroker, InProcessTransport
+from flow.process.runtime import Runtime, build_engine
 from flow.settings import IN_PROCESS_BROKER, Settings
 
 logger = logging.getLogger(__name__)

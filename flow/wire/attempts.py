@@ -1,7 +1,7 @@
 """What the engine sends the activity workers: an attempt to run
 (:class:`AttemptRequest`, on ``<prefix>.activities``) and a notice that an attempt
 should stop (:class:`CancelNotice`, on the ``<prefix>.cancellations`` fanout
-exchange). Encoded and decoded as every message is (:mod:`flow.messages`)."""
+exchange). Encoded and decoded as every message is (:mod:`flow.wire.messages`)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from typing import Any, ClassVar
 from flow.core.codec import Count, JsonObject, Name
 from flow.core.state import WorkflowState
 from flow.core.vocabulary import Outcome
-from flow.messages import CANCEL_ATTEMPT, RUN_ACTIVITY, AttemptHeartbeat, AttemptResult, AttemptStarted, Message
+from flow.wire.messages import CANCEL_ATTEMPT, RUN_ACTIVITY, AttemptHeartbeat, AttemptResult, AttemptStarted, Message
 
 
 class Outputs:
     """The outputs a workflow hands to its next attempts, computed once per state; ``pending``:
-    (position, id, value) of steps with none yet (waits' tokens: :mod:`flow.callback_tokens`)."""
+    (position, id, value) of steps with none yet (waits' tokens: :mod:`flow.core.callback_tokens`)."""
 
     def __init__(self, state: WorkflowState, pending: Iterable[tuple[int, str, Any]] = ()) -> None:
         self._with_output = [(a.position, a.id, a.output) for a in state.definition_activities if a.output is not None]
@@ -58,7 +58,7 @@ class AttemptRequest(Message):
     #: release's messages): ``<prefix>.engine``, which forwards to the partition.
     reply_to: Name | None = None
     #: The W3C ``traceparent`` of the workflow's span, the parent of the attempt's
-    #: span (:mod:`flow.tracing`); None (and absent on the wire) while tracing is off.
+    #: span (:mod:`flow.observability.tracing`); None (and absent on the wire) while tracing is off.
     traceparent: Name | None = None
     #: For an item of a ``map``: the item (any JSON value) and its index in the list;
     #: absent on the wire otherwise (and for a JSON ``null`` item, which reads back the same).

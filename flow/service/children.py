@@ -1,7 +1,7 @@
 """Starting a child workflow: the ``flow.start_child`` task's work, on the starting side
 (docs/design.md, "Sub-workflows").
 
-A parent's engine owes a :class:`~flow.messages.StartChild` for each attempt of a child
+A parent's engine owes a :class:`~flow.wire.messages.StartChild` for each attempt of a child
 activity (through its outbox: sent at least once). Handling it is idempotent, keyed by
 the child's id (derived from the parent's and the activity's) and the parent's attempt,
 which the child's run answers (:class:`~flow.core.lineage.ParentLink`):
@@ -30,7 +30,6 @@ from typing import Any, Protocol
 
 import dramatiq
 
-from flow import messages
 from flow.clock import utcnow
 from flow.core import children
 from flow.core.definition import Definition
@@ -39,12 +38,13 @@ from flow.core.state import WorkflowState
 from flow.core.vocabulary import Outcome, WorkflowStatus
 from flow.errors import DefinitionNotFound, IdempotencyConflict, InvalidInput, WorkflowNotFound
 from flow.persistence.store import Store
+from flow.wire import messages
 
 logger = logging.getLogger(__name__)
 
 
 class WorkflowService(Protocol):
-    """What starting a child needs of :class:`flow.service.WorkflowService`."""
+    """What starting a child needs of :class:`flow.service.workflows.WorkflowService`."""
 
     store: Store
     broker: dramatiq.Broker

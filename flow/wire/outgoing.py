@@ -10,7 +10,7 @@ from typing import Any
 
 import dramatiq
 
-from flow.messages import Message
+from flow.wire.messages import Message
 
 
 @dataclass(frozen=True)

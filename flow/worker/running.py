@@ -2,7 +2,7 @@
 
 The engine cannot call into a worker (workers never read the database; messages go one
 way), so a cancel reaches a running attempt as a notice broadcast to every worker
-(:class:`~flow.attempts.CancelNotice`; on RabbitMQ a fanout exchange that each worker
+(:class:`~flow.wire.attempts.CancelNotice`; on RabbitMQ a fanout exchange that each worker
 process listens to, :mod:`flow.worker.cancellations`; in the embedded mode the engine's
 in-process transport calls :meth:`RunningAttempts.cancel` itself). The worker running
 that attempt raises the cancellation at the activity's next ``self.heartbeat()``

@@ -343,7 +343,7 @@ ENGINE_MESSAGES: Mapping[str, type[EngineMessage]] = types.MappingProxyType(
 class StartChild(Message):
     """``flow.start_child``, on the shared ``<prefix>.engine`` queue: the activity at
     ``position`` of workflow ``workflow_id`` runs ``attempt`` as the child workflow
-    ``child_id`` (created unless it exists: see :meth:`flow.service.WorkflowService.start_child`)."""
+    ``child_id`` (created unless it exists: see :meth:`flow.service.workflows.WorkflowService.start_child`)."""
 
     ACTOR: ClassVar[str] = START_CHILD
 

@@ -113,7 +113,7 @@ class CallbackTokens:
 
     def pending(self, state: WorkflowState) -> list[tuple[int, str, Any]]:
         """``{"callback_token": ...}`` for each wait that has not ended, by position and
-        id: what the activities of ``state`` see as its output (:class:`flow.attempts.Outputs`)."""
+        id: what the activities of ``state`` see as its output (:class:`flow.wire.attempts.Outputs`)."""
         if state.status.ended:
             return []
         return [

@@ -36,7 +36,7 @@ from flow.core.start_request import StartRequest, parse_start_request
 from flow.errors import FlowError, is_retryable
 
 if TYPE_CHECKING:
-    from flow.service import WorkflowService
+    from flow.service.workflows import WorkflowService
 
 logger = logging.getLogger(__name__)
 

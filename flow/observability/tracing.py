@@ -5,7 +5,7 @@ Only ``opentelemetry-api`` is imported here. Tracing is on in a process once
 :func:`configure` has found a tracer provider:
 
 - one the host process installed (``opentelemetry-instrument``, a program that runs
-  :class:`~flow.embedded.EmbeddedFlow` with its own SDK set-up, the tests), or
+  :class:`~flow.process.embedded.EmbeddedFlow` with its own SDK set-up, the tests), or
 - one that ``opentelemetry-sdk``'s autoconfiguration builds from the standard
   ``OTEL_`` variables, when the SDK is installed (``pip install 'libero-flow[otel]'``)
   and ``OTEL_TRACES_EXPORTER`` or ``OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT`` asks for
@@ -33,8 +33,8 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from flow.core.vocabulary import Outcome
 
 if TYPE_CHECKING:
-    from flow.attempts import AttemptRequest
-from flow.messages import AttemptResult
+    from flow.wire.attempts import AttemptRequest
+from flow.wire.messages import AttemptResult
 
 logger = logging.getLogger(__name__)
 

@@ -20,10 +20,8 @@ from typing import Any
 
 import dramatiq
 
-from flow import child_starts, messages
-from flow.callback_tokens import CallbackTarget, CallbackTokens
-from flow.catalog import Catalog
 from flow.core import children, signals, strict_json
+from flow.core.callback_tokens import CallbackTarget, CallbackTokens
 from flow.core.definition import Definition, parse
 from flow.core.partitions import partition_of, partition_queue
 from flow.core.state import WorkflowState
@@ -39,7 +37,10 @@ from flow.errors import (
 )
 from flow.persistence.schema import check_partitions
 from flow.persistence.store import Store
+from flow.service import children as child_starts
+from flow.service.catalog import Catalog
 from flow.settings import Settings
+from flow.wire import messages
 
 logger = logging.getLogger(__name__)
 
@@ -301,7 +302,7 @@ class WorkflowService:
 
     def start_child(self, request: messages.StartChild) -> None:
         """Create and start (or retry, or report) the child of a parent's activity
-        (:mod:`flow.child_starts`)."""
+        (:mod:`flow.service.children`)."""
         child_starts.start_child(self, request)
 
     def forward(self, message: dramatiq.Message[Any]) -> None:

@@ -5,7 +5,7 @@ Every entry point (``dramatiq flow.actors``, the API, the CLI) builds one; build
 binds the models to the database and connects to nothing. Only engine processes
 build an engine: :class:`EngineLifecycle` does it when a ``dramatiq flow.actors``
 process consumes the shared engine queue, and ``flow run``/``flow up`` do it in
-:mod:`flow.embedded`.
+:mod:`flow.process.embedded`.
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ from dramatiq.middleware import CurrentMessage
 
 from activities.base import BaseActivity
 from activities.discovery import discover
-from flow.broker import build_broker
-from flow.catalog import Catalog
-from flow.metrics import EngineMetrics
+from flow.observability.metrics import EngineMetrics
 from flow.persistence.models import bind
 from flow.persistence.store import Store
-from flow.schedules import ScheduleService
-from flow.service import WorkflowService
+from flow.process.broker import build_broker
+from flow.process.tasks import declare
+from flow.service.catalog import Catalog
+from flow.service.schedules import ScheduleService
+from flow.service.workflows import WorkflowService
 from flow.settings import Settings
-from flow.tasks import declare
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class EngineLifecycle(dramatiq.Middleware):
         self._starting.start()
 
     def _start(self) -> None:
-        from flow.engine.amqp_start import StartMessageConsumer
+        from flow.process.amqp_start import StartMessageConsumer
 
         settings = self.runtime.settings
         delay = 0.5

@@ -11,7 +11,7 @@ from flow.core.timestamps import iso
 from flow.persistence.mapping import StoredWorkflow
 
 if TYPE_CHECKING:
-    from flow.callback_tokens import CallbackTokens
+    from flow.core.callback_tokens import CallbackTokens
 
 
 def activity_view(

@@ -5,7 +5,7 @@ any process) and, for messages that reached it instead of their partition's queu
 (a sender that does not know the partitions, a message from before partitions
 existed), every other engine message, forwarded to its partition's queue.
 Activity queue: ``flow.run_activity``, whose keyword arguments are an
-:class:`~flow.attempts.AttemptRequest`. The partition queues are not Dramatiq tasks:
+:class:`~flow.wire.attempts.AttemptRequest`. The partition queues are not Dramatiq tasks:
 the engine holding each one consumes it itself (:mod:`flow.engine`).
 
 Whether a failed message is retried is decided by :func:`flow.errors.is_retryable`
@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
-from flow import attempts, messages, tracing
 from flow.clock import utcnow
 from flow.core.start_request import is_workflow_id, parse_start_request
 from flow.core.vocabulary import Outcome
 from flow.errors import InvalidInput, is_retryable
+from flow.observability import tracing
+from flow.wire import attempts, messages
 from flow.worker.cancellations import CancellationListener
 from flow.worker.deliveries import DeliveryCounter, DeliveryLimit
 from flow.worker.execution import execute
@@ -35,8 +36,8 @@ from flow.worker.heartbeats import Heartbeats, interval_for
 from flow.worker.reporting import DelayedCalls
 
 if TYPE_CHECKING:
-    from flow.metrics import EngineMetrics
-    from flow.service import WorkflowService
+    from flow.observability.metrics import EngineMetrics
+    from flow.service.workflows import WorkflowService
     from flow.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -16,11 +16,11 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
 
-from flow.attempts import CancelNotice
-from flow.cancellation import RUNNING
 from flow.engine.transport import Delivery, OnPublished
-from flow.messages import CANCEL_ATTEMPT
-from flow.outgoing import Outgoing
+from flow.wire.attempts import CancelNotice
+from flow.wire.messages import CANCEL_ATTEMPT
+from flow.wire.outgoing import Outgoing
+from flow.worker.running import RUNNING
 
 logger = logging.getLogger(__name__)
 

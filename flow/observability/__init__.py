@@ -1,0 +1,2 @@
+"""What a process tells about itself: OpenTelemetry spans (:mod:`.tracing`) and
+Prometheus metrics (:mod:`.metrics`)."""

@@ -152,7 +152,7 @@ class WorkflowActor(pykka.ThreadingActor):
         loaded = self.engine.store.load(self.workflow_id)
         if loaded.partition != self.entry.partition:
             raise WrongPartition(f"workflow {self.workflow_id} is not in partition {self.entry.partition}")
-        # The payload limit is a setting, which a map's output is held to (flow.core.maps).
+        # The payload limit is a setting, which a map's output is held to (flow.core.kinds.map).
         state = replace(loaded.state, payload_limit=self.engine.settings.max_payload_bytes)
         self.state, self.version, self.epoch = state, loaded.version, epoch
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flow.core.kinds import KINDS, kind_view_schemas
 from flow.core.schedules import SCHEMA as SCHEDULE_SCHEMA
 from flow.core.schedules import RunTrigger
 from flow.core.vocabulary import ActivityStatus, HistoryType, Trigger, WorkflowStatus
@@ -24,6 +25,11 @@ def ref(name: str) -> dict[str, str]:
 def enum(vocabulary: type) -> dict[str, Any]:
     """The values of a ``StrEnum`` as a schema."""
     return {"type": "string", "enum": [member.value for member in vocabulary]}
+
+
+def enum_of(values: Any) -> dict[str, Any]:
+    """The values of a collection of names as a schema."""
+    return {"type": "string", "enum": list(values)}
 
 
 _TIMESTAMP = {"type": "string", "format": "date-time"}
@@ -99,49 +105,13 @@ COMPONENTS: dict[str, Any] = {
                 "attempt as self.last_heartbeat, and when the engine got it (null before the first).",
                 "properties": {"details": {}, "at": _OPTIONAL_TIMESTAMP},
             },
-            "map": {
-                "type": ["object", "null"],
-                "description": "A map: the expression giving its items and how many run at once.",
-                "properties": {"over": {"type": "string"}, "max_concurrency": {"type": ["integer", "null"]}},
+            "kind": {
+                **enum_of(KINDS),
+                "description": "What kind of step it is (each kind fills its own keys below, the others are "
+                "null): activity, map (its items are activities of their own, after the definition's, of kind "
+                "item), sleep, wait (for a signal), child (workflow).",
             },
-            "items": {
-                "type": ["object", "null"],
-                "description": "A map's items by status (the items are activities of their own, after the "
-                "definition's, with parent set).",
-                "additionalProperties": {"type": "integer"},
-            },
-            "parent": {"type": ["string", "null"], "description": "An item of a map: the map's id."},
-            "index": {"type": ["integer", "null"], "description": "An item of a map: its index in the list."},
-            "item": {"description": "An item of a map: the item it runs for."},
-            "sleep_s": {"type": ["number", "null"], "description": "A sleep: how long it waits."},
-            "sleep_until": {
-                "type": ["string", "null"],
-                "description": "A sleep: the JMESPath expression giving when it wakes. A Waiting sleep's output "
-                'says when: {"until": ISO 8601}.',
-            },
-            "wait_for": {"type": ["string", "null"], "description": "A wait: the signal's name that ends it."},
-            "timeout_s": {"type": ["number", "null"], "description": "A wait: how long it waits for the signal."},
-            "choices": {
-                "type": ["array", "null"],
-                "items": {"type": "string"},
-                "description": 'A wait: the answers the web page offers as buttons, each sending {"choice": ...}.',
-            },
-            "callback_token": {
-                "type": ["string", "null"],
-                "description": "A wait that has not ended, in a running workflow: the token a third party "
-                "POSTs to /signals/{token} to send its signal (once). Activities see it too, as "
-                'outputs[<wait id>] = {"callback_token": ...}.',
-            },
-            "workflow": {
-                "type": ["object", "null"],
-                "description": "A child activity: the definition it runs as a child workflow.",
-                "properties": {
-                    "name": {"type": "string"},
-                    "version": {"type": ["integer", "null"]},
-                    "input": {"type": ["string", "null"]},
-                },
-            },
-            "child_id": {"type": ["string", "null"], "description": "A child activity's child workflow, once run."},
+            **kind_view_schemas(),
         },
     },
     "Workflow": {
@@ -192,6 +162,12 @@ COMPONENTS: dict[str, Any] = {
             "created": {"type": "boolean"},
             "versions": {"type": "array", "items": _record(version={"type": "integer"}, created_at=_TIMESTAMP)},
             "definition": {"type": "object"},
+            "steps": {
+                "type": "array",
+                "description": "Each step of the definition, in order: its id (its own, or the one the server "
+                "gives it), its name and its kind.",
+                "items": _record(id={"type": "string"}, name={"type": "string"}, kind=enum_of(KINDS)),
+            },
         },
     },
     "DefinitionList": _record(

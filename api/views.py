@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from flow.core.lineage import child_id
-from flow.core.state import ActivityState
+from flow.core import kinds
+from flow.core.state import ActivityState, WorkflowState
 from flow.core.timestamps import iso
 from flow.persistence.mapping import StoredWorkflow
 
@@ -15,16 +14,12 @@ if TYPE_CHECKING:
 
 
 def activity_view(
-    a: ActivityState,
-    ids: list[str],
-    workflow_id: str = "",
-    items: tuple[ActivityState, ...] | None = None,
-    callback_token: str | None = None,
+    state: WorkflowState, a: ActivityState, ids: list[str], tokens: CallbackTokens | None = None
 ) -> dict[str, Any]:
-    """One activity; ``ids``: every activity's id by position (for ``depends_on``);
-    ``workflow_id``: its workflow's (for a child activity's ``child_id``); ``items``: a
-    map's items, which it counts by status; ``callback_token``: a wait's, while it has
-    not ended."""
+    """One step of ``state``: what every kind has, its ``kind``, and its kind's own keys
+    (every kind's keys are present, null but its own: :func:`flow.core.kinds.view`);
+    ``ids``: every step's id by position (for ``depends_on``); ``tokens``: show a wait's
+    callback token while it has not ended."""
     duration_ms = None
     if a.started_at and a.finished_at:
         duration_ms = round((a.finished_at - a.started_at).total_seconds() * 1000, 3)
@@ -50,22 +45,7 @@ def activity_view(
         "heartbeat": None
         if a.heartbeat_at is None and a.heartbeat is None
         else {"details": a.heartbeat, "at": iso(a.heartbeat_at)},
-        "map": None if a.map_over is None else {"over": a.map_over, "max_concurrency": a.max_concurrency},
-        "items": None if a.map_over is None else dict(Counter(i.status.value for i in items or ())),
-        "parent": None if a.parent is None else ids[a.parent],
-        "index": a.index,
-        "item": a.item,
-        "sleep_s": a.sleep_s,
-        "sleep_until": a.sleep_until,
-        "wait_for": a.wait_for,
-        "timeout_s": a.timeout_s,
-        "choices": None if a.choices is None else list(a.choices),
-        "callback_token": callback_token,
-        # A child activity: the definition it runs, and its child (once started).
-        "workflow": None
-        if a.child is None
-        else {"name": a.child.definition, "version": a.child.version, "input": a.child.input},
-        "child_id": child_id(workflow_id, a.id) if a.child is not None and a.attempt else None,
+        **kinds.view(state, a, tokens),
     }
 
 
@@ -98,16 +78,7 @@ def workflow_view(row: StoredWorkflow, tokens: CallbackTokens | None = None) -> 
         "paused": s.paused,
         # A child: the position of the parent's activity that runs it.
         "parent_position": s.parent.position if s.parent else None,
-        "activities": [
-            activity_view(
-                a,
-                ids,
-                s.id,
-                tuple(s.activities[p] for p in s.items[a.position]),
-                tokens.of(s, a) if tokens is not None else None,
-            )
-            for a in s.activities
-        ],
+        "activities": [activity_view(s, a, ids, tokens) for a in s.activities],
     }
 
 

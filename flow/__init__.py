@@ -3,7 +3,7 @@ broker set-up and the CLI. ``flow.actors`` is the entry point of ``dramatiq flow
 """
 
 from flow.core.decide import Decision, HistoryEntry, decide
-from flow.core.definition import ActivitySpec, Definition
+from flow.core.definition import Definition, StepDefinition
 from flow.core.policy import RetryPolicy
 from flow.core.state import ActivityState, WorkflowState
 from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind, WorkflowStatus
@@ -29,7 +29,7 @@ __all__ = [
     "Decision",
     "HistoryEntry",
     # definitions
-    "ActivitySpec",
+    "StepDefinition",
     "Catalog",
     "Definition",
     "RetryPolicy",

@@ -42,8 +42,11 @@ def _find(runtime: Runtime, name: str, version: int | None = None) -> tuple[Defi
         raise falcon.HTTPNotFound(title="Definition not found", description=str(e)) from e
 
 
-def _definition_view(name: str, version: int, body: dict, **extra: object) -> dict:
-    return {"name": name, "version": version, **extra, "definition": body}
+def _definition_view(definition: Definition, version: int, **extra: object) -> dict:
+    """A version of a definition, as written, and what each of its steps is: its id (its
+    own, or the one the server gives it), name and kind, so that no client infers them."""
+    steps = [{"id": s.id, "name": s.name, "kind": s.spec.kind} for s in definition.activities]
+    return {"name": definition.name, "version": version, **extra, "definition": dict(definition.body), "steps": steps}
 
 
 class DefinitionsResource:
@@ -91,7 +94,7 @@ class DefinitionResource:
             {"version": v["version"], "created_at": iso(v["created_at"])}
             for v in self.runtime.store.definition_versions(name)
         ]
-        resp.media = _definition_view(name, version, dict(definition.body), versions=versions)
+        resp.media = _definition_view(definition, version, versions=versions)
 
     @operation(
         "Register a definition; a changed body becomes a new version",
@@ -111,7 +114,7 @@ class DefinitionResource:
         definition, version, created = self.runtime.service.register(body)
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
         resp.location = f"/definitions/{name}/versions/{version}"
-        resp.media = _definition_view(name, version, dict(definition.body), created=created)
+        resp.media = _definition_view(definition, version, created=created)
 
 
 class DefinitionVersionResource:
@@ -125,7 +128,7 @@ class DefinitionVersionResource:
     @operation("One version of a definition", responses={200: _DEFINITION}, errors=(404, 503), path=_NAME)
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str, version: int) -> None:
         definition, found = _find(self.runtime, name, version)
-        resp.media = _definition_view(name, found, dict(definition.body))
+        resp.media = _definition_view(definition, found)
 
     @operation(
         "Delete a version no workflow in progress uses (its number is never reused)",

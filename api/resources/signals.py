@@ -1,4 +1,4 @@
-"""``POST /workflows/{id}/signals/{name}``: send a signal to a workflow (flow.core.signals);
+"""``POST /workflows/{id}/signals/{name}``: send a signal to a workflow (flow.core.kinds.wait);
 ``POST /signals/{token}``: send a waiting step its signal by its callback token
 (flow.core.callback_tokens)."""
 
@@ -11,7 +11,8 @@ import falcon
 from api.errors import unprocessable
 from api.media import has_body, read_json_object
 from api.operation import Param, Reply, operation
-from flow.core import callback_tokens, signals, validation
+from flow.core import callback_tokens, validation
+from flow.core.kinds import wait as signals
 from flow.core.start_request import SCHEMA as START_SCHEMA
 from flow.core.start_request import check_idempotency_key, is_workflow_id
 from flow.errors import WorkflowNotFound

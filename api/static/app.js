@@ -203,7 +203,7 @@ function gantt(workflow, events) {
   const width = (a, b) => Math.min(Math.max(percent(b) - percent(a), 0.2), 100 - percent(a)).toFixed(2) + "%";
   // One row per activity of the definition; a map's row holds every attempt of its items.
   const items = mapItems(workflow.activities);
-  const rows = workflow.activities.filter(a => a.parent == null).map(activity => {
+  const rows = workflow.activities.filter(a => a.kind !== "item").map(activity => {
     const track = h("div", { class: "gantt-track" });
     const positions = new Set([activity.position, ...(items.get(activity.id) || []).map(i => i.position)]);
     for (const bar of bars.filter(b => positions.has(b.position))) {
@@ -240,22 +240,18 @@ async function workflowPage(id, mine) {
     workflow.status === "In Progress" && !workflow.paused ? h("button", { onclick: () => act("pause") }, "Pause") : null,
     workflow.status === "In Progress" && workflow.paused ? h("button", { class: "primary", onclick: () => act("resume") }, "Resume") : null,
     ["Failed", "Cancelled"].includes(workflow.status) ? h("button", { class: "primary", onclick: () => act("retry") }, "Retry from failure") : null);
-  const signals = workflow.activities.filter(a => a.status === "Waiting" && a.wait_for).map(a => signalForm(workflow, a));
+  const signals = workflow.activities.filter(a => a.status === "Waiting" && kindOf(a).form).map(a => kindOf(a).form(workflow, a));
 
   const items = mapItems(workflow.activities);
-  const activityRow = a => h("tr", { class: a.parent == null ? "" : "item" },
+  const activityRow = a => h("tr", { class: kindOf(a).row || "" },
     h("td", {}, a.position),
-    h("td", {}, activityLabel(a),
-      a.child_id ? h("span", {}, " → ", h("a", { href: "#/workflows/" + encodeURIComponent(a.child_id), class: "mono" }, "child " + a.child_id)) : null,
-      a.wait_for ? h("span", { class: "muted mono" }, ` for signal ${a.wait_for}`) : null,
+    h("td", {}, activityLabel(a), kindOf(a).note ? kindOf(a).note(a) : null,
       a.independent ? h("span", { class: "muted" }, " (independent)") : null,
       a.depends_on ? h("span", { class: "muted" }, ` after ${a.depends_on.join(", ")}` + (a.trigger !== "all_succeeded" ? ` (${a.trigger})` : "")) : null,
       a.when ? h("span", { class: "muted mono" }, ` when ${a.when}`) : null,
-      a.map ? h("span", { class: "muted mono" }, ` map over ${a.map.over}` + (a.map.max_concurrency ? `, ${a.map.max_concurrency} at a time` : "")) : null,
-      a.parent != null ? h("span", { class: "muted mono" }, " item " + JSON.stringify(a.item).slice(0, 80)) : null,
-      a.required || a.parent != null ? null : h("span", { class: "muted" }, " (optional)")),
+      a.required || kindOf(a).row ? null : h("span", { class: "muted" }, " (optional)")),
     h("td", {}, statusBadge(a.status)),
-    h("td", {}, a.map ? itemCounts(a.items) : `${a.attempt} / ${a.max_attempts}`),
+    h("td", {}, kindOf(a).attempts ? kindOf(a).attempts(a) : `${a.attempt} / ${a.max_attempts}`),
     h("td", {}, a.duration_ms === null ? "" : duration(a.started_at, a.finished_at)),
     h("td", {}, a.error ? h("pre", {}, a.error) : a.skip_reason ? h("span", { class: "muted" }, "skipped: " + a.skip_reason) : "",
       // A long activity's progress: what its last heartbeat said (details, at most 120 characters shown).
@@ -271,7 +267,7 @@ async function workflowPage(id, mine) {
   };
   const activities = h("table", {}, h("caption", {}, "Activities, in definition order (a map's items under it)"),
     h("thead", {}, h("tr", {}, ...["#", "Activity", "Status", "Attempts", "Duration", "Error or reason"].map(t => h("th", { scope: "col" }, t)))),
-    h("tbody", {}, workflow.activities.filter(a => a.parent == null).flatMap(rowsOf)));
+    h("tbody", {}, workflow.activities.filter(a => a.kind !== "item").flatMap(rowsOf)));
 
   const history = h("table", {}, h("caption", {}, "Event history"),
     h("thead", {}, h("tr", {}, ...["#", "Time", "Type", "Activity", "Data"].map(t => h("th", { scope: "col" }, t)))),
@@ -289,7 +285,7 @@ async function workflowPage(id, mine) {
     ...(workflow.parent_id ? [h("p", {}, "Child workflow of ", h("a", { href: "#/workflows/" + encodeURIComponent(workflow.parent_id), class: "mono" }, workflow.parent_id),
       ` (its activity ${workflow.parent_position})`)] : []),
     actions, ...signals,
-    h("h2", {}, "Graph"), graph(workflow.name, workflow.activities.filter(a => a.parent == null)),
+    h("h2", {}, "Graph"), graph(workflow.name, workflow.activities.filter(a => a.kind !== "item")),
     h("h2", {}, "Timeline"), gantt(workflow, events),
     h("h2", {}, "Activities"), activities,
     h("h2", {}, "Input"), h("pre", {}, JSON.stringify(workflow.input_data, null, 2)),
@@ -348,9 +344,32 @@ const MAX_ITEM_ROWS = 100;
 
 function mapItems(activities) {
   const items = new Map();
-  for (const a of activities) if (a.parent != null) items.set(a.parent, [...(items.get(a.parent) || []), a]);
+  for (const a of activities) if (a.kind === "item") items.set(a.parent, [...(items.get(a.parent) || []), a]);
   return items;
 }
+
+// What the page does differently for each kind of step (the API's `kind`, one entry a
+// kind): `label` names it, `note` follows its name in the table, `row` is its row's class
+// (an item's rows sit under its map), `attempts` fills the attempts column, `form` is
+// what a waiting one offers, `node` its class in the graph (drawn by the stylesheet).
+const STEP_KINDS = {
+  activity: {},
+  map: {
+    note: a => h("span", { class: "muted mono" }, ` map over ${a.map.over}` + (a.map.max_concurrency ? `, ${a.map.max_concurrency} at a time` : "")),
+    attempts: a => itemCounts(a.items),
+    node: "mapped",
+  },
+  item: { row: "item", note: a => h("span", { class: "muted mono" }, " item " + JSON.stringify(a.item).slice(0, 80)) },
+  sleep: {},
+  wait: { note: a => h("span", { class: "muted mono" }, ` for signal ${a.wait_for}`), form: (workflow, a) => signalForm(workflow, a) },
+  child: {
+    label: a => `${a.id} (workflow ${a.name})`,
+    note: a => a.child_id ? h("span", {}, " → ", h("a", { href: "#/workflows/" + encodeURIComponent(a.child_id), class: "mono" }, "child " + a.child_id)) : null,
+    node: "child",
+  },
+};
+
+function kindOf(a) { return STEP_KINDS[a.kind] || STEP_KINDS.activity; }
 
 function itemCounts(counts) {
   const entries = Object.entries(counts || {}).sort((x, y) => y[1] - x[1]);
@@ -370,37 +389,17 @@ function svg(tag, attrs = {}, ...children) {
   return el;
 }
 
-// A child workflow activity: its definition's name (a definition's entry says `workflow`
-// as a string, a workflow's activity as an object), else null.
-function childOf(a) { return typeof a.workflow === "string" ? a.workflow : a.workflow ? a.workflow.name : null; }
-// A step without a class: a child workflow, a wait for a signal or a sleep (the server's
-// flow/core/graph.py step_name).
-function nameOf(a) { return a.name || childOf(a) || (a.wait_for ? "wait" : "sleep"); }
-
-function activityIds(activities) {
-  // The server's rule (flow/core/graph.py default_ids): its own id, else the class name
-  // (a child's definition name); a name listed more than once without ids numbers all
-  // but its last appearance.
-  const counts = new Map();
-  for (const a of activities) if (!a.id) counts.set(nameOf(a), (counts.get(nameOf(a)) || 0) + 1);
-  const seen = new Map();
-  return activities.map(a => {
-    if (a.id) return a.id;
-    const name = nameOf(a);
-    seen.set(name, (seen.get(name) || 0) + 1);
-    return seen.get(name) === counts.get(name) ? name : `${name}.${seen.get(name)}`;
-  });
-}
-
+// A step's id, with its class when the id is not the class (every step the page draws
+// comes from the API with its id, name and kind: a definition's from its `steps`).
 function activityLabel(a) {
-  const kind = childOf(a) ? `workflow ${childOf(a)}` : nameOf(a);
-  return a.id && (a.id !== nameOf(a) || childOf(a)) ? `${a.id} (${kind})` : childOf(a) ? `${nameOf(a)} (${kind})` : kind;
+  if (kindOf(a).label) return kindOf(a).label(a);
+  return a.id !== a.name ? `${a.id} (${a.name})` : a.name;
 }
 
 function graphLayout(activities) {
   // Edges: depends_on as written; for the positional rule ("waits for every activity
   // listed before it") only the edges no other path already implies.
-  const ids = activityIds(activities);
+  const ids = activities.map(a => a.id);
   const index = new Map(ids.map((id, i) => [id, i]));
   const waits = activities.map(a => a.depends_on ? a.depends_on.map(d => index.get(d)).filter(i => i !== undefined) : null);
   const edges = [];
@@ -426,7 +425,7 @@ function graphLayout(activities) {
 function graph(title, activities) {
   const labels = activities.map(a => activityLabel(a) +
     (a.independent ? " (independent)" : "") + (a.depends_on ? ` after ${a.depends_on.join(", ")}` : "") +
-    (a.when ? ` when ${a.when}` : "") + (a.map ? ` map over ${a.map.over}` : "") + (a.status ? `: ${a.status}` : "") +
+    (a.when ? ` when ${a.when}` : "") + (a.kind === "map" ? ` map over ${a.map.over}` : "") + (a.status ? `: ${a.status}` : "") +
     (a.items ? ` (${itemCounts(a.items)})` : ""));
   const label = `${title}: ` + labels.join(", ");
   if (activities.length > MAX_DRAWN)
@@ -444,20 +443,20 @@ function graph(title, activities) {
     return svg("path", { class: "edge", d: `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`, "marker-end": "url(#arrow)" });
   });
   const nodes = activities.map((a, i) => {
-    const child = childOf(a) !== null;
+    const kind = kindOf(a);
     const classes = ["node", a.status ? "s-" + a.status.replace(/ /g, "-") : "", a.required === false ? "optional" : "",
-      a.when ? "conditional" : "", a.map ? "mapped" : "", child ? "child" : ""];
+      a.when ? "conditional" : "", kind.node || ""];
     const name = (a.when ? "? " : "") + ids[i];
     const total = a.items ? Object.values(a.items).reduce((n, c) => n + c, 0) : null;
-    const suffix = a.map ? (total === null ? " ×n" : ` ×${total}`) : "";
+    const suffix = kind.node === "mapped" ? (total === null ? " ×n" : ` ×${total}`) : "";
     const text = name.length + suffix.length > 22 ? name.slice(0, 21 - suffix.length) + "…" + suffix : name + suffix;
     // A map is drawn as a stack (one card behind another, for its many items); a child
     // workflow as a second frame inside the first, linked to the child's page once it runs.
     const node = svg("g", { class: classes.join(" "), transform: `translate(${at[i][0] + 1},${at[i][1] + 1})` },
       svg("title", {}, labels[i] + (a.skip_reason ? ` (skipped: ${a.skip_reason})` : "") + (a.child_id ? ` (child ${a.child_id})` : "")),
-      a.map ? svg("rect", { class: "stack", x: 4, y: -4, width: W - 4, height: H, rx: 6 }) : null,
-      svg("rect", { width: W - (a.map ? 4 : 0), height: H, rx: 6 }),
-      child ? svg("rect", { class: "inner", x: 3, y: 3, width: W - 6, height: H - 6, rx: 4 }) : null,
+      kind.node === "mapped" ? svg("rect", { class: "stack", x: 4, y: -4, width: W - 4, height: H, rx: 6 }) : null,
+      svg("rect", { width: W - (kind.node === "mapped" ? 4 : 0), height: H, rx: 6 }),
+      kind.node === "child" ? svg("rect", { class: "inner", x: 3, y: 3, width: W - 6, height: H - 6, rx: 4 }) : null,
       svg("text", { x: 10, y: H / 2 + 4 }, text));
     return a.child_id ? svg("a", { href: "#/workflows/" + encodeURIComponent(a.child_id), class: "child-link" }, node) : node;
   });
@@ -473,7 +472,7 @@ async function definitionsPage(mine) {
     h("p", { class: "muted" }, "An arrow means: waits for. Boxes in one column may run side by side; dashed boxes are optional; a ? marks a condition (when)."),
     ...details.map(d => h("section", {},
       h("h2", {}, d.name, h("span", { class: "muted" }, ` version ${d.version}`)),
-      graph(d.name, d.definition.activities),
+      graph(d.name, d.definition.activities.map((entry, i) => ({ ...entry, ...d.steps[i] }))),
       h("p", { class: "muted" }, "Versions: ", d.versions.map(v => `${v.version} (${when(v.created_at)})`).join(", ")),
       h("button", { onclick: () => go("#/start?name=" + encodeURIComponent(d.name)) }, `Start ${d.name}`))));
 }

@@ -6,14 +6,13 @@ embedded ``flow run`` and the remote ``flow start --wait`` print the same thing.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
+from flow.core import kinds
 from flow.core.failure import cause
-from flow.core.lineage import child_id
 from flow.core.vocabulary import DECISIONS, ActivityStatus, HistoryType, Outcome, TimerKind, WorkflowStatus
 
 WORKFLOW_STYLES: dict[str, str] = {
@@ -131,35 +130,19 @@ def describe_event(event: dict[str, Any], workflow: dict[str, Any]) -> Text:
         return Text("")
     data = event.get("data") or {}
     kind = event["type"]
-    what = {
+    # What the step's kind says of its own entries (flow.core.kinds), else the general line.
+    own = kinds.line(kind, data, _activity(workflow, event.get("position")), workflow)
+    what = own or {
         HistoryType.START_WORKFLOW: "workflow started",
-        HistoryType.SCHEDULE_ACTIVITY: _scheduled(event, workflow),
-        HistoryType.ACTIVITY_STARTED: "started",
-        HistoryType.RESCHEDULE_ACTIVITY: f"will retry in {data.get('delay_ms', 0) / 1000:.1f} s",
-        HistoryType.TIMER_FIRED: "woke"
-        if data.get("kind") == TimerKind.SLEEP
-        else f"{data.get('kind', '')} timer fired",
+        HistoryType.TIMER_FIRED: kinds.timer_line(data.get("kind")) or f"{data.get('kind', '')} timer fired",
         HistoryType.WORKFLOW_FINISHED: "workflow finished",
         HistoryType.WORKFLOW_FAILURE: f"workflow failed: {data.get('error', '')}",
         HistoryType.WORKFLOW_CANCELLED: "workflow cancelled" + (f": {data['reason']}" if data.get("reason") else ""),
         HistoryType.RETRY_WORKFLOW: f"workflow retried from where it stopped (run {data.get('run')})",
         HistoryType.SKIP_ACTIVITY: f"skipped: {data.get('reason', '')}",
         HistoryType.FAIL_ACTIVITY: f"failed before it ran: {data.get('error', '')}",
-        HistoryType.START_SLEEP: f"sleeps until {data.get('until')}",
-        HistoryType.START_WAIT: f"waits for the signal {data.get('signal')}"
-        + (f" (at most {data['timeout_s']} s)" if data.get("timeout_s") else ""),
-        HistoryType.END_WAIT: f"took the signal {data.get('signal')}"
-        + (" (kept from before)" if data.get("kept") else ""),
-        HistoryType.SIGNAL_RECEIVED: f"signal {data.get('name')} received",
-        HistoryType.KEEP_SIGNAL: f"signal {data.get('name')} kept until a step waits for it",
         HistoryType.PAUSE_WORKFLOW: "workflow paused: nothing new is scheduled",
         HistoryType.RESUME_WORKFLOW: "workflow resumed",
-        HistoryType.ACTIVITY_HEARTBEAT: "heartbeat" + (f": {json.dumps(data['details'])}" if "details" in data else ""),
-        HistoryType.CANCEL_ATTEMPT: f"told to stop ({data.get('reason')})",
-        HistoryType.START_MAP: f"map over {data.get('items')} item{'s' * (data.get('items') != 1)}"
-        + (f", {data['max_concurrency']} at a time" if data.get("max_concurrency") else ""),
-        HistoryType.END_MAP: f"map {data.get('outcome')}"
-        + (f": item {data['item']} failed" if data.get("item") is not None else f" ({data.get('items')} items)"),
     }.get(kind, kind)
     style = ""
     if kind == HistoryType.ACTIVITY_RESULT:
@@ -215,9 +198,9 @@ def activity_table(workflow: dict[str, Any]) -> Table:
             str(a["position"]),
             _label(a) + (" (optional)" if _optional(a) else ""),
             Text(a["status"], style=ACTIVITY_STYLES.get(a["status"], "")),
-            "" if a.get("map") else f"{a['attempt']}/{a['max_attempts']}",
+            f"{a['attempt']}/{a['max_attempts']}" if _kind(a).has_attempts else "",
             duration,
-            cause(a["error"]) if a["error"] else (a.get("skip_reason") or _item_counts(a) or _child(a)),
+            cause(a["error"]) if a["error"] else (a.get("skip_reason") or _kind(a).note(a)),
         )
     return table
 
@@ -240,36 +223,14 @@ def _optional(activity: dict[str, Any]) -> bool:
     return not activity["required"] and activity.get("parent") is None
 
 
-def _item_counts(activity: dict[str, Any]) -> str:
-    """A map's items by status: ``1000 items: 998 Succeeded, 2 Failed``."""
-    items = activity.get("items")
-    if items is None:
-        return ""
-    counts = ", ".join(f"{n} {status}" for status, n in sorted(items.items(), key=lambda kv: -kv[1]))
-    total = sum(items.values())
-    return f"{total} item{'s' * (total != 1)}" + (f": {counts}" if counts else "")
-
-
-def _child(activity: dict[str, Any]) -> str:
-    return f"child workflow {activity['child_id']}" if activity.get("child_id") else ""
-
-
-def _scheduled(event: dict[str, Any], workflow: dict[str, Any]) -> str:
-    """``scheduled``, and for a child activity, which child workflow it starts."""
-    position, activities = event.get("position"), workflow.get("activities") or []
-    activity = activities[position] if position is not None and position < len(activities) else {}
-    # Derived, not read: the workflow may have been fetched a moment before the history
-    # that schedules its child (its child_id is shown only once the child is run).
-    child = activity.get("child_id") or (child_id(workflow["id"], activity["id"]) if activity.get("workflow") else None)
-    return f"scheduled: child workflow {child}" if child else "scheduled"
+def _kind(activity: dict[str, Any]) -> kinds.StepKind:
+    """The step's kind, as its view says (a server from before kinds: an activity)."""
+    return kinds.named(activity.get("kind")) or kinds.KINDS["activity"]
 
 
 def _label(activity: dict[str, Any]) -> str:
-    """An activity's id, with its class when the id is not the class name."""
-    activity_id = activity.get("id") or activity["name"]
-    if activity.get("workflow"):
-        return f"{activity_id} (workflow {activity['workflow']['name']})"
-    return activity_id if activity_id == activity["name"] else f"{activity_id} ({activity['name']})"
+    """A step's id, with its class (or what it runs) when the id does not say it."""
+    return _kind(activity).label(activity)
 
 
 def status_line(workflow: dict[str, Any]) -> Text:

@@ -13,7 +13,7 @@ to steps and only a holder of the secret can make one::
 - *Single-use*: its signal's id is derived from the step it names, so every POST of it
   (concurrent ones too) is one signal to the engine, which records a signal id once,
   and takes a token's signal only for its step, in its run, while it has not ended
-  (:mod:`flow.core.signals`).
+  (:mod:`flow.core.kinds.wait`).
 - *One spelling*: a token is read only if it is exactly what :meth:`CallbackTokens.token`
   writes (base64 has other spellings of the same bytes).
 
@@ -33,6 +33,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from flow.core.kinds.wait import waits_for
 from flow.core.state import ActivityState, WorkflowState
 
 #: Version prefix of the format above.
@@ -107,7 +108,7 @@ class CallbackTokens:
     def of(self, state: WorkflowState, step: ActivityState) -> str | None:
         """The token of ``step`` of ``state``, while it is a wait that has not ended in a
         running workflow; None otherwise."""
-        if step.wait_for is None or step.status.ended or state.status.ended or step.is_item:
+        if waits_for(step) is None or step.status.ended or state.status.ended:
             return None
         return self.token(state.id, step.position, state.run)
 
@@ -119,7 +120,7 @@ class CallbackTokens:
         return [
             (a.position, a.id, {OUTPUT_KEY: token})
             for a in state.definition_activities
-            if a.wait_for is not None and (token := self.of(state, a)) is not None
+            if waits_for(a) is not None and (token := self.of(state, a)) is not None
         ]
 
     def _mac(self, clear: bytes) -> bytes:

@@ -35,6 +35,15 @@ class CancelTimer:
 
 
 @dataclass(frozen=True)
+class RunChild:
+    """Start ``attempt`` of the child workflow step at ``position`` (or find the child that
+    a copy of this command started already): the engine's plan sends its start."""
+
+    position: int
+    attempt: int
+
+
+@dataclass(frozen=True)
 class CancelChild:
     """Cancel the child workflow that the activity at ``position`` runs (its parent was cancelled)."""
 
@@ -50,4 +59,4 @@ class CancelAttempt:
     attempt: int
 
 
-Command = RunActivity | StartTimer | CancelTimer | CancelChild | CancelAttempt
+Command = RunActivity | RunChild | StartTimer | CancelTimer | CancelChild | CancelAttempt

@@ -11,11 +11,13 @@ retry-from-failure look at every activity (docs/design.md, "The engine's hot pat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
-from flow.core import graph, heartbeats, maps, signals, sleeps
-from flow.core.commands import CancelChild, Command, StartTimer
+from flow.core import graph, kinds
+from flow.core.commands import Command
 from flow.core.events import (
     ActivityCompleted,
     ActivityHeartbeat,
@@ -29,54 +31,26 @@ from flow.core.events import (
     TimerFired,
     WorkflowStarted,
 )
-from flow.core.failure import required_failure
-from flow.core.state import ActivityState, WorkflowState
-from flow.core.steps import (
-    Decision,
-    HistoryEntry,
-    attempt_timers,
-    decided,
-    end_of_run_timers,
-    nothing,
-    pending_again,
-    schedule,
-    stale,
-    with_activity,
-    workflow_timer,
-)
+from flow.core.kinds import Change, Turn, kind_of
+from flow.core.kinds.wait import received
+from flow.core.state import WorkflowState
+from flow.core.steps import Decision, HistoryEntry, decided, nothing, stale, with_activity, workflow_timer
 from flow.core.timestamps import iso
-from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind, WorkflowStatus
+from flow.core.vocabulary import ActivityStatus, HistoryType, TimerKind, WorkflowStatus
 
 #: Statuses a retry-from-failure runs again.
 _RERUN = (ActivityStatus.FAILED, ActivityStatus.SKIPPED, ActivityStatus.CANCELLED)
 #: Statuses that owe no result: what the workflow's end cancels or skips (a running
 #: map's items in flight owe theirs; the map itself does not).
 _WAITING = (ActivityStatus.PENDING, ActivityStatus.WAITING_RETRY, ActivityStatus.RUNNING, ActivityStatus.WAITING)
-#: What a late result (its workflow ended) leaves on the activity.
-_LATE = {Outcome.SUCCEEDED: ActivityStatus.SUCCEEDED, Outcome.CANCELLED: ActivityStatus.CANCELLED}
 
 
 def decide(state: WorkflowState, event: Event) -> Decision:
     """Turn one event into the workflow's next state and the commands it owes."""
-    if isinstance(event, ActivityCompleted):
-        return _on_activity_completed(state, event)
-    if isinstance(event, ActivityStarted):
-        return _on_activity_started(state, event)
-    if isinstance(event, ActivityHeartbeat):
-        return heartbeats.on_heartbeat(state, event)
-    if isinstance(event, TimerFired):
-        return _on_timer_fired(state, event)
-    if isinstance(event, WorkflowStarted):
-        return _on_workflow_started(state, event)
-    if isinstance(event, CancelRequested):
-        return _on_cancel_requested(state, event)
-    if isinstance(event, RetryRequested):
-        return _on_retry_requested(state, event)
-    if isinstance(event, SignalReceived):
-        return _on_signal_received(state, event)
-    if isinstance(event, PauseRequested | ResumeRequested):
-        return _on_pause_or_resume(state, event)
-    raise TypeError(f"unknown event {event!r}")
+    handler = _HANDLERS.get(type(event))
+    if handler is None:
+        raise TypeError(f"unknown event {event!r}")
+    return handler(state, event)
 
 
 # -- handlers ---------------------------------------------------------------------
@@ -93,11 +67,18 @@ def _on_workflow_started(state: WorkflowState, event: WorkflowStarted) -> Decisi
 def _on_activity_started(state: WorkflowState, event: ActivityStarted) -> Decision:
     fact = HistoryEntry(HistoryType.ACTIVITY_STARTED, event.position, {"attempt": event.attempt})
     activity = state.activity(event.position)
-    if activity is None or activity.attempt != event.attempt or activity.status is not ActivityStatus.SCHEDULED:
+    if activity is None or activity.attempt != event.attempt:
         return nothing(state, stale(fact))
-    activity = replace(activity, status=ActivityStatus.STARTED, started_at=event.occurred_at)
-    commands = heartbeats.started_timers(activity, event.attempt, ended=state.status.ended)
-    return Decision(with_activity(state, activity), tuple(commands), (fact, HistoryEntry(HistoryType.DO_NOTHING)))
+    decision = kind_of(activity).on_started(state, activity, event)
+    return decision if decision is not None else nothing(state, stale(fact))
+
+
+def _on_heartbeat(state: WorkflowState, event: ActivityHeartbeat) -> Decision:
+    activity = state.activity(event.position)
+    if activity is None:
+        fact = HistoryEntry(HistoryType.ACTIVITY_HEARTBEAT, event.position, {"attempt": event.attempt})
+        return Decision(state, (), (stale(fact), HistoryEntry(HistoryType.DO_NOTHING)))
+    return kind_of(activity).on_heartbeat(state, activity, event)
 
 
 def _on_activity_completed(state: WorkflowState, event: ActivityCompleted) -> Decision:
@@ -116,14 +97,9 @@ def _on_activity_completed(state: WorkflowState, event: ActivityCompleted) -> De
     activity = state.activity(event.position)
     if activity is None or activity.attempt != event.attempt or not activity.status.in_flight:
         return nothing(state, stale(fact))
-    activity = replace(
-        activity,
-        output=event.output,
-        error=event.error,
-        started_at=event.started_at or activity.started_at,
-        finished_at=event.finished_at or event.occurred_at,
-    )
-    return _attempt_ended(state, activity, event.outcome, event.occurred_at, [fact])
+    history = [fact]
+    answer = kind_of(activity).on_completed(state, activity, event, history)
+    return _carry_on(state, answer, event.occurred_at, history)
 
 
 def _on_timer_fired(state: WorkflowState, event: TimerFired) -> Decision:
@@ -137,42 +113,9 @@ def _on_timer_fired(state: WorkflowState, event: TimerFired) -> Decision:
     activity = state.activity(event.position) if event.position is not None else None
     if activity is None or activity.attempt + (1 if event.kind == TimerKind.RETRY else 0) != event.attempt:
         return nothing(state, stale(fact))
-
-    if event.kind in (TimerKind.SLEEP, TimerKind.WAIT):
-        if state.status.ended or activity.status is not ActivityStatus.WAITING:
-            return nothing(state, stale(fact))
-        if event.kind == TimerKind.SLEEP:
-            activity = replace(activity, status=ActivityStatus.SUCCEEDED, finished_at=event.occurred_at)
-        else:
-            activity = signals.timed_out(activity, event.occurred_at)
-            if activity.required:
-                error = f"required activity {activity.id} (position {activity.position}) failed: {activity.error}"
-                return _fail(with_activity(state, activity), event.occurred_at, error, [fact])
-        return _advance(with_activity(state, activity), event.occurred_at, [fact], ended=(activity.position,))
-
-    if event.kind == TimerKind.RETRY:
-        if state.status.ended or activity.status is not ActivityStatus.WAITING_RETRY:
-            return nothing(state, stale(fact))
-        activity, commands, entry = schedule(activity, event.occurred_at)
-        return Decision(with_activity(state, activity), tuple(commands), (fact, entry))
-
-    waiting_for = ActivityStatus.SCHEDULED if event.kind == TimerKind.SCHEDULE_TO_START else ActivityStatus.STARTED
-    if activity.status is not waiting_for:
-        return nothing(state, stale(fact))
-    if event.kind == TimerKind.SCHEDULE_TO_START:
-        error = f"no worker started attempt {event.attempt} within {activity.timeouts.schedule_to_start_s} s"
-    elif event.kind == TimerKind.HEARTBEAT:
-        if (again := heartbeats.still_beating(activity, event.occurred_at)) is not None:
-            why = {"reason": "a heartbeat came in time: the timer is set again"}
-            return Decision(state, (again,), (fact, HistoryEntry(HistoryType.DO_NOTHING, activity.position, why)))
-        error = (
-            f"no heartbeat from attempt {event.attempt} for {activity.timeouts.heartbeat_s} s "
-            "(its worker died or is stuck)"
-        )
-    else:
-        error = f"attempt {event.attempt} did not finish within {activity.timeouts.start_to_close_s} s"
-    activity = replace(activity, error=f"{event.kind} timeout: {error}", finished_at=event.occurred_at)
-    return _attempt_ended(state, activity, Outcome.TEMPORARY_FAILURE, event.occurred_at, [fact], fired=event.kind)
+    history = [fact]
+    answer = kind_of(activity).on_timer(state, activity, event, history)
+    return _carry_on(state, answer, event.occurred_at, history)
 
 
 def _on_cancel_requested(state: WorkflowState, event: CancelRequested) -> Decision:
@@ -181,9 +124,8 @@ def _on_cancel_requested(state: WorkflowState, event: CancelRequested) -> Decisi
         return nothing(
             state, fact, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": f"workflow already {state.status}"})
         )
-    commands = end_of_run_timers(state)
-    commands += [CancelChild(a.position) for a in state.activities if a.child is not None and a.status.in_flight]
-    commands += heartbeats.cancel_running(state)  # advisory: each stops at its next heartbeat
+    commands = kinds.end_of_run_timers(state)
+    commands += [c for a in state.activities for c in kind_of(a).on_cancel(a)]  # what runs is told to stop
     activities = tuple(
         replace(a, status=ActivityStatus.CANCELLED, finished_at=a.finished_at or event.occurred_at)
         if a.status in _WAITING
@@ -203,7 +145,7 @@ def _on_signal_received(state: WorkflowState, event: SignalReceived) -> Decision
         reason = f"workflow {state.status}: signal dropped"
         return nothing(state, fact, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": reason}))
     history = [fact]
-    state, commands, ended = signals.received(state, event, history)
+    state, commands, ended = received(state, event, history)
     if ended is None:
         return decided(state, commands, history)
     return _advance(state, event.occurred_at, history, commands, ended=(ended,))
@@ -218,7 +160,7 @@ def _on_pause_or_resume(state: WorkflowState, event: PauseRequested | ResumeRequ
     if pause:
         return Decision(replace(state, paused=True), (), (fact, HistoryEntry(HistoryType.PAUSE_WORKFLOW)))
     history = [fact, HistoryEntry(HistoryType.RESUME_WORKFLOW)]
-    state, commands, ended = maps.resume(replace(state, paused=False, frontier=-1), event.occurred_at, history)
+    state, commands, ended = kinds.on_resume(replace(state, paused=False, frontier=-1), event.occurred_at, history)
     failed = next((a for a in ended if a.status is ActivityStatus.FAILED and a.required), None)
     if failed is not None:  # its items' outputs together were over the payload limit
         error = f"required activity {failed.id} (position {failed.position}) failed: {failed.error}"
@@ -233,12 +175,7 @@ def _on_retry_requested(state: WorkflowState, event: RetryRequested) -> Decision
     if stale or state.status not in (WorkflowStatus.FAILED, WorkflowStatus.CANCELLED):
         reason = stale or f"workflow is {state.status}"
         return nothing(state, fact, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": reason}))
-    activities = tuple(
-        pending_again(a)
-        if a.status in _RERUN and not a.is_item  # a map's items: its resume's business (flow.core.maps)
-        else a
-        for a in state.activities
-    )
+    activities = tuple(kind_of(a).rerun(a) if a.status in _RERUN else a for a in state.activities)
     state = replace(
         state,
         status=WorkflowStatus.IN_PROGRESS,
@@ -260,79 +197,34 @@ def _on_retry_requested(state: WorkflowState, event: RetryRequested) -> Decision
 # -- helpers ----------------------------------------------------------------------
 
 
-def _attempt_ended(
-    state: WorkflowState,
-    activity: ActivityState,
-    outcome: Outcome,
-    now: datetime,
-    history: list[HistoryEntry],
-    *,
-    fired: TimerKind | None = None,
-) -> Decision:
-    """The current attempt of ``activity`` ended with ``outcome``: retry, fail or go on.
-
-    ``fired`` is the timeout timer that ended it, if one did (it needs no cancelling).
-    """
-    commands: list[Command] = [c for c in attempt_timers(activity) if c.kind != fired]
-    if state.status.ended:
-        # A late result: recorded on the activity, but the workflow decides nothing more.
-        status = _LATE.get(outcome, ActivityStatus.FAILED)
-        state = with_activity(state, replace(activity, status=status))
-        history.append(HistoryEntry(HistoryType.DO_NOTHING, activity.position, {"reason": f"workflow {state.status}"}))
-        return Decision(state, tuple(commands), tuple(history))
-
-    if outcome == Outcome.CANCELLED:
-        # Stopped by a cancel meant for the run before (a retry-from-failure came before
-        # the attempt obeyed): run it again at once, not counted against this run's budget.
-        activity, run, entry = schedule(replace(activity, attempts_before=activity.attempts_before + 1), now)
-        history.append(entry)
-        return Decision(with_activity(state, activity), (*commands, *run), tuple(history))
-    attempts_this_run = activity.attempt - activity.attempts_before
-    if outcome == Outcome.SUCCEEDED:
-        activity = replace(activity, status=ActivityStatus.SUCCEEDED, error=None)
-    elif (
-        outcome == Outcome.TEMPORARY_FAILURE
-        and attempts_this_run < activity.retry.max_attempts
-        and maps.may_retry(state, activity)
-    ):
-        next_attempt = activity.attempt + 1
-        delay_ms = retry_delay_ms(state, activity)
-        activity = replace(activity, status=ActivityStatus.WAITING_RETRY)
-        commands.append(StartTimer(TimerKind.RETRY, delay_ms, activity.position, next_attempt))
-        history.append(
-            HistoryEntry(
-                HistoryType.RESCHEDULE_ACTIVITY, activity.position, {"attempt": next_attempt, "delay_ms": delay_ms}
-            )
-        )
-    else:
-        activity = replace(activity, status=ActivityStatus.FAILED)
-        if activity.required:
-            error = required_failure(activity, outcome, attempts_this_run)
-            decision = _fail(with_activity(state, activity), now, error, history)
-            return replace(decision, commands=(*commands, *decision.commands))
-    state = with_activity(state, activity)
-    if activity.is_item and activity.status.ended:
-        state, ended_map = maps.item_ended(state, activity, now, commands, history)
-        if ended_map is None:
-            return decided(state, commands, history)
-        activity = ended_map
-        if activity.status is ActivityStatus.FAILED and activity.required:
-            error = f"required activity {activity.id} (position {activity.position}) failed: {activity.error}"
-            decision = _fail(state, now, error, history)
-            return replace(decision, commands=(*commands, *decision.commands))
-    ended = (activity.position,) if activity.status.ended else ()
-    return _advance(state, now, history, commands, ended=ended)
+def _carry_on(state: WorkflowState, answer: kinds.base.Answer, now: datetime, history: list[HistoryEntry]) -> Decision:
+    """Carry on from a kind's answer to an event about one of its steps: its decision,
+    or the change of its step (then the workflow goes on from it); stale when None."""
+    if answer is None:
+        return nothing(state, stale(history[0]))  # the fact, which the kind found stale
+    if isinstance(answer, Decision):
+        return answer
+    return _changed(state, answer, now, history)
 
 
-def retry_delay_ms(state: WorkflowState, activity: ActivityState) -> int:
-    """Delay before the attempt after ``activity``'s current one (which failed).
-
-    Derived from the workflow, activity and attempt alone, so that recovery after a
-    restart (:mod:`flow.core.recovery`) finds the same due time the decision chose.
-    """
-    attempts_this_run = activity.attempt - activity.attempts_before
-    next_attempt = activity.attempt + 1
-    return activity.retry.delay_ms(attempts_this_run, seed=f"{state.id}:{activity.position}:{next_attempt}")
+def _changed(state: WorkflowState, change: Change, now: datetime, history: list[HistoryEntry]) -> Decision:
+    """Put a step's change in the workflow; once the step has ended, the workflow fails
+    (a required step failed) or goes on (its kind may end another step with it: an item
+    its map)."""
+    step, commands = change.step, list(change.commands)
+    state = with_activity(state, step)
+    if not step.status.ended:
+        return _advance(state, now, history, commands)
+    if step.status is ActivityStatus.FAILED and step.required:
+        error = change.failure or f"required activity {step.id} (position {step.position}) failed: {step.error}"
+        decision = _fail(state, now, error, history)
+        return replace(decision, commands=(*commands, *decision.commands))
+    state, ended = kind_of(step).after_end(state, step, now, commands, history)
+    if ended is None:
+        return decided(state, commands, history)
+    if ended is not step:
+        return _changed(state, Change(ended, tuple(commands)), now, history)
+    return _advance(state, now, history, commands, ended=(step.position,))
 
 
 def _advance(
@@ -358,12 +250,11 @@ def _advance(
     commands = list(commands or [])
     if not state.started or state.status.ended or state.paused:
         return decided(state, commands, history)  # paused: resuming looks at every activity
-    activities = list(state.activities)
-    inbox = list(state.inbox)
+    turn = Turn(state, list(state.activities), list(state.inbox), now)
+    activities = turn.activities
     candidates = [a.position for a in activities if a.status is ActivityStatus.PENDING] if every_activity else []
     frontier = state.frontier
     just_ended = list(ended)
-    scheduled: list[tuple[int, list[Command], HistoryEntry]] = []
     while True:
         frontier = graph.frontier(activities, frontier, state.size)
         if frontier < state.size:
@@ -373,34 +264,24 @@ def _advance(
         just_ended = []
         for position in candidates:
             activity = activities[position]
-            if activity.status is not ActivityStatus.PENDING or activity.is_item:
-                continue  # an item's turn is its map's business (flow.core.maps)
+            if activity.status is not ActivityStatus.PENDING or position >= state.size:
+                continue  # an item's turn is its map's business (flow.core.kinds.map)
             verdict = graph.verdict(state, activities, activity, frontier)
-            if verdict.run and activity.map_over is not None:
-                verdict = maps.start(state, activities, position, now, scheduled)
-                if activities[position].status.ended:
-                    just_ended.append(position)
-            elif verdict.run and activity.is_sleep:
-                verdict = sleeps.start(state, activities, position, now, scheduled)
-            elif verdict.run and activity.wait_for is not None:
-                verdict = signals.start(activities, inbox, position, now, scheduled, run=state.run)
-                if activities[position].status.ended:  # it took a signal kept from before
-                    just_ended.append(position)
             if verdict.run:
-                activities[position], run, entry = schedule(activity, now)
-                scheduled.append((position, run, entry))
-            elif verdict.fail is not None:
+                verdict = kind_of(activity).start(turn, position)
+                if activities[position].status.ended:  # a map of no items, a wait that took a kept signal
+                    just_ended.append(position)
+            if verdict.fail is not None:
                 failed = replace(activity, status=ActivityStatus.FAILED, error=verdict.fail, finished_at=now)
                 activities[position] = failed
                 history.append(HistoryEntry(HistoryType.FAIL_ACTIVITY, position, {"error": verdict.fail}))
                 if failed.required:
                     # Nothing scheduled is sent: pending again, then skipped by _fail.
                     del activities[len(state.activities) :]  # the items of maps just started
-                    inbox = list(state.inbox)  # no wait took a signal
-                    for p, _, _ in scheduled:
+                    for p, _, _ in turn.scheduled:
                         if p < len(state.activities):
                             activities[p] = state.activities[p]
-                    state = replace(state, activities=tuple(activities), frontier=frontier)
+                    state = replace(state, activities=tuple(activities), frontier=frontier)  # no wait took a signal
                     error = f"required activity {failed.id} (position {position}) failed: {verdict.fail}"
                     decision = _fail(state, now, error, history)
                     return replace(decision, commands=(*commands, *decision.commands))
@@ -414,13 +295,13 @@ def _advance(
         candidates = []
         if not just_ended:
             break
-    for _, run, entry in scheduled:
+    for _, run, entry in turn.scheduled:
         commands.extend(run)
         history.append(entry)
-    state = replace(state, activities=tuple(activities), frontier=frontier, inbox=tuple(inbox))
+    state = replace(state, activities=tuple(activities), frontier=frontier, inbox=tuple(turn.inbox))
     if frontier == state.size:
         output = {a.id: a.output for a in state.definition_activities if a.output is not None}
-        commands.extend(end_of_run_timers(state))
+        commands.extend(kinds.end_of_run_timers(state))
         state = replace(state, status=WorkflowStatus.FINISHED, finished_at=now, output=output)
         history.append(HistoryEntry(HistoryType.WORKFLOW_FINISHED))
     return decided(state, commands, history)
@@ -428,7 +309,7 @@ def _advance(
 
 def _fail(state: WorkflowState, now: datetime, error: str, history: list[HistoryEntry]) -> Decision:
     """Fail the workflow: nothing new is scheduled; waiting activities are skipped."""
-    commands = end_of_run_timers(state)
+    commands = kinds.end_of_run_timers(state)
     activities = tuple(
         replace(a, status=ActivityStatus.SKIPPED, skip_reason="the workflow failed") if a.status in _WAITING else a
         for a in state.activities
@@ -436,3 +317,18 @@ def _fail(state: WorkflowState, now: datetime, error: str, history: list[History
     state = replace(state, status=WorkflowStatus.FAILED, activities=activities, error=error, finished_at=now)
     history.append(HistoryEntry(HistoryType.WORKFLOW_FAILURE, data={"error": error}))
     return Decision(state, tuple(commands), tuple(history))
+
+
+#: Which handler decides on which event.
+_HANDLERS: dict[type, Callable[[WorkflowState, Any], Decision]] = {
+    WorkflowStarted: _on_workflow_started,
+    ActivityStarted: _on_activity_started,
+    ActivityCompleted: _on_activity_completed,
+    ActivityHeartbeat: _on_heartbeat,
+    TimerFired: _on_timer_fired,
+    CancelRequested: _on_cancel_requested,
+    RetryRequested: _on_retry_requested,
+    SignalReceived: _on_signal_received,
+    PauseRequested: _on_pause_or_resume,
+    ResumeRequested: _on_pause_or_resume,
+}

@@ -13,17 +13,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
 
-from flow.core import children, graph, maps, signals, strict_json
-from flow.core.lineage import ChildWorkflow
+from flow.core import graph, kinds, strict_json
+from flow.core.graph import NAME_PATTERN, is_definition_name
+from flow.core.kinds.child import pinned
 from flow.core.policy import MAX_ATTEMPTS, MAX_BACKOFF, MAX_DELAY_MS, MAX_TIMEOUT_S, RetryPolicy, Timeouts
-from flow.core.state import ActivityState
+from flow.core.state import ActivityState, StepSpec
 from flow.core.strict_json import json_path
 from flow.core.validation import shorten
 from flow.core.vocabulary import Trigger
@@ -35,9 +35,6 @@ logger = logging.getLogger(__name__)
 MAX_ACTIVITIES = 1000
 #: Most problems one validation reports (then "... and N more").
 MAX_PROBLEMS = 20
-#: What a definition's name looks like; a name that does not match cannot exist.
-NAME_PATTERN = "^[A-Za-z][A-Za-z0-9_.-]{0,127}$"
-_NAME = re.compile(NAME_PATTERN.replace("$", r"\Z"))
 
 _RETRY_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -85,25 +82,11 @@ SCHEMA: dict[str, Any] = {
             "maxItems": MAX_ACTIVITIES,
             "items": {
                 "type": "object",
-                # One kind of step per entry: checked by _problems, naming the keys (STEP_KINDS).
-                "dependentRequired": {"version": ["workflow"], "input": ["workflow"]},
+                # One kind of step per entry: checked by kinds.problems, naming the keys.
+                "dependentRequired": kinds.dependent_required(),
                 "additionalProperties": False,
                 "properties": {
-                    "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
-                    "workflow": {"type": "string", "pattern": NAME_PATTERN},
-                    "version": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
-                    "input": {"type": "string", "minLength": 1, "maxLength": graph.MAX_EXPRESSION_CHARS},
-                    "sleep_s": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_S},
-                    "sleep_until": {"type": "string", "minLength": 1, "maxLength": graph.MAX_EXPRESSION_CHARS},
-                    "wait_for": {"type": "string", "pattern": signals.NAME_PATTERN},
-                    "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_S},
-                    "choices": {
-                        "type": "array",
-                        "minItems": 2,
-                        "maxItems": signals.MAX_CHOICES,
-                        "uniqueItems": True,
-                        "items": {"type": "string", "pattern": signals.CHOICE_PATTERN},
-                    },
+                    **kinds.properties(),
                     "id": {"type": "string", "pattern": graph.ID_PATTERN},
                     "depends_on": {
                         "type": "array",
@@ -114,15 +97,6 @@ SCHEMA: dict[str, Any] = {
                     },
                     "trigger": {"enum": [t.value for t in Trigger]},
                     "when": {"type": "string", "minLength": 1, "maxLength": graph.MAX_EXPRESSION_CHARS},
-                    "map": {
-                        "type": "object",
-                        "required": ["over"],
-                        "additionalProperties": False,
-                        "properties": {
-                            "over": {"type": "string", "minLength": 1, "maxLength": graph.MAX_EXPRESSION_CHARS},
-                            "max_concurrency": {"type": "integer", "minimum": 1, "maximum": maps.MAX_ITEMS},
-                        },
-                    },
                     "independent": {"type": "boolean"},
                     "required": {"type": "boolean"},
                     "config": {"$ref": "#/$defs/config"},
@@ -142,19 +116,14 @@ SCHEMA: dict[str, Any] = {
 
 _VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
-#: What an entry of ``activities`` is, one key each: an activity (``name``), or a sleep.
-STEP_KINDS = ("name", "workflow", "sleep_s", "sleep_until", "wait_for")
-_KINDS_HELP = (
-    "a step is an activity (name: a BaseActivity subclass), a child workflow (workflow: a definition's "
-    "name), a sleep (sleep_s or sleep_until) or a wait for a signal (wait_for)"
-)
-
 
 @dataclass(frozen=True)
-class ActivitySpec:
-    """One entry of a definition's ``activities`` list."""
+class StepDefinition:
+    """One entry of a definition's ``activities`` list: what every kind of step has, and
+    in ``spec`` what its kind reads (:mod:`flow.core.kinds`)."""
 
-    #: Class name of a ``BaseActivity`` subclass.
+    #: Class name of a ``BaseActivity`` subclass (a step that runs none: its kind's name,
+    #: or a child's definition).
     name: str
     #: Starts with the workflow instead of waiting for every activity before it.
     independent: bool = False
@@ -169,19 +138,8 @@ class ActivitySpec:
     trigger: Trigger = Trigger.ALL_SUCCEEDED
     #: JMESPath condition over ``{"input", "outputs"}``: false skips the activity.
     when: str | None = None
-    #: ``map.over`` (JMESPath giving the list of items) and ``map.max_concurrency``.
-    map_over: str | None = None
-    max_concurrency: int | None = None
-    #: A sleep step (``name`` is then :data:`flow.core.sleeps.NAME`).
-    sleep_s: float | None = None
-    sleep_until: str | None = None
-    #: A wait for a signal (``name`` is then :data:`flow.core.signals.NAME`).
-    wait_for: str | None = None
-    timeout_s: float | None = None
-    #: A wait's answers, offered as buttons by the web page (``{"choice": ...}``).
-    choices: tuple[str, ...] | None = None
-    #: The child workflow it runs (``workflow``); ``name`` is then the definition's name.
-    child: ChildWorkflow | None = None
+    #: Its kind, and what the kind reads from the entry.
+    spec: StepSpec = field(default_factory=lambda: kinds.ACTIVITY)
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -194,7 +152,7 @@ class Definition:
 
     name: str
     config: Mapping[str, Any]
-    activities: tuple[ActivitySpec, ...]
+    activities: tuple[StepDefinition, ...]
     #: The JSON object it was built from, kept as the workflow's snapshot.
     body: Mapping[str, Any]
 
@@ -203,7 +161,7 @@ class Definition:
         """Hash of the canonical JSON body: equal bodies are the same version."""
         return hashlib.sha256(canonical_json(self.body).encode()).hexdigest()
 
-    def positions(self, spec: ActivitySpec) -> tuple[int, ...] | None:
+    def positions(self, spec: StepDefinition) -> tuple[int, ...] | None:
         """Positions of the activities ``spec`` depends on (None: the positional rule)."""
         if spec.depends_on is None:
             return None
@@ -222,32 +180,24 @@ class Definition:
                 required=spec.required,
                 config=self.activity_config(spec),
                 retry=self.retry_policy(spec),
-                # A child has no timeouts as an activity: its definition's workflow_s bounds it.
-                timeouts=self.timeouts(spec) if spec.child is None else Timeouts(),
+                timeouts=kinds.KINDS[spec.spec.kind].step_timeouts(self.timeouts(spec)),
                 id=spec.id,
                 depends_on=self.positions(spec),
                 trigger=spec.trigger,
                 when=spec.when,
-                map_over=spec.map_over,
-                max_concurrency=spec.max_concurrency,
-                sleep_s=spec.sleep_s,
-                sleep_until=spec.sleep_until,
-                wait_for=spec.wait_for,
-                timeout_s=spec.timeout_s,
-                choices=spec.choices,
-                child=_pinned(spec.child, child_versions or {}),
+                spec=pinned(spec.spec, child_versions or {}),
             )
             for position, spec in enumerate(self.activities)
         )
 
-    def activity_config(self, spec: ActivitySpec) -> dict[str, Any]:
+    def activity_config(self, spec: StepDefinition) -> dict[str, Any]:
         """What the activity sees as ``self.config``: workflow config overlaid with its own."""
         return {**self.config, **spec.config}
 
-    def retry_policy(self, spec: ActivitySpec) -> RetryPolicy:
+    def retry_policy(self, spec: StepDefinition) -> RetryPolicy:
         return RetryPolicy.from_config(self.config, spec.config)
 
-    def timeouts(self, spec: ActivitySpec | None = None) -> Timeouts:
+    def timeouts(self, spec: StepDefinition | None = None) -> Timeouts:
         """The activity's timeouts (workflow's overlaid with its own), or the workflow's."""
         return Timeouts.from_config(self.config, spec.config if spec else None)
 
@@ -255,19 +205,8 @@ class Definition:
         return f"<Definition {self.name} activities={len(self.activities)}>"
 
 
-def _pinned(child: ChildWorkflow | None, versions: Mapping[str, int]) -> ChildWorkflow | None:
-    if child is None or child.version is not None or child.definition not in versions:
-        return child
-    return ChildWorkflow(child.definition, versions[child.definition], child.input)
-
-
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def is_definition_name(name: Any) -> bool:
-    """Whether ``name`` could name a definition (anything else is refused when registering)."""
-    return isinstance(name, str) and _NAME.match(name) is not None
 
 
 def parse(body: Any, *, known_activities: Collection[str], source: str = "<definition>") -> Definition:
@@ -287,9 +226,11 @@ def parse(body: Any, *, known_activities: Collection[str], source: str = "<defin
             more = len(problems) - MAX_PROBLEMS
             problems = [*problems[:MAX_PROBLEMS], ("$", f"... and {more} more problem{'s' if more > 1 else ''}")]
         raise DefinitionError(source, problems)
+    entries = body["activities"]
+    names = [kinds.default_name(entry) for entry in entries]
     specs = tuple(
-        ActivitySpec(
-            name=graph.step_name(entry),
+        StepDefinition(
+            name=name,
             independent=entry.get("independent", False),
             required=entry.get("required", True),
             config=entry.get("config", {}),
@@ -297,18 +238,9 @@ def parse(body: Any, *, known_activities: Collection[str], source: str = "<defin
             depends_on=tuple(entry["depends_on"]) if "depends_on" in entry else None,
             trigger=Trigger(entry.get("trigger", Trigger.ALL_SUCCEEDED)),
             when=entry.get("when"),
-            map_over=entry["map"]["over"] if "map" in entry else None,
-            max_concurrency=entry["map"].get("max_concurrency") if "map" in entry else None,
-            sleep_s=entry.get("sleep_s"),
-            sleep_until=entry.get("sleep_until"),
-            wait_for=entry.get("wait_for"),
-            timeout_s=entry.get("timeout_s"),
-            choices=tuple(entry["choices"]) if "choices" in entry else None,
-            child=ChildWorkflow(entry["workflow"], entry.get("version"), entry.get("input"))
-            if "workflow" in entry
-            else None,
+            spec=kinds.of_entry(entry).parse(entry),
         )
-        for entry, activity_id in zip(body["activities"], graph.default_ids(body["activities"]), strict=True)
+        for entry, name, activity_id in zip(entries, names, graph.default_ids(entries, names), strict=True)
     )
     return Definition(name=body["name"], config=body.get("config", {}), activities=specs, body=body)
 
@@ -329,9 +261,10 @@ def _problems(body: Any, known_activities: Collection[str]) -> list[tuple[str, s
     if not is_definition_name(body["name"]):  # Python's "$" also matches before a final newline
         problems.append(("$.name", f"{body['name']!r} does not match {NAME_PATTERN!r}"))
     entries = body["activities"]
-    problems.extend(graph.problems(entries, lambda index, *keys: json_path(["activities", index, *keys])))
-    problems.extend(children.problems(entries, lambda index, *keys: json_path(["activities", index, *keys])))
-    for index, entry in enumerate(body["activities"]):
+    names = [kinds.default_name(entry) for entry in entries]
+    ids = graph.default_ids(entries, names)
+    problems.extend(graph.problems(entries, ids, lambda index, *keys: json_path(["activities", index, *keys])))
+    for index, entry in enumerate(entries):
         if "workflow_s" in entry.get("config", {}).get("timeouts", {}):
             problems.append(
                 (
@@ -339,23 +272,9 @@ def _problems(body: Any, known_activities: Collection[str]) -> list[tuple[str, s
                     "workflow_s is a workflow timeout: set it in the workflow's config.timeouts",
                 )
             )
-        kinds = [kind for kind in STEP_KINDS if kind in entry]
-        if len(kinds) != 1:
-            what = " and ".join(kinds) + " cannot be used together" if kinds else "needs a name"
-            problems.append((json_path(["activities", index]), f"{what}: {_KINDS_HELP}"))
-        elif "map" in entry and "name" not in entry:
-            problems.append((json_path(["activities", index, "map"]), "map runs an activity: it needs a name"))
-        for key, what in (("timeout_s", "timeout"), ("choices", "answers, offered as buttons")):
-            if key in entry and "wait_for" not in entry:
-                problems.append((json_path(["activities", index, key]), f"{key} is a wait's (wait_for) {what}"))
-        if "name" in entry and entry["name"] not in known_activities:
-            problems.append(
-                (
-                    json_path(["activities", index, "name"]),
-                    f"unknown activity {entry['name']!r}: no BaseActivity subclass of that name "
-                    "in the activities package or FLOW_ACTIVITY_PACKAGES",
-                )
-            )
+        problems += kinds.problems(
+            entry, lambda *keys, index=index: json_path(["activities", index, *keys]), known_activities
+        )
     return problems
 
 

@@ -33,6 +33,9 @@ import jmespath.exceptions
 from flow.core.state import ActivityState, WorkflowState
 from flow.core.vocabulary import ActivityStatus, Trigger
 
+#: What a definition's name looks like; a name that does not match cannot exist.
+NAME_PATTERN = "^[A-Za-z][A-Za-z0-9_.-]{0,127}$"
+_NAME = re.compile(NAME_PATTERN.replace("$", r"\Z"))
 #: What an activity id looks like.
 ID_PATTERN = "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 _ID = re.compile(ID_PATTERN.replace("$", r"\Z"))
@@ -56,36 +59,27 @@ MAX_REASON_CHARS = 500
 _MAX_QUOTED = 200
 
 
-#: The ``name`` of a step that runs no ``BaseActivity``: a sleep (``sleep_s``,
-#: ``sleep_until``) or a wait for a signal (``wait_for``).
-SLEEP_NAME = "sleep"
-WAIT_NAME = "wait"
-
-
-def step_name(entry: Mapping[str, Any]) -> str:
-    """An entry's ``name``: its class, its child workflow's definition, or what kind of
-    step it is."""
-    if "name" in entry or "workflow" in entry:
-        return entry.get("name") or entry["workflow"]
-    return WAIT_NAME if "wait_for" in entry else SLEEP_NAME
-
-
-def default_ids(entries: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Each activity's id: its own ``id``, else its class name. A class listed more than
-    once without ids gets ``<name>.1``, ``<name>.2``, ... for all but its last
-    appearance, which keeps the class name: outputs keyed by class name then mean what
-    they meant in the first release (the later activity's output wins)."""
-    counts = Counter(step_name(entry) for entry in entries if "id" not in entry)
+def default_ids(entries: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[str]:
+    """Each activity's id: its own ``id``, else its name (``names``: each entry's, its
+    class or what its kind calls it). A name listed more than once without ids gets
+    ``<name>.1``, ``<name>.2``, ... for all but its last appearance, which keeps the name:
+    outputs keyed by class name then mean what they meant in the first release (the later
+    activity's output wins)."""
+    counts = Counter(name for entry, name in zip(entries, names, strict=True) if "id" not in entry)
     seen: Counter[str] = Counter()
     ids = []
-    for entry in entries:
+    for entry, name in zip(entries, names, strict=True):
         if "id" in entry:
             ids.append(entry["id"])
             continue
-        name = step_name(entry)
         seen[name] += 1
         ids.append(name if seen[name] == counts[name] else f"{name}.{seen[name]}")
     return ids
+
+
+def is_definition_name(name: Any) -> bool:
+    """Whether ``name`` could name a definition (anything else is refused when registering)."""
+    return isinstance(name, str) and _NAME.match(name) is not None
 
 
 def is_activity_id(value: str) -> bool:
@@ -167,13 +161,21 @@ def dependency_count(entries: Any) -> int:
     return sum(len(d) for d in lists if isinstance(d, list))
 
 
-def problems(entries: Sequence[Mapping[str, Any]], path: Any) -> list[tuple[str, str]]:
+def expression_problems(expression: str, path: str) -> list[tuple[str, str]]:
+    """Why ``expression`` (at JSON path ``path``) is no expression a step may evaluate, if it is none."""
+    try:
+        compile_condition(expression)
+    except ValueError as e:
+        return [(path, str(e))]
+    return []
+
+
+def problems(entries: Sequence[Mapping[str, Any]], ids: list[str], path: Any) -> list[tuple[str, str]]:
     """Problems of the graph keys of a definition's ``activities`` (already valid
-    against the schema): duplicate or unknown ids, ``independent`` with
-    ``depends_on``, conditions and ``map.over`` that do not compile, and cycles. ``path(index, *keys)``
-    gives a problem's JSON path."""
+    against the schema; ``ids``: each one's, :func:`default_ids`): duplicate or unknown
+    ids, ``independent`` with ``depends_on``, conditions that do not compile, and cycles.
+    ``path(index, *keys)`` gives a problem's JSON path."""
     found: list[tuple[str, str]] = []
-    ids = default_ids(entries)
     first: dict[str, int] = {}
     for index, (entry, activity_id) in enumerate(zip(entries, ids, strict=True)):
         if "id" in entry and not is_activity_id(activity_id):
@@ -200,15 +202,8 @@ def problems(entries: Sequence[Mapping[str, Any]], path: Any) -> list[tuple[str,
                 found.append((path(index, "depends_on", n), f"unknown activity id {dependency!r}"))
             elif dependency == ids[index]:
                 found.append((path(index, "depends_on", n), "an activity cannot depend on itself"))
-        for keys in (("when",), ("map", "over"), ("sleep_until",)):
-            expression = entry.get(keys[0])
-            if len(keys) == 2 and isinstance(expression, Mapping):
-                expression = expression.get(keys[1])
-            if isinstance(expression, str):
-                try:
-                    compile_condition(expression)
-                except ValueError as e:
-                    found.append((path(index, *keys), str(e)))
+        if isinstance(entry.get("when"), str):
+            found += expression_problems(entry["when"], path(index, "when"))
     if not found:
         cycle = _cycle(entries, ids)
         if cycle:

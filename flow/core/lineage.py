@@ -1,11 +1,9 @@
-"""Sub-workflows: the records that link a parent workflow and its children.
+"""Sub-workflows: how a child workflow knows its parent, and its id.
 
-An activity with ``workflow`` (instead of ``name``) runs a registered definition as a
-child workflow (:class:`ChildWorkflow` on its :class:`~flow.core.state.ActivityState`);
-the child knows its parent by :class:`ParentLink` (on its
-:class:`~flow.core.state.WorkflowState`). The rules that use them are in
-:mod:`flow.core.children`; this module holds only the records, so that the state can
-carry them without importing the rules.
+A step with ``workflow`` (instead of ``name``) runs a registered definition as a child
+workflow (:mod:`flow.core.kinds.child`); the child knows its parent by
+:class:`ParentLink` (on its :class:`~flow.core.state.WorkflowState`). This module holds
+only the record and the id, so that the state can carry them without the kind's rules.
 """
 
 from __future__ import annotations
@@ -15,20 +13,6 @@ from dataclasses import dataclass
 
 #: Namespace of child workflow ids (:func:`child_id`).
 CHILD_NAMESPACE = uuid.UUID("6f1c1d0e-5a7e-4c53-9a61-7c0f3b1e2d4a")
-
-
-@dataclass(frozen=True)
-class ChildWorkflow:
-    """What a child activity runs: a registered definition with an input."""
-
-    #: The definition's name.
-    definition: str
-    #: Its version; None: the newest one when the parent was started (pinned then, so
-    #: a parent's state read back has a version unless the definition was missing).
-    version: int | None = None
-    #: JMESPath expression over ``{"input": ..., "outputs": {id: output}}`` giving the
-    #: child's input (a JSON object); None: the parent's input.
-    input: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,4 +42,4 @@ def child_id(parent_id: str, activity_id: str) -> str:
     return str(uuid.uuid5(CHILD_NAMESPACE, f"{parent_id}/{activity_id}"))
 
 
-__all__ = ["ChildWorkflow", "ParentLink", "child_id"]
+__all__ = ["ParentLink", "child_id"]

@@ -9,22 +9,59 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from flow.core.lineage import ChildWorkflow, ParentLink
+from flow.core.lineage import ParentLink
 from flow.core.policy import RetryPolicy, Timeouts
 from flow.core.vocabulary import ActivityStatus, Trigger, WorkflowStatus
 
-__all__ = ["ActivityState", "ActivityStatus", "Signal", "WorkflowState", "WorkflowStatus"]
+__all__ = [
+    "ACTIVITY",
+    "Activity",
+    "ActivityState",
+    "ActivityStatus",
+    "Signal",
+    "StepSpec",
+    "WorkflowState",
+    "WorkflowStatus",
+]
+
+
+class StepSpec:
+    """What one kind of step reads from its definition entry (a frozen dataclass per kind,
+    in its kind's module under :mod:`flow.core.kinds`); its type is the step's kind.
+
+    ``kind`` names the kind (the API's ``kind``, the key of :data:`flow.core.kinds.KINDS`).
+    ``parent`` is the one structural fact the state itself needs of a kind: the position
+    of the step an item belongs to (a map's items; None for every other kind)."""
+
+    kind: ClassVar[str]
+
+    @property
+    def parent(self) -> int | None:
+        return None
+
+
+@dataclass(frozen=True)
+class Activity(StepSpec):
+    """A plain activity: the ``BaseActivity`` subclass ``name`` run by the workers. It
+    takes no keys of its own (its rules: :mod:`flow.core.kinds.activity`)."""
+
+    kind: ClassVar[str] = "activity"
+
+
+#: The spec of every plain activity (it has no fields, so one is enough).
+ACTIVITY = Activity()
 
 
 @dataclass(frozen=True)
 class ActivityState:
-    """One activity of one workflow instance."""
+    """One step of one workflow instance: what every kind of step has (its place in the
+    graph, its status and attempts) and, in ``spec``, what its kind has of its own."""
 
     #: Index in the definition's ``activities`` list; the activity's id within its workflow.
     position: int
-    #: ``BaseActivity`` subclass name.
+    #: ``BaseActivity`` subclass name (a step that runs none: its kind's name, or a child's definition).
     name: str
     independent: bool
     required: bool
@@ -55,43 +92,21 @@ class ActivityState:
     when: str | None = None
     #: Why it was skipped, when it was.
     skip_reason: str | None = None
-    #: A ``map``: the JMESPath expression giving its items, and how many may run at
-    #: once (None: all). Its items are activities of their own (see ``parent``).
-    map_over: str | None = None
-    max_concurrency: int | None = None
-    #: An item of a ``map``: the map's position, the item's index in its list and the
-    #: item itself. Items are appended after the definition's activities when the map
-    #: starts, so they reuse attempts, retries, timers and recovery as they are.
-    parent: int | None = None
-    index: int | None = None
-    item: Any = None
-    #: A sleep (no ``BaseActivity``): how long, or a JMESPath expression giving when.
-    sleep_s: float | None = None
-    sleep_until: str | None = None
-    #: A wait (no ``BaseActivity``): the name of the signal that ends it, and how long
-    #: it waits for one (None: for ever).
-    wait_for: str | None = None
-    timeout_s: float | None = None
-    #: A wait: the answers the web page offers as buttons (each sends ``{"choice": ...}``).
-    choices: tuple[str, ...] | None = None
-    #: The child workflow it runs (``workflow`` in the definition); None: a class.
-    child: ChildWorkflow | None = None
     #: What its last heartbeat said (``self.heartbeat(details)``; handed to the next
     #: attempt as ``self.last_heartbeat``) and when the engine got it.
     heartbeat: Any = None
     heartbeat_at: datetime | None = None
+    #: Its kind, and what the kind reads from the definition (:mod:`flow.core.kinds`).
+    spec: StepSpec = ACTIVITY
 
     def __post_init__(self) -> None:
         if not self.id:
             object.__setattr__(self, "id", self.name)
 
     @property
-    def is_item(self) -> bool:
-        return self.parent is not None
-
-    @property
-    def is_sleep(self) -> bool:
-        return self.sleep_s is not None or self.sleep_until is not None
+    def parent(self) -> int | None:
+        """The position of the map this step is an item of; None: not an item."""
+        return self.spec.parent
 
 
 @dataclass(frozen=True)
@@ -110,11 +125,12 @@ class Signal:
     position: int | None = None
     run: int | None = None
 
-    def is_for(self, step: ActivityState, run: int) -> bool:
-        """Whether ``step`` of ``run`` may take this signal (when it is kept)."""
-        if self.consumed_by is not None or self.name != step.wait_for:
+    def is_for(self, signal: str, position: int, run: int) -> bool:
+        """Whether the wait for ``signal`` at ``position`` in ``run`` may take this signal
+        (when it is kept)."""
+        if self.consumed_by is not None or self.name != signal:
             return False
-        return self.position is None or (self.position == step.position and self.run == run)
+        return self.position is None or (self.position == position and self.run == run)
 
 
 @dataclass(frozen=True)
@@ -161,7 +177,7 @@ class WorkflowState:
     items: tuple[tuple[int, ...], ...] = field(default=(), compare=False, repr=False)
     #: How many activities the definition has: the items of maps come after them.
     size: int = field(default=-1, compare=False, repr=False)
-    #: Per running map, where its items are (:class:`flow.core.maps.Progress`), so that an
+    #: Per running map, where its items are (:class:`flow.core.kinds.map.Progress`), so that an
     #: item's end costs O(1), not O(items). Derived, never stored: absent after a load
     #: or a retry-from-failure, then counted once.
     map_progress: Mapping[int, Any] = field(default_factory=dict, compare=False, repr=False)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from flow.core import children
+from flow.core.kinds import child as children
 from flow.core.state import WorkflowState
 from flow.core.vocabulary import Outcome
 from flow.wire.messages import AttemptResult, CancelWorkflow, StartChild
@@ -36,7 +36,7 @@ def start_message(
 ) -> Outgoing:
     """What running ``attempt`` of the child activity at ``position`` sends."""
     activity = state.activities[position]
-    assert activity.child is not None
+    spec = children.definition_of(state, position)
     input_data, error = children.child_input(state, activity)
     if input_data is None:
         result = AttemptResult(
@@ -48,8 +48,8 @@ def start_message(
         position=position,
         attempt=attempt,
         child_id=children.id_of_child(state, position),
-        definition=activity.child.definition,
-        version=activity.child.version,
+        definition=spec.definition,
+        version=spec.version,
         input_data=input_data,
         reply_to=reply_to,
     )

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flow.core.callback_tokens import CallbackTokens
-from flow.core.commands import CancelAttempt, CancelChild, CancelTimer, Command, RunActivity, StartTimer
+from flow.core.commands import CancelAttempt, CancelChild, CancelTimer, Command, RunActivity, RunChild, StartTimer
 from flow.core.state import WorkflowState
 from flow.engine.children import cancel_message, report_message, start_message
 from flow.persistence.records import TimerRow, timer_id
@@ -56,7 +56,7 @@ def plan(
     outputs: Outputs | None = None
     routes = {"partition": partition, "send_after": send_after}
     for command, occurred_at in commands:
-        if isinstance(command, RunActivity):
+        if isinstance(command, RunActivity | RunChild):
             outputs = outputs or Outputs(after, tokens.pending(after) if tokens else ())
             owed.append(
                 run_message(
@@ -95,7 +95,7 @@ def plan(
 
 def run_message(
     state: WorkflowState,
-    run: RunActivity,
+    run: RunActivity | RunChild,
     *,
     reply_to: str,
     activity_queue: str,
@@ -105,7 +105,7 @@ def run_message(
     outputs: Outputs | None = None,
 ) -> Outgoing:
     """What running an attempt sends: the attempt to the workers, or a child's start."""
-    if state.activities[run.position].child is not None:
+    if isinstance(run, RunChild):
         return start_message(
             state,
             run.position,

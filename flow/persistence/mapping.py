@@ -17,7 +17,8 @@ from typing import Any
 
 import peewee
 
-from flow.core.lineage import ChildWorkflow, ParentLink
+from flow.core import kinds
+from flow.core.lineage import ParentLink
 from flow.core.policy import RetryPolicy, Timeouts
 from flow.core.state import ActivityState, ActivityStatus, Signal, WorkflowState, WorkflowStatus
 from flow.core.timestamps import iso, parse_iso
@@ -199,7 +200,8 @@ def activity_from_row(row: tuple) -> ActivityState:
 
 
 def graph_column(activity: ActivityState) -> str | None:
-    """The ``graph`` column of an activity: what differs from the positional rule."""
+    """The ``graph`` column of an activity: what differs from the positional rule, and
+    what its kind reads from the definition (:func:`flow.core.kinds.spec_to_json`)."""
     graph: dict[str, Any] = {}
     if activity.id != activity.name:
         graph["id"] = activity.id
@@ -209,22 +211,7 @@ def graph_column(activity: ActivityState) -> str | None:
         graph["trigger"] = activity.trigger.value
     if activity.when is not None:
         graph["when"] = activity.when
-    if activity.map_over is not None:
-        graph["map"] = {"over": activity.map_over, "max_concurrency": activity.max_concurrency}
-    if activity.parent is not None:
-        graph.update(parent=activity.parent, index=activity.index, item=activity.item)
-    if activity.sleep_s is not None:
-        graph["sleep_s"] = activity.sleep_s
-    if activity.sleep_until is not None:
-        graph["sleep_until"] = activity.sleep_until
-    if activity.wait_for is not None:
-        graph.update(wait_for=activity.wait_for, timeout_s=activity.timeout_s)
-        if activity.choices is not None:
-            graph["choices"] = list(activity.choices)
-    if activity.child is not None:
-        graph["workflow"] = {"name": activity.child.definition, "version": activity.child.version}
-        if activity.child.input is not None:
-            graph["workflow"]["input"] = activity.child.input
+    graph.update(kinds.spec_to_json(activity.spec))
     return json.dumps(graph, separators=(",", ":")) if graph else None
 
 
@@ -256,19 +243,7 @@ def _graph_fields(graph: dict[str, Any] | None) -> dict[str, Any]:
         "depends_on": tuple(graph["depends_on"]) if "depends_on" in graph else None,
         "trigger": Trigger(graph.get("trigger", Trigger.ALL_SUCCEEDED)),
         "when": graph.get("when"),
-        "map_over": graph["map"]["over"] if "map" in graph else None,
-        "max_concurrency": graph["map"].get("max_concurrency") if "map" in graph else None,
-        "parent": graph.get("parent"),
-        "index": graph.get("index"),
-        "item": graph.get("item"),
-        "sleep_s": graph.get("sleep_s"),
-        "sleep_until": graph.get("sleep_until"),
-        "wait_for": graph.get("wait_for"),
-        "timeout_s": graph.get("timeout_s"),
-        "choices": tuple(graph["choices"]) if "choices" in graph else None,
-        "child": ChildWorkflow(child["name"], child.get("version"), child.get("input"))
-        if (child := graph.get("workflow"))
-        else None,
+        "spec": kinds.spec_from_json(graph),
     }
 
 

@@ -90,7 +90,7 @@ class WorkflowRecord(_Model):
     version = peewee.IntegerField(default=0)
     #: The W3C traceparent of the workflow's span (flow.observability.tracing); NULL while tracing is off.
     traceparent = peewee.CharField(max_length=255, null=True)
-    #: Signals received (flow.core.signals), as JSON; NULL when none came.
+    #: Signals received (flow.core.kinds.wait), as JSON; NULL when none came.
     inbox = JSONText(null=True)
     #: Paused: nothing new is scheduled until it resumes.
     paused = peewee.BooleanField(default=False)

@@ -11,8 +11,9 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from flow.core import children, strict_json
+from flow.core import strict_json
 from flow.core.definition import Definition, parse
+from flow.core.kinds import child as children
 from flow.core.strict_json import json_path
 from flow.errors import DefinitionError, DefinitionNotFound, InvalidJson
 

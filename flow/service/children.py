@@ -16,7 +16,7 @@ which the child's run answers (:class:`~flow.core.lineage.ParentLink`):
 - an earlier attempt's start, delivered late: nothing.
 
 What cannot start (the definition is gone, the input is too large, a chain of children
-that reaches its own definition or is deeper than :data:`~flow.core.children.MAX_NESTING`)
+that reaches its own definition or is deeper than :data:`~flow.core.kinds.child.MAX_NESTING`)
 is the attempt's permanent failure, reported to the parent. A parent cancelled before its
 child was created gets no child; one cancelled while it was being created has it
 cancelled (its engine's cancel may have found no child yet).
@@ -31,8 +31,8 @@ from typing import Any, Protocol
 import dramatiq
 
 from flow.clock import utcnow
-from flow.core import children
 from flow.core.definition import Definition
+from flow.core.kinds import child as children
 from flow.core.lineage import ParentLink
 from flow.core.state import WorkflowState
 from flow.core.vocabulary import Outcome, WorkflowStatus

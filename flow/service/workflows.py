@@ -20,9 +20,11 @@ from typing import Any
 
 import dramatiq
 
-from flow.core import children, signals, strict_json
+from flow.core import strict_json
 from flow.core.callback_tokens import CallbackTarget, CallbackTokens
 from flow.core.definition import Definition, parse
+from flow.core.kinds import child as children
+from flow.core.kinds import wait
 from flow.core.partitions import partition_of, partition_queue
 from flow.core.state import WorkflowState
 from flow.core.strict_json import json_path
@@ -136,11 +138,10 @@ class WorkflowService:
         """The newest version of each child definition that ``definition`` runs without
         ``version``: a child runs the newest at its parent's start."""
         versions = {}
-        for spec in definition.activities:
-            if spec.child is not None and spec.child.version is None and spec.child.definition not in versions:
-                found = self.store.definition_version(spec.child.definition)
-                if found is not None:
-                    versions[spec.child.definition] = found
+        for name in children.unpinned([step.spec for step in definition.activities]):
+            found = self.store.definition_version(name)
+            if found is not None:
+                versions[name] = found
         return versions
 
     def definition(self, name: str, version: int | None = None) -> tuple[Definition, int]:
@@ -267,7 +268,8 @@ class WorkflowService:
         except WorkflowNotFound:
             raise CallbackTokenSpent("the workflow of this callback token no longer exists") from None
         step = state.activity(target.position)
-        if step is None or step.wait_for is None or step.is_item:
+        signal = wait.waits_for(step) if step is not None else None
+        if step is None or signal is None:
             raise UnknownCallbackToken()
         if state.status.ended:
             raise CallbackTokenSpent(f"workflow {state.id} is {state.status}: its callback tokens are spent")
@@ -277,14 +279,14 @@ class WorkflowService:
             raise CallbackTokenSpent(f"wait {step.id} has ended ({step.status}): its callback token is spent")
         message = messages.SignalWorkflow(
             workflow_id=state.id,
-            name=step.wait_for,
+            name=signal,
             signal_id=target.signal_id,
             payload=payload,
             position=target.position,
             run=target.run,
         )
         self.broker.enqueue(message.to_message(self.queue_of(state.id)))
-        return step.wait_for
+        return signal
 
     def pause(self, workflow_id: str) -> None:
         """Ask the engine to pause a workflow: nothing new is scheduled until it resumes."""
@@ -322,8 +324,8 @@ class WorkflowService:
         wait can have, strict JSON within the payload limit); without a ``signal_id``, the
         message's id names it, so a redelivery is recognised."""
         name = message.kwargs.get("name")
-        if not isinstance(name, str) or not signals.is_signal_name(name):
-            raise InvalidInput("$.name", f"must match {signals.NAME_PATTERN}")
+        if not isinstance(name, str) or not wait.is_signal_name(name):
+            raise InvalidInput("$.name", f"must match {wait.NAME_PATTERN}")
         payload = message.kwargs.get("payload")
         strict_json.check(payload, path="$.payload")
         self.check_payload("$.payload", payload)

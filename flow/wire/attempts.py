@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from flow.core.codec import Count, JsonObject, Name
+from flow.core.kinds.map import Item
 from flow.core.state import WorkflowState
 from flow.core.vocabulary import Outcome
 from flow.wire.messages import CANCEL_ATTEMPT, RUN_ACTIVITY, AttemptHeartbeat, AttemptResult, AttemptStarted, Message
@@ -80,7 +81,8 @@ class AttemptRequest(Message):
         comes from is usually in them, and N items each carrying it would cost O(N²)
         bytes (10,000 items of a 256 KiB input: 2.5 GB of messages)."""
         activity = state.activities[position]
-        whole = activity.parent is None
+        item = activity.spec if isinstance(activity.spec, Item) else None
+        whole = item is None
         return cls(
             workflow_id=state.id,
             position=position,
@@ -92,8 +94,8 @@ class AttemptRequest(Message):
             start_to_close_s=activity.timeouts.start_to_close_s,
             reply_to=reply_to,
             traceparent=state.traceparent,
-            item=activity.item,
-            index=activity.index,
+            item=item.item if item else None,
+            index=item.index if item else None,
             heartbeat_s=activity.timeouts.heartbeat_s,
             last_heartbeat=activity.heartbeat,
         )

@@ -189,3 +189,38 @@ def test_metrics_show_workflows_engines_and_their_partitions(flow, client):
     assert f'flow_engine_partitions{{engine="{flow.engine.engine_id}"}} 64.0' in text
     assert f'flow_engine_commits_refused{{engine="{flow.engine.engine_id}"}} 0.0' in text
     assert "flow_partitions_unowned 0.0" in text
+
+
+def test_each_step_of_a_workflow_says_its_kind_and_only_its_kind_fills_its_keys(client):
+    body = {
+        "name": "EveryKind",
+        "activities": [
+            {"id": "each", "name": "EchoActivity", "map": {"over": "input.xs"}},
+            {"sleep_s": 0.01},
+            {"wait_for": "go", "timeout_s": 60},
+            {"workflow": "DummyWorkflow"},
+            {"id": "after", "name": "EchoActivity"},
+        ],
+    }
+    assert client.simulate_put("/definitions/EveryKind", json=body).status_code == 201
+    workflow_id = client.simulate_post("/workflows", json={"name": "EveryKind", "input_data": {"xs": [1, 2]}}).json[
+        "id"
+    ]
+    assert client.simulate_post(f"/workflows/{workflow_id}/signals/go", json={"payload": 1}).status_code == 202
+    done = finished(client, workflow_id)
+    assert done["status"] == "Finished", done["error"]
+    kinds = {a["id"]: a["kind"] for a in done["activities"]}
+    assert kinds == {
+        "each": "map",
+        "sleep": "sleep",
+        "wait": "wait",
+        "DummyWorkflow": "child",
+        "after": "activity",
+        "each[0]": "item",
+        "each[1]": "item",
+    }
+    by_id = {a["id"]: a for a in done["activities"]}
+    assert by_id["each"]["map"] == {"over": "input.xs", "max_concurrency": None} and by_id["each"]["wait_for"] is None
+    assert (by_id["each[1]"]["parent"], by_id["each[1]"]["item"]) == ("each", 2)
+    assert by_id["wait"]["wait_for"] == "go" and by_id["wait"]["map"] is None
+    assert by_id["DummyWorkflow"]["child_id"] and by_id["after"]["workflow"] is None

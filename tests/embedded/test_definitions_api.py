@@ -22,6 +22,30 @@ def test_the_directory_is_registered_as_version_1(client):
     assert shown["definition"]["activities"][0]["name"] == "DoSomethingActivity"
 
 
+def test_a_definition_says_each_steps_id_name_and_kind_so_no_client_infers_them(client):
+    body = {
+        "name": "EveryKind",
+        "activities": [
+            {"name": "EchoActivity"},
+            {"name": "EchoActivity", "map": {"over": "input.xs"}},
+            {"sleep_s": 1},
+            {"wait_for": "approved"},
+            {"workflow": "DummyWorkflow"},
+            {"id": "last", "name": "EchoActivity"},
+        ],
+    }
+    shown = client.simulate_put("/definitions/EveryKind", json=body).json
+    assert shown["steps"] == [
+        {"id": "EchoActivity.1", "name": "EchoActivity", "kind": "activity"},
+        {"id": "EchoActivity", "name": "EchoActivity", "kind": "map"},
+        {"id": "sleep", "name": "sleep", "kind": "sleep"},
+        {"id": "wait", "name": "wait", "kind": "wait"},
+        {"id": "DummyWorkflow", "name": "DummyWorkflow", "kind": "child"},
+        {"id": "last", "name": "EchoActivity", "kind": "activity"},
+    ]
+    assert client.simulate_get("/definitions/EveryKind").json["steps"] == shown["steps"]
+
+
 def test_a_changed_definition_is_a_new_version_and_running_workflows_keep_theirs(client, flow):
     first = client.simulate_post("/workflows", json={"name": "FailingWorkflow"}).json
     body = client.simulate_get("/definitions/FailingWorkflow").json["definition"]

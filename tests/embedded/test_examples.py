@@ -206,7 +206,7 @@ def test_sub_workflow_example(flow):
     state = run(flow, "SubWorkflowExample", {"order": 42})
     assert state.status == "Finished"
     prepare, ship, report = state.activities
-    assert ship.child is not None and ship.child.definition == "SubWorkflowChildExample"
+    assert ship.spec.kind == "child" and ship.spec.definition == "SubWorkflowChildExample"
     child = flow.runtime.store.get(child_id(state.id, "ship")).state
     assert (child.status, child.parent.workflow_id, child.parent.position) == ("Finished", state.id, 1)
     assert child.input_data == {"order": 42, "prepared": prepare.output}

@@ -205,8 +205,11 @@ def test_filter_the_list_and_see_the_definitions(page):
     expect(page.locator("tbody .status", has_text="Failed").first).to_be_visible()
     page.get_by_role("link", name="Definitions").click()
     page.get_by_role("heading", name="ParallelWorkflow version 1").wait_for()
+    # Each step is named by the id the server gives it (a class listed twice: SleepActivity.1, then SleepActivity).
     drawing = page.get_by_role(
-        "img", name="ParallelWorkflow: SleepActivity (independent), SleepActivity (independent)", exact=False
+        "img",
+        name="ParallelWorkflow: SleepActivity.1 (SleepActivity) (independent), SleepActivity (independent)",
+        exact=False,
     )
     assert drawing.count() == 1
     shot(page, "definitions")

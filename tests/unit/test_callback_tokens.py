@@ -11,6 +11,7 @@ import pytest
 
 from flow.core.callback_tokens import MAX_TOKEN_CHARS, CallbackTarget, CallbackTokens
 from flow.core.events import CancelRequested, RetryRequested, SignalReceived, TimerFired
+from flow.core.kinds.wait import waits_for
 from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind, WorkflowStatus
 from flow.persistence import mapping
 from flow.persistence.mapping import inbox_column
@@ -32,7 +33,7 @@ def callback(run: Run, position: int, payload: Any = None, *, run_number: int | 
     """What the engine gets for a POST of the token of the wait at ``position``."""
     target = CallbackTarget(run.state.id, position, run_number or run.state.run)
     event = SignalReceived(
-        run._now(), run.state.activities[position].wait_for or "x", target.signal_id, payload, position, target.run
+        run._now(), waits_for(run.state.activities[position]) or "x", target.signal_id, payload, position, target.run
     )
     run.decision = run._decide(event)
 
@@ -238,7 +239,7 @@ def test_the_signal_message_carries_the_step_only_when_it_has_one():
 
 def test_a_wait_offers_its_choices_in_its_state():
     run = run_of(APPROVAL | {"choices": ["approve", "reject"]})
-    assert run.activity("approval").choices == ("approve", "reject")
+    assert run.activity("approval").spec.choices == ("approve", "reject")
 
 
 @pytest.mark.parametrize(
@@ -268,4 +269,4 @@ def test_choices_survive_the_activity_row():
 
     step = run_of(APPROVAL | {"choices": ["approve", "reject"]}).activity("approval")
     stored = json.loads(mapping.graph_column(step) or "{}")
-    assert mapping._graph_fields(stored)["choices"] == ("approve", "reject")
+    assert mapping._graph_fields(stored)["spec"].choices == ("approve", "reject")

@@ -9,12 +9,13 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from flow.core import children
-from flow.core.commands import CancelAttempt, CancelChild, RunActivity
+from flow.core.commands import CancelAttempt, CancelChild, RunActivity, RunChild
 from flow.core.decide import decide
 from flow.core.definition import parse
 from flow.core.events import ActivityCompleted, CancelRequested, RetryRequested, WorkflowStarted
-from flow.core.lineage import ChildWorkflow, ParentLink, child_id
+from flow.core.kinds import child as children
+from flow.core.kinds.child import Child
+from flow.core.lineage import ParentLink, child_id
 from flow.core.state import ActivityState, ActivityStatus, WorkflowState, WorkflowStatus
 from flow.core.strict_json import json_path
 from flow.core.vocabulary import HistoryType, Outcome
@@ -41,7 +42,7 @@ def parent_state(*statuses: ActivityStatus, attempt: int = 1, status: WorkflowSt
         required=True,
         config={},
         id="child",
-        child=ChildWorkflow("Child", 2, "{n: input.n, a: outputs.a}"),
+        spec=Child("Child", 2, "{n: input.n, a: outputs.a}"),
     )
     activities = tuple(
         replace(a, status=s, attempt=0 if s is S.PENDING else attempt)
@@ -71,7 +72,7 @@ def test_a_child_activity_is_scheduled_like_any_other():
     started = decide(parent_state(), WorkflowStarted(at()))
     assert started.commands == (RunActivity(0, 1),)
     then = decide(started.state, ActivityCompleted(0, 1, Outcome.SUCCEEDED, at(2), output={"x": 1}))
-    assert then.commands == (RunActivity(1, 1),)
+    assert then.commands == (RunChild(1, 1),)
     assert then.state.activities[1].status is S.SCHEDULED
 
 
@@ -80,7 +81,7 @@ def test_a_child_activity_is_scheduled_like_any_other():
     [
         ((S.SUCCEEDED, S.SCHEDULED), (CancelChild(1),)),
         ((S.SUCCEEDED, S.STARTED), (CancelChild(1),)),
-        # A class activity in flight is told to stop (flow.core.heartbeats), not cancelled as a child.
+        # A class activity in flight is told to stop (flow.core.kinds.activity), not cancelled as a child.
         ((S.SCHEDULED, S.PENDING), (CancelAttempt(0, 1),)),
         ((S.SUCCEEDED, S.SUCCEEDED), ()),
     ],
@@ -123,7 +124,7 @@ def test_a_child_failure_fails_the_required_activity_and_the_parent():
 def test_retry_from_failure_runs_a_failed_child_again_and_not_a_succeeded_one():
     failed = replace(parent_state(S.SUCCEEDED, S.FAILED, attempt=1), status=P.FAILED)
     again = decide(failed, RetryRequested(at(6)))
-    assert again.commands == (RunActivity(1, 2),)
+    assert again.commands == (RunChild(1, 2),)
     succeeded = replace(parent_state(S.FAILED, S.SUCCEEDED), status=P.FAILED)
     assert RunActivity(1, 2) not in decide(succeeded, RetryRequested(at(6))).commands
 
@@ -215,7 +216,7 @@ def test_a_running_child_or_a_workflow_without_parent_reports_nothing():
 def test_the_child_input_is_an_expression_over_input_and_outputs(expression, expected, error):
     state = parent_state(S.SUCCEEDED, S.SCHEDULED)
     state = replace(state, activities=(replace(state.activities[0], output={"x": 1}), state.activities[1]))
-    activity = replace(state.activities[1], child=ChildWorkflow("Child", input=expression))
+    activity = replace(state.activities[1], spec=Child("Child", input=expression))
     value, why = children.child_input(state, activity)
     assert value == expected
     assert (why is None) if error is None else (error in why)
@@ -241,7 +242,7 @@ def owed(state: WorkflowState, commands=(), ended=()):
 def test_a_child_attempt_is_a_start_on_the_engine_queue():
     state = parent_state(S.SUCCEEDED, S.SCHEDULED)
     state = replace(state, activities=(replace(state.activities[0], output={"x": 1}), state.activities[1]))
-    (start,) = owed(state, [RunActivity(1, 1)])
+    (start,) = owed(state, [RunChild(1, 1)])
     assert (start.queue_name, start.partition) == ("flow.engine", 3)
     message = StartChild.from_kwargs(start.kwargs)
     assert message == StartChild(
@@ -259,9 +260,9 @@ def test_a_child_attempt_is_a_start_on_the_engine_queue():
 def test_a_child_input_that_is_no_object_fails_the_attempt_at_once():
     state = parent_state(S.SUCCEEDED, S.SCHEDULED)
     state = replace(
-        state, activities=(state.activities[0], replace(state.activities[1], child=ChildWorkflow("C", input="input.n")))
+        state, activities=(state.activities[0], replace(state.activities[1], spec=Child("C", input="input.n")))
     )
-    (result,) = owed(state, [RunActivity(1, 1)])
+    (result,) = owed(state, [RunChild(1, 1)])
     assert result.queue_name == "flow.engine.3"
     message = AttemptResult.from_kwargs(result.kwargs)
     assert (message.outcome, message.attempt) == (Outcome.PERMANENT_FAILURE, 1)
@@ -292,7 +293,7 @@ def test_the_child_spec_round_trips_through_the_graph_column():
         "id": "child",
         "workflow": {"name": "Child", "version": 2, "input": "{n: input.n, a: outputs.a}"},
     }
-    assert _graph_fields(json.loads(column))["child"] == activity.child
+    assert _graph_fields(json.loads(column))["spec"] == activity.spec
 
 
 # -- validation ------------------------------------------------------------------------------
@@ -329,8 +330,8 @@ def test_a_child_activity_defaults_its_id_to_its_definition_name_and_pins_the_ne
         {"name": "P", "activities": [{"workflow": "C"}, {"workflow": "D", "version": 4}]}, known_activities=()
     )
     first, second = definition.initial_activities({"C": 3, "D": 9})
-    assert (first.id, first.name, first.child) == ("C", "C", ChildWorkflow("C", 3))
-    assert second.child == ChildWorkflow("D", 4)  # pinned by the definition: kept
+    assert (first.id, first.name, first.spec) == ("C", "C", Child("C", 3))
+    assert second.spec == Child("D", 4)  # pinned by the definition: kept
     assert first.timeouts.start_to_close_s is None
 
 

@@ -46,7 +46,7 @@ def test_readme_states_every_bound_of_the_definition_schema():
         return f"{number:,}"
 
     assert f"at most {shown(MAX_ACTIVITIES)}" in README
-    from flow.core.maps import MAX_ITEMS
+    from flow.core.kinds.map import MAX_ITEMS
 
     assert f"more than {shown(MAX_ITEMS)} items" in README
     assert f"integer, 1 to {shown(MAX_ITEMS)}" in README

@@ -112,3 +112,24 @@ def test_no_import_cycle():
 def test_no_module_is_too_long():
     long = {name: n for name, path in MODULES.items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_every_import_of_a_product_module_finds_what_it_names():
+    """Every ``from <ours> import <name>`` in the product names a module or an attribute
+    that exists (flow.actors itself is not imported: it builds a process)."""
+    import importlib
+    import importlib.util
+
+    missing = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.module and node.level == 0):
+                continue
+            if node.module.split(".")[0] not in PACKAGES or node.module == "flow.actors":
+                continue
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                found = hasattr(module, alias.name) or importlib.util.find_spec(f"{node.module}.{alias.name}")
+                if not found:
+                    missing.append(f"{name}: from {node.module} import {alias.name}")
+    assert not missing, missing

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from flow.core import maps
 from flow.core.commands import CancelTimer, RunActivity, StartTimer
 from flow.core.events import ActivityCompleted, CancelRequested, RetryRequested, TimerFired
+from flow.core.kinds import map as maps
 from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind, WorkflowStatus
 from tests.unit.test_graph import Run, problems, state_of
 
@@ -78,7 +78,7 @@ def test_one_item_runs_with_its_item_and_index_and_the_output_is_a_list():
     run = run_of(mapped(), {"name": "B"}, items=[{"n": 7}])
     assert run.scheduled() == ["each[0]"]
     item = run.activity("each[0]")
-    assert (item.item, item.index, item.parent, item.required) == ({"n": 7}, 0, 0, False)
+    assert (item.spec.item, item.spec.index, item.parent, item.required) == ({"n": 7}, 0, 0, False)
     assert run.status("each") is S.RUNNING and not S.RUNNING.in_flight
     run.end("each[0]", output={"double": 14})
     assert run.activity("each").output == [{"double": 14}] and run.scheduled() == ["B"]
@@ -112,7 +112,7 @@ def test_the_list_can_come_from_an_earlier_output():
     run = run_of({"name": "B"}, mapped(over="outputs.B.files"))
     run.end("B", output={"files": ["x", "y"]})
     assert run.scheduled() == ["each[0]", "each[1]"]
-    assert [run.activity(i).item for i in ("each[0]", "each[1]")] == ["x", "y"]
+    assert [run.activity(i).spec.item for i in ("each[0]", "each[1]")] == ["x", "y"]
 
 
 @pytest.mark.parametrize(

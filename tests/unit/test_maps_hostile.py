@@ -105,7 +105,7 @@ def test_an_item_that_is_not_json_fails_the_map_before_it_runs():
     ``to_number`` turns the valid input string "1.5e999" into ``inf``, which is listed
     as an item, stored, sent to a worker and shown by the API as ``Infinity``."""
     run = run_of(mapped(over="input.items[*].to_number(@)"), items=["1.5e999", "2"])
-    assert not any(a.item == float("inf") for a in run.state.activities), "an item is Infinity"
+    assert not any(getattr(a.spec, "item", None) == float("inf") for a in run.state.activities), "an item is Infinity"
     assert run.status("each") is S.FAILED and item_ids(run) == []
 
 
@@ -115,7 +115,7 @@ def test_an_item_holding_a_lone_surrogate_or_nul_fails_the_map_before_it_runs():
     accepts as input (GET /workflows/{id} then answers 500, see
     tests/embedded/test_maps_review.py)."""
     run = run_of(mapped(over='[`"\\ud800"`, `"a\\u0000b"`]'))
-    assert [a.item for a in run.state.activities if a.parent is not None] == []
+    assert [a.spec for a in run.state.activities if a.parent is not None] == []
     assert run.status("each") is S.FAILED
 
 

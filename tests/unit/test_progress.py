@@ -177,7 +177,9 @@ def test_a_child_scheduled_before_the_workflow_shows_it_is_named_all_the_same():
     workflow = {
         "id": "wf-1",
         "name": "W",
-        "activities": [{"position": 0, "id": "ship", "name": "workflow", "workflow": {"name": "C"}, "child_id": None}],
+        "activities": [
+            {"position": 0, "id": "ship", "name": "C", "kind": "child", "workflow": {"name": "C"}, "child_id": None}
+        ],
     }
     [event] = history(("schedule-activity", 0, {"attempt": 1}))
     assert f"scheduled: child workflow {child_id('wf-1', 'ship')}" in describe_event(event, workflow).plain

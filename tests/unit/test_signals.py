@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from flow.core import signals
 from flow.core.commands import CancelTimer, StartTimer
 from flow.core.events import CancelRequested, RetryRequested, SignalReceived, TimerFired
+from flow.core.kinds import wait as signals
 from flow.core.recovery import owed
 from flow.core.vocabulary import ActivityStatus, HistoryType, TimerKind, WorkflowStatus
 from tests.unit.test_graph import Run, problems, state_of

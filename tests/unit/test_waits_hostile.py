@@ -45,8 +45,8 @@ def test_a_full_inbox_of_noise_does_not_drop_the_signal_a_waiting_step_waits_for
     the workflow stays In Progress with nothing owed (recovery finds no timer, no run).
     The README's cap is on what a workflow *keeps*; a signal taken at once is not kept
     for later, and "a signal ends the earliest step waiting for its name"."""
-    from flow.core import signals
     from flow.core.events import SignalReceived
+    from flow.core.kinds import wait as signals
     from flow.core.recovery import owed
     from tests.unit.test_graph import Run
 

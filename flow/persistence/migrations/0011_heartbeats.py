@@ -1,5 +1,5 @@
 """Heartbeats: an activity's last heartbeat (its details and when it came), handed to its
-next attempt (flow.core.heartbeats)."""
+next attempt (flow.core.kinds.activity)."""
 
 
 def up(migrator, db):

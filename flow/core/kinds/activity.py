@@ -1,0 +1,343 @@
+"""``activity``: a ``BaseActivity`` class run by the workers, attempt after attempt.
+
+- Its turn: an attempt is scheduled (:class:`~flow.core.commands.RunActivity`), with a
+  schedule-to-start timer when ``timeouts.schedule_to_start_s`` is set.
+- Started: the schedule-to-start timer is done with; start-to-close and heartbeat
+  timers begin.
+- Its result: ``SUCCEEDED`` ends it; a temporary failure (or a timeout) is retried after
+  the policy's delay (a ``retry`` timer) while attempts are left, else it failed
+  permanently, and ``required`` decides the rest. ``CANCELLED`` (a cancel meant for the
+  run before a retry-from-failure) runs it again at once. A result for an ended
+  workflow is recorded on the step and changes nothing else.
+- Heartbeats: each moves the heartbeat timer on and keeps its details for the next
+  attempt; a heartbeat timer that fires when none came for ``heartbeat_s`` fails the
+  attempt (its worker died or is stuck); one that fires although a heartbeat came in
+  the meantime is set again for what is left. A heartbeat of an attempt that is not the
+  current one in flight, or whose workflow ended, is answered with
+  :class:`~flow.core.commands.CancelAttempt`.
+- Cancelled: its attempt in flight is told to stop (advisory: the activity's next
+  ``self.heartbeat()`` raises).
+- After a restart: the attempt in flight is sent again; its timers are due from the
+  stored timestamps (a retry from the failed attempt's end plus the same delay).
+
+The attempt rules are shared by the kinds whose steps have attempts (a map's items,
+child workflows), which override what differs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+from flow.core import graph
+from flow.core.commands import CancelAttempt, CancelTimer, Command, RunActivity, RunChild, StartTimer
+from flow.core.events import ActivityCompleted, ActivityHeartbeat, ActivityStarted, TimerFired
+from flow.core.failure import required_failure
+from flow.core.kinds.base import Answer, Change, DueTimer, Line, Owed, PathOf, StepKind, Turn
+from flow.core.state import ACTIVITY, ActivityState, StepSpec, WorkflowState
+from flow.core.steps import Decision, HistoryEntry, stale, timer, with_activity
+from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind
+
+#: What a late result (its workflow ended) leaves on the step.
+_LATE = {Outcome.SUCCEEDED: ActivityStatus.SUCCEEDED, Outcome.CANCELLED: ActivityStatus.CANCELLED}
+#: The timers that guard an attempt (a retry timer runs the next one).
+_ATTEMPT_TIMERS = frozenset({TimerKind.SCHEDULE_TO_START, TimerKind.START_TO_CLOSE, TimerKind.HEARTBEAT})
+#: Heartbeat details up to this many bytes of JSON are copied into the history entry.
+SHOWN_BYTES = 200
+
+
+def _scheduled(data: Mapping[str, Any]) -> str:
+    return "scheduled"
+
+
+class ActivityKind(StepKind):
+    """A ``BaseActivity`` subclass, run by the workers (see the module docstring)."""
+
+    name: ClassVar[str] = "activity"
+    identity: ClassVar[tuple[str, ...]] = ("name",)
+    properties: ClassVar[Mapping[str, Any]] = {"name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}}
+    help: ClassVar[str] = "an activity (name: a BaseActivity subclass)"
+    runs_on_workers: ClassVar[bool] = True
+    lines: ClassVar[Mapping[HistoryType, Line]] = {
+        HistoryType.SCHEDULE_ACTIVITY: _scheduled,
+        HistoryType.ACTIVITY_STARTED: lambda data: "started",
+        HistoryType.RESCHEDULE_ACTIVITY: lambda data: f"will retry in {data.get('delay_ms', 0) / 1000:.1f} s",
+        HistoryType.ACTIVITY_HEARTBEAT: lambda data: (
+            "heartbeat" + (f": {json.dumps(data['details'])}" if "details" in data else "")
+        ),
+        HistoryType.CANCEL_ATTEMPT: lambda data: f"told to stop ({data.get('reason')})",
+    }
+
+    def claims(self, entry: Mapping[str, Any]) -> bool:
+        return "name" in entry and "map" not in entry
+
+    def problems(
+        self, entry: Mapping[str, Any], path: PathOf, known_activities: Collection[str]
+    ) -> list[tuple[str, str]]:
+        return class_problems(entry, path, known_activities)
+
+    def parse(self, entry: Mapping[str, Any]) -> StepSpec:
+        return ACTIVITY
+
+    # -- its turn, and each attempt ----------------------------------------------------------
+
+    def start(self, turn: Turn, position: int) -> graph.Verdict:
+        turn.activities[position], commands, entry = self.schedule(turn.activities[position], turn.now)
+        turn.scheduled.append((position, commands, entry))
+        return graph.WAIT
+
+    def run(self, step: ActivityState, attempt: int) -> RunActivity | RunChild:
+        """The command that sends ``attempt`` of ``step``."""
+        return RunActivity(step.position, attempt)
+
+    def schedule(self, step: ActivityState, now: datetime) -> tuple[ActivityState, list[Command], HistoryEntry]:
+        """The step's next attempt, scheduled now: the step, its commands, its history entry."""
+        attempt = step.attempt + 1
+        step = replace(
+            step,
+            status=ActivityStatus.SCHEDULED,
+            attempt=attempt,
+            scheduled_at=now,
+            started_at=None,
+            finished_at=None,
+            heartbeat_at=None,
+        )
+        commands: list[Command] = [self.run(step, attempt)]
+        if step.timeouts.schedule_to_start_s:
+            commands.append(
+                timer(TimerKind.SCHEDULE_TO_START, step.timeouts.schedule_to_start_s, step.position, attempt)
+            )
+        return step, commands, HistoryEntry(HistoryType.SCHEDULE_ACTIVITY, step.position, {"attempt": attempt})
+
+    def on_started(self, state: WorkflowState, step: ActivityState, event: ActivityStarted) -> Decision | None:
+        if step.status is not ActivityStatus.SCHEDULED:
+            return None
+        step = replace(step, status=ActivityStatus.STARTED, started_at=event.occurred_at)
+        fact = HistoryEntry(HistoryType.ACTIVITY_STARTED, event.position, {"attempt": event.attempt})
+        commands = started_timers(step, event.attempt, ended=state.status.ended)
+        return Decision(with_activity(state, step), tuple(commands), (fact, HistoryEntry(HistoryType.DO_NOTHING)))
+
+    def on_completed(
+        self, state: WorkflowState, step: ActivityState, event: ActivityCompleted, history: list[HistoryEntry]
+    ) -> Answer:
+        step = replace(
+            step,
+            output=event.output,
+            error=event.error,
+            started_at=event.started_at or step.started_at,
+            finished_at=event.finished_at or event.occurred_at,
+        )
+        return self.attempt_ended(state, step, event.outcome, event.occurred_at, history)
+
+    def on_timer(
+        self, state: WorkflowState, step: ActivityState, event: TimerFired, history: list[HistoryEntry]
+    ) -> Answer:
+        if event.kind == TimerKind.RETRY:
+            if state.status.ended or step.status is not ActivityStatus.WAITING_RETRY:
+                return None
+            step, commands, entry = self.schedule(step, event.occurred_at)
+            return Decision(with_activity(state, step), tuple(commands), (*history, entry))
+        if event.kind not in _ATTEMPT_TIMERS:
+            return None
+        waiting_for = ActivityStatus.SCHEDULED if event.kind == TimerKind.SCHEDULE_TO_START else ActivityStatus.STARTED
+        if step.status is not waiting_for:
+            return None
+        if event.kind == TimerKind.SCHEDULE_TO_START:
+            error = f"no worker started attempt {event.attempt} within {step.timeouts.schedule_to_start_s} s"
+        elif event.kind == TimerKind.HEARTBEAT:
+            if (again := still_beating(step, event.occurred_at)) is not None:
+                why = {"reason": "a heartbeat came in time: the timer is set again"}
+                return Decision(state, (again,), (*history, HistoryEntry(HistoryType.DO_NOTHING, step.position, why)))
+            error = (
+                f"no heartbeat from attempt {event.attempt} for {step.timeouts.heartbeat_s} s "
+                "(its worker died or is stuck)"
+            )
+        else:
+            error = f"attempt {event.attempt} did not finish within {step.timeouts.start_to_close_s} s"
+        step = replace(step, error=f"{event.kind} timeout: {error}", finished_at=event.occurred_at)
+        return self.attempt_ended(
+            state, step, Outcome.TEMPORARY_FAILURE, event.occurred_at, history, fired=TimerKind(event.kind)
+        )
+
+    def attempt_ended(
+        self,
+        state: WorkflowState,
+        step: ActivityState,
+        outcome: Outcome,
+        now: datetime,
+        history: list[HistoryEntry],
+        *,
+        fired: TimerKind | None = None,
+    ) -> Answer:
+        """The current attempt of ``step`` ended with ``outcome``: retry, fail or go on.
+        ``fired`` is the timeout timer that ended it, if one did (it needs no cancelling)."""
+        commands: list[Command] = [c for c in attempt_timers(step) if c.kind != fired]
+        if state.status.ended:
+            # A late result: recorded on the step, but the workflow decides nothing more.
+            state = with_activity(state, replace(step, status=_LATE.get(outcome, ActivityStatus.FAILED)))
+            history.append(HistoryEntry(HistoryType.DO_NOTHING, step.position, {"reason": f"workflow {state.status}"}))
+            return Decision(state, tuple(commands), tuple(history))
+        if outcome == Outcome.CANCELLED:
+            # Stopped by a cancel meant for the run before (a retry-from-failure came before
+            # the attempt obeyed): run it again at once, not counted against this run's budget.
+            step, run, entry = self.schedule(replace(step, attempts_before=step.attempts_before + 1), now)
+            history.append(entry)
+            return Decision(with_activity(state, step), (*commands, *run), tuple(history))
+        attempts_this_run = step.attempt - step.attempts_before
+        if outcome == Outcome.SUCCEEDED:
+            return Change(replace(step, status=ActivityStatus.SUCCEEDED, error=None), tuple(commands))
+        if (
+            outcome == Outcome.TEMPORARY_FAILURE
+            and attempts_this_run < step.retry.max_attempts
+            and self.may_retry(state, step)
+        ):
+            next_attempt = step.attempt + 1
+            delay_ms = retry_delay_ms(state, step)
+            commands.append(StartTimer(TimerKind.RETRY, delay_ms, step.position, next_attempt))
+            history.append(
+                HistoryEntry(
+                    HistoryType.RESCHEDULE_ACTIVITY, step.position, {"attempt": next_attempt, "delay_ms": delay_ms}
+                )
+            )
+            return Change(replace(step, status=ActivityStatus.WAITING_RETRY), tuple(commands))
+        step = replace(step, status=ActivityStatus.FAILED)
+        return Change(step, tuple(commands), failure=required_failure(step, outcome, attempts_this_run))
+
+    # -- heartbeats --------------------------------------------------------------------------
+
+    def on_heartbeat(self, state: WorkflowState, step: ActivityState, event: ActivityHeartbeat) -> Decision:
+        """Record a heartbeat (and its details) and move the heartbeat timer on; or tell a
+        stale attempt to stop."""
+        if not self.runs_on_workers:
+            return super().on_heartbeat(state, step, event)
+        shown = {"details": event.details} if _small(event.details) else {}  # progress, for `flow run`
+        fact = HistoryEntry(HistoryType.ACTIVITY_HEARTBEAT, event.position, {"attempt": event.attempt, **shown})
+        current = step.attempt == event.attempt and step.status.in_flight
+        if not current or state.status.ended:
+            if event.attempt > step.attempt:  # not an attempt of ours: nothing to stop
+                return Decision(state, (), (stale(fact), HistoryEntry(HistoryType.DO_NOTHING)))
+            reason = f"workflow {state.status}" if current else f"attempt {event.attempt} is not the current one"
+            stop = HistoryEntry(
+                HistoryType.CANCEL_ATTEMPT, event.position, {"attempt": event.attempt, "reason": reason}
+            )
+            return Decision(state, (CancelAttempt(event.position, event.attempt),), (stale(fact), stop))
+        commands: list[Command] = []
+        if step.status is ActivityStatus.SCHEDULED:
+            # The heartbeat came before the started report (it is sent late on purpose):
+            # it proves the attempt started.
+            step = replace(step, status=ActivityStatus.STARTED, started_at=event.occurred_at)
+            commands += started_timers(step, event.attempt)
+        elif step.timeouts.heartbeat_s:
+            commands.append(timer(TimerKind.HEARTBEAT, step.timeouts.heartbeat_s, step.position, event.attempt))
+        details = step.heartbeat if event.details is None else event.details
+        step = replace(step, heartbeat=details, heartbeat_at=event.occurred_at)
+        return Decision(with_activity(state, step), tuple(commands), (fact, HistoryEntry(HistoryType.DO_NOTHING)))
+
+    # -- the end of the run, and after a restart -----------------------------------------------
+
+    def end_of_run(self, step: ActivityState) -> list[Command]:
+        if step.status is ActivityStatus.WAITING_RETRY:
+            return [CancelTimer(TimerKind.RETRY, step.position, step.attempt + 1)]
+        return []
+
+    def on_cancel(self, step: ActivityState) -> list[Command]:
+        # Advisory: the attempt stops at its next heartbeat.
+        return [CancelAttempt(step.position, step.attempt)] if step.status.in_flight else []
+
+    def owed(self, state: WorkflowState, step: ActivityState) -> Owed:
+        timeouts = step.timeouts
+        if step.status is ActivityStatus.SCHEDULED:
+            due = []
+            if timeouts.schedule_to_start_s and step.scheduled_at:
+                at = step.scheduled_at + timedelta(seconds=timeouts.schedule_to_start_s)
+                due.append(DueTimer(TimerKind.SCHEDULE_TO_START, step.position, step.attempt, at))
+            return [self.run(step, step.attempt)], due
+        if step.status is ActivityStatus.STARTED:
+            due = []
+            if timeouts.start_to_close_s and step.started_at:
+                at = step.started_at + timedelta(seconds=timeouts.start_to_close_s)
+                due.append(DueTimer(TimerKind.START_TO_CLOSE, step.position, step.attempt, at))
+            # No heartbeat timer: the attempt is sent again, and its copy's first heartbeat
+            # sets it. One from the last heartbeat before the restart would fail the
+            # copy the moment it is sent.
+            return [self.run(step, step.attempt)], due
+        if step.status is ActivityStatus.WAITING_RETRY and step.finished_at:
+            at = step.finished_at + timedelta(milliseconds=retry_delay_ms(state, step))
+            return [], [DueTimer(TimerKind.RETRY, step.position, step.attempt + 1, at)]
+        return [], []
+
+
+def class_problems(entry: Mapping[str, Any], path: PathOf, known_activities: Collection[str]) -> list[tuple[str, str]]:
+    """An entry's ``name`` that names no discovered ``BaseActivity`` subclass."""
+    if entry["name"] in known_activities:
+        return []
+    return [
+        (
+            path("name"),
+            f"unknown activity {entry['name']!r}: no BaseActivity subclass of that name "
+            "in the activities package or FLOW_ACTIVITY_PACKAGES",
+        )
+    ]
+
+
+def retry_delay_ms(state: WorkflowState, step: ActivityState) -> int:
+    """Delay before the attempt after ``step``'s current one (which failed).
+
+    Derived from the workflow, step and attempt alone, so that recovery after a restart
+    finds the same due time the decision chose.
+    """
+    attempts_this_run = step.attempt - step.attempts_before
+    next_attempt = step.attempt + 1
+    return step.retry.delay_ms(attempts_this_run, seed=f"{state.id}:{step.position}:{next_attempt}")
+
+
+def attempt_timers(step: ActivityState) -> list[Command]:
+    """Cancel the timeout timers of ``step``'s current attempt, which has ended."""
+    commands: list[Command] = []
+    if step.timeouts.schedule_to_start_s and step.status is ActivityStatus.SCHEDULED:
+        commands.append(CancelTimer(TimerKind.SCHEDULE_TO_START, step.position, step.attempt))
+    if step.timeouts.start_to_close_s and step.status is ActivityStatus.STARTED:
+        commands.append(CancelTimer(TimerKind.START_TO_CLOSE, step.position, step.attempt))
+    if step.timeouts.heartbeat_s and step.status is ActivityStatus.STARTED:
+        commands.append(CancelTimer(TimerKind.HEARTBEAT, step.position, step.attempt))
+    return commands
+
+
+def started_timers(step: ActivityState, attempt: int, *, ended: bool = False) -> list[Command]:
+    """The timers of an attempt that just started: the schedule-to-start one is done
+    with; its start-to-close and heartbeat timers begin (unless its workflow ``ended``)."""
+    commands: list[Command] = []
+    timeouts = step.timeouts
+    if timeouts.schedule_to_start_s:
+        commands.append(CancelTimer(TimerKind.SCHEDULE_TO_START, step.position, attempt))
+    if ended:
+        return commands
+    if timeouts.start_to_close_s:
+        commands.append(timer(TimerKind.START_TO_CLOSE, timeouts.start_to_close_s, step.position, attempt))
+    if timeouts.heartbeat_s:
+        commands.append(timer(TimerKind.HEARTBEAT, timeouts.heartbeat_s, step.position, attempt))
+    return commands
+
+
+def still_beating(step: ActivityState, now: datetime) -> Command | None:
+    """The heartbeat timer again, for what is left, if a heartbeat came within
+    ``heartbeat_s`` of ``now`` (the timer fired late, racing it); None: timed out."""
+    limit = step.timeouts.heartbeat_s
+    if not limit or step.heartbeat_at is None:
+        return None
+    left = step.heartbeat_at + timedelta(seconds=limit) - now
+    if left <= timedelta(0):
+        return None
+    return timer(TimerKind.HEARTBEAT, left.total_seconds(), step.position, step.attempt)
+
+
+def _small(details: object) -> bool:
+    return details is not None and len(json.dumps(details)) <= SHOWN_BYTES
+
+
+ACTIVITY_KIND = ActivityKind()
+
+__all__ = ["ACTIVITY_KIND", "ActivityKind", "attempt_timers", "class_problems", "retry_delay_ms", "started_timers"]

@@ -1,20 +1,46 @@
 """The package layout is the architecture (docs/design.md, "Layout"): these rules keep
-it so. Imports are read from the source, including those inside functions."""
+it so, read from the design notes' table, so that the notes and the rule are one.
+Imports are read from the source, including those inside functions and under
+``TYPE_CHECKING``."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
-
-import pytest
 
 from tests.conftest import ROOT
 
 PACKAGES = ("flow", "actors", "api", "activities")
 #: Third-party libraries that do I/O or hold global state: the pure core imports none.
 DRIVERS = ("peewee", "playhouse", "psycopg2", "pika", "dramatiq", "pykka", "falcon", "gunicorn", "requests")
-#: "No module over ~400 lines" (issue 13): past this a module is doing two things.
-MAX_LINES = 440
+DESIGN = ROOT / "docs" / "design.md"
+
+
+def _layout() -> tuple[dict[str, str], dict[str, set[str]], int]:
+    """docs/design.md's Layout table: each folder's (or file's) module prefix with its
+    layer, each layer with the layers it may import; and the module bound its text says."""
+    text = DESIGN.read_text()
+    section = text[text.index("## Layout") : text.index("## ", text.index("## Layout") + 3)]
+    layer_of: dict[str, str] = {}
+    allowed: dict[str, set[str]] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 4 or not cells[0].startswith("`"):
+            continue
+        folders, layer, _, may_import = cells
+        for path in re.findall(r"`([^`]+)`", folders):
+            # A package's __init__.py is that one module (flow/__init__.py is not all of flow/).
+            exact = "=" if path.endswith("/__init__.py") else ""
+            layer_of[exact + path.removesuffix("/").removesuffix(".py").removesuffix("/__init__").replace("/", ".")] = (
+                layer
+            )
+        allowed[layer] = {name.strip() for name in may_import.split(",")}
+    bound = int(re.search(r"modules over (\d+) lines", section).group(1))
+    return layer_of, allowed, bound
+
+
+LAYER_OF, ALLOWED, MAX_LINES = _layout()
 
 
 def _modules() -> dict[str, Path]:
@@ -61,23 +87,30 @@ def test_the_core_is_pure():
         assert not own and not drivers, f"{name} imports {sorted(own | drivers)}"
 
 
-@pytest.mark.parametrize(
-    ("layer", "must_not_import"),
-    [
-        ("flow.persistence", ("flow.engine", "flow.worker", "flow.cli", "api", "actors", "flow.process")),
-        # The engine's shell includes the Pykka actors of actors/ (one per workflow).
-        ("flow.engine", ("flow.worker", "flow.cli", "api")),
-        ("actors", ("flow.worker", "flow.cli", "api")),
-        # A worker runs activities and reports results: it needs no database at all.
-        ("flow.worker", ("flow.persistence", "flow.engine", "flow.cli", "api")),
-        ("api", ("flow.engine", "flow.worker", "flow.cli", "actors")),
-        ("activities", ("flow.persistence", "flow.engine", "flow.cli", "api", "actors")),
-    ],
-)
-def test_each_layer_imports_only_downward(layer, must_not_import):
-    for name in (n for n in MODULES if _in(n, layer)):
-        wrong = sorted(i for i in _imported_modules(name) if _in(i, *must_not_import))
-        assert not wrong, f"{name} imports {wrong}"
+def _layer(name: str) -> str | None:
+    """The layer of the longest folder of the table that holds module ``name``."""
+    if "=" + name in LAYER_OF:
+        return LAYER_OF["=" + name]
+    found = [prefix for prefix in LAYER_OF if name == prefix or name.startswith(prefix + ".")]
+    return LAYER_OF[max(found, key=len)] if found else None
+
+
+def test_the_layout_table_is_read_and_names_every_module():
+    assert len(ALLOWED) >= 10 and all(layers for layers in ALLOWED.values())
+    assert set().union(*ALLOWED.values()) <= set(ALLOWED), "a layer may only import layers of the table"
+    homeless = sorted(name for name in MODULES if _layer(name) is None)
+    assert not homeless, f"modules in no folder of docs/design.md's Layout table: {homeless}"
+
+
+def test_each_layer_imports_only_what_the_layout_table_allows():
+    wrong = []
+    for name in MODULES:
+        layer = _layer(name)
+        for imported in _imported_modules(name):
+            other = _layer(imported)
+            if other not in ALLOWED[layer]:
+                wrong.append(f"{name} ({layer}) imports {imported} ({other})")
+    assert not wrong, "\n".join(wrong)
 
 
 def test_nothing_in_the_product_imports_the_test_harness():

@@ -24,6 +24,8 @@ from typing import Any
 
 import pykka
 
+from flow.loops import BackgroundLoop
+
 logger = logging.getLogger(__name__)
 
 #: The one message an actor is ever told: "your mailbox has something".
@@ -62,8 +64,7 @@ class WorkflowActors:
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, Entry] = OrderedDict()
-        self._sweeper: threading.Thread | None = None
-        self._closed = threading.Event()
+        self._sweeper: BackgroundLoop | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -141,20 +142,13 @@ class WorkflowActors:
     def start_sweeper(self, *, every_s: float | None = None) -> None:
         """Stop idle actors in the background, every ``every_s`` (default ``idle_s / 2``)."""
         interval = every_s or max(self._idle_s / 2, 0.05)
-
-        def sweep() -> None:
-            while not self._closed.wait(interval):
-                try:
-                    self.stop_idle()
-                except Exception:  # keep sweeping; one failure must not leak threads forever
-                    logger.exception("idle actor sweep failed")
-
-        self._sweeper = threading.Thread(target=sweep, name="workflow-actor-sweeper", daemon=True)
+        self._sweeper = BackgroundLoop("workflow-actor-sweeper", self.stop_idle, every_s=interval)
         self._sweeper.start()
 
     def stop_all(self) -> list[Any]:
         """Stop every actor (their state is committed); return items never taken."""
-        self._closed.set()
+        if self._sweeper is not None:
+            self._sweeper.stopping.set()  # not joined: a sweep may be stopping actors too
         with self._lock:
             entries = list(self._entries.values())
             self._entries.clear()

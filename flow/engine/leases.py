@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from flow.clock import utcnow
+from flow.loops import BackgroundLoop
 from flow.persistence.leases import LeaseTable, engine_host_pid
 
 logger = logging.getLogger(__name__)
@@ -102,8 +103,7 @@ class LeaseKeeper:
         self.held: dict[int, int] = {}
         self._valid_until = 0.0
         self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = BackgroundLoop("flow-leases", self._round_or_lose, every_s=lease_s / 3)
         self._started_at = utcnow()
         self.rounds = 0
 
@@ -115,14 +115,11 @@ class LeaseKeeper:
             self.round()  # take partitions before the first event arrives, if the database answers
         except Exception as e:
             logger.warning("first lease round failed (%s); will try again", e)
-        self._thread = threading.Thread(target=self._run, name="flow-leases", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self, *, release: bool = True) -> None:
         """Stop renewing; with ``release``, hand every partition back at once."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(self.lease_s)
+        self._loop.stop(self.lease_s)
         with self._lock:
             for partition in sorted(self.held):
                 epoch = self.held.pop(partition)
@@ -138,19 +135,19 @@ class LeaseKeeper:
                 except Exception:
                     pass
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.lease_s / 3):
-            try:
-                self.round()
-            except Exception as e:
-                logger.warning("lease round failed (%s)", e)
-                if self.held and time.monotonic() > self._valid_until:
-                    logger.error(
-                        "could not renew partition leases for %.1f s: stopping work on %d partitions",
-                        self.lease_s,
-                        len(self.held),
-                    )
-                    self._lose(set(self.held))
+    def _round_or_lose(self) -> None:
+        """A round of the lease loop; a failed one loses the leases once they would have expired."""
+        try:
+            self.round()
+        except Exception as e:
+            logger.warning("lease round failed (%s)", e)
+            if self.held and time.monotonic() > self._valid_until:
+                logger.error(
+                    "could not renew partition leases for %.1f s: stopping work on %d partitions",
+                    self.lease_s,
+                    len(self.held),
+                )
+                self._lose(set(self.held))
 
     def round(self) -> None:
         """One heartbeat: renew, rebalance, take over; then record what this engine holds."""

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from flow.clock import utcnow
+from flow.loops import BackgroundLoop
 from flow.wire.outgoing import Outgoing
 
 if TYPE_CHECKING:
@@ -40,18 +41,17 @@ class Acks:
         self._every_s = every_s
         self._pending: list[str] = []
         self._lock = threading.Lock()
-        self._wake = threading.Event()
         self._closed = False
-        self._thread: threading.Thread | None = None
+        # Started by the first acknowledgement: a process that never publishes runs no thread.
+        self._loop = BackgroundLoop("flow-outbox-acks", self.flush, every_s=every_s)
 
     def add(self, ids: list[str]) -> None:
         if not ids:
             return
         with self._lock:
             self._pending.extend(ids)
-            if self._thread is None and not self._closed:
-                self._thread = threading.Thread(target=self._run, name="flow-outbox-acks", daemon=True)
-                self._thread.start()
+            if not self._closed:
+                self._loop.start()
 
     def flush(self) -> None:
         with self._lock:
@@ -64,16 +64,10 @@ class Acks:
             # Rows left behind are re-sent later; that is a duplicate, not a loss.
             logger.warning("could not delete %d sent outbox rows; they will be sent again", len(ids), exc_info=True)
 
-    def _run(self) -> None:
-        while not self._closed:
-            self._wake.wait(self._every_s)
-            self.flush()
-
     def close(self) -> None:
-        self._closed = True
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(5)
+        with self._lock:
+            self._closed = True
+        self._loop.stop(5)
         self.flush()
 
 
@@ -105,17 +99,14 @@ class OutboxSender:
         self.acks = Acks(store.delete_outbox)
         self._failed: set[str] = set()
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = BackgroundLoop("flow-outbox", self._pass, every_s=poll_s)
+        self._stopping = self._loop.stopping
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="flow-outbox", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(10)
+        self._loop.stop(10)
 
     def close(self) -> None:
         self.flush()
@@ -145,13 +136,6 @@ class OutboxSender:
             )
             with self._lock:
                 self._failed.update(failed)
-
-    def _loop(self) -> None:
-        while not self._stopping.wait(self.poll_s):
-            try:
-                self._pass()
-            except Exception as e:
-                logger.warning("outbox pass failed (%s); will try again", e)
 
     def _pass(self) -> None:
         with self._lock:

@@ -22,6 +22,7 @@ import pika.exceptions
 from dramatiq.common import dq_name, xq_name
 
 from flow.engine.transport import DEAD_MESSAGE_TTL_MS, Delivery, OnPublished, dramatiq_queue_arguments
+from flow.loops import Reconnecting
 from flow.wire.messages import CANCEL_ATTEMPT
 from flow.wire.outgoing import Outgoing
 
@@ -56,6 +57,7 @@ class RabbitTransport:
         prefetch: int = 256,
         heartbeat_s: int = 15,
         reconnect_s: float = 1.0,
+        max_reconnect_s: float = 5.0,
     ) -> None:
         self.parameters = pika.URLParameters(url)
         self.parameters.heartbeat = heartbeat_s
@@ -78,8 +80,16 @@ class RabbitTransport:
         self._next_tag = 0
         self._unconfirmed: dict[int, tuple[str, _Batch]] = {}
         self._returned: set[str] = set()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._io = Reconnecting(
+            "flow-engine-amqp",
+            connect=self._connect,
+            consume=lambda connection: connection.ioloop.start(),
+            close=self._forget_connection,
+            interrupt=lambda connection: connection.ioloop.add_callback_threadsafe(self._close),
+            pause_s=reconnect_s,
+            max_pause_s=max_reconnect_s,
+        )
+        self._stopping = self._io.stopping
         self.disconnected_since: float | None = time.monotonic()
 
     def __repr__(self) -> str:
@@ -94,19 +104,10 @@ class RabbitTransport:
     def start(self, on_delivery: Callable[[Delivery], None], on_ready: Callable[[], None]) -> None:
         self._on_delivery = on_delivery
         self._on_ready = on_ready
-        self._thread = threading.Thread(target=self._run, name="flow-engine-amqp", daemon=True)
-        self._thread.start()
+        self._io.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        connection = self._connection
-        if connection is not None:
-            try:
-                connection.ioloop.add_callback_threadsafe(self._close)
-            except Exception:  # the loop is already gone
-                pass
-        if self._thread is not None:
-            self._thread.join(10)
+        self._io.stop(10)
 
     def flush(self, timeout_s: float) -> bool:
         """Wait until every published message is confirmed (or failed); True if none is left."""
@@ -155,21 +156,19 @@ class RabbitTransport:
 
     # -- the I/O thread ---------------------------------------------------------------------
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                self._connection = pika.SelectConnection(
-                    self.parameters,
-                    on_open_callback=self._on_open,
-                    on_open_error_callback=self._on_open_error,
-                    on_close_callback=self._on_closed,
-                )
-                self._connection.ioloop.start()
-            except Exception:
-                logger.exception("engine's RabbitMQ connection failed")
-            self._connection = None
-            if not self._stopping.is_set():
-                self._stopping.wait(self.reconnect_s)
+    def _connect(self) -> pika.SelectConnection:
+        """A connection whose callbacks drive everything; ``ioloop.start()`` runs it until
+        it closes (see :class:`flow.loops.Reconnecting`)."""
+        self._connection = pika.SelectConnection(
+            self.parameters,
+            on_open_callback=self._on_open,
+            on_open_error_callback=self._on_open_error,
+            on_close_callback=self._on_closed,
+        )
+        return self._connection
+
+    def _forget_connection(self, connection: Any) -> None:
+        self._connection = None
 
     def _close(self) -> None:
         connection = self._connection
@@ -234,6 +233,7 @@ class RabbitTransport:
     def _became_ready(self) -> None:
         self._generation += 1
         self._ready = True
+        self._io.connected()
         self.disconnected_since = None
         logger.info("engine connected to RabbitMQ")
         with self._lock:

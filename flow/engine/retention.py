@@ -12,11 +12,11 @@ both prune one (a takeover) delete disjoint rows (``SKIP LOCKED``) or nothing.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from flow.clock import utcnow
+from flow.loops import BackgroundLoop
 from flow.persistence.engine_store import EngineStore
 from flow.persistence.retention import BATCH
 
@@ -48,8 +48,8 @@ class RetentionSweeper:
         self.clock = clock
         #: Workflows this engine has deleted (for logs and tests).
         self.deleted = 0
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="flow-retention", daemon=True)
+        self._loop = BackgroundLoop("flow-retention", self.sweep, every_s=every_s, first_s=min(every_s, FIRST_PASS_S))
+        self._stopping = self._loop.stopping
 
     def __repr__(self) -> str:
         return f"<RetentionSweeper {self.retention.total_seconds() / 86400:g} days every {self.every_s:g} s>"
@@ -61,13 +61,11 @@ class RetentionSweeper:
     def start(self) -> None:
         """Start the passes in the background, unless retention is off."""
         if self.enabled:
-            self._thread.start()
+            self._loop.start()
 
     def stop(self) -> None:
         """Stop after the batch in hand."""
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join(30)
+        self._loop.stop(30)
 
     def sweep(self) -> int:
         """One pass over the held partitions; return how many workflows went."""
@@ -83,12 +81,3 @@ class RetentionSweeper:
         if total:
             logger.info("retention: deleted %d workflows that ended before %s", total, finished_before.isoformat())
         return total
-
-    def _loop(self) -> None:
-        wait_s = min(self.every_s, FIRST_PASS_S)
-        while not self._stopping.wait(wait_s):
-            wait_s = self.every_s
-            try:
-                self.sweep()
-            except Exception as e:
-                logger.warning("retention pass failed (%s); will try again in %g s", e, self.every_s)

@@ -15,7 +15,6 @@ tick starts exactly one workflow.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -32,6 +31,7 @@ from flow.core.schedules import (
     window_ticks,
 )
 from flow.errors import is_retryable
+from flow.loops import BackgroundLoop
 from flow.persistence.schedules import ScheduleTable, StoredSchedule
 
 logger = logging.getLogger(__name__)
@@ -73,30 +73,24 @@ class ScheduleTicker:
         self.started = 0
         self.passes = 0
         self._synced = False
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="flow-schedules", daemon=True)
+        self._loop = BackgroundLoop("flow-schedules", self._pass, every_s=poll_s)
+        self._stopping = self._loop.stopping
 
     def __repr__(self) -> str:
         return f"<ScheduleTicker every {self.poll_s:g} s, {self.started} started>"
 
     def start(self) -> None:
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
         """Stop after the pass in hand."""
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join(30)
+        self._loop.stop(30)
 
-    def _loop(self) -> None:
-        while not self._stopping.wait(self.poll_s):
-            try:
-                if not self._synced:
-                    self.starter.sync_files()
-                    self._synced = True
-                self.sweep()
-            except Exception as e:
-                logger.warning("schedule pass failed (%s); trying again", e)
+    def _pass(self) -> None:
+        if not self._synced:
+            self.starter.sync_files()
+            self._synced = True
+        self.sweep()
 
     def sweep(self) -> int:
         """One pass over the held partitions' due schedules; return how many workflows it started."""

@@ -24,16 +24,15 @@ once.
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import pika
-import pika.exceptions
 
 from flow.core import strict_json
 from flow.core.start_request import StartRequest, parse_start_request
 from flow.errors import FlowError, is_retryable
+from flow.loops import Reconnecting
 
 if TYPE_CHECKING:
     from flow.service.workflows import WorkflowService
@@ -79,6 +78,7 @@ class StartMessageConsumer:
         retry_pause_s: float = RETRY_PAUSE_S,
         max_retry_pause_s: float = MAX_RETRY_PAUSE_S,
         reconnect_pause_s: float = 2.0,
+        max_reconnect_pause_s: float = 5.0,
     ) -> None:
         self.service = service
         self.url = url
@@ -90,9 +90,15 @@ class StartMessageConsumer:
         self.retry_pause_s = retry_pause_s
         self.max_retry_pause_s = max_retry_pause_s
         self.reconnect_pause_s = reconnect_pause_s
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._connection: pika.BlockingConnection | None = None
+        self._consumer = Reconnecting(
+            "flow-amqp-start",
+            connect=lambda: pika.BlockingConnection(pika.URLParameters(self.url)),
+            consume=self._consume,
+            close=_close,
+            interrupt=lambda connection: connection.add_callback_threadsafe(lambda: _close(connection)),
+            pause_s=reconnect_pause_s,
+            max_pause_s=max_reconnect_pause_s,
+        )
 
     def __repr__(self) -> str:
         return f"<StartMessageConsumer {self.exchange}/{self.routing_key} -> {self.queue}>"
@@ -105,39 +111,21 @@ class StartMessageConsumer:
         channel.queue_bind(self.queue, self.exchange, routing_key=self.routing_key)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="flow-amqp-start", daemon=True)
-        self._thread.start()
+        self._consumer.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        connection = self._connection
-        if connection is not None and connection.is_open:
-            try:
-                connection.add_callback_threadsafe(connection.close)
-            except Exception:  # already closing
-                pass
-        if self._thread is not None:
-            self._thread.join(10)
+        self._consumer.stop(10)
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                self._connection = pika.BlockingConnection(pika.URLParameters(self.url))
-                channel = self._connection.channel()
-                channel.confirm_delivery()
-                self.declare(channel)
-                channel.basic_qos(prefetch_count=8)
-                channel.basic_consume(self.queue, self._on_message)
-                logger.info("consuming start messages from %s", self.queue)
-                channel.start_consuming()
-            except pika.exceptions.AMQPError as e:
-                if self._stopping.is_set():
-                    return
-                logger.warning("start-message consumer lost RabbitMQ (%s); reconnecting", e)
-            except Exception:
-                logger.exception("start-message consumer failed; restarting it")
-            # No connection is open here: this pause holds up no I/O.
-            self._stopping.wait(self.reconnect_pause_s)
+    def _consume(self, connection: pika.BlockingConnection) -> None:
+        """Declare, then consume until the connection closes (or :meth:`stop` closes it)."""
+        channel = connection.channel()
+        channel.confirm_delivery()
+        self.declare(channel)
+        channel.basic_qos(prefetch_count=8)
+        channel.basic_consume(self.queue, self._on_message)
+        self._consumer.connected()
+        logger.info("consuming start messages from %s", self.queue)
+        channel.start_consuming()
 
     def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         """Runs in pika's I/O thread: handle, dead-letter or schedule again; never sleep."""
@@ -206,6 +194,11 @@ class StartMessageConsumer:
         reason = _printable(reason)[:_MAX_REASON_CHARS]
         logger.error("start message rejected to %s: %s (body %.200r)", self.dead_queue, reason, body)
         channel.basic_publish("", self.dead_queue, body, _copy(properties, **{ERROR_HEADER: reason}))
+
+
+def _close(connection: pika.BlockingConnection) -> None:
+    if connection.is_open:
+        connection.close()
 
 
 def _deliveries(properties: Any) -> int:

@@ -17,6 +17,7 @@ from typing import Any
 import dramatiq
 import pika
 
+from flow.loops import Reconnecting
 from flow.wire.attempts import CancelNotice
 from flow.worker.running import RUNNING, RunningAttempts
 
@@ -35,14 +36,21 @@ class CancellationListener(dramatiq.Middleware):
         activity_queue: str,
         running: RunningAttempts = RUNNING,
         reconnect_pause_s: float = 2.0,
+        max_reconnect_pause_s: float = 5.0,
     ) -> None:
         self.url = url
         self.exchange = exchange
         self.activity_queue = activity_queue
         self.running = running
         self.reconnect_pause_s = reconnect_pause_s
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._consumer = Reconnecting(
+            "flow-cancellations",
+            connect=lambda: pika.BlockingConnection(pika.URLParameters(self.url)),
+            consume=self._consume,
+            close=_close,
+            pause_s=reconnect_pause_s,
+            max_pause_s=max_reconnect_pause_s,
+        )
         #: Set while bound to the exchange (tests wait on it).
         self.listening = threading.Event()
 
@@ -59,14 +67,11 @@ class CancellationListener(dramatiq.Middleware):
         self.stop()
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="flow-cancellations", daemon=True)
-            self._thread.start()
+        self._consumer.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(5)
+        # consume() sees the stop within its inactivity timeout (0.5 s).
+        self._consumer.stop(5)
 
     def handle(self, body: bytes) -> None:
         try:
@@ -82,28 +87,24 @@ class CancellationListener(dramatiq.Middleware):
                 notice.workflow_id,
             )
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            connection = None
-            try:
-                connection = pika.BlockingConnection(pika.URLParameters(self.url))
-                channel = connection.channel()
-                channel.exchange_declare(self.exchange, exchange_type="fanout", durable=True)
-                queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
-                channel.queue_bind(queue, self.exchange)
-                self.listening.set()
-                for _method, _properties, body in channel.consume(queue, auto_ack=True, inactivity_timeout=0.5):
-                    if self._stopping.is_set():
-                        break
-                    if body is not None:
-                        self.handle(body)
-            except Exception as e:  # the broker went away, or a bug: listen again, never die
-                logger.warning("cancel notices: %s; reconnecting in %.1f s", e, self.reconnect_pause_s)
-                self._stopping.wait(self.reconnect_pause_s)
-            finally:
-                self.listening.clear()
-                if connection is not None and connection.is_open:
-                    try:
-                        connection.close()
-                    except Exception:  # already closing
-                        pass
+    def _consume(self, connection: pika.BlockingConnection) -> None:
+        """Bind a queue of this process's own to the exchange; handle notices until stopped."""
+        try:
+            channel = connection.channel()
+            channel.exchange_declare(self.exchange, exchange_type="fanout", durable=True)
+            queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+            channel.queue_bind(queue, self.exchange)
+            self.listening.set()
+            self._consumer.connected()
+            for _method, _properties, body in channel.consume(queue, auto_ack=True, inactivity_timeout=0.5):
+                if self._consumer.stopping.is_set():
+                    break
+                if body is not None:
+                    self.handle(body)
+        finally:
+            self.listening.clear()
+
+
+def _close(connection: pika.BlockingConnection) -> None:
+    if connection.is_open:
+        connection.close()

@@ -51,7 +51,7 @@ def consumer(service: Service, **options: Any) -> StartMessageConsumer:
     def no_sleeping(*args: Any) -> None:
         raise AssertionError("the consumer slept in pika's I/O thread")
 
-    c._stopping.wait = no_sleeping  # type: ignore[method-assign]
+    c._consumer.stopping.wait = no_sleeping  # type: ignore[method-assign]
     return c
 
 

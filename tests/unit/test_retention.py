@@ -52,5 +52,5 @@ def test_retention_is_off_at_zero_days():
     sweep = sweeper(FakeStore({0: 5}), {0}, days=0)
     assert not sweep.enabled
     sweep.start()  # starts nothing
-    assert not sweep._thread.is_alive()
+    assert not sweep._loop.is_alive()
     sweep.stop()

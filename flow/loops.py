@@ -76,8 +76,11 @@ class BackgroundLoop:
             wait_s = self.every_s
             try:
                 self.step()
-            except Exception:  # one failed pass must not end the loop: the next one tries again
-                logger.exception("%s: a pass failed; going on", self.name)
+            except Exception as e:  # one failed pass must not end the loop: the next one tries again
+                # A warning, not an error: a pass fails while the database or the broker
+                # is away, and the next pass is the remedy. The traceback is for debugging.
+                logger.warning("%s: a pass failed (%s: %s); trying again", self.name, type(e).__name__, e)
+                logger.debug("%s: the failed pass", self.name, exc_info=True)
 
 
 class Reconnecting(Generic[C]):

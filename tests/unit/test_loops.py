@@ -32,7 +32,7 @@ def test_a_failing_step_is_logged_and_the_loop_goes_on(caplog):
     loop.start()
     wait_for(lambda: len(calls) >= 4)
     loop.stop(5)
-    assert "test-failing: a pass failed" in caplog.text
+    assert "test-failing: a pass failed (RuntimeError: boom)" in caplog.text
     assert "boom" in caplog.text
 
 

@@ -73,7 +73,7 @@ class ScheduleTicker:
         self.started = 0
         self.passes = 0
         self._synced = False
-        self._loop = BackgroundLoop("flow-schedules", self._pass, every_s=poll_s)
+        self._loop = BackgroundLoop("flow-schedules", self._tick, every_s=poll_s)
         self._stopping = self._loop.stopping
 
     def __repr__(self) -> str:
@@ -86,7 +86,8 @@ class ScheduleTicker:
         """Stop after the pass in hand."""
         self._loop.stop(30)
 
-    def _pass(self) -> None:
+    def _tick(self) -> None:
+        """One turn of the loop: the schedule files synced once, then a pass."""
         if not self._synced:
             self.starter.sync_files()
             self._synced = True

@@ -152,3 +152,18 @@ def test_stop_while_connecting_fails_ends_the_backoff_at_once():
     wait_for(lambda: broker.attempts >= 1)
     assert consumer.stop(5)
     assert broker.attempts == 1
+
+
+def test_the_schedule_tickers_loop_syncs_the_files_once_then_makes_passes():
+    from types import SimpleNamespace
+
+    from flow.engine.schedules import ScheduleTicker
+
+    synced = []
+    table = SimpleNamespace(due=lambda held, now: [])
+    starter = SimpleNamespace(sync_files=lambda: synced.append(1))
+    ticker = ScheduleTicker(table, held=lambda: {0}, starter=starter, poll_s=0.001)  # type: ignore[arg-type]
+    ticker.start()
+    wait_for(lambda: ticker.passes >= 3)
+    ticker.stop()
+    assert synced == [1]

@@ -16,7 +16,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import pykka
 
@@ -26,28 +26,71 @@ from flow.core.events import Event
 from flow.core.state import WorkflowState
 from flow.errors import WorkflowNotFound, is_retryable
 
-if TYPE_CHECKING:
-    from actors.registry import WorkflowActors
-    from flow.engine.committer import GroupCommitter
-    from flow.engine.transport import Delivery
-    from flow.persistence.engine_store import EngineStore
-    from flow.persistence.records import Transition
+
+class Stored(Protocol):
+    """A workflow as read from the database (:class:`flow.persistence.records.Loaded`)."""
+
+    @property
+    def state(self) -> WorkflowState: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def partition(self) -> int: ...
 
 
-class Engine(Protocol):
-    """What a workflow actor needs of its engine (:class:`flow.engine.Engine`)."""
+class Committable(Protocol):
+    """A transition to commit (:class:`flow.persistence.records.Transition`): the actor
+    only needs the state it leads to."""
 
-    actors: WorkflowActors
-    committer: GroupCommitter
-    store: EngineStore
+    @property
+    def after(self) -> WorkflowState: ...
 
-    def epoch_of(self, partition: int) -> int | None: ...
-    def transition(self, actor: WorkflowActor, items: list[Item], epoch: int) -> tuple[Transition, Any]: ...
-    def after_decisions(self, workflow_id: str, decided: Any) -> None: ...
-    def give_back(self, items: list[Item]) -> None: ...
-    def reject(self, items: list[Item], reason: str) -> None: ...
-    def drop(self, items: list[Item], reason: str) -> None: ...
-    def fail_workflow(self, workflow_id: str, epoch: int, reason: str) -> None: ...
+
+#: Each item with the decision ``decide`` made on it.
+Decided = list[tuple["Item", Decision]]
+
+
+class Collaborators(Protocol):
+    """What a workflow actor is given, and all it may use: its mailbox, the partition's
+    epoch, the store's read, the engine's transition and commit, and the ways to settle
+    items it does not commit (:class:`flow.engine.collaborators.ActorCollaborators`).
+    The actor knows no engine: ``actors/`` imports nothing above it."""
+
+    #: The largest payload a state may hold (``FLOW_MAX_PAYLOAD_BYTES``), which a map's output is held to.
+    @property
+    def payload_limit(self) -> int: ...
+
+    def take(self, entry: Entry) -> list[Item]:
+        """Everything queued for ``entry``; empty means "go idle"."""
+
+    def epoch_of(self, partition: int) -> int | None:
+        """The epoch under which this engine holds ``partition`` (``None``: not held)."""
+
+    def load(self, workflow_id: str) -> Stored:
+        """The workflow from the database; raises :class:`WorkflowNotFound`."""
+
+    def transition(
+        self, state: WorkflowState, items: list[Item], *, version: int, partition: int, epoch: int
+    ) -> tuple[Committable, Decided]:
+        """Fold ``decide`` over ``items`` from ``state``; the transition to commit."""
+
+    def commit(self, transition: Committable) -> bool:
+        """Commit ``transition`` with others' (blocking); False if it was refused."""
+
+    def after_decisions(self, workflow_id: str, decided: Decided) -> None:
+        """What follows a committed transition (spans, log lines)."""
+
+    def give_back(self, items: list[Item]) -> None:
+        """Hand items back to be tried again."""
+
+    def reject(self, items: list[Item], reason: str) -> None:
+        """Items that can never be handled: dead-lettered, timers dropped."""
+
+    def drop(self, items: list[Item], reason: str) -> None:
+        """Items for a workflow that does not exist: acknowledged and forgotten."""
+
+    def fail_workflow(self, workflow_id: str, epoch: int, reason: str) -> None:
+        """Mark a workflow the engine cannot handle failed, with ``reason``."""
 
 
 logger = logging.getLogger(__name__)
@@ -61,8 +104,9 @@ class Item:
     """One event for a workflow, and where it came from (to settle it after the commit)."""
 
     event: Event
-    #: The broker delivery that carried it (None for a fired timer or a recovery).
-    delivery: Delivery | None = None
+    #: The broker delivery that carried it (a :class:`flow.engine.transport.Delivery`;
+    #: None for a fired timer or a recovery). The actor only hands it back.
+    delivery: Any = None
     #: The timer that fired it, whose row the transition deletes.
     timer_id: str | None = None
 
@@ -74,10 +118,10 @@ class WorkflowActor(pykka.ThreadingActor):
     # its state is already committed, so nothing is lost with it.
     use_daemon_thread = True
 
-    def __init__(self, entry: Entry, engine: Engine) -> None:
+    def __init__(self, entry: Entry, parts: Collaborators) -> None:
         super().__init__()
         self.entry = entry
-        self.engine = engine
+        self.parts = parts
         self.workflow_id = entry.workflow_id
         self.state: WorkflowState | None = None
         self.version = 0
@@ -88,7 +132,7 @@ class WorkflowActor(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> None:
         while True:
-            items = self.engine.actors.take(self.entry)
+            items = self.parts.take(self.entry)
             if not items:
                 return
             try:
@@ -98,34 +142,36 @@ class WorkflowActor(pykka.ThreadingActor):
                 # this workflow; its events go back to the queue and are tried again.
                 logger.error("%r while handling events of workflow %s; trying them again", e, self.workflow_id)
                 self.state = None
-                self.engine.give_back(items)
+                self.parts.give_back(items)
 
     def handle(self, items: list[Item]) -> None:
         """Decide on ``items`` and commit them as one transition (see the module docstring)."""
         backoff = 0.05
         while items:
             if self.entry.closed:
-                self.engine.give_back(items)
+                self.parts.give_back(items)
                 return
-            epoch = self.engine.epoch_of(self.entry.partition)
+            epoch = self.parts.epoch_of(self.entry.partition)
             if epoch is None:  # the partition is not ours (any more)
                 self.state = None
-                self.engine.give_back(items)
+                self.parts.give_back(items)
                 return
             try:
                 if self.state is None or self.epoch != epoch:
                     self._load(epoch)
                 assert self.state is not None
-                transition, decided = self.engine.transition(self, items, epoch)
-                outcome = self.engine.committer.submit(transition).result()
+                transition, decided = self.parts.transition(
+                    self.state, items, version=self.version, partition=self.entry.partition, epoch=epoch
+                )
+                committed = self.parts.commit(transition)
             except WrongPartition as e:
-                self.engine.reject(items, str(e))
+                self.parts.reject(items, str(e))
                 return
             except WorkflowNotFound as e:
                 # Deleted (the API, retention) while a message for it was on its way, or
                 # never created: there is nothing to decide on (docs/design.md, "Retention").
                 self.state = None
-                self.engine.drop(items, str(e))
+                self.parts.drop(items, str(e))
                 return
             except Exception as e:
                 self.state = None
@@ -138,22 +184,22 @@ class WorkflowActor(pykka.ThreadingActor):
                 # database refuses): it fails with the reason; the others go on.
                 reason = f"the engine cannot handle this workflow: {type(e).__name__}: {e}"
                 logger.error("workflow %s: %s", self.workflow_id, reason, exc_info=True)
-                self.engine.fail_workflow(self.workflow_id, epoch, reason)
-                self.engine.reject(items, reason)
+                self.parts.fail_workflow(self.workflow_id, epoch, reason)
+                self.parts.reject(items, reason)
                 return
-            if not outcome.committed:
+            if not committed:
                 self.state = None  # deliveries were handed back (or dropped, if deleted) by the engine
                 return
             self.state, self.version = transition.after, self.version + 1
-            self.engine.after_decisions(self.workflow_id, decided)
+            self.parts.after_decisions(self.workflow_id, decided)
             return
 
     def _load(self, epoch: int) -> None:
-        loaded = self.engine.store.load(self.workflow_id)
+        loaded = self.parts.load(self.workflow_id)
         if loaded.partition != self.entry.partition:
             raise WrongPartition(f"workflow {self.workflow_id} is not in partition {self.entry.partition}")
         # The payload limit is a setting, which a map's output is held to (flow.core.kinds.map).
-        state = replace(loaded.state, payload_limit=self.engine.settings.max_payload_bytes)
+        state = replace(loaded.state, payload_limit=self.parts.payload_limit)
         self.state, self.version, self.epoch = state, loaded.version, epoch
 
 

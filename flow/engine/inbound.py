@@ -1,5 +1,6 @@
 """Reading what arrives on a partition queue: a Dramatiq message about one workflow,
-turned into the event it reports.
+turned into the event it reports, and handed to the workflow's actor (:class:`Inbound`,
+which also turns a fired timer into its event).
 
 The message classes of :mod:`flow.wire.messages` say what each message holds; this module
 only frames them. Whatever cannot be read — not JSON, not a Dramatiq message, an
@@ -11,13 +12,22 @@ once (``<queue>.XQ``) with the reason in its log: trying again could only fail a
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from flow.core.events import Event
+from actors.workflow import Item
+from flow.clock import utcnow
+from flow.core.events import Event, TimerFired
+from flow.core.partitions import partition_of, queue_partition
+from flow.core.vocabulary import TimerKind
+from flow.engine.transport import Delivery, Transport
 from flow.errors import FlowError, InvalidInput
+from flow.persistence.records import TimerRow
 from flow.wire import messages
+
+logger = logging.getLogger(__name__)
 
 
 class PoisonMessage(FlowError):
@@ -47,3 +57,49 @@ def event_of(actor_name: Any, kwargs: Mapping[str, Any], *, now: datetime) -> tu
     except InvalidInput as e:
         raise PoisonMessage(f"{actor_name}: {e}") from None
     return message.workflow_id, message.to_event(now)
+
+
+class Inbound:
+    """Events in: deliveries from the held partitions' queues and fired timers, each
+    handed to its workflow's actor through ``deliver``."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        deliver: Callable[[str, int, Item], None],
+        *,
+        held: Mapping[int, int],
+        prefix: str,
+        partitions: int,
+    ) -> None:
+        self.transport = transport
+        self.deliver = deliver
+        self.held = held
+        self.prefix = prefix
+        self.partitions = partitions
+
+    def __repr__(self) -> str:
+        return f"<Inbound {self.prefix} partitions={self.partitions}>"
+
+    def on_delivery(self, delivery: Delivery) -> None:
+        """A message from a partition queue (the transport's I/O thread: no blocking here)."""
+        partition = queue_partition(self.prefix, delivery.queue)
+        if partition is None or partition not in self.held:
+            self.transport.settle([delivery], ack=False, requeue=True)
+            return
+        try:
+            workflow_id, event = decode(delivery.body, now=utcnow())
+            if partition_of(workflow_id, self.partitions) != partition:
+                raise PoisonMessage(
+                    f"workflow {workflow_id} belongs to partition {partition_of(workflow_id, self.partitions)}"
+                )
+        except PoisonMessage as e:
+            logger.error("dead-lettering a message from %s: %s (body %.200r)", delivery.queue, e, delivery.body)
+            self.transport.settle([delivery], ack=False, requeue=False)
+            return
+        self.deliver(workflow_id, partition, Item(event, delivery))
+
+    def fire(self, row: TimerRow) -> None:
+        """A timer came due (the timer thread)."""
+        event = TimerFired(TimerKind(row.kind), row.position, row.attempt, occurred_at=utcnow())
+        self.deliver(row.workflow_id, row.partition, Item(event, timer_id=row.id))

@@ -16,8 +16,39 @@ from flow.wire.attempts import AttemptRequest, CancelNotice, Outputs
 from flow.wire.outgoing import Outgoing
 
 
+@dataclass(frozen=True)
+class Routes:
+    """Where one partition's messages go: the same for every transition of the partition,
+    so the engine builds it once per partition from its settings.
+
+    ``reply_to`` is the partition's queue (where results come back); an activity's
+    attempt goes to ``activity_queue``, a child workflow's start to ``engine_queue``;
+    ``queue_of`` gives another workflow's partition queue (a child's parent, a parent's
+    child); a cancel of an attempt is a notice to every worker on ``cancel_exchange`` (a
+    fanout exchange: the transports know it by its actor). ``tokens`` adds the callback
+    tokens of the waits that have not ended to the outputs an attempt is handed.
+    """
+
+    partition: int
+    reply_to: str
+    activity_queue: str
+    engine_queue: str = ""
+    cancel_exchange: str = ""
+    queue_of: Callable[[str], str] = str
+    tokens: CallbackTokens | None = None
+
+    def __repr__(self) -> str:
+        return f"<Routes partition={self.partition} reply_to={self.reply_to}>"
+
+    def outputs(self, state: WorkflowState) -> Outputs:
+        """What an attempt of ``state`` is handed of the workflow's earlier outputs."""
+        return Outputs(state, self.tokens.pending(state) if self.tokens else ())
+
+
 @dataclass
 class Plan:
+    """What one transition owes: messages (the outbox), timers to set and to delete."""
+
     owed: list[Outgoing] = field(default_factory=list)
     timers_set: list[TimerRow] = field(default_factory=list)
     timers_deleted: list[str] = field(default_factory=list)
@@ -26,54 +57,35 @@ class Plan:
 def plan(
     after: WorkflowState,
     commands: Iterable[tuple[Command, datetime]],
+    routes: Routes,
     *,
-    partition: int,
-    reply_to: str,
-    activity_queue: str,
     send_after: datetime,
     consumed_timers: Iterable[str] = (),
-    engine_queue: str = "",
-    queue_of: Callable[[str], str] = str,
     ended: Iterable[WorkflowState] = (),
-    cancel_exchange: str = "",
-    tokens: CallbackTokens | None = None,
 ) -> Plan:
     """The messages and timers of ``commands`` (each with the time of the event that
-    caused it), for a workflow now in state ``after``.
+    caused it), for a workflow now in state ``after``, sent along ``routes`` no sooner
+    than ``send_after`` by the outbox.
 
     A timer set and then cancelled within the same transition is only deleted;
-    ``consumed_timers`` (timers that fired and are handled here) are deleted too.
-    Sub-workflows (:mod:`flow.engine.children`): a child activity's run goes to
-    ``engine_queue``; ``queue_of`` gives another workflow's partition queue; each state
-    of ``ended`` (the workflow as a decision of this transition ended it) owes its
-    parent the result, if it is a child. ``tokens`` adds the callback tokens of the waits
-    that have not ended to the outputs an attempt is handed. A cancel of an attempt is a
-    notice to every worker, on ``cancel_exchange`` (a fanout exchange: the transports
-    know it by its actor).
+    ``consumed_timers`` (timers that fired and are handled here) are deleted too. Each
+    state of ``ended`` (the workflow as a decision of this transition ended it) owes
+    its parent the result, if it is a child (:mod:`flow.engine.children`).
     """
     timers: dict[str, TimerRow | None] = dict.fromkeys(consumed_timers)
     owed: list[Outgoing] = []
     outputs: Outputs | None = None
-    routes = {"partition": partition, "send_after": send_after}
+    partition = routes.partition
+    where = {"partition": partition, "send_after": send_after}
     for command, occurred_at in commands:
         if isinstance(command, RunActivity | RunChild):
-            outputs = outputs or Outputs(after, tokens.pending(after) if tokens else ())
-            owed.append(
-                run_message(
-                    after,
-                    command,
-                    reply_to=reply_to,
-                    activity_queue=activity_queue,
-                    engine_queue=engine_queue,
-                    outputs=outputs,
-                    **routes,
-                )
-            )
+            outputs = outputs or routes.outputs(after)
+            owed.append(run_message(after, command, routes, send_after=send_after, outputs=outputs))
         elif isinstance(command, CancelChild):
-            owed.append(cancel_message(after, command.position, queue_of=queue_of, **routes))
+            owed.append(cancel_message(after, command.position, queue_of=routes.queue_of, **where))
         elif isinstance(command, CancelAttempt):
             notice = CancelNotice(workflow_id=after.id, position=command.position, attempt=command.attempt)
-            owed.append(Outgoing.of(notice, cancel_exchange, **routes))
+            owed.append(Outgoing.of(notice, routes.cancel_exchange, **where))
         elif isinstance(command, StartTimer):
             tid = timer_id(after.id, command.kind, command.position, command.attempt)
             due = occurred_at + timedelta(milliseconds=command.delay_ms)
@@ -83,7 +95,7 @@ def plan(
         else:  # pragma: no cover - a new command without a plan is a bug
             raise TypeError(f"nothing planned for {command!r}")
     for state in ended:
-        report = report_message(state, queue_of=queue_of, **routes)
+        report = report_message(state, queue_of=routes.queue_of, **where)
         if report is not None:
             owed.append(report)
     return Plan(
@@ -96,11 +108,8 @@ def plan(
 def run_message(
     state: WorkflowState,
     run: RunActivity | RunChild,
+    routes: Routes,
     *,
-    reply_to: str,
-    activity_queue: str,
-    engine_queue: str,
-    partition: int,
     send_after: datetime,
     outputs: Outputs | None = None,
 ) -> Outgoing:
@@ -110,10 +119,10 @@ def run_message(
             state,
             run.position,
             run.attempt,
-            reply_to=reply_to,
-            engine_queue=engine_queue,
-            partition=partition,
+            reply_to=routes.reply_to,
+            engine_queue=routes.engine_queue,
+            partition=routes.partition,
             send_after=send_after,
         )
-    request = AttemptRequest.of(state, run.position, run.attempt, reply_to=reply_to, outputs=outputs)
-    return Outgoing.of(request, activity_queue, partition=partition, send_after=send_after)
+    request = AttemptRequest.of(state, run.position, run.attempt, reply_to=routes.reply_to, outputs=outputs)
+    return Outgoing.of(request, routes.activity_queue, partition=routes.partition, send_after=send_after)

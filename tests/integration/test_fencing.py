@@ -15,7 +15,7 @@ from flow.clock import utcnow
 from flow.core.decide import decide
 from flow.core.definition import parse
 from flow.core.events import WorkflowStarted
-from flow.engine.planning import plan
+from flow.engine.planning import Routes, plan
 from flow.persistence.database import open_database
 from flow.persistence.engine_store import EngineStore
 from flow.persistence.models import EventRecord, PartitionLease, WorkflowRecord, bind
@@ -59,9 +59,7 @@ def started(engine: EngineStore, workflow_id: str, *, epoch: int, version: int |
     planned = plan(
         decision.state,
         [(c, utcnow()) for c in decision.commands],
-        partition=0,
-        reply_to="flow.engine.0",
-        activity_queue="flow.activities",
+        Routes(partition=0, reply_to="flow.engine.0", activity_queue="flow.activities"),
         send_after=utcnow(),
     )
     return Transition(

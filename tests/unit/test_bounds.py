@@ -19,7 +19,7 @@ from flow.core.decide import decide
 from flow.core.definition import SCHEMA, Definition, parse
 from flow.core.events import ActivityCompleted, ActivityStarted, TimerFired, WorkflowStarted
 from flow.core.state import WorkflowState, WorkflowStatus
-from flow.engine.planning import plan
+from flow.engine.planning import Routes, plan
 
 RETRY = SCHEMA["$defs"]["retry"]["properties"]
 TIMEOUTS = SCHEMA["$defs"]["timeouts"]["properties"]
@@ -89,9 +89,7 @@ def planned(decision) -> None:
     result = plan(
         decision.state,
         ((command, NOW) for command in decision.commands),
-        partition=0,
-        reply_to="flow.engine.0",
-        activity_queue="flow.activities",
+        Routes(partition=0, reply_to="flow.engine.0", activity_queue="flow.activities"),
         send_after=NOW,
     )
     for timer in result.timers_set:

@@ -19,7 +19,7 @@ from flow.core.lineage import ParentLink, child_id
 from flow.core.state import ActivityState, ActivityStatus, WorkflowState, WorkflowStatus
 from flow.core.strict_json import json_path
 from flow.core.vocabulary import HistoryType, Outcome
-from flow.engine.planning import plan
+from flow.engine.planning import Routes, plan
 from flow.errors import DefinitionError
 from flow.persistence.mapping import _graph_fields, graph_column
 from flow.wire.messages import AttemptResult, CancelWorkflow, StartChild
@@ -229,12 +229,14 @@ def owed(state: WorkflowState, commands=(), ended=()):
     return plan(
         state,
         [(c, at()) for c in commands],
-        partition=3,
-        reply_to="flow.engine.3",
-        activity_queue="flow.activities",
-        engine_queue="flow.engine",
+        Routes(
+            partition=3,
+            reply_to="flow.engine.3",
+            activity_queue="flow.activities",
+            engine_queue="flow.engine",
+            queue_of=lambda wid: f"queue-of-{wid}",
+        ),
         send_after=at(),
-        queue_of=lambda wid: f"queue-of-{wid}",
         ended=ended,
     ).owed
 

@@ -11,7 +11,7 @@ import json
 from flow.core.commands import RunActivity, StartTimer
 from flow.core.events import RetryRequested, TimerFired
 from flow.core.vocabulary import ActivityStatus, Outcome, TimerKind, WorkflowStatus
-from flow.engine.planning import plan
+from flow.engine.planning import Routes, plan
 from flow.persistence.records import to_json
 from tests.unit.test_graph import T0, Run, state_of
 from tests.unit.test_maps import in_flight, item_ids, mapped, run_of
@@ -128,9 +128,7 @@ def _start_map_outbox_bytes(n: int) -> int:
     planned = plan(
         run.state,
         ((c, T0) for c in run.decision.commands),
-        partition=0,
-        reply_to="r",
-        activity_queue="q",
+        Routes(partition=0, reply_to="r", activity_queue="q"),
         send_after=T0,
     )
     return sum(len(to_json(o.kwargs)) for o in planned.owed)

@@ -1,0 +1,113 @@
+"""Deciding, in the workflow actors' threads: ``decide`` folded over a batch of events,
+and the transition that records it — the changed state, the history, and what
+:func:`flow.engine.planning.plan` says it owes — ready for the group committer."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from actors.workflow import Decided, Item, fold
+from flow.clock import utcnow
+from flow.core.callback_tokens import CallbackTokens
+from flow.core.partitions import partition_of, partition_queue
+from flow.core.state import WorkflowState
+from flow.engine.planning import Routes, plan
+from flow.engine.spans import WorkflowSpans
+from flow.observability import tracing
+from flow.persistence.records import Transition
+from flow.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class Transitions:
+    """Builds each actor's transition (see the module docstring)."""
+
+    def __init__(
+        self, settings: Settings, spans: WorkflowSpans, *, partitions: int, tokens: CallbackTokens | None = None
+    ) -> None:
+        self.settings = settings
+        self.spans = spans
+        self.partitions = partitions
+        self.tokens = tokens
+        self.prefix = settings.queue_prefix
+        self._routes: dict[int, Routes] = {}
+
+    def __repr__(self) -> str:
+        return f"<Transitions {self.prefix} partitions={self.partitions}>"
+
+    def queue_of(self, workflow_id: str) -> str:
+        """The partition queue of another workflow (a child's parent, a parent's child)."""
+        return partition_queue(self.prefix, partition_of(workflow_id, self.partitions))
+
+    def routes(self, partition: int) -> Routes:
+        """Where ``partition``'s messages go (built once per partition)."""
+        routes = self._routes.get(partition)
+        if routes is None:
+            routes = self._routes[partition] = Routes(
+                partition=partition,
+                reply_to=partition_queue(self.prefix, partition),
+                activity_queue=self.settings.activity_queue,
+                engine_queue=self.settings.engine_queue,
+                cancel_exchange=self.settings.cancel_exchange,
+                queue_of=self.queue_of,
+                tokens=self.tokens,
+            )
+        return routes
+
+    def transition(
+        self, before: WorkflowState, items: list[Item], *, version: int, partition: int, epoch: int
+    ) -> tuple[Transition, Decided]:
+        """Fold ``decide`` over ``items`` from ``before``; the transition to commit."""
+        after, decided = fold(before, items)
+        if tracing.ENABLED:
+            after = self.spans.before_commit(before, after, partition=partition)
+        now = utcnow()
+        history = [(entry, item.event.occurred_at) for item, d in decided for entry in d.history]
+        planned = plan(
+            after,
+            ((command, item.event.occurred_at) for item, d in decided for command in d.commands),
+            self.routes(partition),
+            send_after=now + timedelta(seconds=self.settings.outbox_grace_s),
+            consumed_timers=[item.timer_id for item in items if item.timer_id],
+            ended=[d.state for _, d in decided if any(entry.type.ends_workflow for entry in d.history)],
+        )
+        changed = (
+            [b for a, b in zip(before.activities, after.activities, strict=False) if a is not b]
+            if before.activities is not after.activities
+            else []
+        )
+        added = list(after.activities[len(before.activities) :])  # a map's items
+        transition = Transition(
+            workflow_id=after.id,
+            partition=partition,
+            epoch=epoch,
+            version=version,
+            after=after,
+            changed=changed,
+            history=history,
+            owed=planned.owed,
+            timers_set=planned.timers_set,
+            timers_deleted=planned.timers_deleted,
+            updated_at=now,
+            deliveries=[item.delivery for item in items if item.delivery is not None],
+            fired_timers=[item.timer_id for item in items if item.timer_id],
+            added=added,
+        )
+        return transition, decided
+
+    def after_decisions(self, workflow_id: str, decided: Decided) -> None:
+        """After the commit: the spans, and a log line for each workflow that ended."""
+        if tracing.ENABLED and decided:
+            self.spans.after_commit(decided[-1][1].state)
+        for _, decision in decided:
+            for entry in decision.history:
+                if entry.type.ends_workflow:
+                    logger.info(
+                        "%s %s: %s",
+                        decision.state.name,
+                        entry.type,
+                        decision.state.error or "ok",
+                        extra={"workflow_id": workflow_id},
+                    )

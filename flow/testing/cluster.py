@@ -12,12 +12,12 @@ nothing stuck, every workflow ended as expected.
 from __future__ import annotations
 
 import json
-import threading
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from flow.errors import PollTimeout
+from flow.loops import BackgroundLoop
 from flow.polling import poll_until
 from flow.testing.processes import Processes, child_pids, free_port, migrate, wait_http
 from flow.testing.services import query
@@ -65,8 +65,7 @@ class Cluster:
         )
         self.supervised: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {}
         self.restarts: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._supervisor = threading.Thread(target=self._supervise, name="cluster-supervisor", daemon=True)
+        self._supervisor = BackgroundLoop("cluster-supervisor", self._supervise, every_s=0.2)
         self.url = ""
 
     def start(self, *, engines: int = 1, workers: int = 2, engine_env: dict[str, str] | None = None) -> None:
@@ -89,20 +88,20 @@ class Cluster:
         self.procs.dramatiq(name, *queues, threads=4, env=env)
 
     def _supervise(self) -> None:
-        while not self._stop.wait(0.2):
-            for name, (queues, env) in list(self.supervised.items()):
-                proc = self.procs.procs.get(name)
-                if proc is not None and proc.poll() is not None:
-                    try:
-                        self.restarts[name] += 1
-                        self.procs.procs.pop(name)
-                        # Keep the dead process's log next to the new one.
-                        log = self.procs.log_dir / f"{name}.log"
-                        log.rename(log.with_suffix(f".{self.restarts[name]}.log"))
-                    finally:
-                        # Whatever happened to the log, the process comes back (compose's
-                        # restart policy does not care about logs either).
-                        self.procs.dramatiq(name, *queues, threads=4, env=env)
+        """Restart every supervised process that exited (one turn of the supervisor's loop)."""
+        for name, (queues, env) in list(self.supervised.items()):
+            proc = self.procs.procs.get(name)
+            if proc is not None and proc.poll() is not None:
+                try:
+                    self.restarts[name] += 1
+                    self.procs.procs.pop(name)
+                    # Keep the dead process's log next to the new one.
+                    log = self.procs.log_dir / f"{name}.log"
+                    log.rename(log.with_suffix(f".{self.restarts[name]}.log"))
+                finally:
+                    # Whatever happened to the log, the process comes back (compose's
+                    # restart policy does not care about logs either).
+                    self.procs.dramatiq(name, *queues, threads=4, env=env)
 
     def unsupervise(self, name: str) -> None:
         """Stop restarting ``name`` (its death is the point of the test)."""
@@ -162,9 +161,7 @@ class Cluster:
         return query(self.pg_url, "SELECT coalesce(sum(refused_commits), 0) FROM engines")[0][0]
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._supervisor.is_alive():
-            self._supervisor.join(5)
+        self._supervisor.stop(5)
         self.procs.stop_all()
 
 

@@ -16,10 +16,12 @@ from __future__ import annotations
 import heapq
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from flow.clock import utcnow
+from flow.loops import BackgroundLoop
 from flow.persistence.engine_store import EngineStore
 from flow.persistence.records import TimerRow
 
@@ -52,22 +54,22 @@ class TimerWheel:
         self._firing: set[str] = set()
         self._cv = threading.Condition()
         self._closed = False
-        self._thread: threading.Thread | None = None
+        # Each turn waits on the condition until the next timer is due (or the next scan).
+        self._loop = BackgroundLoop("flow-timers", self._turn, every_s=0)
         self._next_scan = 0.0
 
     def __len__(self) -> int:
         return len(self._armed)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="flow-timers", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
+        self._loop.stopping.set()  # before the wake-up: the woken turn is the last
         with self._cv:
             self._closed = True
             self._cv.notify_all()
-        if self._thread is not None:
-            self._thread.join(5)
+        self._loop.stop(5)
 
     # -- from other threads -------------------------------------------------------------
 
@@ -115,43 +117,41 @@ class TimerWheel:
 
     # -- the timer thread ------------------------------------------------------------------
 
-    def _run(self) -> None:
-        import time
-
-        while True:
-            due: list[TimerRow] = []
-            with self._cv:
-                if self._closed:
-                    return
-                now = self.clock()
-                while self._heap and self._heap[0][0] <= now:
-                    due_at, timer_id = heapq.heappop(self._heap)
-                    row = self._armed.get(timer_id)
-                    if row is None or row.due_at != due_at:
-                        continue  # forgotten, or moved (its new entry is in the heap)
-                    del self._armed[timer_id]
-                    due.append(row)
-                    self._firing.add(timer_id)
-                if not due:
-                    wait = self.scan_s
-                    if self._heap:
-                        wait = min(wait, max((self._heap[0][0] - now).total_seconds(), 0.0))
-                    wait = min(wait, max(self._next_scan - time.monotonic(), 0.0))
-                    if wait > 0:
-                        self._cv.wait(wait)
-            held = self.held()
-            for row in due:
-                if row.partition not in held:
-                    self.unfired([row.id])
-                    continue
-                try:
-                    self.fire(row)
-                except Exception:
-                    logger.exception("firing timer %s failed; it will fire again", row.id)
-                    self.unfired([row.id])
-            if time.monotonic() >= self._next_scan:
-                self._next_scan = time.monotonic() + self.scan_s
-                try:
-                    self.load(self.held())
-                except Exception as e:
-                    logger.warning("timer scan failed (%s); will try again", e)
+    def _turn(self) -> None:
+        """One turn of the timer loop: fire what is due, or wait for it; scan when it is time."""
+        due: list[TimerRow] = []
+        with self._cv:
+            if self._closed:
+                return
+            now = self.clock()
+            while self._heap and self._heap[0][0] <= now:
+                due_at, timer_id = heapq.heappop(self._heap)
+                row = self._armed.get(timer_id)
+                if row is None or row.due_at != due_at:
+                    continue  # forgotten, or moved (its new entry is in the heap)
+                del self._armed[timer_id]
+                due.append(row)
+                self._firing.add(timer_id)
+            if not due:
+                wait = self.scan_s
+                if self._heap:
+                    wait = min(wait, max((self._heap[0][0] - now).total_seconds(), 0.0))
+                wait = min(wait, max(self._next_scan - time.monotonic(), 0.0))
+                if wait > 0:
+                    self._cv.wait(wait)
+        held = self.held()
+        for row in due:
+            if row.partition not in held:
+                self.unfired([row.id])
+                continue
+            try:
+                self.fire(row)
+            except Exception:
+                logger.exception("firing timer %s failed; it will fire again", row.id)
+                self.unfired([row.id])
+        if time.monotonic() >= self._next_scan:
+            self._next_scan = time.monotonic() + self.scan_s
+            try:
+                self.load(self.held())
+            except Exception as e:
+                logger.warning("timer scan failed (%s); will try again", e)

@@ -124,3 +124,21 @@ def test_a_fired_timer_its_handling_set_again_is_armed_again():
     clock.now = T0 + timedelta(seconds=5)
     wait_for(lambda: fired == ["beat", "beat"])
     w.stop()
+
+
+def test_a_failing_scan_does_not_stop_the_timers_and_stop_joins_the_thread():
+    class FailingOnce(Store):
+        scans = 0
+
+        def timers_due(self, partitions, *, before):
+            self.scans += 1
+            if self.scans == 1:
+                raise ConnectionError("database away")
+            return super().timers_due(partitions, before=before)
+
+    clock, fired = Clock(), []
+    store = FailingOnce([row("t1", 0)])
+    w = wheel(store, {0}, fired, clock)
+    wait_for(lambda: fired == ["t1"])  # found by the scan after the failed one
+    w.stop()
+    assert not w._loop.is_alive()

@@ -57,7 +57,7 @@ class RabbitTransport:
         prefetch: int = 256,
         heartbeat_s: int = 15,
         reconnect_s: float = 1.0,
-        max_reconnect_s: float = 5.0,
+        max_reconnect_s: float = 2.0,
     ) -> None:
         self.parameters = pika.URLParameters(url)
         self.parameters.heartbeat = heartbeat_s
@@ -80,6 +80,8 @@ class RabbitTransport:
         self._next_tag = 0
         self._unconfirmed: dict[int, tuple[str, _Batch]] = {}
         self._returned: set[str] = set()
+        # Backing off to 2 s at most: the engine's leases lapse after FLOW_PARTITION_LEASE_S
+        # without its broker, so it must notice the broker's return soon.
         self._io = Reconnecting(
             "flow-engine-amqp",
             connect=self._connect,

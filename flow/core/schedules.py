@@ -206,13 +206,42 @@ def _zone(name: str) -> ZoneInfo:
 # -- ticks -------------------------------------------------------------------------------
 
 
+def is_wall_clock(cron: str) -> bool:
+    """Whether ``cron`` names times of the day (its hour field is not ``*``-led), read
+    on the wall clock across daylight saving; else it runs by elapsed time. Five
+    fields or six (seconds first) alike: cronsim applies Debian cron's rule to five
+    fields only, so the rule is applied here, for every expression."""
+    fields = cron.split()
+    return not fields[len(fields) - 4].startswith("*")
+
+
+def _first_valid(wall: datetime, zone: ZoneInfo) -> datetime:
+    """``wall`` (a naive local time) as an aware time: the first time the clock shows
+    it when it shows it twice, the first valid time after it when it never does."""
+    aware = wall.replace(tzinfo=zone, fold=0)
+    while aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != wall:
+        # In the hour daylight saving skips: on to the next whole minute (03:00:00 for
+        # 02:30:15), as cronsim does for five fields.
+        wall = (wall + timedelta(minutes=1)).replace(second=0)
+        aware = wall.replace(tzinfo=zone, fold=0)
+    return aware
+
+
 def ticks(spec: ScheduleSpec, after: datetime) -> Iterator[datetime]:
-    """The schedule's ticks strictly after ``after`` (naive UTC), in order, as naive UTC."""
+    """The schedule's ticks strictly after ``after`` (naive UTC), in order, as naive UTC.
+
+    An expression with a fixed hour (:func:`is_wall_clock`) is iterated on the wall
+    clock and each wall time placed by :func:`_first_valid`; one whose hour is ``*``
+    is iterated in elapsed time (cronsim then does no daylight-saving fix-up)."""
     zone = ZoneInfo(spec.timezone)
     start = after.replace(tzinfo=UTC).astimezone(zone)
+    wall_clock = spec.timezone != "UTC" and is_wall_clock(spec.cron)
     previous = after
     # cronsim's iteration ends by itself when it finds nothing within 50 years.
-    for local in CronSim(spec.cron, start):
+    found = CronSim(spec.cron, start.replace(tzinfo=None) if wall_clock else start)
+    for local in found:
+        if wall_clock:
+            local = _first_valid(local, zone)
         tick = local.astimezone(UTC).replace(tzinfo=None)
         # Strictly increasing: a time the clock repeats, or one that daylight saving
         # moves onto another tick's instant, fires once.

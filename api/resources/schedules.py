@@ -8,7 +8,7 @@ import falcon
 from api.media import read_json_object
 from api.operation import Link, Reply, operation
 from api.views import workflow_view
-from flow.core.definition import NAME_PATTERN, is_definition_name
+from flow.core.definition import NAME_PATTERN
 from flow.core.schedules import SCHEMA
 from flow.errors import ScheduleNotFound
 from flow.persistence.schedules import StoredSchedule
@@ -25,9 +25,7 @@ _LINKS = {
 
 
 def _found(runtime: Runtime, name: str) -> StoredSchedule:
-    """The schedule, or 404."""
-    if not is_definition_name(name):  # schedules are named as definitions are
-        raise falcon.HTTPNotFound(title="Schedule not found", description=f"no schedule can be named {name!r}")
+    """The schedule, or 404 (422 for a name no schedule can have: the service checks it)."""
     try:
         return runtime.schedules.get(name)
     except ScheduleNotFound as e:
@@ -62,7 +60,7 @@ class ScheduleResource:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    @operation("One schedule", responses={200: _SCHEDULE}, errors=(404, 503), path=_NAME)
+    @operation("One schedule", responses={200: _SCHEDULE}, errors=(404, 422, 503), path=_NAME)
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         resp.media = _view(self.runtime, _found(self.runtime, name))
 
@@ -86,7 +84,7 @@ class ScheduleResource:
     @operation(
         "Delete a schedule (the workflows it started stay)",
         responses={204: Reply("Deleted")},
-        errors=(404, 503),
+        errors=(404, 422, 503),
         path=_NAME,
     )
     def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
@@ -114,7 +112,7 @@ class SchedulePauseResource(_PauseResource):
 
     paused = True
 
-    @operation("Pause a schedule", responses={200: _SCHEDULE}, errors=(404, 503), path=_NAME)
+    @operation("Pause a schedule", responses={200: _SCHEDULE}, errors=(404, 422, 503), path=_NAME)
     def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         self._set(resp, name)
 
@@ -125,7 +123,7 @@ class ScheduleResumeResource(_PauseResource):
 
     paused = False
 
-    @operation("Resume a paused schedule", responses={200: _SCHEDULE}, errors=(404, 503), path=_NAME)
+    @operation("Resume a paused schedule", responses={200: _SCHEDULE}, errors=(404, 422, 503), path=_NAME)
     def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         self._set(resp, name)
 
@@ -140,7 +138,7 @@ class ScheduleTriggerResource:
     @operation(
         "Start the schedule's workflow now",
         responses={201: Reply("The workflow started; `Location` names it", "Workflow")},
-        errors=(404, 503),
+        errors=(404, 422, 503),
         path=_NAME,
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:

@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 
 from flow.core import validation
-from flow.core.definition import NAME_PATTERN
+from flow.core.definition import NAME_PATTERN, is_definition_name
 from flow.core.timestamps import iso
 from flow.errors import InvalidInput
 
@@ -66,6 +66,10 @@ MAX_STARTS_PER_PASS = 100
 MAX_TICKS_PER_PASS = 100_000
 #: Namespace of the ids of workflows started by ticks (:func:`tick_workflow_id`).
 TICK_NAMESPACE = uuid.UUID("5c3e2f0a-9b1d-4f6e-8a7c-2d4b6e8f0a1c")
+
+#: What a schedule's name must be (as a definition's: :data:`NAME_PATTERN`), checked on
+#: every route and for every file's stem, so that a name stored can always be addressed.
+SCHEDULE_NAME_RULE = "must be 1 to 128 characters: a letter first, then letters, digits, '_', '.' or '-'"
 
 _TIMEZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+/-]{0,63}$"
 _TIMEZONE = re.compile(_TIMEZONE_PATTERN.replace("$", r"\Z"))
@@ -167,8 +171,15 @@ class ScheduleSpec:
         return (self.cron, self.timezone) != (other.cron, other.timezone)
 
 
+def check_name(name: Any) -> None:
+    """:class:`InvalidInput` (path ``name``) unless ``name`` can name a schedule."""
+    if not is_definition_name(name):
+        raise InvalidInput("name", SCHEDULE_NAME_RULE)
+
+
 def parse_schedule(body: Any, *, name: str) -> ScheduleSpec:
     """Validate a decoded schedule body named ``name``; :class:`InvalidInput` naming the field."""
+    check_name(name)
     validation.check(_VALIDATOR, body)
     if body.get("name", name) != name:
         raise InvalidInput("$.name", f"must be {name!r}, the schedule's name")
@@ -368,11 +379,13 @@ def plan(
 
 __all__ = [
     "MAX_CATCH_UP_S",
+    "SCHEDULE_NAME_RULE",
     "SCHEMA",
     "Overlap",
     "RunTrigger",
     "ScheduleSpec",
     "TickPlan",
+    "check_name",
     "next_tick",
     "parse_schedule",
     "plan",

@@ -22,7 +22,7 @@ from typing import Any
 from flow.clock import utcnow
 from flow.core import strict_json
 from flow.core.partitions import partition_of
-from flow.core.schedules import ScheduleSpec, parse_schedule
+from flow.core.schedules import ScheduleSpec, check_name, parse_schedule
 from flow.core.state import WorkflowState
 from flow.core.timestamps import iso
 from flow.errors import DefinitionNotFound, FlowError, IdempotencyConflict, InvalidInput, ScheduleNotFound
@@ -70,6 +70,7 @@ class ScheduleService:
         return self.table.put(spec, partition=partition, now=utcnow(), file_digest=file_digest)
 
     def get(self, name: str) -> StoredSchedule:
+        check_name(name)
         self.sync_files()
         found = self.table.get(name)
         if found is None:
@@ -82,6 +83,7 @@ class ScheduleService:
 
     def delete(self, name: str) -> None:
         """Delete a schedule (the workflows it started stay)."""
+        check_name(name)
         if not self.table.delete(name):
             raise ScheduleNotFound(name)
 
@@ -127,6 +129,7 @@ class ScheduleService:
 
     def _apply(self, path: Path) -> None:
         try:
+            check_name(path.stem)
             raw = path.read_bytes()
             body = strict_json.loads(raw, what=str(path))
             name = body.get("name", path.stem) if isinstance(body, dict) else path.stem

@@ -117,22 +117,42 @@ class ScheduleService:
 
     def sync_files(self) -> None:
         """Apply the new and changed schedule files (see the module docstring), once per
-        process; an invalid file is logged and left out, the others are applied."""
+        process; an invalid file is logged and left out, the others are applied. A
+        schedule that came from a file that no file names any more is deleted."""
         with self._lock:
             if self._synced:
                 return
+            claimed: set[str] = set()
             if self.directory.is_dir():
                 self.service.sync_definitions()  # a schedule file may name a definition file
                 for path in sorted(self.directory.glob("*.json")):
-                    self._apply(path)
+                    self._apply(path, claimed)
+            if self.directory.parent.is_dir():
+                # Only when the definitions directory is there: a process started without
+                # it (a typo in FLOW_DEFINITIONS_DIR) must not delete every file's schedule.
+                self._remove_orphans(claimed)
             self._synced = True
 
-    def _apply(self, path: Path) -> None:
+    def _remove_orphans(self, claimed: set[str]) -> None:
+        for stored in self.table.list():
+            if stored.file_digest is not None and stored.name not in claimed and self.table.delete(stored.name):
+                logger.info(
+                    "schedule %s removed: no file in %s names it any more (the workflows it started stay)",
+                    stored.name,
+                    self.directory,
+                )
+
+    def _apply(self, path: Path, claimed: set[str]) -> None:
+        # The stem, and the body's name when it can be read, are claimed even when the
+        # file is invalid: a file being edited leaves its schedule as it was.
+        claimed.add(path.stem)
         try:
             check_name(path.stem)
             raw = path.read_bytes()
             body = strict_json.loads(raw, what=str(path))
             name = body.get("name", path.stem) if isinstance(body, dict) else path.stem
+            if isinstance(name, str):
+                claimed.add(name)
             digest = hashlib.sha256(raw).hexdigest()
             found = self.table.get(name)
             if found is not None and found.file_digest == digest:

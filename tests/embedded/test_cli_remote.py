@@ -277,3 +277,32 @@ def test_schedules_from_the_cli(server, tmp_path):
     path.write_text(json.dumps({"workflow": "DummyWorkflow", "cron": "99 * * * *"}))
     invalid = flow("schedules", "put", str(path), env=server)
     assert invalid.returncode == 2 and "$.cron" in invalid.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "status"),
+    [
+        ("with space", 2, "422"),
+        ("what?", 2, "422"),
+        ("hash#tag", 2, "422"),
+        ("..", 2, "422"),
+        ("%41", 2, "422"),
+        # The server decodes %2F before routing: no route, 404 (exit 5), not another schedule.
+        ("a/b", 5, "404"),
+    ],
+)
+def test_names_are_quoted_in_urls_and_a_bad_one_exits_with_a_documented_code(server, name, code, status):
+    for args in (
+        ("schedules", "show", name),
+        ("schedules", "pause", name),
+        ("schedules", "resume", name),
+        ("schedules", "trigger", name),
+        ("schedules", "delete", name),
+    ):
+        result = flow(*args, env=server)
+        # The name reached the API as one path segment, which refused it by the rule.
+        assert result.returncode == code, (args, result.stderr)
+        assert "Traceback" not in result.stderr and status in result.stderr, (args, result.stderr)
+    shown = flow("definitions", name, env=server)
+    assert shown.returncode == 5, shown.stderr
+    assert "Traceback" not in shown.stderr and "404" in shown.stderr

@@ -218,7 +218,7 @@ COMPONENTS: dict[str, Any] = {
             },
         },
     },
-    "ScheduleList": _record(items={"type": "array", "items": ref("Schedule")}),
+    "SchedulePage": _page("Schedule", "cursor"),
     "Health": _record(
         status={"enum": ["ok", "unavailable"]},
         database={"type": "string", "description": '"ok", or why not'},

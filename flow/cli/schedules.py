@@ -14,6 +14,9 @@ from flow.cli.client import segment
 from flow.core import strict_json
 from flow.errors import InvalidJson
 
+#: Schedules per request of ``flow schedules list`` (the API's largest page).
+SCHEDULES_PAGE = 500
+
 
 @main.group()
 def schedules() -> None:
@@ -27,8 +30,17 @@ def _when(value: str | None) -> str:
 @schedules.command(name="list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_(as_json: bool) -> None:
-    """List the schedules with their next run and last run."""
-    page = call_api(lambda: api_client().get("/schedules"))
+    """List the schedules with their next run and last run (every page)."""
+    api = api_client()
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        answer = call_api(lambda cursor=cursor: api.get("/schedules", cursor=cursor, limit=SCHEDULES_PAGE))
+        items += answer["items"]
+        cursor = answer["next"]
+        if cursor is None:
+            break
+    page = {"items": items, "next": None}
     if as_json:
         print_json(page)
         return

@@ -77,9 +77,10 @@ class ScheduleService:
             raise ScheduleNotFound(name)
         return found
 
-    def list(self) -> list[StoredSchedule]:
+    def list(self, *, after: str | None = None, limit: int | None = None) -> list[StoredSchedule]:
+        """A page of schedules by name (see :meth:`ScheduleTable.list`)."""
         self.sync_files()
-        return self.table.list()
+        return self.table.list(after=after, limit=limit)
 
     def delete(self, name: str) -> None:
         """Delete a schedule (the workflows it started stay)."""

@@ -306,3 +306,16 @@ def test_names_are_quoted_in_urls_and_a_bad_one_exits_with_a_documented_code(ser
     shown = flow("definitions", name, env=server)
     assert shown.returncode == 5, shown.stderr
     assert "Traceback" not in shown.stderr and "404" in shown.stderr
+
+
+def test_schedules_list_follows_every_page(server, tmp_path):
+    import requests as http
+
+    body = {"workflow": "DummyWorkflow", "cron": "0 0 1 1 *", "paused": True}
+    for n in range(55):  # more than one page of the API's default 50
+        assert http.put(f"{server['FLOW_API_URL']}/schedules/s{n:02}", json=body, timeout=10).status_code == 201
+    listed = json.loads(flow("schedules", "list", "--json", env=server).stdout)
+    assert [s["name"] for s in listed["items"]] == [f"s{n:02}" for n in range(55)]
+    assert listed["next"] is None
+    table = flow("schedules", "list", env=server)
+    assert table.returncode == 0 and "s00" in table.stdout and "s54" in table.stdout

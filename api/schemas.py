@@ -176,7 +176,13 @@ COMPONENTS: dict[str, Any] = {
             "items": _record(
                 name={"type": "string"}, version={"type": "integer"}, created_at=_TIMESTAMP, activities=_COUNT
             ),
-        }
+        },
+        broken={
+            "type": "array",
+            "description": "Definition files left out because they are invalid (the others load): "
+            "the file, the definition's name when it could be read, and why.",
+            "items": _record(source={"type": "string"}, name={"type": ["string", "null"]}, error={"type": "string"}),
+        },
     ),
     "Validation": _record(valid={"const": True}, name={"type": "string"}, activities=_COUNT),
     "Schedule": {
@@ -212,7 +218,7 @@ COMPONENTS: dict[str, Any] = {
             },
         },
     },
-    "ScheduleList": _record(items={"type": "array", "items": ref("Schedule")}),
+    "SchedulePage": _page("Schedule", "cursor"),
     "Health": _record(
         status={"enum": ["ok", "unavailable"]},
         database={"type": "string", "description": '"ok", or why not'},

@@ -109,13 +109,22 @@ class WorkflowInProgress(FlowError):
 
 class DefinitionInUse(FlowError):
     """Raised when deleting a definition version that a workflow in progress was started
-    with (the API answers 409); ``count`` says how many."""
+    with, or that a registered definition's child step or a running workflow's still
+    needs (the API answers 409); ``count`` says how many workflows, ``needed_by`` which
+    definitions ("Parent version 2 (step c)", "Parent version 1 (2 In Progress)")."""
 
-    def __init__(self, name: str, version: int, count: int) -> None:
+    def __init__(self, name: str, version: int, count: int, *, needed_by: tuple[str, ...] = ()) -> None:
         self.count = count
+        self.needed_by = needed_by
+        if not needed_by:
+            super().__init__(
+                f"{name} version {version} is used by {count} workflow(s) In Progress; "
+                "delete it once they have ended (or cancel them)"
+            )
+            return
         super().__init__(
-            f"{name} version {version} is used by {count} workflow(s) In Progress; "
-            "delete it once they have ended (or cancel them)"
+            f"{name} version {version} is needed by {', '.join(needed_by)}; change or delete those "
+            "definitions (or let their running workflows end, or cancel them) first"
         )
 
 

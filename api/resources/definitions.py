@@ -50,7 +50,8 @@ def _definition_view(definition: Definition, version: int, **extra: object) -> d
 
 
 class DefinitionsResource:
-    """``GET /definitions``: every definition name with its newest version."""
+    """``GET /definitions``: every definition name with its newest version, and the
+    definition files left out as invalid (``broken``), each with why."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -71,7 +72,10 @@ class DefinitionsResource:
                     "activities": len(d["body"]["activities"]),
                 }
                 for d in self.runtime.store.list_definitions()
-            ]
+            ],
+            "broken": [
+                {"source": b.source, "name": b.name, "error": b.error} for b in self.runtime.service.catalog.broken
+            ],
         }
 
 

@@ -3,14 +3,18 @@ and trigger now (docs/design.md, "Schedules")."""
 
 from __future__ import annotations
 
+import base64
+
 import falcon
 
+from api.errors import unprocessable
 from api.media import read_json_object
 from api.operation import Link, Reply, operation
+from api.resources.workflows import CURSOR, LIMIT, _int_param
 from api.views import workflow_view
-from flow.core.definition import NAME_PATTERN, is_definition_name
-from flow.core.schedules import SCHEMA
-from flow.errors import ScheduleNotFound
+from flow.core.definition import NAME_PATTERN
+from flow.core.schedules import SCHEMA, check_name
+from flow.errors import InvalidInput, ScheduleNotFound
 from flow.persistence.schedules import StoredSchedule
 from flow.process.runtime import Runtime
 from flow.service.schedules import schedule_view
@@ -25,9 +29,7 @@ _LINKS = {
 
 
 def _found(runtime: Runtime, name: str) -> StoredSchedule:
-    """The schedule, or 404."""
-    if not is_definition_name(name):  # schedules are named as definitions are
-        raise falcon.HTTPNotFound(title="Schedule not found", description=f"no schedule can be named {name!r}")
+    """The schedule, or 404 (422 for a name no schedule can have: the service checks it)."""
     try:
         return runtime.schedules.get(name)
     except ScheduleNotFound as e:
@@ -40,20 +42,40 @@ def _view(runtime: Runtime, stored: StoredSchedule) -> dict:
 
 
 class SchedulesResource:
-    """``GET /schedules``: every schedule, by name."""
+    """``GET /schedules``: the schedules by name, paged as ``GET /workflows`` is
+    (``limit``, and ``cursor`` = the previous page's ``next``)."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
     @operation(
-        "Every schedule, with its next run and recent runs",
-        responses={200: Reply("The schedules", "ScheduleList")},
-        errors=(503,),
+        "The schedules by name, a page at a time, with their next run and recent runs",
+        query=(CURSOR, LIMIT),
+        responses={200: Reply("A page of schedules", "SchedulePage")},
+        errors=(422, 503),
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        found = self.runtime.schedules.list()
+        limit = _int_param(req, LIMIT)
+        found = self.runtime.schedules.list(after=_decode_cursor(req.get_param(CURSOR.name)), limit=limit)
         runs = self.runtime.schedules.table.recent_runs(s.name for s in found)
-        resp.media = {"items": [schedule_view(s, runs[s.name]) for s in found]}
+        next_cursor = _encode_cursor(found[-1].name) if len(found) == limit else None
+        resp.media = {"items": [schedule_view(s, runs[s.name]) for s in found], "next": next_cursor}
+
+
+def _encode_cursor(name: str) -> str:
+    return base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> str | None:
+    """The name in a cursor; 422 for anything this API did not write."""
+    if not cursor:
+        return None
+    try:
+        name = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        check_name(name)
+        return name
+    except (ValueError, InvalidInput) as e:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        raise unprocessable(CURSOR.name, "not a cursor this API returned; pass the 'next' value as is") from e
 
 
 class ScheduleResource:
@@ -62,7 +84,7 @@ class ScheduleResource:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    @operation("One schedule", responses={200: _SCHEDULE}, errors=(404, 503), path=_NAME)
+    @operation("One schedule", responses={200: _SCHEDULE}, errors=(404, 422, 503), path=_NAME)
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         resp.media = _view(self.runtime, _found(self.runtime, name))
 
@@ -86,7 +108,7 @@ class ScheduleResource:
     @operation(
         "Delete a schedule (the workflows it started stay)",
         responses={204: Reply("Deleted")},
-        errors=(404, 503),
+        errors=(404, 422, 503),
         path=_NAME,
     )
     def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
@@ -114,7 +136,7 @@ class SchedulePauseResource(_PauseResource):
 
     paused = True
 
-    @operation("Pause a schedule", responses={200: _SCHEDULE}, errors=(404, 503), path=_NAME)
+    @operation("Pause a schedule", responses={200: _SCHEDULE}, errors=(404, 422, 503), path=_NAME)
     def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         self._set(resp, name)
 
@@ -125,7 +147,7 @@ class ScheduleResumeResource(_PauseResource):
 
     paused = False
 
-    @operation("Resume a paused schedule", responses={200: _SCHEDULE}, errors=(404, 503), path=_NAME)
+    @operation("Resume a paused schedule", responses={200: _SCHEDULE}, errors=(404, 422, 503), path=_NAME)
     def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         self._set(resp, name)
 
@@ -140,7 +162,7 @@ class ScheduleTriggerResource:
     @operation(
         "Start the schedule's workflow now",
         responses={201: Reply("The workflow started; `Location` names it", "Workflow")},
-        errors=(404, 503),
+        errors=(404, 422, 503),
         path=_NAME,
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:

@@ -1,5 +1,5 @@
 // Libero Flow's web page, the schedules: each with its next run and its recent runs.
-// Uses the helpers of app.js (h, api, render, refreshIn, statusBadge, when, toast), which
+// Uses the helpers of app.js (h, api, params, go, render, refreshIn, statusBadge, when, toast), which
 // loads after this file and routes "#/schedules" here.
 "use strict";
 
@@ -20,7 +20,11 @@ async function scheduleAction(name, action, message) {
 }
 
 async function schedulesPage(mine) {
-  const page = await api("GET", "/schedules");
+  // Paged as the workflows are: a page of 25 by name, "Next page" follows `next`.
+  const p = params();
+  const query = new URLSearchParams({ limit: "25" });
+  if (p.get("cursor")) query.set("cursor", p.get("cursor"));
+  const page = await api("GET", "/schedules?" + query);
   const rows = page.items.map(s => h("tr", {},
     h("th", { scope: "row" }, s.name, s.paused ? h("span", { class: "muted" }, " (paused)") : null),
     h("td", {}, s.workflow),
@@ -37,5 +41,9 @@ async function schedulesPage(mine) {
     h("thead", {}, h("tr", {}, ...["Schedule", "Definition", "Cron", "Next run", "Recent runs", "Counts", "Actions"]
       .map(t => h("th", { scope: "col" }, t)))),
     h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 7 }, "No schedules: PUT /schedules/{name} or flow schedules put FILE."))));
-  if (render(mine, h("h1", {}, "Schedules"), table)) refreshIn(mine, 2000);
+  const base = new URLSearchParams(p); base.delete("cursor");
+  const pager = h("div", { class: "pager" },
+    p.get("cursor") ? h("button", { onclick: () => go("#/schedules?" + base) }, "First page") : null,
+    page.next ? h("button", { onclick: () => { base.set("cursor", page.next); go("#/schedules?" + base); } }, "Next page") : null);
+  if (render(mine, h("h1", {}, "Schedules"), table, pager)) refreshIn(mine, 2000);
 }

@@ -24,6 +24,13 @@ class ApiError(FlowError):
         super().__init__(f"{status} {title}: {description}" if status else f"{title}: {description}")
 
 
+def segment(value: str) -> str:
+    """``value`` as one path segment: a space, ``#``, ``?`` or ``/`` in a name or id must
+    neither break the URL nor send the request somewhere else (``approved#2`` is not
+    ``approved``)."""
+    return urllib.parse.quote(value, safe="")
+
+
 class ApiClient:
     def __init__(self, base_url: str, *, token: str | None = None, timeout_s: float = 15.0) -> None:
         self.base_url = base_url.rstrip("/")
@@ -62,6 +69,8 @@ class ApiClient:
             except ValueError:
                 error = {}
             raise ApiError(e.code, error.get("title", e.reason), error.get("description", "")) from e
+        except ValueError as e:  # http.client.InvalidURL: a path no caller quoted
+            raise ApiError(0, f"cannot send {method} {path!r}", str(e)) from e
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
             raise ApiError(0, f"cannot reach the API at {self.base_url}", f"{reason} (is FLOW_API_URL right?)") from e

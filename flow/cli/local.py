@@ -5,8 +5,11 @@ from __future__ import annotations
 import sys
 import time
 from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
+import peewee
 
 from flow.cli.app import (
     EXIT_INVALID,
@@ -20,7 +23,13 @@ from flow.cli.app import (
     print_json,
     redact,
 )
+from flow.core import strict_json
+from flow.core.kinds.child import cycle_problems, references
 from flow.errors import ConfigurationError, DefinitionError, FlowError, StoreUnavailable
+
+if TYPE_CHECKING:
+    from flow.persistence.store import Store
+    from flow.settings import Settings
 
 
 @main.command()
@@ -46,14 +55,56 @@ def validate(files: tuple[str, ...]) -> None:
                 out.print(f"[red]{path}[/] {json_path}: {message}")
     # Child workflows among the files given: one that reaches itself again is refused.
     recursive = catalog.child_problems(loaded.values())
+    # Children that are not among the files: checked against the definitions registered
+    # at FLOW_DATABASE_URL, as a process loading these files would check them.
+    store, why_not = _registered_definitions(settings)
+    bodies = {d.name: d.body for d in loaded.values()}
+
+    def lookup(name: str, version: int | None) -> Any:
+        if version is None and name in bodies:
+            return bodies[name]
+        found = store.definition(name, version) if store is not None else None
+        return found[1] if found else None
+
     for path, d in loaded.items():
-        if d.name in recursive:
+        problems = recursive.get(d.name, [])
+        outside = sorted({name for _, name, version in references(d.body) if not (version is None and name in bodies)})
+        if not problems and outside and store is not None:
+            problems = cycle_problems(d.body, lookup, _step_path)
+        if problems:
             invalid += 1
-            for json_path, message in recursive[d.name]:
-                out.print(f"[red]{path}[/] {json_path}: {message}")
-        else:
-            out.print(f"[green]{path}[/] ok: {d.name}, {len(d.activities)} activities")
+            for problem_path, message in problems:
+                out.print(f"[red]{path}[/] {problem_path}: {message}")
+            continue
+        out.print(f"[green]{path}[/] ok: {d.name}, {len(d.activities)} activities")
+        if outside and store is None:
+            out.print(f"  children not among these files not checked ({why_not}): {', '.join(outside)}")
     sys.exit(EXIT_INVALID if invalid else EXIT_OK)
+
+
+def _step_path(index: int, *keys: str) -> str:
+    return strict_json.json_path(["activities", index, *keys])
+
+
+def _registered_definitions(settings: Settings) -> tuple[Store | None, str]:
+    """The store at ``FLOW_DATABASE_URL`` to look registered definitions up in, or None
+    and why not (no such SQLite file, which is not created; not migrated; unreachable)."""
+    from flow.persistence.models import bind
+    from flow.persistence.store import Store
+
+    url = settings.database_url
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[-1]
+        if path != ":memory:" and not Path(path).exists():
+            return None, f"no database at {redact(url)}"
+    store = Store.from_url(url, pool_size=1)
+    bind(store.database)
+    try:
+        if not store.is_migrated():
+            return None, f"the database at {redact(url)} is not migrated"
+    except (FlowError, peewee.DatabaseError) as e:
+        return None, f"the database at {redact(url)} cannot be read: {e}"
+    return store, ""
 
 
 @main.command()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import urllib.parse
 from typing import Any
 
 import click
@@ -24,14 +23,8 @@ from flow.cli.app import (
     read_json_option,
     watch,
 )
+from flow.cli.client import segment as _segment
 from flow.core.vocabulary import HistoryType, WorkflowStatus
-
-
-def _segment(value: str) -> str:
-    """``value`` as one path segment: ``#``, ``?`` or ``/`` in a name or id must not
-    send the request somewhere else (``approved#2`` is not ``approved``)."""
-    return urllib.parse.quote(value, safe="")
-
 
 #: Workflows per page of ``flow list``.
 DEFAULT_LIST_LIMIT = 20
@@ -260,7 +253,7 @@ def definitions(name: str | None, as_json: bool) -> None:
     """List the registered definitions, or show one."""
     api = api_client()
     if name:
-        shown = call_api(lambda: api.get(f"/definitions/{name}"))
+        shown = call_api(lambda: api.get(f"/definitions/{_segment(name)}"))
         if as_json:
             print_json(shown)
             return

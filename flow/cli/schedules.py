@@ -10,8 +10,12 @@ import click
 from rich.table import Table
 
 from flow.cli.app import EXIT_INVALID, api_client, call_api, fail, main, out, print_json
+from flow.cli.client import segment
 from flow.core import strict_json
 from flow.errors import InvalidJson
+
+#: Schedules per request of ``flow schedules list`` (the API's largest page).
+SCHEDULES_PAGE = 500
 
 
 @main.group()
@@ -26,8 +30,17 @@ def _when(value: str | None) -> str:
 @schedules.command(name="list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_(as_json: bool) -> None:
-    """List the schedules with their next run and last run."""
-    page = call_api(lambda: api_client().get("/schedules"))
+    """List the schedules with their next run and last run (every page)."""
+    api = api_client()
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        answer = call_api(lambda cursor=cursor: api.get("/schedules", cursor=cursor, limit=SCHEDULES_PAGE))
+        items += answer["items"]
+        cursor = answer["next"]
+        if cursor is None:
+            break
+    page = {"items": items, "next": None}
     if as_json:
         print_json(page)
         return
@@ -54,7 +67,7 @@ def list_(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def show(name: str, as_json: bool) -> None:
     """Show a schedule and its recent runs."""
-    shown = call_api(lambda: api_client().get(f"/schedules/{name}"))
+    shown = call_api(lambda: api_client().get(f"/schedules/{segment(name)}"))
     if as_json:
         print_json(shown)
         return
@@ -88,7 +101,7 @@ def put(file: str, name: str | None, as_json: bool) -> None:
     if not isinstance(body, dict):
         fail(f"{file} must hold a JSON object", EXIT_INVALID)
     name = name or body.get("name") or path.name.removesuffix(".json")
-    stored = call_api(lambda: api_client().request("PUT", f"/schedules/{name}", body=body))
+    stored = call_api(lambda: api_client().request("PUT", f"/schedules/{segment(name)}", body=body))
     if as_json:
         print_json(stored)
         return
@@ -99,7 +112,7 @@ def put(file: str, name: str | None, as_json: bool) -> None:
 @click.argument("name")
 def delete(name: str) -> None:
     """Delete a schedule (the workflows it started stay)."""
-    call_api(lambda: api_client().request("DELETE", f"/schedules/{name}"))
+    call_api(lambda: api_client().request("DELETE", f"/schedules/{segment(name)}"))
     out.print(f"deleted schedule {name}")
 
 
@@ -107,7 +120,7 @@ def delete(name: str) -> None:
 @click.argument("name")
 def pause(name: str) -> None:
     """Pause a schedule: no tick starts a workflow until it is resumed."""
-    call_api(lambda: api_client().request("POST", f"/schedules/{name}/pause"))
+    call_api(lambda: api_client().request("POST", f"/schedules/{segment(name)}/pause"))
     out.print(f"paused schedule {name}")
 
 
@@ -115,7 +128,7 @@ def pause(name: str) -> None:
 @click.argument("name")
 def resume(name: str) -> None:
     """Resume a schedule from now on (the ticks of the pause are not caught up)."""
-    shown = call_api(lambda: api_client().request("POST", f"/schedules/{name}/resume"))
+    shown = call_api(lambda: api_client().request("POST", f"/schedules/{segment(name)}/resume"))
     out.print(f"resumed schedule {name}; next run {_when(shown['next_run_at'])} UTC")
 
 
@@ -124,7 +137,7 @@ def resume(name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def trigger(name: str, as_json: bool) -> None:
     """Start the schedule's workflow now."""
-    workflow = call_api(lambda: api_client().request("POST", f"/schedules/{name}/trigger"))
+    workflow = call_api(lambda: api_client().request("POST", f"/schedules/{segment(name)}/trigger"))
     if as_json:
         print_json(workflow)
         return

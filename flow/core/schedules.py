@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 
 from flow.core import validation
-from flow.core.definition import NAME_PATTERN
+from flow.core.definition import NAME_PATTERN, is_definition_name
 from flow.core.timestamps import iso
 from flow.errors import InvalidInput
 
@@ -66,6 +66,10 @@ MAX_STARTS_PER_PASS = 100
 MAX_TICKS_PER_PASS = 100_000
 #: Namespace of the ids of workflows started by ticks (:func:`tick_workflow_id`).
 TICK_NAMESPACE = uuid.UUID("5c3e2f0a-9b1d-4f6e-8a7c-2d4b6e8f0a1c")
+
+#: What a schedule's name must be (as a definition's: :data:`NAME_PATTERN`), checked on
+#: every route and for every file's stem, so that a name stored can always be addressed.
+SCHEDULE_NAME_RULE = "must be 1 to 128 characters: a letter first, then letters, digits, '_', '.' or '-'"
 
 _TIMEZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+/-]{0,63}$"
 _TIMEZONE = re.compile(_TIMEZONE_PATTERN.replace("$", r"\Z"))
@@ -167,8 +171,15 @@ class ScheduleSpec:
         return (self.cron, self.timezone) != (other.cron, other.timezone)
 
 
+def check_name(name: Any) -> None:
+    """:class:`InvalidInput` (path ``name``) unless ``name`` can name a schedule."""
+    if not is_definition_name(name):
+        raise InvalidInput("name", SCHEDULE_NAME_RULE)
+
+
 def parse_schedule(body: Any, *, name: str) -> ScheduleSpec:
     """Validate a decoded schedule body named ``name``; :class:`InvalidInput` naming the field."""
+    check_name(name)
     validation.check(_VALIDATOR, body)
     if body.get("name", name) != name:
         raise InvalidInput("$.name", f"must be {name!r}, the schedule's name")
@@ -206,13 +217,42 @@ def _zone(name: str) -> ZoneInfo:
 # -- ticks -------------------------------------------------------------------------------
 
 
+def is_wall_clock(cron: str) -> bool:
+    """Whether ``cron`` names times of the day (its hour field is not ``*``-led), read
+    on the wall clock across daylight saving; else it runs by elapsed time. Five
+    fields or six (seconds first) alike: cronsim applies Debian cron's rule to five
+    fields only, so the rule is applied here, for every expression."""
+    fields = cron.split()
+    return not fields[len(fields) - 4].startswith("*")
+
+
+def _first_valid(wall: datetime, zone: ZoneInfo) -> datetime:
+    """``wall`` (a naive local time) as an aware time: the first time the clock shows
+    it when it shows it twice, the first valid time after it when it never does."""
+    aware = wall.replace(tzinfo=zone, fold=0)
+    while aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != wall:
+        # In the hour daylight saving skips: on to the next whole minute (03:00:00 for
+        # 02:30:15), as cronsim does for five fields.
+        wall = (wall + timedelta(minutes=1)).replace(second=0)
+        aware = wall.replace(tzinfo=zone, fold=0)
+    return aware
+
+
 def ticks(spec: ScheduleSpec, after: datetime) -> Iterator[datetime]:
-    """The schedule's ticks strictly after ``after`` (naive UTC), in order, as naive UTC."""
+    """The schedule's ticks strictly after ``after`` (naive UTC), in order, as naive UTC.
+
+    An expression with a fixed hour (:func:`is_wall_clock`) is iterated on the wall
+    clock and each wall time placed by :func:`_first_valid`; one whose hour is ``*``
+    is iterated in elapsed time (cronsim then does no daylight-saving fix-up)."""
     zone = ZoneInfo(spec.timezone)
     start = after.replace(tzinfo=UTC).astimezone(zone)
+    wall_clock = spec.timezone != "UTC" and is_wall_clock(spec.cron)
     previous = after
     # cronsim's iteration ends by itself when it finds nothing within 50 years.
-    for local in CronSim(spec.cron, start):
+    found = CronSim(spec.cron, start.replace(tzinfo=None) if wall_clock else start)
+    for local in found:
+        if wall_clock:
+            local = _first_valid(local, zone)
         tick = local.astimezone(UTC).replace(tzinfo=None)
         # Strictly increasing: a time the clock repeats, or one that daylight saving
         # moves onto another tick's instant, fires once.
@@ -339,11 +379,13 @@ def plan(
 
 __all__ = [
     "MAX_CATCH_UP_S",
+    "SCHEDULE_NAME_RULE",
     "SCHEMA",
     "Overlap",
     "RunTrigger",
     "ScheduleSpec",
     "TickPlan",
+    "check_name",
     "next_tick",
     "parse_schedule",
     "plan",

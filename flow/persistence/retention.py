@@ -21,6 +21,7 @@ from datetime import datetime
 import peewee
 
 from flow.clock import utcnow
+from flow.core.kinds.child import references
 from flow.core.vocabulary import WorkflowStatus
 from flow.errors import DefinitionInUse, DefinitionNotFound, WorkflowInProgress, WorkflowNotFound
 from flow.persistence.database import is_postgres, unit_of_work, write
@@ -98,9 +99,64 @@ class Retention:
                 )
                 .count()
             )
-            if running:
+            needed_by = _needed_by(name, version)
+            if running and not needed_by:
                 raise DefinitionInUse(name, version, running)
+            if needed_by:
+                if running:
+                    needed_by = (f"{running} workflow(s) In Progress started with it", *needed_by)
+                raise DefinitionInUse(name, version, running, needed_by=needed_by)
             DefinitionRecord.update(deleted_at=utcnow(), body={}).where(DefinitionRecord.id == found.id).execute()
+
+
+def _needed_by(name: str, version: int) -> tuple[str, ...]:
+    """Who still needs ``name`` at ``version`` through a child step: each registered
+    definition version whose child step names that version, or names ``name`` without
+    a version when no other version would be left; and the workflows in progress
+    started with a definition version whose child step may run it (an unversioned one
+    ran the newest at its start, which may be this one)."""
+    others = (
+        DefinitionRecord.select()
+        .where(
+            (DefinitionRecord.name == name)
+            & (DefinitionRecord.version != version)
+            & DefinitionRecord.deleted_at.is_null()
+        )
+        .exists()
+    )
+    definitions: list[str] = []
+    parents: list[tuple[str, int]] = []
+    # Definitions are few (a deployment's workflows' versions), and their bodies are read
+    # only here: a delete is an operator's rare act.
+    rows = DefinitionRecord.select(DefinitionRecord.name, DefinitionRecord.version, DefinitionRecord.body).where(
+        DefinitionRecord.deleted_at.is_null()
+    )
+    for row in rows:
+        if row.name == name and row.version == version:
+            continue
+        steps = [
+            (row.body["activities"][index].get("id", str(index)), pinned)
+            for index, child, pinned in references(row.body or {})
+            if child == name and pinned in (None, version)
+        ]
+        if steps:
+            parents.append((row.name, row.version))
+        needed = [step for step, pinned in steps if pinned == version or not others]
+        if needed:
+            definitions.append(f"{row.name} version {row.version} (step {', '.join(needed)})")
+    for parent, parent_version in parents:
+        running = (
+            WorkflowRecord.select()
+            .where(
+                (WorkflowRecord.status == _IN_PROGRESS)
+                & (WorkflowRecord.definition_name == parent)
+                & (WorkflowRecord.definition_version == parent_version)
+            )
+            .count()
+        )
+        if running:
+            definitions.append(f"{parent} version {parent_version} ({running} workflow(s) In Progress)")
+    return tuple(definitions)
 
 
 def prune_batch(database: peewee.Database, partition: int, *, finished_before: datetime, limit: int = BATCH) -> int:

@@ -166,9 +166,16 @@ class ScheduleTable:
             row = ScheduleRecord.get_or_none(ScheduleRecord.name == name)
             return None if row is None else _stored(row)
 
-    def list(self) -> list[StoredSchedule]:
+    def list(self, *, after: str | None = None, limit: int | None = None) -> list[StoredSchedule]:
+        """Schedules by name: those after ``after`` (keyset paging on the primary key),
+        at most ``limit``; every one by default."""
         with unit_of_work(self.database):
-            return [_stored(row) for row in ScheduleRecord.select().order_by(ScheduleRecord.name)]
+            query = ScheduleRecord.select().order_by(ScheduleRecord.name)
+            if after is not None:
+                query = query.where(ScheduleRecord.name > after)
+            if limit is not None:
+                query = query.limit(limit)
+            return [_stored(row) for row in query]
 
     def put(
         self, spec: ScheduleSpec, *, partition: int, now: datetime, file_digest: str | None = None

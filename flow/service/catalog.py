@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,17 +52,38 @@ def child_problems(definitions: Collection[Definition]) -> dict[str, list[tuple[
     return found
 
 
-class Catalog:
-    """The definitions a process knows, by name."""
+@dataclass(frozen=True)
+class BrokenDefinition:
+    """A definition left out because it is invalid: its file (or ``name vN`` when
+    stored), its name when it could be read, and why."""
 
-    def __init__(self, definitions: Collection[Definition] = (), *, missing: str | None = None) -> None:
+    source: str
+    name: str | None
+    error: str
+
+
+class Catalog:
+    """The definitions a process knows, by name, and the files left out as broken."""
+
+    def __init__(
+        self,
+        definitions: Collection[Definition] = (),
+        *,
+        missing: str | None = None,
+        broken: Collection[BrokenDefinition] = (),
+    ) -> None:
         self._by_name = {d.name: d for d in definitions}
         #: Why no file was read, when the directory does not exist (for "not found" errors).
         self.missing = missing
+        #: The invalid files, left out (``GET /definitions`` shows them).
+        self.broken: list[BrokenDefinition] = list(broken)
+        self._sources: dict[str, str] = {}
 
     @classmethod
     def from_directory(cls, directory: str | Path, *, known_activities: Collection[str]) -> Catalog:
-        """Load every ``*.json`` file in ``directory``; an invalid file is an error."""
+        """Load every ``*.json`` file in ``directory``; an invalid file (or a second file
+        of one name, or files whose children reach themselves) is logged and left out,
+        so that it never stops the others from loading."""
         directory = Path(directory)
         if not directory.is_dir():
             # Not a warning: definitions also arrive by PUT /definitions and by ``flow run
@@ -69,17 +91,33 @@ class Catalog:
             missing = f"the definitions directory {directory} (FLOW_DEFINITIONS_DIR) does not exist"
             logger.info("%s: no definitions from files (registered ones can start)", missing)
             return cls(missing=missing)
-        definitions = []
+        catalog = cls()
         seen: dict[str, str] = {}
         for path in sorted(directory.glob("*.json")):
-            d = load_file(path, known_activities=known_activities)
-            definitions.append(d)
-            if d.name in seen:
-                raise DefinitionError(str(path), [("$.name", f"{d.name!r} is also defined in {seen[d.name]}")])
-            seen[d.name] = str(path)
-        for name, problems in child_problems(definitions).items():
-            raise DefinitionError(seen[name], problems)
-        return cls(definitions)
+            try:
+                d = load_file(path, known_activities=known_activities)
+                if d.name in seen:
+                    raise DefinitionError(str(path), [("$.name", f"{d.name!r} is also defined in {seen[d.name]}")])
+            except DefinitionError as e:
+                catalog.leave_out(str(path), None, e)
+                continue
+            catalog._by_name[d.name] = d
+            catalog._sources[d.name] = seen[d.name] = str(path)
+        for name, problems in child_problems(list(catalog)).items():
+            catalog.leave_out(seen[name], name, DefinitionError(seen[name], problems))
+        return catalog
+
+    def leave_out(self, source: str, name: str | None, error: DefinitionError) -> None:
+        """Drop an invalid definition (``name``, when known) with a log line, and keep
+        it as broken."""
+        logger.error("definition %s left out: %s", source, error)
+        if name is not None:
+            self._by_name.pop(name, None)
+        self.broken.append(BrokenDefinition(source, name, str(error)))
+
+    def source_of(self, name: str) -> str:
+        """The file ``name`` was read from."""
+        return self._sources.get(name, name)
 
     def get(self, name: str) -> Definition:
         try:

@@ -22,7 +22,7 @@ from typing import Any
 from flow.clock import utcnow
 from flow.core import strict_json
 from flow.core.partitions import partition_of
-from flow.core.schedules import ScheduleSpec, parse_schedule
+from flow.core.schedules import ScheduleSpec, check_name, parse_schedule
 from flow.core.state import WorkflowState
 from flow.core.timestamps import iso
 from flow.errors import DefinitionNotFound, FlowError, IdempotencyConflict, InvalidInput, ScheduleNotFound
@@ -70,18 +70,21 @@ class ScheduleService:
         return self.table.put(spec, partition=partition, now=utcnow(), file_digest=file_digest)
 
     def get(self, name: str) -> StoredSchedule:
+        check_name(name)
         self.sync_files()
         found = self.table.get(name)
         if found is None:
             raise ScheduleNotFound(name)
         return found
 
-    def list(self) -> list[StoredSchedule]:
+    def list(self, *, after: str | None = None, limit: int | None = None) -> list[StoredSchedule]:
+        """A page of schedules by name (see :meth:`ScheduleTable.list`)."""
         self.sync_files()
-        return self.table.list()
+        return self.table.list(after=after, limit=limit)
 
     def delete(self, name: str) -> None:
         """Delete a schedule (the workflows it started stay)."""
+        check_name(name)
         if not self.table.delete(name):
             raise ScheduleNotFound(name)
 
@@ -115,21 +118,42 @@ class ScheduleService:
 
     def sync_files(self) -> None:
         """Apply the new and changed schedule files (see the module docstring), once per
-        process; an invalid file is logged and left out, the others are applied."""
+        process; an invalid file is logged and left out, the others are applied. A
+        schedule that came from a file that no file names any more is deleted."""
         with self._lock:
             if self._synced:
                 return
+            claimed: set[str] = set()
             if self.directory.is_dir():
                 self.service.sync_definitions()  # a schedule file may name a definition file
                 for path in sorted(self.directory.glob("*.json")):
-                    self._apply(path)
+                    self._apply(path, claimed)
+            if self.directory.parent.is_dir():
+                # Only when the definitions directory is there: a process started without
+                # it (a typo in FLOW_DEFINITIONS_DIR) must not delete every file's schedule.
+                self._remove_orphans(claimed)
             self._synced = True
 
-    def _apply(self, path: Path) -> None:
+    def _remove_orphans(self, claimed: set[str]) -> None:
+        for stored in self.table.list():
+            if stored.file_digest is not None and stored.name not in claimed and self.table.delete(stored.name):
+                logger.info(
+                    "schedule %s removed: no file in %s names it any more (the workflows it started stay)",
+                    stored.name,
+                    self.directory,
+                )
+
+    def _apply(self, path: Path, claimed: set[str]) -> None:
+        # The stem, and the body's name when it can be read, are claimed even when the
+        # file is invalid: a file being edited leaves its schedule as it was.
+        claimed.add(path.stem)
         try:
+            check_name(path.stem)
             raw = path.read_bytes()
             body = strict_json.loads(raw, what=str(path))
             name = body.get("name", path.stem) if isinstance(body, dict) else path.stem
+            if isinstance(name, str):
+                claimed.add(name)
             digest = hashlib.sha256(raw).hexdigest()
             found = self.table.get(name)
             if found is not None and found.file_digest == digest:

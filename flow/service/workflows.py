@@ -100,8 +100,16 @@ class WorkflowService:
         with self._lock:
             if self._synced:
                 return
-            for definition in self.catalog:
-                self.check_children(definition, source=f"{self.settings.definitions_dir}: {definition.name}")
+            left_out = True
+            while left_out:  # leaving one out may leave out a file that runs it
+                left_out = False
+                for definition in list(self.catalog):
+                    source = self.catalog.source_of(definition.name)
+                    try:
+                        self.check_children(definition, source=source)
+                    except DefinitionError as e:  # e.g. its child's only version was deleted
+                        self.catalog.leave_out(source, definition.name, e)
+                        left_out = True
             for definition in self.catalog:
                 version, created = self.store.register_definition(definition)
                 if created:

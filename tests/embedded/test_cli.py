@@ -342,3 +342,24 @@ def test_a_package_in_the_current_directory_that_cannot_be_imported_exits_2_with
         "error: FLOW_ACTIVITY_PACKAGES names 'myacts', which cannot be imported: "
         "ModuleNotFoundError: No module named 'no_such_dependency'"
     ]
+
+
+def test_validate_checks_children_against_the_registered_definitions(env, embedded_settings, tmp_path):
+    from flow.process.embedded import EmbeddedFlow
+
+    api_def = {"name": "ApiDef", "activities": [{"name": "EchoActivity"}]}
+    parent = tmp_path / "FileParent.json"
+    parent.write_text(json.dumps({"name": "FileParent", "activities": [{"id": "c", "workflow": "ApiDef"}]}))
+    with EmbeddedFlow(embedded_settings) as running:
+        running.runtime.service.register(api_def)
+    assert flow("validate", str(parent), env=env).returncode == 0
+    with EmbeddedFlow(embedded_settings) as running:
+        running.runtime.store.delete_definition_version("ApiDef", 1)
+    # What the API would say when it loads the file: the child is gone.
+    gone = flow("validate", str(parent), env=env)
+    assert gone.returncode == 2, gone.stdout
+    assert "$.activities[0].workflow: unknown workflow definition 'ApiDef'" in " ".join(gone.stdout.split())
+    # Without a database to ask, the children not among the files are named as unchecked.
+    nowhere = flow("validate", str(parent), env={**env, "FLOW_DATABASE_URL": f"sqlite:///{tmp_path}/none.db"})
+    assert nowhere.returncode == 0 and "not checked" in nowhere.stdout and "ApiDef" in nowhere.stdout
+    assert not (tmp_path / "none.db").exists()

@@ -277,3 +277,45 @@ def test_schedules_from_the_cli(server, tmp_path):
     path.write_text(json.dumps({"workflow": "DummyWorkflow", "cron": "99 * * * *"}))
     invalid = flow("schedules", "put", str(path), env=server)
     assert invalid.returncode == 2 and "$.cron" in invalid.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "status"),
+    [
+        ("with space", 2, "422"),
+        ("what?", 2, "422"),
+        ("hash#tag", 2, "422"),
+        ("..", 2, "422"),
+        ("%41", 2, "422"),
+        # The server decodes %2F before routing: no route, 404 (exit 5), not another schedule.
+        ("a/b", 5, "404"),
+    ],
+)
+def test_names_are_quoted_in_urls_and_a_bad_one_exits_with_a_documented_code(server, name, code, status):
+    for args in (
+        ("schedules", "show", name),
+        ("schedules", "pause", name),
+        ("schedules", "resume", name),
+        ("schedules", "trigger", name),
+        ("schedules", "delete", name),
+    ):
+        result = flow(*args, env=server)
+        # The name reached the API as one path segment, which refused it by the rule.
+        assert result.returncode == code, (args, result.stderr)
+        assert "Traceback" not in result.stderr and status in result.stderr, (args, result.stderr)
+    shown = flow("definitions", name, env=server)
+    assert shown.returncode == 5, shown.stderr
+    assert "Traceback" not in shown.stderr and "404" in shown.stderr
+
+
+def test_schedules_list_follows_every_page(server, tmp_path):
+    import requests as http
+
+    body = {"workflow": "DummyWorkflow", "cron": "0 0 1 1 *", "paused": True}
+    for n in range(55):  # more than one page of the API's default 50
+        assert http.put(f"{server['FLOW_API_URL']}/schedules/s{n:02}", json=body, timeout=10).status_code == 201
+    listed = json.loads(flow("schedules", "list", "--json", env=server).stdout)
+    assert [s["name"] for s in listed["items"]] == [f"s{n:02}" for n in range(55)]
+    assert listed["next"] is None
+    table = flow("schedules", "list", env=server)
+    assert table.returncode == 0 and "s00" in table.stdout and "s54" in table.stdout

@@ -158,7 +158,6 @@ def test_unknown_schedules_are_404(client):
         ("POST", "/schedules/missing/pause"),
         ("POST", "/schedules/missing/resume"),
         ("POST", "/schedules/missing/trigger"),
-        ("GET", "/schedules/no%20such"),
     ]:
         assert client.simulate_request(method, path).status_code == 404, (method, path)
 
@@ -180,3 +179,62 @@ def test_schedule_files_in_the_definitions_directory_are_applied(embedded_settin
         assert shown["source"] == "file" and shown["cron"] == "* * * * * *"
         assert client.simulate_get("/schedules/broken").status_code == 404
         wait_for(lambda: runs(client, "from-file") or None, timeout_s=30, what="the file's schedule to tick")
+
+
+def test_a_file_schedule_whose_file_is_gone_is_removed_at_the_next_load(embedded_settings, definitions_dir, caplog):
+    import logging
+
+    import falcon.testing
+
+    from api.app import create_app
+    from flow.process.embedded import EmbeddedFlow
+
+    folder = definitions_dir / "schedules"
+    folder.mkdir()
+    (definitions_dir / "Tick.json").write_text(json.dumps(TICK))
+    yearly = {**EVERY_SECOND, "cron": "0 0 1 1 *"}
+    (folder / "kept.json").write_text(json.dumps(yearly))
+    (folder / "gone.json").write_text(json.dumps(yearly))
+    (folder / "renamed.json").write_text(json.dumps({**yearly, "name": "by-body"}))
+    with EmbeddedFlow(embedded_settings) as running:
+        client = falcon.testing.TestClient(create_app(runtime=running.runtime))
+        assert client.simulate_put("/schedules/from-api", json=yearly).status_code == 201
+        assert {s["name"] for s in client.simulate_get("/schedules").json["items"]} == {
+            "kept",
+            "gone",
+            "by-body",
+            "from-api",
+        }
+    (folder / "gone.json").unlink()
+    with caplog.at_level(logging.INFO, logger="flow.service.schedules"):
+        with EmbeddedFlow(embedded_settings) as running:
+            client = falcon.testing.TestClient(create_app(runtime=running.runtime))
+            names = {s["name"] for s in client.simulate_get("/schedules").json["items"]}
+            assert names == {"kept", "by-body", "from-api"}
+            assert client.simulate_get("/schedules/gone").status_code == 404
+    assert any("gone" in r.getMessage() and "removed" in r.getMessage() for r in caplog.records)
+
+
+def test_the_schedule_list_is_paged_like_the_workflow_list(client):
+    yearly = {**EVERY_SECOND, "cron": "0 0 1 1 *", "paused": True}
+    names = [f"paged-{n:02}" for n in range(7)]
+    for name in reversed(names):
+        assert client.simulate_put(f"/schedules/{name}", json=yearly).status_code == 201
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": 3} | ({"cursor": cursor} if cursor else {})
+        response = client.simulate_get("/schedules", params=params)
+        assert response.status_code == 200, response.text
+        assert set(response.json) == {"items", "next"}
+        assert len(response.json["items"]) <= 3
+        seen += [s["name"] for s in response.json["items"]]
+        pages += 1
+        cursor = response.json["next"]
+        if cursor is None:
+            break
+    assert seen == names and pages == 3  # by name; the last page says there is no next
+    assert len(client.simulate_get("/schedules").json["items"]) == 7  # default page: 50
+    for bad in ({"limit": 0}, {"limit": 501}, {"limit": "x"}, {"cursor": "!!"}, {"cursor": "bm8gc3BhY2U"}):
+        refused = client.simulate_get("/schedules", params=bad)
+        assert refused.status_code == 422, (bad, refused.text)
+        assert refused.json["errors"][0]["path"] in ("limit", "cursor")

@@ -211,6 +211,22 @@ def test_a_deleted_definition_version_is_a_tombstone_whose_number_is_never_reuse
     assert all(rows(store, running).values())
 
 
+def test_a_version_a_child_step_needs_cannot_be_deleted_on_both_databases(stores):
+    store, _ = stores
+    known = {"NoopActivity"}
+    child = parse({"name": "Kid", "activities": [{"name": "NoopActivity"}]}, known_activities=known)
+    pinned = parse(
+        {"name": "Pinned", "activities": [{"id": "k", "workflow": "Kid", "version": 1}]}, known_activities=known
+    )
+    loose = parse({"name": "Loose", "activities": [{"workflow": "Kid"}]}, known_activities=known)
+    for d in (child, pinned, loose):
+        store.register_definition(d)
+    with pytest.raises(DefinitionInUse) as refused:
+        store.delete_definition_version("Kid", 1)
+    assert "Pinned version 1 (step k)" in str(refused.value) and "Loose version 1 (step 0)" in str(refused.value)
+    assert store.definition_version("Kid", 1) == 1
+
+
 @pytest.fixture(scope="module")
 def seeded_postgres(services) -> Iterator[Store]:
     """20,000 ended workflows of 4 partitions, each with its own input, analysed."""

@@ -489,3 +489,24 @@ def test_a_wait_with_choices_has_a_button_per_answer(page, server, button, ship)
     assert view["activities"][0]["output"] == {"choice": button.lower()}
     assert view["activities"][1]["status"] == ship
     expect(page.get_by_role("button", name=button)).to_have_count(0)  # nothing waits any more
+
+
+def test_the_schedules_page_is_paged(page, server):
+    headers = {"Authorization": "Bearer ui-secret"}
+    body = {"workflow": "BrokenOptionalWorkflow", "cron": "0 0 1 1 *", "paused": True}
+    names = [f"a-page-{n:02}" for n in range(27)]
+    for name in names:
+        assert requests.put(f"{server}/schedules/{name}", json=body, headers=headers, timeout=5).status_code == 201
+    try:
+        page.goto(f"{server}/ui/#/schedules")
+        page.get_by_role("heading", name="Schedules").wait_for()
+        expect(page.get_by_role("rowheader", name="a-page-24")).to_be_visible()
+        expect(page.get_by_role("rowheader", name="a-page-25")).to_have_count(0)
+        page.get_by_role("button", name="Next page").click()
+        expect(page.get_by_role("rowheader", name="a-page-26")).to_be_visible()
+        expect(page.get_by_role("rowheader", name="a-page-00")).to_have_count(0)
+        page.get_by_role("button", name="First page").click()
+        expect(page.get_by_role("rowheader", name="a-page-00")).to_be_visible()
+    finally:
+        for name in names:
+            requests.delete(f"{server}/schedules/{name}", headers=headers, timeout=5)

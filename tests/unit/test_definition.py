@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -87,11 +88,15 @@ def test_catalog_loads_the_shipped_dummy_workflow():
         catalog.get("Nope")
 
 
-def test_catalog_refuses_two_files_with_one_name(tmp_path):
+def test_catalog_leaves_out_a_second_file_of_one_name_and_an_invalid_file_as_broken(tmp_path):
     for n in ("a", "b"):
         (tmp_path / f"{n}.json").write_text(json.dumps(valid()))
-    with pytest.raises(DefinitionError, match="also defined"):
-        Catalog.from_directory(tmp_path, known_activities=KNOWN)
+    (tmp_path / "c.json").write_text("{not json")
+    catalog = Catalog.from_directory(tmp_path, known_activities=KNOWN)
+    assert catalog.names() == [valid()["name"]]
+    broken = {Path(b.source).name: b for b in catalog.broken}
+    assert set(broken) == {"b.json", "c.json"}
+    assert "also defined" in broken["b.json"].error and "not valid JSON" in broken["c.json"].error
 
 
 def test_digest_ignores_key_order():

@@ -119,6 +119,51 @@ def test_two_times_that_spring_forward_merges_fire_once():
     ]
 
 
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+@pytest.mark.parametrize(
+    ("cron", "zone", "night", "expected"),
+    [
+        # Six fields (seconds first) keep the rule of five: a fixed time that does not
+        # exist fires once at the first valid time, a time the clock passes twice once.
+        ("0 30 2 * * *", PARIS, datetime(2026, 3, 29), ["2026-03-29T03:00:00+02:00"]),
+        ("0 30 2 * * *", PARIS, datetime(2026, 10, 25), ["2026-10-25T02:30:00+02:00"]),
+        ("0 0 2 * * *", NEW_YORK, datetime(2026, 3, 8), ["2026-03-08T03:00:00-04:00"]),
+        ("15 30 2 * * *", PARIS, datetime(2026, 3, 29), ["2026-03-29T03:00:00+02:00"]),
+        # A fixed hour with a stepped minute is wall-clock time too: four ticks in the
+        # autumn night (not eight), and the spring night's skipped hour fires once at 03:00.
+        (
+            "*/15 2 * * *",
+            PARIS,
+            datetime(2026, 10, 25),
+            [f"2026-10-25T02:{m:02}:00+02:00" for m in (0, 15, 30, 45)],
+        ),
+        ("*/15 2 * * *", PARIS, datetime(2026, 3, 29), ["2026-03-29T03:00:00+02:00"]),
+        ("0 */15 2 * * *", NEW_YORK, datetime(2026, 3, 8), ["2026-03-08T03:00:00-04:00"]),
+    ],
+)
+def test_daylight_saving_neither_skips_nor_doubles_with_seconds_or_a_stepped_minute(cron, zone, night, expected):
+    s = spec(cron, timezone=zone.key)
+    start = night.replace(tzinfo=zone)
+    assert local_ticks(s, start, start + timedelta(hours=12)) == expected
+
+
+@pytest.mark.parametrize("cron", ["0 30 2 * * *", "0 0 2 * * *", "*/15 2 * * *", "30 2 * * *", "*/20 * 2 * * *"])
+@pytest.mark.parametrize(
+    ("zone", "nights"),
+    [(PARIS, [datetime(2026, 3, 29), datetime(2026, 10, 25)]), (NEW_YORK, [datetime(2026, 3, 8)])],
+)
+def test_every_night_around_a_transition_ticks_and_no_wall_clock_time_fires_twice(cron, zone, nights):
+    s = spec(cron, timezone=zone.key)
+    for night in nights:
+        start = (night - timedelta(days=1)).replace(tzinfo=zone)
+        found = local_ticks(s, start, start + timedelta(days=3))
+        walls = [t[:19] for t in found]
+        assert len(walls) == len(set(walls)), found
+        assert {t[:10] for t in found} == {(night + timedelta(days=d)).date().isoformat() for d in (-1, 0, 1)}, found
+
+
 def test_a_tick_names_one_workflow_id():
     a = tick_workflow_id("nightly", utc(2025, 1, 1, 9))
     assert a == tick_workflow_id("nightly", utc(2025, 1, 1, 9))

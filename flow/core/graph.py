@@ -31,6 +31,7 @@ import jmespath
 import jmespath.exceptions
 
 from flow.core.state import ActivityState, WorkflowState
+from flow.core.strict_json import JSON
 from flow.core.vocabulary import ActivityStatus, Trigger
 
 #: What a definition's name looks like; a name that does not match cannot exist.
@@ -148,7 +149,7 @@ class _BoundedFunctions(jmespath.functions.Functions):
 OPTIONS = jmespath.Options(custom_functions=_BoundedFunctions())
 
 
-def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
+def evaluate(expression: str, context: Mapping[str, Any]) -> JSON:
     """The value of a compiled-and-bounded expression over ``context`` (raises what the evaluator raises)."""
     return compile_condition(expression).search(context, options=OPTIONS)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flow.core import strict_json, validation
-from flow.core.definition import NAME_PATTERN, is_definition_name
+from flow.core.graph import NAME_PATTERN, is_definition_name
 from flow.errors import InvalidInput
 
 #: Longest idempotency key (the database column's size).

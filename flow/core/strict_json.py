@@ -121,7 +121,8 @@ def loads(raw: bytes | str, *, what: str = "the body") -> JSON:
         raise InvalidJson("$", f"{what} nests arrays and objects too deep") from None
     if refused or _RISKY_ESCAPE.search(data) or (may_hold_surrogates and _SURROGATE.search(text)):
         check(value)
-    return value
+    decoded: JSON = value
+    return decoded
 
 
 def check(value: Any, path: str = "$") -> None:

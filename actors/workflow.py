@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from flow.engine.transport import Delivery
     from flow.persistence.engine_store import EngineStore
     from flow.persistence.records import Transition
+    from flow.settings import Settings
 
 
 class Engine(Protocol):
@@ -40,6 +41,7 @@ class Engine(Protocol):
     actors: WorkflowActors
     committer: GroupCommitter
     store: EngineStore
+    settings: Settings
 
     def epoch_of(self, partition: int) -> int | None: ...
     def transition(self, actor: WorkflowActor, items: list[Item], epoch: int) -> tuple[Transition, Any]: ...

@@ -44,7 +44,7 @@ class ValidationFailed(falcon.HTTPError):
         self.problems = problems
 
     def to_dict(self, obj_type: type[MutableMapping[str, Any]] = dict) -> MutableMapping[str, Any]:
-        body = super().to_dict(obj_type)
+        body: MutableMapping[str, Any] = super().to_dict(obj_type)
         body["errors"] = [{"path": path, "message": message} for path, message in self.problems]
         return body
 

@@ -4,7 +4,7 @@ show, put (from a file), delete, pause, resume and trigger."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 from rich.table import Table
@@ -87,7 +87,7 @@ def put(file: str, name: str | None, as_json: bool) -> None:
         fail(f"{file} {e.path}: {e.message}", EXIT_INVALID)
     if not isinstance(body, dict):
         fail(f"{file} must hold a JSON object", EXIT_INVALID)
-    name = name or body.get("name") or path.name.removesuffix(".json")
+    name = name or cast(str | None, body.get("name")) or path.name.removesuffix(".json")  # the API checks it
     stored = call_api(lambda: api_client().request("PUT", f"/schedules/{name}", body=body))
     if as_json:
         print_json(stored)

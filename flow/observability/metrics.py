@@ -79,7 +79,7 @@ def render(store: Store) -> bytes:
     from prometheus_client import CollectorRegistry, generate_latest
 
     registry = CollectorRegistry()
-    registry.register(StoreCollector(store))  # type: ignore[arg-type]
+    registry.register(StoreCollector(store))
     return generate_latest(registry)
 
 

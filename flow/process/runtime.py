@@ -128,7 +128,8 @@ class EngineLifecycle(dramatiq.Middleware):
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         settings = self.runtime.settings
-        if settings.engine_queue not in worker.consumer_whitelist or settings.uses_in_process_broker:
+        whitelist = worker.consumer_whitelist  # None: every queue, the engine's too
+        if (whitelist is not None and settings.engine_queue not in whitelist) or settings.uses_in_process_broker:
             return
         # In the background: the database may not answer yet, and the worker must boot anyway.
         self._starting = threading.Thread(target=self._start, name="flow-engine-start", daemon=True)

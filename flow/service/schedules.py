@@ -17,7 +17,7 @@ import json
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from flow.clock import utcnow
 from flow.core import strict_json
@@ -129,7 +129,8 @@ class ScheduleService:
         try:
             raw = path.read_bytes()
             body = strict_json.loads(raw, what=str(path))
-            name = body.get("name", path.stem) if isinstance(body, dict) else path.stem
+            # What the file says (put() refuses a name that is not one).
+            name = cast(str, body.get("name", path.stem)) if isinstance(body, dict) else path.stem
             digest = hashlib.sha256(raw).hexdigest()
             found = self.table.get(name)
             if found is not None and found.file_digest == digest:

@@ -1,6 +1,6 @@
 """Rules about types and purity read from the source (docs/design.md, "Types checked"):
 no public function says it returns ``Any``, and the pure core reads no clock, randomness
-or environment (invariant 13: replaying a history through ``decide()`` yields the same
+or environment (replaying a history through ``decide()`` yields the same
 decisions). Each rule is also run on a small source that breaks it, so that a rule that
 finds nothing is seen to be able to find something."""
 

@@ -76,5 +76,8 @@ log "ruff"
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
 
+log "mypy"
+"$VENV/bin/mypy"
+
 log "pytest"
 exec "$VENV/bin/python" -m pytest "$@"

@@ -38,6 +38,10 @@ setup(
             "requests>=2.31",
             "honcho>=2",
             "ruff>=0.6",
+            # Types (pyproject.toml [tool.mypy]), with the stubs of the libraries that ship none.
+            "mypy>=1.11",
+            "types-jsonschema",
+            "types-psycopg2",
             "schemathesis>=4",
             "openapi-spec-validator>=0.7",
             "hypothesis>=6.100",

@@ -65,7 +65,8 @@ def resolve(classes: dict[str, type[BaseActivity]], name: str) -> type[BaseActiv
 
 
 def _subclasses(cls: type) -> list[type]:
-    result = []
+    result: list[type] = []
+    sub: type
     for sub in cls.__subclasses__():
         result.append(sub)
         result.extend(_subclasses(sub))

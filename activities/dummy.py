@@ -135,7 +135,7 @@ class _GlobalHTTPHandler(urllib.request.HTTPHandler):
 
 class _GlobalHTTPSHandler(urllib.request.HTTPSHandler):
     def https_open(self, req: Any) -> Any:
-        return self.do_open(_GlobalHTTPSConnection, req, context=self._context)
+        return self.do_open(_GlobalHTTPSConnection, req, context=self._context)  # type: ignore[attr-defined]  # set by HTTPSHandler.__init__, private in typeshed
 
 
 def _web_opener(*, allow_private: bool) -> urllib.request.OpenerDirector:

@@ -16,7 +16,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import pykka
 
@@ -50,7 +50,11 @@ class Committable(Protocol):
 Decided = list[tuple["Item", Decision]]
 
 
-class Collaborators(Protocol):
+#: The transition type an engine's collaborators make and commit (the actor only reads its ``after``).
+T = TypeVar("T", bound=Committable)
+
+
+class Collaborators(Protocol[T]):
     """What a workflow actor is given, and all it may use: its mailbox, the partition's
     epoch, the store's read, the engine's transition and commit, and the ways to settle
     items it does not commit (:class:`flow.engine.collaborators.ActorCollaborators`).
@@ -71,10 +75,10 @@ class Collaborators(Protocol):
 
     def transition(
         self, state: WorkflowState, items: list[Item], *, version: int, partition: int, epoch: int
-    ) -> tuple[Committable, Decided]:
+    ) -> tuple[T, Decided]:
         """Fold ``decide`` over ``items`` from ``state``; the transition to commit."""
 
-    def commit(self, transition: Committable) -> bool:
+    def commit(self, transition: T) -> bool:
         """Commit ``transition`` with others' (blocking); False if it was refused."""
 
     def after_decisions(self, workflow_id: str, decided: Decided) -> None:
@@ -118,7 +122,7 @@ class WorkflowActor(pykka.ThreadingActor):
     # its state is already committed, so nothing is lost with it.
     use_daemon_thread = True
 
-    def __init__(self, entry: Entry, parts: Collaborators) -> None:
+    def __init__(self, entry: Entry, parts: Collaborators[Any]) -> None:
         super().__init__()
         self.entry = entry
         self.parts = parts

@@ -9,7 +9,7 @@ but a field is wrong. Both list each problem as ``{"path": ..., "message": ...}`
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import falcon
@@ -43,8 +43,8 @@ class ValidationFailed(falcon.HTTPError):
         super().__init__(status, title=title, description="; ".join(f"{path}: {message}" for path, message in problems))
         self.problems = problems
 
-    def to_dict(self, obj_type: type = dict) -> Any:
-        body = super().to_dict(obj_type)
+    def to_dict(self, obj_type: type[MutableMapping[str, Any]] = dict) -> MutableMapping[str, Any]:
+        body: MutableMapping[str, Any] = super().to_dict(obj_type)
         body["errors"] = [{"path": path, "message": message} for path, message in self.problems]
         return body
 

@@ -14,6 +14,7 @@ import falcon
 
 from api.errors import unprocessable
 from flow.core import strict_json
+from flow.core.strict_json import JSON
 
 
 def has_body(req: falcon.Request) -> bool:
@@ -38,7 +39,7 @@ def read_json_object(req: falcon.Request, *, max_bytes: int) -> dict[str, Any]:
     return body
 
 
-def read_json(req: falcon.Request, *, max_bytes: int) -> Any:
+def read_json(req: falcon.Request, *, max_bytes: int) -> JSON:
     """The request's body as any JSON value (an empty body is ``null``); 413/415/400."""
     if req.content_length is not None and req.content_length > max_bytes:
         raise _too_large(max_bytes)

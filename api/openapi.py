@@ -142,7 +142,7 @@ def _reply(reply: Reply, components: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _parameter(name: str, where: str, schema: Mapping[str, Any], description: str = "") -> dict[str, Any]:
-    parameter = {"name": name, "in": where, "schema": dict(schema)}
+    parameter: dict[str, Any] = {"name": name, "in": where, "schema": dict(schema)}
     if where == "path":
         parameter["required"] = True
     if description:

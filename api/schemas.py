@@ -9,6 +9,7 @@ Vocabularies come from :mod:`flow.core.vocabulary`, never re-listed.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from flow.core.kinds import KINDS, kind_view_schemas
@@ -22,7 +23,7 @@ def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def enum(vocabulary: type) -> dict[str, Any]:
+def enum(vocabulary: type[StrEnum]) -> dict[str, Any]:
     """The values of a ``StrEnum`` as a schema."""
     return {"type": "string", "enum": [member.value for member in vocabulary]}
 

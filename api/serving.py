@@ -139,7 +139,7 @@ class BoundedReadWorker(ThreadWorker):
             conn.sock = BoundedSocket.adopt(conn.sock)
         super().enqueue_req(conn)
 
-    def handle(self, conn: Any) -> Any:
+    def handle(self, conn: Any) -> object:  # what gunicorn's handle returns (a bool, or its defer sentinel)
         if isinstance(conn.sock, BoundedSocket):
             conn.sock.start_request()
         return super().handle(conn)

@@ -18,7 +18,7 @@ T = TypeVar("T")
 
 
 def poll_until(
-    check: Callable[[], T],
+    check: Callable[[], T | None],
     *,
     timeout_s: float | None,
     every_s: float = 0.05,

@@ -12,6 +12,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from flow.errors import ConfigurationError
 
@@ -120,7 +121,7 @@ class Settings:
         """
         env = os.environ if environ is None else environ
         defaults = cls(broker_url=IN_PROCESS_BROKER if embedded else DISTRIBUTED_BROKER)
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}  # each value of its field's type (_parse)
         for field in dataclasses.fields(cls):
             var = "FLOW_" + field.name.upper()
             raw = env.get(var)

@@ -387,7 +387,10 @@ def _decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
         return None
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, workflow_id = strict_json.loads(raw, what="the cursor")
+        decoded = strict_json.loads(raw, what="the cursor")
+        if not isinstance(decoded, list) or len(decoded) != 2:
+            raise ValueError("not a cursor")
+        created_at, workflow_id = decoded
         if not isinstance(created_at, str) or not is_workflow_id(workflow_id):
             raise ValueError("not a cursor")
         value = datetime.fromisoformat(created_at)

@@ -20,12 +20,13 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
 
 from flow.core import strict_json
+from flow.core.strict_json import JSON
 from flow.core.vocabulary import WorkflowStatus
 from flow.errors import (
     ConfigurationError,
@@ -36,6 +37,12 @@ from flow.errors import (
 )
 from flow.polling import poll_until
 from flow.settings import Settings
+
+if TYPE_CHECKING:
+    from flow.cli.client import ApiClient
+    from flow.process.embedded import EmbeddedFlow
+
+T = TypeVar("T")
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_TIMEOUT, EXIT_UNAVAILABLE, EXIT_REFUSED = 0, 1, 2, 3, 4, 5
 
@@ -72,7 +79,7 @@ def _source(option: str, argument: str) -> str:
     return f"{option} {argument}" if argument.startswith("@") else option
 
 
-def read_json_option(argument: str, option: str) -> Any:
+def read_json_option(argument: str, option: str) -> JSON:
     """Any JSON value given to ``option`` as ``--input`` takes it (text, @FILE or -)."""
     what = _source(option, argument)
     raw: str | bytes = argument
@@ -100,7 +107,7 @@ input_option = click.option(
 )
 
 
-def embedded_flow(settings: Settings, **options: Any) -> Any:
+def embedded_flow(settings: Settings, **options: Any) -> EmbeddedFlow:
     """The in-process flow for ``settings``; a configuration it cannot start with (an
     activity package that cannot be imported, an invalid definition in the directory)
     exits 2 with the reason, without a traceback."""
@@ -193,14 +200,14 @@ def import_from_current_directory() -> None:
         sys.path.append(cwd)
 
 
-def api_client() -> Any:
+def api_client() -> ApiClient:
     from flow.cli.client import ApiClient
 
     settings = load_settings(embedded=False)
     return ApiClient(settings.api_url, token=settings.api_token)
 
 
-def call_api(fn: Callable[[], Any]) -> Any:
+def call_api(fn: Callable[[], T]) -> T:
     """Run an API call; turn its errors into a message and an exit code."""
     from flow.cli.client import ApiError
 

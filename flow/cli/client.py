@@ -48,7 +48,8 @@ class ApiClient:
         body: Any = None,
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
-    ) -> Any:
+    ) -> dict[str, Any]:
+        """The API's reply: a JSON object (``{}`` for a reply with no body, a 204)."""
         query = {k: v for k, v in (params or {}).items() if v is not None}
         url = self.base_url + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
         data = None if body is None else json.dumps(body).encode()
@@ -74,7 +75,8 @@ class ApiClient:
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
             raise ApiError(0, f"cannot reach the API at {self.base_url}", f"{reason} (is FLOW_API_URL right?)") from e
-        return json.loads(raw) if raw else None
+        reply: dict[str, Any] = json.loads(raw) if raw else {}
+        return reply
 
-    def get(self, path: str, **params: Any) -> Any:
+    def get(self, path: str, **params: Any) -> dict[str, Any]:
         return self.request("GET", path, params=params)

@@ -206,7 +206,7 @@ def activity_table(workflow: dict[str, Any]) -> Table:
 
 
 def _map_items_after_their_map(activities: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    items: dict[str, list[dict[str, Any]]] = {}
+    items: dict[str | None, list[dict[str, Any]]] = {}
     for a in activities:
         if a.get("parent") is not None:
             items.setdefault(a["parent"], []).append(a)

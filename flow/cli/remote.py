@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from functools import partial
 from typing import Any
 
 import click
@@ -119,7 +120,7 @@ def list_(
     }
     items: list[dict[str, Any]] = []
     while True:
-        page = call_api(lambda cursor=cursor: api.get("/workflows", **filters, limit=limit, cursor=cursor))
+        page = call_api(partial(api.get, "/workflows", **filters, limit=limit, cursor=cursor))
         items += page["items"]
         cursor = page["next"]
         if not (all_pages and cursor):
@@ -161,9 +162,7 @@ def events(workflow_id: str, as_json: bool) -> None:
     workflow = call_api(lambda: api.get(f"/workflows/{_segment(workflow_id)}"))
     items, after = [], 0
     while True:
-        page = call_api(
-            lambda after=after: api.get(f"/workflows/{_segment(workflow_id)}/events", after=after, limit=500)
-        )
+        page = call_api(partial(api.get, f"/workflows/{_segment(workflow_id)}/events", after=after, limit=500))
         items += page["items"]
         if not page["next"]:
             break
@@ -205,6 +204,7 @@ def signal(workflow_id: str | None, name: str | None, data: str | None, key: str
         sent = call_api(lambda: api_client().request("POST", f"/signals/{_segment(token)}", body=body))
         out.print(f"sent signal {sent['name']} to {sent['workflow_id']} by its callback token")
         return
+    assert workflow_id is not None and name is not None  # the usage check above
     headers = {"Idempotency-Key": key} if key else None
     sent = call_api(
         lambda: api_client().request(

@@ -3,8 +3,9 @@ show, put (from a file), delete, pause, resume and trigger."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 from rich.table import Table
@@ -33,21 +34,20 @@ def list_(as_json: bool) -> None:
     """List the schedules with their next run and last run (every page)."""
     api = api_client()
     items: list[dict[str, Any]] = []
-    cursor = None
+    cursor: str | None = None
     while True:
-        answer = call_api(lambda cursor=cursor: api.get("/schedules", cursor=cursor, limit=SCHEDULES_PAGE))
+        answer = call_api(partial(api.get, "/schedules", cursor=cursor, limit=SCHEDULES_PAGE))
         items += answer["items"]
         cursor = answer["next"]
         if cursor is None:
             break
-    page = {"items": items, "next": None}
     if as_json:
-        print_json(page)
+        print_json({"items": items, "next": None})
         return
     table = Table()
     for column in ("name", "workflow", "cron", "timezone", "next run (UTC)", "last run", "fired", "skipped"):
         table.add_column(column, overflow="fold")
-    for s in page["items"]:
+    for s in items:
         last = s["recent_runs"][0] if s["recent_runs"] else None
         table.add_row(
             s["name"] + (" (paused)" if s["paused"] else ""),
@@ -100,7 +100,7 @@ def put(file: str, name: str | None, as_json: bool) -> None:
         fail(f"{file} {e.path}: {e.message}", EXIT_INVALID)
     if not isinstance(body, dict):
         fail(f"{file} must hold a JSON object", EXIT_INVALID)
-    name = name or body.get("name") or path.name.removesuffix(".json")
+    name = name or cast(str | None, body.get("name")) or path.name.removesuffix(".json")
     stored = call_api(lambda: api_client().request("PUT", f"/schedules/{segment(name)}", body=body))
     if as_json:
         print_json(stored)

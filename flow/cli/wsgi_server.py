@@ -14,7 +14,7 @@ import io
 import logging
 import re
 from socketserver import ThreadingMixIn
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 logger = logging.getLogger("flow.http")
@@ -62,14 +62,15 @@ class QuietHandler(WSGIRequestHandler):
         if not self.parse_request():  # it has sent the error
             return
         environ = self.get_environ()
-        stdin: BinaryIO = self.rfile
+        rfile = cast(BinaryIO, self.rfile)  # a BufferedReader (typeshed says only BufferedIOBase)
+        stdin: BinaryIO = rfile
         codings = [c.strip().lower() for c in self.headers.get("Transfer-Encoding", "").split(",") if c.strip()]
         if codings:
             if codings != ["chunked"]:
                 self.send_error(501, "Only the chunked transfer coding is supported")
                 return
             try:
-                body = read_chunked(self.rfile, keep_bytes=self.server.max_body_bytes + 1)  # type: ignore[attr-defined]
+                body = read_chunked(rfile, keep_bytes=self.server.max_body_bytes + 1)  # type: ignore[attr-defined]  # our server; typed BaseServer
             except BadChunkedBody as e:
                 self.send_error(400, f"Malformed chunked body: {e}")
                 return
@@ -77,9 +78,9 @@ class QuietHandler(WSGIRequestHandler):
             environ.pop("HTTP_TRANSFER_ENCODING", None)
             environ["CONTENT_LENGTH"] = str(len(body))
             stdin = io.BytesIO(body)
-        handler = ServerHandler(stdin, self.wfile, self.get_stderr(), environ, multithread=True)
-        handler.request_handler = self  # type: ignore[attr-defined] - wsgiref's back pointer for logging
-        handler.run(self.server.get_app())  # type: ignore[attr-defined]
+        handler = ServerHandler(stdin, cast(BinaryIO, self.wfile), self.get_stderr(), environ, multithread=True)
+        handler.request_handler = self  # type: ignore[attr-defined]  # wsgiref's back pointer for logging
+        handler.run(self.server.get_app())  # type: ignore[attr-defined]  # our server; typed BaseServer
 
 
 def read_chunked(stream: BinaryIO, *, keep_bytes: int, discard_bytes: int = DISCARD_LIMIT_BYTES) -> bytes:

@@ -100,8 +100,14 @@ class _Field:
     required: bool
 
 
-@functools.cache
 def fields(cls: type) -> tuple[_Field, ...]:
+    """``cls``'s fields with their types, read once (see :func:`_fields`; a plain function
+    in front of the cache, whose argument typeshed wants ``Hashable``, which ``type[R]`` is not to mypy)."""
+    return _fields(cls)
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[_Field, ...]:
     """``cls``'s fields with their types, read once from its annotations (a field type
     this module cannot write raises ``TypeError`` here, at the first use)."""
     hints = typing.get_type_hints(cls, include_extras=True)

@@ -34,7 +34,9 @@ from flow.core.events import (
 from flow.core.kinds import Change, Turn, kind_of
 from flow.core.kinds.wait import received
 from flow.core.state import WorkflowState
-from flow.core.steps import Decision, HistoryEntry, decided, nothing, stale, with_activity, workflow_timer
+from flow.core.steps import Decision as Decision  # re-exported: what decide() returns
+from flow.core.steps import HistoryEntry as HistoryEntry
+from flow.core.steps import decided, nothing, stale, with_activity, workflow_timer
 from flow.core.timestamps import iso
 from flow.core.vocabulary import ActivityStatus, HistoryType, TimerKind, WorkflowStatus
 

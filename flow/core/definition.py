@@ -13,17 +13,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 
 from flow.core import graph, kinds, strict_json
-from flow.core.graph import NAME_PATTERN, is_definition_name
+from flow.core.graph import NAME_PATTERN as NAME_PATTERN  # re-exported: the API checks names with it
+from flow.core.graph import is_definition_name as is_definition_name
 from flow.core.kinds.child import pinned
 from flow.core.policy import MAX_ATTEMPTS, MAX_BACKOFF, MAX_DELAY_MS, MAX_TIMEOUT_S, RetryPolicy, Timeouts
-from flow.core.state import ActivityState, StepSpec
+from flow.core.state import ACTIVITY, ActivityState, StepSpec
 from flow.core.strict_json import json_path
 from flow.core.validation import shorten
 from flow.core.vocabulary import Trigger
@@ -139,7 +140,7 @@ class StepDefinition:
     #: JMESPath condition over ``{"input", "outputs"}``: false skips the activity.
     when: str | None = None
     #: Its kind, and what the kind reads from the entry.
-    spec: StepSpec = field(default_factory=lambda: kinds.ACTIVITY)
+    spec: StepSpec = field(default_factory=lambda: ACTIVITY)
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -283,6 +284,13 @@ def _schema_problem(error: jsonschema.ValidationError) -> tuple[str, str]:
     words rather than in jsonschema's."""
     where = list(error.absolute_path)
     if error.validator == "dependentRequired" and isinstance(error.instance, dict):
-        key = next((k for k in error.validator_value if k in error.instance and "workflow" not in error.instance), "")
+        key = next(
+            (
+                k
+                for k in cast(Iterable[str], error.validator_value)
+                if k in error.instance and "workflow" not in error.instance
+            ),
+            "",
+        )
         return json_path([*where, key]), "applies to a child workflow activity (workflow), which this one is not"
     return json_path(where), shorten(error.message)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
@@ -31,6 +31,7 @@ import jmespath
 import jmespath.exceptions
 
 from flow.core.state import ActivityState, WorkflowState
+from flow.core.strict_json import JSON
 from flow.core.vocabulary import ActivityStatus, Trigger
 
 #: What a definition's name looks like; a name that does not match cannot exist.
@@ -148,9 +149,10 @@ class _BoundedFunctions(jmespath.functions.Functions):
 OPTIONS = jmespath.Options(custom_functions=_BoundedFunctions())
 
 
-def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
+def evaluate(expression: str, context: Mapping[str, Any]) -> JSON:
     """The value of a compiled-and-bounded expression over ``context`` (raises what the evaluator raises)."""
-    return compile_condition(expression).search(context, options=OPTIONS)
+    value: JSON = compile_condition(expression).search(context, options=OPTIONS)
+    return value
 
 
 def dependency_count(entries: Any) -> int:
@@ -227,7 +229,7 @@ def _cycle(entries: Sequence[Mapping[str, Any]], ids: list[str]) -> list[str]:
     for root in range(len(entries)):
         if root in state:
             continue
-        stack: list[tuple[Any, Iterable[Any]]] = [(root, iter(edges.get(root, ())))]
+        stack: list[tuple[Any, Iterator[Any]]] = [(root, iter(edges.get(root, ())))]
         trail = [root]
         state[root] = 1
         while stack:

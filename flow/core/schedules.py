@@ -310,7 +310,7 @@ def window_start(spec: ScheduleSpec, now: datetime) -> datetime:
 def window_ticks(spec: ScheduleSpec, *, last_tick_at: datetime, now: datetime) -> list[datetime]:
     """The due ticks that a pass may start (those in the catch-up window), at most
     :data:`MAX_STARTS_PER_PASS` + 1: the shell asks which of them were started already."""
-    found = []
+    found: list[datetime] = []
     for tick in ticks(spec, max(last_tick_at, window_start(spec, now))):
         if tick > now or len(found) > MAX_STARTS_PER_PASS:
             break

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from flow.core import strict_json, validation
-from flow.core.definition import NAME_PATTERN, is_definition_name
+from flow.core.graph import NAME_PATTERN, is_definition_name
 from flow.errors import InvalidInput
 
 #: Longest idempotency key (the database column's size).
@@ -112,6 +112,6 @@ def check_idempotency_key(key: Any, *, path: str) -> str:
     return key
 
 
-def is_workflow_id(value: Any) -> bool:
+def is_workflow_id(value: object) -> TypeGuard[str]:
     """Whether ``value`` could be a stored workflow's id (an id that cannot is simply unknown)."""
     return isinstance(value, str) and 0 < len(value) <= MAX_WORKFLOW_ID and strict_json.text_problem(value) is None

@@ -30,7 +30,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from itertools import accumulate
-from typing import Any
+from typing import Any, TypeAlias
 
 from flow.errors import InvalidJson
 
@@ -57,6 +57,9 @@ _STEP[ord("]")] = _STEP[ord("}")] = -1
 #: of 19 digits (an integer that may not fit 64 bits, or a huge mantissa) and one
 #: finds a 3-digit exponent (a float that may overflow).
 _DIGITS_AS_ZERO = bytes.maketrans(b"123456789E", b"000000000e")
+#: A JSON value as it is decoded: what :func:`loads` returns.
+JSON: TypeAlias = dict[str, "JSON"] | list["JSON"] | str | int | float | bool | None
+
 #: Escapes that decode to NUL or to half of a surrogate pair.
 _RISKY_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89abcdefABCDEF])")
 
@@ -70,7 +73,7 @@ class _Refused:
         self.message = message
 
 
-def loads(raw: bytes | str, *, what: str = "the body") -> Any:
+def loads(raw: bytes | str, *, what: str = "the body") -> JSON:
     """Decode JSON text (bytes must be UTF-8); raise :class:`InvalidJson` unless it is
     JSON within the limits above. ``what`` names the text in the syntax error."""
     if isinstance(raw, str):
@@ -118,7 +121,8 @@ def loads(raw: bytes | str, *, what: str = "the body") -> Any:
         raise InvalidJson("$", f"{what} nests arrays and objects too deep") from None
     if refused or _RISKY_ESCAPE.search(data) or (may_hold_surrogates and _SURROGATE.search(text)):
         check(value)
-    return value
+    decoded: JSON = value
+    return decoded
 
 
 def check(value: Any, path: str = "$") -> None:

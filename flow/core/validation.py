@@ -15,8 +15,8 @@ way ("a string of 1 to 255 characters").
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
 
 import jsonschema
 
@@ -47,7 +47,7 @@ def _problem(error: jsonschema.ValidationError) -> InvalidInput:
         unknown = sorted(str(key) for key in error.instance if key not in properties)
         return InvalidInput(json_path([*where, unknown[0]]), f"unknown field; allowed: {', '.join(properties)}")
     if error.validator == "required" and isinstance(error.instance, Mapping):
-        missing = next(name for name in error.validator_value if name not in error.instance)
+        missing = next(name for name in cast(Iterable[str], error.validator_value) if name not in error.instance)
         description = properties.get(missing, {}).get("description")
         return InvalidInput(json_path([*where, missing]), f"required: {description}" if description else "required")
     if error.validator == "type" and not where and error.validator_value == "object":

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import dramatiq
 
 from flow.persistence.store import Store
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
 
 # prometheus_client is imported inside the functions, never at import time: it picks
 # its multiprocess mode once, when first imported, from PROMETHEUS_MULTIPROC_DIR,
@@ -35,7 +39,7 @@ class StoreCollector:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def collect(self) -> Any:
+    def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import GaugeMetricFamily
 
         counts = self.store.status_counts()
@@ -75,7 +79,7 @@ def render(store: Store) -> bytes:
     from prometheus_client import CollectorRegistry, generate_latest
 
     registry = CollectorRegistry()
-    registry.register(StoreCollector(store))  # type: ignore[arg-type]
+    registry.register(StoreCollector(store))
     return generate_latest(registry)
 
 

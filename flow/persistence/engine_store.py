@@ -194,7 +194,8 @@ class EngineStore:
 
     def delete_partition_outbox(self, partition: int) -> int:
         with write(self.database):
-            return OutboxRecord.delete().where(OutboxRecord.partition == partition).execute()
+            deleted: int = OutboxRecord.delete().where(OutboxRecord.partition == partition).execute()
+            return deleted
 
     # -- recovery ------------------------------------------------------------------------------
 

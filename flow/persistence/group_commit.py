@@ -179,7 +179,9 @@ class GroupCommit:
         self._mark_deleted(batch, refused)
         return BatchResult(committed, refused)
 
-    def held(self, epochs: dict[int, int], owner: str, every_epoch: list[Transition] | None = None) -> set:
+    def held(
+        self, epochs: dict[int, int], owner: str, every_epoch: list[Transition] | None = None
+    ) -> set[int] | set[tuple[int, int]]:
         """Lock the lease rows of ``epochs``' partitions; return the ``(partition, epoch)``
         pairs that are ours (for ``every_epoch``: each epoch a transition carries)."""
         query = PartitionLease.select(PartitionLease.partition, PartitionLease.owner, PartitionLease.epoch).where(
@@ -258,10 +260,10 @@ class GroupCommit:
         deleted = [i for t in transitions for i in t.timers_deleted]
         for chunk in chunks(deleted, 1000):
             TimerRecord.delete().where(TimerRecord.id.in_(chunk)).execute()
-        rows = [timer_fields(r) for t in transitions for r in t.timers_set]
-        for chunk in chunks(rows, 1000):
+        timer_rows = [timer_fields(r) for t in transitions for r in t.timers_set]
+        for batch in chunks(timer_rows, 1000):
             # The same timer set again (a recovery, a redelivered event) keeps one row.
-            TimerRecord.insert_many(chunk).on_conflict(
+            TimerRecord.insert_many(batch).on_conflict(
                 conflict_target=[TimerRecord.id], preserve=[TimerRecord.due_at]
             ).execute()
 
@@ -342,7 +344,9 @@ def _sqlite_value(value: Any) -> Any:
     return str(value) if isinstance(value, datetime) else value
 
 
-def _execute_prepared(database: peewee.Database, name: str, sql: str, types: str, params: list[Any]) -> list[tuple]:
+def _execute_prepared(
+    database: peewee.Database, name: str, sql: str, types: str, params: list[Any]
+) -> list[tuple[Any, ...]]:
     """EXECUTE a statement prepared once per connection (PREPARE on first use).
 
     Each parameter is cast to its declared type, so an empty list or a list of NULLs
@@ -356,4 +360,5 @@ def _execute_prepared(database: peewee.Database, name: str, sql: str, types: str
     except psycopg2.errors.InvalidSqlStatementName:
         cursor.execute(f"PREPARE {name} ({types}) AS {sql}")
         cursor.execute(execute, params)
-    return cursor.fetchall()
+    rows: list[tuple[Any, ...]] = cursor.fetchall()
+    return rows

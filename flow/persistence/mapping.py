@@ -72,7 +72,7 @@ class StoredWorkflow:
     idempotency_key: str | None
 
 
-def workflow_from_row(row: tuple, activities: Iterable[ActivityState]) -> StoredWorkflow:
+def workflow_from_row(row: tuple[Any, ...], activities: Iterable[ActivityState]) -> StoredWorkflow:
     """A ``SELECT WORKFLOW_COLUMNS`` row (and its activities, in order) as stored."""
     (
         workflow_id,
@@ -110,7 +110,7 @@ def workflow_from_row(row: tuple, activities: Iterable[ActivityState]) -> Stored
         input_data=_json(input_data),
         config=_json(config),
         activities=stored,
-        created_at=_timestamp(created_at),
+        created_at=_required(_timestamp(created_at)),
         started=bool(started),
         run=run,
         run_started_at=_timestamp(run_started_at),
@@ -122,16 +122,16 @@ def workflow_from_row(row: tuple, activities: Iterable[ActivityState]) -> Stored
         paused=bool(paused),
         parent=ParentLink(parent_id, parent_position, parent_attempt) if parent_id is not None else None,
     )
-    return StoredWorkflow(state, version, partition, _timestamp(updated_at), idempotency_key)
+    return StoredWorkflow(state, version, partition, _required(_timestamp(updated_at)), idempotency_key)
 
 
 def read_workflows(
     database: peewee.Database, query: peewee.ModelSelect, *, with_activities: bool = True
-) -> list[tuple[tuple, list[tuple]]]:
+) -> list[tuple[tuple[Any, ...], list[tuple[Any, ...]]]]:
     """Raw rows of a workflows query (which must select :data:`WORKFLOW_COLUMNS`, see
     :func:`workflow_columns`) with the raw rows of their activities, in order."""
     rows = database.execute_sql(*query.sql()).fetchall()
-    activities: dict[str, list[tuple]] = {row[0]: [] for row in rows}
+    activities: dict[str, list[tuple[Any, ...]]] = {row[0]: [] for row in rows}
     if with_activities and rows:
         ids = list(activities)
         for start in range(0, len(ids), 500):
@@ -153,7 +153,7 @@ def workflow_columns() -> list[peewee.Field]:
     return [WorkflowRecord._meta.columns[name.strip()] for name in WORKFLOW_COLUMNS.split(",")]
 
 
-def activity_from_row(row: tuple) -> ActivityState:
+def activity_from_row(row: tuple[Any, ...]) -> ActivityState:
     """A ``SELECT ACTIVITY_COLUMNS`` row as state."""
     (
         position,
@@ -251,6 +251,13 @@ def _json(value: str | None) -> Any:
     return None if value is None else json.loads(value)
 
 
+def _required(value: datetime | None) -> datetime:
+    """A timestamp that the schema never leaves empty (a row that does is unreadable)."""
+    if value is None:
+        raise ValueError("a required timestamp is empty")
+    return value
+
+
 def _timestamp(value: Any) -> datetime | None:
     """PostgreSQL hands back datetimes; SQLite the text Peewee wrote."""
     if value is None or isinstance(value, datetime):
@@ -317,7 +324,7 @@ def _signal(value: dict[str, Any]) -> Signal:
     return Signal(
         value["id"],
         value["name"],
-        parse_iso(value["received_at"]),
+        _required(parse_iso(value["received_at"])),
         value.get("payload"),
         value.get("consumed_by"),
         value.get("position"),

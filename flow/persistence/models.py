@@ -14,6 +14,7 @@ from typing import Any
 import peewee
 
 from flow.clock import utcnow
+from flow.core.strict_json import JSON
 
 database_proxy = peewee.DatabaseProxy()
 
@@ -29,7 +30,7 @@ class JSONText(peewee.TextField):
     def db_value(self, value: Any) -> str | None:
         return None if value is None else json.dumps(value, separators=(",", ":"))
 
-    def python_value(self, value: str | None) -> Any:
+    def python_value(self, value: str | None) -> JSON:
         return None if value is None else json.loads(value)
 
 

@@ -210,4 +210,5 @@ class Queries:
 
     def outbox_size(self) -> int:
         with unit_of_work(self.database):
-            return OutboxRecord.select().count()
+            count: int = OutboxRecord.select().count()
+            return count

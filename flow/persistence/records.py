@@ -3,14 +3,17 @@ a batch, a loaded workflow, a timer row."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from flow.clock import utcnow
 from flow.core.decide import HistoryEntry
 from flow.core.state import ActivityState, WorkflowState
 from flow.wire.outgoing import Outgoing
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,7 @@ class BatchResult:
     refused: dict[int, str]
 
 
-def chunks(items: list, size: int):
+def chunks(items: list[T], size: int) -> Iterator[list[T]]:
     """``items`` in lists of at most ``size`` (statements have a parameter limit)."""
     for start in range(0, len(items), size):
         yield items[start : start + size]

@@ -70,7 +70,8 @@ class Retention:
             query = WorkflowRecord.select().where(_prunable(finished_before))
             if partitions is not None:
                 query = query.where(WorkflowRecord.partition.in_(list(partitions)))
-            return query.count()
+            count: int = query.count()
+            return count
 
     def delete_definition_version(self, name: str, version: int) -> None:
         """Delete one version of a definition: :class:`DefinitionNotFound` if there is no

@@ -12,6 +12,7 @@ tick is never counted twice. Starting a tick's workflow twice is harmless on its
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -223,12 +224,15 @@ class ScheduleTable:
         """Delete a schedule and its runs' records (not the workflows); False if there was none."""
         with write(self.database):
             ScheduleRunRecord.delete().where(ScheduleRunRecord.schedule == name).execute()
-            return ScheduleRecord.delete().where(ScheduleRecord.name == name).execute() > 0
+            deleted: int = ScheduleRecord.delete().where(ScheduleRecord.name == name).execute()
+            return deleted > 0
 
-    def recent_runs(self, names: Iterable[str], *, limit: int = RECENT_RUNS) -> dict[str, list[dict[str, Any]]]:
+    def recent_runs(
+        self, names: Iterable[str], *, limit: int = RECENT_RUNS
+    ) -> dict[str, builtins.list[dict[str, Any]]]:
         """The newest ``limit`` runs of each schedule, with their workflows' status (None
         once the workflow was deleted)."""
-        found: dict[str, list[dict[str, Any]]] = {}
+        found: dict[str, builtins.list[dict[str, Any]]] = {}
         with unit_of_work(self.database):
             for name in names:
                 query = (
@@ -267,7 +271,7 @@ class ScheduleTable:
 
     # -- the engine's side -------------------------------------------------------------------
 
-    def due(self, partitions: Iterable[int], *, now: datetime) -> list[StoredSchedule]:
+    def due(self, partitions: Iterable[int], *, now: datetime) -> builtins.list[StoredSchedule]:
         """Schedules of ``partitions`` that are not paused and have a tick due, or a
         buffered tick that may be waiting for its run to end."""
         partitions = list(partitions)
@@ -286,13 +290,14 @@ class ScheduleTable:
         if workflow_id is None:
             return False
         with unit_of_work(self.database):
-            return (
+            running: bool = (
                 WorkflowRecord.select()
                 .where((WorkflowRecord.id == workflow_id) & (WorkflowRecord.status == WorkflowStatus.IN_PROGRESS.value))
                 .exists()
             )
+            return running
 
-    def existing(self, workflow_ids: list[str]) -> set[str]:
+    def existing(self, workflow_ids: builtins.list[str]) -> set[str]:
         """Which of ``workflow_ids`` exist."""
         if not workflow_ids:
             return set()
@@ -305,7 +310,7 @@ class ScheduleTable:
         schedule: StoredSchedule,
         plan: TickPlan,
         *,
-        started: list[tuple[datetime, str]],
+        started: builtins.list[tuple[datetime, str]],
         error: str | None,
         now: datetime,
     ) -> bool:
@@ -325,7 +330,7 @@ class ScheduleTable:
         if started:
             columns["last_fired_at"], columns["last_workflow_id"] = started[-1]
         with write(self.database):
-            changed = (
+            changed: int = (
                 ScheduleRecord.update(**columns)
                 .where((ScheduleRecord.name == schedule.name) & (ScheduleRecord.version == schedule.version))
                 .execute()

@@ -55,7 +55,7 @@ def upgrade(database: peewee.Database, *, partitions: int | None) -> list[str]:
         if _is_first_release(database, runner):
             logger.info("database made by the first release: recording 0001_initial as applied")
             runner.fake("0001_initial")
-        applied = runner.up()
+        applied: list[str] = runner.up()
     configure_partitions(database, partitions)
     return applied
 

@@ -148,7 +148,7 @@ class Starts:
                 raise StoreUnavailable(f"workflow {workflow_id} could not be created; try again")
             return existing, False
 
-    def _insert_postgres(self, workflow: dict[str, Any], activities: list[tuple]) -> bool:
+    def _insert_postgres(self, workflow: dict[str, Any], activities: list[tuple[Any, ...]]) -> bool:
         """The workflow and its activities in one statement (one round trip); False when
         its id or idempotency key exists already."""
         columns = ", ".join(workflow)
@@ -166,7 +166,7 @@ class Starts:
         params = [*workflow.values(), *(list(column) for column in zip(*activities, strict=True))]
         return self.database.execute_sql(sql, params).fetchone() is not None
 
-    def _insert(self, workflow: dict[str, Any], activities: list[tuple]) -> bool:
+    def _insert(self, workflow: dict[str, Any], activities: list[tuple[Any, ...]]) -> bool:
         try:
             with write(self.database):
                 WorkflowRecord.insert(

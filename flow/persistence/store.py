@@ -9,7 +9,7 @@ points (:func:`flow.persistence.models.bind`), never here.
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import AbstractContextManager
 
 import peewee
 
@@ -55,7 +55,7 @@ class Store(Queries, Starts, Retention):
         with unit_of_work(self.database):
             self.database.execute_sql("SELECT 1")
 
-    def unit_of_work(self) -> Any:
+    def unit_of_work(self) -> AbstractContextManager[None]:
         """Hold one connection for a block (returned to the pool afterwards)."""
         return unit_of_work(self.database)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
@@ -29,6 +29,9 @@ from flow.service.catalog import Catalog
 from flow.service.schedules import ScheduleService
 from flow.service.workflows import WorkflowService
 from flow.settings import Settings
+
+if TYPE_CHECKING:
+    from flow.engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +79,7 @@ class Runtime:
         return f"<Runtime broker={type(self.broker).__name__} store={self.store!r}>"
 
 
-def build_engine(runtime: Runtime, *, transport: Any = None, recover: bool = False) -> Any:
+def build_engine(runtime: Runtime, *, transport: Any = None, recover: bool = False) -> Engine:
     """The engine of this process, on ``runtime``'s database (partition count from it)."""
     from flow.core.partitions import partition_queue
     from flow.engine import Engine
@@ -125,7 +128,8 @@ class EngineLifecycle(dramatiq.Middleware):
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         settings = self.runtime.settings
-        if settings.engine_queue not in worker.consumer_whitelist or settings.uses_in_process_broker:
+        whitelist = worker.consumer_whitelist  # None: every queue, the engine's too
+        if (whitelist is not None and settings.engine_queue not in whitelist) or settings.uses_in_process_broker:
             return
         # In the background: the database may not answer yet, and the worker must boot anyway.
         self._starting = threading.Thread(target=self._start, name="flow-engine-start", daemon=True)

@@ -17,7 +17,7 @@ import json
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from flow.clock import utcnow
 from flow.core import strict_json
@@ -151,7 +151,7 @@ class ScheduleService:
             check_name(path.stem)
             raw = path.read_bytes()
             body = strict_json.loads(raw, what=str(path))
-            name = body.get("name", path.stem) if isinstance(body, dict) else path.stem
+            name = cast(str, body.get("name", path.stem)) if isinstance(body, dict) else path.stem
             if isinstance(name, str):
                 claimed.add(name)
             digest = hashlib.sha256(raw).hexdigest()

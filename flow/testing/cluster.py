@@ -129,7 +129,7 @@ class Cluster:
         Only a booted one may be killed: the Dramatiq master of a process killed while
         booting waits out its fork timeout instead of exiting at once.
         """
-        booted = []
+        booted: list[int] = []
         for name, proc in list(self.procs.procs.items()):
             try:
                 ready = name.startswith(prefix) and "Worker process is ready for action" in self.procs.log(name)

@@ -93,7 +93,7 @@ class Message:
 
     def to_message(self, queue_name: str, *, message_id: str | None = None) -> dramatiq.Message[Any]:
         """The Dramatiq message to enqueue on ``queue_name``."""
-        ids = {"message_id": message_id} if message_id else {}
+        ids: dict[str, Any] = {"message_id": message_id} if message_id else {}
         return dramatiq.Message(
             queue_name=queue_name, actor_name=self.ACTOR, args=(), kwargs=self.to_kwargs(), options={}, **ids
         )

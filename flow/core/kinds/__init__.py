@@ -167,7 +167,7 @@ def line(kind: str, data: Mapping[str, Any], step: Mapping[str, Any] | None, wor
     if kind not in HistoryType.__members__.values():
         return None
     for candidate in KINDS.values():
-        found = candidate.lines.get(HistoryType(kind))
+        found = candidate.lines.get(HistoryType(kind))  # type: ignore[call-arg]  # a lookup by value: no __new__
         if found is not None:
             return found(data)
     return None

@@ -294,9 +294,9 @@ def retry_delay_ms(state: WorkflowState, step: ActivityState) -> int:
     return step.retry.delay_ms(attempts_this_run, seed=f"{state.id}:{step.position}:{next_attempt}")
 
 
-def attempt_timers(step: ActivityState) -> list[Command]:
+def attempt_timers(step: ActivityState) -> list[CancelTimer]:
     """Cancel the timeout timers of ``step``'s current attempt, which has ended."""
-    commands: list[Command] = []
+    commands: list[CancelTimer] = []
     if step.timeouts.schedule_to_start_s and step.status is ActivityStatus.SCHEDULED:
         commands.append(CancelTimer(TimerKind.SCHEDULE_TO_START, step.position, step.attempt))
     if step.timeouts.start_to_close_s and step.status is ActivityStatus.STARTED:

@@ -242,5 +242,7 @@ class StepKind:
         """What the history entry of type ``kind`` (with ``data``) about one of its steps
         says in ``flow run``; ``step`` and ``workflow``: their API views. None: nothing
         of its own (the entry's general line)."""
-        found = self.lines.get(HistoryType(kind)) if kind in HistoryType.__members__.values() else None
+        if kind not in HistoryType.__members__.values():
+            return None
+        found = self.lines.get(HistoryType(kind))  # type: ignore[call-arg]  # a lookup by value: no __new__
         return found(data) if found is not None else None

@@ -147,7 +147,9 @@ class ChildKind(ActivityKind):
     def note(self, view: Mapping[str, Any]) -> str:
         return f"child workflow {view['child_id']}" if view.get("child_id") else ""
 
-    def line(self, kind: str, data: Mapping[str, Any], step: Mapping[str, Any], workflow: Mapping[str, Any]) -> str:
+    def line(
+        self, kind: str, data: Mapping[str, Any], step: Mapping[str, Any], workflow: Mapping[str, Any]
+    ) -> str | None:
         if kind == HistoryType.SCHEDULE_ACTIVITY:
             # Derived, not read: the workflow may have been fetched a moment before the
             # history that schedules its child (its child_id is shown only once it runs).
@@ -273,14 +275,14 @@ def report(state: WorkflowState) -> tuple[str, ActivityCompleted] | None:
         return None
     at = state.finished_at or state.created_at
     attempt = parent.attempt_of_run(state.run)
-    timings = {"started_at": state.run_started_at or state.created_at, "finished_at": at}
+    started = state.run_started_at or state.created_at
     if state.status is WorkflowStatus.FINISHED:
         return parent.workflow_id, ActivityCompleted(
-            parent.position, attempt, Outcome.SUCCEEDED, at, output=state.output, **timings
+            parent.position, attempt, Outcome.SUCCEEDED, at, output=state.output, started_at=started, finished_at=at
         )
     error = f"child workflow {state.name} {state.id} {state.status.lower()}: {state.error or state.status}"
     return parent.workflow_id, ActivityCompleted(
-        parent.position, attempt, Outcome.PERMANENT_FAILURE, at, error=error, **timings
+        parent.position, attempt, Outcome.PERMANENT_FAILURE, at, error=error, started_at=started, finished_at=at
     )
 
 

@@ -152,8 +152,10 @@ class WorkflowActor(pykka.ThreadingActor):
         loaded = self.engine.store.load(self.workflow_id)
         if loaded.partition != self.entry.partition:
             raise WrongPartition(f"workflow {self.workflow_id} is not in partition {self.entry.partition}")
-        # The payload limit is a setting, which a map's output is held to (flow.core.kinds.map).
-        state = replace(loaded.state, payload_limit=self.engine.settings.max_payload_bytes)
+        # The payload limit is a setting, which a map's output is held to (flow.core.kinds.map);
+        # so is the inbox's, which the signals kept are held to (flow.core.kinds.wait).
+        settings = self.engine.settings
+        state = replace(loaded.state, payload_limit=settings.max_payload_bytes, inbox_limit=settings.max_inbox_bytes)
         self.state, self.version, self.epoch = state, loaded.version, epoch
 
 

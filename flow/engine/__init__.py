@@ -54,6 +54,7 @@ from flow.observability import tracing
 from flow.observability.metrics import EngineMetrics
 from flow.persistence.engine_store import EngineStore
 from flow.persistence.leases import new_engine_id
+from flow.persistence.mapping import inbox_changes
 from flow.persistence.records import TimerRow, Transition, Unreadable, timer_id
 from flow.persistence.schedules import ScheduleTable
 from flow.settings import Settings
@@ -318,6 +319,7 @@ class Engine:
             else []
         )
         added = list(after.activities[len(before.activities) :])  # a map's items
+        signals_added, signals_taken = inbox_changes(before.inbox, after.inbox)
         transition = Transition(
             workflow_id=after.id,
             partition=partition,
@@ -333,6 +335,8 @@ class Engine:
             deliveries=[item.delivery for item in items if item.delivery is not None],
             fired_timers=[item.timer_id for item in items if item.timer_id],
             added=added,
+            signals_added=signals_added,
+            signals_taken=signals_taken,
         )
         return transition, decided
 

@@ -28,6 +28,7 @@ from flow.core.kinds import wait
 from flow.core.partitions import partition_of, partition_queue
 from flow.core.state import WorkflowState
 from flow.core.strict_json import json_path
+from flow.core.vocabulary import ActivityStatus
 from flow.errors import (
     CallbackTokenSpent,
     DefinitionError,
@@ -292,6 +293,11 @@ class WorkflowService:
             raise CallbackTokenSpent(f"this token is of run {target.run}; workflow {state.id} is on run {state.run}")
         if step.status.ended:
             raise CallbackTokenSpent(f"wait {step.id} has ended ({step.status}): its callback token is spent")
+        if step.status is not ActivityStatus.WAITING:  # kept for its wait, so bounded like any kept signal
+            kept, seen, _ = self.store.inbox_of(state.id, target.signal_id)
+            full = None if seen else wait.inbox_full(self.settings.max_inbox_bytes, kept, len(json.dumps(payload)))
+            if full is not None:
+                raise InboxFull(f"workflow {state.id}: {full}")
         message = messages.SignalWorkflow(
             workflow_id=state.id,
             name=signal,

@@ -26,6 +26,10 @@ DEFINITIONS = {
         "name": "GateThenWork",
         "activities": [{"id": "gate", "wait_for": "go"}, {"name": "NoopActivity"}, {"name": "NoopActivity"}],
     },
+    "TwoGates": {
+        "name": "TwoGates",
+        "activities": [{"id": "gate", "wait_for": "go"}, {"id": "then", "wait_for": "two"}],
+    },
 }
 
 
@@ -43,8 +47,8 @@ def client(flow) -> falcon.testing.TestClient:
     return falcon.testing.TestClient(create_app(runtime=flow.runtime))
 
 
-def waiting(flow: EmbeddedFlow) -> str:
-    workflow_id = flow.start("GateThenWork")
+def waiting(flow: EmbeddedFlow, name: str = "GateThenWork") -> str:
+    workflow_id = flow.start(name)
     wait_for(lambda: flow.runtime.store.get(workflow_id).state.activities[0].status == "Waiting")
     return workflow_id
 
@@ -115,3 +119,16 @@ def test_a_signal_key_sent_again_with_another_payload_answers_409_and_delivers_o
     assert len(history(flow, workflow_id, "keep-signal")) == 1
     [kept] = flow.engine.store.load(workflow_id).state.inbox
     assert kept.payload == {"n": 1}
+
+
+def test_a_callback_for_a_wait_to_come_is_kept_and_bounded_like_any_kept_signal(flow, client):
+    workflow_id = waiting(flow, "TwoGates")
+    then = next(a for a in client.simulate_get(f"/workflows/{workflow_id}").json["activities"] if a["id"] == "then")
+    for i in range(5):
+        assert send(client, workflow_id, "noise", "x" * BLOB, key=f"n{i}").status_code == 202
+    wait_for(lambda: len(history(flow, workflow_id, "keep-signal")) == 5)
+    refused = client.simulate_post(f"/signals/{then['callback_token']}", json={"payload": "y" * BLOB})
+    assert refused.status_code == 413, refused.text
+    assert "FLOW_MAX_INBOX_BYTES" in refused.json["description"]
+    small = client.simulate_post(f"/signals/{then['callback_token']}", json={"payload": "ok"})
+    assert small.status_code == 202, small.text

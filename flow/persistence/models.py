@@ -135,6 +135,7 @@ class SignalRecord(_Model):
     class Meta:
         table_name = "signals"
         primary_key = peewee.CompositeKey("workflow", "signal_id")
+        # and signals_kept (workflow_id, consumed_by, size) WHERE consumed_by IS NULL: migration 0013
 
 
 class ActivityRecord(_Model):

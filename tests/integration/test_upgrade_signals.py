@@ -73,3 +73,60 @@ def _inbox() -> list[dict]:
             "run": 2,
         },
     ]
+
+
+def test_on_postgres_a_commit_that_does_not_change_the_inbox_leaves_its_rows_untouched(services):
+    """The group commit's one statement writes the inbox's difference only: a kept
+    signal's row keeps its ``xmin`` (the transaction that wrote it) through a commit
+    that does not change the inbox, and loses its payload in the one that takes it."""
+    from flow.clock import utcnow
+    from flow.core.decide import decide
+    from flow.core.events import ActivityCompleted, SignalReceived
+    from flow.core.vocabulary import Outcome
+    from flow.persistence.mapping import inbox_changes
+    from flow.persistence.records import Transition
+    from tests.integration.test_fencing import A, _stores, started
+
+    with new_database() as pg_url:
+        stores = _stores(pg_url)
+        store, engine, _ = next(stores)
+        noop = {"name": "NoopActivity"}
+        body = {"name": "W", "activities": [noop, noop | {"id": "other", "independent": True}, {"wait_for": "later"}]}
+        definition = parse(body, known_activities={"NoopActivity"})
+        store.register_definition(definition)
+        state, _ = store.create_workflow(definition, 1, {}, partition_of=lambda _: 0)
+        epoch = engine.leases.acquire(A, 4, lease_s=60, dead_owners=set())[0]
+        assert engine.commit_batch([started(engine, state.id, epoch=epoch)], owner=A).committed == [0]
+
+        def commit(event) -> None:
+            loaded = engine.load(state.id)
+            decision = decide(loaded.state, event)
+            added, taken = inbox_changes(loaded.state.inbox, decision.state.inbox)
+            changed = [b for a, b in zip(loaded.state.activities, decision.state.activities, strict=True) if a is not b]
+            transition = Transition(
+                workflow_id=state.id,
+                partition=0,
+                epoch=epoch,
+                version=loaded.version,
+                after=decision.state,
+                changed=changed,
+                history=[(h, utcnow()) for h in decision.history],
+                signals_added=added,
+                signals_taken=taken,
+            )
+            assert engine.commit_batch([transition], owner=A).committed == [0]
+
+        def row() -> tuple:
+            with engine.database.connection_context():
+                return engine.database.execute_sql("SELECT xmin::text, payload, consumed_by FROM signals").fetchone()
+
+        commit(SignalReceived(utcnow(), "later", "s1", {"big": "x" * 10_000}))
+        written = row()
+        assert written[1] is not None and written[2] is None
+        # The first activity's result (the other one runs on): a commit that does not touch the inbox.
+        commit(ActivityCompleted(0, 1, Outcome.SUCCEEDED, occurred_at=utcnow(), output=None))
+        assert row() == written
+        # The other's: the wait's turn comes and it takes the signal; its row loses the payload.
+        commit(ActivityCompleted(1, 1, Outcome.SUCCEEDED, occurred_at=utcnow(), output=None))
+        assert row()[1:] == (None, 2)
+        assert engine.load(state.id).state.activities[2].output == {"big": "x" * 10_000}

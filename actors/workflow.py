@@ -64,6 +64,10 @@ class Collaborators(Protocol[T]):
     @property
     def payload_limit(self) -> int: ...
 
+    #: The most bytes of signals a workflow keeps (``FLOW_MAX_INBOX_BYTES``), which its inbox is held to.
+    @property
+    def inbox_limit(self) -> int: ...
+
     def take(self, entry: Entry) -> list[Item]:
         """Everything queued for ``entry``; empty means "go idle"."""
 
@@ -202,8 +206,9 @@ class WorkflowActor(pykka.ThreadingActor):
         loaded = self.parts.load(self.workflow_id)
         if loaded.partition != self.entry.partition:
             raise WrongPartition(f"workflow {self.workflow_id} is not in partition {self.entry.partition}")
-        # The payload limit is a setting, which a map's output is held to (flow.core.kinds.map).
-        state = replace(loaded.state, payload_limit=self.parts.payload_limit)
+        # The payload limit is a setting, which a map's output is held to (flow.core.kinds.map);
+        # so is the inbox's, which the signals kept are held to (flow.core.kinds.wait).
+        state = replace(loaded.state, payload_limit=self.parts.payload_limit, inbox_limit=self.parts.inbox_limit)
         self.state, self.version, self.epoch = state, loaded.version, epoch
 
 

@@ -21,6 +21,7 @@ from flow.errors import (
     DefinitionNotFound,
     FlowError,
     IdempotencyConflict,
+    InboxFull,
     InvalidInput,
     InvalidJson,
     StoreUnavailable,
@@ -89,6 +90,10 @@ def _idempotency_conflict(req: falcon.Request, resp: falcon.Response, ex: Idempo
     raise falcon.HTTPConflict(title="Idempotency key reused", description=printable(str(ex)))
 
 
+def _inbox_full(req: falcon.Request, resp: falcon.Response, ex: InboxFull, params: Params) -> None:
+    raise falcon.HTTPContentTooLarge(title="Inbox full", description=printable(str(ex)))
+
+
 def _definition_not_found(req: falcon.Request, resp: falcon.Response, ex: DefinitionNotFound, params: Params) -> None:
     # Only a start names an unknown definition (a URL naming one answers 404 itself):
     # the request's field is wrong.
@@ -135,6 +140,7 @@ HANDLERS: dict[type[FlowError], Callable[..., None]] = {
     UnknownCallbackToken: _unknown_callback_token,
     CallbackTokenSpent: _callback_token_spent,
     IdempotencyConflict: _idempotency_conflict,
+    InboxFull: _inbox_full,
     WorkflowInProgress: _workflow_in_progress,
     DefinitionInUse: _definition_in_use,
     DefinitionNotFound: _definition_not_found,

@@ -71,6 +71,11 @@ class IdempotencyConflict(FlowError):
     definition or input: the key names one request, so the API answers 409."""
 
 
+class InboxFull(FlowError):
+    """Raised when a signal no step waits for would be kept, but the workflow's kept
+    signals hold ``FLOW_MAX_INBOX_BYTES`` already with it: the API answers 413."""
+
+
 class WorkflowNotFound(FlowError):
     """Raised when a workflow id matches no stored workflow."""
 

@@ -78,6 +78,9 @@ class Settings:
     started_report_delay_ms: int = 100
     #: Largest workflow input or activity output, in bytes of JSON.
     max_payload_bytes: int = 262_144
+    #: Most bytes of signal payloads a workflow keeps (signals no step has taken yet),
+    #: together; a signal that would pass it is refused (413).
+    max_inbox_bytes: int = 16_777_216
     #: Largest request body the API accepts, in bytes.
     max_body_bytes: int = 1_048_576
     #: Port of the Prometheus exporter of ``dramatiq flow.actors`` processes; unset: none.
@@ -150,6 +153,7 @@ class Settings:
             "max_body_bytes",
             "max_deliveries",
             "max_payload_bytes",
+            "max_inbox_bytes",
             "commit_max_batch",
             "actor_idle_s",
             "activity_time_limit_s",

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 SIGNAL_KEY = Param(
     "Idempotency-Key",
     START_SCHEMA["properties"]["idempotency_key"] | {"type": "string"},
-    "The same key sends the same signal: a retried POST delivers it once.",
+    "The same key sends the same signal: a retried POST delivers it once; "
+    "the same key with another payload answers 409.",
 )
 #: The optional body: the payload (any JSON), the output of the step that takes it.
 BODY_SCHEMA = {

@@ -113,7 +113,8 @@ class ActivityState:
 class Signal:
     """A signal in a workflow's inbox: kept until a step waiting for ``name`` takes it
     (``consumed_by``: that step's position; its payload is then dropped, the step's
-    output holds it). Consumed signals stay, by id, so a repeated send is recognised.
+    output holds it). Consumed signals stay, by id and digest, so a repeated send is
+    recognised, and a send of the same id with another payload told apart.
     A signal sent with a callback token is kept for its step (``position``) in its
     ``run`` only; one sent by name (both None) for the first wait for its name."""
 
@@ -124,6 +125,11 @@ class Signal:
     consumed_by: int | None = None
     position: int | None = None
     run: int | None = None
+    #: Bytes of the payload's JSON (what a kept signal counts against the inbox's limit).
+    size: int = 0
+    #: SHA-256 of the payload's canonical JSON (:func:`payload_digest`); None: unknown
+    #: (a signal stored before migration 0013 and already taken).
+    digest: str | None = None
 
     def is_for(self, signal: str, position: int, run: int) -> bool:
         """Whether the wait for ``signal`` at ``position`` in ``run`` may take this signal
@@ -184,6 +190,9 @@ class WorkflowState:
     #: ``FLOW_MAX_PAYLOAD_BYTES``, which a map's output (its items' outputs together)
     #: must not exceed; set by the engine that loads the state, None: unbounded.
     payload_limit: int | None = field(default=None, compare=False, repr=False)
+    #: ``FLOW_MAX_INBOX_BYTES``, which the payloads of the signals kept (not yet taken)
+    #: together must not exceed; set by the engine that loads the state, None: unbounded.
+    inbox_limit: int | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if len(self.dependents) != len(self.activities) or len(self.items) != len(self.activities):

@@ -173,6 +173,7 @@ class Engine:
             settler=self.settler,
             epoch_of=self.epoch_of,
             payload_limit=settings.max_payload_bytes,
+            inbox_limit=settings.max_inbox_bytes,
         )
         self.retention = RetentionSweeper(
             store,

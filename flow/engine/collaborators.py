@@ -28,6 +28,7 @@ class ActorCollaborators:
     settler: Settler
     epoch_of: Callable[[int], int | None]
     payload_limit: int
+    inbox_limit: int
 
     def __repr__(self) -> str:
         return f"<ActorCollaborators payload_limit={self.payload_limit}>"

@@ -15,6 +15,7 @@ from flow.core.state import WorkflowState
 from flow.engine.planning import Routes, plan
 from flow.engine.spans import WorkflowSpans
 from flow.observability import tracing
+from flow.persistence.mapping import inbox_changes
 from flow.persistence.records import Transition
 from flow.settings import Settings
 
@@ -79,6 +80,7 @@ class Transitions:
             else []
         )
         added = list(after.activities[len(before.activities) :])  # a map's items
+        signals_added, signals_taken = inbox_changes(before.inbox, after.inbox)
         transition = Transition(
             workflow_id=after.id,
             partition=partition,
@@ -94,6 +96,8 @@ class Transitions:
             deliveries=[item.delivery for item in items if item.delivery is not None],
             fired_timers=[item.timer_id for item in items if item.timer_id],
             added=added,
+            signals_added=signals_added,
+            signals_taken=signals_taken,
         )
         return transition, decided
 

@@ -21,9 +21,11 @@ from flow.persistence.group_commit import GroupCommit
 from flow.persistence.leases import LeaseTable
 from flow.persistence.mapping import (
     ACTIVITY_COLUMNS,
+    SIGNAL_COLUMNS,
     WORKFLOW_COLUMNS,
     activity_from_row,
     read_workflows,
+    signal_from_row,
     workflow_columns,
     workflow_from_row,
 )
@@ -59,7 +61,8 @@ class EngineStore:
     # -- one workflow -------------------------------------------------------------------
 
     def load(self, workflow_id: str) -> Loaded:
-        """A workflow's state, version and partition (two plain statements)."""
+        """A workflow's state, version and partition (three plain statements: the row, its
+        activities, its inbox)."""
         param = self.database.param
         with unit_of_work(self.database):
             self._maybe_fail()
@@ -72,7 +75,10 @@ class EngineStore:
                 f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE workflow_id = {param} ORDER BY position",
                 (workflow_id,),
             ).fetchall()
-        stored = workflow_from_row(row, map(activity_from_row, activities))
+            inbox = self.database.execute_sql(
+                f"SELECT {SIGNAL_COLUMNS} FROM signals WHERE workflow_id = {param} ORDER BY n", (workflow_id,)
+            ).fetchall()
+        stored = workflow_from_row(row, map(activity_from_row, activities), map(signal_from_row, inbox))
         return Loaded(stored.state, stored.version, stored.partition)
 
     def fail_unreadable(self, workflow_id: str, *, epoch: int, owner: str, reason: str) -> bool:

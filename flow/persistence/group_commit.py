@@ -7,7 +7,7 @@ plain ``UPDATE`` of the row, does not wait for it; a takeover, which locks the r
 ``FOR UPDATE``, does), drops every transition whose partition is no longer ours under
 the epoch it was decided under (fencing), then updates the workflows whose stored
 version is still the one the actor holds (the version check); only those
-transitions' activities, history, outbox rows and timers are written. On SQLite (one
+transitions' activities, history, outbox rows, timers and signals are written. On SQLite (one
 process, no round trips to save) the same steps run statement by statement in one
 ``IMMEDIATE`` transaction (docs/design.md, "Group commit" and "Fencing").
 """
@@ -24,10 +24,11 @@ import psycopg2.errors
 from flow.persistence.database import is_postgres, unit_of_work, write
 from flow.persistence.mapping import (
     ACTIVITY_INSERT_COLUMNS,
+    SIGNAL_INSERT_COLUMNS,
     activity_changes,
     activity_row,
     heartbeat_column,
-    inbox_column,
+    signal_row,
     workflow_changes,
 )
 from flow.persistence.models import (
@@ -84,6 +85,7 @@ class GroupCommit:
             accepted = [batch[i] for i in committed]
             self._insert_activities(accepted)
             self._update_activities(accepted)
+            self._write_signals(accepted)
             self._insert_history(accepted)
             self._insert_outbox([(t.workflow_id, o) for t in accepted for o in t.owed])
             self._write_timers(accepted)
@@ -111,6 +113,7 @@ class GroupCommit:
         owed = [(x.workflow_id, o) for x in t for o in x.owed]
         deleted = [(x.workflow_id, tid) for x in t for tid in x.timers_deleted]
         timers = [r for x in t for r in x.timers_set]
+        taken = [(x.workflow_id, s) for x in t for s in x.signals_taken]
         params = [
             owner,
             sorted({x.partition for x in t}),
@@ -160,9 +163,12 @@ class GroupCommit:
             [r.due_at for r in timers],
             [x.after.traceparent for x in t],
             json.dumps([activity_row(x.workflow_id, a) for x in t for a in x.added], default=str),
-            [to_json(inbox_column(x.after)) for x in t],
+            json.dumps([signal_row(x.workflow_id, n, s) for x in t for n, s in x.signals_added], default=str),
             [x.after.paused for x in t],
             [to_json(heartbeat_column(a)) for _, a in activities],
+            [w for w, _ in taken],
+            [s.id for _, s in taken],
+            [s.consumed_by for _, s in taken],
         ]
         rows = _execute_prepared(self.database, "flow_commit", COMMIT_SQL, COMMIT_TYPES, params)
         updated = {value for kind, value in rows if kind == "w"}
@@ -214,6 +220,22 @@ class GroupCommit:
         sql = f"INSERT INTO activities ({', '.join(ACTIVITY_INSERT_COLUMNS)}) VALUES ({marks})"
         for row in rows:
             self.database.execute_sql(sql, [_sqlite_value(row[c]) for c in ACTIVITY_INSERT_COLUMNS])
+
+    def _write_signals(self, transitions: list[Transition]) -> None:
+        """A row per signal the inbox gained; a taken one loses its payload. Nothing for
+        a transition that did not change the inbox (docs/design.md, "Waiting")."""
+        marks = ", ".join([self.database.param] * len(SIGNAL_INSERT_COLUMNS))
+        insert = f"INSERT INTO signals ({', '.join(SIGNAL_INSERT_COLUMNS)}) VALUES ({marks})"
+        take = (
+            f"UPDATE signals SET payload = NULL, consumed_by = {self.database.param} "
+            f"WHERE workflow_id = {self.database.param} AND signal_id = {self.database.param}"
+        )
+        for t in transitions:
+            for n, signal in t.signals_added:
+                row = signal_row(t.workflow_id, n, signal)
+                self.database.execute_sql(insert, [_sqlite_value(row[c]) for c in SIGNAL_INSERT_COLUMNS])
+            for signal in t.signals_taken:
+                self.database.execute_sql(take, (signal.consumed_by, t.workflow_id, signal.id))
 
     def _update_activities(self, transitions: list[Transition]) -> None:
         for t in transitions:
@@ -278,7 +300,8 @@ COMMIT_TYPES = (
     "text[], text[], int[], text[], text[], text[], timestamp[], "
     "text[], text[], "
     "text[], text[], int[], text[], int[], int[], timestamp[], "
-    "text[], json, text[], bool[], text[]"
+    "text[], json, json, bool[], text[], "
+    "text[], text[], int[]"
 )
 
 #: A group commit as one statement of data-modifying CTEs (docs/design.md, "Group
@@ -291,13 +314,13 @@ COMMIT_SQL = """
 WITH fence AS (
     SELECT partition, epoch FROM partition_leases WHERE owner = $1 AND partition = ANY($2) FOR KEY SHARE
 ), wv AS (
-    SELECT * FROM unnest($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $47, $49, $50)
+    SELECT * FROM unnest($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $47, $50)
         AS x(id, partition, epoch, version, status, started, run, run_started_at, output, error, finished_at,
-             updated_at, traceparent, inbox, paused)
+             updated_at, traceparent, paused)
 ), w AS (
     UPDATE workflows AS t SET status = wv.status, started = wv.started, run = wv.run,
         run_started_at = wv.run_started_at, output = wv.output, error = wv.error, finished_at = wv.finished_at,
-        updated_at = wv.updated_at, version = wv.version + 1, traceparent = wv.traceparent, inbox = wv.inbox,
+        updated_at = wv.updated_at, version = wv.version + 1, traceparent = wv.traceparent,
         paused = wv.paused
     FROM wv JOIN fence ON fence.partition = wv.partition AND fence.epoch = wv.epoch
     WHERE t.id = wv.id AND t.version = wv.version
@@ -334,9 +357,19 @@ WITH fence AS (
     INSERT INTO activities (ACTIVITY_INSERT_COLUMNS)
     SELECT ACTIVITY_INSERT_COLUMNS FROM json_populate_recordset(NULL::activities, $48) AS r
     WHERE r.workflow_id IN (SELECT id FROM w)
+), si AS (
+    INSERT INTO signals (SIGNAL_INSERT_COLUMNS)
+    SELECT SIGNAL_INSERT_COLUMNS FROM json_populate_recordset(NULL::signals, $49) AS r
+    WHERE r.workflow_id IN (SELECT id FROM w)
+), st AS (
+    UPDATE signals AS t SET payload = NULL, consumed_by = sv.consumed_by
+    FROM unnest($52, $53, $54) AS sv(workflow_id, signal_id, consumed_by)
+    WHERE t.workflow_id = sv.workflow_id AND t.signal_id = sv.signal_id AND sv.workflow_id IN (SELECT id FROM w)
 )
 SELECT 'w', id FROM w UNION ALL SELECT 'f', partition || ':' || epoch FROM fence
-""".replace("ACTIVITY_INSERT_COLUMNS", ", ".join(ACTIVITY_INSERT_COLUMNS))
+""".replace("ACTIVITY_INSERT_COLUMNS", ", ".join(ACTIVITY_INSERT_COLUMNS)).replace(
+    "SIGNAL_INSERT_COLUMNS", ", ".join(SIGNAL_INSERT_COLUMNS)
+)
 
 
 def _sqlite_value(value: Any) -> Any:

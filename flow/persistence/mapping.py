@@ -29,7 +29,7 @@ from flow.core.vocabulary import Trigger
 #: Peewee's query compiler and model instances cost it milliseconds per workflow).
 WORKFLOW_COLUMNS = (
     "id, definition_name, definition_version, partition, status, started, run, run_started_at, input_data, "
-    "config, output, error, created_at, finished_at, version, updated_at, idempotency_key, traceparent, inbox, "
+    "config, output, error, created_at, finished_at, version, updated_at, idempotency_key, traceparent, "
     "parent_id, parent_position, parent_attempt, paused"
 )
 #: Columns of a new activity row (:func:`activity_row`).
@@ -72,8 +72,11 @@ class StoredWorkflow:
     idempotency_key: str | None
 
 
-def workflow_from_row(row: tuple[Any, ...], activities: Iterable[ActivityState]) -> StoredWorkflow:
-    """A ``SELECT WORKFLOW_COLUMNS`` row (and its activities, in order) as stored."""
+def workflow_from_row(
+    row: tuple[Any, ...], activities: Iterable[ActivityState], inbox: Iterable[Signal] = ()
+) -> StoredWorkflow:
+    """A ``SELECT WORKFLOW_COLUMNS`` row (and its activities, in order; and its inbox,
+    in order, when the reader needs it: the engine does, the API does not) as stored."""
     (
         workflow_id,
         name,
@@ -93,7 +96,6 @@ def workflow_from_row(row: tuple[Any, ...], activities: Iterable[ActivityState])
         updated_at,
         idempotency_key,
         traceparent,
-        inbox,
         parent_id,
         parent_position,
         parent_attempt,
@@ -118,7 +120,7 @@ def workflow_from_row(row: tuple[Any, ...], activities: Iterable[ActivityState])
         error=error,
         finished_at=_timestamp(finished_at),
         traceparent=traceparent,
-        inbox=tuple(_signal(s) for s in _json(inbox) or ()),
+        inbox=tuple(inbox),
         paused=bool(paused),
         parent=ParentLink(parent_id, parent_position, parent_attempt) if parent_id is not None else None,
     )
@@ -299,34 +301,72 @@ def workflow_changes(state: WorkflowState) -> dict[str, Any]:
         "error": state.error,
         "finished_at": state.finished_at,
         "traceparent": state.traceparent,
-        "inbox": inbox_column(state),
         "paused": state.paused,
     }
 
 
-def inbox_column(state: WorkflowState) -> list[dict[str, Any]] | None:
-    """The ``inbox`` column's value (as JSON): None when no signal came."""
-    if not state.inbox:
-        return None
-    return [
-        {
-            "id": s.id,
-            "name": s.name,
-            "received_at": iso(s.received_at),
-            **({"payload": s.payload} if s.consumed_by is None else {"consumed_by": s.consumed_by}),
-            **({"position": s.position, "run": s.run} if s.position is not None else {}),
-        }
-        for s in state.inbox
-    ]
+#: Columns of a ``signals`` row, in the order :func:`signal_from_row` reads them.
+SIGNAL_COLUMNS = "signal_id, name, received_at, payload, consumed_by, position, run, size, digest"
+#: Columns of a new ``signals`` row (:func:`signal_row`).
+SIGNAL_INSERT_COLUMNS = (
+    "workflow_id",
+    "signal_id",
+    "n",
+    "name",
+    "received_at",
+    "payload",
+    "size",
+    "digest",
+    "consumed_by",
+    "position",
+    "run",
+)
 
 
-def _signal(value: dict[str, Any]) -> Signal:
+def signal_from_row(row: tuple[Any, ...]) -> Signal:
+    """A ``SELECT SIGNAL_COLUMNS`` row as a :class:`Signal` of the inbox."""
+    signal_id, name, received_at, payload, consumed_by, position, run, size, digest = row
     return Signal(
-        value["id"],
-        value["name"],
-        _required(parse_iso(value["received_at"])),
-        value.get("payload"),
-        value.get("consumed_by"),
-        value.get("position"),
-        value.get("run"),
+        signal_id,
+        name,
+        _required(_timestamp(received_at)),
+        _json(payload),
+        consumed_by,
+        position,
+        run,
+        size or 0,
+        digest,
     )
+
+
+def signal_row(workflow_id: str, n: int, signal: Signal) -> dict[str, Any]:
+    """Every column of a new ``signals`` row (the ``n``-th of the inbox), with the
+    payload as its JSON text; none once a step took it (its output holds it)."""
+    kept = signal.consumed_by is None
+    return {
+        "workflow_id": workflow_id,
+        "signal_id": signal.id,
+        "n": n,
+        "name": signal.name,
+        "received_at": signal.received_at,
+        "payload": json.dumps(signal.payload, separators=(",", ":")) if kept else None,
+        "size": signal.size,
+        "digest": signal.digest,
+        "consumed_by": signal.consumed_by,
+        "position": signal.position,
+        "run": signal.run,
+    }
+
+
+def inbox_changes(
+    before: tuple[Signal, ...], after: tuple[Signal, ...]
+) -> tuple[list[tuple[int, Signal]], list[Signal]]:
+    """What a transition writes of the inbox: the signals it added (with their place),
+    and the kept ones a step took. The inbox only grows, and a decision changes a kept
+    signal only by taking it, so this is the whole difference; nothing when the inbox is
+    the same tuple (the commits that do not touch it)."""
+    if after is before:
+        return [], []
+    added = list(enumerate(after[len(before) :], start=len(before)))
+    taken = [a for a, b in zip(after, before, strict=False) if a is not b and a != b]
+    return added, taken

@@ -91,8 +91,6 @@ class WorkflowRecord(_Model):
     version = peewee.IntegerField(default=0)
     #: The W3C traceparent of the workflow's span (flow.observability.tracing); NULL while tracing is off.
     traceparent = peewee.CharField(max_length=255, null=True)
-    #: Signals received (flow.core.kinds.wait), as JSON; NULL when none came.
-    inbox = JSONText(null=True)
     #: Paused: nothing new is scheduled until it resumes.
     paused = peewee.BooleanField(default=False)
     #: A child workflow's parent, the parent's activity and attempt that created it; NULL
@@ -113,6 +111,32 @@ class WorkflowRecord(_Model):
             # PostgreSQL workflows_input, GIN on input_data::jsonb: migration 0006;
             # workflows_parent (parent_id, created_at, id) WHERE parent_id IS NOT NULL: migration 0007
         )
+
+
+class SignalRecord(_Model):
+    """A signal in a workflow's inbox (flow.core.kinds.wait; migration 0013): written
+    when it arrives, its payload deleted when a step takes it; the row stays (id and
+    digest) so that a repeated send is recognised. ``n``: its place in the inbox."""
+
+    workflow = peewee.ForeignKeyField(WorkflowRecord, on_delete="CASCADE")
+    signal_id = peewee.CharField(max_length=255)
+    n = peewee.IntegerField()
+    name = peewee.CharField(max_length=128)
+    received_at = peewee.DateTimeField()
+    #: The payload while the signal is kept; NULL once a step took it.
+    payload = JSONText(null=True)
+    #: Bytes of the payload's JSON (what a kept signal counts against FLOW_MAX_INBOX_BYTES).
+    size = peewee.IntegerField()
+    #: SHA-256 of the payload's canonical JSON; NULL for one taken before migration 0013.
+    digest = peewee.CharField(max_length=64, null=True)
+    consumed_by = peewee.IntegerField(null=True)
+    position = peewee.IntegerField(null=True)
+    run = peewee.IntegerField(null=True)
+
+    class Meta:
+        table_name = "signals"
+        primary_key = peewee.CompositeKey("workflow", "signal_id")
+        # and signals_kept (workflow_id, consumed_by, size) WHERE consumed_by IS NULL: migration 0013
 
 
 class ActivityRecord(_Model):

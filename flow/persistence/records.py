@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from flow.clock import utcnow
 from flow.core.decide import HistoryEntry
-from flow.core.state import ActivityState, WorkflowState
+from flow.core.state import ActivityState, Signal, WorkflowState
 from flow.wire.outgoing import Outgoing
 
 T = TypeVar("T")
@@ -73,6 +73,10 @@ class Transition:
     fired_timers: list[str] = field(default_factory=list)
     #: Activities appended (the items of a map that started): inserted, not updated.
     added: list[ActivityState] = field(default_factory=list)
+    #: Signals the inbox gained (with their place in it): a row each, inserted.
+    signals_added: list[tuple[int, Signal]] = field(default_factory=list)
+    #: Kept signals a step took: their rows lose the payload and name the step.
+    signals_taken: list[Signal] = field(default_factory=list)
 
 
 @dataclass

@@ -30,6 +30,7 @@ from flow.persistence.models import (
     DefinitionRecord,
     EventRecord,
     OutboxRecord,
+    SignalRecord,
     TimerRecord,
     WorkflowRecord,
 )
@@ -191,6 +192,7 @@ def _delete(database: peewee.Database, ids: list[str], partition: int) -> None:
     caller's transaction). Children go first, set by set, rather than by the
     foreign keys' per-row cascade."""
     EventRecord.delete().where(EventRecord.workflow.in_(ids)).execute()
+    SignalRecord.delete().where(SignalRecord.workflow.in_(ids)).execute()
     ActivityRecord.delete().where(ActivityRecord.workflow.in_(ids)).execute()
     TimerRecord.delete().where(TimerRecord.workflow.in_(ids)).execute()
     # The outbox keeps only the index its engine reads it by (partition, send_after): an

@@ -28,10 +28,13 @@ from flow.core.kinds import wait
 from flow.core.partitions import partition_of, partition_queue
 from flow.core.state import WorkflowState
 from flow.core.strict_json import json_path
+from flow.core.vocabulary import ActivityStatus
 from flow.errors import (
     CallbackTokenSpent,
     DefinitionError,
     DefinitionNotFound,
+    IdempotencyConflict,
+    InboxFull,
     InvalidInput,
     StoreUnavailable,
     UnknownCallbackToken,
@@ -241,10 +244,23 @@ class WorkflowService:
         self.broker.enqueue(cancel.to_message(self.queue_of(workflow_id)))
 
     def signal(self, workflow_id: str, name: str, payload: Any, *, idempotency_key: str | None = None) -> str:
-        """Send a signal to a workflow; its id (the same for the same idempotency key)."""
+        """Send a signal to a workflow; its id (the same for the same idempotency key).
+        :class:`IdempotencyConflict` when the key came with another payload already;
+        :class:`InboxFull` when no step waits for it and keeping it would pass
+        ``FLOW_MAX_INBOX_BYTES`` (the engine holds both rules too, for sends that race)."""
         self.check_payload("$.payload", payload)
         key = f"{workflow_id}:{name}:{idempotency_key}"
         signal_id = str(uuid.uuid5(MESSAGE_NAMESPACE, key)) if idempotency_key else str(uuid.uuid4())
+        size, digest = wait.payload_digest(payload)
+        kept, seen, earlier = self.store.inbox_of(workflow_id, signal_id)
+        if seen and earlier is not None and earlier != digest:
+            raise IdempotencyConflict(
+                f"Idempotency-Key {idempotency_key!r} sent signal {name!r} to workflow {workflow_id} "
+                "with another payload already"
+            )
+        full = None if seen else wait.inbox_full(self.settings.max_inbox_bytes, kept, size)
+        if full is not None and wait.waiting_for(self.store.get(workflow_id).state, name) is None:
+            raise InboxFull(f"workflow {workflow_id}: {full}")
         message = messages.SignalWorkflow(workflow_id=workflow_id, name=name, signal_id=signal_id, payload=payload)
         self.broker.enqueue(message.to_message(self.queue_of(workflow_id)))
         return signal_id
@@ -285,6 +301,11 @@ class WorkflowService:
             raise CallbackTokenSpent(f"this token is of run {target.run}; workflow {state.id} is on run {state.run}")
         if step.status.ended:
             raise CallbackTokenSpent(f"wait {step.id} has ended ({step.status}): its callback token is spent")
+        if step.status is not ActivityStatus.WAITING:  # kept for its wait, so bounded like any kept signal
+            kept, seen, _ = self.store.inbox_of(state.id, target.signal_id)
+            full = None if seen else wait.inbox_full(self.settings.max_inbox_bytes, kept, len(json.dumps(payload)))
+            if full is not None:
+                raise InboxFull(f"workflow {state.id}: {full}")
         message = messages.SignalWorkflow(
             workflow_id=state.id,
             name=signal,

@@ -167,7 +167,8 @@ def test_approval_example_keeps_an_early_signal(flow):
         {"choice": "approve", "by": "ana"},
     )
     assert ship.output["outputs"]["approval"] == {"choice": "approve", "by": "ana"}
-    assert [s.consumed_by for s in state.inbox] == [1]
+    # The API's reads leave the inbox out; the engine loads it (its rows).
+    assert [s.consumed_by for s in flow.engine.store.load(workflow_id).state.inbox] == [1]
 
 
 def test_approval_example_rejected_by_its_callback_token_skips_the_shipping(flow):

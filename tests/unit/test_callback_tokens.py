@@ -14,7 +14,7 @@ from flow.core.events import CancelRequested, RetryRequested, SignalReceived, Ti
 from flow.core.kinds.wait import waits_for
 from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind, WorkflowStatus
 from flow.persistence import mapping
-from flow.persistence.mapping import inbox_column
+from flow.persistence.mapping import SIGNAL_COLUMNS, signal_from_row, signal_row
 from flow.wire.attempts import AttemptRequest, Outputs
 from flow.wire.messages import SignalWorkflow
 from tests.unit.test_graph import Run, problems, state_of
@@ -218,12 +218,13 @@ def test_a_callback_naming_no_wait_is_dropped():
     assert "no wait" in run.decision.history[-1].data["reason"]
 
 
-def test_a_kept_callback_survives_the_inbox_column():
+def test_a_kept_callback_survives_its_signal_row():
     run = run_of({"name": "A"}, APPROVAL)
     callback(run, 1, {"x": 1})
-    [kept] = inbox_column(run.state) or []
-    assert (kept["position"], kept["run"], kept["payload"]) == (1, 1, {"x": 1})
-    assert mapping._signal(kept) == run.state.inbox[0]
+    kept = signal_row(run.state.id, 0, run.state.inbox[0])
+    assert (kept["position"], kept["run"], kept["payload"]) == (1, 1, '{"x":1}')
+    read = tuple(kept[c.strip()] for c in SIGNAL_COLUMNS.split(","))
+    assert signal_from_row(read) == run.state.inbox[0]
 
 
 def test_the_signal_message_carries_the_step_only_when_it_has_one():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -141,3 +142,47 @@ def test_recovery_finds_the_waits_timeout():
 )
 def test_wait_shapes_are_checked(entry, path):
     assert path in [p for p, _ in problems(entry)]
+
+
+def test_kept_signals_are_bounded_by_their_bytes_and_the_drop_names_the_limit():
+    run = run_of({"name": "A"}, APPROVAL)
+    run.state = replace(run.state, inbox_limit=100)
+    signal(run, "noise", "x" * 60, signal_id="n1")
+    assert types(run)[-1] is HistoryType.KEEP_SIGNAL
+    signal(run, "noise", "y" * 60, signal_id="n2")  # 62 + 62 bytes of JSON > 100
+    assert types(run) == [HistoryType.SIGNAL_RECEIVED, HistoryType.DO_NOTHING]
+    assert "FLOW_MAX_INBOX_BYTES" in run.decision.history[-1].data["reason"]
+    assert [s.id for s in run.state.inbox] == ["n1"] and run.state.inbox[0].size == 62
+
+
+def test_a_signal_a_step_waits_for_is_taken_whatever_the_inbox_keeps():
+    run = run_of(APPROVAL)
+    run.state = replace(run.state, inbox_limit=100)
+    signal(run, "noise", "x" * 90, signal_id="n1")
+    signal(run, "approved", {"note": "z" * 200}, signal_id="a1")
+    assert run.status("approval") is S.SUCCEEDED and run.activity("approval").output == {"note": "z" * 200}
+
+
+def test_a_taken_signal_frees_its_bytes_for_the_next_kept_one():
+    run = run_of({"name": "A"}, APPROVAL, {"name": "B"})
+    run.state = replace(run.state, inbox_limit=100)
+    signal(run, "approved", "x" * 80, signal_id="k1")  # kept: the wait's turn has not come
+    run.end("A")  # the wait takes it
+    signal(run, "noise", "y" * 80, signal_id="n1")
+    assert types(run)[-1] is HistoryType.KEEP_SIGNAL and signals.kept_bytes(run.state.inbox) == 82
+
+
+def test_a_repeated_signal_id_with_another_payload_is_dropped_and_said_so():
+    run = run_of({"name": "A"}, APPROVAL)
+    signal(run, "approved", {"by": "ana"}, signal_id="same")
+    signal(run, "approved", {"by": "bob"}, signal_id="same")
+    assert types(run) == [HistoryType.SIGNAL_RECEIVED, HistoryType.DO_NOTHING]
+    assert "another payload" in run.decision.history[-1].data["reason"]
+    assert [s.payload for s in run.state.inbox] == [{"by": "ana"}]
+    signal(run, "approved", {"by": "ana"}, signal_id="same")  # the same payload: a plain repeat
+    assert "another payload" not in run.decision.history[-1].data["reason"]
+
+
+def test_a_payload_s_digest_ignores_the_order_of_its_keys():
+    assert signals.payload_digest({"a": 1, "b": [1, 2]})[1] == signals.payload_digest({"b": [1, 2], "a": 1})[1]
+    assert signals.payload_digest({"a": 1})[1] != signals.payload_digest({"a": 2})[1]

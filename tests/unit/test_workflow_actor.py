@@ -35,6 +35,7 @@ class FakeCollaborators:
     """Records what the actor asks of it."""
 
     payload_limit = 1234
+    inbox_limit = 4321
 
     def __init__(self, *, exists: bool = True, commit: bool = True) -> None:
         self.actors = WorkflowActors(lambda entry: WorkflowActor.start(entry, self))

@@ -14,12 +14,17 @@
 - A wait with ``timeout_s`` fails when no signal came in time, as an activity's
   timeout does, and ``required`` decides the rest.
 
-Pure: the inbox is part of the state, stored with the workflow in the same commit as
-the history entry that records the signal.
+Pure: the inbox is part of the state, stored in the same commit as the history entry
+that records the signal (a row per signal, written when it arrives and when a step
+takes it: docs/design.md, "Waiting: sleeps and signals"). The payloads kept together
+are bounded (``WorkflowState.inbox_limit``); a signal that would pass the bound is
+dropped with the reason (the API refuses it with 413 before that).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -198,12 +203,19 @@ def received(
 ) -> tuple[WorkflowState, list[Command], int | None]:
     """A signal for a running workflow: the state with it taken or kept, the commands
     owed, and the position of the step it ended (None when kept or a repeat)."""
-    if any(s.id == event.signal_id for s in state.inbox):
-        history.append(
-            HistoryEntry(HistoryType.DO_NOTHING, data={"reason": f"signal {event.signal_id} already received"})
-        )
+    size, digest = payload_digest(event.payload)
+    earlier = next((s for s in state.inbox if s.id == event.signal_id), None)
+    if earlier is not None:
+        reason = f"signal {event.signal_id} already received"
+        if earlier.digest is not None and earlier.digest != digest:
+            # Two sends of one key with other payloads that both passed the API's check
+            # (sent before the first was committed): the first one stands, said so.
+            reason += " with another payload: this one dropped"
+        history.append(HistoryEntry(HistoryType.DO_NOTHING, data={"reason": reason}))
         return state, [], None
-    signal = Signal(event.signal_id, event.name, event.occurred_at, event.payload, None, event.position, event.run)
+    signal = Signal(
+        event.signal_id, event.name, event.occurred_at, event.payload, None, event.position, event.run, size, digest
+    )
     if signal.position is not None:
         refused = _refused(state, signal)
         if refused:
@@ -212,13 +224,15 @@ def received(
         step = state.activities[signal.position]
         waiting = step if step.status is ActivityStatus.WAITING else None
     else:
-        waiting = next(
-            (a for a in state.activities if a.status is ActivityStatus.WAITING and waits_for(a) == event.name), None
-        )
+        waiting = waiting_for(state, event.name)
     if waiting is None and len(state.inbox) >= MAX_SIGNALS:
         # Only keeping is bounded: a signal a step waits for is always taken.
         reason = f"the inbox holds {MAX_SIGNALS} signals already: signal dropped"
         history.append(HistoryEntry(HistoryType.DO_NOTHING, data={"reason": reason}))
+        return state, [], None
+    refused = None if waiting is not None else inbox_full(state.inbox_limit, kept_bytes(state.inbox), size)
+    if refused is not None:
+        history.append(HistoryEntry(HistoryType.DO_NOTHING, data={"reason": f"{refused}: signal dropped"}))
         return state, [], None
     if waiting is None:
         history.append(HistoryEntry(HistoryType.KEEP_SIGNAL, data={"name": event.name, "signal_id": event.signal_id}))
@@ -230,6 +244,37 @@ def received(
     state = with_activity(replace(state, inbox=(*state.inbox, taken)), _ended_by(waiting, signal, event.occurred_at))
     history.append(_end_entry(waiting.position, signal, kept=False))
     return state, commands, waiting.position
+
+
+def payload_digest(payload: Any) -> tuple[int, str]:
+    """A payload's size (bytes of its JSON, as ``FLOW_MAX_PAYLOAD_BYTES`` counts them) and
+    the SHA-256 of its canonical JSON: the same payload, however its keys are ordered,
+    has the same digest. O(the payload's size)."""
+    size = len(json.dumps(payload))
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return size, hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def kept_bytes(inbox: tuple[Signal, ...] | list[Signal]) -> int:
+    """Bytes of the payloads kept in ``inbox`` (signals no step has taken yet)."""
+    return sum(s.size for s in inbox if s.consumed_by is None)
+
+
+def inbox_full(limit: int | None, kept: int, size: int) -> str | None:
+    """Why a signal of ``size`` bytes cannot be kept in an inbox whose kept signals hold
+    ``kept`` bytes under ``limit`` (``FLOW_MAX_INBOX_BYTES``; None: unbounded), if it
+    cannot. Only keeping is bounded: a signal a step waits for is taken, whatever its size."""
+    if limit is None or kept + size <= limit:
+        return None
+    return (
+        f"the inbox keeps {kept} bytes of signals no step has taken; {size} more would pass its limit "
+        f"of {limit} bytes (FLOW_MAX_INBOX_BYTES)"
+    )
+
+
+def waiting_for(state: WorkflowState, name: str) -> ActivityState | None:
+    """The step a signal ``name`` sent by name goes to: the first that waits for it."""
+    return next((a for a in state.activities if a.status is ActivityStatus.WAITING and waits_for(a) == name), None)
 
 
 def _refused(state: WorkflowState, signal: Signal) -> str | None:
@@ -268,7 +313,11 @@ __all__ = [
     "WAIT",
     "Wait",
     "WaitKind",
+    "inbox_full",
     "is_signal_name",
+    "kept_bytes",
+    "payload_digest",
+    "waiting_for",
     "received",
     "waits_for",
 ]

@@ -134,7 +134,12 @@ def _on_cancel_requested(state: WorkflowState, event: CancelRequested) -> Decisi
     )
     error = "cancelled" + (f": {event.reason}" if event.reason else "")
     state = replace(
-        state, status=WorkflowStatus.CANCELLED, activities=activities, error=error, finished_at=event.occurred_at
+        state,
+        status=WorkflowStatus.CANCELLED,
+        activities=activities,
+        error=error,
+        finished_at=event.occurred_at,
+        paused=False,  # an ended workflow is not paused: a retry starts it unpaused
     )
     return Decision(state, tuple(commands), (fact, HistoryEntry(HistoryType.WORKFLOW_CANCELLED, data=dict(fact.data))))
 
@@ -314,7 +319,9 @@ def _fail(state: WorkflowState, now: datetime, error: str, history: list[History
         replace(a, status=ActivityStatus.SKIPPED, skip_reason="the workflow failed") if a.status in _WAITING else a
         for a in state.activities
     )
-    state = replace(state, status=WorkflowStatus.FAILED, activities=activities, error=error, finished_at=now)
+    state = replace(
+        state, status=WorkflowStatus.FAILED, activities=activities, error=error, finished_at=now, paused=False
+    )
     history.append(HistoryEntry(HistoryType.WORKFLOW_FAILURE, data={"error": error}))
     return Decision(state, tuple(commands), tuple(history))
 

@@ -42,6 +42,17 @@ DEFINITIONS = {
         "name": "ParentOfSlow",
         "activities": [{"id": "child", "workflow": "SlowChild"}, {"name": "NoopActivity"}],
     },
+    # A child and an attempt of its own still run when the parent fails (at about 3 s).
+    "LongChild": {"name": "LongChild", "activities": [{"name": "SleepActivity", "config": {"sleep_s": 60}}]},
+    "FailsBesideChild": {
+        "name": "FailsBesideChild",
+        "activities": [
+            {"id": "child", "workflow": "LongChild", "independent": True},
+            {"id": "sleep", "name": "SleepActivity", "config": {"sleep_s": 60}, "independent": True},
+            {"id": "pause", "sleep_s": 3, "independent": True},
+            {"id": "boom", "name": "RefusingActivity", "depends_on": ["pause"]},
+        ],
+    },
     # The child succeeds; the activity after it fails once, so the parent fails once.
     "ThenFlaky": {
         "name": "ThenFlaky",
@@ -143,6 +154,28 @@ def test_cancelling_the_parent_cancels_its_running_child(flow, client):
     wait_for(lambda: state(flow, parent_id).run == 2, what="the parent's retry")
     assert ended(flow, parent_id).status == "Finished"
     assert (state(flow, child.id).status, state(flow, child.id).run) == ("Finished", 2)
+
+
+def test_a_failing_parent_cancels_its_child_and_stops_its_own_attempts_at_once(flow, client):
+    """Temporal's default parent-close policy: the parent's failure cancels its running
+    child; its own running attempt gets its cancel notice with the failure, not at its
+    next heartbeat (the worker sends one at most every 30 s here)."""
+    parent_id = flow.start("FailsBesideChild", {})
+    parent = ended(flow, parent_id)
+    assert parent.status == "Failed" and "boom" in parent.error
+    child = wait_for(
+        lambda: (c := state(flow, child_id(parent_id, "child"))).status.ended and c,
+        timeout_s=15,
+        what="the child's cancel",
+    )
+    assert child.status == "Cancelled" and f"its parent {parent_id} failed" in child.error
+    sleep = wait_for(
+        lambda: (a := state(flow, parent_id).activities[1]).status.ended and a,
+        timeout_s=15,
+        what="the parent's own attempt to stop",
+    )
+    assert sleep.status == "Cancelled", sleep.error
+    assert state(flow, parent_id).status == "Failed"
 
 
 def test_retry_from_failure_does_not_run_a_child_that_succeeded(flow):

@@ -12,13 +12,13 @@ import pytest
 from flow.core.commands import CancelAttempt, CancelChild, RunActivity, RunChild
 from flow.core.decide import decide
 from flow.core.definition import parse
-from flow.core.events import ActivityCompleted, CancelRequested, RetryRequested, WorkflowStarted
+from flow.core.events import ActivityCompleted, CancelRequested, RetryRequested, TimerFired, WorkflowStarted
 from flow.core.kinds import child as children
 from flow.core.kinds.child import Child
 from flow.core.lineage import ParentLink, child_id
 from flow.core.state import ActivityState, ActivityStatus, WorkflowState, WorkflowStatus
 from flow.core.strict_json import json_path
-from flow.core.vocabulary import HistoryType, Outcome
+from flow.core.vocabulary import HistoryType, Outcome, TimerKind
 from flow.engine.planning import plan
 from flow.errors import DefinitionError
 from flow.persistence.mapping import _graph_fields, graph_column
@@ -92,6 +92,55 @@ def test_cancelling_the_parent_cancels_the_children_in_flight(statuses, commands
     assert decision.commands == commands
     # The child activity stays in flight: its child's end is recorded when it comes.
     assert decision.state.activities[1].status is (S.CANCELLED if statuses[1] is S.PENDING else statuses[1])
+
+
+def timed_out(state: WorkflowState, seconds: float = 3):
+    """The parent's workflow timeout fires: the parent fails."""
+    return decide(state, TimerFired(TimerKind.WORKFLOW, None, state.run, occurred_at=at(seconds)))
+
+
+@pytest.mark.parametrize(
+    ("statuses", "commands"),
+    [
+        ((S.SUCCEEDED, S.SCHEDULED), (CancelChild(1),)),
+        ((S.SUCCEEDED, S.STARTED), (CancelChild(1),)),
+        # Its own attempt in flight is told to stop at once, not at its next heartbeat.
+        ((S.STARTED, S.PENDING), (CancelAttempt(0, 1),)),
+        ((S.SUCCEEDED, S.SUCCEEDED), ()),
+    ],
+)
+def test_a_parent_that_fails_cancels_its_children_and_stops_its_attempts_in_flight(statuses, commands):
+    decision = timed_out(parent_state(*statuses))
+    assert decision.state.status is P.FAILED
+    assert decision.commands == commands
+
+
+@pytest.mark.parametrize(
+    "late",
+    [
+        child_result(Outcome.PERMANENT_FAILURE),  # the child, cancelled by the parent's failure
+        ActivityCompleted(1, 1, Outcome.PERMANENT_FAILURE, at(5), error="not started: the parent failed"),
+    ],
+    ids=["cancelled-child", "child-never-created"],
+)
+def test_a_parent_retried_before_its_cancelled_childs_result_runs_the_child_again(late):
+    failed = timed_out(parent_state(S.SUCCEEDED, S.STARTED)).state
+    retried = decide(failed, RetryRequested(at(4))).state
+    assert retried.status is P.IN_PROGRESS and retried.activities[1].status is S.STARTED
+    decision = decide(retried, replace(late, occurred_at=at(6)))
+    assert decision.state.status is P.IN_PROGRESS
+    assert decision.commands == (RunChild(1, 2),)
+    step = decision.state.activities[1]
+    assert (step.status, step.attempt, step.attempt - step.attempts_before) == (S.SCHEDULED, 2, 1)
+    # The child's run 2 answers attempt 2: its failure now is the parent's failure.
+    assert decide(decision.state, child_result(Outcome.PERMANENT_FAILURE, attempt=2)).state.status is P.FAILED
+
+
+def test_a_child_of_the_retried_run_that_fails_still_fails_the_parent():
+    state = parent_state(S.SUCCEEDED, S.STARTED)
+    retried = decide(timed_out(state).state, RetryRequested(at(4)))
+    after = decide(retried.state, child_result(Outcome.SUCCEEDED))
+    assert after.state.activities[1].status is S.SUCCEEDED  # a late success is taken
 
 
 @pytest.mark.parametrize(

@@ -83,7 +83,11 @@ def start_child(service: WorkflowService, request: messages.StartChild) -> None:
         except (DefinitionNotFound, InvalidInput, IdempotencyConflict) as e:
             _fail(service, request, f"child workflow {request.definition} not started: {e}")
             return
-        parent = store.get(parent.id).state
+        try:
+            parent = store.get(parent.id).state
+        except WorkflowNotFound:  # deleted meanwhile (it had ended): no child outlives it
+            service.cancel(child.id, f"its parent {parent.id} was deleted")
+            return
         if parent.status.ended:  # it ended while the child was being created
             service.cancel(child.id, children.parent_ended(parent))
         return

@@ -187,6 +187,8 @@ def test_a_parent_is_not_deleted_while_a_child_of_it_runs(flow, client):
     naming the child, until the child has ended."""
     parent_id = flow.start("ParentOfLong", {})
     child = wait_for(lambda: children_of(flow, parent_id), what="the child").pop().state
+    # Nothing more comes to the parent until the child ends, once its start is recorded.
+    wait_for(lambda: state(flow, parent_id).activities[0].status == "Started", what="the child's start")
     # A parent ended while its child still runs: the cancel its end owes is on its way,
     # or it ended under a release that did not cancel children.
     with flow.runtime.store.unit_of_work():

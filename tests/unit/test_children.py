@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 
@@ -20,8 +21,9 @@ from flow.core.state import ActivityState, ActivityStatus, WorkflowState, Workfl
 from flow.core.strict_json import json_path
 from flow.core.vocabulary import HistoryType, Outcome, TimerKind
 from flow.engine.planning import plan
-from flow.errors import DefinitionError
+from flow.errors import DefinitionError, WorkflowNotFound
 from flow.persistence.mapping import _graph_fields, graph_column
+from flow.service.children import start_child
 from flow.wire.messages import AttemptResult, CancelWorkflow, StartChild
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)
@@ -433,3 +435,79 @@ def test_children_that_do_not_reach_the_definition_pass_and_unknowns_can_be_allo
     lookup = registry(body("B", "C"), body("C"))
     assert children.cycle_problems(body("A", "B", "C"), lookup, path) == []
     assert children.cycle_problems(body("A", "Nope"), lookup, path, check_unknown=False) == []
+
+
+# -- the start, on the starting side ------------------------------------------------------------
+
+
+class _Store:
+    """The parent (failed, or gone once the child exists) and the child it creates."""
+
+    def __init__(self, parent: WorkflowState, *, deleted_after_create: bool = False) -> None:
+        self.workflows = {parent.id: parent}
+        self.deleted_after_create = deleted_after_create
+
+    def get(self, workflow_id: str):
+        if workflow_id not in self.workflows:
+            raise WorkflowNotFound(workflow_id)
+        return SimpleNamespace(state=self.workflows[workflow_id])
+
+    def create_workflow(self, definition, version, input_data, *, workflow_id, parent, **_):
+        child = replace(child_state(P.IN_PROGRESS), id=workflow_id, parent=parent, started=False)
+        self.workflows[workflow_id] = child
+        if self.deleted_after_create:
+            del self.workflows[parent.workflow_id]
+        return child, True
+
+
+class _Service:
+    def __init__(self, store: _Store) -> None:
+        self.store = store
+        self.broker = SimpleNamespace(enqueue=lambda message: self.sent.append(message))
+        self.sent: list = []
+        self.cancelled: list[tuple[str, str]] = []
+
+    def definition(self, name, version=None):
+        return parse({"name": name, "activities": [{"name": "A"}]}, known_activities={"A"}), 2
+
+    def child_versions(self, definition):
+        return {}
+
+    def check_input(self, input_data):
+        pass
+
+    def partition_of(self, workflow_id):
+        return 0
+
+    def send_start(self, workflow_id):
+        pass
+
+    def cancel(self, workflow_id, reason=None):
+        self.cancelled.append((workflow_id, reason))
+
+
+def _start_request() -> StartChild:
+    return StartChild(
+        workflow_id="parent-1",
+        position=1,
+        attempt=1,
+        child_id=child_id("parent-1", "child"),
+        definition="Child",
+        input_data={},
+        reply_to="flow.engine.0",
+    )
+
+
+def test_a_child_is_not_created_for_a_parent_that_failed_and_the_attempt_is_told_why():
+    service = _Service(_Store(replace(parent_state(S.SUCCEEDED, S.SCHEDULED), status=P.FAILED)))
+    start_child(service, _start_request())
+    assert child_id("parent-1", "child") not in service.store.workflows
+    (sent,) = service.sent
+    result = AttemptResult.from_kwargs(sent.kwargs)
+    assert result.outcome is Outcome.PERMANENT_FAILURE and "its parent parent-1 failed" in result.error
+
+
+def test_a_child_whose_parent_was_deleted_while_it_was_created_is_cancelled():
+    service = _Service(_Store(parent_state(S.SUCCEEDED, S.SCHEDULED), deleted_after_create=True))
+    start_child(service, _start_request())
+    assert service.cancelled == [(child_id("parent-1", "child"), "its parent parent-1 was deleted")]

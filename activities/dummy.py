@@ -34,7 +34,9 @@ class DoAnotherThingActivity(BaseActivity):
     limited: only ``http``/``https`` URLs, redirects only to ``http``/``https``, and no
     loopback, private, link-local or other non-global address (checked on the address
     actually connected to, redirects included) unless ``config.allow_private`` is
-    true. Environment proxies are not used. A refused URL is a permanent failure.
+    true. The address is checked before anything connects to it, and a refused one
+    gives one error whether anything listens there or not. Environment proxies are
+    not used. A refused URL is a permanent failure.
 
     2xx succeeds; 4xx is a permanent failure (retrying will not help); a 5xx answer
     or a network error is temporary, so it is retried.
@@ -80,7 +82,7 @@ class RefusedURL(urllib.error.URLError):
 
 
 class RefusedAddress(OSError):
-    """Raised when a connection reached a non-global address that was not allowed."""
+    """Raised when a name resolves to a non-global address that was not allowed."""
 
 
 class _WebRedirectHandler(urllib.request.HTTPRedirectHandler):
@@ -99,21 +101,43 @@ class _WebRedirectHandler(urllib.request.HTTPRedirectHandler):
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
-def _connect_to_global_address(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
-    """``socket.create_connection``, refusing a peer that is not a global address.
+def _connect_to_global_address(
+    address: tuple[str, int],
+    timeout: Any = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]  # http.client passes it
+    source_address: tuple[str, int] | None = None,
+    **kwargs: Any,
+) -> socket.socket:
+    """``socket.create_connection``, refusing a name that resolves to a non-global address.
 
-    The check is on the connected socket's peer, so a name that resolves to a
-    public address when checked and to a private one when connecting (DNS
-    rebinding) is refused too.
+    The name is resolved and every address it has is checked before any connection is
+    made, and the connection goes to the address checked, not to the name resolved
+    again: a closed internal port answers exactly as an open one does (nothing tells
+    them apart), and a name that resolves to a public address when checked and to a
+    private one when connecting (DNS rebinding) never reaches the private one. A name
+    with any non-global address among its addresses is refused as a whole.
     """
-    sock = socket.create_connection(address, *args, **kwargs)
-    peer = ipaddress.ip_address(sock.getpeername()[0].split("%", 1)[0])
-    if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
-        peer = peer.ipv4_mapped
-    if not peer.is_global:
-        sock.close()
-        raise RefusedAddress(f"{address[0]} is {peer}, not a public address (set config.allow_private to fetch it)")
-    return sock
+    host, port = address
+    infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    for _family, _type, _proto, _name, sockaddr in infos:
+        ip = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if not ip.is_global:
+            raise RefusedAddress(f"{host} is {ip}, not a public address (set config.allow_private to fetch it)")
+    error: OSError | None = None
+    for family, type_, proto, _name, sockaddr in infos:
+        sock = socket.socket(family, type_, proto)
+        try:
+            if timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
+                sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(sockaddr)
+            return sock
+        except OSError as e:
+            sock.close()
+            error = e
+    raise error or OSError(f"{host} has no address")
 
 
 class _GlobalHTTPConnection(http.client.HTTPConnection):

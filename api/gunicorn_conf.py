@@ -20,5 +20,7 @@ threads = 16
 #: Worker processes: ``WEB_CONCURRENCY`` (the platforms' convention, which gunicorn
 #: itself reads for its default), else 2.
 workers = int(os.environ.get("WEB_CONCURRENCY") or 2)
+#: Log lines hide callback tokens, the access log's request lines too (api/serving.py).
+logger_class = "api.serving.RedactingLogger"
 #: No control socket under ``~/.gunicorn/`` (gunicorn 27 creates one by default).
 control_socket_disable = True

@@ -129,7 +129,7 @@ COMPONENTS: dict[str, Any] = {
                     "idempotency_key": {"type": ["string", "null"]},
                     "paused": {
                         "type": "boolean",
-                        "description": "Paused: nothing new is scheduled until it resumes.",
+                        "description": "Paused: nothing new is scheduled until it resumes (false once it ended).",
                     },
                     "parent_position": {
                         "type": ["integer", "null"],

@@ -1,5 +1,6 @@
 """The gunicorn worker class of the API: gunicorn's threaded worker, with a deadline
-on reading each request, so that slow clients cannot hold its threads.
+on reading each request, so that slow clients cannot hold its threads; and its logger
+class, which hides callback tokens (:class:`RedactingLogger`).
 
 gunicorn 27's ``gthread`` worker waits for a connection's first bytes in its poller,
 but once they arrive a thread of its pool reads the request line, the headers and
@@ -29,8 +30,11 @@ import time
 from typing import Any
 
 import falcon
+from gunicorn.glogging import Logger
 from gunicorn.http.errors import NoMoreData
 from gunicorn.workers.gthread import ThreadWorker
+
+from flow.process.logs import redact_handlers
 
 logger = logging.getLogger("gunicorn.error")
 
@@ -153,3 +157,16 @@ def handle_read_timeout(req: falcon.Request, resp: falcon.Response, ex: RequestR
         description=str(ex),
         headers={"Connection": "close"},
     )
+
+
+class RedactingLogger(Logger):
+    """gunicorn's logger, whose lines hide callback tokens as every other line of the
+    API does (:mod:`flow.process.logs`). gunicorn's loggers keep handlers of their own
+    (they do not propagate to the root logger): its error log, and its access log when
+    an operator turns it on, whose request lines would carry ``POST /signals/cb1.…``
+    in full."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        redact_handlers(self.error_log)
+        redact_handlers(self.access_log)

@@ -75,7 +75,8 @@ def workflow_view(row: StoredWorkflow, tokens: CallbackTokens | None = None) -> 
         "output": s.output,
         "error": s.error,
         "idempotency_key": row.idempotency_key,
-        "paused": s.paused,
+        # Rows ended before the end of a run cleared the flag may still carry it.
+        "paused": s.paused and not s.status.ended,
         # A child: the position of the parent's activity that runs it.
         "parent_position": s.parent.position if s.parent else None,
         "activities": [activity_view(s, a, ids, tokens) for a in s.activities],

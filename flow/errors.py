@@ -112,6 +112,25 @@ class WorkflowInProgress(FlowError):
         )
 
 
+class ChildrenInProgress(WorkflowInProgress):
+    """Raised when deleting an ended workflow whose child workflows are still in
+    progress (their cancel, owed by its end, is on its way): deleted under them, they
+    would report to nobody and could never be retried, since a child is retried only
+    through its parent. Wait for them to end, or cancel them (the API answers 409)."""
+
+    #: Shown at most: the first few children in progress, by id.
+    SHOWN = 5
+
+    def __init__(self, workflow_id: str, children: list[str]) -> None:
+        self.workflow_id = workflow_id
+        self.children = children
+        FlowError.__init__(
+            self,
+            f"workflow {workflow_id} has child workflows in progress ({', '.join(children[: self.SHOWN])}): "
+            "it can be deleted once they have ended (its end cancels them; or cancel them)",
+        )
+
+
 class DefinitionInUse(FlowError):
     """Raised when deleting a definition version that a workflow in progress was started
     with, or that a registered definition's child step or a running workflow's still

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,25 @@ def stop_all_actors() -> Iterator[None]:
 def wait_for(condition: Callable[[], Any], *, timeout_s: float = 10.0, every_s: float = 0.05, what: str = "") -> Any:
     """:func:`flow.polling.poll_until` with the suite's defaults."""
     return poll_until(condition, timeout_s=timeout_s, every_s=every_s, what=what)
+
+
+@contextmanager
+def configured_logging(settings: Settings) -> Iterator[io.StringIO]:
+    """The root logger as an entry point configures it (``configure_logging``), writing
+    to the string yielded instead of stderr; put back as it was afterwards."""
+    from flow.process.logs import configure_logging
+
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    stream = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.stderr", stream)
+        configure_logging(settings)
+    try:
+        yield stream
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
 
 
 class _StatusHandler(BaseHTTPRequestHandler):

@@ -174,7 +174,7 @@ class WorkflowsResource:
 class WorkflowResource:
     """``GET /workflows/{id}``: status, input, output, timestamps and every activity;
     ``DELETE`` deletes an ended workflow with its activities, history, timers and owed
-    messages (204; 409 while it is in progress)."""
+    messages (204; 409 while it or a child workflow of it is in progress)."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime

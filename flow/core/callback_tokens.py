@@ -49,6 +49,11 @@ NAMESPACE = uuid.UUID("6f1c2b8e-93d4-4c53-9a3e-5a0d7c2f41b9")
 OUTPUT_KEY = "callback_token"
 
 _SHAPE = re.compile(r"cb1\.([A-Za-z0-9_-]{4,160})\.([A-Za-z0-9_-]{43})\Z")
+#: Anything shaped like a token in a text, whole or cut short after its name: what
+#: :func:`redact` hides. Loose on purpose (a log line may cut a token at any length).
+_IN_TEXT = re.compile(r"(cb1\.[A-Za-z0-9_-]+)\.[A-Za-z0-9_-]+")
+#: What stands for a token's signature in a redacted text.
+REDACTED = "[redacted]"
 
 
 @dataclass(frozen=True)
@@ -127,8 +132,19 @@ class CallbackTokens:
         return hmac.new(self._key, clear, hashlib.sha256).digest()
 
 
+def redact(text: str) -> str:
+    """``text`` with the signature of every callback token in it replaced by
+    :data:`REDACTED`: what every log line goes through (:mod:`flow.process.logs`). The
+    name part stays (it says which workflow, step and run, as the token itself does in
+    the clear), so a line still tells which wait it was about; without its signature a
+    token delivers nothing."""
+    if PREFIX not in text:
+        return text
+    return _IN_TEXT.sub(rf"\1.{REDACTED}", text)
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-__all__ = ["MAX_TOKEN_CHARS", "OUTPUT_KEY", "PREFIX", "CallbackTarget", "CallbackTokens"]
+__all__ = ["MAX_TOKEN_CHARS", "OUTPUT_KEY", "PREFIX", "REDACTED", "CallbackTarget", "CallbackTokens", "redact"]

@@ -45,7 +45,7 @@ class RunChild:
 
 @dataclass(frozen=True)
 class CancelChild:
-    """Cancel the child workflow that the activity at ``position`` runs (its parent was cancelled)."""
+    """Cancel the child workflow that the activity at ``position`` runs (its parent ended: cancelled or failed)."""
 
     position: int
 

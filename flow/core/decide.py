@@ -126,8 +126,7 @@ def _on_cancel_requested(state: WorkflowState, event: CancelRequested) -> Decisi
         return nothing(
             state, fact, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": f"workflow already {state.status}"})
         )
-    commands = kinds.end_of_run_timers(state)
-    commands += [c for a in state.activities for c in kind_of(a).on_cancel(a)]  # what runs is told to stop
+    commands = kinds.end_of_run_timers(state) + kinds.stop_running(state)
     activities = tuple(
         replace(a, status=ActivityStatus.CANCELLED, finished_at=a.finished_at or event.occurred_at)
         if a.status in _WAITING
@@ -136,7 +135,12 @@ def _on_cancel_requested(state: WorkflowState, event: CancelRequested) -> Decisi
     )
     error = "cancelled" + (f": {event.reason}" if event.reason else "")
     state = replace(
-        state, status=WorkflowStatus.CANCELLED, activities=activities, error=error, finished_at=event.occurred_at
+        state,
+        status=WorkflowStatus.CANCELLED,
+        activities=activities,
+        error=error,
+        finished_at=event.occurred_at,
+        paused=False,  # an ended workflow is not paused: a retry starts it unpaused
     )
     return Decision(state, tuple(commands), (fact, HistoryEntry(HistoryType.WORKFLOW_CANCELLED, data=dict(fact.data))))
 
@@ -177,7 +181,10 @@ def _on_retry_requested(state: WorkflowState, event: RetryRequested) -> Decision
     if stale or state.status not in (WorkflowStatus.FAILED, WorkflowStatus.CANCELLED):
         reason = stale or f"workflow is {state.status}"
         return nothing(state, fact, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": reason}))
-    activities = tuple(kind_of(a).rerun(a) if a.status in _RERUN else a for a in state.activities)
+    activities = tuple(
+        kind_of(a).rerun(a) if a.status in _RERUN else kind_of(a).outlived(a) if a.status.in_flight else a
+        for a in state.activities
+    )
     state = replace(
         state,
         status=WorkflowStatus.IN_PROGRESS,
@@ -310,13 +317,16 @@ def _advance(
 
 
 def _fail(state: WorkflowState, now: datetime, error: str, history: list[HistoryEntry]) -> Decision:
-    """Fail the workflow: nothing new is scheduled; waiting activities are skipped."""
-    commands = kinds.end_of_run_timers(state)
+    """Fail the workflow: nothing new is scheduled; waiting activities are skipped; what
+    runs is told to stop, as a cancel tells it (children are cancelled)."""
+    commands = kinds.end_of_run_timers(state) + kinds.stop_running(state)
     activities = tuple(
         replace(a, status=ActivityStatus.SKIPPED, skip_reason="the workflow failed") if a.status in _WAITING else a
         for a in state.activities
     )
-    state = replace(state, status=WorkflowStatus.FAILED, activities=activities, error=error, finished_at=now)
+    state = replace(
+        state, status=WorkflowStatus.FAILED, activities=activities, error=error, finished_at=now, paused=False
+    )
     history.append(HistoryEntry(HistoryType.WORKFLOW_FAILURE, data={"error": error}))
     return Decision(state, tuple(commands), tuple(history))
 

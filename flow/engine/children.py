@@ -7,7 +7,8 @@ outbox, so a crash between the commit and the send loses none of them.
   shared engine queue (the starting side creates the child there), not an attempt for
   the workers; an ``input`` that cannot be evaluated is the attempt's permanent failure,
   reported straight back to the workflow's own partition queue.
-- :class:`~flow.core.commands.CancelChild` is a cancel of the child, to its partition.
+- :class:`~flow.core.commands.CancelChild` (the parent ended: cancelled or failed) is a
+  cancel of the child, to its partition.
 - A child's transition that ends it owes its parent the activity's result, on the
   parent's partition queue, as a worker would report it.
 """
@@ -61,7 +62,7 @@ def cancel_message(
 ) -> Outgoing:
     """The cancel of the child that the activity at ``position`` runs."""
     child = children.id_of_child(state, position)
-    cancel = CancelWorkflow(workflow_id=child, reason=f"its parent {state.id} was cancelled")
+    cancel = CancelWorkflow(workflow_id=child, reason=children.parent_ended(state))
     return Outgoing.of(cancel, queue_of(child), partition=partition, send_after=send_after)
 
 

@@ -23,7 +23,7 @@ import peewee
 from flow.clock import utcnow
 from flow.core.kinds.child import references
 from flow.core.vocabulary import WorkflowStatus
-from flow.errors import DefinitionInUse, DefinitionNotFound, WorkflowInProgress, WorkflowNotFound
+from flow.errors import ChildrenInProgress, DefinitionInUse, DefinitionNotFound, WorkflowInProgress, WorkflowNotFound
 from flow.persistence.database import is_postgres, unit_of_work, write
 from flow.persistence.models import (
     ActivityRecord,
@@ -47,7 +47,8 @@ class Retention:
 
     def delete_workflow(self, workflow_id: str) -> None:
         """Delete an ended workflow and everything that names it; :class:`WorkflowNotFound`
-        or :class:`WorkflowInProgress` otherwise."""
+        or :class:`WorkflowInProgress` otherwise, and :class:`ChildrenInProgress` while
+        child workflows of it are in progress (a parent is not deleted under them)."""
         query = WorkflowRecord.select(WorkflowRecord.status, WorkflowRecord.partition).where(
             WorkflowRecord.id == workflow_id
         )
@@ -59,6 +60,9 @@ class Retention:
                 raise WorkflowNotFound(workflow_id)
             if row[0] == _IN_PROGRESS:
                 raise WorkflowInProgress(workflow_id)
+            children = [c for (c,) in _running_children(workflow_id).limit(ChildrenInProgress.SHOWN).tuples()]
+            if children:
+                raise ChildrenInProgress(workflow_id, children)
             _delete(self.database, [workflow_id], row[1])
 
     def prune(self, partition: int, *, finished_before: datetime, limit: int = BATCH) -> int:
@@ -183,8 +187,24 @@ def prune_batch(database: peewee.Database, partition: int, *, finished_before: d
 
 
 def _prunable(finished_before: datetime) -> peewee.Expression:
-    # A retried workflow's finished_at is cleared; the status test is a second guard.
-    return (WorkflowRecord.finished_at < finished_before) & (WorkflowRecord.status != _IN_PROGRESS)
+    # A retried workflow's finished_at is cleared; the status test is a second guard. A
+    # parent whose children still run waits for a later pass (delete_workflow says why).
+    return (
+        (WorkflowRecord.finished_at < finished_before)
+        & (WorkflowRecord.status != _IN_PROGRESS)
+        & ~peewee.fn.EXISTS(_running_children(WorkflowRecord.id))
+    )
+
+
+#: The children of a workflow, in the queries that look for them.
+_CHILD = WorkflowRecord.alias("child")
+
+
+def _running_children(parent_id: str | peewee.Field) -> peewee.Select:
+    """The ids of the children in progress of ``parent_id`` (a workflow id, or the
+    column of the outer query). Served by the index ``workflows_parent (parent_id,
+    created_at, id)``."""
+    return _CHILD.select(_CHILD.id).where((_CHILD.parent_id == parent_id) & (_CHILD.status == _IN_PROGRESS))
 
 
 def _delete(database: peewee.Database, ids: list[str], partition: int) -> None:

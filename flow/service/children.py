@@ -17,9 +17,9 @@ which the child's run answers (:class:`~flow.core.lineage.ParentLink`):
 
 What cannot start (the definition is gone, the input is too large, a chain of children
 that reaches its own definition or is deeper than :data:`~flow.core.kinds.child.MAX_NESTING`)
-is the attempt's permanent failure, reported to the parent. A parent cancelled before its
-child was created gets no child; one cancelled while it was being created has it
-cancelled (its engine's cancel may have found no child yet).
+is the attempt's permanent failure, reported to the parent. A parent that ended
+(cancelled or failed) before its child was created gets no child; one that ended while
+it was being created has it cancelled (its engine's cancel may have found no child yet).
 """
 
 from __future__ import annotations
@@ -71,8 +71,8 @@ def start_child(service: WorkflowService, request: messages.StartChild) -> None:
     except WorkflowNotFound:
         child = None
     if child is None:
-        if parent.status is WorkflowStatus.CANCELLED:
-            _fail(service, request, f"not started: the parent {parent.id} was cancelled")
+        if parent.status.ended:
+            _fail(service, request, f"not started: {children.parent_ended(parent)}")
             return
         why = _refusal(service, parent, request)
         if why is not None:
@@ -83,8 +83,13 @@ def start_child(service: WorkflowService, request: messages.StartChild) -> None:
         except (DefinitionNotFound, InvalidInput, IdempotencyConflict) as e:
             _fail(service, request, f"child workflow {request.definition} not started: {e}")
             return
-        if store.get(parent.id).state.status is WorkflowStatus.CANCELLED:
-            service.cancel(child.id, f"its parent {parent.id} was cancelled")
+        try:
+            parent = store.get(parent.id).state
+        except WorkflowNotFound:  # deleted meanwhile (it had ended): no child outlives it
+            service.cancel(child.id, f"its parent {parent.id} was deleted")
+            return
+        if parent.status.ended:  # it ended while the child was being created
+            service.cancel(child.id, children.parent_ended(parent))
         return
     link = child.parent
     if link is None or link.workflow_id != parent.id or link.position != request.position:

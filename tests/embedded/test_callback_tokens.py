@@ -20,7 +20,7 @@ from flow.errors import InvalidInput, UnknownCallbackToken
 from flow.process.embedded import EmbeddedFlow
 from flow.settings import Settings
 from flow.testing.definitions import embedded_env, write_definitions
-from tests.conftest import wait_for
+from tests.conftest import configured_logging, wait_for
 
 PAYLOAD_LIMIT = 1000
 DEFINITIONS = {
@@ -251,3 +251,26 @@ def test_a_dramatiq_message_with_a_token_ends_the_wait_once(flow, client):
         flow.runtime.service.forward(_token_message(token=token, payload=1, workflow_id=workflow_id))
     with pytest.raises(InvalidInput):
         flow.runtime.service.forward(_token_message(token=token, payload={"n": float("nan")}))
+
+
+def test_a_dead_lettered_callback_message_is_logged_without_its_token(flow, client):
+    workflow_id = flow.start("WaitOnly")
+    token = waiting(client, workflow_id, "approval")["callback_token"]
+    dead_before = len(flow.runtime.broker.dead_letters)
+    with configured_logging(flow.settings) as log:
+        # A field a callback message may not have: refused, and dead-lettered at once.
+        flow.runtime.broker.enqueue(
+            dramatiq.Message(
+                queue_name=flow.settings.engine_queue,
+                actor_name="flow.signal_workflow",
+                args=(),
+                kwargs={"token": token, "payload": 1, "workflow_id": workflow_id},
+                options={},
+            )
+        )
+        wait_for(lambda: len(flow.runtime.broker.dead_letters) > dead_before, timeout_s=30, what="the dead letter")
+        wait_for(lambda: "giving up on a message" in log.getvalue(), timeout_s=10, what="its log line")
+    lines = log.getvalue()
+    assert "flow.signal_workflow" in lines and "cb1." in lines  # Dramatiq's line names the message
+    assert token not in lines and token.rsplit(".", 1)[1] not in lines
+    client.simulate_post(f"/workflows/{workflow_id}/cancel")

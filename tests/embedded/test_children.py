@@ -11,7 +11,9 @@ import falcon.testing
 import pytest
 
 from api.app import create_app
+from flow.clock import utcnow
 from flow.core.lineage import child_id
+from flow.persistence.models import WorkflowRecord
 from flow.process.embedded import EmbeddedFlow
 from flow.settings import Settings
 from flow.testing.definitions import embedded_env
@@ -42,6 +44,18 @@ DEFINITIONS = {
         "name": "ParentOfSlow",
         "activities": [{"id": "child", "workflow": "SlowChild"}, {"name": "NoopActivity"}],
     },
+    # A child and an attempt of its own still run when the parent fails (at about 3 s).
+    "LongChild": {"name": "LongChild", "activities": [{"name": "SleepActivity", "config": {"sleep_s": 60}}]},
+    "FailsBesideChild": {
+        "name": "FailsBesideChild",
+        "activities": [
+            {"id": "child", "workflow": "LongChild", "independent": True},
+            {"id": "sleep", "name": "SleepActivity", "config": {"sleep_s": 60}, "independent": True},
+            {"id": "pause", "sleep_s": 3, "independent": True},
+            {"id": "boom", "name": "RefusingActivity", "depends_on": ["pause"]},
+        ],
+    },
+    "ParentOfLong": {"name": "ParentOfLong", "activities": [{"id": "child", "workflow": "LongChild"}]},
     # The child succeeds; the activity after it fails once, so the parent fails once.
     "ThenFlaky": {
         "name": "ThenFlaky",
@@ -143,6 +157,50 @@ def test_cancelling_the_parent_cancels_its_running_child(flow, client):
     wait_for(lambda: state(flow, parent_id).run == 2, what="the parent's retry")
     assert ended(flow, parent_id).status == "Finished"
     assert (state(flow, child.id).status, state(flow, child.id).run) == ("Finished", 2)
+
+
+def test_a_failing_parent_cancels_its_child_and_stops_its_own_attempts_at_once(flow, client):
+    """Temporal's default parent-close policy: the parent's failure cancels its running
+    child; its own running attempt gets its cancel notice with the failure, not at its
+    next heartbeat (the worker sends one at most every 30 s here)."""
+    parent_id = flow.start("FailsBesideChild", {})
+    parent = ended(flow, parent_id)
+    assert parent.status == "Failed" and "boom" in parent.error
+    child = wait_for(
+        lambda: (c := state(flow, child_id(parent_id, "child"))).status.ended and c,
+        timeout_s=15,
+        what="the child's cancel",
+    )
+    assert child.status == "Cancelled" and f"its parent {parent_id} failed" in child.error
+    sleep = wait_for(
+        lambda: (a := state(flow, parent_id).activities[1]).status.ended and a,
+        timeout_s=15,
+        what="the parent's own attempt to stop",
+    )
+    assert sleep.status == "Cancelled", sleep.error
+    assert state(flow, parent_id).status == "Failed"
+
+
+def test_a_parent_is_not_deleted_while_a_child_of_it_runs(flow, client):
+    """Deleted under a running child, the parent would leave it reporting to nobody and
+    unretryable (a child is retried only through its parent): the delete is refused,
+    naming the child, until the child has ended."""
+    parent_id = flow.start("ParentOfLong", {})
+    child = wait_for(lambda: children_of(flow, parent_id), what="the child").pop().state
+    # Nothing more comes to the parent until the child ends, once its start is recorded.
+    wait_for(lambda: state(flow, parent_id).activities[0].status == "Started", what="the child's start")
+    # A parent ended while its child still runs: the cancel its end owes is on its way,
+    # or it ended under a release that did not cancel children.
+    with flow.runtime.store.unit_of_work():
+        WorkflowRecord.update(status="Failed", finished_at=utcnow()).where(WorkflowRecord.id == parent_id).execute()
+    refused = client.simulate_delete(f"/workflows/{parent_id}")
+    assert refused.status_code == 409, refused.text
+    assert child.id in refused.json["description"] and "child workflows in progress" in refused.json["description"]
+    assert state(flow, parent_id) is not None
+
+    assert client.simulate_post(f"/workflows/{child.id}/cancel").status_code == 202
+    ended(flow, child.id)
+    wait_for(lambda: client.simulate_delete(f"/workflows/{parent_id}").status_code == 204, what="the delete")
 
 
 def test_retry_from_failure_does_not_run_a_child_that_succeeded(flow):

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -22,9 +23,20 @@ MAX_BODY_BYTES = 4096
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory, http_server) -> Iterator[str]:
-    base = tmp_path_factory.mktemp("up")
-    definitions = write_definitions(base / "workflows", sample_definitions(http_server))
+def base(tmp_path_factory) -> Path:
+    """Where the module's ``flow up`` keeps its files; its log is ``up.log``."""
+    return tmp_path_factory.mktemp("up")
+
+
+@pytest.fixture(scope="module")
+def url(base, http_server) -> Iterator[str]:
+    definitions = write_definitions(
+        base / "workflows",
+        {
+            **sample_definitions(http_server),
+            "WaitOnly": {"name": "WaitOnly", "activities": [{"id": "approval", "wait_for": "approved"}]},
+        },
+    )
     with flow_up(base, embedded_env(base, definitions, FLOW_MAX_BODY_BYTES=str(MAX_BODY_BYTES))) as running:
         yield running
 
@@ -93,6 +105,21 @@ def test_a_chunked_body_with_extensions_and_trailers_is_decoded(url):
     body = b'{"name": "RetryWorkflow"}'
     answer = raw_post(url, head, b"%x;ext=1\r\n%s\r\n0\r\nX-Trailer: y\r\n\r\n" % (len(body), body))
     assert answer.startswith(b"HTTP/1.0 201"), answer[:300]
+
+
+def test_a_callback_tokens_request_line_is_logged_without_the_token(url, base):
+    workflow_id = requests.post(f"{url}/workflows", json={"name": "WaitOnly"}, timeout=10).json()["id"]
+
+    def token() -> str | None:
+        steps = requests.get(f"{url}/workflows/{workflow_id}", timeout=5).json()["activities"]
+        return steps[0]["callback_token"]
+
+    callback = wait_for(token, timeout_s=30, what="the wait's token")
+    assert requests.post(f"{url}/signals/{callback}", json={"payload": 1}, timeout=10).status_code == 202
+    log = base / "up.log"
+    wait_for(lambda: "POST /signals/cb1." in log.read_text(), timeout_s=10, what="the request line")
+    assert callback not in log.read_text()
+    assert callback.rsplit(".", 1)[1] not in log.read_text()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -13,7 +13,8 @@ import pytest
 
 from flow.clock import utcnow
 from flow.core.definition import parse
-from flow.errors import DefinitionInUse, DefinitionNotFound, WorkflowInProgress, WorkflowNotFound
+from flow.core.lineage import ParentLink, child_id
+from flow.errors import ChildrenInProgress, DefinitionInUse, DefinitionNotFound, WorkflowInProgress, WorkflowNotFound
 from flow.persistence.database import open_database
 from flow.persistence.engine_store import EngineStore
 from flow.persistence.input_filter import input_contains
@@ -280,3 +281,23 @@ def test_on_postgresql_the_input_filter_reads_the_input_index(seeded_postgres):
     found = WorkflowRecord.select(WorkflowRecord.id).where(input_contains(store.database, {"order_id": 4242}))
     assert "workflows_input" in plan(store, found)
     assert [w.state.id for w in store.list_workflows(input_filter={"order_id": 4242})] == ["w4242"]
+
+
+def test_a_parent_whose_children_run_is_neither_deleted_nor_pruned_until_they_end(stores):
+    store, _ = stores
+    parent = workflow(store, ended_days_ago=30)
+    child, _ = store.create_workflow(
+        DEFINITION, 1, {}, partition_of=lambda _: 0, workflow_id=child_id(parent, "c"), parent=ParentLink(parent, 0, 1)
+    )
+    with pytest.raises(ChildrenInProgress) as refused:
+        store.delete_workflow(parent)
+    assert refused.value.children == [child.id] and child.id in str(refused.value)
+    before = utcnow() - timedelta(days=7)
+    assert store.count_prunable(finished_before=before) == 0
+    assert store.prune(0, finished_before=before) == 0
+    assert all(rows(store, parent).values())
+
+    with store.unit_of_work():
+        WorkflowRecord.update(status="Cancelled", finished_at=utcnow()).where(WorkflowRecord.id == child.id).execute()
+    assert store.prune(0, finished_before=before) == 1
+    assert gone(store, parent)

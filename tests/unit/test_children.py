@@ -6,22 +6,24 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 
 from flow.core.commands import CancelAttempt, CancelChild, RunActivity, RunChild
 from flow.core.decide import decide
 from flow.core.definition import parse
-from flow.core.events import ActivityCompleted, CancelRequested, RetryRequested, WorkflowStarted
+from flow.core.events import ActivityCompleted, CancelRequested, RetryRequested, TimerFired, WorkflowStarted
 from flow.core.kinds import child as children
 from flow.core.kinds.child import Child
 from flow.core.lineage import ParentLink, child_id
 from flow.core.state import ActivityState, ActivityStatus, WorkflowState, WorkflowStatus
 from flow.core.strict_json import json_path
-from flow.core.vocabulary import HistoryType, Outcome
+from flow.core.vocabulary import HistoryType, Outcome, TimerKind
 from flow.engine.planning import Routes, plan
-from flow.errors import DefinitionError
+from flow.errors import DefinitionError, WorkflowNotFound
 from flow.persistence.mapping import _graph_fields, graph_column
+from flow.service.children import start_child
 from flow.wire.messages import AttemptResult, CancelWorkflow, StartChild
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)
@@ -92,6 +94,55 @@ def test_cancelling_the_parent_cancels_the_children_in_flight(statuses, commands
     assert decision.commands == commands
     # The child activity stays in flight: its child's end is recorded when it comes.
     assert decision.state.activities[1].status is (S.CANCELLED if statuses[1] is S.PENDING else statuses[1])
+
+
+def timed_out(state: WorkflowState, seconds: float = 3):
+    """The parent's workflow timeout fires: the parent fails."""
+    return decide(state, TimerFired(TimerKind.WORKFLOW, None, state.run, occurred_at=at(seconds)))
+
+
+@pytest.mark.parametrize(
+    ("statuses", "commands"),
+    [
+        ((S.SUCCEEDED, S.SCHEDULED), (CancelChild(1),)),
+        ((S.SUCCEEDED, S.STARTED), (CancelChild(1),)),
+        # Its own attempt in flight is told to stop at once, not at its next heartbeat.
+        ((S.STARTED, S.PENDING), (CancelAttempt(0, 1),)),
+        ((S.SUCCEEDED, S.SUCCEEDED), ()),
+    ],
+)
+def test_a_parent_that_fails_cancels_its_children_and_stops_its_attempts_in_flight(statuses, commands):
+    decision = timed_out(parent_state(*statuses))
+    assert decision.state.status is P.FAILED
+    assert decision.commands == commands
+
+
+@pytest.mark.parametrize(
+    "late",
+    [
+        child_result(Outcome.PERMANENT_FAILURE),  # the child, cancelled by the parent's failure
+        ActivityCompleted(1, 1, Outcome.PERMANENT_FAILURE, at(5), error="not started: the parent failed"),
+    ],
+    ids=["cancelled-child", "child-never-created"],
+)
+def test_a_parent_retried_before_its_cancelled_childs_result_runs_the_child_again(late):
+    failed = timed_out(parent_state(S.SUCCEEDED, S.STARTED)).state
+    retried = decide(failed, RetryRequested(at(4))).state
+    assert retried.status is P.IN_PROGRESS and retried.activities[1].status is S.STARTED
+    decision = decide(retried, replace(late, occurred_at=at(6)))
+    assert decision.state.status is P.IN_PROGRESS
+    assert decision.commands == (RunChild(1, 2),)
+    step = decision.state.activities[1]
+    assert (step.status, step.attempt, step.attempt - step.attempts_before) == (S.SCHEDULED, 2, 1)
+    # The child's run 2 answers attempt 2: its failure now is the parent's failure.
+    assert decide(decision.state, child_result(Outcome.PERMANENT_FAILURE, attempt=2)).state.status is P.FAILED
+
+
+def test_a_child_of_the_retried_run_that_fails_still_fails_the_parent():
+    state = parent_state(S.SUCCEEDED, S.STARTED)
+    retried = decide(timed_out(state).state, RetryRequested(at(4)))
+    after = decide(retried.state, child_result(Outcome.SUCCEEDED))
+    assert after.state.activities[1].status is S.SUCCEEDED  # a late success is taken
 
 
 @pytest.mark.parametrize(
@@ -386,3 +437,79 @@ def test_children_that_do_not_reach_the_definition_pass_and_unknowns_can_be_allo
     lookup = registry(body("B", "C"), body("C"))
     assert children.cycle_problems(body("A", "B", "C"), lookup, path) == []
     assert children.cycle_problems(body("A", "Nope"), lookup, path, check_unknown=False) == []
+
+
+# -- the start, on the starting side ------------------------------------------------------------
+
+
+class _Store:
+    """The parent (failed, or gone once the child exists) and the child it creates."""
+
+    def __init__(self, parent: WorkflowState, *, deleted_after_create: bool = False) -> None:
+        self.workflows = {parent.id: parent}
+        self.deleted_after_create = deleted_after_create
+
+    def get(self, workflow_id: str):
+        if workflow_id not in self.workflows:
+            raise WorkflowNotFound(workflow_id)
+        return SimpleNamespace(state=self.workflows[workflow_id])
+
+    def create_workflow(self, definition, version, input_data, *, workflow_id, parent, **_):
+        child = replace(child_state(P.IN_PROGRESS), id=workflow_id, parent=parent, started=False)
+        self.workflows[workflow_id] = child
+        if self.deleted_after_create:
+            del self.workflows[parent.workflow_id]
+        return child, True
+
+
+class _Service:
+    def __init__(self, store: _Store) -> None:
+        self.store = store
+        self.broker = SimpleNamespace(enqueue=lambda message: self.sent.append(message))
+        self.sent: list = []
+        self.cancelled: list[tuple[str, str]] = []
+
+    def definition(self, name, version=None):
+        return parse({"name": name, "activities": [{"name": "A"}]}, known_activities={"A"}), 2
+
+    def child_versions(self, definition):
+        return {}
+
+    def check_input(self, input_data):
+        pass
+
+    def partition_of(self, workflow_id):
+        return 0
+
+    def send_start(self, workflow_id):
+        pass
+
+    def cancel(self, workflow_id, reason=None):
+        self.cancelled.append((workflow_id, reason))
+
+
+def _start_request() -> StartChild:
+    return StartChild(
+        workflow_id="parent-1",
+        position=1,
+        attempt=1,
+        child_id=child_id("parent-1", "child"),
+        definition="Child",
+        input_data={},
+        reply_to="flow.engine.0",
+    )
+
+
+def test_a_child_is_not_created_for_a_parent_that_failed_and_the_attempt_is_told_why():
+    service = _Service(_Store(replace(parent_state(S.SUCCEEDED, S.SCHEDULED), status=P.FAILED)))
+    start_child(service, _start_request())
+    assert child_id("parent-1", "child") not in service.store.workflows
+    (sent,) = service.sent
+    result = AttemptResult.from_kwargs(sent.kwargs)
+    assert result.outcome is Outcome.PERMANENT_FAILURE and "its parent parent-1 failed" in result.error
+
+
+def test_a_child_whose_parent_was_deleted_while_it_was_created_is_cancelled():
+    service = _Service(_Store(parent_state(S.SUCCEEDED, S.SCHEDULED), deleted_after_create=True))
+    start_child(service, _start_request())
+    assert service.cancelled == [(child_id("parent-1", "child"), "its parent parent-1 was deleted")]

@@ -153,10 +153,11 @@ def test_required_permanent_failure_fails_workflow_and_schedules_nothing_more():
     state = with_statuses(make_state(SEQ, IND, SEQ), S.SCHEDULED, S.SCHEDULED, S.PENDING)
     decision = decide(state, completed(0, Outcome.PERMANENT_FAILURE))
     assert decision.state.status is P.FAILED
-    assert decision.commands == ()
+    # Nothing new; the attempt in flight is told to stop at once (not at its next heartbeat).
+    assert decision.commands == (CancelAttempt(1, 1),)
     assert "A0" in decision.state.error
     statuses = [a.status for a in decision.state.activities]
-    # The in-flight one keeps running (its late result is recorded); the waiting one is skipped.
+    # The in-flight one stays in flight (its late result is recorded); the waiting one is skipped.
     assert statuses == [S.FAILED, S.SCHEDULED, S.SKIPPED]
     assert types(decision) == [H.ACTIVITY_RESULT, H.WORKFLOW_FAILURE]
 

@@ -92,6 +92,20 @@ def test_a_retry_after_a_failure_does_not_fail_on_an_attempt_told_to_stop_by_the
     assert stopped.state.activities[0].status is not S.FAILED
 
 
+def test_attempts_of_the_run_before_a_retry_do_not_count_against_its_budget():
+    """Attempt 1 failed and attempt 2 was in flight when the workflow was cancelled; the
+    retry comes before attempt 2 obeys. Its ``CANCELLED`` runs attempt 3, the new run's
+    first: with ``max_attempts: 2`` that run still has a retry left."""
+    state = _heartbeating(IND, statuses=(S.STARTED,), max_attempts=2)
+    state = replace(state, activities=(replace(state.activities[0], attempt=2),))
+    retried = decide(decide(state, CancelRequested(at(3))).state, RetryRequested(at(4))).state
+    stopped = decide(retried, ActivityCompleted(0, 2, Outcome.CANCELLED, at(5), error="cancelled"))
+    assert RunActivity(0, 3) in stopped.commands
+    failed_once = decide(stopped.state, ActivityCompleted(0, 3, Outcome.TEMPORARY_FAILURE, at(6), error="x"))
+    assert failed_once.state.status is WorkflowStatus.IN_PROGRESS, failed_once.state.error
+    assert _runs_again(failed_once, 0)
+
+
 # -- the throttle against a small heartbeat_s --------------------------------------------
 
 

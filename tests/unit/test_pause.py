@@ -3,9 +3,14 @@ scheduled; what runs finishes and is recorded; resuming goes on from there."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import datetime
+
+from api.views import workflow_view
 from flow.core.commands import RunActivity
 from flow.core.events import CancelRequested, PauseRequested, ResumeRequested, TimerFired
 from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind, WorkflowStatus
+from flow.persistence.mapping import StoredWorkflow
 from tests.unit.test_graph import Run, state_of
 from tests.unit.test_maps import in_flight, mapped
 
@@ -85,3 +90,26 @@ def test_pause_then_cancel_cancels():
     resume(run)
     assert run.decision.history[-1].data["reason"] == "workflow Cancelled"
     assert not any(isinstance(c, RunActivity) for c in run.decision.commands)
+
+
+def test_a_paused_workflow_that_is_cancelled_is_no_longer_paused():
+    run = Run(state_of({"name": "A"}, {"name": "B"}))
+    pause(run)
+    run.decision = run._decide(CancelRequested(occurred_at=run._now()))
+    assert run.state.status is WorkflowStatus.CANCELLED and not run.state.paused
+
+
+def test_a_paused_workflow_that_fails_is_no_longer_paused():
+    run = Run(state_of({"name": "A"}, {"name": "B"}))
+    pause(run)
+    run.end("A", Outcome.PERMANENT_FAILURE)
+    assert run.state.status is WorkflowStatus.FAILED and not run.state.paused
+
+
+def test_a_stored_ended_workflow_with_the_old_paused_flag_is_shown_not_paused():
+    """Rows written before the end of a run cleared the flag say paused and Cancelled."""
+    run = Run(state_of({"name": "A"}))
+    ended = replace(run.state, status=WorkflowStatus.CANCELLED, paused=True)
+    row = StoredWorkflow(ended, version=3, partition=0, updated_at=datetime(2026, 1, 1), idempotency_key=None)
+    assert workflow_view(row)["paused"] is False
+    assert workflow_view(replace(row, state=replace(ended, status=WorkflowStatus.IN_PROGRESS)))["paused"] is True

@@ -3,6 +3,7 @@ http(s) only, and public addresses only unless ``allow_private`` says otherwise.
 
 from __future__ import annotations
 
+import socket
 from urllib.parse import quote
 
 import pytest
@@ -75,3 +76,40 @@ def test_a_redirect_to_http_is_followed(http_server):
 def test_status_codes_keep_their_meaning(http_server):
     assert fetch(url=f"{http_server}/status/404", allow_private=True).outcome == "PERMANENT_FAILURE"
     assert fetch(url=f"{http_server}/status/503", allow_private=True).outcome == "TEMPORARY_FAILURE"
+
+
+def _pending_connections(listener):
+    """How many connections the kernel completed on ``listener`` (which never accepts)."""
+    listener.setblocking(False)
+    count = 0
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except BlockingIOError:
+            return count
+        conn.close()
+        count += 1
+
+
+def test_a_private_address_is_refused_before_any_connection_is_made():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    try:
+        result = fetch(url=f"http://127.0.0.1:{listener.getsockname()[1]}/")
+        assert result.outcome == "PERMANENT_FAILURE"
+        assert _pending_connections(listener) == 0
+    finally:
+        listener.close()
+
+
+def test_open_and_closed_private_ports_give_one_error(http_server):
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    open_port = http_server.rsplit(":", 1)[1]
+    answers = [fetch(url=f"http://127.0.0.1:{port}/status/200") for port in (open_port, closed_port)]
+    assert [a.outcome for a in answers] == ["PERMANENT_FAILURE", "PERMANENT_FAILURE"]
+    errors = [a.error.replace(str(port), "PORT") for a, port in zip(answers, (open_port, closed_port), strict=True)]
+    assert errors[0] == errors[1]

@@ -130,6 +130,13 @@ def end_of_run_timers(state: WorkflowState) -> list[Command]:
     return commands
 
 
+def stop_running(state: WorkflowState) -> list[Command]:
+    """What the run's end (failed or cancelled) tells what still runs: each attempt in
+    flight a cancel notice, each child in flight its cancel (Temporal's default
+    parent-close policy). Sent at once, not at an attempt's next heartbeat."""
+    return [c for a in state.activities for c in kind_of(a).on_cancel(a)]
+
+
 def on_resume(
     state: WorkflowState, now: datetime, history: list[HistoryEntry]
 ) -> tuple[WorkflowState, list[Command], list[ActivityState]]:
@@ -204,6 +211,7 @@ __all__ = [
     "properties",
     "spec_from_json",
     "spec_to_json",
+    "stop_running",
     "timer_line",
     "view",
 ]

@@ -182,8 +182,9 @@ class ActivityKind(StepKind):
             return Decision(state, tuple(commands), tuple(history))
         if outcome == Outcome.CANCELLED:
             # Stopped by a cancel meant for the run before (a retry-from-failure came before
-            # the attempt obeyed): run it again at once, not counted against this run's budget.
-            step, run, entry = self.schedule(replace(step, attempts_before=step.attempts_before + 1), now)
+            # the attempt obeyed): run it again at once; no attempt so far counts against
+            # this run's budget.
+            step, run, entry = self.schedule(replace(step, attempts_before=step.attempt), now)
             history.append(entry)
             return Decision(with_activity(state, step), (*commands, *run), tuple(history))
         attempts_this_run = step.attempt - step.attempts_before

@@ -206,8 +206,14 @@ class StepKind:
         return []
 
     def on_cancel(self, step: ActivityState) -> list[Command]:
-        """What the workflow's cancel owes the step besides its end of run (stop what runs)."""
+        """What the workflow's end (cancelled or failed) owes the step besides its end of
+        run: stop what runs."""
         return []
+
+    def outlived(self, step: ActivityState) -> ActivityState:
+        """The step as a retry-from-failure finds it still in flight: its attempt is the
+        run before's, which that run's end told to stop."""
+        return step
 
     def on_resume(
         self, state: WorkflowState, now: datetime, history: list[HistoryEntry]

@@ -11,7 +11,10 @@ in the definition, instead of ``name``).
 - Its end is the step's result (:func:`report`): finished is ``SUCCEEDED`` with the
   child's output; failed or cancelled is ``PERMANENT_FAILURE`` with its error. A child
   has no retries, timeouts or heartbeats of its own as a step: its definition has them.
-- Cancelling the parent cancels the child in flight (:class:`~flow.core.commands.CancelChild`).
+- The parent's end (cancelled or failed) cancels the child in flight
+  (:class:`~flow.core.commands.CancelChild`): Temporal's default parent-close policy.
+  A parent retried before that child's end has reached it runs the child again when it
+  does (:meth:`ChildKind.attempt_ended`), instead of failing of the old run's end.
 - A definition that reaches itself through children is refused (:func:`cycle_problems`).
 
 Pure: the shells call these.
@@ -20,19 +23,20 @@ Pure: the shells call these.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, ClassVar
 
 from flow.core import graph, strict_json
 from flow.core.commands import CancelChild, Command, RunActivity, RunChild
 from flow.core.events import ActivityCompleted, ActivityHeartbeat
 from flow.core.kinds.activity import ActivityKind
-from flow.core.kinds.base import PathOf, Tokens
+from flow.core.kinds.base import Answer, PathOf, Tokens
 from flow.core.lineage import child_id
 from flow.core.policy import Timeouts
 from flow.core.state import ActivityState, StepSpec, WorkflowState
-from flow.core.steps import Decision
-from flow.core.vocabulary import HistoryType, Outcome, WorkflowStatus
+from flow.core.steps import Decision, HistoryEntry
+from flow.core.vocabulary import HistoryType, Outcome, TimerKind, WorkflowStatus
 from flow.errors import InvalidJson
 
 #: Deepest chain of children (a parent, its child, the child's child...): a guard at
@@ -131,6 +135,30 @@ class ChildKind(ActivityKind):
 
     def on_cancel(self, step: ActivityState) -> list[Command]:
         return [CancelChild(step.position)] if step.status.in_flight else []
+
+    def outlived(self, step: ActivityState) -> ActivityState:
+        # The child's end will answer an attempt of the run before, whose end cancelled
+        # it: marked so (no attempt counts against this run), its failure is not this
+        # run's (see attempt_ended).
+        return replace(step, attempts_before=step.attempt)
+
+    def attempt_ended(
+        self,
+        state: WorkflowState,
+        step: ActivityState,
+        outcome: Outcome,
+        now: datetime,
+        history: list[HistoryEntry],
+        *,
+        fired: TimerKind | None = None,
+    ) -> Answer:
+        """A child of the run before a retry-from-failure (see :meth:`outlived`) that did
+        not succeed was cancelled by that run's end, or never created for it: the
+        activity runs again at once (the child's next run), as an attempt stopped by a
+        cancel does. Without this, the parent's new run would fail of the old run's end."""
+        if outcome is not Outcome.SUCCEEDED and step.attempt == step.attempts_before and not state.status.ended:
+            outcome = Outcome.CANCELLED
+        return super().attempt_ended(state, step, outcome, now, history, fired=fired)
 
     # -- views -----------------------------------------------------------------------------
 
@@ -256,6 +284,11 @@ def child_input(state: WorkflowState, step: ActivityState) -> tuple[dict[str, An
     return value, None
 
 
+def parent_ended(parent: WorkflowState) -> str:
+    """Why a child is cancelled when its ``parent`` ended (cancelled or failed)."""
+    return f"its parent {parent.id} " + ("was cancelled" if parent.status is WorkflowStatus.CANCELLED else "failed")
+
+
 def id_of_child(state: WorkflowState, position: int) -> str:
     """The id of the child workflow that the step at ``position`` runs."""
     return child_id(state.id, state.activities[position].id)
@@ -297,6 +330,7 @@ __all__ = [
     "cycle_problems",
     "definition_of",
     "id_of_child",
+    "parent_ended",
     "pinned",
     "references",
     "report",

@@ -13,7 +13,7 @@ import falcon
 import pytest
 
 from api.resources.workflows import _decode_cursor, _encode_cursor
-from flow.persistence.mapping import WORKFLOW_COLUMNS, workflow_from_row
+from flow.persistence.mapping import WORKFLOW_COLUMNS, signal_from_row, workflow_from_row
 
 COLUMNS = [c.strip() for c in WORKFLOW_COLUMNS.split(",")]
 
@@ -33,7 +33,6 @@ def _row(**values: object) -> tuple[object, ...]:
         created_at="2026-01-02T03:04:05",
         version=1,
         updated_at="2026-01-02T03:04:05",
-        inbox="[]",
         paused=False,
     )
     row.update(values)
@@ -52,9 +51,9 @@ def test_a_row_whose_required_timestamp_is_empty_is_unreadable(column):
 
 
 def test_a_signal_in_the_inbox_without_its_time_is_unreadable():
-    inbox = json.dumps([{"id": "s1", "name": "go", "received_at": None, "payload": None}])
+    # signal_id, name, received_at, payload, consumed_by, position, run, size, digest
     with pytest.raises(ValueError, match="required timestamp"):
-        workflow_from_row(_row(inbox=inbox), [])
+        signal_from_row(("s1", "go", None, None, None, None, None, 0, None))
 
 
 def _cursor(value: object) -> str:

@@ -69,17 +69,22 @@ CHECKED = {
 }
 
 
+def _is_protocol(base: ast.expr) -> bool:
+    """``Protocol``, ``typing.Protocol`` or a generic one (``Protocol[T]``)."""
+    if isinstance(base, ast.Subscript):
+        base = base.value
+    return (isinstance(base, ast.Name) and base.id == "Protocol") or (
+        isinstance(base, ast.Attribute) and base.attr == "Protocol"
+    )
+
+
 def _protocols() -> set[str]:
     found = set()
     for package in ("flow", "actors", "api", "activities"):
         for path in (ROOT / package).rglob("*.py"):
             module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
             for node in ast.walk(ast.parse(path.read_text())):
-                if isinstance(node, ast.ClassDef) and any(
-                    (isinstance(base, ast.Name) and base.id == "Protocol")
-                    or (isinstance(base, ast.Attribute) and base.attr == "Protocol")
-                    for base in node.bases
-                ):
+                if isinstance(node, ast.ClassDef) and any(_is_protocol(base) for base in node.bases):
                     found.add(f"{module}.{node.name}")
     return found
 

@@ -228,15 +228,7 @@ class WorkflowCancelResource:
         if has_body(req):
             body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes)
             validation.check(_CANCEL, body)
-        reason = body.get("reason")
-        row = self.runtime.store.get(workflow_id)
-        if row.state.status.ended:
-            raise falcon.HTTPConflict(
-                title="Workflow already ended",
-                description=f"workflow {workflow_id} is {row.state.status}; only a running workflow can be cancelled",
-            )
-        self.runtime.service.cancel(workflow_id, reason)
-        _accepted(resp, row)
+        _accepted(resp, self.runtime.service.controls.cancel(workflow_id, body.get("reason")))
 
 
 class WorkflowRetryResource:
@@ -251,21 +243,7 @@ class WorkflowRetryResource:
         errors=(404, 409, 503),
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
-        row = self.runtime.store.get(_known_id(workflow_id))
-        if row.state.status not in (WorkflowStatus.FAILED, WorkflowStatus.CANCELLED):
-            raise falcon.HTTPConflict(
-                title="Workflow cannot be retried",
-                description=f"workflow {workflow_id} is {row.state.status}; only a Failed or Cancelled workflow "
-                "can be retried",
-            )
-        if row.state.parent is not None:
-            raise falcon.HTTPConflict(
-                title="Workflow cannot be retried",
-                description=f"workflow {workflow_id} is a child of {row.state.parent.workflow_id}: retry its parent, "
-                "which retries the children that failed",
-            )
-        self.runtime.service.retry(workflow_id)
-        _accepted(resp, row)
+        _accepted(resp, self.runtime.service.controls.retry(_known_id(workflow_id)))
 
 
 class WorkflowPauseResource:
@@ -281,7 +259,7 @@ class WorkflowPauseResource:
         errors=(404, 409, 503),
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
-        _set_paused(self.runtime, resp, workflow_id, paused=True)
+        _accepted(resp, self.runtime.service.controls.pause(_known_id(workflow_id)))
 
 
 class WorkflowResumeResource:
@@ -297,17 +275,7 @@ class WorkflowResumeResource:
         errors=(404, 409, 503),
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
-        _set_paused(self.runtime, resp, workflow_id, paused=False)
-
-
-def _set_paused(runtime: Runtime, resp: falcon.Response, workflow_id: str, *, paused: bool) -> None:
-    row = runtime.store.get(_known_id(workflow_id))
-    if row.state.status.ended or row.state.paused == paused:
-        now = row.state.status if row.state.status.ended else ("paused already" if paused else "not paused")
-        what = "paused" if paused else "resumed"
-        raise falcon.HTTPConflict(title=f"Workflow cannot be {what}", description=f"workflow {workflow_id} is {now}")
-    (runtime.service.pause if paused else runtime.service.resume)(workflow_id)
-    _accepted(resp, row)
+        _accepted(resp, self.runtime.service.controls.resume(_known_id(workflow_id)))
 
 
 class WorkflowEventsResource:

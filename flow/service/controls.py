@@ -6,6 +6,7 @@ returns the stored workflow as it was when the request was sent."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flow.core.state import WorkflowState
@@ -58,9 +59,10 @@ class Controls:
         self.senders.retry(workflow_id)
         return row
 
-    def _allowed(self, workflow_id: str, refusal: Any) -> StoredWorkflow:
+    def _allowed(self, workflow_id: str, refusal: Callable[[WorkflowState], WorkflowConflict | None]) -> StoredWorkflow:
+        """The stored workflow, unless ``refusal`` refuses the request for it."""
         row = self.store.get(workflow_id)
-        error: WorkflowConflict | None = refusal(row.state)
+        error = refusal(row.state)
         if error is not None:
             raise error
         return row

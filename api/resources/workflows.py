@@ -129,11 +129,11 @@ class WorkflowsResource:
         if header is not None:  # the header wins over the body field
             key = check_idempotency_key(header, path=IDEMPOTENCY_KEY.name)
 
-        state, created = self.runtime.service.start(request.name, dict(request.input_data), idempotency_key=key)
+        state, created = self.runtime.service.starter.start(request.name, dict(request.input_data), idempotency_key=key)
         row = self.runtime.store.get(state.id)
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
         resp.location = f"/workflows/{state.id}"
-        resp.media = workflow_view(row, self.runtime.service.callback_tokens)
+        resp.media = workflow_view(row, self.runtime.service.callbacks.tokens)
 
     @operation(
         "List workflows, newest first",
@@ -181,7 +181,8 @@ class WorkflowResource:
 
     @operation("A workflow with every activity", responses={200: Reply("The workflow", "Workflow")}, errors=(404, 503))
     def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
-        resp.media = workflow_view(self.runtime.store.get(_known_id(workflow_id)), self.runtime.service.callback_tokens)
+        row = self.runtime.store.get(_known_id(workflow_id))
+        resp.media = workflow_view(row, self.runtime.service.callbacks.tokens)
 
     @operation(
         "Delete an ended workflow with its activities and history",
@@ -205,7 +206,7 @@ class WorkflowActivitiesResource:
         errors=(404, 503),
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
-        view = workflow_view(self.runtime.store.get(_known_id(workflow_id)), self.runtime.service.callback_tokens)
+        view = workflow_view(self.runtime.store.get(_known_id(workflow_id)), self.runtime.service.callbacks.tokens)
         resp.media = {"items": view["activities"]}
 
 

@@ -61,7 +61,10 @@ class WorkflowService:
         self.callbacks = CallbackDoor(settings, store, self.senders)
         self.door = SharedQueueDoor(store, self.senders, self.callbacks, max_payload_bytes=limit)
         # The calls of the starting side's callers (flow.service.children, schedules,
-        # the API, the tasks), each the method of the part that does it.
+        # the tasks, embedded, tests), each the method of the part that does it. cancel,
+        # signal, pause, resume and retry are the senders' unchecked messages, as they
+        # always were here (a child's start cancels or retries the child through them);
+        # a door that answers a person uses ``controls``, which checks the preconditions.
         self.sync_definitions = self.definitions.sync
         self.register = self.definitions.register
         self.check_children = self.definitions.check_children

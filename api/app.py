@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         runtime = Runtime.build(settings)
     # Headers first: Falcon runs every process_response, even for a request that the
     # token check refused.
-    middleware: list[object] = [SecurityHeadersMiddleware()]
+    middleware: list[SecurityHeadersMiddleware | BearerTokenMiddleware] = [SecurityHeadersMiddleware()]
     if runtime.settings.api_token:
         middleware.append(BearerTokenMiddleware(runtime.settings.api_token))
     # Falcon's own router, kept: the OpenAPI document is derived from its routes.

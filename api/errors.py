@@ -24,8 +24,13 @@ from flow.errors import (
     InboxFull,
     InvalidInput,
     InvalidJson,
+    PauseRefused,
+    ResumeRefused,
+    RetryRefused,
     StoreUnavailable,
     UnknownCallbackToken,
+    WorkflowConflict,
+    WorkflowEnded,
     WorkflowInProgress,
     WorkflowNotFound,
 )
@@ -116,6 +121,20 @@ def _workflow_in_progress(req: falcon.Request, resp: falcon.Response, ex: Workfl
     raise falcon.HTTPConflict(title="Workflow in progress", description=printable(str(ex)))
 
 
+#: The title of each refusal of a request about a workflow (flow/service/checks.py).
+CONFLICT_TITLES: dict[type[WorkflowConflict], str] = {
+    WorkflowEnded: "Workflow already ended",
+    PauseRefused: "Workflow cannot be paused",
+    ResumeRefused: "Workflow cannot be resumed",
+    RetryRefused: "Workflow cannot be retried",
+}
+
+
+def _workflow_conflict(req: falcon.Request, resp: falcon.Response, ex: WorkflowConflict, params: Params) -> None:
+    title = CONFLICT_TITLES.get(type(ex), "Workflow conflict")
+    raise falcon.HTTPConflict(title=title, description=printable(str(ex)))
+
+
 def _definition_in_use(req: falcon.Request, resp: falcon.Response, ex: DefinitionInUse, params: Params) -> None:
     raise falcon.HTTPConflict(title="Definition version in use", description=printable(str(ex)))
 
@@ -142,6 +161,7 @@ HANDLERS: dict[type[FlowError], Callable[..., None]] = {
     IdempotencyConflict: _idempotency_conflict,
     InboxFull: _inbox_full,
     WorkflowInProgress: _workflow_in_progress,
+    WorkflowConflict: _workflow_conflict,
     DefinitionInUse: _definition_in_use,
     DefinitionNotFound: _definition_not_found,
     InvalidJson: _invalid_json,

@@ -152,6 +152,34 @@ class DefinitionInUse(FlowError):
         )
 
 
+class WorkflowConflict(FlowError):
+    """Raised when a request about a workflow cannot apply to it as it stands (the API
+    answers 409): the base of the refusals of cancel, signal, pause, resume and retry,
+    which the starting side checks in one place (``flow/service/checks.py``) for every
+    door. ``workflow_id`` names the workflow; the message says why, for a person."""
+
+    def __init__(self, workflow_id: str, reason: str) -> None:
+        self.workflow_id = workflow_id
+        super().__init__(reason)
+
+
+class WorkflowEnded(WorkflowConflict):
+    """Raised when cancelling or signalling a workflow that has ended."""
+
+
+class PauseRefused(WorkflowConflict):
+    """Raised when pausing a workflow that has ended or is paused already."""
+
+
+class ResumeRefused(WorkflowConflict):
+    """Raised when resuming a workflow that has ended or is not paused."""
+
+
+class RetryRefused(WorkflowConflict):
+    """Raised when retrying a workflow that is not Failed or Cancelled (nothing to
+    retry), or a child workflow, which only its parent's retry runs again."""
+
+
 class ConcurrentUpdate(FlowError):
     """Raised when another engine committed a transition for the same workflow first.
 

@@ -37,7 +37,7 @@ def _find(runtime: Runtime, name: str, version: int | None = None) -> tuple[Defi
     if not is_definition_name(name):  # e.g. a NUL, which PostgreSQL would refuse
         raise falcon.HTTPNotFound(title="Definition not found", description=f"no definition can be named {name!r}")
     try:
-        return runtime.service.definition(name, version)
+        return runtime.service.definitions.get(name, version)
     except DefinitionNotFound as e:
         raise falcon.HTTPNotFound(title="Definition not found", description=str(e)) from e
 
@@ -62,7 +62,7 @@ class DefinitionsResource:
         errors=(503,),
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.runtime.service.sync_definitions()
+        self.runtime.service.definitions.sync()
         resp.media = {
             "items": [
                 {
@@ -115,7 +115,7 @@ class DefinitionResource:
         if body.get("name", name) != name:
             raise unprocessable("$.name", f"must be {name!r}, the name in the URL")
         body.setdefault("name", name)
-        definition, version, created = self.runtime.service.register(body)
+        definition, version, created = self.runtime.service.definitions.register(body)
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
         resp.location = f"/definitions/{name}/versions/{version}"
         resp.media = _definition_view(definition, version, created=created)
@@ -163,5 +163,5 @@ class DefinitionValidationResource:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes)
         definition = parse(body, known_activities=self.runtime.activity_classes)
-        self.runtime.service.check_children(definition, source="<request>")
+        self.runtime.service.definitions.check_children(definition, source="<request>")
         resp.media = {"valid": True, "name": definition.name, "activities": len(definition.activities)}

@@ -170,4 +170,4 @@ class ScheduleTriggerResource:
         state = self.runtime.schedules.trigger(name)
         resp.status = falcon.HTTP_201
         resp.location = f"/workflows/{state.id}"
-        resp.media = workflow_view(self.runtime.store.get(state.id), self.runtime.service.callback_tokens)
+        resp.media = workflow_view(self.runtime.store.get(state.id), self.runtime.service.callbacks.tokens)

@@ -73,13 +73,7 @@ class SignalResource:
         key = req.get_header(SIGNAL_KEY.name)
         if key is not None:
             key = check_idempotency_key(key, path=SIGNAL_KEY.name)
-        row = self.runtime.store.get(workflow_id)
-        if row.state.status.ended:
-            raise falcon.HTTPConflict(
-                title="Workflow already ended",
-                description=f"workflow {workflow_id} is {row.state.status}; only a running workflow takes signals",
-            )
-        signal_id = self.runtime.service.signal(workflow_id, name, payload, idempotency_key=key)
+        _, signal_id = self.runtime.service.controls.signal(workflow_id, name, payload, idempotency_key=key)
         resp.status = falcon.HTTP_202
         resp.location = f"/workflows/{workflow_id}"
         resp.media = {"workflow_id": workflow_id, "name": name, "signal_id": signal_id}
@@ -105,9 +99,9 @@ class CallbackResource:
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response, token: str) -> None:
         # The token first: one that is not ours answers 404 whatever the body.
-        target = self.runtime.service.callback_target(token)
+        target = self.runtime.service.callbacks.target(token)
         body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes) if has_body(req) else {}
         validation.check(_BODY, body)
-        name = self.runtime.service.callback(target, body.get("payload"))
+        name = self.runtime.service.callbacks.send(target, body.get("payload"))
         resp.status = falcon.HTTP_202
         resp.media = {"workflow_id": target.workflow_id, "name": name, "signal_id": target.signal_id}

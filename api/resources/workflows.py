@@ -129,11 +129,11 @@ class WorkflowsResource:
         if header is not None:  # the header wins over the body field
             key = check_idempotency_key(header, path=IDEMPOTENCY_KEY.name)
 
-        state, created = self.runtime.service.start(request.name, dict(request.input_data), idempotency_key=key)
+        state, created = self.runtime.service.starter.start(request.name, dict(request.input_data), idempotency_key=key)
         row = self.runtime.store.get(state.id)
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
         resp.location = f"/workflows/{state.id}"
-        resp.media = workflow_view(row, self.runtime.service.callback_tokens)
+        resp.media = workflow_view(row, self.runtime.service.callbacks.tokens)
 
     @operation(
         "List workflows, newest first",
@@ -181,7 +181,8 @@ class WorkflowResource:
 
     @operation("A workflow with every activity", responses={200: Reply("The workflow", "Workflow")}, errors=(404, 503))
     def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
-        resp.media = workflow_view(self.runtime.store.get(_known_id(workflow_id)), self.runtime.service.callback_tokens)
+        row = self.runtime.store.get(_known_id(workflow_id))
+        resp.media = workflow_view(row, self.runtime.service.callbacks.tokens)
 
     @operation(
         "Delete an ended workflow with its activities and history",
@@ -205,7 +206,7 @@ class WorkflowActivitiesResource:
         errors=(404, 503),
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
-        view = workflow_view(self.runtime.store.get(_known_id(workflow_id)), self.runtime.service.callback_tokens)
+        view = workflow_view(self.runtime.store.get(_known_id(workflow_id)), self.runtime.service.callbacks.tokens)
         resp.media = {"items": view["activities"]}
 
 
@@ -228,15 +229,7 @@ class WorkflowCancelResource:
         if has_body(req):
             body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes)
             validation.check(_CANCEL, body)
-        reason = body.get("reason")
-        row = self.runtime.store.get(workflow_id)
-        if row.state.status.ended:
-            raise falcon.HTTPConflict(
-                title="Workflow already ended",
-                description=f"workflow {workflow_id} is {row.state.status}; only a running workflow can be cancelled",
-            )
-        self.runtime.service.cancel(workflow_id, reason)
-        _accepted(resp, row)
+        _accepted(resp, self.runtime.service.controls.cancel(workflow_id, body.get("reason")))
 
 
 class WorkflowRetryResource:
@@ -251,21 +244,7 @@ class WorkflowRetryResource:
         errors=(404, 409, 503),
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
-        row = self.runtime.store.get(_known_id(workflow_id))
-        if row.state.status not in (WorkflowStatus.FAILED, WorkflowStatus.CANCELLED):
-            raise falcon.HTTPConflict(
-                title="Workflow cannot be retried",
-                description=f"workflow {workflow_id} is {row.state.status}; only a Failed or Cancelled workflow "
-                "can be retried",
-            )
-        if row.state.parent is not None:
-            raise falcon.HTTPConflict(
-                title="Workflow cannot be retried",
-                description=f"workflow {workflow_id} is a child of {row.state.parent.workflow_id}: retry its parent, "
-                "which retries the children that failed",
-            )
-        self.runtime.service.retry(workflow_id)
-        _accepted(resp, row)
+        _accepted(resp, self.runtime.service.controls.retry(_known_id(workflow_id)))
 
 
 class WorkflowPauseResource:
@@ -281,7 +260,7 @@ class WorkflowPauseResource:
         errors=(404, 409, 503),
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
-        _set_paused(self.runtime, resp, workflow_id, paused=True)
+        _accepted(resp, self.runtime.service.controls.pause(_known_id(workflow_id)))
 
 
 class WorkflowResumeResource:
@@ -297,17 +276,7 @@ class WorkflowResumeResource:
         errors=(404, 409, 503),
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
-        _set_paused(self.runtime, resp, workflow_id, paused=False)
-
-
-def _set_paused(runtime: Runtime, resp: falcon.Response, workflow_id: str, *, paused: bool) -> None:
-    row = runtime.store.get(_known_id(workflow_id))
-    if row.state.status.ended or row.state.paused == paused:
-        now = row.state.status if row.state.status.ended else ("paused already" if paused else "not paused")
-        what = "paused" if paused else "resumed"
-        raise falcon.HTTPConflict(title=f"Workflow cannot be {what}", description=f"workflow {workflow_id} is {now}")
-    (runtime.service.pause if paused else runtime.service.resume)(workflow_id)
-    _accepted(resp, row)
+        _accepted(resp, self.runtime.service.controls.resume(_known_id(workflow_id)))
 
 
 class WorkflowEventsResource:

@@ -76,16 +76,19 @@ def plan(
     owed: list[Outgoing] = []
     outputs: Outputs | None = None
     partition = routes.partition
-    where = {"partition": partition, "send_after": send_after}
     for command, occurred_at in commands:
         if isinstance(command, RunActivity | RunChild):
             outputs = outputs or routes.outputs(after)
             owed.append(run_message(after, command, routes, send_after=send_after, outputs=outputs))
         elif isinstance(command, CancelChild):
-            owed.append(cancel_message(after, command.position, queue_of=routes.queue_of, **where))
+            owed.append(
+                cancel_message(
+                    after, command.position, queue_of=routes.queue_of, partition=partition, send_after=send_after
+                )
+            )
         elif isinstance(command, CancelAttempt):
             notice = CancelNotice(workflow_id=after.id, position=command.position, attempt=command.attempt)
-            owed.append(Outgoing.of(notice, routes.cancel_exchange, **where))
+            owed.append(Outgoing.of(notice, routes.cancel_exchange, partition=partition, send_after=send_after))
         elif isinstance(command, StartTimer):
             tid = timer_id(after.id, command.kind, command.position, command.attempt)
             due = occurred_at + timedelta(milliseconds=command.delay_ms)
@@ -95,7 +98,7 @@ def plan(
         else:  # pragma: no cover - a new command without a plan is a bug
             raise TypeError(f"nothing planned for {command!r}")
     for state in ended:
-        report = report_message(state, queue_of=routes.queue_of, **where)
+        report = report_message(state, queue_of=routes.queue_of, partition=partition, send_after=send_after)
         if report is not None:
             owed.append(report)
     return Plan(

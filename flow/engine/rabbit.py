@@ -10,6 +10,7 @@ pika is not thread-safe.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -230,7 +231,7 @@ class RabbitTransport:
                 self._became_ready()
 
         for queue in queues:
-            self._declare(queue, lambda q=queue: declared(q))
+            self._declare(queue, functools.partial(declared, queue))
 
     def _became_ready(self) -> None:
         self._generation += 1
@@ -330,9 +331,9 @@ class RabbitTransport:
                 continue
             if outgoing.actor_name == CANCEL_ATTEMPT:
                 # A notice to every worker: its "queue" is the fanout exchange they bind to.
-                self._declare_fanout(outgoing.queue_name, lambda o=outgoing: self._publish_one(o, batch))
+                self._declare_fanout(outgoing.queue_name, functools.partial(self._publish_one, outgoing, batch))
                 continue
-            self._declare(outgoing.queue_name, lambda o=outgoing: self._publish_one(o, batch))
+            self._declare(outgoing.queue_name, functools.partial(self._publish_one, outgoing, batch))
 
     def _declare_fanout(self, exchange: str, then: Callable[[], None]) -> None:
         if exchange in self._declared or self._publish is None:

@@ -4,9 +4,11 @@ Shared engine queue ``<prefix>.engine``: ``flow.start_workflow`` (a start by nam
 any process) and, for messages that reached it instead of their partition's queue
 (a sender that does not know the partitions, a message from before partitions
 existed), every other engine message, forwarded to its partition's queue.
-Activity queue: ``flow.run_activity``, whose keyword arguments are an
-:class:`~flow.wire.attempts.AttemptRequest`. The partition queues are not Dramatiq tasks:
-the engine holding each one consumes it itself (:mod:`flow.engine`).
+(:class:`SharedQueueTasks`). Activity queue: ``flow.run_activity``, whose keyword
+arguments are an :class:`~flow.wire.attempts.AttemptRequest` (:class:`ActivityTask`,
+which reports through a :class:`Reporter`; a test gives it a list instead). The
+partition queues are not Dramatiq tasks: the engine holding each one consumes it itself
+(:mod:`flow.engine`). :func:`declare` builds these and declares them on a broker.
 
 Whether a failed message is retried is decided by :func:`flow.errors.is_retryable`
 alone: a database outage is retried with backoff, a malformed message is
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import dramatiq
@@ -55,6 +57,175 @@ def _retry_when(max_retries: int):
     return retry_when
 
 
+def _current_message() -> dramatiq.Message[Any] | None:
+    return CurrentMessage.get_current_message()
+
+
+class Reporter:
+    """Worker -> engine: the only way a worker tells anything. ``reply_to`` is the
+    workflow's partition queue; the first release's attempts name none (then the shared
+    engine queue, which forwards)."""
+
+    def __init__(self, broker: dramatiq.Broker, default_queue: str) -> None:
+        self.broker = broker
+        self.default_queue = default_queue
+
+    def __repr__(self) -> str:
+        return f"<Reporter default={self.default_queue}>"
+
+    def __call__(self, message: messages.EngineMessage, reply_to: str | None) -> None:
+        self.broker.enqueue(message.to_message(reply_to or self.default_queue))
+
+
+class ActivityTask:
+    """``flow.run_activity``: run one attempt and report it (docs/design.md, "One workflow,
+    message by message", step 4).
+
+    A "started" report only once the attempt has run for ``started_report_delay_s`` (a
+    quick attempt's result says when it started: :mod:`flow.worker.reporting`), the
+    activity's heartbeats throttled (:mod:`flow.worker.heartbeats`), and a heartbeating
+    attempt marked in ``counter`` so that a redelivered copy is not run again
+    (:class:`~flow.worker.deliveries.DeliveryLimit`). Everything it sends goes through
+    ``report``, so a test runs it with a list for a broker."""
+
+    def __init__(
+        self,
+        activity_classes: Mapping[str, type],
+        report: Callable[[messages.EngineMessage, str | None], None],
+        *,
+        metrics: EngineMetrics,
+        max_payload_bytes: int,
+        started_report_delay_s: float,
+        delayed: DelayedCalls | None = None,
+        counter: DeliveryCounter | None = None,
+        current_message: Callable[[], dramatiq.Message[Any] | None] = _current_message,
+    ) -> None:
+        self.activity_classes = activity_classes
+        self.report = report
+        self.metrics = metrics
+        self.max_payload_bytes = max_payload_bytes
+        self.started_report_delay_s = started_report_delay_s
+        self.delayed = delayed or DelayedCalls()
+        self.counter = counter or DeliveryCounter()
+        self.current_message = current_message
+
+    def __repr__(self) -> str:
+        return f"<ActivityTask {len(self.activity_classes)} activity classes>"
+
+    def on_message(self, **fields: Any) -> None:
+        """The Dramatiq actor's function: the message's keyword arguments are an
+        :class:`~flow.wire.attempts.AttemptRequest`."""
+        current = self.current_message()
+        self.run(attempts.AttemptRequest.from_kwargs(fields), message_id=current.message_id if current else None)
+
+    def run(self, request: attempts.AttemptRequest, *, message_id: str | None = None) -> attempts.AttemptResult:
+        """Run the attempt ``request`` asks for, report its result and return it."""
+        started_at = utcnow()
+        started_report = self.delayed.schedule(
+            self.started_report_delay_s, lambda: self.report(request.started(started_at), request.reply_to)
+        )
+        beating = _Beating(self, request, message_id)
+        beats = Heartbeats(
+            beating.send,
+            interval_s=interval_for(request.heartbeat_s),
+            delayed=self.delayed,
+            max_bytes=self.max_payload_bytes,
+        )
+        attempt = functools.partial(
+            execute,
+            self.activity_classes,
+            request,
+            started_at=started_at,
+            max_output_bytes=self.max_payload_bytes,
+            heartbeat=beats.beat,
+        )
+        result = tracing.run_attempt(request, attempt) if tracing.ENABLED else attempt()
+        self.delayed.cancel(started_report)  # finished quickly: the result says when it started
+        beats.close(flush=result.outcome != Outcome.SUCCEEDED)
+        beating.done()
+        self.metrics.observe_attempt(request.activity, result.outcome, result.duration_s)
+        self.report(result, request.reply_to)
+        return result
+
+    def report_undeliverable(self, request: attempts.AttemptRequest, error: str) -> None:
+        """An attempt whose deliveries ran out (:class:`~flow.worker.deliveries.DeliveryLimit`)."""
+        self.report(request.result(Outcome.TEMPORARY_FAILURE, error=error), request.reply_to)
+
+
+class _Beating:
+    """One attempt's heartbeats on their way out; the first marks its message as
+    heartbeating (see :class:`~flow.worker.deliveries.DeliveryLimit`)."""
+
+    def __init__(self, task: ActivityTask, request: attempts.AttemptRequest, message_id: str | None) -> None:
+        self.task, self.request, self.message_id = task, request, message_id
+        self.marked = False
+
+    def send(self, details: Any) -> None:
+        if self.request.heartbeat_s and self.message_id is not None and not self.marked:
+            self.task.counter.mark_beating(self.message_id)
+            self.marked = True
+        self.task.report(self.request.heartbeat(details), self.request.reply_to)
+
+    def done(self) -> None:
+        if self.marked and self.message_id is not None:
+            self.task.counter.take_beating(self.message_id)
+
+
+class SharedQueueTasks:
+    """The tasks of the shared engine queue: a start by name (or of a workflow created
+    elsewhere), a child's start, and every other engine message, forwarded."""
+
+    def __init__(
+        self,
+        service: WorkflowService,
+        *,
+        current_message: Callable[[], dramatiq.Message[Any] | None] = _current_message,
+    ) -> None:
+        self.service = service
+        self.current_message = current_message
+
+    def __repr__(self) -> str:
+        return f"<SharedQueueTasks {self.service!r}>"
+
+    def start_workflow(self, **fields: Any) -> None:
+        current = self.current_message()
+        if "name" not in fields:
+            # The start of a workflow created elsewhere ({"workflow_id": ...}): its
+            # partition's engine does it.
+            try:
+                workflow_id: str | None = messages.StartWorkflow.from_kwargs(fields).workflow_id
+            except InvalidInput:
+                workflow_id = None
+            if not is_workflow_id(workflow_id):
+                raise InvalidInput("$", "a start message needs a name, or the workflow_id of a created workflow")
+            self.service.forward(self._message(current))
+            return
+        request = parse_start_request(fields, allow_workflow_id=True)
+        state, _ = self.service.start(
+            request.name,
+            dict(request.input_data),
+            workflow_id=request.workflow_id,
+            idempotency_key=request.idempotency_key,
+            message_id=current.message_id if current else None,
+        )
+        logger.info("started %s %s from a Dramatiq message", state.name, state.id)
+
+    def forward(self, **_: Any) -> None:
+        self.service.forward(self._message(self.current_message()))
+
+    @staticmethod
+    def _message(current: dramatiq.Message[Any] | None) -> dramatiq.Message[Any]:
+        """The message being handled: forwarding sends that very message on."""
+        if current is None:  # only outside a worker, where CurrentMessage has nothing
+            raise RuntimeError("no current message to forward: is dramatiq's CurrentMessage middleware installed?")
+        return current
+
+    def start_child(self, **fields: Any) -> None:
+        # A parent's engine owes it (docs/design.md, "Sub-workflows"): idempotent, so a
+        # redelivery or a re-send from the outbox never makes a second child.
+        self.service.start_child(messages.StartChild.from_kwargs(fields))
+
+
 def declare(
     broker: dramatiq.Broker,
     *,
@@ -72,94 +243,22 @@ def declare(
         "min_backoff": 250,
         "max_backoff": 30_000,
     }
-    delayed = DelayedCalls()
     counter = DeliveryCounter()
-
-    def report(message: messages.EngineMessage, reply_to: str | None) -> None:
-        """Worker -> engine: the only way a worker tells anything. ``reply_to`` is the
-        workflow's partition queue; the first release's attempts name none."""
-        broker.enqueue(message.to_message(reply_to or settings.engine_queue))
-
-    # -- the shared engine queue ----------------------------------------------------------
-
-    def start_workflow(**fields: Any) -> None:
-        current = CurrentMessage.get_current_message()
-        if "name" not in fields:
-            # The start of a workflow created elsewhere ({"workflow_id": ...}): its
-            # partition's engine does it.
-            try:
-                workflow_id: str | None = messages.StartWorkflow.from_kwargs(fields).workflow_id
-            except InvalidInput:
-                workflow_id = None
-            if not is_workflow_id(workflow_id):
-                raise InvalidInput("$", "a start message needs a name, or the workflow_id of a created workflow")
-            service.forward(current)
-            return
-        request = parse_start_request(fields, allow_workflow_id=True)
-        state, _ = service.start(
-            request.name,
-            dict(request.input_data),
-            workflow_id=request.workflow_id,
-            idempotency_key=request.idempotency_key,
-            message_id=current.message_id if current else None,
-        )
-        logger.info("started %s %s from a Dramatiq message", state.name, state.id)
-
-    def forward(**_: Any) -> None:
-        service.forward(CurrentMessage.get_current_message())
-
-    def start_child(**fields: Any) -> None:
-        # A parent's engine owes it (docs/design.md, "Sub-workflows"): idempotent, so a
-        # redelivery or a re-send from the outbox never makes a second child.
-        service.start_child(messages.StartChild.from_kwargs(fields))
-
-    # -- the activity task --------------------------------------------------------------
-
-    def run_activity(**fields: Any) -> None:
-        request = attempts.AttemptRequest.from_kwargs(fields)
-        started_at = utcnow()
-        started_report = delayed.schedule(
-            settings.started_report_delay_ms / 1000, lambda: report(request.started(started_at), request.reply_to)
-        )
-        current = CurrentMessage.get_current_message()
-        beating = {"marked": False}
-
-        def send_heartbeat(details: Any) -> None:
-            if request.heartbeat_s and current is not None and not beating["marked"]:
-                counter.mark_beating(current.message_id)  # see DeliveryLimit
-                beating["marked"] = True
-            report(request.heartbeat(details), request.reply_to)
-
-        beats = Heartbeats(
-            send_heartbeat,
-            interval_s=interval_for(request.heartbeat_s),
-            delayed=delayed,
-            max_bytes=settings.max_payload_bytes,
-        )
-        attempt = functools.partial(
-            execute,
-            activity_classes,
-            request,
-            started_at=started_at,
-            max_output_bytes=settings.max_payload_bytes,
-            heartbeat=beats.beat,
-        )
-        result = tracing.run_attempt(request, attempt) if tracing.ENABLED else attempt()
-        delayed.cancel(started_report)  # finished quickly: the result says when it started
-        beats.close(flush=result.outcome != Outcome.SUCCEEDED)
-        if beating["marked"] and current is not None:
-            counter.take_beating(current.message_id)
-        metrics.observe_attempt(request.activity, result.outcome, result.duration_s)
-        report(result, request.reply_to)
-
-    def report_undeliverable(request: attempts.AttemptRequest, error: str) -> None:
-        report(request.result(Outcome.TEMPORARY_FAILURE, error=error), request.reply_to)
+    activity = ActivityTask(
+        activity_classes,
+        Reporter(broker, settings.engine_queue),
+        metrics=metrics,
+        max_payload_bytes=settings.max_payload_bytes,
+        started_report_delay_s=settings.started_report_delay_ms / 1000,
+        counter=counter,
+    )
+    shared = SharedQueueTasks(service)
 
     broker.add_middleware(
         DeliveryLimit(
             actor_name=messages.RUN_ACTIVITY,
             max_deliveries=settings.max_deliveries,
-            report=report_undeliverable,
+            report=activity.report_undeliverable,
             counter=counter,
         )
     )
@@ -172,13 +271,14 @@ def declare(
         )
 
     tasks = {
-        messages.START_WORKFLOW: dramatiq.actor(start_workflow, actor_name=messages.START_WORKFLOW, **engine_options)
+        messages.START_WORKFLOW: dramatiq.actor(actor_name=messages.START_WORKFLOW, **engine_options)(
+            shared.start_workflow
+        )
     }
-    tasks[messages.START_CHILD] = dramatiq.actor(start_child, actor_name=messages.START_CHILD, **engine_options)
+    tasks[messages.START_CHILD] = dramatiq.actor(actor_name=messages.START_CHILD, **engine_options)(shared.start_child)
     for name in sorted(messages.ENGINE_MESSAGES.keys() - {messages.START_WORKFLOW}):
-        tasks[name] = dramatiq.actor(forward, actor_name=name, **engine_options)
+        tasks[name] = dramatiq.actor(actor_name=name, **engine_options)(shared.forward)
     tasks[messages.RUN_ACTIVITY] = dramatiq.actor(
-        run_activity,
         actor_name=messages.RUN_ACTIVITY,
         broker=broker,
         queue_name=settings.activity_queue,
@@ -188,5 +288,5 @@ def declare(
         min_backoff=500,
         max_backoff=30_000,
         time_limit=int(settings.activity_time_limit_s * 1000),
-    )
+    )(activity.on_message)
     return tasks

@@ -41,6 +41,17 @@ CASES = [
             "errors": [{"path": "$", "message": "bad"}, {"path": "$.name", "message": "worse"}],
         },
     ),
+    (
+        errors.WorkflowEnded("w-1", "workflow w-1 is Finished; only a running workflow can be cancelled"),
+        409,
+        {
+            "title": "Workflow already ended",
+            "description": "workflow w-1 is Finished; only a running workflow can be cancelled",
+        },
+    ),
+    (errors.PauseRefused("w-1", "workflow w-1 is paused already"), 409, {"title": "Workflow cannot be paused"}),
+    (errors.ResumeRefused("w-1", "workflow w-1 is not paused"), 409, {"title": "Workflow cannot be resumed"}),
+    (errors.RetryRefused("w-1", "workflow w-1 is Finished"), 409, {"title": "Workflow cannot be retried"}),
     (errors.StoreUnavailable("down"), 503, {"title": "Database unavailable"}),
     (errors.ConcurrentUpdate("raced"), 500, {"title": "Internal error", "description": "raced"}),
 ]

@@ -86,7 +86,9 @@ def test_cancel_and_retry_from_the_cli(server, definitions_dir):
     cancelled = flow("cancel", workflow_id, "--reason", "testing", env=server)
     assert cancelled.returncode == 0, cancelled.stderr
     wait_for(lambda: json.loads(flow("status", workflow_id, "--json", env=server).stdout)["status"] == "Cancelled")
-    assert flow("cancel", workflow_id, env=server).returncode == 5  # already ended: 409
+    refused = flow("cancel", workflow_id, env=server)
+    assert refused.returncode == 5  # already ended: 409, in the API's words
+    assert f"409 Workflow already ended: workflow {workflow_id} is Cancelled; only a running" in refused.stderr
 
     failed = json.loads(flow("start", "FailingWorkflow", "--json", env=server).stdout)["id"]
     wait_for(lambda: json.loads(flow("status", failed, "--json", env=server).stdout)["status"] == "Failed")
@@ -162,7 +164,9 @@ def test_pause_and_resume_from_the_cli(server):
 
     assert flow("pause", workflow_id, env=server).returncode == 0
     wait_for(lambda: view()["paused"])
-    assert flow("pause", workflow_id, env=server).returncode == 5  # paused already: 409
+    refused = flow("pause", workflow_id, env=server)
+    assert refused.returncode == 5  # paused already: 409, in the API's words
+    assert f"409 Workflow cannot be paused: workflow {workflow_id} is paused already" in refused.stderr
     assert flow("signal", workflow_id, "go", env=server).returncode == 0
     # The wait takes its signal while paused; the next activity is not scheduled.
     wait_for(lambda: view()["activities"][0]["status"] == "Succeeded")

@@ -32,8 +32,8 @@ import requests
 from flow.clock import utcnow
 from flow.core.partitions import partition_of
 from flow.core.state import ActivityStatus, WorkflowStatus
+from flow.loops import poll_until
 from flow.persistence.models import ActivityRecord, EngineRecord, WorkflowRecord
-from flow.polling import poll_until
 from flow.process.runtime import Runtime
 from flow.settings import Settings
 from flow.testing import VENV_BIN, Processes, free_port, migrate, wait_http

@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from flow.polling import poll_until
+from flow.loops import poll_until
 from flow.process.embedded import EmbeddedFlow
 from flow.settings import Settings
 from flow.testing.definitions import embedded_env

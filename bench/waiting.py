@@ -36,8 +36,8 @@ import requests
 
 from bench.harness import THREADS, Bench, median, pct
 from flow.core.state import ActivityStatus
+from flow.loops import poll_until
 from flow.persistence.models import ActivityRecord
-from flow.polling import poll_until
 from flow.testing import child_pids
 
 #: The engine's live-actor bound and idle time in this case (FLOW_MAX_LIVE_ACTORS,

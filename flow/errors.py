@@ -228,7 +228,7 @@ class InvalidJson(InvalidInput):
 
 
 class PollTimeout(FlowError):
-    """Raised by :func:`flow.polling.poll_until` when its condition did not come true in time.
+    """Raised by :func:`flow.loops.poll_until` when its condition did not come true in time.
 
     ``last`` is the check's last answer (a falsy value: ``None``, ``False``, a
     workflow view that is still in progress), for callers that report it.

@@ -1,5 +1,5 @@
 """The one background-thread shape: a loop that calls a step every so often until stopped,
-and the one reconnect loop the pika consumers are built on.
+the one reconnect loop the pika consumers are built on, and the one poll-until loop.
 
 Every periodic pass of a process (lease rounds, outbox passes, retention, schedules,
 idle-actor sweeps, the outbox's acknowledgements) is a :class:`BackgroundLoop`: a
@@ -12,14 +12,22 @@ Every pika consumer (the engine's connection, the worker's cancel notices, the A
 start door) is a :class:`Reconnecting` loop: connect, consume until the connection is
 lost, back off (doubling from ``pause_s`` up to ``max_pause_s``, back to ``pause_s``
 once a connection works again) and connect again, until stopped.
+
+Everything that waits on state someone else changes calls :func:`poll_until`: the CLI
+watching a workflow, :meth:`flow.process.embedded.EmbeddedFlow.wait`, the test suite's
+``wait_for``, the benchmark's drivers and :func:`flow.testing.wait_http`. Waiting on a
+condition (and never on a fixed sleep) is what keeps those correct on a busy machine.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
+
+from flow.errors import PollTimeout
 
 logger = logging.getLogger(__name__)
 
@@ -168,3 +176,30 @@ class Reconnecting(Generic[C]):
         # No connection is open here: this pause holds up no I/O.
         pause_s, self.next_pause_s = self.next_pause_s, min(self.next_pause_s * 2, self.max_pause_s)
         self.stopping.wait(pause_s)
+
+
+T = TypeVar("T")
+
+
+def poll_until(
+    check: Callable[[], T | None],
+    *,
+    timeout_s: float | None,
+    every_s: float = 0.05,
+    what: str = "",
+) -> T:
+    """Call ``check`` every ``every_s`` seconds until it returns something truthy; return that.
+
+    ``check`` is always called at least once, and once more after the deadline, so a
+    slow machine that overslept still sees a condition that has come true. After
+    ``timeout_s`` (``None``: never) raise :class:`PollTimeout`, which carries the
+    last value ``check`` returned.
+    """
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if deadline is not None and time.monotonic() >= deadline:
+            raise PollTimeout(what or getattr(check, "__name__", repr(check)), timeout_s or 0.0, value)
+        time.sleep(every_s)

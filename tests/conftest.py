@@ -14,7 +14,7 @@ from typing import Any
 import pykka
 import pytest
 
-from flow.polling import poll_until
+from flow.loops import poll_until
 from flow.settings import Settings
 from flow.testing.definitions import embedded_env, sample_definitions, write_definitions
 
@@ -36,7 +36,7 @@ def stop_all_actors() -> Iterator[None]:
 
 
 def wait_for(condition: Callable[[], Any], *, timeout_s: float = 10.0, every_s: float = 0.05, what: str = "") -> Any:
-    """:func:`flow.polling.poll_until` with the suite's defaults."""
+    """:func:`flow.loops.poll_until` with the suite's defaults."""
     return poll_until(condition, timeout_s=timeout_s, every_s=every_s, what=what)
 
 

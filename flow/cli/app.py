@@ -35,7 +35,7 @@ from flow.errors import (
     InvalidJson,
     PollTimeout,
 )
-from flow.polling import poll_until
+from flow.loops import poll_until
 from flow.settings import Settings
 
 if TYPE_CHECKING:

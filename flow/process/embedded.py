@@ -23,8 +23,8 @@ import dramatiq
 
 from flow.core.definition import Definition
 from flow.errors import PollTimeout
+from flow.loops import poll_until
 from flow.persistence.mapping import StoredWorkflow
-from flow.polling import poll_until
 from flow.process.inprocess import InProcessBroker, InProcessTransport
 from flow.process.runtime import Runtime, build_engine
 from flow.settings import IN_PROCESS_BROKER, Settings

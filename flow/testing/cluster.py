@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from flow.errors import PollTimeout
-from flow.loops import BackgroundLoop
-from flow.polling import poll_until
+from flow.loops import BackgroundLoop, poll_until
 from flow.testing.processes import Processes, child_pids, free_port, migrate, wait_http
 from flow.testing.services import query
 

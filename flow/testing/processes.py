@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from flow.polling import poll_until
+from flow.loops import poll_until
 
 #: The source tree the processes run from (their working directory and ``PYTHONPATH``).
 ROOT = Path(__file__).resolve().parents[2]

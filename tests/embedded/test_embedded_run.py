@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from flow.core.vocabulary import ActivityStatus, HistoryType
-from flow.polling import poll_until
+from flow.loops import poll_until
 from flow.process.embedded import EmbeddedFlow
 from flow.settings import Settings
 from flow.testing.definitions import EXPECTED_STATUS

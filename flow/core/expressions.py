@@ -134,11 +134,12 @@ def evaluate(expression: str, context: Mapping[str, Any], *, budget: Budget | No
 class _Functions(jmespath.functions.Functions):
     """JMESPath's functions, each charged to the evaluation's budget: the elements of
     its array and object arguments as visited, its result as built. Those whose result
-    can be much larger than their arguments (``to_string``, ``join``) or that build
-    more than their result (``sort``, ``sort_by``) charge before they build."""
+    can be much larger than their arguments (``to_string``, ``join``), that build more
+    than their result (``sort``, ``sort_by``) or that grow a list element by element
+    (``map``) charge before they build."""
 
     #: Functions that charge what they build themselves, before building it.
-    _CHARGED_BEFORE = frozenset(("to_string", "join", "sort", "sort_by"))
+    _CHARGED_BEFORE = frozenset(("to_string", "join", "sort", "sort_by", "map"))
 
     def __init__(self, budget: Budget) -> None:
         super().__init__()
@@ -183,6 +184,15 @@ class _Functions(jmespath.functions.Functions):
         # sorted() keeps every element's key beside it, then list() copies the result.
         self.budget.build(3 * (_LIST + _GROWN * len(array)))
         return super()._func_sort_by(array, expref)
+
+    @jmespath.functions.signature({"types": ["expref"]}, {"types": ["array"]})
+    def _func_map(self, expref: Any, arg: list[Any]) -> list[Any]:
+        self.budget.build(_LIST + _SPARE)
+        result = []
+        for element in arg:
+            self.budget.build(_GROWN)
+            result.append(expref.visit(expref.expression, element))
+        return result
 
 
 class _Interpreter(jmespath.visitor.TreeInterpreter):

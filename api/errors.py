@@ -19,6 +19,7 @@ from flow.errors import (
     DefinitionError,
     DefinitionInUse,
     DefinitionNotFound,
+    FilterTooCostly,
     FlowError,
     IdempotencyConflict,
     InboxFull,
@@ -148,6 +149,16 @@ def _store_unavailable(req: falcon.Request, resp: falcon.Response, ex: StoreUnav
     )
 
 
+def _filter_too_costly(req: falcon.Request, resp: falcon.Response, ex: FilterTooCostly, params: Params) -> None:
+    # 422 when the client's filter is to blame (the same query would cost the same);
+    # 503 with Retry-After when the database was merely slow.
+    if ex.retry_after_s is None:
+        raise unprocessable(ex.parameter, ex.message)
+    raise falcon.HTTPServiceUnavailable(
+        title="Query over budget", description=printable(str(ex)), retry_after=ex.retry_after_s
+    )
+
+
 def _flow_error(req: falcon.Request, resp: falcon.Response, ex: FlowError, params: Params) -> None:
     logger.exception("unexpected error", exc_info=ex)
     raise falcon.HTTPInternalServerError(title="Internal error", description=printable(str(ex)))
@@ -168,6 +179,7 @@ HANDLERS: dict[type[FlowError], Callable[..., None]] = {
     InvalidInput: _invalid_input,
     DefinitionError: _definition_error,
     StoreUnavailable: _store_unavailable,
+    FilterTooCostly: _filter_too_costly,
     FlowError: _flow_error,
 }
 

@@ -227,6 +227,28 @@ class InvalidJson(InvalidInput):
     """
 
 
+class EvaluationBudgetExceeded(FlowError):
+    """Raised when evaluating an expression of a definition (``when``, ``map.over``...)
+    would visit more elements or build more bytes than one evaluation's budget
+    (:mod:`flow.core.expressions`); the message names the budget. The step fails with it."""
+
+
+class FilterTooCostly(FlowError):
+    """Raised when a client's query would cost more than its budget: a list filter
+    nested or sized beyond its limits, or a query that ran past its time budget.
+
+    ``parameter`` names the query parameter to blame; ``retry_after_s`` is set when the
+    same query may succeed later (it ran out of time on a busy database).
+    """
+
+    def __init__(self, parameter: str, message: str, *, retry_after_s: int | None = None) -> None:
+        self.parameter = parameter
+        self.message = message
+        self.retry_after_s = retry_after_s
+        self.retryable = retry_after_s is not None
+        super().__init__(f"{parameter}: {message}")
+
+
 class PollTimeout(FlowError):
     """Raised by :func:`flow.loops.poll_until` when its condition did not come true in time.
 

@@ -83,6 +83,8 @@ class Settings:
     max_inbox_bytes: int = 16_777_216
     #: Largest request body the API accepts, in bytes.
     max_body_bytes: int = 1_048_576
+    #: Longest a listing a client shapes (``GET /workflows`` and its filters) may run, in seconds.
+    query_timeout_s: float = 5.0
     #: Port of the Prometheus exporter of ``dramatiq flow.actors`` processes; unset: none.
     metrics_port: int | None = None
     #: Log format: ``text`` or ``json``.
@@ -161,6 +163,7 @@ class Settings:
             "outbox_poll_s",
             "partition_lease_s",
             "retention_interval_s",
+            "query_timeout_s",
         ):
             value = getattr(self, name)
             # ``not value > 0`` also refuses NaN, which compares false with everything.

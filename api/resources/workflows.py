@@ -40,7 +40,8 @@ CURSOR = Param("cursor", {"type": "string"}, "The `next` of the previous page.")
 INPUT = Param(
     "input",
     {"type": "string", "maxLength": MAX_INPUT_FILTER},
-    'A JSON object the input must contain (as PostgreSQL\'s jsonb @> means it), e.g. {"order_id": 42}.',
+    'A JSON object the input must contain (as PostgreSQL\'s jsonb @> means it), e.g. {"order_id": 42}.'
+    " At most 8 levels deep, 32 elements per array and 128 values.",
 )
 PARENT_ID = Param(
     "parent_id",

@@ -14,7 +14,7 @@ Then its ``when`` condition, a JMESPath expression over ``{"input": ..., "output
 expression gave which value. A skipped activity has ended, so its own dependents are
 decided in turn (docs/design.md, "Graphs").
 
-Pure: ``jmespath`` is a pure-Python evaluator without I/O.
+Pure: expressions are evaluated by :mod:`flow.core.expressions`, within a budget.
 """
 
 from __future__ import annotations
@@ -24,14 +24,12 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from typing import Any
 
-import jmespath
-import jmespath.exceptions
-
+from flow.core.expressions import MAX_EXPRESSION_CHARS as MAX_EXPRESSION_CHARS
+from flow.core.expressions import compile_condition as compile_condition
+from flow.core.expressions import evaluate as evaluate
 from flow.core.state import ActivityState, WorkflowState
-from flow.core.strict_json import JSON
 from flow.core.vocabulary import ActivityStatus, Trigger
 
 #: What a definition's name looks like; a name that does not match cannot exist.
@@ -40,17 +38,6 @@ _NAME = re.compile(NAME_PATTERN.replace("$", r"\Z"))
 #: What an activity id looks like.
 ID_PATTERN = "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 _ID = re.compile(ID_PATTERN.replace("$", r"\Z"))
-#: Longest ``when`` expression.
-MAX_EXPRESSION_CHARS = 1000
-#: Bound on how many copies of the data a condition's multi-selects may make (the
-#: product of their sizes): ``[@, @] | [@, @] | ...`` doubles the data at each step,
-#: and an engine evaluating it would run out of memory.
-MAX_CONDITION_COPIES = 64
-#: Deepest nesting of a condition: the evaluator recurses once per level.
-MAX_CONDITION_DEPTH = 40
-#: Longest text a condition may build (``to_string``, ``join``): a few nested
-#: ``to_string(to_array(...))`` double the data at each level.
-MAX_CONDITION_TEXT = 1 << 20
 #: Most dependencies in one definition, all activities together: a definition where
 #: each of 1,000 activities depends on every one before it would take seconds to check.
 MAX_DEPENDENCIES = 20_000
@@ -85,74 +72,6 @@ def is_definition_name(name: Any) -> bool:
 
 def is_activity_id(value: str) -> bool:
     return _ID.match(value) is not None
-
-
-@lru_cache(maxsize=1024)
-def compile_condition(expression: str) -> jmespath.parser.ParsedResult:
-    """The compiled expression; raises :class:`ValueError` saying why it does not compile."""
-    try:
-        compiled = jmespath.compile(expression)
-    except jmespath.exceptions.JMESPathError as e:
-        where = getattr(e, "lex_position", None)
-        at = f" at character {where}" if where is not None else ""
-        raise ValueError(f"not a JMESPath expression ({str(e).splitlines()[0]}{at})") from None
-    except RecursionError:  # the parser recurses per level of nesting
-        raise ValueError(f"nested too deeply: at most {MAX_CONDITION_DEPTH} levels") from None
-    copies, depth = _cost(compiled.parsed)
-    if depth > MAX_CONDITION_DEPTH:
-        raise ValueError(f"nested too deeply ({depth} levels): at most {MAX_CONDITION_DEPTH}")
-    if copies > MAX_CONDITION_COPIES:
-        raise ValueError(
-            f"too costly: its multi-selects could copy the data {copies} times; at most {MAX_CONDITION_COPIES}"
-        )
-    return compiled
-
-
-def _cost(node: Mapping[str, Any]) -> tuple[int, int]:
-    """The product of the sizes of a parsed expression's multi-selects, and its depth."""
-    product, deepest = 1, 0
-    stack = [(node, 1)]
-    while stack:
-        current, depth = stack.pop()
-        deepest = max(deepest, depth)
-        children = current.get("children", [])
-        if current.get("type") in ("multi_select_list", "multi_select_dict"):
-            product *= max(len(children), 1)
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict))
-    return product, deepest
-
-
-class _BoundedFunctions(jmespath.functions.Functions):
-    """JMESPath's functions, with the two that can build text bounded by
-    :data:`MAX_CONDITION_TEXT` (checked before the text is built)."""
-
-    @jmespath.functions.signature({"types": []})
-    def _func_to_string(self, arg: Any) -> str:
-        if isinstance(arg, str):
-            return arg
-        parts, size = [], 0
-        for chunk in json.JSONEncoder(separators=(",", ":"), default=str).iterencode(arg):
-            size += len(chunk)
-            if size > MAX_CONDITION_TEXT:
-                raise ValueError(f"to_string() would build more than {MAX_CONDITION_TEXT} characters")
-            parts.append(chunk)
-        return "".join(parts)
-
-    @jmespath.functions.signature({"types": ["string"]}, {"types": ["array-string"]})
-    def _func_join(self, separator: str, array: list[str]) -> str:
-        size = len(separator) * max(len(array) - 1, 0) + sum(map(len, array))
-        if size > MAX_CONDITION_TEXT:
-            raise ValueError(f"join() would build {size} characters; at most {MAX_CONDITION_TEXT}")
-        return separator.join(array)
-
-
-OPTIONS = jmespath.Options(custom_functions=_BoundedFunctions())
-
-
-def evaluate(expression: str, context: Mapping[str, Any]) -> JSON:
-    """The value of a compiled-and-bounded expression over ``context`` (raises what the evaluator raises)."""
-    value: JSON = compile_condition(expression).search(context, options=OPTIONS)
-    return value
 
 
 def dependency_count(entries: Any) -> int:
@@ -295,10 +214,21 @@ def by_condition(expression: str, context: Mapping[str, Any]) -> Verdict:
     try:
         value = evaluate(expression, context)
     except Exception as e:  # noqa: BLE001 - whatever the evaluator raises, the answer is the same
-        return Verdict(fail=storable(f"when {expression!r} could not be evaluated: {type(e).__name__}: {e}"))
+        return Verdict(fail=unevaluable("when", expression, e))
     if _truthy(value):
         return RUN
     return Verdict(skip=f"when {expression!r} was {quoted(value)}")
+
+
+def unevaluable(what: str, expression: str, error: Exception) -> str:
+    """Why ``what`` (``when``, ``map.over``...) ``expression`` gave no value: the
+    expression quoted short enough that the evaluator's reason (a budget's name) fits."""
+    return storable(f"{what} {shown(expression)} could not be evaluated: {type(error).__name__}: {error}")
+
+
+def shown(expression: str) -> str:
+    """``expression`` quoted, cut to :data:`_MAX_QUOTED` characters, to quote in a reason."""
+    return repr(expression) if len(expression) <= _MAX_QUOTED else repr(expression[: _MAX_QUOTED - 1] + "…")
 
 
 def quoted(value: Any) -> str:

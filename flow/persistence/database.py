@@ -9,6 +9,7 @@ driver exception.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +18,13 @@ from playhouse import db_url
 from playhouse.pool import PooledPostgresqlDatabase
 from psycopg2 import extensions as psycopg2_extensions
 
-from flow.errors import StoreUnavailable
+from flow.errors import FilterTooCostly, StoreUnavailable
+
+#: SQLite calls the progress handler every this many virtual machine instructions
+#: (about a millisecond's work), so a deadline is noticed within a millisecond or so.
+_PROGRESS_STEPS = 10_000
+#: PostgreSQL's SQLSTATE for a statement cancelled (``statement_timeout``).
+_QUERY_CANCELED = "57014"
 
 
 class PooledPostgres(PooledPostgresqlDatabase):
@@ -108,3 +115,56 @@ def write(database: peewee.Database) -> Iterator[None]:
         else:
             with database.atomic():
                 yield
+
+
+@contextlib.contextmanager
+def time_budget(database: peewee.Database, seconds: float, *, parameter: str | None) -> Iterator[None]:
+    """The statements of the block (inside a :func:`unit_of_work`) stop after ``seconds``
+    altogether, and raise :class:`FilterTooCostly`: for a query a client shapes, whose
+    cost the client decides.
+
+    PostgreSQL: ``SET LOCAL statement_timeout`` in a transaction of the block's own (it
+    ends with it; the pooled connection keeps no setting). SQLite: a progress handler
+    with a deadline, removed afterwards (the connection is the thread's, reused).
+    ``parameter`` names what to blame: the query parameter that made the query costly
+    (422, the same query will cost the same), or None when nothing the client sent
+    did (503 with ``Retry-After``: the database was slow).
+    """
+    if parameter is not None:
+        why, retry_after_s = "narrow it, or add other filters (name, status, created_after)", None
+    else:
+        parameter, why, retry_after_s = "query", "the database is busy: try again later", max(1, round(seconds))
+    over = FilterTooCostly(
+        parameter, f"the query ran past its budget of {seconds:g} s; {why}", retry_after_s=retry_after_s
+    )
+    if is_postgres(database):
+        try:
+            with database.atomic():
+                database.execute_sql(f"SET LOCAL statement_timeout = {max(1, round(seconds * 1000))}")
+                yield
+        except Exception as e:
+            # Peewee raises its own error while handling the driver's (its context),
+            # which carries the SQLSTATE.
+            if _QUERY_CANCELED in (getattr(e, "pgcode", None), getattr(e.__context__, "pgcode", None)):
+                raise over from e
+            raise
+        return
+    connection = database.connection()
+    deadline = time.monotonic() + seconds
+    fired = []
+
+    def past_deadline() -> bool:
+        if time.monotonic() > deadline:
+            fired.append(True)
+            return True  # nonzero: SQLite interrupts the statement
+        return False
+
+    connection.set_progress_handler(past_deadline, _PROGRESS_STEPS)
+    try:
+        yield
+    except Exception as e:  # sqlite3's "interrupted", wrapped by Peewee or not (a fetch)
+        if fired:
+            raise over from e
+        raise
+    finally:
+        connection.set_progress_handler(None, 0)

@@ -15,8 +15,8 @@ import peewee
 
 from flow.clock import utcnow
 from flow.errors import WorkflowNotFound
-from flow.persistence.database import unit_of_work
-from flow.persistence.input_filter import input_contains
+from flow.persistence import input_filter as filters
+from flow.persistence.database import time_budget, unit_of_work
 from flow.persistence.mapping import (
     StoredWorkflow,
     activity_from_row,
@@ -40,6 +40,8 @@ class Queries:
     """The API's reads (a part of :class:`flow.persistence.store.Store`)."""
 
     database: peewee.Database
+    #: How long a listing a client shapes may run (``FLOW_QUERY_TIMEOUT_S``).
+    query_timeout_s: float
 
     # -- workflows ------------------------------------------------------------------------
 
@@ -89,8 +91,15 @@ class Queries:
     ) -> list[StoredWorkflow]:
         """Newest first, without activities; ``before`` is the ``(created_at, id)`` keyset
         cursor; ``input_filter``: only workflows whose input contains it
-        (:mod:`flow.persistence.input_filter`); ``parent_id``: only its children."""
-        with unit_of_work(self.database):
+        (:mod:`flow.persistence.input_filter`); ``parent_id``: only its children.
+
+        Within the time budget (:func:`time_budget`): past it, :class:`FilterTooCostly`
+        naming the ``input`` filter when there is one (the only part whose cost the
+        client decides: the others are served by indexes)."""
+        if input_filter is not None:
+            filters.check(input_filter)  # before a connection is taken
+        blame = filters.PARAMETER if input_filter is not None else None
+        with unit_of_work(self.database), time_budget(self.database, self.query_timeout_s, parameter=blame):
             query = WorkflowRecord.select(*workflow_columns())
             if status:
                 query = query.where(WorkflowRecord.status == status)
@@ -99,7 +108,7 @@ class Queries:
             if parent_id:
                 query = query.where(WorkflowRecord.parent_id == parent_id)
             if input_filter is not None:
-                query = query.where(input_contains(self.database, input_filter))
+                query = query.where(filters.input_contains(self.database, input_filter))
             if created_after:
                 query = query.where(WorkflowRecord.created_at >= created_after)
             if created_before:

@@ -24,12 +24,13 @@ from flow.persistence.starts import Starts
 class Store(Queries, Starts, Retention):
     """Reads and writes of the API and the starting side, on one Peewee database."""
 
-    def __init__(self, database: peewee.Database) -> None:
+    def __init__(self, database: peewee.Database, *, query_timeout_s: float = 5.0) -> None:
         self.database = database
+        self.query_timeout_s = query_timeout_s
 
     @classmethod
-    def from_url(cls, url: str, *, pool_size: int = 16) -> Store:
-        return cls(open_database(url, pool_size=pool_size))
+    def from_url(cls, url: str, *, pool_size: int = 16, query_timeout_s: float = 5.0) -> Store:
+        return cls(open_database(url, pool_size=pool_size), query_timeout_s=query_timeout_s)
 
     def __repr__(self) -> str:
         return f"<Store {type(self.database).__name__} {self.database.database}>"

@@ -68,7 +68,9 @@ class Runtime:
         catalog = Catalog.from_directory(settings.definitions_dir, known_activities=classes)
         broker = broker or build_broker(settings)
         broker.add_middleware(CurrentMessage())
-        store = Store.from_url(settings.database_url, pool_size=settings.db_pool_size)
+        store = Store.from_url(
+            settings.database_url, pool_size=settings.db_pool_size, query_timeout_s=settings.query_timeout_s
+        )
         bind(store.database)
         runtime = cls(settings, broker, store, classes, catalog)
         if engine:

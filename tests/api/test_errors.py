@@ -53,6 +53,16 @@ CASES = [
     (errors.ResumeRefused("w-1", "workflow w-1 is not paused"), 409, {"title": "Workflow cannot be resumed"}),
     (errors.RetryRefused("w-1", "workflow w-1 is Finished"), 409, {"title": "Workflow cannot be retried"}),
     (errors.StoreUnavailable("down"), 503, {"title": "Database unavailable"}),
+    (
+        errors.FilterTooCostly("input", "nests objects and arrays deeper than 8 levels"),
+        422,
+        {"errors": [{"path": "input", "message": "nests objects and arrays deeper than 8 levels"}]},
+    ),
+    (
+        errors.FilterTooCostly("query", "the query ran past its budget of 5 s", retry_after_s=5),
+        503,
+        {"title": "Query over budget", "description": "query: the query ran past its budget of 5 s"},
+    ),
     (errors.ConcurrentUpdate("raced"), 500, {"title": "Internal error", "description": "raced"}),
 ]
 

@@ -171,6 +171,22 @@ def test_an_input_filter_that_is_not_a_json_object_is_refused_naming_the_paramet
     assert result.json["errors"][0]["path"] == path
 
 
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        # The two: SQLite answered 503 "The database cannot be reached" to both.
+        ('{"a":' * 11 + "1" + "}" * 11, "nests objects and arrays deeper than 8 levels"),
+        (json.dumps({"a": list(range(493))}), "the array at $.a has 493 elements; a filter's arrays may have at most"),
+    ],
+    ids=["nested-11", "array-493"],
+)
+def test_an_input_filter_beyond_its_limits_is_422_naming_the_limit(client, raw, message):
+    result = client.simulate_get("/workflows", params={"input": raw})
+    assert result.status_code == 422, result.text
+    assert result.json["errors"][0]["path"] == "input"
+    assert message in result.json["errors"][0]["message"]
+
+
 def test_the_engine_deletes_workflows_past_retention(embedded_settings):
     settings = dataclasses.replace(embedded_settings, retention_days=7.0, retention_interval_s=0.2)
     with EmbeddedFlow(settings) as flow:

@@ -50,6 +50,16 @@ def test_readme_states_every_bound_of_the_definition_schema():
 
     assert f"more than {shown(MAX_ITEMS)} items" in README
     assert f"integer, 1 to {shown(MAX_ITEMS)}" in README
+    from flow.core.expressions import MAX_EVALUATION_BYTES, MAX_EVALUATION_STEPS
+    from flow.core.kinds.map import MAX_ITEMS_BYTES
+
+    assert f"visits at most {shown(MAX_EVALUATION_STEPS)} elements" in README
+    assert f"builds at most {shown(MAX_EVALUATION_BYTES)} bytes" in README
+    assert f"items of more than {shown(MAX_ITEMS_BYTES)} bytes of JSON together" in README
+    from flow.persistence.input_filter import MAX_ARRAY, MAX_DEPTH, MAX_VALUES
+
+    assert f"nested at most {MAX_DEPTH} levels deep" in README
+    assert f"at most {MAX_ARRAY} elements per array, at most {MAX_VALUES} values in all" in README
     for group in ("retry", "timeouts"):
         for name, prop in SCHEMA["$defs"][group]["properties"].items():
             rows = re.findall(rf"^\| `{group}\.{name}` \| ([^|]+) \|", README, re.M)

@@ -60,6 +60,8 @@ def test_values_are_parsed_into_the_fields_types():
         ("FLOW_RETENTION_DAYS", "inf", "FLOW_RETENTION_DAYS must be a finite number"),
         ("FLOW_RETENTION_DAYS", "a week", "FLOW_RETENTION_DAYS='a week' is not a valid"),
         ("FLOW_RETENTION_INTERVAL_S", "0", "FLOW_RETENTION_INTERVAL_S must be a positive"),
+        ("FLOW_QUERY_TIMEOUT_S", "0", "FLOW_QUERY_TIMEOUT_S must be a positive"),
+        ("FLOW_QUERY_TIMEOUT_S", "inf", "FLOW_QUERY_TIMEOUT_S must be a positive finite"),
         ("FLOW_TEST_FAULTS", "kill:everywhere:1", "FLOW_TEST_FAULTS"),
         ("FLOW_TEST_FAULTS", "error:db:2", "FLOW_TEST_FAULTS"),
     ],
@@ -84,3 +86,12 @@ def test_fault_injection_is_off_unless_configured():
     assert FaultInjector.parse(Settings.from_env({}).test_faults) is None
     injector = FaultInjector.parse(Settings.from_env({"FLOW_TEST_FAULTS": "error:db:1"}).test_faults)
     assert injector is not None and injector.faults == {"db": ("error", 1.0)}
+
+
+def test_the_query_time_budget_reaches_the_store(tmp_path):
+    from flow.process.runtime import Runtime
+
+    settings = Settings.from_env(
+        {"FLOW_DATABASE_URL": f"sqlite:///{tmp_path / 'flow.db'}", "FLOW_QUERY_TIMEOUT_S": "2.5"}, embedded=True
+    )
+    assert Runtime.build(settings, engine=False).store.query_timeout_s == 2.5

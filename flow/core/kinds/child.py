@@ -272,7 +272,7 @@ def child_input(state: WorkflowState, step: ActivityState) -> tuple[dict[str, An
     try:
         value = graph.evaluate(expression, graph.condition_context(state.input_data, state.activities))
     except Exception as e:  # noqa: BLE001 - whatever the evaluator raises, the answer is the same
-        return None, f"input {expression!r} could not be evaluated: {type(e).__name__}: {e}"[:500]
+        return None, graph.unevaluable("input", expression, e)
     if not isinstance(value, dict):
         return None, f"input {expression!r} gave {type(value).__name__}, not a JSON object"
     try:

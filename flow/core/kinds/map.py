@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, ClassVar
 
-from flow.core import graph, strict_json
+from flow.core import expressions, graph, strict_json
 from flow.core.commands import CancelTimer, Command
 from flow.core.failure import cause
 from flow.core.kinds.activity import ACTIVITY_KIND, class_problems
@@ -45,6 +45,11 @@ from flow.errors import InvalidJson
 #: Each item is a row (and a message per attempt): 10,000 keeps a workflow's state in
 #: the engine's memory, and its load after a restart, within a few megabytes.
 MAX_ITEMS = 10_000
+#: Most bytes of JSON a map's items may hold together: as many as one evaluation may
+#: build. Items can share what they hold (``[input.big, input.big]`` builds two
+#: pointers), but each is stored, sent and loaded in full, so their count alone does
+#: not bound them.
+MAX_ITEMS_BYTES = expressions.MAX_EVALUATION_BYTES
 
 #: What a resume runs again: items that did not succeed and owe nothing.
 _RERUN = frozenset({ActivityStatus.FAILED, ActivityStatus.SKIPPED, ActivityStatus.CANCELLED})
@@ -387,7 +392,7 @@ def _evaluate(expression: str, context: Mapping[str, Any]) -> list[Any] | str:
     try:
         value = graph.evaluate(expression, context)
     except Exception as e:  # noqa: BLE001 - whatever the evaluator raises, the answer is the same
-        return graph.storable(f"map.over {expression!r} could not be evaluated: {type(e).__name__}: {e}")
+        return graph.unevaluable("map.over", expression, e)
     if not isinstance(value, list):
         return graph.storable(f"map.over {expression!r} gave {graph.quoted(value)}, not a list")
     if len(value) > MAX_ITEMS:
@@ -398,9 +403,25 @@ def _evaluate(expression: str, context: Mapping[str, Any]) -> list[Any] | str:
         strict_json.check(value, path="items")
     except InvalidJson as e:
         return graph.storable(f"map.over {expression!r} gave an item that is not JSON every client reads: {e}")
+    if _too_large(value):
+        return (
+            f"map.over {graph.shown(expression)} gave items of more than {MAX_ITEMS_BYTES:,} bytes of JSON"
+            f" together; a map's items may hold at most {MAX_ITEMS_BYTES:,}"
+        )
     return value
+
+
+def _too_large(items: list[Any]) -> bool:
+    """Whether ``items`` take more than :data:`MAX_ITEMS_BYTES` as JSON (counted as it is
+    encoded, and stopped there: never the whole text of a list that is too large)."""
+    size = 0
+    for chunk in json.JSONEncoder(separators=(",", ":")).iterencode(items):
+        size += len(chunk)  # ASCII (ensure_ascii): at least the bytes stored
+        if size > MAX_ITEMS_BYTES:
+            return True
+    return False
 
 
 MAP = MapKind()
 
-__all__ = ["MAP", "MAX_ITEMS", "Item", "Map", "MapKind", "Progress", "item_ended", "item_id"]
+__all__ = ["MAP", "MAX_ITEMS", "MAX_ITEMS_BYTES", "Item", "Map", "MapKind", "Progress", "item_ended", "item_id"]

@@ -160,7 +160,7 @@ def _wake_time(step: ActivityState, turn: Turn) -> datetime | str:
     try:
         value = graph.evaluate(expression, graph.condition_context(turn.state.input_data, turn.activities))
     except Exception as e:  # noqa: BLE001 - whatever the evaluator raises, the answer is the same
-        return graph.storable(f"sleep_until {expression!r} could not be evaluated: {type(e).__name__}: {e}")
+        return graph.unevaluable("sleep_until", expression, e)
     until = _parse(value) if isinstance(value, str) else None
     if until is None:
         return graph.storable(

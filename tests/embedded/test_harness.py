@@ -10,11 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from flow.testing import ROOT
 from tests.conftest import wait_for
 
 #: A test that starts the API under gunicorn (a master and its 2 workers) as the cluster
-#: does, writes their pids, and then runs until it is killed.
+#: does, writes their pids, and then runs until it is killed: by itself, or on a
+#: pytest-xdist worker as project_tests.sh runs it (the worker must go too).
 STARTS_THE_API = """
 import os, time
 from pathlib import Path
@@ -28,6 +31,8 @@ def test_starts_the_api_and_runs_until_killed(tmp_path):
     master = procs.gunicorn("api", port, workers=2)
     wait_http(f"http://127.0.0.1:{port}/health", timeout_s=120)
     pids = [master.pid, *child_pids(master.pid)]
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        pids.append(os.getpid())  # the worker that runs this test
     written = Path(os.environ["PIDS_TO"] + ".tmp")
     written.write_text(" ".join(map(str, pids)))
     written.rename(os.environ["PIDS_TO"])
@@ -43,12 +48,13 @@ def alive(pid: int) -> bool:
         return False
 
 
-def test_a_test_run_killed_with_sigterm_leaves_no_process_behind(tmp_path):
+@pytest.mark.parametrize("workers", [[], ["-n", "1"]], ids=["serial", "xdist"])
+def test_a_test_run_killed_with_sigterm_leaves_no_process_behind(tmp_path, workers):
     (tmp_path / "test_starts_the_api.py").write_text(STARTS_THE_API)
     pids_file = tmp_path / "pids"
     with open(tmp_path / "pytest.log", "wb") as log:
         run = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_starts_the_api.py"],
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *workers, "test_starts_the_api.py"],
             cwd=tmp_path,
             env={**os.environ, "PIDS_TO": str(pids_file), "PYTHONPATH": str(ROOT)},
             stdout=log,
@@ -59,7 +65,8 @@ def test_a_test_run_killed_with_sigterm_leaves_no_process_behind(tmp_path):
         wait_for(lambda: pids_file.exists() or run.poll() is not None, timeout_s=180, what="the API started by the run")
         assert pids_file.exists(), (tmp_path / "pytest.log").read_text()
         pids = [int(pid) for pid in pids_file.read_text().split()]
-        assert len(pids) == 3 and all(alive(pid) for pid in pids)  # gunicorn's master and 2 workers
+        # gunicorn's master and 2 workers (and the xdist worker)
+        assert len(pids) == 3 + bool(workers) and all(alive(pid) for pid in pids)
         run.send_signal(signal.SIGTERM)
         assert run.wait(30) == -signal.SIGTERM  # killed: no fixture, no finally ran
         wait_for(lambda: not any(alive(pid) for pid in pids), timeout_s=60, what="the run's processes gone")

@@ -40,6 +40,12 @@ def test_starts_the_api_and_runs_until_killed(tmp_path):
 """
 
 
+def own_environment() -> dict[str, str]:
+    """This environment without what pytest (and pytest-xdist, when it runs this test)
+    set for this run: the run started here is a run of its own."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("PYTEST_")}
+
+
 def alive(pid: int) -> bool:
     """``pid`` runs (exists and is not a zombie waiting for its parent)."""
     try:
@@ -56,7 +62,7 @@ def test_a_test_run_killed_with_sigterm_leaves_no_process_behind(tmp_path, worke
         run = subprocess.Popen(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *workers, "test_starts_the_api.py"],
             cwd=tmp_path,
-            env={**os.environ, "PIDS_TO": str(pids_file), "PYTHONPATH": str(ROOT)},
+            env={**own_environment(), "PIDS_TO": str(pids_file), "PYTHONPATH": str(ROOT)},
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -40,13 +41,16 @@ def die_with_parent(then: Callable[[], object] | None = None) -> Callable[[], No
     a signal to the run's process group). SIGTERM, not SIGKILL, so that a ``dramatiq`` or
     ``gunicorn`` master stops its own children too. ``then`` runs after, in the child.
 
-    Linux only (elsewhere only ``then`` runs). The signal comes when the starting
-    *thread* ends: start processes from the main thread, or from one that outlives them.
+    Linux only (elsewhere only ``then`` runs). Linux sends the signal when the starting
+    *thread* ends, so a process started from another thread than the main one (the
+    :class:`~flow.testing.Cluster` supervisor restarting one) is left out: it would be
+    stopped when that thread ends, not when the test run does.
     """
     parent = os.getpid()
+    on_main_thread = threading.current_thread() is threading.main_thread()
 
     def preexec() -> None:
-        if _prctl is not None:
+        if _prctl is not None and on_main_thread:
             _prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
             if os.getppid() != parent:  # the parent died before prctl: no signal will come
                 os.kill(os.getpid(), signal.SIGTERM)

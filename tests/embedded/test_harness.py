@@ -8,11 +8,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
-from flow.testing import ROOT
+from flow.testing import ROOT, Processes
 from tests.conftest import wait_for
 
 #: A test that starts the API under gunicorn (a master and its 2 workers) as the cluster
@@ -82,3 +83,20 @@ def test_a_test_run_killed_with_sigterm_leaves_no_process_behind(tmp_path, worke
         for pid in pids:  # a failed run must not leave them either
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_process_started_from_another_thread_outlives_that_thread(tmp_path):
+    """The cluster's supervisor restarts processes from its own thread: Linux would stop
+    them when that thread ends, had they asked to die with it."""
+    procs = Processes(tmp_path, {})
+    started = []
+    thread = threading.Thread(
+        target=lambda: started.append(procs.start("sleeper", sys.executable, "-c", "import time; time.sleep(60)"))
+    )
+    thread.start()
+    thread.join()
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):  # it runs on: nothing stopped it
+            started[0].wait(2)
+    finally:
+        procs.stop_all()

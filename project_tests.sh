@@ -1,9 +1,22 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need, starts the services, runs everything.
-#   ./project_tests.sh                 # lint + every test (unit, embedded, real services)
-#   ./project_tests.sh tests/unit -x   # arguments go to pytest
+#   ./project_tests.sh                 # lint, types + every test, in two phases (below)
+#   ./project_tests.sh --fast          # lint, types + the fast tier (pytest -m fast): no service, under a minute
+#   ./project_tests.sh tests/unit -x   # arguments go to pytest (to both phases)
+#
+# Phase 1 runs every test but the exclusive ones (tests/faults, which restart PostgreSQL
+# and RabbitMQ) on FLOW_TEST_WORKERS pytest-xdist workers (4), each test file on one
+# worker (--dist loadfile); phase 2 runs the exclusive ones alone, one at a time. Tiers
+# (markers fast, services, exclusive) are given in tests/conftest.py. Arguments with
+# their own -m run once, as given.
 set -euo pipefail
 cd "$(dirname "$0")"
+
+FAST=0
+if [ "${1:-}" = "--fast" ]; then
+  FAST=1
+  shift
+fi
 
 VENV=${FLOW_VENV:-.venv}
 PYTHON=${PYTHON:-python3}
@@ -61,6 +74,16 @@ ensure_rabbitmq() {
   fi
 }
 
+if [ "$FAST" = 1 ]; then
+  log "ruff"
+  "$VENV/bin/ruff" check .
+  "$VENV/bin/ruff" format --check .
+  log "mypy"
+  "$VENV/bin/mypy"
+  log "pytest: the fast tier"
+  exec "$VENV/bin/python" -m pytest -m fast "$@"
+fi
+
 ensure_postgres
 ensure_rabbitmq
 
@@ -79,5 +102,19 @@ log "ruff"
 log "mypy"
 "$VENV/bin/mypy"
 
-log "pytest"
-exec "$VENV/bin/python" -m pytest "$@"
+for arg in "$@"; do
+  case "$arg" in
+    -m | -m*) log "pytest"; exec "$VENV/bin/python" -m pytest "$@" ;;
+  esac
+done
+
+log "pytest, phase 1: everything but the exclusive tests, on ${FLOW_TEST_WORKERS:-4} workers"
+status=0
+"$VENV/bin/python" -m pytest -m "not exclusive" -n "${FLOW_TEST_WORKERS:-4}" --dist loadfile "$@" || status=$?
+[ "$status" = 5 ] && status=0  # no test selected by the arguments in this phase
+log "pytest, phase 2: the exclusive tests (they restart the services), alone"
+exclusive=0
+"$VENV/bin/python" -m pytest -m exclusive "$@" || exclusive=$?
+[ "$exclusive" = 5 ] && exclusive=0
+[ "$status" != 0 ] && exit "$status"
+exit "$exclusive"

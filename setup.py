@@ -35,6 +35,8 @@ setup(
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",
+            # Phase 1 of project_tests.sh: test files spread over workers (--dist loadfile).
+            "pytest-xdist>=3.5",
             "requests>=2.31",
             "honcho>=2",
             "ruff>=0.6",

@@ -1,19 +1,22 @@
 """Libero Flow's processes as a user runs them: ``dramatiq flow.actors`` engines and
 workers, the API under gunicorn, ``flow migrate``; each in its own process group (a
-stop reaches its children) and logging to its own file."""
+stop reaches its children), logging to its own file, and dying with the process that
+started it (a test run killed with SIGTERM leaves nothing behind)."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from flow.loops import poll_until
@@ -22,6 +25,39 @@ from flow.loops import poll_until
 ROOT = Path(__file__).resolve().parents[2]
 #: Where this interpreter's console scripts (``flow``, ``dramatiq``, ``gunicorn``) are.
 VENV_BIN = Path(sys.executable).parent
+
+
+#: ``prctl(2)``'s option that asks Linux to signal a process when its parent dies.
+PR_SET_PDEATHSIG = 1
+#: libc's ``prctl``, looked up here, in the parent: the child calls it between fork and
+#: exec, where nothing that may take a lock (an import, a lookup) should run.
+_prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None) if sys.platform == "linux" else None
+
+
+def die_with_parent(then: Callable[[], object] | None = None) -> Callable[[], None]:
+    """A ``preexec_fn`` for :class:`subprocess.Popen`: the child gets SIGTERM when the
+    process that starts it dies, however it dies (a pytest run killed with SIGTERM or
+    SIGKILL runs no finalizer, and the child is in a session of its own, out of reach of
+    a signal to the run's process group). SIGTERM, not SIGKILL, so that a ``dramatiq`` or
+    ``gunicorn`` master stops its own children too. ``then`` runs after, in the child.
+
+    Linux only (elsewhere only ``then`` runs). Linux sends the signal when the starting
+    *thread* ends, so a process started from another thread than the main one (the
+    :class:`~flow.testing.Cluster` supervisor restarting one) is left out: it would be
+    stopped when that thread ends, not when the test run does.
+    """
+    parent = os.getpid()
+    on_main_thread = threading.current_thread() is threading.main_thread()
+
+    def preexec() -> None:
+        if _prctl is not None and on_main_thread:
+            _prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+            if os.getppid() != parent:  # the parent died before prctl: no signal will come
+                os.kill(os.getpid(), signal.SIGTERM)
+        if then is not None:
+            then()
+
+    return preexec
 
 
 def free_port() -> int:
@@ -61,6 +97,7 @@ class Processes:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so a stop reaches its children
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 - only a prepared C call runs there
         )
         self.procs[name] = proc
         return proc
@@ -134,6 +171,7 @@ def flow_up(base: Path, env: dict[str, str]) -> Iterator[str]:
             cwd=ROOT,
             stdout=log,
             stderr=log,
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 - only a prepared C call runs there
         )
         try:
             poll_until(

@@ -16,7 +16,7 @@ import pytest
 import requests
 import yaml
 
-from flow.testing import VENV_BIN, free_port, new_database, new_queue_prefix
+from flow.testing import VENV_BIN, die_with_parent, free_port, new_database, new_queue_prefix
 from flow.testing.definitions import sample_definitions
 from tests.conftest import ROOT, wait_for
 
@@ -116,6 +116,7 @@ def honcho_start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         stdout=open(log, "ab"),  # noqa: SIM115 - the process owns it
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=die_with_parent(),  # honcho stops its processes when it gets SIGTERM
     )
 
 

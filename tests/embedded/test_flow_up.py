@@ -125,7 +125,7 @@ def test_a_callback_tokens_request_line_is_logged_without_the_token(url, base):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_it_stops_gracefully_on_a_signal_even_if_started_with_sigint_ignored(tmp_path, http_server, sig):
     """A script's background job (``flow up &``) or ``nohup`` starts it with SIGINT ignored."""
-    from flow.testing import ROOT, free_port
+    from flow.testing import ROOT, die_with_parent, free_port
 
     definitions = write_definitions(tmp_path / "workflows", sample_definitions(http_server))
     port = free_port()
@@ -136,7 +136,7 @@ def test_it_stops_gracefully_on_a_signal_even_if_started_with_sigint_ignored(tmp
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+            preexec_fn=die_with_parent(then=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)),
         )
     try:
         wait_http(f"http://127.0.0.1:{port}/health")

@@ -1,4 +1,4 @@
-"""Faults contained: one workflow's crash, a database outage, thousands of waiting workflows."""
+"""Faults contained: one workflow's crash, a database outage, many waiting workflows."""
 
 from __future__ import annotations
 
@@ -57,8 +57,8 @@ def test_database_down_means_503_and_nothing_half_written(tmp_path, definitions_
     assert client.simulate_get("/health").status_code == 503
 
 
-@pytest.mark.parametrize("waiting", [1000])
-def test_thousands_of_waiting_workflows_use_a_bounded_number_of_threads(tmp_path, definitions_dir, waiting):
+@pytest.mark.parametrize("waiting", [150])  # 3x the bound; 1,000: python -m bench.embedded_waiting
+def test_waiting_workflows_use_a_bounded_number_of_threads(tmp_path, definitions_dir, waiting):
     (definitions_dir / "Waiting.json").write_text(
         '{"name": "Waiting", "activities": [{"name": "SleepActivity", "config": {"sleep_s": 30}}]}'
     )
@@ -76,7 +76,7 @@ def test_thousands_of_waiting_workflows_use_a_bounded_number_of_threads(tmp_path
                 + store.status_counts()["activities"].get("Started", 0)
                 == waiting
             ),
-            timeout_s=300,  # 1,000 starts on a loaded 2-core machine: minutes, not seconds
+            timeout_s=120,
         )
         assert len(flow.engine.actors) <= 50
         assert threading.active_count() <= baseline + 50 + 5

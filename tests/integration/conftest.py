@@ -28,7 +28,10 @@ def queue_prefix(services) -> Iterator[str]:
 
 
 def cluster_env(pg_url: str, queue_prefix: str, definitions: Path, *, partitions: int = 16) -> dict[str, str]:
-    """The ``FLOW_`` variables of a test cluster's processes."""
+    """The ``FLOW_`` variables of a test cluster's processes. Its start queue is bound
+    under a routing key of its own: under the default one, every cluster running at the
+    same time (other test files on other xdist workers) would get a copy of each start
+    message."""
     return {
         "FLOW_DATABASE_URL": pg_url,
         "FLOW_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/",
@@ -36,6 +39,7 @@ def cluster_env(pg_url: str, queue_prefix: str, definitions: Path, *, partitions
         "FLOW_DEFINITIONS_DIR": str(definitions),
         "FLOW_ACTIVITY_PACKAGES": "flow.testing.activities",
         "FLOW_PARTITIONS": str(partitions),
+        "FLOW_START_ROUTING_KEY": f"starter_{queue_prefix}",
     }
 
 

@@ -23,9 +23,19 @@ from flow.settings import Settings
 from flow.testing import AMQP_URL, VENV_BIN, new_database, new_queue_prefix, queue_depth
 from flow.testing.definitions import sample_definitions, write_definitions
 from tests.conftest import ROOT, wait_for
-from tests.integration.conftest import wait_ended
+from tests.integration.conftest import start_cluster, wait_ended
 
 pytestmark = pytest.mark.services
+
+
+@pytest.fixture(scope="module")
+def cluster(pg_url, queue_prefix, http_server, tmp_path_factory):
+    """The API, an engine and 2 workers whose start queue is bound under the default
+    routing key ``workflow_starter``, which ``examples/start_with_pika.py`` and
+    :func:`publish` use (the other test files' clusters each have a key of their own)."""
+    yield from start_cluster(
+        tmp_path_factory.mktemp("cluster"), pg_url, queue_prefix, http_server, FLOW_START_ROUTING_KEY="workflow_starter"
+    )
 
 
 def workflows(url: str) -> list[dict]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
@@ -97,8 +96,7 @@ def test_an_unknown_workflow_in_a_start_message_is_dead_lettered(cluster):
     )
     assert result.returncode == 0, result.stderr
     wait_for(lambda: queue_depth(f"{cluster['prefix']}.engine.XQ") >= 1, timeout_s=30, what="a dead letter")
-    time.sleep(0.5)
-    assert "NoSuchWorkflow" in cluster["procs"].log("engine")
+    wait_for(lambda: "NoSuchWorkflow" in cluster["procs"].log("engine"), timeout_s=10, what="the engine's log line")
 
 
 def test_gunicorn_serves_the_web_page(cluster):

@@ -186,3 +186,57 @@ def test_a_repeated_signal_id_with_another_payload_is_dropped_and_said_so():
 def test_a_payload_s_digest_ignores_the_order_of_its_keys():
     assert signals.payload_digest({"a": 1, "b": [1, 2]})[1] == signals.payload_digest({"b": [1, 2], "a": 1})[1]
     assert signals.payload_digest({"a": 1})[1] != signals.payload_digest({"a": 2})[1]
+
+
+# -- signals no wait may lose, names no CLI may change -------------------------------------
+
+
+def test_a_full_inbox_of_noise_does_not_drop_the_signal_a_waiting_step_waits_for():
+    """The inbox cap (1,000) counts every signal ever received, and ``received`` checks
+    it before it looks for a waiting step. So once 1,000 signals nobody waits for have
+    come (a chatty or hostile sender, no Idempotency-Key), the signal a step *is waiting
+    for* is dropped too: the API has answered 202, the wait (no timeout) never ends, and
+    the workflow stays In Progress with nothing owed (recovery finds no timer, no run).
+    The README's cap is on what a workflow *keeps*; a signal taken at once is not kept
+    for later, and "a signal ends the earliest step waiting for its name"."""
+    from flow.core.events import SignalReceived
+    from flow.core.kinds import wait as signals
+    from flow.core.recovery import owed
+    from tests.unit.test_graph import Run
+
+    run = Run(state_of({"id": "approval", "wait_for": "approved"}))
+    for n in range(signals.MAX_SIGNALS):
+        run.decision = run._decide(SignalReceived(run._now(), "noise", f"n{n}", None))
+    run.decision = run._decide(SignalReceived(run._now(), "approved", "the-one", {"by": "ana"}))
+    stuck = run.state.status is WorkflowStatus.IN_PROGRESS and owed(run.state).timers == () and not owed(run.state).runs
+    assert not stuck, "the awaited signal was dropped: In Progress with nothing owed"
+    assert run.activity("approval").status is S.SUCCEEDED
+
+
+@pytest.mark.parametrize("typed", ["approved#2", "approved?by=ana", "approved/"])
+def test_flow_signal_does_not_send_another_name_than_the_one_typed(monkeypatch, typed):
+    """``flow signal ID NAME`` puts NAME into the URL path unquoted
+    (``f"/workflows/{workflow_id}/signals/{name}"``): a name that is not a signal's
+    (the API would answer 422, exit 2) loses its tail at ``#`` or ``?`` on the way, and
+    the server receives signal ``approved``. The step waiting for ``approved`` is ended
+    by a signal the user never named, and the CLI prints "sent signal approved#2"."""
+    import urllib.request
+
+    from click.testing import CliRunner
+
+    import flow.cli.remote as remote
+    from flow.cli.app import main
+
+    paths: list[str] = []
+
+    class Recorder:
+        def request(self, method, path, **_):
+            paths.append(path)
+            return {"signal_id": "s1"}
+
+    monkeypatch.setattr(remote, "api_client", lambda: Recorder())
+    CliRunner().invoke(main, ["signal", "wf-1", typed])
+    for path in paths:
+        # What the server is asked for: the path urllib sends (no fragment, no query).
+        selector = urllib.request.Request("http://api.example" + path).selector.split("?", 1)[0]
+        assert selector.rstrip("/") != "/workflows/wf-1/signals/approved", f"{typed!r} was sent as 'approved'"

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from flow.core.commands import CancelTimer, StartTimer
-from flow.core.events import CancelRequested, RetryRequested, TimerFired
+from flow.core.decide import decide
+from flow.core.events import CancelRequested, RetryRequested, TimerFired, WorkflowStarted
 from flow.core.recovery import owed
 from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind, WorkflowStatus
 from tests.unit.test_graph import T0, Run, problems, state_of
@@ -128,3 +129,30 @@ def test_recovery_finds_the_sleeps_timer_at_the_same_time():
     [due] = owed(run.state).timers
     assert (due.kind, due.position, due.attempt) == (TimerKind.SLEEP, 0, 1)
     assert due.due_at == T0 + timedelta(seconds=1 + 30)
+
+
+# -- a time at the edge of the calendar ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        # Valid ISO 8601 times with an offset, whose UTC equivalent is outside years 1-9999:
+        # ``astimezone(UTC)`` raises OverflowError, which ``_parse`` does not catch (it
+        # catches ValueError only). The exception escapes ``decide()``; the engine's safety
+        # net dead-letters the event and marks the workflow Failed with "the engine cannot
+        # handle this workflow: OverflowError" and its activities left Pending (not Skipped),
+        # and a retry from failure crashes the same way. The README promises "anything but
+        # a time ... fails the step" (with a reason naming sleep_until); a past time "wakes
+        # it at once".
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-01:00",
+    ],
+)
+def test_sleep_until_a_time_at_the_edge_of_the_calendar_fails_or_wakes_instead_of_crashing_decide(at):
+    state = state_of({"id": "nap", "sleep_until": "input.at"}, {"name": "B"}, input_data={"at": at})
+    decision = decide(state, WorkflowStarted(T0))  # raised OverflowError: date value out of range
+    nap = decision.state.activities[0]
+    assert decision.state.status is WorkflowStatus.FAILED or nap.status in (S.WAITING, S.SUCCEEDED)
+    if nap.status is S.FAILED:
+        assert "sleep_until" in nap.error

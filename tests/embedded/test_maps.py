@@ -1,19 +1,15 @@
-"""``map`` end to end on the embedded flow (SQLite), against a hostile review: items and
-outputs that no other door lets in. Each test failed before its fix."""
+"""``map`` end to end on the embedded flow (SQLite): items and outputs that no other door
+lets in (each test failed once, before its fix)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
-import falcon.testing
 import pytest
 
-from api.app import create_app
 from flow.process.embedded import EmbeddedFlow
-from flow.settings import Settings
-from flow.testing.definitions import embedded_env, write_definitions
+from tests.embedded.conftest import flow_of, strict_json
 
 #: Small, so that a few items' outputs go over it.
 PAYLOAD_LIMIT = 1000
@@ -42,23 +38,8 @@ DEFINITIONS = {
 
 @pytest.fixture(scope="module")
 def flow(tmp_path_factory) -> Iterator[EmbeddedFlow]:
-    base: Path = tmp_path_factory.mktemp("maps_review")
-    definitions = write_definitions(base / "workflows", DEFINITIONS)
-    env = embedded_env(base, definitions, FLOW_MAX_PAYLOAD_BYTES=str(PAYLOAD_LIMIT))
-    with EmbeddedFlow(Settings.from_env(env, embedded=True)) as running:
+    with flow_of(tmp_path_factory.mktemp("maps"), DEFINITIONS, FLOW_MAX_PAYLOAD_BYTES=str(PAYLOAD_LIMIT)) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def client(flow) -> falcon.testing.TestClient:
-    return falcon.testing.TestClient(create_app(runtime=flow.runtime))
-
-
-def _strict(text: str) -> object:
-    def refuse(constant: str) -> object:
-        raise ValueError(f"not JSON: {constant}")
-
-    return json.loads(text, parse_constant=refuse)
 
 
 def test_the_workflow_view_of_a_map_over_numbers_is_json(flow, client):
@@ -70,7 +51,7 @@ def test_the_workflow_view_of_a_map_over_numbers_is_json(flow, client):
     flow.wait(workflow_id, timeout_s=30)
     result = client.simulate_get(f"/workflows/{workflow_id}")
     assert result.status_code == 200
-    _strict(result.text)
+    strict_json(result.text)
 
 
 def test_the_workflow_view_of_a_map_over_a_literal_does_not_fail(flow, client):

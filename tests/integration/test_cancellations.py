@@ -1,6 +1,6 @@
-"""The workers' cancel-notice listener on a real RabbitMQ, against a hostile review. The
-test fails on the code it was written against (264af75); its docstring says what is
-wrong and what should happen instead."""
+"""The workers' cancel-notice listener on a real RabbitMQ. The test failed on the code
+it was written against (264af75); its docstring says what was wrong and what happens
+instead."""
 
 from __future__ import annotations
 

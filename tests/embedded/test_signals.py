@@ -1,22 +1,18 @@
-"""Waits and signals end to end on the embedded flow (SQLite), against a hostile review:
-doors that lose a signal's payload or let in what every other door refuses. Each test
-failed on the code it was written against, and passes since its fix."""
+"""Waits and signals end to end on the embedded flow (SQLite): no door loses a signal's
+payload or lets in what every other door refuses (each test failed once, before its fix)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import dramatiq
 import falcon.testing
 import pytest
 
-from api.app import create_app
 from flow.errors import InvalidInput
 from flow.process.embedded import EmbeddedFlow
-from flow.settings import Settings
-from flow.testing.definitions import embedded_env, write_definitions
+from tests.embedded.conftest import flow_of, strict_json
 
 #: Small, so that a payload goes over it easily.
 PAYLOAD_LIMIT = 1000
@@ -28,23 +24,8 @@ DEFINITIONS = {
 
 @pytest.fixture(scope="module")
 def flow(tmp_path_factory) -> Iterator[EmbeddedFlow]:
-    base: Path = tmp_path_factory.mktemp("waits_review")
-    definitions = write_definitions(base / "workflows", DEFINITIONS)
-    env = embedded_env(base, definitions, FLOW_MAX_PAYLOAD_BYTES=str(PAYLOAD_LIMIT))
-    with EmbeddedFlow(Settings.from_env(env, embedded=True)) as running:
+    with flow_of(tmp_path_factory.mktemp("signals"), DEFINITIONS, FLOW_MAX_PAYLOAD_BYTES=str(PAYLOAD_LIMIT)) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def client(flow) -> falcon.testing.TestClient:
-    return falcon.testing.TestClient(create_app(runtime=flow.runtime))
-
-
-def _strict(text: str) -> object:
-    def refuse(constant: str) -> object:
-        raise ValueError(f"not JSON: {constant}")
-
-    return json.loads(text, parse_constant=refuse)
 
 
 def _signal_message(workflow_id: str, **kwargs) -> dramatiq.Message:
@@ -104,7 +85,7 @@ def test_a_dramatiq_signal_is_read_as_strictly_as_every_other_door(flow, client,
     flow.wait(workflow_id, timeout_s=30)
     result = client.simulate_get(f"/workflows/{workflow_id}")
     assert result.status_code == 200
-    shown = _strict(result.text)
+    shown = strict_json(result.text)
     assert abs(shown["output"]["approval"].get("big", 0)) < 2**63  # other languages cannot hold it
 
 

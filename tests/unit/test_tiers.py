@@ -1,0 +1,58 @@
+"""The suite's tiers: markers given by tests/conftest.py from a test's folder and fixtures,
+and the commands that run them (README's "Tests")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, pytest_collection_modifyitems
+
+
+class Item:
+    """What the hook reads of a collected test, and the markers it adds."""
+
+    def __init__(self, path: str, *fixtures: str, marks: tuple[str, ...] = ()) -> None:
+        self.path = ROOT / path
+        self.fixturenames = ["stop_all_actors", *fixtures]
+        self.marks = set(marks)
+
+    def add_marker(self, mark: pytest.MarkDecorator) -> None:
+        self.marks.add(mark.name)
+
+    def get_closest_marker(self, name: str) -> object:
+        return name if name in self.marks else None
+
+
+def tiers(item: Item) -> set[str]:
+    pytest_collection_modifyitems(None, [item])  # type: ignore[arg-type, list-item]
+    return item.marks
+
+
+@pytest.mark.parametrize(
+    "item, marks",
+    [
+        (Item("tests/unit/test_decide.py"), {"fast"}),
+        (Item("tests/unit/test_outbox.py", "services"), {"services"}),
+        (Item("tests/unit/test_outbox.py", marks=("services",)), {"services"}),
+        (Item("tests/embedded/test_api.py", "flow"), set()),
+        (Item("tests/ui/test_web_page.py", marks=("ui",)), {"ui"}),
+        (Item("tests/integration/test_distributed.py", "cluster", "services"), {"services"}),
+        (Item("tests/faults/test_faults.py", "services", marks=("faults",)), {"faults", "services", "exclusive"}),
+        (Item("tests/faults/test_engines.py"), {"services", "exclusive"}),
+    ],
+    ids=["unit", "unit-services-fixture", "unit-services-mark", "embedded", "ui", "integration", "faults", "faults-2"],
+)
+def test_a_test_is_tiered_by_its_folder_and_its_use_of_the_services(item, marks):
+    assert tiers(item) == marks
+
+
+def test_the_tiers_commands_are_in_the_readme_and_the_test_command():
+    readme = (ROOT / "README.md").read_text()
+    script = (ROOT / "project_tests.sh").read_text()
+    assert "./project_tests.sh --fast" in readme and "pytest -m fast" in readme
+    assert '-m fast "$@"' in script  # --fast
+    assert '-m "not exclusive" -n' in script and '-m exclusive "$@"' in script  # the two phases
+    for marker in ("fast", "services", "exclusive"):
+        assert any(line.strip().startswith(f'"{marker}:') for line in Path(ROOT / "pyproject.toml").open())

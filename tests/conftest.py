@@ -20,9 +20,6 @@ from flow.testing.definitions import embedded_env, sample_definitions, write_def
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: Folders whose tests must run alone: they stop, kill and restart PostgreSQL, RabbitMQ
-#: and the processes on them, which would break any test running beside them.
-EXCLUSIVE_FOLDERS = ("faults",)
 #: Folders of the fast tier: in-process tests that start no process, need no service
 #: and wait on nothing (tests/embedded, tests/api, tests/ui and tests/deploy start
 #: flows, subprocesses, Chromium or the deployment, and wait on them).
@@ -32,16 +29,18 @@ FAST_FOLDERS = ("unit",)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tier every test from where it lives and what it uses, so that no test file says its tier:
 
-    - ``exclusive``: tests/faults, which restart the services: run alone, after the rest
-      (project_tests.sh's phase 2); also ``services``;
+    - ``exclusive``: marked so by the test itself (tests/faults/test_service_restarts.py):
+      it restarts PostgreSQL or RabbitMQ, or changes the broker's settings, which every
+      test beside it shares: run alone, after the rest (project_tests.sh's phase 2); also
+      ``services``. The other fault tests kill only their own cluster's processes and run
+      in the parallel phase;
     - ``services``: uses the ``services`` fixture (real PostgreSQL and RabbitMQ);
     - ``fast``: tests/unit without services: ``pytest -m fast`` (``./project_tests.sh --fast``).
     """
     for item in items:
         folder = Path(item.path).relative_to(ROOT / "tests").parts[0]
         uses_services = "services" in getattr(item, "fixturenames", ()) or item.get_closest_marker("services")
-        if folder in EXCLUSIVE_FOLDERS:
-            item.add_marker(pytest.mark.exclusive)
+        if item.get_closest_marker("exclusive"):
             item.add_marker(pytest.mark.services)
         elif uses_services:
             item.add_marker(pytest.mark.services)

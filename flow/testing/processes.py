@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -139,9 +140,23 @@ class Processes:
             os.killpg(proc.pid, signal.SIGKILL)
             return proc.wait(5)
 
-    def stop_all(self) -> None:
-        for name in list(self.procs):
-            self.stop(name)
+    def stop_all(self, timeout_s: float = 15) -> None:
+        """Stop every process at once: SIGTERM to each group first, then wait for them
+        together (one at a time, each stop's wait came on top of the last: a cluster's
+        teardown took the sum of its processes' shutdowns); SIGKILL what still runs after
+        ``timeout_s``."""
+        procs = [self.procs.pop(name) for name in list(self.procs)]
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for proc in procs:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
 
 
 def _answers_200(url: str) -> bool:

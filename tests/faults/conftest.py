@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -136,3 +137,11 @@ def fault_cluster(services, tmp_path) -> Iterator[Cluster]:
 def verify(cluster: Cluster, started: dict[str, str], *, timeout_s: float = 120) -> dict[str, int]:
     """Wait until the batch settles, then check every invariant against the database."""
     return check_settled(cluster.pg_url, started, EXPECTED, timeout_s=timeout_s)
+
+
+def report(scenario: str, figures: dict[str, int], faults: int, started_at: float) -> None:
+    print(
+        f"\nFAULTS {scenario}: {figures['workflows']} workflows, {faults} faults injected, "
+        f"lost {figures['lost']}, stuck {figures['stuck']}, duplicated {figures['duplicated']}, "
+        f"{time.monotonic() - started_at:.1f} s"
+    )

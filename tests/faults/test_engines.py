@@ -12,8 +12,7 @@ import pytest
 
 from flow.testing import Cluster
 from tests.conftest import wait_for
-from tests.faults.conftest import BATCH, verify
-from tests.faults.test_faults import report
+from tests.faults.conftest import BATCH, report, verify
 
 pytestmark = [pytest.mark.services, pytest.mark.faults]
 

@@ -39,13 +39,26 @@ def tiers(item: Item) -> set[str]:
         (Item("tests/embedded/test_api.py", "flow"), set()),
         (Item("tests/ui/test_web_page.py", marks=("ui",)), {"ui"}),
         (Item("tests/integration/test_distributed.py", "cluster", "services"), {"services"}),
-        (Item("tests/faults/test_faults.py", "services", marks=("faults",)), {"faults", "services", "exclusive"}),
-        (Item("tests/faults/test_engines.py"), {"services", "exclusive"}),
+        (Item("tests/faults/test_worker_kills.py", "services", marks=("faults",)), {"faults", "services"}),
+        (Item("tests/faults/test_service_restarts.py", marks=("exclusive",)), {"services", "exclusive"}),
     ],
-    ids=["unit", "unit-services-fixture", "unit-services-mark", "embedded", "ui", "integration", "faults", "faults-2"],
+    ids=["unit", "unit-services-fixture", "unit-services-mark", "embedded", "ui", "integration", "faults", "restarts"],
 )
 def test_a_test_is_tiered_by_its_folder_and_its_use_of_the_services(item, marks):
     assert tiers(item) == marks
+
+
+def test_only_the_tests_that_restart_the_shared_services_are_exclusive():
+    """A fault test that kills its own cluster's processes may run beside others; one that
+    restarts PostgreSQL or RabbitMQ, or changes the broker, may not."""
+    import ast
+
+    touching = ("rabbitmqctl", "pg_ctlcluster")
+    for path in sorted((ROOT / "tests" / "faults").glob("test_*.py")):
+        source = path.read_text()
+        exclusive = "pytest.mark.exclusive" in source
+        assert exclusive == any(word in source for word in touching), path.name
+        assert ast.parse(source)  # readable
 
 
 def test_the_tiers_commands_are_in_the_readme_and_the_test_command():

@@ -35,7 +35,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
       ``services``. The other fault tests kill only their own cluster's processes and run
       in the parallel phase;
     - ``services``: uses the ``services`` fixture (real PostgreSQL and RabbitMQ);
-    - ``fast``: tests/unit without services: ``pytest -m fast`` (``./project_tests.sh --fast``).
+    - ``fast``: tests/unit without services, but for the few marked ``slow`` (stress tests
+      that spend seconds of CPU on purpose): ``pytest -m fast`` (``./project_tests.sh --fast``).
     """
     for item in items:
         folder = Path(item.path).relative_to(ROOT / "tests").parts[0]
@@ -44,7 +45,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.services)
         elif uses_services:
             item.add_marker(pytest.mark.services)
-        elif folder in FAST_FOLDERS:
+        elif folder in FAST_FOLDERS and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.fast)
 
 

@@ -203,6 +203,7 @@ def frequent_thread_switches():
     sys.setswitchinterval(previous)
 
 
+@pytest.mark.slow
 def test_a_deadline_never_fires_after_do_activity_returned(frequent_thread_switches):
     """Attempts that end right around their deadline: the timeout is either their
     outcome or nothing, never an exception in the code that runs after them."""

@@ -137,6 +137,7 @@ _SMALL = {"max_steps": 2_000, "max_bytes": 64 << 10}
 _SLACK = 32 << 10
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(expression=_expressions(), data=_JSON, copies=st.integers(1, 400))
 def test_no_expression_over_any_data_builds_more_than_its_budget(expression, data, copies):

@@ -34,6 +34,7 @@ def tiers(item: Item) -> set[str]:
     "item, marks",
     [
         (Item("tests/unit/test_decide.py"), {"fast"}),
+        (Item("tests/unit/test_execution.py", marks=("slow",)), {"slow"}),
         (Item("tests/unit/test_outbox.py", "services"), {"services"}),
         (Item("tests/unit/test_outbox.py", marks=("services",)), {"services"}),
         (Item("tests/embedded/test_api.py", "flow"), set()),
@@ -42,7 +43,17 @@ def tiers(item: Item) -> set[str]:
         (Item("tests/faults/test_worker_kills.py", "services", marks=("faults",)), {"faults", "services"}),
         (Item("tests/faults/test_service_restarts.py", marks=("exclusive",)), {"services", "exclusive"}),
     ],
-    ids=["unit", "unit-services-fixture", "unit-services-mark", "embedded", "ui", "integration", "faults", "restarts"],
+    ids=[
+        "unit",
+        "unit-slow",
+        "unit-services-fixture",
+        "unit-services-mark",
+        "embedded",
+        "ui",
+        "integration",
+        "faults",
+        "restarts",
+    ],
 )
 def test_a_test_is_tiered_by_its_folder_and_its_use_of_the_services(item, marks):
     assert tiers(item) == marks

@@ -77,7 +77,9 @@ class Cluster:
         for i in range(workers):
             self.add(f"worker-{i}", f"{self.prefix}.activities")
         self.url = f"http://127.0.0.1:{port}"
-        wait_http(f"{self.url}/health")
+        # A cluster's processes boot together beside other tests' on a busy machine: give
+        # them time (only a cluster that never answers waits this long).
+        wait_http(f"{self.url}/health", timeout_s=120)
         self._supervisor.start()
 
     def add(self, name: str, *queues: str, env: dict[str, str] | None = None) -> None:

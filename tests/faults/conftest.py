@@ -5,13 +5,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from flow.testing import Cluster, check_settled, new_database, new_queue_prefix
+from tests.conftest import wait_for as _wait_for
 
 FAST_RETRY = {"retry": {"max_attempts": 5, "initial_delay_ms": 50, "jitter": 0}}
 
@@ -132,6 +133,13 @@ def fault_cluster(services, tmp_path) -> Iterator[Cluster]:
             yield cluster
         finally:
             cluster.stop()
+
+
+def wait_for(condition: Callable[[], Any], *, timeout_s: float = 60.0, what: str = "") -> Any:
+    """The suite's ``wait_for`` with a fault test's patience: its clusters run beside other
+    tests on a busy machine, where a restart or a batch's first attempts can take far
+    longer than on a quiet one (the timeout only bounds a wait that never comes true)."""
+    return _wait_for(condition, timeout_s=timeout_s, what=what)
 
 
 def verify(cluster: Cluster, started: dict[str, str], *, timeout_s: float = 120) -> dict[str, int]:

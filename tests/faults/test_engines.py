@@ -11,8 +11,7 @@ import time
 import pytest
 
 from flow.testing import Cluster
-from tests.conftest import wait_for
-from tests.faults.conftest import BATCH, report, verify
+from tests.faults.conftest import BATCH, report, verify, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.faults]
 

@@ -16,7 +16,7 @@ from flow.core.partitions import partition_of
 from flow.core.schedules import tick_workflow_id
 from flow.testing import Cluster, check_settled
 from flow.testing.services import query
-from tests.conftest import wait_for
+from tests.faults.conftest import wait_for
 from tests.faults.test_engines import PARTITIONS, _children
 
 pytestmark = [pytest.mark.services, pytest.mark.faults]

@@ -13,8 +13,7 @@ import pytest
 import requests
 
 from flow.testing import Cluster, query, queue_depth
-from tests.conftest import wait_for
-from tests.faults.conftest import BATCH, report, verify
+from tests.faults.conftest import BATCH, report, verify, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.faults, pytest.mark.exclusive]
 

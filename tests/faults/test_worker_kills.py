@@ -15,8 +15,7 @@ import requests
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 from flow.testing import AMQP_URL, Cluster, query
-from tests.conftest import wait_for
-from tests.faults.conftest import BATCH, report, verify
+from tests.faults.conftest import BATCH, report, verify, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.faults]
 

@@ -26,6 +26,10 @@ def test_sigkill_a_worker_mid_activity_several_times(fault_cluster: Cluster):
     started = fault_cluster.start_batch(BATCH, copies=10)
     kills = 0
     for round_ in range(3):
+        if round_:
+            # More work for this round: on a busy machine the surviving worker may have
+            # finished the batch while the killed one was restarted.
+            started |= fault_cluster.start_batch(["SlowSequence"], copies=5)
         # Kill only while some activity is running, and each worker in turn.
         wait_for(lambda: query(fault_cluster.pg_url, "SELECT count(*) FROM activities WHERE status = 'Started'")[0][0])
         # A worker just restarted by the supervisor forks its Dramatiq process a moment

@@ -86,12 +86,14 @@ FAULT_DEFINITIONS: dict[str, dict[str, Any]] = {
         "config": {"retry": {"max_attempts": 2, "initial_delay_ms": 6000, "jitter": 0}},
         "activities": [{"name": "FlakyActivity", "config": {"succeed_on_attempt": 2}}],
     },
-    # A long job that heartbeats every step (the worker sends one per second).
+    # A long job that heartbeats every step (the worker sends one per second). Long
+    # enough (12 s) that none can finish between the test's seeing all six heartbeat
+    # and its killing their workers, even on a busy machine.
     "Heartbeating": {
         "name": "Heartbeating",
         "config": FAST_RETRY,
         "activities": [
-            {"name": "BeatActivity", "config": {"steps": 40, "step_s": 0.1, "timeouts": {"heartbeat_s": 2}}},
+            {"name": "BeatActivity", "config": {"steps": 120, "step_s": 0.1, "timeouts": {"heartbeat_s": 2}}},
         ],
     },
     "Poison": {

@@ -171,6 +171,9 @@ class WorkflowState:
     traceparent: str | None = None
     #: The parent's activity this child workflow reports to; None: not a child.
     parent: ParentLink | None = None
+    #: 1 (first) to 5 (last), from its start request; 3 unless it said otherwise. What waits
+    #: for a concurrency limit is admitted in priority order (:mod:`flow.core.limits`).
+    priority: int = 3
     #: A lower bound of the first position whose activity has not ended (every
     #: activity before it has), so that finding the next sequential activity costs
     #: O(what changed), not O(activities). Derived, never stored; -1 means unknown.

@@ -106,6 +106,16 @@ COMPONENTS: dict[str, Any] = {
                 "attempt as self.last_heartbeat, and when the engine got it (null before the first).",
                 "properties": {"details": {}, "at": _OPTIONAL_TIMESTAMP},
             },
+            "limit": {
+                "type": ["object", "null"],
+                "description": 'The concurrency limit it claims a slot of (its name, and its key\'s value; "": '
+                "no key); null: none.",
+                "properties": {"name": {"type": "string"}, "key": {"type": "string"}},
+            },
+            "waiting_for": {
+                "type": ["string", "null"],
+                "description": 'A Queued step: what it waits for ("waiting for payments: 3 of 3 held").',
+            },
             "kind": {
                 **enum_of(KINDS),
                 "description": "What kind of step it is (each kind fills its own keys below, the others are "
@@ -220,6 +230,24 @@ COMPONENTS: dict[str, Any] = {
         },
     },
     "SchedulePage": _page("Schedule", "cursor"),
+    "Limit": {
+        "type": "object",
+        "required": ["name", "limit", "set_at_run_time", "held", "waiting", "keys"],
+        "properties": {
+            "name": {"type": "string"},
+            "limit": {"type": ["integer", "null"], "description": "Slots per key; null: none set (everything waits)."},
+            "set_at_run_time": {"type": "boolean", "description": "PUT /limits/{name} set the number."},
+            "held": {"type": "integer", "description": "Slots held: steps in flight and grants not yet taken up."},
+            "waiting": {"type": "integer", "description": "Steps queued for a slot."},
+            "keys": {"type": "integer", "description": "Key values holding or waiting."},
+            "by_key": {
+                "type": "array",
+                "description": "Only in GET /limits/{name}: held and waiting per key value.",
+                "items": _record(key={"type": "string"}, held={"type": "integer"}, waiting={"type": "integer"}),
+            },
+        },
+    },
+    "LimitList": _record(items={"type": "array", "items": ref("Limit")}),
     "Health": _record(
         status={"enum": ["ok", "unavailable"]},
         database={"type": "string", "description": '"ok", or why not'},

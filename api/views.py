@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 from flow.core import kinds
 from flow.core.state import ActivityState, WorkflowState
 from flow.core.timestamps import iso
+from flow.core.vocabulary import ActivityStatus
+from flow.persistence.limits import LimitTable
 from flow.persistence.mapping import StoredWorkflow
 
 if TYPE_CHECKING:
@@ -14,12 +16,16 @@ if TYPE_CHECKING:
 
 
 def activity_view(
-    state: WorkflowState, a: ActivityState, ids: list[str], tokens: CallbackTokens | None = None
+    state: WorkflowState,
+    a: ActivityState,
+    ids: list[str],
+    tokens: CallbackTokens | None = None,
+    limits: LimitTable | None = None,
 ) -> dict[str, Any]:
     """One step of ``state``: what every kind has, its ``kind``, and its kind's own keys
     (every kind's keys are present, null but its own: :func:`flow.core.kinds.view`);
     ``ids``: every step's id by position (for ``depends_on``); ``tokens``: show a wait's
-    callback token while it has not ended."""
+    callback token while it has not ended; ``limits``: say what a queued step waits for."""
     duration_ms = None
     if a.started_at and a.finished_at:
         duration_ms = round((a.finished_at - a.started_at).total_seconds() * 1000, 3)
@@ -45,6 +51,10 @@ def activity_view(
         "heartbeat": None
         if a.heartbeat_at is None and a.heartbeat is None
         else {"details": a.heartbeat, "at": iso(a.heartbeat_at)},
+        "limit": None if a.claim is None else {"name": a.claim.limit, "key": a.claim.key},
+        "waiting_for": limits.waiting_for(a.claim)
+        if limits is not None and a.claim is not None and a.status is ActivityStatus.QUEUED
+        else None,
         **kinds.view(state, a, tokens),
     }
 
@@ -63,9 +73,12 @@ def workflow_summary(row: StoredWorkflow) -> dict[str, Any]:
     }
 
 
-def workflow_view(row: StoredWorkflow, tokens: CallbackTokens | None = None) -> dict[str, Any]:
+def workflow_view(
+    row: StoredWorkflow, tokens: CallbackTokens | None = None, limits: LimitTable | None = None
+) -> dict[str, Any]:
     """The workflow with its activities; ``tokens``: show the callback tokens of the waits
-    that have not ended (the API does; ``flow run --json`` has no use for them)."""
+    that have not ended (the API does; ``flow run --json`` has no use for them);
+    ``limits``: say what each queued step waits for."""
     s = row.state
     ids = [a.id for a in s.activities]
     return {
@@ -79,7 +92,7 @@ def workflow_view(row: StoredWorkflow, tokens: CallbackTokens | None = None) -> 
         "paused": s.paused and not s.status.ended,
         # A child: the position of the parent's activity that runs it.
         "parent_position": s.parent.position if s.parent else None,
-        "activities": [activity_view(s, a, ids, tokens) for a in s.activities],
+        "activities": [activity_view(s, a, ids, tokens, limits) for a in s.activities],
     }
 
 

@@ -19,6 +19,7 @@ from flow.core.definition import NAME_PATTERN, is_definition_name
 from flow.core.start_request import check_idempotency_key, is_workflow_id, parse_start_request
 from flow.core.state import WorkflowStatus
 from flow.errors import InvalidJson, WorkflowNotFound
+from flow.persistence.limits import LimitTable
 from flow.persistence.mapping import StoredWorkflow
 from flow.process.runtime import Runtime
 
@@ -134,7 +135,7 @@ class WorkflowsResource:
         row = self.runtime.store.get(state.id)
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
         resp.location = f"/workflows/{state.id}"
-        resp.media = workflow_view(row, self.runtime.service.callbacks.tokens)
+        resp.media = workflow_view(row, self.runtime.service.callbacks.tokens, LimitTable(self.runtime.store.database))
 
     @operation(
         "List workflows, newest first",
@@ -183,7 +184,7 @@ class WorkflowResource:
     @operation("A workflow with every activity", responses={200: Reply("The workflow", "Workflow")}, errors=(404, 503))
     def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
         row = self.runtime.store.get(_known_id(workflow_id))
-        resp.media = workflow_view(row, self.runtime.service.callbacks.tokens)
+        resp.media = workflow_view(row, self.runtime.service.callbacks.tokens, LimitTable(self.runtime.store.database))
 
     @operation(
         "Delete an ended workflow with its activities and history",
@@ -207,7 +208,11 @@ class WorkflowActivitiesResource:
         errors=(404, 503),
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
-        view = workflow_view(self.runtime.store.get(_known_id(workflow_id)), self.runtime.service.callbacks.tokens)
+        view = workflow_view(
+            self.runtime.store.get(_known_id(workflow_id)),
+            self.runtime.service.callbacks.tokens,
+            LimitTable(self.runtime.store.database),
+        )
         resp.media = {"items": view["activities"]}
 
 

@@ -19,9 +19,10 @@ from typing import Any, cast
 
 import jsonschema
 
-from flow.core import graph, kinds, strict_json
+from flow.core import graph, kinds, limits, strict_json
 from flow.core.graph import NAME_PATTERN as NAME_PATTERN  # re-exported: the API checks names with it
 from flow.core.graph import is_definition_name as is_definition_name
+from flow.core.kinds.base import PathOf
 from flow.core.kinds.child import pinned
 from flow.core.policy import MAX_ATTEMPTS, MAX_BACKOFF, MAX_DELAY_MS, MAX_TIMEOUT_S, RetryPolicy, Timeouts
 from flow.core.state import ACTIVITY, ActivityState, StepSpec
@@ -101,6 +102,7 @@ SCHEMA: dict[str, Any] = {
                     "independent": {"type": "boolean"},
                     "required": {"type": "boolean"},
                     "config": {"$ref": "#/$defs/config"},
+                    "concurrency": limits.SCHEMA,
                 },
             },
         },
@@ -141,6 +143,8 @@ class StepDefinition:
     when: str | None = None
     #: Its kind, and what the kind reads from the entry.
     spec: StepSpec = field(default_factory=lambda: ACTIVITY)
+    #: Its concurrency limit (:mod:`flow.core.limits`).
+    concurrency: limits.Concurrency | None = None
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -187,6 +191,7 @@ class Definition:
                 trigger=spec.trigger,
                 when=spec.when,
                 spec=pinned(spec.spec, child_versions or {}),
+                concurrency=spec.concurrency,
             )
             for position, spec in enumerate(self.activities)
         )
@@ -240,6 +245,7 @@ def parse(body: Any, *, known_activities: Collection[str], source: str = "<defin
             trigger=Trigger(entry.get("trigger", Trigger.ALL_SUCCEEDED)),
             when=entry.get("when"),
             spec=kinds.of_entry(entry).parse(entry),
+            concurrency=limits.Concurrency.from_entry(entry, definition=body["name"], step_id=activity_id),
         )
         for entry, name, activity_id in zip(entries, names, graph.default_ids(entries, names), strict=True)
     )
@@ -273,10 +279,21 @@ def _problems(body: Any, known_activities: Collection[str]) -> list[tuple[str, s
                     "workflow_s is a workflow timeout: set it in the workflow's config.timeouts",
                 )
             )
-        problems += kinds.problems(
-            entry, lambda *keys, index=index: json_path(["activities", index, *keys]), known_activities
-        )
+        path = lambda *keys, index=index: json_path(["activities", index, *keys])  # noqa: E731
+        found = kinds.problems(entry, path, known_activities)
+        if not found and "concurrency" in entry:
+            found = _concurrency_problems(entry, path, kinds.of_entry(entry).queues)
+        problems += found
     return problems
+
+
+def _concurrency_problems(entry: Mapping[str, Any], path: PathOf, queues: bool) -> list[tuple[str, str]]:
+    """What the schema cannot say of an entry's ``concurrency`` (:mod:`flow.core.limits`)."""
+    if not queues:
+        return [(path("concurrency"), "applies to activities, maps (their items) and child workflows, not this step")]
+    if "key" in entry["concurrency"]:
+        return graph.expression_problems(entry["concurrency"]["key"], path("concurrency", "key"))
+    return []
 
 
 def _schema_problem(error: jsonschema.ValidationError) -> tuple[str, str]:

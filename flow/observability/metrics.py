@@ -3,7 +3,8 @@
 Two exporters, because the numbers live in two places:
 
 - the API's ``GET /metrics`` reads the database at each scrape: workflows and
-  activities by status, and messages waiting in the outbox (:class:`StoreCollector`);
+  activities by status, messages waiting in the outbox, and each concurrency limit's
+  slots held and steps waiting (:class:`StoreCollector`);
 - engine and worker processes export what they measure — activity attempts by
   outcome, activity durations, decision latency — through Dramatiq's Prometheus
   middleware when ``FLOW_METRICS_PORT`` is set (:class:`EngineMetrics`), together
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import dramatiq
 
+from flow.persistence.limits import LimitTable
 from flow.persistence.store import Store
 
 if TYPE_CHECKING:
@@ -73,6 +75,17 @@ class StoreCollector:
             "Partitions no engine holds (waiting for a takeover).",
             counts["unowned_partitions"],
         )
+        held = GaugeMetricFamily(
+            "flow_limit_slots_held", "Slots of each concurrency limit held (all keys).", labels=["limit"]
+        )
+        waiting = GaugeMetricFamily(
+            "flow_limit_waiting", "Steps queued for a slot of each concurrency limit.", labels=["limit"]
+        )
+        for usage in LimitTable(self.store.database).usage():
+            held.add_metric([usage.name], usage.held)
+            waiting.add_metric([usage.name], usage.waiting)
+        yield held
+        yield waiting
 
 
 def render(store: Store) -> bytes:

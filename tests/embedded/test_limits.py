@@ -1,0 +1,164 @@
+"""Concurrency limits end to end on the embedded flow (SQLite): a keyed limit is never
+exceeded, a map's items share theirs, a named limit waits for its number and says so,
+``/limits`` answers and refuses as documented, the metrics show the gauges, and the
+``flow limits`` commands drive it all from a shell."""
+
+from __future__ import annotations
+
+import collections
+import json
+import threading
+from collections.abc import Iterator
+
+import falcon.testing
+import pytest
+
+from api.app import create_app
+from flow.persistence.limits import LimitTable
+from flow.process.embedded import EmbeddedFlow
+from flow.testing import flow_up
+from flow.testing.definitions import embedded_env, write_definitions
+from tests.conftest import wait_for
+from tests.embedded.conftest import flow_of, run_cli
+
+DEFINITIONS = {
+    "Tenanted": {
+        "name": "Tenanted",
+        "activities": [
+            {
+                "id": "pay",
+                "name": "DoSomethingActivity",
+                "config": {"sleep_s": 0.05},
+                "concurrency": {"key": "input.tenant", "limit": 2},
+            },
+            {"id": "after", "name": "DoSomethingActivity"},
+        ],
+    },
+    "Fanned": {
+        "name": "Fanned",
+        "activities": [
+            {
+                "id": "each",
+                "name": "DoSomethingActivity",
+                "config": {"sleep_s": 0.02},
+                "map": {"over": "input.items"},
+                "concurrency": {"limit": 3},
+            }
+        ],
+    },
+    "Named": {
+        "name": "Named",
+        "activities": [{"id": "call", "name": "DoSomethingActivity", "concurrency": {"name": "partner_api"}}],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def flow(tmp_path_factory) -> Iterator[EmbeddedFlow]:
+    with flow_of(tmp_path_factory.mktemp("limits"), DEFINITIONS) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(flow) -> falcon.testing.TestClient:
+    return falcon.testing.TestClient(create_app(runtime=flow.runtime))
+
+
+class Peak:
+    """The most slots each key of ``limit`` held at once, sampled every 10 ms."""
+
+    def __init__(self, flow: EmbeddedFlow, limit: str) -> None:
+        self.table = LimitTable(flow.runtime.store.database)
+        self.limit = limit
+        self.peak: collections.Counter[str] = collections.Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Peak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.01):
+            for usage in self.table.usage(self.limit):
+                for key, (held, _) in (usage.by_key or {}).items():
+                    self.peak[key] = max(self.peak[key], held)
+
+
+def test_a_keyed_limit_holds_per_key_and_every_workflow_finishes(flow):
+    with Peak(flow, "Tenanted.pay") as sampled:
+        ids = [flow.start("Tenanted", {"tenant": f"t{n % 3}"}) for n in range(30)]
+        for workflow_id in ids:
+            assert flow.wait(workflow_id, timeout_s=60).state.status == "Finished"
+    assert dict(sampled.peak) == {"t0": 2, "t1": 2, "t2": 2}
+    assert LimitTable(flow.runtime.store.database).usage("Tenanted.pay") == []  # nothing held, nothing waits
+
+
+def test_a_maps_items_share_the_maps_limit(flow):
+    with Peak(flow, "Fanned.each") as sampled:
+        workflow_id = flow.start("Fanned", {"items": list(range(20))})
+        state = flow.wait(workflow_id, timeout_s=60).state
+    assert state.status == "Finished"
+    assert sampled.peak[""] == 3
+
+
+def test_a_named_limit_waits_for_its_number_and_says_what_it_waits_for(flow, client):
+    workflow_id = flow.start("Named", {})
+    wait_for(lambda: client.simulate_get("/limits/partner_api").json["waiting"] == 1, timeout_s=30)
+    step = client.simulate_get(f"/workflows/{workflow_id}").json["activities"][0]
+    assert step["status"] == "Queued"
+    assert step["limit"] == {"name": "partner_api", "key": ""}
+    assert step["waiting_for"] == "waiting for partner_api: no limit set (PUT /limits/partner_api)"
+    metrics = client.simulate_get("/metrics").text
+    assert 'flow_limit_waiting{limit="partner_api"} 1.0' in metrics
+    answer = client.simulate_put("/limits/partner_api", json={"limit": 1})
+    assert answer.status_code == 200
+    assert answer.json["limit"] == 1 and answer.json["set_at_run_time"] is True
+    assert flow.wait(workflow_id, timeout_s=30).state.status == "Finished"
+    assert {"name": "partner_api", "limit": 1, "set_at_run_time": True, "held": 0, "waiting": 0, "keys": 0} in (
+        client.simulate_get("/limits").json["items"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/limits/partner_api", {"limit": -1}, "$.limit"),
+        ("/limits/partner_api", {"limit": "3"}, "$.limit"),
+        ("/limits/partner_api", {}, "$.limit"),
+        ("/limits/partner_api", {"limit": 1, "most": 2}, "$.most"),
+        ("/limits/bad%20name", {"limit": 1}, "name"),
+    ],
+)
+def test_put_limits_refuses_what_it_cannot_set_naming_the_field(client, path, body, field):
+    answer = client.simulate_put(path, json=body)
+    assert answer.status_code == 422, answer.text
+    assert [e["path"] for e in answer.json["errors"]] == [field]
+
+
+def test_the_flow_limits_commands(tmp_path):
+    directory = write_definitions(tmp_path / "workflows", {"Named": DEFINITIONS["Named"]})
+    with flow_up(tmp_path, embedded_env(tmp_path, directory)) as url:
+        env = {"FLOW_API_URL": url, "COLUMNS": "200"}
+        started = json.loads(run_cli("start", "Named", "--json", env=env).stdout)
+        wait_for(lambda: "partner_api" in run_cli("limits", env=env).stdout, timeout_s=30)
+        listed = run_cli("limits", env=env).stdout
+        assert "not set" in listed and "partner_api" in listed
+        assert run_cli("limits", "set", "partner_api", env=env).returncode == 2  # no number: a usage error
+        set_ = run_cli("limits", "set", "partner_api", "2", env=env)
+        assert set_.returncode == 0, set_.stderr
+        assert "partner_api: 2 (set)" in set_.stdout
+        finished = run_cli("status", started["id"], "--json", env=env)
+        wait_for(
+            lambda: json.loads(run_cli("status", started["id"], "--json", env=env).stdout)["status"] == "Finished",
+            timeout_s=30,
+        )
+        assert finished.returncode == 0
+        shown = json.loads(run_cli("limits", "show", "partner_api", "--json", env=env).stdout)
+        assert shown["limit"] == 2 and shown["held"] == 0
+        unset = run_cli("limits", "set", "partner_api", "--unset", env=env)
+        assert "partner_api: not set" in unset.stdout

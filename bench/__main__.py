@@ -3,7 +3,7 @@ and PostgreSQL, in one run. Prints a table; writes it, the raw figures and a plo
 ``bench/results/``. ``--quick`` shrinks every case (a few minutes in all).
 
 Cases (``--cases``, comma-separated): sequential, fanout, size, engines, throughput,
-scale, api, prune, map, waiting. What each measures and against which target is in bench/README.md.
+scale, api, prune, map, waiting, limits. What each measures and against which target is in bench/README.md.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench import maps, prune
+from bench import limits, maps, prune
 from bench import waiting as waits
 from bench.harness import STEPS, THREADS, Bench, load, median, random_workflow, seed_ended_workflows
 from flow.core.state import ActivityStatus
@@ -219,6 +219,7 @@ CASES = {
     "prune": prune.case_prune,
     "map": maps.case_map,
     "waiting": waits.case_waiting,
+    "limits": limits.case_limits,
 }
 
 
@@ -341,6 +342,8 @@ def write_report(results: dict[str, Any], args: argparse.Namespace, seconds: flo
         lines += maps.report(results["map"])
     if "waiting" in results:
         lines += waits.report(results["waiting"])
+    if "limits" in results:
+        lines += limits.report(results["limits"])
     return "\n".join(lines)
 
 

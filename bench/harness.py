@@ -102,6 +102,23 @@ class Bench:
             {"name": "Wait", "activities": [{"name": "SleepActivity", "config": {"sleep_s": 3600}}]},
             {"name": "Approval", "activities": [{"id": "approval", "wait_for": "approved"}, {"name": "NoopActivity"}]},
             {"name": "Nap", "activities": [{"id": "nap", "sleep_s": 3600}, {"name": "NoopActivity"}]},
+            # The limits case's (bench/limits.py): every step limited (never full), and a
+            # step limited to 2 at once per tenant.
+            {
+                "name": "Seq10Limited",
+                "config": {"retry": {"max_attempts": 1}},
+                "activities": [{"name": "NoopActivity", "concurrency": {"key": "input.tenant", "limit": 64}}] * 10,
+            },
+            {
+                "name": "Tenant",
+                "activities": [
+                    {
+                        "name": "SleepActivity",
+                        "config": {"sleep_s": 0.01},
+                        "concurrency": {"key": "input.tenant", "limit": 2},
+                    }
+                ],
+            },
         ]
         for body in bodies:
             (definitions / f"{body['name']}.json").write_text(json.dumps(body))

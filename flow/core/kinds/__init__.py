@@ -90,6 +90,8 @@ def problems(entry: Mapping[str, Any], path: PathOf, known_activities: Collectio
         for key, message in other.foreign.items()
         if key in entry
     ]
+    if "queue" in entry and not kind.takes_queue:
+        found.append((path("queue"), f"queue names the worker pool of an activity or a map; {kind.help} runs on none"))
     return found + kind.problems(entry, path, known_activities)
 
 

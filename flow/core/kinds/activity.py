@@ -61,6 +61,7 @@ class ActivityKind(StepKind):
     properties: ClassVar[Mapping[str, Any]] = {"name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}}
     help: ClassVar[str] = "an activity (name: a BaseActivity subclass)"
     runs_on_workers: ClassVar[bool] = True
+    takes_queue: ClassVar[bool] = True
     lines: ClassVar[Mapping[HistoryType, Line]] = {
         HistoryType.SCHEDULE_ACTIVITY: _scheduled,
         HistoryType.ACTIVITY_STARTED: lambda data: "started",

@@ -106,6 +106,17 @@ COMPONENTS: dict[str, Any] = {
                 "attempt as self.last_heartbeat, and when the engine got it (null before the first).",
                 "properties": {"details": {}, "at": _OPTIONAL_TIMESTAMP},
             },
+            "queue": {
+                "type": ["string", "null"],
+                "description": "The worker pool its attempts go to (the definition's queue; a map's items inherit "
+                "it); null: the default pool.",
+            },
+            "waiting_for": {
+                "type": ["string", "null"],
+                "description": 'What a step Scheduled on a named pool waits for: "a worker on gpu (3 queued)", '
+                "the count being the messages ready in the pool's queue (left out when the broker does not "
+                "answer); null otherwise.",
+            },
             "kind": {
                 **enum_of(KINDS),
                 "description": "What kind of step it is (each kind fills its own keys below, the others are "
@@ -220,6 +231,28 @@ COMPONENTS: dict[str, Any] = {
         },
     },
     "SchedulePage": _page("Schedule", "cursor"),
+    "PoolList": _record(
+        items={
+            "type": "array",
+            "items": _record(
+                name={
+                    "type": "string",
+                    "description": 'The pool\'s name ("default": the queue of every activity that names none).',
+                },
+                queue={"type": "string", "description": "Its RabbitMQ queue: <prefix>.activities[.<name>]."},
+                queued={
+                    "type": ["integer", "null"],
+                    "description": "Messages ready in the queue (not those a worker holds, nor retries waiting "
+                    "for their delay); null when the broker does not answer.",
+                },
+                definitions={
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "The registered definitions (newest versions) that name it.",
+                },
+            ),
+        }
+    ),
     "Health": _record(
         status={"enum": ["ok", "unavailable"]},
         database={"type": "string", "description": '"ok", or why not'},

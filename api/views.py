@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from flow.core import kinds
-from flow.core.state import ActivityState, WorkflowState
+from flow.core.pools import waiting_for
+from flow.core.state import ActivityState, ActivityStatus, WorkflowState
 from flow.core.timestamps import iso
 from flow.persistence.mapping import StoredWorkflow
 
@@ -14,12 +16,17 @@ if TYPE_CHECKING:
 
 
 def activity_view(
-    state: WorkflowState, a: ActivityState, ids: list[str], tokens: CallbackTokens | None = None
+    state: WorkflowState,
+    a: ActivityState,
+    ids: list[str],
+    tokens: CallbackTokens | None = None,
+    queued: Mapping[str, int | None] | None = None,
 ) -> dict[str, Any]:
     """One step of ``state``: what every kind has, its ``kind``, and its kind's own keys
     (every kind's keys are present, null but its own: :func:`flow.core.kinds.view`);
     ``ids``: every step's id by position (for ``depends_on``); ``tokens``: show a wait's
-    callback token while it has not ended."""
+    callback token while it has not ended; ``queued``: the messages waiting in each named
+    pool's queue, for the ``waiting_for`` of a step scheduled there."""
     duration_ms = None
     if a.started_at and a.finished_at:
         duration_ms = round((a.finished_at - a.started_at).total_seconds() * 1000, 3)
@@ -45,6 +52,10 @@ def activity_view(
         "heartbeat": None
         if a.heartbeat_at is None and a.heartbeat is None
         else {"details": a.heartbeat, "at": iso(a.heartbeat_at)},
+        "queue": a.queue,
+        "waiting_for": waiting_for(a.queue, (queued or {}).get(a.queue))
+        if a.queue is not None and a.status is ActivityStatus.SCHEDULED
+        else None,
         **kinds.view(state, a, tokens),
     }
 
@@ -63,9 +74,12 @@ def workflow_summary(row: StoredWorkflow) -> dict[str, Any]:
     }
 
 
-def workflow_view(row: StoredWorkflow, tokens: CallbackTokens | None = None) -> dict[str, Any]:
+def workflow_view(
+    row: StoredWorkflow, tokens: CallbackTokens | None = None, queued: Mapping[str, int | None] | None = None
+) -> dict[str, Any]:
     """The workflow with its activities; ``tokens``: show the callback tokens of the waits
-    that have not ended (the API does; ``flow run --json`` has no use for them)."""
+    that have not ended (the API does; ``flow run --json`` has no use for them);
+    ``queued``: the backlog of the pools its scheduled steps wait on (:func:`activity_view`)."""
     s = row.state
     ids = [a.id for a in s.activities]
     return {
@@ -79,7 +93,7 @@ def workflow_view(row: StoredWorkflow, tokens: CallbackTokens | None = None) -> 
         "paused": s.paused and not s.status.ended,
         # A child: the position of the parent's activity that runs it.
         "parent_position": s.parent.position if s.parent else None,
-        "activities": [activity_view(s, a, ids, tokens) for a in s.activities],
+        "activities": [activity_view(s, a, ids, tokens, queued) for a in s.activities],
     }
 
 

@@ -12,6 +12,7 @@ import falcon
 from api.errors import unprocessable
 from api.media import has_body, read_json_object
 from api.operation import Link, Param, Reply, operation
+from api.resources.pools import waiting_pools
 from api.schemas import enum
 from api.views import event_view, workflow_summary, workflow_view
 from flow.core import start_request, strict_json, validation
@@ -20,6 +21,7 @@ from flow.core.start_request import check_idempotency_key, is_workflow_id, parse
 from flow.core.state import WorkflowStatus
 from flow.errors import InvalidJson, WorkflowNotFound
 from flow.persistence.mapping import StoredWorkflow
+from flow.process.queue_depths import QueueDepths
 from flow.process.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -177,13 +179,15 @@ class WorkflowResource:
     ``DELETE`` deletes an ended workflow with its activities, history, timers and owed
     messages (204; 409 while it or a child workflow of it is in progress)."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, *, depths: QueueDepths | None = None) -> None:
         self.runtime = runtime
+        self.depths = depths
 
     @operation("A workflow with every activity", responses={200: Reply("The workflow", "Workflow")}, errors=(404, 503))
     def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
         row = self.runtime.store.get(_known_id(workflow_id))
-        resp.media = workflow_view(row, self.runtime.service.callbacks.tokens)
+        queued = waiting_pools(self.runtime, self.depths, row.state)
+        resp.media = workflow_view(row, self.runtime.service.callbacks.tokens, queued)
 
     @operation(
         "Delete an ended workflow with its activities and history",
@@ -198,8 +202,9 @@ class WorkflowResource:
 class WorkflowActivitiesResource:
     """``GET /workflows/{id}/activities``: every activity with status, attempts, timings, error."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, *, depths: QueueDepths | None = None) -> None:
         self.runtime = runtime
+        self.depths = depths
 
     @operation(
         "A workflow's activities",
@@ -207,7 +212,9 @@ class WorkflowActivitiesResource:
         errors=(404, 503),
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
-        view = workflow_view(self.runtime.store.get(_known_id(workflow_id)), self.runtime.service.callbacks.tokens)
+        row = self.runtime.store.get(_known_id(workflow_id))
+        queued = waiting_pools(self.runtime, self.depths, row.state)
+        view = workflow_view(row, self.runtime.service.callbacks.tokens, queued)
         resp.media = {"items": view["activities"]}
 
 

@@ -14,7 +14,7 @@ Pure: names and strings only; what declares and consumes the queues is in the sh
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 #: The pool of the activities whose definition names none: ``<prefix>.activities``.
@@ -60,6 +60,26 @@ def pool_queues(activity_queue: str, pools: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(pool_queue(activity_queue, p) for p in pools))
 
 
+def pools_of_definitions(bodies: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """The pools that definitions (their JSON bodies) name, each with the names of the
+    definitions that name it, the default pool first (every definition may use it:
+    a child's steps, sleeps and waits name none)."""
+    named: dict[str, list[str]] = {DEFAULT_POOL: []}
+    for body in bodies:
+        for entry in body.get("activities") or ():
+            pool = stored_queue(entry.get("queue")) if isinstance(entry, Mapping) else None
+            users = named.setdefault(pool or DEFAULT_POOL, [])
+            if body.get("name") not in users:
+                users.append(str(body.get("name")))
+    return {DEFAULT_POOL: named.pop(DEFAULT_POOL), **dict(sorted(named.items()))}
+
+
+def waiting_for(pool: str, depth: int | None) -> str:
+    """What a step scheduled on ``pool`` waits for (``depth``: the messages ready in the
+    pool's queue, None: unknown): ``a worker on gpu (3 queued)``."""
+    return f"a worker on {pool}" + ("" if depth is None else f" ({depth} queued)")
+
+
 __all__ = [
     "DEFAULT_POOL",
     "POOL_PATTERN",
@@ -68,5 +88,7 @@ __all__ = [
     "pool_of",
     "pool_queue",
     "pool_queues",
+    "pools_of_definitions",
     "stored_queue",
+    "waiting_for",
 ]

@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 
+import falcon.testing
 import pytest
 
+from api.app import create_app
 from flow.core.commands import RunActivity
 from flow.engine.planning import Routes, run_message
 from flow.process.embedded import EmbeddedFlow
@@ -52,3 +54,19 @@ def test_a_workflow_read_back_from_the_store_routes_each_attempt_to_its_pool(flo
     ]
     base = flow.settings.activity_queue
     assert queues == [f"{base}.gpu", base, f"{base}.big-mem", f"{base}.big-mem", f"{base}.big-mem"]
+
+
+def test_get_pools_lists_the_pools_the_definitions_name_with_their_backlog(flow):
+    client = falcon.testing.TestClient(create_app(runtime=flow.runtime))
+    flow.wait(flow.start("GpuWork"), timeout_s=60)
+    body = client.simulate_get("/pools").json
+    base = flow.settings.activity_queue
+    assert body == {
+        "items": [
+            {"name": "default", "queue": base, "queued": 0, "definitions": ["GpuWork"]},
+            {"name": "big-mem", "queue": f"{base}.big-mem", "queued": 0, "definitions": ["GpuWork"]},
+            {"name": "gpu", "queue": f"{base}.gpu", "queued": 0, "definitions": ["GpuWork"]},
+        ]
+    }
+    steps = client.simulate_get(f"/workflows/{flow.start('GpuWork')}").json["activities"]
+    assert [(s["queue"], s["kind"]) for s in steps[:3]] == [("gpu", "activity"), ("big-mem", "map"), (None, "activity")]

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import dramatiq
 import pytest
 
+from api.views import activity_view
 from flow.core import pools
 from flow.core.commands import RunActivity
 from flow.core.events import TimerFired
 from flow.core.vocabulary import ActivityStatus, Outcome, TimerKind
 from flow.engine.planning import Routes, plan
 from flow.persistence.mapping import ACTIVITY_COLUMNS, activity_from_row, activity_row
+from flow.process.inprocess import InProcessBroker
+from flow.process.queue_depths import QueueDepths
+from flow.settings import Settings
 from tests.unit.test_graph import T0, Run, definition, problems, state_of
 
 ROUTES = Routes(partition=0, reply_to="flow.engine.0", activity_queue="flow.activities")
@@ -120,3 +125,54 @@ def test_a_step_read_back_from_its_row_keeps_its_pool():
         back = activity_from_row(tuple(row[c.strip()] for c in ACTIVITY_COLUMNS.split(",")))
         assert back.queue == step.queue
     assert [a.queue for a in run.state.activities] == ["gpu", "gpu", None]
+
+
+# -- visibility -------------------------------------------------------------------------------
+
+
+def test_a_step_scheduled_on_a_named_pool_says_what_it_waits_for():
+    run = Run(state_of({"name": "A", "queue": "gpu", "independent": True}, {"name": "B", "independent": True}))
+    ids = [a.id for a in run.state.activities]
+    gpu, default = run.state.activities
+    assert activity_view(run.state, gpu, ids, queued={"gpu": 3})["waiting_for"] == "a worker on gpu (3 queued)"
+    assert activity_view(run.state, gpu, ids)["waiting_for"] == "a worker on gpu"  # the broker did not answer
+    assert activity_view(run.state, gpu, ids)["queue"] == "gpu"
+    assert activity_view(run.state, default, ids)["queue"] is None
+    assert activity_view(run.state, default, ids)["waiting_for"] is None
+    run.end("A")
+    assert activity_view(run.state, run.activity("A"), ids, queued={"gpu": 3})["waiting_for"] is None
+
+
+def test_the_pools_of_definitions_list_the_default_first_and_who_names_each():
+    bodies = [
+        {"name": "Train", "activities": [{"name": "A", "queue": "gpu"}, {"name": "B"}]},
+        {"name": "Sleepy", "activities": [{"sleep_s": 1}]},
+        {"name": "Big", "activities": [{"name": "A", "queue": "big-mem"}, {"name": "A", "queue": "gpu"}]},
+        {"name": "Plain", "activities": [{"name": "A", "queue": "default"}]},
+    ]
+    assert pools.pools_of_definitions(bodies) == {
+        "default": ["Train", "Sleepy", "Plain"],
+        "big-mem": ["Big"],
+        "gpu": ["Train", "Big"],
+    }
+    assert pools.pools_of_definitions([]) == {"default": []}
+
+
+def test_queue_depths_count_the_in_process_queues_and_keep_a_count_for_their_ttl():
+    broker = InProcessBroker()
+    broker.declare_queue("flow.activities.gpu")
+    now = [0.0]
+    depths = QueueDepths(Settings(broker_url="stub://"), broker, ttl_s=2, clock=lambda: now[0])
+    assert depths.of(["flow.activities.gpu", "flow.activities.none"]) == {
+        "flow.activities.gpu": 0,
+        "flow.activities.none": 0,
+    }
+    broker.enqueue(dramatiq.Message("flow.activities.gpu", "flow.run_activity", (), {}, {}))
+    assert depths.of(["flow.activities.gpu"]) == {"flow.activities.gpu": 0}  # within the TTL
+    now[0] = 2.0
+    assert depths.of(["flow.activities.gpu"]) == {"flow.activities.gpu": 1}
+
+
+def test_queue_depths_are_unknown_when_rabbitmq_does_not_answer():
+    depths = QueueDepths(Settings(broker_url="amqp://guest:guest@127.0.0.1:1/"), None)
+    assert depths.of(["flow.activities.gpu"]) == {"flow.activities.gpu": None}

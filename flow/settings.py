@@ -37,7 +37,8 @@ class Settings:
     queue_prefix: str = "flow"
     #: The worker pools a ``dramatiq flow.actors`` process started without ``--queues``
     #: serves (``gpu,default``: ``<prefix>.activities.gpu`` and ``<prefix>.activities``);
-    #: empty: the default pool only. ``--queues`` (or ``flow worker --pool``) wins.
+    #: empty: the default pool only. ``--queues`` (or ``flow worker --pool``) wins. Checked
+    #: (and turned into queues) by :func:`flow.worker.pools.served_queues`.
     worker_pools: tuple[str, ...] = ()
     #: Exchange and routing key of the plain-JSON start message (RabbitMQ only).
     start_exchange: str = "start_workflow"
@@ -108,13 +109,6 @@ class Settings:
         return f"{self.queue_prefix}.activities"
 
     @property
-    def worker_queues(self) -> tuple[str, ...]:
-        """The queues of :attr:`worker_pools` (the default pool's when none is named)."""
-        from flow.core.pools import DEFAULT_POOL, pool_queues
-
-        return pool_queues(self.activity_queue, self.worker_pools or (DEFAULT_POOL,))
-
-    @property
     def cancel_exchange(self) -> str:
         """Fanout exchange of cancel notices, which every worker process listens to."""
         return f"{self.queue_prefix}.cancellations"
@@ -155,11 +149,6 @@ class Settings:
             raise ConfigurationError(
                 f"FLOW_QUEUE_PREFIX may hold letters, digits, '.', '_' and '-' only, not {self.queue_prefix!r}"
             )
-        from flow.core.pools import POOL_RULE, is_pool_name
-
-        for pool in self.worker_pools:
-            if not is_pool_name(pool):
-                raise ConfigurationError(f"FLOW_WORKER_POOLS: {pool!r} is not a worker pool: {POOL_RULE}")
         scheme = self.broker_url.split("://", 1)[0]
         if scheme not in ("stub", "amqp", "amqps"):
             raise ConfigurationError(

@@ -29,7 +29,7 @@ from flow.service.catalog import Catalog
 from flow.service.schedules import ScheduleService
 from flow.service.workflows import WorkflowService
 from flow.settings import Settings
-from flow.worker.pools import WorkerPools
+from flow.worker.pools import WorkerPools, served_queues
 
 if TYPE_CHECKING:
     from flow.engine import Engine
@@ -65,6 +65,7 @@ class Runtime:
     def build(cls, settings: Settings, *, broker: dramatiq.Broker | None = None, engine: bool = True) -> Runtime:
         """Assemble a process; ``engine`` lets a ``dramatiq flow.actors`` process that
         consumes the shared engine queue run an engine (see :class:`EngineLifecycle`)."""
+        served_queues(settings)  # a bad FLOW_WORKER_POOLS stops every process at once, named
         classes = discover(settings.activity_packages)
         catalog = Catalog.from_directory(settings.definitions_dir, known_activities=classes)
         broker = broker or build_broker(settings)
@@ -131,7 +132,7 @@ class EngineLifecycle(dramatiq.Middleware):
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         if not worker.consumer_whitelist:
             settings = self.runtime.settings
-            worker.consumer_whitelist = {settings.engine_queue, *settings.worker_queues}
+            worker.consumer_whitelist = {settings.engine_queue, *served_queues(settings)}
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         settings = self.runtime.settings

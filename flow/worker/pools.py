@@ -17,9 +17,21 @@ from typing import Any
 
 import dramatiq
 
-from flow.core.pools import DEFAULT_POOL, pool_of
+from flow.core.pools import DEFAULT_POOL, POOL_RULE, is_pool_name, pool_of, pool_queues
+from flow.errors import ConfigurationError
+from flow.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+def served_queues(settings: Settings) -> tuple[str, ...]:
+    """The queues a worker started without ``--queues`` serves: those of
+    ``FLOW_WORKER_POOLS``, the default pool's when it is unset. Raises
+    :class:`ConfigurationError` naming the variable for a name no pool can have."""
+    for pool in settings.worker_pools:
+        if not is_pool_name(pool):
+            raise ConfigurationError(f"FLOW_WORKER_POOLS: {pool!r} is not a worker pool: {POOL_RULE}")
+    return pool_queues(settings.activity_queue, settings.worker_pools or (DEFAULT_POOL,))
 
 
 class WorkerPools(dramatiq.Middleware):

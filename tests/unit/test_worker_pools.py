@@ -13,9 +13,10 @@ from dramatiq.brokers.stub import StubBroker
 from flow.cli import main
 from flow.cli.worker import worker_argv
 from flow.errors import ConfigurationError
+from flow.process.runtime import EngineLifecycle
 from flow.settings import Settings
 from flow.worker.cancellations import CancellationListener
-from flow.worker.pools import WorkerPools
+from flow.worker.pools import WorkerPools, served_queues
 
 DRAMATIQ = [sys.executable, "-m", "dramatiq", "flow.actors"]
 
@@ -107,7 +108,17 @@ def test_the_cancel_listener_runs_on_every_worker_that_runs_attempts(monkeypatch
 
 def test_flow_worker_pools_names_the_queues_of_a_worker_started_without_queues():
     settings = Settings.from_env({"FLOW_WORKER_POOLS": "gpu,default"})
-    assert settings.worker_queues == ("flow.activities.gpu", "flow.activities")
-    assert Settings.from_env({}).worker_queues == ("flow.activities",)
+    assert served_queues(settings) == ("flow.activities.gpu", "flow.activities")
+    assert served_queues(Settings.from_env({})) == ("flow.activities",)
     with pytest.raises(ConfigurationError, match="FLOW_WORKER_POOLS: 'GPU' is not a worker pool"):
-        Settings.from_env({"FLOW_WORKER_POOLS": "GPU"})
+        served_queues(Settings.from_env({"FLOW_WORKER_POOLS": "GPU"}))
+
+
+def test_a_process_started_without_queues_serves_the_engine_and_flow_worker_pools():
+    settings = Settings.from_env({"FLOW_WORKER_POOLS": "gpu"})
+    broker = StubBroker()
+    worker = SimpleNamespace(consumer_whitelist=None)
+    EngineLifecycle(SimpleNamespace(settings=settings)).before_worker_boot(broker, worker)
+    WorkerPools(settings.activity_queue).before_worker_boot(broker, worker)
+    assert worker.consumer_whitelist == {"flow.engine", "flow.activities.gpu"}
+    assert "flow.activities.gpu" in broker.get_declared_queues()

@@ -62,6 +62,7 @@ def test_an_activity_or_a_map_may_name_its_pool(entry: dict[str, Any], queue: st
         ({"name": "A", "queue": 3}, "is not of type 'string'"),
         ({"sleep_s": 1, "queue": "gpu"}, "a sleep (sleep_s or sleep_until) runs on none"),
         ({"wait_for": "go", "queue": "gpu"}, "a wait for a signal (wait_for) runs on none"),
+        ({"workflow": "g2", "queue": "gpu"}, "a child workflow (workflow: a definition's name) runs on none"),
     ],
 )
 def test_a_bad_queue_is_refused_with_its_path_and_why(entry: dict[str, Any], words: str):

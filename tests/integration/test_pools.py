@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from flow.testing import Cluster, new_database, new_queue_prefix
-from flow.testing.processes import child_pids
+from flow.testing.processes import VENV_BIN, child_pids
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.services
@@ -80,9 +80,11 @@ def test_a_gpu_activity_waits_without_a_gpu_worker_and_runs_only_on_one(cluster)
     assert failed["status"] == "Failed"
     assert "schedule-to-start timeout: no worker started attempt 1 within 4" in failed["activities"][0]["error"]
 
-    # A gpu worker joins, started as `flow worker --pool gpu` starts it; every gpu attempt
-    # (the map's items too) runs in its process, every other one in the default worker's.
-    cluster.add("worker-gpu", f"{prefix}.activities.gpu")
+    # A gpu worker joins, started by `flow worker --pool gpu` (which becomes the Dramatiq
+    # master); every gpu attempt (the map's items too) runs in its process, every other
+    # one in the default worker's.
+    flow = str(VENV_BIN / "flow")
+    cluster.procs.start("worker-gpu", flow, "worker", "--pool", "gpu", "--processes", "1", "--threads", "2")
     ids = list(cluster.start_batch(["Train"], 4))
     for workflow_id in ids:
         workflow = wait_for(lambda w=workflow_id: ended(cluster, w), timeout_s=120, what="a Train workflow to end")

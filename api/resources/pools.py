@@ -23,7 +23,11 @@ class PoolsResource:
         self.runtime = runtime
         self.depths = depths
 
-    @operation("The worker pools, with the messages waiting in each", responses={200: Reply("The pools", "PoolList")})
+    @operation(
+        "The worker pools, with the messages waiting in each",
+        responses={200: Reply("The pools", "PoolList")},
+        errors=(503,),
+    )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.runtime.service.definitions.sync()
         named = pools_of_definitions(d["body"] for d in self.runtime.store.list_definitions())

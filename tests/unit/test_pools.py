@@ -12,7 +12,8 @@ from api.views import activity_view
 from flow.core import pools
 from flow.core.commands import RunActivity
 from flow.core.events import TimerFired
-from flow.core.vocabulary import ActivityStatus, Outcome, TimerKind
+from flow.core.kinds.activity import ACTIVITY_KIND
+from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind
 from flow.engine.planning import Routes, plan
 from flow.persistence.mapping import ACTIVITY_COLUMNS, activity_from_row, activity_row
 from flow.process.inprocess import InProcessBroker
@@ -177,3 +178,13 @@ def test_queue_depths_count_the_in_process_queues_and_keep_a_count_for_their_ttl
 def test_queue_depths_are_unknown_when_rabbitmq_does_not_answer():
     depths = QueueDepths(Settings(broker_url="amqp://guest:guest@127.0.0.1:1/"), None)
     assert depths.of(["flow.activities.gpu"]) == {"flow.activities.gpu": None}
+
+
+def test_the_history_and_flow_run_say_which_pool_an_attempt_was_sent_to():
+    run = Run(state_of({"name": "A", "queue": "gpu", "independent": True}, {"name": "B", "independent": True}))
+    scheduled = [h for h in run.decision.history if h.type is HistoryType.SCHEDULE_ACTIVITY]
+    assert [h.data for h in scheduled] == [{"attempt": 1, "queue": "gpu"}, {"attempt": 1}]
+    assert [ACTIVITY_KIND.line("schedule-activity", h.data, {}, {}) for h in scheduled] == [
+        "scheduled on pool gpu",
+        "scheduled",
+    ]

@@ -50,7 +50,7 @@ SHOWN_BYTES = 200
 
 
 def _scheduled(data: Mapping[str, Any]) -> str:
-    return "scheduled"
+    return f"scheduled on pool {data['queue']}" if data.get("queue") else "scheduled"
 
 
 class ActivityKind(StepKind):
@@ -111,7 +111,9 @@ class ActivityKind(StepKind):
             commands.append(
                 timer(TimerKind.SCHEDULE_TO_START, step.timeouts.schedule_to_start_s, step.position, attempt)
             )
-        return step, commands, HistoryEntry(HistoryType.SCHEDULE_ACTIVITY, step.position, {"attempt": attempt})
+        # The pool, when not the default one: the history says where each attempt was sent.
+        data = {"attempt": attempt, **({"queue": step.queue} if step.queue is not None else {})}
+        return step, commands, HistoryEntry(HistoryType.SCHEDULE_ACTIVITY, step.position, data)
 
     def on_started(self, state: WorkflowState, step: ActivityState, event: ActivityStarted) -> Decision | None:
         if step.status is not ActivityStatus.SCHEDULED:

@@ -13,7 +13,7 @@ from flow.core import pools
 from flow.core.commands import RunActivity
 from flow.core.events import TimerFired
 from flow.core.kinds.activity import ACTIVITY_KIND
-from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind
+from flow.core.vocabulary import ActivityStatus, Outcome, TimerKind
 from flow.engine.planning import Routes, plan
 from flow.persistence.mapping import ACTIVITY_COLUMNS, activity_from_row, activity_row
 from flow.process.inprocess import InProcessBroker
@@ -180,11 +180,8 @@ def test_queue_depths_are_unknown_when_rabbitmq_does_not_answer():
     assert depths.of(["flow.activities.gpu"]) == {"flow.activities.gpu": None}
 
 
-def test_the_history_and_flow_run_say_which_pool_an_attempt_was_sent_to():
-    run = Run(state_of({"name": "A", "queue": "gpu", "independent": True}, {"name": "B", "independent": True}))
-    scheduled = [h for h in run.decision.history if h.type is HistoryType.SCHEDULE_ACTIVITY]
-    assert [h.data for h in scheduled] == [{"attempt": 1, "queue": "gpu"}, {"attempt": 1}]
-    assert [ACTIVITY_KIND.line("schedule-activity", h.data, {}, {}) for h in scheduled] == [
-        "scheduled on pool gpu",
-        "scheduled",
-    ]
+def test_flow_run_says_which_pool_an_attempt_was_sent_to():
+    data = {"attempt": 1}
+    assert ACTIVITY_KIND.line("schedule-activity", data, {"queue": "gpu"}, {}) == "scheduled on pool gpu"
+    assert ACTIVITY_KIND.line("schedule-activity", data, {"queue": None}, {}) == "scheduled"
+    assert ACTIVITY_KIND.line("activity-started", data, {"queue": "gpu"}, {}) == "started"

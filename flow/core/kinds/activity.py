@@ -50,7 +50,7 @@ SHOWN_BYTES = 200
 
 
 def _scheduled(data: Mapping[str, Any]) -> str:
-    return f"scheduled on pool {data['queue']}" if data.get("queue") else "scheduled"
+    return "scheduled"
 
 
 class ActivityKind(StepKind):
@@ -74,6 +74,14 @@ class ActivityKind(StepKind):
 
     def claims(self, entry: Mapping[str, Any]) -> bool:
         return "name" in entry and "map" not in entry
+
+    def line(
+        self, kind: str, data: Mapping[str, Any], step: Mapping[str, Any], workflow: Mapping[str, Any]
+    ) -> str | None:
+        found = super().line(kind, data, step, workflow)
+        if found is not None and kind == HistoryType.SCHEDULE_ACTIVITY and step.get("queue"):
+            return f"{found} on pool {step['queue']}"  # every attempt of a step goes to its one pool
+        return found
 
     def problems(
         self, entry: Mapping[str, Any], path: PathOf, known_activities: Collection[str]
@@ -111,9 +119,7 @@ class ActivityKind(StepKind):
             commands.append(
                 timer(TimerKind.SCHEDULE_TO_START, step.timeouts.schedule_to_start_s, step.position, attempt)
             )
-        # The pool, when not the default one: the history says where each attempt was sent.
-        data = {"attempt": attempt, **({"queue": step.queue} if step.queue is not None else {})}
-        return step, commands, HistoryEntry(HistoryType.SCHEDULE_ACTIVITY, step.position, data)
+        return step, commands, HistoryEntry(HistoryType.SCHEDULE_ACTIVITY, step.position, {"attempt": attempt})
 
     def on_started(self, state: WorkflowState, step: ActivityState, event: ActivityStarted) -> Decision | None:
         if step.status is not ActivityStatus.SCHEDULED:

@@ -17,6 +17,7 @@ from api.resources.definitions import (
     DefinitionVersionResource,
 )
 from api.resources.health import HealthResource
+from api.resources.limits import LimitResource, LimitsResource
 from api.resources.meta import FaviconSink, MetricsResource, OpenApiResource, RootResource
 from api.resources.pools import PoolsResource
 from api.resources.schedules import (
@@ -89,6 +90,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_route("/signals/{token}", CallbackResource(runtime))
     app.add_route("/workflows/{workflow_id}/pause", WorkflowPauseResource(runtime))
     app.add_route("/workflows/{workflow_id}/resume", WorkflowResumeResource(runtime))
+    app.add_route("/limits", LimitsResource(runtime))
+    app.add_route("/limits/{name}", LimitResource(runtime))
     app.add_route("/pools", PoolsResource(runtime, depths))
     app.add_route("/schedules", SchedulesResource(runtime))
     app.add_route("/schedules/{name}", ScheduleResource(runtime))

@@ -111,11 +111,18 @@ COMPONENTS: dict[str, Any] = {
                 "description": "The worker pool its attempts go to (the definition's queue; a map's items inherit "
                 "it); null: the default pool.",
             },
+            "limit": {
+                "type": ["object", "null"],
+                "description": 'The concurrency limit it claims a slot of (its name, and its key\'s value; "": '
+                "no key); null: none.",
+                "properties": {"name": {"type": "string"}, "key": {"type": "string"}},
+            },
             "waiting_for": {
                 "type": ["string", "null"],
-                "description": 'What a step Scheduled on a named pool waits for: "a worker on gpu (3 queued)", '
-                "the count being the messages ready in the pool's queue (left out when the broker does not "
-                "answer); null otherwise.",
+                "description": "What a step that waits to run waits for: a Queued one a slot of its limit "
+                '("waiting for payments: 3 of 3 held"), one Scheduled on a named worker pool a worker of it '
+                '("waiting for a worker on gpu (3 queued)", the count being the messages ready in the pool\'s '
+                "queue, left out when the broker does not answer); null otherwise.",
             },
             "kind": {
                 **enum_of(KINDS),
@@ -231,6 +238,24 @@ COMPONENTS: dict[str, Any] = {
         },
     },
     "SchedulePage": _page("Schedule", "cursor"),
+    "Limit": {
+        "type": "object",
+        "required": ["name", "limit", "set_at_run_time", "held", "waiting", "keys"],
+        "properties": {
+            "name": {"type": "string"},
+            "limit": {"type": ["integer", "null"], "description": "Slots per key; null: none set (everything waits)."},
+            "set_at_run_time": {"type": "boolean", "description": "PUT /limits/{name} set the number."},
+            "held": {"type": "integer", "description": "Slots held: steps in flight and grants not yet taken up."},
+            "waiting": {"type": "integer", "description": "Steps queued for a slot."},
+            "keys": {"type": "integer", "description": "Key values holding or waiting."},
+            "by_key": {
+                "type": "array",
+                "description": "Only in GET /limits/{name}: held and waiting per key value.",
+                "items": _record(key={"type": "string"}, held={"type": "integer"}, waiting={"type": "integer"}),
+            },
+        },
+    },
+    "LimitList": _record(items={"type": "array", "items": ref("Limit")}),
     "PoolList": _record(
         items={
             "type": "array",

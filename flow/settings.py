@@ -62,6 +62,10 @@ class Settings:
     outbox_grace_s: float = 30.0
     #: How often the engine looks for owed messages and due timers, in seconds.
     outbox_poll_s: float = 1.0
+    #: How often each engine admits what waits for a concurrency limit when nothing it
+    #: committed woke it (a slot given back by another engine, a limit raised), and picks
+    #: up the grants other engines made for its partitions, in seconds.
+    limits_poll_s: float = 0.2
     #: Partitions of a new database (fixed when it is created; later it must match or stay unset).
     partitions: int | None = None
     #: How long an engine's hold on a partition lasts without renewal; a dead engine's
@@ -166,6 +170,7 @@ class Settings:
             "activity_time_limit_s",
             "outbox_grace_s",
             "outbox_poll_s",
+            "limits_poll_s",
             "partition_lease_s",
             "retention_interval_s",
             "query_timeout_s",

@@ -20,6 +20,7 @@ from flow.core.definition import NAME_PATTERN, is_definition_name
 from flow.core.start_request import check_idempotency_key, is_workflow_id, parse_start_request
 from flow.core.state import WorkflowStatus
 from flow.errors import InvalidJson, WorkflowNotFound
+from flow.persistence.limits import LimitTable
 from flow.persistence.mapping import StoredWorkflow
 from flow.process.queue_depths import QueueDepths
 from flow.process.runtime import Runtime
@@ -136,7 +137,7 @@ class WorkflowsResource:
         row = self.runtime.store.get(state.id)
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
         resp.location = f"/workflows/{state.id}"
-        resp.media = workflow_view(row, self.runtime.service.callbacks.tokens)
+        resp.media = workflow_view(row, self.runtime.service.callbacks.tokens, LimitTable(self.runtime.store.database))
 
     @operation(
         "List workflows, newest first",
@@ -187,7 +188,8 @@ class WorkflowResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
         row = self.runtime.store.get(_known_id(workflow_id))
         queued = waiting_pools(self.runtime, self.depths, row.state)
-        resp.media = workflow_view(row, self.runtime.service.callbacks.tokens, queued)
+        limits = LimitTable(self.runtime.store.database)
+        resp.media = workflow_view(row, self.runtime.service.callbacks.tokens, limits, queued)
 
     @operation(
         "Delete an ended workflow with its activities and history",
@@ -214,7 +216,9 @@ class WorkflowActivitiesResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
         row = self.runtime.store.get(_known_id(workflow_id))
         queued = waiting_pools(self.runtime, self.depths, row.state)
-        view = workflow_view(row, self.runtime.service.callbacks.tokens, queued)
+        view = workflow_view(
+            row, self.runtime.service.callbacks.tokens, LimitTable(self.runtime.store.database), queued
+        )
         resp.media = {"items": view["activities"]}
 
 

@@ -256,7 +256,7 @@ async function workflowPage(id, mine) {
     h("td", {}, kindOf(a).attempts ? kindOf(a).attempts(a) : `${a.attempt} / ${a.max_attempts}`),
     h("td", {}, a.duration_ms === null ? "" : duration(a.started_at, a.finished_at)),
     h("td", {}, a.error ? h("pre", {}, a.error) : a.skip_reason ? h("span", { class: "muted" }, "skipped: " + a.skip_reason) : "",
-      a.waiting_for ? h("span", { class: "muted waiting-for" }, "waiting for " + a.waiting_for) : null,
+      a.waiting_for ? h("span", { class: "muted waiting-for" }, a.waiting_for) : null,
       // A long activity's progress: what its last heartbeat said (details, at most 120 characters shown).
       a.heartbeat && a.heartbeat.details != null && !["Succeeded", "Skipped"].includes(a.status)
         ? h("span", { class: "muted mono heartbeat" }, "last heartbeat: " + JSON.stringify(a.heartbeat.details).slice(0, 120))

@@ -23,6 +23,7 @@ WORKFLOW_STYLES: dict[str, str] = {
 }
 ACTIVITY_STYLES: dict[str, str] = {
     ActivityStatus.PENDING: "dim",
+    ActivityStatus.QUEUED: "blue",
     ActivityStatus.SCHEDULED: "cyan",
     ActivityStatus.STARTED: "yellow",
     ActivityStatus.WAITING_RETRY: "yellow",

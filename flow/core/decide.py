@@ -44,7 +44,15 @@ from flow.core.vocabulary import ActivityStatus, HistoryType, TimerKind, Workflo
 _RERUN = (ActivityStatus.FAILED, ActivityStatus.SKIPPED, ActivityStatus.CANCELLED)
 #: Statuses that owe no result: what the workflow's end cancels or skips (a running
 #: map's items in flight owe theirs; the map itself does not).
-_WAITING = (ActivityStatus.PENDING, ActivityStatus.WAITING_RETRY, ActivityStatus.RUNNING, ActivityStatus.WAITING)
+_WAITING = (
+    ActivityStatus.PENDING,
+    ActivityStatus.QUEUED,
+    ActivityStatus.WAITING_RETRY,
+    ActivityStatus.RUNNING,
+    ActivityStatus.WAITING,
+)
+#: Timers whose ``attempt`` is the one after the step's current one.
+_NEXT_ATTEMPT = (TimerKind.RETRY, TimerKind.SLOT)
 
 
 def decide(state: WorkflowState, event: Event) -> Decision:
@@ -113,7 +121,7 @@ def _on_timer_fired(state: WorkflowState, event: TimerFired) -> Decision:
         return _fail(state, event.occurred_at, f"workflow timed out: not ended within {limit} s", [fact])
 
     activity = state.activity(event.position) if event.position is not None else None
-    if activity is None or activity.attempt + (1 if event.kind == TimerKind.RETRY else 0) != event.attempt:
+    if activity is None or activity.attempt + (1 if event.kind in _NEXT_ATTEMPT else 0) != event.attempt:
         return nothing(state, stale(fact))
     history = [fact]
     answer = kind_of(activity).on_timer(state, activity, event, history)

@@ -19,9 +19,10 @@ from typing import Any, cast
 
 import jsonschema
 
-from flow.core import graph, kinds, strict_json
+from flow.core import graph, kinds, limits, strict_json
 from flow.core.graph import NAME_PATTERN as NAME_PATTERN  # re-exported: the API checks names with it
 from flow.core.graph import is_definition_name as is_definition_name
+from flow.core.kinds.base import PathOf
 from flow.core.kinds.child import pinned
 from flow.core.policy import MAX_ATTEMPTS, MAX_BACKOFF, MAX_DELAY_MS, MAX_TIMEOUT_S, RetryPolicy, Timeouts
 from flow.core.pools import POOL_PATTERN, POOL_RULE, is_pool_name, stored_queue
@@ -102,6 +103,7 @@ SCHEMA: dict[str, Any] = {
                     "independent": {"type": "boolean"},
                     "required": {"type": "boolean"},
                     "config": {"$ref": "#/$defs/config"},
+                    "concurrency": limits.SCHEMA,
                     # The worker pool of an activity or a map (kinds.problems refuses it elsewhere).
                     "queue": {"type": "string", "pattern": POOL_PATTERN},
                 },
@@ -146,6 +148,8 @@ class StepDefinition:
     queue: str | None = None
     #: Its kind, and what the kind reads from the entry.
     spec: StepSpec = field(default_factory=lambda: ACTIVITY)
+    #: Its concurrency limit (:mod:`flow.core.limits`).
+    concurrency: limits.Concurrency | None = None
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -193,6 +197,7 @@ class Definition:
                 when=spec.when,
                 queue=spec.queue,
                 spec=pinned(spec.spec, child_versions or {}),
+                concurrency=spec.concurrency,
             )
             for position, spec in enumerate(self.activities)
         )
@@ -247,6 +252,7 @@ def parse(body: Any, *, known_activities: Collection[str], source: str = "<defin
             when=entry.get("when"),
             queue=stored_queue(entry.get("queue")),
             spec=kinds.of_entry(entry).parse(entry),
+            concurrency=limits.Concurrency.from_entry(entry, definition=body["name"], step_id=activity_id),
         )
         for entry, name, activity_id in zip(entries, names, graph.default_ids(entries, names), strict=True)
     )
@@ -282,10 +288,21 @@ def _problems(body: Any, known_activities: Collection[str]) -> list[tuple[str, s
                     "workflow_s is a workflow timeout: set it in the workflow's config.timeouts",
                 )
             )
-        problems += kinds.problems(
-            entry, lambda *keys, index=index: json_path(["activities", index, *keys]), known_activities
-        )
+        path = lambda *keys, index=index: json_path(["activities", index, *keys])  # noqa: E731
+        found = kinds.problems(entry, path, known_activities)
+        if not found and "concurrency" in entry:
+            found = _concurrency_problems(entry, path, kinds.of_entry(entry).queues)
+        problems += found
     return problems
+
+
+def _concurrency_problems(entry: Mapping[str, Any], path: PathOf, queues: bool) -> list[tuple[str, str]]:
+    """What the schema cannot say of an entry's ``concurrency`` (:mod:`flow.core.limits`)."""
+    if not queues:
+        return [(path("concurrency"), "applies to activities, maps (their items) and child workflows, not this step")]
+    if "key" in entry["concurrency"]:
+        return graph.expression_problems(entry["concurrency"]["key"], path("concurrency", "key"))
+    return []
 
 
 def _schema_problem(error: jsonschema.ValidationError) -> tuple[str, str]:

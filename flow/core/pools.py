@@ -76,8 +76,8 @@ def pools_of_definitions(bodies: Iterable[Mapping[str, Any]]) -> dict[str, list[
 
 def waiting_for(pool: str, depth: int | None) -> str:
     """What a step scheduled on ``pool`` waits for (``depth``: the messages ready in the
-    pool's queue, None: unknown): ``a worker on gpu (3 queued)``."""
-    return f"a worker on {pool}" + ("" if depth is None else f" ({depth} queued)")
+    pool's queue, None: unknown): ``waiting for a worker on gpu (3 queued)``."""
+    return f"waiting for a worker on {pool}" + ("" if depth is None else f" ({depth} queued)")
 
 
 __all__ = [

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
+from flow.core.limits import Claim, Concurrency
 from flow.core.lineage import ParentLink
 from flow.core.policy import RetryPolicy, Timeouts
 from flow.core.vocabulary import ActivityStatus, Trigger, WorkflowStatus
@@ -101,6 +102,11 @@ class ActivityState:
     queue: str | None = None
     #: Its kind, and what the kind reads from the definition (:mod:`flow.core.kinds`).
     spec: StepSpec = ACTIVITY
+    #: Its concurrency limit, as the definition says it (:mod:`flow.core.limits`).
+    concurrency: Concurrency | None = None
+    #: The slot it waits for (``Queued``) or holds (in flight): made when its turn first
+    #: comes, kept for its retries.
+    claim: Claim | None = None
 
     def __post_init__(self) -> None:
         if not self.id:

@@ -32,6 +32,9 @@ class ActivityStatus(StrEnum):
 
     #: Not scheduled yet: waits for the workflow to start or for earlier activities.
     PENDING = "Pending"
+    #: Its turn came, but it waits for a slot of its concurrency limit
+    #: (:mod:`flow.core.limits`): no attempt is out yet.
+    QUEUED = "Queued"
     #: A run message was sent for the current attempt; no worker has reported yet.
     SCHEDULED = "Scheduled"
     #: A worker reported that it started the current attempt.
@@ -98,6 +101,9 @@ class TimerKind(StrEnum):
     WAIT = "wait"
     #: The attempt's worker has not sent a heartbeat for ``heartbeat_s``: it may be dead.
     HEARTBEAT = "heartbeat"
+    #: A queued step was let in by its concurrency limit (:mod:`flow.core.limits`): set by
+    #: the admitting engine, not by a decision; due at once.
+    SLOT = "slot"
 
 
 class Trigger(StrEnum):
@@ -140,6 +146,8 @@ class HistoryType(StrEnum):
     # -- decisions
     START_WORKFLOW = "start-workflow", Role.DECISION
     SCHEDULE_ACTIVITY = "schedule-activity", Role.DECISION
+    #: Its turn came; it waits for a slot of its concurrency limit.
+    QUEUE_ACTIVITY = "queue-activity", Role.DECISION
     RESCHEDULE_ACTIVITY = "reschedule-activity", Role.DECISION
     SKIP_ACTIVITY = "skip-activity", Role.DECISION
     #: An activity failed before it ran: its ``when`` could not be evaluated.

@@ -27,6 +27,7 @@ docs/design.md:
 - :mod:`flow.engine.outbox`, :mod:`flow.engine.unstarted` — re-sending what is owed and
   overdue, starting workflows whose start message was lost;
 - :mod:`flow.engine.timers` — durable timers fired by the partition's owner;
+- :mod:`flow.engine.admission` — letting in what waits for a concurrency limit;
 - :mod:`flow.engine.spans` — the workflows' spans, while tracing is on;
 - :mod:`flow.engine.retention` — deleting the held partitions' workflows past retention;
 - :mod:`flow.engine.schedules` — firing the held partitions' cron schedules;
@@ -45,6 +46,7 @@ from typing import TYPE_CHECKING
 
 from actors.registry import WorkflowActors
 from actors.workflow import WorkflowActor
+from flow.engine.admission import Admission
 from flow.engine.after_commit import AfterCommit
 from flow.engine.collaborators import ActorCollaborators
 from flow.engine.committer import GroupCommitter
@@ -65,6 +67,7 @@ from flow.faults import FaultInjector
 from flow.observability.metrics import EngineMetrics
 from flow.persistence.engine_store import EngineStore
 from flow.persistence.leases import new_engine_id
+from flow.persistence.limits import LimitTable
 from flow.persistence.schedules import ScheduleTable
 from flow.settings import Settings
 
@@ -131,7 +134,22 @@ class Engine:
                 store, self.actors.deliver, partitions=partitions, grace_s=settings.outbox_grace_s
             ),
         )
-        self.after_commit = AfterCommit(transport, self.timers, self.outbox, self.settler, self.metrics, faults=faults)
+        self.admission = Admission(
+            LimitTable(store.database),
+            self.timers,
+            held=self.leases.held_partitions,
+            poll_s=settings.limits_poll_s,
+            metrics=self.metrics,
+        )
+        self.after_commit = AfterCommit(
+            transport,
+            self.timers,
+            self.outbox,
+            self.settler,
+            self.metrics,
+            faults=faults,
+            then=self.admission.committed,
+        )
         self.committer = GroupCommitter(
             store,
             owner=self.engine_id,
@@ -200,6 +218,7 @@ class Engine:
             wait_ready(10)
         self.committer.start()
         self.timers.start()
+        self.admission.start()
         self.actors.start_sweeper()
         self.leases.start()
         self.outbox.start()
@@ -215,6 +234,7 @@ class Engine:
             self.schedules.stop()
         self.leases.stop(release=True)
         self.outbox.stop()
+        self.admission.stop()
         self.timers.stop()
         self.committer.stop()
         self.outbox.close()

@@ -9,6 +9,7 @@ Nothing is acknowledged or sent before this point: that is invariant 1.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from flow.clock import utcnow
 from flow.engine.outbox import OutboxSender
@@ -34,6 +35,7 @@ class AfterCommit:
         metrics: EngineMetrics,
         *,
         faults: FaultInjector | None = None,
+        then: Callable[[list[Transition]], None] | None = None,
     ) -> None:
         self.transport = transport
         self.timers = timers
@@ -41,6 +43,8 @@ class AfterCommit:
         self.settler = settler
         self.metrics = metrics
         self.faults = faults
+        #: Told of every committed batch last (the admission loop: a slot may be free).
+        self.then = then
         #: Transitions refused by the fence so far (0 in normal operation; in the engine's heartbeat).
         self.refused_commits = 0
 
@@ -59,6 +63,8 @@ class AfterCommit:
         self.outbox.publish(owed_messages)
         for t in transitions:
             self.metrics.observe_decision((utcnow() - t.updated_at).total_seconds())
+        if self.then is not None:
+            self.then(transitions)
 
     def refused(self, refused: list[tuple[Transition, str]]) -> None:
         deleted = [t for t, why in refused if why == "deleted"]

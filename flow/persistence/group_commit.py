@@ -169,6 +169,10 @@ class GroupCommit:
             [w for w, _ in taken],
             [s.id for _, s in taken],
             [s.consumed_by for _, s in taken],
+            [a.claim.limit if a.claim else None for _, a in activities],
+            [a.claim.key if a.claim else None for _, a in activities],
+            [a.claim.max if a.claim else None for _, a in activities],
+            [a.claim.priority if a.claim else None for _, a in activities],
         ]
         rows = _execute_prepared(self.database, "flow_commit", COMMIT_SQL, COMMIT_TYPES, params)
         updated = {value for kind, value in rows if kind == "w"}
@@ -301,7 +305,8 @@ COMMIT_TYPES = (
     "text[], text[], "
     "text[], text[], int[], text[], int[], int[], timestamp[], "
     "text[], json, json, bool[], text[], "
-    "text[], text[], int[]"
+    "text[], text[], int[], "
+    "text[], text[], int[], int[]"
 )
 
 #: A group commit as one statement of data-modifying CTEs (docs/design.md, "Group
@@ -328,10 +333,11 @@ WITH fence AS (
 ), a AS (
     UPDATE activities AS t SET status = av.status, attempt = av.attempt, attempts_before = av.attempts_before,
         output = av.output, error = av.error, scheduled_at = av.scheduled_at, started_at = av.started_at,
-        finished_at = av.finished_at, skip_reason = av.skip_reason, heartbeat = av.heartbeat
-    FROM unnest($15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $51)
+        finished_at = av.finished_at, skip_reason = av.skip_reason, heartbeat = av.heartbeat,
+        limit_name = av.limit_name, limit_key = av.limit_key, limit_max = av.limit_max, priority = av.priority
+    FROM unnest($15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $51, $55, $56, $57, $58)
         AS av(workflow_id, position, status, attempt, attempts_before, output, error, scheduled_at, started_at,
-              finished_at, skip_reason, heartbeat)
+              finished_at, skip_reason, heartbeat, limit_name, limit_key, limit_max, priority)
     WHERE t.workflow_id = av.workflow_id AND t.position = av.position AND av.workflow_id IN (SELECT id FROM w)
 ), e AS (
     INSERT INTO events (workflow_id, position, type, data, occurred_at)

@@ -18,6 +18,7 @@ from typing import Any
 import peewee
 
 from flow.core import kinds
+from flow.core.limits import Claim, Concurrency
 from flow.core.lineage import ParentLink
 from flow.core.policy import RetryPolicy, Timeouts
 from flow.core.state import ActivityState, ActivityStatus, Signal, WorkflowState, WorkflowStatus
@@ -53,10 +54,15 @@ ACTIVITY_INSERT_COLUMNS = (
     "finished_at",
     "skip_reason",
     "heartbeat",
+    "limit_name",
+    "limit_key",
+    "limit_max",
+    "priority",
 )
 ACTIVITY_COLUMNS = (
     "position, name, independent, required, config, retry, timeouts, status, attempt, attempts_before, output, "
-    "error, scheduled_at, started_at, finished_at, graph, skip_reason, heartbeat"
+    "error, scheduled_at, started_at, finished_at, graph, skip_reason, heartbeat, limit_name, limit_key, "
+    "limit_max, priority"
 )
 
 
@@ -103,7 +109,7 @@ def workflow_from_row(
     ) = row
     stored = tuple(activities)
     if stored and stored[-1].parent is not None:  # items of maps: their map's config, shared
-        stored = tuple(a if a.parent is None else replace(a, config=stored[a.parent].config) for a in stored)
+        stored = tuple(a if a.parent is None else _with_map(a, stored[a.parent]) for a in stored)
     state = WorkflowState(
         id=workflow_id,
         name=name,
@@ -125,6 +131,11 @@ def workflow_from_row(
         parent=ParentLink(parent_id, parent_position, parent_attempt) if parent_id is not None else None,
     )
     return StoredWorkflow(state, version, partition, _required(_timestamp(updated_at)), idempotency_key)
+
+
+def _with_map(item: ActivityState, parent: ActivityState) -> ActivityState:
+    """An item as loaded: its map's config and concurrency limit (stored once, on the map)."""
+    return replace(item, config=parent.config, concurrency=parent.concurrency)
 
 
 def read_workflows(
@@ -176,8 +187,13 @@ def activity_from_row(row: tuple[Any, ...]) -> ActivityState:
         graph,
         skip_reason,
         heartbeat,
+        limit_name,
+        limit_key,
+        limit_max,
+        priority,
     ) = row
     beat = _json(heartbeat) or {}
+    claim = None if limit_name is None else Claim(limit_name, limit_key or "", limit_max, priority or 3)
     return ActivityState(
         position=position,
         name=name,
@@ -197,6 +213,7 @@ def activity_from_row(row: tuple[Any, ...]) -> ActivityState:
         skip_reason=skip_reason,
         heartbeat=beat.get("details"),
         heartbeat_at=parse_iso(beat["at"]) if beat.get("at") else None,
+        claim=claim,
         **_graph_fields(_json(graph)),
     )
 
@@ -216,6 +233,8 @@ def graph_column(activity: ActivityState) -> str | None:
     if activity.queue is not None:
         graph["queue"] = activity.queue
     graph.update(kinds.spec_to_json(activity.spec))
+    if activity.concurrency is not None and activity.parent is None:  # an item's is its map's
+        graph["concurrency"] = activity.concurrency.to_json()
     return json.dumps(graph, separators=(",", ":")) if graph else None
 
 
@@ -249,6 +268,7 @@ def _graph_fields(graph: dict[str, Any] | None) -> dict[str, Any]:
         "when": graph.get("when"),
         "queue": graph.get("queue"),
         "spec": kinds.spec_from_json(graph),
+        "concurrency": Concurrency.from_json(graph.get("concurrency")),
     }
 
 
@@ -283,6 +303,18 @@ def activity_changes(activity: ActivityState) -> dict[str, Any]:
         "finished_at": activity.finished_at,
         "skip_reason": activity.skip_reason,
         "heartbeat": heartbeat_column(activity),
+        **claim_columns(activity),
+    }
+
+
+def claim_columns(activity: ActivityState) -> dict[str, Any]:
+    """The columns of an activity's claim on a concurrency limit (all null: none)."""
+    claim = activity.claim
+    return {
+        "limit_name": claim.limit if claim else None,
+        "limit_key": claim.key if claim else None,
+        "limit_max": claim.max if claim else None,
+        "priority": claim.priority if claim else None,
     }
 
 

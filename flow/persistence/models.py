@@ -162,6 +162,12 @@ class ActivityRecord(_Model):
     skip_reason = peewee.TextField(null=True)
     #: ``{"details", "at"}`` of the last heartbeat (migration 0011); null when none came.
     heartbeat = JSONText(null=True)
+    #: Its claim on a concurrency limit (migration 0014, :mod:`flow.core.limits`): the
+    #: limit's name, the key's value, the definition's number, the workflow's priority.
+    limit_name = peewee.CharField(max_length=300, null=True)
+    limit_key = peewee.CharField(max_length=255, null=True)
+    limit_max = peewee.IntegerField(null=True)
+    priority = peewee.SmallIntegerField(null=True)
 
     class Meta:
         table_name = "activities"
@@ -198,6 +204,19 @@ class OutboxRecord(_Model):
     class Meta:
         table_name = "outbox"
         indexes = ((("partition", "send_after"), False),)
+
+
+class LimitRecord(_Model):
+    """A named concurrency limit's number, set at run time (``PUT /limits/{name}``); the
+    admitting transaction locks the row of the limit it admits for (migration 0014)."""
+
+    name = peewee.CharField(max_length=300, primary_key=True)
+    #: How many of its slots may be held at once, per key; null: the definitions' number.
+    max_running = peewee.IntegerField(null=True)
+    updated_at = peewee.DateTimeField()
+
+    class Meta:
+        table_name = "limits"
 
 
 class TimerRecord(_Model):
@@ -259,4 +278,5 @@ MODELS = [
     TimerRecord,
     PartitionLease,
     EngineRecord,
+    LimitRecord,
 ]

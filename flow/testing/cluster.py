@@ -182,7 +182,7 @@ def check_settled(
             pg_url,
             """SELECT count(*) FROM workflows w WHERE w.status = 'In Progress'
                OR EXISTS (SELECT 1 FROM activities a WHERE a.workflow_id = w.id
-                          AND a.status IN ('Scheduled', 'Started', 'Waiting Retry', 'Running', 'Waiting'))""",
+                          AND a.status IN ('Queued', 'Scheduled', 'Started', 'Waiting Retry', 'Running', 'Waiting'))""",
         )[0][0]
         return unsettled == 0 and query(pg_url, "SELECT count(*) FROM outbox")[0][0] == 0
 
@@ -242,7 +242,15 @@ def check_settled(
              AND NOT coalesce((data::jsonb->>'stale')::boolean, false)
            GROUP BY 1, 2, 3 HAVING count(*) > 1""",
     )
+    # Every slot of every concurrency limit is back: no grant left, no step in flight.
+    slots_held = query(
+        pg_url,
+        """SELECT 'grant', id FROM timers WHERE kind = 'slot'
+           UNION ALL SELECT 'step', workflow_id || ':' || position FROM activities
+           WHERE limit_name IS NOT NULL AND status IN ('Queued', 'Scheduled', 'Started')""",
+    )
     problems = {
+        "slots still held or waited for at the end": slots_held,
         "lost workflows": lost,
         "workflows that ended wrongly": wrong,
         "workflows nobody started": extra,

@@ -17,7 +17,9 @@ from tests.conftest import wait_for as _wait_for
 FAST_RETRY = {"retry": {"max_attempts": 5, "initial_delay_ms": 50, "jitter": 0}}
 
 #: The batch: sequential, independent, retrying and failing activities, a map whose
-#: items retry, a sleep, and a child workflow (which retries).
+#: items retry, a sleep, and a child workflow (which retries). Concurrency limits are on
+#: (a named one shared by the fan-outs, an inline one on the map's items and on the child
+#: step), so every fault also hits steps that queue, hold and give back slots.
 FAULT_DEFINITIONS: dict[str, dict[str, Any]] = {
     "SlowSequence": {
         "name": "SlowSequence",
@@ -28,7 +30,15 @@ FAULT_DEFINITIONS: dict[str, dict[str, Any]] = {
         "name": "FanOut",
         "config": FAST_RETRY,
         "activities": [
-            *({"name": "SleepActivity", "independent": True, "config": {"sleep_s": 0.2}} for _ in range(4)),
+            *(
+                {
+                    "name": "SleepActivity",
+                    "independent": True,
+                    "config": {"sleep_s": 0.2},
+                    "concurrency": {"name": "fanout", "limit": 6},
+                }
+                for _ in range(4)
+            ),
             {"name": "EchoActivity"},
         ],
     },
@@ -59,6 +69,7 @@ FAULT_DEFINITIONS: dict[str, dict[str, Any]] = {
                 "name": "FlakyActivity",
                 "map": {"over": "`[1, 2, 3, 4, 5, 6, 7, 8]`", "max_concurrency": 3},
                 "config": {"succeed_on_attempt": 2},
+                "concurrency": {"key": "to_string(item)", "limit": 4},
             },
             {"name": "SleepActivity", "config": {"sleep_s": 0.1}},
         ],
@@ -71,7 +82,11 @@ FAULT_DEFINITIONS: dict[str, dict[str, Any]] = {
     "Parent": {
         "name": "Parent",
         "config": FAST_RETRY,
-        "activities": [{"name": "NoopActivity"}, {"id": "child", "workflow": "Retrying"}, {"name": "NoopActivity"}],
+        "activities": [
+            {"name": "NoopActivity"},
+            {"id": "child", "workflow": "Retrying", "concurrency": {"limit": 3}},
+            {"name": "NoopActivity"},
+        ],
     },
     "AwaitApproval": {
         "name": "AwaitApproval",

@@ -69,7 +69,11 @@ def test_a_gpu_activity_waits_without_a_gpu_worker_and_runs_only_on_one(cluster)
 
     def scheduled_and_queued() -> dict[str, Any] | None:
         step = get(cluster, f"/workflows/{waiting}")["activities"][0]
-        return step if step["status"] == "Scheduled" and step["waiting_for"] == "a worker on gpu (1 queued)" else None
+        return (
+            step
+            if step["status"] == "Scheduled" and step["waiting_for"] == "waiting for a worker on gpu (1 queued)"
+            else None
+        )
 
     step = wait_for(scheduled_and_queued, timeout_s=60, what="the gpu attempt to wait, counted in its queue")
     assert step["queue"] == "gpu"

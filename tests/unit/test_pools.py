@@ -9,10 +9,9 @@ import dramatiq
 import pytest
 
 from api.views import activity_view
-from flow.core import pools
+from flow.core import kinds, pools
 from flow.core.commands import RunActivity
 from flow.core.events import TimerFired
-from flow.core.kinds.activity import ACTIVITY_KIND
 from flow.core.vocabulary import ActivityStatus, Outcome, TimerKind
 from flow.engine.planning import Routes, plan
 from flow.persistence.mapping import ACTIVITY_COLUMNS, activity_from_row, activity_row
@@ -136,8 +135,12 @@ def test_a_step_scheduled_on_a_named_pool_says_what_it_waits_for():
     run = Run(state_of({"name": "A", "queue": "gpu", "independent": True}, {"name": "B", "independent": True}))
     ids = [a.id for a in run.state.activities]
     gpu, default = run.state.activities
-    assert activity_view(run.state, gpu, ids, queued={"gpu": 3})["waiting_for"] == "a worker on gpu (3 queued)"
-    assert activity_view(run.state, gpu, ids)["waiting_for"] == "a worker on gpu"  # the broker did not answer
+    assert (
+        activity_view(run.state, gpu, ids, queued={"gpu": 3})["waiting_for"] == "waiting for a worker on gpu (3 queued)"
+    )
+    assert (
+        activity_view(run.state, gpu, ids)["waiting_for"] == "waiting for a worker on gpu"
+    )  # the broker did not answer
     assert activity_view(run.state, gpu, ids)["queue"] == "gpu"
     assert activity_view(run.state, default, ids)["queue"] is None
     assert activity_view(run.state, default, ids)["waiting_for"] is None
@@ -182,6 +185,8 @@ def test_queue_depths_are_unknown_when_rabbitmq_does_not_answer():
 
 def test_flow_run_says_which_pool_an_attempt_was_sent_to():
     data = {"attempt": 1}
-    assert ACTIVITY_KIND.line("schedule-activity", data, {"queue": "gpu"}, {}) == "scheduled on pool gpu"
-    assert ACTIVITY_KIND.line("schedule-activity", data, {"queue": None}, {}) == "scheduled"
-    assert ACTIVITY_KIND.line("activity-started", data, {"queue": "gpu"}, {}) == "started"
+    gpu, default = {"kind": "activity", "queue": "gpu"}, {"kind": "item", "queue": None}
+    assert kinds.line("schedule-activity", data, gpu, {}) == "scheduled on pool gpu"
+    assert kinds.line("schedule-activity", data, {**gpu, "kind": "item"}, {}) == "scheduled on pool gpu"
+    assert kinds.line("schedule-activity", data, default, {}) == "scheduled"
+    assert kinds.line("activity-started", data, gpu, {}) == "started"

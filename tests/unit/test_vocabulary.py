@@ -106,6 +106,7 @@ def test_statuses_ended_and_in_flight():
     assert {s for s in ActivityStatus if s.in_flight} == {ActivityStatus.SCHEDULED, ActivityStatus.STARTED}
     assert {s for s in ActivityStatus if not s.ended and not s.in_flight} == {
         ActivityStatus.PENDING,
+        ActivityStatus.QUEUED,
         ActivityStatus.WAITING_RETRY,
         ActivityStatus.RUNNING,
         ActivityStatus.WAITING,

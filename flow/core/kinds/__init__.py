@@ -172,7 +172,10 @@ def line(kind: str, data: Mapping[str, Any], step: Mapping[str, Any] | None, wor
     for an entry about no step, any kind) words it; None: no kind has a line for it."""
     own = named(step.get("kind")) if step else None
     if own is not None and step is not None:
-        return own.line(kind, data, step, workflow)
+        said = own.line(kind, data, step, workflow)
+        if said is not None and kind == HistoryType.SCHEDULE_ACTIVITY and step.get("queue"):
+            return f"{said} on pool {step['queue']}"  # the pool is common to kinds: every attempt goes there
+        return said
     if kind not in HistoryType.__members__.values():
         return None
     for candidate in KINDS.values():

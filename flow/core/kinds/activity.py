@@ -19,6 +19,10 @@
   ``self.heartbeat()`` raises).
 - After a restart: the attempt in flight is sent again; its timers are due from the
   stored timestamps (a retry from the failed attempt's end plus the same delay).
+- With a ``concurrency`` limit (:mod:`flow.core.limits`), each attempt first waits
+  ``Queued`` for a slot; the engine's ``slot`` timer lets it in (then it is scheduled as
+  above), and whatever ends the attempt gives the slot back by ending it. The time it
+  waits for a slot does not count against ``schedule_to_start_s``.
 
 The attempt rules are shared by the kinds whose steps have attempts (a map's items,
 child workflows), which override what differs.
@@ -27,12 +31,12 @@ child workflows), which override what differs.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from flow.core import graph
+from flow.core import graph, limits
 from flow.core.commands import CancelAttempt, CancelTimer, Command, RunActivity, RunChild, StartTimer
 from flow.core.events import ActivityCompleted, ActivityHeartbeat, ActivityStarted, TimerFired
 from flow.core.failure import required_failure
@@ -61,9 +65,13 @@ class ActivityKind(StepKind):
     properties: ClassVar[Mapping[str, Any]] = {"name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}}
     help: ClassVar[str] = "an activity (name: a BaseActivity subclass)"
     runs_on_workers: ClassVar[bool] = True
+    queues: ClassVar[bool] = True
     takes_queue: ClassVar[bool] = True
     lines: ClassVar[Mapping[HistoryType, Line]] = {
         HistoryType.SCHEDULE_ACTIVITY: _scheduled,
+        HistoryType.QUEUE_ACTIVITY: lambda data: (
+            f"queued for {data.get('limit')}" + (f" [{data['key']}]" if data.get("key") else "")
+        ),
         HistoryType.ACTIVITY_STARTED: lambda data: "started",
         HistoryType.RESCHEDULE_ACTIVITY: lambda data: f"will retry in {data.get('delay_ms', 0) / 1000:.1f} s",
         HistoryType.ACTIVITY_HEARTBEAT: lambda data: (
@@ -74,14 +82,6 @@ class ActivityKind(StepKind):
 
     def claims(self, entry: Mapping[str, Any]) -> bool:
         return "name" in entry and "map" not in entry
-
-    def line(
-        self, kind: str, data: Mapping[str, Any], step: Mapping[str, Any], workflow: Mapping[str, Any]
-    ) -> str | None:
-        found = super().line(kind, data, step, workflow)
-        if found is not None and kind == HistoryType.SCHEDULE_ACTIVITY and step.get("queue"):
-            return f"{found} on pool {step['queue']}"  # every attempt of a step goes to its one pool
-        return found
 
     def problems(
         self, entry: Mapping[str, Any], path: PathOf, known_activities: Collection[str]
@@ -94,9 +94,41 @@ class ActivityKind(StepKind):
     # -- its turn, and each attempt ----------------------------------------------------------
 
     def start(self, turn: Turn, position: int) -> graph.Verdict:
-        turn.activities[position], commands, entry = self.schedule(turn.activities[position], turn.now)
+        next_attempt = self.next_attempt(turn.state, turn.activities, turn.activities[position], turn.now)
+        if isinstance(next_attempt, str):
+            return graph.Verdict(fail=next_attempt)
+        turn.activities[position], commands, entry = next_attempt
         turn.scheduled.append((position, commands, entry))
         return graph.WAIT
+
+    def next_attempt(
+        self, state: WorkflowState, activities: Sequence[ActivityState], step: ActivityState, now: datetime
+    ) -> tuple[ActivityState, list[Command], HistoryEntry] | str:
+        """The step's next attempt as its turn comes: scheduled now, or queued for a slot of
+        its concurrency limit, whose claim is made now (``activities``: the steps as the
+        decision has them so far, what the limit's key reads); a string: why its key has
+        no value (it fails before it runs)."""
+        if step.concurrency is not None and step.claim is None:
+            claimed = claims(state, activities, [step])
+            if isinstance(claimed, str):
+                return claimed
+            step = claimed[0]
+        return self.again(step, now)
+
+    def again(self, step: ActivityState, now: datetime) -> tuple[ActivityState, list[Command], HistoryEntry]:
+        """The step's next attempt, once it has its claim if it has a limit (made when its
+        turn first came; a map's items get theirs when the map starts): scheduled now, or
+        queued for a slot."""
+        claim = step.claim
+        if step.concurrency is None or claim is None:
+            return self.schedule(step, now)
+        step = replace(
+            step, status=ActivityStatus.QUEUED, scheduled_at=now, started_at=None, finished_at=None, heartbeat_at=None
+        )
+        data: dict[str, Any] = {"attempt": step.attempt + 1, "limit": claim.limit}
+        if claim.key:
+            data["key"] = claim.key
+        return step, [], HistoryEntry(HistoryType.QUEUE_ACTIVITY, step.position, data)
 
     def run(self, step: ActivityState, attempt: int) -> RunActivity | RunChild:
         """The command that sends ``attempt`` of ``step``."""
@@ -147,6 +179,14 @@ class ActivityKind(StepKind):
         if event.kind == TimerKind.RETRY:
             if state.status.ended or step.status is not ActivityStatus.WAITING_RETRY:
                 return None
+            step, commands, entry = self.again(step, event.occurred_at)
+            return Decision(with_activity(state, step), tuple(commands), (*history, entry))
+        if event.kind == TimerKind.SLOT:
+            # Let in by its limit. Stale once the step is no longer queued (the workflow
+            # ended, a retry-from-failure reset it): the commit deletes the timer row,
+            # which is what gives the slot back.
+            if state.status.ended or step.status is not ActivityStatus.QUEUED:
+                return None
             step, commands, entry = self.schedule(step, event.occurred_at)
             return Decision(with_activity(state, step), tuple(commands), (*history, entry))
         if event.kind not in _ATTEMPT_TIMERS:
@@ -193,7 +233,7 @@ class ActivityKind(StepKind):
             # Stopped by a cancel meant for the run before (a retry-from-failure came before
             # the attempt obeyed): run it again at once; no attempt so far counts against
             # this run's budget.
-            step, run, entry = self.schedule(replace(step, attempts_before=step.attempt), now)
+            step, run, entry = self.again(replace(step, attempts_before=step.attempt), now)
             history.append(entry)
             return Decision(with_activity(state, step), (*commands, *run), tuple(history))
         attempts_this_run = step.attempt - step.attempts_before
@@ -251,6 +291,9 @@ class ActivityKind(StepKind):
     def end_of_run(self, step: ActivityState) -> list[Command]:
         if step.status is ActivityStatus.WAITING_RETRY:
             return [CancelTimer(TimerKind.RETRY, step.position, step.attempt + 1)]
+        if step.status is ActivityStatus.QUEUED:
+            # A grant not yet handled holds a slot: deleting it gives the slot back.
+            return [CancelTimer(TimerKind.SLOT, step.position, step.attempt + 1)]
         return []
 
     def on_cancel(self, step: ActivityState) -> list[Command]:
@@ -291,6 +334,39 @@ def class_problems(entry: Mapping[str, Any], path: PathOf, known_activities: Col
             "in the activities package or FLOW_ACTIVITY_PACKAGES",
         )
     ]
+
+
+def claims(
+    state: WorkflowState, activities: Sequence[ActivityState], steps: Sequence[ActivityState]
+) -> list[ActivityState] | str:
+    """``steps`` (each with a concurrency limit) with their claims, each key read now for
+    its step (``activities``: what the keys read of the outputs); or why one key has no
+    value (the step fails before it runs; a map, for one of its items)."""
+    claimed = []
+    for step in steps:
+        assert step.concurrency is not None
+        value = ""
+        if (key := step.concurrency.key) is not None:
+            try:
+                value = limits.key_text(graph.evaluate(key, key_context(state, activities, step)))
+            except Exception as e:  # noqa: BLE001 - whatever the evaluator raises, the answer is the same
+                why = graph.unevaluable("concurrency.key", key, e)
+                index = getattr(step.spec, "index", None)
+                return why if index is None else f"item {index}: {why}"
+        claim = limits.Claim(step.concurrency.name, value, step.concurrency.limit, state.priority)
+        claimed.append(replace(step, claim=claim))
+    return claimed
+
+
+def key_context(state: WorkflowState, activities: Sequence[ActivityState], step: ActivityState) -> dict[str, Any]:
+    """What a concurrency key reads: ``{"input", "outputs", "item"}``. The outputs so far
+    cost O(activities), so they are gathered only for a key that reads them (a map's
+    thousands of items would otherwise pay it each)."""
+    key = step.concurrency.key if step.concurrency is not None else None
+    context: dict[str, Any] = {"input": state.input_data, "item": getattr(step.spec, "item", None)}
+    if key is not None and "outputs" in key:
+        context["outputs"] = graph.condition_context(state.input_data, activities)["outputs"]
+    return context
 
 
 def retry_delay_ms(state: WorkflowState, step: ActivityState) -> int:
@@ -350,4 +426,13 @@ def _small(details: object) -> bool:
 
 ACTIVITY_KIND = ActivityKind()
 
-__all__ = ["ACTIVITY_KIND", "ActivityKind", "attempt_timers", "class_problems", "retry_delay_ms", "started_timers"]
+__all__ = [
+    "ACTIVITY_KIND",
+    "ActivityKind",
+    "attempt_timers",
+    "claims",
+    "class_problems",
+    "key_context",
+    "retry_delay_ms",
+    "started_timers",
+]

@@ -104,6 +104,9 @@ class StepKind:
     help: ClassVar[str] = ""
     #: Its steps' attempts run on the activity workers (and heartbeat, and are told to stop).
     runs_on_workers: ClassVar[bool] = False
+    #: Its steps' attempts may wait for a concurrency limit (``concurrency``; a map's: its
+    #: items'), see :mod:`flow.core.limits`.
+    queues: ClassVar[bool] = False
     #: Its steps (or their items) may name the worker pool their attempts go to (``queue``).
     takes_queue: ClassVar[bool] = False
     #: ``flow run``'s table shows its steps' attempts (a map's are its items').

@@ -32,13 +32,13 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from flow.core import expressions, graph, strict_json
-from flow.core.commands import CancelTimer, Command
+from flow.core.commands import Command
 from flow.core.failure import cause
-from flow.core.kinds.activity import ACTIVITY_KIND, class_problems
+from flow.core.kinds.activity import ACTIVITY_KIND, claims, class_problems
 from flow.core.kinds.base import Line, PathOf, StepKind, Tokens, Turn
 from flow.core.state import ActivityState, StepSpec, WorkflowState
 from flow.core.steps import HistoryEntry, pending_again
-from flow.core.vocabulary import ActivityStatus, HistoryType, TimerKind
+from flow.core.vocabulary import ActivityStatus, HistoryType
 from flow.errors import InvalidJson
 
 #: Most items one map may have; a longer list fails the map before any item runs.
@@ -54,7 +54,9 @@ MAX_ITEMS_BYTES = expressions.MAX_EVALUATION_BYTES
 #: What a resume runs again: items that did not succeed and owe nothing.
 _RERUN = frozenset({ActivityStatus.FAILED, ActivityStatus.SKIPPED, ActivityStatus.CANCELLED})
 #: Items that count against ``max_concurrency``: those owed a result or a retry.
-_ACTIVE = frozenset({ActivityStatus.SCHEDULED, ActivityStatus.STARTED, ActivityStatus.WAITING_RETRY})
+_ACTIVE = frozenset(
+    {ActivityStatus.QUEUED, ActivityStatus.SCHEDULED, ActivityStatus.STARTED, ActivityStatus.WAITING_RETRY}
+)
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,7 @@ class MapKind(StepKind):
     """A ``map`` (see the module docstring)."""
 
     name: ClassVar[str] = "map"
+    queues: ClassVar[bool] = True  # its items wait for the limit
     properties: ClassVar[Mapping[str, Any]] = {
         "map": {
             "type": "object",
@@ -182,7 +185,13 @@ class MapKind(StepKind):
                 return graph.Verdict(fail=over)
             count = len(over)
             first = len(activities)
-            activities.extend(_item(parent, first + index, index, value) for index, value in enumerate(over))
+            items = [_item(parent, first + index, index, value) for index, value in enumerate(over)]
+            if parent.concurrency is not None:
+                claimed = claims(state, activities, items)
+                if isinstance(claimed, str):
+                    return graph.Verdict(fail=claimed)
+                items = claimed
+            activities.extend(items)
             existing = tuple(range(first, first + count))
         parent = replace(parent, status=ActivityStatus.RUNNING, scheduled_at=now, started_at=now, finished_at=None)
         activities[position] = parent
@@ -322,7 +331,7 @@ def _schedule_next(
     while index < len(positions) and free > 0:
         p = positions[index]
         if activities[p].status is ActivityStatus.PENDING:
-            activities[p], run, entry = ACTIVITY_KIND.schedule(activities[p], now)  # an item's attempt
+            activities[p], run, entry = ACTIVITY_KIND.again(activities[p], now)  # an item's attempt
             out.append((p, run, entry))
             free -= 1
             active += 1
@@ -362,9 +371,8 @@ def _failed(
     reason = f"item {index} of the map failed"
     for p in positions:
         a = activities[p]
-        if a.status is ActivityStatus.WAITING_RETRY:
-            commands.append(CancelTimer(TimerKind.RETRY, p, a.attempt + 1))
-        if a.status in (ActivityStatus.PENDING, ActivityStatus.WAITING_RETRY):
+        commands.extend(ACTIVITY_KIND.end_of_run(a))  # a retry timer, a slot not yet taken
+        if a.status in (ActivityStatus.PENDING, ActivityStatus.QUEUED, ActivityStatus.WAITING_RETRY):
             activities[p] = replace(a, status=ActivityStatus.SKIPPED, skip_reason=reason, finished_at=now)
     why = cause(item.error) or "no error given"
     parent = replace(parent, status=ActivityStatus.FAILED, error=f"item {index} failed: {why}", finished_at=now)
@@ -386,6 +394,7 @@ def _item(parent: ActivityState, position: int, index: int, value: Any) -> Activ
         queue=parent.queue,
         id=item_id(parent.id, index),
         spec=Item(parent.position, index, value),
+        concurrency=parent.concurrency,
     )
 
 

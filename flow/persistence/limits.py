@@ -1,0 +1,254 @@
+"""Concurrency limits in the database: admitting what waits, and what the API shows
+(docs/design.md, "Concurrency limits").
+
+What holds a slot is never counted anywhere but in the rows that hold it: a step in
+flight (``Scheduled``/``Started``) with a claim, and a grant not yet handled (a ``slot``
+timer of a step still ``Queued``). So nothing can leak: the commit that ends an
+attempt, cancels a workflow (deleting the grant) or deletes a workflow gives the slot
+back, and an engine that takes over a partition finds the same rows.
+
+Admitting is one transaction per limit: it locks the limit's row (``FOR UPDATE``, so
+engines admit for one limit one at a time, whichever partitions their waiters are in),
+counts the holders per key in one statement (one snapshot: a grant being handled moves
+from the timer to the step in one commit, and is counted once either way), reads what
+waits, lets in what :func:`flow.core.limits.admit` says, and inserts a ``slot`` timer per
+step let in. The owner of the step's partition fires it like any timer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import peewee
+
+from flow.core.limits import Claim, Waiter, admit, waiting_text
+from flow.core.vocabulary import ActivityStatus, TimerKind
+from flow.persistence.database import is_postgres, unit_of_work, write
+from flow.persistence.records import TimerRow, timer_id
+
+_IN_FLIGHT = (ActivityStatus.SCHEDULED.value, ActivityStatus.STARTED.value)
+_QUEUED = ActivityStatus.QUEUED.value
+_SLOT = TimerKind.SLOT.value
+#: Most waiters of one key read by one admitting transaction (more are let in by the next).
+_PER_KEY = 1000
+
+
+@dataclass(frozen=True)
+class LimitUsage:
+    """One limit as ``GET /limits`` shows it."""
+
+    name: str
+    #: Its number: set at run time, else the definitions' (None: none set, all wait).
+    limit: int | None
+    #: Whether ``PUT /limits/{name}`` set the number.
+    set_at_run_time: bool
+    held: int
+    waiting: int
+    #: Key values with a step holding or waiting.
+    keys: int
+    #: Held and waiting per key value (only for one limit's own view).
+    by_key: dict[str, tuple[int, int]] | None = None
+
+
+class LimitTable:
+    """The limits' rows and the steps that claim them (see the module docstring)."""
+
+    def __init__(self, database: peewee.Database) -> None:
+        self.database = database
+        self.postgres = is_postgres(database)
+        self.param = database.param
+
+    def __repr__(self) -> str:
+        return "<LimitTable>"
+
+    # -- admitting ---------------------------------------------------------------------
+
+    def waiting_limits(self) -> list[str]:
+        """The limits some step waits for."""
+        with unit_of_work(self.database):
+            rows = self.database.execute_sql(
+                f"SELECT DISTINCT limit_name FROM activities WHERE limit_name IS NOT NULL AND status = {self.param}",
+                (_QUEUED,),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def admit(self, name: str, now: datetime) -> list[TimerRow]:
+        """Let in what may start now of what waits for the limit ``name``: the grants made
+        (``slot`` timers, committed)."""
+        p = self.param
+        with write(self.database):
+            number = self._lock(name, now)
+            held = dict(self.database.execute_sql(_HELD.replace("%s", p), (name, name)).fetchall())
+            rows = self.database.execute_sql(_WAITERS.replace("%s", p), (name, _PER_KEY)).fetchall()
+            waiters = [
+                Waiter(w, pos, attempt, partition, key or "", limit_max, priority or 3, _timestamp(queued_at))
+                for w, pos, attempt, partition, key, limit_max, priority, queued_at in rows
+            ]
+            granted = [
+                TimerRow(
+                    timer_id(w.workflow_id, _SLOT, w.position, w.attempt),
+                    w.workflow_id,
+                    w.partition,
+                    _SLOT,
+                    w.position,
+                    w.attempt,
+                    now,
+                )
+                for w in admit(waiters, held, number)
+            ]
+            if granted:
+                insert = (
+                    "INSERT INTO timers (id, workflow, partition, kind, position, attempt, due_at) "
+                    f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}) ON CONFLICT (id) DO NOTHING"
+                )
+                for g in granted:
+                    self.database.execute_sql(
+                        insert, (g.id, g.workflow_id, g.partition, g.kind, g.position, g.attempt, _db_time(self, now))
+                    )
+        return granted
+
+    def _lock(self, name: str, now: datetime) -> int | None:
+        """Lock the limit's row (made if it has none yet); its number set at run time."""
+        p = self.param
+        self.database.execute_sql(
+            f"INSERT INTO limits (name, max_running, updated_at) VALUES ({p}, NULL, {p}) ON CONFLICT (name) DO NOTHING",
+            (name, _db_time(self, now)),
+        )
+        lock = " FOR UPDATE" if self.postgres else ""
+        row = self.database.execute_sql(f"SELECT max_running FROM limits WHERE name = {p}{lock}", (name,)).fetchone()
+        return row[0] if row else None
+
+    def granted(self, partitions: list[int]) -> list[TimerRow]:
+        """The grants not yet handled of ``partitions`` (this engine's): made by any engine."""
+        if not partitions:
+            return []
+        p = self.param
+        marks = ", ".join([p] * len(partitions))
+        with unit_of_work(self.database):
+            rows = self.database.execute_sql(
+                "SELECT id, workflow, partition, kind, position, attempt, due_at FROM timers "
+                f"WHERE kind = {p} AND partition IN ({marks})",
+                (_SLOT, *partitions),
+            ).fetchall()
+        return [TimerRow(i, w, part, k, pos, a, _timestamp(due)) for i, w, part, k, pos, a, due in rows]
+
+    # -- the API -----------------------------------------------------------------------
+
+    def set(self, name: str, number: int | None, now: datetime) -> None:
+        """Set (None: unset) the number of the limit ``name``, at once for what waits."""
+        p = self.param
+        with write(self.database):
+            self.database.execute_sql(
+                f"INSERT INTO limits (name, max_running, updated_at) VALUES ({p}, {p}, {p}) "
+                "ON CONFLICT (name) DO UPDATE SET max_running = EXCLUDED.max_running, updated_at = EXCLUDED.updated_at",
+                (name, number, _db_time(self, now)),
+            )
+
+    def usage(self, name: str | None = None) -> list[LimitUsage]:
+        """Every limit that has a number set or a step holding or waiting (or only ``name``,
+        with its keys)."""
+        p = self.param
+        only = f" AND a.limit_name = {p}" if name is not None else ""
+        args: tuple[Any, ...] = (name,) if name is not None else ()
+        with unit_of_work(self.database):
+            per_key = self.database.execute_sql(_USAGE.replace("%s", p).replace("{only}", only), args).fetchall()
+            numbers = dict(
+                self.database.execute_sql(
+                    "SELECT name, max_running FROM limits" + (f" WHERE name = {p}" if name is not None else ""), args
+                ).fetchall()
+            )
+        found: dict[str, dict[str, Any]] = {}
+        for limit_name, key, held, waiting, limit_max in per_key:
+            entry = found.setdefault(limit_name, {"held": 0, "waiting": 0, "max": None, "keys": {}})
+            entry["held"] += held
+            entry["waiting"] += waiting
+            entry["keys"][key or ""] = (held, waiting)
+            if limit_max is not None:
+                entry["max"] = max(entry["max"] or 0, limit_max)
+        for limit_name, number in numbers.items():
+            if number is None:
+                continue  # a row made to lock an idle limit: nothing to show
+            found.setdefault(limit_name, {"held": 0, "waiting": 0, "max": None, "keys": {}})
+        usages = []
+        for limit_name, entry in sorted(found.items()):
+            number = numbers.get(limit_name)
+            usages.append(
+                LimitUsage(
+                    name=limit_name,
+                    limit=number if number is not None else entry["max"],
+                    set_at_run_time=number is not None,
+                    held=entry["held"],
+                    waiting=entry["waiting"],
+                    keys=len(entry["keys"]),
+                    by_key=entry["keys"] if name is not None else None,
+                )
+            )
+        return usages
+
+    def waiting_for(self, claim: Claim) -> str:
+        """What a queued step with ``claim`` waits for: ``waiting for payments: 3 of 3 held``."""
+        with unit_of_work(self.database):
+            row = self.database.execute_sql(
+                f"SELECT max_running FROM limits WHERE name = {self.param}", (claim.limit,)
+            ).fetchone()
+        number = row[0] if row and row[0] is not None else claim.max
+        return waiting_text(claim.limit, claim.key, self.holding(claim.limit, claim.key), number)
+
+    def holding(self, name: str, key: str) -> int:
+        """Slots of ``name`` held for ``key`` (what a queued step's view says it waits for)."""
+        with unit_of_work(self.database):
+            rows = self.database.execute_sql(_HELD.replace("%s", self.param), (name, name)).fetchall()
+        return int(dict(rows).get(key, 0))
+
+
+def _timestamp(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
+def _db_time(table: LimitTable, value: datetime) -> Any:
+    """A timestamp as Peewee writes it (SQLite: its text)."""
+    return value if table.postgres else str(value)
+
+
+#: Slots held per key of one limit, in one statement (one snapshot): its steps in flight
+#: and its grants not yet handled.
+_HELD = f"""
+SELECT limit_key, count(*) FROM (
+    SELECT a.limit_key FROM activities a
+    WHERE a.limit_name = %s AND a.status IN ('{_IN_FLIGHT[0]}', '{_IN_FLIGHT[1]}')
+    UNION ALL
+    SELECT a.limit_key FROM timers t JOIN activities a ON a.workflow_id = t.workflow AND a.position = t.position
+    WHERE t.kind = '{_SLOT}' AND a.limit_name = %s AND a.status = '{_QUEUED}' AND t.attempt = a.attempt + 1
+) held GROUP BY limit_key
+"""
+
+#: What waits for one limit and has no grant yet: at most ``%s`` per key, in each key's order.
+_WAITERS = f"""
+SELECT workflow_id, position, attempt, partition, limit_key, limit_max, priority, scheduled_at FROM (
+    SELECT a.workflow_id, a.position, a.attempt + 1 AS attempt, w.partition, a.limit_key, a.limit_max,
+        a.priority, a.scheduled_at,
+        row_number() OVER (
+            PARTITION BY a.limit_key ORDER BY a.priority, a.scheduled_at, a.workflow_id, a.position
+        ) AS n
+    FROM activities a JOIN workflows w ON w.id = a.workflow_id
+    WHERE a.limit_name = %s AND a.status = '{_QUEUED}' AND NOT EXISTS (
+        SELECT 1 FROM timers t
+        WHERE t.id = a.workflow_id || ':{_SLOT}:' || a.position || ':' || (a.attempt + 1)
+    )
+) waiting WHERE n <= %s
+"""
+
+#: Held and waiting per limit and key (a grant not yet handled counts as held).
+_USAGE = f"""
+SELECT a.limit_name, a.limit_key,
+    sum(CASE WHEN a.status <> '{_QUEUED}' OR g.id IS NOT NULL THEN 1 ELSE 0 END),
+    sum(CASE WHEN a.status = '{_QUEUED}' AND g.id IS NULL THEN 1 ELSE 0 END),
+    max(a.limit_max)
+FROM activities a
+LEFT JOIN timers g ON g.kind = '{_SLOT}' AND g.workflow = a.workflow_id AND g.position = a.position
+    AND g.attempt = a.attempt + 1
+WHERE a.limit_name IS NOT NULL AND a.status IN ('{_QUEUED}', '{_IN_FLIGHT[0]}', '{_IN_FLIGHT[1]}'){{only}}
+GROUP BY a.limit_name, a.limit_key
+"""

@@ -1,0 +1,22 @@
+"""Concurrency limits (flow.core.limits): a step's claim on its activity row — the
+limit's name, the key's value, the definition's number and the workflow's priority —
+so that the admitting engine finds what waits and counts what holds a slot from the
+rows themselves; and ``limits``, one row per named limit (its number, set at run time),
+which the admitting transaction also locks to admit one limit at a time."""
+
+
+def up(migrator, db):
+    for column, kind in (
+        ("limit_name", "VARCHAR(300)"),
+        ("limit_key", "VARCHAR(255)"),
+        ("limit_max", "INTEGER"),
+        ("priority", "SMALLINT"),
+    ):
+        db.execute_sql(f"ALTER TABLE activities ADD COLUMN {column} {kind}")
+    db.execute_sql(
+        "CREATE INDEX activities_limit ON activities (limit_name, status, limit_key) WHERE limit_name IS NOT NULL"
+    )
+    db.execute_sql(
+        "CREATE TABLE limits ( name VARCHAR(255) PRIMARY KEY, max_running INTEGER, updated_at TIMESTAMP NOT NULL)"
+    )
+    db.execute_sql("CREATE INDEX timers_kind ON timers (kind)")

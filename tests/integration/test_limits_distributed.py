@@ -1,0 +1,158 @@
+"""Concurrency limits across two engines, on real PostgreSQL and RabbitMQ: a per-tenant
+limit is never exceeded (sampled every 10 ms from the rows that hold slots), the tenants'
+steps interleave, an engine SIGKILLed while it admits loses and doubles no slot, and
+every slot is back at the end."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import threading
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from flow.testing import Cluster, check_settled, new_database, new_queue_prefix, query
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.services
+
+LIMIT = 2
+TENANTS = ("acme", "globex", "initech")
+PER_TENANT = 50
+DEFINITIONS = {
+    "Payment": {
+        "name": "Payment",
+        "config": {"retry": {"max_attempts": 5, "initial_delay_ms": 50, "jitter": 0}},
+        "activities": [
+            {
+                "id": "charge",
+                "name": "SleepActivity",
+                "config": {"sleep_s": 0.05},
+                "concurrency": {"key": "input.tenant", "limit": LIMIT},
+            },
+            {"name": "NoopActivity"},
+        ],
+    },
+    "Named": {
+        "name": "Named",
+        "activities": [
+            {
+                "name": "SleepActivity",
+                "config": {"sleep_s": 0.05},
+                "concurrency": {"name": "payments", "key": "input.tenant"},
+            }
+        ],
+    },
+}
+#: Slots held per tenant, as the admitting transaction counts them (one snapshot).
+HELD = """
+SELECT limit_key, count(*) FROM (
+    SELECT a.limit_key FROM activities a WHERE a.limit_name = 'Payment.charge' AND a.status IN ('Scheduled', 'Started')
+    UNION ALL
+    SELECT a.limit_key FROM timers t JOIN activities a ON a.workflow_id = t.workflow AND a.position = t.position
+    WHERE t.kind = 'slot' AND a.limit_name = 'Payment.charge' AND a.status = 'Queued' AND t.attempt = a.attempt + 1
+) held GROUP BY limit_key
+"""
+
+
+@pytest.fixture
+def cluster(services, tmp_path) -> Iterator[Cluster]:
+    with new_database() as pg_url, new_queue_prefix() as prefix:
+        running = Cluster(tmp_path, pg_url, prefix, DEFINITIONS, activity_packages="flow.testing.activities")
+        try:
+            yield running
+        finally:
+            running.stop()
+
+
+class Sampler:
+    """Samples the slots held per tenant every 10 ms in a thread of its own."""
+
+    def __init__(self, pg_url: str) -> None:
+        self.pg_url = pg_url
+        self.peak: collections.Counter[str] = collections.Counter()
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.01):
+            for tenant, held in query(self.pg_url, HELD):
+                self.peak[tenant] = max(self.peak[tenant], held)
+            self.samples += 1
+
+
+def test_a_per_tenant_limit_holds_across_two_engines_and_an_engine_kill(cluster: Cluster):
+    cluster.start(engines=2, workers=2)
+    started = {}
+    with Sampler(cluster.pg_url) as sampler:
+        # Tenant by tenant: without a key per tenant the first tenant's 50 would go first.
+        for tenant in TENANTS:
+            for n in range(PER_TENANT):
+                response = requests.post(
+                    f"{cluster.url}/workflows", json={"name": "Payment", "input_data": {"tenant": tenant, "n": n}}
+                )
+                assert response.status_code == 201, response.text
+                started[response.json()["id"]] = "Payment"
+        # Kill an engine once a third of the charges ran, while the engines admit.
+        wait_for(
+            lambda: (
+                query(cluster.pg_url, "SELECT count(*) FROM activities WHERE position = 0 AND status = 'Succeeded'")[0][
+                    0
+                ]
+                >= len(started) // 3
+            ),
+            timeout_s=120,
+            what="a third of the charges",
+        )
+        children = wait_for(lambda: cluster.booted_children("engine-0"), timeout_s=60, what="a booted engine")
+        for child in children:
+            os.kill(child, signal.SIGKILL)
+        figures = check_settled(cluster.pg_url, started, {"Payment": "Finished"}, timeout_s=180)
+    assert sampler.samples > 50, "the sampler hardly ran"
+    assert set(sampler.peak) == set(TENANTS)
+    assert max(sampler.peak.values()) <= LIMIT, f"a tenant held more than {LIMIT} slots: {dict(sampler.peak)}"
+    print(f"\nLIMITS 2 engines, {len(started)} workflows, peak per tenant {dict(sampler.peak)}, {figures}")
+
+
+def test_a_limit_set_at_run_time_lets_waiting_work_in_at_once_and_interleaves_the_keys(cluster: Cluster):
+    """A named limit with no number: everything waits, saying why; PUT /limits sets it and
+    the waiting work starts, the tenants' turns interleaved although each tenant's
+    workflows were started one after the other; GET /limits shows holders and waiters."""
+    cluster.start(engines=1, workers=1)
+    ids = [
+        requests.post(f"{cluster.url}/workflows", json={"name": "Named", "input_data": {"tenant": t}}).json()["id"]
+        for t in TENANTS
+        for _ in range(4)
+    ]
+    wait_for(
+        lambda: requests.get(f"{cluster.url}/limits/payments").json().get("waiting") == len(ids),
+        timeout_s=60,
+        what="every step waiting",
+    )
+    view = requests.get(f"{cluster.url}/workflows/{ids[0]}").json()["activities"][0]
+    assert view["status"] == "Queued"
+    assert view["limit"] == {"name": "payments", "key": "acme"}
+    assert view["waiting_for"] == "waiting for payments [acme]: no limit set (PUT /limits/payments)"
+    assert requests.put(f"{cluster.url}/limits/payments", json={"limit": 1}).status_code == 200
+    check_settled(cluster.pg_url, dict.fromkeys(ids, "Named"), {"Named": "Finished"}, timeout_s=120)
+    order = query(
+        cluster.pg_url,
+        """SELECT w.input_data FROM events e JOIN workflows w ON w.id = e.workflow_id
+           WHERE e.type = 'schedule-activity' ORDER BY e.id LIMIT 3""",
+    )
+    first = {tenant for (data,) in order for tenant in TENANTS if tenant in data}
+    assert first == set(TENANTS), f"the first 3 steps let in were {first}'s"
+    limits = requests.get(f"{cluster.url}/limits").json()["items"]
+    assert {"name": "payments", "limit": 1, "set_at_run_time": True, "held": 0, "waiting": 0, "keys": 0} in limits

@@ -19,6 +19,7 @@ from api.resources.definitions import (
 from api.resources.health import HealthResource
 from api.resources.limits import LimitResource, LimitsResource
 from api.resources.meta import FaviconSink, MetricsResource, OpenApiResource, RootResource
+from api.resources.pools import PoolsResource
 from api.resources.schedules import (
     SchedulePauseResource,
     ScheduleResource,
@@ -40,6 +41,7 @@ from api.resources.workflows import (
 from api.security import SecurityHeadersMiddleware
 from api.serving import RequestReadTimeout, handle_read_timeout
 from flow.process.logs import configure_logging
+from flow.process.queue_depths import QueueDepths
 from flow.process.runtime import Runtime
 from flow.settings import Settings
 
@@ -63,6 +65,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app = falcon.App(middleware=middleware, router=router)
     app.req_options.strip_url_path_trailing_slash = True
     add_error_handlers(app)
+    depths = QueueDepths(runtime.settings, runtime.broker)  # one cache for the pools' backlogs
     app.add_error_handler(RequestReadTimeout, handle_read_timeout)
     app.add_route("/", RootResource())
     app.add_static_route("/ui", str(STATIC_DIR), fallback_filename="index.html")
@@ -78,8 +81,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         "/definitions/{name}/versions/{version:int(min=1, max=2147483647)}", DefinitionVersionResource(runtime)
     )
     app.add_route("/workflows", WorkflowsResource(runtime))
-    app.add_route("/workflows/{workflow_id}", WorkflowResource(runtime))
-    app.add_route("/workflows/{workflow_id}/activities", WorkflowActivitiesResource(runtime))
+    app.add_route("/workflows/{workflow_id}", WorkflowResource(runtime, depths=depths))
+    app.add_route("/workflows/{workflow_id}/activities", WorkflowActivitiesResource(runtime, depths=depths))
     app.add_route("/workflows/{workflow_id}/events", WorkflowEventsResource(runtime))
     app.add_route("/workflows/{workflow_id}/cancel", WorkflowCancelResource(runtime))
     app.add_route("/workflows/{workflow_id}/retry", WorkflowRetryResource(runtime))
@@ -89,6 +92,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_route("/workflows/{workflow_id}/resume", WorkflowResumeResource(runtime))
     app.add_route("/limits", LimitsResource(runtime))
     app.add_route("/limits/{name}", LimitResource(runtime))
+    app.add_route("/pools", PoolsResource(runtime, depths))
     app.add_route("/schedules", SchedulesResource(runtime))
     app.add_route("/schedules/{name}", ScheduleResource(runtime))
     app.add_route("/schedules/{name}/pause", SchedulePauseResource(runtime))

@@ -106,6 +106,11 @@ COMPONENTS: dict[str, Any] = {
                 "attempt as self.last_heartbeat, and when the engine got it (null before the first).",
                 "properties": {"details": {}, "at": _OPTIONAL_TIMESTAMP},
             },
+            "queue": {
+                "type": ["string", "null"],
+                "description": "The worker pool its attempts go to (the definition's queue; a map's items inherit "
+                "it); null: the default pool.",
+            },
             "limit": {
                 "type": ["object", "null"],
                 "description": 'The concurrency limit it claims a slot of (its name, and its key\'s value; "": '
@@ -114,7 +119,10 @@ COMPONENTS: dict[str, Any] = {
             },
             "waiting_for": {
                 "type": ["string", "null"],
-                "description": 'A Queued step: what it waits for ("waiting for payments: 3 of 3 held").',
+                "description": "What a step that waits to run waits for: a Queued one a slot of its limit "
+                '("waiting for payments: 3 of 3 held"), one Scheduled on a named worker pool a worker of it '
+                '("waiting for a worker on gpu (3 queued)", the count being the messages ready in the pool\'s '
+                "queue, left out when the broker does not answer); null otherwise.",
             },
             "kind": {
                 **enum_of(KINDS),
@@ -248,6 +256,28 @@ COMPONENTS: dict[str, Any] = {
         },
     },
     "LimitList": _record(items={"type": "array", "items": ref("Limit")}),
+    "PoolList": _record(
+        items={
+            "type": "array",
+            "items": _record(
+                name={
+                    "type": "string",
+                    "description": 'The pool\'s name ("default": the queue of every activity that names none).',
+                },
+                queue={"type": "string", "description": "Its RabbitMQ queue: <prefix>.activities[.<name>]."},
+                queued={
+                    "type": ["integer", "null"],
+                    "description": "Messages ready in the queue (not those a worker holds, nor retries waiting "
+                    "for their delay); null when the broker does not answer.",
+                },
+                definitions={
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "The registered definitions (newest versions) that name it.",
+                },
+            ),
+        }
+    ),
     "Health": _record(
         status={"enum": ["ok", "unavailable"]},
         database={"type": "string", "description": '"ok", or why not'},

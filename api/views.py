@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from flow.core import kinds
+from flow.core.pools import waiting_for
 from flow.core.state import ActivityState, WorkflowState
 from flow.core.timestamps import iso
 from flow.core.vocabulary import ActivityStatus
@@ -21,11 +23,14 @@ def activity_view(
     ids: list[str],
     tokens: CallbackTokens | None = None,
     limits: LimitTable | None = None,
+    queued: Mapping[str, int | None] | None = None,
 ) -> dict[str, Any]:
     """One step of ``state``: what every kind has, its ``kind``, and its kind's own keys
     (every kind's keys are present, null but its own: :func:`flow.core.kinds.view`);
     ``ids``: every step's id by position (for ``depends_on``); ``tokens``: show a wait's
-    callback token while it has not ended; ``limits``: say what a queued step waits for."""
+    callback token while it has not ended; ``limits``: say what a queued step waits for;
+    ``queued``: the messages waiting in each named pool's queue, for the ``waiting_for`` of
+    a step scheduled there."""
     duration_ms = None
     if a.started_at and a.finished_at:
         duration_ms = round((a.finished_at - a.started_at).total_seconds() * 1000, 3)
@@ -51,12 +56,21 @@ def activity_view(
         "heartbeat": None
         if a.heartbeat_at is None and a.heartbeat is None
         else {"details": a.heartbeat, "at": iso(a.heartbeat_at)},
+        "queue": a.queue,
         "limit": None if a.claim is None else {"name": a.claim.limit, "key": a.claim.key},
-        "waiting_for": limits.waiting_for(a.claim)
-        if limits is not None and a.claim is not None and a.status is ActivityStatus.QUEUED
-        else None,
+        "waiting_for": _waiting_for(a, limits, queued),
         **kinds.view(state, a, tokens),
     }
+
+
+def _waiting_for(a: ActivityState, limits: LimitTable | None, queued: Mapping[str, int | None] | None) -> str | None:
+    """What a step that waits to run waits for: a slot of its limit (``Queued``), or a
+    worker of its named pool (``Scheduled`` there); None for any other step."""
+    if limits is not None and a.claim is not None and a.status is ActivityStatus.QUEUED:
+        return limits.waiting_for(a.claim)
+    if a.queue is not None and a.status is ActivityStatus.SCHEDULED:
+        return waiting_for(a.queue, (queued or {}).get(a.queue))
+    return None
 
 
 def workflow_summary(row: StoredWorkflow) -> dict[str, Any]:
@@ -74,11 +88,15 @@ def workflow_summary(row: StoredWorkflow) -> dict[str, Any]:
 
 
 def workflow_view(
-    row: StoredWorkflow, tokens: CallbackTokens | None = None, limits: LimitTable | None = None
+    row: StoredWorkflow,
+    tokens: CallbackTokens | None = None,
+    limits: LimitTable | None = None,
+    queued: Mapping[str, int | None] | None = None,
 ) -> dict[str, Any]:
     """The workflow with its activities; ``tokens``: show the callback tokens of the waits
     that have not ended (the API does; ``flow run --json`` has no use for them);
-    ``limits``: say what each queued step waits for."""
+    ``limits``: say what each queued step waits for; ``queued``: the backlog of the pools
+    its scheduled steps wait on (:func:`activity_view`)."""
     s = row.state
     ids = [a.id for a in s.activities]
     return {
@@ -92,7 +110,7 @@ def workflow_view(
         "paused": s.paused and not s.status.ended,
         # A child: the position of the parent's activity that runs it.
         "parent_position": s.parent.position if s.parent else None,
-        "activities": [activity_view(s, a, ids, tokens, limits) for a in s.activities],
+        "activities": [activity_view(s, a, ids, tokens, limits, queued) for a in s.activities],
     }
 
 

@@ -35,6 +35,11 @@ class Settings:
     definitions_dir: str = "workflows"
     #: Prefix of every Dramatiq queue name: ``<prefix>.engine``, ``<prefix>.activities``.
     queue_prefix: str = "flow"
+    #: The worker pools a ``dramatiq flow.actors`` process started without ``--queues``
+    #: serves (``gpu,default``: ``<prefix>.activities.gpu`` and ``<prefix>.activities``);
+    #: empty: the default pool only. ``--queues`` (or ``flow worker --pool``) wins. Checked
+    #: (and turned into queues) by :func:`flow.worker.pools.served_queues`.
+    worker_pools: tuple[str, ...] = ()
     #: Exchange and routing key of the plain-JSON start message (RabbitMQ only).
     start_exchange: str = "start_workflow"
     start_routing_key: str = "workflow_starter"

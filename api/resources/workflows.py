@@ -12,6 +12,7 @@ import falcon
 from api.errors import unprocessable
 from api.media import has_body, read_json_object
 from api.operation import Link, Param, Reply, operation
+from api.resources.pools import waiting_pools
 from api.schemas import enum
 from api.views import event_view, workflow_summary, workflow_view
 from flow.core import start_request, strict_json, validation
@@ -21,6 +22,7 @@ from flow.core.state import WorkflowStatus
 from flow.errors import InvalidJson, WorkflowNotFound
 from flow.persistence.limits import LimitTable
 from flow.persistence.mapping import StoredWorkflow
+from flow.process.queue_depths import QueueDepths
 from flow.process.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -178,13 +180,16 @@ class WorkflowResource:
     ``DELETE`` deletes an ended workflow with its activities, history, timers and owed
     messages (204; 409 while it or a child workflow of it is in progress)."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, *, depths: QueueDepths | None = None) -> None:
         self.runtime = runtime
+        self.depths = depths
 
     @operation("A workflow with every activity", responses={200: Reply("The workflow", "Workflow")}, errors=(404, 503))
     def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
         row = self.runtime.store.get(_known_id(workflow_id))
-        resp.media = workflow_view(row, self.runtime.service.callbacks.tokens, LimitTable(self.runtime.store.database))
+        queued = waiting_pools(self.runtime, self.depths, row.state)
+        limits = LimitTable(self.runtime.store.database)
+        resp.media = workflow_view(row, self.runtime.service.callbacks.tokens, limits, queued)
 
     @operation(
         "Delete an ended workflow with its activities and history",
@@ -199,8 +204,9 @@ class WorkflowResource:
 class WorkflowActivitiesResource:
     """``GET /workflows/{id}/activities``: every activity with status, attempts, timings, error."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, *, depths: QueueDepths | None = None) -> None:
         self.runtime = runtime
+        self.depths = depths
 
     @operation(
         "A workflow's activities",
@@ -208,10 +214,10 @@ class WorkflowActivitiesResource:
         errors=(404, 503),
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
+        row = self.runtime.store.get(_known_id(workflow_id))
+        queued = waiting_pools(self.runtime, self.depths, row.state)
         view = workflow_view(
-            self.runtime.store.get(_known_id(workflow_id)),
-            self.runtime.service.callbacks.tokens,
-            LimitTable(self.runtime.store.database),
+            row, self.runtime.service.callbacks.tokens, LimitTable(self.runtime.store.database), queued
         )
         resp.media = {"items": view["activities"]}
 

@@ -249,11 +249,14 @@ async function workflowPage(id, mine) {
       a.independent ? h("span", { class: "muted" }, " (independent)") : null,
       a.depends_on ? h("span", { class: "muted" }, ` after ${a.depends_on.join(", ")}` + (a.trigger !== "all_succeeded" ? ` (${a.trigger})` : "")) : null,
       a.when ? h("span", { class: "muted mono" }, ` when ${a.when}`) : null,
+      // The worker pool it runs on (a map's items are on their map's, said once on the map).
+      a.queue && a.kind !== "item" ? h("span", { class: "muted pool" }, " on pool ", h("span", { class: "mono" }, a.queue)) : null,
       a.required || kindOf(a).row ? null : h("span", { class: "muted" }, " (optional)")),
     h("td", {}, statusBadge(a.status)),
     h("td", {}, kindOf(a).attempts ? kindOf(a).attempts(a) : `${a.attempt} / ${a.max_attempts}`),
     h("td", {}, a.duration_ms === null ? "" : duration(a.started_at, a.finished_at)),
     h("td", {}, a.error ? h("pre", {}, a.error) : a.skip_reason ? h("span", { class: "muted" }, "skipped: " + a.skip_reason) : "",
+      a.waiting_for ? h("span", { class: "muted waiting-for" }, a.waiting_for) : null,
       // A long activity's progress: what its last heartbeat said (details, at most 120 characters shown).
       a.heartbeat && a.heartbeat.details != null && !["Succeeded", "Skipped"].includes(a.status)
         ? h("span", { class: "muted mono heartbeat" }, "last heartbeat: " + JSON.stringify(a.heartbeat.details).slice(0, 120))

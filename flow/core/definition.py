@@ -25,6 +25,7 @@ from flow.core.graph import is_definition_name as is_definition_name
 from flow.core.kinds.base import PathOf
 from flow.core.kinds.child import pinned
 from flow.core.policy import MAX_ATTEMPTS, MAX_BACKOFF, MAX_DELAY_MS, MAX_TIMEOUT_S, RetryPolicy, Timeouts
+from flow.core.pools import POOL_PATTERN, POOL_RULE, is_pool_name, stored_queue
 from flow.core.state import ACTIVITY, ActivityState, StepSpec
 from flow.core.strict_json import json_path
 from flow.core.validation import shorten
@@ -103,6 +104,8 @@ SCHEMA: dict[str, Any] = {
                     "required": {"type": "boolean"},
                     "config": {"$ref": "#/$defs/config"},
                     "concurrency": limits.SCHEMA,
+                    # The worker pool of an activity or a map (kinds.problems refuses it elsewhere).
+                    "queue": {"type": "string", "pattern": POOL_PATTERN},
                 },
             },
         },
@@ -141,6 +144,8 @@ class StepDefinition:
     trigger: Trigger = Trigger.ALL_SUCCEEDED
     #: JMESPath condition over ``{"input", "outputs"}``: false skips the activity.
     when: str | None = None
+    #: The worker pool its attempts go to (:mod:`flow.core.pools`); None: the default pool.
+    queue: str | None = None
     #: Its kind, and what the kind reads from the entry.
     spec: StepSpec = field(default_factory=lambda: ACTIVITY)
     #: Its concurrency limit (:mod:`flow.core.limits`).
@@ -190,6 +195,7 @@ class Definition:
                 depends_on=self.positions(spec),
                 trigger=spec.trigger,
                 when=spec.when,
+                queue=spec.queue,
                 spec=pinned(spec.spec, child_versions or {}),
                 concurrency=spec.concurrency,
             )
@@ -244,6 +250,7 @@ def parse(body: Any, *, known_activities: Collection[str], source: str = "<defin
             depends_on=tuple(entry["depends_on"]) if "depends_on" in entry else None,
             trigger=Trigger(entry.get("trigger", Trigger.ALL_SUCCEEDED)),
             when=entry.get("when"),
+            queue=stored_queue(entry.get("queue")),
             spec=kinds.of_entry(entry).parse(entry),
             concurrency=limits.Concurrency.from_entry(entry, definition=body["name"], step_id=activity_id),
         )
@@ -272,6 +279,8 @@ def _problems(body: Any, known_activities: Collection[str]) -> list[tuple[str, s
     ids = graph.default_ids(entries, names)
     problems.extend(graph.problems(entries, ids, lambda index, *keys: json_path(["activities", index, *keys])))
     for index, entry in enumerate(entries):
+        if "queue" in entry and not is_pool_name(entry["queue"]):  # the schema's "$" let a final newline by
+            problems.append((json_path(["activities", index, "queue"]), _pool_problem(entry["queue"])))
         if "workflow_s" in entry.get("config", {}).get("timeouts", {}):
             problems.append(
                 (
@@ -300,6 +309,8 @@ def _schema_problem(error: jsonschema.ValidationError) -> tuple[str, str]:
     """A schema error as ``(JSON path, message)``; a child workflow's own keys said in
     words rather than in jsonschema's."""
     where = list(error.absolute_path)
+    if error.validator == "pattern" and where[-1:] == ["queue"]:
+        return json_path(where), _pool_problem(error.instance)
     if error.validator == "dependentRequired" and isinstance(error.instance, dict):
         key = next(
             (
@@ -311,3 +322,7 @@ def _schema_problem(error: jsonschema.ValidationError) -> tuple[str, str]:
         )
         return json_path([*where, key]), "applies to a child workflow activity (workflow), which this one is not"
     return json_path(where), shorten(error.message)
+
+
+def _pool_problem(value: Any) -> str:
+    return f'{shorten(repr(value))} is not a worker pool: {POOL_RULE} (e.g. "gpu")'

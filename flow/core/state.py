@@ -97,6 +97,9 @@ class ActivityState:
     #: attempt as ``self.last_heartbeat``) and when the engine got it.
     heartbeat: Any = None
     heartbeat_at: datetime | None = None
+    #: The worker pool its attempts are sent to (``queue`` in the definition; a map's
+    #: items inherit their map's); None: the default pool (:mod:`flow.core.pools`).
+    queue: str | None = None
     #: Its kind, and what the kind reads from the definition (:mod:`flow.core.kinds`).
     spec: StepSpec = ACTIVITY
     #: Its concurrency limit, as the definition says it (:mod:`flow.core.limits`).

@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 
 from flow.core.callback_tokens import CallbackTokens
 from flow.core.commands import CancelAttempt, CancelChild, CancelTimer, Command, RunActivity, RunChild, StartTimer
-from flow.core.state import WorkflowState
+from flow.core.pools import pool_queue
+from flow.core.state import ActivityState, WorkflowState
 from flow.engine.children import cancel_message, report_message, start_message
 from flow.persistence.records import TimerRow, timer_id
 from flow.wire.attempts import AttemptRequest, CancelNotice, Outputs
@@ -22,7 +23,8 @@ class Routes:
     so the engine builds it once per partition from its settings.
 
     ``reply_to`` is the partition's queue (where results come back); an activity's
-    attempt goes to ``activity_queue``, a child workflow's start to ``engine_queue``;
+    attempt goes to ``activity_queue`` (its default pool), or to its pool's queue beside
+    it when its step names one (:meth:`attempt_queue`), a child workflow's start to ``engine_queue``;
     ``queue_of`` gives another workflow's partition queue (a child's parent, a parent's
     child); a cancel of an attempt is a notice to every worker on ``cancel_exchange`` (a
     fanout exchange: the transports know it by its actor). ``tokens`` adds the callback
@@ -39,6 +41,10 @@ class Routes:
 
     def __repr__(self) -> str:
         return f"<Routes partition={self.partition} reply_to={self.reply_to}>"
+
+    def attempt_queue(self, step: ActivityState) -> str:
+        """Where the attempts of ``step`` go: its worker pool's queue."""
+        return pool_queue(self.activity_queue, step.queue)
 
     def outputs(self, state: WorkflowState) -> Outputs:
         """What an attempt of ``state`` is handed of the workflow's earlier outputs."""
@@ -128,4 +134,5 @@ def run_message(
             send_after=send_after,
         )
     request = AttemptRequest.of(state, run.position, run.attempt, reply_to=routes.reply_to, outputs=outputs)
-    return Outgoing.of(request, routes.activity_queue, partition=routes.partition, send_after=send_after)
+    queue = routes.attempt_queue(state.activities[run.position])
+    return Outgoing.of(request, queue, partition=routes.partition, send_after=send_after)

@@ -230,6 +230,8 @@ def graph_column(activity: ActivityState) -> str | None:
         graph["trigger"] = activity.trigger.value
     if activity.when is not None:
         graph["when"] = activity.when
+    if activity.queue is not None:
+        graph["queue"] = activity.queue
     graph.update(kinds.spec_to_json(activity.spec))
     if activity.concurrency is not None and activity.parent is None:  # an item's is its map's
         graph["concurrency"] = activity.concurrency.to_json()
@@ -264,6 +266,7 @@ def _graph_fields(graph: dict[str, Any] | None) -> dict[str, Any]:
         "depends_on": tuple(graph["depends_on"]) if "depends_on" in graph else None,
         "trigger": Trigger(graph.get("trigger", Trigger.ALL_SUCCEEDED)),
         "when": graph.get("when"),
+        "queue": graph.get("queue"),
         "spec": kinds.spec_from_json(graph),
         "concurrency": Concurrency.from_json(graph.get("concurrency")),
     }

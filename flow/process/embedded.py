@@ -22,6 +22,7 @@ from typing import Any
 import dramatiq
 
 from flow.core.definition import Definition
+from flow.core.pools import pool_of
 from flow.errors import PollTimeout
 from flow.loops import poll_until
 from flow.persistence.mapping import StoredWorkflow
@@ -56,11 +57,13 @@ class EmbeddedFlow:
         # internal worker middleware to the broker, which warns about the second; it
         # is harmless here (each worker only consumes its own queue), so say nothing.
         logging.getLogger(f"dramatiq.broker.{type(broker).__name__}").addFilter(_SameMiddlewareTwice())
+        activities = dramatiq.Worker(
+            broker, queues={settings.activity_queue}, worker_threads=worker_threads, worker_timeout=100
+        )
+        broker.add_middleware(_EveryPool(activities, settings.activity_queue))
         self._workers = [
             dramatiq.Worker(broker, queues={settings.engine_queue}, worker_threads=ENGINE_THREADS, worker_timeout=100),
-            dramatiq.Worker(
-                broker, queues={settings.activity_queue}, worker_threads=worker_threads, worker_timeout=100
-            ),
+            activities,
         ]
 
     def __enter__(self) -> EmbeddedFlow:
@@ -122,6 +125,21 @@ class EmbeddedFlow:
         except PollTimeout:
             assert latest is not None  # ended() ran at least once
             return latest
+
+
+class _EveryPool(dramatiq.Middleware):
+    """Serves every worker pool in this process, so that a laptop runs every definition:
+    each pool's queue, declared when an attempt is first sent to it
+    (:class:`~flow.process.inprocess.InProcessTransport`), joins the activity worker's
+    whitelist before Dramatiq's worker adds its consumer."""
+
+    def __init__(self, worker: dramatiq.Worker, activity_queue: str) -> None:
+        self.worker = worker
+        self.activity_queue = activity_queue
+
+    def before_declare_queue(self, broker: dramatiq.Broker, queue_name: str) -> None:
+        if pool_of(self.activity_queue, queue_name) is not None and self.worker.consumer_whitelist:
+            self.worker.consumer_whitelist.add(queue_name)
 
 
 class _SameMiddlewareTwice(logging.Filter):

@@ -18,7 +18,7 @@ from dramatiq.brokers.stub import StubBroker
 
 from flow.engine.transport import Delivery, OnPublished
 from flow.wire.attempts import CancelNotice
-from flow.wire.messages import CANCEL_ATTEMPT
+from flow.wire.messages import CANCEL_ATTEMPT, RUN_ACTIVITY
 from flow.wire.outgoing import Outgoing
 from flow.worker.running import RUNNING
 
@@ -126,6 +126,10 @@ class InProcessTransport:
                 confirmed.append(outgoing.id)
                 continue
             try:
+                if outgoing.actor_name == RUN_ACTIVITY and outgoing.queue_name not in self.broker.queues:
+                    # A worker pool's queue, declared when first sent to, as the RabbitMQ
+                    # transport declares every queue it publishes to.
+                    self.broker.declare_queue(outgoing.queue_name)
                 self.broker.enqueue(outgoing.message())
             except Exception as e:
                 logger.error("in-process publish of %s failed: %s", outgoing.actor_name, e)

@@ -29,6 +29,7 @@ from flow.service.catalog import Catalog
 from flow.service.schedules import ScheduleService
 from flow.service.workflows import WorkflowService
 from flow.settings import Settings
+from flow.worker.pools import WorkerPools, served_queues
 
 if TYPE_CHECKING:
     from flow.engine import Engine
@@ -64,6 +65,7 @@ class Runtime:
     def build(cls, settings: Settings, *, broker: dramatiq.Broker | None = None, engine: bool = True) -> Runtime:
         """Assemble a process; ``engine`` lets a ``dramatiq flow.actors`` process that
         consumes the shared engine queue run an engine (see :class:`EngineLifecycle`)."""
+        served_queues(settings)  # a bad FLOW_WORKER_POOLS stops every process at once, named
         classes = discover(settings.activity_packages)
         catalog = Catalog.from_directory(settings.definitions_dir, known_activities=classes)
         broker = broker or build_broker(settings)
@@ -75,6 +77,8 @@ class Runtime:
         runtime = cls(settings, broker, store, classes, catalog)
         if engine:
             broker.add_middleware(EngineLifecycle(runtime))
+        # After EngineLifecycle: it may set the whitelist whose pool queues this declares.
+        broker.add_middleware(WorkerPools(settings.activity_queue))
         return runtime
 
     def __repr__(self) -> str:
@@ -112,9 +116,10 @@ class EngineLifecycle(dramatiq.Middleware):
     """Runs an engine in ``dramatiq flow.actors`` processes that consume the shared engine
     queue (and the AMQP start-message consumer beside it), and stops it with the worker.
 
-    It also keeps Dramatiq's own consumers to the shared engine and activity queues:
-    a Dramatiq worker otherwise starts consuming every queue its broker declares,
-    and a worker declares a partition queue whenever it reports a result there.
+    It also keeps Dramatiq's own consumers to the shared engine and activity queues (the
+    pools' of ``FLOW_WORKER_POOLS``, the default one's when it is unset): a Dramatiq
+    worker otherwise starts consuming every queue its broker declares, and a worker
+    declares a partition queue whenever it reports a result there.
     """
 
     def __init__(self, runtime: Runtime) -> None:
@@ -126,7 +131,8 @@ class EngineLifecycle(dramatiq.Middleware):
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         if not worker.consumer_whitelist:
-            worker.consumer_whitelist = {self.runtime.settings.engine_queue, self.runtime.settings.activity_queue}
+            settings = self.runtime.settings
+            worker.consumer_whitelist = {settings.engine_queue, *served_queues(settings)}
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         settings = self.runtime.settings

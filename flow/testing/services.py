@@ -62,9 +62,9 @@ def new_database() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def new_queue_prefix() -> Iterator[str]:
+def new_queue_prefix(*, pools: tuple[str, ...] = ("gpu",)) -> Iterator[str]:
     """A queue prefix (``FLOW_QUEUE_PREFIX``) of our own; every queue under it is
-    deleted afterwards."""
+    deleted afterwards (those of the worker ``pools`` too)."""
     prefix = f"flowtest_{uuid.uuid4().hex[:10]}"
     try:
         yield prefix
@@ -75,7 +75,8 @@ def new_queue_prefix() -> Iterator[str]:
         # and of the benchmark's raw-Dramatiq floor; the start-message queues under
         # either routing key the tests use; the benchmark's Celery queue.
         partitions = [f"engine.{p}" for p in range(64)]
-        for base in ("engine", "activities", "floor_engine", "floor_worker", *partitions):
+        pool_queues = [f"activities.{pool}" for pool in pools]
+        for base in ("engine", "activities", "floor_engine", "floor_worker", *partitions, *pool_queues):
             for suffix in ("", ".DQ", ".XQ"):
                 channel.queue_delete(f"{prefix}.{base}{suffix}")
         for key in ("workflow_starter", f"starter_{prefix}"):

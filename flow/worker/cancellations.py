@@ -17,6 +17,7 @@ from typing import Any
 import dramatiq
 import pika
 
+from flow.core.pools import pool_of
 from flow.loops import Reconnecting
 from flow.wire.attempts import CancelNotice
 from flow.worker.running import RUNNING, RunningAttempts
@@ -59,8 +60,8 @@ class CancellationListener(dramatiq.Middleware):
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         queues = getattr(worker, "consumer_whitelist", None)
-        if queues and self.activity_queue not in queues:
-            return  # an engine-only process runs no attempt
+        if queues and not any(pool_of(self.activity_queue, q) is not None for q in queues):
+            return  # an engine-only process runs no attempt (a pool-only one does)
         self.start()
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:

@@ -41,16 +41,16 @@ def test_the_compose_file_is_valid():
 def test_compose_services_wait_for_healthy_dependencies_and_share_the_settings():
     compose = yaml.safe_load(COMPOSE.read_text())
     services = compose["services"]
-    assert {"postgres", "rabbitmq", "migrate", "api", "engine", "worker"} <= set(services)
+    assert {"postgres", "rabbitmq", "migrate", "api", "engine", "worker", "worker-gpu"} <= set(services)
     for name in ("postgres", "rabbitmq", "api"):
         assert "healthcheck" in services[name], name
     assert services["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert services["engine"]["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
-    for name in ("migrate", "api", "engine", "worker"):
+    for name in ("migrate", "api", "engine", "worker", "worker-gpu"):
         env = services[name]["environment"]
         assert env["FLOW_DATABASE_URL"].startswith("postgres://")
         assert env["FLOW_BROKER_URL"].startswith("amqp://")
-    for name in ("api", "engine", "worker", "postgres", "rabbitmq"):
+    for name in ("api", "engine", "worker", "worker-gpu", "postgres", "rabbitmq"):
         assert services[name]["restart"] == "unless-stopped", name
     assert {"pgdata", "rabbitmq"} <= set(compose["volumes"])
     # The worker must be scalable: no fixed container name or host port.
@@ -68,7 +68,7 @@ def test_the_dockerfile_installs_from_setup_py_and_runs_as_non_root():
 def test_the_containers_commands_exist_and_load():
     """Each compose ``command`` runs here as in its container (``--help`` where it would serve)."""
     compose = yaml.safe_load(COMPOSE.read_text())
-    for name in ("migrate", "api", "engine", "worker"):
+    for name in ("migrate", "api", "engine", "worker", "worker-gpu"):
         command = compose["services"][name]["command"]
         assert shutil.which(command[0], path=str(VENV_BIN)), f"{name}: {command[0]} is not installed"
     gunicorn_app = compose["services"]["api"]["command"][-1]

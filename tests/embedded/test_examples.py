@@ -47,6 +47,7 @@ def test_every_example_is_valid_and_there_is_one_per_topic():
         "sub_workflow",
         "sub_workflow_child",
         "timeouts",
+        "worker_pools",
     ]
 
 
@@ -213,3 +214,17 @@ def test_sub_workflow_example(flow):
     assert child.input_data == {"order": 42, "prepared": prepare.output}
     assert ship.output == child.output
     assert report.output["outputs"]["ship"]["pack"]["input_data"]["order"] == 42
+
+
+def test_worker_pools_example(flow):
+    """``flow run`` serves every pool: the gpu steps run in this process too."""
+    state = run(flow, "WorkerPoolsExample")
+    assert state.status == "Finished", state.error
+    assert [(a.id, a.queue) for a in state.activities] == [
+        ("prepare", None),
+        ("train", "gpu"),
+        ("shards", "gpu"),
+        ("report", None),
+        ("shards[0]", "gpu"),
+        ("shards[1]", "gpu"),
+    ]

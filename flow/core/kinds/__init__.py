@@ -90,6 +90,8 @@ def problems(entry: Mapping[str, Any], path: PathOf, known_activities: Collectio
         for key, message in other.foreign.items()
         if key in entry
     ]
+    if "queue" in entry and not kind.takes_queue:
+        found.append((path("queue"), f"queue names the worker pool of an activity or a map; {kind.help} runs on none"))
     return found + kind.problems(entry, path, known_activities)
 
 
@@ -170,7 +172,10 @@ def line(kind: str, data: Mapping[str, Any], step: Mapping[str, Any] | None, wor
     for an entry about no step, any kind) words it; None: no kind has a line for it."""
     own = named(step.get("kind")) if step else None
     if own is not None and step is not None:
-        return own.line(kind, data, step, workflow)
+        said = own.line(kind, data, step, workflow)
+        if said is not None and kind == HistoryType.SCHEDULE_ACTIVITY and step.get("queue"):
+            return f"{said} on pool {step['queue']}"  # the pool is common to kinds: every attempt goes there
+        return said
     if kind not in HistoryType.__members__.values():
         return None
     for candidate in KINDS.values():

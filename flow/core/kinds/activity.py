@@ -66,6 +66,7 @@ class ActivityKind(StepKind):
     help: ClassVar[str] = "an activity (name: a BaseActivity subclass)"
     runs_on_workers: ClassVar[bool] = True
     queues: ClassVar[bool] = True
+    takes_queue: ClassVar[bool] = True
     lines: ClassVar[Mapping[HistoryType, Line]] = {
         HistoryType.SCHEDULE_ACTIVITY: _scheduled,
         HistoryType.QUEUE_ACTIVITY: lambda data: (

@@ -107,6 +107,8 @@ class StepKind:
     #: Its steps' attempts may wait for a concurrency limit (``concurrency``; a map's: its
     #: items'), see :mod:`flow.core.limits`.
     queues: ClassVar[bool] = False
+    #: Its steps (or their items) may name the worker pool their attempts go to (``queue``).
+    takes_queue: ClassVar[bool] = False
     #: ``flow run``'s table shows its steps' attempts (a map's are its items').
     has_attempts: ClassVar[bool] = True
     #: The keys of the API's activity view that this kind fills (every other kind's are

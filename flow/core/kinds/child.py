@@ -78,6 +78,7 @@ class ChildKind(ActivityKind):
     dependent_required: ClassVar[Mapping[str, list[str]]] = {"version": ["workflow"], "input": ["workflow"]}
     help: ClassVar[str] = "a child workflow (workflow: a definition's name)"
     runs_on_workers: ClassVar[bool] = False
+    takes_queue: ClassVar[bool] = False  # a child's activities name their own pools
     view_schema: ClassVar[Mapping[str, Any]] = {
         "workflow": {
             "type": ["object", "null"],

@@ -129,6 +129,7 @@ class MapKind(StepKind):
     }
     foreign: ClassVar[Mapping[str, str]] = {"map": "map runs an activity: it needs a name"}
     has_attempts: ClassVar[bool] = False
+    takes_queue: ClassVar[bool] = True  # its items' attempts go to its pool
     view_schema: ClassVar[Mapping[str, Any]] = {
         "map": {
             "type": ["object", "null"],
@@ -390,6 +391,7 @@ def _item(parent: ActivityState, position: int, index: int, value: Any) -> Activ
         config=parent.config,
         retry=parent.retry,
         timeouts=parent.timeouts,
+        queue=parent.queue,
         id=item_id(parent.id, index),
         spec=Item(parent.position, index, value),
         concurrency=parent.concurrency,

@@ -15,6 +15,7 @@ from typing import Any
 from flow.core.kinds import KINDS, kind_view_schemas
 from flow.core.schedules import SCHEMA as SCHEDULE_SCHEMA
 from flow.core.schedules import RunTrigger
+from flow.core.start_request import FIRST_PRIORITY, LAST_PRIORITY
 from flow.core.vocabulary import ActivityStatus, HistoryType, Trigger, WorkflowStatus
 
 
@@ -66,7 +67,16 @@ COMPONENTS: dict[str, Any] = {
     },
     "WorkflowSummary": {
         "type": "object",
-        "required": ["id", "name", "definition_version", "status", "created_at", "updated_at", "finished_at"],
+        "required": [
+            "id",
+            "name",
+            "definition_version",
+            "status",
+            "created_at",
+            "updated_at",
+            "finished_at",
+            "priority",
+        ],
         "properties": {
             "id": {"type": "string"},
             "name": {"type": "string"},
@@ -76,6 +86,13 @@ COMPONENTS: dict[str, Any] = {
             "updated_at": _TIMESTAMP,
             "finished_at": _OPTIONAL_TIMESTAMP,
             "parent_id": {"type": ["string", "null"], "description": "A child workflow's parent."},
+            "priority": {
+                "type": "integer",
+                "minimum": FIRST_PRIORITY,
+                "maximum": LAST_PRIORITY,
+                "description": "1 (first) to 5 (last), from its start request (a child's is its parent's): "
+                "what waits for a concurrency limit is admitted in priority order.",
+            },
         },
     },
     "Activity": {

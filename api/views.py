@@ -84,6 +84,7 @@ def workflow_summary(row: StoredWorkflow) -> dict[str, Any]:
         "updated_at": iso(row.updated_at),
         "finished_at": iso(s.finished_at),
         "parent_id": s.parent.workflow_id if s.parent else None,
+        "priority": s.priority,
     }
 
 

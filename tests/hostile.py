@@ -53,6 +53,12 @@ START_BODIES: list[tuple[str, bytes, int, str]] = [
     ("key of 256", start_body(extra=b', "idempotency_key": "' + b"k" * 256 + b'"'), 422, "$.idempotency_key"),
     ("key is a number", start_body(extra=b', "idempotency_key": 7'), 422, "$.idempotency_key"),
     ("unknown field", start_body(extra=b', "status": "Finished"'), 422, "$.status"),
+    ("priority 0", start_body(extra=b', "priority": 0'), 422, "$.priority"),
+    ("priority 6", start_body(extra=b', "priority": 6'), 422, "$.priority"),
+    ("priority 2.0", start_body(extra=b', "priority": 2.0'), 422, "$.priority"),
+    ("priority is a string", start_body(extra=b', "priority": "1"'), 422, "$.priority"),
+    ("priority is true", start_body(extra=b', "priority": true'), 422, "$.priority"),
+    ("priority over 64 bits", start_body(extra=b', "priority": 9223372036854775808'), 400, "$.priority"),
     ("odd unknown field", start_body(extra=b', "a b": 1'), 422, '$["a b"]'),
     ("a list", b"[1, 2]", 422, "$"),
     ("null", b"null", 422, "$"),
@@ -227,7 +233,17 @@ LITERALS = [
     "[" * (65) + "]" * 65,
     "[" * 100_000 + "]" * 100_000,
 ]
-KEYS = ['"name"', '"input_data"', '"idempotency_key"', '"workflow_id"', '"a\\u0000"', '"\\udc00"', '"a b"', '"x"']
+KEYS = [
+    '"name"',
+    '"input_data"',
+    '"idempotency_key"',
+    '"workflow_id"',
+    '"priority"',
+    '"a\\u0000"',
+    '"\\udc00"',
+    '"a b"',
+    '"x"',
+]
 
 
 def _array(items: list[str]) -> str:

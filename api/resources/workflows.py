@@ -51,6 +51,11 @@ PARENT_ID = Param(
     {"type": "string", "minLength": 1, "maxLength": start_request.MAX_WORKFLOW_ID},
     "Only the children of this workflow (its activities that run a child workflow).",
 )
+PRIORITY = Param(
+    "priority",
+    {"type": "integer", "minimum": start_request.FIRST_PRIORITY, "maximum": start_request.LAST_PRIORITY},
+    "Only workflows of this priority (1 first to 5 last).",
+)
 LIMIT = Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE}, "Page size.")
 AFTER = Param(
     "after",
@@ -133,7 +138,9 @@ class WorkflowsResource:
         if header is not None:  # the header wins over the body field
             key = check_idempotency_key(header, path=IDEMPOTENCY_KEY.name)
 
-        state, created = self.runtime.service.starter.start(request.name, dict(request.input_data), idempotency_key=key)
+        state, created = self.runtime.service.starter.start(
+            request.name, dict(request.input_data), idempotency_key=key, priority=request.priority
+        )
         row = self.runtime.store.get(state.id)
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
         resp.location = f"/workflows/{state.id}"
@@ -141,7 +148,7 @@ class WorkflowsResource:
 
     @operation(
         "List workflows, newest first",
-        query=(STATUS, NAME, PARENT_ID, INPUT, CREATED_AFTER, CREATED_BEFORE, CURSOR, LIMIT),
+        query=(STATUS, NAME, PARENT_ID, PRIORITY, INPUT, CREATED_AFTER, CREATED_BEFORE, CURSOR, LIMIT),
         responses={200: Reply("A page of workflows", "WorkflowPage")},
         errors=(422, 503),
     )
@@ -158,6 +165,7 @@ class WorkflowsResource:
                 PARENT_ID.name, f"must be a workflow id of 1 to {start_request.MAX_WORKFLOW_ID} characters"
             )
         limit = _int_param(req, LIMIT)
+        priority = _int_param(req, PRIORITY) if req.get_param(PRIORITY.name) is not None else None
         cursor = _decode_cursor(req.get_param(CURSOR.name))
         rows = self.runtime.store.list_workflows(
             status=status,
@@ -168,6 +176,7 @@ class WorkflowsResource:
             limit=limit,
             input_filter=_input_filter(req),
             parent_id=parent_id,
+            priority=priority,
         )
         items = [workflow_summary(row) for row in rows]
         last = rows[-1].state if rows else None

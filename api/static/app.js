@@ -283,7 +283,7 @@ async function workflowPage(id, mine) {
 
   const drawn = render(mine,
     h("h1", {}, workflow.name, " ", h("span", { class: "muted mono" }, workflow.id)),
-    h("p", {}, statusBadge(workflow.status), workflow.paused ? h("span", { class: "badge" }, " paused") : null, ` · definition version ${workflow.definition_version} · started ${when(workflow.created_at)}`,
+    h("p", {}, statusBadge(workflow.status), workflow.paused ? h("span", { class: "badge" }, " paused") : null, ` · definition version ${workflow.definition_version} · priority ${workflow.priority} · started ${when(workflow.created_at)}`,
       workflow.finished_at ? ` · ended ${when(workflow.finished_at)}` : "", workflow.error ? h("span", { class: "error" }, " · " + workflow.error) : null),
     ...(workflow.parent_id ? [h("p", {}, "Child workflow of ", h("a", { href: "#/workflows/" + encodeURIComponent(workflow.parent_id), class: "mono" }, workflow.parent_id),
       ` (its activity ${workflow.parent_position})`)] : []),

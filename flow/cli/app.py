@@ -26,6 +26,7 @@ import click
 from rich.console import Console
 
 from flow.core import strict_json
+from flow.core.start_request import DEFAULT_PRIORITY, FIRST_PRIORITY, LAST_PRIORITY
 from flow.core.strict_json import JSON
 from flow.core.vocabulary import WorkflowStatus
 from flow.errors import (
@@ -104,6 +105,13 @@ input_option = click.option(
     default="{}",
     metavar="JSON|@FILE|-",
     help="The workflow's input data, a JSON object: inline, @FILE to read a file, - to read stdin.",
+)
+#: ``--priority`` of ``flow start`` and ``flow run`` (and the filter of ``flow list``).
+priority_option = click.option(
+    "--priority",
+    type=click.IntRange(FIRST_PRIORITY, LAST_PRIORITY),
+    default=None,
+    help=f"{FIRST_PRIORITY} (first) to {LAST_PRIORITY} (last); default {DEFAULT_PRIORITY}.",
 )
 
 

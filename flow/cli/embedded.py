@@ -20,10 +20,12 @@ from flow.cli.app import (
     main,
     out,
     print_definition_error,
+    priority_option,
     read_input,
     redact,
     watch,
 )
+from flow.core.start_request import DEFAULT_PRIORITY
 from flow.errors import DefinitionError, DefinitionNotFound, InvalidInput, StoreUnavailable
 from flow.process.logs import configure_logging
 
@@ -31,9 +33,10 @@ from flow.process.logs import configure_logging
 @main.command()
 @click.argument("target")
 @input_option
+@priority_option
 @click.option("--timeout", "timeout_s", type=float, default=None, help="Give up waiting after this many seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final state as JSON instead of a table.")
-def run(target: str, input_json: str, timeout_s: float | None, as_json: bool) -> None:
+def run(target: str, input_json: str, priority: int | None, timeout_s: float | None, as_json: bool) -> None:
     """Run a workflow in this process, showing its progress.
 
     TARGET is a definition name from FLOW_DEFINITIONS_DIR (default ./workflows) or a
@@ -54,7 +57,7 @@ def run(target: str, input_json: str, timeout_s: float | None, as_json: bool) ->
                 definition = catalog.load_file(target, known_activities=flow.runtime.activity_classes)
                 flow.add_definition(definition)
                 name = definition.name
-            workflow_id = flow.start(name, input_data)
+            workflow_id = flow.start(name, input_data, priority=priority or DEFAULT_PRIORITY)
             console.print(f"started [bold]{name}[/] [dim]{workflow_id}[/]")
             store = flow.runtime.store
             workflow = watch(

@@ -183,8 +183,13 @@ def _line(event: dict[str, Any], workflow: dict[str, Any], what: str, style: str
 
 
 def activity_table(workflow: dict[str, Any]) -> Table:
-    """One row per activity: status, attempts, duration, last error."""
-    table = Table(title=f"{workflow['name']} {workflow['id']}", title_justify="left")
+    """One row per activity: status, attempts, duration, last error; the title names the
+    workflow and its priority (in the title, not the status line: scripts read the last
+    line as the outcome)."""
+    title = f"{workflow['name']} {workflow['id']}"
+    if workflow.get("priority") is not None:  # an older API's view has none
+        title += f"  priority {workflow['priority']}"
+    table = Table(title=title, title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("activity")
     table.add_column("status")

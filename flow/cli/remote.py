@@ -20,11 +20,13 @@ from flow.cli.app import (
     main,
     out,
     print_json,
+    priority_option,
     read_input,
     read_json_option,
     watch,
 )
 from flow.cli.client import segment as _segment
+from flow.core.start_request import FIRST_PRIORITY, LAST_PRIORITY
 from flow.core.vocabulary import HistoryType, WorkflowStatus
 
 #: Workflows per page of ``flow list``.
@@ -35,17 +37,26 @@ DEFAULT_LIST_LIMIT = 20
 @click.argument("name")
 @input_option
 @click.option("--idempotency-key", default=None, help="A second start with the same key returns the first workflow.")
+@priority_option
 @click.option("--wait", is_flag=True, help="Show progress until the workflow ends; exit with its outcome.")
 @click.option("--timeout", "timeout_s", type=float, default=None, help="With --wait: give up after this many seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def start(
-    name: str, input_json: str, idempotency_key: str | None, wait: bool, timeout_s: float | None, as_json: bool
+    name: str,
+    input_json: str,
+    idempotency_key: str | None,
+    priority: int | None,
+    wait: bool,
+    timeout_s: float | None,
+    as_json: bool,
 ) -> None:
     """Start a workflow through the API (FLOW_API_URL)."""
     api = api_client()
     body: dict[str, Any] = {"name": name, "input_data": read_input(input_json)}
     if idempotency_key:
         body["idempotency_key"] = idempotency_key
+    if priority is not None:  # else the server's default
+        body["priority"] = priority
     workflow = call_api(lambda: api.request("POST", "/workflows", body=body))
     if not wait:
         if as_json:
@@ -84,6 +95,12 @@ def status(workflow_id: str, as_json: bool) -> None:
 @click.option("--status", "status_", default=None, help=f"One of: {', '.join(WorkflowStatus)}.")
 @click.option("--name", default=None, help="Only workflows of this definition.")
 @click.option("--input", "input_json", default=None, help="Only workflows whose input contains this JSON object.")
+@click.option(
+    "--priority",
+    type=click.IntRange(FIRST_PRIORITY, LAST_PRIORITY),
+    default=None,
+    help="Only workflows of this priority (1 first to 5 last).",
+)
 @click.option("--created-after", default=None, help="Only workflows created at or after this ISO 8601 time.")
 @click.option("--created-before", default=None, help="Only workflows created before this ISO 8601 time.")
 @click.option(
@@ -96,6 +113,7 @@ def list_(
     status_: str | None,
     name: str | None,
     input_json: str | None,
+    priority: int | None,
     created_after: str | None,
     created_before: str | None,
     limit: int,
@@ -115,6 +133,7 @@ def list_(
         "status": status_,
         "name": name,
         "input": contains,
+        "priority": priority,
         "created_after": created_after,
         "created_before": created_before,
     }
@@ -144,10 +163,12 @@ def workflow_table(items: list[dict[str, Any]]) -> Table:
     copied); the other columns wrap rather than lose text."""
     table = Table()
     table.add_column("id", no_wrap=True, min_width=max((len(w["id"]) for w in items), default=2))
-    for column in ("name", "status", "created", "finished"):
+    for column in ("name", "status", "priority", "created", "finished"):
         table.add_column(column, overflow="fold")
     for w in items:
-        table.add_row(w["id"], w["name"], w["status"], w["created_at"] or "", w["finished_at"] or "")
+        table.add_row(
+            w["id"], w["name"], w["status"], str(w.get("priority", "")), w["created_at"] or "", w["finished_at"] or ""
+        )
     return table
 
 

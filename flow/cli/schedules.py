@@ -77,7 +77,10 @@ def show(name: str, as_json: bool) -> None:
 def _describe(s: dict[str, Any]) -> None:
     state = "paused" if s["paused"] else "active"
     out.print(f"[bold]{s['name']}[/] {state}: {s['workflow']} at {s['cron']!r} ({s['timezone']})")
-    out.print(f"overlap {s['overlap']}, catch-up {s['catch_up_s']} s; fired {s['fired']}, skipped {s['skipped']}")
+    out.print(
+        f"overlap {s['overlap']}, catch-up {s['catch_up_s']} s, priority {s['priority']}; "
+        f"fired {s['fired']}, skipped {s['skipped']}"
+    )
     out.print(f"next run: {_when(s['next_run_at']) or '-'} UTC")
     if s["last_error"]:
         out.print(f"[red]last error:[/] {s['last_error']}", soft_wrap=True)

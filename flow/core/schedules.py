@@ -32,6 +32,7 @@ from cronsim import CronSim, CronSimError
 
 from flow.core import validation
 from flow.core.definition import NAME_PATTERN, is_definition_name
+from flow.core.start_request import DEFAULT_PRIORITY, PRIORITY_SCHEMA, check_priority
 from flow.core.timestamps import iso
 from flow.errors import InvalidInput
 
@@ -120,6 +121,8 @@ SCHEMA: dict[str, Any] = {
             "description": f"an integer from 0 to {MAX_CATCH_UP_S}: how late a missed tick may still start",
         },
         "paused": {"type": "boolean", "description": "true or false"},
+        # The start request's own field: a schedule's workflows are started as a request would be.
+        "priority": PRIORITY_SCHEMA,
     },
     "examples": [
         {
@@ -130,6 +133,7 @@ SCHEMA: dict[str, Any] = {
             "overlap": "skip",
             "catch_up_s": 3600,
             "paused": False,
+            "priority": 2,
         }
     ],
 }
@@ -152,6 +156,8 @@ class ScheduleSpec:
     #: A tick missed (everything was down) by at most this many seconds still starts.
     catch_up_s: int = 60
     paused: bool = False
+    #: The priority of every workflow it starts: 1 (first) to 5 (last).
+    priority: int = DEFAULT_PRIORITY
 
     def to_dict(self) -> dict[str, Any]:
         """The body that makes this schedule (``PUT``), and the stored spec."""
@@ -164,6 +170,7 @@ class ScheduleSpec:
             "overlap": self.overlap.value,
             "catch_up_s": self.catch_up_s,
             "paused": self.paused,
+            "priority": self.priority,
         }
 
     def ticks_change(self, other: ScheduleSpec) -> bool:
@@ -199,6 +206,7 @@ def parse_schedule(body: Any, *, name: str) -> ScheduleSpec:
         overlap=Overlap(body.get("overlap", Overlap.SKIP)),
         catch_up_s=body.get("catch_up_s", 60),
         paused=body.get("paused", False),
+        priority=check_priority(body.get("priority"), path="$.priority"),
     )
     if next_tick(spec, datetime(2000, 1, 1)) is None:
         raise InvalidInput("$.cron", "never matches a date (e.g. February 30)")

@@ -21,6 +21,19 @@ from flow.errors import InvalidInput
 MAX_IDEMPOTENCY_KEY = 255
 #: Longest workflow id (the database column's size; generated ids are UUIDs).
 MAX_WORKFLOW_ID = 36
+#: Priorities: 1 goes first, 5 last; a request that says nothing gets 3 (the default of
+#: :attr:`flow.core.state.WorkflowState.priority`).
+FIRST_PRIORITY, DEFAULT_PRIORITY, LAST_PRIORITY = 1, 3, 5
+#: Also a schedule's ``priority`` (:mod:`flow.core.schedules`): one wording for both.
+PRIORITY_DESCRIPTION = f"an integer from {FIRST_PRIORITY} (first) to {LAST_PRIORITY} (last), default {DEFAULT_PRIORITY}"
+#: The ``priority`` field's schema, shared by the start request and the schedule.
+PRIORITY_SCHEMA: dict[str, Any] = {
+    "type": ["integer", "null"],
+    "minimum": FIRST_PRIORITY,
+    "maximum": LAST_PRIORITY,
+    "default": DEFAULT_PRIORITY,
+    "description": PRIORITY_DESCRIPTION,
+}
 
 _NAME_DESCRIPTION = f"the name of a registered workflow definition, matching {NAME_PATTERN}"
 
@@ -46,8 +59,9 @@ SCHEMA: dict[str, Any] = {
             "description": f"a string of 1 to {MAX_IDEMPOTENCY_KEY} characters; a second start with the same key "
             "returns the first workflow",
         },
+        "priority": PRIORITY_SCHEMA,
     },
-    "examples": [{"name": "DummyWorkflow", "input_data": {"x": 1}}],
+    "examples": [{"name": "DummyWorkflow", "input_data": {"x": 1}}, {"name": "DummyWorkflow", "priority": 1}],
 }
 #: The Dramatiq start message's schema: a start request that may name the workflow's id.
 SCHEMA_WITH_ID: dict[str, Any] = {
@@ -68,7 +82,7 @@ _VALIDATOR_WITH_ID = validation.validator(SCHEMA_WITH_ID)
 
 @dataclass(frozen=True)
 class StartRequest:
-    """What a start needs: a definition name, the input, optionally a key and an id."""
+    """What a start needs: a definition name, the input, optionally a key, an id and a priority."""
 
     #: Name of a registered workflow definition.
     name: str
@@ -78,6 +92,8 @@ class StartRequest:
     idempotency_key: str | None = None
     #: The id to give the workflow (Dramatiq start messages only); None: a new UUID.
     workflow_id: str | None = None
+    #: 1 (first) to 5 (last): the order in which its work waits for a concurrency limit.
+    priority: int = DEFAULT_PRIORITY
 
 
 def parse_start_request(fields: Any, *, allow_workflow_id: bool = False) -> StartRequest:
@@ -99,7 +115,21 @@ def parse_start_request(fields: Any, *, allow_workflow_id: bool = False) -> Star
         input_data=fields.get("input_data") or {},
         idempotency_key=fields.get("idempotency_key"),
         workflow_id=fields.get("workflow_id"),
+        priority=check_priority(fields.get("priority"), path="$.priority"),
     )
+
+
+def check_priority(value: Any, *, path: str) -> int:
+    """``value`` as a priority (None: the default), else :class:`InvalidInput` at ``path``.
+
+    After the schema, which lets ``2.0`` through (JSON Schema counts a float without a
+    fraction as an integer): the column and every comparison of priorities hold ints, and
+    a request that writes ``2.0`` is more likely a bug than a wish."""
+    if value is None:
+        return DEFAULT_PRIORITY
+    if type(value) is not int or not FIRST_PRIORITY <= value <= LAST_PRIORITY:  # bool is an int subclass
+        raise InvalidInput(path, f"must be {PRIORITY_DESCRIPTION}")
+    return value
 
 
 def check_idempotency_key(key: Any, *, path: str) -> str:

@@ -31,7 +31,7 @@ from flow.core.vocabulary import Trigger
 WORKFLOW_COLUMNS = (
     "id, definition_name, definition_version, partition, status, started, run, run_started_at, input_data, "
     "config, output, error, created_at, finished_at, version, updated_at, idempotency_key, traceparent, "
-    "parent_id, parent_position, parent_attempt, paused"
+    "parent_id, parent_position, parent_attempt, paused, priority"
 )
 #: Columns of a new activity row (:func:`activity_row`).
 ACTIVITY_INSERT_COLUMNS = (
@@ -106,6 +106,7 @@ def workflow_from_row(
         parent_position,
         parent_attempt,
         paused,
+        priority,
     ) = row
     stored = tuple(activities)
     if stored and stored[-1].parent is not None:  # items of maps: their map's config, shared
@@ -129,6 +130,7 @@ def workflow_from_row(
         inbox=tuple(inbox),
         paused=bool(paused),
         parent=ParentLink(parent_id, parent_position, parent_attempt) if parent_id is not None else None,
+        priority=priority,
     )
     return StoredWorkflow(state, version, partition, _required(_timestamp(updated_at)), idempotency_key)
 

@@ -98,6 +98,8 @@ class WorkflowRecord(_Model):
     parent_id = peewee.CharField(max_length=36, null=True)
     parent_position = peewee.IntegerField(null=True)
     parent_attempt = peewee.IntegerField(null=True)
+    #: 1 (first) to 5 (last), from the start request (migration 0015).
+    priority = peewee.SmallIntegerField(default=3)
 
     class Meta:
         table_name = "workflows"

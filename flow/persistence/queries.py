@@ -88,10 +88,12 @@ class Queries:
         limit: int = 50,
         input_filter: Mapping[str, Any] | None = None,
         parent_id: str | None = None,
+        priority: int | None = None,
     ) -> list[StoredWorkflow]:
         """Newest first, without activities; ``before`` is the ``(created_at, id)`` keyset
         cursor; ``input_filter``: only workflows whose input contains it
-        (:mod:`flow.persistence.input_filter`); ``parent_id``: only its children.
+        (:mod:`flow.persistence.input_filter`); ``parent_id``: only its children;
+        ``priority``: only workflows of that priority.
 
         Within the time budget (:func:`time_budget`): past it, :class:`FilterTooCostly`
         naming the ``input`` filter when there is one (the only part whose cost the
@@ -107,6 +109,10 @@ class Queries:
                 query = query.where(WorkflowRecord.definition_name == name)
             if parent_id:
                 query = query.where(WorkflowRecord.parent_id == parent_id)
+            if priority is not None:
+                # No index of its own: five values split no table finely, and a page is
+                # read newest first by the (created_at, id) index, filtered as it goes.
+                query = query.where(WorkflowRecord.priority == priority)
             if input_filter is not None:
                 query = query.where(filters.input_contains(self.database, input_filter))
             if created_after:

@@ -42,6 +42,8 @@ class ScheduleRecord(_Model):
     overlap = peewee.CharField(max_length=16)
     catch_up_s = peewee.IntegerField()
     paused = peewee.BooleanField(default=False)
+    #: The priority of the workflows it starts (migration 0015).
+    priority = peewee.SmallIntegerField(default=3)
     created_at = peewee.DateTimeField()
     updated_at = peewee.DateTimeField()
     #: Every tick up to this one is handled (started, skipped or buffered).
@@ -119,6 +121,7 @@ def _stored(row: ScheduleRecord) -> StoredSchedule:
         overlap=Overlap(row.overlap),
         catch_up_s=row.catch_up_s,
         paused=row.paused,
+        priority=row.priority,
     )
     return StoredSchedule(
         spec=spec,
@@ -148,6 +151,7 @@ def _spec_columns(spec: ScheduleSpec) -> dict[str, Any]:
         "overlap": spec.overlap.value,
         "catch_up_s": spec.catch_up_s,
         "paused": spec.paused,
+        "priority": spec.priority,
     }
 
 

@@ -17,6 +17,7 @@ import peewee
 from flow.clock import utcnow
 from flow.core.definition import Definition
 from flow.core.lineage import ParentLink
+from flow.core.start_request import DEFAULT_PRIORITY
 from flow.core.state import ActivityStatus, WorkflowState, WorkflowStatus
 from flow.errors import IdempotencyConflict, StoreUnavailable
 from flow.persistence.database import is_postgres, unit_of_work, write
@@ -80,11 +81,13 @@ class Starts:
         idempotency_key: str | None = None,
         parent: ParentLink | None = None,
         child_versions: Mapping[str, int] | None = None,
+        priority: int = DEFAULT_PRIORITY,
     ) -> tuple[WorkflowState, bool]:
         """Create a workflow and its pending activities; ``(state, created)``.
 
         ``parent``: the parent activity a child workflow reports to;
-        ``child_versions``: the version its own children without ``version`` will run.
+        ``child_versions``: the version its own children without ``version`` will run;
+        ``priority``: 1 (first) to 5 (last), as the start request said.
 
         With an id or idempotency key that already exists, nothing is written and the
         existing workflow is returned with ``created=False`` — unless it was started
@@ -103,6 +106,7 @@ class Starts:
             activities=definition.initial_activities(child_versions),
             created_at=now,
             parent=parent,
+            priority=priority,
         )
         workflow = {
             "id": workflow_id,
@@ -121,6 +125,7 @@ class Starts:
             "parent_id": parent.workflow_id if parent else None,
             "parent_position": parent.position if parent else None,
             "parent_attempt": parent.attempt if parent else None,
+            "priority": priority,
         }
         activities = [
             (

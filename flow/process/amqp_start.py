@@ -147,6 +147,7 @@ class StartMessageConsumer:
                 dict(request.input_data),
                 workflow_id=workflow_id,
                 idempotency_key=request.idempotency_key,
+                priority=request.priority,
             )
         except Exception as e:
             reason = _describe(e)

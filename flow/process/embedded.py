@@ -23,6 +23,7 @@ import dramatiq
 
 from flow.core.definition import Definition
 from flow.core.pools import pool_of
+from flow.core.start_request import DEFAULT_PRIORITY, check_priority
 from flow.errors import PollTimeout
 from flow.loops import poll_until
 from flow.persistence.mapping import StoredWorkflow
@@ -88,10 +89,21 @@ class EmbeddedFlow:
         _, version, _ = self.runtime.service.register(dict(definition.body))
         return version
 
-    def start(self, name: str, input_data: Any = None, *, idempotency_key: str | None = None) -> str:
-        """Create a workflow and tell the engine to start it; return its id."""
+    def start(
+        self,
+        name: str,
+        input_data: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        priority: int = DEFAULT_PRIORITY,
+    ) -> str:
+        """Create a workflow and tell the engine to start it; return its id. ``priority``:
+        1 (first) to 5 (last); :class:`~flow.errors.InvalidInput` naming it otherwise."""
         state, _ = self.runtime.service.start(
-            name, {} if input_data is None else input_data, idempotency_key=idempotency_key
+            name,
+            {} if input_data is None else input_data,
+            idempotency_key=idempotency_key,
+            priority=check_priority(priority, path="priority"),
         )
         return state.id
 

@@ -207,6 +207,7 @@ class SharedQueueTasks:
             workflow_id=request.workflow_id,
             idempotency_key=request.idempotency_key,
             message_id=current.message_id if current else None,
+            priority=request.priority,
         )
         logger.info("started %s %s from a Dramatiq message", state.name, state.id)
 

@@ -6,8 +6,8 @@ activity (through its outbox: sent at least once). Handling it is idempotent, ke
 the child's id (derived from the parent's and the activity's) and the parent's attempt,
 which the child's run answers (:class:`~flow.core.lineage.ParentLink`):
 
-- no child yet: create it (its parent link, the versions of its own children) and
-  start it; tell the parent the attempt started;
+- no child yet: create it (its parent link, the versions of its own children, its
+  parent's priority) and start it; tell the parent the attempt started;
 - the child's current run answers this attempt: if it ended, tell the parent again how
   (its report may have been lost with an in-process broker); else nothing;
 - this attempt is a later one (the parent's retry-from-failure ran the activity again):
@@ -79,7 +79,7 @@ def start_child(service: WorkflowService, request: messages.StartChild) -> None:
             _fail(service, request, why)
             return
         try:
-            child = _create(service, request)
+            child = _create(service, request, parent)
         except (DefinitionNotFound, InvalidInput, IdempotencyConflict) as e:
             _fail(service, request, f"child workflow {request.definition} not started: {e}")
             return
@@ -140,7 +140,10 @@ def _refusal(service: WorkflowService, parent: WorkflowState, request: messages.
     return None
 
 
-def _create(service: WorkflowService, request: messages.StartChild) -> WorkflowState:
+def _create(service: WorkflowService, request: messages.StartChild, parent: WorkflowState) -> WorkflowState:
+    """Create and start the child; it inherits its parent's priority (read here, from the
+    parent's row, rather than carried in the message: a message owed before priorities
+    existed still gives the child its parent's)."""
     service.check_input(request.input_data)
     definition, version = service.definition(request.definition, request.version)
     state, created = service.store.create_workflow(
@@ -151,6 +154,7 @@ def _create(service: WorkflowService, request: messages.StartChild) -> WorkflowS
         workflow_id=request.child_id,
         parent=ParentLink(request.workflow_id, request.position, request.attempt),
         child_versions=service.child_versions(definition),
+        priority=parent.priority,
     )
     if created:
         logger.info("started child %s (%s) of %s", state.id, state.name, request.workflow_id)

@@ -103,7 +103,7 @@ class ScheduleService:
         """Start the schedule's workflow now, whatever its cron expression, pause or
         overlap rule say; it becomes the schedule's latest run."""
         found = self.get(name)
-        state, _ = self.service.start(found.spec.workflow, dict(found.spec.input_data))
+        state, _ = self.service.start(found.spec.workflow, dict(found.spec.input_data), priority=found.spec.priority)
         self.table.record_trigger(name, state.id, now=utcnow())
         return state
 
@@ -112,7 +112,7 @@ class ScheduleService:
     def start_tick(self, spec: ScheduleSpec, workflow_id: str) -> None:
         """Start the workflow of a tick, or find the one an earlier start of it made."""
         try:
-            self.service.start(spec.workflow, dict(spec.input_data), workflow_id=workflow_id)
+            self.service.start(spec.workflow, dict(spec.input_data), workflow_id=workflow_id, priority=spec.priority)
         except IdempotencyConflict:
             pass  # started before the schedule's input changed: the tick has its workflow
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from flow.core.start_request import DEFAULT_PRIORITY
 from flow.core.state import WorkflowState
 from flow.persistence.store import Store
 from flow.service.checks import check_input
@@ -38,9 +39,12 @@ class Starter:
         workflow_id: str | None = None,
         idempotency_key: str | None = None,
         message_id: str | None = None,
+        priority: int = DEFAULT_PRIORITY,
     ) -> tuple[WorkflowState, bool]:
         """Create a workflow and send its start; ``(state, created)``. ``message_id`` (of a
-        start message from a broker) derives the workflow id, so a redelivery finds it."""
+        start message from a broker) derives the workflow id, so a redelivery finds it.
+        ``priority`` (1 first to 5 last) is checked by the door's start request; a repeat
+        of an earlier start (same id or key) returns that workflow with its own priority."""
         self.check_input(input_data)
         if workflow_id is None and message_id is not None:
             workflow_id = str(uuid.uuid5(MESSAGE_NAMESPACE, message_id))
@@ -53,6 +57,7 @@ class Starter:
             workflow_id=workflow_id,
             idempotency_key=idempotency_key,
             child_versions=self.definitions.child_versions(definition),
+            priority=priority,
         )
         if created:
             self.senders.send_start(state.id)

@@ -133,6 +133,21 @@ def test_the_statuses_and_history_types_are_the_vocabulary(doc):
     assert status["schema"]["enum"] == [s.value for s in WorkflowStatus]
 
 
+def test_the_priority_is_documented_at_the_start_the_views_the_list_and_the_schedule(doc):
+    start = body_schema(doc["paths"]["/workflows"]["post"])["properties"]["priority"]
+    assert (start["minimum"], start["maximum"], start["default"]) == (1, 5, 3)
+    assert "integer" in start["type"]
+    summary = doc["components"]["schemas"]["WorkflowSummary"]
+    assert "priority" in summary["required"]
+    assert (summary["properties"]["priority"]["minimum"], summary["properties"]["priority"]["maximum"]) == (1, 5)
+    listed = next(p for p in doc["paths"]["/workflows"]["get"]["parameters"] if p["name"] == "priority")
+    assert listed["in"] == "query" and not listed.get("required")
+    assert (listed["schema"]["minimum"], listed["schema"]["maximum"]) == (1, 5)
+    schedule = body_schema(doc["paths"]["/schedules/{name}"]["put"])["properties"]["priority"]
+    assert (schedule["minimum"], schedule["maximum"]) == (1, 5)
+    assert "priority" in doc["components"]["schemas"]["Schedule"]["required"]
+
+
 # -- what each responder really reads and accepts -----------------------------------------
 
 

@@ -118,6 +118,17 @@ def test_run_json_prints_the_final_state(env):
     assert [a["status"] for a in state["activities"]] == ["Succeeded", "Succeeded"]
 
 
+def test_run_with_a_priority_runs_the_workflow_with_it_and_shows_it(env):
+    result = flow("run", "DummyWorkflow", "--priority", "1", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["priority"] == 1
+    human = flow("run", "DummyWorkflow", "--priority", "5", env=env)
+    assert human.returncode == 0, human.stderr
+    assert re.search(r"DummyWorkflow \S+ +priority 5", human.stdout)
+    assert human.stdout.rstrip().endswith("Finished")  # the last line is still the outcome
+    assert json.loads(flow("run", "DummyWorkflow", "--json", env=env).stdout)["priority"] == 3
+
+
 def test_run_of_an_invalid_definition_exits_2_and_starts_nothing(env, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"name": "Bad", "activities": [{"name": "DoSomethingActivity", "required": "yes"}]}))
@@ -134,6 +145,8 @@ def test_run_of_an_invalid_definition_exits_2_and_starts_nothing(env, tmp_path):
         (("run", "DummyWorkflow", "--input", "[1]"), "--input must be a JSON object"),
         (("run", "DummyWorkflow", "--input", '{"x": NaN}'), "--input $.x: NaN is not a JSON number"),
         (("run", "DummyWorkflow", "--input", '{"x": "\\u0000"}'), "--input $.x: contains NUL"),
+        (("run", "DummyWorkflow", "--priority", "0"), "'--priority': 0 is not in the range 1<=x<=5"),
+        (("run", "DummyWorkflow", "--priority", "first"), "'--priority': 'first' is not a valid integer"),
     ],
 )
 def test_run_with_bad_arguments_exits_2_with_a_clear_message(env, args, message):

@@ -48,6 +48,19 @@ def test_start_status_list_events_as_json(server):
     assert "will retry" in human.stdout
 
 
+def test_start_with_a_priority_and_list_and_status_show_it(server):
+    urgent = json.loads(flow("start", "RetryWorkflow", "--priority", "1", "--json", env=server).stdout)
+    plain = json.loads(flow("start", "RetryWorkflow", "--json", env=server).stdout)
+    assert (urgent["priority"], plain["priority"]) == (1, 3)
+    listed = json.loads(flow("list", "--json", "--priority", "1", env=server).stdout)
+    assert [(w["id"], w["priority"]) for w in listed["items"]] == [(urgent["id"], 1)]
+    shown = flow("status", urgent["id"], env=server)
+    assert shown.returncode == 0, shown.stderr
+    assert f"{urgent['id']}  priority 1" in shown.stdout
+    refused = flow("start", "RetryWorkflow", "--priority", "6", env=server)
+    assert refused.returncode == 2 and "'--priority': 6 is not in the range 1<=x<=5" in refused.stderr
+
+
 def test_start_reads_the_input_from_a_file_or_stdin(server, tmp_path):
     path = tmp_path / "input.json"
     path.write_text(json.dumps({"text": "x" * 200_000}))

@@ -17,7 +17,7 @@ import requests
 
 from flow.errors import StoreUnavailable
 from flow.persistence.models import WorkflowRecord
-from flow.process.amqp_start import DELIVERIES_HEADER, StartMessageConsumer
+from flow.process.amqp_start import _AMQP_NAMESPACE, DELIVERIES_HEADER, StartMessageConsumer
 from flow.process.runtime import Runtime
 from flow.settings import Settings
 from flow.testing import AMQP_URL, VENV_BIN, new_database, new_queue_prefix, queue_depth
@@ -94,6 +94,7 @@ BAD_BODIES = [
     (json.dumps({"name": "DummyWorkflow", "input_data": [1]}).encode(), "$.input_data"),
     (json.dumps({"name": "DummyWorkflow", "status": "Finished"}).encode(), "$.status"),
     (json.dumps({"input_data": {}}).encode(), "$.name"),
+    (json.dumps({"name": "DummyWorkflow", "priority": 0}).encode(), "$.priority"),
     (json.dumps({"name": "DummyWorkflow", "input_data": {"blob": "x" * 300_000}}).encode(), "FLOW_MAX_PAYLOAD_BYTES"),
 ]
 
@@ -114,6 +115,25 @@ def test_bad_start_messages_are_dead_lettered_with_their_reason_and_block_nothin
         assert dead_body == body
         assert expected in reason
     assert len(workflows(cluster["url"])) == len(before) + 1
+
+
+def test_a_start_message_gives_the_workflow_its_priority(cluster):
+    message_id = str(uuid.uuid4())
+    publish(json.dumps({"name": "DummyWorkflow", "priority": 1}).encode(), message_id=message_id)
+    publish(
+        json.dumps({"name": "DummyWorkflow", "input_data": {"no": "priority"}}).encode(), message_id=message_id + "b"
+    )
+
+    def shown(mid: str) -> dict | None:
+        workflow_id = str(uuid.uuid5(_AMQP_NAMESPACE, mid))
+        response = requests.get(f"{cluster['url']}/workflows/{workflow_id}", timeout=5)
+        return response.json() if response.status_code == 200 else None
+
+    assert wait_for(lambda: shown(message_id), timeout_s=30, what="the workflow of priority 1")["priority"] == 1
+    assert wait_for(lambda: shown(message_id + "b"), timeout_s=30, what="the workflow without one")["priority"] == 3
+    listed = requests.get(f"{cluster['url']}/workflows", params={"priority": 1}, timeout=5).json()["items"]
+    assert str(uuid.uuid5(_AMQP_NAMESPACE, message_id)) in [w["id"] for w in listed]
+    assert all(w["priority"] == 1 for w in listed)
 
 
 def test_a_redelivered_start_with_a_message_id_starts_one_workflow(cluster):

@@ -14,6 +14,7 @@ from flow.core.definition import parse
 from flow.core.kinds import wait
 from flow.persistence.database import open_database
 from flow.persistence.engine_store import EngineStore
+from flow.persistence.mapping import activity_row
 from flow.persistence.models import bind
 from flow.persistence.schema import HISTORY_TABLE, MIGRATIONS_DIR
 from flow.persistence.store import Store
@@ -39,15 +40,10 @@ def test_an_inbox_column_becomes_signal_rows(url):
         store = Store(database)
         body = {"name": "W", "activities": [{"name": "NoopActivity"}, {"wait_for": "approved"}]}
         definition = parse(body, known_activities={"NoopActivity"})
-        store.register_definition(definition)
-        state, _ = store.create_workflow(definition, 1, {}, partition_of=lambda _: 0)
         with database.connection_context():
-            database.execute_sql(
-                f"UPDATE workflows SET inbox = {database.param} WHERE id = {database.param}",
-                (json.dumps(_inbox()), state.id),
-            )
+            _insert_as_of_0012(database, definition, "w1", inbox=_inbox())
         assert "0013_signal_rows" in store.migrate(partitions=4)
-        taken, kept, callback = EngineStore(database).load(state.id).state.inbox
+        taken, kept, callback = EngineStore(database).load("w1").state.inbox
         assert (taken.id, taken.consumed_by, taken.payload, taken.digest) == ("taken", 1, None, None)
         assert taken.received_at.isoformat() == "2026-12-01T10:00:00.500000"
         assert (kept.id, kept.name, kept.payload, kept.consumed_by) == ("kept", "later", {"b": 2, "a": [1]}, None)
@@ -58,6 +54,37 @@ def test_an_inbox_column_becomes_signal_rows(url):
         assert "inbox" not in columns
     finally:
         database.close()
+
+
+def _insert_as_of_0012(database, definition, workflow_id: str, *, inbox: list[dict]) -> None:
+    """A workflow and its activities as a release at migration 0012 wrote them: only the
+    columns its tables had (``create_workflow`` writes today's, which later migrations
+    added; 0015's ``priority``, for one)."""
+    now = "2026-12-01 10:00:00"
+    workflow = {
+        "id": workflow_id,
+        "definition_name": definition.name,
+        "definition_version": 1,
+        "partition": 0,
+        "status": "In Progress",
+        "started": False,
+        "run": 1,
+        "input_data": "{}",
+        "config": "{}",
+        "created_at": now,
+        "updated_at": now,
+        "version": 0,
+        "paused": False,
+        "inbox": json.dumps(inbox),
+    }
+    rows = [("workflows", workflow)] + [
+        ("activities", activity_row(workflow_id, a)) for a in definition.initial_activities()
+    ]
+    for table, row in rows:
+        columns = {c.name for c in database.get_columns(table)}
+        kept = {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in row.items() if k in columns}
+        marks = ", ".join([database.param] * len(kept))
+        database.execute_sql(f"INSERT INTO {table} ({', '.join(kept)}) VALUES ({marks})", list(kept.values()))
 
 
 def _inbox() -> list[dict]:

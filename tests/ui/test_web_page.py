@@ -124,6 +124,7 @@ def test_start_a_workflow_and_watch_it_finish(page):
     assert page.get_by_role("img", name="Walk attempt 1: SUCCEEDED").count() == 0  # labels name the activity
     assert page.locator(".bar.SUCCEEDED").count() == 3
     assert "the browser" in page.locator("pre").first.inner_text()
+    page.locator("p", has_text="· priority 3 ·").first.wait_for()  # a start from the page says none
     shot(page, "workflow-finished")
     page.get_by_role("link", name="Workflows").click()
     page.get_by_role("link", name=workflow_id).wait_for()

@@ -454,8 +454,8 @@ class _Store:
             raise WorkflowNotFound(workflow_id)
         return SimpleNamespace(state=self.workflows[workflow_id])
 
-    def create_workflow(self, definition, version, input_data, *, workflow_id, parent, **_):
-        child = replace(child_state(P.IN_PROGRESS), id=workflow_id, parent=parent, started=False)
+    def create_workflow(self, definition, version, input_data, *, workflow_id, parent, priority=3, **_):
+        child = replace(child_state(P.IN_PROGRESS), id=workflow_id, parent=parent, started=False, priority=priority)
         self.workflows[workflow_id] = child
         if self.deleted_after_create:
             del self.workflows[parent.workflow_id]
@@ -507,6 +507,13 @@ def test_a_child_is_not_created_for_a_parent_that_failed_and_the_attempt_is_told
     (sent,) = service.sent
     result = AttemptResult.from_kwargs(sent.kwargs)
     assert result.outcome is Outcome.PERMANENT_FAILURE and "its parent parent-1 failed" in result.error
+
+
+@pytest.mark.parametrize("priority", [1, 3, 5])
+def test_a_child_is_created_with_its_parents_priority(priority):
+    service = _Service(_Store(replace(parent_state(S.SUCCEEDED, S.SCHEDULED), priority=priority)))
+    start_child(service, _start_request())
+    assert service.store.workflows[child_id("parent-1", "child")].priority == priority
 
 
 def test_a_child_whose_parent_was_deleted_while_it_was_created_is_cancelled():

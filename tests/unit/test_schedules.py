@@ -323,6 +323,7 @@ def test_a_full_body_parses():
         "overlap": "buffer_one",
         "catch_up_s": 3600,
         "paused": True,
+        "priority": 1,
     }
     s = parse_schedule(body, name="mornings")
     assert s == ScheduleSpec(
@@ -334,8 +335,10 @@ def test_a_full_body_parses():
         overlap=Overlap.BUFFER_ONE,
         catch_up_s=3600,
         paused=True,
+        priority=1,
     )
     assert parse_schedule(s.to_dict(), name="mornings") == s
+    assert parse_schedule({"workflow": "W", "cron": "* * * * *"}, name="w").priority == 3
 
 
 @pytest.mark.parametrize(
@@ -352,6 +355,10 @@ def test_a_full_body_parses():
         ({"workflow": "W", "cron": "* * * * *", "catch_up_s": -1}, "$.catch_up_s", "0 to"),
         ({"workflow": "W", "cron": "* * * * *", "catch_up_s": 1.5}, "$.catch_up_s", "integer"),
         ({"workflow": "W", "cron": "* * * * *", "every": 5}, "$.every", "unknown field"),
+        ({"workflow": "W", "cron": "* * * * *", "priority": 0}, "$.priority", "an integer from 1 (first) to 5"),
+        ({"workflow": "W", "cron": "* * * * *", "priority": 6}, "$.priority", "an integer from 1 (first) to 5"),
+        ({"workflow": "W", "cron": "* * * * *", "priority": 2.0}, "$.priority", "an integer from 1 (first) to 5"),
+        ({"workflow": "W", "cron": "* * * * *", "priority": "1"}, "$.priority", "an integer from 1 (first) to 5"),
         ({"workflow": "W", "cron": "* * * * *", "name": "other"}, "$.name", "the schedule's name"),
         ({"workflow": "no spaces", "cron": "* * * * *"}, "$.workflow", "registered workflow definition"),
     ],

@@ -21,6 +21,7 @@ from tests.hostile import START_BODIES, hostile_start_texts
 
 def test_a_start_request_with_defaults():
     assert parse_start_request({"name": "W"}) == StartRequest("W", {}, None)
+    assert parse_start_request({"name": "W"}).priority == 3
     assert parse_start_request({"name": "W", "input_data": None, "idempotency_key": None}) == StartRequest("W")
     full = {"name": "W", "input_data": {"a": [1]}, "idempotency_key": "k"}
     assert parse_start_request(full) == StartRequest("W", {"a": [1]}, "k")
@@ -45,6 +46,15 @@ DECODED_REFUSED = [
     ({"name": "W", "idempotency_key": "k" * 256}, "$.idempotency_key"),
     ({"name": "W", "workflow_id": "x"}, "$.workflow_id"),  # not allowed at this door
     ({"name": "W", "status": "Finished"}, "$.status"),
+    ({"name": "W", "priority": 0}, "$.priority"),
+    ({"name": "W", "priority": 6}, "$.priority"),
+    ({"name": "W", "priority": -1}, "$.priority"),
+    ({"name": "W", "priority": "1"}, "$.priority"),
+    ({"name": "W", "priority": 1.5}, "$.priority"),
+    ({"name": "W", "priority": 2.0}, "$.priority"),
+    ({"name": "W", "priority": True}, "$.priority"),
+    ({"name": "W", "priority": [1]}, "$.priority"),
+    ({"name": "W", "priority": 10**30}, "$.priority"),
 ]
 
 
@@ -72,6 +82,38 @@ def test_a_refusal_says_what_the_schema_asks_for(fields, path, message):
         parse_start_request(fields)
     assert info.value.path == path
     assert info.value.message.startswith(message)
+
+
+PRIORITIES = [
+    # (the request's priority field, the priority it starts with)
+    ({}, 3),
+    ({"priority": None}, 3),
+    ({"priority": 1}, 1),
+    ({"priority": 2}, 2),
+    ({"priority": 3}, 3),
+    ({"priority": 4}, 4),
+    ({"priority": 5}, 5),
+]
+
+
+@pytest.mark.parametrize(("field", "priority"), PRIORITIES, ids=[str(f) for f, _ in PRIORITIES])
+@pytest.mark.parametrize("allow_workflow_id", [False, True], ids=["http-amqp", "dramatiq"])
+def test_a_priority_from_1_to_5_is_taken_and_none_is_3(field, priority, allow_workflow_id):
+    assert parse_start_request({"name": "W", **field}, allow_workflow_id=allow_workflow_id).priority == priority
+
+
+@pytest.mark.parametrize("bad", [0, 6, 2.0, 1.5, "1", True, False, [3], {"p": 3}])
+def test_a_priority_that_is_not_an_integer_from_1_to_5_is_refused_naming_the_field(bad):
+    with pytest.raises(InvalidInput) as info:
+        parse_start_request({"name": "W", "priority": bad})
+    assert info.value.path == "$.priority"
+    assert info.value.message == "must be an integer from 1 (first) to 5 (last), default 3"
+
+
+def test_the_amqp_body_carries_a_priority():
+    assert parse_start(b'{"name": "W", "priority": 1}').priority == 1
+    with pytest.raises(InvalidInput, match=r"\$\.priority"):
+        parse_start(b'{"name": "W", "priority": 1.0}')
 
 
 def test_every_example_of_the_schema_is_a_valid_request():
@@ -108,6 +150,7 @@ def assert_a_valid_request(request: StartRequest) -> None:
     assert isinstance(request.input_data, dict)
     check(dict(request.input_data))
     assert request.idempotency_key is None or 0 < len(request.idempotency_key) <= 255
+    assert type(request.priority) is int and 1 <= request.priority <= 5
     json.dumps(request.input_data, allow_nan=False).encode("utf-8")  # storable and printable
 
 
@@ -142,7 +185,7 @@ PYTHON_VALUES = st.recursive(
     ),
     max_leaves=10,
 )
-FIELD_NAMES = st.sampled_from(["name", "input_data", "idempotency_key", "workflow_id", "extra", "n\x00"])
+FIELD_NAMES = st.sampled_from(["name", "input_data", "idempotency_key", "workflow_id", "priority", "extra", "n\x00"])
 
 
 @PROPERTIES

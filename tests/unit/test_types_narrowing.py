@@ -34,6 +34,7 @@ def _row(**values: object) -> tuple[object, ...]:
         version=1,
         updated_at="2026-01-02T03:04:05",
         paused=False,
+        priority=3,
     )
     row.update(values)
     return tuple(row[c] for c in COLUMNS)

@@ -46,6 +46,12 @@ DEFINITIONS = {
             }
         ],
     },
+    "Prioritised": {
+        "name": "Prioritised",
+        "activities": [
+            {"id": "call", "name": "DoSomethingActivity", "config": {"sleep_s": 0.01}, "concurrency": {"limit": 2}}
+        ],
+    },
     "Named": {
         "name": "Named",
         "activities": [{"id": "call", "name": "DoSomethingActivity", "concurrency": {"name": "partner_api"}}],
@@ -122,6 +128,32 @@ def test_a_named_limit_waits_for_its_number_and_says_what_it_waits_for(flow, cli
     assert {"name": "partner_api", "limit": 1, "set_at_run_time": True, "held": 0, "waiting": 0, "keys": 0} in (
         client.simulate_get("/limits").json["items"]
     )
+
+
+def test_urgent_work_overtakes_a_backlog_of_less_urgent_work(flow):
+    """200 priority-5 workflows queue on a limit of 2; then 10 of priority 1 arrive: all 10
+    are let in before 20 more of the priority-5 ones are (the issue's rule, at a smaller
+    scale: only what held a slot when they arrived, and the slots freed meanwhile, go to
+    others)."""
+    backlog = [flow.start("Prioritised", {"n": n}, priority=5) for n in range(200)]
+    database = flow.runtime.store.database
+
+    def scheduled() -> list[str]:
+        rows = database.execute_sql(
+            "SELECT workflow_id FROM events WHERE type = 'schedule-activity' AND workflow_id IN "
+            "(SELECT id FROM workflows WHERE definition_name = 'Prioritised') ORDER BY id"
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    wait_for(lambda: len(scheduled()) >= 10, timeout_s=60, what="the backlog to start flowing")
+    urgent = [flow.start("Prioritised", {"urgent": n}, priority=1) for n in range(10)]
+    before = len(scheduled())
+    for workflow_id in urgent + backlog:
+        assert flow.wait(workflow_id, timeout_s=120).state.status == "Finished"
+    order = scheduled()[before:]
+    last_urgent = max(order.index(u) for u in urgent)
+    overtaken_by = [w for w in order[: last_urgent + 1] if w not in urgent]
+    assert len(overtaken_by) < 20, f"{len(overtaken_by)} of the backlog went before the last urgent one"
 
 
 @pytest.mark.parametrize(

@@ -257,7 +257,7 @@ COMPONENTS: dict[str, Any] = {
     "SchedulePage": _page("Schedule", "cursor"),
     "Limit": {
         "type": "object",
-        "required": ["name", "limit", "set_at_run_time", "held", "waiting", "keys"],
+        "required": ["name", "limit", "set_at_run_time", "held", "waiting", "keys", "kind", "per_s", "burst"],
         "properties": {
             "name": {"type": "string"},
             "limit": {"type": ["integer", "null"], "description": "Slots per key; null: none set (everything waits)."},
@@ -265,6 +265,9 @@ COMPONENTS: dict[str, Any] = {
             "held": {"type": "integer", "description": "Slots held: steps in flight and grants not yet taken up."},
             "waiting": {"type": "integer", "description": "Steps queued for a slot."},
             "keys": {"type": "integer", "description": "Key values holding or waiting."},
+            "kind": {"enum": ["concurrency", "rate"]},
+            "per_s": {"type": ["number", "null"], "description": "A rate limit's starts per second per key."},
+            "burst": {"type": ["integer", "null"], "description": "A rate limit's starts at once per key."},
             "by_key": {
                 "type": "array",
                 "description": "Only in GET /limits/{name}: held and waiting per key value.",

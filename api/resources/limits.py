@@ -13,7 +13,7 @@ from api.media import read_json_object
 from api.operation import Reply, operation
 from flow.clock import utcnow
 from flow.core import validation
-from flow.core.limits import MAX_LIMIT, NAME_PATTERN
+from flow.core.limits import MAX_LIMIT, MAX_RATE, NAME_PATTERN
 from flow.persistence.limits import LimitTable, LimitUsage
 from flow.process.runtime import Runtime
 
@@ -21,18 +21,32 @@ _NAME = {"name": {"pattern": NAME_PATTERN, "maxLength": 300}}
 #: ``PUT /limits/{name}``'s body.
 SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["limit"],
+    "minProperties": 1,
     "additionalProperties": False,
     "properties": {
         "limit": {
             "type": ["integer", "null"],
             "minimum": 0,
             "maximum": MAX_LIMIT,
-            "description": f"an integer from 0 to {MAX_LIMIT}: how many of its slots may be held at once per key "
-            "(0 holds everything back; null: the definitions' number again)",
-        }
+            "description": f"an integer from 0 to {MAX_LIMIT}: how many of a concurrency limit's slots may be held "
+            "at once per key (0 holds everything back; null: the definitions' number again)",
+        },
+        "per_s": {
+            "type": ["number", "null"],
+            "exclusiveMinimum": 0,
+            "maximum": MAX_RATE,
+            "description": f"a number over 0, at most {MAX_RATE:g}: how many of a rate limit's steps may start per "
+            "second per key (null: the definitions' rate again)",
+        },
+        "burst": {
+            "type": ["integer", "null"],
+            "minimum": 1,
+            "maximum": MAX_LIMIT,
+            "description": f"an integer from 1 to {MAX_LIMIT}: how many of a rate limit's steps may start at once "
+            "(null: the definitions' burst again)",
+        },
     },
-    "examples": [{"limit": 3}],
+    "examples": [{"limit": 3}, {"per_s": 10, "burst": 5}],
 }
 _CHECK = validation.validator(SCHEMA)
 
@@ -45,6 +59,9 @@ def limit_view(usage: LimitUsage) -> dict[str, Any]:
         "held": usage.held,
         "waiting": usage.waiting,
         "keys": usage.keys,
+        "kind": usage.kind,
+        "per_s": usage.per_s,
+        "burst": usage.burst,
     }
     if usage.by_key is not None:
         view["by_key"] = [{"key": k, "held": h, "waiting": w} for k, (h, w) in sorted(usage.by_key.items())]
@@ -84,7 +101,7 @@ class LimitResource:
         found = self.table.usage(name)
         if found:
             return limit_view(found[0])
-        return {"name": name, "limit": None, "set_at_run_time": False, "held": 0, "waiting": 0, "keys": 0, "by_key": []}
+        return limit_view(LimitUsage(name, None, False, 0, 0, 0, by_key={}))
 
     @operation(
         "One limit, with what it holds and what waits per key (an unknown name: nothing held)",
@@ -96,7 +113,8 @@ class LimitResource:
         resp.media = self._view(_checked(name))
 
     @operation(
-        "Set the number of a limit (raised: what waits starts at once; lowered: nothing running stops)",
+        "Set a limit's number, or a rate limit's rate and burst (raised: what waits starts at once; lowered: "
+        "nothing running stops)",
         body=SCHEMA,
         responses={200: Reply("The limit with its new number", "Limit")},
         errors=(422, 503),
@@ -106,5 +124,7 @@ class LimitResource:
         _checked(name)
         body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes)
         validation.check(_CHECK, body)
-        self.table.set(name, body["limit"], utcnow())
+        numbers = {"max_running": body["limit"]} if "limit" in body else {}
+        numbers.update({key: body[key] for key in ("per_s", "burst") if key in body})
+        self.table.set(name, numbers, utcnow())
         resp.media = self._view(name)

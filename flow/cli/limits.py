@@ -24,11 +24,12 @@ def limits(ctx: click.Context, as_json: bool) -> None:
         print_json({"items": items})
         return
     table = Table()
-    for column in ("name", "limit", "held", "waiting", "keys"):
+    for column in ("name", "kind", "limit", "held", "waiting", "keys"):
         table.add_column(column, overflow="fold")
     for limit in items:
         table.add_row(
             limit["name"],
+            limit.get("kind", "concurrency"),
             _number(limit),
             str(limit["held"]),
             str(limit["waiting"]),
@@ -38,9 +39,16 @@ def limits(ctx: click.Context, as_json: bool) -> None:
 
 
 def _number(limit: dict[str, Any]) -> str:
-    if limit["limit"] is None:
+    """``3``, ``3 (set)``, ``10/s, burst 5 (set)`` or ``not set``."""
+    if limit.get("kind") == "rate":
+        if limit["per_s"] is None:
+            return "not set"
+        text = f"{limit['per_s']:g}/s" + (f", burst {limit['burst']}" if limit.get("burst") else "")
+    elif limit["limit"] is None:
         return "not set"
-    return f"{limit['limit']}" + (" (set)" if limit["set_at_run_time"] else "")
+    else:
+        text = f"{limit['limit']}"
+    return text + (" (set)" if limit["set_at_run_time"] else "")
 
 
 def _describe(limit: dict[str, Any]) -> None:
@@ -64,13 +72,16 @@ def show(name: str, as_json: bool) -> None:
 @limits.command(name="set")
 @click.argument("name")
 @click.argument("number", type=click.IntRange(0, None), required=False)
-@click.option("--unset", is_flag=True, help="Forget the number set at run time (the definitions' again).")
-def set_(name: str, number: int | None, unset: bool) -> None:
-    """Set how many slots of the limit NAME may be held at once per key: raised, what waits
-    starts at once; lowered, nothing running stops."""
-    if (number is None) == (not unset):
-        raise click.UsageError("give a NUMBER, or --unset")
-    shown = call_api(
-        lambda: api_client().request("PUT", f"/limits/{segment(name)}", body={"limit": None if unset else number})
-    )
+@click.option("--per-s", type=click.FloatRange(0, None, min_open=True), help="A rate limit's starts per second.")
+@click.option("--burst", type=click.IntRange(1, None), help="A rate limit's starts at once.")
+@click.option("--unset", is_flag=True, help="Forget what was set at run time (the definitions' numbers again).")
+def set_(name: str, number: int | None, per_s: float | None, burst: int | None, unset: bool) -> None:
+    """Set how many slots of the concurrency limit NAME may be held at once per key (NUMBER),
+    or how many steps of the rate limit NAME may start per second (--per-s, --burst):
+    raised, what waits starts at once; lowered, nothing running stops."""
+    given = {k: v for k, v in (("limit", number), ("per_s", per_s), ("burst", burst)) if v is not None}
+    if bool(given) == unset:
+        raise click.UsageError("give a NUMBER, --per-s or --burst; or --unset")
+    body: dict[str, Any] = {"limit": None, "per_s": None, "burst": None} if unset else given
+    shown = call_api(lambda: api_client().request("PUT", f"/limits/{segment(name)}", body=body))
     _describe(shown)

@@ -104,6 +104,7 @@ SCHEMA: dict[str, Any] = {
                     "required": {"type": "boolean"},
                     "config": {"$ref": "#/$defs/config"},
                     "concurrency": limits.SCHEMA,
+                    "rate_limit": limits.RATE_SCHEMA,
                     # The worker pool of an activity or a map (kinds.problems refuses it elsewhere).
                     "queue": {"type": "string", "pattern": POOL_PATTERN},
                 },
@@ -290,18 +291,22 @@ def _problems(body: Any, known_activities: Collection[str]) -> list[tuple[str, s
             )
         path = lambda *keys, index=index: json_path(["activities", index, *keys])  # noqa: E731
         found = kinds.problems(entry, path, known_activities)
-        if not found and "concurrency" in entry:
-            found = _concurrency_problems(entry, path, kinds.of_entry(entry).queues)
+        if not found and ("concurrency" in entry or "rate_limit" in entry):
+            found = _limit_problems(entry, path, kinds.of_entry(entry).queues)
         problems += found
     return problems
 
 
-def _concurrency_problems(entry: Mapping[str, Any], path: PathOf, queues: bool) -> list[tuple[str, str]]:
-    """What the schema cannot say of an entry's ``concurrency`` (:mod:`flow.core.limits`)."""
+def _limit_problems(entry: Mapping[str, Any], path: PathOf, queues: bool) -> list[tuple[str, str]]:
+    """What the schema cannot say of an entry's ``concurrency`` or ``rate_limit``
+    (:mod:`flow.core.limits`)."""
+    which = "rate_limit" if "rate_limit" in entry else "concurrency"
+    if "rate_limit" in entry and "concurrency" in entry:
+        return [(path("rate_limit"), "a step takes a concurrency limit or a rate limit, not both")]
     if not queues:
-        return [(path("concurrency"), "applies to activities, maps (their items) and child workflows, not this step")]
-    if "key" in entry["concurrency"]:
-        return graph.expression_problems(entry["concurrency"]["key"], path("concurrency", "key"))
+        return [(path(which), "applies to activities, maps (their items) and child workflows, not this step")]
+    if "key" in entry[which]:
+        return graph.expression_problems(entry[which]["key"], path(which, "key"))
     return []
 
 

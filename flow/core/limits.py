@@ -30,7 +30,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flow.core.expressions import MAX_EXPRESSION_CHARS
@@ -60,45 +60,81 @@ SCHEMA: dict[str, Any] = {
     },
     "anyOf": [{"required": ["name"]}, {"required": ["limit"]}],
 }
+#: Most starts per second a rate limit may allow.
+MAX_RATE = 100_000.0
+#: JSON Schema of a definition entry's ``rate_limit`` key.
+RATE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "minProperties": 1,
+    "properties": {
+        "name": SCHEMA["properties"]["name"],
+        "key": SCHEMA["properties"]["key"],
+        "per_s": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_RATE},
+        "burst": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+    },
+    "anyOf": [{"required": ["name"]}, {"required": ["per_s"]}],
+}
 
 
 @dataclass(frozen=True)
 class StepLimit:
-    """A step's ``concurrency`` as its definition says it. ``name``: the limit's name (an
-    inline limit's is ``<definition>.<step id>``); ``limit``: its number (for a named
-    limit, the number until ``PUT /limits`` sets one; None: none until then)."""
+    """A step's ``concurrency`` or ``rate_limit`` as its definition says it. ``name``: the
+    limit's name (an inline limit's is ``<definition>.<step id>``); ``limit``: a
+    concurrency limit's number, ``per_s`` and ``burst`` a rate limit's (for a named
+    limit, the numbers until ``PUT /limits`` sets them; None: none until then)."""
 
     name: str
     key: str | None = None
     limit: int | None = None
     #: Whether the definition named the limit (shared) or it is the step's own.
     shared: bool = False
+    #: A rate limit (``rate_limit``), not a concurrency limit.
+    rate: bool = False
+    per_s: float | None = None
+    burst: int | None = None
 
     @classmethod
     def from_entry(cls, entry: Mapping[str, Any], *, definition: str, step_id: str) -> StepLimit | None:
-        spec = entry.get("concurrency")
+        rate = "rate_limit" in entry
+        spec = entry.get("rate_limit" if rate else "concurrency")
         if spec is None:
             return None
         name = spec.get("name")
         return cls(
-            name=name or f"{definition}.{step_id}", key=spec.get("key"), limit=spec.get("limit"), shared=bool(name)
+            name=name or f"{definition}.{step_id}",
+            key=spec.get("key"),
+            limit=spec.get("limit"),
+            shared=bool(name),
+            rate=rate,
+            per_s=spec.get("per_s"),
+            burst=spec.get("burst"),
         )
 
     def to_json(self) -> dict[str, Any]:
         stored: dict[str, Any] = {"name": self.name}
-        if self.key is not None:
-            stored["key"] = self.key
-        if self.limit is not None:
-            stored["limit"] = self.limit
+        for key in ("key", "limit", "per_s", "burst"):
+            if getattr(self, key) is not None:
+                stored[key] = getattr(self, key)
         if self.shared:
             stored["shared"] = True
+        if self.rate:
+            stored["rate"] = True
         return stored
 
     @classmethod
     def from_json(cls, stored: Mapping[str, Any] | None) -> StepLimit | None:
         if not stored:
             return None
-        return cls(stored["name"], stored.get("key"), stored.get("limit"), bool(stored.get("shared")))
+        return cls(
+            stored["name"],
+            stored.get("key"),
+            stored.get("limit"),
+            bool(stored.get("shared")),
+            bool(stored.get("rate")),
+            stored.get("per_s"),
+            stored.get("burst"),
+        )
 
 
 @dataclass(frozen=True)
@@ -112,6 +148,11 @@ class Claim:
     key: str
     max: int | None
     priority: int = DEFAULT_PRIORITY
+    #: A rate limit's claim: the definition's rate and burst (the ones set at run time
+    #: override them). A rate-limited step holds nothing once let in.
+    per_s: float | None = None
+    burst: int | None = None
+    rate: bool = False
 
 
 def key_text(value: Any) -> str:
@@ -136,6 +177,8 @@ class Waiter:
     max: int | None
     priority: int
     queued_at: datetime
+    per_s: float | None = None
+    burst: int | None = None
 
 
 def admit(waiters: Iterable[Waiter], held: Mapping[str, int], number: int | None) -> list[Waiter]:
@@ -169,6 +212,57 @@ def admit(waiters: Iterable[Waiter], held: Mapping[str, int], number: int | None
     return granted
 
 
+def pace(
+    waiters: Iterable[Waiter],
+    tats: Mapping[str, datetime],
+    now: datetime,
+    *,
+    per_s: float | None = None,
+    burst: int | None = None,
+) -> tuple[list[Waiter], dict[str, datetime], datetime | None]:
+    """Which of a rate limit's ``waiters`` may start now, by the GCRA per key.
+
+    ``tats``: each key's theoretical arrival time (none: a key that has not started
+    anything lately); ``per_s``/``burst``: the numbers set at run time (None: each key's
+    first waiter's definition says them). A key lets in at most ``burst`` at once, then
+    one every ``1/per_s`` seconds: over any window of ``w`` seconds at most
+    ``burst + w * per_s`` start. Nothing is let in ahead of its time (an engine that
+    falls behind then catches up by at most ``burst``, never compressing the rest). Returns
+    what is let in (by priority, then age, within each key), the keys' new arrival
+    times, and when the next waiter may start (None: nothing waits for time).
+    """
+    by_key: dict[str, list[Waiter]] = {}
+    for w in sorted(waiters, key=_order):
+        by_key.setdefault(w.key, []).append(w)
+    granted: list[Waiter] = []
+    changed: dict[str, datetime] = {}
+    next_at: datetime | None = None
+    for key, queue in by_key.items():
+        rate = per_s if per_s is not None else queue[0].per_s
+        if rate is None:
+            continue  # a named rate limit with no rate anywhere: nothing starts
+        interval = timedelta(seconds=1 / rate)
+        tolerance = interval * ((burst if burst is not None else queue[0].burst or 1) - 1)
+        tat = tats.get(key, now)
+        for w in queue:
+            at = max(now, tat - tolerance)
+            if at > now:
+                next_at = at if next_at is None else min(next_at, at)
+                break
+            granted.append(w)
+            tat = max(tat, now) + interval
+            changed[key] = tat
+    return granted, changed, next_at
+
+
+def rate_text(name: str, key: str, per_s: float | None, burst: int | None) -> str:
+    """What a step queued for a rate limit waits for: ``waiting for email [acme]: 10 per s``."""
+    which = f"{name} [{key}]" if key else name
+    if per_s is None:
+        return f"waiting for {which}: no rate set (PUT /limits/{name})"
+    return f"waiting for {which}: {per_s:g} per s" + (f", burst {burst}" if burst and burst > 1 else "")
+
+
 def _order(w: Waiter) -> tuple[int, datetime, str, int]:
     return (w.priority, w.queued_at, w.workflow_id, w.position)
 
@@ -190,5 +284,7 @@ __all__ = [
     "Waiter",
     "admit",
     "key_text",
+    "pace",
+    "rate_text",
     "waiting_text",
 ]

@@ -5,7 +5,8 @@ for, what may start now (:meth:`flow.persistence.limits.LimitTable.admit`, one
 transaction per limit, whichever partitions the waiters are in), arms the grants for
 this engine's partitions at once, and picks up the grants other engines made for them.
 A commit that queued a step or ended one that held a slot wakes the loop; otherwise it
-runs every ``poll_s`` (a slot given back on another engine, a limit raised by the API).
+runs every ``poll_s`` (a slot given back on another engine, a limit raised by the API),
+or sooner when a rate limit lets its next waiter in before then.
 
 A grant is a ``slot`` timer row: if this engine dies before the timer fires, the
 partition's next owner finds it like any timer. Nothing here holds state that a crash
@@ -17,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import datetime
 
 from flow.clock import utcnow
 from flow.engine.timers import TimerWheel
@@ -49,6 +51,8 @@ class Admission:
         self._loop = BackgroundLoop("flow-admission", self._turn, every_s=0)
         #: Grants made by this engine so far (for tests and the bench).
         self.granted = 0
+        #: When a rate limit lets its next waiter in (None: no waiter waits for time).
+        self._next_at: datetime | None = None
 
     def __repr__(self) -> str:
         return f"<Admission every {self.poll_s:g} s granted={self.granted}>"
@@ -67,7 +71,10 @@ class Admission:
             self._wake.set()
 
     def _turn(self) -> None:
-        self._wake.wait(self.poll_s)
+        wait_s = self.poll_s
+        if self._next_at is not None:
+            wait_s = min(wait_s, max((self._next_at - utcnow()).total_seconds(), 0.0))
+        self._wake.wait(wait_s)
         self._wake.clear()
         if self._loop.stopping.is_set():
             return
@@ -76,9 +83,14 @@ class Admission:
     def admit(self) -> None:
         """One pass (see the module docstring)."""
         held = self.held()
+        next_at: datetime | None = None
         for name in self.table.waiting_limits():
-            grants = self.table.admit(name, utcnow())
-            self.granted += len(grants)
-            self.timers.arm([g for g in grants if g.partition in held])
+            admitted = self.table.admit(name, utcnow())
+            self.granted += len(admitted.grants)
+            self.timers.arm([g for g in admitted.grants if g.partition in held])
+            if admitted.next_at is not None and (next_at is None or admitted.next_at < next_at):
+                next_at = admitted.next_at
+        # A rate limit's next waiter is let in on time, not at the next poll.
+        self._next_at = next_at
         if held:
             self.timers.arm(self.table.granted(sorted(held)))

@@ -173,6 +173,9 @@ class GroupCommit:
             [a.claim.key if a.claim else None for _, a in activities],
             [a.claim.max if a.claim else None for _, a in activities],
             [a.claim.priority if a.claim else None for _, a in activities],
+            [a.claim.per_s if a.claim else None for _, a in activities],
+            [a.claim.burst if a.claim else None for _, a in activities],
+            [a.claim.rate if a.claim else None for _, a in activities],
         ]
         rows = _execute_prepared(self.database, "flow_commit", COMMIT_SQL, COMMIT_TYPES, params)
         updated = {value for kind, value in rows if kind == "w"}
@@ -306,7 +309,8 @@ COMMIT_TYPES = (
     "text[], text[], int[], text[], int[], int[], timestamp[], "
     "text[], json, json, bool[], text[], "
     "text[], text[], int[], "
-    "text[], text[], int[], int[]"
+    "text[], text[], int[], int[], "
+    "float8[], int[], bool[]"
 )
 
 #: A group commit as one statement of data-modifying CTEs (docs/design.md, "Group
@@ -334,10 +338,12 @@ WITH fence AS (
     UPDATE activities AS t SET status = av.status, attempt = av.attempt, attempts_before = av.attempts_before,
         output = av.output, error = av.error, scheduled_at = av.scheduled_at, started_at = av.started_at,
         finished_at = av.finished_at, skip_reason = av.skip_reason, heartbeat = av.heartbeat,
-        limit_name = av.limit_name, limit_key = av.limit_key, limit_max = av.limit_max, priority = av.priority
-    FROM unnest($15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $51, $55, $56, $57, $58)
+        limit_name = av.limit_name, limit_key = av.limit_key, limit_max = av.limit_max, priority = av.priority,
+        rate_per_s = av.rate_per_s, rate_burst = av.rate_burst, limit_rate = av.limit_rate
+    FROM unnest($15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $51, $55, $56, $57, $58, $59, $60, $61)
         AS av(workflow_id, position, status, attempt, attempts_before, output, error, scheduled_at, started_at,
-              finished_at, skip_reason, heartbeat, limit_name, limit_key, limit_max, priority)
+              finished_at, skip_reason, heartbeat, limit_name, limit_key, limit_max, priority, rate_per_s,
+              rate_burst, limit_rate)
     WHERE t.workflow_id = av.workflow_id AND t.position = av.position AND av.workflow_id IN (SELECT id FROM w)
 ), e AS (
     INSERT INTO events (workflow_id, position, type, data, occurred_at)

@@ -23,7 +23,7 @@ from typing import Any
 
 import peewee
 
-from flow.core.limits import Claim, Waiter, admit, waiting_text
+from flow.core.limits import Claim, Waiter, admit, pace, rate_text, waiting_text
 from flow.core.vocabulary import ActivityStatus, TimerKind
 from flow.persistence.database import is_postgres, unit_of_work, write
 from flow.persistence.records import TimerRow, timer_id
@@ -33,6 +33,15 @@ _QUEUED = ActivityStatus.QUEUED.value
 _SLOT = TimerKind.SLOT.value
 #: Most waiters of one key read by one admitting transaction (more are let in by the next).
 _PER_KEY = 1000
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """What one admitting transaction let in, and when a rate limit lets its next waiter
+    in (None: no waiter waits for time)."""
+
+    grants: list[TimerRow]
+    next_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,12 @@ class LimitUsage:
     keys: int
     #: Held and waiting per key value (only for one limit's own view).
     by_key: dict[str, tuple[int, int]] | None = None
+    #: ``concurrency`` or ``rate``; a rate limit's rate and burst (set at run time, else
+    #: the definitions'; None for a concurrency limit). A rate limit's ``held``: its steps
+    #: let in and not yet ended (it bounds how many start, not how many run).
+    kind: str = "concurrency"
+    per_s: float | None = None
+    burst: int | None = None
 
 
 class LimitTable:
@@ -74,18 +89,35 @@ class LimitTable:
             ).fetchall()
         return [r[0] for r in rows]
 
-    def admit(self, name: str, now: datetime) -> list[TimerRow]:
+    def admit(self, name: str, now: datetime) -> Admitted:
         """Let in what may start now of what waits for the limit ``name``: the grants made
-        (``slot`` timers, committed)."""
+        (``slot`` timers, committed), and when a rate limit lets its next waiter in."""
         p = self.param
         with write(self.database):
-            number = self._lock(name, now)
-            held = dict(self.database.execute_sql(_HELD.replace("%s", p), (name, name)).fetchall())
+            number, per_s, burst = self._lock(name, now)
             rows = self.database.execute_sql(_WAITERS.replace("%s", p), (name, _PER_KEY)).fetchall()
             waiters = [
-                Waiter(w, pos, attempt, partition, key or "", limit_max, priority or 3, _timestamp(queued_at))
-                for w, pos, attempt, partition, key, limit_max, priority, queued_at in rows
+                Waiter(w, pos, attempt, part, key or "", limit_max, priority or 3, _timestamp(at), rate_s, rate_b)
+                for w, pos, attempt, part, key, limit_max, priority, at, rate_s, rate_b, _ in rows
             ]
+            next_at = None
+            if any(rate for *_, rate in rows):
+                tats = {
+                    key: _timestamp(tat)
+                    for key, tat in self.database.execute_sql(
+                        f"SELECT key, tat FROM limit_rates WHERE name = {p}", (name,)
+                    ).fetchall()
+                }
+                let_in, changed, next_at = pace(waiters, tats, now, per_s=per_s, burst=burst)
+                for key, tat in changed.items():
+                    self.database.execute_sql(
+                        f"INSERT INTO limit_rates (name, key, tat) VALUES ({p}, {p}, {p}) "
+                        "ON CONFLICT (name, key) DO UPDATE SET tat = EXCLUDED.tat",
+                        (name, key, _db_time(self, tat)),
+                    )
+            else:
+                held = dict(self.database.execute_sql(_HELD.replace("%s", p), (name, name)).fetchall())
+                let_in = admit(waiters, held, number)
             granted = [
                 TimerRow(
                     timer_id(w.workflow_id, _SLOT, w.position, w.attempt),
@@ -96,29 +128,31 @@ class LimitTable:
                     w.attempt,
                     now,
                 )
-                for w in admit(waiters, held, number)
+                for w in let_in
             ]
-            if granted:
-                insert = (
-                    "INSERT INTO timers (id, workflow, partition, kind, position, attempt, due_at) "
-                    f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}) ON CONFLICT (id) DO NOTHING"
+            insert = (
+                "INSERT INTO timers (id, workflow, partition, kind, position, attempt, due_at) "
+                f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}) ON CONFLICT (id) DO NOTHING"
+            )
+            for g in granted:
+                self.database.execute_sql(
+                    insert, (g.id, g.workflow_id, g.partition, g.kind, g.position, g.attempt, _db_time(self, now))
                 )
-                for g in granted:
-                    self.database.execute_sql(
-                        insert, (g.id, g.workflow_id, g.partition, g.kind, g.position, g.attempt, _db_time(self, now))
-                    )
-        return granted
+        return Admitted(granted, next_at)
 
-    def _lock(self, name: str, now: datetime) -> int | None:
-        """Lock the limit's row (made if it has none yet); its number set at run time."""
+    def _lock(self, name: str, now: datetime) -> tuple[int | None, float | None, int | None]:
+        """Lock the limit's row (made if it has none yet); its numbers set at run time
+        (a concurrency limit's; a rate limit's rate and burst)."""
         p = self.param
         self.database.execute_sql(
             f"INSERT INTO limits (name, max_running, updated_at) VALUES ({p}, NULL, {p}) ON CONFLICT (name) DO NOTHING",
             (name, _db_time(self, now)),
         )
         lock = " FOR UPDATE" if self.postgres else ""
-        row = self.database.execute_sql(f"SELECT max_running FROM limits WHERE name = {p}{lock}", (name,)).fetchone()
-        return row[0] if row else None
+        row = self.database.execute_sql(
+            f"SELECT max_running, per_s, burst FROM limits WHERE name = {p}{lock}", (name,)
+        ).fetchone()
+        return (row[0], row[1], row[2]) if row else (None, None, None)
 
     def granted(self, partitions: list[int]) -> list[TimerRow]:
         """The grants not yet handled of ``partitions`` (this engine's): made by any engine."""
@@ -136,14 +170,17 @@ class LimitTable:
 
     # -- the API -----------------------------------------------------------------------
 
-    def set(self, name: str, number: int | None, now: datetime) -> None:
-        """Set (None: unset) the number of the limit ``name``, at once for what waits."""
+    def set(self, name: str, numbers: dict[str, Any], now: datetime) -> None:
+        """Set (None: unset) the numbers of the limit ``name`` that ``numbers`` gives
+        (``max_running``; ``per_s``, ``burst``), at once for what waits."""
         p = self.param
+        columns = [c for c in ("max_running", "per_s", "burst") if c in numbers]
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*columns, "updated_at"))
         with write(self.database):
             self.database.execute_sql(
-                f"INSERT INTO limits (name, max_running, updated_at) VALUES ({p}, {p}, {p}) "
-                "ON CONFLICT (name) DO UPDATE SET max_running = EXCLUDED.max_running, updated_at = EXCLUDED.updated_at",
-                (name, number, _db_time(self, now)),
+                f"INSERT INTO limits (name, {', '.join(columns)}, updated_at) VALUES "
+                f"({', '.join([p] * (len(columns) + 2))}) ON CONFLICT (name) DO UPDATE SET {updates}",
+                (name, *(numbers[c] for c in columns), _db_time(self, now)),
             )
 
     def usage(self, name: str | None = None) -> list[LimitUsage]:
@@ -154,45 +191,59 @@ class LimitTable:
         args: tuple[Any, ...] = (name,) if name is not None else ()
         with unit_of_work(self.database):
             per_key = self.database.execute_sql(_USAGE.replace("%s", p).replace("{only}", only), args).fetchall()
-            numbers = dict(
-                self.database.execute_sql(
-                    "SELECT name, max_running FROM limits" + (f" WHERE name = {p}" if name is not None else ""), args
+            numbers = {
+                row[0]: row[1:]
+                for row in self.database.execute_sql(
+                    "SELECT name, max_running, per_s, burst FROM limits"
+                    + (f" WHERE name = {p}" if name is not None else ""),
+                    args,
                 ).fetchall()
-            )
+            }
         found: dict[str, dict[str, Any]] = {}
-        for limit_name, key, held, waiting, limit_max in per_key:
-            entry = found.setdefault(limit_name, {"held": 0, "waiting": 0, "max": None, "keys": {}})
+        for limit_name, key, held, waiting, limit_max, rate, per_s, burst in per_key:
+            entry = found.setdefault(limit_name, _entry())
             entry["held"] += held
             entry["waiting"] += waiting
             entry["keys"][key or ""] = (held, waiting)
-            if limit_max is not None:
-                entry["max"] = max(entry["max"] or 0, limit_max)
-        for limit_name, number in numbers.items():
-            if number is None:
+            entry["rate"] = entry["rate"] or bool(rate)
+            for field, value in (("max", limit_max), ("per_s", per_s), ("burst", burst)):
+                if value is not None:
+                    entry[field] = max(entry[field] or 0, value)
+        for limit_name, set_numbers in numbers.items():
+            if all(n is None for n in set_numbers):
                 continue  # a row made to lock an idle limit: nothing to show
-            found.setdefault(limit_name, {"held": 0, "waiting": 0, "max": None, "keys": {}})
+            found.setdefault(limit_name, _entry())["rate"] |= set_numbers[1] is not None
         usages = []
         for limit_name, entry in sorted(found.items()):
-            number = numbers.get(limit_name)
+            max_running, per_s, burst = numbers.get(limit_name, (None, None, None))
+            rate = entry["rate"]
             usages.append(
                 LimitUsage(
                     name=limit_name,
-                    limit=number if number is not None else entry["max"],
-                    set_at_run_time=number is not None,
+                    limit=None if rate else max_running if max_running is not None else entry["max"],
+                    set_at_run_time=(per_s if rate else max_running) is not None,
                     held=entry["held"],
                     waiting=entry["waiting"],
                     keys=len(entry["keys"]),
                     by_key=entry["keys"] if name is not None else None,
+                    kind="rate" if rate else "concurrency",
+                    per_s=(per_s if per_s is not None else entry["per_s"]) if rate else None,
+                    burst=(burst if burst is not None else entry["burst"]) if rate else None,
                 )
             )
         return usages
 
     def waiting_for(self, claim: Claim) -> str:
-        """What a queued step with ``claim`` waits for: ``waiting for payments: 3 of 3 held``."""
+        """What a queued step with ``claim`` waits for: ``waiting for payments: 3 of 3 held``,
+        ``waiting for email [acme]: 10 per s``."""
         with unit_of_work(self.database):
             row = self.database.execute_sql(
-                f"SELECT max_running FROM limits WHERE name = {self.param}", (claim.limit,)
+                f"SELECT max_running, per_s, burst FROM limits WHERE name = {self.param}", (claim.limit,)
             ).fetchone()
+        if claim.rate:
+            per_s = row[1] if row and row[1] is not None else claim.per_s
+            burst = row[2] if row and row[2] is not None else claim.burst
+            return rate_text(claim.limit, claim.key, per_s, burst)
         number = row[0] if row and row[0] is not None else claim.max
         return waiting_text(claim.limit, claim.key, self.holding(claim.limit, claim.key), number)
 
@@ -201,6 +252,10 @@ class LimitTable:
         with unit_of_work(self.database):
             rows = self.database.execute_sql(_HELD.replace("%s", self.param), (name, name)).fetchall()
         return int(dict(rows).get(key, 0))
+
+
+def _entry() -> dict[str, Any]:
+    return {"held": 0, "waiting": 0, "max": None, "per_s": None, "burst": None, "rate": False, "keys": {}}
 
 
 def _timestamp(value: Any) -> datetime:
@@ -226,9 +281,10 @@ SELECT limit_key, count(*) FROM (
 
 #: What waits for one limit and has no grant yet: at most ``%s`` per key, in each key's order.
 _WAITERS = f"""
-SELECT workflow_id, position, attempt, partition, limit_key, limit_max, priority, scheduled_at FROM (
+SELECT workflow_id, position, attempt, partition, limit_key, limit_max, priority, scheduled_at, rate_per_s,
+    rate_burst, limit_rate FROM (
     SELECT a.workflow_id, a.position, a.attempt + 1 AS attempt, w.partition, a.limit_key, a.limit_max,
-        a.priority, a.scheduled_at,
+        a.priority, a.scheduled_at, a.rate_per_s, a.rate_burst, a.limit_rate,
         row_number() OVER (
             PARTITION BY a.limit_key ORDER BY a.priority, a.scheduled_at, a.workflow_id, a.position
         ) AS n
@@ -245,7 +301,7 @@ _USAGE = f"""
 SELECT a.limit_name, a.limit_key,
     sum(CASE WHEN a.status <> '{_QUEUED}' OR g.id IS NOT NULL THEN 1 ELSE 0 END),
     sum(CASE WHEN a.status = '{_QUEUED}' AND g.id IS NULL THEN 1 ELSE 0 END),
-    max(a.limit_max)
+    max(a.limit_max), max(CASE WHEN a.limit_rate THEN 1 ELSE 0 END), max(a.rate_per_s), max(a.rate_burst)
 FROM activities a
 LEFT JOIN timers g ON g.kind = '{_SLOT}' AND g.workflow = a.workflow_id AND g.position = a.position
     AND g.attempt = a.attempt + 1

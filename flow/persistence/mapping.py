@@ -58,11 +58,14 @@ ACTIVITY_INSERT_COLUMNS = (
     "limit_key",
     "limit_max",
     "priority",
+    "rate_per_s",
+    "rate_burst",
+    "limit_rate",
 )
 ACTIVITY_COLUMNS = (
     "position, name, independent, required, config, retry, timeouts, status, attempt, attempts_before, output, "
     "error, scheduled_at, started_at, finished_at, graph, skip_reason, heartbeat, limit_name, limit_key, "
-    "limit_max, priority"
+    "limit_max, priority, rate_per_s, rate_burst, limit_rate"
 )
 
 
@@ -193,9 +196,16 @@ def activity_from_row(row: tuple[Any, ...]) -> ActivityState:
         limit_key,
         limit_max,
         priority,
+        rate_per_s,
+        rate_burst,
+        limit_rate,
     ) = row
     beat = _json(heartbeat) or {}
-    claim = None if limit_name is None else Claim(limit_name, limit_key or "", limit_max, priority or 3)
+    claim = (
+        None
+        if limit_name is None
+        else Claim(limit_name, limit_key or "", limit_max, priority or 3, rate_per_s, rate_burst, bool(limit_rate))
+    )
     return ActivityState(
         position=position,
         name=name,
@@ -317,6 +327,9 @@ def claim_columns(activity: ActivityState) -> dict[str, Any]:
         "limit_key": claim.key if claim else None,
         "limit_max": claim.max if claim else None,
         "priority": claim.priority if claim else None,
+        "rate_per_s": claim.per_s if claim else None,
+        "rate_burst": claim.burst if claim else None,
+        "limit_rate": claim.rate if claim else None,
     }
 
 

@@ -170,6 +170,10 @@ class ActivityRecord(_Model):
     limit_key = peewee.CharField(max_length=255, null=True)
     limit_max = peewee.IntegerField(null=True)
     priority = peewee.SmallIntegerField(null=True)
+    #: A rate limit's claim: the definition's rate and burst, and that it is a rate limit.
+    rate_per_s = peewee.DoubleField(null=True)
+    rate_burst = peewee.IntegerField(null=True)
+    limit_rate = peewee.BooleanField(null=True)
 
     class Meta:
         table_name = "activities"
@@ -215,10 +219,25 @@ class LimitRecord(_Model):
     name = peewee.CharField(max_length=300, primary_key=True)
     #: How many of its slots may be held at once, per key; null: the definitions' number.
     max_running = peewee.IntegerField(null=True)
+    #: A rate limit's starts per second and burst, per key; null: the definitions'.
+    per_s = peewee.DoubleField(null=True)
+    burst = peewee.IntegerField(null=True)
     updated_at = peewee.DateTimeField()
 
     class Meta:
         table_name = "limits"
+
+
+class LimitRateRecord(_Model):
+    """A rate limit's state for one key: its GCRA's theoretical arrival time (migration 0014)."""
+
+    name = peewee.CharField(max_length=300)
+    key = peewee.CharField(max_length=255)
+    tat = peewee.DateTimeField()
+
+    class Meta:
+        table_name = "limit_rates"
+        primary_key = peewee.CompositeKey("name", "key")
 
 
 class TimerRecord(_Model):
@@ -281,4 +300,5 @@ MODELS = [
     PartitionLease,
     EngineRecord,
     LimitRecord,
+    LimitRateRecord,
 ]

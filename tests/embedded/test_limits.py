@@ -9,6 +9,7 @@ import collections
 import json
 import threading
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 
 import falcon.testing
 import pytest
@@ -50,6 +51,16 @@ DEFINITIONS = {
         "name": "Prioritised",
         "activities": [
             {"id": "call", "name": "DoSomethingActivity", "config": {"sleep_s": 0.01}, "concurrency": {"limit": 2}}
+        ],
+    },
+    "Mailer": {
+        "name": "Mailer",
+        "activities": [
+            {
+                "id": "send",
+                "name": "DoSomethingActivity",
+                "rate_limit": {"key": "input.tenant", "per_s": 10, "burst": 2},
+            }
         ],
     },
     "Named": {
@@ -125,9 +136,17 @@ def test_a_named_limit_waits_for_its_number_and_says_what_it_waits_for(flow, cli
     assert answer.status_code == 200
     assert answer.json["limit"] == 1 and answer.json["set_at_run_time"] is True
     assert flow.wait(workflow_id, timeout_s=30).state.status == "Finished"
-    assert {"name": "partner_api", "limit": 1, "set_at_run_time": True, "held": 0, "waiting": 0, "keys": 0} in (
-        client.simulate_get("/limits").json["items"]
-    )
+    assert {
+        "name": "partner_api",
+        "limit": 1,
+        "set_at_run_time": True,
+        "held": 0,
+        "waiting": 0,
+        "keys": 0,
+        "kind": "concurrency",
+        "per_s": None,
+        "burst": None,
+    } in (client.simulate_get("/limits").json["items"])
 
 
 def test_urgent_work_overtakes_a_backlog_of_less_urgent_work(flow):
@@ -156,12 +175,50 @@ def test_urgent_work_overtakes_a_backlog_of_less_urgent_work(flow):
     assert len(overtaken_by) < 20, f"{len(overtaken_by)} of the backlog went before the last urgent one"
 
 
+def test_a_rate_limit_paces_each_key_and_drops_nothing(flow, client):
+    """3 tenants x 20 sends at 10 per s (burst 2): every 1-s window of one tenant's
+    starts holds at most per_s + burst, and each tenant takes at least its ideal time,
+    (20 - 2) / 10 s; all finish."""
+    ids = {flow.start("Mailer", {"tenant": f"t{n % 3}"}): f"t{n % 3}" for n in range(60)}
+    step = client.simulate_get(f"/workflows/{next(iter(ids))}").json["activities"][0]
+    assert step["limit"] == {"name": "Mailer.send", "key": "t0"}
+    for workflow_id in ids:
+        assert flow.wait(workflow_id, timeout_s=60).state.status == "Finished"
+    database = flow.runtime.store.database
+    starts: dict[str, list[datetime]] = collections.defaultdict(list)
+    for workflow_id, at in database.execute_sql(
+        "SELECT workflow_id, occurred_at FROM events WHERE type = 'schedule-activity' AND workflow_id IN "
+        "(SELECT id FROM workflows WHERE definition_name = 'Mailer')"
+    ).fetchall():
+        starts[ids[workflow_id]].append(datetime.fromisoformat(str(at)))
+    for tenant, times in starts.items():
+        times.sort()
+        assert len(times) == 20
+        for first in times:
+            in_window = [t for t in times if first <= t < first + timedelta(seconds=1)]
+            assert len(in_window) <= 10 + 2, f"{tenant}: {len(in_window)} starts in the second after {first}"
+        assert (times[-1] - times[0]).total_seconds() >= (20 - 2) / 10 - 0.05, f"{tenant} went faster than 10/s"
+    limits = {u["name"]: u for u in client.simulate_get("/limits").json["items"]}
+    assert "Mailer.send" not in limits  # nothing waits, nothing set: not listed
+
+
+def test_a_named_rate_set_at_run_time(flow, client):
+    answer = client.simulate_put("/limits/Mailer.send", json={"per_s": 50, "burst": 5})
+    assert answer.status_code == 200, answer.text
+    assert (answer.json["kind"], answer.json["per_s"], answer.json["burst"]) == ("rate", 50, 5)
+    ids = [flow.start("Mailer", {"tenant": "fast"}) for _ in range(20)]
+    for workflow_id in ids:
+        assert flow.wait(workflow_id, timeout_s=60).state.status == "Finished"
+    unset = client.simulate_put("/limits/Mailer.send", json={"per_s": None, "burst": None})
+    assert unset.status_code == 200
+
+
 @pytest.mark.parametrize(
     ("path", "body", "field"),
     [
         ("/limits/partner_api", {"limit": -1}, "$.limit"),
         ("/limits/partner_api", {"limit": "3"}, "$.limit"),
-        ("/limits/partner_api", {}, "$.limit"),
+        ("/limits/partner_api", {}, "$"),
         ("/limits/partner_api", {"limit": 1, "most": 2}, "$.most"),
         ("/limits/bad%20name", {"limit": 1}, "name"),
     ],

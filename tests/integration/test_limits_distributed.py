@@ -155,4 +155,14 @@ def test_a_limit_set_at_run_time_lets_waiting_work_in_at_once_and_interleaves_th
     first = {tenant for (data,) in order for tenant in TENANTS if tenant in data}
     assert first == set(TENANTS), f"the first 3 steps let in were {first}'s"
     limits = requests.get(f"{cluster.url}/limits").json()["items"]
-    assert {"name": "payments", "limit": 1, "set_at_run_time": True, "held": 0, "waiting": 0, "keys": 0} in limits
+    assert {
+        "name": "payments",
+        "limit": 1,
+        "set_at_run_time": True,
+        "held": 0,
+        "waiting": 0,
+        "keys": 0,
+        "kind": "concurrency",
+        "per_s": None,
+        "burst": None,
+    } in limits

@@ -12,7 +12,7 @@ import pytest
 
 from flow.core.commands import CancelTimer, RunActivity, StartTimer
 from flow.core.events import ActivityStarted, CancelRequested, RetryRequested, TimerFired
-from flow.core.limits import Claim, Waiter, admit, key_text
+from flow.core.limits import Claim, Waiter, admit, key_text, pace
 from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind, WorkflowStatus
 from tests.unit.test_graph import T0, Run, problems, state_of
 
@@ -235,3 +235,74 @@ def test_a_long_key_is_kept_as_its_digest():
     assert key_text({"b": 1, "a": 2}) == '{"a":2,"b":1}'
     assert key_text("x" * 500).startswith("sha256:")
     assert key_text("x" * 500) != key_text("x" * 499 + "y")
+
+
+# -- rate limits ---------------------------------------------------------------------
+
+
+def rate_waiter(key: str, n: int, *, per_s: float | None = 10, burst: int | None = 2, priority: int = 3) -> Waiter:
+    return Waiter(f"wf-{key}-{n}", 0, 1, 0, key, None, priority, T0 + timedelta(seconds=n), per_s, burst)
+
+
+def test_a_rate_limit_lets_a_burst_in_then_one_per_interval():
+    queue = [rate_waiter("k", n) for n in range(5)]
+    granted, tats, next_at = pace(queue, {}, T0)
+    assert names(granted) == ["wf-k-0", "wf-k-1"]  # burst 2
+    assert tats == {"k": T0 + timedelta(seconds=0.2)}
+    assert next_at == T0 + timedelta(seconds=0.1)  # tat - tolerance
+    granted, tats, next_at = pace(queue[2:], tats, next_at)
+    assert names(granted) == ["wf-k-2"]
+    assert next_at == T0 + timedelta(seconds=0.2)
+
+
+def test_a_rate_limit_over_any_window_lets_in_at_most_burst_plus_the_rate():
+    """Drive pace() as the admission loop does (at each next_at) over 3 simulated seconds."""
+    queue = [rate_waiter("k", n) for n in range(100)]
+    tats: dict[str, Any] = {}
+    now, starts = T0, []
+    while queue and now < T0 + timedelta(seconds=3):
+        granted, changed, next_at = pace(queue, tats, now)
+        tats.update(changed)
+        starts += [now] * len(granted)
+        queue = [w for w in queue if w not in granted]
+        now = next_at
+    for first in starts:
+        window = [s for s in starts if first <= s < first + timedelta(seconds=1)]
+        assert len(window) <= 10 + 2
+    assert len(starts) == 2 + 29  # the burst at 0 s, then one every 0.1 s until 2.9 s
+
+
+def test_each_key_has_its_own_rate_and_the_run_time_rate_overrides():
+    queue = [rate_waiter("a", 0), rate_waiter("a", 1), rate_waiter("a", 2), rate_waiter("b", 3)]
+    assert names(pace(queue, {}, T0)[0]) == ["wf-a-0", "wf-a-1", "wf-b-3"]
+    assert names(pace(queue, {}, T0, per_s=1, burst=1)[0]) == ["wf-a-0", "wf-b-3"]
+
+
+def test_a_rate_limit_without_a_rate_lets_nothing_in():
+    assert pace([rate_waiter("k", 0, per_s=None)], {}, T0) == ([], {}, None)
+
+
+def test_a_step_takes_a_concurrency_limit_or_a_rate_limit_not_both():
+    found = problems({"name": "A", "concurrency": {"limit": 1}, "rate_limit": {"per_s": 1}})
+    assert found == [("$.activities[0].rate_limit", "a step takes a concurrency limit or a rate limit, not both")]
+
+
+@pytest.mark.parametrize(
+    ("rate_limit", "path"),
+    [
+        ({"per_s": 0}, "$.activities[0].rate_limit.per_s"),
+        ({"per_s": 1, "burst": 0}, "$.activities[0].rate_limit.burst"),
+        ({"burst": 2}, "$.activities[0].rate_limit"),
+    ],
+)
+def test_a_bad_rate_limit_is_refused_at_its_path(rate_limit, path):
+    assert {p for p, _ in problems({"name": "A", "rate_limit": rate_limit})} == {path}
+
+
+def test_a_rate_limited_step_queues_with_a_rate_claim():
+    run = run_of({"name": "A", "id": "mail", "rate_limit": {"key": "input.tenant", "per_s": 10, "burst": 5}})
+    step = run.activity("mail")
+    assert step.status is S.QUEUED
+    assert step.claim == Claim("g.mail", "acme", None, 3, per_s=10, burst=5, rate=True)
+    let_in(run, "mail")
+    assert run.status("mail") is S.SCHEDULED

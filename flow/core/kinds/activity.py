@@ -353,7 +353,8 @@ def claims(
                 why = graph.unevaluable("concurrency.key", key, e)
                 index = getattr(step.spec, "index", None)
                 return why if index is None else f"item {index}: {why}"
-        claim = limits.Claim(step.limit.name, value, step.limit.limit, state.priority)
+        limit = step.limit
+        claim = limits.Claim(limit.name, value, limit.limit, state.priority, limit.per_s, limit.burst, limit.rate)
         claimed.append(replace(step, claim=claim))
     return claimed
 

@@ -70,8 +70,11 @@ async function limitPage(name, mine) {
       if (document.activeElement) document.activeElement.blur();
       route();
     } catch (error) {
+      // Focused, the field also holds the page's refresh back, which would redraw it
+      // without the refusal while the user corrects the number.
       problem.textContent = error.message;
       field.setAttribute("aria-invalid", "true");
+      field.focus();
     }
   };
   const form = h("form", { class: "filters", onsubmit: async e => {
@@ -85,7 +88,7 @@ async function limitPage(name, mine) {
     h("button", { type: "submit", class: "primary" }, "Set"),
     // Unset: back to the number the definitions give (none for a named limit without one).
     limit.set_at_run_time ? h("button", { type: "button", onclick: () => put({ limit: null }, `${name}: unset`) }, "Unset") : null);
-  const summary = h("p", {}, "Number: ", limitNumber(limit), ` · ${limit.held} held · ${limit.waiting} waiting · ${limit.keys} key values`);
+  const summary = h("p", { class: "limit-summary" }, "Number: ", limitNumber(limit), ` · ${limit.held} held · ${limit.waiting} waiting · ${limit.keys} key values`);
   if (render(mine, h("h1", {}, "Limit ", h("span", { class: "mono" }, name)), summary, form, table,
     h("p", {}, h("a", { href: "#/limits" }, "All limits")))) refreshIn(mine, 2000);
 }

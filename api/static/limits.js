@@ -20,6 +20,8 @@ function limitBody(text) {
   return { body: { limit: Number(trimmed) } };
 }
 
+function plural(n, word) { return `${n} ${word}${n === 1 ? "" : "s"}`; }
+
 function limitLink(name) {
   return h("a", { href: "#/limits/" + encodeURIComponent(name), class: "mono" }, name);
 }
@@ -41,7 +43,7 @@ async function limitsPage(mine) {
       : h("tr", {}, h("td", { colspan: 5 }, "No limit has a number set or a step holding or waiting."))));
   // A named limit nobody uses yet is in no list: open it by name to set its number.
   const name = h("input", { id: "l-name", class: "mono", placeholder: "payments", spellcheck: "false" });
-  const open = h("form", { class: "filters", onsubmit: e => {
+  const open = h("form", { class: "filters limit-open", onsubmit: e => {
       e.preventDefault();
       if (name.value.trim()) go("#/limits/" + encodeURIComponent(name.value.trim()));
     } },
@@ -88,7 +90,7 @@ async function limitPage(name, mine) {
     h("button", { type: "submit", class: "primary" }, "Set"),
     // Unset: back to the number the definitions give (none for a named limit without one).
     limit.set_at_run_time ? h("button", { type: "button", onclick: () => put({ limit: null }, `${name}: unset`) }, "Unset") : null);
-  const summary = h("p", { class: "limit-summary" }, "Number: ", limitNumber(limit), ` · ${limit.held} held · ${limit.waiting} waiting · ${limit.keys} key values`);
+  const summary = h("p", { class: "limit-summary" }, "Number: ", limitNumber(limit), ` · ${limit.held} held · ${limit.waiting} waiting · ${plural(limit.keys, "key value")}`);
   if (render(mine, h("h1", {}, "Limit ", h("span", { class: "mono" }, name)), summary, form, table,
     h("p", {}, h("a", { href: "#/limits" }, "All limits")))) refreshIn(mine, 2000);
 }

@@ -149,7 +149,7 @@ class StepDefinition:
     #: Its kind, and what the kind reads from the entry.
     spec: StepSpec = field(default_factory=lambda: ACTIVITY)
     #: Its concurrency limit (:mod:`flow.core.limits`).
-    concurrency: limits.Concurrency | None = None
+    limit: limits.StepLimit | None = None
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -197,7 +197,7 @@ class Definition:
                 when=spec.when,
                 queue=spec.queue,
                 spec=pinned(spec.spec, child_versions or {}),
-                concurrency=spec.concurrency,
+                limit=spec.limit,
             )
             for position, spec in enumerate(self.activities)
         )
@@ -252,7 +252,7 @@ def parse(body: Any, *, known_activities: Collection[str], source: str = "<defin
             when=entry.get("when"),
             queue=stored_queue(entry.get("queue")),
             spec=kinds.of_entry(entry).parse(entry),
-            concurrency=limits.Concurrency.from_entry(entry, definition=body["name"], step_id=activity_id),
+            limit=limits.StepLimit.from_entry(entry, definition=body["name"], step_id=activity_id),
         )
         for entry, name, activity_id in zip(entries, names, graph.default_ids(entries, names), strict=True)
     )

@@ -63,7 +63,7 @@ SCHEMA: dict[str, Any] = {
 
 
 @dataclass(frozen=True)
-class Concurrency:
+class StepLimit:
     """A step's ``concurrency`` as its definition says it. ``name``: the limit's name (an
     inline limit's is ``<definition>.<step id>``); ``limit``: its number (for a named
     limit, the number until ``PUT /limits`` sets one; None: none until then)."""
@@ -75,7 +75,7 @@ class Concurrency:
     shared: bool = False
 
     @classmethod
-    def from_entry(cls, entry: Mapping[str, Any], *, definition: str, step_id: str) -> Concurrency | None:
+    def from_entry(cls, entry: Mapping[str, Any], *, definition: str, step_id: str) -> StepLimit | None:
         spec = entry.get("concurrency")
         if spec is None:
             return None
@@ -95,7 +95,7 @@ class Concurrency:
         return stored
 
     @classmethod
-    def from_json(cls, stored: Mapping[str, Any] | None) -> Concurrency | None:
+    def from_json(cls, stored: Mapping[str, Any] | None) -> StepLimit | None:
         if not stored:
             return None
         return cls(stored["name"], stored.get("key"), stored.get("limit"), bool(stored.get("shared")))
@@ -186,7 +186,7 @@ __all__ = [
     "MAX_LIMIT",
     "SCHEMA",
     "Claim",
-    "Concurrency",
+    "StepLimit",
     "Waiter",
     "admit",
     "key_text",

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
-from flow.core.limits import Claim, Concurrency
+from flow.core.limits import Claim, StepLimit
 from flow.core.lineage import ParentLink
 from flow.core.policy import RetryPolicy, Timeouts
 from flow.core.vocabulary import ActivityStatus, Trigger, WorkflowStatus
@@ -103,7 +103,7 @@ class ActivityState:
     #: Its kind, and what the kind reads from the definition (:mod:`flow.core.kinds`).
     spec: StepSpec = ACTIVITY
     #: Its concurrency limit, as the definition says it (:mod:`flow.core.limits`).
-    concurrency: Concurrency | None = None
+    limit: StepLimit | None = None
     #: The slot it waits for (``Queued``) or holds (in flight): made when its turn first
     #: comes, kept for its retries.
     claim: Claim | None = None

@@ -18,7 +18,7 @@ from typing import Any
 import peewee
 
 from flow.core import kinds
-from flow.core.limits import Claim, Concurrency
+from flow.core.limits import Claim, StepLimit
 from flow.core.lineage import ParentLink
 from flow.core.policy import RetryPolicy, Timeouts
 from flow.core.state import ActivityState, ActivityStatus, Signal, WorkflowState, WorkflowStatus
@@ -137,7 +137,7 @@ def workflow_from_row(
 
 def _with_map(item: ActivityState, parent: ActivityState) -> ActivityState:
     """An item as loaded: its map's config and concurrency limit (stored once, on the map)."""
-    return replace(item, config=parent.config, concurrency=parent.concurrency)
+    return replace(item, config=parent.config, limit=parent.limit)
 
 
 def read_workflows(
@@ -235,8 +235,8 @@ def graph_column(activity: ActivityState) -> str | None:
     if activity.queue is not None:
         graph["queue"] = activity.queue
     graph.update(kinds.spec_to_json(activity.spec))
-    if activity.concurrency is not None and activity.parent is None:  # an item's is its map's
-        graph["concurrency"] = activity.concurrency.to_json()
+    if activity.limit is not None and activity.parent is None:  # an item's is its map's
+        graph["concurrency"] = activity.limit.to_json()
     return json.dumps(graph, separators=(",", ":")) if graph else None
 
 
@@ -270,7 +270,7 @@ def _graph_fields(graph: dict[str, Any] | None) -> dict[str, Any]:
         "when": graph.get("when"),
         "queue": graph.get("queue"),
         "spec": kinds.spec_from_json(graph),
-        "concurrency": Concurrency.from_json(graph.get("concurrency")),
+        "limit": StepLimit.from_json(graph.get("concurrency")),
     }
 
 

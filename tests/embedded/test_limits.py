@@ -146,8 +146,8 @@ def test_urgent_work_overtakes_a_backlog_of_less_urgent_work(flow):
         return [r[0] for r in rows]
 
     wait_for(lambda: len(scheduled()) >= 10, timeout_s=60, what="the backlog to start flowing")
-    urgent = [flow.start("Prioritised", {"urgent": n}, priority=1) for n in range(10)]
     before = len(scheduled())
+    urgent = [flow.start("Prioritised", {"urgent": n}, priority=1) for n in range(10)]
     for workflow_id in urgent + backlog:
         assert flow.wait(workflow_id, timeout_s=120).state.status == "Finished"
     order = scheduled()[before:]

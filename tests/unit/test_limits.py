@@ -70,8 +70,8 @@ def test_only_steps_with_attempts_take_a_limit():
 
 def test_an_inline_limit_is_named_after_its_definition_and_step():
     run = run_of(limited(key="input.tenant"))
-    assert run.activity("pay").concurrency.name == "g.pay"
-    assert run.activity("pay").concurrency.shared is False
+    assert run.activity("pay").limit.name == "g.pay"
+    assert run.activity("pay").limit.shared is False
 
 
 # -- decide: queued, let in, given back ----------------------------------------------

@@ -108,7 +108,7 @@ class ActivityKind(StepKind):
         its concurrency limit, whose claim is made now (``activities``: the steps as the
         decision has them so far, what the limit's key reads); a string: why its key has
         no value (it fails before it runs)."""
-        if step.concurrency is not None and step.claim is None:
+        if step.limit is not None and step.claim is None:
             claimed = claims(state, activities, [step])
             if isinstance(claimed, str):
                 return claimed
@@ -120,7 +120,7 @@ class ActivityKind(StepKind):
         turn first came; a map's items get theirs when the map starts): scheduled now, or
         queued for a slot."""
         claim = step.claim
-        if step.concurrency is None or claim is None:
+        if step.limit is None or claim is None:
             return self.schedule(step, now)
         step = replace(
             step, status=ActivityStatus.QUEUED, scheduled_at=now, started_at=None, finished_at=None, heartbeat_at=None
@@ -344,16 +344,16 @@ def claims(
     value (the step fails before it runs; a map, for one of its items)."""
     claimed = []
     for step in steps:
-        assert step.concurrency is not None
+        assert step.limit is not None
         value = ""
-        if (key := step.concurrency.key) is not None:
+        if (key := step.limit.key) is not None:
             try:
                 value = limits.key_text(graph.evaluate(key, key_context(state, activities, step)))
             except Exception as e:  # noqa: BLE001 - whatever the evaluator raises, the answer is the same
                 why = graph.unevaluable("concurrency.key", key, e)
                 index = getattr(step.spec, "index", None)
                 return why if index is None else f"item {index}: {why}"
-        claim = limits.Claim(step.concurrency.name, value, step.concurrency.limit, state.priority)
+        claim = limits.Claim(step.limit.name, value, step.limit.limit, state.priority)
         claimed.append(replace(step, claim=claim))
     return claimed
 
@@ -362,7 +362,7 @@ def key_context(state: WorkflowState, activities: Sequence[ActivityState], step:
     """What a concurrency key reads: ``{"input", "outputs", "item"}``. The outputs so far
     cost O(activities), so they are gathered only for a key that reads them (a map's
     thousands of items would otherwise pay it each)."""
-    key = step.concurrency.key if step.concurrency is not None else None
+    key = step.limit.key if step.limit is not None else None
     context: dict[str, Any] = {"input": state.input_data, "item": getattr(step.spec, "item", None)}
     if key is not None and "outputs" in key:
         context["outputs"] = graph.condition_context(state.input_data, activities)["outputs"]

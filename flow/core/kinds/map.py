@@ -186,7 +186,7 @@ class MapKind(StepKind):
             count = len(over)
             first = len(activities)
             items = [_item(parent, first + index, index, value) for index, value in enumerate(over)]
-            if parent.concurrency is not None:
+            if parent.limit is not None:
                 claimed = claims(state, activities, items)
                 if isinstance(claimed, str):
                     return graph.Verdict(fail=claimed)
@@ -394,7 +394,7 @@ def _item(parent: ActivityState, position: int, index: int, value: Any) -> Activ
         queue=parent.queue,
         id=item_id(parent.id, index),
         spec=Item(parent.position, index, value),
-        concurrency=parent.concurrency,
+        limit=parent.limit,
     )
 
 

@@ -257,6 +257,9 @@ async function workflowPage(id, mine) {
     h("td", {}, a.duration_ms === null ? "" : duration(a.started_at, a.finished_at)),
     h("td", {}, a.error ? h("pre", {}, a.error) : a.skip_reason ? h("span", { class: "muted" }, "skipped: " + a.skip_reason) : "",
       a.waiting_for ? h("span", { class: "muted waiting-for" }, a.waiting_for) : null,
+      // The slot a Queued step claims, linked to its limit's page (where its number is set).
+      a.limit && a.status === "Queued" ? h("span", { class: "muted claim" }, " · limit ",
+        h("a", { href: "#/limits/" + encodeURIComponent(a.limit.name), class: "mono" }, limitLabel(a.limit))) : null,
       // A long activity's progress: what its last heartbeat said (details, at most 120 characters shown).
       a.heartbeat && a.heartbeat.details != null && !["Succeeded", "Skipped"].includes(a.status)
         ? h("span", { class: "muted mono heartbeat" }, "last heartbeat: " + JSON.stringify(a.heartbeat.details).slice(0, 120))
@@ -529,6 +532,8 @@ async function route() {
     else if (path.startsWith("/workflows/")) await workflowPage(decodeURIComponent(path.slice("/workflows/".length)), mine);
     else if (path === "/definitions") await definitionsPage(mine);
     else if (path === "/schedules") await schedulesPage(mine);
+    else if (path === "/limits") await limitsPage(mine);
+    else if (path.startsWith("/limits/")) await limitPage(decodeURIComponent(path.slice("/limits/".length)), mine);
     else if (path === "/start") await startPage(mine);
     else render(mine, h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/workflows" }, "Back to the workflows")));
   } catch (error) { if (mine === generation) showError(error); }

@@ -51,6 +51,18 @@ def server(tmp_path_factory, http_server) -> Iterator[str]:
         ],
     }
     bodies["UiChild"] = {"name": "UiChild", "activities": [{"name": "NoopActivity"}]}
+    # A named limit with no number anywhere lets nothing in: its step waits Queued until
+    # the limit's page sets one (each test names its own limit in the input).
+    bodies["UiLimited"] = {
+        "name": "UiLimited",
+        "activities": [
+            {"id": "call", "name": "NoopActivity", "concurrency": {"name": "ui_partner", "key": "input.tenant"}}
+        ],
+    }
+    bodies["UiListed"] = {
+        "name": "UiListed",
+        "activities": [{"id": "call", "name": "NoopActivity", "concurrency": {"name": "ui_listed"}}],
+    }
     bodies["UiParent"] = {
         "name": "UiParent",
         "activities": [{"id": "first", "name": "NoopActivity"}, {"id": "sub", "workflow": "UiChild"}],
@@ -264,7 +276,9 @@ def test_the_pages_pass_an_accessibility_check(page):
     assert page.evaluate("() => [...document.querySelectorAll('input,select,textarea')].every(e => e.labels.length)")
 
 
-@pytest.mark.parametrize("route", ["#/workflows", "#/workflows/{id}", "#/definitions", "#/start", "#/schedules"])
+@pytest.mark.parametrize(
+    "route", ["#/workflows", "#/workflows/{id}", "#/definitions", "#/start", "#/schedules", "#/limits", "#/limits/axe"]
+)
 def test_axe_finds_no_serious_accessibility_violation(page, server, route):
     from axe_playwright_python.sync_playwright import Axe
 
@@ -511,3 +525,69 @@ def test_the_schedules_page_is_paged(page, server):
     finally:
         for name in names:
             requests.delete(f"{server}/schedules/{name}", headers=headers, timeout=5)
+
+
+def test_a_queued_step_links_its_limit_whose_page_sets_its_number(page, server):
+    headers = {"Authorization": "Bearer ui-secret"}
+    started = requests.post(
+        f"{server}/workflows", json={"name": "UiLimited", "input_data": {"tenant": "acme"}}, headers=headers, timeout=5
+    ).json()
+    page.goto(f"{server}/ui/#/workflows/{started['id']}")
+    row = page.locator("tr", has=page.get_by_role("cell", name="call (NoopActivity)", exact=False))
+    expect(row.locator(".status")).to_have_text("Queued")
+    expect(row.locator(".waiting-for")).to_have_text(
+        "waiting for ui_partner [acme]: no limit set (PUT /limits/ui_partner)"
+    )
+    shot(page, "workflow-queued")
+    row.get_by_role("link", name="ui_partner [acme]").click()
+    page.get_by_role("heading", name="Limit ui_partner").wait_for()
+    keys = page.locator("table.limit-keys")
+    # Held 0, waiting 1, for the key value acme.
+    expect(keys.locator("tr", has=page.get_by_role("rowheader", name="acme")).locator("td")).to_have_text(["0", "1"])
+    expect(page.get_by_role("button", name="Unset")).to_have_count(0)  # no number set at run time yet
+
+    # A number the API refuses: its 422 text is shown next to the field.
+    field = page.get_by_label("Number (per key value)")
+    field.fill("-1")
+    page.get_by_role("button", name="Set", exact=True).click()
+    expect(page.locator("#l-number-error")).to_contain_text("$.limit: must be an integer from 0 to 100000")
+    assert field.get_attribute("aria-invalid") == "true"
+    shot(page, "limit-refused")
+
+    field.fill("1")
+    page.get_by_role("button", name="Set", exact=True).click()
+    expect(page.locator(".limit-summary")).to_contain_text("1 (set at run time)")
+    page.goto(f"{server}/ui/#/workflows/{started['id']}")
+    page.locator("p .status", has_text="Finished").wait_for()
+
+    page.goto(f"{server}/ui/#/limits/ui_partner")
+    page.get_by_role("button", name="Unset").click()
+    expect(page.locator(".limit-summary")).to_contain_text("none set")
+    expect(page.get_by_role("button", name="Unset")).to_have_count(0)
+    assert requests.get(f"{server}/limits/ui_partner", headers=headers, timeout=5).json()["limit"] is None
+
+
+def test_the_limits_page_lists_the_limits_and_opens_one(page, server):
+    headers = {"Authorization": "Bearer ui-secret"}
+    assert requests.put(f"{server}/limits/ui_listed", json={"limit": 0}, headers=headers, timeout=5).status_code == 200
+    try:
+        started = requests.post(f"{server}/workflows", json={"name": "UiListed"}, headers=headers, timeout=5).json()
+        page.get_by_role("link", name="Limits", exact=True).click()
+        page.get_by_role("heading", name="Limits").wait_for()
+        row = page.locator("tr", has=page.get_by_role("rowheader", name="ui_listed"))
+        # Number, slots held, steps waiting, key values: the page refreshes until the step waits.
+        expect(row.locator("td")).to_have_text(["0 (set at run time)", "0", "1", "1"])
+        shot(page, "limits")
+        row.get_by_role("link", name="ui_listed").click()
+        page.get_by_role("heading", name="Limit ui_listed").wait_for()
+        expect(page.get_by_role("rowheader", name="(no key)")).to_be_visible()
+        shot(page, "limit")
+        page.get_by_role("link", name="All limits").click()
+        page.get_by_label("Open a limit by name").fill("ui_nobody")
+        page.get_by_role("button", name="Open").click()
+        page.get_by_role("heading", name="Limit ui_nobody").wait_for()
+        expect(page.get_by_text("Nothing holds or waits for this limit.")).to_be_visible()
+    finally:
+        requests.put(f"{server}/limits/ui_listed", json={"limit": None}, headers=headers, timeout=5)
+        if "started" in locals():  # its step would wait for a number forever
+            requests.post(f"{server}/workflows/{started['id']}/cancel", json={}, headers=headers, timeout=5)

@@ -27,8 +27,13 @@ function limitLink(name) {
 }
 
 function limitNumber(limit) {
+  const set = limit.set_at_run_time ? h("span", { class: "muted" }, " (set at run time)") : null;
+  if (limit.kind === "rate") {
+    if (limit.per_s === null) return h("span", { class: "muted" }, "no rate set");
+    return [`${limit.per_s}/s` + (limit.burst > 1 ? `, burst ${limit.burst}` : ""), set];
+  }
   if (limit.limit === null) return h("span", { class: "muted" }, "none set");
-  return [String(limit.limit), limit.set_at_run_time ? h("span", { class: "muted" }, " (set at run time)") : null];
+  return [String(limit.limit), set];
 }
 
 async function limitsPage(mine) {
@@ -90,7 +95,12 @@ async function limitPage(name, mine) {
     h("button", { type: "submit", class: "primary" }, "Set"),
     // Unset: back to the number the definitions give (none for a named limit without one).
     limit.set_at_run_time ? h("button", { type: "button", onclick: () => put({ limit: null }, `${name}: unset`) }, "Unset") : null);
-  const summary = h("p", { class: "limit-summary" }, "Number: ", limitNumber(limit), ` · ${limit.held} held · ${limit.waiting} waiting · ${plural(limit.keys, "key value")}`);
-  if (render(mine, h("h1", {}, "Limit ", h("span", { class: "mono" }, name)), summary, form, table,
+  // A rate limit's rate and burst are set from the API or the CLI, not from this form.
+  const setter = limit.kind === "rate"
+    ? h("p", { class: "muted" }, `A rate limit: set it with flow limits set ${name} --per-s N --burst N `
+      + "(PUT /limits/{name} {per_s, burst}).")
+    : form;
+  const summary = h("p", { class: "limit-summary" }, limit.kind === "rate" ? "Rate: " : "Number: ", limitNumber(limit), ` · ${limit.held} held · ${limit.waiting} waiting · ${plural(limit.keys, "key value")}`);
+  if (render(mine, h("h1", {}, "Limit ", h("span", { class: "mono" }, name)), summary, setter, table,
     h("p", {}, h("a", { href: "#/limits" }, "All limits")))) refreshIn(mine, 2000);
 }

@@ -131,7 +131,7 @@ def test_a_named_limit_waits_for_its_number_and_says_what_it_waits_for(flow, cli
     assert step["limit"] == {"name": "partner_api", "key": ""}
     assert step["waiting_for"] == "waiting for partner_api: no limit set (PUT /limits/partner_api)"
     metrics = client.simulate_get("/metrics").text
-    assert 'flow_limit_waiting{limit="partner_api"} 1.0' in metrics
+    assert 'flow_limit_waiting{kind="concurrency",limit="partner_api"} 1.0' in metrics
     answer = client.simulate_put("/limits/partner_api", json={"limit": 1})
     assert answer.status_code == 200
     assert answer.json["limit"] == 1 and answer.json["set_at_run_time"] is True

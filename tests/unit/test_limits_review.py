@@ -1,0 +1,81 @@
+"""Hostile review of concurrency and rate limits: each test here shows a defect found in
+review (marked xfail strict until it is fixed), proven on the pure parts
+(:func:`flow.core.limits.pace`, :func:`flow.core.limits.key_text`, ``decide()`` with
+:func:`flow.core.recovery.owed`)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from flow.core.events import ActivityStarted, CancelRequested
+from flow.core.limits import Waiter, key_text, pace
+from flow.core.recovery import owed
+from flow.core.vocabulary import ActivityStatus as S
+from tests.unit.test_graph import definition
+from tests.unit.test_limits import let_in, limited, run_of
+
+NOW = datetime(2026, 12, 7, 5, 0, tzinfo=timezone.utc)
+
+
+def waiter(key: str = "", n: int = 0, per_s: float | None = None, burst: int | None = None) -> Waiter:
+    return Waiter(f"w{n}", 0, 1, 0, key, None, 3, NOW, per_s, burst)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="pace() computes now + 1/per_s with no bound: a valid tiny per_s (the schemas allow any "
+    "number over 0) overflows datetime, and the OverflowError aborts the admission pass",
+)
+@pytest.mark.parametrize("per_s", [1e-12, 1e-15])
+def test_a_tiny_rate_paces_without_raising(per_s):
+    # Reachable: the definition's schema takes it (and PUT /limits' schema does too).
+    definition({"name": "A", "rate_limit": {"per_s": per_s}})  # accepted
+    granted, changed, next_at = pace([waiter(n=1), waiter(n=2)], {}, NOW, per_s=per_s, burst=1)
+    assert len(granted) == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="pace(): burst x interval is subtracted from the key's tat; a large burst with a slow "
+    "rate (both within the schemas) underflows datetime",
+)
+def test_a_slow_rate_with_a_large_burst_paces_without_raising():
+    definition({"name": "A", "rate_limit": {"per_s": 1e-6, "burst": 100_000}})  # accepted
+    tats = {"": NOW}
+    granted, _, _ = pace([waiter()], tats, NOW, per_s=1e-6, burst=100_000)
+    assert len(granted) == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="key_text: a string is stored as it is and anything else as its JSON, so the string '1' "
+    "and the number 1 (or 'null' and null, '[1]' and [1]) share one slot count; the docstring says "
+    "two keys share a slot only if their values are equal",
+)
+@pytest.mark.parametrize(("a", "b"), [("1", 1), ("null", None), ("true", True), ('{"a":1}', {"a": 1})])
+def test_unequal_key_values_do_not_share_a_slot(a, b):
+    assert a != b
+    assert key_text(a) != key_text(b)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a cancel (or a workflow's failure) leaves an attempt in flight Started, holding its slot "
+    "(_HELD counts it); owed() gives an ended workflow nothing, so after a restart on the in-process "
+    "broker (the worker died with the process) nothing ever ends that attempt: the slot leaks for good "
+    "(without start-to-close/heartbeat timeouts). README says a cancel ends the hold in the same commit",
+)
+def test_a_cancelled_workflows_slot_is_given_back_or_something_will_end_it():
+    run = run_of(limited(limit=1))  # no timeouts: the default
+    let_in(run, "pay")
+    step = run.activity("pay")
+    run.decision = run._decide(ActivityStarted(step.position, step.attempt, occurred_at=run._now()))
+    assert run.status("pay") is S.STARTED
+    run.decision = run._decide(CancelRequested(occurred_at=run._now()))
+    assert run.state.status.ended
+    step = run.activity("pay")
+    holds = step.claim is not None and step.status.in_flight  # what _HELD counts
+    after_restart = owed(run.state)
+    assert not holds or after_restart.runs or after_restart.timers

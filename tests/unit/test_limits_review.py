@@ -5,7 +5,7 @@ review (marked xfail strict until it is fixed), proven on the pure parts
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -95,3 +95,19 @@ def test_a_grant_made_while_paused_does_not_start_the_step():
     let_in(run, "pay")  # the admitting engine does not know of pauses
     assert run.scheduled() == []
     assert run.status("pay") is not S.SCHEDULED
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a key's stored GCRA arrival time (limit_rates.tat) is absolute, computed with the rate of "
+    "its time: after a slow rate (set by mistake, or a definition's) is raised by PUT /limits, the "
+    "key's waiters still wait out the old interval (here 1000 s at a rate of 100 per s)",
+)
+def test_a_raised_rate_applies_to_what_waits():
+
+    first, second = waiter(n=1), waiter(n=2)
+    granted, tats, _ = pace([first, second], {}, NOW, per_s=0.001, burst=1)
+    assert granted == [first]
+    later = NOW + timedelta(seconds=1)  # the operator raises the rate to 100 per s
+    granted, _, next_at = pace([second], tats, later, per_s=100, burst=1)
+    assert granted == [second] or (next_at is not None and next_at <= later + timedelta(seconds=1))

@@ -104,7 +104,6 @@ def test_a_grant_made_while_paused_does_not_start_the_step():
     "key's waiters still wait out the old interval (here 1000 s at a rate of 100 per s)",
 )
 def test_a_raised_rate_applies_to_what_waits():
-
     first, second = waiter(n=1), waiter(n=2)
     granted, tats, _ = pace([first, second], {}, NOW, per_s=0.001, burst=1)
     assert granted == [first]

@@ -10,7 +10,6 @@ import falcon.testing
 import pytest
 
 from api.app import create_app
-
 from flow.process.embedded import EmbeddedFlow
 from tests.conftest import wait_for
 from tests.embedded.conftest import flow_of
@@ -133,8 +132,10 @@ def test_a_tiny_rate_set_at_run_time_does_not_stop_other_limits(flow):
     slow = [flow.start("AaaSlow", {"n": n}) for n in range(2)]
     waiting = flow.start("ZzzNamed", {})
     wait_for(
-        lambda: client.simulate_get("/limits/zzz_named").json["waiting"] == 1
-        and client.simulate_get("/limits/aaa_slow").json["waiting"] >= 1,
+        lambda: (
+            client.simulate_get("/limits/zzz_named").json["waiting"] == 1
+            and client.simulate_get("/limits/aaa_slow").json["waiting"] >= 1
+        ),
         timeout_s=30,
         what="both limits to have a waiter",
     )

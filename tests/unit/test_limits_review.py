@@ -5,7 +5,7 @@ review (marked xfail strict until it is fixed), proven on the pure parts
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
@@ -18,7 +18,7 @@ from flow.core.vocabulary import ActivityStatus as S
 from tests.unit.test_graph import definition
 from tests.unit.test_limits import let_in, limited, run_of
 
-NOW = datetime(2026, 12, 7, 5, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 7, 5, 0, tzinfo=UTC)
 
 
 def waiter(key: str = "", n: int = 0, per_s: float | None = None, burst: int | None = None) -> Waiter:

@@ -44,6 +44,12 @@ DEFINITIONS = {
         "name": "Held",
         "activities": [{"id": "call", "name": "DoSomethingActivity", "concurrency": {"name": "conc_only"}}],
     },
+    "PerUser": {
+        "name": "PerUser",
+        "activities": [
+            {"id": "send", "name": "DoSomethingActivity", "rate_limit": {"key": "input.user", "per_s": 100}}
+        ],
+    },
     "ZzzNamed": {
         "name": "ZzzNamed",
         "activities": [{"id": "call", "name": "DoSomethingActivity", "concurrency": {"name": "zzz_named"}}],
@@ -158,3 +164,28 @@ def test_a_concurrency_limit_with_a_stray_rate_is_still_shown_as_one(flow):
     assert client.simulate_put("/limits/conc_only", json={"per_s": 5}).status_code == 200
     shown = client.simulate_get("/limits/conc_only").json
     assert (shown["kind"], shown["waiting"]) == ("concurrency", 1), shown
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="limit_rates keeps a row per (limit, key value) forever (nothing deletes from it) and every "
+    "admitting transaction of the limit reads all of them under its lock: a per-user or per-item key "
+    "grows the table and each admission's cost without bound, though a key whose arrival time has "
+    "passed is the same as a key with no row",
+)
+def test_a_rate_limits_idle_keys_leave_no_state_behind(flow):
+    ids = [flow.start("PerUser", {"user": f"u{n}"}) for n in range(40)]
+    for workflow_id in ids:
+        assert flow.wait(workflow_id, timeout_s=60).state.status == "Finished"
+    database = flow.runtime.store.database
+    wait_for(
+        lambda: database.execute_sql(
+            "SELECT count(*) FROM limit_rates WHERE name = 'PerUser.send' AND tat > datetime('now')"
+        ).fetchone()[0]
+        == 0,
+        timeout_s=10,
+        what="every key's arrival time to pass",
+    )
+    flow.start("PerUser", {"user": "one more"})  # another admission of the limit
+    kept = database.execute_sql("SELECT count(*) FROM limit_rates WHERE name = 'PerUser.send'").fetchone()[0]
+    assert kept <= 1, f"{kept} rows of idle keys kept, each read by every admission of the limit"

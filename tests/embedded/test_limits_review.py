@@ -179,10 +179,12 @@ def test_a_rate_limits_idle_keys_leave_no_state_behind(flow):
         assert flow.wait(workflow_id, timeout_s=60).state.status == "Finished"
     database = flow.runtime.store.database
     wait_for(
-        lambda: database.execute_sql(
-            "SELECT count(*) FROM limit_rates WHERE name = 'PerUser.send' AND tat > datetime('now')"
-        ).fetchone()[0]
-        == 0,
+        lambda: (
+            database.execute_sql(
+                "SELECT count(*) FROM limit_rates WHERE name = 'PerUser.send' AND tat > datetime('now')"
+            ).fetchone()[0]
+            == 0
+        ),
         timeout_s=10,
         what="every key's arrival time to pass",
     )

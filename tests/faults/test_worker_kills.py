@@ -187,10 +187,13 @@ class SlotSampler:
     def peak(self) -> int:
         return max((held for _, held in self.samples), default=0)
 
-    @property
-    def widest_gap_s(self) -> float:
+    def gaps_ms(self) -> str:
+        """The time between samples, median, 99th percentile and widest (for the report:
+        on a busy machine a gap can be wider than 10 ms, but a slot held twice would be held
+        for an attempt's length, seconds, not for one gap)."""
         times = [at for at, _ in self.samples]
-        return max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
+        gaps = sorted(1000 * (b - a) for a, b in zip(times, times[1:], strict=False)) or [0.0]
+        return f"{gaps[len(gaps) // 2]:.0f}/{gaps[len(gaps) * 99 // 100]:.0f}/{gaps[-1]:.0f} ms"
 
 
 def test_sigkill_the_worker_of_an_activity_holding_a_limits_slot(fault_cluster: Cluster):
@@ -208,7 +211,9 @@ def test_sigkill_the_worker_of_an_activity_holding_a_limits_slot(fault_cluster: 
     holder_sql = """SELECT workflow_id FROM activities
         WHERE limit_name = 'SlotBeating.beat' AND status = 'Started' AND attempt = 1
           AND (heartbeat::jsonb -> 'details' ->> 'done')::int <= 50"""
-    holders = wait_for(lambda: query(fault_cluster.pg_url, holder_sql), what="an attempt holding the slot, beating")
+    holders = wait_for(
+        lambda: query(fault_cluster.pg_url, holder_sql), timeout_s=120, what="an attempt holding the slot, beating"
+    )
     assert len(holders) == 1, f"{len(holders)} attempts run at once behind a limit of 1"
     [(victim,)] = holders
 
@@ -255,6 +260,6 @@ def test_sigkill_the_worker_of_an_activity_holding_a_limits_slot(fault_cluster: 
         f"\nSLOT worker SIGKILL: timed out after {noticed_s:.1f} s, slot back (next let in: "
         f"{'the retry' if let_in == victim else 'another workflow'}) after {back_s:.1f} s "
         f"(heartbeat_s {heartbeat_s}); {len(sampler.samples)} samples, peak {sampler.peak} held, "
-        f"widest gap {1000 * sampler.widest_gap_s:.0f} ms"
+        f"gaps median/p99/widest {sampler.gaps_ms()}"
     )
     report("worker SIGKILL holding a slot", figures, len(children), t0)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
+from contextlib import closing
 from datetime import datetime
 
 import dramatiq
@@ -19,6 +19,7 @@ import requests
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 from flow.testing import AMQP_URL, Cluster, query
+from flow.testing.sampling import PeakSampler
 from tests.faults.conftest import BATCH, report, verify, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.faults]
@@ -128,6 +129,8 @@ def test_sigkill_the_workers_during_heartbeating_activities(fault_cluster: Clust
     report("worker SIGKILL during heartbeats", figures, len(children), t0)
 
 
+#: The inline limit of ``SlotBeating``'s one step.
+SLOT_LIMIT = "SlotBeating.beat"
 #: Slots of one limit held, as docs/design.md defines a holder and the admitting
 #: transaction counts them (``_HELD`` in flow/persistence/limits.py), in one statement
 #: (one snapshot): its steps in flight and its grants not yet handled. Written out here
@@ -143,59 +146,6 @@ SELECT count(*) FROM (
 """
 
 
-class SlotSampler:
-    """Samples the slots of one limit held (:data:`HELD`), every 10 ms in a thread of its
-    own, on one connection: connecting anew for each sample would take longer than the
-    interval on a busy machine."""
-
-    def __init__(self, pg_url: str, limit_name: str) -> None:
-        self.pg_url = pg_url
-        self.limit_name = limit_name
-        #: ``(monotonic time, slots held)`` of every sample.
-        self.samples: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="slot-sampler", daemon=True)
-        self._error: BaseException | None = None
-
-    def __enter__(self) -> SlotSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        if self._error is not None:
-            raise AssertionError(f"the sampler failed: {self._error!r}") from self._error
-
-    def _run(self) -> None:
-        try:
-            conn = psycopg2.connect(self.pg_url)
-            conn.autocommit = True  # each sample its own snapshot
-            try:
-                with conn.cursor() as cur:
-                    while True:
-                        cur.execute(HELD, {"name": self.limit_name})
-                        self.samples.append((time.monotonic(), cur.fetchone()[0]))
-                        if self._stop.wait(0.01):
-                            return
-            finally:
-                conn.close()
-        except BaseException as e:  # reported by __exit__: a dead sampler must not pass silently
-            self._error = e
-
-    @property
-    def peak(self) -> int:
-        return max((held for _, held in self.samples), default=0)
-
-    def gaps_ms(self) -> str:
-        """The time between samples, median, 99th percentile and widest (for the report:
-        on a busy machine a gap can be wider than 10 ms, but a slot held twice would be held
-        for an attempt's length, seconds, not for one gap)."""
-        times = [at for at, _ in self.samples]
-        gaps = sorted(1000 * (b - a) for a, b in zip(times, times[1:], strict=False)) or [0.0]
-        return f"{gaps[len(gaps) // 2]:.0f}/{gaps[len(gaps) * 99 // 100]:.0f}/{gaps[-1]:.0f} ms"
-
-
 def test_sigkill_the_worker_of_an_activity_holding_a_limits_slot(fault_cluster: Cluster):
     """A heartbeating activity behind a limit of 1 holds the slot; its worker is
     SIGKILLed. The slot is never held twice (sampled every 10 ms from the kill until the
@@ -208,8 +158,8 @@ def test_sigkill_the_worker_of_an_activity_holding_a_limits_slot(fault_cluster: 
     started = fault_cluster.start_batch(["SlotBeating"], copies=copies)
     # The holder: beating, and early in its 100 steps (the first heartbeat is sent at once),
     # so it cannot finish before the kill lands.
-    holder_sql = """SELECT workflow_id FROM activities
-        WHERE limit_name = 'SlotBeating.beat' AND status = 'Started' AND attempt = 1
+    holder_sql = f"""SELECT workflow_id FROM activities
+        WHERE limit_name = '{SLOT_LIMIT}' AND status = 'Started' AND attempt = 1
           AND (heartbeat::jsonb -> 'details' ->> 'done')::int <= 50"""
     holders = wait_for(
         lambda: query(fault_cluster.pg_url, holder_sql), timeout_s=120, what="an attempt holding the slot, beating"
@@ -224,15 +174,29 @@ def test_sigkill_the_worker_of_an_activity_holding_a_limits_slot(fault_cluster: 
         return children if len(children) == 2 else []
 
     children = wait_for(both_booted, what="2 booted workers")
-    with SlotSampler(fault_cluster.pg_url, "SlotBeating.beat") as sampler:
-        killed_at: datetime = query(fault_cluster.pg_url, "SELECT now() AT TIME ZONE 'utc'")[0][0]
-        for child in children:
-            os.kill(child, signal.SIGKILL)
-        figures = verify(fault_cluster, started, timeout_s=180)
+    # One connection for every sample: connecting anew each time would take longer than
+    # the sampler's 10 ms on a busy machine.
+    with closing(psycopg2.connect(fault_cluster.pg_url)) as conn:
+        conn.autocommit = True  # each sample its own snapshot
 
-    assert len(sampler.samples) > 100, f"the sampler hardly ran: {len(sampler.samples)} samples"
-    assert sampler.peak == 1, f"the slot was held {sampler.peak} times at once"
-    assert sampler.samples[0][1] == 1, "the slot was not held when the worker was killed"
+        def held() -> dict[str, int]:
+            with conn.cursor() as cur:
+                cur.execute(HELD, {"name": SLOT_LIMIT})
+                return {SLOT_LIMIT: cur.fetchone()[0]}
+
+        assert held() == {SLOT_LIMIT: 1}, "the slot is not held by the attempt about to be killed alone"
+        with PeakSampler(held) as sampler:
+            killed_at: datetime = query(fault_cluster.pg_url, "SELECT now() AT TIME ZONE 'utc'")[0][0]
+            sampled_from = time.monotonic()
+            for child in children:
+                os.kill(child, signal.SIGKILL)
+            figures = verify(fault_cluster, started, timeout_s=180)
+            sampled_s = time.monotonic() - sampled_from
+
+    # A sampler whose reads failed stops counting: it must have read all along, every 50 ms
+    # at worst on a busy machine (10 ms when idle).
+    assert sampler.samples >= sampled_s / 0.05, f"the sampler read {sampler.samples} times in {sampled_s:.0f} s"
+    assert sampler.peak[SLOT_LIMIT] == 1, f"the slot was held {sampler.peak[SLOT_LIMIT]} times at once"
     # The dead attempt ended by its heartbeat timeout (it was killed, not finished)...
     timed_out = query(
         fault_cluster.pg_url,
@@ -259,7 +223,7 @@ def test_sigkill_the_worker_of_an_activity_holding_a_limits_slot(fault_cluster: 
     print(
         f"\nSLOT worker SIGKILL: timed out after {noticed_s:.1f} s, slot back (next let in: "
         f"{'the retry' if let_in == victim else 'another workflow'}) after {back_s:.1f} s "
-        f"(heartbeat_s {heartbeat_s}); {len(sampler.samples)} samples, peak {sampler.peak} held, "
-        f"gaps median/p99/widest {sampler.gaps_ms()}"
+        f"(heartbeat_s {heartbeat_s}); peak {sampler.peak[SLOT_LIMIT]} held in {sampler.samples} samples "
+        f"over {sampled_s:.0f} s"
     )
     report("worker SIGKILL holding a slot", figures, len(children), t0)

@@ -45,10 +45,12 @@ def case_limits(b: Bench, rounds: int) -> dict[str, Any]:
     # its step queued or beyond), so what is measured is the limit's fairness, not the
     # engine's backlog of starts.
     b.wait(
-        lambda: ActivityRecord.select()
-        .where(ActivityRecord.workflow.in_(flood) & (ActivityRecord.status != ActivityStatus.PENDING))
-        .count()
-        == big
+        lambda: (
+            ActivityRecord.select()
+            .where(ActivityRecord.workflow.in_(flood) & (ActivityRecord.status != ActivityStatus.PENDING))
+            .count()
+            == big
+        )
     )
     out["flooded_p99_ms"] = _small_tenant_p99(b, "beside")
     out["big"] = big

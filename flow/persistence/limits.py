@@ -284,14 +284,16 @@ SELECT limit_key, count(*) FROM (
 
 #: What waits for one limit and has no grant yet: at most ``%s`` per key, in each key's order.
 _WAITERS = f"""
-SELECT workflow_id, position, attempt, partition, limit_key, limit_max, priority, scheduled_at, rate_per_s,
-    rate_burst, limit_rate FROM (
-    SELECT a.workflow_id, a.position, a.attempt + 1 AS attempt, w.partition, a.limit_key, a.limit_max,
+SELECT workflow_id, position, attempt,
+    (SELECT w.partition FROM workflows w WHERE w.id = waiting.workflow_id),
+    limit_key, limit_max, priority, scheduled_at, rate_per_s, rate_burst, limit_rate
+FROM (
+    SELECT a.workflow_id, a.position, a.attempt + 1 AS attempt, a.limit_key, a.limit_max,
         a.priority, a.scheduled_at, a.rate_per_s, a.rate_burst, a.limit_rate,
         row_number() OVER (
             PARTITION BY a.limit_key ORDER BY a.priority, a.scheduled_at, a.workflow_id, a.position
         ) AS n
-    FROM activities a JOIN workflows w ON w.id = a.workflow_id
+    FROM activities a
     WHERE a.limit_name = %s AND a.status = '{_QUEUED}' AND NOT EXISTS (
         SELECT 1 FROM timers t
         WHERE t.id = a.workflow_id || ':{_SLOT}:' || a.position || ':' || (a.attempt + 1)

@@ -1,10 +1,9 @@
 """Hostile review of concurrency limits: a slot held by a cancelled workflow's attempt
 across a restart of the embedded flow (the in-process broker and its workers die with
-the process). xfail strict until fixed."""
+the process): the restarted engine ends the lost attempt (a late failure on the step),
+which gives the slot back."""
 
 from __future__ import annotations
-
-import pytest
 
 from flow.persistence.limits import LimitTable
 from tests.conftest import wait_for
@@ -32,12 +31,6 @@ def _held(flow) -> int:
     return found[0].held if found else 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a cancel leaves the attempt in flight Started (holding its slot); after a restart on the "
-    "in-process broker the worker is gone and recovery skips ended workflows (owed() gives them "
-    "nothing), so the attempt never ends and the limit lets nothing in again",
-)
 def test_a_slot_held_by_a_cancelled_workflow_comes_back_after_a_restart(tmp_path):
     with flow_of(tmp_path, DEFINITIONS) as before:
         first = before.start("Holder", {})

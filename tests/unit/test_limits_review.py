@@ -11,9 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from flow.cli import main
-from flow.core.events import ActivityStarted, CancelRequested, PauseRequested
+from flow.core.events import PauseRequested
 from flow.core.limits import StepLimit, Waiter, admit, key_text, pace
-from flow.core.recovery import owed
 from flow.core.vocabulary import ActivityStatus as S
 from tests.unit.test_graph import definition
 from tests.unit.test_limits import let_in, limited, run_of
@@ -60,27 +59,6 @@ def test_a_slow_rate_with_a_large_burst_paces_without_raising():
 def test_unequal_key_values_do_not_share_a_slot(a, b):
     assert a != b
     assert key_text(a) != key_text(b)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="a cancel (or a workflow's failure) leaves an attempt in flight Started, holding its slot "
-    "(_HELD counts it); owed() gives an ended workflow nothing, so after a restart on the in-process "
-    "broker (the worker died with the process) nothing ever ends that attempt: the slot leaks for good "
-    "(without start-to-close/heartbeat timeouts). README says a cancel ends the hold in the same commit",
-)
-def test_a_cancelled_workflows_slot_is_given_back_or_something_will_end_it():
-    run = run_of(limited(limit=1))  # no timeouts: the default
-    let_in(run, "pay")
-    step = run.activity("pay")
-    run.decision = run._decide(ActivityStarted(step.position, step.attempt, occurred_at=run._now()))
-    assert run.status("pay") is S.STARTED
-    run.decision = run._decide(CancelRequested(occurred_at=run._now()))
-    assert run.state.status.ended
-    step = run.activity("pay")
-    holds = step.claim is not None and step.status.in_flight  # what _HELD counts
-    after_restart = owed(run.state)
-    assert not holds or after_restart.runs or after_restart.timers
 
 
 @pytest.mark.xfail(

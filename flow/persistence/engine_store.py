@@ -213,7 +213,8 @@ class EngineStore:
             p = self.database.param
             rows = self.database.execute_sql(
                 "SELECT a.workflow_id, a.position, a.attempt FROM activities a "
-                f"JOIN workflows w ON w.id = a.workflow_id WHERE w.partition = {p} AND w.status <> {p} AND a.status IN ({p}, {p})",
+                "JOIN workflows w ON w.id = a.workflow_id "
+                f"WHERE w.partition = {p} AND w.status <> {p} AND a.status IN ({p}, {p})",
                 (
                     partition,
                     WorkflowStatus.IN_PROGRESS.value,

@@ -13,11 +13,11 @@ from api.media import read_json_object
 from api.operation import Reply, operation
 from flow.clock import utcnow
 from flow.core import validation
-from flow.core.limits import MAX_LIMIT, MAX_RATE, NAME_PATTERN
+from flow.core.limits import ANY_NAME_PATTERN, MAX_LIMIT, MAX_RATE, MIN_RATE
 from flow.persistence.limits import LimitTable, LimitUsage
 from flow.process.runtime import Runtime
 
-_NAME = {"name": {"pattern": NAME_PATTERN, "maxLength": 300}}
+_NAME = {"name": {"pattern": ANY_NAME_PATTERN, "maxLength": 300}}
 #: ``PUT /limits/{name}``'s body.
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -33,10 +33,10 @@ SCHEMA: dict[str, Any] = {
         },
         "per_s": {
             "type": ["number", "null"],
-            "exclusiveMinimum": 0,
+            "minimum": MIN_RATE,
             "maximum": MAX_RATE,
-            "description": f"a number over 0, at most {MAX_RATE:g}: how many of a rate limit's steps may start per "
-            "second per key (null: the definitions' rate again)",
+            "description": f"a number from {MIN_RATE:g} to {MAX_RATE:g}: how many of a rate limit's steps may "
+            "start per second per key (null: the definitions' rate again)",
         },
         "burst": {
             "type": ["integer", "null"],
@@ -70,8 +70,8 @@ def limit_view(usage: LimitUsage) -> dict[str, Any]:
 
 def _checked(name: str) -> str:
     """A limit's name from the path; 422 for one no limit can have."""
-    if len(name) > 300 or not re.fullmatch(NAME_PATTERN, name):
-        raise unprocessable("name", f"a limit's name matches {NAME_PATTERN} and has at most 300 characters")
+    if len(name) > 300 or not re.fullmatch(ANY_NAME_PATTERN, name):
+        raise unprocessable("name", f"a limit's name matches {ANY_NAME_PATTERN} and has at most 300 characters")
     return name
 
 

@@ -3,6 +3,7 @@ them with what they hold and what waits, show one per key, set a named one's num
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import click
@@ -10,6 +11,7 @@ from rich.table import Table
 
 from flow.cli.app import api_client, call_api, main, out, print_json
 from flow.cli.client import segment
+from flow.core.limits import MAX_RATE, MIN_RATE
 
 
 @main.group(invoke_without_command=True)
@@ -69,10 +71,19 @@ def show(name: str, as_json: bool) -> None:
     _describe(shown)
 
 
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    # FloatRange lets nan through (it compares false with both bounds).
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"must be a number from {MIN_RATE:g} to {MAX_RATE:g}, not {value}")
+    return value
+
+
 @limits.command(name="set")
 @click.argument("name")
 @click.argument("number", type=click.IntRange(0, None), required=False)
-@click.option("--per-s", type=click.FloatRange(0, None, min_open=True), help="A rate limit's starts per second.")
+@click.option(
+    "--per-s", type=click.FloatRange(MIN_RATE, MAX_RATE), callback=_finite, help="A rate limit's starts per second."
+)
 @click.option("--burst", type=click.IntRange(1, None), help="A rate limit's starts at once.")
 @click.option("--unset", is_flag=True, help="Forget what was set at run time (the definitions' numbers again).")
 def set_(name: str, number: int | None, per_s: float | None, burst: int | None, unset: bool) -> None:

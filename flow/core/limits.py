@@ -4,7 +4,7 @@ be out at once, and who waits in which order (docs/design.md, "Concurrency limit
 A definition entry (an activity, a map — for its items — or a child workflow step) may say
 
 - ``"concurrency": {"limit": 3}``: at most 3 of this step's attempts (across every
-  workflow of the definition) at once;
+  workflow of the definition) at once (the limit is named ``<definition>:<step id>``);
 - ``"concurrency": {"key": "input.tenant", "limit": 2}``: at most 2 per value of the
   key, a JMESPath expression over ``{"input", "outputs", "item"}``;
 - ``"concurrency": {"name": "payments"}``: a limit shared by every step that names it,
@@ -38,10 +38,14 @@ from flow.core.expressions import MAX_EXPRESSION_CHARS
 #: Highest limit a definition or ``PUT /limits`` may set.
 MAX_LIMIT = 100_000
 #: Longest limit name a definition or ``PUT /limits`` gives (an inline limit's name,
-#: ``<definition>.<step id>``, may be longer: up to 257 characters, as the column allows).
+#: ``<definition>:<step id>``, may be longer: up to 257 characters, as the column allows).
 MAX_NAME = 200
-#: What a limit's name is made of (an inline limit's name is too).
-NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$"
+#: What a named limit's name is made of. An inline limit's name is
+#: ``<definition>:<step id>``: the colon, which neither a definition's name, a step's id
+#: nor a named limit's name may hold, keeps every inline limit apart from every other.
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+#: What any limit's name is made of (``GET /limits/{name}`` takes an inline one's too).
+ANY_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$"
 #: A key's value is stored as text of at most this many characters (longer ones by digest).
 MAX_KEY_CHARS = 200
 #: Priorities: 1 is let in first, 5 last.
@@ -60,8 +64,10 @@ SCHEMA: dict[str, Any] = {
     },
     "anyOf": [{"required": ["name"]}, {"required": ["limit"]}],
 }
-#: Most starts per second a rate limit may allow.
+#: Most starts per second a rate limit may allow, and fewest (one every ~17 minutes: a
+#: slower rate's interval, times the largest burst, would run past the calendar).
 MAX_RATE = 100_000.0
+MIN_RATE = 0.001
 #: JSON Schema of a definition entry's ``rate_limit`` key.
 RATE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -70,7 +76,7 @@ RATE_SCHEMA: dict[str, Any] = {
     "properties": {
         "name": SCHEMA["properties"]["name"],
         "key": SCHEMA["properties"]["key"],
-        "per_s": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_RATE},
+        "per_s": {"type": "number", "minimum": MIN_RATE, "maximum": MAX_RATE},
         "burst": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
     },
     "anyOf": [{"required": ["name"]}, {"required": ["per_s"]}],
@@ -80,7 +86,7 @@ RATE_SCHEMA: dict[str, Any] = {
 @dataclass(frozen=True)
 class StepLimit:
     """A step's ``concurrency`` or ``rate_limit`` as its definition says it. ``name``: the
-    limit's name (an inline limit's is ``<definition>.<step id>``); ``limit``: a
+    limit's name (an inline limit's is ``<definition>:<step id>``); ``limit``: a
     concurrency limit's number, ``per_s`` and ``burst`` a rate limit's (for a named
     limit, the numbers until ``PUT /limits`` sets them; None: none until then)."""
 
@@ -102,7 +108,7 @@ class StepLimit:
             return None
         name = spec.get("name")
         return cls(
-            name=name or f"{definition}.{step_id}",
+            name=name or f"{definition}:{step_id}",
             key=spec.get("key"),
             limit=spec.get("limit"),
             shared=bool(name),
@@ -156,8 +162,9 @@ class Claim:
 
 
 def key_text(value: Any) -> str:
-    """A key's value as stored: a string as it is, anything else as its JSON; a long one
-    as its digest (two keys share a slot only if their values are equal)."""
+    """A key's value as stored and compared: keys are text, as Hatchet's are — a string
+    as it is, anything else as its JSON (so the number ``1`` and the string ``"1"`` are
+    one key, as ``null`` and ``"null"`` are); a long one as its digest."""
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
     if len(text) > MAX_KEY_CHARS:
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
@@ -195,7 +202,10 @@ def admit(waiters: Iterable[Waiter], held: Mapping[str, int], number: int | None
         by_key.setdefault(w.key, []).append(w)
     free: dict[str, int] = {}
     for key, queue in by_key.items():
-        limit = number if number is not None else queue[0].max
+        # Definitions (or versions of one) that give a named limit different numbers: the
+        # smallest of the key's waiters', whoever waits first.
+        numbers = [w.max for w in queue if w.max is not None]
+        limit = number if number is not None else min(numbers, default=None)
         free[key] = 0 if limit is None else max(limit - held.get(key, 0), 0)
     # Keys in the order of their first waiter; each round lets in one per key.
     keys = sorted(by_key, key=lambda k: _order(by_key[k][0]))
@@ -282,6 +292,8 @@ __all__ = [
     "Claim",
     "StepLimit",
     "Waiter",
+    "ANY_NAME_PATTERN",
+    "MIN_RATE",
     "admit",
     "key_text",
     "pace",

@@ -105,7 +105,11 @@ class Admission:
         held = self.held()
         next_at: datetime | None = self._next_at if not everything else None
         for name in self.table.waiting_limits() if names is None else names:
-            admitted = self.table.admit(name, utcnow())
+            try:
+                admitted = self.table.admit(name, utcnow())
+            except Exception as e:  # one limit that cannot be admitted must not stop the others
+                logger.warning("admitting for limit %s failed (%s: %s); trying again", name, type(e).__name__, e)
+                continue
             self.granted += len(admitted.grants)
             self.timers.arm([g for g in admitted.grants if g.partition in held])
             if admitted.next_at is not None and (next_at is None or admitted.next_at < next_at):

@@ -100,24 +100,34 @@ class LimitTable:
                 Waiter(w, pos, attempt, part, key or "", limit_max, priority or 3, _timestamp(at), rate_s, rate_b)
                 for w, pos, attempt, part, key, limit_max, priority, at, rate_s, rate_b, _ in rows
             ]
+            kinds = [rate for *_, rate in rows]
+            rated = [w for w, rate in zip(waiters, kinds, strict=True) if rate]
+            counted = [w for w, rate in zip(waiters, kinds, strict=True) if not rate]
+            let_in: list[Waiter] = []
             next_at = None
-            if any(rate for *_, rate in rows):
+            if counted:
+                held = dict(self.database.execute_sql(_HELD.replace("%s", p), (name, name)).fetchall())
+                let_in += admit(counted, held, number)
+            if rated:
+                # A name that definitions use both ways is both: each step by its own rule.
+                # Keys idle since their arrival time hold no state worth keeping.
+                self.database.execute_sql(
+                    f"DELETE FROM limit_rates WHERE name = {p} AND tat < {p}", (name, _db_time(self, now))
+                )
                 tats = {
                     key: _timestamp(tat)
                     for key, tat in self.database.execute_sql(
                         f"SELECT key, tat FROM limit_rates WHERE name = {p}", (name,)
                     ).fetchall()
                 }
-                let_in, changed, next_at = pace(waiters, tats, now, per_s=per_s, burst=burst)
+                paced, changed, next_at = pace(rated, tats, now, per_s=per_s, burst=burst)
+                let_in += paced
                 for key, tat in changed.items():
                     self.database.execute_sql(
                         f"INSERT INTO limit_rates (name, key, tat) VALUES ({p}, {p}, {p}) "
                         "ON CONFLICT (name, key) DO UPDATE SET tat = EXCLUDED.tat",
                         (name, key, _db_time(self, tat)),
                     )
-            else:
-                held = dict(self.database.execute_sql(_HELD.replace("%s", p), (name, name)).fetchall())
-                let_in = admit(waiters, held, number)
             granted = [
                 TimerRow(
                     timer_id(w.workflow_id, _SLOT, w.position, w.attempt),
@@ -180,6 +190,9 @@ class LimitTable:
         columns = [c for c in ("max_running", "per_s", "burst") if c in numbers]
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*columns, "updated_at"))
         with write(self.database):
+            if "per_s" in numbers or "burst" in numbers:
+                # The keys' arrival times were paced at the old rate: start afresh.
+                self.database.execute_sql(f"DELETE FROM limit_rates WHERE name = {p}", (name,))
             self.database.execute_sql(
                 f"INSERT INTO limits (name, {', '.join(columns)}, updated_at) VALUES "
                 f"({', '.join([p] * (len(columns) + 2))}) ON CONFLICT (name) DO UPDATE SET {updates}",
@@ -212,10 +225,12 @@ class LimitTable:
             for field, value in (("max", limit_max), ("per_s", per_s), ("burst", burst)):
                 if value is not None:
                     entry[field] = max(entry[field] or 0, value)
-        for limit_name, set_numbers in numbers.items():
-            if all(n is None for n in set_numbers):
-                continue  # a row made to lock an idle limit: nothing to show
-            found.setdefault(limit_name, _entry())["rate"] |= set_numbers[1] is not None
+        for limit_name, (max_running, per_s, _) in numbers.items():
+            if limit_name in found:
+                continue  # its kind is its steps'
+            if max_running is None and per_s is None:
+                continue  # a row made to lock an idle limit (or only a burst set): nothing to show
+            found[limit_name] = {**_entry(), "rate": max_running is None}
         usages = []
         for limit_name, entry in sorted(found.items()):
             max_running, per_s, burst = numbers.get(limit_name, (None, None, None))
@@ -270,19 +285,21 @@ def _db_time(table: LimitTable, value: datetime) -> Any:
     return value if table.postgres else str(value)
 
 
-#: Slots held per key of one limit, in one statement (one snapshot): its steps in flight
-#: and its grants not yet handled.
+#: Slots held per key of one concurrency limit, in one statement (one snapshot): its steps
+#: in flight and its grants not yet handled (a rate-limited step of the same name holds none).
 _HELD = f"""
 SELECT limit_key, count(*) FROM (
     SELECT a.limit_key FROM activities a
-    WHERE a.limit_name = %s AND a.status IN ('{_IN_FLIGHT[0]}', '{_IN_FLIGHT[1]}')
+    WHERE a.limit_name = %s AND a.status IN ('{_IN_FLIGHT[0]}', '{_IN_FLIGHT[1]}') AND a.limit_rate IS NOT TRUE
     UNION ALL
     SELECT a.limit_key FROM timers t JOIN activities a ON a.workflow_id = t.workflow AND a.position = t.position
     WHERE t.kind = '{_SLOT}' AND a.limit_name = %s AND a.status = '{_QUEUED}' AND t.attempt = a.attempt + 1
+        AND a.limit_rate IS NOT TRUE
 ) held GROUP BY limit_key
 """
 
-#: What waits for one limit and has no grant yet: at most ``%s`` per key, in each key's order.
+#: What waits for one limit and has no grant yet (a paused workflow's steps wait for its
+#: resume): at most ``%s`` per key, in each key's order.
 _WAITERS = f"""
 SELECT workflow_id, position, attempt,
     (SELECT w.partition FROM workflows w WHERE w.id = waiting.workflow_id),
@@ -297,7 +314,7 @@ FROM (
     WHERE a.limit_name = %s AND a.status = '{_QUEUED}' AND NOT EXISTS (
         SELECT 1 FROM timers t
         WHERE t.id = a.workflow_id || ':{_SLOT}:' || a.position || ':' || (a.attempt + 1)
-    )
+    ) AND NOT EXISTS (SELECT 1 FROM workflows p WHERE p.id = a.workflow_id AND p.paused)
 ) waiting WHERE n <= %s
 """
 

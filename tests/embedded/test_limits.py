@@ -88,16 +88,16 @@ def peak(flow: EmbeddedFlow, limit: str) -> PeakSampler:
 
 
 def test_a_keyed_limit_holds_per_key_and_every_workflow_finishes(flow):
-    with peak(flow, "Tenanted.pay") as sampled:
+    with peak(flow, "Tenanted:pay") as sampled:
         ids = [flow.start("Tenanted", {"tenant": f"t{n % 3}"}) for n in range(30)]
         for workflow_id in ids:
             assert flow.wait(workflow_id, timeout_s=60).state.status == "Finished"
     assert dict(sampled.peak) == {"t0": 2, "t1": 2, "t2": 2}
-    assert LimitTable(flow.runtime.store.database).usage("Tenanted.pay") == []  # nothing held, nothing waits
+    assert LimitTable(flow.runtime.store.database).usage("Tenanted:pay") == []  # nothing held, nothing waits
 
 
 def test_a_maps_items_share_the_maps_limit(flow):
-    with peak(flow, "Fanned.each") as sampled:
+    with peak(flow, "Fanned:each") as sampled:
         workflow_id = flow.start("Fanned", {"items": list(range(20))})
         state = flow.wait(workflow_id, timeout_s=60).state
     assert state.status == "Finished"
@@ -162,7 +162,7 @@ def test_a_rate_limit_paces_each_key_and_drops_nothing(flow, client):
     (20 - 2) / 10 s; all finish."""
     ids = {flow.start("Mailer", {"tenant": f"t{n % 3}"}): f"t{n % 3}" for n in range(60)}
     step = client.simulate_get(f"/workflows/{next(iter(ids))}").json["activities"][0]
-    assert step["limit"] == {"name": "Mailer.send", "key": "t0"}
+    assert step["limit"] == {"name": "Mailer:send", "key": "t0"}
     for workflow_id in ids:
         assert flow.wait(workflow_id, timeout_s=60).state.status == "Finished"
     database = flow.runtime.store.database
@@ -180,17 +180,17 @@ def test_a_rate_limit_paces_each_key_and_drops_nothing(flow, client):
             assert len(in_window) <= 10 + 2, f"{tenant}: {len(in_window)} starts in the second after {first}"
         assert (times[-1] - times[0]).total_seconds() >= (20 - 2) / 10 - 0.05, f"{tenant} went faster than 10/s"
     limits = {u["name"]: u for u in client.simulate_get("/limits").json["items"]}
-    assert "Mailer.send" not in limits  # nothing waits, nothing set: not listed
+    assert "Mailer:send" not in limits  # nothing waits, nothing set: not listed
 
 
 def test_a_named_rate_set_at_run_time(flow, client):
-    answer = client.simulate_put("/limits/Mailer.send", json={"per_s": 50, "burst": 5})
+    answer = client.simulate_put("/limits/Mailer:send", json={"per_s": 50, "burst": 5})
     assert answer.status_code == 200, answer.text
     assert (answer.json["kind"], answer.json["per_s"], answer.json["burst"]) == ("rate", 50, 5)
     ids = [flow.start("Mailer", {"tenant": "fast"}) for _ in range(20)]
     for workflow_id in ids:
         assert flow.wait(workflow_id, timeout_s=60).state.status == "Finished"
-    unset = client.simulate_put("/limits/Mailer.send", json={"per_s": None, "burst": None})
+    unset = client.simulate_put("/limits/Mailer:send", json={"per_s": None, "burst": None})
     assert unset.status_code == 200
 
 

@@ -1,5 +1,5 @@
 """Hostile review of concurrency and rate limits, end to end on the embedded flow
-(SQLite): each test shows a defect found in review (xfail strict until fixed)."""
+(SQLite): each test showed a defect found in review, and now shows its fix."""
 
 from __future__ import annotations
 
@@ -50,6 +50,10 @@ DEFINITIONS = {
             {"id": "send", "name": "DoSomethingActivity", "rate_limit": {"key": "input.user", "per_s": 100}}
         ],
     },
+    "Raised": {
+        "name": "Raised",
+        "activities": [{"id": "send", "name": "DoSomethingActivity", "rate_limit": {"name": "raised_rate"}}],
+    },
     "ZzzNamed": {
         "name": "ZzzNamed",
         "activities": [{"id": "call", "name": "DoSomethingActivity", "concurrency": {"name": "zzz_named"}}],
@@ -80,13 +84,6 @@ def _queued(flow: EmbeddedFlow) -> int:
     return int(row[0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LimitTable.admit paces every waiter of a limit as soon as one waiter is rate-limited "
-    "(`if any(rate ...)`), with the first waiter's rate: a name used as a concurrency limit by one "
-    "definition and as a rate limit by another lets the concurrency limit's waiters in with no "
-    "count of what holds a slot",
-)
 def test_a_concurrency_limit_holds_when_a_rate_limit_shares_its_name(flow):
     peak = 0
     stop = threading.Event()
@@ -110,12 +107,6 @@ def test_a_concurrency_limit_holds_when_a_rate_limit_shares_its_name(flow):
     assert peak <= 1, f"{peak} steps of a limit of 1 were in flight at once"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the other order of the same mix: once a rate-limited step waits on the name, pace() takes "
-    "the rate of the key's first waiter, a concurrency step's (None), and lets nothing in: neither "
-    "the concurrency limit's waiters nor the rate limit's ever start",
-)
 def test_a_rate_limited_step_behind_a_concurrency_waiter_of_its_name_is_let_in(flow):
     limited = [flow.start("OneAtATime", {"second": n}) for n in range(2)]
     wait_for(lambda: _in_flight(flow) == 1 and _queued(flow) == 1, timeout_s=30, what="1 queued behind 1")
@@ -124,17 +115,13 @@ def test_a_rate_limited_step_behind_a_concurrency_waiter_of_its_name_is_let_in(f
     assert set(ended.values()) == {"Finished"}, ended
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="PUT /limits accepts any per_s over 0; pace() then overflows datetime (1/per_s seconds "
-    "after now) and raises in every full admission pass, before the limits after it and before "
-    "the grants other engines made are armed: an unrelated limit's step, let in only by a full "
-    "pass (its number set by PUT), waits forever",
-)
 def test_a_tiny_rate_set_at_run_time_does_not_stop_other_limits(flow):
     client = falcon.testing.TestClient(create_app(runtime=flow.runtime))
-    answer = client.simulate_put("/limits/aaa_slow", json={"per_s": 1e-12})
-    assert answer.status_code == 200, answer.text  # accepted: "a number over 0"
+    refused = client.simulate_put("/limits/aaa_slow", json={"per_s": 1e-12})
+    assert refused.status_code == 422, refused.text  # too slow to pace: refused, naming per_s
+    assert [e["path"] for e in refused.json["errors"]] == ["$.per_s"]
+    answer = client.simulate_put("/limits/aaa_slow", json={"per_s": 0.001})  # the slowest rate
+    assert answer.status_code == 200, answer.text
     slow = [flow.start("AaaSlow", {"n": n}) for n in range(2)]
     waiting = flow.start("ZzzNamed", {})
     wait_for(
@@ -151,12 +138,6 @@ def test_a_tiny_rate_set_at_run_time_does_not_stop_other_limits(flow):
     del slow
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LimitTable.usage calls a limit a rate limit as soon as its row has a per_s, whatever its "
-    "steps are: a per_s PUT on a concurrency limit (which the admitting transaction ignores) makes "
-    "GET /limits show it as kind 'rate' with no limit, though its steps wait for a concurrency number",
-)
 def test_a_concurrency_limit_with_a_stray_rate_is_still_shown_as_one(flow):
     client = falcon.testing.TestClient(create_app(runtime=flow.runtime))
     flow.start("Held", {})
@@ -166,13 +147,6 @@ def test_a_concurrency_limit_with_a_stray_rate_is_still_shown_as_one(flow):
     assert (shown["kind"], shown["waiting"]) == ("concurrency", 1), shown
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="limit_rates keeps a row per (limit, key value) forever (nothing deletes from it) and every "
-    "admitting transaction of the limit reads all of them under its lock: a per-user or per-item key "
-    "grows the table and each admission's cost without bound, though a key whose arrival time has "
-    "passed is the same as a key with no row",
-)
 def test_a_rate_limits_idle_keys_leave_no_state_behind(flow):
     ids = [flow.start("PerUser", {"user": f"u{n}"}) for n in range(40)]
     for workflow_id in ids:
@@ -181,13 +155,26 @@ def test_a_rate_limits_idle_keys_leave_no_state_behind(flow):
     wait_for(
         lambda: (
             database.execute_sql(
-                "SELECT count(*) FROM limit_rates WHERE name = 'PerUser.send' AND tat > datetime('now')"
+                "SELECT count(*) FROM limit_rates WHERE name = 'PerUser:send' AND tat > datetime('now')"
             ).fetchone()[0]
             == 0
         ),
         timeout_s=10,
         what="every key's arrival time to pass",
     )
-    flow.start("PerUser", {"user": "one more"})  # another admission of the limit
-    kept = database.execute_sql("SELECT count(*) FROM limit_rates WHERE name = 'PerUser.send'").fetchone()[0]
+    one_more = flow.start("PerUser", {"user": "one more"})  # another admission of the limit
+    assert flow.wait(one_more, timeout_s=30).state.status == "Finished"
+    kept = database.execute_sql("SELECT count(*) FROM limit_rates WHERE name = 'PerUser:send'").fetchone()[0]
     assert kept <= 1, f"{kept} rows of idle keys kept, each read by every admission of the limit"
+
+
+def test_a_raised_rate_applies_at_once_to_what_waits(flow):
+    """At the slowest rate the second step would wait ~1,000 s; raised, it starts at once
+    (the keys' pacing starts afresh with the new rate)."""
+    client = falcon.testing.TestClient(create_app(runtime=flow.runtime))
+    assert client.simulate_put("/limits/raised_rate", json={"per_s": 0.001}).status_code == 200
+    first, second = flow.start("Raised", {}), flow.start("Raised", {})
+    assert flow.wait(first, timeout_s=30).state.status == "Finished"
+    wait_for(lambda: client.simulate_get("/limits/raised_rate").json["waiting"] == 1, timeout_s=30)
+    assert client.simulate_put("/limits/raised_rate", json={"per_s": 100}).status_code == 200
+    assert flow.wait(second, timeout_s=30).state.status == "Finished"

@@ -130,7 +130,7 @@ def test_sigkill_the_workers_during_heartbeating_activities(fault_cluster: Clust
 
 
 #: The inline limit of ``SlotBeating``'s one step.
-SLOT_LIMIT = "SlotBeating.beat"
+SLOT_LIMIT = "SlotBeating:beat"
 #: Slots of one limit held, as docs/design.md defines a holder and the admitting
 #: transaction counts them (``_HELD`` in flow/persistence/limits.py), in one statement
 #: (one snapshot): its steps in flight and its grants not yet handled. Written out here

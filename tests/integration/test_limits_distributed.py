@@ -49,10 +49,10 @@ DEFINITIONS = {
 #: Slots held per tenant, as the admitting transaction counts them (one snapshot).
 HELD = """
 SELECT limit_key, count(*) FROM (
-    SELECT a.limit_key FROM activities a WHERE a.limit_name = 'Payment.charge' AND a.status IN ('Scheduled', 'Started')
+    SELECT a.limit_key FROM activities a WHERE a.limit_name = 'Payment:charge' AND a.status IN ('Scheduled', 'Started')
     UNION ALL
     SELECT a.limit_key FROM timers t JOIN activities a ON a.workflow_id = t.workflow AND a.position = t.position
-    WHERE t.kind = 'slot' AND a.limit_name = 'Payment.charge' AND a.status = 'Queued' AND t.attempt = a.attempt + 1
+    WHERE t.kind = 'slot' AND a.limit_name = 'Payment:charge' AND a.status = 'Queued' AND t.attempt = a.attempt + 1
 ) held GROUP BY limit_key
 """
 

@@ -70,7 +70,7 @@ def test_only_steps_with_attempts_take_a_limit():
 
 def test_an_inline_limit_is_named_after_its_definition_and_step():
     run = run_of(limited(key="input.tenant"))
-    assert run.activity("pay").limit.name == "g.pay"
+    assert run.activity("pay").limit.name == "g:pay"
     assert run.activity("pay").limit.shared is False
 
 
@@ -81,10 +81,10 @@ def test_a_limited_step_queues_for_its_slot_instead_of_running():
     run = run_of(limited(key="input.tenant"), priority=2)
     step = run.activity("pay")
     assert step.status is S.QUEUED
-    assert step.claim == Claim("g.pay", "acme", 2, priority=2)
+    assert step.claim == Claim("g:pay", "acme", 2, priority=2)
     assert run.scheduled() == []
     assert [h.type for h in run.decision.history][-1] is HistoryType.QUEUE_ACTIVITY
-    assert run.decision.history[-1].data == {"attempt": 1, "limit": "g.pay", "key": "acme"}
+    assert run.decision.history[-1].data == {"attempt": 1, "limit": "g:pay", "key": "acme"}
 
 
 def test_a_slot_timer_schedules_the_attempt_with_its_schedule_to_start_timer():
@@ -303,6 +303,6 @@ def test_a_rate_limited_step_queues_with_a_rate_claim():
     run = run_of({"name": "A", "id": "mail", "rate_limit": {"key": "input.tenant", "per_s": 10, "burst": 5}})
     step = run.activity("mail")
     assert step.status is S.QUEUED
-    assert step.claim == Claim("g.mail", "acme", None, 3, per_s=10, burst=5, rate=True)
+    assert step.claim == Claim("g:mail", "acme", None, 3, per_s=10, burst=5, rate=True)
     let_in(run, "mail")
     assert run.status("mail") is S.SCHEDULED

@@ -195,17 +195,17 @@ def test_unset_sends_null_and_is_offered_only_for_a_number_set_at_run_time():
 
 
 def test_a_rate_limit_shows_its_rate_and_says_where_to_set_it():
-    rate = {**LIMIT, "name": "Mailer.send", "kind": "rate", "limit": None, "per_s": 10, "burst": 5}
+    rate = {**LIMIT, "name": "Mailer:send", "kind": "rate", "limit": None, "per_s": 10, "burst": 5}
     rate.pop("by_key")
-    answers = {"GET /limits": {"items": [rate]}, "GET /limits/Mailer.send": {**rate, "by_key": []}}
+    answers = {"GET /limits": {"items": [rate]}, "GET /limits/Mailer%3Asend": {**rate, "by_key": []}}
     shown = node(
         """await limitsPage(0);
         const row = find(state.drawn, n => n.tag === "tbody").children[0];
         const listed = row.children.map(text);
-        await limitPage("Mailer.send", 0);
+        await limitPage("Mailer:send", 0);
         return { listed, page: text(state.drawn), form: find(state.drawn, n => n.tag === "form") !== null };""",
         answers,
     )
     assert shown["listed"][1] == "10/s, burst 5 (set at run time)"
-    assert "flow limits set Mailer.send --per-s N --burst N" in shown["page"]
+    assert "flow limits set Mailer:send --per-s N --burst N" in shown["page"]
     assert shown["form"] is False

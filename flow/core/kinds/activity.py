@@ -36,11 +36,12 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from flow.core import graph, limits
+from flow.core import graph
 from flow.core.commands import CancelAttempt, CancelTimer, Command, RunActivity, RunChild, StartTimer
 from flow.core.events import ActivityCompleted, ActivityHeartbeat, ActivityStarted, TimerFired
 from flow.core.failure import required_failure
 from flow.core.kinds.base import Answer, Change, DueTimer, Line, Owed, PathOf, StepKind, Turn
+from flow.core.kinds.claims import claims
 from flow.core.state import ACTIVITY, ActivityState, StepSpec, WorkflowState
 from flow.core.steps import Decision, HistoryEntry, stale, timer, with_activity
 from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind
@@ -187,6 +188,12 @@ class ActivityKind(StepKind):
             # which is what gives the slot back.
             if state.status.ended or step.status is not ActivityStatus.QUEUED:
                 return None
+            if state.paused:
+                # Nothing starts while paused: the grant's timer row goes with this
+                # decision, which gives the slot back; the engines let in no step of a
+                # paused workflow, so it waits queued until the resume.
+                why = {"reason": "workflow paused: the slot is given back"}
+                return Decision(state, (), (*history, HistoryEntry(HistoryType.DO_NOTHING, step.position, why)))
             step, commands, entry = self.schedule(step, event.occurred_at)
             return Decision(with_activity(state, step), tuple(commands), (*history, entry))
         if event.kind not in _ATTEMPT_TIMERS:
@@ -336,40 +343,6 @@ def class_problems(entry: Mapping[str, Any], path: PathOf, known_activities: Col
     ]
 
 
-def claims(
-    state: WorkflowState, activities: Sequence[ActivityState], steps: Sequence[ActivityState]
-) -> list[ActivityState] | str:
-    """``steps`` (each with a concurrency limit) with their claims, each key read now for
-    its step (``activities``: what the keys read of the outputs); or why one key has no
-    value (the step fails before it runs; a map, for one of its items)."""
-    claimed = []
-    for step in steps:
-        assert step.limit is not None
-        value = ""
-        if (key := step.limit.key) is not None:
-            try:
-                value = limits.key_text(graph.evaluate(key, key_context(state, activities, step)))
-            except Exception as e:  # noqa: BLE001 - whatever the evaluator raises, the answer is the same
-                why = graph.unevaluable("concurrency.key", key, e)
-                index = getattr(step.spec, "index", None)
-                return why if index is None else f"item {index}: {why}"
-        limit = step.limit
-        claim = limits.Claim(limit.name, value, limit.limit, state.priority, limit.per_s, limit.burst, limit.rate)
-        claimed.append(replace(step, claim=claim))
-    return claimed
-
-
-def key_context(state: WorkflowState, activities: Sequence[ActivityState], step: ActivityState) -> dict[str, Any]:
-    """What a concurrency key reads: ``{"input", "outputs", "item"}``. The outputs so far
-    cost O(activities), so they are gathered only for a key that reads them (a map's
-    thousands of items would otherwise pay it each)."""
-    key = step.limit.key if step.limit is not None else None
-    context: dict[str, Any] = {"input": state.input_data, "item": getattr(step.spec, "item", None)}
-    if key is not None and "outputs" in key:
-        context["outputs"] = graph.condition_context(state.input_data, activities)["outputs"]
-    return context
-
-
 def retry_delay_ms(state: WorkflowState, step: ActivityState) -> int:
     """Delay before the attempt after ``step``'s current one (which failed).
 
@@ -431,9 +404,7 @@ __all__ = [
     "ACTIVITY_KIND",
     "ActivityKind",
     "attempt_timers",
-    "claims",
     "class_problems",
-    "key_context",
     "retry_delay_ms",
     "started_timers",
 ]

@@ -34,8 +34,9 @@ from typing import Any, ClassVar
 from flow.core import expressions, graph, strict_json
 from flow.core.commands import Command
 from flow.core.failure import cause
-from flow.core.kinds.activity import ACTIVITY_KIND, claims, class_problems
+from flow.core.kinds.activity import ACTIVITY_KIND, class_problems
 from flow.core.kinds.base import Line, PathOf, StepKind, Tokens, Turn
+from flow.core.kinds.claims import claims
 from flow.core.state import ActivityState, StepSpec, WorkflowState
 from flow.core.steps import HistoryEntry, pending_again
 from flow.core.vocabulary import ActivityStatus, HistoryType

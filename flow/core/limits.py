@@ -169,8 +169,9 @@ class Waiter:
     """A queued step, as the admitting transaction reads it."""
 
     workflow_id: str
-    position: int
-    #: The attempt it waits to make (its current one plus one).
+    #: None: a queued workflow (:mod:`flow.core.workflow_limit`), not a step.
+    position: int | None
+    #: The attempt it waits to make (its current one plus one); a workflow's: its run.
     attempt: int
     partition: int
     key: str
@@ -264,7 +265,7 @@ def rate_text(name: str, key: str, per_s: float | None, burst: int | None) -> st
 
 
 def _order(w: Waiter) -> tuple[int, datetime, str, int]:
-    return (w.priority, w.queued_at, w.workflow_id, w.position)
+    return (w.priority, w.queued_at, w.workflow_id, -1 if w.position is None else w.position)
 
 
 def waiting_text(name: str, key: str, held: int, number: int | None) -> str:

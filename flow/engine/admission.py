@@ -66,8 +66,11 @@ class Admission:
         self._loop.stop(5)
 
     def committed(self, transitions: list[Transition]) -> None:
-        """After a commit: wake the loop if a step joined a queue or let a slot go."""
-        if any(a.claim is not None for t in transitions for a in (*t.changed, *t.added)):
+        """After a commit: wake the loop if a step or a workflow joined a queue or let a
+        slot go."""
+        if any(t.after.claim is not None and (t.after.queued or t.after.status.ended) for t in transitions) or any(
+            a.claim is not None for t in transitions for a in (*t.changed, *t.added)
+        ):
             self._wake.set()
 
     def _turn(self) -> None:

@@ -3,9 +3,12 @@
 
 What holds a slot is never counted anywhere but in the rows that hold it: a step in
 flight (``Scheduled``/``Started``) with a claim, and a grant not yet handled (a ``slot``
-timer of a step still ``Queued``). So nothing can leak: the commit that ends an
-attempt, cancels a workflow (deleting the grant) or deletes a workflow gives the slot
-back, and an engine that takes over a partition finds the same rows.
+timer of a step still ``Queued``); for a workflow limit (:mod:`flow.core.workflow_limit`),
+a workflow ``In Progress`` that was let in (started, not ``queued``), and a grant not yet
+handled (a ``slot`` timer with no position, for the workflow's run, still queued). So
+nothing can leak: the commit that ends an attempt, cancels a workflow (deleting the
+grant) or ends or deletes a workflow gives the slot back, and an engine that takes over
+a partition finds the same rows.
 
 Admitting is one transaction per limit: it locks the limit's row (``FOR UPDATE``, so
 engines admit for one limit one at a time, whichever partitions their waiters are in),
@@ -24,13 +27,14 @@ from typing import Any
 import peewee
 
 from flow.core.limits import Claim, Waiter, admit, pace, rate_text, waiting_text
-from flow.core.vocabulary import ActivityStatus, TimerKind
+from flow.core.vocabulary import ActivityStatus, TimerKind, WorkflowStatus
 from flow.persistence.database import is_postgres, unit_of_work, write
 from flow.persistence.records import TimerRow, timer_id
 
 _IN_FLIGHT = (ActivityStatus.SCHEDULED.value, ActivityStatus.STARTED.value)
 _QUEUED = ActivityStatus.QUEUED.value
 _SLOT = TimerKind.SLOT.value
+_RUNNING = WorkflowStatus.IN_PROGRESS.value
 #: Most waiters of one key read by one admitting transaction (more are let in by the next).
 _PER_KEY = 1000
 
@@ -81,11 +85,14 @@ class LimitTable:
     # -- admitting ---------------------------------------------------------------------
 
     def waiting_limits(self) -> list[str]:
-        """The limits some step waits for."""
+        """The limits some step or workflow waits for."""
+        p = self.param
         with unit_of_work(self.database):
             rows = self.database.execute_sql(
-                f"SELECT DISTINCT limit_name FROM activities WHERE limit_name IS NOT NULL AND status = {self.param}",
-                (_QUEUED,),
+                f"SELECT DISTINCT limit_name FROM activities WHERE limit_name IS NOT NULL AND status = {p} "
+                f"UNION SELECT DISTINCT limit_name FROM workflows WHERE limit_name IS NOT NULL AND status = {p} "
+                "AND queued",
+                (_QUEUED, _RUNNING),
             ).fetchall()
         return [r[0] for r in rows]
 
@@ -95,7 +102,7 @@ class LimitTable:
         p = self.param
         with write(self.database):
             number, per_s, burst = self._lock(name, now)
-            rows = self.database.execute_sql(_WAITERS.replace("%s", p), (name, _PER_KEY)).fetchall()
+            rows = self.database.execute_sql(_WAITERS.replace("%s", p), (name, name, _PER_KEY)).fetchall()
             waiters = [
                 Waiter(w, pos, attempt, part, key or "", limit_max, priority or 3, _timestamp(at), rate_s, rate_b)
                 for w, pos, attempt, part, key, limit_max, priority, at, rate_s, rate_b, _ in rows
@@ -116,7 +123,7 @@ class LimitTable:
                         (name, key, _db_time(self, tat)),
                     )
             else:
-                held = dict(self.database.execute_sql(_HELD.replace("%s", p), (name, name)).fetchall())
+                held = dict(self.database.execute_sql(_HELD.replace("%s", p), (name,) * 4).fetchall())
                 let_in = admit(waiters, held, number)
             granted = [
                 TimerRow(
@@ -191,6 +198,9 @@ class LimitTable:
         args: tuple[Any, ...] = (name,) if name is not None else ()
         with unit_of_work(self.database):
             per_key = self.database.execute_sql(_USAGE.replace("%s", p).replace("{only}", only), args).fetchall()
+            per_key += self.database.execute_sql(
+                _WORKFLOW_USAGE.replace("%s", p).replace("{only}", only.replace("a.", "w.")), args
+            ).fetchall()
             numbers = {
                 row[0]: row[1:]
                 for row in self.database.execute_sql(
@@ -204,7 +214,8 @@ class LimitTable:
             entry = found.setdefault(limit_name, _entry())
             entry["held"] += held
             entry["waiting"] += waiting
-            entry["keys"][key or ""] = (held, waiting)
+            was = entry["keys"].get(key or "", (0, 0))  # a named limit may hold steps and workflows
+            entry["keys"][key or ""] = (was[0] + held, was[1] + waiting)
             entry["rate"] = entry["rate"] or bool(rate)
             for field, value in (("max", limit_max), ("per_s", per_s), ("burst", burst)):
                 if value is not None:
@@ -250,7 +261,7 @@ class LimitTable:
     def holding(self, name: str, key: str) -> int:
         """Slots of ``name`` held for ``key`` (what a queued step's view says it waits for)."""
         with unit_of_work(self.database):
-            rows = self.database.execute_sql(_HELD.replace("%s", self.param), (name, name)).fetchall()
+            rows = self.database.execute_sql(_HELD.replace("%s", self.param), (name,) * 4).fetchall()
         return int(dict(rows).get(key, 0))
 
 
@@ -267,8 +278,8 @@ def _db_time(table: LimitTable, value: datetime) -> Any:
     return value if table.postgres else str(value)
 
 
-#: Slots held per key of one limit, in one statement (one snapshot): its steps in flight
-#: and its grants not yet handled.
+#: Slots held per key of one limit, in one statement (one snapshot): its steps in flight,
+#: its workflows let in and running, and its grants not yet handled (a step's, a workflow's).
 _HELD = f"""
 SELECT limit_key, count(*) FROM (
     SELECT a.limit_key FROM activities a
@@ -276,23 +287,40 @@ SELECT limit_key, count(*) FROM (
     UNION ALL
     SELECT a.limit_key FROM timers t JOIN activities a ON a.workflow_id = t.workflow AND a.position = t.position
     WHERE t.kind = '{_SLOT}' AND a.limit_name = %s AND a.status = '{_QUEUED}' AND t.attempt = a.attempt + 1
+    UNION ALL
+    SELECT w.limit_key FROM workflows w
+    WHERE w.limit_name = %s AND w.status = '{_RUNNING}' AND w.started AND NOT w.queued
+    UNION ALL
+    SELECT w.limit_key FROM timers t JOIN workflows w ON w.id = t.workflow
+    WHERE t.kind = '{_SLOT}' AND t.position IS NULL AND w.limit_name = %s AND w.status = '{_RUNNING}' AND w.queued
+        AND t.attempt = w.run
 ) held GROUP BY limit_key
 """
 
-#: What waits for one limit and has no grant yet: at most ``%s`` per key, in each key's order.
+#: What waits for one limit and has no grant yet — queued steps, and queued workflows (no
+#: position; their ``attempt`` is the run, their age the run's start): at most ``%s`` per
+#: key, in each key's order.
 _WAITERS = f"""
 SELECT workflow_id, position, attempt, partition, limit_key, limit_max, priority, scheduled_at, rate_per_s,
     rate_burst, limit_rate FROM (
-    SELECT a.workflow_id, a.position, a.attempt + 1 AS attempt, w.partition, a.limit_key, a.limit_max,
-        a.priority, a.scheduled_at, a.rate_per_s, a.rate_burst, a.limit_rate,
-        row_number() OVER (
-            PARTITION BY a.limit_key ORDER BY a.priority, a.scheduled_at, a.workflow_id, a.position
-        ) AS n
-    FROM activities a JOIN workflows w ON w.id = a.workflow_id
-    WHERE a.limit_name = %s AND a.status = '{_QUEUED}' AND NOT EXISTS (
-        SELECT 1 FROM timers t
-        WHERE t.id = a.workflow_id || ':{_SLOT}:' || a.position || ':' || (a.attempt + 1)
-    )
+    SELECT q.*, row_number() OVER (
+            PARTITION BY q.limit_key ORDER BY q.priority, q.scheduled_at, q.workflow_id, q.position
+        ) AS n FROM (
+        SELECT a.workflow_id, a.position, a.attempt + 1 AS attempt, w.partition, a.limit_key, a.limit_max,
+            a.priority, a.scheduled_at, a.rate_per_s, a.rate_burst, a.limit_rate
+        FROM activities a JOIN workflows w ON w.id = a.workflow_id
+        WHERE a.limit_name = %s AND a.status = '{_QUEUED}' AND NOT EXISTS (
+            SELECT 1 FROM timers t
+            WHERE t.id = a.workflow_id || ':{_SLOT}:' || a.position || ':' || (a.attempt + 1)
+        )
+        UNION ALL
+        SELECT w.id, NULL, w.run, w.partition, w.limit_key, w.limit_max, w.priority, w.run_started_at, NULL, NULL,
+            NULL
+        FROM workflows w
+        WHERE w.limit_name = %s AND w.status = '{_RUNNING}' AND w.queued AND NOT EXISTS (
+            SELECT 1 FROM timers t WHERE t.id = w.id || ':{_SLOT}:-:' || w.run
+        )
+    ) q
 ) waiting WHERE n <= %s
 """
 
@@ -307,4 +335,16 @@ LEFT JOIN timers g ON g.kind = '{_SLOT}' AND g.workflow = a.workflow_id AND g.po
     AND g.attempt = a.attempt + 1
 WHERE a.limit_name IS NOT NULL AND a.status IN ('{_QUEUED}', '{_IN_FLIGHT[0]}', '{_IN_FLIGHT[1]}'){{only}}
 GROUP BY a.limit_name, a.limit_key
+"""
+
+#: Held and waiting per workflow limit and key (a grant not yet handled counts as held).
+_WORKFLOW_USAGE = f"""
+SELECT w.limit_name, w.limit_key,
+    sum(CASE WHEN NOT w.queued OR g.id IS NOT NULL THEN 1 ELSE 0 END),
+    sum(CASE WHEN w.queued AND g.id IS NULL THEN 1 ELSE 0 END),
+    max(w.limit_max), 0, NULL, NULL
+FROM workflows w
+LEFT JOIN timers g ON g.kind = '{_SLOT}' AND g.workflow = w.id AND g.position IS NULL AND g.attempt = w.run
+WHERE w.limit_name IS NOT NULL AND w.status = '{_RUNNING}' AND w.started{{only}}
+GROUP BY w.limit_name, w.limit_key
 """

@@ -1,0 +1,254 @@
+"""A concurrency limit on a whole workflow, rule by rule: the definition's top-level
+``concurrency``, the claim made from the input, and the pure ``decide()`` (a workflow
+queues at its start and at each retry-from-failure, a ``slot`` timer with no position
+lets its run in, any end gives the slot back)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from flow.core import workflow_limit
+from flow.core.commands import CancelTimer, RunActivity, StartTimer
+from flow.core.decide import decide
+from flow.core.definition import parse
+from flow.core.events import (
+    ActivityCompleted,
+    CancelRequested,
+    PauseRequested,
+    ResumeRequested,
+    RetryRequested,
+    TimerFired,
+    WorkflowStarted,
+)
+from flow.core.limits import Claim, Waiter, admit
+from flow.core.state import WorkflowState
+from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind, WorkflowStatus
+from flow.errors import DefinitionError
+from tests.unit.test_graph import T0
+
+KNOWN = {"A", "B"}
+
+
+def body(concurrency: dict[str, Any] | None = None, **config: Any) -> dict[str, Any]:
+    found: dict[str, Any] = {"name": "g", "activities": [{"name": "A"}, {"name": "B"}]}
+    if concurrency is not None:
+        found["concurrency"] = concurrency
+    if config:
+        found["config"] = config
+    return found
+
+
+def problems(concurrency: dict[str, Any]) -> list[tuple[str, str]]:
+    with pytest.raises(DefinitionError) as caught:
+        parse(body(concurrency), known_activities=KNOWN)
+    return caught.value.problems
+
+
+class Flow:
+    """A workflow of ``body`` driven through decisions, as the engine would."""
+
+    def __init__(self, definition_body: dict[str, Any], tenant: Any = "acme") -> None:
+        definition = parse(definition_body, known_activities=KNOWN)
+        assert definition.limit is not None
+        claim = workflow_limit.claim(definition.limit, {"tenant": tenant}, 3)
+        assert isinstance(claim, Claim)
+        self.state = WorkflowState(
+            id="wf",
+            name="g",
+            definition_version=1,
+            status=WorkflowStatus.IN_PROGRESS,
+            input_data={"tenant": tenant},
+            config=dict(definition.config),
+            activities=definition.initial_activities(),
+            created_at=T0,
+            claim=claim,
+        )
+        self.clock = 0
+        self.decision = self.on(WorkflowStarted(self.now()))
+
+    def now(self):
+        self.clock += 1
+        return T0 + timedelta(seconds=self.clock)
+
+    def on(self, event):
+        self.decision = decide(self.state, event)
+        self.state = self.decision.state
+        return self.decision
+
+    def grant(self, run: int | None = None):
+        return self.on(TimerFired(TimerKind.SLOT, None, self.state.run if run is None else run, occurred_at=self.now()))
+
+    def end(self, position: int, outcome: Outcome = Outcome.SUCCEEDED):
+        attempt = self.state.activities[position].attempt
+        return self.on(ActivityCompleted(position, attempt, outcome, occurred_at=self.now()))
+
+    def types(self) -> list[str]:
+        return [h.type for h in self.decision.history]
+
+
+LIMITED = {"key": "input.tenant", "limit": 1}
+
+
+# -- the definition ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "path", "says"),
+    [
+        ({}, "$.concurrency", "should be non-empty"),
+        ({"limit": 0}, "$.concurrency.limit", "less than the minimum"),
+        ({"limit": 1, "key": "input.["}, "$.concurrency.key", "not a JMESPath expression"),
+        ({"limit": 1, "strategy": "lifo"}, "$.concurrency.strategy", "is not one of"),
+        ({"limit": 1, "per": 2}, "$.concurrency", "Additional properties"),
+    ],
+)
+def test_a_bad_workflow_concurrency_is_refused_at_its_path(concurrency, path, says):
+    found = problems(concurrency)
+    assert {p for p, _ in found} == {path}
+    assert any(says in message for _, message in found)
+
+
+@pytest.mark.parametrize("strategy", ["cancel_in_progress", "cancel_newest"])
+def test_the_cancel_strategies_are_refused_as_not_supported_yet(strategy):
+    assert problems({"limit": 1, "strategy": strategy}) == [
+        (
+            "$.concurrency.strategy",
+            f"{strategy!r} is not supported yet: a workflow's concurrency limit only queues "
+            '(strategy "queue", the default)',
+        )
+    ]
+
+
+def test_an_inline_workflow_limit_is_named_after_its_definition_and_a_named_one_shared():
+    assert parse(body({"limit": 2, "strategy": "queue"}), known_activities=KNOWN).limit.name == "g"
+    named = parse(body({"name": "tenants", "key": "input.tenant"}), known_activities=KNOWN).limit
+    assert (named.name, named.shared, named.limit) == ("tenants", True, None)
+    assert parse(body(), known_activities=KNOWN).limit is None
+
+
+def test_the_claim_reads_the_key_over_the_input():
+    limit = parse(body(LIMITED), known_activities=KNOWN).limit
+    assert workflow_limit.claim(limit, {"tenant": "acme"}, 2) == Claim("g", "acme", 1, 2)
+    assert workflow_limit.claim(limit, {}, 3) == Claim("g", "null", 1, 3)
+    keyless = parse(body({"limit": 4}), known_activities=KNOWN).limit
+    assert workflow_limit.claim(keyless, {"tenant": "x"}, 3) == Claim("g", "", 4, 3)
+
+
+def test_a_key_that_cannot_be_evaluated_over_the_input_says_why():
+    limit = parse(body({"key": "length(input.tenant)", "limit": 1}), known_activities=KNOWN).limit
+    why = workflow_limit.claim(limit, {"tenant": 5}, 3)
+    assert isinstance(why, str) and why.startswith("concurrency.key")
+
+
+# -- decide ----------------------------------------------------------------------------
+
+
+def test_a_limited_workflow_starts_queued_and_schedules_nothing():
+    flow = Flow(body(LIMITED, timeouts={"workflow_s": 60}))
+    assert flow.state.started and flow.state.queued
+    assert flow.state.status is WorkflowStatus.IN_PROGRESS
+    assert [a.status for a in flow.state.activities] == [ActivityStatus.PENDING] * 2
+    assert flow.types() == [HistoryType.START_WORKFLOW, HistoryType.QUEUE_WORKFLOW]
+    assert flow.decision.history[1].data == {"run": 1, "limit": "g", "key": "acme"}
+    # Its workflow timeout counts from its start, queued time included.
+    assert [type(c) for c in flow.decision.commands] == [StartTimer]
+
+
+def test_its_grant_lets_the_run_in_and_schedules_its_first_step():
+    flow = Flow(body(LIMITED))
+    flow.grant()
+    assert not flow.state.queued
+    assert flow.types() == [HistoryType.TIMER_FIRED, HistoryType.ADMIT_WORKFLOW, HistoryType.SCHEDULE_ACTIVITY]
+    assert flow.decision.commands == (RunActivity(0, 1),)
+
+
+@pytest.mark.parametrize("run", [2, 0])
+def test_a_grant_for_another_run_is_stale(run):
+    flow = Flow(body(LIMITED))
+    flow.grant(run)
+    assert flow.state.queued and flow.decision.commands == ()
+    assert flow.types() == [HistoryType.TIMER_FIRED, HistoryType.DO_NOTHING]
+
+
+def test_a_second_grant_once_let_in_is_stale():
+    flow = Flow(body(LIMITED))
+    flow.grant()
+    flow.grant()
+    assert flow.types() == [HistoryType.TIMER_FIRED, HistoryType.DO_NOTHING]
+    assert flow.decision.commands == ()
+
+
+def test_a_queued_workflow_paused_and_resumed_still_waits_for_its_grant():
+    flow = Flow(body(LIMITED))
+    flow.on(PauseRequested(flow.now()))
+    flow.on(ResumeRequested(flow.now()))
+    assert flow.state.queued and flow.decision.commands == ()
+    flow.grant()
+    assert flow.decision.commands == (RunActivity(0, 1),)
+
+
+def test_cancelling_a_queued_workflow_deletes_its_grant():
+    flow = Flow(body(LIMITED))
+    flow.on(CancelRequested(flow.now()))
+    assert flow.state.status is WorkflowStatus.CANCELLED and not flow.state.queued
+    assert CancelTimer(TimerKind.SLOT, None, 1) in flow.decision.commands
+    flow.grant(1)  # a grant that raced the cancel: stale, and its row is deleted by the commit
+    assert flow.types() == [HistoryType.TIMER_FIRED, HistoryType.DO_NOTHING]
+
+
+def test_a_workflow_timeout_while_queued_fails_it_and_deletes_its_grant():
+    flow = Flow(body(LIMITED, timeouts={"workflow_s": 5}))
+    flow.on(TimerFired(TimerKind.WORKFLOW, None, 1, occurred_at=flow.now()))
+    assert flow.state.status is WorkflowStatus.FAILED and not flow.state.queued
+    assert CancelTimer(TimerKind.SLOT, None, 1) in flow.decision.commands
+
+
+@pytest.mark.parametrize("outcome", [Outcome.SUCCEEDED, Outcome.PERMANENT_FAILURE])
+def test_a_run_let_in_ends_holding_nothing_but_its_row(outcome):
+    flow = Flow(body(LIMITED))
+    flow.grant()
+    flow.end(0, outcome)
+    if outcome is Outcome.SUCCEEDED:
+        flow.end(1)
+    ended = flow.state.status
+    assert ended in (WorkflowStatus.FINISHED, WorkflowStatus.FAILED)
+    # Nothing queued: no grant to delete; its row, no longer In Progress, holds no slot.
+    assert not flow.state.queued
+    assert not any(isinstance(c, CancelTimer) and c.kind == TimerKind.SLOT for c in flow.decision.commands)
+
+
+def test_a_retry_from_failure_queues_again_for_its_new_run():
+    flow = Flow(body(LIMITED))
+    flow.grant()
+    flow.end(0, Outcome.PERMANENT_FAILURE)
+    assert flow.state.status is WorkflowStatus.FAILED
+    flow.on(RetryRequested(occurred_at=flow.now()))
+    assert flow.state.status is WorkflowStatus.IN_PROGRESS and flow.state.queued and flow.state.run == 2
+    assert flow.types() == [HistoryType.RETRY_REQUESTED, HistoryType.RETRY_WORKFLOW, HistoryType.QUEUE_WORKFLOW]
+    assert not any(isinstance(c, RunActivity) for c in flow.decision.commands)
+    flow.grant(1)  # the first run's grant: stale
+    assert flow.decision.commands == ()
+    flow.grant(2)
+    assert flow.decision.commands == (RunActivity(0, 2),)
+
+
+def test_a_workflow_without_a_limit_starts_at_once():
+    state = replace(Flow(body(LIMITED)).state, claim=None, queued=False, started=False)
+    decision = decide(state, WorkflowStarted(T0))
+    assert decision.commands == (RunActivity(0, 1),)
+
+
+# -- admit: workflows wait beside steps ---------------------------------------------------
+
+
+def test_admit_lets_queued_workflows_in_by_priority_then_age_fairly_across_keys():
+    def wf(key: str, n: int, priority: int = 3) -> Waiter:
+        return Waiter(f"{key}-{n}", None, 1, 0, key, 1, priority, T0 + timedelta(seconds=n))
+
+    queue = [wf("acme", 0), wf("acme", 1, priority=1), wf("zeta", 2), wf("omni", 3)]
+    granted = admit(queue, held={"omni": 1}, number=None)
+    assert [w.workflow_id for w in granted] == ["acme-1", "zeta-2"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -53,6 +54,11 @@ class Admission:
         self.granted = 0
         #: When a rate limit lets its next waiter in (None: no waiter waits for time).
         self._next_at: datetime | None = None
+        #: When the last full pass ran (time.monotonic()).
+        self._full_pass_at = 0.0
+        #: Limits this engine's commits touched since the last pass.
+        self._touched: set[str] = set()
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<Admission every {self.poll_s:g} s granted={self.granted}>"
@@ -66,28 +72,44 @@ class Admission:
         self._loop.stop(5)
 
     def committed(self, transitions: list[Transition]) -> None:
-        """After a commit: wake the loop if a step or a workflow joined a queue or let a
-        slot go."""
-        if any(t.after.claim is not None and (t.after.queued or t.after.status.ended) for t in transitions) or any(
-            a.claim is not None for t in transitions for a in (*t.changed, *t.added)
-        ):
+        """After a commit: wake the loop for the limits whose steps or workflows joined a
+        queue or let a slot go."""
+        touched = {a.claim.limit for t in transitions for a in (*t.changed, *t.added) if a.claim is not None}
+        touched |= {
+            t.after.claim.limit
+            for t in transitions
+            if t.after.claim is not None and (t.after.queued or t.after.status.ended)
+        }
+        if touched:
+            with self._lock:
+                self._touched |= touched
             self._wake.set()
 
     def _turn(self) -> None:
         wait_s = self.poll_s
         if self._next_at is not None:
             wait_s = min(wait_s, max((self._next_at - utcnow()).total_seconds(), 0.0))
-        self._wake.wait(wait_s)
+        woken = self._wake.wait(wait_s)
         self._wake.clear()
         if self._loop.stopping.is_set():
             return
-        self.admit()
+        with self._lock:
+            touched, self._touched = self._touched, set()
+        due = self._next_at is not None and self._next_at <= utcnow()
+        if woken and not due and time.monotonic() - self._full_pass_at < self.poll_s:
+            # Woken by this engine's own commits: only their limits changed here. What
+            # changed elsewhere, a full pass finds at least every poll_s, however busy.
+            self.admit(sorted(touched), everything=False)
+        else:
+            self._full_pass_at = time.monotonic()
+            self.admit()
 
-    def admit(self) -> None:
-        """One pass (see the module docstring)."""
+    def admit(self, names: list[str] | None = None, *, everything: bool = True) -> None:
+        """One pass (see the module docstring): for ``names``, or every limit something
+        waits for; ``everything``: also pick up the grants other engines made for ours."""
         held = self.held()
-        next_at: datetime | None = None
-        for name in self.table.waiting_limits():
+        next_at: datetime | None = self._next_at if not everything else None
+        for name in self.table.waiting_limits() if names is None else names:
             admitted = self.table.admit(name, utcnow())
             self.granted += len(admitted.grants)
             self.timers.arm([g for g in admitted.grants if g.partition in held])
@@ -95,5 +117,5 @@ class Admission:
                 next_at = admitted.next_at
         # A rate limit's next waiter is let in on time, not at the next poll.
         self._next_at = next_at
-        if held:
+        if held and everything:
             self.timers.arm(self.table.granted(sorted(held)))

@@ -76,14 +76,18 @@ class StoreCollector:
             counts["unowned_partitions"],
         )
         held = GaugeMetricFamily(
-            "flow_limit_slots_held", "Slots of each concurrency limit held (all keys).", labels=["limit"]
+            "flow_limit_slots_held",
+            "Slots of each concurrency limit held, all keys (a rate limit's: steps let in, not ended).",
+            labels=["limit", "kind"],
         )
         waiting = GaugeMetricFamily(
-            "flow_limit_waiting", "Steps queued for a slot of each concurrency limit.", labels=["limit"]
+            "flow_limit_waiting",
+            "Steps queued for each limit: for a slot (kind concurrency), or delayed by the rate (kind rate).",
+            labels=["limit", "kind"],
         )
         for usage in LimitTable(self.store.database).usage():
-            held.add_metric([usage.name], usage.held)
-            waiting.add_metric([usage.name], usage.waiting)
+            held.add_metric([usage.name, usage.kind], usage.held)
+            waiting.add_metric([usage.name, usage.kind], usage.waiting)
         yield held
         yield waiting
 

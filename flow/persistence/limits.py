@@ -29,7 +29,7 @@ import peewee
 from flow.core.limits import Claim, Waiter, admit, pace, rate_text, waiting_text
 from flow.core.vocabulary import ActivityStatus, TimerKind, WorkflowStatus
 from flow.persistence.database import is_postgres, unit_of_work, write
-from flow.persistence.records import TimerRow, timer_id
+from flow.persistence.records import TimerRow, chunks, timer_id
 
 _IN_FLIGHT = (ActivityStatus.SCHEDULED.value, ActivityStatus.STARTED.value)
 _QUEUED = ActivityStatus.QUEUED.value
@@ -137,13 +137,16 @@ class LimitTable:
                 )
                 for w in let_in
             ]
-            insert = (
-                "INSERT INTO timers (id, workflow, partition, kind, position, attempt, due_at) "
-                f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}) ON CONFLICT (id) DO NOTHING"
-            )
-            for g in granted:
+            for chunk in chunks(granted, 100):  # a statement per 100 grants
                 self.database.execute_sql(
-                    insert, (g.id, g.workflow_id, g.partition, g.kind, g.position, g.attempt, _db_time(self, now))
+                    "INSERT INTO timers (id, workflow, partition, kind, position, attempt, due_at) VALUES "
+                    + ", ".join([f"({p}, {p}, {p}, {p}, {p}, {p}, {p})"] * len(chunk))
+                    + " ON CONFLICT (id) DO NOTHING",
+                    [
+                        v
+                        for g in chunk
+                        for v in (g.id, g.workflow_id, g.partition, g.kind, g.position, g.attempt, _db_time(self, now))
+                    ],
                 )
         return Admitted(granted, next_at)
 

@@ -14,6 +14,8 @@ shares one harness instead of copying it:
   docs/design.md that reads the database after a run.
 - :mod:`flow.testing.definitions`: sample workflow definitions covering each way a
   workflow ends, and the settings of an embedded Libero Flow that runs them.
+- :mod:`flow.testing.sampling`: a sampler of how high a count per key went while
+  something ran (a limit's holders).
 - :mod:`flow.testing.activities`: activities that fail, refuse or kill their process
   on purpose (found only where ``FLOW_ACTIVITY_PACKAGES`` names them).
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import collections
 import json
-import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
@@ -19,6 +18,7 @@ from flow.persistence.limits import LimitTable
 from flow.process.embedded import EmbeddedFlow
 from flow.testing import flow_up
 from flow.testing.definitions import embedded_env, write_definitions
+from flow.testing.sampling import PeakSampler
 from tests.conftest import wait_for
 from tests.embedded.conftest import flow_of, run_cli
 
@@ -81,33 +81,14 @@ def client(flow) -> falcon.testing.TestClient:
     return falcon.testing.TestClient(create_app(runtime=flow.runtime))
 
 
-class Peak:
+def peak(flow: EmbeddedFlow, limit: str) -> PeakSampler:
     """The most slots each key of ``limit`` held at once, sampled every 10 ms."""
-
-    def __init__(self, flow: EmbeddedFlow, limit: str) -> None:
-        self.table = LimitTable(flow.runtime.store.database)
-        self.limit = limit
-        self.peak: collections.Counter[str] = collections.Counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Peak:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.01):
-            for usage in self.table.usage(self.limit):
-                for key, (held, _) in (usage.by_key or {}).items():
-                    self.peak[key] = max(self.peak[key], held)
+    table = LimitTable(flow.runtime.store.database)
+    return PeakSampler(lambda: {k: held for u in table.usage(limit) for k, (held, _) in (u.by_key or {}).items()})
 
 
 def test_a_keyed_limit_holds_per_key_and_every_workflow_finishes(flow):
-    with Peak(flow, "Tenanted.pay") as sampled:
+    with peak(flow, "Tenanted.pay") as sampled:
         ids = [flow.start("Tenanted", {"tenant": f"t{n % 3}"}) for n in range(30)]
         for workflow_id in ids:
             assert flow.wait(workflow_id, timeout_s=60).state.status == "Finished"
@@ -116,7 +97,7 @@ def test_a_keyed_limit_holds_per_key_and_every_workflow_finishes(flow):
 
 
 def test_a_maps_items_share_the_maps_limit(flow):
-    with Peak(flow, "Fanned.each") as sampled:
+    with peak(flow, "Fanned.each") as sampled:
         workflow_id = flow.start("Fanned", {"items": list(range(20))})
         state = flow.wait(workflow_id, timeout_s=60).state
     assert state.status == "Finished"
@@ -131,7 +112,7 @@ def test_a_named_limit_waits_for_its_number_and_says_what_it_waits_for(flow, cli
     assert step["limit"] == {"name": "partner_api", "key": ""}
     assert step["waiting_for"] == "waiting for partner_api: no limit set (PUT /limits/partner_api)"
     metrics = client.simulate_get("/metrics").text
-    assert 'flow_limit_waiting{limit="partner_api"} 1.0' in metrics
+    assert 'flow_limit_waiting{kind="concurrency",limit="partner_api"} 1.0' in metrics
     answer = client.simulate_put("/limits/partner_api", json={"limit": 1})
     assert answer.status_code == 200
     assert answer.json["limit"] == 1 and answer.json["set_at_run_time"] is True

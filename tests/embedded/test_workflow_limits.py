@@ -7,7 +7,6 @@ queue again."""
 from __future__ import annotations
 
 import collections
-import threading
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -17,6 +16,7 @@ import pytest
 from api.app import create_app
 from flow.persistence.limits import LimitTable
 from flow.process.embedded import EmbeddedFlow
+from flow.testing.sampling import PeakSampler
 from tests.conftest import wait_for
 from tests.embedded.conftest import flow_of
 
@@ -53,42 +53,20 @@ def client(flow) -> falcon.testing.TestClient:
     return falcon.testing.TestClient(create_app(runtime=flow.runtime))
 
 
-class Running:
+def running(flow: EmbeddedFlow, definition: str) -> PeakSampler:
     """The most workflows of ``definition`` per key that ran at once — had a step out of
     ``Pending`` while ``In Progress`` — read from the rows every 10 ms (not from the
     limit's own count, which is what is under test)."""
-
-    def __init__(self, flow: EmbeddedFlow, definition: str) -> None:
-        self.database = flow.runtime.store.database
-        self.definition = definition
-        self.peak: collections.Counter[str] = collections.Counter()
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Running:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.01):
-            rows = self.database.execute_sql(
-                "SELECT w.limit_key, count(DISTINCT w.id) FROM workflows w JOIN activities a ON a.workflow_id = w.id "
-                "WHERE w.definition_name = ? AND w.status = 'In Progress' AND a.status <> 'Pending' "
-                "GROUP BY w.limit_key",
-                (self.definition,),
-            ).fetchall()
-            self.samples += 1
-            for key, running in rows:
-                self.peak[key] = max(self.peak[key], running)
+    database = flow.runtime.store.database
+    sql = (
+        "SELECT w.limit_key, count(DISTINCT w.id) FROM workflows w JOIN activities a ON a.workflow_id = w.id "
+        "WHERE w.definition_name = ? AND w.status = 'In Progress' AND a.status <> 'Pending' GROUP BY w.limit_key"
+    )
+    return PeakSampler(lambda: dict(database.execute_sql(sql, (definition,)).fetchall()))
 
 
 def test_at_most_one_workflow_per_key_runs_and_every_one_finishes(flow):
-    with Running(flow, "Import") as sampled:
+    with running(flow, "Import") as sampled:
         ids = {flow.start("Import", {"tenant": f"t{n % 3}"}): f"t{n % 3}" for n in range(18)}
         for workflow_id in ids:
             assert flow.wait(workflow_id, timeout_s=60).state.status == "Finished"

@@ -5,16 +5,15 @@ every slot is back at the end."""
 
 from __future__ import annotations
 
-import collections
 import os
 import signal
-import threading
 from collections.abc import Iterator
 
 import pytest
 import requests
 
 from flow.testing import Cluster, check_settled, new_database, new_queue_prefix, query
+from flow.testing.sampling import PeakSampler
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.services
@@ -68,35 +67,10 @@ def cluster(services, tmp_path) -> Iterator[Cluster]:
             running.stop()
 
 
-class Sampler:
-    """Samples the slots held per tenant every 10 ms in a thread of its own."""
-
-    def __init__(self, pg_url: str) -> None:
-        self.pg_url = pg_url
-        self.peak: collections.Counter[str] = collections.Counter()
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.01):
-            for tenant, held in query(self.pg_url, HELD):
-                self.peak[tenant] = max(self.peak[tenant], held)
-            self.samples += 1
-
-
 def test_a_per_tenant_limit_holds_across_two_engines_and_an_engine_kill(cluster: Cluster):
     cluster.start(engines=2, workers=2)
     started = {}
-    with Sampler(cluster.pg_url) as sampler:
+    with PeakSampler(lambda: dict(query(cluster.pg_url, HELD))) as sampler:
         # Tenant by tenant: without a key per tenant the first tenant's 50 would go first.
         for tenant in TENANTS:
             for n in range(PER_TENANT):

@@ -1,9 +1,9 @@
 """Concurrency and rate limits (flow.core.limits): a step's claim on its activity row —
 the limit's name, the key's value, the definition's number (or rate and burst, for a
 rate limit) and the workflow's priority — so that the admitting engine finds what waits
-and counts what holds a slot from the rows themselves; and ``limits``, one row per named limit (its number, set at run time),
-which the admitting transaction also locks to admit one limit at a time; and
-``limit_rates``, each rate limit's state per key."""
+and counts what holds a slot from the rows themselves; ``limits``, one row per named
+limit (its numbers, set at run time), which the admitting transaction also locks to admit
+one limit at a time; and ``limit_rates``, each rate limit's state per key."""
 
 
 def up(migrator, db):

@@ -130,6 +130,11 @@ def _on_timer_fired(state: WorkflowState, event: TimerFired) -> Decision:
         state = replace(state, queued=False)
         history = [fact, HistoryEntry(HistoryType.ADMIT_WORKFLOW, data={"run": state.run})]
         return _advance(state, event.occurred_at, history, every_activity=True)
+    if event.kind == TimerKind.LIMIT_CANCEL:
+        # Its key was full when it arrived and its limit cancels the newest (cancel_newest).
+        if state.status.ended or not state.queued or event.attempt != state.run:
+            return nothing(state, stale(fact))
+        return _cancel(state, event.occurred_at, workflow_limit.cancel_reason(state), fact)
 
     activity = state.activity(event.position) if event.position is not None else None
     if activity is None or activity.attempt + (1 if event.kind in _NEXT_ATTEMPT else 0) != event.attempt:
@@ -145,24 +150,31 @@ def _on_cancel_requested(state: WorkflowState, event: CancelRequested) -> Decisi
         return nothing(
             state, fact, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": f"workflow already {state.status}"})
         )
+    return _cancel(state, event.occurred_at, event.reason, fact)
+
+
+def _cancel(state: WorkflowState, now: datetime, reason: str | None, fact: HistoryEntry) -> Decision:
+    """Cancel the workflow (asked by a request, or by its limit's ``cancel_newest``)."""
     commands = kinds.end_of_run_timers(state) + kinds.stop_running(state)
     activities = tuple(
-        replace(a, status=ActivityStatus.CANCELLED, finished_at=a.finished_at or event.occurred_at)
-        if a.status in _WAITING
-        else a
+        replace(a, status=ActivityStatus.CANCELLED, finished_at=a.finished_at or now) if a.status in _WAITING else a
         for a in state.activities
     )
-    error = "cancelled" + (f": {event.reason}" if event.reason else "")
+    error = "cancelled" + (f": {reason}" if reason else "")
     state = replace(
         state,
         status=WorkflowStatus.CANCELLED,
         activities=activities,
         error=error,
-        finished_at=event.occurred_at,
+        finished_at=now,
         paused=False,  # an ended workflow is not paused: a retry starts it unpaused
         queued=False,  # nor queued: a retry queues it again
     )
-    return Decision(state, tuple(commands), (fact, HistoryEntry(HistoryType.WORKFLOW_CANCELLED, data=dict(fact.data))))
+    return Decision(
+        state,
+        tuple(commands),
+        (fact, HistoryEntry(HistoryType.WORKFLOW_CANCELLED, data={"reason": reason} if reason else {})),
+    )
 
 
 def _on_signal_received(state: WorkflowState, event: SignalReceived) -> Decision:

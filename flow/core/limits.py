@@ -153,6 +153,9 @@ class Claim:
     per_s: float | None = None
     burst: int | None = None
     rate: bool = False
+    #: A workflow limit's strategy (:mod:`flow.core.workflow_limit`): ``queue`` or
+    #: ``cancel_newest``; a step's claim always queues.
+    strategy: str = "queue"
 
 
 def key_text(value: Any) -> str:
@@ -180,6 +183,8 @@ class Waiter:
     queued_at: datetime
     per_s: float | None = None
     burst: int | None = None
+    #: A workflow's limit's strategy (``cancel_newest``: what is not let in is cancelled).
+    strategy: str = "queue"
 
 
 def admit(waiters: Iterable[Waiter], held: Mapping[str, int], number: int | None) -> list[Waiter]:
@@ -211,6 +216,21 @@ def admit(waiters: Iterable[Waiter], held: Mapping[str, int], number: int | None
                 still.append(key)
         keys = still
     return granted
+
+
+def newest(waiters: Iterable[Waiter], let_in: Iterable[Waiter], number: int | None) -> list[Waiter]:
+    """The waiting workflows of a ``cancel_newest`` workflow limit that :func:`admit` did not
+    let in — they arrived while their key was full — and are to be cancelled; not when
+    the key has no number at all (a named limit with none set holds everything back, as
+    it holds steps, rather than cancel everything)."""
+    admitted = {(w.workflow_id, w.position) for w in let_in}
+    return [
+        w
+        for w in waiters
+        if w.strategy == "cancel_newest"
+        and (w.workflow_id, w.position) not in admitted
+        and (number if number is not None else w.max) is not None
+    ]
 
 
 def pace(
@@ -285,6 +305,7 @@ __all__ = [
     "Waiter",
     "admit",
     "key_text",
+    "newest",
     "pace",
     "rate_text",
     "waiting_text",

@@ -105,6 +105,10 @@ class TimerKind(StrEnum):
     #: the admitting engine, not by a decision; due at once. With no position: a queued
     #: workflow's run (its ``attempt``) was let in by the workflow's limit.
     SLOT = "slot"
+    #: A queued workflow arrived while its key was full, and its workflow limit's strategy
+    #: is ``cancel_newest`` (:mod:`flow.core.workflow_limit`): set by the admitting engine,
+    #: no position, ``attempt`` the run; due at once. Its decision cancels the workflow.
+    LIMIT_CANCEL = "limit-cancel"
 
 
 class Trigger(StrEnum):

@@ -14,8 +14,11 @@ The claim (the key's value) is made once, when the workflow is created, from its
 the input never changes, so a claim made later would read the same. An input the key
 cannot be evaluated over refuses the start (:class:`~flow.errors.InvalidInput`).
 
-Only the ``queue`` strategy is built; ``cancel_in_progress`` and ``cancel_newest``
-(Hatchet's) are refused by :func:`problems` with a clear error until they are.
+Strategies (Hatchet's): ``queue`` waits as above; with ``cancel_newest`` a workflow
+that arrives while its key is full is cancelled at once, with the reason — the
+admitting transaction writes a ``limit-cancel`` timer for it instead of a grant (the
+actor owns its state; the admitter only writes rows), and ``decide`` cancels.
+``cancel_in_progress`` is not built yet: :func:`problems` refuses it with a clear error.
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ from flow.core.state import WorkflowState
 from flow.core.steps import HistoryEntry
 from flow.core.vocabulary import HistoryType, TimerKind
 
-#: The strategies a definition may name; only ``queue`` is built yet.
+#: The strategies a definition may name; ``cancel_in_progress`` is not built yet.
 STRATEGIES = ("queue", "cancel_in_progress", "cancel_newest")
-SUPPORTED = ("queue",)
+SUPPORTED = ("queue", "cancel_newest")
 
 #: JSON Schema of a definition's top-level ``concurrency`` key.
 SCHEMA: dict[str, Any] = {
@@ -52,8 +55,8 @@ def problems(body: Mapping[str, Any]) -> list[tuple[str, str]]:
         found.append(
             (
                 "$.concurrency.strategy",
-                f"{strategy!r} is not supported yet: a workflow's concurrency limit only queues "
-                '(strategy "queue", the default)',
+                f"{strategy!r} is not supported yet: a workflow's concurrency limit queues (strategy "
+                '"queue", the default) or cancels the newcomer ("cancel_newest")',
             )
         )
     if "key" in spec:
@@ -70,7 +73,14 @@ def from_body(body: Mapping[str, Any]) -> limits.StepLimit | None:
     return limits.StepLimit(name=name or body["name"], key=spec.get("key"), limit=spec.get("limit"), shared=bool(name))
 
 
-def claim(limit: limits.StepLimit, input_data: Mapping[str, Any], priority: int) -> limits.Claim | str:
+def strategy_of(body: Mapping[str, Any]) -> str:
+    """The definition's workflow limit's strategy (``queue`` unless it says otherwise)."""
+    return str((body.get("concurrency") or {}).get("strategy", "queue"))
+
+
+def claim(
+    limit: limits.StepLimit, input_data: Mapping[str, Any], priority: int, *, strategy: str = "queue"
+) -> limits.Claim | str:
     """The claim of a workflow started with ``input_data``; a string: why its key has no
     value over that input."""
     value = ""
@@ -79,7 +89,7 @@ def claim(limit: limits.StepLimit, input_data: Mapping[str, Any], priority: int)
             value = limits.key_text(graph.evaluate(limit.key, {"input": input_data}))
         except Exception as e:  # noqa: BLE001 - whatever the evaluator raises, the answer is the same
             return graph.unevaluable("concurrency.key", limit.key, e)
-    return limits.Claim(limit.name, value, limit.limit, priority)
+    return limits.Claim(limit.name, value, limit.limit, priority, strategy=strategy)
 
 
 def queue(state: WorkflowState) -> tuple[WorkflowState, HistoryEntry]:
@@ -92,10 +102,33 @@ def queue(state: WorkflowState) -> tuple[WorkflowState, HistoryEntry]:
     return replace(state, queued=True), HistoryEntry(HistoryType.QUEUE_WORKFLOW, data=data)
 
 
+def cancel_reason(state: WorkflowState) -> str:
+    """Why ``cancel_newest`` cancelled a workflow that arrived while its key was full:
+    ``3 workflows with key acme already run (cancel_newest)`` (a number set at run time is
+    the admitter's, which its timer does not carry: then "as many as the limit allows")."""
+    assert state.claim is not None
+    n = state.claim.max
+    which = f" with key {state.claim.key}" if state.claim.key else ""
+    if n is None:
+        return f"as many workflows{which} as the limit allows already run (cancel_newest)"
+    return f"{n} workflow{'' if n == 1 else 's'}{which} already run{'s' if n == 1 else ''} (cancel_newest)"
+
+
 def is_grant(state: WorkflowState, kind: str, position: int | None, attempt: int) -> bool:
     """Whether a fired timer is a grant for this run while it waits (else it is stale:
     the run ended or a newer one began; the commit deletes the row either way)."""
     return kind == TimerKind.SLOT and position is None and state.queued and attempt == state.run
 
 
-__all__ = ["SCHEMA", "STRATEGIES", "SUPPORTED", "claim", "from_body", "is_grant", "problems", "queue"]
+__all__ = [
+    "SCHEMA",
+    "STRATEGIES",
+    "SUPPORTED",
+    "cancel_reason",
+    "claim",
+    "from_body",
+    "is_grant",
+    "problems",
+    "queue",
+    "strategy_of",
+]

@@ -26,7 +26,7 @@ from typing import Any
 
 import peewee
 
-from flow.core.limits import Claim, Waiter, admit, pace, rate_text, waiting_text
+from flow.core.limits import Claim, Waiter, admit, newest, pace, rate_text, waiting_text
 from flow.core.vocabulary import ActivityStatus, TimerKind, WorkflowStatus
 from flow.persistence.database import is_postgres, unit_of_work, write
 from flow.persistence.records import TimerRow, chunks, timer_id
@@ -34,6 +34,7 @@ from flow.persistence.records import TimerRow, chunks, timer_id
 _IN_FLIGHT = (ActivityStatus.SCHEDULED.value, ActivityStatus.STARTED.value)
 _QUEUED = ActivityStatus.QUEUED.value
 _SLOT = TimerKind.SLOT.value
+_CANCEL = TimerKind.LIMIT_CANCEL.value
 _RUNNING = WorkflowStatus.IN_PROGRESS.value
 #: Most waiters of one key read by one admitting transaction (more are let in by the next).
 _PER_KEY = 1000
@@ -104,11 +105,12 @@ class LimitTable:
             number, per_s, burst = self._lock(name, now)
             rows = self.database.execute_sql(_WAITERS.replace("%s", p), (name, name, _PER_KEY)).fetchall()
             waiters = [
-                Waiter(w, pos, attempt, part, key or "", limit_max, priority or 3, _timestamp(at), rate_s, rate_b)
-                for w, pos, attempt, part, key, limit_max, priority, at, rate_s, rate_b, _ in rows
+                Waiter(w, pos, attempt, part, key or "", limit_max, priority or 3, _timestamp(at), rate_s, rate_b, how)
+                for w, pos, attempt, part, key, limit_max, priority, at, rate_s, rate_b, _, how in rows
             ]
             next_at = None
-            if any(rate for *_, rate in rows):
+            cancelled: list[Waiter] = []
+            if any(rate for *_, rate, _ in rows):
                 tats = {
                     key: _timestamp(tat)
                     for key, tat in self.database.execute_sql(
@@ -125,6 +127,7 @@ class LimitTable:
             else:
                 held = dict(self.database.execute_sql(_HELD.replace("%s", p), (name,) * 4).fetchall())
                 let_in = admit(waiters, held, number)
+                cancelled = newest(waiters, let_in, number)
             granted = [
                 TimerRow(
                     timer_id(w.workflow_id, _SLOT, w.position, w.attempt),
@@ -136,6 +139,17 @@ class LimitTable:
                     now,
                 )
                 for w in let_in
+            ] + [
+                TimerRow(
+                    timer_id(w.workflow_id, _CANCEL, None, w.attempt),
+                    w.workflow_id,
+                    w.partition,
+                    _CANCEL,
+                    None,
+                    w.attempt,
+                    now,
+                )
+                for w in cancelled
             ]
             for chunk in chunks(granted, 100):  # a statement per 100 grants
                 self.database.execute_sql(
@@ -173,8 +187,8 @@ class LimitTable:
         with unit_of_work(self.database):
             rows = self.database.execute_sql(
                 "SELECT id, workflow, partition, kind, position, attempt, due_at FROM timers "
-                f"WHERE kind = {p} AND partition IN ({marks})",
-                (_SLOT, *partitions),
+                f"WHERE kind IN ({p}, {p}) AND partition IN ({marks})",
+                (_SLOT, _CANCEL, *partitions),
             ).fetchall()
         return [TimerRow(i, w, part, k, pos, a, _timestamp(due)) for i, w, part, k, pos, a, due in rows]
 
@@ -305,12 +319,12 @@ SELECT limit_key, count(*) FROM (
 #: key, in each key's order.
 _WAITERS = f"""
 SELECT workflow_id, position, attempt, partition, limit_key, limit_max, priority, scheduled_at, rate_per_s,
-    rate_burst, limit_rate FROM (
+    rate_burst, limit_rate, strategy FROM (
     SELECT q.*, row_number() OVER (
             PARTITION BY q.limit_key ORDER BY q.priority, q.scheduled_at, q.workflow_id, q.position
         ) AS n FROM (
         SELECT a.workflow_id, a.position, a.attempt + 1 AS attempt, w.partition, a.limit_key, a.limit_max,
-            a.priority, a.scheduled_at, a.rate_per_s, a.rate_burst, a.limit_rate
+            a.priority, a.scheduled_at, a.rate_per_s, a.rate_burst, a.limit_rate, 'queue' AS strategy
         FROM activities a JOIN workflows w ON w.id = a.workflow_id
         WHERE a.limit_name = %s AND a.status = '{_QUEUED}' AND NOT EXISTS (
             SELECT 1 FROM timers t
@@ -318,10 +332,10 @@ SELECT workflow_id, position, attempt, partition, limit_key, limit_max, priority
         )
         UNION ALL
         SELECT w.id, NULL, w.run, w.partition, w.limit_key, w.limit_max, w.priority, w.run_started_at, NULL, NULL,
-            NULL
+            NULL, coalesce(w.limit_strategy, 'queue')
         FROM workflows w
         WHERE w.limit_name = %s AND w.status = '{_RUNNING}' AND w.queued AND NOT EXISTS (
-            SELECT 1 FROM timers t WHERE t.id = w.id || ':{_SLOT}:-:' || w.run
+            SELECT 1 FROM timers t WHERE t.id IN (w.id || ':{_SLOT}:-:' || w.run, w.id || ':{_CANCEL}:-:' || w.run)
         )
     ) q
 ) waiting WHERE n <= %s

@@ -31,7 +31,8 @@ from flow.core.vocabulary import Trigger
 WORKFLOW_COLUMNS = (
     "id, definition_name, definition_version, partition, status, started, run, run_started_at, input_data, "
     "config, output, error, created_at, finished_at, version, updated_at, idempotency_key, traceparent, "
-    "parent_id, parent_position, parent_attempt, paused, priority, limit_name, limit_key, limit_max, queued"
+    "parent_id, parent_position, parent_attempt, paused, priority, limit_name, limit_key, limit_max, limit_strategy, "
+    "queued"
 )
 #: Columns of a new activity row (:func:`activity_row`).
 ACTIVITY_INSERT_COLUMNS = (
@@ -113,6 +114,7 @@ def workflow_from_row(
         limit_name,
         limit_key,
         limit_max,
+        limit_strategy,
         queued,
     ) = row
     stored = tuple(activities)
@@ -138,7 +140,9 @@ def workflow_from_row(
         paused=bool(paused),
         parent=ParentLink(parent_id, parent_position, parent_attempt) if parent_id is not None else None,
         priority=priority,
-        claim=None if limit_name is None else Claim(limit_name, limit_key or "", limit_max, priority),
+        claim=None
+        if limit_name is None
+        else Claim(limit_name, limit_key or "", limit_max, priority, strategy=limit_strategy or "queue"),
         queued=bool(queued),
     )
     return StoredWorkflow(state, version, partition, _required(_timestamp(updated_at)), idempotency_key)

@@ -105,6 +105,7 @@ class WorkflowRecord(_Model):
     limit_name = peewee.CharField(max_length=300, null=True)
     limit_key = peewee.CharField(max_length=255, null=True)
     limit_max = peewee.IntegerField(null=True)
+    limit_strategy = peewee.CharField(max_length=32, null=True)
     queued = peewee.BooleanField(default=False)
 
     class Meta:

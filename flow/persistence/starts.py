@@ -99,7 +99,9 @@ class Starts:
         now = utcnow()
         claim = None
         if definition.limit is not None:
-            made = workflow_limit.claim(definition.limit, input_data, priority)
+            made = workflow_limit.claim(
+                definition.limit, input_data, priority, strategy=workflow_limit.strategy_of(definition.body)
+            )
             if isinstance(made, str):
                 raise InvalidInput("$.input_data", f"the definition's {made}")
             claim = made
@@ -137,6 +139,7 @@ class Starts:
             "limit_name": claim.limit if claim else None,
             "limit_key": claim.key if claim else None,
             "limit_max": claim.max if claim else None,
+            "limit_strategy": claim.strategy if claim else None,
         }
         activities = [
             (

@@ -34,6 +34,11 @@ DEFINITIONS = {
         "concurrency": {"key": "length(input.tenant)", "limit": 1},
         "activities": [{"id": "fetch", "name": "DoSomethingActivity"}],
     },
+    "Newest": {
+        "name": "Newest",
+        "concurrency": {"key": "input.tenant", "limit": 1, "strategy": "cancel_newest"},
+        "activities": [{"id": "gate", "wait_for": "go", "timeout_s": 600}],
+    },
     "Gated": {
         "name": "Gated",
         "concurrency": {"key": "input.tenant", "limit": 1},
@@ -154,3 +159,23 @@ def test_an_input_the_key_cannot_be_read_over_is_refused(client):
     assert (
         client.simulate_post("/workflows", json={"name": "Measured", "input_data": {"tenant": "ab"}}).status_code < 300
     )
+
+
+def test_cancel_newest_cancels_what_arrives_while_its_key_is_full(flow, client):
+    holder = flow.start("Newest", {"tenant": "acme"})
+    wait_for(lambda: _view(client, holder)["activities"][0]["status"] == "Waiting", timeout_s=30)
+    late = flow.start("Newest", {"tenant": "acme"})
+    other = flow.start("Newest", {"tenant": "omni"})  # another key: let in
+    ended = flow.wait(late, timeout_s=30).state
+    assert ended.status == "Cancelled"
+    assert ended.error == "cancelled: 1 workflow with key acme already runs (cancel_newest)"
+    assert [a.status for a in ended.activities] == ["Cancelled"]
+    wait_for(lambda: _view(client, other)["activities"][0]["status"] == "Waiting", timeout_s=30)
+    assert _view(client, holder)["status"] == "In Progress"  # the holder runs on
+    client.simulate_post(f"/workflows/{holder}/signals/go", json={"payload": 1})
+    assert flow.wait(holder, timeout_s=30).state.status == "Finished"
+    after = flow.start("Newest", {"tenant": "acme"})  # the key is free again: let in
+    wait_for(lambda: _view(client, after)["activities"][0]["status"] == "Waiting", timeout_s=30)
+    for workflow_id in (other, after):
+        client.simulate_post(f"/workflows/{workflow_id}/signals/go", json={"payload": 1})
+        assert flow.wait(workflow_id, timeout_s=30).state.status == "Finished"

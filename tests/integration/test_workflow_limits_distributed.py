@@ -27,6 +27,11 @@ DEFINITIONS = {
             {"name": "NoopActivity"},
         ],
     },
+    "Newest": {
+        "name": "Newest",
+        "concurrency": {"limit": 1, "strategy": "cancel_newest"},
+        "activities": [{"id": "gate", "wait_for": "go", "timeout_s": 600}],
+    },
     "Gated": {
         "name": "Gated",
         "concurrency": {"name": "gate", "limit": 1},
@@ -92,3 +97,22 @@ def test_a_queued_workflow_waits_for_a_named_limit_and_says_so(cluster: Cluster)
             timeout_s=30,
         )
     check_settled(cluster.pg_url, dict.fromkeys(ids, "Gated"), {"Gated": "Finished"}, timeout_s=120)
+
+
+def test_cancel_newest_cancels_the_newcomer_while_the_limit_is_full(cluster: Cluster):
+    cluster.start(engines=1, workers=1)
+    url = cluster.url
+    holder = requests.post(f"{url}/workflows", json={"name": "Newest", "input_data": {}}).json()["id"]
+    wait_for(
+        lambda: requests.get(f"{url}/workflows/{holder}").json()["activities"][0]["status"] == "Waiting",
+        timeout_s=60,
+    )
+    late = requests.post(f"{url}/workflows", json={"name": "Newest", "input_data": {}}).json()["id"]
+    wait_for(lambda: requests.get(f"{url}/workflows/{late}").json()["status"] == "Cancelled", timeout_s=60)
+    view = requests.get(f"{url}/workflows/{late}").json()
+    assert view["error"] == "cancelled: 1 workflow already runs (cancel_newest)"
+    assert requests.get(f"{url}/workflows/{holder}").json()["status"] == "In Progress"
+    assert requests.post(f"{url}/workflows/{holder}/signals/go", json={"payload": 1}).status_code == 202
+    wait_for(lambda: requests.get(f"{url}/workflows/{holder}").json()["status"] == "Finished", timeout_s=60)
+    # No grant nor cancel timer is left behind.
+    assert query(cluster.pg_url, "SELECT count(*) FROM timers WHERE kind IN ('slot', 'limit-cancel')")[0][0] == 0

@@ -24,7 +24,7 @@ from flow.core.events import (
     TimerFired,
     WorkflowStarted,
 )
-from flow.core.limits import Claim, Waiter, admit
+from flow.core.limits import Claim, Waiter, admit, newest
 from flow.core.state import WorkflowState
 from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind, WorkflowStatus
 from flow.errors import DefinitionError
@@ -54,7 +54,8 @@ class Flow:
     def __init__(self, definition_body: dict[str, Any], tenant: Any = "acme") -> None:
         definition = parse(definition_body, known_activities=KNOWN)
         assert definition.limit is not None
-        claim = workflow_limit.claim(definition.limit, {"tenant": tenant}, 3)
+        strategy = workflow_limit.strategy_of(definition_body)
+        claim = workflow_limit.claim(definition.limit, {"tenant": tenant}, 3, strategy=strategy)
         assert isinstance(claim, Claim)
         self.state = WorkflowState(
             id="wf",
@@ -112,13 +113,12 @@ def test_a_bad_workflow_concurrency_is_refused_at_its_path(concurrency, path, sa
     assert any(says in message for _, message in found)
 
 
-@pytest.mark.parametrize("strategy", ["cancel_in_progress", "cancel_newest"])
-def test_the_cancel_strategies_are_refused_as_not_supported_yet(strategy):
-    assert problems({"limit": 1, "strategy": strategy}) == [
+def test_cancel_in_progress_is_refused_as_not_supported_yet():
+    assert problems({"limit": 1, "strategy": "cancel_in_progress"}) == [
         (
             "$.concurrency.strategy",
-            f"{strategy!r} is not supported yet: a workflow's concurrency limit only queues "
-            '(strategy "queue", the default)',
+            "'cancel_in_progress' is not supported yet: a workflow's concurrency limit queues (strategy "
+            '"queue", the default) or cancels the newcomer ("cancel_newest")',
         )
     ]
 
@@ -252,3 +252,53 @@ def test_admit_lets_queued_workflows_in_by_priority_then_age_fairly_across_keys(
     queue = [wf("acme", 0), wf("acme", 1, priority=1), wf("zeta", 2), wf("omni", 3)]
     granted = admit(queue, held={"omni": 1}, number=None)
     assert [w.workflow_id for w in granted] == ["acme-1", "zeta-2"]
+
+
+# -- cancel_newest --------------------------------------------------------------------
+
+NEWEST = {"key": "input.tenant", "limit": 3, "strategy": "cancel_newest"}
+
+
+def test_a_cancel_newest_claim_carries_its_strategy():
+    flow = Flow(body(NEWEST))
+    assert flow.state.claim.strategy == "cancel_newest" and flow.state.queued
+
+
+def test_its_limit_cancel_timer_cancels_the_queued_workflow_with_the_reason():
+    flow = Flow(body(NEWEST, timeouts={"workflow_s": 60}))
+    flow.on(TimerFired(TimerKind.LIMIT_CANCEL, None, 1, occurred_at=flow.now()))
+    assert flow.state.status is WorkflowStatus.CANCELLED and not flow.state.queued
+    assert flow.state.error == "cancelled: 3 workflows with key acme already run (cancel_newest)"
+    assert flow.types() == [HistoryType.TIMER_FIRED, HistoryType.WORKFLOW_CANCELLED]
+    assert flow.decision.history[1].data == {"reason": "3 workflows with key acme already run (cancel_newest)"}
+    assert {c.kind for c in flow.decision.commands} == {TimerKind.SLOT, TimerKind.WORKFLOW}  # cancelled
+    assert [a.status for a in flow.state.activities] == [ActivityStatus.CANCELLED] * 2
+
+
+def test_a_limit_cancel_for_a_workflow_let_in_or_another_run_is_stale():
+    flow = Flow(body(NEWEST))
+    flow.on(TimerFired(TimerKind.LIMIT_CANCEL, None, 2, occurred_at=flow.now()))
+    assert flow.state.status is WorkflowStatus.IN_PROGRESS
+    flow.grant()
+    flow.on(TimerFired(TimerKind.LIMIT_CANCEL, None, 1, occurred_at=flow.now()))
+    assert flow.state.status is WorkflowStatus.IN_PROGRESS
+    assert flow.types() == [HistoryType.TIMER_FIRED, HistoryType.DO_NOTHING]
+
+
+def test_the_reason_without_a_number_or_a_key():
+    flow = Flow(body({"name": "tenants", "strategy": "cancel_newest"}))
+    assert workflow_limit.cancel_reason(flow.state) == (
+        "as many workflows as the limit allows already run (cancel_newest)"
+    )
+
+
+def test_newest_cancels_what_a_full_key_did_not_let_in_and_only_for_cancel_newest():
+    def wf(key: str, n: int, strategy: str = "cancel_newest", max_: int | None = 1) -> Waiter:
+        return Waiter(f"{key}-{n}", None, 1, 0, key, max_, 3, T0 + timedelta(seconds=n), strategy=strategy)
+
+    queue = [wf("acme", 0), wf("acme", 1), wf("zeta", 2), wf("omni", 3, "queue"), wf("none", 4, max_=None)]
+    let_in = admit(queue, held={"zeta": 1, "omni": 1}, number=None)
+    assert [w.workflow_id for w in let_in] == ["acme-0"]
+    assert [w.workflow_id for w in newest(queue, let_in, None)] == ["acme-1", "zeta-2"]
+    # A number set at run time counts: 0 lets nothing in, and everything is cancelled.
+    assert [w.workflow_id for w in newest(queue, [], 0)] == ["acme-0", "acme-1", "zeta-2", "none-4"]

@@ -1,6 +1,6 @@
 """A concurrency limit on a whole workflow (flow.core.workflow_limit): each workflow's
-claim — the limit's name, the key's value, the definition's number (its priority is
-``priority`` already) — made when it is created, and ``queued``: its run waits for a
+claim — the limit's name, the key's value, the definition's number, its strategy (null:
+``queue``; its priority is ``priority`` already) — made when it is created, and ``queued``: its run waits for a
 slot. The admitting engine finds what waits and counts what holds a slot (started, not
 queued, ``In Progress``; or a grant not yet handled) from these rows."""
 
@@ -10,6 +10,7 @@ def up(migrator, db):
         ("limit_name", "VARCHAR(300)"),
         ("limit_key", "VARCHAR(255)"),
         ("limit_max", "INTEGER"),
+        ("limit_strategy", "VARCHAR(32)"),
         ("queued", "BOOLEAN NOT NULL DEFAULT FALSE"),
     ):
         db.execute_sql(f"ALTER TABLE workflows ADD COLUMN {column} {kind}")

@@ -131,10 +131,12 @@ def _on_timer_fired(state: WorkflowState, event: TimerFired) -> Decision:
         history = [fact, HistoryEntry(HistoryType.ADMIT_WORKFLOW, data={"run": state.run})]
         return _advance(state, event.occurred_at, history, every_activity=True)
     if event.kind == TimerKind.LIMIT_CANCEL:
-        # Its key was full when it arrived and its limit cancels the newest (cancel_newest).
-        if state.status.ended or not state.queued or event.attempt != state.run:
+        # Its limit's strategy cancels it: it arrived while its key was full
+        # (cancel_newest), or a newer one displaces it (cancel_in_progress).
+        reason = workflow_limit.cancel_reason(state, event.attempt)
+        if reason is None:
             return nothing(state, stale(fact))
-        return _cancel(state, event.occurred_at, workflow_limit.cancel_reason(state), fact)
+        return _cancel(state, event.occurred_at, reason, fact)
 
     activity = state.activity(event.position) if event.position is not None else None
     if activity is None or activity.attempt + (1 if event.kind in _NEXT_ATTEMPT else 0) != event.attempt:
@@ -154,7 +156,7 @@ def _on_cancel_requested(state: WorkflowState, event: CancelRequested) -> Decisi
 
 
 def _cancel(state: WorkflowState, now: datetime, reason: str | None, fact: HistoryEntry) -> Decision:
-    """Cancel the workflow (asked by a request, or by its limit's ``cancel_newest``)."""
+    """Cancel the workflow: asked by a request, or by its workflow limit's strategy."""
     commands = kinds.end_of_run_timers(state) + kinds.stop_running(state)
     activities = tuple(
         replace(a, status=ActivityStatus.CANCELLED, finished_at=a.finished_at or now) if a.status in _WAITING else a

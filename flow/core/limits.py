@@ -233,6 +233,39 @@ def newest(waiters: Iterable[Waiter], let_in: Iterable[Waiter], number: int | No
     ]
 
 
+def displaced(
+    waiters: Iterable[Waiter],
+    let_in: Iterable[Waiter],
+    holders: Iterable[Waiter],
+    cancelling: Mapping[str, int],
+    number: int | None,
+) -> list[Waiter]:
+    """The running workflows of a ``cancel_in_progress`` workflow limit to cancel so that
+    its waiters :func:`admit` did not let in get their slots: per key, the oldest
+    ``holders`` (workflows let in and running, without a cancel already on its way), one
+    per such waiter less the ``cancelling`` ones already told. Not when the key has no
+    number or 0 (no cancel would make room). The waiters stay queued and are let in by
+    the slots the cancelled ones' ends give back.
+    """
+    admitted = {(w.workflow_id, w.position) for w in let_in}
+    wanted: dict[str, int] = {}
+    for w in waiters:
+        limit = number if number is not None else w.max
+        if w.strategy == "cancel_in_progress" and (w.workflow_id, w.position) not in admitted and limit:
+            wanted[w.key] = wanted.get(w.key, 0) + 1
+    by_key: dict[str, list[Waiter]] = {}
+    for h in sorted(holders, key=_order_by_age):
+        by_key.setdefault(h.key, []).append(h)
+    chosen: list[Waiter] = []
+    for key, count in wanted.items():
+        chosen += by_key.get(key, [])[: max(count - cancelling.get(key, 0), 0)]
+    return chosen
+
+
+def _order_by_age(w: Waiter) -> tuple[datetime, str]:
+    return (w.queued_at, w.workflow_id)
+
+
 def pace(
     waiters: Iterable[Waiter],
     tats: Mapping[str, datetime],
@@ -304,6 +337,7 @@ __all__ = [
     "StepLimit",
     "Waiter",
     "admit",
+    "displaced",
     "key_text",
     "newest",
     "pace",

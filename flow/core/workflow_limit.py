@@ -17,8 +17,10 @@ cannot be evaluated over refuses the start (:class:`~flow.errors.InvalidInput`).
 Strategies (Hatchet's): ``queue`` waits as above; with ``cancel_newest`` a workflow
 that arrives while its key is full is cancelled at once, with the reason — the
 admitting transaction writes a ``limit-cancel`` timer for it instead of a grant (the
-actor owns its state; the admitter only writes rows), and ``decide`` cancels.
-``cancel_in_progress`` is not built yet: :func:`problems` refuses it with a clear error.
+actor owns its state; the admitter only writes rows), and ``decide`` cancels. With
+``cancel_in_progress`` the newcomer waits while the admitting transaction writes a
+``limit-cancel`` timer for the oldest running workflow of its key
+(:func:`flow.core.limits.displaced`); that one's end frees the slot it is let in by.
 """
 
 from __future__ import annotations
@@ -32,9 +34,8 @@ from flow.core.state import WorkflowState
 from flow.core.steps import HistoryEntry
 from flow.core.vocabulary import HistoryType, TimerKind
 
-#: The strategies a definition may name; ``cancel_in_progress`` is not built yet.
+#: The strategies a definition may name.
 STRATEGIES = ("queue", "cancel_in_progress", "cancel_newest")
-SUPPORTED = ("queue", "cancel_newest")
 
 #: JSON Schema of a definition's top-level ``concurrency`` key.
 SCHEMA: dict[str, Any] = {
@@ -44,24 +45,12 @@ SCHEMA: dict[str, Any] = {
 
 
 def problems(body: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """What the schema cannot say of a definition's ``concurrency``: a strategy not built
-    yet, a key that is not a valid expression."""
+    """What the schema cannot say of a definition's ``concurrency``: a key that is not a
+    valid expression."""
     spec = body.get("concurrency")
-    if spec is None:
+    if spec is None or "key" not in spec:
         return []
-    found: list[tuple[str, str]] = []
-    strategy = spec.get("strategy", "queue")
-    if strategy not in SUPPORTED:
-        found.append(
-            (
-                "$.concurrency.strategy",
-                f"{strategy!r} is not supported yet: a workflow's concurrency limit queues (strategy "
-                '"queue", the default) or cancels the newcomer ("cancel_newest")',
-            )
-        )
-    if "key" in spec:
-        found += graph.expression_problems(spec["key"], "$.concurrency.key")
-    return found
+    return graph.expression_problems(spec["key"], "$.concurrency.key")
 
 
 def from_body(body: Mapping[str, Any]) -> limits.StepLimit | None:
@@ -102,13 +91,23 @@ def queue(state: WorkflowState) -> tuple[WorkflowState, HistoryEntry]:
     return replace(state, queued=True), HistoryEntry(HistoryType.QUEUE_WORKFLOW, data=data)
 
 
-def cancel_reason(state: WorkflowState) -> str:
-    """Why ``cancel_newest`` cancelled a workflow that arrived while its key was full:
+def cancel_reason(state: WorkflowState, run: int) -> str | None:
+    """Why a ``limit-cancel`` timer for ``run`` cancels the workflow; None: it is stale
+    (the run ended, a newer one began, or the workflow is not in the state its strategy
+    cancels). ``cancel_newest``, a queued run that arrived while its key was full:
     ``3 workflows with key acme already run (cancel_newest)`` (a number set at run time is
-    the admitter's, which its timer does not carry: then "as many as the limit allows")."""
-    assert state.claim is not None
-    n = state.claim.max
-    which = f" with key {state.claim.key}" if state.claim.key else ""
+    the admitter's, which its timer does not carry: then "as many as the limit allows");
+    ``cancel_in_progress``, a run let in, displaced by a newer one:
+    ``a newer workflow with key acme started (cancel_in_progress)``."""
+    claim = state.claim
+    if claim is None or state.status.ended or run != state.run:
+        return None
+    which = f" with key {claim.key}" if claim.key else ""
+    if claim.strategy == "cancel_in_progress" and not state.queued:
+        return f"a newer workflow{which} started (cancel_in_progress)"
+    if claim.strategy != "cancel_newest" or not state.queued:
+        return None
+    n = claim.max
     if n is None:
         return f"as many workflows{which} as the limit allows already run (cancel_newest)"
     return f"{n} workflow{'' if n == 1 else 's'}{which} already run{'s' if n == 1 else ''} (cancel_newest)"
@@ -123,7 +122,6 @@ def is_grant(state: WorkflowState, kind: str, position: int | None, attempt: int
 __all__ = [
     "SCHEMA",
     "STRATEGIES",
-    "SUPPORTED",
     "cancel_reason",
     "claim",
     "from_body",

@@ -20,13 +20,14 @@ step let in. The owner of the step's partition fires it like any timer.
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import peewee
 
-from flow.core.limits import Claim, Waiter, admit, newest, pace, rate_text, waiting_text
+from flow.core.limits import Claim, Waiter, admit, displaced, newest, pace, rate_text, waiting_text
 from flow.core.vocabulary import ActivityStatus, TimerKind, WorkflowStatus
 from flow.persistence.database import is_postgres, unit_of_work, write
 from flow.persistence.records import TimerRow, chunks, timer_id
@@ -128,6 +129,8 @@ class LimitTable:
                 held = dict(self.database.execute_sql(_HELD.replace("%s", p), (name,) * 4).fetchall())
                 let_in = admit(waiters, held, number)
                 cancelled = newest(waiters, let_in, number)
+                if any(w.strategy == "cancel_in_progress" for w in waiters):
+                    cancelled += self._displaced(name, waiters, let_in, number)
             granted = [
                 TimerRow(
                     timer_id(w.workflow_id, _SLOT, w.position, w.attempt),
@@ -163,6 +166,18 @@ class LimitTable:
                     ],
                 )
         return Admitted(granted, next_at)
+
+    def _displaced(self, name: str, waiters: list[Waiter], let_in: list[Waiter], number: int | None) -> list[Waiter]:
+        """The running workflows of a ``cancel_in_progress`` limit that its waiters displace
+        (:func:`flow.core.limits.displaced`), read in the admitting transaction."""
+        rows = self.database.execute_sql(_HOLDERS.replace("%s", self.param), (name,)).fetchall()
+        holders = [
+            Waiter(w, None, run, part, key or "", limit_max, priority, _timestamp(at), strategy="cancel_in_progress")
+            for w, run, part, key, limit_max, priority, at, told in rows
+            if not told
+        ]
+        cancelling = collections.Counter(row[3] or "" for row in rows if row[7])
+        return displaced(waiters, let_in, holders, cancelling, number)
 
     def _lock(self, name: str, now: datetime) -> tuple[int | None, float | None, int | None]:
         """Lock the limit's row (made if it has none yet); its numbers set at run time
@@ -364,4 +379,15 @@ FROM workflows w
 LEFT JOIN timers g ON g.kind = '{_SLOT}' AND g.workflow = w.id AND g.position IS NULL AND g.attempt = w.run
 WHERE w.limit_name IS NOT NULL AND w.status = '{_RUNNING}' AND w.started{{only}}
 GROUP BY w.limit_name, w.limit_key
+"""
+
+#: The running workflows of one ``cancel_in_progress`` limit, oldest first, and whether a
+#: ``limit-cancel`` timer is already on its way to each.
+_HOLDERS = f"""
+SELECT w.id, w.run, w.partition, w.limit_key, w.limit_max, w.priority, w.run_started_at,
+    CASE WHEN EXISTS (SELECT 1 FROM timers t WHERE t.id = w.id || ':{_CANCEL}:-:' || w.run) THEN 1 ELSE 0 END
+FROM workflows w
+WHERE w.limit_name = %s AND w.status = '{_RUNNING}' AND w.started AND NOT w.queued
+    AND w.limit_strategy = 'cancel_in_progress'
+ORDER BY w.run_started_at, w.id
 """

@@ -39,6 +39,11 @@ DEFINITIONS = {
         "concurrency": {"key": "input.tenant", "limit": 1, "strategy": "cancel_newest"},
         "activities": [{"id": "gate", "wait_for": "go", "timeout_s": 600}],
     },
+    "Latest": {
+        "name": "Latest",
+        "concurrency": {"key": "input.tenant", "limit": 1, "strategy": "cancel_in_progress"},
+        "activities": [{"id": "gate", "wait_for": "go", "timeout_s": 600}],
+    },
     "Gated": {
         "name": "Gated",
         "concurrency": {"key": "input.tenant", "limit": 1},
@@ -177,5 +182,22 @@ def test_cancel_newest_cancels_what_arrives_while_its_key_is_full(flow, client):
     after = flow.start("Newest", {"tenant": "acme"})  # the key is free again: let in
     wait_for(lambda: _view(client, after)["activities"][0]["status"] == "Waiting", timeout_s=30)
     for workflow_id in (other, after):
+        client.simulate_post(f"/workflows/{workflow_id}/signals/go", json={"payload": 1})
+        assert flow.wait(workflow_id, timeout_s=30).state.status == "Finished"
+
+
+def test_cancel_in_progress_cancels_the_oldest_running_and_lets_the_newcomer_in(flow, client):
+    oldest = flow.start("Latest", {"tenant": "acme"})
+    wait_for(lambda: _view(client, oldest)["activities"][0]["status"] == "Waiting", timeout_s=30)
+    other = flow.start("Latest", {"tenant": "omni"})  # another key: untouched
+    wait_for(lambda: _view(client, other)["activities"][0]["status"] == "Waiting", timeout_s=30)
+    newer = flow.start("Latest", {"tenant": "acme"})
+    ended = flow.wait(oldest, timeout_s=30).state
+    assert ended.status == "Cancelled"
+    assert ended.error == "cancelled: a newer workflow with key acme started (cancel_in_progress)"
+    wait_for(lambda: _view(client, newer)["activities"][0]["status"] == "Waiting", timeout_s=30)
+    assert _view(client, newer)["queued"] is False
+    assert _view(client, other)["status"] == "In Progress"
+    for workflow_id in (newer, other):
         client.simulate_post(f"/workflows/{workflow_id}/signals/go", json={"payload": 1})
         assert flow.wait(workflow_id, timeout_s=30).state.status == "Finished"

@@ -32,6 +32,11 @@ DEFINITIONS = {
         "concurrency": {"limit": 1, "strategy": "cancel_newest"},
         "activities": [{"id": "gate", "wait_for": "go", "timeout_s": 600}],
     },
+    "Latest": {
+        "name": "Latest",
+        "concurrency": {"key": "input.tenant", "limit": 1, "strategy": "cancel_in_progress"},
+        "activities": [{"id": "gate", "wait_for": "go", "timeout_s": 600}],
+    },
     "Gated": {
         "name": "Gated",
         "concurrency": {"name": "gate", "limit": 1},
@@ -115,4 +120,25 @@ def test_cancel_newest_cancels_the_newcomer_while_the_limit_is_full(cluster: Clu
     assert requests.post(f"{url}/workflows/{holder}/signals/go", json={"payload": 1}).status_code == 202
     wait_for(lambda: requests.get(f"{url}/workflows/{holder}").json()["status"] == "Finished", timeout_s=60)
     # No grant nor cancel timer is left behind.
+    assert query(cluster.pg_url, "SELECT count(*) FROM timers WHERE kind IN ('slot', 'limit-cancel')")[0][0] == 0
+
+
+def test_cancel_in_progress_displaces_the_running_one(cluster: Cluster):
+    cluster.start(engines=1, workers=1)
+    url = cluster.url
+
+    def status(workflow_id: str, position: int | None = None) -> str:
+        view = requests.get(f"{url}/workflows/{workflow_id}").json()
+        return view["status"] if position is None else view["activities"][position]["status"]
+
+    oldest = requests.post(f"{url}/workflows", json={"name": "Latest", "input_data": {"tenant": "a"}}).json()["id"]
+    wait_for(lambda: status(oldest, 0) == "Waiting", timeout_s=60)
+    newer = requests.post(f"{url}/workflows", json={"name": "Latest", "input_data": {"tenant": "a"}}).json()["id"]
+    wait_for(lambda: status(oldest) == "Cancelled", timeout_s=60)
+    assert requests.get(f"{url}/workflows/{oldest}").json()["error"] == (
+        "cancelled: a newer workflow with key a started (cancel_in_progress)"
+    )
+    wait_for(lambda: status(newer, 0) == "Waiting", timeout_s=60)
+    assert requests.post(f"{url}/workflows/{newer}/signals/go", json={"payload": 1}).status_code == 202
+    wait_for(lambda: status(newer) == "Finished", timeout_s=60)
     assert query(cluster.pg_url, "SELECT count(*) FROM timers WHERE kind IN ('slot', 'limit-cancel')")[0][0] == 0

@@ -24,7 +24,7 @@ from flow.core.events import (
     TimerFired,
     WorkflowStarted,
 )
-from flow.core.limits import Claim, Waiter, admit, newest
+from flow.core.limits import Claim, Waiter, admit, displaced, newest
 from flow.core.state import WorkflowState
 from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind, WorkflowStatus
 from flow.errors import DefinitionError
@@ -104,6 +104,7 @@ LIMITED = {"key": "input.tenant", "limit": 1}
         ({"limit": 0}, "$.concurrency.limit", "less than the minimum"),
         ({"limit": 1, "key": "input.["}, "$.concurrency.key", "not a JMESPath expression"),
         ({"limit": 1, "strategy": "lifo"}, "$.concurrency.strategy", "is not one of"),
+        ({"limit": 1, "strategy": "cancel_oldest"}, "$.concurrency.strategy", "is not one of"),
         ({"limit": 1, "per": 2}, "$.concurrency", "Additional properties"),
     ],
 )
@@ -111,16 +112,6 @@ def test_a_bad_workflow_concurrency_is_refused_at_its_path(concurrency, path, sa
     found = problems(concurrency)
     assert {p for p, _ in found} == {path}
     assert any(says in message for _, message in found)
-
-
-def test_cancel_in_progress_is_refused_as_not_supported_yet():
-    assert problems({"limit": 1, "strategy": "cancel_in_progress"}) == [
-        (
-            "$.concurrency.strategy",
-            "'cancel_in_progress' is not supported yet: a workflow's concurrency limit queues (strategy "
-            '"queue", the default) or cancels the newcomer ("cancel_newest")',
-        )
-    ]
 
 
 def test_an_inline_workflow_limit_is_named_after_its_definition_and_a_named_one_shared():
@@ -287,7 +278,7 @@ def test_a_limit_cancel_for_a_workflow_let_in_or_another_run_is_stale():
 
 def test_the_reason_without_a_number_or_a_key():
     flow = Flow(body({"name": "tenants", "strategy": "cancel_newest"}))
-    assert workflow_limit.cancel_reason(flow.state) == (
+    assert workflow_limit.cancel_reason(flow.state, 1) == (
         "as many workflows as the limit allows already run (cancel_newest)"
     )
 
@@ -302,3 +293,54 @@ def test_newest_cancels_what_a_full_key_did_not_let_in_and_only_for_cancel_newes
     assert [w.workflow_id for w in newest(queue, let_in, None)] == ["acme-1", "zeta-2"]
     # A number set at run time counts: 0 lets nothing in, and everything is cancelled.
     assert [w.workflow_id for w in newest(queue, [], 0)] == ["acme-0", "acme-1", "zeta-2", "none-4"]
+
+
+# -- cancel_in_progress ---------------------------------------------------------------
+
+IN_PROGRESS = {"key": "input.tenant", "limit": 1, "strategy": "cancel_in_progress"}
+
+
+def test_a_limit_cancel_timer_cancels_a_running_workflow_displaced_by_a_newer_one():
+    flow = Flow(body(IN_PROGRESS))
+    flow.grant()
+    assert flow.state.activities[0].status is ActivityStatus.SCHEDULED
+    flow.on(TimerFired(TimerKind.LIMIT_CANCEL, None, 1, occurred_at=flow.now()))
+    assert flow.state.status is WorkflowStatus.CANCELLED
+    assert flow.state.error == "cancelled: a newer workflow with key acme started (cancel_in_progress)"
+    assert flow.types() == [HistoryType.TIMER_FIRED, HistoryType.WORKFLOW_CANCELLED]
+    # Its attempt in flight is told to stop, as a requested cancel tells it.
+    assert [type(c).__name__ for c in flow.decision.commands] == ["CancelAttempt"]
+
+
+def test_a_limit_cancel_for_a_queued_cancel_in_progress_workflow_or_another_run_is_stale():
+    flow = Flow(body(IN_PROGRESS))
+    flow.on(TimerFired(TimerKind.LIMIT_CANCEL, None, 1, occurred_at=flow.now()))
+    assert flow.state.status is WorkflowStatus.IN_PROGRESS and flow.state.queued
+    flow.grant()
+    flow.on(TimerFired(TimerKind.LIMIT_CANCEL, None, 2, occurred_at=flow.now()))
+    assert flow.state.status is WorkflowStatus.IN_PROGRESS
+    assert flow.types() == [HistoryType.TIMER_FIRED, HistoryType.DO_NOTHING]
+
+
+def _wf(key: str, n: int, strategy: str = "cancel_in_progress", max_: int | None = 1) -> Waiter:
+    return Waiter(f"{key}-{n}", None, 1, 0, key, max_, 3, T0 + timedelta(seconds=n), strategy=strategy)
+
+
+def test_displaced_picks_the_oldest_holders_one_per_newcomer_not_let_in():
+    waiters = [_wf("acme", 10), _wf("acme", 11), _wf("zeta", 12)]
+    holders = [_wf("acme", 2), _wf("acme", 1), _wf("zeta", 3), _wf("omni", 0)]
+    chosen = displaced(waiters, [], holders, {}, 2)
+    assert [h.workflow_id for h in chosen] == ["acme-1", "acme-2", "zeta-3"]
+
+
+def test_displaced_counts_the_cancels_already_on_their_way_and_lets_in_first():
+    waiters = [_wf("acme", 10), _wf("acme", 11)]
+    holders = [_wf("acme", 1), _wf("acme", 2)]
+    # One holder was told already: one more for the second newcomer.
+    assert [h.workflow_id for h in displaced(waiters, [], holders, {"acme": 1}, None)] == ["acme-1"]
+    # A newcomer let in (a slot was free) displaces nobody.
+    assert displaced(waiters, waiters, holders, {}, None) == []
+    # Queue strategy waiters displace nobody, nor does a key with no number or 0.
+    assert displaced([_wf("acme", 10, "queue")], [], holders, {}, None) == []
+    assert displaced(waiters, [], holders, {}, 0) == []
+    assert displaced([_wf("acme", 10, max_=None)], [], holders, {}, None) == []

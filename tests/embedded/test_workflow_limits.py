@@ -201,3 +201,59 @@ def test_cancel_in_progress_cancels_the_oldest_running_and_lets_the_newcomer_in(
     for workflow_id in (newer, other):
         client.simulate_post(f"/workflows/{workflow_id}/signals/go", json={"payload": 1})
         assert flow.wait(workflow_id, timeout_s=30).state.status == "Finished"
+
+
+@pytest.mark.parametrize(
+    ("strategy", "definition", "reason"),
+    [
+        ("cancel_newest", "Newest", "cancelled: 1 workflow with key {key} already runs (cancel_newest)"),
+        ("cancel_in_progress", "Latest", "cancelled: a newer workflow with key {key} started (cancel_in_progress)"),
+    ],
+)
+def test_each_cancel_strategy_with_3_keys_of_6_workflows_leaves_one_running_per_key(
+    flow, client, strategy, definition, reason
+):
+    """6 workflows for each of 3 keys, limit 1, started together: never more than one
+    runs per key (sampled every 10 ms), and each key ends with one running and 5
+    cancelled with the strategy's reason — for cancel_in_progress, the newest survives."""
+    keys = [f"{strategy}-{n}" for n in range(3)]
+    database = flow.runtime.store.database
+
+    def by_key() -> dict[str, list[tuple[str, str, str]]]:
+        found: dict[str, list[tuple[str, str, str]]] = collections.defaultdict(list)
+        for workflow_id, key, status, started in database.execute_sql(
+            "SELECT id, limit_key, status, run_started_at FROM workflows WHERE definition_name = ? "
+            "AND limit_key LIKE ?",
+            (definition, f"{strategy}-%"),
+        ).fetchall():
+            found[key].append((workflow_id, status, str(started)))
+        return found
+
+    def settled() -> bool:
+        found = by_key()
+        return all(
+            sorted(status for _, status, _ in found[key]) == ["Cancelled"] * 5 + ["In Progress"]
+            and any(
+                _view(client, w)["activities"][0]["status"] == "Waiting"
+                for w, status, _ in found[key]
+                if status == "In Progress"
+            )
+            for key in keys
+        )
+
+    with running(flow, definition) as sampled:
+        for _ in range(6):
+            for key in keys:
+                flow.start(definition, {"tenant": key})
+        wait_for(settled, timeout_s=60, what="one running and 5 cancelled per key")
+    assert sampled.samples > 0
+    assert dict(sampled.peak) == dict.fromkeys(keys, 1)
+    for key, workflows in by_key().items():
+        (survivor,) = [w for w in workflows if w[1] == "In Progress"]
+        for workflow_id, status, _ in workflows:
+            if status == "Cancelled":
+                assert flow.wait(workflow_id, timeout_s=5).state.error == reason.format(key=key)
+        if strategy == "cancel_in_progress":  # the last in line (by its start, then id) is let in last
+            assert (survivor[2], survivor[0]) == max((w[2], w[0]) for w in workflows)
+        client.simulate_post(f"/workflows/{survivor[0]}/signals/go", json={"payload": 1})
+        assert flow.wait(survivor[0], timeout_s=30).state.status == "Finished"

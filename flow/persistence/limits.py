@@ -333,21 +333,23 @@ SELECT limit_key, count(*) FROM (
 #: position; their ``attempt`` is the run, their age the run's start): at most ``%s`` per
 #: key, in each key's order.
 _WAITERS = f"""
-SELECT workflow_id, position, attempt, partition, limit_key, limit_max, priority, scheduled_at, rate_per_s,
-    rate_burst, limit_rate, strategy FROM (
+SELECT workflow_id, position, attempt,
+    (SELECT w.partition FROM workflows w WHERE w.id = waiting.workflow_id),
+    limit_key, limit_max, priority, scheduled_at, rate_per_s, rate_burst, limit_rate, strategy
+FROM (
     SELECT q.*, row_number() OVER (
             PARTITION BY q.limit_key ORDER BY q.priority, q.scheduled_at, q.workflow_id, q.position
         ) AS n FROM (
-        SELECT a.workflow_id, a.position, a.attempt + 1 AS attempt, w.partition, a.limit_key, a.limit_max,
+        SELECT a.workflow_id, a.position, a.attempt + 1 AS attempt, a.limit_key, a.limit_max,
             a.priority, a.scheduled_at, a.rate_per_s, a.rate_burst, a.limit_rate, 'queue' AS strategy
-        FROM activities a JOIN workflows w ON w.id = a.workflow_id
+        FROM activities a
         WHERE a.limit_name = %s AND a.status = '{_QUEUED}' AND NOT EXISTS (
             SELECT 1 FROM timers t
             WHERE t.id = a.workflow_id || ':{_SLOT}:' || a.position || ':' || (a.attempt + 1)
         )
         UNION ALL
-        SELECT w.id, NULL, w.run, w.partition, w.limit_key, w.limit_max, w.priority, w.run_started_at, NULL, NULL,
-            NULL, coalesce(w.limit_strategy, 'queue')
+        SELECT w.id, NULL, w.run, w.limit_key, w.limit_max, w.priority, w.run_started_at, NULL, NULL, NULL,
+            coalesce(w.limit_strategy, 'queue')
         FROM workflows w
         WHERE w.limit_name = %s AND w.status = '{_RUNNING}' AND w.queued AND NOT EXISTS (
             SELECT 1 FROM timers t WHERE t.id IN (w.id || ':{_SLOT}:-:' || w.run, w.id || ':{_CANCEL}:-:' || w.run)

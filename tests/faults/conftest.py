@@ -111,6 +111,22 @@ FAULT_DEFINITIONS: dict[str, dict[str, Any]] = {
             {"name": "BeatActivity", "config": {"steps": 120, "step_s": 0.1, "timeouts": {"heartbeat_s": 2}}},
         ],
     },
+    # The same long heartbeating job behind an inline limit of 1 (``SlotBeating.beat``):
+    # one workflow at a time holds the slot, so the test can kill the worker of the one
+    # that holds it and see when the slot comes back. 10 s a run, so the holder cannot
+    # finish between the test's seeing it beat and the kill.
+    "SlotBeating": {
+        "name": "SlotBeating",
+        "config": FAST_RETRY,
+        "activities": [
+            {
+                "id": "beat",
+                "name": "BeatActivity",
+                "config": {"steps": 100, "step_s": 0.1, "timeouts": {"heartbeat_s": 2}},
+                "concurrency": {"limit": 1},
+            },
+        ],
+    },
     "Poison": {
         "name": "Poison",
         "config": {"retry": {"max_attempts": 2, "initial_delay_ms": 50, "jitter": 0}},
@@ -132,6 +148,7 @@ EXPECTED = {
     "Poison": "Failed",
     "LongWait": "Finished",
     "Heartbeating": "Finished",
+    "SlotBeating": "Finished",
 }
 
 BATCH = ["SlowSequence", "FanOut", "Retrying", "Failing", "OptionalBroken", "Map", "Nap", "Parent"]

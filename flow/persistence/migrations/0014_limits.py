@@ -17,8 +17,15 @@ def up(migrator, db):
         ("limit_rate", "BOOLEAN"),
     ):
         db.execute_sql(f"ALTER TABLE activities ADD COLUMN {column} {kind}")
+    # What waits and what holds, each its own partial index: the steps that ended keep
+    # their claim, and must cost the admitting transaction nothing.
     db.execute_sql(
-        "CREATE INDEX activities_limit ON activities (limit_name, status, limit_key) WHERE limit_name IS NOT NULL"
+        "CREATE INDEX activities_limit_waiting ON activities (limit_name, limit_key) "
+        "WHERE status = 'Queued' AND limit_name IS NOT NULL"
+    )
+    db.execute_sql(
+        "CREATE INDEX activities_limit_holding ON activities (limit_name, limit_key) "
+        "WHERE status IN ('Scheduled', 'Started') AND limit_name IS NOT NULL"
     )
     db.execute_sql(
         "CREATE TABLE limits (name VARCHAR(300) PRIMARY KEY, max_running INTEGER, per_s DOUBLE PRECISION, "

@@ -1,7 +1,8 @@
 """Recovery on the in-process broker, which loses every message with its process: when
 the embedded engine takes a partition, each unfinished workflow is sent what
 :func:`flow.core.recovery.owed` says it is owed — its start, the run of every attempt
-in flight, its timers (docs/design.md, "Recovery"). A workflow it cannot resume fails
+in flight, its timers (docs/design.md, "Recovery") — and each attempt an ended workflow
+still had in flight (told to stop, its worker gone with the process) is ended. A workflow it cannot resume fails
 with the reason; the others go on (invariant 10)."""
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from datetime import datetime
 
 from actors.workflow import Item
 from flow.clock import utcnow
-from flow.core.events import WorkflowStarted
+from flow.core.events import ActivityCompleted, WorkflowStarted
 from flow.core.recovery import owed
 from flow.core.state import WorkflowState
+from flow.core.vocabulary import Outcome
 from flow.engine.planning import Routes, run_message
 from flow.engine.settling import Settler
 from flow.engine.transport import Transport
@@ -67,6 +69,20 @@ class Recovery:
                 self.settler.fail_workflow(workflow_id, -1 if epoch is None else epoch, reason)
         if count:
             logger.warning("resumed %d unfinished workflows of partition %d", count, partition)
+        self.end_lost_attempts(partition, now)
+
+    def end_lost_attempts(self, partition: int, now: datetime) -> None:
+        """An ended workflow's attempt still in flight was told to stop, but its worker died
+        with the process before it reported: nothing would ever end it (and it would hold
+        its concurrency limit's slot for good). Its result is what the process's end made
+        of it: a failure, recorded late on the step."""
+        lost = self.store.lost_attempts(partition)
+        for workflow_id, position, attempt in lost:
+            error = "the attempt was lost: its worker ended with the process before it reported"
+            event = ActivityCompleted(position, attempt, Outcome.TEMPORARY_FAILURE, now, error=error)
+            self.deliver(workflow_id, partition, Item(event))
+        if lost:
+            logger.warning("ended %d lost attempts of ended workflows of partition %d", len(lost), partition)
 
     def resume(self, state: WorkflowState, partition: int, now: datetime) -> None:
         due = owed(state)

@@ -13,7 +13,7 @@ import peewee
 
 from flow.clock import utcnow
 from flow.core.state import WorkflowState, WorkflowStatus
-from flow.core.vocabulary import HistoryType
+from flow.core.vocabulary import ActivityStatus, HistoryType
 from flow.errors import WorkflowNotFound
 from flow.faults import FaultInjector
 from flow.persistence.database import is_postgres, unit_of_work, write
@@ -204,6 +204,25 @@ class EngineStore:
             return deleted
 
     # -- recovery ------------------------------------------------------------------------------
+
+    def lost_attempts(self, partition: int) -> list[tuple[str, int, int]]:
+        """``(workflow_id, position, attempt)`` of the attempts still in flight of the
+        *ended* workflows of ``partition``: a cancel or a failure told them to stop, and
+        only their result ends them (with the slot of a concurrency limit they hold)."""
+        with unit_of_work(self.database):
+            p = self.database.param
+            rows = self.database.execute_sql(
+                "SELECT a.workflow_id, a.position, a.attempt FROM activities a "
+                "JOIN workflows w ON w.id = a.workflow_id "
+                f"WHERE w.partition = {p} AND w.status <> {p} AND a.status IN ({p}, {p})",
+                (
+                    partition,
+                    WorkflowStatus.IN_PROGRESS.value,
+                    ActivityStatus.SCHEDULED.value,
+                    ActivityStatus.STARTED.value,
+                ),
+            ).fetchall()
+        return [(w, position, attempt) for w, position, attempt in rows]
 
     def unfinished(self, partition: int, *, page: int = 200) -> Iterator[WorkflowState | Unreadable]:
         """Every unfinished workflow of ``partition``, a page of ``page`` at a time (an

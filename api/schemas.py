@@ -170,6 +170,22 @@ COMPONENTS: dict[str, Any] = {
                         "type": ["integer", "null"],
                         "description": "A child workflow: the position of its parent's activity that runs it.",
                     },
+                    "limit": {
+                        "type": ["object", "null"],
+                        "description": "The workflow concurrency limit it claims a slot of (the definition's "
+                        'top-level concurrency: its name, and its key\'s value; "": no key); null: none.',
+                        "properties": {"name": {"type": "string"}, "key": {"type": "string"}},
+                    },
+                    "queued": {
+                        "type": "boolean",
+                        "description": "Its run waits for a slot of its workflow concurrency limit: it is In "
+                        "Progress but no step runs until it is let in (false once let in, and once it ended).",
+                    },
+                    "waiting_for": {
+                        "type": ["string", "null"],
+                        "description": 'What a queued workflow waits for ("waiting for Import [acme]: 1 of 1 '
+                        'held"); null otherwise.',
+                    },
                     "activities": {"type": "array", "items": ref("Activity")},
                 },
             },

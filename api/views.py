@@ -111,6 +111,13 @@ def workflow_view(
         "paused": s.paused and not s.status.ended,
         # A child: the position of the parent's activity that runs it.
         "parent_position": s.parent.position if s.parent else None,
+        # Its workflow concurrency limit (flow.core.workflow_limit): the slot it claims, and
+        # while its run waits for it, what it waits for.
+        "limit": None if s.claim is None else {"name": s.claim.limit, "key": s.claim.key},
+        "queued": s.queued and not s.status.ended,
+        "waiting_for": limits.waiting_for(s.claim)
+        if limits is not None and s.claim is not None and s.queued and not s.status.ended
+        else None,
         "activities": [activity_view(s, a, ids, tokens, limits, queued) for a in s.activities],
     }
 

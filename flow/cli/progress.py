@@ -144,6 +144,9 @@ def describe_event(event: dict[str, Any], workflow: dict[str, Any]) -> Text:
         HistoryType.FAIL_ACTIVITY: f"failed before it ran: {data.get('error', '')}",
         HistoryType.PAUSE_WORKFLOW: "workflow paused: nothing new is scheduled",
         HistoryType.RESUME_WORKFLOW: "workflow resumed",
+        HistoryType.QUEUE_WORKFLOW: f"workflow queued for {data.get('limit')}"
+        + (f" [{data['key']}]" if data.get("key") else ""),
+        HistoryType.ADMIT_WORKFLOW: "workflow let in by its concurrency limit",
     }.get(kind, kind)
     style = ""
     if kind == HistoryType.ACTIVITY_RESULT:

@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from flow.core import graph, kinds
+from flow.core import graph, kinds, workflow_limit
 from flow.core.commands import Command
 from flow.core.events import (
     ActivityCompleted,
@@ -71,6 +71,9 @@ def _on_workflow_started(state: WorkflowState, event: WorkflowStarted) -> Decisi
         return nothing(state, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": "workflow already started"}))
     state = replace(state, started=True, run_started_at=event.occurred_at)
     history = [HistoryEntry(HistoryType.START_WORKFLOW, data={"definition_version": state.definition_version})]
+    if state.claim is not None:  # it waits for a slot of its limit first
+        state, queued = workflow_limit.queue(state)
+        return decided(state, workflow_timer(state), [*history, queued])
     return _advance(state, event.occurred_at, history, workflow_timer(state), every_activity=True)
 
 
@@ -119,6 +122,21 @@ def _on_timer_fired(state: WorkflowState, event: TimerFired) -> Decision:
             return nothing(state, stale(fact))
         limit = state.timeouts.workflow_s
         return _fail(state, event.occurred_at, f"workflow timed out: not ended within {limit} s", [fact])
+    if event.kind == TimerKind.SLOT and event.position is None:
+        # The workflow's limit let its run in; stale once the run ended or a newer one
+        # began (the commit deletes the timer row, which gives a slot not taken up back).
+        if state.status.ended or not workflow_limit.is_grant(state, event.kind, event.position, event.attempt):
+            return nothing(state, stale(fact))
+        state = replace(state, queued=False)
+        history = [fact, HistoryEntry(HistoryType.ADMIT_WORKFLOW, data={"run": state.run})]
+        return _advance(state, event.occurred_at, history, every_activity=True)
+    if event.kind == TimerKind.LIMIT_CANCEL:
+        # Its limit's strategy cancels it: it arrived while its key was full
+        # (cancel_newest), or a newer one displaces it (cancel_in_progress).
+        reason = workflow_limit.cancel_reason(state, event.attempt)
+        if reason is None:
+            return nothing(state, stale(fact))
+        return _cancel(state, event.occurred_at, reason, fact)
 
     activity = state.activity(event.position) if event.position is not None else None
     if activity is None or activity.attempt + (1 if event.kind in _NEXT_ATTEMPT else 0) != event.attempt:
@@ -134,23 +152,31 @@ def _on_cancel_requested(state: WorkflowState, event: CancelRequested) -> Decisi
         return nothing(
             state, fact, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": f"workflow already {state.status}"})
         )
+    return _cancel(state, event.occurred_at, event.reason, fact)
+
+
+def _cancel(state: WorkflowState, now: datetime, reason: str | None, fact: HistoryEntry) -> Decision:
+    """Cancel the workflow: asked by a request, or by its workflow limit's strategy."""
     commands = kinds.end_of_run_timers(state) + kinds.stop_running(state)
     activities = tuple(
-        replace(a, status=ActivityStatus.CANCELLED, finished_at=a.finished_at or event.occurred_at)
-        if a.status in _WAITING
-        else a
+        replace(a, status=ActivityStatus.CANCELLED, finished_at=a.finished_at or now) if a.status in _WAITING else a
         for a in state.activities
     )
-    error = "cancelled" + (f": {event.reason}" if event.reason else "")
+    error = "cancelled" + (f": {reason}" if reason else "")
     state = replace(
         state,
         status=WorkflowStatus.CANCELLED,
         activities=activities,
         error=error,
-        finished_at=event.occurred_at,
+        finished_at=now,
         paused=False,  # an ended workflow is not paused: a retry starts it unpaused
+        queued=False,  # nor queued: a retry queues it again
     )
-    return Decision(state, tuple(commands), (fact, HistoryEntry(HistoryType.WORKFLOW_CANCELLED, data=dict(fact.data))))
+    return Decision(
+        state,
+        tuple(commands),
+        (fact, HistoryEntry(HistoryType.WORKFLOW_CANCELLED, data={"reason": reason} if reason else {})),
+    )
 
 
 def _on_signal_received(state: WorkflowState, event: SignalReceived) -> Decision:
@@ -208,6 +234,9 @@ def _on_retry_requested(state: WorkflowState, event: RetryRequested) -> Decision
         map_progress={},
     )
     history = [fact, HistoryEntry(HistoryType.RETRY_WORKFLOW, data={"run": state.run})]
+    if state.claim is not None:  # a new run waits for a slot again
+        state, queued = workflow_limit.queue(state)
+        return decided(state, workflow_timer(state), [*history, queued])
     return _advance(state, event.occurred_at, history, workflow_timer(state), every_activity=True)
 
 
@@ -265,8 +294,9 @@ def _advance(
     nothing new runs, whatever the order of the list.
     """
     commands = list(commands or [])
-    if not state.started or state.status.ended or state.paused:
-        return decided(state, commands, history)  # paused: resuming looks at every activity
+    if not state.started or state.status.ended or state.paused or state.queued:
+        # Paused: resuming looks at every activity; queued: so does being let in.
+        return decided(state, commands, history)
     turn = Turn(state, list(state.activities), list(state.inbox), now)
     activities = turn.activities
     candidates = [a.position for a in activities if a.status is ActivityStatus.PENDING] if every_activity else []
@@ -333,7 +363,13 @@ def _fail(state: WorkflowState, now: datetime, error: str, history: list[History
         for a in state.activities
     )
     state = replace(
-        state, status=WorkflowStatus.FAILED, activities=activities, error=error, finished_at=now, paused=False
+        state,
+        status=WorkflowStatus.FAILED,
+        activities=activities,
+        error=error,
+        finished_at=now,
+        paused=False,
+        queued=False,
     )
     history.append(HistoryEntry(HistoryType.WORKFLOW_FAILURE, data={"error": error}))
     return Decision(state, tuple(commands), tuple(history))

@@ -19,7 +19,7 @@ from typing import Any, cast
 
 import jsonschema
 
-from flow.core import graph, kinds, limits, strict_json
+from flow.core import graph, kinds, limits, strict_json, workflow_limit
 from flow.core.graph import NAME_PATTERN as NAME_PATTERN  # re-exported: the API checks names with it
 from flow.core.graph import is_definition_name as is_definition_name
 from flow.core.kinds.base import PathOf
@@ -79,6 +79,8 @@ SCHEMA: dict[str, Any] = {
     "properties": {
         "name": {"type": "string", "pattern": NAME_PATTERN},
         "config": {"$ref": "#/$defs/config"},
+        # At most this many workflows (per key value) run at once (flow.core.workflow_limit).
+        "concurrency": workflow_limit.SCHEMA,
         "activities": {
             "type": "array",
             "minItems": 1,
@@ -166,6 +168,8 @@ class Definition:
     activities: tuple[StepDefinition, ...]
     #: The JSON object it was built from, kept as the workflow's snapshot.
     body: Mapping[str, Any]
+    #: Its workflow concurrency limit (:mod:`flow.core.workflow_limit`); None: none.
+    limit: limits.StepLimit | None = None
 
     @property
     def digest(self) -> str:
@@ -257,7 +261,13 @@ def parse(body: Any, *, known_activities: Collection[str], source: str = "<defin
         )
         for entry, name, activity_id in zip(entries, names, graph.default_ids(entries, names), strict=True)
     )
-    return Definition(name=body["name"], config=body.get("config", {}), activities=specs, body=body)
+    return Definition(
+        name=body["name"],
+        config=body.get("config", {}),
+        activities=specs,
+        body=body,
+        limit=workflow_limit.from_body(body),
+    )
 
 
 def _problems(body: Any, known_activities: Collection[str]) -> list[tuple[str, str]]:
@@ -279,6 +289,7 @@ def _problems(body: Any, known_activities: Collection[str]) -> list[tuple[str, s
     names = [kinds.default_name(entry) for entry in entries]
     ids = graph.default_ids(entries, names)
     problems.extend(graph.problems(entries, ids, lambda index, *keys: json_path(["activities", index, *keys])))
+    problems.extend(workflow_limit.problems(body))
     for index, entry in enumerate(entries):
         if "queue" in entry and not is_pool_name(entry["queue"]):  # the schema's "$" let a final newline by
             problems.append((json_path(["activities", index, "queue"]), _pool_problem(entry["queue"])))

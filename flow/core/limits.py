@@ -159,6 +159,9 @@ class Claim:
     per_s: float | None = None
     burst: int | None = None
     rate: bool = False
+    #: A workflow limit's strategy (:mod:`flow.core.workflow_limit`): ``queue`` or
+    #: ``cancel_newest``; a step's claim always queues.
+    strategy: str = "queue"
 
 
 def key_text(value: Any) -> str:
@@ -176,8 +179,9 @@ class Waiter:
     """A queued step, as the admitting transaction reads it."""
 
     workflow_id: str
-    position: int
-    #: The attempt it waits to make (its current one plus one).
+    #: None: a queued workflow (:mod:`flow.core.workflow_limit`), not a step.
+    position: int | None
+    #: The attempt it waits to make (its current one plus one); a workflow's: its run.
     attempt: int
     partition: int
     key: str
@@ -186,6 +190,8 @@ class Waiter:
     queued_at: datetime
     per_s: float | None = None
     burst: int | None = None
+    #: A workflow's limit's strategy (``cancel_newest``: what is not let in is cancelled).
+    strategy: str = "queue"
 
 
 def admit(waiters: Iterable[Waiter], held: Mapping[str, int], number: int | None) -> list[Waiter]:
@@ -220,6 +226,54 @@ def admit(waiters: Iterable[Waiter], held: Mapping[str, int], number: int | None
                 still.append(key)
         keys = still
     return granted
+
+
+def newest(waiters: Iterable[Waiter], let_in: Iterable[Waiter], number: int | None) -> list[Waiter]:
+    """The waiting workflows of a ``cancel_newest`` workflow limit that :func:`admit` did not
+    let in — they arrived while their key was full — and are to be cancelled; not when
+    the key has no number at all (a named limit with none set holds everything back, as
+    it holds steps, rather than cancel everything)."""
+    admitted = {(w.workflow_id, w.position) for w in let_in}
+    return [
+        w
+        for w in waiters
+        if w.strategy == "cancel_newest"
+        and (w.workflow_id, w.position) not in admitted
+        and (number if number is not None else w.max) is not None
+    ]
+
+
+def displaced(
+    waiters: Iterable[Waiter],
+    let_in: Iterable[Waiter],
+    holders: Iterable[Waiter],
+    cancelling: Mapping[str, int],
+    number: int | None,
+) -> list[Waiter]:
+    """The running workflows of a ``cancel_in_progress`` workflow limit to cancel so that
+    its waiters :func:`admit` did not let in get their slots: per key, the oldest
+    ``holders`` (workflows let in and running, without a cancel already on its way), one
+    per such waiter less the ``cancelling`` ones already told. Not when the key has no
+    number or 0 (no cancel would make room). The waiters stay queued and are let in by
+    the slots the cancelled ones' ends give back.
+    """
+    admitted = {(w.workflow_id, w.position) for w in let_in}
+    wanted: dict[str, int] = {}
+    for w in waiters:
+        limit = number if number is not None else w.max
+        if w.strategy == "cancel_in_progress" and (w.workflow_id, w.position) not in admitted and limit:
+            wanted[w.key] = wanted.get(w.key, 0) + 1
+    by_key: dict[str, list[Waiter]] = {}
+    for h in sorted(holders, key=_order_by_age):
+        by_key.setdefault(h.key, []).append(h)
+    chosen: list[Waiter] = []
+    for key, count in wanted.items():
+        chosen += by_key.get(key, [])[: max(count - cancelling.get(key, 0), 0)]
+    return chosen
+
+
+def _order_by_age(w: Waiter) -> tuple[datetime, str]:
+    return (w.queued_at, w.workflow_id)
 
 
 def pace(
@@ -274,7 +328,7 @@ def rate_text(name: str, key: str, per_s: float | None, burst: int | None) -> st
 
 
 def _order(w: Waiter) -> tuple[int, datetime, str, int]:
-    return (w.priority, w.queued_at, w.workflow_id, w.position)
+    return (w.priority, w.queued_at, w.workflow_id, -1 if w.position is None else w.position)
 
 
 def waiting_text(name: str, key: str, held: int, number: int | None) -> str:
@@ -295,7 +349,9 @@ __all__ = [
     "ANY_NAME_PATTERN",
     "MIN_RATE",
     "admit",
+    "displaced",
     "key_text",
+    "newest",
     "pace",
     "rate_text",
     "waiting_text",

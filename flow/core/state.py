@@ -183,6 +183,11 @@ class WorkflowState:
     #: 1 (first) to 5 (last), from its start request; 3 unless it said otherwise. What waits
     #: for a concurrency limit is admitted in priority order (:mod:`flow.core.limits`).
     priority: int = 3
+    #: Its claim on the definition's workflow concurrency limit (:mod:`flow.core.workflow_limit`),
+    #: made from its input when it is created; None: the definition has none.
+    claim: Claim | None = None
+    #: Its run waits for a slot of that limit: started, but no step is scheduled until let in.
+    queued: bool = False
     #: A lower bound of the first position whose activity has not ended (every
     #: activity before it has), so that finding the next sequential activity costs
     #: O(what changed), not O(activities). Derived, never stored; -1 means unknown.

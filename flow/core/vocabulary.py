@@ -102,8 +102,13 @@ class TimerKind(StrEnum):
     #: The attempt's worker has not sent a heartbeat for ``heartbeat_s``: it may be dead.
     HEARTBEAT = "heartbeat"
     #: A queued step was let in by its concurrency limit (:mod:`flow.core.limits`): set by
-    #: the admitting engine, not by a decision; due at once.
+    #: the admitting engine, not by a decision; due at once. With no position: a queued
+    #: workflow's run (its ``attempt``) was let in by the workflow's limit.
     SLOT = "slot"
+    #: A queued workflow arrived while its key was full, and its workflow limit's strategy
+    #: is ``cancel_newest`` (:mod:`flow.core.workflow_limit`): set by the admitting engine,
+    #: no position, ``attempt`` the run; due at once. Its decision cancels the workflow.
+    LIMIT_CANCEL = "limit-cancel"
 
 
 class Trigger(StrEnum):
@@ -149,6 +154,10 @@ class HistoryType(StrEnum):
     #: Its turn came; it waits for a slot of its concurrency limit.
     QUEUE_ACTIVITY = "queue-activity", Role.DECISION
     RESCHEDULE_ACTIVITY = "reschedule-activity", Role.DECISION
+    #: The run waits for a slot of the workflow's concurrency limit (no step is scheduled).
+    QUEUE_WORKFLOW = "queue-workflow", Role.DECISION
+    #: The run was let in by its workflow concurrency limit: its steps start now.
+    ADMIT_WORKFLOW = "admit-workflow", Role.DECISION
     SKIP_ACTIVITY = "skip-activity", Role.DECISION
     #: An activity failed before it ran: its ``when`` could not be evaluated.
     FAIL_ACTIVITY = "fail-activity", Role.DECISION

@@ -72,9 +72,14 @@ class Admission:
         self._loop.stop(5)
 
     def committed(self, transitions: list[Transition]) -> None:
-        """After a commit: wake the loop for the limits whose steps joined a queue or let a
-        slot go."""
+        """After a commit: wake the loop for the limits whose steps or workflows joined a
+        queue or let a slot go."""
         touched = {a.claim.limit for t in transitions for a in (*t.changed, *t.added) if a.claim is not None}
+        touched |= {
+            t.after.claim.limit
+            for t in transitions
+            if t.after.claim is not None and (t.after.queued or t.after.status.ended)
+        }
         if touched:
             with self._lock:
                 self._touched |= touched

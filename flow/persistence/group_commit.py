@@ -176,6 +176,7 @@ class GroupCommit:
             [a.claim.per_s if a.claim else None for _, a in activities],
             [a.claim.burst if a.claim else None for _, a in activities],
             [a.claim.rate if a.claim else None for _, a in activities],
+            [x.after.queued for x in t],
         ]
         rows = _execute_prepared(self.database, "flow_commit", COMMIT_SQL, COMMIT_TYPES, params)
         updated = {value for kind, value in rows if kind == "w"}
@@ -310,7 +311,8 @@ COMMIT_TYPES = (
     "text[], json, json, bool[], text[], "
     "text[], text[], int[], "
     "text[], text[], int[], int[], "
-    "float8[], int[], bool[]"
+    "float8[], int[], bool[], "
+    "bool[]"
 )
 
 #: A group commit as one statement of data-modifying CTEs (docs/design.md, "Group
@@ -323,14 +325,14 @@ COMMIT_SQL = """
 WITH fence AS (
     SELECT partition, epoch FROM partition_leases WHERE owner = $1 AND partition = ANY($2) FOR KEY SHARE
 ), wv AS (
-    SELECT * FROM unnest($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $47, $50)
+    SELECT * FROM unnest($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $47, $50, $62)
         AS x(id, partition, epoch, version, status, started, run, run_started_at, output, error, finished_at,
-             updated_at, traceparent, paused)
+             updated_at, traceparent, paused, queued)
 ), w AS (
     UPDATE workflows AS t SET status = wv.status, started = wv.started, run = wv.run,
         run_started_at = wv.run_started_at, output = wv.output, error = wv.error, finished_at = wv.finished_at,
         updated_at = wv.updated_at, version = wv.version + 1, traceparent = wv.traceparent,
-        paused = wv.paused
+        paused = wv.paused, queued = wv.queued
     FROM wv JOIN fence ON fence.partition = wv.partition AND fence.epoch = wv.epoch
     WHERE t.id = wv.id AND t.version = wv.version
     RETURNING t.id

@@ -3,9 +3,12 @@
 
 What holds a slot is never counted anywhere but in the rows that hold it: a step in
 flight (``Scheduled``/``Started``) with a claim, and a grant not yet handled (a ``slot``
-timer of a step still ``Queued``). So nothing can leak: the commit that ends an
-attempt, cancels a workflow (deleting the grant) or deletes a workflow gives the slot
-back, and an engine that takes over a partition finds the same rows.
+timer of a step still ``Queued``); for a workflow limit (:mod:`flow.core.workflow_limit`),
+a workflow ``In Progress`` that was let in (started, not ``queued``), and a grant not yet
+handled (a ``slot`` timer with no position, for the workflow's run, still queued). So
+nothing can leak: the commit that ends an attempt, cancels a workflow (deleting the
+grant) or ends or deletes a workflow gives the slot back, and an engine that takes over
+a partition finds the same rows.
 
 Admitting is one transaction per limit: it locks the limit's row (``FOR UPDATE``, so
 engines admit for one limit one at a time, whichever partitions their waiters are in),
@@ -17,20 +20,23 @@ step let in. The owner of the step's partition fires it like any timer.
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import peewee
 
-from flow.core.limits import Claim, Waiter, admit, pace, rate_text, waiting_text
-from flow.core.vocabulary import ActivityStatus, TimerKind
+from flow.core.limits import Claim, Waiter, admit, displaced, newest, pace, rate_text, waiting_text
+from flow.core.vocabulary import ActivityStatus, TimerKind, WorkflowStatus
 from flow.persistence.database import is_postgres, unit_of_work, write
 from flow.persistence.records import TimerRow, chunks, timer_id
 
 _IN_FLIGHT = (ActivityStatus.SCHEDULED.value, ActivityStatus.STARTED.value)
 _QUEUED = ActivityStatus.QUEUED.value
 _SLOT = TimerKind.SLOT.value
+_CANCEL = TimerKind.LIMIT_CANCEL.value
+_RUNNING = WorkflowStatus.IN_PROGRESS.value
 #: Most waiters of one key read by one admitting transaction (more are let in by the next).
 _PER_KEY = 1000
 
@@ -81,11 +87,14 @@ class LimitTable:
     # -- admitting ---------------------------------------------------------------------
 
     def waiting_limits(self) -> list[str]:
-        """The limits some step waits for."""
+        """The limits some step or workflow waits for."""
+        p = self.param
         with unit_of_work(self.database):
             rows = self.database.execute_sql(
-                f"SELECT DISTINCT limit_name FROM activities WHERE limit_name IS NOT NULL AND status = {self.param}",
-                (_QUEUED,),
+                f"SELECT DISTINCT limit_name FROM activities WHERE limit_name IS NOT NULL AND status = {p} "
+                f"UNION SELECT DISTINCT limit_name FROM workflows WHERE limit_name IS NOT NULL AND status = {p} "
+                "AND queued",
+                (_QUEUED, _RUNNING),
             ).fetchall()
         return [r[0] for r in rows]
 
@@ -95,19 +104,24 @@ class LimitTable:
         p = self.param
         with write(self.database):
             number, per_s, burst = self._lock(name, now)
-            rows = self.database.execute_sql(_WAITERS.replace("%s", p), (name, _PER_KEY)).fetchall()
+            rows = self.database.execute_sql(_WAITERS.replace("%s", p), (name, name, _PER_KEY)).fetchall()
             waiters = [
-                Waiter(w, pos, attempt, part, key or "", limit_max, priority or 3, _timestamp(at), rate_s, rate_b)
-                for w, pos, attempt, part, key, limit_max, priority, at, rate_s, rate_b, _ in rows
+                Waiter(w, pos, attempt, part, key or "", limit_max, priority or 3, _timestamp(at), rate_s, rate_b, how)
+                for w, pos, attempt, part, key, limit_max, priority, at, rate_s, rate_b, _, how in rows
             ]
-            kinds = [rate for *_, rate in rows]
+            kinds = [rate for *_, rate, _ in rows]
             rated = [w for w, rate in zip(waiters, kinds, strict=True) if rate]
             counted = [w for w, rate in zip(waiters, kinds, strict=True) if not rate]
             let_in: list[Waiter] = []
+            cancelled: list[Waiter] = []
             next_at = None
             if counted:
-                held = dict(self.database.execute_sql(_HELD.replace("%s", p), (name, name)).fetchall())
-                let_in += admit(counted, held, number)
+                held = dict(self.database.execute_sql(_HELD.replace("%s", p), (name,) * 4).fetchall())
+                admitted = admit(counted, held, number)
+                let_in += admitted
+                cancelled = newest(counted, admitted, number)
+                if any(w.strategy == "cancel_in_progress" for w in counted):
+                    cancelled += self._displaced(name, counted, admitted, number)
             if rated:
                 # A name that definitions use both ways is both: each step by its own rule.
                 # Keys idle since their arrival time hold no state worth keeping.
@@ -139,6 +153,17 @@ class LimitTable:
                     now,
                 )
                 for w in let_in
+            ] + [
+                TimerRow(
+                    timer_id(w.workflow_id, _CANCEL, None, w.attempt),
+                    w.workflow_id,
+                    w.partition,
+                    _CANCEL,
+                    None,
+                    w.attempt,
+                    now,
+                )
+                for w in cancelled
             ]
             for chunk in chunks(granted, 100):  # a statement per 100 grants
                 self.database.execute_sql(
@@ -152,6 +177,18 @@ class LimitTable:
                     ],
                 )
         return Admitted(granted, next_at)
+
+    def _displaced(self, name: str, waiters: list[Waiter], let_in: list[Waiter], number: int | None) -> list[Waiter]:
+        """The running workflows of a ``cancel_in_progress`` limit that its waiters displace
+        (:func:`flow.core.limits.displaced`), read in the admitting transaction."""
+        rows = self.database.execute_sql(_HOLDERS.replace("%s", self.param), (name,)).fetchall()
+        holders = [
+            Waiter(w, None, run, part, key or "", limit_max, priority, _timestamp(at), strategy="cancel_in_progress")
+            for w, run, part, key, limit_max, priority, at, told in rows
+            if not told
+        ]
+        cancelling = collections.Counter(row[3] or "" for row in rows if row[7])
+        return displaced(waiters, let_in, holders, cancelling, number)
 
     def _lock(self, name: str, now: datetime) -> tuple[int | None, float | None, int | None]:
         """Lock the limit's row (made if it has none yet); its numbers set at run time
@@ -176,8 +213,8 @@ class LimitTable:
         with unit_of_work(self.database):
             rows = self.database.execute_sql(
                 "SELECT id, workflow, partition, kind, position, attempt, due_at FROM timers "
-                f"WHERE kind = {p} AND partition IN ({marks})",
-                (_SLOT, *partitions),
+                f"WHERE kind IN ({p}, {p}) AND partition IN ({marks})",
+                (_SLOT, _CANCEL, *partitions),
             ).fetchall()
         return [TimerRow(i, w, part, k, pos, a, _timestamp(due)) for i, w, part, k, pos, a, due in rows]
 
@@ -207,6 +244,9 @@ class LimitTable:
         args: tuple[Any, ...] = (name,) if name is not None else ()
         with unit_of_work(self.database):
             per_key = self.database.execute_sql(_USAGE.replace("%s", p).replace("{only}", only), args).fetchall()
+            per_key += self.database.execute_sql(
+                _WORKFLOW_USAGE.replace("%s", p).replace("{only}", only.replace("a.", "w.")), args
+            ).fetchall()
             numbers = {
                 row[0]: row[1:]
                 for row in self.database.execute_sql(
@@ -220,7 +260,8 @@ class LimitTable:
             entry = found.setdefault(limit_name, _entry())
             entry["held"] += held
             entry["waiting"] += waiting
-            entry["keys"][key or ""] = (held, waiting)
+            was = entry["keys"].get(key or "", (0, 0))  # a named limit may hold steps and workflows
+            entry["keys"][key or ""] = (was[0] + held, was[1] + waiting)
             entry["rate"] = entry["rate"] or bool(rate)
             for field, value in (("max", limit_max), ("per_s", per_s), ("burst", burst)):
                 if value is not None:
@@ -268,7 +309,7 @@ class LimitTable:
     def holding(self, name: str, key: str) -> int:
         """Slots of ``name`` held for ``key`` (what a queued step's view says it waits for)."""
         with unit_of_work(self.database):
-            rows = self.database.execute_sql(_HELD.replace("%s", self.param), (name, name)).fetchall()
+            rows = self.database.execute_sql(_HELD.replace("%s", self.param), (name,) * 4).fetchall()
         return int(dict(rows).get(key, 0))
 
 
@@ -286,7 +327,8 @@ def _db_time(table: LimitTable, value: datetime) -> Any:
 
 
 #: Slots held per key of one concurrency limit, in one statement (one snapshot): its steps
-#: in flight and its grants not yet handled (a rate-limited step of the same name holds none).
+#: in flight, its workflows let in and running, and its grants not yet handled (a step's,
+#: a workflow's); a rate-limited step of the same name holds none.
 _HELD = f"""
 SELECT limit_key, count(*) FROM (
     SELECT a.limit_key FROM activities a
@@ -295,26 +337,43 @@ SELECT limit_key, count(*) FROM (
     SELECT a.limit_key FROM timers t JOIN activities a ON a.workflow_id = t.workflow AND a.position = t.position
     WHERE t.kind = '{_SLOT}' AND a.limit_name = %s AND a.status = '{_QUEUED}' AND t.attempt = a.attempt + 1
         AND a.limit_rate IS NOT TRUE
+    UNION ALL
+    SELECT w.limit_key FROM workflows w
+    WHERE w.limit_name = %s AND w.status = '{_RUNNING}' AND w.started AND NOT w.queued
+    UNION ALL
+    SELECT w.limit_key FROM timers t JOIN workflows w ON w.id = t.workflow
+    WHERE t.kind = '{_SLOT}' AND t.position IS NULL AND w.limit_name = %s AND w.status = '{_RUNNING}' AND w.queued
+        AND t.attempt = w.run
 ) held GROUP BY limit_key
 """
 
-#: What waits for one limit and has no grant yet (a paused workflow's steps wait for its
-#: resume): at most ``%s`` per key, in each key's order.
+#: What waits for one limit and has no grant yet — queued steps (not of a paused
+#: workflow: they wait for its resume), and queued workflows (no position; their
+#: ``attempt`` is the run, their age the run's start): at most ``%s`` per key, in each
+#: key's order.
 _WAITERS = f"""
 SELECT workflow_id, position, attempt,
     (SELECT w.partition FROM workflows w WHERE w.id = waiting.workflow_id),
-    limit_key, limit_max, priority, scheduled_at, rate_per_s, rate_burst, limit_rate
+    limit_key, limit_max, priority, scheduled_at, rate_per_s, rate_burst, limit_rate, strategy
 FROM (
-    SELECT a.workflow_id, a.position, a.attempt + 1 AS attempt, a.limit_key, a.limit_max,
-        a.priority, a.scheduled_at, a.rate_per_s, a.rate_burst, a.limit_rate,
-        row_number() OVER (
-            PARTITION BY a.limit_key ORDER BY a.priority, a.scheduled_at, a.workflow_id, a.position
-        ) AS n
-    FROM activities a
-    WHERE a.limit_name = %s AND a.status = '{_QUEUED}' AND NOT EXISTS (
-        SELECT 1 FROM timers t
-        WHERE t.id = a.workflow_id || ':{_SLOT}:' || a.position || ':' || (a.attempt + 1)
-    ) AND NOT EXISTS (SELECT 1 FROM workflows p WHERE p.id = a.workflow_id AND p.paused)
+    SELECT q.*, row_number() OVER (
+            PARTITION BY q.limit_key ORDER BY q.priority, q.scheduled_at, q.workflow_id, q.position
+        ) AS n FROM (
+        SELECT a.workflow_id, a.position, a.attempt + 1 AS attempt, a.limit_key, a.limit_max,
+            a.priority, a.scheduled_at, a.rate_per_s, a.rate_burst, a.limit_rate, 'queue' AS strategy
+        FROM activities a
+        WHERE a.limit_name = %s AND a.status = '{_QUEUED}' AND NOT EXISTS (
+            SELECT 1 FROM timers t
+            WHERE t.id = a.workflow_id || ':{_SLOT}:' || a.position || ':' || (a.attempt + 1)
+        ) AND NOT EXISTS (SELECT 1 FROM workflows p WHERE p.id = a.workflow_id AND p.paused)
+        UNION ALL
+        SELECT w.id, NULL, w.run, w.limit_key, w.limit_max, w.priority, w.run_started_at, NULL, NULL, NULL,
+            coalesce(w.limit_strategy, 'queue')
+        FROM workflows w
+        WHERE w.limit_name = %s AND w.status = '{_RUNNING}' AND w.queued AND NOT EXISTS (
+            SELECT 1 FROM timers t WHERE t.id IN (w.id || ':{_SLOT}:-:' || w.run, w.id || ':{_CANCEL}:-:' || w.run)
+        )
+    ) q
 ) waiting WHERE n <= %s
 """
 
@@ -329,4 +388,27 @@ LEFT JOIN timers g ON g.kind = '{_SLOT}' AND g.workflow = a.workflow_id AND g.po
     AND g.attempt = a.attempt + 1
 WHERE a.limit_name IS NOT NULL AND a.status IN ('{_QUEUED}', '{_IN_FLIGHT[0]}', '{_IN_FLIGHT[1]}'){{only}}
 GROUP BY a.limit_name, a.limit_key
+"""
+
+#: Held and waiting per workflow limit and key (a grant not yet handled counts as held).
+_WORKFLOW_USAGE = f"""
+SELECT w.limit_name, w.limit_key,
+    sum(CASE WHEN NOT w.queued OR g.id IS NOT NULL THEN 1 ELSE 0 END),
+    sum(CASE WHEN w.queued AND g.id IS NULL THEN 1 ELSE 0 END),
+    max(w.limit_max), 0, NULL, NULL
+FROM workflows w
+LEFT JOIN timers g ON g.kind = '{_SLOT}' AND g.workflow = w.id AND g.position IS NULL AND g.attempt = w.run
+WHERE w.limit_name IS NOT NULL AND w.status = '{_RUNNING}' AND w.started{{only}}
+GROUP BY w.limit_name, w.limit_key
+"""
+
+#: The running workflows of one ``cancel_in_progress`` limit, oldest first, and whether a
+#: ``limit-cancel`` timer is already on its way to each.
+_HOLDERS = f"""
+SELECT w.id, w.run, w.partition, w.limit_key, w.limit_max, w.priority, w.run_started_at,
+    CASE WHEN EXISTS (SELECT 1 FROM timers t WHERE t.id = w.id || ':{_CANCEL}:-:' || w.run) THEN 1 ELSE 0 END
+FROM workflows w
+WHERE w.limit_name = %s AND w.status = '{_RUNNING}' AND w.started AND NOT w.queued
+    AND w.limit_strategy = 'cancel_in_progress'
+ORDER BY w.run_started_at, w.id
 """

@@ -31,7 +31,8 @@ from flow.core.vocabulary import Trigger
 WORKFLOW_COLUMNS = (
     "id, definition_name, definition_version, partition, status, started, run, run_started_at, input_data, "
     "config, output, error, created_at, finished_at, version, updated_at, idempotency_key, traceparent, "
-    "parent_id, parent_position, parent_attempt, paused, priority"
+    "parent_id, parent_position, parent_attempt, paused, priority, limit_name, limit_key, limit_max, limit_strategy, "
+    "queued"
 )
 #: Columns of a new activity row (:func:`activity_row`).
 ACTIVITY_INSERT_COLUMNS = (
@@ -110,6 +111,11 @@ def workflow_from_row(
         parent_attempt,
         paused,
         priority,
+        limit_name,
+        limit_key,
+        limit_max,
+        limit_strategy,
+        queued,
     ) = row
     stored = tuple(activities)
     if stored and stored[-1].parent is not None:  # items of maps: their map's config, shared
@@ -134,6 +140,10 @@ def workflow_from_row(
         paused=bool(paused),
         parent=ParentLink(parent_id, parent_position, parent_attempt) if parent_id is not None else None,
         priority=priority,
+        claim=None
+        if limit_name is None
+        else Claim(limit_name, limit_key or "", limit_max, priority, strategy=limit_strategy or "queue"),
+        queued=bool(queued),
     )
     return StoredWorkflow(state, version, partition, _required(_timestamp(updated_at)), idempotency_key)
 
@@ -352,6 +362,7 @@ def workflow_changes(state: WorkflowState) -> dict[str, Any]:
         "finished_at": state.finished_at,
         "traceparent": state.traceparent,
         "paused": state.paused,
+        "queued": state.queued,
     }
 
 

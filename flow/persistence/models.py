@@ -100,6 +100,13 @@ class WorkflowRecord(_Model):
     parent_attempt = peewee.IntegerField(null=True)
     #: 1 (first) to 5 (last), from the start request (migration 0015).
     priority = peewee.SmallIntegerField(default=3)
+    #: Its claim on the definition's workflow concurrency limit, and whether its run waits
+    #: for a slot (migration 0016, flow.core.workflow_limit).
+    limit_name = peewee.CharField(max_length=300, null=True)
+    limit_key = peewee.CharField(max_length=255, null=True)
+    limit_max = peewee.IntegerField(null=True)
+    limit_strategy = peewee.CharField(max_length=32, null=True)
+    queued = peewee.BooleanField(default=False)
 
     class Meta:
         table_name = "workflows"

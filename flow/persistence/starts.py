@@ -15,11 +15,12 @@ from typing import Any
 import peewee
 
 from flow.clock import utcnow
+from flow.core import workflow_limit
 from flow.core.definition import Definition
 from flow.core.lineage import ParentLink
 from flow.core.start_request import DEFAULT_PRIORITY
 from flow.core.state import ActivityStatus, WorkflowState, WorkflowStatus
-from flow.errors import IdempotencyConflict, StoreUnavailable
+from flow.errors import IdempotencyConflict, InvalidInput, StoreUnavailable
 from flow.persistence.database import is_postgres, unit_of_work, write
 from flow.persistence.mapping import StoredWorkflow, graph_column
 from flow.persistence.models import ActivityRecord, DefinitionRecord, WorkflowRecord
@@ -96,6 +97,14 @@ class Starts:
         """
         workflow_id = workflow_id or str(uuid.uuid4())
         now = utcnow()
+        claim = None
+        if definition.limit is not None:
+            made = workflow_limit.claim(
+                definition.limit, input_data, priority, strategy=workflow_limit.strategy_of(definition.body)
+            )
+            if isinstance(made, str):
+                raise InvalidInput("$.input_data", f"the definition's {made}")
+            claim = made
         state = WorkflowState(
             id=workflow_id,
             name=definition.name,
@@ -107,6 +116,7 @@ class Starts:
             created_at=now,
             parent=parent,
             priority=priority,
+            claim=claim,
         )
         workflow = {
             "id": workflow_id,
@@ -126,6 +136,10 @@ class Starts:
             "parent_position": parent.position if parent else None,
             "parent_attempt": parent.attempt if parent else None,
             "priority": priority,
+            "limit_name": claim.limit if claim else None,
+            "limit_key": claim.key if claim else None,
+            "limit_max": claim.max if claim else None,
+            "limit_strategy": claim.strategy if claim else None,
         }
         activities = [
             (

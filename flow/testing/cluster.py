@@ -245,7 +245,7 @@ def check_settled(
     # Every slot of every concurrency limit is back: no grant left, no step in flight.
     slots_held = query(
         pg_url,
-        """SELECT 'grant', id FROM timers WHERE kind = 'slot'
+        """SELECT 'grant', id FROM timers WHERE kind IN ('slot', 'limit-cancel')
            UNION ALL SELECT 'step', workflow_id || ':' || position FROM activities
            WHERE limit_name IS NOT NULL AND status IN ('Queued', 'Scheduled', 'Started')""",
     )

@@ -127,6 +127,8 @@ def end_of_run_timers(state: WorkflowState) -> list[Command]:
     """What the run's end makes pointless: its timeout and each step's timers (retries
     that will not run, sleeps, the timeouts of waits)."""
     commands = [c for a in state.activities for c in kind_of(a).end_of_run(a)]
+    if state.queued:  # a grant of the workflow's limit not yet handled holds a slot
+        commands.append(CancelTimer(TimerKind.SLOT, None, state.run))
     if state.timeouts.workflow_s:
         commands.append(CancelTimer(TimerKind.WORKFLOW, None, state.run))
     return commands

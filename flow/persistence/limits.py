@@ -104,7 +104,12 @@ class LimitTable:
         p = self.param
         with write(self.database):
             number, per_s, burst = self._lock(name, now)
-            rows = self.database.execute_sql(_WAITERS.replace("%s", p), (name, name, _PER_KEY)).fetchall()
+            held = dict(self.database.execute_sql(_HELD.replace("%s", p), (name,) * 4).fetchall())
+            full = self._full_keys(name, held, number)
+            skip = f" AND (a.limit_rate IS TRUE OR a.limit_key NOT IN ({', '.join([p] * len(full))}))" if full else ""
+            rows = self.database.execute_sql(
+                _WAITERS.replace("%s", p).replace("{skip}", skip), (name, *full, name, _PER_KEY)
+            ).fetchall()
             waiters = [
                 Waiter(w, pos, attempt, part, key or "", limit_max, priority or 3, _timestamp(at), rate_s, rate_b, how)
                 for w, pos, attempt, part, key, limit_max, priority, at, rate_s, rate_b, _, how in rows
@@ -116,7 +121,6 @@ class LimitTable:
             cancelled: list[Waiter] = []
             next_at = None
             if counted:
-                held = dict(self.database.execute_sql(_HELD.replace("%s", p), (name,) * 4).fetchall())
                 admitted = admit(counted, held, number)
                 let_in += admitted
                 cancelled = newest(counted, admitted, number)
@@ -189,6 +193,17 @@ class LimitTable:
         ]
         cancelling = collections.Counter(row[3] or "" for row in rows if row[7])
         return displaced(waiters, let_in, holders, cancelling, number)
+
+    def _full_keys(self, name: str, held: dict[str, int], number: int | None) -> list[str]:
+        """The keys whose steps wait behind full slots: the waiters' read skips them (a
+        workflow-level waiter is read anyway: its strategy may cancel it or another)."""
+        rows = self.database.execute_sql(_WAITING_KEYS.replace("%s", self.param), (name,)).fetchall()
+        full = []
+        for key, smallest in rows:
+            limit = number if number is not None else smallest
+            if limit is None or held.get(key or "", 0) >= limit:
+                full.append(key)
+        return full
 
     def _lock(self, name: str, now: datetime) -> tuple[int | None, float | None, int | None]:
         """Lock the limit's row (made if it has none yet); its numbers set at run time
@@ -365,7 +380,7 @@ FROM (
         WHERE a.limit_name = %s AND a.status = '{_QUEUED}' AND NOT EXISTS (
             SELECT 1 FROM timers t
             WHERE t.id = a.workflow_id || ':{_SLOT}:' || a.position || ':' || (a.attempt + 1)
-        ) AND NOT EXISTS (SELECT 1 FROM workflows p WHERE p.id = a.workflow_id AND p.paused)
+        ) AND NOT EXISTS (SELECT 1 FROM workflows p WHERE p.id = a.workflow_id AND p.paused){{skip}}
         UNION ALL
         SELECT w.id, NULL, w.run, w.limit_key, w.limit_max, w.priority, w.run_started_at, NULL, NULL, NULL,
             coalesce(w.limit_strategy, 'queue')
@@ -375,6 +390,15 @@ FROM (
         )
     ) q
 ) waiting WHERE n <= %s
+"""
+
+#: The key values steps wait for, with the smallest number their definitions give (a
+#: concurrency limit's): what tells the admitting transaction which keys are full, whose
+#: waiters it need not read (a big tenant's thousands, behind its full slots).
+_WAITING_KEYS = f"""
+SELECT limit_key, min(limit_max) FROM activities
+WHERE limit_name = %s AND status = '{_QUEUED}' AND limit_rate IS NOT TRUE
+GROUP BY limit_key
 """
 
 #: Held and waiting per limit and key (a grant not yet handled counts as held).

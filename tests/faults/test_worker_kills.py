@@ -51,7 +51,10 @@ def test_an_activity_that_kills_its_worker_every_time_fails_after_bounded_delive
     t0 = time.monotonic()
     fault_cluster.start(workers=1)
     started = fault_cluster.start_batch(["Poison"], copies=1) | fault_cluster.start_batch(["SlowSequence"], copies=2)
-    figures = verify(fault_cluster, started, timeout_s=180)
+    # Up to 6 deaths of the only worker, each a whole Dramatiq restart: 12 s on a quiet
+    # machine, over 180 s once on a fresh clone where phase 1's other tests and a busy
+    # core shared the 2 cores (the bound only limits a run that never settles).
+    figures = verify(fault_cluster, started, timeout_s=360)
     [poison] = [w for w, n in started.items() if n == "Poison"]
     [(attempts, error)] = query(
         fault_cluster.pg_url, "SELECT attempt, error FROM activities WHERE workflow_id = %s", poison

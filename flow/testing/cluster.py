@@ -11,15 +11,17 @@ nothing stuck, every workflow ended as expected.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from flow.errors import PollTimeout
 from flow.loops import BackgroundLoop, poll_until
 from flow.testing.processes import Processes, child_pids, free_port, migrate, wait_http
-from flow.testing.services import query
+from flow.testing.services import new_database, new_queue_prefix, query
 
 #: Short leases and outbox grace: a dead engine's partitions, and messages it owed,
 #: are taken over within seconds instead of the production defaults' tens of seconds.
@@ -164,6 +166,20 @@ class Cluster:
     def stop(self) -> None:
         self._supervisor.stop(5)
         self.procs.stop_all()
+
+
+@contextlib.contextmanager
+def fresh_cluster(
+    base: Path, definitions: dict[str, dict[str, Any]], *, activity_packages: str = "flow.testing.activities"
+) -> Iterator[Cluster]:
+    """A :class:`Cluster` of ``definitions`` on a database and a queue prefix of its own
+    (dropped and deleted afterwards), stopped at the end; start it with ``start()``."""
+    with new_database() as pg_url, new_queue_prefix() as prefix:
+        cluster = Cluster(base, pg_url, prefix, definitions, activity_packages=activity_packages)
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
 
 
 def check_settled(

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from flow.testing import Cluster, check_settled, new_database, new_queue_prefix, query
+from flow.testing import Cluster, check_settled, query
+from flow.testing.cluster import fresh_cluster
 from flow.testing.sampling import PeakSampler
 from tests.conftest import wait_for
 
@@ -59,12 +60,8 @@ SELECT limit_key, count(*) FROM (
 
 @pytest.fixture
 def cluster(services, tmp_path) -> Iterator[Cluster]:
-    with new_database() as pg_url, new_queue_prefix() as prefix:
-        running = Cluster(tmp_path, pg_url, prefix, DEFINITIONS, activity_packages="flow.testing.activities")
-        try:
-            yield running
-        finally:
-            running.stop()
+    with fresh_cluster(tmp_path, DEFINITIONS) as running:
+        yield running
 
 
 def test_a_per_tenant_limit_holds_across_two_engines_and_an_engine_kill(cluster: Cluster):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 import requests
@@ -34,6 +35,12 @@ DEFINITIONS = {
                 "concurrency": {"key": "input.tenant", "limit": LIMIT},
             },
             {"name": "NoopActivity"},
+        ],
+    },
+    "Mailer": {
+        "name": "Mailer",
+        "activities": [
+            {"name": "NoopActivity", "rate_limit": {"key": "input.tenant", "per_s": 5, "burst": 2}},
         ],
     },
     "Named": {
@@ -137,3 +144,29 @@ def test_a_limit_set_at_run_time_lets_waiting_work_in_at_once_and_interleaves_th
         "per_s": None,
         "burst": None,
     } in limits
+
+
+def test_a_rate_limit_paces_each_key_across_two_engines(cluster: Cluster):
+    """2 tenants x 15 sends at 5 per s (burst 2) on two engines: at most 7 of a tenant's
+    starts in any 1-s window, none faster than the rate, nothing dropped."""
+    cluster.start(engines=2, workers=1)
+    started = {}
+    for n in range(30):
+        tenant = TENANTS[n % 2]
+        response = requests.post(f"{cluster.url}/workflows", json={"name": "Mailer", "input_data": {"tenant": tenant}})
+        assert response.status_code == 201, response.text
+        started[response.json()["id"]] = "Mailer"
+    check_settled(cluster.pg_url, started, {"Mailer": "Finished"}, timeout_s=120)
+    rows = query(
+        cluster.pg_url,
+        """SELECT w.input_data::jsonb ->> 'tenant', e.occurred_at FROM events e JOIN workflows w ON w.id = e.workflow_id
+           WHERE w.definition_name = 'Mailer' AND e.type = 'schedule-activity' ORDER BY e.occurred_at""",
+    )
+    by_tenant: dict[str, list] = {}
+    for tenant, at in rows:
+        by_tenant.setdefault(tenant, []).append(at)
+    assert sorted(len(times) for times in by_tenant.values()) == [15, 15]
+    for tenant, times in by_tenant.items():
+        worst = max(sum(1 for t in times if first <= t < first + timedelta(seconds=1)) for first in times)
+        assert worst <= 5 + 2, f"{tenant}: {worst} starts in one second"
+        assert (times[-1] - times[0]).total_seconds() >= (15 - 2) / 5 - 0.05, f"{tenant} went faster than 5/s"

@@ -111,7 +111,7 @@ class Admission:
         next_at: datetime | None = self._next_at if not everything else None
         for name in self.table.waiting_limits() if names is None else names:
             try:
-                admitted = self.table.admit(name, utcnow())
+                admitted = self.table.admit(name, utcnow(), partitions=held)
             except Exception as e:  # one limit that cannot be admitted must not stop the others
                 logger.warning("admitting for limit %s failed (%s: %s); trying again", name, type(e).__name__, e)
                 continue

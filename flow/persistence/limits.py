@@ -98,9 +98,15 @@ class LimitTable:
             ).fetchall()
         return [r[0] for r in rows]
 
-    def admit(self, name: str, now: datetime) -> Admitted:
+    def admit(self, name: str, now: datetime, *, partitions: set[int] | None = None) -> Admitted:
         """Let in what may start now of what waits for the limit ``name``: the grants made
-        (``slot`` timers, committed), and when a rate limit lets its next waiter in."""
+        (``slot`` timers, committed), and when a rate limit lets its next waiter in.
+
+        ``partitions``: the admitting engine's. A rate limit's waiters are let in only by
+        their partition's owner, whose grants fire at once: one made for another engine's
+        partition would wait for that engine's next poll, and grants bunched by that wait
+        would start closer together than the rate (the pacing is shared all the same, in
+        the row each engine locks)."""
         p = self.param
         with write(self.database):
             number, per_s, burst = self._lock(name, now)
@@ -115,7 +121,11 @@ class LimitTable:
                 for w, pos, attempt, part, key, limit_max, priority, at, rate_s, rate_b, _, how in rows
             ]
             kinds = [rate for *_, rate, _ in rows]
-            rated = [w for w, rate in zip(waiters, kinds, strict=True) if rate]
+            rated = [
+                w
+                for w, rate in zip(waiters, kinds, strict=True)
+                if rate and (partitions is None or w.partition in partitions)
+            ]
             counted = [w for w, rate in zip(waiters, kinds, strict=True) if not rate]
             let_in: list[Waiter] = []
             cancelled: list[Waiter] = []

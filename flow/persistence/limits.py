@@ -65,9 +65,7 @@ class LimitUsage:
     keys: int
     #: Held and waiting per key value (only for one limit's own view).
     by_key: dict[str, tuple[int, int]] | None = None
-    #: ``concurrency`` or ``rate``; a rate limit's rate and burst (set at run time, else
-    #: the definitions'; None for a concurrency limit). A rate limit's ``held``: its steps
-    #: let in and not yet ended (it bounds how many start, not how many run).
+    #: ``concurrency`` or ``rate``, and a rate limit's rate and burst (``held``: let in, not ended).
     kind: str = "concurrency"
     per_s: float | None = None
     burst: int | None = None
@@ -100,13 +98,8 @@ class LimitTable:
 
     def admit(self, name: str, now: datetime, *, partitions: set[int] | None = None) -> Admitted:
         """Let in what may start now of what waits for the limit ``name``: the grants made
-        (``slot`` timers, committed), and when a rate limit lets its next waiter in.
-
-        ``partitions``: the admitting engine's. A rate limit's waiters are let in only by
-        their partition's owner, whose grants fire at once: one made for another engine's
-        partition would wait for that engine's next poll, and grants bunched by that wait
-        would start closer together than the rate (the pacing is shared all the same, in
-        the row each engine locks)."""
+        (``slot`` timers, committed), and when a rate limit lets its next waiter in. A rate
+        limit's waiters only of ``partitions``, the admitting engine's (docs/design.md)."""
         p = self.param
         with write(self.database):
             number, per_s, burst = self._lock(name, now)
@@ -402,9 +395,8 @@ FROM (
 ) waiting WHERE n <= %s
 """
 
-#: The key values steps wait for, with the smallest number their definitions give (a
-#: concurrency limit's): what tells the admitting transaction which keys are full, whose
-#: waiters it need not read (a big tenant's thousands, behind its full slots).
+#: The keys steps wait for, with their definitions' smallest number: which keys are full,
+#: whose waiters the admitting transaction need not read (a big tenant's thousands).
 _WAITING_KEYS = f"""
 SELECT limit_key, min(limit_max) FROM activities
 WHERE limit_name = %s AND status = '{_QUEUED}' AND limit_rate IS NOT TRUE

@@ -1,11 +1,13 @@
 """A peak sampler: how high a count per key went while something ran, read every 10 ms
-in a thread of its own (a limit's holders per key, for tests of concurrency limits)."""
+in a thread of its own (a limit's holders per key, for tests of concurrency limits); and
+the busiest second of a list of start times (for tests of rate limits)."""
 
 from __future__ import annotations
 
 import collections
 import threading
 from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 
 
 class PeakSampler:
@@ -37,3 +39,8 @@ class PeakSampler:
             for key, count in self.read().items():
                 self.peak[key] = max(self.peak[key], count)
             self.samples += 1
+
+
+def busiest_second(times: list[datetime]) -> int:
+    """The most of ``times`` within any one second (a rate limit's bound: ``per_s + burst``)."""
+    return max((sum(1 for t in times if first <= t < first + timedelta(seconds=1)) for first in times), default=0)

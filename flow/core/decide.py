@@ -231,7 +231,7 @@ def _on_rerun_requested(state: WorkflowState, event: RerunRequested) -> Decision
     if isinstance(restarted, str):
         return nothing(state, fact, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": restarted}))
     state, done = restarted
-    return _run_again(state, state.activities, event.occurred_at, state.run + 1, [fact], done)
+    return _run_again(state, state.activities, event.occurred_at, event.run or state.run + 1, [fact], done)
 
 
 def _run_again(

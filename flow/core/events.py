@@ -104,6 +104,8 @@ class RerunRequested:
     config: Mapping[str, Any] | None = None
     #: The input of the new run; None: the workflow's own.
     input_data: Mapping[str, Any] | None = None
+    #: The run this rerun starts (a parent rerunning its child); None: the next one.
+    run: int | None = None
 
 
 @dataclass(frozen=True)

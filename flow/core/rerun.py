@@ -29,6 +29,7 @@ from typing import Any
 from flow.core import replay
 from flow.core.events import RerunRequested
 from flow.core.kinds import kind_of
+from flow.core.kinds.child import Child
 from flow.core.kinds.map import Item
 from flow.core.state import ActivityState, WorkflowState
 from flow.core.steps import pending_again
@@ -36,6 +37,8 @@ from flow.core.vocabulary import ActivityStatus, WorkflowStatus
 
 #: The ``skip_reason`` of the steps a workflow's failure skipped (they never had their turn).
 SKIPPED_BY_FAILURE = "the workflow failed"
+#: The ``from_step`` of a parent's rerun of its child: every step of the child runs again.
+EVERY_STEP = "*"
 #: The statuses a workflow may be rerun from.
 RERUNNABLE = (WorkflowStatus.FAILED, WorkflowStatus.FINISHED, WorkflowStatus.CANCELLED)
 
@@ -45,12 +48,15 @@ def position_of(state: WorkflowState, step_id: str) -> int | None:
     return next((a.position for a in state.activities if a.id == step_id), None)
 
 
-def refusal(state: WorkflowState) -> str | None:
+def refusal(state: WorkflowState, *, run: int | None = None) -> str | None:
     """Why ``state`` cannot be rerun now (None: it can). Only an ended workflow can;
-    a child only through its parent, whose attempts its runs answer."""
+    a child only through its parent (``run``: the run its parent's attempt asks for),
+    whose attempts its runs answer."""
+    if run is not None and run <= state.run:
+        return f"run {run} was started already"
     if state.status not in RERUNNABLE:
         return f"workflow {state.id} is {state.status}; only a Failed, Finished or Cancelled workflow can be rerun"
-    if state.parent is not None:
+    if state.parent is not None and run is None:
         return f"workflow {state.id} is a child of {state.parent.workflow_id}: rerun its parent from the child's step"
     return None
 
@@ -85,16 +91,22 @@ def reset(state: WorkflowState, positions: frozenset[int]) -> tuple[ActivityStat
     outcome and output dropped); of the others, what the run's end left undone treated
     as a retry-from-failure treats it; every other step as it was."""
     return tuple(
-        pending_again(a) if a.position in positions else _as_retried(a) if _left_undone(a) else a
+        pending_again(_fresh(a)) if a.position in positions else _as_retried(a) if _left_undone(a) else a
         for a in state.activities
     )
+
+
+def _fresh(step: ActivityState) -> ActivityState:
+    """A reset child step reruns its child, even one that finished (:class:`Child` ``fresh``)."""
+    return replace(step, spec=replace(step.spec, fresh=True)) if isinstance(step.spec, Child) else step
 
 
 def restarted(state: WorkflowState, event: RerunRequested) -> tuple[WorkflowState, dict[str, Any]] | str:
     """The workflow as the rerun ``event`` leaves it, before its new run starts, with what
     the history says of it; or why the rerun cannot apply (nothing changes then)."""
-    position = position_of(state, event.from_step)
-    reason = refusal(state) or (f"no step {event.from_step!r}" if position is None else None)
+    every = event.from_step == EVERY_STEP and state.size > 0
+    position = 0 if every else position_of(state, event.from_step)
+    reason = refusal(state, run=event.run) or (f"no step {event.from_step!r}" if position is None else None)
     if reason is not None or position is None:
         return reason or ""
     if event.steps is not None:
@@ -102,7 +114,7 @@ def restarted(state: WorkflowState, event: RerunRequested) -> tuple[WorkflowStat
         if not verdict.compatible:
             why = "; ".join(d.reason for d in verdict.divergences)
             return f"version {event.version} cannot take over what the rerun keeps: {why}"
-    positions = downstream(state, position)
+    positions = frozenset(range(len(state.activities))) if every else downstream(state, position)
     done: dict[str, Any] = {"from": event.from_step, "reset": described(state, positions)}
     if event.version is not None:
         done["version"] = event.version
@@ -205,6 +217,7 @@ def described(state: WorkflowState, positions: frozenset[int]) -> list[str]:
 
 
 __all__ = [
+    "EVERY_STEP",
     "RERUNNABLE",
     "SKIPPED_BY_FAILURE",
     "described",

@@ -80,6 +80,7 @@ class WorkflowService:
         self.pause = self.senders.pause
         self.resume = self.senders.resume
         self.retry = self.senders.retry
+        self.rerun = self.senders.rerun  # unchecked: a parent's rerun of its child (flow.service.children)
         self.callback_target = self.callbacks.target
         self.callback = self.callbacks.send
         self.forward = self.door.forward

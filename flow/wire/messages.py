@@ -286,7 +286,7 @@ class RerunWorkflow(EngineMessage):
 
     ACTOR: ClassVar[str] = RERUN_WORKFLOW
     OMITTED_WHEN_NONE: ClassVar[frozenset[str]] = frozenset(
-        {"by", "version", "definition", "child_versions", "input_data"}
+        {"by", "version", "definition", "child_versions", "input_data", "run"}
     )
     STRICT_JSON: ClassVar[frozenset[str]] = frozenset({"definition", "input_data"})
 
@@ -301,6 +301,8 @@ class RerunWorkflow(EngineMessage):
     child_versions: JsonObject | None = None
     #: The new run's input; None: the workflow's own.
     input_data: JsonObject | None = None
+    #: The run this rerun starts (a parent's rerun of its child: ``from_step`` is ``*``); None: the next one.
+    run: Count | None = None
 
     def to_event(self, now: datetime) -> events.Event:
         steps, config = None, None
@@ -318,6 +320,7 @@ class RerunWorkflow(EngineMessage):
             steps=steps,
             config=config,
             input_data=self.input_data,
+            run=self.run,
         )
 
 
@@ -406,6 +409,7 @@ class StartChild(Message):
     ``child_id`` (created unless it exists: see :meth:`flow.service.workflows.WorkflowService.start_child`)."""
 
     ACTOR: ClassVar[str] = START_CHILD
+    OMITTED_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"fresh"})
 
     position: Count
     attempt: Count
@@ -418,3 +422,6 @@ class StartChild(Message):
     input_data: JsonObject
     #: The parent's partition queue, where the activity's start and result are reported.
     reply_to: Name
+    #: The step was reset by its parent's rerun: a child that ended runs again, every step
+    #: of it (absent otherwise: a retry takes a finished child's output).
+    fresh: bool | None = None

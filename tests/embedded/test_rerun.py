@@ -30,6 +30,12 @@ PLAIN: dict[str, Any] = {
     "config": FAST,
     "activities": [{**a, "config": {}} for a in SHOP["activities"]],
 }
+KID: dict[str, Any] = {"name": "Kid", "config": FAST, "activities": [{"name": "SwitchActivity", "id": "work"}]}
+PARENT: dict[str, Any] = {
+    "name": "Parent",
+    "config": FAST,
+    "activities": [{"name": "SwitchActivity", "id": "before"}, {"workflow": "Kid", "id": "kid"}],
+}
 #: Waits for a signal after its first step: a workflow that stays running.
 HELD: dict[str, Any] = {
     "name": "Held",
@@ -41,7 +47,7 @@ HELD: dict[str, Any] = {
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory):
     base = tmp_path_factory.mktemp("rerun")
-    with flow_of(base, {"Shop": SHOP, "Plain": PLAIN, "Held": HELD}) as running:
+    with flow_of(base, {"Shop": SHOP, "Plain": PLAIN, "Held": HELD, "Kid": KID, "Parent": PARENT}) as running:
         yield base, running, falcon.testing.TestClient(create_app(runtime=running.runtime))
 
 
@@ -103,6 +109,21 @@ def test_a_finished_workflow_reruns_from_a_step_with_a_new_input(shop):
     assert attempts(done) == {"charge": ("Succeeded", 1), "ship": ("Succeeded", 1), "notify": ("Succeeded", 2)}
     assert done["input_data"] == {"n": 2} and done["output"]["notify"]["input"] == {"n": 2}
     assert done["output"]["charge"]["input"] == {"n": 1}  # kept: its outcome is the first run's
+
+
+def test_a_rerun_from_a_child_step_runs_its_finished_child_again(shop):
+    _, _, client = shop
+    parent = client.simulate_post("/workflows", json={"name": "Parent"}).json["id"]
+    assert ended(client, parent)["status"] == "Finished"
+    child_id = client.simulate_get(f"/workflows/{parent}").json["activities"][1]["child_id"]
+    refused = client.simulate_post(f"/workflows/{child_id}/rerun", json={"from": "work"})
+    assert refused.status_code == 409 and "rerun its parent" in refused.json["description"]
+    assert client.simulate_post(f"/workflows/{parent}/rerun", json={"from": "kid"}).status_code == 202
+    done = rerun_ended(client, parent)
+    assert attempts(done) == {"before": ("Succeeded", 1), "kid": ("Succeeded", 2)}
+    child = client.simulate_get(f"/workflows/{child_id}").json
+    assert child["status"] == "Finished" and attempts(child) == {"work": ("Succeeded", 2)}
+    assert done["output"]["kid"] == child["output"]
 
 
 def test_a_rerun_is_refused_while_running_from_an_unknown_step_and_for_a_version_that_cannot_take_over(shop):

@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from flow.core import rerun
+from flow.core.decide import decide
 from flow.core.events import RerunRequested
+from flow.core.lineage import ParentLink
 from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, WorkflowStatus
-from tests.unit.test_graph import Run, state_of
+from tests.unit.test_graph import T0, Run, state_of
 
 S = ActivityStatus
 
@@ -137,3 +140,15 @@ def test_a_rerun_that_cannot_apply_changes_nothing_and_says_why(status, step, re
     decision = rerun_from(run, step)
     assert decision.state == before and not decision.commands
     assert decision.history[-1].type is HistoryType.DO_NOTHING and reason in decision.history[-1].data["reason"]
+
+
+def test_a_reset_child_step_reruns_its_child_and_a_parents_rerun_of_its_child_resets_every_step():
+    run = ended_run(*CHILD)
+    rerun_from(run, "kid")
+    assert run.activity("kid").spec.fresh  # its next attempt reruns its child
+    child = replace(ended_run(*LINEAR).state, parent=ParentLink("p", 1, 1))
+    assert "rerun its parent" in rerun.refusal(child)
+    decision = decide(child, RerunRequested(T0, rerun.EVERY_STEP, by="parent p", run=2))
+    assert decision.state.run == 2 and decision.history[1].data["reset"] == ["x", "y", "z"]
+    stale = decide(decision.state, RerunRequested(T0, rerun.EVERY_STEP, run=2))
+    assert stale.history[-1].data["reason"] == "run 2 was started already"

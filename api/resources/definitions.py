@@ -49,6 +49,15 @@ def _find(runtime: Runtime, name: str, version: int | None = None) -> tuple[Defi
         raise falcon.HTTPNotFound(title="Definition not found", description=str(e)) from e
 
 
+def named_body(runtime: Runtime, req: falcon.Request, name: str) -> dict:
+    """The request's definition body, named as the URL names it (it may leave its name out)."""
+    body = read_json_object(req, max_bytes=runtime.settings.max_body_bytes)
+    if body.get("name", name) != name:
+        raise unprocessable("$.name", f"must be {name!r}, the name in the URL")
+    body.setdefault("name", name)
+    return body
+
+
 def _definition_view(definition: Definition, version: int, **extra: object) -> dict:
     """A version of a definition, as written, and what each of its steps is: its id (its
     own, or the one the server gives it), name and kind, so that no client infers them."""
@@ -122,10 +131,7 @@ class DefinitionResource:
         check = req.get_param("check")
         if check not in (None, "running"):
             raise unprocessable("check", "must be 'running' (refuse a version running workflows could not move to)")
-        body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes)
-        if body.get("name", name) != name:
-            raise unprocessable("$.name", f"must be {name!r}, the name in the URL")
-        body.setdefault("name", name)
+        body = named_body(self.runtime, req, name)
         if check == "running":  # before anything is registered (flow.service.replay)
             parsed = parse(body, known_activities=self.runtime.activity_classes, source="<request>")
             replay.refuse_incompatible(self.runtime.store, parsed)

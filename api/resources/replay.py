@@ -7,11 +7,9 @@ from typing import TYPE_CHECKING
 
 import falcon
 
-from api.errors import unprocessable
-from api.media import read_json_object
 from api.operation import Reply, operation
-from api.resources.definitions import PUT_SCHEMA
-from flow.core.definition import NAME_PATTERN, Definition, parse
+from api.resources.definitions import PUT_SCHEMA, named_body
+from flow.core.definition import NAME_PATTERN, parse
 from flow.service import replay
 
 if TYPE_CHECKING:
@@ -63,15 +61,6 @@ REPORT_SCHEMA = {
 }
 
 
-def parsed_body(runtime: Runtime, req: falcon.Request, name: str) -> Definition:
-    """The request's definition body, its name the URL's (which it may leave out)."""
-    body = read_json_object(req, max_bytes=runtime.settings.max_body_bytes)
-    if body.get("name", name) != name:
-        raise unprocessable("$.name", f"must be {name!r}, the name in the URL")
-    body.setdefault("name", name)
-    return parse(body, known_activities=runtime.activity_classes, source="<request>")
-
-
 class DefinitionReplayResource:
     """``POST /definitions/{name}/replay``: the replay report of a body (200 whatever the verdicts)."""
 
@@ -86,5 +75,6 @@ class DefinitionReplayResource:
         path={"name": {"pattern": NAME_PATTERN}},
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        definition = parsed_body(self.runtime, req, name)
+        body = named_body(self.runtime, req, name)
+        definition = parse(body, known_activities=self.runtime.activity_classes, source="<request>")
         resp.media = replay.report(self.runtime.store, definition)

@@ -169,25 +169,29 @@ def rebuilt(
     return tuple(activities)
 
 
+#: What a step of a new version takes from the step of its id that it replaces: the
+#: outcome so far and the attempt numbers (a late result of an old attempt stays stale).
+_CARRIED = (
+    "status",
+    "attempt",
+    "attempts_before",
+    "output",
+    "error",
+    "scheduled_at",
+    "started_at",
+    "finished_at",
+    "skip_reason",
+    "heartbeat",
+    "heartbeat_at",
+    "claim",
+)
+
+
 def _carried(step: ActivityState, before: ActivityState | None) -> ActivityState:
-    """A new version's ``step`` with the outcome (and attempt numbers) of the step it replaces."""
+    """A new version's ``step`` with what it takes from the step it replaces (:data:`_CARRIED`)."""
     if before is None:
         return step
-    return replace(
-        step,
-        status=before.status,
-        attempt=before.attempt,
-        attempts_before=before.attempts_before,
-        output=before.output,
-        error=before.error,
-        scheduled_at=before.scheduled_at,
-        started_at=before.started_at,
-        finished_at=before.finished_at,
-        skip_reason=before.skip_reason,
-        heartbeat=before.heartbeat,
-        heartbeat_at=before.heartbeat_at,
-        claim=before.claim,
-    )
+    return replace(step, **{name: getattr(before, name) for name in _CARRIED})
 
 
 def _positional(step: ActivityState) -> bool:

@@ -34,6 +34,7 @@ from flow.core.event_triggers import (
     workflow_input,
 )
 from flow.core.timestamps import iso
+from flow.errors import StoreUnavailable
 from flow.persistence.database import is_postgres, unit_of_work, write
 from flow.persistence.models import DefinitionRecord, JSONText, WorkflowRecord, _Model
 
@@ -160,60 +161,52 @@ class EventTable:
         at once, the partition's engine if the door did not."""
         for _ in range(3):
             try:
-                return self._receive(
-                    event,
-                    matched,
-                    now=now,
-                    dedup_s=dedup_s,
-                    start_grace_s=start_grace_s,
-                    partition_of=partition_of,
-                    reason=reason,
-                )
+                with write(self.database):
+                    found = EventRecord.get_or_none(EventRecord.id == event.id)
+                    if found is not None and found.received_at > now - timedelta(seconds=dedup_s):
+                        return Received(_stored(found), duplicate=True)
+                    if found is not None:  # remembered past the window, not pruned yet: a new event
+                        EventRecord.delete().where(EventRecord.id == event.id).execute()
+                    starts: list[OwedStart] = []
+                    outcome = self._outcome(event, matched, now=now, partition_of=partition_of, starts=starts)
+                    if reason is not None:
+                        outcome["reason"] = reason
+                    EventRecord.insert(
+                        id=event.id,
+                        type=event.type,
+                        data=dict(event.data),
+                        partition=partition_of(event.id),
+                        received_at=now,
+                        outcome=outcome,
+                    ).execute()
+                    self._owe(starts, now=now, due_at=now + timedelta(seconds=start_grace_s), partition_of=partition_of)
+                    stored = StoredEvent(event.id, event.type, dict(event.data), now, outcome)
+                    return Received(stored, duplicate=False, starts=tuple(starts))
             except peewee.IntegrityError:
                 continue  # the same id, or a window of the same slot, written concurrently: read again
-        raise peewee.IntegrityError(f"event {event.id!r} could not be stored for concurrent writes")  # pragma: no cover
+        raise StoreUnavailable(f"event {event.id!r} could not be stored for concurrent writes of it; send it again")
 
-    def _receive(
+    def _outcome(
         self,
         event: Event,
         matched: Sequence[Match | Miss],
         *,
         now: datetime,
-        dedup_s: float,
-        start_grace_s: float,
         partition_of: Callable[[str], int],
-        reason: str | None,
-    ) -> Received:
-        with write(self.database):
-            found = EventRecord.get_or_none(EventRecord.id == event.id)
-            if found is not None and found.received_at > now - timedelta(seconds=dedup_s):
-                return Received(_stored(found), duplicate=True)
-            if found is not None:  # remembered past the window, not pruned yet: a new event
-                EventRecord.delete().where(EventRecord.id == event.id).execute()
-            starts: list[OwedStart] = []
-            outcome: dict[str, Any] = {"matched": [], "missed": []}
-            for item in matched:
-                trigger = item.trigger
-                where = {"definition": trigger.definition, "trigger": trigger.index, "mode": trigger.mode.value}
-                if isinstance(item, Miss):
-                    outcome["missed"].append({**where, "reason": item.reason})
-                    continue
-                workflow_id, closes_at = self._add(event, item, now=now, partition_of=partition_of, starts=starts)
-                outcome["matched"].append(
-                    {**where, "key": item.key, "workflow_id": workflow_id, "closes_at": closes_at}
-                )
-            if reason is not None:
-                outcome["reason"] = reason
-            EventRecord.insert(
-                id=event.id,
-                type=event.type,
-                data=dict(event.data),
-                partition=partition_of(event.id),
-                received_at=now,
-                outcome=outcome,
-            ).execute()
-            self._owe(starts, now=now, due_at=now + timedelta(seconds=start_grace_s), partition_of=partition_of)
-            return Received(StoredEvent(event.id, event.type, dict(event.data), now, outcome), False, tuple(starts))
+        starts: list[OwedStart],
+    ) -> dict[str, Any]:
+        """Add the event to the windows of the triggers it matched (the starts of those
+        that closed appended to ``starts``); what it started and what it missed, as stored."""
+        outcome: dict[str, Any] = {"matched": [], "missed": []}
+        for item in matched:
+            trigger = item.trigger
+            where = {"definition": trigger.definition, "trigger": trigger.index, "mode": trigger.mode.value}
+            if isinstance(item, Miss):
+                outcome["missed"].append({**where, "reason": item.reason})
+                continue
+            workflow_id, closes_at = self._add(event, item, now=now, partition_of=partition_of, starts=starts)
+            outcome["matched"].append({**where, "key": item.key, "workflow_id": workflow_id, "closes_at": closes_at})
+        return outcome
 
     def _add(
         self,

@@ -27,6 +27,8 @@ class EventService:
         self.service = service
         self.settings = service.settings
         self.table = EventTable(service.store.database)
+        #: Each stored definition version's triggers (a dict's single writes are atomic).
+        self._triggers: dict[tuple[str, int], tuple[EventTrigger, ...]] = {}
 
     def __repr__(self) -> str:
         return f"<EventService {self.table!r}>"
@@ -72,8 +74,10 @@ class EventService:
         self.service.sync_definitions()
         found = []
         for name, version in self.table.newest_definitions():
-            definition, _ = self.service.definition(name, version)
-            found += [t for t in definition.triggers if event_type is None or t.event == event_type]
+            triggers = self._triggers.get((name, version))
+            if triggers is None:  # a version never changes: parsed once per process
+                triggers = self._triggers[(name, version)] = self.service.definition(name, version)[0].triggers
+            found += [t for t in triggers if event_type is None or t.event == event_type]
         return found
 
     def trigger(self, definition: str, index: int) -> EventTrigger | None:

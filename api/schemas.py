@@ -162,6 +162,12 @@ COMPONENTS: dict[str, Any] = {
                     "output": {},
                     "error": {"type": ["string", "null"]},
                     "idempotency_key": {"type": ["string", "null"]},
+                    "compensation": {
+                        "enum": ["running", "done", "failed", None],
+                        "description": "Its undos (the activities' compensate), run when the run failed: running "
+                        "(the workflow is Compensating), done, or failed (one failed and stopped the chain); null: "
+                        "none ran.",
+                    },
                     "paused": {
                         "type": "boolean",
                         "description": "Paused: nothing new is scheduled until it resumes (false once it ended).",

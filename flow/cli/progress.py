@@ -17,6 +17,7 @@ from flow.core.vocabulary import DECISIONS, ActivityStatus, HistoryType, Outcome
 
 WORKFLOW_STYLES: dict[str, str] = {
     WorkflowStatus.IN_PROGRESS: "yellow",
+    WorkflowStatus.COMPENSATING: "yellow",
     WorkflowStatus.FINISHED: "green",
     WorkflowStatus.FAILED: "red",
     WorkflowStatus.CANCELLED: "magenta",

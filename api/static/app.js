@@ -251,7 +251,7 @@ async function workflowPage(id, mine) {
       a.when ? h("span", { class: "muted mono" }, ` when ${a.when}`) : null,
       // The worker pool it runs on (a map's items are on their map's, said once on the map).
       a.queue && a.kind !== "item" ? h("span", { class: "muted pool" }, " on pool ", h("span", { class: "mono" }, a.queue)) : null,
-      a.required || kindOf(a).row ? null : h("span", { class: "muted" }, " (optional)")),
+      a.required || kindOf(a).row || kindOf(a).ending ? null : h("span", { class: "muted" }, " (optional)")),
     h("td", {}, statusBadge(a.status)),
     h("td", {}, kindOf(a).attempts ? kindOf(a).attempts(a) : `${a.attempt} / ${a.max_attempts}`),
     h("td", {}, a.duration_ms === null ? "" : duration(a.started_at, a.finished_at)),

@@ -229,8 +229,9 @@ def _map_items_after_their_map(activities: list[dict[str, Any]]) -> list[dict[st
 
 
 def _optional(activity: dict[str, Any]) -> bool:
-    """Not required (an item of a map is not, but its failure fails its map)."""
-    return not activity["required"] and activity.get("parent") is None
+    """Not required (an item of a map is not, but its failure fails its map; an undo or a
+    failure handler is not, but its failure is the ending's business)."""
+    return not activity["required"] and activity.get("parent") is None and not _kind(activity).ending
 
 
 def _kind(activity: dict[str, Any]) -> kinds.StepKind:
@@ -247,4 +248,6 @@ def status_line(workflow: dict[str, Any]) -> Text:
     line = Text(workflow["status"], style="bold " + WORKFLOW_STYLES.get(workflow["status"], ""))
     if workflow.get("error"):
         line.append(f"  {workflow['error']}")
+    if workflow.get("compensation"):
+        line.append(f"  (compensation {workflow['compensation']})")
     return line

@@ -22,7 +22,8 @@ from flow.core.vocabulary import HistoryType
 
 
 def _started(data: Mapping[str, Any]) -> str:
-    return f"the run {str(data.get('ending', 'Failed')).lower()}: undo {', '.join(data.get('undo', []))}, in this order"
+    ending = str(data.get("ending", "Failed")).lower()
+    return f"the run {ending}: its undos run, in this order: {', '.join(data.get('undo', []))}"
 
 
 class CompensationKind(EndingKind):

@@ -71,6 +71,7 @@ class EndingKind(ActivityKind):
     help: ClassVar[str] = ""
     queues: ClassVar[bool] = False
     takes_queue: ClassVar[bool] = False
+    ending: ClassVar[bool] = True
 
     def claims(self, entry: Mapping[str, Any]) -> bool:
         return False  # appended when a run fails, never written in a definition

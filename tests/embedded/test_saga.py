@@ -8,6 +8,9 @@ import json
 import shutil
 from pathlib import Path
 
+import falcon.testing
+
+from api.app import create_app
 from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome
 from flow.loops import poll_until
 from flow.process.embedded import EmbeddedFlow
@@ -63,6 +66,7 @@ def test_an_engine_restart_between_two_undos_runs_each_undo_once_in_order(tmp_pa
     # due 1.5 s later, and the engine stops meanwhile; the next one recovers the timer.
     body = json.loads(SAGA.read_text())
     body["name"] = "SagaRestart"
+    body["concurrency"] = {"limit": 1}  # a Compensating workflow holds its slot
     body["activities"][0]["compensate"]["config"] = {
         "fail_attempts": 1,
         "retry": {"max_attempts": 3, "initial_delay_ms": 1500, "jitter": 0},
@@ -81,9 +85,18 @@ def test_an_engine_restart_between_two_undos_runs_each_undo_once_in_order(tmp_pa
             what="the refund to wait for its retry",
         )
         assert first.runtime.store.get(workflow_id).state.status == "Compensating"
+        queued_id = first.start("SagaRestart", {"amount": 1, "address": "Rue 1"})
+        api = falcon.testing.TestClient(create_app(runtime=first.runtime))
+        listed = api.simulate_get("/workflows", params={"status": "Compensating"}).json["items"]
+        assert [w["id"] for w in listed] == [workflow_id]
+        assert api.simulate_post(f"/workflows/{workflow_id}/cancel").status_code == 409  # the undos run to their end
+        assert api.simulate_delete(f"/workflows/{workflow_id}").status_code == 409  # not ended: kept
     with EmbeddedFlow(settings) as second:
         state = second.wait(workflow_id, timeout_s=30).state
         events = second.runtime.store.events(workflow_id)
+        queued = second.wait(queued_id, timeout_s=30).state
+        admitted = [e for e in second.runtime.store.events(queued_id) if e["type"] == HistoryType.ADMIT_WORKFLOW]
+    assert queued.status == "Finished" and admitted[0]["occurred_at"] >= state.finished_at
     assert state.status == "Failed"
     release, refund = state.activities[3:5]
     assert (release.status, release.attempt, refund.status, refund.attempt) == ("Succeeded", 1, "Succeeded", 2)
@@ -92,3 +105,23 @@ def test_an_engine_restart_between_two_undos_runs_each_undo_once_in_order(tmp_pa
     scheduled = [e["position"] for e in events if e["type"] == HistoryType.SCHEDULE_ACTIVITY and e["position"] >= 3]
     assert scheduled == [3, 4, 4, 5]  # the release once, the refund's two attempts, then the handler
     assert [e["type"] for e in events].count(HistoryType.START_COMPENSATION) == 1
+
+
+def test_an_unknown_undo_or_failure_handler_is_refused_with_422_naming_it(client):
+    def put(body: dict):
+        return client.simulate_put(f"/definitions/{body['name']}", json=body)
+
+    undo = {"name": "Bad", "activities": [{"name": "EchoActivity", "compensate": {"name": "NoSuchUndo"}}]}
+    response = put(undo)
+    assert response.status_code == 422
+    assert "$.activities[0].compensate.name" in response.text and "NoSuchUndo" in response.text
+    handler = {
+        "name": "Bad",
+        "config": {"on_failure": {"workflow": "NoSuchFlow"}},
+        "activities": [{"name": "EchoActivity"}],
+    }
+    response = put(handler)
+    assert response.status_code == 422
+    assert "$.config.on_failure.workflow" in response.text and "NoSuchFlow" in response.text
+    handler["config"]["on_failure"]["workflow"] = "DummyWorkflow"  # a registered one
+    assert put(handler).status_code == 201

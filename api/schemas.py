@@ -145,7 +145,8 @@ COMPONENTS: dict[str, Any] = {
                 **enum_of(KINDS),
                 "description": "What kind of step it is (each kind fills its own keys below, the others are "
                 "null): activity, map (its items are activities of their own, after the definition's, of kind "
-                "item), sleep, wait (for a signal), child (workflow).",
+                "item), sleep, wait (for a signal), child (workflow); compensation (an undo) and on_failure (the "
+                "failure handler), appended after the others when a run fails.",
             },
             **kind_view_schemas(),
         },

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 
 import pytest
 import requests
@@ -44,7 +45,7 @@ def api(pg_url, queue_prefix, tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/health")
     yield url
-    procs.stop_all()
+    procs.stop_all(sig=signal.SIGKILL)  # the test is over: no need to wait for graceful shutdowns
 
 
 def ended(url: str, workflow_id: str) -> dict:

@@ -26,7 +26,7 @@ restart resends what is owed and never runs an undo's decision twice.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -36,6 +36,8 @@ from flow.core.policy import RetryPolicy, Timeouts
 from flow.core.state import Activity, ActivityState, StepSpec, WorkflowState
 from flow.core.vocabulary import ActivityStatus, TimerKind
 
+#: ``path(*keys)``: the JSON path of a key of the definition.
+PathOf = Callable[..., str]
 #: A ``BaseActivity`` class name, as an activity's ``name``.
 _CLASS = {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}
 #: ``compensate`` of a definition's activity: its undo.
@@ -72,7 +74,7 @@ CHAIN_STOPPED = "an earlier undo failed permanently: the compensation stopped"
 # -- the definition ------------------------------------------------------------------------------
 
 
-def problems(body: Mapping[str, Any], known_activities: Collection[str], path: Any) -> list[tuple[str, str]]:
+def problems(body: Mapping[str, Any], known_activities: Collection[str], path: PathOf) -> list[tuple[str, str]]:
     """What the schema cannot say of a definition's undos and failure handler (valid
     against the schema): an unknown class, ``compensate`` on a step that is no activity,
     ``on_failure`` that names both or neither. ``path(*keys)``: a key's JSON path."""

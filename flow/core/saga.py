@@ -27,14 +27,14 @@ restart resends what is owed and never runs an undo's decision twice.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from flow.core import graph
 from flow.core.policy import RetryPolicy, Timeouts
 from flow.core.state import Activity, ActivityState, StepSpec, WorkflowState
-from flow.core.vocabulary import ActivityStatus, TimerKind
+from flow.core.vocabulary import ActivityStatus, TimerKind, WorkflowStatus
 
 #: ``path(*keys)``: the JSON path of a key of the definition.
 PathOf = Callable[..., str]
@@ -69,6 +69,22 @@ CONFIG_PROPERTIES: dict[str, Any] = {
 _UNKNOWN = tuple(f"{kind} timeout:" for kind in (TimerKind.START_TO_CLOSE, TimerKind.HEARTBEAT))
 #: Why an undo after one that failed is not run.
 CHAIN_STOPPED = "an earlier undo failed permanently: the compensation stopped"
+
+
+@dataclass(frozen=True)
+class Compensation(StepSpec):
+    """An undo: of the activity at ``compensates``; ``ending_as``: the status the workflow
+    ends with once its ending is over (``Failed`` or ``Cancelled``)."""
+
+    kind: ClassVar[str] = "compensation"
+    ending: ClassVar[bool] = True
+    compensates: int
+    ending_as: str = WorkflowStatus.FAILED.value
+
+    def compensating(self, state: WorkflowState) -> Mapping[str, Any] | None:
+        original = state.activities[self.compensates]
+        return {"activity": original.id, "input": dict(state.input_data), "config": dict(original.config),
+                "output": original.output}  # fmt: skip
 
 
 # -- the definition ------------------------------------------------------------------------------
@@ -170,7 +186,7 @@ def ending_steps(state: WorkflowState) -> tuple[ActivityState, ...]:
 
 def undos(state: WorkflowState) -> list[ActivityState]:
     """The undos among the steps of the workflow's ending, in the order they run."""
-    return [a for a in ending_steps(state) if a.spec.kind == "compensation"]
+    return [a for a in ending_steps(state) if isinstance(a.spec, Compensation)]
 
 
 def compensation(state: WorkflowState) -> str | None:
@@ -226,11 +242,30 @@ def retry_refusal(state: WorkflowState) -> str | None:
     """Why a retry-from-failure of ``state`` is refused: its undos ran (what succeeded was
     undone; a retry would build on undone work). None: it may be retried."""
     if undos(state):
-        return "its compensation ran (the steps that succeeded were undone): start a new workflow instead"
+        return (
+            "its compensation ran (the steps that succeeded were undone): rerun it from the first "
+            "undone step, or start a new workflow"
+        )
     return None
 
 
+def rerun_refusal(state: WorkflowState, positions: Collection[int]) -> str | None:
+    """Why a rerun that resets ``positions`` is refused: it would keep the outcome of a step
+    that an undo undid. None: every undone step runs again (or none was undone)."""
+    kept = [
+        state.activities[u.spec.compensates].id
+        for u in undos(state)
+        if isinstance(u.spec, Compensation)
+        and u.status is ActivityStatus.SUCCEEDED
+        and u.spec.compensates not in positions
+    ]
+    if not kept:
+        return None
+    return f"{', '.join(kept)} {'was' if len(kept) == 1 else 'were'} undone by the compensation: rerun from there"
+
+
 __all__ = [
+    "Compensation",
     "CHAIN_STOPPED",
     "CONFIG_PROPERTIES",
     "ON_FAILURE_SCHEMA",
@@ -241,6 +276,7 @@ __all__ = [
     "handler_input",
     "handler_workflow",
     "problems",
+    "rerun_refusal",
     "retry_refusal",
     "run_config",
     "undo_step",

@@ -14,7 +14,15 @@ from flow.core import saga
 from flow.core.commands import CancelAttempt, RunActivity, RunChild
 from flow.core.decide import decide
 from flow.core.definition import parse
-from flow.core.events import ActivityCompleted, CancelRequested, Event, RetryRequested, TimerFired, WorkflowStarted
+from flow.core.events import (
+    ActivityCompleted,
+    CancelRequested,
+    Event,
+    RerunRequested,
+    RetryRequested,
+    TimerFired,
+    WorkflowStarted,
+)
 from flow.core.kinds import spec_from_json, spec_to_json
 from flow.core.recovery import owed
 from flow.core.state import WorkflowState
@@ -259,6 +267,19 @@ def test_a_compensated_workflow_is_not_retried():
     retry = decide(state, RetryRequested(T0 + timedelta(seconds=6)))
     assert retry.state == state
     assert "compensation ran" in retry.history[-1].data["reason"]
+
+
+@pytest.mark.parametrize(("from_step", "refused"), [("ship", True), ("reserve", True), ("charge", False)])
+def test_a_rerun_of_a_compensated_workflow_must_run_every_undone_step_again(from_step, refused):
+    state = charged_and_reserved(order())
+    state, _ = play(state, done(2, PERM, at=3), done(3, at=4), done(4, at=5))
+    rerun = decide(state, RerunRequested(T0 + timedelta(seconds=6), from_step))
+    if refused:
+        assert rerun.state == state
+        assert "undone by the compensation" in rerun.history[-1].data["reason"]
+        return
+    assert rerun.state.status is P.IN_PROGRESS and rerun.commands == (RunActivity(0, 2),)
+    assert ids(rerun.state) == [] and saga.compensation(rerun.state) is None  # the old ending is dropped
 
 
 def test_an_undo_sees_the_activity_it_undoes():

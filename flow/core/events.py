@@ -5,6 +5,7 @@ The shell stamps each with ``occurred_at``; the decision never reads a clock.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -40,6 +41,9 @@ class ActivityCompleted:
     error: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    #: Search attributes the attempt set (``set_attribute``), in the wire form of
+    #: :func:`flow.core.attributes.to_wire`; recorded with the result unless it is stale.
+    attributes: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -7,14 +7,16 @@ reads them. Driver errors leave as :class:`~flow.errors.StoreUnavailable`.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import peewee
 
 from flow.clock import utcnow
+from flow.core.attributes import Condition
 from flow.errors import WorkflowNotFound
+from flow.persistence import attributes as stored_attributes
 from flow.persistence import input_filter as filters
 from flow.persistence.database import time_budget, unit_of_work
 from flow.persistence.mapping import (
@@ -53,6 +55,11 @@ class Queries:
             raise WorkflowNotFound(workflow_id)
         return found
 
+    def attributes_of(self, workflow_id: str) -> dict[str, Any]:
+        """A workflow's search attributes by name ({} for none, or an unknown workflow)."""
+        with unit_of_work(self.database):
+            return stored_attributes.read(self.database, workflow_id)
+
     def inbox_of(self, workflow_id: str, signal_id: str) -> tuple[int, bool, str | None]:
         """What a new signal is checked against: the bytes the workflow's kept signals
         hold, whether a signal ``signal_id`` came already, and its payload's digest (None
@@ -89,11 +96,13 @@ class Queries:
         input_filter: Mapping[str, Any] | None = None,
         parent_id: str | None = None,
         priority: int | None = None,
+        attributes: Sequence[Condition] = (),
     ) -> list[StoredWorkflow]:
         """Newest first, without activities; ``before`` is the ``(created_at, id)`` keyset
         cursor; ``input_filter``: only workflows whose input contains it
         (:mod:`flow.persistence.input_filter`); ``parent_id``: only its children;
-        ``priority``: only workflows of that priority.
+        ``priority``: only workflows of that priority; ``attributes``: only workflows whose
+        search attributes meet every condition (:mod:`flow.persistence.attributes`).
 
         Within the time budget (:func:`time_budget`): past it, :class:`FilterTooCostly`
         naming the ``input`` filter when there is one (the only part whose cost the
@@ -115,6 +124,8 @@ class Queries:
                 query = query.where(WorkflowRecord.priority == priority)
             if input_filter is not None:
                 query = query.where(filters.input_contains(self.database, input_filter))
+            for condition in attributes:
+                query = query.where(stored_attributes.condition(self.database, condition, WorkflowRecord.id))
             if created_after:
                 query = query.where(WorkflowRecord.created_at >= created_after)
             if created_before:

@@ -148,6 +148,7 @@ class StartMessageConsumer:
                 workflow_id=workflow_id,
                 idempotency_key=request.idempotency_key,
                 priority=request.priority,
+                attributes=request.attributes,
             )
         except Exception as e:
             reason = _describe(e)

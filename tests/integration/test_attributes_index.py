@@ -1,0 +1,124 @@
+"""Search attributes at the store, on SQLite and on PostgreSQL: written with the workflow
+(PostgreSQL's one statement, SQLite's statements), changed by a fenced group commit (and
+not by one that lost its lease), found by the list's conditions; and on PostgreSQL at
+100,000 workflows, the list's own statement answered from the indexes: no sequential scan."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+
+from flow.core.attributes import STRING, check_declared, parse_conditions, to_wire
+from flow.core.definition import parse
+from flow.core.steps import HistoryEntry
+from flow.core.vocabulary import HistoryType
+from flow.persistence.attributes import set_by
+from flow.persistence.database import open_database
+from flow.persistence.engine_store import EngineStore
+from flow.persistence.models import bind
+from flow.persistence.store import Store
+from flow.testing import new_database
+from flow.testing.search import seed_attributed_workflows
+from tests.integration.test_fencing import A, B, started
+
+DECLARED = {"customer": "string", "amount": "number", "due": "time"}
+DEFINITION = parse(
+    {"name": "Order", "attributes": DECLARED, "activities": [{"name": "NoopActivity"}]},
+    known_activities={"NoopActivity"},
+)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request, tmp_path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'flow.db'}"
+    else:
+        request.getfixturevalue("services")
+        with new_database() as pg_url:
+            yield pg_url
+
+
+@pytest.fixture
+def stores(url) -> Iterator[tuple[Store, EngineStore]]:
+    database = open_database(url)
+    bind(database)
+    store = Store(database)
+    store.migrate(partitions=4)
+    store.register_definition(DEFINITION)
+    yield store, EngineStore(database)
+    database.close()
+
+
+def create(store: Store, **given) -> str:
+    typed = check_declared(DECLARED, given, path="$.attributes")
+    state, _ = store.create_workflow(DEFINITION, 1, {}, partition_of=lambda _: 0, attributes=typed)
+    return state.id
+
+
+def found(store: Store, *conditions: tuple[str, str]) -> set[str]:
+    return {w.state.id for w in store.list_workflows(attributes=parse_conditions(conditions))}
+
+
+def test_attributes_are_stored_with_the_workflow_and_found_by_every_operator(stores):
+    store, _ = stores
+    big = create(store, customer="acme", amount=120.5, due="2026-12-24T00:00:00Z")
+    small = create(store, customer="acme", amount=5)
+    other = create(store, customer="42")
+    assert store.attributes_of(big) == {"customer": "acme", "amount": 120.5, "due": "2026-12-24T00:00:00Z"}
+    assert store.attributes_of(small) == {"customer": "acme", "amount": 5}
+    assert found(store, ("attr.customer", "acme")) == {big, small}
+    assert found(store, ("attr.customer", "acme"), ("attr.amount.gt", "100")) == {big}
+    assert found(store, ("attr.amount.gte", "5"), ("attr.amount.lt", "120.5")) == {small}
+    assert found(store, ("attr.amount.ne", "5")) == {big}
+    assert found(store, ("attr.due.lte", "2026-12-24T00:00:00Z")) == {big}
+    assert found(store, ("attr.due.gt", "2026-12-24T00:00:00Z")) == set()
+    assert found(store, ("attr.customer", "42")) == {other}  # the string "42"; no number 42 exists
+
+
+def test_a_fenced_commit_changes_attributes_and_a_refused_one_does_not(stores):
+    store, engine = stores
+    workflow_id = create(store, customer="acme")
+    epoch = engine.leases.acquire(A, 4, lease_s=60, dead_owners=set())[0]
+    shipped = HistoryEntry(HistoryType.ACTIVITY_RESULT, 0, {"attributes": to_wire({"stage": (STRING, "shipped")})})
+    first = started(engine, workflow_id, epoch=epoch)
+    first = replace(first, attributes_set=set_by(workflow_id, [(shipped, None)]))
+    assert engine.commit_batch([first], owner=A).committed == [0]
+    assert store.attributes_of(workflow_id) == {"customer": "acme", "stage": "shipped"}
+
+    # Another engine, which holds no lease, cannot change them (nor can a stale version).
+    lost = HistoryEntry(HistoryType.ACTIVITY_RESULT, 0, {"attributes": to_wire({"stage": (STRING, "lost")})})
+    refused = replace(started(engine, workflow_id, epoch=epoch), attributes_set=set_by(workflow_id, [(lost, None)]))
+    assert engine.commit_batch([refused], owner=B).committed == []
+    assert store.attributes_of(workflow_id)["stage"] == "shipped"
+    assert found(store, ("attr.stage", "shipped")) == {workflow_id}
+
+
+def test_the_list_is_answered_from_the_indexes_at_100000_workflows(services):
+    with new_database() as pg_url:
+        database = open_database(pg_url)
+        bind(database)
+        store = Store(database)
+        store.migrate(partitions=4)
+        with database.connection_context():
+            seed_attributed_workflows(database, 100_000)
+        statements: list[tuple[str, tuple]] = []
+        execute = database.execute_sql
+
+        def recording(sql, params=None, *args, **kwargs):
+            statements.append((sql, params))
+            return execute(sql, params, *args, **kwargs)
+
+        database.execute_sql = recording  # the very statement the API runs
+        conditions = parse_conditions([("attr.customer", "customer-7"), ("attr.amount.gt", "100")])
+        page = store.list_workflows(status="Failed", attributes=conditions)
+        database.execute_sql = execute
+        assert page and all(w.state.status == "Failed" for w in page)
+        listing = next((sql, params) for sql, params in statements if "workflow_attributes" in sql)
+        with database.connection_context():
+            plan = "\n".join(row[0] for row in database.execute_sql("EXPLAIN " + listing[0], listing[1]))
+        database.close()
+    assert "Seq Scan" not in plan, plan
+    assert re.search(r"Index (Only )?Scan (Backward )?using workflow_attributes_str_value", plan), plan

@@ -93,13 +93,11 @@ def workflow_view(
     tokens: CallbackTokens | None = None,
     limits: LimitTable | None = None,
     queued: Mapping[str, int | None] | None = None,
-    attributes: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The workflow with its activities; ``tokens``: show the callback tokens of the waits
     that have not ended (the API does; ``flow run --json`` has no use for them);
     ``limits``: say what each queued step waits for; ``queued``: the backlog of the pools
-    its scheduled steps wait on (:func:`activity_view`); ``attributes``: its search
-    attributes (:meth:`flow.persistence.queries.Queries.attributes_of`)."""
+    its scheduled steps wait on (:func:`activity_view`)."""
     s = row.state
     ids = [a.id for a in s.activities]
     return {
@@ -117,7 +115,7 @@ def workflow_view(
         # while its run waits for it, what it waits for.
         "limit": None if s.claim is None else {"name": s.claim.limit, "key": s.claim.key},
         "queued": s.queued and not s.status.ended,
-        "attributes": dict(attributes or {}),
+        "attributes": dict(row.attributes),
         "waiting_for": limits.waiting_for(s.claim)
         if limits is not None and s.claim is not None and s.queued and not s.status.ended
         else None,

@@ -167,9 +167,7 @@ class WorkflowsResource:
         row = self.runtime.store.get(state.id)
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
         resp.location = f"/workflows/{state.id}"
-        limits = LimitTable(self.runtime.store.database)
-        attributes = self.runtime.store.attributes_of(state.id)
-        resp.media = workflow_view(row, self.runtime.service.callbacks.tokens, limits, attributes=attributes)
+        resp.media = workflow_view(row, self.runtime.service.callbacks.tokens, LimitTable(self.runtime.store.database))
 
     @operation(
         "List workflows, newest first",
@@ -224,8 +222,7 @@ class WorkflowResource:
         row = self.runtime.store.get(_known_id(workflow_id))
         queued = waiting_pools(self.runtime, self.depths, row.state)
         limits = LimitTable(self.runtime.store.database)
-        attributes = self.runtime.store.attributes_of(row.state.id)
-        resp.media = workflow_view(row, self.runtime.service.callbacks.tokens, limits, queued, attributes)
+        resp.media = workflow_view(row, self.runtime.service.callbacks.tokens, limits, queued)
 
     @operation(
         "Delete an ended workflow with its activities and history",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -51,14 +52,9 @@ class Queries:
         """A workflow with its activities, or :class:`WorkflowNotFound`."""
         with unit_of_work(self.database):
             found = self._find(WorkflowRecord.id == workflow_id)
-        if found is None:
-            raise WorkflowNotFound(workflow_id)
-        return found
-
-    def attributes_of(self, workflow_id: str) -> dict[str, Any]:
-        """A workflow's search attributes by name ({} for none, or an unknown workflow)."""
-        with unit_of_work(self.database):
-            return stored_attributes.read(self.database, workflow_id)
+            if found is None:
+                raise WorkflowNotFound(workflow_id)
+            return replace(found, attributes=stored_attributes.read(self.database, workflow_id))
 
     def inbox_of(self, workflow_id: str, signal_id: str) -> tuple[int, bool, str | None]:
         """What a new signal is checked against: the bytes the workflow's kept signals

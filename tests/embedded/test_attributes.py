@@ -117,3 +117,16 @@ def test_flow_start_and_flow_list_take_attributes(tmp_path):
         assert [w["id"] for w in json.loads(listed.stdout)["items"]] == [wanted], listed.stderr
         bad = run_cli("list", "--attr", "amount.gt=lots", env=env)
         assert bad.returncode == 2 and "attr.amount.gt" in bad.stderr, (bad.returncode, bad.stderr)
+
+
+def test_a_schedule_starts_its_workflows_with_its_attributes(client, flow):
+    body = {"workflow": "Quiet", "cron": "0 0 1 1 *", "attributes": {"customer": "nightly"}}
+    wrong = client.simulate_put("/schedules/nightly", json={**body, "attributes": {"colour": "red"}})
+    assert wrong.status_code == 422 and "$.attributes.colour" in wrong.text
+    put = client.simulate_put("/schedules/nightly", json=body)
+    assert put.status_code == 201, put.text
+    assert put.json["attributes"] == {"customer": "nightly"}
+    started = client.simulate_post("/schedules/nightly/trigger")
+    assert started.status_code == 201, started.text
+    assert started.json["attributes"] == {"customer": "nightly"}
+    assert ids(client, "attr.customer=nightly") == {started.json["id"]}

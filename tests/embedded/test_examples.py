@@ -56,7 +56,7 @@ def test_search_attributes_example(flow):
     attributes = {"customer": "acme", "amount": 120.5, "vip": True, "due": "2026-12-24T00:00:00Z"}
     workflow_id = flow.start("SearchAttributesExample", {}, attributes=attributes)
     assert flow.wait(workflow_id, timeout_s=30).state.status == "Finished"
-    assert flow.runtime.store.attributes_of(workflow_id) == {**attributes, "stage": "shipped"}
+    assert flow.runtime.store.get(workflow_id).attributes == {**attributes, "stage": "shipped"}
 
 
 def test_retry_policy_example(flow):

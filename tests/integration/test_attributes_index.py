@@ -67,8 +67,8 @@ def test_attributes_are_stored_with_the_workflow_and_found_by_every_operator(sto
     big = create(store, customer="acme", amount=120.5, due="2026-12-24T00:00:00Z")
     small = create(store, customer="acme", amount=5)
     other = create(store, customer="42")
-    assert store.attributes_of(big) == {"customer": "acme", "amount": 120.5, "due": "2026-12-24T00:00:00Z"}
-    assert store.attributes_of(small) == {"customer": "acme", "amount": 5}
+    assert store.get(big).attributes == {"customer": "acme", "amount": 120.5, "due": "2026-12-24T00:00:00Z"}
+    assert store.get(small).attributes == {"customer": "acme", "amount": 5}
     assert found(store, ("attr.customer", "acme")) == {big, small}
     assert found(store, ("attr.customer", "acme"), ("attr.amount.gt", "100")) == {big}
     assert found(store, ("attr.amount.gte", "5"), ("attr.amount.lt", "120.5")) == {small}
@@ -86,13 +86,13 @@ def test_a_fenced_commit_changes_attributes_and_a_refused_one_does_not(stores):
     first = started(engine, workflow_id, epoch=epoch)
     first = replace(first, attributes_set=set_by(workflow_id, [(shipped, None)]))
     assert engine.commit_batch([first], owner=A).committed == [0]
-    assert store.attributes_of(workflow_id) == {"customer": "acme", "stage": "shipped"}
+    assert store.get(workflow_id).attributes == {"customer": "acme", "stage": "shipped"}
 
     # Another engine, which holds no lease, cannot change them (nor can a stale version).
     lost = HistoryEntry(HistoryType.ACTIVITY_RESULT, 0, {"attributes": to_wire({"stage": (STRING, "lost")})})
     refused = replace(started(engine, workflow_id, epoch=epoch), attributes_set=set_by(workflow_id, [(lost, None)]))
     assert engine.commit_batch([refused], owner=B).committed == []
-    assert store.attributes_of(workflow_id)["stage"] == "shipped"
+    assert store.get(workflow_id).attributes["stage"] == "shipped"
     assert found(store, ("attr.stage", "shipped")) == {workflow_id}
 
 

@@ -1,7 +1,8 @@
 """Search attributes (flow.core.attributes): one row per workflow and attribute name, its
 value in the one column of its type, and an index per typed column on (name, value,
 workflow_id), so that ``attr.<name>=<value>`` (or a range) is one index range scan that
-yields workflow ids (docs/design.md, "Search attributes")."""
+yields workflow ids (docs/design.md, "Search attributes"); and a schedule's attributes, those
+of every workflow it starts."""
 
 
 def up(migrator, db):
@@ -16,3 +17,5 @@ def up(migrator, db):
             f"CREATE INDEX workflow_attributes_{column} ON workflow_attributes (name, {column}, workflow_id) "
             f"WHERE {column} IS NOT NULL"
         )
+    # A schedule's: the attributes of every workflow it starts (JSON text); NULL: none.
+    db.execute_sql("ALTER TABLE schedules ADD COLUMN attributes TEXT")

@@ -6,10 +6,7 @@ not by one that lost its lease), found by the list's conditions; and on PostgreS
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import replace
-
-import pytest
 
 from flow.core.attributes import STRING, check_declared, parse_conditions, to_wire
 from flow.core.definition import parse
@@ -17,39 +14,18 @@ from flow.core.steps import HistoryEntry
 from flow.core.vocabulary import HistoryType
 from flow.persistence.attributes import set_by
 from flow.persistence.database import open_database
-from flow.persistence.engine_store import EngineStore
 from flow.persistence.models import bind
 from flow.persistence.store import Store
 from flow.testing import new_database
 from flow.testing.search import seed_attributed_workflows
 from tests.integration.test_fencing import A, B, started
+from tests.integration.test_priority_store import stores, url  # noqa: F401 - the fixtures, on both databases
 
 DECLARED = {"customer": "string", "amount": "number", "due": "time"}
 DEFINITION = parse(
     {"name": "Order", "attributes": DECLARED, "activities": [{"name": "NoopActivity"}]},
     known_activities={"NoopActivity"},
 )
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request, tmp_path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'flow.db'}"
-    else:
-        request.getfixturevalue("services")
-        with new_database() as pg_url:
-            yield pg_url
-
-
-@pytest.fixture
-def stores(url) -> Iterator[tuple[Store, EngineStore]]:
-    database = open_database(url)
-    bind(database)
-    store = Store(database)
-    store.migrate(partitions=4)
-    store.register_definition(DEFINITION)
-    yield store, EngineStore(database)
-    database.close()
 
 
 def create(store: Store, **given) -> str:
@@ -62,7 +38,7 @@ def found(store: Store, *conditions: tuple[str, str]) -> set[str]:
     return {w.state.id for w in store.list_workflows(attributes=parse_conditions(conditions))}
 
 
-def test_attributes_are_stored_with_the_workflow_and_found_by_every_operator(stores):
+def test_attributes_are_stored_with_the_workflow_and_found_by_every_operator(stores):  # noqa: F811
     store, _ = stores
     big = create(store, customer="acme", amount=120.5, due="2026-12-24T00:00:00Z")
     small = create(store, customer="acme", amount=5)
@@ -78,7 +54,7 @@ def test_attributes_are_stored_with_the_workflow_and_found_by_every_operator(sto
     assert found(store, ("attr.customer", "42")) == {other}  # the string "42"; no number 42 exists
 
 
-def test_a_fenced_commit_changes_attributes_and_a_refused_one_does_not(stores):
+def test_a_fenced_commit_changes_attributes_and_a_refused_one_does_not(stores):  # noqa: F811
     store, engine = stores
     workflow_id = create(store, customer="acme")
     epoch = engine.leases.acquire(A, 4, lease_s=60, dead_owners=set())[0]

@@ -1,23 +1,28 @@
 """Search attributes end to end in one process (SQLite, the in-process broker): given at
-the start (HTTP, the embedded ``start``), checked against the definition's declarations,
-changed by an activity with its result, shown by the workflow view and found by the
-list's ``attr.*`` filter; ``flow start --attributes`` and ``flow list --attr`` against
-``flow up``. The index behind it is shown on PostgreSQL
-(tests/integration/test_attributes_index.py)."""
+the start (HTTP, the Dramatiq start message, a schedule, the embedded ``start``), checked
+against the definition's declarations, changed by an activity with its result, shown by
+the workflow view and found by the list's ``attr.*`` filter; ``flow start --attributes``
+and ``flow list --attr`` against ``flow up``. The index behind it is shown on PostgreSQL
+(tests/integration/test_attributes_index.py). The AMQP door reads its body with the same
+``parse_start_request`` (tests/unit/test_attributes.py) and starts through the same starter."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 
+import dramatiq
 import falcon.testing
 import pytest
 import requests
 
 from api.app import create_app
 from flow.process.embedded import EmbeddedFlow
+from flow.service.senders import MESSAGE_NAMESPACE
 from flow.testing import flow_up
 from flow.testing.definitions import embedded_env, write_definitions
+from tests.conftest import wait_for
 from tests.embedded.conftest import flow_of, run_cli
 
 DECLARED = {"customer": "string", "amount": "number", "vip": "boolean", "due": "time", "stage": "string"}
@@ -130,3 +135,17 @@ def test_a_schedule_starts_its_workflows_with_its_attributes(client, flow):
     assert started.status_code == 201, started.text
     assert started.json["attributes"] == {"customer": "nightly"}
     assert ids(client, "attr.customer=nightly") == {started.json["id"]}
+
+
+def test_the_dramatiq_start_message_takes_attributes(client, flow):
+    message = dramatiq.Message(
+        queue_name=flow.settings.engine_queue,
+        actor_name="flow.start_workflow",
+        args=(),
+        kwargs={"name": "Quiet", "input_data": {}, "attributes": {"customer": "by-dramatiq", "amount": 3}},
+        options={},
+    )
+    flow.runtime.broker.enqueue(message)
+    workflow_id = str(uuid.uuid5(MESSAGE_NAMESPACE, message.message_id))
+    wait_for(lambda: ids(client, "attr.customer=by-dramatiq") == {workflow_id}, timeout_s=30, what="the workflow")
+    assert flow.runtime.store.get(workflow_id).attributes == {"customer": "by-dramatiq", "amount": 3}

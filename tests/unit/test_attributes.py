@@ -13,6 +13,7 @@ from flow.core import attributes
 from flow.core.attributes import BOOLEAN, NUMBER, STRING, TIME, Condition
 from flow.core.decide import decide
 from flow.core.definition import DefinitionError, parse
+from flow.core.start_request import parse_start_request
 from flow.core.vocabulary import HistoryType, Outcome
 from flow.errors import InvalidInput
 from flow.persistence.attributes import last_wins, rows, set_by
@@ -49,6 +50,15 @@ def test_an_undeclared_name_or_a_wrong_type_is_refused_naming_it(given, path, sa
     with pytest.raises(InvalidInput) as refused:
         attributes.check_declared(DECLARED, given, path="$.attributes")
     assert refused.value.path == path and says in refused.value.message
+
+
+def test_every_door_reads_attributes_from_its_start_request():
+    body = {"name": "Order", "attributes": {"customer": "acme", "amount": 1.5}}
+    assert parse_start_request(body).attributes == {"customer": "acme", "amount": 1.5}
+    assert parse_start_request({"name": "Order"}).attributes == {}
+    for bad in ({"customer": ["a"]}, {"a.b": 1}, {f"n{i}": 1 for i in range(33)}):
+        with pytest.raises(InvalidInput, match="attributes"):
+            parse_start_request({"name": "Order", "attributes": bad})
 
 
 def test_a_definition_declares_names_and_types():

@@ -87,14 +87,21 @@ def test_the_list_is_answered_from_the_indexes_at_100000_workflows(services):
             statements.append((sql, params))
             return execute(sql, params, *args, **kwargs)
 
-        database.execute_sql = recording  # the very statement the API runs
+        database.execute_sql = recording  # the very statements the API runs
         conditions = parse_conditions([("attr.customer", "customer-7"), ("attr.amount.gt", "100")])
         page = store.list_workflows(status="Failed", attributes=conditions)
+        # "7.5" is read as a number and as a string (and matches neither): an index for each reading.
+        assert store.list_workflows(attributes=parse_conditions([("attr.amount", "7.5")])) == []
         database.execute_sql = execute
         assert page and all(w.state.status == "Failed" for w in page)
-        listing = next((sql, params) for sql, params in statements if "workflow_attributes" in sql)
+        listings = [(sql, params) for sql, params in statements if "workflow_attributes" in sql]
         with database.connection_context():
-            plan = "\n".join(row[0] for row in database.execute_sql("EXPLAIN " + listing[0], listing[1]))
+            plans = [
+                "\n".join(row[0] for row in database.execute_sql("EXPLAIN " + sql, params)) for sql, params in listings
+            ]
         database.close()
+    plan, either = plans
     assert "Seq Scan" not in plan, plan
     assert re.search(r"Index (Only )?Scan (Backward )?using workflow_attributes_str_value", plan), plan
+    assert "Seq Scan" not in either, either
+    assert "workflow_attributes_num_value" in either and "workflow_attributes_str_value" in either, either

@@ -171,11 +171,13 @@ def shown(kind: str, value: Any) -> str | float | bool:
 @dataclass(frozen=True)
 class Condition:
     """``attr.<name>[.<op>]=<text>``: the attribute ``name`` compares by ``operator``
-    (a key of :data:`OPERATORS`) with any of ``values`` (the text's typed readings)."""
+    (a key of :data:`OPERATORS`) with any of ``values`` (the text's typed readings);
+    ``text`` as given, so that a stored filter (a batch's) reads as it was written."""
 
     name: str
     operator: str
     values: tuple[Typed, ...]
+    text: str
 
     @property
     def parameter(self) -> str:
@@ -218,7 +220,7 @@ def parse_condition(parameter: str, text: str) -> Condition:
             parameter,
             f"{operator} compares numbers and times: must be a number or an ISO 8601 time, not {text[:64]!r}",
         )
-    return Condition(name, operator, values)
+    return Condition(name, operator, values, text)
 
 
 def parse_conditions(parameters: Iterable[tuple[str, str]]) -> tuple[Condition, ...]:

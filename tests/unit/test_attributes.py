@@ -109,13 +109,13 @@ def test_a_result_without_attributes_reads_as_before_they_existed():
 @pytest.mark.parametrize(
     ("parameter", "text", "condition"),
     [
-        ("attr.customer", "acme", Condition("customer", "eq", ((STRING, "acme"),))),
-        ("attr.code", "42", Condition("code", "eq", ((NUMBER, 42.0), (STRING, "42")))),
-        ("attr.vip", "true", Condition("vip", "eq", ((BOOLEAN, True), (STRING, "true")))),
-        ("attr.amount.gt", "100", Condition("amount", "gt", ((NUMBER, 100.0),))),
-        ("attr.amount.ne", "5.5", Condition("amount", "ne", ((NUMBER, 5.5),))),
-        ("attr.due.lte", "2026-12-24T00:00:00Z", Condition("due", "lte", ((TIME, DUE),))),
-        ("attr.due", "2026-12-24", Condition("due", "eq", ((TIME, DUE), (STRING, "2026-12-24")))),
+        ("attr.customer", "acme", Condition("customer", "eq", ((STRING, "acme"),), "acme")),
+        ("attr.code", "42", Condition("code", "eq", ((NUMBER, 42.0), (STRING, "42")), "42")),
+        ("attr.vip", "true", Condition("vip", "eq", ((BOOLEAN, True), (STRING, "true")), "true")),
+        ("attr.amount.gt", "100", Condition("amount", "gt", ((NUMBER, 100.0),), "100")),
+        ("attr.amount.ne", "5.5", Condition("amount", "ne", ((NUMBER, 5.5),), "5.5")),
+        ("attr.due.lte", "2026-12-24T00:00:00Z", Condition("due", "lte", ((TIME, DUE),), "2026-12-24T00:00:00Z")),
+        ("attr.due", "2026-12-24", Condition("due", "eq", ((TIME, DUE), (STRING, "2026-12-24")), "2026-12-24")),
     ],
 )
 def test_a_condition_reads_its_text_as_every_type_it_can_be(parameter, text, condition):
@@ -142,8 +142,8 @@ def test_a_malformed_condition_is_refused_naming_its_parameter(parameter, text, 
 
 def test_only_attr_parameters_are_conditions_and_there_is_a_bound():
     assert attributes.parse_conditions([("status", "Failed"), ("attr.a", "1"), ("attr.a", "2")]) == (
-        Condition("a", "eq", ((NUMBER, 1.0), (STRING, "1"))),
-        Condition("a", "eq", ((NUMBER, 2.0), (STRING, "2"))),
+        Condition("a", "eq", ((NUMBER, 1.0), (STRING, "1")), "1"),
+        Condition("a", "eq", ((NUMBER, 2.0), (STRING, "2")), "2"),
     )
     with pytest.raises(InvalidInput, match="at most 8"):
         attributes.parse_conditions([(f"attr.a{i}", "1") for i in range(9)])

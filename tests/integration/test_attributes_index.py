@@ -14,7 +14,7 @@ from flow.core.steps import HistoryEntry
 from flow.core.vocabulary import HistoryType
 from flow.persistence.attributes import set_by
 from flow.persistence.database import open_database
-from flow.persistence.models import bind
+from flow.persistence.models import WorkflowRecord, bind
 from flow.persistence.store import Store
 from flow.testing import new_database
 from flow.testing.search import seed_attributed_workflows
@@ -52,6 +52,17 @@ def test_attributes_are_stored_with_the_workflow_and_found_by_every_operator(sto
     assert found(store, ("attr.due.lte", "2026-12-24T00:00:00Z")) == {big}
     assert found(store, ("attr.due.gt", "2026-12-24T00:00:00Z")) == set()
     assert found(store, ("attr.customer", "42")) == {other}  # the string "42"; no number 42 exists
+
+    # Deleting a workflow deletes its attributes (an ended one: DELETE /workflows/{id}, retention).
+    with store.database.connection_context():
+        WorkflowRecord.update(status="Finished").where(WorkflowRecord.id == other).execute()
+    store.delete_workflow(other)
+    with store.database.connection_context():
+        left = store.database.execute_sql(
+            f"SELECT count(*) FROM workflow_attributes WHERE workflow_id = {store.database.param}",
+            (other,),
+        ).fetchone()[0]
+    assert left == 0 and found(store, ("attr.customer", "42")) == set()
 
 
 def test_a_fenced_commit_changes_attributes_and_a_refused_one_does_not(stores):  # noqa: F811

@@ -106,4 +106,14 @@ class NotifyOps(BaseActivity):
             "message": f"{failure.get('failed_activity')} failed: {failure.get('error')} "
             f"(compensation {failure.get('compensation')})",
         }
+
+
+class SetAttributesActivity(BaseActivity):
+    """Sets the workflow's search attributes named in ``config.attributes`` (a JSON
+    object: strings, numbers, booleans) with :meth:`~BaseActivity.set_attribute`, then
+    succeeds: shows attributes that change as a workflow goes on."""
+
+    def do_activity(self) -> str:
+        for name, value in dict(self.config.get("attributes", {})).items():
+            self.set_attribute(name, value)
         return self.SUCCEEDED

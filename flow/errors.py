@@ -271,6 +271,26 @@ class ScheduleNotFound(FlowError):
         super().__init__(f"no schedule named {name!r}")
 
 
+class BatchNotFound(FlowError):
+    """Raised when a batch id matches no stored batch."""
+
+    def __init__(self, batch_id: str) -> None:
+        self.batch_id = batch_id
+        super().__init__(f"no batch with id {batch_id!r}")
+
+
+class BatchEnded(FlowError):
+    """Raised when cancelling a batch that has finished or was cancelled already."""
+
+
+class RerunUnavailable(InvalidInput):
+    """Raised when a batch asks for ``rerun`` but this Libero Flow has no rerun from a
+    step (the workflow controls offer none)."""
+
+    def __init__(self) -> None:
+        super().__init__("$.operation", "rerun is not available: this deployment cannot rerun a workflow from a step")
+
+
 class StoreUnavailable(FlowError):
     """Raised when the database cannot be reached or refuses the operation; retryable."""
 

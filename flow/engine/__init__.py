@@ -31,6 +31,7 @@ docs/design.md:
 - :mod:`flow.engine.spans` — the workflows' spans, while tracing is on;
 - :mod:`flow.engine.retention` — deleting the held partitions' workflows past retention;
 - :mod:`flow.engine.schedules` — firing the held partitions' cron schedules;
+- :mod:`flow.engine.batches` — driving the held partitions' bulk operations;
 - :mod:`flow.engine.recovery` — sending what :mod:`flow.core.recovery` says a workflow is
   owed after a restart on the in-process broker.
 
@@ -48,6 +49,7 @@ from actors.registry import WorkflowActors
 from actors.workflow import WorkflowActor
 from flow.engine.admission import Admission
 from flow.engine.after_commit import AfterCommit
+from flow.engine.batches import BatchControls, BatchRunner
 from flow.engine.collaborators import ActorCollaborators
 from flow.engine.committer import GroupCommitter
 from flow.engine.holding import Holding
@@ -65,6 +67,7 @@ from flow.engine.transport import Transport
 from flow.engine.unstarted import UnstartedStarter
 from flow.faults import FaultInjector
 from flow.observability.metrics import EngineMetrics
+from flow.persistence.batches import BatchTable, Fence
 from flow.persistence.engine_store import EngineStore
 from flow.persistence.leases import new_engine_id
 from flow.persistence.limits import LimitTable
@@ -92,6 +95,7 @@ class Engine:
         recover: bool = False,
         faults: FaultInjector | None = None,
         schedule_starter: ScheduleStarter | None = None,
+        batch_controls: BatchControls | None = None,
         callback_tokens: CallbackTokens | None = None,
     ) -> None:
         self.settings = settings
@@ -202,6 +206,13 @@ class Engine:
         self.schedules = schedule_starter and ScheduleTicker(
             ScheduleTable(store.database), held=self.leases.held_partitions, starter=schedule_starter
         )
+        self.batches = batch_controls and BatchRunner(
+            BatchTable(store.database),
+            batch_controls,
+            held=self.leases.held_partitions,
+            fence_of=self.fence_of,
+            rate_per_s=settings.batch_rate,
+        )
 
     def __repr__(self) -> str:
         return f"<Engine {self.engine_id} partitions={sorted(self.leases.held)} live_actors={len(self.actors)}>"
@@ -225,6 +236,8 @@ class Engine:
         self.retention.start()
         if self.schedules:
             self.schedules.start()
+        if self.batches:
+            self.batches.start()
         logger.info("engine %s started", self.engine_id)
 
     def stop(self) -> None:
@@ -232,6 +245,8 @@ class Engine:
         self.retention.stop()
         if self.schedules:
             self.schedules.stop()
+        if self.batches:
+            self.batches.stop()
         self.leases.stop(release=True)
         self.outbox.stop()
         self.admission.stop()
@@ -246,6 +261,11 @@ class Engine:
     def epoch_of(self, partition: int) -> int | None:
         """The epoch under which this engine holds ``partition`` (``None``: not held)."""
         return self.leases.held.get(partition)
+
+    def fence_of(self, partition: int) -> Fence | None:
+        """This engine's hold on ``partition``, to fence a write with (``None``: not held)."""
+        epoch = self.epoch_of(partition)
+        return None if epoch is None else Fence(partition, self.engine_id, epoch)
 
 
 __all__ = ["Engine"]

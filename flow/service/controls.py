@@ -11,7 +11,7 @@ from typing import Any
 
 from flow.core.kinds import wait
 from flow.core.state import WorkflowState
-from flow.errors import IdempotencyConflict, InboxFull, WorkflowConflict
+from flow.errors import IdempotencyConflict, InboxFull, RetryRefused, WorkflowConflict
 from flow.persistence.mapping import StoredWorkflow
 from flow.persistence.store import Store
 from flow.service import checks
@@ -72,10 +72,15 @@ class Controls:
         self.senders.resume(workflow_id)
         return row
 
-    def retry(self, workflow_id: str) -> StoredWorkflow:
-        """Run a Failed or Cancelled workflow (not a child: its parent's retry does) again."""
+    def retry(self, workflow_id: str, *, of_run: int | None = None) -> StoredWorkflow:
+        """Run a Failed or Cancelled workflow (not a child: its parent's retry does) again.
+
+        ``of_run``: only if it is still on that run; the message then names the run it
+        starts, so the engine ignores a second send of it (a batch replaying a page)."""
         row = self._allowed(workflow_id, checks.retry_refusal)
-        self.senders.retry(workflow_id)
+        if of_run is not None and row.state.run != of_run:
+            raise RetryRefused(workflow_id, f"workflow {workflow_id} is on run {row.state.run}, not {of_run}")
+        self.senders.retry(workflow_id, run=None if of_run is None else of_run + 1)
         return row
 
     def _allowed(self, workflow_id: str, refusal: Callable[[WorkflowState], WorkflowConflict | None]) -> StoredWorkflow:

@@ -179,7 +179,14 @@ def call(client, doc):
     client.simulate_put("/definitions/WaitOnly", json={"name": "WaitOnly", "activities": [{"wait_for": "go"}]})
     waiting = client.simulate_post("/workflows", json={"name": "WaitOnly"}).json
     token = waiting["activities"][0]["callback_token"]
-    values = {"workflow_id": workflow_id, "name": "DummyWorkflow", "version": "1", "token": token}
+    batch = client.simulate_post("/batches", json={"operation": "cancel", "filter": {"name": "Nothing"}}).json
+    values = {
+        "workflow_id": workflow_id,
+        "name": "DummyWorkflow",
+        "version": "1",
+        "token": token,
+        "batch_id": batch["id"],
+    }
 
     def call_operation(method: str, path: str, body: Any = None) -> int:
         url = FIELD.sub(lambda field: values[field[1]], path)

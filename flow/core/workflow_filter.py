@@ -70,13 +70,31 @@ SCHEMA: dict[str, Any] = {
     "description": "an object of workflow filters: status, name, created_after, created_before, input, "
     "parent_id, priority",
     "properties": {
-        "status": {"type": "string", "enum": [s.value for s in WorkflowStatus]},
-        "name": {"type": "string", "pattern": NAME_PATTERN},
-        "created_after": {"type": "string", "format": "date-time"},
-        "created_before": {"type": "string", "format": "date-time"},
-        "input": {"type": "object", "description": 'a JSON object the input must contain, e.g. {"order_id": 42}'},
-        "parent_id": {"type": "string", "minLength": 1, "maxLength": MAX_WORKFLOW_ID},
-        "priority": {"type": "integer", "minimum": FIRST_PRIORITY, "maximum": LAST_PRIORITY},
+        "status": {
+            "type": "string",
+            "enum": [s.value for s in WorkflowStatus],
+            "description": f"one of {_STATUSES}",
+        },
+        "name": {
+            "type": "string",
+            "pattern": NAME_PATTERN,
+            "description": f"a workflow definition name, matching {NAME_PATTERN}",
+        },
+        "created_after": {"type": "string", "format": "date-time", "description": _TIMESTAMP_PROBLEM[5:]},
+        "created_before": {"type": "string", "format": "date-time", "description": _TIMESTAMP_PROBLEM[5:]},
+        "input": {"type": "object", "description": 'a JSON object, e.g. {"order_id": 42}'},
+        "parent_id": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_WORKFLOW_ID,
+            "description": f"a workflow id of 1 to {MAX_WORKFLOW_ID} characters",
+        },
+        "priority": {
+            "type": "integer",
+            "minimum": FIRST_PRIORITY,
+            "maximum": LAST_PRIORITY,
+            "description": f"an integer from {FIRST_PRIORITY} to {LAST_PRIORITY}",
+        },
     },
 }
 

@@ -207,7 +207,7 @@ class Engine:
             ScheduleTable(store.database), held=self.leases.held_partitions, starter=schedule_starter
         )
         self.batches = batch_controls and BatchRunner(
-            BatchTable(store.database),
+            BatchTable(store.database, query_timeout_s=settings.query_timeout_s),
             batch_controls,
             held=self.leases.held_partitions,
             fence_of=self.fence_of,

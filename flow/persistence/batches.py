@@ -24,7 +24,8 @@ import peewee
 
 from flow.core.batches import BatchOperation, BatchRequest, BatchStatus, Counts, Outcome, Page
 from flow.core.workflow_filter import WorkflowFilter, from_json
-from flow.persistence.database import is_postgres, unit_of_work, write
+from flow.persistence import input_filter
+from flow.persistence.database import is_postgres, time_budget, unit_of_work, write
 from flow.persistence.mapping import StoredWorkflow, read_workflows, workflow_columns, workflow_from_row
 from flow.persistence.models import JSONText, PartitionLease, WorkflowRecord, _Model
 from flow.persistence.queries import filter_conditions
@@ -131,8 +132,11 @@ def _stored(row: BatchRecord) -> StoredBatch:
 class BatchTable:
     """Every read and write of batches, on one Peewee database."""
 
-    def __init__(self, database: peewee.Database) -> None:
+    def __init__(self, database: peewee.Database, *, query_timeout_s: float = 5.0) -> None:
         self.database = database
+        #: How long reading a page of matching workflows may run (``FLOW_QUERY_TIMEOUT_S``,
+        #: the budget of ``GET /workflows``: the client shaped this filter too).
+        self.query_timeout_s = query_timeout_s
 
     def __repr__(self) -> str:
         return f"<BatchTable {type(self.database).__name__}>"
@@ -224,9 +228,12 @@ class BatchTable:
 
     def page(self, batch: StoredBatch, limit: int) -> tuple[Page, builtins.list[StoredWorkflow]]:
         """The next ``limit`` matching workflows after the cursor, oldest first, without
-        activities (what the controls' preconditions read is on the workflow row)."""
+        activities (what the controls' preconditions read is on the workflow row).
+        Past the time budget, a retryable :class:`~flow.errors.FilterTooCostly`: the next
+        pass tries again (a batch whose filter never fits is cancelled by its user)."""
         match = batch.filter.before(batch.created_at)
-        with unit_of_work(self.database):
+        blame = input_filter.PARAMETER if match.input is not None else None
+        with unit_of_work(self.database), time_budget(self.database, self.query_timeout_s, parameter=blame):
             query = WorkflowRecord.select(*workflow_columns()).where(*filter_conditions(self.database, match))
             if batch.cursor is not None:
                 created_at, workflow_id = batch.cursor

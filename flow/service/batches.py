@@ -25,7 +25,15 @@ from flow.clock import utcnow
 from flow.core.batches import BatchOperation, BatchStatus, Outcome, parse_batch_request
 from flow.core.timestamps import iso
 from flow.core.vocabulary import WorkflowStatus
-from flow.errors import BatchEnded, BatchNotFound, RerunUnavailable, WorkflowConflict, WorkflowNotFound
+from flow.errors import (
+    BatchEnded,
+    BatchNotFound,
+    FilterTooCostly,
+    InvalidInput,
+    RerunUnavailable,
+    WorkflowConflict,
+    WorkflowNotFound,
+)
 from flow.persistence import input_filter
 from flow.persistence.batches import BatchTable, Item, StoredBatch
 from flow.persistence.mapping import StoredWorkflow
@@ -42,7 +50,7 @@ class BatchService:
     def __init__(self, service: WorkflowService) -> None:
         self.service = service
         self.controls = service.controls
-        self.table = BatchTable(service.store.database)
+        self.table = BatchTable(service.store.database, query_timeout_s=service.store.query_timeout_s)
 
     def __repr__(self) -> str:
         return f"<BatchService {self.table!r}>"
@@ -53,7 +61,10 @@ class BatchService:
         """Check a ``POST /batches`` body and store the batch; its engine does the rest."""
         request = parse_batch_request(body)
         if request.filter.input is not None:
-            input_filter.check(request.filter.input)
+            try:
+                input_filter.check(request.filter.input)
+            except FilterTooCostly as e:  # named as the body's field, not the query parameter
+                raise InvalidInput("$.filter.input", e.message) from e
         if request.operation is BatchOperation.RERUN and not rerun_available(self.controls):
             raise RerunUnavailable()
         batch_id = str(uuid.uuid4())

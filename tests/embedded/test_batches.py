@@ -139,7 +139,7 @@ def test_a_batch_cancelled_half_way_stops_and_skips_the_rest(flow, client, faile
         ({"operation": "retry", "filter": {"colour": "red"}}, "$.filter.colour"),
         ({"operation": "retry", "filter": {"created_after": "yesterday"}}, "$.filter.created_after"),
         ({"operation": "retry", "filter": {"input": [1]}}, "$.filter.input"),
-        ({"operation": "retry", "filter": {"input": {"a": list(range(40))}}}, "input"),
+        ({"operation": "retry", "filter": {"input": {"a": list(range(40))}}}, "$.filter.input"),
         ({"operation": "cancel", "filter": {}, "rerun": {"from": "a"}}, "$.rerun"),
         ({"operation": "rerun", "filter": {}}, "$.rerun"),
         ({"operation": "rerun", "filter": {}, "rerun": {"from": "a"}}, "$.operation"),

@@ -14,6 +14,7 @@ Nothing else decides that.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 
 class FlowError(Exception):
@@ -180,6 +181,22 @@ class RetryRefused(WorkflowConflict):
     retry), or a child workflow, which only its parent's retry runs again."""
 
 
+class RerunRefused(WorkflowConflict):
+    """Raised when rerunning a workflow that has not ended (nothing to rerun yet), or a
+    child workflow, which its parent's rerun runs again."""
+
+
+class VersionIncompatible(FlowError):
+    """Raised when a definition version would not take over the history of running
+    workflows (``PUT /definitions/{name}?check=running``), or of the workflow a rerun
+    moves to it (:mod:`flow.core.replay`). ``report`` holds each workflow's verdict
+    (``workflow_id``, ``compatible``, ``divergences``); the API answers 409 with it."""
+
+    def __init__(self, message: str, report: list[dict[str, Any]]) -> None:
+        self.report = report
+        super().__init__(message)
+
+
 class ConcurrentUpdate(FlowError):
     """Raised when another engine committed a transition for the same workflow first.
 
@@ -281,14 +298,6 @@ class BatchNotFound(FlowError):
 
 class BatchEnded(FlowError):
     """Raised when cancelling a batch that has finished or was cancelled already."""
-
-
-class RerunUnavailable(InvalidInput):
-    """Raised when a batch asks for ``rerun`` but this Libero Flow has no rerun from a
-    step (the workflow controls offer none)."""
-
-    def __init__(self) -> None:
-        super().__init__("$.operation", "rerun is not available: this deployment cannot rerun a workflow from a step")
 
 
 class StoreUnavailable(FlowError):

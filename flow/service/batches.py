@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from flow.clock import utcnow
+from flow.core import rerun
 from flow.core.batches import BatchOperation, BatchStatus, Outcome, parse_batch_request
 from flow.core.timestamps import iso
 from flow.core.vocabulary import WorkflowStatus
@@ -30,7 +30,6 @@ from flow.errors import (
     BatchNotFound,
     FilterTooCostly,
     InvalidInput,
-    RerunUnavailable,
     WorkflowConflict,
     WorkflowNotFound,
 )
@@ -38,7 +37,6 @@ from flow.persistence import input_filter
 from flow.persistence.batches import BatchTable, Item, StoredBatch
 from flow.persistence.mapping import StoredWorkflow
 from flow.service import checks
-from flow.service.controls import Controls
 from flow.service.workflows import WorkflowService
 
 logger = logging.getLogger(__name__)
@@ -65,8 +63,6 @@ class BatchService:
                 input_filter.check(request.filter.input)
             except FilterTooCostly as e:  # named as the body's field, not the query parameter
                 raise InvalidInput("$.filter.input", e.message) from e
-        if request.operation is BatchOperation.RERUN and not rerun_available(self.controls):
-            raise RerunUnavailable()
         batch_id = str(uuid.uuid4())
         stored = self.table.create(
             request, batch_id=batch_id, partition=self.service.partition_of(batch_id), now=utcnow()
@@ -133,7 +129,7 @@ class BatchService:
         elif batch.operation is BatchOperation.RETRY:
             refusal = checks.retry_refusal(state)
         else:
-            refusal = None if state.status.ended else WorkflowConflict(state.id, f"workflow {state.id} is running")
+            return rerun.refusal(state)
         return None if refusal is None else str(refusal)
 
     def apply(self, batch: StoredBatch, item: Item) -> Item:
@@ -159,24 +155,18 @@ class BatchService:
             elif batch.operation is BatchOperation.RETRY:
                 self.controls.retry(item.workflow_id, of_run=item.run)
             else:
-                rerun_workflow(self.controls, item.workflow_id, batch.rerun or {}, by=by)
+                options = batch.rerun or {}
+                self.controls.rerun(
+                    item.workflow_id,
+                    options["from"],
+                    version=options.get("version"),
+                    input_data=options.get("input_data"),
+                    by=by,
+                    of_run=item.run,
+                )
         except WorkflowConflict as e:
             return replace(item, outcome=Outcome.SKIPPED, reason=str(e))
         return replace(item, outcome=Outcome.DONE)
-
-
-def rerun_available(controls: Controls) -> bool:
-    """Whether the workflow controls can rerun a workflow from a step."""
-    return callable(getattr(controls, "rerun", None))
-
-
-def rerun_workflow(controls: Controls, workflow_id: str, options: Mapping[str, Any], *, by: str) -> None:
-    """Rerun one workflow from ``options["from"]`` (optionally on ``version``, with new
-    ``input_data``) through the controls' rerun; :class:`RerunUnavailable` without one."""
-    rerun = getattr(controls, "rerun", None)
-    if not callable(rerun):
-        raise RerunUnavailable()
-    rerun(workflow_id, options["from"], version=options.get("version"), input_data=options.get("input_data"), by=by)
 
 
 def _is_batch_id(value: str) -> bool:
@@ -187,4 +177,4 @@ def _is_batch_id(value: str) -> bool:
         return False
 
 
-__all__ = ["BatchService", "rerun_available", "rerun_workflow"]
+__all__ = ["BatchService"]

@@ -17,7 +17,7 @@ from flow.process.embedded import EmbeddedFlow
 from tests.conftest import wait_for
 from tests.embedded.conftest import flow_of
 
-REFUSED = {"name": "Refused", "activities": [{"name": "RefusingActivity"}]}
+REFUSED = {"name": "Refused", "activities": [{"id": "refuse", "name": "RefusingActivity"}]}
 ECHO = {"name": "Echo", "activities": [{"name": "EchoActivity"}]}
 DEFINITIONS = {"Refused": REFUSED, "Echo": ECHO}
 
@@ -142,15 +142,38 @@ def test_a_batch_cancelled_half_way_stops_and_skips_the_rest(flow, client, faile
         ({"operation": "retry", "filter": {"input": {"a": list(range(40))}}}, "$.filter.input"),
         ({"operation": "cancel", "filter": {}, "rerun": {"from": "a"}}, "$.rerun"),
         ({"operation": "rerun", "filter": {}}, "$.rerun"),
-        ({"operation": "rerun", "filter": {}, "rerun": {"from": "a"}}, "$.operation"),
+        ({"operation": "rerun", "filter": {}, "rerun": {"version": 2}}, "$.rerun.from"),
     ],
 )
 def test_a_wrong_batch_is_refused_naming_the_field_and_stores_nothing(client, body, path):
+    def stored() -> int:
+        return len(client.simulate_get("/batches", params={"limit": 500}).json["items"])
+
+    before = stored()
     response = client.simulate_post("/batches", json=body)
     assert response.status_code == 422, response.text
     assert response.json["errors"][0]["path"] == path, response.json
-    if path == "$.operation" and "rerun" in body:
-        assert "rerun is not available" in response.json["description"]
+    assert stored() == before
+
+
+def test_a_rerun_batch_reruns_each_workflow_from_its_step_and_fails_those_without_it(flow, client):
+    ids = failed_workflows(flow, 5, set="rerun")
+    store = flow.runtime.store
+    match = {"input": {"set": "rerun"}}
+    done = finished(
+        client, start_batch(client, {"operation": "rerun", "filter": match, "rerun": {"from": "refuse"}})["id"]
+    )
+    assert (done["matched"], done["done"], done["failed"]) == (5, 5, 0)
+    for workflow_id in ids:
+        history = [e["type"] for e in store.events(workflow_id, limit=10_000)]
+        assert history.count(HistoryType.RERUN_WORKFLOW.value) == 1, history
+
+    all_failed(flow, ids)
+    missing = start_batch(client, {"operation": "rerun", "filter": match, "rerun": {"from": "ship"}})
+    refused = finished(client, missing["id"])
+    assert (refused["matched"], refused["done"], refused["failed"]) == (5, 0, 5)
+    assert {p["workflow_id"] for p in refused["problems"]} == set(ids)
+    assert all("has no step 'ship'" in p["reason"] for p in refused["problems"]), refused["problems"]
 
 
 def test_an_unknown_batch_is_404(client):

@@ -17,6 +17,7 @@ from api.resources.definitions import (
     DefinitionValidationResource,
     DefinitionVersionResource,
 )
+from api.resources.events import EventResource, EventsResource
 from api.resources.health import HealthResource
 from api.resources.limits import LimitResource, LimitsResource
 from api.resources.meta import FaviconSink, MetricsResource, OpenApiResource, RootResource
@@ -106,5 +107,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_route("/batches", BatchesResource(runtime))
     app.add_route("/batches/{batch_id}", BatchResource(runtime))
     app.add_route("/batches/{batch_id}/cancel", BatchCancelResource(runtime))
+    app.add_route("/events", EventsResource(runtime))
+    app.add_route("/events/{event_id}", EventResource(runtime))
     openapi_resource.document = document(router, auth=bool(runtime.settings.api_token))
     return app

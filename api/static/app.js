@@ -545,6 +545,7 @@ async function route() {
     else if (path.startsWith("/workflows/")) await workflowPage(decodeURIComponent(path.slice("/workflows/".length)), mine);
     else if (path === "/definitions") await definitionsPage(mine);
     else if (path === "/schedules") await schedulesPage(mine);
+    else if (path === "/events") await eventsPage(mine);
     else if (path === "/limits") await limitsPage(mine);
     else if (path === "/batches") await batchesPage(mine);
     else if (path.startsWith("/limits/")) await limitPage(decodeURIComponent(path.slice("/limits/".length)), mine);

@@ -32,6 +32,7 @@ docs/design.md:
 - :mod:`flow.engine.retention` — deleting the held partitions' workflows past retention;
 - :mod:`flow.engine.schedules` — firing the held partitions' cron schedules;
 - :mod:`flow.engine.batches` — driving the held partitions' bulk operations;
+- :mod:`flow.engine.events` — closing the held partitions' event windows;
 - :mod:`flow.engine.recovery` — sending what :mod:`flow.core.recovery` says a workflow is
   owed after a restart on the in-process broker.
 
@@ -52,6 +53,7 @@ from flow.engine.after_commit import AfterCommit
 from flow.engine.batches import BatchControls, BatchRunner
 from flow.engine.collaborators import ActorCollaborators
 from flow.engine.committer import GroupCommitter
+from flow.engine.events import EventStarter, EventTicker
 from flow.engine.holding import Holding
 from flow.engine.inbound import Inbound
 from flow.engine.leases import LeaseKeeper
@@ -69,6 +71,7 @@ from flow.faults import FaultInjector
 from flow.observability.metrics import EngineMetrics
 from flow.persistence.batches import BatchTable, Fence
 from flow.persistence.engine_store import EngineStore
+from flow.persistence.events import EventTable
 from flow.persistence.leases import new_engine_id
 from flow.persistence.limits import LimitTable
 from flow.persistence.schedules import ScheduleTable
@@ -96,6 +99,7 @@ class Engine:
         faults: FaultInjector | None = None,
         schedule_starter: ScheduleStarter | None = None,
         batch_controls: BatchControls | None = None,
+        event_starter: EventStarter | None = None,
         callback_tokens: CallbackTokens | None = None,
     ) -> None:
         self.settings = settings
@@ -213,6 +217,12 @@ class Engine:
             fence_of=self.fence_of,
             rate_per_s=settings.batch_rate,
         )
+        self.events = event_starter and EventTicker(
+            EventTable(store.database),
+            held=self.leases.held_partitions,
+            starter=event_starter,
+            dedup_s=settings.event_dedup_s,
+        )
 
     def __repr__(self) -> str:
         return f"<Engine {self.engine_id} partitions={sorted(self.leases.held)} live_actors={len(self.actors)}>"
@@ -238,6 +248,8 @@ class Engine:
             self.schedules.start()
         if self.batches:
             self.batches.start()
+        if self.events:
+            self.events.start()
         logger.info("engine %s started", self.engine_id)
 
     def stop(self) -> None:
@@ -247,6 +259,8 @@ class Engine:
             self.schedules.stop()
         if self.batches:
             self.batches.stop()
+        if self.events:
+            self.events.stop()
         self.leases.stop(release=True)
         self.outbox.stop()
         self.admission.stop()

@@ -115,6 +115,31 @@ priority_option = click.option(
 )
 
 
+#: The workflow filters of ``flow list``, which ``flow batch start`` takes too (one filter
+#: type, :mod:`flow.core.workflow_filter`): ``status_``, ``name``, ``input_json``,
+#: ``priority``, ``created_after``, ``created_before``.
+WORKFLOW_FILTER_OPTIONS = (
+    click.option("--status", "status_", default=None, help=f"One of: {', '.join(WorkflowStatus)}."),
+    click.option("--name", default=None, help="Only workflows of this definition."),
+    click.option("--input", "input_json", default=None, help="Only workflows whose input contains this JSON object."),
+    click.option(
+        "--priority",
+        type=click.IntRange(FIRST_PRIORITY, LAST_PRIORITY),
+        default=None,
+        help="Only workflows of this priority (1 first to 5 last).",
+    ),
+    click.option("--created-after", default=None, help="Only workflows created at or after this ISO 8601 time."),
+    click.option("--created-before", default=None, help="Only workflows created before this ISO 8601 time."),
+)
+
+
+def workflow_filter_options(command: Callable[..., T]) -> Callable[..., T]:
+    """Decorate ``command`` with :data:`WORKFLOW_FILTER_OPTIONS`, in their order."""
+    for option in reversed(WORKFLOW_FILTER_OPTIONS):
+        command = option(command)
+    return command
+
+
 def embedded_flow(settings: Settings, **options: Any) -> EmbeddedFlow:
     """The in-process flow for ``settings``; a configuration it cannot start with (an
     activity package that cannot be imported, an invalid definition in the directory)

@@ -10,11 +10,18 @@ from typing import Any
 import click
 from rich.table import Table
 
-from flow.cli.app import api_client, call_api, main, out, print_json, read_input, read_json_option
+from flow.cli.app import (
+    api_client,
+    call_api,
+    main,
+    out,
+    print_json,
+    read_input,
+    read_json_option,
+    workflow_filter_options,
+)
 from flow.cli.client import segment
 from flow.core.batches import BatchOperation, BatchStatus
-from flow.core.start_request import FIRST_PRIORITY, LAST_PRIORITY
-from flow.core.vocabulary import WorkflowStatus
 from flow.loops import poll_until
 
 #: Seconds between two looks at a watched batch.
@@ -59,14 +66,7 @@ def _watch(batch_id: str) -> dict[str, Any]:
 
 @batch.command()
 @click.argument("operation", type=click.Choice([o.value for o in BatchOperation]))
-@click.option("--status", "status_", default=None, help=f"Only workflows in this status: {', '.join(WorkflowStatus)}.")
-@click.option("--name", default=None, help="Only workflows of this definition.")
-@click.option("--input", "input_json", default=None, help="Only workflows whose input contains this JSON object.")
-@click.option(
-    "--priority", type=click.IntRange(FIRST_PRIORITY, LAST_PRIORITY), default=None, help="Only this priority."
-)
-@click.option("--created-after", default=None, help="Only workflows created at or after this ISO 8601 time.")
-@click.option("--created-before", default=None, help="Only workflows created before this ISO 8601 time.")
+@workflow_filter_options
 @click.option("--from", "from_step", default=None, help="rerun: the activity id to rerun from.")
 @click.option("--version", type=int, default=None, help="rerun: the definition version to rerun on.")
 @click.option("--rerun-input", default=None, metavar="JSON|@FILE|-", help="rerun: new input data.")

@@ -24,10 +24,10 @@ from flow.cli.app import (
     read_input,
     read_json_option,
     watch,
+    workflow_filter_options,
 )
 from flow.cli.client import segment as _segment
-from flow.core.start_request import FIRST_PRIORITY, LAST_PRIORITY
-from flow.core.vocabulary import HistoryType, WorkflowStatus
+from flow.core.vocabulary import HistoryType
 
 #: Workflows per page of ``flow list``.
 DEFAULT_LIST_LIMIT = 20
@@ -92,17 +92,7 @@ def status(workflow_id: str, as_json: bool) -> None:
 
 
 @main.command(name="list")
-@click.option("--status", "status_", default=None, help=f"One of: {', '.join(WorkflowStatus)}.")
-@click.option("--name", default=None, help="Only workflows of this definition.")
-@click.option("--input", "input_json", default=None, help="Only workflows whose input contains this JSON object.")
-@click.option(
-    "--priority",
-    type=click.IntRange(FIRST_PRIORITY, LAST_PRIORITY),
-    default=None,
-    help="Only workflows of this priority (1 first to 5 last).",
-)
-@click.option("--created-after", default=None, help="Only workflows created at or after this ISO 8601 time.")
-@click.option("--created-before", default=None, help="Only workflows created before this ISO 8601 time.")
+@workflow_filter_options
 @click.option(
     "--limit", default=DEFAULT_LIST_LIMIT, show_default=True, type=click.IntRange(1, 500), help="Workflows per page."
 )

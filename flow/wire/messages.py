@@ -59,6 +59,9 @@ RESUME_WORKFLOW = "flow.resume_workflow"
 RUN_ACTIVITY = "flow.run_activity"
 START_CHILD = "flow.start_child"
 CANCEL_ATTEMPT = "flow.cancel_attempt"
+#: An event for the triggers (``{"type", "id", "data"}`` as keyword arguments), on the
+#: shared engine queue (docs/design.md, "Event triggers").
+SEND_EVENT = "flow.send_event"
 
 #: The key of a message's version among its keyword arguments.
 VERSION_KEY = "v"

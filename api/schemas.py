@@ -193,6 +193,12 @@ COMPONENTS: dict[str, Any] = {
                         "description": 'What a queued workflow waits for ("waiting for Import [acme]: 1 of 1 '
                         'held"); null otherwise.',
                     },
+                    "attributes": {
+                        "type": "object",
+                        "additionalProperties": {"type": ["string", "number", "boolean"]},
+                        "description": "Its search attributes by name (times as ISO 8601 text); "
+                        "GET /workflows?attr.<name>=... finds it by them.",
+                    },
                     "activities": {"type": "array", "items": ref("Activity")},
                 },
             },

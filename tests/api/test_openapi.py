@@ -215,7 +215,8 @@ def test_each_operation_reads_exactly_the_query_parameters_and_headers_it_docume
         reads["header"].clear()
         schema = body_schema(op)
         call(method, path, schema["examples"][0] if schema else None)
-        assert reads["query"] == parameters(op, "query"), (method, path)
+        # A templated name (``attr.{name}``) stands for a family of parameters, read by prefix.
+        assert reads["query"] == {p for p in parameters(op, "query") if "{" not in p}, (method, path)
         # Authorization is the token check's, documented as the security scheme.
         assert reads["header"] - {"Authorization"} == parameters(op, "header"), (method, path)
 

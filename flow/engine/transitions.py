@@ -16,7 +16,7 @@ from flow.engine.planning import Routes, plan
 from flow.engine.spans import WorkflowSpans
 from flow.observability import tracing
 from flow.persistence.mapping import inbox_changes
-from flow.persistence.records import Transition
+from flow.persistence.records import Transition, replaced
 from flow.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -74,11 +74,7 @@ class Transitions:
             consumed_timers=[item.timer_id for item in items if item.timer_id],
             ended=[d.state for _, d in decided if any(entry.type.ends_workflow for entry in d.history)],
         )
-        changed = (
-            [b for a, b in zip(before.activities, after.activities, strict=False) if a is not b]
-            if before.activities is not after.activities
-            else []
-        )
+        changed = replaced(before.activities, after.activities)
         added = list(after.activities[len(before.activities) :])  # a map's items
         signals_added, signals_taken = inbox_changes(before.inbox, after.inbox)
         transition = Transition(

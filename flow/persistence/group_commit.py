@@ -15,6 +15,7 @@ process, no round trips to save) the same steps run statement by statement in on
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -42,15 +43,27 @@ from flow.persistence.models import (
 from flow.persistence.records import BatchResult, Transition, chunks, timer_fields, to_json
 from flow.wire.outgoing import Outgoing
 
+logger = logging.getLogger(__name__)
+LONG_HISTORY = (
+    "workflow %s: its history holds %d entries, past FLOW_HISTORY_WARN (%d): every read of it grows "
+    "slower; run a batch job as a child workflow per batch (README, Bounded history)"
+)
+
 
 class GroupCommit:
     """Commits batches of transitions on one database (see the module docstring)."""
 
-    def __init__(self, database: peewee.Database, *, before: Any = None) -> None:
+    def __init__(self, database: peewee.Database, *, before: Any = None, history_warn: int = 10_000) -> None:
         self.database = database
         self.postgres = is_postgres(database)
         #: Called before each commit (fault injection); None in production.
         self.before = before
+        #: ``FLOW_HISTORY_WARN``: the commit that takes a history past it logs a warning.
+        self.history_warn = history_warn
+
+    def _warn_long(self, workflow_id: str, length: int) -> None:
+        """Once per workflow: only the commit whose additions pass the mark calls this."""
+        logger.warning(LONG_HISTORY, workflow_id, length, self.history_warn, extra={"workflow_id": workflow_id})
 
     def _maybe_fail(self) -> None:
         if self.before is not None:
@@ -177,10 +190,16 @@ class GroupCommit:
             [a.claim.burst if a.claim else None for _, a in activities],
             [a.claim.rate if a.claim else None for _, a in activities],
             [x.after.queued for x in t],
+            [len(x.history) for x in t],
+            self.history_warn,
         ]
         rows = _execute_prepared(self.database, "flow_commit", COMMIT_SQL, COMMIT_TYPES, params)
         updated = {value for kind, value in rows if kind == "w"}
         fenced_ok = {value for kind, value in rows if kind == "f"}
+        for kind, value in rows:
+            if kind == "h":  # this commit took its history past FLOW_HISTORY_WARN
+                workflow_id, length = value.rsplit(":", 1)
+                self._warn_long(workflow_id, int(length))
         committed: list[int] = []
         refused: dict[int, str] = {}
         for i, x in enumerate(batch):
@@ -211,13 +230,18 @@ class GroupCommit:
     def _update_workflows(self, transitions: list[Transition]) -> set[str]:
         updated = set()
         for t in transitions:
-            count = (
-                WorkflowRecord.update(**workflow_changes(t.after), updated_at=t.updated_at, version=t.version + 1)
-                .where((WorkflowRecord.id == t.workflow_id) & (WorkflowRecord.version == t.version))
-                .execute()
-            )
-            if count == 1:
+            added, changes = len(t.history), workflow_changes(t.after)
+            query = WorkflowRecord.update(
+                **changes,
+                updated_at=t.updated_at,
+                version=t.version + 1,
+                history_length=WorkflowRecord.history_length + added,
+            ).where((WorkflowRecord.id == t.workflow_id) & (WorkflowRecord.version == t.version))
+            rows = list(query.returning(WorkflowRecord.history_length).tuples().execute())
+            if len(rows) == 1:
                 updated.add(t.workflow_id)
+                if rows[0][0] >= self.history_warn > rows[0][0] - added:
+                    self._warn_long(t.workflow_id, rows[0][0])
         return updated
 
     def _insert_activities(self, transitions: list[Transition]) -> None:
@@ -312,7 +336,8 @@ COMMIT_TYPES = (
     "text[], text[], int[], "
     "text[], text[], int[], int[], "
     "float8[], int[], bool[], "
-    "bool[]"
+    "bool[], "
+    "int[], int"
 )
 
 #: A group commit as one statement of data-modifying CTEs (docs/design.md, "Group
@@ -325,17 +350,17 @@ COMMIT_SQL = """
 WITH fence AS (
     SELECT partition, epoch FROM partition_leases WHERE owner = $1 AND partition = ANY($2) FOR KEY SHARE
 ), wv AS (
-    SELECT * FROM unnest($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $47, $50, $62)
+    SELECT * FROM unnest($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $47, $50, $62, $63)
         AS x(id, partition, epoch, version, status, started, run, run_started_at, output, error, finished_at,
-             updated_at, traceparent, paused, queued)
+             updated_at, traceparent, paused, queued, added)
 ), w AS (
     UPDATE workflows AS t SET status = wv.status, started = wv.started, run = wv.run,
         run_started_at = wv.run_started_at, output = wv.output, error = wv.error, finished_at = wv.finished_at,
         updated_at = wv.updated_at, version = wv.version + 1, traceparent = wv.traceparent,
-        paused = wv.paused, queued = wv.queued
+        paused = wv.paused, queued = wv.queued, history_length = t.history_length + wv.added
     FROM wv JOIN fence ON fence.partition = wv.partition AND fence.epoch = wv.epoch
     WHERE t.id = wv.id AND t.version = wv.version
-    RETURNING t.id
+    RETURNING t.id, t.history_length AS length, wv.added
 ), a AS (
     UPDATE activities AS t SET status = av.status, attempt = av.attempt, attempts_before = av.attempts_before,
         output = av.output, error = av.error, scheduled_at = av.scheduled_at, started_at = av.started_at,
@@ -381,6 +406,7 @@ WITH fence AS (
     WHERE t.workflow_id = sv.workflow_id AND t.signal_id = sv.signal_id AND sv.workflow_id IN (SELECT id FROM w)
 )
 SELECT 'w', id FROM w UNION ALL SELECT 'f', partition || ':' || epoch FROM fence
+UNION ALL SELECT 'h', id || ':' || length FROM w WHERE length >= $64 AND length - added < $64
 """.replace("ACTIVITY_INSERT_COLUMNS", ", ".join(ACTIVITY_INSERT_COLUMNS)).replace(
     "SIGNAL_INSERT_COLUMNS", ", ".join(SIGNAL_INSERT_COLUMNS)
 )

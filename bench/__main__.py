@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench import dbos_peer, limits, maps, open_loop, prune
+from bench import costs, dbos_peer, limits, maps, open_loop, prune
 from bench import waiting as waits
 from bench.harness import STEPS, THREADS, Bench, load, median, random_workflow, seed_ended_workflows
 from flow.core.state import ActivityStatus
@@ -257,7 +257,7 @@ def write_report(results: dict[str, Any], args: argparse.Namespace, seconds: flo
                     f"| {system} | {inflight} | {r['per_step_ms_p50']:.2f} | {r['per_step_ms_p99']:.2f} | "
                     f"{r['steps_per_second']:.0f} | {cpu_text} |"
                 )
-        lines.append("")
+        lines += ["", *costs.report(seq)]
         for inflight in seq["libero"]:
             libero, floor, celery = seq["libero"][inflight], seq["floor"][inflight], seq["celery"][inflight]
             vs_floor = libero["steps_per_second"] / floor["steps_per_second"]

@@ -271,7 +271,7 @@ class Bench:
     def chains(self, send: Callable[[str], Any], inflight: int, total: int, steps: int = STEPS) -> dict[str, Any]:
         """Run ``total`` raw chains ``inflight`` at a time through ``send(chain_id)``."""
         ids: list[str] = []
-        pg_before, cpu_before = self.pg.settled(), self.cpu_snapshot()
+        pg_before, cpu_before = self.pg.snapshot(), self.cpu_snapshot()
         t0 = time.time()
         for start in range(0, total, inflight):
             batch = [uuid.uuid4().hex for _ in range(min(inflight, total - start))]
@@ -296,7 +296,7 @@ class Bench:
     ) -> dict[str, Any]:
         """Run ``total`` workflows of ``name`` ``inflight`` at a time; each must finish."""
         ids: list[str] = []
-        pg_before, cpu_before = self.pg.settled(), self.cpu_snapshot()
+        pg_before, cpu_before = self.pg.snapshot(), self.cpu_snapshot()
         t0 = time.time()
         for start in range(0, total, inflight):
             batch = [self.service.start(name, input_data or {})[0].id for _ in range(min(inflight, total - start))]

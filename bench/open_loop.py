@@ -64,7 +64,7 @@ def one_rate(b: Bench, pool: ThreadPoolExecutor, rate: float, seconds: float) ->
             sent_at[i] = time.time()
             ids[i] = b.service.start("Seq10", {})[0].id
 
-    pg_before, cpu_before = b.pg.settled(), b.cpu_snapshot()
+    pg_before, cpu_before = b.pg.snapshot(), b.cpu_snapshot()
     for done in [pool.submit(starter, k) for k in range(STARTERS)]:
         done.result()
     b.wait(lambda: b.ended(ids) == count, timeout_s=max(120.0, seconds * 6))

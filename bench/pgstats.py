@@ -7,10 +7,12 @@
   ``pg_stat_database`` alone.
 - Transactions (``xact_commit``) and rows written (``tup_inserted + tup_updated +
   tup_deleted``) come from ``pg_stat_database`` for the bench's database. PostgreSQL 15
-  flushes a backend's counters at most once a second while it works, so
-  :meth:`PgCounters.settled` reads them two flush intervals after the run; it cannot wait
-  for them to stop moving, since the engines' own loops (leases, timers, outbox) keep
-  committing, and their share over the run is part of the figure.
+  flushes a backend's counters at most once a second while it works, and a backend that
+  went idle 10 s after (``PGSTAT_IDLE_INTERVAL``), so :meth:`PgCounters.settled` reads
+  them 11 s after the run (a smoke run with 2.2 s counted a fifth of the floor's
+  commits). It cannot wait for them to stop moving: the engines' own loops (leases,
+  timers, outbox) keep committing, and their share over the run is part of the figure.
+  The snapshot before a run is read at once: the run before it was settled.
 - WAL bytes are ``pg_current_wal_lsn()`` differences: the whole server's, so on a shared
   machine they include other databases' writes.
 """
@@ -18,11 +20,11 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 #: How long :meth:`PgCounters.settled` waits for the backends' counters to be flushed.
-SETTLE_S = 2.2
+SETTLE_S = 11.0
 
 
 @dataclass(frozen=True)
@@ -66,9 +68,11 @@ class PgCounters:
         return PgSnapshot(int(xact), int(rows), lsn, self._statements() if self.statements_available else None)
 
     def settled(self) -> PgSnapshot:
-        """A snapshot :data:`SETTLE_S` from now, once what ran before it was flushed."""
+        """The counters as of now: WAL and statements read at once (they do not lag), the
+        flushed ones :data:`SETTLE_S` later."""
+        now = self.snapshot()
         time.sleep(SETTLE_S)
-        return self.snapshot()
+        return replace(self.snapshot(), wal_lsn=now.wal_lsn, statements=now.statements)
 
     def wal_bytes(self, before: PgSnapshot, after: PgSnapshot) -> int:
         (diff,) = self._one(f"SELECT pg_wal_lsn_diff('{after.wal_lsn}', '{before.wal_lsn}')::bigint")

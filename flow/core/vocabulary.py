@@ -139,7 +139,8 @@ class HistoryType(StrEnum):
     included), with one exception: a heartbeat of the current attempt leaves no entry
     (its last one is kept on the activity, as in Temporal), so that the history grows
     with what happened, not with how long an activity ran. Each type is declared with
-    its :class:`Role`, so adding a type is one line here; :attr:`is_decision` and :attr:`ends_workflow` follow from it.
+    its :class:`Role`, so adding a type is one line here; :attr:`is_decision` and
+    :attr:`ends_workflow` follow from it.
     """
 
     role: Role

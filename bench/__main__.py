@@ -393,7 +393,8 @@ def main() -> None:
     parser.add_argument("--rates", default=None, help="open-loop: start rates per second (default: 50,100,200,400)")
     parser.add_argument("--seconds", type=float, default=None, help="open-loop: seconds at each rate (default: 20)")
     args = parser.parse_args()
-    missing = [name for name in ("celery", "matplotlib") if importlib.util.find_spec(name) is None]
+    needed = ("celery", "matplotlib", *(("dbos",) if "dbos" in args.cases.split(",") else ()))
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
     if missing:
         # Checked first: finding out at the end of a long run, when the plot is drawn, wastes it.
         raise SystemExit(f"python -m bench needs {' and '.join(missing)}: pip install -e '.[bench]'")

@@ -15,13 +15,14 @@ process, no round trips to save) the same steps run statement by statement in on
 from __future__ import annotations
 
 import json
-import logging
 from datetime import datetime
 from typing import Any
 
 import peewee
 import psycopg2.errors
 
+from flow.persistence import attributes as stored_attributes
+from flow.persistence import history_marks
 from flow.persistence.database import is_postgres, unit_of_work, write
 from flow.persistence.mapping import (
     ACTIVITY_INSERT_COLUMNS,
@@ -41,13 +42,8 @@ from flow.persistence.models import (
     WorkflowRecord,
 )
 from flow.persistence.records import BatchResult, Transition, chunks, timer_fields, to_json
+from flow.persistence.rewrites import rewrite
 from flow.wire.outgoing import Outgoing
-
-logger = logging.getLogger(__name__)
-LONG_HISTORY = (
-    "workflow %s: its history holds %d entries, past FLOW_HISTORY_WARN (%d): every read of it grows "
-    "slower; run a batch job as a child workflow per batch (README, Bounded history)"
-)
 
 
 class GroupCommit:
@@ -61,10 +57,6 @@ class GroupCommit:
         #: ``FLOW_HISTORY_WARN``: the commit that takes a history past it logs a warning.
         self.history_warn = history_warn
 
-    def _warn_long(self, workflow_id: str, length: int) -> None:
-        """Once per workflow: only the commit whose additions pass the mark calls this."""
-        logger.warning(LONG_HISTORY, workflow_id, length, self.history_warn, extra={"workflow_id": workflow_id})
-
     def _maybe_fail(self) -> None:
         if self.before is not None:
             self.before()
@@ -74,7 +66,12 @@ class GroupCommit:
         if self.postgres:
             with unit_of_work(self.database):
                 self._maybe_fail()
-                return self._commit_postgres(batch, owner)
+                if not any(t.rewritten for t in batch):
+                    return self._commit_postgres(batch, owner)
+                with self.database.atomic():  # a rerun's rows commit with it, or not at all
+                    result = self._commit_postgres(batch, owner)
+                    rewrite(self.database, [batch[i] for i in result.committed])
+                    return result
         refused: dict[int, str] = {}
         with write(self.database):
             self._maybe_fail()
@@ -99,9 +96,11 @@ class GroupCommit:
             self._insert_activities(accepted)
             self._update_activities(accepted)
             self._write_signals(accepted)
+            stored_attributes.write(self.database, [row for t in accepted for row in t.attributes_set])
             self._insert_history(accepted)
             self._insert_outbox([(t.workflow_id, o) for t in accepted for o in t.owed])
             self._write_timers(accepted)
+            rewrite(self.database, accepted)
             self._mark_deleted(batch, refused)
         return BatchResult(committed, refused)
 
@@ -190,16 +189,15 @@ class GroupCommit:
             [a.claim.burst if a.claim else None for _, a in activities],
             [a.claim.rate if a.claim else None for _, a in activities],
             [x.after.queued for x in t],
+            *stored_attributes.arrays(stored_attributes.last_wins(r for x in t for r in x.attributes_set)),
             [len(x.history) for x in t],
             self.history_warn,
         ]
         rows = _execute_prepared(self.database, "flow_commit", COMMIT_SQL, COMMIT_TYPES, params)
         updated = {value for kind, value in rows if kind == "w"}
         fenced_ok = {value for kind, value in rows if kind == "f"}
-        for kind, value in rows:
-            if kind == "h":  # this commit took its history past FLOW_HISTORY_WARN
-                workflow_id, length = value.rsplit(":", 1)
-                self._warn_long(workflow_id, int(length))
+        for workflow_id, length in (v.rsplit(":", 1) for kind, v in rows if kind == "h"):
+            history_marks.warn(workflow_id, int(length), self.history_warn)  # passed by this commit
         committed: list[int] = []
         refused: dict[int, str] = {}
         for i, x in enumerate(batch):
@@ -231,17 +229,14 @@ class GroupCommit:
         updated = set()
         for t in transitions:
             added, changes = len(t.history), workflow_changes(t.after)
-            query = WorkflowRecord.update(
-                **changes,
-                updated_at=t.updated_at,
-                version=t.version + 1,
-                history_length=WorkflowRecord.history_length + added,
-            ).where((WorkflowRecord.id == t.workflow_id) & (WorkflowRecord.version == t.version))
+            changes.update(updated_at=t.updated_at, version=t.version + 1)
+            query = WorkflowRecord.update(**changes, history_length=WorkflowRecord.history_length + added)
+            query = query.where((WorkflowRecord.id == t.workflow_id) & (WorkflowRecord.version == t.version))
             rows = list(query.returning(WorkflowRecord.history_length).tuples().execute())
             if len(rows) == 1:
                 updated.add(t.workflow_id)
-                if rows[0][0] >= self.history_warn > rows[0][0] - added:
-                    self._warn_long(t.workflow_id, rows[0][0])
+                if history_marks.passed(rows[0][0], added, self.history_warn):
+                    history_marks.warn(t.workflow_id, rows[0][0], self.history_warn)
         return updated
 
     def _insert_activities(self, transitions: list[Transition]) -> None:
@@ -336,8 +331,7 @@ COMMIT_TYPES = (
     "text[], text[], int[], "
     "text[], text[], int[], int[], "
     "float8[], int[], bool[], "
-    "bool[], "
-    "int[], int"
+    "bool[], " + ", ".join(stored_attributes.ARRAY_TYPES) + ", int[], int"
 )
 
 #: A group commit as one statement of data-modifying CTEs (docs/design.md, "Group
@@ -346,11 +340,12 @@ COMMIT_TYPES = (
 #: partition epoch and version both match and returns their ids; every other write
 #: keeps only those workflows' rows; events are inserted in the order given, which
 #: their ids (the history's order) follow.
-COMMIT_SQL = """
+COMMIT_SQL = (
+    """
 WITH fence AS (
     SELECT partition, epoch FROM partition_leases WHERE owner = $1 AND partition = ANY($2) FOR KEY SHARE
 ), wv AS (
-    SELECT * FROM unnest($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $47, $50, $62, $63)
+    SELECT * FROM unnest($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $47, $50, $62, $69)
         AS x(id, partition, epoch, version, status, started, run, run_started_at, output, error, finished_at,
              updated_at, traceparent, paused, queued, added)
 ), w AS (
@@ -404,11 +399,14 @@ WITH fence AS (
     UPDATE signals AS t SET payload = NULL, consumed_by = sv.consumed_by
     FROM unnest($52, $53, $54) AS sv(workflow_id, signal_id, consumed_by)
     WHERE t.workflow_id = sv.workflow_id AND t.signal_id = sv.signal_id AND sv.workflow_id IN (SELECT id FROM w)
+), at AS (
+    ATTRIBUTES_UPSERT
 )
 SELECT 'w', id FROM w UNION ALL SELECT 'f', partition || ':' || epoch FROM fence
-UNION ALL SELECT 'h', id || ':' || length FROM w WHERE length >= $64 AND length - added < $64
-""".replace("ACTIVITY_INSERT_COLUMNS", ", ".join(ACTIVITY_INSERT_COLUMNS)).replace(
-    "SIGNAL_INSERT_COLUMNS", ", ".join(SIGNAL_INSERT_COLUMNS)
+UNION ALL SELECT 'h', id || ':' || length FROM w WHERE length >= $70 AND length - added < $70
+""".replace("ACTIVITY_INSERT_COLUMNS", ", ".join(ACTIVITY_INSERT_COLUMNS))
+    .replace("SIGNAL_INSERT_COLUMNS", ", ".join(SIGNAL_INSERT_COLUMNS))
+    .replace("ATTRIBUTES_UPSERT", stored_attributes.upsert_sql(63, only_written=True))
 )
 
 

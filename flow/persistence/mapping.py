@@ -10,8 +10,8 @@ column values from :func:`workflow_changes` and :func:`activity_changes`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -83,6 +83,8 @@ class StoredWorkflow:
     idempotency_key: str | None
     #: Entries of its history (kept by the commits: no count of the events table).
     history_length: int = 0
+    #: Its search attributes as the API shows them; read by the API's ``get`` only.
+    attributes: Mapping[str, Any] = field(default_factory=dict)
 
 
 def workflow_from_row(

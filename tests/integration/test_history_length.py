@@ -11,7 +11,7 @@ from dataclasses import replace
 from api.views import workflow_view
 from flow.core.decide import HistoryEntry
 from flow.core.vocabulary import HistoryType
-from flow.persistence.group_commit import logger as commit_logger
+from flow.persistence.history_marks import logger as commit_logger
 from tests.integration.test_fencing import A, history, new_workflow, started, stores  # noqa: F401  (the fixture)
 
 

@@ -92,6 +92,10 @@ class Settings:
     #: Most bytes of signal payloads a workflow keeps (signals no step has taken yet),
     #: together; a signal that would pass it is refused (413).
     max_inbox_bytes: int = 16_777_216
+    #: History entries past which a workflow is warned about: ``history_warning`` in the
+    #: API, and one WARNING in the engine's log when it passes (issue 25; Temporal warns
+    #: at 10,240). A batch job belongs in a child workflow per batch.
+    history_warn: int = 10_000
     #: Largest request body the API accepts, in bytes.
     max_body_bytes: int = 1_048_576
     #: Longest a listing a client shapes (``GET /workflows`` and its filters) may run, in seconds.
@@ -175,6 +179,7 @@ class Settings:
             "max_deliveries",
             "max_payload_bytes",
             "max_inbox_bytes",
+            "history_warn",
             "commit_max_batch",
             "actor_idle_s",
             "activity_time_limit_s",

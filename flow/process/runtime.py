@@ -108,7 +108,7 @@ def build_engine(runtime: Runtime, *, transport: Any = None, recover: bool = Fal
         transport = RabbitTransport(settings.broker_url, declare=queues)
     return Engine(
         settings,
-        EngineStore(runtime.store.database, faults=faults),
+        EngineStore(runtime.store.database, faults=faults, history_warn=settings.history_warn),
         transport,
         partitions=partitions,
         metrics=runtime.metrics,

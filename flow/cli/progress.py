@@ -17,6 +17,7 @@ from flow.core.vocabulary import DECISIONS, ActivityStatus, HistoryType, Outcome
 
 WORKFLOW_STYLES: dict[str, str] = {
     WorkflowStatus.IN_PROGRESS: "yellow",
+    WorkflowStatus.COMPENSATING: "yellow",
     WorkflowStatus.FINISHED: "green",
     WorkflowStatus.FAILED: "red",
     WorkflowStatus.CANCELLED: "magenta",
@@ -140,6 +141,11 @@ def describe_event(event: dict[str, Any], workflow: dict[str, Any]) -> Text:
         HistoryType.WORKFLOW_FAILURE: f"workflow failed: {data.get('error', '')}",
         HistoryType.WORKFLOW_CANCELLED: "workflow cancelled" + (f": {data['reason']}" if data.get("reason") else ""),
         HistoryType.RETRY_WORKFLOW: f"workflow retried from where it stopped (run {data.get('run')})",
+        HistoryType.RERUN_REQUESTED: f"rerun from {data.get('from')} asked"
+        + (f" by {data['by']}" if data.get("by") else ""),
+        HistoryType.RERUN_WORKFLOW: f"workflow rerun from {data.get('from')} (run {data.get('run')}"
+        + (f", version {data['version']}" if data.get("version") else "")
+        + f"): {', '.join(data.get('reset') or [])} run again",
         HistoryType.SKIP_ACTIVITY: f"skipped: {data.get('reason', '')}",
         HistoryType.FAIL_ACTIVITY: f"failed before it ran: {data.get('error', '')}",
         HistoryType.PAUSE_WORKFLOW: "workflow paused: nothing new is scheduled",
@@ -228,8 +234,9 @@ def _map_items_after_their_map(activities: list[dict[str, Any]]) -> list[dict[st
 
 
 def _optional(activity: dict[str, Any]) -> bool:
-    """Not required (an item of a map is not, but its failure fails its map)."""
-    return not activity["required"] and activity.get("parent") is None
+    """Not required (an item of a map is not, but its failure fails its map; an undo or a
+    failure handler is not, but its failure is the ending's business)."""
+    return not activity["required"] and activity.get("parent") is None and not _kind(activity).ending
 
 
 def _kind(activity: dict[str, Any]) -> kinds.StepKind:
@@ -246,4 +253,6 @@ def status_line(workflow: dict[str, Any]) -> Text:
     line = Text(workflow["status"], style="bold " + WORKFLOW_STYLES.get(workflow["status"], ""))
     if workflow.get("error"):
         line.append(f"  {workflow['error']}")
+    if workflow.get("compensation"):
+        line.append(f"  (compensation {workflow['compensation']})")
     return line

@@ -1,5 +1,5 @@
 """The remote commands, against the API at ``FLOW_API_URL``: ``flow start``, ``status``,
-``list``, ``events``, ``cancel``, ``retry``, ``delete``, ``definitions``."""
+``list``, ``events``, ``cancel``, ``retry``, ``rerun``, ``delete``, ``definitions``."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ import click
 from rich.table import Table
 
 from flow.cli.app import (
+    EXIT_INVALID,
     api_client,
     call_api,
     err,
+    fail,
     finish,
     input_option,
     main,
@@ -38,6 +40,12 @@ DEFAULT_LIST_LIMIT = 20
 @input_option
 @click.option("--idempotency-key", default=None, help="A second start with the same key returns the first workflow.")
 @priority_option
+@click.option(
+    "--attributes",
+    "attributes_json",
+    default=None,
+    help='Its search attributes, a JSON object (inline, @FILE or -): \'{"customer": "acme", "amount": 120.5}\'.',
+)
 @click.option("--wait", is_flag=True, help="Show progress until the workflow ends; exit with its outcome.")
 @click.option("--timeout", "timeout_s", type=float, default=None, help="With --wait: give up after this many seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -46,6 +54,7 @@ def start(
     input_json: str,
     idempotency_key: str | None,
     priority: int | None,
+    attributes_json: str | None,
     wait: bool,
     timeout_s: float | None,
     as_json: bool,
@@ -57,6 +66,8 @@ def start(
         body["idempotency_key"] = idempotency_key
     if priority is not None:  # else the server's default
         body["priority"] = priority
+    if attributes_json is not None:  # the API checks them against the definition, naming each
+        body["attributes"] = read_json_option(attributes_json, "--attributes")
     workflow = call_api(lambda: api.request("POST", "/workflows", body=body))
     if not wait:
         if as_json:
@@ -101,6 +112,14 @@ def status(workflow_id: str, as_json: bool) -> None:
     default=None,
     help="Only workflows of this priority (1 first to 5 last).",
 )
+@click.option(
+    "--attr",
+    "attrs",
+    multiple=True,
+    metavar="NAME[.OP]=VALUE",
+    help="Only workflows whose search attribute NAME compares with VALUE (OP: eq (default), ne, gt, gte, lt, "
+    "lte); repeat it: all must hold.",
+)
 @click.option("--created-after", default=None, help="Only workflows created at or after this ISO 8601 time.")
 @click.option("--created-before", default=None, help="Only workflows created before this ISO 8601 time.")
 @click.option(
@@ -114,6 +133,7 @@ def list_(
     name: str | None,
     input_json: str | None,
     priority: int | None,
+    attrs: tuple[str, ...],
     created_after: str | None,
     created_before: str | None,
     limit: int,
@@ -137,9 +157,10 @@ def list_(
         "created_after": created_after,
         "created_before": created_before,
     }
+    conditions = dict(_attribute_condition(text) for text in attrs)
     items: list[dict[str, Any]] = []
     while True:
-        page = call_api(partial(api.get, "/workflows", **filters, limit=limit, cursor=cursor))
+        page = call_api(partial(api.get, "/workflows", **filters, **conditions, limit=limit, cursor=cursor))
         items += page["items"]
         cursor = page["next"]
         if not (all_pages and cursor):
@@ -155,7 +176,17 @@ def list_(
     if cursor:
         options = {**filters, "limit": limit if limit != DEFAULT_LIST_LIMIT else None, "cursor": cursor}
         again = " ".join(f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in options.items() if v is not None)
+        again += "".join(f" --attr {shlex.quote(text)}" for text in attrs)
         err.print(f"more: flow list {again}", soft_wrap=True, markup=False, highlight=False)
+
+
+def _attribute_condition(text: str) -> tuple[str, str]:
+    """``--attr NAME[.OP]=VALUE`` as the API's query parameter ``attr.NAME[.OP]`` and its
+    value (the API checks the name, the operator and the value, naming the parameter)."""
+    key, equals, value = text.partition("=")
+    if not equals or not key:
+        fail(f"--attr {text!r} must be NAME=VALUE or NAME.OP=VALUE, e.g. --attr amount.gt=100", EXIT_INVALID)
+    return f"attr.{key}", value
 
 
 def workflow_table(items: list[dict[str, Any]]) -> Table:
@@ -257,6 +288,34 @@ def retry(workflow_id: str) -> None:
     """Run a failed or cancelled workflow again from where it stopped."""
     call_api(lambda: api_client().request("POST", f"/workflows/{_segment(workflow_id)}/retry"))
     out.print(f"retrying {workflow_id}")
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.option("--from", "from_step", required=True, help="The id of the step to rerun from.")
+@click.option("--version", type=click.IntRange(min=1), default=None, help="Run on this definition version.")
+@click.option("--input", "input_json", default=None, metavar="JSON|@FILE|-", help="The new run's input.")
+def rerun(workflow_id: str, from_step: str, version: int | None, input_json: str | None) -> None:
+    """Run an ended workflow again from a step: it and what depends on it run again."""
+    body: dict[str, Any] = {"from": from_step, "by": _user()}
+    if version is not None:
+        body["version"] = version
+    if input_json is not None:
+        body["input_data"] = read_input(input_json)
+    call_api(lambda: api_client().request("POST", f"/workflows/{_segment(workflow_id)}/rerun", body=body))
+    out.print(f"rerunning {workflow_id} from {from_step}")
+
+
+def _user() -> str:
+    """Who asks, for the workflow's history: ``cli:<login>`` (``cli`` when it cannot be told)."""
+    import getpass
+    import re
+
+    try:
+        login = re.sub(r"[^A-Za-z0-9_.-]", "_", getpass.getuser())[:100]
+    except (KeyError, OSError):  # no login name in this environment (a container)
+        return "cli"
+    return f"cli.{login}" if login else "cli"
 
 
 @main.command()

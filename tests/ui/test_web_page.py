@@ -67,6 +67,11 @@ def server(tmp_path_factory, http_server) -> Iterator[str]:
         "name": "UiParent",
         "activities": [{"id": "first", "name": "NoopActivity"}, {"id": "sub", "workflow": "UiChild"}],
     }
+    bodies["UiOrder"] = {
+        "name": "UiOrder",
+        "attributes": {"customer": "string", "amount": "number"},
+        "activities": [{"name": "NoopActivity"}],
+    }
     definitions = write_definitions(base / "workflows", bodies)
     with flow_up(base, embedded_env(base, definitions, FLOW_API_TOKEN="ui-secret")) as url:
         yield url
@@ -209,6 +214,15 @@ def test_retry_a_failed_workflow(page):
     assert workflow_id
 
 
+def test_rerun_a_failed_workflow_from_a_step(page):
+    start_from_the_page(page, "FailingWorkflow")
+    page.locator("p .status", has_text="Failed").wait_for()
+    page.get_by_role("button", name="Rerun from here").nth(1).click()  # the step that failed
+    page.locator("td", has_text="rerun-workflow").wait_for()
+    page.locator("td", has_text="rerun-requested").wait_for()
+    shot(page, "workflow-rerun")
+
+
 def test_filter_the_list_and_see_the_definitions(page):
     page.get_by_label("Status").select_option("Failed")
     page.get_by_role("button", name="Apply").click()
@@ -248,6 +262,30 @@ def test_find_workflows_by_their_input(page, server):
     expect(page.get_by_role("link", name=wanted)).to_be_visible()
     expect(page.get_by_label("Input contains (JSON)")).to_have_value('{"order_id":4242}')
     shot(page, "workflows-by-input")
+
+
+def test_find_workflows_by_their_search_attributes(page, server):
+    headers = {"Authorization": "Bearer ui-secret"}
+    ids = [
+        requests.post(
+            f"{server}/workflows",
+            json={"name": "UiOrder", "attributes": {"customer": "ui-acme", "amount": amount}},
+            headers=headers,
+            timeout=5,
+        ).json()["id"]
+        for amount in (150, 50)
+    ]
+    field = page.get_by_label("Search attributes")
+    field.fill("customer")
+    page.get_by_role("button", name="Apply").click()
+    assert "must be name=value" in page.locator("#f-attr-error").inner_text()
+    field.fill("customer=ui-acme amount.gt=100")
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_url("**attr.amount.gt=100**")
+    expect(page.locator("tbody tr")).to_have_count(1)
+    page.get_by_role("link", name=ids[0]).click()
+    expect(page.locator("dl.attributes")).to_contain_text("ui-acme")
+    shot(page, "workflows-by-attributes")
 
 
 def test_the_pages_pass_an_accessibility_check(page):

@@ -63,6 +63,9 @@ class Child(StepSpec):
     #: JMESPath expression over ``{"input": ..., "outputs": {id: output}}`` giving the
     #: child's input (a JSON object); None: the parent's input.
     input: str | None = None
+    #: Reset by a rerun of its parent (:mod:`flow.core.rerun`): its next attempt reruns a
+    #: child that ended, finished or not, where a retry would take a finished child's output.
+    fresh: bool = False
 
 
 class ChildKind(ActivityKind):
@@ -120,11 +123,15 @@ class ChildKind(ActivityKind):
         stored: dict[str, Any] = {"name": spec.definition, "version": spec.version}
         if spec.input is not None:
             stored["input"] = spec.input
+        if spec.fresh:
+            stored["fresh"] = True
         return {"workflow": stored}
 
     def from_json(self, graph: Mapping[str, Any]) -> StepSpec | None:
         found = graph.get("workflow")
-        return Child(found["name"], found.get("version"), found.get("input")) if found else None
+        if not found:
+            return None
+        return Child(found["name"], found.get("version"), found.get("input"), bool(found.get("fresh")))
 
     # -- decide ----------------------------------------------------------------------------
 
@@ -157,7 +164,7 @@ class ChildKind(ActivityKind):
         not succeed was cancelled by that run's end, or never created for it: the
         activity runs again at once (the child's next run), as an attempt stopped by a
         cancel does. Without this, the parent's new run would fail of the old run's end."""
-        if outcome is not Outcome.SUCCEEDED and step.attempt == step.attempts_before and not state.status.ended:
+        if outcome is not Outcome.SUCCEEDED and step.attempt == step.attempts_before and state.runs(step):
             outcome = Outcome.CANCELLED
         return super().attempt_ended(state, step, outcome, now, history, fired=fired)
 
@@ -268,7 +275,7 @@ def child_input(state: WorkflowState, step: ActivityState) -> tuple[dict[str, An
     expression cannot be evaluated or does not give a JSON object."""
     spec = _child(step)
     if spec.input is None:
-        return dict(state.input_data), None
+        return dict(spec.input_of(state)), None
     expression = spec.input
     try:
         value = graph.evaluate(expression, graph.condition_context(state.input_data, state.activities))

@@ -187,6 +187,7 @@ class EngineLifecycle(dramatiq.Middleware):
             queue=settings.event_exchange,
             exchange_type="fanout",
             handle=event_handler(self.runtime.events),
+            what="event message",
         )
         self.event_messages.start()
         logger.info("engine running; shared queue %s", settings.engine_queue)

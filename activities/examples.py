@@ -106,6 +106,7 @@ class NotifyOps(BaseActivity):
             "message": f"{failure.get('failed_activity')} failed: {failure.get('error')} "
             f"(compensation {failure.get('compensation')})",
         }
+        return self.SUCCEEDED
 
 
 class SetAttributesActivity(BaseActivity):

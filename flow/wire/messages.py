@@ -2,9 +2,8 @@
 home of its fields, with one encoder (:meth:`Message.to_message`) and one decoder
 (:meth:`Message.from_kwargs`).
 
-Building a :class:`dramatiq.Message` here (rather than calling ``actor.send``) lets
-the API, the CLI and any other process send to the engine without importing or
-declaring the actors, exactly as a foreign Python process would.
+Building a :class:`dramatiq.Message` here (not ``actor.send``) lets any process send
+to the engine without declaring the actors, as a foreign Python process would.
 
 Queues: ``<prefix>.engine`` takes starts from outside (``flow.start_workflow`` with a
 name) and forwards anything else to its partition; ``<prefix>.engine.<n>`` is
@@ -15,10 +14,9 @@ its attempt's ``reply_to``.
 On the wire (docs/design.md, "One workflow, message by message"):
 
 - keyword arguments only, each a field of the message's class (read and written by
-  :mod:`flow.core.codec`, which its annotation tells how), plus ``"v"``, the
-  version of the message's shape. A message without ``"v"`` is version 1: the first
-  release sent none, and its messages (``tests/fixtures/first_release/messages.json``)
-  are version 1 without the fields added since, which all have defaults.
+  :mod:`flow.core.codec`, as its annotation says), plus ``"v"``, its shape's version.
+  Without ``"v"``, version 1: the first release's messages
+  (``tests/fixtures/first_release/messages.json``), without the fields added since.
 - Timestamps in one form: ISO 8601 with ``Z`` (:func:`flow.core.timestamps.iso`); readers also
   take the first release's form without ``Z``.
 - A field a class lists in ``OMITTED_WHEN_NONE`` (the attempt's ``traceparent``) is left
@@ -59,8 +57,7 @@ RESUME_WORKFLOW = "flow.resume_workflow"
 RUN_ACTIVITY = "flow.run_activity"
 START_CHILD = "flow.start_child"
 CANCEL_ATTEMPT = "flow.cancel_attempt"
-#: An event for the triggers (``{"type", "id", "data"}`` as keyword arguments), on the
-#: shared engine queue (docs/design.md, "Event triggers").
+#: An event for the triggers (``{"type", "id", "data"}``) (docs/design.md, "Event triggers").
 SEND_EVENT = "flow.send_event"
 
 #: The key of a message's version among its keyword arguments.

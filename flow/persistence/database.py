@@ -4,18 +4,28 @@ Every unit of work runs inside :func:`unit_of_work` (a connection from the pool 
 the block, driver failures turned into :class:`~flow.errors.StoreUnavailable`), or
 :func:`write` for a transaction that writes. Nothing else in the code base catches a
 driver exception.
+
+A PostgreSQL connection never waits for ever (docs/design.md, "When the network lies"):
+one on which the server sends nothing for ``silence_s`` (``FLOW_DATABASE_TIMEOUT_S``) —
+connecting, or waiting on a statement — is given up (:func:`_wait_for_the_database`),
+and a block may set a tighter deadline of its own (:func:`deadline`: a lease round
+must end before its lease does).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import select
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import peewee
+import psycopg2
 from playhouse import db_url
-from playhouse.pool import PooledPostgresqlDatabase
+from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
 from psycopg2 import extensions as psycopg2_extensions
 
 from flow.errors import FilterTooCostly, StoreUnavailable
@@ -52,17 +62,87 @@ class PooledPostgres(PooledPostgresqlDatabase):
         return False
 
 
-def open_database(url: str, *, pool_size: int = 16) -> peewee.Database:
+#: This thread's deadline (``time.monotonic()``) for waiting on the database, if any (:func:`deadline`).
+_thread_deadline = threading.local()
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Every wait on a PostgreSQL server in the block ends by ``seconds`` from now (or
+    earlier, inside a tighter block), failing with :class:`StoreUnavailable`: for work
+    that is worthless late, like renewing a lease that will have expired."""
+    outer = getattr(_thread_deadline, "at", None)
+    at = time.monotonic() + seconds
+    _thread_deadline.at = at if outer is None else min(outer, at)
+    try:
+        yield
+    finally:
+        _thread_deadline.at = outer
+
+
+def _wait_for_the_database(conn: Any) -> None:
+    """psycopg2's wait callback: wait for the server like libpq does, but no longer than
+    the connection's ``silence_s`` without a byte, nor past this thread's :func:`deadline`.
+
+    Why not libpq's own settings: ``connect_timeout`` covers connecting only, and TCP
+    keepalives and ``tcp_user_timeout`` notice a dead peer, not a silent one (a proxy or
+    a stalled server that acknowledges every packet and answers nothing). Giving up
+    leaves the connection broken (psycopg2 marks it closed), so the pool discards it.
+    """
+    silence_s = getattr(conn, "silence_s", None) or math.inf
+    at = getattr(_thread_deadline, "at", None) or math.inf
+    while True:
+        state = conn.poll()
+        if state == psycopg2_extensions.POLL_OK:
+            return
+        poller = select.poll()  # not select.select: a busy process may hold fds past 1024
+        poller.register(conn.fileno(), select.POLLIN if state == psycopg2_extensions.POLL_READ else select.POLLOUT)
+        wait_s = min(silence_s, at - time.monotonic())
+        if wait_s <= 0 or not poller.poll(None if wait_s == math.inf else wait_s * 1000):
+            if wait_s == silence_s:
+                raise psycopg2.OperationalError(
+                    f"the database sent nothing for {silence_s:g} s (FLOW_DATABASE_TIMEOUT_S): the server or the link "
+                    "to it is down or stalled"
+                )
+            raise psycopg2.OperationalError("the database did not answer before this unit of work's deadline")
+
+
+def _network_params(silence_s: float) -> dict[str, Any]:
+    """libpq and server settings for a connection given up after ``silence_s`` of silence."""
+    return {
+        "connection_factory": type(
+            "SilenceBoundConnection", (psycopg2_extensions.connection,), {"silence_s": silence_s}
+        ),
+        # A dead peer (a host gone, a route dropped) is noticed by the kernel too, sooner
+        # than TCP's own retransmission timeout of about 15 minutes.
+        "keepalives": 1,
+        "keepalives_idle": max(1, round(silence_s / 2)),
+        "keepalives_interval": 1,
+        "keepalives_count": 3,
+        "tcp_user_timeout": round(silence_s * 1000),
+        # The server's side of the same bound: a transaction whose client has gone silent
+        # (cut off mid-transaction) is rolled back, and its locks (a commit's lease rows,
+        # which a takeover skips) let go, after as long as the client waits itself.
+        "options": f"-c idle_in_transaction_session_timeout={round(silence_s * 1000)}",
+    }
+
+
+def open_database(url: str, *, pool_size: int = 16, silence_s: float | None = None) -> peewee.Database:
     """Build the Peewee database for ``url`` (nothing connects yet).
 
-    PostgreSQL URLs get a connection pool. SQLite gets WAL, a busy timeout and
-    ``synchronous=NORMAL`` (a commit survives a crash of the process, not
-    necessarily a power loss), set as pragmas because Peewee's URL parser cannot
-    take them.
+    PostgreSQL URLs get a connection pool, and with ``silence_s`` connections that
+    never wait longer than that on a silent server (the module docstring). SQLite gets
+    WAL, a busy timeout and ``synchronous=NORMAL`` (a commit survives a crash of the
+    process, not necessarily a power loss), set as pragmas because Peewee's URL parser
+    cannot take them.
     """
     scheme = url.split("://", 1)[0]
     if scheme in ("postgres", "postgresql", "postgres+pool", "postgresql+pool"):
         parsed = db_url.parse(url)
+        if silence_s is not None:
+            # Process-wide, and harmless for connections without ``silence_s`` (they wait as libpq would).
+            psycopg2_extensions.set_wait_callback(_wait_for_the_database)
+            parsed.update(_network_params(silence_s))
         return PooledPostgres(**parsed, max_connections=pool_size, stale_timeout=300, timeout=10)
     if scheme.startswith("sqlite"):
         return db_url.connect(
@@ -82,6 +162,8 @@ def translated() -> Iterator[None]:
     """Turn driver failures into :class:`StoreUnavailable` (with a hint when the schema is missing)."""
     try:
         yield
+    except MaxConnectionsExceeded as e:  # every pooled connection busy (waiting on a slow database) for 10 s
+        raise StoreUnavailable(f"database unavailable: {e}") from e
     except (peewee.OperationalError, peewee.InterfaceError) as e:
         if "no such table" in str(e):
             raise StoreUnavailable(f"the database has no Libero Flow schema ({e}): run `flow migrate`") from e

@@ -27,6 +27,8 @@ class HealthResource:
         checks = {"database": self._database(), "broker": self._broker()}
         healthy = all(v == "ok" for v in checks.values())
         resp.status = falcon.HTTP_200 if healthy else falcon.HTTP_503
+        if not healthy:
+            resp.set_header("Retry-After", "5")  # like every other 503 of the API (api/errors.py)
         resp.media = {"status": "ok" if healthy else "unavailable", **checks}
 
     def _database(self) -> str:

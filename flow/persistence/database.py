@@ -15,6 +15,7 @@ must end before its lease does).
 from __future__ import annotations
 
 import contextlib
+import heapq
 import math
 import select
 import threading
@@ -25,7 +26,7 @@ from typing import Any
 import peewee
 import psycopg2
 from playhouse import db_url
-from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
+from playhouse.pool import MaxConnectionsExceeded, PoolConnection, PooledPostgresqlDatabase
 from psycopg2 import extensions as psycopg2_extensions
 
 from flow.errors import FilterTooCostly, StoreUnavailable
@@ -38,28 +39,81 @@ _QUERY_CANCELED = "57014"
 
 
 class PooledPostgres(PooledPostgresqlDatabase):
-    """Peewee's PostgreSQL pool without a round trip on every checkout.
+    """Peewee's PostgreSQL pool, with no network wait under its locks.
 
-    Peewee checks a pooled connection with ``SELECT 1`` each time it is handed out,
-    while holding the pool's lock: every unit of work of every thread then waits in
-    line behind one network round trip. Here only the driver's local state is
-    checked; a connection the server dropped fails its next statement, the caller
-    gets :class:`StoreUnavailable`, and psycopg2 has by then marked the connection
-    closed, so the pool discards it.
+    Peewee opens a new connection while holding its database lock and its pool lock,
+    and checks a pooled one with a round trip (``SELECT 1``, or a rollback) under the
+    pool lock: every thread's checkout and check-in waits in line behind one network
+    wait. On a silent database each wait lasts ``FLOW_DATABASE_TIMEOUT_S``, so requests
+    queued behind each other (9 requests a process took 8.6 s with a 2 s limit). Here
+    only the bookkeeping is locked: a new connection is opened outside the locks (its
+    slot reserved), and pooled connections are judged by the driver's local state. A
+    connection the server dropped fails its next statement, the caller gets
+    :class:`StoreUnavailable`, and psycopg2 has by then marked it closed, so the pool
+    discards it.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Connections being opened (outside the pool lock), counted against the pool's size.
+        self._opening = 0
+
+    def connect(self, reuse_if_open: bool = False) -> bool:
+        """Peewee's ``PooledDatabase.connect``, but opening outside the locks (class docstring)."""
+        if not self._state.closed:
+            if reuse_if_open:
+                return False
+            raise peewee.OperationalError("Connection already opened.")
+        give_up_at = time.monotonic() + self._wait_timeout
+        while (conn := self._checkout()) is None:
+            remaining = give_up_at - time.monotonic()
+            if remaining <= 0:
+                raise MaxConnectionsExceeded("Max connections exceeded, timed out attempting to connect.")
+            with self._pool_available:
+                self._pool_available.wait(timeout=min(remaining, 1.0))
+        self._state.reset()
+        self._state.set_connection(conn)
+        if self.server_version is None:
+            self._set_server_version(conn)
+        self._initialize_connection(conn)
+        return True
+
+    def _checkout(self) -> Any:
+        """A pooled connection, or a new one; None when the pool is at its size."""
+        with self._pool_lock:
+            while self._connections:
+                stamp, _, conn = heapq.heappop(self._connections)
+                if self._is_closed(conn):
+                    self._close_raw(conn)
+                    continue
+                if self._stale_timeout and self._is_stale(stamp):
+                    self._close_raw(conn)
+                    continue
+                self._in_use[self.conn_key(conn)] = PoolConnection(stamp, conn, time.time())
+                return conn
+            if self._max_connections and len(self._in_use) + self._opening >= self._max_connections:
+                return None
+            self._opening += 1
+        try:
+            with getattr(peewee, "__exception_wrapper__"):  # noqa: B009 - the driver's errors, as Peewee wraps them
+                conn = peewee.PostgresqlDatabase._connect(self)
+        finally:
+            with self._pool_lock:
+                self._opening -= 1
+                self._pool_available.notify()
+        with self._pool_lock:
+            now = time.time()
+            self._in_use[self.conn_key(conn)] = PoolConnection(now, conn, now)
+        return conn
+
     def _is_closed(self, conn: Any) -> bool:
-        if conn.closed:
-            return True
-        status = conn.get_transaction_status()
-        if status == psycopg2_extensions.TRANSACTION_STATUS_UNKNOWN:
-            return True
-        if status != psycopg2_extensions.TRANSACTION_STATUS_IDLE:
-            try:
-                conn.rollback()
-            except Exception:
-                return True
-        return False
+        # Only idle connections go back to the pool (_can_reuse): anything else is broken.
+        return bool(conn.closed) or conn.get_transaction_status() != psycopg2_extensions.TRANSACTION_STATUS_IDLE
+
+    def _can_reuse(self, conn: Any) -> bool:
+        # Peewee rolls back a connection handed back in a transaction, under the pool
+        # lock; closing it costs no wait (and Peewee's blocks end their transactions).
+        return not self._is_closed(conn)
 
 
 #: This thread's deadline (``time.monotonic()``) for waiting on the database, if any (:func:`deadline`).

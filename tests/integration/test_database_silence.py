@@ -5,6 +5,7 @@ open (its locks let go), and the pool works again once the link heals, with no r
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -110,3 +111,15 @@ def test_a_reset_in_the_middle_of_a_commit_leaves_nothing_half_written(linked):
         store.database.execute_sql("INSERT INTO half VALUES (1)")
     assert query(url, "SELECT count(*) FROM pg_tables WHERE tablename = 'half'")[0][0] == 0
     store.ping()  # the broken connection was discarded; a new one works at once
+
+
+def test_threads_waiting_on_a_silent_database_give_up_together_not_one_after_another(linked):
+    """The pool opens and checks connections outside its locks: 8 threads (4 pooled
+    connections, 4 new ones) all fail within about one silence limit, not eight."""
+    store, proxy, _ = linked
+    proxy.black_hole()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        took = list(pool.map(lambda _: timed_failure(store.ping), range(8)))
+    assert max(took) < SILENCE_S * 2 + 1, took
+    proxy.heal()
+    store.ping()

@@ -158,9 +158,18 @@ class LeaseKeeper:
         and the loss below would come after another engine took over): they run under a
         :func:`~flow.persistence.database.deadline`. What a partition acquired sets going
         runs after, outside it (cut short, it would leave a partition held and unserved).
+
+        An engine cut off from its broker neither renews nor heartbeats: still counted
+        live, it would keep the others' fair shares at half, and the partitions it lets
+        lapse would stay without an owner until its broker came back.
         """
         with self._lock:
             self.rounds += 1
+            if not self.broker_ok():
+                logger.warning("broker unreachable: not renewing %d partition leases", len(self.held))
+                if time.monotonic() > self._valid_until:
+                    self._lose(set(self.held))
+                return
             got: dict[int, int] = {}
             try:
                 with deadline(max(self.lease_s / 3, self._valid_until - time.monotonic())):
@@ -182,12 +191,6 @@ class LeaseKeeper:
     def _rebalance(self) -> dict[int, int]:
         """Renew, release beyond the fair share; return the partitions taken (``partition -> epoch``)."""
         started = time.monotonic()
-        if not self.broker_ok():
-            # Let the leases lapse: an engine that cannot reach the broker cannot serve them.
-            logger.warning("broker unreachable: not renewing %d partition leases", len(self.held))
-            if time.monotonic() > self._valid_until:
-                self._lose(set(self.held))
-            return {}
         still = self.store.renew(self.engine_id, dict(self.held), lease_s=self.lease_s)
         self._lose(set(self.held) - set(still))
         self._valid_until = started + self.lease_s * 0.9

@@ -8,6 +8,7 @@ from __future__ import annotations
 import concurrent.futures
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -123,3 +124,13 @@ def test_threads_waiting_on_a_silent_database_give_up_together_not_one_after_ano
     assert max(took) < SILENCE_S * 2 + 1, took
     proxy.heal()
     store.ping()
+
+
+def test_the_readme_example_runs(services, capsys):
+    """README, "When the network lies": the FaultProxy example, as written."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("```python\nfrom flow.errors import StoreUnavailable\n")
+    example = readme[start:].split("\n", 1)[1].split("```", 1)[0]
+    with new_database() as url:
+        exec(compile(example, "README.md", "exec"), {"database_url": url})  # noqa: S102 - the README's own example
+    assert "the database sent nothing for 2 s" in capsys.readouterr().out

@@ -35,6 +35,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
 
 #: Bytes read at once from either side.
 _CHUNK = 65_536
@@ -173,6 +174,13 @@ class FaultProxy:
         self.port: int = self._listener.getsockname()[1]
         self._stopped = False
         self._acceptor = threading.Thread(target=self._accept, name=f"proxy-{self.port}", daemon=True)
+
+    @classmethod
+    def in_front_of(cls, url: str) -> FaultProxy:
+        """A proxy (not started) to the host and port of a PostgreSQL or AMQP ``url``."""
+        where = urlsplit(url)
+        default_port = 5672 if where.scheme.startswith("amqp") else 5432
+        return cls(where.hostname or "127.0.0.1", where.port or default_port)
 
     def __repr__(self) -> str:
         return f"<FaultProxy :{self.port} -> {self.upstream[0]}:{self.upstream[1]} {self.faults}>"

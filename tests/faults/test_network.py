@@ -17,7 +17,6 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -36,8 +35,7 @@ LEASE_S = 3.0
 
 @pytest.fixture
 def pg_proxy() -> Iterator[FaultProxy]:
-    where = urlsplit(PG_DSN)
-    with FaultProxy(where.hostname or "127.0.0.1", where.port or 5432) as proxy:
+    with FaultProxy.in_front_of(PG_DSN) as proxy:
         yield proxy
 
 

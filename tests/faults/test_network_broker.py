@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -33,8 +32,7 @@ LEASE_S = 3.0
 
 @pytest.fixture
 def amqp_proxy() -> Iterator[FaultProxy]:
-    where = urlsplit(AMQP_URL)
-    with FaultProxy(where.hostname or "127.0.0.1", where.port or 5672) as proxy:
+    with FaultProxy.in_front_of(AMQP_URL) as proxy:
         yield proxy
 
 

@@ -9,7 +9,6 @@ import concurrent.futures
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -27,8 +26,7 @@ SILENCE_S = 1.5
 @pytest.fixture
 def linked(services) -> Iterator[tuple[Store, FaultProxy, str]]:
     with new_database() as url:
-        where = urlsplit(url)
-        with FaultProxy(where.hostname or "127.0.0.1", where.port or 5432) as proxy:
+        with FaultProxy.in_front_of(url) as proxy:
             store = Store(open_database(proxy.url_for(url), pool_size=4, silence_s=SILENCE_S))
             bind(store.database)
             store.migrate(partitions=4)

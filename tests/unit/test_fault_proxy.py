@@ -94,29 +94,28 @@ def test_bandwidth_limit_slows_a_large_transfer(proxy):
         assert time.monotonic() - started >= 0.45
 
 
+def silent_until_healed(proxy: FaultProxy, sock: socket.socket, payload: bytes) -> None:
+    """``payload`` sent on ``sock`` is taken (no error, no RST) and answered only after the heal."""
+    sock.sendall(payload)
+    sock.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        sock.recv(10)
+    proxy.heal()
+    sock.settimeout(10)
+    assert sock.recv(10) == payload
+
+
 def test_black_hole_holds_bytes_without_a_reset_and_the_heal_lets_them_through(proxy):
     with connect(proxy) as sock:
         assert round_trip(sock, b"before") == b"before"
         proxy.black_hole()
-        sock.sendall(b"held")  # the proxy's kernel takes it: no error, no RST
-        sock.settimeout(0.3)
-        with pytest.raises(TimeoutError):
-            sock.recv(10)
-        proxy.heal()
-        sock.settimeout(10)
-        assert sock.recv(10) == b"held"
+        silent_until_healed(proxy, sock, b"held")
 
 
 def test_a_new_connection_in_a_black_hole_is_accepted_and_carries_nothing(proxy):
     proxy.black_hole()
     with connect(proxy) as sock:
-        sock.sendall(b"hello")
-        sock.settimeout(0.3)
-        with pytest.raises(TimeoutError):
-            sock.recv(10)
-        proxy.heal()
-        sock.settimeout(10)
-        assert sock.recv(10) == b"hello"
+        silent_until_healed(proxy, sock, b"hello")
 
 
 def test_reset_cuts_every_open_connection_with_an_rst(proxy):
@@ -153,13 +152,14 @@ def test_partition_refuses_new_connections_and_black_holes_open_ones(proxy):
                 refused.sendall(b"hello")
                 if not refused.recv(10):
                     raise ConnectionResetError("closed")
-        open_one.sendall(b"held")
-        open_one.settimeout(0.3)
-        with pytest.raises(TimeoutError):
-            open_one.recv(10)
-        proxy.heal()
-        open_one.settimeout(10)
-        assert open_one.recv(10) == b"held"
+        silent_until_healed(proxy, open_one, b"held")
+
+
+def test_in_front_of_a_url_forwards_to_its_host_and_port():
+    with FaultProxy.in_front_of("postgresql://postgres@127.0.0.1/flow") as proxy:
+        assert proxy.upstream == ("127.0.0.1", 5432)
+    with FaultProxy.in_front_of("amqp://guest:guest@localhost:5673/") as proxy:
+        assert proxy.upstream == ("localhost", 5673)
 
 
 def test_url_for_points_a_url_at_the_proxy(proxy):

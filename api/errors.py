@@ -19,6 +19,7 @@ from flow.errors import (
     DefinitionError,
     DefinitionInUse,
     DefinitionNotFound,
+    EventNotFound,
     FilterTooCostly,
     FlowError,
     IdempotencyConflict,
@@ -26,10 +27,12 @@ from flow.errors import (
     InvalidInput,
     InvalidJson,
     PauseRefused,
+    RerunRefused,
     ResumeRefused,
     RetryRefused,
     StoreUnavailable,
     UnknownCallbackToken,
+    VersionIncompatible,
     WorkflowConflict,
     WorkflowEnded,
     WorkflowInProgress,
@@ -82,6 +85,10 @@ def _workflow_not_found(req: falcon.Request, resp: falcon.Response, ex: Workflow
     raise falcon.HTTPNotFound(title="Workflow not found", description=printable(str(ex)))
 
 
+def _event_not_found(req: falcon.Request, resp: falcon.Response, ex: EventNotFound, params: Params) -> None:
+    raise falcon.HTTPNotFound(title="Event not found", description=printable(str(ex)))
+
+
 def _unknown_callback_token(
     req: falcon.Request, resp: falcon.Response, ex: UnknownCallbackToken, params: Params
 ) -> None:
@@ -128,6 +135,7 @@ CONFLICT_TITLES: dict[type[WorkflowConflict], str] = {
     PauseRefused: "Workflow cannot be paused",
     ResumeRefused: "Workflow cannot be resumed",
     RetryRefused: "Workflow cannot be retried",
+    RerunRefused: "Workflow cannot be rerun",
 }
 
 
@@ -138,6 +146,23 @@ def _workflow_conflict(req: falcon.Request, resp: falcon.Response, ex: WorkflowC
 
 def _definition_in_use(req: falcon.Request, resp: falcon.Response, ex: DefinitionInUse, params: Params) -> None:
     raise falcon.HTTPConflict(title="Definition version in use", description=printable(str(ex)))
+
+
+class Incompatible(falcon.HTTPError):
+    """409 whose body also holds the replay report: each workflow's verdict."""
+
+    def __init__(self, ex: VersionIncompatible) -> None:
+        super().__init__(falcon.HTTP_409, title="Definition version incompatible", description=printable(str(ex)))
+        self.report = ex.report
+
+    def to_dict(self, obj_type: type[MutableMapping[str, Any]] = dict) -> MutableMapping[str, Any]:
+        body: MutableMapping[str, Any] = super().to_dict(obj_type)
+        body["workflows"] = self.report
+        return body
+
+
+def _version_incompatible(req: falcon.Request, resp: falcon.Response, ex: VersionIncompatible, params: Params) -> None:
+    raise Incompatible(ex)
 
 
 def _store_unavailable(req: falcon.Request, resp: falcon.Response, ex: StoreUnavailable, params: Params) -> None:
@@ -167,6 +192,7 @@ def _flow_error(req: falcon.Request, resp: falcon.Response, ex: FlowError, param
 #: The HTTP answer to each :class:`FlowError`, most specific first.
 HANDLERS: dict[type[FlowError], Callable[..., None]] = {
     WorkflowNotFound: _workflow_not_found,
+    EventNotFound: _event_not_found,
     UnknownCallbackToken: _unknown_callback_token,
     CallbackTokenSpent: _callback_token_spent,
     IdempotencyConflict: _idempotency_conflict,
@@ -174,6 +200,7 @@ HANDLERS: dict[type[FlowError], Callable[..., None]] = {
     WorkflowInProgress: _workflow_in_progress,
     WorkflowConflict: _workflow_conflict,
     DefinitionInUse: _definition_in_use,
+    VersionIncompatible: _version_incompatible,
     DefinitionNotFound: _definition_not_found,
     InvalidJson: _invalid_json,
     InvalidInput: _invalid_input,

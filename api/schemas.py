@@ -271,6 +271,54 @@ COMPONENTS: dict[str, Any] = {
         },
     },
     "SchedulePage": _page("Schedule", "cursor"),
+    "TriggerEvent": {
+        "type": "object",
+        "required": ["id", "type", "data", "received_at", "workflows", "matched", "missed"],
+        "properties": {
+            "id": {"type": "string"},
+            "type": {"type": "string"},
+            "data": {"type": "object"},
+            "received_at": _TIMESTAMP,
+            "duplicate": {"type": "boolean", "description": "Only in POST's answer: the id was sent before."},
+            "workflows": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "The ids of the workflows it started or will start.",
+            },
+            "matched": {
+                "type": "array",
+                "description": "Each trigger it matched: its workflow, and `state`: waiting (its window "
+                "is open until `closes_at`), owed, started (with the workflow's `status`) or failed (`error`).",
+                "items": {
+                    "type": "object",
+                    "required": ["definition", "trigger", "mode", "key", "workflow_id", "state"],
+                    "properties": {
+                        "definition": {"type": "string"},
+                        "trigger": {"type": "integer", "description": "Its index in the definition's triggers."},
+                        "mode": {"enum": ["immediate", "debounce", "batch"]},
+                        "key": {"type": "string"},
+                        "workflow_id": {"type": "string"},
+                        "closes_at": _OPTIONAL_TIMESTAMP,
+                        "state": {"enum": ["waiting", "owed", "started", "failed"]},
+                        "status": {"type": "string"},
+                        "error": {"type": ["string", "null"]},
+                    },
+                },
+            },
+            "missed": {
+                "type": "array",
+                "description": "Each trigger of its type that it did not match, and why.",
+                "items": _record(
+                    definition={"type": "string"},
+                    trigger={"type": "integer"},
+                    mode={"enum": ["immediate", "debounce", "batch"]},
+                    reason={"type": "string"},
+                ),
+            },
+            "reason": {"type": "string", "description": "When it started nothing: why."},
+        },
+    },
+    "TriggerEventPage": _page("TriggerEvent", "cursor"),
     "Limit": {
         "type": "object",
         "required": ["name", "limit", "set_at_run_time", "held", "waiting", "keys", "kind", "per_s", "burst"],

@@ -14,6 +14,7 @@ Nothing else decides that.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 
 class FlowError(Exception):
@@ -180,6 +181,22 @@ class RetryRefused(WorkflowConflict):
     retry), or a child workflow, which only its parent's retry runs again."""
 
 
+class RerunRefused(WorkflowConflict):
+    """Raised when rerunning a workflow that has not ended (nothing to rerun yet), or a
+    child workflow, which its parent's rerun runs again."""
+
+
+class VersionIncompatible(FlowError):
+    """Raised when a definition version would not take over the history of running
+    workflows (``PUT /definitions/{name}?check=running``), or of the workflow a rerun
+    moves to it (:mod:`flow.core.replay`). ``report`` holds each workflow's verdict
+    (``workflow_id``, ``compatible``, ``divergences``); the API answers 409 with it."""
+
+    def __init__(self, message: str, report: list[dict[str, Any]]) -> None:
+        self.report = report
+        super().__init__(message)
+
+
 class ConcurrentUpdate(FlowError):
     """Raised when another engine committed a transition for the same workflow first.
 
@@ -269,6 +286,15 @@ class ScheduleNotFound(FlowError):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(f"no schedule named {name!r}")
+
+
+class EventNotFound(FlowError):
+    """Raised when an event id matches no event remembered (never received, or received
+    longer ago than ``FLOW_EVENT_DEDUP_S``)."""
+
+    def __init__(self, event_id: str) -> None:
+        self.event_id = event_id
+        super().__init__(f"no event with id {event_id!r} (events are remembered for FLOW_EVENT_DEDUP_S)")
 
 
 class StoreUnavailable(FlowError):

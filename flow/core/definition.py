@@ -19,7 +19,7 @@ from typing import Any, cast
 
 import jsonschema
 
-from flow.core import graph, kinds, limits, strict_json, workflow_limit
+from flow.core import event_triggers, graph, kinds, limits, strict_json, workflow_limit
 from flow.core.graph import NAME_PATTERN as NAME_PATTERN  # re-exported: the API checks names with it
 from flow.core.graph import is_definition_name as is_definition_name
 from flow.core.kinds.base import PathOf
@@ -81,6 +81,8 @@ SCHEMA: dict[str, Any] = {
         "config": {"$ref": "#/$defs/config"},
         # At most this many workflows (per key value) run at once (flow.core.workflow_limit).
         "concurrency": workflow_limit.SCHEMA,
+        # The events that start it (flow.core.event_triggers).
+        "triggers": event_triggers.SCHEMA,
         "activities": {
             "type": "array",
             "minItems": 1,
@@ -170,6 +172,8 @@ class Definition:
     body: Mapping[str, Any]
     #: Its workflow concurrency limit (:mod:`flow.core.workflow_limit`); None: none.
     limit: limits.StepLimit | None = None
+    #: The events that start it (:mod:`flow.core.event_triggers`).
+    triggers: tuple[event_triggers.EventTrigger, ...] = ()
 
     @property
     def digest(self) -> str:
@@ -267,6 +271,7 @@ def parse(body: Any, *, known_activities: Collection[str], source: str = "<defin
         activities=specs,
         body=body,
         limit=workflow_limit.from_body(body),
+        triggers=event_triggers.from_body(body),
     )
 
 
@@ -290,6 +295,7 @@ def _problems(body: Any, known_activities: Collection[str]) -> list[tuple[str, s
     ids = graph.default_ids(entries, names)
     problems.extend(graph.problems(entries, ids, lambda index, *keys: json_path(["activities", index, *keys])))
     problems.extend(workflow_limit.problems(body))
+    problems.extend(event_triggers.problems(body))
     for index, entry in enumerate(entries):
         if "queue" in entry and not is_pool_name(entry["queue"]):  # the schema's "$" let a final newline by
             problems.append((json_path(["activities", index, "queue"]), _pool_problem(entry["queue"])))

@@ -179,7 +179,13 @@ def call(client, doc):
     client.simulate_put("/definitions/WaitOnly", json={"name": "WaitOnly", "activities": [{"wait_for": "go"}]})
     waiting = client.simulate_post("/workflows", json={"name": "WaitOnly"}).json
     token = waiting["activities"][0]["callback_token"]
-    values = {"workflow_id": workflow_id, "name": "DummyWorkflow", "version": "1", "token": token}
+    values = {
+        "workflow_id": workflow_id,
+        "name": "DummyWorkflow",
+        "version": "1",
+        "token": token,
+        "event_id": "evt-123",
+    }
 
     def call_operation(method: str, path: str, body: Any = None) -> int:
         url = FIELD.sub(lambda field: values[field[1]], path)

@@ -209,6 +209,15 @@ def test_retry_a_failed_workflow(page):
     assert workflow_id
 
 
+def test_rerun_a_failed_workflow_from_a_step(page):
+    start_from_the_page(page, "FailingWorkflow")
+    page.locator("p .status", has_text="Failed").wait_for()
+    page.get_by_role("button", name="Rerun from here").nth(1).click()  # the step that failed
+    page.locator("td", has_text="rerun-workflow").wait_for()
+    page.locator("td", has_text="rerun-requested").wait_for()
+    shot(page, "workflow-rerun")
+
+
 def test_filter_the_list_and_see_the_definitions(page):
     page.get_by_label("Status").select_option("Failed")
     page.get_by_role("button", name="Apply").click()
@@ -277,7 +286,17 @@ def test_the_pages_pass_an_accessibility_check(page):
 
 
 @pytest.mark.parametrize(
-    "route", ["#/workflows", "#/workflows/{id}", "#/definitions", "#/start", "#/schedules", "#/limits", "#/limits/axe"]
+    "route",
+    [
+        "#/workflows",
+        "#/workflows/{id}",
+        "#/definitions",
+        "#/start",
+        "#/schedules",
+        "#/events",
+        "#/limits",
+        "#/limits/axe",
+    ],
 )
 def test_axe_finds_no_serious_accessibility_violation(page, server, route):
     from axe_playwright_python.sync_playwright import Axe
@@ -422,6 +441,26 @@ def test_schedules_show_their_next_run_and_recent_runs(page, server):
         page.get_by_role("heading", name="BrokenOptionalWorkflow", exact=False).wait_for()
     finally:
         requests.delete(f"{server}/schedules/ui-ticker", headers=headers, timeout=5)
+
+
+def test_the_events_page_lists_recent_events_with_what_they_started(page, server):
+    headers = {"Authorization": "Bearer ui-secret"}
+    body = {"name": "UiOnEvent", "triggers": [{"event": "ui.clicked"}], "activities": [{"name": "NoopActivity"}]}
+    assert requests.put(f"{server}/definitions/UiOnEvent", json=body, headers=headers, timeout=5).status_code in (
+        200,
+        201,
+    )
+    for event in ({"type": "ui.clicked", "id": "ui-evt-1"}, {"type": "ui.ignored", "id": "ui-evt-2"}):
+        assert requests.post(f"{server}/events", json=event, headers=headers, timeout=5).status_code == 202
+    page.get_by_role("link", name="Events").click()
+    page.get_by_role("heading", name="Events").wait_for()
+    started = page.locator("tr", has=page.get_by_role("rowheader", name="ui-evt-1"))
+    expect(started.locator("ul.runs .status", has_text="Finished")).to_be_visible(timeout=30_000)
+    ignored = page.locator("tr", has=page.get_by_role("rowheader", name="ui-evt-2"))
+    expect(ignored).to_contain_text("no registered definition has a trigger")
+    started.locator("ul.runs a").first.click()
+    page.wait_for_url("**/#/workflows/*")
+    page.get_by_role("heading", name="UiOnEvent", exact=False).wait_for()
 
 
 def test_a_child_workflow_is_drawn_apart_and_links_to_its_page(page, server):

@@ -56,6 +56,7 @@ class BaseActivity:
         item: Any = None,
         index: int | None = None,
         last_heartbeat: Any = None,
+        compensating: Mapping[str, Any] | None = None,
     ) -> None:
         #: Id of the workflow instance this attempt belongs to.
         self.workflow_id = workflow_id
@@ -77,6 +78,9 @@ class BaseActivity:
         #: What the last heartbeat of an earlier attempt said (``heartbeat(details)``):
         #: where a long job that failed got to, so this attempt can resume from there.
         self.last_heartbeat: Any = last_heartbeat
+        #: An undo (``compensate`` in the definition): the activity it undoes, with that
+        #: activity's ``input``, ``config`` and ``output``; None for any other activity.
+        self.compensating: Mapping[str, Any] | None = dict(compensating) if compensating is not None else None
         # Set by the worker running the attempt (flow.worker.execution); a test may set them.
         self._beat: Callable[[Any], None] | None = None
         self._cancel = threading.Event()
@@ -103,6 +107,7 @@ class BaseActivity:
             item=request.item,
             index=request.index,
             last_heartbeat=request.last_heartbeat,
+            compensating=request.compensating,
         )
 
     def heartbeat(self, details: Any = None) -> None:

@@ -19,7 +19,7 @@ from typing import Any, cast
 
 import jsonschema
 
-from flow.core import event_triggers, graph, kinds, limits, strict_json, workflow_limit
+from flow.core import event_triggers, graph, kinds, limits, saga, strict_json, workflow_limit
 from flow.core.graph import NAME_PATTERN as NAME_PATTERN  # re-exported: the API checks names with it
 from flow.core.graph import is_definition_name as is_definition_name
 from flow.core.kinds.base import PathOf
@@ -66,7 +66,11 @@ _TIMEOUTS_SCHEMA: dict[str, Any] = {
 
 _CONFIG_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {"retry": {"$ref": "#/$defs/retry"}, "timeouts": {"$ref": "#/$defs/timeouts"}},
+    "properties": {
+        "retry": {"$ref": "#/$defs/retry"},
+        "timeouts": {"$ref": "#/$defs/timeouts"},
+        **saga.CONFIG_PROPERTIES,  # compensation and the failure handler (flow.core.saga)
+    },
 }
 
 #: JSON Schema of a workflow definition: what :func:`parse` enforces and the API documents.
@@ -295,6 +299,7 @@ def _problems(body: Any, known_activities: Collection[str]) -> list[tuple[str, s
     ids = graph.default_ids(entries, names)
     problems.extend(graph.problems(entries, ids, lambda index, *keys: json_path(["activities", index, *keys])))
     problems.extend(workflow_limit.problems(body))
+    problems.extend(saga.problems(body, known_activities, lambda *keys: json_path(list(keys))))
     problems.extend(event_triggers.problems(body))
     for index, entry in enumerate(entries):
         if "queue" in entry and not is_pool_name(entry["queue"]):  # the schema's "$" let a final newline by

@@ -21,7 +21,7 @@ from typing import Any
 import peewee
 
 from flow.core.schedules import Overlap, RunTrigger, ScheduleSpec, TickPlan, next_tick
-from flow.core.vocabulary import WorkflowStatus
+from flow.core.vocabulary import UNENDED
 from flow.persistence.database import unit_of_work, write
 from flow.persistence.models import JSONText, WorkflowRecord, _Model
 
@@ -296,7 +296,7 @@ class ScheduleTable:
         with unit_of_work(self.database):
             running: bool = (
                 WorkflowRecord.select()
-                .where((WorkflowRecord.id == workflow_id) & (WorkflowRecord.status == WorkflowStatus.IN_PROGRESS.value))
+                .where((WorkflowRecord.id == workflow_id) & (WorkflowRecord.status.in_(UNENDED)))
                 .exists()
             )
             return running

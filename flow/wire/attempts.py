@@ -38,7 +38,7 @@ class AttemptRequest(Message):
 
     ACTOR: ClassVar[str] = RUN_ACTIVITY
     OMITTED_WHEN_NONE: ClassVar[frozenset[str]] = frozenset(
-        {"traceparent", "item", "index", "heartbeat_s", "last_heartbeat"}
+        {"traceparent", "item", "index", "heartbeat_s", "last_heartbeat", "compensating"}
     )
 
     #: The activity's index in the definition (an item of a map: after the definition's).
@@ -70,6 +70,9 @@ class AttemptRequest(Message):
     heartbeat_s: float | None = None
     #: What the activity's last heartbeat said, in an earlier attempt (``self.last_heartbeat``).
     last_heartbeat: Any = None
+    #: An undo (:mod:`flow.core.saga`): the activity it undoes, with that activity's
+    #: ``input``, ``config`` and ``output`` (``self.compensating``); absent otherwise.
+    compensating: JsonObject | None = None
 
     @classmethod
     def of(
@@ -89,7 +92,7 @@ class AttemptRequest(Message):
             attempt=attempt,
             activity=activity.name,
             config=dict(activity.config),
-            input_data=dict(state.input_data) if whole else {},
+            input_data=dict(activity.spec.input_of(state)) if whole else {},
             outputs=(outputs or Outputs(state)).for_activity(position) if whole else {},
             start_to_close_s=activity.timeouts.start_to_close_s,
             reply_to=reply_to,
@@ -98,6 +101,7 @@ class AttemptRequest(Message):
             index=item.index if item else None,
             heartbeat_s=activity.timeouts.heartbeat_s,
             last_heartbeat=activity.heartbeat,
+            compensating=activity.spec.compensating(state),
         )
 
     def started(self, at: datetime) -> AttemptStarted:

@@ -44,6 +44,7 @@ def test_every_example_is_valid_and_there_is_one_per_topic():
         "independent_and_optional",
         "map",
         "retry_policy",
+        "saga",
         "sleeps",
         "sub_workflow",
         "sub_workflow_child",

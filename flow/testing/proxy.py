@@ -167,6 +167,8 @@ class FaultProxy:
         self.upstream = (upstream_host, upstream_port)
         self.faults = Faults()
         self.connections = 0
+        #: Connections reset because they sent :meth:`reset_on`'s marker.
+        self.marker_resets = 0
         self._changed = threading.Condition()
         self._links: set[_Link] = set()
         self._trip: tuple[bytes, bool] | None = None
@@ -245,6 +247,7 @@ class FaultProxy:
             if trip is None or trip[0] not in chunk:
                 return None
             self._trip = None
+            self.marker_resets += 1
             return trip[1]
 
     def wait_while_black_hole(self, link: _Link) -> Faults:

@@ -129,6 +129,10 @@ def test_an_engine_whose_database_link_is_black_holed_gives_up_its_partitions_be
     started = fault_cluster.start_batch(BATCH, copies=8)
     wait_for(lambda: "acquired partition" in fault_cluster.procs.log("engine-1"), what="engine-1 to hold partitions")
     silent_id = next(e for e in fault_cluster.engines() if _is_process_of(fault_cluster, "engine-1", e))
+    # First a commit cut off mid-transaction: the connection reset before its COMMIT reaches
+    # the server (which rolls it back); the engine hands its deliveries back and goes on.
+    pg_proxy.reset_on(b"COMMIT")
+    wait_for(lambda: pg_proxy.marker_resets == 1, what="engine-1 to commit through the proxy")
     cut_at_wall = datetime.now()
     pg_proxy.black_hole()
     cut_at = time.monotonic()
@@ -160,10 +164,11 @@ def test_an_engine_whose_database_link_is_black_holed_gives_up_its_partitions_be
     rejoined_s = time.monotonic() - healed
     figures = verify(fault_cluster, started)
     report(
-        f"an engine's database link black-holed (it let go in {noticed_s:.1f} s, taken over in {taken_over_s:.1f} s, "
+        f"an engine's database link reset before a COMMIT, then black-holed (it let go in {noticed_s:.1f} s, "
+        f"taken over in {taken_over_s:.1f} s, "
         f"back to 8/8 {rejoined_s:.1f} s after the heal; {fault_cluster.refused_commits()} commits refused)",
         figures,
-        1,
+        2,
         t0,
     )
 

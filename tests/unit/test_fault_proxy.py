@@ -141,6 +141,7 @@ def test_reset_on_a_marker_cuts_the_connection_that_sends_it(proxy):
             sock.recv(10)
     with connect(proxy) as sock:  # once only
         assert round_trip(sock, b"COMMIT") == b"COMMIT"
+    assert proxy.marker_resets == 1
 
 
 def test_partition_refuses_new_connections_and_black_holes_open_ones(proxy):

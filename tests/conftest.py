@@ -31,10 +31,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     - ``exclusive``: marked so by the test itself (tests/faults/test_service_restarts.py):
       it restarts PostgreSQL or RabbitMQ, or changes the broker's settings, which every
-      test beside it shares; or (tests/faults/test_network*.py) what it checks are times
-      that four test workers beside it on two cores would stretch: run alone, after the
-      rest (project_tests.sh's phase 2); also ``services``. The other fault tests kill
-      only their own cluster's processes and run in the parallel phase;
+      test beside it shares: run alone, after the rest (project_tests.sh's phase 2); also
+      ``services``. The other fault tests kill only their own cluster's processes and run
+      in the parallel phase;
     - ``services``: uses the ``services`` fixture (real PostgreSQL and RabbitMQ);
     - ``fast``: tests/unit without services, but for the few marked ``slow`` (stress tests
       that spend seconds of CPU on purpose): ``pytest -m fast`` (``./project_tests.sh --fast``).

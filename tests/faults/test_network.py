@@ -3,10 +3,8 @@
 partition: new connections refused too), under load, and heals. The API answers 503
 with ``Retry-After`` within its bound instead of hanging; an engine gives its partitions
 up before their leases end and another takes them over; afterwards every workflow has
-reached its expected end, nothing twice. The proxy restarts no service, but what these
-check are times (a silent link noticed within seconds, an engine letting go before the
-other takes over), so they are ``exclusive``: measured alone in phase 2, not beside four
-other test workers on two cores."""
+reached its expected end, nothing twice. The proxy restarts no service, so these run
+beside the others (not ``exclusive``)."""
 
 from __future__ import annotations
 
@@ -26,7 +24,7 @@ from flow.testing import PG_DSN, Cluster
 from flow.testing.proxy import FaultProxy
 from tests.faults.conftest import BATCH, report, verify, wait_for
 
-pytestmark = [pytest.mark.services, pytest.mark.faults, pytest.mark.exclusive]
+pytestmark = [pytest.mark.services, pytest.mark.faults]
 
 #: The silent component's FLOW_DATABASE_TIMEOUT_S (FLOW_QUERY_TIMEOUT_S must be shorter).
 SILENCE_S = 2.0

@@ -10,8 +10,7 @@ partitions over once their leases run out; what it committed but could not get
 confirmed stays in its outbox and is sent again. Nothing is acknowledged before it is
 committed, so afterwards every workflow has reached its expected end, nothing twice.
 Memory and disk alarms (RabbitMQ blocking publishers) are not here: they change the
-broker every other test shares. ``exclusive`` like tests/faults/test_network.py: its
-bounds are times, measured alone."""
+broker every other test shares."""
 
 from __future__ import annotations
 
@@ -25,7 +24,7 @@ from flow.testing import AMQP_URL, Cluster, child_pids, queue_consumers
 from flow.testing.proxy import FaultProxy
 from tests.faults.conftest import BATCH, report, verify, wait_for
 
-pytestmark = [pytest.mark.services, pytest.mark.faults, pytest.mark.exclusive]
+pytestmark = [pytest.mark.services, pytest.mark.faults]
 
 HEARTBEAT_S = 2
 LEASE_S = 3.0

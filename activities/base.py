@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self
 
+from flow.core.attributes import Typed, typed_value
 from flow.core.vocabulary import Outcome
 
 if TYPE_CHECKING:
@@ -88,6 +90,8 @@ class BaseActivity:
         self.output: Any = None
         #: Why this attempt failed, when it returns a failure; shown by the API and CLI.
         self.error: str | None = None
+        #: What :meth:`set_attribute` set, typed; sent with the result.
+        self.attributes_set: dict[str, Typed] = {}
         self.logger = logging.LoggerAdapter(
             logging.getLogger(f"activities.{type(self).__name__}"),
             {"workflow_id": workflow_id, "activity": f"{position}:{type(self).__name__}", "attempt": attempt},
@@ -123,6 +127,14 @@ class BaseActivity:
             raise ActivityCancelled(f"attempt {self.attempt} of workflow {self.workflow_id} was cancelled")
         if self._beat is not None:
             self._beat(details)
+
+    def set_attribute(self, name: str, value: str | float | bool | datetime) -> None:
+        """Set or change the workflow's search attribute ``name`` (``GET
+        /workflows?attr.<name>=...`` finds it). The value's type is the attribute's:
+        ``str``, ``int``/``float``, ``bool`` or ``datetime`` (naive means UTC). Committed
+        with this attempt's result, whatever its outcome; the last value set wins.
+        Raises :class:`~flow.errors.InvalidInput` for another name or value."""
+        self.attributes_set[name] = typed_value(name, value)
 
     @property
     def cancelled(self) -> bool:

@@ -107,3 +107,14 @@ class NotifyOps(BaseActivity):
             f"(compensation {failure.get('compensation')})",
         }
         return self.SUCCEEDED
+
+
+class SetAttributesActivity(BaseActivity):
+    """Sets the workflow's search attributes named in ``config.attributes`` (a JSON
+    object: strings, numbers, booleans) with :meth:`~BaseActivity.set_attribute`, then
+    succeeds: shows attributes that change as a workflow goes on."""
+
+    def do_activity(self) -> str:
+        for name, value in dict(self.config.get("attributes", {})).items():
+            self.set_attribute(name, value)
+        return self.SUCCEEDED

@@ -115,6 +115,7 @@ def workflow_view(
         # while its run waits for it, what it waits for.
         "limit": None if s.claim is None else {"name": s.claim.limit, "key": s.claim.key},
         "queued": s.queued and not s.status.ended,
+        "attributes": dict(row.attributes),
         "waiting_for": limits.waiting_for(s.claim)
         if limits is not None and s.claim is not None and s.queued and not s.status.ended
         else None,

@@ -117,6 +117,9 @@ async function workflowsPage(mine) {
   const p = params();
   const query = new URLSearchParams({ limit: "25" });
   for (const key of ["status", "name", "input", "cursor"]) if (p.get(key)) query.set(key, p.get(key));
+  // Search attributes: attr.<name>[.<op>]=<value>, passed on as they are (the API checks them).
+  const attrs = [...p].filter(([key]) => key.startsWith("attr."));
+  for (const [key, value] of attrs) query.append(key, value);
   const [page, definitions] = await Promise.all([api("GET", "/workflows?" + query), api("GET", "/definitions")]);
 
   const statusSelect = h("select", { id: "f-status", name: "status" },
@@ -129,6 +132,10 @@ async function workflowsPage(mine) {
   const contains = h("input", { id: "f-input", name: "input", class: "mono", placeholder: '{"order_id": 42}',
     value: p.get("input") || undefined, spellcheck: "false", "aria-describedby": "f-input-error" });
   const containsError = h("div", { id: "f-input-error", class: "error", role: "alert" });
+  const attributes = h("input", { id: "f-attr", name: "attr", class: "mono", placeholder: "customer=acme amount.gt=100",
+    value: attrs.map(([key, value]) => key.slice(5) + "=" + value).join(" ") || undefined, spellcheck: "false",
+    "aria-describedby": "f-attr-error" });
+  const attributesError = h("div", { id: "f-attr-error", class: "error", role: "alert" });
   const filters = h("form", { class: "filters", onsubmit: e => {
       e.preventDefault();
       if (search.value.trim()) return go("#/workflows/" + encodeURIComponent(search.value.trim()));
@@ -142,11 +149,20 @@ async function workflowsPage(mine) {
         if (problem) { containsError.textContent = problem; contains.setAttribute("aria-invalid", "true"); contains.focus(); return; }
         q.set("input", JSON.stringify(data));
       }
+      for (const term of attributes.value.trim().split(/\s+/).filter(Boolean)) {
+        const at = term.indexOf("=");
+        if (at < 1) {
+          attributesError.textContent = `"${term}" must be name=value or name.op=value (op: eq, ne, gt, gte, lt, lte).`;
+          attributes.setAttribute("aria-invalid", "true"); attributes.focus(); return;
+        }
+        q.append("attr." + term.slice(0, at), term.slice(at + 1));
+      }
       go("#/workflows?" + q);
     } },
     h("div", {}, h("label", { for: "f-status" }, "Status"), statusSelect),
     h("div", {}, h("label", { for: "f-name" }, "Definition"), nameSelect),
     h("div", {}, h("label", { for: "f-input" }, "Input contains (JSON)"), contains, containsError),
+    h("div", {}, h("label", { for: "f-attr" }, "Search attributes"), attributes, attributesError),
     h("div", {}, h("label", { for: "f-id" }, "Find by id"), search),
     h("button", { type: "submit" }, "Apply"));
 
@@ -308,6 +324,9 @@ async function workflowPage(id, mine) {
     h("h2", {}, "Graph"), graph(workflow.name, workflow.activities.filter(a => a.kind !== "item" && !kindOf(a).ending)),
     h("h2", {}, "Timeline"), gantt(workflow, events),
     h("h2", {}, "Activities"), activities,
+    ...(Object.keys(workflow.attributes || {}).length ? [h("h2", {}, "Search attributes"),
+      h("dl", { class: "attributes" }, ...Object.entries(workflow.attributes).flatMap(([name, value]) =>
+        [h("dt", {}, name), h("dd", { class: "mono" }, JSON.stringify(value))]))] : []),
     h("h2", {}, "Input"), h("pre", {}, JSON.stringify(workflow.input_data, null, 2)),
     h("h2", {}, "Output"), h("pre", {}, JSON.stringify(workflow.output, null, 2)),
     h("h2", {}, "History"), history);
@@ -555,6 +574,7 @@ async function route() {
     else if (path === "/schedules") await schedulesPage(mine);
     else if (path === "/events") await eventsPage(mine);
     else if (path === "/limits") await limitsPage(mine);
+    else if (path === "/batches") await batchesPage(mine);
     else if (path.startsWith("/limits/")) await limitPage(decodeURIComponent(path.slice("/limits/".length)), mine);
     else if (path === "/start") await startPage(mine);
     else render(mine, h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/workflows" }, "Back to the workflows")));

@@ -113,6 +113,8 @@ def _on_activity_completed(state: WorkflowState, event: ActivityCompleted) -> De
     activity = state.activity(event.position)
     if activity is None or activity.attempt != event.attempt or not activity.status.in_flight:
         return nothing(state, stale(fact))
+    if event.attributes:  # set with the result it came with; the shell writes them from here
+        fact = replace(fact, data={**fact.data, "attributes": dict(event.attributes)})
     history = [fact]
     answer = kind_of(activity).on_completed(state, activity, event, history)
     return _carry_on(state, answer, event.occurred_at, history)

@@ -24,6 +24,7 @@ from flow.clock import utcnow
 from flow.core.kinds.child import references
 from flow.core.vocabulary import UNENDED, WorkflowStatus
 from flow.errors import ChildrenInProgress, DefinitionInUse, DefinitionNotFound, WorkflowInProgress, WorkflowNotFound
+from flow.persistence import attributes as stored_attributes
 from flow.persistence.database import is_postgres, unit_of_work, write
 from flow.persistence.models import (
     ActivityRecord,
@@ -215,6 +216,7 @@ def _delete(database: peewee.Database, ids: list[str], partition: int) -> None:
     foreign keys' per-row cascade."""
     EventRecord.delete().where(EventRecord.workflow.in_(ids)).execute()
     SignalRecord.delete().where(SignalRecord.workflow.in_(ids)).execute()
+    stored_attributes.delete(database, ids)
     ActivityRecord.delete().where(ActivityRecord.workflow.in_(ids)).execute()
     TimerRecord.delete().where(TimerRecord.workflow.in_(ids)).execute()
     # The outbox keeps only the index its engine reads it by (partition, send_after): an

@@ -44,6 +44,8 @@ class ScheduleRecord(_Model):
     paused = peewee.BooleanField(default=False)
     #: The priority of the workflows it starts (migration 0015).
     priority = peewee.SmallIntegerField(default=3)
+    #: The search attributes of the workflows it starts (JSON; migration 0021); NULL: none.
+    attributes = JSONText(null=True)
     created_at = peewee.DateTimeField()
     updated_at = peewee.DateTimeField()
     #: Every tick up to this one is handled (started, skipped or buffered).
@@ -122,6 +124,7 @@ def _stored(row: ScheduleRecord) -> StoredSchedule:
         catch_up_s=row.catch_up_s,
         paused=row.paused,
         priority=row.priority,
+        attributes=row.attributes or {},
     )
     return StoredSchedule(
         spec=spec,
@@ -152,6 +155,7 @@ def _spec_columns(spec: ScheduleSpec) -> dict[str, Any]:
         "catch_up_s": spec.catch_up_s,
         "paused": spec.paused,
         "priority": spec.priority,
+        "attributes": dict(spec.attributes) or None,
     }
 
 

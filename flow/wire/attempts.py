@@ -5,7 +5,7 @@ exchange). Encoded and decoded as every message is (:mod:`flow.wire.messages`)."
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -126,8 +126,10 @@ class AttemptRequest(Message):
         error: str | None = None,
         started_at: datetime | None = None,
         finished_at: datetime | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> AttemptResult:
-        """The report that this attempt ended with ``outcome``."""
+        """The report that this attempt ended with ``outcome`` (``attributes``: the search
+        attributes it set, in wire form; None or empty: none)."""
         return AttemptResult(
             workflow_id=self.workflow_id,
             position=self.position,
@@ -137,6 +139,7 @@ class AttemptRequest(Message):
             error=error,
             started_at=started_at,
             finished_at=finished_at,
+            attributes=dict(attributes) if attributes else None,
         )
 
 

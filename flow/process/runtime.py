@@ -78,7 +78,10 @@ class Runtime:
         broker = broker or build_broker(settings)
         broker.add_middleware(CurrentMessage())
         store = Store.from_url(
-            settings.database_url, pool_size=settings.db_pool_size, query_timeout_s=settings.query_timeout_s
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            query_timeout_s=settings.query_timeout_s,
+            silence_s=settings.database_timeout_s,
         )
         bind(store.database)
         runtime = cls(settings, broker, store, classes, catalog)

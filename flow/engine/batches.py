@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from flow.clock import utcnow
@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 #: Seconds between passes.
 POLL_S = 0.2
+#: Seconds a batch whose turn failed waits before its next turn: a filter past its
+#: query budget is not run again five times a second.
+FAILED_TURN_PAUSE_S = 5.0
 
 
 class BatchControls(Protocol):
@@ -99,11 +102,21 @@ class BatchRunner:
                 break
             fence = self.fence_of(batch.partition)
             if fence is not None:
-                handled += self.drive(batch, fence)
+                handled += self._turn(batch, fence)
         for gone in set(self._paced) - {b.id for b in live}:
             del self._paced[gone]
         self.passes += 1
         return handled
+
+    def _turn(self, batch: StoredBatch, fence: Fence) -> int:
+        """:meth:`drive`, with its failure kept to its own batch: the batches after it
+        have their turn, and it waits :data:`FAILED_TURN_PAUSE_S` (a cancel still acts)."""
+        try:
+            return self.drive(batch, fence)
+        except Exception as e:
+            logger.warning("batch %s: a turn failed (%s: %s); trying again later", batch.id, type(e).__name__, e)
+            self._paced[batch.id] = self.clock() + timedelta(seconds=FAILED_TURN_PAUSE_S)
+            return 0
 
     def drive(self, batch: StoredBatch, fence: Fence) -> int:
         """One turn of one batch; return how many workflows it handled."""

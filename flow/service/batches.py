@@ -29,6 +29,7 @@ from flow.errors import (
     BatchEnded,
     BatchNotFound,
     FilterTooCostly,
+    IdempotencyConflict,
     InvalidInput,
     WorkflowConflict,
     WorkflowNotFound,
@@ -55,8 +56,10 @@ class BatchService:
 
     # -- requests ----------------------------------------------------------------------------
 
-    def create(self, body: Any) -> StoredBatch:
-        """Check a ``POST /batches`` body and store the batch; its engine does the rest."""
+    def create(self, body: Any, *, idempotency_key: str | None = None) -> tuple[StoredBatch, bool]:
+        """Check a ``POST /batches`` body and store the batch (its engine does the rest);
+        ``(batch, True)``. With an ``idempotency_key`` a batch holds already, that batch
+        and False when it asked the same, else :class:`IdempotencyConflict`."""
         request = parse_batch_request(body)
         if request.filter.input is not None:
             try:
@@ -64,11 +67,27 @@ class BatchService:
             except FilterTooCostly as e:  # named as the body's field, not the query parameter
                 raise InvalidInput("$.filter.input", e.message) from e
         batch_id = str(uuid.uuid4())
-        stored = self.table.create(
-            request, batch_id=batch_id, partition=self.service.partition_of(batch_id), now=utcnow()
+        stored, created = self.table.create(
+            request,
+            batch_id=batch_id,
+            partition=self.service.partition_of(batch_id),
+            now=utcnow(),
+            idempotency_key=idempotency_key,
         )
+        if not created:
+            asked = (
+                request.operation,
+                request.filter.to_json(),
+                None if request.rerun is None else dict(request.rerun),
+            )
+            earlier = (stored.operation, stored.filter.to_json(), None if stored.rerun is None else dict(stored.rerun))
+            if asked != earlier:
+                raise IdempotencyConflict(
+                    f"Idempotency-Key {idempotency_key!r} started batch {stored.id} with another request already"
+                )
+            return stored, False
         logger.info("batch %s: %s of %s", batch_id, request.operation, request.filter.to_json())
-        return stored
+        return stored, True
 
     def get(self, batch_id: str) -> StoredBatch:
         found = self.table.get(batch_id) if _is_batch_id(batch_id) else None

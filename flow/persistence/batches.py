@@ -169,6 +169,11 @@ class BatchTable:
         assert found is not None
         return found, True
 
+    def live_count(self) -> int:
+        """How many batches are running or cancelling, in every partition."""
+        with unit_of_work(self.database):
+            return int(BatchRecord.select().where(BatchRecord.status.in_(_LIVE)).count())
+
     def by_key(self, idempotency_key: str) -> StoredBatch | None:
         with unit_of_work(self.database):
             row = BatchRecord.get_or_none(BatchRecord.idempotency_key == idempotency_key)

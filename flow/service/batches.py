@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from flow.clock import utcnow
-from flow.core import rerun
+from flow.core import batches, rerun
 from flow.core.batches import BatchOperation, BatchStatus, Outcome, parse_batch_request
 from flow.core.timestamps import iso
 from flow.core.vocabulary import WorkflowStatus
@@ -31,6 +31,7 @@ from flow.errors import (
     FilterTooCostly,
     IdempotencyConflict,
     InvalidInput,
+    TooManyBatches,
     WorkflowConflict,
     WorkflowNotFound,
 )
@@ -66,6 +67,12 @@ class BatchService:
                 input_filter.check(request.filter.input)
             except FilterTooCostly as e:  # named as the body's field, not the query parameter
                 raise InvalidInput("$.filter.input", e.message) from e
+        resent = idempotency_key is not None and self.table.by_key(idempotency_key) is not None
+        if not resent and (running := self.table.live_count()) >= batches.MAX_LIVE_BATCHES:
+            raise TooManyBatches(
+                f"{running} batches are running, the most there may be at once: wait for one to finish, "
+                "or cancel one (POST /batches/{id}/cancel)"
+            )
         batch_id = str(uuid.uuid4())
         stored, created = self.table.create(
             request,

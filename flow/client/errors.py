@@ -85,6 +85,9 @@ class Unavailable(ApiError):
 
 #: Statuses that mean "not now": retried with backoff, honouring ``Retry-After``.
 RETRIED_STATUSES = frozenset({429, 502, 503, 504})
+#: Of those, the ones the API itself answers having done nothing (a proxy's 502 or 504
+#: may come after the API acted): only these repeat a request that must not run twice.
+NOTHING_DONE_STATUSES = frozenset({429, 503})
 
 _BY_STATUS: dict[int, type[ApiError]] = {
     400: InvalidRequest,

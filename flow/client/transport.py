@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from flow.client.errors import RETRIED_STATUSES, ApiError, Unreachable, error_for
+from flow.client.errors import NOTHING_DONE_STATUSES, RETRIED_STATUSES, ApiError, Unreachable, error_for
 from flow.client.retries import RetryPolicy, parse_retry_after
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class Transport:
 
         ``repeatable``: sending the request twice has the effect of sending it once, so
         it may be tried again after any failure; otherwise only after a refused
-        connection (it cannot have arrived) or an answer that says "not now". Default:
+        connection (it cannot have arrived) or a 429 or 503 (the API did nothing). Default:
         true for the methods HTTP says so of (GET, HEAD, PUT); a POST is repeatable
         when it carries its own idempotency key, and its caller says so.
         """
@@ -91,7 +91,7 @@ class Transport:
                     raise  # it may have arrived: sending it again might do it twice
                 error: ApiError = e
             except ApiError as e:
-                if e.status not in RETRIED_STATUSES:
+                if e.status not in (RETRIED_STATUSES if repeatable else NOTHING_DONE_STATUSES):
                     raise
                 error = e
             delay_s = self.retry.delay_s(tried, retry_after_s=error.retry_after_s, jitter=random.random())

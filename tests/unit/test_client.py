@@ -246,6 +246,18 @@ def test_a_read_is_sent_again_after_a_lost_reply_a_retry_is_not():
     assert len(stub.seen) == 1
 
 
+def test_a_retry_is_sent_again_after_503_but_not_after_a_proxy_s_504():
+    """A 503 comes from the API, which did nothing; a gateway's 504 may come after the
+    API retried the workflow."""
+    with Stub(Reply(503, {"title": "Database unavailable"}), Reply(202, WORKFLOW)) as stub:
+        client_of(stub).retry("wf-1", timeout_s=0)
+    assert len(stub.seen) == 2
+    with Stub(Reply(504, {"title": "Gateway Timeout"}), Reply(202, WORKFLOW)) as stub:
+        with pytest.raises(Unavailable):
+            client_of(stub).retry("wf-1", timeout_s=0)
+    assert len(stub.seen) == 1
+
+
 def test_a_refused_connection_is_tried_again_even_for_a_retry():
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -337,3 +349,11 @@ def no_env(monkeypatch) -> Iterator[None]:
 
 def test_the_default_url_is_the_cli_s(no_env):
     assert Client(token="").transport.base_url == "http://127.0.0.1:8000"
+
+
+def test_the_readme_shows_the_example_the_tests_run():
+    from tests.conftest import ROOT
+
+    example = (ROOT / "examples" / "python_client.py").read_text()
+    code = example[example.index("import sys") :]
+    assert f"```python\n{code}```" in (ROOT / "README.md").read_text()

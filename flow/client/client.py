@@ -201,13 +201,19 @@ class Client:
 
     # -- Events
 
-    def send_event(self, type: str, data: Any = None, *, id: str | None = None) -> EventSent:
+    def send_event(self, type: str, data: Mapping[str, Any] | None = None, *, id: str | None = None) -> EventSent:
         """Send an event (``POST /events``) that starts the workflows whose triggers match
-        it. ``id``: the server starts nothing new for an id it has seen; without one the
-        client makes one, so that its own retries start nothing twice."""
-        body = {"type": type, "id": id or f"client-{uuid.uuid4()}", "data": data}
+        it; ``data`` is a JSON object. ``id``: the server starts nothing new for an id it
+        has seen (``EventSent.duplicate``); without one the client makes one, so that its
+        own retries start nothing twice."""
+        body = {"type": type, "id": id or f"client-{uuid.uuid4()}", "data": dict(data or {})}
         reply = self.transport.request("POST", "/events", body=body, repeatable=True)
-        return EventSent(id=reply.get("id", body["id"]), type=reply.get("type", type), raw=reply)
+        return EventSent(
+            id=reply.get("id", body["id"]),
+            type=reply.get("type", type),
+            duplicate=bool(reply.get("duplicate")),
+            raw=reply,
+        )
 
     # -- Listing (last: the method named ``list`` shadows the builtin in the class body)
 

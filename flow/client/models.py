@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from flow.core.start_request import DEFAULT_PRIORITY
 from flow.core.vocabulary import WorkflowStatus
 
 
@@ -50,7 +51,7 @@ def _summary_fields(view: Mapping[str, Any]) -> dict[str, Any]:
         "id": view["id"],
         "name": view["name"],
         "status": WorkflowStatus(view["status"]),
-        "priority": view.get("priority", 3),
+        "priority": view.get("priority", DEFAULT_PRIORITY),
         "definition_version": view.get("definition_version"),
         "created_at": _time(view.get("created_at")),
         "finished_at": _time(view.get("finished_at")),
@@ -136,4 +137,6 @@ class EventSent:
 
     id: str
     type: str
+    #: The server had seen this id already: the resend started nothing.
+    duplicate: bool
     raw: Mapping[str, Any] = dataclasses.field(repr=False, compare=False)

@@ -283,14 +283,15 @@ def test_signal_carries_an_idempotency_key_and_its_payload():
 
 def test_send_event_posts_type_id_and_data_and_a_resend_keeps_its_id():
     busy = Reply(503, {"title": "Busy"}, {"Retry-After": "0"})
-    with Stub(busy, Reply(202, {"id": "evt-123", "type": "order.updated"})) as stub:
+    with Stub(busy, Reply(202, {"id": "evt-123", "type": "order.updated", "duplicate": True})) as stub:
         event = client_of(stub).send_event("order.updated", {"order_id": 7}, id="evt-123")
-    assert (event.id, event.type) == ("evt-123", "order.updated")
+    assert (event.id, event.type, event.duplicate) == ("evt-123", "order.updated", True)
     assert [s.path for s in stub.seen] == ["/events", "/events"]
     assert stub.seen[0].body == stub.seen[1].body == {"type": "order.updated", "id": "evt-123", "data": {"order_id": 7}}
     with Stub(Reply(202, {})) as stub:
         made = client_of(stub).send_event("file.uploaded")
-    assert made.id == stub.seen[0].body["id"] and made.id.startswith("client-")
+    assert made.id == stub.seen[0].body["id"] and made.id.startswith("client-") and not made.duplicate
+    assert stub.seen[0].body["data"] == {}  # the API reads data as an object
 
 
 def test_start_sends_search_attributes_with_times_as_iso_8601():

@@ -20,6 +20,8 @@ from api.resources.health import HealthResource
 from api.resources.limits import LimitResource, LimitsResource
 from api.resources.meta import FaviconSink, MetricsResource, OpenApiResource, RootResource
 from api.resources.pools import PoolsResource
+from api.resources.replay import DefinitionReplayResource
+from api.resources.rerun import WorkflowRerunResource
 from api.resources.schedules import (
     SchedulePauseResource,
     ScheduleResource,
@@ -77,6 +79,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_route("/definitions", DefinitionsResource(runtime))
     app.add_route("/definitions/validate", DefinitionValidationResource(runtime))
     app.add_route("/definitions/{name}", DefinitionResource(runtime))
+    app.add_route("/definitions/{name}/replay", DefinitionReplayResource(runtime))
     app.add_route(
         "/definitions/{name}/versions/{version:int(min=1, max=2147483647)}", DefinitionVersionResource(runtime)
     )
@@ -86,6 +89,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_route("/workflows/{workflow_id}/events", WorkflowEventsResource(runtime))
     app.add_route("/workflows/{workflow_id}/cancel", WorkflowCancelResource(runtime))
     app.add_route("/workflows/{workflow_id}/retry", WorkflowRetryResource(runtime))
+    app.add_route("/workflows/{workflow_id}/rerun", WorkflowRerunResource(runtime))
     app.add_route("/workflows/{workflow_id}/signals/{name}", SignalResource(runtime))
     app.add_route("/signals/{token}", CallbackResource(runtime))
     app.add_route("/workflows/{workflow_id}/pause", WorkflowPauseResource(runtime))

@@ -26,10 +26,12 @@ from flow.errors import (
     InvalidInput,
     InvalidJson,
     PauseRefused,
+    RerunRefused,
     ResumeRefused,
     RetryRefused,
     StoreUnavailable,
     UnknownCallbackToken,
+    VersionIncompatible,
     WorkflowConflict,
     WorkflowEnded,
     WorkflowInProgress,
@@ -128,6 +130,7 @@ CONFLICT_TITLES: dict[type[WorkflowConflict], str] = {
     PauseRefused: "Workflow cannot be paused",
     ResumeRefused: "Workflow cannot be resumed",
     RetryRefused: "Workflow cannot be retried",
+    RerunRefused: "Workflow cannot be rerun",
 }
 
 
@@ -138,6 +141,23 @@ def _workflow_conflict(req: falcon.Request, resp: falcon.Response, ex: WorkflowC
 
 def _definition_in_use(req: falcon.Request, resp: falcon.Response, ex: DefinitionInUse, params: Params) -> None:
     raise falcon.HTTPConflict(title="Definition version in use", description=printable(str(ex)))
+
+
+class Incompatible(falcon.HTTPError):
+    """409 whose body also holds the replay report: each workflow's verdict."""
+
+    def __init__(self, ex: VersionIncompatible) -> None:
+        super().__init__(falcon.HTTP_409, title="Definition version incompatible", description=printable(str(ex)))
+        self.report = ex.report
+
+    def to_dict(self, obj_type: type[MutableMapping[str, Any]] = dict) -> MutableMapping[str, Any]:
+        body: MutableMapping[str, Any] = super().to_dict(obj_type)
+        body["workflows"] = self.report
+        return body
+
+
+def _version_incompatible(req: falcon.Request, resp: falcon.Response, ex: VersionIncompatible, params: Params) -> None:
+    raise Incompatible(ex)
 
 
 def _store_unavailable(req: falcon.Request, resp: falcon.Response, ex: StoreUnavailable, params: Params) -> None:
@@ -174,6 +194,7 @@ HANDLERS: dict[type[FlowError], Callable[..., None]] = {
     WorkflowInProgress: _workflow_in_progress,
     WorkflowConflict: _workflow_conflict,
     DefinitionInUse: _definition_in_use,
+    VersionIncompatible: _version_incompatible,
     DefinitionNotFound: _definition_not_found,
     InvalidJson: _invalid_json,
     InvalidInput: _invalid_input,

@@ -14,6 +14,7 @@ Nothing else decides that.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 
 class FlowError(Exception):
@@ -178,6 +179,22 @@ class ResumeRefused(WorkflowConflict):
 class RetryRefused(WorkflowConflict):
     """Raised when retrying a workflow that is not Failed or Cancelled (nothing to
     retry), or a child workflow, which only its parent's retry runs again."""
+
+
+class RerunRefused(WorkflowConflict):
+    """Raised when rerunning a workflow that has not ended (nothing to rerun yet), or a
+    child workflow, which its parent's rerun runs again."""
+
+
+class VersionIncompatible(FlowError):
+    """Raised when a definition version would not take over the history of running
+    workflows (``PUT /definitions/{name}?check=running``), or of the workflow a rerun
+    moves to it (:mod:`flow.core.replay`). ``report`` holds each workflow's verdict
+    (``workflow_id``, ``compatible``, ``divergences``); the API answers 409 with it."""
+
+    def __init__(self, message: str, report: list[dict[str, Any]]) -> None:
+        self.report = report
+        super().__init__(message)
 
 
 class ConcurrentUpdate(FlowError):

@@ -6,11 +6,12 @@ import falcon
 
 from api.errors import unprocessable
 from api.media import read_json_object
-from api.operation import Link, Reply, operation
+from api.operation import Link, Param, Reply, operation
 from api.views import iso
 from flow.core.definition import NAME_PATTERN, SCHEMA, Definition, is_definition_name, parse
 from flow.errors import DefinitionNotFound
 from flow.process.runtime import Runtime
+from flow.service import replay
 
 #: The body of ``PUT /definitions/{name}``: a definition whose name may be left out
 #: (the URL's is used).
@@ -28,6 +29,12 @@ _NEW_VERSION_LINKS = {
     ),
 }
 _DEFINITION = Reply("The definition", "Definition")
+CHECK = Param(
+    "check",
+    {"type": "string", "enum": ["running"]},
+    "`running`: 409 with the replay report, and nothing registered, when a running workflow of "
+    "this name could not be moved to the new version (see POST /definitions/{name}/replay).",
+)
 #: A name that does not match cannot exist (404, or 422 when registering).
 _NAME = {"name": {"pattern": NAME_PATTERN}}
 
@@ -40,6 +47,15 @@ def _find(runtime: Runtime, name: str, version: int | None = None) -> tuple[Defi
         return runtime.service.definitions.get(name, version)
     except DefinitionNotFound as e:
         raise falcon.HTTPNotFound(title="Definition not found", description=str(e)) from e
+
+
+def named_body(runtime: Runtime, req: falcon.Request, name: str) -> dict:
+    """The request's definition body, named as the URL names it (it may leave its name out)."""
+    body = read_json_object(req, max_bytes=runtime.settings.max_body_bytes)
+    if body.get("name", name) != name:
+        raise unprocessable("$.name", f"must be {name!r}, the name in the URL")
+    body.setdefault("name", name)
+    return body
 
 
 def _definition_view(definition: Definition, version: int, **extra: object) -> dict:
@@ -107,14 +123,18 @@ class DefinitionResource:
             201: Reply("A new version; `Location` names it", "Definition", links=_NEW_VERSION_LINKS),
             200: Reply("This body was registered before", "Definition"),
         },
-        errors=(503,),
+        errors=(409, 503),
         path=_NAME,
+        query=(CHECK,),
     )
     def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes)
-        if body.get("name", name) != name:
-            raise unprocessable("$.name", f"must be {name!r}, the name in the URL")
-        body.setdefault("name", name)
+        check = req.get_param("check")
+        if check not in (None, "running"):
+            raise unprocessable("check", "must be 'running' (refuse a version running workflows could not move to)")
+        body = named_body(self.runtime, req, name)
+        if check == "running":  # before anything is registered (flow.service.replay)
+            parsed = parse(body, known_activities=self.runtime.activity_classes, source="<request>")
+            replay.refuse_incompatible(self.runtime.store, parsed)
         definition, version, created = self.runtime.service.definitions.register(body)
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
         resp.location = f"/definitions/{name}/versions/{version}"

@@ -241,6 +241,19 @@ async function workflowPage(id, mine) {
     workflow.status === "In Progress" && workflow.paused ? h("button", { class: "primary", onclick: () => act("resume") }, "Resume") : null,
     ["Failed", "Cancelled"].includes(workflow.status) ? h("button", { class: "primary", onclick: () => act("retry") }, "Retry from failure") : null);
   const signals = workflow.activities.filter(a => a.status === "Waiting" && kindOf(a).form).map(a => kindOf(a).form(workflow, a));
+  // Rerun from a step (POST /workflows/{id}/rerun): it and what depends on it run again.
+  const ended = ["Failed", "Finished", "Cancelled"].includes(workflow.status) && !workflow.parent_id;
+  const rerunFrom = async (step) => {
+    try {
+      await api("POST", `/workflows/${encodeURIComponent(id)}/rerun`, { from: step, by: "web" });
+      toast(`Rerunning from ${step}…`);
+      watchUntil = Date.now() + 10000;
+    } catch (error) { toast(error.message); }
+    route();
+  };
+  const rerunButton = a => ended && a.kind !== "item"
+    ? h("button", { class: "small rerun", title: `Run ${a.id} and every step that depends on it again`, onclick: () => rerunFrom(a.id) }, "Rerun from here")
+    : null;
 
   const items = mapItems(workflow.activities);
   const activityRow = a => h("tr", { class: kindOf(a).row || "" },
@@ -251,7 +264,7 @@ async function workflowPage(id, mine) {
       a.when ? h("span", { class: "muted mono" }, ` when ${a.when}`) : null,
       // The worker pool it runs on (a map's items are on their map's, said once on the map).
       a.queue && a.kind !== "item" ? h("span", { class: "muted pool" }, " on pool ", h("span", { class: "mono" }, a.queue)) : null,
-      a.required || kindOf(a).row ? null : h("span", { class: "muted" }, " (optional)")),
+      a.required || kindOf(a).row ? null : h("span", { class: "muted" }, " (optional)"), " ", rerunButton(a)),
     h("td", {}, statusBadge(a.status)),
     h("td", {}, kindOf(a).attempts ? kindOf(a).attempts(a) : `${a.attempt} / ${a.max_attempts}`),
     h("td", {}, a.duration_ms === null ? "" : duration(a.started_at, a.finished_at)),

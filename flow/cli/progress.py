@@ -140,6 +140,11 @@ def describe_event(event: dict[str, Any], workflow: dict[str, Any]) -> Text:
         HistoryType.WORKFLOW_FAILURE: f"workflow failed: {data.get('error', '')}",
         HistoryType.WORKFLOW_CANCELLED: "workflow cancelled" + (f": {data['reason']}" if data.get("reason") else ""),
         HistoryType.RETRY_WORKFLOW: f"workflow retried from where it stopped (run {data.get('run')})",
+        HistoryType.RERUN_REQUESTED: f"rerun from {data.get('from')} asked"
+        + (f" by {data['by']}" if data.get("by") else ""),
+        HistoryType.RERUN_WORKFLOW: f"workflow rerun from {data.get('from')} (run {data.get('run')}"
+        + (f", version {data['version']}" if data.get("version") else "")
+        + f"): {', '.join(data.get('reset') or [])} run again",
         HistoryType.SKIP_ACTIVITY: f"skipped: {data.get('reason', '')}",
         HistoryType.FAIL_ACTIVITY: f"failed before it ran: {data.get('error', '')}",
         HistoryType.PAUSE_WORKFLOW: "workflow paused: nothing new is scheduled",

@@ -1,5 +1,5 @@
 """The remote commands, against the API at ``FLOW_API_URL``: ``flow start``, ``status``,
-``list``, ``events``, ``cancel``, ``retry``, ``delete``, ``definitions``."""
+``list``, ``events``, ``cancel``, ``retry``, ``rerun``, ``delete``, ``definitions``."""
 
 from __future__ import annotations
 
@@ -240,6 +240,34 @@ def retry(workflow_id: str) -> None:
     """Run a failed or cancelled workflow again from where it stopped."""
     call_api(lambda: api_client().retry(workflow_id, timeout_s=0))  # the 202 is the answer: no wait
     out.print(f"retrying {workflow_id}")
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.option("--from", "from_step", required=True, help="The id of the step to rerun from.")
+@click.option("--version", type=click.IntRange(min=1), default=None, help="Run on this definition version.")
+@click.option("--input", "input_json", default=None, metavar="JSON|@FILE|-", help="The new run's input.")
+def rerun(workflow_id: str, from_step: str, version: int | None, input_json: str | None) -> None:
+    """Run an ended workflow again from a step: it and what depends on it run again."""
+    body: dict[str, Any] = {"from": from_step, "by": _user()}
+    if version is not None:
+        body["version"] = version
+    if input_json is not None:
+        body["input_data"] = read_input(input_json)
+    call_api(lambda: api_client().request("POST", f"/workflows/{_segment(workflow_id)}/rerun", body=body))
+    out.print(f"rerunning {workflow_id} from {from_step}")
+
+
+def _user() -> str:
+    """Who asks, for the workflow's history: ``cli:<login>`` (``cli`` when it cannot be told)."""
+    import getpass
+    import re
+
+    try:
+        login = re.sub(r"[^A-Za-z0-9_.-]", "_", getpass.getuser())[:100]
+    except (KeyError, OSError):  # no login name in this environment (a container)
+        return "cli"
+    return f"cli.{login}" if login else "cli"
 
 
 @main.command()

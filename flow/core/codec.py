@@ -74,6 +74,7 @@ _TYPES: dict[Any, _Type] = {
     Name: _Type("a string of 1 to 255 characters", _checked(lambda v: isinstance(v, str) and 0 < len(v) <= 255)),
     Count: _Type("an integer from 0 to 2**31 - 1", _checked(lambda v: type(v) is int and 0 <= v < 2**31)),
     str: _Type("a string", _checked(lambda v: isinstance(v, str))),
+    bool: _Type("true or false", _checked(lambda v: type(v) is bool)),
     float: _Type("a number of at least 0", _checked(lambda v: type(v) in (int, float) and math.isfinite(v) and v >= 0)),
     JsonObject: _Type("a JSON object", _checked(lambda v: isinstance(v, dict)), encode=dict),
     Any: _Type("any JSON value", lambda value: value),

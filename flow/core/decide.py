@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from flow.core import graph, kinds, workflow_limit
+from flow.core import graph, kinds, rerun, workflow_limit
 from flow.core.commands import Command
 from flow.core.events import (
     ActivityCompleted,
@@ -25,6 +25,7 @@ from flow.core.events import (
     CancelRequested,
     Event,
     PauseRequested,
+    RerunRequested,
     ResumeRequested,
     RetryRequested,
     SignalReceived,
@@ -33,7 +34,7 @@ from flow.core.events import (
 )
 from flow.core.kinds import Change, Turn, kind_of
 from flow.core.kinds.wait import received
-from flow.core.state import WorkflowState
+from flow.core.state import ActivityState, WorkflowState
 from flow.core.steps import Decision as Decision  # re-exported: what decide() returns
 from flow.core.steps import HistoryEntry as HistoryEntry
 from flow.core.steps import decided, nothing, stale, with_activity, workflow_timer
@@ -219,6 +220,29 @@ def _on_retry_requested(state: WorkflowState, event: RetryRequested) -> Decision
         kind_of(a).rerun(a) if a.status in _RERUN else kind_of(a).outlived(a) if a.status.in_flight else a
         for a in state.activities
     )
+    history = [fact]
+    return _run_again(state, activities, event.occurred_at, event.run or state.run + 1, history, {})
+
+
+def _on_rerun_requested(state: WorkflowState, event: RerunRequested) -> Decision:
+    asked = {"from": event.from_step, **({"by": event.by} if event.by else {})}
+    fact = HistoryEntry(HistoryType.RERUN_REQUESTED, data=asked)
+    restarted = rerun.restarted(state, event)
+    if isinstance(restarted, str):
+        return nothing(state, fact, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": restarted}))
+    state, done = restarted
+    return _run_again(state, state.activities, event.occurred_at, event.run or state.run + 1, [fact], done)
+
+
+def _run_again(
+    state: WorkflowState,
+    activities: tuple[ActivityState, ...],
+    now: datetime,
+    run: int,
+    history: list[HistoryEntry],
+    rerun_from: dict[str, Any],
+) -> Decision:
+    """A new run of an ended workflow, its steps as a retry (or a rerun) left them."""
     state = replace(
         state,
         status=WorkflowStatus.IN_PROGRESS,
@@ -227,17 +251,18 @@ def _on_retry_requested(state: WorkflowState, event: RetryRequested) -> Decision
         output=None,
         finished_at=None,
         started=True,
-        run=event.run or state.run + 1,
+        run=run,
         paused=False,
-        run_started_at=event.occurred_at,
+        run_started_at=now,
         frontier=-1,
         map_progress={},
     )
-    history = [fact, HistoryEntry(HistoryType.RETRY_WORKFLOW, data={"run": state.run})]
+    decision = HistoryType.RERUN_WORKFLOW if rerun_from else HistoryType.RETRY_WORKFLOW
+    history.append(HistoryEntry(decision, data={"run": state.run, **rerun_from}))
     if state.claim is not None:  # a new run waits for a slot again
         state, queued = workflow_limit.queue(state)
         return decided(state, workflow_timer(state), [*history, queued])
-    return _advance(state, event.occurred_at, history, workflow_timer(state), every_activity=True)
+    return _advance(state, now, history, workflow_timer(state), every_activity=True)
 
 
 # -- helpers ----------------------------------------------------------------------
@@ -359,7 +384,7 @@ def _fail(state: WorkflowState, now: datetime, error: str, history: list[History
     runs is told to stop, as a cancel tells it (children are cancelled)."""
     commands = kinds.end_of_run_timers(state) + kinds.stop_running(state)
     activities = tuple(
-        replace(a, status=ActivityStatus.SKIPPED, skip_reason="the workflow failed") if a.status in _WAITING else a
+        replace(a, status=ActivityStatus.SKIPPED, skip_reason=rerun.SKIPPED_BY_FAILURE) if a.status in _WAITING else a
         for a in state.activities
     )
     state = replace(
@@ -384,6 +409,7 @@ _HANDLERS: dict[type, Callable[[WorkflowState, Any], Decision]] = {
     TimerFired: _on_timer_fired,
     CancelRequested: _on_cancel_requested,
     RetryRequested: _on_retry_requested,
+    RerunRequested: _on_rerun_requested,
     SignalReceived: _on_signal_received,
     PauseRequested: _on_pause_or_resume,
     ResumeRequested: _on_pause_or_resume,

@@ -5,10 +5,12 @@ The shell stamps each with ``occurred_at``; the decision never reads a clock.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from flow.core.state import ActivityState
 from flow.core.vocabulary import Outcome, TimerKind
 
 
@@ -87,6 +89,26 @@ class RetryRequested:
 
 
 @dataclass(frozen=True)
+class RerunRequested:
+    """Someone asked to run an ended workflow again from the step ``from_step`` (an id):
+    that step and everything that depends on it are reset (:mod:`flow.core.rerun`)."""
+
+    occurred_at: datetime
+    from_step: str
+    #: Who asked (the API's caller, the CLI's user, a batch), for the history; None: unknown.
+    by: str | None = None
+    #: The definition version to move to, with its ``steps`` (its initial activities) and
+    #: workflow ``config``; None: the workflow's own.
+    version: int | None = None
+    steps: tuple[ActivityState, ...] | None = None
+    config: Mapping[str, Any] | None = None
+    #: The input of the new run; None: the workflow's own.
+    input_data: Mapping[str, Any] | None = None
+    #: The run this rerun starts (a parent rerunning its child); None: the next one.
+    run: int | None = None
+
+
+@dataclass(frozen=True)
 class PauseRequested:
     """Someone asked to pause the workflow: nothing new is scheduled until it resumes."""
 
@@ -123,6 +145,7 @@ Event = (
     | TimerFired
     | CancelRequested
     | RetryRequested
+    | RerunRequested
     | SignalReceived
     | PauseRequested
     | ResumeRequested
@@ -137,6 +160,7 @@ __all__ = [
     "Outcome",
     "PauseRequested",
     "ResumeRequested",
+    "RerunRequested",
     "RetryRequested",
     "SignalReceived",
     "TimerFired",

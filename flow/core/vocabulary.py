@@ -162,6 +162,8 @@ class HistoryType(StrEnum):
     #: An activity failed before it ran: its ``when`` could not be evaluated.
     FAIL_ACTIVITY = "fail-activity", Role.DECISION
     RETRY_WORKFLOW = "retry-workflow", Role.DECISION
+    #: A rerun from a step: it and what depends on it were reset (``reset``: their ids).
+    RERUN_WORKFLOW = "rerun-workflow", Role.DECISION
     #: A ``map`` activity's turn came: its items were listed (or resumed, after a retry).
     START_MAP = "start-map", Role.DECISION
     #: Every item of a ``map`` succeeded, or one failed permanently.
@@ -191,6 +193,8 @@ class HistoryType(StrEnum):
     TIMER_FIRED = "timer-fired", Role.FACT
     CANCEL_REQUESTED = "cancel-requested", Role.FACT
     RETRY_REQUESTED = "retry-requested", Role.FACT
+    #: Someone asked for a rerun (``from``: the step, ``by``: who).
+    RERUN_REQUESTED = "rerun-requested", Role.FACT
     SIGNAL_RECEIVED = "signal-received", Role.FACT
     PAUSE_REQUESTED = "pause-requested", Role.FACT
     RESUME_REQUESTED = "resume-requested", Role.FACT

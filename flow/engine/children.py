@@ -53,6 +53,7 @@ def start_message(
         version=spec.version,
         input_data=input_data,
         reply_to=reply_to,
+        fresh=True if spec.fresh else None,
     )
     return Outgoing.of(start, engine_queue, partition=partition, send_after=send_after)
 

@@ -54,9 +54,9 @@ def event_of(actor_name: Any, kwargs: Mapping[str, Any], *, now: datetime) -> tu
         raise PoisonMessage(f"{actor_name!r} is not an engine message")
     try:
         message = message_type.from_kwargs(kwargs)
+        return message.workflow_id, message.to_event(now)  # a rerun's definition is read here
     except InvalidInput as e:
         raise PoisonMessage(f"{actor_name}: {e}") from None
-    return message.workflow_id, message.to_event(now)
 
 
 class Inbound:

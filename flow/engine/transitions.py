@@ -12,6 +12,7 @@ from flow.clock import utcnow
 from flow.core.callback_tokens import CallbackTokens
 from flow.core.partitions import partition_of, partition_queue
 from flow.core.state import WorkflowState
+from flow.core.vocabulary import HistoryType
 from flow.engine.planning import Routes, plan
 from flow.engine.spans import WorkflowSpans
 from flow.observability import tracing
@@ -74,12 +75,14 @@ class Transitions:
             consumed_timers=[item.timer_id for item in items if item.timer_id],
             ended=[d.state for _, d in decided if any(entry.type.ends_workflow for entry in d.history)],
         )
+        # A rerun lays the steps out afresh: its rows are replaced, not updated.
+        rewritten = any(e.type is HistoryType.RERUN_WORKFLOW for _, d in decided for e in d.history)
         changed = (
             [b for a, b in zip(before.activities, after.activities, strict=False) if a is not b]
-            if before.activities is not after.activities
+            if before.activities is not after.activities and not rewritten
             else []
         )
-        added = list(after.activities[len(before.activities) :])  # a map's items
+        added = [] if rewritten else list(after.activities[len(before.activities) :])  # a map's items
         signals_added, signals_taken = inbox_changes(before.inbox, after.inbox)
         transition = Transition(
             workflow_id=after.id,
@@ -98,6 +101,7 @@ class Transitions:
             added=added,
             signals_added=signals_added,
             signals_taken=signals_taken,
+            rewritten=rewritten,
         )
         return transition, decided
 

@@ -40,6 +40,7 @@ from flow.persistence.models import (
     WorkflowRecord,
 )
 from flow.persistence.records import BatchResult, Transition, chunks, timer_fields, to_json
+from flow.persistence.rewrites import rewrite
 from flow.wire.outgoing import Outgoing
 
 
@@ -61,7 +62,12 @@ class GroupCommit:
         if self.postgres:
             with unit_of_work(self.database):
                 self._maybe_fail()
-                return self._commit_postgres(batch, owner)
+                if not any(t.rewritten for t in batch):
+                    return self._commit_postgres(batch, owner)
+                with self.database.atomic():  # a rerun's rows commit with it, or not at all
+                    result = self._commit_postgres(batch, owner)
+                    rewrite(self.database, [batch[i] for i in result.committed])
+                    return result
         refused: dict[int, str] = {}
         with write(self.database):
             self._maybe_fail()
@@ -89,6 +95,7 @@ class GroupCommit:
             self._insert_history(accepted)
             self._insert_outbox([(t.workflow_id, o) for t in accepted for o in t.owed])
             self._write_timers(accepted)
+            rewrite(self.database, accepted)
             self._mark_deleted(batch, refused)
         return BatchResult(committed, refused)
 

@@ -83,6 +83,9 @@ class EmbeddedFlow:
         self.engine.stop()
         self.runtime.service.close()
         self.runtime.broker.close()
+        close_all = getattr(self.runtime.store.database, "close_all", None)
+        if close_all is not None:  # a pool's idle connections (a test process starts hundreds of flows)
+            close_all()
 
     def add_definition(self, definition: Definition) -> int:
         """Register a definition (e.g. from a file outside the directory); return its version."""

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import dramatiq
 
 from flow.clock import utcnow
+from flow.core import rerun
 from flow.core.definition import Definition
 from flow.core.kinds import child as children
 from flow.core.lineage import ParentLink
@@ -55,6 +56,7 @@ class WorkflowService(Protocol):
     def partition_of(self, workflow_id: str) -> int: ...
     def send_start(self, workflow_id: str) -> None: ...
     def cancel(self, workflow_id: str, reason: str | None = None) -> None: ...
+    def rerun(self, workflow_id: str, from_step: str, **options: Any) -> None: ...
     def retry(self, workflow_id: str, *, run: int | None = None) -> None: ...
 
 
@@ -104,7 +106,10 @@ def start_child(service: WorkflowService, request: messages.StartChild) -> None:
         elif not child.started:
             service.send_start(child.id)
         return
-    if child.status is WorkflowStatus.FINISHED:
+    if request.fresh and child.status.ended:  # its parent's rerun reset the step: every step runs again
+        service.rerun(child.id, rerun.EVERY_STEP, by=f"parent {parent.id}", run=run)
+        _started(service, request)
+    elif child.status is WorkflowStatus.FINISHED:
         _report(service, request, child)  # succeeded: a parent's retry does not run it again
     elif child.status.ended:
         service.retry(child.id, run=run)

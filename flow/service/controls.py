@@ -1,4 +1,4 @@
-"""The requests a person makes about one workflow (cancel, signal, pause, resume, retry),
+"""The requests a person makes about one workflow (cancel, signal, pause, resume, retry, rerun),
 as the doors that answer them make them: read the workflow, refuse what its state does
 not allow (:mod:`flow.service.checks`, raised as a :class:`~flow.errors.WorkflowConflict`),
 then send the request to the engine (:class:`~flow.service.senders.Senders`). Each
@@ -9,22 +9,34 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from flow.core import rerun
 from flow.core.kinds import wait
 from flow.core.state import WorkflowState
-from flow.errors import IdempotencyConflict, InboxFull, WorkflowConflict
+from flow.errors import (
+    DefinitionNotFound,
+    IdempotencyConflict,
+    InboxFull,
+    InvalidInput,
+    RerunRefused,
+    VersionIncompatible,
+    WorkflowConflict,
+)
 from flow.persistence.mapping import StoredWorkflow
 from flow.persistence.store import Store
 from flow.service import checks
+from flow.service.definitions import Definitions
 from flow.service.senders import Senders, signal_id_of
 from flow.wire import messages
 
 
 class Controls:
-    """Checked cancel, signal, pause, resume and retry."""
+    """Checked cancel, signal, pause, resume, retry and rerun."""
 
-    def __init__(self, store: Store, senders: Senders) -> None:
+    def __init__(self, store: Store, senders: Senders, definitions: Definitions | None = None) -> None:
         self.store = store
         self.senders = senders
+        #: The registry a rerun with a ``version`` reads that version from.
+        self.definitions = definitions
 
     def __repr__(self) -> str:
         return f"<Controls {self.store!r}>"
@@ -77,6 +89,66 @@ class Controls:
         row = self._allowed(workflow_id, checks.retry_refusal)
         self.senders.retry(workflow_id)
         return row
+
+    def rerun(
+        self,
+        workflow_id: str,
+        from_step: str,
+        *,
+        version: int | None = None,
+        input_data: Any = None,
+        by: str | None = None,
+    ) -> StoredWorkflow:
+        """Run a Failed, Finished or Cancelled workflow again from the step ``from_step``
+        (an id): that step and every step that depends on it run again, every other step
+        keeps its outcome (:mod:`flow.core.rerun`). ``version``: on that version of its
+        definition, refused (:class:`VersionIncompatible`) when it cannot take over what the
+        rerun keeps; ``input_data``: the new run's input; ``by``: who asks, for the history.
+
+        The one door of a rerun: the API, the CLI (through the API) and batches call it."""
+        row = self.store.get(workflow_id)
+        state = row.state
+        refusal = rerun.refusal(state)
+        if refusal is not None:
+            raise RerunRefused(workflow_id, refusal)
+        position = rerun.position_of(state, from_step)
+        if position is None:
+            known = ", ".join(a.id for a in state.activities[:50])
+            raise InvalidInput("$.from", f"workflow {workflow_id} has no step {from_step!r}; its steps: {known}")
+        if input_data is not None:
+            checks.check_input(input_data, max_bytes=self.senders.settings.max_payload_bytes)
+        body, child_versions = None, None
+        if version is not None and version != state.definition_version:
+            body, child_versions = self._version(state, position, version)
+        else:
+            version = None
+        self.senders.rerun(
+            workflow_id,
+            from_step,
+            by=by,
+            version=version,
+            definition=body,
+            child_versions=child_versions,
+            input_data=input_data,
+        )
+        return row
+
+    def _version(self, state: WorkflowState, position: int, version: int) -> tuple[Any, dict[str, int]]:
+        """The body of ``version`` of the workflow's definition and its children's versions,
+        once it is known to take over what a rerun from ``position`` keeps."""
+        assert self.definitions is not None, "a rerun on another version needs the definitions"
+        try:
+            definition, _ = self.definitions.get(state.name, version)
+        except DefinitionNotFound as e:
+            raise InvalidInput("$.version", str(e)) from e
+        child_versions = self.definitions.child_versions(definition)
+        verdict = rerun.divergences(state, position, definition.initial_activities(child_versions))
+        if not verdict.compatible:
+            why = "; ".join(d.reason for d in verdict.divergences)
+            raise VersionIncompatible(
+                f"{state.name} version {version} cannot take over workflow {state.id}: {why}", [verdict.to_json()]
+            )
+        return dict(definition.body), child_versions
 
     def _allowed(self, workflow_id: str, refusal: Callable[[WorkflowState], WorkflowConflict | None]) -> StoredWorkflow:
         """The stored workflow, unless ``refusal`` refuses the request for it."""

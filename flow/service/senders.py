@@ -97,3 +97,8 @@ class Senders:
         """Ask the engine to run a failed or cancelled workflow again from where it stopped
         (``run``: as that run, for a parent retrying its child)."""
         self.send(messages.RetryWorkflow(workflow_id=workflow_id, run=run))
+
+    def rerun(self, workflow_id: str, from_step: str, **options: Any) -> None:
+        """Ask the engine to run an ended workflow again from the step ``from_step``
+        (``options``: the other fields of :class:`~flow.wire.messages.RerunWorkflow`)."""
+        self.send(messages.RerunWorkflow(workflow_id=workflow_id, from_step=from_step, **options))

@@ -7,7 +7,7 @@ none of them builds an engine. Each part has one role:
 - :class:`~flow.service.definitions.Definitions`: the registry of definitions;
 - :class:`~flow.service.senders.Senders`: the engine messages, to partition queues;
 - :class:`~flow.service.starts.Starter`: creating and starting workflows;
-- :class:`~flow.service.controls.Controls`: cancel, signal, pause, resume and retry
+- :class:`~flow.service.controls.Controls`: cancel, signal, pause, resume, retry and rerun
   as a door makes them, refused by the preconditions of :mod:`flow.service.checks`;
 - :class:`~flow.service.callbacks.CallbackDoor`: callback tokens;
 - :class:`~flow.service.forwarding.SharedQueueDoor`: the shared engine queue's messages.
@@ -57,7 +57,7 @@ class WorkflowService:
         self.definitions = Definitions(settings, store, catalog, activity_classes)
         self.senders = Senders(settings, store, broker)
         self.starter = Starter(store, self.definitions, self.senders, max_payload_bytes=limit)
-        self.controls = Controls(store, self.senders)
+        self.controls = Controls(store, self.senders, self.definitions)
         self.callbacks = CallbackDoor(settings, store, self.senders)
         self.door = SharedQueueDoor(store, self.senders, self.callbacks, max_payload_bytes=limit)
         # The calls of the starting side's callers (flow.service.children, schedules,
@@ -80,6 +80,7 @@ class WorkflowService:
         self.pause = self.senders.pause
         self.resume = self.senders.resume
         self.retry = self.senders.retry
+        self.rerun = self.senders.rerun  # unchecked: a parent's rerun of its child (flow.service.children)
         self.callback_target = self.callbacks.target
         self.callback = self.callbacks.send
         self.forward = self.door.forward

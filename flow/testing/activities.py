@@ -110,3 +110,15 @@ class BeatActivity(BaseActivity):
                 return self.TEMPORARY_FAILURE
         self.output = {"resumed_from": resumed_from, "done": done, "attempt": self.attempt}
         return self.SUCCEEDED
+
+
+class SwitchActivity(BaseActivity):
+    """Fails permanently while its config or the workflow's input says ``refuse``; else
+    succeeds with its attempt and the input (the rerun tests change one or the other)."""
+
+    def do_activity(self) -> str:
+        if self.config.get("refuse") or self.input_data.get("refuse"):
+            self.error = "refused by its switch"
+            return self.PERMANENT_FAILURE
+        self.output = {"attempt": self.attempt, "input": dict(self.input_data)}
+        return self.SUCCEEDED

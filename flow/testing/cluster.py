@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,9 +164,10 @@ class Cluster:
         """Commits refused by fencing or version, summed over every engine that ever ran."""
         return query(self.pg_url, "SELECT coalesce(sum(refused_commits), 0) FROM engines")[0][0]
 
-    def stop(self) -> None:
+    def stop(self, *, sig: int = signal.SIGTERM) -> None:
+        """Stop every process of the cluster (``sig`` first, SIGKILL after 15 s)."""
         self._supervisor.stop(5)
-        self.procs.stop_all()
+        self.procs.stop_all(sig=sig)
 
 
 @contextlib.contextmanager
@@ -179,7 +181,7 @@ def fresh_cluster(
         try:
             yield cluster
         finally:
-            cluster.stop()
+            cluster.stop(sig=signal.SIGKILL)  # the test is over: no need to wait for graceful shutdowns
 
 
 def check_settled(

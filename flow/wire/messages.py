@@ -32,17 +32,17 @@ On the wire (docs/design.md, "One workflow, message by message"):
 from __future__ import annotations
 
 import types
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Self
 
 import dramatiq
 
-from flow.core import codec, events, strict_json
+from flow.core import codec, definition, events, strict_json
 from flow.core.codec import Count, JsonObject, Name
 from flow.core.vocabulary import Outcome, TimerKind
-from flow.errors import InvalidInput
+from flow.errors import DefinitionError, InvalidInput
 
 # Explicit actor names: renaming a function must never strand queued messages.
 START_WORKFLOW = "flow.start_workflow"
@@ -52,6 +52,7 @@ RECORD_HEARTBEAT = "flow.record_heartbeat"
 TIMER_FIRED = "flow.timer_fired"
 CANCEL_WORKFLOW = "flow.cancel_workflow"
 RETRY_WORKFLOW = "flow.retry_workflow"
+RERUN_WORKFLOW = "flow.rerun_workflow"
 SIGNAL_WORKFLOW = "flow.signal_workflow"
 PAUSE_WORKFLOW = "flow.pause_workflow"
 RESUME_WORKFLOW = "flow.resume_workflow"
@@ -279,6 +280,67 @@ class RetryWorkflow(EngineMessage):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RerunWorkflow(EngineMessage):
+    """``flow.rerun_workflow``: someone asked to run an ended workflow again from the step
+    ``from_step`` (its id), resetting it and what depends on it (:mod:`flow.core.rerun`)."""
+
+    ACTOR: ClassVar[str] = RERUN_WORKFLOW
+    OMITTED_WHEN_NONE: ClassVar[frozenset[str]] = frozenset(
+        {"by", "version", "definition", "child_versions", "input_data", "run"}
+    )
+    STRICT_JSON: ClassVar[frozenset[str]] = frozenset({"definition", "input_data"})
+
+    from_step: Name
+    #: Who asked, for the history.
+    by: Name | None = None
+    #: The definition version to move to, and its body (the engine reads no definition
+    #: table: the door that checked the version sends it), with the newest version of
+    #: each child it runs without ``version``; None: the workflow's own.
+    version: Count | None = None
+    definition: JsonObject | None = None
+    child_versions: JsonObject | None = None
+    #: The new run's input; None: the workflow's own.
+    input_data: JsonObject | None = None
+    #: The run this rerun starts (a parent's rerun of its child: ``from_step`` is ``*``); None: the next one.
+    run: Count | None = None
+
+    def to_event(self, now: datetime) -> events.Event:
+        steps, config = None, None
+        if self.definition is not None:
+            try:  # its classes were checked when it was registered, and by the door that sent it
+                found = definition.parse(self.definition, known_activities=_ANY_CLASS, source="$.definition")
+            except DefinitionError as e:
+                raise InvalidInput("$.definition", str(e)) from None
+            steps, config = found.initial_activities(dict(self.child_versions or {})), found.config
+        return events.RerunRequested(
+            occurred_at=now,
+            from_step=self.from_step,
+            by=self.by,
+            version=self.version,
+            steps=steps,
+            config=config,
+            input_data=self.input_data,
+            run=self.run,
+        )
+
+
+class _AnyClass(Collection[str]):
+    """Every class name (a rerun's definition was checked against the classes by its door)."""
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+_ANY_CLASS = _AnyClass()
+
+
+@dataclass(frozen=True, kw_only=True)
 class SignalWorkflow(EngineMessage):
     """``flow.signal_workflow``: a signal ``name`` with its JSON ``payload``. ``signal_id``
     names it once for all its deliveries (the API derives it from the idempotency key;
@@ -331,6 +393,7 @@ ENGINE_MESSAGES: Mapping[str, type[EngineMessage]] = types.MappingProxyType(
             TimerDue,
             CancelWorkflow,
             RetryWorkflow,
+            RerunWorkflow,
             SignalWorkflow,
             PauseWorkflow,
             ResumeWorkflow,
@@ -346,6 +409,7 @@ class StartChild(Message):
     ``child_id`` (created unless it exists: see :meth:`flow.service.workflows.WorkflowService.start_child`)."""
 
     ACTOR: ClassVar[str] = START_CHILD
+    OMITTED_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"fresh"})
 
     position: Count
     attempt: Count
@@ -358,3 +422,6 @@ class StartChild(Message):
     input_data: JsonObject
     #: The parent's partition queue, where the activity's start and result are reported.
     reply_to: Name
+    #: The step was reset by its parent's rerun: a child that ended runs again, every step
+    #: of it (absent otherwise: a retry takes a finished child's output).
+    fresh: bool | None = None

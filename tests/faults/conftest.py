@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -166,7 +167,7 @@ def fault_cluster(services, tmp_path) -> Iterator[Cluster]:
         try:
             yield cluster
         finally:
-            cluster.stop()
+            cluster.stop(sig=signal.SIGKILL)  # the test is over: no need to wait for graceful shutdowns
 
 
 def wait_for(condition: Callable[[], Any], *, timeout_s: float = 60.0, what: str = "") -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def start_cluster(base, pg_url: str, queue_prefix: str, http_server: str, **extr
     start_queue = Settings.from_env(env).start_queue
     wait_for(lambda: queue_consumers(start_queue) > 0, timeout_s=120, what=f"a consumer of {start_queue}")
     yield {"url": url, "procs": procs, "env": env, "prefix": queue_prefix}
-    procs.stop_all()
+    procs.stop_all(sig=signal.SIGKILL)  # the tests are over: no need to wait for graceful shutdowns
 
 
 def wait_ended(url: str, workflow_id: str, timeout_s: float = 60) -> dict:

@@ -71,5 +71,7 @@ def test_review_a_condition_failure_holding_nul_fails_only_its_activity_on_postg
         settings = Settings.from_env(embedded_env(tmp_path, definitions, FLOW_DATABASE_URL=url), embedded=True)
         with EmbeddedFlow(settings) as flow:
             state = flow.wait(flow.start("NulCondition", {}), timeout_s=20).state
-    assert state.status == "Finished", state.error
-    assert {a.id: a.status for a in state.activities} == {"first": "Succeeded", "bad": "Failed", "last": "Succeeded"}
+    statuses = {a.id: a.status for a in state.activities}
+    # The statuses in the message: a run that has not ended in time says where it stood.
+    assert state.status == "Finished", (state.status, state.error, statuses)
+    assert statuses == {"first": "Succeeded", "bad": "Failed", "last": "Succeeded"}

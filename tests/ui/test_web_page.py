@@ -209,6 +209,15 @@ def test_retry_a_failed_workflow(page):
     assert workflow_id
 
 
+def test_rerun_a_failed_workflow_from_a_step(page):
+    start_from_the_page(page, "FailingWorkflow")
+    page.locator("p .status", has_text="Failed").wait_for()
+    page.get_by_role("button", name="Rerun from here").nth(1).click()  # the step that failed
+    page.locator("td", has_text="rerun-workflow").wait_for()
+    page.locator("td", has_text="rerun-requested").wait_for()
+    shot(page, "workflow-rerun")
+
+
 def test_filter_the_list_and_see_the_definitions(page):
     page.get_by_label("Status").select_option("Failed")
     page.get_by_role("button", name="Apply").click()

@@ -41,7 +41,7 @@ def test_the_clusters_supervisor_loop_restarts_a_process_that_exited(tmp_path):
         procs={"engine-0": SimpleNamespace(poll=lambda: -9)},
         log_dir=tmp_path,
         dramatiq=lambda name, *queues, **options: started.append((name, queues)),
-        stop_all=lambda: None,
+        stop_all=lambda **options: None,
     )
     cluster.supervised["engine-0"] = (("p.engine",), {})
     cluster.restarts["engine-0"] = 0

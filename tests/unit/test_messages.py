@@ -27,6 +27,7 @@ from flow.wire.messages import (
     CancelWorkflow,
     Message,
     PauseWorkflow,
+    RerunWorkflow,
     ResumeWorkflow,
     RetryWorkflow,
     SignalWorkflow,
@@ -71,6 +72,16 @@ EXAMPLES: list[Message] = [
     # An item of a map: its item and index travel with the attempt.
     replace(REQUEST, position=12, item={"file": "a.png", "size": [1, 2]}, index=3),
     RetryWorkflow(workflow_id="w", run=3),
+    RerunWorkflow(workflow_id="w", from_step="ship"),
+    RerunWorkflow(
+        workflow_id="w",
+        from_step="ship",
+        by="ana",
+        version=2,
+        definition={"name": "g", "activities": [{"name": "A", "id": "ship"}]},
+        child_versions={},
+        input_data={"order": 1},
+    ),
     StartChild(
         workflow_id="w",
         position=2,

@@ -94,6 +94,7 @@ def test_history_types_are_facts_or_decisions_and_the_endings_are_decisions():
         HistoryType.TIMER_FIRED,
         HistoryType.CANCEL_REQUESTED,
         HistoryType.RETRY_REQUESTED,
+        HistoryType.RERUN_REQUESTED,
         HistoryType.SIGNAL_RECEIVED,
         HistoryType.PAUSE_REQUESTED,
         HistoryType.RESUME_REQUESTED,

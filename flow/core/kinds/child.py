@@ -63,6 +63,9 @@ class Child(StepSpec):
     #: JMESPath expression over ``{"input": ..., "outputs": {id: output}}`` giving the
     #: child's input (a JSON object); None: the parent's input.
     input: str | None = None
+    #: Reset by a rerun of its parent (:mod:`flow.core.rerun`): its next attempt reruns a
+    #: child that ended, finished or not, where a retry would take a finished child's output.
+    fresh: bool = False
 
 
 class ChildKind(ActivityKind):
@@ -120,11 +123,15 @@ class ChildKind(ActivityKind):
         stored: dict[str, Any] = {"name": spec.definition, "version": spec.version}
         if spec.input is not None:
             stored["input"] = spec.input
+        if spec.fresh:
+            stored["fresh"] = True
         return {"workflow": stored}
 
     def from_json(self, graph: Mapping[str, Any]) -> StepSpec | None:
         found = graph.get("workflow")
-        return Child(found["name"], found.get("version"), found.get("input")) if found else None
+        if not found:
+            return None
+        return Child(found["name"], found.get("version"), found.get("input"), bool(found.get("fresh")))
 
     # -- decide ----------------------------------------------------------------------------
 

@@ -249,12 +249,10 @@ def retry(workflow_id: str) -> None:
 @click.option("--input", "input_json", default=None, metavar="JSON|@FILE|-", help="The new run's input.")
 def rerun(workflow_id: str, from_step: str, version: int | None, input_json: str | None) -> None:
     """Run an ended workflow again from a step: it and what depends on it run again."""
-    body: dict[str, Any] = {"from": from_step, "by": _user()}
-    if version is not None:
-        body["version"] = version
-    if input_json is not None:
-        body["input_data"] = read_input(input_json)
-    call_api(lambda: api_client().request("POST", f"/workflows/{_segment(workflow_id)}/rerun", body=body))
+    input_data = None if input_json is None else read_input(input_json)
+    call_api(  # the 202 is the answer: no wait
+        lambda: api_client().rerun(workflow_id, from_step, version=version, input=input_data, by=_user(), timeout_s=0)
+    )
     out.print(f"rerunning {workflow_id} from {from_step}")
 
 

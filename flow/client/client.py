@@ -174,13 +174,37 @@ class Client:
         :class:`~flow.errors.PollTimeout` if that takes over ``timeout_s`` (``0``:
         return at once).
         """
-        before = self._control(workflow_id, "retry")
+        self._wait_taken(workflow_id, self._control(workflow_id, "retry"), timeout_s)
+
+    def rerun(
+        self,
+        workflow_id: str,
+        from_step: str,
+        *,
+        version: int | None = None,
+        input: Mapping[str, Any] | None = None,
+        by: str | None = None,
+        timeout_s: float | None = 30.0,
+    ) -> None:
+        """Run an ended workflow again from step ``from_step``: it and every step that
+        depends on it run again (on definition ``version``, with ``input``, if given;
+        ``by`` is recorded in the history). Returns once the engine has taken it, as
+        :meth:`retry` does."""
+        body: dict[str, Any] = {"from": from_step}
+        optional = {"version": version, "input_data": None if input is None else dict(input), "by": by}
+        body.update((k, v) for k, v in optional.items() if v is not None)
+        before = self.transport.request("POST", f"/workflows/{segment(workflow_id)}/rerun", body=body)
+        self._wait_taken(workflow_id, before, timeout_s)
+
+    def _wait_taken(self, workflow_id: str, before: Mapping[str, Any], timeout_s: float | None) -> None:
+        """Wait until the engine committed a request the API accepted with ``before`` (the
+        workflow as it was): its ``updated_at`` has moved."""
 
         def taken() -> bool:
             return self.get(workflow_id).raw.get("updated_at") != before.get("updated_at")
 
         if timeout_s != 0:
-            poll_until(taken, timeout_s=timeout_s, every_s=0.05, max_every_s=1.0, what="the engine to take the retry")
+            poll_until(taken, timeout_s=timeout_s, every_s=0.05, max_every_s=1.0, what="the engine to take the request")
 
     def pause(self, workflow_id: str) -> None:
         """Pause a running workflow: nothing new is scheduled until it resumes."""

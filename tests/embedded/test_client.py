@@ -66,6 +66,16 @@ def test_result_raises_the_workflow_s_error_and_retry_runs_it_again(client):
     assert [e["type"] for e in client.history(workflow.id)].count("workflow-failure") == 2
 
 
+def test_rerun_from_a_step_runs_it_again_and_result_waits_for_the_new_run(client):
+    workflow = client.start("ParallelWorkflow")
+    first = client.result(workflow.id, timeout_s=RESULT_TIMEOUT_S)
+    last = client.get(workflow.id).steps[-1].id
+    client.rerun(workflow.id, last, input={"again": True}, by="test")
+    assert client.result(workflow.id, timeout_s=RESULT_TIMEOUT_S)[last]["input_data"] == {"again": True}
+    assert first[last]["input_data"] == {}
+    assert [e["type"] for e in client.history(workflow.id)].count("rerun-workflow") == 1
+
+
 def test_a_signal_ends_a_wait_and_a_cancel_ends_a_workflow(client):
     waiting = client.start("WaitOnly")
     with pytest.raises(ResultTimeout) as raised:

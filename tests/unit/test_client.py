@@ -358,3 +358,19 @@ def test_the_readme_shows_the_example_the_tests_run():
     example = (ROOT / "examples" / "python_client.py").read_text()
     code = example[example.index("import sys") :]
     assert f"```python\n{code}```" in (ROOT / "README.md").read_text()
+
+
+def test_flow_rerun_sends_its_options_through_the_client(monkeypatch):
+    from click.testing import CliRunner
+
+    import flow.cli.remote as remote
+    from flow.cli.app import main
+
+    with Stub(Reply(202, WORKFLOW)) as stub:
+        monkeypatch.setattr(remote, "api_client", lambda: client_of(stub))
+        ran = CliRunner().invoke(main, ["rerun", "wf 1", "--from", "ship", "--version", "2", "--input", '{"x": 1}'])
+    assert ran.exit_code == 0, ran.output
+    assert [(s.method, s.path) for s in stub.seen] == [("POST", "/workflows/wf%201/rerun")]  # no wait: the 202 is all
+    body = stub.seen[0].body
+    assert (body["from"], body["version"], body["input_data"]) == ("ship", 2, {"x": 1})
+    assert body["by"].startswith("cli.")

@@ -28,6 +28,10 @@ def api_url(tmp_path_factory, http_server) -> Iterator[str]:
     definitions = {
         **sample_definitions(http_server),
         "WaitOnly": {"name": "WaitOnly", "activities": [{"id": "approval", "wait_for": "approved"}]},
+        "TwoWaits": {
+            "name": "TwoWaits",
+            "activities": [{"id": "approval", "wait_for": "approved"}, {"id": "shipping", "wait_for": "shipped"}],
+        },
         "ApprovalExample": json.loads((ROOT / "examples" / "workflows" / "approval.json").read_text()),
     }
     directory = write_definitions(base / "workflows", definitions)
@@ -77,13 +81,17 @@ def test_rerun_from_a_step_runs_it_again_and_result_waits_for_the_new_run(client
 
 
 def test_a_signal_ends_a_wait_and_a_cancel_ends_a_workflow(client):
-    waiting = client.start("WaitOnly")
+    waiting = client.start("TwoWaits")
     with pytest.raises(ResultTimeout) as raised:
         client.result(waiting.id, timeout_s=0.2)
     assert raised.value.workflow.status == "In Progress"
     sent = client.signal(waiting.id, "approved", {"by": "ana"}, idempotency_key="once")
+    # Sent again with its key (as after a lost reply): the same signal, delivered once.
+    # The second wait keeps the workflow running, so the API takes the resend.
     assert client.signal(waiting.id, "approved", {"by": "ana"}, idempotency_key="once") == sent
-    assert client.result(waiting.id, timeout_s=RESULT_TIMEOUT_S) == {"approval": {"by": "ana"}}
+    client.signal(waiting.id, "shipped", "by truck")
+    output = client.result(waiting.id, timeout_s=RESULT_TIMEOUT_S)
+    assert output == {"approval": {"by": "ana"}, "shipping": "by truck"}
 
     cancelled = client.start("WaitOnly")
     client.cancel(cancelled.id, reason="order withdrawn")

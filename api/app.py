@@ -16,6 +16,7 @@ from api.resources.definitions import (
     DefinitionValidationResource,
     DefinitionVersionResource,
 )
+from api.resources.events import EventResource, EventsResource
 from api.resources.health import HealthResource
 from api.resources.limits import LimitResource, LimitsResource
 from api.resources.meta import FaviconSink, MetricsResource, OpenApiResource, RootResource
@@ -102,5 +103,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_route("/schedules/{name}/pause", SchedulePauseResource(runtime))
     app.add_route("/schedules/{name}/resume", ScheduleResumeResource(runtime))
     app.add_route("/schedules/{name}/trigger", ScheduleTriggerResource(runtime))
+    app.add_route("/events", EventsResource(runtime))
+    app.add_route("/events/{event_id}", EventResource(runtime))
     openapi_resource.document = document(router, auth=bool(runtime.settings.api_token))
     return app

@@ -19,6 +19,7 @@ from flow.errors import (
     DefinitionError,
     DefinitionInUse,
     DefinitionNotFound,
+    EventNotFound,
     FilterTooCostly,
     FlowError,
     IdempotencyConflict,
@@ -82,6 +83,10 @@ def printable(text: str) -> str:
 
 def _workflow_not_found(req: falcon.Request, resp: falcon.Response, ex: WorkflowNotFound, params: Params) -> None:
     raise falcon.HTTPNotFound(title="Workflow not found", description=printable(str(ex)))
+
+
+def _event_not_found(req: falcon.Request, resp: falcon.Response, ex: EventNotFound, params: Params) -> None:
+    raise falcon.HTTPNotFound(title="Event not found", description=printable(str(ex)))
 
 
 def _unknown_callback_token(
@@ -187,6 +192,7 @@ def _flow_error(req: falcon.Request, resp: falcon.Response, ex: FlowError, param
 #: The HTTP answer to each :class:`FlowError`, most specific first.
 HANDLERS: dict[type[FlowError], Callable[..., None]] = {
     WorkflowNotFound: _workflow_not_found,
+    EventNotFound: _event_not_found,
     UnknownCallbackToken: _unknown_callback_token,
     CallbackTokenSpent: _callback_token_spent,
     IdempotencyConflict: _idempotency_conflict,

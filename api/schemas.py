@@ -145,7 +145,8 @@ COMPONENTS: dict[str, Any] = {
                 **enum_of(KINDS),
                 "description": "What kind of step it is (each kind fills its own keys below, the others are "
                 "null): activity, map (its items are activities of their own, after the definition's, of kind "
-                "item), sleep, wait (for a signal), child (workflow).",
+                "item), sleep, wait (for a signal), child (workflow); compensation (an undo) and on_failure (the "
+                "failure handler), appended after the others when a run fails.",
             },
             **kind_view_schemas(),
         },
@@ -162,6 +163,12 @@ COMPONENTS: dict[str, Any] = {
                     "output": {},
                     "error": {"type": ["string", "null"]},
                     "idempotency_key": {"type": ["string", "null"]},
+                    "compensation": {
+                        "enum": ["running", "done", "failed", None],
+                        "description": "Its undos (the activities' compensate), run when the run failed: running "
+                        "(the workflow is Compensating), done, or failed (one failed and stopped the chain); null: "
+                        "none ran.",
+                    },
                     "paused": {
                         "type": "boolean",
                         "description": "Paused: nothing new is scheduled until it resumes (false once it ended).",
@@ -185,6 +192,12 @@ COMPONENTS: dict[str, Any] = {
                         "type": ["string", "null"],
                         "description": 'What a queued workflow waits for ("waiting for Import [acme]: 1 of 1 '
                         'held"); null otherwise.',
+                    },
+                    "attributes": {
+                        "type": "object",
+                        "additionalProperties": {"type": ["string", "number", "boolean"]},
+                        "description": "Its search attributes by name (times as ISO 8601 text); "
+                        "GET /workflows?attr.<name>=... finds it by them.",
                     },
                     "activities": {"type": "array", "items": ref("Activity")},
                 },
@@ -271,6 +284,54 @@ COMPONENTS: dict[str, Any] = {
         },
     },
     "SchedulePage": _page("Schedule", "cursor"),
+    "TriggerEvent": {
+        "type": "object",
+        "required": ["id", "type", "data", "received_at", "workflows", "matched", "missed"],
+        "properties": {
+            "id": {"type": "string"},
+            "type": {"type": "string"},
+            "data": {"type": "object"},
+            "received_at": _TIMESTAMP,
+            "duplicate": {"type": "boolean", "description": "Only in POST's answer: the id was sent before."},
+            "workflows": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "The ids of the workflows it started or will start.",
+            },
+            "matched": {
+                "type": "array",
+                "description": "Each trigger it matched: its workflow, and `state`: waiting (its window "
+                "is open until `closes_at`), owed, started (with the workflow's `status`) or failed (`error`).",
+                "items": {
+                    "type": "object",
+                    "required": ["definition", "trigger", "mode", "key", "workflow_id", "state"],
+                    "properties": {
+                        "definition": {"type": "string"},
+                        "trigger": {"type": "integer", "description": "Its index in the definition's triggers."},
+                        "mode": {"enum": ["immediate", "debounce", "batch"]},
+                        "key": {"type": "string"},
+                        "workflow_id": {"type": "string"},
+                        "closes_at": _OPTIONAL_TIMESTAMP,
+                        "state": {"enum": ["waiting", "owed", "started", "failed"]},
+                        "status": {"type": "string"},
+                        "error": {"type": ["string", "null"]},
+                    },
+                },
+            },
+            "missed": {
+                "type": "array",
+                "description": "Each trigger of its type that it did not match, and why.",
+                "items": _record(
+                    definition={"type": "string"},
+                    trigger={"type": "integer"},
+                    mode={"enum": ["immediate", "debounce", "batch"]},
+                    reason={"type": "string"},
+                ),
+            },
+            "reason": {"type": "string", "description": "When it started nothing: why."},
+        },
+    },
+    "TriggerEventPage": _page("TriggerEvent", "cursor"),
     "Limit": {
         "type": "object",
         "required": ["name", "limit", "set_at_run_time", "held", "waiting", "keys", "kind", "per_s", "burst"],

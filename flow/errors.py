@@ -288,6 +288,15 @@ class ScheduleNotFound(FlowError):
         super().__init__(f"no schedule named {name!r}")
 
 
+class EventNotFound(FlowError):
+    """Raised when an event id matches no event remembered (never received, or received
+    longer ago than ``FLOW_EVENT_DEDUP_S``)."""
+
+    def __init__(self, event_id: str) -> None:
+        self.event_id = event_id
+        super().__init__(f"no event with id {event_id!r} (events are remembered for FLOW_EVENT_DEDUP_S)")
+
+
 class StoreUnavailable(FlowError):
     """Raised when the database cannot be reached or refuses the operation; retryable."""
 

@@ -96,6 +96,9 @@ class Settings:
     query_timeout_s: float = 5.0
     #: Port of the Prometheus exporter of ``dramatiq flow.actors`` processes; unset: none.
     metrics_port: int | None = None
+    #: How long an event's id is remembered, in seconds: the same id sent again within it
+    #: starts nothing (and ``GET /events/{id}`` finds it).
+    event_dedup_s: float = 86_400.0
     #: Log format: ``text`` or ``json``.
     log_format: str = "text"
     #: Log level name; unset means INFO (WARNING for ``flow run``).
@@ -121,6 +124,11 @@ class Settings:
     def start_queue(self) -> str:
         """Queue bound to the start exchange, consumed by the engine."""
         return f"{self.queue_prefix}.{self.start_routing_key}"
+
+    @property
+    def event_exchange(self) -> str:
+        """Exchange (direct, durable) of events sent as plain JSON; its queue has the same name."""
+        return f"{self.queue_prefix}.events"
 
     @property
     def uses_in_process_broker(self) -> bool:
@@ -174,6 +182,7 @@ class Settings:
             "partition_lease_s",
             "retention_interval_s",
             "query_timeout_s",
+            "event_dedup_s",
         ):
             value = getattr(self, name)
             # ``not value > 0`` also refuses NaN, which compares false with everything.

@@ -45,7 +45,10 @@ BODY_SCHEMA = {
             "description": "Who asks, for the history (default: `api`).",
         },
     },
-    "examples": [{"from": "ship"}, {"from": "charge", "version": 4, "by": "ana"}],
+    "examples": [
+        {"from": "DoAnotherThingActivity"},
+        {"from": "ship", "version": 4, "input_data": {"order": 42}, "by": "ana"},
+    ],
 }
 _BODY = validation.validator(BODY_SCHEMA)
 

@@ -167,7 +167,7 @@ def watch(
             last_event = event["id"]
             for line in narrator.lines(event, latest):
                 console.print(line)
-        return latest if workflow["status"] != WorkflowStatus.IN_PROGRESS else None
+        return latest if WorkflowStatus(workflow["status"]).ended else None
 
     try:
         return poll_until(ended, timeout_s=timeout_s, every_s=0.1, what="the workflow to end")
@@ -184,8 +184,8 @@ def finish(workflow: dict[str, Any], *, as_json: bool, timeout_s: float | None) 
     else:
         out.print(activity_table(workflow))
         out.print(status_line(workflow))
-    if workflow["status"] == WorkflowStatus.IN_PROGRESS:
-        fail(f"workflow {workflow['id']} still {WorkflowStatus.IN_PROGRESS} after {timeout_s} s", EXIT_TIMEOUT)
+    if not WorkflowStatus(workflow["status"]).ended:
+        fail(f"workflow {workflow['id']} still {workflow['status']} after {timeout_s} s", EXIT_TIMEOUT)
     sys.exit(EXIT_OK if workflow["status"] == WorkflowStatus.FINISHED else EXIT_FAILED)
 
 

@@ -12,9 +12,11 @@ import click
 from rich.table import Table
 
 from flow.cli.app import (
+    EXIT_INVALID,
     api_client,
     call_api,
     err,
+    fail,
     finish,
     input_option,
     main,
@@ -38,6 +40,12 @@ DEFAULT_LIST_LIMIT = 20
 @input_option
 @click.option("--idempotency-key", default=None, help="A second start with the same key returns the first workflow.")
 @priority_option
+@click.option(
+    "--attributes",
+    "attributes_json",
+    default=None,
+    help='Its search attributes, a JSON object (inline, @FILE or -): \'{"customer": "acme", "amount": 120.5}\'.',
+)
 @click.option("--wait", is_flag=True, help="Show progress until the workflow ends; exit with its outcome.")
 @click.option("--timeout", "timeout_s", type=float, default=None, help="With --wait: give up after this many seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -46,6 +54,7 @@ def start(
     input_json: str,
     idempotency_key: str | None,
     priority: int | None,
+    attributes_json: str | None,
     wait: bool,
     timeout_s: float | None,
     as_json: bool,
@@ -53,7 +62,12 @@ def start(
     """Start a workflow through the API (FLOW_API_URL)."""
     api = api_client()
     input_data = read_input(input_json)
-    started = call_api(lambda: api.start(name, input_data, idempotency_key=idempotency_key, priority=priority))
+    attributes = None if attributes_json is None else read_json_option(attributes_json, "--attributes")
+    if attributes is not None and not isinstance(attributes, dict):
+        fail('--attributes must be a JSON object, e.g. \'{"customer": "acme"}\'', EXIT_INVALID)
+    started = call_api(
+        lambda: api.start(name, input_data, idempotency_key=idempotency_key, priority=priority, attributes=attributes)
+    )
     workflow = dict(started.raw)
     if not wait:
         if as_json:
@@ -97,6 +111,14 @@ def status(workflow_id: str, as_json: bool) -> None:
     default=None,
     help="Only workflows of this priority (1 first to 5 last).",
 )
+@click.option(
+    "--attr",
+    "attrs",
+    multiple=True,
+    metavar="NAME[.OP]=VALUE",
+    help="Only workflows whose search attribute NAME compares with VALUE (OP: eq (default), ne, gt, gte, lt, "
+    "lte); repeat it: all must hold.",
+)
 @click.option("--created-after", default=None, help="Only workflows created at or after this ISO 8601 time.")
 @click.option("--created-before", default=None, help="Only workflows created before this ISO 8601 time.")
 @click.option(
@@ -110,6 +132,7 @@ def list_(
     name: str | None,
     input_json: str | None,
     priority: int | None,
+    attrs: tuple[str, ...],
     created_after: str | None,
     created_before: str | None,
     limit: int,
@@ -133,9 +156,11 @@ def list_(
         "created_after": created_after,
         "created_before": created_before,
     }
+    conditions = dict(_attribute_condition(text) for text in attrs)
     items: list[dict[str, Any]] = []
     while True:
-        page, cursor = call_api(partial(api.list_page, **filters, limit=limit, cursor=cursor))
+        # The conditions are attr.<name>[.<op>] query parameters, sent as they are.
+        page, cursor = call_api(partial(api.list_page, **filters, **conditions, limit=limit, cursor=cursor))
         items += [dict(w.raw) for w in page]
         if not (all_pages and cursor):
             break
@@ -150,7 +175,17 @@ def list_(
     if cursor:
         options = {**filters, "limit": limit if limit != DEFAULT_LIST_LIMIT else None, "cursor": cursor}
         again = " ".join(f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in options.items() if v is not None)
+        again += "".join(f" --attr {shlex.quote(text)}" for text in attrs)
         err.print(f"more: flow list {again}", soft_wrap=True, markup=False, highlight=False)
+
+
+def _attribute_condition(text: str) -> tuple[str, str]:
+    """``--attr NAME[.OP]=VALUE`` as the API's query parameter ``attr.NAME[.OP]`` and its
+    value (the API checks the name, the operator and the value, naming the parameter)."""
+    key, equals, value = text.partition("=")
+    if not equals or not key:
+        fail(f"--attr {text!r} must be NAME=VALUE or NAME.OP=VALUE, e.g. --attr amount.gt=100", EXIT_INVALID)
+    return f"attr.{key}", value
 
 
 def workflow_table(items: list[dict[str, Any]]) -> Table:

@@ -31,6 +31,7 @@ docs/design.md:
 - :mod:`flow.engine.spans` — the workflows' spans, while tracing is on;
 - :mod:`flow.engine.retention` — deleting the held partitions' workflows past retention;
 - :mod:`flow.engine.schedules` — firing the held partitions' cron schedules;
+- :mod:`flow.engine.events` — closing the held partitions' event windows;
 - :mod:`flow.engine.recovery` — sending what :mod:`flow.core.recovery` says a workflow is
   owed after a restart on the in-process broker.
 
@@ -50,6 +51,7 @@ from flow.engine.admission import Admission
 from flow.engine.after_commit import AfterCommit
 from flow.engine.collaborators import ActorCollaborators
 from flow.engine.committer import GroupCommitter
+from flow.engine.events import EventStarter, EventTicker
 from flow.engine.holding import Holding
 from flow.engine.inbound import Inbound
 from flow.engine.leases import LeaseKeeper
@@ -66,6 +68,7 @@ from flow.engine.unstarted import UnstartedStarter
 from flow.faults import FaultInjector
 from flow.observability.metrics import EngineMetrics
 from flow.persistence.engine_store import EngineStore
+from flow.persistence.events import EventTable
 from flow.persistence.leases import new_engine_id
 from flow.persistence.limits import LimitTable
 from flow.persistence.schedules import ScheduleTable
@@ -92,6 +95,7 @@ class Engine:
         recover: bool = False,
         faults: FaultInjector | None = None,
         schedule_starter: ScheduleStarter | None = None,
+        event_starter: EventStarter | None = None,
         callback_tokens: CallbackTokens | None = None,
     ) -> None:
         self.settings = settings
@@ -202,6 +206,12 @@ class Engine:
         self.schedules = schedule_starter and ScheduleTicker(
             ScheduleTable(store.database), held=self.leases.held_partitions, starter=schedule_starter
         )
+        self.events = event_starter and EventTicker(
+            EventTable(store.database),
+            held=self.leases.held_partitions,
+            starter=event_starter,
+            dedup_s=settings.event_dedup_s,
+        )
 
     def __repr__(self) -> str:
         return f"<Engine {self.engine_id} partitions={sorted(self.leases.held)} live_actors={len(self.actors)}>"
@@ -225,6 +235,8 @@ class Engine:
         self.retention.start()
         if self.schedules:
             self.schedules.start()
+        if self.events:
+            self.events.start()
         logger.info("engine %s started", self.engine_id)
 
     def stop(self) -> None:
@@ -232,6 +244,8 @@ class Engine:
         self.retention.stop()
         if self.schedules:
             self.schedules.stop()
+        if self.events:
+            self.events.stop()
         self.leases.stop(release=True)
         self.outbox.stop()
         self.admission.stop()

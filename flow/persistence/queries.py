@@ -7,14 +7,17 @@ reads them. Driver errors leave as :class:`~flow.errors.StoreUnavailable`.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import peewee
 
 from flow.clock import utcnow
+from flow.core.attributes import Condition
 from flow.errors import WorkflowNotFound
+from flow.persistence import attributes as stored_attributes
 from flow.persistence import input_filter as filters
 from flow.persistence.database import time_budget, unit_of_work
 from flow.persistence.mapping import (
@@ -49,9 +52,9 @@ class Queries:
         """A workflow with its activities, or :class:`WorkflowNotFound`."""
         with unit_of_work(self.database):
             found = self._find(WorkflowRecord.id == workflow_id)
-        if found is None:
-            raise WorkflowNotFound(workflow_id)
-        return found
+            if found is None:
+                raise WorkflowNotFound(workflow_id)
+            return replace(found, attributes=stored_attributes.read(self.database, workflow_id))
 
     def inbox_of(self, workflow_id: str, signal_id: str) -> tuple[int, bool, str | None]:
         """What a new signal is checked against: the bytes the workflow's kept signals
@@ -89,11 +92,13 @@ class Queries:
         input_filter: Mapping[str, Any] | None = None,
         parent_id: str | None = None,
         priority: int | None = None,
+        attributes: Sequence[Condition] = (),
     ) -> list[StoredWorkflow]:
         """Newest first, without activities; ``before`` is the ``(created_at, id)`` keyset
         cursor; ``input_filter``: only workflows whose input contains it
         (:mod:`flow.persistence.input_filter`); ``parent_id``: only its children;
-        ``priority``: only workflows of that priority.
+        ``priority``: only workflows of that priority; ``attributes``: only workflows whose
+        search attributes meet every condition (:mod:`flow.persistence.attributes`).
 
         Within the time budget (:func:`time_budget`): past it, :class:`FilterTooCostly`
         naming the ``input`` filter when there is one (the only part whose cost the
@@ -115,6 +120,8 @@ class Queries:
                 query = query.where(WorkflowRecord.priority == priority)
             if input_filter is not None:
                 query = query.where(filters.input_contains(self.database, input_filter))
+            for condition in attributes:
+                query = query.where(stored_attributes.condition(self.database, condition, WorkflowRecord.id))
             if created_after:
                 query = query.where(WorkflowRecord.created_at >= created_after)
             if created_before:

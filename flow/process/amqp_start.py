@@ -25,16 +25,19 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pika
 
 from flow.core import strict_json
+from flow.core.event_triggers import parse_event
 from flow.core.start_request import StartRequest, parse_start_request
 from flow.errors import FlowError, is_retryable
 from flow.loops import Reconnecting
 
 if TYPE_CHECKING:
+    from flow.service.events import EventService
     from flow.service.workflows import WorkflowService
 
 logger = logging.getLogger(__name__)
@@ -63,6 +66,19 @@ def parse_start(body: bytes) -> StartRequest:
     return parse_start_request(strict_json.loads(body, what="the body"))
 
 
+def event_handler(events: EventService) -> Callable[[bytes, str | None], str]:
+    """The ``handle`` of the event door: the body is an event, ``{"type", "id", "data"}``,
+    read as ``POST /events`` reads it; a redelivery is a resent id, which starts nothing."""
+
+    def handle(body: bytes, message_id: str | None) -> str:
+        received = events.send(parse_event(strict_json.loads(body, what="the body")))
+        if received.duplicate:
+            return f"event {received.event.id} from an event message: a resend, nothing started"
+        return f"event {received.event.id} ({received.event.type}) from an event message"
+
+    return handle
+
+
 class StartMessageConsumer:
     """A pika consumer thread in the engine process; reconnects until stopped."""
 
@@ -79,8 +95,16 @@ class StartMessageConsumer:
         max_retry_pause_s: float = MAX_RETRY_PAUSE_S,
         reconnect_pause_s: float = 2.0,
         max_reconnect_pause_s: float = 5.0,
+        exchange_type: str = "direct",
+        handle: Callable[[bytes, str | None], str] | None = None,
     ) -> None:
+        """``handle(body, message_id)`` handles one message and says what it did (for the
+        log), or raises; by default it starts the workflow a start message names. The
+        event door (``<prefix>.events``) passes its own: every failure is classified,
+        retried and dead-lettered the same way."""
         self.service = service
+        self.exchange_type = exchange_type
+        self.handle = handle or self._start
         self.url = url
         self.exchange = exchange
         self.routing_key = routing_key
@@ -105,7 +129,7 @@ class StartMessageConsumer:
 
     def declare(self, channel: Any) -> None:
         """Declare the exchange, the queue, its binding and the dead-letter queue (durable)."""
-        channel.exchange_declare(self.exchange, exchange_type="direct", durable=True)
+        channel.exchange_declare(self.exchange, exchange_type=self.exchange_type, durable=True)
         channel.queue_declare(self.dead_queue, durable=True)
         channel.queue_declare(self.queue, durable=True)
         channel.queue_bind(self.queue, self.exchange, routing_key=self.routing_key)
@@ -138,17 +162,7 @@ class StartMessageConsumer:
             self._again(channel, method, properties, body, deliveries, "its handling was interrupted", pause_s=0)
             return
         try:
-            request = parse_start(body)
-            workflow_id = None
-            if properties.message_id:
-                workflow_id = str(uuid.uuid5(_AMQP_NAMESPACE, str(properties.message_id)))
-            state, _ = self.service.start(
-                request.name,
-                dict(request.input_data),
-                workflow_id=workflow_id,
-                idempotency_key=request.idempotency_key,
-                priority=request.priority,
-            )
+            done = self.handle(body, properties.message_id)
         except Exception as e:
             reason = _describe(e)
             if is_retryable(e):
@@ -160,7 +174,23 @@ class StartMessageConsumer:
                 channel.basic_ack(method.delivery_tag)
             return
         channel.basic_ack(method.delivery_tag)
-        logger.info("started %s %s from a start message", state.name, state.id)
+        logger.info("%s", done)
+
+    def _start(self, body: bytes, message_id: str | None) -> str:
+        """The start message's handling (the default ``handle``): start its workflow."""
+        request = parse_start(body)
+        workflow_id = None
+        if message_id:
+            workflow_id = str(uuid.uuid5(_AMQP_NAMESPACE, str(message_id)))
+        state, _ = self.service.start(
+            request.name,
+            dict(request.input_data),
+            workflow_id=workflow_id,
+            idempotency_key=request.idempotency_key,
+            priority=request.priority,
+            attributes=request.attributes,
+        )
+        return f"started {state.name} {state.id} from a start message"
 
     def _again(
         self, channel: Any, method: Any, properties: Any, body: bytes, deliveries: int, reason: str, *, pause_s: float

@@ -26,6 +26,7 @@ from flow.persistence.store import Store
 from flow.process.broker import build_broker
 from flow.process.tasks import declare
 from flow.service.catalog import Catalog
+from flow.service.events import EventService
 from flow.service.schedules import ScheduleService
 from flow.service.workflows import WorkflowService
 from flow.settings import Settings
@@ -46,6 +47,7 @@ class Runtime:
     catalog: Catalog
     service: WorkflowService = field(init=False)
     schedules: ScheduleService = field(init=False)
+    events: EventService = field(init=False)
     metrics: EngineMetrics = field(init=False)
     tasks: dict[str, dramatiq.Actor[Any, Any]] = field(init=False)
 
@@ -53,10 +55,12 @@ class Runtime:
         self.metrics = EngineMetrics()
         self.service = WorkflowService(self.settings, self.store, self.catalog, self.broker, self.activity_classes)
         self.schedules = ScheduleService(self.service)
+        self.events = EventService(self.service)
         self.tasks = declare(
             self.broker,
             settings=self.settings,
             service=self.service,
+            events=self.events,
             activity_classes=self.activity_classes,
             metrics=self.metrics,
         )
@@ -108,6 +112,7 @@ def build_engine(runtime: Runtime, *, transport: Any = None, recover: bool = Fal
         recover=recover,
         faults=faults,
         schedule_starter=runtime.schedules,
+        event_starter=runtime.events,
         callback_tokens=runtime.service.callback_tokens,
     )
 
@@ -126,6 +131,7 @@ class EngineLifecycle(dramatiq.Middleware):
         self.runtime = runtime
         self.engine: Any = None
         self.start_messages: Any = None
+        self.event_messages: Any = None
         self._starting: threading.Thread | None = None
         self._stopping = threading.Event()
 
@@ -144,7 +150,7 @@ class EngineLifecycle(dramatiq.Middleware):
         self._starting.start()
 
     def _start(self) -> None:
-        from flow.process.amqp_start import StartMessageConsumer
+        from flow.process.amqp_start import StartMessageConsumer, event_handler
 
         settings = self.runtime.settings
         delay = 0.5
@@ -168,6 +174,17 @@ class EngineLifecycle(dramatiq.Middleware):
             queue=settings.start_queue,
         )
         self.start_messages.start()
+        # The event door: a plain JSON event on the fanout exchange <prefix>.events.
+        self.event_messages = StartMessageConsumer(
+            self.runtime.service,
+            url=settings.broker_url,
+            exchange=settings.event_exchange,
+            routing_key="",
+            queue=settings.event_exchange,
+            exchange_type="fanout",
+            handle=event_handler(self.runtime.events),
+        )
+        self.event_messages.start()
         logger.info("engine running; shared queue %s", settings.engine_queue)
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
@@ -177,6 +194,8 @@ class EngineLifecycle(dramatiq.Middleware):
             self._starting.join(30)
         if self.start_messages is not None:
             self.start_messages.stop()
+        if self.event_messages is not None:
+            self.event_messages.stop()
         if self.engine is not None:
             self.engine.stop()
         self.runtime.service.close()

@@ -26,6 +26,7 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from flow.clock import utcnow
+from flow.core.event_triggers import parse_event
 from flow.core.start_request import is_workflow_id, parse_start_request
 from flow.core.vocabulary import Outcome
 from flow.errors import InvalidInput, is_retryable
@@ -39,6 +40,7 @@ from flow.worker.reporting import DelayedCalls
 
 if TYPE_CHECKING:
     from flow.observability.metrics import EngineMetrics
+    from flow.service.events import EventService
     from flow.service.workflows import WorkflowService
     from flow.settings import Settings
 
@@ -208,6 +210,7 @@ class SharedQueueTasks:
             idempotency_key=request.idempotency_key,
             message_id=current.message_id if current else None,
             priority=request.priority,
+            attributes=request.attributes,
         )
         logger.info("started %s %s from a Dramatiq message", state.name, state.id)
 
@@ -227,6 +230,20 @@ class SharedQueueTasks:
         self.service.start_child(messages.StartChild.from_kwargs(fields))
 
 
+def send_event(events: EventService, **fields: Any) -> None:
+    """``flow.send_event``: an event for the triggers, read as strictly as ``POST /events``
+    reads it (a malformed one is dead-lettered at once); a redelivery is a resent id."""
+    received = events.send(parse_event(fields))
+    logger.info(
+        "event %s (%s) from a Dramatiq message: %s",
+        received.event.id,
+        received.event.type,
+        "a resend, nothing started"
+        if received.duplicate
+        else f"{len(received.event.outcome.get('matched', []))} matched",
+    )
+
+
 def declare(
     broker: dramatiq.Broker,
     *,
@@ -234,6 +251,7 @@ def declare(
     service: WorkflowService,
     activity_classes: Mapping[str, type],
     metrics: EngineMetrics,
+    events: EventService | None = None,
 ) -> dict[str, dramatiq.Actor[Any, Any]]:
     """Declare every task on ``broker``; return them by actor name."""
     engine_options: dict[str, Any] = {
@@ -277,6 +295,10 @@ def declare(
         )
     }
     tasks[messages.START_CHILD] = dramatiq.actor(actor_name=messages.START_CHILD, **engine_options)(shared.start_child)
+    if events is not None:
+        tasks[messages.SEND_EVENT] = dramatiq.actor(actor_name=messages.SEND_EVENT, **engine_options)(
+            functools.partial(send_event, events)
+        )
     for name in sorted(messages.ENGINE_MESSAGES.keys() - {messages.START_WORKFLOW}):
         tasks[name] = dramatiq.actor(actor_name=name, **engine_options)(shared.forward)
     tasks[messages.RUN_ACTIVITY] = dramatiq.actor(

@@ -178,15 +178,25 @@ def flow_up(base: Path, env: dict[str, str]) -> Iterator[str]:
     """``flow up`` (the embedded default: API, engine and workers in one process) on a
     free port, as a user runs it; yields its URL. Stopped with SIGINT (Ctrl-C)
     afterwards; its output is in ``base/up.log``."""
+    with flow_up_process(base, env) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def flow_up_process(
+    base: Path, env: dict[str, str], *, log: str = "up.log"
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """:func:`flow_up`, yielding its process too (a test may kill it: stopping a process
+    that is gone already does nothing); its output is in ``base/<log>``."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with open(base / "up.log", "wb") as log:
+    with open(base / log, "wb") as output:
         proc = subprocess.Popen(
             [sys.executable, "-m", "flow.cli", "up", "--port", str(port)],
             env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
             cwd=ROOT,
-            stdout=log,
-            stderr=log,
+            stdout=output,
+            stderr=output,
             preexec_fn=die_with_parent(),  # noqa: PLW1509 - only a prepared C call runs there
         )
         try:
@@ -196,16 +206,17 @@ def flow_up(base: Path, env: dict[str, str]) -> Iterator[str]:
                 what="flow up to serve",
             )
             if proc.poll() is not None:
-                raise RuntimeError(f"flow up exited with {proc.returncode}: {(base / 'up.log').read_text()}")
-            yield url
+                raise RuntimeError(f"flow up exited with {proc.returncode}: {(base / log).read_text()}")
+            yield url, proc
         finally:
-            proc.send_signal(signal.SIGINT)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-                raise RuntimeError(f"flow up did not stop within 30 s of SIGINT; see {base / 'up.log'}") from None
+                raise RuntimeError(f"flow up did not stop within 30 s of SIGINT; see {base / log}") from None
 
 
 #: The warning an activity's own exception is logged under (with its traceback): the

@@ -336,3 +336,26 @@ def test_schedules_list_follows_every_page(server, tmp_path):
     assert listed["next"] is None
     table = flow("schedules", "list", env=server)
     assert table.returncode == 0 and "s00" in table.stdout and "s54" in table.stdout
+
+
+def test_event_send_show_and_list(server):
+    body = {
+        "name": "OnCliEvent",
+        "triggers": [{"event": "cli.done", "input": "{who: data.who}"}],
+        "activities": [{"name": "NoopActivity"}],
+    }
+    assert requests.put(f"{server['FLOW_API_URL']}/definitions/OnCliEvent", json=body, timeout=5).status_code == 201
+    sent = json.loads(
+        flow("event", "send", "cli.done", "--id", "cli-1", "--data", '{"who": "me"}', "--json", env=server).stdout
+    )
+    assert sent["duplicate"] is False and len(sent["workflows"]) == 1
+    again = flow("event", "send", "cli.done", "--id", "cli-1", "--data", '{"who": "me"}', env=server)
+    assert again.returncode == 0 and "was sent before: nothing new started" in again.stdout
+    shown = flow("event", "show", "cli-1", env=server)
+    assert shown.returncode == 0 and f"OnCliEvent trigger 0: {sent['workflows'][0]}" in shown.stdout
+    nobody = flow("event", "send", "cli.unheard", env=server)
+    assert "started nothing: no registered definition has a trigger" in nobody.stdout
+    listed = flow("event", "list", env=server)
+    assert listed.returncode == 0 and "cli-1" in listed.stdout and "cli.unheard" in listed.stdout
+    bad = flow("event", "send", "cli.done", "--data", "[1]", env=server)
+    assert bad.returncode == 2 and "--data must be a JSON object" in bad.stderr

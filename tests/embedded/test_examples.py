@@ -39,16 +39,26 @@ def test_every_example_is_valid_and_there_is_one_per_topic():
         "conditions",
         "data_between_activities",
         "dependencies",
+        "event_triggers",
         "heartbeats",
         "independent_and_optional",
         "map",
         "retry_policy",
+        "saga",
+        "search_attributes",
         "sleeps",
         "sub_workflow",
         "sub_workflow_child",
         "timeouts",
         "worker_pools",
     ]
+
+
+def test_search_attributes_example(flow):
+    attributes = {"customer": "acme", "amount": 120.5, "vip": True, "due": "2026-12-24T00:00:00Z"}
+    workflow_id = flow.start("SearchAttributesExample", {}, attributes=attributes)
+    assert flow.wait(workflow_id, timeout_s=30).state.status == "Finished"
+    assert flow.runtime.store.get(workflow_id).attributes == {**attributes, "stage": "shipped"}
 
 
 def test_retry_policy_example(flow):
@@ -228,3 +238,16 @@ def test_worker_pools_example(flow):
         ("shards[0]", "gpu"),
         ("shards[1]", "gpu"),
     ]
+
+
+def test_event_triggers_example(flow):
+    from flow.core.event_triggers import Event
+
+    events = flow.runtime.events
+    paid = events.send(Event("order.paid", "example-paid-1", {"order_id": 42, "total": 120.5}))
+    [matched] = paid.event.outcome["matched"]
+    state = flow.wait(matched["workflow_id"], timeout_s=30).state
+    assert state.status == "Finished" and state.input_data == {"order_id": 42, "total": 120.5}
+    small = events.send(Event("order.paid", "example-paid-2", {"order_id": 43, "total": 20}))
+    assert small.event.outcome["matched"] == [] and "was false" in small.event.outcome["missed"][0]["reason"]
+    assert events.send(Event("order.paid", "example-paid-1", {"order_id": 42, "total": 120.5})).duplicate

@@ -67,6 +67,11 @@ def server(tmp_path_factory, http_server) -> Iterator[str]:
         "name": "UiParent",
         "activities": [{"id": "first", "name": "NoopActivity"}, {"id": "sub", "workflow": "UiChild"}],
     }
+    bodies["UiOrder"] = {
+        "name": "UiOrder",
+        "attributes": {"customer": "string", "amount": "number"},
+        "activities": [{"name": "NoopActivity"}],
+    }
     definitions = write_definitions(base / "workflows", bodies)
     with flow_up(base, embedded_env(base, definitions, FLOW_API_TOKEN="ui-secret")) as url:
         yield url
@@ -259,6 +264,30 @@ def test_find_workflows_by_their_input(page, server):
     shot(page, "workflows-by-input")
 
 
+def test_find_workflows_by_their_search_attributes(page, server):
+    headers = {"Authorization": "Bearer ui-secret"}
+    ids = [
+        requests.post(
+            f"{server}/workflows",
+            json={"name": "UiOrder", "attributes": {"customer": "ui-acme", "amount": amount}},
+            headers=headers,
+            timeout=5,
+        ).json()["id"]
+        for amount in (150, 50)
+    ]
+    field = page.get_by_label("Search attributes")
+    field.fill("customer")
+    page.get_by_role("button", name="Apply").click()
+    assert "must be name=value" in page.locator("#f-attr-error").inner_text()
+    field.fill("customer=ui-acme amount.gt=100")
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_url("**attr.amount.gt=100**")
+    expect(page.locator("tbody tr")).to_have_count(1)
+    page.get_by_role("link", name=ids[0]).click()
+    expect(page.locator("dl.attributes")).to_contain_text("ui-acme")
+    shot(page, "workflows-by-attributes")
+
+
 def test_the_pages_pass_an_accessibility_check(page):
     """A small, dependency-free check of what axe would flag first: labels, names, alt text, lang."""
     problems = page.evaluate(
@@ -286,7 +315,17 @@ def test_the_pages_pass_an_accessibility_check(page):
 
 
 @pytest.mark.parametrize(
-    "route", ["#/workflows", "#/workflows/{id}", "#/definitions", "#/start", "#/schedules", "#/limits", "#/limits/axe"]
+    "route",
+    [
+        "#/workflows",
+        "#/workflows/{id}",
+        "#/definitions",
+        "#/start",
+        "#/schedules",
+        "#/events",
+        "#/limits",
+        "#/limits/axe",
+    ],
 )
 def test_axe_finds_no_serious_accessibility_violation(page, server, route):
     from axe_playwright_python.sync_playwright import Axe
@@ -431,6 +470,26 @@ def test_schedules_show_their_next_run_and_recent_runs(page, server):
         page.get_by_role("heading", name="BrokenOptionalWorkflow", exact=False).wait_for()
     finally:
         requests.delete(f"{server}/schedules/ui-ticker", headers=headers, timeout=5)
+
+
+def test_the_events_page_lists_recent_events_with_what_they_started(page, server):
+    headers = {"Authorization": "Bearer ui-secret"}
+    body = {"name": "UiOnEvent", "triggers": [{"event": "ui.clicked"}], "activities": [{"name": "NoopActivity"}]}
+    assert requests.put(f"{server}/definitions/UiOnEvent", json=body, headers=headers, timeout=5).status_code in (
+        200,
+        201,
+    )
+    for event in ({"type": "ui.clicked", "id": "ui-evt-1"}, {"type": "ui.ignored", "id": "ui-evt-2"}):
+        assert requests.post(f"{server}/events", json=event, headers=headers, timeout=5).status_code == 202
+    page.get_by_role("link", name="Events").click()
+    page.get_by_role("heading", name="Events").wait_for()
+    started = page.locator("tr", has=page.get_by_role("rowheader", name="ui-evt-1"))
+    expect(started.locator("ul.runs .status", has_text="Finished")).to_be_visible(timeout=30_000)
+    ignored = page.locator("tr", has=page.get_by_role("rowheader", name="ui-evt-2"))
+    expect(ignored).to_contain_text("no registered definition has a trigger")
+    started.locator("ul.runs a").first.click()
+    page.wait_for_url("**/#/workflows/*")
+    page.get_by_role("heading", name="UiOnEvent", exact=False).wait_for()
 
 
 def test_a_child_workflow_is_drawn_apart_and_links_to_its_page(page, server):

@@ -1,0 +1,92 @@
+"""The event tables on a real (SQLite) store: an event, its windows and its owed starts are
+written together; a resent id within the dedup window changes nothing and one sent after
+it is a new event; a window closes once, only when its time has come, with the last
+input; a full batch is owed at once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+import pytest
+
+from flow.core.event_triggers import Event, EventTrigger, match
+from flow.persistence.database import open_database
+from flow.persistence.events import EventStartRecord, EventTable, EventWindowRecord
+from flow.persistence.models import bind
+from flow.persistence.store import Store
+
+T0 = datetime(2026, 12, 7, 9, 0, 0)
+DAY_S = 86_400.0
+IMMEDIATE = EventTrigger("OnPaid", 0, "order.paid")
+DEBOUNCE = EventTrigger("OrderSync", 0, "order.updated", key="data.order_id", debounce_s=2)
+BATCH = EventTrigger("Batched", 0, "file.uploaded", batch_max=3, batch_wait_s=5)
+
+
+@pytest.fixture
+def table(tmp_path) -> Iterator[EventTable]:
+    database = open_database(f"sqlite:///{tmp_path / 'flow.db'}")
+    bind(database)
+    Store(database).migrate(partitions=4)
+    yield EventTable(database)
+    database.close()
+
+
+def receive(table: EventTable, trigger: EventTrigger, event: Event, now: datetime):
+    return table.receive(
+        event, match([trigger], event), now=now, dedup_s=DAY_S, start_grace_s=30, partition_of=lambda _: 0
+    )
+
+
+def trigger_of(trigger: EventTrigger):
+    return lambda definition, index: trigger
+
+
+def test_a_resent_id_changes_nothing_within_the_dedup_window_and_is_new_after_it(table):
+    paid = Event("order.paid", "pay-1", {"total": 5})
+    first = receive(table, IMMEDIATE, paid, T0)
+    assert not first.duplicate and len(first.starts) == 1
+    again = receive(table, IMMEDIATE, paid, T0 + timedelta(hours=23))
+    assert again.duplicate and again.starts == () and again.event.outcome == first.event.outcome
+    assert EventStartRecord.select().count() == 1  # the first start only (the door has not run it here)
+    later = receive(table, IMMEDIATE, paid, T0 + timedelta(days=1, seconds=1))
+    assert not later.duplicate and len(later.starts) == 1
+    assert later.starts[0].workflow_id != first.starts[0].workflow_id
+    assert table.get("pay-1").received_at == T0 + timedelta(days=1, seconds=1)
+
+
+def test_a_debounce_window_closes_once_when_its_time_has_come_with_the_last_input(table):
+    for seq in range(3):
+        event = Event("order.updated", f"u-{seq}", {"order_id": 7, "seq": seq})
+        received = receive(table, DEBOUNCE, event, T0 + timedelta(seconds=seq))
+        assert received.starts == ()
+    [slot] = table.due_windows([0], now=T0 + timedelta(seconds=4))
+    # Not yet: the last event came at T0+2 s, so the window closes at T0+4 s.
+    assert table.close(slot, trigger_of(DEBOUNCE), now=T0 + timedelta(seconds=3), partition_of=lambda _: 0) is None
+    start = table.close(slot, trigger_of(DEBOUNCE), now=T0 + timedelta(seconds=4), partition_of=lambda _: 0)
+    assert start is not None and start.input_data == {"order_id": 7, "seq": 2}
+    assert start.workflow_id == table.get("u-0").outcome["matched"][0]["workflow_id"]
+    # Closed once: the second engine of a takeover finds no window.
+    assert table.close(slot, trigger_of(DEBOUNCE), now=T0 + timedelta(seconds=5), partition_of=lambda _: 0) is None
+    assert [s.workflow_id for s in table.owed([0], now=T0 + timedelta(seconds=5))] == [start.workflow_id]
+    table.started(start.workflow_id)
+    assert table.owed([0], now=T0 + timedelta(days=1)) == []
+    assert EventWindowRecord.select().count() == 0
+
+
+def test_a_full_batch_is_owed_in_the_transaction_of_its_last_event(table):
+    owed = []
+    for n in range(4):
+        owed += receive(table, BATCH, Event("file.uploaded", f"f-{n}", {"n": n}), T0).starts
+    assert [s.input_data for s in owed] == [{"events": [{"n": 0}, {"n": 1}, {"n": 2}]}]
+    [open_window] = EventWindowRecord.select()
+    assert open_window.count == 1 and open_window.workflow_id != owed[0].workflow_id
+
+
+def test_an_owed_start_that_can_never_work_is_kept_with_its_error_and_not_tried_again(table):
+    [start] = receive(table, IMMEDIATE, Event("order.paid", "pay-2"), T0).starts
+    table.failed(start.workflow_id, "could not start OnPaid: no definition named 'OnPaid'")
+    assert table.owed([0], now=T0 + timedelta(days=1)) == []
+    assert table.workflows([start.workflow_id])[start.workflow_id]["state"] == "failed"
+    assert table.prune([0], before=T0 + timedelta(seconds=1)) == 1
+    assert table.get("pay-2") is None and EventStartRecord.select().count() == 0

@@ -10,13 +10,22 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
-from flow.client import Client, Conflict, NotFound, ResultTimeout, WorkflowCancelled, WorkflowFailed
+from flow.client import (
+    Client,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    ResultTimeout,
+    WorkflowCancelled,
+    WorkflowFailed,
+)
 from flow.testing import flow_up
 from flow.testing.definitions import embedded_env, sample_definitions, write_definitions
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_for
 
 #: Long enough for a busy 2-core machine; a workflow here takes well under a second.
 RESULT_TIMEOUT_S = 60
@@ -33,6 +42,16 @@ def api_url(tmp_path_factory, http_server) -> Iterator[str]:
             "activities": [{"id": "approval", "wait_for": "approved"}, {"id": "shipping", "wait_for": "shipped"}],
         },
         "ApprovalExample": json.loads((ROOT / "examples" / "workflows" / "approval.json").read_text()),
+        "Tagged": {
+            "name": "Tagged",
+            "attributes": {"customer": "string", "amount": "number", "vip": "boolean", "due": "time"},
+            "activities": [{"name": "EchoActivity"}],
+        },
+        "OnPaid": {
+            "name": "OnPaid",
+            "triggers": [{"event": "client.paid", "when": "data.total > `100`", "input": "{order: data.order}"}],
+            "activities": [{"id": "echo", "name": "EchoActivity"}],
+        },
     }
     directory = write_definitions(base / "workflows", definitions)
     with flow_up(base, embedded_env(base, directory)) as url:
@@ -110,6 +129,35 @@ def test_list_follows_the_pages_newest_first(client):
     assert {w.status for w in listed} == {"In Progress"}
     for workflow_id in started:
         client.cancel(workflow_id)
+
+
+def test_search_attributes_go_with_the_start_and_find_it_in_the_list(client):
+    batch = str(uuid.uuid4())
+    due = datetime(2026, 12, 24, tzinfo=UTC)
+    big = client.start(
+        "Tagged", {"b": batch}, attributes={"customer": "acme", "amount": 120.5, "vip": True, "due": due}
+    )
+    client.start("Tagged", {"b": batch}, attributes={"customer": "acme", "amount": 80})
+    assert dict(big.attributes) == {"customer": "acme", "amount": 120.5, "vip": True, "due": "2026-12-24T00:00:00Z"}
+    found = client.list(input={"b": batch}, attributes={"customer": "acme", "amount.gt": 100, "vip": True})
+    assert [w.id for w in found] == [big.id]
+    with pytest.raises(InvalidRequest) as raised:
+        client.start("Tagged", attributes={"colour": "red"})
+    assert [p["path"] for p in raised.value.problems] == ["$.attributes.colour"]
+
+
+def test_an_event_starts_its_trigger_s_workflow_once(client):
+    event_id = f"paid-{uuid.uuid4()}"
+    sent = client.send_event("client.paid", {"order": 7, "total": 150}, id=event_id)
+    assert (sent.id, sent.duplicate) == (event_id, False)
+    assert client.send_event("client.paid", {"order": 7, "total": 150}, id=event_id).duplicate
+
+    def started() -> list[str]:
+        matched = client.request("GET", f"/events/{event_id}")["matched"]
+        return [m["workflow_id"] for m in matched if m["state"] == "started"]  # "owed": not stored yet
+
+    (workflow_id,) = wait_for(started, timeout_s=RESULT_TIMEOUT_S, what="the event's workflow")
+    assert client.result(workflow_id, timeout_s=RESULT_TIMEOUT_S)["echo"]["input_data"] == {"order": 7}
 
 
 def test_an_unknown_workflow_is_not_found(client):

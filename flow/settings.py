@@ -66,6 +66,8 @@ class Settings:
     #: committed woke it (a slot given back by another engine, a limit raised), and picks
     #: up the grants other engines made for its partitions, in seconds.
     limits_poll_s: float = 0.2
+    #: Most workflows one bulk operation (``POST /batches``) handles per second.
+    batch_rate: float = 100.0
     #: Partitions of a new database (fixed when it is created; later it must match or stay unset).
     partitions: int | None = None
     #: How long an engine's hold on a partition lasts without renewal; a dead engine's
@@ -179,6 +181,7 @@ class Settings:
             "outbox_grace_s",
             "outbox_poll_s",
             "limits_poll_s",
+            "batch_rate",
             "partition_lease_s",
             "retention_interval_s",
             "query_timeout_s",

@@ -115,6 +115,48 @@ priority_option = click.option(
 )
 
 
+#: The workflow filters of ``flow list``, which ``flow batch start`` takes too (one filter
+#: type, :mod:`flow.core.workflow_filter`): ``status_``, ``name``, ``input_json``,
+#: ``priority``, ``created_after``, ``created_before``.
+WORKFLOW_FILTER_OPTIONS = (
+    click.option("--status", "status_", default=None, help=f"One of: {', '.join(WorkflowStatus)}."),
+    click.option("--name", default=None, help="Only workflows of this definition."),
+    click.option("--input", "input_json", default=None, help="Only workflows whose input contains this JSON object."),
+    click.option(
+        "--priority",
+        type=click.IntRange(FIRST_PRIORITY, LAST_PRIORITY),
+        default=None,
+        help="Only workflows of this priority (1 first to 5 last).",
+    ),
+    click.option(
+        "--attr",
+        "attrs",
+        multiple=True,
+        metavar="NAME[.OP]=VALUE",
+        help="Only workflows whose search attribute NAME compares with VALUE (OP: eq (default), ne, gt, gte, lt, "
+        "lte); repeat it: all must hold.",
+    ),
+    click.option("--created-after", default=None, help="Only workflows created at or after this ISO 8601 time."),
+    click.option("--created-before", default=None, help="Only workflows created before this ISO 8601 time."),
+)
+
+
+def attribute_condition(text: str) -> tuple[str, str]:
+    """``--attr NAME[.OP]=VALUE`` as the API's query parameter ``attr.NAME[.OP]`` and its
+    value (the API checks the name, the operator and the value, naming the parameter)."""
+    key, equals, value = text.partition("=")
+    if not equals or not key:
+        fail(f"--attr {text!r} must be NAME=VALUE or NAME.OP=VALUE, e.g. --attr amount.gt=100", EXIT_INVALID)
+    return f"attr.{key}", value
+
+
+def workflow_filter_options(command: Callable[..., T]) -> Callable[..., T]:
+    """Decorate ``command`` with :data:`WORKFLOW_FILTER_OPTIONS`, in their order."""
+    for option in reversed(WORKFLOW_FILTER_OPTIONS):
+        command = option(command)
+    return command
+
+
 def embedded_flow(settings: Settings, **options: Any) -> EmbeddedFlow:
     """The in-process flow for ``settings``; a configuration it cannot start with (an
     activity package that cannot be imported, an invalid definition in the directory)

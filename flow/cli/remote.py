@@ -14,6 +14,7 @@ from rich.table import Table
 from flow.cli.app import (
     EXIT_INVALID,
     api_client,
+    attribute_condition,
     call_api,
     err,
     fail,
@@ -26,10 +27,10 @@ from flow.cli.app import (
     read_input,
     read_json_option,
     watch,
+    workflow_filter_options,
 )
 from flow.client.transport import segment as _segment
-from flow.core.start_request import FIRST_PRIORITY, LAST_PRIORITY
-from flow.core.vocabulary import HistoryType, WorkflowStatus
+from flow.core.vocabulary import HistoryType
 
 #: Workflows per page of ``flow list``.
 DEFAULT_LIST_LIMIT = 20
@@ -102,25 +103,7 @@ def status(workflow_id: str, as_json: bool) -> None:
 
 
 @main.command(name="list")
-@click.option("--status", "status_", default=None, help=f"One of: {', '.join(WorkflowStatus)}.")
-@click.option("--name", default=None, help="Only workflows of this definition.")
-@click.option("--input", "input_json", default=None, help="Only workflows whose input contains this JSON object.")
-@click.option(
-    "--priority",
-    type=click.IntRange(FIRST_PRIORITY, LAST_PRIORITY),
-    default=None,
-    help="Only workflows of this priority (1 first to 5 last).",
-)
-@click.option(
-    "--attr",
-    "attrs",
-    multiple=True,
-    metavar="NAME[.OP]=VALUE",
-    help="Only workflows whose search attribute NAME compares with VALUE (OP: eq (default), ne, gt, gte, lt, "
-    "lte); repeat it: all must hold.",
-)
-@click.option("--created-after", default=None, help="Only workflows created at or after this ISO 8601 time.")
-@click.option("--created-before", default=None, help="Only workflows created before this ISO 8601 time.")
+@workflow_filter_options
 @click.option(
     "--limit", default=DEFAULT_LIST_LIMIT, show_default=True, type=click.IntRange(1, 500), help="Workflows per page."
 )
@@ -156,7 +139,7 @@ def list_(
         "created_after": created_after,
         "created_before": created_before,
     }
-    conditions = dict(_attribute_condition(text) for text in attrs)
+    conditions = dict(attribute_condition(text) for text in attrs)
     items: list[dict[str, Any]] = []
     while True:
         # The conditions are attr.<name>[.<op>] query parameters, sent as they are.
@@ -177,15 +160,6 @@ def list_(
         again = " ".join(f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in options.items() if v is not None)
         again += "".join(f" --attr {shlex.quote(text)}" for text in attrs)
         err.print(f"more: flow list {again}", soft_wrap=True, markup=False, highlight=False)
-
-
-def _attribute_condition(text: str) -> tuple[str, str]:
-    """``--attr NAME[.OP]=VALUE`` as the API's query parameter ``attr.NAME[.OP]`` and its
-    value (the API checks the name, the operator and the value, naming the parameter)."""
-    key, equals, value = text.partition("=")
-    if not equals or not key:
-        fail(f"--attr {text!r} must be NAME=VALUE or NAME.OP=VALUE, e.g. --attr amount.gt=100", EXIT_INVALID)
-    return f"attr.{key}", value
 
 
 def workflow_table(items: list[dict[str, Any]]) -> Table:

@@ -25,6 +25,7 @@ from flow.persistence.models import bind
 from flow.persistence.store import Store
 from flow.process.broker import build_broker
 from flow.process.tasks import declare
+from flow.service.batches import BatchService
 from flow.service.catalog import Catalog
 from flow.service.events import EventService
 from flow.service.schedules import ScheduleService
@@ -47,6 +48,7 @@ class Runtime:
     catalog: Catalog
     service: WorkflowService = field(init=False)
     schedules: ScheduleService = field(init=False)
+    batches: BatchService = field(init=False)
     events: EventService = field(init=False)
     metrics: EngineMetrics = field(init=False)
     tasks: dict[str, dramatiq.Actor[Any, Any]] = field(init=False)
@@ -55,6 +57,7 @@ class Runtime:
         self.metrics = EngineMetrics()
         self.service = WorkflowService(self.settings, self.store, self.catalog, self.broker, self.activity_classes)
         self.schedules = ScheduleService(self.service)
+        self.batches = BatchService(self.service)
         self.events = EventService(self.service)
         self.tasks = declare(
             self.broker,
@@ -112,6 +115,7 @@ def build_engine(runtime: Runtime, *, transport: Any = None, recover: bool = Fal
         recover=recover,
         faults=faults,
         schedule_starter=runtime.schedules,
+        batch_controls=runtime.batches,
         event_starter=runtime.events,
         callback_tokens=runtime.service.callback_tokens,
     )

@@ -10,6 +10,7 @@ import falcon.routing
 from api.auth import BearerTokenMiddleware
 from api.errors import add_error_handlers
 from api.openapi import document
+from api.resources.batches import BatchCancelResource, BatchesResource, BatchResource
 from api.resources.definitions import (
     DefinitionResource,
     DefinitionsResource,
@@ -103,6 +104,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_route("/schedules/{name}/pause", SchedulePauseResource(runtime))
     app.add_route("/schedules/{name}/resume", ScheduleResumeResource(runtime))
     app.add_route("/schedules/{name}/trigger", ScheduleTriggerResource(runtime))
+    app.add_route("/batches", BatchesResource(runtime))
+    app.add_route("/batches/{batch_id}", BatchResource(runtime))
+    app.add_route("/batches/{batch_id}/cancel", BatchCancelResource(runtime))
     app.add_route("/events", EventsResource(runtime))
     app.add_route("/events/{event_id}", EventResource(runtime))
     openapi_resource.document = document(router, auth=bool(runtime.settings.api_token))

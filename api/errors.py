@@ -15,6 +15,8 @@ from typing import Any
 import falcon
 
 from flow.errors import (
+    BatchEnded,
+    BatchNotFound,
     CallbackTokenSpent,
     DefinitionError,
     DefinitionInUse,
@@ -83,6 +85,14 @@ def printable(text: str) -> str:
 
 def _workflow_not_found(req: falcon.Request, resp: falcon.Response, ex: WorkflowNotFound, params: Params) -> None:
     raise falcon.HTTPNotFound(title="Workflow not found", description=printable(str(ex)))
+
+
+def _batch_not_found(req: falcon.Request, resp: falcon.Response, ex: BatchNotFound, params: Params) -> None:
+    raise falcon.HTTPNotFound(title="Batch not found", description=printable(str(ex)))
+
+
+def _batch_ended(req: falcon.Request, resp: falcon.Response, ex: BatchEnded, params: Params) -> None:
+    raise falcon.HTTPConflict(title="Batch already ended", description=printable(str(ex)))
 
 
 def _event_not_found(req: falcon.Request, resp: falcon.Response, ex: EventNotFound, params: Params) -> None:
@@ -207,6 +217,8 @@ HANDLERS: dict[type[FlowError], Callable[..., None]] = {
     DefinitionError: _definition_error,
     StoreUnavailable: _store_unavailable,
     FilterTooCostly: _filter_too_costly,
+    BatchNotFound: _batch_not_found,
+    BatchEnded: _batch_ended,
     FlowError: _flow_error,
 }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from flow.core.batches import BatchOperation, BatchStatus, Outcome
 from flow.core.kinds import KINDS, kind_view_schemas
 from flow.core.schedules import SCHEMA as SCHEDULE_SCHEMA
 from flow.core.schedules import RunTrigger
@@ -200,6 +201,15 @@ COMPONENTS: dict[str, Any] = {
                         "GET /workflows?attr.<name>=... finds it by them.",
                     },
                     "activities": {"type": "array", "items": ref("Activity")},
+                    "history_length": {
+                        "type": "integer",
+                        "description": "Entries of its history (GET /workflows/{id}/events).",
+                    },
+                    "history_warning": {
+                        "type": ["string", "null"],
+                        "description": "Set once the history holds FLOW_HISTORY_WARN entries or more (10,000 by "
+                        "default): what to do about it (a child workflow per batch); null below.",
+                    },
                 },
             },
         ]
@@ -375,6 +385,39 @@ COMPONENTS: dict[str, Any] = {
             ),
         }
     ),
+    "Batch": {
+        "type": "object",
+        "required": [
+            *("id", "operation", "filter", "rerun", "status", "matched", "done", "failed", "skipped", "pending"),
+            *("created_by", "created_at", "updated_at", "finished_at"),
+        ],
+        "properties": {
+            "id": {"type": "string"},
+            "operation": enum(BatchOperation),
+            "filter": {"type": "object", "description": "The workflow filter, as given (times in UTC)."},
+            "rerun": {"type": ["object", "null"], "description": "The rerun options of a rerun."},
+            "status": enum(BatchStatus),
+            "matched": {"type": "integer", "description": "Workflows matched so far."},
+            "done": {"type": "integer", "description": "Workflows sent their control."},
+            "failed": {"type": "integer", "description": "Workflows whose control was refused for good."},
+            "skipped": {"type": "integer", "description": "Workflows the operation no longer applied to."},
+            "pending": {"type": "integer", "description": "Matched workflows not handled yet."},
+            "created_by": {"type": ["string", "null"]},
+            "created_at": _TIMESTAMP,
+            "updated_at": _TIMESTAMP,
+            "finished_at": _OPTIONAL_TIMESTAMP,
+            "problems": {
+                "type": "array",
+                "description": "Not in lists: the first workflows that failed or were skipped, and why.",
+                "items": _record(
+                    workflow_id={"type": "string"},
+                    outcome={"enum": [Outcome.FAILED.value, Outcome.SKIPPED.value]},
+                    reason={"type": ["string", "null"]},
+                ),
+            },
+        },
+    },
+    "BatchPage": _page("Batch", "cursor"),
     "Health": _record(
         status={"enum": ["ok", "unavailable"]},
         database={"type": "string", "description": '"ok", or why not'},

@@ -288,6 +288,18 @@ class ScheduleNotFound(FlowError):
         super().__init__(f"no schedule named {name!r}")
 
 
+class BatchNotFound(FlowError):
+    """Raised when a batch id matches no stored batch."""
+
+    def __init__(self, batch_id: str) -> None:
+        self.batch_id = batch_id
+        super().__init__(f"no batch with id {batch_id!r}")
+
+
+class BatchEnded(FlowError):
+    """Raised when cancelling a batch that has finished or was cancelled already."""
+
+
 class EventNotFound(FlowError):
     """Raised when an event id matches no event remembered (never received, or received
     longer ago than ``FLOW_EVENT_DEDUP_S``)."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
 
 import falcon
 
@@ -16,9 +18,10 @@ from api.resources.pools import waiting_pools
 from api.schemas import enum
 from api.views import event_view, workflow_summary, workflow_view
 from flow.core import attributes, start_request, strict_json, validation
-from flow.core.definition import NAME_PATTERN, is_definition_name
+from flow.core.definition import NAME_PATTERN
 from flow.core.start_request import check_idempotency_key, is_workflow_id, parse_start_request
 from flow.core.state import WorkflowStatus
+from flow.core.workflow_filter import WorkflowFilter, parse_filter
 from flow.errors import InvalidJson, WorkflowNotFound
 from flow.persistence.limits import LimitTable
 from flow.persistence.mapping import StoredWorkflow
@@ -176,32 +179,9 @@ class WorkflowsResource:
         errors=(422, 503),
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        status = req.get_param(STATUS.name)
-        if status is not None and status not in {s.value for s in WorkflowStatus}:
-            raise unprocessable(STATUS.name, f"must be one of {', '.join(s.value for s in WorkflowStatus)}")
-        name = req.get_param(NAME.name)
-        if name is not None and not is_definition_name(name):
-            raise unprocessable(NAME.name, f"must be a workflow definition name, matching {NAME_PATTERN}")
-        parent_id = req.get_param(PARENT_ID.name)
-        if parent_id is not None and not is_workflow_id(parent_id):
-            raise unprocessable(
-                PARENT_ID.name, f"must be a workflow id of 1 to {start_request.MAX_WORKFLOW_ID} characters"
-            )
         limit = _int_param(req, LIMIT)
-        priority = _int_param(req, PRIORITY) if req.get_param(PRIORITY.name) is not None else None
         cursor = _decode_cursor(req.get_param(CURSOR.name))
-        rows = self.runtime.store.list_workflows(
-            status=status,
-            name=name,
-            created_after=_timestamp_param(req, CREATED_AFTER.name),
-            created_before=_timestamp_param(req, CREATED_BEFORE.name),
-            before=cursor,
-            limit=limit,
-            input_filter=_input_filter(req),
-            parent_id=parent_id,
-            priority=priority,
-            attributes=attribute_conditions(req),
-        )
+        rows = self.runtime.store.list_workflows(workflow_filter(req), before=cursor, limit=limit)
         items = [workflow_summary(row) for row in rows]
         last = rows[-1].state if rows else None
         next_cursor = _encode_cursor(last.created_at, last.id) if last and len(rows) == limit else None
@@ -222,7 +202,9 @@ class WorkflowResource:
         row = self.runtime.store.get(_known_id(workflow_id))
         queued = waiting_pools(self.runtime, self.depths, row.state)
         limits = LimitTable(self.runtime.store.database)
-        resp.media = workflow_view(row, self.runtime.service.callbacks.tokens, limits, queued)
+        resp.media = workflow_view(
+            row, self.runtime.service.callbacks.tokens, limits, queued, history_warn=self.runtime.settings.history_warn
+        )
 
     @operation(
         "Delete an ended workflow with its activities and history",
@@ -354,6 +336,18 @@ def _accepted(resp: falcon.Response, row: StoredWorkflow) -> None:
     resp.media = workflow_view(row)
 
 
+def workflow_filter(req: falcon.Request) -> WorkflowFilter:
+    """The filter of ``GET /workflows``' query parameters (422 naming a wrong one), parsed
+    as ``POST /batches`` parses its ``filter`` object (:func:`parse_filter`)."""
+    given: dict[str, Any] = {
+        p.name: req.get_param(p.name) for p in (STATUS, NAME, PARENT_ID, CREATED_AFTER, CREATED_BEFORE)
+    }
+    given[PRIORITY.name] = _int_param(req, PRIORITY) if req.get_param(PRIORITY.name) is not None else None
+    given[INPUT.name] = _input_filter(req)
+    # attr.* parameters may repeat (each value one condition): parsed from the query string.
+    return replace(parse_filter(given), attributes=attribute_conditions(req))
+
+
 def _input_filter(req: falcon.Request) -> dict | None:
     """``input``: a JSON object the workflow's input must contain; 422 naming the
     parameter if it is not one (like every other query parameter)."""
@@ -368,21 +362,6 @@ def _input_filter(req: falcon.Request) -> dict | None:
         raise unprocessable("input" + e.path.removeprefix("$"), e.message) from e
     if not isinstance(value, dict):
         raise unprocessable("input", 'must be a JSON object, e.g. {"order_id": 42}')
-    return value
-
-
-def _timestamp_param(req: falcon.Request, name: str) -> datetime | None:
-    """An ISO 8601 query parameter as naive UTC (what the store holds)."""
-    raw = req.get_param(name)
-    if raw is None:
-        return None
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        if value.tzinfo is not None:
-            # OverflowError at the calendar's ends: 0001-01-01T00:00:00+01:00 is in year 0.
-            value = value.astimezone(UTC).replace(tzinfo=None)
-    except (ValueError, OverflowError) as e:
-        raise unprocessable(name, "must be an ISO 8601 timestamp in years 1 to 9999, e.g. 2026-11-28T12:00:00Z") from e
     return value
 
 

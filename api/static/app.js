@@ -574,6 +574,7 @@ async function route() {
     else if (path === "/schedules") await schedulesPage(mine);
     else if (path === "/events") await eventsPage(mine);
     else if (path === "/limits") await limitsPage(mine);
+    else if (path === "/batches") await batchesPage(mine);
     else if (path.startsWith("/limits/")) await limitPage(decodeURIComponent(path.slice("/limits/".length)), mine);
     else if (path === "/start") await startPage(mine);
     else render(mine, h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/workflows" }, "Back to the workflows")));

@@ -4,13 +4,13 @@ Embedded (:mod:`flow.cli.embedded`): ``flow run``, ``flow up``. Local
 (:mod:`flow.cli.local`): ``flow validate``, ``flow migrate``; ``flow replay`` (:mod:`flow.cli.replay`). Remote, against
 ``FLOW_API_URL`` (:mod:`flow.cli.remote`): ``flow start [--wait]``, ``status``, ``list``,
 ``events``, ``cancel``, ``retry``, ``rerun``, ``definitions``, ``flow schedules ...``
-(:mod:`flow.cli.schedules`), ``flow limits ...`` (:mod:`flow.cli.limits`) and ``flow event
-...`` (:mod:`flow.cli.events`). Workers:
+(:mod:`flow.cli.schedules`), ``flow limits ...`` (:mod:`flow.cli.limits`), ``flow event
+...`` (:mod:`flow.cli.events`) and ``flow batch ...`` (:mod:`flow.cli.batches`). Workers:
 ``flow worker --pool NAME`` (:mod:`flow.cli.worker`). The group, its exit codes and the
 helpers they share are in :mod:`flow.cli.app`.
 """
 
-from flow.cli import embedded, events, limits, local, remote, replay, schedules, worker  # noqa: F401 - each registers its commands
+from flow.cli import batches, embedded, events, limits, local, remote, replay, schedules, worker  # noqa: F401 - each registers its commands
 from flow.cli.app import main
 
 __all__ = ["main"]

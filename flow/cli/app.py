@@ -40,7 +40,7 @@ from flow.loops import poll_until
 from flow.settings import Settings
 
 if TYPE_CHECKING:
-    from flow.cli.client import ApiClient
+    from flow.client import Client
     from flow.process.embedded import EmbeddedFlow
 
 T = TypeVar("T")
@@ -115,6 +115,48 @@ priority_option = click.option(
 )
 
 
+#: The workflow filters of ``flow list``, which ``flow batch start`` takes too (one filter
+#: type, :mod:`flow.core.workflow_filter`): ``status_``, ``name``, ``input_json``,
+#: ``priority``, ``created_after``, ``created_before``.
+WORKFLOW_FILTER_OPTIONS = (
+    click.option("--status", "status_", default=None, help=f"One of: {', '.join(WorkflowStatus)}."),
+    click.option("--name", default=None, help="Only workflows of this definition."),
+    click.option("--input", "input_json", default=None, help="Only workflows whose input contains this JSON object."),
+    click.option(
+        "--priority",
+        type=click.IntRange(FIRST_PRIORITY, LAST_PRIORITY),
+        default=None,
+        help="Only workflows of this priority (1 first to 5 last).",
+    ),
+    click.option(
+        "--attr",
+        "attrs",
+        multiple=True,
+        metavar="NAME[.OP]=VALUE",
+        help="Only workflows whose search attribute NAME compares with VALUE (OP: eq (default), ne, gt, gte, lt, "
+        "lte); repeat it: all must hold.",
+    ),
+    click.option("--created-after", default=None, help="Only workflows created at or after this ISO 8601 time."),
+    click.option("--created-before", default=None, help="Only workflows created before this ISO 8601 time."),
+)
+
+
+def attribute_condition(text: str) -> tuple[str, str]:
+    """``--attr NAME[.OP]=VALUE`` as the API's query parameter ``attr.NAME[.OP]`` and its
+    value (the API checks the name, the operator and the value, naming the parameter)."""
+    key, equals, value = text.partition("=")
+    if not equals or not key:
+        fail(f"--attr {text!r} must be NAME=VALUE or NAME.OP=VALUE, e.g. --attr amount.gt=100", EXIT_INVALID)
+    return f"attr.{key}", value
+
+
+def workflow_filter_options(command: Callable[..., T]) -> Callable[..., T]:
+    """Decorate ``command`` with :data:`WORKFLOW_FILTER_OPTIONS`, in their order."""
+    for option in reversed(WORKFLOW_FILTER_OPTIONS):
+        command = option(command)
+    return command
+
+
 def embedded_flow(settings: Settings, **options: Any) -> EmbeddedFlow:
     """The in-process flow for ``settings``; a configuration it cannot start with (an
     activity package that cannot be imported, an invalid definition in the directory)
@@ -167,6 +209,8 @@ def watch(
             last_event = event["id"]
             for line in narrator.lines(event, latest):
                 console.print(line)
+        for line in narrator.heartbeats(latest):
+            console.print(line)
         return latest if WorkflowStatus(workflow["status"]).ended else None
 
     try:
@@ -208,25 +252,26 @@ def import_from_current_directory() -> None:
         sys.path.append(cwd)
 
 
-def api_client() -> ApiClient:
-    from flow.cli.client import ApiClient
+def api_client() -> Client:
+    """The Python client (:mod:`flow.client`) on the API at ``FLOW_API_URL``: the remote
+    commands send every request through it."""
+    from flow.client import Client
 
     settings = load_settings(embedded=False)
-    return ApiClient(settings.api_url, token=settings.api_token)
+    return Client(settings.api_url, token=settings.api_token or "")
 
 
 def call_api(fn: Callable[[], T]) -> T:
     """Run an API call; turn its errors into a message and an exit code."""
-    from flow.cli.client import ApiError
+    from flow.client import ApiError, InvalidRequest, Unavailable
 
     try:
         return fn()
+    except InvalidRequest as e:
+        fail(str(e), EXIT_INVALID)
     except ApiError as e:
-        if e.status == 0 or e.status >= 500:
-            fail(str(e), EXIT_UNAVAILABLE)
-        if e.status in (400, 413, 415, 422):
-            fail(str(e), EXIT_INVALID)
-        fail(str(e), EXIT_REFUSED)
+        # Status 0: no answer (or a request that could not be sent); 429 and 5xx: not now.
+        fail(str(e), EXIT_UNAVAILABLE if e.status == 0 or isinstance(e, Unavailable) else EXIT_REFUSED)
 
 
 def redact(url: str) -> str:

@@ -31,6 +31,7 @@ docs/design.md:
 - :mod:`flow.engine.spans` — the workflows' spans, while tracing is on;
 - :mod:`flow.engine.retention` — deleting the held partitions' workflows past retention;
 - :mod:`flow.engine.schedules` — firing the held partitions' cron schedules;
+- :mod:`flow.engine.batches` — driving the held partitions' bulk operations;
 - :mod:`flow.engine.events` — closing the held partitions' event windows;
 - :mod:`flow.engine.recovery` — sending what :mod:`flow.core.recovery` says a workflow is
   owed after a restart on the in-process broker.
@@ -49,6 +50,7 @@ from actors.registry import WorkflowActors
 from actors.workflow import WorkflowActor
 from flow.engine.admission import Admission
 from flow.engine.after_commit import AfterCommit
+from flow.engine.batches import BatchControls, BatchRunner
 from flow.engine.collaborators import ActorCollaborators
 from flow.engine.committer import GroupCommitter
 from flow.engine.events import EventStarter, EventTicker
@@ -67,6 +69,7 @@ from flow.engine.transport import Transport
 from flow.engine.unstarted import UnstartedStarter
 from flow.faults import FaultInjector
 from flow.observability.metrics import EngineMetrics
+from flow.persistence.batches import BatchTable, Fence
 from flow.persistence.engine_store import EngineStore
 from flow.persistence.events import EventTable
 from flow.persistence.leases import new_engine_id
@@ -95,6 +98,7 @@ class Engine:
         recover: bool = False,
         faults: FaultInjector | None = None,
         schedule_starter: ScheduleStarter | None = None,
+        batch_controls: BatchControls | None = None,
         event_starter: EventStarter | None = None,
         callback_tokens: CallbackTokens | None = None,
     ) -> None:
@@ -206,6 +210,13 @@ class Engine:
         self.schedules = schedule_starter and ScheduleTicker(
             ScheduleTable(store.database), held=self.leases.held_partitions, starter=schedule_starter
         )
+        self.batches = batch_controls and BatchRunner(
+            BatchTable(store.database, query_timeout_s=settings.query_timeout_s),
+            batch_controls,
+            held=self.leases.held_partitions,
+            fence_of=self.fence_of,
+            rate_per_s=settings.batch_rate,
+        )
         self.events = event_starter and EventTicker(
             EventTable(store.database),
             held=self.leases.held_partitions,
@@ -235,6 +246,8 @@ class Engine:
         self.retention.start()
         if self.schedules:
             self.schedules.start()
+        if self.batches:
+            self.batches.start()
         if self.events:
             self.events.start()
         logger.info("engine %s started", self.engine_id)
@@ -244,6 +257,8 @@ class Engine:
         self.retention.stop()
         if self.schedules:
             self.schedules.stop()
+        if self.batches:
+            self.batches.stop()
         if self.events:
             self.events.stop()
         self.leases.stop(release=True)
@@ -260,6 +275,11 @@ class Engine:
     def epoch_of(self, partition: int) -> int | None:
         """The epoch under which this engine holds ``partition`` (``None``: not held)."""
         return self.leases.held.get(partition)
+
+    def fence_of(self, partition: int) -> Fence | None:
+        """This engine's hold on ``partition``, to fence a write with (``None``: not held)."""
+        epoch = self.epoch_of(partition)
+        return None if epoch is None else Fence(partition, self.engine_id, epoch)
 
 
 __all__ = ["Engine"]

@@ -7,7 +7,7 @@ reads them. Driver errors leave as :class:`~flow.errors.StoreUnavailable`.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 import peewee
 
 from flow.clock import utcnow
-from flow.core.attributes import Condition
+from flow.core.workflow_filter import WorkflowFilter
 from flow.errors import WorkflowNotFound
 from flow.persistence import attributes as stored_attributes
 from flow.persistence import input_filter as filters
@@ -37,6 +37,31 @@ from flow.persistence.models import (
     TimerRecord,
     WorkflowRecord,
 )
+
+
+def filter_conditions(database: peewee.Database, match: WorkflowFilter) -> list[Any]:
+    """The conditions on ``workflows`` of a filter (always at least one: TRUE), for
+    ``GET /workflows`` and the batches alike."""
+    conditions: list[Any] = [peewee.SQL("1 = 1")]
+    if match.status:
+        conditions.append(WorkflowRecord.status == match.status)
+    if match.name:
+        conditions.append(WorkflowRecord.definition_name == match.name)
+    if match.parent_id:
+        conditions.append(WorkflowRecord.parent_id == match.parent_id)
+    if match.priority is not None:
+        # No index of its own: five values split no table finely, and a page is
+        # read newest first by the (created_at, id) index, filtered as it goes.
+        conditions.append(WorkflowRecord.priority == match.priority)
+    if match.input is not None:
+        conditions.append(filters.input_contains(database, match.input))
+    for condition in match.attributes:
+        conditions.append(stored_attributes.condition(database, condition, WorkflowRecord.id))
+    if match.created_after:
+        conditions.append(WorkflowRecord.created_at >= match.created_after)
+    if match.created_before:
+        conditions.append(WorkflowRecord.created_at < match.created_before)
+    return conditions
 
 
 class Queries:
@@ -82,50 +107,27 @@ class Queries:
 
     def list_workflows(
         self,
+        match: WorkflowFilter | None = None,
         *,
-        status: str | None = None,
-        name: str | None = None,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
         before: tuple[datetime, str] | None = None,
         limit: int = 50,
         input_filter: Mapping[str, Any] | None = None,
-        parent_id: str | None = None,
-        priority: int | None = None,
-        attributes: Sequence[Condition] = (),
+        **criteria: Any,
     ) -> list[StoredWorkflow]:
         """Newest first, without activities; ``before`` is the ``(created_at, id)`` keyset
-        cursor; ``input_filter``: only workflows whose input contains it
-        (:mod:`flow.persistence.input_filter`); ``parent_id``: only its children;
-        ``priority``: only workflows of that priority; ``attributes``: only workflows whose
-        search attributes meet every condition (:mod:`flow.persistence.attributes`).
+        cursor; ``match`` (or its fields as keywords, ``input_filter`` for ``input``): the
+        filter (:mod:`flow.core.workflow_filter`).
 
         Within the time budget (:func:`time_budget`): past it, :class:`FilterTooCostly`
         naming the ``input`` filter when there is one (the only part whose cost the
         client decides: the others are served by indexes)."""
-        if input_filter is not None:
-            filters.check(input_filter)  # before a connection is taken
-        blame = filters.PARAMETER if input_filter is not None else None
+        if match is None:
+            match = WorkflowFilter(input=input_filter, **criteria)
+        if match.input is not None:
+            filters.check(match.input)  # before a connection is taken
+        blame = filters.PARAMETER if match.input is not None else None
         with unit_of_work(self.database), time_budget(self.database, self.query_timeout_s, parameter=blame):
-            query = WorkflowRecord.select(*workflow_columns())
-            if status:
-                query = query.where(WorkflowRecord.status == status)
-            if name:
-                query = query.where(WorkflowRecord.definition_name == name)
-            if parent_id:
-                query = query.where(WorkflowRecord.parent_id == parent_id)
-            if priority is not None:
-                # No index of its own: five values split no table finely, and a page is
-                # read newest first by the (created_at, id) index, filtered as it goes.
-                query = query.where(WorkflowRecord.priority == priority)
-            if input_filter is not None:
-                query = query.where(filters.input_contains(self.database, input_filter))
-            for condition in attributes:
-                query = query.where(stored_attributes.condition(self.database, condition, WorkflowRecord.id))
-            if created_after:
-                query = query.where(WorkflowRecord.created_at >= created_after)
-            if created_before:
-                query = query.where(WorkflowRecord.created_at < created_before)
+            query = WorkflowRecord.select(*workflow_columns()).where(*filter_conditions(self.database, match))
             if before:
                 created_at, workflow_id = before
                 query = query.where(

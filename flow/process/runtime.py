@@ -25,6 +25,7 @@ from flow.persistence.models import bind
 from flow.persistence.store import Store
 from flow.process.broker import build_broker
 from flow.process.tasks import declare
+from flow.service.batches import BatchService
 from flow.service.catalog import Catalog
 from flow.service.events import EventService
 from flow.service.schedules import ScheduleService
@@ -47,6 +48,7 @@ class Runtime:
     catalog: Catalog
     service: WorkflowService = field(init=False)
     schedules: ScheduleService = field(init=False)
+    batches: BatchService = field(init=False)
     events: EventService = field(init=False)
     metrics: EngineMetrics = field(init=False)
     tasks: dict[str, dramatiq.Actor[Any, Any]] = field(init=False)
@@ -55,6 +57,7 @@ class Runtime:
         self.metrics = EngineMetrics()
         self.service = WorkflowService(self.settings, self.store, self.catalog, self.broker, self.activity_classes)
         self.schedules = ScheduleService(self.service)
+        self.batches = BatchService(self.service)
         self.events = EventService(self.service)
         self.tasks = declare(
             self.broker,
@@ -75,7 +78,10 @@ class Runtime:
         broker = broker or build_broker(settings)
         broker.add_middleware(CurrentMessage())
         store = Store.from_url(
-            settings.database_url, pool_size=settings.db_pool_size, query_timeout_s=settings.query_timeout_s
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            query_timeout_s=settings.query_timeout_s,
+            silence_s=settings.database_timeout_s,
         )
         bind(store.database)
         runtime = cls(settings, broker, store, classes, catalog)
@@ -105,13 +111,14 @@ def build_engine(runtime: Runtime, *, transport: Any = None, recover: bool = Fal
         transport = RabbitTransport(settings.broker_url, declare=queues)
     return Engine(
         settings,
-        EngineStore(runtime.store.database, faults=faults),
+        EngineStore(runtime.store.database, faults=faults, history_warn=settings.history_warn),
         transport,
         partitions=partitions,
         metrics=runtime.metrics,
         recover=recover,
         faults=faults,
         schedule_starter=runtime.schedules,
+        batch_controls=runtime.batches,
         event_starter=runtime.events,
         callback_tokens=runtime.service.callback_tokens,
     )
@@ -183,6 +190,7 @@ class EngineLifecycle(dramatiq.Middleware):
             queue=settings.event_exchange,
             exchange_type="fanout",
             handle=event_handler(self.runtime.events),
+            what="event message",
         )
         self.event_messages.start()
         logger.info("engine running; shared queue %s", settings.engine_queue)

@@ -18,6 +18,7 @@ from flow.errors import (
     InboxFull,
     InvalidInput,
     RerunRefused,
+    RetryRefused,
     VersionIncompatible,
     WorkflowConflict,
 )
@@ -84,10 +85,15 @@ class Controls:
         self.senders.resume(workflow_id)
         return row
 
-    def retry(self, workflow_id: str) -> StoredWorkflow:
-        """Run a Failed or Cancelled workflow (not a child: its parent's retry does) again."""
+    def retry(self, workflow_id: str, *, of_run: int | None = None) -> StoredWorkflow:
+        """Run a Failed or Cancelled workflow (not a child: its parent's retry does) again.
+
+        ``of_run``: only if it is still on that run; the message then names the run it
+        starts, so the engine ignores a second send of it (a batch replaying a page)."""
         row = self._allowed(workflow_id, checks.retry_refusal)
-        self.senders.retry(workflow_id)
+        if of_run is not None and row.state.run != of_run:
+            raise RetryRefused(workflow_id, f"workflow {workflow_id} is on run {row.state.run}, not {of_run}")
+        self.senders.retry(workflow_id, run=None if of_run is None else of_run + 1)
         return row
 
     def rerun(
@@ -98,12 +104,14 @@ class Controls:
         version: int | None = None,
         input_data: Any = None,
         by: str | None = None,
+        of_run: int | None = None,
     ) -> StoredWorkflow:
         """Run a Failed, Finished or Cancelled workflow again from the step ``from_step``
         (an id): that step and every step that depends on it run again, every other step
         keeps its outcome (:mod:`flow.core.rerun`). ``version``: on that version of its
         definition, refused (:class:`VersionIncompatible`) when it cannot take over what the
-        rerun keeps; ``input_data``: the new run's input; ``by``: who asks, for the history.
+        rerun keeps; ``input_data``: the new run's input; ``by``: who asks, for the history;
+        ``of_run``: only if it is still on that run, as for :meth:`retry`.
 
         The one door of a rerun: the API, the CLI (through the API) and batches call it."""
         row = self.store.get(workflow_id)
@@ -111,14 +119,15 @@ class Controls:
         refusal = rerun.refusal(state)
         if refusal is not None:
             raise RerunRefused(workflow_id, refusal)
+        if of_run is not None and state.run != of_run:
+            raise RerunRefused(workflow_id, f"workflow {workflow_id} is on run {state.run}, not {of_run}")
         position = rerun.position_of(state, from_step)
         if position is None:
             known = ", ".join(a.id for a in state.activities[:50])
             raise InvalidInput("$.from", f"workflow {workflow_id} has no step {from_step!r}; its steps: {known}")
-        # The check decide() makes (flow.core.rerun.restarted), made here too so that the
-        # caller hears the refusal (409) instead of a 202 for a rerun that never happens.
-        if (undone := saga.rerun_refusal(state, rerun.downstream(state, position))) is not None:
-            raise RerunRefused(workflow_id, undone)
+        undone = saga.rerun_refusal(state, rerun.downstream(state, position))  # decide() checks it again
+        if undone is not None:
+            raise RerunRefused(workflow_id, f"workflow {workflow_id}: {undone}")
         if input_data is not None:
             checks.check_input(input_data, max_bytes=self.senders.settings.max_payload_bytes)
         body, child_versions = None, None
@@ -134,6 +143,7 @@ class Controls:
             definition=body,
             child_versions=child_versions,
             input_data=input_data,
+            run=None if of_run is None else of_run + 1,
         )
         return row
 

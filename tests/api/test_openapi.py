@@ -188,11 +188,13 @@ def call(client, doc):
     client.simulate_put("/definitions/WaitOnly", json={"name": "WaitOnly", "activities": [{"wait_for": "go"}]})
     waiting = client.simulate_post("/workflows", json={"name": "WaitOnly"}).json
     token = waiting["activities"][0]["callback_token"]
+    batch = client.simulate_post("/batches", json={"operation": "cancel", "filter": {"name": "Nothing"}}).json
     values = {
         "workflow_id": workflow_id,
         "name": "DummyWorkflow",
         "version": "1",
         "token": token,
+        "batch_id": batch["id"],
         "event_id": "evt-123",
     }
 

@@ -125,26 +125,3 @@ def test_an_unknown_undo_or_failure_handler_is_refused_with_422_naming_it(client
     assert "$.config.on_failure.workflow" in response.text and "NoSuchFlow" in response.text
     handler["config"]["on_failure"]["workflow"] = "DummyWorkflow"  # a registered one
     assert put(handler).status_code == 201
-
-
-def test_a_rerun_that_would_keep_an_undone_steps_outcome_is_409_with_the_reason(tmp_path):
-    """The API hears what decide() would say (flow.core.saga.rerun_refusal): a 202 for a
-    rerun the engine then refuses would leave the caller waiting for a run that never comes."""
-    with EmbeddedFlow(settings_with(tmp_path)) as flow:
-        api = falcon.testing.TestClient(create_app(runtime=flow.runtime))
-        failed_id = flow.start("SagaExample", {"amount": 30, "sku": "X"})
-        assert flow.wait(failed_id, timeout_s=20).state.status == "Failed"
-        for from_step, undone in (("ship", "reserve, charge were"), ("reserve", "charge was")):
-            refused = api.simulate_post(f"/workflows/{failed_id}/rerun", json={"from": from_step})
-            assert refused.status_code == 409, refused.text
-            assert f"{undone} undone by the compensation: rerun from there" in refused.json["description"]
-        assert flow.runtime.store.get(failed_id).state.run == 1  # nothing was sent
-        fixed = {"amount": 30, "sku": "X", "address": "Rue 1"}
-        accepted = api.simulate_post(f"/workflows/{failed_id}/rerun", json={"from": "charge", "input_data": fixed})
-        assert accepted.status_code == 202, accepted.text
-        rerun = poll_until(
-            lambda: (s := flow.runtime.store.get(failed_id).state).run == 2 and s.status.ended and s,
-            timeout_s=20,
-            what="the rerun to end",
-        )
-    assert rerun.status == "Finished" and [a.id for a in rerun.activities] == ["charge", "reserve", "ship"]

@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 
 from flow.testing import flow_up
 from flow.testing.definitions import embedded_env, sample_definitions, write_definitions
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_for
 
 pytestmark = pytest.mark.ui
 
@@ -325,6 +325,7 @@ def test_the_pages_pass_an_accessibility_check(page):
         "#/events",
         "#/limits",
         "#/limits/axe",
+        "#/batches",
     ],
 )
 def test_axe_finds_no_serious_accessibility_violation(page, server, route):
@@ -659,3 +660,27 @@ def test_the_limits_page_lists_the_limits_and_opens_one(page, server):
         requests.put(f"{server}/limits/ui_listed", json={"limit": None}, headers=headers, timeout=5)
         if "started" in locals():  # its step would wait for a number forever
             requests.post(f"{server}/workflows/{started['id']}/cancel", json={}, headers=headers, timeout=5)
+
+
+def test_the_batches_page_shows_each_batch_with_its_progress(page, server):
+    headers = {"Authorization": "Bearer ui-secret"}
+    failed = requests.post(f"{server}/workflows", json={"name": "FailingWorkflow"}, headers=headers, timeout=5).json()
+    wait_for(
+        lambda: (
+            requests.get(f"{server}/workflows/{failed['id']}", headers=headers, timeout=5).json()["status"] == "Failed"
+        ),
+        timeout_s=30,
+        what="a failed workflow",
+    )
+    body = {"operation": "retry", "filter": {"status": "Failed", "input": {}}, "created_by": "ui-test"}
+    batch = requests.post(f"{server}/batches", json=body, headers=headers, timeout=5).json()
+    page.get_by_role("link", name="Batches").click()
+    page.get_by_role("heading", name="Batches").wait_for()
+    row = page.locator("tr", has=page.get_by_role("rowheader", name=batch["id"]))
+    expect(row.locator(".status")).to_have_text("finished")
+    done = requests.get(f"{server}/batches/{batch['id']}", headers=headers, timeout=5).json()
+    assert done["matched"] >= 1 and done["done"] >= 1
+    expect(row).to_contain_text(f"{done['matched']} matched: {done['done']} done, {done['failed']} failed")
+    expect(row.get_by_label(f"Batch {batch['id']} progress")).to_be_visible()
+    expect(row.get_by_text("by ui-test")).to_be_visible()
+    shot(page, "batches")

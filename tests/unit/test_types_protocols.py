@@ -13,6 +13,7 @@ from tests.conftest import ROOT
 if TYPE_CHECKING:
     import actors.workflow
     import flow.core.kinds.base
+    import flow.engine.batches
     import flow.engine.events
     import flow.engine.schedules
     import flow.engine.transport
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from flow.engine.rabbit import RabbitTransport
     from flow.persistence.records import Loaded, Transition
     from flow.process.inprocess import InProcessTransport
+    from flow.service.batches import BatchService
     from flow.service.events import EventService
     from flow.service.schedules import ScheduleService
     from flow.service.workflows import WorkflowService
@@ -51,6 +53,10 @@ def _schedule_starter(real: ScheduleService) -> flow.engine.schedules.ScheduleSt
     return real
 
 
+def _batch_controls(real: BatchService) -> flow.engine.batches.BatchControls:
+    return real
+
+
 def _event_starter(real: EventService) -> flow.engine.events.EventStarter:
     return real
 
@@ -70,6 +76,7 @@ CHECKED = {
     "actors.workflow.Committable": [_committable],
     "flow.engine.transport.Transport": [_rabbit_transport, _in_process_transport],
     "flow.engine.schedules.ScheduleStarter": [_schedule_starter],
+    "flow.engine.batches.BatchControls": [_batch_controls],
     "flow.engine.events.EventStarter": [_event_starter],
     "flow.service.children.WorkflowService": [_child_starter],
     "flow.core.kinds.base.Tokens": [_tokens],

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self
 
+from flow.core.attributes import Typed, typed_value
 from flow.core.vocabulary import Outcome
 
 if TYPE_CHECKING:
@@ -56,6 +58,7 @@ class BaseActivity:
         item: Any = None,
         index: int | None = None,
         last_heartbeat: Any = None,
+        compensating: Mapping[str, Any] | None = None,
     ) -> None:
         #: Id of the workflow instance this attempt belongs to.
         self.workflow_id = workflow_id
@@ -77,6 +80,9 @@ class BaseActivity:
         #: What the last heartbeat of an earlier attempt said (``heartbeat(details)``):
         #: where a long job that failed got to, so this attempt can resume from there.
         self.last_heartbeat: Any = last_heartbeat
+        #: An undo (``compensate`` in the definition): the activity it undoes, with that
+        #: activity's ``input``, ``config`` and ``output``; None for any other activity.
+        self.compensating: Mapping[str, Any] | None = dict(compensating) if compensating is not None else None
         # Set by the worker running the attempt (flow.worker.execution); a test may set them.
         self._beat: Callable[[Any], None] | None = None
         self._cancel = threading.Event()
@@ -84,6 +90,8 @@ class BaseActivity:
         self.output: Any = None
         #: Why this attempt failed, when it returns a failure; shown by the API and CLI.
         self.error: str | None = None
+        #: What :meth:`set_attribute` set, typed; sent with the result.
+        self.attributes_set: dict[str, Typed] = {}
         self.logger = logging.LoggerAdapter(
             logging.getLogger(f"activities.{type(self).__name__}"),
             {"workflow_id": workflow_id, "activity": f"{position}:{type(self).__name__}", "attempt": attempt},
@@ -103,6 +111,7 @@ class BaseActivity:
             item=request.item,
             index=request.index,
             last_heartbeat=request.last_heartbeat,
+            compensating=request.compensating,
         )
 
     def heartbeat(self, details: Any = None) -> None:
@@ -118,6 +127,14 @@ class BaseActivity:
             raise ActivityCancelled(f"attempt {self.attempt} of workflow {self.workflow_id} was cancelled")
         if self._beat is not None:
             self._beat(details)
+
+    def set_attribute(self, name: str, value: str | float | bool | datetime) -> None:
+        """Set or change the workflow's search attribute ``name`` (``GET
+        /workflows?attr.<name>=...`` finds it). The value's type is the attribute's:
+        ``str``, ``int``/``float``, ``bool`` or ``datetime`` (naive means UTC). Committed
+        with this attempt's result, whatever its outcome; the last value set wins.
+        Raises :class:`~flow.errors.InvalidInput` for another name or value."""
+        self.attributes_set[name] = typed_value(name, value)
 
     @property
     def cancelled(self) -> bool:

@@ -146,7 +146,8 @@ COMPONENTS: dict[str, Any] = {
                 **enum_of(KINDS),
                 "description": "What kind of step it is (each kind fills its own keys below, the others are "
                 "null): activity, map (its items are activities of their own, after the definition's, of kind "
-                "item), sleep, wait (for a signal), child (workflow).",
+                "item), sleep, wait (for a signal), child (workflow); compensation (an undo) and on_failure (the "
+                "failure handler), appended after the others when a run fails.",
             },
             **kind_view_schemas(),
         },
@@ -163,6 +164,12 @@ COMPONENTS: dict[str, Any] = {
                     "output": {},
                     "error": {"type": ["string", "null"]},
                     "idempotency_key": {"type": ["string", "null"]},
+                    "compensation": {
+                        "enum": ["running", "done", "failed", None],
+                        "description": "Its undos (the activities' compensate), run when the run failed: running "
+                        "(the workflow is Compensating), done, or failed (one failed and stopped the chain); null: "
+                        "none ran.",
+                    },
                     "paused": {
                         "type": "boolean",
                         "description": "Paused: nothing new is scheduled until it resumes (false once it ended).",
@@ -186,6 +193,12 @@ COMPONENTS: dict[str, Any] = {
                         "type": ["string", "null"],
                         "description": 'What a queued workflow waits for ("waiting for Import [acme]: 1 of 1 '
                         'held"); null otherwise.',
+                    },
+                    "attributes": {
+                        "type": "object",
+                        "additionalProperties": {"type": ["string", "number", "boolean"]},
+                        "description": "Its search attributes by name (times as ISO 8601 text); "
+                        "GET /workflows?attr.<name>=... finds it by them.",
                     },
                     "activities": {"type": "array", "items": ref("Activity")},
                 },

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from flow.core import kinds
+from flow.core import kinds, saga
 from flow.core.pools import waiting_for
 from flow.core.state import ActivityState, WorkflowState
 from flow.core.timestamps import iso
@@ -115,9 +115,12 @@ def workflow_view(
         # while its run waits for it, what it waits for.
         "limit": None if s.claim is None else {"name": s.claim.limit, "key": s.claim.key},
         "queued": s.queued and not s.status.ended,
+        "attributes": dict(row.attributes),
         "waiting_for": limits.waiting_for(s.claim)
         if limits is not None and s.claim is not None and s.queued and not s.status.ended
         else None,
+        # Its undos (flow.core.saga): running, done or failed; null: none ran.
+        "compensation": saga.compensation(s),
         "activities": [activity_view(s, a, ids, tokens, limits, queued) for a in s.activities],
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +17,7 @@ from api.operation import Link, Param, Reply, operation
 from api.resources.pools import waiting_pools
 from api.schemas import enum
 from api.views import event_view, workflow_summary, workflow_view
-from flow.core import start_request, strict_json, validation
+from flow.core import attributes, start_request, strict_json, validation
 from flow.core.definition import NAME_PATTERN
 from flow.core.start_request import check_idempotency_key, is_workflow_id, parse_start_request
 from flow.core.state import WorkflowStatus
@@ -57,6 +58,13 @@ PRIORITY = Param(
     "priority",
     {"type": "integer", "minimum": start_request.FIRST_PRIORITY, "maximum": start_request.LAST_PRIORITY},
     "Only workflows of this priority (1 first to 5 last).",
+)
+ATTRIBUTE = Param(
+    "attr.{name}",
+    {"type": "string"},
+    "Search attributes (repeatable, all must hold): `attr.customer=acme` (equal), `attr.amount.gt=100`; "
+    "operators eq (default), ne, gt, gte, lt, lte; ne, gt, gte, lt and lte compare numbers and ISO 8601 times. "
+    f"At most {attributes.MAX_CONDITIONS} conditions.",
 )
 LIMIT = Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE}, "Page size.")
 AFTER = Param(
@@ -108,6 +116,18 @@ def _int_param(req: falcon.Request, param: Param) -> int:
     return value
 
 
+def attribute_conditions(req: falcon.Request) -> tuple[attributes.Condition, ...]:
+    """The ``attr.*`` conditions of the query string (422 naming a malformed one): the
+    one parser of the attribute filter, for every reader of the workflow filter."""
+    pairs = [
+        (key, text)
+        for key, value in req.params.items()
+        if key.startswith(attributes.PREFIX)
+        for text in (value if isinstance(value, list) else [value])
+    ]
+    return attributes.parse_conditions(pairs)
+
+
 def _known_id(workflow_id: str) -> str:
     """``workflow_id``, or 404 at once for one that no workflow can have (too long, NUL,
     a lone surrogate): such a string must not reach the database, which may refuse it."""
@@ -141,7 +161,11 @@ class WorkflowsResource:
             key = check_idempotency_key(header, path=IDEMPOTENCY_KEY.name)
 
         state, created = self.runtime.service.starter.start(
-            request.name, dict(request.input_data), idempotency_key=key, priority=request.priority
+            request.name,
+            dict(request.input_data),
+            idempotency_key=key,
+            priority=request.priority,
+            attributes=request.attributes,
         )
         row = self.runtime.store.get(state.id)
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
@@ -150,7 +174,7 @@ class WorkflowsResource:
 
     @operation(
         "List workflows, newest first",
-        query=(STATUS, NAME, PARENT_ID, PRIORITY, INPUT, CREATED_AFTER, CREATED_BEFORE, CURSOR, LIMIT),
+        query=(STATUS, NAME, PARENT_ID, PRIORITY, INPUT, ATTRIBUTE, CREATED_AFTER, CREATED_BEFORE, CURSOR, LIMIT),
         responses={200: Reply("A page of workflows", "WorkflowPage")},
         errors=(422, 503),
     )
@@ -318,7 +342,8 @@ def workflow_filter(req: falcon.Request) -> WorkflowFilter:
     }
     given[PRIORITY.name] = _int_param(req, PRIORITY) if req.get_param(PRIORITY.name) is not None else None
     given[INPUT.name] = _input_filter(req)
-    return parse_filter(given)
+    # attr.* parameters may repeat (each value one condition): parsed from the query string.
+    return replace(parse_filter(given), attributes=attribute_conditions(req))
 
 
 def _input_filter(req: falcon.Request) -> dict | None:

@@ -117,11 +117,14 @@ async function workflowsPage(mine) {
   const p = params();
   const query = new URLSearchParams({ limit: "25" });
   for (const key of ["status", "name", "input", "cursor"]) if (p.get(key)) query.set(key, p.get(key));
+  // Search attributes: attr.<name>[.<op>]=<value>, passed on as they are (the API checks them).
+  const attrs = [...p].filter(([key]) => key.startsWith("attr."));
+  for (const [key, value] of attrs) query.append(key, value);
   const [page, definitions] = await Promise.all([api("GET", "/workflows?" + query), api("GET", "/definitions")]);
 
   const statusSelect = h("select", { id: "f-status", name: "status" },
     h("option", { value: "" }, "any"),
-    ...["In Progress", "Finished", "Failed", "Cancelled"].map(s => h("option", { value: s, selected: p.get("status") === s }, s)));
+    ...["In Progress", "Compensating", "Finished", "Failed", "Cancelled"].map(s => h("option", { value: s, selected: p.get("status") === s }, s)));
   const nameSelect = h("select", { id: "f-name", name: "name" },
     h("option", { value: "" }, "any"),
     ...definitions.items.map(d => h("option", { value: d.name, selected: p.get("name") === d.name }, d.name)));
@@ -129,6 +132,10 @@ async function workflowsPage(mine) {
   const contains = h("input", { id: "f-input", name: "input", class: "mono", placeholder: '{"order_id": 42}',
     value: p.get("input") || undefined, spellcheck: "false", "aria-describedby": "f-input-error" });
   const containsError = h("div", { id: "f-input-error", class: "error", role: "alert" });
+  const attributes = h("input", { id: "f-attr", name: "attr", class: "mono", placeholder: "customer=acme amount.gt=100",
+    value: attrs.map(([key, value]) => key.slice(5) + "=" + value).join(" ") || undefined, spellcheck: "false",
+    "aria-describedby": "f-attr-error" });
+  const attributesError = h("div", { id: "f-attr-error", class: "error", role: "alert" });
   const filters = h("form", { class: "filters", onsubmit: e => {
       e.preventDefault();
       if (search.value.trim()) return go("#/workflows/" + encodeURIComponent(search.value.trim()));
@@ -142,11 +149,20 @@ async function workflowsPage(mine) {
         if (problem) { containsError.textContent = problem; contains.setAttribute("aria-invalid", "true"); contains.focus(); return; }
         q.set("input", JSON.stringify(data));
       }
+      for (const term of attributes.value.trim().split(/\s+/).filter(Boolean)) {
+        const at = term.indexOf("=");
+        if (at < 1) {
+          attributesError.textContent = `"${term}" must be name=value or name.op=value (op: eq, ne, gt, gte, lt, lte).`;
+          attributes.setAttribute("aria-invalid", "true"); attributes.focus(); return;
+        }
+        q.append("attr." + term.slice(0, at), term.slice(at + 1));
+      }
       go("#/workflows?" + q);
     } },
     h("div", {}, h("label", { for: "f-status" }, "Status"), statusSelect),
     h("div", {}, h("label", { for: "f-name" }, "Definition"), nameSelect),
     h("div", {}, h("label", { for: "f-input" }, "Input contains (JSON)"), contains, containsError),
+    h("div", {}, h("label", { for: "f-attr" }, "Search attributes"), attributes, attributesError),
     h("div", {}, h("label", { for: "f-id" }, "Find by id"), search),
     h("button", { type: "submit" }, "Apply"));
 
@@ -239,7 +255,7 @@ async function workflowPage(id, mine) {
     workflow.status === "In Progress" ? h("button", { class: "danger", onclick: () => act("cancel") }, "Cancel workflow") : null,
     workflow.status === "In Progress" && !workflow.paused ? h("button", { onclick: () => act("pause") }, "Pause") : null,
     workflow.status === "In Progress" && workflow.paused ? h("button", { class: "primary", onclick: () => act("resume") }, "Resume") : null,
-    ["Failed", "Cancelled"].includes(workflow.status) ? h("button", { class: "primary", onclick: () => act("retry") }, "Retry from failure") : null);
+    ["Failed", "Cancelled"].includes(workflow.status) && !workflow.compensation ? h("button", { class: "primary", onclick: () => act("retry") }, "Retry from failure") : null);
   const signals = workflow.activities.filter(a => a.status === "Waiting" && kindOf(a).form).map(a => kindOf(a).form(workflow, a));
   // Rerun from a step (POST /workflows/{id}/rerun): it and what depends on it run again.
   const ended = ["Failed", "Finished", "Cancelled"].includes(workflow.status) && !workflow.parent_id;
@@ -251,7 +267,7 @@ async function workflowPage(id, mine) {
     } catch (error) { toast(error.message); }
     route();
   };
-  const rerunButton = a => ended && a.kind !== "item"
+  const rerunButton = a => ended && a.kind !== "item" && !kindOf(a).ending
     ? h("button", { class: "small rerun", title: `Run ${a.id} and every step that depends on it again`, onclick: () => rerunFrom(a.id) }, "Rerun from here")
     : null;
 
@@ -264,7 +280,7 @@ async function workflowPage(id, mine) {
       a.when ? h("span", { class: "muted mono" }, ` when ${a.when}`) : null,
       // The worker pool it runs on (a map's items are on their map's, said once on the map).
       a.queue && a.kind !== "item" ? h("span", { class: "muted pool" }, " on pool ", h("span", { class: "mono" }, a.queue)) : null,
-      a.required || kindOf(a).row ? null : h("span", { class: "muted" }, " (optional)"), " ", rerunButton(a)),
+      a.required || kindOf(a).row || kindOf(a).ending ? null : h("span", { class: "muted" }, " (optional)"), " ", rerunButton(a)),
     h("td", {}, statusBadge(a.status)),
     h("td", {}, kindOf(a).attempts ? kindOf(a).attempts(a) : `${a.attempt} / ${a.max_attempts}`),
     h("td", {}, a.duration_ms === null ? "" : duration(a.started_at, a.finished_at)),
@@ -300,17 +316,21 @@ async function workflowPage(id, mine) {
   const drawn = render(mine,
     h("h1", {}, workflow.name, " ", h("span", { class: "muted mono" }, workflow.id)),
     h("p", {}, statusBadge(workflow.status), workflow.paused ? h("span", { class: "badge" }, " paused") : null, ` · definition version ${workflow.definition_version} · priority ${workflow.priority} · started ${when(workflow.created_at)}`,
-      workflow.finished_at ? ` · ended ${when(workflow.finished_at)}` : "", workflow.error ? h("span", { class: "error" }, " · " + workflow.error) : null),
+      workflow.finished_at ? ` · ended ${when(workflow.finished_at)}` : "", workflow.error ? h("span", { class: "error" }, " · " + workflow.error) : null,
+      workflow.compensation ? h("span", { class: "badge" }, " compensation " + workflow.compensation) : null),
     ...(workflow.parent_id ? [h("p", {}, "Child workflow of ", h("a", { href: "#/workflows/" + encodeURIComponent(workflow.parent_id), class: "mono" }, workflow.parent_id),
       ` (its activity ${workflow.parent_position})`)] : []),
     actions, ...signals,
-    h("h2", {}, "Graph"), graph(workflow.name, workflow.activities.filter(a => a.kind !== "item")),
+    h("h2", {}, "Graph"), graph(workflow.name, workflow.activities.filter(a => a.kind !== "item" && !kindOf(a).ending)),
     h("h2", {}, "Timeline"), gantt(workflow, events),
     h("h2", {}, "Activities"), activities,
+    ...(Object.keys(workflow.attributes || {}).length ? [h("h2", {}, "Search attributes"),
+      h("dl", { class: "attributes" }, ...Object.entries(workflow.attributes).flatMap(([name, value]) =>
+        [h("dt", {}, name), h("dd", { class: "mono" }, JSON.stringify(value))]))] : []),
     h("h2", {}, "Input"), h("pre", {}, JSON.stringify(workflow.input_data, null, 2)),
     h("h2", {}, "Output"), h("pre", {}, JSON.stringify(workflow.output, null, 2)),
     h("h2", {}, "History"), history);
-  if (drawn && (workflow.status === "In Progress" || Date.now() < watchUntil)) refreshIn(mine, 500);
+  if (drawn && (["In Progress", "Compensating"].includes(workflow.status) || Date.now() < watchUntil)) refreshIn(mine, 500);
 }
 
 // A step waiting for a signal: a form that sends it, with an optional JSON payload; a
@@ -385,6 +405,13 @@ const STEP_KINDS = {
     label: a => `${a.id} (workflow ${a.name})`,
     note: a => a.child_id ? h("span", {}, " → ", h("a", { href: "#/workflows/" + encodeURIComponent(a.child_id), class: "mono" }, "child " + a.child_id)) : null,
     node: "child",
+  },
+  // The steps of a failed run's ending (undos, then the failure handler): not in the graph.
+  compensation: { ending: true, note: a => h("span", { class: "muted mono" }, ` undoes ${a.compensates}`) },
+  on_failure: {
+    ending: true,
+    note: a => a.child_id ? h("span", {}, " → ", h("a", { href: "#/workflows/" + encodeURIComponent(a.child_id), class: "mono" }, "child " + a.child_id))
+      : h("span", { class: "muted mono" }, " failure handler"),
   },
 };
 

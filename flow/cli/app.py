@@ -128,9 +128,26 @@ WORKFLOW_FILTER_OPTIONS = (
         default=None,
         help="Only workflows of this priority (1 first to 5 last).",
     ),
+    click.option(
+        "--attr",
+        "attrs",
+        multiple=True,
+        metavar="NAME[.OP]=VALUE",
+        help="Only workflows whose search attribute NAME compares with VALUE (OP: eq (default), ne, gt, gte, lt, "
+        "lte); repeat it: all must hold.",
+    ),
     click.option("--created-after", default=None, help="Only workflows created at or after this ISO 8601 time."),
     click.option("--created-before", default=None, help="Only workflows created before this ISO 8601 time."),
 )
+
+
+def attribute_condition(text: str) -> tuple[str, str]:
+    """``--attr NAME[.OP]=VALUE`` as the API's query parameter ``attr.NAME[.OP]`` and its
+    value (the API checks the name, the operator and the value, naming the parameter)."""
+    key, equals, value = text.partition("=")
+    if not equals or not key:
+        fail(f"--attr {text!r} must be NAME=VALUE or NAME.OP=VALUE, e.g. --attr amount.gt=100", EXIT_INVALID)
+    return f"attr.{key}", value
 
 
 def workflow_filter_options(command: Callable[..., T]) -> Callable[..., T]:
@@ -192,7 +209,7 @@ def watch(
             last_event = event["id"]
             for line in narrator.lines(event, latest):
                 console.print(line)
-        return latest if workflow["status"] != WorkflowStatus.IN_PROGRESS else None
+        return latest if WorkflowStatus(workflow["status"]).ended else None
 
     try:
         return poll_until(ended, timeout_s=timeout_s, every_s=0.1, what="the workflow to end")
@@ -209,8 +226,8 @@ def finish(workflow: dict[str, Any], *, as_json: bool, timeout_s: float | None) 
     else:
         out.print(activity_table(workflow))
         out.print(status_line(workflow))
-    if workflow["status"] == WorkflowStatus.IN_PROGRESS:
-        fail(f"workflow {workflow['id']} still {WorkflowStatus.IN_PROGRESS} after {timeout_s} s", EXIT_TIMEOUT)
+    if not WorkflowStatus(workflow["status"]).ended:
+        fail(f"workflow {workflow['id']} still {workflow['status']} after {timeout_s} s", EXIT_TIMEOUT)
     sys.exit(EXIT_OK if workflow["status"] == WorkflowStatus.FINISHED else EXIT_FAILED)
 
 

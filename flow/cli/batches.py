@@ -12,6 +12,7 @@ from rich.table import Table
 
 from flow.cli.app import (
     api_client,
+    attribute_condition,
     call_api,
     main,
     out,
@@ -78,6 +79,7 @@ def start(
     name: str | None,
     input_json: str | None,
     priority: int | None,
+    attrs: tuple[str, ...],
     created_after: str | None,
     created_before: str | None,
     from_step: str | None,
@@ -97,7 +99,7 @@ def start(
     }
     body: dict[str, Any] = {
         "operation": operation,
-        "filter": {k: v for k, v in given.items() if v is not None},
+        "filter": {k: v for k, v in given.items() if v is not None} | dict(attribute_condition(a) for a in attrs),
         "created_by": getpass.getuser() or "cli",
     }
     if from_step is not None or version is not None or rerun_input is not None:

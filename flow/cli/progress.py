@@ -17,6 +17,7 @@ from flow.core.vocabulary import DECISIONS, ActivityStatus, HistoryType, Outcome
 
 WORKFLOW_STYLES: dict[str, str] = {
     WorkflowStatus.IN_PROGRESS: "yellow",
+    WorkflowStatus.COMPENSATING: "yellow",
     WorkflowStatus.FINISHED: "green",
     WorkflowStatus.FAILED: "red",
     WorkflowStatus.CANCELLED: "magenta",
@@ -233,8 +234,9 @@ def _map_items_after_their_map(activities: list[dict[str, Any]]) -> list[dict[st
 
 
 def _optional(activity: dict[str, Any]) -> bool:
-    """Not required (an item of a map is not, but its failure fails its map)."""
-    return not activity["required"] and activity.get("parent") is None
+    """Not required (an item of a map is not, but its failure fails its map; an undo or a
+    failure handler is not, but its failure is the ending's business)."""
+    return not activity["required"] and activity.get("parent") is None and not _kind(activity).ending
 
 
 def _kind(activity: dict[str, Any]) -> kinds.StepKind:
@@ -251,4 +253,6 @@ def status_line(workflow: dict[str, Any]) -> Text:
     line = Text(workflow["status"], style="bold " + WORKFLOW_STYLES.get(workflow["status"], ""))
     if workflow.get("error"):
         line.append(f"  {workflow['error']}")
+    if workflow.get("compensation"):
+        line.append(f"  (compensation {workflow['compensation']})")
     return line

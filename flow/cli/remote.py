@@ -13,6 +13,7 @@ from rich.table import Table
 
 from flow.cli.app import (
     api_client,
+    attribute_condition,
     call_api,
     err,
     finish,
@@ -38,6 +39,12 @@ DEFAULT_LIST_LIMIT = 20
 @input_option
 @click.option("--idempotency-key", default=None, help="A second start with the same key returns the first workflow.")
 @priority_option
+@click.option(
+    "--attributes",
+    "attributes_json",
+    default=None,
+    help='Its search attributes, a JSON object (inline, @FILE or -): \'{"customer": "acme", "amount": 120.5}\'.',
+)
 @click.option("--wait", is_flag=True, help="Show progress until the workflow ends; exit with its outcome.")
 @click.option("--timeout", "timeout_s", type=float, default=None, help="With --wait: give up after this many seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -46,6 +53,7 @@ def start(
     input_json: str,
     idempotency_key: str | None,
     priority: int | None,
+    attributes_json: str | None,
     wait: bool,
     timeout_s: float | None,
     as_json: bool,
@@ -57,6 +65,8 @@ def start(
         body["idempotency_key"] = idempotency_key
     if priority is not None:  # else the server's default
         body["priority"] = priority
+    if attributes_json is not None:  # the API checks them against the definition, naming each
+        body["attributes"] = read_json_option(attributes_json, "--attributes")
     workflow = call_api(lambda: api.request("POST", "/workflows", body=body))
     if not wait:
         if as_json:
@@ -104,6 +114,7 @@ def list_(
     name: str | None,
     input_json: str | None,
     priority: int | None,
+    attrs: tuple[str, ...],
     created_after: str | None,
     created_before: str | None,
     limit: int,
@@ -127,9 +138,10 @@ def list_(
         "created_after": created_after,
         "created_before": created_before,
     }
+    conditions = dict(attribute_condition(text) for text in attrs)
     items: list[dict[str, Any]] = []
     while True:
-        page = call_api(partial(api.get, "/workflows", **filters, limit=limit, cursor=cursor))
+        page = call_api(partial(api.get, "/workflows", **filters, **conditions, limit=limit, cursor=cursor))
         items += page["items"]
         cursor = page["next"]
         if not (all_pages and cursor):
@@ -145,6 +157,7 @@ def list_(
     if cursor:
         options = {**filters, "limit": limit if limit != DEFAULT_LIST_LIMIT else None, "cursor": cursor}
         again = " ".join(f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in options.items() if v is not None)
+        again += "".join(f" --attr {shlex.quote(text)}" for text in attrs)
         err.print(f"more: flow list {again}", soft_wrap=True, markup=False, highlight=False)
 
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from flow.core import graph, kinds, rerun, workflow_limit
+from flow.core import graph, kinds, rerun, saga, workflow_limit
 from flow.core.commands import Command
 from flow.core.events import (
     ActivityCompleted,
@@ -33,6 +33,8 @@ from flow.core.events import (
     WorkflowStarted,
 )
 from flow.core.kinds import Change, Turn, kind_of
+from flow.core.kinds.compensation import COMPENSATION
+from flow.core.kinds.ending import begin
 from flow.core.kinds.wait import received
 from flow.core.state import ActivityState, WorkflowState
 from flow.core.steps import Decision as Decision  # re-exported: what decide() returns
@@ -111,6 +113,8 @@ def _on_activity_completed(state: WorkflowState, event: ActivityCompleted) -> De
     activity = state.activity(event.position)
     if activity is None or activity.attempt != event.attempt or not activity.status.in_flight:
         return nothing(state, stale(fact))
+    if event.attributes:  # set with the result it came with; the shell writes them from here
+        fact = replace(fact, data={**fact.data, "attributes": dict(event.attributes)})
     history = [fact]
     answer = kind_of(activity).on_completed(state, activity, event, history)
     return _carry_on(state, answer, event.occurred_at, history)
@@ -119,14 +123,14 @@ def _on_activity_completed(state: WorkflowState, event: ActivityCompleted) -> De
 def _on_timer_fired(state: WorkflowState, event: TimerFired) -> Decision:
     fact = HistoryEntry(HistoryType.TIMER_FIRED, event.position, {"kind": event.kind, "attempt": event.attempt})
     if event.kind == TimerKind.WORKFLOW:
-        if state.status.ended or event.attempt != state.run:
+        if not state.status.open or event.attempt != state.run:
             return nothing(state, stale(fact))
         limit = state.timeouts.workflow_s
         return _fail(state, event.occurred_at, f"workflow timed out: not ended within {limit} s", [fact])
     if event.kind == TimerKind.SLOT and event.position is None:
         # The workflow's limit let its run in; stale once the run ended or a newer one
         # began (the commit deletes the timer row, which gives a slot not taken up back).
-        if state.status.ended or not workflow_limit.is_grant(state, event.kind, event.position, event.attempt):
+        if not state.status.open or not workflow_limit.is_grant(state, event.kind, event.position, event.attempt):
             return nothing(state, stale(fact))
         state = replace(state, queued=False)
         history = [fact, HistoryEntry(HistoryType.ADMIT_WORKFLOW, data={"run": state.run})]
@@ -149,7 +153,7 @@ def _on_timer_fired(state: WorkflowState, event: TimerFired) -> Decision:
 
 def _on_cancel_requested(state: WorkflowState, event: CancelRequested) -> Decision:
     fact = HistoryEntry(HistoryType.CANCEL_REQUESTED, data={"reason": event.reason} if event.reason else {})
-    if state.status.ended:
+    if not state.status.open:  # ended, or compensating: its undos run to their end
         return nothing(
             state, fact, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": f"workflow already {state.status}"})
         )
@@ -173,6 +177,9 @@ def _cancel(state: WorkflowState, now: datetime, reason: str | None, fact: Histo
         paused=False,  # an ended workflow is not paused: a retry starts it unpaused
         queued=False,  # nor queued: a retry queues it again
     )
+    compensating = begin(COMPENSATION, state, now, [fact])
+    if compensating is not None:  # compensate_on_cancel: its undos run first
+        return replace(compensating, commands=(*commands, *compensating.commands))
     return Decision(
         state,
         tuple(commands),
@@ -182,7 +189,7 @@ def _cancel(state: WorkflowState, now: datetime, reason: str | None, fact: Histo
 
 def _on_signal_received(state: WorkflowState, event: SignalReceived) -> Decision:
     fact = HistoryEntry(HistoryType.SIGNAL_RECEIVED, data={"name": event.name, "signal_id": event.signal_id})
-    if state.status.ended:
+    if not state.status.open:
         reason = f"workflow {state.status}: signal dropped"
         return nothing(state, fact, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": reason}))
     history = [fact]
@@ -195,8 +202,10 @@ def _on_signal_received(state: WorkflowState, event: SignalReceived) -> Decision
 def _on_pause_or_resume(state: WorkflowState, event: PauseRequested | ResumeRequested) -> Decision:
     pause = isinstance(event, PauseRequested)
     fact = HistoryEntry(HistoryType.PAUSE_REQUESTED if pause else HistoryType.RESUME_REQUESTED)
-    if state.status.ended or state.paused == pause:
-        why = f"workflow {state.status}" if state.status.ended else f"workflow {'already' if pause else 'not'} paused"
+    if not state.status.open or state.paused == pause:
+        why = (
+            f"workflow {state.status}" if not state.status.open else f"workflow {'already' if pause else 'not'} paused"
+        )
         return nothing(state, fact, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": why}))
     if pause:
         return Decision(replace(state, paused=True), (), (fact, HistoryEntry(HistoryType.PAUSE_WORKFLOW)))
@@ -213,6 +222,7 @@ def _on_pause_or_resume(state: WorkflowState, event: PauseRequested | ResumeRequ
 def _on_retry_requested(state: WorkflowState, event: RetryRequested) -> Decision:
     fact = HistoryEntry(HistoryType.RETRY_REQUESTED)
     stale = f"run {event.run} was started already" if event.run is not None and event.run <= state.run else None
+    stale = stale or saga.retry_refusal(state)
     if stale or state.status not in (WorkflowStatus.FAILED, WorkflowStatus.CANCELLED):
         reason = stale or f"workflow is {state.status}"
         return nothing(state, fact, HistoryEntry(HistoryType.DO_NOTHING, data={"reason": reason}))
@@ -319,7 +329,7 @@ def _advance(
     nothing new runs, whatever the order of the list.
     """
     commands = list(commands or [])
-    if not state.started or state.status.ended or state.paused or state.queued:
+    if not state.started or not state.status.open or state.paused or state.queued:
         # Paused: resuming looks at every activity; queued: so does being let in.
         return decided(state, commands, history)
     turn = Turn(state, list(state.activities), list(state.inbox), now)
@@ -396,6 +406,9 @@ def _fail(state: WorkflowState, now: datetime, error: str, history: list[History
         paused=False,
         queued=False,
     )
+    compensating = begin(COMPENSATION, state, now, history)
+    if compensating is not None:  # its undos and failure handler run first
+        return replace(compensating, commands=(*commands, *compensating.commands))
     history.append(HistoryEntry(HistoryType.WORKFLOW_FAILURE, data={"error": error}))
     return Decision(state, tuple(commands), tuple(history))
 

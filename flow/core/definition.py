@@ -19,7 +19,7 @@ from typing import Any, cast
 
 import jsonschema
 
-from flow.core import event_triggers, graph, kinds, limits, strict_json, workflow_limit
+from flow.core import attributes, event_triggers, graph, kinds, limits, saga, strict_json, workflow_limit
 from flow.core.graph import NAME_PATTERN as NAME_PATTERN  # re-exported: the API checks names with it
 from flow.core.graph import is_definition_name as is_definition_name
 from flow.core.kinds.base import PathOf
@@ -66,7 +66,11 @@ _TIMEOUTS_SCHEMA: dict[str, Any] = {
 
 _CONFIG_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {"retry": {"$ref": "#/$defs/retry"}, "timeouts": {"$ref": "#/$defs/timeouts"}},
+    "properties": {
+        "retry": {"$ref": "#/$defs/retry"},
+        "timeouts": {"$ref": "#/$defs/timeouts"},
+        **saga.CONFIG_PROPERTIES,  # compensation and the failure handler (flow.core.saga)
+    },
 }
 
 #: JSON Schema of a workflow definition: what :func:`parse` enforces and the API documents.
@@ -83,6 +87,8 @@ SCHEMA: dict[str, Any] = {
         "concurrency": workflow_limit.SCHEMA,
         # The events that start it (flow.core.event_triggers).
         "triggers": event_triggers.SCHEMA,
+        # Search attributes: names and types (flow.core.attributes).
+        "attributes": attributes.DECLARATION_SCHEMA,
         "activities": {
             "type": "array",
             "minItems": 1,
@@ -174,6 +180,8 @@ class Definition:
     limit: limits.StepLimit | None = None
     #: The events that start it (:mod:`flow.core.event_triggers`).
     triggers: tuple[event_triggers.EventTrigger, ...] = ()
+    #: Its search attributes' names and types (:mod:`flow.core.attributes`).
+    attributes: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def digest(self) -> str:
@@ -272,6 +280,7 @@ def parse(body: Any, *, known_activities: Collection[str], source: str = "<defin
         body=body,
         limit=workflow_limit.from_body(body),
         triggers=event_triggers.from_body(body),
+        attributes=dict(body.get("attributes", {})),
     )
 
 
@@ -295,7 +304,11 @@ def _problems(body: Any, known_activities: Collection[str]) -> list[tuple[str, s
     ids = graph.default_ids(entries, names)
     problems.extend(graph.problems(entries, ids, lambda index, *keys: json_path(["activities", index, *keys])))
     problems.extend(workflow_limit.problems(body))
+    problems.extend(saga.problems(body, known_activities, lambda *keys: json_path(list(keys))))
     problems.extend(event_triggers.problems(body))
+    for name in body.get("attributes", {}):  # the schema's "$" also matches before a final newline
+        if not attributes.is_name(name):
+            problems.append((json_path(["attributes", name]), f"must be a name matching {attributes.NAME_PATTERN}"))
     for index, entry in enumerate(entries):
         if "queue" in entry and not is_pool_name(entry["queue"]):  # the schema's "$" let a final newline by
             problems.append((json_path(["activities", index, "queue"]), _pool_problem(entry["queue"])))

@@ -42,6 +42,9 @@ class ActivityCompleted:
     error: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    #: Search attributes the attempt set (``set_attribute``), in the wire form of
+    #: :func:`flow.core.attributes.to_wire`; recorded with the result unless it is stale.
+    attributes: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -293,7 +293,7 @@ def frontier(activities: list[ActivityState], hint: int, size: int) -> int:
 def ready_positions(state: WorkflowState) -> list[int]:
     """Pending activities whose turn has come, before their ``when`` (for tests and
     tools; ``decide`` is incremental)."""
-    if not state.started or state.status.ended:
+    if not state.started or not state.status.open:
         return []
     activities = list(state.activities)
     first = frontier(activities, -1, state.size)

@@ -43,11 +43,13 @@ def owed(state: WorkflowState) -> Owed:
     runs: list[RunActivity | RunChild] = []
     timers: list[DueTimer] = []
     for step in state.activities:
+        if not state.runs(step):  # compensating: the run's steps were told to stop, owe nothing
+            continue
         step_runs, step_timers = kind_of(step).owed(state, step)
         runs += step_runs
         timers += step_timers
     limit = state.timeouts.workflow_s
-    if limit and state.run_started_at:
+    if limit and state.run_started_at and state.status.open:
         timers.append(DueTimer(TimerKind.WORKFLOW, None, state.run, state.run_started_at + timedelta(seconds=limit)))
     return Owed(runs=tuple(runs), timers=tuple(timers))
 

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from flow.core import replay
+from flow.core import replay, saga
 from flow.core.events import RerunRequested
 from flow.core.kinds import kind_of
 from flow.core.kinds.child import Child
@@ -115,6 +115,8 @@ def restarted(state: WorkflowState, event: RerunRequested) -> tuple[WorkflowStat
             why = "; ".join(d.reason for d in verdict.divergences)
             return f"version {event.version} cannot take over what the rerun keeps: {why}"
     positions = frozenset(range(len(state.activities))) if every else downstream(state, position)
+    if (undone := saga.rerun_refusal(state, positions)) is not None:
+        return undone
     done: dict[str, Any] = {"from": event.from_step, "reset": described(state, positions)}
     if event.version is not None:
         done["version"] = event.version

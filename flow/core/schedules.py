@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
-from flow.core import validation
+from flow.core import attributes, validation
 from flow.core.definition import NAME_PATTERN, is_definition_name
 from flow.core.start_request import DEFAULT_PRIORITY, PRIORITY_SCHEMA, check_priority
 from flow.core.timestamps import iso
@@ -123,6 +123,8 @@ SCHEMA: dict[str, Any] = {
         "paused": {"type": "boolean", "description": "true or false"},
         # The start request's own field: a schedule's workflows are started as a request would be.
         "priority": PRIORITY_SCHEMA,
+        # Also the start request's: the search attributes of every workflow it starts.
+        "attributes": attributes.VALUES_SCHEMA,
     },
     "examples": [
         {
@@ -158,6 +160,9 @@ class ScheduleSpec:
     paused: bool = False
     #: The priority of every workflow it starts: 1 (first) to 5 (last).
     priority: int = DEFAULT_PRIORITY
+    #: The search attributes of every workflow it starts (JSON; checked against the
+    #: definition's declarations when the schedule is put, and at each start).
+    attributes: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The body that makes this schedule (``PUT``), and the stored spec."""
@@ -171,6 +176,7 @@ class ScheduleSpec:
             "catch_up_s": self.catch_up_s,
             "paused": self.paused,
             "priority": self.priority,
+            "attributes": dict(self.attributes),
         }
 
     def ticks_change(self, other: ScheduleSpec) -> bool:
@@ -207,6 +213,7 @@ def parse_schedule(body: Any, *, name: str) -> ScheduleSpec:
         catch_up_s=body.get("catch_up_s", 60),
         paused=body.get("paused", False),
         priority=check_priority(body.get("priority"), path="$.priority"),
+        attributes=dict(body.get("attributes") or {}),
     )
     if next_tick(spec, datetime(2000, 1, 1)) is None:
         raise InvalidInput("$.cron", "never matches a date (e.g. February 30)")

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
-from flow.core import strict_json, validation
+from flow.core import attributes, strict_json, validation
 from flow.core.graph import NAME_PATTERN, is_definition_name
 from flow.errors import InvalidInput
 
@@ -60,8 +60,13 @@ SCHEMA: dict[str, Any] = {
             "returns the first workflow",
         },
         "priority": PRIORITY_SCHEMA,
+        "attributes": attributes.VALUES_SCHEMA,
     },
-    "examples": [{"name": "DummyWorkflow", "input_data": {"x": 1}}, {"name": "DummyWorkflow", "priority": 1}],
+    "examples": [
+        {"name": "DummyWorkflow", "input_data": {"x": 1}},
+        {"name": "DummyWorkflow", "priority": 1},
+        {"name": "OrderWorkflow", "attributes": {"customer": "acme", "amount": 120.5}},
+    ],
 }
 #: The Dramatiq start message's schema: a start request that may name the workflow's id.
 SCHEMA_WITH_ID: dict[str, Any] = {
@@ -94,6 +99,9 @@ class StartRequest:
     workflow_id: str | None = None
     #: 1 (first) to 5 (last): the order in which its work waits for a concurrency limit.
     priority: int = DEFAULT_PRIORITY
+    #: Values of the definition's search attributes, as JSON gives them; checked against
+    #: its declarations when the definition is known (:func:`flow.core.attributes.check_declared`).
+    attributes: Mapping[str, Any] = field(default_factory=dict)
 
 
 def parse_start_request(fields: Any, *, allow_workflow_id: bool = False) -> StartRequest:
@@ -116,6 +124,7 @@ def parse_start_request(fields: Any, *, allow_workflow_id: bool = False) -> Star
         idempotency_key=fields.get("idempotency_key"),
         workflow_id=fields.get("workflow_id"),
         priority=check_priority(fields.get("priority"), path="$.priority"),
+        attributes=fields.get("attributes") or {},
     )
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "ActivityStatus",
     "Signal",
     "StepSpec",
+    "Undo",
     "WorkflowState",
     "WorkflowStatus",
 ]
@@ -37,18 +38,40 @@ class StepSpec:
     of the step an item belongs to (a map's items; None for every other kind)."""
 
     kind: ClassVar[str]
+    #: A step of the workflow's ending (an undo, the failure handler: :mod:`flow.core.saga`),
+    #: appended after the definition's steps when its run fails; it runs while the
+    #: workflow is ``Compensating``, when the definition's steps no longer do.
+    ending: ClassVar[bool] = False
 
     @property
     def parent(self) -> int | None:
         return None
 
+    def input_of(self, state: WorkflowState) -> Mapping[str, Any]:
+        """The input its attempts (or its child workflow) are given: the workflow's."""
+        return state.input_data
+
+    def compensating(self, state: WorkflowState) -> Mapping[str, Any] | None:
+        """What an undo sees of the activity it undoes (``self.compensating``); None: no undo."""
+        return None
+
+
+@dataclass(frozen=True)
+class Undo:
+    """What undoes an activity that succeeded (``compensate`` in the definition): the
+    ``BaseActivity`` subclass ``name`` with its own ``config``."""
+
+    name: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+
 
 @dataclass(frozen=True)
 class Activity(StepSpec):
-    """A plain activity: the ``BaseActivity`` subclass ``name`` run by the workers. It
-    takes no keys of its own (its rules: :mod:`flow.core.kinds.activity`)."""
+    """A plain activity: the ``BaseActivity`` subclass ``name`` run by the workers (its
+    rules: :mod:`flow.core.kinds.activity`); ``compensate``: its undo, if it has one."""
 
     kind: ClassVar[str] = "activity"
+    compensate: Undo | None = None
 
 
 #: The spec of every plain activity (it has no fields, so one is enough).
@@ -221,6 +244,7 @@ class WorkflowState:
                     dependents[dependency].append(a.position)
                 if a.parent is not None:
                     items[a.parent].append(a.position)
+                if a.parent is not None or a.spec.ending:
                     size = min(size, a.position)
             object.__setattr__(self, "dependents", tuple(map(tuple, dependents)))
             object.__setattr__(self, "items", tuple(map(tuple, items)))  # appended in index order
@@ -234,6 +258,11 @@ class WorkflowState:
     def definition_activities(self) -> tuple[ActivityState, ...]:
         """The definition's activities, without the items of maps."""
         return self.activities[: self.size]
+
+    def runs(self, step: ActivityState) -> bool:
+        """Whether ``step`` may still be attempted: a definition's step (or a map's item)
+        while the workflow is In Progress, a step of its ending while it is Compensating."""
+        return self.status is (WorkflowStatus.COMPENSATING if step.spec.ending else WorkflowStatus.IN_PROGRESS)
 
     def activity(self, position: int) -> ActivityState | None:
         if 0 <= position < len(self.activities):

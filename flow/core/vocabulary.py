@@ -18,13 +18,22 @@ class WorkflowStatus(StrEnum):
     """Where a workflow instance is (the ``status`` of ``workflows`` and of the API)."""
 
     IN_PROGRESS = "In Progress"
+    #: The run failed (or was cancelled with ``compensate_on_cancel``): the undos of the
+    #: steps that succeeded, then the failure handler, run (:mod:`flow.core.saga`); it
+    #: ends ``Failed`` or ``Cancelled`` after them. Not ended: it holds its limit's slot.
+    COMPENSATING = "Compensating"
     FINISHED = "Finished"
     FAILED = "Failed"
     CANCELLED = "Cancelled"
 
     @property
     def ended(self) -> bool:
-        return self is not WorkflowStatus.IN_PROGRESS
+        return self not in (WorkflowStatus.IN_PROGRESS, WorkflowStatus.COMPENSATING)
+
+    @property
+    def open(self) -> bool:
+        """Its run goes on: the definition's steps are scheduled (In Progress only)."""
+        return self is WorkflowStatus.IN_PROGRESS
 
 
 class ActivityStatus(StrEnum):
@@ -183,6 +192,12 @@ class HistoryType(StrEnum):
     #: was cancelled or it is not the current attempt): its next heartbeat raises.
     CANCEL_ATTEMPT = "cancel-attempt", Role.DECISION
     DO_NOTHING = "do-nothing", Role.DECISION
+    #: The run failed (or was cancelled): the undos of what succeeded run, latest first.
+    START_COMPENSATION = "start-compensation", Role.DECISION
+    #: The undos ended: every one succeeded ("done"), or one failed and stopped the chain.
+    END_COMPENSATION = "end-compensation", Role.DECISION
+    #: The failure handler (the definition's ``on_failure``) runs with the failure as input.
+    START_FAILURE_HANDLER = "start-failure-handler", Role.DECISION
     WORKFLOW_FINISHED = "workflow-finished", Role.ENDING
     WORKFLOW_FAILURE = "workflow-failure", Role.ENDING
     WORKFLOW_CANCELLED = "workflow-cancelled", Role.ENDING
@@ -208,6 +223,8 @@ class HistoryType(StrEnum):
         return self.role is Role.ENDING
 
 
+#: Statuses of a workflow that has not ended (what the engines load, limits count, retention keeps).
+UNENDED = tuple(s.value for s in WorkflowStatus if not s.ended)
 #: History types that are decisions; the rest are facts about the incoming event.
 DECISIONS = frozenset(t for t in HistoryType if t.is_decision)
 #: History types that record an incoming event.
@@ -225,5 +242,6 @@ __all__ = [
     "Role",
     "TimerKind",
     "Trigger",
+    "UNENDED",
     "WorkflowStatus",
 ]

@@ -9,11 +9,13 @@ A field left out (``None``) does not narrow anything.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from flow.core import attributes
 from flow.core.definition import NAME_PATTERN, is_definition_name
 from flow.core.start_request import FIRST_PRIORITY, LAST_PRIORITY, MAX_WORKFLOW_ID, is_workflow_id
 from flow.core.timestamps import iso, parse_iso
@@ -42,6 +44,8 @@ class WorkflowFilter:
     parent_id: str | None = None
     #: Its priority (1 first to 5 last).
     priority: int | None = None
+    #: Its search attributes meet every one of these (``attr.<name>[.<op>]``).
+    attributes: tuple[attributes.Condition, ...] = ()
 
     def __repr__(self) -> str:
         return f"<WorkflowFilter {self.to_json()}>"
@@ -51,7 +55,9 @@ class WorkflowFilter:
         out: dict[str, Any] = {}
         for field in fields(self):
             value = getattr(self, field.name)
-            if value is not None:
+            if field.name == "attributes":
+                out.update((condition.parameter, condition.text) for condition in value)
+            elif value is not None:
                 out[field.name] = iso(value) if isinstance(value, datetime) else value
         return out
 
@@ -68,7 +74,9 @@ SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "description": "an object of workflow filters: status, name, created_after, created_before, input, "
-    "parent_id, priority",
+    "parent_id, priority, and attr.<name>[.<op>] conditions on search attributes",
+    # As GET /workflows' query parameters: attr.amount.gt: "100" (a number or boolean is read as its text).
+    "patternProperties": {r"^attr\.": {"type": ["string", "number", "boolean"]}},
     "properties": {
         "status": {
             "type": "string",
@@ -103,7 +111,13 @@ def parse_filter(given: Mapping[str, Any], *, prefix: str = "") -> WorkflowFilte
     """A :class:`WorkflowFilter` from its fields (``None`` or absent: not set), else
     :class:`InvalidInput` at ``prefix + field`` (``status`` for a query parameter,
     ``$.filter.status`` in a body). Timestamps are strings, ``input`` an object."""
-    unknown = sorted(set(given) - {f.name for f in fields(WorkflowFilter)})
+    conditions = attributes.parse_conditions(
+        (key, value if isinstance(value, str) else json.dumps(value))
+        for key, value in given.items()
+        if key.startswith(attributes.PREFIX)
+    )
+    known = {f.name for f in fields(WorkflowFilter)} - {"attributes"}
+    unknown = sorted(key for key in set(given) - known if not key.startswith(attributes.PREFIX))
     if unknown:
         raise InvalidInput(prefix + unknown[0], f"unknown filter; allowed: {', '.join(SCHEMA['properties'])}")
     status = given.get("status")
@@ -131,6 +145,7 @@ def parse_filter(given: Mapping[str, Any], *, prefix: str = "") -> WorkflowFilte
         input=wanted,
         parent_id=parent_id,
         priority=priority,
+        attributes=conditions,
     )
 
 
@@ -152,10 +167,13 @@ def parse_timestamp(raw: Any, path: str) -> datetime | None:
 
 def from_json(stored: Mapping[str, Any]) -> WorkflowFilter:
     """A filter :meth:`WorkflowFilter.to_json` wrote (read back from the database)."""
-    known = {f.name for f in fields(WorkflowFilter)}
-    values = {k: v for k, v in stored.items() if k in known}
+    known = {f.name for f in fields(WorkflowFilter)} - {"attributes"}
+    values: dict[str, Any] = {k: v for k, v in stored.items() if k in known}
     for key in ("created_after", "created_before"):
         values[key] = parse_iso(values.get(key))
+    values["attributes"] = attributes.parse_conditions(
+        (key, str(text)) for key, text in stored.items() if key.startswith(attributes.PREFIX)
+    )
     return WorkflowFilter(**values)
 
 

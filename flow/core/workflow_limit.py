@@ -100,7 +100,7 @@ def cancel_reason(state: WorkflowState, run: int) -> str | None:
     ``cancel_in_progress``, a run let in, displaced by a newer one:
     ``a newer workflow with key acme started (cancel_in_progress)``."""
     claim = state.claim
-    if claim is None or state.status.ended or run != state.run:
+    if claim is None or not state.status.open or run != state.run:
         return None
     which = f" with key {claim.key}" if claim.key else ""
     if claim.strategy == "cancel_in_progress" and not state.queued:

@@ -16,6 +16,7 @@ from flow.core.vocabulary import HistoryType
 from flow.engine.planning import Routes, plan
 from flow.engine.spans import WorkflowSpans
 from flow.observability import tracing
+from flow.persistence.attributes import set_by
 from flow.persistence.mapping import inbox_changes
 from flow.persistence.records import Transition
 from flow.settings import Settings
@@ -101,6 +102,7 @@ class Transitions:
             added=added,
             signals_added=signals_added,
             signals_taken=signals_taken,
+            attributes_set=set_by(after.id, history),
             rewritten=rewritten,
         )
         return transition, decided

@@ -13,7 +13,7 @@ import peewee
 
 from flow.clock import utcnow
 from flow.core.state import WorkflowState, WorkflowStatus
-from flow.core.vocabulary import ActivityStatus, HistoryType
+from flow.core.vocabulary import UNENDED, ActivityStatus, HistoryType
 from flow.errors import WorkflowNotFound
 from flow.faults import FaultInjector
 from flow.persistence.database import is_postgres, unit_of_work, write
@@ -98,9 +98,7 @@ class EngineStore:
                 finished_at=now,
                 updated_at=now,
                 version=WorkflowRecord.version + 1,
-            ).where(
-                (WorkflowRecord.id == workflow_id) & (WorkflowRecord.status == WorkflowStatus.IN_PROGRESS.value)
-            ).execute()
+            ).where((WorkflowRecord.id == workflow_id) & (WorkflowRecord.status.in_(UNENDED))).execute()
             EventRecord.insert(
                 workflow=workflow_id,
                 position=None,
@@ -214,10 +212,10 @@ class EngineStore:
             rows = self.database.execute_sql(
                 "SELECT a.workflow_id, a.position, a.attempt FROM activities a "
                 "JOIN workflows w ON w.id = a.workflow_id "
-                f"WHERE w.partition = {p} AND w.status <> {p} AND a.status IN ({p}, {p})",
+                f"WHERE w.partition = {p} AND w.status NOT IN ({p}, {p}) AND a.status IN ({p}, {p})",
                 (
                     partition,
-                    WorkflowStatus.IN_PROGRESS.value,
+                    *UNENDED,
                     ActivityStatus.SCHEDULED.value,
                     ActivityStatus.STARTED.value,
                 ),
@@ -234,7 +232,7 @@ class EngineStore:
                     WorkflowRecord.select(*workflow_columns())
                     .where(
                         (WorkflowRecord.partition == partition)
-                        & (WorkflowRecord.status == WorkflowStatus.IN_PROGRESS.value)
+                        & (WorkflowRecord.status.in_(UNENDED))
                         & (WorkflowRecord.id > after)
                     )
                     .order_by(WorkflowRecord.id)

@@ -21,6 +21,7 @@ from typing import Any
 import peewee
 import psycopg2.errors
 
+from flow.persistence import attributes as stored_attributes
 from flow.persistence.database import is_postgres, unit_of_work, write
 from flow.persistence.mapping import (
     ACTIVITY_INSERT_COLUMNS,
@@ -92,6 +93,7 @@ class GroupCommit:
             self._insert_activities(accepted)
             self._update_activities(accepted)
             self._write_signals(accepted)
+            stored_attributes.write(self.database, [row for t in accepted for row in t.attributes_set])
             self._insert_history(accepted)
             self._insert_outbox([(t.workflow_id, o) for t in accepted for o in t.owed])
             self._write_timers(accepted)
@@ -184,6 +186,7 @@ class GroupCommit:
             [a.claim.burst if a.claim else None for _, a in activities],
             [a.claim.rate if a.claim else None for _, a in activities],
             [x.after.queued for x in t],
+            *stored_attributes.arrays(stored_attributes.last_wins(r for x in t for r in x.attributes_set)),
         ]
         rows = _execute_prepared(self.database, "flow_commit", COMMIT_SQL, COMMIT_TYPES, params)
         updated = {value for kind, value in rows if kind == "w"}
@@ -319,7 +322,7 @@ COMMIT_TYPES = (
     "text[], text[], int[], "
     "text[], text[], int[], int[], "
     "float8[], int[], bool[], "
-    "bool[]"
+    "bool[], " + ", ".join(stored_attributes.ARRAY_TYPES)
 )
 
 #: A group commit as one statement of data-modifying CTEs (docs/design.md, "Group
@@ -328,7 +331,8 @@ COMMIT_TYPES = (
 #: partition epoch and version both match and returns their ids; every other write
 #: keeps only those workflows' rows; events are inserted in the order given, which
 #: their ids (the history's order) follow.
-COMMIT_SQL = """
+COMMIT_SQL = (
+    """
 WITH fence AS (
     SELECT partition, epoch FROM partition_leases WHERE owner = $1 AND partition = ANY($2) FOR KEY SHARE
 ), wv AS (
@@ -386,10 +390,13 @@ WITH fence AS (
     UPDATE signals AS t SET payload = NULL, consumed_by = sv.consumed_by
     FROM unnest($52, $53, $54) AS sv(workflow_id, signal_id, consumed_by)
     WHERE t.workflow_id = sv.workflow_id AND t.signal_id = sv.signal_id AND sv.workflow_id IN (SELECT id FROM w)
+), at AS (
+    ATTRIBUTES_UPSERT
 )
 SELECT 'w', id FROM w UNION ALL SELECT 'f', partition || ':' || epoch FROM fence
-""".replace("ACTIVITY_INSERT_COLUMNS", ", ".join(ACTIVITY_INSERT_COLUMNS)).replace(
-    "SIGNAL_INSERT_COLUMNS", ", ".join(SIGNAL_INSERT_COLUMNS)
+""".replace("ACTIVITY_INSERT_COLUMNS", ", ".join(ACTIVITY_INSERT_COLUMNS))
+    .replace("SIGNAL_INSERT_COLUMNS", ", ".join(SIGNAL_INSERT_COLUMNS))
+    .replace("ATTRIBUTES_UPSERT", stored_attributes.upsert_sql(63, only_written=True))
 )
 
 

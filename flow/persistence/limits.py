@@ -28,7 +28,7 @@ from typing import Any
 import peewee
 
 from flow.core.limits import Claim, Waiter, admit, displaced, newest, pace, rate_text, waiting_text
-from flow.core.vocabulary import ActivityStatus, TimerKind, WorkflowStatus
+from flow.core.vocabulary import UNENDED, ActivityStatus, TimerKind, WorkflowStatus
 from flow.persistence.database import is_postgres, unit_of_work, write
 from flow.persistence.records import TimerRow, chunks, timer_id
 
@@ -36,7 +36,7 @@ _IN_FLIGHT = (ActivityStatus.SCHEDULED.value, ActivityStatus.STARTED.value)
 _QUEUED = ActivityStatus.QUEUED.value
 _SLOT = TimerKind.SLOT.value
 _CANCEL = TimerKind.LIMIT_CANCEL.value
-_RUNNING = WorkflowStatus.IN_PROGRESS.value
+_RUNNING, _HOLDING = WorkflowStatus.IN_PROGRESS.value, "', '".join(UNENDED)  # Compensating holds its slot
 #: Most waiters of one key read by one admitting transaction (more are let in by the next).
 _PER_KEY = 1000
 
@@ -357,7 +357,7 @@ SELECT limit_key, count(*) FROM (
         AND a.limit_rate IS NOT TRUE
     UNION ALL
     SELECT w.limit_key FROM workflows w
-    WHERE w.limit_name = %s AND w.status = '{_RUNNING}' AND w.started AND NOT w.queued
+    WHERE w.limit_name = %s AND w.status IN ('{_HOLDING}') AND w.started AND NOT w.queued
     UNION ALL
     SELECT w.limit_key FROM timers t JOIN workflows w ON w.id = t.workflow
     WHERE t.kind = '{_SLOT}' AND t.position IS NULL AND w.limit_name = %s AND w.status = '{_RUNNING}' AND w.queued
@@ -424,7 +424,7 @@ SELECT w.limit_name, w.limit_key,
     max(w.limit_max), 0, NULL, NULL
 FROM workflows w
 LEFT JOIN timers g ON g.kind = '{_SLOT}' AND g.workflow = w.id AND g.position IS NULL AND g.attempt = w.run
-WHERE w.limit_name IS NOT NULL AND w.status = '{_RUNNING}' AND w.started{{only}}
+WHERE w.limit_name IS NOT NULL AND w.status IN ('{_HOLDING}') AND w.started{{only}}
 GROUP BY w.limit_name, w.limit_key
 """
 

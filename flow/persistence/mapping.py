@@ -10,8 +10,8 @@ column values from :func:`workflow_changes` and :func:`activity_changes`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -80,6 +80,8 @@ class StoredWorkflow:
     partition: int
     updated_at: datetime
     idempotency_key: str | None
+    #: Its search attributes as the API shows them; read by the API's ``get`` only.
+    attributes: Mapping[str, Any] = field(default_factory=dict)
 
 
 def workflow_from_row(

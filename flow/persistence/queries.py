@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +17,7 @@ import peewee
 from flow.clock import utcnow
 from flow.core.workflow_filter import WorkflowFilter
 from flow.errors import WorkflowNotFound
+from flow.persistence import attributes as stored_attributes
 from flow.persistence import input_filter as filters
 from flow.persistence.database import time_budget, unit_of_work
 from flow.persistence.mapping import (
@@ -53,6 +55,8 @@ def filter_conditions(database: peewee.Database, match: WorkflowFilter) -> list[
         conditions.append(WorkflowRecord.priority == match.priority)
     if match.input is not None:
         conditions.append(filters.input_contains(database, match.input))
+    for condition in match.attributes:
+        conditions.append(stored_attributes.condition(database, condition, WorkflowRecord.id))
     if match.created_after:
         conditions.append(WorkflowRecord.created_at >= match.created_after)
     if match.created_before:
@@ -73,9 +77,9 @@ class Queries:
         """A workflow with its activities, or :class:`WorkflowNotFound`."""
         with unit_of_work(self.database):
             found = self._find(WorkflowRecord.id == workflow_id)
-        if found is None:
-            raise WorkflowNotFound(workflow_id)
-        return found
+            if found is None:
+                raise WorkflowNotFound(workflow_id)
+            return replace(found, attributes=stored_attributes.read(self.database, workflow_id))
 
     def inbox_of(self, workflow_id: str, signal_id: str) -> tuple[int, bool, str | None]:
         """What a new signal is checked against: the bytes the workflow's kept signals

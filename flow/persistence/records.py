@@ -77,6 +77,8 @@ class Transition:
     signals_added: list[tuple[int, Signal]] = field(default_factory=list)
     #: Kept signals a step took: their rows lose the payload and name the step.
     signals_taken: list[Signal] = field(default_factory=list)
+    #: Search attributes its results set (:func:`flow.persistence.attributes.set_by`): upserted.
+    attributes_set: list[tuple[Any, ...]] = field(default_factory=list)
     #: A rerun laid the steps out afresh: every activity row is replaced (:mod:`flow.persistence.rewrites`).
     rewritten: bool = False
 

@@ -22,8 +22,9 @@ import peewee
 
 from flow.clock import utcnow
 from flow.core.kinds.child import references
-from flow.core.vocabulary import WorkflowStatus
+from flow.core.vocabulary import UNENDED, WorkflowStatus
 from flow.errors import ChildrenInProgress, DefinitionInUse, DefinitionNotFound, WorkflowInProgress, WorkflowNotFound
+from flow.persistence import attributes as stored_attributes
 from flow.persistence.database import is_postgres, unit_of_work, write
 from flow.persistence.models import (
     ActivityRecord,
@@ -38,6 +39,8 @@ from flow.persistence.models import (
 #: Most workflows one pruning transaction deletes (with their activities and history).
 BATCH = 500
 _IN_PROGRESS = WorkflowStatus.IN_PROGRESS.value
+#: A workflow not ended: In Progress, or Compensating (its undos still run).
+_UNENDED = UNENDED
 
 
 class Retention:
@@ -58,7 +61,7 @@ class Retention:
             row = query.tuples().first()
             if row is None:
                 raise WorkflowNotFound(workflow_id)
-            if row[0] == _IN_PROGRESS:
+            if row[0] in _UNENDED:
                 raise WorkflowInProgress(workflow_id)
             children = [c for (c,) in _running_children(workflow_id).limit(ChildrenInProgress.SHOWN).tuples()]
             if children:
@@ -99,7 +102,7 @@ class Retention:
                 WorkflowRecord.select()
                 .where(
                     # Served by the (status, created_at, id) index: only running workflows are read.
-                    (WorkflowRecord.status == _IN_PROGRESS)
+                    (WorkflowRecord.status.in_(_UNENDED))
                     & (WorkflowRecord.definition_name == name)
                     & (WorkflowRecord.definition_version == version)
                 )
@@ -154,7 +157,7 @@ def _needed_by(name: str, version: int) -> tuple[str, ...]:
         running = (
             WorkflowRecord.select()
             .where(
-                (WorkflowRecord.status == _IN_PROGRESS)
+                (WorkflowRecord.status.in_(_UNENDED))
                 & (WorkflowRecord.definition_name == parent)
                 & (WorkflowRecord.definition_version == parent_version)
             )
@@ -191,7 +194,7 @@ def _prunable(finished_before: datetime) -> peewee.Expression:
     # parent whose children still run waits for a later pass (delete_workflow says why).
     return (
         (WorkflowRecord.finished_at < finished_before)
-        & (WorkflowRecord.status != _IN_PROGRESS)
+        & (WorkflowRecord.status.not_in(_UNENDED))
         & ~peewee.fn.EXISTS(_running_children(WorkflowRecord.id))
     )
 
@@ -204,7 +207,7 @@ def _running_children(parent_id: str | peewee.Field) -> peewee.Select:
     """The ids of the children in progress of ``parent_id`` (a workflow id, or the
     column of the outer query). Served by the index ``workflows_parent (parent_id,
     created_at, id)``."""
-    return _CHILD.select(_CHILD.id).where((_CHILD.parent_id == parent_id) & (_CHILD.status == _IN_PROGRESS))
+    return _CHILD.select(_CHILD.id).where((_CHILD.parent_id == parent_id) & (_CHILD.status.in_(_UNENDED)))
 
 
 def _delete(database: peewee.Database, ids: list[str], partition: int) -> None:
@@ -213,6 +216,7 @@ def _delete(database: peewee.Database, ids: list[str], partition: int) -> None:
     foreign keys' per-row cascade."""
     EventRecord.delete().where(EventRecord.workflow.in_(ids)).execute()
     SignalRecord.delete().where(SignalRecord.workflow.in_(ids)).execute()
+    stored_attributes.delete(database, ids)
     ActivityRecord.delete().where(ActivityRecord.workflow.in_(ids)).execute()
     TimerRecord.delete().where(TimerRecord.workflow.in_(ids)).execute()
     # The outbox keeps only the index its engine reads it by (partition, send_after): an

@@ -21,7 +21,7 @@ from typing import Any
 import peewee
 
 from flow.core.schedules import Overlap, RunTrigger, ScheduleSpec, TickPlan, next_tick
-from flow.core.vocabulary import WorkflowStatus
+from flow.core.vocabulary import UNENDED
 from flow.persistence.database import unit_of_work, write
 from flow.persistence.models import JSONText, WorkflowRecord, _Model
 
@@ -44,6 +44,8 @@ class ScheduleRecord(_Model):
     paused = peewee.BooleanField(default=False)
     #: The priority of the workflows it starts (migration 0015).
     priority = peewee.SmallIntegerField(default=3)
+    #: The search attributes of the workflows it starts (JSON; migration 0021); NULL: none.
+    attributes = JSONText(null=True)
     created_at = peewee.DateTimeField()
     updated_at = peewee.DateTimeField()
     #: Every tick up to this one is handled (started, skipped or buffered).
@@ -122,6 +124,7 @@ def _stored(row: ScheduleRecord) -> StoredSchedule:
         catch_up_s=row.catch_up_s,
         paused=row.paused,
         priority=row.priority,
+        attributes=row.attributes or {},
     )
     return StoredSchedule(
         spec=spec,
@@ -152,6 +155,7 @@ def _spec_columns(spec: ScheduleSpec) -> dict[str, Any]:
         "catch_up_s": spec.catch_up_s,
         "paused": spec.paused,
         "priority": spec.priority,
+        "attributes": dict(spec.attributes) or None,
     }
 
 
@@ -296,7 +300,7 @@ class ScheduleTable:
         with unit_of_work(self.database):
             running: bool = (
                 WorkflowRecord.select()
-                .where((WorkflowRecord.id == workflow_id) & (WorkflowRecord.status == WorkflowStatus.IN_PROGRESS.value))
+                .where((WorkflowRecord.id == workflow_id) & (WorkflowRecord.status.in_(UNENDED)))
                 .exists()
             )
             return running

@@ -16,11 +16,13 @@ import peewee
 
 from flow.clock import utcnow
 from flow.core import workflow_limit
+from flow.core.attributes import Typed
 from flow.core.definition import Definition
 from flow.core.lineage import ParentLink
 from flow.core.start_request import DEFAULT_PRIORITY
 from flow.core.state import ActivityStatus, WorkflowState, WorkflowStatus
 from flow.errors import IdempotencyConflict, InvalidInput, StoreUnavailable
+from flow.persistence import attributes as stored_attributes
 from flow.persistence.database import is_postgres, unit_of_work, write
 from flow.persistence.mapping import StoredWorkflow, graph_column
 from flow.persistence.models import ActivityRecord, DefinitionRecord, WorkflowRecord
@@ -83,12 +85,14 @@ class Starts:
         parent: ParentLink | None = None,
         child_versions: Mapping[str, int] | None = None,
         priority: int = DEFAULT_PRIORITY,
+        attributes: Mapping[str, Typed] | None = None,
     ) -> tuple[WorkflowState, bool]:
         """Create a workflow and its pending activities; ``(state, created)``.
 
         ``parent``: the parent activity a child workflow reports to;
         ``child_versions``: the version its own children without ``version`` will run;
-        ``priority``: 1 (first) to 5 (last), as the start request said.
+        ``priority``: 1 (first) to 5 (last), as the start request said;
+        ``attributes``: its search attributes' first values (checked against the definition).
 
         With an id or idempotency key that already exists, nothing is written and the
         existing workflow is returned with ``created=False`` — unless it was started
@@ -154,11 +158,12 @@ class Starts:
             )
             for a in state.activities
         ]
+        attribute_rows = stored_attributes.rows(workflow_id, attributes or {})
         with unit_of_work(self.database):
             created = (
-                self._insert_postgres(workflow, activities)
+                self._insert_postgres(workflow, activities, attribute_rows)
                 if is_postgres(self.database)
-                else self._insert(workflow, activities)
+                else self._insert(workflow, activities, attribute_rows)
             )
             if created:
                 return state, True
@@ -167,9 +172,11 @@ class Starts:
                 raise StoreUnavailable(f"workflow {workflow_id} could not be created; try again")
             return existing, False
 
-    def _insert_postgres(self, workflow: dict[str, Any], activities: list[tuple[Any, ...]]) -> bool:
-        """The workflow and its activities in one statement (one round trip); False when
-        its id or idempotency key exists already."""
+    def _insert_postgres(
+        self, workflow: dict[str, Any], activities: list[tuple[Any, ...]], attributes: list[stored_attributes.Row]
+    ) -> bool:
+        """The workflow, its activities and its attributes in one statement (one round
+        trip); False when its id or idempotency key exists already."""
         columns = ", ".join(workflow)
         placeholders = ", ".join(["%s"] * len(workflow))
         sql = (
@@ -179,13 +186,23 @@ class Starts:
             "timeouts, graph, status, attempt, attempts_before) "
             "SELECT w.id, a.position, a.name, a.independent, a.required, a.config, a.retry, a.timeouts, a.graph, "
             "'Pending', 0, 0 FROM w, unnest(%s::int[], %s::text[], %s::bool[], %s::bool[], %s::text[], %s::text[], "
-            "%s::text[], %s::text[]) AS a(position, name, independent, required, config, retry, timeouts, graph)) "
-            "SELECT id FROM w"
+            "%s::text[], %s::text[]) AS a(position, name, independent, required, config, retry, timeouts, graph))"
         )
         params = [*workflow.values(), *(list(column) for column in zip(*activities, strict=True))]
+        if attributes:
+            arrays = ", ".join(f"%s::{kind}" for kind in stored_attributes.ARRAY_TYPES)
+            sql += (
+                ", at AS (INSERT INTO workflow_attributes (workflow_id, name, str_value, num_value, bool_value, "
+                f"time_value) SELECT w.id, x.name, x.s, x.n, x.b, x.t FROM w, unnest({arrays}) "
+                "AS x(workflow_id, name, s, n, b, t))"
+            )
+            params.extend(stored_attributes.arrays(attributes))
+        sql += " SELECT id FROM w"
         return self.database.execute_sql(sql, params).fetchone() is not None
 
-    def _insert(self, workflow: dict[str, Any], activities: list[tuple[Any, ...]]) -> bool:
+    def _insert(
+        self, workflow: dict[str, Any], activities: list[tuple[Any, ...]], attributes: list[stored_attributes.Row]
+    ) -> bool:
         try:
             with write(self.database):
                 WorkflowRecord.insert(
@@ -213,6 +230,7 @@ class Starts:
                 ]
                 for start in range(0, len(rows), 500):
                     ActivityRecord.insert_many(rows[start : start + 500]).execute()
+                stored_attributes.write(self.database, attributes)
         except peewee.IntegrityError:
             return False  # the id or the idempotency key exists
         return True

@@ -188,6 +188,7 @@ class StartMessageConsumer:
             workflow_id=workflow_id,
             idempotency_key=request.idempotency_key,
             priority=request.priority,
+            attributes=request.attributes,
         )
         return f"started {state.name} {state.id} from a start message"
 

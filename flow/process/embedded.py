@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import dramatiq
@@ -99,6 +99,7 @@ class EmbeddedFlow:
         *,
         idempotency_key: str | None = None,
         priority: int = DEFAULT_PRIORITY,
+        attributes: Mapping[str, Any] | None = None,
     ) -> str:
         """Create a workflow and tell the engine to start it; return its id. ``priority``:
         1 (first) to 5 (last); :class:`~flow.errors.InvalidInput` naming it otherwise."""
@@ -107,6 +108,7 @@ class EmbeddedFlow:
             {} if input_data is None else input_data,
             idempotency_key=idempotency_key,
             priority=check_priority(priority, path="priority"),
+            attributes=attributes,
         )
         return state.id
 

@@ -210,6 +210,7 @@ class SharedQueueTasks:
             idempotency_key=request.idempotency_key,
             message_id=current.message_id if current else None,
             priority=request.priority,
+            attributes=request.attributes,
         )
         logger.info("started %s %s from a Dramatiq message", state.name, state.id)
 

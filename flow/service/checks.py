@@ -18,6 +18,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from flow.core import saga
 from flow.core.state import WorkflowState
 from flow.core.vocabulary import WorkflowStatus
 from flow.errors import (
@@ -48,8 +49,8 @@ def check_payload(path: str, value: Any, *, max_bytes: int) -> None:
 
 
 def cancel_refusal(state: WorkflowState) -> WorkflowConflict | None:
-    """Only a running workflow can be cancelled."""
-    if state.status.ended:
+    """Only a running workflow can be cancelled (a Compensating one's undos run to their end)."""
+    if not state.status.open:
         return WorkflowEnded(
             state.id, f"workflow {state.id} is {state.status}; only a running workflow can be cancelled"
         )
@@ -58,21 +59,21 @@ def cancel_refusal(state: WorkflowState) -> WorkflowConflict | None:
 
 def signal_refusal(state: WorkflowState) -> WorkflowConflict | None:
     """Only a running workflow takes signals."""
-    if state.status.ended:
+    if not state.status.open:
         return WorkflowEnded(state.id, f"workflow {state.id} is {state.status}; only a running workflow takes signals")
     return None
 
 
 def pause_refusal(state: WorkflowState) -> WorkflowConflict | None:
     """Only a running workflow that is not paused can be paused."""
-    if state.status.ended or state.paused:
+    if not state.status.open or state.paused:
         return PauseRefused(state.id, f"workflow {state.id} is {_ended_or(state, 'paused already')}")
     return None
 
 
 def resume_refusal(state: WorkflowState) -> WorkflowConflict | None:
     """Only a running workflow that is paused can be resumed."""
-    if state.status.ended or not state.paused:
+    if not state.status.open or not state.paused:
         return ResumeRefused(state.id, f"workflow {state.id} is {_ended_or(state, 'not paused')}")
     return None
 
@@ -84,6 +85,8 @@ def retry_refusal(state: WorkflowState, *, run: int | None = None) -> WorkflowCo
         return RetryRefused(
             state.id, f"workflow {state.id} is {state.status}; only a Failed or Cancelled workflow can be retried"
         )
+    if (why := saga.retry_refusal(state)) is not None:
+        return RetryRefused(state.id, f"workflow {state.id} cannot be retried: {why}")
     if state.parent is not None and run is None:
         return RetryRefused(
             state.id,
@@ -94,4 +97,4 @@ def retry_refusal(state: WorkflowState, *, run: int | None = None) -> WorkflowCo
 
 
 def _ended_or(state: WorkflowState, otherwise: str) -> str:
-    return str(state.status) if state.status.ended else otherwise
+    return str(state.status) if not state.status.open else otherwise

@@ -21,6 +21,7 @@ from typing import Any, cast
 
 from flow.clock import utcnow
 from flow.core import strict_json
+from flow.core.attributes import check_declared
 from flow.core.partitions import partition_of
 from flow.core.schedules import ScheduleSpec, check_name, parse_schedule
 from flow.core.state import WorkflowState
@@ -58,9 +59,10 @@ class ScheduleService:
         """Validate ``body`` and create or replace the schedule ``name``; ``(stored, created)``."""
         spec = parse_schedule(body, name=name)
         try:
-            self.service.definition(spec.workflow)
+            definition, _ = self.service.definition(spec.workflow)
         except DefinitionNotFound as e:
             raise InvalidInput("$.workflow", str(e)) from e
+        check_declared(definition.attributes, spec.attributes, path="$.attributes")
         size = len(json.dumps(dict(spec.input_data)))
         if size > self.settings.max_payload_bytes:
             raise InvalidInput(
@@ -103,7 +105,10 @@ class ScheduleService:
         """Start the schedule's workflow now, whatever its cron expression, pause or
         overlap rule say; it becomes the schedule's latest run."""
         found = self.get(name)
-        state, _ = self.service.start(found.spec.workflow, dict(found.spec.input_data), priority=found.spec.priority)
+        spec = found.spec
+        state, _ = self.service.start(
+            spec.workflow, dict(spec.input_data), priority=spec.priority, attributes=spec.attributes
+        )
         self.table.record_trigger(name, state.id, now=utcnow())
         return state
 
@@ -112,7 +117,13 @@ class ScheduleService:
     def start_tick(self, spec: ScheduleSpec, workflow_id: str) -> None:
         """Start the workflow of a tick, or find the one an earlier start of it made."""
         try:
-            self.service.start(spec.workflow, dict(spec.input_data), workflow_id=workflow_id, priority=spec.priority)
+            self.service.start(
+                spec.workflow,
+                dict(spec.input_data),
+                workflow_id=workflow_id,
+                priority=spec.priority,
+                attributes=spec.attributes,
+            )
         except IdempotencyConflict:
             pass  # started before the schedule's input changed: the tick has its workflow
 

@@ -5,8 +5,10 @@ partition finds the workflow unstarted ``FLOW_OUTBOX_GRACE_S`` later and starts 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
+from flow.core.attributes import check_declared
 from flow.core.start_request import DEFAULT_PRIORITY
 from flow.core.state import WorkflowState
 from flow.persistence.store import Store
@@ -40,15 +42,20 @@ class Starter:
         idempotency_key: str | None = None,
         message_id: str | None = None,
         priority: int = DEFAULT_PRIORITY,
+        attributes: Mapping[str, Any] | None = None,
     ) -> tuple[WorkflowState, bool]:
         """Create a workflow and send its start; ``(state, created)``. ``message_id`` (of a
         start message from a broker) derives the workflow id, so a redelivery finds it.
         ``priority`` (1 first to 5 last) is checked by the door's start request; a repeat
-        of an earlier start (same id or key) returns that workflow with its own priority."""
+        of an earlier start (same id or key) returns that workflow with its own priority.
+        ``attributes``: values of the definition's search attributes (JSON), refused with
+        :class:`~flow.errors.InvalidInput` at ``$.attributes.<name>`` unless declared and of
+        the declared type, before anything is stored."""
         self.check_input(input_data)
         if workflow_id is None and message_id is not None:
             workflow_id = str(uuid.uuid5(MESSAGE_NAMESPACE, message_id))
         definition, version = self.definitions.get(name)
+        typed = check_declared(definition.attributes, attributes, path="$.attributes")
         state, created = self.store.create_workflow(
             definition,
             version,
@@ -58,6 +65,7 @@ class Starter:
             idempotency_key=idempotency_key,
             child_versions=self.definitions.child_versions(definition),
             priority=priority,
+            attributes=typed,
         )
         if created:
             self.senders.send_start(state.id)

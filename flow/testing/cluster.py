@@ -19,10 +19,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from flow.core.vocabulary import UNENDED
 from flow.errors import PollTimeout
 from flow.loops import BackgroundLoop, poll_until
 from flow.testing.processes import Processes, child_pids, free_port, migrate, wait_http
 from flow.testing.services import new_database, new_queue_prefix, query
+
+#: The statuses of a workflow that has not ended, as SQL: ('In Progress', 'Compensating').
+_UNENDED = "(" + ", ".join(f"'{status}'" for status in UNENDED) + ")"
 
 #: Short leases and outbox grace: a dead engine's partitions, and messages it owed,
 #: are taken over within seconds instead of the production defaults' tens of seconds.
@@ -198,7 +202,7 @@ def check_settled(
     def settled() -> bool:
         unsettled = query(
             pg_url,
-            """SELECT count(*) FROM workflows w WHERE w.status = 'In Progress'
+            f"""SELECT count(*) FROM workflows w WHERE w.status IN {_UNENDED}
                OR EXISTS (SELECT 1 FROM activities a WHERE a.workflow_id = w.id
                           AND a.status IN ('Queued', 'Scheduled', 'Started', 'Waiting Retry', 'Running', 'Waiting'))""",
         )[0][0]
@@ -207,7 +211,7 @@ def check_settled(
     try:
         poll_until(settled, timeout_s=timeout_s, every_s=0.5, what="the run to settle")
     except PollTimeout as e:
-        rows = query(pg_url, "SELECT id, definition_name, status FROM workflows WHERE status = 'In Progress' LIMIT 10")
+        rows = query(pg_url, f"SELECT id, definition_name, status FROM workflows WHERE status IN {_UNENDED} LIMIT 10")
         outbox = query(pg_url, "SELECT count(*) FROM outbox")[0][0]
         raise AssertionError(f"{e}: still in progress {rows}, {outbox} outbox rows") from e
 

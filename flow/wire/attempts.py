@@ -5,7 +5,7 @@ exchange). Encoded and decoded as every message is (:mod:`flow.wire.messages`)."
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -38,7 +38,7 @@ class AttemptRequest(Message):
 
     ACTOR: ClassVar[str] = RUN_ACTIVITY
     OMITTED_WHEN_NONE: ClassVar[frozenset[str]] = frozenset(
-        {"traceparent", "item", "index", "heartbeat_s", "last_heartbeat"}
+        {"traceparent", "item", "index", "heartbeat_s", "last_heartbeat", "compensating"}
     )
 
     #: The activity's index in the definition (an item of a map: after the definition's).
@@ -70,6 +70,9 @@ class AttemptRequest(Message):
     heartbeat_s: float | None = None
     #: What the activity's last heartbeat said, in an earlier attempt (``self.last_heartbeat``).
     last_heartbeat: Any = None
+    #: An undo (:mod:`flow.core.saga`): the activity it undoes, with that activity's
+    #: ``input``, ``config`` and ``output`` (``self.compensating``); absent otherwise.
+    compensating: JsonObject | None = None
 
     @classmethod
     def of(
@@ -89,7 +92,7 @@ class AttemptRequest(Message):
             attempt=attempt,
             activity=activity.name,
             config=dict(activity.config),
-            input_data=dict(state.input_data) if whole else {},
+            input_data=dict(activity.spec.input_of(state)) if whole else {},
             outputs=(outputs or Outputs(state)).for_activity(position) if whole else {},
             start_to_close_s=activity.timeouts.start_to_close_s,
             reply_to=reply_to,
@@ -98,6 +101,7 @@ class AttemptRequest(Message):
             index=item.index if item else None,
             heartbeat_s=activity.timeouts.heartbeat_s,
             last_heartbeat=activity.heartbeat,
+            compensating=activity.spec.compensating(state),
         )
 
     def started(self, at: datetime) -> AttemptStarted:
@@ -122,8 +126,10 @@ class AttemptRequest(Message):
         error: str | None = None,
         started_at: datetime | None = None,
         finished_at: datetime | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> AttemptResult:
-        """The report that this attempt ended with ``outcome``."""
+        """The report that this attempt ended with ``outcome`` (``attributes``: the search
+        attributes it set, in wire form; None or empty: none)."""
         return AttemptResult(
             workflow_id=self.workflow_id,
             position=self.position,
@@ -133,6 +139,7 @@ class AttemptRequest(Message):
             error=error,
             started_at=started_at,
             finished_at=finished_at,
+            attributes=dict(attributes) if attributes else None,
         )
 
 

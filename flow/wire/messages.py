@@ -2,9 +2,8 @@
 home of its fields, with one encoder (:meth:`Message.to_message`) and one decoder
 (:meth:`Message.from_kwargs`).
 
-Building a :class:`dramatiq.Message` here (rather than calling ``actor.send``) lets
-the API, the CLI and any other process send to the engine without importing or
-declaring the actors, exactly as a foreign Python process would.
+Building a :class:`dramatiq.Message` here (not ``actor.send``) lets any process send
+to the engine without declaring the actors, as a foreign Python process would.
 
 Queues: ``<prefix>.engine`` takes starts from outside (``flow.start_workflow`` with a
 name) and forwards anything else to its partition; ``<prefix>.engine.<n>`` is
@@ -15,10 +14,9 @@ its attempt's ``reply_to``.
 On the wire (docs/design.md, "One workflow, message by message"):
 
 - keyword arguments only, each a field of the message's class (read and written by
-  :mod:`flow.core.codec`, which its annotation tells how), plus ``"v"``, the
-  version of the message's shape. A message without ``"v"`` is version 1: the first
-  release sent none, and its messages (``tests/fixtures/first_release/messages.json``)
-  are version 1 without the fields added since, which all have defaults.
+  :mod:`flow.core.codec`, as its annotation says), plus ``"v"``, its shape's version.
+  Without ``"v"``, version 1: the first release's messages
+  (``tests/fixtures/first_release/messages.json``), without the fields added since.
 - Timestamps in one form: ISO 8601 with ``Z`` (:func:`flow.core.timestamps.iso`); readers also
   take the first release's form without ``Z``.
 - A field a class lists in ``OMITTED_WHEN_NONE`` (the attempt's ``traceparent``) is left
@@ -39,6 +37,7 @@ from typing import Any, ClassVar, Self
 
 import dramatiq
 
+from flow.core import attributes as search_attributes
 from flow.core import codec, definition, events, strict_json
 from flow.core.codec import Count, JsonObject, Name
 from flow.core.vocabulary import Outcome, TimerKind
@@ -59,8 +58,7 @@ RESUME_WORKFLOW = "flow.resume_workflow"
 RUN_ACTIVITY = "flow.run_activity"
 START_CHILD = "flow.start_child"
 CANCEL_ATTEMPT = "flow.cancel_attempt"
-#: An event for the triggers (``{"type", "id", "data"}`` as keyword arguments), on the
-#: shared engine queue (docs/design.md, "Event triggers").
+#: An event for the triggers (``{"type", "id", "data"}``) (docs/design.md, "Event triggers").
 SEND_EVENT = "flow.send_event"
 
 #: The key of a message's version among its keyword arguments.
@@ -175,7 +173,8 @@ class AttemptResult(EngineMessage):
     """``flow.record_result``: how an attempt ended."""
 
     ACTOR: ClassVar[str] = RECORD_RESULT
-    STRICT_JSON: ClassVar[frozenset[str]] = frozenset({"output", "error"})
+    STRICT_JSON: ClassVar[frozenset[str]] = frozenset({"output", "error", "attributes"})
+    OMITTED_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"attributes"})
 
     position: Count
     attempt: Count
@@ -188,6 +187,16 @@ class AttemptResult(EngineMessage):
     #: died running it each time it was delivered).
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    #: Search attributes the activity set (``set_attribute``), as
+    #: :func:`flow.core.attributes.to_wire` writes them; None (and absent on the wire): none.
+    attributes: JsonObject | None = None
+
+    @classmethod
+    def from_kwargs(cls, kwargs: Mapping[str, Any]) -> Self:
+        message = super().from_kwargs(kwargs)
+        if message.attributes is not None:  # a malformed one is refused here, never stored
+            search_attributes.from_wire(message.attributes, path="$.attributes")
+        return message
 
     @classmethod
     def of(cls, workflow_id: str, completed: events.ActivityCompleted) -> AttemptResult:
@@ -219,6 +228,7 @@ class AttemptResult(EngineMessage):
             error=self.error,
             started_at=self.started_at,
             finished_at=self.finished_at,
+            attributes=self.attributes,
         )
 
 

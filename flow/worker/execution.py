@@ -23,6 +23,7 @@ from activities.base import ActivityCancelled, BaseActivity
 from activities.discovery import resolve
 from flow.clock import utcnow
 from flow.core import strict_json
+from flow.core.attributes import to_wire
 from flow.core.vocabulary import Outcome
 from flow.errors import InvalidJson, UnknownActivity
 from flow.wire.attempts import AttemptRequest
@@ -61,10 +62,18 @@ def execute(
     activity's heartbeats (throttled: :mod:`flow.worker.heartbeats`)."""
     started_at = started_at or utcnow()
     activity, time_limit_s = request.activity, request.start_to_close_s
+    instance: BaseActivity | None = None
 
     def ended(outcome: Outcome, output: Any = None, error: Any = None) -> AttemptResult:
+        # What the activity set goes with every outcome: "stage: payment refused" too.
+        attributes = to_wire(instance.attributes_set) if instance is not None else None
         return request.result(
-            outcome, output=output, error=_storable_text(error), started_at=started_at, finished_at=utcnow()
+            outcome,
+            output=output,
+            error=_storable_text(error),
+            started_at=started_at,
+            finished_at=utcnow(),
+            attributes=attributes,
         )
 
     try:

@@ -44,12 +44,21 @@ def test_every_example_is_valid_and_there_is_one_per_topic():
         "independent_and_optional",
         "map",
         "retry_policy",
+        "saga",
+        "search_attributes",
         "sleeps",
         "sub_workflow",
         "sub_workflow_child",
         "timeouts",
         "worker_pools",
     ]
+
+
+def test_search_attributes_example(flow):
+    attributes = {"customer": "acme", "amount": 120.5, "vip": True, "due": "2026-12-24T00:00:00Z"}
+    workflow_id = flow.start("SearchAttributesExample", {}, attributes=attributes)
+    assert flow.wait(workflow_id, timeout_s=30).state.status == "Finished"
+    assert flow.runtime.store.get(workflow_id).attributes == {**attributes, "stage": "shipped"}
 
 
 def test_retry_policy_example(flow):

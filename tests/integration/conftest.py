@@ -80,6 +80,6 @@ def start_cluster(base, pg_url: str, queue_prefix: str, http_server: str, **extr
 def wait_ended(url: str, workflow_id: str, timeout_s: float = 60) -> dict:
     def ended():
         body = requests.get(f"{url}/workflows/{workflow_id}", timeout=5).json()
-        return body if body["status"] != "In Progress" else None
+        return body if body["status"] not in ("In Progress", "Compensating") else None
 
     return wait_for(ended, timeout_s=timeout_s, every_s=0.2, what=f"workflow {workflow_id}")

@@ -67,6 +67,11 @@ def server(tmp_path_factory, http_server) -> Iterator[str]:
         "name": "UiParent",
         "activities": [{"id": "first", "name": "NoopActivity"}, {"id": "sub", "workflow": "UiChild"}],
     }
+    bodies["UiOrder"] = {
+        "name": "UiOrder",
+        "attributes": {"customer": "string", "amount": "number"},
+        "activities": [{"name": "NoopActivity"}],
+    }
     definitions = write_definitions(base / "workflows", bodies)
     with flow_up(base, embedded_env(base, definitions, FLOW_API_TOKEN="ui-secret")) as url:
         yield url
@@ -257,6 +262,30 @@ def test_find_workflows_by_their_input(page, server):
     expect(page.get_by_role("link", name=wanted)).to_be_visible()
     expect(page.get_by_label("Input contains (JSON)")).to_have_value('{"order_id":4242}')
     shot(page, "workflows-by-input")
+
+
+def test_find_workflows_by_their_search_attributes(page, server):
+    headers = {"Authorization": "Bearer ui-secret"}
+    ids = [
+        requests.post(
+            f"{server}/workflows",
+            json={"name": "UiOrder", "attributes": {"customer": "ui-acme", "amount": amount}},
+            headers=headers,
+            timeout=5,
+        ).json()["id"]
+        for amount in (150, 50)
+    ]
+    field = page.get_by_label("Search attributes")
+    field.fill("customer")
+    page.get_by_role("button", name="Apply").click()
+    assert "must be name=value" in page.locator("#f-attr-error").inner_text()
+    field.fill("customer=ui-acme amount.gt=100")
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_url("**attr.amount.gt=100**")
+    expect(page.locator("tbody tr")).to_have_count(1)
+    page.get_by_role("link", name=ids[0]).click()
+    expect(page.locator("dl.attributes")).to_contain_text("ui-acme")
+    shot(page, "workflows-by-attributes")
 
 
 def test_the_pages_pass_an_accessibility_check(page):

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from flow.core.batches import BatchOperation, Counts, Outcome, Page, pace, paced, parse_batch_request
+from flow.core.vocabulary import WorkflowStatus
 from flow.core.workflow_filter import WorkflowFilter, from_json, parse_filter
 from flow.errors import InvalidInput
 
@@ -115,7 +116,7 @@ def test_a_batch_request_carries_its_operation_filter_and_rerun_options():
 @pytest.mark.parametrize(
     ("given", "path", "message"),
     [
-        ({"status": "Broken"}, "status", "must be one of In Progress, Finished, Failed, Cancelled"),
+        ({"status": "Broken"}, "status", "must be one of " + ", ".join(s.value for s in WorkflowStatus)),
         ({"name": "no spaces"}, "name", "must be a workflow definition name"),
         ({"created_before": "soon"}, "created_before", "must be an ISO 8601 timestamp"),
         ({"created_after": 20261201}, "created_after", "must be an ISO 8601 timestamp"),
@@ -138,3 +139,18 @@ def test_a_filter_written_and_read_back_is_the_same_and_narrows_to_before_its_ba
     assert from_json(match.to_json()) == match
     assert match.before(at(0)).created_before == at(0)  # the batch was created earlier
     assert match.before(at(7200)).created_before == datetime(2026, 12, 7, 10)
+
+
+def test_a_filter_with_attribute_conditions_reads_back_as_it_was_written():
+    """A batch stores its filter as JSON; its attr.* conditions come back the same, and
+    a JSON number in a body's filter is read as its text (as GET /workflows' parameters)."""
+    parsed = parse_filter({"status": "Failed", "attr.customer": "acme", "attr.amount.gt": 100})
+    assert [(c.name, c.operator, c.text) for c in parsed.attributes] == [
+        ("customer", "eq", "acme"),
+        ("amount", "gt", "100"),
+    ]
+    assert parsed.to_json() == {"status": "Failed", "attr.customer": "acme", "attr.amount.gt": "100"}
+    assert from_json(parsed.to_json()) == parsed
+    with pytest.raises(InvalidInput) as refused:
+        parse_filter({"attr.amount.between": "1"})
+    assert refused.value.path == "attr.amount.between"

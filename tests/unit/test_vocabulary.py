@@ -103,7 +103,8 @@ def test_history_types_are_facts_or_decisions_and_the_endings_are_decisions():
 
 
 def test_statuses_ended_and_in_flight():
-    assert [s for s in WorkflowStatus if not s.ended] == [WorkflowStatus.IN_PROGRESS]
+    assert [s for s in WorkflowStatus if not s.ended] == [WorkflowStatus.IN_PROGRESS, WorkflowStatus.COMPENSATING]
+    assert [s for s in WorkflowStatus if s.open] == [WorkflowStatus.IN_PROGRESS]
     assert {s for s in ActivityStatus if s.in_flight} == {ActivityStatus.SCHEDULED, ActivityStatus.STARTED}
     assert {s for s in ActivityStatus if not s.ended and not s.in_flight} == {
         ActivityStatus.PENDING,

@@ -13,6 +13,8 @@ kind           what the definition says                            module
 ``sleep``      ``sleep_s`` or ``sleep_until``                       :mod:`.sleep`
 ``wait``       ``wait_for``: a signal                               :mod:`.wait`
 ``child``      ``workflow``: a child workflow                       :mod:`.child`
+``compensation`` (an undo, appended when the run fails)            :mod:`.compensation`
+``on_failure`` (the failure handler, appended after the undos)     :mod:`.on_failure`
 =============  ==================================================  =====================
 
 Adding a kind is a module with its :class:`StepKind` and a line in :data:`KINDS`; the
@@ -30,8 +32,10 @@ from flow.core.commands import CancelTimer, Command
 from flow.core.kinds.activity import ACTIVITY_KIND
 from flow.core.kinds.base import Change, DueTimer, Owed, PathOf, StepKind, Tokens, Turn
 from flow.core.kinds.child import CHILD
+from flow.core.kinds.compensation import COMPENSATION
 from flow.core.kinds.item import ITEM
 from flow.core.kinds.map import MAP
+from flow.core.kinds.on_failure import ON_FAILURE
 from flow.core.kinds.sleep import SLEEP
 from flow.core.kinds.wait import WAIT
 from flow.core.state import ACTIVITY, ActivityState, StepSpec, WorkflowState
@@ -39,7 +43,9 @@ from flow.core.steps import HistoryEntry
 from flow.core.vocabulary import HistoryType, TimerKind
 
 #: Every kind, by name, in the order the definition's problems name them.
-KINDS: Mapping[str, StepKind] = {kind.name: kind for kind in (ACTIVITY_KIND, MAP, ITEM, CHILD, SLEEP, WAIT)}
+KINDS: Mapping[str, StepKind] = {
+    kind.name: kind for kind in (ACTIVITY_KIND, MAP, ITEM, CHILD, SLEEP, WAIT, COMPENSATION, ON_FAILURE)
+}
 
 _HELPS = [kind.help for kind in KINDS.values() if kind.help]
 #: "a step is an activity (...), ... or a wait for a signal (...)": what an entry of no kind is told.

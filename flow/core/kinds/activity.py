@@ -36,13 +36,13 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from flow.core import graph
+from flow.core import graph, saga
 from flow.core.commands import CancelAttempt, CancelTimer, Command, RunActivity, RunChild, StartTimer
 from flow.core.events import ActivityCompleted, ActivityHeartbeat, ActivityStarted, TimerFired
 from flow.core.failure import required_failure
 from flow.core.kinds.base import Answer, Change, DueTimer, Line, Owed, PathOf, StepKind, Turn
 from flow.core.kinds.claims import claims
-from flow.core.state import ACTIVITY, ActivityState, StepSpec, WorkflowState
+from flow.core.state import ACTIVITY, Activity, ActivityState, StepSpec, Undo, WorkflowState
 from flow.core.steps import Decision, HistoryEntry, stale, timer, with_activity
 from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind
 
@@ -63,7 +63,10 @@ class ActivityKind(StepKind):
 
     name: ClassVar[str] = "activity"
     identity: ClassVar[tuple[str, ...]] = ("name",)
-    properties: ClassVar[Mapping[str, Any]] = {"name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}}
+    properties: ClassVar[Mapping[str, Any]] = {
+        "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+        "compensate": saga.UNDO_SCHEMA,
+    }
     help: ClassVar[str] = "an activity (name: a BaseActivity subclass)"
     runs_on_workers: ClassVar[bool] = True
     queues: ClassVar[bool] = True
@@ -90,7 +93,16 @@ class ActivityKind(StepKind):
         return class_problems(entry, path, known_activities)
 
     def parse(self, entry: Mapping[str, Any]) -> StepSpec:
-        return ACTIVITY
+        undo = entry.get("compensate")
+        return Activity(Undo(undo["name"], undo.get("config", {}))) if undo else ACTIVITY
+
+    def to_json(self, spec: StepSpec) -> dict[str, Any]:
+        undo = spec.compensate if isinstance(spec, Activity) else None
+        return {"compensate": {"name": undo.name, "config": dict(undo.config)}} if undo else {}
+
+    def from_json(self, graph: Mapping[str, Any]) -> StepSpec | None:
+        undo = graph.get("compensate")
+        return Activity(Undo(undo["name"], undo.get("config", {}))) if undo else None
 
     # -- its turn, and each attempt ----------------------------------------------------------
 
@@ -159,7 +171,7 @@ class ActivityKind(StepKind):
             return None
         step = replace(step, status=ActivityStatus.STARTED, started_at=event.occurred_at)
         fact = HistoryEntry(HistoryType.ACTIVITY_STARTED, event.position, {"attempt": event.attempt})
-        commands = started_timers(step, event.attempt, ended=state.status.ended)
+        commands = started_timers(step, event.attempt, ended=not state.runs(step))
         return Decision(with_activity(state, step), tuple(commands), (fact, HistoryEntry(HistoryType.DO_NOTHING)))
 
     def on_completed(
@@ -178,7 +190,7 @@ class ActivityKind(StepKind):
         self, state: WorkflowState, step: ActivityState, event: TimerFired, history: list[HistoryEntry]
     ) -> Answer:
         if event.kind == TimerKind.RETRY:
-            if state.status.ended or step.status is not ActivityStatus.WAITING_RETRY:
+            if not state.runs(step) or step.status is not ActivityStatus.WAITING_RETRY:
                 return None
             step, commands, entry = self.again(step, event.occurred_at)
             return Decision(with_activity(state, step), tuple(commands), (*history, entry))
@@ -186,7 +198,7 @@ class ActivityKind(StepKind):
             # Let in by its limit. Stale once the step is no longer queued (the workflow
             # ended, a retry-from-failure reset it): the commit deletes the timer row,
             # which is what gives the slot back.
-            if state.status.ended or step.status is not ActivityStatus.QUEUED:
+            if not state.runs(step) or step.status is not ActivityStatus.QUEUED:
                 return None
             if state.paused:
                 # Nothing starts while paused: the grant's timer row goes with this
@@ -231,7 +243,7 @@ class ActivityKind(StepKind):
         """The current attempt of ``step`` ended with ``outcome``: retry, fail or go on.
         ``fired`` is the timeout timer that ended it, if one did (it needs no cancelling)."""
         commands: list[Command] = [c for c in attempt_timers(step) if c.kind != fired]
-        if state.status.ended:
+        if not state.runs(step):
             # A late result: recorded on the step, but the workflow decides nothing more.
             state = with_activity(state, replace(step, status=_LATE.get(outcome, ActivityStatus.FAILED)))
             history.append(HistoryEntry(HistoryType.DO_NOTHING, step.position, {"reason": f"workflow {state.status}"}))
@@ -273,7 +285,7 @@ class ActivityKind(StepKind):
         shown = {"details": event.details} if _small(event.details) else {}  # progress, for `flow run`
         fact = HistoryEntry(HistoryType.ACTIVITY_HEARTBEAT, event.position, {"attempt": event.attempt, **shown})
         current = step.attempt == event.attempt and step.status.in_flight
-        if not current or state.status.ended:
+        if not current or not state.runs(step):
             if event.attempt > step.attempt:  # not an attempt of ours: nothing to stop
                 return Decision(state, (), (stale(fact), HistoryEntry(HistoryType.DO_NOTHING)))
             reason = f"workflow {state.status}" if current else f"attempt {event.attempt} is not the current one"

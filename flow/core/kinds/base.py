@@ -111,6 +111,9 @@ class StepKind:
     takes_queue: ClassVar[bool] = False
     #: ``flow run``'s table shows its steps' attempts (a map's are its items').
     has_attempts: ClassVar[bool] = True
+    #: Its steps are a failed run's ending (an undo, the failure handler: :mod:`flow.core.saga`),
+    #: not the definition's: never "optional", never in the graph.
+    ending: ClassVar[bool] = False
     #: The keys of the API's activity view that this kind fills (every other kind's are
     #: null in its steps' views), with their JSON Schemas (the OpenAPI document's).
     view_schema: ClassVar[Mapping[str, Any]] = {}

@@ -164,7 +164,7 @@ class ChildKind(ActivityKind):
         not succeed was cancelled by that run's end, or never created for it: the
         activity runs again at once (the child's next run), as an attempt stopped by a
         cancel does. Without this, the parent's new run would fail of the old run's end."""
-        if outcome is not Outcome.SUCCEEDED and step.attempt == step.attempts_before and not state.status.ended:
+        if outcome is not Outcome.SUCCEEDED and step.attempt == step.attempts_before and state.runs(step):
             outcome = Outcome.CANCELLED
         return super().attempt_ended(state, step, outcome, now, history, fired=fired)
 
@@ -275,7 +275,7 @@ def child_input(state: WorkflowState, step: ActivityState) -> tuple[dict[str, An
     expression cannot be evaluated or does not give a JSON object."""
     spec = _child(step)
     if spec.input is None:
-        return dict(state.input_data), None
+        return dict(spec.input_of(state)), None
     expression = spec.input
     try:
         value = graph.evaluate(expression, graph.condition_context(state.input_data, state.activities))

@@ -55,7 +55,8 @@ setup(
         ],
         # Exporting traces: the SDK, configured from the OTEL_ variables, and the OTLP exporters.
         "otel": ["opentelemetry-sdk>=1.25,<2", "opentelemetry-exporter-otlp>=1.25,<2"],
-        "bench": ["celery>=5.3", "matplotlib>=3.7"],
+        # The benchmark's peers (Celery's chain; DBOS, the durable one, issue 25) and its plots.
+        "bench": ["celery>=5.3", "matplotlib>=3.7", "dbos>=3.4"],
     },
     entry_points={"console_scripts": ["flow = flow.cli:main"]},
 )

@@ -201,6 +201,15 @@ COMPONENTS: dict[str, Any] = {
                         "GET /workflows?attr.<name>=... finds it by them.",
                     },
                     "activities": {"type": "array", "items": ref("Activity")},
+                    "history_length": {
+                        "type": "integer",
+                        "description": "Entries of its history (GET /workflows/{id}/events).",
+                    },
+                    "history_warning": {
+                        "type": ["string", "null"],
+                        "description": "Set once the history holds FLOW_HISTORY_WARN entries or more (10,000 by "
+                        "default): what to do about it (a child workflow per batch); null below.",
+                    },
                 },
             },
         ]

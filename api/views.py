@@ -12,6 +12,7 @@ from flow.core.timestamps import iso
 from flow.core.vocabulary import ActivityStatus
 from flow.persistence.limits import LimitTable
 from flow.persistence.mapping import StoredWorkflow
+from flow.settings import Settings
 
 if TYPE_CHECKING:
     from flow.core.callback_tokens import CallbackTokens
@@ -93,15 +94,20 @@ def workflow_view(
     tokens: CallbackTokens | None = None,
     limits: LimitTable | None = None,
     queued: Mapping[str, int | None] | None = None,
+    *,
+    history_warn: int = Settings.history_warn,
 ) -> dict[str, Any]:
     """The workflow with its activities; ``tokens``: show the callback tokens of the waits
     that have not ended (the API does; ``flow run --json`` has no use for them);
     ``limits``: say what each queued step waits for; ``queued``: the backlog of the pools
-    its scheduled steps wait on (:func:`activity_view`)."""
+    its scheduled steps wait on (:func:`activity_view`); ``history_warn``:
+    ``FLOW_HISTORY_WARN``, past which ``history_warning`` says what to do."""
     s = row.state
     ids = [a.id for a in s.activities]
     return {
         **workflow_summary(row),
+        "history_length": row.history_length,
+        "history_warning": history_warning(row.history_length, history_warn),
         "input_data": s.input_data,
         "config": s.config,
         "output": s.output,
@@ -123,6 +129,16 @@ def workflow_view(
         "compensation": saga.compensation(s),
         "activities": [activity_view(s, a, ids, tokens, limits, queued) for a in s.activities],
     }
+
+
+def history_warning(length: int, warn: int) -> str | None:
+    """What to do about a history of ``length`` entries past ``warn`` (None below it)."""
+    if length < warn:
+        return None
+    return (
+        f"this workflow's history holds {length} entries, past FLOW_HISTORY_WARN ({warn}): every read of it "
+        "grows slower. Run a batch job as a child workflow per batch (README, Bounded history)."
+    )
 
 
 def event_view(event: dict[str, Any]) -> dict[str, Any]:

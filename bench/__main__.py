@@ -3,7 +3,8 @@ and PostgreSQL, in one run. Prints a table; writes it, the raw figures and a plo
 ``bench/results/``. ``--quick`` shrinks every case (a few minutes in all).
 
 Cases (``--cases``, comma-separated): sequential, fanout, size, engines, throughput,
-scale, api, prune, map, waiting, limits. What each measures and against which target is in bench/README.md.
+scale, api, prune, map, waiting, limits, open-loop, dbos. What each measures and against
+which target is in bench/README.md.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench import limits, maps, prune
+from bench import costs, dbos_peer, limits, maps, open_loop, prune
 from bench import waiting as waits
 from bench.harness import STEPS, THREADS, Bench, load, median, random_workflow, seed_ended_workflows
 from flow.core.state import ActivityStatus
@@ -38,7 +39,10 @@ WAITING = (ActivityStatus.SCHEDULED, ActivityStatus.STARTED)
 
 
 def _medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {k: median([r[k] for r in runs]) for k in runs[0] if k != "cpu_ms_per_step"}
+    # A figure this server cannot give (statements without pg_stat_statements) is None in every run.
+    out: dict[str, Any] = {
+        k: None if runs[0][k] is None else median([r[k] for r in runs]) for k in runs[0] if k != "cpu_ms_per_step"
+    }
     out["cpu_ms_per_step"] = {
         group: median([r["cpu_ms_per_step"][group] for r in runs]) for group in runs[0]["cpu_ms_per_step"]
     }
@@ -220,6 +224,8 @@ CASES = {
     "map": maps.case_map,
     "waiting": waits.case_waiting,
     "limits": limits.case_limits,
+    "open-loop": open_loop.case_open_loop,
+    "dbos": dbos_peer.case_dbos,
 }
 
 
@@ -251,7 +257,7 @@ def write_report(results: dict[str, Any], args: argparse.Namespace, seconds: flo
                     f"| {system} | {inflight} | {r['per_step_ms_p50']:.2f} | {r['per_step_ms_p99']:.2f} | "
                     f"{r['steps_per_second']:.0f} | {cpu_text} |"
                 )
-        lines.append("")
+        lines += ["", *costs.report(seq)]
         for inflight in seq["libero"]:
             libero, floor, celery = seq["libero"][inflight], seq["floor"][inflight], seq["celery"][inflight]
             vs_floor = libero["steps_per_second"] / floor["steps_per_second"]
@@ -344,6 +350,10 @@ def write_report(results: dict[str, Any], args: argparse.Namespace, seconds: flo
         lines += waits.report(results["waiting"])
     if "limits" in results:
         lines += limits.report(results["limits"])
+    if "open-loop" in results:
+        lines += open_loop.report(results["open-loop"])
+    if "dbos" in results:
+        lines += dbos_peer.report(results["dbos"])
     return "\n".join(lines)
 
 
@@ -380,8 +390,11 @@ def main() -> None:
     parser.add_argument(
         "--results", type=Path, default=RESULTS, help="where to write the report (default: %(default)s)"
     )
+    parser.add_argument("--rates", default=None, help="open-loop: start rates per second (default: 50,100,200,400)")
+    parser.add_argument("--seconds", type=float, default=None, help="open-loop: seconds at each rate (default: 20)")
     args = parser.parse_args()
-    missing = [name for name in ("celery", "matplotlib") if importlib.util.find_spec(name) is None]
+    needed = ("celery", "matplotlib", *(("dbos",) if "dbos" in args.cases.split(",") else ()))
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
     if missing:
         # Checked first: finding out at the end of a long run, when the plot is drawn, wastes it.
         raise SystemExit(f"python -m bench needs {' and '.join(missing)}: pip install -e '.[bench]'")
@@ -394,6 +407,8 @@ def main() -> None:
     results: dict[str, Any] = {}
     with new_database() as pg_url, new_queue_prefix() as prefix, tempfile.TemporaryDirectory() as tmp:
         bench = Bench(pg_url, prefix, Path(tmp), args.quick)
+        bench.open_loop_rates = [float(r) for r in args.rates.split(",")] if args.rates else None
+        bench.open_loop_s = args.seconds
         try:
             for name in args.cases.split(","):
                 print(f"== {name}", flush=True)
@@ -411,6 +426,8 @@ def main() -> None:
     (args.results / "README.md").write_text(report + picture + "\n")
     (args.results / "results.json").write_text(json.dumps(results, indent=1, default=str))
     plot(results, args.results / "results.png")
+    if "open-loop" in results:
+        open_loop.plot(results["open-loop"], args.results / "open_loop.png")
     print(report)
 
 

@@ -29,6 +29,9 @@ from typing import Any
 import psycopg2
 import requests
 
+from bench.pgstats import PgCounters, PgSnapshot
+from bench.proc import cpu_s as _cpu_s
+from bench.proc import percentile
 from flow.clock import utcnow
 from flow.core.partitions import partition_of
 from flow.core.state import ActivityStatus, WorkflowStatus
@@ -40,24 +43,13 @@ from flow.testing import VENV_BIN, Processes, free_port, migrate, wait_http
 
 STEPS = 10
 THREADS = 8
-TICK = os.sysconf("SC_CLK_TCK")
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+pct = percentile  # the name the cases use
 
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
-
-
-def _cpu_s(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def _children() -> dict[int, list[int]]:
@@ -135,6 +127,10 @@ class Bench:
         migrate(self.env)
         self.conn = psycopg2.connect(pg_url)
         self.conn.autocommit = True
+        self.pg = PgCounters(self.conn)
+        #: The open-loop case's start rates per second and seconds at each (None: its defaults).
+        self.open_loop_rates: list[float] | None = None
+        self.open_loop_s: float | None = None
         self.sql(
             "CREATE TABLE IF NOT EXISTS floor_chains (id text PRIMARY KEY, started double precision, "
             "finished double precision, step int)"
@@ -275,7 +271,7 @@ class Bench:
     def chains(self, send: Callable[[str], Any], inflight: int, total: int, steps: int = STEPS) -> dict[str, Any]:
         """Run ``total`` raw chains ``inflight`` at a time through ``send(chain_id)``."""
         ids: list[str] = []
-        cpu_before = self.cpu_snapshot()
+        pg_before, cpu_before = self.pg.snapshot(), self.cpu_snapshot()
         t0 = time.time()
         for start in range(0, total, inflight):
             batch = [uuid.uuid4().hex for _ in range(min(inflight, total - start))]
@@ -293,14 +289,14 @@ class Bench:
             ids += batch
         wall = time.time() - t0
         latencies = [r[0] for r in self.sql("SELECT finished - started FROM floor_chains WHERE id = ANY(%s)", (ids,))]
-        return self._figures(latencies, total, steps, wall, cpu_before)
+        return self._figures(latencies, total, steps, wall, cpu_before, pg_before)
 
     def workflows(
         self, name: str, inflight: int, total: int, steps: int = STEPS, input_data: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """Run ``total`` workflows of ``name`` ``inflight`` at a time; each must finish."""
         ids: list[str] = []
-        cpu_before = self.cpu_snapshot()
+        pg_before, cpu_before = self.pg.snapshot(), self.cpu_snapshot()
         t0 = time.time()
         for start in range(0, total, inflight):
             batch = [self.service.start(name, input_data or {})[0].id for _ in range(min(inflight, total - start))]
@@ -310,13 +306,25 @@ class Bench:
         rows = list(WorkflowRecord.select().where(WorkflowRecord.id.in_(ids)))
         assert all(r.status == WorkflowStatus.FINISHED for r in rows), "a benchmark workflow did not finish"
         latencies = [(r.finished_at - r.created_at).total_seconds() for r in rows]
-        return self._figures(latencies, total, steps, wall, cpu_before)
+        return self._figures(latencies, total, steps, wall, cpu_before, pg_before)
 
     def _figures(
-        self, latencies: list[float], total: int, steps: int, wall: float, cpu_before: dict[str, float]
+        self,
+        latencies: list[float],
+        total: int,
+        steps: int,
+        wall: float,
+        cpu_before: dict[str, float],
+        pg_before: PgSnapshot,
     ) -> dict[str, Any]:
+        """Latency, throughput, CPU per step of each group of processes, and PostgreSQL's
+        work per step (``bench/pgstats.py``): the engine's CPU and the database's work
+        per committed step are the figures that carry over between machines."""
         cpu_after = self.cpu_snapshot()
+        pg = self.pg.per(pg_before, self.pg.settled(), total * steps)
         return {
+            "engine_cpu_us_per_step": round((cpu_after["engine"] - cpu_before["engine"]) * 1e6 / (total * steps), 1),
+            **pg,
             "per_step_ms_p50": pct(latencies, 0.5) / steps * 1000,
             "per_step_ms_p99": pct(latencies, 0.99) / steps * 1000,
             "per_second": total / wall,

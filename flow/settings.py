@@ -92,10 +92,19 @@ class Settings:
     #: Most bytes of signal payloads a workflow keeps (signals no step has taken yet),
     #: together; a signal that would pass it is refused (413).
     max_inbox_bytes: int = 16_777_216
+    #: History entries past which a workflow is warned about: ``history_warning`` in the
+    #: API, and one WARNING in the engine's log when it passes (issue 25; Temporal warns
+    #: at 10,240). A batch job belongs in a child workflow per batch.
+    history_warn: int = 10_000
     #: Largest request body the API accepts, in bytes.
     max_body_bytes: int = 1_048_576
     #: Longest a listing a client shapes (``GET /workflows`` and its filters) may run, in seconds.
     query_timeout_s: float = 5.0
+    #: A PostgreSQL connection on which the server sends nothing this long (connecting, or
+    #: waiting on a statement) is given up (the API answers 503), and the server rolls back
+    #: a transaction whose client went silent this long; in seconds, longer than
+    #: ``query_timeout_s``.
+    database_timeout_s: float = 6.0
     #: Port of the Prometheus exporter of ``dramatiq flow.actors`` processes; unset: none.
     metrics_port: int | None = None
     #: How long an event's id is remembered, in seconds: the same id sent again within it
@@ -175,6 +184,7 @@ class Settings:
             "max_deliveries",
             "max_payload_bytes",
             "max_inbox_bytes",
+            "history_warn",
             "commit_max_batch",
             "actor_idle_s",
             "activity_time_limit_s",
@@ -185,12 +195,19 @@ class Settings:
             "partition_lease_s",
             "retention_interval_s",
             "query_timeout_s",
+            "database_timeout_s",
             "event_dedup_s",
         ):
             value = getattr(self, name)
             # ``not value > 0`` also refuses NaN, which compares false with everything.
             if not value > 0 or value == math.inf:
                 raise ConfigurationError(f"FLOW_{name.upper()} must be a positive finite number, not {value}")
+        if self.database_timeout_s <= self.query_timeout_s:
+            raise ConfigurationError(
+                f"FLOW_DATABASE_TIMEOUT_S ({self.database_timeout_s:g}) must be longer than FLOW_QUERY_TIMEOUT_S "
+                f"({self.query_timeout_s:g}): a listing over its budget is cancelled by the server before the "
+                "connection is given up"
+            )
         if not 0 <= self.retention_days < math.inf:
             raise ConfigurationError(
                 f"FLOW_RETENTION_DAYS must be a finite number of days, 0 or more (0 keeps workflows forever), "

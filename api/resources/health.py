@@ -7,7 +7,12 @@ import pika
 
 from api.operation import Reply, operation
 from flow.errors import StoreUnavailable
+from flow.persistence.database import deadline
 from flow.process.runtime import Runtime
+
+#: Longest each check waits: a load balancer's probe wants an answer, not a hang, when a
+#: link is down (docs/design.md, "When the network lies").
+CHECK_TIMEOUT_S = 2.0
 
 
 class HealthResource:
@@ -22,11 +27,14 @@ class HealthResource:
         checks = {"database": self._database(), "broker": self._broker()}
         healthy = all(v == "ok" for v in checks.values())
         resp.status = falcon.HTTP_200 if healthy else falcon.HTTP_503
+        if not healthy:
+            resp.set_header("Retry-After", "5")  # like every other 503 of the API (api/errors.py)
         resp.media = {"status": "ok" if healthy else "unavailable", **checks}
 
     def _database(self) -> str:
         try:
-            self.runtime.store.ping()
+            with deadline(CHECK_TIMEOUT_S):
+                self.runtime.store.ping()
         except StoreUnavailable as e:
             return str(e)
         return "ok"
@@ -37,8 +45,11 @@ class HealthResource:
             return "ok"
         try:
             parameters = pika.URLParameters(url)
-            parameters.socket_timeout = 2
-            parameters.blocked_connection_timeout = 2
+            # socket_timeout bounds the TCP connect only; stack_timeout the whole AMQP
+            # handshake, which a black-holed link would otherwise hold for 15 s.
+            parameters.socket_timeout = CHECK_TIMEOUT_S
+            parameters.stack_timeout = CHECK_TIMEOUT_S
+            parameters.blocked_connection_timeout = CHECK_TIMEOUT_S
             pika.BlockingConnection(parameters).close()
         except Exception as e:  # any failure to connect is "unavailable"
             return f"broker unavailable: {type(e).__name__} {e}".strip()

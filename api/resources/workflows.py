@@ -202,7 +202,9 @@ class WorkflowResource:
         row = self.runtime.store.get(_known_id(workflow_id))
         queued = waiting_pools(self.runtime, self.depths, row.state)
         limits = LimitTable(self.runtime.store.database)
-        resp.media = workflow_view(row, self.runtime.service.callbacks.tokens, limits, queued)
+        resp.media = workflow_view(
+            row, self.runtime.service.callbacks.tokens, limits, queued, history_warn=self.runtime.settings.history_warn
+        )
 
     @operation(
         "Delete an ended workflow with its activities and history",

@@ -209,6 +209,8 @@ def watch(
             last_event = event["id"]
             for line in narrator.lines(event, latest):
                 console.print(line)
+        for line in narrator.heartbeats(latest):
+            console.print(line)
         return latest if WorkflowStatus(workflow["status"]).ended else None
 
     try:

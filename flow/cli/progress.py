@@ -6,6 +6,7 @@ embedded ``flow run`` and the remote ``flow start --wait`` print the same thing.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from rich.table import Table
@@ -45,6 +46,8 @@ MAX_ITEMS_SHOWN = 10
 _ROUTINE = frozenset({HistoryType.SCHEDULE_ACTIVITY, HistoryType.ACTIVITY_STARTED, HistoryType.ACTIVITY_RESULT})
 #: Timers whose firing ends the attempt they guard.
 _TIMEOUTS = frozenset({TimerKind.SCHEDULE_TO_START, TimerKind.START_TO_CLOSE, TimerKind.HEARTBEAT})
+#: An activity whose heartbeats are news (one that ended says how in its own line).
+_RUNNING = frozenset({ActivityStatus.SCHEDULED, ActivityStatus.STARTED})
 
 
 def is_quiet(event: dict[str, Any]) -> bool:
@@ -71,6 +74,23 @@ class Narrator:
 
     def __init__(self) -> None:
         self._failed: dict[str, Any] | None = None  # a failed attempt awaiting its decision
+        self._beats: dict[int, str] = {}  # position -> the time of the last heartbeat shown
+
+    def heartbeats(self, workflow: dict[str, Any]) -> list[Text]:
+        """A line for each running activity's heartbeat not shown yet. Heartbeats are not in
+        the history (the activity keeps its last one), so they are read from the view: a
+        poll shows the latest, not every one."""
+        lines = []
+        for activity in workflow.get("activities") or []:
+            beat = activity.get("heartbeat") or {}
+            at = beat.get("at")
+            if not at or self._beats.get(activity["position"]) == at or activity["status"] not in _RUNNING:
+                continue
+            self._beats[activity["position"]] = at
+            what = "heartbeat" + ("" if beat.get("details") is None else f": {json.dumps(beat['details'])[:120]}")
+            event = {"occurred_at": at, "position": activity["position"], "data": {"attempt": activity["attempt"]}}
+            lines.append(_line(event, workflow, what, "dim"))
+        return lines
 
     def lines(self, event: dict[str, Any], workflow: dict[str, Any]) -> list[Text]:
         """The lines ``event`` adds (none for a quiet one)."""

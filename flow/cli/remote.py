@@ -200,6 +200,8 @@ def events(workflow_id: str, as_json: bool) -> None:
             out.print(f"[dim]{event['occurred_at'][11:23]}  {event['type']}[/]")
         for line in narrator.lines(event, workflow):
             out.print(line)
+    for line in narrator.heartbeats(workflow):  # not in the history: each running activity's last one
+        out.print(line)
 
 
 @main.command()

@@ -6,6 +6,7 @@ otherwise: a step for CI, against a copy of production's database."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -59,6 +60,8 @@ def replay(file: str, database_url: str | None, filter_json: str | None, as_json
     except FlowError as e:
         fail(str(e), EXIT_INVALID)
     url = database_url or settings.database_url
+    if url.startswith("sqlite") and not Path(url.split(":///", 1)[-1]).exists():  # never create one
+        fail(f"no database at {redact(url)}", EXIT_UNAVAILABLE)
     store = Store.from_url(url, pool_size=1)
     bind(store.database)
     try:

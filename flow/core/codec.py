@@ -7,6 +7,8 @@ written on the way out:
 - :data:`Name` (an id, a class or queue name): a string of 1 to 255 characters;
 - :data:`Count` (a position, an attempt): an integer the database's columns hold;
 - ``str``, ``float`` (at least 0), :data:`JsonObject`, ``Any`` (any JSON value);
+- :data:`SearchAttributes`: what :func:`flow.core.attributes.to_wire` writes (its own
+  errors name the attribute);
 - ``datetime``: naive UTC, written in the one form of the wire, ISO 8601 with ``Z``
   (:func:`flow.core.timestamps.iso`); read with or without the ``Z``;
 - a ``StrEnum`` of :mod:`flow.core.vocabulary`: written as its value;
@@ -29,6 +31,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
+from flow.core import attributes
 from flow.core.timestamps import iso, parse_iso
 from flow.errors import InvalidInput
 
@@ -38,6 +41,8 @@ Name = Annotated[str, "name"]
 Count = Annotated[int, "count"]
 #: A JSON object.
 JsonObject = Mapping[str, Any]
+#: Search attributes set by an activity, in :func:`flow.core.attributes.to_wire`'s form.
+SearchAttributes = Annotated[Mapping[str, Any], "search attributes"]
 
 R = TypeVar("R")
 
@@ -70,6 +75,13 @@ def _timestamp(value: Any) -> datetime | None:
         raise ValueError(value) from None
 
 
+def _search_attributes(value: Any) -> Any:
+    """``value`` if it is search attributes in the wire form; a malformed one is refused
+    here, never stored, with an :class:`InvalidInput` naming the attribute."""
+    attributes.from_wire(value, path="$.attributes")
+    return value
+
+
 _TYPES: dict[Any, _Type] = {
     Name: _Type("a string of 1 to 255 characters", _checked(lambda v: isinstance(v, str) and 0 < len(v) <= 255)),
     Count: _Type("an integer from 0 to 2**31 - 1", _checked(lambda v: type(v) is int and 0 <= v < 2**31)),
@@ -79,6 +91,7 @@ _TYPES: dict[Any, _Type] = {
     JsonObject: _Type("a JSON object", _checked(lambda v: isinstance(v, dict)), encode=dict),
     Any: _Type("any JSON value", lambda value: value),
     datetime: _Type("an ISO 8601 timestamp", _timestamp, encode=iso),
+    SearchAttributes: _Type("search attributes", _search_attributes, encode=dict),
 }
 
 

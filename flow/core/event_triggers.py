@@ -287,6 +287,12 @@ def add(
     return grown, None
 
 
+def has_closed(window: Window, now: datetime) -> bool:
+    """Whether ``window``'s time has come by ``now``: an event arriving then belongs to the
+    next window, even while the engine that closes it has not moved it yet."""
+    return now >= window.closes_at
+
+
 def debounce_closes_at(opened_at: datetime, last_at: datetime, debounce_s: float) -> datetime:
     """When a debounce window opened at ``opened_at`` whose last event came at
     ``last_at`` closes: ``debounce_s`` after that event, at most :data:`DEBOUNCE_CAP`
@@ -334,6 +340,7 @@ __all__ = [
     "window_slot",
     "window_workflow_id",
     "from_body",
+    "has_closed",
     "is_event_type",
     "match",
     "parse_event",

@@ -10,7 +10,8 @@ from a step"):
   before it;
 - a map's items belong to their map (reset with it; a rerun from an item resets its map,
   whose output is its items' outputs);
-- a child step is a step like any other: its reset runs the child's activity again.
+- a child step is a step like any other; its reset runs its child workflow again, every
+  step of it (:func:`_fresh`).
 
 "Depends" is followed transitively. Every other step keeps its outcome and its output.
 

@@ -145,8 +145,11 @@ class HistoryType(StrEnum):
 
     Each event leaves one *fact* (what arrived, recorded even when it is stale) and
     :func:`flow.core.decide.decide` adds at least one *decision* (``do-nothing``
-    included). Each type is declared with its :class:`Role`, so adding a type is one
-    line here; :attr:`is_decision` and :attr:`ends_workflow` follow from it.
+    included), with one exception: a heartbeat of the current attempt leaves no entry
+    (its last one is kept on the activity, as in Temporal), so that the history grows
+    with what happened, not with how long an activity ran. Each type is declared with
+    its :class:`Role`, so adding a type is one line here; :attr:`is_decision` and
+    :attr:`ends_workflow` follow from it.
     """
 
     role: Role
@@ -204,6 +207,8 @@ class HistoryType(StrEnum):
     # -- facts
     ACTIVITY_STARTED = "activity-started", Role.FACT
     ACTIVITY_RESULT = "activity-result", Role.FACT
+    #: A heartbeat of an attempt that is not the current one (or of an ended workflow):
+    #: a current attempt's heartbeats are kept on the activity, not in the history.
     ACTIVITY_HEARTBEAT = "activity-heartbeat", Role.FACT
     TIMER_FIRED = "timer-fired", Role.FACT
     CANCEL_REQUESTED = "cancel-requested", Role.FACT

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from flow.clock import utcnow
 from flow.loops import BackgroundLoop
+from flow.persistence.database import deadline
 from flow.persistence.leases import LeaseTable, engine_host_pid
 
 logger = logging.getLogger(__name__)
@@ -150,27 +151,46 @@ class LeaseKeeper:
                 self._lose(set(self.held))
 
     def round(self) -> None:
-        """One heartbeat: renew, rebalance, take over; then record what this engine holds."""
+        """One heartbeat: renew, rebalance, take over; then record what this engine holds.
+
+        The lease table's statements must end before the leases they renew would have
+        expired (a round stuck on a silent database would otherwise hold them past it,
+        and the loss below would come after another engine took over): they run under a
+        :func:`~flow.persistence.database.deadline`. What a partition acquired sets going
+        runs after, outside it (cut short, it would leave a partition held and unserved).
+
+        An engine cut off from its broker neither renews nor heartbeats: still counted
+        live, it would keep the others' fair shares at half, and the partitions it lets
+        lapse would stay without an owner until its broker came back.
+        """
         with self._lock:
             self.rounds += 1
+            if not self.broker_ok():
+                logger.warning("broker unreachable: not renewing %d partition leases", len(self.held))
+                if time.monotonic() > self._valid_until:
+                    self._lose(set(self.held))
+                return
+            got: dict[int, int] = {}
             try:
-                self._rebalance()
+                with deadline(max(self.lease_s / 3, self._valid_until - time.monotonic())):
+                    try:
+                        got = self._rebalance()
+                    finally:
+                        self.store.heartbeat(
+                            self.engine_id,
+                            partitions_held=len(self.held) + len(got),
+                            refused_commits=self.stats(),
+                            started_at=self._started_at,
+                        )
             finally:
-                self.store.heartbeat(
-                    self.engine_id,
-                    partitions_held=len(self.held),
-                    refused_commits=self.stats(),
-                    started_at=self._started_at,
-                )
+                for partition, epoch in sorted(got.items()):
+                    self.held[partition] = epoch
+                    logger.info("acquired partition %d (epoch %d)", partition, epoch)
+                    self.on_acquired(partition, epoch)
 
-    def _rebalance(self) -> None:
+    def _rebalance(self) -> dict[int, int]:
+        """Renew, release beyond the fair share; return the partitions taken (``partition -> epoch``)."""
         started = time.monotonic()
-        if not self.broker_ok():
-            # Let the leases lapse: an engine that cannot reach the broker cannot serve them.
-            logger.warning("broker unreachable: not renewing %d partition leases", len(self.held))
-            if time.monotonic() > self._valid_until:
-                self._lose(set(self.held))
-            return
         still = self.store.renew(self.engine_id, dict(self.held), lease_s=self.lease_s)
         self._lose(set(self.held) - set(still))
         self._valid_until = started + self.lease_s * 0.9
@@ -181,18 +201,15 @@ class LeaseKeeper:
             logger.info("releasing partition %d to rebalance (%d engines live)", partition, len(live))
             self.on_release(partition)
             self.store.release(self.engine_id, partition, epoch)
-        if decided.acquire:
-            owners = {o for o, _, _ in self.store.lease_owners().values() if o}
-            got = self.store.acquire(
-                self.engine_id,
-                decided.acquire,
-                lease_s=self.lease_s,
-                dead_owners=dead_local_owners(owners, self.engine_id),
-            )
-            for partition, epoch in sorted(got.items()):
-                self.held[partition] = epoch
-                logger.info("acquired partition %d (epoch %d)", partition, epoch)
-                self.on_acquired(partition, epoch)
+        if not decided.acquire:
+            return {}
+        owners = {o for o, _, _ in self.store.lease_owners().values() if o}
+        return self.store.acquire(
+            self.engine_id,
+            decided.acquire,
+            lease_s=self.lease_s,
+            dead_owners=dead_local_owners(owners, self.engine_id),
+        )
 
     def _lose(self, partitions: set[int]) -> None:
         for partition in sorted(partitions):

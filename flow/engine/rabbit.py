@@ -61,7 +61,8 @@ class RabbitTransport:
         max_reconnect_s: float = 2.0,
     ) -> None:
         self.parameters = pika.URLParameters(url)
-        self.parameters.heartbeat = heartbeat_s
+        if self.parameters.heartbeat is None:  # a ``?heartbeat=N`` in the URL wins
+            self.parameters.heartbeat = heartbeat_s
         self.parameters.blocked_connection_timeout = 60
         self.declare = declare
         self.prefetch = prefetch

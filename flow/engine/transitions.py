@@ -18,7 +18,7 @@ from flow.engine.spans import WorkflowSpans
 from flow.observability import tracing
 from flow.persistence.attributes import set_by
 from flow.persistence.mapping import inbox_changes
-from flow.persistence.records import Transition
+from flow.persistence.records import Transition, replaced
 from flow.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -78,11 +78,7 @@ class Transitions:
         )
         # A rerun lays the steps out afresh: its rows are replaced, not updated.
         rewritten = any(e.type is HistoryType.RERUN_WORKFLOW for _, d in decided for e in d.history)
-        changed = (
-            [b for a, b in zip(before.activities, after.activities, strict=False) if a is not b]
-            if before.activities is not after.activities and not rewritten
-            else []
-        )
+        changed = [] if rewritten else replaced(before.activities, after.activities)
         added = [] if rewritten else list(after.activities[len(before.activities) :])  # a map's items
         signals_added, signals_taken = inbox_changes(before.inbox, after.inbox)
         transition = Transition(

@@ -4,18 +4,29 @@ Every unit of work runs inside :func:`unit_of_work` (a connection from the pool 
 the block, driver failures turned into :class:`~flow.errors.StoreUnavailable`), or
 :func:`write` for a transaction that writes. Nothing else in the code base catches a
 driver exception.
+
+A PostgreSQL connection never waits for ever (docs/design.md, "When the network lies"):
+one on which the server sends nothing for ``silence_s`` (``FLOW_DATABASE_TIMEOUT_S``) —
+connecting, or waiting on a statement — is given up (:func:`_wait_for_the_database`),
+and a block may set a tighter deadline of its own (:func:`deadline`: a lease round
+must end before its lease does).
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
+import math
+import select
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import peewee
+import psycopg2
 from playhouse import db_url
-from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
+from playhouse.pool import MaxConnectionsExceeded, PoolConnection, PooledPostgresqlDatabase, PooledSqliteDatabase
 from psycopg2 import extensions as psycopg2_extensions
 
 from flow.errors import FilterTooCostly, StoreUnavailable
@@ -28,41 +39,164 @@ _QUERY_CANCELED = "57014"
 
 
 class PooledPostgres(PooledPostgresqlDatabase):
-    """Peewee's PostgreSQL pool without a round trip on every checkout.
+    """Peewee's PostgreSQL pool, with no network wait under its locks.
 
-    Peewee checks a pooled connection with ``SELECT 1`` each time it is handed out,
-    while holding the pool's lock: every unit of work of every thread then waits in
-    line behind one network round trip. Here only the driver's local state is
-    checked; a connection the server dropped fails its next statement, the caller
-    gets :class:`StoreUnavailable`, and psycopg2 has by then marked the connection
-    closed, so the pool discards it.
+    Peewee opens a new connection while holding its database lock and its pool lock,
+    and checks a pooled one with a round trip (``SELECT 1``, or a rollback) under the
+    pool lock: every thread's checkout and check-in waits in line behind one network
+    wait. On a silent database each wait lasts ``FLOW_DATABASE_TIMEOUT_S``, so requests
+    queued behind each other (9 requests a process took 8.6 s with a 2 s limit). Here
+    only the bookkeeping is locked: a new connection is opened outside the locks (its
+    slot reserved), and pooled connections are judged by the driver's local state. A
+    connection the server dropped fails its next statement, the caller gets
+    :class:`StoreUnavailable`, and psycopg2 has by then marked it closed, so the pool
+    discards it.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Connections being opened (outside the pool lock), counted against the pool's size.
+        self._opening = 0
+
+    def connect(self, reuse_if_open: bool = False) -> bool:
+        """Peewee's ``PooledDatabase.connect``, but opening outside the locks (class docstring)."""
+        if not self._state.closed:
+            if reuse_if_open:
+                return False
+            raise peewee.OperationalError("Connection already opened.")
+        give_up_at = time.monotonic() + self._wait_timeout
+        while (conn := self._checkout()) is None:
+            remaining = give_up_at - time.monotonic()
+            if remaining <= 0:
+                raise MaxConnectionsExceeded("Max connections exceeded, timed out attempting to connect.")
+            with self._pool_available:
+                self._pool_available.wait(timeout=min(remaining, 1.0))
+        self._state.reset()
+        self._state.set_connection(conn)
+        if self.server_version is None:
+            self._set_server_version(conn)
+        self._initialize_connection(conn)
+        return True
+
+    def _checkout(self) -> Any:
+        """A pooled connection, or a new one; None when the pool is at its size."""
+        with self._pool_lock:
+            while self._connections:
+                stamp, _, conn = heapq.heappop(self._connections)
+                if self._is_closed(conn):
+                    self._close_raw(conn)
+                    continue
+                if self._stale_timeout and self._is_stale(stamp):
+                    self._close_raw(conn)
+                    continue
+                self._in_use[self.conn_key(conn)] = PoolConnection(stamp, conn, time.time())
+                return conn
+            if self._max_connections and len(self._in_use) + self._opening >= self._max_connections:
+                return None
+            self._opening += 1
+        try:
+            with getattr(peewee, "__exception_wrapper__"):  # noqa: B009 - the driver's errors, as Peewee wraps them
+                conn = peewee.PostgresqlDatabase._connect(self)
+        finally:
+            with self._pool_lock:
+                self._opening -= 1
+                self._pool_available.notify()
+        with self._pool_lock:
+            now = time.time()
+            self._in_use[self.conn_key(conn)] = PoolConnection(now, conn, now)
+        return conn
+
     def _is_closed(self, conn: Any) -> bool:
-        if conn.closed:
-            return True
-        status = conn.get_transaction_status()
-        if status == psycopg2_extensions.TRANSACTION_STATUS_UNKNOWN:
-            return True
-        if status != psycopg2_extensions.TRANSACTION_STATUS_IDLE:
-            try:
-                conn.rollback()
-            except Exception:
-                return True
-        return False
+        # Only idle connections go back to the pool (_can_reuse): anything else is broken.
+        return bool(conn.closed) or conn.get_transaction_status() != psycopg2_extensions.TRANSACTION_STATUS_IDLE
+
+    def _can_reuse(self, conn: Any) -> bool:
+        # Peewee rolls back a connection handed back in a transaction, under the pool
+        # lock; closing it costs no wait (and Peewee's blocks end their transactions).
+        return not self._is_closed(conn)
 
 
-def open_database(url: str, *, pool_size: int = 16) -> peewee.Database:
+#: This thread's deadline (``time.monotonic()``) for waiting on the database, if any (:func:`deadline`).
+_thread_deadline = threading.local()
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Every wait on a PostgreSQL server in the block ends by ``seconds`` from now (or
+    earlier, inside a tighter block), failing with :class:`StoreUnavailable`: for work
+    that is worthless late, like renewing a lease that will have expired."""
+    outer = getattr(_thread_deadline, "at", None)
+    at = time.monotonic() + seconds
+    _thread_deadline.at = at if outer is None else min(outer, at)
+    try:
+        yield
+    finally:
+        _thread_deadline.at = outer
+
+
+def _wait_for_the_database(conn: Any) -> None:
+    """psycopg2's wait callback: wait for the server like libpq does, but no longer than
+    the connection's ``silence_s`` without a byte, nor past this thread's :func:`deadline`.
+
+    Why not libpq's own settings: ``connect_timeout`` covers connecting only, and TCP
+    keepalives and ``tcp_user_timeout`` notice a dead peer, not a silent one (a proxy or
+    a stalled server that acknowledges every packet and answers nothing). Giving up
+    leaves the connection broken (psycopg2 marks it closed), so the pool discards it.
+    """
+    silence_s = getattr(conn, "silence_s", None) or math.inf
+    at = getattr(_thread_deadline, "at", None) or math.inf
+    while True:
+        state = conn.poll()
+        if state == psycopg2_extensions.POLL_OK:
+            return
+        poller = select.poll()  # not select.select: a busy process may hold fds past 1024
+        poller.register(conn.fileno(), select.POLLIN if state == psycopg2_extensions.POLL_READ else select.POLLOUT)
+        wait_s = min(silence_s, at - time.monotonic())
+        if wait_s <= 0 or not poller.poll(None if wait_s == math.inf else wait_s * 1000):
+            if wait_s == silence_s:
+                raise psycopg2.OperationalError(
+                    f"the database sent nothing for {silence_s:g} s (FLOW_DATABASE_TIMEOUT_S): the server or the link "
+                    "to it is down or stalled"
+                )
+            raise psycopg2.OperationalError("the database did not answer before this unit of work's deadline")
+
+
+def _network_params(silence_s: float) -> dict[str, Any]:
+    """libpq and server settings for a connection given up after ``silence_s`` of silence."""
+    return {
+        "connection_factory": type(
+            "SilenceBoundConnection", (psycopg2_extensions.connection,), {"silence_s": silence_s}
+        ),
+        # A dead peer (a host gone, a route dropped) is noticed by the kernel too, sooner
+        # than TCP's own retransmission timeout of about 15 minutes.
+        "keepalives": 1,
+        "keepalives_idle": max(1, round(silence_s / 2)),
+        "keepalives_interval": 1,
+        "keepalives_count": 3,
+        "tcp_user_timeout": round(silence_s * 1000),
+        # The server's side of the same bound: a transaction whose client has gone silent
+        # (cut off mid-transaction) is rolled back, and its locks (a commit's lease rows,
+        # which a takeover skips) let go, after as long as the client waits itself.
+        "options": f"-c idle_in_transaction_session_timeout={round(silence_s * 1000)}",
+    }
+
+
+def open_database(url: str, *, pool_size: int = 16, silence_s: float | None = None) -> peewee.Database:
     """Build the Peewee database for ``url`` (nothing connects yet).
 
-    PostgreSQL URLs get a connection pool. SQLite gets WAL, a busy timeout and
-    ``synchronous=NORMAL`` (a commit survives a crash of the process, not
-    necessarily a power loss), set as pragmas because Peewee's URL parser cannot
-    take them.
+    PostgreSQL URLs get a connection pool, and with ``silence_s`` connections that
+    never wait longer than that on a silent server (the module docstring). SQLite gets
+    WAL, a busy timeout and ``synchronous=NORMAL`` (a commit survives a crash of the
+    process, not necessarily a power loss), set as pragmas because Peewee's URL parser
+    cannot take them.
     """
     scheme = url.split("://", 1)[0]
     if scheme in ("postgres", "postgresql", "postgres+pool", "postgresql+pool"):
         parsed = db_url.parse(url)
+        if silence_s is not None:
+            # Process-wide, and harmless for connections without ``silence_s`` (they wait as libpq would).
+            psycopg2_extensions.set_wait_callback(_wait_for_the_database)
+            parsed.update(_network_params(silence_s))
         return PooledPostgres(**parsed, max_connections=pool_size, stale_timeout=300, timeout=10)
     if scheme.startswith("sqlite"):
         pragmas = {"journal_mode": "wal", "busy_timeout": 10_000, "synchronous": "normal", "foreign_keys": 1}
@@ -89,6 +223,8 @@ def translated() -> Iterator[None]:
     """Turn driver failures into :class:`StoreUnavailable` (with a hint when the schema is missing)."""
     try:
         yield
+    except MaxConnectionsExceeded as e:  # every pooled connection busy (waiting on a slow database) for 10 s
+        raise StoreUnavailable(f"database unavailable: {e}") from e
     except (peewee.OperationalError, peewee.InterfaceError) as e:
         if "no such table" in str(e):
             raise StoreUnavailable(f"the database has no Libero Flow schema ({e}): run `flow migrate`") from e

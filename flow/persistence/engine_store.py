@@ -40,11 +40,13 @@ logger = logging.getLogger(__name__)
 class EngineStore:
     """Every read and write an engine process makes, on one Peewee database."""
 
-    def __init__(self, database: peewee.Database, *, faults: FaultInjector | None = None) -> None:
+    def __init__(
+        self, database: peewee.Database, *, faults: FaultInjector | None = None, history_warn: int = 10_000
+    ) -> None:
         self.database = database
         self.faults = faults
         self.postgres = is_postgres(database)
-        self.group_commit = GroupCommit(database, before=self._maybe_fail)
+        self.group_commit = GroupCommit(database, before=self._maybe_fail, history_warn=history_warn)
         self.leases = LeaseTable(database)
 
     def commit_batch(self, batch: list[Transition], *, owner: str) -> BatchResult:
@@ -98,6 +100,7 @@ class EngineStore:
                 finished_at=now,
                 updated_at=now,
                 version=WorkflowRecord.version + 1,
+                history_length=WorkflowRecord.history_length + 1,
             ).where((WorkflowRecord.id == workflow_id) & (WorkflowRecord.status.in_(UNENDED))).execute()
             EventRecord.insert(
                 workflow=workflow_id,

@@ -29,6 +29,7 @@ from flow.core.event_triggers import (
     Miss,
     Window,
     add,
+    has_closed,
     window_slot,
     window_workflow_id,
     workflow_input,
@@ -223,6 +224,14 @@ class EventTable:
         slot = window_slot(trigger, item.key)
         query = EventWindowRecord.select().where(EventWindowRecord.slot == slot)
         row = (query.for_update() if is_postgres(self.database) else query).first()
+        if row is not None and has_closed(_window(row), now):
+            # Its time has come and its engine has not closed it yet: it starts as it is,
+            # and this event opens the next window.
+            starts.append(
+                OwedStart(row.workflow_id, trigger.definition, trigger.index, workflow_input(trigger, row.inputs))
+            )
+            EventWindowRecord.delete().where(EventWindowRecord.slot == slot).execute()
+            row = None
         workflow_id = row.workflow_id if row is not None else window_workflow_id(event.id, now, trigger)
         still_open, closed = add(trigger, None if row is None else _window(row), item.input, now)
         if closed is not None:

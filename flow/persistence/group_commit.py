@@ -22,6 +22,7 @@ import peewee
 import psycopg2.errors
 
 from flow.persistence import attributes as stored_attributes
+from flow.persistence import history_marks
 from flow.persistence.database import is_postgres, unit_of_work, write
 from flow.persistence.mapping import (
     ACTIVITY_INSERT_COLUMNS,
@@ -48,11 +49,13 @@ from flow.wire.outgoing import Outgoing
 class GroupCommit:
     """Commits batches of transitions on one database (see the module docstring)."""
 
-    def __init__(self, database: peewee.Database, *, before: Any = None) -> None:
+    def __init__(self, database: peewee.Database, *, before: Any = None, history_warn: int = 10_000) -> None:
         self.database = database
         self.postgres = is_postgres(database)
         #: Called before each commit (fault injection); None in production.
         self.before = before
+        #: ``FLOW_HISTORY_WARN``: the commit that takes a history past it logs a warning.
+        self.history_warn = history_warn
 
     def _maybe_fail(self) -> None:
         if self.before is not None:
@@ -187,10 +190,14 @@ class GroupCommit:
             [a.claim.rate if a.claim else None for _, a in activities],
             [x.after.queued for x in t],
             *stored_attributes.arrays(stored_attributes.last_wins(r for x in t for r in x.attributes_set)),
+            [len(x.history) for x in t],
+            self.history_warn,
         ]
         rows = _execute_prepared(self.database, "flow_commit", COMMIT_SQL, COMMIT_TYPES, params)
         updated = {value for kind, value in rows if kind == "w"}
         fenced_ok = {value for kind, value in rows if kind == "f"}
+        for workflow_id, length in (v.rsplit(":", 1) for kind, v in rows if kind == "h"):
+            history_marks.warn(workflow_id, int(length), self.history_warn)  # passed by this commit
         committed: list[int] = []
         refused: dict[int, str] = {}
         for i, x in enumerate(batch):
@@ -221,13 +228,15 @@ class GroupCommit:
     def _update_workflows(self, transitions: list[Transition]) -> set[str]:
         updated = set()
         for t in transitions:
-            count = (
-                WorkflowRecord.update(**workflow_changes(t.after), updated_at=t.updated_at, version=t.version + 1)
-                .where((WorkflowRecord.id == t.workflow_id) & (WorkflowRecord.version == t.version))
-                .execute()
-            )
-            if count == 1:
+            added, changes = len(t.history), workflow_changes(t.after)
+            changes.update(updated_at=t.updated_at, version=t.version + 1)
+            query = WorkflowRecord.update(**changes, history_length=WorkflowRecord.history_length + added)
+            query = query.where((WorkflowRecord.id == t.workflow_id) & (WorkflowRecord.version == t.version))
+            rows = list(query.returning(WorkflowRecord.history_length).tuples().execute())
+            if len(rows) == 1:
                 updated.add(t.workflow_id)
+                if history_marks.passed(rows[0][0], added, self.history_warn):
+                    history_marks.warn(t.workflow_id, rows[0][0], self.history_warn)
         return updated
 
     def _insert_activities(self, transitions: list[Transition]) -> None:
@@ -322,7 +331,7 @@ COMMIT_TYPES = (
     "text[], text[], int[], "
     "text[], text[], int[], int[], "
     "float8[], int[], bool[], "
-    "bool[], " + ", ".join(stored_attributes.ARRAY_TYPES)
+    "bool[], " + ", ".join(stored_attributes.ARRAY_TYPES) + ", int[], int"
 )
 
 #: A group commit as one statement of data-modifying CTEs (docs/design.md, "Group
@@ -336,17 +345,17 @@ COMMIT_SQL = (
 WITH fence AS (
     SELECT partition, epoch FROM partition_leases WHERE owner = $1 AND partition = ANY($2) FOR KEY SHARE
 ), wv AS (
-    SELECT * FROM unnest($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $47, $50, $62)
+    SELECT * FROM unnest($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $47, $50, $62, $69)
         AS x(id, partition, epoch, version, status, started, run, run_started_at, output, error, finished_at,
-             updated_at, traceparent, paused, queued)
+             updated_at, traceparent, paused, queued, added)
 ), w AS (
     UPDATE workflows AS t SET status = wv.status, started = wv.started, run = wv.run,
         run_started_at = wv.run_started_at, output = wv.output, error = wv.error, finished_at = wv.finished_at,
         updated_at = wv.updated_at, version = wv.version + 1, traceparent = wv.traceparent,
-        paused = wv.paused, queued = wv.queued
+        paused = wv.paused, queued = wv.queued, history_length = t.history_length + wv.added
     FROM wv JOIN fence ON fence.partition = wv.partition AND fence.epoch = wv.epoch
     WHERE t.id = wv.id AND t.version = wv.version
-    RETURNING t.id
+    RETURNING t.id, t.history_length AS length, wv.added
 ), a AS (
     UPDATE activities AS t SET status = av.status, attempt = av.attempt, attempts_before = av.attempts_before,
         output = av.output, error = av.error, scheduled_at = av.scheduled_at, started_at = av.started_at,
@@ -394,6 +403,7 @@ WITH fence AS (
     ATTRIBUTES_UPSERT
 )
 SELECT 'w', id FROM w UNION ALL SELECT 'f', partition || ':' || epoch FROM fence
+UNION ALL SELECT 'h', id || ':' || length FROM w WHERE length >= $70 AND length - added < $70
 """.replace("ACTIVITY_INSERT_COLUMNS", ", ".join(ACTIVITY_INSERT_COLUMNS))
     .replace("SIGNAL_INSERT_COLUMNS", ", ".join(SIGNAL_INSERT_COLUMNS))
     .replace("ATTRIBUTES_UPSERT", stored_attributes.upsert_sql(63, only_written=True))

@@ -24,6 +24,7 @@ from flow.core.policy import RetryPolicy, Timeouts
 from flow.core.state import ActivityState, ActivityStatus, Signal, WorkflowState, WorkflowStatus
 from flow.core.timestamps import iso, parse_iso
 from flow.core.vocabulary import Trigger
+from flow.persistence.records import replaced
 
 #: Columns read by :func:`workflow_from_row` and :func:`activity_from_row`, in order: the
 #: engine loads a workflow with these two plain statements (building them with
@@ -32,7 +33,7 @@ WORKFLOW_COLUMNS = (
     "id, definition_name, definition_version, partition, status, started, run, run_started_at, input_data, "
     "config, output, error, created_at, finished_at, version, updated_at, idempotency_key, traceparent, "
     "parent_id, parent_position, parent_attempt, paused, priority, limit_name, limit_key, limit_max, limit_strategy, "
-    "queued"
+    "queued, history_length"
 )
 #: Columns of a new activity row (:func:`activity_row`).
 ACTIVITY_INSERT_COLUMNS = (
@@ -80,6 +81,8 @@ class StoredWorkflow:
     partition: int
     updated_at: datetime
     idempotency_key: str | None
+    #: Entries of its history (kept by the commits: no count of the events table).
+    history_length: int = 0
     #: Its search attributes as the API shows them; read by the API's ``get`` only.
     attributes: Mapping[str, Any] = field(default_factory=dict)
 
@@ -118,6 +121,7 @@ def workflow_from_row(
         limit_max,
         limit_strategy,
         queued,
+        history_length,
     ) = row
     stored = tuple(activities)
     if stored and stored[-1].parent is not None:  # items of maps: their map's config, shared
@@ -147,7 +151,7 @@ def workflow_from_row(
         else Claim(limit_name, limit_key or "", limit_max, priority, strategy=limit_strategy or "queue"),
         queued=bool(queued),
     )
-    return StoredWorkflow(state, version, partition, _required(_timestamp(updated_at)), idempotency_key)
+    return StoredWorkflow(state, version, partition, _required(_timestamp(updated_at)), idempotency_key, history_length)
 
 
 def _with_map(item: ActivityState, parent: ActivityState) -> ActivityState:
@@ -431,5 +435,5 @@ def inbox_changes(
     if after is before:
         return [], []
     added = list(enumerate(after[len(before) :], start=len(before)))
-    taken = [a for a, b in zip(after, before, strict=False) if a is not b and a != b]
+    taken = [a for a, b in zip(replaced(before, after), replaced(after, before), strict=True) if a != b]
     return added, taken

@@ -107,6 +107,9 @@ class WorkflowRecord(_Model):
     limit_max = peewee.IntegerField(null=True)
     limit_strategy = peewee.CharField(max_length=32, null=True)
     queued = peewee.BooleanField(default=False)
+    #: Entries of its history, added to by each commit that appends some (migration 0022):
+    #: past ``FLOW_HISTORY_WARN`` the API warns and the engine logs once.
+    history_length = peewee.IntegerField(default=0)
 
     class Meta:
         table_name = "workflows"

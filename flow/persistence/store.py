@@ -29,8 +29,11 @@ class Store(Queries, Starts, Retention):
         self.query_timeout_s = query_timeout_s
 
     @classmethod
-    def from_url(cls, url: str, *, pool_size: int = 16, query_timeout_s: float = 5.0) -> Store:
-        return cls(open_database(url, pool_size=pool_size), query_timeout_s=query_timeout_s)
+    def from_url(
+        cls, url: str, *, pool_size: int = 16, query_timeout_s: float = 5.0, silence_s: float | None = None
+    ) -> Store:
+        """``silence_s``: give up a PostgreSQL connection that answers nothing this long (None: wait)."""
+        return cls(open_database(url, pool_size=pool_size, silence_s=silence_s), query_timeout_s=query_timeout_s)
 
     def __repr__(self) -> str:
         return f"<Store {type(self.database).__name__} {self.database.database}>"

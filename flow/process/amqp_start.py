@@ -97,6 +97,7 @@ class StartMessageConsumer:
         max_reconnect_pause_s: float = 5.0,
         exchange_type: str = "direct",
         handle: Callable[[bytes, str | None], str] | None = None,
+        what: str = "start message",
     ) -> None:
         """``handle(body, message_id)`` handles one message and says what it did (for the
         log), or raises; by default it starts the workflow a start message names. The
@@ -105,6 +106,8 @@ class StartMessageConsumer:
         self.service = service
         self.exchange_type = exchange_type
         self.handle = handle or self._start
+        #: What its messages are called in the log.
+        self.what = what
         self.url = url
         self.exchange = exchange
         self.routing_key = routing_key
@@ -148,7 +151,7 @@ class StartMessageConsumer:
         channel.basic_qos(prefetch_count=8)
         channel.basic_consume(self.queue, self._on_message)
         self._consumer.connected()
-        logger.info("consuming start messages from %s", self.queue)
+        logger.info("consuming %ss from %s", self.what, self.queue)
         channel.start_consuming()
 
     def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
@@ -202,7 +205,8 @@ class StartMessageConsumer:
             channel.basic_ack(method.delivery_tag)
             return
         logger.warning(
-            "could not start a workflow from a start message (%s); delivery %d of %d, again in %.1f s",
+            "could not handle a %s (%s); delivery %d of %d, again in %.1f s",
+            self.what,
             reason,
             deliveries,
             self.max_deliveries,
@@ -223,7 +227,7 @@ class StartMessageConsumer:
 
     def _dead_letter(self, channel: Any, properties: Any, body: bytes, reason: str) -> None:
         reason = _printable(reason)[:_MAX_REASON_CHARS]
-        logger.error("start message rejected to %s: %s (body %.200r)", self.dead_queue, reason, body)
+        logger.error("%s rejected to %s: %s (body %.200r)", self.what, self.dead_queue, reason, body)
         channel.basic_publish("", self.dead_queue, body, _copy(properties, **{ERROR_HEADER: reason}))
 
 

@@ -78,7 +78,10 @@ class Runtime:
         broker = broker or build_broker(settings)
         broker.add_middleware(CurrentMessage())
         store = Store.from_url(
-            settings.database_url, pool_size=settings.db_pool_size, query_timeout_s=settings.query_timeout_s
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            query_timeout_s=settings.query_timeout_s,
+            silence_s=settings.database_timeout_s,
         )
         bind(store.database)
         runtime = cls(settings, broker, store, classes, catalog)
@@ -108,7 +111,7 @@ def build_engine(runtime: Runtime, *, transport: Any = None, recover: bool = Fal
         transport = RabbitTransport(settings.broker_url, declare=queues)
     return Engine(
         settings,
-        EngineStore(runtime.store.database, faults=faults),
+        EngineStore(runtime.store.database, faults=faults, history_warn=settings.history_warn),
         transport,
         partitions=partitions,
         metrics=runtime.metrics,
@@ -187,6 +190,7 @@ class EngineLifecycle(dramatiq.Middleware):
             queue=settings.event_exchange,
             exchange_type="fanout",
             handle=event_handler(self.runtime.events),
+            what="event message",
         )
         self.event_messages.start()
         logger.info("engine running; shared queue %s", settings.engine_queue)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flow.core import rerun
+from flow.core import rerun, saga
 from flow.core.kinds import wait
 from flow.core.state import WorkflowState
 from flow.errors import (
@@ -125,6 +125,9 @@ class Controls:
         if position is None:
             known = ", ".join(a.id for a in state.activities[:50])
             raise InvalidInput("$.from", f"workflow {workflow_id} has no step {from_step!r}; its steps: {known}")
+        undone = saga.rerun_refusal(state, rerun.downstream(state, position))  # decide() checks it again
+        if undone is not None:
+            raise RerunRefused(workflow_id, f"workflow {workflow_id}: {undone}")
         if input_data is not None:
             checks.check_input(input_data, max_bytes=self.senders.settings.max_payload_bytes)
         body, child_versions = None, None

@@ -16,6 +16,8 @@ shares one harness instead of copying it:
   workflow ends, and the settings of an embedded Libero Flow that runs them.
 - :mod:`flow.testing.sampling`: a sampler of how high a count per key went while
   something ran (a limit's holders).
+- :mod:`flow.testing.proxy`: a TCP fault proxy between a component and PostgreSQL or
+  RabbitMQ (latency, bandwidth, black holes, resets, partitions), switched during a test.
 - :mod:`flow.testing.activities`: activities that fail, refuse or kill their process
   on purpose (found only where ``FLOW_ACTIVITY_PACKAGES`` names them).
 
@@ -43,6 +45,7 @@ from flow.testing.processes import (
     unhandled_errors,
     wait_http,
 )
+from flow.testing.proxy import FaultProxy
 from flow.testing.services import (
     AMQP_URL,
     PG_DSN,
@@ -63,6 +66,7 @@ __all__ = [
     "ROOT",
     "VENV_BIN",
     "Cluster",
+    "FaultProxy",
     "Processes",
     "ServicesUnavailable",
     "check_services",

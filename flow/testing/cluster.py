@@ -74,11 +74,19 @@ class Cluster:
         self._supervisor = BackgroundLoop("cluster-supervisor", self._supervise, every_s=0.2)
         self.url = ""
 
-    def start(self, *, engines: int = 1, workers: int = 2, engine_env: dict[str, str] | None = None) -> None:
-        """Migrate, then start the API (2 gunicorn workers), ``engines`` engines and ``workers`` workers."""
+    def start(
+        self,
+        *,
+        engines: int = 1,
+        workers: int = 2,
+        engine_env: dict[str, str] | None = None,
+        api_env: dict[str, str] | None = None,
+    ) -> None:
+        """Migrate, then start the API (2 gunicorn workers), ``engines`` engines and ``workers`` workers
+        (``engine_env``, ``api_env``: settings of their own, e.g. a URL through a fault proxy)."""
         migrate(self.procs.env)
         port = free_port()
-        self.procs.gunicorn("api", port, workers=2)
+        self.procs.gunicorn("api", port, workers=2, env=api_env)
         for i in range(engines):
             self.add(f"engine-{i}", f"{self.prefix}.engine", env=engine_env or {})
         for i in range(workers):

@@ -112,7 +112,9 @@ class Processes:
             args += ["--queues", *queues]
         return self.start(name, *args, env=env)
 
-    def gunicorn(self, name: str, port: int, *, workers: int = 2) -> subprocess.Popen[bytes]:
+    def gunicorn(
+        self, name: str, port: int, *, workers: int = 2, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         """The API as deployed: gunicorn with ``api/gunicorn_conf.py``, serving ``api.app:create_app()``."""
         return self.start(
             name,
@@ -124,6 +126,7 @@ class Processes:
             "--bind",
             f"127.0.0.1:{port}",
             "api.app:create_app()",
+            env=env,
         )
 
     def log(self, name: str) -> str:

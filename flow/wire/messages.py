@@ -37,9 +37,8 @@ from typing import Any, ClassVar, Self
 
 import dramatiq
 
-from flow.core import attributes as search_attributes
 from flow.core import codec, definition, events, strict_json
-from flow.core.codec import Count, JsonObject, Name
+from flow.core.codec import Count, JsonObject, Name, SearchAttributes
 from flow.core.vocabulary import Outcome, TimerKind
 from flow.errors import DefinitionError, InvalidInput
 
@@ -173,7 +172,7 @@ class AttemptResult(EngineMessage):
     """``flow.record_result``: how an attempt ended."""
 
     ACTOR: ClassVar[str] = RECORD_RESULT
-    STRICT_JSON: ClassVar[frozenset[str]] = frozenset({"output", "error", "attributes"})
+    STRICT_JSON: ClassVar[frozenset[str]] = frozenset({"output", "error"})
     OMITTED_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"attributes"})
 
     position: Count
@@ -187,16 +186,8 @@ class AttemptResult(EngineMessage):
     #: died running it each time it was delivered).
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    #: Search attributes the activity set (``set_attribute``), as
-    #: :func:`flow.core.attributes.to_wire` writes them; None (and absent on the wire): none.
-    attributes: JsonObject | None = None
-
-    @classmethod
-    def from_kwargs(cls, kwargs: Mapping[str, Any]) -> Self:
-        message = super().from_kwargs(kwargs)
-        if message.attributes is not None:  # a malformed one is refused here, never stored
-            search_attributes.from_wire(message.attributes, path="$.attributes")
-        return message
+    #: Search attributes the activity set (``set_attribute``); None (and absent on the wire): none.
+    attributes: SearchAttributes | None = None
 
     @classmethod
     def of(cls, workflow_id: str, completed: events.ActivityCompleted) -> AttemptResult:

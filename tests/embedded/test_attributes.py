@@ -1,10 +1,11 @@
 """Search attributes end to end in one process (SQLite, the in-process broker): given at
 the start (HTTP, the Dramatiq start message, a schedule, the embedded ``start``), checked
 against the definition's declarations, changed by an activity with its result, shown by
-the workflow view and found by the list's ``attr.*`` filter; ``flow start --attributes``
-and ``flow list --attr`` against ``flow up``. The index behind it is shown on PostgreSQL
-(tests/integration/test_attributes_index.py). The AMQP door reads its body with the same
-``parse_start_request`` (tests/unit/test_attributes.py) and starts through the same starter."""
+the workflow view and found by the list's ``attr.*`` filter and a batch's;
+``flow start --attributes`` and ``flow list --attr`` against ``flow up``. The index behind
+it is shown on PostgreSQL (tests/integration/test_attributes_index.py). The AMQP door
+reads its body with the same ``parse_start_request`` (tests/unit/test_attributes.py) and
+starts through the same starter."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ DEFINITIONS = {
         "activities": [{"name": "SetAttributesActivity", "config": {"attributes": {"stage": "shipped"}}}],
     },
     "Quiet": {"name": "Quiet", "attributes": DECLARED, "activities": [{"name": "NoopActivity"}]},
+    "Refusing": {"name": "Refusing", "attributes": DECLARED, "activities": [{"name": "RefusingActivity"}]},
 }
 
 
@@ -149,3 +151,25 @@ def test_the_dramatiq_start_message_takes_attributes(client, flow):
     workflow_id = str(uuid.uuid5(MESSAGE_NAMESPACE, message.message_id))
     wait_for(lambda: ids(client, "attr.customer=by-dramatiq") == {workflow_id}, timeout_s=30, what="the workflow")
     assert flow.runtime.store.get(workflow_id).attributes == {"customer": "by-dramatiq", "amount": 3}
+
+
+def test_a_batch_takes_the_attribute_filter(client, flow):
+    workflow_ids = {
+        customer: flow.start("Refusing", {}, attributes={"customer": customer}) for customer in ("bulk", "other")
+    }
+    store = flow.runtime.store
+    wait_for(lambda: all(store.get(i).state.status == "Failed" for i in workflow_ids.values()), timeout_s=30)
+    body = {"operation": "retry", "filter": {"status": "Failed", "attr.customer": "bulk"}}
+    started = client.simulate_post("/batches", json=body)
+    assert started.status_code == 202, started.text
+    assert started.json["filter"] == {"status": "Failed", "attr.customer": "bulk"}
+    done = wait_for(
+        lambda: (b := client.simulate_get(f"/batches/{started.json['id']}").json)["status"] == "finished" and b,
+        timeout_s=30,
+        what="the batch to finish",
+    )
+    assert (done["matched"], done["done"]) == (1, 1)
+    retried = {c: any(e["type"] == "retry-workflow" for e in store.events(i)) for c, i in workflow_ids.items()}
+    assert retried == {"bulk": True, "other": False}
+    wrong = client.simulate_post("/batches", json={"operation": "retry", "filter": {"attr.customer.gt": "x"}})
+    assert wrong.status_code == 422 and "attr.customer.gt" in wrong.text

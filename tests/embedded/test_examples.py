@@ -36,6 +36,8 @@ def test_every_example_is_valid_and_there_is_one_per_topic():
     names = sorted(p.stem for p in EXAMPLES.glob("*.json"))
     assert names == [
         "approval",
+        "batches",
+        "batches_batch",
         "conditions",
         "data_between_activities",
         "dependencies",
@@ -238,6 +240,16 @@ def test_worker_pools_example(flow):
         ("shards[0]", "gpu"),
         ("shards[1]", "gpu"),
     ]
+
+
+def test_batches_example_keeps_each_batch_in_a_child_history(flow):
+    state = run(flow, "BatchesExample", {"items": [1, 2, 3, 4, 5, 6]})
+    assert state.status == "Finished"
+    children = [flow.runtime.store.get(child_id(state.id, a.id)) for a in state.activities]
+    assert [len(c.state.activities) for c in children] == [4, 4]  # the map and its 3 items, each
+    assert all(c.state.status == "Finished" for c in children)
+    parent = flow.runtime.store.get(state.id)
+    assert parent.history_length == len(flow.runtime.store.events(state.id, limit=1000)) < 20
 
 
 def test_event_triggers_example(flow):

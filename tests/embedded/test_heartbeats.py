@@ -49,6 +49,15 @@ DEFINITIONS = {
         "config": {"retry": {"max_attempts": 1}},
         "activities": [{"name": "BeatActivity", "config": {"steps": 3, "step_s": 2}}],
     },
+    # Beats for about 3 s (one heartbeat a second reaches the engine) under a heartbeat_s
+    # of 2 s: only the heartbeats moving the timer on keep it alive.
+    "Chatty": {
+        "name": "Chatty",
+        "config": {"retry": {"max_attempts": 1}},
+        "activities": [
+            {"name": "BeatActivity", "config": {"steps": 10, "step_s": 0.3, "timeouts": {"heartbeat_s": 2}}}
+        ],
+    },
     # Sleeps 10 minutes (stops at once when cancelled); one heartbeat a second, of which
     # the worker sends the first and then one per 300 s.
     "LongSleep": {
@@ -71,6 +80,11 @@ def history(flow: EmbeddedFlow, workflow_id: str) -> list[dict]:
     return flow.runtime.store.events(workflow_id, limit=10_000)
 
 
+def beat(flow: EmbeddedFlow, workflow_id: str) -> object:
+    """The first activity's last heartbeat details as the engine committed them (None before one)."""
+    return flow.runtime.store.get(workflow_id).state.activities[0].heartbeat
+
+
 def test_a_failed_attempt_hands_its_last_heartbeat_to_the_next_one(flow):
     workflow_id = flow.start("Resume")
     state = flow.wait(workflow_id, timeout_s=30).state
@@ -84,11 +98,7 @@ def test_a_failed_attempt_hands_its_last_heartbeat_to_the_next_one(flow):
 
 def test_cancelling_a_workflow_stops_its_running_activity(flow):
     workflow_id = flow.start("Endless")
-    wait_for(
-        lambda: any(e["type"] == "activity-heartbeat" for e in history(flow, workflow_id)),
-        timeout_s=30,
-        what="a heartbeat",
-    )
+    wait_for(lambda: beat(flow, workflow_id) is not None, timeout_s=30, what="a heartbeat")
     flow.runtime.service.cancel(workflow_id, reason="stop it")
     # The attempt ends Cancelled: the notice reached it and its next heartbeat raised.
     wait_for(
@@ -101,6 +111,18 @@ def test_cancelling_a_workflow_stops_its_running_activity(flow):
     results = [e for e in history(flow, workflow_id) if e["type"] == "activity-result"]
     assert [r["data"]["outcome"] for r in results] == ["CANCELLED"]
     assert state.activities[0].heartbeat["done"] >= 1
+
+
+def test_heartbeats_are_kept_on_the_activity_and_leave_the_history_as_it_was(flow):
+    workflow_id = flow.start("Chatty")
+    # A heartbeat after the first (one a second at most) reached the engine and was committed.
+    wait_for(lambda: (beat(flow, workflow_id) or {}).get("done", 0) >= 5, timeout_s=30, what="a later heartbeat")
+    state = flow.wait(workflow_id, timeout_s=30).state
+    assert state.status == "Finished", state.error  # the heartbeat timer was moved on by each
+    types = [e["type"] for e in history(flow, workflow_id)]
+    assert "activity-heartbeat" not in types
+    assert types.count("activity-result") == 1 and len(types) <= 8, types
+    assert state.activities[0].heartbeat_at is not None
 
 
 def test_an_attempt_that_stops_beating_fails_and_is_told_to_stop_when_it_beats_again(flow):
@@ -156,11 +178,7 @@ def test_a_retry_right_after_a_cancel_runs_the_cancelled_activity_again(flow):
     Expected: the retry runs the cancelled activity again with a fresh budget (README,
     "Retry from failure") and the workflow ends ``Finished``."""
     workflow_id = flow.start("SlowBeat")
-    wait_for(
-        lambda: any(e["type"] == "activity-heartbeat" for e in history(flow, workflow_id)),
-        timeout_s=30,
-        what="the first heartbeat",
-    )
+    wait_for(lambda: beat(flow, workflow_id) is not None, timeout_s=30, what="the first heartbeat")
     flow.runtime.service.cancel(workflow_id, reason="oops")
     wait_for(lambda: flow.runtime.store.get(workflow_id).state.status == "Cancelled", timeout_s=30, what="the cancel")
     flow.runtime.service.retry(workflow_id)

@@ -1,11 +1,13 @@
 """Event triggers on PostgreSQL and RabbitMQ: events published as plain JSON to the fanout
 exchange ``<prefix>.events`` reach a real engine; 20 updates of one order (one of them
 published twice) start exactly one debounced workflow with the last event's data, and a
-body that is no event is dead-lettered with the reason."""
+body that is no event is dead-lettered with the reason; 24 events of one key posted at
+once to two API processes (each id twice) make one window, one workflow."""
 
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pika
 import pytest
@@ -69,3 +71,22 @@ def test_events_on_the_exchange_start_one_debounced_workflow_with_the_last_data(
 
     [(body, reason)] = wait_for(lambda: dead_letters(f"{exchange}.dead"), timeout_s=30, what="the dead letter")
     assert body == b'{"type": "order.updated"}' and "$.id" in reason
+
+
+def test_events_of_one_key_posted_at_once_make_one_window(cluster):
+    url = cluster["url"]
+    # A window of 3 s after the last event: posts slowed down by a busy machine stay in one.
+    burst = {**ORDER_SYNC, "name": "OrderBurst", "triggers": [{"event": "order.burst", "debounce_s": 3}]}
+    assert requests.put(f"{url}/definitions/OrderBurst", json=burst, timeout=5).status_code == 201
+    events = [{"type": "order.burst", "id": f"burst-{n % 12}", "data": {"order_id": 4}} for n in range(24)]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda e: requests.post(f"{url}/events", json=e, timeout=10), events))
+    assert [a.status_code for a in answers] == [202] * 24
+    assert sum(a.json()["duplicate"] for a in answers) == 12  # each id stored once
+    [workflow_id] = {a.json()["workflows"][0] for a in answers}  # one window
+    wait_for(
+        lambda: requests.get(f"{url}/workflows/{workflow_id}", timeout=5).status_code == 200,
+        timeout_s=30,
+        what="the window's workflow",
+    )
+    assert wait_ended(url, workflow_id, timeout_s=30)["input_data"] == {"order_id": 4}

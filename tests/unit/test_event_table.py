@@ -90,3 +90,15 @@ def test_an_owed_start_that_can_never_work_is_kept_with_its_error_and_not_tried_
     assert table.workflows([start.workflow_id])[start.workflow_id]["state"] == "failed"
     assert table.prune([0], before=T0 + timedelta(seconds=1)) == 1
     assert table.get("pay-2") is None and EventStartRecord.select().count() == 0
+
+
+def test_an_event_after_a_window_s_time_opens_the_next_even_before_its_engine_closed_it(table):
+    first = receive(table, DEBOUNCE, Event("order.updated", "u-1", {"order_id": 7, "seq": 1}), T0)
+    # The window closed at T0+2 s; no engine has moved it yet when the next event comes.
+    late = receive(table, DEBOUNCE, Event("order.updated", "u-2", {"order_id": 7, "seq": 2}), T0 + timedelta(seconds=2))
+    [owed] = late.starts
+    assert owed.workflow_id == first.event.outcome["matched"][0]["workflow_id"]
+    assert owed.input_data == {"order_id": 7, "seq": 1}
+    [window] = EventWindowRecord.select()
+    assert window.workflow_id == late.event.outcome["matched"][0]["workflow_id"] != owed.workflow_id
+    assert window.inputs == [{"order_id": 7, "seq": 2}]

@@ -18,6 +18,7 @@ from flow.core.event_triggers import (
     Mode,
     add,
     from_body,
+    has_closed,
     match,
     parse_event,
     window_workflow_id,
@@ -121,6 +122,13 @@ def test_a_batch_closes_when_full_and_the_next_event_opens_another(events, close
     assert (window.count if window else 0) == left_open
     if window is not None:  # it closes wait_s after its first event, not its last
         assert window.closes_at == window.opened_at + timedelta(seconds=5)
+
+
+@pytest.mark.parametrize(("seconds_after_close", "closed"), [(-0.001, False), (0, True), (1, True)])
+def test_a_window_has_closed_from_its_closing_time_on(seconds_after_close, closed):
+    window, _ = add(trigger(debounce_s=2), None, {}, T0)
+    assert window is not None
+    assert has_closed(window, window.closes_at + timedelta(seconds=seconds_after_close)) is closed
 
 
 def test_a_window_s_workflow_id_is_derived_from_the_event_that_opened_it():

@@ -58,12 +58,23 @@ def test_the_heartbeat_timer_starts_with_the_attempt():
     assert decision.commands == (StartTimer(TimerKind.START_TO_CLOSE, 60_000, 0, 1), StartTimer(HB, 10_000, 0, 1))
 
 
-def test_a_heartbeat_moves_the_timer_on_and_keeps_its_details():
+def test_a_heartbeat_moves_the_timer_on_and_keeps_its_details_on_the_activity_not_in_the_history():
     decision = decide(beating(S.STARTED), ActivityHeartbeat(0, 1, at(5), {"done": 3}))
     assert decision.commands == (StartTimer(HB, 10_000, 0, 1),)
     activity = decision.state.activities[0]
     assert (activity.heartbeat, activity.heartbeat_at) == ({"done": 3}, at(5))
-    assert types(decision) == [H.ACTIVITY_HEARTBEAT, H.DO_NOTHING]
+    assert types(decision) == []
+
+
+def test_a_thousand_heartbeats_add_nothing_to_the_history_and_the_last_one_is_kept():
+    state, entries = beating(S.STARTED), 0
+    for n in range(1000):
+        decision = decide(state, ActivityHeartbeat(0, 1, at(1 + n * 0.01), {"done": n}))
+        state, entries = decision.state, entries + len(decision.history)
+    assert entries == 0
+    assert (state.activities[0].heartbeat, state.activities[0].heartbeat_at) == ({"done": 999}, at(1 + 999 * 0.01))
+    # The timeout rule still reads the last one: no heartbeat for heartbeat_s after it fails the attempt.
+    assert decide(state, TimerFired(HB, 0, 1, at(1 + 999 * 0.01 + 10))).state.activities[0].status is S.WAITING_RETRY
 
 
 def test_a_heartbeat_without_details_keeps_the_last_ones():
@@ -305,12 +316,11 @@ def test_an_activity_built_by_a_test_can_heartbeat_and_see_its_last_heartbeat():
     assert activity.last_heartbeat == {"n": 4} and not activity.cancelled
 
 
-def test_small_details_are_copied_into_the_history_for_progress_and_big_ones_are_not():
-    small = decide(beating(S.STARTED), ActivityHeartbeat(0, 1, at(5), {"done": 3}))
-    assert small.history[0].data == {"attempt": 1, "details": {"done": 3}}
+def test_big_details_are_kept_on_the_activity_and_a_stale_heartbeat_records_none_of_them():
     big = decide(beating(S.STARTED), ActivityHeartbeat(0, 1, at(5), {"log": "x" * 500}))
-    assert big.history[0].data == {"attempt": 1}
-    assert big.state.activities[0].heartbeat == {"log": "x" * 500}  # kept on the activity all the same
+    assert big.history == () and big.state.activities[0].heartbeat == {"log": "x" * 500}
+    stale = decide(beating(S.STARTED), ActivityHeartbeat(0, 7, at(5), {"log": "x" * 500}))
+    assert stale.history[0].data == {"attempt": 7, "stale": True}
 
 
 # -- retries after a stop, the worker's beat and listener, recovery: found by a review -----

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -377,3 +378,17 @@ def test_the_rows_a_map_start_inserts_do_not_copy_the_config_once_per_item():
     written = sum(len(json.dumps(activity_row("wf", a), default=str)) for a in added)
     config_bytes = len(json.dumps(config))
     assert written < 10 * config_bytes + 1000 * 1000, f"{written} bytes of item rows for a {config_bytes}-byte config"
+
+
+def test_what_a_transition_changed_is_found_among_thousands_of_items_a_block_at_a_time():
+    from flow.persistence.records import replaced
+
+    run = run_of(mapped(), items=list(range(1000)))
+    before = run.state.activities
+    after = list(before)
+    for p in (1, 255, 256, 257, 999):
+        after[p] = replace(after[p], attempt=after[p].attempt + 1)
+    after[500] = replace(after[500])  # equal to what it replaced: nothing to write
+    grown = (*after, replace(after[0], position=len(after)))  # a map's new items are not "replaced"
+    assert [a.position for a in replaced(before, grown)] == [1, 255, 256, 257, 999]
+    assert replaced(before, before) == [] and replaced(before[:10], before[:10]) == []

@@ -133,6 +133,25 @@ def test_the_decision_after_a_failure_may_come_in_a_later_page():
     assert ["(optional)" in line.plain for line in second] == [True, False]
 
 
+def test_a_running_activitys_heartbeats_are_shown_from_the_view_once_each():
+    def view(at: str | None, status: str = "Started", details: Any = None) -> dict[str, Any]:
+        beat = None if at is None else {"details": details, "at": at}
+        running = {"position": 1, "name": "Required", "status": status, "attempt": 2, "heartbeat": beat}
+        return {**WORKFLOW, "activities": [{**WORKFLOW["activities"][0], "status": "Pending"}, running]}
+
+    narrator = Narrator()
+    seen = []
+    for workflow in (
+        view(None),
+        view("2026-01-01T12:00:02.000Z", details={"done": 3}),
+        view("2026-01-01T12:00:02.000Z", details={"done": 3}),  # the same one, polled again
+        view("2026-01-01T12:00:03.000Z"),
+        view("2026-01-01T12:00:04.000Z", status="Succeeded", details={"done": 9}),  # its result says the rest
+    ):
+        seen += [" ".join(line.plain.split()[1:]) for line in narrator.heartbeats(workflow)]
+    assert seen == ['Required attempt 2 heartbeat: {"done": 3}', "Required attempt 2 heartbeat"]
+
+
 def test_heartbeats_show_their_progress_and_a_stopped_attempt_says_why():
     events = history(
         ("activity-heartbeat", 1, {"attempt": 1, "details": {"done": 3}}),

@@ -62,6 +62,8 @@ def test_values_are_parsed_into_the_fields_types():
         ("FLOW_RETENTION_INTERVAL_S", "0", "FLOW_RETENTION_INTERVAL_S must be a positive"),
         ("FLOW_QUERY_TIMEOUT_S", "0", "FLOW_QUERY_TIMEOUT_S must be a positive"),
         ("FLOW_QUERY_TIMEOUT_S", "inf", "FLOW_QUERY_TIMEOUT_S must be a positive finite"),
+        ("FLOW_DATABASE_TIMEOUT_S", "0", "FLOW_DATABASE_TIMEOUT_S must be a positive"),
+        ("FLOW_DATABASE_TIMEOUT_S", "5", "must be longer than FLOW_QUERY_TIMEOUT_S"),
         ("FLOW_TEST_FAULTS", "kill:everywhere:1", "FLOW_TEST_FAULTS"),
         ("FLOW_TEST_FAULTS", "error:db:2", "FLOW_TEST_FAULTS"),
     ],

@@ -10,7 +10,11 @@
   run before a retry-from-failure) runs it again at once. A result for an ended
   workflow is recorded on the step and changes nothing else.
 - Heartbeats: each moves the heartbeat timer on and keeps its details for the next
-  attempt; a heartbeat timer that fires when none came for ``heartbeat_s`` fails the
+  attempt, on the step (its ``heartbeat`` and ``heartbeat_at``), not in the history: a
+  current attempt's heartbeat leaves no history entry, as in Temporal, so a day-long
+  activity beating every few seconds does not write tens of thousands of rows (the
+  history would otherwise grow with the time an activity runs, not with what happened).
+  A heartbeat timer that fires when none came for ``heartbeat_s`` fails the
   attempt (its worker died or is stuck); one that fires although a heartbeat came in
   the meantime is set again for what is left. A heartbeat of an attempt that is not the
   current one in flight, or whose workflow ended, is answered with
@@ -50,8 +54,6 @@ from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind
 _LATE = {Outcome.SUCCEEDED: ActivityStatus.SUCCEEDED, Outcome.CANCELLED: ActivityStatus.CANCELLED}
 #: The timers that guard an attempt (a retry timer runs the next one).
 _ATTEMPT_TIMERS = frozenset({TimerKind.SCHEDULE_TO_START, TimerKind.START_TO_CLOSE, TimerKind.HEARTBEAT})
-#: Heartbeat details up to this many bytes of JSON are copied into the history entry.
-SHOWN_BYTES = 200
 
 
 def _scheduled(data: Mapping[str, Any]) -> str:
@@ -278,12 +280,12 @@ class ActivityKind(StepKind):
     # -- heartbeats --------------------------------------------------------------------------
 
     def on_heartbeat(self, state: WorkflowState, step: ActivityState, event: ActivityHeartbeat) -> Decision:
-        """Record a heartbeat (and its details) and move the heartbeat timer on; or tell a
-        stale attempt to stop."""
+        """Keep a heartbeat (and its details) on the step and move the heartbeat timer on,
+        with no history entry; or tell a stale attempt to stop (that is recorded: it is
+        a decision, and a stale attempt beats only until it obeys)."""
         if not self.runs_on_workers:
             return super().on_heartbeat(state, step, event)
-        shown = {"details": event.details} if _small(event.details) else {}  # progress, for `flow run`
-        fact = HistoryEntry(HistoryType.ACTIVITY_HEARTBEAT, event.position, {"attempt": event.attempt, **shown})
+        fact = HistoryEntry(HistoryType.ACTIVITY_HEARTBEAT, event.position, {"attempt": event.attempt})
         current = step.attempt == event.attempt and step.status.in_flight
         if not current or not state.runs(step):
             if event.attempt > step.attempt:  # not an attempt of ours: nothing to stop
@@ -303,7 +305,7 @@ class ActivityKind(StepKind):
             commands.append(timer(TimerKind.HEARTBEAT, step.timeouts.heartbeat_s, step.position, event.attempt))
         details = step.heartbeat if event.details is None else event.details
         step = replace(step, heartbeat=details, heartbeat_at=event.occurred_at)
-        return Decision(with_activity(state, step), tuple(commands), (fact, HistoryEntry(HistoryType.DO_NOTHING)))
+        return Decision(with_activity(state, step), tuple(commands), ())
 
     # -- the end of the run, and after a restart -----------------------------------------------
 
@@ -404,10 +406,6 @@ def still_beating(step: ActivityState, now: datetime) -> Command | None:
     if left <= timedelta(0):
         return None
     return timer(TimerKind.HEARTBEAT, left.total_seconds(), step.position, step.attempt)
-
-
-def _small(details: object) -> bool:
-    return details is not None and len(json.dumps(details)) <= SHOWN_BYTES
 
 
 ACTIVITY_KIND = ActivityKind()

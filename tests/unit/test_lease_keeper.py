@@ -1,0 +1,89 @@
+"""The lease round against a fake lease table: its statements run under a deadline that
+ends when its leases would stop being valid, and an engine cut off from its broker
+neither renews nor heartbeats (so the others' fair shares take its partitions)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flow.engine.leases import LeaseKeeper
+from flow.persistence import database
+
+
+class FakeLeases:
+    """A lease table of one engine that records what it was asked, and under which deadline."""
+
+    def __init__(self) -> None:
+        self.heartbeats = 0
+        self.deadlines: list[float | None] = []
+
+    def _seen(self) -> None:
+        self.deadlines.append(getattr(database._thread_deadline, "at", None))
+
+    def heartbeat(self, engine_id: str, **_: Any) -> None:
+        self._seen()
+        self.heartbeats += 1
+
+    def renew(self, engine_id: str, held: dict[int, int], *, lease_s: float) -> dict[int, int]:
+        self._seen()
+        return dict(held)
+
+    def live_engines(self, *, within_s: float) -> list[str]:
+        return ["me"]
+
+    def lease_owners(self) -> dict[int, tuple[str | None, int, Any]]:
+        return {}
+
+    def acquire(self, engine_id: str, count: int, *, lease_s: float, dead_owners: set[str]) -> dict[int, int]:
+        self._seen()
+        return {p: 1 for p in range(count)}
+
+    def release(self, engine_id: str, partition: int, epoch: int) -> None:
+        pass
+
+
+def keeper(store: FakeLeases, *, broker_ok: bool = True) -> tuple[LeaseKeeper, list[int], list[int]]:
+    acquired: list[int] = []
+    lost: list[int] = []
+    return (
+        LeaseKeeper(
+            store,  # type: ignore[arg-type]
+            engine_id="me",
+            partitions=4,
+            lease_s=3.0,
+            on_acquired=lambda p, _epoch: acquired.append(p),
+            on_lost=lost.append,
+            on_release=lambda p: None,
+            broker_ok=lambda: broker_ok,
+        ),
+        acquired,
+        lost,
+    )
+
+
+def test_the_lease_tables_statements_run_under_a_deadline_no_later_than_the_leases_validity():
+    store = FakeLeases()
+    leases, acquired, _ = keeper(store)
+    started = time.monotonic()
+    leases.round()
+    assert acquired == [0, 1, 2, 3]
+    assert store.deadlines and all(d is not None and d <= started + 1.0 + 0.5 for d in store.deadlines)
+    store.deadlines.clear()
+    renewed = time.monotonic()
+    leases.round()
+    # Renewed: now the deadline is when the renewed leases stop being valid (0.9 of the lease).
+    assert all(d is not None and d <= renewed + 0.9 * 3.0 + 0.5 for d in store.deadlines)
+    assert getattr(database._thread_deadline, "at", None) is None  # nothing left behind
+
+
+def test_an_engine_cut_off_from_its_broker_neither_renews_nor_heartbeats_and_loses_its_leases():
+    store = FakeLeases()
+    leases, _, lost = keeper(store)
+    leases.round()
+    assert store.heartbeats == 1
+    leases.broker_ok = lambda: False
+    leases._valid_until = time.monotonic() - 1  # its leases would have expired by now
+    leases.round()
+    assert store.heartbeats == 1  # not counted live: the other engines' shares take its partitions
+    assert lost == [0, 1, 2, 3] and leases.held_partitions() == set()

@@ -20,12 +20,7 @@ from tests.embedded.conftest import flow_of
 
 REFUSED = {"name": "Refused", "activities": [{"id": "refuse", "name": "RefusingActivity"}]}
 ECHO = {"name": "Echo", "activities": [{"name": "EchoActivity"}]}
-TAGGED = {
-    "name": "Tagged",
-    "attributes": {"customer": "string", "amount": "number"},
-    "activities": [{"id": "refuse", "name": "RefusingActivity"}],
-}
-DEFINITIONS = {"Refused": REFUSED, "Echo": ECHO, "Tagged": TAGGED}
+DEFINITIONS = {"Refused": REFUSED, "Echo": ECHO}
 
 
 def failed_workflows(flow: EmbeddedFlow, count: int, **input_data: object) -> list[str]:
@@ -189,21 +184,6 @@ def test_a_rerun_batch_reruns_each_workflow_from_its_step_and_fails_those_withou
     assert (refused["matched"], refused["done"], refused["failed"]) == (5, 0, 5)
     assert {p["workflow_id"] for p in refused["problems"]} == set(ids)
     assert all("has no step 'ship'" in p["reason"] for p in refused["problems"]), refused["problems"]
-
-
-def test_a_batch_filtered_by_search_attributes_handles_only_the_workflows_they_match(flow, client):
-    tagged = {
-        flow.start("Tagged", attributes={"customer": customer, "amount": amount}): (customer, amount)
-        for customer, amount in [("acme", 50), ("acme", 150), ("acme", 250), ("globex", 500)]
-    }
-    all_failed(flow, list(tagged))
-    body = {"operation": "retry", "filter": {"status": "Failed", "attr.customer": "acme", "attr.amount.gt": "100"}}
-    started = start_batch(client, body)
-    assert started["filter"] == body["filter"]
-    done = finished(client, started["id"])
-    assert (done["matched"], done["done"]) == (2, 2)
-    wanted = Counter({i: 1 if t[0] == "acme" and t[1] > 100 else 0 for i, t in tagged.items()})
-    wait_for(lambda: retries_of(flow, list(tagged)) == wanted, timeout_s=30, what="the two matching retried")
 
 
 def test_an_unknown_batch_is_404(client):

@@ -109,10 +109,12 @@ def check_saga_ended(cluster: Cluster, workflow_id: str) -> list[dict[str, Any]]
 
 
 @pytest.mark.parametrize("saga_cluster", [{"steps": 20, "step_s": 0.1}], indirect=True)
-def test_sigkill_the_engine_between_two_undos_runs_each_undo_once_in_order(saga_cluster: Cluster, marks: Marks):
+def test_sigkill_the_engine_between_two_undos_decides_each_undo_once_in_order(saga_cluster: Cluster, marks: Marks):
     """Each undo takes 2 s at a worker. The engine is SIGKILLed while the first undos run
     (their results reach a dead engine; the next undos are decided by its successor), and
-    again while the second ones run: every undo was decided and run once, latest first."""
+    again while the second ones run: every undo was decided once and ran to its end at a
+    worker, one after the other, latest first. (A takeover may deliver a copy of an
+    attempt again: counted and printed, not a decision; see below.)"""
     t0 = time.monotonic()
     saga_cluster.start(workers=2)
     started = saga_cluster.start_batch(["KilledSaga"], copies=4)

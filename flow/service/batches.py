@@ -67,6 +67,10 @@ class BatchService:
                 input_filter.check(request.filter.input)
             except FilterTooCostly as e:  # named as the body's field, not the query parameter
                 raise InvalidInput("$.filter.input", e.message) from e
+        if request.rerun is not None and "input_data" in request.rerun:  # else every workflow fails with it
+            checks.check_payload(
+                "$.rerun.input_data", request.rerun["input_data"], max_bytes=self.service.settings.max_payload_bytes
+            )
         resent = idempotency_key is not None and self.table.by_key(idempotency_key) is not None
         if not resent and (running := self.table.live_count()) >= batches.MAX_LIVE_BATCHES:
             raise TooManyBatches(

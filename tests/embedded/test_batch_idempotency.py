@@ -1,7 +1,8 @@
 """``POST /batches`` honours an ``Idempotency-Key``: a client that sends its request again
 (its first reply lost to a timeout) gets the first batch back (200), not a second batch
 that would cancel, retry or rerun every matching workflow once more; the key with
-another request is a 409, and a key that cannot be one a 422."""
+another request is a 409, and a key that cannot be one a 422. A rerun input that no
+workflow could take is refused before the batch is stored."""
 
 from __future__ import annotations
 
@@ -53,3 +54,14 @@ def test_a_key_that_cannot_be_one_is_refused_naming_the_header(client, key):
     response = post(client, RETRY, key)
     assert response.status_code == 422, response.text
     assert response.json["errors"][0]["path"] == "Idempotency-Key"
+
+
+def test_a_rerun_input_over_the_payload_limit_is_refused_before_the_batch_is_stored(client):
+    """Stored, it would fail every workflow it matched, one by one, with the same reason."""
+    before = len(client.simulate_get("/batches").json["items"])
+    body = {"operation": "rerun", "filter": {}, "rerun": {"from": "a", "input_data": {"y": "z" * 300_000}}}
+    response = client.simulate_post("/batches", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json["errors"][0]["path"] == "$.rerun.input_data"
+    assert "FLOW_MAX_PAYLOAD_BYTES" in response.json["description"]
+    assert len(client.simulate_get("/batches").json["items"]) == before

@@ -30,6 +30,7 @@ from flow.core.event_triggers import (
     Window,
     add,
     has_closed,
+    outgrows,
     window_slot,
     window_workflow_id,
     workflow_input,
@@ -155,11 +156,13 @@ class EventTable:
         start_grace_s: float,
         partition_of: Callable[[str], int],
         reason: str | None = None,
+        max_input_bytes: int | None = None,
     ) -> Received:
         """Store ``event`` with what its triggers make of it (``matched``; ``reason``: why
         no trigger listens), in one transaction; a resent id within ``dedup_s`` changes
         nothing. The starts it owes are due ``start_grace_s`` later: the door runs them
-        at once, the partition's engine if the door did not."""
+        at once, the partition's engine if the door did not. ``max_input_bytes``: the
+        most JSON a batch's workflow input may hold (``FLOW_MAX_PAYLOAD_BYTES``)."""
         for _ in range(3):
             try:
                 with write(self.database):
@@ -169,7 +172,9 @@ class EventTable:
                     if found is not None:  # remembered past the window, not pruned yet: a new event
                         EventRecord.delete().where(EventRecord.id == event.id).execute()
                     starts: list[OwedStart] = []
-                    outcome = self._outcome(event, matched, now=now, partition_of=partition_of, starts=starts)
+                    outcome = self._outcome(
+                        event, matched, now=now, partition_of=partition_of, starts=starts, max_bytes=max_input_bytes
+                    )
                     if reason is not None:
                         outcome["reason"] = reason
                     EventRecord.insert(
@@ -195,6 +200,7 @@ class EventTable:
         now: datetime,
         partition_of: Callable[[str], int],
         starts: list[OwedStart],
+        max_bytes: int | None = None,
     ) -> dict[str, Any]:
         """Add the event to the windows of the triggers it matched (the starts of those
         that closed appended to ``starts``); what it started and what it missed, as stored."""
@@ -205,7 +211,9 @@ class EventTable:
             if isinstance(item, Miss):
                 outcome["missed"].append({**where, "reason": item.reason})
                 continue
-            workflow_id, closes_at = self._add(event, item, now=now, partition_of=partition_of, starts=starts)
+            workflow_id, closes_at = self._add(
+                event, item, now=now, partition_of=partition_of, starts=starts, max_bytes=max_bytes
+            )
             outcome["matched"].append({**where, "key": item.key, "workflow_id": workflow_id, "closes_at": closes_at})
         return outcome
 
@@ -217,6 +225,7 @@ class EventTable:
         now: datetime,
         partition_of: Callable[[str], int],
         starts: list[OwedStart],
+        max_bytes: int | None = None,
     ) -> tuple[str, str | None]:
         """Add the event to its trigger's window; ``(its workflow id, when the window
         closes)`` (None: closed now, the start is appended to ``starts``)."""
@@ -224,9 +233,12 @@ class EventTable:
         slot = window_slot(trigger, item.key)
         query = EventWindowRecord.select().where(EventWindowRecord.slot == slot)
         row = (query.for_update() if is_postgres(self.database) else query).first()
-        if row is not None and has_closed(_window(row), now):
-            # Its time has come and its engine has not closed it yet: it starts as it is,
-            # and this event opens the next window.
+        if row is not None and (
+            has_closed(_window(row), now) or outgrows(trigger, _window(row), item.input, max_bytes)
+        ):
+            # Its time has come and its engine has not closed it yet, or a batch would
+            # outgrow a workflow's input with this event: it starts as it is, and this
+            # event opens the next window.
             starts.append(
                 OwedStart(row.workflow_id, trigger.definition, trigger.index, workflow_input(trigger, row.inputs))
             )

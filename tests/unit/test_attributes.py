@@ -9,6 +9,7 @@ from datetime import datetime
 
 import pytest
 
+from activities.base import BaseActivity
 from flow.core import attributes
 from flow.core.attributes import BOOLEAN, NUMBER, STRING, TIME, Condition
 from flow.core.decide import decide
@@ -18,7 +19,9 @@ from flow.core.vocabulary import HistoryType, Outcome
 from flow.errors import InvalidInput
 from flow.persistence.attributes import last_wins, rows, set_by
 from flow.wire.messages import AttemptResult
+from flow.worker.execution import execute
 from tests.unit.test_decide import SEQ, S, completed, make_state, with_statuses
+from tests.unit.test_execution import request
 
 DECLARED = {"customer": STRING, "amount": NUMBER, "vip": BOOLEAN, "due": TIME}
 DUE = datetime(2026, 12, 24)
@@ -169,3 +172,30 @@ def test_the_last_value_set_for_a_name_wins_within_one_commit():
         ("w", "stage", "shipped", None, None, None),
         ("w", "n", None, 1.0, None, None),
     ]
+
+
+def test_an_activity_setting_more_attributes_than_a_workflow_may_have_fails_and_its_result_is_accepted():
+    # Before: the worker sent all 40, the engine dead-lettered the result as malformed,
+    # and the workflow waited for ever on an attempt whose result it had thrown away.
+    class SetsForty(BaseActivity):
+        def do_activity(self):
+            for n in range(40):
+                self.set_attribute(f"a{n}", n)
+            return Outcome.SUCCEEDED
+
+    result = execute({"SetsForty": SetsForty}, request("SetsForty", {}))
+    assert result.outcome is Outcome.TEMPORARY_FAILURE  # an exception, retried as any other
+    assert f"at most {attributes.MAX_ATTRIBUTES}" in (result.error or "")
+    accepted = AttemptResult.from_kwargs(result.to_kwargs())  # what the engine reads: not dead-lettered
+    assert len(accepted.attributes or {}) == attributes.MAX_ATTRIBUTES
+
+
+def test_setting_an_attribute_again_does_not_count_twice():
+    class SetsOneOften(BaseActivity):
+        def do_activity(self):
+            for n in range(100):
+                self.set_attribute("stage", f"s{n}")
+            return Outcome.SUCCEEDED
+
+    result = execute({"SetsOneOften": SetsOneOften}, request("SetsOneOften", {}))
+    assert result.outcome is Outcome.SUCCEEDED and result.attributes == {"stage": {"type": "string", "value": "s99"}}

@@ -99,6 +99,9 @@ def test_an_undeclared_attribute_or_a_wrong_type_is_refused_naming_it(client, fl
         ("attr.amount.gt=lots", "attr.amount.gt"),
         ("attr.amount.between=1", "attr.amount.between"),
         ("attr.bad-name=1", "attr.bad-name"),
+        # Times that are years 1 to 9999 as written but not in UTC: 500 before (OverflowError).
+        ("attr.due.gt=0001-01-01T00:00:00%2B05:00", "attr.due.gt"),
+        ("attr.due.lt=9999-12-31T23:59:59-05:00", "attr.due.lt"),
     ],
 )
 def test_a_malformed_attribute_filter_is_422_naming_the_parameter(client, query, named):
@@ -173,3 +176,15 @@ def test_a_batch_takes_the_attribute_filter(client, flow):
     assert retried == {"bulk": True, "other": False}
     wrong = client.simulate_post("/batches", json={"operation": "retry", "filter": {"attr.customer.gt": "x"}})
     assert wrong.status_code == 422 and "attr.customer.gt" in wrong.text
+
+
+def test_a_time_outside_the_years_1_to_9999_in_utc_is_a_422_at_every_door_that_reads_one(client):
+    # datetime.astimezone raised OverflowError, which nothing mapped: 500 before.
+    early, late = "0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"
+    for moment in (early, late):
+        start = client.simulate_post("/workflows", json={"name": "Order", "attributes": {"due": moment}})
+        assert start.status_code == 422 and "$.attributes.due" in start.text, start.text
+        batch = client.simulate_post("/batches", json={"operation": "cancel", "filter": {"attr.due.gt": moment}})
+        assert batch.status_code == 422 and "attr.due.gt" in batch.text, batch.text
+    # Read as text, an equality finds no workflow rather than failing.
+    assert ids(client, f"attr.due={early.replace('+', '%2B')}") == set()

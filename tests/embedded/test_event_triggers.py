@@ -6,6 +6,8 @@ the Dramatiq door."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 from collections.abc import Iterator
@@ -145,6 +147,14 @@ def test_a_definition_with_a_bad_trigger_is_refused(client):
     body["triggers"][0]["debounce_s"] = 1
     response = client.simulate_put("/definitions/OrderSync", json=body)
     assert response.status_code == 422 and response.json["errors"][0]["path"] == "$.triggers[0].key"
+
+
+@pytest.mark.parametrize("cursor", [[1, "a"], [["2026-01-01T00:00:00Z"], "a"], ["0001-01-01T00:00:00+05:00", "a"]])
+def test_a_forged_events_cursor_is_a_422(client, cursor):
+    # A time that is not text, or that leaves the years 1 to 9999 in UTC, was a 500.
+    forged = base64.urlsafe_b64encode(json.dumps(cursor).encode()).decode().rstrip("=")
+    response = client.simulate_get("/events", params={"cursor": forged})
+    assert response.status_code == 422 and "cursor" in response.text, response.text
 
 
 def test_flow_up_killed_inside_a_debounce_window_still_starts_exactly_one(tmp_path, definitions_dir):

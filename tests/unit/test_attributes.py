@@ -15,6 +15,7 @@ from flow.core.attributes import BOOLEAN, NUMBER, STRING, TIME, Condition
 from flow.core.decide import decide
 from flow.core.definition import DefinitionError, parse
 from flow.core.start_request import parse_start_request
+from flow.core.timestamps import parse_iso
 from flow.core.vocabulary import HistoryType, Outcome
 from flow.errors import InvalidInput
 from flow.persistence.attributes import last_wins, rows, set_by
@@ -199,3 +200,16 @@ def test_setting_an_attribute_again_does_not_count_twice():
 
     result = execute({"SetsOneOften": SetsOneOften}, request("SetsOneOften", {}))
     assert result.outcome is Outcome.SUCCEEDED and result.attributes == {"stage": {"type": "string", "value": "s99"}}
+
+
+@pytest.mark.parametrize(
+    "given", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", ["2026-01-01"], 20261224, "next week"]
+)
+def test_parse_iso_refuses_with_a_value_error_what_is_not_a_time_in_utc(given):
+    # Every caller maps ValueError (to a 422, a dead letter, a None reading); the
+    # OverflowError of the calendar's ends and the AttributeError of a non-text reached
+    # the client as a 500.
+    with pytest.raises(ValueError):
+        parse_iso(given)
+    if isinstance(given, str):  # nor can a filter read it as one
+        assert attributes.readings(given, ordered=True) == ()

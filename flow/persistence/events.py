@@ -36,7 +36,7 @@ from flow.core.event_triggers import (
     workflow_input,
 )
 from flow.core.timestamps import iso
-from flow.errors import StoreUnavailable
+from flow.errors import IdempotencyConflict, StoreUnavailable
 from flow.persistence.database import is_postgres, unit_of_work, write
 from flow.persistence.models import DefinitionRecord, JSONText, WorkflowRecord, _Model
 
@@ -161,13 +161,18 @@ class EventTable:
         """Store ``event`` with what its triggers make of it (``matched``; ``reason``: why
         no trigger listens), in one transaction; a resent id within ``dedup_s`` changes
         nothing. The starts it owes are due ``start_grace_s`` later: the door runs them
-        at once, the partition's engine if the door did not. ``max_input_bytes``: the
-        most JSON a batch's workflow input may hold (``FLOW_MAX_PAYLOAD_BYTES``)."""
+        at once, the partition's engine if the door did not; ``max_input_bytes``: most JSON
+        a batch's input may hold. The id with other type or data: IdempotencyConflict."""
         for _ in range(3):
             try:
                 with write(self.database):
                     found = EventRecord.get_or_none(EventRecord.id == event.id)
                     if found is not None and found.received_at > now - timedelta(seconds=dedup_s):
+                        if found.type != event.type or (found.data or {}) != dict(event.data):
+                            raise IdempotencyConflict(  # the id names one event, as a key names one start
+                                f"event {event.id!r} was received at {iso(found.received_at)} with another type or "
+                                "data; an id names one event: send a new event with a new id"
+                            )
                         return Received(_stored(found), duplicate=True)
                     if found is not None:  # remembered past the window, not pruned yet: a new event
                         EventRecord.delete().where(EventRecord.id == event.id).execute()
@@ -233,12 +238,10 @@ class EventTable:
         slot = window_slot(trigger, item.key)
         query = EventWindowRecord.select().where(EventWindowRecord.slot == slot)
         row = (query.for_update() if is_postgres(self.database) else query).first()
-        if row is not None and (
-            has_closed(_window(row), now) or outgrows(trigger, _window(row), item.input, max_bytes)
-        ):
-            # Its time has come and its engine has not closed it yet, or a batch would
-            # outgrow a workflow's input with this event: it starts as it is, and this
-            # event opens the next window.
+        held = None if row is None else _window(row)
+        if held is not None and (has_closed(held, now) or outgrows(trigger, held, item.input, max_bytes)):
+            # Its time has come and its engine has not closed it yet, or a batch would outgrow
+            # a workflow's input with this event: it starts as it is; this event opens the next.
             starts.append(
                 OwedStart(row.workflow_id, trigger.definition, trigger.index, workflow_input(trigger, row.inputs))
             )

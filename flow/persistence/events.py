@@ -1,16 +1,14 @@
-"""Event triggers in the database: the ``trigger_events`` (``events`` is the workflows'
-history), ``event_windows`` and ``event_starts`` tables (migration 0020) and every read
-and write of them (docs/design.md, "Event triggers").
+"""Event triggers in the database: the ``trigger_events`` (``events`` is the workflows' history),
+``event_windows`` and ``event_starts`` tables (migration 0020) and every read and write of them
+(docs/design.md, "Event triggers").
 
-An event is stored in the same transaction that adds it to the windows of the triggers
-it matches and writes the starts it owes (:meth:`EventTable.receive`): either all of
-it is durable or none, and a resent id finds the stored event and changes nothing. A
-window closed by time is moved into ``event_starts`` by the engine holding its
-partition (:meth:`EventTable.close`), in one transaction that re-reads the window, so a
-window that a later event stretched is not closed early. A start row names its
-workflow's id (derived, :func:`flow.core.event_triggers.window_workflow_id`), so
-starting it twice finds the first workflow: each window starts one workflow, once.
-"""
+An event is stored in the same transaction that adds it to the windows of the triggers it matches
+and writes the starts it owes (:meth:`EventTable.receive`): either all of it is durable or none,
+and a resent id finds the stored event and changes nothing. A window closed by time is moved into
+``event_starts`` by the engine holding its partition (:meth:`EventTable.close`), in one
+transaction that re-reads the window, so a window that a later event stretched is not closed
+early. A start row names its workflow's id (:func:`flow.core.event_triggers.window_workflow_id`),
+so starting it twice finds the first workflow: each window starts one workflow, once."""
 
 from __future__ import annotations
 
@@ -278,7 +276,13 @@ class EventTable:
         return workflow_id, iso(still_open.closes_at)
 
     def _owe(
-        self, starts: Iterable[OwedStart], *, now: datetime, due_at: datetime, partition_of: Callable[[str], int]
+        self,
+        starts: Iterable[OwedStart],
+        *,
+        now: datetime,
+        due_at: datetime | None,
+        partition_of: Callable[[str], int],
+        error: str | None = None,
     ) -> None:
         rows = [
             {
@@ -289,6 +293,7 @@ class EventTable:
                 "partition": partition_of(s.workflow_id),
                 "created_at": now,
                 "due_at": due_at,
+                "error": error,
             }
             for s in starts
         ]
@@ -373,7 +378,10 @@ class EventTable:
                 return None
             EventWindowRecord.delete().where(EventWindowRecord.slot == slot).execute()
             trigger = triggers(row.definition, row.trigger_index)
-            if trigger is None:
+            if trigger is None:  # kept as a start that failed, so that its events say why they started nothing
+                gone = OwedStart(row.workflow_id, row.definition, row.trigger_index, {})
+                why = f"definition {row.definition!r} was deleted or no longer has trigger {row.trigger_index}"
+                self._owe([gone], now=now, due_at=None, partition_of=partition_of, error=f"{why}: nothing started")
                 return None
             start = OwedStart(row.workflow_id, row.definition, row.trigger_index, workflow_input(trigger, row.inputs))
             self._owe([start], now=now, due_at=now, partition_of=partition_of)
@@ -429,12 +437,4 @@ class EventTable:
             return len(ids)
 
 
-__all__ = [
-    "EventRecord",
-    "EventStartRecord",
-    "EventTable",
-    "EventWindowRecord",
-    "OwedStart",
-    "Received",
-    "StoredEvent",
-]
+__all__ = ["EventRecord", "EventStartRecord", "EventTable", "EventWindowRecord", "OwedStart", "Received", "StoredEvent"]

@@ -164,6 +164,19 @@ def test_an_event_id_sent_again_with_other_data_or_type_is_a_409_and_changes_not
     assert client.simulate_get("/events/pay-9").json["data"] == {"order_id": 19, "total": 150}
 
 
+def test_a_window_whose_definition_is_deleted_says_why_it_started_nothing(client, flow):
+    # Before: the engine dropped the window without a trace and the event said "waiting"
+    # for ever, its closes_at long past.
+    gone = {"name": "GoneBatch", "triggers": [{"event": "gone.thing", "batch": {"max": 10, "wait_s": 0.5}}]}
+    register(client, {**gone, "activities": ECHO})
+    opened = send(client, {"type": "gone.thing", "id": "gone-1", "data": {"n": 1}})
+    assert opened["matched"][0]["state"] == "waiting"
+    assert client.simulate_delete("/definitions/GoneBatch/versions/1").status_code == 204
+    passes_after(flow, 8)  # the window's time has come and its engine has seen it
+    [matched] = client.simulate_get("/events/gone-1").json["matched"]
+    assert matched["state"] == "failed" and "GoneBatch" in matched["error"], matched
+
+
 @pytest.mark.parametrize("cursor", [[1, "a"], [["2026-01-01T00:00:00Z"], "a"], ["0001-01-01T00:00:00+05:00", "a"]])
 def test_a_forged_events_cursor_is_a_422(client, cursor):
     # A time that is not text, or that leaves the years 1 to 9999 in UTC, was a 500.

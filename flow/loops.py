@@ -187,8 +187,13 @@ def poll_until(
     timeout_s: float | None,
     every_s: float = 0.05,
     what: str = "",
+    max_every_s: float | None = None,
 ) -> T:
     """Call ``check`` every ``every_s`` seconds until it returns something truthy; return that.
+
+    With ``max_every_s``, the pause doubles after each check up to that: a wait that may
+    last hours (:meth:`flow.client.Client.result`) answers quickly when it is short and
+    asks rarely when it is long.
 
     ``check`` is always called at least once, and once more after the deadline, so a
     slow machine that overslept still sees a condition that has come true. After
@@ -202,4 +207,7 @@ def poll_until(
             return value
         if deadline is not None and time.monotonic() >= deadline:
             raise PollTimeout(what or getattr(check, "__name__", repr(check)), timeout_s or 0.0, value)
-        time.sleep(every_s)
+        pause_s = every_s if deadline is None else min(every_s, max(0.0, deadline - time.monotonic()))
+        time.sleep(pause_s)
+        if max_every_s is not None:
+            every_s = min(max_every_s, every_s * 2)

@@ -40,7 +40,7 @@ from flow.loops import poll_until
 from flow.settings import Settings
 
 if TYPE_CHECKING:
-    from flow.cli.client import ApiClient
+    from flow.client import Client
     from flow.process.embedded import EmbeddedFlow
 
 T = TypeVar("T")
@@ -252,25 +252,26 @@ def import_from_current_directory() -> None:
         sys.path.append(cwd)
 
 
-def api_client() -> ApiClient:
-    from flow.cli.client import ApiClient
+def api_client() -> Client:
+    """The Python client (:mod:`flow.client`) on the API at ``FLOW_API_URL``: the remote
+    commands send every request through it."""
+    from flow.client import Client
 
     settings = load_settings(embedded=False)
-    return ApiClient(settings.api_url, token=settings.api_token)
+    return Client(settings.api_url, token=settings.api_token or "")
 
 
 def call_api(fn: Callable[[], T]) -> T:
     """Run an API call; turn its errors into a message and an exit code."""
-    from flow.cli.client import ApiError
+    from flow.client import ApiError, InvalidRequest, Unavailable
 
     try:
         return fn()
+    except InvalidRequest as e:
+        fail(str(e), EXIT_INVALID)
     except ApiError as e:
-        if e.status == 0 or e.status >= 500:
-            fail(str(e), EXIT_UNAVAILABLE)
-        if e.status in (400, 413, 415, 422):
-            fail(str(e), EXIT_INVALID)
-        fail(str(e), EXIT_REFUSED)
+        # Status 0: no answer (or a request that could not be sent); 429 and 5xx: not now.
+        fail(str(e), EXIT_UNAVAILABLE if e.status == 0 or isinstance(e, Unavailable) else EXIT_REFUSED)
 
 
 def redact(url: str) -> str:

@@ -21,7 +21,7 @@ from flow.cli.app import (
     read_json_option,
     workflow_filter_options,
 )
-from flow.cli.client import segment
+from flow.client.transport import segment
 from flow.core.batches import BatchOperation, BatchStatus
 from flow.loops import poll_until
 
@@ -55,7 +55,7 @@ def _watch(batch_id: str) -> dict[str, Any]:
     shown: list[str] = []
 
     def ended() -> dict[str, Any] | None:
-        b = call_api(lambda: api.get(f"/batches/{segment(batch_id)}"))
+        b = call_api(lambda: api.request("GET", f"/batches/{segment(batch_id)}"))
         line = progress_line(b)
         if not shown or shown[-1] != line:
             out.print(line, soft_wrap=True)
@@ -128,7 +128,7 @@ def show(batch_id: str, watch: bool, as_json: bool) -> None:
     """Show a batch: its progress and its first problems."""
     if watch:
         _watch(batch_id)
-    shown = call_api(lambda: api_client().get(f"/batches/{segment(batch_id)}"))
+    shown = call_api(lambda: api_client().request("GET", f"/batches/{segment(batch_id)}"))
     if as_json:
         print_json(shown)
         return
@@ -141,7 +141,7 @@ def show(batch_id: str, watch: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_(status_: str | None, limit: int, as_json: bool) -> None:
     """List the batches, newest first, with their progress."""
-    answer = call_api(lambda: api_client().get("/batches", status=status_, limit=limit))
+    answer = call_api(lambda: api_client().request("GET", "/batches", params={"status": status_, "limit": limit}))
     if as_json:
         print_json(answer)
         return

@@ -4,7 +4,6 @@ workflow's history: hence the singular.)"""
 
 from __future__ import annotations
 
-import uuid
 from functools import partial
 from typing import Any
 
@@ -12,7 +11,7 @@ import click
 from rich.table import Table
 
 from flow.cli.app import EXIT_INVALID, api_client, call_api, fail, main, out, print_json, read_json_option
-from flow.cli.client import segment
+from flow.client.transport import segment
 
 
 @main.group()
@@ -34,7 +33,10 @@ def _when(value: str | None) -> str:
     help="The event's data, a JSON object: inline, @FILE to read a file, - to read stdin.",
 )
 @click.option(
-    "--id", "event_id", default=None, help="The event's id (default: a new UUID); a resent id starts nothing."
+    "--id",
+    "event_id",
+    default=None,
+    help="The event's id (default: a new one, client-<uuid>); a resent id starts nothing.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def send(event_type: str, data_json: str, event_id: str | None, as_json: bool) -> None:
@@ -42,8 +44,7 @@ def send(event_type: str, data_json: str, event_id: str | None, as_json: bool) -
     data = read_json_option(data_json, "--data")
     if not isinstance(data, dict):
         fail("--data must be a JSON object, e.g. '{\"order_id\": 42}'", EXIT_INVALID)
-    body = {"type": event_type, "id": event_id or str(uuid.uuid4()), "data": data}
-    shown = call_api(lambda: api_client().request("POST", "/events", body=body))
+    shown = dict(call_api(lambda: api_client().send_event(event_type, data, id=event_id)).raw)
     if as_json:
         print_json(shown)
         return
@@ -57,7 +58,7 @@ def send(event_type: str, data_json: str, event_id: str | None, as_json: bool) -
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def show(event_id: str, as_json: bool) -> None:
     """Show an event and the workflows it started, or why none."""
-    shown = call_api(lambda: api_client().get(f"/events/{segment(event_id)}"))
+    shown = call_api(lambda: api_client().request("GET", f"/events/{segment(event_id)}"))
     if as_json:
         print_json(shown)
         return
@@ -69,7 +70,7 @@ def show(event_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_(limit: int, as_json: bool) -> None:
     """List the recent events, newest first."""
-    answer = call_api(partial(api_client().get, "/events", limit=limit))
+    answer = call_api(partial(api_client().request, "GET", "/events", params={"limit": limit}))
     if as_json:
         print_json(answer)
         return

@@ -10,7 +10,7 @@ import click
 from rich.table import Table
 
 from flow.cli.app import api_client, call_api, main, out, print_json
-from flow.cli.client import segment
+from flow.client.transport import segment
 from flow.core.limits import MAX_RATE, MIN_RATE
 
 
@@ -21,7 +21,7 @@ def limits(ctx: click.Context, as_json: bool) -> None:
     """Concurrency limits: slots held and steps waiting (see the README)."""
     if ctx.invoked_subcommand is not None:
         return
-    items = call_api(lambda: api_client().get("/limits"))["items"]
+    items = call_api(lambda: api_client().request("GET", "/limits"))["items"]
     if as_json:
         print_json({"items": items})
         return
@@ -64,7 +64,7 @@ def _describe(limit: dict[str, Any]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def show(name: str, as_json: bool) -> None:
     """Show one limit, per key value."""
-    shown = call_api(lambda: api_client().get(f"/limits/{segment(name)}"))
+    shown = call_api(lambda: api_client().request("GET", f"/limits/{segment(name)}"))
     if as_json:
         print_json(shown)
         return

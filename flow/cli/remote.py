@@ -12,10 +12,12 @@ import click
 from rich.table import Table
 
 from flow.cli.app import (
+    EXIT_INVALID,
     api_client,
     attribute_condition,
     call_api,
     err,
+    fail,
     finish,
     input_option,
     main,
@@ -27,7 +29,7 @@ from flow.cli.app import (
     watch,
     workflow_filter_options,
 )
-from flow.cli.client import segment as _segment
+from flow.client.transport import segment as _segment
 from flow.core.vocabulary import HistoryType
 
 #: Workflows per page of ``flow list``.
@@ -60,14 +62,14 @@ def start(
 ) -> None:
     """Start a workflow through the API (FLOW_API_URL)."""
     api = api_client()
-    body: dict[str, Any] = {"name": name, "input_data": read_input(input_json)}
-    if idempotency_key:
-        body["idempotency_key"] = idempotency_key
-    if priority is not None:  # else the server's default
-        body["priority"] = priority
-    if attributes_json is not None:  # the API checks them against the definition, naming each
-        body["attributes"] = read_json_option(attributes_json, "--attributes")
-    workflow = call_api(lambda: api.request("POST", "/workflows", body=body))
+    input_data = read_input(input_json)
+    attributes = None if attributes_json is None else read_json_option(attributes_json, "--attributes")
+    if attributes is not None and not isinstance(attributes, dict):
+        fail('--attributes must be a JSON object, e.g. \'{"customer": "acme"}\'', EXIT_INVALID)
+    started = call_api(
+        lambda: api.start(name, input_data, idempotency_key=idempotency_key, priority=priority, attributes=attributes)
+    )
+    workflow = dict(started.raw)
     if not wait:
         if as_json:
             print_json(workflow)
@@ -76,10 +78,9 @@ def start(
         return
     console = err if as_json else out
     console.print(f"started [bold]{workflow['name']}[/] [dim]{workflow['id']}[/]")
-    path = f"/workflows/{workflow['id']}"
     final = watch(
-        lambda: call_api(lambda: api.get(path)),
-        lambda after: call_api(lambda: api.get(f"{path}/events", after=after, limit=500))["items"],
+        lambda: call_api(lambda: dict(api.get(started.id).raw)),
+        lambda after: call_api(lambda: list(api.history(started.id, after=after))),
         timeout_s=timeout_s,
         console=console,
     )
@@ -93,7 +94,7 @@ def status(workflow_id: str, as_json: bool) -> None:
     """Show a workflow and its activities."""
     from flow.cli.progress import activity_table, status_line
 
-    workflow = call_api(lambda: api_client().get(f"/workflows/{_segment(workflow_id)}"))
+    workflow = dict(call_api(lambda: api_client().get(workflow_id)).raw)
     if as_json:
         print_json(workflow)
         return
@@ -129,7 +130,7 @@ def list_(
     command that shows the next one is printed on stderr.
     """
     api = api_client()
-    contains = None if input_json is None else json.dumps(read_input(input_json), separators=(",", ":"))
+    contains = None if input_json is None else read_input(input_json)
     filters = {
         "status": status_,
         "name": name,
@@ -141,9 +142,9 @@ def list_(
     conditions = dict(attribute_condition(text) for text in attrs)
     items: list[dict[str, Any]] = []
     while True:
-        page = call_api(partial(api.get, "/workflows", **filters, **conditions, limit=limit, cursor=cursor))
-        items += page["items"]
-        cursor = page["next"]
+        # The conditions are attr.<name>[.<op>] query parameters, sent as they are.
+        page, cursor = call_api(partial(api.list_page, **filters, **conditions, limit=limit, cursor=cursor))
+        items += [dict(w.raw) for w in page]
         if not (all_pages and cursor):
             break
     if as_json:
@@ -183,14 +184,8 @@ def events(workflow_id: str, as_json: bool) -> None:
     from flow.cli.progress import Narrator, is_quiet
 
     api = api_client()
-    workflow = call_api(lambda: api.get(f"/workflows/{_segment(workflow_id)}"))
-    items, after = [], 0
-    while True:
-        page = call_api(partial(api.get, f"/workflows/{_segment(workflow_id)}/events", after=after, limit=500))
-        items += page["items"]
-        if not page["next"]:
-            break
-        after = page["next"]
+    workflow = dict(call_api(lambda: api.get(workflow_id)).raw)
+    items = call_api(lambda: list(api.history(workflow_id)))
     if as_json:
         print_json(items)
         return
@@ -209,8 +204,7 @@ def events(workflow_id: str, as_json: bool) -> None:
 @click.option("--reason", default=None, help="Recorded with the cancellation.")
 def cancel(workflow_id: str, reason: str | None) -> None:
     """Cancel a running workflow."""
-    body = {"reason": reason} if reason else None
-    call_api(lambda: api_client().request("POST", f"/workflows/{_segment(workflow_id)}/cancel", body=body))
+    call_api(lambda: api_client().cancel(workflow_id, reason=reason))
     out.print(f"cancelling {workflow_id}")
 
 
@@ -225,26 +219,21 @@ def signal(workflow_id: str | None, name: str | None, data: str | None, key: str
     signal of the wait whose callback token it is."""
     if (token is None) == (workflow_id is None or name is None) or (token and (workflow_id or key)):
         raise click.UsageError("give ID and NAME, or --token TOKEN alone (a token is its own idempotency key)")
-    body = None if data is None else {"payload": read_json_option(data, "--data")}
+    payload = None if data is None else read_json_option(data, "--data")
     if token is not None:
-        sent = call_api(lambda: api_client().request("POST", f"/signals/{_segment(token)}", body=body))
-        out.print(f"sent signal {sent['name']} to {sent['workflow_id']} by its callback token")
+        by_token = call_api(lambda: api_client().signal_by_token(token, payload))
+        out.print(f"sent signal {by_token.name} to {by_token.workflow_id} by its callback token")
         return
     assert workflow_id is not None and name is not None  # the usage check above
-    headers = {"Idempotency-Key": key} if key else None
-    sent = call_api(
-        lambda: api_client().request(
-            "POST", f"/workflows/{_segment(workflow_id)}/signals/{_segment(name)}", body=body, headers=headers
-        )
-    )
-    out.print(f"sent signal {name} to {workflow_id} (signal id {sent['signal_id']})")
+    sent = call_api(lambda: api_client().signal(workflow_id, name, payload, idempotency_key=key))
+    out.print(f"sent signal {name} to {workflow_id} (signal id {sent.signal_id})")
 
 
 @main.command()
 @click.argument("workflow_id")
 def pause(workflow_id: str) -> None:
     """Pause a running workflow: nothing new is scheduled until it resumes."""
-    call_api(lambda: api_client().request("POST", f"/workflows/{_segment(workflow_id)}/pause"))
+    call_api(lambda: api_client().pause(workflow_id))
     out.print(f"pausing {workflow_id}")
 
 
@@ -252,7 +241,7 @@ def pause(workflow_id: str) -> None:
 @click.argument("workflow_id")
 def resume(workflow_id: str) -> None:
     """Let a paused workflow go on."""
-    call_api(lambda: api_client().request("POST", f"/workflows/{_segment(workflow_id)}/resume"))
+    call_api(lambda: api_client().resume(workflow_id))
     out.print(f"resuming {workflow_id}")
 
 
@@ -260,7 +249,7 @@ def resume(workflow_id: str) -> None:
 @click.argument("workflow_id")
 def retry(workflow_id: str) -> None:
     """Run a failed or cancelled workflow again from where it stopped."""
-    call_api(lambda: api_client().request("POST", f"/workflows/{_segment(workflow_id)}/retry"))
+    call_api(lambda: api_client().retry(workflow_id, timeout_s=0))  # the 202 is the answer: no wait
     out.print(f"retrying {workflow_id}")
 
 
@@ -271,12 +260,10 @@ def retry(workflow_id: str) -> None:
 @click.option("--input", "input_json", default=None, metavar="JSON|@FILE|-", help="The new run's input.")
 def rerun(workflow_id: str, from_step: str, version: int | None, input_json: str | None) -> None:
     """Run an ended workflow again from a step: it and what depends on it run again."""
-    body: dict[str, Any] = {"from": from_step, "by": _user()}
-    if version is not None:
-        body["version"] = version
-    if input_json is not None:
-        body["input_data"] = read_input(input_json)
-    call_api(lambda: api_client().request("POST", f"/workflows/{_segment(workflow_id)}/rerun", body=body))
+    input_data = None if input_json is None else read_input(input_json)
+    call_api(  # the 202 is the answer: no wait
+        lambda: api_client().rerun(workflow_id, from_step, version=version, input=input_data, by=_user(), timeout_s=0)
+    )
     out.print(f"rerunning {workflow_id} from {from_step}")
 
 
@@ -296,7 +283,7 @@ def _user() -> str:
 @click.argument("workflow_id")
 def delete(workflow_id: str) -> None:
     """Delete an ended workflow with its activities, history, timers and owed messages."""
-    call_api(lambda: api_client().request("DELETE", f"/workflows/{_segment(workflow_id)}"))
+    call_api(lambda: api_client().delete(workflow_id))
     out.print(f"deleted {workflow_id}")
 
 
@@ -307,14 +294,14 @@ def definitions(name: str | None, as_json: bool) -> None:
     """List the registered definitions, or show one."""
     api = api_client()
     if name:
-        shown = call_api(lambda: api.get(f"/definitions/{_segment(name)}"))
+        shown = call_api(lambda: api.request("GET", f"/definitions/{_segment(name)}"))
         if as_json:
             print_json(shown)
             return
         out.print(f"[bold]{shown['name']}[/] version {shown['version']} ({len(shown['versions'])} versions)")
         out.print_json(json.dumps(shown["definition"]))
         return
-    page = call_api(lambda: api.get("/definitions"))
+    page = call_api(lambda: api.request("GET", "/definitions"))
     if as_json:
         print_json(page)
         return

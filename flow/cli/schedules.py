@@ -11,7 +11,7 @@ import click
 from rich.table import Table
 
 from flow.cli.app import EXIT_INVALID, api_client, call_api, fail, main, out, print_json
-from flow.cli.client import segment
+from flow.client.transport import segment
 from flow.core import strict_json
 from flow.errors import InvalidJson
 
@@ -36,7 +36,7 @@ def list_(as_json: bool) -> None:
     items: list[dict[str, Any]] = []
     cursor: str | None = None
     while True:
-        answer = call_api(partial(api.get, "/schedules", cursor=cursor, limit=SCHEDULES_PAGE))
+        answer = call_api(partial(api.request, "GET", "/schedules", params={"cursor": cursor, "limit": SCHEDULES_PAGE}))
         items += answer["items"]
         cursor = answer["next"]
         if cursor is None:
@@ -67,7 +67,7 @@ def list_(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def show(name: str, as_json: bool) -> None:
     """Show a schedule and its recent runs."""
-    shown = call_api(lambda: api_client().get(f"/schedules/{segment(name)}"))
+    shown = call_api(lambda: api_client().request("GET", f"/schedules/{segment(name)}"))
     if as_json:
         print_json(shown)
         return

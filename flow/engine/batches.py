@@ -98,8 +98,12 @@ class BatchRunner:
             if self._stopping.is_set():
                 break
             fence = self.fence_of(batch.partition)
-            if fence is not None:
+            if fence is None:
+                continue
+            try:
                 handled += self.drive(batch, fence)
+            except Exception as e:  # one batch's trouble (its filter over budget) holds up no other
+                logger.warning("batch %s: a pass failed (%s: %s); trying again", batch.id, type(e).__name__, e)
         for gone in set(self._paced) - {b.id for b in live}:
             del self._paced[gone]
         self.passes += 1
@@ -112,7 +116,9 @@ class BatchRunner:
             self.table.settle(batch, [], fence=fence, now=now)
             logger.info("batch %s cancelled: %s", batch.id, batch.counts)
             return 0
-        window_s = max(self.poll_s, 1 / self.rate_per_s)
+        # Two poll intervals: a pass that ran long (sending a page takes time too) is caught
+        # up by the next one, so the rate is reached; an idle batch starts with at most that.
+        window_s = max(2 * self.poll_s, 1 / self.rate_per_s)
         allowance = pace(self._paced.get(batch.id), now, rate_per_s=self.rate_per_s, window_s=window_s)
         if allowance.allowed == 0:
             return 0

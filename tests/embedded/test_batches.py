@@ -12,6 +12,7 @@ import falcon.testing
 import pytest
 
 from api.app import create_app
+from flow.core.timestamps import parse_iso
 from flow.core.vocabulary import HistoryType, WorkflowStatus
 from flow.process.embedded import EmbeddedFlow
 from tests.conftest import wait_for
@@ -102,6 +103,9 @@ def test_a_batch_retries_every_failed_workflow_once_and_counts_them(flow, client
     done = finished(client, started["id"])
     assert (done["matched"], done["done"], done["failed"], done["skipped"], done["pending"]) == (200, 200, 0, 0, 0)
     assert done["problems"] == [] and done["finished_at"]
+    # Throttled: at 50 a second, after the first pass's allowance (0.4 s: 20), 180 take 3.6 s at least.
+    took_s = (parse_iso(done["finished_at"]) - parse_iso(done["created_at"])).total_seconds()
+    assert took_s >= (200 - 20) / 50, took_s
     # Each retried workflow fails again (its activity always refuses): one retry each.
     wanted = Counter({i: before[i] + 1 for i in failed})
     wait_for(lambda: retries_of(flow, failed) == wanted, timeout_s=60, what="one more retry of each")
@@ -121,10 +125,14 @@ def test_a_batch_cancelled_half_way_stops_and_skips_the_rest(flow, client, faile
     stopped = finished(client, started["id"], ended="cancelled")
     assert 20 <= stopped["done"] < 200, stopped
     assert stopped["matched"] == stopped["done"] + stopped["failed"] + stopped["skipped"]
+
     # Nothing more is sent after the batch stopped: the retries are the ones it counted.
-    all_failed(flow, failed)
-    retried = sum((retries_of(flow, failed) - before).values())
-    assert retried == stopped["done"]
+    def retried() -> int:
+        return sum((retries_of(flow, failed) - before).values())
+
+    wait_for(lambda: retried() == stopped["done"], timeout_s=30, what="the retries the batch sent")
+    all_failed(flow, failed)  # nothing in flight any more
+    assert retried() == stopped["done"]
     again = client.simulate_post(f"/batches/{started['id']}/cancel")
     assert again.status_code == 409 and "cancelled" in again.json["description"]
 
@@ -164,10 +172,12 @@ def test_a_rerun_batch_reruns_each_workflow_from_its_step_and_fails_those_withou
         client, start_batch(client, {"operation": "rerun", "filter": match, "rerun": {"from": "refuse"}})["id"]
     )
     assert (done["matched"], done["done"], done["failed"]) == (5, 5, 0)
-    for workflow_id in ids:
-        history = [e["type"] for e in store.events(workflow_id, limit=10_000)]
-        assert history.count(HistoryType.RERUN_WORKFLOW.value) == 1, history
 
+    def reruns() -> list[int]:
+        return [[e["type"] for e in store.events(i, limit=10_000)].count(HistoryType.RERUN_WORKFLOW.value) for i in ids]
+
+    # Done is "sent": the engine reruns each a moment later, once.
+    wait_for(lambda: reruns() == [1] * 5, timeout_s=30, what="one rerun of each")
     all_failed(flow, ids)
     missing = start_batch(client, {"operation": "rerun", "filter": match, "rerun": {"from": "ship"}})
     refused = finished(client, missing["id"])

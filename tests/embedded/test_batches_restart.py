@@ -49,5 +49,7 @@ def test_a_batch_goes_on_after_its_engine_restarts_and_handles_no_workflow_twice
         assert batch(client, started["id"])["done"] < 60
         done = finished(client, started["id"])
         assert (done["matched"], done["done"], done["failed"], done["skipped"]) == (60, 60, 0, 0)
-        all_failed(second, ids)
-        assert retries_of(second, ids) == Counter({i: 1 for i in ids})
+        once = Counter({i: 1 for i in ids})
+        wait_for(lambda: retries_of(second, ids) == once, timeout_s=30, what="one retry of each")
+        all_failed(second, ids)  # nothing in flight any more
+        assert retries_of(second, ids) == once

@@ -59,11 +59,15 @@ def test_a_batch_whose_engine_is_killed_half_way_retries_each_workflow_exactly_o
     done = wait_for(lambda: (b := progress())["status"] == "finished" and b, timeout_s=120, what="the batch")
     assert killed_at < COUNT
     assert (done["matched"], done["done"], done["failed"], done["skipped"]) == (COUNT, COUNT, 0, 0), done
+
+    def retries() -> list[tuple[str, int]]:
+        return query(
+            cluster.pg_url,
+            "SELECT w.id, count(e.id) FROM workflows w LEFT JOIN events e ON e.workflow_id = w.id "
+            "AND e.type = 'retry-workflow' GROUP BY w.id",
+        )
+
+    wait_for(lambda: {count for _, count in retries()} == {1}, timeout_s=60, what="one retry of each")
     wait_for(lambda: failed_count(cluster) == COUNT, timeout_s=120, what="the retried workflows to fail again")
-    retries = query(
-        cluster.pg_url,
-        "SELECT w.id, count(e.id) FROM workflows w LEFT JOIN events e ON e.workflow_id = w.id "
-        "AND e.type = 'retry-workflow' GROUP BY w.id",
-    )
-    assert sorted({count for _, count in retries}) == [1], retries
+    assert {count for _, count in retries()} == {1}, retries()
     print(f"\nBATCH 2 engines, {COUNT} workflows, owner killed at done={killed_at}: each retried once")

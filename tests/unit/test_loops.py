@@ -167,3 +167,13 @@ def test_the_schedule_tickers_loop_syncs_the_files_once_then_makes_passes():
     wait_for(lambda: ticker.passes >= 3)
     ticker.stop()
     assert synced == [1]
+
+
+def test_poll_until_with_max_every_s_doubles_its_pause_up_to_the_cap(monkeypatch):
+    import flow.loops
+
+    pauses: list[float] = []
+    monkeypatch.setattr(flow.loops.time, "sleep", pauses.append)
+    answers = iter([None, None, None, None, None, "ended"])
+    assert flow.loops.poll_until(lambda: next(answers), timeout_s=None, every_s=0.05, max_every_s=0.3) == "ended"
+    assert pauses == pytest.approx([0.05, 0.1, 0.2, 0.3, 0.3])

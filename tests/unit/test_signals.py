@@ -226,16 +226,18 @@ def test_flow_signal_does_not_send_another_name_than_the_one_typed(monkeypatch, 
 
     import flow.cli.remote as remote
     from flow.cli.app import main
+    from flow.client import Client
 
     paths: list[str] = []
 
-    class Recorder:
+    class Recorder:  # the transport under the client: what path it would send
         def request(self, method, path, **_):
             paths.append(path)
-            return {"signal_id": "s1"}
+            return {"workflow_id": "wf-1", "name": typed, "signal_id": "s1"}
 
-    monkeypatch.setattr(remote, "api_client", lambda: Recorder())
+    monkeypatch.setattr(remote, "api_client", lambda: Client(transport=Recorder()))
     CliRunner().invoke(main, ["signal", "wf-1", typed])
+    assert paths, "the command sent nothing"
     for path in paths:
         # What the server is asked for: the path urllib sends (no fragment, no query).
         selector = urllib.request.Request("http://api.example" + path).selector.split("?", 1)[0]

@@ -87,7 +87,7 @@ def test_the_api_client_reads_a_reply_without_a_body_as_an_empty_object():
     import http.server
     import threading
 
-    from flow.cli.client import ApiClient
+    from flow.client import Transport
 
     class NoContent(http.server.BaseHTTPRequestHandler):
         def do_DELETE(self) -> None:
@@ -101,7 +101,7 @@ def test_the_api_client_reads_a_reply_without_a_body_as_an_empty_object():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        client = ApiClient(f"http://127.0.0.1:{server.server_address[1]}", token=None)
+        client = Transport(f"http://127.0.0.1:{server.server_address[1]}", token=None)
         assert client.request("DELETE", "/workflows/w1") == {}
     finally:
         server.shutdown()

@@ -135,13 +135,14 @@ class BaseActivity:
         ``str``, ``int``/``float``, ``bool`` or ``datetime`` (naive means UTC). Committed
         with this attempt's result, whatever its outcome; the last value set wins.
         Raises :class:`~flow.errors.InvalidInput` for another name or value, or for a
-        name past the :data:`~flow.core.attributes.MAX_ATTRIBUTES` a workflow may have
-        (the engine would refuse the whole result, and the workflow would wait for ever)."""
+        name past the :data:`~flow.core.attributes.MAX_ATTRIBUTES` a result may carry (the
+        engine would refuse the whole result, and the workflow would wait for ever)."""
         typed = typed_value(name, value)
         if name not in self.attributes_set and len(self.attributes_set) >= MAX_ATTRIBUTES:
             raise InvalidInput(
                 f"set_attribute({name!r})",
-                f"a workflow has at most {MAX_ATTRIBUTES} search attributes, and this attempt already set as many",
+                f"an attempt sets at most {MAX_ATTRIBUTES} search attributes (what a result may carry), "
+                "and this one already set as many",
             )
         self.attributes_set[name] = typed
 

@@ -175,7 +175,7 @@ def test_the_last_value_set_for_a_name_wins_within_one_commit():
     ]
 
 
-def test_an_activity_setting_more_attributes_than_a_workflow_may_have_fails_and_its_result_is_accepted():
+def test_an_activity_setting_more_attributes_than_a_result_may_carry_fails_and_its_result_is_accepted():
     # Before: the worker sent all 40, the engine dead-lettered the result as malformed,
     # and the workflow waited for ever on an attempt whose result it had thrown away.
     class SetsForty(BaseActivity):

@@ -25,6 +25,8 @@ from flow.cli.app import (
 )
 from flow.core import strict_json
 from flow.core.kinds.child import cycle_problems, references
+from flow.core.kinds.on_failure import unknown_handler
+from flow.core.saga import handler_workflow
 from flow.errors import ConfigurationError, DefinitionError, FlowError, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -68,9 +70,10 @@ def validate(files: tuple[str, ...]) -> None:
 
     for path, d in loaded.items():
         problems = recursive.get(d.name, [])
-        outside = sorted({name for _, name, version in references(d.body) if not (version is None and name in bodies)})
-        if not problems and outside and store is not None:
-            problems = cycle_problems(d.body, lookup, _step_path)
+        outside = sorted({name for name, version in _named(d.body) if not (version is None and name in bodies)})
+        if not problems and (store is not None or not outside):
+            # The checks PUT /definitions and the definitions directory's loading make.
+            problems = cycle_problems(d.body, lookup, _step_path) + unknown_handler(d.body, lookup)
         if problems:
             invalid += 1
             for problem_path, message in problems:
@@ -78,8 +81,16 @@ def validate(files: tuple[str, ...]) -> None:
             continue
         out.print(f"[green]{path}[/] ok: {d.name}, {len(d.activities)} activities")
         if outside and store is None:
-            out.print(f"  children not among these files not checked ({why_not}): {', '.join(outside)}")
+            out.print(
+                f"  children and failure handlers not among these files not checked ({why_not}): {', '.join(outside)}"
+            )
     sys.exit(EXIT_INVALID if invalid else EXIT_OK)
+
+
+def _named(body: Any) -> set[tuple[str, int | None]]:
+    """The definitions (name, version) a definition runs: its children and its failure handler."""
+    handler = handler_workflow(body)
+    return {(name, version) for _, name, version in references(body)} | ({handler} if handler else set())
 
 
 def _step_path(index: int, *keys: str) -> str:

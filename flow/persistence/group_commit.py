@@ -427,7 +427,12 @@ def _execute_prepared(
     execute = f"EXECUTE {name} (" + ", ".join(f"%s::{t}" for t in casts) + ")"
     cursor = database.cursor()
     try:
-        cursor.execute(execute, params)
+        if database.in_transaction():
+            # A failed EXECUTE would abort the transaction (a rerun's batch): under a savepoint.
+            with database.savepoint():
+                cursor.execute(execute, params)
+        else:
+            cursor.execute(execute, params)
     except psycopg2.errors.InvalidSqlStatementName:
         cursor.execute(f"PREPARE {name} ({types}) AS {sql}")
         cursor.execute(execute, params)

@@ -9,9 +9,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from flow.core import saga
 from flow.core.definition import Definition, parse
 from flow.core.kinds import child as children
+from flow.core.kinds import on_failure
 from flow.core.strict_json import json_path
 from flow.errors import DefinitionError, DefinitionNotFound
 from flow.persistence.store import Store
@@ -87,10 +87,7 @@ class Definitions:
         problems = children.cycle_problems(
             definition.body, lookup, lambda index, *keys: json_path(["activities", index, *keys])
         )
-        handler = saga.handler_workflow(definition.body)
-        if handler is not None and lookup(*handler) is None:
-            what = f"{handler[0]!r}" + (f" version {handler[1]}" if handler[1] is not None else "")
-            problems.append(("$.config.on_failure.workflow", f"unknown workflow definition {what}: register it first"))
+        problems += on_failure.unknown_handler(definition.body, lookup)
         if problems:
             raise DefinitionError(source, problems)
 

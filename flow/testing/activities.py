@@ -122,3 +122,27 @@ class SwitchActivity(BaseActivity):
             return self.PERMANENT_FAILURE
         self.output = {"attempt": self.attempt, "input": dict(self.input_data)}
         return self.SUCCEEDED
+
+
+class MarkedUndo(BaseActivity):
+    """An undo that leaves marks for fault tests to read, as the worker saw it: the line
+    ``"<workflow id> <undone activity> <attempt> <pid> start"`` in ``config.marker_file``
+    when an attempt starts and ``"... end"`` when it succeeds; between them
+    ``config.steps`` steps of ``config.step_s`` seconds, heartbeating after each (so a
+    worker killed mid-undo is noticed by a heartbeat timeout). Appends of one short line
+    are atomic, so the workers may share the file."""
+
+    def do_activity(self) -> str:
+        import time
+
+        undone = (self.compensating or {}).get("activity", "?")
+        mark = f"{self.workflow_id} {undone} {self.attempt} {os.getpid()}"
+        with open(self.config["marker_file"], "a") as f:
+            f.write(f"{mark} start\n")
+        for done in range(int(self.config.get("steps", 10))):
+            time.sleep(float(self.config.get("step_s", 0.1)))
+            self.heartbeat({"done": done + 1})
+        with open(self.config["marker_file"], "a") as f:
+            f.write(f"{mark} end\n")
+        self.output = {"undid": undone, "attempt": self.attempt}
+        return self.SUCCEEDED

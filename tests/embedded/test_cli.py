@@ -376,3 +376,28 @@ def test_validate_checks_children_against_the_registered_definitions(env, embedd
     nowhere = flow("validate", str(parent), env={**env, "FLOW_DATABASE_URL": f"sqlite:///{tmp_path}/none.db"})
     assert nowhere.returncode == 0 and "not checked" in nowhere.stdout and "ApiDef" in nowhere.stdout
     assert not (tmp_path / "none.db").exists()
+
+
+def test_validate_checks_a_failure_handler_workflow_as_it_checks_a_child(env, tmp_path):
+    """What PUT /definitions and the definitions directory's loading refuse, flow validate
+    refuses with the same words: an on_failure workflow that is nowhere."""
+    saga = tmp_path / "Saga.json"
+    saga.write_text(
+        json.dumps(
+            {
+                "name": "Saga",
+                "config": {"on_failure": {"workflow": "Cleanup"}},
+                "activities": [{"name": "EchoActivity"}],
+            }
+        )
+    )
+    assert flow("migrate", env=env).returncode == 0  # a database to look registered definitions up in
+    missing = flow("validate", str(saga), env=env)
+    assert missing.returncode == 2, missing.stdout
+    said = " ".join(missing.stdout.split())
+    assert "$.config.on_failure.workflow: unknown workflow definition 'Cleanup': register it first" in said
+    cleanup = tmp_path / "Cleanup.json"
+    cleanup.write_text(json.dumps({"name": "Cleanup", "activities": [{"name": "EchoActivity"}]}))
+    assert flow("validate", str(saga), str(cleanup), env=env).returncode == 0
+    nowhere = flow("validate", str(saga), env={**env, "FLOW_DATABASE_URL": f"sqlite:///{tmp_path}/none.db"})
+    assert nowhere.returncode == 0 and "not checked" in nowhere.stdout and "Cleanup" in nowhere.stdout

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from flow.testing import flow_up
-from flow.testing.definitions import embedded_env
+from flow.testing.definitions import embedded_env, sample_definitions, write_definitions
 from tests.conftest import wait_for
 from tests.embedded.conftest import run_cli as flow
 
@@ -296,6 +296,15 @@ def test_schedules_from_the_cli(server, tmp_path):
     assert invalid.returncode == 2 and "$.cron" in invalid.stderr
 
 
+@pytest.fixture(scope="module")
+def refusing_server(tmp_path_factory, http_server) -> Iterator[dict[str, str]]:
+    """One ``flow up`` for every bad name: each is refused, so none changes what the next finds."""
+    base = tmp_path_factory.mktemp("names")
+    definitions = write_definitions(base / "workflows", sample_definitions(http_server))
+    with flow_up(base, embedded_env(base, definitions)) as url:
+        yield {"FLOW_API_URL": url, "COLUMNS": "200"}
+
+
 @pytest.mark.parametrize(
     ("name", "code", "status"),
     [
@@ -308,7 +317,8 @@ def test_schedules_from_the_cli(server, tmp_path):
         ("a/b", 5, "404"),
     ],
 )
-def test_names_are_quoted_in_urls_and_a_bad_one_exits_with_a_documented_code(server, name, code, status):
+def test_names_are_quoted_in_urls_and_a_bad_one_exits_with_a_documented_code(refusing_server, name, code, status):
+    server = refusing_server
     for args in (
         ("schedules", "show", name),
         ("schedules", "pause", name),

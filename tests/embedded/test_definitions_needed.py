@@ -86,3 +86,20 @@ def test_a_definition_that_became_invalid_is_left_out_and_shown_broken(embedded_
         assert client.simulate_put("/schedules/yearly", json=schedule).status_code == 201
     logged = [r.getMessage() for r in caplog.records]
     assert any("FileParent.json" in m and "left out" in m for m in logged), logged
+
+
+def test_a_file_whose_failure_handler_workflow_is_gone_is_left_out_as_a_childs_would_be(
+    embedded_settings, definitions_dir
+):
+    saga = {
+        "name": "FileSaga",
+        "config": {"on_failure": {"workflow": "ApiDef"}},
+        "activities": [{"name": "EchoActivity"}],
+    }
+    (definitions_dir / "FileSaga.json").write_text(json.dumps(saga))
+    (definitions_dir / "FileParent.json").write_text(json.dumps(FILE_PARENT))
+    with EmbeddedFlow(embedded_settings) as running:
+        broken = {d["name"]: d["error"] for d in app(running).simulate_get("/definitions").json["broken"]}
+    assert set(broken) == {"FileSaga", "FileParent"}
+    assert "$.config.on_failure.workflow: unknown workflow definition 'ApiDef': register it first" in broken["FileSaga"]
+    assert "$.activities[0].workflow: unknown workflow definition 'ApiDef': register it first" in broken["FileParent"]

@@ -24,6 +24,9 @@ from flow.core.events import (
     WorkflowStarted,
 )
 from flow.core.kinds import spec_from_json, spec_to_json
+from flow.core.kinds.child import cycle_problems
+from flow.core.kinds.on_failure import unknown_handler
+from flow.core.lineage import child_id
 from flow.core.recovery import owed
 from flow.core.state import WorkflowState
 from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind, WorkflowStatus
@@ -320,3 +323,56 @@ def test_validation_refuses_an_unknown_undo_or_handler_naming_it(change, path, s
     with pytest.raises(DefinitionError) as raised:
         parse(body, known_activities=KNOWN)
     assert any(p == path and says in message for p, message in raised.value.problems), raised.value.problems
+
+
+@pytest.mark.parametrize(
+    ("handler", "registered", "found"),
+    [
+        ({"workflow": "Cleanup"}, {("Cleanup", None)}, []),
+        ({"workflow": "Cleanup"}, set(), ["unknown workflow definition 'Cleanup': register it first"]),
+        ({"workflow": "Cleanup", "version": 2}, {("Cleanup", None)}, ["'Cleanup' version 2: register it first"]),
+        ({"name": "NotifyOps"}, set(), []),  # a class: checked against the activities by parse
+        (None, set(), []),
+    ],
+)
+def test_a_failure_handler_workflow_must_exist_as_a_child_definition_must(handler, registered, found):
+    body = {"name": "Order", "config": {"on_failure": handler} if handler else {}, "activities": [{"name": "Ship"}]}
+    problems = unknown_handler(body, lambda name, version: {} if (name, version) in registered else None)
+    assert [path for path, _ in problems] == ["$.config.on_failure.workflow"] * len(found)
+    assert all(said.endswith(end) for (_, said), end in zip(problems, found, strict=True)), problems
+    # The same words as a child step's unknown definition.
+    child = {
+        "name": "Order",
+        "activities": [{"workflow": "Cleanup", **({"version": 2} if "version" in (handler or {}) else {})}],
+    }
+    if found:
+        [(_, said)] = cycle_problems(child, lambda name, version: None, lambda index, *keys: f"$[{index}]")
+        assert said == problems[0][1]
+
+
+def test_a_retried_workflow_that_fails_again_runs_its_failure_handler_again_after_that_runs_undos():
+    """Once per failure, not once per workflow: a retry is a new run, and its failure is
+    one an operator must hear of (or clean up after) too. The first run's handler keeps
+    its outcome; the second is a step of its own, after the second run's undos."""
+    state = order(config={"on_failure": {"name": "NotifyOps"}})
+    state, _ = play(state, WorkflowStarted(T0), done(0, PERM, at=1, error="declined"), done(3, at=2))
+    assert (state.status, ids(state)) == (P.FAILED, ["on_failure(NotifyOps)"])  # nothing to undo: no refusal
+    state, _ = play(state, RetryRequested(T0 + timedelta(seconds=3)), done(0, at=4, attempt=2))
+    failed = decide(state, done(1, PERM, at=5, error="no stock")).state
+    assert ids(failed) == ["on_failure(NotifyOps)", "undo(charge)", "on_failure(NotifyOps, run 2)"]
+    first, undo, again = failed.activities[3:]
+    assert (first.status, undo.status) == (S.SUCCEEDED, S.SCHEDULED)  # the undo first, the handler after it
+    assert again.status is S.PENDING and again.spec.failed_activity == "reserve"
+    ended = play(failed, done(4, at=6), done(5, at=7))[0]
+    assert ended.status is P.FAILED and [a.status for a in ended.activities[3:]] == [S.SUCCEEDED] * 3
+    assert len({a.id for a in ended.activities}) == len(ended.activities)  # ids stay unique
+
+
+def test_a_retried_workflows_second_failure_handler_workflow_is_a_child_of_its_own():
+    state = order(config={"on_failure": {"workflow": "Cleanup"}})
+    state, _ = play(state, WorkflowStarted(T0), done(0, PERM, at=1))
+    state, _ = play(state, done(3, at=2), RetryRequested(T0 + timedelta(seconds=3)))
+    decision = decide(state, done(0, PERM, at=4, attempt=2))
+    assert decision.commands == (RunChild(4, 1),)
+    first, again = decision.state.activities[3:]
+    assert child_id(state.id, first.id) != child_id(state.id, again.id)

@@ -238,8 +238,7 @@ def cycle_problems(
         first = resolve(name, version)
         if first is None:
             if check_unknown:
-                what = f"{name!r} version {version}" if version is not None else repr(name)
-                found.append((path(index, "workflow"), f"unknown workflow definition {what}: register it first"))
+                found.append((path(index, "workflow"), unknown_definition(name, version)))
             continue
         # Depth first from this child, the chain of names on the stack.
         stack: list[tuple[Mapping[str, Any], list[str]]] = [(first, [root, _label(name, version)])]
@@ -264,6 +263,13 @@ def cycle_problems(
                 if nested is not None:
                     stack.append((nested, [*chain, label]))
     return found
+
+
+def unknown_definition(name: str, version: int | None) -> str:
+    """The problem of a definition that names one that does not exist (a child step's
+    ``workflow``, a failure handler's): the same words wherever it is found."""
+    what = f"{name!r} version {version}" if version is not None else repr(name)
+    return f"unknown workflow definition {what}: register it first"
 
 
 def _label(name: str, version: int | None) -> str:
@@ -336,6 +342,7 @@ __all__ = [
     "ChildKind",
     "child_input",
     "cycle_problems",
+    "unknown_definition",
     "definition_of",
     "id_of_child",
     "parent_ended",

@@ -140,6 +140,10 @@ def _handler_step(state: WorkflowState, handler: Mapping[str, Any], position: in
         failed_activity=saga.failed_activity(state),
     )
     name = spec.activity or spec.definition
+    # Once per failure: a retried run that fails again runs the handler again, as a step
+    # of its own after this run's undos; the earlier run's handler keeps its outcome. The
+    # run in the id keeps ids unique (and gives a workflow handler a child of its own).
+    handled_before = any(isinstance(a.spec, FailureHandler) for a in state.activities)
     return ActivityState(
         position=position,
         name=name,
@@ -148,7 +152,7 @@ def _handler_step(state: WorkflowState, handler: Mapping[str, Any], position: in
         config={**config, **own},
         retry=RetryPolicy.from_config(config, own) if spec.activity else RetryPolicy(max_attempts=1),
         timeouts=replace(Timeouts.from_config(config, own), workflow_s=None) if spec.activity else Timeouts(),
-        id=f"on_failure({name})",
+        id=f"on_failure({name}, run {state.run})" if handled_before else f"on_failure({name})",
         spec=spec,
     )
 

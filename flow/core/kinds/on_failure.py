@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from flow.core import saga
 from flow.core.kinds.activity import ActivityKind
 from flow.core.kinds.base import Line, StepKind, Tokens
+from flow.core.kinds.child import Lookup, unknown_definition
 from flow.core.kinds.ending import EndingKind, FailureHandler
 from flow.core.lineage import child_id
 from flow.core.state import ActivityState, StepSpec, WorkflowState
@@ -74,6 +76,17 @@ class OnFailureKind(EndingKind):
         return f"child workflow {view['child_id']}" if view.get("child_id") else "failure handler"
 
 
+def unknown_handler(body: Mapping[str, Any], lookup: Lookup) -> list[tuple[str, str]]:
+    """The problem of a definition whose ``on_failure`` runs a definition that ``lookup``
+    does not find, worded as a child step's unknown definition. Every place that checks
+    a definition's children against the others asks this too (PUT /definitions, the
+    definitions directory's registration, ``flow validate``), so they agree."""
+    handler = saga.handler_workflow(body)
+    if handler is None or lookup(*handler) is not None:
+        return []
+    return [("$.config.on_failure.workflow", unknown_definition(*handler))]
+
+
 ON_FAILURE = OnFailureKind()
 
-__all__ = ["ON_FAILURE", "OnFailureKind"]
+__all__ = ["ON_FAILURE", "OnFailureKind", "unknown_handler"]

@@ -8,8 +8,9 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self
 
-from flow.core.attributes import Typed, typed_value
+from flow.core.attributes import MAX_ATTRIBUTES, Typed, typed_value
 from flow.core.vocabulary import Outcome
+from flow.errors import InvalidInput
 
 if TYPE_CHECKING:
     from flow.wire.attempts import AttemptRequest
@@ -133,8 +134,17 @@ class BaseActivity:
         /workflows?attr.<name>=...`` finds it). The value's type is the attribute's:
         ``str``, ``int``/``float``, ``bool`` or ``datetime`` (naive means UTC). Committed
         with this attempt's result, whatever its outcome; the last value set wins.
-        Raises :class:`~flow.errors.InvalidInput` for another name or value."""
-        self.attributes_set[name] = typed_value(name, value)
+        Raises :class:`~flow.errors.InvalidInput` for another name or value, or for a
+        name past the :data:`~flow.core.attributes.MAX_ATTRIBUTES` a result may carry (the
+        engine would refuse the whole result, and the workflow would wait for ever)."""
+        typed = typed_value(name, value)
+        if name not in self.attributes_set and len(self.attributes_set) >= MAX_ATTRIBUTES:
+            raise InvalidInput(
+                f"set_attribute({name!r})",
+                f"an attempt sets at most {MAX_ATTRIBUTES} search attributes (what a result may carry), "
+                "and this one already set as many",
+            )
+        self.attributes_set[name] = typed
 
     @property
     def cancelled(self) -> bool:

@@ -19,6 +19,8 @@ from flow.errors import ConfigurationError
 #: Broker URL meaning "Dramatiq's in-process StubBroker" (the embedded default).
 IN_PROCESS_BROKER = "stub://"
 DISTRIBUTED_BROKER = "amqp://guest:guest@127.0.0.1:5672/"
+#: Longest FLOW_EVENT_DEDUP_S: a year of events remembered (much more leaves the calendar).
+MAX_EVENT_DEDUP_S = 31_536_000
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,10 @@ class Settings:
             # ``not value > 0`` also refuses NaN, which compares false with everything.
             if not value > 0 or value == math.inf:
                 raise ConfigurationError(f"FLOW_{name.upper()} must be a positive finite number, not {value}")
+        if self.event_dedup_s > MAX_EVENT_DEDUP_S:  # a year; far more overflows the calendar at every event
+            raise ConfigurationError(
+                f"FLOW_EVENT_DEDUP_S must be at most {MAX_EVENT_DEDUP_S} (a year), not {self.event_dedup_s:g}"
+            )
         if self.database_timeout_s <= self.query_timeout_s:
             raise ConfigurationError(
                 f"FLOW_DATABASE_TIMEOUT_S ({self.database_timeout_s:g}) must be longer than FLOW_QUERY_TIMEOUT_S "

@@ -40,7 +40,7 @@ class EventsResource:
                 "Accepted; `Location` names the event; `duplicate` says it was a resend", "TriggerEvent", links=_LINKS
             )
         },
-        errors=(503,),
+        errors=(409, 503),
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         event = parse_event(read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes))

@@ -215,6 +215,8 @@ def parse_condition(parameter: str, text: str) -> Condition:
     if problem:
         raise InvalidInput(parameter, problem)
     values = readings(text, ordered=operator != "eq")
+    if not values and operator == "eq":  # no number, time or boolean, and too long to be a stored string
+        raise InvalidInput(parameter, f"a string attribute holds at most {MAX_STRING} characters: no value can match")
     if not values:
         raise InvalidInput(
             parameter,

@@ -69,10 +69,7 @@ def _checked(test: Callable[[Any], bool]) -> Callable[[Any], Any]:
 def _timestamp(value: Any) -> datetime | None:
     if not isinstance(value, str):
         raise TypeError(value)
-    try:
-        return parse_iso(value)
-    except OverflowError:
-        raise ValueError(value) from None
+    return parse_iso(value)
 
 
 def _search_attributes(value: Any) -> Any:

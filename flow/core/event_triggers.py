@@ -24,6 +24,7 @@ Pure: the shell passes "now" in; nothing here reads a clock or a database.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -287,6 +288,16 @@ def add(
     return grown, None
 
 
+def outgrows(trigger: EventTrigger, window: Window, given: dict[str, Any], max_bytes: int | None) -> bool:
+    """Whether ``given`` added to the batch ``window`` would make its workflow's input
+    more than ``max_bytes`` of JSON (``FLOW_MAX_PAYLOAD_BYTES``): the batch then starts as
+    it is and ``given`` opens the next one, so a batch's input can always start and its
+    row never grows past the limit (a debounce window holds one input: never)."""
+    if max_bytes is None or trigger.mode is not Mode.BATCH or not window.inputs:
+        return False
+    return len(json.dumps(workflow_input(trigger, (*window.inputs, given)))) > max_bytes
+
+
 def has_closed(window: Window, now: datetime) -> bool:
     """Whether ``window``'s time has come by ``now``: an event arriving then belongs to the
     next window, even while the engine that closes it has not moved it yet."""
@@ -341,6 +352,7 @@ __all__ = [
     "window_workflow_id",
     "from_body",
     "has_closed",
+    "outgrows",
     "is_event_type",
     "match",
     "parse_event",

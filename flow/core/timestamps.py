@@ -17,10 +17,19 @@ def iso(value: datetime | None) -> str | None:
 
 
 def parse_iso(value: str | None) -> datetime | None:
-    """``iso()``'s output (with or without ``Z``, or any offset) -> naive UTC."""
+    """``iso()``'s output (with or without ``Z``, or any offset) -> naive UTC.
+
+    :class:`ValueError` for anything else, including what a hostile client may decode
+    from JSON (not text) and a time that leaves the years 1 to 9999 once moved to UTC
+    (``0001-01-01T00:00:00+05:00``; Python raises OverflowError, which no caller maps)."""
     if value is None:
         return None
+    if not isinstance(value, str):
+        raise ValueError(f"not ISO 8601 text: {value!r:.64}")
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+        try:
+            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError as e:
+            raise ValueError(f"{value!r:.64} is outside the years 1 to 9999 in UTC") from e
     return parsed

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from flow.core import attributes
@@ -156,13 +156,9 @@ def parse_timestamp(raw: Any, path: str) -> datetime | None:
     if not isinstance(raw, str):
         raise InvalidInput(path, _TIMESTAMP_PROBLEM)
     try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        if value.tzinfo is not None:
-            # OverflowError at the calendar's ends: 0001-01-01T00:00:00+01:00 is in year 0.
-            value = value.astimezone(UTC).replace(tzinfo=None)
-    except (ValueError, OverflowError) as e:
+        return parse_iso(raw)
+    except ValueError as e:  # also at the calendar's ends: 0001-01-01T00:00:00+01:00 is in year 0
         raise InvalidInput(path, _TIMESTAMP_PROBLEM) from e
-    return value
 
 
 def from_json(stored: Mapping[str, Any]) -> WorkflowFilter:

@@ -1,16 +1,14 @@
-"""Event triggers in the database: the ``trigger_events`` (``events`` is the workflows'
-history), ``event_windows`` and ``event_starts`` tables (migration 0020) and every read
-and write of them (docs/design.md, "Event triggers").
+"""Event triggers in the database: the ``trigger_events`` (``events`` is the workflows' history),
+``event_windows`` and ``event_starts`` tables (migration 0020) and every read and write of them
+(docs/design.md, "Event triggers").
 
-An event is stored in the same transaction that adds it to the windows of the triggers
-it matches and writes the starts it owes (:meth:`EventTable.receive`): either all of
-it is durable or none, and a resent id finds the stored event and changes nothing. A
-window closed by time is moved into ``event_starts`` by the engine holding its
-partition (:meth:`EventTable.close`), in one transaction that re-reads the window, so a
-window that a later event stretched is not closed early. A start row names its
-workflow's id (derived, :func:`flow.core.event_triggers.window_workflow_id`), so
-starting it twice finds the first workflow: each window starts one workflow, once.
-"""
+An event is stored in the same transaction that adds it to the windows of the triggers it matches
+and writes the starts it owes (:meth:`EventTable.receive`): either all of it is durable or none,
+and a resent id finds the stored event and changes nothing. A window closed by time is moved into
+``event_starts`` by the engine holding its partition (:meth:`EventTable.close`), in one
+transaction that re-reads the window, so a window that a later event stretched is not closed
+early. A start row names its workflow's id (:func:`flow.core.event_triggers.window_workflow_id`),
+so starting it twice finds the first workflow: each window starts one workflow, once."""
 
 from __future__ import annotations
 
@@ -30,12 +28,13 @@ from flow.core.event_triggers import (
     Window,
     add,
     has_closed,
+    outgrows,
     window_slot,
     window_workflow_id,
     workflow_input,
 )
 from flow.core.timestamps import iso
-from flow.errors import StoreUnavailable
+from flow.errors import IdempotencyConflict, StoreUnavailable
 from flow.persistence.database import is_postgres, unit_of_work, write
 from flow.persistence.models import DefinitionRecord, JSONText, WorkflowRecord, _Model
 
@@ -155,21 +154,30 @@ class EventTable:
         start_grace_s: float,
         partition_of: Callable[[str], int],
         reason: str | None = None,
+        max_input_bytes: int | None = None,
     ) -> Received:
         """Store ``event`` with what its triggers make of it (``matched``; ``reason``: why
         no trigger listens), in one transaction; a resent id within ``dedup_s`` changes
         nothing. The starts it owes are due ``start_grace_s`` later: the door runs them
-        at once, the partition's engine if the door did not."""
+        at once, the partition's engine if the door did not; ``max_input_bytes``: most JSON
+        a batch's input may hold. The id with other type or data: IdempotencyConflict."""
         for _ in range(3):
             try:
                 with write(self.database):
                     found = EventRecord.get_or_none(EventRecord.id == event.id)
                     if found is not None and found.received_at > now - timedelta(seconds=dedup_s):
+                        if found.type != event.type or (found.data or {}) != dict(event.data):
+                            raise IdempotencyConflict(  # the id names one event, as a key names one start
+                                f"event {event.id!r} was received at {iso(found.received_at)} with another type or "
+                                "data; an id names one event: send a new event with a new id"
+                            )
                         return Received(_stored(found), duplicate=True)
                     if found is not None:  # remembered past the window, not pruned yet: a new event
                         EventRecord.delete().where(EventRecord.id == event.id).execute()
                     starts: list[OwedStart] = []
-                    outcome = self._outcome(event, matched, now=now, partition_of=partition_of, starts=starts)
+                    outcome = self._outcome(
+                        event, matched, now=now, partition_of=partition_of, starts=starts, max_bytes=max_input_bytes
+                    )
                     if reason is not None:
                         outcome["reason"] = reason
                     EventRecord.insert(
@@ -195,6 +203,7 @@ class EventTable:
         now: datetime,
         partition_of: Callable[[str], int],
         starts: list[OwedStart],
+        max_bytes: int | None = None,
     ) -> dict[str, Any]:
         """Add the event to the windows of the triggers it matched (the starts of those
         that closed appended to ``starts``); what it started and what it missed, as stored."""
@@ -205,7 +214,9 @@ class EventTable:
             if isinstance(item, Miss):
                 outcome["missed"].append({**where, "reason": item.reason})
                 continue
-            workflow_id, closes_at = self._add(event, item, now=now, partition_of=partition_of, starts=starts)
+            workflow_id, closes_at = self._add(
+                event, item, now=now, partition_of=partition_of, starts=starts, max_bytes=max_bytes
+            )
             outcome["matched"].append({**where, "key": item.key, "workflow_id": workflow_id, "closes_at": closes_at})
         return outcome
 
@@ -217,6 +228,7 @@ class EventTable:
         now: datetime,
         partition_of: Callable[[str], int],
         starts: list[OwedStart],
+        max_bytes: int | None = None,
     ) -> tuple[str, str | None]:
         """Add the event to its trigger's window; ``(its workflow id, when the window
         closes)`` (None: closed now, the start is appended to ``starts``)."""
@@ -224,9 +236,10 @@ class EventTable:
         slot = window_slot(trigger, item.key)
         query = EventWindowRecord.select().where(EventWindowRecord.slot == slot)
         row = (query.for_update() if is_postgres(self.database) else query).first()
-        if row is not None and has_closed(_window(row), now):
-            # Its time has come and its engine has not closed it yet: it starts as it is,
-            # and this event opens the next window.
+        held = None if row is None else _window(row)
+        if held is not None and (has_closed(held, now) or outgrows(trigger, held, item.input, max_bytes)):
+            # Its time has come and its engine has not closed it yet, or a batch would outgrow
+            # a workflow's input with this event: it starts as it is; this event opens the next.
             starts.append(
                 OwedStart(row.workflow_id, trigger.definition, trigger.index, workflow_input(trigger, row.inputs))
             )
@@ -263,7 +276,13 @@ class EventTable:
         return workflow_id, iso(still_open.closes_at)
 
     def _owe(
-        self, starts: Iterable[OwedStart], *, now: datetime, due_at: datetime, partition_of: Callable[[str], int]
+        self,
+        starts: Iterable[OwedStart],
+        *,
+        now: datetime,
+        due_at: datetime | None,
+        partition_of: Callable[[str], int],
+        error: str | None = None,
     ) -> None:
         rows = [
             {
@@ -274,6 +293,7 @@ class EventTable:
                 "partition": partition_of(s.workflow_id),
                 "created_at": now,
                 "due_at": due_at,
+                "error": error,
             }
             for s in starts
         ]
@@ -358,7 +378,10 @@ class EventTable:
                 return None
             EventWindowRecord.delete().where(EventWindowRecord.slot == slot).execute()
             trigger = triggers(row.definition, row.trigger_index)
-            if trigger is None:
+            if trigger is None:  # kept as a start that failed, so that its events say why they started nothing
+                gone = OwedStart(row.workflow_id, row.definition, row.trigger_index, {})
+                why = f"definition {row.definition!r} was deleted or no longer has trigger {row.trigger_index}"
+                self._owe([gone], now=now, due_at=None, partition_of=partition_of, error=f"{why}: nothing started")
                 return None
             start = OwedStart(row.workflow_id, row.definition, row.trigger_index, workflow_input(trigger, row.inputs))
             self._owe([start], now=now, due_at=now, partition_of=partition_of)
@@ -414,12 +437,4 @@ class EventTable:
             return len(ids)
 
 
-__all__ = [
-    "EventRecord",
-    "EventStartRecord",
-    "EventTable",
-    "EventWindowRecord",
-    "OwedStart",
-    "Received",
-    "StoredEvent",
-]
+__all__ = ["EventRecord", "EventStartRecord", "EventTable", "EventWindowRecord", "OwedStart", "Received", "StoredEvent"]

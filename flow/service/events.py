@@ -55,6 +55,7 @@ class EventService:
             start_grace_s=self.settings.outbox_grace_s,
             partition_of=self.service.partition_of,
             reason=None if triggers else f"no registered definition has a trigger for events of type {event.type!r}",
+            max_input_bytes=self.settings.max_payload_bytes,
         )
         for start in received.starts:
             self.run(start)  # should this fail or the process die, the engine runs it later

@@ -35,6 +35,18 @@ DEFINITIONS = {
     },
     "Quiet": {"name": "Quiet", "attributes": DECLARED, "activities": [{"name": "NoopActivity"}]},
     "Refusing": {"name": "Refusing", "attributes": DECLARED, "activities": [{"name": "RefusingActivity"}]},
+    # Two activities that set 20 names of their own each (undeclared, as design.md allows).
+    "Many": {
+        "name": "Many",
+        "activities": [
+            {
+                "id": f"set{half}",
+                "name": "SetAttributesActivity",
+                "config": {"attributes": {f"n{half}_{i}": i for i in range(20)}},
+            }
+            for half in (1, 2)
+        ],
+    },
 }
 
 
@@ -99,6 +111,9 @@ def test_an_undeclared_attribute_or_a_wrong_type_is_refused_naming_it(client, fl
         ("attr.amount.gt=lots", "attr.amount.gt"),
         ("attr.amount.between=1", "attr.amount.between"),
         ("attr.bad-name=1", "attr.bad-name"),
+        # Times that are years 1 to 9999 as written but not in UTC: 500 before (OverflowError).
+        ("attr.due.gt=0001-01-01T00:00:00%2B05:00", "attr.due.gt"),
+        ("attr.due.lt=9999-12-31T23:59:59-05:00", "attr.due.lt"),
     ],
 )
 def test_a_malformed_attribute_filter_is_422_naming_the_parameter(client, query, named):
@@ -177,3 +192,27 @@ def test_a_batch_takes_the_attribute_filter(client, flow):
     wait_for(lambda: retried() == {"bulk": True, "other": False}, timeout_s=30, what="the one retry")
     wrong = client.simulate_post("/batches", json={"operation": "retry", "filter": {"attr.customer.gt": "x"}})
     assert wrong.status_code == 422 and "attr.customer.gt" in wrong.text
+
+
+def test_a_time_outside_the_years_1_to_9999_in_utc_is_a_422_at_every_door_that_reads_one(client):
+    # datetime.astimezone raised OverflowError, which nothing mapped: 500 before.
+    early, late = "0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"
+    for moment in (early, late):
+        start = client.simulate_post("/workflows", json={"name": "Order", "attributes": {"due": moment}})
+        assert start.status_code == 422 and "$.attributes.due" in start.text, start.text
+        batch = client.simulate_post("/batches", json={"operation": "cancel", "filter": {"attr.due.gt": moment}})
+        assert batch.status_code == 422 and "attr.due.gt" in batch.text, batch.text
+    # Read as text, an equality finds no workflow rather than failing.
+    assert ids(client, f"attr.due={early.replace('+', '%2B')}") == set()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open (hostile review): 32 names bound one result, not a workflow; the activities of one "
+    "workflow (or a map's items) can give it any number of workflow_attributes rows",
+)
+def test_a_workflow_holds_at_most_32_attributes_whatever_its_activities_set(client, flow):
+    created = client.simulate_post("/workflows", json={"name": "Many"})
+    assert created.status_code == 201, created.text
+    flow.wait(created.json["id"], timeout_s=30)
+    assert len(client.simulate_get(f"/workflows/{created.json['id']}").json["attributes"]) <= 32

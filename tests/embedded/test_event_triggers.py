@@ -6,6 +6,8 @@ the Dramatiq door."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 from collections.abc import Iterator
@@ -87,7 +89,8 @@ def test_fifty_updates_of_one_order_in_a_second_start_one_workflow_with_the_last
         [matched] = answer["matched"]
         assert matched["state"] == "waiting" and matched["mode"] == "debounce" and matched["key"] == "7"
     # Every event of the window names its one workflow.
-    workflow_id = send(client, {"type": "order.updated", "id": "upd-49", "data": {}})["workflows"][0]
+    resent = send(client, {"type": "order.updated", "id": "upd-49", "data": {"order_id": 7, "seq": 49}})
+    workflow_id = resent["workflows"][0]
     assert client.simulate_get("/events/upd-0").json["workflows"] == [workflow_id]
 
     started = wait_for(lambda: workflows_of(client, "OrderSync"), timeout_s=30, what="the debounced workflow")
@@ -145,6 +148,41 @@ def test_a_definition_with_a_bad_trigger_is_refused(client):
     body["triggers"][0]["debounce_s"] = 1
     response = client.simulate_put("/definitions/OrderSync", json=body)
     assert response.status_code == 422 and response.json["errors"][0]["path"] == "$.triggers[0].key"
+
+
+def test_an_event_id_sent_again_with_other_data_or_type_is_a_409_and_changes_nothing(client, flow):
+    # The id names one event, as an idempotency key names one start: before, a resend
+    # with other data answered 202 "duplicate" and dropped that data without a word.
+    register(client, ON_PAID)
+    first = send(client, {"type": "order.paid", "id": "pay-9", "data": {"order_id": 19, "total": 150}})
+    for other in ({"type": "order.paid", "data": {"order_id": 19, "total": 900}}, {"type": "order.refunded"}):
+        response = client.simulate_post("/events", json={"id": "pay-9", **other})
+        assert response.status_code == 409, response.text
+        assert "pay-9" in response.json["description"] and "new id" in response.json["description"]
+    again = send(client, {"type": "order.paid", "id": "pay-9", "data": {"order_id": 19, "total": 150}})
+    assert again["duplicate"] is True and again["workflows"] == first["workflows"]
+    assert client.simulate_get("/events/pay-9").json["data"] == {"order_id": 19, "total": 150}
+
+
+def test_a_window_whose_definition_is_deleted_says_why_it_started_nothing(client, flow):
+    # Before: the engine dropped the window without a trace and the event said "waiting"
+    # for ever, its closes_at long past.
+    gone = {"name": "GoneBatch", "triggers": [{"event": "gone.thing", "batch": {"max": 10, "wait_s": 0.5}}]}
+    register(client, {**gone, "activities": ECHO})
+    opened = send(client, {"type": "gone.thing", "id": "gone-1", "data": {"n": 1}})
+    assert opened["matched"][0]["state"] == "waiting"
+    assert client.simulate_delete("/definitions/GoneBatch/versions/1").status_code == 204
+    passes_after(flow, 8)  # the window's time has come and its engine has seen it
+    [matched] = client.simulate_get("/events/gone-1").json["matched"]
+    assert matched["state"] == "failed" and "GoneBatch" in matched["error"], matched
+
+
+@pytest.mark.parametrize("cursor", [[1, "a"], [["2026-01-01T00:00:00Z"], "a"], ["0001-01-01T00:00:00+05:00", "a"]])
+def test_a_forged_events_cursor_is_a_422(client, cursor):
+    # A time that is not text, or that leaves the years 1 to 9999 in UTC, was a 500.
+    forged = base64.urlsafe_b64encode(json.dumps(cursor).encode()).decode().rstrip("=")
+    response = client.simulate_get("/events", params={"cursor": forged})
+    assert response.status_code == 422 and "cursor" in response.text, response.text
 
 
 def test_flow_up_killed_inside_a_debounce_window_still_starts_exactly_one(tmp_path, definitions_dir):

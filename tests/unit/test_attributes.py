@@ -9,16 +9,20 @@ from datetime import datetime
 
 import pytest
 
+from activities.base import BaseActivity
 from flow.core import attributes
 from flow.core.attributes import BOOLEAN, NUMBER, STRING, TIME, Condition
 from flow.core.decide import decide
 from flow.core.definition import DefinitionError, parse
 from flow.core.start_request import parse_start_request
+from flow.core.timestamps import parse_iso
 from flow.core.vocabulary import HistoryType, Outcome
 from flow.errors import InvalidInput
 from flow.persistence.attributes import last_wins, rows, set_by
 from flow.wire.messages import AttemptResult
+from flow.worker.execution import execute
 from tests.unit.test_decide import SEQ, S, completed, make_state, with_statuses
+from tests.unit.test_execution import request
 
 DECLARED = {"customer": STRING, "amount": NUMBER, "vip": BOOLEAN, "due": TIME}
 DUE = datetime(2026, 12, 24)
@@ -132,6 +136,8 @@ def test_a_condition_reads_its_text_as_every_type_it_can_be(parameter, text, con
         ("attr.", "1", "the name matching"),
         ("attr.a-b", "1", "the name matching"),
         ("attr.amount.gt", "nan", "compares numbers"),
+        # eq "compares numbers and times" was wrong: it is text too long for any stored string.
+        ("attr.customer", "x" * 256, "a string attribute holds at most 255 characters"),
     ],
 )
 def test_a_malformed_condition_is_refused_naming_its_parameter(parameter, text, says):
@@ -169,3 +175,43 @@ def test_the_last_value_set_for_a_name_wins_within_one_commit():
         ("w", "stage", "shipped", None, None, None),
         ("w", "n", None, 1.0, None, None),
     ]
+
+
+def test_an_activity_setting_more_attributes_than_a_result_may_carry_fails_and_its_result_is_accepted():
+    # Before: the worker sent all 40, the engine dead-lettered the result as malformed,
+    # and the workflow waited for ever on an attempt whose result it had thrown away.
+    class SetsForty(BaseActivity):
+        def do_activity(self):
+            for n in range(40):
+                self.set_attribute(f"a{n}", n)
+            return Outcome.SUCCEEDED
+
+    result = execute({"SetsForty": SetsForty}, request("SetsForty", {}))
+    assert result.outcome is Outcome.TEMPORARY_FAILURE  # an exception, retried as any other
+    assert f"at most {attributes.MAX_ATTRIBUTES}" in (result.error or "")
+    accepted = AttemptResult.from_kwargs(result.to_kwargs())  # what the engine reads: not dead-lettered
+    assert len(accepted.attributes or {}) == attributes.MAX_ATTRIBUTES
+
+
+def test_setting_an_attribute_again_does_not_count_twice():
+    class SetsOneOften(BaseActivity):
+        def do_activity(self):
+            for n in range(100):
+                self.set_attribute("stage", f"s{n}")
+            return Outcome.SUCCEEDED
+
+    result = execute({"SetsOneOften": SetsOneOften}, request("SetsOneOften", {}))
+    assert result.outcome is Outcome.SUCCEEDED and result.attributes == {"stage": {"type": "string", "value": "s99"}}
+
+
+@pytest.mark.parametrize(
+    "given", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", ["2026-01-01"], 20261224, "next week"]
+)
+def test_parse_iso_refuses_with_a_value_error_what_is_not_a_time_in_utc(given):
+    # Every caller maps ValueError (to a 422, a dead letter, a None reading); the
+    # OverflowError of the calendar's ends and the AttributeError of a non-text reached
+    # the client as a 500.
+    with pytest.raises(ValueError):
+        parse_iso(given)
+    if isinstance(given, str):  # nor can a filter read it as one
+        assert attributes.readings(given, ordered=True) == ()

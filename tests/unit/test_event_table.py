@@ -5,6 +5,7 @@ input; a full batch is owed at once."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
@@ -102,3 +103,28 @@ def test_an_event_after_a_window_s_time_opens_the_next_even_before_its_engine_cl
     [window] = EventWindowRecord.select()
     assert window.workflow_id == late.event.outcome["matched"][0]["workflow_id"] != owed.workflow_id
     assert window.inputs == [{"order_id": 7, "seq": 2}]
+
+
+def test_a_batch_starts_before_its_events_would_outgrow_a_workflow_input(table):
+    # Five events of about 600 bytes, a batch of at most 1000 and an input limit of
+    # 2,000 bytes: held whole, the batch could never start (its input over the limit)
+    # and its row would be rewritten whole with every event. It starts as it is when
+    # the next event would not fit, and that event opens the next window.
+    big = EventTrigger("Batched", 0, "file.uploaded", batch_max=1000, batch_wait_s=60)
+    owed = []
+    for n in range(5):
+        event = Event("file.uploaded", f"big-{n}", {"n": n, "blob": "x" * 580})
+        owed += table.receive(
+            event,
+            match([big], event),
+            now=T0,
+            dedup_s=DAY_S,
+            start_grace_s=30,
+            partition_of=lambda _: 0,
+            max_input_bytes=2000,
+        ).starts
+    assert [[e["n"] for e in start.input_data["events"]] for start in owed] == [[0, 1, 2]]
+    assert all(len(json.dumps(start.input_data)) <= 2000 for start in owed)
+    [row] = EventWindowRecord.select()
+    assert [given["n"] for given in row.inputs] == [3, 4]
+    assert row.workflow_id == table.get("big-3").outcome["matched"][0]["workflow_id"] != owed[0].workflow_id

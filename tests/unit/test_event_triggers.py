@@ -16,10 +16,12 @@ from flow.core.event_triggers import (
     Match,
     Miss,
     Mode,
+    Window,
     add,
     from_body,
     has_closed,
     match,
+    outgrows,
     parse_event,
     window_workflow_id,
     workflow_input,
@@ -193,3 +195,20 @@ def test_an_event_is_read_strictly():
         with pytest.raises(InvalidInput) as raised:
             parse_event(body)
         assert raised.value.path == path, (body, raised.value)
+
+
+@pytest.mark.parametrize(
+    ("trigger", "held", "max_bytes", "expected"),
+    [
+        # {"events": [{"n": 0}, {"n": 1}]} is 32 bytes of JSON.
+        (EventTrigger("B", 0, "e", batch_max=10, batch_wait_s=5), 1, 32, False),
+        (EventTrigger("B", 0, "e", batch_max=10, batch_wait_s=5), 1, 31, True),
+        (EventTrigger("B", 0, "e", batch_max=10, batch_wait_s=5), 0, 1, False),  # an empty batch takes any event
+        (EventTrigger("B", 0, "e", batch_max=10, batch_wait_s=5), 1, None, False),
+        (EventTrigger("D", 0, "e", debounce_s=2), 1, 1, False),  # a debounce window holds one input
+    ],
+)
+def test_a_batch_outgrows_the_input_limit_only_with_the_event_that_would_pass_it(trigger, held, max_bytes, expected):
+    window = add(trigger, None, {"n": 0}, T0)[0] if held else None
+    window = window or Window(T0, T0, (), 0)
+    assert outgrows(trigger, window, {"n": 1}, max_bytes) is expected

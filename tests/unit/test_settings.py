@@ -66,6 +66,8 @@ def test_values_are_parsed_into_the_fields_types():
         ("FLOW_DATABASE_TIMEOUT_S", "5", "must be longer than FLOW_QUERY_TIMEOUT_S"),
         ("FLOW_TEST_FAULTS", "kill:everywhere:1", "FLOW_TEST_FAULTS"),
         ("FLOW_TEST_FAULTS", "error:db:2", "FLOW_TEST_FAULTS"),
+        # 1e300 passed, and every event then answered 500 (OverflowError: now - 1e300 s).
+        ("FLOW_EVENT_DEDUP_S", "1e300", "FLOW_EVENT_DEDUP_S must be at most 31536000"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(variable, value, says):

@@ -33,6 +33,7 @@ from flow.errors import (
     ResumeRefused,
     RetryRefused,
     StoreUnavailable,
+    TooManyBatches,
     UnknownCallbackToken,
     VersionIncompatible,
     WorkflowConflict,
@@ -93,6 +94,10 @@ def _batch_not_found(req: falcon.Request, resp: falcon.Response, ex: BatchNotFou
 
 def _batch_ended(req: falcon.Request, resp: falcon.Response, ex: BatchEnded, params: Params) -> None:
     raise falcon.HTTPConflict(title="Batch already ended", description=printable(str(ex)))
+
+
+def _too_many_batches(req: falcon.Request, resp: falcon.Response, ex: TooManyBatches, params: Params) -> None:
+    raise falcon.HTTPConflict(title="Too many batches running", description=printable(str(ex)))
 
 
 def _event_not_found(req: falcon.Request, resp: falcon.Response, ex: EventNotFound, params: Params) -> None:
@@ -219,6 +224,7 @@ HANDLERS: dict[type[FlowError], Callable[..., None]] = {
     FilterTooCostly: _filter_too_costly,
     BatchNotFound: _batch_not_found,
     BatchEnded: _batch_ended,
+    TooManyBatches: _too_many_batches,
     FlowError: _flow_error,
 }
 

@@ -300,6 +300,10 @@ class BatchEnded(FlowError):
     """Raised when cancelling a batch that has finished or was cancelled already."""
 
 
+class TooManyBatches(FlowError):
+    """Raised when starting a batch while ``MAX_LIVE_BATCHES`` batches run already."""
+
+
 class EventNotFound(FlowError):
     """Raised when an event id matches no event remembered (never received, or received
     longer ago than ``FLOW_EVENT_DEDUP_S``)."""

@@ -12,8 +12,15 @@ from api.operation import Link, Param, Reply, operation
 from api.resources.workflows import CURSOR, LIMIT, _decode_cursor, _encode_cursor, _int_param
 from api.schemas import enum
 from flow.core.batches import SCHEMA, BatchStatus
+from flow.core.start_request import check_idempotency_key
 from flow.process.runtime import Runtime
 
+IDEMPOTENCY_KEY = Param(
+    "Idempotency-Key",
+    {"type": "string", "minLength": 1, "maxLength": 255},
+    "A second request with the same key returns the first batch (200) instead of starting another; "
+    "with another request, 409.",
+)
 STATUS = Param("status", enum(BatchStatus), "Only batches in this status.")
 _BATCH = Reply("The batch, with its progress", "Batch")
 _LINKS = {
@@ -31,14 +38,20 @@ class BatchesResource:
     @operation(
         "Cancel, retry or rerun every workflow a filter matches, in the background",
         body=SCHEMA,
-        responses={202: Reply("Accepted: the engine works through it; `Location` names it", "Batch", links=_LINKS)},
-        errors=(503,),
+        responses={
+            202: Reply("Accepted: the engine works through it; `Location` names it", "Batch", links=_LINKS),
+            200: Reply("The batch an earlier request with this Idempotency-Key started", "Batch"),
+        },
+        headers=(IDEMPOTENCY_KEY,),
+        errors=(409, 503),
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes)
+        header = req.get_header(IDEMPOTENCY_KEY.name)
+        key = None if header is None else check_idempotency_key(header, path=IDEMPOTENCY_KEY.name)
         batches = self.runtime.batches
-        stored = batches.create(body)
-        resp.status = falcon.HTTP_202
+        stored, created = batches.create(body, idempotency_key=key)
+        resp.status = falcon.HTTP_202 if created else falcon.HTTP_200
         resp.location = f"/batches/{stored.id}"
         resp.media = batches.detailed_view(stored)
 

@@ -33,7 +33,8 @@ CHECK = Param(
     "check",
     {"type": "string", "enum": ["running"]},
     "`running`: 409 with the replay report, and nothing registered, when a running workflow of "
-    "this name could not be moved to the new version (see POST /definitions/{name}/replay).",
+    "this name could not be moved to the new version (see POST /definitions/{name}/replay); 422 "
+    "when its running workflows hold more steps than the API checks in one request (use `flow replay`).",
 )
 #: A name that does not match cannot exist (404, or 422 when registering).
 _NAME = {"name": {"pattern": NAME_PATTERN}}
@@ -134,7 +135,7 @@ class DefinitionResource:
         body = named_body(self.runtime, req, name)
         if check == "running":  # before anything is registered (flow.service.replay)
             parsed = parse(body, known_activities=self.runtime.activity_classes, source="<request>")
-            replay.refuse_incompatible(self.runtime.store, parsed)
+            replay.refuse_incompatible(self.runtime.store, parsed, max_steps=replay.API_MAX_STEPS)
         definition, version, created = self.runtime.service.definitions.register(body)
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
         resp.location = f"/definitions/{name}/versions/{version}"

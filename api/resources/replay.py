@@ -77,4 +77,4 @@ class DefinitionReplayResource:
     def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         body = named_body(self.runtime, req, name)
         definition = parse(body, known_activities=self.runtime.activity_classes, source="<request>")
-        resp.media = replay.report(self.runtime.store, definition)
+        resp.media = replay.report(self.runtime.store, definition, max_steps=replay.API_MAX_STEPS)

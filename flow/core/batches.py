@@ -77,6 +77,10 @@ RERUN_SCHEMA: dict[str, Any] = {
     },
 }
 
+#: The most batches running (or cancelling) at once, in the whole deployment: each is
+#: paced at ``FLOW_BATCH_RATE``, so their number multiplies the work asked of the engines.
+MAX_LIVE_BATCHES = 20
+
 #: Longest ``created_by``.
 MAX_CREATED_BY = 128
 
@@ -212,6 +216,7 @@ class Counts:
 
 
 __all__ = [
+    "MAX_LIVE_BATCHES",
     "SCHEMA",
     "BatchOperation",
     "BatchRequest",

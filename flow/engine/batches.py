@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from flow.clock import utcnow
@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 #: Seconds between passes.
 POLL_S = 0.2
+#: Seconds a batch whose turn failed waits before its next turn: a filter past its
+#: query budget is not run again five times a second.
+FAILED_TURN_PAUSE_S = 5.0
 
 
 class BatchControls(Protocol):
@@ -103,7 +106,9 @@ class BatchRunner:
             try:
                 handled += self.drive(batch, fence)
             except Exception as e:  # one batch's trouble (its filter over budget) holds up no other
-                logger.warning("batch %s: a pass failed (%s: %s); trying again", batch.id, type(e).__name__, e)
+                logger.warning("batch %s: a pass failed (%s: %s); trying again later", batch.id, type(e).__name__, e)
+                # ... nor repeats its costly query every pass: it waits (a cancel still acts).
+                self._paced[batch.id] = self.clock() + timedelta(seconds=FAILED_TURN_PAUSE_S)
         for gone in set(self._paced) - {b.id for b in live}:
             del self._paced[gone]
         self.passes += 1

@@ -54,6 +54,8 @@ class BatchRecord(_Model):
     #: The last page was read: no more workflows match.
     exhausted = peewee.BooleanField(default=False)
     created_by = peewee.CharField(max_length=128, null=True)
+    #: The request's ``Idempotency-Key`` (migration 0023): unique where set.
+    idempotency_key = peewee.CharField(max_length=255, null=True)
     created_at = peewee.DateTimeField()
     updated_at = peewee.DateTimeField()
     finished_at = peewee.DateTimeField(null=True)
@@ -143,10 +145,47 @@ class BatchTable:
 
     # -- the API's side ----------------------------------------------------------------------
 
-    def create(self, request: BatchRequest, *, batch_id: str, partition: int, now: datetime) -> StoredBatch:
+    def create(
+        self,
+        request: BatchRequest,
+        *,
+        batch_id: str,
+        partition: int,
+        now: datetime,
+        idempotency_key: str | None = None,
+    ) -> tuple[StoredBatch, bool]:
+        """The batch stored, and True; or, when a batch holds ``idempotency_key`` already
+        (sent again, or by a request racing this one), that batch and False."""
+        if idempotency_key is not None and (earlier := self.by_key(idempotency_key)) is not None:
+            return earlier, False
+        try:
+            self._insert(request, batch_id=batch_id, partition=partition, now=now, idempotency_key=idempotency_key)
+        except peewee.IntegrityError:
+            raced = None if idempotency_key is None else self.by_key(idempotency_key)
+            if raced is None:
+                raise
+            return raced, False
+        found = self.get(batch_id)
+        assert found is not None
+        return found, True
+
+    def live_count(self) -> int:
+        """How many batches are running or cancelling, in every partition."""
+        with unit_of_work(self.database):
+            return int(BatchRecord.select().where(BatchRecord.status.in_(_LIVE)).count())
+
+    def by_key(self, idempotency_key: str) -> StoredBatch | None:
+        with unit_of_work(self.database):
+            row = BatchRecord.get_or_none(BatchRecord.idempotency_key == idempotency_key)
+            return None if row is None else _stored(row)
+
+    def _insert(
+        self, request: BatchRequest, *, batch_id: str, partition: int, now: datetime, idempotency_key: str | None
+    ) -> None:
         with write(self.database):
             BatchRecord.insert(
                 id=batch_id,
+                idempotency_key=idempotency_key,
                 partition=partition,
                 operation=request.operation.value,
                 filter=request.filter.to_json(),
@@ -156,9 +195,6 @@ class BatchTable:
                 created_at=now,
                 updated_at=now,
             ).execute()
-        found = self.get(batch_id)
-        assert found is not None
-        return found
 
     def get(self, batch_id: str) -> StoredBatch | None:
         with unit_of_work(self.database):

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from flow.clock import utcnow
-from flow.core import rerun
+from flow.core import batches, rerun
 from flow.core.batches import BatchOperation, BatchStatus, Outcome, parse_batch_request
 from flow.core.timestamps import iso
 from flow.core.vocabulary import WorkflowStatus
@@ -29,7 +29,9 @@ from flow.errors import (
     BatchEnded,
     BatchNotFound,
     FilterTooCostly,
+    IdempotencyConflict,
     InvalidInput,
+    TooManyBatches,
     WorkflowConflict,
     WorkflowNotFound,
 )
@@ -55,20 +57,48 @@ class BatchService:
 
     # -- requests ----------------------------------------------------------------------------
 
-    def create(self, body: Any) -> StoredBatch:
-        """Check a ``POST /batches`` body and store the batch; its engine does the rest."""
+    def create(self, body: Any, *, idempotency_key: str | None = None) -> tuple[StoredBatch, bool]:
+        """Check a ``POST /batches`` body and store the batch (its engine does the rest);
+        ``(batch, True)``. With an ``idempotency_key`` a batch holds already, that batch
+        and False when it asked the same, else :class:`IdempotencyConflict`."""
         request = parse_batch_request(body)
         if request.filter.input is not None:
             try:
                 input_filter.check(request.filter.input)
             except FilterTooCostly as e:  # named as the body's field, not the query parameter
                 raise InvalidInput("$.filter.input", e.message) from e
+        if request.rerun is not None and "input_data" in request.rerun:  # else every workflow fails with it
+            checks.check_payload(
+                "$.rerun.input_data", request.rerun["input_data"], max_bytes=self.service.settings.max_payload_bytes
+            )
+        resent = idempotency_key is not None and self.table.by_key(idempotency_key) is not None
+        if not resent and (running := self.table.live_count()) >= batches.MAX_LIVE_BATCHES:
+            raise TooManyBatches(
+                f"{running} batches are running, the most there may be at once: wait for one to finish, "
+                "or cancel one (POST /batches/{id}/cancel)"
+            )
         batch_id = str(uuid.uuid4())
-        stored = self.table.create(
-            request, batch_id=batch_id, partition=self.service.partition_of(batch_id), now=utcnow()
+        stored, created = self.table.create(
+            request,
+            batch_id=batch_id,
+            partition=self.service.partition_of(batch_id),
+            now=utcnow(),
+            idempotency_key=idempotency_key,
         )
+        if not created:
+            asked = (
+                request.operation,
+                request.filter.to_json(),
+                None if request.rerun is None else dict(request.rerun),
+            )
+            earlier = (stored.operation, stored.filter.to_json(), None if stored.rerun is None else dict(stored.rerun))
+            if asked != earlier:
+                raise IdempotencyConflict(
+                    f"Idempotency-Key {idempotency_key!r} started batch {stored.id} with another request already"
+                )
+            return stored, False
         logger.info("batch %s: %s of %s", batch_id, request.operation, request.filter.to_json())
-        return stored
+        return stored, True
 
     def get(self, batch_id: str) -> StoredBatch:
         found = self.table.get(batch_id) if _is_batch_id(batch_id) else None

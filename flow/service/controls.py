@@ -88,12 +88,13 @@ class Controls:
     def retry(self, workflow_id: str, *, of_run: int | None = None) -> StoredWorkflow:
         """Run a Failed or Cancelled workflow (not a child: its parent's retry does) again.
 
-        ``of_run``: only if it is still on that run; the message then names the run it
-        starts, so the engine ignores a second send of it (a batch replaying a page)."""
+        ``of_run``: only if it is still on that run. The message names the run it starts
+        (the one after the run checked), so the engine ignores a second send of it: a
+        batch replaying a page, a client resending its request before the first applied."""
         row = self._allowed(workflow_id, checks.retry_refusal)
         if of_run is not None and row.state.run != of_run:
             raise RetryRefused(workflow_id, f"workflow {workflow_id} is on run {row.state.run}, not {of_run}")
-        self.senders.retry(workflow_id, run=None if of_run is None else of_run + 1)
+        self.senders.retry(workflow_id, run=row.state.run + 1)
         return row
 
     def rerun(
@@ -143,7 +144,7 @@ class Controls:
             definition=body,
             child_versions=child_versions,
             input_data=input_data,
-            run=None if of_run is None else of_run + 1,
+            run=state.run + 1,  # the run it starts: a second send of this request changes nothing
         )
         return row
 

@@ -12,8 +12,8 @@ from typing import cast
 
 from flow.core.batches import BatchOperation, BatchStatus, Counts, Outcome, Page
 from flow.core.workflow_filter import WorkflowFilter
-from flow.engine.batches import BatchRunner
-from flow.errors import InvalidInput, StoreUnavailable
+from flow.engine.batches import FAILED_TURN_PAUSE_S, BatchRunner
+from flow.errors import FilterTooCostly, InvalidInput, StoreUnavailable
 from flow.persistence.batches import Fence, Item, StoredBatch
 from flow.persistence.mapping import StoredWorkflow
 
@@ -229,3 +229,23 @@ def test_a_cancelled_batch_stops_and_skips_what_it_had_not_sent():
     assert table.batch.status is BatchStatus.CANCELLED and controls.sends == sent
     counts = table.batch.counts
     assert counts.done == sent and counts.matched == counts.done + counts.skipped
+
+
+def test_a_batch_whose_pass_fails_is_tried_again_only_after_a_pause():
+    """A filter past its query budget (or a bug) is not run again five times a second;
+    its failure holds up no other batch (the pass goes on to the next)."""
+    table, _, runner, now = setup(3)
+    tried = []
+
+    def over_budget(batch: StoredBatch, limit: int) -> tuple[Page, list[StoredWorkflow]]:
+        tried.append(now[0])
+        raise FilterTooCostly("input", "the listing ran past 5 s", retry_after_s=5)
+
+    table.page = over_budget  # type: ignore[method-assign]
+    for _ in range(10):  # two seconds of passes
+        runner.sweep()
+        now[0] += timedelta(seconds=0.2)
+    assert len(tried) == 1
+    now[0] += timedelta(seconds=FAILED_TURN_PAUSE_S)
+    runner.sweep()
+    assert len(tried) == 2

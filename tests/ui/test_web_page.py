@@ -674,6 +674,15 @@ def test_the_batches_page_shows_each_batch_with_its_progress(page, server):
     )
     body = {"operation": "retry", "filter": {"status": "Failed", "input": {}}, "created_by": "ui-test"}
     batch = requests.post(f"{server}/batches", json=body, headers=headers, timeout=5).json()
+    # It retries every failed workflow the other tests of this module left: on a busy
+    # machine that can take longer than the page's expect waits. The page is what is tested.
+    wait_for(
+        lambda: (
+            requests.get(f"{server}/batches/{batch['id']}", headers=headers, timeout=5).json()["status"] == "finished"
+        ),
+        timeout_s=120,
+        what="the batch to finish",
+    )
     page.get_by_role("link", name="Batches").click()
     page.get_by_role("heading", name="Batches").wait_for()
     row = page.locator("tr", has=page.get_by_role("rowheader", name=batch["id"]))

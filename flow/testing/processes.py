@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import random
 import re
 import signal
 import socket
@@ -61,11 +62,31 @@ def die_with_parent(then: Callable[[], object] | None = None) -> Callable[[], No
     return preexec
 
 
+def _ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range of ports for outgoing connections (Linux; else its default)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on right now, below the kernel's
+    ephemeral range: a port the kernel handed out (bind to port 0) is in that range, and
+    any outgoing connection (a test's pooled database connection, a broker's) could take
+    it before the server meant for it binds, which then never starts (the API's health
+    check waited 120 s for it, twice in two suite runs)."""
+    low = _ephemeral_ports()[0]
+    for _ in range(100):
+        port = random.randrange(20_000, low) if low > 20_001 else 0
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise RuntimeError("no free port below the ephemeral range after 100 tries")
 
 
 def migrate(env: dict[str, str]) -> None:

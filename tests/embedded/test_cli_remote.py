@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -11,14 +10,9 @@ import requests
 
 from flow.testing import flow_up
 from flow.testing.definitions import embedded_env, sample_definitions, write_definitions
+from flow.testing.processes import free_port
 from tests.conftest import wait_for
 from tests.embedded.conftest import run_cli as flow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

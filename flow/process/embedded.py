@@ -40,6 +40,10 @@ ENGINE_THREADS = 2
 STOP_TIMEOUT_MS = 5000
 
 
+#: The database URLs of the flows running in this process (see :meth:`EmbeddedFlow.__enter__`).
+_running: list[str] = []
+
+
 class EmbeddedFlow:
     """A running in-process engine and worker. Use as a context manager."""
 
@@ -68,6 +72,17 @@ class EmbeddedFlow:
         ]
 
     def __enter__(self) -> EmbeddedFlow:
+        others = {url for url in _running if url != self.settings.database_url}
+        if others:
+            # The models are bound to one database per process (flow.persistence.models.bind):
+            # the flow already running now reads and writes this one, and both engines take
+            # each other's partitions. One flow per process, or all on one database.
+            logger.error(
+                "another embedded flow runs in this process on %s: both now use %s",
+                ", ".join(sorted(others)),
+                self.settings.database_url,
+            )
+        _running.append(self.settings.database_url)
         # Dramatiq's time-limit watchdog starts on process_boot, which only its CLI emits.
         self.runtime.broker.emit_after("process_boot")
         for worker in self._workers:
@@ -76,6 +91,7 @@ class EmbeddedFlow:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        _running.remove(self.settings.database_url)
         # In-process messages cannot be handed back to a broker; whatever is still
         # running is resumed from the database on the next start.
         for worker in reversed(self._workers):

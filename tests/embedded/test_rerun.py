@@ -11,11 +11,9 @@ import falcon.testing
 import pytest
 
 from api.app import create_app
-from flow.process.embedded import EmbeddedFlow
 from flow.testing.definitions import embedded_env
 from tests.conftest import wait_for
 from tests.embedded.conftest import flow_of, run_cli
-from tests.embedded.test_saga import settings_with
 
 FAST = {"retry": {"max_attempts": 1}}
 SHOP: dict[str, Any] = {
@@ -195,13 +193,3 @@ def test_flow_replay_exits_0_when_every_running_workflow_is_compatible_and_1_wit
     table = run_cli("replay", str(broken), env={**env, "COLUMNS": "250"})
     assert table.returncode == 1 and workflow_id in table.stdout and "now depends on second" in table.stdout
     client.simulate_post(f"/workflows/{workflow_id}/cancel")
-
-
-def test_a_rerun_that_would_keep_an_undone_step_is_refused_at_the_door(tmp_path):
-    with EmbeddedFlow(settings_with(tmp_path)) as flow:
-        client = falcon.testing.TestClient(create_app(runtime=flow.runtime))
-        workflow_id = flow.start("SagaExample", {"amount": 30, "sku": "X"})  # no address: ship fails, undone
-        flow.wait(workflow_id, timeout_s=20)
-        kept = client.simulate_post(f"/workflows/{workflow_id}/rerun", json={"from": "ship"})
-        assert kept.status_code == 409 and "undone by the compensation" in kept.json["description"]
-        assert client.simulate_post(f"/workflows/{workflow_id}/rerun", json={"from": "charge"}).status_code == 202

@@ -125,3 +125,13 @@ def test_an_unknown_undo_or_failure_handler_is_refused_with_422_naming_it(client
     assert "$.config.on_failure.workflow" in response.text and "NoSuchFlow" in response.text
     handler["config"]["on_failure"]["workflow"] = "DummyWorkflow"  # a registered one
     assert put(handler).status_code == 201
+
+
+def test_a_rerun_that_would_keep_an_undone_step_is_refused_at_the_door(tmp_path):
+    with EmbeddedFlow(settings_with(tmp_path)) as flow:
+        client = falcon.testing.TestClient(create_app(runtime=flow.runtime))
+        workflow_id = flow.start("SagaExample", {"amount": 30, "sku": "X"})  # no address: ship fails, undone
+        flow.wait(workflow_id, timeout_s=20)
+        kept = client.simulate_post(f"/workflows/{workflow_id}/rerun", json={"from": "ship"})
+        assert kept.status_code == 409 and "undone by the compensation" in kept.json["description"]
+        assert client.simulate_post(f"/workflows/{workflow_id}/rerun", json={"from": "charge"}).status_code == 202

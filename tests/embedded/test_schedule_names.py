@@ -5,7 +5,6 @@ and any name a route accepts can be read, paused, resumed and deleted by that na
 from __future__ import annotations
 
 import json
-import logging
 import urllib.parse
 from collections.abc import Iterator
 
@@ -92,19 +91,3 @@ def test_any_name_a_route_accepts_can_be_read_paused_and_deleted_by_that_name(ap
     assert client.simulate_post(path(name, "/pause")).json["paused"] is True
     assert client.simulate_delete(path(name)).status_code == 204
     assert client.simulate_get(path(name)).status_code == 404
-
-
-def test_a_schedule_file_with_a_bad_stem_is_left_out_with_a_log_line(embedded_settings, definitions_dir, caplog):
-    folder = definitions_dir / "schedules"
-    folder.mkdir()
-    (definitions_dir / "Tick.json").write_text(json.dumps(TICK))
-    (folder / "good.json").write_text(json.dumps(YEARLY))
-    (folder / "bad name.json").write_text(json.dumps(YEARLY))
-    (folder / ".hidden.json").write_text(json.dumps(YEARLY))
-    with caplog.at_level(logging.ERROR, logger="flow.service.schedules"):
-        with EmbeddedFlow(embedded_settings) as running:
-            running.runtime.schedules.sync_files()
-            assert [s.name for s in running.runtime.schedules.table.list()] == ["good"]
-    left_out = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
-    assert any("bad name.json" in m and SCHEDULE_NAME_RULE in m for m in left_out), left_out
-    assert any(".hidden.json" in m for m in left_out), left_out

@@ -6,14 +6,17 @@ files in the definitions directory are applied."""
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
-from flow.core.schedules import tick_workflow_id
+from flow.core.schedules import SCHEDULE_NAME_RULE, tick_workflow_id
 from flow.core.timestamps import parse_iso
+from flow.process.embedded import EmbeddedFlow
 from tests.conftest import wait_for
 
 TICK = {"name": "Tick", "activities": [{"name": "EchoActivity"}]}
+YEARLY = {"workflow": "Tick", "cron": "0 0 1 1 *", "paused": True}
 EVERY_SECOND = {"workflow": "Tick", "cron": "* * * * * *", "input_data": {"from": "schedule"}}
 
 
@@ -238,3 +241,19 @@ def test_the_schedule_list_is_paged_like_the_workflow_list(client):
         refused = client.simulate_get("/schedules", params=bad)
         assert refused.status_code == 422, (bad, refused.text)
         assert refused.json["errors"][0]["path"] in ("limit", "cursor")
+
+
+def test_a_schedule_file_with_a_bad_stem_is_left_out_with_a_log_line(embedded_settings, definitions_dir, caplog):
+    folder = definitions_dir / "schedules"
+    folder.mkdir()
+    (definitions_dir / "Tick.json").write_text(json.dumps(TICK))
+    (folder / "good.json").write_text(json.dumps(YEARLY))
+    (folder / "bad name.json").write_text(json.dumps(YEARLY))
+    (folder / ".hidden.json").write_text(json.dumps(YEARLY))
+    with caplog.at_level(logging.ERROR, logger="flow.service.schedules"):
+        with EmbeddedFlow(embedded_settings) as running:
+            running.runtime.schedules.sync_files()
+            assert [s.name for s in running.runtime.schedules.table.list()] == ["good"]
+    left_out = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert any("bad name.json" in m and SCHEDULE_NAME_RULE in m for m in left_out), left_out
+    assert any(".hidden.json" in m for m in left_out), left_out

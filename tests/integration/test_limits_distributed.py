@@ -168,4 +168,7 @@ def test_a_rate_limit_paces_each_key_across_two_engines(cluster: Cluster):
     for tenant, times in by_tenant.items():
         worst = busiest_second(times)
         assert worst <= 5 + 2, f"{tenant}: {worst} starts in one second"
-        assert (times[-1] - times[0]).total_seconds() >= (15 - 2) / 5 - 0.05, f"{tenant} went faster than 5/s"
+        # The times are the decisions', each made when its grant's timer fired: a first one
+        # fired late on a busy machine shortens the span by that lag (2.54 s against a grant
+        # span of 2.6 once). Without the limit the span is the batch's own, well under 1 s.
+        assert (times[-1] - times[0]).total_seconds() >= (15 - 2) / 5 - 0.5, f"{tenant} went faster than 5/s"

@@ -1,9 +1,12 @@
-"""A rolling upgrade from the previous release, on one database migrated by this release's
-``flow migrate``: the previous release's engine and API beside this release's workers,
-then engines replaced one at a time, then this release's engine and API beside the
-previous release's workers. Workflows with every kind of step (activities, a map, a
-heartbeating activity, a sleep, a child workflow, a signal) run to their end in each
-mix, and those waiting for a signal when the engines are replaced end on the new one.
+"""A rolling upgrade from the previous release, on one database and queue prefix: this
+release's ``flow migrate`` under the running previous release, then the workers, the
+engines (one at a time) and the API replaced, so that the previous release's engine and
+API run beside this release's workers, each release's API starts workflows on each
+release's engine, and (the workers put back for a while) this release's engine and API
+run beside the previous release's workers. Workflows with every kind of step (an
+activity, a map, a heartbeating activity, a sleep, a child workflow, a signal, a search
+attribute) run to their end in each mix, and those waiting for a signal from the start
+end on this release alone.
 
 The previous release is :data:`PREVIOUS_RELEASE`, a commit of ``main`` (a clean clone has
 it; a tag might not be pushed), run from a ``git archive`` of it with this interpreter's
@@ -37,6 +40,13 @@ pytestmark = pytest.mark.services
 #: main before the perf merge (f45559e): the last commit without migration 0022, whose
 #: engines write each current heartbeat to the history and never keep ``history_length``.
 PREVIOUS_RELEASE = "3c5add87ada9aa5c4963928c5d9c94e76645adee"
+
+#: Each request's bound: generous, as a request waits for a publish, which a busy broker
+#: (or one that blocks publishers for a while) can hold for seconds.
+HTTP_TIMEOUT_S = 30
+
+#: The previous release's packages that its processes import.
+PACKAGES = ("flow", "api", "actors", "activities")
 
 #: A user's activity package, put on every process's ``PYTHONPATH``: it says which
 #: release's worker ran it (the source tree its ``flow`` was imported from).
@@ -83,18 +93,7 @@ def previous_release(dest: Path) -> Path:
     """The previous release's packages, from this repository's history, in ``dest``."""
     try:
         archive = subprocess.run(
-            [
-                "git",
-                "-C",
-                str(ROOT),
-                "archive",
-                "--format=tar",
-                PREVIOUS_RELEASE,
-                "flow",
-                "api",
-                "actors",
-                "activities",
-            ],
+            ["git", "-C", str(ROOT), "archive", "--format=tar", PREVIOUS_RELEASE, *PACKAGES],
             capture_output=True,
             check=True,
         ).stdout
@@ -108,9 +107,10 @@ def previous_release(dest: Path) -> Path:
     return dest
 
 
-def engines_holding_partitions(pg_url: str) -> int:
+def partitions_held(pg_url: str) -> dict[str, int]:
+    """How many partitions each engine holds, by its owner name."""
     now = "now() AT TIME ZONE 'UTC'"
-    return query(pg_url, f"SELECT count(DISTINCT owner) FROM partition_leases WHERE expires_at > {now}")[0][0]
+    return dict(query(pg_url, f"SELECT owner, count(*) FROM partition_leases WHERE expires_at > {now} GROUP BY 1"))
 
 
 class Rollout:
@@ -160,22 +160,37 @@ class Rollout:
         assert other.stop("worker") == 0
 
     def upgrade_engine_and_api(self) -> list[str]:
-        """This release's engine joins and takes its share; a workflow is started through
-        each release's API while both engines hold partitions; the previous engine stops.
-        Returns the workflows started meanwhile."""
+        """This release's engine joins and takes half the partitions; through each
+        release's API, workflows are started until one is on each engine's partitions;
+        then the previous engine stops. Returns the workflows started meanwhile."""
         self.this.dramatiq("engine", f"{self.prefix}.engine")
         new_api = self.api(self.this)
-        wait_for(lambda: engines_holding_partitions(self.pg_url) == 2, timeout_s=60, what="two engines sharing")
-        during = [self.start(signalled=True) for _ in range(2)]
+        half = int(FAST_RECOVERY["FLOW_PARTITIONS"]) // 2
+        wait_for(lambda: list(partitions_held(self.pg_url).values()) == [half, half], timeout_s=60, what="halves")
+        during = self.start_on_each_engine()
         self.serve(new_api)
         assert self.previous.stop("api") == 0
-        during += [self.start(signalled=True) for _ in range(2)]
+        during += self.start_on_each_engine()
         assert self.previous.stop("engine") == 0
         return during
 
+    def start_on_each_engine(self) -> list[str]:
+        """Start workflows until one is on a partition of each of the two engines (a
+        workflow's partition is a hash of its id, which a start cannot choose)."""
+        owners = dict(query(self.pg_url, "SELECT partition, owner FROM partition_leases"))
+        started: list[str] = []
+        while len({owners[partition] for partition in self.partitions(started)}) < 2:
+            assert len(started) < 30, "30 workflows on one engine's partitions, of two halves"
+            started.append(self.start(signalled=True))
+        return started
+
+    def partitions(self, workflows: list[str]) -> list[int]:
+        rows = query(self.pg_url, "SELECT partition FROM workflows WHERE id = ANY(%s)", workflows)
+        return [partition for (partition,) in rows]
+
     def start(self, *, signalled: bool) -> str:
         body = {"name": "Rollout", "input_data": {"items": [1, 2, 3]}}
-        response = requests.post(f"{self.url}/workflows", json=body, timeout=10)
+        response = requests.post(f"{self.url}/workflows", json=body, timeout=HTTP_TIMEOUT_S)
         assert response.status_code == 201, response.text
         workflow_id = response.json()["id"]
         if signalled:  # sent before its wait: kept until the wait's turn
@@ -183,11 +198,13 @@ class Rollout:
         return workflow_id
 
     def send_go(self, workflow_id: str) -> None:
-        sent = requests.post(f"{self.url}/workflows/{workflow_id}/signals/go", json={"payload": "go"}, timeout=10)
+        sent = requests.post(
+            f"{self.url}/workflows/{workflow_id}/signals/go", json={"payload": "go"}, timeout=HTTP_TIMEOUT_S
+        )
         assert sent.status_code == 202, sent.text
 
     def view(self, workflow_id: str) -> dict:
-        return requests.get(f"{self.url}/workflows/{workflow_id}", timeout=10).json()
+        return requests.get(f"{self.url}/workflows/{workflow_id}", timeout=HTTP_TIMEOUT_S).json()
 
     def step(self, workflow_id: str, step_id: str) -> dict:
         return next(a for a in self.view(workflow_id)["activities"] if a["id"] == step_id)
@@ -207,7 +224,9 @@ class Rollout:
         return {key: names.get(frozenset(trees), "both") for key, trees in found.items()}
 
     def history(self, workflow_id: str) -> list[str]:
-        events = requests.get(f"{self.url}/workflows/{workflow_id}/events", params={"limit": 500}, timeout=10).json()
+        events = requests.get(
+            f"{self.url}/workflows/{workflow_id}/events", params={"limit": 500}, timeout=HTTP_TIMEOUT_S
+        ).json()
         return [e["type"] for e in events["items"]]
 
     def engine(self, workflow_id: str) -> str:
@@ -281,7 +300,12 @@ def test_a_rolling_upgrade_from_the_previous_release_runs_every_workflow_to_its_
             steps = ["first", "each", "inner", "last"]
             for workflow_id in crossing:
                 assert rollout.trees(workflow_id) == {**dict.fromkeys(steps, "previous"), "last": "this"}
-            for workflows, release in [(migrated, "previous"), (workers_first, "this"), (engines_first, "previous")]:
+            for workflows, release in [
+                (migrated, "previous"),
+                (workers_first, "this"),
+                (during, "this"),
+                (engines_first, "previous"),
+            ]:
                 for workflow_id in workflows:
                     assert rollout.trees(workflow_id) == dict.fromkeys(steps, release)
             for workflow_id in upgraded:

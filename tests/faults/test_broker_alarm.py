@@ -98,7 +98,7 @@ def test_while_rabbitmq_blocks_publishers_the_api_answers_503_and_everything_acc
     assert rabbitmq_alarms() == "[]"  # rabbitmqctl takes seconds on a busy machine: not in the figures
     report(
         f"RabbitMQ blocked publishers for {alarm_s:.1f} s ({owed} messages owed in the outbox, "
-        f"{waited} worker reports held; "
+        f"{waited} refusals of worker reports, each sent later; "
         f"{len(refused_s)} of {len(answers)} starts refused 503 "
         f"in at most {max(refused_s):.2f} s, the others 201 in at most {max(a[2] for a in answers):.1f} s; "
         f"/health said blocked in {health_s:.1f} s; starts taken {starts_again_s:.1f} s and everything accepted "

@@ -32,8 +32,10 @@ from flow.errors import (
     RerunRefused,
     ResumeRefused,
     RetryRefused,
+    StartBacklogFull,
     StoreUnavailable,
     TooManyBatches,
+    TooManyStarts,
     UnknownCallbackToken,
     VersionIncompatible,
     WorkflowConflict,
@@ -189,6 +191,18 @@ def _store_unavailable(req: falcon.Request, resp: falcon.Response, ex: StoreUnav
     )
 
 
+def _too_many_starts(req: falcon.Request, resp: falcon.Response, ex: TooManyStarts, params: Params) -> None:
+    raise falcon.HTTPTooManyRequests(
+        title="Too many starts at once", description=printable(str(ex)), retry_after=ex.retry_after_s
+    )
+
+
+def _start_backlog_full(req: falcon.Request, resp: falcon.Response, ex: StartBacklogFull, params: Params) -> None:
+    raise falcon.HTTPServiceUnavailable(
+        title="Start backlog full", description=printable(str(ex)), retry_after=ex.retry_after_s
+    )
+
+
 def _filter_too_costly(req: falcon.Request, resp: falcon.Response, ex: FilterTooCostly, params: Params) -> None:
     # 422 when the client's filter is to blame (the same query would cost the same);
     # 503 with Retry-After when the database was merely slow.
@@ -221,6 +235,8 @@ HANDLERS: dict[type[FlowError], Callable[..., None]] = {
     InvalidInput: _invalid_input,
     DefinitionError: _definition_error,
     StoreUnavailable: _store_unavailable,
+    TooManyStarts: _too_many_starts,
+    StartBacklogFull: _start_backlog_full,
     FilterTooCostly: _filter_too_costly,
     BatchNotFound: _batch_not_found,
     BatchEnded: _batch_ended,

@@ -11,19 +11,23 @@ offered the same starts, later (how late is reported), never fewer.
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
 import json
+import multiprocessing
 import statistics
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
 #: What a shed start is answered.
 SHED = (429, 503)
+#: What sending on a kept-alive connection the server closed while it was idle raises.
+_IDLE_CLOSED = (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,8 @@ class Answer:
     workflow_id: str | None = None
     #: Why no workflow: the answer's ``title``, or what went wrong when none came.
     error: str | None = None
+    #: Sent again on a new connection: the server had closed the idle kept-alive one.
+    resent: bool = False
 
 
 @dataclass
@@ -92,6 +98,7 @@ class Flood:
             "shed_without_retry_after": len(self.shed_without_retry_after),
             "unexpected": dict(Counter(f"{a.status} {a.error}" for a in self.unexpected)),
             "unanswered": len(self.unanswered),
+            "resent_after_idle_close": sum(1 for a in self.answers if a.resent),
             "unanswered_reasons": dict(Counter(a.error or "" for a in self.unanswered).most_common(5)),
             "latency_p50_ms": round(self.latency_ms(50), 1),
             "latency_p99_ms": round(self.latency_ms(99), 1),
@@ -115,6 +122,24 @@ def _percentile(values: list[float], percent: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[percent - 1]
 
 
+def flood_from_processes(
+    url: str, name: str, *, total: int, seconds: float, clients: int, processes: int, timeout_s: float = 10.0
+) -> Flood:
+    """:func:`flood` from ``processes`` processes, each with its share of the starts and
+    clients at its share of the rate: one Python process's clients share one GIL, and on
+    a busy machine they could not send 1,700 starts a second."""
+    shares = [(total * (k + 1)) // processes - (total * k) // processes for k in range(processes)]
+    threads = [(clients * (k + 1)) // processes - (clients * k) // processes for k in range(processes)]
+    context = multiprocessing.get_context("spawn")  # not fork: the caller has threads of its own
+    with concurrent.futures.ProcessPoolExecutor(processes, mp_context=context) as pool:
+        parts = [
+            pool.submit(flood, url, name, total=share, seconds=seconds, clients=n, timeout_s=timeout_s)
+            for share, n in zip(shares, threads, strict=True)
+        ]
+        results = [part.result() for part in parts]
+    return Flood([a for r in results for a in r.answers], max(r.seconds for r in results))
+
+
 def flood(
     url: str,
     name: str,
@@ -136,35 +161,46 @@ def flood(
     answers: list[list[Answer]] = [[] for _ in range(clients)]
     t0 = time.monotonic() + 0.2  # every client running before the first is due
 
+    def post(conn: http.client.HTTPConnection, sent: float, due: float) -> Answer:
+        conn.request("POST", "/workflows", body, {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        payload = response.read()
+        if response.will_close:
+            conn.close()
+        status, retry_after = response.status, response.getheader("Retry-After")
+        reply = _json_object(payload)
+        workflow_id, error = (reply.get("id"), None) if status == 201 else (None, reply.get("title"))
+        return Answer(status, time.monotonic() - sent, sent - due, retry_after, workflow_id, error)
+
     def client(k: int) -> None:
-        connection: http.client.HTTPConnection | None = None
+        conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
         for i in range(k, total, clients):
             due = t0 + i / rate
             wait = due - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
-            connection = conn = connection or http.client.HTTPConnection(host, port, timeout=timeout_s)
             sent = time.monotonic()
+            reused = conn.sock is not None
             try:
-                conn.request("POST", "/workflows", body, {"Content-Type": "application/json"})
-                response = conn.getresponse()
-                payload = response.read()
-                status, retry_after = response.status, response.getheader("Retry-After")
-                reply = _json_object(payload)
-                workflow_id, error = (reply.get("id"), None) if status == 201 else (None, reply.get("title"))
-                answer = Answer(status, time.monotonic() - sent, sent - due, retry_after, workflow_id, error)
-                if response.will_close:
+                try:
+                    answer = post(conn, sent, due)
+                except _IDLE_CLOSED:
+                    if not reused:
+                        raise
+                    # gunicorn closed the kept-alive connection while it was idle (its
+                    # ``keepalive``, 2 s: a starved client thread can be idle that long) as
+                    # the request went out: it never read it. Sent again on a new
+                    # connection, as HTTP clients do; check_settled would find a start
+                    # stored twice.
                     conn.close()
-                    connection = None
+                    answer = replace(post(conn, sent, due), resent=True)
             except (OSError, http.client.HTTPException) as e:  # a timeout is an OSError
                 answer = Answer(None, time.monotonic() - sent, sent - due, error=type(e).__name__)
                 conn.close()
-                connection = None
             answers[k].append(answer)
             if on_answer is not None:
                 on_answer(answer)
-        if connection is not None:
-            connection.close()
+        conn.close()
 
     threads = [threading.Thread(target=client, args=(k,), name=f"flood-{k}", daemon=True) for k in range(clients)]
     for thread in threads:

@@ -110,7 +110,7 @@ def queue_consumers(queue: str) -> int:
 
 
 #: Seconds a checker waits for PostgreSQL to take one more connection.
-CONNECT_PATIENCE_S = 30.0
+CONNECT_PATIENCE_S = 120.0
 
 
 def _connect(pg_url: str) -> psycopg2.extensions.connection:

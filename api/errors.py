@@ -34,8 +34,10 @@ from flow.errors import (
     RerunRefused,
     ResumeRefused,
     RetryRefused,
+    StartBacklogFull,
     StoreUnavailable,
     TooManyBatches,
+    TooManyStarts,
     UnknownCallbackToken,
     VersionIncompatible,
     WorkflowConflict,
@@ -200,6 +202,18 @@ def _broker_blocked(req: falcon.Request, resp: falcon.Response, ex: BrokerBlocke
     )
 
 
+def _too_many_starts(req: falcon.Request, resp: falcon.Response, ex: TooManyStarts, params: Params) -> None:
+    raise falcon.HTTPTooManyRequests(
+        title="Too many starts at once", description=printable(str(ex)), retry_after=ex.retry_after_s
+    )
+
+
+def _start_backlog_full(req: falcon.Request, resp: falcon.Response, ex: StartBacklogFull, params: Params) -> None:
+    raise falcon.HTTPServiceUnavailable(
+        title="Start backlog full", description=printable(str(ex)), retry_after=ex.retry_after_s
+    )
+
+
 def _filter_too_costly(req: falcon.Request, resp: falcon.Response, ex: FilterTooCostly, params: Params) -> None:
     # 422 when the client's filter is to blame (the same query would cost the same);
     # 503 with Retry-After when the database was merely slow.
@@ -233,6 +247,8 @@ HANDLERS: dict[type[FlowError], Callable[..., None]] = {
     DefinitionError: _definition_error,
     StoreUnavailable: _store_unavailable,
     BrokerBlocked: _broker_blocked,
+    TooManyStarts: _too_many_starts,
+    StartBacklogFull: _start_backlog_full,
     FilterTooCostly: _filter_too_costly,
     BatchNotFound: _batch_not_found,
     BatchEnded: _batch_ended,

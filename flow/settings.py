@@ -100,6 +100,13 @@ class Settings:
     history_warn: int = 10_000
     #: Largest request body the API accepts, in bytes.
     max_body_bytes: int = 1_048_576
+    #: Start requests (``POST /workflows``) one API process works on at once; one more is
+    #: answered 429 at once. Below gunicorn's 16 threads a process, so reads are served
+    #: during a flood of starts (``api/gunicorn_conf.py``).
+    max_starts_in_flight: int = 12
+    #: Workflows created and not yet started by an engine, past which the API answers a
+    #: start 503 (read at most every ``START_BACKLOG_TTL_S`` per process, flow/service/intake.py).
+    max_start_backlog: int = 10_000
     #: Longest a listing a client shapes (``GET /workflows`` and its filters) may run, in seconds.
     query_timeout_s: float = 5.0
     #: A PostgreSQL connection on which the server sends nothing this long (connecting, or
@@ -187,6 +194,8 @@ class Settings:
             "max_live_actors",
             "db_pool_size",
             "max_body_bytes",
+            "max_starts_in_flight",
+            "max_start_backlog",
             "max_deliveries",
             "max_payload_bytes",
             "max_inbox_bytes",

@@ -27,6 +27,7 @@ from flow.persistence.limits import LimitTable
 from flow.persistence.mapping import StoredWorkflow
 from flow.process.queue_depths import QueueDepths
 from flow.process.runtime import Runtime
+from flow.service.intake import StartIntake
 
 logger = logging.getLogger(__name__)
 
@@ -139,8 +140,14 @@ def _known_id(workflow_id: str) -> str:
 class WorkflowsResource:
     """``POST /workflows`` starts a workflow; ``GET /workflows`` lists them, newest first."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, *, intake: StartIntake | None = None) -> None:
         self.runtime = runtime
+        settings = runtime.settings
+        self.intake = intake or StartIntake(
+            runtime.store.unstarted_count,
+            max_in_flight=settings.max_starts_in_flight,
+            max_backlog=settings.max_start_backlog,
+        )
 
     @operation(
         "Start a workflow",
@@ -150,7 +157,7 @@ class WorkflowsResource:
             201: Reply("Created; `Location` names it", "Workflow", links=_WORKFLOW_LINKS),
             200: Reply("An earlier start with the same idempotency key", "Workflow"),
         },
-        errors=(409, 503),
+        errors=(409, 429, 503),
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes)
@@ -162,17 +169,28 @@ class WorkflowsResource:
         # While RabbitMQ blocks this process's publishes, 503 before anything is stored:
         # a client that retries without a key would otherwise start the workflow twice.
         self.runtime.service.senders.check_unblocked()
-        state, created = self.runtime.service.starter.start(
-            request.name,
-            dict(request.input_data),
-            idempotency_key=key,
-            priority=request.priority,
-            attributes=request.attributes,
-        )
-        row = self.runtime.store.get(state.id)
+
+        # Shed (429, 503) only once the request is found valid, before it is stored: a
+        # slow or bad one holds no slot, a shed one stored nothing (flow/service/intake.py).
+        # One connection for the start and the read of its view: a read on a connection
+        # of its own could fail to get one (the server's max_connections) after the start
+        # was stored, and a 503 says that nothing was.
+        with self.runtime.store.unit_of_work():
+            state, created = self.runtime.service.starter.start(
+                request.name,
+                dict(request.input_data),
+                idempotency_key=key,
+                priority=request.priority,
+                attributes=request.attributes,
+                admit=self.intake.admit,
+            )
+            if created:
+                self.intake.stored()
+            row = self.runtime.store.get(state.id)
+            limits = LimitTable(self.runtime.store.database)
+            resp.media = workflow_view(row, self.runtime.service.callbacks.tokens, limits)
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
         resp.location = f"/workflows/{state.id}"
-        resp.media = workflow_view(row, self.runtime.service.callbacks.tokens, LimitTable(self.runtime.store.database))
 
     @operation(
         "List workflows, newest first",

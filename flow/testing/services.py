@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -110,13 +111,31 @@ def queue_consumers(queue: str) -> int:
             connection.close()
 
 
+#: Seconds a checker waits for PostgreSQL to take one more connection.
+CONNECT_PATIENCE_S = 120.0
+
+
+def _connect(pg_url: str) -> psycopg2.extensions.connection:
+    """A connection to ``pg_url``, waited for while the server is at ``max_connections``:
+    on a machine whose PostgreSQL serves many test runs at once, a checker refused its
+    connection would fail a run that did nothing wrong."""
+    deadline = time.monotonic() + CONNECT_PATIENCE_S
+    while True:
+        try:
+            return psycopg2.connect(pg_url)
+        except psycopg2.OperationalError as e:
+            if "too many clients" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def query(pg_url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
     """Rows of one SQL statement on a connection of its own.
 
     For checkers that read what a run left behind: they read the tables directly
     rather than through the code under test.
     """
-    conn = psycopg2.connect(pg_url)
+    conn = _connect(pg_url)
     conn.autocommit = True
     try:
         with conn.cursor() as cur:

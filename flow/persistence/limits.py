@@ -205,17 +205,17 @@ class LimitTable:
         return full
 
     def _lock(self, name: str, now: datetime) -> tuple[int | None, float | None, int | None]:
-        """Lock the limit's row (made if it has none yet); its numbers set at run time
-        (a concurrency limit's; a rate limit's rate and burst)."""
+        """Lock the limit's row (made on first use: one round trip once it exists); its numbers
+        set at run time (a concurrency limit's; a rate limit's rate and burst)."""
         p = self.param
-        self.database.execute_sql(
-            f"INSERT INTO limits (name, max_running, updated_at) VALUES ({p}, NULL, {p}) ON CONFLICT (name) DO NOTHING",
-            (name, _db_time(self, now)),
-        )
-        lock = " FOR UPDATE" if self.postgres else ""
-        row = self.database.execute_sql(
-            f"SELECT max_running, per_s, burst FROM limits WHERE name = {p}{lock}", (name,)
-        ).fetchone()
+        select = f"SELECT max_running, per_s, burst FROM limits WHERE name = {p}" + (" FOR UPDATE" * self.postgres)
+        row = self.database.execute_sql(select, (name,)).fetchone()
+        if row is None:  # two engines may both insert: one does nothing, both then lock it
+            self.database.execute_sql(
+                f"INSERT INTO limits (name, updated_at) VALUES ({p}, {p}) ON CONFLICT (name) DO NOTHING",
+                (name, _db_time(self, now)),
+            )
+            row = self.database.execute_sql(select, (name,)).fetchone()
         return (row[0], row[1], row[2]) if row else (None, None, None)
 
     def granted(self, partitions: list[int]) -> list[TimerRow]:

@@ -135,7 +135,9 @@ def test_a_pool_queue_declared_before_priorities_is_used_first_in_first_out(serv
             )
 
             # A worker's broker: the old queue as it is, a new pool queue with priorities.
-            broker = QuietlyClosingRabbitmqBroker(url=AMQP_URL, confirm_delivery=True, activity_queue=old)
+            broker = QuietlyClosingRabbitmqBroker(
+                url=AMQP_URL, confirm_delivery=True, blocked_timeout_s=10.0, activity_queue=old
+            )
             try:
                 broker.declare_queue(old, ensure=True)
                 broker.declare_queue(new, ensure=True)

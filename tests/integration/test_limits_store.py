@@ -16,14 +16,13 @@ from flow.core.definition import parse
 from flow.core.events import ActivityCompleted, ActivityStarted, CancelRequested, TimerFired
 from flow.core.vocabulary import ActivityStatus, Outcome, TimerKind
 from flow.engine.planning import Routes, plan
-from flow.persistence.database import open_database
 from flow.persistence.engine_store import EngineStore
 from flow.persistence.limits import LimitTable
-from flow.persistence.models import bind
 from flow.persistence.records import Transition
 from flow.persistence.store import Store
 from flow.testing import new_database
 from tests.integration.test_fencing import A, started
+from tests.integration.test_fencing import _stores as fenced_stores
 
 LIMITED = parse(
     {
@@ -46,13 +45,9 @@ def stores(request, tmp_path) -> Iterator[tuple[Store, EngineStore]]:
 
 
 def _stores(url: str) -> Iterator[tuple[Store, EngineStore]]:
-    database = open_database(url)
-    bind(database)
-    store = Store(database)
-    store.migrate(partitions=4)
-    store.register_definition(LIMITED)
-    yield store, EngineStore(database)
-    database.close()
+    for store, engine, _ in fenced_stores(url):  # a migrated database, as the fencing tests use
+        store.register_definition(LIMITED)
+        yield store, engine
 
 
 def handle(engine: EngineStore, workflow_id: str, event: Any, *, epoch: int) -> None:

@@ -29,6 +29,19 @@ POOL_RULE = "a pool name is 1 to 40 lowercase letters, digits, '_' or '-', start
 _POOL = re.compile(POOL_PATTERN.rstrip("$") + r"\Z")  # "$" would also match before a final newline
 
 
+#: RabbitMQ's ``x-max-priority`` of every pool's queue: one level per priority of a start
+#: request (RabbitMQ keeps a queue per level; few levels are cheap).
+MAX_PRIORITY = 5
+#: A queue argument RabbitMQ fixes when the queue is declared (docs/design.md, "Worker pools").
+PRIORITY_ARGUMENT = "x-max-priority"
+
+
+def broker_priority(priority: int) -> int:
+    """RabbitMQ's message priority for a workflow's ``priority`` (1 first to 5 last):
+    RabbitMQ delivers higher numbers first, so 1 is sent as 5 and 5 as 1."""
+    return MAX_PRIORITY + 1 - min(max(priority, 1), MAX_PRIORITY)
+
+
 def is_pool_name(name: Any) -> bool:
     """Whether ``name`` may name a pool."""
     return isinstance(name, str) and _POOL.match(name) is not None
@@ -82,8 +95,11 @@ def waiting_for(pool: str, depth: int | None) -> str:
 
 __all__ = [
     "DEFAULT_POOL",
+    "MAX_PRIORITY",
+    "PRIORITY_ARGUMENT",
     "POOL_PATTERN",
     "POOL_RULE",
+    "broker_priority",
     "is_pool_name",
     "pool_of",
     "pool_queue",

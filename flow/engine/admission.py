@@ -22,6 +22,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from flow.clock import utcnow
+from flow.core.vocabulary import ActivityStatus
 from flow.engine.timers import TimerWheel
 from flow.loops import BackgroundLoop
 from flow.observability.metrics import EngineMetrics
@@ -79,6 +80,14 @@ class Admission:
             t.after.claim.limit
             for t in transitions
             if t.after.claim is not None and (t.after.queued or t.after.status.ended)
+        }
+        # A run's end gives back the slots of its attempts not yet started (persistence.limits).
+        touched |= {
+            a.claim.limit
+            for t in transitions
+            if not t.after.status.open
+            for a in t.after.activities
+            if a.claim is not None and a.status is ActivityStatus.SCHEDULED
         }
         if touched:
             with self._lock:

@@ -135,4 +135,4 @@ def run_message(
         )
     request = AttemptRequest.of(state, run.position, run.attempt, reply_to=routes.reply_to, outputs=outputs)
     queue = routes.attempt_queue(state.activities[run.position])
-    return Outgoing.of(request, queue, partition=routes.partition, send_after=send_after)
+    return Outgoing.of(request, queue, partition=routes.partition, send_after=send_after, priority=state.priority)

@@ -27,7 +27,16 @@ import pika
 import pika.exceptions
 from dramatiq.common import dq_name, xq_name
 
-from flow.engine.transport import DEAD_MESSAGE_TTL_MS, Delivery, OnPublished, dramatiq_queue_arguments
+from flow.core.pools import broker_priority, pool_of
+from flow.engine.transport import (
+    DEAD_MESSAGE_TTL_MS,
+    FIFO_WARNING,
+    Delivery,
+    OnPublished,
+    dramatiq_queue_arguments,
+    fifo_queue_refused,
+    queue_arguments,
+)
 from flow.loops import Reconnecting
 from flow.wire.messages import CANCEL_ATTEMPT
 from flow.wire.outgoing import Outgoing
@@ -60,6 +69,7 @@ class RabbitTransport:
         url: str,
         *,
         declare: tuple[str, ...] = (),
+        activity_queue: str | None = None,
         prefetch: int = 256,
         heartbeat_s: int = 15,
         reconnect_s: float = 1.0,
@@ -72,6 +82,10 @@ class RabbitTransport:
         # its unacknowledged deliveries come back): start over on a new connection.
         self.parameters.blocked_connection_timeout = 60
         self.declare = declare
+        #: The default pool's queue: it and every pool's queue beside it take priorities.
+        self.activity_queue = activity_queue
+        #: Pool queues an earlier release declared without priorities (kept as they are).
+        self.fifo_queues: set[str] = set()
         self.prefetch = prefetch
         self.reconnect_s = reconnect_s
         self._on_delivery: Callable[[Delivery], None] = lambda d: None
@@ -271,6 +285,12 @@ class RabbitTransport:
     def _on_channel_closed(self, channel: Any, reason: BaseException) -> None:
         # A channel closed by the broker (a refused declare, a missing queue): start
         # over with a fresh connection, which re-declares and re-subscribes everything.
+        fifo = fifo_queue_refused(reason)
+        if fifo is not None and fifo not in self.fifo_queues:
+            # A pool's queue from before priorities: used as it is (a declare with other
+            # arguments is refused), its attempts in the order they came.
+            logger.warning(FIFO_WARNING, fifo)
+            self.fifo_queues.add(fifo)
         if self._connection is not None and self._connection.is_open and not self._stopping.is_set():
             logger.warning("engine's channel closed (%s); reconnecting", reason)
             self._connection.close()
@@ -282,6 +302,7 @@ class RabbitTransport:
             return
         channel = self._publish
         arguments = dramatiq_queue_arguments(queue)
+        own = queue_arguments(queue, priorities=self._takes_priorities(queue))
 
         def done(_frame: Any) -> None:
             self._declared.add(queue)
@@ -295,9 +316,16 @@ class RabbitTransport:
                 dq_name(queue),
                 durable=True,
                 arguments=arguments,
-                callback=lambda _f2: channel.queue_declare(queue, durable=True, arguments=arguments, callback=done),
+                callback=lambda _f2: channel.queue_declare(queue, durable=True, arguments=own, callback=done),
             ),
         )
+
+    def _takes_priorities(self, queue: str) -> bool:
+        """Whether ``queue`` is declared with priorities: a worker pool's, unless an earlier
+        release declared it without."""
+        if self.activity_queue is None or queue in self.fifo_queues:
+            return False
+        return pool_of(self.activity_queue, queue) is not None
 
     def _consume_queue(self, queue: str) -> None:
         if not self._ready or queue in self._consumers:
@@ -377,7 +405,11 @@ class RabbitTransport:
             "" if notice else outgoing.queue_name,
             outgoing.message().encode(),
             # A notice with no worker listening is no loss: not mandatory, not persistent.
-            pika.BasicProperties(delivery_mode=1 if notice else 2, message_id=outgoing.id),
+            pika.BasicProperties(
+                delivery_mode=1 if notice else 2,
+                message_id=outgoing.id,
+                priority=None if outgoing.priority is None else broker_priority(outgoing.priority),
+            ),
             mandatory=not notice,
         )
         self._next_tag += 1

@@ -13,12 +13,14 @@ with the same arguments), so a Dramatiq process can publish to a partition queue
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dramatiq.common import xq_name
 
+from flow.core.pools import MAX_PRIORITY, PRIORITY_ARGUMENT
 from flow.wire.outgoing import Outgoing
 
 logger = logging.getLogger(__name__)
@@ -58,3 +60,32 @@ class Transport(Protocol):
 def dramatiq_queue_arguments(queue: str) -> dict[str, Any]:
     """The arguments Dramatiq declares ``queue`` (and its delay queue) with."""
     return {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": xq_name(queue)}
+
+
+def queue_arguments(queue: str, *, priorities: bool) -> dict[str, Any]:
+    """The arguments ``queue`` is declared with: Dramatiq's, and for a worker pool's queue
+    (``priorities``) RabbitMQ's ``x-max-priority``, so that its messages are delivered by
+    their workflow's priority. Its delay queue keeps Dramatiq's own (nothing is delayed there)."""
+    arguments = dramatiq_queue_arguments(queue)
+    return {**arguments, PRIORITY_ARGUMENT: MAX_PRIORITY} if priorities else arguments
+
+
+#: RabbitMQ's refusal to declare a queue that exists with other arguments (406).
+_INEQUIVALENT = re.compile(r"inequivalent arg '" + re.escape(PRIORITY_ARGUMENT) + r"' for queue '([^']+)'")
+
+
+def fifo_queue_refused(reason: BaseException) -> str | None:
+    """The queue named by a channel closed because it exists without ``x-max-priority``
+    (declared by a release before priorities), or None for any other reason."""
+    if getattr(reason, "reply_code", None) != 406:
+        return None
+    found = _INEQUIVALENT.search(str(getattr(reason, "reply_text", "")))
+    return found.group(1) if found else None
+
+
+#: What is logged once per process and queue that stays first-in first-out.
+FIFO_WARNING = (
+    "queue %s was declared by an earlier release without x-max-priority: its attempts run "
+    "first in, first out, whatever their priority, until it is declared again "
+    '(README, "Worker pools": upgrading a queue to priorities)'
+)

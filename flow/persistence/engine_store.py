@@ -160,14 +160,20 @@ class EngineStore:
                 OutboxRecord.update(send_after=now + timedelta(seconds=hold_s)).where(
                     OutboxRecord.id.in_([r.id for r in rows])
                 ).execute()
-            return [Outgoing(r.queue_name, r.actor_name, r.kwargs, r.partition, r.send_after, r.id) for r in rows]
+            return [
+                Outgoing(r.queue_name, r.actor_name, r.kwargs, r.partition, r.send_after, r.id, r.priority)
+                for r in rows
+            ]
 
     def outbox_by_id(self, ids: list[str]) -> list[Outgoing]:
         with unit_of_work(self.database):
             rows = []
             for chunk in chunks(ids, 500):
                 rows += list(OutboxRecord.select().where(OutboxRecord.id.in_(chunk)))
-            return [Outgoing(r.queue_name, r.actor_name, r.kwargs, r.partition, r.send_after, r.id) for r in rows]
+            return [
+                Outgoing(r.queue_name, r.actor_name, r.kwargs, r.partition, r.send_after, r.id, r.priority)
+                for r in rows
+            ]
 
     def unstarted(self, partitions: Iterable[int], *, created_before: datetime, limit: int = 500) -> list[str]:
         """Workflows of ``partitions`` created before ``created_before`` whose start was never

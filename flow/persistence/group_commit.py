@@ -1,14 +1,11 @@
 """Group commit: the transitions of many workflow actors in one transaction, fenced.
 
-On PostgreSQL the whole batch is one prepared statement (:data:`COMMIT_SQL`): one
-round trip, no planning, atomic as any single statement is. The statement first
-locks the lease rows of the partitions involved (``FOR KEY SHARE``: a renewal, a
-plain ``UPDATE`` of the row, does not wait for it; a takeover, which locks the row
-``FOR UPDATE``, does), drops every transition whose partition is no longer ours under
-the epoch it was decided under (fencing), then updates the workflows whose stored
-version is still the one the actor holds (the version check); only those
-transitions' activities, history, outbox rows, timers and signals are written. On SQLite (one
-process, no round trips to save) the same steps run statement by statement in one
+On PostgreSQL the whole batch is one prepared statement (:data:`COMMIT_SQL`), one round trip. It
+locks the lease rows of the partitions involved (``FOR KEY SHARE``: a renewal does not wait for it,
+a takeover's ``FOR UPDATE`` does), drops every transition whose partition is no longer ours under
+the epoch it was decided under (fencing), then updates the workflows whose stored version is still
+the one the actor holds (the version check); only those transitions' activities, history, outbox
+rows, timers and signals are written. On SQLite the same steps run statement by statement in one
 ``IMMEDIATE`` transaction (docs/design.md, "Group commit" and "Fencing").
 """
 
@@ -192,6 +189,7 @@ class GroupCommit:
             *stored_attributes.arrays(stored_attributes.last_wins(r for x in t for r in x.attributes_set)),
             [len(x.history) for x in t],
             self.history_warn,
+            [o.priority for _, o in owed],
         ]
         rows = _execute_prepared(self.database, "flow_commit", COMMIT_SQL, COMMIT_TYPES, params)
         updated = {value for kind, value in rows if kind == "w"}
@@ -299,6 +297,7 @@ class GroupCommit:
                 "kwargs": o.kwargs,
                 "due_at": o.send_after,
                 "send_after": o.send_after,
+                "priority": o.priority,
             }
             for workflow_id, o in owed
         ]
@@ -331,7 +330,7 @@ COMMIT_TYPES = (
     "text[], text[], int[], "
     "text[], text[], int[], int[], "
     "float8[], int[], bool[], "
-    "bool[], " + ", ".join(stored_attributes.ARRAY_TYPES) + ", int[], int"
+    "bool[], " + ", ".join(stored_attributes.ARRAY_TYPES) + ", int[], int, int[]"
 )
 
 #: A group commit as one statement of data-modifying CTEs (docs/design.md, "Group
@@ -373,10 +372,10 @@ WITH fence AS (
     FROM unnest($26, $27, $28, $29, $30) WITH ORDINALITY AS ev(workflow_id, position, type, data, occurred_at, n)
     WHERE ev.workflow_id IN (SELECT id FROM w) ORDER BY ev.n
 ), o AS (
-    INSERT INTO outbox (id, workflow, partition, queue_name, actor_name, kwargs, due_at, send_after)
-    SELECT ov.id, ov.workflow, ov.partition, ov.queue_name, ov.actor_name, ov.kwargs, ov.send_after, ov.send_after
-    FROM unnest($31, $32, $33, $34, $35, $36, $37)
-        AS ov(id, workflow, partition, queue_name, actor_name, kwargs, send_after)
+    INSERT INTO outbox (id, workflow, partition, queue_name, actor_name, kwargs, due_at, send_after, priority)
+    SELECT id, workflow, partition, queue_name, actor_name, kwargs, send_after, send_after, priority
+    FROM unnest($31, $32, $33, $34, $35, $36, $37, $71)
+        AS ov(id, workflow, partition, queue_name, actor_name, kwargs, send_after, priority)
     WHERE ov.workflow IN (SELECT id FROM w)
 ), td AS (
     DELETE FROM timers AS t USING unnest($38, $39) AS d(id, workflow)

@@ -1,21 +1,17 @@
 """Concurrency limits in the database: admitting what waits, and what the API shows
 (docs/design.md, "Concurrency limits").
 
-What holds a slot is never counted anywhere but in the rows that hold it: a step in
-flight (``Scheduled``/``Started``) with a claim, and a grant not yet handled (a ``slot``
-timer of a step still ``Queued``); for a workflow limit (:mod:`flow.core.workflow_limit`),
-a workflow ``In Progress`` that was let in (started, not ``queued``), and a grant not yet
-handled (a ``slot`` timer with no position, for the workflow's run, still queued). So
-nothing can leak: the commit that ends an attempt, cancels a workflow (deleting the
-grant) or ends or deletes a workflow gives the slot back, and an engine that takes over
-a partition finds the same rows.
+What holds a slot is never counted anywhere but in the rows that hold it: a step whose
+attempt started, or was sent while its run goes on, with a claim; a workflow of a limit
+(:mod:`flow.core.workflow_limit`) ``In Progress``, let in; a grant not yet handled (a ``slot``
+timer). Nothing can leak: the commit that ends an attempt, or a run, or deletes a workflow
+gives the slot back, and an engine that takes over a partition finds the same rows.
 
 Admitting is one transaction per limit: it locks the limit's row (``FOR UPDATE``, so
-engines admit for one limit one at a time, whichever partitions their waiters are in),
-counts the holders per key in one statement (one snapshot: a grant being handled moves
-from the timer to the step in one commit, and is counted once either way), reads what
-waits, lets in what :func:`flow.core.limits.admit` says, and inserts a ``slot`` timer per
-step let in. The owner of the step's partition fires it like any timer.
+engines admit for one limit one at a time), counts the holders per key in one statement
+(one snapshot: a grant being handled moves from the timer to the step in one commit, and
+is counted once either way), reads what waits, lets in what :func:`flow.core.limits.admit`
+says, and inserts a ``slot`` timer per step let in (its partition's owner fires it).
 """
 
 from __future__ import annotations
@@ -209,17 +205,17 @@ class LimitTable:
         return full
 
     def _lock(self, name: str, now: datetime) -> tuple[int | None, float | None, int | None]:
-        """Lock the limit's row (made if it has none yet); its numbers set at run time
-        (a concurrency limit's; a rate limit's rate and burst)."""
+        """Lock the limit's row (made on first use: one round trip once it exists); its numbers
+        set at run time (a concurrency limit's; a rate limit's rate and burst)."""
         p = self.param
-        self.database.execute_sql(
-            f"INSERT INTO limits (name, max_running, updated_at) VALUES ({p}, NULL, {p}) ON CONFLICT (name) DO NOTHING",
-            (name, _db_time(self, now)),
-        )
-        lock = " FOR UPDATE" if self.postgres else ""
-        row = self.database.execute_sql(
-            f"SELECT max_running, per_s, burst FROM limits WHERE name = {p}{lock}", (name,)
-        ).fetchone()
+        select = f"SELECT max_running, per_s, burst FROM limits WHERE name = {p}" + (" FOR UPDATE" * self.postgres)
+        row = self.database.execute_sql(select, (name,)).fetchone()
+        if row is None:  # two engines may both insert: one does nothing, both then lock it
+            self.database.execute_sql(
+                f"INSERT INTO limits (name, updated_at) VALUES ({p}, {p}) ON CONFLICT (name) DO NOTHING",
+                (name, _db_time(self, now)),
+            )
+            row = self.database.execute_sql(select, (name,)).fetchone()
         return (row[0], row[1], row[2]) if row else (None, None, None)
 
     def granted(self, partitions: list[int]) -> list[TimerRow]:
@@ -344,13 +340,17 @@ def _db_time(table: LimitTable, value: datetime) -> Any:
     return value if table.postgres else str(value)
 
 
+#: Step rows ``a`` holding a slot: started, or sent while their run goes on (docs/design.md).
+_ACTIVITY_HOLDS = f"""(a.status = '{_IN_FLIGHT[1]}' OR (a.status = '{_IN_FLIGHT[0]}' AND EXISTS (
+    SELECT 1 FROM workflows r WHERE r.id = a.workflow_id AND r.status = '{_RUNNING}')))"""
+
 #: Slots held per key of one concurrency limit, in one statement (one snapshot): its steps
-#: in flight, its workflows let in and running, and its grants not yet handled (a step's,
-#: a workflow's); a rate-limited step of the same name holds none.
+#: in flight (above), its workflows let in and running, and its grants not yet handled (a
+#: step's, a workflow's); a rate-limited step of the same name holds none.
 _HELD = f"""
 SELECT limit_key, count(*) FROM (
     SELECT a.limit_key FROM activities a
-    WHERE a.limit_name = %s AND a.status IN ('{_IN_FLIGHT[0]}', '{_IN_FLIGHT[1]}') AND a.limit_rate IS NOT TRUE
+    WHERE a.limit_name = %s AND a.limit_rate IS NOT TRUE AND {_ACTIVITY_HOLDS}
     UNION ALL
     SELECT a.limit_key FROM timers t JOIN activities a ON a.workflow_id = t.workflow AND a.position = t.position
     WHERE t.kind = '{_SLOT}' AND a.limit_name = %s AND a.status = '{_QUEUED}' AND t.attempt = a.attempt + 1
@@ -412,7 +412,7 @@ SELECT a.limit_name, a.limit_key,
 FROM activities a
 LEFT JOIN timers g ON g.kind = '{_SLOT}' AND g.workflow = a.workflow_id AND g.position = a.position
     AND g.attempt = a.attempt + 1
-WHERE a.limit_name IS NOT NULL AND a.status IN ('{_QUEUED}', '{_IN_FLIGHT[0]}', '{_IN_FLIGHT[1]}'){{only}}
+WHERE a.limit_name IS NOT NULL AND (a.status = '{_QUEUED}' OR {_ACTIVITY_HOLDS}){{only}}
 GROUP BY a.limit_name, a.limit_key
 """
 

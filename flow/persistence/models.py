@@ -216,6 +216,8 @@ class OutboxRecord(_Model):
     kwargs = JSONText()
     due_at = peewee.DateTimeField()
     send_after = peewee.DateTimeField()
+    #: An attempt's workflow priority, 1 (first) to 5, sent as RabbitMQ's (migration 0026).
+    priority = peewee.SmallIntegerField(null=True)
 
     class Meta:
         table_name = "outbox"

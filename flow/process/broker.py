@@ -22,6 +22,8 @@ import pika
 import pika.exceptions
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
+from flow.core.pools import pool_of
+from flow.engine.transport import FIFO_WARNING, fifo_queue_refused, queue_arguments
 from flow.errors import BrokerBlocked
 from flow.loops import BackgroundLoop
 from flow.process.inprocess import InProcessBroker
@@ -127,7 +129,8 @@ class BlockedPublishes:
 
 
 class QuietlyClosingRabbitmqBroker(RabbitmqBroker):
-    """Dramatiq's RabbitMQ broker, whose publishes give up on a blocked broker after
+    """Dramatiq's RabbitMQ broker, which declares the worker pools' queues with priorities
+    (:meth:`_declare_queue`), whose publishes give up on a blocked broker after
     ``blocked_timeout_s`` (:class:`BlockedPublishes`), and whose :meth:`close` logs nothing
     about connections RabbitMQ already dropped.
 
@@ -142,8 +145,13 @@ class QuietlyClosingRabbitmqBroker(RabbitmqBroker):
     only hides "Broken pipe". Nothing is lost: nothing was left to send on them.
     """
 
-    def __init__(self, *, blocked_timeout_s: float, **options: Any) -> None:
+    def __init__(self, *, blocked_timeout_s: float, activity_queue: str | None = None, **options: Any) -> None:
         super().__init__(**options)
+        #: The default pool's queue: it and the pools' queues beside it take priorities
+        #: (None: no queue does).
+        self.activity_queue = activity_queue
+        #: Pool queues declared by an earlier release without priorities (used as they are).
+        self.fifo_queues: set[str] = set()
         everyone = self.parameters if isinstance(self.parameters, list) else [self.parameters]
         for parameters in everyone:
             parameters.blocked_connection_timeout = blocked_timeout_s
@@ -182,6 +190,24 @@ class QuietlyClosingRabbitmqBroker(RabbitmqBroker):
         with _pika_silenced_in_this_thread():
             super().close()
 
+    def _declare_queue(self, queue_name: str) -> Any:
+        """Declare a worker pool's queue with ``x-max-priority`` (docs/design.md, "Worker
+        pools"), as the engine does; one an earlier release declared without it is used
+        as it is, first in, first out (RabbitMQ refuses other arguments: 406)."""
+        pool = self.activity_queue is not None and pool_of(self.activity_queue, queue_name) is not None
+        if not pool or queue_name in self.fifo_queues:
+            return super()._declare_queue(queue_name)
+        arguments = queue_arguments(queue_name, priorities=True)
+        try:
+            return self.channel.queue_declare(queue=queue_name, durable=True, arguments=arguments)
+        except pika.exceptions.ChannelClosedByBroker as e:
+            if fifo_queue_refused(e) != queue_name:
+                raise
+            del self.channel  # closed by RabbitMQ: the next use opens another
+            logger.warning(FIFO_WARNING, queue_name)
+            self.fifo_queues.add(queue_name)
+            return super()._declare_queue(queue_name)
+
 
 class _ThisThreadOnly(logging.Filter):
     def __init__(self) -> None:
@@ -217,7 +243,10 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         broker: dramatiq.Broker = InProcessBroker()
     else:
         broker = QuietlyClosingRabbitmqBroker(
-            url=settings.broker_url, confirm_delivery=True, blocked_timeout_s=settings.broker_blocked_timeout_s
+            url=settings.broker_url,
+            confirm_delivery=True,
+            blocked_timeout_s=settings.broker_blocked_timeout_s,
+            activity_queue=settings.activity_queue,
         )
     for queue in (settings.engine_queue, settings.activity_queue):
         broker.declare_queue(queue)

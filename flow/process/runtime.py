@@ -108,7 +108,7 @@ def build_engine(runtime: Runtime, *, transport: Any = None, recover: bool = Fal
     partitions = runtime.service.partitions
     if transport is None:
         queues = (settings.activity_queue, *(partition_queue(settings.queue_prefix, p) for p in range(partitions)))
-        transport = RabbitTransport(settings.broker_url, declare=queues)
+        transport = RabbitTransport(settings.broker_url, declare=queues, activity_queue=settings.activity_queue)
     return Engine(
         settings,
         EngineStore(runtime.store.database, faults=faults, history_warn=settings.history_warn),

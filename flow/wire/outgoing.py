@@ -26,10 +26,15 @@ class Outgoing:
     #: Past this time the partition's engine (re)sends it.
     send_after: datetime
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: An attempt's workflow priority, 1 (first) to 5 (last): RabbitMQ delivers the
+    #: messages of a pool's queue by it (:func:`flow.core.pools.broker_priority`). None: none.
+    priority: int | None = None
 
     @classmethod
-    def of(cls, message: Message, queue_name: str, *, partition: int, send_after: datetime) -> Outgoing:
-        return cls(queue_name, message.ACTOR, message.to_kwargs(), partition, send_after)
+    def of(
+        cls, message: Message, queue_name: str, *, partition: int, send_after: datetime, priority: int | None = None
+    ) -> Outgoing:
+        return cls(queue_name, message.ACTOR, message.to_kwargs(), partition, send_after, priority=priority)
 
     def message(self) -> dramatiq.Message[Any]:
         return dramatiq.Message(

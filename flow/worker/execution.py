@@ -84,6 +84,11 @@ def execute(
     instance._beat = heartbeat
     key = (request.workflow_id, request.position, request.attempt)
     instance._cancel = RUNNING.start(key)
+    if instance.cancelled:
+        # Told to stop before it started (it waited in the queue): never started, so the
+        # slot of a limit its run's end gave back is not taken again (docs/design.md).
+        RUNNING.finish(key, instance._cancel)
+        return ended(Outcome.CANCELLED, error="cancelled before it started")
     deadline = DEADLINES.register() if time_limit_s else None
     try:
         try:

@@ -1,7 +1,8 @@
 """A workflow's priority at the store, on SQLite and on PostgreSQL: a created workflow
 stores it (each value, through each insert path: PostgreSQL's one statement and
-SQLite's two), every reader loads it, a commit keeps it, the list filters by it, and
-migration 0015 gives the rows of an older database the default."""
+SQLite's two), every reader loads it, a commit keeps it (and the outbox rows of its
+attempts, for RabbitMQ), the list filters by it, and migration 0015 gives the rows of an
+older database the default."""
 
 from __future__ import annotations
 
@@ -74,6 +75,21 @@ def test_a_commit_keeps_the_priority(stores):
     loaded = engine.load(state.id)
     assert loaded.version == 1 and loaded.state.started
     assert loaded.state.priority == 1
+
+
+@pytest.mark.parametrize("priority", [1, 5])
+def test_an_owed_attempt_keeps_its_workflows_priority_for_rabbitmq(stores, priority):
+    """Through each commit path (PostgreSQL's one statement, SQLite's statements): the
+    outbox row keeps the priority, so a re-send is published with it as the first send was."""
+    store, engine = stores
+    state, _ = store.create_workflow(DEFINITION, 1, {}, partition_of=lambda _: 0, priority=priority)
+    epoch = engine.leases.acquire(A, 4, lease_s=60, dead_owners=set())[0]
+    transition = started(engine, state.id, epoch=epoch)
+    assert [o.priority for o in transition.owed] == [priority]
+    assert engine.commit_batch([transition], owner=A).committed == [0]
+    owed = engine.claim_outbox([0], now=utcnow(), hold_s=60, every=True)
+    assert [(o.actor_name, o.priority) for o in owed] == [("flow.run_activity", priority)]
+    assert engine.outbox_by_id([owed[0].id])[0].priority == priority
 
 
 def test_the_list_filters_by_priority(stores):

@@ -6,6 +6,7 @@ import random
 import sys
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime
 
 import pytest
@@ -14,6 +15,7 @@ from activities.base import BaseActivity
 from flow.core.vocabulary import Outcome
 from flow.wire.attempts import AttemptRequest
 from flow.worker.execution import ActivityTimeout, execute
+from flow.worker.running import RUNNING
 
 
 class Raises(BaseActivity):
@@ -240,3 +242,22 @@ def test_attempts_in_many_threads_each_get_their_own_deadline():
     for t in threads:
         t.join(30)
     assert results == {i: "SUCCEEDED" if i % 2 else "TEMPORARY_FAILURE" for i in range(8)}
+
+
+def test_an_attempt_told_to_stop_before_it_started_is_never_run():
+    """Its cancel came while it waited in the queue: the run that ended gave its limit's slot
+    back, so it must not start (docs/design.md, "Concurrency limits")."""
+    ran = []
+
+    class Counts(BaseActivity):
+        def do_activity(self) -> str:
+            ran.append(self.attempt)
+            return self.SUCCEEDED
+
+    asked = replace(request("Counts", {}), workflow_id="wf-told-to-stop")  # RUNNING is the process's
+    RUNNING.cancel((asked.workflow_id, asked.position, asked.attempt))
+    result = execute({"Counts": Counts}, asked)
+    assert result.outcome is Outcome.CANCELLED and result.error == "cancelled before it started"
+    assert ran == []
+    other = replace(asked, attempt=2)  # the next attempt was not told anything: it runs
+    assert execute({"Counts": Counts}, other).outcome is Outcome.SUCCEEDED and ran == [2]

@@ -146,6 +146,47 @@ def test_cancelling_a_queued_step_deletes_its_grant():
     assert CancelTimer(TimerKind.SLOT, 0, 1) in decision.commands
 
 
+def timed(state: Any, workflow_s: float) -> Run:
+    """A run whose workflow times out ``workflow_s`` after its start."""
+    return Run(replace(state, config={"timeouts": {"workflow_s": workflow_s}}))
+
+
+@pytest.mark.parametrize(
+    ("entries", "queued"),
+    [
+        ([limited()], ["pay"]),  # its turn came at the start
+        ([{"name": "B"}, limited()], []),  # its turn comes later
+        ([{"name": "A", "id": "each", "map": {"over": "input.items"}, "concurrency": {"limit": 1}}], ["each[0]"]),
+    ],
+)
+def test_the_workflow_timeout_counts_from_the_start_queued_time_included(entries, queued):
+    """A workflow timeout is a deadline on the whole workflow: time a step spends queued for
+    a slot counts. The timer is set at the start, whatever waits for a slot afterwards."""
+    run = timed(state_of(*entries, input_data={"tenant": "acme", "items": [1, 2, 3]}), 30)
+    assert StartTimer(TimerKind.WORKFLOW, 30_000, None, 1) in run.decision.commands
+    assert [a.id for a in run.state.activities if a.status is S.QUEUED][: len(queued)] == queued
+    if not queued:
+        run.end("B")  # the limited step's turn: it queues; no timer is set or moved for it
+        assert run.status("pay") is S.QUEUED
+        assert not any(isinstance(c, StartTimer) and c.kind == TimerKind.WORKFLOW for c in run.decision.commands)
+    waiting = [a for a in run.state.activities if a.status is S.QUEUED]
+    run.decision = run._decide(TimerFired(TimerKind.WORKFLOW, None, 1, occurred_at=run._now()))
+    assert run.state.status is WorkflowStatus.FAILED
+    assert run.state.error == "workflow timed out: not ended within 30 s"
+    # Each queued step's grant (if one raced the timeout) is deleted: the slot goes back.
+    for step in waiting:
+        assert run.status(step.id) is S.SKIPPED
+        assert CancelTimer(TimerKind.SLOT, step.position, step.attempt + 1) in run.decision.commands
+
+
+def test_a_retry_from_failure_gives_its_new_run_a_whole_timeout_queued_time_included():
+    run = timed(state_of(limited(), input_data={"tenant": "acme"}), 30)
+    run.decision = run._decide(TimerFired(TimerKind.WORKFLOW, None, 1, occurred_at=run._now()))
+    run.decision = run._decide(RetryRequested(occurred_at=run._now()))
+    assert run.status("pay") is S.QUEUED
+    assert StartTimer(TimerKind.WORKFLOW, 30_000, None, 2) in run.decision.commands
+
+
 def test_a_slot_granted_after_the_workflow_ended_is_stale():
     run = run_of(limited())
     run.decision = run._decide(CancelRequested(occurred_at=run._now()))

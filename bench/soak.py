@@ -148,12 +148,7 @@ class Load:
             now = time.monotonic()
             due, self._owed = [w for t, w in self._owed if t <= now], [(t, w) for t, w in self._owed if t > now]
             for workflow_id in due:
-                url = f"{self.cluster.url}/workflows/{workflow_id}/signals/approved"
-                status, body = _post(url, {"payload": {"by": "soak"}}, key=f"approve-{workflow_id}")
-                if status == 202:
-                    self.signals += 1
-                else:
-                    self.errors.append(f"signal {workflow_id}: {status} {body}")
+                self._signal(workflow_id)
         except (OSError, ValueError) as e:  # the API's connection, not an answer: counted, and the load goes on
             self.errors.append(f"{type(e).__name__}: {e}")
         except psycopg2.OperationalError:  # the soak's own count refused (a full server): the next turn counts again
@@ -166,13 +161,17 @@ class Load:
         """Stop starting; send every signal still owed (a wait must not time out for the soak's sake)."""
         self._loop.stop(60)
         for _, workflow_id in self._owed:
-            url = f"{self.cluster.url}/workflows/{workflow_id}/signals/approved"
-            status, body = _post(url, {"payload": {"by": "soak"}}, key=f"approve-{workflow_id}")
-            if status == 202:
-                self.signals += 1
-            else:
-                self.errors.append(f"signal {workflow_id}: {status} {body}")
+            self._signal(workflow_id)
         self._owed = []
+
+    def _signal(self, workflow_id: str) -> None:
+        """Approve ``workflow_id`` (an ``Idempotency-Key`` of its own: sent again, it counts once)."""
+        url = f"{self.cluster.url}/workflows/{workflow_id}/signals/approved"
+        status, body = _post(url, {"payload": {"by": "soak"}}, key=f"approve-{workflow_id}")
+        if status == 202:
+            self.signals += 1
+        else:
+            self.errors.append(f"signal {workflow_id}: {status} {body}")
 
 
 class Soak:

@@ -98,7 +98,7 @@ def test_the_releases_of_a_round_wait_for_the_broker_within_half_the_leases_vali
     """A release waits for the broker's confirms of what was sent for its partition (so its
     next owner does not send them again). A broker that does not confirm used to hold the
     round 5 s per release, past a 3 s lease: the other engine took partitions this one still
-    served (seen in the soak, python -m bench.soak)."""
+    counted as its own (seen in the soak, python -m bench.soak)."""
     store = FakeLeases()
     waited: list[float] = []
 

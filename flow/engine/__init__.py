@@ -123,7 +123,7 @@ class Engine:
             lease_s=settings.partition_lease_s,
             on_acquired=lambda partition, epoch: self.holding.acquired(partition, epoch),
             on_lost=lambda partition: self.holding.lost(partition),
-            on_release=lambda partition: self.holding.released(partition),
+            on_release=lambda partition, within_s: self.holding.released(partition, within_s),
             broker_ok=lambda: self.holding.broker_ok(),
             stats=lambda: self.after_commit.refused_commits,
         )

@@ -64,9 +64,11 @@ class Holding:
         self.timers.load({partition})
         self.transport.subscribe(partition_queue(self.prefix, partition))
 
-    def released(self, partition: int) -> None:
+    def released(self, partition: int, within_s: float) -> None:
+        """Let ``partition`` go, waiting up to ``within_s`` for the confirms of what was sent
+        (rows confirmed are deleted; the others its next owner sends again)."""
         self._let_go(partition)
-        self.outbox.flush()
+        self.outbox.flush(within_s)
 
     def lost(self, partition: int) -> None:
         self._let_go(partition)

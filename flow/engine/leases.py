@@ -31,6 +31,10 @@ from flow.persistence.leases import LeaseTable, engine_host_pid
 
 logger = logging.getLogger(__name__)
 
+#: How long a release at shutdown waits for the broker's confirms of what was sent for
+#: its partition (in a round, the leases' validity bounds it instead).
+_RELEASE_PATIENCE_S = 5.0
+
 
 def fair_share(partitions: int, live: list[str], me: str) -> int:
     """How many partitions ``me`` should hold: an equal share, the remainder going to the
@@ -87,7 +91,7 @@ class LeaseKeeper:
         lease_s: float,
         on_acquired: Callable[[int, int], None],
         on_lost: Callable[[int], None],
-        on_release: Callable[[int], None],
+        on_release: Callable[[int, float], None],
         broker_ok: Callable[[], bool] = lambda: True,
         stats: Callable[[], int] = lambda: 0,
     ) -> None:
@@ -103,6 +107,8 @@ class LeaseKeeper:
         #: partition -> epoch, for every partition this engine may handle.
         self.held: dict[int, int] = {}
         self._valid_until = 0.0
+        #: When the round in hand must have ended (its statements' deadline).
+        self._round_ends = 0.0
         self._lock = threading.RLock()
         self._loop = BackgroundLoop("flow-leases", self._round_or_lose, every_s=lease_s / 3)
         self._started_at = utcnow()
@@ -125,7 +131,7 @@ class LeaseKeeper:
             for partition in sorted(self.held):
                 epoch = self.held.pop(partition)
                 try:
-                    self.on_release(partition)
+                    self.on_release(partition, _RELEASE_PATIENCE_S)
                     if release:
                         self.store.release(self.engine_id, partition, epoch)
                 except Exception as e:
@@ -171,8 +177,10 @@ class LeaseKeeper:
                     self._lose(set(self.held))
                 return
             got: dict[int, int] = {}
+            budget_s = max(self.lease_s / 3, self._valid_until - time.monotonic())
+            self._round_ends = time.monotonic() + budget_s
             try:
-                with deadline(max(self.lease_s / 3, self._valid_until - time.monotonic())):
+                with deadline(budget_s):
                     try:
                         got = self._rebalance()
                     finally:
@@ -196,10 +204,17 @@ class LeaseKeeper:
         self._valid_until = started + self.lease_s * 0.9
         live = self.store.live_engines(within_s=self.lease_s)
         decided = plan(self.partitions, live, self.engine_id, set(self.held))
+        # What a release waits for (the broker's confirms of what was sent for the partition,
+        # so that its next owner does not send it again) only spares duplicates: all releases
+        # of a round share at most half of what the round has left before its deadline (and
+        # at most 0.45 of the lease), so the round's statements still end in time. Given 5 s
+        # each, one release outlasted a 3 s lease on a busy machine (the soak): the other
+        # engine took this one's partitions while it still held them here.
+        patient_until = min(started + self.lease_s * 0.45, started + (self._round_ends - started) / 2)
         for partition in decided.release:
             epoch = self.held.pop(partition)
             logger.info("releasing partition %d to rebalance (%d engines live)", partition, len(live))
-            self.on_release(partition)
+            self.on_release(partition, max(0.0, patient_until - time.monotonic()))
             self.store.release(self.engine_id, partition, epoch)
         if not decided.acquire:
             return {}

@@ -85,7 +85,14 @@ class LeaseTable:
 
     def acquire(self, engine_id: str, count: int, *, lease_s: float, dead_owners: set[str]) -> dict[int, int]:
         """Take up to ``count`` partitions that nobody holds (or whose lease expired, or whose
-        owner is known dead), bumping each one's epoch; return ``partition -> epoch``."""
+        owner is known dead), bumping each one's epoch; return ``partition -> epoch``.
+
+        A lease of ``engine_id``'s own that expired is taken too: the engine renews every
+        partition it holds before it acquires, so such a row is one it does not know it
+        holds (an acquisition committed while the client's deadline ran out). Left out, it
+        was never renewed nor taken again, by this engine or by the others at their fair
+        share: a partition nobody served, its workflows stuck (the soak, python -m bench.soak).
+        """
         if count <= 0:
             return {}
         with write(self.database):
@@ -94,7 +101,7 @@ class LeaseTable:
                 free |= PartitionLease.owner.in_(list(dead_owners))
             query = (
                 PartitionLease.select(PartitionLease.partition)
-                .where(free & ((PartitionLease.owner.is_null()) | (PartitionLease.owner != engine_id)))
+                .where(free)
                 .order_by(PartitionLease.partition)
                 .limit(count)
             )

@@ -197,6 +197,25 @@ def fresh_cluster(
             cluster.stop(sig=signal.SIGKILL)  # the test is over: no need to wait for graceful shutdowns
 
 
+#: What :func:`find_problems` reports, by key: what each list holds. The keys ending in
+#: ``_twice`` are decisions (or their effects) recorded twice in the history.
+PROBLEMS = {
+    "stuck": "workflows still in progress (or with steps in flight) when the run should have settled",
+    "outbox": "messages still owed (outbox rows) when the run should have settled",
+    "slots_held": "slots still held or waited for at the end",
+    "lost": "lost workflows",
+    "ended_wrongly": "workflows that ended wrongly",
+    "unstarted": "workflows nobody started",
+    "completed_twice": "attempts completed twice",
+    "scheduled_twice": "attempts scheduled twice",
+    "ended_twice": "workflows ended twice",
+    "mapped_twice": "maps started twice",
+    "listed_twice": "map items listed twice",
+    "woken_twice": "sleeps woken twice",
+    "children_twice": "children started twice",
+}
+
+
 def check_settled(
     pg_url: str, started: dict[str, str], expected: dict[str, str], *, timeout_s: float = 120
 ) -> dict[str, int]:
@@ -207,30 +226,57 @@ def check_settled(
     for a report: workflows run, lost, stuck, duplicated (all but the first are 0,
     or this raised ``AssertionError`` saying what broke).
     """
+    problems = find_problems(pg_url, started, expected, timeout_s=timeout_s)
+    if problems["stuck"] or problems["outbox"]:
+        raise AssertionError(
+            f"the run did not settle within {timeout_s:g} s: still in progress {problems['stuck'][:10]}, "
+            f"{len(problems['outbox'])} outbox rows"
+        )
+    found = "; ".join(f"{PROBLEMS[key]}: {rows}" for key, rows in problems.items() if rows)
+    if found:
+        raise AssertionError(found)
+    return {"workflows": len(with_children(pg_url, started)), "lost": 0, "stuck": 0, "duplicated": 0}
+
+
+def with_children(pg_url: str, started: dict[str, str]) -> dict[str, str]:
+    """``started`` and the children its workflows started (each counts as started, once
+    per parent's activity): ``id -> definition name``."""
+    rows = query(pg_url, "SELECT id, definition_name, parent_id FROM workflows WHERE parent_id IS NOT NULL")
+    return {**started, **{w: name for w, name, parent in rows if parent in started}}
+
+
+def _unsettled(pg_url: str) -> list[tuple[Any, ...]]:
+    return query(
+        pg_url,
+        f"""SELECT w.id, w.definition_name, w.status FROM workflows w WHERE w.status IN {_UNENDED}
+           OR EXISTS (SELECT 1 FROM activities a WHERE a.workflow_id = w.id
+                      AND a.status IN ('Queued', 'Scheduled', 'Started', 'Waiting Retry', 'Running', 'Waiting'))""",
+    )
+
+
+def find_problems(
+    pg_url: str, started: dict[str, str], expected: dict[str, str], *, timeout_s: float = 120
+) -> dict[str, list[Any]]:
+    """Wait up to ``timeout_s`` for the run to settle (nothing in progress, nothing owed),
+    then read what broke from the database: each key of :data:`PROBLEMS` with its rows,
+    all empty when every invariant holds (:func:`check_settled` raises on any)."""
 
     def settled() -> bool:
-        unsettled = query(
-            pg_url,
-            f"""SELECT count(*) FROM workflows w WHERE w.status IN {_UNENDED}
-               OR EXISTS (SELECT 1 FROM activities a WHERE a.workflow_id = w.id
-                          AND a.status IN ('Queued', 'Scheduled', 'Started', 'Waiting Retry', 'Running', 'Waiting'))""",
-        )[0][0]
-        return unsettled == 0 and query(pg_url, "SELECT count(*) FROM outbox")[0][0] == 0
+        return not _unsettled(pg_url) and query(pg_url, "SELECT count(*) FROM outbox")[0][0] == 0
 
-    try:
+    with contextlib.suppress(PollTimeout):
         poll_until(settled, timeout_s=timeout_s, every_s=0.5, what="the run to settle")
-    except PollTimeout as e:
-        rows = query(pg_url, f"SELECT id, definition_name, status FROM workflows WHERE status IN {_UNENDED} LIMIT 10")
-        outbox = query(pg_url, "SELECT count(*) FROM outbox")[0][0]
-        raise AssertionError(f"{e}: still in progress {rows}, {outbox} outbox rows") from e
-
-    rows = query(pg_url, "SELECT id, status, definition_name, parent_id FROM workflows")
-    stored = {w: status for w, status, _, _ in rows}
-    # Children were started by their parents: each counts as started, once per parent's activity.
-    children = {w: (name, parent) for w, _, name, parent in rows if parent is not None}
-    started = {**started, **{w: name for w, (name, parent) in children.items() if parent in started}}
+    stuck = _unsettled(pg_url)
+    outbox = query(pg_url, "SELECT id FROM outbox")
+    stored = dict(query(pg_url, "SELECT id, status FROM workflows"))
+    started = with_children(pg_url, started)
     lost = [w for w in started if w not in stored]
-    wrong = {w: (started[w], stored[w]) for w in started if w in stored and stored[w] != expected[started[w]]}
+    unended = {w for w, _, _ in stuck}
+    wrong = {
+        w: (started[w], stored[w])
+        for w in started
+        if w in stored and w not in unended and stored[w] != expected[started[w]]
+    }
     extra = [w for w in stored if w not in started]
     twice_children = query(
         pg_url,
@@ -280,20 +326,18 @@ def check_settled(
            UNION ALL SELECT 'step', workflow_id || ':' || position FROM activities
            WHERE limit_name IS NOT NULL AND status IN ('Queued', 'Scheduled', 'Started')""",
     )
-    problems = {
-        "slots still held or waited for at the end": slots_held,
-        "lost workflows": lost,
-        "workflows that ended wrongly": wrong,
-        "workflows nobody started": extra,
-        "attempts completed twice": twice_completed,
-        "attempts scheduled twice": twice_scheduled,
-        "workflows ended twice": twice_ended,
-        "maps started twice": twice_mapped,
-        "map items listed twice": twice_listed,
-        "sleeps woken twice": woken_twice,
-        "children started twice": twice_children,
+    return {
+        "stuck": stuck,
+        "outbox": outbox,
+        "slots_held": slots_held,
+        "lost": lost,
+        "ended_wrongly": list(wrong.items()),
+        "unstarted": extra,
+        "completed_twice": twice_completed,
+        "scheduled_twice": twice_scheduled,
+        "ended_twice": twice_ended,
+        "mapped_twice": twice_mapped,
+        "listed_twice": twice_listed,
+        "woken_twice": woken_twice,
+        "children_twice": twice_children,
     }
-    found = "; ".join(f"{what}: {rows}" for what, rows in problems.items() if rows)
-    if found:
-        raise AssertionError(found)
-    return {"workflows": len(started), "lost": 0, "stuck": 0, "duplicated": 0}

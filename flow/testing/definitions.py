@@ -4,7 +4,9 @@ embedded Libero Flow that runs them.
 :func:`sample_definitions` covers each way a workflow ends (finished, failed, an
 optional activity failing, retries, parallel activities, an HTTP activity), with the
 activities that ship and those of :mod:`flow.testing.activities`;
-:data:`EXPECTED_STATUS` says how each ends.
+:data:`EXPECTED_STATUS` says how each ends. :data:`FAULT_DEFINITIONS` is the mixed load
+that the fault suite and the soak run under faults (maps, children, sleeps, signals,
+limits), :data:`FAULT_EXPECTED` how each of those ends.
 """
 
 from __future__ import annotations
@@ -84,6 +86,150 @@ EXPECTED_STATUS = {
     "BrokenOptionalWorkflow": "Finished",
     "ParallelWorkflow": "Finished",
 }
+
+
+#: Retries 50 ms apart, five attempts: a fault costs a workflow little time.
+FAST_RETRY = {"retry": {"max_attempts": 5, "initial_delay_ms": 50, "jitter": 0}}
+
+#: The load of the fault suite (tests/faults) and of the soak (``python -m bench.soak``):
+#: sequential, independent, retrying and failing activities, a map whose items retry, a
+#: sleep, a child workflow (which retries), a wait for a signal. Concurrency limits are on
+#: (a named one shared by the fan-outs, an inline one on the map's items and on the child
+#: step), so every fault also hits steps that queue, hold and give back slots.
+FAULT_DEFINITIONS: dict[str, dict[str, Any]] = {
+    "SlowSequence": {
+        "name": "SlowSequence",
+        "config": FAST_RETRY,
+        "activities": [{"name": "SleepActivity", "config": {"sleep_s": 0.3}} for _ in range(3)],
+    },
+    "FanOut": {
+        "name": "FanOut",
+        "config": FAST_RETRY,
+        "activities": [
+            *(
+                {
+                    "name": "SleepActivity",
+                    "independent": True,
+                    "config": {"sleep_s": 0.2},
+                    "concurrency": {"name": "fanout", "limit": 6},
+                }
+                for _ in range(4)
+            ),
+            {"name": "EchoActivity"},
+        ],
+    },
+    "Retrying": {
+        "name": "Retrying",
+        "config": FAST_RETRY,
+        "activities": [{"name": "FlakyActivity", "config": {"succeed_on_attempt": 3}}, {"name": "NoopActivity"}],
+    },
+    "Failing": {
+        "name": "Failing",
+        "config": FAST_RETRY,
+        "activities": [{"name": "NoopActivity"}, {"name": "RefusingActivity"}, {"name": "NoopActivity"}],
+    },
+    "OptionalBroken": {
+        "name": "OptionalBroken",
+        "config": {"retry": {"max_attempts": 2, "initial_delay_ms": 50, "jitter": 0}},
+        "activities": [
+            {"name": "BrokenActivity", "required": False},
+            {"name": "SleepActivity", "config": {"sleep_s": 0.1}},
+        ],
+    },
+    "Map": {
+        "name": "Map",
+        "config": FAST_RETRY,
+        "activities": [
+            {
+                "id": "each",
+                "name": "FlakyActivity",
+                "map": {"over": "`[1, 2, 3, 4, 5, 6, 7, 8]`", "max_concurrency": 3},
+                "config": {"succeed_on_attempt": 2},
+                "concurrency": {"key": "to_string(item)", "limit": 4},
+            },
+            {"name": "SleepActivity", "config": {"sleep_s": 0.1}},
+        ],
+    },
+    "Nap": {
+        "name": "Nap",
+        "config": FAST_RETRY,
+        "activities": [{"name": "NoopActivity"}, {"id": "nap", "sleep_s": 0.3}, {"name": "NoopActivity"}],
+    },
+    "Parent": {
+        "name": "Parent",
+        "config": FAST_RETRY,
+        "activities": [
+            {"name": "NoopActivity"},
+            {"id": "child", "workflow": "Retrying", "concurrency": {"limit": 3}},
+            {"name": "NoopActivity"},
+        ],
+    },
+    "AwaitApproval": {
+        "name": "AwaitApproval",
+        "activities": [{"id": "approval", "wait_for": "approved", "timeout_s": 600}, {"name": "NoopActivity"}],
+    },
+    "LongNap": {
+        "name": "LongNap",
+        "activities": [{"id": "nap", "sleep_s": 4}, {"name": "NoopActivity"}],
+    },
+    "LongWait": {
+        "name": "LongWait",
+        "config": {"retry": {"max_attempts": 2, "initial_delay_ms": 6000, "jitter": 0}},
+        "activities": [{"name": "FlakyActivity", "config": {"succeed_on_attempt": 2}}],
+    },
+    # A long job that heartbeats every step (the worker sends one per second). Long
+    # enough (12 s) that none can finish between the test's seeing all six heartbeat
+    # and its killing their workers, even on a busy machine.
+    "Heartbeating": {
+        "name": "Heartbeating",
+        "config": FAST_RETRY,
+        "activities": [
+            {"name": "BeatActivity", "config": {"steps": 120, "step_s": 0.1, "timeouts": {"heartbeat_s": 2}}},
+        ],
+    },
+    # The same long heartbeating job behind an inline limit of 1 (``SlotBeating.beat``):
+    # one workflow at a time holds the slot, so the test can kill the worker of the one
+    # that holds it and see when the slot comes back. 10 s a run, so the holder cannot
+    # finish between the test's seeing it beat and the kill.
+    "SlotBeating": {
+        "name": "SlotBeating",
+        "config": FAST_RETRY,
+        "activities": [
+            {
+                "id": "beat",
+                "name": "BeatActivity",
+                "config": {"steps": 100, "step_s": 0.1, "timeouts": {"heartbeat_s": 2}},
+                "concurrency": {"limit": 1},
+            },
+        ],
+    },
+    "Poison": {
+        "name": "Poison",
+        "config": {"retry": {"max_attempts": 2, "initial_delay_ms": 50, "jitter": 0}},
+        "activities": [{"name": "KillerActivity"}],
+    },
+}
+
+#: How each of :data:`FAULT_DEFINITIONS` ends.
+FAULT_EXPECTED = {
+    "SlowSequence": "Finished",
+    "FanOut": "Finished",
+    "Retrying": "Finished",
+    "Failing": "Failed",
+    "OptionalBroken": "Finished",
+    "Map": "Finished",
+    "Nap": "Finished",
+    "Parent": "Finished",
+    "AwaitApproval": "Finished",
+    "LongNap": "Finished",
+    "Poison": "Failed",
+    "LongWait": "Finished",
+    "Heartbeating": "Finished",
+    "SlotBeating": "Finished",
+}
+
+#: The fault suite's usual batch (what each scenario starts, some copies of each).
+FAULT_BATCH = ["SlowSequence", "FanOut", "Retrying", "Failing", "OptionalBroken", "Map", "Nap", "Parent"]
 
 
 def write_definitions(directory: Path, bodies: dict[str, dict[str, Any]]) -> Path:

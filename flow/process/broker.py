@@ -89,6 +89,7 @@ class BlockedPublishes:
         self.timeout_s = timeout_s
         self.probe = probe
         self._blocked = threading.Event()
+        self._unreachable = False  # the last probe could not connect (said once)
         self._prober = BackgroundLoop("flow-broker-blocked", self._probe, every_s=0.1)
 
     def __repr__(self) -> str:
@@ -124,7 +125,17 @@ class BlockedPublishes:
         self._prober.stop(self.timeout_s + 1)
 
     def _probe(self) -> None:
-        if self._blocked.is_set() and self.probe():
+        if not self._blocked.is_set():
+            return
+        try:
+            took = self.probe()
+        except Exception as e:  # RabbitMQ away (restarted to clear its alarm): said once, not every 0.1 s
+            if not self._unreachable:
+                self._unreachable = True
+                logger.warning("probing RabbitMQ failed (%s: %s); probing until it answers", type(e).__name__, e)
+            return
+        self._unreachable = False
+        if took:
             self.published()
 
 

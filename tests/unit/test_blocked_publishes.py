@@ -4,6 +4,8 @@ broker-wide alarm itself is set by tests/faults/test_broker_alarm.py."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from flow.errors import BrokerBlocked, is_retryable
@@ -38,5 +40,29 @@ def test_a_publish_that_succeeds_ends_the_refusals():
         blocked.saw_block()
         blocked.published()
         blocked.check()
+    finally:
+        blocked.stop()
+
+
+def test_a_probe_that_cannot_connect_is_said_once_not_at_every_pass(caplog):
+    # Hostile review: RabbitMQ restarted to clear its alarm (or down) while this process
+    # is blocked; the probe's connection is refused at once, 10 times a second.
+    probes: list[int] = []
+
+    def refused() -> bool:
+        probes.append(1)
+        raise ConnectionRefusedError("connection refused")
+
+    blocked = BlockedPublishes(3.0, probe=refused)
+    try:
+        with caplog.at_level(logging.WARNING):
+            blocked.saw_block()
+            wait_for(lambda: len(probes) >= 10, what="ten probes")
+            blocked.stop()
+        said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        # One line that publishes are refused, one that the probe cannot connect: not one a pass.
+        assert len(said) == 2, said
+        assert "ConnectionRefusedError" in said[1]
+        assert blocked.blocked  # still refused until a probe gets through
     finally:
         blocked.stop()

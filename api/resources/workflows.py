@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -166,10 +168,6 @@ class WorkflowsResource:
         header = req.get_header(IDEMPOTENCY_KEY.name)
         if header is not None:  # the header wins over the body field
             key = check_idempotency_key(header, path=IDEMPOTENCY_KEY.name)
-        # While RabbitMQ blocks this process's publishes, 503 before anything is stored:
-        # a client that retries without a key would otherwise start the workflow twice.
-        self.runtime.service.senders.check_unblocked()
-
         # Shed (429, 503) only once the request is found valid, before it is stored: a
         # slow or bad one holds no slot, a shed one stored nothing (flow/service/intake.py).
         # One connection for the start and the read of its view: a read on a connection
@@ -182,7 +180,7 @@ class WorkflowsResource:
                 idempotency_key=key,
                 priority=request.priority,
                 attributes=request.attributes,
-                admit=self.intake.admit,
+                admit=self._admit,
             )
             if created:
                 self.intake.stored()
@@ -191,6 +189,16 @@ class WorkflowsResource:
             resp.media = workflow_view(row, self.runtime.service.callbacks.tokens, limits)
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
         resp.location = f"/workflows/{state.id}"
+
+    @contextlib.contextmanager
+    def _admit(self) -> Iterator[None]:
+        """Held while a start is stored and sent. While RabbitMQ blocks this process's
+        publishes, 503 before anything is stored (a client that retries without a key
+        would otherwise start the workflow twice); then the intake's bounds. A repeat of
+        a keyed start is answered its workflow instead (:meth:`Starter.start`)."""
+        self.runtime.service.senders.check_unblocked()
+        with self.intake.admit():
+            yield
 
     @operation(
         "List workflows, newest first",

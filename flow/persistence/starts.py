@@ -167,7 +167,7 @@ class Starts:
             )
             if created:
                 return state, True
-            existing = self._find_existing(workflow_id, idempotency_key, definition.name, input_data)
+            existing = self.find_existing(workflow_id, idempotency_key, definition.name, input_data)
             if existing is None:  # pragma: no cover - a conflict on a row that then vanished
                 raise StoreUnavailable(f"workflow {workflow_id} could not be created; try again")
             return existing, False
@@ -235,7 +235,7 @@ class Starts:
             return False  # the id or the idempotency key exists
         return True
 
-    def _find_existing(
+    def find_existing(
         self, workflow_id: str, idempotency_key: str | None, name: str, input_data: Mapping[str, Any]
     ) -> WorkflowState | None:
         """The workflow an earlier start with this id or key created, if it was the same request."""

@@ -13,6 +13,7 @@ from typing import Any
 from flow.core.attributes import check_declared
 from flow.core.start_request import DEFAULT_PRIORITY
 from flow.core.state import WorkflowState
+from flow.errors import BrokerBlocked, StartShed
 from flow.persistence.store import Store
 from flow.service.checks import check_input
 from flow.service.definitions import Definitions
@@ -55,25 +56,36 @@ class Starter:
         :class:`~flow.errors.InvalidInput` at ``$.attributes.<name>`` unless declared and of
         the declared type, before anything is stored. ``admit``: held while the workflow is
         stored and its start sent, once the request is found valid (the API's intake,
-        :mod:`flow.service.intake`, which may refuse it)."""
+        :mod:`flow.service.intake`, which may refuse it: a repeat of an earlier start is
+        answered that workflow instead)."""
         self.check_input(input_data)
         if workflow_id is None and message_id is not None:
             workflow_id = str(uuid.uuid5(MESSAGE_NAMESPACE, message_id))
         definition, version = self.definitions.get(name)
         typed = check_declared(definition.attributes, attributes, path="$.attributes")
         child_versions = self.definitions.child_versions(definition)
-        with admit():
-            state, created = self.store.create_workflow(
-                definition,
-                version,
-                input_data,
-                partition_of=self.senders.partition_of,
-                workflow_id=workflow_id,
-                idempotency_key=idempotency_key,
-                child_versions=child_versions,
-                priority=priority,
-                attributes=typed,
-            )
-            if created:
-                self.senders.send_start(state.id)
+        try:
+            with admit():
+                state, created = self.store.create_workflow(
+                    definition,
+                    version,
+                    input_data,
+                    partition_of=self.senders.partition_of,
+                    workflow_id=workflow_id,
+                    idempotency_key=idempotency_key,
+                    child_versions=child_versions,
+                    priority=priority,
+                    attributes=typed,
+                )
+                if created:
+                    self.senders.send_start(state.id)
+        except (StartShed, BrokerBlocked):
+            # Refused before anything was stored. A repeat of an earlier start (its id or
+            # key) would store and send nothing: it is answered its workflow, not refused.
+            if workflow_id is None and idempotency_key is None:
+                raise
+            existing = self.store.find_existing(workflow_id, idempotency_key, name, input_data)
+            if existing is None:
+                raise
+            return existing, False
         return state, created

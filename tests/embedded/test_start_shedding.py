@@ -67,3 +67,20 @@ def test_a_start_beyond_the_slots_is_answered_429_at_once_and_the_one_in_flight_
     assert runtime.store.unstarted_count(100) == 1
     monkeypatch.setattr(store, "create_workflow", real_create)
     assert client.simulate_post("/workflows", json=START).status_code == 201  # the slot was given back
+
+
+def test_a_repeated_keyed_start_past_the_backlog_is_answered_its_workflow(tmp_path, definitions_dir):
+    # Hostile review: a client that lost the 201 of its keyed start sends it again while
+    # the engines are behind; the repeat stores nothing, so a 503 only hides its workflow.
+    runtime, client = api(tmp_path, definitions_dir, FLOW_MAX_START_BACKLOG="1")
+    first = client.simulate_post("/workflows", json=START, headers={"Idempotency-Key": "k1"})
+    assert first.status_code == 201
+    again = client.simulate_post("/workflows", json=START, headers={"Idempotency-Key": "k1"})
+    assert again.status_code == 200, again.json
+    assert again.json["id"] == first.json["id"]
+    assert client.simulate_post("/workflows", json=START, headers={"Idempotency-Key": "k2"}).status_code == 503
+    other = client.simulate_post(
+        "/workflows", json={"name": "DummyWorkflow", "input_data": {"x": 1}}, headers={"Idempotency-Key": "k1"}
+    )
+    assert other.status_code == 409  # the key reused for another input: told so, as without a flood
+    assert runtime.store.unstarted_count(100) == 1

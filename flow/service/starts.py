@@ -13,7 +13,7 @@ from typing import Any
 from flow.core.attributes import check_declared
 from flow.core.start_request import DEFAULT_PRIORITY
 from flow.core.state import WorkflowState
-from flow.errors import BrokerBlocked, StartShed
+from flow.errors import BrokerBlocked, StartBacklogFull
 from flow.persistence.store import Store
 from flow.service.checks import check_input
 from flow.service.definitions import Definitions
@@ -79,9 +79,11 @@ class Starter:
                 )
                 if created:
                     self.senders.send_start(state.id)
-        except (StartShed, BrokerBlocked):
-            # Refused before anything was stored. A repeat of an earlier start (its id or
-            # key) would store and send nothing: it is answered its workflow, not refused.
+        except (StartBacklogFull, BrokerBlocked):
+            # Refused before anything was stored, for as long as the engines are behind or
+            # RabbitMQ blocks. A repeat of an earlier start (its id or key) would store and
+            # send nothing: it is answered its workflow. A 429 (this process busy, for a
+            # second) stays a refusal without a statement, as cheap as the bound means it.
             if workflow_id is None and idempotency_key is None:
                 raise
             existing = self.store.find_existing(workflow_id, idempotency_key, name, input_data)

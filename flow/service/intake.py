@@ -15,7 +15,8 @@ Two bounds, both checked before anything is stored:
   only makes every accepted start wait longer. The count is read at most every
   :data:`START_BACKLOG_TTL_S` per process, by one thread while the others use the last
   count, and the walk stops at the bound, so its cost does not grow with the backlog;
-  this process's own stores since the last read are added to it at once.
+  this process's own stores since the last read are added to it at once, and so are the
+  starts it admitted that are still being stored.
 
 Why these and not a rate limit: a rate has to be guessed for each deployment and is
 wrong when the engines slow down (a slow database) or stop; the backlog measures what
@@ -72,6 +73,9 @@ class StartIntake:
         #: Starts this process stored, ever; and how many of them the last count saw.
         self._stored = 0
         self._stored_at_count = 0
+        #: Starts admitted whose block has not ended (each counted until :meth:`stored`
+        #: would count it; the caller calls that just after the block).
+        self._admitted = 0
 
     def __repr__(self) -> str:
         return f"<StartIntake in flight ≤ {self.max_in_flight}, backlog < {self.max_backlog}>"
@@ -87,14 +91,24 @@ class StartIntake:
                 retry_after_s=BUSY_RETRY_AFTER_S,
             )
         try:
-            backlog = self.backlog()
+            self.backlog()  # read again if the last count is stale
+            with self._lock:
+                # The starts admitted and still storing count too: checked one at a time,
+                # they would all pass against a count that none of them is in yet.
+                backlog = self._counted + self._stored - self._stored_at_count + self._admitted
+                if backlog < self.max_backlog:
+                    self._admitted += 1
             if backlog >= self.max_backlog:
                 raise StartBacklogFull(
                     f"{backlog} workflows wait for an engine to start them (FLOW_MAX_START_BACKLOG is "
                     f"{self.max_backlog}); try again in {BACKLOG_RETRY_AFTER_S} s",
                     retry_after_s=BACKLOG_RETRY_AFTER_S,
                 )
-            yield
+            try:
+                yield
+            finally:
+                with self._lock:
+                    self._admitted -= 1
         finally:
             self._slots.release()
 

@@ -127,3 +127,21 @@ def test_a_failed_read_is_the_callers_error_and_the_next_start_reads_again():
     with gate.admit():  # read again at once (the failed read set no time), and the slot is free
         pass
     assert gate.backlog() == 1 and not answers
+
+
+def test_starts_admitted_together_do_not_pass_the_backlog_bound_of_one_process():
+    # Hostile review: each start was checked against the count before any of them was
+    # stored, so a process let in as many as it has slots past the bound (12 by default).
+    backlog, clock = Backlog(unstarted=3), Clock()
+    gate = intake(backlog, clock, max_in_flight=4, max_backlog=5)
+    admitted = 0
+    with contextlib.ExitStack() as held:
+        for _ in range(4):
+            try:
+                held.enter_context(gate.admit())
+            except StartBacklogFull:
+                continue
+            admitted += 1
+    assert admitted == 2  # 3 waiting + 2 storing = the bound
+    with gate.admit():  # the two that were admitted stored nothing: their places are free again
+        pass

@@ -21,6 +21,9 @@ IN_PROCESS_BROKER = "stub://"
 DISTRIBUTED_BROKER = "amqp://guest:guest@127.0.0.1:5672/"
 #: Longest FLOW_EVENT_DEDUP_S: a year of events remembered (much more leaves the calendar).
 MAX_EVENT_DEDUP_S = 31_536_000
+#: Longest ``broker_blocked_timeout_s``: the engine's connection gives up a blocked publish
+#: after 60 s (flow/engine/rabbit.py); no HTTP client waits longer for a start's answer.
+MAX_BROKER_BLOCKED_TIMEOUT_S = 60
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,11 @@ class Settings:
         if self.event_dedup_s > MAX_EVENT_DEDUP_S:  # a year; far more overflows the calendar at every event
             raise ConfigurationError(
                 f"FLOW_EVENT_DEDUP_S must be at most {MAX_EVENT_DEDUP_S} (a year), not {self.event_dedup_s:g}"
+            )
+        if self.broker_blocked_timeout_s > MAX_BROKER_BLOCKED_TIMEOUT_S:
+            raise ConfigurationError(
+                f"FLOW_BROKER_BLOCKED_TIMEOUT_S must be at most {MAX_BROKER_BLOCKED_TIMEOUT_S} (the engine's own), not "
+                f"{self.broker_blocked_timeout_s:g}: a publish holds the thread that sends it (a request's) this long"
             )
         if self.database_timeout_s <= self.query_timeout_s:
             raise ConfigurationError(

@@ -68,6 +68,9 @@ def test_values_are_parsed_into_the_fields_types():
         ("FLOW_TEST_FAULTS", "error:db:2", "FLOW_TEST_FAULTS"),
         # 1e300 passed, and every event then answered 500 (OverflowError: now - 1e300 s).
         ("FLOW_EVENT_DEDUP_S", "1e300", "FLOW_EVENT_DEDUP_S must be at most 31536000"),
+        # 1e10 passed, and a process that had seen a block raised OverflowError as it closed
+        # its broker (the prober's join of timeout + 1 s), and answered Retry-After: 10000000000.
+        ("FLOW_BROKER_BLOCKED_TIMEOUT_S", "1e10", "FLOW_BROKER_BLOCKED_TIMEOUT_S must be at most 60"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(variable, value, says):

@@ -24,6 +24,9 @@ MAX_EVENT_DEDUP_S = 31_536_000
 #: Longest ``broker_blocked_timeout_s``: the engine's connection gives up a blocked publish
 #: after 60 s (flow/engine/rabbit.py); no HTTP client waits longer for a start's answer.
 MAX_BROKER_BLOCKED_TIMEOUT_S = 60
+#: Largest ``max_start_backlog``: far past any backlog the engines could work off, and a
+#: LIMIT every database takes.
+MAX_START_BACKLOG = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -224,6 +227,11 @@ class Settings:
         if self.event_dedup_s > MAX_EVENT_DEDUP_S:  # a year; far more overflows the calendar at every event
             raise ConfigurationError(
                 f"FLOW_EVENT_DEDUP_S must be at most {MAX_EVENT_DEDUP_S} (a year), not {self.event_dedup_s:g}"
+            )
+        if self.max_start_backlog > MAX_START_BACKLOG:
+            raise ConfigurationError(
+                f"FLOW_MAX_START_BACKLOG must be at most {MAX_START_BACKLOG}, not {self.max_start_backlog}: "
+                "it bounds a walk of the unstarted workflows (its LIMIT)"
             )
         if self.broker_blocked_timeout_s > MAX_BROKER_BLOCKED_TIMEOUT_S:
             raise ConfigurationError(

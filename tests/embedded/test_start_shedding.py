@@ -14,7 +14,7 @@ import pytest
 
 from api.app import create_app
 from flow.process.runtime import Runtime
-from flow.settings import Settings
+from flow.settings import MAX_START_BACKLOG, Settings
 from flow.testing.definitions import embedded_env
 
 START = {"name": "DummyWorkflow"}
@@ -84,3 +84,11 @@ def test_a_repeated_keyed_start_past_the_backlog_is_answered_its_workflow(tmp_pa
     )
     assert other.status_code == 409  # the key reused for another input: told so, as without a flood
     assert runtime.store.unstarted_count(100) == 1
+
+
+def test_the_largest_backlog_bound_the_settings_take_still_lets_starts_in(tmp_path, definitions_dir):
+    # Hostile review: FLOW_MAX_START_BACKLOG had no upper bound and is the walk's LIMIT:
+    # 10**19 was taken, and every start was answered 500 (refused now: test_settings).
+    _, client = api(tmp_path, definitions_dir, FLOW_MAX_START_BACKLOG=str(MAX_START_BACKLOG))
+    started = client.simulate_post("/workflows", json=START)
+    assert started.status_code == 201, started.json

@@ -70,6 +70,8 @@ def test_values_are_parsed_into_the_fields_types():
         ("FLOW_EVENT_DEDUP_S", "1e300", "FLOW_EVENT_DEDUP_S must be at most 31536000"),
         # 1e10 passed, and a process that had seen a block raised OverflowError as it closed
         # its broker (the prober's join of timeout + 1 s), and answered Retry-After: 10000000000.
+        # 10**19 passed, and every start was answered 500 (the backlog walk's LIMIT overflowed).
+        ("FLOW_MAX_START_BACKLOG", str(10**19), "FLOW_MAX_START_BACKLOG must be at most 1000000000"),
         ("FLOW_BROKER_BLOCKED_TIMEOUT_S", "1e10", "FLOW_BROKER_BLOCKED_TIMEOUT_S must be at most 60"),
     ],
 )

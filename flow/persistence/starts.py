@@ -236,12 +236,16 @@ class Starts:
         return True
 
     def find_existing(
-        self, workflow_id: str, idempotency_key: str | None, name: str, input_data: Mapping[str, Any]
+        self, workflow_id: str | None, idempotency_key: str | None, name: str, input_data: Mapping[str, Any]
     ) -> WorkflowState | None:
         """The workflow an earlier start with this id or key created, if it was the same request."""
-        query = WorkflowRecord.id == workflow_id
-        if idempotency_key is not None:
-            query |= WorkflowRecord.idempotency_key == idempotency_key
+        by_key = None if idempotency_key is None else WorkflowRecord.idempotency_key == idempotency_key
+        if workflow_id is None:
+            if by_key is None:
+                return None
+            query = by_key
+        else:
+            query = WorkflowRecord.id == workflow_id if by_key is None else (WorkflowRecord.id == workflow_id) | by_key
         found = self._find(query)
         if found is None:
             return None

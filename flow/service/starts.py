@@ -84,8 +84,6 @@ class Starter:
             # RabbitMQ blocks. A repeat of an earlier start (its id or key) would store and
             # send nothing: it is answered its workflow. A 429 (this process busy, for a
             # second) stays a refusal without a statement, as cheap as the bound means it.
-            if workflow_id is None and idempotency_key is None:
-                raise
             existing = self.store.find_existing(workflow_id, idempotency_key, name, input_data)
             if existing is None:
                 raise

@@ -11,9 +11,11 @@ from typing import Any
 
 import falcon
 
+from api.auth import namespace_of
 from api.errors import unprocessable
 from api.media import has_body, read_json_object
 from api.operation import Link, Param, Reply, operation
+from api.quotas import NamespaceQuotas
 from api.resources.pools import waiting_pools
 from api.schemas import enum
 from api.views import event_view, workflow_summary, workflow_view
@@ -137,10 +139,12 @@ def _known_id(workflow_id: str) -> str:
 
 
 class WorkflowsResource:
-    """``POST /workflows`` starts a workflow; ``GET /workflows`` lists them, newest first."""
+    """``POST /workflows`` starts a workflow (in the request's namespace, within its
+    quotas); ``GET /workflows`` lists the namespace's, newest first."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, *, quotas: NamespaceQuotas | None = None) -> None:
         self.runtime = runtime
+        self.quotas = quotas
 
     @operation(
         "Start a workflow",
@@ -150,11 +154,14 @@ class WorkflowsResource:
             201: Reply("Created; `Location` names it", "Workflow", links=_WORKFLOW_LINKS),
             200: Reply("An earlier start with the same idempotency key", "Workflow"),
         },
-        errors=(409, 503),
+        errors=(409, 429, 503),
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes)
         request = parse_start_request(body)
+        namespace = namespace_of(req)
+        if self.quotas is not None:
+            self.quotas.admit(namespace)
         key = request.idempotency_key
         header = req.get_header(IDEMPOTENCY_KEY.name)
         if header is not None:  # the header wins over the body field
@@ -166,6 +173,7 @@ class WorkflowsResource:
             idempotency_key=key,
             priority=request.priority,
             attributes=request.attributes,
+            namespace=namespace,
         )
         row = self.runtime.store.get(state.id)
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
@@ -345,7 +353,7 @@ def workflow_filter(req: falcon.Request) -> WorkflowFilter:
     given[PRIORITY.name] = _int_param(req, PRIORITY) if req.get_param(PRIORITY.name) is not None else None
     given[INPUT.name] = _input_filter(req)
     # attr.* parameters may repeat (each value one condition): parsed from the query string.
-    return replace(parse_filter(given), attributes=attribute_conditions(req))
+    return replace(parse_filter(given), attributes=attribute_conditions(req), namespace=namespace_of(req))
 
 
 def _input_filter(req: falcon.Request) -> dict | None:

@@ -35,6 +35,7 @@ from flow.core import rerun
 from flow.core.definition import Definition
 from flow.core.kinds import child as children
 from flow.core.lineage import ParentLink
+from flow.core.namespaces import DEFAULT
 from flow.core.state import WorkflowState
 from flow.core.vocabulary import Outcome, WorkflowStatus
 from flow.errors import DefinitionNotFound, IdempotencyConflict, InvalidInput, WorkflowNotFound
@@ -160,6 +161,7 @@ def _create(service: WorkflowService, request: messages.StartChild, parent: Work
         parent=ParentLink(request.workflow_id, request.position, request.attempt),
         child_versions=service.child_versions(definition),
         priority=parent.priority,
+        namespace=service.definitions.namespace_of(definition.name) or DEFAULT,
     )
     if created:
         logger.info("started child %s (%s) of %s", state.id, state.name, request.workflow_id)

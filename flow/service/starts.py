@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flow.core.attributes import check_declared
+from flow.core.namespaces import DEFAULT
 from flow.core.start_request import DEFAULT_PRIORITY
 from flow.core.state import WorkflowState
 from flow.persistence.store import Store
@@ -43,6 +44,7 @@ class Starter:
         message_id: str | None = None,
         priority: int = DEFAULT_PRIORITY,
         attributes: Mapping[str, Any] | None = None,
+        namespace: str | None = None,
     ) -> tuple[WorkflowState, bool]:
         """Create a workflow and send its start; ``(state, created)``. ``message_id`` (of a
         start message from a broker) derives the workflow id, so a redelivery finds it.
@@ -50,11 +52,14 @@ class Starter:
         of an earlier start (same id or key) returns that workflow with its own priority.
         ``attributes``: values of the definition's search attributes (JSON), refused with
         :class:`~flow.errors.InvalidInput` at ``$.attributes.<name>`` unless declared and of
-        the declared type, before anything is stored."""
+        the declared type, before anything is stored. ``namespace``: the caller's (None: a
+        trusted door, any); a definition it may not see is not found. The workflow belongs
+        to its definition's namespace."""
         self.check_input(input_data)
         if workflow_id is None and message_id is not None:
             workflow_id = str(uuid.uuid5(MESSAGE_NAMESPACE, message_id))
-        definition, version = self.definitions.get(name)
+        definition, version = self.definitions.get(name, namespace=namespace)
+        owner = self.definitions.namespace_of(name) or DEFAULT
         typed = check_declared(definition.attributes, attributes, path="$.attributes")
         state, created = self.store.create_workflow(
             definition,
@@ -66,6 +71,7 @@ class Starter:
             child_versions=self.definitions.child_versions(definition),
             priority=priority,
             attributes=typed,
+            namespace=owner,
         )
         if created:
             self.senders.send_start(state.id)

@@ -7,9 +7,9 @@ Enforced by each API process at ``POST /workflows``, before anything is stored:
   namespace, with a burst of one second's worth. In memory, so each API process allows
   the rate (N web processes: N times it); a flooding namespace is refused without a
   database round trip, which is what keeps the others' starts fast;
-- running workflows: a count over the index ``workflows_namespace_status``, read at most
-  every :data:`RUNNING_TTL_S` per namespace. An admission check, not a slot: starts that
-  race within that time may pass the bound by as many as they are (documented).
+- running workflows: a count over the index ``workflows_namespace_status`` at each start
+  (only for a namespace that has this quota). An admission check, not a slot: starts
+  that race each other may pass the bound by as many as they are.
 """
 
 from __future__ import annotations
@@ -25,9 +25,6 @@ from flow.core.namespaces import TokensFile
 from flow.errors import QuotaExceeded
 from flow.persistence.namespaces import running
 
-#: How long a namespace's running count is reused, in seconds.
-RUNNING_TTL_S = 0.1
-
 
 class NamespaceQuotas:
     """Admits or refuses a namespace's starts (see the module's docstring)."""
@@ -41,8 +38,6 @@ class NamespaceQuotas:
         self._lock = threading.Lock()
         #: namespace -> the GCRA's theoretical arrival time.
         self._tat: dict[str, float] = {}
-        #: namespace -> (count, when read).
-        self._running: dict[str, tuple[int, float]] = {}
 
     def __repr__(self) -> str:
         return f"<NamespaceQuotas {sorted(self.tokens.quotas)}>"
@@ -51,7 +46,7 @@ class NamespaceQuotas:
         """Take one start of ``namespace``'s quota, or raise :class:`QuotaExceeded`."""
         quota = self.tokens.quota(namespace)
         if quota.max_running is not None:
-            count = self._running_count(namespace)
+            count = running(self.database, namespace)
             if count >= quota.max_running:
                 raise QuotaExceeded(
                     f"namespace {namespace!r} has {count} workflows in progress, its quota is {quota.max_running}",
@@ -66,7 +61,7 @@ class NamespaceQuotas:
         now = self.clock()
         with self._lock:
             tat = max(self._tat.get(namespace, now), now)
-            allowed_at = tat - burst * interval
+            allowed_at = tat - (burst - 1) * interval  # burst starts at once, then one per interval
             if now < allowed_at:
                 wait = allowed_at - now
                 raise QuotaExceeded(
@@ -74,14 +69,3 @@ class NamespaceQuotas:
                     retry_after_s=max(1, math.ceil(wait)),
                 )
             self._tat[namespace] = tat + interval
-
-    def _running_count(self, namespace: str) -> int:
-        now = self.clock()
-        with self._lock:
-            cached = self._running.get(namespace)
-        if cached is not None and now - cached[1] < RUNNING_TTL_S:
-            return cached[0]
-        count = running(self.database, namespace)
-        with self._lock:
-            self._running[namespace] = (count, now)
-        return count

@@ -64,7 +64,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     # Headers first: Falcon runs every process_response, even for a request that the
     # token check refused.
     credentials, tokens = Credentials.load(runtime.settings.api_token, runtime.settings.tokens_file)
-    middleware = [SecurityHeadersMiddleware(), AccessMiddleware(runtime, credentials)]
+    middleware: list[SecurityHeadersMiddleware | AccessMiddleware] = [
+        SecurityHeadersMiddleware(),
+        AccessMiddleware(runtime, credentials),
+    ]
     # Falcon's own router, kept: the OpenAPI document is derived from its routes.
     router = falcon.routing.CompiledRouter()
     app = falcon.App(middleware=middleware, router=router)

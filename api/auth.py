@@ -82,7 +82,10 @@ def required_role(method: str, template: str) -> Role:
     """The least role that may call ``method`` on the route ``template``."""
     if method in ("GET", "HEAD", "OPTIONS") or template in READ_ONLY_POSTS:
         return Role.READ
-    return Role.ADMIN if template.startswith(ADMIN_PREFIXES) else Role.OPERATE
+    # Deleting is an admin's (a workflow's history goes with it); so is everything on
+    # definitions, schedules, limits and batches. The rest (start, signal, cancel, pause,
+    # resume, retry, rerun, events) is an operator's.
+    return Role.ADMIN if method == "DELETE" or template.startswith(ADMIN_PREFIXES) else Role.OPERATE
 
 
 @dataclass(frozen=True)

@@ -50,8 +50,10 @@ class Settings:
     #: A JSON or TOML file of per-namespace tokens (stored as SHA-256) with their roles, and
     #: the namespaces' quotas (:mod:`flow.core.namespaces`); read once at API start.
     tokens_file: str | None = None
-    #: The namespace the CLI's remote commands and :class:`flow.client.Client` act in.
-    namespace: str = "default"
+    #: The namespace the CLI's remote commands and :class:`flow.client.Client` act in
+    #: (sent as ``X-Flow-Namespace``, which the API checks: 400 naming its pattern); unset:
+    #: the token's own, else ``default``.
+    namespace: str | None = None
     #: Signs callback tokens (``POST /signals/{token}``); the same on every API and engine
     #: process, at least 32 characters. Unset: the secret ``flow migrate`` stored in the database.
     secret_key: str | None = dataclasses.field(default=None, repr=False)
@@ -232,10 +234,6 @@ class Settings:
             raise ConfigurationError(
                 f"FLOW_SECRET_KEY must be at least 32 characters (it signs callback tokens), not {len(self.secret_key)}"
             )
-        from flow.core.namespaces import NAME_PATTERN, is_namespace
-
-        if not is_namespace(self.namespace):
-            raise ConfigurationError(f"FLOW_NAMESPACE must match {NAME_PATTERN}, not {self.namespace!r}")
         if self.metrics_port is not None and not 1 <= self.metrics_port <= 65535:
             raise ConfigurationError(f"FLOW_METRICS_PORT must be a TCP port (1-65535), not {self.metrics_port}")
         if self.partitions is not None and not 1 <= self.partitions <= 1024:

@@ -51,7 +51,7 @@ class Role(enum.IntEnum):
     READ = 1
     #: And start, signal, cancel, pause, resume, retry, rerun workflows; send events.
     OPERATE = 2
-    #: And register and delete definitions; schedules, limits, batches.
+    #: And delete workflows; register and delete definitions; schedules, limits, batches.
     ADMIN = 3
 
     @classmethod

@@ -25,16 +25,23 @@ FLOOD_PER_S = 100
 ROUNDS, PER_PHASE = 4, 40
 FLOOD = textwrap.dedent(
     """
-    import json, sys, time, requests
+    import json, sys, threading, time, requests
     url, token, name, per_s = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-    session, due, counts = requests.Session(), time.monotonic(), {}
-    headers = {"Authorization": f"Bearer {token}"}
-    while True:
-        status = session.post(f"{url}/workflows", json={"name": name}, headers=headers).status_code
-        counts[status] = counts.get(status, 0) + 1
-        print(json.dumps(counts), flush=True)
-        due += 1 / per_s
-        time.sleep(max(0.0, due - time.monotonic()))
+    headers, counts, lock = {"Authorization": f"Bearer {token}"}, {}, threading.Lock()
+
+    def flood():  # each of 8 threads an eighth of the pace, so a slow answer does not slow the flood
+        session, due = requests.Session(), time.monotonic()
+        while True:
+            status = session.post(f"{url}/workflows", json={"name": name}, headers=headers).status_code
+            with lock:
+                counts[status] = counts.get(status, 0) + 1
+                print(json.dumps(counts), flush=True)
+            due += 8 / per_s
+            time.sleep(max(0.0, due - time.monotonic()))
+
+    for _ in range(8):
+        threading.Thread(target=flood, daemon=True).start()
+    threading.Event().wait()
     """
 )
 
@@ -108,5 +115,7 @@ def test_a_namespace_flooding_starts_leaves_anothers_latency_within_twice(tmp_pa
         f"flood without a quota at {rates['unbounded']:.0f}/s (answers {sent['unbounded']}) "
         f"{figures['unbounded'][0]:.1f}/{figures['unbounded'][1]:.1f}"
     )
-    assert sent["flood"].get(429, 0) > sent["flood"].get(201, 0)
+    # The quota held (a burst of 5, then 5 a second), whatever pace the machine allowed.
+    assert sent["flood"].get(429, 0) > 0
+    assert sent["flood"].get(201, 0) <= ROUNDS * 5 + 5 * seconds["flood"] + 1
     assert figures["flood"][0] <= 2 * figures["alone"][0]

@@ -139,7 +139,8 @@ class BatchService:
         return {
             "id": batch.id,
             "operation": batch.operation.value,
-            "filter": batch.filter.to_json(),
+            # As the client wrote it: the namespace is the batch's own, not a filter it chose.
+            "filter": {k: v for k, v in batch.filter.to_json().items() if k != "namespace"},
             "rerun": None if batch.rerun is None else dict(batch.rerun),
             "status": batch.status.value,
             "matched": counts.matched,

@@ -9,6 +9,7 @@ but a field is wrong. Both list each problem as ``{"path": ..., "message": ...}`
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
@@ -17,6 +18,7 @@ import falcon
 from flow.errors import (
     BatchEnded,
     BatchNotFound,
+    BrokerBlocked,
     CallbackTokenSpent,
     DefinitionError,
     DefinitionInUse,
@@ -34,8 +36,10 @@ from flow.errors import (
     RerunRefused,
     ResumeRefused,
     RetryRefused,
+    StartBacklogFull,
     StoreUnavailable,
     TooManyBatches,
+    TooManyStarts,
     UnknownCallbackToken,
     VersionIncompatible,
     WorkflowConflict,
@@ -191,6 +195,27 @@ def _store_unavailable(req: falcon.Request, resp: falcon.Response, ex: StoreUnav
     )
 
 
+def _broker_blocked(req: falcon.Request, resp: falcon.Response, ex: BrokerBlocked, params: Params) -> None:
+    logger.warning("answering 503: %s", ex)
+    raise falcon.HTTPServiceUnavailable(
+        title="Broker blocked",
+        description="RabbitMQ blocks publishers (a memory or disk alarm); nothing was stored, try again shortly.",
+        retry_after=max(1, math.ceil(ex.retry_after_s)),
+    )
+
+
+def _too_many_starts(req: falcon.Request, resp: falcon.Response, ex: TooManyStarts, params: Params) -> None:
+    raise falcon.HTTPTooManyRequests(
+        title="Too many starts at once", description=printable(str(ex)), retry_after=ex.retry_after_s
+    )
+
+
+def _start_backlog_full(req: falcon.Request, resp: falcon.Response, ex: StartBacklogFull, params: Params) -> None:
+    raise falcon.HTTPServiceUnavailable(
+        title="Start backlog full", description=printable(str(ex)), retry_after=ex.retry_after_s
+    )
+
+
 def _filter_too_costly(req: falcon.Request, resp: falcon.Response, ex: FilterTooCostly, params: Params) -> None:
     # 422 when the client's filter is to blame (the same query would cost the same);
     # 503 with Retry-After when the database was merely slow.
@@ -233,6 +258,9 @@ HANDLERS: dict[type[FlowError], Callable[..., None]] = {
     InvalidInput: _invalid_input,
     DefinitionError: _definition_error,
     StoreUnavailable: _store_unavailable,
+    BrokerBlocked: _broker_blocked,
+    TooManyStarts: _too_many_starts,
+    StartBacklogFull: _start_backlog_full,
     FilterTooCostly: _filter_too_costly,
     BatchNotFound: _batch_not_found,
     BatchEnded: _batch_ended,

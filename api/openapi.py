@@ -43,7 +43,10 @@ ERRORS = {
     413: "Body over FLOW_MAX_BODY_BYTES",
     415: "Body is not application/json",
     422: "Invalid fields; each error names its JSON path",
-    503: "Database unavailable",
+    429: "Too many starts at once in this API process (FLOW_MAX_STARTS_IN_FLIGHT); `Retry-After` says when to "
+    "try again, nothing was stored",
+    503: "Database unavailable, or (a start) the engines' backlog of unstarted workflows is at "
+    "FLOW_MAX_START_BACKLOG; `Retry-After` says when to try again, nothing was stored",
 }
 #: The namespace of a request (api.auth), read on every route that needs a token.
 NAMESPACE = Param(

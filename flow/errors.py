@@ -337,6 +337,38 @@ class StoreUnavailable(FlowError):
     retryable = True
 
 
+class BrokerBlocked(FlowError):
+    """Raised when RabbitMQ blocks this process's publishes (a memory or disk alarm): a
+    publish waited ``FLOW_BROKER_BLOCKED_TIMEOUT_S`` unconfirmed, or one did so less than
+    that long ago; retryable."""
+
+    retryable = True
+
+    def __init__(self, retry_after_s: float) -> None:
+        #: Seconds until this process tries to publish again.
+        self.retry_after_s = retry_after_s
+        super().__init__(f"RabbitMQ blocks publishers (a memory or disk alarm); retry in {retry_after_s:.0f} s")
+
+
+class StartShed(FlowError):
+    """Raised when the API sheds a start it cannot take now (:mod:`flow.service.intake`);
+    nothing was stored. ``retry_after_s``: when to try again."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class TooManyStarts(StartShed):
+    """Raised when this API process works on ``FLOW_MAX_STARTS_IN_FLIGHT`` starts already (429)."""
+
+
+class StartBacklogFull(StartShed):
+    """Raised when the engines' backlog of unstarted workflows is at ``FLOW_MAX_START_BACKLOG`` (503)."""
+
+
 @functools.cache
 def _foreign() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
     """``(transient, permanent)`` exceptions of the libraries below Libero Flow, imported

@@ -107,6 +107,13 @@ class Settings:
     history_warn: int = 10_000
     #: Largest request body the API accepts, in bytes.
     max_body_bytes: int = 1_048_576
+    #: Start requests (``POST /workflows``) one API process works on at once; one more is
+    #: answered 429 at once. Below gunicorn's 16 threads a process, so reads are served
+    #: during a flood of starts (``api/gunicorn_conf.py``).
+    max_starts_in_flight: int = 12
+    #: Workflows created and not yet started by an engine, past which the API answers a
+    #: start 503 (read at most every ``START_BACKLOG_TTL_S`` per process, flow/service/intake.py).
+    max_start_backlog: int = 10_000
     #: Longest a listing a client shapes (``GET /workflows`` and its filters) may run, in seconds.
     query_timeout_s: float = 5.0
     #: A PostgreSQL connection on which the server sends nothing this long (connecting, or
@@ -114,6 +121,10 @@ class Settings:
     #: a transaction whose client went silent this long; in seconds, longer than
     #: ``query_timeout_s``.
     database_timeout_s: float = 6.0
+    #: Longest a publish waits while RabbitMQ blocks publishers (a memory or disk alarm),
+    #: in seconds; for as long again afterwards the process refuses to publish without
+    #: trying (the API answers a start 503 with ``Retry-After``, nothing stored).
+    broker_blocked_timeout_s: float = 3.0
     #: Port of the Prometheus exporter of ``dramatiq flow.actors`` processes; unset: none.
     metrics_port: int | None = None
     #: How long an event's id is remembered, in seconds: the same id sent again within it
@@ -190,6 +201,8 @@ class Settings:
             "max_live_actors",
             "db_pool_size",
             "max_body_bytes",
+            "max_starts_in_flight",
+            "max_start_backlog",
             "max_deliveries",
             "max_payload_bytes",
             "max_inbox_bytes",
@@ -205,6 +218,7 @@ class Settings:
             "retention_interval_s",
             "query_timeout_s",
             "database_timeout_s",
+            "broker_blocked_timeout_s",
             "event_dedup_s",
         ):
             value = getattr(self, name)

@@ -29,6 +29,7 @@ from flow.persistence.limits import LimitTable
 from flow.persistence.mapping import StoredWorkflow
 from flow.process.queue_depths import QueueDepths
 from flow.process.runtime import Runtime
+from flow.service.intake import StartIntake
 
 logger = logging.getLogger(__name__)
 
@@ -142,9 +143,17 @@ class WorkflowsResource:
     """``POST /workflows`` starts a workflow (in the request's namespace, within its
     quotas); ``GET /workflows`` lists the namespace's, newest first."""
 
-    def __init__(self, runtime: Runtime, *, quotas: NamespaceQuotas | None = None) -> None:
+    def __init__(
+        self, runtime: Runtime, *, intake: StartIntake | None = None, quotas: NamespaceQuotas | None = None
+    ) -> None:
         self.runtime = runtime
         self.quotas = quotas
+        settings = runtime.settings
+        self.intake = intake or StartIntake(
+            runtime.store.unstarted_count,
+            max_in_flight=settings.max_starts_in_flight,
+            max_backlog=settings.max_start_backlog,
+        )
 
     @operation(
         "Start a workflow",
@@ -166,19 +175,32 @@ class WorkflowsResource:
         header = req.get_header(IDEMPOTENCY_KEY.name)
         if header is not None:  # the header wins over the body field
             key = check_idempotency_key(header, path=IDEMPOTENCY_KEY.name)
+        # While RabbitMQ blocks this process's publishes, 503 before anything is stored:
+        # a client that retries without a key would otherwise start the workflow twice.
+        self.runtime.service.senders.check_unblocked()
 
-        state, created = self.runtime.service.starter.start(
-            request.name,
-            dict(request.input_data),
-            idempotency_key=key,
-            priority=request.priority,
-            attributes=request.attributes,
-            namespace=namespace,
-        )
-        row = self.runtime.store.get(state.id)
+        # Shed (429, 503) only once the request is found valid, before it is stored: a
+        # slow or bad one holds no slot, a shed one stored nothing (flow/service/intake.py).
+        # One connection for the start and the read of its view: a read on a connection
+        # of its own could fail to get one (the server's max_connections) after the start
+        # was stored, and a 503 says that nothing was.
+        with self.runtime.store.unit_of_work():
+            state, created = self.runtime.service.starter.start(
+                request.name,
+                dict(request.input_data),
+                idempotency_key=key,
+                priority=request.priority,
+                attributes=request.attributes,
+                admit=self.intake.admit,
+                namespace=namespace,
+            )
+            if created:
+                self.intake.stored()
+            row = self.runtime.store.get(state.id)
+            limits = LimitTable(self.runtime.store.database)
+            resp.media = workflow_view(row, self.runtime.service.callbacks.tokens, limits)
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
         resp.location = f"/workflows/{state.id}"
-        resp.media = workflow_view(row, self.runtime.service.callbacks.tokens, LimitTable(self.runtime.store.database))
 
     @operation(
         "List workflows, newest first",

@@ -266,6 +266,15 @@ class Queries:
                 "unowned_partitions": unowned,
             }
 
+    def unstarted_count(self, at_most: int) -> int:
+        """Workflows created whose start no engine has handled yet, counted up to
+        ``at_most`` (the API's start backlog, :mod:`flow.service.intake`): a walk of the
+        partial index ``workflows_unstarted`` that stops there, whatever the backlog."""
+        with unit_of_work(self.database):
+            unstarted = WorkflowRecord.select(WorkflowRecord.id).where(~WorkflowRecord.started).limit(at_most)
+            count: int = WorkflowRecord.select(peewee.fn.COUNT(peewee.SQL("*"))).from_(unstarted.alias("u")).scalar()
+            return count
+
     def outbox_size(self) -> int:
         with unit_of_work(self.database):
             count: int = OutboxRecord.select().count()

@@ -29,7 +29,8 @@ from flow.clock import utcnow
 from flow.core.event_triggers import parse_event
 from flow.core.start_request import is_workflow_id, parse_start_request
 from flow.core.vocabulary import Outcome
-from flow.errors import InvalidInput, is_retryable
+from flow.errors import BrokerBlocked, InvalidInput, is_retryable
+from flow.loops import poll_until
 from flow.observability import tracing
 from flow.wire import attempts, messages
 from flow.worker.cancellations import CancellationListener
@@ -76,7 +77,20 @@ class Reporter:
         return f"<Reporter default={self.default_queue}>"
 
     def __call__(self, message: messages.EngineMessage, reply_to: str | None) -> None:
-        self.broker.enqueue(message.to_message(reply_to or self.default_queue))
+        """Send ``message``; while RabbitMQ blocks publishers, wait (and say so) until it
+        takes it. Raising would not help: Dramatiq's Retries would publish the attempt
+        again (blocked too), fail, and then acknowledge it, its result lost."""
+        sent = message.to_message(reply_to or self.default_queue)
+
+        def send() -> bool:
+            try:
+                self.broker.enqueue(sent)
+            except BrokerBlocked as e:
+                logger.warning("%s for workflow %s waits: %s", sent.actor_name, message.workflow_id, e)
+                return False
+            return True
+
+        poll_until(send, timeout_s=None, every_s=0.5, max_every_s=5.0, what=f"RabbitMQ to take {sent.actor_name}")
 
 
 class ActivityTask:
@@ -118,7 +132,12 @@ class ActivityTask:
         """The Dramatiq actor's function: the message's keyword arguments are an
         :class:`~flow.wire.attempts.AttemptRequest`."""
         current = self.current_message()
-        self.run(attempts.AttemptRequest.from_kwargs(fields), message_id=current.message_id if current else None)
+        try:
+            request = attempts.AttemptRequest.from_kwargs(fields)
+        except InvalidInput as e:
+            self.report_unreadable(fields, e, message_id=current.message_id if current else None)
+            return
+        self.run(request, message_id=current.message_id if current else None)
 
     def run(self, request: attempts.AttemptRequest, *, message_id: str | None = None) -> attempts.AttemptResult:
         """Run the attempt ``request`` asks for, report its result and return it."""
@@ -149,9 +168,38 @@ class ActivityTask:
         self.report(result, request.reply_to)
         return result
 
-    def report_undeliverable(self, request: attempts.AttemptRequest, error: str) -> None:
+    def report_undeliverable(self, attempt: attempts.AttemptIdentity, error: str) -> None:
         """An attempt whose deliveries ran out (:class:`~flow.worker.deliveries.DeliveryLimit`)."""
-        self.report(request.result(Outcome.TEMPORARY_FAILURE, error=error), request.reply_to)
+        self.report(attempt.failed(error), attempt.reply_to)
+
+    def report_unreadable(self, fields: Mapping[str, Any], error: InvalidInput, *, message_id: str | None) -> None:
+        """An attempt message this worker cannot read (a newer engine's field, a value out
+        of range): reported at once as a temporary failure of the attempt it names, then
+        acknowledged, since no redelivery makes it readable. Raises ``error`` (the message
+        is dead-lettered at once) if even the attempt it names cannot be read."""
+        try:
+            attempt = attempts.AttemptIdentity.read(fields)
+        except InvalidInput as unknown:
+            logger.error(
+                "activity message %s cannot be read (%s), nor which attempt it is (%s); it names workflow %.80r "
+                "and has the fields %.300s: dead-lettered, nobody is told",
+                message_id,
+                error,
+                unknown,
+                fields.get("workflow_id") if isinstance(fields, Mapping) else None,
+                ", ".join(sorted(map(str, fields))) if isinstance(fields, Mapping) else type(fields).__name__,
+            )
+            raise error from None
+        self.report(attempt.failed(attempts.unreadable_error(error)), attempt.reply_to)
+        logger.error(
+            "workflow %s: attempt %d of step %d (message %s) cannot be read by this worker (%s); "
+            "reported to the engine as a temporary failure and dropped",
+            attempt.workflow_id,
+            attempt.attempt,
+            attempt.position,
+            message_id,
+            error,
+        )
 
 
 class _Beating:
@@ -306,8 +354,9 @@ def declare(
         broker=broker,
         queue_name=settings.activity_queue,
         # Activity failures are reported as outcomes, not raised; a raise here means
-        # the result could not be reported (broker down), so run the attempt again.
-        max_retries=20,
+        # the result could not be reported (broker down), so run the attempt again. A
+        # message that names no attempt it can read raises InvalidInput: dead-lettered at once.
+        retry_when=_retry_when(20),
         min_backoff=500,
         max_backoff=30_000,
         time_limit=int(settings.activity_time_limit_s * 1000),

@@ -4,8 +4,10 @@ partition finds the workflow unstarted ``FLOW_OUTBOX_GRACE_S`` later and starts 
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 from flow.core.attributes import check_declared
@@ -44,6 +46,7 @@ class Starter:
         message_id: str | None = None,
         priority: int = DEFAULT_PRIORITY,
         attributes: Mapping[str, Any] | None = None,
+        admit: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
         namespace: str | None = None,
     ) -> tuple[WorkflowState, bool]:
         """Create a workflow and send its start; ``(state, created)``. ``message_id`` (of a
@@ -52,27 +55,31 @@ class Starter:
         of an earlier start (same id or key) returns that workflow with its own priority.
         ``attributes``: values of the definition's search attributes (JSON), refused with
         :class:`~flow.errors.InvalidInput` at ``$.attributes.<name>`` unless declared and of
-        the declared type, before anything is stored. ``namespace``: the caller's (None: a
-        trusted door, any); a definition it may not see is not found. The workflow belongs
-        to its definition's namespace."""
+        the declared type, before anything is stored. ``admit``: held while the workflow is
+        stored and its start sent, once the request is found valid (the API's intake,
+        :mod:`flow.service.intake`, which may refuse it). ``namespace``: the caller's (None:
+        a trusted door, any); a definition it may not see is not found. The workflow
+        belongs to its definition's namespace."""
         self.check_input(input_data)
         if workflow_id is None and message_id is not None:
             workflow_id = str(uuid.uuid5(MESSAGE_NAMESPACE, message_id))
         definition, version = self.definitions.get(name, namespace=namespace)
         owner = self.definitions.namespace_of(name) or DEFAULT
         typed = check_declared(definition.attributes, attributes, path="$.attributes")
-        state, created = self.store.create_workflow(
-            definition,
-            version,
-            input_data,
-            partition_of=self.senders.partition_of,
-            workflow_id=workflow_id,
-            idempotency_key=idempotency_key,
-            child_versions=self.definitions.child_versions(definition),
-            priority=priority,
-            attributes=typed,
-            namespace=owner,
-        )
-        if created:
-            self.senders.send_start(state.id)
+        child_versions = self.definitions.child_versions(definition)
+        with admit():
+            state, created = self.store.create_workflow(
+                definition,
+                version,
+                input_data,
+                partition_of=self.senders.partition_of,
+                workflow_id=workflow_id,
+                idempotency_key=idempotency_key,
+                child_versions=child_versions,
+                priority=priority,
+                attributes=typed,
+                namespace=owner,
+            )
+            if created:
+                self.senders.send_start(state.id)
         return state, created

@@ -79,14 +79,15 @@ class Cluster:
         *,
         engines: int = 1,
         workers: int = 2,
+        api_workers: int = 2,
         engine_env: dict[str, str] | None = None,
         api_env: dict[str, str] | None = None,
     ) -> None:
-        """Migrate, then start the API (2 gunicorn workers), ``engines`` engines and ``workers`` workers
-        (``engine_env``, ``api_env``: settings of their own, e.g. a URL through a fault proxy)."""
+        """Migrate, then start the API (``api_workers`` gunicorn workers), ``engines`` engines and ``workers``
+        workers (``engine_env``, ``api_env``: settings of their own, e.g. a URL through a fault proxy)."""
         migrate(self.procs.env)
         port = free_port()
-        self.procs.gunicorn("api", port, workers=2, env=api_env)
+        self.procs.gunicorn("api", port, workers=api_workers, env=api_env)
         for i in range(engines):
             self.add(f"engine-{i}", f"{self.prefix}.engine", env=engine_env or {})
         for i in range(workers):

@@ -10,11 +10,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
+from flow.core import codec
 from flow.core.codec import Count, JsonObject, Name
 from flow.core.kinds.map import Item
 from flow.core.state import WorkflowState
 from flow.core.vocabulary import Outcome
-from flow.wire.messages import CANCEL_ATTEMPT, RUN_ACTIVITY, AttemptHeartbeat, AttemptResult, AttemptStarted, Message
+from flow.errors import InvalidInput
+from flow.wire.messages import (
+    CANCEL_ATTEMPT,
+    RUN_ACTIVITY,
+    VERSION_KEY,
+    AttemptHeartbeat,
+    AttemptResult,
+    AttemptStarted,
+    Message,
+)
 
 
 class Outputs:
@@ -157,3 +167,54 @@ class CancelNotice(Message):
     @property
     def key(self) -> tuple[str, int, int]:
         return (self.workflow_id, self.position, self.attempt)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttemptIdentity:
+    """Which attempt a ``flow.run_activity`` message is about, and where to report it: all
+    a worker needs to fail an attempt it cannot run, read leniently (:meth:`read`)."""
+
+    workflow_id: Name
+    position: Count
+    attempt: Count
+    reply_to: Name | None = None
+
+    @classmethod
+    def read(cls, kwargs: Mapping[str, Any]) -> AttemptIdentity:
+        """The identity in the keyword arguments of an attempt message, whatever else they
+        hold: unknown fields, a newer ``"v"``, other fields of the wrong shape. A
+        ``reply_to`` that is not a queue name is left out (the report then goes to the
+        shared engine queue, which forwards it by workflow id). Raise
+        :class:`~flow.errors.InvalidInput` naming the field if the workflow id, position
+        or attempt cannot be read."""
+        if not isinstance(kwargs, Mapping):
+            raise InvalidInput("$", "must be keyword arguments")
+        identity = {name: kwargs[name] for name in ("workflow_id", "position", "attempt", "reply_to") if name in kwargs}
+        try:
+            return codec.decode(cls, identity)
+        except InvalidInput as e:
+            if e.path != "$.reply_to":
+                raise
+        del identity["reply_to"]
+        return codec.decode(cls, identity)
+
+    def failed(self, error: str) -> AttemptResult:
+        """The report that this attempt failed, for a reason other than its activity (it
+        never ran): a temporary failure, retried per the activity's policy."""
+        return AttemptResult(
+            workflow_id=self.workflow_id,
+            position=self.position,
+            attempt=self.attempt,
+            outcome=Outcome.TEMPORARY_FAILURE,
+            error=error,
+        )
+
+
+def unreadable_error(error: InvalidInput) -> str:
+    """What an attempt's failure says when its worker could not read its message
+    (``error``), and what to do about it."""
+    if error.path == f"$.{VERSION_KEY}" or error.message.startswith("unknown field"):
+        advice = "a newer engine probably sent it: upgrade the workers to the engines' release"
+    else:
+        advice = "the engine that sent it writes what this worker refuses: run the engines' release on the workers"
+    return f"this worker cannot read the attempt: {error}; {advice}"

@@ -33,7 +33,7 @@ import dramatiq
 from dramatiq.middleware import SkipMessage
 
 from flow.errors import InvalidInput
-from flow.wire.attempts import AttemptRequest
+from flow.wire.attempts import AttemptIdentity
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class DeliveryCounter:
 class DeliveryLimit(dramatiq.Middleware):
     """Skips and reports an attempt whose message was delivered ``max_deliveries`` times.
 
-    ``report(request, error)`` tells the engine that the attempt ``request`` failed.
+    ``report(attempt, error)`` tells the engine that the attempt ``attempt`` failed.
     """
 
     def __init__(
@@ -102,7 +102,7 @@ class DeliveryLimit(dramatiq.Middleware):
         *,
         actor_name: str,
         max_deliveries: int,
-        report: Callable[[AttemptRequest, str], None],
+        report: Callable[[AttemptIdentity, str], None],
         counter: DeliveryCounter | None = None,
     ) -> None:
         self.actor_name = actor_name
@@ -145,12 +145,12 @@ class DeliveryLimit(dramatiq.Middleware):
         )
         logger.error("giving up on activity message %s: %s", message.message_id, error)
         try:
-            request = AttemptRequest.from_kwargs(message.kwargs)
+            attempt = AttemptIdentity.read(message.kwargs)
         except InvalidInput as e:
-            # Unreadable, so it could never have run (the task refuses it): no attempt to report.
-            logger.error("activity message %s cannot be read either (%s); nothing to report", message.message_id, e)
+            # It names no attempt (the task dead-letters such a message at once): nothing to report.
+            logger.error("activity message %s names no attempt (%s); nothing to report", message.message_id, e)
         else:
-            self.report(request, error)
+            self.report(attempt, error)
         self.counter.forget(message.message_id)
         raise SkipMessage(error)
 

@@ -63,6 +63,16 @@ CASES = [
         503,
         {"title": "Query over budget", "description": "query: the query ran past its budget of 5 s"},
     ),
+    (
+        errors.StartBacklogFull("10000 workflows wait for an engine", retry_after_s=5),
+        503,
+        {"title": "Start backlog full", "description": "10000 workflows wait for an engine"},
+    ),
+    (
+        errors.TooManyStarts("this API process is working on 12 starts already", retry_after_s=1),
+        429,
+        {"title": "Too many starts at once", "description": "this API process is working on 12 starts already"},
+    ),
     (errors.ConcurrentUpdate("raced"), 500, {"title": "Internal error", "description": "raced"}),
 ]
 
@@ -81,6 +91,8 @@ def test_each_error_has_its_answer(error, status, body):
     assert body.items() <= result.json.items()
     if status == 503:
         assert result.headers["retry-after"] == "5"
+    if status == 429:
+        assert result.headers["retry-after"] == "1"
 
 
 def test_the_handlers_are_listed_most_specific_first_with_the_fallback_last():

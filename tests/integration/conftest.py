@@ -50,12 +50,14 @@ def cluster(pg_url, queue_prefix, http_server, tmp_path_factory):
     yield from start_cluster(tmp_path_factory.mktemp("cluster"), pg_url, queue_prefix, http_server)
 
 
-def start_cluster(base, pg_url: str, queue_prefix: str, http_server: str, **extra_env: str):
-    """API + engine + 2 workers on ``base`` with the sample definitions (and ``extra_env``);
-    yields what the tests need, stops every process afterwards."""
+def start_cluster(
+    base, pg_url: str, queue_prefix: str, http_server: str, *, bodies: dict | None = None, **extra_env: str
+):
+    """API + engine + 2 workers on ``base`` with the sample definitions (or ``bodies``, by
+    name; and ``extra_env``); yields what the tests need, stops every process afterwards."""
     definitions = base / "workflows"
     definitions.mkdir()
-    for name, body in sample_definitions(http_server).items():
+    for name, body in (bodies or sample_definitions(http_server)).items():
         (definitions / f"{name}.json").write_text(json.dumps(body))
     env = {**cluster_env(pg_url, queue_prefix, definitions), **extra_env}
     procs = Processes(base, env)

@@ -10,10 +10,11 @@ import pytest
 
 from activities.base import BaseActivity
 from flow.core.vocabulary import Outcome
+from flow.errors import InvalidInput
 from flow.observability.metrics import EngineMetrics
 from flow.process.tasks import ActivityTask, Reporter
 from flow.wire import messages
-from flow.wire.attempts import AttemptRequest
+from flow.wire.attempts import AttemptIdentity, AttemptRequest
 from flow.worker.deliveries import DeliveryCounter
 from flow.worker.reporting import DelayedCalls
 from tests.conftest import wait_for
@@ -132,7 +133,8 @@ def test_an_attempt_without_a_heartbeat_timeout_leaves_no_mark(reports, tmp_path
 
 
 def test_an_attempt_whose_deliveries_ran_out_is_reported_as_a_temporary_failure(reports, tmp_path):
-    task(reports, tmp_path).report_undeliverable(request("Doubles"), "delivered 3 times")
+    attempt = AttemptIdentity.read(request("Doubles").to_kwargs())
+    task(reports, tmp_path).report_undeliverable(attempt, "delivered 3 times")
     [(result, queue)] = reports
     assert (result.outcome, result.error, queue) == (Outcome.TEMPORARY_FAILURE, "delivered 3 times", "flow.engine.3")
 
@@ -154,3 +156,39 @@ def test_the_reporter_sends_to_the_reply_queue_or_the_shared_engine_queue():
         ("flow.engine.3", messages.RECORD_RESULT),
         ("flow.engine", messages.RECORD_RESULT),
     ]
+
+
+def test_an_attempt_from_a_newer_engine_is_reported_at_once_as_a_temporary_failure_and_not_run(
+    reports, tmp_path, caplog
+):
+    fields = {**request("Doubles").to_kwargs(), "priority_hint": 3}
+    task(reports, tmp_path).on_message(**fields)  # returns: the message is acknowledged, not retried
+    [(result, queue)] = reports
+    assert isinstance(result, messages.AttemptResult)
+    assert (result.workflow_id, result.position, result.attempt, queue) == ("wf-1", 0, 1, "flow.engine.3")
+    assert (result.outcome, result.output, result.started_at) == (Outcome.TEMPORARY_FAILURE, None, None)
+    assert result.error == (
+        "this worker cannot read the attempt: $.priority_hint: unknown field; "
+        "a newer engine probably sent it: upgrade the workers to the engines' release"
+    )
+    assert "workflow wf-1: attempt 1 of step 0 (message m-1) cannot be read" in caplog.text
+    # What the worker sends, the engine reads.
+    assert messages.AttemptResult.from_kwargs(result.to_kwargs()) == result
+
+
+def test_an_attempt_with_a_value_out_of_range_is_reported_with_what_could_not_be_read(reports, tmp_path):
+    fields = {**request("Doubles").to_kwargs(), "start_to_close_s": -1}
+    task(reports, tmp_path).on_message(**fields)
+    [(result, _)] = reports
+    assert result.outcome == Outcome.TEMPORARY_FAILURE
+    assert result.error.startswith("this worker cannot read the attempt: $.start_to_close_s: must be a number")
+
+
+def test_a_message_naming_no_readable_attempt_is_refused_for_the_dead_letter_queue(reports, tmp_path, caplog):
+    fields = {**request("Doubles").to_kwargs(), "position": -1, "surprise": True}
+    with pytest.raises(InvalidInput) as refused:
+        task(reports, tmp_path).on_message(**fields)
+    assert refused.value.path == "$.surprise"  # what the attempt could not be read for
+    assert reports == []
+    assert "nor which attempt it is ($.position: must be an integer" in caplog.text
+    assert "names workflow 'wf-1'" in caplog.text

@@ -12,7 +12,7 @@ from dramatiq.brokers.rabbitmq import _RabbitmqMessage
 from dramatiq.middleware import SkipMessage
 from dramatiq.worker import _WorkQueueItem
 
-from flow.wire.attempts import AttemptRequest
+from flow.wire.attempts import AttemptIdentity, AttemptRequest
 from flow.worker.deliveries import DeliveryCounter, DeliveryLimit
 
 ACTOR = "flow.run_activity"
@@ -32,7 +32,7 @@ REQUEST = AttemptRequest(
 
 
 @pytest.fixture
-def reports() -> list[tuple[AttemptRequest, str]]:
+def reports() -> list[tuple[AttemptIdentity, str]]:
     return []
 
 
@@ -70,16 +70,25 @@ def test_redeliveries_count_until_the_limit_then_the_attempt_is_reported(limit, 
     with pytest.raises(SkipMessage):
         limit.before_process_message(None, delivered(msg, redelivered=True))
     assert len(reports) == 1 and "delivered 2 times" in reports[0][1]
-    assert reports[0][0] == REQUEST  # the attempt, with the queue to report to
+    assert reports[0][0] == AttemptIdentity.read(REQUEST.to_kwargs())  # the attempt, with the queue to report to
+    assert reports[0][0].reply_to == "flow.engine.7"
 
 
-def test_an_unreadable_message_is_skipped_at_the_limit_with_nothing_to_report(limit, reports, caplog):
-    msg = message().copy(kwargs={"workflow_id": "wf", "position": 0, "attempt": 1})
+def test_an_unreadable_attempt_is_reported_at_the_limit_by_the_attempt_it_names(limit, reports):
+    msg = message().copy(kwargs={"workflow_id": "wf", "position": 0, "attempt": 1, "from_the_future": 1})
+    limit.before_process_message(None, delivered(msg, redelivered=True))
+    with pytest.raises(SkipMessage):
+        limit.before_process_message(None, delivered(msg, redelivered=True))
+    assert reports == [(AttemptIdentity(workflow_id="wf", position=0, attempt=1), reports[0][1])]
+
+
+def test_a_message_naming_no_attempt_is_skipped_at_the_limit_with_nothing_to_report(limit, reports, caplog):
+    msg = message().copy(kwargs={"workflow_id": "wf", "position": -1, "attempt": 1})
     limit.before_process_message(None, delivered(msg, redelivered=True))
     with pytest.raises(SkipMessage):
         limit.before_process_message(None, delivered(msg, redelivered=True))
     assert reports == []
-    assert "$.activity: required" in caplog.text
+    assert "names no attempt ($.position: must be an integer" in caplog.text
 
 
 def test_a_message_a_stopping_worker_never_started_is_not_counted(limit, reports, caplog):

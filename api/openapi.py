@@ -38,13 +38,12 @@ ERRORS = {
     403: "The token's role may not do this (a read token on a write; an operate token on an admin's write)",
     404: "Not found (also what another namespace's things answer, so that names do not leak)",
     409: "Conflict: with the workflow's status, or an idempotency key already used for another start",
-    429: "Over the namespace's quota (running workflows or starts per second); see Retry-After",
     410: "Gone: the callback token's wait or workflow has ended (a token delivers once)",
     413: "Body over FLOW_MAX_BODY_BYTES",
     415: "Body is not application/json",
     422: "Invalid fields; each error names its JSON path",
-    429: "Too many starts at once in this API process (FLOW_MAX_STARTS_IN_FLIGHT); `Retry-After` says when to "
-    "try again, nothing was stored",
+    429: "Too many starts at once in this API process (FLOW_MAX_STARTS_IN_FLIGHT), or over the namespace's "
+    "quota (running workflows or starts per second); `Retry-After` says when to try again, nothing was stored",
     503: "Database unavailable, or (a start) the engines' backlog of unstarted workflows is at "
     "FLOW_MAX_START_BACKLOG; `Retry-After` says when to try again, nothing was stored",
 }

@@ -235,8 +235,16 @@ def finish(workflow: dict[str, Any], *, as_json: bool, timeout_s: float | None) 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="libero-flow")
-def main() -> None:
+@click.option(
+    "--namespace",
+    default=None,
+    help="The namespace the remote commands act in (FLOW_NAMESPACE; default: the token's own, else 'default').",
+)
+def main(namespace: str | None) -> None:
     """Libero Flow: run JSON-defined workflows, embedded or on RabbitMQ and PostgreSQL."""
+    if namespace is not None:
+        # The one home of settings reads it; the API refuses a malformed one (400).
+        os.environ["FLOW_NAMESPACE"] = namespace
     import_from_current_directory()
 
 
@@ -258,7 +266,7 @@ def api_client() -> Client:
     from flow.client import Client
 
     settings = load_settings(embedded=False)
-    return Client(settings.api_url, token=settings.api_token or "")
+    return Client(settings.api_url, token=settings.api_token or "", namespace=settings.namespace or "")
 
 
 def call_api(fn: Callable[[], T]) -> T:

@@ -19,7 +19,7 @@ from api.quotas import NamespaceQuotas
 from api.resources.pools import waiting_pools
 from api.schemas import enum
 from api.views import event_view, workflow_summary, workflow_view
-from flow.core import attributes, start_request, strict_json, validation
+from flow.core import attributes, priority, start_request, strict_json, validation
 from flow.core.definition import NAME_PATTERN
 from flow.core.start_request import check_idempotency_key, is_workflow_id, parse_start_request
 from flow.core.state import WorkflowStatus
@@ -59,7 +59,7 @@ PARENT_ID = Param(
 )
 PRIORITY = Param(
     "priority",
-    {"type": "integer", "minimum": start_request.FIRST_PRIORITY, "maximum": start_request.LAST_PRIORITY},
+    {"type": "integer", "minimum": priority.FIRST_PRIORITY, "maximum": priority.LAST_PRIORITY},
     "Only workflows of this priority (1 first to 5 last).",
 )
 ATTRIBUTE = Param(

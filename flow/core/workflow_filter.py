@@ -17,7 +17,8 @@ from typing import Any
 
 from flow.core import attributes
 from flow.core.definition import NAME_PATTERN, is_definition_name
-from flow.core.start_request import FIRST_PRIORITY, LAST_PRIORITY, MAX_WORKFLOW_ID, is_workflow_id
+from flow.core.priority import FIRST_PRIORITY, LAST_PRIORITY
+from flow.core.start_request import MAX_WORKFLOW_ID, is_workflow_id
 from flow.core.timestamps import iso, parse_iso
 from flow.core.vocabulary import WorkflowStatus
 from flow.errors import InvalidInput

@@ -20,7 +20,7 @@ from flow.core.attributes import Typed
 from flow.core.definition import Definition
 from flow.core.lineage import ParentLink
 from flow.core.namespaces import DEFAULT
-from flow.core.start_request import DEFAULT_PRIORITY
+from flow.core.priority import DEFAULT_PRIORITY
 from flow.core.state import ActivityStatus, WorkflowState, WorkflowStatus
 from flow.errors import IdempotencyConflict, InvalidInput, StoreUnavailable
 from flow.persistence import attributes as stored_attributes

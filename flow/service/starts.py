@@ -12,7 +12,7 @@ from typing import Any
 
 from flow.core.attributes import check_declared
 from flow.core.namespaces import DEFAULT
-from flow.core.start_request import DEFAULT_PRIORITY
+from flow.core.priority import DEFAULT_PRIORITY
 from flow.core.state import WorkflowState
 from flow.persistence.store import Store
 from flow.service.checks import check_input

@@ -11,7 +11,8 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from flow.core.attributes import check_declared
-from flow.core.start_request import DEFAULT_PRIORITY
+from flow.core.namespaces import DEFAULT
+from flow.core.priority import DEFAULT_PRIORITY
 from flow.core.state import WorkflowState
 from flow.errors import BrokerBlocked, StartBacklogFull
 from flow.persistence.store import Store
@@ -47,6 +48,7 @@ class Starter:
         priority: int = DEFAULT_PRIORITY,
         attributes: Mapping[str, Any] | None = None,
         admit: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
+        namespace: str | None = None,
     ) -> tuple[WorkflowState, bool]:
         """Create a workflow and send its start; ``(state, created)``. ``message_id`` (of a
         start message from a broker) derives the workflow id, so a redelivery finds it.
@@ -57,11 +59,14 @@ class Starter:
         the declared type, before anything is stored. ``admit``: held while the workflow is
         stored and its start sent, once the request is found valid (the API's intake,
         :mod:`flow.service.intake`, which may refuse it: a repeat of an earlier start is
-        answered that workflow instead)."""
+        answered that workflow instead). ``namespace``: the caller's (None: a trusted door,
+        any); a definition it may not see is not found. The workflow belongs to its
+        definition's namespace."""
         self.check_input(input_data)
         if workflow_id is None and message_id is not None:
             workflow_id = str(uuid.uuid5(MESSAGE_NAMESPACE, message_id))
-        definition, version = self.definitions.get(name)
+        definition, version = self.definitions.get(name, namespace=namespace)
+        owner = self.definitions.namespace_of(name) or DEFAULT
         typed = check_declared(definition.attributes, attributes, path="$.attributes")
         child_versions = self.definitions.child_versions(definition)
         try:
@@ -76,6 +81,7 @@ class Starter:
                     child_versions=child_versions,
                     priority=priority,
                     attributes=typed,
+                    namespace=owner,
                 )
                 if created:
                     self.senders.send_start(state.id)
@@ -84,7 +90,7 @@ class Starter:
             # RabbitMQ blocks. A repeat of an earlier start (its id or key) would store and
             # send nothing: it is answered its workflow. A 429 (this process busy, for a
             # second) stays a refusal without a statement, as cheap as the bound means it.
-            existing = self.store.find_existing(workflow_id, idempotency_key, name, input_data)
+            existing = self.store.find_existing(workflow_id, idempotency_key, definition.name, input_data)
             if existing is None:
                 raise
             return existing, False

@@ -57,6 +57,10 @@ class HealthResource:
             parameters.stack_timeout = CHECK_TIMEOUT_S
             parameters.blocked_connection_timeout = CHECK_TIMEOUT_S
             if not takes_publishes(parameters):
+                # An alarm blocks every publisher: the process's publishes are refused from
+                # now on (the next /health and start answer at once) until its probe gets through.
+                if blocked is not None:
+                    blocked.saw_block()
                 return BLOCKED
         except Exception as e:  # any failure to connect is "unavailable"
             return f"broker unavailable: {type(e).__name__} {e}".strip()

@@ -1,7 +1,9 @@
 """CPU per step of the core alone (decide over a 10-step sequence: its start and each step's
 result), in this thread: robust to a busy machine, which slows wall time more than CPU."""
 
-import sys, time
+import sys
+import time
+
 from tests.unit.test_graph import Run, state_of
 
 S0 = state_of(*[{"name": "A", "id": f"A{i}"} for i in range(10)])

@@ -9,6 +9,7 @@ but a field is wrong. Both list each problem as ``{"path": ..., "message": ...}`
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
@@ -17,6 +18,7 @@ import falcon
 from flow.errors import (
     BatchEnded,
     BatchNotFound,
+    BrokerBlocked,
     CallbackTokenSpent,
     DefinitionError,
     DefinitionInUse,
@@ -189,6 +191,15 @@ def _store_unavailable(req: falcon.Request, resp: falcon.Response, ex: StoreUnav
     )
 
 
+def _broker_blocked(req: falcon.Request, resp: falcon.Response, ex: BrokerBlocked, params: Params) -> None:
+    logger.warning("answering 503: %s", ex)
+    raise falcon.HTTPServiceUnavailable(
+        title="Broker blocked",
+        description="RabbitMQ blocks publishers (a memory or disk alarm); nothing was stored, try again shortly.",
+        retry_after=max(1, math.ceil(ex.retry_after_s)),
+    )
+
+
 def _filter_too_costly(req: falcon.Request, resp: falcon.Response, ex: FilterTooCostly, params: Params) -> None:
     # 422 when the client's filter is to blame (the same query would cost the same);
     # 503 with Retry-After when the database was merely slow.
@@ -221,6 +232,7 @@ HANDLERS: dict[type[FlowError], Callable[..., None]] = {
     InvalidInput: _invalid_input,
     DefinitionError: _definition_error,
     StoreUnavailable: _store_unavailable,
+    BrokerBlocked: _broker_blocked,
     FilterTooCostly: _filter_too_costly,
     BatchNotFound: _batch_not_found,
     BatchEnded: _batch_ended,

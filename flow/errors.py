@@ -319,6 +319,19 @@ class StoreUnavailable(FlowError):
     retryable = True
 
 
+class BrokerBlocked(FlowError):
+    """Raised when RabbitMQ blocks this process's publishes (a memory or disk alarm): a
+    publish waited ``FLOW_BROKER_BLOCKED_TIMEOUT_S`` unconfirmed, or one did so less than
+    that long ago; retryable."""
+
+    retryable = True
+
+    def __init__(self, retry_after_s: float) -> None:
+        #: Seconds until this process tries to publish again.
+        self.retry_after_s = retry_after_s
+        super().__init__(f"RabbitMQ blocks publishers (a memory or disk alarm); retry in {retry_after_s:.0f} s")
+
+
 @functools.cache
 def _foreign() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
     """``(transient, permanent)`` exceptions of the libraries below Libero Flow, imported

@@ -107,6 +107,10 @@ class Settings:
     #: a transaction whose client went silent this long; in seconds, longer than
     #: ``query_timeout_s``.
     database_timeout_s: float = 6.0
+    #: Longest a publish waits while RabbitMQ blocks publishers (a memory or disk alarm),
+    #: in seconds; for as long again afterwards the process refuses to publish without
+    #: trying (the API answers a start 503 with ``Retry-After``, nothing stored).
+    broker_blocked_timeout_s: float = 3.0
     #: Port of the Prometheus exporter of ``dramatiq flow.actors`` processes; unset: none.
     metrics_port: int | None = None
     #: How long an event's id is remembered, in seconds: the same id sent again within it
@@ -198,6 +202,7 @@ class Settings:
             "retention_interval_s",
             "query_timeout_s",
             "database_timeout_s",
+            "broker_blocked_timeout_s",
             "event_dedup_s",
         ):
             value = getattr(self, name)

@@ -1,4 +1,5 @@
-"""``GET /health``: 200 when the database and the broker answer, 503 otherwise."""
+"""``GET /health``: 200 when the database and the broker answer (and the broker takes
+publishes), 503 otherwise."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import pika
 from api.operation import Reply, operation
 from flow.errors import StoreUnavailable
 from flow.persistence.database import deadline
+from flow.process.broker import takes_publishes
 from flow.process.runtime import Runtime
 
 #: Longest each check waits: a load balancer's probe wants an answer, not a hang, when a
 #: link is down (docs/design.md, "When the network lies").
 CHECK_TIMEOUT_S = 2.0
+BLOCKED = "blocked: RabbitMQ blocks publishers (a memory or disk alarm)"
 
 
 class HealthResource:
@@ -43,6 +46,9 @@ class HealthResource:
         url = self.runtime.settings.broker_url
         if self.runtime.settings.uses_in_process_broker:
             return "ok"
+        blocked = getattr(self.runtime.broker, "blocked", None)
+        if blocked is not None and blocked.blocked:  # this process's last publish timed out blocked
+            return BLOCKED
         try:
             parameters = pika.URLParameters(url)
             # socket_timeout bounds the TCP connect only; stack_timeout the whole AMQP
@@ -50,7 +56,8 @@ class HealthResource:
             parameters.socket_timeout = CHECK_TIMEOUT_S
             parameters.stack_timeout = CHECK_TIMEOUT_S
             parameters.blocked_connection_timeout = CHECK_TIMEOUT_S
-            pika.BlockingConnection(parameters).close()
+            if not takes_publishes(parameters):
+                return BLOCKED
         except Exception as e:  # any failure to connect is "unavailable"
             return f"broker unavailable: {type(e).__name__} {e}".strip()
         return "ok"

@@ -159,7 +159,9 @@ class WorkflowsResource:
         header = req.get_header(IDEMPOTENCY_KEY.name)
         if header is not None:  # the header wins over the body field
             key = check_idempotency_key(header, path=IDEMPOTENCY_KEY.name)
-
+        # While RabbitMQ blocks this process's publishes, 503 before anything is stored:
+        # a client that retries without a key would otherwise start the workflow twice.
+        self.runtime.service.senders.check_unblocked()
         state, created = self.runtime.service.starter.start(
             request.name,
             dict(request.input_data),

@@ -6,6 +6,11 @@ many messages and waiting once for their confirms is what makes group commit pay
 off: a blocking channel waits for each confirm in turn (about 2.5k/s one by one).
 Every other thread talks to the I/O thread through ``add_callback_threadsafe``;
 pika is not thread-safe.
+
+While RabbitMQ blocks the connection (a memory or disk alarm: it reads nothing from it
+until the alarm clears), a batch is not published into pika's buffer but failed at once:
+it stays in the outbox and the outbox sends it when RabbitMQ unblocks the connection
+(docs/design.md, "When the network lies").
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ class RabbitTransport:
         self.parameters = pika.URLParameters(url)
         if self.parameters.heartbeat is None:  # a ``?heartbeat=N`` in the URL wins
             self.parameters.heartbeat = heartbeat_s
+        # Blocked longer than this (its unconfirmed publishes stay owed in the outbox,
+        # its unacknowledged deliveries come back): start over on a new connection.
         self.parameters.blocked_connection_timeout = 60
         self.declare = declare
         self.prefetch = prefetch
@@ -79,6 +86,7 @@ class RabbitTransport:
         self._publish: Any = None
         self._generation = 0
         self._ready = False
+        self._blocked = False
         self._next_tag = 0
         self._unconfirmed: dict[int, tuple[str, _Batch]] = {}
         self._returned: set[str] = set()
@@ -101,7 +109,8 @@ class RabbitTransport:
 
     @property
     def connected(self) -> bool:
-        return self._ready
+        """Can it publish now: connected, and not blocked by RabbitMQ."""
+        return self._ready and not self._blocked
 
     # -- lifecycle (any thread) ---------------------------------------------------------
 
@@ -188,7 +197,7 @@ class RabbitTransport:
     def _on_closed(self, connection: Any, reason: BaseException) -> None:
         if not self._stopping.is_set():
             logger.warning("engine lost RabbitMQ (%s); reconnecting", reason)
-        self._ready = False
+        self._ready = self._blocked = False
         self.disconnected_since = time.monotonic()
         self._consume = self._publish = None
         self._consumers.clear()
@@ -201,7 +210,17 @@ class RabbitTransport:
         connection.ioloop.stop()
 
     def _on_open(self, connection: Any) -> None:
+        connection.add_on_connection_blocked_callback(self._on_blocked)
+        connection.add_on_connection_unblocked_callback(self._on_unblocked)
         connection.channel(on_open_callback=self._on_publish_channel)
+
+    def _on_blocked(self, _connection: Any, frame: Any) -> None:
+        self._blocked = True
+        logger.warning("RabbitMQ blocks the engine's publishes (%s); they stay in the outbox", frame.method.reason)
+
+    def _on_unblocked(self, _connection: Any, _frame: Any) -> None:
+        self._blocked = False
+        logger.warning("RabbitMQ takes the engine's publishes again; the outbox sends what it owes")
 
     def _on_publish_channel(self, channel: Any) -> None:
         self._publish = channel
@@ -327,7 +346,7 @@ class RabbitTransport:
     def _publish_batch(self, messages: list[Outgoing], on_done: OnPublished) -> None:
         batch = _Batch(on_done, len(messages), [], [])
         for outgoing in messages:
-            if self._publish is None or not self._publish.is_open:
+            if self._publish is None or not self._publish.is_open or self._blocked:
                 batch.settle(outgoing.id, False)
                 continue
             if outgoing.actor_name == CANCEL_ATTEMPT:

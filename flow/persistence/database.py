@@ -9,7 +9,8 @@ A PostgreSQL connection never waits for ever (docs/design.md, "When the network 
 one on which the server sends nothing for ``silence_s`` (``FLOW_DATABASE_TIMEOUT_S``) —
 connecting, or waiting on a statement — is given up (:func:`_wait_for_the_database`),
 and a block may set a tighter deadline of its own (:func:`deadline`: a lease round
-must end before its lease does).
+must end before its lease does), or a looser silence bound (:func:`patience`: a
+migration's statement may rightly run for minutes without a byte).
 """
 
 from __future__ import annotations
@@ -134,6 +135,24 @@ def deadline(seconds: float) -> Iterator[None]:
         _thread_deadline.at = outer
 
 
+@contextlib.contextmanager
+def patience(silence_s: float = math.inf) -> Iterator[None]:
+    """Waits on a PostgreSQL server in the block may last ``silence_s`` without a byte
+    (default: as long as the statement runs) instead of the connection's own bound.
+
+    For an operator's foreground work whose statements are long by nature: a migration
+    that builds an index on a large table, or waits for a lock an old engine holds, sends
+    nothing until it is done, which a silence bound cannot tell from a stalled link. A
+    dead peer is still noticed by the connection's TCP keepalives.
+    """
+    outer = getattr(_thread_deadline, "silence_s", None)
+    _thread_deadline.silence_s = silence_s
+    try:
+        yield
+    finally:
+        _thread_deadline.silence_s = outer
+
+
 def _wait_for_the_database(conn: Any) -> None:
     """psycopg2's wait callback: wait for the server like libpq does, but no longer than
     the connection's ``silence_s`` without a byte, nor past this thread's :func:`deadline`.
@@ -143,7 +162,7 @@ def _wait_for_the_database(conn: Any) -> None:
     a stalled server that acknowledges every packet and answers nothing). Giving up
     leaves the connection broken (psycopg2 marks it closed), so the pool discards it.
     """
-    silence_s = getattr(conn, "silence_s", None) or math.inf
+    silence_s = getattr(_thread_deadline, "silence_s", None) or getattr(conn, "silence_s", None) or math.inf
     at = getattr(_thread_deadline, "at", None) or math.inf
     while True:
         state = conn.poll()

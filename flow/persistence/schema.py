@@ -21,7 +21,7 @@ import peewee
 from playhouse.migrations import Runner
 
 from flow.errors import ConfigurationError, StoreUnavailable
-from flow.persistence.database import translated, write
+from flow.persistence.database import patience, translated, write
 from flow.persistence.models import MetaRecord, OutboxRecord, PartitionLease, TimerRecord, WorkflowRecord
 
 logger = logging.getLogger(__name__)
@@ -49,8 +49,11 @@ def pending(database: peewee.Database) -> list[str]:
 
 
 def upgrade(database: peewee.Database, *, partitions: int | None) -> list[str]:
-    """Apply every pending migration, then fix (or check) the partition count; return what ran."""
-    with translated(), database.connection_context():
+    """Apply every pending migration, then fix (or check) the partition count; return what ran.
+
+    With :func:`patience`: a migration's statement (an index built over a large table, a
+    lock waited for) may run longer than ``FLOW_DATABASE_TIMEOUT_S`` without a byte."""
+    with translated(), patience(), database.connection_context():
         runner = _runner(database)
         if _is_first_release(database, runner):
             logger.info("database made by the first release: recording 0001_initial as applied")

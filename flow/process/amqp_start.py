@@ -95,6 +95,7 @@ class StartMessageConsumer:
         max_retry_pause_s: float = MAX_RETRY_PAUSE_S,
         reconnect_pause_s: float = 2.0,
         max_reconnect_pause_s: float = 5.0,
+        blocked_timeout_s: float = 3.0,
         exchange_type: str = "direct",
         handle: Callable[[bytes, str | None], str] | None = None,
         what: str = "start message",
@@ -117,9 +118,10 @@ class StartMessageConsumer:
         self.retry_pause_s = retry_pause_s
         self.max_retry_pause_s = max_retry_pause_s
         self.reconnect_pause_s = reconnect_pause_s
+        self.blocked_timeout_s = blocked_timeout_s
         self._consumer = Reconnecting(
             "flow-amqp-start",
-            connect=lambda: pika.BlockingConnection(pika.URLParameters(self.url)),
+            connect=self._connect,
             consume=self._consume,
             close=_close,
             interrupt=lambda connection: connection.add_callback_threadsafe(lambda: _close(connection)),
@@ -142,6 +144,14 @@ class StartMessageConsumer:
 
     def stop(self) -> None:
         self._consumer.stop(10)
+
+    def _connect(self) -> pika.BlockingConnection:
+        parameters = pika.URLParameters(self.url)
+        # A copy or a dead letter published while RabbitMQ blocks publishers would hold
+        # this thread (and the acks behind it) until the alarm clears: give the connection
+        # up instead, and the unacknowledged message comes back on the next one.
+        parameters.blocked_connection_timeout = self.blocked_timeout_s
+        return pika.BlockingConnection(parameters)
 
     def _consume(self, connection: pika.BlockingConnection) -> None:
         """Declare, then consume until the connection closes (or :meth:`stop` closes it)."""

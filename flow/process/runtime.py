@@ -179,6 +179,7 @@ class EngineLifecycle(dramatiq.Middleware):
             exchange=settings.start_exchange,
             routing_key=settings.start_routing_key,
             queue=settings.start_queue,
+            blocked_timeout_s=settings.broker_blocked_timeout_s,
         )
         self.start_messages.start()
         # The event door: a plain JSON event on the fanout exchange <prefix>.events.
@@ -191,6 +192,7 @@ class EngineLifecycle(dramatiq.Middleware):
             exchange_type="fanout",
             handle=event_handler(self.runtime.events),
             what="event message",
+            blocked_timeout_s=settings.broker_blocked_timeout_s,
         )
         self.event_messages.start()
         logger.info("engine running; shared queue %s", settings.engine_queue)

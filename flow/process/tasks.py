@@ -29,7 +29,8 @@ from flow.clock import utcnow
 from flow.core.event_triggers import parse_event
 from flow.core.start_request import is_workflow_id, parse_start_request
 from flow.core.vocabulary import Outcome
-from flow.errors import InvalidInput, is_retryable
+from flow.errors import BrokerBlocked, InvalidInput, is_retryable
+from flow.loops import poll_until
 from flow.observability import tracing
 from flow.wire import attempts, messages
 from flow.worker.cancellations import CancellationListener
@@ -76,7 +77,20 @@ class Reporter:
         return f"<Reporter default={self.default_queue}>"
 
     def __call__(self, message: messages.EngineMessage, reply_to: str | None) -> None:
-        self.broker.enqueue(message.to_message(reply_to or self.default_queue))
+        """Send ``message``; while RabbitMQ blocks publishers, wait (and say so) until it
+        takes it. Raising would not help: Dramatiq's Retries would publish the attempt
+        again (blocked too), fail, and then acknowledge it, its result lost."""
+        sent = message.to_message(reply_to or self.default_queue)
+
+        def send() -> bool:
+            try:
+                self.broker.enqueue(sent)
+            except BrokerBlocked as e:
+                logger.warning("%s for workflow %s waits: %s", sent.actor_name, message.workflow_id, e)
+                return False
+            return True
+
+        poll_until(send, timeout_s=None, every_s=0.5, max_every_s=5.0, what=f"RabbitMQ to take {sent.actor_name}")
 
 
 class ActivityTask:

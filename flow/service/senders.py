@@ -58,6 +58,14 @@ class Senders:
         """The partition queue of ``workflow_id``."""
         return partition_queue(self.settings.queue_prefix, self.partition_of(workflow_id))
 
+    def check_unblocked(self) -> None:
+        """Raise :class:`~flow.errors.BrokerBlocked` while this process's broker refuses to
+        publish (RabbitMQ blocked it: a memory or disk alarm), so that a door can refuse a
+        start before it stores anything (:class:`flow.process.broker.BlockedPublishes`)."""
+        blocked = getattr(self.broker, "blocked", None)  # the in-process broker is never blocked
+        if blocked is not None:
+            blocked.check()
+
     def send(self, message: messages.EngineMessage) -> None:
         """Publish ``message`` to its workflow's partition queue."""
         self.broker.enqueue(message.to_message(self.queue_of(message.workflow_id)))

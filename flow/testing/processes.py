@@ -89,12 +89,24 @@ def free_port() -> int:
     raise RuntimeError("no free port below the ephemeral range after 100 tries")
 
 
-def migrate(env: dict[str, str]) -> None:
-    """``flow migrate`` with ``env`` (its ``FLOW_`` settings), as a deployment runs it first."""
+def python_path(root: Path, env: dict[str, str]) -> str:
+    """The ``PYTHONPATH`` of a process run from the source tree ``root``: the tree first,
+    then the ``PYTHONPATH`` that ``env`` gives (a user's activity packages)."""
+    return os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+
+
+def migrate(env: dict[str, str], *, root: Path = ROOT) -> None:
+    """``flow migrate`` with ``env`` (its ``FLOW_`` settings), as a deployment runs it
+    first; ``root``: the source tree (the release) whose migrations it applies."""
     done = subprocess.run(
         [str(VENV_BIN / "flow"), "migrate"],
-        env={**os.environ, **env, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"},
-        cwd=ROOT,
+        env={
+            **os.environ,
+            **env,
+            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PYTHONPATH": python_path(root, env),
+        },
+        cwd=root,
         capture_output=True,
         text=True,
     )
@@ -103,19 +115,26 @@ def migrate(env: dict[str, str]) -> None:
 
 
 class Processes:
-    """Named OS processes, each logging to ``log_dir/<name>.log``; stopped with :meth:`stop_all`."""
+    """Named OS processes, each logging to ``log_dir/<name>.log``; stopped with :meth:`stop_all`.
 
-    def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
+    They run from ``root`` (their working directory, and the head of ``PYTHONPATH``, before
+    any ``PYTHONPATH`` of ``env``) with this interpreter's libraries: another release's
+    source tree, checked out, runs as that release (tests/integration/test_rolling_upgrade.py).
+    """
+
+    def __init__(self, log_dir: Path, env: dict[str, str], *, root: Path = ROOT) -> None:
         self.log_dir = log_dir
         self.env = env
+        self.root = root
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, *argv: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        given = {**self.env, **(env or {})}
         proc = subprocess.Popen(
             argv,
-            cwd=ROOT,
-            env={**os.environ, **self.env, **(env or {}), "PYTHONPATH": str(ROOT)},
+            cwd=self.root,
+            env={**os.environ, **given, "PYTHONPATH": python_path(self.root, given)},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so a stop reaches its children

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pika
@@ -122,3 +124,40 @@ def query(pg_url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
             return cur.fetchall() if cur.description else []
     finally:
         conn.close()
+
+
+def _rabbitmqctl(*args: str) -> str:
+    """Run ``rabbitmqctl`` (root here, no sudo; about 1.5 s a call) and return its output."""
+    done = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60, check=True)
+    return done.stdout.strip()
+
+
+def rabbitmq_alarms() -> str:
+    """RabbitMQ's alarms in force, as Erlang prints them (``[]``: none)."""
+    return _rabbitmqctl("eval", "rabbit_alarm:get_alarms().")
+
+
+@contextlib.contextmanager
+def memory_alarm() -> Iterator[Callable[[bool], None]]:
+    """A switch for RabbitMQ's memory alarm, which blocks every publisher on the broker
+    (everyone's tests too: keep it on for seconds). ``switch(True)`` sets the memory high
+    watermark to 0 (the alarm goes off at once), ``switch(False)`` restores the watermark
+    read on entry; it is restored on the way out whatever happened (a test killed with
+    SIGKILL cannot: ``rabbitmqctl set_vm_memory_high_watermark 0.4`` by hand)."""
+    previous = _rabbitmqctl("eval", "vm_memory_monitor:get_vm_memory_high_watermark().")
+    # A relative watermark prints as a float ("0.4"), an absolute one as {absolute,Bytes}.
+    absolute = re.fullmatch(r"\{absolute,(\d+)\}", previous)
+    restore = ["absolute", absolute.group(1)] if absolute else [previous]
+    float(restore[-1])  # refuse to go on with a value it could not restore
+
+    state = {"on": False}
+
+    def switch(on: bool) -> None:
+        _rabbitmqctl("set_vm_memory_high_watermark", *(["0"] if on else restore))
+        state["on"] = on
+
+    try:
+        yield switch
+    finally:
+        if state["on"]:
+            switch(False)

@@ -41,7 +41,7 @@ def test_a_sigterm_after_idle_time_stops_without_error_lines(pg_url, queue_prefi
     worker = procs.dramatiq("flow")  # engine and worker in one process, as `dramatiq flow.actors` runs
     try:
         wait_for(lambda: "engine running" in procs.log("flow"), timeout_s=60, what="the engine")
-        broker = QuietlyClosingRabbitmqBroker(url=AMQP_URL, confirm_delivery=True)
+        broker = QuietlyClosingRabbitmqBroker(url=AMQP_URL, confirm_delivery=True, blocked_timeout_s=3.0)
         start = {"name": "Quick", "input_data": {}}
         for _ in range(3):
             message = dramatiq.Message(

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from flow.errors import StoreUnavailable
-from flow.persistence.database import deadline, open_database, write
+from flow.persistence.database import deadline, open_database, patience, write
 from flow.persistence.models import bind
 from flow.persistence.store import Store
 from flow.testing import new_database, query
@@ -122,6 +122,52 @@ def test_threads_waiting_on_a_silent_database_give_up_together_not_one_after_ano
     assert max(took) < SILENCE_S * 2 + 1, took
     proxy.heal()
     store.ping()
+
+
+def test_a_statement_longer_than_the_silence_limit_runs_only_with_patience(linked):
+    """A long statement sends nothing until it ends, like a stalled link: the silence
+    bound gives it up, unless the block was given patience."""
+    store, _, _ = linked
+
+    def sleep_in_the_database() -> None:
+        with store.unit_of_work():
+            store.database.execute_sql(f"SELECT pg_sleep({SILENCE_S + 0.5})")
+
+    assert timed_failure(sleep_in_the_database) < SILENCE_S + 3
+    with patience():
+        sleep_in_the_database()
+
+
+def test_a_migration_waits_for_a_lock_held_longer_than_the_silence_limit(linked):
+    """``flow migrate`` beside an engine whose transaction holds a lock for a while (or
+    while it builds an index on a large table) is not given up at FLOW_DATABASE_TIMEOUT_S."""
+    store, _, url = linked
+
+    def hold_the_migrations_table() -> None:
+        query(
+            url,
+            f"BEGIN; LOCK TABLE schema_migration IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep({SILENCE_S + 1.5}); COMMIT",
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        holder = pool.submit(hold_the_migrations_table)
+        wait_for(
+            lambda: (
+                holder.done()
+                or query(
+                    url,
+                    "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                    "WHERE c.relname = 'schema_migration' AND l.mode = 'AccessExclusiveLock'",
+                )[0][0]
+                == 1
+            ),
+            timeout_s=15,
+            what="the other session to lock the migrations table",
+        )
+        started = time.monotonic()
+        assert store.migrate(partitions=4) == []
+        assert time.monotonic() - started > SILENCE_S
+        holder.result()
 
 
 def test_the_readme_example_runs(services, capsys):

@@ -65,15 +65,17 @@ def keeper(store: FakeLeases, *, broker_ok: bool = True) -> tuple[LeaseKeeper, l
 def test_the_lease_tables_statements_run_under_a_deadline_no_later_than_the_leases_validity():
     store = FakeLeases()
     leases, acquired, _ = keeper(store)
-    started = time.monotonic()
     leases.round()
+    # Bounded by when the round ended, not when it began: on a busy machine the round
+    # itself may wait for its turn for longer than any margin.
+    ended = time.monotonic()
     assert acquired == [0, 1, 2, 3]
-    assert store.deadlines and all(d is not None and d <= started + 1.0 + 0.5 for d in store.deadlines)
+    assert store.deadlines and all(d is not None and d <= ended + 1.0 for d in store.deadlines)
     store.deadlines.clear()
-    renewed = time.monotonic()
     leases.round()
+    renewed = time.monotonic()
     # Renewed: now the deadline is when the renewed leases stop being valid (0.9 of the lease).
-    assert all(d is not None and d <= renewed + 0.9 * 3.0 + 0.5 for d in store.deadlines)
+    assert all(d is not None and d <= renewed + 0.9 * 3.0 for d in store.deadlines)
     assert getattr(database._thread_deadline, "at", None) is None  # nothing left behind
 
 

@@ -1,0 +1,30 @@
+"""Hostile review of priorities on pool queues, the cancel that gives a Scheduled attempt's
+slot back, the lenient attempt identity and the lease changes: one test per defect found."""
+
+from __future__ import annotations
+
+import pika.exceptions
+
+from flow.engine.transport import fifo_queue_refused
+
+#: RabbitMQ 3.x's refusals (channel.close 406) of a pool queue declared with
+#: ``x-max-priority: 5`` where the queue exists otherwise, as seen on this machine's broker.
+_WITHOUT = (
+    "PRECONDITION_FAILED - inequivalent arg 'x-max-priority' for queue 'p.flow.activities' in vhost '/': "
+    "received the value '5' of type 'signedint' but current is none"
+)
+_OTHER_LEVELS = (
+    "PRECONDITION_FAILED - inequivalent arg 'x-max-priority' for queue 'p.flow.activities' in vhost '/': "
+    "received '5' but current is '10'"
+)
+
+
+def test_a_queue_without_priorities_is_taken_as_it_is():
+    assert fifo_queue_refused(pika.exceptions.ChannelClosedByBroker(406, _WITHOUT)) == "p.flow.activities"
+
+
+def test_a_queue_with_other_priority_levels_is_not_taken_for_one_without():
+    # Taken for a pre-priority queue, it was declared again without x-max-priority, which
+    # RabbitMQ refuses as well ("received none but current is the value '10'"): the engine
+    # reconnected for ever after a warning that said the queue had no priorities.
+    assert fifo_queue_refused(pika.exceptions.ChannelClosedByBroker(406, _OTHER_LEVELS)) is None

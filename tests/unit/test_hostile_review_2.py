@@ -3,9 +3,14 @@ slot back, the lenient attempt identity and the lease changes: one test per defe
 
 from __future__ import annotations
 
+import dramatiq
 import pika.exceptions
 
+from flow.clock import utcnow
+from flow.core.pools import broker_priority
 from flow.engine.transport import fifo_queue_refused
+from flow.wire.messages import RUN_ACTIVITY
+from flow.wire.outgoing import Outgoing
 
 #: RabbitMQ 3.x's refusals (channel.close 406) of a pool queue declared with
 #: ``x-max-priority: 5`` where the queue exists otherwise, as seen on this machine's broker.
@@ -28,3 +33,17 @@ def test_a_queue_with_other_priority_levels_is_not_taken_for_one_without():
     # RabbitMQ refuses as well ("received none but current is the value '10'"): the engine
     # reconnected for ever after a warning that said the queue had no priorities.
     assert fifo_queue_refused(pika.exceptions.ChannelClosedByBroker(406, _OTHER_LEVELS)) is None
+
+
+def test_an_attempt_sent_again_by_a_worker_keeps_its_priority():
+    # A worker's Dramatiq re-publishes an attempt it retries (Retries: to the delay queue,
+    # then back to the pool's queue, dramatiq/worker.py handle_delayed_messages) with the
+    # priority its message's options name ("broker_priority", dramatiq/brokers/rabbitmq.py
+    # enqueue), not the AMQP property the engine set: with none, it came back at priority
+    # 0, behind every attempt of every workflow, even a priority-1 workflow's.
+    request = {"workflow_id": "w1", "position": 0, "attempt": 1, "activity": "NoopActivity"}
+    sent = Outgoing("p.flow.activities", RUN_ACTIVITY, request, 0, utcnow(), priority=1)
+    retried = dramatiq.Message.decode(sent.message().encode()).copy(queue_name="p.flow.activities")
+    assert retried.options.get("broker_priority") == broker_priority(1) == 5
+    unprioritised = Outgoing("p.flow.engine", "flow.forward", {}, 0, utcnow())
+    assert "broker_priority" not in unprioritised.message().options

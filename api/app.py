@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import falcon
+import falcon.inspect
 import falcon.routing
 
-from api.auth import BearerTokenMiddleware
+from api.auth import AccessMiddleware, Credentials, check_routes
 from api.errors import add_error_handlers
 from api.openapi import document
+from api.quotas import NamespaceQuotas
 from api.resources.batches import BatchCancelResource, BatchesResource, BatchResource
 from api.resources.definitions import (
     DefinitionResource,
@@ -61,9 +63,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         runtime = Runtime.build(settings)
     # Headers first: Falcon runs every process_response, even for a request that the
     # token check refused.
-    middleware: list[SecurityHeadersMiddleware | BearerTokenMiddleware] = [SecurityHeadersMiddleware()]
-    if runtime.settings.api_token:
-        middleware.append(BearerTokenMiddleware(runtime.settings.api_token))
+    credentials, tokens = Credentials.load(runtime.settings.api_token, runtime.settings.tokens_file)
+    middleware: list[SecurityHeadersMiddleware | AccessMiddleware] = [
+        SecurityHeadersMiddleware(),
+        AccessMiddleware(runtime, credentials),
+    ]
     # Falcon's own router, kept: the OpenAPI document is derived from its routes.
     router = falcon.routing.CompiledRouter()
     app = falcon.App(middleware=middleware, router=router)
@@ -85,7 +89,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_route(
         "/definitions/{name}/versions/{version:int(min=1, max=2147483647)}", DefinitionVersionResource(runtime)
     )
-    app.add_route("/workflows", WorkflowsResource(runtime))
+    app.add_route("/workflows", WorkflowsResource(runtime, quotas=NamespaceQuotas(tokens, runtime.store.database)))
     app.add_route("/workflows/{workflow_id}", WorkflowResource(runtime, depths=depths))
     app.add_route("/workflows/{workflow_id}/activities", WorkflowActivitiesResource(runtime, depths=depths))
     app.add_route("/workflows/{workflow_id}/events", WorkflowEventsResource(runtime))
@@ -109,5 +113,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_route("/batches/{batch_id}/cancel", BatchCancelResource(runtime))
     app.add_route("/events", EventsResource(runtime))
     app.add_route("/events/{event_id}", EventResource(runtime))
-    openapi_resource.document = document(router, auth=bool(runtime.settings.api_token))
+    check_routes([route.path for route in falcon.inspect.inspect_compiled_router(router)])
+    openapi_resource.document = document(router, auth=credentials.required)
     return app

@@ -30,7 +30,9 @@ from flow.errors import (
     InboxFull,
     InvalidInput,
     InvalidJson,
+    NameTaken,
     PauseRefused,
+    QuotaExceeded,
     RerunRefused,
     ResumeRefused,
     RetryRefused,
@@ -224,6 +226,16 @@ def _filter_too_costly(req: falcon.Request, resp: falcon.Response, ex: FilterToo
     )
 
 
+def _name_taken(req: falcon.Request, resp: falcon.Response, ex: NameTaken, params: Params) -> None:
+    raise falcon.HTTPConflict(title="Name not available", description=printable(str(ex)))
+
+
+def _quota_exceeded(req: falcon.Request, resp: falcon.Response, ex: QuotaExceeded, params: Params) -> None:
+    raise falcon.HTTPTooManyRequests(
+        title="Namespace quota exceeded", description=printable(str(ex)), retry_after=ex.retry_after_s
+    )
+
+
 def _flow_error(req: falcon.Request, resp: falcon.Response, ex: FlowError, params: Params) -> None:
     logger.exception("unexpected error", exc_info=ex)
     raise falcon.HTTPInternalServerError(title="Internal error", description=printable(str(ex)))
@@ -253,6 +265,8 @@ HANDLERS: dict[type[FlowError], Callable[..., None]] = {
     BatchNotFound: _batch_not_found,
     BatchEnded: _batch_ended,
     TooManyBatches: _too_many_batches,
+    NameTaken: _name_taken,
+    QuotaExceeded: _quota_exceeded,
     FlowError: _flow_error,
 }
 

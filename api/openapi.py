@@ -25,8 +25,9 @@ import falcon.inspect
 import falcon.routing
 
 from api.auth import is_public
-from api.operation import Operation, Reply, described
+from api.operation import Operation, Param, Reply, described
 from api.schemas import COMPONENTS, ref
+from flow.core import namespaces
 from flow.core.strict_json import MAX_DEPTH
 
 #: What each error status means, whichever operation answers it.
@@ -34,17 +35,25 @@ ERRORS = {
     400: "Not JSON that Libero Flow reads: malformed, not UTF-8, NaN or Infinity, an integer beyond 64 bits, "
     f"NUL or a lone surrogate in a string, or nested more than {MAX_DEPTH} deep; `errors` names the JSON path",
     401: "Missing or wrong bearer token",
-    404: "Not found",
+    403: "The token's role may not do this (a read token on a write; an operate token on an admin's write)",
+    404: "Not found (also what another namespace's things answer, so that names do not leak)",
     409: "Conflict: with the workflow's status, or an idempotency key already used for another start",
     410: "Gone: the callback token's wait or workflow has ended (a token delivers once)",
     413: "Body over FLOW_MAX_BODY_BYTES",
     415: "Body is not application/json",
     422: "Invalid fields; each error names its JSON path",
-    429: "Too many starts at once in this API process (FLOW_MAX_STARTS_IN_FLIGHT); `Retry-After` says when to "
-    "try again, nothing was stored",
+    429: "Too many starts at once in this API process (FLOW_MAX_STARTS_IN_FLIGHT), or over the namespace's "
+    "quota (running workflows or starts per second); `Retry-After` says when to try again, nothing was stored",
     503: "Database unavailable, or (a start) the engines' backlog of unstarted workflows is at "
     "FLOW_MAX_START_BACKLOG; `Retry-After` says when to try again, nothing was stored",
 }
+#: The namespace of a request (api.auth), read on every route that needs a token.
+NAMESPACE = Param(
+    namespaces.HEADER,
+    {"type": "string", "pattern": namespaces.NAME_PATTERN},
+    "The namespace to act in; default: the token's own namespace, else `default`. A namespace token "
+    "naming another namespace finds nothing (404).",
+)
 #: Errors that reading a JSON body can answer (``api.media.read_json_object``).
 BODY_ERRORS = (400, 413, 415, 422)
 
@@ -80,7 +89,9 @@ def document(router: falcon.routing.CompiledRouter, *, auth: bool) -> dict[str, 
         "info": {
             "title": "Libero Flow",
             "version": "0.1.0",
-            "description": "Start, watch, cancel and retry JSON-defined workflows; register definitions.",
+            "description": "Start, watch, cancel and retry JSON-defined workflows; register definitions. "
+            "Everything belongs to a namespace, named by the X-Flow-Namespace header or the token's own "
+            "(default: `default`); tokens have a role: read, operate or admin (see the README).",
         },
         "paths": paths,
         "components": {"schemas": components},
@@ -101,7 +112,9 @@ def _operation(
     auth: bool,
     public: bool,
 ) -> dict[str, Any]:
-    errors = set(operation.errors) | ({401} if auth else set()) | (set(BODY_ERRORS) if operation.body else set())
+    errors = (
+        set(operation.errors) | ({401, 403, 404} if auth else set()) | (set(BODY_ERRORS) if operation.body else set())
+    )
     responses = {str(status): _reply(reply, components) for status, reply in sorted(operation.responses.items())}
     responses.update({str(status): _reply(Reply(ERRORS[status], "Error"), components) for status in sorted(errors)})
     doc: dict[str, Any] = {
@@ -114,6 +127,7 @@ def _operation(
         *({**p, "schema": {**p["schema"], **narrower.pop(p["name"], {})}} for p in path_parameters),
         *(_parameter(p.name, "query", p.schema, p.description) for p in operation.query),
         *(_parameter(p.name, "header", p.schema, p.description) for p in operation.headers),
+        *([] if public else [_parameter(NAMESPACE.name, "header", NAMESPACE.schema, NAMESPACE.description)]),
     ]
     if narrower:
         raise LookupError(f"{responder.__qualname__}: {sorted(narrower)} are not fields of its URI template")

@@ -14,9 +14,9 @@ from typing import Any
 
 from flow.core.batches import BatchOperation, BatchStatus, Outcome
 from flow.core.kinds import KINDS, kind_view_schemas
+from flow.core.priority import FIRST_PRIORITY, LAST_PRIORITY
 from flow.core.schedules import SCHEMA as SCHEDULE_SCHEMA
 from flow.core.schedules import RunTrigger
-from flow.core.start_request import FIRST_PRIORITY, LAST_PRIORITY
 from flow.core.vocabulary import ActivityStatus, HistoryType, Trigger, WorkflowStatus
 
 

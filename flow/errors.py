@@ -313,6 +313,24 @@ class EventNotFound(FlowError):
         super().__init__(f"no event with id {event_id!r} (events are remembered for FLOW_EVENT_DEDUP_S)")
 
 
+class NameTaken(FlowError):
+    """Raised when a namespace registers a definition or schedule, or sets a limit, under
+    a name that another namespace holds (the API answers 409 without saying whose)."""
+
+    def __init__(self, what: str, name: str) -> None:
+        self.name = name
+        super().__init__(f"the {what} name {name!r} is not available in this namespace; choose another")
+
+
+class QuotaExceeded(FlowError):
+    """Raised when a start would pass its namespace's quota (running workflows or starts
+    per second); the API answers 429 with ``Retry-After`` (``retry_after_s``)."""
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+
 class StoreUnavailable(FlowError):
     """Raised when the database cannot be reached or refuses the operation; retryable."""
 

@@ -46,7 +46,14 @@ class Settings:
     start_exchange: str = "start_workflow"
     start_routing_key: str = "workflow_starter"
     #: When set, the API requires ``Authorization: Bearer <token>``.
-    api_token: str | None = None
+    api_token: str | None = dataclasses.field(default=None, repr=False)
+    #: A JSON or TOML file of per-namespace tokens (stored as SHA-256) with their roles, and
+    #: the namespaces' quotas (:mod:`flow.core.namespaces`); read once at API start.
+    tokens_file: str | None = None
+    #: The namespace the CLI's remote commands and :class:`flow.client.Client` act in
+    #: (sent as ``X-Flow-Namespace``, which the API checks: 400 naming its pattern); unset:
+    #: the token's own, else ``default``.
+    namespace: str | None = None
     #: Signs callback tokens (``POST /signals/{token}``); the same on every API and engine
     #: process, at least 32 characters. Unset: the secret ``flow migrate`` stored in the database.
     secret_key: str | None = dataclasses.field(default=None, repr=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import falcon
 
+from api.auth import namespace_of
 from api.errors import unprocessable
 from api.media import read_json_object
 from api.operation import Link, Param, Reply, operation
@@ -50,7 +51,7 @@ class BatchesResource:
         header = req.get_header(IDEMPOTENCY_KEY.name)
         key = None if header is None else check_idempotency_key(header, path=IDEMPOTENCY_KEY.name)
         batches = self.runtime.batches
-        stored, created = batches.create(body, idempotency_key=key)
+        stored, created = batches.create(body, idempotency_key=key, namespace=namespace_of(req))
         resp.status = falcon.HTTP_202 if created else falcon.HTTP_200
         resp.location = f"/batches/{stored.id}"
         resp.media = batches.detailed_view(stored)
@@ -71,6 +72,7 @@ class BatchesResource:
             status=None if status is None else BatchStatus(status),
             before=_decode_cursor(req.get_param(CURSOR.name)),
             limit=limit,
+            namespace=namespace_of(req),
         )
         last = found[-1] if len(found) == limit else None
         next_cursor = _encode_cursor(last.created_at, last.id) if last else None

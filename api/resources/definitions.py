@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import falcon
 
+from api.auth import namespace_of
 from api.errors import unprocessable
 from api.media import read_json_object
 from api.operation import Link, Param, Reply, operation
 from api.views import iso
 from flow.core.definition import NAME_PATTERN, SCHEMA, Definition, is_definition_name, parse
+from flow.core.namespaces import DEFAULT
 from flow.errors import DefinitionNotFound
 from flow.process.runtime import Runtime
 from flow.service import replay
@@ -80,6 +82,9 @@ class DefinitionsResource:
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.runtime.service.definitions.sync()
+        namespace = namespace_of(req)
+        # The directory's files are the default namespace's, and so are their problems.
+        broken = self.runtime.service.catalog.broken if namespace == DEFAULT else []
         resp.media = {
             "items": [
                 {
@@ -88,11 +93,9 @@ class DefinitionsResource:
                     "created_at": iso(d["created_at"]),
                     "activities": len(d["body"]["activities"]),
                 }
-                for d in self.runtime.store.list_definitions()
+                for d in self.runtime.store.list_definitions(namespace=namespace)
             ],
-            "broken": [
-                {"source": b.source, "name": b.name, "error": b.error} for b in self.runtime.service.catalog.broken
-            ],
+            "broken": [{"source": b.source, "name": b.name, "error": b.error} for b in broken],
         }
 
 
@@ -136,7 +139,7 @@ class DefinitionResource:
         if check == "running":  # before anything is registered (flow.service.replay)
             parsed = parse(body, known_activities=self.runtime.activity_classes, source="<request>")
             replay.refuse_incompatible(self.runtime.store, parsed, max_steps=replay.API_MAX_STEPS)
-        definition, version, created = self.runtime.service.definitions.register(body)
+        definition, version, created = self.runtime.service.definitions.register(body, namespace=namespace_of(req))
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
         resp.location = f"/definitions/{name}/versions/{version}"
         resp.media = _definition_view(definition, version, created=created)
@@ -184,5 +187,5 @@ class DefinitionValidationResource:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes)
         definition = parse(body, known_activities=self.runtime.activity_classes)
-        self.runtime.service.definitions.check_children(definition, source="<request>")
+        self.runtime.service.definitions.check_children(definition, source="<request>", namespace=namespace_of(req))
         resp.media = {"valid": True, "name": definition.name, "activities": len(definition.activities)}

@@ -8,6 +8,7 @@ import json
 
 import falcon
 
+from api.auth import namespace_of
 from api.errors import unprocessable
 from api.media import read_json_object
 from api.operation import Link, Param, Reply, operation
@@ -44,7 +45,7 @@ class EventsResource:
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         event = parse_event(read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes))
-        received = self.runtime.events.send(event)
+        received = self.runtime.events.send(event, namespace=namespace_of(req))
         resp.status = falcon.HTTP_202
         resp.location = f"/events/{event.id}"
         resp.media = {**self._view(received.event), "duplicate": received.duplicate}
@@ -57,7 +58,9 @@ class EventsResource:
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         limit = _int_param(req, LIMIT)
-        found = self.runtime.events.table.recent(before=_decode_cursor(req.get_param(CURSOR.name)), limit=limit)
+        found = self.runtime.events.table.recent(
+            before=_decode_cursor(req.get_param(CURSOR.name)), limit=limit, namespace=namespace_of(req)
+        )
         workflows = self.runtime.events.table.workflows(
             m["workflow_id"] for e in found for m in e.outcome.get("matched", [])
         )

@@ -8,13 +8,16 @@ from typing import Any
 
 import falcon
 
+from api.auth import namespace_of
 from api.errors import unprocessable
 from api.media import read_json_object
 from api.operation import Reply, operation
 from flow.clock import utcnow
 from flow.core import validation
 from flow.core.limits import ANY_NAME_PATTERN, MAX_LIMIT, MAX_RATE, MIN_RATE
+from flow.core.namespaces import DEFAULT
 from flow.persistence.limits import LimitTable, LimitUsage
+from flow.persistence.namespaces import limit_owners
 from flow.process.runtime import Runtime
 
 _NAME = {"name": {"pattern": ANY_NAME_PATTERN, "maxLength": 300}}
@@ -87,7 +90,10 @@ class LimitsResource:
         errors=(503,),
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = {"items": [limit_view(u) for u in self.table.usage()]}
+        namespace = namespace_of(req)
+        owners = limit_owners(self.table.database)
+        # A limit belongs to the namespace that set it; one nobody set is default's.
+        resp.media = {"items": [limit_view(u) for u in self.table.usage() if owners.get(u.name, DEFAULT) == namespace]}
 
 
 class LimitResource:
@@ -97,8 +103,9 @@ class LimitResource:
         self.runtime = runtime
         self.table = LimitTable(runtime.store.database)
 
-    def _view(self, name: str) -> dict[str, Any]:
-        found = self.table.usage(name)
+    def _view(self, name: str, *, hidden: bool = False) -> dict[str, Any]:
+        """``hidden``: another namespace's, read as a limit nobody set (nothing held)."""
+        found = [] if hidden else self.table.usage(name)
         if found:
             return limit_view(found[0])
         return limit_view(LimitUsage(name, None, False, 0, 0, 0, by_key={}))
@@ -110,14 +117,14 @@ class LimitResource:
         path=_NAME,
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        resp.media = self._view(_checked(name))
+        resp.media = self._view(_checked(name), hidden=getattr(req.context, "hidden_limit", False))
 
     @operation(
         "Set a limit's number, or a rate limit's rate and burst (raised: what waits starts at once; lowered: "
         "nothing running stops)",
         body=SCHEMA,
         responses={200: Reply("The limit with its new number", "Limit")},
-        errors=(422, 503),
+        errors=(409, 422, 503),
         path=_NAME,
     )
     def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
@@ -126,5 +133,6 @@ class LimitResource:
         validation.check(_CHECK, body)
         numbers = {"max_running": body["limit"]} if "limit" in body else {}
         numbers.update({key: body[key] for key in ("per_s", "burst") if key in body})
+        numbers["namespace"] = namespace_of(req)
         self.table.set(name, numbers, utcnow())
         resp.media = self._view(name)

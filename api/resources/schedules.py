@@ -7,6 +7,7 @@ import base64
 
 import falcon
 
+from api.auth import namespace_of
 from api.errors import unprocessable
 from api.media import read_json_object
 from api.operation import Link, Reply, operation
@@ -56,7 +57,9 @@ class SchedulesResource:
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         limit = _int_param(req, LIMIT)
-        found = self.runtime.schedules.list(after=_decode_cursor(req.get_param(CURSOR.name)), limit=limit)
+        found = self.runtime.schedules.list(
+            after=_decode_cursor(req.get_param(CURSOR.name)), limit=limit, namespace=namespace_of(req)
+        )
         runs = self.runtime.schedules.table.recent_runs(s.name for s in found)
         next_cursor = _encode_cursor(found[-1].name) if len(found) == limit else None
         resp.media = {"items": [schedule_view(s, runs[s.name]) for s in found], "next": next_cursor}
@@ -95,12 +98,12 @@ class ScheduleResource:
             201: Reply("Created; `Location` names it", "Schedule", links=_LINKS),
             200: Reply("Replaced", "Schedule", links=_LINKS),
         },
-        errors=(503,),
+        errors=(409, 503),
         path=_NAME,
     )
     def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes)
-        stored, created = self.runtime.schedules.put(name, body)
+        stored, created = self.runtime.schedules.put(name, body, namespace=namespace_of(req))
         resp.status = falcon.HTTP_201 if created else falcon.HTTP_200
         resp.location = f"/schedules/{name}"
         resp.media = _view(self.runtime, stored)

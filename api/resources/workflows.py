@@ -11,13 +11,15 @@ from typing import Any
 
 import falcon
 
+from api.auth import namespace_of
 from api.errors import unprocessable
 from api.media import has_body, read_json_object
 from api.operation import Link, Param, Reply, operation
+from api.quotas import NamespaceQuotas
 from api.resources.pools import waiting_pools
 from api.schemas import enum
 from api.views import event_view, workflow_summary, workflow_view
-from flow.core import attributes, start_request, strict_json, validation
+from flow.core import attributes, priority, start_request, strict_json, validation
 from flow.core.definition import NAME_PATTERN
 from flow.core.start_request import check_idempotency_key, is_workflow_id, parse_start_request
 from flow.core.state import WorkflowStatus
@@ -57,7 +59,7 @@ PARENT_ID = Param(
 )
 PRIORITY = Param(
     "priority",
-    {"type": "integer", "minimum": start_request.FIRST_PRIORITY, "maximum": start_request.LAST_PRIORITY},
+    {"type": "integer", "minimum": priority.FIRST_PRIORITY, "maximum": priority.LAST_PRIORITY},
     "Only workflows of this priority (1 first to 5 last).",
 )
 ATTRIBUTE = Param(
@@ -138,10 +140,14 @@ def _known_id(workflow_id: str) -> str:
 
 
 class WorkflowsResource:
-    """``POST /workflows`` starts a workflow; ``GET /workflows`` lists them, newest first."""
+    """``POST /workflows`` starts a workflow (in the request's namespace, within its
+    quotas); ``GET /workflows`` lists the namespace's, newest first."""
 
-    def __init__(self, runtime: Runtime, *, intake: StartIntake | None = None) -> None:
+    def __init__(
+        self, runtime: Runtime, *, intake: StartIntake | None = None, quotas: NamespaceQuotas | None = None
+    ) -> None:
         self.runtime = runtime
+        self.quotas = quotas
         settings = runtime.settings
         self.intake = intake or StartIntake(
             runtime.store.unstarted_count,
@@ -162,6 +168,9 @@ class WorkflowsResource:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes)
         request = parse_start_request(body)
+        namespace = namespace_of(req)
+        if self.quotas is not None:
+            self.quotas.admit(namespace)
         key = request.idempotency_key
         header = req.get_header(IDEMPOTENCY_KEY.name)
         if header is not None:  # the header wins over the body field
@@ -183,6 +192,7 @@ class WorkflowsResource:
                 priority=request.priority,
                 attributes=request.attributes,
                 admit=self.intake.admit,
+                namespace=namespace,
             )
             if created:
                 self.intake.stored()
@@ -365,7 +375,7 @@ def workflow_filter(req: falcon.Request) -> WorkflowFilter:
     given[PRIORITY.name] = _int_param(req, PRIORITY) if req.get_param(PRIORITY.name) is not None else None
     given[INPUT.name] = _input_filter(req)
     # attr.* parameters may repeat (each value one condition): parsed from the query string.
-    return replace(parse_filter(given), attributes=attribute_conditions(req))
+    return replace(parse_filter(given), attributes=attribute_conditions(req), namespace=namespace_of(req))
 
 
 def _input_filter(req: falcon.Request) -> dict | None:

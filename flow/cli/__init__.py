@@ -6,11 +6,12 @@ Embedded (:mod:`flow.cli.embedded`): ``flow run``, ``flow up``. Local
 ``events``, ``cancel``, ``retry``, ``rerun``, ``definitions``, ``flow schedules ...``
 (:mod:`flow.cli.schedules`), ``flow limits ...`` (:mod:`flow.cli.limits`), ``flow event
 ...`` (:mod:`flow.cli.events`) and ``flow batch ...`` (:mod:`flow.cli.batches`). Workers:
-``flow worker --pool NAME`` (:mod:`flow.cli.worker`). The group, its exit codes and the
-helpers they share are in :mod:`flow.cli.app`.
+``flow worker --pool NAME`` (:mod:`flow.cli.worker`). Tokens: ``flow tokens add|hash``
+(:mod:`flow.cli.tokens`). The group (with ``--namespace``), its exit codes and the
+helpers they share are in :mod:`flow.cli.app`, whose group imports a command's module
+when that command runs (:class:`flow.cli.app.Commands`).
 """
 
-from flow.cli import batches, embedded, events, limits, local, remote, replay, schedules, worker  # noqa: F401 - each registers its commands
 from flow.cli.app import main
 
 __all__ = ["main"]

@@ -15,6 +15,7 @@ conflict, unauthorised).
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -26,7 +27,7 @@ import click
 from rich.console import Console
 
 from flow.core import strict_json
-from flow.core.start_request import DEFAULT_PRIORITY, FIRST_PRIORITY, LAST_PRIORITY
+from flow.core.priority import DEFAULT_PRIORITY, FIRST_PRIORITY, LAST_PRIORITY
 from flow.core.strict_json import JSON
 from flow.core.vocabulary import WorkflowStatus
 from flow.errors import (
@@ -233,10 +234,52 @@ def finish(workflow: dict[str, Any], *, as_json: bool, timeout_s: float | None) 
     sys.exit(EXIT_OK if workflow["status"] == WorkflowStatus.FINISHED else EXIT_FAILED)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Commands(click.Group):
+    """The ``flow`` group, whose commands' modules are imported when a command runs (or
+    ``--help`` lists them), as click's documentation's ``LazyGroup`` does: ``flow status``
+    starts without loading what ``flow run`` needs (the definitions' JSON Schemas, the
+    decision function, the database driver), about a third of a remote command's start."""
+
+    #: Each command's module, which registers it on :data:`main` when imported
+    #: (tests/unit/test_cli_commands.py checks the table against the modules).
+    MODULES: dict[str, str] = {
+        **dict.fromkeys(("run", "up"), "flow.cli.embedded"),
+        **dict.fromkeys(("migrate", "prune", "validate"), "flow.cli.local"),
+        "replay": "flow.cli.replay",
+        "worker": "flow.cli.worker",
+        **dict.fromkeys(
+            ("cancel", "definitions", "delete", "events", "list", "pause", "rerun", "resume", "retry")
+            + ("signal", "start", "status"),
+            "flow.cli.remote",
+        ),
+        "schedules": "flow.cli.schedules",
+        "limits": "flow.cli.limits",
+        "event": "flow.cli.events",
+        "batch": "flow.cli.batches",
+        "tokens": "flow.cli.tokens",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.MODULES})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.MODULES:
+            importlib.import_module(self.MODULES[cmd_name])
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="libero-flow")
-def main() -> None:
+@click.option(
+    "--namespace",
+    default=None,
+    help="The namespace the remote commands act in (FLOW_NAMESPACE; default: the token's own, else 'default').",
+)
+def main(namespace: str | None) -> None:
     """Libero Flow: run JSON-defined workflows, embedded or on RabbitMQ and PostgreSQL."""
+    if namespace is not None:
+        # The one home of settings reads it; the API refuses a malformed one (400).
+        os.environ["FLOW_NAMESPACE"] = namespace
     import_from_current_directory()
 
 
@@ -258,7 +301,7 @@ def api_client() -> Client:
     from flow.client import Client
 
     settings = load_settings(embedded=False)
-    return Client(settings.api_url, token=settings.api_token or "")
+    return Client(settings.api_url, token=settings.api_token or "", namespace=settings.namespace or "")
 
 
 def call_api(fn: Callable[[], T]) -> T:

@@ -25,7 +25,7 @@ from flow.cli.app import (
     redact,
     watch,
 )
-from flow.core.start_request import DEFAULT_PRIORITY
+from flow.core.priority import DEFAULT_PRIORITY
 from flow.errors import DefinitionError, DefinitionNotFound, InvalidInput, StoreUnavailable
 from flow.process.logs import configure_logging
 

@@ -33,7 +33,8 @@ HISTORY_PAGE_SIZE = 500
 
 class Client:
     """A client of the API at ``base_url`` (default ``FLOW_API_URL``) with ``token``
-    (default ``FLOW_API_TOKEN``; ``""`` sends none).
+    (default ``FLOW_API_TOKEN``; ``""`` sends none), in ``namespace`` (default
+    ``FLOW_NAMESPACE``; unset: the token's own namespace, else ``default``).
 
     ``timeout_s`` bounds each HTTP request; ``retry`` says how often a request turned
     away is tried again (:class:`~flow.client.RetryPolicy`; ``NO_RETRIES`` for never).
@@ -45,17 +46,21 @@ class Client:
         base_url: str | None = None,
         *,
         token: str | None = None,
+        namespace: str | None = None,
         timeout_s: float = 15.0,
         retry: RetryPolicy | None = None,
         transport: Transport | None = None,
     ) -> None:
         if transport is None:
-            if base_url is None or token is None:
+            if base_url is None or token is None or namespace is None:
                 # The CLI's settings, read as the CLI reads them: one home for FLOW_API_URL.
                 settings = Settings.from_env()
                 base_url = settings.api_url if base_url is None else base_url
                 token = settings.api_token if token is None else token
-            transport = Transport(base_url, token=token or None, timeout_s=timeout_s, retry=retry)
+                namespace = settings.namespace if namespace is None else namespace
+            transport = Transport(
+                base_url, token=token or None, namespace=namespace or None, timeout_s=timeout_s, retry=retry
+            )
         self.transport = transport
 
     def __repr__(self) -> str:

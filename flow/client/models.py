@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from flow.core.start_request import DEFAULT_PRIORITY
+from flow.core.priority import DEFAULT_PRIORITY
 from flow.core.vocabulary import WorkflowStatus
 
 

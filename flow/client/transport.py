@@ -38,7 +38,8 @@ def segment(value: str) -> str:
 
 
 class Transport:
-    """Sends requests to the API at ``base_url`` with ``token`` (a bearer token).
+    """Sends requests to the API at ``base_url`` with ``token`` (a bearer token), in
+    ``namespace`` (None: the token's own).
 
     ``sleep`` waits between tries; tests pass one that records the waits.
     """
@@ -48,12 +49,15 @@ class Transport:
         base_url: str,
         *,
         token: str | None = None,
+        namespace: str | None = None,
         timeout_s: float = 15.0,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
+        #: Sent as ``X-Flow-Namespace`` when set (else the server takes the token's own).
+        self.namespace = namespace
         self.timeout_s = timeout_s
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
@@ -117,6 +121,8 @@ class Transport:
             request.add_header("Content-Type", "application/json")
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
+        if self.namespace:
+            request.add_header("X-Flow-Namespace", self.namespace)
         for name, value in (headers or {}).items():
             request.add_header(name, value)
         try:

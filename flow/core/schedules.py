@@ -32,7 +32,8 @@ from cronsim import CronSim, CronSimError
 
 from flow.core import attributes, validation
 from flow.core.definition import NAME_PATTERN, is_definition_name
-from flow.core.start_request import DEFAULT_PRIORITY, PRIORITY_SCHEMA, check_priority
+from flow.core.priority import DEFAULT_PRIORITY
+from flow.core.start_request import PRIORITY_SCHEMA, check_priority
 from flow.core.timestamps import iso
 from flow.errors import InvalidInput
 

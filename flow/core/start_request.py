@@ -15,15 +15,13 @@ from typing import Any, TypeGuard
 
 from flow.core import attributes, strict_json, validation
 from flow.core.graph import NAME_PATTERN, is_definition_name
+from flow.core.priority import DEFAULT_PRIORITY, FIRST_PRIORITY, LAST_PRIORITY
 from flow.errors import InvalidInput
 
 #: Longest idempotency key (the database column's size).
 MAX_IDEMPOTENCY_KEY = 255
 #: Longest workflow id (the database column's size; generated ids are UUIDs).
 MAX_WORKFLOW_ID = 36
-#: Priorities: 1 goes first, 5 last; a request that says nothing gets 3 (the default of
-#: :attr:`flow.core.state.WorkflowState.priority`).
-FIRST_PRIORITY, DEFAULT_PRIORITY, LAST_PRIORITY = 1, 3, 5
 #: Also a schedule's ``priority`` (:mod:`flow.core.schedules`): one wording for both.
 PRIORITY_DESCRIPTION = f"an integer from {FIRST_PRIORITY} (first) to {LAST_PRIORITY} (last), default {DEFAULT_PRIORITY}"
 #: The ``priority`` field's schema, shared by the start request and the schedule.

@@ -17,7 +17,8 @@ from typing import Any
 
 from flow.core import attributes
 from flow.core.definition import NAME_PATTERN, is_definition_name
-from flow.core.start_request import FIRST_PRIORITY, LAST_PRIORITY, MAX_WORKFLOW_ID, is_workflow_id
+from flow.core.priority import FIRST_PRIORITY, LAST_PRIORITY
+from flow.core.start_request import MAX_WORKFLOW_ID, is_workflow_id
 from flow.core.timestamps import iso, parse_iso
 from flow.core.vocabulary import WorkflowStatus
 from flow.errors import InvalidInput
@@ -46,6 +47,8 @@ class WorkflowFilter:
     priority: int | None = None
     #: Its search attributes meet every one of these (``attr.<name>[.<op>]``).
     attributes: tuple[attributes.Condition, ...] = ()
+    #: Its namespace: set by the door from the request's namespace, never by the client.
+    namespace: str | None = None
 
     def __repr__(self) -> str:
         return f"<WorkflowFilter {self.to_json()}>"
@@ -116,7 +119,7 @@ def parse_filter(given: Mapping[str, Any], *, prefix: str = "") -> WorkflowFilte
         for key, value in given.items()
         if key.startswith(attributes.PREFIX)
     )
-    known = {f.name for f in fields(WorkflowFilter)} - {"attributes"}
+    known = {f.name for f in fields(WorkflowFilter)} - {"attributes", "namespace"}
     unknown = sorted(key for key in set(given) - known if not key.startswith(attributes.PREFIX))
     if unknown:
         raise InvalidInput(prefix + unknown[0], f"unknown filter; allowed: {', '.join(SCHEMA['properties'])}")

@@ -39,6 +39,7 @@ class BatchRecord(_Model):
     id = peewee.CharField(max_length=36, primary_key=True)
     #: ``partition_of(id)``: the engine holding this partition drives the batch.
     partition = peewee.IntegerField()
+    namespace = peewee.CharField(max_length=63, default="default")  # its filter's (migration 0024)
     operation = peewee.CharField(max_length=16)
     filter = JSONText()
     #: The rerun options, else NULL.
@@ -185,6 +186,7 @@ class BatchTable:
         with write(self.database):
             BatchRecord.insert(
                 id=batch_id,
+                namespace=request.filter.namespace or "default",
                 idempotency_key=idempotency_key,
                 partition=partition,
                 operation=request.operation.value,
@@ -202,11 +204,18 @@ class BatchTable:
             return None if row is None else _stored(row)
 
     def list(
-        self, *, status: BatchStatus | None = None, before: tuple[datetime, str] | None = None, limit: int = 50
+        self,
+        *,
+        status: BatchStatus | None = None,
+        before: tuple[datetime, str] | None = None,
+        limit: int = 50,
+        namespace: str | None = None,
     ) -> builtins.list[StoredBatch]:
-        """Newest first; ``before``: the ``(created_at, id)`` keyset cursor."""
+        """Newest first (of ``namespace``; None: of all); ``before``: the ``(created_at, id)`` keyset cursor."""
         with unit_of_work(self.database):
             query = BatchRecord.select()
+            if namespace is not None:
+                query = query.where(BatchRecord.namespace == namespace)
             if status is not None:
                 query = query.where(BatchRecord.status == status.value)
             if before is not None:

@@ -36,13 +36,14 @@ from flow.core.event_triggers import (
 from flow.core.timestamps import iso
 from flow.errors import IdempotencyConflict, StoreUnavailable
 from flow.persistence.database import is_postgres, unit_of_work, write
-from flow.persistence.models import DefinitionRecord, JSONText, WorkflowRecord, _Model
+from flow.persistence.models import JSONText, WorkflowRecord, _Model
 
 
 class EventRecord(_Model):
     """An event received, with what it started (``outcome``)."""
 
     id = peewee.CharField(max_length=200, primary_key=True)
+    namespace = peewee.CharField(max_length=63, default="default")  # its sender's (migration 0024)
     type = peewee.CharField(max_length=128)
     data = JSONText()
     #: ``partition_of(id)``: its partition's engine prunes it after FLOW_EVENT_DEDUP_S.
@@ -155,6 +156,7 @@ class EventTable:
         partition_of: Callable[[str], int],
         reason: str | None = None,
         max_input_bytes: int | None = None,
+        namespace: str = "default",
     ) -> Received:
         """Store ``event`` with what its triggers make of it (``matched``; ``reason``: why
         no trigger listens), in one transaction; a resent id within ``dedup_s`` changes
@@ -166,6 +168,8 @@ class EventTable:
                 with write(self.database):
                     found = EventRecord.get_or_none(EventRecord.id == event.id)
                     if found is not None and found.received_at > now - timedelta(seconds=dedup_s):
+                        if found.namespace != namespace:  # an id names one event in the deployment
+                            raise IdempotencyConflict(f"event id {event.id!r} was used already; send a new id")
                         if found.type != event.type or (found.data or {}) != dict(event.data):
                             raise IdempotencyConflict(  # the id names one event, as a key names one start
                                 f"event {event.id!r} was received at {iso(found.received_at)} with another type or "
@@ -182,6 +186,7 @@ class EventTable:
                         outcome["reason"] = reason
                     EventRecord.insert(
                         id=event.id,
+                        namespace=namespace,
                         type=event.type,
                         data=dict(event.data),
                         partition=partition_of(event.id),
@@ -305,10 +310,13 @@ class EventTable:
             row = EventRecord.get_or_none(EventRecord.id == event_id)
             return None if row is None else _stored(row)
 
-    def recent(self, *, before: tuple[datetime, str] | None = None, limit: int = 50) -> builtins.list[StoredEvent]:
-        """Events newest first: those before ``(received_at, id)`` (keyset paging)."""
+    def recent(
+        self, *, before: tuple[datetime, str] | None = None, limit: int = 50, namespace: str = "default"
+    ) -> builtins.list[StoredEvent]:
+        """``namespace``'s events newest first: those before ``(received_at, id)`` (keyset paging)."""
         with unit_of_work(self.database):
-            query = EventRecord.select().order_by(EventRecord.received_at.desc(), EventRecord.id.desc())
+            query = EventRecord.select().where(EventRecord.namespace == namespace)
+            query = query.order_by(EventRecord.received_at.desc(), EventRecord.id.desc())
             if before is not None:
                 at, event_id = before
                 query = query.where(
@@ -330,18 +338,6 @@ class EventTable:
             for workflow_id, status in query.tuples():
                 found[workflow_id] = {"state": "started", "status": status}
         return found
-
-    def newest_definitions(self) -> builtins.list[tuple[str, int]]:
-        """Each registered definition's name and newest version (their triggers are the
-        ones that listen)."""
-        with unit_of_work(self.database):
-            query = (
-                DefinitionRecord.select(DefinitionRecord.name, peewee.fn.MAX(DefinitionRecord.version))
-                .where(DefinitionRecord.deleted_at.is_null())
-                .group_by(DefinitionRecord.name)
-                .order_by(DefinitionRecord.name)
-            )
-            return [(name, version) for name, version in query.tuples()]
 
     # -- the engine's side -------------------------------------------------------------------
 

@@ -236,9 +236,9 @@ class LimitTable:
 
     def set(self, name: str, numbers: dict[str, Any], now: datetime) -> None:
         """Set (None: unset) the numbers of the limit ``name`` that ``numbers`` gives
-        (``max_running``; ``per_s``, ``burst``), at once for what waits."""
+        (``max_running``; ``per_s``, ``burst``; and its ``namespace``), at once for what waits."""
         p = self.param
-        columns = [c for c in ("max_running", "per_s", "burst") if c in numbers]
+        columns = [c for c in ("max_running", "per_s", "burst", "namespace") if c in numbers]
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*columns, "updated_at"))
         with write(self.database):
             if "per_s" in numbers or "burst" in numbers:

@@ -55,6 +55,8 @@ class DefinitionRecord(_Model):
 
     name = peewee.CharField(max_length=128)
     version = peewee.IntegerField()
+    #: The namespace that owns the name (every version of a name has the same; migration 0024).
+    namespace = peewee.CharField(max_length=63, default="default")
     digest = peewee.CharField(max_length=64)
     body = JSONText()
     created_at = peewee.DateTimeField(default=utcnow)
@@ -71,6 +73,8 @@ class WorkflowRecord(_Model):
     id = peewee.CharField(max_length=36, primary_key=True)
     definition_name = peewee.CharField(max_length=128)
     definition_version = peewee.IntegerField()
+    #: Its definition's namespace (migration 0024).
+    namespace = peewee.CharField(max_length=63, default="default")
     #: ``partition_of(id)``: which engine's lease covers this workflow.
     partition = peewee.IntegerField(default=0)
     status = peewee.CharField(max_length=16)
@@ -229,6 +233,8 @@ class LimitRecord(_Model):
     admitting transaction locks the row of the limit it admits for (migration 0014)."""
 
     name = peewee.CharField(max_length=300, primary_key=True)
+    #: The namespace that set it (migration 0024).
+    namespace = peewee.CharField(max_length=63, default="default")
     #: How many of its slots may be held at once, per key; null: the definitions' number.
     max_running = peewee.IntegerField(null=True)
     #: A rate limit's starts per second and burst, per key; null: the definitions'.

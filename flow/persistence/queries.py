@@ -43,6 +43,8 @@ def filter_conditions(database: peewee.Database, match: WorkflowFilter) -> list[
     """The conditions on ``workflows`` of a filter (always at least one: TRUE), for
     ``GET /workflows`` and the batches alike."""
     conditions: list[Any] = [peewee.SQL("1 = 1")]
+    if match.namespace is not None:
+        conditions.append(WorkflowRecord.namespace == match.namespace)
     if match.status:
         conditions.append(WorkflowRecord.status == match.status)
     if match.name:
@@ -188,12 +190,16 @@ class Queries:
             row = self.database.execute_sql(sql + " ORDER BY version DESC LIMIT 1", params).fetchone()
         return row[0] if row else None
 
-    def list_definitions(self) -> list[dict[str, Any]]:
-        """Each definition name with its newest version and when that was registered."""
+    def list_definitions(self, *, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Each definition name (of ``namespace``; None: of every one) with its newest
+        version and when that was registered."""
+        where = DefinitionRecord.deleted_at.is_null()
+        if namespace is not None:
+            where &= DefinitionRecord.namespace == namespace
         with unit_of_work(self.database):
             latest = (
                 DefinitionRecord.select(DefinitionRecord.name, peewee.fn.MAX(DefinitionRecord.version).alias("v"))
-                .where(DefinitionRecord.deleted_at.is_null())
+                .where(where)
                 .group_by(DefinitionRecord.name)
                 .alias("latest")
             )
@@ -203,6 +209,18 @@ class Queries:
                 .order_by(DefinitionRecord.name)
             )
             return [{"name": r.name, "version": r.version, "created_at": r.created_at, "body": r.body} for r in rows]
+
+    def newest_definitions(self) -> list[tuple[str, int]]:
+        """Each registered definition's name and newest version (an event's triggers are
+        theirs)."""
+        with unit_of_work(self.database):
+            query = (
+                DefinitionRecord.select(DefinitionRecord.name, peewee.fn.MAX(DefinitionRecord.version))
+                .where(DefinitionRecord.deleted_at.is_null())
+                .group_by(DefinitionRecord.name)
+                .order_by(DefinitionRecord.name)
+            )
+            return [(name, version) for name, version in query.tuples()]
 
     def definition_versions(self, name: str) -> list[dict[str, Any]]:
         with unit_of_work(self.database):

@@ -33,6 +33,8 @@ class ScheduleRecord(_Model):
     """A schedule: its spec and its progress (see the module docstring)."""
 
     name = peewee.CharField(max_length=128, primary_key=True)
+    #: The namespace that made it (migration 0024).
+    namespace = peewee.CharField(max_length=63, default="default")
     #: ``partition_of(name)``: the engine holding this partition fires the schedule.
     partition = peewee.IntegerField()
     workflow = peewee.CharField(max_length=128)
@@ -175,11 +177,15 @@ class ScheduleTable:
             row = ScheduleRecord.get_or_none(ScheduleRecord.name == name)
             return None if row is None else _stored(row)
 
-    def list(self, *, after: str | None = None, limit: int | None = None) -> list[StoredSchedule]:
-        """Schedules by name: those after ``after`` (keyset paging on the primary key),
-        at most ``limit``; every one by default."""
+    def list(
+        self, *, after: str | None = None, limit: int | None = None, namespace: str | None = None
+    ) -> list[StoredSchedule]:
+        """Schedules (of ``namespace``; None: of all) by name: those after ``after`` (keyset
+        paging on the primary key), at most ``limit``; every one by default."""
         with unit_of_work(self.database):
             query = ScheduleRecord.select().order_by(ScheduleRecord.name)
+            if namespace is not None:
+                query = query.where(ScheduleRecord.namespace == namespace)
             if after is not None:
                 query = query.where(ScheduleRecord.name > after)
             if limit is not None:
@@ -187,22 +193,29 @@ class ScheduleTable:
             return [_stored(row) for row in query]
 
     def put(
-        self, spec: ScheduleSpec, *, partition: int, now: datetime, file_digest: str | None = None
+        self,
+        spec: ScheduleSpec,
+        *,
+        partition: int,
+        now: datetime,
+        file_digest: str | None = None,
+        namespace: str = "default",
     ) -> tuple[StoredSchedule, bool]:
         """Create or replace a schedule; ``(stored, created)``.
 
         A new schedule ticks from ``now`` on (nothing before it is caught up). A changed
         cron expression or time zone, or a resumed schedule, ticks from ``now`` too; its
         counts and runs stay. ``file_digest`` records the file it was read from; a
-        write without one keeps the one recorded.
+        write without one keeps the one recorded. ``namespace``: a new schedule's (a
+        replaced one keeps its own).
         """
         try:
-            return self._put(spec, partition=partition, now=now, file_digest=file_digest)
+            return self._put(spec, partition=partition, now=now, file_digest=file_digest, namespace=namespace)
         except peewee.IntegrityError:  # created concurrently by another request: replace it
-            return self._put(spec, partition=partition, now=now, file_digest=file_digest)
+            return self._put(spec, partition=partition, now=now, file_digest=file_digest, namespace=namespace)
 
     def _put(
-        self, spec: ScheduleSpec, *, partition: int, now: datetime, file_digest: str | None
+        self, spec: ScheduleSpec, *, partition: int, now: datetime, file_digest: str | None, namespace: str
     ) -> tuple[StoredSchedule, bool]:
         with write(self.database):
             row = ScheduleRecord.get_or_none(ScheduleRecord.name == spec.name)
@@ -212,6 +225,7 @@ class ScheduleTable:
             if row is None:
                 ScheduleRecord.insert(
                     name=spec.name,
+                    namespace=namespace,
                     partition=partition,
                     created_at=now,
                     last_tick_at=now,

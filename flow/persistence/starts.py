@@ -19,7 +19,8 @@ from flow.core import workflow_limit
 from flow.core.attributes import Typed
 from flow.core.definition import Definition
 from flow.core.lineage import ParentLink
-from flow.core.start_request import DEFAULT_PRIORITY
+from flow.core.namespaces import DEFAULT
+from flow.core.priority import DEFAULT_PRIORITY
 from flow.core.state import ActivityStatus, WorkflowState, WorkflowStatus
 from flow.errors import IdempotencyConflict, InvalidInput, StoreUnavailable
 from flow.persistence import attributes as stored_attributes
@@ -36,7 +37,7 @@ class Starts:
     def _find(self, where: Any) -> StoredWorkflow | None:  # provided by Queries
         raise NotImplementedError
 
-    def register_definition(self, definition: Definition) -> tuple[int, bool]:
+    def register_definition(self, definition: Definition, *, namespace: str = DEFAULT) -> tuple[int, bool]:
         """Store ``definition`` as a new version unless that body was registered before;
         return ``(version, created)``. A body whose version was deleted comes back under
         its old number (a number names one body for good)."""
@@ -63,6 +64,7 @@ class Starts:
                     with write(self.database):
                         DefinitionRecord.create(
                             name=definition.name,
+                            namespace=namespace,
                             version=latest + 1,
                             digest=definition.digest,
                             body=definition.body,
@@ -86,13 +88,15 @@ class Starts:
         child_versions: Mapping[str, int] | None = None,
         priority: int = DEFAULT_PRIORITY,
         attributes: Mapping[str, Typed] | None = None,
+        namespace: str = DEFAULT,
     ) -> tuple[WorkflowState, bool]:
         """Create a workflow and its pending activities; ``(state, created)``.
 
         ``parent``: the parent activity a child workflow reports to;
         ``child_versions``: the version its own children without ``version`` will run;
         ``priority``: 1 (first) to 5 (last), as the start request said;
-        ``attributes``: its search attributes' first values (checked against the definition).
+        ``attributes``: its search attributes' first values (checked against the definition);
+        ``namespace``: its definition's.
 
         With an id or idempotency key that already exists, nothing is written and the
         existing workflow is returned with ``created=False`` — unless it was started
@@ -126,6 +130,7 @@ class Starts:
             "id": workflow_id,
             "definition_name": definition.name,
             "definition_version": definition_version,
+            "namespace": namespace,
             "partition": partition_of(workflow_id),
             "status": WorkflowStatus.IN_PROGRESS.value,
             "started": False,

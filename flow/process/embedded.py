@@ -23,7 +23,8 @@ import dramatiq
 
 from flow.core.definition import Definition
 from flow.core.pools import pool_of
-from flow.core.start_request import DEFAULT_PRIORITY, check_priority
+from flow.core.priority import DEFAULT_PRIORITY
+from flow.core.start_request import check_priority
 from flow.errors import PollTimeout
 from flow.loops import poll_until
 from flow.persistence.mapping import StoredWorkflow

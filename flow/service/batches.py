@@ -23,6 +23,7 @@ from typing import Any
 from flow.clock import utcnow
 from flow.core import batches, rerun
 from flow.core.batches import BatchOperation, BatchStatus, Outcome, parse_batch_request
+from flow.core.namespaces import DEFAULT
 from flow.core.timestamps import iso
 from flow.core.vocabulary import WorkflowStatus
 from flow.errors import (
@@ -57,11 +58,15 @@ class BatchService:
 
     # -- requests ----------------------------------------------------------------------------
 
-    def create(self, body: Any, *, idempotency_key: str | None = None) -> tuple[StoredBatch, bool]:
-        """Check a ``POST /batches`` body and store the batch (its engine does the rest);
-        ``(batch, True)``. With an ``idempotency_key`` a batch holds already, that batch
-        and False when it asked the same, else :class:`IdempotencyConflict`."""
+    def create(
+        self, body: Any, *, idempotency_key: str | None = None, namespace: str = DEFAULT
+    ) -> tuple[StoredBatch, bool]:
+        """Check a ``POST /batches`` body and store the batch of ``namespace`` (its filter
+        reaches that namespace's workflows only; its engine does the rest); ``(batch,
+        True)``. With an ``idempotency_key`` a batch holds already, that batch and False
+        when it asked the same, else :class:`IdempotencyConflict`."""
         request = parse_batch_request(body)
+        request = replace(request, filter=replace(request.filter, namespace=namespace))
         if request.filter.input is not None:
             try:
                 input_filter.check(request.filter.input)
@@ -92,6 +97,8 @@ class BatchService:
                 None if request.rerun is None else dict(request.rerun),
             )
             earlier = (stored.operation, stored.filter.to_json(), None if stored.rerun is None else dict(stored.rerun))
+            if stored.filter.namespace != namespace:  # another namespace's: say nothing of it
+                raise IdempotencyConflict(f"Idempotency-Key {idempotency_key!r} was used already; choose another")
             if asked != earlier:
                 raise IdempotencyConflict(
                     f"Idempotency-Key {idempotency_key!r} started batch {stored.id} with another request already"
@@ -107,9 +114,14 @@ class BatchService:
         return found
 
     def list(
-        self, *, status: BatchStatus | None = None, before: tuple[datetime, str] | None = None, limit: int = 50
+        self,
+        *,
+        status: BatchStatus | None = None,
+        before: tuple[datetime, str] | None = None,
+        limit: int = 50,
+        namespace: str | None = None,
     ) -> list[StoredBatch]:
-        return self.table.list(status=status, before=before, limit=limit)
+        return self.table.list(status=status, before=before, limit=limit, namespace=namespace)
 
     def cancel(self, batch_id: str) -> StoredBatch:
         """Ask a running batch to stop; :class:`BatchEnded` once it ended."""
@@ -127,7 +139,8 @@ class BatchService:
         return {
             "id": batch.id,
             "operation": batch.operation.value,
-            "filter": batch.filter.to_json(),
+            # As the client wrote it: the namespace is the batch's own, not a filter it chose.
+            "filter": {k: v for k, v in batch.filter.to_json().items() if k != "namespace"},
             "rerun": None if batch.rerun is None else dict(batch.rerun),
             "status": batch.status.value,
             "matched": counts.matched,

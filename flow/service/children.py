@@ -35,6 +35,7 @@ from flow.core import rerun
 from flow.core.definition import Definition
 from flow.core.kinds import child as children
 from flow.core.lineage import ParentLink
+from flow.core.namespaces import DEFAULT
 from flow.core.state import WorkflowState
 from flow.core.vocabulary import Outcome, WorkflowStatus
 from flow.errors import DefinitionNotFound, IdempotencyConflict, InvalidInput, WorkflowNotFound
@@ -52,6 +53,7 @@ class WorkflowService(Protocol):
 
     def definition(self, name: str, version: int | None = None) -> tuple[Definition, int]: ...
     def child_versions(self, definition: Definition) -> dict[str, int]: ...
+    def namespace_of(self, name: str) -> str | None: ...
     def check_input(self, input_data: Any) -> None: ...
     def partition_of(self, workflow_id: str) -> int: ...
     def send_start(self, workflow_id: str) -> None: ...
@@ -160,6 +162,7 @@ def _create(service: WorkflowService, request: messages.StartChild, parent: Work
         parent=ParentLink(request.workflow_id, request.position, request.attempt),
         child_versions=service.child_versions(definition),
         priority=parent.priority,
+        namespace=service.namespace_of(definition.name) or DEFAULT,
     )
     if created:
         logger.info("started child %s (%s) of %s", state.id, state.name, request.workflow_id)

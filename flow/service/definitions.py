@@ -9,11 +9,13 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from flow.core import namespaces
 from flow.core.definition import Definition, parse
 from flow.core.kinds import child as children
 from flow.core.kinds import on_failure
 from flow.core.strict_json import json_path
-from flow.errors import DefinitionError, DefinitionNotFound
+from flow.errors import DefinitionError, DefinitionNotFound, NameTaken
+from flow.persistence.namespaces import owner
 from flow.persistence.store import Store
 from flow.service.catalog import Catalog
 from flow.settings import Settings
@@ -35,6 +37,9 @@ class Definitions:
         self._parsed: dict[tuple[str, int], Definition] = {}
         self._lock = threading.Lock()
         self._synced = False
+        #: name -> its namespace: fixed when the name is first registered (a deleted
+        #: version stays as a tombstone), so it is read once.
+        self._owners: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"<Definitions {self.store!r}>"
@@ -66,19 +71,43 @@ class Definitions:
                     )
             self._synced = True
 
-    def register(self, body: Any, *, source: str = "<request>") -> tuple[Definition, int, bool]:
-        """Validate ``body`` and store it as a new version of its name; ``(definition, version, created)``."""
+    def namespace_of(self, name: str) -> str | None:
+        """The namespace that holds the definition name ``name``; None while nobody does
+        (the directory's files are ``default``'s)."""
+        found = self._owners.get(name)
+        if found is None:
+            found = owner(self.store.database, "definition", name)
+            if found is not None:
+                self._owners[name] = found
+        return found
+
+    def visible(self, name: str, namespace: str | None) -> bool:
+        """Whether ``namespace`` (None: every namespace) may see the definition ``name``."""
+        return namespace is None or self.namespace_of(name) in (None, namespace)
+
+    def register(
+        self, body: Any, *, source: str = "<request>", namespace: str = namespaces.DEFAULT
+    ) -> tuple[Definition, int, bool]:
+        """Validate ``body`` and store it as a new version of its name in ``namespace``;
+        ``(definition, version, created)``. A name another namespace holds: :class:`NameTaken`
+        (a name names one definition in the deployment, so a workflow, a schedule, a
+        trigger and a child always mean the one their namespace holds)."""
         definition = parse(body, known_activities=self.activity_classes, source=source)
         self.sync()
-        self.check_children(definition, source=source)
-        version, created = self.store.register_definition(definition)
+        if not self.visible(definition.name, namespace):
+            raise NameTaken("definition", definition.name)
+        self.check_children(definition, source=source, namespace=namespace)
+        version, created = self.store.register_definition(definition, namespace=namespace)
         return definition, version, created
 
-    def check_children(self, definition: Definition, *, source: str) -> None:
+    def check_children(self, definition: Definition, *, source: str, namespace: str | None = None) -> None:
         """Refuse a definition whose children are unknown or reach it again (the
-        definitions directory's files count as the newest of their names)."""
+        definitions directory's files count as the newest of their names); a child of
+        another namespace than ``namespace`` is unknown."""
 
         def lookup(name: str, version: int | None) -> Any:
+            if not self.visible(name, namespace):
+                return None
             if version is None and name in self.catalog.names():
                 return self.catalog.get(name).body
             found = self.store.definition(name, version)
@@ -101,9 +130,13 @@ class Definitions:
                 versions[name] = found
         return versions
 
-    def get(self, name: str, version: int | None = None) -> tuple[Definition, int]:
-        """The registered definition ``name`` (newest version unless ``version``)."""
+    def get(self, name: str, version: int | None = None, *, namespace: str | None = None) -> tuple[Definition, int]:
+        """The registered definition ``name`` (newest version unless ``version``); one that
+        ``namespace`` (None: any) may not see is not found."""
         self.sync()
+        if not self.visible(name, namespace):
+            known = [d["name"] for d in self.store.list_definitions(namespace=namespace)]
+            raise DefinitionNotFound(name, known)
         found_version = self.store.definition_version(name, version)
         if found_version is not None:
             with self._lock:
@@ -112,7 +145,7 @@ class Definitions:
                 return parsed, found_version  # versions never change: the parse is cached
         found = self.store.definition(name, found_version) if found_version is not None else None
         if found is None:
-            known = [d["name"] for d in self.store.list_definitions()]
+            known = [d["name"] for d in self.store.list_definitions(namespace=namespace)]
             if version is not None and name in known:
                 raise DefinitionNotFound(f"{name} version {version}", known)
             raise DefinitionNotFound(name, known, hint=self.catalog.missing)

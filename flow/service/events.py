@@ -12,6 +12,7 @@ from typing import Any
 
 from flow.clock import utcnow
 from flow.core.event_triggers import Event, EventTrigger, Match, Miss, match
+from flow.core.namespaces import DEFAULT
 from flow.core.timestamps import iso
 from flow.errors import DefinitionNotFound, EventNotFound, IdempotencyConflict, InvalidInput, is_retryable
 from flow.persistence.events import EventTable, OwedStart, Received, StoredEvent
@@ -35,9 +36,10 @@ class EventService:
 
     # -- the doors ---------------------------------------------------------------------------
 
-    def send(self, event: Event) -> Received:
+    def send(self, event: Event, *, namespace: str = DEFAULT) -> Received:
         """Store ``event`` with what it starts, then start what is owed now (an immediate
-        trigger's workflow, a batch that is full); a resent id starts nothing."""
+        trigger's workflow, a batch that is full); a resent id starts nothing. Only the
+        triggers of ``namespace``'s definitions see it."""
         size = len(json.dumps(dict(event.data)))
         if size > self.settings.max_payload_bytes:
             raise InvalidInput(
@@ -45,7 +47,8 @@ class EventService:
                 f"is {size} bytes of JSON, over the limit of {self.settings.max_payload_bytes}"
                 " (FLOW_MAX_PAYLOAD_BYTES)",
             )
-        triggers = self.triggers(event.type)
+        owner = self.service.definitions.namespace_of
+        triggers = [t for t in self.triggers(event.type) if (owner(t.definition) or DEFAULT) == namespace]
         matched: list[Match | Miss] = match(triggers, event)
         received = self.table.receive(
             event,
@@ -56,6 +59,7 @@ class EventService:
             partition_of=self.service.partition_of,
             reason=None if triggers else f"no registered definition has a trigger for events of type {event.type!r}",
             max_input_bytes=self.settings.max_payload_bytes,
+            namespace=namespace,
         )
         for start in received.starts:
             self.run(start)  # should this fail or the process die, the engine runs it later
@@ -74,7 +78,7 @@ class EventService:
         ``event_type`` only, when given)."""
         self.service.sync_definitions()
         found = []
-        for name, version in self.table.newest_definitions():
+        for name, version in self.service.store.newest_definitions():
             triggers = self._triggers.get((name, version))
             if triggers is None:  # a version never changes: parsed once per process
                 triggers = self._triggers[(name, version)] = self.service.definition(name, version)[0].triggers

@@ -22,6 +22,7 @@ from typing import Any, cast
 from flow.clock import utcnow
 from flow.core import strict_json
 from flow.core.attributes import check_declared
+from flow.core.namespaces import DEFAULT
 from flow.core.partitions import partition_of
 from flow.core.schedules import ScheduleSpec, check_name, parse_schedule
 from flow.core.state import WorkflowState
@@ -55,11 +56,14 @@ class ScheduleService:
 
     # -- requests ----------------------------------------------------------------------------
 
-    def put(self, name: str, body: Any, *, file_digest: str | None = None) -> tuple[StoredSchedule, bool]:
-        """Validate ``body`` and create or replace the schedule ``name``; ``(stored, created)``."""
+    def put(
+        self, name: str, body: Any, *, file_digest: str | None = None, namespace: str = DEFAULT
+    ) -> tuple[StoredSchedule, bool]:
+        """Validate ``body`` and create or replace the schedule ``name`` of ``namespace``
+        (its workflow must be a definition of that namespace); ``(stored, created)``."""
         spec = parse_schedule(body, name=name)
         try:
-            definition, _ = self.service.definition(spec.workflow)
+            definition, _ = self.service.definitions.get(spec.workflow, namespace=namespace)
         except DefinitionNotFound as e:
             raise InvalidInput("$.workflow", str(e)) from e
         check_declared(definition.attributes, spec.attributes, path="$.attributes")
@@ -69,7 +73,7 @@ class ScheduleService:
                 "$.input_data", f"is {size} bytes of JSON, over the limit of {self.settings.max_payload_bytes}"
             )
         partition = partition_of(name, self.service.partitions)
-        return self.table.put(spec, partition=partition, now=utcnow(), file_digest=file_digest)
+        return self.table.put(spec, partition=partition, now=utcnow(), file_digest=file_digest, namespace=namespace)
 
     def get(self, name: str) -> StoredSchedule:
         check_name(name)
@@ -79,10 +83,12 @@ class ScheduleService:
             raise ScheduleNotFound(name)
         return found
 
-    def list(self, *, after: str | None = None, limit: int | None = None) -> list[StoredSchedule]:
+    def list(
+        self, *, after: str | None = None, limit: int | None = None, namespace: str | None = None
+    ) -> list[StoredSchedule]:
         """A page of schedules by name (see :meth:`ScheduleTable.list`)."""
         self.sync_files()
-        return self.table.list(after=after, limit=limit)
+        return self.table.list(after=after, limit=limit, namespace=namespace)
 
     def delete(self, name: str) -> None:
         """Delete a schedule (the workflows it started stay)."""

@@ -11,7 +11,8 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from flow.core.attributes import check_declared
-from flow.core.start_request import DEFAULT_PRIORITY
+from flow.core.namespaces import DEFAULT
+from flow.core.priority import DEFAULT_PRIORITY
 from flow.core.state import WorkflowState
 from flow.persistence.store import Store
 from flow.service.checks import check_input
@@ -46,6 +47,7 @@ class Starter:
         priority: int = DEFAULT_PRIORITY,
         attributes: Mapping[str, Any] | None = None,
         admit: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
+        namespace: str | None = None,
     ) -> tuple[WorkflowState, bool]:
         """Create a workflow and send its start; ``(state, created)``. ``message_id`` (of a
         start message from a broker) derives the workflow id, so a redelivery finds it.
@@ -55,11 +57,14 @@ class Starter:
         :class:`~flow.errors.InvalidInput` at ``$.attributes.<name>`` unless declared and of
         the declared type, before anything is stored. ``admit``: held while the workflow is
         stored and its start sent, once the request is found valid (the API's intake,
-        :mod:`flow.service.intake`, which may refuse it)."""
+        :mod:`flow.service.intake`, which may refuse it). ``namespace``: the caller's (None:
+        a trusted door, any); a definition it may not see is not found. The workflow
+        belongs to its definition's namespace."""
         self.check_input(input_data)
         if workflow_id is None and message_id is not None:
             workflow_id = str(uuid.uuid5(MESSAGE_NAMESPACE, message_id))
-        definition, version = self.definitions.get(name)
+        definition, version = self.definitions.get(name, namespace=namespace)
+        owner = self.definitions.namespace_of(name) or DEFAULT
         typed = check_declared(definition.attributes, attributes, path="$.attributes")
         child_versions = self.definitions.child_versions(definition)
         with admit():
@@ -73,6 +78,7 @@ class Starter:
                 child_versions=child_versions,
                 priority=priority,
                 attributes=typed,
+                namespace=owner,
             )
             if created:
                 self.senders.send_start(state.id)

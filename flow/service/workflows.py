@@ -69,6 +69,7 @@ class WorkflowService:
         self.register = self.definitions.register
         self.check_children = self.definitions.check_children
         self.child_versions = self.definitions.child_versions
+        self.namespace_of = self.definitions.namespace_of
         self.definition = self.definitions.get
         self.start = self.starter.start
         self.check_input = self.starter.check_input

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -11,12 +13,26 @@ import requests
 from flow.testing import flow_up
 from flow.testing.definitions import embedded_env, sample_definitions, write_definitions
 from flow.testing.processes import free_port
-from tests.conftest import wait_for
+from tests.conftest import ROOT, wait_for
 from tests.embedded.conftest import run_cli as flow
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, http_server) -> Iterator[dict[str, str]]:
+    """One ``flow up`` for the tests that read only what they made (a ``flow up`` costs a
+    process's start): each starts its own workflows and registers definitions, schedules
+    and events under names no other test uses, so none changes what another finds; a bad
+    name is refused, so it changes nothing."""
+    base = tmp_path_factory.mktemp("shared")
+    definitions = write_definitions(base / "workflows", sample_definitions(http_server))
+    with flow_up(base, embedded_env(base, definitions)) as url:
+        yield {"FLOW_API_URL": url, "COLUMNS": "200"}
+
+
 @pytest.fixture
-def server(tmp_path, definitions_dir) -> Iterator[dict[str, str]]:
+def own_server(tmp_path, definitions_dir) -> Iterator[dict[str, str]]:
+    """A ``flow up`` of the test's own, for a test that reads what the whole server holds
+    (every workflow of a name, every schedule)."""
     with flow_up(tmp_path, embedded_env(tmp_path, definitions_dir)) as url:
         yield {"FLOW_API_URL": url, "COLUMNS": "200"}
 
@@ -30,15 +46,15 @@ def test_start_wait_shows_progress_and_exits_with_the_outcome(server):
     assert "workflow failed" in failed.stdout
 
 
-def test_start_status_list_events_as_json(server):
-    started = json.loads(flow("start", "RetryWorkflow", "--json", env=server).stdout)
+def test_start_status_list_events_as_json(own_server):
+    started = json.loads(flow("start", "RetryWorkflow", "--json", env=own_server).stdout)
     workflow_id = started["id"]
-    wait_for(lambda: json.loads(flow("status", workflow_id, "--json", env=server).stdout)["status"] == "Finished")
-    listed = json.loads(flow("list", "--json", "--name", "RetryWorkflow", env=server).stdout)
+    wait_for(lambda: json.loads(flow("status", workflow_id, "--json", env=own_server).stdout)["status"] == "Finished")
+    listed = json.loads(flow("list", "--json", "--name", "RetryWorkflow", env=own_server).stdout)
     assert [w["id"] for w in listed["items"]] == [workflow_id]
-    history = json.loads(flow("events", workflow_id, "--json", env=server).stdout)
+    history = json.loads(flow("events", workflow_id, "--json", env=own_server).stdout)
     assert [e["type"] for e in history].count("reschedule-activity") == 2
-    human = flow("events", workflow_id, env=server)
+    human = flow("events", workflow_id, env=own_server)
     assert "will retry" in human.stdout
 
 
@@ -82,7 +98,7 @@ def test_idempotency_key_from_the_cli(server):
     assert first["id"] == second["id"]
 
 
-def test_cancel_and_retry_from_the_cli(server, definitions_dir):
+def test_cancel_and_retry_from_the_cli(server):
     slow = {
         "name": "SlowOne",
         "activities": [{"name": "SleepActivity", "config": {"sleep_s": 30}}, {"name": "NoopActivity"}],
@@ -214,9 +230,9 @@ def test_an_unreachable_api_exits_4():
     assert "cannot reach the API" in result.stderr
 
 
-def test_list_pages_filters_and_never_cuts_ids(server):
-    narrow = {**server, "COLUMNS": "80"}
-    started = [json.loads(flow("start", "DummyWorkflow", "--json", env=server).stdout) for _ in range(3)]
+def test_list_pages_filters_and_never_cuts_ids(own_server):
+    narrow = {**own_server, "COLUMNS": "80"}
+    started = [json.loads(flow("start", "DummyWorkflow", "--json", env=own_server).stdout) for _ in range(3)]
     ids = [w["id"] for w in reversed(started)]  # newest first
 
     first = flow("list", "--name", "DummyWorkflow", "--limit", "2", env=narrow)
@@ -231,18 +247,20 @@ def test_list_pages_filters_and_never_cuts_ids(server):
     assert [line.split("\t")[0] for line in rest.stdout.splitlines()] == ids[2:]
     assert rest.stderr == ""
 
-    every = json.loads(flow("list", "--name", "DummyWorkflow", "--limit", "1", "--all", "--json", env=server).stdout)
+    every = json.loads(
+        flow("list", "--name", "DummyWorkflow", "--limit", "1", "--all", "--json", env=own_server).stdout
+    )
     assert [w["id"] for w in every["items"]] == ids and every["next"] is None
 
     since = json.loads(
         flow(
-            "list", "--created-after", started[1]["created_at"], "--name", "DummyWorkflow", "--json", env=server
+            "list", "--created-after", started[1]["created_at"], "--name", "DummyWorkflow", "--json", env=own_server
         ).stdout
     )
     assert [w["id"] for w in since["items"]] == ids[:2]
-    until = json.loads(flow("list", "--created-before", started[1]["created_at"], "--json", env=server).stdout)
+    until = json.loads(flow("list", "--created-before", started[1]["created_at"], "--json", env=own_server).stdout)
     assert [w["id"] for w in until["items"]] == ids[2:]
-    bad = flow("list", "--created-after", "yesterday", env=server)
+    bad = flow("list", "--created-after", "yesterday", env=own_server)
     assert bad.returncode == 2 and "created_after" in bad.stderr
 
 
@@ -290,15 +308,6 @@ def test_schedules_from_the_cli(server, tmp_path):
     assert invalid.returncode == 2 and "$.cron" in invalid.stderr
 
 
-@pytest.fixture(scope="module")
-def refusing_server(tmp_path_factory, http_server) -> Iterator[dict[str, str]]:
-    """One ``flow up`` for every bad name: each is refused, so none changes what the next finds."""
-    base = tmp_path_factory.mktemp("names")
-    definitions = write_definitions(base / "workflows", sample_definitions(http_server))
-    with flow_up(base, embedded_env(base, definitions)) as url:
-        yield {"FLOW_API_URL": url, "COLUMNS": "200"}
-
-
 @pytest.mark.parametrize(
     ("name", "code", "status"),
     [
@@ -311,8 +320,7 @@ def refusing_server(tmp_path_factory, http_server) -> Iterator[dict[str, str]]:
         ("a/b", 5, "404"),
     ],
 )
-def test_names_are_quoted_in_urls_and_a_bad_one_exits_with_a_documented_code(refusing_server, name, code, status):
-    server = refusing_server
+def test_names_are_quoted_in_urls_and_a_bad_one_exits_with_a_documented_code(server, name, code, status):
     for args in (
         ("schedules", "show", name),
         ("schedules", "pause", name),
@@ -329,16 +337,16 @@ def test_names_are_quoted_in_urls_and_a_bad_one_exits_with_a_documented_code(ref
     assert "Traceback" not in shown.stderr and "404" in shown.stderr
 
 
-def test_schedules_list_follows_every_page(server, tmp_path):
+def test_schedules_list_follows_every_page(own_server, tmp_path):
     import requests as http
 
     body = {"workflow": "DummyWorkflow", "cron": "0 0 1 1 *", "paused": True}
     for n in range(55):  # more than one page of the API's default 50
-        assert http.put(f"{server['FLOW_API_URL']}/schedules/s{n:02}", json=body, timeout=10).status_code == 201
-    listed = json.loads(flow("schedules", "list", "--json", env=server).stdout)
+        assert http.put(f"{own_server['FLOW_API_URL']}/schedules/s{n:02}", json=body, timeout=10).status_code == 201
+    listed = json.loads(flow("schedules", "list", "--json", env=own_server).stdout)
     assert [s["name"] for s in listed["items"]] == [f"s{n:02}" for n in range(55)]
     assert listed["next"] is None
-    table = flow("schedules", "list", env=server)
+    table = flow("schedules", "list", env=own_server)
     assert table.returncode == 0 and "s00" in table.stdout and "s54" in table.stdout
 
 
@@ -361,3 +369,22 @@ def test_event_send_show_and_list(server):
     assert listed.returncode == 0 and "cli-1" in listed.stdout and "cli.done" in listed.stdout
     bad = flow("event", "send", "cli.done", "--data", "[1]", env=server)
     assert bad.returncode == 2 and "--data must be a JSON object" in bad.stderr
+
+
+def test_a_remote_command_starts_without_the_engine_the_schemas_or_the_database_driver():
+    # The group imports a command's module when the command runs (flow.cli.app.Commands).
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from flow.cli import main; main(['status', '--help'], standalone_mode=False); "
+            "print(' '.join(sorted(sys.modules)), file=sys.stderr)",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr.split()
+    assert "flow.cli.remote" in loaded
+    for heavy in ("jsonschema", "jmespath", "flow.core.decide", "flow.core.definition", "peewee", "flow.cli.embedded"):
+        assert heavy not in loaded, heavy

@@ -475,6 +475,9 @@ class _Service:
     def child_versions(self, definition):
         return {}
 
+    def namespace_of(self, name):
+        return None  # a name nobody holds: the default namespace's
+
     def check_input(self, input_data):
         pass
 

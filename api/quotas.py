@@ -1,0 +1,71 @@
+"""Per-namespace quotas on starts (issue 27): workflows in progress at once, and starts
+per second; a start past either is refused with 429 and ``Retry-After``.
+
+Enforced by each API process at ``POST /workflows``, before anything is stored:
+
+- starts per second: a GCRA (the rate limit of :mod:`flow.core.limits`, in memory) per
+  namespace, with a burst of one second's worth. In memory, so each API process allows
+  the rate (N web processes: N times it); a flooding namespace is refused without a
+  database round trip, which is what keeps the others' starts fast;
+- running workflows: a count over the index ``workflows_namespace_status`` at each start
+  (only for a namespace that has this quota). An admission check, not a slot: starts
+  that race each other may pass the bound by as many as they are.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+
+import peewee
+
+from flow.core.namespaces import TokensFile
+from flow.errors import QuotaExceeded
+from flow.persistence.namespaces import running
+
+
+class NamespaceQuotas:
+    """Admits or refuses a namespace's starts (see the module's docstring)."""
+
+    def __init__(
+        self, tokens: TokensFile, database: peewee.Database, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.tokens = tokens
+        self.database = database
+        self.clock = clock
+        self._lock = threading.Lock()
+        #: namespace -> the GCRA's theoretical arrival time.
+        self._tat: dict[str, float] = {}
+
+    def __repr__(self) -> str:
+        return f"<NamespaceQuotas {sorted(self.tokens.quotas)}>"
+
+    def admit(self, namespace: str) -> None:
+        """Take one start of ``namespace``'s quota, or raise :class:`QuotaExceeded`."""
+        quota = self.tokens.quota(namespace)
+        if quota.max_running is not None:
+            count = running(self.database, namespace)
+            if count >= quota.max_running:
+                raise QuotaExceeded(
+                    f"namespace {namespace!r} has {count} workflows in progress, its quota is {quota.max_running}",
+                    retry_after_s=1,
+                )
+        if quota.starts_per_s is not None:
+            self._take(namespace, quota.starts_per_s)
+
+    def _take(self, namespace: str, per_s: float) -> None:
+        interval = 1.0 / per_s
+        burst = max(1.0, per_s)  # one second's worth
+        now = self.clock()
+        with self._lock:
+            tat = max(self._tat.get(namespace, now), now)
+            allowed_at = tat - (burst - 1) * interval  # burst starts at once, then one per interval
+            if now < allowed_at:
+                wait = allowed_at - now
+                raise QuotaExceeded(
+                    f"namespace {namespace!r} is over its quota of {per_s:g} starts per second",
+                    retry_after_s=max(1, math.ceil(wait)),
+                )
+            self._tat[namespace] = tat + interval

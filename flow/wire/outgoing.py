@@ -10,6 +10,7 @@ from typing import Any
 
 import dramatiq
 
+from flow.core.pools import broker_priority
 from flow.wire.messages import Message
 
 
@@ -54,7 +55,9 @@ class Outgoing:
             actor_name=self.actor_name,
             args=(),
             kwargs=self.kwargs,
-            options={},
+            # Dramatiq publishes a message it sends again (a worker's retry, through the delay
+            # queue) with the priority its options name, not the one it was received with.
+            options={} if self.priority is None else {"broker_priority": broker_priority(self.priority)},
             message_id=self.id,
         )
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -23,6 +23,7 @@ import pykka
 from actors.registry import Entry
 from flow.core.decide import Decision, decide
 from flow.core.events import Event
+from flow.core.frozen import replace
 from flow.core.state import WorkflowState
 from flow.errors import WorkflowNotFound, is_retryable
 

@@ -12,7 +12,6 @@ retry-from-failure look at every activity (docs/design.md, "The engine's hot pat
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +31,7 @@ from flow.core.events import (
     TimerFired,
     WorkflowStarted,
 )
+from flow.core.frozen import replace
 from flow.core.kinds import Change, Turn, kind_of
 from flow.core.kinds.compensation import COMPENSATION
 from flow.core.kinds.ending import begin

@@ -28,13 +28,14 @@ import json
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from flow.core import graph, limits, strict_json, validation
 from flow.core.expressions import MAX_EXPRESSION_CHARS, evaluate
+from flow.core.frozen import replace
 from flow.core.strict_json import JSON
 from flow.core.timestamps import iso
 from flow.errors import InvalidInput

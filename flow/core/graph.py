@@ -23,12 +23,13 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from flow.core.expressions import MAX_EXPRESSION_CHARS as MAX_EXPRESSION_CHARS
 from flow.core.expressions import compile_condition as compile_condition
 from flow.core.expressions import evaluate as evaluate
+from flow.core.frozen import replace
 from flow.core.state import ActivityState, WorkflowState
 from flow.core.vocabulary import ActivityStatus, Trigger
 

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 from flow.core import replay, saga
 from flow.core.events import RerunRequested
+from flow.core.frozen import replace
 from flow.core.kinds import kind_of
 from flow.core.kinds.child import Child
 from flow.core.kinds.map import Item

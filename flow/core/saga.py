@@ -27,11 +27,12 @@ restart resends what is owed and never runs an undo's decision twice.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
 from flow.core import graph
+from flow.core.frozen import replace
 from flow.core.policy import RetryPolicy, Timeouts
 from flow.core.state import Activity, ActivityState, StepSpec, WorkflowState
 from flow.core.vocabulary import ActivityStatus, TimerKind, WorkflowStatus

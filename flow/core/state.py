@@ -6,6 +6,7 @@ reads and returns. Change them with :func:`dataclasses.replace`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,6 +15,7 @@ from typing import Any, ClassVar
 from flow.core.limits import Claim, StepLimit
 from flow.core.lineage import ParentLink
 from flow.core.policy import RetryPolicy, Timeouts
+from flow.core.strict_json import JSON
 from flow.core.vocabulary import ActivityStatus, Trigger, WorkflowStatus
 
 __all__ = [
@@ -141,6 +143,31 @@ class ActivityState:
         return self.spec.parent
 
 
+@dataclass(frozen=True, eq=False)
+class StoredJSON:
+    """A kept signal's payload as the JSON text it was stored as, decoded only when a step
+    takes it (:meth:`Signal.taken_payload`): loading a workflow whose inbox keeps a thousand
+    signals decoded a thousand payloads, most of which no step ever takes (issue 25)."""
+
+    text: str
+
+    def __repr__(self) -> str:
+        return f"StoredJSON({self.text[:40]!r})"
+
+    def value(self) -> JSON:
+        """The payload itself (decoding is deterministic, so replay sees the same)."""
+        decoded: JSON = json.loads(self.text)
+        return decoded
+
+    def __eq__(self, other: object) -> bool:
+        # Equal to the payload it stands for: a loaded inbox equals the one in memory.
+        if isinstance(other, StoredJSON):
+            return self.text == other.text or self.value() == other.value()
+        return bool(self.value() == other)
+
+    __hash__ = None  # type: ignore[assignment]  # as the payloads it stands for (dicts, lists)
+
+
 @dataclass(frozen=True)
 class Signal:
     """A signal in a workflow's inbox: kept until a step waiting for ``name`` takes it
@@ -162,6 +189,10 @@ class Signal:
     #: SHA-256 of the payload's canonical JSON (:func:`payload_digest`); None: unknown
     #: (a signal stored before migration 0013 and already taken).
     digest: str | None = None
+
+    def taken_payload(self) -> JSON:
+        """The payload, decoded if it was loaded as its stored text (:class:`StoredJSON`)."""
+        return self.payload.value() if isinstance(self.payload, StoredJSON) else self.payload
 
     def is_for(self, signal: str, position: int, run: int) -> bool:
         """Whether the wait for ``signal`` at ``position`` in ``run`` may take this signal

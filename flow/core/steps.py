@@ -5,10 +5,11 @@ records and the small helpers that :mod:`flow.core.decide` and the step kinds
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from flow.core.commands import Command, StartTimer
+from flow.core.frozen import replace
 from flow.core.state import ActivityState, WorkflowState
 from flow.core.vocabulary import ActivityStatus, HistoryType, TimerKind
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
 from flow.core import attributes
 from flow.core.definition import NAME_PATTERN, is_definition_name
+from flow.core.frozen import replace
 from flow.core.priority import FIRST_PRIORITY, LAST_PRIORITY
 from flow.core.start_request import MAX_WORKFLOW_ID, is_workflow_id
 from flow.core.timestamps import iso, parse_iso

@@ -26,10 +26,10 @@ actor owns its state; the admitter only writes rows), and ``decide`` cancels. Wi
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 from flow.core import graph, limits
+from flow.core.frozen import replace
 from flow.core.state import WorkflowState
 from flow.core.steps import HistoryEntry
 from flow.core.vocabulary import HistoryType, TimerKind

@@ -70,8 +70,12 @@ def queue_arguments(queue: str, *, priorities: bool) -> dict[str, Any]:
     return {**arguments, PRIORITY_ARGUMENT: MAX_PRIORITY} if priorities else arguments
 
 
-#: RabbitMQ's refusal to declare a queue that exists with other arguments (406).
-_INEQUIVALENT = re.compile(r"inequivalent arg '" + re.escape(PRIORITY_ARGUMENT) + r"' for queue '([^']+)'")
+#: RabbitMQ's refusal to declare a queue with ``x-max-priority`` where it exists without
+#: (406). One that exists with other levels ("but current is '10'") is not such a queue:
+#: declared again without priorities, it would be refused too.
+_INEQUIVALENT = re.compile(
+    r"inequivalent arg '" + re.escape(PRIORITY_ARGUMENT) + r"' for queue '([^']+)'.*: received .* but current is none\Z"
+)
 
 
 def fifo_queue_refused(reason: BaseException) -> str | None:

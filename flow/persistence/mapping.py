@@ -13,7 +13,8 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from functools import lru_cache
+from typing import Any, TypeVar
 
 import peewee
 
@@ -21,10 +22,12 @@ from flow.core import kinds
 from flow.core.limits import Claim, StepLimit
 from flow.core.lineage import ParentLink
 from flow.core.policy import RetryPolicy, Timeouts
-from flow.core.state import ActivityState, ActivityStatus, Signal, WorkflowState, WorkflowStatus
+from flow.core.state import ActivityState, ActivityStatus, Signal, StoredJSON, WorkflowState, WorkflowStatus
 from flow.core.timestamps import iso, parse_iso
 from flow.core.vocabulary import Trigger
 from flow.persistence.records import replaced
+
+T = TypeVar("T")
 
 #: Columns read by :func:`workflow_from_row` and :func:`activity_from_row`, in order: the
 #: engine loads a workflow with these two plain statements (building them with
@@ -36,33 +39,10 @@ WORKFLOW_COLUMNS = (
     "queued, history_length"
 )
 #: Columns of a new activity row (:func:`activity_row`).
-ACTIVITY_INSERT_COLUMNS = (
-    "workflow_id",
-    "position",
-    "name",
-    "independent",
-    "required",
-    "config",
-    "retry",
-    "timeouts",
-    "graph",
-    "status",
-    "attempt",
-    "attempts_before",
-    "output",
-    "error",
-    "scheduled_at",
-    "started_at",
-    "finished_at",
-    "skip_reason",
-    "heartbeat",
-    "limit_name",
-    "limit_key",
-    "limit_max",
-    "priority",
-    "rate_per_s",
-    "rate_burst",
-    "limit_rate",
+ACTIVITY_INSERT_COLUMNS = tuple(
+    "workflow_id position name independent required config retry timeouts graph status attempt "
+    "attempts_before output error scheduled_at started_at finished_at skip_reason heartbeat "
+    "limit_name limit_key limit_max priority rate_per_s rate_burst limit_rate".split()
 )
 ACTIVITY_COLUMNS = (
     "position, name, independent, required, config, retry, timeouts, status, attempt, attempts_before, output, "
@@ -228,8 +208,8 @@ def activity_from_row(row: tuple[Any, ...]) -> ActivityState:
         independent=bool(independent),
         required=bool(required),
         config=_json(config),
-        retry=RetryPolicy(**_json(retry)),
-        timeouts=Timeouts(**_json(timeouts)),
+        retry=_frozen(RetryPolicy, retry),
+        timeouts=_frozen(Timeouts, timeouts),
         status=ActivityStatus(status),
         attempt=attempt,
         attempts_before=attempts_before,
@@ -244,6 +224,12 @@ def activity_from_row(row: tuple[Any, ...]) -> ActivityState:
         claim=claim,
         **_graph_fields(_json(graph)),
     )
+
+
+@lru_cache(maxsize=512)
+def _frozen(kind: type[T], text: str) -> T:
+    """A ``retry`` or ``timeouts`` column as its frozen record: built once per text, and shared."""
+    return kind(**json.loads(text))
 
 
 def graph_column(activity: ActivityState) -> str | None:
@@ -375,18 +361,8 @@ def workflow_changes(state: WorkflowState) -> dict[str, Any]:
 #: Columns of a ``signals`` row, in the order :func:`signal_from_row` reads them.
 SIGNAL_COLUMNS = "signal_id, name, received_at, payload, consumed_by, position, run, size, digest"
 #: Columns of a new ``signals`` row (:func:`signal_row`).
-SIGNAL_INSERT_COLUMNS = (
-    "workflow_id",
-    "signal_id",
-    "n",
-    "name",
-    "received_at",
-    "payload",
-    "size",
-    "digest",
-    "consumed_by",
-    "position",
-    "run",
+SIGNAL_INSERT_COLUMNS = tuple(
+    "workflow_id signal_id n name received_at payload size digest consumed_by position run".split()
 )
 
 
@@ -397,7 +373,7 @@ def signal_from_row(row: tuple[Any, ...]) -> Signal:
         signal_id,
         name,
         _required(_timestamp(received_at)),
-        _json(payload),
+        None if payload is None else StoredJSON(payload),  # decoded when a step takes it
         consumed_by,
         position,
         run,

@@ -11,6 +11,7 @@ from flow.core.commands import CancelTimer, StartTimer
 from flow.core.events import CancelRequested, RetryRequested, SignalReceived, TimerFired
 from flow.core.kinds import wait as signals
 from flow.core.recovery import owed
+from flow.core.state import StoredJSON
 from flow.core.vocabulary import ActivityStatus, HistoryType, TimerKind, WorkflowStatus
 from tests.unit.test_graph import Run, problems, state_of
 
@@ -51,6 +52,19 @@ def test_a_signal_before_the_wait_is_kept_and_taken_when_the_wait_comes():
     assert run.status("approval") is S.SUCCEEDED and run.activity("approval").output == {"by": "early"}
     assert run.scheduled() == ["B"] and not any(isinstance(c, StartTimer) for c in run.decision.commands)
     assert [(s.id, s.consumed_by, s.payload) for s in run.state.inbox] == [("k1", 1, None)]
+
+
+def test_a_kept_signal_loaded_as_its_stored_text_is_decoded_when_the_wait_takes_it():
+    # The engine's load keeps a kept payload as its JSON text (issue 25): decoded only when taken.
+    run = run_of({"name": "A"}, APPROVAL, {"name": "B"})
+    signal(run, "approved", {"by": "early", "n": [1, 2]}, signal_id="k1")
+    stored = replace(run.state.inbox[0], payload=StoredJSON('{"by":"early","n":[1,2]}'))
+    assert stored == run.state.inbox[0]  # equal to the payload it stands for
+    run.state = replace(run.state, inbox=(stored,))
+    run.end("A")
+    output = run.activity("approval").output
+    assert type(output) is dict and output == {"by": "early", "n": [1, 2]}  # the payload, not its text
+    assert run.scheduled() == ["B"] and [(s.id, s.consumed_by, s.payload) for s in run.state.inbox] == [("k1", 1, None)]
 
 
 def test_a_repeated_signal_is_recorded_once():

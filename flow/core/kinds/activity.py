@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -44,6 +43,7 @@ from flow.core import graph, saga
 from flow.core.commands import CancelAttempt, CancelTimer, Command, RunActivity, RunChild, StartTimer
 from flow.core.events import ActivityCompleted, ActivityHeartbeat, ActivityStarted, TimerFired
 from flow.core.failure import required_failure
+from flow.core.frozen import replace
 from flow.core.kinds.base import Answer, Change, DueTimer, Line, Owed, PathOf, StepKind, Turn
 from flow.core.kinds.claims import claims
 from flow.core.state import ACTIVITY, Activity, ActivityState, StepSpec, Undo, WorkflowState

@@ -23,13 +23,14 @@ Pure: the shells call these.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
 from flow.core import graph, strict_json
 from flow.core.commands import CancelChild, Command, RunActivity, RunChild
 from flow.core.events import ActivityCompleted, ActivityHeartbeat
+from flow.core.frozen import replace
 from flow.core.kinds.activity import ActivityKind
 from flow.core.kinds.base import Answer, PathOf, Tokens
 from flow.core.lineage import child_id

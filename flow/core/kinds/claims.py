@@ -5,10 +5,10 @@ Pure."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 from flow.core import graph, limits
+from flow.core.frozen import replace
 from flow.core.state import ActivityState, WorkflowState
 
 

@@ -14,13 +14,14 @@ Pure, like the rest of :mod:`flow.core`.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
 from flow.core import saga
 from flow.core.commands import CancelChild, Command, RunActivity, RunChild
 from flow.core.events import ActivityHeartbeat
+from flow.core.frozen import replace
 from flow.core.kinds.activity import ActivityKind
 from flow.core.kinds.base import PathOf, StepKind
 from flow.core.kinds.child import Child

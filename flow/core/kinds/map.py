@@ -27,13 +27,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
 from flow.core import expressions, graph, strict_json
 from flow.core.commands import Command
 from flow.core.failure import cause
+from flow.core.frozen import replace
 from flow.core.kinds.activity import ACTIVITY_KIND, class_problems
 from flow.core.kinds.base import Line, PathOf, StepKind, Tokens, Turn
 from flow.core.kinds.claims import claims

@@ -15,13 +15,14 @@ Pure: ``now`` is the event's time; no clock, no I/O.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from flow.core import graph
 from flow.core.commands import CancelTimer, Command, StartTimer
 from flow.core.events import TimerFired
+from flow.core.frozen import replace
 from flow.core.kinds.base import Answer, Change, DueTimer, Line, Owed, PathOf, StepKind, Tokens, Turn
 from flow.core.policy import MAX_TIMEOUT_S
 from flow.core.state import ActivityState, StepSpec, WorkflowState

@@ -27,13 +27,14 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from flow.core import graph
 from flow.core.commands import CancelTimer, Command, StartTimer
 from flow.core.events import SignalReceived, TimerFired
+from flow.core.frozen import replace
 from flow.core.kinds.base import Answer, Change, DueTimer, Line, Owed, StepKind, Tokens, Turn
 from flow.core.policy import MAX_TIMEOUT_S
 from flow.core.state import ActivityState, Signal, StepSpec, WorkflowState
@@ -295,7 +296,7 @@ def _wait(step: ActivityState) -> Wait:
 
 
 def _ended_by(step: ActivityState, signal: Signal, now: datetime) -> ActivityState:
-    return replace(step, status=ActivityStatus.SUCCEEDED, output=signal.payload, error=None, finished_at=now)
+    return replace(step, status=ActivityStatus.SUCCEEDED, output=signal.taken_payload(), error=None, finished_at=now)
 
 
 def _end_entry(position: int, signal: Signal, *, kept: bool) -> HistoryEntry:

@@ -25,6 +25,8 @@ OWNED = {
 def owner(database: peewee.Database, kind: str, key: str) -> str | None:
     """The namespace of the ``kind`` (a key of :data:`OWNED`) named ``key``; None when
     there is none."""
+    if "\x00" in key:  # no row holds one (PostgreSQL's text cannot), and its driver refuses to send it
+        return None
     table, column = OWNED[kind]
     with unit_of_work(database):
         row = database.execute_sql(

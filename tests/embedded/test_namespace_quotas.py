@@ -1,6 +1,6 @@
 """Per-namespace quotas (issue 27) on the embedded flow: starts per second and running
 workflows answer 429 with Retry-After past the quota; other namespaces are not
-affected (the flood's latency test: test_namespace_flood.py)."""
+affected (the flood's latency: python -m bench.namespace_flood)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,13 @@
-"""One namespace flooding starts must not raise another's start latency by more than 2x
-(issue 27): the quota holds under the flood (asserted) and the latencies are measured
-(printed, not asserted: see the end) against ``flow up`` as a user runs it: the flood comes from a
-process of its own at 100 starts a second (50 times its quota of 2), the calm namespace
-starts workflows one after another from this one. Phases alternate (alone, flood with a
-quota, flood without one) so that a machine whose load drifts weighs on each alike."""
+"""``python -m bench.namespace_flood``: one namespace flooding starts must not raise
+another's start latency by more than 2x (issue 27). Exit 1 when the flood's quota did not
+hold or the calm namespace's p50 was more than twice its p50 alone.
+
+Measured against ``flow up`` as a user runs it: the flood comes from a process of its
+own at 100 starts a second (50 times its quota of 2), the calm namespace starts
+workflows one after another from this one. Phases alternate (alone, flood with a quota,
+flood without one) so that a machine whose load drifts weighs on each alike. A bench,
+not a test: a ratio of two latencies measures whatever else the machine runs too (in
+the suite, with a busy core, it once read 31.0 against 14.7 ms)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -66,7 +71,8 @@ def _p50_p99(latencies: list[float]) -> tuple[float, float]:
     return statistics.median(latencies), statistics.quantiles(latencies, n=100)[98]
 
 
-def test_a_namespace_flooding_starts_leaves_anothers_latency_within_twice(tmp_path: Path):
+def measure(tmp_path: Path) -> int:
+    """Run the phases, print the figures; the exit status."""
     entries = [entry_line(_token(n), n, "admin") for n in ("calm", "flood", "unbounded")]
     tokens = tmp_path / "tokens.json"
     tokens.write_text(
@@ -117,9 +123,16 @@ def test_a_namespace_flooding_starts_leaves_anothers_latency_within_twice(tmp_pa
         f"{figures['unbounded'][0]:.1f}/{figures['unbounded'][1]:.1f}"
     )
     # The quota held (a burst of 2, then 2 a second), whatever pace the machine allowed.
-    assert sent["flood"].get(429, 0) > 0
-    assert sent["flood"].get(201, 0) <= ROUNDS * 2 + 2 * seconds["flood"] + 1
-    # The 2x target is a measurement (printed above, in the README), not asserted: on a
-    # machine whose other processes come and go, a ratio of two latencies measures them
-    # too (a fresh-clone suite with a busy core saw 31.0 against 14.7 ms, the flood's own
-    # answers all 429 as they should be).
+    quota_held = sent["flood"].get(429, 0) > 0 and sent["flood"].get(201, 0) <= ROUNDS * 2 + 2 * seconds["flood"] + 1
+    ratio = figures["flood"][0] / figures["alone"][0]
+    print(f"quota held: {quota_held}; calm p50 flooded / alone: {ratio:.2f}x (target <= 2x)")
+    return 0 if quota_held and ratio <= 2 else 1
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="namespace-flood-") as tmp:
+        raise SystemExit(measure(Path(tmp)))
+
+
+if __name__ == "__main__":
+    main()

@@ -17,6 +17,7 @@ import pytest
 from flow.loops import poll_until
 from flow.settings import Settings
 from flow.testing.definitions import embedded_env, sample_definitions, write_definitions
+from flow.testing.processes import kill_on_sigterm
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,6 +25,11 @@ ROOT = Path(__file__).resolve().parent.parent
 #: and wait on nothing (tests/embedded, tests/api, tests/ui and tests/deploy start
 #: flows, subprocesses, Chromium or the deployment, and wait on them).
 FAST_FOLDERS = ("unit",)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A SIGTERM to this run kills the processes the harness started (``kill_on_sigterm``)."""
+    kill_on_sigterm()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

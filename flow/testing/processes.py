@@ -62,6 +62,37 @@ def die_with_parent(then: Callable[[], object] | None = None) -> Callable[[], No
     return preexec
 
 
+#: Every process a :class:`Processes` started in this process and has not stopped yet:
+#: the process groups :func:`kill_on_sigterm`'s handler kills.
+_STARTED: set[subprocess.Popen[bytes]] = set()
+
+
+def kill_on_sigterm() -> None:
+    """Make a SIGTERM to this process (a test run killed) SIGKILL the process group of
+    every process a :class:`Processes` started and has not stopped, then end this process
+    with the SIGTERM as before. :func:`die_with_parent` alone is not enough: its SIGTERM
+    asks for a graceful stop (a ``dramatiq`` worker finishes the activity it runs, for up
+    to its 10 minutes of shutdown timeout; gunicorn waits up to 30 s for its requests: one
+    was still there 10 s after its run was killed), and a process the
+    :class:`~flow.testing.Cluster`'s supervisor restarted from its thread gets no signal.
+    A SIGKILL of the run still relies on :func:`die_with_parent`. Main thread only (where
+    Python runs signal handlers); ``tests/conftest.py`` calls it when pytest starts."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        try:
+            for proc in list(_STARTED):
+                if proc.returncode is None:  # not reaped: its pid, and so its group's id, is still its own
+                    with contextlib.suppress(OSError):
+                        os.killpg(proc.pid, signal.SIGKILL)  # its own group: its children too
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
 def _ephemeral_ports() -> tuple[int, int]:
     """The kernel's range of ports for outgoing connections (Linux; else its default)."""
     try:
@@ -141,6 +172,7 @@ class Processes:
             preexec_fn=die_with_parent(),  # noqa: PLW1509 - only a prepared C call runs there
         )
         self.procs[name] = proc
+        _STARTED.add(proc)
         return proc
 
     def dramatiq(
@@ -182,6 +214,8 @@ class Processes:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             return proc.wait(5)
+        finally:
+            _STARTED.discard(proc)
 
     def stop_all(self, timeout_s: float = 15, *, sig: int = signal.SIGTERM) -> None:
         """Stop every process at once: ``sig`` to each group first, then wait for them
@@ -201,6 +235,8 @@ class Processes:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
+            finally:
+                _STARTED.discard(proc)
 
 
 def _answers_200(url: str) -> bool:

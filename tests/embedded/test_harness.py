@@ -40,6 +40,37 @@ def test_starts_the_api_and_runs_until_killed(tmp_path):
     time.sleep(600)  # the outer test kills this run long before
 """
 
+#: A test that starts, through the harness, what a graceful stop does not end: a process
+#: that ignores SIGTERM (as a ``dramatiq`` worker finishing an activity does, for up to
+#: 10 minutes) with a child of its own, and a process started from another thread (as the
+#: cluster's supervisor restarts one), which gets no signal when the run dies.
+STARTS_STUBBORN_PROCESSES = """
+import os, sys, threading, time
+from pathlib import Path
+from flow.testing import Processes, child_pids
+
+STUBBORN = (
+    "import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); os.fork(); time.sleep(600)"
+)
+
+def test_starts_processes_and_runs_until_killed(tmp_path):
+    procs = Processes(tmp_path, {})
+    stubborn = procs.start("stubborn", sys.executable, "-c", STUBBORN)
+    started = []
+    thread = threading.Thread(
+        target=lambda: started.append(procs.start("restarted", sys.executable, "-c", "import time; time.sleep(600)"))
+    )
+    thread.start()
+    thread.join()
+    while not child_pids(stubborn.pid):
+        time.sleep(0.05)
+    pids = [stubborn.pid, *child_pids(stubborn.pid), started[0].pid]
+    written = Path(os.environ["PIDS_TO"] + ".tmp")
+    written.write_text(" ".join(map(str, pids)))
+    written.rename(os.environ["PIDS_TO"])
+    time.sleep(600)  # the outer test kills this run long before
+"""
+
 
 def own_environment() -> dict[str, str]:
     """This environment without what pytest (and pytest-xdist, when it runs this test)
@@ -100,3 +131,32 @@ def test_a_process_started_from_another_thread_outlives_that_thread(tmp_path):
             started[0].wait(2)
     finally:
         procs.stop_all()
+
+
+def test_a_test_run_killed_with_sigterm_kills_what_a_graceful_stop_would_not_end(tmp_path):
+    (tmp_path / "conftest.py").write_text("from tests.conftest import pytest_configure  # the suite's own hook\n")
+    (tmp_path / "test_starts_stubborn_processes.py").write_text(STARTS_STUBBORN_PROCESSES)
+    pids_file = tmp_path / "pids"
+    with open(tmp_path / "pytest.log", "wb") as log:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_starts_stubborn_processes.py"],
+            cwd=tmp_path,
+            env={**own_environment(), "PIDS_TO": str(pids_file), "PYTHONPATH": str(ROOT)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    pids: list[int] = []
+    try:
+        wait_for(lambda: pids_file.exists() or run.poll() is not None, timeout_s=120, what="the run's processes")
+        assert pids_file.exists(), (tmp_path / "pytest.log").read_text()
+        pids = [int(pid) for pid in pids_file.read_text().split()]
+        assert len(pids) == 3 and all(alive(pid) for pid in pids)
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(30) == -signal.SIGTERM  # it still dies of the SIGTERM
+        wait_for(lambda: not any(alive(pid) for pid in pids), timeout_s=30, what="the run's processes gone")
+    finally:
+        if run.poll() is None:
+            run.kill()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

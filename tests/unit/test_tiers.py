@@ -80,3 +80,23 @@ def test_the_tiers_commands_are_in_the_readme_and_the_test_command():
     assert '-m "not exclusive" -n' in script and '-m exclusive "$@"' in script  # the two phases
     for marker in ("fast", "services", "exclusive"):
         assert any(line.strip().startswith(f'"{marker}:') for line in Path(ROOT / "pyproject.toml").open())
+
+
+#: Files still named after the review that found their defects: branch limits23 is changing
+#: both (its fixes of their xfail tests); they join their concepts' files once it has merged.
+_NAMED_AFTER_A_REVIEW_FOR_NOW = {
+    "tests/unit/test_hostile_review_2.py",
+    "tests/integration/test_hostile_review_2_limits.py",
+}
+
+
+def test_test_files_are_named_after_what_they_test_not_after_a_review():
+    """issue 22: a test file says its concept (``test_rate_limits.py``), not the review
+    that found its defects (``test_limits_review.py``, ``*_hostile_review_*.py``)."""
+    named = {
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "tests").rglob("test_*.py")
+        if "review" in path.stem or path.stem.endswith("_hostile")
+    }
+    assert named == _NAMED_AFTER_A_REVIEW_FOR_NOW
+

@@ -1,5 +1,6 @@
-"""Hostile review of concurrency and rate limits: each test here shows a defect found in
-review (marked xfail strict until it is fixed), proven on the pure parts
+"""Concurrency and rate limits' edge rules: a rate too slow to pace, keys compared as text,
+a grant made while paused, a named limit's number, inline limits' names (each a defect
+found in review, marked xfail strict until it is fixed), proven on the pure parts
 (:func:`flow.core.limits.pace`, :func:`flow.core.limits.key_text`, ``decide()`` with
 :func:`flow.core.recovery.owed`)."""
 

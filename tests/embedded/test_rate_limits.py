@@ -1,5 +1,6 @@
-"""Hostile review of concurrency and rate limits, end to end on the embedded flow
-(SQLite): each test showed a defect found in review, and now shows its fix."""
+"""Rate limits end to end on the embedded flow (SQLite), alone and beside a concurrency
+limit of the same name: a rate set or raised at run time, a stray rate on a concurrency
+limit, idle keys that leave no state behind (each test came from a review's defect)."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ DEFINITIONS = {
 
 @pytest.fixture(scope="module")
 def flow(tmp_path_factory) -> Iterator[EmbeddedFlow]:
-    with flow_of(tmp_path_factory.mktemp("limits_review"), DEFINITIONS) as running:
+    with flow_of(tmp_path_factory.mktemp("rate_limits"), DEFINITIONS) as running:
         yield running
 
 

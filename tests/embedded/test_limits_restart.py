@@ -1,4 +1,4 @@
-"""Hostile review of concurrency limits: a slot held by a cancelled workflow's attempt
+"""Concurrency limits across a restart: a slot held by a cancelled workflow's attempt
 across a restart of the embedded flow (the in-process broker and its workers die with
 the process): the restarted engine ends the lost attempt (a late failure on the step),
 which gives the slot back."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import dramatiq
@@ -18,9 +17,8 @@ from api.app import create_app
 from flow.core.callback_tokens import CallbackTokens
 from flow.errors import InvalidInput, UnknownCallbackToken
 from flow.process.embedded import EmbeddedFlow
-from flow.settings import Settings
-from flow.testing.definitions import embedded_env, write_definitions
 from tests.conftest import configured_logging, wait_for
+from tests.embedded.conftest import flow_of
 
 PAYLOAD_LIMIT = 1000
 DEFINITIONS = {
@@ -42,10 +40,9 @@ DEFINITIONS = {
 
 @pytest.fixture(scope="module")
 def flow(tmp_path_factory) -> Iterator[EmbeddedFlow]:
-    base: Path = tmp_path_factory.mktemp("callbacks")
-    definitions = write_definitions(base / "workflows", DEFINITIONS)
-    env = embedded_env(base, definitions, FLOW_MAX_PAYLOAD_BYTES=str(PAYLOAD_LIMIT))
-    with EmbeddedFlow(Settings.from_env(env, embedded=True)) as running:
+    with flow_of(
+        tmp_path_factory.mktemp("callbacks"), DEFINITIONS, FLOW_MAX_PAYLOAD_BYTES=str(PAYLOAD_LIMIT)
+    ) as running:
         yield running
 
 

@@ -12,8 +12,8 @@ import pytest
 
 from api.app import create_app
 from flow.process.embedded import EmbeddedFlow
-from flow.settings import Settings
-from flow.testing.definitions import embedded_env, sample_definitions, write_definitions
+from flow.testing.definitions import sample_definitions
+from tests.embedded.conftest import flow_of
 from tests.hostile import (
     CURSORS,
     DEEP,
@@ -31,9 +31,7 @@ from tests.hostile import (
 @pytest.fixture(scope="module")
 def untouched(tmp_path_factory, http_server) -> Iterator[tuple[EmbeddedFlow, falcon.testing.TestClient]]:
     """One flow for every refusal below: each test checks that it still stores nothing."""
-    base = tmp_path_factory.mktemp("hostile")
-    definitions = write_definitions(base / "workflows", sample_definitions(http_server))
-    with EmbeddedFlow(Settings.from_env(embedded_env(base, definitions), embedded=True)) as flow:
+    with flow_of(tmp_path_factory.mktemp("hostile"), sample_definitions(http_server)) as flow:
         yield flow, falcon.testing.TestClient(create_app(runtime=flow.runtime))
 
 

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from api.app import create_app
 from flow.core.strict_json import loads
 from flow.process.embedded import EmbeddedFlow
-from flow.settings import Settings
-from flow.testing.definitions import embedded_env, sample_definitions, write_definitions
+from flow.testing.definitions import sample_definitions
+from tests.embedded.conftest import flow_of
 from tests.hostile import CURSORS, hostile_start_texts, post_json, workflow_count
 
 PROPERTIES = settings(
@@ -28,9 +28,7 @@ PROPERTIES = settings(
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory, http_server) -> Iterator[tuple[EmbeddedFlow, falcon.testing.TestClient]]:
-    base = tmp_path_factory.mktemp("properties")
-    definitions = write_definitions(base / "workflows", sample_definitions(http_server))
-    with EmbeddedFlow(Settings.from_env(embedded_env(base, definitions), embedded=True)) as flow:
+    with flow_of(tmp_path_factory.mktemp("properties"), sample_definitions(http_server)) as flow:
         yield flow, falcon.testing.TestClient(create_app(runtime=flow.runtime))
 
 

@@ -13,10 +13,8 @@ import pytest
 
 from api.app import create_app
 from flow.core.namespaces import entry_line
-from flow.process.embedded import EmbeddedFlow
-from flow.settings import Settings
-from flow.testing.definitions import embedded_env, write_definitions
 from tests.conftest import wait_for
+from tests.embedded.conftest import flow_of
 
 QUOTAS = {
     "slow": {"starts_per_s": 2},
@@ -42,8 +40,7 @@ def client(tmp_path_factory) -> Iterator[falcon.testing.TestClient]:
         lines.append("[[tokens]]")
         lines += [f"{key} = {json.dumps(value)}" for key, value in entry.items()]
     tokens.write_text("\n".join(lines) + "\n")
-    env = embedded_env(base, write_definitions(base / "workflows", {}), FLOW_TOKENS_FILE=str(tokens))
-    with EmbeddedFlow(Settings.from_env(env, embedded=True)) as flow:
+    with flow_of(base, {}, FLOW_TOKENS_FILE=str(tokens)) as flow:
         client = falcon.testing.TestClient(create_app(runtime=flow.runtime))
         for namespace in ADMINS:
             body = {"name": f"Wait{namespace}", "activities": [{"id": "w", "wait_for": "go"}]}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 
 import dramatiq
 import falcon.testing
@@ -16,9 +15,8 @@ import pytest
 
 from api.app import create_app
 from flow.process.embedded import EmbeddedFlow
-from flow.settings import Settings
-from flow.testing.definitions import embedded_env, write_definitions
 from tests.conftest import wait_for
+from tests.embedded.conftest import flow_of
 
 DEFINITIONS = {
     "Quick": {"name": "Quick", "activities": [{"name": "NoopActivity"}]},
@@ -28,9 +26,7 @@ DEFINITIONS = {
 
 @pytest.fixture(scope="module")
 def flow(tmp_path_factory) -> Iterator[EmbeddedFlow]:
-    base: Path = tmp_path_factory.mktemp("preconditions")
-    definitions = write_definitions(base / "workflows", DEFINITIONS)
-    with EmbeddedFlow(Settings.from_env(embedded_env(base, definitions), embedded=True)) as running:
+    with flow_of(tmp_path_factory.mktemp("preconditions"), DEFINITIONS) as running:
         yield running
 
 

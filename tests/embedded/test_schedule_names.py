@@ -4,7 +4,6 @@ and any name a route accepts can be read, paused, resumed and deleted by that na
 
 from __future__ import annotations
 
-import json
 import urllib.parse
 from collections.abc import Iterator
 
@@ -16,8 +15,8 @@ from hypothesis import strategies as st
 from api.app import create_app
 from flow.core.schedules import SCHEDULE_NAME_RULE
 from flow.process.embedded import EmbeddedFlow
-from flow.settings import Settings
-from flow.testing.definitions import embedded_env, sample_definitions, write_definitions
+from flow.testing.definitions import sample_definitions
+from tests.embedded.conftest import flow_of
 
 TICK = {"name": "Tick", "activities": [{"name": "EchoActivity"}]}
 YEARLY = {"workflow": "Tick", "cron": "0 0 1 1 *", "paused": True}
@@ -44,10 +43,7 @@ def path(name: str, suffix: str = "") -> str:
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory, http_server) -> Iterator[tuple[EmbeddedFlow, falcon.testing.TestClient]]:
-    base = tmp_path_factory.mktemp("names")
-    definitions = write_definitions(base / "workflows", sample_definitions(http_server))
-    (definitions / "Tick.json").write_text(json.dumps(TICK))
-    with EmbeddedFlow(Settings.from_env(embedded_env(base, definitions), embedded=True)) as flow:
+    with flow_of(tmp_path_factory.mktemp("names"), {**sample_definitions(http_server), "Tick": TICK}) as flow:
         yield flow, falcon.testing.TestClient(create_app(runtime=flow.runtime))
 
 

@@ -6,16 +6,14 @@ sent again with another payload answers 409 and delivers nothing."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import falcon.testing
 import pytest
 
 from api.app import create_app
 from flow.process.embedded import EmbeddedFlow
-from flow.settings import Settings
-from flow.testing.definitions import embedded_env, write_definitions
 from tests.conftest import wait_for
+from tests.embedded.conftest import flow_of
 
 #: Small, so that a few signals fill it (FLOW_MAX_INBOX_BYTES).
 INBOX_LIMIT = 300_000
@@ -35,10 +33,9 @@ DEFINITIONS = {
 
 @pytest.fixture(scope="module")
 def flow(tmp_path_factory) -> Iterator[EmbeddedFlow]:
-    base: Path = tmp_path_factory.mktemp("signal_inbox")
-    definitions = write_definitions(base / "workflows", DEFINITIONS)
-    env = embedded_env(base, definitions, FLOW_MAX_INBOX_BYTES=str(INBOX_LIMIT), FLOW_ACTIVITY_PACKAGES="activities")
-    with EmbeddedFlow(Settings.from_env(env, embedded=True)) as running:
+    base = tmp_path_factory.mktemp("signal_inbox")
+    env = {"FLOW_MAX_INBOX_BYTES": str(INBOX_LIMIT), "FLOW_ACTIVITY_PACKAGES": "activities"}
+    with flow_of(base, DEFINITIONS, **env) as running:
         yield running
 
 

@@ -100,3 +100,14 @@ def test_test_files_are_named_after_what_they_test_not_after_a_review():
     }
     assert named == _NAMED_AFTER_A_REVIEW_FOR_NOW
 
+
+def test_embedded_tests_build_their_flows_with_the_shared_helper():
+    """issue 22, shared fixtures instead of copies: a module's embedded flow comes from
+    ``tests.embedded.conftest.flow_of`` (definitions written, embedded settings, flow
+    started), not from a copy of its three steps."""
+    copies = [
+        path.name
+        for path in (ROOT / "tests" / "embedded").glob("test_*.py")
+        if "EmbeddedFlow(Settings.from_env(" in path.read_text()
+    ]
+    assert copies == []

@@ -106,6 +106,11 @@ class RabbitTransport:
         return f"<RabbitTransport {self.parameters.host}:{self.parameters.port} ready={self._ready}>"
 
     @property
+    def blocked(self) -> bool:
+        """Does RabbitMQ block this connection's publishes (a memory or disk alarm)?"""
+        return self._blocked
+
+    @property
     def connected(self) -> bool:
         """Can it publish now: connected, and not blocked by RabbitMQ."""
         return self._ready and not self._blocked

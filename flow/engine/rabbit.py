@@ -24,18 +24,13 @@ from typing import Any
 
 import pika
 import pika.exceptions
-from dramatiq.common import dq_name, xq_name
 
-from flow.core.pools import broker_priority, pool_of
+from flow.core.pools import broker_priority
 from flow.engine.confirms import Batch, Confirms
+from flow.engine.declaring import Declarations
 from flow.engine.transport import (
-    DEAD_MESSAGE_TTL_MS,
-    FIFO_WARNING,
     Delivery,
     OnPublished,
-    dramatiq_queue_arguments,
-    fifo_queue_refused,
-    queue_arguments,
 )
 from flow.loops import Reconnecting
 from flow.wire.messages import CANCEL_ATTEMPT
@@ -66,10 +61,7 @@ class RabbitTransport:
         # its unacknowledged deliveries come back): start over on a new connection.
         self.parameters.blocked_connection_timeout = 60
         self.declare = declare
-        #: The default pool's queue: it and every pool's queue beside it take priorities.
-        self.activity_queue = activity_queue
-        #: Pool queues an earlier release declared without priorities (kept as they are).
-        self.fifo_queues: set[str] = set()
+        self._declarations = Declarations(activity_queue)
         self.prefetch = prefetch
         self.reconnect_s = reconnect_s
         #: How long :meth:`stop` waits for RabbitMQ to answer the close before dropping the socket.
@@ -80,7 +72,6 @@ class RabbitTransport:
         self._wanted: set[str] = set()
         self._consumers: dict[str, str] = {}  # queue -> consumer tag
         self._queue_of: dict[str, str] = {}  # consumer tag -> queue
-        self._declared: set[str] = set()
         self._connection: pika.SelectConnection | None = None
         self._consume: Any = None
         self._publish: Any = None
@@ -104,6 +95,11 @@ class RabbitTransport:
 
     def __repr__(self) -> str:
         return f"<RabbitTransport {self.parameters.host}:{self.parameters.port} ready={self._ready}>"
+
+    @property
+    def fifo_queues(self) -> set[str]:
+        """Pool queues an earlier release declared without priorities (kept as they are)."""
+        return self._declarations.fifo_queues
 
     @property
     def blocked(self) -> bool:
@@ -139,6 +135,24 @@ class RabbitTransport:
         while self._confirms and not self._blocked and time.monotonic() < deadline:
             time.sleep(0.01)
         return not self._confirms
+
+    def ready_in(self, queue: str, timeout_s: float = 2.0) -> int | None:
+        """Messages ready in ``queue`` (RabbitMQ's count by a passive declare; those delivered
+        and unacknowledged are not); None if not connected or unanswered in ``timeout_s``."""
+        answer: list[int] = []
+        answered = threading.Event()
+
+        def counted(frame: Any) -> None:
+            answer.append(frame.method.message_count)
+            answered.set()
+
+        def ask() -> None:
+            if self._publish is not None and self._publish.is_open:
+                self._publish.queue_declare(queue, passive=True, callback=counted)
+
+        if self._call(ask):
+            answered.wait(timeout_s)
+        return answer[0] if answer else None
 
     def wait_ready(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -228,7 +242,7 @@ class RabbitTransport:
         self._consume = self._publish = None
         self._consumers.clear()
         self._queue_of.clear()
-        self._declared.clear()
+        self._declarations.forget()
         self._confirms.fail_all()
         connection.ioloop.stop()
 
@@ -294,47 +308,16 @@ class RabbitTransport:
     def _on_channel_closed(self, channel: Any, reason: BaseException) -> None:
         # A channel closed by the broker (a refused declare, a missing queue): start
         # over with a fresh connection, which re-declares and re-subscribes everything.
-        fifo = fifo_queue_refused(reason)
-        if fifo is not None and fifo not in self.fifo_queues:
-            # A pool's queue from before priorities: used as it is (a declare with other
-            # arguments is refused), its attempts in the order they came.
-            logger.warning(FIFO_WARNING, fifo)
-            self.fifo_queues.add(fifo)
+        self._declarations.refused(reason)
         if self._connection is not None and self._connection.is_open and not self._stopping.is_set():
             logger.warning("engine's channel closed (%s); reconnecting", reason)
             self._connection.close()
 
     def _declare(self, queue: str, then: Callable[[], None]) -> None:
-        """Declare ``queue`` as Dramatiq does (``Q``, ``Q.DQ``, ``Q.XQ``), then ``then()``."""
-        if queue in self._declared or self._publish is None:
+        if self._publish is None:
             then()
-            return
-        channel = self._publish
-        arguments = dramatiq_queue_arguments(queue)
-        own = queue_arguments(queue, priorities=self._takes_priorities(queue))
-
-        def done(_frame: Any) -> None:
-            self._declared.add(queue)
-            then()
-
-        channel.queue_declare(
-            xq_name(queue),
-            durable=True,
-            arguments={"x-message-ttl": DEAD_MESSAGE_TTL_MS},
-            callback=lambda _f: channel.queue_declare(
-                dq_name(queue),
-                durable=True,
-                arguments=arguments,
-                callback=lambda _f2: channel.queue_declare(queue, durable=True, arguments=own, callback=done),
-            ),
-        )
-
-    def _takes_priorities(self, queue: str) -> bool:
-        """Whether ``queue`` is declared with priorities: a worker pool's, unless an earlier
-        release declared it without."""
-        if self.activity_queue is None or queue in self.fifo_queues:
-            return False
-        return pool_of(self.activity_queue, queue) is not None
+        else:
+            self._declarations.queue(self._publish, queue, then)
 
     def _consume_queue(self, queue: str) -> None:
         if not self._ready or queue in self._consumers:
@@ -388,20 +371,10 @@ class RabbitTransport:
                 continue
             if outgoing.actor_name == CANCEL_ATTEMPT:
                 # A notice to every worker: its "queue" is the fanout exchange they bind to.
-                self._declare_fanout(outgoing.queue_name, functools.partial(self._publish_one, outgoing, batch))
+                notice = functools.partial(self._publish_one, outgoing, batch)
+                self._declarations.fanout(self._publish, outgoing.queue_name, notice)
                 continue
             self._declare(outgoing.queue_name, functools.partial(self._publish_one, outgoing, batch))
-
-    def _declare_fanout(self, exchange: str, then: Callable[[], None]) -> None:
-        if exchange in self._declared or self._publish is None:
-            then()
-            return
-
-        def done(_frame: Any) -> None:
-            self._declared.add(exchange)
-            then()
-
-        self._publish.exchange_declare(exchange, exchange_type="fanout", durable=True, callback=done)
 
     def _publish_one(self, outgoing: Outgoing, batch: Batch) -> None:
         channel = self._publish

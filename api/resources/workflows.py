@@ -13,7 +13,7 @@ from typing import Any
 
 import falcon
 
-from api.auth import namespace_of
+from api.auth import namespace_of, owner_required
 from api.errors import unprocessable
 from api.media import has_body, read_json_object
 from api.operation import Link, Param, Reply, operation
@@ -231,13 +231,16 @@ class WorkflowResource:
     ``DELETE`` deletes an ended workflow with its activities, history, timers and owed
     messages (204; 409 while it or a child workflow of it is in progress)."""
 
+    #: The namespace check reads the row ``GET`` loads (:mod:`api.auth`): no owner query.
+    owner_checked_on_load = frozenset({"GET"})
+
     def __init__(self, runtime: Runtime, *, depths: QueueDepths | None = None) -> None:
         self.runtime = runtime
         self.depths = depths
 
     @operation("A workflow with every activity", responses={200: Reply("The workflow", "Workflow")}, errors=(404, 503))
     def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
-        row = self.runtime.store.get(_known_id(workflow_id))
+        row = self.runtime.store.get(_known_id(workflow_id), namespace=owner_required(req))
         queued = waiting_pools(self.runtime, self.depths, row.state)
         limits = LimitTable(self.runtime.store.database)
         resp.media = workflow_view(
@@ -257,6 +260,8 @@ class WorkflowResource:
 class WorkflowActivitiesResource:
     """``GET /workflows/{id}/activities``: every activity with status, attempts, timings, error."""
 
+    owner_checked_on_load = frozenset({"GET"})
+
     def __init__(self, runtime: Runtime, *, depths: QueueDepths | None = None) -> None:
         self.runtime = runtime
         self.depths = depths
@@ -267,7 +272,7 @@ class WorkflowActivitiesResource:
         errors=(404, 503),
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
-        row = self.runtime.store.get(_known_id(workflow_id))
+        row = self.runtime.store.get(_known_id(workflow_id), namespace=owner_required(req))
         queued = waiting_pools(self.runtime, self.depths, row.state)
         view = workflow_view(
             row, self.runtime.service.callbacks.tokens, LimitTable(self.runtime.store.database), queued

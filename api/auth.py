@@ -30,7 +30,6 @@ import hmac
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import falcon
@@ -47,6 +46,7 @@ from flow.errors import (
 )
 from flow.persistence.namespaces import owner
 from flow.process.runtime import Runtime
+from flow.service.quotas import read_tokens_file
 
 logger = logging.getLogger(__name__)
 
@@ -135,16 +135,9 @@ class Credentials:
         self._entries = tuple(entries)
 
     @classmethod
-    def load(cls, api_token: str | None, tokens_file: str | None) -> tuple[Credentials, TokensFile]:
-        """The credentials and quotas of the settings (the file read once, here)."""
-        tokens = TokensFile()
-        if tokens_file:
-            try:
-                text = Path(tokens_file).read_text()
-            except OSError as e:
-                raise ConfigurationError(f"FLOW_TOKENS_FILE={tokens_file!r} cannot be read: {e.strerror}") from e
-            tokens = namespaces.parse_tokens_file(text, source=tokens_file)
-        return cls(api_token, tokens), tokens
+    def load(cls, api_token: str | None, tokens_file: str | None) -> Credentials:
+        """The credentials of the settings (the file read once, when the app is built)."""
+        return cls(api_token, read_tokens_file(tokens_file))
 
     @property
     def required(self) -> bool:

@@ -17,7 +17,6 @@ from api.auth import namespace_of, owner_required
 from api.errors import unprocessable
 from api.media import has_body, read_json_object
 from api.operation import Link, Param, Reply, operation
-from api.quotas import NamespaceQuotas
 from api.resources.pools import waiting_pools
 from api.schemas import enum
 from api.views import event_view, workflow_summary, workflow_view
@@ -142,14 +141,11 @@ def _known_id(workflow_id: str) -> str:
 
 
 class WorkflowsResource:
-    """``POST /workflows`` starts a workflow (in the request's namespace, within its
-    quotas); ``GET /workflows`` lists the namespace's, newest first."""
+    """``POST /workflows`` starts a workflow (of the request's namespace, within its
+    quotas: :mod:`flow.service.quotas`); ``GET /workflows`` lists the namespace's, newest first."""
 
-    def __init__(
-        self, runtime: Runtime, *, intake: StartIntake | None = None, quotas: NamespaceQuotas | None = None
-    ) -> None:
+    def __init__(self, runtime: Runtime, *, intake: StartIntake | None = None) -> None:
         self.runtime = runtime
-        self.quotas = quotas
         settings = runtime.settings
         self.intake = intake or StartIntake(
             runtime.store.unstarted_count,
@@ -171,8 +167,6 @@ class WorkflowsResource:
         body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes)
         request = parse_start_request(body)
         namespace = namespace_of(req)
-        if self.quotas is not None:
-            self.quotas.admit(namespace)
         key = request.idempotency_key
         header = req.get_header(IDEMPOTENCY_KEY.name)
         if header is not None:  # the header wins over the body field

@@ -340,9 +340,9 @@ def _db_time(table: LimitTable, value: datetime) -> Any:
     return value if table.postgres else str(value)
 
 
-#: Step rows ``a`` holding a slot: started, or sent while their run goes on (docs/design.md).
-_ACTIVITY_HOLDS = f"""(a.status = '{_IN_FLIGHT[1]}' OR (a.status = '{_IN_FLIGHT[0]}' AND EXISTS (
-    SELECT 1 FROM workflows r WHERE r.id = a.workflow_id AND r.status = '{_RUNNING}')))"""
+#: Step rows ``a`` holding a slot: started, or sent while its run goes on (a rerun's ``outlived``).
+_ACTIVITY_HOLDS = f"""(a.status = '{_IN_FLIGHT[1]}' OR (a.status = '{_IN_FLIGHT[0]}' AND a.attempt > a.attempts_before
+    AND EXISTS (SELECT 1 FROM workflows r WHERE r.id = a.workflow_id AND r.status = '{_RUNNING}')))"""
 
 #: Slots held per key of one concurrency limit, in one statement (one snapshot): its steps
 #: in flight (above), its workflows let in and running, and its grants not yet handled (a

@@ -74,7 +74,8 @@ class IdempotencyConflict(FlowError):
 
 class InboxFull(FlowError):
     """Raised when a signal no step waits for would be kept, but the workflow's kept
-    signals hold ``FLOW_MAX_INBOX_BYTES`` already with it: the API answers 413."""
+    signals hold ``FLOW_MAX_INBOX_BYTES`` already with it, or its inbox holds
+    ``flow.core.kinds.wait.MAX_SIGNALS`` signals: the API answers 413."""
 
 
 class WorkflowNotFound(FlowError):

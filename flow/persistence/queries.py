@@ -83,21 +83,25 @@ class Queries:
                 raise WorkflowNotFound(workflow_id)
             return replace(found, attributes=stored_attributes.read(self.database, workflow_id))
 
-    def inbox_of(self, workflow_id: str, signal_id: str) -> tuple[int, bool, str | None]:
+    def inbox_of(self, workflow_id: str, signal_id: str) -> tuple[int, int, bool, str | None]:
         """What a new signal is checked against: the bytes the workflow's kept signals
-        hold, whether a signal ``signal_id`` came already, and its payload's digest (None
-        when unknown). Reads sizes and one row, never a payload."""
+        hold, how many signals it has (taken ones included), whether a signal
+        ``signal_id`` came already, and its payload's digest (None when unknown). Reads
+        sizes, keys and one row, never a payload."""
         param = self.database.param
         with unit_of_work(self.database):
             (kept,) = self.database.execute_sql(
                 f"SELECT coalesce(sum(size), 0) FROM signals WHERE workflow_id = {param} AND consumed_by IS NULL",
                 (workflow_id,),
             ).fetchone()
+            (count,) = self.database.execute_sql(
+                f"SELECT count(*) FROM signals WHERE workflow_id = {param}", (workflow_id,)
+            ).fetchone()
             earlier = self.database.execute_sql(
                 f"SELECT digest FROM signals WHERE workflow_id = {param} AND signal_id = {param}",
                 (workflow_id, signal_id),
             ).fetchone()
-        return int(kept), earlier is not None, earlier[0] if earlier is not None else None
+        return int(kept), int(count), earlier is not None, earlier[0] if earlier is not None else None
 
     def _find(self, where: Any) -> StoredWorkflow | None:
         """The first workflow matching ``where``, with its activities (inside a unit of work)."""

@@ -67,8 +67,9 @@ class CallbackDoor:
         if step.status.ended:
             raise CallbackTokenSpent(f"wait {step.id} has ended ({step.status}): its callback token is spent")
         if step.status is not ActivityStatus.WAITING:  # kept for its wait, so bounded like any kept signal
-            kept, seen, _ = self.store.inbox_of(state.id, target.signal_id)
-            full = None if seen else wait.inbox_full(self.settings.max_inbox_bytes, kept, len(json.dumps(payload)))
+            kept, count, seen, _ = self.store.inbox_of(state.id, target.signal_id)
+            size = len(json.dumps(payload))
+            full = None if seen else wait.inbox_full(self.settings.max_inbox_bytes, kept, size, count)
             if full is not None:
                 raise InboxFull(f"workflow {state.id}: {full}")
         self.senders.send(

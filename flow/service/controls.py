@@ -59,17 +59,18 @@ class Controls:
     def _check_inbox(self, row: StoredWorkflow, name: str, payload: Any, idempotency_key: str | None) -> None:
         """:class:`IdempotencyConflict` when the key came with another payload already;
         :class:`InboxFull` when no step waits for the signal and keeping it would pass
-        ``FLOW_MAX_INBOX_BYTES`` (the engine holds both rules too, for sends that race)."""
+        ``FLOW_MAX_INBOX_BYTES`` or the inbox holds ``wait.MAX_SIGNALS`` already (the
+        engine holds these rules too, for sends that race)."""
         workflow_id = row.state.id
         signal_id = signal_id_of(workflow_id, name, idempotency_key)
         size, digest = wait.payload_digest(payload)
-        kept, seen, earlier = self.store.inbox_of(workflow_id, signal_id)
+        kept, count, seen, earlier = self.store.inbox_of(workflow_id, signal_id)
         if seen and earlier is not None and earlier != digest:
             raise IdempotencyConflict(
                 f"Idempotency-Key {idempotency_key!r} sent signal {name!r} to workflow {workflow_id} "
                 "with another payload already"
             )
-        full = None if seen else wait.inbox_full(self.senders.settings.max_inbox_bytes, kept, size)
+        full = None if seen else wait.inbox_full(self.senders.settings.max_inbox_bytes, kept, size, count)
         if full is not None and wait.waiting_for(row.state, name) is None:
             raise InboxFull(f"workflow {workflow_id}: {full}")
 

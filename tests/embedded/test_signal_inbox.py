@@ -12,6 +12,7 @@ import falcon.testing
 import pytest
 
 from api.app import create_app
+from flow.core.kinds import wait
 from flow.process.embedded import EmbeddedFlow
 from flow.settings import Settings
 from flow.testing.definitions import embedded_env, write_definitions
@@ -102,6 +103,24 @@ def test_a_signal_past_the_inbox_limit_answers_413_naming_it_and_a_waited_one_is
     wait_for(lambda: flow.runtime.store.get(workflow_id).state.activities[0].status == "Succeeded")
     assert len(history(flow, workflow_id, "signal-received")) == 7  # the repeat is recorded, as a repeat
     assert len(history(flow, workflow_id, "keep-signal")) == 5
+
+
+def test_a_signal_past_the_inbox_count_answers_413_naming_it_instead_of_202_and_a_drop(flow, client, monkeypatch):
+    # The engine keeps at most MAX_SIGNALS signals and drops the next with a reason in
+    # the history; the API answered that one 202, as if it would be delivered.
+    monkeypatch.setattr(wait, "MAX_SIGNALS", 3)
+    workflow_id = waiting(flow)
+    for i in range(3):
+        assert send(client, workflow_id, "noise", i, key=f"n{i}").status_code == 202
+    wait_for(lambda: len(history(flow, workflow_id, "keep-signal")) == 3)
+    refused = send(client, workflow_id, "noise", 3)
+    assert refused.status_code == 413, refused.text
+    assert "holds 3 signals" in refused.json["description"], refused.json["description"]
+    # A repeat of a kept one is no new signal, and the one a step waits for is taken.
+    assert send(client, workflow_id, "noise", 0, key="n0").status_code == 202
+    assert send(client, workflow_id, "go", "ok").status_code == 202
+    wait_for(lambda: flow.runtime.store.get(workflow_id).state.activities[0].status == "Succeeded")
+    assert not [e for e in history(flow, workflow_id, "do-nothing") if "dropped" in str(e["data"])]
 
 
 def test_a_signal_key_sent_again_with_another_payload_answers_409_and_delivers_once(flow, client):

@@ -75,3 +75,27 @@ def test_readme_lists_every_status():
     activities = README.split("Activity\nstatuses:", 1)[1].split("\n\n", 1)[0]
     assert {f"`{s}`" for s in WorkflowStatus} <= set(re.findall(r"`[^`]+`", workflows))
     assert {f"`{s}`" for s in ActivityStatus} <= set(re.findall(r"`[^`]+`", activities))
+
+
+def test_the_bad_input_section_names_every_budget_a_client_meets():
+    """Issue 28's proof: every limit it added is in the README's "Bad input" section."""
+    from api.resources.workflows import MAX_INPUT_FILTER
+    from flow.core.expressions import MAX_EVALUATION_BYTES, MAX_EVALUATION_STEPS
+    from flow.core.kinds.map import MAX_ITEMS, MAX_ITEMS_BYTES
+    from flow.core.kinds.wait import MAX_SIGNALS
+    from flow.persistence.input_filter import MAX_ARRAY, MAX_DEPTH, MAX_VALUES
+
+    section = README.split("### Bad input", 1)[1].split("\n### ", 1)[0]
+    for text in (
+        f"at most {MAX_INPUT_FILTER:,} characters",
+        f"nested at most {MAX_DEPTH} levels deep",
+        f"at most {MAX_ARRAY} elements per array, at most {MAX_VALUES} values in all",
+        "`FLOW_QUERY_TIMEOUT_S`",
+        f"at most {MAX_EVALUATION_STEPS:,} elements visited and {MAX_EVALUATION_BYTES:,} bytes built",
+        f"at most {MAX_ITEMS:,}, and {MAX_ITEMS_BYTES:,} bytes of JSON together",
+        f"a workflow's signals: at most {MAX_SIGNALS:,}",
+        "`FLOW_MAX_INBOX_BYTES`",
+        "a schedule name in a path that\nno schedule can have: 1 to 128 characters",
+        "a schedule list page (`GET /schedules`): at most 500",
+    ):
+        assert text in section, text

@@ -226,12 +226,9 @@ def received(
         waiting = step if step.status is ActivityStatus.WAITING else None
     else:
         waiting = waiting_for(state, event.name)
-    if waiting is None and len(state.inbox) >= MAX_SIGNALS:
-        # Only keeping is bounded: a signal a step waits for is always taken.
-        reason = f"the inbox holds {MAX_SIGNALS} signals already: signal dropped"
-        history.append(HistoryEntry(HistoryType.DO_NOTHING, data={"reason": reason}))
-        return state, [], None
-    refused = None if waiting is not None else inbox_full(state.inbox_limit, kept_bytes(state.inbox), size)
+    refused = (
+        None if waiting is not None else inbox_full(state.inbox_limit, kept_bytes(state.inbox), size, len(state.inbox))
+    )
     if refused is not None:
         history.append(HistoryEntry(HistoryType.DO_NOTHING, data={"reason": f"{refused}: signal dropped"}))
         return state, [], None
@@ -261,10 +258,15 @@ def kept_bytes(inbox: tuple[Signal, ...] | list[Signal]) -> int:
     return sum(s.size for s in inbox if s.consumed_by is None)
 
 
-def inbox_full(limit: int | None, kept: int, size: int) -> str | None:
-    """Why a signal of ``size`` bytes cannot be kept in an inbox whose kept signals hold
-    ``kept`` bytes under ``limit`` (``FLOW_MAX_INBOX_BYTES``; None: unbounded), if it
-    cannot. Only keeping is bounded: a signal a step waits for is taken, whatever its size."""
+def inbox_full(limit: int | None, kept: int, size: int, count: int) -> str | None:
+    """Why a signal of ``size`` bytes cannot be kept in an inbox of ``count`` signals
+    (taken ones included) whose kept signals hold ``kept`` bytes: it holds
+    :data:`MAX_SIGNALS` already, or the bytes would pass ``limit``
+    (``FLOW_MAX_INBOX_BYTES``; None: unbounded); None if it can. The one rule of the
+    engine and of the API's doors (413). Only keeping is bounded: a signal a step waits
+    for is taken, whatever its size."""
+    if count >= MAX_SIGNALS:
+        return f"the inbox holds {MAX_SIGNALS} signals already (at most {MAX_SIGNALS}, taken ones included)"
     if limit is None or kept + size <= limit:
         return None
     return (

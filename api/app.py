@@ -11,7 +11,6 @@ import falcon.routing
 from api.auth import AccessMiddleware, Credentials, check_routes
 from api.errors import add_error_handlers
 from api.openapi import document
-from api.quotas import NamespaceQuotas
 from api.resources.batches import BatchCancelResource, BatchesResource, BatchResource
 from api.resources.definitions import (
     DefinitionResource,
@@ -63,7 +62,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         runtime = Runtime.build(settings)
     # Headers first: Falcon runs every process_response, even for a request that the
     # token check refused.
-    credentials, tokens = Credentials.load(runtime.settings.api_token, runtime.settings.tokens_file)
+    credentials = Credentials.load(runtime.settings.api_token, runtime.settings.tokens_file)
     middleware: list[SecurityHeadersMiddleware | AccessMiddleware] = [
         SecurityHeadersMiddleware(),
         AccessMiddleware(runtime, credentials),
@@ -89,7 +88,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_route(
         "/definitions/{name}/versions/{version:int(min=1, max=2147483647)}", DefinitionVersionResource(runtime)
     )
-    app.add_route("/workflows", WorkflowsResource(runtime, quotas=NamespaceQuotas(tokens, runtime.store.database)))
+    app.add_route("/workflows", WorkflowsResource(runtime))
     app.add_route("/workflows/{workflow_id}", WorkflowResource(runtime, depths=depths))
     app.add_route("/workflows/{workflow_id}/activities", WorkflowActivitiesResource(runtime, depths=depths))
     app.add_route("/workflows/{workflow_id}/events", WorkflowEventsResource(runtime))

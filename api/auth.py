@@ -13,7 +13,11 @@ Three checks, in this order, each in one place:
 1. the token (401) — :meth:`AccessMiddleware.process_request`;
 2. the namespace of what the URL names (404 when it is another namespace's, exactly as
    when it does not exist, so that names do not leak) — :data:`URL_NAMES` and
-   :func:`flow.persistence.namespaces.owner`;
+   :func:`flow.persistence.namespaces.owner`. Only for a token bound to one namespace
+   (:func:`owner_required`), and for a ``PUT`` (a name another namespace holds is taken);
+   a responder that loads the row anyway may check it there instead, saying so in its
+   ``owner_checked_on_load`` (``GET`` only: the role a ``GET`` needs, read, every token has,
+   so the order of the checks is kept);
 3. the role (403) — :func:`required_role`.
 
 Lists are filtered by the resources, each reading :func:`namespace_of` (and
@@ -26,7 +30,6 @@ import hmac
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import falcon
@@ -43,6 +46,7 @@ from flow.errors import (
 )
 from flow.persistence.namespaces import owner
 from flow.process.runtime import Runtime
+from flow.service.quotas import read_tokens_file
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +112,14 @@ def namespace_of(req: falcon.Request) -> str:
     return getattr(req.context, "namespace", namespaces.DEFAULT)
 
 
+def owner_required(req: falcon.Request) -> str | None:
+    """The namespace that what a URL names must belong to for this request to see it: the
+    request's for a token bound to one namespace; None (any) for a request that may name
+    every namespace (``FLOW_API_TOKEN``, or no token configured), from which hiding a thing
+    would protect nothing: it may send the owner's name in the header."""
+    return None if sees_everything(req) else namespace_of(req)
+
+
 def sees_everything(req: falcon.Request) -> bool:
     """Whether the request's token is not bound to one namespace (FLOW_API_TOKEN, or no token)."""
     return getattr(req.context, "principal", OPEN).namespace is None
@@ -123,16 +135,9 @@ class Credentials:
         self._entries = tuple(entries)
 
     @classmethod
-    def load(cls, api_token: str | None, tokens_file: str | None) -> tuple[Credentials, TokensFile]:
-        """The credentials and quotas of the settings (the file read once, here)."""
-        tokens = TokensFile()
-        if tokens_file:
-            try:
-                text = Path(tokens_file).read_text()
-            except OSError as e:
-                raise ConfigurationError(f"FLOW_TOKENS_FILE={tokens_file!r} cannot be read: {e.strerror}") from e
-            tokens = namespaces.parse_tokens_file(text, source=tokens_file)
-        return cls(api_token, tokens), tokens
+    def load(cls, api_token: str | None, tokens_file: str | None) -> Credentials:
+        """The credentials of the settings (the file read once, when the app is built)."""
+        return cls(api_token, read_tokens_file(tokens_file))
 
     @property
     def required(self) -> bool:
@@ -210,7 +215,9 @@ class AccessMiddleware:
             raise falcon.HTTPForbidden(
                 title="Deployment-wide", description=f"{template} is about every namespace: it needs FLOW_API_TOKEN"
             )
-        self._hide(req, template, params)
+        # Checked on the row the responder loads anyway, when it says so: one query fewer.
+        if req.method not in getattr(resource, "owner_checked_on_load", ()):
+            self._hide(req, template, params)
         if principal.role < required_role(req.method, template):
             raise falcon.HTTPForbidden(
                 title="Not allowed",
@@ -219,7 +226,11 @@ class AccessMiddleware:
             )
 
     def _hide(self, req: falcon.Request, template: str, params: Mapping[str, Any]) -> None:
-        """Answer what the URL names as missing when it is another namespace's."""
+        """Answer what the URL names as missing when it is another namespace's (for a token
+        bound to a namespace), and a ``PUT`` of a name another namespace holds as taken (for
+        every request: a name names one thing in the deployment)."""
+        if owner_required(req) is None and req.method != "PUT":
+            return  # no owner query: nothing to hide from a request that may name any namespace
         namespace = req.context.namespace
         for field, value in params.items():
             kind = URL_NAMES.get(field)
@@ -283,6 +294,7 @@ __all__ = [
     "check_routes",
     "is_public",
     "namespace_of",
+    "owner_required",
     "required_role",
     "sees_everything",
 ]

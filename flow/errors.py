@@ -325,7 +325,11 @@ class NameTaken(FlowError):
 
 class QuotaExceeded(FlowError):
     """Raised when a start would pass its namespace's quota (running workflows or starts
-    per second); the API answers 429 with ``Retry-After`` (``retry_after_s``)."""
+    per second); the API answers 429 with ``Retry-After`` (``retry_after_s``); retryable:
+    a broker door delivers the message again later, the engine tries a schedule's tick
+    or an event's start again at its next pass."""
+
+    retryable = True
 
     def __init__(self, message: str, *, retry_after_s: int) -> None:
         self.retry_after_s = retry_after_s

@@ -54,7 +54,8 @@ class Settings:
     #: When set, the API requires ``Authorization: Bearer <token>``.
     api_token: str | None = dataclasses.field(default=None, repr=False)
     #: A JSON or TOML file of per-namespace tokens (stored as SHA-256) with their roles, and
-    #: the namespaces' quotas (:mod:`flow.core.namespaces`); read once at API start.
+    #: the namespaces' quotas (:mod:`flow.core.namespaces`); read once by each process
+    #: that answers the API or starts workflows (the quotas hold at every door).
     tokens_file: str | None = None
     #: The namespace the CLI's remote commands and :class:`flow.client.Client` act in
     #: (sent as ``X-Flow-Namespace``, which the API checks: 400 naming its pattern); unset:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -47,6 +49,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.services)
         elif folder in FAST_FOLDERS and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.fast)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """With ``FLOW_TEST_CPU_LOG=<file>``, append each test's CPU seconds (its pytest process and
+    the children it reaped: clusters, CLIs) and wall seconds to the file, to find what a
+    suite on a busy machine spends its CPU on (wall time there measures the machine)."""
+    log = os.environ.get("FLOW_TEST_CPU_LOG")
+    if not log:
+        return (yield)
+    before, started = os.times(), time.monotonic()
+    try:
+        return (yield)
+    finally:
+        after = os.times()
+        cpu = sum(after[:4]) - sum(before[:4])
+        with open(log, "a") as out:
+            out.write(f"{cpu:.2f} {time.monotonic() - started:.2f} {item.nodeid}\n")
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import falcon
 
+from api.auth import namespace_of
 from api.operation import Reply, operation
 from api.resources.definitions import PUT_SCHEMA, named_body
 from flow.core.definition import NAME_PATTERN, parse
@@ -77,4 +78,7 @@ class DefinitionReplayResource:
     def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         body = named_body(self.runtime, req, name)
         definition = parse(body, known_activities=self.runtime.activity_classes, source="<request>")
+        # What PUT would refuse is refused here too: a report on a body that cannot be
+        # registered (an unknown child, one that reaches it again) would tell CI it is safe.
+        self.runtime.service.definitions.check_children(definition, source="<request>", namespace=namespace_of(req))
         resp.media = replay.report(self.runtime.store, definition, max_steps=replay.API_MAX_STEPS)

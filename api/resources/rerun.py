@@ -28,21 +28,22 @@ BODY_SCHEMA = {
             "type": "string",
             "minLength": 1,
             "maxLength": 200,
-            "description": "The id of the step (or map item, `fetch[3]`) to rerun from: it and every step "
-            "that depends on it run again; every other step keeps its outcome and output.",
+            "description": "the id of a step of the workflow (or of a map item, `fetch[3]`), 1 to 200 characters: "
+            "the step to rerun from; it and every step that depends on it run again, every other step keeps its "
+            "outcome and output",
         },
         "version": {
             "type": "integer",
             "minimum": 1,
             "maximum": 2147483647,
-            "description": "Run on this version of the workflow's definition; 409 with the replay report "
-            "when it cannot take over what the rerun keeps of the history.",
+            "description": "a version of the workflow's definition (an integer from 1), to run on; 409 with the "
+            "replay report when it cannot take over what the rerun keeps of the history",
         },
-        "input_data": {"type": "object", "description": "The new run's input (default: the workflow's)."},
+        "input_data": {"type": "object", "description": "a JSON object: the new run's input (default: the workflow's)"},
         "by": {
             "type": "string",
             "pattern": ID_PATTERN,
-            "description": "Who asks, for the history (default: `api`).",
+            "description": "who asks, for the history (default: `api`): 1 to 128 letters, digits, `_`, `.` or `-`",
         },
     },
     "examples": [

@@ -13,11 +13,10 @@ from typing import Any
 
 import falcon
 
-from api.auth import namespace_of
+from api.auth import namespace_of, owner_required
 from api.errors import unprocessable
 from api.media import has_body, read_json_object
 from api.operation import Link, Param, Reply, operation
-from api.quotas import NamespaceQuotas
 from api.resources.pools import waiting_pools
 from api.schemas import enum
 from api.views import event_view, workflow_summary, workflow_view
@@ -142,14 +141,11 @@ def _known_id(workflow_id: str) -> str:
 
 
 class WorkflowsResource:
-    """``POST /workflows`` starts a workflow (in the request's namespace, within its
-    quotas); ``GET /workflows`` lists the namespace's, newest first."""
+    """``POST /workflows`` starts a workflow (of the request's namespace, within its
+    quotas: :mod:`flow.service.quotas`); ``GET /workflows`` lists the namespace's, newest first."""
 
-    def __init__(
-        self, runtime: Runtime, *, intake: StartIntake | None = None, quotas: NamespaceQuotas | None = None
-    ) -> None:
+    def __init__(self, runtime: Runtime, *, intake: StartIntake | None = None) -> None:
         self.runtime = runtime
-        self.quotas = quotas
         settings = runtime.settings
         self.intake = intake or StartIntake(
             runtime.store.unstarted_count,
@@ -171,8 +167,6 @@ class WorkflowsResource:
         body = read_json_object(req, max_bytes=self.runtime.settings.max_body_bytes)
         request = parse_start_request(body)
         namespace = namespace_of(req)
-        if self.quotas is not None:
-            self.quotas.admit(namespace)
         key = request.idempotency_key
         header = req.get_header(IDEMPOTENCY_KEY.name)
         if header is not None:  # the header wins over the body field
@@ -231,13 +225,16 @@ class WorkflowResource:
     ``DELETE`` deletes an ended workflow with its activities, history, timers and owed
     messages (204; 409 while it or a child workflow of it is in progress)."""
 
+    #: The namespace check reads the row ``GET`` loads (:mod:`api.auth`): no owner query.
+    owner_checked_on_load = frozenset({"GET"})
+
     def __init__(self, runtime: Runtime, *, depths: QueueDepths | None = None) -> None:
         self.runtime = runtime
         self.depths = depths
 
     @operation("A workflow with every activity", responses={200: Reply("The workflow", "Workflow")}, errors=(404, 503))
     def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
-        row = self.runtime.store.get(_known_id(workflow_id))
+        row = self.runtime.store.get(_known_id(workflow_id), namespace=owner_required(req))
         queued = waiting_pools(self.runtime, self.depths, row.state)
         limits = LimitTable(self.runtime.store.database)
         resp.media = workflow_view(
@@ -257,6 +254,8 @@ class WorkflowResource:
 class WorkflowActivitiesResource:
     """``GET /workflows/{id}/activities``: every activity with status, attempts, timings, error."""
 
+    owner_checked_on_load = frozenset({"GET"})
+
     def __init__(self, runtime: Runtime, *, depths: QueueDepths | None = None) -> None:
         self.runtime = runtime
         self.depths = depths
@@ -267,7 +266,7 @@ class WorkflowActivitiesResource:
         errors=(404, 503),
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response, workflow_id: str) -> None:
-        row = self.runtime.store.get(_known_id(workflow_id))
+        row = self.runtime.store.get(_known_id(workflow_id), namespace=owner_required(req))
         queued = waiting_pools(self.runtime, self.depths, row.state)
         view = workflow_view(
             row, self.runtime.service.callbacks.tokens, LimitTable(self.runtime.store.database), queued

@@ -268,7 +268,7 @@ def rerun(workflow_id: str, from_step: str, version: int | None, input_json: str
 
 
 def _user() -> str:
-    """Who asks, for the workflow's history: ``cli:<login>`` (``cli`` when it cannot be told)."""
+    """Who asks, for the workflow's history: ``cli.<login>`` (``cli`` when it cannot be told)."""
     import getpass
     import re
 

@@ -65,6 +65,7 @@ def replay(file: str, database_url: str | None, filter_json: str | None, as_json
     store = Store.from_url(url, pool_size=1)
     bind(store.database)
     try:
+        _check_children(store, definition.body, file)
         found = replays.report(store, definition, input_filter=input_filter)
     except FilterTooCostly as e:
         fail(str(e), EXIT_INVALID)
@@ -75,6 +76,27 @@ def replay(file: str, database_url: str | None, filter_json: str | None, as_json
     else:
         _print(found)
     sys.exit(EXIT_FAILED if found["incompatible"] else EXIT_OK)
+
+
+def _check_children(store: Any, body: Any, file: str) -> None:
+    """Exit 2 with each problem when ``body``'s children or failure handler workflow are not
+    registered in ``store`` or reach it again: what ``PUT /definitions`` would refuse, a
+    report would otherwise pass (the checks ``flow validate`` makes)."""
+    from flow.cli.local import _step_path
+    from flow.core.kinds.child import cycle_problems
+    from flow.core.kinds.on_failure import unknown_handler
+
+    def lookup(name: str, version: int | None) -> Any:
+        if version is None and name == body["name"]:
+            return body
+        found = store.definition(name, version)
+        return found[1] if found else None
+
+    problems = cycle_problems(body, lookup, _step_path) + unknown_handler(body, lookup)
+    for path, message in problems:
+        out.print(f"[red]{file}[/] {path}: {message}")
+    if problems:
+        sys.exit(EXIT_INVALID)
 
 
 def _print(found: dict[str, Any]) -> None:

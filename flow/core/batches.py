@@ -70,10 +70,23 @@ RERUN_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "required": ["from"],
     "description": 'an object: {"from": activity id, "version": n, "input_data": {...}}',
+    # The limits and wording of POST /workflows/{id}/rerun (api/resources/rerun.py): the
+    # validator's message is "must be <description>".
     "properties": {
-        "from": {"type": "string", "minLength": 1, "maxLength": 255, "description": "the activity id to rerun from"},
-        "version": {"type": "integer", "minimum": 1, "maximum": 2147483647},
-        "input_data": {"type": "object"},
+        "from": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 200,
+            "description": "the id of the step (or map item, `fetch[3]`) to rerun each workflow from, "
+            "1 to 200 characters",
+        },
+        "version": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 2147483647,
+            "description": "a version of the workflows' definition (an integer from 1), to run them on",
+        },
+        "input_data": {"type": "object", "description": "a JSON object: the new runs' input"},
     },
 }
 

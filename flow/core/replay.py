@@ -90,7 +90,13 @@ def _changed(
 ) -> list[Divergence]:
     """How the decided ``step`` differs in the new definition (``now``)."""
     if now.spec.kind != step.spec.kind:
-        return [Divergence(step.id, "kind", f"{step.id} ran as a {step.spec.kind}, and is now a {now.spec.kind}")]
+        return [
+            Divergence(
+                step.id,
+                "kind",
+                f"{step.id} ran as a step of kind {step.spec.kind!r}, and is now of kind {now.spec.kind!r}",
+            )
+        ]
     found = []
     if now.name != step.name:
         found.append(Divergence(step.id, "class", f"{step.id} ran {step.name!r}, and now names {now.name!r}"))

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING
 
 from actors.registry import WorkflowActors
 from actors.workflow import WorkflowActor
+from flow.core.partitions import partition_queue
 from flow.engine.admission import Admission
 from flow.engine.after_commit import AfterCommit
 from flow.engine.batches import BatchControls, BatchRunner
@@ -139,7 +140,11 @@ class Engine:
             grace_s=settings.outbox_grace_s,
             poll_s=settings.outbox_poll_s,
             each_pass=UnstartedStarter(
-                store, self.actors.deliver, partitions=partitions, grace_s=settings.outbox_grace_s
+                store,
+                self.actors.deliver,
+                partitions=partitions,
+                grace_s=settings.outbox_grace_s,
+                ready=self.ready_in_partition,
             ),
         )
         self.admission = Admission(
@@ -271,6 +276,11 @@ class Engine:
         self.actors.stop_all()
         self.spans.let_go()
         logger.info("engine %s stopped", self.engine_id)
+
+    def ready_in_partition(self, partition: int) -> int | None:
+        """Messages ready in ``partition``'s queue, as the broker counts them (None: unknown)."""
+        ready_in = getattr(self.transport, "ready_in", None)
+        return None if ready_in is None else ready_in(partition_queue(self.prefix, partition))
 
     def epoch_of(self, partition: int) -> int | None:
         """The epoch under which this engine holds ``partition`` (``None``: not held)."""

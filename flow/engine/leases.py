@@ -31,9 +31,9 @@ from flow.persistence.leases import LeaseTable, engine_host_pid
 
 logger = logging.getLogger(__name__)
 
-#: How long a release at shutdown waits for the broker's confirms of what was sent for
-#: its partition (in a round, the leases' validity bounds it instead).
-_RELEASE_PATIENCE_S = 5.0
+#: How long the releases at shutdown wait, all of them together, for the broker's confirms
+#: of what was sent for their partitions (in a round, the leases' validity bounds it instead).
+RELEASE_PATIENCE_S = 5.0
 
 
 def fair_share(partitions: int, live: list[str], me: str) -> int:
@@ -94,6 +94,7 @@ class LeaseKeeper:
         on_release: Callable[[int, float], None],
         broker_ok: Callable[[], bool] = lambda: True,
         stats: Callable[[], int] = lambda: 0,
+        release_patience_s: float = RELEASE_PATIENCE_S,
     ) -> None:
         self.store = store
         self.engine_id = engine_id
@@ -104,6 +105,7 @@ class LeaseKeeper:
         self.on_release = on_release
         self.broker_ok = broker_ok
         self.stats = stats
+        self.release_patience_s = release_patience_s
         #: partition -> epoch, for every partition this engine may handle.
         self.held: dict[int, int] = {}
         self._valid_until = 0.0
@@ -125,13 +127,19 @@ class LeaseKeeper:
         self._loop.start()
 
     def stop(self, *, release: bool = True) -> None:
-        """Stop renewing; with ``release``, hand every partition back at once."""
+        """Stop renewing; with ``release``, hand every partition back at once.
+
+        The releases share one wait of ``release_patience_s`` for the broker's confirms: given
+        it each, an engine stopped while RabbitMQ blocked its publishes (no confirm comes)
+        waited it once per partition, 16 x 5 s = 80 s. What is left unconfirmed stays in the
+        outbox, committed, and the partition's next owner sends it."""
         self._loop.stop(self.lease_s)
+        patient_until = time.monotonic() + self.release_patience_s
         with self._lock:
             for partition in sorted(self.held):
                 epoch = self.held.pop(partition)
                 try:
-                    self.on_release(partition, _RELEASE_PATIENCE_S)
+                    self.on_release(partition, max(0.0, patient_until - time.monotonic()))
                     if release:
                         self.store.release(self.engine_id, partition, epoch)
                 except Exception as e:

@@ -98,6 +98,8 @@ class OutboxSender:
         self.each_pass = each_pass
         self.acks = Acks(store.delete_outbox)
         self._failed: set[str] = set()
+        #: Messages not confirmed since the broker last confirmed one (said once, then counted).
+        self._unconfirmed = 0
         self._lock = threading.Lock()
         self._loop = BackgroundLoop("flow-outbox", self._pass, every_s=poll_s)
         self._stopping = self._loop.stopping
@@ -131,11 +133,29 @@ class OutboxSender:
     def _published(self, confirmed: list[str], failed: list[str]) -> None:
         self.acks.add(confirmed)
         if failed:
-            logger.error(
-                "%d message(s) not confirmed by the broker; they stay owed and will be sent again", len(failed)
-            )
             with self._lock:
                 self._failed.update(failed)
+                first, self._unconfirmed = not self._unconfirmed, self._unconfirmed + len(failed)
+            # A warning, once until the broker confirms again: nothing is lost (the rows stay,
+            # committed), and a blocked or lost broker fails every batch while it lasts.
+            (logger.warning if first else logger.debug)(
+                "%d message(s) not confirmed by RabbitMQ (%s); they stay in the outbox and will be published again %s",
+                len(failed),
+                self._why_unconfirmed(),
+                f"once it takes publishes, by the outbox's next pass (every {self.poll_s:g} s)",
+            )
+        elif confirmed:
+            with self._lock:
+                owed, self._unconfirmed = self._unconfirmed, 0
+            if owed:
+                logger.info("RabbitMQ confirms again; %d message(s) it did not confirm meanwhile are sent again", owed)
+
+    def _why_unconfirmed(self) -> str:
+        if getattr(self.transport, "blocked", False):
+            return "it blocks publishers: a memory or disk alarm"
+        if not self.transport.connected:
+            return "the connection is lost"
+        return "refused or returned"
 
     def _pass(self) -> None:
         with self._lock:

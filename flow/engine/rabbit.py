@@ -20,45 +20,23 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pika
 import pika.exceptions
-from dramatiq.common import dq_name, xq_name
 
-from flow.core.pools import broker_priority, pool_of
+from flow.core.pools import broker_priority
+from flow.engine.confirms import Batch, Confirms
+from flow.engine.declaring import Declarations
 from flow.engine.transport import (
-    DEAD_MESSAGE_TTL_MS,
-    FIFO_WARNING,
     Delivery,
     OnPublished,
-    dramatiq_queue_arguments,
-    fifo_queue_refused,
-    queue_arguments,
 )
 from flow.loops import Reconnecting
 from flow.wire.messages import CANCEL_ATTEMPT
 from flow.wire.outgoing import Outgoing
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class _Batch:
-    on_done: OnPublished
-    remaining: int
-    confirmed: list[str]
-    failed: list[str]
-
-    def settle(self, outgoing_id: str, ok: bool) -> None:
-        (self.confirmed if ok else self.failed).append(outgoing_id)
-        self.remaining -= 1
-        if self.remaining == 0:
-            try:
-                self.on_done(self.confirmed, self.failed)
-            except Exception:
-                logger.exception("publish callback failed")
 
 
 class RabbitTransport:
@@ -74,6 +52,7 @@ class RabbitTransport:
         heartbeat_s: int = 15,
         reconnect_s: float = 1.0,
         max_reconnect_s: float = 2.0,
+        close_patience_s: float = 2.0,
     ) -> None:
         self.parameters = pika.URLParameters(url)
         if self.parameters.heartbeat is None:  # a ``?heartbeat=N`` in the URL wins
@@ -82,28 +61,24 @@ class RabbitTransport:
         # its unacknowledged deliveries come back): start over on a new connection.
         self.parameters.blocked_connection_timeout = 60
         self.declare = declare
-        #: The default pool's queue: it and every pool's queue beside it take priorities.
-        self.activity_queue = activity_queue
-        #: Pool queues an earlier release declared without priorities (kept as they are).
-        self.fifo_queues: set[str] = set()
+        self._declarations = Declarations(activity_queue)
         self.prefetch = prefetch
         self.reconnect_s = reconnect_s
+        #: How long :meth:`stop` waits for RabbitMQ to answer the close before dropping the socket.
+        self.close_patience_s = close_patience_s
         self._on_delivery: Callable[[Delivery], None] = lambda d: None
         self._on_ready: Callable[[], None] = lambda: None
         self._lock = threading.Lock()
         self._wanted: set[str] = set()
         self._consumers: dict[str, str] = {}  # queue -> consumer tag
         self._queue_of: dict[str, str] = {}  # consumer tag -> queue
-        self._declared: set[str] = set()
         self._connection: pika.SelectConnection | None = None
         self._consume: Any = None
         self._publish: Any = None
         self._generation = 0
         self._ready = False
         self._blocked = False
-        self._next_tag = 0
-        self._unconfirmed: dict[int, tuple[str, _Batch]] = {}
-        self._returned: set[str] = set()
+        self._confirms = Confirms()
         # Backing off to 2 s at most: the engine's leases lapse after FLOW_PARTITION_LEASE_S
         # without its broker, so it must notice the broker's return soon.
         self._io = Reconnecting(
@@ -122,6 +97,16 @@ class RabbitTransport:
         return f"<RabbitTransport {self.parameters.host}:{self.parameters.port} ready={self._ready}>"
 
     @property
+    def fifo_queues(self) -> set[str]:
+        """Pool queues an earlier release declared without priorities (kept as they are)."""
+        return self._declarations.fifo_queues
+
+    @property
+    def blocked(self) -> bool:
+        """Does RabbitMQ block this connection's publishes (a memory or disk alarm)?"""
+        return self._blocked
+
+    @property
     def connected(self) -> bool:
         """Can it publish now: connected, and not blocked by RabbitMQ."""
         return self._ready and not self._blocked
@@ -136,12 +121,38 @@ class RabbitTransport:
     def stop(self) -> None:
         self._io.stop(10)
 
+    @property
+    def running(self) -> bool:
+        """Is the I/O thread alive (started and not yet stopped)?"""
+        return self._io.is_alive()
+
     def flush(self, timeout_s: float) -> bool:
-        """Wait until every published message is confirmed (or failed); True if none is left."""
+        """Wait until every published message is confirmed (or failed); True if none is left.
+
+        Not while RabbitMQ blocks the connection: it reads nothing until the alarm clears, so
+        no confirm can come, and what is unconfirmed stays owed in the outbox."""
         deadline = time.monotonic() + timeout_s
-        while self._unconfirmed and time.monotonic() < deadline:
+        while self._confirms and not self._blocked and time.monotonic() < deadline:
             time.sleep(0.01)
-        return not self._unconfirmed
+        return not self._confirms
+
+    def ready_in(self, queue: str, timeout_s: float = 2.0) -> int | None:
+        """Messages ready in ``queue`` (RabbitMQ's count by a passive declare; those delivered
+        and unacknowledged are not); None if not connected or unanswered in ``timeout_s``."""
+        answer: list[int] = []
+        answered = threading.Event()
+
+        def counted(frame: Any) -> None:
+            answer.append(frame.method.message_count)
+            answered.set()
+
+        def ask() -> None:
+            if self._publish is not None and self._publish.is_open:
+                self._publish.queue_declare(queue, passive=True, callback=counted)
+
+        if self._call(ask):
+            answered.wait(timeout_s)
+        return answer[0] if answer else None
 
     def wait_ready(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -198,11 +209,26 @@ class RabbitTransport:
         self._connection = None
 
     def _close(self) -> None:
+        """Close the connection (at :meth:`stop`) in bounded time: a blocked connection (RabbitMQ
+        reads nothing) or a silent link never answers the closing handshake, and the stop waited
+        for pika's 60 s blocked timeout. Blocked, the socket is dropped at once, else after
+        ``close_patience_s``; what was not confirmed stays in the outbox."""
         connection = self._connection
-        if connection is not None and connection.is_open:
+        if connection is None:
+            return
+        if connection.is_open and not self._blocked:
             connection.close()
-        elif connection is not None:
+            connection.ioloop.call_later(self.close_patience_s, functools.partial(self._abort, connection))
+        elif connection.is_open or connection.is_closing:
+            self._abort(connection)
+        else:
             connection.ioloop.stop()
+
+    def _abort(self, connection: Any) -> None:
+        if connection.is_closed:
+            return
+        # pika's own way to end a connection at once (its blocked timeout's): _on_closed follows.
+        connection._terminate_stream(pika.exceptions.ConnectionClosedByClient(320, "engine stopping"))
 
     def _on_open_error(self, connection: Any, error: BaseException) -> None:
         logger.warning("engine cannot reach RabbitMQ (%s); retrying", error)
@@ -216,11 +242,8 @@ class RabbitTransport:
         self._consume = self._publish = None
         self._consumers.clear()
         self._queue_of.clear()
-        self._declared.clear()
-        unconfirmed, self._unconfirmed = self._unconfirmed, {}
-        self._returned.clear()
-        for outgoing_id, batch in unconfirmed.values():
-            batch.settle(outgoing_id, False)
+        self._declarations.forget()
+        self._confirms.fail_all()
         connection.ioloop.stop()
 
     def _on_open(self, connection: Any) -> None:
@@ -240,7 +263,7 @@ class RabbitTransport:
         self._publish = channel
         channel.add_on_close_callback(self._on_channel_closed)
         channel.add_on_return_callback(self._on_return)
-        self._next_tag = 0
+        self._confirms.new_channel()
         channel.confirm_delivery(self._on_confirm, callback=lambda _frame: self._open_consume_channel())
 
     def _open_consume_channel(self) -> None:
@@ -285,47 +308,16 @@ class RabbitTransport:
     def _on_channel_closed(self, channel: Any, reason: BaseException) -> None:
         # A channel closed by the broker (a refused declare, a missing queue): start
         # over with a fresh connection, which re-declares and re-subscribes everything.
-        fifo = fifo_queue_refused(reason)
-        if fifo is not None and fifo not in self.fifo_queues:
-            # A pool's queue from before priorities: used as it is (a declare with other
-            # arguments is refused), its attempts in the order they came.
-            logger.warning(FIFO_WARNING, fifo)
-            self.fifo_queues.add(fifo)
+        self._declarations.refused(reason)
         if self._connection is not None and self._connection.is_open and not self._stopping.is_set():
             logger.warning("engine's channel closed (%s); reconnecting", reason)
             self._connection.close()
 
     def _declare(self, queue: str, then: Callable[[], None]) -> None:
-        """Declare ``queue`` as Dramatiq does (``Q``, ``Q.DQ``, ``Q.XQ``), then ``then()``."""
-        if queue in self._declared or self._publish is None:
+        if self._publish is None:
             then()
-            return
-        channel = self._publish
-        arguments = dramatiq_queue_arguments(queue)
-        own = queue_arguments(queue, priorities=self._takes_priorities(queue))
-
-        def done(_frame: Any) -> None:
-            self._declared.add(queue)
-            then()
-
-        channel.queue_declare(
-            xq_name(queue),
-            durable=True,
-            arguments={"x-message-ttl": DEAD_MESSAGE_TTL_MS},
-            callback=lambda _f: channel.queue_declare(
-                dq_name(queue),
-                durable=True,
-                arguments=arguments,
-                callback=lambda _f2: channel.queue_declare(queue, durable=True, arguments=own, callback=done),
-            ),
-        )
-
-    def _takes_priorities(self, queue: str) -> bool:
-        """Whether ``queue`` is declared with priorities: a worker pool's, unless an earlier
-        release declared it without."""
-        if self.activity_queue is None or queue in self.fifo_queues:
-            return False
-        return pool_of(self.activity_queue, queue) is not None
+        else:
+            self._declarations.queue(self._publish, queue, then)
 
     def _consume_queue(self, queue: str) -> None:
         if not self._ready or queue in self._consumers:
@@ -372,29 +364,19 @@ class RabbitTransport:
                 channel.basic_nack(d.tag, requeue=requeue)
 
     def _publish_batch(self, messages: list[Outgoing], on_done: OnPublished) -> None:
-        batch = _Batch(on_done, len(messages), [], [])
+        batch = Batch(on_done, len(messages), [], [])
         for outgoing in messages:
             if self._publish is None or not self._publish.is_open or self._blocked:
                 batch.settle(outgoing.id, False)
                 continue
             if outgoing.actor_name == CANCEL_ATTEMPT:
                 # A notice to every worker: its "queue" is the fanout exchange they bind to.
-                self._declare_fanout(outgoing.queue_name, functools.partial(self._publish_one, outgoing, batch))
+                notice = functools.partial(self._publish_one, outgoing, batch)
+                self._declarations.fanout(self._publish, outgoing.queue_name, notice)
                 continue
             self._declare(outgoing.queue_name, functools.partial(self._publish_one, outgoing, batch))
 
-    def _declare_fanout(self, exchange: str, then: Callable[[], None]) -> None:
-        if exchange in self._declared or self._publish is None:
-            then()
-            return
-
-        def done(_frame: Any) -> None:
-            self._declared.add(exchange)
-            then()
-
-        self._publish.exchange_declare(exchange, exchange_type="fanout", durable=True, callback=done)
-
-    def _publish_one(self, outgoing: Outgoing, batch: _Batch) -> None:
+    def _publish_one(self, outgoing: Outgoing, batch: Batch) -> None:
         channel = self._publish
         if channel is None or not channel.is_open:
             batch.settle(outgoing.id, False)
@@ -412,24 +394,16 @@ class RabbitTransport:
             ),
             mandatory=not notice,
         )
-        self._next_tag += 1
-        self._unconfirmed[self._next_tag] = (outgoing.id, batch)
+        self._confirms.sent(outgoing.id, batch)
 
     def _on_return(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         # Unroutable (its queue is gone): the confirm that follows must count as a failure.
         logger.error("RabbitMQ returned a message for %s: %s", method.routing_key, method.reply_text)
         if properties.message_id:
-            self._returned.add(properties.message_id)
+            self._confirms.returned(properties.message_id)
 
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
-        ok = isinstance(method, pika.spec.Basic.Ack)
-        tags = [t for t in self._unconfirmed if t <= method.delivery_tag] if method.multiple else [method.delivery_tag]
-        for tag in sorted(tags):
-            entry = self._unconfirmed.pop(tag, None)
-            if entry is None:
-                continue
-            outgoing_id, batch = entry
-            returned = outgoing_id in self._returned
-            self._returned.discard(outgoing_id)
-            batch.settle(outgoing_id, ok and not returned)
+        self._confirms.confirm(
+            method.delivery_tag, multiple=method.multiple, ok=isinstance(method, pika.spec.Basic.Ack)
+        )

@@ -17,7 +17,18 @@ from typing import Any
 
 import peewee
 
-from flow.core.attributes import BOOLEAN, NUMBER, OPERATORS, STRING, TIME, Condition, Typed, from_wire, shown
+from flow.core.attributes import (
+    BOOLEAN,
+    MAX_ATTRIBUTES,
+    NUMBER,
+    OPERATORS,
+    STRING,
+    TIME,
+    Condition,
+    Typed,
+    from_wire,
+    shown,
+)
 from flow.core.steps import HistoryEntry
 from flow.core.vocabulary import HistoryType
 from flow.persistence.database import is_postgres
@@ -28,10 +39,18 @@ COLUMNS: Mapping[str, str] = {STRING: "str_value", NUMBER: "num_value", BOOLEAN:
 Row = tuple[str, str, str | None, float | None, bool | None, datetime | None]
 #: PostgreSQL array types of a batch of rows, column by column (for the prepared statements).
 ARRAY_TYPES = ("text[]", "text[]", "text[]", "float8[]", "bool[]", "timestamp[]")
-#: Upserts a batch of rows given as those arrays ($1..$6 renumbered by :func:`upsert_sql`).
+#: Upserts a batch of rows given as those arrays ($1..$6 renumbered by :func:`upsert_sql`):
+#: a name the workflow has takes its new value; a new name is kept while the workflow has
+#: fewer than :data:`MAX_ATTRIBUTES` (counted before the statement, plus the new names
+#: before it in the batch, in the order given).
 _UPSERT = (
     "INSERT INTO workflow_attributes (workflow_id, name, str_value, num_value, bool_value, time_value) "
-    "SELECT * FROM unnest({0}, {1}, {2}, {3}, {4}, {5}) AS x(workflow_id, name, s, n, b, t) {where}"
+    "SELECT workflow_id, name, s, n, b, t FROM (SELECT x.*, k.name IS NOT NULL AS known, "
+    "(SELECT count(*) FROM workflow_attributes c WHERE c.workflow_id = x.workflow_id) AS held, "
+    "row_number() OVER (PARTITION BY x.workflow_id, k.name IS NULL ORDER BY x.i) AS rank "
+    "FROM unnest({0}, {1}, {2}, {3}, {4}, {5}) WITH ORDINALITY AS x(workflow_id, name, s, n, b, t, i) "
+    "LEFT JOIN workflow_attributes k ON k.workflow_id = x.workflow_id AND k.name = x.name {where}) AS y "
+    f"WHERE known OR held + rank <= {MAX_ATTRIBUTES} "
     "ON CONFLICT (workflow_id, name) DO UPDATE SET str_value = EXCLUDED.str_value, "
     "num_value = EXCLUDED.num_value, bool_value = EXCLUDED.bool_value, time_value = EXCLUDED.time_value"
 )
@@ -81,16 +100,21 @@ def upsert_sql(first: int, *, only_written: bool = False) -> str:
 
 
 def write(database: peewee.Database, batch: Sequence[Row]) -> None:
-    """Upsert ``batch`` row by row (SQLite; the caller's transaction)."""
+    """Upsert ``batch`` row by row (SQLite; the caller's transaction), a new name only while
+    its workflow has fewer than :data:`MAX_ATTRIBUTES` (as :data:`_UPSERT`)."""
     mark = database.param
     sql = (
         "INSERT INTO workflow_attributes (workflow_id, name, str_value, num_value, bool_value, time_value) "
-        f"VALUES ({', '.join([mark] * 6)}) ON CONFLICT (workflow_id, name) DO UPDATE SET "
+        f"SELECT {', '.join([mark] * 6)} WHERE EXISTS (SELECT 1 FROM workflow_attributes "
+        f"WHERE workflow_id = {mark} AND name = {mark}) "
+        f"OR (SELECT count(*) FROM workflow_attributes WHERE workflow_id = {mark}) < {MAX_ATTRIBUTES} "
+        "ON CONFLICT (workflow_id, name) DO UPDATE SET "
         "str_value = excluded.str_value, num_value = excluded.num_value, bool_value = excluded.bool_value, "
         "time_value = excluded.time_value"
     )
     for row in last_wins(batch):
-        database.execute_sql(sql, [str(v) if isinstance(v, datetime) else v for v in row])
+        values = [str(v) if isinstance(v, datetime) else v for v in row]
+        database.execute_sql(sql, [*values, row[0], row[1], row[0]])
 
 
 def read(database: peewee.Database, workflow_id: str) -> dict[str, Any]:

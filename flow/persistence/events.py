@@ -1,14 +1,13 @@
-"""Event triggers in the database: the ``trigger_events`` (``events`` is the workflows' history),
-``event_windows`` and ``event_starts`` tables (migration 0020) and every read and write of them
-(docs/design.md, "Event triggers").
+"""Event triggers in the database: the ``trigger_events`` (``events`` is the workflows' history), ``event_windows`` and
+``event_starts`` tables (migration 0020) and every read and write of them (docs/design.md, "Event triggers").
 
-An event is stored in the same transaction that adds it to the windows of the triggers it matches
-and writes the starts it owes (:meth:`EventTable.receive`): either all of it is durable or none,
-and a resent id finds the stored event and changes nothing. A window closed by time is moved into
-``event_starts`` by the engine holding its partition (:meth:`EventTable.close`), in one
-transaction that re-reads the window, so a window that a later event stretched is not closed
-early. A start row names its workflow's id (:func:`flow.core.event_triggers.window_workflow_id`),
-so starting it twice finds the first workflow: each window starts one workflow, once."""
+An event is stored in the same transaction that adds it to the windows of the triggers it matches and writes the
+starts it owes (:meth:`EventTable.receive`): either all of it is durable or none, and a resent id finds the stored
+event and changes nothing. A window closed by time is moved into ``event_starts`` by the engine holding its
+partition (:meth:`EventTable.close`), in one transaction that re-reads the window, so a window that a later event
+stretched is not closed early. A start row names its workflow's id
+(:func:`flow.core.event_triggers.window_workflow_id`), so starting it twice finds the first workflow: each window
+starts one workflow, once."""
 
 from __future__ import annotations
 
@@ -35,6 +34,7 @@ from flow.core.event_triggers import (
 )
 from flow.core.timestamps import iso
 from flow.errors import IdempotencyConflict, StoreUnavailable
+from flow.persistence.compiled import CompiledSelect
 from flow.persistence.database import is_postgres, unit_of_work, write
 from flow.persistence.models import JSONText, WorkflowRecord, _Model
 
@@ -132,6 +132,21 @@ def _stored(row: EventRecord) -> StoredEvent:
 
 def _window(row: EventWindowRecord) -> Window:
     return Window(row.opened_at, row.closes_at, tuple(row.inputs), row.count)
+
+
+_W, _S = EventWindowRecord, EventStartRecord  # the engine's passes, four a second: compiled once per shape
+_DUE_WINDOWS = CompiledSelect(
+    "due event windows",
+    lambda held, now, limit: (
+        _W.select(_W.slot).where(_W.partition.in_(held) & (_W.closes_at <= now)).order_by(_W.closes_at).limit(limit)
+    ).tuples(),
+)
+_OWED = CompiledSelect(
+    "owed event starts",
+    lambda held, now, limit: (
+        _S.select().where(_S.partition.in_(held) & (_S.due_at <= now)).order_by(_S.due_at).limit(limit)
+    ),
+)
 
 
 class EventTable:
@@ -347,13 +362,7 @@ class EventTable:
         if not partitions:
             return []
         with unit_of_work(self.database):
-            query = (
-                EventWindowRecord.select(EventWindowRecord.slot)
-                .where(EventWindowRecord.partition.in_(partitions) & (EventWindowRecord.closes_at <= now))
-                .order_by(EventWindowRecord.closes_at)
-                .limit(limit)
-            )
-            return [row[0] for row in query.tuples()]
+            return [row[0] for row in _DUE_WINDOWS.rows(self.database, partitions, now, limit)]
 
     def close(
         self,
@@ -389,13 +398,8 @@ class EventTable:
         if not partitions:
             return []
         with unit_of_work(self.database):
-            query = (
-                EventStartRecord.select()
-                .where(EventStartRecord.partition.in_(partitions) & (EventStartRecord.due_at <= now))
-                .order_by(EventStartRecord.due_at)
-                .limit(limit)
-            )
-            return [OwedStart(r.workflow_id, r.definition, r.trigger_index, r.input_data or {}) for r in query]
+            rows = _OWED.rows(self.database, partitions, now, limit)
+            return [OwedStart(r.workflow_id, r.definition, r.trigger_index, r.input_data or {}) for r in rows]
 
     def started(self, workflow_id: str) -> None:
         """The workflow of an owed start exists: forget the start."""

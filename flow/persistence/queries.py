@@ -75,10 +75,15 @@ class Queries:
 
     # -- workflows ------------------------------------------------------------------------
 
-    def get(self, workflow_id: str) -> StoredWorkflow:
-        """A workflow with its activities, or :class:`WorkflowNotFound`."""
+    def get(self, workflow_id: str, *, namespace: str | None = None) -> StoredWorkflow:
+        """A workflow with its activities, or :class:`WorkflowNotFound`; ``namespace``: only
+        that namespace's (another's is not found, as the API's namespace check answers,
+        read on the row this loads anyway rather than by a query of its own)."""
+        where = WorkflowRecord.id == workflow_id
+        if namespace is not None:
+            where &= WorkflowRecord.namespace == namespace
         with unit_of_work(self.database):
-            found = self._find(WorkflowRecord.id == workflow_id)
+            found = self._find(where)
             if found is None:
                 raise WorkflowNotFound(workflow_id)
             return replace(found, attributes=stored_attributes.read(self.database, workflow_id))

@@ -22,6 +22,7 @@ import peewee
 
 from flow.core.schedules import Overlap, RunTrigger, ScheduleSpec, TickPlan, next_tick
 from flow.core.vocabulary import UNENDED
+from flow.persistence.compiled import CompiledSelect
 from flow.persistence.database import unit_of_work, write
 from flow.persistence.models import JSONText, WorkflowRecord, _Model
 
@@ -159,6 +160,17 @@ def _spec_columns(spec: ScheduleSpec) -> dict[str, Any]:
         "priority": spec.priority,
         "attributes": dict(spec.attributes) or None,
     }
+
+
+#: The engine's pass, twice a second (flow.engine.schedules): compiled once per shape.
+_DUE = CompiledSelect(
+    "due schedules",
+    lambda held, now: ScheduleRecord.select().where(
+        ScheduleRecord.partition.in_(held)
+        & ~ScheduleRecord.paused
+        & ((ScheduleRecord.next_tick_at <= now) | ScheduleRecord.buffered_tick_at.is_null(False))
+    ),
+)
 
 
 class ScheduleTable:
@@ -300,12 +312,7 @@ class ScheduleTable:
         if not partitions:
             return []
         with unit_of_work(self.database):
-            query = ScheduleRecord.select().where(
-                ScheduleRecord.partition.in_(partitions)
-                & ~ScheduleRecord.paused
-                & ((ScheduleRecord.next_tick_at <= now) | ScheduleRecord.buffered_tick_at.is_null(False))
-            )
-            return [_stored(row) for row in query]
+            return [_stored(row) for row in _DUE.rows(self.database, partitions, now)]
 
     def in_progress(self, workflow_id: str | None) -> bool:
         """Whether ``workflow_id`` is a workflow still in progress (False once deleted)."""

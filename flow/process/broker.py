@@ -14,10 +14,12 @@ import functools
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import dramatiq
+import dramatiq.worker
 import pika
 import pika.exceptions
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
@@ -25,7 +27,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from flow.core.pools import pool_of
 from flow.engine.transport import FIFO_WARNING, fifo_queue_refused, queue_arguments
 from flow.errors import BrokerBlocked
-from flow.loops import BackgroundLoop
+from flow.loops import BackgroundLoop, poll_until
 from flow.process.inprocess import InProcessBroker
 from flow.settings import Settings
 
@@ -70,6 +72,56 @@ class _BlockedTimeoutSaidOnce(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "ConnectionBlockedTimeout" not in record.getMessage()
+
+
+class _DelayedMessageRefusedSaidPlainly(logging.Filter):
+    """Dramatiq's consumer moves a delayed message that came due (a retry) from ``Q.DQ`` to
+    ``Q``; refused while RabbitMQ blocks, it logs ``CRITICAL`` "Consumer encountered an
+    unexpected error" with a traceback, every few seconds while the block lasts. Nothing is
+    lost (the consumer restarts, its delayed messages go back to their queue): said so, as a
+    warning, at most once a minute (the repeats at DEBUG)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._said_at: float | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, BrokerBlocked):
+            return True
+        now = time.monotonic()
+        again = self._said_at is not None and now - self._said_at < 60
+        self._said_at = self._said_at if again else now
+        record.levelno, record.levelname = (logging.DEBUG, "DEBUG") if again else (logging.WARNING, "WARNING")
+        record.msg = (
+            "a delayed message (a retry) came due while RabbitMQ blocks publishes (a memory or disk alarm): "
+            "Dramatiq's consumer gives its delayed messages back to RabbitMQ and restarts in %g s; each will "
+            "be published again when due once RabbitMQ takes publishes"
+        )
+        record.args = (dramatiq.worker.CONSUMER_RESTART_DELAY_SECS,)
+        record.exc_info = record.exc_text = None
+        return True
+
+
+class _BlockedNoticeSaidOnce(logging.Filter):
+    """pika logs a WARNING for each connection RabbitMQ blocks ("Received ... Connection.Blocked
+    from broker"): one per thread that publishes. The process says it once instead
+    (:class:`BlockedPublishes`; the engine's transport when told)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Connection.Blocked" not in record.getMessage()
+
+
+def quiet_blocked_logs() -> None:
+    """Install, once per process, the filters that say a block once and plainly."""
+    for name, kind in (
+        ("pika.adapters.blocking_connection", _BlockedTimeoutSaidOnce),
+        ("pika.connection", _BlockedNoticeSaidOnce),
+        ("dramatiq.worker.ConsumerThread", _DelayedMessageRefusedSaidPlainly),
+    ):
+        each = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in each.filters):
+            each.addFilter(kind())
 
 
 class BlockedPublishes:
@@ -167,11 +219,40 @@ class QuietlyClosingRabbitmqBroker(RabbitmqBroker):
         for parameters in everyone:
             parameters.blocked_connection_timeout = blocked_timeout_s
         self.blocked = BlockedPublishes(blocked_timeout_s, functools.partial(takes_publishes, everyone[0]))
-        pika_logger = logging.getLogger("pika.adapters.blocking_connection")
-        if not any(isinstance(f, _BlockedTimeoutSaidOnce) for f in pika_logger.filters):
-            pika_logger.addFilter(_BlockedTimeoutSaidOnce())
+        quiet_blocked_logs()
 
     def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> dramatiq.Message[Any]:
+        if delay is not None:
+            return self._enqueue_retry(message, delay)
+        return self._enqueue(message, delay)
+
+    def _enqueue_retry(self, message: dramatiq.Message[Any], delay: int) -> dramatiq.Message[Any]:
+        """A delayed message is a retry of the message in hand (Dramatiq's Retries; nothing else
+        here sends one): while RabbitMQ blocks, wait until it takes it, as the worker's
+        reports do. Raising would make Dramatiq log CRITICAL and acknowledge the message, its
+        retry lost; waiting keeps it unacknowledged (should the process be killed meanwhile,
+        RabbitMQ delivers it again)."""
+        said = False
+
+        def send() -> dramatiq.Message[Any] | None:
+            nonlocal said
+            try:
+                return self._enqueue(message, delay)
+            except BrokerBlocked as e:
+                if not said:
+                    said = True
+                    logger.warning(
+                        "the retry of %s (message %s) waits: %s; it will be published once RabbitMQ takes publishes, "
+                        "the message unacknowledged until then",
+                        message.actor_name,
+                        message.message_id,
+                        e,
+                    )
+                return None
+
+        return poll_until(send, timeout_s=None, every_s=0.2, max_every_s=2.0, what="RabbitMQ to take a retry")
+
+    def _enqueue(self, message: dramatiq.Message[Any], delay: int | None) -> dramatiq.Message[Any]:
         self.blocked.check()
         self.state.publishing = True
         try:

@@ -14,7 +14,14 @@ from flow.clock import utcnow
 from flow.core.event_triggers import Event, EventTrigger, Match, Miss, match
 from flow.core.namespaces import DEFAULT
 from flow.core.timestamps import iso
-from flow.errors import DefinitionNotFound, EventNotFound, IdempotencyConflict, InvalidInput, is_retryable
+from flow.errors import (
+    DefinitionNotFound,
+    EventNotFound,
+    IdempotencyConflict,
+    InvalidInput,
+    QuotaExceeded,
+    is_retryable,
+)
 from flow.persistence.events import EventTable, OwedStart, Received, StoredEvent
 from flow.service.workflows import WorkflowService
 
@@ -109,6 +116,12 @@ class EventService:
             self.service.start(start.definition, dict(start.input_data), workflow_id=start.workflow_id)
         except IdempotencyConflict:
             pass  # the id exists with another input: a workflow was started for it all the same
+        except QuotaExceeded as e:
+            # Owed until its namespace has room: tried at every pass, so not a warning each time.
+            logger.debug(
+                "event start %s of %s waits for its namespace's quota (%s)", start.workflow_id, start.definition, e
+            )
+            return False
         except Exception as e:
             if is_retryable(e):
                 logger.warning(

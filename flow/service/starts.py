@@ -14,21 +14,32 @@ from flow.core.attributes import check_declared
 from flow.core.namespaces import DEFAULT
 from flow.core.priority import DEFAULT_PRIORITY
 from flow.core.state import WorkflowState
-from flow.errors import BrokerBlocked, StartBacklogFull
+from flow.errors import BrokerBlocked, QuotaExceeded, StartBacklogFull
 from flow.persistence.store import Store
 from flow.service.checks import check_input
 from flow.service.definitions import Definitions
+from flow.service.quotas import NamespaceQuotas
 from flow.service.senders import MESSAGE_NAMESPACE, Senders
 
 
 class Starter:
     """Creates workflows from a registered definition and sends their starts."""
 
-    def __init__(self, store: Store, definitions: Definitions, senders: Senders, *, max_payload_bytes: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        definitions: Definitions,
+        senders: Senders,
+        *,
+        max_payload_bytes: int,
+        quotas: NamespaceQuotas | None = None,
+    ) -> None:
         self.store = store
         self.definitions = definitions
         self.senders = senders
         self.max_payload_bytes = max_payload_bytes
+        #: The namespaces' quotas (:mod:`flow.service.quotas`); None: none.
+        self.quotas = quotas
 
     def __repr__(self) -> str:
         return f"<Starter {self.store!r}>"
@@ -61,7 +72,8 @@ class Starter:
         :mod:`flow.service.intake`, which may refuse it: a repeat of an earlier start is
         answered that workflow instead). ``namespace``: the caller's (None: a trusted door,
         any); a definition it may not see is not found. The workflow belongs to its
-        definition's namespace."""
+        definition's namespace, whose quotas it must fit (:class:`~flow.errors.QuotaExceeded`,
+        before anything is stored; a start with an id that exists is answered its workflow)."""
         self.check_input(input_data)
         if workflow_id is None and message_id is not None:
             workflow_id = str(uuid.uuid5(MESSAGE_NAMESPACE, message_id))
@@ -70,6 +82,8 @@ class Starter:
         typed = check_declared(definition.attributes, attributes, path="$.attributes")
         child_versions = self.definitions.child_versions(definition)
         try:
+            if self.quotas is not None:
+                self.quotas.admit(owner)
             with admit():
                 state, created = self.store.create_workflow(
                     definition,
@@ -85,11 +99,15 @@ class Starter:
                 )
                 if created:
                     self.senders.send_start(state.id)
-        except (StartBacklogFull, BrokerBlocked):
+        except (StartBacklogFull, BrokerBlocked, QuotaExceeded) as e:
             # Refused before anything was stored, for as long as the engines are behind or
             # RabbitMQ blocks. A repeat of an earlier start (its id or key) would store and
             # send nothing: it is answered its workflow. A 429 (this process busy, for a
-            # second) stays a refusal without a statement, as cheap as the bound means it.
+            # second) stays a refusal without a statement, as cheap as the bound means it;
+            # so does a quota's, but for a start that names its id (a broker message's, a
+            # schedule's tick, an event's): its redelivery may find the workflow it made.
+            if isinstance(e, QuotaExceeded) and workflow_id is None:
+                raise
             existing = self.store.find_existing(workflow_id, idempotency_key, definition.name, input_data)
             if existing is None:
                 raise

@@ -30,6 +30,7 @@ from flow.service.catalog import Catalog
 from flow.service.controls import Controls
 from flow.service.definitions import Definitions
 from flow.service.forwarding import SharedQueueDoor
+from flow.service.quotas import NamespaceQuotas, read_tokens_file
 from flow.service.senders import MESSAGE_NAMESPACE, Senders
 from flow.service.starts import Starter
 from flow.settings import Settings
@@ -56,7 +57,9 @@ class WorkflowService:
         limit = settings.max_payload_bytes
         self.definitions = Definitions(settings, store, catalog, activity_classes)
         self.senders = Senders(settings, store, broker)
-        self.starter = Starter(store, self.definitions, self.senders, max_payload_bytes=limit)
+        #: The namespaces' quotas, which every start by name must fit (FLOW_TOKENS_FILE).
+        self.quotas = NamespaceQuotas(read_tokens_file(settings.tokens_file), store.database)
+        self.starter = Starter(store, self.definitions, self.senders, max_payload_bytes=limit, quotas=self.quotas)
         self.controls = Controls(store, self.senders, self.definitions)
         self.callbacks = CallbackDoor(settings, store, self.senders)
         self.door = SharedQueueDoor(store, self.senders, self.callbacks, max_payload_bytes=limit)

@@ -170,6 +170,23 @@ def test_put_with_check_running_refuses_a_version_that_would_break_running_workf
     client.simulate_post(f"/workflows/{workflow_id}/cancel")
 
 
+@pytest.mark.parametrize(
+    ("child", "says"),
+    [("Nope", "unknown workflow definition 'Nope'"), ("Held", "Held")],
+    ids=["unknown-child", "reaches-itself"],
+)
+def test_a_replay_of_a_definition_that_cannot_be_registered_is_refused_as_put_refuses_it(shop, child, says):
+    """A report that passes a body PUT would refuse (its child unknown, or reaching itself)
+    tells CI the change is safe when it cannot even be deployed."""
+    _, _, client = shop
+    body = {**HELD, "activities": [*HELD["activities"], {"workflow": child, "id": "after"}]}
+    put = client.simulate_put("/definitions/Held", json=body)
+    assert put.status_code == 422, put.text
+    refused = client.simulate_post("/definitions/Held/replay", json=body)
+    assert refused.status_code == 422, refused.text
+    assert says in refused.json["description"] and refused.json["errors"] == put.json["errors"]
+
+
 def test_flow_replay_exits_0_when_every_running_workflow_is_compatible_and_1_with_the_report(shop, tmp_path):
     base, _, client = shop
     workflow_id = running_held(client)

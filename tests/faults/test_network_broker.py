@@ -83,7 +83,8 @@ def test_an_engine_and_a_worker_whose_broker_link_is_black_holed_are_noticed_and
     rejoined_s = time.monotonic() - healed
     figures = verify(fault_cluster, started)
     logs = fault_cluster.procs.log("engine-1")
-    unconfirmed = sum(int(n) for n in re.findall(r"(\d+) message\(s\) not confirmed by the broker", logs))
+    again = r"RabbitMQ confirms again; (\d+) message\(s\) it did not confirm"
+    unconfirmed = sum(int(n) for n in re.findall(again, logs))
     report(
         f"an engine's and a worker's broker link black-holed (dropped by RabbitMQ in {dropped_s:.1f} s, heartbeat "
         f"{HEARTBEAT_S} s; partitions taken over in {taken_over_s:.1f} s; both back {rejoined_s:.1f} s after the heal; "

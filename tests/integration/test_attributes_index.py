@@ -83,6 +83,36 @@ def test_a_fenced_commit_changes_attributes_and_a_refused_one_does_not(stores): 
     assert found(store, ("attr.stage", "shipped")) == {workflow_id}
 
 
+def test_a_workflow_keeps_at_most_32_names_whatever_its_commits_set(stores):  # noqa: F811
+    """The bound is the workflow's, not one result's: the first 32 names it was given
+    stay; a new name past them is not kept; a name it has still takes a new value."""
+    store, engine = stores
+    workflow_id = create(store, customer="acme", amount=1)
+    epoch = engine.leases.acquire(A, 4, lease_s=60, dead_owners=set())[0]
+
+    def result(values: dict[str, object]) -> HistoryEntry:
+        wire = to_wire({name: (STRING, str(value)) for name, value in values.items()})
+        return HistoryEntry(HistoryType.ACTIVITY_RESULT, 0, {"attributes": wire})
+
+    first = {f"a{i:02}": i for i in range(20)}
+    second = {f"b{i:02}": i for i in range(20)}  # two results in one commit: 40 new names
+    both = replace(
+        started(engine, workflow_id, epoch=epoch),
+        attributes_set=set_by(workflow_id, [(result(first), None), (result(second), None)]),
+    )
+    assert engine.commit_batch([both], owner=A).committed == [0]
+    held = store.get(workflow_id).attributes
+    assert len(held) == 32
+    assert {"customer", "amount", *first} <= set(held)  # given first, kept; b10..b19 are not
+    assert [name for name in held if name.startswith("b")] == [f"b{i:02}" for i in range(10)]
+
+    later = result({"a00": "changed", "zz": "new"})
+    again = replace(started(engine, workflow_id, epoch=epoch), attributes_set=set_by(workflow_id, [(later, None)]))
+    assert engine.commit_batch([again], owner=A).committed == [0]
+    held = store.get(workflow_id).attributes
+    assert len(held) == 32 and held["a00"] == "changed" and "zz" not in held
+
+
 def test_the_list_is_answered_from_the_indexes_at_100000_workflows(services):
     with new_database() as pg_url:
         database = open_database(pg_url)

@@ -1,10 +1,13 @@
 """A rerun from a step on the real deployment (gunicorn, an engine and two workers on
 PostgreSQL and RabbitMQ): the rerun's transition replaces the workflow's activity rows in
 the engine's fenced group commit (one transaction with the prepared commit statement),
-with a map whose items are listed again, on a pinned version."""
+with a map whose items are listed again, on a pinned version. Replay before deploying on
+PostgreSQL: ``POST /definitions/{name}/replay``, ``PUT ?check=running`` and ``flow replay
+--database --filter --json`` read the running workflows' histories from it."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -12,6 +15,7 @@ import requests
 
 from flow.testing import query
 from tests.conftest import wait_for
+from tests.embedded.conftest import run_cli
 from tests.integration.conftest import start_cluster, wait_ended
 
 pytestmark = pytest.mark.services
@@ -68,3 +72,44 @@ def test_a_failed_workflow_reruns_from_its_map_on_a_pinned_version(cluster, pg_u
     rows = query(pg_url, "SELECT position, name FROM activities WHERE workflow_id = %s ORDER BY position", workflow_id)
     assert [name for _, name in rows] == ["EchoActivity", "EchoActivity", "NoopActivity", *["EchoActivity"] * 3]
     assert query(pg_url, "SELECT definition_version FROM workflows WHERE id = %s", workflow_id) == [(fixed,)]
+
+
+HELD: dict[str, Any] = {
+    "name": "Held",
+    "config": FAST,
+    "activities": [{"id": "first", "name": "EchoActivity"}, {"id": "gate", "wait_for": "go"}],
+}
+
+
+def test_replay_and_check_running_read_the_running_workflows_from_postgresql(cluster, pg_url, tmp_path):
+    url = cluster["url"]
+    assert requests.put(f"{url}/definitions/Held", json=HELD, timeout=5).status_code in (200, 201)
+    ids = [
+        requests.post(f"{url}/workflows", json={"name": "Held", "input_data": {"tenant": t}}, timeout=5).json()["id"]
+        for t in ("acme", "other")
+    ]
+    waiting = "SELECT count(*) FROM activities WHERE workflow_id = ANY(%s) AND position = 1 AND status = 'Waiting'"
+    wait_for(lambda: query(pg_url, waiting, ids)[0][0] == 2, timeout_s=60, what="both workflows waiting")
+    broken = {**HELD, "activities": [HELD["activities"][1]]}  # "first" ran: a version without it breaks them
+    grown = {**HELD, "activities": [*HELD["activities"], {"id": "after", "name": "EchoActivity"}]}
+
+    report = requests.post(f"{url}/definitions/Held/replay", json=broken, timeout=30).json()
+    assert (report["workflows"], report["incompatible"]) == (2, 2), report
+    refused = requests.put(f"{url}/definitions/Held", params={"check": "running"}, json=broken, timeout=30)
+    assert refused.status_code == 409, refused.text
+    assert {v["workflow_id"] for v in refused.json()["workflows"]} == set(ids)
+    assert requests.get(f"{url}/definitions/Held", timeout=5).json()["version"] == 1  # nothing registered
+
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(broken))
+    env = {**cluster["env"], "FLOW_DATABASE_URL": "postgres://nobody@127.0.0.1:1/nothing"}  # --database wins
+    found = run_cli("replay", str(path), "--database", pg_url, "--json", "--filter", '{"tenant": "acme"}', env=env)
+    assert found.returncode == 1, found.stdout + found.stderr
+    verdicts = json.loads(found.stdout)["verdicts"]
+    assert [(v["workflow_id"], v["compatible"]) for v in verdicts] == [(ids[0], False)]
+    assert verdicts[0]["divergences"][0]["change"] == "removed"
+
+    taken = requests.put(f"{url}/definitions/Held", params={"check": "running"}, json=grown, timeout=30)
+    assert taken.status_code == 201, taken.text
+    for workflow_id in ids:
+        requests.post(f"{url}/workflows/{workflow_id}/cancel", timeout=5)

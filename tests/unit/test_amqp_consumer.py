@@ -11,7 +11,7 @@ from typing import Any
 import pika
 import pytest
 
-from flow.errors import DefinitionError, StoreUnavailable
+from flow.errors import DefinitionError, QuotaExceeded, StoreUnavailable
 from flow.process.amqp_start import DELIVERIES_HEADER, ERROR_HEADER, StartMessageConsumer
 from tests.hostile import DEEP, DIGITS_5000
 
@@ -174,3 +174,13 @@ def test_a_reason_that_cannot_be_encoded_is_escaped():
     [(_, _, properties)] = channel.published
     assert "\\ud800" in properties.headers[ERROR_HEADER]
     properties.headers[ERROR_HEADER].encode("utf-8")
+
+
+def test_a_start_past_its_namespaces_quota_is_delivered_again_later_not_dead_lettered():
+    refused = QuotaExceeded("namespace 'acme' has 5 workflows in progress, its quota is 5", retry_after_s=1)
+    channel = deliver(consumer(Service(refused)), GOOD)
+    assert channel.published == [] and channel.acked == []  # settled by the timer, later
+    [(pause, requeue)] = channel.timers
+    requeue()
+    [(queue, body, properties)] = channel.published
+    assert (queue, body, properties.headers[DELIVERIES_HEADER]) == ("q", GOOD, 1)

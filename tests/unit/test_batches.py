@@ -114,6 +114,27 @@ def test_a_batch_request_carries_its_operation_filter_and_rerun_options():
 
 
 @pytest.mark.parametrize(
+    ("rerun", "path", "message"),
+    [
+        ({}, "$.rerun.from", "required: the id of the step"),
+        ({"from": ""}, "$.rerun.from", "must be the id of the step"),
+        ({"from": "x" * 201}, "$.rerun.from", "must be the id of the step"),
+        ({"from": "ship", "version": 0}, "$.rerun.version", "must be a version of the workflows' definition"),
+        ({"from": "ship", "version": "4"}, "$.rerun.version", "must be a version of the workflows' definition"),
+        ({"from": "ship", "input_data": 5}, "$.rerun.input_data", "must be a JSON object"),
+        ([], "$.rerun", "must be an object"),
+    ],
+)
+def test_wrong_rerun_options_are_refused_as_the_rerun_of_one_workflow_refuses_them(rerun, path, message):
+    """Each message reads as the rule, as ``POST /workflows/{id}/rerun``'s do (they were
+    jsonschema's own: "0 is less than the minimum of 1"), and an id the rerun of one
+    workflow refuses (over 200 characters) is refused here too."""
+    with pytest.raises(InvalidInput) as refused:
+        parse_batch_request({"operation": "rerun", "filter": {}, "rerun": rerun})
+    assert refused.value.path == path and refused.value.message.startswith(message), refused.value.message
+
+
+@pytest.mark.parametrize(
     ("given", "path", "message"),
     [
         ({"status": "Broken"}, "status", "must be one of " + ", ".join(s.value for s in WorkflowStatus)),

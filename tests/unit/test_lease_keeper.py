@@ -121,3 +121,31 @@ def test_the_releases_of_a_round_wait_for_the_broker_within_half_the_leases_vali
     leases.round()  # two live: two released, the other two renewed and kept
     assert store.released == [2, 3] and leases.held_partitions() == {0, 1} and lost == []
     assert len(waited) == 2 and sum(waited) <= 0.45 * 0.2
+
+
+def test_the_releases_at_shutdown_share_one_wait_for_the_brokers_confirms():
+    # RabbitMQ blocking the engine's publishes: no confirm comes, so each release waits all
+    # it is given. Given the patience each, 16 partitions took 16 x 5 s = 80 s to stop.
+    store = FakeLeases()
+    given: list[float] = []
+
+    def release_waiting_for_confirms_that_never_come(partition: int, within_s: float) -> None:
+        given.append(within_s)
+        time.sleep(within_s)
+
+    leases = LeaseKeeper(
+        store,  # type: ignore[arg-type]
+        engine_id="me",
+        partitions=16,
+        lease_s=3.0,
+        on_acquired=lambda p, _epoch: None,
+        on_lost=lambda p: None,
+        on_release=release_waiting_for_confirms_that_never_come,
+        release_patience_s=0.5,
+    )
+    leases.round()
+    assert len(leases.held) == 16
+    leases.stop(release=True)
+    assert store.released == list(range(16)) and not leases.held
+    # The first waits its 0.5 s; the others are handed what is left of it: nothing.
+    assert given[0] <= 0.5 and sum(given) <= 0.5 + 0.01 * 16

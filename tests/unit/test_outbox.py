@@ -245,3 +245,26 @@ def test_a_claim_carries_what_the_message_needs(engine_store):
         {"workflow_id": "w"},
         0,
     )
+
+
+def test_unconfirmed_messages_are_a_warning_said_once_with_what_happens_next(sender, caplog):
+    # While RabbitMQ blocks the engine, every batch fails: an ERROR for each said "not
+    # confirmed" without saying that nothing is lost, nor when it is sent again.
+    sender, store, transport = sender
+    transport.blocked = True
+    messages = [owed(partition=7) for _ in range(3)]
+    transport.refuse.update(m.id for m in messages)
+    with caplog.at_level("DEBUG", logger="flow.engine.outbox"):
+        for message in messages:
+            sender.publish([message])
+        transport.blocked, transport.refuse = False, set()
+        sender.publish([owed(partition=7)])
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "flow.engine.outbox"]
+    assert said[0] == (
+        "WARNING",
+        "1 message(s) not confirmed by RabbitMQ (it blocks publishers: a memory or disk alarm); they stay in "
+        "the outbox and will be published again once it takes publishes, by the outbox's next pass (every 0.02 s)",
+    )
+    assert [level for level, _ in said] == ["WARNING", "DEBUG", "DEBUG", "INFO"]
+    assert said[-1][1] == "RabbitMQ confirms again; 3 message(s) it did not confirm meanwhile are sent again"
+    assert not any(r.levelno >= 40 for r in caplog.records)

@@ -77,6 +77,11 @@ def test_each_kind_of_change_gets_its_verdict(new, changes):
     assert all(d.reason for d in found.divergences)
 
 
+def test_a_changed_kind_says_what_the_step_was_and_is_now():
+    [divergence] = verdict((a("x"), {"id": "y", "sleep_s": 5}, a("z"), a("w"))).divergences
+    assert divergence.reason == "y ran as a step of kind 'activity', and is now of kind 'sleep'"  # not "a activity"
+
+
 def test_a_changed_map_source_is_a_divergence_once_the_map_listed_its_items():
     old = (a("x"), a("each", map={"over": "input.items"}), a("z"))
     new = (a("x"), a("each", map={"over": "input.others"}), a("z"))

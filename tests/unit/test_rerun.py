@@ -152,3 +152,27 @@ def test_a_reset_child_step_reruns_its_child_and_a_parents_rerun_of_its_child_re
     assert decision.state.run == 2 and decision.history[1].data["reset"] == ["x", "y", "z"]
     stale = decide(decision.state, RerunRequested(T0, rerun.EVERY_STEP, run=2))
     assert stale.history[-1].data["reason"] == "run 2 was started already"
+
+
+@pytest.mark.parametrize(
+    ("body", "path", "says"),
+    [
+        ({"from": ""}, "$.from", "must be the id of a step of the workflow"),
+        ({"from": "x" * 201}, "$.from", "must be the id of a step of the workflow"),
+        ({"from": "ship", "version": 0}, "$.version", "must be a version of the workflow's definition"),
+        ({"from": "ship", "input_data": []}, "$.input_data", "must be a JSON object"),
+        ({"from": "ship", "by": "a b"}, "$.by", "must be who asks"),
+    ],
+    ids=["empty-from", "long-from", "version-0", "input-not-object", "by-with-space"],
+)
+def test_a_wrong_rerun_body_is_refused_with_a_message_that_reads_as_the_rule(body, path, says):
+    """The validator writes "must be <description>": a description must read that way
+    (the rerun's read "must be The id of the step ... to rerun from: it and every ...")."""
+    from api.resources.rerun import BODY_SCHEMA
+    from flow.core import validation
+    from flow.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as refused:
+        validation.check(validation.validator(BODY_SCHEMA), body)
+    assert refused.value.path == path
+    assert refused.value.message.startswith(says), refused.value.message

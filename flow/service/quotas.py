@@ -1,12 +1,21 @@
 """Per-namespace quotas on starts (issue 27): workflows in progress at once, and starts
-per second; a start past either is refused with 429 and ``Retry-After``.
+per second; a start past either is refused with :class:`~flow.errors.QuotaExceeded`
+(retryable: the API answers 429 with ``Retry-After``, the broker doors deliver the
+message again later, a schedule's tick and an event's owed start are tried again by the
+engine's next pass).
 
-Enforced by each API process at ``POST /workflows``, before anything is stored:
+Enforced by :class:`flow.service.starts.Starter`, the one door every start by name passes
+(``POST /workflows``, the Dramatiq and AMQP start messages, schedules, event triggers),
+on the namespace of the definition started (where the workflow is stored), once the
+start is found valid and before anything is stored. A child workflow is not counted
+against ``starts_per_s`` nor refused for ``max_running`` (its parent, admitted, is
+waiting on it: see README, "Namespaces"); it is counted among the running.
 
 - starts per second: a GCRA (the rate limit of :mod:`flow.core.limits`, in memory) per
-  namespace, with a burst of one second's worth. In memory, so each API process allows
-  the rate (N web processes: N times it); a flooding namespace is refused without a
-  database round trip, which is what keeps the others' starts fast;
+  namespace, with a burst of one second's worth. In memory, so each process that starts
+  workflows allows the rate (N web processes and engines: N times it); a flooding
+  namespace is refused without a database round trip, which is what keeps the others'
+  starts fast;
 - running workflows: a count over the index ``workflows_namespace_status`` at each start
   (only for a namespace that has this quota). An admission check, not a slot: starts
   that race each other may pass the bound by as many as they are.
@@ -18,11 +27,13 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import peewee
 
+from flow.core import namespaces
 from flow.core.namespaces import TokensFile
-from flow.errors import QuotaExceeded
+from flow.errors import ConfigurationError, QuotaExceeded
 from flow.persistence.namespaces import running
 
 
@@ -69,3 +80,18 @@ class NamespaceQuotas:
                     retry_after_s=max(1, math.ceil(wait)),
                 )
             self._tat[namespace] = tat + interval
+
+
+def read_tokens_file(path: str | None) -> TokensFile:
+    """The tokens and quotas of ``FLOW_TOKENS_FILE`` (none when unset); read by every
+    process that starts workflows or answers the API, once, when it is built."""
+    if not path:
+        return TokensFile()
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigurationError(f"FLOW_TOKENS_FILE={path!r} cannot be read: {e.strerror}") from e
+    return namespaces.parse_tokens_file(text, source=path)
+
+
+__all__ = ["NamespaceQuotas", "read_tokens_file"]

@@ -99,8 +99,7 @@ class LimitTable:
         p = self.param
         with write(self.database):
             number, per_s, burst = self._lock(name, now)
-            held = dict(self.database.execute_sql(_HELD.replace("%s", p), (name,) * 4).fetchall())
-            full = self._full_keys(name, held, number)
+            held, full = self._held_and_full(name, number)
             skip = f" AND (a.limit_rate IS TRUE OR a.limit_key NOT IN ({', '.join([p] * len(full))}))" if full else ""
             rows = self.database.execute_sql(
                 _WAITERS.replace("%s", p).replace("{skip}", skip), (name, *full, name, _PER_KEY)
@@ -193,16 +192,14 @@ class LimitTable:
         cancelling = collections.Counter(row[3] or "" for row in rows if row[7])
         return displaced(waiters, let_in, holders, cancelling, number)
 
-    def _full_keys(self, name: str, held: dict[str, int], number: int | None) -> list[str]:
-        """The keys whose steps wait behind full slots: the waiters' read skips them (a
-        workflow-level waiter is read anyway: its strategy may cancel it or another)."""
-        rows = self.database.execute_sql(_WAITING_KEYS.replace("%s", self.param), (name,)).fetchall()
-        full = []
-        for key, smallest in rows:
-            limit = number if number is not None else smallest
-            if limit is None or held.get(key or "", 0) >= limit:
-                full.append(key)
-        return full
+    def _held_and_full(self, name: str, number: int | None) -> tuple[dict[str, int], list[str]]:
+        """The slots held per key, and the keys whose steps wait behind full slots (the
+        waiters' read skips them; a workflow-level waiter is read anyway: its strategy may
+        cancel it or another): one statement, one round trip, one snapshot."""
+        rows = self.database.execute_sql(_HELD_AND_WAITING.replace("%s", self.param), (name,) * 5).fetchall()
+        held = {key: n for kind, key, n in rows if kind == "held"}
+        limits = {key: number if number is not None else smallest for kind, key, smallest in rows if kind == "waiting"}
+        return held, [key for key, limit in limits.items() if limit is None or held.get(key or "", 0) >= limit]
 
     def _lock(self, name: str, now: datetime) -> tuple[int | None, float | None, int | None]:
         """Lock the limit's row (made on first use: one round trip once it exists); its numbers
@@ -340,9 +337,9 @@ def _db_time(table: LimitTable, value: datetime) -> Any:
     return value if table.postgres else str(value)
 
 
-#: Step rows ``a`` holding a slot: started, or sent while their run goes on (docs/design.md).
-_ACTIVITY_HOLDS = f"""(a.status = '{_IN_FLIGHT[1]}' OR (a.status = '{_IN_FLIGHT[0]}' AND EXISTS (
-    SELECT 1 FROM workflows r WHERE r.id = a.workflow_id AND r.status = '{_RUNNING}')))"""
+#: Step rows ``a`` holding a slot: started, or sent while its run goes on (a rerun's ``outlived``).
+_ACTIVITY_HOLDS = f"""(a.status = '{_IN_FLIGHT[1]}' OR (a.status = '{_IN_FLIGHT[0]}' AND a.attempt > a.attempts_before
+    AND EXISTS (SELECT 1 FROM workflows r WHERE r.id = a.workflow_id AND r.status = '{_RUNNING}')))"""
 
 #: Slots held per key of one concurrency limit, in one statement (one snapshot): its steps
 #: in flight (above), its workflows let in and running, and its grants not yet handled (a
@@ -395,10 +392,12 @@ FROM (
 ) waiting WHERE n <= %s
 """
 
-#: The keys steps wait for, with their definitions' smallest number: which keys are full,
-#: whose waiters the admitting transaction need not read (a big tenant's thousands).
-_WAITING_KEYS = f"""
-SELECT limit_key, min(limit_max) FROM activities
+#: :data:`_HELD`, and the keys steps wait for with their definitions' smallest number: which
+#: keys are full, whose waiters the admitting transaction need not read (a big tenant's thousands).
+_HELD_AND_WAITING = f"""
+SELECT 'held', h.* FROM ({_HELD}) h
+UNION ALL
+SELECT 'waiting', limit_key, min(limit_max) FROM activities
 WHERE limit_name = %s AND status = '{_QUEUED}' AND limit_rate IS NOT TRUE
 GROUP BY limit_key
 """

@@ -137,10 +137,16 @@ class ActivityTask:
         except InvalidInput as e:
             self.report_unreadable(fields, e, message_id=current.message_id if current else None)
             return
-        self.run(request, message_id=current.message_id if current else None)
+        if current is None:
+            self.run(request)
+        else:
+            self.run(request, message_id=current.message_id, sent_ms=current.message_timestamp)
 
-    def run(self, request: attempts.AttemptRequest, *, message_id: str | None = None) -> attempts.AttemptResult:
-        """Run the attempt ``request`` asks for, report its result and return it."""
+    def run(
+        self, request: attempts.AttemptRequest, *, message_id: str | None = None, sent_ms: float | None = None
+    ) -> attempts.AttemptResult:
+        """Run the attempt ``request`` asks for (``sent_ms``: when its message was sent, ms
+        since the epoch), report its result and return it."""
         started_at = utcnow()
         started_report = self.delayed.schedule(
             self.started_report_delay_s, lambda: self.report(request.started(started_at), request.reply_to)
@@ -159,6 +165,7 @@ class ActivityTask:
             started_at=started_at,
             max_output_bytes=self.max_payload_bytes,
             heartbeat=beats.beat,
+            sent_ms=sent_ms,
         )
         result = tracing.run_attempt(request, attempt) if tracing.ENABLED else attempt()
         self.delayed.cancel(started_report)  # finished quickly: the result says when it started

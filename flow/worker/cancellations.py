@@ -76,11 +76,12 @@ class CancellationListener(dramatiq.Middleware):
 
     def handle(self, body: bytes) -> None:
         try:
-            notice = CancelNotice.from_message(dramatiq.Message.decode(body))
+            message = dramatiq.Message.decode(body)
+            notice = CancelNotice.from_message(message)
         except Exception as e:  # anything on the exchange: one bad body must not deafen the worker
             logger.warning("ignoring an unreadable cancel notice (%s: %s)", type(e).__name__, e)
             return
-        if self.running.cancel(notice.key):
+        if self.running.cancel(notice.key, sent_ms=message.message_timestamp):
             logger.info(
                 "attempt %d of activity %d of workflow %s told to stop",
                 notice.attempt,

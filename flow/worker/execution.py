@@ -44,6 +44,9 @@ class ActivityTimeout(Interrupt):
     """
 
 
+#: Why an attempt sent before the newest cancel notice its worker forgot did not start.
+_UNSURE = "not started: sent before cancel notices this worker no longer remembers; sent again if its run goes on"
+
 #: Start-to-close deadlines of the attempts running in this process (one watchdog).
 DEADLINES = Deadlines(ActivityTimeout)
 
@@ -55,11 +58,13 @@ def execute(
     started_at: datetime | None = None,
     max_output_bytes: int | None = None,
     heartbeat: Callable[[Any], None] | None = None,
+    sent_ms: float | None = None,
 ) -> AttemptResult:
     """Run the attempt ``request`` asks for and report how it ended (stopped after its
     ``start_to_close_s``; ``Cancelled`` if the engine said to stop and the activity's
     heartbeat raised it); never raises for activity errors. ``heartbeat`` sends the
-    activity's heartbeats (throttled: :mod:`flow.worker.heartbeats`)."""
+    activity's heartbeats (throttled: :mod:`flow.worker.heartbeats`); ``sent_ms``: when the
+    attempt's message was sent (ms since the epoch), judged against forgotten cancel notices."""
     started_at = started_at or utcnow()
     activity, time_limit_s = request.activity, request.start_to_close_s
     instance: BaseActivity | None = None
@@ -83,12 +88,15 @@ def execute(
     instance = cls.from_request(request)
     instance._beat = heartbeat
     key = (request.workflow_id, request.position, request.attempt)
-    instance._cancel = RUNNING.start(key)
+    instance._cancel = RUNNING.start(key, sent_ms=sent_ms)
     if instance.cancelled:
         # Told to stop before it started (it waited in the queue): never started, so the
-        # slot of a limit its run's end gave back is not taken again (docs/design.md).
+        # slot of a limit its run's end gave back is not taken again (docs/design.md). Or
+        # sent before notices this worker forgot: a run that goes on sends it again.
         RUNNING.finish(key, instance._cancel)
-        return ended(Outcome.CANCELLED, error="cancelled before it started")
+        if RUNNING.remembers(key):
+            return ended(Outcome.CANCELLED, error="cancelled before it started")
+        return ended(Outcome.CANCELLED, error=_UNSURE)
     deadline = DEADLINES.register() if time_limit_s else None
     try:
         try:

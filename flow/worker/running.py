@@ -9,12 +9,19 @@ that attempt raises the cancellation at the activity's next ``self.heartbeat()``
 (docs/design.md, "Heartbeats and cancellation").
 
 A notice may come before its attempt starts here (it was still queued): the last
-``remember`` cancelled attempts are kept, so such an attempt starts cancelled.
+``remember`` cancelled attempts are kept, so such an attempt starts cancelled. Past that
+number a notice is forgotten, but not what it could mean: the worker keeps the send time
+of the newest notice it forgot, and an attempt sent before it (it may be one of those the
+forgotten notices named) is not started either. It is reported ``Cancelled`` like one
+told to stop; an attempt whose run goes on is then sent again at once (a cancel meant for
+the run before, :mod:`flow.core.kinds.activity`), so a batch cancel of any size never
+starts a cancelled attempt and costs the others at most one more trip through the queue.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 
 #: ``(workflow_id, position, attempt)``: one attempt, as a notice names it.
@@ -28,17 +35,37 @@ class RunningAttempts:
         self._lock = threading.Lock()
         #: A flag per running copy: a redelivered message can run the same attempt twice.
         self._running: dict[AttemptKey, list[threading.Event]] = {}
-        self._cancelled: OrderedDict[AttemptKey, None] = OrderedDict()
+        #: The cancelled attempts remembered, each with its notice's send time (ms, epoch).
+        self._cancelled: OrderedDict[AttemptKey, float] = OrderedDict()
         self._remember = remember
+        #: The send time of the newest notice forgotten (None: none was).
+        self._forgotten_ms: float | None = None
 
-    def start(self, key: AttemptKey) -> threading.Event:
-        """Register an attempt about to run; its flag is set once it is to stop."""
+    def start(self, key: AttemptKey, *, sent_ms: float | None = None) -> threading.Event:
+        """Register an attempt about to run (``sent_ms``: when its message was sent, ms
+        since the epoch); its flag is set once it is to stop, and is set already if it was
+        told to, or may have been by a notice forgotten since (:meth:`unsure`)."""
         flag = threading.Event()
         with self._lock:
-            if key in self._cancelled:
+            if key in self._cancelled or self._unsure(sent_ms):
                 flag.set()
             self._running.setdefault(key, []).append(flag)
         return flag
+
+    def unsure(self, sent_ms: float | None) -> bool:
+        """Whether an attempt sent at ``sent_ms`` may be one a forgotten notice named: it
+        was sent before the newest notice forgotten. An attempt whose send time is unknown
+        (outside a worker's message) is taken as it is."""
+        with self._lock:
+            return self._unsure(sent_ms)
+
+    def remembers(self, key: AttemptKey) -> bool:
+        """Whether a notice told the attempt ``key`` to stop, and is remembered."""
+        with self._lock:
+            return key in self._cancelled
+
+    def _unsure(self, sent_ms: float | None) -> bool:
+        return sent_ms is not None and self._forgotten_ms is not None and sent_ms <= self._forgotten_ms
 
     def finish(self, key: AttemptKey, flag: threading.Event) -> None:
         with self._lock:
@@ -48,13 +75,16 @@ class RunningAttempts:
             if not flags:
                 self._running.pop(key, None)
 
-    def cancel(self, key: AttemptKey) -> bool:
-        """Tell the attempt ``key`` to stop; True if it runs in this process."""
+    def cancel(self, key: AttemptKey, *, sent_ms: float | None = None) -> bool:
+        """Tell the attempt ``key`` to stop (``sent_ms``: when the notice was sent, ms since
+        the epoch; None: now); True if it runs in this process."""
+        sent_ms = time.time() * 1000 if sent_ms is None else sent_ms
         with self._lock:
-            self._cancelled[key] = None
+            self._cancelled[key] = sent_ms
             self._cancelled.move_to_end(key)
             while len(self._cancelled) > self._remember:
-                self._cancelled.popitem(last=False)
+                _, forgotten_ms = self._cancelled.popitem(last=False)
+                self._forgotten_ms = max(forgotten_ms, self._forgotten_ms or forgotten_ms)
             flags = list(self._running.get(key, ()))
         for flag in flags:
             flag.set()

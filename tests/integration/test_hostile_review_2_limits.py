@@ -3,8 +3,6 @@ its workflow is In Progress): what a rerun of the ended workflow does to the slo
 
 from __future__ import annotations
 
-import pytest
-
 from flow.clock import utcnow
 from flow.core.definition import parse
 from flow.core.events import CancelRequested, RerunRequested, TimerFired
@@ -31,11 +29,6 @@ BESIDE = parse(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (hostile review): a rerun keeps a cancelled run's Scheduled attempt in flight, and the hold rule "
-    "counts it again once the workflow is In Progress, though its slot was given to another: 2 hold a limit of 1",
-)
 def test_a_rerun_of_a_cancelled_workflow_does_not_take_a_slot_given_to_another(stores):  # noqa: F811
     store, engine = stores
     store.register_definition(BESIDE)

@@ -15,7 +15,7 @@ from activities.base import BaseActivity
 from flow.core.vocabulary import Outcome
 from flow.wire.attempts import AttemptRequest
 from flow.worker.execution import ActivityTimeout, execute
-from flow.worker.running import RUNNING
+from flow.worker.running import RUNNING, RunningAttempts
 
 
 class Raises(BaseActivity):
@@ -261,3 +261,25 @@ def test_an_attempt_told_to_stop_before_it_started_is_never_run():
     assert ran == []
     other = replace(asked, attempt=2)  # the next attempt was not told anything: it runs
     assert execute({"Counts": Counts}, other).outcome is Outcome.SUCCEEDED and ran == [2]
+
+
+def test_an_attempt_sent_before_a_cancel_notice_its_worker_forgot_is_reported_cancelled_unrun(monkeypatch):
+    """A batch cancel of more queued attempts than a worker remembers: an attempt sent
+    before the newest forgotten notice is not run, and reported Cancelled, which a run
+    that goes on answers by sending it again (tests/unit/test_limits.py)."""
+    running = RunningAttempts(remember=1)
+    monkeypatch.setattr("flow.worker.execution.RUNNING", running)
+    ran = []
+
+    class Counts(BaseActivity):
+        def do_activity(self) -> str:
+            ran.append(self.attempt)
+            return self.SUCCEEDED
+
+    asked = replace(request("Counts", {}), workflow_id="wf-forgotten")
+    running.cancel((asked.workflow_id, asked.position, asked.attempt), sent_ms=2_000.0)
+    running.cancel(("wf-other", 0, 1), sent_ms=2_001.0)  # the first notice is forgotten
+    result = execute({"Counts": Counts}, asked, sent_ms=1_000.0)
+    assert result.outcome is Outcome.CANCELLED and "no longer remembers" in (result.error or "")
+    assert execute({"Counts": Counts}, replace(asked, attempt=2), sent_ms=3_000.0).outcome is Outcome.SUCCEEDED
+    assert ran == [2]

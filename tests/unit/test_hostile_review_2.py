@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dramatiq
 import pika.exceptions
-import pytest
 
 from flow.clock import utcnow
 from flow.core.pools import broker_priority
@@ -51,16 +50,25 @@ def test_an_attempt_sent_again_by_a_worker_keeps_its_priority():
     assert "broker_priority" not in unprioritised.message().options
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (hostile review): a worker remembers the last 10,000 cancel notices; past that (a batch cancel of "
-    "more workflows whose attempts wait in the queue) the oldest, the first it takes from the queue, start and "
-    "hold their limit's slot again although it was given to another",
-)
 def test_a_worker_does_not_start_an_attempt_of_a_batch_cancel_of_more_than_10000_queued_attempts():
     running = RunningAttempts()
     keys = [(f"w{i}", 0, 1) for i in range(10_001)]
-    for key in keys:  # the notices of one batch cancel, in the order the attempts were queued
-        running.cancel(key)
+    # The attempts were sent (ms since the epoch) before the batch cancel's notices.
+    sent_ms = {key: 1_000.0 + i for i, key in enumerate(keys)}
+    for i, key in enumerate(keys):  # the notices of one batch cancel, in the order the attempts were queued
+        running.cancel(key, sent_ms=50_000.0 + i)
     # The worker then reaches the queued attempts, the oldest first (a queue is FIFO).
-    assert running.start(keys[0]).is_set()
+    assert running.start(keys[0], sent_ms=sent_ms[keys[0]]).is_set()
+    assert all(running.start(key, sent_ms=sent_ms[key]).is_set() for key in keys)
+
+
+def test_past_its_memory_a_worker_holds_back_only_attempts_sent_before_the_notices_it_forgot():
+    running = RunningAttempts(remember=2)
+    for i, key in enumerate([("a", 0, 1), ("b", 0, 1), ("c", 0, 1)]):
+        running.cancel(key, sent_ms=100.0 + i)
+    assert not running.remembers(("a", 0, 1)) and running.remembers(("c", 0, 1))
+    # Sent before the forgotten notice (of "a"): it may be the one it named.
+    assert running.unsure(90.0) and running.start(("x", 0, 1), sent_ms=90.0).is_set()
+    # Sent after it: no forgotten notice can name it (a cancel comes after its attempt's send).
+    assert not running.start(("y", 0, 1), sent_ms=101.0).is_set()
+    assert running.start(("c", 0, 1), sent_ms=101.0).is_set()  # remembered, whenever sent

@@ -347,3 +347,30 @@ def test_a_rate_limited_step_queues_with_a_rate_claim():
     assert step.claim == Claim("g:mail", "acme", None, 3, per_s=10, burst=5, rate=True)
     let_in(run, "mail")
     assert run.status("mail") is S.SCHEDULED
+
+
+def test_a_retry_from_failure_marks_a_sent_attempt_of_the_run_before_which_holds_no_slot_until_it_starts():
+    """The cancel gave back the slot of the attempt sent and not started; the new run keeps
+    the attempt in flight, marked as the run before's (``attempt == attempts_before``: the
+    stores' hold rule counts it only once it is reported started), and its 'cancelled
+    before it started' report queues the step for a slot again."""
+    run = run_of(limited(), {"name": "B", "independent": True})
+    let_in(run, "pay")
+    run.decision = run._decide(CancelRequested(occurred_at=run._now()))
+    run.decision = run._decide(RetryRequested(occurred_at=run._now()))
+    step = run.activity("pay")
+    assert step.status is S.SCHEDULED and step.attempt == step.attempts_before == 1
+    run.end("pay", Outcome.CANCELLED)
+    assert run.status("pay") is S.QUEUED and run.scheduled() == []
+
+
+def test_an_attempt_a_worker_did_not_start_for_a_forgotten_notice_queues_for_a_slot_again():
+    """Reported Cancelled by a worker that forgot notices sent after it (flow.worker.running):
+    the run goes on, so the step waits for a slot again, and no attempt counts against it."""
+    run = run_of(limited(config={"retry": {"max_attempts": 1}}))
+    let_in(run, "pay")
+    run.end("pay", Outcome.CANCELLED)
+    step = run.activity("pay")
+    assert step.status is S.QUEUED and step.attempts_before == 1
+    let_in(run, "pay")
+    assert run.status("pay") is S.SCHEDULED and RunActivity(0, 2) in run.decision.commands

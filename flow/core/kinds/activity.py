@@ -145,6 +145,14 @@ class ActivityKind(StepKind):
             data["key"] = claim.key
         return step, [], HistoryEntry(HistoryType.QUEUE_ACTIVITY, step.position, data)
 
+    def outlived(self, step: ActivityState) -> ActivityState:
+        # The attempt in flight is the run before's, which that run's end told to stop and
+        # whose slot (of a limit) that end gave back if it had not started: marked so
+        # (``attempt == attempts_before``: no attempt counts against this run), it holds a
+        # slot again only once it is reported started (the stores' hold rule), and if it
+        # obeyed the cancel it runs again at once, waiting for a slot like any attempt.
+        return replace(step, attempts_before=step.attempt)
+
     def run(self, step: ActivityState, attempt: int) -> RunActivity | RunChild:
         """The command that sends ``attempt`` of ``step``."""
         return RunActivity(step.position, attempt)

@@ -30,7 +30,6 @@ from typing import Any, ClassVar
 from flow.core import graph, strict_json
 from flow.core.commands import CancelChild, Command, RunActivity, RunChild
 from flow.core.events import ActivityCompleted, ActivityHeartbeat
-from flow.core.frozen import replace
 from flow.core.kinds.activity import ActivityKind
 from flow.core.kinds.base import Answer, PathOf, Tokens
 from flow.core.lineage import child_id
@@ -145,12 +144,6 @@ class ChildKind(ActivityKind):
     def on_cancel(self, step: ActivityState) -> list[Command]:
         return [CancelChild(step.position)] if step.status.in_flight else []
 
-    def outlived(self, step: ActivityState) -> ActivityState:
-        # The child's end will answer an attempt of the run before, whose end cancelled
-        # it: marked so (no attempt counts against this run), its failure is not this
-        # run's (see attempt_ended).
-        return replace(step, attempts_before=step.attempt)
-
     def attempt_ended(
         self,
         state: WorkflowState,
@@ -161,7 +154,7 @@ class ChildKind(ActivityKind):
         *,
         fired: TimerKind | None = None,
     ) -> Answer:
-        """A child of the run before a retry-from-failure (see :meth:`outlived`) that did
+        """A child of the run before a retry-from-failure (marked by :meth:`outlived`) that did
         not succeed was cancelled by that run's end, or never created for it: the
         activity runs again at once (the child's next run), as an attempt stopped by a
         cancel does. Without this, the parent's new run would fail of the old run's end."""

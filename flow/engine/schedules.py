@@ -157,7 +157,7 @@ class ScheduleTicker:
                 continue
             self.table.record_run(spec.name, tick, workflow_id, RunTrigger.CRON, now=now)
             started.append((tick, workflow_id))
-        if not self.table.advance(schedule, decided, started=started, error=error, now=now):
+        if not self.table.advance(schedule, decided, error=error):
             return None
         if started or decided.skipped:
             logger.info(

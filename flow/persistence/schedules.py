@@ -8,6 +8,12 @@ that holds the schedule's partition advances a row only by compare-and-set on
 (a takeover) or an API write in between make the slower writer read again, so a
 tick is never counted twice. Starting a tick's workflow twice is harmless on its own
 (its id is derived from the tick, :func:`flow.core.schedules.tick_workflow_id`).
+
+The ``fired`` counter is not part of that compare-and-set: a run row and the count of
+it commit in one transaction (:meth:`ScheduleTable.record_run`), the counter growing by
+the rows actually inserted. So the counter equals the schedule's run rows whatever
+races the pass: a pause committed between a tick's start and the pass's advance, two
+engines recording one tick, an engine killed in between.
 """
 
 from __future__ import annotations
@@ -284,24 +290,23 @@ class ScheduleTable:
                 found[name] = list(query)
         return found
 
-    def record_run(self, name: str, tick: datetime, workflow_id: str, trigger: RunTrigger, *, now: datetime) -> None:
-        """Record a workflow the schedule started (once per tick)."""
+    def record_run(self, name: str, tick: datetime, workflow_id: str, trigger: RunTrigger, *, now: datetime) -> bool:
+        """Record a workflow the schedule started, and count it, in one transaction: it
+        becomes the schedule's latest run. A tick recorded already (by another engine, or
+        an earlier pass) is neither recorded nor counted again; False then.
+
+        The row's ``version`` is left alone: the counter only grows, so no writer can lose
+        it, and an engine's compare-and-set of the progress must not fail for it."""
         with write(self.database):
-            ScheduleRunRecord.insert(
-                schedule=name, tick_at=tick, workflow_id=workflow_id, trigger=trigger.value, created_at=now
-            ).on_conflict_ignore().execute()
+            return _record_run(name, tick, workflow_id, trigger, now=now)
 
     def record_trigger(self, name: str, workflow_id: str, *, now: datetime) -> None:
         """A manual trigger started ``workflow_id``: it is the schedule's latest run."""
-        self.record_run(name, now, workflow_id, RunTrigger.MANUAL, now=now)
         with write(self.database):
-            ScheduleRecord.update(
-                last_workflow_id=workflow_id,
-                last_fired_at=now,
-                fired=ScheduleRecord.fired + 1,
-                last_error=None,
-                version=ScheduleRecord.version + 1,
-            ).where(ScheduleRecord.name == name).execute()
+            _record_run(name, now, workflow_id, RunTrigger.MANUAL, now=now)
+            ScheduleRecord.update(last_error=None, version=ScheduleRecord.version + 1).where(
+                ScheduleRecord.name == name
+            ).execute()
 
     # -- the engine's side -------------------------------------------------------------------
 
@@ -334,30 +339,20 @@ class ScheduleTable:
             query = WorkflowRecord.select(WorkflowRecord.id).where(WorkflowRecord.id.in_(workflow_ids))
             return {row[0] for row in query.tuples()}
 
-    def advance(
-        self,
-        schedule: StoredSchedule,
-        plan: TickPlan,
-        *,
-        started: builtins.list[tuple[datetime, str]],
-        error: str | None,
-        now: datetime,
-    ) -> bool:
-        """Record a pass (``started``: the ticks it started and their workflows), if the
-        row is still the one it read; False when another write came first."""
+    def advance(self, schedule: StoredSchedule, plan: TickPlan, *, error: str | None) -> bool:
+        """Record how far a pass got, if the row is still the one it read; False when
+        another write came first. The runs it started are recorded and counted already
+        (:meth:`record_run`): whether this wins or not, they stay counted, once."""
         columns: dict[str, Any] = {
             "last_tick_at": plan.last_tick_at,
             "next_tick_at": plan.next_tick_at,
             "buffered_tick_at": plan.buffered_tick_at,
             "skipped": ScheduleRecord.skipped + plan.skipped,
-            "fired": ScheduleRecord.fired + len(started),
             "version": ScheduleRecord.version + 1,
             "last_error": error,
         }
         if plan.last_skipped_at is not None:
             columns["last_skipped_at"] = plan.last_skipped_at
-        if started:
-            columns["last_fired_at"], columns["last_workflow_id"] = started[-1]
         with write(self.database):
             changed: int = (
                 ScheduleRecord.update(**columns)
@@ -370,6 +365,23 @@ class ScheduleTable:
         """Say why a pass could not start a tick (it is tried again next pass)."""
         with write(self.database):
             ScheduleRecord.update(last_error=error).where(ScheduleRecord.name == schedule.name).execute()
+
+
+def _record_run(name: str, tick: datetime, workflow_id: str, trigger: RunTrigger, *, now: datetime) -> bool:
+    """:meth:`ScheduleTable.record_run`, in the caller's transaction."""
+    inserted: int = (
+        ScheduleRunRecord.insert(
+            schedule=name, tick_at=tick, workflow_id=workflow_id, trigger=trigger.value, created_at=now
+        )
+        .on_conflict_ignore()
+        .as_rowcount()
+        .execute()
+    )
+    if inserted:
+        ScheduleRecord.update(
+            fired=ScheduleRecord.fired + inserted, last_fired_at=tick, last_workflow_id=workflow_id
+        ).where(ScheduleRecord.name == name).execute()
+    return inserted > 0
 
 
 __all__ = ["RECENT_RUNS", "ScheduleRecord", "ScheduleRunRecord", "ScheduleTable", "StoredSchedule"]

@@ -76,18 +76,10 @@ def test_the_tiers_commands_are_in_the_readme_and_the_test_command():
     readme = (ROOT / "README.md").read_text()
     script = (ROOT / "project_tests.sh").read_text()
     assert "./project_tests.sh --fast" in readme and "pytest -m fast" in readme
-    assert '-m fast "$@"' in script  # --fast
+    assert '-m fast "${paths[@]}" "$@"' in script  # --fast, collecting tests/unit
     assert '-m "not exclusive" -n' in script and '-m exclusive "$@"' in script  # the two phases
     for marker in ("fast", "services", "exclusive"):
         assert any(line.strip().startswith(f'"{marker}:') for line in Path(ROOT / "pyproject.toml").open())
-
-
-#: Files still named after the review that found their defects: branch limits23 is changing
-#: both (its fixes of their xfail tests); they join their concepts' files once it has merged.
-_NAMED_AFTER_A_REVIEW_FOR_NOW = {
-    "tests/unit/test_hostile_review_2.py",
-    "tests/integration/test_hostile_review_2_limits.py",
-}
 
 
 def test_test_files_are_named_after_what_they_test_not_after_a_review():
@@ -98,7 +90,7 @@ def test_test_files_are_named_after_what_they_test_not_after_a_review():
         for path in (ROOT / "tests").rglob("test_*.py")
         if "review" in path.stem or path.stem.endswith("_hostile")
     }
-    assert named == _NAMED_AFTER_A_REVIEW_FOR_NOW
+    assert named == set()
 
 
 def test_embedded_tests_build_their_flows_with_the_shared_helper():

@@ -1,4 +1,4 @@
-"""Hostile review of priorities on pool queues, the cancel that gives a Scheduled attempt's
+"""Priorities on pool queues, the cancel that gives a Scheduled attempt's
 slot back, the lenient attempt identity and the lease changes: one test per defect found."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Hostile review of the hold rule (a Scheduled attempt holds its limit's slot only while
+"""The hold rule (a Scheduled attempt holds its limit's slot only while
 its workflow is In Progress): what a rerun of the ended workflow does to the slot."""
 
 from __future__ import annotations

@@ -11,8 +11,10 @@ from pathlib import Path
 import falcon.testing
 
 from api.app import create_app
-from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome
+from flow.clock import utcnow
+from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind
 from flow.loops import poll_until
+from flow.persistence.models import TimerRecord
 from flow.process.embedded import EmbeddedFlow
 from flow.settings import Settings
 from tests.conftest import ROOT
@@ -62,14 +64,17 @@ def test_the_saga_example_undoes_the_charge_and_the_reservation_then_tells_ops(t
 
 
 def test_an_engine_restart_between_two_undos_runs_each_undo_once_in_order(tmp_path):
-    # The refund (the second undo) is unavailable on its first attempt: its retry is
-    # due 1.5 s later, and the engine stops meanwhile; the next one recovers the timer.
+    # The refund (the second undo) is unavailable on its first attempt: its retry is due
+    # an hour later, so the first engine cannot run it however slow the machine is (a
+    # 1.5 s delay ran out under load before the checks below, which then saw the workflow
+    # Failed); the engine stops, its stored timer is made due, the next engine fires it.
     body = json.loads(SAGA.read_text())
     body["name"] = "SagaRestart"
     body["concurrency"] = {"limit": 1}  # a Compensating workflow holds its slot
+    hour_ms = 3_600_000
     body["activities"][0]["compensate"]["config"] = {
         "fail_attempts": 1,
-        "retry": {"max_attempts": 3, "initial_delay_ms": 1500, "jitter": 0},
+        "retry": {"max_attempts": 3, "initial_delay_ms": hour_ms, "max_delay_ms": hour_ms, "jitter": 0},
     }
     settings = settings_with(tmp_path, body)
     with EmbeddedFlow(settings) as first:
@@ -91,6 +96,12 @@ def test_an_engine_restart_between_two_undos_runs_each_undo_once_in_order(tmp_pa
         assert [w["id"] for w in listed] == [workflow_id]
         assert api.simulate_post(f"/workflows/{workflow_id}/cancel").status_code == 409  # the undos run to their end
         assert api.simulate_delete(f"/workflows/{workflow_id}").status_code == 409  # not ended: kept
+        assert refund_waits()  # still between the two undos as the engine stops
+    # The engine was down past the retry's due time.
+    with first.runtime.store.unit_of_work():
+        retry = TimerRecord.select().where((TimerRecord.workflow == workflow_id) & (TimerRecord.position == 4))
+        assert [(t.kind, t.attempt) for t in retry] == [(TimerKind.RETRY, 2)]  # the refund's second attempt
+        TimerRecord.update(due_at=utcnow()).where(TimerRecord.id == retry[0].id).execute()
     with EmbeddedFlow(settings) as second:
         state = second.wait(workflow_id, timeout_s=30).state
         events = second.runtime.store.events(workflow_id)

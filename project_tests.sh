@@ -6,9 +6,10 @@
 #
 # Phase 1 runs every test but the exclusive ones (tests/faults, which restart PostgreSQL
 # and RabbitMQ) on FLOW_TEST_WORKERS pytest-xdist workers (4), each test file on one
-# worker (--dist loadfile); phase 2 runs the exclusive ones alone, one at a time. Tiers
-# (markers fast, services, exclusive) are given in tests/conftest.py. Arguments with
-# their own -m run once, as given.
+# worker (--dist loadfile), the heaviest files first (tests/weights.json, kept in the
+# collection's order by --no-loadscope-reorder); phase 2 runs the exclusive ones alone,
+# one at a time. Tiers (markers fast, services, exclusive) are given in tests/conftest.py.
+# Arguments with their own -m run once, as given.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -116,7 +117,7 @@ done
 
 log "pytest, phase 1: everything but the exclusive tests, on ${FLOW_TEST_WORKERS:-4} workers"
 status=0
-"$VENV/bin/python" -m pytest -m "not exclusive" -n "${FLOW_TEST_WORKERS:-4}" --dist loadfile "$@" || status=$?
+"$VENV/bin/python" -m pytest -m "not exclusive" -n "${FLOW_TEST_WORKERS:-4}" --dist loadfile --no-loadscope-reorder "$@" || status=$?
 [ "$status" = 5 ] && status=0  # no test selected by the arguments in this phase
 log "pytest, phase 2: the exclusive tests (they restart the services), alone"
 exclusive=0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import threading
@@ -28,12 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 #: flows, subprocesses, Chromium or the deployment, and wait on them).
 FAST_FOLDERS = ("unit",)
 
-#: The order in which folders run (a stable sort: files and tests keep theirs within a
-#: folder). pytest-xdist hands test files to its workers in this order, so the folders of
-#: long tests (the fault suite's kills, distributed clusters) start first and the short
-#: unit tests fill the end, instead of a 3-minute fault test starting last and running
-#: alone while the other workers idle.
-HEAVY_FIRST = {"faults": -6, "integration": -5, "deploy": -4, "api": -3, "embedded": -2, "ui": -1}
+#: Each test file's wall seconds in a recent whole run (``python -m tests.weights``): the
+#: suite collects the heaviest files first, so that pytest-xdist (``--dist loadfile
+#: --no-loadscope-reorder``, project_tests.sh) starts the long ones first and the short
+#: ones fill the end, instead of a 3-minute file starting last and running alone.
+FILE_WEIGHTS: dict[str, int] = json.loads((ROOT / "tests" / "weights.json").read_text())
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -62,7 +62,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.services)
         elif folder in FAST_FOLDERS and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.fast)
-    items.sort(key=lambda item: HEAVY_FIRST.get(Path(item.path).relative_to(ROOT / "tests").parts[0], 0))
+    items.sort(key=lambda item: -FILE_WEIGHTS.get(str(Path(item.path).relative_to(ROOT)), 0))
 
 
 @pytest.hookimpl(wrapper=True)

@@ -103,3 +103,20 @@ def test_embedded_tests_build_their_flows_with_the_shared_helper():
         if "EmbeddedFlow(Settings.from_env(" in path.read_text()
     ]
     assert copies == []
+
+
+def test_file_weights_sum_each_files_wall_seconds_from_a_cpu_log():
+    from tests.weights import weights_of
+
+    log = "1.0 2.5 tests/a/test_x.py::test_one\n0.5 3.0 tests/a/test_x.py::test_two[1]\n0.1 0.2 tests/b/test_y.py::t\n"
+    assert weights_of(log) == {"tests/a/test_x.py": 6}  # under half a second weighs nothing
+
+
+def test_the_heaviest_files_are_collected_first():
+    from tests.conftest import FILE_WEIGHTS
+
+    assert FILE_WEIGHTS, "tests/weights.json is empty"
+    heaviest = max(FILE_WEIGHTS, key=FILE_WEIGHTS.__getitem__)
+    assert (ROOT / heaviest).is_file(), f"{heaviest} is in tests/weights.json but not in the tree"
+    script = (ROOT / "project_tests.sh").read_text()
+    assert "--dist loadfile --no-loadscope-reorder" in script  # else xdist reorders by test count

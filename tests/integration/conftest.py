@@ -7,9 +7,13 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import peewee
 import pytest
 import requests
 
+from flow.persistence.database import open_database
+from flow.persistence.models import bind
+from flow.persistence.store import Store
 from flow.settings import Settings
 from flow.testing import Processes, free_port, migrate, new_database, new_queue_prefix, queue_consumers, wait_http
 from flow.testing.definitions import sample_definitions
@@ -20,6 +24,26 @@ from tests.conftest import wait_for
 def pg_url(services) -> Iterator[str]:
     with new_database() as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def migrated(request, tmp_path) -> Iterator[peewee.Database]:
+    """A new database of each kind, migrated (4 partitions) and bound to the models: SQLite
+    in ``tmp_path``, and PostgreSQL (with the services)."""
+
+    def opened(url: str) -> Iterator[peewee.Database]:
+        db = open_database(url)
+        bind(db)
+        Store(db).migrate(partitions=4)
+        yield db
+        db.close()
+
+    if request.param == "sqlite":
+        yield from opened(f"sqlite:///{tmp_path / 'flow.db'}")
+    else:
+        request.getfixturevalue("services")
+        with new_database() as url:
+            yield from opened(url)
 
 
 @pytest.fixture(scope="module")

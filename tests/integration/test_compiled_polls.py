@@ -5,7 +5,6 @@ the same rows, as the same values, that Peewee's own run of the query read."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 
@@ -22,7 +21,6 @@ from flow.persistence.events import EventTable
 from flow.persistence.models import OutboxRecord, bind
 from flow.persistence.schedules import ScheduleTable
 from flow.persistence.store import Store
-from flow.testing import new_database
 from tests.integration.test_fencing import new_workflow
 
 HELD = [0, 1, 2, 3]
@@ -30,21 +28,9 @@ PAID = EventTrigger("OnPaid", 0, "order.paid")
 SYNC = EventTrigger("OrderSync", 0, "order.updated", key="data.order_id", debounce_s=2)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database(request, tmp_path) -> Iterator[peewee.Database]:
-    def opened(url: str) -> Iterator[peewee.Database]:
-        db = open_database(url)
-        bind(db)
-        Store(db).migrate(partitions=4)
-        yield db
-        db.close()
-
-    if request.param == "sqlite":
-        yield from opened(f"sqlite:///{tmp_path / 'flow.db'}")
-    else:
-        request.getfixturevalue("services")
-        with new_database() as url:
-            yield from opened(url)
+@pytest.fixture
+def database(migrated) -> peewee.Database:
+    return migrated
 
 
 @pytest.fixture

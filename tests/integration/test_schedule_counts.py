@@ -6,7 +6,6 @@ once, and a manual trigger is counted with its run."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -16,11 +15,8 @@ import pytest
 from flow.core.schedules import Overlap, RunTrigger, ScheduleSpec, tick_workflow_id
 from flow.engine.schedules import ScheduleTicker
 from flow.errors import StoreUnavailable
-from flow.persistence.database import open_database, unit_of_work
-from flow.persistence.models import bind
+from flow.persistence.database import unit_of_work
 from flow.persistence.schedules import ScheduleRunRecord, ScheduleTable
-from flow.persistence.store import Store
-from flow.testing import new_database
 
 PARTITION = 0
 START = datetime(2026, 3, 1, 12, 0, 0)
@@ -30,21 +26,9 @@ EVERY_SECOND = ScheduleSpec(
 )
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def table(request, tmp_path) -> Iterator[ScheduleTable]:
-    def opened(url: str) -> Iterator[ScheduleTable]:
-        db = open_database(url)
-        bind(db)
-        Store(db).migrate(partitions=4)
-        yield ScheduleTable(db)
-        db.close()
-
-    if request.param == "sqlite":
-        yield from opened(f"sqlite:///{tmp_path / 'flow.db'}")
-    else:
-        request.getfixturevalue("services")
-        with new_database() as url:
-            yield from opened(url)
+@pytest.fixture
+def table(migrated) -> ScheduleTable:
+    return ScheduleTable(migrated)
 
 
 class Starter:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -86,13 +87,18 @@ def alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("workers", [[], ["-n", "1"]], ids=["serial", "xdist"])
-def test_a_test_run_killed_with_sigterm_leaves_no_process_behind(tmp_path, workers):
-    (tmp_path / "test_starts_the_api.py").write_text(STARTS_THE_API)
+@contextlib.contextmanager
+def inner_run(
+    tmp_path: Path, source: str, *args: str, started_within_s: float
+) -> Iterator[tuple[subprocess.Popen, list[int]]]:
+    """A pytest run of its own over ``source`` (written to tmp_path), once it has written the
+    pids it started to ``PIDS_TO``; whatever the test asserts, neither the run nor those
+    processes outlive it."""
+    (tmp_path / "test_inner.py").write_text(source)
     pids_file = tmp_path / "pids"
     with open(tmp_path / "pytest.log", "wb") as log:
         run = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *workers, "test_starts_the_api.py"],
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, "test_inner.py"],
             cwd=tmp_path,
             env={**own_environment(), "PIDS_TO": str(pids_file), "PYTHONPATH": str(ROOT)},
             stdout=log,
@@ -100,20 +106,28 @@ def test_a_test_run_killed_with_sigterm_leaves_no_process_behind(tmp_path, worke
         )
     pids: list[int] = []
     try:
-        wait_for(lambda: pids_file.exists() or run.poll() is not None, timeout_s=180, what="the API started by the run")
+        wait_for(
+            lambda: pids_file.exists() or run.poll() is not None, timeout_s=started_within_s, what="the run's processes"
+        )
         assert pids_file.exists(), (tmp_path / "pytest.log").read_text()
-        pids = [int(pid) for pid in pids_file.read_text().split()]
-        # gunicorn's master and 2 workers (and the xdist worker)
-        assert len(pids) == 3 + bool(workers) and all(alive(pid) for pid in pids)
-        run.send_signal(signal.SIGTERM)
-        assert run.wait(30) == -signal.SIGTERM  # killed: no fixture, no finally ran
-        wait_for(lambda: not any(alive(pid) for pid in pids), timeout_s=60, what="the run's processes gone")
+        pids += [int(pid) for pid in pids_file.read_text().split()]
+        yield run, pids
     finally:
         if run.poll() is None:
             run.kill()
         for pid in pids:  # a failed run must not leave them either
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "1"]], ids=["serial", "xdist"])
+def test_a_test_run_killed_with_sigterm_leaves_no_process_behind(tmp_path, workers):
+    with inner_run(tmp_path, STARTS_THE_API, *workers, started_within_s=180) as (run, pids):
+        # gunicorn's master and 2 workers (and the xdist worker)
+        assert len(pids) == 3 + bool(workers) and all(alive(pid) for pid in pids)
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(30) == -signal.SIGTERM  # killed: no fixture, no finally ran
+        wait_for(lambda: not any(alive(pid) for pid in pids), timeout_s=60, what="the run's processes gone")
 
 
 def test_a_process_started_from_another_thread_outlives_that_thread(tmp_path):
@@ -135,28 +149,8 @@ def test_a_process_started_from_another_thread_outlives_that_thread(tmp_path):
 
 def test_a_test_run_killed_with_sigterm_kills_what_a_graceful_stop_would_not_end(tmp_path):
     (tmp_path / "conftest.py").write_text("from tests.conftest import pytest_configure  # the suite's own hook\n")
-    (tmp_path / "test_starts_stubborn_processes.py").write_text(STARTS_STUBBORN_PROCESSES)
-    pids_file = tmp_path / "pids"
-    with open(tmp_path / "pytest.log", "wb") as log:
-        run = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_starts_stubborn_processes.py"],
-            cwd=tmp_path,
-            env={**own_environment(), "PIDS_TO": str(pids_file), "PYTHONPATH": str(ROOT)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    pids: list[int] = []
-    try:
-        wait_for(lambda: pids_file.exists() or run.poll() is not None, timeout_s=120, what="the run's processes")
-        assert pids_file.exists(), (tmp_path / "pytest.log").read_text()
-        pids = [int(pid) for pid in pids_file.read_text().split()]
+    with inner_run(tmp_path, STARTS_STUBBORN_PROCESSES, started_within_s=120) as (run, pids):
         assert len(pids) == 3 and all(alive(pid) for pid in pids)
         run.send_signal(signal.SIGTERM)
         assert run.wait(30) == -signal.SIGTERM  # it still dies of the SIGTERM
         wait_for(lambda: not any(alive(pid) for pid in pids), timeout_s=30, what="the run's processes gone")
-    finally:
-        if run.poll() is None:
-            run.kill()
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)

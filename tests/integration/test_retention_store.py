@@ -34,23 +34,11 @@ DEFINITION = parse({"name": "W", "activities": [{"name": "NoopActivity"}] * 3}, 
 TABLES = (WorkflowRecord, ActivityRecord, EventRecord, TimerRecord, OutboxRecord)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def stores(request, tmp_path) -> Iterator[tuple[Store, EngineStore]]:
-    def opened(url: str) -> Iterator[tuple[Store, EngineStore]]:
-        database = open_database(url)
-        bind(database)
-        store = Store(database)
-        store.migrate(partitions=4)
-        store.register_definition(DEFINITION)
-        yield store, EngineStore(database)
-        database.close()
-
-    if request.param == "sqlite":
-        yield from opened(f"sqlite:///{tmp_path / 'flow.db'}")
-    else:
-        request.getfixturevalue("services")
-        with new_database() as url:
-            yield from opened(url)
+@pytest.fixture
+def stores(migrated) -> tuple[Store, EngineStore]:
+    store = Store(migrated)
+    store.register_definition(DEFINITION)
+    return store, EngineStore(migrated)
 
 
 def workflow(store: Store, *, partition: int = 0, ended_days_ago: float | None = None, input_data=None) -> str:

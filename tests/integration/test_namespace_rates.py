@@ -13,7 +13,9 @@ import pytest
 
 from flow.core.namespaces import Quota, TokensFile
 from flow.errors import QuotaExceeded
+from flow.persistence.database import is_postgres, unit_of_work
 from flow.service.quotas import NamespaceQuotas
+from flow.testing.statements import counted
 
 T0 = 1_800_000_000.0  # seconds since the epoch, as a process's wall clock reads
 
@@ -89,18 +91,19 @@ def test_a_start_refused_by_the_shared_row_says_when_to_try_again(migrated):
     second.admit("slow")
 
 
-def test_a_flood_refused_by_the_local_check_costs_no_statement(migrated, monkeypatch):
-    clock = Clock()
-    quotas = quotas_of(migrated, clock, flood=3)
-    statements: list[str] = []
-    execute = migrated.execute_sql
+def test_a_flood_refused_by_the_local_check_costs_no_statement(migrated):
+    quotas = quotas_of(migrated, Clock(), flood=3)
+    with counted(migrated) as statements:
+        assert [admitted(quotas, "flood") for _ in range(3)] == [True] * 3
+        assert len(statements) == 3  # one statement per admitted start
+        assert not any(admitted(quotas, "flood") for _ in range(1000))
+        assert len(statements) == 3  # and none for the 1,000 refused
 
-    def counted(sql, params=None, *args, **kwargs):
-        statements.append(sql)
-        return execute(sql, params, *args, **kwargs)
 
-    monkeypatch.setattr(migrated, "execute_sql", counted)
-    assert [admitted(quotas, "flood") for _ in range(3)] == [True] * 3
-    assert len(statements) == 3  # one statement per admitted start
-    assert not any(admitted(quotas, "flood") for _ in range(1000))
-    assert len(statements) == 3  # and none for the 1,000 refused
+def test_on_postgres_the_rates_table_is_unlogged(migrated):
+    """Its commits wait for no WAL flush (see migration 0027 for what that gives up)."""
+    if not is_postgres(migrated):
+        pytest.skip("PostgreSQL's table kinds")
+    with unit_of_work(migrated):
+        kind = migrated.execute_sql("SELECT relpersistence FROM pg_class WHERE relname = 'namespace_rates'").fetchone()
+    assert kind == ("u",)

@@ -13,7 +13,7 @@ import pytest
 
 from flow.core.namespaces import Quota, TokensFile
 from flow.errors import QuotaExceeded
-from flow.persistence.database import is_postgres, unit_of_work
+from flow.persistence.database import unit_of_work
 from flow.service.quotas import NamespaceQuotas
 from flow.testing.statements import counted
 
@@ -100,10 +100,9 @@ def test_a_flood_refused_by_the_local_check_costs_no_statement(migrated):
         assert len(statements) == 3  # and none for the 1,000 refused
 
 
+@pytest.mark.parametrize("migrated", ["postgres"], indirect=True)  # SQLite has no table kinds
 def test_on_postgres_the_rates_table_is_unlogged(migrated):
     """Its commits wait for no WAL flush (see migration 0027 for what that gives up)."""
-    if not is_postgres(migrated):
-        pytest.skip("PostgreSQL's table kinds")
     with unit_of_work(migrated):
         kind = migrated.execute_sql("SELECT relpersistence FROM pg_class WHERE relname = 'namespace_rates'").fetchone()
     assert kind == ("u",)

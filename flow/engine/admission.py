@@ -75,7 +75,13 @@ class Admission:
     def committed(self, transitions: list[Transition]) -> None:
         """After a commit: wake the loop for the limits whose steps or workflows joined a
         queue or let a slot go."""
-        touched = {a.claim.limit for t in transitions for a in (*t.changed, *t.added) if a.claim is not None}
+        # A step now in flight took its slot (let in at once, or by its grant): nothing to admit for it.
+        touched = {
+            a.claim.limit
+            for t in transitions
+            for a in (*t.changed, *t.added)
+            if a.claim is not None and not a.status.in_flight
+        }
         touched |= {
             t.after.claim.limit
             for t in transitions

@@ -15,7 +15,6 @@ import json
 from typing import Any
 
 import peewee
-import psycopg2.errors
 
 from flow.clock import utcnow
 from flow.persistence import at_once, history_marks
@@ -38,6 +37,7 @@ from flow.persistence.models import (
     TimerRecord,
     WorkflowRecord,
 )
+from flow.persistence.prepared import execute_prepared
 from flow.persistence.records import BatchResult, Transition, chunks, timer_fields, to_json
 from flow.persistence.rewrites import _sqlite_value, rewrite
 from flow.wire.outgoing import Outgoing
@@ -195,7 +195,7 @@ class GroupCommit:
             self.history_warn,
             [o.priority for _, o in owed],
         ]
-        rows = _execute_prepared(self.database, "flow_commit", COMMIT_SQL, COMMIT_TYPES, params)
+        rows = execute_prepared(self.database, "flow_commit", COMMIT_SQL, COMMIT_TYPES, params)
         updated = {value for kind, value in rows if kind == "w"}
         fenced_ok = {value for kind, value in rows if kind == "f"}
         for workflow_id, length in (v.rsplit(":", 1) for kind, v in rows if kind == "h"):
@@ -411,28 +411,3 @@ UNION ALL SELECT 'h', id || ':' || length FROM w WHERE length >= $70 AND length 
     .replace("SIGNAL_INSERT_COLUMNS", ", ".join(SIGNAL_INSERT_COLUMNS))
     .replace("ATTRIBUTES_UPSERT", stored_attributes.upsert_sql(63, only_written=True))
 )
-
-
-def _execute_prepared(
-    database: peewee.Database, name: str, sql: str, types: str, params: list[Any]
-) -> list[tuple[Any, ...]]:
-    """EXECUTE a statement prepared once per connection (PREPARE on first use).
-
-    Each parameter is cast to its declared type, so an empty list or a list of NULLs
-    (which psycopg2 sends untyped) has the array type the statement expects.
-    """
-    casts = [t.strip() for t in types.split(",")]
-    execute = f"EXECUTE {name} (" + ", ".join(f"%s::{t}" for t in casts) + ")"
-    cursor = database.cursor()
-    try:
-        if database.in_transaction():
-            # A failed EXECUTE would abort the transaction (a rerun's batch): under a savepoint.
-            with database.savepoint():
-                cursor.execute(execute, params)
-        else:
-            cursor.execute(execute, params)
-    except psycopg2.errors.InvalidSqlStatementName:
-        cursor.execute(f"PREPARE {name} ({types}) AS {sql}")
-        cursor.execute(execute, params)
-    rows: list[tuple[Any, ...]] = cursor.fetchall()
-    return rows

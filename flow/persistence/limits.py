@@ -98,7 +98,7 @@ class LimitTable:
         limit's waiters only of ``partitions``, the admitting engine's (docs/design.md)."""
         p = self.param
         with write(self.database):
-            number, per_s, burst = self.lock(name, now)
+            number, per_s, burst = self._lock(name, now)
             held, full = self._held_and_full(name, number)
             skip = f" AND (a.limit_rate IS TRUE OR a.limit_key NOT IN ({', '.join([p] * len(full))}))" if full else ""
             rows = self.database.execute_sql(
@@ -201,7 +201,7 @@ class LimitTable:
         limits = {key: number if number is not None else smallest for kind, key, smallest in rows if kind == "waiting"}
         return held, [key for key, limit in limits.items() if limit is None or held.get(key or "", 0) >= limit]
 
-    def lock(self, name: str, now: datetime) -> tuple[int | None, float | None, int | None]:
+    def _lock(self, name: str, now: datetime) -> tuple[int | None, float | None, int | None]:
         """Lock the limit's row (made on first use: one round trip once it exists); its numbers
         set at run time (a concurrency limit's; a rate limit's rate and burst)."""
         p = self.param

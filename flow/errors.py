@@ -327,7 +327,7 @@ class QuotaExceeded(FlowError):
     """Raised when a start would pass its namespace's quota (running workflows or starts
     per second); the API answers 429 with ``Retry-After`` (``retry_after_s``); retryable:
     a broker door delivers the message again later, the engine tries a schedule's tick
-    or an event's start again at its next pass."""
+    or an event's start again after ``retry_after_s``."""
 
     retryable = True
 

@@ -99,6 +99,13 @@ function toast(message) {
 }
 
 function showError(error) {
+  // A 404 is the answer for what does not exist and for another namespace's thing alike
+  // (the API hides which): the page says "Not found" with the API's words, nothing more.
+  if (error.status === 404) {
+    main.replaceChildren(h("h1", {}, "Not found"), h("p", { role: "alert" }, error.message),
+      h("p", {}, h("a", { href: "#/workflows" }, "Back to the workflows")));
+    return;
+  }
   main.replaceChildren(h("h1", {}, "Something went wrong"),
     h("p", { class: "error", role: "alert" }, error.status === 401
       ? "The API wants a token: enter FLOW_API_TOKEN above and save." : error.message));

@@ -321,6 +321,40 @@ def pace(
     return granted, changed, next_at
 
 
+@dataclass(frozen=True)
+class Gcra:
+    """A rate of ``per_s`` events per second with a burst of ``burst`` at once: the GCRA's
+    numbers and arithmetic over one key's theoretical arrival time (``tat``, seconds on
+    whatever clock ``now`` is read from; None: nothing arrived lately). :func:`pace` does
+    the same per key of a rate limit; a namespace's starts quota takes it one start at a
+    time, in memory and in its stored row (:mod:`flow.persistence.namespaces` runs
+    :meth:`take` as one SQL statement, with :attr:`interval_s` and :attr:`tolerance_s`).
+    Over any window of ``w`` seconds at most ``burst + w * per_s`` are admitted."""
+
+    per_s: float
+    burst: float = 1.0
+
+    @property
+    def interval_s(self) -> float:
+        """Seconds between two starts at the steady rate."""
+        return 1.0 / self.per_s
+
+    @property
+    def tolerance_s(self) -> float:
+        """How far ahead of ``now`` the arrival time may run and still admit: the burst."""
+        return (self.burst - 1) * self.interval_s
+
+    def take(self, tat: float | None, now: float) -> float | None:
+        """The new arrival time if one more is admitted at ``now``; None: refused."""
+        at = now if tat is None else max(tat, now)
+        return at + self.interval_s if at - self.tolerance_s <= now else None
+
+    def wait_s(self, tat: float | None, now: float) -> float:
+        """Seconds from ``now`` until one more would be admitted (0: now)."""
+        at = now if tat is None else max(tat, now)
+        return max(at - self.tolerance_s - now, 0.0)
+
+
 def rate_text(name: str, key: str, per_s: float | None, burst: int | None) -> str:
     """What a step queued for a rate limit waits for: ``waiting for email [acme]: 10 per s``."""
     which = f"{name} [{key}]" if key else name
@@ -346,6 +380,7 @@ __all__ = [
     "MAX_LIMIT",
     "SCHEMA",
     "Claim",
+    "Gcra",
     "StepLimit",
     "Waiter",
     "ANY_NAME_PATTERN",

@@ -12,7 +12,8 @@ definition would have made the same decision from the same history:
 - everything it now waits for (its ``depends_on``, or every step listed before it) had
   ended when it was decided: it does not now depend on a step not yet run;
 - its ``when`` gives the same answer on the same outputs (ran: still true; skipped by it: still false);
-- a map that listed its items lists them from the same ``map.over``;
+- what only its kind reads is the same (a map that listed its items lists them from the same
+  ``map.over``: :meth:`~flow.core.kinds.base.StepKind.diverges`);
 - a step that failed while not required is still not required (else the failure would have failed the workflow).
 
 Steps still pending are the new definition's to decide, however it changed them.
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flow.core import graph
-from flow.core.kinds.map import Map
+from flow.core.kinds import kind_of
 from flow.core.state import ActivityState, WorkflowState
 from flow.core.vocabulary import ActivityStatus
 
@@ -100,14 +101,7 @@ def _changed(
     found = []
     if now.name != step.name:
         found.append(Divergence(step.id, "class", f"{step.id} ran {step.name!r}, and now names {now.name!r}"))
-    if isinstance(step.spec, Map) and isinstance(now.spec, Map) and now.spec.over != step.spec.over:
-        found.append(
-            Divergence(
-                step.id,
-                "map-source",
-                f"map {step.id} listed its items from {step.spec.over!r}, and now from {now.spec.over!r}",
-            )
-        )
+    found += [Divergence(step.id, change, reason) for change, reason in kind_of(step).diverges(step, now)]
     for dependency in _waits_for(now, steps):
         before = old.get(dependency)
         if before is None:

@@ -11,7 +11,7 @@ from a step"):
 - a map's items belong to their map (reset with it; a rerun from an item resets its map,
   whose output is its items' outputs);
 - a child step is a step like any other; its reset runs its child workflow again, every
-  step of it (:func:`_fresh`).
+  step of it (:meth:`~flow.core.kinds.base.StepKind.reset`).
 
 "Depends" is followed transitively. Every other step keeps its outcome and its output.
 
@@ -30,10 +30,7 @@ from flow.core import replay, saga
 from flow.core.events import RerunRequested
 from flow.core.frozen import replace
 from flow.core.kinds import kind_of
-from flow.core.kinds.child import Child
-from flow.core.kinds.map import Item
 from flow.core.state import ActivityState, WorkflowState
-from flow.core.steps import pending_again
 from flow.core.vocabulary import ActivityStatus, WorkflowStatus
 
 #: The ``skip_reason`` of the steps a workflow's failure skipped (they never had their turn).
@@ -89,17 +86,12 @@ def downstream(state: WorkflowState, position: int) -> frozenset[int]:
 
 def reset(state: WorkflowState, positions: frozenset[int]) -> tuple[ActivityState, ...]:
     """The steps as the rerun leaves them: those in ``positions`` pending again (their
-    outcome and output dropped); of the others, what the run's end left undone treated
+    outcome and output dropped, as their kind resets them); of the others, what the run's end left undone treated
     as a retry-from-failure treats it; every other step as it was."""
     return tuple(
-        pending_again(_fresh(a)) if a.position in positions else _as_retried(a) if _left_undone(a) else a
+        kind_of(a).reset(a) if a.position in positions else _as_retried(a) if _left_undone(a) else a
         for a in state.activities
     )
-
-
-def _fresh(step: ActivityState) -> ActivityState:
-    """A reset child step reruns its child, even one that finished (:class:`Child` ``fresh``)."""
-    return replace(step, spec=replace(step.spec, fresh=True)) if isinstance(step.spec, Child) else step
 
 
 def restarted(state: WorkflowState, event: RerunRequested) -> tuple[WorkflowState, dict[str, Any]] | str:
@@ -165,10 +157,8 @@ def rebuilt(
         if before is None or before.position in positions or before.position >= len(state.items):
             continue
         for p in state.items[before.position]:
-            item = kept[p]
-            assert isinstance(item.spec, Item)
-            spec = replace(item.spec, map=step.position)
-            activities.append(replace(item, position=len(activities), spec=spec))
+            item = kind_of(kept[p]).moved(kept[p], step.position)
+            activities.append(replace(item, position=len(activities)))
     return tuple(activities)
 
 

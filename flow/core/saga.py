@@ -22,20 +22,24 @@ failure handlers"). Pure, like the rest of :mod:`flow.core`.
 Each of these is a decision of :func:`flow.core.decide.decide` (invariant 13): the steps
 are appended in the commit of the failure, each attempt is a schedule decision, so a
 restart resends what is owed and never runs an undo's decision twice.
+
+The ending's kinds (:mod:`flow.core.kinds.ending`) call this module, so it sits below the
+table of kinds and cannot ask ``kind_of``: it reads what it needs of a step's kind from
+the step's spec, the kind's type (:attr:`~flow.core.state.StepSpec.undo`,
+:attr:`~flow.core.state.StepSpec.undoes`), and never names a kind's spec class.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from flow.core import graph
 from flow.core.frozen import replace
 from flow.core.policy import RetryPolicy, Timeouts
-from flow.core.state import Activity, ActivityState, StepSpec, WorkflowState
-from flow.core.vocabulary import ActivityStatus, TimerKind, WorkflowStatus
+from flow.core.state import ActivityState, StepSpec, WorkflowState
+from flow.core.vocabulary import ActivityStatus, TimerKind
 
 #: ``path(*keys)``: the JSON path of a key of the definition.
 PathOf = Callable[..., str]
@@ -70,22 +74,6 @@ CONFIG_PROPERTIES: dict[str, Any] = {
 _UNKNOWN = tuple(f"{kind} timeout:" for kind in (TimerKind.START_TO_CLOSE, TimerKind.HEARTBEAT))
 #: Why an undo after one that failed is not run.
 CHAIN_STOPPED = "an earlier undo failed permanently: the compensation stopped"
-
-
-@dataclass(frozen=True)
-class Compensation(StepSpec):
-    """An undo: of the activity at ``compensates``; ``ending_as``: the status the workflow
-    ends with once its ending is over (``Failed`` or ``Cancelled``)."""
-
-    kind: ClassVar[str] = "compensation"
-    ending: ClassVar[bool] = True
-    compensates: int
-    ending_as: str = WorkflowStatus.FAILED.value
-
-    def compensating(self, state: WorkflowState) -> Mapping[str, Any] | None:
-        original = state.activities[self.compensates]
-        return {"activity": original.id, "input": dict(state.input_data), "config": dict(original.config),
-                "output": original.output}  # fmt: skip
 
 
 # -- the definition ------------------------------------------------------------------------------
@@ -160,8 +148,7 @@ def undone(state: WorkflowState) -> list[ActivityState]:
     chosen = [
         a
         for a in state.definition_activities
-        if isinstance(a.spec, Activity)
-        and a.spec.compensate is not None
+        if a.spec.undo is not None
         and (
             a.status is ActivityStatus.SUCCEEDED or (_unknown_outcome(a) and a.config.get("compensate_unknown") is True)
         )
@@ -187,7 +174,7 @@ def ending_steps(state: WorkflowState) -> tuple[ActivityState, ...]:
 
 def undos(state: WorkflowState) -> list[ActivityState]:
     """The undos among the steps of the workflow's ending, in the order they run."""
-    return [a for a in ending_steps(state) if isinstance(a.spec, Compensation)]
+    return [a for a in ending_steps(state) if a.spec.undoes is not None]
 
 
 def compensation(state: WorkflowState) -> str | None:
@@ -204,8 +191,8 @@ def compensation(state: WorkflowState) -> str | None:
 def undo_step(state: WorkflowState, original: ActivityState, position: int, spec: StepSpec) -> ActivityState:
     """The undo of ``original`` as a step at ``position`` (its kind's ``spec``): the undo's
     class, its config over the workflow's, its own retry policy and timeouts."""
-    assert isinstance(original.spec, Activity) and original.spec.compensate is not None
-    undo = original.spec.compensate
+    undo = original.spec.undo
+    assert undo is not None
     base = run_config(state)
     return ActivityState(
         position=position,
@@ -254,11 +241,11 @@ def rerun_refusal(state: WorkflowState, positions: Collection[int]) -> str | Non
     """Why a rerun that resets ``positions`` is refused: it would keep the outcome of a step
     that an undo undid. None: every undone step runs again (or none was undone)."""
     kept = [
-        state.activities[u.spec.compensates].id
+        state.activities[original].id
         for u in undos(state)
-        if isinstance(u.spec, Compensation)
+        if (original := u.spec.undoes) is not None
         and u.status is ActivityStatus.SUCCEEDED
-        and u.spec.compensates not in positions
+        and original not in positions
     ]
     if not kept:
         return None
@@ -266,7 +253,6 @@ def rerun_refusal(state: WorkflowState, positions: Collection[int]) -> str | Non
 
 
 __all__ = [
-    "Compensation",
     "CHAIN_STOPPED",
     "CONFIG_PROPERTIES",
     "ON_FAILURE_SCHEMA",

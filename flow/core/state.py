@@ -57,6 +57,18 @@ class StepSpec:
         """What an undo sees of the activity it undoes (``self.compensating``); None: no undo."""
         return None
 
+    # What :mod:`flow.core.saga` reads of a step: the saga sits below the table of kinds (the
+    # ending's kinds call it), so it asks the spec, the kind's type, not ``kind_of``.
+    @property
+    def undo(self) -> Undo | None:
+        """What undoes a step of this kind that succeeded (an activity's ``compensate``); None: nothing."""
+        return None
+
+    @property
+    def undoes(self) -> int | None:
+        """The position of the activity an undo undoes; None: the step is no undo."""
+        return None
+
 
 @dataclass(frozen=True)
 class Undo:
@@ -74,6 +86,10 @@ class Activity(StepSpec):
 
     kind: ClassVar[str] = "activity"
     compensate: Undo | None = None
+
+    @property
+    def undo(self) -> Undo | None:
+        return self.compensate
 
 
 #: The spec of every plain activity (it has no fields, so one is enough).

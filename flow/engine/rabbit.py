@@ -1,7 +1,10 @@
 """The engine's RabbitMQ connection: consume, settle, publish with batched confirms.
 
 One pika ``SelectConnection`` runs in its own I/O thread: a consuming channel (one
-consumer per held partition) and a publishing channel in confirm mode. Publishing
+consumer per held partition: :mod:`flow.engine.consuming`) and a publishing channel in
+confirm mode (:mod:`flow.engine.publishing`), reconnected by :class:`flow.loops.Reconnecting`
+with the queues declared again (:mod:`flow.engine.declaring`). This module owns the
+connection, its lifecycle and the requests of other threads. Publishing
 many messages and waiting once for their confirms is what makes group commit pay
 off: a blocking channel waits for each confirm in turn (about 2.5k/s one by one).
 Every other thread talks to the I/O thread through ``add_callback_threadsafe``;
@@ -25,15 +28,11 @@ from typing import Any
 import pika
 import pika.exceptions
 
-from flow.core.pools import broker_priority
-from flow.engine.confirms import Batch, Confirms
+from flow.engine.consuming import Consumers
 from flow.engine.declaring import Declarations
-from flow.engine.transport import (
-    Delivery,
-    OnPublished,
-)
+from flow.engine.publishing import Publisher
+from flow.engine.transport import Delivery, OnPublished
 from flow.loops import Reconnecting
-from flow.wire.messages import CANCEL_ATTEMPT
 from flow.wire.outgoing import Outgoing
 
 logger = logging.getLogger(__name__)
@@ -62,23 +61,16 @@ class RabbitTransport:
         self.parameters.blocked_connection_timeout = 60
         self.declare = declare
         self._declarations = Declarations(activity_queue)
+        self._publishing = Publisher(self._declarations)
+        self._confirms = self._publishing.confirms
+        self._consuming = Consumers(self._publishing.declare, prefetch=prefetch)
         self.prefetch = prefetch
         self.reconnect_s = reconnect_s
         #: How long :meth:`stop` waits for RabbitMQ to answer the close before dropping the socket.
         self.close_patience_s = close_patience_s
-        self._on_delivery: Callable[[Delivery], None] = lambda d: None
         self._on_ready: Callable[[], None] = lambda: None
-        self._lock = threading.Lock()
-        self._wanted: set[str] = set()
-        self._consumers: dict[str, str] = {}  # queue -> consumer tag
-        self._queue_of: dict[str, str] = {}  # consumer tag -> queue
         self._connection: pika.SelectConnection | None = None
-        self._consume: Any = None
-        self._publish: Any = None
-        self._generation = 0
         self._ready = False
-        self._blocked = False
-        self._confirms = Confirms()
         # Backing off to 2 s at most: the engine's leases lapse after FLOW_PARTITION_LEASE_S
         # without its broker, so it must notice the broker's return soon.
         self._io = Reconnecting(
@@ -104,17 +96,17 @@ class RabbitTransport:
     @property
     def blocked(self) -> bool:
         """Does RabbitMQ block this connection's publishes (a memory or disk alarm)?"""
-        return self._blocked
+        return self._publishing.blocked
 
     @property
     def connected(self) -> bool:
         """Can it publish now: connected, and not blocked by RabbitMQ."""
-        return self._ready and not self._blocked
+        return self._ready and not self._publishing.blocked
 
     # -- lifecycle (any thread) ---------------------------------------------------------
 
     def start(self, on_delivery: Callable[[Delivery], None], on_ready: Callable[[], None]) -> None:
-        self._on_delivery = on_delivery
+        self._consuming.on_delivery = on_delivery
         self._on_ready = on_ready
         self._io.start()
 
@@ -132,7 +124,7 @@ class RabbitTransport:
         Not while RabbitMQ blocks the connection: it reads nothing until the alarm clears, so
         no confirm can come, and what is unconfirmed stays owed in the outbox."""
         deadline = time.monotonic() + timeout_s
-        while self._confirms and not self._blocked and time.monotonic() < deadline:
+        while self._confirms and not self._publishing.blocked and time.monotonic() < deadline:
             time.sleep(0.01)
         return not self._confirms
 
@@ -146,11 +138,7 @@ class RabbitTransport:
             answer.append(frame.method.message_count)
             answered.set()
 
-        def ask() -> None:
-            if self._publish is not None and self._publish.is_open:
-                self._publish.queue_declare(queue, passive=True, callback=counted)
-
-        if self._call(ask):
+        if self._call(lambda: self._publishing.count(queue, counted)):
             answered.wait(timeout_s)
         return answer[0] if answer else None
 
@@ -163,23 +151,21 @@ class RabbitTransport:
     # -- requests from other threads ----------------------------------------------------
 
     def subscribe(self, queue: str) -> None:
-        with self._lock:
-            self._wanted.add(queue)
-        self._call(lambda: self._consume_queue(queue))
+        self._consuming.want(queue)
+        self._call(lambda: self._consuming.consume(queue))
 
     def unsubscribe(self, queue: str) -> None:
-        with self._lock:
-            self._wanted.discard(queue)
-        self._call(lambda: self._cancel_queue(queue))
+        self._consuming.unwant(queue)
+        self._call(lambda: self._consuming.cancel(queue))
 
     def settle(self, deliveries: list[Delivery], *, ack: bool, requeue: bool = True) -> None:
         if deliveries:
-            self._call(lambda: self._settle(deliveries, ack, requeue))
+            self._call(lambda: self._consuming.settle(deliveries, ack, requeue))
 
     def publish(self, messages: list[Outgoing], on_done: OnPublished) -> None:
         if not messages:
             return
-        if not self._call(lambda: self._publish_batch(messages, on_done)):
+        if not self._call(lambda: self._publishing.publish(messages, on_done)):
             on_done([], [m.id for m in messages])
 
     def _call(self, fn: Callable[[], None]) -> bool:
@@ -216,7 +202,7 @@ class RabbitTransport:
         connection = self._connection
         if connection is None:
             return
-        if connection.is_open and not self._blocked:
+        if connection.is_open and not self._publishing.blocked:
             connection.close()
             connection.ioloop.call_later(self.close_patience_s, functools.partial(self._abort, connection))
         elif connection.is_open or connection.is_closing:
@@ -237,13 +223,10 @@ class RabbitTransport:
     def _on_closed(self, connection: Any, reason: BaseException) -> None:
         if not self._stopping.is_set():
             logger.warning("engine lost RabbitMQ (%s); reconnecting", reason)
-        self._ready = self._blocked = False
+        self._ready = False
         self.disconnected_since = time.monotonic()
-        self._consume = self._publish = None
-        self._consumers.clear()
-        self._queue_of.clear()
-        self._declarations.forget()
-        self._confirms.fail_all()
+        self._consuming.lost()
+        self._publishing.lost()  # what was not confirmed fails: it stays owed in the outbox
         connection.ioloop.stop()
 
     def _on_open(self, connection: Any) -> None:
@@ -252,28 +235,22 @@ class RabbitTransport:
         connection.channel(on_open_callback=self._on_publish_channel)
 
     def _on_blocked(self, _connection: Any, frame: Any) -> None:
-        self._blocked = True
+        self._publishing.blocked = True
         logger.warning("RabbitMQ blocks the engine's publishes (%s); they stay in the outbox", frame.method.reason)
 
     def _on_unblocked(self, _connection: Any, _frame: Any) -> None:
-        self._blocked = False
+        self._publishing.blocked = False
         logger.warning("RabbitMQ takes the engine's publishes again; the outbox sends what it owes")
 
     def _on_publish_channel(self, channel: Any) -> None:
-        self._publish = channel
-        channel.add_on_close_callback(self._on_channel_closed)
-        channel.add_on_return_callback(self._on_return)
-        self._confirms.new_channel()
-        channel.confirm_delivery(self._on_confirm, callback=lambda _frame: self._open_consume_channel())
+        self._publishing.opened(channel, self._on_channel_closed, then=self._open_consume_channel)
 
     def _open_consume_channel(self) -> None:
         assert self._connection is not None
         self._connection.channel(on_open_callback=self._on_consume_channel)
 
     def _on_consume_channel(self, channel: Any) -> None:
-        self._consume = channel
-        channel.add_on_close_callback(self._on_channel_closed)
-        channel.basic_qos(prefetch_count=self.prefetch, callback=lambda _frame: self._declare_all())
+        self._consuming.opened(channel, self._on_channel_closed, then=self._declare_all)
 
     def _declare_all(self) -> None:
         queues = list(self.declare)
@@ -288,18 +265,15 @@ class RabbitTransport:
                 self._became_ready()
 
         for queue in queues:
-            self._declare(queue, functools.partial(declared, queue))
+            self._publishing.declare(queue, functools.partial(declared, queue))
 
     def _became_ready(self) -> None:
-        self._generation += 1
+        self._consuming.begin()
         self._ready = True
         self._io.connected()
         self.disconnected_since = None
         logger.info("engine connected to RabbitMQ")
-        with self._lock:
-            wanted = list(self._wanted)
-        for queue in wanted:
-            self._consume_queue(queue)
+        self._consuming.resume()
         try:
             self._on_ready()
         except Exception:
@@ -312,98 +286,3 @@ class RabbitTransport:
         if self._connection is not None and self._connection.is_open and not self._stopping.is_set():
             logger.warning("engine's channel closed (%s); reconnecting", reason)
             self._connection.close()
-
-    def _declare(self, queue: str, then: Callable[[], None]) -> None:
-        if self._publish is None:
-            then()
-        else:
-            self._declarations.queue(self._publish, queue, then)
-
-    def _consume_queue(self, queue: str) -> None:
-        if not self._ready or queue in self._consumers:
-            return
-        with self._lock:
-            if queue not in self._wanted:
-                return
-
-        def start(_q: str = queue) -> None:
-            with self._lock:
-                still_wanted = queue in self._wanted
-            if not still_wanted or self._consume is None or queue in self._consumers:
-                return
-            tag = self._consume.basic_consume(queue, self._on_message, auto_ack=False)
-            self._consumers[queue] = tag
-            self._queue_of[tag] = queue
-
-        self._declare(queue, start)
-
-    def _cancel_queue(self, queue: str) -> None:
-        tag = self._consumers.pop(queue, None)
-        if tag is not None and self._consume is not None and self._consume.is_open:
-            self._consume.basic_cancel(tag)
-
-    def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
-        queue = self._queue_of.get(method.consumer_tag, method.routing_key)
-        delivery = Delivery(queue, method.delivery_tag, self._generation, body, bool(method.redelivered))
-        try:
-            self._on_delivery(delivery)
-        except Exception:
-            logger.exception("handling a delivery from %s failed; it goes back to the queue", queue)
-            channel.basic_nack(method.delivery_tag, requeue=True)
-
-    def _settle(self, deliveries: list[Delivery], ack: bool, requeue: bool) -> None:
-        channel = self._consume
-        if channel is None or not channel.is_open:
-            return  # the broker already gave them back with the old channel
-        for d in deliveries:
-            if d.generation != self._generation:
-                continue
-            if ack:
-                channel.basic_ack(d.tag)
-            else:
-                channel.basic_nack(d.tag, requeue=requeue)
-
-    def _publish_batch(self, messages: list[Outgoing], on_done: OnPublished) -> None:
-        batch = Batch(on_done, len(messages), [], [])
-        for outgoing in messages:
-            if self._publish is None or not self._publish.is_open or self._blocked:
-                batch.settle(outgoing.id, False)
-                continue
-            if outgoing.actor_name == CANCEL_ATTEMPT:
-                # A notice to every worker: its "queue" is the fanout exchange they bind to.
-                notice = functools.partial(self._publish_one, outgoing, batch)
-                self._declarations.fanout(self._publish, outgoing.queue_name, notice)
-                continue
-            self._declare(outgoing.queue_name, functools.partial(self._publish_one, outgoing, batch))
-
-    def _publish_one(self, outgoing: Outgoing, batch: Batch) -> None:
-        channel = self._publish
-        if channel is None or not channel.is_open:
-            batch.settle(outgoing.id, False)
-            return
-        notice = outgoing.actor_name == CANCEL_ATTEMPT
-        channel.basic_publish(
-            outgoing.queue_name if notice else "",
-            "" if notice else outgoing.queue_name,
-            outgoing.message().encode(),
-            # A notice with no worker listening is no loss: not mandatory, not persistent.
-            pika.BasicProperties(
-                delivery_mode=1 if notice else 2,
-                message_id=outgoing.id,
-                priority=None if outgoing.priority is None else broker_priority(outgoing.priority),
-            ),
-            mandatory=not notice,
-        )
-        self._confirms.sent(outgoing.id, batch)
-
-    def _on_return(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
-        # Unroutable (its queue is gone): the confirm that follows must count as a failure.
-        logger.error("RabbitMQ returned a message for %s: %s", method.routing_key, method.reply_text)
-        if properties.message_id:
-            self._confirms.returned(properties.message_id)
-
-    def _on_confirm(self, frame: Any) -> None:
-        method = frame.method
-        self._confirms.confirm(
-            method.delivery_tag, multiple=method.multiple, ok=isinstance(method, pika.spec.Basic.Ack)
-        )

@@ -118,8 +118,7 @@ class StoredEvent:
 
 @dataclass(frozen=True)
 class Received:
-    """What :meth:`EventTable.receive` did: the stored event, whether it was a resend,
-    and the starts its transaction owes (to run now)."""
+    """What :meth:`EventTable.receive` did: the stored event, whether a resend, the starts it owes (to run now)."""
 
     event: StoredEvent
     duplicate: bool
@@ -275,11 +274,8 @@ class EventTable:
             if row is not None:
                 EventWindowRecord.delete().where(EventWindowRecord.slot == slot).execute()
             return workflow_id, None
-        columns = {
-            "closes_at": still_open.closes_at,
-            "count": still_open.count,
-            "inputs": [dict(given) for given in still_open.inputs],
-        }
+        inputs = [dict(given) for given in still_open.inputs]
+        columns = {"closes_at": still_open.closes_at, "count": still_open.count, "inputs": inputs}
         if row is None:
             EventWindowRecord.insert(
                 slot=slot,
@@ -410,9 +406,13 @@ class EventTable:
         """An owed start can never work (its definition is gone, its input refused): kept
         with the reason, for the events that led to it, and never tried again."""
         with write(self.database):
-            EventStartRecord.update(due_at=None, error=error).where(
-                EventStartRecord.workflow_id == workflow_id
-            ).execute()
+            owed = EventStartRecord.workflow_id == workflow_id
+            EventStartRecord.update(due_at=None, error=error).where(owed).execute()
+
+    def try_again_at(self, workflow_id: str, due_at: datetime) -> None:
+        """An owed start cannot work yet (its namespace is at its quota): tried at ``due_at``."""
+        with write(self.database):
+            EventStartRecord.update(due_at=due_at).where(EventStartRecord.workflow_id == workflow_id).execute()
 
     def prune(self, partitions: Iterable[int], *, before: datetime, limit: int = 1000) -> int:
         """Forget the events of ``partitions`` received before ``before`` (and start rows

@@ -258,6 +258,17 @@ class LimitRateRecord(_Model):
         primary_key = peewee.CompositeKey("name", "key")
 
 
+class NamespaceRateRecord(_Model):
+    """A namespace's starts-per-second quota, shared by every process: its GCRA's
+    theoretical arrival time, seconds since the Unix epoch (migration 0027)."""
+
+    namespace = peewee.CharField(max_length=63, primary_key=True)
+    tat = peewee.DoubleField()
+
+    class Meta:
+        table_name = "namespace_rates"
+
+
 class TimerRecord(_Model):
     """A durable timer: the owner of ``partition`` fires it at ``due_at``.
 
@@ -319,4 +330,5 @@ MODELS = [
     EngineRecord,
     LimitRecord,
     LimitRateRecord,
+    NamespaceRateRecord,
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from typing import Any
 
 from flow.clock import utcnow
@@ -117,10 +118,13 @@ class EventService:
         except IdempotencyConflict:
             pass  # the id exists with another input: a workflow was started for it all the same
         except QuotaExceeded as e:
-            # Owed until its namespace has room: tried at every pass, so not a warning each time.
+            # Owed until its namespace has room, tried again after the refusal's Retry-After (at
+            # each pass, four a second, a hundred owed starts would each count the namespace's
+            # running workflows); normal while a namespace is full, so not a warning.
             logger.debug(
                 "event start %s of %s waits for its namespace's quota (%s)", start.workflow_id, start.definition, e
             )
+            self.table.try_again_at(start.workflow_id, utcnow() + timedelta(seconds=e.retry_after_s))
             return False
         except Exception as e:
             if is_retryable(e):

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from flow.core import codec
 from flow.core.codec import Count, JsonObject, Name
-from flow.core.kinds.map import Item
+from flow.core.kinds import kind_of
 from flow.core.state import WorkflowState
 from flow.core.vocabulary import Outcome
 from flow.errors import InvalidInput
@@ -94,7 +94,7 @@ class AttemptRequest(Message):
         comes from is usually in them, and N items each carrying it would cost O(N²)
         bytes (10,000 items of a 256 KiB input: 2.5 GB of messages)."""
         activity = state.activities[position]
-        item = activity.spec if isinstance(activity.spec, Item) else None
+        item = kind_of(activity).item(activity)  # (index, item) of a map's item
         whole = item is None
         return cls(
             workflow_id=state.id,
@@ -107,8 +107,8 @@ class AttemptRequest(Message):
             start_to_close_s=activity.timeouts.start_to_close_s,
             reply_to=reply_to,
             traceparent=state.traceparent,
-            item=item.item if item else None,
-            index=item.index if item else None,
+            item=item[1] if item else None,
+            index=item[0] if item else None,
             heartbeat_s=activity.timeouts.heartbeat_s,
             last_heartbeat=activity.heartbeat,
             compensating=activity.spec.compensating(state),

@@ -18,9 +18,8 @@ import api.auth
 from api.app import create_app
 from flow.core.namespaces import entry_line
 from flow.process.embedded import EmbeddedFlow
-from flow.settings import Settings
-from flow.testing.definitions import embedded_env, write_definitions
 from flow.testing.statements import counted
+from tests.embedded.conftest import flow_of
 
 ROOT_TOKEN = "root-token-0123456789"
 TOKENS = {"a": "tok-a-read-0123456789", "b": "tok-b-read-0123456789"}
@@ -57,9 +56,7 @@ def flow(tmp_path_factory) -> Iterator[EmbeddedFlow]:
     tokens_file = base / "tokens.json"
     entries = [entry_line(given, namespace, "read") for namespace, given in TOKENS.items()]
     tokens_file.write_text(json.dumps({"tokens": entries}))
-    directory = write_definitions(base / "workflows", {})
-    env = embedded_env(base, directory, FLOW_API_TOKEN=ROOT_TOKEN, FLOW_TOKENS_FILE=str(tokens_file))
-    with EmbeddedFlow(Settings.from_env(env, embedded=True)) as running:
+    with flow_of(base, {}, FLOW_API_TOKEN=ROOT_TOKEN, FLOW_TOKENS_FILE=str(tokens_file)) as running:
         yield running
 
 

@@ -21,9 +21,8 @@ from api.app import create_app
 from api.auth import READ_ONLY_POSTS, is_public, required_role
 from flow.core.namespaces import Role, entry_line
 from flow.process.embedded import EmbeddedFlow
-from flow.settings import Settings
-from flow.testing.definitions import embedded_env, write_definitions
 from tests.conftest import wait_for
+from tests.embedded.conftest import flow_of
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 FIELD = re.compile(r"{(\w+)(?::[^}]*)?}")
@@ -54,12 +53,10 @@ def waiting(name: str, event: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def flow(tmp_path_factory) -> Iterator[EmbeddedFlow]:
     base = tmp_path_factory.mktemp("namespaces")
-    directory = write_definitions(base / "workflows", {})
     tokens_file = base / "tokens.json"
     entries = [entry_line(token(label), *spec, name=label) for label, spec in TOKENS.items() if spec]
     tokens_file.write_text(json.dumps({"tokens": entries}))
-    env = embedded_env(base, directory, FLOW_API_TOKEN=SECRET, FLOW_TOKENS_FILE=str(tokens_file))
-    with EmbeddedFlow(Settings.from_env(env, embedded=True)) as running:
+    with flow_of(base, {}, FLOW_API_TOKEN=SECRET, FLOW_TOKENS_FILE=str(tokens_file)) as running:
         yield running
 
 
@@ -277,7 +274,10 @@ def test_a_workflow_may_not_run_another_namespaces_definition(client, made):
     child = {"name": "Parent", "activities": [{"id": "c", "workflow": "DefB"}]}
     assert client.simulate_put("/definitions/Parent", json=child, headers=auth("a-admin")).status_code == 422
     taken = client.simulate_put("/definitions/DefB", json=waiting("DefB", "x"), headers=auth("a-admin"))
-    assert taken.status_code == 409 and "a." not in taken.json["description"]
+    # Taken, without saying whose: neither b nor anything of DefB but its name (README, Names).
+    assert taken.status_code == 409, taken.text
+    assert re.search(r"\bb\b", taken.json["description"].replace("DefB", "")) is None, taken.json
+    assert "DefB" in taken.json["description"] and "wait_for" not in taken.text
 
 
 def test_no_token_is_ever_logged(client, made, caplog):

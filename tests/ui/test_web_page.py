@@ -5,14 +5,17 @@ Screenshots of every page go to ``test-artifacts/``.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 from collections.abc import Iterator
 
 import pytest
 import requests
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
+from flow.core.namespaces import entry_line
 from flow.testing import flow_up
 from flow.testing.definitions import embedded_env, sample_definitions, write_definitions
 from tests.conftest import ROOT, wait_for
@@ -26,6 +29,12 @@ expect.set_options(timeout=30_000)
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+#: The tokens of namespaces a and b: token -> (namespace, role).
+NAMESPACE_TOKENS = {
+    "ui-a-admin-token": ("a", "admin"),
+    "ui-a-read-token": ("a", "read"),
+    "ui-b-admin-token": ("b", "admin"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +82,11 @@ def server(tmp_path_factory, http_server) -> Iterator[str]:
         "activities": [{"name": "NoopActivity"}],
     }
     definitions = write_definitions(base / "workflows", bodies)
-    with flow_up(base, embedded_env(base, definitions, FLOW_API_TOKEN="ui-secret")) as url:
+    # Namespace tokens beside the operator's (which works in `default`, as with none).
+    tokens = base / "tokens.json"
+    tokens.write_text(json.dumps({"tokens": [entry_line(t, ns, role) for t, (ns, role) in NAMESPACE_TOKENS.items()]}))
+    env = embedded_env(base, definitions, FLOW_API_TOKEN="ui-secret", FLOW_TOKENS_FILE=str(tokens))
+    with flow_up(base, env) as url:
         yield url
 
 
@@ -96,23 +109,30 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture
-def page(browser, server):
+@contextlib.contextmanager
+def signed_in(browser, server: str, token: str) -> Iterator[Page]:
+    """A new page of the web page that saved ``token``, on the list of workflows; closed
+    afterwards, when the Content-Security-Policy must have blocked nothing it did."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(15_000)
-    # The Content-Security-Policy must not block anything the page does.
     refused: list[str] = []
     page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
     page.goto(server)
     # The API wants a token (FLOW_API_TOKEN is set): the page says so, then uses it.
     page.get_by_role("alert").filter(has_text="token").wait_for()
-    page.get_by_label("API token").fill("ui-secret")
+    page.get_by_label("API token").fill(token)
     page.get_by_role("button", name="Save").click()
     page.get_by_role("heading", name="Workflows").wait_for()
     yield page
     context.close()
     assert not refused, refused
+
+
+@pytest.fixture
+def page(browser, server):
+    with signed_in(browser, server, "ui-secret") as signed:
+        yield signed
 
 
 def shot(page, name: str) -> None:
@@ -693,3 +713,49 @@ def test_the_batches_page_shows_each_batch_with_its_progress(page, server):
     expect(row.get_by_label(f"Batch {batch['id']} progress")).to_be_visible()
     expect(row.get_by_text("by ui-test")).to_be_visible()
     shot(page, "batches")
+
+
+def _waiting_in(server: str, namespace: str) -> str:
+    """A definition of ``namespace`` whose workflows wait for a signal, and one of them
+    started; its id (made with the namespace's admin token)."""
+    headers = {"Authorization": f"Bearer ui-{namespace}-admin-token"}
+    name = f"UiTeam{namespace.upper()}"
+    body = {"name": name, "activities": [{"id": "hold", "wait_for": "go"}]}
+    assert requests.put(f"{server}/definitions/{name}", json=body, headers=headers, timeout=5).status_code in (200, 201)
+    started = requests.post(f"{server}/workflows", json={"name": name}, headers=headers, timeout=5)
+    assert started.status_code == 201, started.text
+    return str(started.json()["id"])
+
+
+def test_a_namespace_token_sees_only_its_namespace_and_a_read_token_changes_nothing(browser, server):
+    """issue 27: the page with a's token lists a's workflows and definitions only; b's
+    workflow, opened by its URL, is "Not found" exactly as an id nobody has; a read token's
+    cancel and start are refused with the role they need, and change nothing."""
+    a, b = _waiting_in(server, "a"), _waiting_in(server, "b")
+    with signed_in(browser, server, "ui-a-admin-token") as page:
+        page.get_by_role("link", name=a).wait_for()
+        # The operator's workflows (default) and b's are not listed: a's one is the only row.
+        expect(page.locator("tbody tr")).to_have_count(1)
+        expect(page.get_by_label("Definition").locator("option")).to_have_text(["any", "UiTeamA"])
+        shot(page, "namespace-a-workflows")
+        page.goto(f"{server}/ui/#/workflows/{b}")
+        page.get_by_role("heading", name="Not found").wait_for()
+        foreign = page.locator("main").inner_text()
+        page.goto(f"{server}/ui/#/workflows/{b[::-1]}")
+        page.locator("main", has_text=b[::-1]).wait_for()
+        assert foreign.replace(b, "ID") == page.locator("main").inner_text().replace(b[::-1], "ID")
+        assert "UiTeamB" not in foreign
+    with signed_in(browser, server, "ui-a-read-token") as page:
+        page.goto(f"{server}/ui/#/workflows/{a}")
+        page.get_by_role("heading", name=f"UiTeamA {a}").wait_for()
+        page.get_by_role("button", name="Cancel workflow").click()
+        expect(page.locator("#toast")).to_contain_text("a read token may not POST")
+        shot(page, "namespace-a-read-refused")
+        start_from = page.get_by_role("link", name="Start a workflow")
+        start_from.click()
+        page.get_by_role("heading", name="Start a workflow").wait_for()
+        page.get_by_role("button", name="Start", exact=True).click()
+        page.get_by_role("alert").filter(has_text="it needs operate").wait_for()
+    headers = {"Authorization": "Bearer ui-a-admin-token"}
+    listed = requests.get(f"{server}/workflows", headers=headers, timeout=5).json()["items"]
+    assert [(w["id"], w["status"]) for w in listed] == [(a, "In Progress")]

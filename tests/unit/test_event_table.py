@@ -11,11 +11,14 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from flow.clock import utcnow
 from flow.core.event_triggers import Event, EventTrigger, match
+from flow.errors import QuotaExceeded
 from flow.persistence.database import open_database
 from flow.persistence.events import EventStartRecord, EventTable, EventWindowRecord
 from flow.persistence.models import bind
 from flow.persistence.store import Store
+from flow.service.events import EventService
 
 T0 = datetime(2026, 12, 7, 9, 0, 0)
 DAY_S = 86_400.0
@@ -128,3 +131,22 @@ def test_a_batch_starts_before_its_events_would_outgrow_a_workflow_input(table):
     [row] = EventWindowRecord.select()
     assert [given["n"] for given in row.inputs] == [3, 4]
     assert row.workflow_id == table.get("big-3").outcome["matched"][0]["workflow_id"] != owed[0].workflow_id
+
+
+def test_an_owed_start_refused_for_its_namespace_s_quota_waits_out_the_refusal_s_retry_after(table):
+    """Not tried at every pass of the engine (four a second, each counting the namespace's
+    running workflows): after the Retry-After the quota's refusal gave."""
+
+    class FullNamespace:
+        settings = None
+        store = type("Store", (), {"database": table.database})()
+
+        def start(self, *args: object, **kwargs: object) -> None:
+            raise QuotaExceeded("namespace 'door' has 1 workflows in progress, its quota is 1", retry_after_s=5)
+
+    now = utcnow()
+    [start] = receive(table, IMMEDIATE, Event("order.paid", "pay-9"), now - timedelta(minutes=1)).starts
+    assert table.owed([0], now=now) == [start]
+    assert EventService(FullNamespace()).run(start) is False  # type: ignore[arg-type]
+    assert table.owed([0], now=utcnow()) == []
+    assert table.owed([0], now=now + timedelta(seconds=6)) == [start]

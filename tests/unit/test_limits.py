@@ -12,7 +12,7 @@ import pytest
 
 from flow.core.commands import CancelTimer, RunActivity, StartTimer
 from flow.core.events import ActivityStarted, CancelRequested, RetryRequested, TimerFired
-from flow.core.limits import Claim, Waiter, admit, key_text, pace
+from flow.core.limits import Claim, Gcra, Waiter, admit, key_text, pace
 from flow.core.vocabulary import ActivityStatus, HistoryType, Outcome, TimerKind, WorkflowStatus
 from tests.unit.test_graph import T0, Run, problems, state_of
 
@@ -311,6 +311,38 @@ def test_a_rate_limit_over_any_window_lets_in_at_most_burst_plus_the_rate():
         window = [s for s in starts if first <= s < first + timedelta(seconds=1)]
         assert len(window) <= 10 + 2
     assert len(starts) == 2 + 29  # the burst at 0 s, then one every 0.1 s until 2.9 s
+
+
+def test_a_gcra_admits_its_burst_at_once_then_one_per_interval_and_says_how_long_to_wait():
+    rate = Gcra(4, burst=4)
+    assert (rate.interval_s, rate.tolerance_s) == (0.25, 0.75)
+    tat = None
+    for n in range(4):  # a burst of 4 at t=100
+        tat = rate.take(tat, 100.0)
+        assert tat == 100.0 + 0.25 * (n + 1)
+    assert rate.take(tat, 100.0) is None  # the fifth waits for the next interval
+    assert rate.wait_s(tat, 100.0) == 0.25
+    assert rate.take(tat, 100.25) == 101.25
+    assert rate.wait_s(None, 100.0) == 0.0 and rate.take(None, 7.0) == 7.25
+    assert rate.take(101.25, 500.0) == 500.25  # idle: an old arrival time counts as now
+
+
+@pytest.mark.parametrize(("per_s", "burst"), [(10, 10), (2, 2), (0.5, 1), (400, 400)])
+def test_a_gcra_over_any_window_admits_at_most_burst_plus_rate_times_the_window(per_s, burst):
+    """Tries every millisecond for 5 simulated seconds, as a flood would."""
+    rate, tat, admitted = Gcra(per_s, burst=burst), None, []
+    for ms in range(5000):
+        taken = rate.take(tat, ms / 1000)
+        if taken is not None:
+            tat = taken
+            admitted.append(ms / 1000)
+    # Admissions i..j (j - i + 1 of them, within admitted[j] - admitted[i] seconds) for
+    # every pair: (j - per_s * a[j]) - (i - per_s * a[i]) <= burst - 1.
+    lowest = float("inf")
+    for j, at in enumerate(admitted):
+        lowest = min(lowest, j - per_s * at)
+        assert j - per_s * at - lowest <= burst - 1 + 1e-6
+    assert len(admitted) >= burst + per_s * 4.99 - 1  # and it does admit the rate
 
 
 def test_each_key_has_its_own_rate_and_the_run_time_rate_overrides():

@@ -93,14 +93,14 @@ def test_test_files_are_named_after_what_they_test_not_after_a_review():
     assert named == set()
 
 
-def test_embedded_tests_build_their_flows_with_the_shared_helper():
-    """issue 22, shared fixtures instead of copies: a module's embedded flow comes from
-    ``tests.embedded.conftest.flow_of`` (definitions written, embedded settings, flow
-    started), not from a copy of its three steps."""
+def test_embedded_flows_are_built_with_the_shared_helper():
+    """issue 22, shared fixtures instead of copies: a test module's embedded flow, in any
+    folder (``tests/api`` too), comes from ``tests.embedded.conftest.flow_of`` (definitions
+    written, embedded settings, flow started), not from a copy of its three steps."""
     copies = [
-        path.name
-        for path in (ROOT / "tests" / "embedded").glob("test_*.py")
-        if "EmbeddedFlow(Settings.from_env(" in path.read_text()
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "tests").rglob("test_*.py")
+        if "EmbeddedFlow(Settings.from_env(" in path.read_text() and path != Path(__file__)
     ]
     assert copies == []
 

@@ -205,6 +205,20 @@ class StepKind:
         """The step as a retry-from-failure leaves it (it failed, was skipped or cancelled)."""
         return pending_again(step)
 
+    def reset(self, step: ActivityState) -> ActivityState:
+        """The step as a rerun that resets it leaves it (:mod:`flow.core.rerun`): pending again."""
+        return pending_again(step)
+
+    def moved(self, step: ActivityState, parent: int) -> ActivityState:
+        """The step, which belongs to the step now at ``parent``, as a rerun that lays the
+        steps out afresh moves it there (a map's item); a step that belongs to none is itself."""
+        return step
+
+    def diverges(self, step: ActivityState, now: ActivityState) -> list[tuple[str, str]]:
+        """How a new definition's ``now`` (of this kind) differs from the decided ``step`` in
+        what only this kind reads, as (change, reason) pairs (:mod:`flow.core.replay`)."""
+        return []
+
     def may_retry(self, state: WorkflowState, step: ActivityState) -> bool:
         """Whether a failed attempt of the step may be tried again (its policy allowing)."""
         return True
@@ -234,6 +248,11 @@ class StepKind:
         """What the step waits for after a restart on the in-process broker (every message
         lost): runs to send again, timers due (each from its stored timestamps)."""
         return [], []
+
+    def item(self, step: ActivityState) -> tuple[int, Any] | None:
+        """(index, item) of a step that runs for one item of a list: its attempts are given
+        that item instead of the workflow's input and outputs. None: it runs for no item."""
+        return None
 
     # -- views -----------------------------------------------------------------------------
 

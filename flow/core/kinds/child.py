@@ -30,12 +30,13 @@ from typing import Any, ClassVar
 from flow.core import graph, strict_json
 from flow.core.commands import CancelChild, Command, RunActivity, RunChild
 from flow.core.events import ActivityCompleted, ActivityHeartbeat
+from flow.core.frozen import replace
 from flow.core.kinds.activity import ActivityKind
 from flow.core.kinds.base import Answer, PathOf, Tokens
 from flow.core.lineage import child_id
 from flow.core.policy import Timeouts
 from flow.core.state import ActivityState, StepSpec, WorkflowState
-from flow.core.steps import Decision, HistoryEntry
+from flow.core.steps import Decision, HistoryEntry, pending_again
 from flow.core.vocabulary import HistoryType, Outcome, TimerKind, WorkflowStatus
 from flow.errors import InvalidJson
 
@@ -134,6 +135,10 @@ class ChildKind(ActivityKind):
         return Child(found["name"], found.get("version"), found.get("input"), bool(found.get("fresh")))
 
     # -- decide ----------------------------------------------------------------------------
+
+    def reset(self, step: ActivityState) -> ActivityState:
+        """A reset child step reruns its child, even one that finished (:class:`Child` ``fresh``)."""
+        return pending_again(replace(step, spec=replace(step.spec, fresh=True)))
 
     def run(self, step: ActivityState, attempt: int) -> RunActivity | RunChild:
         return RunChild(step.position, attempt)

@@ -16,8 +16,7 @@ from typing import Any, ClassVar
 
 from flow.core.kinds.activity import ActivityKind
 from flow.core.kinds.base import Line, Tokens
-from flow.core.kinds.ending import EndingKind
-from flow.core.saga import Compensation
+from flow.core.kinds.ending import Compensation, EndingKind
 from flow.core.state import ActivityState, StepSpec, WorkflowState
 from flow.core.vocabulary import HistoryType
 

@@ -26,10 +26,29 @@ from flow.core.kinds.activity import ActivityKind
 from flow.core.kinds.base import PathOf, StepKind
 from flow.core.kinds.child import Child
 from flow.core.policy import RetryPolicy, Timeouts
-from flow.core.saga import Compensation
-from flow.core.state import ActivityState, WorkflowState
+from flow.core.state import ActivityState, StepSpec, WorkflowState
 from flow.core.steps import Decision, HistoryEntry, with_activity
 from flow.core.vocabulary import ActivityStatus, HistoryType, WorkflowStatus
+
+
+@dataclass(frozen=True)
+class Compensation(StepSpec):
+    """An undo (:mod:`.compensation`): of the activity at ``compensates``; ``ending_as``: the
+    status the workflow ends with once its ending is over (``Failed`` or ``Cancelled``)."""
+
+    kind: ClassVar[str] = "compensation"
+    ending: ClassVar[bool] = True
+    compensates: int
+    ending_as: str = WorkflowStatus.FAILED.value
+
+    @property
+    def undoes(self) -> int | None:
+        return self.compensates
+
+    def compensating(self, state: WorkflowState) -> Mapping[str, Any] | None:
+        original = state.activities[self.compensates]
+        return {"activity": original.id, "input": dict(state.input_data), "config": dict(original.config),
+                "output": original.output}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -202,4 +221,4 @@ def go_on(
     return state
 
 
-__all__ = ["EndingKind", "FailureHandler", "begin", "go_on"]
+__all__ = ["Compensation", "EndingKind", "FailureHandler", "begin", "go_on"]

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from flow.core.commands import Command
+from flow.core.frozen import replace
 from flow.core.kinds.activity import ActivityKind
 from flow.core.kinds.base import Tokens
 from flow.core.kinds.map import Item, item_ended
@@ -54,6 +55,13 @@ class ItemKind(ActivityKind):
     def rerun(self, step: ActivityState) -> ActivityState:
         return step  # a retry-from-failure leaves items to their map's resume (MapKind.start)
 
+    def moved(self, step: ActivityState, parent: int) -> ActivityState:
+        return replace(step, spec=replace(_item(step), map=parent))
+
+    def item(self, step: ActivityState) -> tuple[int, Any] | None:
+        spec = _item(step)
+        return spec.index, spec.item
+
     def after_end(
         self,
         state: WorkflowState,
@@ -65,9 +73,13 @@ class ItemKind(ActivityKind):
         return item_ended(state, step, now, commands, history)
 
     def view(self, state: WorkflowState, step: ActivityState, tokens: Tokens | None) -> dict[str, Any]:
-        spec = step.spec
-        assert isinstance(spec, Item)
+        spec = _item(step)
         return {"parent": state.activities[spec.map].id, "index": spec.index, "item": spec.item}
+
+
+def _item(step: ActivityState) -> Item:
+    assert isinstance(step.spec, Item)
+    return step.spec
 
 
 ITEM = ItemKind()

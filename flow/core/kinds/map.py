@@ -85,11 +85,6 @@ class Item(StepSpec):
         return self.map
 
 
-def item_id(map_id: str, index: int) -> str:
-    """An item's id: the map's id and the item's index, ``fetch[3]``."""
-    return f"{map_id}[{index}]"
-
-
 @dataclass(frozen=True)
 class Progress:
     """Where a running map's items are, as indexes into its items: every item before
@@ -166,6 +161,12 @@ class MapKind(StepKind):
     def from_json(self, graph: Mapping[str, Any]) -> StepSpec | None:
         found = graph.get("map")
         return Map(found["over"], found.get("max_concurrency")) if found else None
+
+    def diverges(self, step: ActivityState, now: ActivityState) -> list[tuple[str, str]]:
+        """A map that listed its items lists them from the same ``over``."""
+        old, new = _map(step).over, _map(now).over
+        why = f"map {step.id} listed its items from {old!r}, and now from {new!r}"
+        return [] if new == old else [("map-source", why)]
 
     # -- decide ----------------------------------------------------------------------------
 
@@ -327,8 +328,7 @@ def _schedule_next(
     """Schedule pending items, in list order, while slots are free (none while the
     workflow is paused: ``start`` False); the new progress."""
     limit = _map(parent).max_concurrency
-    free = len(positions) if limit is None else limit - progress.active
-    free = free if start else 0
+    free = (len(positions) if limit is None else limit - progress.active) if start else 0
     active, index = progress.active, progress.next
     while index < len(positions) and free > 0:
         p = positions[index]
@@ -388,13 +388,12 @@ def _item(parent: ActivityState, position: int, index: int, value: Any) -> Activ
         position=position,
         name=parent.name,
         independent=False,
-        # The map's failure, not the item's, is what ``required`` is about.
-        required=False,
+        required=False,  # the map's failure, not the item's, is what ``required`` is about
         config=parent.config,
         retry=parent.retry,
         timeouts=parent.timeouts,
         queue=parent.queue,
-        id=item_id(parent.id, index),
+        id=f"{parent.id}[{index}]",  # the map's id and the item's index: fetch[3]
         spec=Item(parent.position, index, value),
         limit=parent.limit,
     )
@@ -411,8 +410,7 @@ def _evaluate(expression: str, context: Mapping[str, Any]) -> list[Any] | str:
     if len(value) > MAX_ITEMS:
         return f"map.over {expression!r} gave {len(value)} items; a map may have at most {MAX_ITEMS}"
     try:
-        # Items are stored, sent and shown: the checks every door makes (no NaN or
-        # infinity, no NUL or lone surrogate, bounded nesting).
+        # Stored, sent and shown: every door's checks (no NaN, infinity, NUL or lone surrogate; bounded nesting).
         strict_json.check(value, path="items")
     except InvalidJson as e:
         return graph.storable(f"map.over {expression!r} gave an item that is not JSON every client reads: {e}")
@@ -437,4 +435,4 @@ def _too_large(items: list[Any]) -> bool:
 
 MAP = MapKind()
 
-__all__ = ["MAP", "MAX_ITEMS", "MAX_ITEMS_BYTES", "Item", "Map", "MapKind", "Progress", "item_ended", "item_id"]
+__all__ = ["MAP", "MAX_ITEMS", "MAX_ITEMS_BYTES", "Item", "Map", "MapKind", "Progress", "item_ended"]

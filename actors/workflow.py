@@ -83,8 +83,9 @@ class Collaborators(Protocol[T]):
     ) -> tuple[T, Decided]:
         """Fold ``decide`` over ``items`` from ``state``; the transition to commit."""
 
-    def commit(self, transition: T) -> bool:
-        """Commit ``transition`` with others' (blocking); False if it was refused."""
+    def commit(self, transition: T) -> T | None:
+        """Commit ``transition`` with others' (blocking): the transition committed (``transition``,
+        or the outcome it carried in which its queued steps were let in at once); None if refused."""
 
     def after_decisions(self, workflow_id: str, decided: Decided) -> None:
         """What follows a committed transition (spans, log lines)."""
@@ -196,10 +197,10 @@ class WorkflowActor(pykka.ThreadingActor):
                 self.parts.fail_workflow(self.workflow_id, epoch, reason)
                 self.parts.reject(items, reason)
                 return
-            if not committed:
+            if committed is None:
                 self.state = None  # deliveries were handed back (or dropped, if deleted) by the engine
                 return
-            self.state, self.version = transition.after, self.version + 1
+            self.state, self.version = committed.after, self.version + 1
             self.parts.after_decisions(self.workflow_id, decided)
             return
 

@@ -3,9 +3,10 @@ targets).
 
 - **Per-step cost**: 10-step sequences (``Seq10``) against the same sequences whose every
   step has a concurrency limit keyed by a tenant, high enough never to make a step wait
-  for a slot (``Seq10Limited`` in :mod:`bench.harness`, 64 per tenant: at most 16 hold one): what the limit adds is each
-  step queueing, the admitting transaction and the grant's timer — one more decision and
-  commit per step. Target: per-step p50 within 1.2x at 16 in flight.
+  for a slot (``Seq10Limited`` in :mod:`bench.harness`, 64 per tenant: at most 16 hold one): what the limit adds is,
+  on PostgreSQL, each step let in within the commit that queues it — the limit's lock and
+  count in that commit, the engine's second outcome (docs/design.md, "Let in at once").
+  Target: per-step p50 within 1.2x at 16 in flight.
 - **Fairness**: a small tenant's 10 workflows (``Tenant``: one step limited to 2 at once
   per tenant) started alone, then again while a big tenant has 5,000 (quick: 1,000)
   queued on the same limit: the p99 from each small workflow's start to its step's

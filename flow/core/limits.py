@@ -15,7 +15,9 @@ A step whose turn comes with a limit is ``Queued`` (with its :class:`Claim`: the
 the key's value, the workflow's priority). The engines admit queued steps: a grant is a
 ``slot`` timer row, inserted in the admitting transaction; the workflow's actor
 handles it like any timer and schedules the attempt, deleting the timer row in the same
-commit that writes the step ``Scheduled``. So what holds a slot is always a stored row
+commit that writes the step ``Scheduled``; or, when its key has room and nothing of it waits, the
+commit that queues it writes it ``Scheduled`` at once (:mod:`flow.core.at_once`). So what holds a
+slot is always a stored row
 — a grant not yet handled, or a step in flight — and a slot is given back by whatever
 commit ends the attempt or deletes the workflow, with nothing to leak.
 

@@ -170,7 +170,9 @@ class Engine:
             on_refused=self.after_commit.refused,
             max_batch=settings.commit_max_batch,
         )
-        self.transitions = Transitions(settings, self.spans, partitions=partitions, tokens=callback_tokens)
+        self.transitions = Transitions(
+            settings, self.spans, partitions=partitions, tokens=callback_tokens, at_once=store.postgres
+        )
         #: Re-derive what unfinished workflows are owed when a partition is acquired:
         #: for the in-process broker, which loses every message with its process.
         self.recovery = (

@@ -75,7 +75,13 @@ class Admission:
     def committed(self, transitions: list[Transition]) -> None:
         """After a commit: wake the loop for the limits whose steps or workflows joined a
         queue or let a slot go."""
-        touched = {a.claim.limit for t in transitions for a in (*t.changed, *t.added) if a.claim is not None}
+        # A step now in flight took its slot (let in at once, or by its grant): nothing to admit for it.
+        touched = {
+            a.claim.limit
+            for t in transitions
+            for a in (*t.changed, *t.added)
+            if a.claim is not None and not a.status.in_flight
+        }
         touched |= {
             t.after.claim.limit
             for t in transitions
@@ -118,7 +124,11 @@ class Admission:
         waits for; ``everything``: also pick up the grants other engines made for ours."""
         held = self.held()
         next_at: datetime | None = self._next_at if not everything else None
-        for name in self.table.waiting_limits() if names is None else names:
+        waiting = self.table.waiting_limits()
+        # A limit nothing waits for has nothing to admit: a step that ended, with no waiter behind
+        # it, costs one read rather than a locked transaction (which a commit letting a step in at
+        # once would queue behind).
+        for name in waiting if names is None else [n for n in names if n in waiting]:
             try:
                 admitted = self.table.admit(name, utcnow(), partitions=held)
             except Exception as e:  # one limit that cannot be admitted must not stop the others

@@ -44,8 +44,9 @@ class ActorCollaborators:
     ) -> tuple[Transition, Decided]:
         return self.transitions.transition(state, items, version=version, partition=partition, epoch=epoch)
 
-    def commit(self, transition: Transition) -> bool:
-        return self.committer.submit(transition).result().committed
+    def commit(self, transition: Transition) -> Transition | None:
+        outcome = self.committer.submit(transition).result()
+        return outcome.transition if outcome.committed else None
 
     def after_decisions(self, workflow_id: str, decided: Decided) -> None:
         self.transitions.after_decisions(workflow_id, decided)

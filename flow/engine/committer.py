@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 from flow.errors import StoreUnavailable, is_retryable
 from flow.persistence.engine_store import EngineStore
@@ -41,6 +42,8 @@ class Outcome:
     committed: bool
     #: Why not: ``"fenced"``, ``"version"`` or ``"deleted"`` (the workflow no longer exists).
     refused: str | None = None
+    #: The transition committed: the one submitted, or the ``at_once`` outcome it carried.
+    transition: Any = field(default=None, compare=False)
 
 
 class GroupCommitter:
@@ -146,7 +149,11 @@ class GroupCommitter:
         self._settle(batch, result)
 
     def _settle(self, batch: list[Submitted], result: BatchResult) -> None:
-        committed = [batch[i].transition for i in result.committed]
+        let_in = set(result.let_in)
+        written = {
+            i: (batch[i].transition.at_once if i in let_in else None) or batch[i].transition for i in result.committed
+        }
+        committed = list(written.values())
         self.batches += 1
         self.transitions += len(committed)
         try:
@@ -161,6 +168,6 @@ class GroupCommitter:
             except Exception:
                 logger.exception("refused-commit step failed")
         for i in result.committed:
-            batch[i].future.set_result(Outcome(True))
+            batch[i].future.set_result(Outcome(True, transition=written[i]))
         for i, why in result.refused.items():
             batch[i].future.set_result(Outcome(False, why))

@@ -5,10 +5,11 @@ and the transition that records it — the changed state, the history, and what
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from actors.workflow import Decided, Item, fold
 from flow.clock import utcnow
+from flow.core.at_once import let_in
 from flow.core.callback_tokens import CallbackTokens
 from flow.core.partitions import partition_of, partition_queue
 from flow.core.state import WorkflowState
@@ -28,9 +29,17 @@ class Transitions:
     """Builds each actor's transition (see the module docstring)."""
 
     def __init__(
-        self, settings: Settings, spans: WorkflowSpans, *, partitions: int, tokens: CallbackTokens | None = None
+        self,
+        settings: Settings,
+        spans: WorkflowSpans,
+        *,
+        partitions: int,
+        tokens: CallbackTokens | None = None,
+        at_once: bool = False,
     ) -> None:
         self.settings = settings
+        #: Offer a queued step's let-in outcome to the group commit (PostgreSQL's: SQLite's keeps today's path).
+        self.at_once = at_once
         self.spans = spans
         self.partitions = partitions
         self.tokens = tokens
@@ -62,11 +71,36 @@ class Transitions:
     def transition(
         self, before: WorkflowState, items: list[Item], *, version: int, partition: int, epoch: int
     ) -> tuple[Transition, Decided]:
-        """Fold ``decide`` over ``items`` from ``before``; the transition to commit."""
+        """Fold ``decide`` over ``items`` from ``before``; the transition to commit (with, when it
+        queues a step that may be let in at once, that outcome too: :mod:`flow.core.at_once`)."""
         after, decided = fold(before, items)
         if tracing.ENABLED:
             after = self.spans.before_commit(before, after, partition=partition)
         now = utcnow()
+        transition = self._build(before, after, decided, items, version=version, partition=partition, epoch=epoch)
+        if self.at_once and not transition.rewritten:
+            other = let_in(after, (d for _, d in decided), items[-1].event.occurred_at)
+            if other is not None:
+                more = decided + [(items[-1], d) for d in other.decisions]
+                transition.at_once = self._build(
+                    before, other.state, more, items, version=version, partition=partition, epoch=epoch, now=now
+                )
+                transition.let_in = list(other.claims)
+        return transition, decided
+
+    def _build(
+        self,
+        before: WorkflowState,
+        after: WorkflowState,
+        decided: Decided,
+        items: list[Item],
+        *,
+        version: int,
+        partition: int,
+        epoch: int,
+        now: datetime | None = None,
+    ) -> Transition:
+        now = now or utcnow()
         history = [(entry, item.event.occurred_at) for item, d in decided for entry in d.history]
         planned = plan(
             after,
@@ -81,7 +115,7 @@ class Transitions:
         changed = [] if rewritten else replaced(before.activities, after.activities)
         added = [] if rewritten else list(after.activities[len(before.activities) :])  # a map's items
         signals_added, signals_taken = inbox_changes(before.inbox, after.inbox)
-        transition = Transition(
+        return Transition(
             workflow_id=after.id,
             partition=partition,
             epoch=epoch,
@@ -101,7 +135,6 @@ class Transitions:
             attributes_set=set_by(after.id, history),
             rewritten=rewritten,
         )
-        return transition, decided
 
     def after_decisions(self, workflow_id: str, decided: Decided) -> None:
         """After the commit: the spans, and a log line for each workflow that ended."""

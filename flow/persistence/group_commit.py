@@ -12,14 +12,13 @@ rows, timers and signals are written. On SQLite the same steps run statement by 
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 import peewee
-import psycopg2.errors
 
+from flow.clock import utcnow
+from flow.persistence import at_once, history_marks
 from flow.persistence import attributes as stored_attributes
-from flow.persistence import history_marks
 from flow.persistence.database import is_postgres, unit_of_work, write
 from flow.persistence.mapping import (
     ACTIVITY_INSERT_COLUMNS,
@@ -38,8 +37,9 @@ from flow.persistence.models import (
     TimerRecord,
     WorkflowRecord,
 )
+from flow.persistence.prepared import execute_prepared
 from flow.persistence.records import BatchResult, Transition, chunks, timer_fields, to_json
-from flow.persistence.rewrites import rewrite
+from flow.persistence.rewrites import _sqlite_value, rewrite
 from flow.wire.outgoing import Outgoing
 
 
@@ -63,11 +63,15 @@ class GroupCommit:
         if self.postgres:
             with unit_of_work(self.database):
                 self._maybe_fail()
-                if not any(t.rewritten for t in batch):
+                if not any(t.rewritten or t.at_once for t in batch):
                     return self._commit_postgres(batch, owner)
-                with self.database.atomic():  # a rerun's rows commit with it, or not at all
-                    result = self._commit_postgres(batch, owner)
+                with self.database.atomic():  # a rerun's rows, the limits' locks: with the commit
+                    chosen = at_once.choose(self.database, batch, utcnow())
+                    result = self._commit_postgres(
+                        [t.at_once or t if i in chosen else t for i, t in enumerate(batch)], owner
+                    )
                     rewrite(self.database, [batch[i] for i in result.committed])
+                    result.let_in = [i for i in result.committed if i in chosen]
                     return result
         refused: dict[int, str] = {}
         with write(self.database):
@@ -191,7 +195,7 @@ class GroupCommit:
             self.history_warn,
             [o.priority for _, o in owed],
         ]
-        rows = _execute_prepared(self.database, "flow_commit", COMMIT_SQL, COMMIT_TYPES, params)
+        rows = execute_prepared(self.database, "flow_commit", COMMIT_SQL, COMMIT_TYPES, params)
         updated = {value for kind, value in rows if kind == "w"}
         fenced_ok = {value for kind, value in rows if kind == "f"}
         for workflow_id, length in (v.rsplit(":", 1) for kind, v in rows if kind == "h"):
@@ -407,33 +411,3 @@ UNION ALL SELECT 'h', id || ':' || length FROM w WHERE length >= $70 AND length 
     .replace("SIGNAL_INSERT_COLUMNS", ", ".join(SIGNAL_INSERT_COLUMNS))
     .replace("ATTRIBUTES_UPSERT", stored_attributes.upsert_sql(63, only_written=True))
 )
-
-
-def _sqlite_value(value: Any) -> Any:
-    """A column value as Peewee writes it on SQLite (timestamps as their text)."""
-    return str(value) if isinstance(value, datetime) else value
-
-
-def _execute_prepared(
-    database: peewee.Database, name: str, sql: str, types: str, params: list[Any]
-) -> list[tuple[Any, ...]]:
-    """EXECUTE a statement prepared once per connection (PREPARE on first use).
-
-    Each parameter is cast to its declared type, so an empty list or a list of NULLs
-    (which psycopg2 sends untyped) has the array type the statement expects.
-    """
-    casts = [t.strip() for t in types.split(",")]
-    execute = f"EXECUTE {name} (" + ", ".join(f"%s::{t}" for t in casts) + ")"
-    cursor = database.cursor()
-    try:
-        if database.in_transaction():
-            # A failed EXECUTE would abort the transaction (a rerun's batch): under a savepoint.
-            with database.savepoint():
-                cursor.execute(execute, params)
-        else:
-            cursor.execute(execute, params)
-    except psycopg2.errors.InvalidSqlStatementName:
-        cursor.execute(f"PREPARE {name} ({types}) AS {sql}")
-        cursor.execute(execute, params)
-    rows: list[tuple[Any, ...]] = cursor.fetchall()
-    return rows

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from flow.clock import utcnow
 from flow.core.decide import HistoryEntry
+from flow.core.limits import Claim
 from flow.core.state import ActivityState, Signal, WorkflowState
 from flow.wire.outgoing import Outgoing
 
@@ -81,6 +82,11 @@ class Transition:
     attributes_set: list[tuple[Any, ...]] = field(default_factory=list)
     #: A rerun laid the steps out afresh: every activity row is replaced (:mod:`flow.persistence.rewrites`).
     rewritten: bool = False
+    #: The other outcome, in which the steps this transition queues are let in at once (the slots of
+    #: ``let_in``'s claims taken): the group commit writes it instead when their keys have room
+    #: (:mod:`flow.core.at_once`, :mod:`flow.persistence.at_once`). None: only this outcome.
+    at_once: Transition | None = None
+    let_in: list[Claim] = field(default_factory=list)
 
 
 @dataclass
@@ -91,6 +97,8 @@ class BatchResult:
     #: epoch any more), ``"version"`` (the workflow changed since the actor loaded it) or
     #: ``"deleted"`` (it no longer exists: deleted through the API or by retention).
     refused: dict[int, str]
+    #: Indexes of the committed transitions whose ``at_once`` outcome was written instead.
+    let_in: list[int] = field(default_factory=list)
 
 
 def chunks(items: list[T], size: int) -> Iterator[list[T]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from playhouse.db_url import connect
 
-from flow.persistence.group_commit import _execute_prepared
+from flow.persistence.prepared import execute_prepared
 from flow.testing import new_database
 
 pytestmark = pytest.mark.services
@@ -21,7 +21,7 @@ def test_a_statement_is_prepared_on_first_use_inside_a_transaction(services):
         try:
             with database.atomic():
                 for _ in range(2):  # prepared by the first, only executed by the second
-                    assert _execute_prepared(database, "probe", "SELECT $1 + 1", "int", [41]) == [(42,)]
+                    assert execute_prepared(database, "probe", "SELECT $1 + 1", "int", [41]) == [(42,)]
                 database.execute_sql("SELECT 1")  # the transaction is still usable
         finally:
             database.close()

@@ -69,7 +69,7 @@ class FakeCollaborators:
 
     def commit(self, transition):
         self.committed.append(transition)
-        return self.committing
+        return transition if self.committing else None
 
     def after_decisions(self, workflow_id, decided):
         self.after.append(workflow_id)

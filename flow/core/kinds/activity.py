@@ -25,7 +25,8 @@
   stored timestamps (a retry from the failed attempt's end plus the same delay).
 - With a ``concurrency`` limit (:mod:`flow.core.limits`), each attempt first waits
   ``Queued`` for a slot; the engine's ``slot`` timer lets it in (then it is scheduled as
-  above), and whatever ends the attempt gives the slot back by ending it. The time it
+  above), or the commit that queues it does when its key has room (:mod:`flow.core.at_once`),
+  and whatever ends the attempt gives the slot back by ending it. The time it
   waits for a slot does not count against ``schedule_to_start_s``.
 
 The attempt rules are shared by the kinds whose steps have attempts (a map's items,

@@ -11,6 +11,7 @@ import signal
 import time
 from contextlib import closing
 from datetime import datetime
+from typing import Any
 
 import dramatiq
 import psycopg2
@@ -111,19 +112,38 @@ def test_sigkill_the_workers_during_heartbeating_activities(fault_cluster: Clust
     started = fault_cluster.start_batch(["Heartbeating"], copies=6)
     beating = "SELECT count(*) FROM activities WHERE status = 'Started' AND heartbeat IS NOT NULL"
     wait_for(lambda: query(fault_cluster.pg_url, beating)[0][0] == 6, timeout_s=60, what="6 attempts heartbeating")
-    children = wait_for(lambda: fault_cluster.booted_children("worker"), what="booted worker processes")
+
+    # Both workers' processes (one each), once each has said it is ready: an attempt may
+    # heartbeat before its worker's "ready" line reaches the log.
+    def both_booted() -> list[int] | None:
+        found = fault_cluster.booted_children("worker")
+        return found if len(found) == 2 else None
+
+    children = wait_for(both_booted, what="both worker processes booted")
+    # Not restarted until every dead attempt has timed out: a worker restarted at once (2 s
+    # on a quiet machine) would be handed the dead attempts' messages again by RabbitMQ, and
+    # their heartbeats would go on before the timeout (the redelivery path: another test's).
+    for name in ("worker-0", "worker-1"):
+        fault_cluster.unsupervise(name)
     killed_at = query(fault_cluster.pg_url, "SELECT now() AT TIME ZONE 'utc'")[0][0]
     for child in children:
         os.kill(child, signal.SIGKILL)
+
+    def noticed() -> list[tuple[str, Any]]:
+        return query(
+            fault_cluster.pg_url,
+            """SELECT workflow_id, min(occurred_at) FROM events
+               WHERE type = 'timer-fired' AND data::jsonb ->> 'kind' = 'heartbeat' AND data::jsonb ->> 'attempt' = '1'
+               GROUP BY workflow_id""",
+        )
+
+    wait_for(lambda: len(noticed()) == 6, timeout_s=60, what="every dead attempt timed out by its heartbeat")
+    for name in ("worker-2", "worker-3"):
+        fault_cluster.add(name, f"{fault_cluster.prefix}.activities")
     figures = verify(fault_cluster, started)
-    noticed = query(
-        fault_cluster.pg_url,
-        """SELECT workflow_id, min(occurred_at) FROM events
-           WHERE type = 'timer-fired' AND data::jsonb ->> 'kind' = 'heartbeat' AND data::jsonb ->> 'attempt' = '1'
-           GROUP BY workflow_id""",
-    )
-    assert len(noticed) == 6, f"not every dead attempt timed out: {noticed}"
-    delays = sorted((at - killed_at).total_seconds() for _, at in noticed)
+    noticed_at = noticed()
+    assert len(noticed_at) == 6, f"not every dead attempt timed out: {noticed_at}"
+    delays = sorted((at - killed_at).total_seconds() for _, at in noticed_at)
     assert delays[-1] <= heartbeat_s + 5, f"noticed after {delays} s"
     outputs = query(fault_cluster.pg_url, "SELECT output FROM activities WHERE workflow_id = ANY(%s)", list(started))
     resumed = [json.loads(o)["resumed_from"] for (o,) in outputs]

@@ -197,6 +197,19 @@ def test_sigkill_the_worker_of_an_activity_holding_a_limits_slot(fault_cluster: 
         return children if len(children) == 2 else []
 
     children = wait_for(both_booted, what="2 booted workers")
+    # Restarted only once the dead attempt has timed out (see the heartbeat test above).
+    for name in ("worker-0", "worker-1"):
+        fault_cluster.unsupervise(name)
+
+    def timed_out_at() -> datetime | None:
+        return query(
+            fault_cluster.pg_url,
+            """SELECT min(occurred_at) FROM events WHERE workflow_id = %s AND type = 'timer-fired'
+               AND data::jsonb ->> 'kind' = 'heartbeat' AND data::jsonb ->> 'attempt' = '1' AND occurred_at > %s""",
+            victim,
+            killed_at,
+        )[0][0]
+
     # One connection for every sample: connecting anew each time would take longer than
     # the sampler's 10 ms on a busy machine.
     with closing(psycopg2.connect(fault_cluster.pg_url)) as conn:
@@ -213,6 +226,9 @@ def test_sigkill_the_worker_of_an_activity_holding_a_limits_slot(fault_cluster: 
             sampled_from = time.monotonic()
             for child in children:
                 os.kill(child, signal.SIGKILL)
+            wait_for(lambda: timed_out_at() is not None, timeout_s=60, what="the killed attempt's heartbeat timeout")
+            for name in ("worker-2", "worker-3"):
+                fault_cluster.add(name, f"{fault_cluster.prefix}.activities")
             figures = verify(fault_cluster, started, timeout_s=180)
             sampled_s = time.monotonic() - sampled_from
 
@@ -221,13 +237,7 @@ def test_sigkill_the_worker_of_an_activity_holding_a_limits_slot(fault_cluster: 
     assert sampler.samples >= sampled_s / 0.05, f"the sampler read {sampler.samples} times in {sampled_s:.0f} s"
     assert sampler.peak[SLOT_LIMIT] == 1, f"the slot was held {sampler.peak[SLOT_LIMIT]} times at once"
     # The dead attempt ended by its heartbeat timeout (it was killed, not finished)...
-    timed_out = query(
-        fault_cluster.pg_url,
-        """SELECT min(occurred_at) FROM events WHERE workflow_id = %s AND type = 'timer-fired'
-           AND data::jsonb ->> 'kind' = 'heartbeat' AND data::jsonb ->> 'attempt' = '1' AND occurred_at > %s""",
-        victim,
-        killed_at,
-    )[0][0]
+    timed_out = timed_out_at()
     assert timed_out is not None, "the killed attempt never timed out"
     # ...and the next step was let in (another workflow's, or the retry) soon after it.
     [(let_in, let_in_at)] = query(

@@ -128,10 +128,12 @@ def test_the_dramatiq_door_may_name_the_workflow_id():
             parse_start_request({"name": "W", "workflow_id": bad}, allow_workflow_id=True)
 
 
-@pytest.mark.parametrize(("case", "body", "status", "path"), START_BODIES, ids=[c[0] for c in START_BODIES])
+#: All but the input too big: that limit is the engine's (FLOW_MAX_PAYLOAD_BYTES), after parsing.
+AMQP_BODIES = [c for c in START_BODIES if c[0] != "input too big"]
+
+
+@pytest.mark.parametrize(("case", "body", "status", "path"), AMQP_BODIES, ids=[c[0] for c in AMQP_BODIES])
 def test_the_amqp_body_is_refused_as_the_http_body_is(case, body, status, path):
-    if case == "input too big":
-        pytest.skip("the size limit is the engine's (FLOW_MAX_PAYLOAD_BYTES), after parsing")
     if case == "unknown name":
         assert parse_start(body).name == "NoSuchWorkflow"  # the engine says it does not exist
         return

@@ -1,8 +1,8 @@
 """Per-namespace quotas on starts (issue 27): workflows in progress at once, and starts
 per second; a start past either is refused with :class:`~flow.errors.QuotaExceeded`
 (retryable: the API answers 429 with ``Retry-After``, the broker doors deliver the
-message again later, a schedule's tick and an event's owed start are tried again by the
-engine's next pass).
+message again later, a schedule's tick is tried again by the engine's next pass and an
+event's owed start after the refusal's ``Retry-After``).
 
 Enforced by :class:`flow.service.starts.Starter`, the one door every start by name passes
 (``POST /workflows``, the Dramatiq and AMQP start messages, schedules, event triggers),
